@@ -1,0 +1,355 @@
+"""The fundarb config file: exchanges, symbols, streams, the source kind and the capture settings.
+
+Validated completely before anything starts: a wrong field fails with a `ConfigError` that names the
+field and the value. API keys are never in the file: the live source reads `FUNDARB_<EXCHANGE>_API_KEY`
+and `FUNDARB_<EXCHANGE>_SECRET` from the environment when it starts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .schema import MARKET_STREAMS
+
+SOURCE_KINDS = ("sim", "replay", "wire", "live")
+DROP_POLICIES = ("block", "drop_newest")
+# ccxt unified symbols: BASE/QUOTE for spot, BASE/QUOTE:SETTLE for perpetual swaps (dated futures and
+# options add -YYMMDD... which fundarb does not trade).
+_SYMBOL = re.compile(r"^[A-Za-z0-9]+/[A-Za-z0-9]+(:[A-Za-z0-9]+)?$")
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the field and the value."""
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    id: str
+    symbols: tuple[str, ...]
+    streams: tuple[str, ...] = MARKET_STREAMS
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Sim fault injection, as probabilities per message or periods in market seconds (0 = off)."""
+
+    disconnect_every_s: float = 0.0
+    stale_every_s: float = 0.0
+    stale_duration_s: float = 0.0
+    malformed_rate: float = 0.0
+    duplicate_rate: float = 0.0
+    out_of_order_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    seed: int = 7
+    speed: float = 3600.0  # market seconds per wall second
+    start: str = "2026-11-01T00:00:00Z"  # the virtual clock's start; history lies before it
+    faults: FaultConfig = field(default_factory=FaultConfig)
+
+    @property
+    def start_ms(self) -> int:
+        return parse_utc_ms(self.start, "sim.start")
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    path: str = ""  # a landing folder, a fixture CSV folder, a Binance archive folder or a .jsonl(.zst)
+    format: str = "landing"  # landing | fixture_csv | binance_archive
+    speed: float = 0.0  # 0: as fast as possible
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    funding_poll_interval_s: float = 60.0  # only where a venue streams no funding
+    record_raw: str = ""  # folder to record raw websocket frames to (wire-replayable), "" = off
+    reconnect_max_backoff_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    ranks: int = 2
+    flush_interval_s: float = 2.0
+    ring_records: int = 65536  # per stream per watcher rank
+    batch_records: int = 256
+    drop_policy: str = "block"
+    stats_interval_s: float = 5.0
+    ohlcv_timeframe: str = "1m"
+    stale_timeout_s: Mapping[str, float] = field(
+        default_factory=lambda: {"trades": 60.0, "tickers": 60.0, "funding": 900.0, "ohlcv": 180.0}
+    )
+
+
+@dataclass(frozen=True)
+class FundarbConfig:
+    source: str = "sim"
+    data_dir: str = "data"
+    exchanges: tuple[ExchangeConfig, ...] = ()
+    sim: SimConfig = field(default_factory=SimConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    def subscriptions(self) -> list[tuple[str, str, str]]:
+        """Every (exchange, symbol, stream) the config asks for; funding only for perps."""
+        subs = []
+        for exchange in self.exchanges:
+            for symbol in exchange.symbols:
+                for stream in exchange.streams:
+                    if stream == "funding" and ":" not in symbol:
+                        continue
+                    subs.append((exchange.id, symbol, stream))
+        return subs
+
+    def with_overrides(self, **changes: Any) -> FundarbConfig:
+        """A copy with top-level fields replaced (CLI flags), validated again."""
+        updated = replace(self, **changes)
+        validate(updated)
+        return updated
+
+
+DEFAULT_ASSETS = ("BTC", "ETH", "SOL")
+DEFAULT_VENUES = ("binance", "bybit", "hyperliquid")
+
+
+def default_exchanges() -> tuple[ExchangeConfig, ...]:
+    """The embedded default: 3 venues x 3 assets, spot and USDT perpetual (hyperliquid settles in USDC)."""
+    out = []
+    for venue in DEFAULT_VENUES:
+        quote = "USDC" if venue == "hyperliquid" else "USDT"
+        symbols = tuple(s for asset in DEFAULT_ASSETS for s in (f"{asset}/{quote}", f"{asset}/{quote}:{quote}"))
+        out.append(ExchangeConfig(id=venue, symbols=symbols))
+    return tuple(out)
+
+
+def default_config(**overrides: Any) -> FundarbConfig:
+    config = replace(FundarbConfig(exchanges=default_exchanges()), **overrides)
+    validate(config)
+    return config
+
+
+def parse_utc_ms(value: str | int | float, field_name: str) -> int:
+    """An ISO-8601 time (Z or offset, or naive = UTC) or epoch milliseconds -> epoch ms."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{field_name}: {value!r} is not an ISO-8601 time like 2026-11-01T00:00:00Z") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+# -- loading ------------------------------------------------------------------------------------------
+def load_config(path: str | os.PathLike[str] | None = None) -> FundarbConfig:
+    """Load and validate a YAML config; None gives the embedded defaults."""
+    if path is None:
+        return default_config()
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config: file {str(path)!r} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config: {str(path)!r} is not valid YAML: {exc}") from None
+    return config_from_dict(raw or {})
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> FundarbConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
+    _reject_unknown(raw, FundarbConfig, "")
+    default_streams = _streams(raw.get("streams", MARKET_STREAMS), "streams")
+    exchanges_raw = raw.get("exchanges")
+    if exchanges_raw is None:
+        exchanges = default_exchanges()
+    else:
+        exchanges = tuple(_exchange(e, i, default_streams) for i, e in enumerate(_as_list(exchanges_raw, "exchanges")))
+    config = FundarbConfig(
+        source=str(raw.get("source", "sim")),
+        data_dir=str(raw.get("data_dir", "data")),
+        exchanges=exchanges,
+        sim=_section(raw, "sim", SimConfig),
+        replay=_section(raw, "replay", ReplayConfig),
+        live=_section(raw, "live", LiveConfig),
+        capture=_section(raw, "capture", CaptureConfig),
+    )
+    validate(config)
+    return config
+
+
+def _as_list(value: Any, name: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{name}: expected a list, got {value!r}")
+    return value
+
+
+def _streams(value: Any, name: str) -> tuple[str, ...]:
+    streams = tuple(str(s) for s in _as_list(value, name))
+    for stream in streams:
+        if stream not in MARKET_STREAMS:
+            raise ConfigError(f"{name}: unknown stream {stream!r}; expected some of {list(MARKET_STREAMS)}")
+    return streams
+
+
+def _exchange(raw: Any, index: int, default_streams: tuple[str, ...]) -> ExchangeConfig:
+    where = f"exchanges[{index}]"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with id and symbols, got {raw!r}")
+    unknown = set(raw) - {"id", "symbols", "streams"}
+    if unknown:
+        raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown field")
+    if "id" not in raw:
+        raise ConfigError(f"{where}.id: missing")
+    symbols = tuple(str(s) for s in _as_list(raw.get("symbols", []), f"{where}.symbols"))
+    streams = _streams(raw["streams"], f"{where}.streams") if "streams" in raw else default_streams
+    return ExchangeConfig(id=str(raw["id"]), symbols=symbols, streams=streams)
+
+
+def _reject_unknown(raw: Mapping[str, Any], cls: type, prefix: str) -> None:
+    allowed = {f.name for f in fields(cls)} | ({"streams"} if cls is FundarbConfig else set())
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{prefix}{key}: unknown field; expected one of {sorted(allowed)}")
+
+
+def _section(raw: Mapping[str, Any], name: str, cls: type) -> Any:
+    """Build a section dataclass, coercing each value to the type of its default."""
+    values = raw.get(name) or {}
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{name}: expected a mapping, got {values!r}")
+    _reject_unknown(values, cls, f"{name}.")
+    defaults = cls()
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        default = getattr(defaults, key)
+        where = f"{name}.{key}"
+        if isinstance(default, FaultConfig):
+            kwargs[key] = _section({key: value}, key, FaultConfig) if value else FaultConfig()
+            continue
+        if isinstance(default, Mapping):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            kwargs[key] = {**default, **{str(k): _number(v, f"{where}.{k}", float) for k, v in value.items()}}
+            continue
+        if isinstance(default, bool | str):
+            kwargs[key] = str(value) if isinstance(default, str) else bool(value)
+            continue
+        kwargs[key] = _number(value, where, type(default))
+    return cls(**kwargs)
+
+
+def _number(value: Any, where: str, kind: type) -> Any:
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if kind is int and float(value) != number:
+        raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    return number
+
+
+# -- validation ---------------------------------------------------------------------------------------
+def known_exchanges(source: str) -> tuple[str, ...]:
+    """The exchange ids a source kind can serve: ccxt.pro's list for live and wire, the sim's venues."""
+    if source == "sim":
+        from .sources.sim import VENUES
+
+        return tuple(VENUES)
+    import ccxt.pro
+
+    return tuple(ccxt.pro.exchanges)
+
+
+def validate(config: FundarbConfig) -> None:
+    """Everything checkable without a network. Symbols are checked against markets by `check_symbols`."""
+    if config.source not in SOURCE_KINDS:
+        raise ConfigError(f"source: unknown source kind {config.source!r}; expected one of {list(SOURCE_KINDS)}")
+    if not config.exchanges:
+        raise ConfigError("exchanges: at least one exchange is needed")
+    known = known_exchanges(config.source)
+    seen = set()
+    for i, exchange in enumerate(config.exchanges):
+        if exchange.id not in known:
+            raise ConfigError(f"exchanges[{i}].id: unknown exchange {exchange.id!r} for source {config.source!r}")
+        if exchange.id in seen:
+            raise ConfigError(f"exchanges[{i}].id: exchange {exchange.id!r} is listed twice")
+        seen.add(exchange.id)
+        if not exchange.symbols:
+            raise ConfigError(f"exchanges[{i}].symbols: empty for exchange {exchange.id!r}")
+        for symbol in exchange.symbols:
+            if not _SYMBOL.match(symbol):
+                raise ConfigError(
+                    f"exchanges[{i}].symbols: {symbol!r} is not a ccxt unified symbol like BTC/USDT or BTC/USDT:USDT"
+                )
+    _positive(config.sim.speed, "sim.speed")
+    config.sim.start_ms  # noqa: B018 - parses, raising ConfigError on a bad time
+    for name in ("malformed_rate", "duplicate_rate", "out_of_order_rate"):
+        rate = getattr(config.sim.faults, name)
+        if not 0.0 <= rate <= 1.0:
+            raise ConfigError(f"sim.faults.{name}: {rate!r} must be between 0 and 1")
+    capture = config.capture
+    if capture.ranks < 2:
+        raise ConfigError(f"capture.ranks: {capture.ranks!r} must be >= 2 (one watcher and one flusher)")
+    for name in ("flush_interval_s", "stats_interval_s"):
+        _positive(getattr(capture, name), f"capture.{name}")
+    for name in ("ring_records", "batch_records"):
+        if getattr(capture, name) < 1:
+            raise ConfigError(f"capture.{name}: {getattr(capture, name)!r} must be >= 1")
+    if capture.batch_records > capture.ring_records:
+        raise ConfigError(
+            f"capture.batch_records: {capture.batch_records!r} exceeds ring_records {capture.ring_records}"
+        )
+    if capture.drop_policy not in DROP_POLICIES:
+        raise ConfigError(f"capture.drop_policy: {capture.drop_policy!r}; expected one of {list(DROP_POLICIES)}")
+    for stream, timeout in capture.stale_timeout_s.items():
+        if stream not in MARKET_STREAMS:
+            raise ConfigError(f"capture.stale_timeout_s.{stream}: unknown stream")
+        _positive(timeout, f"capture.stale_timeout_s.{stream}")
+    if config.source == "replay" and not config.replay.path:
+        raise ConfigError("replay.path: required when source is 'replay'")
+    _positive(config.live.funding_poll_interval_s, "live.funding_poll_interval_s")
+
+
+def _positive(value: float, where: str) -> None:
+    if not value > 0:
+        raise ConfigError(f"{where}: {value!r} must be > 0")
+
+
+def check_symbols(config: FundarbConfig, exchange_id: str, markets: Mapping[str, Any]) -> None:
+    """After an exchange's markets are loaded and before subscribing: every configured symbol is listed."""
+    for i, exchange in enumerate(config.exchanges):
+        if exchange.id != exchange_id:
+            continue
+        for symbol in exchange.symbols:
+            if symbol not in markets:
+                raise ConfigError(f"exchanges[{i}].symbols: {symbol!r} is not listed by exchange {exchange_id!r}")
+
+
+def api_credentials(exchange_id: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """ccxt credentials from FUNDARB_<EXCHANGE>_API_KEY / _SECRET / _PASSWORD; never from a file."""
+    env = os.environ if environ is None else environ
+    prefix = f"FUNDARB_{exchange_id.upper()}_"
+    out = {}
+    for ccxt_name, suffix in (("apiKey", "API_KEY"), ("secret", "SECRET"), ("password", "PASSWORD")):
+        if env.get(prefix + suffix):
+            out[ccxt_name] = env[prefix + suffix]
+    return out

@@ -1,0 +1,236 @@
+"""The instrument registry: venues, ccxt unified symbols, stable small ids, funding-interval history.
+
+Instruments are identified by (exchange, ccxt unified symbol): spot `BTC/USDT`, linear perpetual
+`BTC/USDT:USDT`. The registry is built from ccxt market structures (whatever the source: a live ccxt.pro
+exchange, the simulator or a recording all expose `markets`), so nothing here is venue-specific.
+
+Ids are small integers (fixed-width records carry them instead of strings). They are stable: once an
+instrument has an id in a data folder's `instruments.json`, it keeps it; new instruments get the next one.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# `1000PEPE`, `1000000MOG`, `kPEPE` (hyperliquid), `1MBABYDOGE`: a price quoted per many units.
+_MULTIPLIER_PREFIX = re.compile(r"^(?P<n>1000000|100000|10000|1000|100|10|1M|k)(?P<asset>[A-Z][A-Z0-9]*)$")
+_PREFIX_VALUES = {"k": 1000.0, "1M": 1_000_000.0}
+
+
+def split_multiplier(base: str) -> tuple[str, float]:
+    """`1000PEPE` -> ("PEPE", 1000.0); `kPEPE` -> ("PEPE", 1000.0); `BTC` -> ("BTC", 1.0)."""
+    match = _MULTIPLIER_PREFIX.match(base)
+    if not match:
+        return base, 1.0
+    prefix = match.group("n")
+    return match.group("asset"), _PREFIX_VALUES.get(prefix, float(prefix) if prefix.isdigit() else 1.0)
+
+
+@dataclass(frozen=True)
+class Instrument:
+    id: int
+    exchange: str  # ccxt exchange id, lowercase
+    symbol: str  # ccxt unified symbol
+    type: str  # "spot" or "swap"
+    base: str  # ccxt base, e.g. "1000PEPE"
+    quote: str
+    settle: str | None  # None for spot
+    venue_symbol: str  # the exchange's own market id, e.g. "BTCUSDT"
+    underlying: str  # the asset priced, multiplier removed: "PEPE" for "1000PEPE"
+    multiplier: float  # units of underlying per unit of base: 1000 for "1000PEPE"
+    contract_size: float  # base units per contract (1 for spot and most linear perps)
+
+    @property
+    def is_perp(self) -> bool:
+        return self.type == "swap"
+
+
+@dataclass(frozen=True)
+class IntervalSpan:
+    """A funding interval in force from `valid_from_ms` (inclusive) to `valid_to_ms` (exclusive, None: open)."""
+
+    valid_from_ms: int
+    valid_to_ms: int | None
+    interval_h: float
+
+
+@dataclass
+class _IntervalHistory:
+    starts: list[int] = field(default_factory=list)
+    intervals: list[float] = field(default_factory=list)
+
+
+def instrument_from_market(instrument_id: int, exchange: str, market: Mapping[str, Any]) -> Instrument:
+    """Build an Instrument from a ccxt unified market structure (a `markets[symbol]` entry)."""
+    market_type = market.get("type")
+    if market.get("swap"):
+        market_type = "swap"
+    elif market.get("spot"):
+        market_type = "spot"
+    if market_type not in ("spot", "swap"):
+        raise ValueError(f"market.type: {market_type!r} for {exchange} {market.get('symbol')!r} is not spot/swap")
+    base = str(market["base"])
+    underlying, multiplier = split_multiplier(base)
+    contract_size = market.get("contractSize")
+    return Instrument(
+        id=instrument_id,
+        exchange=exchange,
+        symbol=str(market["symbol"]),
+        type=market_type,
+        base=base,
+        quote=str(market["quote"]),
+        settle=market.get("settle") if market_type == "swap" else None,
+        venue_symbol=str(market.get("id") or market["symbol"]),
+        underlying=underlying,
+        multiplier=multiplier,
+        contract_size=float(contract_size) if contract_size else 1.0,
+    )
+
+
+class InstrumentRegistry:
+    """Instruments by (exchange, symbol) and by id, plus each perp's funding-interval history."""
+
+    def __init__(self, ids: Mapping[tuple[str, str], int] | None = None) -> None:
+        self._ids: dict[tuple[str, str], int] = dict(ids or {})
+        self._by_key: dict[tuple[str, str], Instrument] = {}
+        self._by_id: dict[int, Instrument] = {}
+        self._intervals: dict[tuple[str, str], _IntervalHistory] = {}
+
+    # -- instruments --------------------------------------------------------------------------------
+    def add_market(self, exchange: str, market: Mapping[str, Any]) -> Instrument:
+        """Register a ccxt market (idempotent); keeps the instrument's id if it already had one."""
+        key = (exchange, str(market["symbol"]))
+        if key in self._by_key:
+            return self._by_key[key]
+        instrument_id = self._ids.get(key)
+        if instrument_id is None:
+            instrument_id = max(self._ids.values(), default=-1) + 1
+            self._ids[key] = instrument_id
+        instrument = instrument_from_market(instrument_id, exchange, market)
+        self._by_key[key] = instrument
+        self._by_id[instrument_id] = instrument
+        return instrument
+
+    def add_markets(self, exchange: str, markets: Mapping[str, Mapping[str, Any]], symbols: list[str]) -> None:
+        """Register the listed symbols of an exchange's loaded markets; an unlisted symbol is an error."""
+        for symbol in symbols:
+            if symbol not in markets:
+                raise KeyError(f"symbol: {symbol!r} is not listed by exchange {exchange!r}")
+            self.add_market(exchange, markets[symbol])
+
+    def get(self, exchange: str, symbol: str) -> Instrument:
+        try:
+            return self._by_key[(exchange, symbol)]
+        except KeyError:
+            raise KeyError(f"instrument: ({exchange!r}, {symbol!r}) is not registered") from None
+
+    def by_id(self, instrument_id: int) -> Instrument:
+        try:
+            return self._by_id[int(instrument_id)]
+        except KeyError:
+            raise KeyError(f"instrument_id: {instrument_id} is not registered") from None
+
+    def id_of(self, exchange: str, symbol: str) -> int:
+        return self.get(exchange, symbol).id
+
+    def names(self) -> dict[int, tuple[str, str]]:
+        """instrument_id -> (exchange, symbol), what the landing writer needs."""
+        return {i.id: (i.exchange, i.symbol) for i in self._by_id.values()}
+
+    def __iter__(self) -> Iterator[Instrument]:
+        return iter(sorted(self._by_id.values(), key=lambda i: i.id))
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
+
+    # -- funding intervals --------------------------------------------------------------------------
+    def observe_interval(self, exchange: str, symbol: str, ts_ms: int, interval_h: float) -> bool:
+        """Record the funding interval a source reported at `ts_ms`; returns True when it changed.
+
+        Observations may arrive out of order (history backfills after live data): each is placed at its
+        time, and only changes of value start a new span.
+        """
+        if not (interval_h > 0):
+            raise ValueError(f"interval_h: {interval_h!r} for {exchange} {symbol} must be > 0")
+        history = self._intervals.setdefault((exchange, symbol), _IntervalHistory())
+        pos = bisect.bisect_right(history.starts, ts_ms)
+        if pos > 0 and history.intervals[pos - 1] == interval_h:
+            return False
+        if pos < len(history.starts) and history.intervals[pos] == interval_h:
+            history.starts[pos] = ts_ms  # the same interval was already known from later: extend it back
+            return False
+        history.starts.insert(pos, ts_ms)
+        history.intervals.insert(pos, float(interval_h))
+        return True
+
+    def interval_at(self, exchange: str, symbol: str, ts_ms: int) -> float | None:
+        """The interval in force at `ts_ms`, None when nothing was observed (never a venue default)."""
+        history = self._intervals.get((exchange, symbol))
+        if not history or not history.starts:
+            return None
+        pos = bisect.bisect_right(history.starts, ts_ms) - 1
+        # Before the first observation the first known interval is the best evidence there is.
+        return history.intervals[max(pos, 0)]
+
+    def interval_history(self, exchange: str, symbol: str) -> list[IntervalSpan]:
+        history = self._intervals.get((exchange, symbol))
+        if not history:
+            return []
+        ends: list[int | None] = [*history.starts[1:], None]
+        return [IntervalSpan(s, e, i) for s, e, i in zip(history.starts, ends, history.intervals, strict=True)]
+
+    # -- persistence --------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ids": [[exchange, symbol, i] for (exchange, symbol), i in sorted(self._ids.items(), key=lambda x: x[1])],
+            "instruments": [asdict(i) for i in self],
+            "intervals": {
+                f"{exchange}|{symbol}": [
+                    [s.valid_from_ms, s.interval_h] for s in self.interval_history(exchange, symbol)
+                ]
+                for (exchange, symbol) in sorted(self._intervals)
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InstrumentRegistry:
+        registry = cls({(e, s): int(i) for e, s, i in data.get("ids", [])})
+        for raw in data.get("instruments", []):
+            instrument = Instrument(**raw)
+            registry._by_key[(instrument.exchange, instrument.symbol)] = instrument
+            registry._by_id[instrument.id] = instrument
+        for key, spans in data.get("intervals", {}).items():
+            exchange, symbol = key.split("|", 1)
+            for start, interval_h in spans:
+                registry.observe_interval(exchange, symbol, int(start), float(interval_h))
+        return registry
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write atomically: the id map is what keeps ids stable, it must never be half-written."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        os.replace(tmp, target)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> InstrumentRegistry:
+        """Load a saved registry, or an empty one when the file does not exist yet."""
+        target = Path(path)
+        if not target.exists():
+            return cls()
+        return cls.from_dict(json.loads(target.read_text()))
+
+
+def registry_path(data_dir: str | os.PathLike[str]) -> Path:
+    return Path(data_dir) / "instruments.json"

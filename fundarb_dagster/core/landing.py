@@ -1,0 +1,129 @@
+"""The landing zone: hive-partitioned Parquet files, written atomically.
+
+Layout: `<data_dir>/landing/<stream>/date=YYYY-MM-DD/hour=HH/<writer>-<seq>.parquet`, partitioned by the
+event time (`ts_ms`) of the rows. A file is written under a temporary name that starts with a dot (so
+readers' `*.parquet` globs never see it), fsynced, then renamed into place, then the directory is fsynced:
+a crash at any moment leaves either no file or a whole one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HOUR_MS = 3_600_000
+TMP_PREFIX = ".tmp-"
+
+
+def landing_root(data_dir: str | os.PathLike[str]) -> Path:
+    return Path(data_dir) / "landing"
+
+
+def hour_start_ms(ts_ms: int) -> int:
+    return (int(ts_ms) // HOUR_MS) * HOUR_MS
+
+
+def partition_dir(data_dir: str | os.PathLike[str], stream: str, hour_ms: int) -> Path:
+    """The folder of one stream's hour: .../<stream>/date=YYYY-MM-DD/hour=HH."""
+    t = datetime.fromtimestamp(hour_ms / 1000, tz=UTC)
+    return landing_root(data_dir) / stream / f"date={t:%Y-%m-%d}" / f"hour={t:%H}"
+
+
+def partition_key(hour_ms: int) -> str:
+    """The Dagster hourly partition key of an hour (`YYYY-MM-DD-HH:00`)."""
+    t = datetime.fromtimestamp(hour_ms / 1000, tz=UTC)
+    return f"{t:%Y-%m-%d-%H}:00"
+
+
+def split_by_hour(ts_ms: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (hour_start_ms, row indices) for each event-time hour present, in time order."""
+    if len(ts_ms) == 0:
+        return
+    hours = ts_ms // HOUR_MS
+    order = np.argsort(hours, kind="stable")
+    sorted_hours = hours[order]
+    bounds = np.flatnonzero(np.diff(sorted_hours)) + 1
+    for chunk in np.split(order, bounds):
+        yield int(hours[chunk[0]]) * HOUR_MS, chunk
+
+
+def write_parquet_atomic(table: pa.Table, path: Path, compression: str = "zstd") -> Path:
+    """Write a table to `path` so that `path` is either absent or complete, never partial.
+
+    Refuses to overwrite: every writer names its files uniquely, so an existing name is a bug.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        raise FileExistsError(f"landing file already exists, refusing to overwrite: {path}")
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        pq.write_table(table, handle, compression=compression)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.rename(tmp, path)
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_stream(
+    data_dir: str | os.PathLike[str],
+    stream: str,
+    table: pa.Table,
+    writer: str,
+    seq: int,
+) -> list[Path]:
+    """Write a table of one stream into its hour partitions, one file per hour touched.
+
+    `writer` names the producer (e.g. `node0-rank1` or `import-<hash>`) and `seq` its running number, so
+    names never collide across restarts when the writer picks a fresh `seq` (see `next_seq`).
+    """
+    ts = table.column("ts_ms").to_numpy()
+    paths = []
+    for hour_ms, rows in split_by_hour(ts):
+        part = table.take(pa.array(rows)) if len(rows) != table.num_rows else table
+        path = partition_dir(data_dir, stream, hour_ms) / f"{writer}-{seq:08d}.parquet"
+        paths.append(write_parquet_atomic(part, path))
+    return paths
+
+
+def next_seq(data_dir: str | os.PathLike[str], writer: str) -> int:
+    """The first sequence number greater than any file this writer already left in the landing zone."""
+    highest = -1
+    root = landing_root(data_dir)
+    if root.exists():
+        for path in root.glob(f"*/date=*/hour=*/{writer}-*.parquet"):
+            try:
+                highest = max(highest, int(path.stem.rsplit("-", 1)[1]))
+            except ValueError:
+                continue
+    return highest + 1
+
+
+def remove_stale_temporaries(data_dir: str | os.PathLike[str]) -> int:
+    """Delete temporary files a crashed writer left behind; returns how many were removed."""
+    root = landing_root(data_dir)
+    removed = 0
+    if root.exists():
+        for path in root.rglob(f"{TMP_PREFIX}*"):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def stream_glob(data_dir: str | os.PathLike[str], stream: str) -> str:
+    """The glob DuckDB's `read_parquet(..., hive_partitioning = true)` reads for a stream."""
+    return str(landing_root(data_dir) / stream / "date=*" / "hour=*" / "*.parquet")

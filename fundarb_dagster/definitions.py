@@ -1,0 +1,31 @@
+"""The one Definitions object of the fundarb code location (loaded by workspace.yaml)."""
+
+from __future__ import annotations
+
+from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
+
+from .defs import jobs, resources, schedules, sensors
+from .defs.alerts import assets as alerts_assets
+from .defs.alerts import checks as alerts_checks
+from .defs.backtest import assets as backtest_assets
+from .defs.backtest import checks as backtest_checks
+from .defs.funding import assets as funding_assets
+from .defs.funding import checks as funding_checks
+from .defs.market import assets as market_assets
+from .defs.market import checks as market_checks
+from .defs.raw import assets as raw_assets
+from .defs.raw import checks as raw_checks
+from .defs.risk import assets as risk_assets
+from .defs.risk import checks as risk_checks
+
+ASSET_MODULES = [raw_assets, market_assets, funding_assets, alerts_assets, backtest_assets, risk_assets]
+CHECK_MODULES = [raw_checks, market_checks, funding_checks, alerts_checks, backtest_checks, risk_checks]
+
+defs = Definitions(
+    assets=load_assets_from_modules(ASSET_MODULES),
+    asset_checks=load_asset_checks_from_modules(CHECK_MODULES),
+    jobs=jobs.JOBS,
+    sensors=sensors.SENSORS,
+    schedules=schedules.SCHEDULES,
+    resources=resources.build_resources(),
+)

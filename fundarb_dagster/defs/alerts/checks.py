@@ -1,0 +1,1 @@
+"""Asset checks of the alerts domain, next to their assets."""

@@ -1,0 +1,1 @@
+"""Asset checks of the backtest domain, next to their assets."""

@@ -1,0 +1,1 @@
+"""Dagster assets of the funding domain (thin: load inputs, call core/, run sql/, return metadata)."""

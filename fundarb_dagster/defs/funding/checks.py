@@ -1,0 +1,1 @@
+"""Asset checks of the funding domain, next to their assets."""

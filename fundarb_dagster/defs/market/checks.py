@@ -1,0 +1,1 @@
+"""Asset checks of the market domain, next to their assets."""

@@ -1,0 +1,1 @@
+"""Asset checks of the raw domain, next to their assets."""

@@ -1,0 +1,1 @@
+"""Asset checks of the risk domain, next to their assets."""

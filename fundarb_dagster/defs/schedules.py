@@ -1,0 +1,7 @@
+"""Schedules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCHEDULES: list[Any] = []
