@@ -1,0 +1,213 @@
+"""The `fundarb` command: demo, capture, import, history, check-config, ui.
+
+Each subcommand is a thin shell over a function in the package, imported only when that subcommand runs
+(importing mpi4py initialises MPI, so only the capture job itself ever does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .core.config import SOURCE_KINDS, ConfigError, load_config, parse_utc_ms
+
+DESCRIPTION = """\
+fundarb: crypto perpetual-futures funding-rate arbitrage.
+Capture market data (live ccxt.pro, a simulated exchange, or recorded data), land it as Parquet,
+build a DuckDB warehouse with Dagster, find and backtest funding-carry trades, watch risk, raise alerts."""
+
+EPILOG = """\
+examples:
+  fundarb demo                                   the whole pipeline offline on the simulator (a few minutes)
+  fundarb capture --source sim --duration 60     run the MPI capture job for a minute
+  fundarb import BTCUSDT-1m-2024-01.zip --exchange binance --symbol BTC/USDT:USDT
+  fundarb ui                                     open the Dagster UI on the demo's instance"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fundarb",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the whole pipeline offline on the simulator and show the results",
+        description="Pull 7 days of simulated history for 3 venues x 3 assets (spot and perp), run the MPI "
+        "capture job for about a minute of wall time at a high speed factor, materialize the Dagster "
+        "pipeline into DuckDB, backtest both strategies, and print funding, basis, opportunities, the "
+        "risk report and alerts. Needs no network.",
+    )
+    demo.add_argument("--data-dir", default="data", help="where landing files, DuckDB and DAGSTER_HOME go")
+    demo.add_argument("--history-days", type=float, default=7.0, help="days of sim history to pull (7)")
+    demo.add_argument("--capture-seconds", type=float, default=60.0, help="wall seconds of capture (60; 0 skips)")
+    demo.add_argument("--speed", type=float, default=4320.0, help="sim market seconds per wall second (4320)")
+    demo.add_argument("--ranks", type=int, default=3, help="MPI ranks for the capture job (3)")
+    demo.add_argument("--fresh", action="store_true", help="delete the data folder first")
+
+    capture = commands.add_parser(
+        "capture",
+        help="run the MPI capture job (mpiexec) into the landing zone",
+        description="Launch `mpiexec -n RANKS python -m mpi_jobs.capture`: watcher ranks stream the configured "
+        "subscriptions into shared-memory rings, a flusher rank writes hive-partitioned Parquet under "
+        "DATA/landing. SIGINT/SIGTERM drain and flush before exit. API keys for live sources come only "
+        "from the environment (FUNDARB_<EXCHANGE>_API_KEY, FUNDARB_<EXCHANGE>_SECRET).",
+    )
+    capture.add_argument("--config", help="YAML config (default: the embedded sim defaults)")
+    capture.add_argument("--source", choices=SOURCE_KINDS, help="override the config's source kind")
+    capture.add_argument("--ranks", type=int, help="MPI ranks, >= 2 (one flusher per node, the rest watch)")
+    capture.add_argument("--duration", type=float, help="stop after this many wall seconds (default: run until ^C)")
+    capture.add_argument("--data-dir", help="override the config's data folder")
+
+    importer = commands.add_parser(
+        "import",
+        help="load recorded files (Binance public-data archives, fixture CSVs) into the landing zone",
+        description="Import Binance public-data archives (klines, trades, aggTrades, fundingRate; .csv or .zip, "
+        "with or without header, ms or us timestamps) or fundarb fixture CSVs into the landing zone, so "
+        "the warehouse can use years of history. Idempotent: a file already imported is skipped.",
+    )
+    importer.add_argument("paths", nargs="+", type=Path, help="files to import")
+    importer.add_argument("--exchange", required=True, help="ccxt exchange id, e.g. binance")
+    importer.add_argument("--symbol", required=True, help="ccxt unified symbol, e.g. BTC/USDT:USDT")
+    importer.add_argument("--kind", help="klines | trades | aggTrades | fundingRate (default: detected)")
+    importer.add_argument("--data-dir", default="data", help="data folder (default: data)")
+
+    history = commands.add_parser(
+        "history",
+        help="pull REST history (OHLCV, funding) for the configured symbols into the landing zone",
+        description="Paginated, rate-limit aware fetch_ohlcv / fetch_funding_rate_history for every "
+        "configured symbol, written to the landing zone.",
+    )
+    history.add_argument("--config", help="YAML config (default: the embedded sim defaults)")
+    history.add_argument("--since", required=True, help="start, ISO-8601 UTC (e.g. 2026-10-25T00:00:00Z)")
+    history.add_argument("--until", required=True, help="end, ISO-8601 UTC")
+    history.add_argument("--streams", default="ohlcv,funding", help="comma-separated (ohlcv,funding,trades)")
+    history.add_argument("--data-dir", help="override the config's data folder")
+
+    check = commands.add_parser(
+        "check-config",
+        help="validate a config file and print what it subscribes to",
+        description="Validate a config file without starting anything; exit 2 with the field and value on error.",
+    )
+    check.add_argument("config", nargs="?", help="YAML config (default: the embedded defaults)")
+
+    ui = commands.add_parser(
+        "ui",
+        help="start the Dagster UI (dagster dev) on the data folder's instance",
+        description="Run `dagster dev -m fundarb_dagster.definitions` with DAGSTER_HOME=DATA/dagster_home and "
+        "FUNDARB_DATA_DIR=DATA, i.e. on the same instance and warehouse the demo used.",
+    )
+    ui.add_argument("--data-dir", default="data", help="data folder (default: data)")
+    ui.add_argument("--port", type=int, default=3000, help="port (default: 3000)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"fundarb: config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(
+        data_dir=Path(args.data_dir),
+        history_days=args.history_days,
+        capture_seconds=args.capture_seconds,
+        speed=args.speed,
+        ranks=args.ranks,
+        fresh=args.fresh,
+    )
+
+
+def _capture(args: argparse.Namespace) -> int:
+    from mpi_jobs.launcher import launch_capture
+
+    return launch_capture(
+        args.config, source=args.source, ranks=args.ranks, duration_s=args.duration, data_dir=args.data_dir
+    )
+
+
+def _import(args: argparse.Namespace) -> int:
+    from .core.importer import format_summary, import_files
+
+    summary = import_files(args.paths, Path(args.data_dir), exchange=args.exchange, symbol=args.symbol, kind=args.kind)
+    print(format_summary(summary))
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from .core.history import pull_history
+
+    config = load_config(args.config)
+    if args.data_dir:
+        config = config.with_overrides(data_dir=args.data_dir)
+    streams = tuple(s.strip() for s in args.streams.split(",") if s.strip())
+    counts = pull_history(
+        config, parse_utc_ms(args.since, "--since"), parse_utc_ms(args.until, "--until"), streams=streams
+    )
+    for stream, rows in counts.items():
+        print(f"{stream}: {rows} rows landed under {config.data_path / 'landing' / stream}")
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    subs = config.subscriptions()
+    print(f"config ok: source={config.source} data_dir={config.data_dir} subscriptions={len(subs)}")
+    for exchange in config.exchanges:
+        print(f"  {exchange.id}: {', '.join(exchange.symbols)}  [{', '.join(exchange.streams)}]")
+    return 0
+
+
+def dagster_env(data_dir: Path) -> dict[str, str]:
+    """The environment that points Dagster at a data folder's instance and warehouse."""
+    data_dir = data_dir.resolve()
+    home = data_dir / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    template = Path(__file__).resolve().parent.parent / "config" / "dagster.yaml"
+    if template.exists() and not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(template.read_text())
+    return {**os.environ, "DAGSTER_HOME": str(home), "FUNDARB_DATA_DIR": str(data_dir)}
+
+
+def _ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    env = dagster_env(Path(args.data_dir))
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        "dev",
+        "-m",
+        "fundarb_dagster.definitions",
+        "-p",
+        str(args.port),
+    ]
+    print(f"DAGSTER_HOME={env['DAGSTER_HOME']} {' '.join(command)}")
+    return subprocess.call(command, env=env)
+
+
+COMMANDS = {
+    "demo": _demo,
+    "capture": _capture,
+    "import": _import,
+    "history": _history,
+    "check-config": _check_config,
+    "ui": _ui,
+}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
