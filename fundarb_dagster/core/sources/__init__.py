@@ -18,6 +18,13 @@ from typing import Any
 from ..config import FundarbConfig, api_credentials
 
 
+class EndOfData(Exception):  # noqa: N818 - a normal end of a recording, not an error condition to retry
+    """A recorded source (replay, wire replay) has no more data for this call: the recording is exhausted.
+
+    Deliberately not a ccxt error: a consumer that retries ccxt network errors must stop here, not retry.
+    """
+
+
 def open_exchange(config: FundarbConfig, exchange_id: str) -> Any:
     """The exchange object for one configured exchange, of the configured source kind."""
     symbols = next(e.symbols for e in config.exchanges if e.id == exchange_id)
