@@ -1,0 +1,313 @@
+"""A single-producer single-consumer ring of fixed-width records in MPI shared memory.
+
+One `Ring` owns one shared segment: a 256-byte control block followed by `capacity` record slots. The
+producer (a watcher rank) copies record batches in and advances `head`; the consumer (the node's flusher
+rank) copies them out and advances `tail`. Both counters only grow (slot = counter % capacity), so
+`head - tail` is the fill and no slot is ever ambiguous between empty and full.
+
+Layout of the control block (int64 words, each counter on its own 64-byte line so the two sides do not
+false-share a cache line):
+
+    word 0   head       records ever written (producer writes)
+    word 8   tail       records ever read (consumer writes)
+    word 16  waits      times the producer found the ring full and waited (producer writes)
+    word 17  drops      records discarded by the drop_newest policy (producer writes)
+    word 18  closed     1 once the producer will write no more (producer writes)
+    word 24  capacity, word 25 itemsize, word 26 magic (set once at creation)
+
+Memory model: the window is created with `MPI.Win.Allocate_shared` on a `COMM_TYPE_SHARED` communicator
+and every rank opens a passive-target epoch with `Lock_all(MODE_NOCHECK)` for the ring's lifetime. MPI's
+unified model then allows direct load/store, with `Win.Sync()` as the memory barrier: the producer
+syncs after copying records and before publishing `head`; the consumer syncs after reading `head` and
+before reading the records, and again before publishing `tail` (so slots are not reused while read).
+
+Records are copied through a raw `V{itemsize}` view (a plain memcpy per slice): a structured-dtype copy
+goes field by field and is several times slower. Nothing is pickled.
+
+With `comm=None` the ring runs on a plain numpy buffer (`Win.Sync` becomes a no-op) so its logic is
+unit-testable in one process; pass `buffer=` to place it in memory you manage (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+HEADER_BYTES = 256
+_HEAD, _TAIL, _WAITS, _DROPS, _CLOSED, _CAPACITY, _ITEMSIZE, _MAGIC = 0, 8, 16, 17, 18, 24, 25, 26
+_MAGIC_VALUE = 0x46554E4452494E47  # "FUNDRING"
+
+
+class RingTimeout(TimeoutError):
+    """The consumer did not make room within the producer's timeout."""
+
+
+class Backoff:
+    """Spin briefly, then yield the CPU, then sleep with growing pauses up to `max_sleep_s`.
+
+    On a machine whose cores are shared a pure spin steals the very core the other side needs (the ring's
+    throughput collapses several-fold under load), so any wait longer than a few microseconds gives the
+    CPU away.
+    """
+
+    __slots__ = ("spins", "max_sleep_s", "_n")
+
+    def __init__(self, spins: int = 50, max_sleep_s: float = 0.001) -> None:
+        self.spins = spins
+        self.max_sleep_s = max_sleep_s
+        self._n = 0
+
+    def reset(self) -> None:
+        self._n = 0
+
+    def pause(self) -> None:
+        self._n += 1
+        if self._n <= self.spins:
+            return
+        if self._n <= self.spins + 20:
+            time.sleep(0)  # sched_yield: cheap, lets the other side run if it is waiting for a core
+            return
+        time.sleep(min(self.max_sleep_s, 1e-5 * 2 ** min(self._n - self.spins - 20, 10)))
+
+    def delay_s(self) -> float:
+        """The pause an async caller should `await asyncio.sleep(...)` for, advancing like `pause`."""
+        self._n += 1
+        if self._n <= self.spins:
+            return 0.0
+        return min(self.max_sleep_s, 1e-5 * 2 ** min(max(self._n - self.spins, 0), 10))
+
+
+def ring_bytes(dtype: np.dtype, capacity: int) -> int:
+    """Bytes one ring needs: the control block plus the record slots."""
+    return HEADER_BYTES + int(capacity) * np.dtype(dtype).itemsize
+
+
+class Ring:
+    """An SPSC ring of `dtype` records in one shared segment (an MPI window, or a numpy buffer).
+
+    Create it collectively with `Ring.create(...)` on every rank of a shared-memory communicator (the
+    window is allocated on `owner`), or with `comm=None` in one process. Use as a context manager or call
+    `free()` (collective under MPI) when done.
+    """
+
+    def __init__(
+        self,
+        dtype: np.dtype,
+        capacity: int,
+        *,
+        comm: Any = None,
+        owner: int = 0,
+        buffer: Any = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.dtype = np.dtype(dtype)
+        self.capacity = int(capacity)
+        if self.capacity < 1:
+            raise ValueError(f"capacity: {capacity!r} must be >= 1")
+        self.itemsize = self.dtype.itemsize
+        self.backoff = backoff or Backoff()
+        self._raw_dtype = np.dtype(f"V{self.itemsize}")
+        nbytes = ring_bytes(self.dtype, self.capacity)
+        self._win = None
+        self.comm = comm
+        if comm is not None:
+            from mpi4py import MPI
+
+            size = nbytes if comm.Get_rank() == owner else 0
+            self._win = MPI.Win.Allocate_shared(size, 1, comm=comm)
+            mem, _ = self._win.Shared_query(owner)
+            memory = np.frombuffer(mem, dtype=np.uint8, count=nbytes)
+            self._win.Lock_all(MPI.MODE_NOCHECK)
+            self._sync: Callable[[], None] = self._win.Sync
+        else:
+            memory = np.zeros(nbytes, dtype=np.uint8) if buffer is None else np.frombuffer(buffer, np.uint8, nbytes)
+            self._sync = _no_sync
+        self._memory = memory
+        self._ctl = memory[:HEADER_BYTES].view(np.int64)
+        self._slots = memory[HEADER_BYTES:nbytes].view(self._raw_dtype)
+        is_owner = comm is None or comm.Get_rank() == owner
+        if is_owner and (buffer is None or int(self._ctl[_MAGIC]) != _MAGIC_VALUE):
+            self._ctl[:] = 0
+            self._ctl[_CAPACITY] = self.capacity
+            self._ctl[_ITEMSIZE] = self.itemsize
+            self._ctl[_MAGIC] = _MAGIC_VALUE
+        if comm is not None:
+            self._sync()
+            comm.Barrier()  # the owner's initialised control block is visible before anyone uses it
+            self._sync()
+        if int(self._ctl[_MAGIC]) != _MAGIC_VALUE or int(self._ctl[_ITEMSIZE]) != self.itemsize:
+            raise ValueError("ring: shared segment does not hold a ring of this dtype")
+        # Each side caches the other side's counter and re-reads it only when the cached value says stop.
+        self._head = int(self._ctl[_HEAD])
+        self._tail = int(self._ctl[_TAIL])
+        self._seen_tail = self._tail
+        self._seen_head = self._head
+
+    @classmethod
+    def create(cls, comm: Any, dtype: np.dtype, capacity: int, owner: int = 0, **kwargs: Any) -> Ring:
+        """Collective: every rank of the shared-memory `comm` calls it with the same arguments."""
+        return cls(dtype, capacity, comm=comm, owner=owner, **kwargs)
+
+    # -- lifetime ---------------------------------------------------------------------------------------
+    def free(self) -> None:
+        """Release the window (collective under MPI); the ring is unusable afterwards. Idempotent."""
+        if self._win is not None:
+            self._win.Unlock_all()
+            self._win.Free()
+            self._win = None
+        self._ctl = self._slots = self._memory = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Ring:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.free()
+
+    # -- shared counters --------------------------------------------------------------------------------
+    @property
+    def waits(self) -> int:
+        return int(self._ctl[_WAITS])
+
+    @property
+    def drops(self) -> int:
+        return int(self._ctl[_DROPS])
+
+    @property
+    def written(self) -> int:
+        """Records ever pushed (read from shared memory: valid on either side)."""
+        self._sync()
+        return int(self._ctl[_HEAD])
+
+    @property
+    def read(self) -> int:
+        self._sync()
+        return int(self._ctl[_TAIL])
+
+    @property
+    def closed(self) -> bool:
+        self._sync()
+        return bool(self._ctl[_CLOSED])
+
+    def __len__(self) -> int:
+        """Records waiting to be read."""
+        self._sync()
+        return int(self._ctl[_HEAD]) - int(self._ctl[_TAIL])
+
+    def fill(self) -> float:
+        """Fraction of the slots in use, 0..1."""
+        return len(self) / self.capacity
+
+    def close(self) -> None:
+        """Producer: no more records will come. The consumer drains what is left and sees `closed`."""
+        self._sync()
+        self._ctl[_CLOSED] = 1
+        self._sync()
+
+    # -- producer ---------------------------------------------------------------------------------------
+    def try_push(self, records: np.ndarray) -> int:
+        """Copy as many of `records` as fit without waiting; returns how many were written."""
+        n = len(records)
+        free = self.capacity - (self._head - self._seen_tail)
+        if free < n:
+            self._sync()
+            self._seen_tail = int(self._ctl[_TAIL])
+            self._sync()  # the consumer's reads of those slots are complete before we overwrite them
+            free = self.capacity - (self._head - self._seen_tail)
+            if free <= 0:
+                return 0
+            n = min(n, free)
+        if n == 0:
+            return 0
+        raw = records.view(self._raw_dtype) if records.dtype != self._raw_dtype else records
+        start = self._head % self.capacity
+        first = min(n, self.capacity - start)
+        self._slots[start : start + first] = raw[:first]
+        if first < n:
+            self._slots[: n - first] = raw[first:n]
+        self._head += n
+        self._sync()  # records visible before the head that publishes them
+        self._ctl[_HEAD] = self._head
+        return n
+
+    def push(self, records: np.ndarray, *, drop: bool = False, timeout_s: float | None = None) -> int:
+        """Write all `records`, waiting (with back-off) while the ring is full; returns records written.
+
+        `drop=True` is the `drop_newest` policy: what does not fit now is discarded and counted in `drops`
+        instead of waiting. Each time the producer has to wait counts once in `waits`.
+        """
+        if records.dtype != self.dtype and records.dtype != self._raw_dtype:
+            raise TypeError(f"records: dtype {records.dtype} is not this ring's {self.dtype}")
+        done = self.try_push(records)
+        if done == len(records):
+            return done
+        if drop:
+            self._count(_DROPS, len(records) - done)
+            return done
+        self._count(_WAITS, 1)
+        backoff = self.backoff
+        backoff.reset()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while done < len(records):
+            backoff.pause()
+            wrote = self.try_push(records[done:])
+            if wrote:
+                done += wrote
+                backoff.reset()
+            elif deadline is not None and time.monotonic() > deadline:
+                raise RingTimeout(f"ring: full for {timeout_s} s with {len(records) - done} records left")
+        return done
+
+    def count_wait(self) -> None:
+        """Record one producer wait (for callers that wait themselves, e.g. with asyncio.sleep)."""
+        self._count(_WAITS, 1)
+
+    def count_drops(self, n: int) -> None:
+        self._count(_DROPS, n)
+
+    def _count(self, word: int, n: int) -> None:
+        # Only the producer writes these words, so a read-modify-write is race-free.
+        self._ctl[word] = int(self._ctl[word]) + n
+        self._sync()
+
+    # -- consumer ---------------------------------------------------------------------------------------
+    def available(self) -> int:
+        """Records the consumer can read now."""
+        self._sync()
+        self._seen_head = int(self._ctl[_HEAD])
+        self._sync()
+        return self._seen_head - self._tail
+
+    def pop_into(self, out: np.ndarray) -> int:
+        """Copy up to `len(out)` waiting records into `out` (of the ring's dtype); returns how many."""
+        n = min(len(out), self._seen_head - self._tail)
+        if n < len(out):
+            self._sync()
+            self._seen_head = int(self._ctl[_HEAD])
+            self._sync()  # the records behind that head are visible after this barrier
+            n = min(len(out), self._seen_head - self._tail)
+        if n <= 0:
+            return 0
+        raw = out.view(self._raw_dtype) if out.dtype != self._raw_dtype else out
+        start = self._tail % self.capacity
+        first = min(n, self.capacity - start)
+        raw[:first] = self._slots[start : start + first]
+        if first < n:
+            raw[first:n] = self._slots[: n - first]
+        self._tail += n
+        self._sync()  # finished reading the slots before handing them back
+        self._ctl[_TAIL] = self._tail
+        return n
+
+    def pop(self, max_records: int | None = None) -> np.ndarray:
+        """A copy of up to `max_records` (default: all) waiting records, oldest first."""
+        want = self.available() if max_records is None else min(max_records, self.available())
+        out = np.empty(max(want, 0), dtype=self.dtype)
+        n = self.pop_into(out)
+        return out[:n]
+
+
+def _no_sync() -> None:
+    return None

@@ -1,0 +1,189 @@
+"""The shared-memory ring: its logic on a plain buffer (comm=None), then for real across MPI processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fundarb_dagster.core import schema
+from mpi_jobs.ring import Backoff, Ring, RingTimeout
+
+REPO = Path(__file__).resolve().parents[2]
+MPIEXEC = Path(sys.executable).with_name("mpiexec")
+
+
+def _trades(start: int, n: int) -> np.ndarray:
+    records = schema.empty("trades", n)
+    records["trade_id"] = np.arange(start, start + n)
+    records["ts_ms"] = 1_700_000_000_000 + np.arange(start, start + n)
+    records["price"] = 100.0 + np.arange(start, start + n) * 0.5
+    records["instrument_id"] = np.arange(start, start + n) % 7
+    records["amount"] = 1.0
+    return records
+
+
+def test_records_come_out_in_order_and_intact_across_many_wraparounds() -> None:
+    rng = np.random.default_rng(3)
+    expected = _trades(0, 3000)
+    with Ring(schema.TRADES, 37) as ring:
+        sent, received = 0, []
+        while sent < len(expected):
+            n = int(rng.integers(1, 30))
+            wrote = ring.try_push(expected[sent : sent + n])
+            assert wrote == min(n, len(expected) - sent, 37 - (sent - sum(map(len, received))))
+            sent += wrote
+            received.append(ring.pop())
+        got = np.concatenate(received)
+    assert ring.capacity * 50 < len(got)  # wrapped around dozens of times
+    # Byte-identical, so NaN fields and padding compare too.
+    assert got.tobytes() == expected.tobytes()
+
+
+def test_pushes_and_pops_of_odd_sizes_preserve_bytes_exactly() -> None:
+    rng = np.random.default_rng(11)
+    expected = _trades(0, 5000)
+    out = []
+    with Ring(schema.TRADES, 100) as ring:
+        i = 0
+        while i < len(expected) or len(ring):
+            if i < len(expected):
+                i += ring.try_push(expected[i : i + int(rng.integers(1, 120))])
+            out.append(ring.pop(int(rng.integers(1, 90))))
+    got = np.concatenate(out)
+    assert got.tobytes() == expected.tobytes()
+
+
+def test_full_ring_makes_the_producer_wait_and_counts_each_wait() -> None:
+    with Ring(schema.TRADES, 64, backoff=Backoff(spins=0, max_sleep_s=0.0005)) as ring:
+        received: list[np.ndarray] = []
+
+        def consume() -> None:
+            while sum(map(len, received)) < 1000:
+                batch = ring.pop()
+                if len(batch):
+                    received.append(batch)
+                else:
+                    threading.Event().wait(0.002)  # a slow consumer: the producer must wait for room
+
+        consumer = threading.Thread(target=consume)
+        consumer.start()
+        for start in range(0, 1000, 50):
+            assert ring.push(_trades(start, 50)) == 50
+        consumer.join(timeout=20)
+        assert ring.waits > 0
+        assert ring.drops == 0
+        np.testing.assert_array_equal(np.concatenate(received), _trades(0, 1000))
+
+
+def test_drop_newest_discards_what_does_not_fit_and_counts_it() -> None:
+    with Ring(schema.TRADES, 100) as ring:
+        assert ring.push(_trades(0, 70), drop=True) == 70
+        assert ring.push(_trades(70, 50), drop=True) == 30
+        assert ring.push(_trades(120, 10), drop=True) == 0
+        assert ring.drops == 20 + 10
+        assert ring.waits == 0
+        np.testing.assert_array_equal(ring.pop(), _trades(0, 100))
+
+
+def test_blocking_push_times_out_when_no_consumer_drains() -> None:
+    with Ring(schema.TRADES, 8, backoff=Backoff(spins=0, max_sleep_s=0.001)) as ring:
+        ring.push(_trades(0, 8))
+        with pytest.raises(RingTimeout):
+            ring.push(_trades(8, 1), timeout_s=0.05)
+        assert ring.waits == 1
+
+
+@pytest.mark.parametrize("batch", [1, 64, 4096])
+def test_batch_sizes_round_trip_with_fill_and_counters(batch: int) -> None:
+    total = batch * 5
+    with Ring(schema.TICKERS, 8192) as ring:
+        recs = schema.empty("tickers", batch)
+        out = np.empty(batch, schema.TICKERS)
+        got = 0
+        for i in range(5):
+            recs["ts_ms"] = np.arange(i * batch, (i + 1) * batch)
+            assert ring.try_push(recs) == batch
+            assert ring.fill() == pytest.approx(batch / 8192)
+            assert ring.pop_into(out) == batch
+            np.testing.assert_array_equal(out["ts_ms"], recs["ts_ms"])
+            got += batch
+        assert ring.written == total == ring.read == got
+        assert len(ring) == 0
+
+
+def test_wrong_dtype_is_refused_naming_both_dtypes() -> None:
+    with Ring(schema.TRADES, 8) as ring, pytest.raises(TypeError, match="records: dtype"):
+        ring.push(schema.empty("tickers", 1))
+
+
+def test_close_is_seen_by_the_consumer_after_the_last_records() -> None:
+    ring = Ring(schema.OHLCV, 16)
+    ring.try_push(schema.empty("ohlcv", 3))
+    ring.close()
+    assert ring.closed and len(ring.pop()) == 3 and len(ring) == 0
+    ring.free()
+    ring.free()  # idempotent
+
+
+_CROSS_PROCESS = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from mpi4py import MPI
+    from fundarb_dagster.core import schema
+    from mpi_jobs.ring import Ring
+
+    world = MPI.COMM_WORLD
+    node = world.Split_type(MPI.COMM_TYPE_SHARED)
+    total, batch = int(sys.argv[1]), int(sys.argv[2])
+    rng = np.random.default_rng(5)
+    records = schema.empty("trades", total)
+    records["trade_id"] = np.arange(total)
+    records["ts_ms"] = rng.integers(0, 2**62, total)
+    records["price"] = rng.random(total)
+    records["amount"] = rng.random(total)
+    records["side"] = rng.choice([-1, 1], total)
+    records["instrument_id"] = rng.integers(0, 50, total)
+    with Ring.create(node, schema.TRADES, 1000, owner=0) as ring:  # small: forces waits and wraparound
+        if node.Get_rank() == 1:
+            for start in range(0, total, batch):
+                ring.push(records[start : start + batch])
+            ring.close()
+            print("producer waits", ring.waits, flush=True)
+        else:
+            parts = []
+            while True:
+                got = ring.pop()
+                if len(got):
+                    parts.append(got)
+                elif ring.closed and ring.available() == 0:
+                    break
+            received = np.concatenate(parts)
+            ok = received.tobytes() == records.tobytes()
+            print("consumer received", len(received), "identical", ok, flush=True)
+        node.Barrier()
+    """
+)
+
+
+@pytest.mark.mpi
+def test_records_cross_mpi_processes_intact_through_shared_memory(tmp_path: Path) -> None:
+    script = tmp_path / "ring_pair.py"
+    script.write_text(_CROSS_PROCESS)
+    proc = subprocess.run(
+        [str(MPIEXEC), "-n", "2", sys.executable, str(script), "200000", "333"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "consumer received 200000 identical True" in proc.stdout
+    waits = int(proc.stdout.split("producer waits")[1].split()[0])
+    assert waits > 0  # a 1000-slot ring with 200k records: the producer must have waited
