@@ -38,8 +38,9 @@ class FakeClock:
 def test_flush_writes_one_file_per_event_hour_with_every_record(tmp_path: Path) -> None:
     flusher = Flusher(tmp_path, "node0-0", NAMES)
     ts = np.concatenate([T0 + np.arange(0, HOUR, 600_000), T0 + HOUR + np.arange(0, 1000, 100)])
-    flusher.add("trades", _trades(ts[:4]))
-    flusher.add("trades", _trades(ts[4:], first_id=4))
+    expected = _trades(ts)
+    flusher.add("trades", expected[:4])
+    flusher.add("trades", expected[4:])
     result = flusher.flush()
     assert result.records == {"trades": len(ts)}
     assert sorted(p.relative_to(tmp_path / "landing").as_posix() for p in result.files) == [
@@ -48,7 +49,7 @@ def test_flush_writes_one_file_per_event_hour_with_every_record(tmp_path: Path) 
     ]
     landed = read_landed(tmp_path, "trades")
     landed.sort(order="trade_id")
-    assert landed.tobytes() == _trades(ts).tobytes()
+    assert landed.tobytes() == expected.tobytes()
     table = pq.read_table(result.files[0])
     assert set(table.column("exchange").to_pylist()) == {"bybit", "binance"}
     assert flusher.pending() == 0
