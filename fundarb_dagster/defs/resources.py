@@ -1,9 +1,160 @@
-"""Resources: the DuckDB warehouse, the landing zone, the source config. Env read here, never at import."""
+"""Resources: the DuckDB warehouse, the data folder (landing zone + registry), the source config.
+
+Every setting is configurable in the launchpad or in code, and environment variables are read when a
+resource is used, never at import time:
+
+| key | resource | default |
+|---|---|---|
+| `duckdb` | `WarehouseResource` (a DuckDBResource) | `FUNDARB_WAREHOUSE`, else `<data_dir>/warehouse.duckdb` |
+| `data_dir` | `DataDirResource` | `FUNDARB_DATA_DIR`, else `./data` |
+| `source` | `SourceConfigResource` | `FUNDARB_CONFIG`, else the embedded default config |
+
+DuckDB allows one read-write process per file (a writer blocks even read-only opens elsewhere), so writes
+are serialised by the `duckdb` pool (see config/dagster.yaml), connections are short, and opening one
+retries while another process holds the lock (`warehouse_connection`).
+"""
 
 from __future__ import annotations
 
+import os
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+import duckdb
+from dagster import ConfigurableResource
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from ..core import landing
+from ..core.config import FundarbConfig, load_config
+from ..core.instruments import registry_path
+
+DEFAULT_DATA_DIR = "data"
+POOL = "duckdb"  # the concurrency pool every asset that writes the warehouse declares
+
+
+def resolve_data_dir(value: str = "") -> Path:
+    """An explicit folder, else `FUNDARB_DATA_DIR`, else `./data` (read now, not at import)."""
+    return Path(value or os.environ.get("FUNDARB_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+class DataDirResource(ConfigurableResource):
+    """The data folder: the landing zone (`landing/<stream>/date=/hour=/`) and `instruments.json`."""
+
+    data_dir: str = Field(default="", description="Data folder; empty: FUNDARB_DATA_DIR, else ./data")
+
+    def path(self) -> Path:
+        return resolve_data_dir(self.data_dir)
+
+    def landing_root(self) -> Path:
+        return landing.landing_root(self.path())
+
+    def stream_glob(self, stream: str) -> str:
+        return landing.stream_glob(self.path(), stream)
+
+    def registry_path(self) -> Path:
+        return registry_path(self.path())
+
+
+class SourceConfigResource(ConfigurableResource):
+    """The fundarb YAML config (exchanges, symbols, source kind); API keys stay in the environment."""
+
+    config_path: str = Field(default="", description="Config file; empty: FUNDARB_CONFIG, else the defaults")
+
+    def resolved_path(self) -> str | None:
+        return self.config_path or os.environ.get("FUNDARB_CONFIG") or None
+
+    def load(self) -> FundarbConfig:
+        return load_config(self.resolved_path())
+
+
+class WarehouseResource(DuckDBResource):
+    """`DuckDBResource` whose database defaults to `<data_dir>/warehouse.duckdb` and waits out locks."""
+
+    database: str = Field(default="", description="DuckDB file; empty: FUNDARB_WAREHOUSE, else <data_dir>/...")
+    data_dir: str = Field(default="", description="Data folder for the default database path")
+    lock_timeout_s: float = Field(default=300.0, description="How long to wait for another process's lock")
+
+    def database_path(self) -> str:
+        if self.database:
+            return self.database
+        env = os.environ.get("FUNDARB_WAREHOUSE")
+        return env or str(resolve_data_dir(self.data_dir) / "warehouse.duckdb")
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        conn = connect_with_retry(self.database_path(), config=self.connection_config, timeout_s=self.lock_timeout_s)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+def database_path(resource: DuckDBResource) -> str:
+    """The file a DuckDB resource points at (a plain `DuckDBResource` in tests, or ours)."""
+    if isinstance(resource, WarehouseResource):
+        return resource.database_path()
+    return str(resource.database)
+
+
+def is_lock_error(exc: BaseException) -> bool:
+    message = str(exc)
+    return isinstance(exc, duckdb.IOException) and ("lock" in message.lower() or "Conflicting" in message)
+
+
+def connect_with_retry(
+    database: str,
+    read_only: bool = False,
+    config: dict[str, Any] | None = None,
+    timeout_s: float = 300.0,
+) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse, retrying while another process holds its lock.
+
+    Delays grow from 50 ms to at most 2 s with jitter (so two waiting processes do not retry in step),
+    until `timeout_s`; then the last lock error is raised. Any other error is raised at once.
+    """
+    if database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(database, read_only=read_only, config=dict(config or {}))
+        except duckdb.IOException as exc:
+            if not is_lock_error(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 2.0)
+
+
+@contextmanager
+def warehouse_connection(resource: DuckDBResource, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The one way assets open the warehouse: short-lived, retried on lock, always closed."""
+    timeout = resource.lock_timeout_s if isinstance(resource, WarehouseResource) else 300.0
+    conn = connect_with_retry(
+        database_path(resource), read_only=read_only, config=resource.connection_config, timeout_s=timeout
+    )
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def build_resources() -> dict[str, Any]:
-    return {}
+    """The resources of the code location; paths resolve from the environment when first used."""
+    return {
+        "duckdb": WarehouseResource(),
+        "data_dir": DataDirResource(),
+        "source": SourceConfigResource(),
+    }
+
+
+def column_schema(columns: list[tuple[str, str, str]]) -> Any:
+    """`dagster/column_schema` metadata from (name, type, description) triples, shown in the UI."""
+    from dagster import TableColumn, TableSchema
+
+    return TableSchema(columns=[TableColumn(name, kind, description=desc) for name, kind, desc in columns])
