@@ -1,0 +1,154 @@
+"""Start the MPI capture job from a normal process (what `fundarb capture` calls).
+
+Validates the config first, so a wrong value fails here with a message naming the field (exit code 2)
+before any MPI process starts; then runs `mpiexec -n N <python> -m mpi_jobs.capture ...`, streams the job's
+output, forwards SIGINT/SIGTERM to it (hydra's mpiexec passes them on to every rank, which drain their rings
+and flush before exiting) and returns the job's exit code.
+
+This module must not import mpi4py: importing it initialises MPI in the calling process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from fundarb_dagster.core.config import ConfigError, FundarbConfig, load_config
+
+EXIT_CONFIG = 2
+
+
+def find_mpiexec() -> str | None:
+    """`mpiexec` next to the running interpreter (the mpich wheel installs it in the venv's bin/), else PATH."""
+    beside = Path(sys.executable).with_name("mpiexec")
+    if beside.exists() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("mpiexec")
+
+
+def resolve_config(
+    config_path: str | None,
+    *,
+    source: str | None = None,
+    ranks: int | None = None,
+    duration_s: float | None = None,
+    data_dir: str | None = None,
+) -> tuple[FundarbConfig, int]:
+    """The validated config with the command-line overrides applied, and the rank count; raises ConfigError."""
+    config = load_config(config_path)
+    changes: dict[str, object] = {}
+    if source is not None:
+        changes["source"] = source
+    if data_dir is not None:
+        changes["data_dir"] = str(data_dir)
+    if changes:
+        config = config.with_overrides(**changes)
+    n = config.capture.ranks if ranks is None else ranks
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ConfigError(f"ranks: {n!r} must be a whole number >= 2 (one flusher per node and at least one watcher)")
+    if duration_s is not None and not duration_s > 0:
+        raise ConfigError(f"duration: {duration_s!r} must be > 0 seconds")
+    return config, n
+
+
+def capture_command(
+    mpiexec: str,
+    ranks: int,
+    config_path: str | None,
+    *,
+    source: str | None = None,
+    duration_s: float | None = None,
+    data_dir: str | None = None,
+) -> list[str]:
+    """The mpiexec command line of the capture job."""
+    cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "mpi_jobs.capture"]
+    if config_path is not None:
+        cmd += ["--config", str(config_path)]
+    if source is not None:
+        cmd += ["--source", source]
+    if duration_s is not None:
+        cmd += ["--duration", repr(float(duration_s))]
+    if data_dir is not None:
+        cmd += ["--data-dir", str(data_dir)]
+    return cmd
+
+
+def launch_capture(
+    config_path: str | None,
+    *,
+    source: str | None = None,
+    ranks: int | None = None,
+    duration_s: float | None = None,
+    data_dir: str | None = None,
+) -> int:
+    """Run the capture job to completion (or until SIGINT/SIGTERM) and return its exit code.
+
+    Exit code 2 and nothing started when the config or an override is wrong (the message names the field
+    and the value) or when no mpiexec can be found.
+    """
+    try:
+        _, n = resolve_config(config_path, source=source, ranks=ranks, duration_s=duration_s, data_dir=data_dir)
+    except ConfigError as exc:
+        print(f"fundarb capture: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    mpiexec = find_mpiexec()
+    if mpiexec is None:
+        print(
+            f"fundarb capture: no mpiexec beside {sys.executable} or on PATH (pip install mpich)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    cmd = capture_command(mpiexec, n, config_path, source=source, duration_s=duration_s, data_dir=data_dir)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # A session of its own: a terminal's ^C reaches mpiexec once, through our forwarding, not twice.
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True, bufsize=0
+    )
+    pumps = [
+        threading.Thread(target=_pump, args=(proc.stdout, sys.stdout), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, sys.stderr), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
+    previous = _forward_signals(proc)
+    try:
+        code = proc.wait()
+    finally:
+        _restore_signals(previous)
+        for pump in pumps:
+            pump.join(timeout=5)
+    return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
+
+
+def _pump(source: IO[bytes] | None, sink: IO[str]) -> None:
+    if source is None:
+        return
+    for line in iter(source.readline, b""):
+        sink.write(line.decode(errors="replace"))
+        sink.flush()
+
+
+def _forward_signals(proc: subprocess.Popen[bytes]) -> dict[int, object]:
+    previous: dict[int, object] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous  # signal handlers can only be installed from the main thread
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, forward)
+    return previous
+
+
+def _restore_signals(previous: dict[int, object]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)  # type: ignore[arg-type]
