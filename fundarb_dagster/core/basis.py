@@ -1,0 +1,117 @@
+"""Perp vs spot basis per venue and underlying, with the half-spreads a trade would pay.
+
+    basis_bps        = (perp_mid / spot_mid - 1) * 1e4        the cash-and-carry entry premium
+    mark_index_bps   = (mark_price / index_price - 1) * 1e4   the venue's own premium (drives its funding)
+    basis_apr        = basis (fraction) * 8760 / interval_h   the premium, if it persisted, paid each interval
+    *_half_spread_bps = (ask - bid) / 2 / mid * 1e4           what crossing half the book costs per leg
+
+Frames in, frames out; the bucketing of raw tickers is `last_quotes` (or the SQL that does the same).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .funding import HOURS_PER_YEAR, interval_at
+from .instruments import split_multiplier
+
+TIMEFRAMES_S: dict[str, int] = {"1m": 60, "1h": 3600}
+QUOTE_COLUMNS = ["exchange", "symbol", "ts", "bid", "ask", "mark_price", "index_price"]
+BASIS_COLUMNS = [
+    "exchange",
+    "symbol",
+    "timeframe",
+    "ts",
+    "underlying",
+    "spot_symbol",
+    "spot_bid",
+    "spot_ask",
+    "spot_mid",
+    "perp_bid",
+    "perp_ask",
+    "perp_mid",
+    "mark_price",
+    "index_price",
+    "basis_bps",
+    "mark_index_bps",
+    "interval_h",
+    "basis_apr",
+    "spot_half_spread_bps",
+    "perp_half_spread_bps",
+]
+
+
+def underlying_of(symbol: str) -> str:
+    """`1000PEPE/USDT:USDT` -> `PEPE`; `BTC/USDC` -> `BTC`."""
+    return split_multiplier(symbol.split("/", 1)[0])[0]
+
+
+def pair_instruments(instruments: pd.DataFrame) -> pd.DataFrame:
+    """Perp -> spot pairs on the same venue (`exchange, symbol` in; `exchange, symbol, spot_symbol, underlying`).
+
+    The spot leg is `BASE/QUOTE` of the perp `BASE/QUOTE:SETTLE`; when the venue lists no such spot, a spot
+    of the same base in another dollar stablecoin (USDT, USDC, USD) stands in. Perps without spot are left out.
+    """
+    rows = []
+    for exchange, group in instruments.groupby("exchange", sort=True):
+        symbols = set(group["symbol"])
+        spots = sorted(s for s in symbols if ":" not in s)
+        for perp in sorted(s for s in symbols if ":" in s):
+            pair = perp.split(":", 1)[0]
+            base = pair.split("/", 1)[0]
+            spot = pair if pair in spots else None
+            if spot is None:
+                spot = next((f"{base}/{q}" for q in ("USDT", "USDC", "USD") if f"{base}/{q}" in spots), None)
+            if spot is not None:
+                rows.append(
+                    {"exchange": exchange, "symbol": perp, "spot_symbol": spot, "underlying": underlying_of(perp)}
+                )
+    return pd.DataFrame(rows, columns=["exchange", "symbol", "spot_symbol", "underlying"])
+
+
+def last_quotes(tickers: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+    """The last ticker of each instrument in each bucket (`ts` = bucket start), from `ts_ms` tickers."""
+    step_ms = TIMEFRAMES_S[timeframe] * 1000
+    frame = tickers.sort_values("ts_ms", kind="stable").copy()
+    frame["bucket_ms"] = (frame["ts_ms"] // step_ms) * step_ms
+    last = frame.groupby(["exchange", "symbol", "bucket_ms"], sort=True).tail(1)
+    last = last.assign(ts=pd.to_datetime(last["bucket_ms"], unit="ms").astype("datetime64[us]"))
+    return last[QUOTE_COLUMNS].reset_index(drop=True)
+
+
+def half_spread_bps(bid: pd.Series, ask: pd.Series) -> pd.Series:
+    mid = (bid + ask) / 2
+    return (ask - bid) / 2 / mid * 1e4
+
+
+def compute_basis(quotes: pd.DataFrame, pairs: pd.DataFrame, intervals: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+    """Basis rows (`BASIS_COLUMNS`) from bucketed quotes (`QUOTE_COLUMNS`) of perps and their spot legs.
+
+    Only buckets where both legs quoted produce a row (no forward fill: a stale spot quote is no basis).
+    A one-sided or crossed book gives NaN spreads rather than a negative cost.
+    """
+    if quotes.empty or pairs.empty:
+        return pd.DataFrame(columns=BASIS_COLUMNS)
+    q = quotes.copy()
+    q["ts"] = pd.to_datetime(q["ts"]).astype("datetime64[us]")
+    bad = ~((q["bid"] > 0) & (q["ask"] >= q["bid"]))
+    q.loc[bad, ["bid", "ask"]] = np.nan
+    perp = pairs.merge(q, on=["exchange", "symbol"], how="inner").rename(columns={"bid": "perp_bid", "ask": "perp_ask"})
+    spot = q[["exchange", "symbol", "ts", "bid", "ask"]].rename(
+        columns={"symbol": "spot_symbol", "bid": "spot_bid", "ask": "spot_ask"}
+    )
+    out = perp.merge(spot, on=["exchange", "spot_symbol", "ts"], how="inner")
+    out["timeframe"] = timeframe
+    out["perp_mid"] = (out["perp_bid"] + out["perp_ask"]) / 2
+    out["spot_mid"] = (out["spot_bid"] + out["spot_ask"]) / 2
+    out["basis_bps"] = (out["perp_mid"] / out["spot_mid"] - 1) * 1e4
+    out["mark_index_bps"] = (out["mark_price"] / out["index_price"] - 1) * 1e4
+    out["interval_h"] = interval_at(intervals, out[["exchange", "symbol", "ts"]], ts_column="ts")[
+        "interval_h"
+    ].to_numpy()
+    out["basis_apr"] = out["basis_bps"] / 1e4 * HOURS_PER_YEAR / out["interval_h"]
+    out["spot_half_spread_bps"] = half_spread_bps(out["spot_bid"], out["spot_ask"])
+    out["perp_half_spread_bps"] = half_spread_bps(out["perp_bid"], out["perp_ask"])
+    out = out.sort_values(["exchange", "symbol", "ts"], kind="stable")
+    return out[BASIS_COLUMNS].reset_index(drop=True)

@@ -1,0 +1,362 @@
+"""Funding-rate maths: interval history, grid keys, normalisation, point-in-time predictions.
+
+A venue quotes funding as a fraction per funding interval; the interval differs by venue (8h, 4h, 1h) and
+changes over time (binance moves volatile symbols from 8h to 4h). Everything here uses the interval *in
+force at the settlement* from an interval history, never a per-venue constant:
+
+    rate_per_hour = funding_rate / interval_h
+    funding_apr   = funding_rate * 8760 / interval_h      (simple, not compounded: what venues quote)
+
+Settlement times carry jitter (`08:00:00.004Z`) and some venues settle minutes late: keys round to the
+interval grid, the raw time is kept beside it. Frames in, frames out; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HOURS_PER_YEAR = 8760.0
+HOUR_MS = 3_600_000
+# Intervals venues actually use; a gap between settlements outside this set is missing data, not an interval.
+PLAUSIBLE_INTERVALS_H: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+
+INTERVAL_COLUMNS = ["exchange", "symbol", "valid_from", "valid_to", "interval_h", "cap", "floor", "source"]
+# Spans start at a settlement time seen by one source; the same settlement from another source may be a
+# few ms (or, on hyperliquid, minutes) off. Looking up a little later keeps both in the same span.
+LOOKUP_TOLERANCE = pd.Timedelta(minutes=15)
+OBSERVATION_COLUMNS = ["exchange", "symbol", "ts_ms", "interval_h", "cap", "floor", "source"]
+
+
+def annualize(rate: Any, interval_h: Any) -> Any:
+    """A rate per funding interval -> simple annual rate: `rate * 8760 / interval_h` (scalars or arrays)."""
+    return np.asarray(rate, dtype=float) * HOURS_PER_YEAR / np.asarray(interval_h, dtype=float)
+
+
+def per_hour(rate: Any, interval_h: Any) -> Any:
+    return np.asarray(rate, dtype=float) / np.asarray(interval_h, dtype=float)
+
+
+def round_to_grid(ts_ms: Any, interval_h: Any) -> np.ndarray:
+    """Round settlement times to the nearest multiple of their interval (epoch-aligned, as venues settle).
+
+    A time more than a quarter of an interval off any grid point is not jitter: it is kept rounded to the
+    hour instead, so that a venue settling at an unexpected hour still gets a stable, truthful key.
+    """
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    step = np.rint(np.asarray(interval_h, dtype=float) * HOUR_MS).astype(np.int64)
+    step = np.broadcast_to(step, ts.shape)
+    nearest = ((ts + step // 2) // step) * step
+    hourly = ((ts + HOUR_MS // 2) // HOUR_MS) * HOUR_MS
+    return np.where(np.abs(ts - nearest) <= step // 4, nearest, hourly)
+
+
+def to_timestamp(ts_ms: Any) -> pd.Series:
+    return pd.to_datetime(pd.Series(ts_ms, dtype="int64"), unit="ms").astype("datetime64[us]")
+
+
+# -- interval history ---------------------------------------------------------------------------------
+def infer_intervals(settlements: pd.DataFrame, min_run: int = 2) -> pd.DataFrame:
+    """Interval observations inferred from the spacing of settled funding (`exchange, symbol, funding_ts_ms`).
+
+    The gap before a settlement is its accrual interval. A gap that is not a plausible interval (a missed
+    settlement: 16h on an 8h venue) is ignored, and a new interval must repeat `min_run` times in a row
+    before it counts, so one missed hourly settlement does not look like a switch to 2h.
+    """
+    rows: list[dict[str, Any]] = []
+    if settlements.empty:
+        return pd.DataFrame(columns=OBSERVATION_COLUMNS)
+    frame = settlements[["exchange", "symbol", "funding_ts_ms"]].drop_duplicates()
+    for (exchange, symbol), group in frame.groupby(["exchange", "symbol"], sort=True):
+        ts = np.sort(group["funding_ts_ms"].to_numpy(dtype=np.int64))
+        if len(ts) < 2:
+            continue
+        gaps_h = np.round(np.diff(ts) / HOUR_MS * 4) / 4  # jitter of seconds must not matter
+        plausible = np.isin(gaps_h, PLAUSIBLE_INTERVALS_H)
+        current: float | None = None
+        run_value, run_len, run_start = None, 0, 0
+        for i, (gap, ok) in enumerate(zip(gaps_h, plausible, strict=True)):
+            if not ok:
+                run_value, run_len = None, 0
+                continue
+            if gap == run_value:
+                run_len += 1
+            else:
+                run_value, run_len, run_start = gap, 1, i + 1
+            if run_len == min_run and run_value != current:
+                current = float(run_value)
+                rows.append(_observation(exchange, symbol, int(ts[run_start]), current, source="inferred"))
+        if current is None and len(ts) == 2 and plausible[0]:
+            rows.append(_observation(exchange, symbol, int(ts[1]), float(gaps_h[0]), source="inferred"))
+    return pd.DataFrame(rows, columns=OBSERVATION_COLUMNS)
+
+
+def _observation(
+    exchange: str,
+    symbol: str,
+    ts_ms: int,
+    interval_h: float,
+    cap: float | None = None,
+    floor: float | None = None,
+    source: str = "reported",
+) -> dict[str, Any]:
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "ts_ms": ts_ms,
+        "interval_h": interval_h,
+        "cap": np.nan if cap is None else cap,
+        "floor": np.nan if floor is None else floor,
+        "source": source,
+    }
+
+
+def market_funding_info(market: Mapping[str, Any]) -> tuple[float | None, float | None, float | None]:
+    """(interval_h, cap, floor) from a ccxt market structure's venue `info`, where the venue publishes them.
+
+    bybit: `fundingInterval` (minutes), `upperFundingRate` / `lowerFundingRate`;
+    binance fundingInfo: `fundingIntervalHours`, `adjustedFundingRateCap` / `adjustedFundingRateFloor`;
+    the simulator and others may put `fundingIntervalHours`, `fundingRateCap`, `fundingRateFloor`.
+    """
+    info = market.get("info") or {}
+    interval_h = None
+    if info.get("fundingIntervalHours") not in (None, ""):
+        interval_h = float(info["fundingIntervalHours"])
+    elif info.get("fundingInterval") not in (None, ""):
+        interval_h = float(info["fundingInterval"]) / 60.0
+    cap = _first_float(info, ("upperFundingRate", "adjustedFundingRateCap", "fundingRateCap"))
+    floor = _first_float(info, ("lowerFundingRate", "adjustedFundingRateFloor", "fundingRateFloor"))
+    return interval_h, cap, floor
+
+
+def _first_float(info: Mapping[str, Any], names: Iterable[str]) -> float | None:
+    for name in names:
+        value = info.get(name)
+        if value not in (None, ""):
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                continue
+    return None
+
+
+def build_intervals(reported: pd.DataFrame, inferred: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Interval spans (`INTERVAL_COLUMNS`) from observations (`OBSERVATION_COLUMNS`, ts_ms = settlement time).
+
+    What a source reported wins: inferred observations are used only before a key's first reported one
+    (history backfilled from before capture started). Consecutive observations of the same interval (and
+    cap/floor) merge into one span; `valid_to` is the next span's start, NULL for the open one.
+    """
+    frames = [f for f in (reported, inferred) if f is not None and not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=INTERVAL_COLUMNS)
+    obs = pd.concat(frames, ignore_index=True)
+    obs = obs.dropna(subset=["interval_h"])
+    obs = obs[obs["interval_h"] > 0]
+    first_reported = obs[obs["source"] != "inferred"].groupby(["exchange", "symbol"])["ts_ms"].min()
+    keep = []
+    for (exchange, symbol), group in obs.groupby(["exchange", "symbol"], sort=True):
+        cutoff = first_reported.get((exchange, symbol))
+        if cutoff is not None:
+            group = group[(group["source"] != "inferred") | (group["ts_ms"] < cutoff)]
+        keep.append(group)
+    obs = pd.concat(keep, ignore_index=True).sort_values(["exchange", "symbol", "ts_ms"], kind="stable")
+    # A cap known from one observation (market info) applies to the whole key until another says otherwise.
+    obs[["cap", "floor"]] = obs.groupby(["exchange", "symbol"])[["cap", "floor"]].transform(lambda s: s.ffill().bfill())
+    rows = []
+    for (exchange, symbol), group in obs.groupby(["exchange", "symbol"], sort=True):
+        spans: list[dict[str, Any]] = []
+        for rec in group.itertuples(index=False):
+            state = (float(rec.interval_h), _nan_key(rec.cap), _nan_key(rec.floor))
+            if spans and spans[-1]["_state"] == state:
+                continue
+            spans.append({"_state": state, "valid_from_ms": int(rec.ts_ms), "source": rec.source})
+        for i, span in enumerate(spans):
+            interval_h, cap, floor = span["_state"]
+            rows.append(
+                {
+                    "exchange": exchange,
+                    "symbol": symbol,
+                    "valid_from_ms": span["valid_from_ms"],
+                    "valid_to_ms": spans[i + 1]["valid_from_ms"] if i + 1 < len(spans) else None,
+                    "interval_h": interval_h,
+                    "cap": cap,
+                    "floor": floor,
+                    "source": span["source"],
+                }
+            )
+    out = pd.DataFrame(rows)
+    out["valid_from"] = to_timestamp(out["valid_from_ms"])
+    out["valid_to"] = pd.to_datetime(out["valid_to_ms"], unit="ms").astype("datetime64[us]")
+    return out[INTERVAL_COLUMNS].reset_index(drop=True)
+
+
+def _nan_key(value: Any) -> float:
+    return float("nan") if value is None or pd.isna(value) else float(value)
+
+
+def interval_at(intervals: pd.DataFrame, keys: pd.DataFrame, ts_column: str = "funding_ts") -> pd.DataFrame:
+    """For each row of `keys` (exchange, symbol, <ts_column>), the span in force: adds interval_h, cap, floor.
+
+    Rows before a key's first span get the first span (the earliest evidence is the best there is); rows
+    whose (exchange, symbol) has no interval history get NaN: callers must not invent one.
+    """
+    out = keys.copy()
+    out["_row"] = np.arange(len(out))
+    if out.empty or intervals.empty:
+        for col in ("interval_h", "cap", "floor"):
+            out[col] = np.nan
+        return out.drop(columns="_row")
+    left = out[["_row", "exchange", "symbol", ts_column]].copy()
+    left["_t"] = pd.to_datetime(left[ts_column]).astype("datetime64[us]")
+    right = intervals[["exchange", "symbol", "valid_from", "interval_h", "cap", "floor"]].copy()
+    right["_t"] = pd.to_datetime(right["valid_from"]).astype("datetime64[us]")
+    merged = pd.merge_asof(
+        left.sort_values("_t"), right.sort_values("_t"), on="_t", by=["exchange", "symbol"], direction="backward"
+    ).set_index("_row")
+    first = right.sort_values("_t").drop_duplicates(["exchange", "symbol"]).set_index(["exchange", "symbol"])
+    missing = merged["interval_h"].isna()
+    if missing.any():
+        fill = first.reindex(pd.MultiIndex.from_frame(merged.loc[missing, ["exchange", "symbol"]]))
+        for col in ("interval_h", "cap", "floor"):
+            merged.loc[missing, col] = fill[col].to_numpy(dtype=float)
+    for col in ("interval_h", "cap", "floor"):
+        out[col] = merged[col].reindex(out["_row"]).to_numpy(dtype=float)
+    return out.drop(columns="_row")
+
+
+# -- settled and predicted rates ------------------------------------------------------------------------
+RATE_COLUMNS = [
+    "exchange",
+    "symbol",
+    "funding_ts",
+    "funding_ts_raw",
+    "funding_rate",
+    "interval_h",
+    "rate_per_hour",
+    "funding_apr",
+    "predicted_rate",
+    "predicted_at",
+    "forecast_error",
+    "mark_price",
+    "index_price",
+]
+
+
+def settled_rates(settled: pd.DataFrame, intervals: pd.DataFrame, predictions: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per (exchange, symbol, settlement): the settled rate normalised with the interval in force.
+
+    `settled`: exchange, symbol, funding_ts_ms (raw venue time), funding_rate, optional mark_price,
+    index_price. Duplicates of one settlement (the same row from the stream and from history) collapse to
+    the latest reported value. `predictions`: the `point_in_time_predictions` frame; the last prediction
+    known strictly before the raw settlement time becomes `predicted_rate`, and `forecast_error` is settled
+    minus predicted.
+    """
+    if settled.empty:
+        return pd.DataFrame(columns=RATE_COLUMNS)
+    frame = settled.copy()
+    for col in ("mark_price", "index_price"):
+        if col not in frame:
+            frame[col] = np.nan
+    frame["funding_ts_raw"] = to_timestamp(frame["funding_ts_ms"]).to_numpy()
+    # Look the interval up at the raw time first, then key on the grid of that interval.
+    frame["_lookup"] = frame["funding_ts_raw"] + LOOKUP_TOLERANCE
+    frame = interval_at(intervals, frame, ts_column="_lookup")
+    known = frame["interval_h"].notna()
+    grid_interval = frame["interval_h"].where(known, 1.0).to_numpy()
+    frame["funding_ts"] = to_timestamp(round_to_grid(frame["funding_ts_ms"].to_numpy(), grid_interval)).to_numpy()
+    frame = frame.sort_values(["exchange", "symbol", "funding_ts", "funding_ts_raw"], kind="stable")
+    frame = frame.drop_duplicates(["exchange", "symbol", "funding_ts"], keep="last")
+    frame["rate_per_hour"] = per_hour(frame["funding_rate"], frame["interval_h"])
+    frame["funding_apr"] = annualize(frame["funding_rate"], frame["interval_h"])
+    frame = _attach_predictions(frame, predictions)
+    return frame[RATE_COLUMNS].reset_index(drop=True)
+
+
+def _attach_predictions(frame: pd.DataFrame, predictions: pd.DataFrame | None) -> pd.DataFrame:
+    frame = frame.copy()
+    frame["predicted_rate"] = np.nan
+    frame["predicted_at"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us]")
+    if predictions is not None and not predictions.empty:
+        pred = predictions[["exchange", "symbol", "funding_ts", "ts", "predicted_rate"]].copy()
+        pred["funding_ts"] = pd.to_datetime(pred["funding_ts"]).astype("datetime64[us]")
+        pred["ts"] = pd.to_datetime(pred["ts"]).astype("datetime64[us]")
+        left = frame[["exchange", "symbol", "funding_ts", "funding_ts_raw"]].copy()
+        left["_row"] = np.arange(len(left))
+        joined = left.merge(pred, on=["exchange", "symbol", "funding_ts"], how="inner")
+        joined = joined[joined["ts"] < joined["funding_ts_raw"]]
+        last = joined.sort_values("ts", kind="stable").groupby("_row").tail(1).set_index("_row")
+        rows = np.arange(len(frame))
+        frame["predicted_rate"] = last["predicted_rate"].reindex(rows).to_numpy(dtype=float)
+        frame["predicted_at"] = last["ts"].reindex(rows).to_numpy()
+    frame["forecast_error"] = frame["funding_rate"] - frame["predicted_rate"]
+    return frame
+
+
+PREDICTION_COLUMNS = [
+    "exchange",
+    "symbol",
+    "ts",
+    "funding_ts",
+    "predicted_rate",
+    "next_predicted_rate",
+    "interval_h",
+    "rate_per_hour",
+    "predicted_apr",
+    "mark_price",
+    "index_price",
+]
+
+
+def point_in_time_predictions(predicted: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFrame:
+    """Predicted (not yet settled) rates as they were known at each capture time `ts_ms`.
+
+    `predicted`: exchange, symbol, ts_ms, funding_ts_ms, funding_rate, optional next_funding_rate,
+    interval_h (as reported), mark_price, index_price. The reported interval wins; the history fills in
+    where a source reported none. `funding_ts` is rounded to the grid like the settled rows, so a
+    prediction joins the settlement it is about.
+    """
+    if predicted.empty:
+        return pd.DataFrame(columns=PREDICTION_COLUMNS)
+    frame = predicted.copy()
+    for col in ("next_funding_rate", "mark_price", "index_price", "interval_h"):
+        if col not in frame:
+            frame[col] = np.nan
+    frame["funding_ts_raw"] = to_timestamp(frame["funding_ts_ms"]).to_numpy()
+    reported = frame["interval_h"].to_numpy(dtype=float)
+    frame["_lookup"] = frame["funding_ts_raw"] + LOOKUP_TOLERANCE
+    looked_up = interval_at(intervals, frame, ts_column="_lookup")["interval_h"].to_numpy(dtype=float)
+    frame["interval_h"] = np.where(np.isfinite(reported) & (reported > 0), reported, looked_up)
+    grid_interval = np.where(np.isfinite(frame["interval_h"]), frame["interval_h"], 1.0)
+    frame["funding_ts"] = to_timestamp(round_to_grid(frame["funding_ts_ms"].to_numpy(), grid_interval)).to_numpy()
+    frame["ts"] = to_timestamp(frame["ts_ms"]).to_numpy()
+    frame["predicted_rate"] = frame["funding_rate"].astype(float)
+    frame["next_predicted_rate"] = frame["next_funding_rate"].astype(float)
+    frame["rate_per_hour"] = per_hour(frame["predicted_rate"], frame["interval_h"])
+    frame["predicted_apr"] = annualize(frame["predicted_rate"], frame["interval_h"])
+    frame = frame.sort_values(["exchange", "symbol", "ts", "funding_ts"], kind="stable")
+    frame = frame.drop_duplicates(["exchange", "symbol", "ts", "funding_ts"], keep="last")
+    return frame[PREDICTION_COLUMNS].reset_index(drop=True)
+
+
+def coverage(settled: pd.DataFrame, intervals: pd.DataFrame, start_ms: int, end_ms: int) -> pd.DataFrame:
+    """Settlements present vs expected per (exchange, symbol) in [start_ms, end_ms), by the interval in force."""
+    rows = []
+    for (exchange, symbol), group in settled.groupby(["exchange", "symbol"], sort=True):
+        keys = pd.DataFrame({"exchange": [exchange], "symbol": [symbol], "t": [to_timestamp([start_ms]).iloc[0]]})
+        interval_h = float(interval_at(intervals, keys, ts_column="t")["interval_h"].iloc[0])
+        expected = (end_ms - start_ms) / (interval_h * HOUR_MS) if np.isfinite(interval_h) else np.nan
+        present = int(group["funding_ts_ms"].between(start_ms, end_ms - 1).sum())
+        rows.append(
+            {
+                "exchange": exchange,
+                "symbol": symbol,
+                "settlements": present,
+                "expected": expected,
+                "coverage_pct": 100.0 * present / expected if expected and np.isfinite(expected) else np.nan,
+            }
+        )
+    return pd.DataFrame(rows, columns=["exchange", "symbol", "settlements", "expected", "coverage_pct"])

@@ -1,0 +1,121 @@
+"""Basis vs an independent pandas computation on synthetic quotes with known prices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fundarb_dagster.core import basis as b
+from fundarb_dagster.core.funding import INTERVAL_COLUMNS
+
+
+def _tickers(seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    t0 = 1_767_225_600_000
+    for exchange, symbol, base in [
+        ("binance", "BTC/USDT:USDT", 100_000.0),
+        ("binance", "BTC/USDT", 99_950.0),
+        ("hyperliquid", "BTC/USDC:USDC", 100_020.0),
+        ("hyperliquid", "BTC/USDC", 99_990.0),
+    ]:
+        for ts in sorted(rng.integers(t0, t0 + 2 * 3_600_000, 300)):
+            mid = base * (1 + rng.normal(0, 1e-4))
+            half = mid * rng.uniform(0.5e-4, 2e-4)
+            perp = ":" in symbol
+            rows.append(
+                {
+                    "exchange": exchange,
+                    "symbol": symbol,
+                    "ts_ms": int(ts),
+                    "bid": mid - half,
+                    "ask": mid + half,
+                    "mark_price": mid * 1.0001 if perp else np.nan,
+                    "index_price": mid if perp else np.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _intervals() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "exchange": ["binance", "hyperliquid"],
+            "symbol": ["BTC/USDT:USDT", "BTC/USDC:USDC"],
+            "valid_from": pd.to_datetime(["2025-01-01", "2025-01-01"]),
+            "valid_to": pd.NaT,
+            "interval_h": [8.0, 1.0],
+            "cap": np.nan,
+            "floor": np.nan,
+            "source": "reported",
+        }
+    )[INTERVAL_COLUMNS]
+
+
+def test_pairs_match_each_perp_with_its_spot_on_the_same_venue():
+    inst = pd.DataFrame(
+        {
+            "exchange": ["binance", "binance", "bybit", "bybit"],
+            "symbol": ["BTC/USDT:USDT", "BTC/USDT", "ETH/USDT:USDT", "ETH/USDC"],
+        }
+    )
+    pairs = b.pair_instruments(inst).set_index(["exchange", "symbol"])
+    assert pairs.loc[("binance", "BTC/USDT:USDT"), "spot_symbol"] == "BTC/USDT"
+    assert pairs.loc[("bybit", "ETH/USDT:USDT"), "spot_symbol"] == "ETH/USDC"  # stablecoin stand-in
+    assert b.underlying_of("1000PEPE/USDT:USDT") == "PEPE"
+
+
+def test_basis_at_1m_and_1h_matches_an_independent_pandas_resample():
+    tickers = _tickers()
+    pairs = b.pair_instruments(tickers[["exchange", "symbol"]].drop_duplicates())
+    for timeframe, rule in (("1m", "1min"), ("1h", "1h")):
+        got = b.compute_basis(b.last_quotes(tickers, timeframe), pairs, _intervals(), timeframe)
+        # Independent: resample().last() per instrument on a DatetimeIndex.
+        t = tickers.assign(t=pd.to_datetime(tickers["ts_ms"], unit="ms")).sort_values("t")
+        last = (
+            t.set_index("t")
+            .groupby(["exchange", "symbol"])[["bid", "ask", "mark_price", "index_price"]]
+            .resample(rule)
+            .last()
+        )
+        last = last.dropna(subset=["bid"]).reset_index()
+        for exchange, perp, spot, interval_h in (
+            ("binance", "BTC/USDT:USDT", "BTC/USDT", 8.0),
+            ("hyperliquid", "BTC/USDC:USDC", "BTC/USDC", 1.0),
+        ):
+            p = last[(last.exchange == exchange) & (last.symbol == perp)].set_index("t")
+            s = last[(last.exchange == exchange) & (last.symbol == spot)].set_index("t")
+            common = p.index.intersection(s.index)
+            pm = (p.loc[common, "bid"] + p.loc[common, "ask"]) / 2
+            sm = (s.loc[common, "bid"] + s.loc[common, "ask"]) / 2
+            expected_bps = (pm / sm - 1) * 10_000
+            rows = got[(got.exchange == exchange) & (got.symbol == perp)].set_index("ts").loc[common]
+            assert len(rows) == len(common) > 0
+            np.testing.assert_allclose(rows["basis_bps"], expected_bps, rtol=1e-9)
+            np.testing.assert_allclose(rows["basis_apr"], expected_bps / 1e4 * 8760 / interval_h, rtol=1e-9)
+            np.testing.assert_allclose(
+                rows["perp_half_spread_bps"], (p.loc[common, "ask"] - p.loc[common, "bid"]) / 2 / pm * 1e4, rtol=1e-9
+            )
+            np.testing.assert_allclose(
+                rows["mark_index_bps"],
+                (p.loc[common, "mark_price"] / p.loc[common, "index_price"] - 1) * 1e4,
+                rtol=1e-9,
+            )
+
+
+def test_crossed_or_one_sided_books_give_no_spread_not_a_negative_cost():
+    quotes = pd.DataFrame(
+        {
+            "exchange": "x",
+            "symbol": ["A/USDT:USDT", "A/USDT"],
+            "ts": pd.Timestamp("2026-01-01"),
+            "bid": [101.0, 100.0],
+            "ask": [100.0, 100.2],  # the perp book is crossed
+            "mark_price": [100.5, np.nan],
+            "index_price": [100.4, np.nan],
+        }
+    )
+    pairs = b.pair_instruments(quotes[["exchange", "symbol"]])
+    out = b.compute_basis(quotes, pairs, pd.DataFrame(columns=INTERVAL_COLUMNS), "1m")
+    assert np.isnan(out["perp_half_spread_bps"].iloc[0]) and np.isnan(out["basis_bps"].iloc[0])
+    assert out["spot_half_spread_bps"].iloc[0] > 0

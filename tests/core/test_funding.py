@@ -1,0 +1,163 @@
+"""Funding normalisation on the real 2025-2026 funding fixture (8h and 1h venues) and on edge cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fundarb_dagster.core import funding as f
+
+HOUR_MS = 3_600_000
+
+
+@pytest.fixture(scope="module")
+def fixture_funding(fixtures_dir) -> pd.DataFrame:
+    frame = pd.read_csv(fixtures_dir / "funding_2025_2026" / "funding_btc_eth_binance_bybit_hyperliquid_utc.csv")
+    return frame.rename(
+        columns={"venue": "exchange", "canonical_symbol": "symbol", "settlement_time_ms_utc": "funding_ts_ms"}
+    )
+
+
+def _reported(frame: pd.DataFrame) -> pd.DataFrame:
+    obs = frame[["exchange", "symbol", "funding_ts_ms", "interval_hours"]].rename(
+        columns={"funding_ts_ms": "ts_ms", "interval_hours": "interval_h"}
+    )
+    return obs.assign(cap=np.nan, floor=np.nan, source="reported")
+
+
+def test_funding_apr_matches_the_fixture_rate_apr_for_8h_and_1h_venues(fixture_funding):
+    intervals = f.build_intervals(_reported(fixture_funding))
+    rates = f.settled_rates(fixture_funding, intervals, None)
+    assert len(rates) == len(fixture_funding)  # no settlement lost or merged
+    expected = fixture_funding.assign(funding_ts_raw=pd.to_datetime(fixture_funding["funding_ts_ms"], unit="ms"))
+    merged = rates.merge(expected, on=["exchange", "symbol", "funding_ts_raw"], how="inner", validate="1:1")
+    assert len(merged) == len(fixture_funding)
+    np.testing.assert_allclose(merged["funding_apr"], merged["rate_apr_as_given"], rtol=1e-12)
+    hourly = merged[merged["exchange"] == "hyperliquid"]
+    eight = merged[merged["exchange"] != "hyperliquid"]
+    assert set(hourly["interval_h"]) == {1.0} and set(eight["interval_h"]) == {8.0}
+    # Independent: per-hour rate is the rate divided by the venue's interval, for both kinds of venue.
+    np.testing.assert_allclose(merged["rate_per_hour"], merged["funding_rate_x"] / merged["interval_hours"])
+
+
+def test_intervals_inferred_from_settlement_spacing_give_the_same_apr(fixture_funding):
+    inferred = f.infer_intervals(fixture_funding)
+    intervals = f.build_intervals(pd.DataFrame(columns=f.OBSERVATION_COLUMNS), inferred)
+    by_key = intervals.set_index(["exchange", "symbol"])["interval_h"]
+    assert by_key[("hyperliquid", "BTC-USDC-PERP")] == 1.0
+    assert by_key[("binance", "ETH-USDT-PERP")] == 8.0
+    rates = f.settled_rates(fixture_funding, intervals, None)
+    np.testing.assert_allclose(
+        rates.sort_values(["exchange", "symbol", "funding_ts"])["funding_apr"].to_numpy(),
+        fixture_funding.sort_values(["exchange", "symbol", "funding_ts_ms"])["rate_apr_as_given"].to_numpy(),
+        rtol=1e-12,
+    )
+
+
+def test_settlement_keys_round_ms_jitter_to_the_interval_grid_and_keep_the_raw_time(fixture_funding):
+    intervals = f.build_intervals(_reported(fixture_funding))
+    rates = f.settled_rates(fixture_funding, intervals, None)
+    ms = rates["funding_ts"].astype("int64") // 1000
+    step = (rates["interval_h"] * HOUR_MS).astype("int64")
+    assert (ms % step == 0).all()
+    raw_ms = rates["funding_ts_raw"].astype("int64") // 1000
+    assert (raw_ms - ms).abs().max() < 1000  # jitter only, kept in funding_ts_raw
+    assert (raw_ms != ms).any()
+
+
+def test_late_hyperliquid_settlement_at_odd_minutes_keys_to_its_hour():
+    ts = np.array([1_755_756_000_000 + 7 * 60_000, 1_755_759_600_000 + 3 * 60_000 + 12], dtype=np.int64)
+    keyed = f.round_to_grid(ts, 1.0)
+    np.testing.assert_array_equal(keyed, [1_755_756_000_000, 1_755_759_600_000])
+
+
+def test_interval_change_from_8h_to_4h_normalises_each_settlement_with_its_own_interval():
+    start = 1_767_225_600_000  # 2026-01-01 00:00 UTC
+    times = [start + i * 8 * HOUR_MS for i in range(4)] + [start + 24 * HOUR_MS + i * 4 * HOUR_MS for i in range(1, 5)]
+    settled = pd.DataFrame(
+        {"exchange": "binance", "symbol": "X/USDT:USDT", "funding_ts_ms": times, "funding_rate": 1e-4}
+    )
+    intervals = f.build_intervals(pd.DataFrame(columns=f.OBSERVATION_COLUMNS), f.infer_intervals(settled))
+    assert intervals["interval_h"].tolist() == [8.0, 4.0]
+    assert intervals["valid_to"].iloc[0] == intervals["valid_from"].iloc[1]
+    rates = f.settled_rates(settled, intervals, None)
+    expected = [1e-4 * 8760 / 8] * 4 + [1e-4 * 8760 / 4] * 4
+    np.testing.assert_allclose(rates["funding_apr"], expected)
+
+
+def test_one_missed_hourly_settlement_is_not_taken_for_a_2h_interval():
+    start = 1_767_225_600_000
+    times = [start + i * HOUR_MS for i in range(10) if i != 5]
+    settled = pd.DataFrame({"exchange": "hyperliquid", "symbol": "BTC/USDC:USDC", "funding_ts_ms": times})
+    intervals = f.build_intervals(pd.DataFrame(columns=f.OBSERVATION_COLUMNS), f.infer_intervals(settled))
+    assert intervals["interval_h"].tolist() == [1.0]
+
+
+def test_reported_intervals_win_over_inferred_after_capture_started():
+    reported = pd.DataFrame([f._observation("bybit", "S", 10 * HOUR_MS, 4.0, cap=0.02, floor=-0.02)])
+    inferred = pd.DataFrame(
+        [
+            f._observation("bybit", "S", 0, 8.0, source="inferred"),
+            f._observation("bybit", "S", 20 * HOUR_MS, 2.0, source="inferred"),
+        ]
+    )
+    spans = f.build_intervals(reported, inferred)
+    assert spans["interval_h"].tolist() == [8.0, 4.0]
+    # a cap reported once applies to the whole history of the key
+    assert spans["cap"].tolist() == [0.02, 0.02]
+
+
+def test_market_info_gives_interval_and_caps_for_bybit_and_binance_shapes():
+    bybit = {"info": {"fundingInterval": "240", "upperFundingRate": "0.02", "lowerFundingRate": "-0.02"}}
+    assert f.market_funding_info(bybit) == (4.0, 0.02, -0.02)
+    binance = {
+        "info": {"fundingIntervalHours": 8, "adjustedFundingRateCap": "0.03", "adjustedFundingRateFloor": "-0.03"}
+    }
+    assert f.market_funding_info(binance) == (8.0, 0.03, -0.03)
+    assert f.market_funding_info({"info": {}}) == (None, None, None)
+
+
+def test_last_prediction_before_settlement_and_forecast_error():
+    t0 = pd.Timestamp("2026-01-01 08:00")
+    settled = pd.DataFrame(
+        {"exchange": "bybit", "symbol": "S", "funding_ts_ms": [int(t0.value // 1_000_000) + 3], "funding_rate": [2e-4]}
+    )
+    t_ms = int(t0.value // 1_000_000)
+    predicted = pd.DataFrame(
+        {
+            "exchange": "bybit",
+            "symbol": "S",
+            "ts_ms": [t_ms - 3 * HOUR_MS, t_ms - 60_000, t_ms + 60_000],  # the last one comes after settlement
+            "funding_ts_ms": [t_ms, t_ms, t_ms],
+            "funding_rate": [1e-4, 1.5e-4, 9e-4],
+            "interval_h": 8.0,
+        }
+    )
+    intervals = f.build_intervals(pd.DataFrame([f._observation("bybit", "S", t_ms, 8.0)]))
+    preds = f.point_in_time_predictions(predicted, intervals)
+    assert len(preds) == 3
+    np.testing.assert_allclose(preds["predicted_apr"], predicted["funding_rate"] * 8760 / 8)
+    rates = f.settled_rates(settled, intervals, preds)
+    assert rates["predicted_rate"].iloc[0] == pytest.approx(1.5e-4)
+    assert rates["forecast_error"].iloc[0] == pytest.approx(0.5e-4)
+    assert rates["predicted_at"].iloc[0] == t0 - pd.Timedelta(minutes=1)
+
+
+def test_rows_without_any_interval_history_get_no_invented_interval():
+    settled = pd.DataFrame({"exchange": "okx", "symbol": "S", "funding_ts_ms": [0], "funding_rate": [1e-4]})
+    rates = f.settled_rates(settled, pd.DataFrame(columns=f.INTERVAL_COLUMNS), None)
+    assert np.isnan(rates["interval_h"].iloc[0]) and np.isnan(rates["funding_apr"].iloc[0])
+
+
+def test_coverage_counts_present_vs_expected_settlements(fixture_funding):
+    intervals = f.build_intervals(_reported(fixture_funding))
+    start = int(pd.Timestamp("2026-01-01").value // 1_000_000)
+    end = start + 24 * HOUR_MS
+    cov = f.coverage(fixture_funding, intervals, start, end).set_index(["exchange", "symbol"])
+    assert cov.loc[("hyperliquid", "BTC-USDC-PERP"), "expected"] == 24
+    assert cov.loc[("binance", "BTC-USDT-PERP"), "expected"] == 3
+    window = fixture_funding[fixture_funding["funding_ts_ms"].between(start, end - 1)]
+    counts = window.groupby(["exchange", "symbol"]).size()
+    for key, n in counts.items():
+        assert cov.loc[key, "settlements"] == n
