@@ -1,0 +1,466 @@
+"""The vectorized backtest engine: whole time axis and whole parameter grid at once, arrays `(G, T, P)`
+(grid points x bars x pairs). No Python loop over time.
+
+Rules (the reference event loop in tests/core/backtest/reference_loop.py implements the same, plainly):
+
+1. Desired direction `D[t]` per pair from its signal (expected carry APR known at t), with hysteresis:
+   enter +1 when `signal >= enter_apr`, leave when `signal <= exit_apr`; reverse -1 (where allowed) when
+   `signal <= -(enter_apr + reverse_cost)`, leave when `signal >= -(exit_apr + reverse_cost)`. NaN: flat.
+2. An *episode* starts when D becomes non-zero or flips. It is held at most `max_hold_h`; after that, and
+   after a liquidation or risk stop, the pair stays flat until the episode ends (no churning re-entry).
+3. Sizing: both legs hold the same units (delta-neutral in the underlying), `q = notional / mid_A` at the
+   episode start and again every `rebalance_h` (the hedge is resized to the target notional and each perp's
+   isolated wallet reset to `notional / leverage`: collateral moved between venues). Capital is split evenly
+   over the pairs; each pair's notional = capital share / (spot legs + perp legs / leverage).
+4. Accounting per bar `u` for positions decided at `u-1`: basis PnL marked to mid; funding booked in bar u
+   (`panel.funding_cash`); borrow on a short spot leg; fees and slippage on every traded quantity at `u`.
+5. Liquidation: each perp leg's liquidation price (accounting.liquidation_price) uses the wallet after the
+   funding booked up to `u-1`; if the bar's reference high (short) / low (long) crosses it, the leg is closed
+   at that price (no funding for that bar, liquidation fee and forfeited maintenance margin charged) and the
+   other leg at mid. Risk stop: when the reference close is within `stop_distance` of the liquidation price,
+   both legs close at mid at `u`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .accounting import half_spread_or_model, liquidation_price
+from .metrics import drawdown, performance
+from .panel import Panel
+from .strategies import PairSet
+
+GRID_FIELDS = ("enter_apr", "exit_apr", "max_hold_h", "leverage", "rebalance_h", "stop_distance")
+
+
+@dataclass(frozen=True)
+class BacktestParams:
+    enter_apr: float = 0.10  # enter when expected carry (APR, fraction) reaches this
+    exit_apr: float = 0.02  # leave when it falls to this (0 <= exit < enter)
+    max_hold_h: float = 0.0  # 0: no limit
+    leverage: float = 3.0  # perp legs' leverage (isolated margin = notional / leverage)
+    rebalance_h: float = 0.0  # resize to target notional every N hours; 0: never
+    stop_distance: float = 0.0  # risk stop when within this fraction of the liquidation price; 0: off
+    capital: float = 1_000_000.0
+    execution: str = "taker"  # "taker": taker fee + half-spread; "maker": maker fee, no spread crossed
+    slippage_bps: float = 2.0  # half-spread model where no quotes were recorded
+
+    def __post_init__(self) -> None:
+        validate_params({f: np.array([getattr(self, f)], dtype=float) for f in GRID_FIELDS})
+        if self.capital <= 0:
+            raise ValueError(f"capital: {self.capital!r} must be > 0")
+        if self.execution not in ("taker", "maker"):
+            raise ValueError(f"execution: {self.execution!r} must be 'taker' or 'maker'")
+        if self.slippage_bps < 0:
+            raise ValueError(f"slippage_bps: {self.slippage_bps!r} must be >= 0")
+
+
+def validate_params(grid: dict[str, np.ndarray]) -> None:
+    """Clear errors for impossible parameter values (naming the field and the value)."""
+    enter, exit_ = grid["enter_apr"], grid["exit_apr"]
+    checks = [
+        ("exit_apr", exit_, exit_ < 0, "must be >= 0"),
+        ("enter_apr", enter, enter <= exit_, "must be > exit_apr"),
+        ("leverage", grid["leverage"], grid["leverage"] <= 0, "must be > 0"),
+        ("max_hold_h", grid["max_hold_h"], grid["max_hold_h"] < 0, "must be >= 0"),
+        ("rebalance_h", grid["rebalance_h"], grid["rebalance_h"] < 0, "must be >= 0"),
+        ("stop_distance", grid["stop_distance"], grid["stop_distance"] < 0, "must be >= 0"),
+    ]
+    for name, values, bad, why in checks:
+        bad = np.asarray(bad) | ~np.isfinite(values)
+        if bad.any():
+            raise ValueError(f"{name}: {float(np.asarray(values)[bad][0])!r} {why}")
+
+
+def make_grid(base: BacktestParams, axes: dict[str, list[float]] | None = None) -> dict[str, np.ndarray]:
+    """Cartesian product of `axes` over `base`'s grid fields -> `{field: (G,) array}`."""
+    axes = axes or {}
+    for name in axes:
+        if name not in GRID_FIELDS:
+            raise ValueError(f"grid: {name!r} is not a grid field; expected one of {GRID_FIELDS}")
+    names = list(axes)
+    combos = list(itertools.product(*(axes[n] for n in names))) or [()]
+    grid = {f: np.full(len(combos), float(getattr(base, f))) for f in GRID_FIELDS}
+    for k, n in enumerate(names):
+        grid[n] = np.array([c[k] for c in combos], dtype=float)
+    validate_params(grid)
+    return grid
+
+
+# -- small array helpers (time is axis 1) ------------------------------------------------------------------
+def _shift(a: np.ndarray, fill: Any) -> np.ndarray:
+    out = np.empty_like(a)
+    out[:, 0] = fill
+    out[:, 1:] = a[:, :-1]
+    return out
+
+
+def _last_index(mask: np.ndarray) -> np.ndarray:
+    """Index of the last True at or before each t along axis 1 (-1 where none)."""
+    t = np.arange(mask.shape[1]).reshape(1, -1, *([1] * (mask.ndim - 2)))
+    idx = np.where(mask, t, -1)
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    return idx
+
+
+def hysteresis(on: np.ndarray, off: np.ndarray) -> np.ndarray:
+    """State that switches on at `on`, off at `off` (on wins a tie) and otherwise keeps its value."""
+    on, off = np.broadcast_arrays(on, off)
+    last = _last_index(on | off)
+    state = np.take_along_axis(on, np.clip(last, 0, None), axis=1)
+    return state & (last >= 0)
+
+
+def _at(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """values `(T, P)` or `(G, T, P)` gathered at time indices `idx` `(G, T, P)`."""
+    if values.ndim == 2:
+        values = values[None]
+    return np.take_along_axis(values, idx, axis=1)
+
+
+@dataclass
+class _Legs:
+    mid: np.ndarray
+    ref: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    cash: np.ndarray
+    hs: np.ndarray
+    is_perp: np.ndarray  # (P,)
+    fee: np.ndarray  # (P,) execution fee
+    taker: np.ndarray  # (P,)
+    mmr: np.ndarray  # (P,)
+
+
+def _legs(panel: Panel, idx: np.ndarray, execution: str, slippage_bps: float) -> _Legs:
+    markets = [panel.markets[i] for i in idx]
+    taker = np.array([m.taker_fee for m in markets])
+    hs = half_spread_or_model(panel.half_spread[:, idx], slippage_bps)
+    return _Legs(
+        mid=panel.mid[:, idx],
+        ref=panel.ref[:, idx],
+        high=panel.ref_high[:, idx],
+        low=panel.ref_low[:, idx],
+        cash=panel.funding_cash[:, idx],
+        hs=hs if execution == "taker" else np.zeros_like(hs),
+        is_perp=np.array([m.is_perp for m in markets], dtype=bool),
+        fee=taker if execution == "taker" else np.array([m.maker_fee for m in markets]),
+        taker=taker,
+        mmr=np.array([m.mmr for m in markets]),
+    )
+
+
+def simulate(
+    panel: Panel, pairs: PairSet, grid: dict[str, np.ndarray], params: BacktestParams, detail: bool = True
+) -> dict[str, np.ndarray]:
+    """Run the accounting for every grid point at once. Returns `(G, T, P)` arrays (when `detail`) and the
+    `(G, T)` / `(G,)` aggregates the metrics need."""
+    T, P = pairs.signal.shape
+    G = len(grid["enter_apr"])
+    shape = (G, T, P)
+
+    def g(name: str) -> np.ndarray:
+        return np.asarray(grid[name], dtype=float).reshape(G, 1, 1)
+
+    enter, exit_, lev, stop = g("enter_apr"), g("exit_apr"), g("leverage"), g("stop_distance")
+    bar_h = panel.bar_h
+    max_bars = np.where(g("max_hold_h") > 0, np.ceil(g("max_hold_h") / bar_h - 1e-9), 0).astype(np.int64)
+    reb_bars = np.where(g("rebalance_h") > 0, np.ceil(g("rebalance_h") / bar_h - 1e-9), 0).astype(np.int64)
+    t_idx = np.arange(T).reshape(1, T, 1)
+
+    # 1. desired direction with hysteresis (point in time: signal[t] is known at t)
+    s = pairs.signal[None]
+    nan = ~np.isfinite(s)
+    pos = hysteresis(np.broadcast_to(s >= enter, shape), (s <= exit_) | nan)
+    rev = pairs.allow_reverse[None, None, :]
+    shift = pairs.reverse_cost_apr[None, None, :]
+    neg = hysteresis(np.broadcast_to(rev & (s <= -(enter + shift)), shape), (s >= -(exit_ + shift)) | nan)
+    D = pos.astype(np.int8) - neg.astype(np.int8)
+
+    # 2. episodes, holding limit, rebalance segments
+    start = (D != 0) & (_shift(D, 0) != D)
+    sidx = _last_index(start)
+    age = t_idx - sidx
+    H = np.where((max_bars <= 0) | (age < max_bars), D, 0).astype(np.int8)
+    seg = np.where(reb_bars > 0, sidx + (age // np.maximum(reb_bars, 1)) * reb_bars, sidx)
+    seg = np.clip(seg, 0, None)
+
+    # 3. sizing: equal units on both legs
+    la = _legs(panel, pairs.leg_a, params.execution, params.slippage_bps)
+    lb = _legs(panel, pairs.leg_b, params.execution, params.slippage_bps)
+    cost_a = np.where(la.is_perp, 1.0 / lev, 1.0)
+    cost_b = np.where(lb.is_perp, 1.0 / lev, 1.0)
+    notional = (params.capital / P) / (cost_a + cost_b)  # (G, 1, P)
+    e_a, e_b = _at(la.mid, seg), _at(lb.mid, seg)
+    held = H != 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = np.where(held, notional / e_a, 0.0)
+    xa_h, xb_h = -H * q, H * q
+
+    # 4. liquidation and stop events on the hypothetical (never-stopped) path
+    def leg_events(x_h: np.ndarray, e: np.ndarray, leg: _Legs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x_prev = _shift(x_h, 0.0)
+        fund = np.where(x_prev != 0, -x_prev * leg.cash[None], 0.0)
+        cum = np.cumsum(fund, axis=1)
+        wallet = np.abs(x_h) * e / lev + cum - _at(cum, seg)
+        liq = liquidation_price(e, wallet, x_h, leg.mmr, leg.taker)
+        liq_prev = _shift(liq, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            breach = ((x_prev < 0) & (leg.high[None] >= liq_prev)) | ((x_prev > 0) & (leg.low[None] <= liq_prev))
+            dist = np.where(x_prev < 0, liq_prev - leg.ref[None], leg.ref[None] - liq_prev) / leg.ref[None]
+        breach &= leg.is_perp
+        stopped = (stop > 0) & (x_prev != 0) & (dist <= stop) & leg.is_perp & ~breach
+        return breach, stopped, liq_prev
+
+    brk_a, stop_a, liq_a_prev = leg_events(xa_h, e_a, la)
+    brk_b, stop_b, liq_b_prev = leg_events(xb_h, e_b, lb)
+    ev = brk_a | brk_b | stop_a | stop_b
+    Hp = _shift(H, 0)
+    ev_ep = np.where(ev & (Hp != 0), _shift(sidx, -1), -1)
+    np.maximum.accumulate(ev_ep, axis=1, out=ev_ep)
+    killed = held & (ev_ep == sidx)
+    A = np.where(killed, 0, H).astype(np.int8)
+    Ap = _shift(A, 0)
+    open_prev = Ap != 0
+    liq_a, liq_b = brk_a & open_prev, brk_b & open_prev
+    stopped = (stop_a | stop_b) & open_prev & ~(liq_a | liq_b)
+
+    # 5. accounting
+    xa = np.where(A != 0, -A * q, 0.0)
+    xb = np.where(A != 0, A * q, 0.0)
+
+    def leg_pnl(x: np.ndarray, liq: np.ndarray, liq_px: np.ndarray, leg: _Legs, borrow_apr: np.ndarray) -> dict:
+        x_prev = _shift(x, 0.0)
+        mid_prev = _shift(leg.mid[None], np.nan)
+        end_px = np.where(liq, liq_px, leg.mid[None])
+        has = x_prev != 0
+        basis = np.where(has, x_prev * (end_px - mid_prev), 0.0)
+        funding = np.where(has & ~liq, -x_prev * leg.cash[None], 0.0)
+        borrow = np.where(x_prev < 0, -x_prev * mid_prev * borrow_apr * bar_h / 8760.0, 0.0)
+        traded = np.where(liq, np.abs(x), np.abs(x - x_prev))  # quantity traded at mid
+        at_mid = np.where(traded > 0, traded * leg.mid[None], 0.0)
+        liq_notional = np.where(liq, np.abs(x_prev) * liq_px, 0.0)
+        fees = at_mid * leg.fee + liq_notional * leg.taker
+        slippage = at_mid * leg.hs[None]
+        penalty = liq_notional * leg.mmr
+        return {
+            "basis": basis,
+            "funding": funding,
+            "borrow": borrow,
+            "fees": fees,
+            "slippage": slippage,
+            "liquidation": penalty,
+            "traded_notional": at_mid + liq_notional,
+        }
+
+    pa_ = leg_pnl(xa, liq_a, liq_a_prev, la, np.where(la.is_perp, 0.0, pairs.borrow_apr))
+    pb_ = leg_pnl(xb, liq_b, liq_b_prev, lb, np.where(lb.is_perp, 0.0, pairs.borrow_apr))
+    parts = {k: pa_[k] + pb_[k] for k in pa_}
+    pnl = parts["basis"] + parts["funding"] - parts["borrow"] - parts["fees"] - parts["slippage"] - parts["liquidation"]
+    equity = params.capital + np.cumsum(pnl.sum(axis=2), axis=1)
+    entries = (A != 0) & (Ap != A)
+    out: dict[str, np.ndarray] = {
+        "equity": equity,
+        "attribution": {k: v.sum(axis=(1, 2)) for k, v in parts.items() if k != "traded_notional"},
+        "attribution_t": {k: v.sum(axis=2) for k, v in parts.items() if k != "traded_notional"},
+        "in_market": (A != 0).any(axis=2),
+        "gross_exposure": (np.abs(xa) * la.mid[None] + np.abs(xb) * lb.mid[None]).sum(axis=2),
+        "traded_notional": parts["traded_notional"].sum(axis=(1, 2)),
+        "entries": entries.sum(axis=(1, 2)),
+        "held_pair_bars": (A != 0).sum(axis=(1, 2)),
+        "liquidations": (liq_a | liq_b).sum(axis=(1, 2)),
+        "stops": stopped.sum(axis=(1, 2)),
+    }
+    if detail:
+        out.update(
+            A=A, H=H, D=D, q=q, xa=xa, xb=xb, pnl=pnl, liq_a=liq_a, liq_b=liq_b, stopped=stopped,
+            liq_a_px=liq_a_prev, liq_b_px=liq_b_prev, e_a=e_a, e_b=e_b, parts=parts, hs_a=la.hs, hs_b=lb.hs,
+            fee_a=la.fee, fee_b=lb.fee, taker_a=la.taker, taker_b=lb.taker,
+        )  # fmt: skip
+    return out
+
+
+@dataclass
+class BacktestResult:
+    params: BacktestParams
+    strategy: str
+    equity: pd.DataFrame  # ts, equity, drawdown, pnl parts per bar, gross_exposure, in_market
+    trades: pd.DataFrame  # one row per leg trade
+    positions: pd.DataFrame  # one row per held episode (round trip)
+    open_positions: pd.DataFrame  # per leg, at the last bar: what risk_report stresses
+    metrics: dict[str, float]
+    attribution: dict[str, float]
+    arrays: dict[str, Any]
+
+
+def _ts(ms: np.ndarray) -> pd.Series:
+    return pd.to_datetime(pd.Series(np.asarray(ms, dtype=np.int64)), unit="ms").astype("datetime64[us]")
+
+
+def run_backtest(panel: Panel, pairs: PairSet, params: BacktestParams, strategy: str = "") -> BacktestResult:
+    """One full-accounting backtest with its equity curve, trades, positions and metrics."""
+    grid = {f: np.array([float(getattr(params, f))]) for f in GRID_FIELDS}
+    sim = simulate(panel, pairs, grid, params, detail=True)
+    T, P = pairs.signal.shape
+    equity = sim["equity"][0]
+    metrics = {k: float(v[0]) for k, v in _metrics(sim, panel.bar_h).items()}
+    metrics["liquidations"] = float(sim["liquidations"][0])
+    metrics["stops"] = float(sim["stops"][0])
+    eq = pd.DataFrame({"ts": _ts(panel.ts_ms), "equity": equity, "drawdown": drawdown(equity[None])[0]})
+    for k, v in sim["attribution_t"].items():
+        eq[f"{k}_pnl"] = v[0]
+    eq["gross_exposure"] = sim["gross_exposure"][0]
+    eq["in_market"] = sim["in_market"][0]
+    trades = _trades(panel, pairs, sim)
+    positions = _positions(panel, pairs, sim)
+    open_pos = _open_positions(panel, pairs, sim, params)
+    attribution = {k: float(v[0]) for k, v in sim["attribution"].items()}
+    return BacktestResult(params, strategy, eq, trades, positions, open_pos, metrics, attribution, sim)
+
+
+def _metrics(sim: dict[str, Any], bar_h: float) -> dict[str, np.ndarray]:
+    return performance(
+        sim["equity"], bar_h, sim["in_market"], sim["traded_notional"], sim["entries"], sim["held_pair_bars"]
+    )
+
+
+TRADE_COLUMNS = ["ts", "pair", "leg", "exchange", "symbol", "side", "qty", "price", "notional_usd", "fee_usd",
+                 "slippage_usd", "reason"]  # fmt: skip
+
+
+def _trades(panel: Panel, pairs: PairSet, sim: dict[str, Any]) -> pd.DataFrame:
+    A, H, D = sim["A"][0], sim["H"][0], sim["D"][0]
+    Ap = np.vstack([np.zeros((1, A.shape[1]), A.dtype), A[:-1]])
+    reason = np.full(A.shape, "rebalance", dtype=object)
+    reason[(Ap != 0) & (A != 0) & (Ap != A)] = "flip"
+    reason[(Ap == 0) & (A != 0)] = "entry"
+    reason[(Ap != 0) & (A == 0) & (D == 0)] = "exit"
+    reason[(Ap != 0) & (A == 0) & (D != 0) & (H == 0)] = "max_hold"
+    reason[sim["stopped"][0]] = "stop"
+    reason[sim["liq_a"][0] | sim["liq_b"][0]] = "liquidation"
+    rows = []
+    for leg, x, liq, liq_px, idx in (
+        ("a", sim["xa"][0], sim["liq_a"][0], sim["liq_a_px"][0], pairs.leg_a),
+        ("b", sim["xb"][0], sim["liq_b"][0], sim["liq_b_px"][0], pairs.leg_b),
+    ):
+        xp = np.vstack([np.zeros((1, x.shape[1])), x[:-1]])
+        mid = panel.mid[:, idx]
+        fee, taker, hs = sim["fee_" + leg], sim["taker_" + leg], sim["hs_" + leg]
+        # liquidation closes at the liquidation price; anything else trades at mid
+        t_l, p_l = np.nonzero(liq)
+        for t, p in zip(t_l, p_l, strict=True):
+            qty = -xp[t, p]
+            rows.append((t, p, leg, qty, liq_px[t, p], abs(qty) * liq_px[t, p] * taker[p], 0.0, "liquidation"))
+        dq = np.where(liq, x, x - xp)
+        t_n, p_n = np.nonzero(dq != 0)
+        for t, p in zip(t_n, p_n, strict=True):
+            r = "entry" if liq[t, p] else reason[t, p]
+            notional = abs(dq[t, p]) * mid[t, p]
+            slip = notional * hs[t, p]
+            rows.append((t, p, leg, dq[t, p], mid[t, p], notional * fee[p], slip, r))
+    if not rows:
+        return pd.DataFrame(columns=TRADE_COLUMNS)
+    t, p, leg, qty, price, fee_usd, slip, why = map(np.array, zip(*rows, strict=True))
+    idx = np.where(leg == "a", pairs.leg_a[p], pairs.leg_b[p])
+    out = pd.DataFrame({
+        "ts": _ts(panel.ts_ms[t.astype(int)]),
+        "pair": [pairs.names[i] for i in p],
+        "leg": leg,
+        "exchange": [panel.markets[i].exchange for i in idx],
+        "symbol": [panel.markets[i].symbol for i in idx],
+        "side": np.where(qty.astype(float) > 0, "buy", "sell"),
+        "qty": np.abs(qty.astype(float)),
+        "price": price.astype(float),
+        "notional_usd": np.abs(qty.astype(float)) * price.astype(float),
+        "fee_usd": fee_usd.astype(float),
+        "slippage_usd": slip.astype(float),
+        "reason": why,
+    })  # fmt: skip
+    return out.sort_values(["ts", "pair", "leg"], kind="stable").reset_index(drop=True)
+
+
+POSITION_COLUMNS = ["pair", "direction", "entry_ts", "exit_ts", "hours", "units", "entry_price_a", "entry_price_b",
+                    "pnl_usd", "funding_usd", "exit_reason"]  # fmt: skip
+
+
+def _positions(panel: Panel, pairs: PairSet, sim: dict[str, Any]) -> pd.DataFrame:
+    A, pnl = sim["A"][0], sim["pnl"][0]
+    funding = sim["parts"]["funding"][0]
+    T = A.shape[0]
+    rows = []
+    for p in range(A.shape[1]):
+        a = A[:, p]
+        change = np.nonzero(np.diff(np.concatenate([[0], a])) != 0)[0]
+        for k, t0 in enumerate(change):
+            if a[t0] == 0:
+                continue
+            t1 = change[k + 1] if k + 1 < len(change) else T  # first bar no longer holding this direction
+            closed = t1 < T
+            end = t1 if closed else T - 1
+            if closed and a[t1] != 0:
+                why = "flip"
+            elif not closed:
+                why = "open"
+            elif sim["liq_a"][0][t1, p] or sim["liq_b"][0][t1, p]:
+                why = "liquidation"
+            elif sim["stopped"][0][t1, p]:
+                why = "stop"
+            elif sim["D"][0][t1, p] != 0:
+                why = "max_hold"
+            else:
+                why = "exit"
+            # the exit bar's PnL (closing costs, last funding) belongs to the episode; on a flip it also carries
+            # the new episode's entry costs, a small and documented overlap
+            rows.append((pairs.names[p], int(a[t0]), panel.ts_ms[t0], panel.ts_ms[t1] if closed else -1,
+                         (end - t0) * panel.bar_h, sim["q"][0][t0, p], sim["e_a"][0][t0, p], sim["e_b"][0][t0, p],
+                         float(pnl[t0 : end + 1, p].sum()), float(funding[t0 : end + 1, p].sum()), why))  # fmt: skip
+    out = pd.DataFrame(rows, columns=POSITION_COLUMNS)
+    if not out.empty:
+        out["entry_ts"] = _ts(out["entry_ts"].to_numpy())
+        exit_ms = out["exit_ts"].to_numpy()
+        out["exit_ts"] = _ts(np.where(exit_ms >= 0, exit_ms, 0)).where(exit_ms >= 0)
+    return out
+
+
+OPEN_COLUMNS = ["pair", "leg", "exchange", "symbol", "underlying", "kind", "units", "entry_price", "mark_price",
+                "wallet_usd", "notional_usd", "mmr", "taker_fee", "leverage"]  # fmt: skip
+
+
+def _open_positions(panel: Panel, pairs: PairSet, sim: dict[str, Any], params: BacktestParams) -> pd.DataFrame:
+    """Each leg open after the last bar, with its isolated wallet (initial margin + funding since the last
+    resize) for the liquidation and stress maths of core/risk.py."""
+    rows = []
+    t = panel.shape[0] - 1
+    A = sim["A"][0]
+    if t < 0:
+        return pd.DataFrame(columns=OPEN_COLUMNS)
+    for p in np.nonzero(A[t] != 0)[0]:
+        # the wallet: funding since the segment start, recomputed plainly for the few open pairs
+        for leg, x, e, idx in (
+            ("a", sim["xa"][0], sim["e_a"][0], pairs.leg_a[p]),
+            ("b", sim["xb"][0], sim["e_b"][0], pairs.leg_b[p]),
+        ):  # noqa: E501
+            m = panel.markets[idx]
+            units = float(x[t, p])
+            seg_start = t
+            while seg_start > 0 and x[seg_start - 1, p] == units and sim["e_" + leg][0][seg_start - 1, p] == e[t, p]:
+                seg_start -= 1
+            funding = float(-units * panel.funding_cash[seg_start + 1 : t + 1, idx].sum())
+            wallet = abs(units) * e[t, p] / params.leverage + funding if m.is_perp else abs(units) * panel.mid[t, idx]
+            rows.append((pairs.names[p], leg, m.exchange, m.symbol, m.underlying, m.kind, units, float(e[t, p]),
+                         float(panel.ref[t, idx]), wallet, abs(units) * float(panel.ref[t, idx]), m.mmr, m.taker_fee,
+                         params.leverage if m.is_perp else 1.0))  # fmt: skip
+    return pd.DataFrame(rows, columns=OPEN_COLUMNS)
+
+
+def params_dict(params: BacktestParams) -> dict[str, Any]:
+    return asdict(params)
+
+
+def grid_fields() -> list[str]:
+    return [f.name for f in fields(BacktestParams) if f.name in GRID_FIELDS]
