@@ -1,0 +1,734 @@
+"""Feed: the one consumer of every source. ccxt.pro-shaped calls in, validated record batches out.
+
+`exchange` is any object that speaks ccxt.pro (a live `ccxt.pro` instance, `SimExchange`, `ReplayExchange`,
+a wire replay exchange, a real ccxt class fed recorded REST responses): the same code runs for all of them,
+so the capture job, the history loader and the demo never know where data came from.
+
+    feed = Feed(exchange, registry)
+    async for batch in feed.watch("trades", "BTC/USDT:USDT"):   # runs until cancelled (or EndOfData)
+        ring.put(batch.records); events.put(batch.events)
+
+What `watch` does, per (stream, symbol):
+
+- calls the right `watch_*` (funding per venue: binance* `watch_mark_price`; bybit and hyperliquid funding
+  inside `watch_ticker`'s `info`; anything with `has['watchFundingRate']` `watch_funding_rate`; otherwise
+  `fetch_funding_rate` polled every `funding_poll_interval_s`);
+- normalizes (`normalize.py`) and validates (`validation.py`): bad messages are quarantined with a reason and
+  counted, venue duplicates dropped (trade ids; tickers/funding with an identical timestamp);
+- OHLCV: a candle is emitted once, when it is closed (a newer candle appeared), with its final values;
+- funding rows carry the interval in force: stated by the structure, the market, the spacing of
+  settlements, or the registry's history (`registry.observe_interval`); never a per-venue constant. Funding
+  snapshots that repeat the previous one are thinned to one per `funding_poll_interval_s` (counted);
+- `ccxt.NetworkError` (incl. `ExchangeNotAvailable`, `RequestTimeout`) and socket timeouts: a RECONNECT event,
+  exponential back-off up to `max_backoff_s`, and a GAP event (start = last data time, end = first data
+  time after recovery) once data flows again; trades/OHLCV gaps are then backfilled over REST where the
+  venue has it (GAP_FILLED event), otherwise the gap stays visible;
+- a staleness watchdog per stream (`stale_timeout_s[stream]`, on the exchange's clock so a sped-up simulator
+  works): a STALE event, then the subscription is restarted (ccxt.pro streams can stop without an error).
+
+Times: `recv_ts_ms` and every timeout/back-off/poll period are on `exchange.milliseconds()` (wall time live,
+virtual time in the simulator, the recording's time in replays). Waits are also bounded in wall time, so a
+replay whose clock stops cannot hang the feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ccxt
+import numpy as np
+from ccxt.async_support.base.exchange import Exchange as AsyncExchange
+
+from .. import schema
+from ..instruments import Instrument, InstrumentRegistry
+from ..schema import EventKind
+from . import EndOfData, normalize
+from .validation import Validator, concat_events, event_rows
+
+# Errors after which a subscription is retried: ccxt's network family (ExchangeNotAvailable, RequestTimeout,
+# DDoSProtection... are subclasses), socket-level timeouts, and an unsubscribe racing a restart.
+RETRYABLE: tuple[type[BaseException], ...] = (
+    ccxt.NetworkError,
+    ccxt.UnsubscribeError,
+    asyncio.TimeoutError,
+    TimeoutError,
+    ConnectionError,
+)
+DEFAULT_STALE_TIMEOUT_S: dict[str, float] = {"trades": 60.0, "tickers": 60.0, "funding": 900.0, "ohlcv": 180.0}
+FUNDING_MODES = ("mark_price", "ticker", "funding_rate", "poll")
+_INITIAL_BACKOFF_S = 0.5
+_HOUR_MS = 3_600_000
+
+
+@dataclass
+class Batch:
+    """What a source produced for one stream in one step: records of the stream's dtype, plus events."""
+
+    stream: str
+    records: np.ndarray  # schema dtype of the stream
+    events: np.ndarray  # schema.CAPTURE_EVENTS rows
+
+
+@dataclass
+class HistoryProgress:
+    """Progress of one `Feed.history` call (read it while the call runs)."""
+
+    exchange: str
+    stream: str
+    symbol: str
+    since_ms: int
+    until_ms: int
+    pages: int = 0
+    rows: int = 0
+    cursor_ms: int = 0
+    done: bool = False
+
+    @property
+    def fraction(self) -> float:
+        span = max(self.until_ms - self.since_ms, 1)
+        return min(max((self.cursor_ms - self.since_ms) / span, 0.0), 1.0)
+
+
+class _Stale(Exception):  # noqa: N818 - internal signal, never escapes the feed
+    pass
+
+
+@dataclass
+class _Subscription:
+    stream: str
+    symbol: str
+    instrument: Instrument
+    mode: str = ""
+    started_ms: int = 0
+    last_activity_ms: int = 0
+    last_data_ts: int | None = None
+    gap_start_ms: int | None = None
+    gap_reasons: list[str] = field(default_factory=list)
+    # ohlcv: the forming candle, the last closed one, and every emitted candle time (for backfills)
+    pending: list[Any] | None = None
+    pending_uncertain: bool = False
+    last_closed_ts: int | None = None
+    emitted_candles: set[int] = field(default_factory=set)
+    # funding: thinning of repeated snapshots, settlement spacing, polling
+    last_funding_key: tuple[float, ...] | None = None
+    last_funding_emit_ms: int = 0
+    last_settlement_ms: int = 0
+    next_poll_ms: int | None = None
+
+
+class Feed:
+    """Validated, normalized record batches from any ccxt.pro-shaped exchange object (see the module doc)."""
+
+    def __init__(
+        self,
+        exchange: Any,
+        registry: InstrumentRegistry,
+        *,
+        funding_poll_interval_s: float = 60.0,
+        ohlcv_timeframe: str = "1m",
+        stale_timeout_s: Mapping[str, float] | None = None,
+        validator: Validator | None = None,
+        max_backoff_s: float = 60.0,
+        backfill_gaps: bool = True,
+        history_limit: int = 1000,
+        max_retries: int = 6,
+    ) -> None:
+        if not funding_poll_interval_s > 0:
+            raise ValueError(f"funding_poll_interval_s: {funding_poll_interval_s!r} must be > 0")
+        if not max_backoff_s > 0:
+            raise ValueError(f"max_backoff_s: {max_backoff_s!r} must be > 0")
+        self.exchange = exchange
+        self.exchange_id = str(exchange.id)
+        self.registry = registry
+        self.funding_poll_interval_s = float(funding_poll_interval_s)
+        self.ohlcv_timeframe = ohlcv_timeframe
+        self.timeframe_s = int(ccxt.Exchange.parse_timeframe(ohlcv_timeframe))
+        self.stale_timeout_s = dict(DEFAULT_STALE_TIMEOUT_S if stale_timeout_s is None else stale_timeout_s)
+        self.validator = validator if validator is not None else Validator()
+        self.max_backoff_s = float(max_backoff_s)
+        self.backfill_gaps = backfill_gaps
+        self.history_limit = history_limit
+        self.max_retries = max_retries
+        self.counts: Counter[str] = Counter()
+        self.progress: dict[tuple[str, str], HistoryProgress] = {}
+        self._subs: dict[tuple[str, str], _Subscription] = {}
+        self._wall0 = time.monotonic()
+        self._clock0: int | None = None
+        self._pace_lock = asyncio.Lock()
+        self._last_rest_ms: int | None = None
+
+    # -- clocks -------------------------------------------------------------------------------------
+    def now_ms(self) -> int:
+        """The exchange's clock (wall, virtual or replay time)."""
+        now = int(self.exchange.milliseconds())
+        if self._clock0 is None:
+            self._clock0 = now
+            self._wall0 = time.monotonic()
+        return now
+
+    def clock_speed(self) -> float:
+        """Exchange milliseconds per wall millisecond: a source's `speed` if it states one, else measured."""
+        stated = getattr(self.exchange, "speed", None)
+        if isinstance(stated, int | float) and not isinstance(stated, bool) and stated > 0:
+            return float(stated)
+        now = self.now_ms()
+        wall_s = time.monotonic() - self._wall0
+        if wall_s > 0.5 and self._clock0 is not None and now > self._clock0:
+            return max((now - self._clock0) / 1000.0 / wall_s, 1e-3)
+        return 1.0
+
+    async def _sleep_exchange(self, seconds: float) -> None:
+        """Sleep `seconds` of exchange time; never longer than `seconds` of wall time (a stopped clock)."""
+        target = self.now_ms() + int(seconds * 1000)
+        wall_deadline = time.monotonic() + seconds
+        while True:
+            remaining_ms = target - self.now_ms()
+            wall_left = wall_deadline - time.monotonic()
+            if remaining_ms <= 0 or wall_left <= 0:
+                return
+            await asyncio.sleep(max(min(remaining_ms / 1000.0 / self.clock_speed(), wall_left, 1.0), 0.0005))
+
+    # -- subscriptions ------------------------------------------------------------------------------
+    def funding_mode(self) -> str:
+        """How this venue delivers funding (see FACTS.md): mark_price | ticker | funding_rate | poll."""
+        has = getattr(self.exchange, "has", None) or {}
+        if self.exchange_id.startswith("binance") and (has.get("watchMarkPrice") or has.get("watchMarkPrices")):
+            return "mark_price"
+        if self.exchange_id in ("bybit", "hyperliquid") and has.get("watchTicker", True):
+            return "ticker"
+        if has.get("watchFundingRate"):
+            return "funding_rate"
+        return "poll"
+
+    def _subscription(self, stream: str, symbol: str) -> _Subscription:
+        key = (stream, symbol)
+        if key not in self._subs:
+            if stream not in schema.MARKET_STREAMS:
+                raise ValueError(f"stream: {stream!r} is not a market stream; expected one of {schema.MARKET_STREAMS}")
+            instrument = self.registry.get(self.exchange_id, symbol)
+            if stream == "funding" and not instrument.is_perp:
+                raise ValueError(f"symbol: {symbol!r} on {self.exchange_id} is not a perpetual; it has no funding")
+            sub = _Subscription(stream, symbol, instrument)
+            if stream == "funding":
+                sub.mode = self.funding_mode()
+            self._subs[key] = sub
+        return self._subs[key]
+
+    def _watch_call(self, sub: _Subscription) -> Callable[[], Awaitable[Any]]:
+        ex, symbol = self.exchange, sub.symbol
+        if sub.stream == "trades":
+            return lambda: ex.watch_trades(symbol)
+        if sub.stream == "tickers":
+            return lambda: ex.watch_ticker(symbol)
+        if sub.stream == "ohlcv":
+            return lambda: ex.watch_ohlcv(symbol, self.ohlcv_timeframe)
+        if sub.mode == "mark_price":
+            return lambda: ex.watch_mark_price(symbol)
+        if sub.mode == "ticker":
+            return lambda: ex.watch_ticker(symbol)
+        if sub.mode == "funding_rate":
+            return lambda: ex.watch_funding_rate(symbol)
+        return lambda: self._poll_funding(sub)
+
+    async def _poll_funding(self, sub: _Subscription) -> Any:
+        if sub.next_poll_ms is not None:
+            await self._sleep_exchange(max(sub.next_poll_ms - self.now_ms(), 0) / 1000.0)
+        sub.next_poll_ms = self.now_ms() + int(self.funding_poll_interval_s * 1000)
+        return await self.exchange.fetch_funding_rate(sub.symbol)
+
+    def _stale_timeout_ms(self, sub: _Subscription) -> int | None:
+        timeout = self.stale_timeout_s.get(sub.stream)
+        if timeout is None or not timeout > 0:
+            return None
+        if sub.stream == "funding" and sub.mode == "poll":
+            timeout = max(timeout, 2 * self.funding_poll_interval_s + 60)  # a poll gap is not a stall
+        return int(timeout * 1000)
+
+    async def _await_watched(self, sub: _Subscription, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Await one `watch_*` call under the staleness watchdog (exchange clock)."""
+        timeout_ms = self._stale_timeout_ms(sub)
+        task = asyncio.ensure_future(call())
+        try:
+            if timeout_ms is None:
+                return await task
+            while True:
+                check_s = min(max(timeout_ms / 1000.0 / self.clock_speed() / 4, 0.005), 1.0)
+                done, _ = await asyncio.wait({task}, timeout=check_s)
+                if done:
+                    return task.result()
+                if self.now_ms() - sub.last_activity_ms > timeout_ms:
+                    raise _Stale()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})  # let the source clean up; a cancel of our own still propagates
+            if task.done() and not task.cancelled():
+                task.exception()  # mark retrieved: the outcome of an abandoned call no longer matters
+
+    async def _restart(self, sub: _Subscription) -> None:
+        """Drop a silent subscription at the source so the next call subscribes afresh."""
+        name, flag = {
+            "trades": ("un_watch_trades", "unWatchTrades"),
+            "tickers": ("un_watch_ticker", "unWatchTicker"),
+            "ohlcv": ("un_watch_ohlcv", "unWatchOHLCV"),
+        }.get(sub.stream, ("", ""))
+        if sub.stream == "funding":
+            name, flag = {
+                "mark_price": ("un_watch_mark_price", "unWatchMarkPrice"),
+                "ticker": ("un_watch_ticker", "unWatchTicker"),
+                "funding_rate": ("un_watch_funding_rate", "unWatchFundingRate"),
+            }.get(sub.mode, ("", ""))
+        has = getattr(self.exchange, "has", None) or {}
+        method = getattr(self.exchange, name, None) if name else None
+        if method is None or not has.get(flag):
+            return
+        args = (sub.symbol, self.ohlcv_timeframe) if sub.stream == "ohlcv" else (sub.symbol,)
+        try:
+            await method(*args)
+        except Exception:  # noqa: BLE001 - best effort: the re-subscription below is what matters
+            self.counts["restart:unwatch_failed"] += 1
+
+    def _open_gap(self, sub: _Subscription, reason: str) -> None:
+        if sub.gap_start_ms is None:
+            sub.gap_start_ms = sub.last_data_ts if sub.last_data_ts is not None else sub.started_ms
+        sub.gap_reasons.append(reason)
+        if sub.pending is not None:
+            sub.pending_uncertain = True  # its last update may have been missed
+
+    # -- watch --------------------------------------------------------------------------------------
+    async def watch(self, stream: str, symbol: str) -> AsyncIterator[Batch]:
+        """Batches for one (stream, symbol) until cancelled, or until a recorded source is exhausted."""
+        sub = self._subscription(stream, symbol)
+        iid = sub.instrument.id
+        call = self._watch_call(sub)
+        sub.started_ms = sub.last_activity_ms = self.now_ms()
+        if stream == "funding":
+            await self._bootstrap_interval(sub)
+        backoff = _INITIAL_BACKOFF_S
+        while True:
+            try:
+                raw = await self._await_watched(sub, call)
+            except EndOfData:
+                return
+            except ccxt.ExchangeClosedByUser:
+                return
+            except _Stale:
+                now = self.now_ms()
+                self.counts["stale"] += 1
+                silent_since = sub.last_activity_ms
+                self._open_gap(sub, "stale")
+                await self._restart(sub)
+                sub.last_activity_ms = self.now_ms()
+                event = event_rows(
+                    EventKind.STALE, stream, iid, now, now, start_ms=silent_since, end_ms=now, reason="stale:restart"
+                )
+                yield Batch(stream, schema.empty(stream), event)
+                continue
+            except RETRYABLE as exc:
+                now = self.now_ms()
+                self.counts["reconnects"] += 1
+                self._open_gap(sub, "reconnect")
+                reason = f"reconnect:{type(exc).__name__}"
+                event = event_rows(EventKind.RECONNECT, stream, iid, now, now, start_ms=now, end_ms=now, reason=reason)
+                yield Batch(stream, schema.empty(stream), event)
+                await self._sleep_exchange(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+                sub.last_activity_ms = self.now_ms()
+                continue
+            recv = self.now_ms()
+            sub.last_activity_ms = recv
+            records, events, first_ts = self._process(sub, raw, recv)
+            if first_ts is not None:
+                backoff = _INITIAL_BACKOFF_S
+            gap_events, gap = self._close_gap(sub, first_ts, recv)
+            if len(records):
+                sub.last_data_ts = int(records["ts_ms"].max())
+                self.counts[f"records:{stream}"] += len(records)
+            elif first_ts is not None and sub.last_data_ts is None:
+                sub.last_data_ts = first_ts
+            if len(records) or len(events) or len(gap_events):
+                yield Batch(stream, records, concat_events([events, gap_events]))
+            if gap is not None and self.backfill_gaps and stream in ("trades", "ohlcv"):
+                filled = await self.backfill_gap(stream, symbol, gap[0], gap[1])
+                if len(filled.records) or len(filled.events):
+                    yield filled
+
+    def _close_gap(
+        self, sub: _Subscription, first_ts: int | None, now: int
+    ) -> tuple[np.ndarray, tuple[int, int] | None]:
+        if sub.gap_start_ms is None or first_ts is None:
+            return schema.empty("capture_events"), None
+        start = sub.gap_start_ms
+        end = max(first_ts, start)
+        reasons = sorted(set(sub.gap_reasons))
+        event = event_rows(
+            EventKind.GAP,
+            sub.stream,
+            sub.instrument.id,
+            now,
+            now,
+            count=len(sub.gap_reasons),
+            start_ms=start,
+            end_ms=end,
+            reason="+".join(reasons),
+        )
+        sub.gap_start_ms = None
+        sub.gap_reasons = []
+        self.counts["gaps"] += 1
+        return event, (start, end)
+
+    # -- processing ---------------------------------------------------------------------------------
+    def _process(self, sub: _Subscription, raw: Any, recv: int) -> tuple[np.ndarray, np.ndarray, int | None]:
+        """Raw watch result -> (accepted records, events, first event time seen or None)."""
+        stream, instrument = sub.stream, sub.instrument
+        if stream == "trades":
+            items = list(raw) if isinstance(raw, Sequence) else [raw]
+            items, screened = self.validator.screen(stream, items, instrument.id, recv)
+            records = normalize.trades_to_records(items, instrument, recv)
+        elif stream == "tickers":
+            items, screened = self.validator.screen(stream, [raw], instrument.id, recv)
+            records = normalize.ticker_to_record(items[0], instrument, recv) if items else schema.empty("tickers")
+        elif stream == "ohlcv":
+            items = list(raw) if isinstance(raw, Sequence) else []
+            items, screened = self.validator.screen(stream, items, instrument.id, recv)
+            first = int(min(normalize.int_ms(c[0]) for c in items)) if items else None
+            closed = self._close_candles(sub, items)
+            records = normalize.ohlcv_to_records(closed, instrument, recv, self.timeframe_s)
+            accepted, checked = self.validator.check(stream, records, recv)
+            sub.emitted_candles.update(int(t) for t in accepted["ts_ms"])
+            return accepted, concat_events([screened, checked]), first
+        else:
+            records, screened = self._funding_records(sub, raw, recv)
+        valid_ts = records["ts_ms"][records["ts_ms"] > 0]
+        first = int(valid_ts.min()) if len(valid_ts) else None
+        if stream == "funding" and len(records) and self._thin_funding(sub, records[0], recv):
+            return records[:0], screened, first
+        accepted, checked = self.validator.check(stream, records, recv)
+        return accepted, concat_events([screened, checked]), first
+
+    def _close_candles(self, sub: _Subscription, candles: list[Any]) -> list[Any]:
+        """Candles that just closed, each once, with the last values seen (the venue's final ones)."""
+        closed: list[Any] = []
+        backfill_possible = self.backfill_gaps and self._has("fetchOHLCV")
+        for candle in sorted(candles, key=lambda c: normalize.int_ms(c[0])):
+            t = normalize.int_ms(candle[0])
+            pending_ts = normalize.int_ms(sub.pending[0]) if sub.pending is not None else None
+            if pending_ts is not None and t > pending_ts:
+                if not (sub.pending_uncertain and backfill_possible):
+                    closed.append(sub.pending)
+                sub.last_closed_ts = pending_ts
+                sub.pending, sub.pending_uncertain = list(candle), False
+            elif pending_ts is None or t == pending_ts:
+                if sub.last_closed_ts is not None and t <= sub.last_closed_ts:
+                    continue  # an update of a candle already emitted
+                sub.pending = list(candle)
+            elif sub.last_closed_ts is None or t > sub.last_closed_ts:
+                closed.append(list(candle))  # an older candle, complete already (a snapshot's history)
+                sub.last_closed_ts = t
+        return closed
+
+    async def _bootstrap_interval(self, sub: _Subscription) -> None:
+        """Learn the funding interval once at start when nothing states it yet (hyperliquid's tickers don't)."""
+        ts = self.now_ms()
+        if self.registry.interval_at(self.exchange_id, sub.symbol, ts) is not None:
+            return
+        if math.isfinite(normalize.funding_interval_h(None, self._market(sub.symbol))):
+            return
+        for method, flag in (
+            ("fetch_funding_interval", "fetchFundingInterval"),
+            ("fetch_funding_rate", "fetchFundingRate"),
+        ):
+            if not self._has(flag) or getattr(self.exchange, method, None) is None:
+                continue
+            try:
+                structure = await getattr(self.exchange, method)(sub.symbol)
+            except Exception:  # noqa: BLE001 - offline replays and venues without the endpoint: learn later
+                self.counts["funding:interval_lookup_failed"] += 1
+                continue
+            interval = normalize.funding_interval_h(structure if isinstance(structure, Mapping) else None)
+            if math.isfinite(interval):
+                self.registry.observe_interval(self.exchange_id, sub.symbol, ts, interval)
+                return
+
+    def _market(self, symbol: str) -> Mapping[str, Any] | None:
+        markets = getattr(self.exchange, "markets", None)
+        return markets.get(symbol) if isinstance(markets, Mapping) else None
+
+    def _has(self, flag: str) -> bool:
+        has = getattr(self.exchange, "has", None) or {}
+        return bool(has.get(flag))
+
+    def _resolve_interval(self, symbol: str, structure: Mapping[str, Any] | None, ts_ms: int) -> float:
+        interval = normalize.funding_interval_h(structure, self._market(symbol))
+        if math.isfinite(interval):
+            self.registry.observe_interval(self.exchange_id, symbol, ts_ms, interval)
+            return interval
+        known = self.registry.interval_at(self.exchange_id, symbol, ts_ms)
+        return float(known) if known is not None else math.nan
+
+    def _funding_records(self, sub: _Subscription, raw: Any, recv: int) -> tuple[np.ndarray, np.ndarray]:
+        instrument = sub.instrument
+        if not isinstance(raw, Mapping):
+            return schema.empty("funding"), self.validator.quarantine("funding", instrument.id, recv, "structure")
+        info = raw.get("info") if isinstance(raw.get("info"), Mapping) else {}
+        if sub.mode == "mark_price":
+            rate_value = info.get("r")
+        elif sub.mode == "ticker":
+            rate_value = info.get("fundingRate", info.get("funding"))
+        else:
+            rate_value = raw.get("fundingRate")
+        if rate_value in (None, ""):
+            return schema.empty("funding"), self.validator.quarantine(
+                "funding", instrument.id, recv, "missing:funding_rate"
+            )
+        ts = normalize.int_ms(raw.get("timestamp")) or recv
+        interval = self._resolve_interval(sub.symbol, raw, ts)
+        if sub.mode == "mark_price":
+            record = normalize.mark_price_to_record(raw, instrument, recv, interval)
+        elif sub.mode == "ticker":
+            record = normalize.ticker_to_funding_record(raw, instrument, recv, interval)
+        else:
+            record = normalize.funding_rate_to_record(raw, instrument, recv, interval)
+        self._infer_interval_from_settlements(sub, record)
+        return record, schema.empty("capture_events")
+
+    def _infer_interval_from_settlements(self, sub: _Subscription, record: np.ndarray) -> None:
+        """When the next settlement moves from a to b, the venue's interval is b - a (used when nothing states it)."""
+        settlement = int(record["funding_ts_ms"][0])
+        previous, sub.last_settlement_ms = sub.last_settlement_ms, settlement
+        if not previous or settlement <= previous or math.isfinite(float(record["interval_h"][0])):
+            return
+        hours = round((settlement - previous) / _HOUR_MS)
+        if 1 <= hours <= 24:
+            self.registry.observe_interval(self.exchange_id, sub.symbol, settlement, float(hours))
+            self.counts["funding:interval_inferred"] += 1
+
+    def _thin_funding(self, sub: _Subscription, record: np.ndarray, recv: int) -> bool:
+        """True when this snapshot repeats the last emitted one within the poll interval (then it is dropped)."""
+        key = (
+            float(record["funding_ts_ms"]),
+            float(record["funding_rate"]),
+            float(record["next_funding_rate"]),
+            float(record["interval_h"]),
+        )
+        key = tuple(-1.0 if math.isnan(v) else v for v in key)
+        period_ms = int(self.funding_poll_interval_s * 1000)
+        if key == sub.last_funding_key and recv - sub.last_funding_emit_ms < period_ms:
+            self.counts["funding:unchanged"] += 1
+            return True
+        sub.last_funding_key = key
+        sub.last_funding_emit_ms = recv
+        return False
+
+    # -- REST: history and gap backfills ------------------------------------------------------------
+    async def _pace(self) -> None:
+        """Space REST calls by `rateLimit` ms unless ccxt's own throttle (enableRateLimit) already does."""
+        ex = self.exchange
+        if isinstance(ex, AsyncExchange) and getattr(ex, "enableRateLimit", False):
+            return
+        rate_limit = getattr(ex, "rateLimit", 0) or 0
+        async with self._pace_lock:
+            if self._last_rest_ms is not None and rate_limit > 0:
+                wait_ms = self._last_rest_ms + rate_limit - self.now_ms()
+                if wait_ms > 0:
+                    await self._sleep_exchange(wait_ms / 1000.0)
+            self._last_rest_ms = self.now_ms()
+
+    async def _rest(self, method: str, *args: Any) -> Any:
+        """One REST call, paced, retried with exponential back-off on network errors."""
+        backoff = _INITIAL_BACKOFF_S
+        for attempt in range(self.max_retries + 1):
+            await self._pace()
+            try:
+                self.counts["rest:calls"] += 1
+                return await getattr(self.exchange, method)(*args)
+            except RETRYABLE:
+                if attempt == self.max_retries:
+                    raise
+                self.counts["rest:retries"] += 1
+                await self._sleep_exchange(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+        raise AssertionError("unreachable")
+
+    async def _pages(self, stream: str, symbol: str, since_ms: int, until_ms: int) -> AsyncIterator[list[Any]]:
+        """Raw REST pages covering [since_ms, until_ms), rows in range only, each row once per page walk."""
+        tf_ms = self.timeframe_s * 1000
+        cursor = since_ms
+        seen_trade_ids: set[Any] = set()
+        while cursor < until_ms:
+            try:
+                if stream == "ohlcv":
+                    rows = await self._rest("fetch_ohlcv", symbol, self.ohlcv_timeframe, cursor, self.history_limit)
+                elif stream == "funding":
+                    rows = await self._rest("fetch_funding_rate_history", symbol, cursor, self.history_limit)
+                else:
+                    rows = await self._rest("fetch_trades", symbol, cursor, self.history_limit)
+            except EndOfData:
+                return
+            rows = list(rows or [])
+            if stream == "ohlcv":
+                times = [normalize.int_ms(r[0]) if isinstance(r, Sequence) and len(r) else 0 for r in rows]
+            else:
+                times = [normalize.int_ms(r.get("timestamp")) if isinstance(r, Mapping) else 0 for r in rows]
+            if stream == "ohlcv":
+                now = self.now_ms()  # a candle still forming is not history
+                keep = [cursor <= t < until_ms and t + tf_ms <= now for t in times]
+            else:
+                keep = [cursor <= t < until_ms for t in times]
+            page = [r for r, k in zip(rows, keep, strict=True) if k]
+            if stream == "trades":
+                page = [r for r in page if (r.get("id"), r.get("timestamp")) not in seen_trade_ids]
+                seen_trade_ids.update((r.get("id"), r.get("timestamp")) for r in page)
+            if page:
+                yield page
+            in_range = [t for t, k in zip(times, keep, strict=True) if k]
+            if not in_range:
+                return  # nothing (more) in the window: the venue has no older/newer data to give
+            last = max(in_range)
+            step = tf_ms if stream == "ohlcv" else (0 if stream == "trades" and page else 1)
+            advance = last + step
+            if advance <= cursor:
+                advance = cursor + 1  # trades sharing one millisecond: move on rather than loop
+            cursor = advance
+
+    async def history(self, stream: str, symbol: str, since_ms: int, until_ms: int) -> AsyncIterator[Batch]:
+        """REST history of [since_ms, until_ms): closed candles, settled funding (is_settled=1) or trades.
+
+        Paginated, rate-limit aware (ccxt's throttle or `rateLimit` spacing), network errors retried with
+        back-off. Validated with the past-time check off (history is old by definition); progress in
+        `self.progress[(stream, symbol)]`.
+        """
+        if stream not in ("ohlcv", "funding", "trades"):
+            raise ValueError(f"stream: history has ohlcv, funding and trades, not {stream!r}")
+        instrument = self.registry.get(self.exchange_id, symbol)
+        if stream == "funding" and not instrument.is_perp:
+            raise ValueError(f"symbol: {symbol!r} on {self.exchange_id} is not a perpetual; it has no funding")
+        validator = Validator(
+            max_future_ms=self.validator.max_future_ms,
+            max_past_ms=None,
+            max_abs_funding_rate=self.validator.max_abs_funding_rate,
+        )
+        progress = HistoryProgress(self.exchange_id, stream, symbol, since_ms, until_ms, cursor_ms=since_ms)
+        self.progress[(stream, symbol)] = progress
+        previous_settlement: int | None = None
+        async for page in self._pages(stream, symbol, since_ms, until_ms):
+            recv = self.now_ms()
+            page, screened = validator.screen(stream, page, instrument.id, recv)
+            if stream == "ohlcv":
+                records = normalize.ohlcv_to_records(page, instrument, recv, self.timeframe_s)
+            elif stream == "trades":
+                records = normalize.trades_to_records(page, instrument, recv)
+            else:
+                page = sorted(page, key=lambda r: normalize.int_ms(r.get("timestamp")))
+                intervals = self._history_intervals(symbol, page, previous_settlement)
+                records = normalize.funding_history_to_records(page, instrument, recv, intervals)
+                if len(records):
+                    previous_settlement = int(records["funding_ts_ms"].max())
+            accepted, checked = validator.check(stream, records, recv)
+            progress.pages += 1
+            progress.rows += len(accepted)
+            if len(records):
+                progress.cursor_ms = max(progress.cursor_ms, int(records["ts_ms"].max()))
+            self.counts[f"history:{stream}"] += len(accepted)
+            for reason, n in validator.counts.items():  # the history validator is separate: keep its counts visible
+                self.counts[f"history:{reason}"] = n
+            yield Batch(stream, accepted, concat_events([screened, checked]))
+        progress.cursor_ms = until_ms
+        progress.done = True
+
+    def _history_intervals(self, symbol: str, rows: list[Mapping[str, Any]], previous: int | None) -> list[float]:
+        """The interval in force for each settled row: stated, else the settlement spacing, else known history.
+
+        The spacing t[i] - t[i-1] (rounded to whole hours) is the evidence for a settled rate; a spacing that
+        differs from the page's usual one and does not persist is a missing settlement, not a new interval.
+        """
+        times = [normalize.int_ms(r.get("timestamp")) for r in rows]
+        previous_times = [previous, *times[:-1]]
+        spacing = [
+            float(round((t - p) / _HOUR_MS)) if p is not None and t > p and round((t - p) / _HOUR_MS) >= 1 else math.nan
+            for t, p in zip(times, previous_times, strict=True)
+        ]
+        finite = [s for s in spacing if math.isfinite(s)]
+        usual = Counter(finite).most_common(1)[0][0] if finite else math.nan
+        out: list[float] = []
+        for i, row in enumerate(rows):
+            stated = normalize.funding_interval_h(row)
+            if math.isfinite(stated):
+                interval = stated
+            else:
+                s = spacing[i]
+                persists = i + 1 < len(spacing) and spacing[i + 1] == s
+                if math.isfinite(s) and (s == usual or persists):
+                    interval = s
+                elif math.isfinite(usual):
+                    interval = usual
+                else:
+                    interval = self._resolve_interval(symbol, None, times[i])
+            if math.isfinite(interval) and times[i] > 0:
+                self.registry.observe_interval(self.exchange_id, symbol, times[i], interval)
+            out.append(interval)
+        return out
+
+    async def backfill_gap(self, stream: str, symbol: str, start_ms: int, end_ms: int) -> Batch:
+        """Fill a trades/ohlcv gap over REST, skipping what was already emitted; a GAP_FILLED event if filled.
+
+        When the venue has no such endpoint or the call fails the batch is empty and no GAP_FILLED event is
+        written: the GAP event already recorded stays the visible truth. `reason` says `rest` when the REST
+        data reaches back to the gap's start, `rest:partial` when it does not.
+        """
+        if stream not in ("trades", "ohlcv"):
+            raise ValueError(f"stream: only trades and ohlcv gaps can be backfilled, not {stream!r}")
+        sub = self._subscription(stream, symbol)
+        instrument = sub.instrument
+        now = self.now_ms()
+        if not self._has("fetchTrades" if stream == "trades" else "fetchOHLCV"):
+            self.counts["gaps:unfillable"] += 1
+            return Batch(stream, schema.empty(stream), schema.empty("capture_events"))
+        tf_ms = self.timeframe_s * 1000
+        since = (start_ms // tf_ms) * tf_ms if stream == "ohlcv" else start_ms
+        rows: list[Any] = []
+        try:
+            async for page in self._pages(stream, symbol, since, end_ms + (0 if stream == "ohlcv" else 1)):
+                rows.extend(page)
+        except (*RETRYABLE, ccxt.ExchangeError, EndOfData):
+            self.counts["gaps:unfillable"] += 1
+            return Batch(stream, schema.empty(stream), schema.empty("capture_events"))
+        rows, screened = self.validator.screen(stream, rows, instrument.id, now)
+        if stream == "ohlcv":
+            records = normalize.ohlcv_to_records(rows, instrument, now, self.timeframe_s)
+            fetched_ts = records["ts_ms"]
+            records = records[~np.isin(records["ts_ms"], np.fromiter(sub.emitted_candles, np.int64))]
+            accepted, checked = self.validator.check(stream, records, now, sequence=False)
+            sub.emitted_candles.update(int(t) for t in accepted["ts_ms"])
+            covered = len(fetched_ts) and int(fetched_ts.min()) <= since
+        else:
+            records = normalize.trades_to_records(rows, instrument, now)
+            fetched_ts = records["ts_ms"]
+            accepted, checked = self.validator.check(stream, records, now)
+            covered = len(fetched_ts) and int(fetched_ts.min()) <= start_ms
+        events = [screened, checked]
+        if len(fetched_ts):
+            self.counts["gaps:filled"] += 1
+            events.append(
+                event_rows(
+                    EventKind.GAP_FILLED,
+                    stream,
+                    instrument.id,
+                    now,
+                    now,
+                    count=len(accepted),
+                    start_ms=start_ms if covered else int(fetched_ts.min()),
+                    end_ms=end_ms,
+                    reason="rest" if covered else "rest:partial",
+                )
+            )
+        else:
+            self.counts["gaps:unfillable"] += 1
+        order = np.argsort(accepted["ts_ms"], kind="stable")
+        return Batch(stream, accepted[order], concat_events(events))

@@ -1,0 +1,364 @@
+"""ccxt unified structures -> records of the `schema` dtypes. Pure functions, no I/O, no state.
+
+Every source kind (live ccxt.pro, the simulator, replays, wire replays) returns ccxt's unified structures,
+so these functions are the only place that knows their shape. Conventions:
+
+- Missing or unparsable numbers become NaN (the validator decides whether that is acceptable).
+- Amounts are in base units: ccxt gives swap amounts in contracts, so they are multiplied by the
+  instrument's contract size (1 for spot and most linear perps, e.g. 0.01 BTC for okx BTC-USDT-SWAP).
+- Trade ids: a numeric venue id is kept as an integer; any other id (bybit's UUIDs) becomes a stable
+  63-bit hash, the same on every machine and run.
+- Funding rates are fractions per interval; `interval_h` is whatever the caller resolved (see
+  `funding_interval_h` for what a structure itself reveals), never a per-venue constant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import schema
+from ..instruments import Instrument
+
+_MAX_I63 = (1 << 63) - 1
+_INTERVAL = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[mhd])\s*$")
+_UNIT_HOURS = {"m": 1.0 / 60.0, "h": 1.0, "d": 24.0}
+# Fields in ccxt's structures and in venues' `info` that state the funding interval, with their unit in hours.
+_INTERVAL_INFO_FIELDS = (("fundingIntervalHour", 1.0), ("fundingIntervalHours", 1.0), ("fundingInterval", 1.0 / 60))
+
+
+def num(value: Any) -> float:
+    """A float from a ccxt field: None, '' or an unparsable value -> NaN (never an exception)."""
+    if value is None or isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def int_ms(value: Any) -> int:
+    """Epoch milliseconds from a ccxt field; 0 when missing or unparsable (the validator rejects 0)."""
+    number = num(value)
+    return int(number) if math.isfinite(number) else 0
+
+
+def trade_id_to_int(trade_id: Any) -> int:
+    """`'2913537567'` -> 2913537567; `'9afd1288-b444-...'` -> a stable 63-bit hash (blake2b, never negative)."""
+    if trade_id is None:
+        return -1
+    text = str(trade_id).strip()
+    if text.isdigit():
+        value = int(text)
+        if value <= _MAX_I63:
+            return value
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & _MAX_I63
+
+
+def parse_interval_h(value: Any) -> float:
+    """A funding interval as ccxt writes it (`'8h'`, `'1h'`, `'30m'`) or a number of hours -> hours; NaN if unknown."""
+    if value is None:
+        return math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value) if value > 0 else math.nan
+    match = _INTERVAL.match(str(value))
+    if not match:
+        return math.nan
+    return float(match.group("n")) * _UNIT_HOURS[match.group("unit")]
+
+
+def funding_interval_h(structure: Mapping[str, Any] | None, market: Mapping[str, Any] | None = None) -> float:
+    """The interval a funding structure or ticker states itself, else its market's info states; NaN if neither.
+
+    Looks at ccxt's `interval` (`'8h'`), then `info.fundingIntervalHour` (bybit tickers, hours),
+    `info.fundingIntervalHours` (binance fundingInfo), `info.fundingInterval` (bybit markets, minutes), then the
+    same fields in `market['info']`.
+    """
+    if structure:
+        interval = parse_interval_h(structure.get("interval"))
+        if math.isfinite(interval):
+            return interval
+        interval = _interval_from_info(structure.get("info"))
+        if math.isfinite(interval):
+            return interval
+    if market:
+        return _interval_from_info(market.get("info"))
+    return math.nan
+
+
+def _interval_from_info(info: Any) -> float:
+    if not isinstance(info, Mapping):
+        return math.nan
+    for name, hours_per_unit in _INTERVAL_INFO_FIELDS:
+        value = num(info.get(name))
+        if math.isfinite(value) and value > 0:
+            return value * hours_per_unit
+    return math.nan
+
+
+def _side(value: Any) -> int:
+    if value == "buy":
+        return 1
+    if value == "sell":
+        return -1
+    return 0
+
+
+def trades_to_records(trades: Sequence[Mapping[str, Any]], instrument: Instrument, recv_ts_ms: int) -> np.ndarray:
+    """ccxt trade structures -> TRADES records.
+
+    Parses e.g. (bybit, `fetch_trades` / `watch_trades`)::
+
+        {"id": "9afd1288-b444-53f8-8e40-c2f99368ad22", "timestamp": 1707905515968,
+         "symbol": "BTC/USDT:USDT", "side": "buy", "price": 51444.4, "amount": 0.972, "info": {...}}
+
+    A trade without an id gets the hash of (timestamp, price, amount, side) so duplicates still match.
+    """
+    out = schema.empty("trades", len(trades))
+    if not len(trades):
+        return out
+    scale = instrument.contract_size
+    ts = np.empty(len(trades), dtype=np.int64)
+    ids = np.empty(len(trades), dtype=np.int64)
+    sides = np.empty(len(trades), dtype=np.int8)
+    prices = np.empty(len(trades), dtype=np.float64)
+    amounts = np.empty(len(trades), dtype=np.float64)
+    for i, trade in enumerate(trades):
+        ts[i] = int_ms(trade.get("timestamp"))
+        prices[i] = num(trade.get("price"))
+        amounts[i] = num(trade.get("amount")) * scale
+        sides[i] = _side(trade.get("side"))
+        trade_id = trade.get("id")
+        if trade_id is None or trade_id == "":
+            trade_id = f"{ts[i]}:{trade.get('price')}:{trade.get('amount')}:{trade.get('side')}"
+        ids[i] = trade_id_to_int(trade_id)
+    out["ts_ms"] = ts
+    out["recv_ts_ms"] = recv_ts_ms
+    out["instrument_id"] = instrument.id
+    out["side"] = sides
+    out["trade_id"] = ids
+    out["price"] = prices
+    out["amount"] = amounts
+    return out
+
+
+def ticker_to_record(ticker: Mapping[str, Any], instrument: Instrument, recv_ts_ms: int) -> np.ndarray:
+    """A ccxt ticker structure -> one TICKERS record (bid/ask sizes in base units).
+
+    Parses e.g. (binance spot, `fetch_ticker` / `watch_ticker`)::
+
+        {"symbol": "BTC/USDT", "timestamp": 1710328245391, "bid": 73369.83, "bidVolume": 6.27086,
+         "ask": 73369.84, "askVolume": 0.03321, "last": 73369.84, "markPrice": None, "indexPrice": None}
+
+    A ticker without a timestamp (bybit's REST ticker, hyperliquid's asset contexts) is stamped with the
+    receive time: the venue did not say when, and the receive time is the best bound there is.
+    """
+    out = schema.empty("tickers", 1)
+    ts = int_ms(ticker.get("timestamp"))
+    info = ticker.get("info") if isinstance(ticker.get("info"), Mapping) else {}
+    mark = num(ticker.get("markPrice"))
+    index = num(ticker.get("indexPrice"))
+    if not math.isfinite(mark):
+        mark = num(info.get("markPx"))  # hyperliquid asset context
+    if not math.isfinite(index):
+        index = num(info.get("oraclePx"))  # hyperliquid's oracle price is its index
+    scale = instrument.contract_size
+    out["ts_ms"] = ts if ts > 0 else recv_ts_ms
+    out["recv_ts_ms"] = recv_ts_ms
+    out["instrument_id"] = instrument.id
+    out["bid"] = num(ticker.get("bid"))
+    out["ask"] = num(ticker.get("ask"))
+    out["bid_size"] = num(ticker.get("bidVolume")) * scale
+    out["ask_size"] = num(ticker.get("askVolume")) * scale
+    out["last"] = num(ticker.get("last"))
+    out["mark_price"] = mark
+    out["index_price"] = index
+    return out
+
+
+def ohlcv_to_records(
+    candles: Sequence[Sequence[Any]], instrument: Instrument, recv_ts_ms: int, timeframe_s: int
+) -> np.ndarray:
+    """ccxt OHLCV arrays -> OHLCV records (volume in base units).
+
+    Parses e.g. (binance spot 1h, `fetch_ohlcv` / `watch_ohlcv`)::
+
+        [[1706630400000, 43519.34, 43936, 43171, 43488.71, 20.55495], ...]
+
+    A short or malformed candle becomes a row of NaN prices (timestamp 0 if unusable) for the validator.
+    """
+    out = schema.empty("ohlcv", len(candles))
+    if not len(candles):
+        return out
+    values = np.full((len(candles), 6), np.nan)
+    for i, candle in enumerate(candles):
+        for j in range(min(6, len(candle) if isinstance(candle, Sequence) else 0)):
+            values[i, j] = num(candle[j])
+    ts = values[:, 0]
+    out["ts_ms"] = np.where(np.isfinite(ts), ts, 0).astype(np.int64)
+    out["recv_ts_ms"] = recv_ts_ms
+    out["instrument_id"] = instrument.id
+    out["timeframe_s"] = timeframe_s
+    out["open"] = values[:, 1]
+    out["high"] = values[:, 2]
+    out["low"] = values[:, 3]
+    out["close"] = values[:, 4]
+    out["volume"] = values[:, 5] * instrument.contract_size
+    return out
+
+
+def funding_record(
+    instrument: Instrument,
+    *,
+    ts_ms: int,
+    recv_ts_ms: int,
+    funding_ts_ms: int,
+    funding_rate: float,
+    interval_h: float,
+    next_funding_rate: float = math.nan,
+    mark_price: float = math.nan,
+    index_price: float = math.nan,
+    is_settled: bool = False,
+) -> np.ndarray:
+    """One FUNDING record from already-extracted values (the shared tail of the funding normalizers)."""
+    out = schema.empty("funding", 1)
+    out["ts_ms"] = ts_ms if ts_ms > 0 else recv_ts_ms
+    out["recv_ts_ms"] = recv_ts_ms
+    out["instrument_id"] = instrument.id
+    out["is_settled"] = 1 if is_settled else 0
+    out["funding_ts_ms"] = funding_ts_ms
+    out["funding_rate"] = funding_rate
+    out["next_funding_rate"] = next_funding_rate
+    out["interval_h"] = interval_h
+    out["mark_price"] = mark_price
+    out["index_price"] = index_price
+    return out
+
+
+def funding_rate_to_record(
+    rate: Mapping[str, Any], instrument: Instrument, recv_ts_ms: int, interval_h: float
+) -> np.ndarray:
+    """A ccxt funding-rate structure (`fetch_funding_rate`, `watch_funding_rate`) -> one FUNDING record.
+
+    Parses e.g. (bybit `fetch_funding_rate`)::
+
+        {"symbol": "BTC/USDT:USDT", "timestamp": 1730730080834, "fundingRate": 0.0001,
+         "fundingTimestamp": 1730736000000, "nextFundingRate": None, "markPrice": 68591.46,
+         "indexPrice": 68599.9, "interval": "8h", "info": {...}}
+    """
+    return funding_record(
+        instrument,
+        ts_ms=int_ms(rate.get("timestamp")),
+        recv_ts_ms=recv_ts_ms,
+        funding_ts_ms=int_ms(rate.get("fundingTimestamp")),
+        funding_rate=num(rate.get("fundingRate")),
+        next_funding_rate=num(rate.get("nextFundingRate")),
+        interval_h=interval_h,
+        mark_price=num(rate.get("markPrice")),
+        index_price=num(rate.get("indexPrice")),
+    )
+
+
+def mark_price_to_record(
+    ticker: Mapping[str, Any], instrument: Instrument, recv_ts_ms: int, interval_h: float
+) -> np.ndarray:
+    """A binance `watch_mark_price` ticker (markPriceUpdate in `info`) -> one FUNDING record.
+
+    Parses e.g.::
+
+        {"symbol": "BTC/USDT:USDT", "timestamp": 1562305380000, "markPrice": 11794.15, "indexPrice": 11784.62,
+         "info": {"e": "markPriceUpdate", "E": 1562305380000, "s": "BTCUSDT", "p": "11794.15000000",
+                  "i": "11784.62659091", "P": "11784.25641265", "r": "0.00038167", "T": 1562306400000}}
+    """
+    info = ticker.get("info") if isinstance(ticker.get("info"), Mapping) else {}
+    mark = num(ticker.get("markPrice"))
+    index = num(ticker.get("indexPrice"))
+    return funding_record(
+        instrument,
+        ts_ms=int_ms(ticker.get("timestamp")) or int_ms(info.get("E")),
+        recv_ts_ms=recv_ts_ms,
+        funding_ts_ms=int_ms(info.get("T")),
+        funding_rate=num(info.get("r")),
+        interval_h=interval_h,
+        mark_price=mark if math.isfinite(mark) else num(info.get("p")),
+        index_price=index if math.isfinite(index) else num(info.get("i")),
+    )
+
+
+def ticker_to_funding_record(
+    ticker: Mapping[str, Any], instrument: Instrument, recv_ts_ms: int, interval_h: float
+) -> np.ndarray:
+    """A ticker that carries funding in `info` (bybit, hyperliquid `watch_ticker`) -> one FUNDING record.
+
+    Parses e.g. (bybit linear ticker)::
+
+        {"symbol": "BTC/USDT:USDT", "timestamp": 1707905515968, "markPrice": 51444.4, "indexPrice": 51469.95,
+         "info": {"fundingRate": "-0.00046295", "nextFundingTime": "1707926400000", "fundingIntervalHour": "8"}}
+
+    or (hyperliquid asset context; it names no settlement time, so the next multiple of the interval is it)::
+
+        {"symbol": "BTC/USDC:USDC", "timestamp": None,
+         "info": {"funding": "0.0000125", "markPx": "14.3161", "oraclePx": "14.32", "premium": "0.0003"}}
+    """
+    info = ticker.get("info") if isinstance(ticker.get("info"), Mapping) else {}
+    ts = int_ms(ticker.get("timestamp")) or recv_ts_ms
+    if "fundingRate" in info:
+        rate = num(info.get("fundingRate"))
+        funding_ts = int_ms(info.get("nextFundingTime"))
+    else:
+        rate = num(info.get("funding"))
+        funding_ts = next_settlement_ms(ts, interval_h)
+    mark = num(ticker.get("markPrice"))
+    index = num(ticker.get("indexPrice"))
+    return funding_record(
+        instrument,
+        ts_ms=ts,
+        recv_ts_ms=recv_ts_ms,
+        funding_ts_ms=funding_ts,
+        funding_rate=rate,
+        interval_h=interval_h,
+        mark_price=mark if math.isfinite(mark) else num(info.get("markPx") or info.get("markPrice")),
+        index_price=index if math.isfinite(index) else num(info.get("oraclePx") or info.get("indexPrice")),
+    )
+
+
+def next_settlement_ms(ts_ms: int, interval_h: float) -> int:
+    """The first settlement strictly after `ts_ms` on a UTC grid of `interval_h` hours; 0 when unknown."""
+    if not (math.isfinite(interval_h) and interval_h > 0):
+        return 0
+    step = int(round(interval_h * 3_600_000))
+    return (int(ts_ms) // step + 1) * step
+
+
+def funding_history_to_records(
+    rows: Sequence[Mapping[str, Any]], instrument: Instrument, recv_ts_ms: int, intervals_h: Sequence[float]
+) -> np.ndarray:
+    """ccxt funding-rate-history structures (`fetch_funding_rate_history`) -> settled FUNDING records.
+
+    Parses e.g. (okx)::
+
+        [{"symbol": "BTC/USDT:USDT", "fundingRate": 0.0001, "timestamp": 1706601600000,
+          "datetime": "2024-01-30T08:00:00.000Z", "info": {"fundingTime": "1706601600000", ...}}, ...]
+
+    `intervals_h[i]` is the interval in force for row i (the caller resolves it). ts_ms = funding_ts_ms =
+    the settlement time: a settled rate is known when it settles.
+    """
+    out = schema.empty("funding", len(rows))
+    if not len(rows):
+        return out
+    ts = np.array([int_ms(row.get("timestamp")) for row in rows], dtype=np.int64)
+    out["ts_ms"] = ts
+    out["recv_ts_ms"] = recv_ts_ms
+    out["instrument_id"] = instrument.id
+    out["is_settled"] = 1
+    out["funding_ts_ms"] = ts
+    out["funding_rate"] = [num(row.get("fundingRate")) for row in rows]
+    out["interval_h"] = np.asarray(intervals_h, dtype=np.float64)
+    out["mark_price"] = [num((row.get("info") or {}).get("markPrice")) for row in rows]
+    return out
