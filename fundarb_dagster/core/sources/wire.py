@@ -21,9 +21,9 @@ needs a turn to wake and one to re-arm its future, or it misses updates). `speed
 their recorded receive times: 1 = real time, 10 = ten times faster, 0 = as fast as possible.
 `milliseconds()` returns the recorded clock (the receive time of the frame being delivered).
 
-End. When the recording is exhausted every pending and later `watch_*` call raises `EndOfRecording`
-(an `EOFError`, not a ccxt `NetworkError`, so a reconnect loop does not retry it): consumers treat
-`EOFError` as the end of the stream.
+End. When the recording is exhausted every pending and later `watch_*` call raises `EndOfRecording`,
+a `sources.EndOfData` (and an `EOFError`), never a ccxt `NetworkError`, so the Feed's reconnect loop
+ends the stream instead of retrying it.
 
 Markets load offline: minimal ccxt markets for every instrument seen in the recording (`build_market`),
 with the venue's recorded instrument entry (from the session's REST bodies, when recorded) as `info`.
@@ -53,6 +53,7 @@ import ccxt
 import ccxt.pro
 from ccxt.async_support.base.ws.client import Client
 
+from . import EndOfData
 from .rest_replay import build_market
 
 # REST history methods a wire replay cannot serve (its HTTP bodies are only the session's own).
@@ -69,8 +70,8 @@ _REST_HISTORY = (
 )
 
 
-class EndOfRecording(EOFError):
-    """The wire recording is exhausted: the end of every stream of this exchange."""
+class EndOfRecording(EndOfData, EOFError):
+    """The wire recording is exhausted: the end of every stream of this exchange (`sources.EndOfData`)."""
 
 
 # -- recordings ---------------------------------------------------------------------------------------
@@ -398,6 +399,9 @@ class WireReplay:
         self.clients: list[WireClient] = []
         self.topics: dict[str, list[WireClient]] = {}
         self.clock_ms = int(recording.frames[0].ts_s * 1000)
+        self._clock_s = recording.frames[0].ts_s
+        if recorder is not None:
+            recorder.clock = self.clock_s  # a re-recording keeps the recorded times, so it paces the same
         self.finished = False
         self.closed = False
         self.stats: Counter[str] = Counter()  # delivered, unsubscribed, control
@@ -408,8 +412,11 @@ class WireReplay:
     def milliseconds(self) -> int:
         return self.clock_ms
 
+    def clock_s(self) -> float:
+        return self._clock_s
+
     def on_connect(self, client: WireClient) -> None:
-        client.conn_id = f"wire.ws.{len(self.clients) + 1}"
+        client.conn_id = self.recorder.new_conn() if self.recorder is not None else f"wire.ws.{len(self.clients) + 1}"
         self.clients.append(client)
         if self.recorder is not None:
             self.recorder.connect(client.conn_id, client.url)
@@ -460,6 +467,7 @@ class WireReplay:
                     delay = (frame.ts_s - ts0) / self.speed - (time.monotonic() - wall0)
                     if delay > 0:
                         await asyncio.sleep(delay)
+                self._clock_s = frame.ts_s
                 self.clock_ms = int(frame.ts_s * 1000)
                 topics = self.venue.frame_topics(_loads(frame.data))
                 routed = self._route(frame, topics) if topics else None
@@ -544,6 +552,8 @@ class WireExchangeMixin:
         self.wire.closed = True
         task = self.wire._task
         await super().close()  # type: ignore[misc]
+        if self.wire.recorder is not None:
+            self.wire.recorder.close()
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, EndOfRecording):
@@ -583,6 +593,7 @@ def create_wire_exchange(
     recording = load_recording(path)
     exchange = wire_exchange_class(exchange_id)({"enableRateLimit": True, "options": dict(options or {})})
     exchange.wire = WireReplay(recording, rules, speed=speed, settle_s=settle_s, recorder=recorder)
+    exchange.speed = speed  # recorded seconds per wall second (0: unpaced); the Feed scales its waits by it
     for name in _REST_HISTORY:
         if name in exchange.has:
             exchange.has[name] = False
