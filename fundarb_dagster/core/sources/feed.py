@@ -60,6 +60,8 @@ RETRYABLE: tuple[type[BaseException], ...] = (
     TimeoutError,
     ConnectionError,
 )
+# A recorded source is exhausted: EndOfData (replays), EOFError (wire replay's EndOfRecording).
+END_OF_DATA: tuple[type[BaseException], ...] = (EndOfData, EOFError)
 DEFAULT_STALE_TIMEOUT_S: dict[str, float] = {"trades": 60.0, "tickers": 60.0, "funding": 900.0, "ohlcv": 180.0}
 FUNDING_MODES = ("mark_price", "ticker", "funding_rate", "poll")
 _INITIAL_BACKOFF_S = 0.5
@@ -197,6 +199,9 @@ class Feed:
     # -- subscriptions ------------------------------------------------------------------------------
     def funding_mode(self) -> str:
         """How this venue delivers funding (see FACTS.md): mark_price | ticker | funding_rate | poll."""
+        stated = getattr(self.exchange, "funding_via", None)  # a recorded source says how it delivers funding
+        if stated in FUNDING_MODES:
+            return stated
         has = getattr(self.exchange, "has", None) or {}
         if self.exchange_id.startswith("binance") and (has.get("watchMarkPrice") or has.get("watchMarkPrices")):
             return "mark_price"
@@ -314,7 +319,10 @@ class Feed:
         while True:
             try:
                 raw = await self._await_watched(sub, call)
-            except EndOfData:
+            except END_OF_DATA:
+                final = self._flush_closed_pending(sub)
+                if final is not None:
+                    yield final
                 return
             except ccxt.ExchangeClosedByUser:
                 return
@@ -411,6 +419,21 @@ class Feed:
             return records[:0], screened, first
         accepted, checked = self.validator.check(stream, records, recv)
         return accepted, concat_events([screened, checked]), first
+
+    def _flush_closed_pending(self, sub: _Subscription) -> Batch | None:
+        """At the end of a recording: the forming candle, if its period is over on the exchange clock."""
+        if sub.stream != "ohlcv" or sub.pending is None:
+            return None
+        now = self.now_ms()
+        pending_ts = normalize.int_ms(sub.pending[0])
+        if pending_ts + self.timeframe_s * 1000 > now:
+            return None
+        closed, sub.pending = [sub.pending], None
+        sub.last_closed_ts = pending_ts
+        records = normalize.ohlcv_to_records(closed, sub.instrument, now, self.timeframe_s)
+        accepted, events = self.validator.check("ohlcv", records, now)
+        sub.emitted_candles.update(int(t) for t in accepted["ts_ms"])
+        return Batch("ohlcv", accepted, events) if len(accepted) or len(events) else None
 
     def _close_candles(self, sub: _Subscription, candles: list[Any]) -> list[Any]:
         """Candles that just closed, each once, with the last values seen (the venue's final ones)."""
@@ -569,7 +592,7 @@ class Feed:
                     rows = await self._rest("fetch_funding_rate_history", symbol, cursor, self.history_limit)
                 else:
                     rows = await self._rest("fetch_trades", symbol, cursor, self.history_limit)
-            except EndOfData:
+            except END_OF_DATA:
                 return
             rows = list(rows or [])
             if stream == "ohlcv":
@@ -696,7 +719,7 @@ class Feed:
         try:
             async for page in self._pages(stream, symbol, since, end_ms + (0 if stream == "ohlcv" else 1)):
                 rows.extend(page)
-        except (*RETRYABLE, ccxt.ExchangeError, EndOfData):
+        except (*RETRYABLE, *END_OF_DATA, ccxt.ExchangeError):
             self.counts["gaps:unfillable"] += 1
             return Batch(stream, schema.empty(stream), schema.empty("capture_events"))
         rows, screened = self.validator.screen(stream, rows, instrument.id, now)

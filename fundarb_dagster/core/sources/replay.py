@@ -772,6 +772,8 @@ class ReplayExchange:
             "fetchFundingRateHistory": True,
             "fetchFundingRates": False,
         }
+        # Whatever the venue, recorded funding is replayed through watch_funding_rate (the Feed reads this).
+        self.funding_via = "funding_rate"
         self.unrecognized: list[tuple[Path, str]] = []  # files skipped while loading, with the reason
         self.rejected: dict[Path, ParsedFile] = {}  # files that had quarantined rows
         self._series: dict[tuple[Any, ...], np.ndarray] = {}
