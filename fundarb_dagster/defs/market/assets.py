@@ -1,1 +1,200 @@
-"""Dagster assets of the market domain (thin: load inputs, call core/, run sql/, return metadata)."""
+"""Market tables: 1m bars from trades (venue candles where trades are missing), 5m/1h/1d resampled in SQL,
+and TA-Lib indicators on 1h bars that read their look-back from earlier partitions."""
+
+import time
+
+import pandas as pd
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    TimeWindowPartitionMapping,
+    asset,
+)
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from ...core import indicators as ind
+from ...core.sql import execute, load_sql, replace_window
+from ..partitions import DAILY, FOLLOW_UPSTREAM, HOURLY, SINGLE_RUN, partition_window
+from ..raw.assets import ensure_raw_table
+from ..resources import POOL, DataDirResource, column_schema, warehouse_connection
+
+OWNERS = ["team:warehouse"]
+KEY = "exchange, symbol, ts"
+
+_BAR = [
+    ("ts", "timestamp", "bar open time (UTC)"),
+    ("exchange", "string", "ccxt exchange id"),
+    ("symbol", "string", "ccxt unified symbol"),
+    ("open", "float64", "first price"),
+    ("high", "float64", "highest price"),
+    ("low", "float64", "lowest price"),
+    ("close", "float64", "last price"),
+    ("volume", "float64", "base units traded"),
+    ("trade_count", "int64", "trades in the bar"),
+]
+OHLCV_1M_COLUMNS = [
+    *_BAR,
+    ("source", "string", "trades | venue (venue candle, no trades captured) | filled"),
+    ("is_filled", "bool", "an empty minute: previous close carried, zero volume"),
+]
+RESAMPLED_COLUMNS = [
+    *_BAR,
+    ("filled_minutes", "int64", "minutes of the bar that were filled"),
+    ("minutes", "int64", "minutes the bar covers (60 for a whole hour)"),
+    ("is_filled", "bool", "every minute of the bar was filled"),
+]
+INDICATOR_COLUMNS = [
+    ("exchange", "string", "ccxt exchange id"),
+    ("symbol", "string", "ccxt unified symbol"),
+    ("ts", "timestamp", "1h bar open time (UTC)"),
+    ("close", "float64", "1h close"),
+    ("sma", "float64", "simple moving average of close (sma_period)"),
+    ("ema", "float64", "exponential moving average of close (ema_period)"),
+    ("rsi", "float64", "relative strength index 0-100 (rsi_period)"),
+    ("macd", "float64", "MACD line (macd_fast, macd_slow)"),
+    ("macd_signal", "float64", "MACD signal (macd_signal)"),
+    ("macd_hist", "float64", "MACD histogram"),
+    ("bb_upper", "float64", "Bollinger upper band (bb_period, bb_stddev)"),
+    ("bb_middle", "float64", "Bollinger middle band"),
+    ("bb_lower", "float64", "Bollinger lower band"),
+    ("atr", "float64", "average true range (atr_period)"),
+]
+
+
+class OhlcvConfig(Config):
+    fill_horizon_minutes: int = Field(
+        default=1440, description="Stop padding a series this many minutes after its last real bar"
+    )
+
+
+@asset(
+    group_name="market",
+    partitions_def=HOURLY,
+    backfill_policy=SINGLE_RUN,
+    pool=POOL,
+    owners=OWNERS,
+    kinds={"duckdb", "sql"},
+    deps=["raw_trades", "raw_ohlcv"],
+    automation_condition=FOLLOW_UPSTREAM,
+    description=(
+        "One-minute OHLCV bars per (exchange, symbol) built from raw_trades; where a minute has no trades "
+        "a venue 1m candle is used (source='venue'); empty minutes are explicit (close carried forward, zero "
+        "volume, is_filled), also across partition boundaries. Key: exchange, symbol, ts."
+    ),
+    metadata={"dagster/column_schema": column_schema(OHLCV_1M_COLUMNS), "natural_key": KEY},
+)
+def ohlcv_1m(
+    context: AssetExecutionContext, config: OhlcvConfig, duckdb: DuckDBResource, data_dir: DataDirResource
+) -> MaterializeResult:
+    window = partition_window(context)
+    with warehouse_connection(duckdb) as conn:
+        for table in ("raw_trades", "raw_ohlcv"):
+            ensure_raw_table(conn, data_dir.path(), table)
+        conn.execute(load_sql("market", "ohlcv_1m_table"))
+        params = window.params(horizon_ms=config.fill_horizon_minutes * 60_000, now_ms=_now_ms())
+        rows = replace_window(conn, "ohlcv_1m", load_sql("market", "ohlcv_1m"), params)
+        stats = execute(
+            conn,
+            "SELECT source, count(*) FROM ohlcv_1m WHERE ts >= $start AND ts < $end GROUP BY source",
+            params,
+        ).fetchall()
+    by_source = {source: int(n) for source, n in stats}
+    return MaterializeResult(
+        metadata={
+            "window": str(window),
+            "hours": window.hours,
+            "rows": rows,
+            **{f"rows_{k}": v for k, v in by_source.items()},
+        }
+    )
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _resampled(name: str, source: str, partitions_def: object, label: str) -> object:
+    @asset(
+        name=name,
+        group_name="market",
+        partitions_def=partitions_def,
+        backfill_policy=SINGLE_RUN,
+        pool=POOL,
+        owners=OWNERS,
+        kinds={"duckdb", "sql"},
+        deps=[source],
+        automation_condition=FOLLOW_UPSTREAM if partitions_def is HOURLY else None,
+        description=(
+            f"{label} OHLCV bars resampled in SQL from {source} (integer-millisecond buckets); open/high/low "
+            f"from the minutes with data, filled_minutes counts padded minutes. Key: exchange, symbol, ts."
+        ),
+        metadata={"dagster/column_schema": column_schema(RESAMPLED_COLUMNS), "natural_key": KEY},
+    )
+    def _asset(context: AssetExecutionContext, duckdb: DuckDBResource) -> MaterializeResult:
+        window = partition_window(context)
+        with warehouse_connection(duckdb) as conn:
+            rows = replace_window(conn, name, load_sql("market", name), window.params())
+        return MaterializeResult(metadata={"window": str(window), "rows": rows})
+
+    return _asset
+
+
+ohlcv_5m = _resampled("ohlcv_5m", "ohlcv_1m", HOURLY, "Five-minute")
+ohlcv_1h = _resampled("ohlcv_1h", "ohlcv_1m", HOURLY, "One-hour")
+ohlcv_1d = _resampled("ohlcv_1d", "ohlcv_1h", DAILY, "Daily")
+
+
+class IndicatorsConfig(Config):
+    sma_period: int = 20
+    ema_period: int = 20
+    rsi_period: int = 14
+    macd_fast: int = 12
+    macd_slow: int = 26
+    macd_signal: int = 9
+    bb_period: int = 20
+    bb_stddev: float = 2.0
+    atr_period: int = 14
+    lookback_bars: int = Field(default=0, description="Earlier 1h bars read per series; 0: derived from periods")
+
+    def params(self) -> ind.IndicatorParams:
+        return ind.IndicatorParams(**self.model_dump())
+
+
+@asset(
+    group_name="market",
+    partitions_def=HOURLY,
+    backfill_policy=SINGLE_RUN,
+    pool=POOL,
+    owners=OWNERS,
+    kinds={"duckdb", "talib"},
+    # Reads earlier 1h bars as look-back too; declared as the same hour so a partition does not wait on
+    # history that was never captured.
+    deps=[AssetDep("ohlcv_1h", partition_mapping=TimeWindowPartitionMapping())],
+    automation_condition=FOLLOW_UPSTREAM,
+    description=(
+        "TA-Lib indicators on 1h bars per (exchange, symbol): SMA, EMA, RSI, MACD, Bollinger bands, ATR "
+        "(periods configurable). Each partition reads the look-back it needs from earlier 1h bars, so its values "
+        "equal those computed on the whole history. Key: exchange, symbol, ts."
+    ),
+    metadata={"dagster/column_schema": column_schema(INDICATOR_COLUMNS), "natural_key": KEY},
+)
+def indicators(context: AssetExecutionContext, config: IndicatorsConfig, duckdb: DuckDBResource) -> MaterializeResult:
+    window = partition_window(context)
+    params = config.params()
+    lookback = ind.needed_lookback(params)
+    with warehouse_connection(duckdb) as conn:
+        bars = execute(conn, load_sql("market", "indicators_input"), window.params(lookback_bars=lookback)).df()
+        values = ind.frame_indicators(bars, params)
+        values["ts"] = pd.to_datetime(values["ts"])
+        indicator_frame = values[(values["ts"] >= window.start) & (values["ts"] < window.end)]
+        conn.register("indicator_frame", indicator_frame)
+        rows = replace_window(conn, "indicators", "SELECT * FROM indicator_frame", window.params())
+    return MaterializeResult(
+        metadata={"window": str(window), "rows": rows, "lookback_bars": lookback, "bars_read": len(bars)}
+    )
+
+
+MARKET_ASSETS = [ohlcv_1m, ohlcv_5m, ohlcv_1h, ohlcv_1d, indicators]

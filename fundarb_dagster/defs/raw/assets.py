@@ -281,3 +281,18 @@ def _hour_key(ms: int) -> str:
 
 def _utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def ensure_raw_table(conn: Any, data_dir: Path, table: str) -> None:
+    """Create an empty raw table with its real columns if no run has made it yet (a stream never captured).
+
+    Downstream assets call this for every raw table they read, so a missing stream reads as no rows.
+    """
+    from ...core.sql import check_identifier, execute, table_exists
+
+    if table_exists(conn, table):
+        return
+    stream = RAW_TABLES[table]["stream"]
+    params, _ = landing_params(data_dir, stream, Window(datetime(1970, 1, 1), datetime(1970, 1, 1, 1)))
+    params["files"] = [str(empty_stream_file(data_dir, stream))]
+    execute(conn, f"CREATE TABLE IF NOT EXISTS {check_identifier(table)} AS {load_sql('raw', table)}", params)

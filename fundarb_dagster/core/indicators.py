@@ -1,0 +1,119 @@
+"""Technical indicators on bars with TA-Lib's Python API (SMA, EMA, RSI, MACD, Bollinger bands, ATR).
+
+`IndicatorParams.lookback_bars` is how many earlier bars a partition reads so that its values equal those
+computed on the whole history: SMA/BBANDS need period-1 bars, ATR/RSI/EMA/MACD are recursive, and their
+dependence on the seed decays geometrically ((1-1/n)^k for Wilder smoothing, (1-2/(n+1))^k for EMA), so a
+look-back of many times the longest period makes the difference smaller than float rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import talib
+
+INDICATOR_COLUMNS: tuple[str, ...] = (
+    "sma",
+    "ema",
+    "rsi",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "bb_upper",
+    "bb_middle",
+    "bb_lower",
+    "atr",
+)
+
+
+@dataclass(frozen=True)
+class IndicatorParams:
+    sma_period: int = 20
+    ema_period: int = 20
+    rsi_period: int = 14
+    macd_fast: int = 12
+    macd_slow: int = 26
+    macd_signal: int = 9
+    bb_period: int = 20
+    bb_stddev: float = 2.0
+    atr_period: int = 14
+    lookback_bars: int = 0  # 0: derive from the periods (see `needed_lookback`)
+
+    def __post_init__(self) -> None:
+        for name in (
+            "sma_period",
+            "ema_period",
+            "rsi_period",
+            "macd_fast",
+            "macd_slow",
+            "macd_signal",
+            "bb_period",
+            "atr_period",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 2:
+                raise ValueError(f"{name}: {value!r} must be an integer >= 2")
+        if self.macd_fast >= self.macd_slow:
+            raise ValueError(f"macd_fast: {self.macd_fast!r} must be < macd_slow {self.macd_slow!r}")
+        if not self.bb_stddev > 0:
+            raise ValueError(f"bb_stddev: {self.bb_stddev!r} must be > 0")
+        if self.lookback_bars < 0:
+            raise ValueError(f"lookback_bars: {self.lookback_bars!r} must be >= 0")
+
+
+def needed_lookback(params: IndicatorParams, tolerance: float = 1e-16) -> int:
+    """Bars of history after which the recursive indicators' seed no longer shows (relative < tolerance)."""
+    if params.lookback_bars:
+        return params.lookback_bars
+    # Slowest decay among the recursive smoothers: Wilder (RSI, ATR) 1-1/n, EMA 1-2/(n+1).
+    decays = [1 - 1 / params.rsi_period, 1 - 1 / params.atr_period]
+    decays += [1 - 2 / (n + 1) for n in (params.ema_period, params.macd_slow, params.macd_signal)]
+    slowest = max(decays)
+    steps = math.ceil(math.log(tolerance) / math.log(slowest))
+    return steps + params.macd_slow + params.macd_signal + max(params.sma_period, params.bb_period)
+
+
+def compute(high: np.ndarray, low: np.ndarray, close: np.ndarray, params: IndicatorParams) -> dict[str, np.ndarray]:
+    """Every indicator of one series (float64 arrays, NaN during each indicator's warm-up)."""
+    high, low, close = (np.ascontiguousarray(a, dtype=np.float64) for a in (high, low, close))
+    macd, signal, hist = talib.MACD(close, params.macd_fast, params.macd_slow, params.macd_signal)
+    upper, middle, lower = talib.BBANDS(close, params.bb_period, params.bb_stddev, params.bb_stddev)
+    return {
+        "sma": talib.SMA(close, params.sma_period),
+        "ema": talib.EMA(close, params.ema_period),
+        "rsi": talib.RSI(close, params.rsi_period),
+        "macd": macd,
+        "macd_signal": signal,
+        "macd_hist": hist,
+        "bb_upper": upper,
+        "bb_middle": middle,
+        "bb_lower": lower,
+        "atr": talib.ATR(high, low, close, params.atr_period),
+    }
+
+
+def frame_indicators(bars: pd.DataFrame, params: IndicatorParams) -> pd.DataFrame:
+    """Indicators for many series: `bars` has exchange, symbol, ts, high, low, close (sorted by series, ts)."""
+    pieces = []
+    for (exchange, symbol), series in bars.groupby(["exchange", "symbol"], sort=True):
+        ordered = series.sort_values("ts")
+        values = compute(ordered["high"].to_numpy(), ordered["low"].to_numpy(), ordered["close"].to_numpy(), params)
+        piece = pd.DataFrame({"exchange": exchange, "symbol": symbol, "ts": ordered["ts"].to_numpy()})
+        piece["close"] = ordered["close"].to_numpy()
+        for name in INDICATOR_COLUMNS:
+            piece[name] = values[name]
+        pieces.append(piece)
+    if not pieces:
+        return pd.DataFrame(
+            {
+                "exchange": pd.Series(dtype=str),
+                "symbol": pd.Series(dtype=str),
+                "ts": pd.Series(dtype="datetime64[us]"),
+                "close": pd.Series(dtype=float),
+                **{name: pd.Series(dtype=float) for name in INDICATOR_COLUMNS},
+            }
+        )
+    return pd.concat(pieces, ignore_index=True)

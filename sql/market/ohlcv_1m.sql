@@ -1,0 +1,81 @@
+-- ohlcv_1m: one-minute bars of [$start, $end) per (exchange, symbol).
+-- Built from raw_trades; a venue candle (raw_ohlcv, timeframe_s = 60) fills a minute without trades
+-- (source = 'venue'). Empty minutes are explicit: the last close carried forward, zero volume,
+-- source = 'filled', is_filled = true, including across partition boundaries (the last real close before
+-- $start comes from this table's earlier partitions). Minutes are padded up to the window's end, but never
+-- past $now_ms (the hour in progress is not padded into the future; its next run replaces the padding)
+-- and at most $horizon_ms after the series' last real bar (a delisted or silent series stops being padded).
+-- Buckets are integer epoch milliseconds: never time_bucket on TIMESTAMP_NS (it rounds first).
+WITH trade_bars AS (
+    SELECT
+        exchange, symbol,
+        (ts_ms // 60000) * 60000 AS bucket_ms,
+        arg_min(price, (ts_ms, trade_id)) AS open,
+        max(price) AS high,
+        min(price) AS low,
+        arg_max(price, (ts_ms, trade_id)) AS close,
+        sum(amount) AS volume,
+        count(*) AS trade_count
+    FROM raw_trades
+    WHERE ts >= $start AND ts < $end AND price > 0 AND amount >= 0
+    GROUP BY exchange, symbol, bucket_ms
+),
+venue_bars AS (
+    SELECT v.exchange, v.symbol, v.ts_ms AS bucket_ms, v.open, v.high, v.low, v.close, v.volume,
+        0::BIGINT AS trade_count
+    FROM raw_ohlcv AS v
+    ANTI JOIN trade_bars AS t ON t.exchange = v.exchange AND t.symbol = v.symbol AND t.bucket_ms = v.ts_ms
+    WHERE v.timeframe_s = 60 AND v.ts >= $start AND v.ts < $end AND v.close > 0
+),
+real_bars AS (
+    SELECT *, 'trades' AS source FROM trade_bars
+    UNION ALL BY NAME
+    SELECT *, 'venue' AS source FROM venue_bars
+),
+previous AS (
+    SELECT exchange, symbol, arg_max(close, ts) AS prev_close, epoch_ms(max(ts)) AS prev_ms
+    FROM ohlcv_1m
+    WHERE ts >= make_timestamp(($start_ms - $horizon_ms) * 1000) AND ts < $start AND NOT is_filled
+    GROUP BY exchange, symbol
+),
+bounds AS (
+    SELECT
+        exchange, symbol, p.prev_close, p.prev_ms,
+        CASE WHEN p.prev_ms IS NULL THEN s.first_ms ELSE $start_ms END AS from_ms,
+        least($end_ms, $now_ms) - 60000 AS to_ms
+    FROM (SELECT exchange, symbol, min(bucket_ms) AS first_ms FROM real_bars GROUP BY exchange, symbol) AS s
+    FULL OUTER JOIN previous AS p USING (exchange, symbol)
+),
+grid AS (
+    SELECT exchange, symbol, prev_close, prev_ms, unnest(generate_series(from_ms, to_ms, 60000)) AS bucket_ms
+    FROM bounds
+    WHERE to_ms IS NOT NULL AND from_ms <= to_ms
+),
+joined AS (
+    SELECT
+        g.exchange, g.symbol, g.bucket_ms, r.open, r.high, r.low, r.close, r.volume, r.trade_count, r.source,
+        coalesce(
+            last_value(r.close IGNORE NULLS) OVER series, g.prev_close
+        ) AS fill_close,
+        coalesce(
+            last_value(CASE WHEN r.close IS NOT NULL THEN g.bucket_ms END IGNORE NULLS) OVER series, g.prev_ms
+        ) AS last_real_ms
+    FROM grid AS g
+    LEFT JOIN real_bars AS r USING (exchange, symbol, bucket_ms)
+    WINDOW series AS (PARTITION BY g.exchange, g.symbol ORDER BY g.bucket_ms ROWS UNBOUNDED PRECEDING)
+)
+SELECT
+    make_timestamp(j.bucket_ms * 1000) AS ts,
+    j.exchange,
+    j.symbol,
+    coalesce(j.open, j.fill_close) AS open,
+    coalesce(j.high, j.fill_close) AS high,
+    coalesce(j.low, j.fill_close) AS low,
+    coalesce(j.close, j.fill_close) AS close,
+    coalesce(j.volume, 0.0) AS volume,
+    coalesce(j.trade_count, 0)::BIGINT AS trade_count,
+    coalesce(j.source, 'filled') AS source,
+    j.source IS NULL AS is_filled
+FROM joined AS j
+WHERE j.fill_close IS NOT NULL
+  AND j.bucket_ms - j.last_real_ms <= $horizon_ms
