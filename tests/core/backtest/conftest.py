@@ -61,11 +61,27 @@ def xrp_panel(fixtures: Path) -> Panel:
     fund = pd.read_csv(d / "XRP_USDT_USDT-8h-funding_rate.csv")
     both = fut.merge(mark, on="time_ms_utc", suffixes=("", "_mark"))
     known = both["time_ms_utc"] + HOUR_MS  # a bar is known at its close
-    perp = pd.DataFrame({"ts_ms": known, "exchange": "binance", "symbol": "XRP/USDT:USDT", "mid": both["close"],
-                         "ref": both["close_mark"], "ref_high": both["high_mark"], "ref_low": both["low_mark"]})  # fmt: skip
+    perp = pd.DataFrame(
+        {
+            "ts_ms": known,
+            "exchange": "binance",
+            "symbol": "XRP/USDT:USDT",
+            "mid": both["close"],
+            "ref": both["close_mark"],
+            "ref_high": both["high_mark"],
+            "ref_low": both["low_mark"],
+        }
+    )
     spot = pd.DataFrame({"ts_ms": known, "exchange": "binance", "symbol": "XRP/USDT", "mid": both["close_mark"]})
-    settlements = pd.DataFrame({"exchange": "binance", "symbol": "XRP/USDT:USDT", "funding_ts_ms": fund["time_ms_utc"],
-                                "funding_rate": fund["funding_rate"], "interval_h": 8.0})  # fmt: skip
+    settlements = pd.DataFrame(
+        {
+            "exchange": "binance",
+            "symbol": "XRP/USDT:USDT",
+            "funding_ts_ms": fund["time_ms_utc"],
+            "funding_rate": fund["funding_rate"],
+            "interval_h": 8.0,
+        }
+    )
     markets = [
         make_market("binance", "XRP/USDT:USDT", "XRP", "perp"),
         make_market("binance", "XRP/USDT", "XRP", "spot"),
