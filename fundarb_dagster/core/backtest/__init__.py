@@ -11,7 +11,7 @@ from __future__ import annotations
 from .engine import GRID_FIELDS, BacktestParams, BacktestResult, make_grid, run_backtest, simulate
 from .panel import Market, Panel, build_panel, make_market
 from .strategies import STRATEGIES, PairSet, get_strategy, register
-from .sweep import sweep, walk_forward
+from .sweeps import sweep, walk_forward
 
 __all__ = [
     "GRID_FIELDS",

@@ -433,18 +433,17 @@ class WireReplay:
         self._sub_version += 1
 
     def _route(self, frame: Frame, topics: list[str]) -> tuple[WireClient, str] | None:
+        """The client subscribed to the frame's topic whose market kind is the recorded connection's."""
+        recorded_url = self.recording.conn_urls.get(frame.conn)
+        kind = self.venue.conn_kind(self.recording, frame.conn)
         for topic in topics:
-            subscribers = self.topics.get(topic)
-            if not subscribers:
-                continue
-            if len(subscribers) == 1:
-                return subscribers[0], topic
-            recorded_url = self.recording.conn_urls.get(frame.conn)
-            kind = self.venue.conn_kind(self.recording, frame.conn)
-            for client in subscribers:
-                if client.url == recorded_url or (kind and _url_kind(client.url) == kind):
+            for client in self.topics.get(topic, ()):
+                if client.url == recorded_url:
                     return client, topic
-            return subscribers[0], topic
+                client_kind = _url_kind(client.url)
+                # a spot frame must not reach a linear client of the same topic name (bybit), and back
+                if kind is None or client_kind is None or client_kind == kind:
+                    return client, topic
         return None
 
     async def _settle(self) -> None:
