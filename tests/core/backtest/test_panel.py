@@ -22,11 +22,16 @@ MARKETS = [make_market("bybit", "A/USDT:USDT", "A", "perp"), make_market("bybit"
 
 
 def test_settlement_is_booked_in_the_bar_that_contains_it() -> None:
-    s = pd.DataFrame({
-        "exchange": "bybit", "symbol": "A/USDT:USDT",
-        "funding_ts_ms": [T0 + 2 * HOUR_MS, T0 + 4 * HOUR_MS + 4, T0 - HOUR_MS],  # on a bar, jittered, before
-        "funding_rate": [0.001, 0.002, 0.5], "interval_h": 8.0, "ref_price": [np.nan, 50.0, 1.0],
-    })  # fmt: skip
+    s = pd.DataFrame(
+        {
+            "exchange": "bybit",
+            "symbol": "A/USDT:USDT",
+            "funding_ts_ms": [T0 + 2 * HOUR_MS, T0 + 4 * HOUR_MS + 4, T0 - HOUR_MS],  # on a bar, jittered, before
+            "funding_rate": [0.001, 0.002, 0.5],
+            "interval_h": 8.0,
+            "ref_price": [np.nan, 50.0, 1.0],
+        }
+    )
     panel = build_panel(prices(), MARKETS, s)
     cash = panel.funding_cash[:, 0]
     assert cash[2] == pytest.approx(0.001 * 102.0)  # at the bar's own time: the bar's reference price
@@ -37,8 +42,15 @@ def test_settlement_is_booked_in_the_bar_that_contains_it() -> None:
 
 
 def test_expected_apr_uses_only_published_settlements() -> None:
-    s = pd.DataFrame({"exchange": "bybit", "symbol": "A/USDT:USDT", "funding_ts_ms": [T0 + 3 * HOUR_MS, T0 + 7 * HOUR_MS],
-                      "funding_rate": [0.0001, 0.0003], "interval_h": [8.0, 4.0]})  # fmt: skip
+    s = pd.DataFrame(
+        {
+            "exchange": "bybit",
+            "symbol": "A/USDT:USDT",
+            "funding_ts_ms": [T0 + 3 * HOUR_MS, T0 + 7 * HOUR_MS],
+            "funding_rate": [0.0001, 0.0003],
+            "interval_h": [8.0, 4.0],
+        }
+    )
     panel = build_panel(prices(), MARKETS, s)
     apr = panel.expected_apr[:, 0]
     assert np.isnan(apr[:3]).all()
@@ -48,10 +60,24 @@ def test_expected_apr_uses_only_published_settlements() -> None:
 
 
 def test_predictions_as_captured_replace_settled_rates() -> None:
-    s = pd.DataFrame({"exchange": "bybit", "symbol": "A/USDT:USDT", "funding_ts_ms": [T0 + 8 * HOUR_MS],
-                      "funding_rate": [0.01], "interval_h": 8.0})  # fmt: skip
-    p = pd.DataFrame({"exchange": "bybit", "symbol": "A/USDT:USDT", "ts_ms": T0 + HOUR_MS * np.array([1, 5]) + 1,
-                      "predicted_rate": [0.0002, 0.0004], "interval_h": 8.0})  # fmt: skip
+    s = pd.DataFrame(
+        {
+            "exchange": "bybit",
+            "symbol": "A/USDT:USDT",
+            "funding_ts_ms": [T0 + 8 * HOUR_MS],
+            "funding_rate": [0.01],
+            "interval_h": 8.0,
+        }
+    )
+    p = pd.DataFrame(
+        {
+            "exchange": "bybit",
+            "symbol": "A/USDT:USDT",
+            "ts_ms": T0 + HOUR_MS * np.array([1, 5]) + 1,
+            "predicted_rate": [0.0002, 0.0004],
+            "interval_h": 8.0,
+        }
+    )
     panel = build_panel(prices(), MARKETS, s, p)
     apr = panel.expected_apr[:, 0]
     assert np.isnan(apr[:2]).all()  # captured 1 ms after bar 1: first usable at bar 2
@@ -62,8 +88,15 @@ def test_predictions_as_captured_replace_settled_rates() -> None:
 def test_perturbing_later_settlements_leaves_earlier_expectations() -> None:
     rng = np.random.default_rng(1)
     ts = T0 + HOUR_MS * np.arange(1, 12)
-    s = pd.DataFrame({"exchange": "bybit", "symbol": "A/USDT:USDT", "funding_ts_ms": ts,
-                      "funding_rate": rng.normal(0, 1e-4, 11), "interval_h": 1.0})  # fmt: skip
+    s = pd.DataFrame(
+        {
+            "exchange": "bybit",
+            "symbol": "A/USDT:USDT",
+            "funding_ts_ms": ts,
+            "funding_rate": rng.normal(0, 1e-4, 11),
+            "interval_h": 1.0,
+        }
+    )
     base = build_panel(prices(), MARKETS, s)
     s2 = s.copy()
     s2.loc[s2["funding_ts_ms"] > T0 + 5 * HOUR_MS, "funding_rate"] = 1.0
