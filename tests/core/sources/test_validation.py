@@ -1,0 +1,163 @@
+"""Validator: quarantine reasons, running counts, duplicates and order, never an exception."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fundarb_dagster.core import schema
+from fundarb_dagster.core.schema import EventKind
+from fundarb_dagster.core.sources.validation import Validator, event_rows
+
+NOW = 1_800_000_000_000
+
+
+def _trades(rows: list[tuple[int, int, float, float]], instrument_id: int = 3) -> np.ndarray:
+    out = schema.empty("trades", len(rows))
+    for i, (ts, trade_id, price, amount) in enumerate(rows):
+        out[i]["ts_ms"], out[i]["trade_id"], out[i]["price"], out[i]["amount"] = ts, trade_id, price, amount
+    out["instrument_id"] = instrument_id
+    out["recv_ts_ms"] = NOW
+    return out
+
+
+def _reasons(events: np.ndarray) -> dict[str, int]:
+    return {r.decode(): int(c) for r, c in zip(events["reason"], events["count"], strict=True)}
+
+
+def test_bad_prices_are_quarantined_with_reasons_and_counted() -> None:
+    validator = Validator()
+    records = _trades(
+        [
+            (NOW - 5, 1, 100.0, 1.0),
+            (NOW - 4, 2, np.nan, 1.0),
+            (NOW - 3, 3, np.inf, 1.0),
+            (NOW - 2, 4, -1.0, 1.0),
+            (NOW - 1, 5, 0.0, 1.0),
+            (NOW - 1, 6, 100.0, np.nan),
+            (NOW - 1, 7, np.nan, 1.0),
+        ]
+    )
+    accepted, events = validator.check("trades", records, NOW)
+    assert accepted["trade_id"].tolist() == [1]
+    assert _reasons(events) == {"price:nan": 2, "price:inf": 1, "price:nonpositive": 2, "amount:nan": 1}
+    assert (events["kind"] == int(EventKind.QUARANTINED)).all()
+    assert (events["stream"] == int(schema.StreamCode.TRADES)).all()
+    assert (events["instrument_id"] == 3).all()
+    nan_event = events[events["reason"] == b"price:nan"][0]
+    assert (nan_event["start_ms"], nan_event["end_ms"]) == (NOW - 4, NOW - 1)
+    assert validator.counts == {"price:nan": 2, "price:inf": 1, "price:nonpositive": 2, "amount:nan": 1}
+    # counts keep running across batches
+    validator.check("trades", _trades([(NOW, 9, np.nan, 1.0)]), NOW)
+    assert validator.counts["price:nan"] == 3
+
+
+def test_timestamps_too_far_in_future_or_past_and_the_past_check_can_be_disabled() -> None:
+    records = _trades([(NOW + 3_600_000, 1, 1.0, 1.0), (NOW - 10 * 86_400_000, 2, 1.0, 1.0), (0, 3, 1.0, 1.0)])
+    live = Validator(max_future_ms=1000, max_past_ms=86_400_000)
+    accepted, events = live.check("trades", records, NOW)
+    assert len(accepted) == 0
+    assert _reasons(events) == {"ts:future": 1, "ts:past": 1, "missing:timestamp": 1}
+    history = Validator(max_past_ms=None)
+    accepted, events = history.check("trades", records, NOW)
+    assert accepted["trade_id"].tolist() == [2]
+
+
+def test_duplicate_trade_ids_dropped_within_and_across_batches() -> None:
+    validator = Validator()
+    first, _ = validator.check("trades", _trades([(NOW, 1, 1.0, 1.0), (NOW, 2, 1.0, 1.0), (NOW, 2, 1.0, 1.0)]), NOW)
+    second, events = validator.check("trades", _trades([(NOW, 2, 1.0, 1.0), (NOW + 1, 3, 1.0, 1.0)]), NOW)
+    assert first["trade_id"].tolist() == [1, 2]
+    assert second["trade_id"].tolist() == [3]
+    assert events["kind"].tolist() == [int(EventKind.DUPLICATE)]
+    assert validator.counts["dup:trade_id"] == 2
+    assert validator.seen_trade(3, 2) and not validator.seen_trade(3, 99)
+    # the same id on another instrument is not a duplicate
+    other, _ = validator.check("trades", _trades([(NOW, 2, 1.0, 1.0)], instrument_id=4), NOW)
+    assert len(other) == 1
+
+
+def test_tickers_repeated_or_older_timestamps_are_dropped_as_duplicate_or_out_of_order() -> None:
+    validator = Validator()
+    tickers = schema.empty("tickers", 4)
+    tickers["ts_ms"] = [NOW - 10, NOW - 10, NOW - 20, NOW - 5]
+    tickers["bid"], tickers["ask"] = 99.0, 100.0
+    accepted, events = validator.check("tickers", tickers, NOW)
+    assert accepted["ts_ms"].tolist() == [NOW - 10, NOW - 5]
+    kinds = dict(zip([r.decode() for r in events["reason"]], events["kind"].tolist(), strict=True))
+    assert kinds == {"dup:ts": int(EventKind.DUPLICATE), "ts:out_of_order": int(EventKind.OUT_OF_ORDER)}
+
+
+def test_ticker_optional_prices_may_be_missing_but_not_negative_or_crossed() -> None:
+    tickers = schema.empty("tickers", 3)
+    tickers["ts_ms"] = [NOW - 3, NOW - 2, NOW - 1]
+    tickers["last"] = [100.0, -1.0, 100.0]
+    tickers["bid"][2], tickers["ask"][2] = 101.0, 100.0
+    accepted, events = Validator().check("tickers", tickers, NOW)
+    assert accepted["ts_ms"].tolist() == [NOW - 3]  # NaN bid/ask/mark: a missing optional value is fine
+    assert _reasons(events) == {"last:nonpositive": 1, "book:crossed": 1}
+
+
+def test_inconsistent_candles_are_quarantined() -> None:
+    candles = schema.empty("ohlcv", 2)
+    candles["ts_ms"] = [NOW - 120_000, NOW - 60_000]
+    candles["open"], candles["close"], candles["volume"] = 10.0, 11.0, 1.0
+    candles["high"] = [12.0, 10.5]  # the second: high below close
+    candles["low"] = [9.0, 9.0]
+    accepted, events = Validator().check("ohlcv", candles, NOW)
+    assert accepted["ts_ms"].tolist() == [NOW - 120_000]
+    assert _reasons(events) == {"ohlc:inconsistent": 1}
+
+
+def test_funding_rates_out_of_range_or_without_settlement_time() -> None:
+    rows = schema.empty("funding", 3)
+    rows["ts_ms"] = [NOW - 3, NOW - 2, NOW - 1]
+    rows["funding_ts_ms"] = [NOW, 0, NOW]
+    rows["funding_rate"] = [0.0001, 0.0001, 0.5]
+    rows["interval_h"] = 8.0
+    accepted, events = Validator(max_abs_funding_rate=0.1).check("funding", rows, NOW)
+    assert accepted["ts_ms"].tolist() == [NOW - 3]
+    assert _reasons(events) == {"missing:funding_ts": 1, "funding_rate:range": 1}
+
+
+def test_settled_funding_deduplicates_by_settlement_time() -> None:
+    validator = Validator(max_past_ms=None)
+    rows = schema.empty("funding", 3)
+    rows["is_settled"] = 1
+    rows["ts_ms"] = rows["funding_ts_ms"] = [1000, 2000, 1000]
+    rows["funding_rate"] = 0.0001
+    accepted, events = validator.check("funding", rows, NOW)
+    assert accepted["funding_ts_ms"].tolist() == [1000, 2000]
+    assert _reasons(events) == {"dup:funding_ts": 1}
+
+
+def test_screen_rejects_raw_structures_missing_required_fields() -> None:
+    validator = Validator()
+    trades = [
+        {"timestamp": NOW, "price": 1.0, "amount": 1.0},
+        {"timestamp": NOW, "price": None, "amount": 1.0},
+        {"timestamp": None, "price": 1.0, "amount": 1.0},
+        "not a structure",
+    ]
+    kept, events = validator.screen("trades", trades, 7, NOW)
+    assert kept == trades[:1]
+    assert _reasons(events) == {"missing:price": 1, "missing:timestamp": 1, "missing:structure": 1}
+    kept, events = validator.screen("tickers", [{"bid": None, "ask": None, "last": None}], 7, NOW)
+    assert kept == [] and _reasons(events) == {"missing:price": 1}
+    kept, events = validator.screen("ohlcv", [[1, 2, 3, 4, 5, 6], [1, None, 3, 4, 5, 6], [1, 2]], 7, NOW)
+    assert kept == [[1, 2, 3, 4, 5, 6]] and _reasons(events) == {"missing:ohlcv": 2}
+    assert validator.counts["missing:ohlcv"] == 2
+
+
+def test_event_rows_carry_stream_kind_and_a_truncated_ascii_reason() -> None:
+    row = event_rows(EventKind.GAP, "ohlcv", 5, NOW, NOW, count=2, start_ms=1, end_ms=2, reason="x" * 80)
+    assert row.dtype == schema.CAPTURE_EVENTS
+    assert row["stream"][0] == int(schema.StreamCode.OHLCV) and row["kind"][0] == int(EventKind.GAP)
+    assert len(row["reason"][0]) == 48
+
+
+def test_bad_settings_fail_with_the_field_named() -> None:
+    with pytest.raises(ValueError, match="max_future_ms"):
+        Validator(max_future_ms=-1)
+    with pytest.raises(ValueError, match="max_past_ms"):
+        Validator(max_past_ms=0)
