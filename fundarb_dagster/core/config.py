@@ -173,7 +173,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> FundarbConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
     _reject_unknown(raw, FundarbConfig, "")
-    default_streams = _streams(raw.get("streams", MARKET_STREAMS), "streams")
+    default_streams = _streams(raw.get("streams", list(MARKET_STREAMS)), "streams")
     exchanges_raw = raw.get("exchanges")
     if exchanges_raw is None:
         exchanges = default_exchanges()
