@@ -807,7 +807,7 @@ class ReplayExchange:
             found = read_landing(self.path, self.id, self.requested_symbols)
             registry = self._landing_registry()
             for (symbol, stream), records in found.items():
-                self._add(symbol, stream, records)
+                self._add(symbol, stream, records=records)
             markets_from = registry
         else:
             self._load_files()
