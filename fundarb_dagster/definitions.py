@@ -1,6 +1,6 @@
 """The one Definitions object of the fundarb code location (loaded by workspace.yaml)."""
 
-from __future__ import annotations
+import warnings
 
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
@@ -18,14 +18,23 @@ from .defs.raw import checks as raw_checks
 from .defs.risk import assets as risk_assets
 from .defs.risk import checks as risk_checks
 
+# backfill_policy / pool / partitioned checks are marked beta or preview in Dagster 1.13; they are the
+# documented way to do ranged runs and concurrency here, so their warnings are noise for users.
+warnings.filterwarnings("ignore", module="dagster", message=r".*(beta|preview).*")
+
 ASSET_MODULES = [raw_assets, market_assets, funding_assets, alerts_assets, backtest_assets, risk_assets]
 CHECK_MODULES = [raw_checks, market_checks, funding_checks, alerts_checks, backtest_checks, risk_checks]
 
+all_assets = load_assets_from_modules(ASSET_MODULES)
+all_checks = load_asset_checks_from_modules(CHECK_MODULES)
+all_jobs = jobs.build_jobs(all_assets) + list(jobs.JOBS)
+freshness_checks = [*raw_checks.RAW_FRESHNESS_CHECKS, *market_checks.OHLCV_FRESHNESS_CHECKS]
+
 defs = Definitions(
-    assets=load_assets_from_modules(ASSET_MODULES),
-    asset_checks=load_asset_checks_from_modules(CHECK_MODULES),
-    jobs=jobs.JOBS,
-    sensors=sensors.SENSORS,
-    schedules=schedules.SCHEDULES,
+    assets=all_assets,
+    asset_checks=all_checks,
+    jobs=all_jobs,
+    sensors=sensors.build_sensors(freshness_checks) + list(sensors.SENSORS),
+    schedules=schedules.build_schedules(all_jobs) + list(schedules.SCHEDULES),
     resources=resources.build_resources(),
 )

@@ -1,1 +1,117 @@
-"""Asset checks of the market domain, next to their assets."""
+"""Checks on the market tables: unique keys and OHLC consistency (blocking), gaps and coverage (warn),
+freshness of the newest partition, indicator ranges."""
+
+from typing import Any
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    MetadataValue,
+    asset_check,
+    build_time_partition_freshness_checks,
+)
+from dagster_duckdb import DuckDBResource
+
+from ...core.sql import table_exists
+from ..partitions import HOURLY
+from ..raw.checks import build_condition_check, build_unique_key_check, check_window, window_clause
+from ..resources import POOL, warehouse_connection
+from .assets import indicators, ohlcv_1d, ohlcv_1h, ohlcv_1m, ohlcv_5m
+
+BAR_ASSETS = {"ohlcv_1m": ohlcv_1m, "ohlcv_5m": ohlcv_5m, "ohlcv_1h": ohlcv_1h, "ohlcv_1d": ohlcv_1d}
+INCONSISTENT_BAR = (
+    "NOT (low <= least(open, close) AND greatest(open, close) <= high AND low > 0 AND volume >= 0"
+    " AND isfinite(open + high + low + close + volume))"
+)
+MAX_GAP_MINUTES = 15  # longest stretch without a real bar that still passes (sparse spot pairs have gaps)
+
+_unique = [
+    build_unique_key_check(asset, name, ("exchange", "symbol", "ts"), asset.partitions_def)
+    for name, asset in BAR_ASSETS.items()
+]
+_consistent = [
+    build_condition_check(
+        asset,
+        f"{name}_is_consistent",
+        name,
+        INCONSISTENT_BAR,
+        f"Every {name} bar has low <= open, close <= high, a positive low and non-negative volume.",
+        asset.partitions_def,
+    )
+    for name, asset in BAR_ASSETS.items()
+]
+indicators_has_unique_keys = build_unique_key_check(indicators, "indicators", ("exchange", "symbol", "ts"), HOURLY)
+indicators_rsi_in_range = build_condition_check(
+    indicators,
+    "indicators_rsi_in_range",
+    "indicators",
+    "rsi < 0 OR rsi > 100 OR bb_lower > bb_upper OR atr < 0",
+    "RSI within [0, 100], Bollinger lower <= upper, ATR >= 0 (NaN during warm-up is allowed).",
+    HOURLY,
+    severity=AssetCheckSeverity.WARN,
+    blocking=False,
+)
+
+GAPS_SQL = """
+WITH real AS (
+    SELECT exchange, symbol, ts, epoch_ms(ts) AS ms,
+        epoch_ms(ts) - lag(epoch_ms(ts)) OVER (PARTITION BY exchange, symbol ORDER BY ts) AS step_ms
+    FROM ohlcv_1m WHERE NOT is_filled AND {where}
+)
+SELECT exchange, symbol, count(*) AS real_minutes, max(step_ms) // 60000 - 1 AS longest_gap_minutes,
+    min(ts) AS first_ts, max(ts) AS last_ts
+FROM real GROUP BY exchange, symbol ORDER BY exchange, symbol
+"""
+COVERAGE_SQL = """
+SELECT strftime(date_trunc('hour', ts), '%Y-%m-%d %H:00') AS hour, exchange, symbol,
+    round(100.0 * count(*) FILTER (WHERE NOT is_filled) / 60, 1) AS coverage_pct
+FROM ohlcv_1m WHERE {where}
+GROUP BY ALL ORDER BY hour DESC, exchange, symbol LIMIT 200
+"""
+
+
+@asset_check(
+    asset=ohlcv_1m,
+    description=(
+        f"Per series, the longest stretch without a real (trade or venue) bar is at most {MAX_GAP_MINUTES} "
+        "minutes; metadata gives the coverage (% of minutes with real data) per partition and series."
+    ),
+    pool=POOL,
+    partitions_def=HOURLY,
+)
+def ohlcv_1m_has_no_gaps(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
+    where, params = window_clause(check_window(context))
+    with warehouse_connection(duckdb) as conn:
+        if not table_exists(conn, "ohlcv_1m"):
+            return AssetCheckResult(passed=False, metadata={"error": "table ohlcv_1m does not exist"})
+        # {where} is built by window_clause from a checked identifier; values stay bound parameters.
+        gaps = conn.execute(GAPS_SQL.format(where=where), params).df()
+        coverage = conn.execute(COVERAGE_SQL.format(where=where), params).df()
+        totals = conn.execute(
+            f"SELECT count(*) FILTER (WHERE NOT is_filled), count(*) FROM ohlcv_1m WHERE {where}", params
+        ).fetchone()
+    longest = int(gaps["longest_gap_minutes"].fillna(0).max()) if len(gaps) else 0
+    metadata: dict[str, Any] = {
+        "longest_gap_minutes": longest,
+        "max_gap_minutes": MAX_GAP_MINUTES,
+        "coverage_pct": round(100.0 * totals[0] / totals[1], 2) if totals[1] else 0.0,
+        "series": len(gaps),
+        "gaps_by_series": MetadataValue.md(gaps.to_markdown(index=False)) if len(gaps) else "none",
+        "coverage_by_partition": MetadataValue.md(coverage.to_markdown(index=False)) if len(coverage) else "none",
+    }
+    return AssetCheckResult(passed=longest <= MAX_GAP_MINUTES, severity=AssetCheckSeverity.WARN, metadata=metadata)
+
+
+# The newest hour of 1m bars is expected 30 minutes after the hour closes (WARN).
+OHLCV_FRESHNESS_CHECKS = build_time_partition_freshness_checks(
+    assets=[ohlcv_1m], deadline_cron="30 * * * *", severity=AssetCheckSeverity.WARN
+)
+MARKET_CHECKS = [
+    *_unique,
+    *_consistent,
+    indicators_has_unique_keys,
+    indicators_rsi_in_range,
+    ohlcv_1m_has_no_gaps,
+    *OHLCV_FRESHNESS_CHECKS,
+]
