@@ -640,6 +640,7 @@ class Feed:
         progress = HistoryProgress(self.exchange_id, stream, symbol, since_ms, until_ms, cursor_ms=since_ms)
         self.progress[(stream, symbol)] = progress
         previous_settlement: int | None = None
+        previous_interval = math.nan
         async for page in self._pages(stream, symbol, since_ms, until_ms):
             recv = self.now_ms()
             page, screened = validator.screen(stream, page, instrument.id, recv)
@@ -649,10 +650,11 @@ class Feed:
                 records = normalize.trades_to_records(page, instrument, recv)
             else:
                 page = sorted(page, key=lambda r: normalize.int_ms(r.get("timestamp")))
-                intervals = self._history_intervals(symbol, page, previous_settlement)
+                intervals = self._history_intervals(symbol, page, previous_settlement, previous_interval)
                 records = normalize.funding_history_to_records(page, instrument, recv, intervals)
                 if len(records):
                     previous_settlement = int(records["funding_ts_ms"].max())
+                    previous_interval = float(records["interval_h"][-1])
             accepted, checked = validator.check(stream, records, recv)
             progress.pages += 1
             progress.rows += len(accepted)
@@ -665,11 +667,14 @@ class Feed:
         progress.cursor_ms = until_ms
         progress.done = True
 
-    def _history_intervals(self, symbol: str, rows: list[Mapping[str, Any]], previous: int | None) -> list[float]:
+    def _history_intervals(
+        self, symbol: str, rows: list[Mapping[str, Any]], previous: int | None, previous_interval: float
+    ) -> list[float]:
         """The interval in force for each settled row: stated, else the settlement spacing, else known history.
 
-        The spacing t[i] - t[i-1] (rounded to whole hours) is the evidence for a settled rate; a spacing that
-        differs from the page's usual one and does not persist is a missing settlement, not a new interval.
+        The spacing t[i] - t[i-1] (rounded to whole hours) is the evidence for a settled rate. A spacing that is
+        a whole multiple of the interval before it and does not persist is a missing settlement, not a new
+        interval; a spacing that persists (or is shorter) is a change of interval.
         """
         times = [normalize.int_ms(r.get("timestamp")) for r in rows]
         previous_times = [previous, *times[:-1]]
@@ -677,24 +682,23 @@ class Feed:
             float(round((t - p) / _HOUR_MS)) if p is not None and t > p and round((t - p) / _HOUR_MS) >= 1 else math.nan
             for t, p in zip(times, previous_times, strict=True)
         ]
-        finite = [s for s in spacing if math.isfinite(s)]
-        usual = Counter(finite).most_common(1)[0][0] if finite else math.nan
         out: list[float] = []
+        last = previous_interval
         for i, row in enumerate(rows):
             stated = normalize.funding_interval_h(row)
+            s = spacing[i]
             if math.isfinite(stated):
                 interval = stated
-            else:
-                s = spacing[i]
+            elif math.isfinite(s):
                 persists = i + 1 < len(spacing) and spacing[i + 1] == s
-                if math.isfinite(s) and (s == usual or persists):
-                    interval = s
-                elif math.isfinite(usual):
-                    interval = usual
-                else:
-                    interval = self._resolve_interval(symbol, None, times[i])
+                skipped = math.isfinite(last) and s > last and s % last == 0 and not persists
+                interval = last if skipped else s
+            else:
+                nxt = spacing[i + 1] if i + 1 < len(spacing) else math.nan
+                interval = nxt if math.isfinite(nxt) else self._resolve_interval(symbol, None, times[i])
             if math.isfinite(interval) and times[i] > 0:
                 self.registry.observe_interval(self.exchange_id, symbol, times[i], interval)
+                last = interval
             out.append(interval)
         return out
 
