@@ -235,17 +235,21 @@ def create_rest_replay_exchange(
     entries: Iterable[Mapping[str, Any]],
     markets: Iterable[Mapping[str, Any]] | None = None,
     config: Mapping[str, Any] | None = None,
+    market_info: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Any:
     """A real async ccxt exchange answering REST calls from recorded entries; markets set offline.
 
-    `markets` (ccxt market dicts) default to `build_market` for every symbol the entries name. `config`
-    is passed to the ccxt constructor (e.g. fake credentials, to replay a private endpoint's parsing).
+    `markets` (ccxt market dicts) default to `build_market` for every symbol the entries name, with
+    `market_info[symbol]` (the venue's recorded instrument entry, e.g. bybit's `fundingInterval`) as the
+    market's `info`. `config` is passed to the ccxt constructor (e.g. dummy credentials, so that a
+    private endpoint's request is signed offline and its recorded response parsed).
     """
     entries = list(entries)
     exchange = rest_replay_class(exchange_id)({"enableRateLimit": False, **dict(config or {})})
     exchange._init_replay(entries)
     if markets is None:
-        markets = [build_market(exchange, symbol) for symbol in symbols_in(entries)]
+        info = market_info or {}
+        markets = [build_market(exchange, symbol, info=info.get(symbol)) for symbol in symbols_in(entries)]
     exchange.set_markets(list(markets))
     return exchange
 
