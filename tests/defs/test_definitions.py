@@ -1,0 +1,92 @@
+"""The code location loads, and the warehouse's asset graph has the expected keys, dependencies and metadata."""
+
+from __future__ import annotations
+
+from dagster import AssetKey
+
+from fundarb_dagster.defs.partitions import DAILY, HOURLY
+
+WAREHOUSE_ASSETS = {
+    "instruments": set(),
+    "raw_trades": set(),
+    "raw_tickers": set(),
+    "raw_funding": set(),
+    "raw_ohlcv": set(),
+    "capture_events": set(),
+    "capture_stats": set(),
+    "ohlcv_1m": {"raw_trades", "raw_ohlcv"},
+    "ohlcv_5m": {"ohlcv_1m"},
+    "ohlcv_1h": {"ohlcv_1m"},
+    "ohlcv_1d": {"ohlcv_1h"},
+    "indicators": {"ohlcv_1h"},
+}
+
+
+def _defs():
+    from fundarb_dagster.definitions import defs
+
+    return defs
+
+
+def test_definitions_load_with_the_warehouse_assets_and_their_dependencies():
+    graph = _defs().resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert set(WAREHOUSE_ASSETS) <= keys
+    for name, parents in WAREHOUSE_ASSETS.items():
+        node = graph.get(AssetKey(name))
+        assert {p.to_user_string() for p in node.parent_keys} == parents, name
+
+
+def test_every_asset_is_described_with_owners_group_and_column_schema():
+    graph = _defs().resolve_asset_graph()
+    for name in WAREHOUSE_ASSETS:
+        node = graph.get(AssetKey(name))
+        assert node.description and len(node.description) > 40, name
+        assert node.owners == ["team:warehouse"], name
+        assert node.group_name in ("raw", "market"), name
+        columns = node.metadata["dagster/column_schema"].columns
+        assert len(columns) >= 5, name
+
+
+def test_partitions_pools_and_single_run_backfills():
+    defs = _defs()
+    graph = defs.resolve_asset_graph()
+    for name in WAREHOUSE_ASSETS:
+        node = graph.get(AssetKey(name))
+        if name == "instruments":
+            assert node.partitions_def is None
+            continue
+        assert node.partitions_def == (DAILY if name == "ohlcv_1d" else HOURLY), name
+        assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run is None, name
+    assets_def = defs.resolve_assets_def(AssetKey("ohlcv_1m"))
+    assert {spec.pool for spec in [assets_def.op]} == {"duckdb"}
+
+
+def test_jobs_sensors_schedules_and_resources_are_registered():
+    defs = _defs()
+    hourly = defs.resolve_job_def("hourly_job")
+    assert hourly.partitions_def == HOURLY
+    selected = {k.to_user_string() for k in hourly.asset_layer.selected_asset_keys}
+    assert {"raw_trades", "ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "indicators"} <= selected
+    assert "ohlcv_1d" not in selected
+    assert defs.resolve_job_def("daily_job").partitions_def == DAILY
+    assert {s.name for s in defs.sensors} >= {"landing_sensor", "automation_sensor", "freshness_checks_sensor"}
+    assert {s.name for s in defs.schedules} == {"daily_schedule"}
+    assert {"duckdb", "data_dir", "source"} <= set(defs.resources)
+
+
+def test_checks_sit_next_to_their_assets_with_blocking_where_bad_data_must_stop():
+    graph = _defs().resolve_asset_graph()
+    checks = {key.name: key for key in graph.asset_check_keys}
+    for name in (
+        "raw_trades_has_unique_keys",
+        "ohlcv_1m_has_unique_keys",
+        "ohlcv_1m_is_consistent",
+        "ohlcv_1m_has_no_gaps",
+        "ohlcv_1h_is_consistent",
+        "ohlcv_1d_is_consistent",
+    ):
+        assert name in checks, name
+    blocking = {key.name for key in graph.asset_check_keys if graph.get_check_spec(key).blocking}
+    assert {"raw_trades_has_unique_keys", "ohlcv_1m_is_consistent"} <= blocking
+    assert "ohlcv_1m_has_no_gaps" not in blocking

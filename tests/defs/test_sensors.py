@@ -1,0 +1,93 @@
+"""landing_sensor: one run per hour per file set (deterministic run key), late files re-run the hour."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pandas as pd
+from dagster import DagsterInstance, build_sensor_context
+
+from fundarb_dagster.defs.resources import DataDirResource
+from fundarb_dagster.defs.sensors import LandingCursor, landing_sensor
+from tests.defs.raw.landing_fixtures import land_trades
+
+HOUR_MS = 3_600_000
+H0 = 1_762_000_000_000 // HOUR_MS * HOUR_MS  # 2025-11-01 12:00 UTC
+
+
+def _trades(hour_ms: int, n: int = 3, first_id: int = 0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "ts_ms": hour_ms + 1000 * (1 + pd.RangeIndex(n)),
+            "trade_id": first_id + pd.RangeIndex(n),
+            "price": 1.0,
+            "amount": 1.0,
+        }
+    )
+
+
+def _tick(instance: DagsterInstance, data_dir, cursor: str | None):
+    context = build_sensor_context(
+        instance=instance, cursor=cursor, resources={"data_dir": DataDirResource(data_dir=str(data_dir))}
+    )
+    result = landing_sensor(context)
+    requests = list(getattr(result, "run_requests", None) or [])
+    return requests, getattr(result, "cursor", None) or cursor
+
+
+def test_new_files_request_one_run_per_hour_with_a_deterministic_run_key(tmp_path):
+    instance = DagsterInstance.ephemeral()
+    land_trades(tmp_path, _trades(H0), seq=0)
+    land_trades(tmp_path, _trades(H0 + HOUR_MS), seq=1)
+    requests, cursor = _tick(instance, tmp_path, None)
+    assert sorted(r.partition_key for r in requests) == ["2025-11-01-12:00", "2025-11-01-13:00"]
+    assert all(r.run_key.startswith(f"landing:{r.partition_key}:") for r in requests)
+    assert {k.to_user_string() for k in requests[0].asset_selection} >= {"raw_trades", "raw_funding", "capture_events"}
+    # the same files seen from scratch give the same run keys (so Dagster dedupes a replayed tick)
+    again, _ = _tick(DagsterInstance.ephemeral(), tmp_path, None)
+    assert sorted(r.run_key for r in again) == sorted(r.run_key for r in requests)
+    # nothing new: no run
+    requests2, cursor2 = _tick(instance, tmp_path, cursor)
+    assert requests2 == []
+    assert LandingCursor.parse(cursor2).digests == LandingCursor.parse(cursor).digests
+
+
+def test_a_late_file_reruns_only_its_hour_with_a_new_run_key(tmp_path):
+    instance = DagsterInstance.ephemeral()
+    land_trades(tmp_path, _trades(H0), seq=0)
+    land_trades(tmp_path, _trades(H0 + HOUR_MS), seq=1)
+    first, cursor = _tick(instance, tmp_path, None)
+    keys_before = {r.partition_key: r.run_key for r in first}
+    time.sleep(0.02)
+    land_trades(tmp_path, _trades(H0, first_id=100), writer="late", seq=0)  # another writer, same hour
+    late, cursor = _tick(instance, tmp_path, cursor)
+    assert [r.partition_key for r in late] == ["2025-11-01-12:00"]
+    assert late[0].run_key != keys_before["2025-11-01-12:00"]
+    again, _ = _tick(instance, tmp_path, cursor)
+    assert again == []
+
+
+def test_old_hours_outside_the_mtime_window_are_not_rescanned_but_a_late_file_is_seen(tmp_path):
+    instance = DagsterInstance.ephemeral()
+    land_trades(tmp_path, _trades(H0), seq=0)
+    old = tmp_path / "landing" / "trades" / "date=2025-11-01" / "hour=12"
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    land_trades(tmp_path, _trades(H0 + 5 * HOUR_MS), seq=1)
+    _, cursor = _tick(instance, tmp_path, None)
+    parsed = LandingCursor.parse(cursor)
+    assert "2025-11-01-12:00" in parsed.digests and "2025-11-01-17:00" in parsed.digests
+    # the old folder's mtime is behind the cursor: a tick does not digest it again
+    requests, _ = _tick(instance, tmp_path, cursor)
+    assert requests == []
+    land_trades(tmp_path, _trades(H0, first_id=50), writer="late", seq=0)
+    requests, _ = _tick(instance, tmp_path, cursor)
+    assert [r.partition_key for r in requests] == ["2025-11-01-12:00"]
+
+
+def test_empty_landing_zone_skips(tmp_path):
+    context = build_sensor_context(
+        instance=DagsterInstance.ephemeral(), resources={"data_dir": DataDirResource(data_dir=str(tmp_path))}
+    )
+    result = landing_sensor(context)
+    assert "no new landed files" in str(getattr(result, "skip_message", result))
