@@ -379,7 +379,7 @@ def _numeric(chunk: pd.DataFrame, column: str) -> np.ndarray:
 def _integers(chunk: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
     """(int64 values, ok mask): exact integers (no float round-trip, µs/ns stay exact)."""
     text = chunk[column].astype(str).str.strip()
-    ok = text.str.fullmatch(r"-?\d+").to_numpy(dtype=bool, na_value=False)
+    ok = np.array(text.str.fullmatch(r"-?\d+").to_numpy(dtype=bool, na_value=False))  # writable copy
     values = np.zeros(len(text), dtype=np.int64)
     if ok.any():
         values[ok] = text[ok].astype(np.int64).to_numpy()

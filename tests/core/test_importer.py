@@ -1,0 +1,314 @@
+"""`fundarb import` on real fixtures and Binance-archive variants, checked through DuckDB's hive reader."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from fundarb_dagster.core import landing
+from fundarb_dagster.core.importer import format_summary, import_files, load_manifest
+from fundarb_dagster.core.instruments import InstrumentRegistry, registry_path
+from fundarb_dagster.core.schema import EventKind
+from fundarb_dagster.core.sources import replay
+
+KLINE_HEADER = [
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "count",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "ignore",
+]
+HOUR = 3_600_000
+T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
+
+
+def klines_rows(n: int, start: int = T0) -> list[list]:
+    rng = np.random.default_rng(11)
+    rows, price = [], 42_000.0
+    for i in range(n):
+        o = price
+        c = o * (1 + rng.normal(0, 0.001))
+        h, low = max(o, c) * 1.0005, min(o, c) * 0.9995
+        t = start + i * 60_000
+        rows.append(
+            [
+                t,
+                f"{o:.2f}",
+                f"{h:.2f}",
+                f"{low:.2f}",
+                f"{c:.2f}",
+                f"{rng.uniform(1, 50):.3f}",
+                t + 59_999,
+                1,
+                1,
+                1,
+                1,
+                0,
+            ]
+        )
+        price = c
+    return rows
+
+
+def write_csv(path: Path, rows: list[list], header: list[str] | None, micros_cols: list[int], zipped: bool) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header:
+        writer.writerow(header)
+    for row in rows:
+        row = [int(v) * 1000 + 7 if i in micros_cols else v for i, v in enumerate(row)]
+        writer.writerow(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if zipped:
+        target = path.with_suffix(".zip")
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(path.name, buffer.getvalue())
+        return target
+    path.write_text(buffer.getvalue())
+    return path
+
+
+def read_landed(data: Path, stream: str) -> pd.DataFrame:
+    glob = landing.stream_glob(data, stream)
+    with duckdb.connect() as con:
+        return con.execute(
+            "SELECT * FROM read_parquet($glob, hive_partitioning = true) ORDER BY ts_ms", {"glob": glob}
+        ).df()
+
+
+def landed_files(data: Path) -> list[Path]:
+    return sorted(landing.landing_root(data).rglob("*.parquet"))
+
+
+@pytest.mark.parametrize(
+    ("header", "micros", "zipped"),
+    [(True, False, False), (False, True, False), (False, False, True), (True, True, True)],
+)
+def test_klines_variants_land_the_same_rows(tmp_path: Path, header: bool, micros: bool, zipped: bool) -> None:
+    rows = klines_rows(150)  # 2.5 hours: three hour partitions
+    path = write_csv(
+        tmp_path / "in" / "BTCUSDT-1m-2024-01-01.csv",
+        rows,
+        KLINE_HEADER if header else None,
+        [0, 6] if micros else [],
+        zipped,
+    )
+    data = tmp_path / "data"
+    summary = import_files([path], data, exchange="binance", symbol="BTC/USDT:USDT", progress=None)
+    assert summary.ok and summary.landed == 150 and summary.quarantined == 0
+    got = read_landed(data, "ohlcv")
+    assert got["ts_ms"].tolist() == [r[0] for r in rows]
+    for i, name in enumerate(["open", "high", "low", "close", "volume"], start=1):
+        assert got[name].tolist() == [float(r[i]) for r in rows]
+    assert set(got["timeframe_s"]) == {60}
+    assert set(got["exchange"]) == {"binance"} and set(got["symbol"]) == {"BTC/USDT:USDT"}
+    assert sorted(set(got["hour"].astype(str))) == ["00", "01", "02"]  # hive partition column, read by DuckDB
+    digest = summary.files[0].digest
+    assert all(p.name.startswith(f"import-{digest[:12]}-") for p in landed_files(data))
+
+
+def test_trades_agg_trades_and_funding_archives_land_with_schema_types(tmp_path: Path) -> None:
+    trades = [
+        [i, f"{42000 + i}.5", "0.01", "420", T0 + i * 1000, "true" if i % 3 else "false", "true"] for i in range(50)
+    ]
+    agg = [[900 + i, "42010.0", "1.5", 1, 2, T0 + i * 700, "false" if i % 2 else "true"] for i in range(30)]
+    funding = [[T0 + i * 8 * HOUR, 8 if i < 3 else 4, f"{0.0001 * (i + 1):.8f}"] for i in range(5)]
+    paths = [
+        write_csv(tmp_path / "spot" / "BTCUSDT-trades-2024-01-01.csv", trades, None, [4], False),
+        write_csv(tmp_path / "um" / "BTCUSDT-aggTrades-2024-01-01.csv", agg, None, [], True),
+        write_csv(tmp_path / "um" / "BTCUSDT-fundingRate-2024-01.csv", funding, None, [], False),
+    ]
+    data = tmp_path / "data"
+    spot = import_files(paths[:1], data, exchange="binance", symbol="BTC/USDT", progress=None)
+    perp = import_files(paths[1:], data, exchange="binance", symbol="BTC/USDT:USDT", progress=None)
+    assert [f.kind for f in spot.files + perp.files] == ["trades", "aggTrades", "fundingRate"]
+    landed = read_landed(data, "trades")
+    s = landed[landed["symbol"] == "BTC/USDT"]
+    assert s["trade_id"].tolist() == [r[0] for r in trades]
+    assert s["ts_ms"].tolist() == [r[4] for r in trades]  # µs in the file, ms landed
+    assert s["side"].tolist() == [-1 if r[5] == "true" else 1 for r in trades]
+    p = landed[landed["symbol"] == "BTC/USDT:USDT"]
+    assert p["trade_id"].tolist() == [r[0] for r in agg] and p["amount"].tolist() == [1.5] * 30
+    f = read_landed(data, "funding")
+    assert f["funding_rate"].tolist() == [float(r[2]) for r in funding]
+    assert f["interval_h"].tolist() == [float(r[1]) for r in funding]
+    assert set(f["is_settled"]) == {1} and (f["funding_ts_ms"] == f["ts_ms"]).all()
+    registry = InstrumentRegistry.load(registry_path(data))
+    history = registry.interval_history("binance", "BTC/USDT:USDT")
+    assert [(s.valid_from_ms, s.interval_h) for s in history] == [(T0, 8.0), (T0 + 3 * 8 * HOUR, 4.0)]
+    assert registry.id_of("binance", "BTC/USDT") != registry.id_of("binance", "BTC/USDT:USDT")
+
+
+def test_importing_the_same_file_twice_lands_nothing_new(tmp_path: Path, fixtures_dir: Path) -> None:
+    source = tmp_path / "XRP_USDT_USDT-5m-futures.csv"
+    shutil.copy(fixtures_dir / "binance_xrp" / source.name, source)
+    data = tmp_path / "data"
+    first = import_files([source], data, exchange="binance", symbol="XRP/USDT:USDT", progress=None)
+    before = {p: p.stat().st_mtime_ns for p in landed_files(data)}
+    renamed = tmp_path / "copy-with-another-name.csv"
+    shutil.copy(source, renamed)  # same bytes, same digest
+    second = import_files([source, renamed], data, exchange="binance", symbol="XRP/USDT:USDT", progress=None)
+    assert first.landed == 1999 and second.landed == 0 and second.skipped == 2
+    assert {p: p.stat().st_mtime_ns for p in landed_files(data)} == before
+    assert len(read_landed(data, "ohlcv")) == 1999
+    assert "skipped, already imported" in format_summary(second)
+    manifest = load_manifest(data)
+    assert list(manifest) == [first.files[0].digest]
+
+
+def test_an_interrupted_import_is_redone_without_duplicates(tmp_path: Path, fixtures_dir: Path, monkeypatch) -> None:
+    source = tmp_path / "XRP_ETH-trades.csv"
+    shutil.copy(fixtures_dir / "binance_xrp" / source.name, source)
+    data = tmp_path / "data"
+    real_write = landing.write_parquet_atomic
+    calls = {"n": 0}
+
+    def crash_on_fifth(table, path, compression="zstd"):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("power cut")  # the process dies part-way through the hours
+        return real_write(table, path, compression)
+
+    monkeypatch.setattr(landing, "write_parquet_atomic", crash_on_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        import_files([source], data, exchange="binance", symbol="XRP/ETH", progress=None)
+    partial = landed_files(data)
+    assert len(partial) == 4  # whole files only, no temporaries visible
+    assert not list(landing.landing_root(data).rglob(".tmp-*"))
+    assert load_manifest(data) == {}
+    monkeypatch.setattr(landing, "write_parquet_atomic", real_write)
+    summary = import_files([source], data, exchange="binance", symbol="XRP/ETH", progress=None)
+    expected = pd.read_csv(source)
+    got = read_landed(data, "trades")
+    assert summary.landed == len(expected) == len(got)
+    assert sorted(got["trade_id"].tolist()) == sorted(expected["trade_id"].tolist())
+
+
+def test_bad_rows_are_quarantined_counted_and_kept(tmp_path: Path) -> None:
+    rows = klines_rows(10)
+    rows[2][2] = "-1"  # high negative
+    rows[5][4] = "n/a"
+    rows[7][0] = "yesterday"
+    path = write_csv(tmp_path / "BTCUSDT-1m-2024-01-01.csv", rows, KLINE_HEADER, [], False)
+    with open(path, "a") as handle:
+        handle.write(",".join(str(v) for v in klines_rows(11)[10]) + ",surplus\n")  # one field too many
+    data = tmp_path / "data"
+    summary = import_files([path], data, exchange="binance", symbol="BTC/USDT:USDT", progress=None)
+    result = summary.files[0]
+    assert result.landed == 7 and result.quarantined == 4 and summary.ok
+    assert result.reasons == {
+        "high: <= 0": 1,
+        "close: not a number": 1,
+        "ts_ms: not an integer": 1,
+        "columns: field count": 1,
+    }
+    assert "line 4: high: '-1' must be > 0" in result.samples
+    assert "line 7: close: 'n/a' is not a number" in result.samples
+    assert "line 9: ts_ms: 'yesterday' is not an epoch timestamp" in result.samples
+    text = format_summary(summary)
+    assert "4 quarantined" in text and "quarantined 1 x close: not a number" in text
+    kept = (data / "quarantine").glob("*.jsonl")
+    lines = [json.loads(line) for f in kept for line in f.read_text().splitlines()]
+    assert {r["value"] for r in lines[1:]} >= {"-1", "n/a", "yesterday"}
+    events = read_landed(data, "capture_events")
+    assert set(events["kind"]) == {int(EventKind.QUARANTINED)} and events["count"].sum() == 4
+    assert set(events["reason"]) == set(result.reasons)
+
+
+def test_fixture_funding_gets_inferred_intervals_and_the_table_is_filtered(tmp_path: Path, fixtures_dir: Path) -> None:
+    xrp = tmp_path / "XRP_USDT_USDT-8h-funding_rate.csv"
+    shutil.copy(fixtures_dir / "binance_xrp" / xrp.name, xrp)
+    # The first ten days of the real table: every landed settlement is its own hour file, so keep it small.
+    full = pd.read_csv(fixtures_dir / "funding_2025_2026" / "funding_btc_eth_binance_bybit_hyperliquid_utc.csv")
+    table = tmp_path / "funding.csv"
+    full[full["settlement_time_ms_utc"] < full["settlement_time_ms_utc"].min() + 10 * 24 * HOUR].to_csv(
+        table, index=False
+    )
+    data = tmp_path / "data"
+    import_files([xrp], data, exchange="binance", symbol="XRP/USDT:USDT", progress=None)
+    summary = import_files([table], data, exchange="bybit", symbol="ETH/USDT:USDT", progress=None)
+    expected = pd.read_csv(table)
+    expected = expected[(expected["venue"] == "bybit") & (expected["canonical_symbol"] == "ETH-USDT-PERP")]
+    assert summary.landed == len(expected) >= 29
+    assert summary.files[0].other_instruments == len(pd.read_csv(table)) - len(expected)
+    got = read_landed(data, "funding")
+    bybit = got[got["exchange"] == "bybit"].sort_values("funding_ts_ms")
+    assert bybit["funding_rate"].tolist() == expected.sort_values("settlement_time_ms_utc")["funding_rate"].tolist()
+    xrp_rows = got[got["symbol"] == "XRP/USDT:USDT"]
+    assert len(xrp_rows) == 91 and set(xrp_rows["interval_h"]) == {8.0}
+    registry = InstrumentRegistry.load(registry_path(data))
+    assert registry.interval_at("binance", "XRP/USDT:USDT", int(xrp_rows["ts_ms"].max())) == 8.0
+    assert registry.interval_at("bybit", "ETH/USDT:USDT", int(bybit["ts_ms"].max())) == 8.0
+    # the same table for another instrument is a separate import, not a skip
+    again = import_files([table], data, exchange="hyperliquid", symbol="BTC/USDC:USDC", progress=None)
+    hyperliquid = pd.read_csv(table).query("venue == 'hyperliquid' and canonical_symbol == 'BTC-USDC-PERP'")
+    assert again.landed == len(hyperliquid) >= 239 and again.skipped == 0
+    registry = InstrumentRegistry.load(registry_path(data))
+    assert registry.interval_at("hyperliquid", "BTC/USDC:USDC", int(hyperliquid["settlement_time_ms_utc"].max())) == 1.0
+
+
+def test_ids_stay_stable_across_imports_and_kind_override_is_honoured(tmp_path: Path, fixtures_dir: Path) -> None:
+    data = tmp_path / "data"
+    trades = tmp_path / "XRP_ETH-trades.csv"
+    shutil.copy(fixtures_dir / "binance_xrp" / trades.name, trades)
+    first = import_files([trades], data, exchange="binance", symbol="XRP/ETH", kind="fixture_trades", progress=None)
+    rows = klines_rows(5)
+    klines = write_csv(tmp_path / "x.csv", rows, None, [], False)
+    second = import_files([klines], data, exchange="binance", symbol="BTC/USDT", kind="klines", progress=None)
+    third = import_files([klines], data, exchange="okx", symbol="XRP/ETH", kind="klines", progress=None)
+    assert (first.instrument_id, second.instrument_id, third.instrument_id) == (0, 1, 2)
+    assert import_files([trades], data, exchange="binance", symbol="XRP/ETH", progress=None).instrument_id == 0
+    with pytest.raises(ValueError, match="kind: unknown kind 'candles'"):
+        import_files([klines], data, exchange="binance", symbol="BTC/USDT", kind="candles", progress=None)
+    with pytest.raises(ValueError, match="symbol: 'BTCUSDT' is not a ccxt unified symbol"):
+        import_files([klines], data, exchange="binance", symbol="BTCUSDT", progress=None)
+
+
+def test_unreadable_files_fail_alone_with_a_reason(tmp_path: Path, fixtures_dir: Path) -> None:
+    odd = tmp_path / "notes.csv"
+    odd.write_text("hello,world\n1,2\n")
+    mark = tmp_path / "XRP_USDT_USDT-8h-mark.csv"
+    shutil.copy(fixtures_dir / "binance_xrp" / mark.name, mark)
+    good = write_csv(tmp_path / "BTCUSDT-1m-2024-01-01.csv", klines_rows(3), None, [], False)
+    summary = import_files(
+        [odd, mark, tmp_path / "missing.csv", good],
+        tmp_path / "data",
+        exchange="binance",
+        symbol="BTC/USDT:USDT",
+        progress=None,
+    )
+    assert [f.status for f in summary.files] == ["failed", "failed", "failed", "imported"]
+    assert "kind: cannot tell the kind" in summary.files[0].error
+    assert "mark-price candles" in summary.files[1].error
+    assert "is not a file" in summary.files[2].error
+    assert summary.landed == 3 and not summary.ok
+    assert "FAILED" in format_summary(summary)
+    assert load_manifest(tmp_path / "data").keys() == {summary.files[3].digest}
+
+
+def test_big_files_report_progress(tmp_path: Path, fixtures_dir: Path, monkeypatch) -> None:
+    monkeypatch.setattr(replay, "CHUNK_ROWS", 2000)
+    source = tmp_path / "XRP_ETH-trades.csv"
+    shutil.copy(fixtures_dir / "binance_xrp" / source.name, source)
+    messages: list[str] = []
+    summary = import_files([source], tmp_path / "data", exchange="binance", symbol="XRP/ETH", progress=messages.append)
+    assert summary.landed == 12477
+    read = [m for m in messages if "rows read" in m]
+    assert len(read) == 7 and read[-1] == "XRP_ETH-trades.csv: 12,477 rows read"
+    assert messages[-1] == "XRP_ETH-trades.csv: 12,477 rows landed, 0 quarantined"
