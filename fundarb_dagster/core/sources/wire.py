@@ -367,6 +367,11 @@ class WireClient(Client):
         raw = message if isinstance(message, str) else json.dumps(message, separators=(",", ":"))
         self.replay.on_send(self, raw)
 
+    def resolve(self, result: Any, message_hash: Any) -> Any:
+        if message_hash in self.futures:
+            self.replay.awaited.append((self, message_hash))  # someone was waiting: let them re-arm
+        return super().resolve(result, message_hash)
+
     def closed(self) -> bool:
         return self.replay.closed
 
@@ -388,6 +393,7 @@ class WireReplay:
         speed: float = 0.0,
         settle_s: float = 0.05,
         recorder: Any = None,
+        rearm_turns: int = 200,
     ) -> None:
         if speed < 0:
             raise ValueError(f"replay.speed: {speed!r} must be >= 0 (0 = as fast as possible)")
@@ -407,6 +413,8 @@ class WireReplay:
         self.stats: Counter[str] = Counter()  # delivered, unsubscribed, control
         self.delivered_by_topic: Counter[str] = Counter()
         self._sub_version = 0
+        self.awaited: list[tuple[WireClient, Any]] = []  # (client, message hash) resolved for a waiter
+        self.rearm_turns = rearm_turns
         self._task: asyncio.Task[None] | None = None
 
     def milliseconds(self) -> int:
@@ -479,13 +487,31 @@ class WireReplay:
                 client.handle_text_or_binary_message(frame.data)
                 self.stats["delivered"] += 1
                 self.delivered_by_topic[f"{client.url} {topic}"] += 1
-                # one turn wakes the watch_* awaiting the resolved future, one lets it re-arm
-                await asyncio.sleep(0)
-                await asyncio.sleep(0)
+                await self._let_watchers_rearm()
             for _ in range(4):
                 await asyncio.sleep(0)
         finally:
             self._end()
+
+    async def _let_watchers_rearm(self) -> None:
+        """Turn the loop until every watcher this frame woke is awaiting again (bounded).
+
+        One turn wakes the `watch_*` awaiting the resolved future and one lets it re-arm; a consumer doing
+        more per update (the Feed validates and yields) needs more, and live it has the time between
+        frames. Without this, an unpaced replay would conflate tickers the consumer was not awaiting.
+        """
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        if not self.awaited:
+            return
+        for _ in range(self.rearm_turns):
+            if all(message_hash in client.futures for client, message_hash in self.awaited):
+                break
+            await asyncio.sleep(0)
+        # a second consumer of the same future (tickers and bybit funding share watch_ticker) gets a turn too
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        self.awaited.clear()
 
     def _end(self) -> None:
         self.finished = True

@@ -362,3 +362,51 @@ def test_paced_replay_delivers_the_same_frames(fixtures_dir: Path, tmp_path: Pat
         1 for line in head if '"topic":"tickers.BTCUSDT"' in line and json.loads(line)["conn"] == "BYBIT.ws.2"
     )
     assert len(results[("tickers", "BTC/USDT:USDT")]) == expected > 0
+
+
+def test_the_feed_consumes_a_wire_replay_unchanged_and_keeps_every_ticker_and_funding_value(fixtures_dir: Path) -> None:
+    """The real Feed over the wire exchange: every linear ticker frame becomes a record, funding comes
+    from bybit's ticker info, and the streams end by themselves when the recording does."""
+    from fundarb_dagster.core.instruments import InstrumentRegistry
+    from fundarb_dagster.core.sources.feed import Feed
+
+    merged: dict[int, dict[str, str]] = {}
+    state: dict[str, str] = {}
+    for kind, topic, msg in bybit_frames(fixtures_dir):
+        if kind == "linear" and topic == "tickers.BTCUSDT":
+            state = dict(msg["data"]) if msg["type"] == "snapshot" else {**state, **msg["data"]}
+            merged[msg["ts"]] = dict(state)
+    ex = create_wire_exchange("bybit", str(recordings(fixtures_dir) / BYBIT_LOG))
+    registry = InstrumentRegistry()
+    registry.add_markets("bybit", ex.markets, list(ex.markets))
+    feed = Feed(ex, registry)
+
+    async def run() -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {"tickers": [], "funding": []}
+
+        async def drain(stream: str) -> None:
+            async for batch in feed.watch(stream, "BTC/USDT:USDT"):
+                out[stream].extend(batch.records)
+
+        try:
+            await asyncio.wait_for(asyncio.gather(drain("tickers"), drain("funding")), timeout=120)
+        finally:
+            await ex.close()
+        return out
+
+    out = asyncio.run(run())
+    assert [int(r["ts_ms"]) for r in out["tickers"]] == list(merged)
+    for r in out["tickers"]:
+        raw = merged[int(r["ts_ms"])]
+        assert (r["bid"], r["ask"], r["last"], r["mark_price"]) == (
+            float(raw["bid1Price"]),
+            float(raw["ask1Price"]),
+            float(raw["lastPrice"]),
+            float(raw["markPrice"]),
+        )
+    assert out["funding"]
+    for r in out["funding"]:
+        raw = merged[int(r["ts_ms"])]
+        assert r["funding_rate"] == float(raw["fundingRate"])
+        assert r["funding_ts_ms"] == int(raw["nextFundingTime"])
+        assert r["interval_h"] == float(raw["fundingIntervalHour"])
