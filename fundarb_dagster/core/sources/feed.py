@@ -487,13 +487,20 @@ class Feed:
         has = getattr(self.exchange, "has", None) or {}
         return bool(has.get(flag))
 
-    def _resolve_interval(self, symbol: str, structure: Mapping[str, Any] | None, ts_ms: int) -> float:
-        interval = normalize.funding_interval_h(structure, self._market(symbol))
-        if math.isfinite(interval):
-            self.registry.observe_interval(self.exchange_id, symbol, ts_ms, interval)
-            return interval
-        known = self.registry.interval_at(self.exchange_id, symbol, ts_ms)
-        return float(known) if known is not None else math.nan
+    def _resolve_interval(self, symbol: str, structure: Mapping[str, Any] | None, at_ms: int) -> float:
+        """The interval in force for the settlement at `at_ms`: stated by the structure (and then recorded in
+        the registry), else the registry's history, else the market's info (current only, so last)."""
+        stated = normalize.funding_interval_h(structure)
+        if math.isfinite(stated):
+            self.registry.observe_interval(self.exchange_id, symbol, at_ms, stated)
+            return stated
+        known = self.registry.interval_at(self.exchange_id, symbol, at_ms)
+        if known is not None:
+            return float(known)
+        from_market = normalize.funding_interval_h(None, self._market(symbol))
+        if math.isfinite(from_market):
+            self.registry.observe_interval(self.exchange_id, symbol, at_ms, from_market)
+        return from_market
 
     def _funding_records(self, sub: _Subscription, raw: Any, recv: int) -> tuple[np.ndarray, np.ndarray]:
         instrument = sub.instrument
@@ -511,26 +518,46 @@ class Feed:
                 "funding", instrument.id, recv, "missing:funding_rate"
             )
         ts = normalize.int_ms(raw.get("timestamp")) or recv
-        interval = self._resolve_interval(sub.symbol, raw, ts)
+        if sub.mode == "mark_price":
+            settlement = normalize.int_ms(info.get("T"))
+        elif sub.mode == "ticker":
+            settlement = normalize.int_ms(info.get("nextFundingTime"))
+        else:
+            settlement = normalize.int_ms(raw.get("fundingTimestamp"))
+        if settlement <= 0:  # hyperliquid names no settlement: it is the next interval boundary after ts
+            settlement = normalize.next_settlement_ms(ts, self._resolve_interval(sub.symbol, raw, ts))
+        interval = self._resolve_interval(sub.symbol, raw, settlement or ts)
+        interval = self._interval_from_settlement_change(sub, settlement, interval, raw)
         if sub.mode == "mark_price":
             record = normalize.mark_price_to_record(raw, instrument, recv, interval)
         elif sub.mode == "ticker":
             record = normalize.ticker_to_funding_record(raw, instrument, recv, interval)
         else:
             record = normalize.funding_rate_to_record(raw, instrument, recv, interval)
-        self._infer_interval_from_settlements(sub, record)
         return record, schema.empty("capture_events")
 
-    def _infer_interval_from_settlements(self, sub: _Subscription, record: np.ndarray) -> None:
-        """When the next settlement moves from a to b, the venue's interval is b - a (used when nothing states it)."""
-        settlement = int(record["funding_ts_ms"][0])
+    def _interval_from_settlement_change(
+        self, sub: _Subscription, settlement: int, interval: float, structure: Mapping[str, Any]
+    ) -> float:
+        """When the next settlement moves from a to b while streaming, the interval for b is b - a.
+
+        The evidence a venue gives without stating its interval (binance's mark price stream). Used when it is
+        shorter than what is known (an interval cut, the usual change under stress) or nothing is known; a
+        longer spacing is as likely a missed settlement, so the known interval stands. A stated interval wins.
+        """
         previous, sub.last_settlement_ms = sub.last_settlement_ms, settlement
-        if not previous or settlement <= previous or math.isfinite(float(record["interval_h"][0])):
-            return
-        hours = round((settlement - previous) / _HOUR_MS)
-        if 1 <= hours <= 24:
-            self.registry.observe_interval(self.exchange_id, sub.symbol, settlement, float(hours))
-            self.counts["funding:interval_inferred"] += 1
+        if not previous or settlement <= previous or sub.gap_start_ms is not None:
+            return interval
+        if math.isfinite(normalize.funding_interval_h(structure)):
+            return interval
+        hours = float(round((settlement - previous) / _HOUR_MS))
+        if not 1 <= hours <= 24 or hours == interval:
+            return interval
+        if math.isfinite(interval) and hours > interval:
+            return interval
+        self.registry.observe_interval(self.exchange_id, sub.symbol, settlement, hours)
+        self.counts["funding:interval_inferred"] += 1
+        return hours
 
     def _thin_funding(self, sub: _Subscription, record: np.ndarray, recv: int) -> bool:
         """True when this snapshot repeats the last emitted one within the poll interval (then it is dropped)."""

@@ -196,10 +196,16 @@ def ohlcv_to_records(
     out = schema.empty("ohlcv", len(candles))
     if not len(candles):
         return out
-    values = np.full((len(candles), 6), np.nan)
-    for i, candle in enumerate(candles):
-        for j in range(min(6, len(candle) if isinstance(candle, Sequence) else 0)):
-            values[i, j] = num(candle[j])
+    try:  # the usual case, well-formed rows: one vectorized conversion (None becomes NaN)
+        values = np.asarray(candles, dtype=np.float64)
+        if values.ndim != 2 or values.shape[1] < 6:
+            raise ValueError("ragged")
+        values = values[:, :6]
+    except (TypeError, ValueError):
+        values = np.full((len(candles), 6), np.nan)
+        for i, candle in enumerate(candles):
+            for j in range(min(6, len(candle) if isinstance(candle, Sequence) else 0)):
+                values[i, j] = num(candle[j])
     ts = values[:, 0]
     out["ts_ms"] = np.where(np.isfinite(ts), ts, 0).astype(np.int64)
     out["recv_ts_ms"] = recv_ts_ms
