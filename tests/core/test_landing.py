@@ -1,0 +1,130 @@
+"""The landing zone: hour partitions, path layout, atomic writes, sequence numbers, DuckDB's hive reader."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fundarb_dagster.core import landing, schema
+
+HOUR = landing.HOUR_MS
+T0 = 1_793_491_200_000  # 2026-11-01 00:00:00 UTC
+NAMES = {0: ("binance", "BTC/USDT"), 1: ("bybit", "ETH/USDT:USDT")}
+
+
+def trades_table(ts: np.ndarray) -> pa.Table:
+    records = schema.empty("trades", len(ts))
+    records["ts_ms"] = ts
+    records["recv_ts_ms"] = ts + 3
+    records["instrument_id"] = np.arange(len(ts)) % 2
+    records["trade_id"] = np.arange(len(ts))
+    records["price"] = 100.0 + np.arange(len(ts))
+    records["amount"] = 1.0
+    return schema.to_arrow("trades", records, NAMES)
+
+
+def test_split_by_hour_groups_rows_by_event_hour_in_time_order() -> None:
+    rng = np.random.default_rng(5)
+    ts = T0 + rng.integers(0, 5 * HOUR, 1000)
+    seen = []
+    for hour_ms, rows in landing.split_by_hour(ts):
+        assert (ts[rows] // HOUR * HOUR == hour_ms).all()
+        seen.append((hour_ms, len(rows)))
+    expected = np.unique(ts // HOUR * HOUR, return_counts=True)
+    assert seen == list(zip(expected[0].tolist(), expected[1].tolist(), strict=True))
+    assert list(landing.split_by_hour(np.array([], dtype=np.int64))) == []
+
+
+def test_partition_paths_follow_the_hive_layout() -> None:
+    path = landing.partition_dir("/data", "funding", T0 + 13 * HOUR + 59_999)
+    assert path == Path("/data/landing/funding/date=2026-11-01/hour=13")
+    assert landing.partition_key(T0 + 13 * HOUR) == "2026-11-01-13:00"
+    assert landing.hour_start_ms(T0 + 13 * HOUR + 59_999) == T0 + 13 * HOUR
+    assert landing.stream_glob("/data", "trades") == "/data/landing/trades/date=*/hour=*/*.parquet"
+
+
+def test_write_stream_writes_one_file_per_hour_with_the_right_rows(tmp_path: Path) -> None:
+    ts = T0 + np.array([10, HOUR + 5, 20, 3 * HOUR, HOUR + 1])
+    table = trades_table(ts)
+    paths = landing.write_stream(tmp_path, "trades", table, "node0-rank1", 7)
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
+        "landing/trades/date=2026-11-01/hour=00/node0-rank1-00000007.parquet",
+        "landing/trades/date=2026-11-01/hour=01/node0-rank1-00000007.parquet",
+        "landing/trades/date=2026-11-01/hour=03/node0-rank1-00000007.parquet",
+    ]
+    assert [pq.read_table(p).column("ts_ms").to_pylist() for p in paths] == [
+        [T0 + 10, T0 + 20],
+        [T0 + HOUR + 5, T0 + HOUR + 1],
+        [T0 + 3 * HOUR],
+    ]
+    assert pq.read_table(paths[0]).schema == schema.arrow_schema("trades")
+
+
+def test_duckdb_reads_the_landing_layout_with_hive_partitioning(tmp_path: Path) -> None:
+    ts = T0 + np.arange(0, 3 * HOUR, 600_000)  # 18 rows over 3 hours
+    landing.write_stream(tmp_path, "trades", trades_table(ts), "w", 0)
+    with duckdb.connect() as con:
+        rows = con.execute(
+            "SELECT hour, count(*), min(ts_ms), sum(price) FROM read_parquet($g, hive_partitioning = true) "
+            "GROUP BY hour ORDER BY hour",
+            {"g": landing.stream_glob(tmp_path, "trades")},
+        ).fetchall()
+        dates = con.execute(
+            "SELECT DISTINCT date::VARCHAR, symbol FROM read_parquet($g, hive_partitioning = true) ORDER BY 2",
+            {"g": landing.stream_glob(tmp_path, "trades")},
+        ).fetchall()
+    prices = 100.0 + np.arange(len(ts))
+    assert [(int(h), n, lo) for h, n, lo, _ in rows] == [(0, 6, T0), (1, 6, T0 + HOUR), (2, 6, T0 + 2 * HOUR)]
+    assert [s for *_, s in rows] == pytest.approx([prices[i * 6 : i * 6 + 6].sum() for i in range(3)])
+    assert dates == [("2026-11-01", "BTC/USDT"), ("2026-11-01", "ETH/USDT:USDT")]
+
+
+def test_an_existing_landing_file_is_never_overwritten(tmp_path: Path) -> None:
+    table = trades_table(T0 + np.array([1, 2]))
+    [path] = landing.write_stream(tmp_path, "trades", table, "w", 0)
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        landing.write_stream(tmp_path, "trades", trades_table(T0 + np.array([3])), "w", 0)
+    assert path.read_bytes() == before
+
+
+def test_a_crash_before_the_rename_leaves_only_an_invisible_temporary(tmp_path: Path, monkeypatch) -> None:
+    def power_cut(src: str, dst: str) -> None:
+        raise OSError("power cut")
+
+    monkeypatch.setattr(os, "rename", power_cut)
+    with pytest.raises(OSError, match="power cut"):
+        landing.write_stream(tmp_path, "trades", trades_table(T0 + np.array([1])), "w", 0)
+    monkeypatch.undo()
+    folder = landing.partition_dir(tmp_path, "trades", T0)
+    leftovers = list(folder.iterdir())
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(landing.TMP_PREFIX)
+    assert list(landing.landing_root(tmp_path).glob("*/date=*/hour=*/*.parquet")) == []
+    with duckdb.connect() as con, pytest.raises(duckdb.IOException):  # DuckDB's glob sees no file at all
+        con.execute("SELECT * FROM read_parquet($g)", {"g": landing.stream_glob(tmp_path, "trades")})
+    assert landing.remove_stale_temporaries(tmp_path) == 1
+    assert list(folder.iterdir()) == []
+    assert landing.remove_stale_temporaries(tmp_path) == 0
+
+
+def test_next_seq_continues_after_a_restart_and_per_writer(tmp_path: Path) -> None:
+    assert landing.next_seq(tmp_path, "node0-rank1") == 0
+    landing.write_stream(tmp_path, "trades", trades_table(T0 + np.array([1])), "node0-rank1", 0)
+    landing.write_stream(tmp_path, "tickers", _tickers(T0 + 2 * HOUR), "node0-rank1", 41)
+    landing.write_stream(tmp_path, "trades", trades_table(T0 + np.array([1])), "node0-rank10", 99)
+    # a restarted writer scans the landing zone and continues after its own highest number
+    assert landing.next_seq(tmp_path, "node0-rank1") == 42
+    assert landing.next_seq(tmp_path, "node0-rank10") == 100
+    assert landing.next_seq(tmp_path, "node1-rank1") == 0
+
+
+def _tickers(ts: int) -> pa.Table:
+    records = schema.empty("tickers", 1)
+    records["ts_ms"] = ts
+    return schema.to_arrow("tickers", records, NAMES)
