@@ -272,3 +272,69 @@ def build_panel(
     cash[:, ~is_perp] = 0.0
     meta = {"predicted_markets": sorted(f"{e}:{s}" for e, s in predicted_keys)}
     return Panel(ts, list(markets), mid, hs, ref, hi, lo, cash, apr, settlements=booked, meta=meta)
+
+
+def _split_symbol(symbol: str) -> tuple[str, str]:
+    base = symbol.split("/", 1)[0]
+    return ("perp" if ":" in symbol else "spot"), base
+
+
+def panel_from_tables(
+    bars: pd.DataFrame,
+    quotes: pd.DataFrame,
+    settlements: pd.DataFrame,
+    predictions: pd.DataFrame | None = None,
+    intervals: pd.DataFrame | None = None,
+    instruments: pd.DataFrame | None = None,
+    fee_overrides: dict[str, dict[str, float]] | None = None,
+) -> Panel:
+    """A Panel from the warehouse tables' rows (as the `sql/backtest/panel_*.sql` queries return them).
+
+    bars (ohlcv_1h): `exchange, symbol, ts_ms, bar_close, bar_high, bar_low`; quotes (basis 1h): `exchange,
+    symbol, ts_ms, mid, half_spread, ref`. Quotes win where both exist; the bar's high/low bound the reference
+    price within the hour. Prices are per unit of the underlying (divided by the instrument's multiplier, so
+    `1000PEPE` and `PEPE` legs hold equal units). Settlements take the interval in force from `intervals`
+    (funding_intervals) when given. Kinds and underlyings come from `instruments`, else from the symbol
+    (`X/Q:S` is a perp).
+    """
+    frames = [f for f in (bars, quotes) if f is not None and not f.empty]
+    if not frames:
+        raise ValueError("prices: no rows in ohlcv_1h or basis for the window")
+    key = ["exchange", "symbol", "ts_ms"]
+    prices = bars.copy() if bars is not None and not bars.empty else pd.DataFrame(columns=key)
+    if quotes is not None and not quotes.empty:
+        q = quotes.drop_duplicates(key, keep="last")
+        prices = prices.merge(q, on=key, how="outer") if not prices.empty else q
+    for col in ("mid", "half_spread", "ref", "bar_close", "bar_high", "bar_low"):
+        if col not in prices:
+            prices[col] = np.nan
+    prices["mid"] = prices["mid"].fillna(prices["bar_close"])
+    prices["ref_high"] = prices["bar_high"]
+    prices["ref_low"] = prices["bar_low"]
+    meta: dict[tuple[str, str], tuple[str, str, float]] = {}
+    if instruments is not None and not instruments.empty:
+        for r in instruments.itertuples(index=False):
+            kind = "perp" if r.type == "swap" else "spot"
+            meta[(r.exchange, r.symbol)] = (kind, str(r.underlying), float(r.multiplier or 1.0))
+    markets = []
+    for exchange, symbol in sorted(set(zip(prices["exchange"], prices["symbol"], strict=True))):
+        kind, underlying, _mult = meta.get((exchange, symbol), (*_split_symbol(symbol), 1.0))
+        markets.append(make_market(exchange, symbol, underlying, kind, **(fee_overrides or {}).get(exchange, {})))
+    mult = np.array(
+        [meta.get((e, s), ("", "", 1.0))[2] for e, s in zip(prices["exchange"], prices["symbol"], strict=True)]
+    )
+    for col in ("mid", "ref", "ref_high", "ref_low"):
+        prices[col] = prices[col].to_numpy(dtype=float) / mult
+    settlements = settlements.copy() if settlements is not None else pd.DataFrame()
+    if not settlements.empty:
+        if intervals is not None and not intervals.empty:
+            settlements = attach_intervals(settlements, intervals)
+        smult = np.array(
+            [
+                meta.get((e, s), ("", "", 1.0))[2]
+                for e, s in zip(settlements["exchange"], settlements["symbol"], strict=True)
+            ]
+        )
+        if "ref_price" in settlements:
+            settlements["ref_price"] = settlements["ref_price"].to_numpy(dtype=float) / smult
+    return build_panel(prices, markets, settlements, predictions)

@@ -1,1 +1,320 @@
-"""Dagster assets of the backtest domain (thin: load inputs, call core/, run sql/, return metadata)."""
+"""Backtest assets: build the panel from the warehouse, run a strategy, store runs/equity/trades/positions/book,
+and sweep a parameter grid with a walk-forward split. Thin: SQL in sql/backtest, maths in core/backtest."""
+
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetOut,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    asset,
+    multi_asset,
+)
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from ...core.backtest import BacktestParams, Panel, get_strategy, run_backtest, sweep, walk_forward
+from ...core.backtest.panel import panel_from_tables
+from ...core.backtest.plots import attribution_png, equity_drawdown_png, heatmap_png, markdown_table, png_markdown
+from ...core.sql import execute, load_sql, table_exists
+from ..resources import POOL, warehouse_connection
+
+DOMAIN = "backtest"
+OWNERS = ["team:backtest"]
+INPUT_TABLES = ["ohlcv_1h", "basis", "funding_rates", "funding_predictions", "funding_intervals", "instruments"]
+LOOKBACK = timedelta(days=7)  # settled/predicted rates before the window seed the first expectations
+
+
+class BacktestConfig(Config):
+    """One strategy run over a window of the warehouse."""
+
+    strategy: str = Field(default="cash_carry", description="cash_carry | perp_perp (core/backtest/strategies)")
+    start: str = Field(default="", description="ISO start (UTC); empty: the first bar in the warehouse")
+    end: str = Field(default="", description="ISO end, exclusive; empty: after the last bar")
+    enter_apr: float = Field(default=0.10, description="enter when the expected carry APR reaches this")
+    exit_apr: float = Field(default=0.02, description="exit when it falls to this")
+    max_hold_h: float = Field(default=0.0, description="maximum holding time, hours (0: none)")
+    leverage: float = Field(default=3.0, description="perp leverage (isolated margin = notional / leverage)")
+    rebalance_h: float = Field(default=0.0, description="resize to target notional every N hours (0: never)")
+    stop_distance: float = Field(default=0.0, description="risk stop within this fraction of liquidation (0: off)")
+    capital: float = Field(default=1_000_000.0, description="capital, USD, split evenly over the pairs")
+    execution: str = Field(default="taker", description="taker (fee + half-spread) or maker (maker fee)")
+    slippage_bps: float = Field(default=2.0, description="half-spread model where no quotes were recorded")
+    borrow_apr: float | None = Field(default=None, description="spot borrow APR for reverse carry (None: no reverse)")
+    underlyings: list[str] = Field(default_factory=list, description="restrict to these underlyings (empty: all)")
+    exchanges: list[str] = Field(default_factory=list, description="restrict perp-perp to these venues")
+
+    def params(self) -> BacktestParams:
+        return BacktestParams(
+            enter_apr=self.enter_apr,
+            exit_apr=self.exit_apr,
+            max_hold_h=self.max_hold_h,
+            leverage=self.leverage,
+            rebalance_h=self.rebalance_h,
+            stop_distance=self.stop_distance,
+            capital=self.capital,
+            execution=self.execution,
+            slippage_bps=self.slippage_bps,
+        )
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "borrow_apr": self.borrow_apr,
+            "underlyings": self.underlyings or None,
+            "exchanges": self.exchanges or None,
+        }
+
+
+class SweepConfig(BacktestConfig):
+    """A grid over thresholds, holding time and leverage, plus a walk-forward split."""
+
+    enter_apr_grid: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.5])
+    exit_apr_grid: list[float] = Field(default_factory=lambda: [0.0, 0.02])
+    max_hold_h_grid: list[float] = Field(default_factory=lambda: [0.0, 168.0])
+    leverage_grid: list[float] = Field(default_factory=lambda: [1.0, 2.0, 3.0, 5.0, 10.0])
+    train_fraction: float = Field(default=0.6, description="walk-forward: choose on this first share of bars")
+    metric: str = Field(default="sharpe", description="metric to choose by and to draw")
+    heatmap_x: str = Field(default="enter_apr")
+    heatmap_y: str = Field(default="leverage")
+
+    def axes(self) -> dict[str, list[float]]:
+        pairs = [("enter_apr", self.enter_apr_grid), ("exit_apr", self.exit_apr_grid),
+                 ("max_hold_h", self.max_hold_h_grid), ("leverage", self.leverage_grid)]  # fmt: skip
+        # a combination with exit >= enter is impossible; thresholds are validated by make_grid
+        return {name: list(values) for name, values in pairs if values}
+
+
+def _window(config: BacktestConfig) -> tuple[datetime, datetime]:
+    def parse(value: str, field: str, default: datetime) -> datetime:
+        if not value:
+            return default
+        try:
+            stamp = pd.Timestamp(value)
+        except ValueError:
+            raise ValueError(f"{field}: {value!r} is not an ISO timestamp") from None
+        if stamp.tzinfo is not None:
+            stamp = stamp.tz_convert("UTC").tz_localize(None)
+        return stamp.to_pydatetime()
+
+    start = parse(config.start, "start", datetime(1970, 1, 1))
+    end = parse(config.end, "end", datetime(2200, 1, 1))
+    if end <= start:
+        raise ValueError(f"end: {config.end!r} must be after start {config.start!r}")
+    return start, end
+
+
+def _query(conn: Any, name: str, params: dict[str, Any], needs: str) -> pd.DataFrame:
+    if not table_exists(conn, needs):
+        return pd.DataFrame()
+    return execute(conn, load_sql(DOMAIN, name), params).df()
+
+
+def load_panel(conn: Any, start: datetime, end: datetime) -> Panel:
+    """Read the panel's inputs (read-only) and assemble it (core/backtest/panel.panel_from_tables)."""
+    params = {"start": start, "end": end, "lookback": start - LOOKBACK}
+    bars = _query(conn, "panel_bars", params, "ohlcv_1h")
+    quotes = _query(conn, "panel_quotes", params, "basis")
+    settlements = _query(conn, "panel_settlements", params, "funding_rates")
+    predictions = _query(conn, "panel_predictions", params, "funding_predictions")
+    intervals = _query(conn, "panel_intervals", params, "funding_intervals")
+    instruments = _query(conn, "panel_instruments", params, "instruments")
+    return panel_from_tables(bars, quotes, settlements, predictions, intervals, instruments)
+
+
+def write_frame(conn: Any, table: str, frame_name: str, frame: pd.DataFrame, key_column: str, key: str) -> int:
+    """Replace the rows of one run (`key_column = key`) with `frame`, through `sql/backtest/<table>.sql`."""
+    sql = load_sql(DOMAIN, table)
+    conn.register(frame_name, frame)
+    try:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {sql} LIMIT 0")
+        conn.execute("BEGIN TRANSACTION")
+        conn.execute(f"DELETE FROM {table} WHERE {key_column} = $key", {"key": key})
+        conn.execute(f"INSERT INTO {table} BY NAME {sql}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.unregister(frame_name)
+    return len(frame)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@multi_asset(
+    outs={
+        "backtest_runs": AssetOut(description="one row per run: strategy, parameters, metrics, PnL attribution"),
+        "backtest_equity": AssetOut(description="equity curve and PnL by source per bar, key run_id, ts"),
+        "backtest_trades": AssetOut(description="every leg trade (entry, exit, rebalance, stop, liquidation)"),
+        "backtest_positions": AssetOut(description="held episodes (round trips) with PnL and exit reason"),
+        "backtest_book": AssetOut(description="legs open after the last bar, with isolated wallets"),
+    },
+    deps=INPUT_TABLES,
+    group_name="backtest",
+    pool=POOL,
+    can_subset=False,
+)
+def backtest(context: AssetExecutionContext, config: BacktestConfig, duckdb: DuckDBResource) -> Any:
+    """Run one strategy over the warehouse window; the run id is the Dagster run id (re-running replaces it)."""
+    start, end = _window(config)
+    params = config.params()
+    strategy = get_strategy(config.strategy)
+    t0 = time.perf_counter()
+    with warehouse_connection(duckdb, read_only=True) as conn:
+        panel = load_panel(conn, start, end)
+    t_load = time.perf_counter() - t0
+    pairs = strategy.pairs(panel, config.options())
+    if not pairs.names:
+        raise ValueError(f"strategy: {config.strategy!r} found no tradable pairs in the window {start}..{end}")
+    context.log.info(f"panel {panel.shape[0]} bars x {panel.shape[1]} markets, {len(pairs.names)} pairs")
+    t1 = time.perf_counter()
+    result = run_backtest(panel, pairs, params, config.strategy)
+    t_run = time.perf_counter() - t1
+    run_id = context.run.run_id
+    created = _now()
+    frames = result_frames(run_id, created, config, panel, result, len(pairs.names))
+    with warehouse_connection(duckdb) as conn:
+        for table, frame in frames.items():
+            write_frame(conn, table, f"{table.split('_', 1)[1]}_frame", frame, "run_id", run_id)
+    metrics_md = markdown_table({**result.metrics, "final_equity_usd": float(result.equity["equity"].iloc[-1])})
+    attribution_md = markdown_table(result.attribution)
+    common = {"run_id": run_id, "strategy": config.strategy}
+    yield Output(
+        None,
+        output_name="backtest_runs",
+        metadata={
+            **common,
+            "metrics": MetadataValue.md(metrics_md),
+            "attribution_usd": MetadataValue.md(attribution_md),
+            "equity_and_drawdown": MetadataValue.md(
+                png_markdown(equity_drawdown_png(result.equity, config.strategy), "equity")
+            ),
+            "pnl_attribution": MetadataValue.md(
+                png_markdown(attribution_png(result.equity, result.attribution), "attribution")
+            ),
+            "sharpe": float(result.metrics["sharpe"]) if pd.notna(result.metrics["sharpe"]) else 0.0,
+            "total_return": float(result.metrics["total_return"]),
+            "bars": panel.shape[0],
+            "pairs": len(pairs.names),
+            "load_s": round(t_load, 3),
+            "backtest_s": round(t_run, 4),
+        },
+    )
+    yield Output(None, output_name="backtest_equity", metadata={**common, "rows": len(frames["backtest_equity"]),
+                 "max_drawdown": float(result.metrics["max_drawdown"])})  # fmt: skip
+    yield Output(None, output_name="backtest_trades", metadata={**common, "rows": len(frames["backtest_trades"]),
+                 "by_reason": MetadataValue.json(result.trades["reason"].value_counts().to_dict())})  # fmt: skip
+    yield Output(None, output_name="backtest_positions", metadata={**common, "rows": len(frames["backtest_positions"])})
+    yield Output(None, output_name="backtest_book", metadata={**common, "open_legs": len(frames["backtest_book"])})
+
+
+def result_frames(
+    run_id: str, created: datetime, config: BacktestConfig, panel: Panel, result: Any, n_pairs: int
+) -> dict[str, pd.DataFrame]:
+    """The five tables' rows of one run."""
+    ts = pd.to_datetime(panel.ts_ms, unit="ms")
+    run = {
+        "run_id": run_id,
+        "created_at": created,
+        "strategy": config.strategy,
+        "params_json": json.dumps(
+            {**config.model_dump(), "window": [str(ts[0]), str(ts[-1])]}, sort_keys=True, default=str
+        ),
+        "start_ts": ts[0],
+        "end_ts": ts[-1],
+        "n_bars": panel.shape[0],
+        "n_pairs": n_pairs,
+        "capital_usd": config.capital,
+        "final_equity_usd": float(result.equity["equity"].iloc[-1]),
+        **result.metrics,
+        **{f"{k}_pnl": v for k, v in result.attribution.items()},
+    }
+    equity = result.equity.copy()
+    equity.insert(0, "run_id", run_id)
+    trades = result.trades.copy()
+    trades.insert(0, "trade_no", range(len(trades)))
+    trades.insert(0, "run_id", run_id)
+    positions = result.positions.copy()
+    positions.insert(0, "run_id", run_id)
+    book = result.open_positions.copy()
+    book.insert(0, "ts", ts[-1])
+    book.insert(0, "run_id", run_id)
+    return {
+        "backtest_runs": pd.DataFrame([run]),
+        "backtest_equity": equity,
+        "backtest_trades": trades,
+        "backtest_positions": positions,
+        "backtest_book": book,
+    }
+
+
+@asset(
+    deps=INPUT_TABLES,
+    group_name="backtest",
+    pool=POOL,
+    owners=OWNERS,
+    kinds={"duckdb", "python"},
+    description="Metrics of a parameter grid on the full window and a walk-forward split (choose, then report)",
+)
+def backtest_sweep(context: AssetExecutionContext, config: SweepConfig, duckdb: DuckDBResource) -> MaterializeResult:
+    start, end = _window(config)
+    with warehouse_connection(duckdb, read_only=True) as conn:
+        panel = load_panel(conn, start, end)
+    pairs = get_strategy(config.strategy).pairs(panel, config.options())
+    if not pairs.names:
+        raise ValueError(f"strategy: {config.strategy!r} found no tradable pairs in the window {start}..{end}")
+    axes = config.axes()
+    base = config.params()
+    t0 = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        context.log.info(f"sweep: {done}/{total} grid points")
+
+    full = sweep(panel, pairs, base, axes, progress=progress)
+    t_full = time.perf_counter() - t0
+    wf = walk_forward(panel, pairs, base, axes, config.train_fraction, config.metric)
+    chosen_point = int(wf["train"][config.metric].astype(float).idxmax())
+    parts = []
+    for part, table in (("full", full), ("train", wf["train"]), ("test", wf["test"])):
+        t = table.copy()
+        t["part"] = part
+        t["chosen"] = t["point"] == chosen_point
+        parts.append(t)
+    frame = pd.concat(parts, ignore_index=True)
+    frame.insert(0, "strategy", config.strategy)
+    frame.insert(0, "run_id", context.run.run_id)
+    with warehouse_connection(duckdb) as conn:
+        write_frame(conn, "backtest_sweep", "sweep_frame", frame, "run_id", context.run.run_id)
+    best = full.sort_values(config.metric, ascending=False).head(10)
+    show = ["point", *axes, "sharpe", "annual_return", "max_drawdown", "trade_count", "liquidations"]
+    heat = png_markdown(heatmap_png(full, config.heatmap_x, config.heatmap_y, config.metric), "heatmap")
+    wf_heat = png_markdown(heatmap_png(wf["test"], config.heatmap_x, config.heatmap_y, config.metric), "test heatmap")
+    return MaterializeResult(
+        metadata={
+            "run_id": context.run.run_id,
+            "grid_points": len(full),
+            "sweep_s": round(t_full, 3),
+            "heatmap": MetadataValue.md(heat),
+            "walk_forward_test_heatmap": MetadataValue.md(wf_heat),
+            "top_points": MetadataValue.md(markdown_table(best[[c for c in show if c in best]])),
+            "walk_forward": MetadataValue.json(
+                {
+                    "split": str(pd.to_datetime(wf["split_ts_ms"], unit="ms")),
+                    "metric": config.metric,
+                    "chosen": wf["chosen"],
+                    "train_score": wf["train_score"],
+                    "test_score": wf["test_score"] if pd.notna(wf["test_score"]) else None,
+                }
+            ),  # fmt: skip
+        }
+    )

@@ -1,1 +1,139 @@
-"""Dagster assets of the risk domain (thin: load inputs, call core/, run sql/, return metadata)."""
+"""risk_report: the current book (the latest backtest's open legs, or another run's) against the limits, a
+price-shock stress of every open pair, and one alert per breach through the alert channels (core/alerts)."""
+
+
+import os
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from dagster import AssetExecutionContext, AssetOut, Config, MetadataValue, Output, multi_asset
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from ...core.alerts import Alert, JsonlChannel, LogChannel, WebhookChannel, raise_alerts
+from ...core.backtest.plots import markdown_table
+from ...core.risk import DEFAULT_SHOCKS, RiskLimits, evaluate_limits, stress_book
+from ...core.sql import table_exists
+from ..backtest.assets import write_frame
+from ..resources import POOL, DataDirResource, warehouse_connection
+
+
+class RiskConfig(Config):
+    """Limits (None: off) and the stress shocks. The book is the open legs of `run_id` (empty: latest run)."""
+
+    run_id: str = Field(default="", description="backtest run whose book to evaluate; empty: the latest")
+    max_gross_usd: float | None = None
+    max_net_usd: float | None = None
+    max_venue_share: float | None = 0.6
+    max_asset_share: float | None = 0.6
+    max_leverage: float | None = 5.0
+    max_margin_utilization: float | None = 0.5
+    min_liq_distance: float | None = 0.1
+    max_drawdown: float | None = 0.2
+    max_var_usd: float | None = None
+    max_es_usd: float | None = None
+    var_level: float = 0.99
+    var_window_h: int = Field(default=24 * 90, description="hours of the book's PnL history for VaR/ES")
+    shocks: list[float] = Field(default_factory=lambda: list(DEFAULT_SHOCKS))
+    alert_cooldown_h: float = Field(default=1.0, description="one alert per (rule, subject) per this many hours")
+    webhook_url: str = Field(default="", description="webhook for alerts; empty: FUNDARB_ALERT_WEBHOOK if set")
+
+    def limits(self) -> RiskLimits:
+        names = [f for f in RiskLimits.__dataclass_fields__]
+        return RiskLimits(**{n: getattr(self, n) for n in names})
+
+
+def _latest_run(conn: Any, run_id: str) -> str:
+    if not table_exists(conn, "backtest_runs"):
+        raise ValueError("run_id: no backtest_runs table yet; materialize backtest_runs first")
+    if run_id:
+        found = conn.execute("SELECT count(*) FROM backtest_runs WHERE run_id = $r", {"r": run_id}).fetchone()[0]
+        if not found:
+            raise ValueError(f"run_id: {run_id!r} is not in backtest_runs")
+        return run_id
+    row = conn.execute("SELECT run_id FROM backtest_runs ORDER BY created_at DESC LIMIT 1").fetchone()
+    if row is None:
+        raise ValueError("run_id: backtest_runs is empty")
+    return str(row[0])
+
+
+@multi_asset(
+    outs={
+        "risk_report": AssetOut(description="risk figures and limit breaches of the current book, key report_id"),
+        "risk_stress": AssetOut(description="per open pair and price shock: first leg liquidated, margin to move"),
+    },
+    deps=["backtest_runs", "backtest_equity", "backtest_book"],
+    group_name="risk",
+    pool=POOL,
+    can_subset=False,
+)
+def risk(context: AssetExecutionContext, config: RiskConfig, duckdb: DuckDBResource, data_dir: DataDirResource) -> Any:
+    limits = config.limits()
+    with warehouse_connection(duckdb, read_only=True) as conn:
+        run_id = _latest_run(conn, config.run_id)
+        book = conn.execute("SELECT * FROM backtest_book WHERE run_id = $r ORDER BY pair, leg", {"r": run_id}).df()
+        equity = conn.execute(
+            "SELECT ts, equity, drawdown FROM backtest_equity WHERE run_id = $r ORDER BY ts", {"r": run_id}
+        ).df()
+    if equity.empty:
+        raise ValueError(f"run_id: {run_id!r} has no rows in backtest_equity")
+    as_of = pd.Timestamp(equity["ts"].iloc[-1]).to_pydatetime()
+    pnl = np.diff(equity["equity"].to_numpy(dtype=float))[-config.var_window_h :]
+    subject = f"run {run_id[:8]}"
+    figures, breaches = evaluate_limits(
+        book, float(equity["equity"].iloc[-1]), float(equity["drawdown"].iloc[-1]), pnl, limits, subject
+    )
+    stress = stress_book(book, config.shocks) if len(book) else pd.DataFrame(columns=["pair", "shock_pct"])
+    report_id = context.run.run_id
+    rows = [("figure", k, subject, float(v), np.nan, "", "") for k, v in figures.items() if np.isscalar(v)]
+    for kind in ("venue_share", "asset_share", "margin_utilization", "liq_distance", "net_by_asset"):
+        rows += [("figure", kind, f"{subject} {who}", float(v), np.nan, "", "") for who, v in figures[kind].items()]
+    rows += [("breach", b.rule, b.subject, b.value, b.threshold, b.severity, b.message) for b in breaches]
+    report = pd.DataFrame(rows, columns=["section", "name", "subject", "value", "threshold", "severity", "message"])
+    report.insert(0, "source_run_id", run_id)
+    report.insert(0, "ts", as_of)
+    report.insert(0, "report_id", report_id)
+    stress_frame = stress.copy()
+    stress_frame.insert(0, "report_id", report_id)
+    alerts = [Alert(rule=b.rule, subject=b.subject, severity=b.severity, value=b.value, threshold=b.threshold,
+                    ts=as_of, message=b.message) for b in breaches]  # fmt: skip
+    channels: list[Any] = [LogChannel(context.log), JsonlChannel(data_dir.path() / "alerts.jsonl")]
+    url = config.webhook_url or os.environ.get("FUNDARB_ALERT_WEBHOOK", "")
+    if url:
+        channels.append(WebhookChannel(url))
+    with warehouse_connection(duckdb) as conn:
+        write_frame(conn, "risk_report", "report_frame", report, "report_id", report_id)
+        write_frame(conn, "risk_stress", "stress_frame", stress_frame, "report_id", report_id)
+        raised = raise_alerts(conn, alerts, channels, cooldown=timedelta(hours=config.alert_cooldown_h))
+    worst = (
+        stress.loc[stress["margin_needed_usd"].astype(float).idxmax()].to_dict()
+        if len(stress) and stress["margin_needed_usd"].astype(float).max() > 0
+        else {}
+    )
+    breach_table = pd.DataFrame([(b.rule, b.subject, b.value, b.threshold, b.severity) for b in breaches],
+                                columns=["rule", "subject", "value", "threshold", "severity"])  # fmt: skip
+    scalars = {k: v for k, v in figures.items() if np.isscalar(v)}
+    yield Output(
+        None,
+        output_name="risk_report",
+        metadata={
+            "source_run_id": run_id,
+            "open_legs": len(book),
+            "breaches": len(breaches),
+            "alerts_raised": len(raised.raised),
+            "alerts_suppressed": raised.suppressed,
+            "failed_deliveries": raised.failed_deliveries,
+            "figures": MetadataValue.md(markdown_table(scalars)),
+            "breach_table": MetadataValue.md(markdown_table(breach_table) if len(breach_table) else "no breaches"),
+        },
+    )
+    yield Output(
+        None,
+        output_name="risk_stress",
+        metadata={
+            "rows": len(stress),
+            "worst": MetadataValue.json({k: (None if pd.isna(v) else v) for k, v in worst.items()}),
+        },
+    )

@@ -1,0 +1,32 @@
+-- backtest_sweep: metrics of every grid point, on the full window and on the walk-forward train/test parts;
+-- key run_id, part, point.
+SELECT
+    CAST(run_id AS VARCHAR) AS run_id,
+    CAST(strategy AS VARCHAR) AS strategy,
+    CAST(part AS VARCHAR) AS part,
+    CAST(point AS BIGINT) AS point,
+    CAST(enter_apr AS DOUBLE) AS enter_apr,
+    CAST(exit_apr AS DOUBLE) AS exit_apr,
+    CAST(max_hold_h AS DOUBLE) AS max_hold_h,
+    CAST(leverage AS DOUBLE) AS leverage,
+    CAST(rebalance_h AS DOUBLE) AS rebalance_h,
+    CAST(stop_distance AS DOUBLE) AS stop_distance,
+    CAST(chosen AS BOOLEAN) AS chosen,
+    CAST(total_return AS DOUBLE) AS total_return,
+    CAST(annual_return AS DOUBLE) AS annual_return,
+    CAST(volatility AS DOUBLE) AS volatility,
+    CAST(sharpe AS DOUBLE) AS sharpe,
+    CAST(sortino AS DOUBLE) AS sortino,
+    CAST(max_drawdown AS DOUBLE) AS max_drawdown,
+    CAST(calmar AS DOUBLE) AS calmar,
+    CAST(time_in_market AS DOUBLE) AS time_in_market,
+    CAST(turnover AS DOUBLE) AS turnover,
+    CAST(trade_count AS DOUBLE) AS trade_count,
+    CAST(avg_holding_h AS DOUBLE) AS avg_holding_h,
+    CAST(final_equity AS DOUBLE) AS final_equity_usd,
+    CAST(liquidations AS DOUBLE) AS liquidations,
+    CAST(funding_pnl AS DOUBLE) AS funding_pnl,
+    CAST(basis_pnl AS DOUBLE) AS basis_pnl,
+    CAST(fees_pnl AS DOUBLE) AS fees,
+    CAST(slippage_pnl AS DOUBLE) AS slippage
+FROM sweep_frame

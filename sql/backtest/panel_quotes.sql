@@ -1,0 +1,22 @@
+-- panel_quotes: last hourly quotes per perp and spot leg from basis (timeframe 1h, ts = bucket start, so the
+-- values are known at ts + 1h). The reference price is the mark, on hyperliquid the oracle (index) price.
+SELECT
+    exchange,
+    symbol,
+    epoch_ms(ts) + 3600000 AS ts_ms,
+    perp_mid AS mid,
+    perp_half_spread_bps / 10000.0 AS half_spread,
+    CASE WHEN exchange = 'hyperliquid' THEN coalesce(index_price, mark_price)
+         ELSE coalesce(mark_price, index_price) END AS ref
+FROM basis
+WHERE timeframe = '1h' AND ts >= $start AND ts < $end
+UNION ALL
+SELECT
+    exchange,
+    spot_symbol AS symbol,
+    epoch_ms(ts) + 3600000 AS ts_ms,
+    spot_mid AS mid,
+    spot_half_spread_bps / 10000.0 AS half_spread,
+    CAST(NULL AS DOUBLE) AS ref
+FROM basis
+WHERE timeframe = '1h' AND ts >= $start AND ts < $end AND spot_symbol IS NOT NULL

@@ -1,0 +1,176 @@
+"""Real materializations of the backtest assets against a real DuckDB file holding the input tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from dagster import materialize
+from dagster_duckdb import DuckDBResource
+
+from fundarb_dagster.core.backtest import BacktestParams, get_strategy, run_backtest
+from fundarb_dagster.core.backtest.accounting import annualize
+from fundarb_dagster.core.backtest.synthetic import VENUE_INTERVAL_H, synthetic_panel
+from fundarb_dagster.defs.backtest import checks
+from fundarb_dagster.defs.backtest.assets import backtest, backtest_sweep, load_panel, write_frame
+from fundarb_dagster.defs.resources import DataDirResource
+
+from .warehouse_inputs import write_inputs
+
+CONFIG = {
+    "strategy": "cash_carry",
+    "enter_apr": 0.1,
+    "exit_apr": 0.02,
+    "leverage": 8.0,
+    "max_hold_h": 120.0,
+    "rebalance_h": 24.0,
+    "stop_distance": 0.02,
+    "capital": 100000.0,
+    "borrow_apr": 0.06,
+}
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    panel = synthetic_panel(24 * 20, seed=5)
+    path = tmp_path_factory.mktemp("bt") / "w.duckdb"
+    write_inputs(panel, path)
+    return path, panel
+
+
+def resources(path: Path) -> dict:
+    return {"duckdb": DuckDBResource(database=str(path)), "data_dir": DataDirResource(data_dir=str(path.parent))}
+
+
+def test_backtest_materializes_and_matches_core_on_the_same_data(warehouse: tuple[Path, object]) -> None:
+    path, panel = warehouse
+    result = materialize(
+        [
+            backtest,
+            checks.backtest_runs_attribution_adds_up,
+            checks.backtest_equity_is_finite,
+            checks.backtest_trades_costs_are_nonnegative,
+        ],
+        resources=resources(path),
+        run_config={"ops": {"backtest": {"config": CONFIG}}},
+    )
+    assert result.success
+    assert all(c.passed for c in result.get_asset_check_evaluations())
+    run_id = result.run_id
+    params = BacktestParams(**{k: v for k, v in CONFIG.items() if k not in ("strategy", "borrow_apr")})
+    direct = run_backtest(panel, get_strategy("cash_carry").pairs(panel, {"borrow_apr": 0.06}), params)
+    with duckdb.connect(str(path), read_only=True) as conn:
+        eq = conn.execute(
+            "SELECT equity FROM backtest_equity WHERE run_id = $r ORDER BY ts", {"r": run_id}
+        ).fetchnumpy()
+        run = conn.execute("SELECT * FROM backtest_runs WHERE run_id = $r", {"r": run_id}).df().iloc[0]
+        n_trades = conn.execute("SELECT count(*) FROM backtest_trades WHERE run_id = $r", {"r": run_id}).fetchone()[0]
+        book = conn.execute("SELECT * FROM backtest_book WHERE run_id = $r", {"r": run_id}).df()
+        n_pos = conn.execute("SELECT count(*) FROM backtest_positions WHERE run_id = $r", {"r": run_id}).fetchone()[0]
+    np.testing.assert_allclose(eq["equity"], direct.equity["equity"], rtol=1e-9)
+    assert run["funding_pnl"] == pytest.approx(direct.attribution["funding"], rel=1e-9)
+    assert run["sharpe"] == pytest.approx(direct.metrics["sharpe"], rel=1e-6)
+    assert n_trades == len(direct.trades) and n_pos == len(direct.positions)
+    assert len(book) == len(direct.open_positions)
+    meta = result.asset_materializations_for_node("backtest")[0].metadata
+    assert meta["equity_and_drawdown"].value.startswith("![equity](data:image/png;base64,")
+    assert "sharpe" in meta["metrics"].value
+
+
+def test_writing_a_run_again_replaces_its_rows_and_new_runs_append(
+    warehouse: tuple[Path, object], tmp_path: Path
+) -> None:
+    path, _ = warehouse
+    with duckdb.connect(str(path)) as conn:
+        rows = conn.execute("SELECT * FROM backtest_equity").df()
+        runs_before = conn.execute("SELECT count(DISTINCT run_id) FROM backtest_equity").fetchone()[0]
+    one = rows[rows["run_id"] == rows["run_id"].iloc[0]].copy()
+    one["run_id"] = "fixed"
+    frame = one.rename(
+        columns={
+            "borrow_cost": "borrow_pnl",
+            "fees": "fees_pnl",
+            "slippage": "slippage_pnl",
+            "liquidation_loss": "liquidation_pnl",
+            "gross_exposure_usd": "gross_exposure",
+        }
+    )
+    copy = tmp_path / "w.duckdb"
+    copy.write_bytes(path.read_bytes())
+    with duckdb.connect(str(copy)) as conn:
+        write_frame(conn, "backtest_equity", "equity_frame", frame, "run_id", "fixed")
+        write_frame(conn, "backtest_equity", "equity_frame", frame, "run_id", "fixed")
+        n = conn.execute("SELECT count(*) FROM backtest_equity WHERE run_id = 'fixed'").fetchone()[0]
+    assert n == len(frame)
+    result = materialize([backtest], resources=resources(path), run_config={"ops": {"backtest": {"config": CONFIG}}})
+    with duckdb.connect(str(path)) as conn:
+        runs_after = conn.execute("SELECT count(DISTINCT run_id) FROM backtest_equity").fetchone()[0]
+        runs = conn.execute("SELECT count(*) FROM backtest_runs WHERE run_id = $r", {"r": result.run_id}).fetchone()[0]
+    assert runs_after == runs_before + 1 and runs == 1
+
+
+def test_panel_takes_intervals_from_funding_intervals(warehouse: tuple[Path, object], tmp_path: Path) -> None:
+    path, panel = warehouse
+    copy = tmp_path / "nopred.duckdb"
+    copy.write_bytes(path.read_bytes())
+    with duckdb.connect(str(copy)) as conn:
+        conn.execute("DROP TABLE funding_predictions")  # expectations now come from settled rates
+        from datetime import datetime
+
+        loaded = load_panel(conn, datetime(1970, 1, 1), datetime(2200, 1, 1))
+    j = loaded.index_of("hyperliquid", "BTC/USDC:USDC")
+    k = panel.index_of("hyperliquid", "BTC/USDC:USDC")
+    booked = np.nonzero(panel.funding_cash[:, k])[0]
+    rate = panel.funding_cash[booked, k] / panel.ref[booked, k]
+    np.testing.assert_allclose(
+        loaded.expected_apr[booked, j], annualize(rate, VENUE_INTERVAL_H["hyperliquid"]), rtol=1e-12
+    )
+    np.testing.assert_allclose(loaded.funding_cash[:, j], panel.funding_cash[:, k], rtol=1e-12)
+
+
+def test_sweep_materializes_grid_walk_forward_and_heatmap(warehouse: tuple[Path, object]) -> None:
+    path, _ = warehouse
+    config = {
+        "strategy": "perp_perp",
+        "enter_apr_grid": [0.05, 0.1, 0.2],
+        "exit_apr_grid": [0.0],
+        "max_hold_h_grid": [0.0, 48.0],
+        "leverage_grid": [2.0, 5.0],
+        "train_fraction": 0.5,
+    }
+    result = materialize(
+        [backtest_sweep], resources=resources(path), run_config={"ops": {"backtest_sweep": {"config": config}}}
+    )
+    assert result.success
+    with duckdb.connect(str(path), read_only=True) as conn:
+        parts = dict(
+            conn.execute(
+                "SELECT part, count(*) FROM backtest_sweep WHERE run_id = $r GROUP BY part", {"r": result.run_id}
+            ).fetchall()
+        )
+        chosen = conn.execute(
+            "SELECT DISTINCT point FROM backtest_sweep WHERE run_id = $r AND chosen", {"r": result.run_id}
+        ).fetchall()
+        best_train = conn.execute(
+            "SELECT point FROM backtest_sweep WHERE run_id = $r AND part = 'train' ORDER BY sharpe DESC"
+            " NULLS LAST LIMIT 1",
+            {"r": result.run_id},
+        ).fetchone()
+    assert parts == {"full": 12, "train": 12, "test": 12}
+    assert chosen == [best_train]
+    meta = result.asset_materializations_for_node("backtest_sweep")[0].metadata
+    assert meta["heatmap"].value.startswith("![heatmap](data:image/png;base64,")
+    assert meta["grid_points"].value == 12
+
+
+def test_bad_config_fails_with_the_field_named(warehouse: tuple[Path, object]) -> None:
+    path, _ = warehouse
+    for bad, match in (
+        ({"strategy": "nope"}, "strategy"),
+        ({"start": "yesterday-ish"}, "start"),
+        ({"enter_apr": 0.01, "exit_apr": 0.02}, "enter_apr"),
+    ):
+        with pytest.raises(Exception, match=match):
+            materialize([backtest], resources=resources(path), run_config={"ops": {"backtest": {"config": bad}}})
