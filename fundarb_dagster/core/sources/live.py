@@ -113,7 +113,7 @@ class RawRecorder:
         return f
 
     def _write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":"))
+        line = json.dumps(record, separators=(",", ":"), default=str)
         for secret in self.redact:
             line = line.replace(secret, "***")
         with self._lock:
@@ -131,6 +131,10 @@ class RawRecorder:
 
     def send(self, conn: str, url: str, data: str) -> None:
         self._write({"t": "send", "conn": conn, "ts": self.clock(), "addr": url, "data": data})
+
+    def markets(self, markets: list[dict[str, Any]]) -> None:
+        """The exchange's loaded markets, so a replay uses exactly these (any venue, offline)."""
+        self._write({"t": "markets", "ts": self.clock(), "data": markets})
 
     def recv(self, conn: str, data: str | bytes) -> None:
         text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
@@ -179,6 +183,12 @@ class LiveExchangeMixin:
             client.recorder = self.raw_recorder
             client.conn_id = ""  # named when it dials: one client object is one connection
         return client
+
+    def set_markets(self, markets: Any, currencies: Any = None) -> Any:
+        result = super().set_markets(markets, currencies)  # type: ignore[misc]
+        if self.raw_recorder is not None:
+            self.raw_recorder.markets(list(self.markets.values()))  # type: ignore[attr-defined]
+        return result
 
     def __repr__(self) -> str:
         keys = "set" if getattr(self, "apiKey", "") else "none"

@@ -89,6 +89,7 @@ class Recording:
     conn_urls: dict[str, str] = field(default_factory=dict)  # conn -> the url it connected to
     sends: list[tuple[str, str]] = field(default_factory=list)  # (conn, raw subscription) as recorded
     http: list[tuple[str, str]] = field(default_factory=list)  # (url, body)
+    markets: list[dict[str, Any]] = field(default_factory=list)  # the live exchange's markets, if recorded
     header: dict[str, Any] = field(default_factory=dict)
 
 
@@ -134,6 +135,8 @@ def load_recording(path: str | Path) -> Recording:
                 rec.sends.append((str(row["conn"]), str(row["data"])))
             elif kind == "http":
                 rec.http.append((str(row["url"]), str(row["data"])))
+            elif kind == "markets":
+                rec.markets = list(row["data"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}:{number}: not a wire recording line ({exc!r}): {line[:120]!r}") from None
     if not rec.frames:
@@ -182,6 +185,8 @@ class WireVenue:
 
     Adding a venue: subclass, implement the three methods, register it in `VENUE_RULES` (see docs).
     """
+
+    route_by_url = False
 
     def frame_topics(self, msg: Any) -> list[str]:
         """The subscription topics a decoded frame may belong to (first match wins); [] = control frame."""
@@ -338,6 +343,25 @@ class BinanceWire(WireVenue):
         return out
 
 
+class UrlWire(WireVenue):
+    """Any venue, for sessions fundarb recorded itself: a frame goes to the client with the recorded URL.
+
+    Works because the replaying ccxt makes the same connections as the recording one did (same ccxt,
+    same subscriptions); markets come from the recording's `markets` line.
+    """
+
+    route_by_url = True
+
+    def frame_topics(self, msg: Any) -> list[str]:
+        return []
+
+    def sent_topics(self, msg: Any) -> list[str]:
+        return ["*"]
+
+    def instruments(self, rec: Recording) -> dict[str, dict[str, Any]]:
+        raise ValueError(f"replay.path: {rec.path} records no markets; URL routing needs a fundarb recording")
+
+
 VENUE_RULES: dict[str, WireVenue] = {
     "bybit": BybitWire(),
     "okx": OkxWire(),
@@ -454,6 +478,13 @@ class WireReplay:
                     return client, topic
         return None
 
+    def _route_by_url(self, frame: Frame) -> tuple[WireClient, str] | None:
+        url = self.recording.conn_urls.get(frame.conn)
+        for client in self.clients:
+            if client.url == url:
+                return client, "*"
+        return None
+
     async def _settle(self) -> None:
         """Wait for the consumer's subscriptions to arrive: live ones would miss frames sent before them."""
         while True:
@@ -476,8 +507,12 @@ class WireReplay:
                         await asyncio.sleep(delay)
                 self._clock_s = frame.ts_s
                 self.clock_ms = int(frame.ts_s * 1000)
-                topics = self.venue.frame_topics(_loads(frame.data))
-                routed = self._route(frame, topics) if topics else None
+                if self.venue.route_by_url:
+                    topics = ["*"]
+                    routed = self._route_by_url(frame)
+                else:
+                    topics = self.venue.frame_topics(_loads(frame.data))
+                    routed = self._route(frame, topics) if topics else None
                 if routed is None:
                     self.stats["control" if not topics else "unsubscribed"] += 1
                     continue
@@ -606,25 +641,35 @@ def create_wire_exchange(
     settle_s: float = 0.05,
     recorder: Any = None,
     options: Mapping[str, Any] | None = None,
+    routing: str = "topic",
 ) -> Any:
     """A real ccxt.pro exchange replaying a recorded websocket session; markets set offline.
 
     Reads the recording (no sockets, no tasks: the driver starts with the first connection). `recorder`
     (a `live.RawRecorder`) re-records the session as it is replayed; `options` extend ccxt's options.
     """
-    rules = VENUE_RULES.get(exchange_id)
-    if rules is None:
-        raise ValueError(f"exchange_id: wire replay supports {sorted(VENUE_RULES)}, not {exchange_id!r}")
+    if routing not in ("topic", "url"):
+        raise ValueError(f"routing: {routing!r}; expected 'topic' or 'url'")
+    wire_exchange_class(exchange_id)  # an unknown exchange id fails before the file is read
+    rules = VENUE_RULES.get(exchange_id) if routing == "topic" else None
     recording = load_recording(path)
+    if rules is None:
+        if not recording.markets:
+            raise ValueError(
+                f"exchange_id: topic routing knows {sorted(VENUE_RULES)}; {exchange_id!r} needs a session"
+                " recorded by fundarb (it holds the markets and the connections' URLs)"
+            )
+        rules = UrlWire()
     exchange = wire_exchange_class(exchange_id)({"enableRateLimit": True, "options": dict(options or {})})
     exchange.wire = WireReplay(recording, rules, speed=speed, settle_s=settle_s, recorder=recorder)
     exchange.speed = speed  # recorded seconds per wall second (0: unpaced); the Feed scales its waits by it
     for name in _REST_HISTORY:
         if name in exchange.has:
             exchange.has[name] = False
-    markets = []
-    for symbol, spec in rules.instruments(recording).items():
-        markets.append(
+    if recording.markets:
+        markets = recording.markets  # the live exchange's own markets, as loaded when it recorded
+    else:
+        markets = [
             build_market(
                 exchange,
                 symbol,
@@ -632,8 +677,11 @@ def create_wire_exchange(
                 contract_size=spec.get("contract_size", 1.0),
                 info=spec.get("info"),
             )
-        )
+            for symbol, spec in rules.instruments(recording).items()
+        ]
     exchange.set_markets(markets)
+    if recorder is not None:
+        recorder.markets(list(exchange.markets.values()))
     return exchange
 
 
