@@ -266,3 +266,79 @@ def test_live_bybit_ticker_with_funding_over_the_network() -> None:
     assert rest["symbol"] == ws["symbol"] == "BTC/USDT:USDT"
     assert float(ws["info"]["fundingRate"]) == pytest.approx(float(ws["info"]["fundingRate"]))
     assert int(ws["info"]["nextFundingTime"]) > 0
+
+
+def test_a_dropped_connection_is_redialled_and_recorded_as_a_second_connection(
+    fixtures_dir: Path, tmp_path: Path
+) -> None:
+    """The server closes the socket halfway: the next watch dials again (ccxt.pro's reconnect), the recording
+    shows both connections, and replaying it yields every trade once."""
+    symbol = "BTC/USDT:USDT"
+    frames = []
+    with (fixtures_dir / "ws_recordings" / BYBIT_LOG).open() as f:
+        for line in f:
+            row = json.loads(line)
+            if row["conn"] == "BYBIT.ws.2" and row["msg"]["topic"] == "publicTrade.BTCUSDT":
+                frames.append(row["msg"])
+    half = len(frames) // 2
+    raw_trades = [(t["i"], t["T"], t["S"].lower(), float(t["p"]), float(t["v"])) for f in frames for t in f["data"]]
+    connections = []
+
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        connections.append(ws)
+        batch = frames[:half] if len(connections) == 1 else frames[half:]
+        async for message in ws:
+            if message.type == WSMsgType.TEXT and json.loads(message.data).get("op") == "subscribe":
+                for frame in batch:
+                    await ws.send_str(json.dumps(frame))
+                    await asyncio.sleep(0.001)
+                if len(connections) == 1:
+                    await ws.close()  # the venue drops us mid-stream
+        return ws
+
+    async def run() -> tuple[list[Any], int]:
+        app = web.Application()
+        app.router.add_get("/v5/public/linear", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        ex = create_live_exchange("bybit", LiveConfig(record_raw=str(tmp_path)), {})
+        ex.urls["api"]["ws"]["public"]["linear"] = f"ws://127.0.0.1:{port}/v5/public/linear"
+        ex.set_markets([build_market(ex, symbol)])
+        trades: list[Any] = []
+        errors = 0
+        try:
+            while len(trades) < len(raw_trades):
+                try:
+                    trades.extend(await asyncio.wait_for(ex.watch_trades(symbol), timeout=30))
+                except ccxt.NetworkError:
+                    errors += 1  # what the Feed turns into a RECONNECT event and a back-off
+        finally:
+            await ex.close()
+            await runner.cleanup()
+        return trades, errors
+
+    trades, errors = asyncio.run(run())
+    assert errors >= 1 and len(connections) == 2
+    assert [(t["id"], t["timestamp"], t["side"], t["price"], t["amount"]) for t in trades] == raw_trades
+    rec = load_recording(next(tmp_path.glob("bybit-*.jsonl")))
+    assert sorted(rec.conn_urls) == ["bybit.ws.1", "bybit.ws.2"]
+    assert [f.conn for f in rec.frames] == ["bybit.ws.1"] * half + ["bybit.ws.2"] * (len(frames) - half)
+
+    async def replay() -> list[Any]:
+        ex = create_wire_exchange("bybit", str(rec.path))
+        out: list[Any] = []
+        try:
+            while True:
+                out.extend(await ex.watch_trades(symbol))
+        except EndOfRecording:
+            return out
+        finally:
+            await ex.close()
+
+    replayed = asyncio.run(replay())
+    assert [(t["id"], t["timestamp"], t["side"], t["price"], t["amount"]) for t in replayed] == raw_trades
