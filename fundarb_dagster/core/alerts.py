@@ -23,7 +23,8 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -273,8 +274,7 @@ def raise_alerts(
     raised, suppressed = dedupe(alerts, last_raised(conn), cooldown)
     if raised:
         frame = alerts_frame(raised)
-        conn.register("_new_alerts", frame)
-        try:
+        with _registered(conn, "_new_alerts", frame):
             # An identical alert (same id) stored by an earlier run is not stored or sent twice.
             new_ids = conn.execute(
                 "SELECT alert_id FROM _new_alerts WHERE alert_id NOT IN (SELECT alert_id FROM alerts)"
@@ -282,20 +282,27 @@ def raise_alerts(
             conn.execute(
                 "INSERT INTO alerts SELECT * FROM _new_alerts WHERE alert_id NOT IN (SELECT alert_id FROM alerts)"
             )
-        finally:
-            conn.unregister("_new_alerts")
         keep = {row[0] for row in new_ids}
         suppressed += len(raised) - len(keep)
         raised = [a for a in raised if a.alert_id in keep]
     deliveries = deliver(raised, channels, retries=retries, backoff_s=backoff_s)
     if deliveries:
         frame = pd.DataFrame([asdict(d) for d in deliveries], columns=DELIVERY_COLUMNS)
-        conn.register("_new_deliveries", frame)
-        try:
+        with _registered(conn, "_new_deliveries", frame):
             conn.execute("INSERT INTO alert_deliveries SELECT * FROM _new_deliveries")
-        finally:
-            conn.unregister("_new_deliveries")
     return RaiseResult(raised, suppressed, deliveries)
+
+
+@contextmanager
+def _registered(conn: Any, name: str, frame: pd.DataFrame) -> Iterator[None]:
+    # DuckDB 2 refuses (un)register while a result is half-fetched (a fetchone): finish it first.
+    conn.execute("SELECT 1").fetchall()
+    conn.register(name, frame)
+    try:
+        yield
+    finally:
+        conn.execute("SELECT 1").fetchall()
+        conn.unregister(name)
 
 
 def alerts_frame(alerts: Sequence[Alert]) -> pd.DataFrame:

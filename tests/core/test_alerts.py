@@ -110,15 +110,14 @@ def test_webhook_retries_a_failing_server_and_succeeds_on_the_third_attempt(conn
 
 
 def test_a_server_that_keeps_failing_is_recorded_not_raised_and_other_channels_still_deliver(conn, tmp_path, caplog):
-    with _Server(fail_first=100) as server:
-        with caplog.at_level(logging.WARNING, logger="fundarb.alerts"):
-            result = a.raise_alerts(
-                conn,
-                [_alert(0)],
-                [a.WebhookChannel(server.url), a.LogChannel(), a.JsonlChannel(tmp_path / "a.jsonl")],
-                retries=3,
-                backoff_s=0.01,
-            )
+    with _Server(fail_first=100) as server, caplog.at_level(logging.WARNING, logger="fundarb.alerts"):
+        result = a.raise_alerts(
+            conn,
+            [_alert(0)],
+            [a.WebhookChannel(server.url), a.LogChannel(), a.JsonlChannel(tmp_path / "a.jsonl")],
+            retries=3,
+            backoff_s=0.01,
+        )
     assert server.attempts == 3
     rows = conn.execute("SELECT channel, ok, attempts, error FROM alert_deliveries ORDER BY channel").fetchall()
     assert rows[0][:2] == ("jsonl", True) and rows[1][:2] == ("log", True)

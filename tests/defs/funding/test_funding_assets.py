@@ -1,0 +1,271 @@
+"""Real materializations of the funding domain on a tmp DuckDB file, checked against independent pandas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from dagster import DagsterInstance
+
+from fundarb_dagster.defs.funding import checks as funding_checks
+from fundarb_dagster.defs.funding.assets import (
+    basis,
+    funding_history,
+    funding_intervals,
+    funding_predictions,
+    funding_rates,
+    funding_spreads,
+    opportunities,
+)
+from fundarb_dagster.defs.raw.assets import raw_funding, raw_tickers
+from fundarb_dagster.defs.resources import DataDirResource, SourceConfigResource
+from tests.defs.funding.carry_fixtures import (
+    HOURS,
+    PERP_HALF_BPS,
+    PREMIUM_BPS,
+    SPOT_HALF_BPS,
+    START,
+    fixture_settlements,
+    land_funding,
+    land_tickers,
+)
+from tests.defs.raw.landing_fixtures import RANGE_END, RANGE_START, query
+
+FIRST, LAST = "2026-03-01-00:00", "2026-03-01-23:00"
+HOURLY = [funding_predictions, funding_rates, basis, funding_spreads]
+NO_MARKETS = {"ops": {"funding_intervals": {"config": {"use_market_info": False}}}}
+
+
+def _resources(data_dir, config_path: str = "") -> dict:
+    from dagster_duckdb import DuckDBResource
+
+    return {
+        "duckdb": DuckDBResource(database=str(data_dir / "warehouse.duckdb")),
+        "data_dir": DataDirResource(data_dir=str(data_dir)),
+        "source": SourceConfigResource(config_path=config_path),
+    }
+
+
+def _run(assets, data_dir, first=None, last=None, run_config=None, instance=None, checks=()) -> object:
+    from dagster import materialize
+
+    tags = {RANGE_START: first, RANGE_END: last} if first else None
+    result = materialize(
+        [*assets, *checks], resources=_resources(data_dir), tags=tags, run_config=run_config, instance=instance
+    )
+    assert result.success
+    return result
+
+
+@pytest.fixture(scope="module")
+def carry(tmp_path_factory, fixtures_dir):
+    data_dir = tmp_path_factory.mktemp("carry")
+    # Settlements of the day plus the 8h ones of the next morning, which pay for the day's last hours.
+    settled = fixture_settlements(fixtures_dir, START, START + pd.Timedelta(hours=HOURS + 8))
+    predictions = land_funding(data_dir, settled)
+    tickers = land_tickers(data_dir, START, HOURS)
+    instance = DagsterInstance.ephemeral()
+    _run([raw_funding, raw_tickers], data_dir, "2026-03-01-00:00", "2026-03-02-08:00", instance=instance)
+    _run([funding_intervals], data_dir, run_config=NO_MARKETS, instance=instance)
+    _run([funding_predictions, funding_rates], data_dir, "2026-03-01-00:00", "2026-03-02-08:00", instance=instance)
+    _run([basis, funding_spreads], data_dir, FIRST, LAST, instance=instance)
+    _run(
+        [opportunities],
+        data_dir,
+        run_config={"ops": {"opportunities": {"config": {"horizon_h": 72, "lookback_h": 24, "min_obs": 12}}}},
+        instance=instance,
+    )
+    return {"dir": data_dir, "settled": settled, "predictions": predictions, "tickers": tickers, "instance": instance}
+
+
+def test_funding_intervals_hold_8h_and_1h_from_what_the_stream_reported(carry):
+    spans = query(carry["dir"], "SELECT * FROM funding_intervals ORDER BY exchange, symbol")
+    assert len(spans) == 6
+    assert dict(zip(spans["exchange"], spans["interval_h"], strict=False)) == {
+        "binance": 8.0,
+        "bybit": 8.0,
+        "hyperliquid": 1.0,
+    }
+    assert spans["valid_to"].isna().all()
+
+
+def test_funding_rates_annualize_with_the_interval_in_force_like_the_fixture(carry):
+    got = query(carry["dir"], "SELECT *, epoch_ms(funding_ts_raw) AS raw_ms FROM funding_rates")
+    settled = carry["settled"]
+    merged = settled.merge(
+        got, left_on=["exchange", "symbol", "settlement_time_ms_utc"], right_on=["exchange", "symbol", "raw_ms"]
+    )
+    assert len(got) == len(settled) == len(merged)
+    np.testing.assert_allclose(merged["funding_apr"], merged["rate_apr_as_given"], rtol=1e-12)
+    np.testing.assert_allclose(merged["rate_per_hour"], merged["funding_rate_x"] / merged["interval_hours"], rtol=1e-12)
+    # keys on the grid, raw time kept
+    assert (got["funding_ts"].dt.minute == 0).all() and (got["funding_ts"].dt.second == 0).all()
+
+
+def test_funding_rates_carry_the_last_prediction_known_before_settlement(carry):
+    got = query(carry["dir"], "SELECT * FROM funding_rates")
+    # the 00:00 settlements were predicted the evening before, outside the materialized hours: no prediction
+    assert got.loc[got["funding_ts"] == START, "predicted_rate"].isna().all()
+    got = got[got["funding_ts"] > START]
+    np.testing.assert_allclose(got["predicted_rate"], got["funding_rate"] * 0.95, rtol=1e-12)
+    np.testing.assert_allclose(got["forecast_error"], got["funding_rate"] * 0.05, rtol=1e-9, atol=1e-15)
+    assert ((got["funding_ts"] - got["predicted_at"]) == pd.Timedelta(minutes=20)).all()
+
+
+def test_funding_predictions_are_point_in_time_rows(carry):
+    got = query(carry["dir"], "SELECT * FROM funding_predictions")
+    landed = carry["predictions"]
+    landed = landed[(landed["ts_ms"] >= START.value // 1_000_000)]
+    assert len(got) == len(landed)
+    np.testing.assert_allclose(
+        got.sort_values(["exchange", "symbol", "ts"])["predicted_apr"].to_numpy(),
+        (landed["funding_rate"] * 8760 / landed["interval_h"]).to_numpy()[
+            np.lexsort((landed["ts_ms"], landed["symbol"], landed["exchange"]))
+        ],
+        rtol=1e-12,
+    )
+
+
+def test_basis_matches_pandas_on_the_landed_tickers(carry):
+    got = query(carry["dir"], "SELECT * FROM basis WHERE timeframe = '1m'")
+    t = carry["tickers"].assign(minute=lambda f: pd.to_datetime(f["ts_ms"] // 60_000 * 60_000, unit="ms"))
+    last = t.sort_values("ts_ms").groupby(["exchange", "symbol", "minute"]).tail(1)
+    last = last.assign(mid=(last["bid"] + last["ask"]) / 2, perp=last["symbol"].str.contains(":"))
+    perp = last[last["perp"]].assign(spot_symbol=lambda f: f["symbol"].str.split(":").str[0])
+    spot = last[~last["perp"]][["exchange", "symbol", "minute", "mid"]].rename(columns={"symbol": "spot_symbol"})
+    expected = perp.merge(spot, on=["exchange", "spot_symbol", "minute"], suffixes=("_perp", "_spot"))
+    expected["basis_bps"] = (expected["mid_perp"] / expected["mid_spot"] - 1) * 1e4
+    merged = expected.merge(got, left_on=["exchange", "symbol", "minute"], right_on=["exchange", "symbol", "ts"])
+    assert len(merged) == len(expected) == len(got) == HOURS * 60 * 6
+    np.testing.assert_allclose(merged["basis_bps_y"], merged["basis_bps_x"], rtol=1e-9)
+    for venue in PREMIUM_BPS:
+        rows = merged[merged["exchange"] == venue]
+        assert rows["basis_bps_y"].mean() == pytest.approx(PREMIUM_BPS[venue], abs=0.1)
+        np.testing.assert_allclose(rows["perp_half_spread_bps"], PERP_HALF_BPS[venue], rtol=1e-6)
+        np.testing.assert_allclose(rows["spot_half_spread_bps"], SPOT_HALF_BPS[venue], rtol=1e-6)
+    hourly = query(carry["dir"], "SELECT count(*) AS n FROM basis WHERE timeframe = '1h'")["n"].iloc[0]
+    assert hourly == HOURS * 6
+
+
+def test_funding_spreads_match_an_independent_per_hour_computation(carry):
+    got = query(carry["dir"], "SELECT * FROM funding_spreads")
+    per_hour: dict[tuple[str, str], dict[pd.Timestamp, float]] = {}
+    for row in carry["settled"].itertuples():
+        grid = pd.Timestamp(round(row.settlement_time_ms_utc / 3_600_000) * 3_600_000, unit="ms")
+        for k in range(1, int(row.interval_hours) + 1):
+            per_hour.setdefault((row.exchange, row.symbol), {})[grid - pd.Timedelta(hours=k)] = (
+                row.funding_rate / row.interval_hours
+            )
+    hours = pd.date_range(START, periods=HOURS, freq="h")
+    for pair in got[["exchange_a", "symbol_a", "exchange_b", "symbol_b"]].drop_duplicates().itertuples(index=False):
+        rows = got[
+            (got.exchange_a == pair.exchange_a) & (got.symbol_a == pair.symbol_a) & (got.exchange_b == pair.exchange_b)
+        ]
+        rows = rows.set_index("ts").sort_index()
+        a = per_hour[(pair.exchange_a, pair.symbol_a)]
+        b = per_hour[(pair.exchange_b, pair.symbol_b)]
+        expected = [(a[h] - b[h]) * 8760 for h in hours]
+        assert len(rows) == HOURS
+        np.testing.assert_allclose(rows["funding_spread_apr"].to_numpy(), expected, rtol=1e-9)
+        basis_diff = PREMIUM_BPS[pair.exchange_a] - PREMIUM_BPS[pair.exchange_b]
+        assert rows["basis_spread_bps"].mean() == pytest.approx(basis_diff, abs=0.2)
+    assert len(got) == HOURS * 6  # 2 underlyings x 3 venue pairs x 24 hours
+    assert not got["is_predicted_a"].any()
+
+
+def test_opportunities_rank_by_net_carry_with_fees_and_half_spreads(carry):
+    got = query(carry["dir"], "SELECT * FROM opportunities ORDER BY rank")
+    assert set(got["strategy"]) == {"cash_and_carry", "perp_perp"}
+    assert len(got[got.strategy == "perp_perp"]) == 6 and len(got[got.strategy == "cash_and_carry"]) == 6
+    assert got["net_carry_apr"].is_monotonic_decreasing
+    cnc = got[(got.strategy == "cash_and_carry") & (got.long_exchange == "bybit")].iloc[0]
+    assert cnc.entry_cost_bps == pytest.approx(
+        2 * (10 + 5.5) + 2 * (SPOT_HALF_BPS["bybit"] + PERP_HALF_BPS["bybit"]), rel=1e-6
+    )
+    pp = got[
+        (got.strategy == "perp_perp")
+        & got.long_exchange.isin(["binance", "hyperliquid"])
+        & got.short_exchange.isin(["binance", "hyperliquid"])
+    ].iloc[0]
+    assert pp.entry_cost_bps == pytest.approx(
+        2 * (5.0 + 4.5) + 2 * (PERP_HALF_BPS["binance"] + PERP_HALF_BPS["hyperliquid"]), rel=1e-6
+    )
+    assert (got["horizon_h"] == 72).all()
+    # as_of: the last hour with data (hyperliquid's last settlement pays for the hour before it)
+    last_hl = carry["settled"].query("exchange == 'hyperliquid'")["settlement_time_ms_utc"].max()
+    as_of = pd.Timestamp(round(last_hl / 3_600_000) * 3_600_000 - 3_600_000, unit="ms")
+    assert (got["as_of"] == as_of).all()
+    window = pd.date_range(as_of - pd.Timedelta(hours=23), as_of, freq="h")
+    last_8h = pd.Timestamp(
+        round(carry["settled"].query("exchange == 'bybit'")["settlement_time_ms_utc"].max() / 3_600_000) * 3_600_000,
+        unit="ms",
+    )
+    covered_8h = int((window < last_8h).sum())
+    assert (
+        got.loc[got.strategy == "cash_and_carry"].set_index("long_exchange").loc["hyperliquid", "n_obs"] == 24
+    ).all()
+    assert (got.loc[(got.strategy == "perp_perp"), "n_obs"] == covered_8h).all()
+    np.testing.assert_allclose(
+        got["break_even_h"], got["entry_cost_bps"] / 1e4 / (got["expected_carry_apr"] / 8760), rtol=1e-9
+    )
+
+
+def test_rerunning_a_partition_is_idempotent(carry):
+    before = query(carry["dir"], "SELECT count(*) AS n, sum(funding_apr) AS s FROM funding_rates")
+    _run([funding_rates], carry["dir"], "2026-03-01-05:00", "2026-03-01-10:00", instance=carry["instance"])
+    after = query(carry["dir"], "SELECT count(*) AS n, sum(funding_apr) AS s FROM funding_rates")
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_checks_pass_on_good_tables(carry):
+    from dagster import AssetSelection, materialize
+
+    assets = [funding_intervals, funding_predictions, funding_rates, basis, funding_spreads, opportunities]
+    result = materialize(
+        [*assets, *funding_checks.FUNDING_CHECKS],
+        resources=_resources(carry["dir"]),
+        selection=AssetSelection.checks(*funding_checks.FUNDING_CHECKS),
+        instance=carry["instance"],
+    )
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == len(funding_checks.FUNDING_CHECKS)
+    failed = [e.check_name for e in evaluations if not e.passed]
+    assert failed == []
+
+
+def test_funding_history_backfills_from_a_replay_with_coverage(tmp_path, fixtures_dir):
+    src = tmp_path / "fx"
+    src.mkdir()
+    csv = fixtures_dir / "funding_2025_2026" / "funding_btc_eth_binance_bybit_hyperliquid_utc.csv"
+    (src / csv.name).write_bytes(csv.read_bytes())
+    config = {
+        "source": "replay",
+        "replay": {"path": str(src), "format": "fixture_csv"},
+        "exchanges": [
+            {"id": "bybit", "symbols": ["BTC/USDT:USDT", "ETH/USDT:USDT"]},
+            {"id": "hyperliquid", "symbols": ["BTC/USDC:USDC"]},
+        ],
+    }
+    path = tmp_path / "fundarb.yaml"
+    path.write_text(yaml.safe_dump(config))
+    from dagster import materialize
+
+    result = materialize(
+        [funding_history],
+        resources=_resources(tmp_path, str(path)),
+        tags={RANGE_START: "2026-03-01", RANGE_END: "2026-03-02"},
+    )
+    assert result.success
+    got = query(tmp_path, "SELECT * FROM funding_history")
+    expected = fixture_settlements(fixtures_dir, pd.Timestamp("2026-03-01"), pd.Timestamp("2026-03-03"))
+    expected = expected[expected["exchange"].isin(["bybit", "hyperliquid"]) & (expected["symbol"] != "ETH/USDC:USDC")]
+    assert len(got) == len(expected) == 2 * 6 + 48
+    merged = expected.merge(
+        got, left_on=["exchange", "symbol", "settlement_time_ms_utc"], right_on=["exchange", "symbol", "funding_ts_ms"]
+    )
+    np.testing.assert_array_equal(merged["funding_rate_x"], merged["funding_rate_y"])
+    meta = result.asset_materializations_for_node("funding_history")[0].metadata
+    assert meta["min_coverage_pct"].value == pytest.approx(100.0)
+    assert "hyperliquid" in meta["coverage"].value
