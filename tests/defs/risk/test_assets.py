@@ -1,0 +1,103 @@
+"""risk_report against a real DuckDB file: figures, breaches, stress rows, alerts through the channels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from dagster import materialize
+from dagster_duckdb import DuckDBResource
+
+from fundarb_dagster.core.backtest.synthetic import synthetic_panel
+from fundarb_dagster.core.risk import stress_book
+from fundarb_dagster.defs.backtest.assets import backtest
+from fundarb_dagster.defs.resources import DataDirResource
+from fundarb_dagster.defs.risk import checks
+from fundarb_dagster.defs.risk.assets import risk
+
+from ..backtest.warehouse_inputs import write_inputs
+
+SHOCKS = [-0.3, -0.1, 0.1, 0.3]
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("risk") / "w.duckdb"
+    write_inputs(synthetic_panel(24 * 15, seed=9), path)
+    config = {"strategy": "perp_perp", "enter_apr": 0.03, "exit_apr": 0.0, "leverage": 6.0, "capital": 100000.0}
+    assert materialize([backtest], resources=res(path), run_config={"ops": {"backtest": {"config": config}}}).success
+    return path
+
+
+def res(path: Path) -> dict:
+    return {"duckdb": DuckDBResource(database=str(path)), "data_dir": DataDirResource(data_dir=str(path.parent))}
+
+
+def test_risk_report_breaches_raise_alerts_once(warehouse: Path) -> None:
+    config = {
+        "max_leverage": 1.0,
+        "max_venue_share": 0.2,
+        "min_liq_distance": 0.5,
+        "max_drawdown": 0.0001,
+        "shocks": SHOCKS,
+        "alert_cooldown_h": 24.0,
+    }
+    result = materialize(
+        [risk, checks.risk_report_has_no_critical_breach],
+        resources=res(warehouse),
+        run_config={"ops": {"risk": {"config": config}}},
+    )
+    assert result.success
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        book = conn.execute("SELECT * FROM backtest_book").df()
+        report = conn.execute("SELECT * FROM risk_report WHERE report_id = $r", {"r": result.run_id}).df()
+        stress = conn.execute(
+            "SELECT * FROM risk_stress WHERE report_id = $r ORDER BY pair, shock_pct", {"r": result.run_id}
+        ).df()
+        alerts = conn.execute("SELECT rule, subject, value, threshold, severity FROM alerts").df()
+    assert len(book) > 0
+    breaches = report[report["section"] == "breach"]
+    assert {"risk_leverage", "risk_venue_concentration", "risk_liq_distance"} <= set(breaches["name"])
+    lev = report[(report["section"] == "figure") & (report["name"] == "leverage")]["value"].iloc[0]
+    gross = float((book["units"].abs() * book["mark_price"]).sum())
+    assert lev == pytest.approx(gross / report[report["name"] == "equity_usd"]["value"].iloc[0])
+    # every breach became one alert, stored and written to the JSONL channel
+    assert sorted(alerts["rule"]) == sorted(breaches["name"])
+    lines = (warehouse.parent / "alerts.jsonl").read_text().splitlines()
+    assert len(lines) == len(breaches)
+    assert {json.loads(line)["rule"] for line in lines} == set(breaches["name"])
+    # the stress table is the core stress of the stored book
+    expected = stress_book(book, SHOCKS).sort_values(["pair", "shock_pct"]).reset_index(drop=True)
+    assert len(stress) == book["pair"].nunique() * len(SHOCKS)
+    np.testing.assert_allclose(stress["margin_needed_usd"], expected["margin_needed_usd"], rtol=1e-12)
+    # a second report inside the cooldown raises nothing new
+    again = materialize([risk], resources=res(warehouse), run_config={"ops": {"risk": {"config": config}}})
+    meta = again.asset_materializations_for_node("risk")[0].metadata
+    assert meta["alerts_raised"].value == 0 and meta["alerts_suppressed"].value == len(breaches)
+    assert len((warehouse.parent / "alerts.jsonl").read_text().splitlines()) == len(breaches)
+
+
+def test_risk_report_without_breaches_raises_nothing(warehouse: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "w.duckdb"
+    copy.write_bytes(warehouse.read_bytes())
+    with duckdb.connect(str(copy)) as conn:
+        conn.execute("DROP TABLE IF EXISTS alerts")
+    config = {
+        "max_leverage": None,
+        "max_venue_share": None,
+        "max_asset_share": None,
+        "min_liq_distance": None,
+        "max_drawdown": None,
+        "max_margin_utilization": None,
+    }
+    result = materialize([risk], resources=res(copy), run_config={"ops": {"risk": {"config": config}}})
+    meta = result.asset_materializations_for_node("risk")[0].metadata
+    assert meta["breaches"].value == 0 and meta["alerts_raised"].value == 0
+
+
+def test_unknown_run_id_is_a_clear_error(warehouse: Path) -> None:
+    with pytest.raises(Exception, match="run_id: 'nope'"):
+        materialize([risk], resources=res(warehouse), run_config={"ops": {"risk": {"config": {"run_id": "nope"}}}})
