@@ -109,6 +109,7 @@ class _Subscription:
     mode: str = ""
     started_ms: int = 0
     last_activity_ms: int = 0
+    last_activity_wall: float = 0.0
     last_data_ts: int | None = None
     gap_start_ms: int | None = None
     gap_reasons: list[str] = field(default_factory=list)
@@ -140,6 +141,7 @@ class Feed:
         backfill_gaps: bool = True,
         history_limit: int = 1000,
         max_retries: int = 6,
+        min_stale_wall_s: float = 0.5,
     ) -> None:
         if not funding_poll_interval_s > 0:
             raise ValueError(f"funding_poll_interval_s: {funding_poll_interval_s!r} must be > 0")
@@ -157,6 +159,9 @@ class Feed:
         self.backfill_gaps = backfill_gaps
         self.history_limit = history_limit
         self.max_retries = max_retries
+        # A stream is stale after stale_timeout_s on the exchange clock *and* this much wall time: at a high
+        # sim speed a busy event loop (a few ms) is minutes of virtual time, and that is not a dead stream.
+        self.min_stale_wall_s = float(min_stale_wall_s)
         self.counts: Counter[str] = Counter()
         self.progress: dict[tuple[str, str], HistoryProgress] = {}
         self._subs: dict[tuple[str, str], _Subscription] = {}
@@ -267,7 +272,8 @@ class Feed:
                 done, _ = await asyncio.wait({task}, timeout=check_s)
                 if done:
                     return task.result()
-                if self.now_ms() - sub.last_activity_ms > timeout_ms:
+                silent_wall = time.monotonic() - sub.last_activity_wall
+                if self.now_ms() - sub.last_activity_ms > timeout_ms and silent_wall >= self.min_stale_wall_s:
                     raise _Stale()
         finally:
             if not task.done():
@@ -313,6 +319,7 @@ class Feed:
         iid = sub.instrument.id
         call = self._watch_call(sub)
         sub.started_ms = sub.last_activity_ms = self.now_ms()
+        sub.last_activity_wall = time.monotonic()
         if stream == "funding":
             await self._bootstrap_interval(sub)
         backoff = _INITIAL_BACKOFF_S
@@ -332,7 +339,7 @@ class Feed:
                 silent_since = sub.last_activity_ms
                 self._open_gap(sub, "stale")
                 await self._restart(sub)
-                sub.last_activity_ms = self.now_ms()
+                sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
                 event = event_rows(
                     EventKind.STALE, stream, iid, now, now, start_ms=silent_since, end_ms=now, reason="stale:restart"
                 )
@@ -347,10 +354,10 @@ class Feed:
                 yield Batch(stream, schema.empty(stream), event)
                 await self._sleep_exchange(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
-                sub.last_activity_ms = self.now_ms()
+                sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
                 continue
             recv = self.now_ms()
-            sub.last_activity_ms = recv
+            sub.last_activity_ms, sub.last_activity_wall = recv, time.monotonic()
             records, events, first_ts = self._process(sub, raw, recv)
             if first_ts is not None:
                 backoff = _INITIAL_BACKOFF_S
