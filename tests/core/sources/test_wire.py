@@ -410,3 +410,21 @@ def test_the_feed_consumes_a_wire_replay_unchanged_and_keeps_every_ticker_and_fu
         assert r["funding_rate"] == float(raw["fundingRate"])
         assert r["funding_ts_ms"] == int(raw["nextFundingTime"])
         assert r["interval_h"] == float(raw["fundingIntervalHour"])
+
+
+def test_open_exchange_builds_a_wire_replay_from_the_config_and_its_symbols_check(fixtures_dir: Path) -> None:
+    from fundarb_dagster.core.config import ConfigError, check_symbols, config_from_dict
+    from fundarb_dagster.core.sources import open_exchange
+
+    raw = {
+        "source": "wire",
+        "replay": {"path": str(recordings(fixtures_dir) / BYBIT_LOG), "speed": 0},
+        "exchanges": [{"id": "bybit", "symbols": ["BTC/USDT:USDT", "ETH/USDT"]}],
+    }
+    config = config_from_dict(raw)
+    ex = open_exchange(config, "bybit")
+    assert type(ex) is wire_exchange_class("bybit") and ex.speed == 0
+    check_symbols(config, "bybit", ex.markets)  # both symbols are in the recording
+    other = config_from_dict({**raw, "exchanges": [{"id": "bybit", "symbols": ["SOL/USDT:USDT"]}]})
+    with pytest.raises(ConfigError, match="SOL/USDT:USDT"):
+        check_symbols(other, "bybit", open_exchange(other, "bybit").markets)
