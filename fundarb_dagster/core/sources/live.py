@@ -18,6 +18,7 @@ received and before ccxt parses it, to `<folder>/<exchange>-<UTC start>-<pid>.js
 it arrived on, next to the connection's URL and each subscription message ccxt sent::
 
     {"t": "header", "format": 2, "exchange": "bybit", "source": "fundarb", "ccxt": "4.5.90", ...}
+    {"t": "markets", "ts": 1786310818.2, "data": [<ccxt market structures, as loaded>]}
     {"t": "connect", "conn": "bybit.ws.1", "ts": 1786310818.22, "addr": "wss://stream.bybit.com/v5/public/linear"}
     {"t": "send", "conn": "bybit.ws.1", "ts": 1786310819.23, "addr": "...", "data": "{\\"op\\":\\"subscribe\\",...}"}
     {"t": "recv", "conn": "bybit.ws.1", "ts": 1786310819.53, "data": "{\\"topic\\":\\"tickers.BTCUSDT\\",...}"}
