@@ -150,7 +150,14 @@ def build_resources() -> dict[str, Any]:
         "duckdb": WarehouseResource(),
         "data_dir": DataDirResource(),
         "source": SourceConfigResource(),
+        "alert_channels": _alert_channels(),
     }
+
+
+def _alert_channels() -> Any:
+    from .alerts.resources import AlertChannelsResource  # imported here: it imports this module
+
+    return AlertChannelsResource()
 
 
 def column_schema(columns: list[tuple[str, str, str]]) -> Any:
