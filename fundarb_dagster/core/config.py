@@ -21,6 +21,7 @@ import yaml
 from .schema import MARKET_STREAMS
 
 SOURCE_KINDS = ("sim", "replay", "wire", "live")
+REPLAY_FORMATS = ("landing", "fixture_csv", "binance_archive")
 DROP_POLICIES = ("block", "drop_newest")
 # ccxt unified symbols: BASE/QUOTE for spot, BASE/QUOTE:SETTLE for perpetual swaps (dated futures and
 # options add -YYMMDD... which fundarb does not trade).
@@ -239,7 +240,7 @@ def _section(raw: Mapping[str, Any], name: str, cls: type) -> Any:
         default = getattr(defaults, key)
         where = f"{name}.{key}"
         if isinstance(default, FaultConfig):
-            kwargs[key] = _section({key: value}, key, FaultConfig) if value else FaultConfig()
+            kwargs[key] = _section({where: value}, where, FaultConfig) if value else FaultConfig()
             continue
         if isinstance(default, Mapping):
             if not isinstance(value, Mapping):
@@ -326,6 +327,11 @@ def validate(config: FundarbConfig) -> None:
         _positive(timeout, f"capture.stale_timeout_s.{stream}")
     if config.source == "replay" and not config.replay.path:
         raise ConfigError("replay.path: required when source is 'replay'")
+    if config.replay.format not in REPLAY_FORMATS:
+        raise ConfigError(f"replay.format: {config.replay.format!r}; expected one of {list(REPLAY_FORMATS)}")
+    if not config.replay.speed >= 0:
+        raise ConfigError(f"replay.speed: {config.replay.speed!r} must be >= 0 (0 = as fast as possible)")
+    _positive(config.live.reconnect_max_backoff_s, "live.reconnect_max_backoff_s")
     _positive(config.live.funding_poll_interval_s, "live.funding_poll_interval_s")
 
 

@@ -50,11 +50,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .. import schema
-from ..config import ConfigError, ReplayConfig
+from ..config import REPLAY_FORMATS, ConfigError, ReplayConfig
 from ..instruments import InstrumentRegistry, registry_path
 from . import EndOfData
 
-FORMATS = ("landing", "fixture_csv", "binance_archive")
+FORMATS = REPLAY_FORMATS
 # kind -> the stream its rows become; "mark" is mark-price candles (OHLCV records used to fill mark_price).
 KIND_STREAMS: dict[str, str] = {
     "klines": "ohlcv",

@@ -1,0 +1,233 @@
+"""The config file: defaults valid, every ConfigError names the field and the value, secrets only from env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fundarb_dagster.core.config import (
+    ConfigError,
+    api_credentials,
+    check_symbols,
+    config_from_dict,
+    default_config,
+    load_config,
+    parse_utc_ms,
+)
+from fundarb_dagster.core.schema import MARKET_STREAMS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def base(**changes: object) -> dict:
+    raw: dict = {"source": "live", "exchanges": [{"id": "binance", "symbols": ["BTC/USDT", "BTC/USDT:USDT"]}]}
+    raw.update(changes)
+    return raw
+
+
+def test_embedded_defaults_are_valid_and_cover_three_venues_spot_and_perp() -> None:
+    config = default_config()
+    assert config == load_config(None)
+    assert config.source == "sim" and config.data_dir == "data"
+    assert [e.id for e in config.exchanges] == ["binance", "bybit", "hyperliquid"]
+    assert config.exchanges[2].symbols == (
+        "BTC/USDC",
+        "BTC/USDC:USDC",
+        "ETH/USDC",
+        "ETH/USDC:USDC",
+        "SOL/USDC",
+        "SOL/USDC:USDC",
+    )
+    subs = config.subscriptions()
+    # 9 spot instruments x 3 streams + 9 perps x 4 streams (funding only for perps)
+    assert len(subs) == 9 * 3 + 9 * 4
+    assert all(":" in symbol for _, symbol, stream in subs if stream == "funding")
+    assert config.capture.stale_timeout_s["funding"] == 900.0
+    assert config_from_dict({}) == config  # an empty file is the defaults
+
+
+def test_a_minimal_file_inherits_defaults_and_top_level_streams(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "source": "live",
+                "streams": ["trades", "funding"],
+                "exchanges": [
+                    {"id": "okx", "symbols": ["BTC/USDT:USDT"]},
+                    {"id": "bybit", "symbols": ["ETH/USDT"], "streams": ["tickers"]},
+                ],
+                "capture": {"ranks": 3, "stale_timeout_s": {"trades": 30}},
+                "sim": {"faults": {"malformed_rate": 0.01}},
+            }
+        )
+    )
+    config = load_config(path)
+    assert config.exchanges[0].streams == ("trades", "funding")
+    assert config.exchanges[1].streams == ("tickers",)
+    assert config.capture.ranks == 3 and config.capture.flush_interval_s == 2.0
+    assert config.capture.stale_timeout_s == {"trades": 30.0, "tickers": 60.0, "funding": 900.0, "ohlcv": 180.0}
+    assert config.sim.faults.malformed_rate == 0.01 and config.sim.faults.duplicate_rate == 0.0
+    assert config.subscriptions() == [
+        ("okx", "BTC/USDT:USDT", "trades"),
+        ("okx", "BTC/USDT:USDT", "funding"),
+        ("bybit", "ETH/USDT", "tickers"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            base(exchanges=[{"id": "binanze", "symbols": ["BTC/USDT"]}]),
+            "exchanges[0].id: unknown exchange 'binanze' for source 'live'",
+        ),
+        (
+            {"source": "sim", "exchanges": [{"id": "kraken", "symbols": ["BTC/USDT"]}]},
+            "exchanges[0].id: unknown exchange 'kraken' for source 'sim'",
+        ),
+        (base(source="paper"), "source: unknown source kind 'paper'"),
+        (
+            base(exchanges=[{"id": "okx", "symbols": ["BTCUSDT"]}]),
+            "exchanges[0].symbols: 'BTCUSDT' is not a ccxt unified symbol",
+        ),
+        (base(exchanges=[{"id": "okx", "symbols": ["BTC/USDT-PERP"]}]), "exchanges[0].symbols: 'BTC/USDT-PERP' is not"),
+        (base(exchanges=[{"id": "okx", "symbols": []}]), "exchanges[0].symbols: empty for exchange 'okx'"),
+        (
+            base(exchanges=[{"id": "okx", "symbols": "BTC/USDT"}]),
+            "exchanges[0].symbols: expected a list, got 'BTC/USDT'",
+        ),
+        (
+            base(exchanges=[{"id": "okx", "symbols": ["BTC/USDT"]}, {"id": "okx", "symbols": ["ETH/USDT"]}]),
+            "exchanges[1].id: exchange 'okx' is listed twice",
+        ),
+        (base(exchanges=[{"symbols": ["BTC/USDT"]}]), "exchanges[0].id: missing"),
+        (base(exchanges=["binance"]), "exchanges[0]: expected a mapping with id and symbols, got 'binance'"),
+        (base(exchanges=[]), "exchanges: at least one exchange is needed"),
+        (base(streams=["trades", "orderbook"]), "streams: unknown stream 'orderbook'"),
+        (
+            base(exchanges=[{"id": "okx", "symbols": ["BTC/USDT"], "streams": ["book"]}]),
+            "exchanges[0].streams: unknown stream 'book'",
+        ),
+        (base(capture={"ranks": "two"}), "capture.ranks: expected a number, got 'two'"),
+        (base(capture={"ranks": 2.5}), "capture.ranks: expected a whole number, got 2.5"),
+        (base(capture={"ranks": True}), "capture.ranks: expected a number, got True"),
+        (base(capture={"ranks": 1}), "capture.ranks: 1 must be >= 2"),
+        (base(capture={"flush_interval_s": 0}), "capture.flush_interval_s: 0.0 must be > 0"),
+        (
+            base(capture={"flush_interval_s": float("inf")}),
+            "capture.flush_interval_s: expected a finite number, got inf",
+        ),
+        (base(capture={"ring_records": 0}), "capture.ring_records: 0 must be >= 1"),
+        (
+            base(capture={"ring_records": 100, "batch_records": 200}),
+            "capture.batch_records: 200 exceeds ring_records 100",
+        ),
+        (base(capture={"drop_policy": "yolo"}), "capture.drop_policy: 'yolo'"),
+        (base(capture={"stale_timeout_s": {"book": 5}}), "capture.stale_timeout_s.book: unknown stream"),
+        (base(capture={"stale_timeout_s": {"trades": -1}}), "capture.stale_timeout_s.trades: -1.0 must be > 0"),
+        (
+            base(capture={"stale_timeout_s": {"trades": "soon"}}),
+            "capture.stale_timeout_s.trades: expected a number, got 'soon'",
+        ),
+        (base(capture={"stale_timeout_s": 5}), "capture.stale_timeout_s: expected a mapping, got 5"),
+        (base(sim={"speed": -1}), "sim.speed: -1.0 must be > 0"),
+        (base(sim={"start": "yesterday"}), "sim.start: 'yesterday' is not an ISO-8601 time"),
+        (base(sim={"faults": {"malformed_rate": 1.5}}), "sim.faults.malformed_rate: 1.5 must be between 0 and 1"),
+        (base(sim={"faults": {"malformd_rate": 0.1}}), "sim.faults.malformd_rate: unknown field"),
+        (base(sim={"faults": {"duplicate_rate": "lots"}}), "sim.faults.duplicate_rate: expected a number, got 'lots'"),
+        (base(live={"funding_poll_interval_s": 0}), "live.funding_poll_interval_s: 0.0 must be > 0"),
+        (base(live={"reconnect_max_backoff_s": -3}), "live.reconnect_max_backoff_s: -3.0 must be > 0"),
+        (base(live={"api_key": "abc"}), "live.api_key: unknown field"),
+        (base(source="replay"), "replay.path: required when source is 'replay'"),
+        (base(replay={"path": "x", "format": "parquet"}), "replay.format: 'parquet'"),
+        (base(replay={"path": "x", "speed": -2}), "replay.speed: -2.0 must be >= 0"),
+        (base(sorce="sim"), "sorce: unknown field"),
+        (base(capture={"rank": 3}), "capture.rank: unknown field"),
+        (base(exchanges=[{"id": "okx", "symbol": ["BTC/USDT"]}]), "exchanges[0].symbol: unknown field"),
+        (base(capture=[1, 2]), "capture: expected a mapping, got [1, 2]"),
+    ],
+)
+def test_every_config_error_names_the_field_and_the_value(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict(raw)
+    assert message in str(caught.value)
+
+
+def test_top_level_and_file_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config: expected a mapping at the top level, got list"):
+        config_from_dict([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="config: file '.*missing.yaml' does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("source: [sim\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(broken)
+
+
+def test_overrides_are_validated_again() -> None:
+    config = default_config()
+    assert config.with_overrides(data_dir="/tmp/x").data_dir == "/tmp/x"
+    with pytest.raises(ConfigError, match="source: unknown source kind 'nope'"):
+        config.with_overrides(source="nope")
+
+
+def test_check_symbols_names_a_symbol_the_exchange_does_not_list() -> None:
+    config = config_from_dict(base())
+    markets = {"BTC/USDT": {}, "ETH/USDT": {}}
+    with pytest.raises(
+        ConfigError, match="exchanges\\[0\\].symbols: 'BTC/USDT:USDT' is not listed by exchange 'binance'"
+    ):
+        check_symbols(config, "binance", markets)
+    check_symbols(config, "binance", {**markets, "BTC/USDT:USDT": {}})
+    check_symbols(config, "okx", {})  # an exchange the config does not use: nothing to check
+
+
+def test_api_credentials_come_from_the_environment_only(monkeypatch, tmp_path: Path) -> None:
+    env = {"FUNDARB_BINANCE_API_KEY": "k", "FUNDARB_BINANCE_SECRET": "s", "FUNDARB_OKX_PASSWORD": "p", "OTHER": "x"}
+    assert api_credentials("binance", env) == {"apiKey": "k", "secret": "s"}
+    assert api_credentials("okx", env) == {"password": "p"}
+    assert api_credentials("bybit", env) == {}
+    monkeypatch.setenv("FUNDARB_BYBIT_API_KEY", "from-env")
+    monkeypatch.setenv("FUNDARB_BYBIT_SECRET", "")  # empty is absent
+    assert api_credentials("bybit") == {"apiKey": "from-env"}
+    # and a file cannot carry them
+    path = tmp_path / "keys.yaml"
+    path.write_text(yaml.safe_dump({"exchanges": [{"id": "binance", "symbols": ["BTC/USDT"], "apiKey": "x"}]}))
+    with pytest.raises(ConfigError, match="exchanges\\[0\\].apiKey: unknown field"):
+        load_config(path)
+
+
+def test_times_parse_as_utc_epoch_ms() -> None:
+    assert parse_utc_ms("2026-11-01T00:00:00Z", "t") == 1_793_491_200_000
+    assert parse_utc_ms("2026-11-01T01:00:00+01:00", "t") == 1_793_491_200_000
+    assert parse_utc_ms("2026-11-01T00:00:00", "t") == 1_793_491_200_000  # naive means UTC
+    assert parse_utc_ms(1_793_491_200_000, "t") == 1_793_491_200_000
+
+
+@pytest.mark.parametrize("name", ["sim.yaml", "replay.yaml", "live.yaml"])
+def test_the_example_configs_load(name: str) -> None:
+    config = load_config(REPO / "config" / name)
+    assert config.exchanges and set(config.exchanges[0].streams) <= set(MARKET_STREAMS)
+
+
+def test_the_sim_example_spells_out_the_embedded_defaults() -> None:
+    assert load_config(REPO / "config" / "sim.yaml") == default_config()
+
+
+def test_the_live_example_lists_four_venues_with_btc_eth_sol_spot_and_perp() -> None:
+    config = load_config(REPO / "config" / "live.yaml")
+    assert config.source == "live"
+    assert [e.id for e in config.exchanges] == ["binance", "bybit", "okx", "hyperliquid"]
+    for exchange in config.exchanges:
+        quote = "USDC" if exchange.id == "hyperliquid" else "USDT"
+        assert set(exchange.symbols) == {f"{a}/{quote}{s}" for a in ("BTC", "ETH", "SOL") for s in ("", f":{quote}")}
+    assert "apiKey" not in (REPO / "config" / "live.yaml").read_text()
+
+
+def test_the_replay_example_replays_the_default_data_folder() -> None:
+    config = load_config(REPO / "config" / "replay.yaml")
+    assert config.source == "replay" and config.replay.format == "landing" and config.replay.path == "data"
+    assert config.data_dir != config.replay.path  # a replay never lands into the folder it reads
