@@ -88,27 +88,54 @@ def assert_same(got: Any, expected: Any, where: str = "") -> None:
         assert got == expected, f"{where}: {got!r} != {expected!r}"
 
 
-def replay(fixtures_dir: Path, venue: str, entry: dict[str, Any]) -> tuple[Any, Any]:
-    market_info = bybit_instrument_info(fixtures_dir) if venue == "bybit" else None
-    config = DUMMY_CREDENTIALS if entry["method"] == "fetchFundingHistory" else None
-    ex = create_rest_replay_exchange(venue, [entry], config=config, market_info=market_info)
+@pytest.fixture(scope="module")
+def replayed(fixtures_dir: Path) -> dict[tuple[str, int], tuple[Any, Any, int]]:
+    """(venue, index) -> (exchange, result as plain JSON or the exception, HTTP requests ccxt built).
 
-    async def run() -> Any:
-        try:
-            return await getattr(ex, REPLAYABLE_METHODS[entry["method"]])(*entry["input"])
-        finally:
-            await ex.close()
+    One exchange per venue answers all its public entries (and one with dummy credentials the private
+    ones): ccxt instances are slow to build, and each call is matched to its own entry anyway.
+    """
+    out: dict[tuple[str, int], tuple[Any, Any, int]] = {}
 
-    got = asyncio.run(run())
-    return ex, json.loads(json.dumps(got))  # as the recording holds it: plain JSON types
+    async def run() -> None:
+        for venue in VENUES:
+            entries = load_rest_entries(str(rest_dir(fixtures_dir) / f"{venue}.json"))
+            market_info = bybit_instrument_info(fixtures_dir) if venue == "bybit" else None
+            public = create_rest_replay_exchange(venue, entries, market_info=market_info)
+            private = create_rest_replay_exchange(venue, entries, config=DUMMY_CREDENTIALS, market_info=market_info)
+            try:
+                for index, entry in enumerate(entries):
+                    ex = private if entry["method"] == "fetchFundingHistory" else public
+                    before = len(ex.replay_requests)
+                    try:
+                        got: Any = await getattr(ex, REPLAYABLE_METHODS[entry["method"]])(*entry["input"])
+                        got = json.loads(json.dumps(got))  # as the recording holds it: plain JSON types
+                    except Exception as exc:  # noqa: BLE001 - reported by the entry's own test
+                        got = exc
+                    out[(venue, index)] = (ex, got, len(ex.replay_requests) - before)
+            finally:
+                await public.close()
+                await private.close()
+
+    asyncio.run(run())
+    return out
+
+
+def replay(replayed: dict[tuple[str, int], tuple[Any, Any, int]], venue: str, index: int) -> tuple[Any, Any, int]:
+    ex, got, requests = replayed[(venue, index)]
+    if isinstance(got, Exception):
+        raise got
+    return ex, got, requests
 
 
 @pytest.mark.parametrize(("venue", "index"), all_entries(), ids=lambda v: str(v))
-def test_recorded_http_response_parses_to_cccxts_recorded_structure(fixtures_dir: Path, venue: str, index: int) -> None:
+def test_recorded_http_response_parses_to_cccxts_recorded_structure(
+    fixtures_dir: Path, replayed: dict[tuple[str, int], tuple[Any, Any, int]], venue: str, index: int
+) -> None:
     entry = load_rest_entries(str(rest_dir(fixtures_dir) / f"{venue}.json"))[index]
-    ex, got = replay(fixtures_dir, venue, entry)
+    _, got, requests = replay(replayed, venue, index)
     assert_same(got, entry["parsedResponse"], f"{venue}.{entry['method']}{entry['input']}")
-    assert ex.replay_requests, "ccxt built a request and the replay answered it"
+    assert requests >= 1, "ccxt built a request and the replay answered it"
 
 
 def test_every_fixture_method_fundarb_uses_is_covered(fixtures_dir: Path) -> None:
@@ -146,10 +173,12 @@ def _same_float(a: float, b: Any) -> bool:
 
 
 @pytest.mark.parametrize(("venue", "index"), all_entries(STORED_METHODS), ids=lambda v: str(v))
-def test_normalizer_records_equal_the_recorded_parsed_values(fixtures_dir: Path, venue: str, index: int) -> None:
+def test_normalizer_records_equal_the_recorded_parsed_values(
+    fixtures_dir: Path, replayed: dict[tuple[str, int], tuple[Any, Any, int]], venue: str, index: int
+) -> None:
     entry = load_rest_entries(str(rest_dir(fixtures_dir) / f"{venue}.json"))[index]
     method, expected = entry["method"], entry["parsedResponse"]
-    ex, got = replay(fixtures_dir, venue, entry)
+    ex, got, _ = replay(replayed, venue, index)
     symbol = entry["input"][0][0] if method == "fetchFundingRates" else entry["input"][0]
     instrument = instrument_from_market(7, venue, ex.markets[symbol])
     cs = instrument.contract_size
