@@ -428,3 +428,67 @@ def test_open_exchange_builds_a_wire_replay_from_the_config_and_its_symbols_chec
     other = config_from_dict({**raw, "exchanges": [{"id": "bybit", "symbols": ["SOL/USDT:USDT"]}]})
     with pytest.raises(ConfigError, match="SOL/USDT:USDT"):
         check_symbols(other, "bybit", open_exchange(other, "bybit").markets)
+
+
+def _funding_rows(fixtures_dir: Path, venue: str, n: int) -> list[dict[str, str]]:
+    import csv
+
+    with (fixtures_dir / "funding_2025_2026" / "funding_btc_eth_binance_bybit_hyperliquid_utc.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["venue"] == venue and r["venue_symbol"] == "BTCUSDT"]
+    return rows[: n + 1]
+
+
+def _session(path: Path, conn_url: str, frames: list[tuple[float, dict[str, Any]]]) -> None:
+    lines = [
+        {"t": "header", "format": 2, "exchange": "test"},
+        {"t": "connect", "conn": "c1", "ts": 0, "addr": conn_url},
+    ]
+    lines += [{"t": "recv", "conn": "c1", "ts": ts, "data": json.dumps(msg)} for ts, msg in frames]
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+
+
+def test_binance_mark_price_and_okx_funding_rate_channels_route_through_wire(
+    fixtures_dir: Path, tmp_path: Path
+) -> None:
+    """The funding channels the Feed watches on binance and okx, as venue-format frames carrying the real
+    settled BTC rates of the funding fixture (no fixture session recorded those channels)."""
+    rows = _funding_rows(fixtures_dir, "binance", 12)
+    binance_frames, okx_frames, expected = [], [], []
+    for row, nxt in zip(rows, rows[1:], strict=False):
+        t = int(row["settlement_time_ms_utc"]) + 1000
+        rate, next_ts, mark = nxt["funding_rate"], int(nxt["settlement_time_ms_utc"]), row["mark_price"]
+        expected.append((t, float(rate), next_ts, float(mark)))
+        data = {
+            "e": "markPriceUpdate",
+            "E": t,
+            "s": "BTCUSDT",
+            "p": mark,
+            "i": mark,
+            "P": mark,
+            "r": rate,
+            "T": next_ts,
+        }
+        binance_frames.append((t / 1000, {"stream": "btcusdt@markPrice@1s", "data": data}))
+        okx = {"instId": "BTC-USDT-SWAP", "instType": "SWAP", "fundingRate": rate, "fundingTime": str(next_ts)}
+        okx |= {"nextFundingRate": "", "nextFundingTime": str(next_ts + 8 * 3_600_000), "ts": str(t)}
+        okx_frames.append((t / 1000, {"arg": {"channel": "funding-rate", "instId": "BTC-USDT-SWAP"}, "data": [okx]}))
+    _session(tmp_path / "binance.jsonl", "wss://fstream.binance.com/stream", binance_frames)
+    _session(tmp_path / "okx.jsonl", "wss://ws.okx.com:8443/ws/v5/public", okx_frames)
+
+    async def watch_all(ex: Any, call: Callable[[], Any]) -> list[Any]:
+        out = []
+        try:
+            while True:
+                out.append(copy.deepcopy(await call()))
+        except EndOfRecording:
+            return out
+        finally:
+            await ex.close()
+
+    binance = create_wire_exchange("binance", str(tmp_path / "binance.jsonl"))
+    marks = asyncio.run(watch_all(binance, lambda: binance.watch_mark_price("BTC/USDT:USDT")))
+    assert [(m["timestamp"], float(m["info"]["r"]), m["info"]["T"], m["markPrice"]) for m in marks] == expected
+    okx = create_wire_exchange("okx", str(tmp_path / "okx.jsonl"))
+    rates = asyncio.run(watch_all(okx, lambda: okx.watch_funding_rate("BTC/USDT:USDT")))
+    assert [(r["fundingRate"], r["fundingTimestamp"]) for r in rates] == [(e[1], e[2]) for e in expected]
+    assert all(r["symbol"] == "BTC/USDT:USDT" for r in rates) and len(rates) == 12
