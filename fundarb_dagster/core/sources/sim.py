@@ -545,6 +545,7 @@ class _Chunk:
 
 @dataclass
 class _Stream:
+    first: int | None = None  # the first subscription's time
     cursor: int | None = None  # every event at or before this time is handled
     lost_from: int | None = None  # after a disconnect: events after this are lost until re-subscription
     pending: deque = field(default_factory=deque)
@@ -895,7 +896,7 @@ class SimExchange:
             closes[filled] = chunk.price[ends[filled] - 1]
             highs[filled] = np.maximum.reduceat(chunk.price, first)[: first.size]
             lows[filled] = np.minimum.reduceat(chunk.price, first)[: first.size]
-            volumes[filled] = np.round(chunk.cum[ends[filled]] - chunk.cum[first], 10)
+            volumes[filled] = np.round(chunk.cum[ends[filled]] - chunk.cum[first], m.lot_decimals)
         return [
             [t, o, hi, lo, c, v]
             for t, o, hi, lo, c, v in zip(
@@ -918,7 +919,7 @@ class SimExchange:
             flat = float(np.round(chunk.mid[j * 60 : j * 60 + 1], m.decimals)[0])
             return [ts, flat, flat, flat, flat, 0.0]
         prices = chunk.price[begin:stop]
-        volume = float(np.round(chunk.cum[stop : stop + 1] - chunk.cum[begin : begin + 1], 10)[0])
+        volume = float(np.round(chunk.cum[stop : stop + 1] - chunk.cum[begin : begin + 1], m.lot_decimals)[0])
         return [ts, float(prices[0]), float(prices.max()), float(prices.min()), float(prices[-1]), volume]
 
     def _candle(self, m: _Market, tf_ms: int, bucket: int, upto: int) -> list[float]:
@@ -943,7 +944,7 @@ class SimExchange:
             max(r[2] for r in rows),
             min(r[3] for r in rows),
             rows[-1][4],
-            _round(sum(r[5] for r in rows), 10),
+            _round(sum(r[5] for r in rows), m.lot_decimals),
         ]
 
     # -- structures -------------------------------------------------------------------------------------
@@ -1134,6 +1135,32 @@ class SimExchange:
         keep = (times >= since) & (times < until)
         return times[keep], samples[keep]
 
+    def _mark_index(self, m: _Market, t: int) -> tuple[float, float]:
+        """Mark and index price of a perp at t from the world paths (no trade generation)."""
+        h = t // HOUR_MS
+        s = (t - h * HOUR_MS) // 1000
+        index = np.exp(self.world.spot_seconds(m.a, h)[s : s + 1]) * m.multiplier
+        mid = index * (1.0 + self.world.premium_seconds(m.venue.index, m.a, h)[s : s + 1])
+        return float(np.round(mid, m.decimals)[0]), float(np.round(index, m.decimals)[0])
+
+    def funding_rate_at(self, symbol: str, t: int) -> dict[str, Any]:
+        """Sim-only: the funding-rate structure `watch_funding_rate` would send at market time t."""
+        m = self._m[symbol]
+        if not m.swap:
+            raise ValueError(f"symbol: {symbol!r} is spot; funding exists for perps only")
+        return self._funding_structure(m, int(t))
+
+    def served_range(self, stream: str, symbol: str) -> tuple[int, int] | None:
+        """Sim-only: (first subscription time, time served up to) of a subscription, None before any.
+
+        Every event with first < t <= served-up-to was either sent (counted in `emitted`) or is counted in
+        `lost`; `stream` is the counters' name (`ohlcv:<timeframe>` and `mark_price` for those calls).
+        """
+        st = self._streams.get((stream, symbol))
+        if st is None or st.first is None:
+            return None
+        return st.first, st.cursor if st.cursor is not None else (st.lost_from or st.first)
+
     def funding_intervals(self, symbol: str) -> list[tuple[int | None, float]]:
         """Sim-only: [(valid_from_ms or None, interval_h)]; settlements after valid_from use interval_h."""
         m = self._m[symbol]
@@ -1162,9 +1189,7 @@ class SimExchange:
 
     def _funding_structure(self, m: _Market, t: int) -> dict[str, Any]:
         state = self._funding_state(m, t)
-        chunk = self._chunk(m, t // HOUR_MS)
-        s = (t - chunk.start_ms) // 1000
-        mark, index = float(chunk.mark[s]), float(chunk.index[s])
+        mark, index = self._mark_index(m, t)
         market_id = self.markets[m.symbol]["id"]
         interval = f"{state['L']:g}h"
         interest = m.venue.interest_8h * state["L"] / 8.0
@@ -1204,9 +1229,7 @@ class SimExchange:
 
     def _mark_price_structure(self, m: _Market, t: int) -> dict[str, Any]:
         state = self._funding_state(m, t)
-        chunk = self._chunk(m, t // HOUR_MS)
-        s = (t - chunk.start_ms) // 1000
-        mark, index = float(chunk.mark[s]), float(chunk.index[s])
+        mark, index = self._mark_index(m, t)
         market_id = self.markets[m.symbol]["id"]
         if self.id == "okx":
             info: dict[str, Any] = {"instType": "SWAP", "instId": market_id, "markPx": str(mark), "ts": str(t)}
@@ -1337,6 +1360,8 @@ class SimExchange:
                     self.lost[("disconnect", stream, m.symbol)] += lost
                     st.lost_from = None
                 st.cursor = now
+                if st.first is None:
+                    st.first = now
             c = st.cursor
             d = self._next_disconnect(stream, m, c)
             e = self._next_event(stream, m, c, grid)
@@ -1375,7 +1400,7 @@ class SimExchange:
             t -= grid
         raise AssertionError("no due event")  # pragma: no cover - _due guarantees one
 
-    def _malformed(self, stream: str, m: _Market, message: Any, kind: int) -> Any:
+    def _malformed(self, stream: str, m: _Market, message: Any, kind: int) -> tuple[Any, str]:
         reason = _BAD_REASONS[kind]
         missing = _MISSING_FIELD[stream]
         if stream == "ohlcv":
@@ -1406,9 +1431,13 @@ class SimExchange:
                 bad["timestamp"] = bad["timestamp"] + FUTURE_SKEW_MS
                 bad["datetime"] = _iso(bad["timestamp"])
         label = f"missing:{missing}" if reason == "missing" else reason
-        self.faults_injected[("malformed", stream, m.symbol)] += 1
-        self.malformed_kinds[(label, stream, m.symbol)] += 1
-        return bad
+        return bad, label
+
+    def _record_fault(self, kind: str, stream: str, symbol: str, label: str | None = None) -> None:
+        """Count an injected message when it is sent (extras queued but never sent are not counted)."""
+        self.faults_injected[(kind, stream, symbol)] += 1
+        if label is not None:
+            self.malformed_kinds[(label, stream, symbol)] += 1
 
     # -- watch ------------------------------------------------------------------------------------------
     async def watch_trades(
@@ -1450,7 +1479,7 @@ class SimExchange:
             while i < len(order) - 1:
                 if flags[i][2] < f.out_of_order_rate:
                     order[i], order[i + 1] = order[i + 1], order[i]
-                    self.faults_injected[("out_of_order", "trades", m.symbol)] += 1
+                    self._record_fault("out_of_order", "trades", m.symbol)
                     i += 2
                 else:
                     i += 1
@@ -1460,9 +1489,10 @@ class SimExchange:
             d0, d1, _, kind, trade_key = flags[i]
             if d1 < f.duplicate_rate:
                 out.append(dict(good[i]))
-                self.faults_injected[("duplicate", "trades", m.symbol)] += 1
+                self._record_fault("duplicate", "trades", m.symbol)
             if d0 < f.malformed_rate:
-                bad = self._malformed("trades", m, good[i], kind)
+                bad, label = self._malformed("trades", m, good[i], kind)
+                self._record_fault("malformed", "trades", m.symbol, label)
                 hour, k = divmod(trade_key, TRADE_ID_HOUR)
                 bad["id"] = str(hour * TRADE_ID_HOUR + MALFORMED_ID_OFFSET + k)
                 out.append(bad)
@@ -1475,7 +1505,9 @@ class SimExchange:
         st = self._streams.setdefault(key, _Stream())
         if st.pending:
             await asyncio.sleep(0)
-            return st.pending.popleft()
+            kind, label, message = st.pending.popleft()
+            self._record_fault(kind, stream, symbol, label)
+            return message
         st, lo, hi = await self._due(key, stream, m, grid)
         t = self._latest_grid(stream, m, lo, hi, grid)
         total = self._count_events(stream, m, lo, hi, grid) - self._count_stale_events(stream, m, lo, hi, grid)
@@ -1495,13 +1527,12 @@ class SimExchange:
             return
         base = (*self._fault_key(stream, m), t)
         if _unit(*base, 1) < f.malformed_rate:
-            st.pending.append(self._malformed(stream, m, message, int(_unit(*base, 4) * len(_BAD_REASONS))))
+            bad, label = self._malformed(stream, m, message, int(_unit(*base, 4) * len(_BAD_REASONS)))
+            st.pending.append(("malformed", label, bad))
         if _unit(*base, 2) < f.duplicate_rate:
-            st.pending.append(message.copy() if isinstance(message, dict) else list(message))
-            self.faults_injected[("duplicate", stream, m.symbol)] += 1
+            st.pending.append(("duplicate", None, dict(message)))
         if st.last_msg is not None and _unit(*base, 3) < f.out_of_order_rate:
-            st.pending.append(st.last_msg)
-            self.faults_injected[("out_of_order", stream, m.symbol)] += 1
+            st.pending.append(("out_of_order", None, st.last_msg))
 
     async def watch_ticker(self, symbol: str, params: dict | None = None) -> dict[str, Any]:
         """The latest ticker (bybit/hyperliquid perps carry their funding fields in `info`)."""
@@ -1540,9 +1571,6 @@ class SimExchange:
         m = await self._market(symbol)
         key = ("ohlcv", symbol) if timeframe == "1m" else (f"ohlcv:{timeframe}", symbol)
         st = self._streams.setdefault(key, _Stream())
-        if st.pending:
-            await asyncio.sleep(0)
-            return [st.pending.popleft()]
         grid = self.ohlcv_update_ms
         st, lo, hi = await self._due(key, "ohlcv", m, grid)
         t = self._latest_grid("ohlcv", m, lo, hi, grid)
@@ -1577,13 +1605,15 @@ class SimExchange:
         base = (*self._fault_key("ohlcv", m), t)
         current = rows[-1]
         if _unit(*base, 1) < f.malformed_rate:
-            rows.append(self._malformed("ohlcv", m, current, int(_unit(*base, 4) * len(_BAD_REASONS))))
+            bad, label = self._malformed("ohlcv", m, current, int(_unit(*base, 4) * len(_BAD_REASONS)))
+            rows.append(bad)
+            self._record_fault("malformed", "ohlcv", m.symbol, label)
         if _unit(*base, 2) < f.duplicate_rate:
             rows.append(list(current))
-            self.faults_injected[("duplicate", "ohlcv", m.symbol)] += 1
+            self._record_fault("duplicate", "ohlcv", m.symbol)
         if st.last_closed is not None and _unit(*base, 3) < f.out_of_order_rate:
             rows.append(list(st.last_closed))
-            self.faults_injected[("out_of_order", "ohlcv", m.symbol)] += 1
+            self._record_fault("out_of_order", "ohlcv", m.symbol)
 
     # -- history ----------------------------------------------------------------------------------------
     def _range(self, since: int | None, until: int | None, now: int) -> tuple[int, int]:
@@ -1690,7 +1720,7 @@ class SimExchange:
         for t in times:
             _, _, running, interval_h = self._funding_parts(m, t)
             rate = self._rate(m, float(running[-1]), interval_h)
-            chunk = self._chunk(m, t // HOUR_MS)
+            mark, _ = self._mark_index(m, t)
             out.append(
                 {
                     "info": {
@@ -1698,7 +1728,7 @@ class SimExchange:
                         "fundingTime": t,
                         "fundingRate": f"{rate:.8f}",
                         "fundingIntervalHours": interval_h,
-                        "markPrice": str(float(chunk.mark[0])),
+                        "markPrice": str(mark),
                     },
                     "symbol": symbol,
                     "fundingRate": rate,
