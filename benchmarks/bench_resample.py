@@ -1,0 +1,242 @@
+"""Ticks -> 1m OHLCV and 1m -> 5m/1h bars: DuckDB (the warehouse's SQL) against pandas, time and peak memory.
+
+Every method runs in its own subprocess, end to end from the same zstd Parquet file of ticks, and reports
+its wall time and its peak resident memory (max RSS from getrusage), so one method's garbage never counts
+against another. pandas is single-threaded; DuckDB uses its default threads (all cores).
+
+    python -m benchmarks.bench_resample            # 10 M and 50 M ticks, 1 M 1m bars
+    python -m benchmarks.bench_resample --quick    # 1 M and 2 M ticks, 100 k bars (a smoke run)
+
+Targets: DuckDB at least as fast as the best pandas at 10 M ticks; at 50 M, DuckDB's peak memory under a
+quarter of pandas'; 1m -> 5m/1h at least 50x faster than pandas resample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TICK_METHODS = ("duckdb", "duckdb_tiebreak", "pandas_groupby", "pandas_resample")
+BAR_METHODS = ("duckdb_bars", "pandas_bars")
+
+
+def write_ticks(path: Path, n: int, seed: int = 7) -> None:
+    """n trades of one instrument, ~50 ms apart on average, a log random-walk price, in capture order."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    chunk = 5_000_000
+    writer = None
+    ts0, price0, written = 1_762_000_000_000, 100.0, 0
+    while written < n:
+        m = min(chunk, n - written)
+        ts = ts0 + np.cumsum(rng.integers(0, 100, m, dtype=np.int64))
+        price = price0 * np.exp(np.cumsum(rng.normal(0, 1e-4, m)))
+        table = pa.table(
+            {
+                "ts_ms": ts,
+                "trade_id": np.arange(written, written + m, dtype=np.int64),
+                "price": price,
+                "amount": rng.exponential(1.0, m),
+                "exchange": pa.array(["binance"] * m).dictionary_encode(),
+                "symbol": pa.array(["BTC/USDT"] * m).dictionary_encode(),
+            }
+        )
+        if writer is None:
+            writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+        writer.write_table(table)
+        ts0, price0, written = int(ts[-1]), float(price[-1]), written + m
+    writer.close()
+
+
+def write_bars(path: Path, n: int, series: int = 20, seed: int = 11) -> None:
+    """n one-minute bars over `series` instruments (each a contiguous run of minutes)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    per = n // series
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, per * series)))
+    spread = np.abs(rng.normal(0, 5e-4, per * series)) * close
+    table = pa.table(
+        {
+            "ts_ms": np.tile(
+                1_700_000_000_000 // 3_600_000 * 3_600_000 + np.arange(per, dtype=np.int64) * 60_000, series
+            ),
+            "exchange": np.repeat(np.array([f"ex{i % 4}" for i in range(series)]), per),
+            "symbol": np.repeat(np.array([f"S{i}/USDT" for i in range(series)]), per),
+            "open": close,
+            "high": close + spread,
+            "low": close - spread,
+            "close": close,
+            "volume": rng.exponential(5.0, per * series),
+            "is_filled": rng.random(per * series) < 0.02,
+        }
+    )
+    pq.write_table(table, path, compression="zstd")
+
+
+# -- workers (run in a subprocess each) ------------------------------------------------------------------
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(method: str, path: str) -> dict:
+    """One method end to end. Every worker imports the same modules, and the `baseline` worker does only
+    that, so peak RSS minus the baseline's is what the method itself needed."""
+    import duckdb
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from fundarb_dagster.core import resample
+
+    if method == "baseline":
+        return {"method": method, "rows": 0, "total_s": 0.0, "compute_s": 0.0, "peak_mb": _rss_mb()}
+    t0 = time.perf_counter()
+    if method in ("duckdb", "duckdb_tiebreak"):
+        tie = "(ts_ms, trade_id)" if method == "duckdb_tiebreak" else "ts_ms"
+        # the warehouse's aggregation (sql/market/ohlcv_1m.sql, trade_bars), streamed from Parquet
+        sql = (
+            "SELECT exchange, symbol, (ts_ms // 60000) * 60000 AS bucket_ms, "
+            f"arg_min(price, {tie}) AS open, max(price) AS high, min(price) AS low, arg_max(price, {tie}) AS close, "
+            "sum(amount) AS volume, count(*) AS trade_count "
+            "FROM read_parquet($path) GROUP BY ALL"
+        )
+        with duckdb.connect() as conn:
+            rows = len(conn.execute(sql, {"path": path}).fetchnumpy()["bucket_ms"])
+        compute = time.perf_counter() - t0
+    elif method in ("pandas_groupby", "pandas_resample"):
+        table = pq.read_table(path, columns=["ts_ms", "price", "amount"])
+        ts, price, amount = (table.column(c).to_numpy() for c in ("ts_ms", "price", "amount"))
+        del table
+        t1 = time.perf_counter()
+        if method == "pandas_groupby":
+            rows = len(resample.pandas_groupby_ohlc(ts, price, amount))
+        else:
+            rows = len(resample.pandas_resample_ohlc(ts, price, amount, "1min"))
+        compute = time.perf_counter() - t1
+    elif method == "duckdb_bars":
+        with duckdb.connect() as conn:
+            conn.execute(
+                "CREATE TABLE ohlcv_1m AS SELECT make_timestamp(ts_ms * 1000) AS ts, * EXCLUDE (ts_ms), "
+                "0::BIGINT AS trade_count FROM read_parquet($path)",
+                {"path": path},
+            )
+            t1 = time.perf_counter()
+            rows = 0
+            for name in ("ohlcv_5m", "ohlcv_1h"):
+                sql = (REPO / "sql" / "market" / f"{name}.sql").read_text()
+                params = {"start": pd.Timestamp("2000-01-01"), "end": pd.Timestamp("2100-01-01")}
+                rows += len(conn.execute(f"SELECT * FROM ({sql})", params).fetchnumpy()["ts"])
+            compute = time.perf_counter() - t1
+    elif method == "pandas_bars":
+        frame = pq.read_table(path).to_pandas()
+        frame["ts"] = pd.to_datetime(frame["ts_ms"], unit="ms")
+        t1 = time.perf_counter()
+        rows = 0
+        for rule in ("5min", "1h"):
+            grouped = frame.set_index("ts").groupby(["exchange", "symbol"]).resample(rule)
+            out = grouped.agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+            rows += len(out)
+        compute = time.perf_counter() - t1
+    else:
+        raise ValueError(f"method: {method!r} unknown")
+    total = time.perf_counter() - t0
+    return {"method": method, "rows": rows, "total_s": total, "compute_s": compute, "peak_mb": _rss_mb()}
+
+
+def run_worker(method: str, path: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_resample", "--worker", method, "--file", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_ticks(n: int, folder: Path) -> dict[str, dict]:
+    path = folder / f"ticks_{n}.parquet"
+    t0 = time.perf_counter()
+    write_ticks(path, n)
+    print(
+        f"\n{n / 1e6:.0f} M ticks -> 1m OHLCV  (data written in {time.perf_counter() - t0:.1f} s, "
+        f"{path.stat().st_size / 1e6:.0f} MB Parquet)"
+    )
+    print(f"  {'method':18s} {'bars':>9s} {'end-to-end s':>13s} {'compute s':>10s} {'peak MB (over baseline)':>24s}")
+    results = {}
+    baseline = run_worker("baseline", path)["peak_mb"]
+    for method in TICK_METHODS:
+        r = run_worker(method, path)
+        r["peak_mb"] = max(r["peak_mb"] - baseline, 1.0)
+        results[method] = r
+        print(f"  {method:18s} {r['rows']:9d} {r['total_s']:13.2f} {r['compute_s']:10.2f} {r['peak_mb']:24.0f}")
+    path.unlink()
+    return results
+
+
+def bench_bars(n: int, folder: Path) -> dict[str, dict]:
+    path = folder / f"bars_{n}.parquet"
+    write_bars(path, n)
+    print(f"\n{n / 1e6:.1f} M 1m bars (20 series) -> 5m + 1h")
+    results = {}
+    baseline = run_worker("baseline", path)["peak_mb"]
+    for method in BAR_METHODS:
+        r = run_worker(method, path)
+        r["peak_mb"] = max(r["peak_mb"] - baseline, 1.0)
+        results[method] = r
+        print(f"  {method:18s} {r['rows']:9d} bars   compute {r['compute_s']:8.3f} s   peak {r['peak_mb']:6.0f} MB")
+    path.unlink()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.file)))
+        return
+    small, large, bars = (1_000_000, 2_000_000, 100_000) if args.quick else (10_000_000, 50_000_000, 1_000_000)
+    with tempfile.TemporaryDirectory(prefix="bench_resample_") as tmp:
+        folder = Path(tmp)
+        at_small = bench_ticks(small, folder)
+        at_large = bench_ticks(large, folder)
+        bar_results = bench_bars(bars, folder)
+    best_pandas = min(at_small["pandas_groupby"]["total_s"], at_small["pandas_resample"]["total_s"])
+    speed = best_pandas / at_small["duckdb"]["total_s"]
+    memory = at_large["duckdb"]["peak_mb"] / max(at_large[m]["peak_mb"] for m in ("pandas_groupby", "pandas_resample"))
+    memory_best = at_large["duckdb"]["peak_mb"] / min(
+        at_large[m]["peak_mb"] for m in ("pandas_groupby", "pandas_resample")
+    )
+    bar_speed = bar_results["pandas_bars"]["compute_s"] / bar_results["duckdb_bars"]["compute_s"]
+    print("\nsummary")
+    print(
+        f"  {small / 1e6:.0f} M ticks: DuckDB end-to-end is {speed:.2f}x the best pandas "
+        f"(target >= 1): {'PASS' if speed >= 1 else 'FAIL'}"
+    )
+    print(
+        f"  {large / 1e6:.0f} M ticks: DuckDB peak memory is {memory:.2f} of the hungriest pandas' and "
+        f"{memory_best:.2f} of the leanest (target < 0.25): {'PASS' if memory_best < 0.25 else 'FAIL'}"
+    )
+    print(
+        f"  1m -> 5m/1h: DuckDB is {bar_speed:.0f}x pandas resample (target >= 50): "
+        f"{'PASS' if bar_speed >= 50 else 'FAIL'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
