@@ -126,11 +126,12 @@ class Ring:
             memory = np.zeros(nbytes, dtype=np.uint8) if buffer is None else np.frombuffer(buffer, np.uint8, nbytes)
             self._sync = _no_sync
         self._memory = memory
-        self._ctl = memory[:HEADER_BYTES].view(np.int64)
+        # Control words through a memoryview: an item access costs ~35 ns against ~150 ns for numpy scalars.
+        self._ctl = memoryview(memory[:HEADER_BYTES]).cast("q")
         self._slots = memory[HEADER_BYTES:nbytes].view(self._raw_dtype)
         is_owner = comm is None or comm.Get_rank() == owner
         if is_owner and (buffer is None or int(self._ctl[_MAGIC]) != _MAGIC_VALUE):
-            self._ctl[:] = 0
+            memory[:HEADER_BYTES] = 0
             self._ctl[_CAPACITY] = self.capacity
             self._ctl[_ITEMSIZE] = self.itemsize
             self._ctl[_MAGIC] = _MAGIC_VALUE
@@ -154,6 +155,8 @@ class Ring:
     # -- lifetime ---------------------------------------------------------------------------------------
     def free(self) -> None:
         """Release the window (collective under MPI); the ring is unusable afterwards. Idempotent."""
+        if self._ctl is not None:
+            self._ctl.release()
         if self._win is not None:
             self._win.Unlock_all()
             self._win.Free()
@@ -208,29 +211,45 @@ class Ring:
 
     # -- producer ---------------------------------------------------------------------------------------
     def try_push(self, records: np.ndarray) -> int:
-        """Copy as many of `records` as fit without waiting; returns how many were written."""
-        n = len(records)
-        free = self.capacity - (self._head - self._seen_tail)
-        if free < n:
+        """Copy as many of `records` as fit without waiting; returns how many were written.
+
+        `records` are of the ring's dtype, or a raw `V{itemsize}` view of them: a producer that stages into
+        a preallocated buffer can take that view once and skip a ~0.7 us view per call.
+        """
+        n = whole = len(records)
+        head = self._head
+        capacity = self.capacity
+        if capacity - (head - self._seen_tail) < n:
             self._sync()
-            self._seen_tail = int(self._ctl[_TAIL])
+            self._seen_tail = self._ctl[_TAIL]
             self._sync()  # the consumer's reads of those slots are complete before we overwrite them
-            free = self.capacity - (self._head - self._seen_tail)
-            if free <= 0:
+            n = min(n, capacity - (head - self._seen_tail))
+            if n <= 0:
                 return 0
-            n = min(n, free)
         if n == 0:
             return 0
-        raw = records.view(self._raw_dtype) if records.dtype != self._raw_dtype else records
-        start = self._head % self.capacity
-        first = min(n, self.capacity - start)
-        self._slots[start : start + first] = raw[:first]
-        if first < n:
+        raw = self._raw(records)
+        start = head % capacity
+        end = start + n
+        if end <= capacity:
+            # Slicing a small array costs more than copying it: skip the slice when all of it goes in.
+            self._slots[start:end] = raw if n == whole else raw[:n]
+        else:
+            first = capacity - start
+            self._slots[start:] = raw[:first]
             self._slots[: n - first] = raw[first:n]
-        self._head += n
+        self._head = head = head + n
         self._sync()  # records visible before the head that publishes them
-        self._ctl[_HEAD] = self._head
+        self._ctl[_HEAD] = head
         return n
+
+    def _raw(self, records: np.ndarray) -> np.ndarray:
+        dtype = records.dtype
+        if dtype == self._raw_dtype:
+            return records
+        if dtype == self.dtype:
+            return records.view(self._raw_dtype)
+        raise TypeError(f"records: dtype {dtype} is not this ring's {self.dtype}")
 
     def push(self, records: np.ndarray, *, drop: bool = False, timeout_s: float | None = None) -> int:
         """Write all `records`, waiting (with back-off) while the ring is full; returns records written.
@@ -238,8 +257,6 @@ class Ring:
         `drop=True` is the `drop_newest` policy: what does not fit now is discarded and counted in `drops`
         instead of waiting. Each time the producer has to wait counts once in `waits`.
         """
-        if records.dtype != self.dtype and records.dtype != self._raw_dtype:
-            raise TypeError(f"records: dtype {records.dtype} is not this ring's {self.dtype}")
         done = self.try_push(records)
         if done == len(records):
             return done
@@ -269,7 +286,7 @@ class Ring:
 
     def _count(self, word: int, n: int) -> None:
         # Only the producer writes these words, so a read-modify-write is race-free.
-        self._ctl[word] = int(self._ctl[word]) + n
+        self._ctl[word] = self._ctl[word] + n
         self._sync()
 
     # -- consumer ---------------------------------------------------------------------------------------
@@ -281,24 +298,35 @@ class Ring:
         return self._seen_head - self._tail
 
     def pop_into(self, out: np.ndarray) -> int:
-        """Copy up to `len(out)` waiting records into `out` (of the ring's dtype); returns how many."""
-        n = min(len(out), self._seen_head - self._tail)
-        if n < len(out):
+        """Copy up to `len(out)` waiting records into `out` (ring dtype or its raw view); returns how many."""
+        want = len(out)
+        tail = self._tail
+        n = self._seen_head - tail
+        if n < want:
             self._sync()
-            self._seen_head = int(self._ctl[_HEAD])
+            self._seen_head = self._ctl[_HEAD]
             self._sync()  # the records behind that head are visible after this barrier
-            n = min(len(out), self._seen_head - self._tail)
-        if n <= 0:
-            return 0
-        raw = out.view(self._raw_dtype) if out.dtype != self._raw_dtype else out
-        start = self._tail % self.capacity
-        first = min(n, self.capacity - start)
-        raw[:first] = self._slots[start : start + first]
-        if first < n:
+            n = self._seen_head - tail
+            if n <= 0:
+                return 0
+        if n > want:
+            n = want
+        raw = self._raw(out)
+        capacity = self.capacity
+        start = tail % capacity
+        end = start + n
+        if end <= capacity:
+            if n == want:
+                raw[...] = self._slots[start:end]
+            else:
+                raw[:n] = self._slots[start:end]
+        else:
+            first = capacity - start
+            raw[:first] = self._slots[start:]
             raw[first:n] = self._slots[: n - first]
-        self._tail += n
+        self._tail = tail = tail + n
         self._sync()  # finished reading the slots before handing them back
-        self._ctl[_TAIL] = self._tail
+        self._ctl[_TAIL] = tail
         return n
 
     def pop(self, max_records: int | None = None) -> np.ndarray:
