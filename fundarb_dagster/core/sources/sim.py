@@ -547,7 +547,8 @@ class _Chunk:
 class _Stream:
     first: int | None = None  # the first subscription's time
     cursor: int | None = None  # every event at or before this time is handled
-    lost_from: int | None = None  # after a disconnect: events after this are lost until re-subscription
+    lost_from: int | None = None  # after a disconnect/unwatch: events after this are lost until re-subscription
+    lost_reason: str = "disconnect"
     pending: deque = field(default_factory=deque)
     last_msg: Any = None
     ohlcv_bucket: int | None = None
@@ -649,7 +650,14 @@ class SimExchange:
             "fetchFundingRate": True,
             "fetchFundingRates": True,
             "fetchFundingRateHistory": True,
+            "unWatchTrades": True,
+            "unWatchTicker": True,
+            "unWatchOHLCV": True,
+            "unWatchFundingRate": True,
+            "unWatchMarkPrice": exchange_id in ("binance", "okx"),
         }
+        # How this venue delivers funding on its sockets, for consumers that dispatch on it.
+        self.funding_via = "funding_rate" if funding_channel == "unified" else channel
         self.emitted: Counter = Counter()
         self.faults_injected: Counter = Counter()
         self.malformed_kinds: Counter = Counter()
@@ -1357,7 +1365,11 @@ class SimExchange:
             if st.cursor is None:
                 if st.lost_from is not None:
                     lost = self._count_events(stream, m, st.lost_from, now, grid)
-                    self.lost[("disconnect", stream, m.symbol)] += lost
+                    self.lost[(st.lost_reason, stream, m.symbol)] += lost
+                    # Stale windows that began while unsubscribed still count: the stream went silent.
+                    windows = self._count_stale_windows(self._stale(stream, m), st.lost_from, now)
+                    if windows:
+                        self.faults_injected[("stale", stream, m.symbol)] += windows
                     st.lost_from = None
                 st.cursor = now
                 if st.first is None:
@@ -1369,6 +1381,7 @@ class SimExchange:
                 self._account_stale(stream, m, c, d - 1, grid)
                 st.cursor = None
                 st.lost_from = d - 1
+                st.lost_reason = "disconnect"
                 st.pending.clear()
                 st.ohlcv_bucket = None  # a re-subscription starts from the current candle
                 self.faults_injected[("disconnect", stream, m.symbol)] += 1
@@ -1614,6 +1627,32 @@ class SimExchange:
         if st.last_closed is not None and _unit(*base, 3) < f.out_of_order_rate:
             rows.append(list(st.last_closed))
             self._record_fault("out_of_order", "ohlcv", m.symbol)
+
+    # -- unwatch ----------------------------------------------------------------------------------------
+    def _unwatch(self, key: tuple[str, str]) -> None:
+        """Drop a subscription: the next watch call subscribes afresh at the then-current time, and the
+        events in between are counted in `lost[('unwatch', ...)]`."""
+        st = self._streams.get(key)
+        if st is None or st.cursor is None:
+            return
+        st.lost_from, st.lost_reason, st.cursor = st.cursor, "unwatch", None
+        st.pending.clear()
+        st.ohlcv_bucket = None
+
+    async def un_watch_trades(self, symbol: str, params: dict | None = None) -> None:
+        self._unwatch(("trades", symbol))
+
+    async def un_watch_ticker(self, symbol: str, params: dict | None = None) -> None:
+        self._unwatch(("tickers", symbol))
+
+    async def un_watch_ohlcv(self, symbol: str, timeframe: str = "1m", params: dict | None = None) -> None:
+        self._unwatch(("ohlcv", symbol) if timeframe == "1m" else (f"ohlcv:{timeframe}", symbol))
+
+    async def un_watch_funding_rate(self, symbol: str, params: dict | None = None) -> None:
+        self._unwatch(("funding", symbol))
+
+    async def un_watch_mark_price(self, symbol: str, params: dict | None = None) -> None:
+        self._unwatch(("mark_price", symbol))
 
     # -- history ----------------------------------------------------------------------------------------
     def _range(self, since: int | None, until: int | None, now: int) -> tuple[int, int]:

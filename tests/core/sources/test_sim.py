@@ -414,6 +414,25 @@ def test_disconnects_raise_network_error_and_every_lost_trade_is_counted() -> No
     assert ex.emitted[("trades", "BTC/USDT")] == len(live)
 
 
+def test_un_watch_drops_the_subscription_and_counts_what_was_missed() -> None:
+    async def go() -> tuple[SimExchange, list[dict], list[dict]]:
+        ex = SimExchange("binance", sim(speed=30_000))
+        live, _ = await collect_trades(ex, "XRP/USDT", 0.1)
+        await ex.un_watch_trades("XRP/USDT")
+        await asyncio.sleep(0.05)  # ~25 market minutes pass unsubscribed
+        more, _ = await collect_trades(ex, "XRP/USDT", 0.1)
+        first, served = ex.served_range("trades", "XRP/USDT")
+        history = await fetch_all_trades(ex, "XRP/USDT", first + 1, served)
+        return ex, live + more, history
+
+    ex, live, history = run(go())
+    assert ex.has["unWatchTrades"]
+    missed = ex.lost[("unwatch", "trades", "XRP/USDT")]
+    assert missed > 100
+    assert len(history) == len(live) + missed
+    assert {t["id"] for t in live} <= {t["id"] for t in history}
+
+
 def test_stale_periods_go_silent_and_their_trades_are_counted_lost() -> None:
     faults = FaultConfig(stale_every_s=600, stale_duration_s=120)
 
