@@ -32,32 +32,11 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from .sql import load_sql
+
 SEVERITIES = ("info", "warning", "critical")
 ALERT_COLUMNS = ["alert_id", "ts", "severity", "rule", "subject", "value", "threshold", "message"]
 DELIVERY_COLUMNS = ["alert_id", "channel", "ts", "ok", "attempts", "error"]
-
-ALERTS_DDL = """
-CREATE TABLE IF NOT EXISTS alerts (
-    alert_id VARCHAR PRIMARY KEY,
-    ts TIMESTAMP NOT NULL,
-    severity VARCHAR NOT NULL,
-    rule VARCHAR NOT NULL,
-    subject VARCHAR NOT NULL,
-    value DOUBLE,
-    threshold DOUBLE,
-    message VARCHAR
-)
-"""
-DELIVERIES_DDL = """
-CREATE TABLE IF NOT EXISTS alert_deliveries (
-    alert_id VARCHAR NOT NULL,
-    channel VARCHAR NOT NULL,
-    ts TIMESTAMP NOT NULL,
-    ok BOOLEAN NOT NULL,
-    attempts INTEGER NOT NULL,
-    error VARCHAR
-)
-"""
 
 
 def _naive_utc(ts: Any) -> datetime:
@@ -249,8 +228,9 @@ class RaiseResult:
 
 
 def ensure_tables(conn: Any) -> None:
-    conn.execute(ALERTS_DDL)
-    conn.execute(DELIVERIES_DDL)
+    """Create `alerts` and `alert_deliveries` when missing (sql/alerts/*.sql)."""
+    conn.execute(load_sql("alerts", "alerts"))
+    conn.execute(load_sql("alerts", "alert_deliveries"))
 
 
 def last_raised(conn: Any) -> dict[tuple[str, str], datetime]:
