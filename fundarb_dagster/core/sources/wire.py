@@ -74,6 +74,9 @@ _REST_HISTORY = (
 )
 
 
+_MAX_SETTLE_S = 5.0  # wall seconds the driver waits for a first subscription topic
+
+
 class EndOfRecording(EndOfData, EOFError):
     """The wire recording is exhausted: the end of every stream of this exchange (`sources.EndOfData`)."""
 
@@ -490,8 +493,13 @@ class WireReplay:
         return None
 
     async def _settle(self) -> None:
-        """Wait for the consumer's subscriptions to arrive: live ones would miss frames sent before them."""
-        while True:
+        """Wait for the consumer's subscriptions to arrive: live ones would miss frames sent before them.
+
+        Bounded (`_MAX_SETTLE_S`): a consumer whose subscriptions name no topic this venue's rules know
+        still gets its replay (every frame then counted as unsubscribed) and the end, never a hang.
+        """
+        deadline = time.monotonic() + _MAX_SETTLE_S
+        while time.monotonic() < deadline:
             version = self._sub_version
             await asyncio.sleep(self.settle_s)
             if version == self._sub_version and self.topics:
