@@ -218,14 +218,14 @@ def test_bad_rows_are_quarantined_counted_and_kept(tmp_path: Path) -> None:
         "ts_ms: not an integer": 1,
         "columns: field count": 1,
     }
-    assert "line 4: high: '-1' must be > 0" in result.samples
+    assert "line 4: high: '-1.0' must be > 0" in result.samples
     assert "line 7: close: 'n/a' is not a number" in result.samples
     assert "line 9: ts_ms: 'yesterday' is not an epoch timestamp" in result.samples
     text = format_summary(summary)
     assert "4 quarantined" in text and "quarantined 1 x close: not a number" in text
     kept = (data / "quarantine").glob("*.jsonl")
     lines = [json.loads(line) for f in kept for line in f.read_text().splitlines()]
-    assert {r["value"] for r in lines[1:]} >= {"-1", "n/a", "yesterday"}
+    assert {r["value"] for r in lines[1:]} >= {"-1.0", "n/a", "yesterday"}
     events = read_landed(data, "capture_events")
     assert set(events["kind"]) == {int(EventKind.QUARANTINED)} and events["count"].sum() == 4
     assert set(events["reason"]) == set(result.reasons)

@@ -176,8 +176,8 @@ class Reject:
 
     line: int  # 1-based line in the file (header included), 0 when unknown
     field: str
-    value: str
-    reason: str  # e.g. "price: '-1' must be > 0"
+    value: str  # as written for text; a column pandas read as numbers shows the number ("-1.0")
+    reason: str  # e.g. "price: '-1.0' must be > 0"
 
 
 @dataclass
@@ -339,7 +339,11 @@ def _timeframe_from_name(stem: str) -> int:
 
 
 def _read_chunks(path: Path, columns: list[str], header: bool, quarantine: _Quarantine) -> Iterator[pd.DataFrame]:
-    """CSV chunks as strings-or-numbers; rows with too many fields are quarantined, never dropped silently."""
+    """CSV chunks; rows with too many fields are quarantined, never dropped silently.
+
+    pandas infers each column's type per chunk (the fast path: int64, float64, bool); a column holding a bad
+    value stays text, and the helpers below then parse it value by value to name what was wrong.
+    """
     with _open_text(path) as handle:
         reader = pd.read_csv(
             handle,
@@ -349,9 +353,9 @@ def _read_chunks(path: Path, columns: list[str], header: bool, quarantine: _Quar
             engine="c",
             on_bad_lines="warn",
             low_memory=False,
-            dtype=str,
-            keep_default_na=False,
             index_col=False,
+            keep_default_na=False,  # only blanks are missing: "n/a" or "null" stays text and is named when rejected
+            na_values=[""],
         )
         offset = 2 if header else 1
         with warnings.catch_warnings(record=True) as caught:
@@ -373,12 +377,27 @@ def _read_chunks(path: Path, columns: list[str], header: bool, quarantine: _Quar
 
 
 def _numeric(chunk: pd.DataFrame, column: str) -> np.ndarray:
-    return pd.to_numeric(chunk[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    col = chunk[column]
+    if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _is_text(chunk: pd.DataFrame, column: str) -> bool:
+    return not pd.api.types.is_numeric_dtype(chunk[column].dtype)
 
 
 def _integers(chunk: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
     """(int64 values, ok mask): exact integers (no float round-trip, µs/ns stay exact)."""
-    text = chunk[column].astype(str).str.strip()
+    col = chunk[column]
+    if pd.api.types.is_integer_dtype(col.dtype):
+        return col.to_numpy(dtype=np.int64), np.ones(len(col), dtype=bool)
+    if pd.api.types.is_float_dtype(col.dtype):  # integral floats ("1570752011620.0") or blanks
+        as_float = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        ok = np.isfinite(as_float) & (np.abs(np.nan_to_num(as_float)) < 2**62)
+        ok &= np.floor(np.where(ok, as_float, 0)) == np.where(ok, as_float, 0)
+        return np.where(ok, as_float, 0).astype(np.int64), ok
+    text = col.astype(str).str.strip()
     ok = np.array(text.str.fullmatch(r"-?\d+").to_numpy(dtype=bool, na_value=False))  # writable copy
     values = np.zeros(len(text), dtype=np.int64)
     if ok.any():
@@ -396,6 +415,9 @@ def _integers(chunk: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]
 
 
 def _booleans(chunk: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    if pd.api.types.is_bool_dtype(chunk[column].dtype):
+        values = chunk[column].to_numpy(dtype=bool)
+        return values, np.ones(len(values), dtype=bool)
     text = chunk[column].astype(str).str.strip().str.lower()
     true = text.isin(("true", "1")).to_numpy()
     false = text.isin(("false", "0")).to_numpy()
@@ -428,9 +450,10 @@ class _Rows:
     def number(self, column: str, fieldname: str, *, positive: bool = False, optional: bool = False) -> np.ndarray:
         values = _numeric(self.chunk, column)
         missing = np.isnan(values)
-        if optional:
-            empty = self.chunk[column].astype(str).str.strip().eq("").to_numpy()
-            self.reject(missing & ~empty, fieldname, column, "not a number", "is not a number")
+        if optional:  # blank is fine, text that is not a number is not
+            if _is_text(self.chunk, column):
+                blank = self.chunk[column].isna() | self.chunk[column].astype(str).str.strip().eq("")
+                self.reject(missing & ~blank.to_numpy(), fieldname, column, "not a number", "is not a number")
         else:
             self.reject(missing, fieldname, column, "not a number", "is not a number")
         self.reject(np.isinf(values), fieldname, column, "not finite", "is not finite")
@@ -623,27 +646,30 @@ def _infer_timeframe(chunk: pd.DataFrame, kind: str) -> int:
 
 
 def _sort_dedupe(stream: str, records: np.ndarray) -> tuple[np.ndarray, int]:
-    """Sort by event time and drop exact venue duplicates (same trade id / bar / settlement)."""
+    """Drop exact venue duplicates (same trade id / bar / settlement; the first copy stays), sort by time.
+
+    Venue files are nearly always sorted with unique ids already: that case costs two linear checks.
+    """
     if len(records) == 0:
         return records, 0
     if stream == "trades":
-        keys = [records["trade_id"], records["ts_ms"]]
-    elif stream == "funding":
-        keys = [records["is_settled"], records["funding_ts_ms"], records["ts_ms"]]
+        ids = records["trade_id"]
+        if bool((ids[1:] > ids[:-1]).all()):
+            keep = None
+        else:
+            _, first = np.unique(ids, return_index=True)
+            keep = np.sort(first)
     else:
-        keys = [records["timeframe_s"], records["ts_ms"]]
-    order = np.lexsort(keys[::-1])
-    records = records[order]
-    first_key = keys[0][order]
-    same = np.ones(len(records) - 1, dtype=bool)
-    for k in keys:
-        kk = k[order] if k is not first_key else first_key
-        same &= kk[1:] == kk[:-1]
-    if stream == "trades":  # a trade id is unique on its own
-        same = records["trade_id"][1:] == records["trade_id"][:-1]
-    keep = np.concatenate([[True], ~same])
-    out = records[keep]
-    return out[np.argsort(out["ts_ms"], kind="stable")], int((~keep).sum())
+        names = ["is_settled", "funding_ts_ms", "ts_ms"] if stream == "funding" else ["timeframe_s", "ts_ms"]
+        duplicated = pd.DataFrame({n: records[n] for n in names}).duplicated(keep="first").to_numpy()
+        keep = np.flatnonzero(~duplicated) if duplicated.any() else None
+    dropped = 0 if keep is None else len(records) - len(keep)
+    if keep is not None:
+        records = records[keep]
+    ts = records["ts_ms"]
+    if not bool((ts[1:] >= ts[:-1]).all()):
+        records = records[np.argsort(ts, kind="stable")]
+    return records, dropped
 
 
 def fill_intervals(records: np.ndarray) -> None:

@@ -496,7 +496,7 @@ def test_bad_archive_rows_are_quarantined_with_field_and_value(tmp_path: Path) -
     parsed = parse_file(path)
     assert parsed.good == 1
     reasons = {r.line: r.reason for r in parsed.rejects}
-    assert reasons[2] == "high: '42000.00' is below open/close/low"
+    assert reasons[2] == "high: '42000.0' is below open/close/low"
     assert reasons[3] == "close: 'oops' is not a number"
     assert 4 in reasons and parsed.quarantined == 3
     ex = ReplayExchange("binance", tmp_path, format="binance_archive", symbols=["BTC/USDT"])
