@@ -13,8 +13,9 @@ Entries have the shape of ccxt's own static-response tests (fixtures/ccxt_rest_r
      "parsedResponse": [[1706630400000, 43350.7, 43492.5, 43204.5, 43488, 1341.261], ...]}
 
 A call is answered by the entry of the same method whose `input` equals the call's arguments (trailing
-None/{} ignored), else by the first entry of that method for the same symbol; a call nothing answers
-raises `ccxt.NotSupported` naming the method and arguments (never a network request).
+None/{} ignored), else by the first entry of that method with the same symbol and timeframe (any
+since/limit); a call nothing answers raises `ccxt.NotSupported` naming the method and arguments (never a
+network request).
 
 Markets are built offline from the unified symbols the entries mention (`build_market`), minimal but
 complete enough for ccxt's request builders and parsers: id, base/quote/settle, type flags, contract size.
@@ -164,10 +165,12 @@ class RestReplayMixin:
         for entry in same_method:
             if _canonical(_trim(entry.get("input") or [])) == wanted:
                 return entry
-        symbol = args[0] if args else None
+        # else the same instrument and shape (symbol, timeframe: the string/list arguments), any since/limit:
+        # a venue that only holds the recorded page, which a paginating caller must cope with
         for entry in same_method:
             recorded = entry.get("input") or []
-            if recorded and _canonical(recorded[0]) == _canonical(symbol):
+            keys = [i for i, value in enumerate(recorded) if isinstance(value, str | list)]
+            if keys and all(i < len(args) and _canonical(args[i]) == _canonical(recorded[i]) for i in keys):
                 return entry
         raise ccxt.NotSupported(
             f"{self.id} rest replay: no recorded response for {method}({', '.join(map(repr, args))})"  # type: ignore[attr-defined]
