@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -46,8 +47,8 @@ from .ring import Backoff, Ring
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
 RING_STREAMS: tuple[str, ...] = (*schema.MARKET_STREAMS, "capture_events")
 EVENT_RING_RECORDS = 8192
+STOP_GRACE_S = 1.0  # at a stop, how long subscriptions may take to return the call in flight
 STAGE_MAX_AGE_S = 0.05  # a watcher hands small batches to its rings at least this often
-BACKFILL_STREAMS = ("trades", "ohlcv")
 
 
 # -- stop flag ---------------------------------------------------------------------------------------------
@@ -103,6 +104,17 @@ def writer_name(node_index: int, world_rank: int) -> str:
     return f"{host}-{world_rank}"
 
 
+def make_exchange(config: FundarbConfig, exchange_id: str, clock_start: float | None = None) -> Any:
+    """The exchange object of a watcher. Simulated venues on every rank share one virtual clock, started
+    at the job's broadcast start time, so all ranks see the same market moment."""
+    if config.source == "sim" and clock_start is not None:
+        from fundarb_dagster.core.sources.sim import SimExchange
+
+        symbols = next(e.symbols for e in config.exchanges if e.id == exchange_id)
+        return SimExchange(exchange_id, config.sim, symbols=symbols, wall_start=clock_start)
+    return open_exchange(config, exchange_id)
+
+
 # -- registry ----------------------------------------------------------------------------------------------
 async def build_registry(config: FundarbConfig) -> InstrumentRegistry:
     """Load every exchange's markets, check the symbols, register them (keeping saved ids), save."""
@@ -132,7 +144,11 @@ class Watcher:
         rings: dict[str, Ring],
         stop: StopFlag,
         deadline: float | None,
+        clock_start: float | None = None,
+        rank: int = -1,
     ) -> None:
+        self.clock_start = clock_start
+        self.rank = rank
         self.config = config
         self.registry = registry
         self.subscriptions = subscriptions
@@ -148,6 +164,7 @@ class Watcher:
         self._waits_reported: dict[str, int] = dict.fromkeys(RING_STREAMS, 0)
         self.exchanges: dict[str, Any] = {}
         self.feeds: dict[str, Any] = {}
+        self.stopping = False
 
     # the ring side ------------------------------------------------------------------------------------
     def stage(self, stream: str, records: np.ndarray) -> None:
@@ -178,9 +195,16 @@ class Watcher:
             return
         ring.count_wait()
         self._backoff.reset()
-        while done < len(records):
-            await asyncio.sleep(self._backoff.delay_s())
-            done += ring.try_push(records[done:])
+        try:
+            while done < len(records):
+                await asyncio.sleep(self._backoff.delay_s())
+                done += ring.try_push(records[done:])
+        except asyncio.CancelledError:
+            # Cancelled while waiting for room: what is not in the ring goes back to the front of the stage,
+            # where the final hand-over at shutdown finds it.
+            self._stage[stream].insert(0, records[done:])
+            self._staged[stream] += len(records) - done
+            raise
 
     def report_ring_pressure(self) -> None:
         """DROPPED and BACKPRESSURE events for what the rings counted since the last report."""
@@ -212,7 +236,7 @@ class Watcher:
         if exchange_id not in self.feeds:
             from fundarb_dagster.core.sources.feed import Feed
 
-            exchange = open_exchange(self.config, exchange_id)
+            exchange = make_exchange(self.config, exchange_id, self.clock_start)
             self.exchanges[exchange_id] = exchange
             capture = self.config.capture
             self.feeds[exchange_id] = Feed(
@@ -221,6 +245,9 @@ class Watcher:
                 funding_poll_interval_s=self.config.live.funding_poll_interval_s,
                 ohlcv_timeframe=capture.ohlcv_timeframe,
                 stale_timeout_s=dict(capture.stale_timeout_s),
+                max_backoff_s=self.config.live.reconnect_max_backoff_s,
+                # Gaps in trades/ohlcv are filled from REST history by the Feed itself (GAP_FILLED events).
+                backfill_gaps=True,
             )
         return self.feeds[exchange_id]
 
@@ -234,10 +261,11 @@ class Watcher:
                     self.stage(batch.stream, batch.records)
                     if batch.events is not None and len(batch.events):
                         self.stage("capture_events", batch.events)
-                        self._schedule_backfills(feed, batch.events)
                     if self._staged[batch.stream] >= self.batch_records:
                         await self.hand_over(batch.stream)
                     delay = 1.0
+                    if self.stopping:
+                        return  # between batches: nothing is in flight, so nothing is lost
                 return  # the feed ended (a recording is exhausted)
             except EndOfData:
                 return
@@ -264,35 +292,7 @@ class Watcher:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    def _schedule_backfills(self, feed: Any, events: np.ndarray) -> None:
-        """Fill trades/ohlcv gaps from REST history where the exchange can (the Feed decides what it can)."""
-        backfill = getattr(feed, "backfill_gap", None)
-        if backfill is None:
-            return
-        gaps = events[(events["kind"] == int(schema.EventKind.GAP))]
-        for gap in gaps:
-            stream = schema.STREAM_NAMES.get(int(gap["stream"]))
-            if stream not in BACKFILL_STREAMS or int(gap["instrument_id"]) < 0:
-                continue
-            task = asyncio.ensure_future(self._backfill(feed, stream, gap.copy()))
-            self._backfills.add(task)
-            task.add_done_callback(self._backfills.discard)
-
-    async def _backfill(self, feed: Any, stream: str, gap: np.void) -> None:
-        symbol = self.registry.by_id(int(gap["instrument_id"])).symbol
-        try:
-            batch = await feed.backfill_gap(stream, symbol, int(gap["start_ms"]), int(gap["end_ms"]))
-        except Exception as exc:  # noqa: BLE001 - a failed backfill is reported, the gap stays recorded
-            print(f"[capture] backfill {stream} {symbol}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-            return
-        if batch is None:
-            return
-        self.stage(batch.stream, batch.records)
-        if batch.events is not None:
-            self.stage("capture_events", batch.events)
-
     async def run(self) -> None:
-        self._backfills: set[asyncio.Task[None]] = set()
         tasks = [asyncio.ensure_future(self.pump(ex, sym, st)) for ex, sym, st in self.subscriptions]
         stats_every = self.config.capture.stats_interval_s
         next_report = time.monotonic() + stats_every
@@ -306,12 +306,17 @@ class Watcher:
                     self.report_ring_pressure()
                     next_report += stats_every
         finally:
-            for task in [*tasks, *self._backfills]:
+            # Let each subscription finish the call in flight and hand over its batch; cancel the ones
+            # still waiting for data after a grace period (they hold nothing yet).
+            self.stopping = True
+            pending = [t for t in tasks if not t.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=STOP_GRACE_S)
+            for task in tasks:
                 task.cancel()
             for task, result in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True), strict=True):
                 if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                     print(f"[capture] task {task!r} ended with {result!r}", file=sys.stderr, flush=True)
-            await asyncio.gather(*self._backfills, return_exceptions=True)
             for exchange in self.exchanges.values():
                 try:
                     await exchange.close()
@@ -319,6 +324,22 @@ class Watcher:
                     print(f"[capture] close: {exc!r}", file=sys.stderr, flush=True)
             self.report_ring_pressure()
             await self.hand_over()
+            self.print_source_counts()
+
+    def print_source_counts(self) -> None:
+        """What each source says it sent (the simulator keeps an exact record) and what each feed counted,
+        one JSON line per watcher: the figures a run is checked against."""
+        report: dict[str, Any] = {"rank": self.rank, "feeds": {}, "sources": {}}
+        for exchange_id, feed in self.feeds.items():
+            report["feeds"][exchange_id] = {k: int(v) for k, v in getattr(feed, "counts", {}).items()}
+            exchange = self.exchanges[exchange_id]
+            counters = {}
+            for name in ("emitted", "faults_injected", "lost"):
+                counter = getattr(exchange, name, None)
+                if counter:
+                    counters[name] = {"|".join(map(str, key)): int(n) for key, n in counter.items()}
+            report["sources"][exchange_id] = counters
+        print(f"[capture] source counts {json.dumps(report, sort_keys=True)}", flush=True)
 
 
 def _event(
@@ -570,7 +591,7 @@ def run(world: Any, config: FundarbConfig, duration_s: float | None, stop: StopF
     if rank == 0:
         print(
             f"[capture] source {config.source}: {len(subscriptions)} subscriptions over {len(watchers)} watcher(s) "
-            f"on {n_nodes} node(s); landing in {os.path.abspath(config.data_dir)}",
+            f"on {n_nodes} node(s); landing in {os.path.abspath(config.data_dir)}; clock start {start:.3f}",
             flush=True,
         )
 
@@ -586,7 +607,9 @@ def run(world: Any, config: FundarbConfig, duration_s: float | None, stop: StopF
             FlusherLoop(config, layout, registry, rings, stop).run()
         else:
             mine = {stream: rings[(rank, stream)] for stream in RING_STREAMS}
-            watcher = Watcher(config, registry, layout.assignment[rank], mine, stop, deadline)
+            watcher = Watcher(
+                config, registry, layout.assignment[rank], mine, stop, deadline, clock_start=start, rank=rank
+            )
             try:
                 asyncio.run(watcher.run())
             finally:
