@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .accounting import half_spread_or_model, liquidation_price
+from .accounting import half_spread_or_model
 from .metrics import drawdown, performance
 from .panel import Panel
 from .strategies import PairSet
@@ -108,24 +108,31 @@ def _last_index(mask: np.ndarray) -> np.ndarray:
     return idx
 
 
+def _gather(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """values `(T, P)` or `(G, T, P)` at time indices `idx` `(G, T, P)` (a flat take: faster than
+    take_along_axis, which builds broadcast index tuples)."""
+    G, T, P = idx.shape
+    flat = idx * P + np.arange(P)
+    if values.ndim == 3 and values.shape[0] > 1:
+        flat += (np.arange(G) * (T * P)).reshape(G, 1, 1)
+    return np.take(values.reshape(-1), flat)
+
+
 def hysteresis(on: np.ndarray, off: np.ndarray) -> np.ndarray:
     """State that switches on at `on`, off at `off` (on wins a tie) and otherwise keeps its value."""
     on, off = np.broadcast_arrays(on, off)
     last = _last_index(on | off)
-    state = np.take_along_axis(on, np.clip(last, 0, None), axis=1)
+    state = _gather(np.ascontiguousarray(on), np.maximum(last, 0))
     return state & (last >= 0)
 
 
-def _at(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """values `(T, P)` or `(G, T, P)` gathered at time indices `idx` `(G, T, P)`."""
-    if values.ndim == 2:
-        values = values[None]
-    return np.take_along_axis(values, idx, axis=1)
+_at = _gather
 
 
 @dataclass
 class _Legs:
-    mid: np.ndarray
+    mid: np.ndarray  # (T, P), NaN (not listed yet) as 0: never held there, so 0 x 0
+    mid_prev: np.ndarray  # mid of the bar before (bar 0: its own)
     ref: np.ndarray
     high: np.ndarray
     low: np.ndarray
@@ -141,8 +148,11 @@ def _legs(panel: Panel, idx: np.ndarray, execution: str, slippage_bps: float) ->
     markets = [panel.markets[i] for i in idx]
     taker = np.array([m.taker_fee for m in markets])
     hs = half_spread_or_model(panel.half_spread[:, idx], slippage_bps)
+    mid = np.nan_to_num(panel.mid[:, idx], nan=0.0)
+    mid_prev = np.vstack([mid[:1], mid[:-1]])
     return _Legs(
-        mid=panel.mid[:, idx],
+        mid=mid,
+        mid_prev=mid_prev,
         ref=panel.ref[:, idx],
         high=panel.ref_high[:, idx],
         low=panel.ref_low[:, idx],
@@ -155,8 +165,21 @@ def _legs(panel: Panel, idx: np.ndarray, execution: str, slippage_bps: float) ->
     )
 
 
+def prepare_legs(panel: Panel, pairs: PairSet, params: BacktestParams) -> tuple[_Legs, _Legs]:
+    """Both legs' arrays gathered once from the panel (a sweep reuses them for every grid chunk)."""
+    return (
+        _legs(panel, pairs.leg_a, params.execution, params.slippage_bps),
+        _legs(panel, pairs.leg_b, params.execution, params.slippage_bps),
+    )
+
+
 def simulate(
-    panel: Panel, pairs: PairSet, grid: dict[str, np.ndarray], params: BacktestParams, detail: bool = True
+    panel: Panel,
+    pairs: PairSet,
+    grid: dict[str, np.ndarray],
+    params: BacktestParams,
+    detail: bool = True,
+    legs: tuple[_Legs, _Legs] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run the accounting for every grid point at once. Returns `(G, T, P)` arrays (when `detail`) and the
     `(G, T)` / `(G,)` aggregates the metrics need."""
@@ -191,8 +214,7 @@ def simulate(
     seg = np.clip(seg, 0, None)
 
     # 3. sizing: equal units on both legs
-    la = _legs(panel, pairs.leg_a, params.execution, params.slippage_bps)
-    lb = _legs(panel, pairs.leg_b, params.execution, params.slippage_bps)
+    la, lb = legs if legs is not None else prepare_legs(panel, pairs, params)
     cost_a = np.where(la.is_perp, 1.0 / lev, 1.0)
     cost_b = np.where(lb.is_perp, 1.0 / lev, 1.0)
     notional = (params.capital / P) / (cost_a + cost_b)  # (G, 1, P)
@@ -205,16 +227,27 @@ def simulate(
     # 4. liquidation and stop events on the hypothetical (never-stopped) path
     def leg_events(x_h: np.ndarray, e: np.ndarray, leg: _Legs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x_prev = _shift(x_h, 0.0)
-        fund = np.where(x_prev != 0, -x_prev * leg.cash[None], 0.0)
-        cum = np.cumsum(fund, axis=1)
-        wallet = np.abs(x_h) * e / lev + cum - _at(cum, seg)
-        liq = liquidation_price(e, wallet, x_h, leg.mmr, leg.taker)
+        if not leg.is_perp.any():
+            none = np.zeros(x_h.shape, dtype=bool)
+            return none, none, np.full(x_h.shape, np.nan)
+        cum = np.cumsum(-x_prev * leg.cash, axis=1)
+        size = np.abs(x_h)
+        wallet = size * e / lev + cum - _gather(cum, seg)
+        # accounting.liquidation_price, inlined: flat legs (size 0) get a finite dummy never used
+        per_unit = wallet / np.where(size > 0, size, 1.0)
+        liq = np.where(
+            x_h < 0, (e + per_unit) / (1.0 + leg.mmr + leg.taker), (e - per_unit) / (1.0 - leg.mmr - leg.taker)
+        )
         liq_prev = _shift(liq, np.nan)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            breach = ((x_prev < 0) & (leg.high[None] >= liq_prev)) | ((x_prev > 0) & (leg.low[None] <= liq_prev))
-            dist = np.where(x_prev < 0, liq_prev - leg.ref[None], leg.ref[None] - liq_prev) / leg.ref[None]
+        short, long = x_prev < 0, x_prev > 0
+        with np.errstate(invalid="ignore"):
+            breach = (short & (leg.high >= liq_prev)) | (long & (leg.low <= liq_prev))
         breach &= leg.is_perp
-        stopped = (stop > 0) & (x_prev != 0) & (dist <= stop) & leg.is_perp & ~breach
+        if not (np.asarray(stop) > 0).any():
+            return breach, np.zeros(x_h.shape, dtype=bool), liq_prev
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dist = np.where(short, liq_prev - leg.ref, leg.ref - liq_prev) / leg.ref
+        stopped = (stop > 0) & (short | long) & (dist <= stop) & leg.is_perp & ~breach
         return breach, stopped, liq_prev
 
     brk_a, stop_a, liq_a_prev = leg_events(xa_h, e_a, la)
@@ -236,17 +269,25 @@ def simulate(
 
     def leg_pnl(x: np.ndarray, liq: np.ndarray, liq_px: np.ndarray, leg: _Legs, borrow_apr: np.ndarray) -> dict:
         x_prev = _shift(x, 0.0)
-        mid_prev = _shift(leg.mid[None], np.nan)
-        end_px = np.where(liq, liq_px, leg.mid[None])
-        has = x_prev != 0
-        basis = np.where(has, x_prev * (end_px - mid_prev), 0.0)
-        funding = np.where(has & ~liq, -x_prev * leg.cash[None], 0.0)
-        borrow = np.where(x_prev < 0, -x_prev * mid_prev * borrow_apr * bar_h / 8760.0, 0.0)
-        traded = np.where(liq, np.abs(x), np.abs(x - x_prev))  # quantity traded at mid
-        at_mid = np.where(traded > 0, traded * leg.mid[None], 0.0)
-        liq_notional = np.where(liq, np.abs(x_prev) * liq_px, 0.0)
+        any_liq = bool(liq.any())
+        end_px = np.where(liq, liq_px, leg.mid) if any_liq else leg.mid
+        basis = x_prev * (end_px - leg.mid_prev)
+        funding = -x_prev * leg.cash
+        if any_liq:
+            funding[liq] = 0.0
+        if (borrow_apr > 0).any():
+            borrow = np.maximum(-x_prev, 0.0) * leg.mid_prev * (borrow_apr * bar_h / 8760.0)
+        else:
+            borrow = np.zeros_like(basis)
+        traded = np.abs(x - x_prev)  # quantity traded at mid
+        if any_liq:
+            traded[liq] = np.abs(x[liq])
+            liq_notional = np.where(liq, np.abs(x_prev) * np.nan_to_num(liq_px), 0.0)
+        else:
+            liq_notional = np.zeros_like(basis)
+        at_mid = traded * leg.mid
         fees = at_mid * leg.fee + liq_notional * leg.taker
-        slippage = at_mid * leg.hs[None]
+        slippage = at_mid * leg.hs
         penalty = liq_notional * leg.mmr
         return {
             "basis": basis,
@@ -269,7 +310,7 @@ def simulate(
         "attribution": {k: v.sum(axis=(1, 2)) for k, v in parts.items() if k != "traded_notional"},
         "attribution_t": {k: v.sum(axis=2) for k, v in parts.items() if k != "traded_notional"},
         "in_market": (A != 0).any(axis=2),
-        "gross_exposure": (np.abs(xa) * la.mid[None] + np.abs(xb) * lb.mid[None]).sum(axis=2),
+        "gross_exposure": (np.abs(xa) * la.mid + np.abs(xb) * lb.mid).sum(axis=2),
         "traded_notional": parts["traded_notional"].sum(axis=(1, 2)),
         "entries": entries.sum(axis=(1, 2)),
         "held_pair_bars": (A != 0).sum(axis=(1, 2)),
