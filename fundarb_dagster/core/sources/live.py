@@ -54,15 +54,6 @@ MARKET_TYPES: dict[str, list[str]] = {
     "hyperliquid": ["spot", "swap"],
 }
 
-# How each venue streams funding (see docs): the Feed picks the watch method from `has`, this is the map.
-FUNDING_CHANNELS: dict[str, str] = {
-    "binance": "watch_mark_price (info.r rate, info.T next funding time)",
-    "binanceusdm": "watch_mark_price (info.r rate, info.T next funding time)",
-    "bybit": "watch_ticker info (fundingRate, nextFundingTime, fundingIntervalHour)",
-    "okx": "watch_funding_rate (funding-rate channel: a ccxt funding-rate structure)",
-    "hyperliquid": "watch_ticker info (funding, markPx, oraclePx)",
-}
-
 
 class RawRecorder:
     """Appends raw websocket traffic to a JSON-lines file that `wire.load_recording` reads back.
