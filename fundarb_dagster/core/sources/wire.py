@@ -444,6 +444,7 @@ class WireReplay:
         self.stats: Counter[str] = Counter()  # delivered, unsubscribed, control
         self.delivered_by_topic: Counter[str] = Counter()
         self._sub_version = 0
+        self._conn_kinds: dict[str, str | None] = {}
         self.awaited: list[tuple[WireClient, Any]] = []  # (client, message hash) resolved for a waiter
         self.rearm_turns = rearm_turns
         self._task: asyncio.Task[None] | None = None
@@ -474,7 +475,9 @@ class WireReplay:
     def _route(self, frame: Frame, topics: list[str]) -> tuple[WireClient, str] | None:
         """The client subscribed to the frame's topic whose market kind is the recorded connection's."""
         recorded_url = self.recording.conn_urls.get(frame.conn)
-        kind = self.venue.conn_kind(self.recording, frame.conn)
+        if frame.conn not in self._conn_kinds:  # once per connection: bybit may scan the frames to tell
+            self._conn_kinds[frame.conn] = self.venue.conn_kind(self.recording, frame.conn)
+        kind = self._conn_kinds[frame.conn]
         for topic in topics:
             for client in self.topics.get(topic, ()):
                 if client.url == recorded_url:
