@@ -88,9 +88,10 @@ market second; default 3, i.e. ~216 k trades per wall second for 18 symbols at s
 
 Faults (`sim.faults`, all in market time, deterministic per seed): a disconnect every `disconnect_every_s`
 per (stream, symbol) (a per-subscription offset) raises `ccxt.NetworkError` once after all earlier events were
-delivered; the next call re-subscribes at the then-current time and events in between are lost. A stale
-period of `stale_duration_s` every `stale_every_s`: events inside it are never sent and the call stays
-silent. `malformed_rate`, `duplicate_rate`, `out_of_order_rate` are probabilities per message: a malformed copy
+delivered; the next call re-subscribes at the then-current time and events in between are lost. Stale
+periods: `stale_every_s` live, then `stale_duration_s` silent, repeating (per-subscription offset): events
+inside a silent stretch are never sent and the call stays silent. `malformed_rate`, `duplicate_rate`,
+`out_of_order_rate` are probabilities per message: a malformed copy
 (extra message), a duplicate (the same trade re-sent, or the same ticker/funding/candle), out-of-order (two
 adjacent trades swapped; for the other streams the previous message re-sent after a newer one).
 """
@@ -1272,13 +1273,17 @@ class SimExchange:
         return ((after - offset) // every + 1) * every + offset
 
     def _stale(self, stream: str, m: _Market) -> tuple[int, int, int] | None:
-        if self.faults.stale_duration_s <= 0:
+        """(period, offset, duration) of a subscription's stale windows: live `stale_every_s`, then silent
+        `stale_duration_s`, repeating (so any pair of values is meaningful; the stream is never silent forever)."""
+        f = self.faults
+        if f.stale_duration_s <= 0 or f.stale_every_s <= 0:
             return None
-        period = self._period(self.faults.stale_every_s, 202, stream, m)
+        duration = max(1, int(f.stale_duration_s * 1000))
+        period = self._period(f.stale_every_s + f.stale_duration_s, 202, stream, m)
         if period is None:
             return None
         every, offset = period
-        return every, offset, min(every, max(1, int(self.faults.stale_duration_s * 1000)))
+        return every, offset, duration
 
     def _stale_end(self, stale: tuple[int, int, int] | None, t: int) -> int | None:
         """If t lies in a stale window, the window's end (exclusive)."""
