@@ -1608,12 +1608,12 @@ class SimExchange:
                     rows.append(self._candle(m, tf_ms, b, b + tf_ms - 1))
         rows.append(self._candle(m, tf_ms, bucket, t))
         st.ohlcv_bucket = bucket
+        if limit:
+            rows = rows[-int(limit) :]
         self.emitted[("ohlcv", symbol)] += len(rows)
         if len(rows) > 1:
             st.last_closed = rows[-2]
         self._ohlcv_faults(m, st, rows, t)
-        if limit:
-            rows = rows[-int(limit) :]
         return rows
 
     def _ohlcv_faults(self, m: _Market, st: _Stream, rows: list[list[float]], t: int) -> None:
