@@ -257,55 +257,56 @@ def _cell(value: Any) -> str:
 # -- funding_history ------------------------------------------------------------------------------------
 class FundingHistoryConfig(Config):
     page_limit: int = Field(default=1000, description="entries per fetch_funding_rate_history call")
-    max_pages: int = Field(default=1000, description="safety stop per symbol and run")
 
 
 async def fetch_history(
-    exchange: Any, symbols: list[str], start_ms: int, end_ms: int, page_limit: int, max_pages: int
-) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Settled funding entries of [start_ms, end_ms) per symbol, paginated by `since`; errors per symbol."""
-    rows: list[dict[str, Any]] = []
+    exchange: Any, symbols: list[str], start_ms: int, end_ms: int, history_limit: int
+) -> tuple[pd.DataFrame, int, dict[str, str]]:
+    """Settled funding of [start_ms, end_ms) per symbol through the Feed (paginated, retried, validated).
+
+    Returns the rows, how many entries the validator quarantined, and an error per symbol that failed (one
+    failing symbol must not lose the others).
+    """
+    from ...core.instruments import InstrumentRegistry
+    from ...core.schema import EventKind
+    from ...core.sources.feed import Feed
+
+    frames: list[pd.DataFrame] = []
+    quarantined = 0
     errors: dict[str, str] = {}
     try:
-        await exchange.load_markets()
-        for symbol in symbols:
-            since = start_ms
+        markets = await exchange.load_markets()
+        registry = InstrumentRegistry()
+        listed = [s for s in symbols if s in markets]
+        errors.update({s: "not listed by the exchange" for s in symbols if s not in markets})
+        registry.add_markets(exchange.id, markets, listed)
+        feed = Feed(exchange, registry, history_limit=history_limit)
+        for symbol in listed:
             try:
-                for _ in range(max_pages):
-                    page = await exchange.fetch_funding_rate_history(symbol, since=since, limit=page_limit)
-                    page = [e for e in page if e.get("timestamp") is not None and int(e["timestamp"]) >= since]
-                    if not page:
-                        break
-                    for entry in page:
-                        ts = int(entry["timestamp"])
-                        if ts < end_ms:
-                            rows.append(_history_row(exchange, symbol, entry))
-                    last = max(int(e["timestamp"]) for e in page)
-                    if last >= end_ms or len(page) < page_limit:
-                        break
-                    since = last + 1
+                async for batch in feed.history("funding", symbol, start_ms, end_ms):
+                    records = batch.records
+                    quarantined += int(batch.events["count"][batch.events["kind"] == int(EventKind.QUARANTINED)].sum())
+                    if len(records):
+                        frames.append(
+                            pd.DataFrame(
+                                {
+                                    "exchange": exchange.id,
+                                    "symbol": symbol,
+                                    "funding_ts_ms": records["funding_ts_ms"],
+                                    "funding_rate": records["funding_rate"],
+                                    "interval_h": records["interval_h"],
+                                    "mark_price": records["mark_price"],
+                                }
+                            )
+                        )
             except Exception as exc:  # noqa: BLE001 - one failing symbol must not lose the others
                 errors[symbol] = f"{type(exc).__name__}: {exc}"
     finally:
         await exchange.close()
-    return rows, errors
-
-
-def _history_row(exchange: Any, symbol: str, entry: dict[str, Any]) -> dict[str, Any]:
-    info = entry.get("info") or {}
-    interval_h = info.get("interval_h") or info.get("fundingIntervalHours")
-    unified = entry.get("interval")
-    if interval_h in (None, "") and isinstance(unified, str) and unified.endswith("h"):
-        interval_h = unified[:-1]
-    mark = info.get("mark_price") or info.get("markPrice")
-    return {
-        "exchange": exchange.id,
-        "symbol": symbol,
-        "funding_ts_ms": int(entry["timestamp"]),
-        "funding_rate": float(entry["fundingRate"]),
-        "interval_h": float(interval_h) if interval_h not in (None, "") else np.nan,
-        "mark_price": float(mark) if mark not in (None, "") else np.nan,
-    }
+    columns = ["exchange", "symbol", "funding_ts_ms", "funding_rate", "interval_h", "mark_price"]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    rows = rows[(rows["funding_ts_ms"] >= start_ms) & (rows["funding_ts_ms"] < end_ms)]
+    return rows, quarantined, errors
 
 
 @asset(
@@ -332,8 +333,9 @@ def funding_history(
 
     window = partition_window(context)
     cfg = source.load()
-    rows: list[dict[str, Any]] = []
+    frames: list[pd.DataFrame] = []
     errors: dict[str, str] = {}
+    quarantined = 0
     for exchange_cfg in cfg.exchanges:
         perps = [s for s in exchange_cfg.symbols if ":" in s]
         if not perps or "funding" not in exchange_cfg.streams:
@@ -343,15 +345,20 @@ def funding_history(
             context.log.warning(f"funding_history: {exchange_cfg.id} has no fetchFundingRateHistory; skipped")
             asyncio.run(exchange.close())
             continue
-        got, failed = asyncio.run(
-            fetch_history(exchange, perps, window.start_ms, window.end_ms, config.page_limit, config.max_pages)
+        got, bad, failed = asyncio.run(
+            fetch_history(exchange, perps, window.start_ms, window.end_ms, config.page_limit)
         )
-        rows += got
+        frames.append(got)
+        quarantined += bad
         errors.update({f"{exchange_cfg.id} {s}": e for s, e in failed.items()})
-        context.log.info(f"funding_history {window}: {exchange_cfg.id} {len(got)} settlements")
-    frame = pd.DataFrame(
-        rows, columns=["exchange", "symbol", "funding_ts_ms", "funding_rate", "interval_h", "mark_price"]
+        context.log.info(f"funding_history {window}: {exchange_cfg.id} {len(got)} settlements, {bad} quarantined")
+    columns = ["exchange", "symbol", "funding_ts_ms", "funding_rate", "interval_h", "mark_price"]
+    frame = (
+        pd.concat([f for f in frames if len(f)], ignore_index=True)
+        if any(len(f) for f in frames)
+        else pd.DataFrame(columns=columns)
     )
+    frame["funding_ts_ms"] = frame["funding_ts_ms"].astype("int64")
     frame["funding_ts"] = core_funding.to_timestamp(core_funding.round_to_grid(frame["funding_ts_ms"].to_numpy(), 1.0))
     frame["source"] = cfg.source
     with warehouse_connection(duckdb) as conn:
@@ -366,6 +373,7 @@ def funding_history(
             "rows": written,
             "coverage": _md_table(coverage),
             "min_coverage_pct": float(coverage["coverage_pct"].min()) if len(coverage) else 0.0,
+            "quarantined": quarantined,
             "errors": MetadataValue.json(errors),
         }
     )
