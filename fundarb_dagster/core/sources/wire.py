@@ -97,6 +97,13 @@ class Recording:
     sends: list[tuple[str, str]] = field(default_factory=list)  # (conn, raw subscription) as recorded
     http: list[tuple[str, str]] = field(default_factory=list)  # (url, body)
     markets: list[dict[str, Any]] = field(default_factory=list)  # the live exchange's markets, if recorded
+    topics: list[list[str]] = field(default_factory=list)  # per frame, by `index_topics`
+
+    def index_topics(self, venue: WireVenue) -> None:
+        """Each frame's subscription topics, decoded once (routing and market discovery both need them)."""
+        if len(self.topics) != len(self.frames):
+            self.topics = [venue.frame_topics(_loads(frame.data)) for frame in self.frames]
+
     header: dict[str, Any] = field(default_factory=dict)
 
 
@@ -242,8 +249,8 @@ class BybitWire(WireVenue):
                     recorded[(str(result.get("category")), item["symbol"])] = item
         kinds = {conn: self.conn_kind(rec, conn) for conn in {f.conn for f in rec.frames}}
         out: dict[str, dict[str, Any]] = {}
-        for frame in rec.frames:
-            topic = (self.frame_topics(_loads(frame.data)) or [""])[0]
+        for frame, topics in zip(rec.frames, rec.topics, strict=True):
+            topic = (topics or [""])[0]
             if "." not in topic:
                 continue
             venue_id, kind = topic.rsplit(".", 1)[1], kinds[frame.conn]
@@ -285,9 +292,8 @@ class OkxWire(WireVenue):
                 for item in (_loads(body) or {}).get("data") or []:
                     recorded[item["instId"]] = item
         out: dict[str, dict[str, Any]] = {}
-        for frame in rec.frames:
-            msg = _loads(frame.data)
-            inst = (msg.get("arg") or {}).get("instId") if isinstance(msg, dict) and "data" in msg else None
+        for topics in rec.topics:
+            inst = topics[0].split(":", 1)[1] if topics else None  # "tickers:BTC-USDT" -> the instId
             if not inst:
                 continue
             parts = inst.split("-")
@@ -336,8 +342,8 @@ class BinanceWire(WireVenue):
                 for item in (_loads(body) or {}).get("symbols") or []:
                     recorded[item["symbol"]] = item
         out: dict[str, dict[str, Any]] = {}
-        for frame in rec.frames:
-            topic = (self.frame_topics(_loads(frame.data)) or [""])[0]
+        for frame, topics in zip(rec.frames, rec.topics, strict=True):
+            topic = (topics or [""])[0]
             if "@" not in topic:
                 continue
             venue_id = topic.split("@")[0].upper()
@@ -513,7 +519,12 @@ class WireReplay:
             await self._settle()
             frames = self.recording.frames
             wall0, ts0 = time.monotonic(), frames[0].ts_s
-            for frame in frames:
+            if self.venue.route_by_url:
+                all_topics: list[list[str]] = [[] for _ in frames]  # URL routing decodes nothing
+            else:
+                self.recording.index_topics(self.venue)
+                all_topics = self.recording.topics
+            for frame, frame_topics in zip(frames, all_topics, strict=True):
                 if self.closed:
                     return
                 if self.speed > 0:
@@ -526,7 +537,7 @@ class WireReplay:
                     topics = ["*"]
                     routed = self._route_by_url(frame)
                 else:
-                    topics = self.venue.frame_topics(_loads(frame.data))
+                    topics = frame_topics
                     routed = self._route(frame, topics) if topics else None
                 if routed is None:
                     self.stats["control" if not topics else "unsubscribed"] += 1
@@ -648,6 +659,11 @@ def wire_exchange_class(exchange_id: str) -> type:
     return _CLASSES[exchange_id]
 
 
+def _instruments(rules: WireVenue, recording: Recording) -> dict[str, dict[str, Any]]:
+    recording.index_topics(rules)
+    return rules.instruments(recording)
+
+
 def create_wire_exchange(
     exchange_id: str,
     path: str | Path,
@@ -692,7 +708,7 @@ def create_wire_exchange(
                 contract_size=spec.get("contract_size", 1.0),
                 info=spec.get("info"),
             )
-            for symbol, spec in rules.instruments(recording).items()
+            for symbol, spec in _instruments(rules, recording).items()
         ]
     exchange.set_markets(markets)
     if recorder is not None:
