@@ -33,7 +33,14 @@ Methods (all `async` except `milliseconds`, `market`, `parse_timeframe`, `iso860
 | `fetch_ohlcv(symbol, timeframe, since, limit, params={'until'})` | candles | limit <= 1000, current candle last |
 | `fetch_funding_rate_history(symbol, since, limit, params={'until'})` | settled rates | limit <= 1000 |
 | `fetch_funding_rate(symbol)` / `fetch_funding_rates(symbols)` / `fetch_ticker(symbol)` | current state | |
+| `un_watch_trades/ticker/ohlcv/funding_rate/mark_price(symbol)` | | next call re-subscribes at "now" |
 | `close()` | | later watch calls raise `ccxt.ExchangeClosedByUser` |
+
+Sim-only helpers: `premium_index(symbol, since, until)` (the minute premium samples funding comes from),
+`funding_rate_at(symbol, t)` (the funding structure at any market time), `settled_rate(symbol, T)`,
+`funding_intervals(symbol)`, `served_range(stream, symbol)` ((first subscription, served up to): every event
+in it was emitted or counted in `lost`), `funding_via` (the venue's funding channel), and the pure
+`funding_rate_from_premiums(...)`.
 
 `has` mirrors the real venue's funding channel by default (`funding_channel="venue"`): binance
 `watchMarkPrice` (funding in `info['r']`, next time `info['T']`, `watchFundingRate` False); bybit and
@@ -55,8 +62,9 @@ mid adds small per-second noise; a perp's mid is `index x (1 + premium)`, the pr
 (venue, asset) runs hot with probability 6 % (premium mean +5..35 bp, mostly positive). Every funding-interval
 change in `VenueSpec.interval_changes` comes with the hot regime that caused it (binance moves
 `1000PEPE/USDT:USDT` from 8 h to 4 h twelve days before `sim.start` while its premium sits near 90 bp, so
-the cap binds). Bid/ask on the tick grid around the mid with a random spread; takers buy at the ask and sell
-at the bid; trade times uniform (unique milliseconds), sizes log-normal.
+the cap binds; bybit moves `SUI/USDT:USDT` to 4 h six days before). Bid/ask on the tick grid around the mid
+with a random spread; takers buy at the ask and sell at the bid; trade times uniform (unique milliseconds),
+sizes log-normal.
 
 Funding, as the venues document it: premium-index samples once a minute (the perp premium at each minute
 mark), averaged over the interval (binance weights sample k by k, the others equally), then for
@@ -246,6 +254,7 @@ VENUES: dict[str, VenueSpec] = {
         cap_default=0.0075,
         cap_by_asset={"BTC": 0.00375, "ETH": 0.00375},
         perp_bases={"PEPE": "1000PEPE"},
+        interval_changes=(IntervalChange("SUI", 6, 4.0, 0.006),),
         spread_mult=1.2,
     ),
     "okx": VenueSpec(

@@ -308,6 +308,8 @@ def test_interval_change_is_reported_in_history_markets_and_structures() -> None
         return ex, history, await ex.fetch_funding_rate("1000PEPE/USDT:USDT")
 
     ex, history, current = run(go())
+    rates = run(ex.fetch_funding_rates(["1000PEPE/USDT:USDT", "BTC/USDT:USDT"]))
+    assert {s: r["interval"] for s, r in rates.items()} == {"1000PEPE/USDT:USDT": "4h", "BTC/USDT:USDT": "8h"}
     intervals = [row["info"]["fundingIntervalHours"] for row in history]
     change = next(i for i, h in enumerate(intervals) if h == 4.0)
     assert set(intervals[:change]) == {8.0} and set(intervals[change:]) == {4.0}
