@@ -264,7 +264,7 @@ class Watcher:
                     if self._staged[batch.stream] >= self.batch_records:
                         await self.hand_over(batch.stream)
                     delay = 1.0
-                    if self.stopping:
+                    if self.stopping and not _announces_backfill(batch):
                         return  # between batches: nothing is in flight, so nothing is lost
                 return  # the feed ended (a recording is exhausted)
             except EndOfData:
@@ -340,6 +340,13 @@ class Watcher:
                     counters[name] = {"|".join(map(str, key)): int(n) for key, n in counter.items()}
             report["sources"][exchange_id] = counters
         print(f"[capture] source counts {json.dumps(report, sort_keys=True)}", flush=True)
+
+
+def _announces_backfill(batch: Any) -> bool:
+    """A closed trades/ohlcv gap: the Feed fetches its REST backfill right after this batch, so take it too."""
+    if batch.stream not in ("trades", "ohlcv") or batch.events is None or not len(batch.events):
+        return False
+    return bool((batch.events["kind"] == int(schema.EventKind.GAP)).any())
 
 
 def _event(
