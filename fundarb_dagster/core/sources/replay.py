@@ -748,13 +748,17 @@ class _Cursor:
     records: np.ndarray
     pos: int = 0
     active: bool = False  # a consumer has called it (and has not been skipped as stalled)
+    in_call: int = 0  # watch calls of it in progress: a consumer waiting here has not gone away
 
     @property
     def next_time(self) -> float:
         return float(self.times[self.pos]) if self.pos < len(self.times) else math.inf
 
 
-_STALL_WAIT_S = 0.05  # how long an earlier stream's consumer may stay away before it is skipped
+# How long (wall) an earlier stream's consumer may stay away between calls before it is skipped. Long enough
+# for a busy consumer on a loaded machine (skipping it lets the clock run ahead of its data), short enough that
+# a stream nobody reads any more costs one pause.
+_STALL_WAIT_S = 1.0
 
 
 class ReplayExchange:
@@ -1033,17 +1037,19 @@ class ReplayExchange:
                 f"replay {self.id}: no more {what} for {key[0]} (the recording ends at {iso8601(self._end_ms)})"
             )
         due = cursor.next_time
-        if self.speed > 0:
-            if self._anchor is None:
-                self._anchor = time.monotonic()
-            wait_ms = due - self.milliseconds()
-            if wait_ms > 0:
-                await asyncio.sleep(wait_ms / 1000.0 / self.speed)
+        cursor.in_call += 1
+        try:
+            if self.speed > 0:
+                if self._anchor is None:
+                    self._anchor = time.monotonic()
+                wait_ms = due - self.milliseconds()
+                await asyncio.sleep(wait_ms / 1000.0 / self.speed if wait_ms > 0 else 0)
+                horizon = max(float(self.milliseconds()), due)
             else:
-                await asyncio.sleep(0)
-            horizon = max(float(self.milliseconds()), due)
-        else:
-            horizon = await self._wait_turn(key, cursor)
+                horizon = await self._wait_turn(key, cursor)
+        finally:
+            cursor.in_call -= 1
+        # From here to the return nothing awaits: a cancelled call never takes a batch.
         end = int(np.searchsorted(cursor.times, horizon, side="right"))
         end = max(min(end, cursor.pos + limit), cursor.pos + 1)
         batch = cursor.records[cursor.pos : end]
@@ -1062,11 +1068,17 @@ class ReplayExchange:
             if cursor.next_time <= earliest:
                 return earliest if earliest < math.inf else math.inf
             self._progress.clear()
+            # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancel that races the event, and a
+            # call the consumer cancelled must never go on to take a batch it will not receive.
+            waiter = asyncio.ensure_future(self._progress.wait())
             try:
-                await asyncio.wait_for(self._progress.wait(), timeout=_STALL_WAIT_S)
-            except TimeoutError:
+                done, _ = await asyncio.wait({waiter}, timeout=_STALL_WAIT_S)
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+            if not done:
                 for other in others:  # their consumers went away: stop waiting for them until they return
-                    if other.next_time < cursor.next_time:
+                    if other.next_time < cursor.next_time and not other.in_call:
                         other.active = False
 
     async def watch_trades(
