@@ -319,10 +319,28 @@ def simulate(
     }
     if detail:
         out.update(
-            A=A, H=H, D=D, q=q, xa=xa, xb=xb, pnl=pnl, liq_a=liq_a, liq_b=liq_b, stopped=stopped,
-            liq_a_px=liq_a_prev, liq_b_px=liq_b_prev, e_a=e_a, e_b=e_b, parts=parts, hs_a=la.hs, hs_b=lb.hs,
-            fee_a=la.fee, fee_b=lb.fee, taker_a=la.taker, taker_b=lb.taker,
-        )  # fmt: skip
+            A=A,
+            H=H,
+            D=D,
+            q=q,
+            xa=xa,
+            xb=xb,
+            pnl=pnl,
+            liq_a=liq_a,
+            liq_b=liq_b,
+            stopped=stopped,
+            liq_a_px=liq_a_prev,
+            liq_b_px=liq_b_prev,
+            e_a=e_a,
+            e_b=e_b,
+            parts=parts,
+            hs_a=la.hs,
+            hs_b=lb.hs,
+            fee_a=la.fee,
+            fee_b=lb.fee,
+            taker_a=la.taker,
+            taker_b=lb.taker,
+        )
     return out
 
 
@@ -370,21 +388,44 @@ def _metrics(sim: dict[str, Any], bar_h: float) -> dict[str, np.ndarray]:
     )
 
 
-TRADE_COLUMNS = ["ts", "pair", "leg", "exchange", "symbol", "side", "qty", "price", "notional_usd", "fee_usd",
-                 "slippage_usd", "reason"]  # fmt: skip
+TRADE_COLUMNS = [
+    "ts",
+    "pair",
+    "leg",
+    "exchange",
+    "symbol",
+    "side",
+    "qty",
+    "price",
+    "notional_usd",
+    "fee_usd",
+    "slippage_usd",
+    "reason",
+]
+
+
+REASONS = np.array(["rebalance", "flip", "entry", "exit", "max_hold", "stop", "liquidation"], dtype=object)
 
 
 def _trades(panel: Panel, pairs: PairSet, sim: dict[str, Any]) -> pd.DataFrame:
+    """Every leg trade, vectorized: liquidation closes at the liquidation price, anything else at mid."""
     A, H, D = sim["A"][0], sim["H"][0], sim["D"][0]
     Ap = np.vstack([np.zeros((1, A.shape[1]), A.dtype), A[:-1]])
-    reason = np.full(A.shape, "rebalance", dtype=object)
-    reason[(Ap != 0) & (A != 0) & (Ap != A)] = "flip"
-    reason[(Ap == 0) & (A != 0)] = "entry"
-    reason[(Ap != 0) & (A == 0) & (D == 0)] = "exit"
-    reason[(Ap != 0) & (A == 0) & (D != 0) & (H == 0)] = "max_hold"
-    reason[sim["stopped"][0]] = "stop"
-    reason[sim["liq_a"][0] | sim["liq_b"][0]] = "liquidation"
-    rows = []
+    liq_any = sim["liq_a"][0] | sim["liq_b"][0]
+    # later conditions win, as in a chain of assignments
+    code = np.select(
+        [
+            liq_any,
+            sim["stopped"][0],
+            (Ap != 0) & (A == 0) & (D != 0) & (H == 0),
+            (Ap != 0) & (A == 0) & (D == 0),
+            (Ap == 0) & (A != 0),
+            (Ap != 0) & (A != 0) & (Ap != A),
+        ],
+        [6, 5, 4, 3, 2, 1],
+        default=0,
+    )
+    parts: list[dict[str, np.ndarray]] = []
     for leg, x, liq, liq_px, idx in (
         ("a", sim["xa"][0], sim["liq_a"][0], sim["liq_a_px"][0], pairs.leg_a),
         ("b", sim["xb"][0], sim["liq_b"][0], sim["liq_b_px"][0], pairs.leg_b),
@@ -392,84 +433,153 @@ def _trades(panel: Panel, pairs: PairSet, sim: dict[str, Any]) -> pd.DataFrame:
         xp = np.vstack([np.zeros((1, x.shape[1])), x[:-1]])
         mid = panel.mid[:, idx]
         fee, taker, hs = sim["fee_" + leg], sim["taker_" + leg], sim["hs_" + leg]
-        # liquidation closes at the liquidation price; anything else trades at mid
-        t_l, p_l = np.nonzero(liq)
-        for t, p in zip(t_l, p_l, strict=True):
-            qty = -xp[t, p]
-            rows.append((t, p, leg, qty, liq_px[t, p], abs(qty) * liq_px[t, p] * taker[p], 0.0, "liquidation"))
+        t, p = np.nonzero(liq)
+        qty = -xp[t, p]
+        px = liq_px[t, p]
+        parts.append(
+            {
+                "t": t,
+                "p": p,
+                "leg": np.full(len(t), leg, dtype=object),
+                "qty": qty,
+                "price": px,
+                "fee": np.abs(qty) * px * taker[p],
+                "slip": np.zeros(len(t)),
+                "code": np.full(len(t), 6),
+            }
+        )
         dq = np.where(liq, x, x - xp)
-        t_n, p_n = np.nonzero(dq != 0)
-        for t, p in zip(t_n, p_n, strict=True):
-            r = "entry" if liq[t, p] else reason[t, p]
-            notional = abs(dq[t, p]) * mid[t, p]
-            slip = notional * hs[t, p]
-            rows.append((t, p, leg, dq[t, p], mid[t, p], notional * fee[p], slip, r))
-    if not rows:
+        t, p = np.nonzero(dq != 0)
+        qty = dq[t, p]
+        px = mid[t, p]
+        notional = np.abs(qty) * px
+        parts.append(
+            {
+                "t": t,
+                "p": p,
+                "leg": np.full(len(t), leg, dtype=object),
+                "qty": qty,
+                "price": px,
+                "fee": notional * fee[p],
+                "slip": notional * hs[t, p],
+                "code": np.where(liq[t, p], 2, code[t, p]),
+            }
+        )
+    cat = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+    if len(cat["t"]) == 0:
         return pd.DataFrame(columns=TRADE_COLUMNS)
-    t, p, leg, qty, price, fee_usd, slip, why = map(np.array, zip(*rows, strict=True))
-    idx = np.where(leg == "a", pairs.leg_a[p], pairs.leg_b[p])
-    out = pd.DataFrame({
-        "ts": _ts(panel.ts_ms[t.astype(int)]),
-        "pair": [pairs.names[i] for i in p],
-        "leg": leg,
-        "exchange": [panel.markets[i].exchange for i in idx],
-        "symbol": [panel.markets[i].symbol for i in idx],
-        "side": np.where(qty.astype(float) > 0, "buy", "sell"),
-        "qty": np.abs(qty.astype(float)),
-        "price": price.astype(float),
-        "notional_usd": np.abs(qty.astype(float)) * price.astype(float),
-        "fee_usd": fee_usd.astype(float),
-        "slippage_usd": slip.astype(float),
-        "reason": why,
-    })  # fmt: skip
+    t, p, qty, price = cat["t"], cat["p"], cat["qty"].astype(float), cat["price"].astype(float)
+    idx = np.where(cat["leg"] == "a", pairs.leg_a[p], pairs.leg_b[p])
+    names = np.array(pairs.names, dtype=object)
+    exchanges = np.array([m.exchange for m in panel.markets], dtype=object)
+    symbols = np.array([m.symbol for m in panel.markets], dtype=object)
+    out = pd.DataFrame(
+        {
+            "ts": _ts(panel.ts_ms[t]),
+            "pair": names[p],
+            "leg": cat["leg"],
+            "exchange": exchanges[idx],
+            "symbol": symbols[idx],
+            "side": np.where(qty > 0, "buy", "sell"),
+            "qty": np.abs(qty),
+            "price": price,
+            "notional_usd": np.abs(qty) * price,
+            "fee_usd": cat["fee"],
+            "slippage_usd": cat["slip"],
+            "reason": REASONS[cat["code"]],
+        }
+    )
     return out.sort_values(["ts", "pair", "leg"], kind="stable").reset_index(drop=True)
 
 
-POSITION_COLUMNS = ["pair", "direction", "entry_ts", "exit_ts", "hours", "units", "entry_price_a", "entry_price_b",
-                    "pnl_usd", "funding_usd", "exit_reason"]  # fmt: skip
+POSITION_COLUMNS = [
+    "pair",
+    "direction",
+    "entry_ts",
+    "exit_ts",
+    "hours",
+    "units",
+    "entry_price_a",
+    "entry_price_b",
+    "pnl_usd",
+    "funding_usd",
+    "exit_reason",
+]
 
 
 def _positions(panel: Panel, pairs: PairSet, sim: dict[str, Any]) -> pd.DataFrame:
-    A, pnl = sim["A"][0], sim["pnl"][0]
-    funding = sim["parts"]["funding"][0]
-    T = A.shape[0]
-    rows = []
-    for p in range(A.shape[1]):
-        a = A[:, p]
-        change = np.nonzero(np.diff(np.concatenate([[0], a])) != 0)[0]
-        for k, t0 in enumerate(change):
-            if a[t0] == 0:
-                continue
-            t1 = change[k + 1] if k + 1 < len(change) else T  # first bar no longer holding this direction
-            closed = t1 < T
-            end = t1 if closed else T - 1
-            if closed and a[t1] != 0:
-                why = "flip"
-            elif not closed:
-                why = "open"
-            elif sim["liq_a"][0][t1, p] or sim["liq_b"][0][t1, p]:
-                why = "liquidation"
-            elif sim["stopped"][0][t1, p]:
-                why = "stop"
-            elif sim["D"][0][t1, p] != 0:
-                why = "max_hold"
-            else:
-                why = "exit"
-            # the exit bar's PnL (closing costs, last funding) belongs to the episode; on a flip it also carries
-            # the new episode's entry costs, a small and documented overlap
-            rows.append((pairs.names[p], int(a[t0]), panel.ts_ms[t0], panel.ts_ms[t1] if closed else -1,
-                         (end - t0) * panel.bar_h, sim["q"][0][t0, p], sim["e_a"][0][t0, p], sim["e_b"][0][t0, p],
-                         float(pnl[t0 : end + 1, p].sum()), float(funding[t0 : end + 1, p].sum()), why))  # fmt: skip
-    out = pd.DataFrame(rows, columns=POSITION_COLUMNS)
-    if not out.empty:
-        out["entry_ts"] = _ts(out["entry_ts"].to_numpy())
-        exit_ms = out["exit_ts"].to_numpy()
-        out["exit_ts"] = _ts(np.where(exit_ms >= 0, exit_ms, 0)).where(exit_ms >= 0)
-    return out
+    """One row per episode of constant non-zero direction, vectorized over all pairs.
+
+    The exit bar's PnL (closing costs, last funding) belongs to the episode; on a flip it also carries the new
+    episode's entry costs, a small and documented overlap."""
+    A = sim["A"][0].T  # (P, T)
+    P, T = A.shape
+    prev = np.zeros_like(A)
+    prev[:, 1:] = A[:, :-1]
+    p0, t0 = np.nonzero((A != 0) & (prev != A))
+    if len(p0) == 0:
+        return pd.DataFrame(columns=POSITION_COLUMNS)
+    change = prev != A
+    change[:, 0] = True
+    flat_change = np.flatnonzero(change.reshape(-1))
+    row_end = np.arange(1, P + 1) * T  # sentinel: one past each row
+    bounds = np.union1d(flat_change, row_end)
+    f0 = p0 * T + t0
+    nxt = bounds[np.searchsorted(bounds, f0, side="right")]
+    t1 = np.minimum(nxt - p0 * T, T)  # first bar no longer holding this direction (T: still open)
+    closed = t1 < T
+    last = np.where(closed, t1, T - 1)
+    cs = np.cumsum(sim["pnl"][0].T, axis=1)
+    cf = np.cumsum(sim["parts"]["funding"][0].T, axis=1)
+
+    def window_sum(c: np.ndarray) -> np.ndarray:
+        return c[p0, last] - np.where(t0 > 0, c[p0, np.maximum(t0 - 1, 0)], 0.0)
+
+    t1c = np.minimum(t1, T - 1)
+    liq = (sim["liq_a"][0] | sim["liq_b"][0]).T[p0, t1c]
+    stopped = sim["stopped"][0].T[p0, t1c]
+    d_exit = sim["D"][0].T[p0, t1c]
+    a_exit = A[p0, t1c]
+    why = np.select(
+        [~closed, a_exit != 0, liq, stopped, d_exit != 0],
+        ["open", "flip", "liquidation", "stop", "max_hold"],
+        default="exit",
+    )
+    exit_ms = np.where(closed, panel.ts_ms[t1c], 0)
+    out = pd.DataFrame(
+        {
+            "pair": np.array(pairs.names, dtype=object)[p0],
+            "direction": A[p0, t0].astype(int),
+            "entry_ts": _ts(panel.ts_ms[t0]),
+            "exit_ts": _ts(exit_ms).where(closed),
+            "hours": (last - t0) * panel.bar_h,
+            "units": sim["q"][0].T[p0, t0],
+            "entry_price_a": sim["e_a"][0].T[p0, t0],
+            "entry_price_b": sim["e_b"][0].T[p0, t0],
+            "pnl_usd": window_sum(cs),
+            "funding_usd": window_sum(cf),
+            "exit_reason": why,
+        }
+    )
+    return out.sort_values(["pair", "entry_ts"], kind="stable").reset_index(drop=True)
 
 
-OPEN_COLUMNS = ["pair", "leg", "exchange", "symbol", "underlying", "kind", "units", "entry_price", "mark_price",
-                "wallet_usd", "notional_usd", "mmr", "taker_fee", "leverage"]  # fmt: skip
+OPEN_COLUMNS = [
+    "pair",
+    "leg",
+    "exchange",
+    "symbol",
+    "underlying",
+    "kind",
+    "units",
+    "entry_price",
+    "mark_price",
+    "wallet_usd",
+    "notional_usd",
+    "mmr",
+    "taker_fee",
+    "leverage",
+]
 
 
 def _open_positions(panel: Panel, pairs: PairSet, sim: dict[str, Any], params: BacktestParams) -> pd.DataFrame:
@@ -493,9 +603,24 @@ def _open_positions(panel: Panel, pairs: PairSet, sim: dict[str, Any], params: B
                 seg_start -= 1
             funding = float(-units * panel.funding_cash[seg_start + 1 : t + 1, idx].sum())
             wallet = abs(units) * e[t, p] / params.leverage + funding if m.is_perp else abs(units) * panel.mid[t, idx]
-            rows.append((pairs.names[p], leg, m.exchange, m.symbol, m.underlying, m.kind, units, float(e[t, p]),
-                         float(panel.ref[t, idx]), wallet, abs(units) * float(panel.ref[t, idx]), m.mmr, m.taker_fee,
-                         params.leverage if m.is_perp else 1.0))  # fmt: skip
+            rows.append(
+                (
+                    pairs.names[p],
+                    leg,
+                    m.exchange,
+                    m.symbol,
+                    m.underlying,
+                    m.kind,
+                    units,
+                    float(e[t, p]),
+                    float(panel.ref[t, idx]),
+                    wallet,
+                    abs(units) * float(panel.ref[t, idx]),
+                    m.mmr,
+                    m.taker_fee,
+                    params.leverage if m.is_perp else 1.0,
+                )
+            )
     return pd.DataFrame(rows, columns=OPEN_COLUMNS)
 
 

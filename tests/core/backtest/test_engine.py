@@ -205,3 +205,17 @@ def test_bad_parameters_name_field_and_value() -> None:
         BacktestParams(execution="market")
     with pytest.raises(ValueError, match="strategy: unknown 'nope'"):
         get_strategy("nope")
+
+
+@pytest.mark.parametrize("strategy", ["cash_carry", "perp_perp"])
+def test_trade_and_position_tables_add_up_to_the_attribution(sim_panel: Panel, strategy: str) -> None:
+    params = BacktestParams(leverage=12, max_hold_h=48, rebalance_h=24, stop_distance=0.03)
+    r = run_backtest(sim_panel, get_strategy(strategy).pairs(sim_panel, {}), params)
+    assert r.trades["fee_usd"].sum() == pytest.approx(r.attribution["fees"], rel=1e-9)
+    assert r.trades["slippage_usd"].sum() == pytest.approx(r.attribution["slippage"], rel=1e-9)
+    assert len(r.positions) == r.metrics["trade_count"]
+    assert (r.positions["exit_reason"] == "liquidation").sum() == r.metrics["liquidations"]
+    assert (r.trades["reason"] == "entry").sum() >= len(r.positions)  # two legs per entry, minus flips
+    if strategy == "cash_carry":  # no flips: every bar's funding belongs to exactly one episode
+        assert r.positions["funding_usd"].sum() == pytest.approx(r.attribution["funding"], rel=1e-9)
+        assert r.positions["pnl_usd"].sum() == pytest.approx(r.equity["equity"].iloc[-1] - params.capital, rel=1e-9)
