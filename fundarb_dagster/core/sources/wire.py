@@ -447,7 +447,8 @@ class WireReplay:
             recorder.clock = self.clock_s  # a re-recording keeps the recorded times, so it paces the same
         self.finished = False
         self.closed = False
-        self.stats: Counter[str] = Counter()  # delivered, unsubscribed, control
+        self.stats: Counter[str] = Counter()  # delivered, unsubscribed, control, handler_errors
+        self.errors: list[str] = []  # the first handler errors, for the report
         self.delivered_by_topic: Counter[str] = Counter()
         self._sub_version = 0
         self._conn_kinds: dict[str, str | None] = {}
@@ -545,7 +546,13 @@ class WireReplay:
                 client, topic = routed
                 if self.recorder is not None:
                     self.recorder.recv(client.conn_id, frame.data)
-                client.handle_text_or_binary_message(frame.data)
+                try:
+                    client.handle_text_or_binary_message(frame.data)
+                except Exception as exc:  # noqa: BLE001 - a bad frame is counted and skipped, never the end
+                    self.stats["handler_errors"] += 1
+                    if len(self.errors) < 20:
+                        self.errors.append(f"{frame.conn}@{frame.ts_s}: {type(exc).__name__}: {exc}"[:300])
+                    continue
                 self.stats["delivered"] += 1
                 self.delivered_by_topic[f"{client.url} {topic}"] += 1
                 await self._let_watchers_rearm()
@@ -721,7 +728,8 @@ def replay_stats(exchange: Any) -> dict[str, Any]:
     wire: WireReplay = exchange.wire
     return {
         "frames": len(wire.recording.frames),
-        **{k: wire.stats.get(k, 0) for k in ("delivered", "unsubscribed", "control")},
+        **{k: wire.stats.get(k, 0) for k in ("delivered", "unsubscribed", "control", "handler_errors")},
+        "errors": list(wire.errors),
         "by_topic": dict(wire.delivered_by_topic),
         "finished": wire.finished,
     }

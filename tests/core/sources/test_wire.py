@@ -492,3 +492,23 @@ def test_binance_mark_price_and_okx_funding_rate_channels_route_through_wire(
     rates = asyncio.run(watch_all(okx, lambda: okx.watch_funding_rate("BTC/USDT:USDT")))
     assert [(r["fundingRate"], r["fundingTimestamp"]) for r in rates] == [(e[1], e[2]) for e in expected]
     assert all(r["symbol"] == "BTC/USDT:USDT" for r in rates) and len(rates) == 12
+
+
+def test_a_malformed_frame_is_counted_and_skipped_not_the_end_of_the_replay(fixtures_dir: Path, tmp_path: Path) -> None:
+    source = recordings(fixtures_dir) / BYBIT_LOG
+    lines = source.read_text().splitlines()
+    first = json.loads(lines[0])
+    # a price ccxt cannot parse: its handler raises (a well-formed but odd frame would just parse oddly)
+    bad = {**first, "msg": {"topic": "publicTrade.BTCUSDT", "type": "snapshot", "data": [{"p": "x"}], "ts": 1}}
+    garbage = {**first, "msg": "garbage{"}
+    corrupted = tmp_path / "corrupted.jsonl"
+    corrupted.write_text("\n".join([lines[0], json.dumps(bad), json.dumps(garbage), *lines[1:]]) + "\n")
+    clean = create_wire_exchange("bybit", str(source))
+    expected = asyncio.run(collect(clean, bybit_plan(clean)))
+    ex = create_wire_exchange("bybit", str(corrupted))
+    got = asyncio.run(collect(ex, bybit_plan(ex)))
+    stats = replay_stats(ex)
+    assert stats["handler_errors"] == 1 and stats["control"] == 1 and stats["delivered"] == 587
+    assert "BYBIT.ws.2" in stats["errors"][0]
+    for key in expected:
+        assert json.dumps(got[key], sort_keys=True) == json.dumps(expected[key], sort_keys=True), key
