@@ -1695,6 +1695,8 @@ class SimExchange:
         n = self._limit(limit)
         lo, hi = self._range(since, (params or {}).get("until"), now)
         out: list[dict[str, Any]] = []
+        if hi < lo:
+            return out
         if since is None:
             hour = hi // HOUR_MS
             while hour * HOUR_MS + HOUR_MS > lo and len(out) < n:
@@ -1757,6 +1759,8 @@ class SimExchange:
         # The first interval must lie after the origin: premium samples exist only from there.
         lo = max(lo, self.world.origin_ms + 8 * HOUR_MS)
         times: list[int] = []
+        if hi < lo:
+            return []
         if since is None:
             t = self._next_settlement(v, m.a, hi)
             t = self._prev_settlement(v, m.a, t) if t > hi else t

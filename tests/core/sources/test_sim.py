@@ -607,3 +607,23 @@ def test_close_stops_watching() -> None:
             await ex.watch_trades("BTC/USDT")
 
     run(go())
+
+
+def test_history_is_empty_before_the_origin_and_after_the_clock() -> None:
+    async def go() -> list:
+        ex = SimExchange("okx", sim(speed=1.0))
+        origin = ex.world.origin_ms
+        future = ex.milliseconds() + DAY_MS
+        return [
+            await ex.fetch_trades("BTC/USDT", params={"until": origin - 1}),
+            await ex.fetch_ohlcv("BTC/USDT", "1m", since=origin - DAY_MS, params={"until": origin - 1}),
+            await ex.fetch_funding_rate_history("BTC/USDT:USDT", params={"until": origin}),
+            await ex.fetch_trades("BTC/USDT", since=future),
+            await ex.fetch_ohlcv("BTC/USDT", "1m", since=future),
+            await ex.fetch_funding_rate_history("BTC/USDT:USDT", since=future),
+            await ex.fetch_ohlcv("BTC/USDT", "1h", since=origin - DAY_MS, limit=2),
+        ]
+
+    *empty, first_bars = run(go())
+    assert all(result == [] for result in empty)
+    assert len(first_bars) == 2 and first_bars[0][0] == SimExchange("okx", sim()).world.origin_ms
