@@ -554,3 +554,38 @@ def test_landing_replay_returns_what_was_landed_without_duplicates(tmp_path: Pat
     assert [r["fundingRate"] for r in rates] == [0.0001, 0.00012, 0.00011]
     assert all(r["info"]["is_settled"] is False and r["interval"] == "8h" for r in rates)
     assert run(ex.fetch_funding_rate_history("BTC/USDT:USDT")) == []  # nothing settled was recorded
+
+
+def test_a_stream_nobody_reads_any_more_does_not_block_the_others(xrp_dir: Path) -> None:
+    ex = ReplayExchange("binance", xrp_dir, format="fixture_csv", batch_size=100)
+
+    async def main() -> list[dict]:
+        await ex.load_markets()
+        await ex.watch_trades("XRP/ETH")  # subscribed once, then abandoned with 12,377 trades (2019) unread
+        return await drain(lambda: ex.watch_funding_rate("XRP/USDT:USDT"))  # 2021: after all of them
+
+    rates = run(main())
+    assert len(rates) == 91  # served after a short pause, not a deadlock
+
+
+def test_a_cancelled_watch_call_loses_nothing(xrp_dir: Path) -> None:
+    ex = ReplayExchange("binance", xrp_dir, format="fixture_csv", batch_size=100)
+
+    async def main() -> tuple[list[dict], list[dict]]:
+        await ex.load_markets()
+        first = await ex.watch_trades("XRP/ETH")
+        # funding (2021) must wait for the trades (2019): cancel it while it waits, as a watchdog would
+        waiting = asyncio.ensure_future(ex.watch_funding_rate("XRP/USDT:USDT"))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        rest = first + await drain(lambda: ex.watch_trades("XRP/ETH"))
+        return rest, await drain(lambda: ex.watch_funding_rate("XRP/USDT:USDT"))
+
+    trades, rates = run(main())
+    assert len(trades) == 12477 and len(rates) == 91
+    assert rates[0]["fundingTimestamp"] == int(
+        pd.read_csv(xrp_dir / "XRP_USDT_USDT-8h-funding_rate.csv")["time_ms_utc"][0]
+    )
