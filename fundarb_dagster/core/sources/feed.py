@@ -62,6 +62,15 @@ RETRYABLE: tuple[type[BaseException], ...] = (
 )
 # A recorded source is exhausted: EndOfData (replays), EOFError (wire replay's EndOfRecording).
 END_OF_DATA: tuple[type[BaseException], ...] = (EndOfData, EOFError)
+# Errors that retrying cannot fix: configuration and permission problems. They end the watch with the error.
+FATAL: tuple[type[BaseException], ...] = (
+    ccxt.AuthenticationError,
+    ccxt.PermissionDenied,
+    ccxt.AccountSuspended,
+    ccxt.BadSymbol,
+    ccxt.NotSupported,
+    ccxt.ArgumentsRequired,
+)
 DEFAULT_STALE_TIMEOUT_S: dict[str, float] = {"trades": 60.0, "tickers": 60.0, "funding": 900.0, "ohlcv": 180.0}
 FUNDING_MODES = ("mark_price", "ticker", "funding_rate", "poll")
 _INITIAL_BACKOFF_S = 0.5
@@ -208,6 +217,9 @@ class Feed:
         if stated in FUNDING_MODES:
             return stated
         has = getattr(self.exchange, "has", None) or {}
+        stated = getattr(self.exchange, "funding_via", None)  # a source may say (replays: funding_rate)
+        if stated in FUNDING_MODES:
+            return str(stated)
         if self.exchange_id.startswith("binance") and (has.get("watchMarkPrice") or has.get("watchMarkPrices")):
             return "mark_price"
         if self.exchange_id in ("bybit", "hyperliquid") and has.get("watchTicker", True):
@@ -253,6 +265,9 @@ class Feed:
         return await self.exchange.fetch_funding_rate(sub.symbol)
 
     def _stale_timeout_ms(self, sub: _Subscription) -> int | None:
+        stated = getattr(self.exchange, "speed", None)
+        if isinstance(stated, int | float) and not isinstance(stated, bool) and stated == 0:
+            return None  # an unpaced recording: its clock jumps with the data, silence means nothing
         timeout = self.stale_timeout_s.get(sub.stream)
         if timeout is None or not timeout > 0:
             return None
@@ -345,11 +360,16 @@ class Feed:
                 )
                 yield Batch(stream, schema.empty(stream), event)
                 continue
-            except RETRYABLE as exc:
+            except FATAL:
+                raise  # a wrong symbol, method or credential does not heal by retrying
+            except Exception as exc:  # noqa: BLE001 - network errors, and any source fault: a capture must survive
                 now = self.now_ms()
                 self.counts["reconnects"] += 1
                 self._open_gap(sub, "reconnect")
-                reason = f"reconnect:{type(exc).__name__}"
+                retryable = isinstance(exc, RETRYABLE)
+                if not retryable:
+                    self.counts[f"errors:{type(exc).__name__}"] += 1
+                reason = f"{'reconnect' if retryable else 'error'}:{type(exc).__name__}"
                 event = event_rows(EventKind.RECONNECT, stream, iid, now, now, start_ms=now, end_ms=now, reason=reason)
                 yield Batch(stream, schema.empty(stream), event)
                 await self._sleep_exchange(backoff)
@@ -677,7 +697,9 @@ class Feed:
         previous_interval = math.nan
         async for page in self._pages(stream, symbol, since_ms, until_ms):
             recv = self.now_ms()
-            page, screened = validator.screen(stream, page, instrument.id, recv)
+            # rows were asked for up to until_ms: a replay's clock may not have started, that is not "future"
+            check_now = max(recv, until_ms - 1)
+            page, screened = validator.screen(stream, page, instrument.id, check_now)
             if stream == "ohlcv":
                 records = normalize.ohlcv_to_records(page, instrument, recv, self.timeframe_s)
             elif stream == "trades":
@@ -689,7 +711,7 @@ class Feed:
                 if len(records):
                     previous_settlement = int(records["funding_ts_ms"].max())
                     previous_interval = float(records["interval_h"][-1])
-            accepted, checked = validator.check(stream, records, recv)
+            accepted, checked = validator.check(stream, records, check_now)
             progress.pages += 1
             progress.rows += len(accepted)
             if len(records):

@@ -257,9 +257,13 @@ def funding_rate_to_record(
         {"symbol": "BTC/USDT:USDT", "timestamp": 1730730080834, "fundingRate": 0.0001,
          "fundingTimestamp": 1730736000000, "nextFundingRate": None, "markPrice": 68591.46,
          "indexPrice": 68599.9, "interval": "8h", "info": {...}}
+
+    `info["is_settled"] is True` (fundarb's replays of settled history) makes it a settled row.
     """
+    info = rate.get("info") if isinstance(rate.get("info"), Mapping) else {}
     return funding_record(
         instrument,
+        is_settled=info.get("is_settled") is True,  # a replay of settled history says so
         ts_ms=int_ms(rate.get("timestamp")),
         recv_ts_ms=recv_ts_ms,
         funding_ts_ms=int_ms(rate.get("fundingTimestamp")),

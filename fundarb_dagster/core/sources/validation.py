@@ -121,6 +121,7 @@ class Validator:
         self.counts: Counter[str] = Counter()
         self._seen: dict[tuple[Any, ...], _Seen] = {}
         self._last_ts: dict[tuple[str, int], int] = {}
+        self._latest: dict[tuple[str, int], int] = {}  # newest accepted event time per (stream, instrument)
 
     # -- raw structures -----------------------------------------------------------------------------
     def missing_field(self, stream: str, item: Any) -> str | None:
@@ -213,11 +214,23 @@ class Validator:
         flag(ts <= 0, "missing:timestamp")
         flag(ts > now_ms + self.max_future_ms, "ts:future")
         if self.max_past_ms is not None:
-            flag(ts < now_ms - self.max_past_ms, "ts:past")
+            # "past" against the newest time this instrument's stream already gave when that is earlier than
+            # the clock: a replay's clock jumps with other streams' data, the stream's own data does not.
+            reference = np.full(n, now_ms, dtype=np.int64)
+            for instrument_id in np.unique(records["instrument_id"]).tolist():
+                latest = self._latest.get((stream, int(instrument_id)))
+                if latest is not None and latest < now_ms:
+                    reference[records["instrument_id"] == instrument_id] = latest
+            flag(ts < reference - self.max_past_ms, "ts:past")
         if sequence:
             self._check_sequence(stream, records, reasons, kinds)
 
         accepted = records[reasons == ""]
+        if len(accepted):
+            for instrument_id in np.unique(accepted["instrument_id"]).tolist():
+                newest = int(accepted["ts_ms"][accepted["instrument_id"] == instrument_id].max())
+                key = (stream, int(instrument_id))
+                self._latest[key] = max(self._latest.get(key, newest), newest)
         events = []
         rejected = reasons != ""
         if rejected.any():
