@@ -663,7 +663,7 @@ class SimExchange:
             "unWatchTrades": True,
             "unWatchTicker": True,
             "unWatchOHLCV": True,
-            "unWatchFundingRate": True,
+            "unWatchFundingRate": channel == "funding_rate" or funding_channel == "unified",
             "unWatchMarkPrice": exchange_id in ("binance", "okx"),
         }
         # How this venue delivers funding on its sockets, for consumers that dispatch on it.
