@@ -312,3 +312,16 @@ def test_big_files_report_progress(tmp_path: Path, fixtures_dir: Path, monkeypat
     read = [m for m in messages if "rows read" in m]
     assert len(read) == 7 and read[-1] == "XRP_ETH-trades.csv: 12,477 rows read"
     assert messages[-1] == "XRP_ETH-trades.csv: 12,477 rows landed, 0 quarantined"
+
+
+def test_book_ticker_archives_land_as_tickers(tmp_path: Path) -> None:
+    book = [
+        [7000 + i, f"{42000 + i}.1", "1.5", f"{42000 + i}.3", "0.5", T0 + i * 250, T0 + i * 250 + 2] for i in range(40)
+    ]
+    path = write_csv(tmp_path / "BTCUSDT-bookTicker-2024-01-01.csv", book, None, [], True)
+    summary = import_files([path], tmp_path / "data", exchange="binance", symbol="BTC/USDT:USDT", progress=None)
+    assert summary.files[0].kind == "bookTicker" and summary.landed == 40
+    got = read_landed(tmp_path / "data", "tickers")
+    assert got["ts_ms"].tolist() == [r[5] for r in book]
+    assert got["bid"].tolist() == [float(r[1]) for r in book] and got["ask_size"].tolist() == [0.5] * 40
+    assert got["last"].isna().all() and got["mark_price"].isna().all()

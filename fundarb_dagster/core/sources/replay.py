@@ -62,6 +62,7 @@ KIND_STREAMS: dict[str, str] = {
     "trades": "trades",
     "aggTrades": "trades",
     "fundingRate": "funding",
+    "bookTicker": "tickers",
     "fixture_trades": "trades",
     "fixture_ohlcv": "ohlcv",
     "fixture_mark": "mark",
@@ -96,6 +97,15 @@ _AGG_COLS = [
     "is_best_match",
 ]
 _FUNDING_COLS = ["calc_time", "funding_interval_hours", "last_funding_rate"]
+_BOOK_COLS = [
+    "update_id",
+    "best_bid_price",
+    "best_bid_qty",
+    "best_ask_price",
+    "best_ask_qty",
+    "transaction_time",
+    "event_time",
+]
 _TIMEFRAME = re.compile(r"^(\d+)([smhdwM])$")
 _TF_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000}
 _MIN_TS_MS = 1_230_768_000_000  # 2009-01-01: nothing crypto is older
@@ -286,6 +296,8 @@ def detect_kind(path: Path) -> str:
             return "trades"
         if "calc_time" in names:
             return "fundingRate"
+        if "best_bid_price" in names:
+            return "bookTicker"
         raise ValueError(f"kind: cannot tell the kind of {str(path)!r} from its header {first[:80]!r}")
     # No header: Binance archive names say it (BTCUSDT-aggTrades-2024-01-01), else the column count does.
     lowered = stem.lower()
@@ -295,13 +307,18 @@ def detect_kind(path: Path) -> str:
         return "trades"
     if "-fundingrate-" in lowered:
         return "fundingRate"
+    if "-bookticker-" in lowered:
+        return "bookTicker"
     if len(cells) == 12:
         return "markPriceKlines" if "markpriceklines" in parts else "klines"
     if len(cells) == 3:
         return "fundingRate"
     if len(cells) in (6, 7, 8):
-        # trades: time at column 4 and a boolean at 5; aggTrades: ids at 3, 4 and the time at 5.
-        return "trades" if cells[5] in ("true", "false") else "aggTrades"
+        # trades: time at column 4 and a boolean at 5; aggTrades: ids at 3, 4, the time at 5, a boolean at 6;
+        # bookTicker: prices and sizes, then two times at 5 and 6.
+        if cells[5] in ("true", "false"):
+            return "trades"
+        return "bookTicker" if len(cells) == 7 and _is_number(cells[6]) else "aggTrades"
     raise ValueError(f"kind: cannot tell the kind of {str(path)!r}: no header and {len(cells)} columns")
 
 
@@ -326,7 +343,7 @@ def symbol_hint(path: Path, kind: str) -> tuple[str | None, str | None]:
     market_type = None
     if "spot" in parts:
         market_type = "spot"
-    elif parts & {"futures", "um", "cm"} or kind in ("fundingRate", "markPriceKlines"):
+    elif parts & {"futures", "um", "cm"} or kind in ("fundingRate", "markPriceKlines", "bookTicker"):
         market_type = "swap"
     return (head if head and head.isalnum() else None), market_type
 
@@ -527,6 +544,19 @@ def _parse_chunk(kind: str, chunk: pd.DataFrame, quarantine: _Quarantine, tf_s: 
         side = np.select([text.eq("buy").to_numpy(), text.eq("sell").to_numpy()], [1, -1], 0).astype(np.int8)
         rows.reject(~text.isin(("buy", "sell", "")).to_numpy(), "side", "side_taker", "not buy/sell", "is not buy/sell")
         return {(None, None): _trades(rows, ts, ids, side, price, amount)}
+    if kind == "bookTicker":
+        ts = rows.timestamps("transaction_time")
+        bid = rows.number("best_bid_price", "bid", positive=True)
+        ask = rows.number("best_ask_price", "ask", positive=True)
+        bid_size = rows.number("best_bid_qty", "bid_size")
+        ask_size = rows.number("best_ask_qty", "ask_size")
+        with np.errstate(invalid="ignore"):
+            rows.reject(ask < bid, "ask", "best_ask_price", "below bid", "is below the bid (crossed book)")
+            rows.reject((bid_size < 0) | (ask_size < 0), "size", "best_bid_qty", "< 0", "must be >= 0")
+        out = schema.empty("tickers", len(ts))
+        out["ts_ms"], out["recv_ts_ms"] = ts, ts
+        out["bid"], out["ask"], out["bid_size"], out["ask_size"] = bid, ask, bid_size, ask_size
+        return {(None, None): out[rows.ok]}
     if kind == "fundingRate":
         ts = rows.timestamps("calc_time", "funding_ts_ms")
         interval = rows.number("funding_interval_hours", "interval_h", positive=True, optional=True)
@@ -575,6 +605,7 @@ _COLUMNS: dict[str, list[str] | None] = {
     "trades": _TRADES_COLS,
     "aggTrades": _AGG_COLS,
     "fundingRate": _FUNDING_COLS,
+    "bookTicker": _BOOK_COLS,
 }
 
 
@@ -659,6 +690,8 @@ def _sort_dedupe(stream: str, records: np.ndarray) -> tuple[np.ndarray, int]:
         else:
             _, first = np.unique(ids, return_index=True)
             keep = np.sort(first)
+    elif stream == "tickers":
+        keep = None  # quotes may repeat a time; each update is kept
     else:
         names = ["is_settled", "funding_ts_ms", "ts_ms"] if stream == "funding" else ["timeframe_s", "ts_ms"]
         duplicated = pd.DataFrame({n: records[n] for n in names}).duplicated(keep="first").to_numpy()

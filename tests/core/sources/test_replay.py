@@ -589,3 +589,38 @@ def test_a_cancelled_watch_call_loses_nothing(xrp_dir: Path) -> None:
     assert rates[0]["fundingTimestamp"] == int(
         pd.read_csv(xrp_dir / "XRP_USDT_USDT-8h-funding_rate.csv")["time_ms_utc"][0]
     )
+
+
+BOOK = [  # update_id, best bid, bid qty, best ask, ask qty, transaction time, event time
+    [4001, "42000.1", "1.5", "42000.2", "0.7", 1704067200010, 1704067200012],
+    [4002, "42000.0", "2.0", "42000.3", "0.1", 1704067200510, 1704067200513],
+    [4003, "42001.0", "2.0", "42000.5", "0.1", 1704067201010, 1704067201013],  # crossed: quarantined
+]
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_book_ticker_archives_replay_as_tickers(tmp_path: Path, header: bool) -> None:
+    names = [
+        "update_id",
+        "best_bid_price",
+        "best_bid_qty",
+        "best_ask_price",
+        "best_ask_qty",
+        "transaction_time",
+        "event_time",
+    ]
+    path = write_archive(
+        tmp_path / "futures/um/daily/bookTicker/BTCUSDT/BTCUSDT-bookTicker-2024-01-01.csv",
+        BOOK,
+        names if header else None,
+        False,
+        [5, 6],
+        True,
+    )
+    assert detect_kind(path) == "bookTicker"
+    ex = ReplayExchange("binance", tmp_path, format="binance_archive", symbols=["BTC/USDT:USDT"])
+    ticks = run(drain(lambda: ex.watch_ticker("BTC/USDT:USDT")))
+    assert [(t["timestamp"], t["bid"], t["bidVolume"], t["ask"], t["askVolume"]) for t in ticks] == [
+        (r[5], float(r[1]), float(r[2]), float(r[3]), float(r[4])) for r in BOOK[:2]
+    ]
+    assert [r.reason for r in ex.rejected[path].rejects] == ["ask: '42000.5' is below the bid (crossed book)"]
