@@ -84,7 +84,7 @@ def replace_window(
             f"DELETE FROM {table} WHERE {time_column} >= $start AND {time_column} < $end",
             {"start": params[start_param], "end": params[end_param]},
         )
-        conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {staged} ORDER BY {time_column}")
+        conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {staged}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -1,5 +1,6 @@
 -- raw_funding: landed funding observations of [$start, $end) (by ts_ms, when the value was known),
--- deduplicated on (exchange, symbol, funding_ts_ms, ts_ms, is_settled).
+-- deduplicated on (exchange, symbol, funding_ts_ms, ts_ms, is_settled) (instrument_id stands for
+-- exchange + symbol); the copy received last wins.
 SELECT
     make_timestamp(ts_ms * 1000) AS ts,
     make_timestamp(funding_ts_ms * 1000) AS funding_ts,
@@ -10,5 +11,5 @@ WHERE date BETWEEN $start_date AND $end_date
   AND (date::VARCHAR || ' ' || hour) >= $start_hour AND (date::VARCHAR || ' ' || hour) < $end_hour
   AND ts_ms >= $start_ms AND ts_ms < $end_ms
 QUALIFY row_number() OVER (
-    PARTITION BY exchange, symbol, funding_ts_ms, ts_ms, is_settled ORDER BY recv_ts_ms DESC
+    PARTITION BY instrument_id, funding_ts_ms, ts_ms, is_settled ORDER BY recv_ts_ms DESC
 ) = 1

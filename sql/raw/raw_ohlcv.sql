@@ -1,6 +1,6 @@
 -- raw_ohlcv: venue candles of [$start, $end) by bar open time, deduplicated on
--- (exchange, symbol, timeframe_s, ts_ms). A venue re-sends the open bar as it updates: the last one
--- received is the final bar.
+-- (exchange, symbol, timeframe_s, ts_ms) (instrument_id stands for exchange + symbol). A venue re-sends
+-- the open bar as it updates: the last one received is the final bar.
 SELECT
     make_timestamp(ts_ms * 1000) AS ts,
     ts_ms, recv_ts_ms, instrument_id, exchange, symbol, timeframe_s, open, high, low, close, volume
@@ -8,4 +8,4 @@ FROM read_parquet($files, hive_partitioning = true)
 WHERE date BETWEEN $start_date AND $end_date
   AND (date::VARCHAR || ' ' || hour) >= $start_hour AND (date::VARCHAR || ' ' || hour) < $end_hour
   AND ts_ms >= $start_ms AND ts_ms < $end_ms
-QUALIFY row_number() OVER (PARTITION BY exchange, symbol, timeframe_s, ts_ms ORDER BY recv_ts_ms DESC) = 1
+QUALIFY row_number() OVER (PARTITION BY instrument_id, timeframe_s, ts_ms ORDER BY recv_ts_ms DESC) = 1

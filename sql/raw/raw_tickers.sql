@@ -1,4 +1,5 @@
--- raw_tickers: landed best bid/ask + mark/index of [$start, $end), deduplicated on (exchange, symbol, ts_ms).
+-- raw_tickers: landed best bid/ask + mark/index of [$start, $end), deduplicated on (exchange, symbol, ts_ms)
+-- (instrument_id stands for exchange + symbol: integer keys are cheaper); the copy received last wins.
 SELECT
     make_timestamp(ts_ms * 1000) AS ts,
     ts_ms, recv_ts_ms, instrument_id, exchange, symbol,
@@ -7,4 +8,4 @@ FROM read_parquet($files, hive_partitioning = true)
 WHERE date BETWEEN $start_date AND $end_date
   AND (date::VARCHAR || ' ' || hour) >= $start_hour AND (date::VARCHAR || ' ' || hour) < $end_hour
   AND ts_ms >= $start_ms AND ts_ms < $end_ms
-QUALIFY row_number() OVER (PARTITION BY exchange, symbol, ts_ms ORDER BY recv_ts_ms DESC) = 1
+QUALIFY row_number() OVER (PARTITION BY instrument_id, ts_ms ORDER BY recv_ts_ms DESC) = 1
