@@ -13,12 +13,14 @@ Three recordings are understood, all turned into the `schema` record dtypes firs
   timestamps (`klines`: `1704067200000,42283.58,42554.57,42261.02,42475.23,1271.68,1704070799999,...`;
   `trades`: `id,price,qty,quote_qty,time,is_buyer_maker[,is_best_match]`; `aggTrades`: `agg_trade_id,price,
   quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker[,is_best_match]`; `fundingRate`:
-  `calc_time,funding_interval_hours,last_funding_rate`; `markPriceKlines` as klines, used as mark prices).
+  `calc_time,funding_interval_hours,last_funding_rate`; `bookTicker`: `update_id,best_bid_price,best_bid_qty,
+  best_ask_price,best_ask_qty,transaction_time,event_time`; `markPriceKlines` as klines, used as mark prices).
 
 `parse_file` is shared with the importer (`core/importer.py`): one parser, one set of validation rules,
 bad rows quarantined with a reason naming the field and the value.
 
-`ReplayExchange` answers `watch_trades` / `watch_ticker` / `watch_ohlcv` / `watch_funding_rate` with
+`ReplayExchange` answers `load_markets` (minimal ccxt market dicts: `BTC/USDT` spot, `BTC/USDT:USDT` linear
+swap), `milliseconds` (the replay clock), `watch_trades` / `watch_ticker` / `watch_ohlcv` / `watch_funding_rate` with
 ccxt's unified structures in event-time order, and `fetch_ohlcv` / `fetch_trades` /
 `fetch_funding_rate_history` from the whole recording (history works offline). Delivery times: a trade,
 ticker or funding value at its `ts_ms`; a candle when it closes (`ts_ms + timeframe`), so a consumer never
