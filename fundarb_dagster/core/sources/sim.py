@@ -101,7 +101,8 @@ periods: `stale_every_s` live, then `stale_duration_s` silent, repeating (per-su
 inside a silent stretch are never sent and the call stays silent. `malformed_rate`, `duplicate_rate`,
 `out_of_order_rate` are probabilities per message: a malformed copy
 (extra message), a duplicate (the same trade re-sent, or the same ticker/funding/candle), out-of-order (two
-adjacent trades swapped; for the other streams the previous message re-sent after a newer one).
+adjacent trades sent swapped, the same pairs whatever the batching; for the other streams the previous message
+re-sent after a newer one).
 """
 
 from __future__ import annotations
@@ -1472,29 +1473,61 @@ class SimExchange:
     ) -> list[dict[str, Any]]:
         """New trades since the previous call (all of them, at most `batch_limit` per call), ascending."""
         m = await self._market(symbol)
-        st, lo, hi = await self._due(("trades", symbol), "trades", m, 1)
         stale = self._stale("trades", m)
-        good: list[dict[str, Any]] = []
-        flags: list[tuple[float, float, float, int, int]] = []
-        new_cursor = hi
-        for chunk, hour, idx in self._trades_between(m, lo, hi):
-            keep = idx[~self._stale_mask(stale, chunk.ts[idx])] if stale is not None else idx
-            room = self.batch_limit - len(good)
-            full = keep.size >= room
-            keep = keep[:room]
-            good.extend(self._trades(m, chunk, hour, keep))
-            if chunk.draws is not None:
-                for i in keep.tolist():
-                    d0, d1, d2 = chunk.draws[i].tolist()
-                    flags.append((d0, d1, d2, int(chunk.bad_kind[i]), hour * TRADE_ID_HOUR + i))
-            if full:
-                # The batch is full: the next call continues right after the last trade sent.
-                new_cursor = int(chunk.ts[keep[-1]])
-                break
-        self._account_stale("trades", m, lo, new_cursor, 1)
-        st.cursor = new_cursor
-        self.emitted[("trades", symbol)] += len(good)
-        return self._trade_faults(m, good, flags)
+        while True:
+            st, lo, hi = await self._due(("trades", symbol), "trades", m, 1)
+            good: list[dict[str, Any]] = []
+            flags: list[tuple[float, float, bool, int, int]] = []
+            new_cursor = hi
+            last: tuple[_Chunk, int] | None = None
+            for chunk, hour, idx in self._trades_between(m, lo, hi):
+                keep = idx[~self._stale_mask(stale, chunk.ts[idx])] if stale is not None else idx
+                room = self.batch_limit - len(good)
+                full = keep.size >= room
+                keep = keep[:room]
+                if keep.size:
+                    good.extend(self._trades(m, chunk, hour, keep))
+                    last = (chunk, int(keep[-1]))
+                if chunk.draws is not None:
+                    for i in keep.tolist():
+                        d0, d1 = chunk.draws[i, :2].tolist()
+                        pair = self._swaps_with_next(chunk, i)
+                        flags.append((d0, d1, pair, int(chunk.bad_kind[i]), hour * TRADE_ID_HOUR + i))
+                if full:
+                    # The batch is full: the next call continues right after the last trade sent.
+                    new_cursor = int(chunk.ts[keep[-1]])
+                    break
+            if last is not None and self._hold_back(m, stale, lo, *last):
+                # Its out-of-order partner is not due yet: send the pair together, swapped, next time.
+                chunk, k = last
+                good.pop()
+                flags.pop()
+                new_cursor = int(chunk.ts[k]) - 1
+                if not good:
+                    await self._wait_until(int(chunk.ts[k + 1]))
+                    continue
+            self._account_stale("trades", m, lo, new_cursor, 1)
+            st.cursor = new_cursor
+            self.emitted[("trades", symbol)] += len(good)
+            return self._trade_faults(m, good, flags)
+
+    def _swaps_with_next(self, chunk: _Chunk, k: int) -> bool:
+        """The out-of-order rule, local so it is the same whatever the batches: trade k and k + 1 (same hour)
+        are sent swapped when k is drawn and k - 1 is not (so pairs never overlap)."""
+        rate = self.faults.out_of_order_rate
+        if not rate or chunk.draws is None or k + 1 >= chunk.ts.size:
+            return False
+        return bool(chunk.draws[k, 2] < rate and (k == 0 or chunk.draws[k - 1, 2] >= rate))
+
+    def _hold_back(self, m: _Market, stale: tuple[int, int, int] | None, lo: int, chunk: _Chunk, k: int) -> bool:
+        """Whether the batch's last trade waits for its swap partner (which must be deliverable at all)."""
+        if not self._swaps_with_next(chunk, k):
+            return False
+        partner = int(chunk.ts[k + 1])
+        if self._stale_end(stale, partner) is not None:
+            return False
+        disconnect = self._next_disconnect("trades", m, lo)
+        return disconnect is None or partner < disconnect
 
     def _trade_faults(self, m: _Market, good: list[dict[str, Any]], flags: list[tuple]) -> list[dict[str, Any]]:
         f = self.faults
@@ -1502,14 +1535,10 @@ class SimExchange:
             return good
         order = list(range(len(good)))
         if f.out_of_order_rate:
-            i = 0
-            while i < len(order) - 1:
-                if flags[i][2] < f.out_of_order_rate:
+            for i in range(len(order) - 1):
+                if flags[i][2] and flags[i + 1][4] == flags[i][4] + 1:
                     order[i], order[i + 1] = order[i + 1], order[i]
                     self._record_fault("out_of_order", "trades", m.symbol)
-                    i += 2
-                else:
-                    i += 1
         out = []
         for i in order:
             out.append(good[i])

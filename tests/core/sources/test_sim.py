@@ -485,23 +485,30 @@ def test_malformed_duplicate_and_out_of_order_trades_are_injected_and_recorded()
     assert len(set(t["id"] for t in live)) == len(live)  # reordered, not duplicated
 
 
-def test_same_seed_injects_the_same_faults() -> None:
-    async def malformed_ids(seed: int) -> tuple[set[str], tuple[int, int]]:
-        ex = SimExchange("bybit", sim(seed=seed, speed=20_000, faults=FaultConfig(malformed_rate=0.05)))
+def test_same_seed_injects_the_same_faults_whatever_the_batching() -> None:
+    faults = FaultConfig(malformed_rate=0.05, out_of_order_rate=0.05)
+
+    async def observed(batch_limit: int) -> tuple[set[str], set[str], tuple[int, int]]:
+        ex = SimExchange("bybit", sim(seed=3, speed=20_000, faults=faults), batch_limit=batch_limit)
         live, _ = await collect_trades(ex, "BTC/USDT", 0.25)
-        good = [int(t["id"]) for t in live if not is_malformed_trade(t, ex.milliseconds())]
-        ids = {t["id"] for t in live if is_malformed_trade(t, ex.milliseconds())}
-        return ids, (min(good), max(good))
+        clock = ex.milliseconds()
+        good = [t for t in live if not is_malformed_trade(t, clock)]
+        malformed = {t["id"] for t in live if is_malformed_trade(t, clock)}
+        # a trade that arrives before an earlier one: the later half of a swapped pair
+        swapped = {b["id"] for a, b in zip(good, good[1:], strict=False) if b["timestamp"] < a["timestamp"]}
+        ids = [int(t["id"]) for t in good]
+        return malformed, swapped, (min(ids), max(ids))
 
-    (a, range_a), (b, range_b) = run(malformed_ids(3)), run(malformed_ids(3))
-    lo, hi = max(range_a[0], range_b[0]), min(range_a[1], range_b[1])
+    (bad_a, swap_a, range_a), (bad_b, swap_b, range_b) = run(observed(1000)), run(observed(3))
+    lo, hi = max(range_a[0], range_b[0]) + 1, min(range_a[1], range_b[1]) - 1
 
-    def within(ids: set[str]) -> set[str]:
+    def within(ids: set[str], offset: int = 0) -> set[str]:
         # Malformed copies carry the original's id + 5_000_000 within the same hour.
-        return {i for i in ids if lo <= int(i) - 5_000_000 <= hi}
+        return {i for i in ids if lo <= int(i) - offset <= hi}
 
-    assert len(within(a)) > 5
-    assert within(a) == within(b)
+    assert len(within(bad_a, 5_000_000)) > 5 and len(within(swap_a)) > 5
+    assert within(bad_a, 5_000_000) == within(bad_b, 5_000_000)
+    assert within(swap_a) == within(swap_b)
 
 
 def test_ticker_funding_and_ohlcv_faults_are_injected_and_counted() -> None:
