@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             r = capture_run(ranks, seconds, args.speed, work)
             streams = " ".join(f"{s}={r[s]}" for s in schema.MARKET_STREAMS)
             print(
-                f"{ranks:>5} {r['seconds']:>8.1f} {r['messages']:>12,} {r['rate']:>10,.0f} {r['steady']:>10,.0f}  {streams}"
+                f"{ranks:>5} {r['seconds']:>8.1f} {r['messages']:>12,} {r['rate']:>10,.0f} "
+                f"{r['steady']:>10,.0f}  {streams}"
             )
         print(f"\n== 2. flush: {flush_n:,} trades records ({schema.TRADES.itemsize} B each) -> zstd Parquet, atomic")
         f = flush_run(flush_n, work)
