@@ -678,9 +678,9 @@ class SimExchange:
         self._closed = False
         self._world: _World | None = None
         self._m: dict[str, _Market] = {}
-        self._chunks = _LRU(96)
+        self._chunks = _LRU(48)
         self._streams: dict[tuple[str, str], _Stream] = {}
-        self._funding_cache = _LRU(4096)
+        self._funding_cache = _LRU(2048)
         f = sim.faults
         self._faults_on = bool(f.malformed_rate or f.duplicate_rate or f.out_of_order_rate)
 
