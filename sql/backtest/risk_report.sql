@@ -2,6 +2,7 @@
 SELECT
     CAST(report_id AS VARCHAR) AS report_id,
     CAST(ts AS TIMESTAMP) AS ts,
+    CAST(created_at AS TIMESTAMP) AS created_at,
     CAST(source_run_id AS VARCHAR) AS source_run_id,
     CAST(section AS VARCHAR) AS section,
     CAST(name AS VARCHAR) AS name,

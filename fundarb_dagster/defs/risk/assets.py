@@ -3,7 +3,7 @@ price-shock stress of every open pair, and one alert per breach through the aler
 
 
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -93,6 +93,7 @@ def risk(context: AssetExecutionContext, config: RiskConfig, duckdb: DuckDBResou
     rows += [("breach", b.rule, b.subject, b.value, b.threshold, b.severity, b.message) for b in breaches]
     report = pd.DataFrame(rows, columns=["section", "name", "subject", "value", "threshold", "severity", "message"])
     report.insert(0, "source_run_id", run_id)
+    report.insert(0, "created_at", datetime.now(UTC).replace(tzinfo=None))
     report.insert(0, "ts", as_of)
     report.insert(0, "report_id", report_id)
     stress_frame = stress.copy()

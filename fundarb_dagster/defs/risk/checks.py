@@ -13,7 +13,7 @@ def risk_report_has_no_critical_breach(duckdb: DuckDBResource) -> AssetCheckResu
     with warehouse_connection(duckdb, read_only=True) as conn:
         rows = conn.execute(
             "SELECT name, subject, value, threshold FROM risk_report WHERE section = 'breach' AND severity = 'critical'"
-            " AND report_id = (SELECT report_id FROM risk_report ORDER BY ts DESC, report_id DESC LIMIT 1)"
+            " AND report_id = (SELECT report_id FROM risk_report ORDER BY created_at DESC LIMIT 1)"
         ).fetchall()
     return AssetCheckResult(
         passed=not rows,

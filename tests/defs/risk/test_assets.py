@@ -51,6 +51,8 @@ def test_risk_report_breaches_raise_alerts_once(warehouse: Path) -> None:
         run_config={"ops": {"risk": {"config": config}}},
     )
     assert result.success
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed  # leverage far above 1x is a critical breach: the (warn) check says so
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         book = conn.execute("SELECT * FROM backtest_book").df()
         report = conn.execute("SELECT * FROM risk_report WHERE report_id = $r", {"r": result.run_id}).df()
