@@ -1,7 +1,6 @@
 """Backtest assets: build the panel from the warehouse, run a strategy, store runs/equity/trades/positions/book,
 and sweep a parameter grid with a walk-forward split. Thin: SQL in sql/backtest, maths in core/backtest."""
 
-
 import json
 import time
 from datetime import UTC, datetime, timedelta

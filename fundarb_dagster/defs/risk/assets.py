@@ -1,7 +1,6 @@
 """risk_report: the current book (the latest backtest's open legs, or another run's) against the limits, a
 price-shock stress of every open pair, and one alert per breach through the alert channels (core/alerts)."""
 
-
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
