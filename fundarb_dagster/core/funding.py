@@ -119,7 +119,8 @@ def market_funding_info(market: Mapping[str, Any]) -> tuple[float | None, float 
 
     bybit: `fundingInterval` (minutes), `upperFundingRate` / `lowerFundingRate`;
     binance fundingInfo: `fundingIntervalHours`, `adjustedFundingRateCap` / `adjustedFundingRateFloor`;
-    the simulator and others may put `fundingIntervalHours`, `fundingRateCap`, `fundingRateFloor`.
+    the simulator: `fundingIntervalHours`, `fundingCap`, `fundingFloor` (and `fundingIntervalHistory`, see
+    `market_interval_history`).
     """
     info = market.get("info") or {}
     interval_h = None
@@ -127,9 +128,28 @@ def market_funding_info(market: Mapping[str, Any]) -> tuple[float | None, float 
         interval_h = float(info["fundingIntervalHours"])
     elif info.get("fundingInterval") not in (None, ""):
         interval_h = float(info["fundingInterval"]) / 60.0
-    cap = _first_float(info, ("upperFundingRate", "adjustedFundingRateCap", "fundingRateCap"))
-    floor = _first_float(info, ("lowerFundingRate", "adjustedFundingRateFloor", "fundingRateFloor"))
+    cap = _first_float(info, ("upperFundingRate", "adjustedFundingRateCap", "fundingRateCap", "fundingCap"))
+    floor = _first_float(info, ("lowerFundingRate", "adjustedFundingRateFloor", "fundingRateFloor", "fundingFloor"))
     return interval_h, cap, floor
+
+
+def market_interval_history(market: Mapping[str, Any]) -> list[tuple[int, float]]:
+    """[(ts_ms, interval_h)] observations from a published interval history (`info.fundingIntervalHistory`
+    as [[start_ms, hours], ...], meaning settlements after start_ms use hours), for `build_intervals`.
+
+    Spans are keyed by settlement time and looked up LOOKUP_TOLERANCE late, so each change is placed half an
+    hour after its start: a settlement exactly at the start still belongs to the interval before.
+    """
+    info = market.get("info") or {}
+    out = []
+    for entry in info.get("fundingIntervalHistory") or []:
+        try:
+            start, hours = int(entry[0]), float(entry[1])
+        except (TypeError, ValueError, IndexError):
+            continue
+        if hours > 0:
+            out.append((start + HOUR_MS // 2, hours))
+    return out
 
 
 def _first_float(info: Mapping[str, Any], names: Iterable[str]) -> float | None:

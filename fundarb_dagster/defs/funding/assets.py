@@ -433,6 +433,10 @@ def _market_observations(source: SourceConfigResource, log: Any) -> pd.DataFrame
             if not market:
                 continue
             interval_h, cap, floor = core_funding.market_funding_info(market)
+            for start_ms, hours in core_funding.market_interval_history(market):
+                rows.append(
+                    core_funding._observation(exchange_cfg.id, symbol, start_ms, hours, cap, floor, source="history")
+                )
             if interval_h is None and cap is None and floor is None:
                 continue
             # Caps without an interval still matter: they ride on whatever interval is known (NaN here).
@@ -492,15 +496,18 @@ def funding_intervals(
             else reported
         )
         if not market_intervals.empty and not observations.empty:
-            # A market's interval is what is in force now: place it after the last settlement seen.
+            # A market's current interval applies to the next settlement: place it half an hour after the last
+            # one seen. Keys with a published history (source "history") already have it in force.
             last = settlements.groupby(["exchange", "symbol"])["funding_ts_ms"].max()
+            with_history = set(map(tuple, market.loc[market["source"] == "history", ["exchange", "symbol"]].values))
             is_market = observations["source"] == "market"
-            observations.loc[is_market, "ts_ms"] = [
-                int(last.get((e, s), 0))
-                for e, s in zip(
-                    observations.loc[is_market, "exchange"], observations.loc[is_market, "symbol"], strict=True
-                )
-            ]
+            keys = list(
+                zip(observations.loc[is_market, "exchange"], observations.loc[is_market, "symbol"], strict=True)
+            )
+            observations.loc[is_market, "ts_ms"] = [int(last.get(k, 0)) + 1_800_000 for k in keys]
+            drop = pd.Series(False, index=observations.index)
+            drop.loc[is_market] = [k in with_history for k in keys]
+            observations = observations[~drop]
         inferred = core_funding.infer_intervals(settlements)
         spans = _apply_market_caps(core_funding.build_intervals(observations, inferred), market)
         with registered(conn, "intervals_frame", spans):
