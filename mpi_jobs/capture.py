@@ -396,6 +396,7 @@ class FlusherLoop:
         self.stats = {key: _RingStats(last_t=time.monotonic()) for key in rings}
         self.events_by_kind: dict[str, int] = {}
         self.flush_latencies: list[float] = []
+        self.flush_errors = 0
         self.started = time.monotonic()
 
     def drain(self) -> int:
@@ -419,10 +420,29 @@ class FlusherLoop:
                 if (watcher, stream) in self.stats:
                     self.stats[(watcher, stream)].reconnects += int(count)
 
-    def flush(self) -> None:
-        result = self.flusher.flush()
-        if result.files:
-            self.flush_latencies.append(result.seconds)
+    def flush(self, final: bool = False) -> None:
+        """Write what is pending. A failed write (disk full, a vanished mount) keeps the records pending and is
+        retried at the next interval, so a transient storage error loses nothing; at the final flush it is
+        retried a few times before giving up loudly."""
+        for attempt in range(5 if final else 1):
+            try:
+                result = self.flusher.flush()
+            except OSError as exc:
+                self.flush_errors += 1
+                print(
+                    f"[capture] flush failed ({exc!r}); {self.flusher.pending()} records kept pending, retrying",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if final and attempt < 4:
+                    time.sleep(1.0 + attempt)
+                    continue
+                if final:
+                    raise
+                return
+            if result.files:
+                self.flush_latencies.append(result.seconds)
+            return
 
     def sample_stats(self) -> np.ndarray:
         """One capture_stats row per (watcher, market stream), from the rings' shared counters."""
@@ -508,7 +528,7 @@ class FlusherLoop:
                 backoff.pause()
         rows = self.sample_stats()
         self.flusher.add("capture_stats", rows)
-        self.flush()
+        self.flush(final=True)
         print(self.progress_line(rows, final=True), flush=True)
 
 

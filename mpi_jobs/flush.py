@@ -123,8 +123,9 @@ class Flusher:
                 # failure part-way keeps a retry from colliding with the files already written.
                 self.seq += 1
                 self.flushes += 1
-        self._hour_crossed = False
-        self._last_flush = self._clock()
+            # Also after a failure: the retry waits for the next interval instead of spinning on a full disk.
+            self._hour_crossed = False
+            self._last_flush = self._clock()
         result.seconds = time.perf_counter() - start
         self.bytes_written += result.bytes
         if result.files:

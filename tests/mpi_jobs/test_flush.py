@@ -108,3 +108,23 @@ def test_streams_flush_together_under_one_sequence_number(tmp_path: Path) -> Non
     assert pq.read_table(landing.partition_dir(tmp_path, "capture_events", T0) / "w-00000000.parquet").column(
         "exchange"
     ).to_pylist() == ["bybit", None]
+
+
+def test_a_failed_write_keeps_records_pending_and_the_retry_writes_them_once(tmp_path: Path) -> None:
+    flusher = Flusher(tmp_path, "w", NAMES)
+    records = _trades(T0 + np.arange(10))
+    flusher.add("trades", records)
+    blocker = tmp_path / "landing" / "trades"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the stream folder should be")  # every write below it fails
+    try:
+        flusher.flush()
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the write should have failed")
+    assert flusher.pending("trades") == 10
+    blocker.unlink()
+    result = flusher.flush()
+    assert result.records == {"trades": 10}
+    assert read_landed(tmp_path, "trades").tobytes() == records.tobytes()
