@@ -55,6 +55,7 @@ class FileResult:
     reasons: dict[str, int] = field(default_factory=dict)  # "field: rule" -> count
     samples: list[str] = field(default_factory=list)  # the first rejects, "line N: reason"
     error: str = ""
+    warnings: list[str] = field(default_factory=list)  # e.g. a file name that suggests another symbol
     first_ts_ms: int | None = None
     last_ts_ms: int | None = None
     seconds: float = 0.0
@@ -86,6 +87,19 @@ class ImportSummary:
     @property
     def ok(self) -> bool:
         return self.failed == 0
+
+
+def expand_paths(paths: Sequence[Path | str]) -> list[Path]:
+    """Files as given; a folder stands for the .csv and .zip files under it (sorted), e.g. a day-by-day
+    Binance download of one symbol."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".csv", ".zip"))
+        else:
+            out.append(path)
+    return out
 
 
 def file_digest(path: Path) -> str:
@@ -155,8 +169,7 @@ def import_files(
     registry.save(registry_file)
     summary = ImportSummary(exchange=exchange, symbol=symbol, instrument_id=instrument.id)
     manifest = load_manifest(data_dir)
-    for raw_path in paths:
-        path = Path(raw_path)
+    for path in expand_paths(paths):
         started = time.perf_counter()
         if not path.is_file():
             summary.files.append(FileResult(str(path), "", status="failed", error=f"path: {str(path)!r} is not a file"))
@@ -214,6 +227,10 @@ def _land(
     instrument_id: int,
 ) -> None:
     result.kind, result.stream, result.rows = parsed.kind, parsed.stream, parsed.rows
+    hint = parsed.symbol_hint
+    looks_like_symbol = bool(hint) and ("/" in hint or (hint.isupper() and len(hint) >= 5))
+    if looks_like_symbol and hint not in (symbol, market_for(symbol)["id"]):
+        result.warnings.append(f"file name suggests {hint!r}, imported as {symbol!r} as asked")
     result.duplicates = parsed.duplicates
     result.reasons = dict(parsed.reject_counts)
     result.quarantined = parsed.quarantined
@@ -330,6 +347,8 @@ def format_summary(summary: ImportSummary) -> str:
             f"  {name}: {f.kind} -> {f.stream}: {f.rows:,} rows read, {f.landed:,} landed in "
             f"{sum(1 for p in f.files if '/capture_events/' not in p)} files, {f.quarantined:,} quarantined{tail}"
         )
+        for warning in f.warnings:
+            lines.append(f"      warning: {warning}")
         for reason, count in sorted(f.reasons.items(), key=lambda kv: -kv[1]):
             lines.append(f"      quarantined {count:,} x {reason}")
         for sample in f.samples[:5]:

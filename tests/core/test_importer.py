@@ -325,3 +325,18 @@ def test_book_ticker_archives_land_as_tickers(tmp_path: Path) -> None:
     assert got["ts_ms"].tolist() == [r[5] for r in book]
     assert got["bid"].tolist() == [float(r[1]) for r in book] and got["ask_size"].tolist() == [0.5] * 40
     assert got["last"].isna().all() and got["mark_price"].isna().all()
+
+
+def test_a_folder_imports_its_files_and_a_mismatched_name_is_flagged(tmp_path: Path) -> None:
+    days = tmp_path / "download"
+    for day in range(3):
+        write_csv(days / f"BTCUSDT-1m-2024-01-0{day + 1}.csv", klines_rows(60, T0 + day * 24 * HOUR), None, [], True)
+    (days / "README.txt").write_text("not data")
+    summary = import_files([days], tmp_path / "data", exchange="binance", symbol="BTC/USDT:USDT", progress=None)
+    assert [Path(f.path).name for f in summary.files] == [f"BTCUSDT-1m-2024-01-0{d}.zip" for d in (1, 2, 3)]
+    assert summary.landed == 180 and all(not f.warnings for f in summary.files)
+    odd = import_files(
+        [days / "BTCUSDT-1m-2024-01-01.zip"], tmp_path / "other", exchange="binance", symbol="ETH/USDT", progress=None
+    )
+    assert odd.files[0].warnings == ["file name suggests 'BTCUSDT', imported as 'ETH/USDT' as asked"]
+    assert "warning: file name suggests 'BTCUSDT'" in format_summary(odd)

@@ -841,6 +841,7 @@ class ReplayExchange:
         self.funding_via = "funding_rate"
         self.unrecognized: list[tuple[Path, str]] = []  # files skipped while loading, with the reason
         self.rejected: dict[Path, ParsedFile] = {}  # files that had quarantined rows
+        self.available: set[str] = set()  # every symbol the recording holds for this exchange (files)
         self._series: dict[tuple[Any, ...], np.ndarray] = {}
         self._cursors: dict[tuple[Any, ...], _Cursor] = {}
         self._loaded = False
@@ -878,11 +879,13 @@ class ReplayExchange:
             self._load_files()
             markets_from = None
         recorded = sorted({key[0] for key in self._series})
+        self.available.update(recorded)
         wanted = list(self.requested_symbols) if self.requested_symbols else recorded
         if not set(wanted) & set(recorded):
-            raise EndOfData(
-                f"replay {self.id}: {str(self.path)!r} ({self.format}) holds no data for {wanted}; "
-                f"it holds {recorded or 'nothing'}"
+            # A config problem, not the end of a recording: nothing would ever be replayed.
+            raise ConfigError(
+                f"replay.path: {str(self.path)!r} ({self.format}) holds no {self.id} data for {wanted}; "
+                f"it holds {sorted(self.available) or 'nothing'}"
             )
         self.markets = {}
         for symbol in wanted:
@@ -916,7 +919,13 @@ class ReplayExchange:
         )
         for file in files:
             try:
-                parsed = parse_file(file)
+                kind = detect_kind(file)
+                named = None if kind == "funding_table" else self._resolve_symbol(file, *symbol_hint(file, kind))
+                if named is not None:
+                    self.available.add(named)
+                    if self.requested_symbols and named not in self.requested_symbols:
+                        continue  # another symbol's file: not even parsed
+                parsed = parse_file(file, kind)
             except (ValueError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
                 self.unrecognized.append((file, str(exc)))
                 continue
@@ -925,24 +934,20 @@ class ReplayExchange:
             for (exchange, symbol), records in parsed.parts.items():
                 if exchange is not None and exchange != self.id:
                     continue
-                resolved = symbol or self._resolve_symbol(parsed)
+                resolved = symbol or named
                 if resolved is None:
                     self.unrecognized.append((file, f"symbol: cannot tell which symbol {file.name!r} is for"))
                     continue
+                self.available.add(resolved)
                 if self.requested_symbols and resolved not in self.requested_symbols:
                     continue
-                key = (
-                    (resolved, parsed.stream, parsed.timeframe_s)
-                    if parsed.stream in ("ohlcv", "mark")
-                    else (
-                        resolved,
-                        parsed.stream,
-                    )
-                )
-                self._add(*key, records=records)
+                timeframe = parsed.timeframe_s if parsed.stream in ("ohlcv", "mark") else None
+                self._add(resolved, parsed.stream, timeframe, records=records)
 
-    def _resolve_symbol(self, parsed: ParsedFile) -> str | None:
-        hint, market_type = parsed.symbol_hint, parsed.market_type
+    def _resolve_symbol(self, path: Path, hint: str | None, market_type: str | None) -> str | None:
+        """The unified symbol a file is for: its name's symbol, or its venue id matched to the configured
+        symbols (a `spot/` or `futures/` folder tells BTC/USDT from BTC/USDT:USDT), else split on a known quote.
+        """
         if hint is None:
             return None
         if "/" in hint:
@@ -953,12 +958,8 @@ class ReplayExchange:
         if len(candidates) == 1:
             return candidates[0]
         if len(candidates) > 1:
-            raise ValueError(
-                f"symbol: {parsed.path.name!r} could be {candidates}; put it under a spot/ or futures/ folder"
-            )
-        if self.requested_symbols:
-            return None
-        for quote in _KNOWN_QUOTES:  # no configured symbols: split the venue id on a known quote
+            raise ValueError(f"symbol: {path.name!r} could be {candidates}; put it under a spot/ or futures/ folder")
+        for quote in _KNOWN_QUOTES:
             if hint.endswith(quote) and len(hint) > len(quote):
                 base = hint[: -len(quote)]
                 return f"{base}/{quote}:{quote}" if market_type == "swap" else f"{base}/{quote}"

@@ -293,6 +293,11 @@ def test_open_exchange_builds_a_replay_from_config(xrp_dir: Path) -> None:
         ReplayExchange.from_config("binance", ReplayConfig(path=str(xrp_dir), format="parquet"))
     with pytest.raises(ConfigError, match="replay.path: '/nope' does not exist"):
         ReplayExchange.from_config("binance", ReplayConfig(path="/nope"))
+    nothing = ReplayExchange.from_config("okx", ReplayConfig(path=str(xrp_dir), format="fixture_csv"), ["BTC/USDT"])
+    with pytest.raises(
+        ConfigError, match="holds no okx data for \\['BTC/USDT'\\]; it holds \\['XRP/ETH', 'XRP/USDT:USDT'\\]"
+    ):
+        run(nothing.load_markets())
 
 
 def test_the_feed_consumes_a_replay_unchanged(xrp_dir: Path) -> None:
