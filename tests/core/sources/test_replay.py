@@ -629,3 +629,27 @@ def test_book_ticker_archives_replay_as_tickers(tmp_path: Path, header: bool) ->
         (r[5], float(r[1]), float(r[2]), float(r[3]), float(r[4])) for r in BOOK[:2]
     ]
     assert [r.reason for r in ex.rejected[path].rejects] == ["ask: '42000.5' is below the bid (crossed book)"]
+
+
+def test_imported_files_replay_from_the_landing_zone_like_the_originals(xrp_dir: Path, tmp_path: Path) -> None:
+    from fundarb_dagster.core.importer import import_files
+
+    data = tmp_path / "data"
+    import_files([xrp_dir / "XRP_ETH-trades.csv"], data, exchange="binance", symbol="XRP/ETH", progress=None)
+    import_files(
+        [xrp_dir / "XRP_USDT_USDT-8h-funding_rate.csv", xrp_dir / "XRP_USDT_USDT-5m-futures.csv"],
+        data,
+        exchange="binance",
+        symbol="XRP/USDT:USDT",
+        progress=None,
+    )
+    landed = ReplayExchange("binance", data, format="landing")
+    original = ReplayExchange("binance", xrp_dir, format="fixture_csv")
+    assert sorted(run(landed.load_markets())) == ["XRP/ETH", "XRP/USDT:USDT"]
+    assert run(drain(lambda: landed.watch_trades("XRP/ETH"))) == run(drain(lambda: original.watch_trades("XRP/ETH")))
+    assert run(landed.fetch_ohlcv("XRP/USDT:USDT", "5m")) == run(original.fetch_ohlcv("XRP/USDT:USDT", "5m"))
+    history = run(landed.fetch_funding_rate_history("XRP/USDT:USDT"))
+    assert [(h["timestamp"], h["fundingRate"], h["info"]["interval_h"]) for h in history] == [
+        (h["timestamp"], h["fundingRate"], h["info"]["interval_h"])
+        for h in run(original.fetch_funding_rate_history("XRP/USDT:USDT"))
+    ]
