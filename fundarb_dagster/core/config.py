@@ -325,8 +325,8 @@ def validate(config: FundarbConfig) -> None:
         if stream not in MARKET_STREAMS:
             raise ConfigError(f"capture.stale_timeout_s.{stream}: unknown stream")
         _positive(timeout, f"capture.stale_timeout_s.{stream}")
-    if config.source == "replay" and not config.replay.path:
-        raise ConfigError("replay.path: required when source is 'replay'")
+    if config.source in ("replay", "wire") and not config.replay.path:
+        raise ConfigError(f"replay.path: required when source is {config.source!r}")
     if config.replay.format not in REPLAY_FORMATS:
         raise ConfigError(f"replay.format: {config.replay.format!r}; expected one of {list(REPLAY_FORMATS)}")
     if not config.replay.speed >= 0:
