@@ -321,6 +321,7 @@ def simulate(
     }
     if detail:
         out.update(
+            seg=seg,
             A=A,
             H=H,
             D=D,
@@ -593,16 +594,14 @@ def _open_positions(panel: Panel, pairs: PairSet, sim: dict[str, Any], params: B
     if t < 0:
         return pd.DataFrame(columns=OPEN_COLUMNS)
     for p in np.nonzero(A[t] != 0)[0]:
-        # the wallet: funding since the segment start, recomputed plainly for the few open pairs
+        # the wallet: initial margin plus the funding booked since the segment start (as in leg_events)
         for leg, x, e, idx in (
             ("a", sim["xa"][0], sim["e_a"][0], pairs.leg_a[p]),
             ("b", sim["xb"][0], sim["e_b"][0], pairs.leg_b[p]),
         ):  # noqa: E501
             m = panel.markets[idx]
             units = float(x[t, p])
-            seg_start = t
-            while seg_start > 0 and x[seg_start - 1, p] == units and sim["e_" + leg][0][seg_start - 1, p] == e[t, p]:
-                seg_start -= 1
+            seg_start = int(sim["seg"][0][t, p])  # the last resize (episode start or rebalance)
             funding = float(-units * panel.funding_cash[seg_start + 1 : t + 1, idx].sum())
             wallet = abs(units) * e[t, p] / params.leverage + funding if m.is_perp else abs(units) * panel.mid[t, idx]
             rows.append(

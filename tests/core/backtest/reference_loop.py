@@ -32,6 +32,7 @@ def reference_backtest(panel: Panel, pairs: PairSet, p: BacktestParams) -> dict:
     totals = dict.fromkeys(("basis", "funding", "borrow", "fees", "slippage", "liquidation"), 0.0)
     liquidations = 0
     entries = 0
+    final_wallets: dict[tuple[int, int], float] = {}  # (pair, leg) -> isolated wallet of a perp open at the end
     for j in range(P):
         legs = []
         for idx in (pairs.leg_a[j], pairs.leg_b[j]):
@@ -146,9 +147,13 @@ def reference_backtest(panel: Panel, pairs: PairSet, p: BacktestParams) -> dict:
                 seg_start = new_seg
             held, units = target, new_units
             direction[t, j] = held
+        if held != 0:
+            for k, leg in enumerate(legs):
+                if leg["perp"]:
+                    final_wallets[(j, k)] = wallet[k]
     equity = p.capital + np.cumsum(pnl.sum(axis=1))
     return {"equity": equity, "pnl": pnl, "direction": direction, "totals": totals, "liquidations": liquidations,
-            "entries": entries}  # fmt: skip
+            "entries": entries, "final_wallets": final_wallets}  # fmt: skip
 
 
 def _hs(panel: Panel, t: int, i: int, p: BacktestParams) -> float:

@@ -107,6 +107,12 @@ def assert_matches_reference(panel: Panel, pairs: PairSet, params: BacktestParam
         assert r.attribution[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
     assert r.metrics["liquidations"] == ref["liquidations"]
     assert r.metrics["trade_count"] == ref["entries"]
+    # the open book's isolated wallets (what risk_report stresses) equal the loop's running wallets
+    book = r.open_positions[r.open_positions["kind"] == "perp"]
+    got = {(pairs.names.index(row.pair), 0 if row.leg == "a" else 1): row.wallet_usd for row in book.itertuples()}
+    assert got.keys() == ref["final_wallets"].keys()
+    for key, wallet in ref["final_wallets"].items():
+        assert got[key] == pytest.approx(wallet, rel=1e-9), key
 
 
 @pytest.mark.parametrize("params", PARAMS, ids=range(len(PARAMS)))
