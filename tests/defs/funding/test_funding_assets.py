@@ -68,15 +68,25 @@ def carry(tmp_path_factory, fixtures_dir):
     instance = DagsterInstance.ephemeral()
     _run([raw_funding, raw_tickers], data_dir, "2026-03-01-00:00", "2026-03-02-08:00", instance=instance)
     _run([funding_intervals], data_dir, run_config=NO_MARKETS, instance=instance)
-    _run([funding_predictions, funding_rates], data_dir, "2026-03-01-00:00", "2026-03-02-08:00", instance=instance)
+    rates_run = _run(
+        [funding_predictions, funding_rates], data_dir, "2026-03-01-00:00", "2026-03-02-08:00", instance=instance
+    )
     _run([basis, funding_spreads], data_dir, FIRST, LAST, instance=instance)
-    _run(
+    opps_run = _run(
         [opportunities],
         data_dir,
         run_config={"ops": {"opportunities": {"config": {"horizon_h": 72, "lookback_h": 24, "min_obs": 12}}}},
         instance=instance,
     )
-    return {"dir": data_dir, "settled": settled, "predictions": predictions, "tickers": tickers, "instance": instance}
+    return {
+        "dir": data_dir,
+        "settled": settled,
+        "predictions": predictions,
+        "tickers": tickers,
+        "instance": instance,
+        "rates_meta": rates_run.asset_materializations_for_node("funding_rates")[0].metadata,
+        "opps_meta": opps_run.asset_materializations_for_node("opportunities")[0].metadata,
+    }
 
 
 def test_funding_intervals_hold_8h_and_1h_from_what_the_stream_reported(carry):
@@ -269,3 +279,16 @@ def test_funding_history_backfills_from_a_replay_with_coverage(tmp_path, fixture
     meta = result.asset_materializations_for_node("funding_history")[0].metadata
     assert meta["min_coverage_pct"].value == pytest.approx(100.0)
     assert "hyperliquid" in meta["coverage"].value
+
+
+def test_metadata_shows_the_forecast_error_plot_and_the_ranking_chart(carry):
+    rates = carry["rates_meta"]
+    assert rates["forecast_error_plot"].value.count("data:image/png;base64,") == 1
+    # settled - last prediction = 5% of each rate: the mean absolute error in bps is 5% of the mean |rate|
+    landed = carry["settled"]
+    landed = landed[landed["settlement_time_ms_utc"] > START.value // 1_000_000 + 1_800_000]  # 00:00 had none
+    assert rates["forecast_mae_bps"].value == pytest.approx(
+        (landed["funding_rate"].abs() * 0.05 * 1e4).mean(), rel=1e-6
+    )
+    assert "data:image/png;base64," in carry["opps_meta"]["top_opportunities"].value
+    assert "cash_and_carry" in carry["opps_meta"]["ranking"].value
