@@ -36,6 +36,7 @@ import asyncio
 import io
 import math
 import re
+import threading
 import time
 import warnings
 import zipfile
@@ -845,6 +846,7 @@ class ReplayExchange:
         self._series: dict[tuple[Any, ...], np.ndarray] = {}
         self._cursors: dict[tuple[Any, ...], _Cursor] = {}
         self._loaded = False
+        self._load_lock = threading.Lock()  # many first calls may arrive at once: the recording loads once
         self._closed = False
         self._clock_ms = 0
         self._start_ms = 0
@@ -864,9 +866,15 @@ class ReplayExchange:
 
     # -- loading ------------------------------------------------------------------------------------
     async def load_markets(self, reload: bool = False, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        if not self._loaded or reload:
-            await asyncio.to_thread(self._load)
+        """Read the recording (once: `reload` cannot rewind a replay in progress) and return its markets."""
+        if not self._loaded:
+            await asyncio.to_thread(self._load_once)
         return self.markets
+
+    def _load_once(self) -> None:
+        with self._load_lock:
+            if not self._loaded:
+                self._load()
 
     def _load(self) -> None:
         if self.format == "landing":
@@ -1002,7 +1010,13 @@ class ReplayExchange:
 
     # -- clock ----------------------------------------------------------------------------------------
     def milliseconds(self) -> int:
-        """The replay clock: wall-paced from the first watch call, or the last delivered event at speed 0."""
+        """The replay clock: wall-paced from the first watch call, or the last delivered event at speed 0.
+
+        Asked before anything was loaded (a consumer reading the clock first), it loads the recording so the
+        answer is the recording's start, never 0 or the wall time.
+        """
+        if not self._loaded:
+            self._load_once()
         if self.speed > 0 and self._anchor is not None:
             return int(self._start_ms + (time.monotonic() - self._anchor) * 1000.0 * self.speed)
         return int(self._clock_ms)

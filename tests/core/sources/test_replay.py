@@ -654,3 +654,33 @@ def test_imported_files_replay_from_the_landing_zone_like_the_originals(xrp_dir:
         (h["timestamp"], h["fundingRate"], h["info"]["interval_h"])
         for h in run(original.fetch_funding_rate_history("XRP/USDT:USDT"))
     ]
+
+
+def test_concurrent_first_calls_load_once_and_the_clock_never_goes_back(xrp_dir: Path) -> None:
+    # As the capture job does it: no load_markets, the clock read first, every stream's first call at once.
+    ex = ReplayExchange("binance", xrp_dir, format="fixture_csv", batch_size=200)
+    first_trade = int(pd.read_csv(xrp_dir / "XRP_ETH-trades.csv")["time_ms_utc"].min())
+    assert ex.milliseconds() == first_trade
+    behind: list[tuple[int, int]] = []
+
+    async def consume(call, when) -> int:
+        n = 0
+        while True:
+            try:
+                got = await call()
+            except EndOfData:
+                return n
+            items = got if isinstance(got, list) else [got]
+            n += len(items)
+            now = ex.milliseconds()
+            behind.extend((when(i), now) for i in items if when(i) > now)
+
+    async def main() -> list[int]:
+        return await asyncio.gather(
+            consume(lambda: ex.watch_trades("XRP/ETH"), lambda t: t["timestamp"]),
+            consume(lambda: ex.watch_ohlcv("XRP/ETH", "1m"), lambda c: c[0] + 60_000),
+            consume(lambda: ex.watch_funding_rate("XRP/USDT:USDT"), lambda f: f["timestamp"]),
+        )
+
+    assert run(main()) == [12477, 2469, 91]
+    assert behind == []  # nothing was ever delivered ahead of the replay clock
