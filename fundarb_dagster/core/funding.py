@@ -88,13 +88,13 @@ def infer_intervals(settlements: pd.DataFrame, min_run: int = 2) -> pd.DataFrame
                 run_value, run_len, run_start = gap, 1, i + 1
             if run_len == min_run and run_value != current:
                 current = float(run_value)
-                rows.append(_observation(exchange, symbol, int(ts[run_start]), current, source="inferred"))
+                rows.append(observation(exchange, symbol, int(ts[run_start]), current, source="inferred"))
         if current is None and len(ts) == 2 and plausible[0]:
-            rows.append(_observation(exchange, symbol, int(ts[1]), float(gaps_h[0]), source="inferred"))
+            rows.append(observation(exchange, symbol, int(ts[1]), float(gaps_h[0]), source="inferred"))
     return pd.DataFrame(rows, columns=OBSERVATION_COLUMNS)
 
 
-def _observation(
+def observation(
     exchange: str,
     symbol: str,
     ts_ms: int,

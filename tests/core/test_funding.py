@@ -95,11 +95,11 @@ def test_one_missed_hourly_settlement_is_not_taken_for_a_2h_interval():
 
 
 def test_reported_intervals_win_over_inferred_after_capture_started():
-    reported = pd.DataFrame([f._observation("bybit", "S", 10 * HOUR_MS, 4.0, cap=0.02, floor=-0.02)])
+    reported = pd.DataFrame([f.observation("bybit", "S", 10 * HOUR_MS, 4.0, cap=0.02, floor=-0.02)])
     inferred = pd.DataFrame(
         [
-            f._observation("bybit", "S", 0, 8.0, source="inferred"),
-            f._observation("bybit", "S", 20 * HOUR_MS, 2.0, source="inferred"),
+            f.observation("bybit", "S", 0, 8.0, source="inferred"),
+            f.observation("bybit", "S", 20 * HOUR_MS, 2.0, source="inferred"),
         ]
     )
     spans = f.build_intervals(reported, inferred)
@@ -134,7 +134,7 @@ def test_last_prediction_before_settlement_and_forecast_error():
             "interval_h": 8.0,
         }
     )
-    intervals = f.build_intervals(pd.DataFrame([f._observation("bybit", "S", t_ms, 8.0)]))
+    intervals = f.build_intervals(pd.DataFrame([f.observation("bybit", "S", t_ms, 8.0)]))
     preds = f.point_in_time_predictions(predicted, intervals)
     assert len(preds) == 3
     np.testing.assert_allclose(preds["predicted_apr"], predicted["funding_rate"] * 8760 / 8)

@@ -12,7 +12,7 @@ from pydantic import Field
 from ...core import alerts as core_alerts
 from ...core.schema import EventKind, StreamCode
 from ...core.sql import execute, load_sql
-from ..funding.assets import _md_table, ensure_tables
+from ..funding.assets import ensure_tables, md_table
 from ..partitions import FOLLOW_UPSTREAM
 from ..raw.assets import ensure_raw_table
 from ..resources import POOL, DataDirResource, SourceConfigResource, column_schema, warehouse_connection
@@ -183,7 +183,7 @@ def alerts(
             "failed_deliveries": result.failed_deliveries,
             "alerts_total": int(total),
             "channels": MetadataValue.text(", ".join(c.name for c in alert_channels.channels())),
-            "raised_alerts": _md_table(frame.drop(columns=["alert_id"])) if len(frame) else MetadataValue.md("_none_"),
+            "raised_alerts": md_table(frame.drop(columns=["alert_id"])) if len(frame) else MetadataValue.md("_none_"),
         }
     )
 

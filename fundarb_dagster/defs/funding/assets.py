@@ -236,7 +236,7 @@ def _figure(width: float = 8, height: float = 3.5) -> tuple[Any, Any]:
     return plt.subplots(figsize=(width, height))
 
 
-def _md_table(frame: pd.DataFrame, max_rows: int = 30) -> MetadataValue:
+def md_table(frame: pd.DataFrame, max_rows: int = 30) -> MetadataValue:
     if frame.empty:
         return MetadataValue.md("_no rows_")
     shown = frame.head(max_rows)
@@ -371,7 +371,7 @@ def funding_history(
         metadata={
             "window": str(window),
             "rows": written,
-            "coverage": _md_table(coverage),
+            "coverage": md_table(coverage),
             "min_coverage_pct": float(coverage["coverage_pct"].min()) if len(coverage) else 0.0,
             "quarantined": quarantined,
             "errors": MetadataValue.json(errors),
@@ -396,7 +396,7 @@ def _registry_observations(data_dir: DataDirResource) -> pd.DataFrame:
             continue
         for span in registry.interval_history(instrument.exchange, instrument.symbol):
             rows.append(
-                core_funding._observation(instrument.exchange, instrument.symbol, span.valid_from_ms, span.interval_h)
+                core_funding.observation(instrument.exchange, instrument.symbol, span.valid_from_ms, span.interval_h)
             )
     return pd.DataFrame(rows, columns=core_funding.OBSERVATION_COLUMNS)
 
@@ -435,13 +435,13 @@ def _market_observations(source: SourceConfigResource, log: Any) -> pd.DataFrame
             interval_h, cap, floor = core_funding.market_funding_info(market)
             for start_ms, hours in core_funding.market_interval_history(market):
                 rows.append(
-                    core_funding._observation(exchange_cfg.id, symbol, start_ms, hours, cap, floor, source="history")
+                    core_funding.observation(exchange_cfg.id, symbol, start_ms, hours, cap, floor, source="history")
                 )
             if interval_h is None and cap is None and floor is None:
                 continue
             # Caps without an interval still matter: they ride on whatever interval is known (NaN here).
             rows.append(
-                core_funding._observation(
+                core_funding.observation(
                     exchange_cfg.id, symbol, 0, interval_h if interval_h else np.nan, cap, floor, source="market"
                 )
             )
@@ -518,7 +518,7 @@ def funding_intervals(
             "rows": rows,
             "keys": int(spans[["exchange", "symbol"]].drop_duplicates().shape[0]) if len(spans) else 0,
             "spans_by_source": MetadataValue.json({str(k): int(v) for k, v in by_source.items()}),
-            "intervals": _md_table(
+            "intervals": md_table(
                 spans[["exchange", "symbol", "valid_from", "valid_to", "interval_h", "cap", "floor", "source"]]
             ),
         }
@@ -626,7 +626,7 @@ def funding_rates(
         summary = in_window.groupby(["exchange", "symbol"]).agg(
             settlements=("funding_rate", "size"), mean_apr=("funding_apr", "mean"), interval_h=("interval_h", "last")
         )
-        metadata["summary"] = _md_table(summary.reset_index())
+        metadata["summary"] = md_table(summary.reset_index())
     return MaterializeResult(metadata=metadata)
 
 
@@ -660,7 +660,7 @@ def basis(context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: Data
     metadata: dict[str, Any] = {"window": str(window), "rows": rows}
     hourly = frame[frame["timeframe"] == "1h"] if len(frame) else frame
     if len(hourly):
-        metadata["basis_1h"] = _md_table(
+        metadata["basis_1h"] = md_table(
             hourly.groupby(["exchange", "symbol"])
             .agg(
                 basis_bps=("basis_bps", "mean"),
@@ -717,7 +717,7 @@ def funding_spreads(
     metadata: dict[str, Any] = {"window": str(window), "rows": rows}
     if len(frame):
         metadata["predicted_share"] = float((frame["is_predicted_a"] | frame["is_predicted_b"]).mean())
-        metadata["mean_spreads"] = _md_table(
+        metadata["mean_spreads"] = md_table(
             frame.groupby(["underlying", "exchange_a", "exchange_b"])["funding_spread_apr"]
             .agg(["mean", "min", "max"])
             .reset_index()
@@ -797,7 +797,7 @@ def opportunities(
     metadata: dict[str, Any] = {"rows": rows, "horizon_h": config.horizon_h}
     if len(frame):
         metadata["best_net_carry_apr"] = float(frame["net_carry_apr"].iloc[0])
-        metadata["ranking"] = _md_table(
+        metadata["ranking"] = md_table(
             frame[
                 [
                     "rank",
