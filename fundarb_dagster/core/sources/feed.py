@@ -77,6 +77,18 @@ _INITIAL_BACKOFF_S = 0.5
 _HOUR_MS = 3_600_000
 
 
+_EMPTY: dict[str, np.ndarray] = {}
+
+
+def _empty(stream: str) -> np.ndarray:
+    """A shared read-only zero-length array of a stream (empties are made for every quiet step)."""
+    if stream not in _EMPTY:
+        array = schema.empty(stream)
+        array.flags.writeable = False
+        _EMPTY[stream] = array
+    return _EMPTY[stream]
+
+
 @dataclass
 class Batch:
     """What a source produced for one stream in one step: records of the stream's dtype, plus events."""
@@ -358,7 +370,7 @@ class Feed:
                 event = event_rows(
                     EventKind.STALE, stream, iid, now, now, start_ms=silent_since, end_ms=now, reason="stale:restart"
                 )
-                yield Batch(stream, schema.empty(stream), event)
+                yield Batch(stream, _empty(stream), event)
                 continue
             except FATAL:
                 raise  # a wrong symbol, method or credential does not heal by retrying
@@ -371,7 +383,7 @@ class Feed:
                     self.counts[f"errors:{type(exc).__name__}"] += 1
                 reason = f"{'reconnect' if retryable else 'error'}:{type(exc).__name__}"
                 event = event_rows(EventKind.RECONNECT, stream, iid, now, now, start_ms=now, end_ms=now, reason=reason)
-                yield Batch(stream, schema.empty(stream), event)
+                yield Batch(stream, _empty(stream), event)
                 await self._sleep_exchange(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
                 sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
@@ -398,7 +410,7 @@ class Feed:
         self, sub: _Subscription, first_ts: int | None, now: int
     ) -> tuple[np.ndarray, tuple[int, int] | None]:
         if sub.gap_start_ms is None or first_ts is None:
-            return schema.empty("capture_events"), None
+            return _empty("capture_events"), None
         start = sub.gap_start_ms
         end = max(first_ts, start)
         reasons = sorted(set(sub.gap_reasons))
@@ -428,7 +440,7 @@ class Feed:
             records = normalize.trades_to_records(items, instrument, recv)
         elif stream == "tickers":
             items, screened = self.validator.screen(stream, [raw], instrument.id, recv)
-            records = normalize.ticker_to_record(items[0], instrument, recv) if items else schema.empty("tickers")
+            records = normalize.ticker_to_record(items[0], instrument, recv) if items else _empty("tickers")
         elif stream == "ohlcv":
             items = list(raw) if isinstance(raw, Sequence) else []
             items, screened = self.validator.screen(stream, items, instrument.id, recv)
@@ -532,7 +544,7 @@ class Feed:
     def _funding_records(self, sub: _Subscription, raw: Any, recv: int) -> tuple[np.ndarray, np.ndarray]:
         instrument = sub.instrument
         if not isinstance(raw, Mapping):
-            return schema.empty("funding"), self.validator.quarantine("funding", instrument.id, recv, "structure")
+            return _empty("funding"), self.validator.quarantine("funding", instrument.id, recv, "structure")
         info = raw.get("info") if isinstance(raw.get("info"), Mapping) else {}
         if sub.mode == "mark_price":
             rate_value = info.get("r")
@@ -541,9 +553,7 @@ class Feed:
         else:
             rate_value = raw.get("fundingRate")
         if rate_value in (None, ""):
-            return schema.empty("funding"), self.validator.quarantine(
-                "funding", instrument.id, recv, "missing:funding_rate"
-            )
+            return _empty("funding"), self.validator.quarantine("funding", instrument.id, recv, "missing:funding_rate")
         ts = normalize.int_ms(raw.get("timestamp")) or recv
         if sub.mode == "mark_price":
             settlement = normalize.int_ms(info.get("T"))
@@ -561,7 +571,7 @@ class Feed:
             record = normalize.ticker_to_funding_record(raw, instrument, recv, interval)
         else:
             record = normalize.funding_rate_to_record(raw, instrument, recv, interval)
-        return record, schema.empty("capture_events")
+        return record, _empty("capture_events")
 
     def _interval_from_settlement_change(
         self, sub: _Subscription, settlement: int, interval: float, structure: Mapping[str, Any]
@@ -772,7 +782,7 @@ class Feed:
         now = self.now_ms()
         if not self._has("fetchTrades" if stream == "trades" else "fetchOHLCV"):
             self.counts["gaps:unfillable"] += 1
-            return Batch(stream, schema.empty(stream), schema.empty("capture_events"))
+            return Batch(stream, _empty(stream), _empty("capture_events"))
         tf_ms = self.timeframe_s * 1000
         since = (start_ms // tf_ms) * tf_ms if stream == "ohlcv" else start_ms
         rows: list[Any] = []
@@ -781,7 +791,7 @@ class Feed:
                 rows.extend(page)
         except (*RETRYABLE, *END_OF_DATA, ccxt.ExchangeError):
             self.counts["gaps:unfillable"] += 1
-            return Batch(stream, schema.empty(stream), schema.empty("capture_events"))
+            return Batch(stream, _empty(stream), _empty("capture_events"))
         rows, screened = self.validator.screen(stream, rows, instrument.id, now)
         if stream == "ohlcv":
             records = normalize.ohlcv_to_records(rows, instrument, now, self.timeframe_s)

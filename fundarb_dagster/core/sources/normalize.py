@@ -159,7 +159,6 @@ def ticker_to_record(ticker: Mapping[str, Any], instrument: Instrument, recv_ts_
     A ticker without a timestamp (bybit's REST ticker, hyperliquid's asset contexts) is stamped with the
     receive time: the venue did not say when, and the receive time is the best bound there is.
     """
-    out = schema.empty("tickers", 1)
     ts = int_ms(ticker.get("timestamp"))
     info = ticker.get("info") if isinstance(ticker.get("info"), Mapping) else {}
     mark = num(ticker.get("markPrice"))
@@ -169,17 +168,20 @@ def ticker_to_record(ticker: Mapping[str, Any], instrument: Instrument, recv_ts_
     if not math.isfinite(index):
         index = num(info.get("oraclePx"))  # hyperliquid's oracle price is its index
     scale = instrument.contract_size
-    out["ts_ms"] = ts if ts > 0 else recv_ts_ms
-    out["recv_ts_ms"] = recv_ts_ms
-    out["instrument_id"] = instrument.id
-    out["bid"] = num(ticker.get("bid"))
-    out["ask"] = num(ticker.get("ask"))
-    out["bid_size"] = num(ticker.get("bidVolume")) * scale
-    out["ask_size"] = num(ticker.get("askVolume")) * scale
-    out["last"] = num(ticker.get("last"))
-    out["mark_price"] = mark
-    out["index_price"] = index
-    return out
+    row = (
+        ts if ts > 0 else recv_ts_ms,
+        recv_ts_ms,
+        instrument.id,
+        b"",
+        num(ticker.get("bid")),
+        num(ticker.get("ask")),
+        num(ticker.get("bidVolume")) * scale,
+        num(ticker.get("askVolume")) * scale,
+        num(ticker.get("last")),
+        mark,
+        index,
+    )
+    return np.array([row], dtype=schema.TICKERS)  # one step: tickers arrive one at a time, often
 
 
 def ohlcv_to_records(
@@ -233,18 +235,20 @@ def funding_record(
     is_settled: bool = False,
 ) -> np.ndarray:
     """One FUNDING record from already-extracted values (the shared tail of the funding normalizers)."""
-    out = schema.empty("funding", 1)
-    out["ts_ms"] = ts_ms if ts_ms > 0 else recv_ts_ms
-    out["recv_ts_ms"] = recv_ts_ms
-    out["instrument_id"] = instrument.id
-    out["is_settled"] = 1 if is_settled else 0
-    out["funding_ts_ms"] = funding_ts_ms
-    out["funding_rate"] = funding_rate
-    out["next_funding_rate"] = next_funding_rate
-    out["interval_h"] = interval_h
-    out["mark_price"] = mark_price
-    out["index_price"] = index_price
-    return out
+    row = (
+        ts_ms if ts_ms > 0 else recv_ts_ms,
+        recv_ts_ms,
+        instrument.id,
+        1 if is_settled else 0,
+        b"",
+        funding_ts_ms,
+        funding_rate,
+        next_funding_rate,
+        interval_h,
+        mark_price,
+        index_price,
+    )
+    return np.array([row], dtype=schema.FUNDING)
 
 
 def funding_rate_to_record(

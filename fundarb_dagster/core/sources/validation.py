@@ -17,6 +17,7 @@ running total per reason. The duplicate/order state is per (stream, instrument) 
 
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -68,9 +69,15 @@ def event_rows(
     return row
 
 
+_EMPTY_EVENTS = schema.empty("capture_events")
+_EMPTY_EVENTS.flags.writeable = False  # shared: callers concatenate, never write into it
+
+
 def concat_events(parts: Iterable[np.ndarray]) -> np.ndarray:
     parts = [p for p in parts if len(p)]
-    return np.concatenate(parts) if parts else schema.empty("capture_events")
+    if not parts:
+        return _EMPTY_EVENTS
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 class _Seen:
@@ -176,9 +183,117 @@ class Validator:
         """
         n = len(records)
         if n == 0:
-            return records, schema.empty("capture_events")
-        reasons = np.full(n, "", dtype=object)
-        kinds = np.full(n, int(EventKind.QUARANTINED), dtype=np.int8)
+            return records, _EMPTY_EVENTS
+        reference = self._past_reference(stream, records, now_ms)
+        reasons: np.ndarray | None = None
+        kinds: np.ndarray | None = None
+        if not self._all_valid(stream, records, now_ms, reference):
+            reasons = np.full(n, "", dtype=object)
+            kinds = np.full(n, int(EventKind.QUARANTINED), dtype=np.int8)
+            self._flag_values(stream, records, now_ms, reference, reasons, kinds)
+        sequence_rejects = self._check_sequence(stream, records, reasons) if sequence else {}
+        if sequence_rejects:
+            if reasons is None or kinds is None:
+                reasons = np.full(n, "", dtype=object)
+                kinds = np.full(n, int(EventKind.QUARANTINED), dtype=np.int8)
+            for i, reason in sequence_rejects.items():
+                reasons[i] = reason
+                kinds[i] = int(EventKind.OUT_OF_ORDER if reason == "ts:out_of_order" else EventKind.DUPLICATE)
+        if reasons is None or kinds is None:  # the usual case: everything passed
+            self._note_latest(stream, records)
+            return records, _EMPTY_EVENTS
+        rejected = reasons != ""
+        if not rejected.any():
+            self._note_latest(stream, records)
+            return records, _EMPTY_EVENTS
+        accepted = records[~rejected]
+        self._note_latest(stream, accepted)
+        events = []
+        ts = records["ts_ms"]
+        ids = records["instrument_id"]
+        keys = sorted({(int(ids[i]), reasons[i], int(kinds[i])) for i in np.flatnonzero(rejected)})
+        for instrument_id, reason, kind in keys:
+            mask = rejected & (ids == instrument_id) & (reasons == reason)
+            span = ts[mask]
+            events.append(
+                self._count(
+                    EventKind(kind), stream, instrument_id, now_ms, reason,
+                    int(mask.sum()), int(span.min()), int(span.max()),
+                )
+            )  # fmt: skip
+        return accepted, concat_events(events)
+
+    def _past_reference(self, stream: str, records: np.ndarray, now_ms: int) -> np.ndarray | int | None:
+        """The time "too old" is measured from: the clock, or the stream's own newest time when earlier.
+
+        A replay's clock jumps with other streams' data; the stream's own data does not.
+        """
+        if self.max_past_ms is None:
+            return None
+        ids = records["instrument_id"]
+        first = int(ids[0])
+        if len(ids) == 1 or (ids == first).all():
+            latest = self._latest.get((stream, first))
+            return latest if latest is not None and latest < now_ms else now_ms
+        reference = np.full(len(ids), now_ms, dtype=np.int64)
+        for instrument_id in np.unique(ids).tolist():
+            latest = self._latest.get((stream, int(instrument_id)))
+            if latest is not None and latest < now_ms:
+                reference[ids == instrument_id] = latest
+        return reference
+
+    def _note_latest(self, stream: str, accepted: np.ndarray) -> None:
+        if not len(accepted):
+            return
+        ids = accepted["instrument_id"]
+        first = int(ids[0])
+        groups = [first] if len(ids) == 1 or (ids == first).all() else np.unique(ids).tolist()
+        for instrument_id in groups:
+            times = accepted["ts_ms"] if len(groups) == 1 else accepted["ts_ms"][ids == instrument_id]
+            newest = int(times.max())
+            key = (stream, int(instrument_id))
+            self._latest[key] = max(self._latest.get(key, newest), newest)
+
+    def _all_valid(self, stream: str, records: np.ndarray, now_ms: int, reference: Any) -> bool:
+        """A quick yes for the usual all-good batch (few array operations); the detailed pass runs otherwise."""
+        if len(records) == 1 and stream == "tickers":
+            return self._ticker_valid(records, now_ms, reference)
+        for name in _REQUIRED_PRICES.get(stream, ()):
+            values = records[name]
+            if not (values > 0).all() or np.isinf(values).any():  # NaN > 0 is False
+                return False
+        for name in _OPTIONAL_PRICES.get(stream, ()):
+            values = records[name]
+            if (values <= 0).any() or np.isinf(values).any():
+                return False
+        if stream == "tickers" and (records["bid"] > records["ask"]).any():
+            return False
+        if stream in ("ohlcv", "funding"):
+            return False  # rare and small batches: the detailed pass is cheap enough
+        ts = records["ts_ms"]
+        if (ts <= 0).any() or (ts > now_ms + self.max_future_ms).any():
+            return False
+        return reference is None or not (ts < reference - self.max_past_ms).any()  # type: ignore[operator]
+
+    def _ticker_valid(self, records: np.ndarray, now_ms: int, reference: Any) -> bool:
+        # one ticker: plain Python on one tuple beats a dozen numpy calls on 1-element arrays
+        ts, _recv, _iid, _pad, bid, ask, _bs, _as, last, mark, index = records[0].item()
+        for price in (bid, ask, last, mark, index):
+            if price <= 0 or price in (math.inf, -math.inf):  # NaN (a missing optional price) passes
+                return False
+        if bid > ask or ts <= 0 or ts > now_ms + self.max_future_ms:
+            return False
+        return reference is None or ts >= reference - self.max_past_ms  # type: ignore[operator]
+
+    def _flag_values(
+        self,
+        stream: str,
+        records: np.ndarray,
+        now_ms: int,
+        reference: Any,
+        reasons: np.ndarray,
+        kinds: np.ndarray,
+    ) -> None:
 
         def flag(mask: np.ndarray, reason: str, kind: EventKind = EventKind.QUARANTINED) -> None:
             fresh = mask & (reasons == "")
@@ -213,70 +328,45 @@ class Validator:
         ts = records["ts_ms"]
         flag(ts <= 0, "missing:timestamp")
         flag(ts > now_ms + self.max_future_ms, "ts:future")
-        if self.max_past_ms is not None:
-            # "past" against the newest time this instrument's stream already gave when that is earlier than
-            # the clock: a replay's clock jumps with other streams' data, the stream's own data does not.
-            reference = np.full(n, now_ms, dtype=np.int64)
-            for instrument_id in np.unique(records["instrument_id"]).tolist():
-                latest = self._latest.get((stream, int(instrument_id)))
-                if latest is not None and latest < now_ms:
-                    reference[records["instrument_id"] == instrument_id] = latest
-            flag(ts < reference - self.max_past_ms, "ts:past")
-        if sequence:
-            self._check_sequence(stream, records, reasons, kinds)
+        if reference is not None:
+            flag(ts < reference - self.max_past_ms, "ts:past")  # type: ignore[operator]
 
-        accepted = records[reasons == ""]
-        if len(accepted):
-            for instrument_id in np.unique(accepted["instrument_id"]).tolist():
-                newest = int(accepted["ts_ms"][accepted["instrument_id"] == instrument_id].max())
-                key = (stream, int(instrument_id))
-                self._latest[key] = max(self._latest.get(key, newest), newest)
-        events = []
-        rejected = reasons != ""
-        if rejected.any():
-            ids = records["instrument_id"]
-            keys = sorted({(int(ids[i]), reasons[i], int(kinds[i])) for i in np.flatnonzero(rejected)})
-            for instrument_id, reason, kind in keys:
-                mask = rejected & (ids == instrument_id) & (reasons == reason)
-                span = ts[mask]
-                events.append(
-                    self._count(
-                        EventKind(kind), stream, instrument_id, now_ms, reason,
-                        int(mask.sum()), int(span.min()), int(span.max()),
-                    )
-                )  # fmt: skip
-        return accepted, concat_events(events)
-
-    def _check_sequence(self, stream: str, records: np.ndarray, reasons: np.ndarray, kinds: np.ndarray) -> None:
-        # Only records that passed the value checks move the duplicate/order state.
-        ids = records["instrument_id"]
-        ts = records["ts_ms"]
-        for i in np.flatnonzero(reasons == ""):
-            key = (stream, int(ids[i]))
-            if stream == "trades":
-                seen = self._seen_for(key)
-                trade_id = int(records["trade_id"][i])
-                if trade_id in seen:
-                    reasons[i], kinds[i] = "dup:trade_id", int(EventKind.DUPLICATE)
+    def _check_sequence(self, stream: str, records: np.ndarray, reasons: np.ndarray | None) -> dict[int, str]:
+        """Duplicates and order: {row: reason} for rows to drop. Only rows that passed the value checks (all
+        when `reasons` is None) move the state. Plain Python over `tolist()`: batches are small and numpy
+        scalar access per row is slower."""
+        ids = records["instrument_id"].tolist()
+        rows = range(len(ids)) if reasons is None else np.flatnonzero(reasons == "").tolist()
+        out: dict[int, str] = {}
+        if stream == "trades" or stream == "funding":
+            values = records["trade_id" if stream == "trades" else "funding_ts_ms"].tolist()
+        if stream == "trades":
+            for i in rows:
+                seen = self._seen_for((stream, ids[i]))
+                if values[i] in seen:
+                    out[i] = "dup:trade_id"
                 else:
-                    seen.add(trade_id)
-                continue
-            if stream == "funding" and records["is_settled"][i]:
-                seen = self._seen_for(key + (1,))
-                settlement = int(records["funding_ts_ms"][i])
-                if settlement in seen:
-                    reasons[i], kinds[i] = "dup:funding_ts", int(EventKind.DUPLICATE)
+                    seen.add(values[i])
+            return out
+        settled = records["is_settled"].tolist() if stream == "funding" else None
+        ts = records["ts_ms"].tolist()
+        for i in rows:
+            key = (stream, ids[i])
+            if settled is not None and settled[i]:
+                seen = self._seen_for((*key, 1))
+                if values[i] in seen:
+                    out[i] = "dup:funding_ts"
                 else:
-                    seen.add(settlement)
+                    seen.add(values[i])
                 continue
             last = self._last_ts.get(key)
-            t = int(ts[i])
-            if last is not None and t == last:
-                reasons[i], kinds[i] = "dup:ts", int(EventKind.DUPLICATE)
-            elif last is not None and t < last:
-                reasons[i], kinds[i] = "ts:out_of_order", int(EventKind.OUT_OF_ORDER)
+            if last is not None and ts[i] == last:
+                out[i] = "dup:ts"
+            elif last is not None and ts[i] < last:
+                out[i] = "ts:out_of_order"
             else:
-                self._last_ts[key] = t
+                self._last_ts[key] = ts[i]
+        return out
 
     def _seen_for(self, key: tuple[Any, ...]) -> _Seen:
         seen = self._seen.get(key)

@@ -61,8 +61,13 @@ class ScriptedExchange:
         self.rest_funding: list[dict[str, Any]] = []
         self.rest_failures: list[BaseException] = []
         self._t0 = time.monotonic()
+        self.ticking = False
+        self._ticks = 0
 
     def milliseconds(self) -> int:
+        if self.ticking:  # a deterministic clock: every reading is 20 ms later
+            self._ticks += 20
+            return T0 + self._ticks
         return T0 + int((time.monotonic() - self._t0) * 1000 * self.speed)
 
     async def _next(self, name: str) -> Any:
@@ -444,9 +449,10 @@ def test_funding_history_is_settled_with_the_interval_from_settlement_spacing() 
 
 
 def test_history_retries_network_errors_and_spaces_calls_by_rate_limit() -> None:
-    ex = ScriptedExchange(speed=1000.0)
+    ex = ScriptedExchange(speed=1e6)
+    ex.ticking = True  # call times are then exact: pacing is checked on the exchange clock, not wall time
     ex.rateLimit = 200
-    now = ex.milliseconds()
+    now = ex.milliseconds() + 100_000
     trades = [_trade(i, now - 10_000 + i // 3) for i in range(30)]  # three trades share each millisecond
     ex.rest_trades = trades
     ex.rest_failures = [ccxt.NetworkError("reset"), ccxt.RequestTimeout("slow")]
@@ -458,7 +464,7 @@ def test_history_retries_network_errors_and_spaces_calls_by_rate_limit() -> None
     records = _records(_run(pull()))
     assert records["trade_id"].tolist() == list(range(30))  # same-millisecond trades across pages: none lost
     assert feed.counts["rest:retries"] == 2
-    assert all(d >= 200 for d in np.diff(ex.call_times["fetch_trades"]))
+    assert all(d >= 200 for d in np.diff(ex.call_times["fetch_trades"])), np.diff(ex.call_times["fetch_trades"])
 
 
 def test_history_gives_up_after_max_retries_with_the_error() -> None:
@@ -491,3 +497,37 @@ def test_unknown_streams_and_symbols_fail_clearly() -> None:
         _run(_collect(feed, "orderbook", "BTC/USDT"))
     with pytest.raises(KeyError, match="ETH/USDT"):
         _run(_collect(feed, "trades", "ETH/USDT"))
+
+
+def test_binance_interval_cut_is_read_from_the_next_settlement_moving_closer() -> None:
+    ex = ScriptedExchange("binanceusdm", has={"watchMarkPrice": True})
+    registry = _registry(ex)
+    registry.observe_interval("binanceusdm", "BTC/USDT:USDT", T0 - 30 * HOUR, 8.0)
+    first = (T0 // (8 * HOUR) + 1) * 8 * HOUR
+
+    def mark(settlement: int, rate: str) -> Callable[[int], dict[str, Any]]:
+        return lambda now: {"timestamp": now, "markPrice": 100.0, "info": {"r": rate, "T": settlement, "E": now}}
+
+    # the venue settles at `first`, then announces the next settlement 4 h later: the interval was cut to 4 h
+    ex.scripts["watch_mark_price"] = [mark(first, "0.0001"), mark(first + 4 * HOUR, "0.0030")]
+    feed = Feed(ex, registry)
+    records = _records(_run(_collect(feed, "funding", "BTC/USDT:USDT")))
+    assert records["funding_ts_ms"].tolist() == [first, first + 4 * HOUR]
+    assert records["interval_h"].tolist() == [8.0, 4.0]
+    assert registry.interval_at("binanceusdm", "BTC/USDT:USDT", first + 4 * HOUR) == 4.0
+    assert registry.interval_at("binanceusdm", "BTC/USDT:USDT", first) == 8.0
+    assert feed.counts["funding:interval_inferred"] == 1
+
+
+def test_an_unexpected_source_error_is_a_reconnect_but_a_bad_symbol_is_raised() -> None:
+    ex = ScriptedExchange()
+    ex.scripts["watch_trades"] = [IndexError("source bug"), _at(0, 1)]
+    feed = Feed(ex, _registry(ex), backfill_gaps=False)
+    batches = _run(_collect(feed, "trades", "BTC/USDT:USDT"))
+    events = _events(batches)
+    assert events["reason"][events["kind"] == int(EventKind.RECONNECT)].tolist() == [b"error:IndexError"]
+    assert _records(batches)["trade_id"].tolist() == [1]
+    assert feed.counts["errors:IndexError"] == 1
+    ex.scripts["watch_trades"] = [ccxt.BadSymbol("no such market")]
+    with pytest.raises(ccxt.BadSymbol):
+        _run(_collect(feed, "trades", "BTC/USDT:USDT"))
