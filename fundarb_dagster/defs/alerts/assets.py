@@ -44,6 +44,13 @@ class AlertsConfig(Config):
     lookback_h: float = Field(default=24.0, description="capture events ending this far back are considered")
     cooldown_h: float = Field(default=6.0, description="one alert per rule and subject per cooldown")
     check_failures: bool = Field(default=True, description="raise on failed asset checks (latest evaluations)")
+    stale_clock: str = Field(
+        default="data",
+        description=(
+            "'data': a stream is stale when it lags the newest row of any stream (replays of old data stay "
+            "quiet); 'wall': when it lags the current time (a live capture that stopped entirely)"
+        ),
+    )
 
 
 def check_keys(context: AssetExecutionContext, recent_events: int = 2000) -> list[Any]:
@@ -147,9 +154,13 @@ def alerts(
         raised += core_alerts.carry_rule(conn.execute("SELECT * FROM opportunities").df(), config.carry_apr)
         raised += core_alerts.basis_rule(_query(conn, "latest_basis"), config.basis_bps)
         last_seen = _query(conn, "last_seen")
-        # The data clock: replays of old data must not read as stale; a capture that stopped entirely
-        # shows in the freshness checks and in capture_events.
+        # By default the data clock: replays of old data must not read as stale. `stale_clock: wall` also
+        # catches a live capture that stopped entirely (it shows in the freshness checks either way).
+        if config.stale_clock not in ("data", "wall"):
+            raise ValueError(f"stale_clock: {config.stale_clock!r}; expected 'data' or 'wall'")
         now = last_seen["last_ts"].max() if len(last_seen) else None
+        if config.stale_clock == "wall" and now is not None:
+            now = pd.Timestamp(datetime.now(UTC).replace(tzinfo=None))
         if now is not None and not pd.isna(now):
             end = pd.Timestamp(now) + pd.Timedelta(hours=1)
             start = end - pd.Timedelta(hours=config.lookback_h)
@@ -162,7 +173,7 @@ def alerts(
         result = core_alerts.raise_alerts(
             conn,
             raised,
-            alert_channels.channels(context.log),
+            alert_channels.channels(context.log, data_dir.path()),
             cooldown=timedelta(hours=config.cooldown_h),
             retries=alert_channels.retries,
             backoff_s=alert_channels.backoff_s,
@@ -182,7 +193,7 @@ def alerts(
             "suppressed_by_cooldown": result.suppressed,
             "failed_deliveries": result.failed_deliveries,
             "alerts_total": int(total),
-            "channels": MetadataValue.text(", ".join(c.name for c in alert_channels.channels())),
+            "channels": MetadataValue.text(", ".join(c.name for c in alert_channels.channels(None, data_dir.path()))),
             "raised_alerts": md_table(frame.drop(columns=["alert_id"])) if len(frame) else MetadataValue.md("_none_"),
         }
     )

@@ -212,3 +212,15 @@ def test_webhook_url_comes_from_the_environment_when_not_configured(monkeypatch)
     assert names == ["log", "webhook"]
     monkeypatch.delenv("FUNDARB_WEBHOOK_URL")
     assert [c.name for c in AlertChannelsResource(jsonl_path="-").channels()] == ["log"]
+
+
+def test_wall_clock_staleness_flags_every_stream_of_old_data_and_jsonl_defaults_to_the_data_dir(warehouse):
+    data_dir, instance = warehouse
+    channels = AlertChannelsResource(log=False)
+    config = {"stale_limit_s": {"tickers": 600.0}, "stale_clock": "wall", "check_failures": False}
+    _materialize_alerts(data_dir, instance, channels, config)
+    stale = query(data_dir, "SELECT subject, value FROM alerts WHERE rule = 'stream_stale' ORDER BY subject")
+    assert stale["subject"].tolist() == [f"{e}:{s} tickers" for e, s in sorted(NAMES.values())]
+    assert (stale["value"] > 200 * 86400).all()  # the landed hour is months before the wall clock
+    lines = (data_dir / "alerts" / "alerts.jsonl").read_text().splitlines()
+    assert len(lines) == len(query(data_dir, "SELECT * FROM alerts"))
