@@ -684,3 +684,18 @@ def test_concurrent_first_calls_load_once_and_the_clock_never_goes_back(xrp_dir:
 
     assert run(main()) == [12477, 2469, 91]
     assert behind == []  # nothing was ever delivered ahead of the replay clock
+
+
+def test_fetch_trades_pages_like_ccxt(xrp_dir: Path) -> None:
+    ex = ReplayExchange("binance", xrp_dir, format="fixture_csv", symbols=["XRP/ETH"])
+    frame = pd.read_csv(xrp_dir / "XRP_ETH-trades.csv")
+    since = int(frame["time_ms_utc"].iloc[5000])
+    page = run(ex.fetch_trades("XRP/ETH", since, 300))
+    expected = frame[frame["time_ms_utc"] >= since].head(300)
+    assert [int(t["id"]) for t in page] == expected["trade_id"].tolist()
+    latest = run(ex.fetch_trades("XRP/ETH", None, 10))  # no since: the most recent, as venues answer
+    assert [int(t["id"]) for t in latest] == frame["trade_id"].tail(10).tolist()
+    until = int(frame["time_ms_utc"].iloc[100])
+    window = run(ex.fetch_trades("XRP/ETH", 0, None, {"until": until}))
+    assert len(window) == int((frame["time_ms_utc"] <= until).sum())
+    assert run(ex.fetch_trades("XRP/ETH", int(frame["time_ms_utc"].max()) + 1, 10)) == []
