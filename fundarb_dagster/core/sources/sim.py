@@ -1561,6 +1561,7 @@ class SimExchange:
         st = self._streams.setdefault(key, _Stream())
         if st.pending:
             await asyncio.sleep(0)
+        if st.pending:  # re-checked: another caller of the same stream (bybit tickers + funding) may have taken it
             kind, label, message = st.pending.popleft()
             self._record_fault(kind, stream, symbol, label)
             return message
