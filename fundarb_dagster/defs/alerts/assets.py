@@ -37,6 +37,7 @@ class AlertsConfig(Config):
     funding_spread_apr: float = Field(default=0.5, description="|funding spread| APR that raises (0.5 = 50%)")
     carry_apr: float = Field(default=0.2, description="net carry APR of an opportunity that raises")
     basis_bps: float = Field(default=50.0, description="|basis| in bps that is a dislocation")
+    basis_timeframe: str = Field(default="1m", description="which basis rows the rule reads: 1m or 1h")
     gap_limit_s: float = Field(default=300.0, description="capture gaps/stalls longer than this raise")
     stale_limit_s: dict[str, float] = Field(
         default_factory=dict, description="per stream; empty: the source config's capture.stale_timeout_s"
@@ -152,7 +153,9 @@ def alerts(
         ensure_tables(conn, "funding_spreads", "opportunities", "basis")
         raised += core_alerts.funding_spread_rule(_query(conn, "latest_spreads"), config.funding_spread_apr)
         raised += core_alerts.carry_rule(conn.execute("SELECT * FROM opportunities").df(), config.carry_apr)
-        raised += core_alerts.basis_rule(_query(conn, "latest_basis"), config.basis_bps)
+        latest_basis = _query(conn, "latest_basis")
+        latest_basis = latest_basis[latest_basis["timeframe"] == config.basis_timeframe]
+        raised += core_alerts.basis_rule(latest_basis, config.basis_bps)
         last_seen = _query(conn, "last_seen")
         # By default the data clock: replays of old data must not read as stale. `stale_clock: wall` also
         # catches a live capture that stopped entirely (it shows in the freshness checks either way).
