@@ -419,6 +419,8 @@ def _check_sim_faults(consumed: Consumed) -> None:
         n for (kind, *_), n in consumed.reference["bybit:sim"].faults_injected.items() if kind == "malformed"
     )
     assert injected > 0
+    errors = {k: n for f in consumed.feeds for k, n in f.counts.items() if k.startswith("errors:")}
+    assert not errors, errors  # every fault came as the ccxt error a venue raises, none as a source crash
     reconnects = sum(f.counts["reconnects"] for f in consumed.feeds)
     assert reconnects == int((events["kind"] == int(EventKind.RECONNECT)).sum()) > 0
 
