@@ -93,77 +93,91 @@ def make_grid(base: BacktestParams, axes: dict[str, list[float]] | None = None) 
 
 
 # -- small array helpers (time is axis 1) ------------------------------------------------------------------
+# Arrays inside the engine are time-last, `(G, P, T)`, and pairs are processed in blocks of about
+# BLOCK_CELLS cells: every pass then runs over contiguous, cache-sized memory (accumulations along time are
+# contiguous too). Results are returned `(G, T, P)` like the panel.
+BLOCK_CELLS = 70_000
+
+
 def _shift(a: np.ndarray, fill: Any) -> np.ndarray:
+    """One bar later along the last (time) axis, `fill` at the first bar."""
     out = np.empty_like(a)
-    out[:, 0] = fill
-    out[:, 1:] = a[:, :-1]
+    out[..., 0] = fill
+    out[..., 1:] = a[..., :-1]
     return out
 
 
 def _last_index(mask: np.ndarray) -> np.ndarray:
-    """Index of the last True at or before each t along axis 1 (-1 where none)."""
-    t = np.arange(mask.shape[1]).reshape(1, -1, *([1] * (mask.ndim - 2)))
+    """Index of the last True at or before each t along the last axis (-1 where none)."""
     # arithmetic instead of np.where (several times faster on large arrays): t where True, -1 elsewhere
-    idx = np.multiply(mask, t + 1, dtype=np.int64)
+    idx = np.multiply(mask, np.arange(1, mask.shape[-1] + 1), dtype=np.int64)
     idx -= 1
-    np.maximum.accumulate(idx, axis=1, out=idx)
+    np.maximum.accumulate(idx, axis=-1, out=idx)
     return idx
 
 
 def _gather(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """values `(T, P)` or `(G, T, P)` at time indices `idx` `(G, T, P)` (a flat take: faster than
+    """values `(P, T)` or `(G, P, T)` at time indices `idx` `(G, P, T)` (a flat take: faster than
     take_along_axis, which builds broadcast index tuples)."""
-    G, T, P = idx.shape
-    flat = idx * P + np.arange(P)
+    G, P, T = idx.shape
+    flat = idx + (np.arange(P) * T).reshape(1, P, 1)
     if values.ndim == 3 and values.shape[0] > 1:
-        flat += (np.arange(G) * (T * P)).reshape(G, 1, 1)
+        flat += (np.arange(G) * (P * T)).reshape(G, 1, 1)
     return np.take(values.reshape(-1), flat)
 
 
 def hysteresis(on: np.ndarray, off: np.ndarray) -> np.ndarray:
-    """State that switches on at `on`, off at `off` (on wins a tie) and otherwise keeps its value."""
+    """State that switches on at `on`, off at `off` (on wins a tie) and otherwise keeps its value (time last)."""
     on, off = np.broadcast_arrays(on, off)
     last = _last_index(on | off)
     state = _gather(np.ascontiguousarray(on), np.maximum(last, 0))
     return state & (last >= 0)
 
 
-_at = _gather
-
-
 @dataclass
 class _Legs:
-    mid: np.ndarray  # (T, P), NaN (not listed yet) as 0: never held there, so 0 x 0
+    """One leg of every pair, time-last `(P, T)`; per-pair constants as `(P, 1)` columns."""
+
+    mid: np.ndarray  # NaN (not listed yet) as 0: never held there, so 0 x 0
     mid_prev: np.ndarray  # mid of the bar before (bar 0: its own)
     ref: np.ndarray
     high: np.ndarray
     low: np.ndarray
     cash: np.ndarray
     hs: np.ndarray
-    is_perp: np.ndarray  # (P,)
-    fee: np.ndarray  # (P,) execution fee
-    taker: np.ndarray  # (P,)
-    mmr: np.ndarray  # (P,)
+    is_perp: np.ndarray
+    fee: np.ndarray  # execution fee
+    taker: np.ndarray
+    mmr: np.ndarray
+
+    def block(self, sl: slice) -> _Legs:
+        return _Legs(**{name: getattr(self, name)[sl] for name in self.__dataclass_fields__})
 
 
 def _legs(panel: Panel, idx: np.ndarray, execution: str, slippage_bps: float) -> _Legs:
     markets = [panel.markets[i] for i in idx]
-    taker = np.array([m.taker_fee for m in markets])
-    hs = half_spread_or_model(panel.half_spread[:, idx], slippage_bps)
-    mid = np.nan_to_num(panel.mid[:, idx], nan=0.0)
-    mid_prev = np.vstack([mid[:1], mid[:-1]])
+
+    def col(values: list[float]) -> np.ndarray:
+        return np.asarray(values, dtype=float).reshape(-1, 1)
+
+    def rows(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a[:, idx].T)
+
+    taker = col([m.taker_fee for m in markets])
+    hs = rows(half_spread_or_model(panel.half_spread, slippage_bps))
+    mid = np.nan_to_num(rows(panel.mid), nan=0.0)
     return _Legs(
         mid=mid,
-        mid_prev=mid_prev,
-        ref=panel.ref[:, idx],
-        high=panel.ref_high[:, idx],
-        low=panel.ref_low[:, idx],
-        cash=panel.funding_cash[:, idx],
+        mid_prev=np.concatenate([mid[:, :1], mid[:, :-1]], axis=1),
+        ref=rows(panel.ref),
+        high=rows(panel.ref_high),
+        low=rows(panel.ref_low),
+        cash=rows(panel.funding_cash),
         hs=hs if execution == "taker" else np.zeros_like(hs),
-        is_perp=np.array([m.is_perp for m in markets], dtype=bool),
-        fee=taker if execution == "taker" else np.array([m.maker_fee for m in markets]),
+        is_perp=np.array([m.is_perp for m in markets], dtype=bool).reshape(-1, 1),
+        fee=taker if execution == "taker" else col([m.maker_fee for m in markets]),
         taker=taker,
-        mmr=np.array([m.mmr for m in markets]),
+        mmr=col([m.mmr for m in markets]),
     )
 
 
@@ -175,6 +189,26 @@ def prepare_legs(panel: Panel, pairs: PairSet, params: BacktestParams) -> tuple[
     )
 
 
+PARTS = ("basis", "funding", "borrow", "fees", "slippage", "liquidation")
+DETAIL = (
+    "seg",
+    "A",
+    "H",
+    "D",
+    "q",
+    "xa",
+    "xb",
+    "pnl",
+    "liq_a",
+    "liq_b",
+    "stopped",
+    "liq_a_px",
+    "liq_b_px",
+    "e_a",
+    "e_b",
+)
+
+
 def simulate(
     panel: Panel,
     pairs: PairSet,
@@ -182,28 +216,89 @@ def simulate(
     params: BacktestParams,
     detail: bool = True,
     legs: tuple[_Legs, _Legs] | None = None,
-) -> dict[str, np.ndarray]:
-    """Run the accounting for every grid point at once. Returns `(G, T, P)` arrays (when `detail`) and the
-    `(G, T)` / `(G,)` aggregates the metrics need."""
+) -> dict[str, Any]:
+    """Run the accounting for every grid point at once, in blocks of pairs. Returns `(G, T, P)` arrays (when
+    `detail`) and the `(G, T)` / `(G,)` aggregates the metrics need."""
     T, P = pairs.signal.shape
     G = len(grid["enter_apr"])
-    shape = (G, T, P)
+    la, lb = legs if legs is not None else prepare_legs(panel, pairs, params)
+    signal = np.ascontiguousarray(pairs.signal.T)
+    g = {name: np.asarray(grid[name], dtype=float).reshape(G, 1, 1) for name in GRID_FIELDS}
+    step = max(1, BLOCK_CELLS // max(G * T, 1))
+    total: dict[str, Any] = {}
+    blocks: list[dict[str, Any]] = []
+    for lo in range(0, P, step):
+        sl = slice(lo, min(lo + step, P))
+        out = _simulate_block(
+            signal[sl], la.block(sl), lb.block(sl), pairs.allow_reverse[sl], pairs.reverse_cost_apr[sl],
+            pairs.borrow_apr[sl], g, params.capital / P, panel.bar_h, detail,
+        )  # fmt: skip
+        for key, value in out.items():
+            if key in ("detail", "parts_t", "parts"):
+                continue
+            total[key] = (
+                value if key not in total else (total[key] | value if value.dtype == bool else total[key] + value)
+            )
+        for kind in ("parts", "parts_t"):
+            acc = total.setdefault(kind, {})
+            for k, v in out[kind].items():
+                acc[k] = v if k not in acc else acc[k] + v
+        if detail:
+            blocks.append(out["detail"])
+    result: dict[str, Any] = {
+        "equity": params.capital + np.cumsum(total["pnl_t"], axis=1),
+        "attribution": {k: v for k, v in total["parts"].items() if k != "traded_notional"},
+        "attribution_t": {k: v for k, v in total["parts_t"].items() if k != "traded_notional"},
+        "in_market": total["in_market"],
+        "gross_exposure": total["gross_exposure"],
+        "traded_notional": total["parts"]["traded_notional"],
+        "entries": total["entries"],
+        "held_pair_bars": total["held_pair_bars"],
+        "liquidations": total["liquidations"],
+        "stops": total["stops"],
+    }
+    if detail:
+        for name in DETAIL:
+            joined = np.concatenate([b[name] for b in blocks], axis=1)
+            result[name] = np.ascontiguousarray(joined.transpose(0, 2, 1))  # back to (G, T, P)
+        result["parts"] = {
+            k: np.ascontiguousarray(np.concatenate([b["parts"][k] for b in blocks], axis=1).transpose(0, 2, 1))
+            for k in blocks[0]["parts"]
+        }
+        for leg, lg in (("a", la), ("b", lb)):
+            result["hs_" + leg] = lg.hs.T
+            result["fee_" + leg] = lg.fee.ravel()
+            result["taker_" + leg] = lg.taker.ravel()
+    return result
 
-    def g(name: str) -> np.ndarray:
-        return np.asarray(grid[name], dtype=float).reshape(G, 1, 1)
 
-    enter, exit_, lev, stop = g("enter_apr"), g("exit_apr"), g("leverage"), g("stop_distance")
-    bar_h = panel.bar_h
-    max_bars = np.where(g("max_hold_h") > 0, np.ceil(g("max_hold_h") / bar_h - 1e-9), 0).astype(np.int64)
-    reb_bars = np.where(g("rebalance_h") > 0, np.ceil(g("rebalance_h") / bar_h - 1e-9), 0).astype(np.int64)
-    t_idx = np.arange(T).reshape(1, T, 1)
+def _simulate_block(
+    sig: np.ndarray,
+    la: _Legs,
+    lb: _Legs,
+    allow_reverse: np.ndarray,
+    reverse_cost: np.ndarray,
+    borrow_apr: np.ndarray,
+    g: dict[str, np.ndarray],
+    capital_per_pair: float,
+    bar_h: float,
+    detail: bool,
+) -> dict[str, Any]:
+    """The rules of the module docstring on one block of pairs, arrays `(G, P, T)`."""
+    P, T = sig.shape
+    G = g["enter_apr"].shape[0]
+    shape = (G, P, T)
+    enter, exit_, lev, stop = g["enter_apr"], g["exit_apr"], g["leverage"], g["stop_distance"]
+    max_bars = np.where(g["max_hold_h"] > 0, np.ceil(g["max_hold_h"] / bar_h - 1e-9), 0).astype(np.int64)
+    reb_bars = np.where(g["rebalance_h"] > 0, np.ceil(g["rebalance_h"] / bar_h - 1e-9), 0).astype(np.int64)
+    t_idx = np.arange(T).reshape(1, 1, T)
 
     # 1. desired direction with hysteresis (point in time: signal[t] is known at t)
-    s = pairs.signal[None]
+    s = sig[None]
     nan = ~np.isfinite(s)
     pos = hysteresis(np.broadcast_to(s >= enter, shape), (s <= exit_) | nan)
-    rev = pairs.allow_reverse[None, None, :]
-    shift = pairs.reverse_cost_apr[None, None, :]
+    rev = allow_reverse.reshape(1, P, 1)
+    shift = reverse_cost.reshape(1, P, 1)
     neg = hysteresis(np.broadcast_to(rev & (s <= -(enter + shift)), shape), (s >= -(exit_ + shift)) | nan)
     D = pos.astype(np.int8) - neg.astype(np.int8)
 
@@ -213,26 +308,24 @@ def simulate(
     age = t_idx - sidx
     H = D * ((max_bars <= 0) | (age < max_bars))
     seg = sidx + (age // np.maximum(reb_bars, 1)) * reb_bars  # reb_bars 0: the episode start
-    seg = np.clip(seg, 0, None)
+    np.clip(seg, 0, None, out=seg)
 
     # 3. sizing: equal units on both legs
-    la, lb = legs if legs is not None else prepare_legs(panel, pairs, params)
     cost_a = np.where(la.is_perp, 1.0 / lev, 1.0)
     cost_b = np.where(lb.is_perp, 1.0 / lev, 1.0)
-    notional = (params.capital / P) / (cost_a + cost_b)  # (G, 1, P)
-    e_a, e_b = _at(la.mid, seg), _at(lb.mid, seg)
+    notional = capital_per_pair / (cost_a + cost_b)  # (G, P, 1)
+    e_a, e_b = _gather(la.mid, seg), _gather(lb.mid, seg)
     held = H != 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        q = np.divide(notional, e_a, out=np.zeros(shape), where=held)
+    q = np.divide(notional, e_a, out=np.zeros(shape), where=held)
     xa_h, xb_h = -H * q, H * q
 
     # 4. liquidation and stop events on the hypothetical (never-stopped) path
     def leg_events(x_h: np.ndarray, e: np.ndarray, leg: _Legs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x_prev = _shift(x_h, 0.0)
         if not leg.is_perp.any():
-            none = np.zeros(x_h.shape, dtype=bool)
-            return none, none, np.full(x_h.shape, np.nan)
-        cum = np.cumsum(-x_prev * leg.cash, axis=1)
+            none = np.zeros(shape, dtype=bool)
+            return none, none, np.full(shape, np.nan)
+        cum = np.cumsum(-x_prev * leg.cash, axis=-1)
         size = np.abs(x_h)
         wallet = size * e / lev + cum - _gather(cum, seg)
         # accounting.liquidation_price, inlined: flat legs (size 0) get a finite dummy never used
@@ -245,7 +338,7 @@ def simulate(
             breach = (short & (leg.high >= liq_prev)) | (long & (leg.low <= liq_prev))
         breach &= leg.is_perp
         if not (np.asarray(stop) > 0).any():
-            return breach, np.zeros(x_h.shape, dtype=bool), liq_prev
+            return breach, np.zeros(shape, dtype=bool), liq_prev
         with np.errstate(invalid="ignore", divide="ignore"):
             dist = (liq_prev - leg.ref) * (2.0 * short - 1.0) / leg.ref
         stopped = (stop > 0) & (short | long) & (dist <= stop) & leg.is_perp & ~breach
@@ -257,7 +350,7 @@ def simulate(
     Hp = _shift(H, 0)
     ev_ep = np.multiply(ev & (Hp != 0), _shift(sidx, -1) + 1, dtype=np.int64)
     ev_ep -= 1  # the episode (start index) of each event, -1 where none
-    np.maximum.accumulate(ev_ep, axis=1, out=ev_ep)
+    np.maximum.accumulate(ev_ep, axis=-1, out=ev_ep)
     killed = held & (ev_ep == sidx)
     A = H * ~killed
     Ap = _shift(A, 0)
@@ -269,81 +362,59 @@ def simulate(
     xa = -A * q  # q is finite everywhere (0 where never held)
     xb = A * q
 
-    def leg_pnl(x: np.ndarray, liq: np.ndarray, liq_px: np.ndarray, leg: _Legs, borrow_apr: np.ndarray) -> dict:
+    def leg_pnl(x: np.ndarray, liq: np.ndarray, liq_px: np.ndarray, leg: _Legs, borrow: np.ndarray) -> dict:
         x_prev = _shift(x, 0.0)
         any_liq = bool(liq.any())
         end_px = np.where(liq, liq_px, leg.mid) if any_liq else leg.mid
-        basis = x_prev * (end_px - leg.mid_prev)
-        funding = -x_prev * leg.cash
+        out = {"basis": x_prev * (end_px - leg.mid_prev), "funding": -x_prev * leg.cash}
         if any_liq:
-            funding[liq] = 0.0
-        if (borrow_apr > 0).any():
-            borrow = np.maximum(-x_prev, 0.0) * leg.mid_prev * (borrow_apr * bar_h / 8760.0)
-        else:
-            borrow = np.zeros_like(basis)
+            out["funding"][liq] = 0.0
+        if (borrow > 0).any():
+            out["borrow"] = np.maximum(-x_prev, 0.0) * leg.mid_prev * (borrow * bar_h / 8760.0)
         traded = np.abs(x - x_prev)  # quantity traded at mid
-        if any_liq:
-            traded[liq] = np.abs(x[liq])
-            liq_notional = np.where(liq, np.abs(x_prev) * np.nan_to_num(liq_px), 0.0)
-        else:
-            liq_notional = np.zeros_like(basis)
         at_mid = traded * leg.mid
-        fees = at_mid * leg.fee + liq_notional * leg.taker
-        slippage = at_mid * leg.hs
-        penalty = liq_notional * leg.mmr
-        return {
-            "basis": basis,
-            "funding": funding,
-            "borrow": borrow,
-            "fees": fees,
-            "slippage": slippage,
-            "liquidation": penalty,
-            "traded_notional": at_mid + liq_notional,
-        }
+        out["fees"] = at_mid * leg.fee
+        out["slippage"] = at_mid * leg.hs
+        out["traded_notional"] = at_mid
+        if any_liq:
+            # the liquidated quantity trades at the liquidation price, the new position (if any) at mid
+            traded[liq] = np.abs(x[liq])
+            at_mid = traded * leg.mid
+            liq_notional = np.where(liq, np.abs(x_prev) * np.nan_to_num(liq_px), 0.0)
+            out["fees"] = at_mid * leg.fee + liq_notional * leg.taker
+            out["slippage"] = at_mid * leg.hs
+            out["liquidation"] = liq_notional * leg.mmr
+            out["traded_notional"] = at_mid + liq_notional
+        return out
 
-    pa_ = leg_pnl(xa, liq_a, liq_a_prev, la, np.where(la.is_perp, 0.0, pairs.borrow_apr))
-    pb_ = leg_pnl(xb, liq_b, liq_b_prev, lb, np.where(lb.is_perp, 0.0, pairs.borrow_apr))
-    parts = {k: pa_[k] + pb_[k] for k in pa_}
+    pa_ = leg_pnl(xa, liq_a, liq_a_prev, la, np.where(la.is_perp, 0.0, borrow_apr.reshape(P, 1)))
+    pb_ = leg_pnl(xb, liq_b, liq_b_prev, lb, np.where(lb.is_perp, 0.0, borrow_apr.reshape(P, 1)))
+    parts: dict[str, Any] = {}
+    for k in (*PARTS, "traded_notional"):
+        if k in pa_ and k in pb_:
+            parts[k] = pa_[k] + pb_[k]
+        else:
+            parts[k] = pa_.get(k, pb_.get(k, 0.0))  # a part neither leg has (no borrow, no liquidation) is 0
     pnl = parts["basis"] + parts["funding"] - parts["borrow"] - parts["fees"] - parts["slippage"] - parts["liquidation"]
-    equity = params.capital + np.cumsum(pnl.sum(axis=2), axis=1)
-    entries = (A != 0) & (Ap != A)
-    out: dict[str, np.ndarray] = {
-        "equity": equity,
-        "attribution": {k: v.sum(axis=(1, 2)) for k, v in parts.items() if k != "traded_notional"},
-        "attribution_t": {k: v.sum(axis=2) for k, v in parts.items() if k != "traded_notional"},
-        "in_market": (A != 0).any(axis=2),
-        "gross_exposure": (np.abs(xa) * la.mid + np.abs(xb) * lb.mid).sum(axis=2),
-        "traded_notional": parts["traded_notional"].sum(axis=(1, 2)),
-        "entries": entries.sum(axis=(1, 2)),
+    zeros_t = np.zeros((G, T))
+    out: dict[str, Any] = {
+        "pnl_t": pnl.sum(axis=1),
+        "parts": {k: (v.sum(axis=(1, 2)) if np.ndim(v) else np.zeros(G)) for k, v in parts.items()},
+        "parts_t": {k: (v.sum(axis=1) if np.ndim(v) else zeros_t) for k, v in parts.items()},
+        "in_market": (A != 0).any(axis=1),
+        "gross_exposure": (np.abs(xa) * la.mid + np.abs(xb) * lb.mid).sum(axis=1),
+        "entries": ((A != 0) & (Ap != A)).sum(axis=(1, 2)),
         "held_pair_bars": (A != 0).sum(axis=(1, 2)),
         "liquidations": (liq_a | liq_b).sum(axis=(1, 2)),
         "stops": stopped.sum(axis=(1, 2)),
     }
     if detail:
-        out.update(
-            seg=seg,
-            A=A,
-            H=H,
-            D=D,
-            q=q,
-            xa=xa,
-            xb=xb,
-            pnl=pnl,
-            liq_a=liq_a,
-            liq_b=liq_b,
-            stopped=stopped,
-            liq_a_px=liq_a_prev,
-            liq_b_px=liq_b_prev,
-            e_a=e_a,
-            e_b=e_b,
-            parts=parts,
-            hs_a=la.hs,
-            hs_b=lb.hs,
-            fee_a=la.fee,
-            fee_b=lb.fee,
-            taker_a=la.taker,
-            taker_b=lb.taker,
-        )
+        full = {k: (v if np.ndim(v) else np.zeros(shape)) for k, v in parts.items()}
+        out["detail"] = {
+            "seg": seg, "A": A, "H": H, "D": D, "q": q, "xa": xa, "xb": xb, "pnl": pnl, "liq_a": liq_a,
+            "liq_b": liq_b, "stopped": stopped, "liq_a_px": liq_a_prev, "liq_b_px": liq_b_prev, "e_a": e_a,
+            "e_b": e_b, "parts": full,
+        }  # fmt: skip
     return out
 
 
