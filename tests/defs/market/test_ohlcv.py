@@ -117,3 +117,39 @@ def test_venue_candles_fill_minutes_without_trades_and_are_flagged(tmp_path):
     venue = bars.iloc[1:]
     assert (venue["source"] == "venue").all() and not venue["is_filled"].any()
     np.testing.assert_array_equal(venue["close"].to_numpy(), candles["close"].to_numpy()[1:])
+
+
+def test_ohlcv_1d_daily_partitions_match_pandas_daily_resample_of_1m(xrp_warehouse):
+    from fundarb_dagster.defs.market.assets import ohlcv_1d
+
+    run([ohlcv_1d], xrp_warehouse, first="2019-10-11", last="2019-10-13")
+    minutes = query(xrp_warehouse, "SELECT epoch_ms(ts) AS bucket_ms, * EXCLUDE (ts) FROM ohlcv_1m ORDER BY ts")
+    days = query(xrp_warehouse, "SELECT epoch_ms(ts) AS bucket_ms, * EXCLUDE (ts) FROM ohlcv_1d ORDER BY ts")
+    expected = resample.resample_bars(minutes, 86_400_000)
+    assert len(days) == 3
+    np.testing.assert_array_equal(days["bucket_ms"], expected["bucket_ms"])
+    for column in ("open", "high", "low", "close", "filled_minutes"):
+        np.testing.assert_array_equal(days[column], expected[column], err_msg=column)
+    np.testing.assert_allclose(days["volume"], expected["volume"], rtol=1e-12)
+    assert days["minutes"].tolist() == [1440, 1440, 1440]
+
+
+def test_market_checks_pass_on_real_bars_and_report_coverage(xrp_warehouse):
+    from fundarb_dagster.defs.market.checks import MARKET_CHECKS
+
+    checks = [c for c in MARKET_CHECKS if "freshness" not in str(c.check_keys) and c.partitions_def is not None]
+    hourly = [c for c in checks if "ohlcv_1d" not in str(c.check_keys) and "indicators" not in str(c.check_keys)]
+    result = run(
+        [raw_trades, raw_ohlcv, ohlcv_1m, ohlcv_5m, ohlcv_1h, *hourly],
+        xrp_warehouse,
+        first="2019-10-11-00:00",
+        last="2019-10-13-23:00",
+    )
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    for name in ("ohlcv_1m_has_unique_keys", "ohlcv_1m_is_consistent", "ohlcv_5m_is_consistent"):
+        assert evaluations[name].passed, name
+    gaps = evaluations["ohlcv_1m_has_no_gaps"]
+    coverage = gaps.metadata["coverage_pct"].value
+    minutes = query(xrp_warehouse, "SELECT avg(CASE WHEN is_filled THEN 0 ELSE 100 END) AS pct FROM ohlcv_1m")
+    assert coverage == pytest.approx(minutes["pct"][0], abs=0.01)
+    assert "coverage_by_partition" in gaps.metadata
