@@ -109,13 +109,21 @@ def _registry_for(exchange: Any, symbols: list[str]) -> InstrumentRegistry:
 
 
 # -- sources ----------------------------------------------------------------------------------------------
+SIM_VENUES = {  # every funding channel: ticker info, mark price, funding-rate stream, hourly ticker info
+    "bybit": ["BTC/USDT", "BTC/USDT:USDT"],
+    "binance": ["BTC/USDT", "BTC/USDT:USDT"],
+    "okx": ["BTC/USDT", "BTC/USDT:USDT"],  # swaps count contracts of 0.01 BTC
+    "hyperliquid": ["BTC/USDC", "BTC/USDC:USDC"],
+}
+
+
 def _consume_sim(faults: FaultConfig) -> Consumed:
     sim = SimConfig(speed=1200.0, faults=faults)
-    symbols = ["BTC/USDT", "BTC/USDT:USDT"]
 
     async def run() -> Consumed:
         consumed: Consumed | None = None
-        for venue in ("bybit", "binance"):
+        for venue, symbols in SIM_VENUES.items():
+            perp = symbols[1]
             ex = SimExchange(venue, sim, symbols=symbols)
             await ex.load_markets()
             registry = _registry_for(ex, symbols) if consumed is None else consumed.registry
@@ -133,22 +141,25 @@ def _consume_sim(faults: FaultConfig) -> Consumed:
             ]
             await _drain_watch(consumed, feed, subs, wall_s=1.5)
             now = ex.milliseconds()
-            await _drain_history(consumed, feed, "ohlcv", "BTC/USDT:USDT", sim.start_ms - 2 * 3_600_000, now)
+            await _drain_history(consumed, feed, "ohlcv", perp, sim.start_ms - 2 * 3_600_000, now)
             # the reference: the simulator's own REST answers for the window the watch covered (faults off:
             # live equals history exactly)
-            trades = consumed.of(venue, "BTC/USDT:USDT", "trades")
+            trades = consumed.of(venue, perp, "trades")
             if len(trades):
                 lo, hi = int(trades["ts_ms"].min()), int(trades["ts_ms"].max())
                 rest: list[dict[str, Any]] = []
                 cursor = lo
                 while cursor <= hi:
-                    page = await ex.fetch_trades("BTC/USDT:USDT", cursor, 1000)
+                    page = await ex.fetch_trades(perp, cursor, 1000)
                     page = [t for t in page if t["timestamp"] <= hi]
                     if not page:
                         break
                     rest += page
                     cursor = page[-1]["timestamp"] + 1
                 consumed.reference[f"{venue}:rest_trade_ids"] = sorted({int(t["id"]) for t in rest})
+                size = float(ex.markets[perp].get("contractSize") or 1.0)
+                consumed.reference[f"{venue}:rest_amounts"] = {int(t["id"]): t["amount"] * size for t in rest}
+            consumed.reference[f"{venue}:interval_h"] = ex.funding_intervals(perp)[-1][1]
             consumed.reference[f"{venue}:sim"] = ex
             await ex.close()
         assert consumed is not None
@@ -387,23 +398,27 @@ def test_the_source_matches_its_independent_reference(consumed: Consumed) -> Non
 
 
 def _check_sim(consumed: Consumed) -> None:
-    """Faults off: the streamed trades are exactly the simulator's REST trades of the same window."""
-    for venue in ("bybit", "binance"):
-        streamed = consumed.of(venue, "BTC/USDT:USDT", "trades")["trade_id"]
-        assert sorted(streamed.tolist()) == consumed.reference[f"{venue}:rest_trade_ids"]
-        events = consumed.all_events()
-        assert not (events["kind"] == int(EventKind.QUARANTINED)).any()
-        # streamed closed candles equal the REST candles of the same minutes
-        ex = consumed.reference[f"{venue}:sim"]
-        bars = consumed.of(venue, "BTC/USDT:USDT", "ohlcv")
-        history = consumed.of(venue, "BTC/USDT:USDT", "history:ohlcv")
+    """Faults off: the streamed trades are exactly the simulator's REST trades of the same window (amounts in
+    base units), streamed closed candles equal the REST ones, funding rows carry the venue's interval."""
+    events = consumed.all_events()
+    assert not (events["kind"] == int(EventKind.QUARANTINED)).any()
+    for venue, (_spot, perp) in SIM_VENUES.items():
+        streamed = consumed.of(venue, perp, "trades")
+        assert sorted(streamed["trade_id"].tolist()) == consumed.reference[f"{venue}:rest_trade_ids"]
+        amounts = consumed.reference[f"{venue}:rest_amounts"]
+        assert streamed["amount"].tolist() == pytest.approx([amounts[i] for i in streamed["trade_id"].tolist()])
+        bars = consumed.of(venue, perp, "ohlcv")
+        history = consumed.of(venue, perp, "history:ohlcv")
         common = np.intersect1d(bars["ts_ms"], history["ts_ms"])
         assert len(common) >= 1, "the streamed and the REST candles overlap"
         fields = ["open", "high", "low", "close", "volume"]
         live = bars[np.isin(bars["ts_ms"], common)][fields]
         rest = history[np.isin(history["ts_ms"], common)][fields]
         assert live.tolist() == rest.tolist()
-        assert ex.emitted  # the simulator recorded what it sent
+        funding = consumed.of(venue, perp, "funding")
+        assert len(funding) and (funding["interval_h"] == consumed.reference[f"{venue}:interval_h"]).all(), venue
+        assert (funding["funding_ts_ms"] > funding["ts_ms"] - 60_000).all()  # the settlement ahead (or just now)
+        assert consumed.reference[f"{venue}:sim"].emitted  # the simulator recorded what it sent
 
 
 def _check_sim_faults(consumed: Consumed) -> None:
@@ -416,7 +431,10 @@ def _check_sim_faults(consumed: Consumed) -> None:
                   for f in consumed.feeds)  # fmt: skip
     assert quarantined == counted > 0
     injected = sum(
-        n for (kind, *_), n in consumed.reference["bybit:sim"].faults_injected.items() if kind == "malformed"
+        n
+        for venue in SIM_VENUES
+        for (kind, *_), n in consumed.reference[f"{venue}:sim"].faults_injected.items()
+        if kind == "malformed"
     )
     assert injected > 0
     errors = {k: n for f in consumed.feeds for k, n in f.counts.items() if k.startswith("errors:")}
