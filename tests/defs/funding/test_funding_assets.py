@@ -32,6 +32,9 @@ from tests.defs.funding.carry_fixtures import (
 )
 from tests.defs.raw.landing_fixtures import RANGE_END, RANGE_START, query
 
+pytestmark = pytest.mark.slow  # real materializations of the whole chain: tens of seconds
+
+
 FIRST, LAST = "2026-03-01-00:00", "2026-03-01-23:00"
 HOURLY = [funding_predictions, funding_rates, basis, funding_spreads]
 NO_MARKETS = {"ops": {"funding_intervals": {"config": {"use_market_info": False}}}}

@@ -15,6 +15,9 @@ from fundarb_dagster.defs.funding.assets import funding_history, funding_interva
 from tests.defs.funding.test_funding_assets import _resources
 from tests.defs.raw.landing_fixtures import RANGE_END, RANGE_START, query
 
+pytestmark = pytest.mark.slow  # real materializations of the whole chain: tens of seconds
+
+
 START = "2026-11-01T00:00:00Z"
 CHANGE = pd.Timestamp("2026-10-26")  # floor_day(start) - 6 days
 
