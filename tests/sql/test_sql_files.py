@@ -1,0 +1,112 @@
+"""core.sql and the SQL files themselves: loading by name, parameter binding, idempotent windows, and the
+market SQL run directly on DuckDB against plain-Python expectations (edge cases the fixtures lack)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import pytest
+
+from fundarb_dagster.core import sql
+from fundarb_dagster.defs.partitions import window_from_ms
+
+MINUTE = 60_000
+HOUR = 3_600_000
+T0 = 1_762_000_000_000 // HOUR * HOUR
+
+
+def test_every_sql_file_loads_by_name_and_declares_only_bindable_parameters():
+    files = sorted(sql.SQL_ROOT.glob("*/*.sql"))
+    assert any(p.parent.name == "raw" for p in files) and any(p.parent.name == "market" for p in files)
+    for path in files:
+        text = sql.load_sql(path.parent.name, path.stem)
+        assert text.strip(), path
+        for name in sql.parameters_of(text):
+            assert name.isidentifier(), (path, name)
+
+
+def test_missing_file_and_missing_parameter_errors_name_them():
+    with pytest.raises(FileNotFoundError, match="nope"):
+        sql.load_sql("market", "nope")
+    with pytest.raises(KeyError, match="end"):
+        sql.bind("SELECT $start, $end", {"start": 1})
+    assert sql.bind("SELECT $start -- $ignored in a comment", {"start": 1, "extra": 2}) == {"start": 1}
+    with pytest.raises(ValueError, match="identifier"):
+        sql.check_identifier("ohlcv; DROP TABLE x")
+
+
+def test_replace_window_is_idempotent_and_touches_only_its_window():
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE src AS SELECT make_timestamp(i * 1000000) AS ts, i AS v FROM range(10) t(i)")
+    select = "SELECT ts, v FROM src WHERE ts >= $start AND ts < $end"
+    all_params = {"start": datetime(1970, 1, 1), "end": datetime(1970, 1, 1, 0, 0, 10)}
+    assert sql.replace_window(conn, "dst", select, all_params) == 10
+    conn.execute("UPDATE src SET v = v * 100")
+    window = {"start": datetime(1970, 1, 1, 0, 0, 3), "end": datetime(1970, 1, 1, 0, 0, 5)}
+    assert sql.replace_window(conn, "dst", select, window) == 2
+    assert sql.replace_window(conn, "dst", select, window) == 2
+    got = [v for (v,) in conn.execute("SELECT v FROM dst ORDER BY ts").fetchall()]
+    assert got == [0, 1, 2, 300, 400, 5, 6, 7, 8, 9]
+
+
+def test_a_failing_select_leaves_the_table_untouched():
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE dst AS SELECT TIMESTAMP '2020-01-01' AS ts, 1 AS v")
+    with pytest.raises(duckdb.Error):
+        sql.replace_window(conn, "dst", "SELECT ts, v / 0 AS v FROM nosuchtable", {"start": 0, "end": 1})
+    assert conn.execute("SELECT count(*) FROM dst").fetchone()[0] == 1
+
+
+def _market_conn(trades: list[tuple[int, int, float, float]]) -> duckdb.DuckDBPyConnection:
+    conn = duckdb.connect()
+    conn.execute(
+        "CREATE TABLE raw_trades AS SELECT make_timestamp(ts_ms * 1000) AS ts, ts_ms, 'x' AS exchange, "
+        "'X/Y' AS symbol, trade_id, price, amount FROM (SELECT unnest($rows, recursive := true))",
+        {"rows": [{"ts_ms": t, "trade_id": i, "price": p, "amount": a} for t, i, p, a in trades]},
+    )
+    conn.execute(
+        "CREATE TABLE raw_ohlcv (ts TIMESTAMP, ts_ms BIGINT, exchange VARCHAR, symbol VARCHAR, timeframe_s INT, "
+        "open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE)"
+    )
+    conn.execute(sql.load_sql("market", "ohlcv_1m_table"))
+    return conn
+
+
+def _bars(conn: duckdb.DuckDBPyConnection, start_ms: int, end_ms: int, now_ms: int | None = None) -> list[tuple]:
+    params = window_from_ms(start_ms, end_ms).params(horizon_ms=1440 * MINUTE, now_ms=now_ms or end_ms + HOUR)
+    sql.replace_window(conn, "ohlcv_1m", sql.load_sql("market", "ohlcv_1m"), params)
+    return conn.execute(
+        "SELECT epoch_ms(ts), open, high, low, close, volume, source FROM ohlcv_1m ORDER BY ts"
+    ).fetchall()
+
+
+def test_a_trade_one_millisecond_before_the_minute_stays_in_its_minute():
+    """The TIMESTAMP_NS bucketing bite: integer ms buckets never push 59.999 s into the next minute."""
+    conn = _market_conn([(T0 + MINUTE - 1, 1, 10.0, 1.0), (T0 + MINUTE, 2, 11.0, 1.0)])
+    bars = _bars(conn, T0, T0 + 2 * MINUTE)
+    assert bars == [(T0, 10.0, 10.0, 10.0, 10.0, 1.0, "trades"), (T0 + MINUTE, 11.0, 11.0, 11.0, 11.0, 1.0, "trades")]
+
+
+def test_equal_timestamps_keep_trade_id_order_for_open_and_close():
+    conn = _market_conn([(T0 + 5, 7, 3.0, 1.0), (T0 + 5, 6, 2.0, 1.0), (T0 + 5, 8, 4.0, 1.0)])
+    (bar,) = _bars(conn, T0, T0 + MINUTE)
+    assert bar[1:5] == (2.0, 4.0, 2.0, 4.0)
+
+
+def test_the_hour_in_progress_is_not_padded_past_now():
+    conn = _market_conn([(T0 + 10, 1, 5.0, 1.0)])
+    bars = _bars(conn, T0, T0 + HOUR, now_ms=T0 + 10 * MINUTE + 30_000)
+    assert [b[0] for b in bars] == [T0 + i * MINUTE for i in range(10)]
+    assert [b[6] for b in bars] == ["trades"] + ["filled"] * 9
+
+
+def test_next_partition_starts_from_the_previous_close():
+    conn = _market_conn([(T0 + 10, 1, 5.0, 1.0), (T0 + HOUR + 30 * MINUTE, 2, 6.0, 2.0)])
+    _bars(conn, T0, T0 + HOUR)
+    bars = _bars(conn, T0 + HOUR, T0 + 2 * HOUR)
+    second = [b for b in bars if b[0] >= T0 + HOUR]
+    assert len(second) == 60
+    assert second[0] == (T0 + HOUR, 5.0, 5.0, 5.0, 5.0, 0.0, "filled")
+    assert second[30] == (T0 + HOUR + 30 * MINUTE, 6.0, 6.0, 6.0, 6.0, 2.0, "trades")
+    assert second[59][4] == 6.0
