@@ -1,6 +1,9 @@
 """Backtest assets: build the panel from the warehouse, run a strategy, store runs/equity/trades/positions/book,
 and sweep a parameter grid with a walk-forward split. Thin: SQL in sql/backtest, maths in core/backtest."""
 
+# No `from __future__ import annotations` here: Dagster resolves the Config annotations of the asset
+# functions when they are decorated, and string annotations fail that.
+
 import json
 import time
 from datetime import UTC, datetime, timedelta

@@ -1,6 +1,9 @@
 """risk_report: the current book (the latest backtest's open legs, or another run's) against the limits, a
 price-shock stress of every open pair, and one alert per breach through the alert channels (core/alerts)."""
 
+# No `from __future__ import annotations` here: Dagster resolves the Config annotations of the asset
+# functions when they are decorated, and string annotations fail that.
+
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
