@@ -70,17 +70,17 @@ def test_two_writer_processes_and_a_reader_all_succeed(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "config" / "dagster.yaml", home / "dagster.yaml")
-    for day in range(2):  # two days of trades: each writer loads one
-        start = H0 + day * 24 * HOUR_MS
-        ts = start + pd.RangeIndex(0, 24 * HOUR_MS, 7_000)
+    for block in range(2):  # two blocks of 6 hours: each writer loads one
+        start = H0 + block * 6 * HOUR_MS
+        ts = start + pd.RangeIndex(0, 6 * HOUR_MS, 7_000)
         land_trades(
             data_dir,
             pd.DataFrame({"ts_ms": ts, "trade_id": ts, "price": 100.0 + (ts % 13), "amount": 1.0}),
-            seq=day,
+            seq=block,
         )
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO)}
     duckdb.connect(str(data_dir / "warehouse.duckdb")).close()  # the reader opens read-only: the file must exist
-    ranges = [("2025-11-01-12:00", "2025-11-02-11:00"), ("2025-11-02-12:00", "2025-11-03-11:00")]
+    ranges = [("2025-11-01-12:00", "2025-11-01-17:00"), ("2025-11-01-18:00", "2025-11-01-23:00")]
     writers = [
         subprocess.Popen(
             [sys.executable, "-c", WRITER, str(data_dir), a, b],
@@ -108,6 +108,6 @@ def test_two_writer_processes_and_a_reader_all_succeed(tmp_path):
     assert reader.returncode == 0, reader_err[-3000:]
     assert int(reader_out.strip()) > 0
     counts = query(data_dir, "SELECT count(*) AS trades, count(DISTINCT trade_id) AS ids FROM raw_trades")
-    assert counts["trades"][0] == counts["ids"][0] == 2 * len(range(0, 24 * HOUR_MS, 7_000))
+    assert counts["trades"][0] == counts["ids"][0] == 2 * len(range(0, 6 * HOUR_MS, 7_000))
     bars = query(data_dir, "SELECT count(*) AS n, min(ts) AS a, max(ts) AS b FROM ohlcv_1m")
-    assert bars["n"][0] == 48 * 60
+    assert bars["n"][0] == 12 * 60
