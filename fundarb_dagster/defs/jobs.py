@@ -60,3 +60,21 @@ def build_jobs(assets: Sequence[Any]) -> list[Any]:
 
 
 JOBS: list[Any] = []  # kept for callers of the old contract; definitions.py uses build_jobs(assets)
+
+
+def selection_string(scope: str) -> str:
+    """Comma-separated asset keys of every `hourly` or `daily` asset, for `dagster asset materialize --select`."""
+    from ..definitions import all_assets
+
+    partitions_def = {"hourly": HOURLY, "daily": DAILY}.get(scope)
+    if partitions_def is None:
+        raise ValueError(f"scope: {scope!r}; expected 'hourly' or 'daily'")
+    return ",".join(k.to_user_string() for k in keys_with_partitions(all_assets, partitions_def))
+
+
+if __name__ == "__main__":
+    # dagster asset materialize -m fundarb_dagster.definitions \
+    #   --select "$(python -m fundarb_dagster.defs.jobs hourly)" --partition-range "A...B"
+    import sys
+
+    print(selection_string(sys.argv[1] if len(sys.argv) > 1 else "hourly"))
