@@ -56,6 +56,7 @@ class SimConfig:
     seed: int = 7
     speed: float = 3600.0  # market seconds per wall second
     start: str = "2026-11-01T00:00:00Z"  # the virtual clock's start; history lies before it
+    trades_per_s: float = 3.0  # market trades per market second per symbol
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     @property
@@ -302,6 +303,8 @@ def validate(config: FundarbConfig) -> None:
                     f"exchanges[{i}].symbols: {symbol!r} is not a ccxt unified symbol like BTC/USDT or BTC/USDT:USDT"
                 )
     _positive(config.sim.speed, "sim.speed")
+    if not 0 < config.sim.trades_per_s <= 500:
+        raise ConfigError(f"sim.trades_per_s: {config.sim.trades_per_s!r} must be in (0, 500]")
     config.sim.start_ms  # noqa: B018 - parses, raising ConfigError on a bad time
     for name in ("malformed_rate", "duplicate_rate", "out_of_order_rate"):
         rate = getattr(config.sim.faults, name)

@@ -91,7 +91,7 @@ Live == history, exactly (with faults off): the trades `watch_trades` returns fo
 
 Pacing: `sim.speed` market seconds per wall second. A watch call returns at once what is due up to the
 virtual now, else sleeps until the next event. Rates are constructor knobs: `trades_per_s` (per symbol, per
-market second; default 3, i.e. ~216 k trades per wall second for 18 symbols at speed 4000),
+market second; default `sim.trades_per_s`, 3, i.e. ~216 k trades per wall second for 18 symbols at speed 4000),
 `ticker_interval_ms`, `funding_update_ms`, `ohlcv_update_ms`, `batch_limit`.
 
 Faults (`sim.faults`, all in market time, deterministic per seed): a disconnect every `disconnect_every_s`
@@ -600,7 +600,7 @@ class SimExchange:
         sim: SimConfig,
         symbols: Sequence[str] | None = None,
         *,
-        trades_per_s: float = 3.0,
+        trades_per_s: float | None = None,
         ticker_interval_ms: int = 1000,
         funding_update_ms: int = 3000,
         ohlcv_update_ms: int = 2000,
@@ -610,6 +610,8 @@ class SimExchange:
     ) -> None:
         if exchange_id not in VENUES:
             raise ValueError(f"exchange_id: unknown sim venue {exchange_id!r}; expected one of {sorted(VENUES)}")
+        if trades_per_s is None:
+            trades_per_s = sim.trades_per_s
         if not (0 < trades_per_s <= 500):
             raise ValueError(f"trades_per_s: {trades_per_s!r} must be in (0, 500]")
         for name, value in (
