@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from fundarb_dagster.core.schema import EventKind, StreamCode
 from mpi_jobs.launcher import launch_capture
 
 from .conftest import (
+    REPO,
     clock_start,
     job_command,
     landed,
@@ -233,3 +236,26 @@ def test_unknown_symbol_stops_the_job_with_a_config_error(tmp_path: Path) -> Non
 def test_job_command_is_what_the_launcher_runs() -> None:
     cmd = job_command(Path("c.yaml"), 3)
     assert cmd[1:3] == ["-n", "3"] and cmd[-2:] == ["--config", "c.yaml"]
+
+
+def test_launcher_forwards_ctrl_c_to_the_job_which_drains_and_exits_cleanly(tmp_path: Path) -> None:
+    config = write_config(tmp_path, capture={"flush_interval_s": 5.0})
+    code = f"import sys; from mpi_jobs.launcher import launch_capture; sys.exit(launch_capture({str(config)!r}))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for_files(tmp_path / "data", "capture_stats", timeout=60)
+        proc.send_signal(signal.SIGINT)  # what ^C delivers to the launcher
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "stopped by SIGINT" in stdout
+    assert_trades_match_the_sim(config, tmp_path / "data", stdout)
