@@ -1,9 +1,10 @@
 -- indicators' input: 1h bars of [$start, $end) plus the $lookback_bars bars of each series before $start,
--- so each partition's values equal those computed on the whole history.
+-- so each partition's values equal those computed on the whole history. The time bound (twice the
+-- look-back in hours, room for gaps) lets DuckDB skip older row groups: the cost does not grow with history.
 WITH before AS (
     SELECT exchange, symbol, ts, high, low, close
     FROM ohlcv_1h
-    WHERE ts < $start
+    WHERE ts < $start AND ts >= make_timestamp(($start_ms - 2 * $lookback_bars * 3600000) * 1000)
     QUALIFY row_number() OVER (PARTITION BY exchange, symbol ORDER BY ts DESC) <= $lookback_bars
 )
 SELECT exchange, symbol, ts, high, low, close FROM before

@@ -150,10 +150,15 @@ def window_files(data_dir: Path, stream: str, window: Window) -> list[Path]:
 
 def landing_params(data_dir: Path, stream: str, window: Window) -> tuple[dict[str, Any], int]:
     """The bound parameters of a raw SQL file, and how many landed files the window holds."""
-    n_files = len(window_files(data_dir, stream, window))
-    sources = [str(empty_stream_file(data_dir, stream))]
-    if n_files:
-        sources.insert(0, landing.stream_glob(data_dir, stream))
+    files = window_files(data_dir, stream, window)
+    # One glob per day that has files in the window (not the whole stream): listing stays proportional to
+    # the window, not to the history; DuckDB's hive filter then prunes the hours inside those days. Each
+    # glob matches at least one file (DuckDB rejects a glob matching none).
+    root = landing.landing_root(data_dir) / stream
+    days = sorted({f.parent.parent.name for f in files})
+    sources = [str(root / day / "hour=*" / "*.parquet") for day in days]
+    sources.append(str(empty_stream_file(data_dir, stream)))
+    n_files = len(files)
     last_hour = window.end_ms - HOUR_MS
     params = window.params(
         files=sources,
