@@ -57,11 +57,18 @@ class SimConfig:
     speed: float = 3600.0  # market seconds per wall second
     start: str = "2026-11-01T00:00:00Z"  # the virtual clock's start; history lies before it
     trades_per_s: float = 3.0  # market trades per market second per symbol
+    # Pins the virtual clock (ISO time) instead of running it from `start`: REST history of a simulated
+    # period that was captured earlier (the warehouse's funding_history after the demo's capture).
+    now: str = ""
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     @property
     def start_ms(self) -> int:
         return parse_utc_ms(self.start, "sim.start")
+
+    @property
+    def now_ms(self) -> int | None:
+        return parse_utc_ms(self.now, "sim.now") if self.now else None
 
 
 @dataclass(frozen=True)
@@ -306,6 +313,7 @@ def validate(config: FundarbConfig) -> None:
     if not 0 < config.sim.trades_per_s <= 500:
         raise ConfigError(f"sim.trades_per_s: {config.sim.trades_per_s!r} must be in (0, 500]")
     config.sim.start_ms  # noqa: B018 - parses, raising ConfigError on a bad time
+    config.sim.now_ms  # noqa: B018
     for name in ("malformed_rate", "duplicate_rate", "out_of_order_rate"):
         rate = getattr(config.sim.faults, name)
         if not 0.0 <= rate <= 1.0:

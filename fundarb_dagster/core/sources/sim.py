@@ -688,7 +688,11 @@ class SimExchange:
 
     # -- clock and plumbing -----------------------------------------------------------------------
     def milliseconds(self) -> int:
-        """The virtual clock (epoch ms): sim.start plus wall time elapsed since the clock started, x speed."""
+        """The virtual clock (epoch ms): sim.start plus wall time elapsed since the clock started, x speed.
+
+        With `sim.now` set the clock stands still there (history of an earlier simulated period)."""
+        if self.sim.now_ms is not None:
+            return self.sim.now_ms
         if self._wall0 is None:
             self._wall0 = time.time()
         return self.start_ms + int((time.time() - self._wall0) * self.speed * 1000.0)

@@ -634,3 +634,20 @@ def test_history_is_empty_before_the_origin_and_after_the_clock() -> None:
     *empty, first_bars = run(go())
     assert all(result == [] for result in empty)
     assert len(first_bars) == 2 and first_bars[0][0] == SimExchange("okx", sim()).world.origin_ms
+
+
+def test_a_pinned_clock_serves_history_up_to_now_and_stands_still():
+    import asyncio
+
+    from fundarb_dagster.core.config import SimConfig
+
+    start = "2026-11-01T00:00:00Z"
+    pinned = SimExchange("binance", SimConfig(start=start, now="2026-11-02T00:00:00Z"), symbols=["BTC/USDT:USDT"])
+    running = SimExchange("binance", SimConfig(start=start), symbols=["BTC/USDT:USDT"])
+    since = pinned.sim.start_ms
+    later = asyncio.run(pinned.fetch_funding_rate_history("BTC/USDT:USDT", since=since))
+    now = asyncio.run(running.fetch_funding_rate_history("BTC/USDT:USDT", since=since))
+    assert pinned.milliseconds() == pinned.sim.now_ms == pinned.milliseconds()
+    # The 8h settlements of the pinned day are published; a clock just started has none after start yet.
+    assert [r["timestamp"] for r in later] == [since + h * 3_600_000 for h in (0, 8, 16, 24)]
+    assert [r["timestamp"] for r in now] == [since]
