@@ -4,7 +4,7 @@
 WITH before AS (
     SELECT exchange, symbol, ts, high, low, close
     FROM ohlcv_1h
-    WHERE ts < $start AND ts >= make_timestamp(($start_ms - 2 * $lookback_bars * 3600000) * 1000)
+    WHERE ts < $start AND ts >= make_timestamp(($start_ms - $lookback_bars::BIGINT * 7200000) * 1000)
     QUALIFY row_number() OVER (PARTITION BY exchange, symbol ORDER BY ts DESC) <= $lookback_bars
 )
 SELECT exchange, symbol, ts, high, low, close FROM before
