@@ -91,3 +91,14 @@ def test_a_too_short_lookback_would_change_the_recursive_indicators(bars_warehou
     whole = _whole_history(bars_warehouse)
     expected = whole[whole["ts"] == pd.Timestamp("2025-11-08 21:00")].sort_values(["exchange", "symbol"])
     assert not np.allclose(got["ema"].to_numpy(), expected["ema"].to_numpy(), rtol=1e-9)
+
+
+def test_default_periods_run_and_equal_talib(bars_warehouse):
+    """The default config (look-back 553 bars, longer than this history) reads everything before the hour."""
+    run([indicators], bars_warehouse, partition="2025-11-08-20:00")
+    got = query(bars_warehouse, "SELECT * FROM indicators WHERE ts = TIMESTAMP '2025-11-08 20:00' ORDER BY ALL")
+    bars = query(bars_warehouse, "SELECT exchange, symbol, ts, high, low, close FROM ohlcv_1h ORDER BY ALL")
+    whole = ind.frame_indicators(bars, ind.IndicatorParams())
+    expected = whole[whole["ts"] == pd.Timestamp("2025-11-08 20:00")].sort_values(["exchange", "symbol"])
+    for column in ind.INDICATOR_COLUMNS:
+        np.testing.assert_array_equal(got[column].to_numpy(), expected[column].to_numpy(), err_msg=column)
