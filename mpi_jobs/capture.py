@@ -47,7 +47,7 @@ from .ring import Backoff, Ring
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
 RING_STREAMS: tuple[str, ...] = (*schema.MARKET_STREAMS, "capture_events")
 EVENT_RING_RECORDS = 8192
-STOP_GRACE_S = 1.0  # at a stop, how long subscriptions may take to return the call in flight
+STOP_GRACE_S = 3.0  # at a stop, how long subscriptions may take to return the call in flight (busy hosts are slow)
 STAGE_MAX_AGE_S = 0.05  # a watcher hands small batches to its rings at least this often
 
 
