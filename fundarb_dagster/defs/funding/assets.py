@@ -731,8 +731,11 @@ class OpportunitiesConfig(Config):
     lookback_h: int = Field(default=336, description="hours of history the AR(1) and stats use")
     min_obs: int = Field(default=24, description="fewest hours of history a candidate needs")
     taker_fees_bps: dict[str, dict[str, float]] = Field(
-        default_factory=lambda: {k: dict(v) for k, v in core_opps.DEFAULT_TAKER_FEES_BPS.items()},
-        description="taker fee in bps per venue and market type (spot, swap); '*' is the default venue",
+        default_factory=dict,
+        description=(
+            "taker fees in bps per venue and market type ({venue: {spot: x, swap: y}}), merged over the documented "
+            "defaults (core.opportunities.DEFAULT_TAKER_FEES_BPS); '*' is any other venue"
+        ),
     )
 
 
@@ -771,7 +774,7 @@ def opportunities_plot(frame: pd.DataFrame) -> MetadataValue | None:
 def opportunities(
     context: AssetExecutionContext, config: OpportunitiesConfig, duckdb: DuckDBResource, data_dir: DataDirResource
 ) -> MaterializeResult:
-    fees = core_opps.FeeSchedule(config.taker_fees_bps)
+    fees = core_opps.FeeSchedule({**core_opps.DEFAULT_TAKER_FEES_BPS, **config.taker_fees_bps})
     with _inputs(duckdb, data_dir, (), ("funding_rates", "funding_predictions", "basis", "opportunities")) as conn:
         # The last hour with carry data: a settlement at T pays for the hour before T; a prediction known
         # at t is the rate of the hour containing t.
