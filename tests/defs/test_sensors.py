@@ -91,3 +91,43 @@ def test_empty_landing_zone_skips(tmp_path):
     )
     result = landing_sensor(context)
     assert "no new landed files" in str(getattr(result, "skip_message", result))
+
+
+def test_first_tick_skips_hours_the_cli_already_loaded(tmp_path):
+    from dagster import materialize
+
+    from fundarb_dagster.defs.raw.assets import RAW_ASSETS
+    from tests.defs.raw.landing_fixtures import resources
+
+    instance = DagsterInstance.ephemeral()
+    land_trades(tmp_path, _trades(H0), seq=0)
+    assert materialize(
+        RAW_ASSETS, resources=resources(tmp_path), partition_key="2025-11-01-12:00", instance=instance
+    ).success
+    land_trades(tmp_path, _trades(H0 + HOUR_MS), seq=1)
+    requests, cursor = _tick(instance, tmp_path, None)
+    assert [r.partition_key for r in requests] == ["2025-11-01-13:00"]
+    assert "2025-11-01-12:00" in LandingCursor.parse(cursor).digests  # remembered: a later file re-runs it
+
+
+def test_downstream_hourly_assets_follow_an_updated_raw_partition(tmp_path):
+    """FOLLOW_UPSTREAM: once raw partitions of an hour are materialized, the bars of that hour are requested."""
+    from dagster import AssetKey, Definitions, evaluate_automation_conditions, materialize
+
+    from fundarb_dagster.defs.market.assets import ohlcv_1h, ohlcv_1m, ohlcv_5m
+    from fundarb_dagster.defs.raw.assets import RAW_ASSETS
+    from tests.defs.raw.landing_fixtures import resources
+
+    instance = DagsterInstance.ephemeral()
+    defs_assets = Definitions(assets=[*RAW_ASSETS, ohlcv_1m, ohlcv_5m, ohlcv_1h], resources=resources(tmp_path))
+    first = evaluate_automation_conditions(defs=defs_assets, instance=instance)
+    assert first.total_requested == 0  # nothing upstream happened yet: no flood of historical partitions
+    land_trades(tmp_path, _trades(H0), seq=0)
+    assert materialize(
+        RAW_ASSETS, resources=resources(tmp_path), partition_key="2025-11-01-12:00", instance=instance
+    ).success
+    second = evaluate_automation_conditions(defs=defs_assets, instance=instance, cursor=first.cursor)
+    assert second.get_requested_partitions(AssetKey("ohlcv_1m")) == {"2025-11-01-12:00"}
+    # the chain is requested together (a parent that will be requested counts as updated), for that hour only
+    assert second.get_requested_partitions(AssetKey("ohlcv_1h")) == {"2025-11-01-12:00"}
+    assert second.get_requested_partitions(AssetKey("ohlcv_5m")) == {"2025-11-01-12:00"}
