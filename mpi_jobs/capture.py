@@ -272,7 +272,7 @@ class Watcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one subscription's failure must not stop the job
-                print(
+                _say(
                     f"[capture] {exchange_id} {symbol} {stream}: {type(exc).__name__}: {exc}; "
                     f"restarting in {delay:.0f} s",
                     file=sys.stderr,
@@ -316,12 +316,12 @@ class Watcher:
                 task.cancel()
             for task, result in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True), strict=True):
                 if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                    print(f"[capture] task {task!r} ended with {result!r}", file=sys.stderr, flush=True)
+                    _say(f"[capture] task {task!r} ended with {result!r}", file=sys.stderr, flush=True)
             for exchange in self.exchanges.values():
                 try:
                     await exchange.close()
                 except Exception as exc:  # noqa: BLE001 - closing is best effort; the data is already staged
-                    print(f"[capture] close: {exc!r}", file=sys.stderr, flush=True)
+                    _say(f"[capture] close: {exc!r}", file=sys.stderr, flush=True)
             self.report_ring_pressure()
             await self.hand_over()
             self.print_source_counts()
@@ -339,7 +339,16 @@ class Watcher:
                 if counter:
                     counters[name] = {"|".join(map(str, key)): int(n) for key, n in counter.items()}
             report["sources"][exchange_id] = counters
-        print(f"[capture] source counts {json.dumps(report, sort_keys=True)}", flush=True)
+        _say(f"[capture] source counts {json.dumps(report, sort_keys=True)}", flush=True)
+
+
+def _say(*parts: object, file: Any = None, flush: bool = True) -> None:
+    """Print one line with a single write: `print` writes the text and the newline separately, and lines of
+    ranks sharing mpiexec's output could interleave between the two."""
+    stream = sys.stdout if file is None else file
+    stream.write(" ".join(str(p) for p in parts) + "\n")
+    if flush:
+        stream.flush()
 
 
 def _announces_backfill(batch: Any) -> bool:
@@ -429,7 +438,7 @@ class FlusherLoop:
                 result = self.flusher.flush()
             except OSError as exc:
                 self.flush_errors += 1
-                print(
+                _say(
                     f"[capture] flush failed ({exc!r}); {self.flusher.pending()} records kept pending, retrying",
                     file=sys.stderr,
                     flush=True,
@@ -500,7 +509,7 @@ class FlusherLoop:
         )
 
     def run(self) -> None:
-        print(
+        _say(
             f"[capture] node {self.layout.node_index} flusher rank {self.layout.world_rank}: "
             f"{len(self.layout.local_watchers)} watcher(s), writer {self.flusher.writer} from seq "
             f"{self.flusher.seq}, {self.flusher.stale_removed} stale temporaries removed",
@@ -520,7 +529,7 @@ class FlusherLoop:
             if time.monotonic() >= next_stats:
                 rows = self.sample_stats()
                 self.flusher.add("capture_stats", rows)
-                print(self.progress_line(rows), flush=True)
+                _say(self.progress_line(rows), flush=True)
                 next_stats = time.monotonic() + stats_every
             if moved:
                 backoff.reset()
@@ -529,7 +538,7 @@ class FlusherLoop:
         rows = self.sample_stats()
         self.flusher.add("capture_stats", rows)
         self.flush(final=True)
-        print(self.progress_line(rows, final=True), flush=True)
+        _say(self.progress_line(rows, final=True), flush=True)
 
 
 # -- main --------------------------------------------------------------------------------------------------
@@ -555,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ConfigError as exc:
         if world.Get_rank() == 0:
-            print(f"[capture] config error: {exc}", file=sys.stderr, flush=True)
+            _say(f"[capture] config error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG
     try:
         return run(world, config, args.duration, stop)
@@ -584,7 +593,7 @@ def run(world: Any, config: FundarbConfig, duration_s: float | None, stop: StopF
     layout = Layout(rank, size, node_index, local_rank, local_size, watchers, local_watchers)
     if not watchers or local_size < 2:
         if rank == 0:
-            print(
+            _say(
                 "[capture] config error: ranks: every node needs a flusher and at least one watcher "
                 f"(got {local_size} rank(s) on a node); start more ranks",
                 file=sys.stderr,
@@ -606,7 +615,7 @@ def run(world: Any, config: FundarbConfig, duration_s: float | None, stop: StopF
     outcome = world.bcast(outcome, root=0)
     if outcome[0] != "ok":
         if rank == 0:
-            print(
+            _say(
                 f"[capture] {'config error' if outcome[0] == 'config' else 'start-up failed'}: {outcome[1]}",
                 file=sys.stderr,
                 flush=True,
@@ -616,7 +625,7 @@ def run(world: Any, config: FundarbConfig, duration_s: float | None, stop: StopF
     start = world.bcast(time.time(), root=0)
     deadline = None if duration_s is None else start + duration_s
     if rank == 0:
-        print(
+        _say(
             f"[capture] source {config.source}: {len(subscriptions)} subscriptions over {len(watchers)} watcher(s) "
             f"on {n_nodes} node(s); landing in {os.path.abspath(config.data_dir)}; clock start {start:.3f}",
             flush=True,
@@ -648,7 +657,7 @@ def run(world: Any, config: FundarbConfig, duration_s: float | None, stop: StopF
             ring.free()
     node.Free()
     if rank == 0 and stop.signal is not None:
-        print(f"[capture] stopped by {signal.Signals(stop.signal).name}: every ring drained and flushed", flush=True)
+        _say(f"[capture] stopped by {signal.Signals(stop.signal).name}: every ring drained and flushed", flush=True)
     return EXIT_OK
 
 
