@@ -4,7 +4,6 @@ price-shock stress of every open pair, and one alert per breach through the aler
 # No `from __future__ import annotations` here: Dagster resolves the Config annotations of the asset
 # functions when they are decorated, and string annotations fail that.
 
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,10 +13,11 @@ from dagster import AssetExecutionContext, AssetOut, Config, MetadataValue, Outp
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from ...core.alerts import Alert, JsonlChannel, LogChannel, WebhookChannel, raise_alerts
+from ...core.alerts import Alert, raise_alerts
 from ...core.backtest.plots import markdown_table
 from ...core.risk import DEFAULT_SHOCKS, RiskLimits, evaluate_limits, stress_book
 from ...core.sql import table_exists
+from ..alerts.resources import AlertChannelsResource
 from ..backtest.assets import write_frame
 from ..resources import POOL, DataDirResource, warehouse_connection
 
@@ -40,7 +40,6 @@ class RiskConfig(Config):
     var_window_h: int = Field(default=24 * 90, description="hours of the book's PnL history for VaR/ES")
     shocks: list[float] = Field(default_factory=lambda: list(DEFAULT_SHOCKS))
     alert_cooldown_h: float = Field(default=1.0, description="one alert per (rule, subject) per this many hours")
-    webhook_url: str = Field(default="", description="webhook for alerts; empty: FUNDARB_ALERT_WEBHOOK if set")
 
     def limits(self) -> RiskLimits:
         names = [f for f in RiskLimits.__dataclass_fields__]
@@ -71,7 +70,13 @@ def _latest_run(conn: Any, run_id: str) -> str:
     pool=POOL,
     can_subset=False,
 )
-def risk(context: AssetExecutionContext, config: RiskConfig, duckdb: DuckDBResource, data_dir: DataDirResource) -> Any:
+def risk(
+    context: AssetExecutionContext,
+    config: RiskConfig,
+    duckdb: DuckDBResource,
+    data_dir: DataDirResource,
+    alert_channels: AlertChannelsResource,
+) -> Any:
     limits = config.limits()
     with warehouse_connection(duckdb, read_only=True) as conn:
         run_id = _latest_run(conn, config.run_id)
@@ -102,10 +107,8 @@ def risk(context: AssetExecutionContext, config: RiskConfig, duckdb: DuckDBResou
     stress_frame.insert(0, "report_id", report_id)
     alerts = [Alert(rule=b.rule, subject=b.subject, severity=b.severity, value=b.value, threshold=b.threshold,
                     ts=as_of, message=b.message) for b in breaches]  # fmt: skip
-    channels: list[Any] = [LogChannel(context.log), JsonlChannel(data_dir.path() / "alerts.jsonl")]
-    url = config.webhook_url or os.environ.get("FUNDARB_ALERT_WEBHOOK", "")
-    if url:
-        channels.append(WebhookChannel(url))
+    # The same channels as every other alert (log, JSONL, FUNDARB_WEBHOOK_URL), so a desk watches one place.
+    channels = alert_channels.channels(context.log, data_dir.path())
     with warehouse_connection(duckdb) as conn:
         write_frame(conn, "risk_report", "report_frame", report, "report_id", report_id)
         write_frame(conn, "risk_stress", "stress_frame", stress_frame, "report_id", report_id)

@@ -13,6 +13,7 @@ from dagster_duckdb import DuckDBResource
 
 from fundarb_dagster.core.backtest.synthetic import synthetic_panel
 from fundarb_dagster.core.risk import stress_book
+from fundarb_dagster.defs.alerts.resources import AlertChannelsResource
 from fundarb_dagster.defs.backtest.assets import backtest
 from fundarb_dagster.defs.resources import DataDirResource
 from fundarb_dagster.defs.risk import checks
@@ -33,7 +34,11 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def res(path: Path) -> dict:
-    return {"duckdb": DuckDBResource(database=str(path)), "data_dir": DataDirResource(data_dir=str(path.parent))}
+    return {
+        "duckdb": DuckDBResource(database=str(path)),
+        "data_dir": DataDirResource(data_dir=str(path.parent)),
+        "alert_channels": AlertChannelsResource(),
+    }
 
 
 def test_risk_report_breaches_raise_alerts_once(warehouse: Path) -> None:
@@ -68,7 +73,7 @@ def test_risk_report_breaches_raise_alerts_once(warehouse: Path) -> None:
     assert lev == pytest.approx(gross / report[report["name"] == "equity_usd"]["value"].iloc[0])
     # every breach became one alert, stored and written to the JSONL channel
     assert sorted(alerts["rule"]) == sorted(breaches["name"])
-    lines = (warehouse.parent / "alerts.jsonl").read_text().splitlines()
+    lines = (warehouse.parent / "alerts" / "alerts.jsonl").read_text().splitlines()
     assert len(lines) == len(breaches)
     assert {json.loads(line)["rule"] for line in lines} == set(breaches["name"])
     # the stress table is the core stress of the stored book
@@ -79,7 +84,7 @@ def test_risk_report_breaches_raise_alerts_once(warehouse: Path) -> None:
     again = materialize([risk], resources=res(warehouse), run_config={"ops": {"risk": {"config": config}}})
     meta = again.asset_materializations_for_node("risk")[0].metadata
     assert meta["alerts_raised"].value == 0 and meta["alerts_suppressed"].value == len(breaches)
-    assert len((warehouse.parent / "alerts.jsonl").read_text().splitlines()) == len(breaches)
+    assert len((warehouse.parent / "alerts" / "alerts.jsonl").read_text().splitlines()) == len(breaches)
 
 
 def test_risk_report_without_breaches_raises_nothing(warehouse: Path, tmp_path: Path) -> None:
