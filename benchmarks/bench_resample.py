@@ -73,6 +73,7 @@ def write_bars(path: Path, n: int, series: int = 20, seed: int = 11) -> None:
             "ts_ms": np.tile(
                 1_700_000_000_000 // 3_600_000 * 3_600_000 + np.arange(per, dtype=np.int64) * 60_000, series
             ),
+            "instrument_id": np.repeat(np.arange(series, dtype=np.int32), per),
             "exchange": np.repeat(np.array([f"ex{i % 4}" for i in range(series)]), per),
             "symbol": np.repeat(np.array([f"S{i}/USDT" for i in range(series)]), per),
             "open": close,

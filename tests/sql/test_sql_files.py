@@ -61,12 +61,14 @@ def test_a_failing_select_leaves_the_table_untouched():
 def _market_conn(trades: list[tuple[int, int, float, float]]) -> duckdb.DuckDBPyConnection:
     conn = duckdb.connect()
     conn.execute(
-        "CREATE TABLE raw_trades AS SELECT make_timestamp(ts_ms * 1000) AS ts, ts_ms, 'x' AS exchange, "
+        "CREATE TABLE raw_trades AS SELECT make_timestamp(ts_ms * 1000) AS ts, ts_ms, 7 AS instrument_id, "
+        "'x' AS exchange, "
         "'X/Y' AS symbol, trade_id, price, amount FROM (SELECT unnest($rows, recursive := true))",
         {"rows": [{"ts_ms": t, "trade_id": i, "price": p, "amount": a} for t, i, p, a in trades]},
     )
     conn.execute(
-        "CREATE TABLE raw_ohlcv (ts TIMESTAMP, ts_ms BIGINT, exchange VARCHAR, symbol VARCHAR, timeframe_s INT, "
+        "CREATE TABLE raw_ohlcv (ts TIMESTAMP, ts_ms BIGINT, instrument_id INT, exchange VARCHAR, symbol VARCHAR, "
+        "timeframe_s INT, "
         "open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE)"
     )
     conn.execute(sql.load_sql("market", "ohlcv_1m_table"))

@@ -26,6 +26,7 @@ KEY = "exchange, symbol, ts"
 
 _BAR = [
     ("ts", "timestamp", "bar open time (UTC)"),
+    ("instrument_id", "int32", "registry id (1:1 with exchange + symbol; the grouping key)"),
     ("exchange", "string", "ccxt exchange id"),
     ("symbol", "string", "ccxt unified symbol"),
     ("open", "float64", "first price"),
