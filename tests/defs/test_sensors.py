@@ -131,3 +131,18 @@ def test_downstream_hourly_assets_follow_an_updated_raw_partition(tmp_path):
     # the chain is requested together (a parent that will be requested counts as updated), for that hour only
     assert second.get_requested_partitions(AssetKey("ohlcv_1h")) == {"2025-11-01-12:00"}
     assert second.get_requested_partitions(AssetKey("ohlcv_5m")) == {"2025-11-01-12:00"}
+
+
+def test_a_backlog_is_requested_over_several_ticks_without_losing_hours(tmp_path, monkeypatch):
+    import fundarb_dagster.defs.sensors as sensors_module
+
+    monkeypatch.setattr(sensors_module, "MAX_RUNS_PER_TICK", 3)
+    instance = DagsterInstance.ephemeral()
+    for h in range(5):
+        land_trades(tmp_path, _trades(H0 + h * HOUR_MS), seq=h)
+    seen: list[str] = []
+    cursor = None
+    for _ in range(4):
+        requests, cursor = _tick(instance, tmp_path, cursor)
+        seen += [r.partition_key for r in requests]
+    assert sorted(seen) == [f"2025-11-01-{12 + h}:00" for h in range(5)]
