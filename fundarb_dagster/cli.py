@@ -180,7 +180,11 @@ def dagster_env(data_dir: Path) -> dict[str, str]:
     template = Path(__file__).resolve().parent.parent / "config" / "dagster.yaml"
     if template.exists() and not (home / "dagster.yaml").exists():
         (home / "dagster.yaml").write_text(template.read_text())
-    return {**os.environ, "DAGSTER_HOME": str(home), "FUNDARB_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "DAGSTER_HOME": str(home), "FUNDARB_DATA_DIR": str(data_dir)}
+    # The demo leaves its config beside its data, so the UI's funding_history pulls from the same sim.
+    if (data_dir / "demo_config.yaml").exists():
+        env.setdefault("FUNDARB_CONFIG", str(data_dir / "demo_config.yaml"))
+    return env
 
 
 def _ui(args: argparse.Namespace) -> int:

@@ -1,0 +1,182 @@
+"""`fundarb demo`: the whole pipeline, offline, on the simulator, in a few minutes.
+
+1. pull 7 days of sim history (OHLCV, settled funding) for 3 venues x 3 assets, spot and perp;
+2. run the MPI capture job for about a minute of wall time at a high speed factor (days of market);
+3. materialize the Dagster pipeline into DuckDB in a local instance (DAGSTER_HOME under the data folder);
+4. print funding, basis, the top opportunities, backtest metrics, the risk report and the alerts.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import yaml
+
+from .core.config import default_config
+from .core.landing import HOUR_MS, landing_root, stream_glob
+from .core.schema import MARKET_STREAMS
+from .core.sql import bind, load_sql
+
+DAY_MS = 24 * HOUR_MS
+
+
+def say(message: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_demo_config(data_dir: Path, speed: float, ranks: int, now_ms: int | None = None) -> Path:
+    """The embedded defaults spelled out as a YAML file the capture job (and the user) can read.
+
+    After the capture, `now_ms` pins the sim's clock at the capture's end, so the warehouse (and the UI
+    later) can fetch the REST history of the simulated days that were captured."""
+    config = default_config(data_dir=str(data_dir))
+    raw = {
+        "source": "sim",
+        "data_dir": str(data_dir),
+        "exchanges": [{"id": e.id, "symbols": list(e.symbols)} for e in config.exchanges],
+        # A trade rate the capture keeps up with at this speed, so trades cover the same market time as
+        # tickers and candles (18 symbols x 0.25/s x 4320 = ~19k trades per wall second).
+        "sim": {"seed": config.sim.seed, "speed": speed, "start": config.sim.start, "trades_per_s": 0.25},
+        "capture": {"ranks": ranks, "flush_interval_s": 2.0},
+    }
+    if now_ms is not None:
+        raw["sim"]["now"] = _iso(now_ms)
+    path = data_dir / "demo_config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def landed_streams(data_dir: Path) -> dict[str, tuple[int, int, int, int]]:
+    """stream -> (files, rows, first ts_ms, last ts_ms) in the landing zone, read with DuckDB's hive reader."""
+    out = {}
+    sql = load_sql("reports", "landed_stream")
+    con = duckdb.connect()
+    for stream_dir in sorted(p for p in landing_root(data_dir).glob("*") if p.is_dir()):
+        files = list(stream_dir.glob("date=*/hour=*/*.parquet"))
+        if files:
+            rows, first, last = con.execute(sql, {"glob": stream_glob(data_dir, stream_dir.name)}).fetchone()
+            out[stream_dir.name] = (len(files), rows, first, last)
+    con.close()
+    return out
+
+
+def landed_summary(data_dir: Path) -> str:
+    lines = []
+    for stream, (files, rows, first, last) in landed_streams(data_dir).items():
+        lines.append(f"  {stream:<15} {rows:>10,} rows in {files:>5} files  {_iso(first)} .. {_iso(last)}")
+    return "\n".join(lines)
+
+
+def landed_until_ms(data_dir: Path) -> int:
+    """The end of the last event-time hour that holds landed market data."""
+    streams = landed_streams(data_dir)
+    newest = max(last for stream, (_, _, _, last) in streams.items() if stream in MARKET_STREAMS)
+    return (newest // HOUR_MS + 1) * HOUR_MS
+
+
+# Ranged runs need every selected asset on one partitions definition, so the graph is cut where it changes.
+RAW_HOURLY = ("raw_trades", "raw_tickers", "raw_funding", "raw_ohlcv", "capture_events", "capture_stats")
+MARKET_HOURLY = ("ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "indicators")
+FUNDING_HOURLY = ("funding_predictions", "funding_rates", "basis", "funding_spreads")
+BACKTEST = ("backtest_runs", "backtest_equity", "backtest_trades", "backtest_positions", "backtest_book")
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def _hour_key(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d-%H:00")
+
+
+def _day_key(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def materialize_all(env: dict[str, str], since_ms: int, end_ms: int) -> None:
+    """Materialize the whole graph in the local instance: one ranged run per partitions definition.
+
+    Runs in this process (one load of the definitions, no CLI start-up per step) against the instance in
+    DAGSTER_HOME, so every run, materialization, check and plot is there when the UI opens on it.
+    """
+    os.environ.update(env)  # resources read FUNDARB_* and the instance DAGSTER_HOME when they are used
+    from dagster import AssetSelection, DagsterInstance, materialize
+
+    from . import definitions
+
+    everything = [*definitions.all_assets, *definitions.all_checks]
+    resources = definitions.defs.resources
+    instance = DagsterInstance.get()
+    last_hour = end_ms - HOUR_MS
+    hours = {RANGE_START_TAG: _hour_key(since_ms), RANGE_END_TAG: _hour_key(last_hour)}
+    days = {RANGE_START_TAG: _day_key(since_ms), RANGE_END_TAG: _day_key(last_hour)}
+
+    def run(names: Sequence[str], tags: dict[str, str] | None = None, config: dict | None = None) -> None:
+        what = f"{', '.join(names)}" + (f" [{tags[RANGE_START_TAG]} .. {tags[RANGE_END_TAG]}]" if tags else "")
+        say(f"  materializing {what}")
+        started = time.perf_counter()
+        result = materialize(
+            everything,
+            selection=AssetSelection.assets(*names),
+            instance=instance,
+            resources=resources,
+            tags=tags,
+            run_config=config,
+            raise_on_error=False,
+        )
+        if not result.success:
+            raise RuntimeError(f"dagster run {result.run_id} failed: open the UI to see which step and why")
+        say(f"    done in {time.perf_counter() - started:.1f} s (run {result.run_id[:8]})")
+
+    run(["instruments"])
+    run(RAW_HOURLY, hours)
+    run(["funding_history"], days)
+    run(["funding_intervals"])
+    run(MARKET_HOURLY, hours)
+    run(FUNDING_HOURLY, hours)
+    run(["ohlcv_1d"], days)
+    run(["opportunities"])
+    for strategy in ("cash_carry", "perp_perp"):
+        run(BACKTEST, config={"ops": {"backtest": {"config": {"strategy": strategy}}}})
+    run(["risk_report", "risk_stress"])
+    run(["alerts"])
+
+
+REPORTS = (
+    ("latest settled funding per venue (rate per interval, annualized for the interval in force)", "latest_funding"),
+    ("latest hourly basis per venue (perp mid vs spot mid)", "latest_basis"),
+    ("top opportunities (net of round-trip fees and half-spreads)", "top_opportunities"),
+    ("backtests: metrics", "backtest_metrics"),
+    ("backtests: PnL attribution, USD", "backtest_attribution"),
+    ("risk report: limit breaches of the latest backtest's open book", "risk_breaches"),
+    ("alerts raised", "recent_alerts"),
+)
+
+
+def print_report(con: duckdb.DuckDBPyConnection, title: str, name: str) -> None:
+    """Print one `sql/reports/<name>.sql` query as a table."""
+    print(f"\n== {title}")
+    sql = load_sql("reports", name)
+    try:
+        frame = con.execute(sql, bind(sql, {"limit": 12})).fetchdf()
+    except duckdb.Error as exc:
+        print(f"  (not available: {exc})")
+        return
+    print(frame.to_string(index=False) if len(frame) else "  (none)")
+
+
+def show_results(database: Path) -> None:
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        for title, name in REPORTS:
+            print_report(con, title, name)
+    finally:
+        con.close()

@@ -1,0 +1,9 @@
+-- top_opportunities: the latest ranking, net of round-trip fees and half-spreads.
+SELECT rank, strategy, underlying, long_exchange || ' ' || long_symbol AS long_leg,
+       short_exchange || ' ' || short_symbol AS short_leg, round(net_carry_apr * 100, 2) AS net_apr_pct,
+       round(break_even_h, 1) AS break_even_h, round(half_life_h, 1) AS half_life_h,
+       round(same_sign_share, 2) AS same_sign
+FROM opportunities
+WHERE as_of = (SELECT max(as_of) FROM opportunities)
+ORDER BY rank
+LIMIT $limit
