@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -82,6 +83,58 @@ def landed_until_ms(data_dir: Path) -> int:
     streams = landed_streams(data_dir)
     newest = max(last for stream, (_, _, _, last) in streams.items() if stream in MARKET_STREAMS)
     return (newest // HOUR_MS + 1) * HOUR_MS
+
+
+def run_demo(
+    data_dir: Path,
+    history_days: float = 7.0,
+    capture_seconds: float = 60.0,
+    speed: float = 4320.0,
+    ranks: int = 3,
+    fresh: bool = False,
+) -> int:
+    from mpi_jobs.launcher import launch_capture
+
+    from .cli import dagster_env
+    from .core.history import pull_history
+
+    started = time.perf_counter()
+    data_dir = data_dir.resolve()
+    if fresh and data_dir.exists():
+        shutil.rmtree(data_dir)
+    config_path = write_demo_config(data_dir, speed, ranks)
+    config = default_config(data_dir=str(data_dir))
+    start_ms = config.sim.start_ms
+    since_ms = start_ms - int(history_days * DAY_MS)
+
+    say(f"1/4 pulling {history_days:g} days of sim history {_iso(since_ms)} .. {_iso(start_ms)}")
+    counts = pull_history(config, since_ms, start_ms, streams=("ohlcv", "funding"))
+    say("    " + ", ".join(f"{stream}: {rows:,} rows" for stream, rows in counts.items()))
+
+    if capture_seconds > 0:
+        days = capture_seconds * speed / 86400
+        say(f"2/4 capturing {capture_seconds:g} s of wall time at speed {speed:g} (~{days:.1f} days of market)")
+        code = launch_capture(str(config_path), ranks=ranks, duration_s=capture_seconds)
+        if code != 0:
+            raise RuntimeError(f"capture job exited with code {code}")
+    end_ms = max(start_ms, landed_until_ms(data_dir))
+    # Pin the sim clock at the end of what landed: the warehouse can then fetch those days' REST history.
+    write_demo_config(data_dir, speed, ranks, now_ms=end_ms)
+    say("landed:\n" + landed_summary(data_dir))
+
+    say(f"3/4 materializing the Dagster pipeline into {data_dir / 'warehouse.duckdb'}")
+    env = dagster_env(data_dir)
+    materialize_all(env, since_ms, end_ms)
+
+    say("4/4 results")
+    show_results(data_dir / "warehouse.duckdb")
+    print(
+        f"\nDemo done in {time.perf_counter() - started:.0f} s. Data: {data_dir}\n"
+        f"Open the Dagster UI on this instance:\n  fundarb ui --data-dir {data_dir}\n"
+        f"(or: DAGSTER_HOME={env['DAGSTER_HOME']} FUNDARB_DATA_DIR={data_dir} FUNDARB_CONFIG={config_path} \\\n"
+        "       dagster dev -m fundarb_dagster.definitions)"
+    )
+    return 0
 
 
 # Ranged runs need every selected asset on one partitions definition, so the graph is cut where it changes.
