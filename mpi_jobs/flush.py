@@ -56,7 +56,7 @@ class Flusher:
         self.flush_interval_s = float(flush_interval_s)
         self._clock = clock
         # A crashed predecessor may have left temporaries; they never became files, so they are garbage.
-        self.stale_removed = landing.remove_stale_temporaries(self.data_dir)
+        self.stale_removed = landing.remove_stale_temporaries(self.data_dir, writer)
         self.seq = landing.next_seq(self.data_dir, writer)
         self._pending: dict[str, list[np.ndarray]] = {s: [] for s in schema.STREAMS}
         self._pending_count: dict[str, int] = dict.fromkeys(schema.STREAMS, 0)

@@ -289,7 +289,7 @@ def _remove_interrupted(data_dir: Path, writer: str, exchange: str, symbol: str)
         first = table.slice(0, 1).to_pylist()
         if first and first[0] == {"exchange": exchange, "symbol": symbol}:
             path.unlink()
-    landing.remove_stale_temporaries(data_dir)
+    landing.remove_stale_temporaries(data_dir, writer)
 
 
 def _quarantine(

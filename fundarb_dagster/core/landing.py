@@ -113,12 +113,16 @@ def next_seq(data_dir: str | os.PathLike[str], writer: str) -> int:
     return highest + 1
 
 
-def remove_stale_temporaries(data_dir: str | os.PathLike[str]) -> int:
-    """Delete temporary files a crashed writer left behind; returns how many were removed."""
+def remove_stale_temporaries(data_dir: str | os.PathLike[str], writer: str) -> int:
+    """Delete the temporary files this writer left behind when it crashed; returns how many were removed.
+
+    Only `writer`'s own: another writer (an import beside a capture, another node on a shared landing
+    zone) may be between its write and its rename right now, and deleting its file would fail that rename.
+    """
     root = landing_root(data_dir)
     removed = 0
     if root.exists():
-        for path in root.rglob(f"{TMP_PREFIX}*"):
+        for path in root.glob(f"*/date=*/hour=*/{TMP_PREFIX}{writer}-*"):
             path.unlink(missing_ok=True)
             removed += 1
     return removed
