@@ -204,7 +204,7 @@ def rank_opportunities(
         stats = _evaluate(series, horizon_h, cost_bps)
         spot_symbol = str(leg["spot_symbol"])
         long_leg, short_leg = (spot_symbol, symbol) if stats["sign"] > 0 else (symbol, spot_symbol)
-        rows.append(_row(as_of, "cash_and_carry", symbol, exchange, long_leg, exchange, short_leg, stats, horizon_h))
+        rows.append(_row(as_of, "cash_carry", symbol, exchange, long_leg, exchange, short_leg, stats, horizon_h))
 
     # Perp-perp: short the venue paying more funding per hour, long the other, on common hours only.
     columns = sorted(wide.columns)

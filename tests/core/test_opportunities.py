@@ -107,7 +107,7 @@ def test_cash_and_carry_charges_both_legs_fees_and_half_spreads_and_ranks_by_net
         }
     )
     out = o.rank_opportunities(hourly, latest, o.FeeSchedule(), horizon_h=168, as_of=pd.Timestamp("2026-01-05"))
-    cnc = out[out.strategy == "cash_and_carry"].set_index("long_exchange")
+    cnc = out[out.strategy == "cash_carry"].set_index("long_exchange")
     binance = cnc.loc["binance"]
     assert binance.long_symbol == "ETH/USDT" and binance.short_symbol == "ETH/USDT:USDT"
     assert binance.entry_cost_bps == pytest.approx(2 * (10 + 5) + 2 * (1.5 + 1.0))

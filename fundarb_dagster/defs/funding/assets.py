@@ -128,7 +128,7 @@ SPREAD_COLUMNS = [
 ]
 OPPORTUNITY_COLUMNS = [
     ("as_of", "timestamp", "the hour the ranking is for"),
-    ("strategy", "string", "cash_and_carry | perp_perp"),
+    ("strategy", "string", "cash_carry | perp_perp"),
     ("underlying", "string", "asset"),
     ("long_exchange", "string", "venue of the long leg"),
     ("long_symbol", "string", "long leg"),

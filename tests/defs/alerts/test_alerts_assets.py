@@ -78,7 +78,7 @@ def _seed_tables(data_dir) -> None:
         opps = pd.DataFrame(
             {
                 "as_of": HOUR,
-                "strategy": ["perp_perp", "cash_and_carry"],
+                "strategy": ["perp_perp", "cash_carry"],
                 "underlying": "BTC",
                 "long_exchange": ["hyperliquid", "bybit"],
                 "long_symbol": ["BTC/USDC:USDC", "BTC/USDT"],

@@ -200,10 +200,10 @@ def test_funding_spreads_match_an_independent_per_hour_computation(carry):
 
 def test_opportunities_rank_by_net_carry_with_fees_and_half_spreads(carry):
     got = query(carry["dir"], "SELECT * FROM opportunities ORDER BY rank")
-    assert set(got["strategy"]) == {"cash_and_carry", "perp_perp"}
-    assert len(got[got.strategy == "perp_perp"]) == 6 and len(got[got.strategy == "cash_and_carry"]) == 6
+    assert set(got["strategy"]) == {"cash_carry", "perp_perp"}
+    assert len(got[got.strategy == "perp_perp"]) == 6 and len(got[got.strategy == "cash_carry"]) == 6
     assert got["net_carry_apr"].is_monotonic_decreasing
-    cnc = got[(got.strategy == "cash_and_carry") & (got.long_exchange == "bybit")].iloc[0]
+    cnc = got[(got.strategy == "cash_carry") & (got.long_exchange == "bybit")].iloc[0]
     # bybit's fees are overridden in the run config (8 / 4 bps); the other venues keep the documented defaults
     assert cnc.entry_cost_bps == pytest.approx(
         2 * (8 + 4) + 2 * (SPOT_HALF_BPS["bybit"] + PERP_HALF_BPS["bybit"]), rel=1e-6
@@ -228,7 +228,7 @@ def test_opportunities_rank_by_net_carry_with_fees_and_half_spreads(carry):
     )
     covered_8h = int((window < last_8h).sum())
     assert (
-        got.loc[got.strategy == "cash_and_carry"].set_index("long_exchange").loc["hyperliquid", "n_obs"] == 24
+        got.loc[got.strategy == "cash_carry"].set_index("long_exchange").loc["hyperliquid", "n_obs"] == 24
     ).all()
     assert (got.loc[(got.strategy == "perp_perp"), "n_obs"] == covered_8h).all()
     np.testing.assert_allclose(
@@ -306,4 +306,4 @@ def test_metadata_shows_the_forecast_error_plot_and_the_ranking_chart(carry):
         (landed["funding_rate"].abs() * 0.05 * 1e4).mean(), rel=1e-6
     )
     assert "data:image/png;base64," in carry["opps_meta"]["top_opportunities"].value
-    assert "cash_and_carry" in carry["opps_meta"]["ranking"].value
+    assert "cash_carry" in carry["opps_meta"]["ranking"].value
