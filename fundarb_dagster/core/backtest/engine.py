@@ -109,8 +109,10 @@ def _shift(a: np.ndarray, fill: Any) -> np.ndarray:
 
 def _last_index(mask: np.ndarray) -> np.ndarray:
     """Index of the last True at or before each t along the last axis (-1 where none)."""
-    # arithmetic instead of np.where (several times faster on large arrays): t where True, -1 elsewhere
-    idx = np.multiply(mask, np.arange(1, mask.shape[-1] + 1), dtype=np.int64)
+    # arithmetic instead of np.where (several times faster on large arrays): t where True, -1 elsewhere;
+    # int32 when it fits: half the memory traffic of int64 in these passes
+    dtype = np.int32 if mask.shape[-1] < 2**31 - 1 else np.int64
+    idx = np.multiply(mask, np.arange(1, mask.shape[-1] + 1, dtype=dtype), dtype=dtype)
     idx -= 1
     np.maximum.accumulate(idx, axis=-1, out=idx)
     return idx
@@ -224,22 +226,22 @@ def simulate(
     la, lb = legs if legs is not None else prepare_legs(panel, pairs, params)
     signal = np.ascontiguousarray(pairs.signal.T)
     g = {name: np.asarray(grid[name], dtype=float).reshape(G, 1, 1) for name in GRID_FIELDS}
-    step = max(1, BLOCK_CELLS // max(G * T, 1))
+    # detail: the full (G, P, T) arrays for the tables; otherwise the grid-sharing path (same aggregates)
+    step = max(1, (BLOCK_CELLS // max(G * T, 1)) if detail else (SWEEP_BLOCK_CELLS // max(T, 1)))
     total: dict[str, Any] = {}
     blocks: list[dict[str, Any]] = []
     for lo in range(0, P, step):
         sl = slice(lo, min(lo + step, P))
-        out = _simulate_block(
-            signal[sl], la.block(sl), lb.block(sl), pairs.allow_reverse[sl], pairs.reverse_cost_apr[sl],
-            pairs.borrow_apr[sl], g, params.capital / P, panel.bar_h, detail,
-        )  # fmt: skip
+        args = (signal[sl], la.block(sl), lb.block(sl), pairs.allow_reverse[sl], pairs.reverse_cost_apr[sl],
+                pairs.borrow_apr[sl], g, params.capital / P, panel.bar_h)  # fmt: skip
+        out = _simulate_block(*args, detail) if detail else _fast_block(*args)
         for key, value in out.items():
             if key in ("detail", "parts_t", "parts"):
                 continue
             total[key] = (
                 value if key not in total else (total[key] | value if value.dtype == bool else total[key] + value)
             )
-        for kind in ("parts", "parts_t"):
+        for kind in ("parts", "parts_t") if detail else ("parts",):
             acc = total.setdefault(kind, {})
             for k, v in out[kind].items():
                 acc[k] = v if k not in acc else acc[k] + v
@@ -248,9 +250,7 @@ def simulate(
     result: dict[str, Any] = {
         "equity": params.capital + np.cumsum(total["pnl_t"], axis=1),
         "attribution": {k: v for k, v in total["parts"].items() if k != "traded_notional"},
-        "attribution_t": {k: v for k, v in total["parts_t"].items() if k != "traded_notional"},
         "in_market": total["in_market"],
-        "gross_exposure": total["gross_exposure"],
         "traded_notional": total["parts"]["traded_notional"],
         "entries": total["entries"],
         "held_pair_bars": total["held_pair_bars"],
@@ -258,6 +258,8 @@ def simulate(
         "stops": total["stops"],
     }
     if detail:
+        result["attribution_t"] = {k: v for k, v in total["parts_t"].items() if k != "traded_notional"}
+        result["gross_exposure"] = total["gross_exposure"]
         for name in DETAIL:
             joined = np.concatenate([b[name] for b in blocks], axis=1)
             result[name] = np.ascontiguousarray(joined.transpose(0, 2, 1))  # back to (G, T, P)
@@ -270,6 +272,40 @@ def simulate(
             result["fee_" + leg] = lg.fee.ravel()
             result["taker_" + leg] = lg.taker.ravel()
     return result
+
+
+def _bars(hours: np.ndarray, bar_h: float) -> np.ndarray:
+    """Hours -> whole bars (rounded up; 0 stays 0: no limit / never)."""
+    return np.where(hours > 0, np.ceil(hours / bar_h - 1e-9), 0).astype(np.int64)
+
+
+def _direction(
+    sig: np.ndarray, allow_reverse: np.ndarray, reverse_cost: np.ndarray, enter: np.ndarray, exit_: np.ndarray
+) -> np.ndarray:
+    """Rule 1 on signals `(P, T)` for thresholds shaped `(G, 1, 1)`: the desired direction D `(G, P, T)` int8,
+    with hysteresis (point in time: signal[t] is known at t)."""
+    P, T = sig.shape
+    shape = (len(enter), P, T)
+    s = sig[None]
+    nan = ~np.isfinite(s)
+    pos = hysteresis(np.broadcast_to(s >= enter, shape), (s <= exit_) | nan)
+    rev = allow_reverse.reshape(1, P, 1)
+    shift = reverse_cost.reshape(1, P, 1)
+    neg = hysteresis(np.broadcast_to(rev & (s <= -(enter + shift)), shape), (s >= -(exit_ + shift)) | nan)
+    return pos.astype(np.int8) - neg.astype(np.int8)
+
+
+def _episodes(D: np.ndarray, max_bars: np.ndarray, reb_bars: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rule 2 and the resize bars of rule 3: episode start index sidx (-1 before the first), direction H after
+    the holding limit, and seg, the bar of the last resize (episode start or rebalance). All `(G, P, T)`."""
+    T = D.shape[-1]
+    start = (D != 0) & (_shift(D, 0) != D)
+    sidx = _last_index(start)
+    age = np.arange(T).reshape(1, 1, T) - sidx
+    H = D * ((max_bars <= 0) | (age < max_bars))
+    seg = sidx + (age // np.maximum(reb_bars, 1)) * reb_bars  # reb_bars 0: the episode start
+    np.clip(seg, 0, None, out=seg)
+    return sidx, H, seg
 
 
 def _simulate_block(
@@ -289,26 +325,11 @@ def _simulate_block(
     G = g["enter_apr"].shape[0]
     shape = (G, P, T)
     enter, exit_, lev, stop = g["enter_apr"], g["exit_apr"], g["leverage"], g["stop_distance"]
-    max_bars = np.where(g["max_hold_h"] > 0, np.ceil(g["max_hold_h"] / bar_h - 1e-9), 0).astype(np.int64)
-    reb_bars = np.where(g["rebalance_h"] > 0, np.ceil(g["rebalance_h"] / bar_h - 1e-9), 0).astype(np.int64)
-    t_idx = np.arange(T).reshape(1, 1, T)
+    max_bars, reb_bars = _bars(g["max_hold_h"], bar_h), _bars(g["rebalance_h"], bar_h)
 
-    # 1. desired direction with hysteresis (point in time: signal[t] is known at t)
-    s = sig[None]
-    nan = ~np.isfinite(s)
-    pos = hysteresis(np.broadcast_to(s >= enter, shape), (s <= exit_) | nan)
-    rev = allow_reverse.reshape(1, P, 1)
-    shift = reverse_cost.reshape(1, P, 1)
-    neg = hysteresis(np.broadcast_to(rev & (s <= -(enter + shift)), shape), (s >= -(exit_ + shift)) | nan)
-    D = pos.astype(np.int8) - neg.astype(np.int8)
-
-    # 2. episodes, holding limit, rebalance segments
-    start = (D != 0) & (_shift(D, 0) != D)
-    sidx = _last_index(start)
-    age = t_idx - sidx
-    H = D * ((max_bars <= 0) | (age < max_bars))
-    seg = sidx + (age // np.maximum(reb_bars, 1)) * reb_bars  # reb_bars 0: the episode start
-    np.clip(seg, 0, None, out=seg)
+    # 1.-2. desired direction, episodes, holding limit, rebalance segments
+    D = _direction(sig, allow_reverse, reverse_cost, enter, exit_)
+    sidx, H, seg = _episodes(D, max_bars, reb_bars)
 
     # 3. sizing: equal units on both legs
     cost_a = np.where(la.is_perp, 1.0 / lev, 1.0)
@@ -362,39 +383,11 @@ def _simulate_block(
     xa = -A * q  # q is finite everywhere (0 where never held)
     xb = A * q
 
-    def leg_pnl(x: np.ndarray, liq: np.ndarray, liq_px: np.ndarray, leg: _Legs, borrow: np.ndarray) -> dict:
-        x_prev = _shift(x, 0.0)
-        any_liq = bool(liq.any())
-        end_px = np.where(liq, liq_px, leg.mid) if any_liq else leg.mid
-        out = {"basis": x_prev * (end_px - leg.mid_prev), "funding": -x_prev * leg.cash}
-        if any_liq:
-            out["funding"][liq] = 0.0
-        if (borrow > 0).any():
-            out["borrow"] = np.maximum(-x_prev, 0.0) * leg.mid_prev * (borrow * bar_h / 8760.0)
-        traded = np.abs(x - x_prev)  # quantity traded at mid
-        at_mid = traded * leg.mid
-        out["fees"] = at_mid * leg.fee
-        out["slippage"] = at_mid * leg.hs
-        out["traded_notional"] = at_mid
-        if any_liq:
-            # the liquidated quantity trades at the liquidation price, the new position (if any) at mid
-            traded[liq] = np.abs(x[liq])
-            at_mid = traded * leg.mid
-            liq_notional = np.where(liq, np.abs(x_prev) * np.nan_to_num(liq_px), 0.0)
-            out["fees"] = at_mid * leg.fee + liq_notional * leg.taker
-            out["slippage"] = at_mid * leg.hs
-            out["liquidation"] = liq_notional * leg.mmr
-            out["traded_notional"] = at_mid + liq_notional
-        return out
-
-    pa_ = leg_pnl(xa, liq_a, liq_a_prev, la, np.where(la.is_perp, 0.0, borrow_apr.reshape(P, 1)))
-    pb_ = leg_pnl(xb, liq_b, liq_b_prev, lb, np.where(lb.is_perp, 0.0, borrow_apr.reshape(P, 1)))
-    parts: dict[str, Any] = {}
-    for k in (*PARTS, "traded_notional"):
-        if k in pa_ and k in pb_:
-            parts[k] = pa_[k] + pb_[k]
-        else:
-            parts[k] = pa_.get(k, pb_.get(k, 0.0))  # a part neither leg has (no borrow, no liquidation) is 0
+    pa_ = _leg_costs(xa, _shift(xa, 0.0), liq_a, liq_a_prev, la.mid, la.mid_prev, la.cash, la.fee, la.hs,
+                     la.taker, la.mmr, np.where(la.is_perp, 0.0, borrow_apr.reshape(P, 1)), bar_h)  # fmt: skip
+    pb_ = _leg_costs(xb, _shift(xb, 0.0), liq_b, liq_b_prev, lb.mid, lb.mid_prev, lb.cash, lb.fee, lb.hs,
+                     lb.taker, lb.mmr, np.where(lb.is_perp, 0.0, borrow_apr.reshape(P, 1)), bar_h)  # fmt: skip
+    parts = _pair_parts(pa_, pb_)
     pnl = parts["basis"] + parts["funding"] - parts["borrow"] - parts["fees"] - parts["slippage"] - parts["liquidation"]
     zeros_t = np.zeros((G, T))
     out: dict[str, Any] = {
@@ -416,6 +409,285 @@ def _simulate_block(
             "e_b": e_b, "parts": full,
         }  # fmt: skip
     return out
+
+
+def _leg_costs(
+    x: np.ndarray,
+    x_prev: np.ndarray,
+    liq: np.ndarray | None,
+    liq_px: np.ndarray | None,
+    mid: np.ndarray,
+    mid_prev: np.ndarray,
+    cash: np.ndarray,
+    fee: np.ndarray,
+    hs: np.ndarray,
+    taker: np.ndarray,
+    mmr: np.ndarray,
+    borrow: np.ndarray,
+    bar_h: float,
+) -> dict[str, np.ndarray]:
+    """Rule 4 and the liquidation close of rule 5 for one leg, elementwise: any shapes that broadcast (the
+    `(G, P, T)` block, or the 1-D list of cells a sweep re-prices exactly). `liq=None`: no liquidation."""
+    any_liq = liq is not None and bool(liq.any())
+    end_px = np.where(liq, liq_px, mid) if any_liq else mid
+    out = {"basis": x_prev * (end_px - mid_prev), "funding": -x_prev * cash}
+    if any_liq:
+        out["funding"][liq] = 0.0
+    if (borrow > 0).any():
+        out["borrow"] = np.maximum(-x_prev, 0.0) * mid_prev * (borrow * bar_h / 8760.0)
+    traded = np.abs(x - x_prev)  # quantity traded at mid
+    at_mid = traded * mid
+    out["fees"] = at_mid * fee
+    out["slippage"] = at_mid * hs
+    out["traded_notional"] = at_mid
+    if any_liq:
+        # the liquidated quantity trades at the liquidation price, the new position (if any) at mid
+        traded[liq] = np.abs(x[liq])
+        at_mid = traded * mid
+        liq_notional = np.where(liq, np.abs(x_prev) * np.nan_to_num(liq_px), 0.0)
+        out["fees"] = at_mid * fee + liq_notional * taker
+        out["slippage"] = at_mid * hs
+        out["liquidation"] = liq_notional * mmr
+        out["traded_notional"] = at_mid + liq_notional
+    return out
+
+
+def _pair_parts(pa_: dict[str, np.ndarray], pb_: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Both legs' items added; a part neither leg has (no borrow, no liquidation) is the scalar 0."""
+    parts: dict[str, Any] = {}
+    for k in (*PARTS, "traded_notional"):
+        if k in pa_ and k in pb_:
+            parts[k] = pa_[k] + pb_[k]
+        else:
+            parts[k] = pa_.get(k, pb_.get(k, 0.0))
+    return parts
+
+
+# -- the grid-sharing path (simulate(detail=False): sweeps) --------------------------------------------------
+# Blocks of pairs of about this many (pair x bar) cells; there is no grid axis in these arrays (grid points
+# are visited one by one, sharing their group's arrays), so blocks can be larger than BLOCK_CELLS.
+SWEEP_BLOCK_CELLS = 250_000
+
+
+def _adverse_extremes(leg: _Legs, stop: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rule 5 folded into one price per side and bar, stored at the bar *before* (where the position that is
+    checked was decided): a short leg is hit when `max(high, ref (1 + stop))` reaches its liquidation price
+    (breach or risk stop), a long one at `min(low, ref (1 - stop))`; pre-multiplied by the liquidation
+    condition's `1 +- (mmr + fee)`. Depends on neither the signal parameters nor the leverage."""
+    c = leg.mmr + leg.taker
+    high, low = leg.high, leg.low
+    if stop > 0:  # fmax/fmin: a missing high still lets the stop on the reference close fire, and vice versa
+        high, low = np.fmax(high, leg.ref * (1.0 + stop)), np.fmin(low, leg.ref * (1.0 - stop))
+    hi, lo = np.full(high.shape, np.nan), np.full(low.shape, np.nan)
+    hi[:, :-1] = high[:, 1:] * (1.0 + c)
+    lo[:, :-1] = low[:, 1:] * (1.0 - c)
+    return hi, lo
+
+
+def _event_threshold(short: np.ndarray, e: np.ndarray, dc: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Leverage-free form of rule 5 for one perp leg: `k[t]` such that the position held at t is liquidated or
+    stopped at t+1 exactly when `1 / L <= k[t]`.
+
+    The liquidation price uses `wallet / size = e / L + F`, where F, the funding received per unit since the
+    last resize (`-sign(x) dc`, dc = cumulative funding cash since then), does not depend on L. A short's
+    `high (1 + c) >= e + e / L + F` becomes `1 / L <= (high (1 + c) - e - F) / e`, a long's
+    `low (1 - c) <= e - e / L - F` becomes `1 / L <= (e - F - low (1 - c)) / e`. Meaningless where flat (the
+    caller masks those)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        k = np.where(short, hi - e - dc, e + dc - lo)  # F = dc for a short, -dc for a long
+        k /= e
+    return k  # NaN (missing prices) compares False: no event, as in the full engine
+
+
+def _fast_block(
+    sig: np.ndarray,
+    la: _Legs,
+    lb: _Legs,
+    allow_reverse: np.ndarray,
+    reverse_cost: np.ndarray,
+    borrow_apr: np.ndarray,
+    g: dict[str, np.ndarray],
+    capital_per_pair: float,
+    bar_h: float,
+) -> dict[str, Any]:
+    """The aggregates of `_simulate_block(detail=False)` for every grid point, sharing work across the grid.
+
+    Grid points are grouped by everything but the leverage (enter, exit, max_hold, rebalance, stop). Per group,
+    computed once: the never-stopped path H (rules 1-3) at unit notional, its accounting, and the event
+    thresholds of `_event_threshold`. Per leverage L: events are `k >= 1 / L`, and the kill mask (rest of the
+    episode after its first event) follows. A cell whose position and the one before are both alive is the
+    pair's notional times the unit path (every item is linear in the units held and traded), a cell dead on
+    both sides is zero, and the few cells where the path changes (event bars, the bar after a killed stretch)
+    are priced exactly by the same `_leg_costs` as the full engine."""
+    P, T = sig.shape
+    G = len(g["enter_apr"])
+    flat = {f: np.asarray(g[f], dtype=float).reshape(G) for f in GRID_FIELDS}
+    cols = np.stack([flat[f] for f in ("enter_apr", "exit_apr", "max_hold_h", "rebalance_h", "stop_distance")], axis=1)
+    keys, group_of = np.unique(cols, axis=0, return_inverse=True)  # sorted: equal (enter, exit) adjacent
+    out: dict[str, Any] = {
+        "pnl_t": np.zeros((G, T)),
+        "parts": {k: np.zeros(G) for k in (*PARTS, "traded_notional")},
+        "in_market": np.zeros((G, T), dtype=bool),
+        "entries": np.zeros(G, dtype=np.int64),
+        "held_pair_bars": np.zeros(G, dtype=np.int64),
+        "liquidations": np.zeros(G, dtype=np.int64),
+        "stops": np.zeros(G, dtype=np.int64),
+    }
+    legs = {"a": la, "b": lb}
+    cum = {name: np.cumsum(lg.cash, axis=-1) for name, lg in legs.items()}
+    borrow = {name: np.where(lg.is_perp, 0.0, borrow_apr.reshape(P, 1)) for name, lg in legs.items()}
+    extremes: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}
+    # per pair: the unit path's items are products of the units of leg b (leg a holds the opposite) with these
+    pair_arr = {
+        "dmid": (lb.mid - lb.mid_prev) - (la.mid - la.mid_prev),  # basis per unit held over the bar
+        "dcash": la.cash - lb.cash,  # funding received per unit: -x_a cash_a - x_b cash_b with x_a = -x_b
+        "fee": la.mid * la.fee + lb.mid * lb.fee,  # per unit traded on both legs
+        "slip": la.mid * la.hs + lb.mid * lb.hs,
+        "mids": la.mid + lb.mid,
+    }
+    names = ["basis", "funding", "fees", "slippage", "traded_notional"]
+    if (borrow["a"] > 0).any() or (borrow["b"] > 0).any():
+        # a short spot leg pays borrow: leg a is short when leg b is long, and vice versa
+        per_bar = bar_h / 8760.0
+        pair_arr["borrow"] = (la.mid_prev * (borrow["a"] * per_bar), lb.mid_prev * (borrow["b"] * per_bar))
+        names.append("borrow")
+    stacked = np.empty((1 + len(names), P, T))  # the unit rows, rewritten for every group
+    # pairs with the same kinds of legs carry the same notional at a given leverage (rule 3)
+    pair_cls = la.is_perp[:, 0].astype(int) * 2 + lb.is_perp[:, 0].astype(int)
+    classes = np.unique(pair_cls)
+
+    def class_notional(cls: int, inv: float) -> float:
+        return capital_per_pair / ((inv if cls & 2 else 1.0) + (inv if cls & 1 else 1.0))
+
+    D_key, D = None, None
+    for k, (enter, exit_, max_h, reb_h, stop) in enumerate(keys):
+        col = lambda v: np.array([v], dtype=float).reshape(1, 1, 1)  # noqa: E731
+        if D_key != (enter, exit_):  # the direction is shared by every holding limit, rebalance and stop
+            D_key, D = (enter, exit_), _direction(sig, allow_reverse, reverse_cost, col(enter), col(exit_))
+        sidx, H, seg = (a[0] for a in _episodes(D, _bars(col(max_h), bar_h), _bars(col(reb_h), bar_h)))
+        held = H != 0
+        Hp = _shift(H, 0)
+        entries = int((held & (Hp != H)).sum())  # a kill never adds or removes an entry
+        # the never-stopped path at unit notional: leg a holds -H / e_a units, leg b +H / e_a
+        e = {name: _gather(lg.mid, seg[None])[0] for name, lg in legs.items()}
+        q_u = np.divide(1.0, e["a"], out=np.zeros((P, T)), where=held)
+        x_u = {"b": H * q_u}
+        x_u["a"] = -x_u["b"]
+        x_up = {name: _shift(x, 0.0) for name, x in x_u.items()}
+        # with leg a = -leg b every item is one product with a per-pair array prepared once per block; rows
+        # of `stacked` (row 0: the PnL), written in place
+        xb, xb_p = x_u["b"], x_up["b"]
+        traded = np.abs(xb - xb_p)  # units traded on each leg
+        row = dict(zip(names, stacked[1:], strict=True))
+        np.multiply(xb_p, pair_arr["dmid"], out=row["basis"])
+        np.multiply(xb_p, pair_arr["dcash"], out=row["funding"])
+        np.multiply(traded, pair_arr["fee"], out=row["fees"])
+        np.multiply(traded, pair_arr["slip"], out=row["slippage"])
+        np.multiply(traded, pair_arr["mids"], out=row["traded_notional"])
+        np.add(row["basis"], row["funding"], out=stacked[0])
+        stacked[0] -= row["fees"]
+        stacked[0] -= row["slippage"]
+        if "borrow" in row:
+            long_b, short_b = pair_arr["borrow"]
+            np.multiply(np.maximum(xb_p, 0.0), long_b, out=row["borrow"])
+            row["borrow"] += np.maximum(-xb_p, 0.0) * short_b
+            stacked[0] -= row["borrow"]
+        # every clean cell is the pair's notional times its unit row: sum the rows per class of pair once per
+        # group (the notional depends only on the leverage and which legs are perps)
+        class_sums = [(cls, stacked[:, pair_cls == cls, :].sum(axis=1)) for cls in classes]
+        # leverage-free event thresholds of the perp legs
+        k_event = np.full((P, T), -np.inf)
+        dc, short = {}, {}
+        for n, lg in legs.items():
+            if not lg.is_perp.any():
+                continue
+            if (n, stop) not in extremes:
+                extremes[(n, stop)] = _adverse_extremes(lg, float(stop))
+            short[n] = x_u[n] < 0
+            dc[n] = cum[n] - _gather(cum[n], seg[None])[0]
+            k_leg = _event_threshold(short[n], e[n], dc[n], *extremes[(n, stop)])
+            k_leg[~lg.is_perp[:, 0]] = -np.inf  # spot legs are never liquidated
+            np.fmax(k_event, k_leg, out=k_event)  # fmax: a NaN on one leg must not hide the other's event
+        k_event[~held] = -np.inf
+        k_event = _shift(k_event, -np.inf)  # the position of t-1 is hit at t
+        held_t = held.sum(axis=0)
+        for gi in np.flatnonzero(group_of == k):
+            inv = 1.0 / flat["leverage"][gi]
+            notional = capital_per_pair / (np.where(la.is_perp, inv, 1.0) + np.where(lb.is_perp, inv, 1.0))
+            ev = k_event >= inv
+            killed = held & (_last_index(ev) > sidx)  # an event after this episode's start (rule 2)
+            alive = ~killed
+            alive_prev = _shift(alive, True)
+            at_event = ev & alive_prev  # an event while the position of t-1 is still open
+            # unclean cells: killed on either side or at an event (usually a few % of the cells)
+            f = np.flatnonzero(~(alive & alive_prev) | at_event)
+            p, t = np.divmod(f, T)
+            n = notional[p, 0]
+            per_bar = sum(class_notional(cls, inv) * sums for cls, sums in class_sums)
+            removed = stacked.reshape(len(stacked), -1)[:, f] * n
+            for i in range(len(stacked)):
+                per_bar[i] -= np.bincount(t, weights=removed[i], minlength=T)
+            out["pnl_t"][gi] += per_bar[0]
+            for name, v in zip(names, per_bar[1:].sum(axis=1), strict=True):
+                out["parts"][name][gi] += v
+            killed_f = killed.ravel()[f]
+            killed_t = np.bincount(t[killed_f], minlength=T)
+            out["in_market"][gi] |= held_t > killed_t
+            out["held_pair_bars"][gi] += int(held_t.sum() - killed_t.sum())
+            out["entries"][gi] += entries
+            # exact prices where the position differs from notional x the unit path and is not zero
+            now, before, event = alive.ravel()[f], alive_prev.ravel()[f], at_event.ravel()[f]
+            dirty = (now ^ before) | event
+            if dirty.any():
+                _fix_cells(out, gi, p[dirty], t[dirty], inv, n[dirty], now[dirty], before[dirty], event[dirty],
+                           legs, x_u, x_up, e, dc, short, borrow, float(stop), bar_h)  # fmt: skip
+    return out
+
+
+def _fix_cells(out: dict[str, Any], gi: int, p: np.ndarray, t: np.ndarray, inv: float, n: np.ndarray,
+               now: np.ndarray, before: np.ndarray, event: np.ndarray, legs: dict[str, _Legs],
+               x_u: dict[str, np.ndarray], x_up: dict[str, np.ndarray], e: dict[str, np.ndarray],
+               dc: dict[str, np.ndarray], short: dict[str, np.ndarray], borrow: dict[str, np.ndarray],
+               stop: float, bar_h: float) -> None:  # fmt: skip
+    """Rules 4-5 on the listed cells (1-D: pair, bar, notional, alive at t and t-1, event at t), added to grid
+    point gi's aggregates."""
+    T = out["pnl_t"].shape[1]
+    tp = np.maximum(t - 1, 0)  # an event needs an open position at t-1, so t >= 1 wherever it matters
+    cells, hit = {}, {}
+    for n_, lg in legs.items():
+        liq = np.zeros(len(p), dtype=bool)
+        stopped = np.zeros(len(p), dtype=bool)
+        px = np.full(len(p), np.nan)
+        if n_ in dc:
+            # the liquidation price of the position of t-1 (accounting.liquidation_price, wallet / size = e / L + F)
+            sh, e_p, d = short[n_][p, tp], e[n_][p, tp], dc[n_][p, tp]
+            c = lg.mmr[p, 0] + lg.taker[p, 0]
+            F = np.where(sh, d, -d)  # funding received per unit since the last resize
+            per_unit = e_p * inv + F
+            with np.errstate(invalid="ignore", divide="ignore"):
+                px = np.where(sh, (e_p + per_unit) / (1.0 + c), (e_p - per_unit) / (1.0 - c))
+                # classified with the same rearranged comparisons that found the event (_event_threshold)
+                kb = np.where(sh, lg.high[p, t] * (1.0 + c) - e_p - F, e_p - F - lg.low[p, t] * (1.0 - c)) / e_p
+                liq = event & lg.is_perp[p, 0] & (kb >= inv)
+                if stop > 0:
+                    ref = lg.ref[p, t]
+                    ks = np.where(
+                        sh, ref * (1.0 + stop) * (1.0 + c) - e_p - F, e_p - F - ref * (1.0 - stop) * (1.0 - c)
+                    )
+                    stopped = event & lg.is_perp[p, 0] & (ks / e_p >= inv)
+        cells[n_] = _leg_costs(
+            n * x_u[n_][p, t] * now, n * x_up[n_][p, t] * before, liq, px, lg.mid[p, t], lg.mid_prev[p, t],
+            lg.cash[p, t], lg.fee[p, 0], lg.hs[p, t], lg.taker[p, 0], lg.mmr[p, 0], borrow[n_][p, 0], bar_h,
+        )  # fmt: skip
+        hit[n_] = (liq, stopped)
+    parts = _pair_parts(cells["a"], cells["b"])
+    pnl = parts["basis"] + parts["funding"] - parts["borrow"] - parts["fees"] - parts["slippage"] - parts["liquidation"]
+    out["pnl_t"][gi] += np.bincount(t, weights=pnl, minlength=T)
+    for name, v in parts.items():
+        out["parts"][name][gi] += float(np.sum(v))
+    liq_any = hit["a"][0] | hit["b"][0]
+    out["liquidations"][gi] += int(liq_any.sum())
+    out["stops"][gi] += int(((hit["a"][1] | hit["b"][1]) & ~liq_any).sum())
 
 
 @dataclass

@@ -13,9 +13,11 @@ from .engine import GRID_FIELDS, BacktestParams, _metrics, make_grid, prepare_le
 from .panel import Panel
 from .strategies import PairSet
 
-# About this many (grid x bar x pair) cells per chunk: ~60 live float arrays of 2-3 MB stay in memory the allocator
-# reuses; bigger chunks (GBs of temporaries) measured 3-4x slower per cell from page faults.
-CELLS_PER_CHUNK = 300_000
+# Grid points per simulate() call: about this many (grid x bar x pair) cells. The sweep path's memory does not grow
+# with the points of a call (they are visited one by one); chunks exist for progress reports, and never split a
+# group of points that differ only in leverage (those share most of the work).
+CELLS_PER_CHUNK = 20_000_000
+SHARED_FIELDS = [f for f in GRID_FIELDS if f != "leverage"]
 
 
 def sweep(
@@ -29,11 +31,21 @@ def sweep(
     grid = make_grid(base, axes)
     G = len(grid["enter_apr"])
     T, P = pairs.signal.shape
-    chunk = max(1, CELLS_PER_CHUNK // max(T * P, 1))
+    # points sorted so that those sharing everything but the leverage are adjacent, cut at group boundaries
+    order = np.lexsort([grid[f] for f in reversed(SHARED_FIELDS)])
+    keys = np.stack([grid[f][order] for f in SHARED_FIELDS], axis=1)
+    new_group = np.r_[True, (keys[1:] != keys[:-1]).any(axis=1)]
+    per_chunk = max(1, CELLS_PER_CHUNK // max(T * P, 1))
+    cuts, lo = [], 0
+    for i in np.flatnonzero(new_group)[1:]:
+        if i - lo >= per_chunk:
+            cuts.append(i)
+            lo = i
     frames = []
     legs = prepare_legs(panel, pairs, base)  # gathered once for the whole grid
-    for lo in range(0, G, chunk):
-        sub = {k: v[lo : lo + chunk] for k, v in grid.items()}
+    done = 0
+    for idx in np.split(order, cuts):
+        sub = {k: v[idx] for k, v in grid.items()}
         sim = simulate(panel, pairs, sub, base, detail=False, legs=legs)
         m = _metrics(sim, panel.bar_h)
         part = pd.DataFrame({**sub, **m})
@@ -41,10 +53,12 @@ def sweep(
         part["liquidations"] = sim["liquidations"]
         for k, v in sim["attribution"].items():
             part[f"{k}_pnl"] = v
+        part.index = idx
         frames.append(part)
+        done += len(idx)
         if progress:
-            progress(min(lo + chunk, G), G)
-    out = pd.concat(frames, ignore_index=True)
+            progress(done, G)
+    out = pd.concat(frames).sort_index().reset_index(drop=True)  # back in grid order
     out.insert(0, "point", np.arange(G))
     return out
 

@@ -7,7 +7,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from fundarb_dagster.core.backtest import BacktestParams, get_strategy, make_grid, run_backtest, sweep, walk_forward
+from fundarb_dagster.core.backtest import (
+    BacktestParams,
+    get_strategy,
+    make_grid,
+    run_backtest,
+    simulate,
+    sweep,
+    walk_forward,
+)
 from fundarb_dagster.core.backtest import sweeps as sweep_mod
 from fundarb_dagster.core.backtest.panel import Panel
 
@@ -54,3 +62,28 @@ def test_walk_forward_choice_ignores_the_test_part(sim_panel: Panel) -> None:
     assert not np.isclose(wf2["test_score"], wf["test_score"])
     with pytest.raises(ValueError, match="train_fraction"):
         walk_forward(sim_panel, pairs, BacktestParams(), axes, train_fraction=1.5)
+
+
+@pytest.mark.parametrize("strategy", ["cash_carry", "perp_perp"])
+@pytest.mark.parametrize("stop", [0.0, 0.02])
+def test_grid_sharing_path_equals_full_engine(sim_panel: Panel, strategy: str, stop: float) -> None:
+    """simulate(detail=False) shares the never-stopped path across leverages and re-prices only the cells around
+    events; it must give the full engine's aggregates on a grid with liquidations, stops, rebalances, holding
+    limits, reverse carry and borrow."""
+    pairs = get_strategy(strategy).pairs(sim_panel, {"borrow_apr": 0.08})
+    base = BacktestParams(stop_distance=stop)
+    axes = {"enter_apr": [0.05, 0.15], "exit_apr": [0.0, 0.03], "leverage": [1.0, 3.0, 12.0, 25.0],
+            "max_hold_h": [0, 30], "rebalance_h": [0, 5]}  # fmt: skip
+    grid = make_grid(base, axes)
+    full = simulate(sim_panel, pairs, grid, base, detail=True)
+    fast = simulate(sim_panel, pairs, grid, base, detail=False)
+    tol = 1e-9 * base.capital
+    np.testing.assert_allclose(fast["equity"], full["equity"], rtol=0, atol=tol)
+    for key, value in full["attribution"].items():
+        np.testing.assert_allclose(fast["attribution"][key], value, rtol=0, atol=tol, err_msg=key)
+    np.testing.assert_allclose(fast["traded_notional"], full["traded_notional"], rtol=1e-12)
+    for key in ("in_market", "entries", "held_pair_bars", "liquidations", "stops"):
+        np.testing.assert_array_equal(fast[key], full[key], err_msg=key)
+    assert full["liquidations"].sum() > 0
+    assert (full["stops"].sum() > 0) == (stop > 0)
+    assert len(np.unique(full["liquidations"])) > 1  # the leverage changes which points are liquidated
