@@ -47,7 +47,13 @@ def write_demo_config(data_dir: Path, speed: float, ranks: int, now_ms: int | No
         # A trade rate the capture keeps up with at this speed, so trades cover the same market time as
         # tickers and candles (18 symbols x 0.25/s x 4320 = ~19k trades per wall second).
         "sim": {"seed": config.sim.seed, "speed": speed, "start": config.sim.start, "trades_per_s": 0.25},
-        "capture": {"ranks": ranks, "flush_interval_s": 2.0},
+        # At thousands of market seconds per wall second, a busy second on 2 cores is many market minutes:
+        # staleness limits (the watchdog's and the alert rule's) are set in market time to match.
+        "capture": {
+            "ranks": ranks,
+            "flush_interval_s": 2.0,
+            "stale_timeout_s": {"trades": 900, "tickers": 900, "funding": 3600, "ohlcv": 900},
+        },
     }
     if now_ms is not None:
         raw["sim"]["now"] = _iso(now_ms)
@@ -182,7 +188,8 @@ def materialize_all(env: dict[str, str], since_ms: int, end_ms: int) -> None:
             instance=instance,
             resources=resources,
             tags=tags,
-            run_config=config,
+            # The run's events all go to the instance (the UI shows them); the terminal gets warnings only.
+            run_config={**(config or {}), "loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,
         )
         if not result.success:
