@@ -187,3 +187,35 @@ def test_records_cross_mpi_processes_intact_through_shared_memory(tmp_path: Path
     assert "consumer received 200000 identical True" in proc.stdout
     waits = int(proc.stdout.split("producer waits")[1].split()[0])
     assert waits > 0  # a 1000-slot ring with 200k records: the producer must have waited
+
+
+def test_a_staging_buffer_refilled_in_place_round_trips_through_the_cached_fast_path() -> None:
+    # The producer pushes the same array object again and again (the ring reuses its byte view) and the
+    # consumer drains into the same `out`; contents change between calls and the ring wraps many times.
+    batch, rounds = 7, 400
+    expected = _trades(0, batch * rounds)
+    staging = schema.empty("trades", batch)
+    raw_staging = staging.view(f"V{schema.TRADES.itemsize}")
+    out = np.empty(5, schema.TRADES)
+    got: list[np.ndarray] = []
+    with Ring(schema.TRADES, 30) as ring:
+        for r in range(rounds):
+            staging[...] = expected[r * batch : (r + 1) * batch]
+            assert ring.push(raw_staging if r >= rounds // 2 else staging) == batch  # typed, then raw view
+            while len(ring) > 12:
+                n = ring.pop_into(out)
+                got.append(out[:n].copy())
+        while n := ring.pop_into(out):
+            got.append(out[:n].copy())
+        assert ring.written == batch * rounds == ring.read
+    assert np.concatenate(got).tobytes() == expected.tobytes()
+
+
+def test_strided_records_and_a_strided_out_are_copied_correctly() -> None:
+    expected = _trades(0, 200)
+    with Ring(schema.TRADES, 64) as ring:
+        assert ring.try_push(expected[::2]) == 64  # not contiguous: copied, not cached
+        holder = np.zeros(128, schema.TRADES)
+        assert ring.pop_into(holder[::2]) == 64
+    assert holder[::2].tobytes() == expected[::2][:64].tobytes()
+    assert not holder[1::2]["trade_id"].any()  # the skipped rows are untouched
