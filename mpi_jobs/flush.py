@@ -107,7 +107,7 @@ class Flusher:
                     continue
                 chunks = self._pending[stream]
                 records = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-                table = schema.to_arrow(stream, records, self.names)
+                table = schema.to_arrow(stream, records, self.names, dictionary_strings=True)
                 paths = landing.write_stream(self.data_dir, stream, table, self.writer, self.seq)
                 # Forget records only once their files are in place: an exception above keeps them pending.
                 self._pending[stream] = []
