@@ -136,3 +136,11 @@ def test_limits_validation_names_field() -> None:
         RiskLimits(max_leverage=-1)
     with pytest.raises(ValueError, match="var_level"):
         RiskLimits(var_level=0.3)
+
+
+def test_stress_of_a_flat_book_is_an_empty_table_with_every_column() -> None:
+    # A backtest that ends flat leaves no open legs; the risk asset still writes its stress table.
+    flat = carry_book().iloc[0:0]
+    stress = stress_book(flat)
+    assert stress.empty
+    assert list(stress.columns) == list(stress_book(carry_book()).columns)

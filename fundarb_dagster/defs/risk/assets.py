@@ -92,7 +92,7 @@ def risk(
     figures, breaches = evaluate_limits(
         book, float(equity["equity"].iloc[-1]), float(equity["drawdown"].iloc[-1]), pnl, limits, subject
     )
-    stress = stress_book(book, config.shocks) if len(book) else pd.DataFrame(columns=["pair", "shock_pct"])
+    stress = stress_book(book, config.shocks)  # an empty book gives an empty table with every column
     report_id = context.run.run_id
     rows = [("figure", k, subject, float(v), np.nan, "", "") for k, v in figures.items() if np.isscalar(v)]
     for kind in ("venue_share", "asset_share", "margin_utilization", "liq_distance", "net_by_asset"):
