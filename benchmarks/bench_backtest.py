@@ -4,7 +4,8 @@ One full-accounting perp-perp backtest over 2 years of hourly bars x 20 underlyi
 60 cross-venue pairs: ~1.05 M pair-bars), then a 100-point parameter sweep, each timed side by side with the
 reference event loop of tests/core/backtest/reference_loop.py on the same data in the same run. The loop is
 too slow to run 100 times: the sweep's loop time is the per-point loop time measured on a few points times
-100 (printed as extrapolated). Results are compared, not just timed.
+100 (printed as extrapolated). Results are compared, not just timed. Times are medians of several runs, wall
+and CPU (the process's own CPU time, less sensitive to other work on a shared machine), with the load average.
 
     python -m benchmarks.bench_backtest            # full size
     python -m benchmarks.bench_backtest --quick    # small size, seconds
@@ -13,6 +14,8 @@ too slow to run 100 times: the sweep's loop time is the per-point loop time meas
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,13 +39,19 @@ SWEEP_AXES = {
 }  # 5 x 2 x 5 x 2 = 100 points
 
 
-def best_of(fn, repeat: int) -> tuple[float, object]:  # noqa: ANN001
-    best, out = float("inf"), None
+def median_of(fn, repeat: int) -> tuple[float, float, object]:  # noqa: ANN001
+    """Median wall and CPU seconds of `repeat` calls, and the last result."""
+    walls, cpus, out = [], [], None
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return statistics.median(walls), statistics.median(cpus), out
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
 
 
 def main() -> None:
@@ -64,29 +73,33 @@ def main() -> None:
         enter_apr=0.1, exit_apr=0.02, leverage=5, max_hold_h=240, rebalance_h=72, stop_distance=0.02
     )
     grid1 = {f: np.array([float(getattr(params, f))]) for f in GRID_FIELDS}
-    repeat = 5 if args.quick else 3
-    t_prep, legs = best_of(lambda: prepare_legs(panel, pairs, params), repeat)
-    t_core, sim = best_of(lambda: simulate(panel, pairs, grid1, params, detail=False, legs=legs), repeat)
-    t_full, result = best_of(lambda: run_backtest(panel, pairs, params, "perp_perp"), 1)
-    t_loop, ref = best_of(lambda: reference_backtest(panel, pairs, params), 1)
+    repeat = 7 if args.quick else 5
+    print(f"{load()}; medians of {repeat} runs (loop: 1 run)")
+    t_prep, c_prep, legs = median_of(lambda: prepare_legs(panel, pairs, params), repeat)
+    t_core, c_core, sim = median_of(lambda: simulate(panel, pairs, grid1, params, detail=False, legs=legs), repeat)
+    t_arr, c_arr, _ = median_of(lambda: simulate(panel, pairs, grid1, params, detail=True, legs=legs), repeat)
+    t_full, c_full, result = median_of(lambda: run_backtest(panel, pairs, params, "perp_perp"), max(1, repeat // 2))
+    t_loop, _, ref = median_of(lambda: reference_backtest(panel, pairs, params), 1)
     diff = float(np.max(np.abs(sim["equity"][0] - ref["equity"])) / params.capital)
-    print("\n== one full-accounting backtest ==")
-    print(f"gather both legs' arrays from the panel (once):  {t_prep * 1e3:9.1f} ms")
-    print(f"vectorized engine (accounting + metrics inputs): {t_core * 1e3:9.1f} ms")
+    print("\n== one full-accounting backtest ==                 wall         cpu")
+    print(f"gather both legs' arrays from the panel (once):  {t_prep * 1e3:9.1f} ms {c_prep * 1e3:9.1f} ms")
+    print(f"engine, aggregates (equity, PnL parts, metrics): {t_core * 1e3:9.1f} ms {c_core * 1e3:9.1f} ms")
+    print(f"engine, every per-bar array (for the tables):    {t_arr * 1e3:9.1f} ms {c_arr * 1e3:9.1f} ms")
     print(
-        f"  + trades/positions/book tables:                {t_full * 1e3:9.1f} ms "
+        f"run_backtest (+ trades/positions/book tables):   {t_full * 1e3:9.1f} ms {c_full * 1e3:9.1f} ms "
         f"({len(result.trades):,} trades, {int(result.metrics['liquidations'])} liquidations)"
     )
     print(f"event loop (reference):                          {t_loop * 1e3:9.1f} ms")
     print(
-        f"speed-up engine vs loop:                         {t_loop / t_core:9.1f} x   (target >= 50 x; "
+        f"speed-up engine (aggregates) vs loop:            {t_loop / t_core:9.1f} x   (target >= 50 x; "
         f"<= 100 ms for ~1 M rows)"
     )
+    print(f"speed-up engine (every array) vs loop:           {t_loop / t_arr:9.1f} x")
     print(f"max |equity engine - loop| / capital:            {diff:.2e}")
 
     grid = make_grid(params, SWEEP_AXES)
     G = len(grid["enter_apr"])
-    t_sweep, table = best_of(lambda: sweep(panel, pairs, params, SWEEP_AXES), 1)
+    t_sweep, c_sweep, table = median_of(lambda: sweep(panel, pairs, params, SWEEP_AXES), 3)
     k = max(1, args.loop_points)
     t0 = time.perf_counter()
     from dataclasses import replace
@@ -96,11 +109,12 @@ def main() -> None:
         ref_i = reference_backtest(panel, pairs, point)
         assert abs(ref_i["equity"][-1] - table["final_equity"].iloc[i]) <= 1e-9 * params.capital, i
     t_loop_pt = (time.perf_counter() - t0) / k
-    print(f"\n== {G}-point parameter sweep ==")
-    print(f"vectorized sweep (whole grid, chunked):          {t_sweep:9.2f} s   (target <= 5 s)")
+    print(f"\n== {G}-point parameter sweep ({T * P * G:,} pair-bar-points) ==")
+    print(f"vectorized sweep (median of 3), wall / cpu:      {t_sweep:9.2f} s {c_sweep:9.2f} s   (target <= 5 s)")
     print(f"event loop, {k} points measured, x{G} extrapolated: {t_loop_pt * G:9.2f} s")
     print(f"speed-up:                                        {t_loop_pt * G / t_sweep:9.1f} x")
     print(f"best sharpe in grid: {table['sharpe'].max():.2f}; checked {k} points equal to the loop")
+    print(f"\n{load()}")
 
     try:
         import vectorbt as vbt  # optional, `bench` extra
@@ -111,7 +125,7 @@ def main() -> None:
     entries = pairs.signal >= params.enter_apr
     exits = pairs.signal <= params.exit_apr
     vbt.Portfolio.from_signals(close[:100], entries[:100], exits[:100])  # JIT warm-up
-    t_vbt, _ = best_of(lambda: vbt.Portfolio.from_signals(close, entries, exits, fees=0.0005), repeat)
+    t_vbt, _, _ = median_of(lambda: vbt.Portfolio.from_signals(close, entries, exits, fees=0.0005), repeat)
     print(
         f"\nvectorbt Portfolio.from_signals (plain threshold signal, same close array): {t_vbt * 1e3:.1f} ms "
         f"(no funding, margin or liquidation: engine/vectorbt = {t_core / t_vbt:.2f})"
