@@ -26,7 +26,7 @@ from pydantic import Field
 from ...core.backtest import BacktestParams, Panel, get_strategy, run_backtest, sweep, walk_forward
 from ...core.backtest.panel import panel_from_tables
 from ...core.backtest.plots import attribution_png, equity_drawdown_png, heatmap_png, markdown_table, png_markdown
-from ...core.sql import execute, load_sql, table_exists
+from ...core.sql import check_identifier, execute, load_sql, table_exists
 from ..resources import POOL, warehouse_connection
 
 DOMAIN = "backtest"
@@ -134,16 +134,20 @@ def load_panel(conn: Any, start: datetime, end: datetime) -> Panel:
 def write_frame(conn: Any, table: str, frame_name: str, frame: pd.DataFrame, key_column: str, key: str) -> int:
     """Replace the rows of one run (`key_column = key`) with `frame`, through `sql/backtest/<table>.sql`."""
     sql = load_sql(DOMAIN, table)
+    check_identifier(table)  # names cannot be bound as parameters: only plain identifiers get here
+    check_identifier(key_column)
     conn.register(frame_name, frame)
     try:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {sql} LIMIT 0")
+        # BEGIN outside the inner try: a ROLLBACK with no transaction open would hide the real error.
         conn.execute("BEGIN TRANSACTION")
-        conn.execute(f"DELETE FROM {table} WHERE {key_column} = $key", {"key": key})
-        conn.execute(f"INSERT INTO {table} BY NAME {sql}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+        try:
+            conn.execute(f"DELETE FROM {table} WHERE {key_column} = $key", {"key": key})
+            conn.execute(f"INSERT INTO {table} BY NAME {sql}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
     finally:
         conn.unregister(frame_name)
     return len(frame)

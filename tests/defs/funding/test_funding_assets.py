@@ -227,9 +227,7 @@ def test_opportunities_rank_by_net_carry_with_fees_and_half_spreads(carry):
         unit="ms",
     )
     covered_8h = int((window < last_8h).sum())
-    assert (
-        got.loc[got.strategy == "cash_carry"].set_index("long_exchange").loc["hyperliquid", "n_obs"] == 24
-    ).all()
+    assert (got.loc[got.strategy == "cash_carry"].set_index("long_exchange").loc["hyperliquid", "n_obs"] == 24).all()
     assert (got.loc[(got.strategy == "perp_perp"), "n_obs"] == covered_8h).all()
     np.testing.assert_allclose(
         got["break_even_h"], got["entry_cost_bps"] / 1e4 / (got["expected_carry_apr"] / 8760), rtol=1e-9
