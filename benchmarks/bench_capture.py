@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,28 +108,62 @@ def _trades(n: int) -> np.ndarray:
 
 
 def flush_run(n: int, workdir: Path, repeats: int = 3) -> dict[str, float]:
+    """One flush of `n` trades (one event hour: one file), median of `repeats`: wall and CPU seconds.
+
+    CPU time is reported next to wall time because the machine may be shared: wall time then includes waiting
+    for a core, CPU time does not (the fsyncs are in wall time only).
+    """
     names = {i: ("bybit", f"SYM{i}/USDT:USDT") for i in range(18)}
     records = _trades(n)
-    best, best_np, nbytes = float("inf"), float("inf"), 0
+    walls, cpus, npys, nbytes = [], [], [], 0
     for r in range(repeats):
         flusher = Flusher(workdir / f"flush-{n}-{r}", "bench-0", names)
         flusher.add("trades", records)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = flusher.flush()
-        best = min(best, time.perf_counter() - t0)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
         nbytes = result.bytes
         t0 = time.perf_counter()
         with open(workdir / f"raw-{n}-{r}.npy", "wb") as handle:
             np.save(handle, records)
-        best_np = min(best_np, time.perf_counter() - t0)
+        npys.append(time.perf_counter() - t0)
+        shutil.rmtree(workdir / f"flush-{n}-{r}")
+        (workdir / f"raw-{n}-{r}.npy").unlink()
+    wall, cpu = statistics.median(walls), statistics.median(cpus)
     return {
         "records": n,
-        "seconds": best,
-        "rate": n / best,
-        "mb_s_in": records.nbytes / best / 1e6,
+        "seconds": wall,
+        "cpu_seconds": cpu,
+        "rate": n / wall,
+        "cpu_rate": n / cpu,
+        "mb_s_in": records.nbytes / wall / 1e6,
+        "mb_in": records.nbytes / 1e6,
         "file_mb": nbytes / 1e6,
-        "npy_rate": n / best_np,
+        "npy_rate": n / statistics.median(npys),
     }
+
+
+def print_flush(sizes: tuple[int, ...], workdir: Path, repeats: int) -> dict[str, float]:
+    """The flush figures at each size, then the fixed and per-record cost fitted through them."""
+    print(
+        f"{'records':>10} {'in MB':>7} {'file MB':>8} {'wall s':>7} {'M rec/s':>8} {'MB/s in':>8} "
+        f"{'CPU s':>6} {'M rec/s CPU':>12} {'np.save M rec/s':>16}"
+    )
+    runs = []
+    for n in sizes:
+        f = flush_run(n, workdir, repeats)
+        runs.append(f)
+        print(
+            f"{n:>10,} {f['mb_in']:>7.1f} {f['file_mb']:>8.1f} {f['seconds']:>7.3f} {f['rate'] / 1e6:>8.2f} "
+            f"{f['mb_s_in']:>8.0f} {f['cpu_seconds']:>6.3f} {f['cpu_rate'] / 1e6:>12.2f} {f['npy_rate'] / 1e6:>16.1f}"
+        )
+    if len(runs) >= 2:
+        small, large = runs[0], runs[-1]
+        per_record = (large["seconds"] - small["seconds"]) / (large["records"] - small["records"])
+        fixed = small["seconds"] - per_record * small["records"]
+        print(f"fit (wall): {fixed * 1e3:.1f} ms per flush + {per_record * 1e6:.3f} us per record")
+    return runs[-1]
 
 
 # -- 3. per-message costs ---------------------------------------------------------------------------------
@@ -185,7 +222,7 @@ def pipeline_cost(batch: int, n: int, flush: dict[str, float]) -> dict[str, floa
             ring.pop_into(out)  # the flusher's copy
         ring_s = time.process_time() - c0
     ring_us = ring_s / (n // batch * batch) * 1e6
-    flush_us = 1e6 / flush["rate"]
+    flush_us = 1e6 / flush["cpu_rate"]  # CPU, like the ring figure next to it
     return {"ring_us": ring_us, "flush_us": flush_us, "total_us": ring_us + flush_us}
 
 
@@ -193,27 +230,39 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs and small sizes, to check it runs")
     parser.add_argument("--speed", type=float, default=4000.0, help="sim speed for the end-to-end runs")
+    parser.add_argument(
+        "--part", choices=("all", "capture", "flush"), default="all", help="run one section only (flush: 2 only)"
+    )
     args = parser.parse_args(argv)
     seconds = 4.0 if args.quick else 20.0
-    flush_n = 200_000 if args.quick else 5_000_000
+    # A flush lands what arrived during flush_interval_s (2 s): at ~100 k msgs/s per node that is ~200 k records,
+    # and a backlog after a slow disk or a larger interval is millions.
+    flush_sizes = (200_000, 1_000_000) if args.quick else (200_000, 1_000_000, 5_000_000)
+    repeats = 3 if args.quick else 5
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="bench_capture-") as tmp:
         work = Path(tmp)
-        print(f"== 1. end-to-end sim capture: 2 venues x 9 symbols x 4 streams, speed {args.speed:g}, {seconds:g} s")
-        print(f"{'ranks':>5} {'seconds':>8} {'landed msgs':>12} {'msgs/s':>10} {'steady/s':>10}  per stream")
-        for ranks in (2, 4):
-            r = capture_run(ranks, seconds, args.speed, work)
-            streams = " ".join(f"{s}={r[s]}" for s in schema.MARKET_STREAMS)
+        if args.part in ("all", "capture"):
             print(
-                f"{ranks:>5} {r['seconds']:>8.1f} {r['messages']:>12,} {r['rate']:>10,.0f} "
-                f"{r['steady']:>10,.0f}  {streams}"
+                f"== 1. end-to-end sim capture: 2 venues x 9 symbols x 4 streams, speed {args.speed:g}, {seconds:g} s"
             )
-        print(f"\n== 2. flush: {flush_n:,} trades records ({schema.TRADES.itemsize} B each) -> zstd Parquet, atomic")
-        f = flush_run(flush_n, work)
+            print(f"{'ranks':>5} {'seconds':>8} {'landed msgs':>12} {'msgs/s':>10} {'steady/s':>10}  per stream")
+            for ranks in (2, 4):
+                r = capture_run(ranks, seconds, args.speed, work)
+                streams = " ".join(f"{s}={r[s]}" for s in schema.MARKET_STREAMS)
+                print(
+                    f"{ranks:>5} {r['seconds']:>8.1f} {r['messages']:>12,} {r['rate']:>10,.0f} "
+                    f"{r['steady']:>10,.0f}  {streams}"
+                )
+        if args.part == "capture":
+            return 0
         print(
-            f"flusher: {f['seconds']:.3f} s = {f['rate'] / 1e6:.2f} M rec/s, {f['mb_s_in']:.0f} MB/s of records in, "
-            f"file {f['file_mb']:.1f} MB; np.save of the same: {f['npy_rate'] / 1e6:.1f} M rec/s "
-            f"(flusher at {f['rate'] / f['npy_rate']:.2f}x of raw bytes, but compressed, typed, partitioned)"
+            f"\n== 2. flush: trades records ({schema.TRADES.itemsize} B each) -> Arrow -> zstd Parquet, one file, "
+            f"atomic (tmp, fsync, rename, dir fsync); median of {repeats}"
         )
+        f = print_flush(flush_sizes, work, repeats)
+        if args.part == "flush":
+            return 0
         print("\n== 3. per-message CPU cost")
         recording = FIXTURES / "ws_recordings" / "BYBIT.jsonl.zst"
         wire = wire_cost(recording) if recording.exists() else f"skipped ({recording} missing)"

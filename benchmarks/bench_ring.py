@@ -3,7 +3,8 @@
 One producer process sends N trade records (the real `schema.TRADES` dtype) in batches of 1, 64 and 4096 to
 one consumer process, which checks the count and the last record. The ring runs under `mpiexec -n 2`
 (`MPI.Win.Allocate_shared`, exactly as the capture job uses it); Queue and Pipe run as multiprocessing
-children. Usage:
+children. Each figure is the median of `--repeat` runs (the machine may be shared: the load average is
+printed before and after, and min-max shows the spread). Usage:
 
     python -m benchmarks.bench_ring            # full sizes
     python -m benchmarks.bench_ring --quick    # a small run to check it works
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
+import statistics
 import subprocess
 import sys
 import time
@@ -43,7 +46,7 @@ def _batch(batch: int) -> np.ndarray:
 
 
 # -- ring, under mpiexec ---------------------------------------------------------------------------------
-def ring_worker(sizes: dict[int, int]) -> None:
+def ring_worker(sizes: dict[int, int], repeats: int = 1) -> None:
     """Runs on both ranks of `mpiexec -n 2`; rank 0 prints `ring <batch> <records> <seconds>` lines."""
     from mpi4py import MPI
 
@@ -51,7 +54,7 @@ def ring_worker(sizes: dict[int, int]) -> None:
 
     world = MPI.COMM_WORLD
     node = world.Split_type(MPI.COMM_TYPE_SHARED)
-    for batch, total in sizes.items():
+    for batch, total in [item for _ in range(repeats) for item in sizes.items()]:
         with Ring.create(node, schema.TRADES, RING_RECORDS, owner=0, backoff=Backoff(spins=200)) as ring:
             node.Barrier()
             if node.Get_rank() == 1:
@@ -81,11 +84,13 @@ def ring_worker(sizes: dict[int, int]) -> None:
             node.Barrier()
 
 
-def run_ring(sizes: dict[int, int]) -> dict[int, tuple[int, float]]:
+def run_ring(sizes: dict[int, int], repeats: int) -> dict[int, list[tuple[int, float]]]:
+    """{batch: [(records, seconds) per run]}: the runs of all batch sizes interleave, so load hits them alike."""
     mpiexec = Path(sys.executable).with_name("mpiexec")
     arg = ",".join(f"{b}:{n}" for b, n in sizes.items())
     proc = subprocess.run(
-        [str(mpiexec), "-n", "2", sys.executable, "-m", "benchmarks.bench_ring", "--ring-worker", arg],
+        [str(mpiexec), "-n", "2", sys.executable, "-m", "benchmarks.bench_ring", "--ring-worker", arg]
+        + ["--repeat", str(repeats)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -93,11 +98,11 @@ def run_ring(sizes: dict[int, int]) -> dict[int, tuple[int, float]]:
     )
     if proc.returncode != 0:
         raise RuntimeError(f"ring worker failed: {proc.stderr}")
-    out = {}
+    out: dict[int, list[tuple[int, float]]] = {b: [] for b in sizes}
     for line in proc.stdout.splitlines():
         if line.startswith("ring "):
             _, batch, got, seconds, *_ = line.split()
-            out[int(batch)] = (int(got), float(seconds))
+            out[int(batch)].append((int(got), float(seconds)))
     return out
 
 
@@ -144,34 +149,51 @@ def run_pipe(batch: int, total: int) -> tuple[int, float]:
     return got, elapsed
 
 
+def _load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _rates(runs: list[tuple[int, float]]) -> tuple[float, float, float]:
+    """Median, min and max records/s over the runs."""
+    rates = [got / seconds for got, seconds in runs]
+    return statistics.median(rates), min(rates), max(rates)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10x smaller sizes, to check it runs")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per figure (default 5, --quick 3)")
     parser.add_argument("--ring-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    repeats = args.repeat or (3 if args.quick else 5)
     if args.ring_worker:
-        ring_worker({int(b): int(n) for b, n in (part.split(":") for part in args.ring_worker.split(","))})
+        sizes = {int(b): int(n) for b, n in (part.split(":") for part in args.ring_worker.split(","))}
+        ring_worker(sizes, repeats)
         return 0
     sizes = _sizes(args.quick)
     itemsize = schema.TRADES.itemsize
-    print(f"records: schema.TRADES, {itemsize} bytes each; ring {RING_RECORDS} slots; 1 producer -> 1 consumer")
-    ring = run_ring(sizes)
+    print(
+        f"records: schema.TRADES, {itemsize} bytes each; ring {RING_RECORDS} slots; 1 producer -> 1 consumer; "
+        f"median of {repeats} runs (min-max); {_load()}"
+    )
+    ring = run_ring(sizes, repeats)
     rows = []
     for batch, total in sizes.items():
         q_total = min(total, 2_000_000 if batch > 1 else 200_000) // (10 if args.quick else 1)
-        r_got, r_s = ring[batch]
-        q_got, q_s = run_queue(batch, q_total)
-        p_got, p_s = run_pipe(batch, q_total)
-        rows.append((batch, r_got / r_s, q_got / q_s, p_got / p_s, r_got, q_got))
+        queue_runs = [run_queue(batch, q_total) for _ in range(repeats)]
+        pipe_runs = [run_pipe(batch, q_total) for _ in range(repeats)]
+        rows.append((batch, _rates(ring[batch]), _rates(queue_runs), _rates(pipe_runs), ring[batch][0][0], q_total))
     print(
-        f"{'batch':>6} {'ring M rec/s':>13} {'Queue M rec/s':>14} {'Pipe M rec/s':>13} {'ring/Queue':>11} "
-        f"{'ring/Pipe':>10} {'ring GB/s':>10}  (records: ring, Queue/Pipe)"
+        f"{'batch':>6} {'ring M rec/s (min-max)':>24} {'Queue M rec/s':>14} {'Pipe M rec/s':>13} {'ring/Queue':>11} "
+        f"{'ring/Pipe':>10} {'ring GB/s':>10}  (records per run: ring, Queue/Pipe)"
     )
-    for batch, r, q, p, r_n, q_n in rows:
+    for batch, (r, r_lo, r_hi), (q, _, _), (p, _, _), r_n, q_n in rows:
+        spread = f"{r / 1e6:.2f} ({r_lo / 1e6:.1f}-{r_hi / 1e6:.1f})"
         print(
-            f"{batch:>6} {r / 1e6:>13.2f} {q / 1e6:>14.2f} {p / 1e6:>13.2f} {r / q:>10.1f}x {r / p:>9.1f}x "
+            f"{batch:>6} {spread:>24} {q / 1e6:>14.2f} {p / 1e6:>13.2f} {r / q:>10.1f}x {r / p:>9.1f}x "
             f"{r * itemsize / 1e9:>10.2f}  ({r_n:,}, {q_n:,})"
         )
+    print(_load())
     return 0
 
 
