@@ -193,7 +193,8 @@ def materialize_all(env: dict[str, str], since_ms: int, end_ms: int) -> None:
             raise_on_error=False,
         )
         if not result.success:
-            raise RuntimeError(f"dagster run {result.run_id} failed: open the UI to see which step and why")
+            failed = sorted({event.step_key for event in result.get_step_failure_events()})
+            raise RuntimeError(f"dagster run {result.run_id} failed in {failed}: `fundarb ui` shows why")
         say(f"    done in {time.perf_counter() - started:.1f} s (run {result.run_id[:8]})")
 
     run(["instruments"])
