@@ -224,42 +224,46 @@ def to_arrow(
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-# Ids up to this bound index a dense dictionary directly; registry ids are dense from 0, so this is the norm.
+# Ids up to this bound index lookup tables directly; registry ids are dense from 0, so this is the norm.
 _DENSE_IDS = 1 << 20
 
 
 def _instrument_columns(ids: np.ndarray, names: dict[int, tuple[str, str]]) -> tuple[pa.Array, pa.Array]:
-    """`exchange` and `symbol` as dictionary arrays: one Python step per distinct id, not per row."""
+    """`exchange` and `symbol` as dictionary arrays: one Python step per distinct id, not per row.
+
+    Each dictionary holds distinct values only (several ids share a venue, and the same symbol is listed on
+    several venues): the Parquet writer stores a dictionary with repeated values as plain strings, row by row.
+    """
     # One contiguous copy: the passes below over a strided field of a record array each cost several times more.
     ids = np.ascontiguousarray(ids, dtype=np.int32)
     if len(ids) and int(ids.min()) >= -1 and int(ids.max()) < _DENSE_IDS:
-        # Dense ids: the id itself is the dictionary index (no sort, no inverse), -1 (no instrument) is null.
-        # Entries for ids absent from this batch are never referenced, so they hold an empty string.
-        present = np.flatnonzero(np.bincount(ids + 1)[1:])
-        exchange_values = [""] * (int(present[-1]) + 1 if len(present) else 0)
-        symbol_values = list(exchange_values)
-        for instrument_id in present.tolist():
-            if instrument_id not in names:
-                raise KeyError(f"instrument_id: {instrument_id} is not in the registry")
-            exchange_values[instrument_id], symbol_values[instrument_id] = names[instrument_id]
-        missing = ids == -1
-        indices = pa.array(ids, mask=missing if missing.any() else None)
+        # Dense ids need no sort: the id itself is the position in the lookup tables.
+        keys = np.flatnonzero(np.bincount(ids + 1)[1:])
+        slots, positions, size = keys, ids, int(keys[-1]) + 1 if len(keys) else 1
     else:
-        unique, inverse = np.unique(ids, return_inverse=True)
-        exchange_values, symbol_values = [], []
-        for instrument_id in unique.tolist():
-            if instrument_id == -1:
-                exchange_values.append(None)
-                symbol_values.append(None)
-                continue
-            if instrument_id not in names:
-                raise KeyError(f"instrument_id: {instrument_id} is not in the registry")
-            exchange, symbol = names[instrument_id]
-            exchange_values.append(exchange)
-            symbol_values.append(symbol)
-        indices = pa.array(inverse.astype(np.int32))
-    exchange_col = pa.DictionaryArray.from_arrays(indices, pa.array(exchange_values, pa.string()))
-    symbol_col = pa.DictionaryArray.from_arrays(indices, pa.array(symbol_values, pa.string()))
+        keys, positions = np.unique(ids, return_inverse=True)
+        slots, size = np.arange(len(keys)), max(len(keys), 1)
+    exchange_lut = np.zeros(size, np.int32)
+    symbol_lut = np.zeros(size, np.int32)
+    exchanges: dict[str, int] = {}
+    symbols: dict[str, int] = {}
+    for slot, instrument_id in zip(slots.tolist(), keys.tolist(), strict=True):
+        if instrument_id == -1:
+            continue  # not about one instrument: null, masked below
+        if instrument_id not in names:
+            raise KeyError(f"instrument_id: {instrument_id} is not in the registry")
+        exchange, symbol = names[instrument_id]
+        exchange_lut[slot] = exchanges.setdefault(exchange, len(exchanges))
+        symbol_lut[slot] = symbols.setdefault(symbol, len(symbols))
+    missing = ids == -1
+    mask = missing if missing.any() else None
+    # -1 ids index the tables' last entry (numpy wraps); those rows are masked to null.
+    exchange_col = pa.DictionaryArray.from_arrays(
+        pa.array(exchange_lut[positions], mask=mask), pa.array(list(exchanges), pa.string())
+    )
+    symbol_col = pa.DictionaryArray.from_arrays(
+        pa.array(symbol_lut[positions], mask=mask), pa.array(list(symbols), pa.string())
+    )
     return exchange_col, symbol_col
 
 

@@ -128,3 +128,37 @@ def test_a_failed_write_keeps_records_pending_and_the_retry_writes_them_once(tmp
     result = flusher.flush()
     assert result.records == {"trades": 10}
     assert read_landed(tmp_path, "trades").tobytes() == records.tobytes()
+
+
+def test_landed_exchange_and_symbol_match_the_registry_row_by_row(tmp_path: Path) -> None:
+    # Sparse ids, the same symbol on two venues, events not about an instrument (-1), and an id too large for
+    # the dense lookup: the flusher's dictionary columns must land as the plain strings of the registry.
+    names = {
+        0: ("bybit", "BTC/USDT:USDT"),
+        3: ("binance", "BTC/USDT:USDT"),
+        7: ("binance", "ETH/USDT"),
+        9: ("okx", "SOL/USDT:USDT"),
+        5_000_000: ("okx", "XRP/USDT:USDT"),
+    }
+    rng = np.random.default_rng(4)
+    trades = _trades(T0 + np.arange(2000) * 100)
+    trades["instrument_id"] = rng.choice([0, 3, 7], len(trades))  # 9 never trades in this batch
+    events = schema.empty("capture_events", 6)
+    events["ts_ms"] = T0 + np.arange(6)
+    events["instrument_id"] = [-1, 9, -1, 5_000_000, 0, -1]
+    flusher = Flusher(tmp_path, "node0-0", names)
+    flusher.add("trades", trades)
+    flusher.add("capture_events", events)
+    flusher.flush()
+    for stream, records in (("trades", trades), ("capture_events", events)):
+        [path] = (tmp_path / "landing" / stream).rglob("*.parquet")
+        table = pq.read_table(path)
+        assert table.schema == schema.arrow_schema(stream)
+        expected = [names.get(int(i), (None, None)) for i in records["instrument_id"]]
+        assert table.column("exchange").to_pylist() == [e for e, _ in expected]
+        assert table.column("symbol").to_pylist() == [s for _, s in expected]
+        # Stored as dictionaries, not string by string (a dictionary with repeated values falls back to plain).
+        row_group = pq.ParquetFile(path).metadata.row_group(0)
+        for column in ("exchange", "symbol"):
+            chunk = row_group.column(table.schema.get_field_index(column))
+            assert "RLE_DICTIONARY" in chunk.encodings, (stream, column, chunk.encodings)
