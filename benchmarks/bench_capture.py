@@ -160,9 +160,12 @@ def print_flush(sizes: tuple[int, ...], workdir: Path, repeats: int) -> dict[str
         )
     if len(runs) >= 2:
         small, large = runs[0], runs[-1]
-        per_record = (large["seconds"] - small["seconds"]) / (large["records"] - small["records"])
-        fixed = small["seconds"] - per_record * small["records"]
-        print(f"fit (wall): {fixed * 1e3:.1f} ms per flush + {per_record * 1e6:.3f} us per record")
+        fits = []
+        for label, key in (("wall", "seconds"), ("CPU", "cpu_seconds")):
+            per_record = (large[key] - small[key]) / (large["records"] - small["records"])
+            fixed = small[key] - per_record * small["records"]
+            fits.append(f"{label} {fixed * 1e3:.1f} ms per flush + {per_record * 1e6:.3f} us per record")
+        print(f"fit through {small['records']:,} and {large['records']:,}: " + "; ".join(fits))
     return runs[-1]
 
 
