@@ -374,7 +374,12 @@ class Ring:
             self._copy_out(memoryview(tmp.view(self._raw_dtype)).cast("B"), tail, n)
             out[:n] = tmp
         else:
-            self._copy_out(dst, tail, n)
+            start = (tail % self.capacity) * self.itemsize
+            end = start + n * self.itemsize
+            if end <= self._ring_bytes:  # no wraparound: one copy, inline (a method call is ~0.1 us)
+                dst[: end - start] = self._slot_bytes[start:end]
+            else:
+                self._copy_out(dst, tail, n)
         self._tail = tail = tail + n
         self._sync()  # finished reading the slots before handing them back
         self._ctl[_TAIL] = tail
