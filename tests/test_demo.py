@@ -18,7 +18,8 @@ def test_demo_lands_data_fills_the_warehouse_and_records_runs_in_its_instance(tm
     for name in ("DAGSTER_HOME", "FUNDARB_DATA_DIR", "FUNDARB_CONFIG", "FUNDARB_WAREHOUSE"):
         monkeypatch.delenv(name, raising=False)
     data = tmp_path / "data"
-    assert run_demo(data, history_days=0.5, capture_seconds=6, speed=3600, ranks=2) == 0
+    # 30 h of history: opportunities need 24 hourly observations before they rank a trade.
+    assert run_demo(data, history_days=1.25, capture_seconds=6, speed=3600, ranks=2) == 0
     out = capsys.readouterr().out
 
     streams = landed_streams(data)
