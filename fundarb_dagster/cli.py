@@ -145,7 +145,7 @@ def _import(args: argparse.Namespace) -> int:
 
     summary = import_files(args.paths, Path(args.data_dir), exchange=args.exchange, symbol=args.symbol, kind=args.kind)
     print(format_summary(summary))
-    return 0
+    return 0 if summary.ok else 1  # a file that could not be read at all fails the command
 
 
 def _history(args: argparse.Namespace) -> int:

@@ -53,3 +53,15 @@ def test_capture_with_bad_config_exits_2_before_starting_mpi(tmp_path: Path):
     assert result.returncode == 2
     assert "capture.ranks" in result.stderr and "1" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_import_exits_1_when_a_file_cannot_be_read_and_0_when_all_land(tmp_path: Path, fixtures_dir: Path, capsys):
+    unreadable = tmp_path / "notes.csv"
+    unreadable.write_text("this,is\nnot,market data\n")
+    args = ["import", "--exchange", "binance", "--symbol", "XRP/ETH", "--data-dir", str(tmp_path / "data")]
+    assert main([*args, str(unreadable)]) == 1
+    assert "FAILED" in capsys.readouterr().out
+    trades = fixtures_dir / "binance_xrp" / "XRP_ETH-trades.csv"
+    assert main([*args, str(trades)]) == 0
+    out = capsys.readouterr().out
+    assert "12,477" in out or "12477" in out
