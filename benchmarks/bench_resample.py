@@ -186,9 +186,10 @@ def worker(method: str, path: str) -> dict:
 def _duckdb_bars(conn: Any, start: Any, end: Any) -> int:
     """The warehouse's 5m and 1h SQL for [start, end), each into a table as replace_window does first."""
     rows = 0
-    for name in ("ohlcv_5m", "ohlcv_1h"):
-        sql = (REPO / "sql" / "market" / f"{name}.sql").read_text()
-        conn.execute(f"CREATE OR REPLACE TEMP TABLE {name}_out AS {sql}", {"start": start, "end": end})
+    sql = (REPO / "sql" / "market" / "bars_from_1m.sql").read_text()
+    for name, bucket_us in (("ohlcv_5m", 300_000_000), ("ohlcv_1h", 3_600_000_000)):
+        params = {"start": start, "end": end, "bucket_us": bucket_us}
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE {name}_out AS {sql}", params)
         rows += conn.execute(f"SELECT count(*) FROM {name}_out").fetchone()[0]
     return rows
 

@@ -117,7 +117,11 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _resampled(name: str, source: str, partitions_def: object, label: str) -> object:
+def _resampled(name: str, source: str, partitions_def: object, label: str, bucket_us: int | None = None) -> object:
+    """A bar table resampled in SQL: from ohlcv_1m through `bars_from_1m.sql` with the bar length bound
+    (`bucket_us`), or, without a bar length, through the table's own file (`ohlcv_1d.sql`, from ohlcv_1h)."""
+    sql_name, extra = ("bars_from_1m", {"bucket_us": bucket_us}) if bucket_us else (name, {})
+
     @asset(
         name=name,
         group_name="market",
@@ -137,14 +141,14 @@ def _resampled(name: str, source: str, partitions_def: object, label: str) -> ob
     def _asset(context: AssetExecutionContext, duckdb: DuckDBResource) -> MaterializeResult:
         window = partition_window(context)
         with warehouse_connection(duckdb) as conn:
-            rows = replace_window(conn, name, load_sql("market", name), window.params())
+            rows = replace_window(conn, name, load_sql("market", sql_name), window.params(**extra))
         return MaterializeResult(metadata={"window": str(window), "rows": rows})
 
     return _asset
 
 
-ohlcv_5m = _resampled("ohlcv_5m", "ohlcv_1m", HOURLY, "Five-minute")
-ohlcv_1h = _resampled("ohlcv_1h", "ohlcv_1m", HOURLY, "One-hour")
+ohlcv_5m = _resampled("ohlcv_5m", "ohlcv_1m", HOURLY, "Five-minute", bucket_us=5 * 60_000_000)
+ohlcv_1h = _resampled("ohlcv_1h", "ohlcv_1m", HOURLY, "One-hour", bucket_us=60 * 60_000_000)
 ohlcv_1d = _resampled("ohlcv_1d", "ohlcv_1h", DAILY, "Daily")
 
 

@@ -1,4 +1,5 @@
--- ohlcv_1h: one-hour bars of [$start, $end) resampled from ohlcv_1m in SQL (integer microsecond buckets).
+-- bars_from_1m: ohlcv_5m and ohlcv_1h, bars of $bucket_us microseconds over [$start, $end) resampled from
+-- ohlcv_1m in SQL (integer microsecond buckets). One statement for both: they differ only in the bar length.
 -- Open/high/low come from the minutes that had data (filled minutes only when the whole bar is filled,
 -- then they carry the previous close); close is the last minute's close (a filled minute carries the last
 -- real close, so it is the same); volume and trade_count add up; filled_minutes counts padded minutes.
@@ -7,7 +8,7 @@
 -- instead of two string states per bar, is_filled derived from the counts, and one arg_min for the open.
 WITH bars AS (
     SELECT
-        epoch_us(ts) // 3600000000 * 3600000000 AS bucket_us,
+        epoch_us(ts) // $bucket_us * $bucket_us AS bucket_us,
         instrument_id,
         -- filled minutes sort after every real one: the first real minute's open, else the (carried) first one's
         arg_min(open, epoch_us(ts) + (is_filled::BIGINT << 62)) AS open,
