@@ -1,7 +1,5 @@
 """The one Definitions object of the fundarb code location (loaded by workspace.yaml)."""
 
-import warnings
-
 from dagster import Definitions, in_process_executor, load_asset_checks_from_modules, load_assets_from_modules
 
 from .defs import jobs, resources, schedules, sensors
@@ -17,10 +15,6 @@ from .defs.raw import assets as raw_assets
 from .defs.raw import checks as raw_checks
 from .defs.risk import assets as risk_assets
 from .defs.risk import checks as risk_checks
-
-# backfill_policy / pool / partitioned checks are marked beta or preview in Dagster 1.13; they are the
-# documented way to do ranged runs and concurrency here, so their warnings are noise for users.
-warnings.filterwarnings("ignore", module="dagster", message=r".*(beta|preview).*")
 
 ASSET_MODULES = [raw_assets, market_assets, funding_assets, alerts_assets, backtest_assets, risk_assets]
 CHECK_MODULES = [raw_checks, market_checks, funding_checks, alerts_checks, backtest_checks, risk_checks]
