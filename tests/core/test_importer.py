@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import shutil
-import zipfile
 from pathlib import Path
 
 import duckdb
@@ -19,21 +16,8 @@ from fundarb_dagster.core.importer import format_summary, import_files, load_man
 from fundarb_dagster.core.instruments import InstrumentRegistry, registry_path
 from fundarb_dagster.core.schema import EventKind
 from fundarb_dagster.core.sources import replay
+from tests.core.binance_archives import KLINE_HEADER, write_csv
 
-KLINE_HEADER = [
-    "open_time",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "close_time",
-    "quote_volume",
-    "count",
-    "taker_buy_volume",
-    "taker_buy_quote_volume",
-    "ignore",
-]
 HOUR = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 
@@ -64,24 +48,6 @@ def klines_rows(n: int, start: int = T0) -> list[list]:
         )
         price = c
     return rows
-
-
-def write_csv(path: Path, rows: list[list], header: list[str] | None, micros_cols: list[int], zipped: bool) -> Path:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    if header:
-        writer.writerow(header)
-    for row in rows:
-        row = [int(v) * 1000 + 7 if i in micros_cols else v for i, v in enumerate(row)]
-        writer.writerow(row)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if zipped:
-        target = path.with_suffix(".zip")
-        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(path.name, buffer.getvalue())
-        return target
-    path.write_text(buffer.getvalue())
-    return path
 
 
 def read_landed(data: Path, stream: str) -> pd.DataFrame:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import io
 import shutil
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ from fundarb_dagster.core.sources.replay import (
     parse_file,
     to_epoch_ms,
 )
+from tests.core.binance_archives import KLINE_HEADER, write_csv
 
 FUNDING_TABLE = "funding_btc_eth_binance_bybit_hyperliquid_utc.csv"
 
@@ -383,40 +382,8 @@ FUNDING = [[1704067200000, 8, "0.00010000"], [1704096000000, 8, "0.00012500"], [
 def write_archive(
     path: Path, rows: list[list], header: list[str] | None, micros: bool, time_cols: list[int], zipped: bool
 ) -> Path:
-    """A Binance-shaped CSV (optionally µs timestamps, a header, zipped the way data.binance.vision ships it)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    if header:
-        writer.writerow(header)
-    for row in rows:
-        row = list(row)
-        for col in time_cols:
-            row[col] = int(row[col]) * 1000 + 123 if micros else row[col]
-        writer.writerow(row)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if zipped:
-        target = path.with_suffix(".zip")
-        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(path.name, buffer.getvalue())
-        return target
-    path.write_text(buffer.getvalue())
-    return path
-
-
-KLINE_HEADER = [
-    "open_time",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "close_time",
-    "quote_volume",
-    "count",
-    "taker_buy_volume",
-    "taker_buy_quote_volume",
-    "ignore",
-]
+    """A Binance-shaped CSV whose `time_cols` are in microseconds when `micros`."""
+    return write_csv(path, rows, header, time_cols if micros else [], zipped)
 
 
 @pytest.mark.parametrize(
