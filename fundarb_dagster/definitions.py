@@ -21,15 +21,15 @@ CHECK_MODULES = [raw_checks, market_checks, funding_checks, alerts_checks, backt
 
 all_assets = load_assets_from_modules(ASSET_MODULES)
 all_checks = load_asset_checks_from_modules(CHECK_MODULES)
-all_jobs = jobs.build_jobs(all_assets) + list(jobs.JOBS)
+all_jobs = jobs.build_jobs(all_assets)
 freshness_checks = [*raw_checks.RAW_FRESHNESS_CHECKS, *market_checks.OHLCV_FRESHNESS_CHECKS]
 
 defs = Definitions(
     assets=all_assets,
     asset_checks=all_checks,
     jobs=all_jobs,
-    sensors=sensors.build_sensors(freshness_checks) + list(sensors.SENSORS),
-    schedules=schedules.build_schedules(all_jobs) + list(schedules.SCHEDULES),
+    sensors=sensors.build_sensors(freshness_checks),
+    schedules=schedules.build_schedules(all_jobs),
     resources=resources.build_resources(),
     # Steps that write DuckDB run one at a time anyway (the "duckdb" pool, limit 1): running them in the
     # run's own process saves a Python start and a code-location load per step (seconds each).

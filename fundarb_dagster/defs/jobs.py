@@ -59,9 +59,6 @@ def build_jobs(assets: Sequence[Any]) -> list[Any]:
     return jobs
 
 
-JOBS: list[Any] = []  # kept for callers of the old contract; definitions.py uses build_jobs(assets)
-
-
 def selection_string(scope: str) -> str:
     """Comma-separated asset keys of every `hourly` or `daily` asset, for `dagster asset materialize --select`."""
     from ..definitions import all_assets

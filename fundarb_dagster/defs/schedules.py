@@ -26,6 +26,3 @@ def build_schedules(jobs: list[Any]) -> list[Any]:
         return RunRequest(run_key=f"daily:{day}", partition_key=day)
 
     return [daily_schedule]
-
-
-SCHEDULES: list[Any] = []  # definitions.py uses build_schedules(jobs)

@@ -175,6 +175,3 @@ def build_sensors(freshness_checks: list[Any]) -> list[Any]:
             )
         )
     return sensors
-
-
-SENSORS: list[Any] = []  # definitions.py uses build_sensors(...)
