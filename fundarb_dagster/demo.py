@@ -78,16 +78,15 @@ def landed_streams(data_dir: Path) -> dict[str, tuple[int, int, int, int]]:
     return out
 
 
-def landed_summary(data_dir: Path) -> str:
+def landed_summary(streams: dict[str, tuple[int, int, int, int]]) -> str:
     lines = []
-    for stream, (files, rows, first, last) in landed_streams(data_dir).items():
+    for stream, (files, rows, first, last) in streams.items():
         lines.append(f"  {stream:<15} {rows:>10,} rows in {files:>5} files  {_iso(first)} .. {_iso(last)}")
     return "\n".join(lines)
 
 
-def landed_until_ms(data_dir: Path) -> int:
+def landed_until_ms(streams: dict[str, tuple[int, int, int, int]]) -> int:
     """The end of the last event-time hour that holds landed market data."""
-    streams = landed_streams(data_dir)
     newest = max(last for stream, (_, _, _, last) in streams.items() if stream in MARKET_STREAMS)
     return (newest // HOUR_MS + 1) * HOUR_MS
 
@@ -124,10 +123,11 @@ def run_demo(
         code = launch_capture(str(config_path), ranks=ranks, duration_s=capture_seconds)
         if code != 0:
             raise RuntimeError(f"capture job exited with code {code}")
-    end_ms = max(start_ms, landed_until_ms(data_dir))
+    streams = landed_streams(data_dir)
+    end_ms = max(start_ms, landed_until_ms(streams))
     # Pin the sim clock at the end of what landed: the warehouse can then fetch those days' REST history.
     write_demo_config(data_dir, speed, ranks, now_ms=end_ms)
-    say("landed:\n" + landed_summary(data_dir))
+    say("landed:\n" + landed_summary(streams))
 
     say(f"3/4 materializing the Dagster pipeline into {data_dir / 'warehouse.duckdb'}")
     env = dagster_env(data_dir)
