@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fundarb_dagster.core.units import HOUR_MS
+
 warnings.filterwarnings("ignore")
 
-HOUR_MS = 3_600_000
 START_MS = 1_761_955_200_000  # 2025-11-01 00:00 UTC
 NAMES = {
     i: (("binance", "bybit", "hyperliquid")[i % 3], ("BTC/USDT", "ETH/USDT", "SOL/USDT")[i // 3]) for i in range(9)

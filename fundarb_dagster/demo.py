@@ -19,8 +19,10 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from fundarb_dagster.core.units import HOUR_MS
+
 from .core.config import default_config
-from .core.landing import HOUR_MS, landing_root, stream_glob
+from .core.landing import landing_root, stream_glob
 from .core.schema import MARKET_STREAMS
 from .core.sql import bind, load_sql
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .funding import HOURS_PER_YEAR, interval_at
+from fundarb_dagster.core.units import HOURS_PER_YEAR
+
+from .funding import interval_at
 from .instruments import split_multiplier
 
 TIMEFRAMES_S: dict[str, int] = {"1m": 60, "1h": 3600}

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-HOURS_PER_YEAR = 8760.0
-HOUR_MS = 3_600_000
+from .units import HOUR_MS, HOURS_PER_YEAR
+
 # Intervals venues actually use; a gap between settlements outside this set is missing data, not an interval.
 PLAUSIBLE_INTERVALS_H: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
 

@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-HOUR_MS = 3_600_000
+from .units import HOUR_MS
+
 TMP_PREFIX = ".tmp-"
 
 

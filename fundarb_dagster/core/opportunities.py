@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from fundarb_dagster.core.units import HOURS_PER_YEAR
+
 from .basis import underlying_of
-from .funding import HOURS_PER_YEAR
 
 # Base-tier taker fees in bps (fraction x 1e4), as published by each venue in 2025-2026. Users override them
 # per venue in the opportunities asset's config; anything unknown uses the `*` entry.

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-MINUTE_MS = 60_000
+from .units import MINUTE_MS
+
 TIMEFRAMES_MS: dict[str, int] = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "1d": 86_400_000}
 
 

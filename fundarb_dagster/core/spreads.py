@@ -15,8 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from fundarb_dagster.core.units import HOURS_PER_YEAR
+
 from .basis import underlying_of
-from .funding import HOURS_PER_YEAR
 
 HOUR = pd.Timedelta(hours=1)
 HOURLY_COLUMNS = ["exchange", "symbol", "ts", "rate_per_hour", "funding_apr", "is_predicted"]

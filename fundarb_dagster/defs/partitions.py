@@ -18,6 +18,8 @@ from dagster import (
     HourlyPartitionsDefinition,
 )
 
+from ..core.units import HOUR_MS
+
 # Early enough for the recorded fixtures (2019) and imported history; end_offset=1 includes the hour (or
 # day) in progress, so a live capture's current hour can be materialized before it closes.
 PARTITIONS_START = "2019-01-01"
@@ -36,9 +38,6 @@ FOLLOW_UPSTREAM = (
     & ~AutomationCondition.any_deps_in_progress()
     & ~AutomationCondition.in_progress()
 ).with_label("follow_upstream")
-
-HOUR_MS = 3_600_000
-DAY_MS = 24 * HOUR_MS
 
 
 @dataclass(frozen=True)

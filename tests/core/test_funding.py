@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from fundarb_dagster.core import funding as f
-
-HOUR_MS = 3_600_000
+from fundarb_dagster.core.units import HOUR_MS
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import time
 import pandas as pd
 from dagster import DagsterInstance, build_sensor_context
 
+from fundarb_dagster.core.units import HOUR_MS
 from fundarb_dagster.defs.resources import DataDirResource
 from fundarb_dagster.defs.sensors import LandingCursor, landing_sensor
 from tests.defs.raw.landing_fixtures import land_trades
 
-HOUR_MS = 3_600_000
 H0 = 1_762_000_000_000 // HOUR_MS * HOUR_MS  # 2025-11-01 12:00 UTC
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-HOURS_PER_YEAR = 8760.0
+from ..units import HOURS_PER_YEAR
 
 
 def annualize(rate: Any, interval_h: Any) -> Any:

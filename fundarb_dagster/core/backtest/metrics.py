@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .accounting import HOURS_PER_YEAR
+from fundarb_dagster.core.units import HOURS_PER_YEAR
 
 METRIC_NAMES = (
     "total_return",

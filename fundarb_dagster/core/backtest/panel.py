@@ -17,9 +17,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from ..units import HOUR_MS
 from .accounting import annualize
-
-HOUR_MS = 3_600_000
 
 # Fee and maintenance-margin defaults per venue (VIP 0, USDT-linear perps / spot), fractions. Override per
 # market in the panel; these only fill what the caller does not give.

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from fundarb_dagster.core.units import HOUR_MS
+
 from .accounting import annualize
-from .panel import HOUR_MS, Market, Panel, make_market
+from .panel import Market, Panel, make_market
 
 VENUE_INTERVAL_H = {"binance": 8, "bybit": 8, "hyperliquid": 1}
 

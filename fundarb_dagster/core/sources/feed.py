@@ -48,6 +48,7 @@ from ccxt.async_support.base.exchange import Exchange as AsyncExchange
 from .. import schema
 from ..instruments import Instrument, InstrumentRegistry
 from ..schema import EventKind
+from ..units import HOUR_MS
 from . import EndOfData, normalize
 from .validation import Validator, concat_events, event_rows
 
@@ -74,7 +75,6 @@ FATAL: tuple[type[BaseException], ...] = (
 DEFAULT_STALE_TIMEOUT_S: dict[str, float] = {"trades": 60.0, "tickers": 60.0, "funding": 900.0, "ohlcv": 180.0}
 FUNDING_MODES = ("mark_price", "ticker", "funding_rate", "poll")
 _INITIAL_BACKOFF_S = 0.5
-_HOUR_MS = 3_600_000
 
 
 _EMPTY: dict[str, np.ndarray] = {}
@@ -587,7 +587,7 @@ class Feed:
             return interval
         if math.isfinite(normalize.funding_interval_h(structure)):
             return interval
-        hours = float(round((settlement - previous) / _HOUR_MS))
+        hours = float(round((settlement - previous) / HOUR_MS))
         if not 1 <= hours <= 24 or hours == interval:
             return interval
         if math.isfinite(interval) and hours > interval:
@@ -745,7 +745,7 @@ class Feed:
         times = [normalize.int_ms(r.get("timestamp")) for r in rows]
         previous_times = [previous, *times[:-1]]
         spacing = [
-            float(round((t - p) / _HOUR_MS)) if p is not None and t > p and round((t - p) / _HOUR_MS) >= 1 else math.nan
+            float(round((t - p) / HOUR_MS)) if p is not None and t > p and round((t - p) / HOUR_MS) >= 1 else math.nan
             for t, p in zip(times, previous_times, strict=True)
         ]
         out: list[float] = []

@@ -121,11 +121,8 @@ import numpy as np
 
 from ..config import SimConfig
 from ..instruments import split_multiplier
+from ..units import DAY_MS, HOUR_MS, MINUTE_MS
 
-SECOND_MS = 1000
-MINUTE_MS = 60_000
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
 EPOCH_HOURS = 720  # hourly anchors are generated in fixed blocks of this many hours from the origin
 HISTORY_DAYS = 120  # the world starts this many days before floor_day(sim.start)
 REGIME_BLOCK_H = 72

@@ -26,8 +26,7 @@ import numpy as np
 
 from .. import schema
 from ..schema import EventKind
-
-DAY_MS = 86_400_000
+from ..units import DAY_MS
 
 # Raw fields without which a structure cannot become a record, per stream (ccxt unified names).
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {

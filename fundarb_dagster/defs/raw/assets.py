@@ -13,10 +13,12 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
 
+from fundarb_dagster.core.units import HOUR_MS
+
 from ...core import landing, schema
 from ...core.instruments import InstrumentRegistry
 from ...core.sql import load_sql, replace_all, replace_window
-from ..partitions import HOUR_MS, HOURLY, SINGLE_RUN, Window, partition_window
+from ..partitions import HOURLY, SINGLE_RUN, Window, partition_window
 from ..resources import POOL, DataDirResource, column_schema, warehouse_connection
 
 OWNERS = ["team:warehouse"]

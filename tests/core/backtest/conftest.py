@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fundarb_dagster.core.backtest.panel import HOUR_MS, Panel, build_panel, make_market
+from fundarb_dagster.core.backtest.panel import Panel, build_panel, make_market
 from fundarb_dagster.core.backtest.synthetic import synthetic_panel
+from fundarb_dagster.core.units import HOUR_MS
 
 VENUE_SYMBOLS = {
     ("binance", "BTCUSDT"): ("BTC/USDT:USDT", "BTC"),

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from fundarb_dagster.core.backtest import BacktestParams, get_strategy, run_backtest
-from fundarb_dagster.core.backtest.panel import HOUR_MS, Panel, make_market
+from fundarb_dagster.core.backtest.panel import Panel, make_market
 from fundarb_dagster.core.backtest.strategies import PairSet
+from fundarb_dagster.core.units import HOUR_MS
 
 from .reference_loop import reference_backtest
 

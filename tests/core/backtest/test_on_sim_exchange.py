@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from fundarb_dagster.core.backtest import BacktestParams, build_panel, get_strategy, run_backtest
-from fundarb_dagster.core.backtest.panel import HOUR_MS, make_market
+from fundarb_dagster.core.backtest.panel import make_market
 from fundarb_dagster.core.config import SimConfig
 from fundarb_dagster.core.sources.sim import SimExchange
+from fundarb_dagster.core.units import HOUR_MS
 
 from .reference_loop import reference_backtest
 

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fundarb_dagster.core.backtest.panel import HOUR_MS, attach_intervals, build_panel, interval_at, make_market
+from fundarb_dagster.core.backtest.panel import attach_intervals, build_panel, interval_at, make_market
+from fundarb_dagster.core.units import HOUR_MS
 
 T0 = 1_700_000_000_000 // HOUR_MS * HOUR_MS
 

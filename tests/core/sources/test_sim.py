@@ -18,9 +18,9 @@ import pytest
 
 from fundarb_dagster.core.config import FaultConfig, SimConfig
 from fundarb_dagster.core.instruments import InstrumentRegistry
-from fundarb_dagster.core.sources.sim import HOUR_MS, MINUTE_MS, VENUES, SimExchange
+from fundarb_dagster.core.sources.sim import VENUES, SimExchange
+from fundarb_dagster.core.units import DAY_MS, HOUR_MS, MINUTE_MS
 
-DAY_MS = 86_400_000
 START = "2026-11-01T00:00:00Z"
 START_MS = SimConfig(start=START).start_ms
 

@@ -10,8 +10,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from fundarb_dagster.core.backtest.panel import HOUR_MS, Panel
+from fundarb_dagster.core.backtest.panel import Panel
 from fundarb_dagster.core.backtest.synthetic import VENUE_INTERVAL_H
+from fundarb_dagster.core.units import HOUR_MS
 
 
 def _ts(ms: np.ndarray) -> pd.Series:

@@ -10,11 +10,10 @@ from fundarb_dagster.core import resample
 from fundarb_dagster.core.config import ExchangeConfig, default_config
 from fundarb_dagster.core.history import pull_history
 from fundarb_dagster.core.instruments import InstrumentRegistry, registry_path
+from fundarb_dagster.core.units import HOUR_MS
 from fundarb_dagster.defs.market.assets import ohlcv_1h, ohlcv_1m, ohlcv_5m
 from fundarb_dagster.defs.raw.assets import instruments, raw_ohlcv, raw_trades
 from tests.defs.raw.landing_fixtures import query, run
-
-HOUR_MS = 3_600_000
 
 
 def test_sim_history_flows_into_instruments_raw_and_bars(tmp_path):

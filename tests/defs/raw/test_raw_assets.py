@@ -8,12 +8,12 @@ from dagster import materialize
 
 from fundarb_dagster.core import landing, schema
 from fundarb_dagster.core.instruments import InstrumentRegistry, registry_path
+from fundarb_dagster.core.units import HOUR_MS
 from fundarb_dagster.defs.market.assets import ohlcv_1m
 from fundarb_dagster.defs.raw.assets import RAW_ASSETS, instruments, raw_ohlcv, raw_tickers, raw_trades
 from fundarb_dagster.defs.raw.checks import UNIQUE_KEY_CHECKS, raw_trades_has_valid_prices
 from tests.defs.raw.landing_fixtures import NAMES, land_trades, query, resources, run
 
-HOUR_MS = 3_600_000
 H0 = 1_762_000_000_000 // HOUR_MS * HOUR_MS  # 2025-11-01 12:00 UTC
 P0 = "2025-11-01-12:00"
 
