@@ -19,10 +19,10 @@ import duckdb
 import pandas as pd
 import pytest
 
+from fundarb_dagster.core.units import HOUR_MS
 from tests.defs.raw.landing_fixtures import land_trades, query
 
 REPO = Path(__file__).resolve().parents[2]
-HOUR_MS = 3_600_000
 H0 = 1_762_000_000_000 // HOUR_MS * HOUR_MS  # 2025-11-01 12:00 UTC
 
 WRITER = textwrap.dedent(
@@ -80,6 +80,11 @@ def test_two_writer_processes_and_a_reader_all_succeed(tmp_path):
         )
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO)}
     duckdb.connect(str(data_dir / "warehouse.duckdb")).close()  # the reader opens read-only: the file must exist
+    # Create the instance's sqlite storage once, as `fundarb ui`/`demo` do before any run: two processes
+    # creating it at the same moment race on its schema (a set-up race, not the concurrency under test).
+    subprocess.run(
+        [sys.executable, "-c", "from dagster import DagsterInstance; DagsterInstance.get()"], env=env, check=True
+    )
     ranges = [("2025-11-01-12:00", "2025-11-01-17:00"), ("2025-11-01-18:00", "2025-11-01-23:00")]
     writers = [
         subprocess.Popen(
