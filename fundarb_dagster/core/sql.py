@@ -8,7 +8,8 @@ atomically, which is how every partitioned warehouse table stays idempotent.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,19 @@ def replace_all(conn: Any, table: str, select_sql: str, params: Mapping[str, Any
     check_identifier(table)
     execute(conn, f"CREATE OR REPLACE TABLE {table} AS {select_sql}", params or {})
     return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+@contextmanager
+def registered(conn: Any, name: str, frame: Any) -> Iterator[None]:
+    """A frame visible to SQL as `name` for the block. DuckDB 2 refuses (un)register while a result is
+    half-fetched (`fetchone`), so any such result is finished first."""
+    conn.execute("SELECT 1").fetchall()
+    conn.register(name, frame)
+    try:
+        yield
+    finally:
+        conn.execute("SELECT 1").fetchall()
+        conn.unregister(name)
 
 
 def table_exists(conn: Any, table: str) -> bool:
