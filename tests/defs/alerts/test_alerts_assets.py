@@ -19,7 +19,7 @@ from fundarb_dagster.defs.funding.assets import ensure_tables, funding_rates, re
 from fundarb_dagster.defs.funding.checks import funding_rates_has_unique_keys
 from fundarb_dagster.defs.raw.assets import capture_events, raw_tickers
 from fundarb_dagster.defs.resources import DataDirResource, SourceConfigResource, connect_with_retry
-from tests.core.test_alerts import _Server
+from tests.core.alerts.test_delivery import _Server
 from tests.defs.raw.landing_fixtures import RANGE_END, RANGE_START, query
 
 HOUR = pd.Timestamp("2026-03-01 10:00")
