@@ -2,7 +2,8 @@
 
 The warehouse resamples in DuckDB (`sql/market/ohlcv_*.sql`); the functions here are the plain-Python
 definitions of the same bars (used by tests as the independent computation and by the benchmarks as the
-alternative), plus `duckdb_trades_to_1m`, the warehouse's trade aggregation on any relation.
+alternative), plus `duckdb_trades_to_1m`, the warehouse's trade aggregation on any relation, and
+`aggregate_ohlcv`, which replays use to serve a timeframe the recording does not hold.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import schema
 from .units import MINUTE_MS
 
 TIMEFRAMES_MS: dict[str, int] = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "1d": 86_400_000}
@@ -102,6 +104,38 @@ def resample_bars(bars: pd.DataFrame, width_ms: int) -> pd.DataFrame:
     out["volume"] = all_groups["volume"].sum()
     out["filled_minutes"] = all_groups["is_filled"].sum().astype(np.int64)
     return out.reset_index().rename(columns={"bar_ms": "bucket_ms"})
+
+
+def aggregate_ohlcv(
+    ts: np.ndarray,
+    o: np.ndarray,
+    h: np.ndarray,
+    low: np.ndarray,
+    c: np.ndarray,
+    v: np.ndarray,
+    timeframe_s: int,
+) -> np.ndarray:
+    """Bars (or trades as one-price bars) -> `schema` OHLCV records of `timeframe_s`, only for buckets with data.
+
+    Unlike `resample_bars` (1m frames with filled minutes, the SQL's definition) this takes raw arrays of any
+    finer timeframe and knows nothing of filled minutes.
+    """
+    out = schema.empty("ohlcv", 0)
+    if len(ts) == 0:
+        return out
+    order = np.argsort(ts, kind="stable")
+    ts, o, h, low, c, v = (a[order] for a in (ts, o, h, low, c, v))
+    size = timeframe_s * 1000
+    buckets = bucket_ms(ts, size)
+    starts = np.flatnonzero(np.concatenate([[True], buckets[1:] != buckets[:-1]]))
+    ends = np.concatenate([starts[1:], [len(ts)]])
+    out = schema.empty("ohlcv", len(starts))
+    out["ts_ms"], out["recv_ts_ms"], out["timeframe_s"] = buckets[starts], buckets[starts] + size, timeframe_s
+    out["open"], out["close"] = o[starts], c[ends - 1]
+    out["high"] = np.maximum.reduceat(h, starts)
+    out["low"] = np.minimum.reduceat(low, starts)
+    out["volume"] = np.add.reduceat(np.nan_to_num(v), starts)
+    return out
 
 
 def pandas_resample_ohlc(ts_ms: np.ndarray, price: np.ndarray, amount: np.ndarray, rule: str = "1min") -> pd.DataFrame:

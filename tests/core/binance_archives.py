@@ -1,6 +1,6 @@
 """Binance public-data archives as data.binance.vision ships them, written by the tests that read them.
 
-The column list is written out here, independently of the parser under test (`core/sources/replay.py`).
+The column list is written out here, independently of the parser under test (`core/sources/replay/parsers.py`).
 """
 
 from __future__ import annotations

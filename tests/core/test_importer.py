@@ -15,7 +15,7 @@ from fundarb_dagster.core import landing
 from fundarb_dagster.core.importer import format_summary, import_files, load_manifest
 from fundarb_dagster.core.instruments import InstrumentRegistry, registry_path
 from fundarb_dagster.core.schema import EventKind
-from fundarb_dagster.core.sources import replay
+from fundarb_dagster.core.sources.replay import parsers
 from tests.core.binance_archives import KLINE_HEADER, write_csv
 
 HOUR = 3_600_000
@@ -269,7 +269,7 @@ def test_unreadable_files_fail_alone_with_a_reason(tmp_path: Path, fixtures_dir:
 
 
 def test_big_files_report_progress(tmp_path: Path, fixtures_dir: Path, monkeypatch) -> None:
-    monkeypatch.setattr(replay, "CHUNK_ROWS", 2000)
+    monkeypatch.setattr(parsers, "CHUNK_ROWS", 2000)
     source = tmp_path / "XRP_ETH-trades.csv"
     shutil.copy(fixtures_dir / "binance_xrp" / source.name, source)
     messages: list[str] = []

@@ -1,0 +1,233 @@
+"""What a recorded file is: the kinds of file understood, their columns, and telling them apart.
+
+A kind is detected from a file's name and first line (`detect_kind`); the symbol and market type from its
+name and folders (`symbol_hint`). The shapes, with a sample line each, are listed in the package docstring.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ...config import REPLAY_FORMATS
+
+FORMATS = REPLAY_FORMATS
+# kind -> the stream its rows become; "mark" is mark-price candles (OHLCV records used to fill mark_price).
+KIND_STREAMS: dict[str, str] = {
+    "klines": "ohlcv",
+    "markPriceKlines": "mark",
+    "trades": "trades",
+    "aggTrades": "trades",
+    "fundingRate": "funding",
+    "bookTicker": "tickers",
+    "fixture_trades": "trades",
+    "fixture_ohlcv": "ohlcv",
+    "fixture_mark": "mark",
+    "fixture_funding": "funding",
+    "funding_table": "funding",
+}
+KINDS: tuple[str, ...] = tuple(KIND_STREAMS)
+
+_KLINES_COLS = [
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "count",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "ignore",
+]
+_TRADES_COLS = ["id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match"]
+_AGG_COLS = [
+    "agg_trade_id",
+    "price",
+    "quantity",
+    "first_trade_id",
+    "last_trade_id",
+    "transact_time",
+    "is_buyer_maker",
+    "is_best_match",
+]
+_FUNDING_COLS = ["calc_time", "funding_interval_hours", "last_funding_rate"]
+_BOOK_COLS = [
+    "update_id",
+    "best_bid_price",
+    "best_bid_qty",
+    "best_ask_price",
+    "best_ask_qty",
+    "transaction_time",
+    "event_time",
+]
+_TIMEFRAME = re.compile(r"^(\d+)([smhdwM])$")
+_TF_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000}
+
+
+def timeframe_seconds(timeframe: str) -> int:
+    """`1m` -> 60, `8h` -> 28800; a clear error otherwise."""
+    match = _TIMEFRAME.match(timeframe)
+    if not match:
+        raise ValueError(f"timeframe: {timeframe!r} is not like 1m, 5m, 1h, 1d")
+    return int(match.group(1)) * _TF_UNITS[match.group(2)]
+
+
+def timeframe_name(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def to_epoch_ms(values: np.ndarray) -> np.ndarray:
+    """Epoch integers in s, ms, µs or ns (detected per value by magnitude) -> ms (int64)."""
+    v = np.asarray(values, dtype=np.int64)
+    out = v.copy()
+    out = np.where(v >= 100_000_000_000_000_000, v // 1_000_000, out)  # ns
+    out = np.where((v >= 100_000_000_000_000) & (v < 100_000_000_000_000_000), v // 1000, out)  # µs
+    out = np.where((v > 0) & (v < 100_000_000_000), v * 1000, out)  # s
+    return out
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    """A text stream of a .csv, or of the one .csv inside a Binance .zip."""
+    if path.suffix.lower() == ".zip":
+        archive = zipfile.ZipFile(path)
+        members = [n for n in archive.namelist() if n.lower().endswith(".csv")]
+        if len(members) != 1:
+            raise ValueError(f"file: {str(path)!r} holds {len(members)} CSV files, expected exactly one")
+        return io.TextIOWrapper(archive.open(members[0]), encoding="utf-8")
+    return open(path, encoding="utf-8", newline="")  # noqa: SIM115 - returned to the caller, who closes it
+
+
+def _first_line(path: Path) -> str:
+    with _open_text(path) as handle:
+        return handle.readline().strip().lstrip("\ufeff")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".zip", ".csv"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def detect_kind(path: Path) -> str:
+    """The kind of a recorded file from its name and first line; a clear error when unknown."""
+    stem = _stem(path)
+    first = _first_line(path)
+    cells = [c.strip().lower() for c in first.split(",")]
+    header = bool(cells) and not _is_number(cells[0])
+    parts = {p.lower() for p in path.parts}
+    if header:
+        names = set(cells)
+        if {"venue", "settlement_time_ms_utc", "funding_rate"} <= names:
+            return "funding_table"
+        if "time_ms_utc" in names:
+            if "trade_id" in names:
+                return "fixture_trades"
+            if "funding_rate" in names:
+                return "fixture_funding"
+            if {"open", "high", "low", "close"} <= names:
+                return "fixture_mark" if stem.lower().endswith("-mark") else "fixture_ohlcv"
+        if "open_time" in names:
+            return "markPriceKlines" if "markpriceklines" in parts else "klines"
+        if "agg_trade_id" in names:
+            return "aggTrades"
+        if {"id", "price", "qty"} <= names:
+            return "trades"
+        if "calc_time" in names:
+            return "fundingRate"
+        if "best_bid_price" in names:
+            return "bookTicker"
+        raise ValueError(f"kind: cannot tell the kind of {str(path)!r} from its header {first[:80]!r}")
+    # No header: Binance archive names say it (BTCUSDT-aggTrades-2024-01-01), else the column count does.
+    lowered = stem.lower()
+    if "-aggtrades-" in lowered:
+        return "aggTrades"
+    if "-trades-" in lowered:
+        return "trades"
+    if "-fundingrate-" in lowered:
+        return "fundingRate"
+    if "-bookticker-" in lowered:
+        return "bookTicker"
+    if len(cells) == 12:
+        return "markPriceKlines" if "markpriceklines" in parts else "klines"
+    if len(cells) == 3:
+        return "fundingRate"
+    if len(cells) in (6, 7, 8):
+        # trades: time at column 4 and a boolean at 5; aggTrades: ids at 3, 4, the time at 5, a boolean at 6;
+        # bookTicker: prices and sizes, then two times at 5 and 6.
+        if cells[5] in ("true", "false"):
+            return "trades"
+        return "bookTicker" if len(cells) == 7 and _is_number(cells[6]) else "aggTrades"
+    raise ValueError(f"kind: cannot tell the kind of {str(path)!r}: no header and {len(cells)} columns")
+
+
+def symbol_hint(path: Path, kind: str) -> tuple[str | None, str | None]:
+    """(symbol or venue id, market type or None) that a file's name and folders suggest.
+
+    `XRP_USDT_USDT-8h-funding_rate.csv` -> ("XRP/USDT:USDT", "swap"); `XRP_ETH-trades.csv` -> ("XRP/ETH",
+    "spot"); `.../futures/um/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-01-01.zip` -> ("BTCUSDT", "swap").
+    """
+    stem = _stem(path)
+    head = stem.split("-", 1)[0]
+    if kind.startswith("fixture_"):
+        pieces = head.split("_")
+        if len(pieces) == 3:
+            return f"{pieces[0]}/{pieces[1]}:{pieces[2]}", "swap"
+        if len(pieces) == 2:
+            return f"{pieces[0]}/{pieces[1]}", "spot"
+        return None, None
+    if kind == "funding_table":
+        return None, "swap"
+    parts = {p.lower() for p in path.parts}
+    market_type = None
+    if "spot" in parts:
+        market_type = "spot"
+    elif parts & {"futures", "um", "cm"} or kind in ("fundingRate", "markPriceKlines", "bookTicker"):
+        market_type = "swap"
+    return (head if head and head.isalnum() else None), market_type
+
+
+def _timeframe_from_name(stem: str) -> int:
+    for piece in stem.split("-")[1:]:
+        if _TIMEFRAME.match(piece):
+            return timeframe_seconds(piece)
+    return 0
+
+
+def canonical_to_unified(canonical: str) -> str:
+    """`BTC-USDT-PERP` -> `BTC/USDT:USDT`; `BTC-USDT` -> `BTC/USDT`."""
+    pieces = canonical.split("-")
+    if len(pieces) == 3 and pieces[2].upper() in ("PERP", "SWAP"):
+        return f"{pieces[0]}/{pieces[1]}:{pieces[1]}"
+    if len(pieces) == 2:
+        return f"{pieces[0]}/{pieces[1]}"
+    return canonical
+
+
+_COLUMNS: dict[str, list[str] | None] = {
+    "klines": _KLINES_COLS,
+    "markPriceKlines": _KLINES_COLS,
+    "trades": _TRADES_COLS,
+    "aggTrades": _AGG_COLS,
+    "fundingRate": _FUNDING_COLS,
+    "bookTicker": _BOOK_COLS,
+}

@@ -1,0 +1,444 @@
+"""Recorded files -> `schema` records: one parser, one set of validation rules, shared with the importer.
+
+`parse_file` reads a file of any kind in `formats.KINDS` in chunks; every row that breaks a rule is
+quarantined with its line, the field and the value as written (`Reject`), never raising for a bad row.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ... import schema
+from .formats import (
+    _COLUMNS,
+    KIND_STREAMS,
+    KINDS,
+    _first_line,
+    _is_number,
+    _open_text,
+    _stem,
+    _timeframe_from_name,
+    canonical_to_unified,
+    detect_kind,
+    symbol_hint,
+    to_epoch_ms,
+)
+
+_MIN_TS_MS = 1_230_768_000_000  # 2009-01-01: nothing crypto is older
+_MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
+CHUNK_ROWS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Reject:
+    """One quarantined row: where it was, which field, the value as written and why."""
+
+    line: int  # 1-based line in the file (header included), 0 when unknown
+    field: str
+    value: str  # as written for text; a column pandas read as numbers shows the number ("-1.0")
+    reason: str  # e.g. "price: '-1.0' must be > 0"
+
+
+@dataclass
+class ParsedFile:
+    """One recorded file as schema records, per instrument key, plus what was quarantined."""
+
+    path: Path
+    kind: str
+    stream: str  # trades | ohlcv | funding | mark (mark: OHLCV records of mark prices)
+    # (exchange or None, unified symbol or None) -> records; None means "the caller's", e.g. a single-
+    # instrument file whose name does not say its symbol.
+    parts: dict[tuple[str | None, str | None], np.ndarray]
+    rows: int = 0  # data rows read (header excluded)
+    rejects: list[Reject] = field(default_factory=list)
+    reject_counts: Counter[str] = field(default_factory=Counter)  # "field: rule" -> count
+    duplicates: int = 0
+    timeframe_s: int = 0  # for candles
+    symbol_hint: str | None = None  # unified symbol or venue id the file name suggests
+    market_type: str | None = None  # "spot" | "swap" when the path says
+
+    @property
+    def good(self) -> int:
+        return int(sum(len(r) for r in self.parts.values()))
+
+    @property
+    def quarantined(self) -> int:
+        return int(sum(self.reject_counts.values()))
+
+
+_MAX_REJECT_SAMPLES = 1000
+
+
+class _Quarantine:
+    """Collects rejects: all counted, the first thousand kept with line, field and value."""
+
+    def __init__(self) -> None:
+        self.samples: list[Reject] = []
+        self.counts: Counter[str] = Counter()
+
+    def add(self, rule: str, fieldname: str, lines: np.ndarray, values: Iterable[Any], template: str) -> None:
+        lines = np.asarray(lines)
+        if len(lines) == 0:
+            return
+        self.counts[f"{fieldname}: {rule}"] += len(lines)
+        room = _MAX_REJECT_SAMPLES - len(self.samples)
+        for line, value in zip(lines[: max(room, 0)].tolist(), values, strict=False):
+            shown = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+            self.samples.append(Reject(int(line), fieldname, shown, f"{fieldname}: {shown!r} {template}"))
+
+
+def _read_chunks(path: Path, columns: list[str], header: bool, quarantine: _Quarantine) -> Iterator[pd.DataFrame]:
+    """CSV chunks; rows with too many fields are quarantined, never dropped silently.
+
+    pandas infers each column's type per chunk (the fast path: int64, float64, bool); a column holding a bad
+    value stays text, and the helpers below then parse it value by value to name what was wrong.
+    """
+    with _open_text(path) as handle:
+        reader = pd.read_csv(
+            handle,
+            header=0 if header else None,
+            names=columns,
+            chunksize=CHUNK_ROWS,
+            engine="c",
+            on_bad_lines="warn",
+            low_memory=False,
+            index_col=False,
+            keep_default_na=False,  # only blanks are missing: "n/a" or "null" stays text and is named when rejected
+            na_values=[""],
+        )
+        offset = 2 if header else 1
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for chunk in reader:
+                chunk.index = np.arange(offset, offset + len(chunk))
+                offset += len(chunk)
+                yield chunk
+        for warning in caught:
+            for match in re.finditer(r"Skipping line (\d+): expected (\d+) fields, saw (\d+)", str(warning.message)):
+                line, expected, saw = (int(g) for g in match.groups())
+                quarantine.add(
+                    "field count",
+                    "columns",
+                    np.array([line]),
+                    [saw],
+                    f"fields on the line, expected {expected}",
+                )
+
+
+def _numeric(chunk: pd.DataFrame, column: str) -> np.ndarray:
+    col = chunk[column]
+    if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _is_text(chunk: pd.DataFrame, column: str) -> bool:
+    return not pd.api.types.is_numeric_dtype(chunk[column].dtype)
+
+
+def _integers(chunk: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 values, ok mask): exact integers (no float round-trip, µs/ns stay exact)."""
+    col = chunk[column]
+    if pd.api.types.is_integer_dtype(col.dtype):
+        return col.to_numpy(dtype=np.int64), np.ones(len(col), dtype=bool)
+    if pd.api.types.is_float_dtype(col.dtype):  # integral floats ("1570752011620.0") or blanks
+        as_float = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        ok = np.isfinite(as_float) & (np.abs(np.nan_to_num(as_float)) < 2**62)
+        ok &= np.floor(np.where(ok, as_float, 0)) == np.where(ok, as_float, 0)
+        return np.where(ok, as_float, 0).astype(np.int64), ok
+    text = col.astype(str).str.strip()
+    ok = np.array(text.str.fullmatch(r"-?\d+").to_numpy(dtype=bool, na_value=False))  # writable copy
+    values = np.zeros(len(text), dtype=np.int64)
+    if ok.any():
+        values[ok] = text[ok].astype(np.int64).to_numpy()
+    # Accept integral floats too ("1570752011620.0"): some tools write them.
+    loose = ~ok
+    if loose.any():
+        as_float = pd.to_numeric(text[loose], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        integral = np.isfinite(as_float) & (np.abs(as_float) < 2**62)
+        integral &= np.floor(np.where(integral, as_float, 0)) == np.where(integral, as_float, 0)
+        idx = np.flatnonzero(loose)[integral]
+        values[idx] = as_float[integral].astype(np.int64)
+        ok[idx] = True
+    return values, ok
+
+
+def _booleans(chunk: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    if pd.api.types.is_bool_dtype(chunk[column].dtype):
+        values = chunk[column].to_numpy(dtype=bool)
+        return values, np.ones(len(values), dtype=bool)
+    text = chunk[column].astype(str).str.strip().str.lower()
+    true = text.isin(("true", "1")).to_numpy()
+    false = text.isin(("false", "0")).to_numpy()
+    return true, true | false
+
+
+class _Rows:
+    """Validation of one chunk: every failed rule quarantines its rows with the field and value named."""
+
+    def __init__(self, chunk: pd.DataFrame, quarantine: _Quarantine) -> None:
+        self.chunk = chunk
+        self.lines = chunk.index.to_numpy()
+        self.ok = np.ones(len(chunk), dtype=bool)
+        self.quarantine = quarantine
+
+    def reject(self, bad: np.ndarray, fieldname: str, column: str | None, rule: str, template: str) -> None:
+        newly = bad & self.ok  # one reason per row: the first rule it failed
+        if newly.any():
+            values = self.chunk[column].to_numpy()[newly] if column else np.full(int(newly.sum()), "")
+            self.quarantine.add(rule, fieldname, self.lines[newly], values, template)
+            self.ok &= ~newly
+
+    def timestamps(self, column: str, fieldname: str = "ts_ms") -> np.ndarray:
+        raw, parsed = _integers(self.chunk, column)
+        self.reject(~parsed, fieldname, column, "not an integer", "is not an epoch timestamp")
+        ms = to_epoch_ms(np.where(parsed, raw, 0))
+        self.reject((ms < _MIN_TS_MS) | (ms > _MAX_TS_MS), fieldname, column, "out of range", "is not 2009..2100")
+        return ms
+
+    def number(self, column: str, fieldname: str, *, positive: bool = False, optional: bool = False) -> np.ndarray:
+        values = _numeric(self.chunk, column)
+        missing = np.isnan(values)
+        if optional:  # blank is fine, text that is not a number is not
+            if _is_text(self.chunk, column):
+                blank = self.chunk[column].isna() | self.chunk[column].astype(str).str.strip().eq("")
+                self.reject(missing & ~blank.to_numpy(), fieldname, column, "not a number", "is not a number")
+        else:
+            self.reject(missing, fieldname, column, "not a number", "is not a number")
+        self.reject(np.isinf(values), fieldname, column, "not finite", "is not finite")
+        if positive:
+            self.reject(~missing & (values <= 0), fieldname, column, "<= 0", "must be > 0")
+        return values
+
+
+def _candles(rows: _Rows, ts: np.ndarray, tf_s: int, volume_optional: bool) -> np.ndarray:
+    o = rows.number("open", "open", positive=True)
+    h = rows.number("high", "high", positive=True)
+    low = rows.number("low", "low", positive=True)
+    c = rows.number("close", "close", positive=True)
+    v = rows.number("volume", "volume", optional=volume_optional)
+    with np.errstate(invalid="ignore"):
+        rows.reject(h < np.fmax(np.fmax(o, c), low), "high", "high", "below open/close/low", "is below open/close/low")
+        rows.reject(low > np.fmin(o, c), "low", "low", "above open/close", "is above open or close")
+        rows.reject(v < 0, "volume", "volume", "< 0", "must be >= 0")
+    out = schema.empty("ohlcv", len(ts))
+    out["ts_ms"], out["recv_ts_ms"], out["timeframe_s"] = ts, ts + tf_s * 1000, tf_s
+    out["open"], out["high"], out["low"], out["close"], out["volume"] = o, h, low, c, v
+    return out[rows.ok]
+
+
+def _trades(rows: _Rows, ts: np.ndarray, ids: np.ndarray, side: np.ndarray, price: np.ndarray, amount: np.ndarray):
+    out = schema.empty("trades", len(ts))
+    out["ts_ms"], out["recv_ts_ms"], out["trade_id"] = ts, ts, ids
+    out["side"], out["price"], out["amount"] = side, price, amount
+    return out[rows.ok]
+
+
+def _funding(rows: _Rows, ts: np.ndarray, rate: np.ndarray, interval_h: np.ndarray, mark: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        rows.reject(np.abs(rate) >= 1, "funding_rate", None, ">= 1", "is not a fraction per interval (|rate| >= 1)")
+    out = schema.empty("funding", len(ts))
+    out["ts_ms"], out["recv_ts_ms"], out["funding_ts_ms"] = ts, ts, ts
+    out["is_settled"] = 1
+    out["funding_rate"], out["interval_h"], out["mark_price"] = rate, interval_h, mark
+    return out[rows.ok]
+
+
+def _parse_chunk(kind: str, chunk: pd.DataFrame, quarantine: _Quarantine, tf_s: int) -> dict[Any, np.ndarray]:
+    """One chunk of a file -> {instrument key: records} (the key is None for single-instrument files)."""
+    rows = _Rows(chunk, quarantine)
+    if kind in ("klines", "markPriceKlines"):
+        ts = rows.timestamps("open_time")
+        return {(None, None): _candles(rows, ts, tf_s, volume_optional=kind == "markPriceKlines")}
+    if kind in ("fixture_ohlcv", "fixture_mark"):
+        ts = rows.timestamps("time_ms_utc")
+        return {(None, None): _candles(rows, ts, tf_s, volume_optional=kind == "fixture_mark")}
+    if kind in ("trades", "aggTrades"):
+        id_col, time_col, qty_col = (
+            ("id", "time", "qty") if kind == "trades" else ("agg_trade_id", "transact_time", "quantity")
+        )
+        ts = rows.timestamps(time_col)
+        ids, ok = _integers(chunk, id_col)
+        rows.reject(~ok, "trade_id", id_col, "not an integer", "is not an integer id")
+        price = rows.number("price", "price", positive=True)
+        amount = rows.number(qty_col, "amount", positive=True)
+        maker, ok = _booleans(chunk, "is_buyer_maker")
+        rows.reject(~ok, "side", "is_buyer_maker", "not a boolean", "is not true/false")
+        side = np.where(maker, -1, 1).astype(np.int8)  # buyer is maker -> the taker sold
+        return {(None, None): _trades(rows, ts, ids, side, price, amount)}
+    if kind == "fixture_trades":
+        ts = rows.timestamps("time_ms_utc")
+        ids, ok = _integers(chunk, "trade_id")
+        rows.reject(~ok, "trade_id", "trade_id", "not an integer", "is not an integer id")
+        price = rows.number("price", "price", positive=True)
+        amount = rows.number("amount_base", "amount", positive=True)
+        text = chunk["side_taker"].astype(str).str.strip().str.lower()
+        side = np.select([text.eq("buy").to_numpy(), text.eq("sell").to_numpy()], [1, -1], 0).astype(np.int8)
+        rows.reject(~text.isin(("buy", "sell", "")).to_numpy(), "side", "side_taker", "not buy/sell", "is not buy/sell")
+        return {(None, None): _trades(rows, ts, ids, side, price, amount)}
+    if kind == "bookTicker":
+        ts = rows.timestamps("transaction_time")
+        bid = rows.number("best_bid_price", "bid", positive=True)
+        ask = rows.number("best_ask_price", "ask", positive=True)
+        bid_size = rows.number("best_bid_qty", "bid_size")
+        ask_size = rows.number("best_ask_qty", "ask_size")
+        with np.errstate(invalid="ignore"):
+            rows.reject(ask < bid, "ask", "best_ask_price", "below bid", "is below the bid (crossed book)")
+            rows.reject((bid_size < 0) | (ask_size < 0), "size", "best_bid_qty", "< 0", "must be >= 0")
+        out = schema.empty("tickers", len(ts))
+        out["ts_ms"], out["recv_ts_ms"] = ts, ts
+        out["bid"], out["ask"], out["bid_size"], out["ask_size"] = bid, ask, bid_size, ask_size
+        return {(None, None): out[rows.ok]}
+    if kind == "fundingRate":
+        ts = rows.timestamps("calc_time", "funding_ts_ms")
+        interval = rows.number("funding_interval_hours", "interval_h", positive=True, optional=True)
+        rate = rows.number("last_funding_rate", "funding_rate")
+        return {(None, None): _funding(rows, ts, rate, interval, np.full(len(ts), np.nan))}
+    if kind == "fixture_funding":
+        ts = rows.timestamps("time_ms_utc", "funding_ts_ms")
+        rate = rows.number("funding_rate", "funding_rate")
+        return {(None, None): _funding(rows, ts, rate, np.full(len(ts), np.nan), np.full(len(ts), np.nan))}
+    if kind == "funding_table":
+        ts = rows.timestamps("settlement_time_ms_utc", "funding_ts_ms")
+        rate = rows.number("funding_rate", "funding_rate")
+        interval = rows.number("interval_hours", "interval_h", positive=True, optional=True)
+        mark = rows.number("mark_price", "mark_price", positive=True, optional=True)
+        predicted = chunk["is_predicted"].astype(str).str.strip().str.lower().eq("true").to_numpy()
+        venue = chunk["venue"].astype(str).str.strip().str.lower().to_numpy()
+        canonical = chunk["canonical_symbol"].astype(str).str.strip().to_numpy()
+        out = schema.empty("funding", len(ts))
+        with np.errstate(invalid="ignore"):
+            rows.reject(np.abs(rate) >= 1, "funding_rate", "funding_rate", ">= 1", "is not a fraction (|rate| >= 1)")
+        out["ts_ms"], out["recv_ts_ms"], out["funding_ts_ms"] = ts, ts, ts
+        out["is_settled"] = np.where(predicted, 0, 1)
+        out["funding_rate"], out["interval_h"], out["mark_price"] = rate, interval, mark
+        parts: dict[Any, np.ndarray] = {}
+        keys = pd.Series(venue).str.cat(pd.Series(canonical), sep="|").to_numpy()
+        for key in pd.unique(keys[rows.ok]):
+            exchange, canon = str(key).split("|", 1)
+            parts[(exchange, canonical_to_unified(canon))] = out[rows.ok & (keys == key)]
+        return parts
+    raise ValueError(f"kind: unknown kind {kind!r}; expected one of {list(KINDS)}")
+
+
+def parse_file(
+    path: str | Path,
+    kind: str | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> ParsedFile:
+    """Read one recorded file into schema records, quarantining bad rows (never raising for a bad row).
+
+    Raises ValueError only for a file it cannot read at all (unknown kind, a zip with several CSVs).
+    Funding rows without an interval get one inferred from consecutive settlement times.
+    """
+    path = Path(path)
+    kind = kind or detect_kind(path)
+    if kind not in KIND_STREAMS:
+        raise ValueError(f"kind: unknown kind {kind!r}; expected one of {list(KINDS)}")
+    first = _first_line(path)
+    header = bool(first) and not _is_number(first.split(",")[0].strip())
+    columns = _COLUMNS.get(kind)
+    if columns is None:  # fixture shapes always carry their header
+        columns = [c.strip().lower() for c in first.split(",")]
+    elif header:
+        # Binance headers name the same columns; read by position so header spelling does not matter.
+        columns = columns[: len(first.split(","))]
+    elif kind in ("trades", "aggTrades"):
+        columns = columns[: len(first.split(","))]
+    hint, market_type = symbol_hint(path, kind)
+    tf_s = _timeframe_from_name(_stem(path)) if KIND_STREAMS[kind] in ("ohlcv", "mark") else 0
+    quarantine = _Quarantine()
+    collected: dict[Any, list[np.ndarray]] = {}
+    rows = 0
+    for chunk in _read_chunks(path, columns, header, quarantine):
+        if KIND_STREAMS[kind] in ("ohlcv", "mark") and not tf_s:
+            tf_s = _infer_timeframe(chunk, kind)
+        rows += len(chunk)
+        for key, records in _parse_chunk(kind, chunk, quarantine, tf_s).items():
+            collected.setdefault(key, []).append(records)
+        if progress is not None and rows >= CHUNK_ROWS:
+            progress(f"{path.name}: {rows:,} rows read")
+    parsed = ParsedFile(path=path, kind=kind, stream=KIND_STREAMS[kind], parts={}, rows=rows, timeframe_s=tf_s)
+    parsed.symbol_hint, parsed.market_type = hint, market_type
+    dtype = schema.OHLCV if parsed.stream == "mark" else schema.dtype_of(parsed.stream)
+    for key, pieces in collected.items():
+        records = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
+        records, dupes = _sort_dedupe(parsed.stream, records)
+        parsed.duplicates += dupes
+        if parsed.stream == "funding":
+            fill_intervals(records)
+        parsed.parts[key] = records
+    parsed.rejects, parsed.reject_counts = quarantine.samples, quarantine.counts
+    parsed.rejects.sort(key=lambda r: r.line)
+    return parsed
+
+
+def _infer_timeframe(chunk: pd.DataFrame, kind: str) -> int:
+    if "close_time" in chunk.columns:
+        open_t, ok1 = _integers(chunk, "open_time")
+        close_t, ok2 = _integers(chunk, "close_time")
+        ok = ok1 & ok2
+        if ok.any():
+            span = to_epoch_ms(close_t[ok]) - to_epoch_ms(open_t[ok]) + 1
+            return int(round(float(np.median(span)) / 1000))
+    col = "time_ms_utc" if "time_ms_utc" in chunk.columns else "open_time"
+    t, ok = _integers(chunk, col)
+    diffs = np.diff(np.unique(to_epoch_ms(t[ok])))
+    return int(diffs.min() // 1000) if len(diffs) else 0
+
+
+def _sort_dedupe(stream: str, records: np.ndarray) -> tuple[np.ndarray, int]:
+    """Drop exact venue duplicates (same trade id / bar / settlement; the first copy stays), sort by time.
+
+    Venue files are nearly always sorted with unique ids already: that case costs two linear checks.
+    """
+    if len(records) == 0:
+        return records, 0
+    if stream == "trades":
+        ids = records["trade_id"]
+        if bool((ids[1:] > ids[:-1]).all()):
+            keep = None
+        else:
+            _, first = np.unique(ids, return_index=True)
+            keep = np.sort(first)
+    elif stream == "tickers":
+        keep = None  # quotes may repeat a time; each update is kept
+    else:
+        names = ["is_settled", "funding_ts_ms", "ts_ms"] if stream == "funding" else ["timeframe_s", "ts_ms"]
+        duplicated = pd.DataFrame({n: records[n] for n in names}).duplicated(keep="first").to_numpy()
+        keep = np.flatnonzero(~duplicated) if duplicated.any() else None
+    dropped = 0 if keep is None else len(records) - len(keep)
+    if keep is not None:
+        records = records[keep]
+    ts = records["ts_ms"]
+    if not bool((ts[1:] >= ts[:-1]).all()):
+        records = records[np.argsort(ts, kind="stable")]
+    return records, dropped
+
+
+def fill_intervals(records: np.ndarray) -> None:
+    """Set missing `interval_h` of settled funding rows from consecutive settlement times (in place).
+
+    The interval of the settlement at t_i is the time since the previous one, rounded to the hour; when that
+    gap is a multiple of the next one it was a missing settlement, and the next gap is used instead.
+    """
+    missing = np.isnan(records["interval_h"])
+    if not missing.any() or len(records) < 2:
+        return
+    t = records["funding_ts_ms"].astype(np.float64)
+    gaps = np.maximum(np.round(np.diff(t) / 3_600_000.0), 1.0)
+    prev = np.concatenate([[gaps[0]], gaps])
+    nxt = np.concatenate([gaps, [gaps[-1]]])
+    inferred = np.where((prev > nxt) & (np.mod(prev, nxt) == 0), nxt, prev)
+    records["interval_h"] = np.where(missing, inferred, records["interval_h"])
