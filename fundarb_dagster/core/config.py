@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from .schema import MARKET_STREAMS
+from .venues import VENUE_FACTS, simulated_venues
 
 SOURCE_KINDS = ("sim", "replay", "wire", "live")
 REPLAY_FORMATS = ("landing", "fixture_csv", "binance_archive")
@@ -139,7 +140,7 @@ def default_exchanges() -> tuple[ExchangeConfig, ...]:
     """The embedded default: 3 venues x 3 assets, spot and USDT perpetual (hyperliquid settles in USDC)."""
     out = []
     for venue in DEFAULT_VENUES:
-        quote = "USDC" if venue == "hyperliquid" else "USDT"
+        quote = VENUE_FACTS[venue].quote
         symbols = tuple(s for asset in DEFAULT_ASSETS for s in (f"{asset}/{quote}", f"{asset}/{quote}:{quote}"))
         out.append(ExchangeConfig(id=venue, symbols=symbols))
     return tuple(out)
@@ -280,9 +281,7 @@ def _number(value: Any, where: str, kind: type) -> Any:
 def known_exchanges(source: str) -> tuple[str, ...]:
     """The exchange ids a source kind can serve: ccxt.pro's list for live and wire, the sim's venues."""
     if source == "sim":
-        from .sources.sim import VENUES
-
-        return tuple(VENUES)
+        return simulated_venues()
     import ccxt.pro
 
     return tuple(ccxt.pro.exchanges)

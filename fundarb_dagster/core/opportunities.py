@@ -26,16 +26,17 @@ import pandas as pd
 from fundarb_dagster.core.units import HOURS_PER_YEAR
 
 from .basis import underlying_of
+from .venues import DEFAULT_FEES_BPS, VENUE_FACTS
 
-# Base-tier taker fees in bps (fraction x 1e4), as published by each venue in 2025-2026. Users override them
-# per venue in the opportunities asset's config; anything unknown uses the `*` entry.
+# Base-tier taker fees in bps, from each venue's row in `core/venues.py` (every ccxt id of it). Users override
+# them per venue in the opportunities asset's config; anything unknown uses the `*` entry.
 DEFAULT_TAKER_FEES_BPS: dict[str, dict[str, float]] = {
-    "binance": {"spot": 10.0, "swap": 5.0},
-    "binanceusdm": {"spot": 10.0, "swap": 5.0},
-    "bybit": {"spot": 10.0, "swap": 5.5},
-    "okx": {"spot": 10.0, "swap": 5.0},
-    "hyperliquid": {"spot": 7.0, "swap": 4.5},
-    "*": {"spot": 10.0, "swap": 6.0},
+    **{
+        ccxt_id: {"spot": facts.fees_bps.spot_taker, "swap": facts.fees_bps.perp_taker}
+        for facts in VENUE_FACTS.values()
+        for ccxt_id in facts.ccxt_ids
+    },
+    "*": {"spot": DEFAULT_FEES_BPS.spot_taker, "swap": DEFAULT_FEES_BPS.perp_taker},
 }
 
 OPPORTUNITY_COLUMNS = [

@@ -18,24 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ..units import HOUR_MS
+from ..venues import fees_bps, maintenance_margin_rate
 from .accounting import annualize
-
-# Fee and maintenance-margin defaults per venue (VIP 0, USDT-linear perps / spot), fractions. Override per
-# market in the panel; these only fill what the caller does not give.
-VENUE_DEFAULTS: dict[str, dict[str, float]] = {
-    "binance": {"perp_taker": 0.0005, "perp_maker": 0.0002, "spot_taker": 0.001, "spot_maker": 0.001, "mmr": 0.004},
-    "binanceusdm": {"perp_taker": 0.0005, "perp_maker": 0.0002, "spot_taker": 0.001, "spot_maker": 0.001, "mmr": 0.004},
-    "bybit": {"perp_taker": 0.00055, "perp_maker": 0.0002, "spot_taker": 0.001, "spot_maker": 0.001, "mmr": 0.005},
-    "okx": {"perp_taker": 0.0005, "perp_maker": 0.0002, "spot_taker": 0.001, "spot_maker": 0.0008, "mmr": 0.004},
-    "hyperliquid": {
-        "perp_taker": 0.00045,
-        "perp_maker": 0.00015,
-        "spot_taker": 0.0007,
-        "spot_maker": 0.0004,
-        "mmr": 0.0125,
-    },
-}
-FALLBACK_DEFAULTS = {"perp_taker": 0.0006, "perp_maker": 0.0002, "spot_taker": 0.001, "spot_maker": 0.001, "mmr": 0.005}
 
 
 @dataclass(frozen=True)
@@ -56,14 +40,14 @@ class Market:
 
 
 def make_market(exchange: str, symbol: str, underlying: str, kind: str, **overrides: float) -> Market:
-    """A Market with the venue's default fees and maintenance margin, any of them overridable."""
+    """A Market with the venue's default fees and maintenance margin (`core/venues.py`), any overridable."""
     if kind not in ("perp", "spot"):
         raise ValueError(f"kind: {kind!r} for {exchange} {symbol} must be 'perp' or 'spot'")
-    d = VENUE_DEFAULTS.get(exchange, FALLBACK_DEFAULTS)
+    fees = fees_bps(exchange)  # bps; a Market holds fractions
     values = {
-        "taker_fee": d[f"{kind}_taker"],
-        "maker_fee": d[f"{kind}_maker"],
-        "mmr": d["mmr"] if kind == "perp" else 0.0,
+        "taker_fee": fees.taker(kind) / 1e4,
+        "maker_fee": fees.maker(kind) / 1e4,
+        "mmr": maintenance_margin_rate(exchange) if kind == "perp" else 0.0,
     }
     values.update(overrides)
     return Market(exchange, symbol, underlying, kind, **values)

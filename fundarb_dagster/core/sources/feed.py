@@ -49,6 +49,7 @@ from .. import schema
 from ..instruments import Instrument, InstrumentRegistry
 from ..schema import EventKind
 from ..units import HOUR_MS
+from ..venues import FUNDING_CHANNELS, venue_facts
 from . import EndOfData, normalize
 from .validation import Validator, concat_events, event_rows
 
@@ -73,7 +74,7 @@ FATAL: tuple[type[BaseException], ...] = (
     ccxt.ArgumentsRequired,
 )
 DEFAULT_STALE_TIMEOUT_S: dict[str, float] = {"trades": 60.0, "tickers": 60.0, "funding": 900.0, "ohlcv": 180.0}
-FUNDING_MODES = ("mark_price", "ticker", "funding_rate", "poll")
+FUNDING_MODES = (*FUNDING_CHANNELS, "poll")  # a venue's channel, or polling `fetch_funding_rate`
 _INITIAL_BACKOFF_S = 0.5
 
 
@@ -224,17 +225,20 @@ class Feed:
 
     # -- subscriptions ------------------------------------------------------------------------------
     def funding_mode(self) -> str:
-        """How this venue delivers funding (see FACTS.md): mark_price | ticker | funding_rate | poll."""
-        stated = getattr(self.exchange, "funding_via", None)  # a recorded source says how it delivers funding
-        if stated in FUNDING_MODES:
-            return stated
-        has = getattr(self.exchange, "has", None) or {}
-        stated = getattr(self.exchange, "funding_via", None)  # a source may say (replays: funding_rate)
+        """How this venue delivers funding: mark_price | ticker | funding_rate | poll.
+
+        A source may state it (`funding_via`: the simulator, replays); else the venue's row in `core/venues.py`
+        names its channel, used when the exchange object has the call; else `watch_funding_rate`, else polling.
+        """
+        stated = getattr(self.exchange, "funding_via", None)
         if stated in FUNDING_MODES:
             return str(stated)
-        if self.exchange_id.startswith("binance") and (has.get("watchMarkPrice") or has.get("watchMarkPrices")):
+        has = getattr(self.exchange, "has", None) or {}
+        facts = venue_facts(self.exchange_id)
+        channel = facts.funding_channel if facts is not None else None
+        if channel == "mark_price" and (has.get("watchMarkPrice") or has.get("watchMarkPrices")):
             return "mark_price"
-        if self.exchange_id in ("bybit", "hyperliquid") and has.get("watchTicker", True):
+        if channel == "ticker" and has.get("watchTicker", True):
             return "ticker"
         if has.get("watchFundingRate"):
             return "funding_rate"

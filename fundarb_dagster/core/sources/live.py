@@ -43,15 +43,12 @@ import ccxt.pro
 from ccxt.async_support.base.ws.client import Client
 
 from ..config import LiveConfig
+from ..venues import VENUE_FACTS
 
-# The market kinds loaded at start: what fundarb trades (spot and perpetuals), without the venue's
-# options and dated futures, which cost extra REST calls (bybit lists options per base coin).
+# The market kinds loaded at start, per ccxt id (from `core/venues.py`): what fundarb trades (spot and
+# perpetuals), without the venue's options and dated futures, which cost extra REST calls.
 MARKET_TYPES: dict[str, list[str]] = {
-    "binance": ["spot", "linear", "inverse"],
-    "binanceusdm": ["linear"],
-    "bybit": ["spot", "linear", "inverse"],
-    "okx": ["spot", "swap"],
-    "hyperliquid": ["spot", "swap"],
+    ccxt_id: list(types) for facts in VENUE_FACTS.values() for ccxt_id, types in facts.market_types.items()
 }
 
 

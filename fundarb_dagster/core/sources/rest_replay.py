@@ -24,12 +24,14 @@ complete enough for ccxt's request builders and parsers: id, base/quote/settle, 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import ccxt
 import ccxt.pro
+
+from ..venues import UNIFIED_SYMBOL as _UNIFIED
+from ..venues import venue_market_id
 
 # The unified REST methods a recorded entry can answer: ccxt's camelCase name -> the Python method.
 REPLAYABLE_METHODS: dict[str, str] = {
@@ -46,32 +48,8 @@ REPLAYABLE_METHODS: dict[str, str] = {
     "fetchMarkPrice": "fetch_mark_price",
 }
 
-_UNIFIED = re.compile(r"^(?P<base>[^/]+)/(?P<quote>[^:]+)(?::(?P<settle>[^-]+)(?:-(?P<expiry>\d{6}))?)?$")
-
 
 # -- markets ------------------------------------------------------------------------------------------
-def venue_market_id(exchange_id: str, symbol: str) -> str:
-    """The venue's market id for a unified symbol, as the venue's own REST/websocket payloads spell it."""
-    m = _UNIFIED.match(symbol)
-    if m is None:
-        raise ValueError(f"symbol: {symbol!r} is not a ccxt unified symbol like BTC/USDT or BTC/USDT:USDT")
-    base, quote, settle, expiry = m["base"], m["quote"], m["settle"], m["expiry"]
-    inverse = settle is not None and settle == base
-    if exchange_id in ("okx", "okx-us", "myokx"):
-        if settle is None:
-            return f"{base}-{quote}"
-        return f"{base}-{quote}-{expiry}" if expiry else f"{base}-{quote}-SWAP"
-    if exchange_id in ("binance", "binanceusdm", "binancecoinm"):
-        if expiry:
-            return f"{base}{quote}_{expiry}"
-        return f"{base}{quote}_PERP" if inverse else f"{base}{quote}"
-    if exchange_id == "hyperliquid":
-        # perps are named by coin; spot pairs by "BASE/QUOTE" (ccxt keeps the venue's "@index" in info)
-        return base if settle is not None else f"{base}/{quote}"
-    # bybit and most others: concatenated, dated futures with a suffix
-    return f"{base}{quote}-{expiry}" if expiry else f"{base}{quote}"
-
-
 def build_market(
     exchange: Any,
     symbol: str,

@@ -122,6 +122,7 @@ import numpy as np
 from ..config import SimConfig
 from ..instruments import split_multiplier
 from ..units import DAY_MS, HOUR_MS, MINUTE_MS
+from ..venues import VENUE_FACTS, VenueFacts
 
 EPOCH_HOURS = 720  # hourly anchors are generated in fixed blocks of this many hours from the origin
 HISTORY_DAYS = 120  # the world starts this many days before floor_day(sim.start)
@@ -185,16 +186,17 @@ class IntervalChange:
 
 @dataclass(frozen=True)
 class VenueSpec:
-    id: str
+    """The simulator's parameters of a venue, beside its shared facts (`core/venues.py`: quote, funding
+    channel, market-id format, mark-price stream)."""
+
+    facts: VenueFacts
     index: int  # a stable small number used to key random streams
-    quote: str
     spot_assets: tuple[str, ...]
     perp_assets: tuple[str, ...]
     funding_interval_h: float
     funding_style: str  # "clamp" (binance/bybit/okx) or "hyperliquid" (8h rate paid 1/8 hourly)
     premium_average: str  # "weighted" (binance: sample k weighs k) or "mean"
-    funding_channel: str  # how the real venue streams funding: "mark_price" | "ticker" | "funding_rate"
-    rate_limit: int
+    rate_limit: int  # ccxt's `rateLimit` of the venue's class (ms between requests)
     cap_default: float
     cap_by_asset: Mapping[str, float] = field(default_factory=dict)
     perp_bases: Mapping[str, str] = field(default_factory=dict)  # asset -> ccxt base, e.g. PEPE -> 1000PEPE
@@ -204,6 +206,20 @@ class VenueSpec:
     clamp: float = 0.0005
     spread_mult: float = 1.0
     noise_bps: float = 0.4  # per-second venue noise on the spot mid
+    index_market_ids: bool = False  # ccxt ids its markets by asset index (hyperliquid), not as payloads spell them
+
+    @property
+    def id(self) -> str:
+        return self.facts.id
+
+    @property
+    def quote(self) -> str:
+        return self.facts.quote
+
+    @property
+    def funding_channel(self) -> str:
+        """How the real venue streams funding: "mark_price" | "ticker" | "funding_rate"."""
+        return self.facts.funding_channel
 
     def cap(self, asset: str) -> float:
         """The funding cap (per interval) for an asset's perp; the floor is its negative."""
@@ -213,25 +229,22 @@ class VenueSpec:
         return self.perp_bases.get(asset, asset)
 
     def market_id(self, base: str, swap: bool, asset: str) -> str:
-        if self.id == "okx":
-            return f"{base}-{self.quote}-SWAP" if swap else f"{base}-{self.quote}"
-        if self.id == "hyperliquid":
+        """ccxt's market id: the venue's spelling (`core/venues.py`), or the asset index where ccxt uses it."""
+        if self.index_market_ids:
             return str(ASSET_INDEX[asset]) if swap else str(10_000 + ASSET_INDEX[asset])
-        return f"{base}{self.quote}"
+        return self.facts.market_id(base, self.quote, self.quote if swap else None, None)
 
 
 _ALL = ASSET_NAMES
 VENUES: dict[str, VenueSpec] = {
     "binance": VenueSpec(
-        id="binance",
+        facts=VENUE_FACTS["binance"],
         index=0,
-        quote="USDT",
         spot_assets=_ALL,
         perp_assets=_ALL,
         funding_interval_h=8.0,
         funding_style="clamp",
         premium_average="weighted",
-        funding_channel="mark_price",
         rate_limit=50,
         cap_default=0.0075,
         cap_by_asset={"BTC": 0.003, "ETH": 0.003},
@@ -239,15 +252,13 @@ VENUES: dict[str, VenueSpec] = {
         interval_changes=(IntervalChange("PEPE", 12, 4.0, 0.009),),
     ),
     "bybit": VenueSpec(
-        id="bybit",
+        facts=VENUE_FACTS["bybit"],
         index=1,
-        quote="USDT",
         spot_assets=_ALL,
         perp_assets=_ALL,
         funding_interval_h=8.0,
         funding_style="clamp",
         premium_average="mean",
-        funding_channel="ticker",
         rate_limit=20,
         cap_default=0.0075,
         cap_by_asset={"BTC": 0.00375, "ETH": 0.00375},
@@ -256,15 +267,13 @@ VENUES: dict[str, VenueSpec] = {
         spread_mult=1.2,
     ),
     "okx": VenueSpec(
-        id="okx",
+        facts=VENUE_FACTS["okx"],
         index=2,
-        quote="USDT",
         spot_assets=_ALL,
         perp_assets=_ALL,
         funding_interval_h=8.0,
         funding_style="clamp",
         premium_average="mean",
-        funding_channel="funding_rate",
         rate_limit=110,
         cap_default=0.015,
         cap_by_asset={"BTC": 0.00375, "ETH": 0.00375},
@@ -272,20 +281,19 @@ VENUES: dict[str, VenueSpec] = {
         spread_mult=1.3,
     ),
     "hyperliquid": VenueSpec(
-        id="hyperliquid",
+        facts=VENUE_FACTS["hyperliquid"],
         index=3,
-        quote="USDC",
         spot_assets=("BTC", "ETH", "SOL"),
         perp_assets=_ALL,
         funding_interval_h=1.0,
         funding_style="hyperliquid",
         premium_average="mean",
-        funding_channel="ticker",
         rate_limit=50,
         cap_default=0.04,
         perp_bases={"PEPE": "kPEPE"},
         spread_mult=1.5,
         noise_bps=0.6,
+        index_market_ids=True,
     ),
 }
 _VENUE_LIST: tuple[VenueSpec, ...] = tuple(sorted(VENUES.values(), key=lambda v: v.index))
@@ -652,7 +660,7 @@ class SimExchange:
             "watchTicker": True,
             "watchOHLCV": True,
             "watchFundingRate": channel == "funding_rate" or funding_channel == "unified",
-            "watchMarkPrice": exchange_id in ("binance", "okx"),
+            "watchMarkPrice": self.spec.facts.mark_price_stream,
             "fetchMarkets": True,
             "fetchTrades": True,
             "fetchOHLCV": True,
@@ -664,7 +672,7 @@ class SimExchange:
             "unWatchTicker": True,
             "unWatchOHLCV": True,
             "unWatchFundingRate": channel == "funding_rate" or funding_channel == "unified",
-            "unWatchMarkPrice": exchange_id in ("binance", "okx"),
+            "unWatchMarkPrice": self.spec.facts.mark_price_stream,
         }
         # How this venue delivers funding on its sockets, for consumers that dispatch on it.
         self.funding_via = "funding_rate" if funding_channel == "unified" else channel

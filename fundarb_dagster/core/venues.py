@@ -1,0 +1,199 @@
+"""What fundarb knows about each venue, one declarative row per venue, read by every source and model.
+
+A `VenueFacts` row holds the facts that are true of the venue whatever reads them: the ccxt ids that reach
+it and the market kinds loaded live, the channel it streams funding on, how it spells market ids, its
+base-tier fees (bps), maintenance margin rate, the price funding is paid on, and whether the simulator
+models it. Generic code (the `Feed`, the live source, backtest defaults, opportunity costs, config
+validation) reads the row; it never compares exchange ids. The simulator keeps its own world parameters
+(premium regimes, caps, spreads) beside these facts in `sources/sim/venues.py`.
+
+    facts = venue_facts("binanceusdm")      # the binance row: any of its ccxt ids finds it
+    facts.funding_channel                   # "mark_price"
+    facts.fees_bps.taker("perp")            # 5.0
+
+Adding a venue is adding its row here (plus a normaliser only if its funding channel is new).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+# How a venue streams funding on its websockets; the Feed calls the matching ccxt.pro method.
+FUNDING_CHANNELS: Final = ("mark_price", "ticker", "funding_rate")
+FUNDING_PRICES: Final = ("mark", "oracle")
+
+UNIFIED_SYMBOL: Final = re.compile(r"^(?P<base>[^/]+)/(?P<quote>[^:]+)(?::(?P<settle>[^-]+)(?:-(?P<expiry>\d{6}))?)?$")
+
+
+@dataclass(frozen=True)
+class Fees:
+    """Base-tier (VIP 0) fees in bps (fraction x 1e4) by market kind, as published by the venue in 2025-2026."""
+
+    spot_taker: float
+    spot_maker: float
+    perp_taker: float
+    perp_maker: float
+
+    def taker(self, kind: str) -> float:
+        """Taker fee (bps) of a market kind: `spot`, or `perp` / `swap` (the same thing, two vocabularies)."""
+        return self.spot_taker if _kind(kind) == "spot" else self.perp_taker
+
+    def maker(self, kind: str) -> float:
+        return self.spot_maker if _kind(kind) == "spot" else self.perp_maker
+
+
+def _kind(kind: str) -> str:
+    if kind not in ("spot", "perp", "swap"):
+        raise ValueError(f"kind: {kind!r}; expected 'spot', 'perp' or 'swap'")
+    return "spot" if kind == "spot" else "perp"
+
+
+# -- market-id formats: how the venue's own payloads spell a unified symbol --------------------------------
+def concatenated_id(base: str, quote: str, settle: str | None, expiry: str | None) -> str:
+    """bybit and most venues: `BTCUSDT` (spot and linear perp alike), dated futures `BTCUSDT-260327`."""
+    return f"{base}{quote}-{expiry}" if expiry else f"{base}{quote}"
+
+
+def binance_id(base: str, quote: str, settle: str | None, expiry: str | None) -> str:
+    """binance: `BTCUSDT`, coin-margined perp `BTCUSD_PERP`, dated futures `BTCUSDT_260327`."""
+    if expiry:
+        return f"{base}{quote}_{expiry}"
+    return f"{base}{quote}_PERP" if settle is not None and settle == base else f"{base}{quote}"
+
+
+def okx_id(base: str, quote: str, settle: str | None, expiry: str | None) -> str:
+    """okx: spot `BTC-USDT`, perp `BTC-USDT-SWAP`, dated futures `BTC-USDT-260327`."""
+    if settle is None:
+        return f"{base}-{quote}"
+    return f"{base}-{quote}-{expiry}" if expiry else f"{base}-{quote}-SWAP"
+
+
+def hyperliquid_id(base: str, quote: str, settle: str | None, expiry: str | None) -> str:
+    """hyperliquid: perps by coin (`BTC`), spot pairs `BASE/QUOTE` (ccxt keeps the venue's `@index` in info)."""
+    return base if settle is not None else f"{base}/{quote}"
+
+
+MarketIdFormat = Callable[[str, str, "str | None", "str | None"], str]
+
+
+@dataclass(frozen=True)
+class VenueFacts:
+    """One venue's facts (see the module doc)."""
+
+    id: str  # the venue's ccxt id, the `exchange` column
+    market_types: Mapping[str, tuple[str, ...]]  # every ccxt id reaching the venue -> market kinds loaded live
+    quote: str  # what its linear perps fundarb trades are quoted and settled in
+    funding_channel: str  # FUNDING_CHANNELS: where its websockets carry funding
+    mark_price_stream: bool  # ccxt.pro `watchMarkPrice` exists for it
+    market_id: MarketIdFormat  # (base, quote, settle, expiry) -> the venue's market id
+    fees_bps: Fees
+    maintenance_margin_rate: float  # fraction of notional, base tier, linear perps
+    funding_price: str = "mark"  # FUNDING_PRICES: the price a settlement is paid on
+    simulated: bool = False  # the simulator (`sources/sim`) models it
+
+    @property
+    def ccxt_ids(self) -> tuple[str, ...]:
+        return tuple(self.market_types)
+
+
+VENUE_FACTS: Final[dict[str, VenueFacts]] = {
+    f.id: f
+    for f in (
+        VenueFacts(
+            id="binance",
+            # the one ccxt.pro.binance instance routes perps to USD-M by market type; usdm/coinm are perps only
+            market_types={
+                "binance": ("spot", "linear", "inverse"),
+                "binanceusdm": ("linear",),
+                "binancecoinm": ("inverse",),
+            },
+            quote="USDT",
+            funding_channel="mark_price",
+            mark_price_stream=True,
+            market_id=binance_id,
+            fees_bps=Fees(spot_taker=10.0, spot_maker=10.0, perp_taker=5.0, perp_maker=2.0),
+            maintenance_margin_rate=0.004,
+            simulated=True,
+        ),
+        VenueFacts(
+            id="bybit",
+            market_types={"bybit": ("spot", "linear", "inverse")},  # not options: bybit lists them per coin
+            quote="USDT",
+            funding_channel="ticker",
+            mark_price_stream=False,
+            market_id=concatenated_id,
+            fees_bps=Fees(spot_taker=10.0, spot_maker=10.0, perp_taker=5.5, perp_maker=2.0),
+            maintenance_margin_rate=0.005,
+            simulated=True,
+        ),
+        VenueFacts(
+            id="okx",
+            market_types={"okx": ("spot", "swap"), "myokx": ("spot", "swap"), "okxus": ("spot", "swap")},
+            quote="USDT",
+            funding_channel="funding_rate",
+            mark_price_stream=True,
+            market_id=okx_id,
+            fees_bps=Fees(spot_taker=10.0, spot_maker=8.0, perp_taker=5.0, perp_maker=2.0),
+            maintenance_margin_rate=0.004,
+            simulated=True,
+        ),
+        VenueFacts(
+            id="hyperliquid",
+            market_types={"hyperliquid": ("spot", "swap")},
+            quote="USDC",
+            funding_channel="ticker",
+            mark_price_stream=False,
+            market_id=hyperliquid_id,
+            fees_bps=Fees(spot_taker=7.0, spot_maker=4.0, perp_taker=4.5, perp_maker=1.5),
+            maintenance_margin_rate=0.0125,
+            funding_price="oracle",  # funding is paid on the oracle price
+            simulated=True,
+        ),
+    )
+}
+
+# What a venue without a row costs: fees a little above the big venues', a middling margin rate.
+DEFAULT_FEES_BPS: Final = Fees(spot_taker=10.0, spot_maker=10.0, perp_taker=6.0, perp_maker=2.0)
+DEFAULT_MAINTENANCE_MARGIN_RATE: Final = 0.005
+
+_BY_CCXT_ID: Final[dict[str, VenueFacts]] = {i: f for f in VENUE_FACTS.values() for i in f.ccxt_ids}
+
+
+def venue_facts(exchange_id: str) -> VenueFacts | None:
+    """The row of the venue a ccxt id reaches (`binanceusdm` -> binance), None for a venue without one."""
+    return _BY_CCXT_ID.get(exchange_id)
+
+
+def simulated_venues() -> tuple[str, ...]:
+    """The venues the simulator models, in row order."""
+    return tuple(f.id for f in VENUE_FACTS.values() if f.simulated)
+
+
+def market_types(exchange_id: str) -> tuple[str, ...] | None:
+    """The market kinds to load live for a ccxt id (ccxt's `fetchMarkets.types`); None: ccxt's default."""
+    facts = venue_facts(exchange_id)
+    return None if facts is None else facts.market_types[exchange_id]
+
+
+def venue_market_id(exchange_id: str, symbol: str) -> str:
+    """The venue's market id for a unified symbol, as the venue's own REST/websocket payloads spell it."""
+    m = UNIFIED_SYMBOL.match(symbol)
+    if m is None:
+        raise ValueError(f"symbol: {symbol!r} is not a ccxt unified symbol like BTC/USDT or BTC/USDT:USDT")
+    facts = venue_facts(exchange_id)
+    spell = concatenated_id if facts is None else facts.market_id
+    return spell(m["base"], m["quote"], m["settle"], m["expiry"])
+
+
+def fees_bps(exchange_id: str) -> Fees:
+    """Base-tier fees (bps) of a ccxt id's venue, else `DEFAULT_FEES_BPS`."""
+    facts = venue_facts(exchange_id)
+    return DEFAULT_FEES_BPS if facts is None else facts.fees_bps
+
+
+def maintenance_margin_rate(exchange_id: str) -> float:
+    facts = venue_facts(exchange_id)
+    return DEFAULT_MAINTENANCE_MARGIN_RATE if facts is None else facts.maintenance_margin_rate
