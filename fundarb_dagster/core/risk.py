@@ -1,6 +1,6 @@
 """Risk of a book of two-leg positions: stress by price shock, exposures, limits, historical VaR/ES.
 
-The book is a frame with one row per leg (`core.backtest.engine.OPEN_COLUMNS`): pair, leg, exchange, symbol,
+The book is a frame with one row per leg (`core.backtest.records.OPEN_COLUMNS`): pair, leg, exchange, symbol,
 underlying, kind (perp/spot), units (signed), entry_price, mark_price, wallet_usd (isolated margin of a perp
 leg: initial margin plus funding since), mmr, taker_fee. Pure functions, frames in and out.
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .engine import GRID_FIELDS, BacktestParams, _metrics, make_grid, prepare_legs, simulate
+from .engine import GRID_FIELDS, BacktestParams, grid_metrics, make_grid, prepare_legs, simulate
 from .panel import Panel
 from .strategies import PairSet
 
@@ -47,7 +47,7 @@ def sweep(
     for idx in np.split(order, cuts):
         sub = {k: v[idx] for k, v in grid.items()}
         sim = simulate(panel, pairs, sub, base, detail=False, legs=legs)
-        m = _metrics(sim, panel.bar_h)
+        m = grid_metrics(sim, panel.bar_h)
         part = pd.DataFrame({**sub, **m})
         part["final_equity"] = sim["equity"][:, -1]
         part["liquidations"] = sim["liquidations"]

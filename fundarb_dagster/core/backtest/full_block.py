@@ -1,0 +1,130 @@
+"""The full block simulator: the rules of engine.py for every grid point at once on `(G, P, T)` arrays.
+
+`run_backtest` uses it (detail=True keeps the per-bar arrays the trade, position and book tables need); the
+grid-sharing simulator (grid_block.py) must give the same aggregates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .block import Block, Legs, gather, leg_costs, pair_parts, pair_pnl, shift
+
+# the per-bar arrays of detail=True, besides the PnL parts
+DETAIL = (
+    "seg",
+    "A",
+    "H",
+    "D",
+    "q",
+    "xa",
+    "xb",
+    "pnl",
+    "liq_a",
+    "liq_b",
+    "stopped",
+    "liq_a_px",
+    "liq_b_px",
+    "e_a",
+    "e_b",
+)
+
+
+def simulate_full(block: Block, g: dict[str, np.ndarray], detail: bool) -> dict[str, Any]:
+    """The rules of engine.py on one block of pairs, arrays `(G, P, T)`; grid fields `g` shaped `(G, 1, 1)`."""
+    la, lb = block.la, block.lb
+    P, T = block.sig.shape
+    G = g["enter_apr"].shape[0]
+    shape = (G, P, T)
+    lev, stop = g["leverage"], g["stop_distance"]
+
+    # 1.-2. desired direction, episodes, holding limit, rebalance segments
+    D = block.direction(g["enter_apr"], g["exit_apr"])
+    sidx, H, seg = block.episodes(D, g["max_hold_h"], g["rebalance_h"])
+
+    # 3. sizing: equal units on both legs
+    notional = block.notional(1.0 / lev)  # (G, P, 1)
+    e_a, e_b = gather(la.mid, seg), gather(lb.mid, seg)
+    held = H != 0
+    q = np.divide(notional, e_a, out=np.zeros(shape), where=held)
+
+    # 5. liquidation and stop events on the hypothetical (never-stopped) path; rule 2 after the first one
+    brk_a, stop_a, liq_a_prev = _leg_events(-H * q, e_a, la, seg, lev, stop)
+    brk_b, stop_b, liq_b_prev = _leg_events(H * q, e_b, lb, seg, lev, stop)
+    A = _alive(H, sidx, held, brk_a | brk_b | stop_a | stop_b)
+    Ap = shift(A, 0)
+    open_prev = Ap != 0
+    liq_a, liq_b = brk_a & open_prev, brk_b & open_prev
+    stopped = (stop_a | stop_b) & open_prev & ~(liq_a | liq_b)
+
+    # 4. accounting
+    xa = -A * q  # q is finite everywhere (0 where never held)
+    xb = A * q
+    pa_ = leg_costs(xa, shift(xa, 0.0), liq_a, liq_a_prev, la.mid, la.mid_prev, la.cash, la.fee, la.hs,
+                    la.taker, la.mmr, block.borrow_a, block.bar_h)  # fmt: skip
+    pb_ = leg_costs(xb, shift(xb, 0.0), liq_b, liq_b_prev, lb.mid, lb.mid_prev, lb.cash, lb.fee, lb.hs,
+                    lb.taker, lb.mmr, block.borrow_b, block.bar_h)  # fmt: skip
+    parts = pair_parts(pa_, pb_)
+    pnl = pair_pnl(parts)
+    zeros_t = np.zeros((G, T))
+    out: dict[str, Any] = {
+        "pnl_t": pnl.sum(axis=1),
+        "parts": {k: (v.sum(axis=(1, 2)) if np.ndim(v) else np.zeros(G)) for k, v in parts.items()},
+        "parts_t": {k: (v.sum(axis=1) if np.ndim(v) else zeros_t) for k, v in parts.items()},
+        "in_market": (A != 0).any(axis=1),
+        "gross_exposure": (np.abs(xa) * la.mid + np.abs(xb) * lb.mid).sum(axis=1),
+        "entries": ((A != 0) & (Ap != A)).sum(axis=(1, 2)),
+        "held_pair_bars": (A != 0).sum(axis=(1, 2)),
+        "liquidations": (liq_a | liq_b).sum(axis=(1, 2)),
+        "stops": stopped.sum(axis=(1, 2)),
+    }
+    if detail:
+        full = {k: (v if np.ndim(v) else np.zeros(shape)) for k, v in parts.items()}
+        out["detail"] = {
+            "seg": seg, "A": A, "H": H, "D": D, "q": q, "xa": xa, "xb": xb, "pnl": pnl, "liq_a": liq_a,
+            "liq_b": liq_b, "stopped": stopped, "liq_a_px": liq_a_prev, "liq_b_px": liq_b_prev, "e_a": e_a,
+            "e_b": e_b, "parts": full,
+        }  # fmt: skip
+    return out
+
+
+def _leg_events(
+    x_h: np.ndarray, e: np.ndarray, leg: Legs, seg: np.ndarray, lev: np.ndarray, stop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rule 5 for one leg holding `x_h` `(G, P, T)` on the never-stopped path, entered (or last resized) at
+    price `e`: the bars where its liquidation price is breached, where the risk stop fires, and that price."""
+    shape = x_h.shape
+    x_prev = shift(x_h, 0.0)
+    if not leg.is_perp.any():
+        none = np.zeros(shape, dtype=bool)
+        return none, none, np.full(shape, np.nan)
+    cum = np.cumsum(-x_prev * leg.cash, axis=-1)
+    size = np.abs(x_h)
+    wallet = size * e / lev + cum - gather(cum, seg)
+    # accounting.liquidation_price, inlined: flat legs (size 0) get a finite dummy never used
+    per_unit = np.divide(wallet, size, out=np.zeros(shape), where=size > 0)
+    liq_long = (e - per_unit) / (1.0 - leg.mmr - leg.taker)
+    liq = liq_long + ((e + per_unit) / (1.0 + leg.mmr + leg.taker) - liq_long) * (x_h < 0)
+    liq_prev = shift(liq, np.nan)
+    short, long = x_prev < 0, x_prev > 0
+    with np.errstate(invalid="ignore"):
+        breach = (short & (leg.high >= liq_prev)) | (long & (leg.low <= liq_prev))
+    breach &= leg.is_perp
+    if not (np.asarray(stop) > 0).any():
+        return breach, np.zeros(shape, dtype=bool), liq_prev
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dist = (liq_prev - leg.ref) * (2.0 * short - 1.0) / leg.ref
+    stopped = (stop > 0) & (short | long) & (dist <= stop) & leg.is_perp & ~breach
+    return breach, stopped, liq_prev
+
+
+def _alive(H: np.ndarray, sidx: np.ndarray, held: np.ndarray, events: np.ndarray) -> np.ndarray:
+    """Rule 2 after an event: from an episode's first liquidation or stop to its end the pair is flat.
+    Returns A, the direction actually held."""
+    ev_ep = np.multiply(events & (shift(H, 0) != 0), shift(sidx, -1) + 1, dtype=np.int64)
+    ev_ep -= 1  # the episode (start index) of each event, -1 where none
+    np.maximum.accumulate(ev_ep, axis=-1, out=ev_ep)
+    killed = held & (ev_ep == sidx)
+    return H * ~killed
