@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..panel import Panel
-from . import PairSet, register
+from .base import PairSet, register
 
 
 @register
