@@ -34,12 +34,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import records
 from .block import BLOCK_CELLS, Block, Legs, legs_of
 from .full_block import DETAIL, simulate_full
 from .grid_block import SWEEP_BLOCK_CELLS, simulate_grid
 from .metrics import drawdown, performance
 from .panel import Panel
+from .records import open_positions, positions, timestamps, trades
 from .strategies import PairSet
 
 GRID_FIELDS = ("enter_apr", "exit_apr", "max_hold_h", "leverage", "rebalance_h", "stop_distance")
@@ -201,16 +201,16 @@ def run_backtest(panel: Panel, pairs: PairSet, params: BacktestParams, strategy:
     metrics = {k: float(v[0]) for k, v in grid_metrics(sim, panel.bar_h).items()}
     metrics["liquidations"] = float(sim["liquidations"][0])
     metrics["stops"] = float(sim["stops"][0])
-    eq = pd.DataFrame({"ts": records.timestamps(panel.ts_ms), "equity": equity, "drawdown": drawdown(equity[None])[0]})
+    eq = pd.DataFrame({"ts": timestamps(panel.ts_ms), "equity": equity, "drawdown": drawdown(equity[None])[0]})
     for k, v in sim["attribution_t"].items():
         eq[f"{k}_pnl"] = v[0]
     eq["gross_exposure"] = sim["gross_exposure"][0]
     eq["in_market"] = sim["in_market"][0]
-    trades = records.trades(panel, pairs, sim)
-    positions = records.positions(panel, pairs, sim)
-    open_pos = records.open_positions(panel, pairs, sim, params.leverage)
+    book = open_positions(panel, pairs, sim, params.leverage)
     attribution = {k: float(v[0]) for k, v in sim["attribution"].items()}
-    return BacktestResult(params, strategy, eq, trades, positions, open_pos, metrics, attribution, sim)
+    return BacktestResult(
+        params, strategy, eq, trades(panel, pairs, sim), positions(panel, pairs, sim), book, metrics, attribution, sim
+    )
 
 
 def grid_metrics(sim: dict[str, Any], bar_h: float) -> dict[str, np.ndarray]:
