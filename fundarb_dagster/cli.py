@@ -1,4 +1,4 @@
-"""The `fundarb` command: demo, capture, import, history, check-config, ui.
+"""The `fundarb` command: demo, capture, import, history, check-config, assets, ui.
 
 Each subcommand is a thin shell over a function in the package, imported only when that subcommand runs
 (importing mpi4py initialises MPI, so only the capture job itself ever does).
@@ -7,12 +7,12 @@ Each subcommand is a thin shell over a function in the package, imported only wh
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .core.config import SOURCE_KINDS, ConfigError, load_config, parse_utc_ms
+from .instance import dagster_env
 
 DESCRIPTION = """\
 fundarb: crypto perpetual-futures funding-rate arbitrage.
@@ -24,7 +24,11 @@ examples:
   fundarb demo                                   the whole pipeline offline on the simulator (a few minutes)
   fundarb capture --source sim --duration 60     run the MPI capture job for a minute
   fundarb import BTCUSDT-1m-2024-01.zip --exchange binance --symbol BTC/USDT:USDT
-  fundarb ui                                     open the Dagster UI on the demo's instance"""
+  fundarb ui                                     open the Dagster UI on the demo's instance
+  dagster asset materialize -m fundarb_dagster.definitions --select "$(fundarb assets --scope hourly)" \
+      --partition-range "2026-11-01-00:00...2026-11-01-23:00"     every hourly table of a day, one run"""
+
+SCOPES = ("hourly", "daily")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate a config file without starting anything; exit 2 with the field and value on error.",
     )
     check.add_argument("config", nargs="?", help="YAML config (default: the embedded defaults)")
+
+    assets = commands.add_parser(
+        "assets",
+        help="print the asset keys of every hourly or daily asset, for `dagster asset materialize --select`",
+        description="Print the comma-separated keys of every asset on the hourly (or daily) partitions, in every "
+        "domain, so one `dagster asset materialize --partition-range A...B` run rebuilds them all: "
+        'dagster asset materialize -m fundarb_dagster.definitions --select "$(fundarb assets --scope hourly)" '
+        '--partition-range "2026-11-01-00:00...2026-11-01-23:00".',
+    )
+    assets.add_argument("--scope", choices=SCOPES, default="hourly", help="partitions to select (hourly)")
 
     ui = commands.add_parser(
         "ui",
@@ -172,19 +186,27 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def dagster_env(data_dir: Path) -> dict[str, str]:
-    """The environment that points Dagster at a data folder's instance and warehouse."""
-    data_dir = data_dir.resolve()
-    home = data_dir / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    template = Path(__file__).resolve().parent.parent / "config" / "dagster.yaml"
-    if template.exists() and not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(template.read_text())
-    env = {**os.environ, "DAGSTER_HOME": str(home), "FUNDARB_DATA_DIR": str(data_dir)}
-    # The demo leaves its config beside its data, so the UI's funding_history pulls from the same sim.
-    if (data_dir / "demo_config.yaml").exists():
-        env.setdefault("FUNDARB_CONFIG", str(data_dir / "demo_config.yaml"))
-    return env
+def selection_string(scope: str) -> str:
+    """Comma-separated asset keys of every `hourly` or `daily` asset, for `dagster asset materialize --select`."""
+    import warnings
+
+    from dagster import SupersessionWarning
+
+    # The freshness-check builders are superseded in Dagster 1.13; a user printing a selection has nothing to act on.
+    warnings.filterwarnings("ignore", category=SupersessionWarning)
+    from .definitions import all_assets
+    from .defs.jobs import keys_with_partitions
+    from .defs.partitions import DAILY, HOURLY
+
+    partitions_def = {"hourly": HOURLY, "daily": DAILY}.get(scope)
+    if partitions_def is None:
+        raise ValueError(f"scope: {scope!r}; expected one of {list(SCOPES)}")
+    return ",".join(k.to_user_string() for k in keys_with_partitions(all_assets, partitions_def))
+
+
+def _assets(args: argparse.Namespace) -> int:
+    print(selection_string(args.scope))
+    return 0
 
 
 def _ui(args: argparse.Namespace) -> int:
@@ -209,6 +231,7 @@ COMMANDS = {
     "import": _import,
     "history": _history,
     "check-config": _check_config,
+    "assets": _assets,
     "ui": _ui,
 }
 

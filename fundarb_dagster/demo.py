@@ -19,14 +19,12 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from fundarb_dagster.core.units import HOUR_MS
-
 from .core.config import default_config
 from .core.landing import landing_root, stream_glob
 from .core.schema import MARKET_STREAMS
 from .core.sql import bind, load_sql
-
-DAY_MS = 24 * HOUR_MS
+from .core.units import DAY_MS, HOUR_MS
+from .instance import dagster_env
 
 
 def say(message: str) -> None:
@@ -103,7 +101,6 @@ def run_demo(
 ) -> int:
     from mpi_jobs.launcher import launch_capture
 
-    from .cli import dagster_env
     from .core.history import pull_history
 
     started = time.perf_counter()
@@ -147,7 +144,6 @@ def run_demo(
 
 
 # Ranged runs need every selected asset on one partitions definition, so the graph is cut where it changes.
-RAW_HOURLY = ("raw_trades", "raw_tickers", "raw_funding", "raw_ohlcv", "capture_events", "capture_stats")
 MARKET_HOURLY = ("ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "indicators")
 FUNDING_HOURLY = ("funding_predictions", "funding_rates", "basis", "funding_spreads")
 BACKTEST = ("backtest_runs", "backtest_equity", "backtest_trades", "backtest_positions", "backtest_book")
@@ -177,6 +173,7 @@ def materialize_all(env: dict[str, str], since_ms: int, end_ms: int) -> None:
     warnings.filterwarnings("ignore", category=SupersessionWarning)
 
     from . import definitions
+    from .defs.raw.assets import RAW_HOURLY
 
     everything = [*definitions.all_assets, *definitions.all_checks]
     resources = definitions.defs.resources

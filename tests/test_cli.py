@@ -65,3 +65,12 @@ def test_import_exits_1_when_a_file_cannot_be_read_and_0_when_all_land(tmp_path:
     assert main([*args, str(trades)]) == 0
     out = capsys.readouterr().out
     assert "12,477" in out or "12477" in out
+
+
+def test_assets_prints_every_hourly_or_daily_asset_for_a_ranged_materialize(capsys):
+    assert main(["assets", "--scope", "hourly"]) == 0
+    hourly = capsys.readouterr().out.strip().split(",")
+    assert {"raw_trades", "capture_stats", "ohlcv_1m", "indicators", "funding_rates", "funding_spreads"} <= set(hourly)
+    assert "ohlcv_1d" not in hourly and "funding_history" not in hourly and "opportunities" not in hourly
+    assert main(["assets", "--scope", "daily"]) == 0
+    assert set(capsys.readouterr().out.strip().split(",")) == {"ohlcv_1d", "funding_history"}

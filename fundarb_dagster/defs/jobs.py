@@ -10,8 +10,7 @@ from typing import Any
 from dagster import AssetsDefinition, AssetSelection, define_asset_job
 
 from .partitions import DAILY, HOURLY
-
-RAW_HOURLY = ("raw_trades", "raw_tickers", "raw_funding", "raw_ohlcv", "capture_events", "capture_stats")
+from .raw.assets import RAW_HOURLY
 
 
 def keys_with_partitions(assets: Sequence[Any], partitions_def: Any) -> list[Any]:
@@ -57,21 +56,3 @@ def build_jobs(assets: Sequence[Any]) -> list[Any]:
             )
         )
     return jobs
-
-
-def selection_string(scope: str) -> str:
-    """Comma-separated asset keys of every `hourly` or `daily` asset, for `dagster asset materialize --select`."""
-    from ..definitions import all_assets
-
-    partitions_def = {"hourly": HOURLY, "daily": DAILY}.get(scope)
-    if partitions_def is None:
-        raise ValueError(f"scope: {scope!r}; expected 'hourly' or 'daily'")
-    return ",".join(k.to_user_string() for k in keys_with_partitions(all_assets, partitions_def))
-
-
-if __name__ == "__main__":
-    # dagster asset materialize -m fundarb_dagster.definitions \
-    #   --select "$(python -m fundarb_dagster.defs.jobs hourly)" --partition-range "A...B"
-    import sys
-
-    print(selection_string(sys.argv[1] if len(sys.argv) > 1 else "hourly"))

@@ -31,7 +31,7 @@ from dagster import (
 )
 
 from ..core import landing
-from .jobs import RAW_HOURLY
+from .raw.assets import RAW_HOURLY
 from .resources import DataDirResource
 
 STREAMS = ("trades", "tickers", "funding", "ohlcv", "capture_events", "capture_stats")

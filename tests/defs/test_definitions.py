@@ -90,11 +90,3 @@ def test_checks_sit_next_to_their_assets_with_blocking_where_bad_data_must_stop(
     blocking = {key.name for key in graph.asset_check_keys if graph.get_check_spec(key).blocking}
     assert {"raw_trades_has_unique_keys", "ohlcv_1m_is_consistent"} <= blocking
     assert "ohlcv_1m_has_no_gaps" not in blocking
-
-
-def test_selection_string_lists_every_hourly_asset_for_the_cli():
-    from fundarb_dagster.defs.jobs import selection_string
-
-    hourly = selection_string("hourly").split(",")
-    assert {"raw_trades", "ohlcv_1m", "indicators"} <= set(hourly) and "ohlcv_1d" not in hourly
-    assert "ohlcv_1d" in selection_string("daily").split(",")

@@ -123,6 +123,7 @@ RAW_TABLES: dict[str, dict[str, Any]] = {
     },
 }
 STREAM_TABLES: dict[str, str] = {spec["stream"]: table for table, spec in RAW_TABLES.items()}
+RAW_HOURLY: tuple[str, ...] = tuple(RAW_TABLES)  # one hour of every landed stream: the landing sensor's runs
 
 
 def empty_stream_file(data_dir: Path, stream: str) -> Path:
