@@ -1,4 +1,5 @@
-"""Resources: the DuckDB warehouse, the data folder (landing zone + registry), the source config.
+"""Resources: the DuckDB warehouse, the data folder (landing zone + registry), the source config, the alert
+channels. `definitions.py` instantiates them; assets of every domain take them by key.
 
 Every setting is configurable in the launchpad or in code, and environment variables are read when a
 resource is used, never at import time:
@@ -8,6 +9,7 @@ resource is used, never at import time:
 | `duckdb` | `WarehouseResource` (a DuckDBResource) | `FUNDARB_WAREHOUSE`, else `<data_dir>/warehouse.duckdb` |
 | `data_dir` | `DataDirResource` | `FUNDARB_DATA_DIR`, else `./data` |
 | `source` | `SourceConfigResource` | `FUNDARB_CONFIG`, else the embedded default config |
+| `alert_channels` | `AlertChannelsResource` | log, `<data_dir>/alerts/alerts.jsonl`, `FUNDARB_WEBHOOK_URL` if set |
 
 DuckDB allows one read-write process per file (a writer blocks even read-only opens elsewhere), so writes
 are serialised by the `duckdb` pool (see config/dagster.yaml), connections are short, and opening one
@@ -30,11 +32,13 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ..core import landing
+from ..core.alerts import AlertChannel, JsonlChannel, LogChannel, WebhookChannel
 from ..core.config import FundarbConfig, load_config
 from ..core.instruments import registry_path
 
 DEFAULT_DATA_DIR = "data"
 POOL = "duckdb"  # the concurrency pool every asset that writes the warehouse declares
+WEBHOOK_ENV = "FUNDARB_WEBHOOK_URL"
 
 
 def resolve_data_dir(value: str = "") -> Path:
@@ -144,20 +148,43 @@ def warehouse_connection(resource: DuckDBResource, read_only: bool = False) -> I
         conn.close()
 
 
-def build_resources() -> dict[str, Any]:
-    """The resources of the code location; paths resolve from the environment when first used."""
-    return {
-        "duckdb": WarehouseResource(),
-        "data_dir": DataDirResource(),
-        "source": SourceConfigResource(),
-        "alert_channels": _alert_channels(),
-    }
+class AlertChannelsResource(ConfigurableResource):
+    """Where alerts go (every domain that raises alerts uses this one). The webhook URL may carry a token: it
+    comes from config (e.g. `EnvVar("FUNDARB_WEBHOOK_URL")`) or, when empty, from that variable at run time;
+    it is never logged."""
 
+    log: bool = Field(default=True, description="write each alert to the run's log")
+    jsonl_path: str = Field(default="", description="JSONL file; empty: <data_dir>/alerts/alerts.jsonl, '-': off")
+    data_dir: str = Field(default="", description="data folder for the default JSONL path; empty: the run's")
+    webhook_url: str = Field(default="", description=f"POST target; empty: ${WEBHOOK_ENV}, unset: no webhook")
+    webhook_timeout_s: float = Field(default=5.0, description="per attempt")
+    retries: int = Field(default=3, description="attempts per alert and channel")
+    backoff_s: float = Field(default=1.0, description="first retry delay, doubling")
 
-def _alert_channels() -> Any:
-    from .alerts.resources import AlertChannelsResource  # imported here: it imports this module
+    def jsonl_file(self, run_data_dir: Path | None = None) -> Path | None:
+        """The JSONL file: explicit, else under this resource's data_dir, else the run's data folder."""
+        if self.jsonl_path == "-":
+            return None
+        if self.jsonl_path:
+            return Path(self.jsonl_path)
+        base = Path(self.data_dir) if self.data_dir else run_data_dir or resolve_data_dir()
+        return base / "alerts" / "alerts.jsonl"
 
-    return AlertChannelsResource()
+    def resolved_webhook_url(self) -> str:
+        return self.webhook_url or os.environ.get(WEBHOOK_ENV, "")
+
+    def channels(self, logger: Any = None, run_data_dir: Path | None = None) -> list[AlertChannel]:
+        """The configured channels; pass the run's logger (`context.log`) and data folder."""
+        out: list[AlertChannel] = []
+        if self.log:
+            out.append(LogChannel(logger) if logger is not None else LogChannel())
+        path = self.jsonl_file(run_data_dir)
+        if path is not None:
+            out.append(JsonlChannel(path))
+        url = self.resolved_webhook_url()
+        if url:
+            out.append(WebhookChannel(url, timeout_s=self.webhook_timeout_s))
+        return out
 
 
 def column_schema(columns: list[tuple[str, str, str]]) -> Any:

@@ -15,8 +15,14 @@ from ...core.sql import execute, load_sql
 from ..funding.assets import ensure_tables, md_table
 from ..partitions import FOLLOW_UPSTREAM
 from ..raw.assets import ensure_raw_table
-from ..resources import POOL, DataDirResource, SourceConfigResource, column_schema, warehouse_connection
-from .resources import AlertChannelsResource
+from ..resources import (
+    POOL,
+    AlertChannelsResource,
+    DataDirResource,
+    SourceConfigResource,
+    column_schema,
+    warehouse_connection,
+)
 
 OWNERS = ["team:carry"]
 DOMAIN = "alerts"

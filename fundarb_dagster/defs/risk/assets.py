@@ -17,9 +17,8 @@ from ...core.alerts import Alert, raise_alerts
 from ...core.backtest.plots import markdown_table
 from ...core.risk import DEFAULT_SHOCKS, RiskLimits, evaluate_limits, stress_book
 from ...core.sql import table_exists
-from ..alerts.resources import AlertChannelsResource
 from ..backtest.assets import write_frame
-from ..resources import POOL, DataDirResource, warehouse_connection
+from ..resources import POOL, AlertChannelsResource, DataDirResource, warehouse_connection
 
 
 class RiskConfig(Config):

@@ -14,11 +14,15 @@ from dagster_duckdb import DuckDBResource
 from fundarb_dagster.core import landing, schema
 from fundarb_dagster.defs.alerts.assets import alerts
 from fundarb_dagster.defs.alerts.checks import ALERT_CHECKS
-from fundarb_dagster.defs.alerts.resources import AlertChannelsResource
 from fundarb_dagster.defs.funding.assets import ensure_tables, funding_rates, registered
 from fundarb_dagster.defs.funding.checks import funding_rates_has_unique_keys
 from fundarb_dagster.defs.raw.assets import capture_events, raw_tickers
-from fundarb_dagster.defs.resources import DataDirResource, SourceConfigResource, connect_with_retry
+from fundarb_dagster.defs.resources import (
+    AlertChannelsResource,
+    DataDirResource,
+    SourceConfigResource,
+    connect_with_retry,
+)
 from tests.core.alerts.test_delivery import _Server
 from tests.defs.raw.landing_fixtures import RANGE_END, RANGE_START, query
 

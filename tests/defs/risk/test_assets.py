@@ -13,9 +13,8 @@ from dagster_duckdb import DuckDBResource
 
 from fundarb_dagster.core.backtest.synthetic import synthetic_panel
 from fundarb_dagster.core.risk import stress_book
-from fundarb_dagster.defs.alerts.resources import AlertChannelsResource
 from fundarb_dagster.defs.backtest.assets import backtest
-from fundarb_dagster.defs.resources import DataDirResource
+from fundarb_dagster.defs.resources import AlertChannelsResource, DataDirResource
 from fundarb_dagster.defs.risk import checks
 from fundarb_dagster.defs.risk.assets import risk
 
