@@ -37,9 +37,6 @@ CYCLES: dict[tuple[str, ...], str] = {
     ("fundarb_dagster.core.sources", "fundarb_dagster.core.sources.replay"): (
         "l13-replay (replay and wire import EndOfData from the package that lazily imports them)"
     ),
-    ("fundarb_dagster.core.backtest.strategies", "fundarb_dagster.core.backtest.strategies.cash_carry"): (
-        "l13-backtest (strategies import `register` from the package that imports them to register)"
-    ),
 }
 # (importing module, imported module) across two Dagster domains -> owner of the move
 DOMAIN_IMPORTS: dict[tuple[str, str], str] = {
