@@ -31,7 +31,8 @@ import pyarrow.parquet as pq
 
 from . import landing, schema
 from .instruments import InstrumentRegistry, registry_path
-from .sources.replay import KINDS, ParsedFile, market_for, parse_file
+from .sources.markets import market_for
+from .sources.replay import KINDS, ParsedFile, parse_file
 
 MANIFEST_NAME = "imports.json"
 _DIGEST_CHARS = 12

@@ -1,38 +1,71 @@
-"""ccxt unified market dicts built offline, for the sources that have no venue to load markets from."""
+"""ccxt unified market dicts built offline: one builder for every source that has no venue to load them from.
+
+The simulator and the replays (recorded rows, wire sessions without a markets line, REST responses) hand the
+Feed and the registry the same structure a live `load_markets()` returns; `market_for` builds it from a
+unified symbol (`BTC/USDT` spot, `BTC/USDT:USDT` linear swap, `BTC/USD:BTC` inverse, `BTC/USDT:USDT-240329`
+dated future) plus what the caller knows (the venue's id, contract size, precision, limits, fees, `info`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from ..venues import UNIFIED_SYMBOL
 
-def market_for(symbol: str, venue_id: str | None = None, contract_size: float | None = None) -> dict[str, Any]:
-    """A minimal ccxt unified market dict for `BASE/QUOTE` (spot) or `BASE/QUOTE:SETTLE` (linear swap)."""
-    pair, _, settle = symbol.partition(":")
-    base, _, quote = pair.partition("/")
-    if not base or not quote:
+_LIMITS = ("leverage", "amount", "price", "cost")  # ccxt's limit kinds, each {"min", "max"}
+
+
+def split_symbol(symbol: str) -> tuple[str, str, str | None, str | None]:
+    """`BTC/USDT:USDT-240329` -> ("BTC", "USDT", "USDT", "240329"); a clear error when it is not unified."""
+    m = UNIFIED_SYMBOL.match(symbol)
+    if m is None:
         raise ValueError(f"symbol: {symbol!r} is not a ccxt unified symbol like BTC/USDT or BTC/USDT:USDT")
-    swap = bool(settle)
+    return m["base"], m["quote"], m["settle"], m["expiry"]
+
+
+def market_for(
+    symbol: str,
+    market_id: str | None = None,
+    contract_size: float | None = None,
+    *,
+    expiry_ms: int | None = None,
+    precision: Mapping[str, float | None] | None = None,
+    limits: Mapping[str, Mapping[str, float | None]] | None = None,
+    info: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A ccxt unified market dict for a unified symbol; `market_id` defaults to `BASEQUOTE`.
+
+    Precision and limits not given are None (unknown), as in ccxt's own empty structure; `fields` adds any
+    other ccxt market key the caller knows (`taker`, `maker`, `lowercaseId`...).
+    """
+    base, quote, settle, expiry = split_symbol(symbol)
+    contract = settle is not None
+    kind = "spot" if not contract else ("future" if expiry else "swap")
     return {
-        "id": venue_id or f"{base}{quote}",
+        "id": market_id or f"{base}{quote}",
         "symbol": symbol,
         "base": base,
         "quote": quote,
-        "settle": settle or None,
+        "settle": settle,
         "baseId": base,
         "quoteId": quote,
-        "settleId": settle or None,
-        "type": "swap" if swap else "spot",
-        "spot": not swap,
+        "settleId": settle,
+        "type": kind,
+        "spot": not contract,
         "margin": False,
-        "swap": swap,
-        "future": False,
+        "swap": kind == "swap",
+        "future": kind == "future",
         "option": False,
-        "contract": swap,
-        "linear": (settle == quote) if swap else None,
-        "inverse": (settle != quote) if swap else None,
-        "contractSize": (contract_size or 1.0) if swap else None,
         "active": True,
-        "precision": {"amount": None, "price": None},
-        "limits": {"amount": {"min": None, "max": None}, "price": {"min": None, "max": None}},
-        "info": {},
+        "contract": contract,
+        "linear": (settle == quote) if contract else None,
+        "inverse": (settle == base) if contract else None,
+        "contractSize": (contract_size or 1.0) if contract else None,
+        "expiry": expiry_ms,
+        **fields,
+        "precision": dict(precision) if precision is not None else {"amount": None, "price": None},
+        "limits": dict(limits) if limits is not None else {k: {"min": None, "max": None} for k in _LIMITS},
+        "info": dict(info or {}),
     }

@@ -17,8 +17,9 @@ None/{} ignored), else by the first entry of that method with the same symbol an
 since/limit); a call nothing answers raises `ccxt.NotSupported` naming the method and arguments (never a
 network request).
 
-Markets are built offline from the unified symbols the entries mention (`build_market`), minimal but
-complete enough for ccxt's request builders and parsers: id, base/quote/settle, type flags, contract size.
+Markets are built offline from the unified symbols the entries mention (`build_market`: the one builder,
+`markets.market_for`, with the venue's market id), minimal but complete enough for ccxt's request builders
+and parsers: id, base/quote/settle, type flags, contract size.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import ccxt.pro
 
 from ..venues import UNIFIED_SYMBOL as _UNIFIED
 from ..venues import venue_market_id
+from .markets import market_for
 
 # The unified REST methods a recorded entry can answer: ccxt's camelCase name -> the Python method.
 REPLAYABLE_METHODS: dict[str, str] = {
@@ -60,42 +62,20 @@ def build_market(
     info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A minimal ccxt market structure for a unified symbol, with the venue's id (`venue_market_id`)."""
-    m = _UNIFIED.match(symbol)
-    if m is None:
-        raise ValueError(f"symbol: {symbol!r} is not a ccxt unified symbol like BTC/USDT or BTC/USDT:USDT")
-    base, quote, settle, expiry = m["base"], m["quote"], m["settle"], m["expiry"]
-    contract = settle is not None
-    kind = "spot" if not contract else ("future" if expiry else "swap")
     market_id = market_id or venue_market_id(exchange.id, symbol)
-    market = {
-        "id": market_id,
-        "lowercaseId": market_id.lower(),
-        "symbol": symbol,
-        "base": base,
-        "quote": quote,
-        "settle": settle,
-        "baseId": base,
-        "quoteId": quote,
-        "settleId": settle,
-        "type": kind,
-        "spot": not contract,
-        "margin": False,
-        "swap": kind == "swap",
-        "future": kind == "future",
-        "option": False,
-        "active": True,
-        "contract": contract,
-        "linear": (settle == quote) if contract else None,
-        "inverse": (settle == base) if contract else None,
-        "contractSize": contract_size if contract else None,
-        "expiry": expiry_ms,
-        "precision": {"amount": 1e-8, "price": 1e-8},
-        "info": dict(info or {}),
-    }
+    market = market_for(
+        symbol,
+        market_id,
+        contract_size,
+        expiry_ms=expiry_ms,
+        precision={"amount": 1e-8, "price": 1e-8},
+        info=info,
+        lowercaseId=market_id.lower(),
+    )
     if exchange.id == "hyperliquid":
         # hyperliquid's request builders read these from the market (coin name, asset index, decimals)
-        market["baseName"] = base
-        market["info"].setdefault("name", base if contract else market_id)
+        market["baseName"] = market["base"]
+        market["info"].setdefault("name", market["base"] if market["contract"] else market_id)
         market["info"].setdefault("szDecimals", "5")
     return exchange.safe_market_structure(market)
 
