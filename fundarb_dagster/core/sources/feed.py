@@ -16,9 +16,10 @@ What `watch` does, per (stream, symbol):
 - normalizes (`normalize.py`) and validates (`validation.py`): bad messages are quarantined with a reason and
   counted, venue duplicates dropped (trade ids; tickers/funding with an identical timestamp);
 - OHLCV: a candle is emitted once, when it is closed (a newer candle appeared), with its final values;
-- funding rows carry the interval in force: stated by the structure, the market, the spacing of
-  settlements, or the registry's history (`registry.observe_interval`); never a per-venue constant. Funding
-  snapshots that repeat the previous one are thinned to one per `funding_poll_interval_s` (counted);
+- funding rows carry the interval in force, decided by the one rule in `intervals.py` (stated by the
+  structure, the registry's history, the market, the spacing of settlements; recorded with
+  `registry.observe_interval`); never a per-venue constant. Funding snapshots that repeat the previous one
+  are thinned to one per `funding_poll_interval_s` (counted);
 - `ccxt.NetworkError` (incl. `ExchangeNotAvailable`, `RequestTimeout`) and socket timeouts: a RECONNECT event,
   exponential back-off up to `max_backoff_s`, and a GAP event (start = last data time, end = first data
   time after recovery) once data flows again; trades/OHLCV gaps are then backfilled over REST where the
@@ -48,9 +49,8 @@ from ccxt.async_support.base.exchange import Exchange as AsyncExchange
 from .. import schema
 from ..instruments import Instrument, InstrumentRegistry
 from ..schema import EventKind
-from ..units import HOUR_MS
 from ..venues import FUNDING_CHANNELS, venue_facts
-from . import EndOfData, normalize
+from . import EndOfData, intervals, normalize
 from .validation import Validator, concat_events, event_rows
 
 # Errors after which a subscription is retried: ccxt's network family (ExchangeNotAvailable, RequestTimeout,
@@ -502,9 +502,8 @@ class Feed:
     async def _bootstrap_interval(self, sub: _Subscription) -> None:
         """Learn the funding interval once at start when nothing states it yet (hyperliquid's tickers don't)."""
         ts = self.now_ms()
-        if self.registry.interval_at(self.exchange_id, sub.symbol, ts) is not None:
-            return
-        if math.isfinite(normalize.funding_interval_h(None, self._market(sub.symbol))):
+        book = self._book(sub.symbol)
+        if book.at(ts) is not None or math.isfinite(intervals.market_interval_h(self._market(sub.symbol))):
             return
         for method, flag in (
             ("fetch_funding_interval", "fetchFundingInterval"),
@@ -519,7 +518,7 @@ class Feed:
                 continue
             interval = normalize.funding_interval_h(structure if isinstance(structure, Mapping) else None)
             if math.isfinite(interval):
-                self.registry.observe_interval(self.exchange_id, sub.symbol, ts, interval)
+                book.observe(ts, interval)
                 return
 
     def _market(self, symbol: str) -> Mapping[str, Any] | None:
@@ -530,75 +529,29 @@ class Feed:
         has = getattr(self.exchange, "has", None) or {}
         return bool(has.get(flag))
 
-    def _resolve_interval(self, symbol: str, structure: Mapping[str, Any] | None, at_ms: int) -> float:
-        """The interval in force for the settlement at `at_ms`: stated by the structure (and then recorded in
-        the registry), else the registry's history, else the market's info (current only, so last)."""
-        stated = normalize.funding_interval_h(structure)
-        if math.isfinite(stated):
-            self.registry.observe_interval(self.exchange_id, symbol, at_ms, stated)
-            return stated
-        known = self.registry.interval_at(self.exchange_id, symbol, at_ms)
-        if known is not None:
-            return float(known)
-        from_market = normalize.funding_interval_h(None, self._market(symbol))
-        if math.isfinite(from_market):
-            self.registry.observe_interval(self.exchange_id, symbol, at_ms, from_market)
-        return from_market
+    def _book(self, symbol: str) -> intervals.IntervalBook:
+        return intervals.IntervalBook(self.registry, self.exchange_id, symbol)
 
     def _funding_records(self, sub: _Subscription, raw: Any, recv: int) -> tuple[np.ndarray, np.ndarray]:
+        """One funding structure -> its record, read once and given the interval `intervals` decides."""
         instrument = sub.instrument
         if not isinstance(raw, Mapping):
             return _empty("funding"), self.validator.quarantine("funding", instrument.id, recv, "structure")
-        info = raw.get("info") if isinstance(raw.get("info"), Mapping) else {}
-        if sub.mode == "mark_price":
-            rate_value = info.get("r")
-        elif sub.mode == "ticker":
-            rate_value = info.get("fundingRate", info.get("funding"))
-        else:
-            rate_value = raw.get("fundingRate")
-        if rate_value in (None, ""):
+        snapshot = normalize.funding_snapshot(raw, sub.mode)
+        if snapshot is None:
             return _empty("funding"), self.validator.quarantine("funding", instrument.id, recv, "missing:funding_rate")
-        ts = normalize.int_ms(raw.get("timestamp")) or recv
-        if sub.mode == "mark_price":
-            settlement = normalize.int_ms(info.get("T"))
-        elif sub.mode == "ticker":
-            settlement = normalize.int_ms(info.get("nextFundingTime"))
-        else:
-            settlement = normalize.int_ms(raw.get("fundingTimestamp"))
-        if settlement <= 0:  # hyperliquid names no settlement: it is the next interval boundary after ts
-            settlement = normalize.next_settlement_ms(ts, self._resolve_interval(sub.symbol, raw, ts))
-        interval = self._resolve_interval(sub.symbol, raw, settlement or ts)
-        interval = self._interval_from_settlement_change(sub, settlement, interval, raw)
-        if sub.mode == "mark_price":
-            record = normalize.mark_price_to_record(raw, instrument, recv, interval)
-        elif sub.mode == "ticker":
-            record = normalize.ticker_to_funding_record(raw, instrument, recv, interval)
-        else:
-            record = normalize.funding_rate_to_record(raw, instrument, recv, interval)
-        return record, _empty("capture_events")
-
-    def _interval_from_settlement_change(
-        self, sub: _Subscription, settlement: int, interval: float, structure: Mapping[str, Any]
-    ) -> float:
-        """When the next settlement moves from a to b while streaming, the interval for b is b - a.
-
-        The evidence a venue gives without stating its interval (binance's mark price stream). Used when it is
-        shorter than what is known (an interval cut, the usual change under stress) or nothing is known; a
-        longer spacing is as likely a missed settlement, so the known interval stands. A stated interval wins.
-        """
-        previous, sub.last_settlement_ms = sub.last_settlement_ms, settlement
-        if not previous or settlement <= previous or sub.gap_start_ms is not None:
-            return interval
-        if math.isfinite(normalize.funding_interval_h(structure)):
-            return interval
-        hours = float(round((settlement - previous) / HOUR_MS))
-        if not 1 <= hours <= 24 or hours == interval:
-            return interval
-        if math.isfinite(interval) and hours > interval:
-            return interval
-        self.registry.observe_interval(self.exchange_id, sub.symbol, settlement, hours)
-        self.counts["funding:interval_inferred"] += 1
-        return hours
+        decided = intervals.streamed_interval(
+            snapshot,
+            self._book(sub.symbol),
+            self._market(sub.symbol),
+            recv_ts_ms=recv,
+            previous_settlement_ms=sub.last_settlement_ms,
+            in_gap=sub.gap_start_ms is not None,
+        )
+        sub.last_settlement_ms = decided.settlement_ms
+        if decided.inferred:
+            self.counts["funding:interval_inferred"] += 1
+        return snapshot.to_record(instrument, recv, decided.interval_h), _empty("capture_events")
 
     def _thin_funding(self, sub: _Subscription, record: np.ndarray, recv: int) -> bool:
         """True when this snapshot repeats the last emitted one within the poll interval (then it is dropped)."""
@@ -720,8 +673,10 @@ class Feed:
                 records = normalize.trades_to_records(page, instrument, recv)
             else:
                 page = sorted(page, key=lambda r: normalize.int_ms(r.get("timestamp")))
-                intervals = self._history_intervals(symbol, page, previous_settlement, previous_interval)
-                records = normalize.funding_history_to_records(page, instrument, recv, intervals)
+                interval_hs = intervals.settled_intervals(
+                    page, self._book(symbol), self._market(symbol), previous_settlement, previous_interval
+                )
+                records = normalize.funding_history_to_records(page, instrument, recv, interval_hs)
                 if len(records):
                     previous_settlement = int(records["funding_ts_ms"].max())
                     previous_interval = float(records["interval_h"][-1])
@@ -736,41 +691,6 @@ class Feed:
             yield Batch(stream, accepted, concat_events([screened, checked]))
         progress.cursor_ms = until_ms
         progress.done = True
-
-    def _history_intervals(
-        self, symbol: str, rows: list[Mapping[str, Any]], previous: int | None, previous_interval: float
-    ) -> list[float]:
-        """The interval in force for each settled row: stated, else the settlement spacing, else known history.
-
-        The spacing t[i] - t[i-1] (rounded to whole hours) is the evidence for a settled rate. A spacing that is
-        a whole multiple of the interval before it and does not persist is a missing settlement, not a new
-        interval; a spacing that persists (or is shorter) is a change of interval.
-        """
-        times = [normalize.int_ms(r.get("timestamp")) for r in rows]
-        previous_times = [previous, *times[:-1]]
-        spacing = [
-            float(round((t - p) / HOUR_MS)) if p is not None and t > p and round((t - p) / HOUR_MS) >= 1 else math.nan
-            for t, p in zip(times, previous_times, strict=True)
-        ]
-        out: list[float] = []
-        last = previous_interval
-        for i, row in enumerate(rows):
-            stated = normalize.funding_interval_h(row)
-            s = spacing[i]
-            if math.isfinite(stated):
-                interval = stated
-            elif math.isfinite(s):
-                persists = i + 1 < len(spacing) and spacing[i + 1] == s
-                skipped = math.isfinite(last) and s > last and s % last == 0 and not persists
-                interval = last if skipped else s
-            else:
-                nxt = spacing[i + 1] if i + 1 < len(spacing) else math.nan
-                interval = nxt if math.isfinite(nxt) else self._resolve_interval(symbol, None, times[i])
-            if math.isfinite(interval) and times[i] > 0:
-                self.registry.observe_interval(self.exchange_id, symbol, times[i], interval)
-                last = interval
-            out.append(interval)
-        return out
 
     async def backfill_gap(self, stream: str, symbol: str, start_ms: int, end_ms: int) -> Batch:
         """Fill a trades/ohlcv gap over REST, skipping what was already emitted; a GAP_FILLED event if filled.

@@ -9,7 +9,10 @@ so these functions are the only place that knows their shape. Conventions:
 - Trade ids: a numeric venue id is kept as an integer; any other id (bybit's UUIDs) becomes a stable
   63-bit hash, the same on every machine and run.
 - Funding rates are fractions per interval; `interval_h` is whatever the caller resolved (see
-  `funding_interval_h` for what a structure itself reveals), never a per-venue constant.
+  `funding_interval_h` for what a structure itself reveals, and `intervals.py` for the rule that decides
+  the interval in force), never a per-venue constant. A streamed funding value is read once into a
+  `FundingSnapshot` (one constructor per funding channel) and written with `to_record` once its interval
+  is decided.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .. import schema
 from ..instruments import Instrument
+from ..units import HOUR_MS
 
 _MAX_I63 = (1 << 63) - 1
 _INTERVAL = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[mhd])\s*$")
@@ -251,102 +256,166 @@ def funding_record(
     return np.array([row], dtype=schema.FUNDING)
 
 
+@dataclass(frozen=True)
+class FundingSnapshot:
+    """One streamed funding value as its structure states it, before the interval in force is decided.
+
+    Built by `from_funding_rate`, `from_mark_price` or `from_ticker` (one per funding channel, each showing
+    the payload it reads); `intervals.streamed_interval` decides the interval, then `to_record` writes the row.
+    """
+
+    funding_rate: float
+    ts_ms: int  # the structure's `timestamp`; 0 when it has none (the receive time stands in)
+    settlement_ms: int  # the settlement it is for, as stated; 0 when not stated
+    stated_interval_h: float  # the interval the structure states itself (`funding_interval_h`); NaN if none
+    next_funding_rate: float = math.nan
+    mark_price: float = math.nan
+    index_price: float = math.nan
+    is_settled: bool = False
+    event_ms: int = 0  # binance's event time `E`: the row's time when `timestamp` is missing
+    settles_on_grid: bool = False  # names no settlement (hyperliquid): the next interval boundary after ts is it
+
+    @classmethod
+    def from_funding_rate(cls, rate: Mapping[str, Any]) -> FundingSnapshot:
+        """A ccxt funding-rate structure (`fetch_funding_rate`, `watch_funding_rate`).
+
+        Parses e.g. (bybit `fetch_funding_rate`)::
+
+            {"symbol": "BTC/USDT:USDT", "timestamp": 1730730080834, "fundingRate": 0.0001,
+             "fundingTimestamp": 1730736000000, "nextFundingRate": None, "markPrice": 68591.46,
+             "indexPrice": 68599.9, "interval": "8h", "info": {...}}
+
+        `info["is_settled"] is True` (fundarb's replays of settled history) makes it a settled row.
+        """
+        info = rate.get("info") if isinstance(rate.get("info"), Mapping) else {}
+        return cls(
+            funding_rate=num(rate.get("fundingRate")),
+            ts_ms=int_ms(rate.get("timestamp")),
+            settlement_ms=int_ms(rate.get("fundingTimestamp")),
+            stated_interval_h=funding_interval_h(rate),
+            next_funding_rate=num(rate.get("nextFundingRate")),
+            mark_price=num(rate.get("markPrice")),
+            index_price=num(rate.get("indexPrice")),
+            is_settled=info.get("is_settled") is True,  # a replay of settled history says so
+        )
+
+    @classmethod
+    def from_mark_price(cls, ticker: Mapping[str, Any]) -> FundingSnapshot:
+        """A binance `watch_mark_price` ticker (markPriceUpdate in `info`).
+
+        Parses e.g.::
+
+            {"symbol": "BTC/USDT:USDT", "timestamp": 1562305380000, "markPrice": 11794.15, "indexPrice": 11784.62,
+             "info": {"e": "markPriceUpdate", "E": 1562305380000, "s": "BTCUSDT", "p": "11794.15000000",
+                      "i": "11784.62659091", "P": "11784.25641265", "r": "0.00038167", "T": 1562306400000}}
+        """
+        info = ticker.get("info") if isinstance(ticker.get("info"), Mapping) else {}
+        mark = num(ticker.get("markPrice"))
+        index = num(ticker.get("indexPrice"))
+        return cls(
+            funding_rate=num(info.get("r")),
+            ts_ms=int_ms(ticker.get("timestamp")),
+            event_ms=int_ms(info.get("E")),
+            settlement_ms=int_ms(info.get("T")),
+            stated_interval_h=funding_interval_h(ticker),
+            mark_price=mark if math.isfinite(mark) else num(info.get("p")),
+            index_price=index if math.isfinite(index) else num(info.get("i")),
+        )
+
+    @classmethod
+    def from_ticker(cls, ticker: Mapping[str, Any]) -> FundingSnapshot:
+        """A ticker that carries funding in `info` (bybit, hyperliquid `watch_ticker`).
+
+        Parses e.g. (bybit linear ticker)::
+
+            {"symbol": "BTC/USDT:USDT", "timestamp": 1707905515968, "markPrice": 51444.4, "indexPrice": 51469.95,
+             "info": {"fundingRate": "-0.00046295", "nextFundingTime": "1707926400000", "fundingIntervalHour": "8"}}
+
+        or (hyperliquid asset context; it names no settlement time, so the next multiple of the interval is it)::
+
+            {"symbol": "BTC/USDC:USDC", "timestamp": None,
+             "info": {"funding": "0.0000125", "markPx": "14.3161", "oraclePx": "14.32", "premium": "0.0003"}}
+        """
+        info = ticker.get("info") if isinstance(ticker.get("info"), Mapping) else {}
+        bybit = "fundingRate" in info
+        mark = num(ticker.get("markPrice"))
+        index = num(ticker.get("indexPrice"))
+        return cls(
+            funding_rate=num(info.get("fundingRate") if bybit else info.get("funding")),
+            ts_ms=int_ms(ticker.get("timestamp")),
+            settlement_ms=int_ms(info.get("nextFundingTime")) if bybit else 0,
+            settles_on_grid=not bybit,
+            stated_interval_h=funding_interval_h(ticker),
+            mark_price=mark if math.isfinite(mark) else num(info.get("markPx") or info.get("markPrice")),
+            index_price=index if math.isfinite(index) else num(info.get("oraclePx") or info.get("indexPrice")),
+        )
+
+    def to_record(self, instrument: Instrument, recv_ts_ms: int, interval_h: float) -> np.ndarray:
+        """One FUNDING record carrying `interval_h`, the interval decided for it."""
+        settlement = self.settlement_ms
+        if self.settles_on_grid:
+            settlement = next_settlement_ms(self.ts_ms or recv_ts_ms, interval_h)
+        return funding_record(
+            instrument,
+            is_settled=self.is_settled,
+            ts_ms=self.ts_ms or self.event_ms,
+            recv_ts_ms=recv_ts_ms,
+            funding_ts_ms=settlement,
+            funding_rate=self.funding_rate,
+            next_funding_rate=self.next_funding_rate,
+            interval_h=interval_h,
+            mark_price=self.mark_price,
+            index_price=self.index_price,
+        )
+
+
+# The field that carries the rate in each funding channel's structure (see `Feed.funding_mode`).
+def _rate_field(structure: Mapping[str, Any], mode: str) -> Any:
+    info = structure.get("info") if isinstance(structure.get("info"), Mapping) else {}
+    if mode == "mark_price":
+        return info.get("r")
+    if mode == "ticker":
+        return info.get("fundingRate", info.get("funding"))
+    return structure.get("fundingRate")
+
+
+_SNAPSHOT_BY_MODE = {"mark_price": FundingSnapshot.from_mark_price, "ticker": FundingSnapshot.from_ticker}
+
+
+def funding_snapshot(structure: Mapping[str, Any], mode: str) -> FundingSnapshot | None:
+    """What a funding channel's structure states (mode: mark_price | ticker | funding_rate | poll); None when
+    it names no rate at all (the caller quarantines it)."""
+    if _rate_field(structure, mode) in (None, ""):
+        return None
+    return _SNAPSHOT_BY_MODE.get(mode, FundingSnapshot.from_funding_rate)(structure)
+
+
 def funding_rate_to_record(
     rate: Mapping[str, Any], instrument: Instrument, recv_ts_ms: int, interval_h: float
 ) -> np.ndarray:
-    """A ccxt funding-rate structure (`fetch_funding_rate`, `watch_funding_rate`) -> one FUNDING record.
-
-    Parses e.g. (bybit `fetch_funding_rate`)::
-
-        {"symbol": "BTC/USDT:USDT", "timestamp": 1730730080834, "fundingRate": 0.0001,
-         "fundingTimestamp": 1730736000000, "nextFundingRate": None, "markPrice": 68591.46,
-         "indexPrice": 68599.9, "interval": "8h", "info": {...}}
-
-    `info["is_settled"] is True` (fundarb's replays of settled history) makes it a settled row.
-    """
-    info = rate.get("info") if isinstance(rate.get("info"), Mapping) else {}
-    return funding_record(
-        instrument,
-        is_settled=info.get("is_settled") is True,  # a replay of settled history says so
-        ts_ms=int_ms(rate.get("timestamp")),
-        recv_ts_ms=recv_ts_ms,
-        funding_ts_ms=int_ms(rate.get("fundingTimestamp")),
-        funding_rate=num(rate.get("fundingRate")),
-        next_funding_rate=num(rate.get("nextFundingRate")),
-        interval_h=interval_h,
-        mark_price=num(rate.get("markPrice")),
-        index_price=num(rate.get("indexPrice")),
-    )
+    """A ccxt funding-rate structure (`fetch_funding_rate`, `watch_funding_rate`) -> one FUNDING record."""
+    return FundingSnapshot.from_funding_rate(rate).to_record(instrument, recv_ts_ms, interval_h)
 
 
 def mark_price_to_record(
     ticker: Mapping[str, Any], instrument: Instrument, recv_ts_ms: int, interval_h: float
 ) -> np.ndarray:
-    """A binance `watch_mark_price` ticker (markPriceUpdate in `info`) -> one FUNDING record.
-
-    Parses e.g.::
-
-        {"symbol": "BTC/USDT:USDT", "timestamp": 1562305380000, "markPrice": 11794.15, "indexPrice": 11784.62,
-         "info": {"e": "markPriceUpdate", "E": 1562305380000, "s": "BTCUSDT", "p": "11794.15000000",
-                  "i": "11784.62659091", "P": "11784.25641265", "r": "0.00038167", "T": 1562306400000}}
-    """
-    info = ticker.get("info") if isinstance(ticker.get("info"), Mapping) else {}
-    mark = num(ticker.get("markPrice"))
-    index = num(ticker.get("indexPrice"))
-    return funding_record(
-        instrument,
-        ts_ms=int_ms(ticker.get("timestamp")) or int_ms(info.get("E")),
-        recv_ts_ms=recv_ts_ms,
-        funding_ts_ms=int_ms(info.get("T")),
-        funding_rate=num(info.get("r")),
-        interval_h=interval_h,
-        mark_price=mark if math.isfinite(mark) else num(info.get("p")),
-        index_price=index if math.isfinite(index) else num(info.get("i")),
-    )
+    """A binance `watch_mark_price` ticker (markPriceUpdate in `info`) -> one FUNDING record."""
+    return FundingSnapshot.from_mark_price(ticker).to_record(instrument, recv_ts_ms, interval_h)
 
 
 def ticker_to_funding_record(
     ticker: Mapping[str, Any], instrument: Instrument, recv_ts_ms: int, interval_h: float
 ) -> np.ndarray:
-    """A ticker that carries funding in `info` (bybit, hyperliquid `watch_ticker`) -> one FUNDING record.
-
-    Parses e.g. (bybit linear ticker)::
-
-        {"symbol": "BTC/USDT:USDT", "timestamp": 1707905515968, "markPrice": 51444.4, "indexPrice": 51469.95,
-         "info": {"fundingRate": "-0.00046295", "nextFundingTime": "1707926400000", "fundingIntervalHour": "8"}}
-
-    or (hyperliquid asset context; it names no settlement time, so the next multiple of the interval is it)::
-
-        {"symbol": "BTC/USDC:USDC", "timestamp": None,
-         "info": {"funding": "0.0000125", "markPx": "14.3161", "oraclePx": "14.32", "premium": "0.0003"}}
-    """
-    info = ticker.get("info") if isinstance(ticker.get("info"), Mapping) else {}
-    ts = int_ms(ticker.get("timestamp")) or recv_ts_ms
-    if "fundingRate" in info:
-        rate = num(info.get("fundingRate"))
-        funding_ts = int_ms(info.get("nextFundingTime"))
-    else:
-        rate = num(info.get("funding"))
-        funding_ts = next_settlement_ms(ts, interval_h)
-    mark = num(ticker.get("markPrice"))
-    index = num(ticker.get("indexPrice"))
-    return funding_record(
-        instrument,
-        ts_ms=ts,
-        recv_ts_ms=recv_ts_ms,
-        funding_ts_ms=funding_ts,
-        funding_rate=rate,
-        interval_h=interval_h,
-        mark_price=mark if math.isfinite(mark) else num(info.get("markPx") or info.get("markPrice")),
-        index_price=index if math.isfinite(index) else num(info.get("oraclePx") or info.get("indexPrice")),
-    )
+    """A ticker that carries funding in `info` (bybit, hyperliquid `watch_ticker`) -> one FUNDING record."""
+    return FundingSnapshot.from_ticker(ticker).to_record(instrument, recv_ts_ms, interval_h)
 
 
 def next_settlement_ms(ts_ms: int, interval_h: float) -> int:
     """The first settlement strictly after `ts_ms` on a UTC grid of `interval_h` hours; 0 when unknown."""
     if not (math.isfinite(interval_h) and interval_h > 0):
         return 0
-    step = int(round(interval_h * 3_600_000))
+    step = int(round(interval_h * HOUR_MS))
     return (int(ts_ms) // step + 1) * step
 
 
