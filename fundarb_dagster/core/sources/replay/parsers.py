@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ... import schema
+from ...units import HOUR_MS
 from .formats import (
     _COLUMNS,
     KIND_STREAMS,
@@ -437,7 +438,7 @@ def fill_intervals(records: np.ndarray) -> None:
     if not missing.any() or len(records) < 2:
         return
     t = records["funding_ts_ms"].astype(np.float64)
-    gaps = np.maximum(np.round(np.diff(t) / 3_600_000.0), 1.0)
+    gaps = np.maximum(np.round(np.diff(t) / HOUR_MS), 1.0)
     prev = np.concatenate([[gaps[0]], gaps])
     nxt = np.concatenate([gaps, [gaps[-1]]])
     inferred = np.where((prev > nxt) & (np.mod(prev, nxt) == 0), nxt, prev)
