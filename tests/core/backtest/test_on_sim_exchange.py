@@ -1,4 +1,4 @@
-"""The engine on data served by the simulated exchange (core/sources/sim.py) through its ccxt interface:
+"""The engine on data served by the simulated exchange (core/sources/sim/) through its ccxt interface:
 hourly candles, settled funding history with each venue's interval, point-in-time predicted rates."""
 
 from __future__ import annotations
