@@ -31,11 +31,7 @@ LONG_FILES: dict[str, str] = {}
 # "path::function" -> owner
 LONG_FUNCTIONS: dict[str, str] = {}
 # modules that a remaining cycle runs through (all of them) -> owner of the move that breaks it
-CYCLES: dict[tuple[str, ...], str] = {
-    ("fundarb_dagster.core.sources", "fundarb_dagster.core.sources.replay"): (
-        "l13-replay (replay and wire import EndOfData from the package that lazily imports them)"
-    ),
-}
+CYCLES: dict[tuple[str, ...], str] = {}
 # (importing module, imported module) across two Dagster domains -> owner of the move
 DOMAIN_IMPORTS: dict[tuple[str, str], str] = {
     ("fundarb_dagster/defs/alerts/assets.py", "fundarb_dagster.defs.funding.assets"): "l13-defs (defs/common)",

@@ -16,13 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import FundarbConfig, api_credentials
+from .base import EndOfData
 
-
-class EndOfData(Exception):  # noqa: N818 - a normal end of a recording, not an error condition to retry
-    """A recorded source (replay, wire replay) has no more data for this call: the recording is exhausted.
-
-    Deliberately not a ccxt error: a consumer that retries ccxt network errors must stop here, not retry.
-    """
+__all__ = ["EndOfData", "open_exchange"]
 
 
 def open_exchange(config: FundarbConfig, exchange_id: str) -> Any:

@@ -50,7 +50,8 @@ from .. import schema
 from ..instruments import Instrument, InstrumentRegistry
 from ..schema import EventKind
 from ..venues import FUNDING_CHANNELS, venue_facts
-from . import EndOfData, intervals, normalize
+from . import intervals, normalize
+from .base import EndOfData
 from .validation import Validator, concat_events, event_rows
 
 # Errors after which a subscription is retried: ccxt's network family (ExchangeNotAvailable, RequestTimeout,

@@ -57,7 +57,7 @@ import ccxt
 import ccxt.pro
 from ccxt.async_support.base.ws.client import Client
 
-from . import EndOfData
+from .base import EndOfData
 from .rest_replay import build_market
 
 # REST history methods a wire replay cannot serve (its HTTP bodies are only the session's own).

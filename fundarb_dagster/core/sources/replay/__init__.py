@@ -37,7 +37,7 @@ and the watch/fetch methods). Everything is importable from this package as befo
 
 from __future__ import annotations
 
-from .. import EndOfData
+from ..base import EndOfData
 from ..markets import market_for
 from .exchange import ReplayExchange
 from .formats import (

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ...config import ConfigError, ReplayConfig
-from .. import EndOfData
+from ..base import EndOfData
 from . import structures
 from .formats import FORMATS, timeframe_name, timeframe_seconds
 from .parsers import ParsedFile
