@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ...instruments import split_multiplier
+from ..markets import market_for
 from .venues import ASSET_INDEX, ASSETS, VenueSpec
 
 TRADE_ID_HOUR = 10_000_000  # trade id = absolute hour * this + k
@@ -98,40 +99,23 @@ def build_market(
     info: dict[str, Any] = {"symbol": market_id, "simAsset": asset, "status": "TRADING"}
     if swap:
         info.update(funding_info or {})
-    structure = {
-        "id": market_id,
-        "symbol": symbol,
-        "base": base,
-        "quote": quote,
-        "settle": quote if swap else None,
-        "baseId": base,
-        "quoteId": quote,
-        "settleId": quote if swap else None,
-        "type": "swap" if swap else "spot",
-        "spot": not swap,
-        "margin": False,
-        "swap": swap,
-        "future": False,
-        "option": False,
-        "active": True,
-        "contract": swap,
-        "linear": True if swap else None,
-        "inverse": False if swap else None,
-        "contractSize": contract_size if swap else None,
-        "expiry": None,
-        "expiryDatetime": None,
-        "strike": None,
-        "optionType": None,
-        "taker": 0.0005 if swap else 0.001,
-        "maker": 0.0002 if swap else 0.001,
-        "precision": {"amount": 10.0**-lot_decimals, "price": 10.0**-decimals},
-        "limits": {
+    structure = market_for(
+        symbol,
+        market_id,
+        contract_size,
+        precision={"amount": 10.0**-lot_decimals, "price": 10.0**-decimals},
+        limits={
             "amount": {"min": 10.0**-lot_decimals, "max": None},
             "price": {"min": 10.0**-decimals, "max": None},
             "cost": {"min": 5.0, "max": None},
             "leverage": {"min": 1.0, "max": 50.0 if swap else 1.0},
         },
-        "created": None,
-        "info": info,
-    }
+        info=info,
+        expiryDatetime=None,
+        strike=None,
+        optionType=None,
+        taker=0.0005 if swap else 0.001,
+        maker=0.0002 if swap else 0.001,
+        created=None,
+    )
     return market, structure
