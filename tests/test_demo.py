@@ -8,6 +8,7 @@ import duckdb
 import pytest
 from dagster import DagsterInstance
 
+from fundarb_dagster.core.tables import TABLES
 from fundarb_dagster.demo import landed_streams, run_demo
 
 
@@ -33,6 +34,12 @@ def test_demo_lands_data_fills_the_warehouse_and_records_runs_in_its_instance(tm
             assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
         strategies = {row[0] for row in con.execute("SELECT DISTINCT strategy FROM backtest_runs").fetchall()}
         assert strategies == {"cash_carry", "perp_perp"}
+        # Every table the demo builds (all but the sweep) has exactly the columns core/tables.py gives it.
+        built = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        assert set(TABLES) - built == {"backtest_sweep"}
+        for name in set(TABLES) & built:
+            columns = [(row[0], row[1]) for row in con.execute(f"DESCRIBE {name}").fetchall()]
+            assert columns == TABLES[name].duckdb_columns, name
     finally:
         con.close()
 

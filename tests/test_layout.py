@@ -33,14 +33,7 @@ LONG_FUNCTIONS: dict[str, str] = {}
 # modules that a remaining cycle runs through (all of them) -> owner of the move that breaks it
 CYCLES: dict[tuple[str, ...], str] = {}
 # (importing module, imported module) across two Dagster domains -> owner of the move
-DOMAIN_IMPORTS: dict[tuple[str, str], str] = {
-    ("fundarb_dagster/defs/alerts/assets.py", "fundarb_dagster.defs.funding.assets"): "l13-defs (defs/common)",
-    ("fundarb_dagster/defs/alerts/assets.py", "fundarb_dagster.defs.raw.assets"): "l13-defs (defs/common)",
-    ("fundarb_dagster/defs/funding/assets.py", "fundarb_dagster.defs.raw.assets"): "l13-defs (defs/common)",
-    ("fundarb_dagster/defs/market/assets.py", "fundarb_dagster.defs.raw.assets"): "l13-defs (defs/common)",
-    ("fundarb_dagster/defs/market/checks.py", "fundarb_dagster.defs.raw.checks"): "l13-defs (defs/common)",
-    ("fundarb_dagster/defs/risk/assets.py", "fundarb_dagster.defs.backtest.assets"): "l13-defs (defs/common)",
-}
+DOMAIN_IMPORTS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .instruments import InstrumentRegistry
 from .units import HOUR_MS, HOURS_PER_YEAR
 
 # Intervals venues actually use; a gap between settlements outside this set is missing data, not an interval.
@@ -161,6 +162,77 @@ def _first_float(info: Mapping[str, Any], names: Iterable[str]) -> float | None:
             except (TypeError, ValueError):
                 continue
     return None
+
+
+def registry_observations(registry: InstrumentRegistry) -> pd.DataFrame:
+    """Interval observations from the registry's interval history of every perp (what captures observed)."""
+    rows = []
+    for instrument in registry:
+        if not instrument.is_perp:
+            continue
+        for span in registry.interval_history(instrument.exchange, instrument.symbol):
+            rows.append(observation(instrument.exchange, instrument.symbol, span.valid_from_ms, span.interval_h))
+    return pd.DataFrame(rows, columns=OBSERVATION_COLUMNS)
+
+
+def market_observations(markets: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> pd.DataFrame:
+    """Published interval/cap/floor from ccxt markets ({exchange: {symbol: market}}), observed 'now' (ts_ms 0:
+    `interval_spans` places them), plus any published interval history (source "history")."""
+    rows = []
+    for exchange, by_symbol in markets.items():
+        for symbol, market in by_symbol.items():
+            interval_h, cap, floor = market_funding_info(market)
+            for start_ms, hours in market_interval_history(market):
+                rows.append(observation(exchange, symbol, start_ms, hours, cap, floor, source="history"))
+            if interval_h is None and cap is None and floor is None:
+                continue
+            # Caps without an interval still matter: they ride on whatever interval is known (NaN here).
+            rows.append(
+                observation(exchange, symbol, 0, interval_h if interval_h else np.nan, cap, floor, source="market")
+            )
+    return pd.DataFrame(rows, columns=OBSERVATION_COLUMNS)
+
+
+def interval_spans(
+    reported: pd.DataFrame, settlements: pd.DataFrame, registry: pd.DataFrame, market: pd.DataFrame
+) -> pd.DataFrame:
+    """The interval history (`INTERVAL_COLUMNS`) from all the evidence: intervals reported with funding rows
+    (`exchange, symbol, ts_ms, interval_h`), the registry's and the markets' observations, and before any
+    report the spacing of settlements (`exchange, symbol, funding_ts_ms`)."""
+    reported = reported.assign(cap=np.nan, floor=np.nan, source="reported")
+    market_intervals = market.dropna(subset=["interval_h"]) if not market.empty else market
+    observations = (
+        pd.concat([f for f in (reported, registry, market_intervals) if not f.empty], ignore_index=True)
+        if any(not f.empty for f in (reported, registry, market_intervals))
+        else reported
+    )
+    if not market_intervals.empty and not observations.empty:
+        # A market's current interval applies to the next settlement: place it half an hour after the last
+        # one seen. Keys with a published history (source "history") already have it in force.
+        last = settlements.groupby(["exchange", "symbol"])["funding_ts_ms"].max()
+        with_history = set(map(tuple, market.loc[market["source"] == "history", ["exchange", "symbol"]].values))
+        is_market = observations["source"] == "market"
+        keys = list(zip(observations.loc[is_market, "exchange"], observations.loc[is_market, "symbol"], strict=True))
+        observations.loc[is_market, "ts_ms"] = [int(last.get(k, 0)) + HOUR_MS // 2 for k in keys]
+        drop = pd.Series(False, index=observations.index)
+        drop.loc[is_market] = [k in with_history for k in keys]
+        observations = observations[~drop]
+    inferred = infer_intervals(settlements)
+    return apply_market_caps(build_intervals(observations, inferred), market)
+
+
+def apply_market_caps(spans: pd.DataFrame, market: pd.DataFrame) -> pd.DataFrame:
+    """Fill cap/floor of spans from market info where the streams gave none (market info is today's)."""
+    if market.empty or spans.empty:
+        return spans
+    caps = market.dropna(subset=["cap"]).drop_duplicates(["exchange", "symbol"]).set_index(["exchange", "symbol"])
+    out = spans.copy()
+    for i, row in out.iterrows():
+        key = (row["exchange"], row["symbol"])
+        if key in caps.index and pd.isna(row["cap"]):
+            out.at[i, "cap"] = caps.loc[key, "cap"]
+            out.at[i, "floor"] = caps.loc[key, "floor"]
+    return out
 
 
 def build_intervals(reported: pd.DataFrame, inferred: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -360,6 +432,21 @@ def point_in_time_predictions(predicted: pd.DataFrame, intervals: pd.DataFrame) 
     frame = frame.sort_values(["exchange", "symbol", "ts", "funding_ts"], kind="stable")
     frame = frame.drop_duplicates(["exchange", "symbol", "ts", "funding_ts"], keep="last")
     return frame[PREDICTION_COLUMNS].reset_index(drop=True)
+
+
+def history_rows(settled: pd.DataFrame, source: str) -> pd.DataFrame:
+    """`funding_history` rows from settled entries (`exchange, symbol, funding_ts_ms, ...`): keyed on the
+    settlement time rounded to the hour (the interval may not be known yet), tagged with the source kind."""
+    out = settled.copy()
+    out["funding_ts_ms"] = out["funding_ts_ms"].astype("int64")
+    out["funding_ts"] = to_timestamp(round_to_grid(out["funding_ts_ms"].to_numpy(), 1.0)).to_numpy()
+    out["source"] = source
+    return out
+
+
+def history_coverage(settled: pd.DataFrame, start_ms: int, end_ms: int) -> pd.DataFrame:
+    """`coverage` of settled history by the intervals its own spacing shows (nothing else is known yet)."""
+    return coverage(settled, build_intervals(infer_intervals(settled)), start_ms, end_ms)
 
 
 def coverage(settled: pd.DataFrame, intervals: pd.DataFrame, start_ms: int, end_ms: int) -> pd.DataFrame:

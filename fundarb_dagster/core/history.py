@@ -12,6 +12,10 @@ The registry (with the funding intervals the pull observed) is saved at the end.
 
 Re-running the same window lands the same rows again under a new sequence number; the warehouse's raw
 tables deduplicate on the natural keys, so a repeated pull is harmless.
+
+The warehouse's own exchange I/O lives here too, so its assets stay thin: `fetch_settled_funding` (the
+`funding_history` asset: settled funding of a window through the same Feed) and `load_perp_markets` (the
+`funding_intervals` asset: markets for published intervals and caps).
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from . import landing, schema
 from .config import FundarbConfig, check_symbols
@@ -183,3 +189,120 @@ def pull_history(
     through `progress` (None: silent).
     """
     return asyncio.run(pull_history_async(config, since_ms, until_ms, streams=streams, progress=progress))
+
+
+# -- settled funding and markets for the warehouse --------------------------------------------------------
+SETTLED_COLUMNS = ["exchange", "symbol", "funding_ts_ms", "funding_rate", "interval_h", "mark_price"]
+
+
+@dataclass
+class SettledFunding:
+    """What `fetch_settled_funding` got: the rows, and what went wrong without stopping the rest."""
+
+    rows: pd.DataFrame  # SETTLED_COLUMNS, funding_ts_ms in [start_ms, end_ms)
+    quarantined: int = 0  # entries the validator rejected
+    errors: dict[str, str] = field(default_factory=dict)  # "<exchange> <symbol>" -> error
+    skipped: list[str] = field(default_factory=list)  # exchanges whose source has no fetchFundingRateHistory
+    per_exchange: dict[str, tuple[int, int]] = field(default_factory=dict)  # exchange -> (rows, quarantined)
+
+
+def perp_symbols(symbols: Sequence[str]) -> list[str]:
+    """The perpetuals among ccxt unified symbols (`BTC/USDT:USDT` has a settle currency, spot has none)."""
+    return [s for s in symbols if ":" in s]
+
+
+async def fetch_settlements(
+    exchange: Any, symbols: list[str], start_ms: int, end_ms: int, history_limit: int
+) -> tuple[pd.DataFrame, int, dict[str, str]]:
+    """Settled funding of [start_ms, end_ms) per symbol through the Feed (paginated, retried, validated).
+
+    Returns the rows, how many entries the validator quarantined, and an error per symbol that failed (one
+    failing symbol must not lose the others). Closes the exchange.
+    """
+    frames: list[pd.DataFrame] = []
+    quarantined = 0
+    errors: dict[str, str] = {}
+    try:
+        markets = await exchange.load_markets()
+        registry = InstrumentRegistry()
+        listed = [s for s in symbols if s in markets]
+        errors.update({s: "not listed by the exchange" for s in symbols if s not in markets})
+        registry.add_markets(exchange.id, markets, listed)
+        feed = Feed(exchange, registry, history_limit=history_limit)
+        for symbol in listed:
+            try:
+                async for batch in feed.history("funding", symbol, start_ms, end_ms):
+                    records = batch.records
+                    kinds = batch.events["kind"] == int(schema.EventKind.QUARANTINED)
+                    quarantined += int(batch.events["count"][kinds].sum())
+                    if len(records):
+                        frames.append(
+                            pd.DataFrame(
+                                {
+                                    "exchange": exchange.id,
+                                    "symbol": symbol,
+                                    "funding_ts_ms": records["funding_ts_ms"],
+                                    "funding_rate": records["funding_rate"],
+                                    "interval_h": records["interval_h"],
+                                    "mark_price": records["mark_price"],
+                                }
+                            )
+                        )
+            except Exception as exc:  # noqa: BLE001 - one failing symbol must not lose the others
+                errors[symbol] = f"{type(exc).__name__}: {exc}"
+    finally:
+        await exchange.close()
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SETTLED_COLUMNS)
+    rows = rows[(rows["funding_ts_ms"] >= start_ms) & (rows["funding_ts_ms"] < end_ms)]
+    return rows, quarantined, errors
+
+
+def fetch_settled_funding(config: FundarbConfig, start_ms: int, end_ms: int, page_limit: int = 1000) -> SettledFunding:
+    """Settled funding of [start_ms, end_ms) for every configured perp whose exchange captures funding, from
+    the configured source (`fetch_funding_rate_history`, `page_limit` entries per call)."""
+    frames: list[pd.DataFrame] = []
+    out = SettledFunding(pd.DataFrame(columns=SETTLED_COLUMNS))
+    for exchange_config in config.exchanges:
+        perps = perp_symbols(exchange_config.symbols)
+        if not perps or "funding" not in exchange_config.streams:
+            continue
+        exchange = open_exchange(config, exchange_config.id)
+        if not exchange.has.get("fetchFundingRateHistory"):
+            out.skipped.append(exchange_config.id)
+            asyncio.run(exchange.close())
+            continue
+        got, bad, failed = asyncio.run(fetch_settlements(exchange, perps, start_ms, end_ms, page_limit))
+        frames.append(got)
+        out.quarantined += bad
+        out.errors.update({f"{exchange_config.id} {s}": e for s, e in failed.items()})
+        out.per_exchange[exchange_config.id] = (len(got), bad)
+    if any(len(f) for f in frames):
+        out.rows = pd.concat([f for f in frames if len(f)], ignore_index=True)
+    out.rows["funding_ts_ms"] = out.rows["funding_ts_ms"].astype("int64")
+    return out
+
+
+def load_perp_markets(config: FundarbConfig) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The ccxt market of every configured perp, per exchange, from the configured source; and an error per
+    exchange whose markets could not be loaded (market info is optional evidence: one failure skips one)."""
+    markets: dict[str, dict[str, Any]] = {}
+    errors: dict[str, str] = {}
+    for exchange_config in config.exchanges:
+        perps = perp_symbols(exchange_config.symbols)
+        if not perps:
+            continue
+        try:
+            exchange = open_exchange(config, exchange_config.id)
+
+            async def load(ex: Any = exchange) -> dict[str, Any]:
+                try:
+                    return await ex.load_markets()
+                finally:
+                    await ex.close()
+
+            loaded = asyncio.run(load())
+        except Exception as exc:  # noqa: BLE001
+            errors[exchange_config.id] = f"{type(exc).__name__}: {exc}"
+            continue
+        markets[exchange_config.id] = {s: loaded[s] for s in perps if loaded.get(s)}
+    return markets, errors

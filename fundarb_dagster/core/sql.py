@@ -95,6 +95,25 @@ def replace_window(
     return int(inserted)
 
 
+def replace_key(conn: Any, table: str, select_sql: str, key_column: str, key: Any) -> int:
+    """Make `table` hold exactly the rows `select_sql` yields for one run (`key_column = key`): delete, then
+    insert, in one transaction; the table is created from the query's columns on first use. Returns the rows
+    inserted. Running it twice gives the same table (idempotent)."""
+    check_identifier(table)  # names cannot be bound as parameters: only plain identifiers get here
+    check_identifier(key_column)
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select_sql} LIMIT 0")
+    # BEGIN outside the inner try: a ROLLBACK with no transaction open would hide the real error.
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute(f"DELETE FROM {table} WHERE {key_column} = $key", {"key": key})
+        conn.execute(f"INSERT INTO {table} BY NAME {select_sql}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return int(conn.execute(f"SELECT count(*) FROM {table} WHERE {key_column} = $key", {"key": key}).fetchone()[0])
+
+
 def replace_all(conn: Any, table: str, select_sql: str, params: Mapping[str, Any] | None = None) -> int:
     """Unpartitioned tables: rebuild the whole table from the query, atomically."""
     check_identifier(table)

@@ -31,10 +31,11 @@ from dagster import (
 )
 
 from ..core import landing
+from ..core.tables import STREAM_TABLES
 from .raw.assets import RAW_HOURLY
 from .resources import DataDirResource
 
-STREAMS = ("trades", "tickers", "funding", "ohlcv", "capture_events", "capture_stats")
+STREAMS = tuple(STREAM_TABLES)  # every landed stream: a raw run loads them all
 MTIME_SLACK_S = 5.0  # rescan folders this close to the cursor: mtimes are coarse, digests dedupe
 FORGET_AFTER_S = 48 * 3600.0  # digests of folders untouched this long leave the cursor (it stays small)
 MAX_RUNS_PER_TICK = 48

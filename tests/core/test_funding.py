@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from fundarb_dagster.core import funding as f
+from fundarb_dagster.core.instruments import InstrumentRegistry
 from fundarb_dagster.core.units import HOUR_MS
 
 
@@ -160,3 +161,87 @@ def test_coverage_counts_present_vs_expected_settlements(fixture_funding):
     counts = window.groupby(["exchange", "symbol"]).size()
     for key, n in counts.items():
         assert cov.loc[key, "settlements"] == n
+
+
+def test_history_rows_key_each_settlement_on_its_hour_and_name_the_source():
+    settled = pd.DataFrame(
+        {
+            "exchange": ["bybit", "hyperliquid"],
+            "symbol": ["BTC/USDT:USDT", "BTC/USDC:USDC"],
+            "funding_ts_ms": [8 * HOUR_MS + 4, 5 * HOUR_MS + 7 * 60_000],  # ms jitter, a late hyperliquid
+            "funding_rate": [1e-4, 2e-5],
+        },
+        index=[7, 3],  # filtered frames keep their index: keys must follow rows, not labels
+    )
+    rows = f.history_rows(settled, "sim")
+    assert rows["funding_ts"].tolist() == [pd.Timestamp("1970-01-01 08:00"), pd.Timestamp("1970-01-01 05:00")]
+    assert rows["funding_ts_ms"].tolist() == [8 * HOUR_MS + 4, 5 * HOUR_MS + 7 * 60_000]
+    assert (rows["source"] == "sim").all()
+
+
+def test_market_observations_place_a_published_history_and_the_current_interval_with_its_caps():
+    markets = {
+        "sim": {
+            "X/USDT:USDT": {
+                "info": {
+                    "fundingIntervalHours": 4,
+                    "fundingCap": 0.01,
+                    "fundingFloor": -0.01,
+                    "fundingIntervalHistory": [[0, 8], [40 * HOUR_MS, 4]],
+                }
+            }
+        },
+        "bybit": {"Y/USDT:USDT": {"info": {"upperFundingRate": "0.02", "lowerFundingRate": "-0.02"}}},
+        "binance": {"Z/USDT:USDT": {"info": {}}},  # publishes nothing: no observation
+    }
+    obs = f.market_observations(markets)
+    sim = obs[obs["exchange"] == "sim"]
+    assert sim["source"].tolist() == ["history", "history", "market"]
+    # each change half an hour after its start, so a settlement exactly at the start keeps the old interval
+    assert sim["ts_ms"].tolist() == [HOUR_MS // 2, 40 * HOUR_MS + HOUR_MS // 2, 0]
+    assert sim["interval_h"].tolist() == [8.0, 4.0, 4.0] and (sim["cap"] == 0.01).all()
+    bybit = obs[obs["exchange"] == "bybit"]
+    assert len(bybit) == 1 and np.isnan(bybit["interval_h"].iloc[0]) and bybit["cap"].iloc[0] == 0.02
+    assert "binance" not in set(obs["exchange"])
+
+
+def test_interval_spans_apply_the_market_interval_after_the_last_settlement_with_its_caps():
+    settlements = pd.DataFrame(
+        {"exchange": "bybit", "symbol": "S", "funding_ts_ms": [t * HOUR_MS for t in (8, 16, 24, 32)]}
+    )
+    reported = pd.DataFrame(columns=["exchange", "symbol", "ts_ms", "interval_h"])
+    registry = pd.DataFrame(columns=f.OBSERVATION_COLUMNS)
+    market = pd.DataFrame([f.observation("bybit", "S", 0, 4.0, 0.02, -0.02, source="market")])
+    spans = f.interval_spans(reported, settlements, registry, market)
+    # the spacing shows 8 h; the venue now publishes 4 h, in force from the next settlement on
+    assert spans["interval_h"].tolist() == [8.0, 4.0]
+    assert spans["valid_from"].tolist() == [pd.Timestamp("1970-01-01 16:00"), pd.Timestamp("1970-01-02 08:30")]
+    assert spans["source"].tolist() == ["inferred", "market"]
+    assert spans["cap"].tolist() == [0.02, 0.02] and spans["floor"].tolist() == [-0.02, -0.02]
+
+
+def test_interval_spans_ignore_the_current_interval_of_a_key_with_a_published_history():
+    settlements = pd.DataFrame({"exchange": "sim", "symbol": "S", "funding_ts_ms": [8 * HOUR_MS, 16 * HOUR_MS]})
+    reported = pd.DataFrame(columns=["exchange", "symbol", "ts_ms", "interval_h"])
+    market = f.market_observations(
+        {"sim": {"S": {"info": {"fundingIntervalHours": 4, "fundingIntervalHistory": [[0, 8], [20 * HOUR_MS, 4]]}}}}
+    )
+    spans = f.interval_spans(reported, settlements, pd.DataFrame(columns=f.OBSERVATION_COLUMNS), market)
+    assert spans["interval_h"].tolist() == [8.0, 4.0] and spans["source"].tolist() == ["history", "history"]
+    assert spans["valid_from"].iloc[1] == pd.Timestamp("1970-01-01 20:30")
+
+
+def test_registry_observations_are_the_perps_interval_history():
+    registry = InstrumentRegistry()
+    for market in (
+        {"symbol": "BTC/USDT:USDT", "id": "BTCUSDT", "type": "swap", "base": "BTC", "quote": "USDT", "settle": "USDT"},
+        {"symbol": "BTC/USDT", "id": "BTCUSDT", "type": "spot", "base": "BTC", "quote": "USDT", "settle": None},
+    ):
+        registry.add_market("binance", market)
+    registry.observe_interval("binance", "BTC/USDT:USDT", 8 * HOUR_MS, 8.0)
+    registry.observe_interval("binance", "BTC/USDT:USDT", 40 * HOUR_MS, 4.0)
+    obs = f.registry_observations(registry)
+    assert obs[["exchange", "symbol", "interval_h", "source"]].values.tolist() == [
+        ["binance", "BTC/USDT:USDT", 8.0, "reported"],
+        ["binance", "BTC/USDT:USDT", 4.0, "reported"],
+    ]

@@ -12,7 +12,7 @@ import pytest
 
 from fundarb_dagster.core import landing
 from fundarb_dagster.core.config import ConfigError, ExchangeConfig, default_config
-from fundarb_dagster.core.history import pull_history
+from fundarb_dagster.core.history import fetch_settled_funding, fetch_settlements, load_perp_markets, pull_history
 from fundarb_dagster.core.instruments import InstrumentRegistry, registry_path
 from fundarb_dagster.core.sources.sim import SimExchange
 
@@ -113,3 +113,57 @@ def test_bad_arguments_fail_with_the_field_named(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="DOGE/EUR"):
         pull_history(unlisted, 1, 2, progress=None)
+
+
+async def _sim_settlements(config, venue: str, symbol: str, since: int, until: int) -> list[tuple[int, float]]:  # noqa: ANN001
+    """(settlement ms, rate) straight from the simulator's fetch_funding_rate_history (no Feed, no validator)."""
+    ex = SimExchange(venue, config.sim, symbols=SYMBOLS[venue])
+    await ex.load_markets()
+    out: list[tuple[int, float]] = []
+    cursor = since
+    while cursor < until:
+        entries = await ex.fetch_funding_rate_history(symbol, cursor, 1000)
+        page = [e for e in entries if cursor <= e["timestamp"] < until]
+        if not page:
+            break
+        out += [(int(e["timestamp"]), float(e["fundingRate"])) for e in page]
+        cursor = int(page[-1]["timestamp"]) + 1
+    await ex.close()
+    return out
+
+
+def test_settled_funding_of_a_day_is_every_sim_settlement_of_the_perps_and_nothing_else(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    until = config.sim.start_ms
+    since = until - DAY
+    got = fetch_settled_funding(config, since, until, page_limit=5)  # small pages: pagination is exercised
+    assert got.errors == {} and got.skipped == [] and got.quarantined == 0
+    assert set(got.rows.symbol) == {"BTC/USDT:USDT", "BTC/USDC:USDC"}  # perps only
+    for venue, symbols in SYMBOLS.items():
+        perp = symbols[1]
+        rows = got.rows[got.rows.exchange == venue].sort_values("funding_ts_ms")
+        expected = asyncio.run(_sim_settlements(config, venue, perp, since, until))
+        assert list(zip(rows.funding_ts_ms, rows.funding_rate, strict=True)) == expected
+        assert got.per_exchange[venue] == (len(expected), 0)
+    assert got.rows.funding_ts_ms.dtype == np.int64
+
+
+def test_a_symbol_the_exchange_does_not_list_is_an_error_and_the_others_still_arrive(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    until = config.sim.start_ms
+    exchange = SimExchange("bybit", config.sim, symbols=SYMBOLS["bybit"])
+    rows, quarantined, errors = asyncio.run(
+        fetch_settlements(exchange, ["BTC/USDT:USDT", "NOPE/USDT:USDT"], until - DAY, until, 1000)
+    )
+    assert errors == {"NOPE/USDT:USDT": "not listed by the exchange"}
+    assert len(rows) == 3 and set(rows.symbol) == {"BTC/USDT:USDT"} and quarantined == 0
+
+
+def test_perp_markets_carry_the_published_funding_interval(tmp_path: Path) -> None:
+    markets, errors = load_perp_markets(_config(tmp_path))
+    assert errors == {}
+    assert {venue: sorted(by_symbol) for venue, by_symbol in markets.items()} == {
+        "bybit": ["BTC/USDT:USDT"],
+        "hyperliquid": ["BTC/USDC:USDC"],
+    }
+    assert markets["bybit"]["BTC/USDT:USDT"]["swap"] and markets["hyperliquid"]["BTC/USDC:USDC"]["settle"] == "USDC"

@@ -90,3 +90,14 @@ def test_checks_sit_next_to_their_assets_with_blocking_where_bad_data_must_stop(
     blocking = {key.name for key in graph.asset_check_keys if graph.get_check_spec(key).blocking}
     assert {"raw_trades_has_unique_keys", "ohlcv_1m_is_consistent"} <= blocking
     assert "ohlcv_1m_has_no_gaps" not in blocking
+
+
+def test_every_table_asset_publishes_the_columns_of_core_tables():
+    from fundarb_dagster.core.tables import TABLES
+
+    graph = _defs().resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert set(TABLES) - keys == {"alert_deliveries"}  # written by the alerts asset beside its own table
+    for name in set(TABLES) & keys:
+        columns = graph.get(AssetKey(name)).metadata["dagster/column_schema"].columns
+        assert [(c.name, c.type) for c in columns] == [(c.name, c.kind) for c in TABLES[name].columns], name

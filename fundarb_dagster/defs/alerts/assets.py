@@ -12,31 +12,15 @@ from pydantic import Field
 from ...core import alerts as core_alerts
 from ...core.schema import EventKind, StreamCode
 from ...core.sql import execute, load_sql
-from ..funding.assets import ensure_tables, md_table
+from ...core.tables import table
+from ..common.landing import ensure_raw_tables
+from ..common.metadata import column_schema, md_table
+from ..common.tables import ensure_tables
 from ..partitions import FOLLOW_UPSTREAM
-from ..raw.assets import ensure_raw_table
-from ..resources import (
-    POOL,
-    AlertChannelsResource,
-    DataDirResource,
-    SourceConfigResource,
-    column_schema,
-    warehouse_connection,
-)
+from ..resources import POOL, AlertChannelsResource, DataDirResource, SourceConfigResource, warehouse_connection
 
 OWNERS = ["team:carry"]
 DOMAIN = "alerts"
-
-ALERT_COLUMNS = [
-    ("alert_id", "string", "hash of rule, subject and ts (key)"),
-    ("ts", "timestamp", "when the condition was observed (data time, UTC)"),
-    ("severity", "string", "info | warning | critical"),
-    ("rule", "string", "funding_spread | carry | basis_dislocation | stream_gap | stream_stale | asset_check_failed"),
-    ("subject", "string", "what the alert is about (pair, instrument, stream, check)"),
-    ("value", "float64", "the observed value"),
-    ("threshold", "float64", "the limit it crossed"),
-    ("message", "string", "human-readable summary"),
-]
 
 
 class AlertsConfig(Config):
@@ -136,7 +120,7 @@ def _names(events: pd.DataFrame) -> pd.DataFrame:
         "or stale beyond its limit, a failed asset check), one per condition per cooldown, delivered to the log, "
         "a JSONL file and a webhook with retries; every delivery outcome lands in `alert_deliveries`."
     ),
-    metadata={"dagster/column_schema": column_schema(ALERT_COLUMNS), "natural_key": "alert_id"},
+    metadata={"dagster/column_schema": column_schema("alerts"), "natural_key": table("alerts").natural_key},
 )
 def alerts(
     context: AssetExecutionContext,
@@ -154,8 +138,7 @@ def alerts(
             context.log.warning(f"alerts: no stale limits ({exc}); staleness not checked")
     raised: list[core_alerts.Alert] = []
     with warehouse_connection(duckdb) as conn:
-        for table in ("capture_events", "raw_trades", "raw_tickers", "raw_funding"):
-            ensure_raw_table(conn, data_dir.path(), table)
+        ensure_raw_tables(conn, data_dir.path(), "capture_events", "raw_trades", "raw_tickers", "raw_funding")
         ensure_tables(conn, "funding_spreads", "opportunities", "basis")
         raised += core_alerts.funding_spread_rule(_query(conn, "latest_spreads"), config.funding_spread_apr)
         raised += core_alerts.carry_rule(conn.execute("SELECT * FROM opportunities").df(), config.carry_apr)

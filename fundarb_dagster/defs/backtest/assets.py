@@ -25,8 +25,10 @@ from pydantic import Field
 
 from ...core.backtest import BacktestParams, Panel, get_strategy, run_backtest, sweep, walk_forward
 from ...core.backtest.panel import panel_from_tables
-from ...core.backtest.plots import attribution_png, equity_drawdown_png, heatmap_png, markdown_table, png_markdown
-from ...core.sql import check_identifier, execute, load_sql, table_exists
+from ...core.backtest.plots import attribution_png, equity_drawdown_png, heatmap_png
+from ...core.sql import execute, load_sql, table_exists
+from ..common.metadata import column_schema, md_table, png_md
+from ..common.tables import write_run
 from ..resources import POOL, warehouse_connection
 
 DOMAIN = "backtest"
@@ -131,26 +133,8 @@ def load_panel(conn: Any, start: datetime, end: datetime) -> Panel:
     return panel_from_tables(bars, quotes, settlements, predictions, intervals, instruments)
 
 
-def write_frame(conn: Any, table: str, frame_name: str, frame: pd.DataFrame, key_column: str, key: str) -> int:
-    """Replace the rows of one run (`key_column = key`) with `frame`, through `sql/backtest/<table>.sql`."""
-    sql = load_sql(DOMAIN, table)
-    check_identifier(table)  # names cannot be bound as parameters: only plain identifiers get here
-    check_identifier(key_column)
-    conn.register(frame_name, frame)
-    try:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {sql} LIMIT 0")
-        # BEGIN outside the inner try: a ROLLBACK with no transaction open would hide the real error.
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            conn.execute(f"DELETE FROM {table} WHERE {key_column} = $key", {"key": key})
-            conn.execute(f"INSERT INTO {table} BY NAME {sql}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    finally:
-        conn.unregister(frame_name)
-    return len(frame)
+def _schema(name: str) -> dict[str, Any]:
+    return {"dagster/column_schema": column_schema(name)}
 
 
 def _now() -> datetime:
@@ -159,11 +143,23 @@ def _now() -> datetime:
 
 @multi_asset(
     outs={
-        "backtest_runs": AssetOut(description="one row per run: strategy, parameters, metrics, PnL attribution"),
-        "backtest_equity": AssetOut(description="equity curve and PnL by source per bar, key run_id, ts"),
-        "backtest_trades": AssetOut(description="every leg trade (entry, exit, rebalance, stop, liquidation)"),
-        "backtest_positions": AssetOut(description="held episodes (round trips) with PnL and exit reason"),
-        "backtest_book": AssetOut(description="legs open after the last bar, with isolated wallets"),
+        "backtest_runs": AssetOut(
+            description="one row per run: strategy, parameters, metrics, PnL attribution",
+            metadata=_schema("backtest_runs"),
+        ),
+        "backtest_equity": AssetOut(
+            description="equity curve and PnL by source per bar, key run_id, ts", metadata=_schema("backtest_equity")
+        ),
+        "backtest_trades": AssetOut(
+            description="every leg trade (entry, exit, rebalance, stop, liquidation)",
+            metadata=_schema("backtest_trades"),
+        ),
+        "backtest_positions": AssetOut(
+            description="held episodes (round trips) with PnL and exit reason", metadata=_schema("backtest_positions")
+        ),
+        "backtest_book": AssetOut(
+            description="legs open after the last bar, with isolated wallets", metadata=_schema("backtest_book")
+        ),
     },
     deps=INPUT_TABLES,
     group_name="backtest",
@@ -191,23 +187,19 @@ def backtest(context: AssetExecutionContext, config: BacktestConfig, duckdb: Duc
     frames = result_frames(run_id, created, config, panel, result, len(pairs.names))
     with warehouse_connection(duckdb) as conn:
         for table, frame in frames.items():
-            write_frame(conn, table, f"{table.split('_', 1)[1]}_frame", frame, "run_id", run_id)
-    metrics_md = markdown_table({**result.metrics, "final_equity_usd": float(result.equity["equity"].iloc[-1])})
-    attribution_md = markdown_table(result.attribution)
+            write_run(conn, table, frame, "run_id", run_id)
+    metrics_md = md_table({**result.metrics, "final_equity_usd": float(result.equity["equity"].iloc[-1])}, digits=4)
+    attribution_md = md_table(result.attribution, digits=4)
     common = {"run_id": run_id, "strategy": config.strategy}
     yield Output(
         None,
         output_name="backtest_runs",
         metadata={
             **common,
-            "metrics": MetadataValue.md(metrics_md),
-            "attribution_usd": MetadataValue.md(attribution_md),
-            "equity_and_drawdown": MetadataValue.md(
-                png_markdown(equity_drawdown_png(result.equity, config.strategy), "equity")
-            ),
-            "pnl_attribution": MetadataValue.md(
-                png_markdown(attribution_png(result.equity, result.attribution), "attribution")
-            ),
+            "metrics": metrics_md,
+            "attribution_usd": attribution_md,
+            "equity_and_drawdown": png_md(equity_drawdown_png(result.equity, config.strategy), "equity"),
+            "pnl_attribution": png_md(attribution_png(result.equity, result.attribution), "attribution"),
             "sharpe": float(result.metrics["sharpe"]) if pd.notna(result.metrics["sharpe"]) else 0.0,
             "total_return": float(result.metrics["total_return"]),
             "bars": panel.shape[0],
@@ -270,6 +262,7 @@ def result_frames(
     pool=POOL,
     owners=OWNERS,
     kinds={"duckdb", "python"},
+    metadata=_schema("backtest_sweep"),
     description="Metrics of a parameter grid on the full window and a walk-forward split (choose, then report)",
 )
 def backtest_sweep(context: AssetExecutionContext, config: SweepConfig, duckdb: DuckDBResource) -> MaterializeResult:
@@ -300,19 +293,19 @@ def backtest_sweep(context: AssetExecutionContext, config: SweepConfig, duckdb: 
     frame.insert(0, "strategy", config.strategy)
     frame.insert(0, "run_id", context.run.run_id)
     with warehouse_connection(duckdb) as conn:
-        write_frame(conn, "backtest_sweep", "sweep_frame", frame, "run_id", context.run.run_id)
+        write_run(conn, "backtest_sweep", frame, "run_id", context.run.run_id)
     best = full.sort_values(config.metric, ascending=False).head(10)
     show = ["point", *axes, "sharpe", "annual_return", "max_drawdown", "trade_count", "liquidations"]
-    heat = png_markdown(heatmap_png(full, config.heatmap_x, config.heatmap_y, config.metric), "heatmap")
-    wf_heat = png_markdown(heatmap_png(wf["test"], config.heatmap_x, config.heatmap_y, config.metric), "test heatmap")
+    heat = png_md(heatmap_png(full, config.heatmap_x, config.heatmap_y, config.metric), "heatmap")
+    wf_heat = png_md(heatmap_png(wf["test"], config.heatmap_x, config.heatmap_y, config.metric), "test heatmap")
     return MaterializeResult(
         metadata={
             "run_id": context.run.run_id,
             "grid_points": len(full),
             "sweep_s": round(t_full, 3),
-            "heatmap": MetadataValue.md(heat),
-            "walk_forward_test_heatmap": MetadataValue.md(wf_heat),
-            "top_points": MetadataValue.md(markdown_table(best[[c for c in show if c in best]])),
+            "heatmap": heat,
+            "walk_forward_test_heatmap": wf_heat,
+            "top_points": md_table(best[[c for c in show if c in best]], digits=4),
             "walk_forward": MetadataValue.json(
                 {
                     "split": str(pd.to_datetime(wf["split_ts_ms"], unit="ms")),

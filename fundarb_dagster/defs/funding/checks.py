@@ -9,6 +9,7 @@ from dagster import AssetCheckResult, AssetChecksDefinition, AssetCheckSeverity,
 from dagster_duckdb import DuckDBResource
 
 from ...core.sql import table_exists
+from ...core.tables import table
 from ..resources import warehouse_connection
 from .assets import basis, funding_intervals, funding_predictions, funding_rates, funding_spreads, opportunities
 
@@ -40,22 +41,13 @@ def _unique_check(asset: Any, table: str, key: Sequence[str], blocking: bool) ->
     return _check
 
 
-funding_rates_has_unique_keys = _unique_check(
-    funding_rates, "funding_rates", ["exchange", "symbol", "funding_ts"], True
-)
+funding_rates_has_unique_keys = _unique_check(funding_rates, "funding_rates", table("funding_rates").key, True)
 funding_predictions_has_unique_keys = _unique_check(
-    funding_predictions, "funding_predictions", ["exchange", "symbol", "ts", "funding_ts"], True
+    funding_predictions, "funding_predictions", table("funding_predictions").key, True
 )
-basis_has_unique_keys = _unique_check(basis, "basis", ["exchange", "symbol", "timeframe", "ts"], True)
-funding_spreads_has_unique_keys = _unique_check(
-    funding_spreads, "funding_spreads", ["underlying", "exchange_a", "symbol_a", "exchange_b", "symbol_b", "ts"], True
-)
-opportunities_has_unique_keys = _unique_check(
-    opportunities,
-    "opportunities",
-    ["as_of", "strategy", "long_exchange", "long_symbol", "short_exchange", "short_symbol"],
-    False,
-)
+basis_has_unique_keys = _unique_check(basis, "basis", table("basis").key, True)
+funding_spreads_has_unique_keys = _unique_check(funding_spreads, "funding_spreads", table("funding_spreads").key, True)
+opportunities_has_unique_keys = _unique_check(opportunities, "opportunities", table("opportunities").key, False)
 
 
 @asset_check(

@@ -16,53 +16,14 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ...core import indicators as ind
-from ...core.sql import execute, load_sql, replace_window
+from ...core.sql import execute, load_sql, registered, replace_window
+from ...core.tables import table
+from ..common.landing import ensure_raw_tables
+from ..common.metadata import column_schema
 from ..partitions import DAILY, FOLLOW_UPSTREAM, HOURLY, SINGLE_RUN, partition_window
-from ..raw.assets import ensure_raw_table
-from ..resources import POOL, DataDirResource, column_schema, warehouse_connection
+from ..resources import POOL, DataDirResource, warehouse_connection
 
 OWNERS = ["team:warehouse"]
-KEY = "exchange, symbol, ts"
-
-_BAR = [
-    ("ts", "timestamp", "bar open time (UTC)"),
-    ("instrument_id", "int32", "registry id (1:1 with exchange + symbol; the grouping key)"),
-    ("exchange", "string", "ccxt exchange id"),
-    ("symbol", "string", "ccxt unified symbol"),
-    ("open", "float64", "first price"),
-    ("high", "float64", "highest price"),
-    ("low", "float64", "lowest price"),
-    ("close", "float64", "last price"),
-    ("volume", "float64", "base units traded"),
-    ("trade_count", "int64", "trades in the bar"),
-]
-OHLCV_1M_COLUMNS = [
-    *_BAR,
-    ("source", "string", "trades | venue (venue candle, no trades captured) | filled"),
-    ("is_filled", "bool", "an empty minute: previous close carried, zero volume"),
-]
-RESAMPLED_COLUMNS = [
-    *_BAR,
-    ("filled_minutes", "int64", "minutes of the bar that were filled"),
-    ("minutes", "int64", "minutes the bar covers (60 for a whole hour)"),
-    ("is_filled", "bool", "every minute of the bar was filled"),
-]
-INDICATOR_COLUMNS = [
-    ("exchange", "string", "ccxt exchange id"),
-    ("symbol", "string", "ccxt unified symbol"),
-    ("ts", "timestamp", "1h bar open time (UTC)"),
-    ("close", "float64", "1h close"),
-    ("sma", "float64", "simple moving average of close (sma_period)"),
-    ("ema", "float64", "exponential moving average of close (ema_period)"),
-    ("rsi", "float64", "relative strength index 0-100 (rsi_period)"),
-    ("macd", "float64", "MACD line (macd_fast, macd_slow)"),
-    ("macd_signal", "float64", "MACD signal (macd_signal)"),
-    ("macd_hist", "float64", "MACD histogram"),
-    ("bb_upper", "float64", "Bollinger upper band (bb_period, bb_stddev)"),
-    ("bb_middle", "float64", "Bollinger middle band"),
-    ("bb_lower", "float64", "Bollinger lower band"),
-    ("atr", "float64", "average true range (atr_period)"),
-]
 
 
 class OhlcvConfig(Config):
@@ -85,15 +46,14 @@ class OhlcvConfig(Config):
         "a venue 1m candle is used (source='venue'); empty minutes are explicit (close carried forward, zero "
         "volume, is_filled), also across partition boundaries. Key: exchange, symbol, ts."
     ),
-    metadata={"dagster/column_schema": column_schema(OHLCV_1M_COLUMNS), "natural_key": KEY},
+    metadata={"dagster/column_schema": column_schema("ohlcv_1m"), "natural_key": table("ohlcv_1m").natural_key},
 )
 def ohlcv_1m(
     context: AssetExecutionContext, config: OhlcvConfig, duckdb: DuckDBResource, data_dir: DataDirResource
 ) -> MaterializeResult:
     window = partition_window(context)
     with warehouse_connection(duckdb) as conn:
-        for table in ("raw_trades", "raw_ohlcv"):
-            ensure_raw_table(conn, data_dir.path(), table)
+        ensure_raw_tables(conn, data_dir.path(), "raw_trades", "raw_ohlcv")
         conn.execute(load_sql("market", "ohlcv_1m_table"))
         params = window.params(horizon_ms=config.fill_horizon_minutes * 60_000, now_ms=_now_ms())
         rows = replace_window(conn, "ohlcv_1m", load_sql("market", "ohlcv_1m"), params)
@@ -136,7 +96,7 @@ def _resampled(name: str, source: str, partitions_def: object, label: str, bucke
             f"{label} OHLCV bars resampled in SQL from {source} (integer-millisecond buckets); open/high/low "
             f"from the minutes with data, filled_minutes counts padded minutes. Key: exchange, symbol, ts."
         ),
-        metadata={"dagster/column_schema": column_schema(RESAMPLED_COLUMNS), "natural_key": KEY},
+        metadata={"dagster/column_schema": column_schema(name), "natural_key": table(name).natural_key},
     )
     def _asset(context: AssetExecutionContext, duckdb: DuckDBResource) -> MaterializeResult:
         window = partition_window(context)
@@ -184,7 +144,7 @@ class IndicatorsConfig(Config):
         "(periods configurable). Each partition reads the look-back it needs from earlier 1h bars, so its values "
         "equal those computed on the whole history. Key: exchange, symbol, ts."
     ),
-    metadata={"dagster/column_schema": column_schema(INDICATOR_COLUMNS), "natural_key": KEY},
+    metadata={"dagster/column_schema": column_schema("indicators"), "natural_key": table("indicators").natural_key},
 )
 def indicators(context: AssetExecutionContext, config: IndicatorsConfig, duckdb: DuckDBResource) -> MaterializeResult:
     window = partition_window(context)
@@ -195,8 +155,8 @@ def indicators(context: AssetExecutionContext, config: IndicatorsConfig, duckdb:
         values = ind.frame_indicators(bars, params)
         values["ts"] = pd.to_datetime(values["ts"])
         indicator_frame = values[(values["ts"] >= window.start) & (values["ts"] < window.end)]
-        conn.register("indicator_frame", indicator_frame)
-        rows = replace_window(conn, "indicators", "SELECT * FROM indicator_frame", window.params())
+        with registered(conn, "indicator_frame", indicator_frame):
+            rows = replace_window(conn, "indicators", "SELECT * FROM indicator_frame", window.params())
     return MaterializeResult(
         metadata={"window": str(window), "rows": rows, "lookback_bars": lookback, "bars_read": len(bars)}
     )

@@ -14,8 +14,9 @@ from dagster import (
 from dagster_duckdb import DuckDBResource
 
 from ...core.sql import table_exists
+from ...core.tables import table
+from ..common.checks import build_condition_check, build_unique_key_check, check_window, window_clause
 from ..partitions import HOURLY
-from ..raw.checks import build_condition_check, build_unique_key_check, check_window, window_clause
 from ..resources import POOL, warehouse_connection
 from .assets import indicators, ohlcv_1d, ohlcv_1h, ohlcv_1m, ohlcv_5m
 
@@ -27,8 +28,7 @@ INCONSISTENT_BAR = (
 MAX_GAP_MINUTES = 15  # longest stretch without a real bar that still passes (sparse spot pairs have gaps)
 
 _unique = [
-    build_unique_key_check(asset, name, ("exchange", "symbol", "ts"), asset.partitions_def)
-    for name, asset in BAR_ASSETS.items()
+    build_unique_key_check(asset, name, table(name).key, asset.partitions_def) for name, asset in BAR_ASSETS.items()
 ]
 _consistent = [
     build_condition_check(
@@ -41,7 +41,7 @@ _consistent = [
     )
     for name, asset in BAR_ASSETS.items()
 ]
-indicators_has_unique_keys = build_unique_key_check(indicators, "indicators", ("exchange", "symbol", "ts"), HOURLY)
+indicators_has_unique_keys = build_unique_key_check(indicators, "indicators", table("indicators").key, HOURLY)
 indicators_rsi_in_range = build_condition_check(
     indicators,
     "indicators_rsi_in_range",

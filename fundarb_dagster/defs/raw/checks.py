@@ -1,152 +1,39 @@
-"""Checks on the raw tables, and the check builders every warehouse table uses.
+"""Checks on the raw tables: unique natural keys and valid trades (blocking), uncrossed quotes, freshness."""
 
-Checks are partitioned like their asset: in a run they look at the run's window only (one hour or the
-whole ranged run), so their cost does not grow with history. Severity says what happens next: ERROR and
-`blocking=True` where bad rows must not flow downstream (duplicate keys, impossible prices).
-"""
+from dagster import AssetCheckSeverity, build_time_partition_freshness_checks
 
-from collections.abc import Sequence
-from typing import Any
+from ...core.tables import RAW_TABLES
+from ..common.checks import build_condition_check, build_unique_key_check
+from . import assets
 
-from dagster import (
-    AssetCheckExecutionContext,
-    AssetCheckResult,
-    AssetChecksDefinition,
-    AssetCheckSeverity,
-    asset_check,
-    build_time_partition_freshness_checks,
-)
-from dagster_duckdb import DuckDBResource
-
-from ...core.sql import check_identifier, table_exists
-from ..partitions import Window, partition_window
-from ..resources import POOL, warehouse_connection
-
-NATURAL_KEYS: dict[str, tuple[str, ...]] = {
-    "raw_trades": ("exchange", "symbol", "trade_id"),
-    "raw_tickers": ("exchange", "symbol", "ts_ms"),
-    "raw_funding": ("exchange", "symbol", "funding_ts_ms", "ts_ms", "is_settled"),
-    "raw_ohlcv": ("exchange", "symbol", "timeframe_s", "ts_ms"),
-    "capture_stats": ("node", "rank", "stream", "ts_ms"),
-}
-
-
-def check_window(context: AssetCheckExecutionContext) -> Window | None:
-    """The run's event-time window, or None (whole table) for an unpartitioned check run."""
-    if context.has_partition_key or context.has_partition_key_range:
-        return partition_window(context)
-    return None
-
-
-def window_clause(window: Window | None, column: str = "ts") -> tuple[str, dict[str, Any]]:
-    """A WHERE clause restricting a check to its window (bound parameters, the column name checked)."""
-    if window is None:
-        return "TRUE", {}
-    column = check_identifier(column)
-    return f"{column} >= $start AND {column} < $end", {"start": window.start, "end": window.end}
-
-
-def build_unique_key_check(
-    asset: Any, table: str, key: Sequence[str], partitions_def: Any, blocking: bool = True
-) -> AssetChecksDefinition:
-    """`<table>_has_unique_keys`: no two rows share the natural key (ERROR, blocking)."""
-    columns = ", ".join(check_identifier(c) for c in key)
-
-    @asset_check(
-        asset=asset,
-        name=f"{table}_has_unique_keys",
-        description=f"No two rows of {table} share ({columns}) in the run's window.",
-        blocking=blocking,
-        pool=POOL,
-        partitions_def=partitions_def,
-    )
-    def _check(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
-        where, params = window_clause(check_window(context))
-        with warehouse_connection(duckdb) as conn:
-            if not table_exists(conn, table):
-                return AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"})
-            duplicates, rows = conn.execute(
-                f"SELECT count(*) - count(DISTINCT ({columns})), count(*) FROM {table} WHERE {where}", params
-            ).fetchone()
-        return AssetCheckResult(
-            passed=duplicates == 0,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={"duplicate_rows": int(duplicates), "rows_checked": int(rows), "key": columns},
-        )
-
-    return _check
-
-
-def build_condition_check(
-    asset: Any,
-    name: str,
-    table: str,
-    bad_rows_sql: str,
-    description: str,
-    partitions_def: Any,
-    severity: AssetCheckSeverity = AssetCheckSeverity.ERROR,
-    blocking: bool = True,
-) -> AssetChecksDefinition:
-    """A check that no row of the window matches `bad_rows_sql` (a boolean SQL expression, no parameters)."""
-
-    @asset_check(
-        asset=asset,
-        name=name,
-        description=description,
-        blocking=blocking,
-        pool=POOL,
-        partitions_def=partitions_def,
-    )
-    def _check(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
-        where, params = window_clause(check_window(context))
-        with warehouse_connection(duckdb) as conn:
-            if not table_exists(conn, table):
-                return AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"})
-            bad, rows = conn.execute(
-                f"SELECT count(*) FILTER (WHERE {bad_rows_sql}), count(*) FROM {check_identifier(table)} WHERE {where}",
-                params,
-            ).fetchone()
-            sample = conn.execute(f"SELECT * FROM {table} WHERE {where} AND ({bad_rows_sql}) LIMIT 5", params).df()
-        metadata: dict[str, Any] = {"bad_rows": int(bad), "rows_checked": int(rows), "rule": f"not ({bad_rows_sql})"}
-        if bad:
-            metadata["sample"] = sample.to_markdown(index=False)
-        return AssetCheckResult(passed=bad == 0, severity=severity, metadata=metadata)
-
-    return _check
-
-
-def _raw_asset(table: str) -> Any:
-    from . import assets
-
-    return getattr(assets, table)
-
-
+# capture_events has no natural key (exact duplicates are dropped on load): nothing to check unique.
 UNIQUE_KEY_CHECKS = [
-    build_unique_key_check(_raw_asset(table), table, key, _raw_asset(table).partitions_def)
-    for table, key in NATURAL_KEYS.items()
+    build_unique_key_check(getattr(assets, name), name, spec.key, getattr(assets, name).partitions_def)
+    for name, spec in RAW_TABLES.items()
+    if spec.key
 ]
 raw_trades_has_valid_prices = build_condition_check(
-    _raw_asset("raw_trades"),
+    assets.raw_trades,
     "raw_trades_has_valid_prices",
     "raw_trades",
     "NOT (price > 0 AND isfinite(price) AND amount >= 0 AND isfinite(amount))",
     "Every trade has a positive finite price and a non-negative finite amount.",
-    _raw_asset("raw_trades").partitions_def,
+    assets.raw_trades.partitions_def,
 )
 raw_tickers_has_uncrossed_quotes = build_condition_check(
-    _raw_asset("raw_tickers"),
+    assets.raw_tickers,
     "raw_tickers_has_uncrossed_quotes",
     "raw_tickers",
     "bid > ask",
     "Best bid never above best ask (a crossed book means a bad message or a mixed-up side).",
-    _raw_asset("raw_tickers").partitions_def,
+    assets.raw_tickers.partitions_def,
     severity=AssetCheckSeverity.WARN,
     blocking=False,
 )
 
 # The newest hour must be loaded within 20 minutes after it closes (WARN: a stalled capture or sensor).
 RAW_FRESHNESS_CHECKS = build_time_partition_freshness_checks(
-    assets=[_raw_asset("raw_trades")], deadline_cron="20 * * * *", severity=AssetCheckSeverity.WARN
+    assets=[assets.raw_trades], deadline_cron="20 * * * *", severity=AssetCheckSeverity.WARN
 )
 
 CHECKS = [*UNIQUE_KEY_CHECKS, raw_trades_has_valid_prices, raw_tickers_has_uncrossed_quotes, *RAW_FRESHNESS_CHECKS]

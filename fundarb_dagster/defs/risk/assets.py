@@ -14,10 +14,10 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ...core.alerts import Alert, raise_alerts
-from ...core.backtest.plots import markdown_table
 from ...core.risk import DEFAULT_SHOCKS, RiskLimits, evaluate_limits, stress_book
 from ...core.sql import table_exists
-from ..backtest.assets import write_frame
+from ..common.metadata import column_schema, md_table
+from ..common.tables import write_run
 from ..resources import POOL, AlertChannelsResource, DataDirResource, warehouse_connection
 
 
@@ -61,8 +61,14 @@ def _latest_run(conn: Any, run_id: str) -> str:
 
 @multi_asset(
     outs={
-        "risk_report": AssetOut(description="risk figures and limit breaches of the current book, key report_id"),
-        "risk_stress": AssetOut(description="per open pair and price shock: first leg liquidated, margin to move"),
+        "risk_report": AssetOut(
+            description="risk figures and limit breaches of the current book, key report_id",
+            metadata={"dagster/column_schema": column_schema("risk_report")},
+        ),
+        "risk_stress": AssetOut(
+            description="per open pair and price shock: first leg liquidated, margin to move",
+            metadata={"dagster/column_schema": column_schema("risk_stress")},
+        ),
     },
     deps=["backtest_runs", "backtest_equity", "backtest_book"],
     group_name="risk",
@@ -109,8 +115,8 @@ def risk(
     # The same channels as every other alert (log, JSONL, FUNDARB_WEBHOOK_URL), so a desk watches one place.
     channels = alert_channels.channels(context.log, data_dir.path())
     with warehouse_connection(duckdb) as conn:
-        write_frame(conn, "risk_report", "report_frame", report, "report_id", report_id)
-        write_frame(conn, "risk_stress", "stress_frame", stress_frame, "report_id", report_id)
+        write_run(conn, "risk_report", report, "report_id", report_id)
+        write_run(conn, "risk_stress", stress_frame, "report_id", report_id)
         raised = raise_alerts(conn, alerts, channels, cooldown=timedelta(hours=config.alert_cooldown_h))
     worst = (
         stress.loc[stress["margin_needed_usd"].astype(float).idxmax()].to_dict()
@@ -130,8 +136,8 @@ def risk(
             "alerts_raised": len(raised.raised),
             "alerts_suppressed": raised.suppressed,
             "failed_deliveries": raised.failed_deliveries,
-            "figures": MetadataValue.md(markdown_table(scalars)),
-            "breach_table": MetadataValue.md(markdown_table(breach_table) if len(breach_table) else "no breaches"),
+            "figures": md_table(scalars, digits=4),
+            "breach_table": md_table(breach_table, digits=4) if len(breach_table) else MetadataValue.md("no breaches"),
         },
     )
     yield Output(

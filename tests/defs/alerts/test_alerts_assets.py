@@ -12,9 +12,11 @@ from dagster import AssetSelection, DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
 
 from fundarb_dagster.core import landing, schema
+from fundarb_dagster.core.sql import registered
 from fundarb_dagster.defs.alerts.assets import alerts
 from fundarb_dagster.defs.alerts.checks import ALERT_CHECKS
-from fundarb_dagster.defs.funding.assets import ensure_tables, funding_rates, registered
+from fundarb_dagster.defs.common.tables import ensure_tables
+from fundarb_dagster.defs.funding.assets import funding_rates
 from fundarb_dagster.defs.funding.checks import funding_rates_has_unique_keys
 from fundarb_dagster.defs.raw.assets import capture_events, raw_tickers
 from fundarb_dagster.defs.resources import (

@@ -13,8 +13,10 @@ from dagster_duckdb import DuckDBResource
 from fundarb_dagster.core.backtest import BacktestParams, get_strategy, run_backtest
 from fundarb_dagster.core.backtest.accounting import annualize
 from fundarb_dagster.core.backtest.synthetic import VENUE_INTERVAL_H, synthetic_panel
+from fundarb_dagster.core.tables import TABLES
 from fundarb_dagster.defs.backtest import checks
-from fundarb_dagster.defs.backtest.assets import backtest, backtest_sweep, load_panel, write_frame
+from fundarb_dagster.defs.backtest.assets import backtest, backtest_sweep, load_panel
+from fundarb_dagster.defs.common.tables import write_run
 from fundarb_dagster.defs.resources import DataDirResource
 
 from .warehouse_inputs import write_inputs
@@ -100,8 +102,8 @@ def test_writing_a_run_again_replaces_its_rows_and_new_runs_append(
     copy = tmp_path / "w.duckdb"
     copy.write_bytes(path.read_bytes())
     with duckdb.connect(str(copy)) as conn:
-        write_frame(conn, "backtest_equity", "equity_frame", frame, "run_id", "fixed")
-        write_frame(conn, "backtest_equity", "equity_frame", frame, "run_id", "fixed")
+        write_run(conn, "backtest_equity", frame, "run_id", "fixed")
+        write_run(conn, "backtest_equity", frame, "run_id", "fixed")
         n = conn.execute("SELECT count(*) FROM backtest_equity WHERE run_id = 'fixed'").fetchone()[0]
     assert n == len(frame)
     result = materialize([backtest], resources=resources(path), run_config={"ops": {"backtest": {"config": CONFIG}}})
@@ -158,6 +160,8 @@ def test_sweep_materializes_grid_walk_forward_and_heatmap(warehouse: tuple[Path,
             " NULLS LAST LIMIT 1",
             {"r": result.run_id},
         ).fetchone()
+        columns = [(row[0], row[1]) for row in conn.execute("DESCRIBE backtest_sweep").fetchall()]
+    assert columns == TABLES["backtest_sweep"].duckdb_columns  # core/tables.py says what the SQL file writes
     assert parts == {"full": 12, "train": 12, "test": 12}
     assert chosen == [best_train]
     meta = result.asset_materializations_for_node("backtest_sweep")[0].metadata

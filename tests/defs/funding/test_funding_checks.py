@@ -6,8 +6,10 @@ from __future__ import annotations
 import pandas as pd
 from dagster import AssetSelection, materialize
 
+from fundarb_dagster.core.sql import registered
+from fundarb_dagster.defs.common.tables import ensure_tables
 from fundarb_dagster.defs.funding import checks as fc
-from fundarb_dagster.defs.funding.assets import FUNDING_ASSETS, ensure_tables, registered
+from fundarb_dagster.defs.funding.assets import FUNDING_ASSETS
 from fundarb_dagster.defs.resources import connect_with_retry
 from tests.defs.funding.test_funding_assets import _resources
 

@@ -1,0 +1,744 @@
+"""Every warehouse table once: its domain, natural key, partitioning and columns (name, kind, description).
+
+The assets publish these columns as their column schema, create a table empty from them when no run has
+made it yet, and the tests hold them against the SQL files' output and against the tables described in
+docs/architecture.md. The raw tables are derived from the landed streams (`schema.py`): a stream field is
+a raw column. Kinds: string, timestamp (UTC, microseconds), float64, int64, int32, int8, bool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+import pandas as pd
+import pyarrow as pa
+
+from . import schema
+
+KINDS: Final = ("string", "timestamp", "float64", "int64", "int32", "int8", "bool")
+DUCKDB_TYPES: Final = {
+    "string": "VARCHAR",
+    "timestamp": "TIMESTAMP",
+    "float64": "DOUBLE",
+    "int64": "BIGINT",
+    "int32": "INTEGER",
+    "int8": "TINYINT",
+    "bool": "BOOLEAN",
+}
+PARTITIONS: Final = ("hourly", "daily", "none")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """A warehouse table: asset key = table name = `sql/<domain>/<name>.sql`."""
+
+    name: str
+    domain: str  # its SQL file's folder, sql/<domain>/ (the risk tables' files sit with the backtest's)
+    key: tuple[str, ...]  # natural key; empty: every column (exact duplicates are dropped)
+    partitions: str  # event-time partitions: hourly, daily or none
+    columns: tuple[Column, ...]
+    frame: str = ""  # the registered frame its SQL file selects from, where the rows come from Python
+    stream: str = ""  # raw tables: the landed stream they load
+    description: str = ""
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def duckdb_columns(self) -> list[tuple[str, str]]:
+        """(name, DuckDB type) in order: what `DESCRIBE <table>` shows of the warehouse table."""
+        return [(c.name, DUCKDB_TYPES[c.kind]) for c in self.columns]
+
+    @property
+    def natural_key(self) -> str:
+        return ", ".join(self.key) or "all columns"
+
+
+def _columns(rows: Iterable[tuple[str, str, str]]) -> tuple[Column, ...]:
+    out = tuple(Column(*row) for row in rows)
+    for column in out:
+        if column.kind not in KINDS:
+            raise ValueError(f"column {column.name}: kind {column.kind!r}; expected one of {list(KINDS)}")
+    return out
+
+
+# -- raw: one table per landed stream, columns derived from its record dtype ----------------------------
+_ARROW_KINDS = {pa.int64(): "int64", pa.int32(): "int32", pa.int8(): "int8", pa.float64(): "float64"}
+_RAW_DOCS = {
+    "ts_ms": "exchange event time, epoch ms",
+    "recv_ts_ms": "local receive time, epoch ms",
+    "instrument_id": "registry id",
+    "exchange": "ccxt exchange id",
+    "symbol": "ccxt unified symbol",
+    # trades
+    "side": "+1 taker buy, -1 taker sell, 0 unknown",
+    "trade_id": "venue trade id (or a stable hash of it)",
+    "price": "price in quote",
+    "amount": "base units",
+    # tickers
+    "bid": "bid",
+    "ask": "ask",
+    "bid_size": "bid size",
+    "ask_size": "ask size",
+    "last": "last",
+    "mark_price": "perp mark price, NaN for spot",
+    "index_price": "index price, NaN where not given",
+    # funding
+    "is_settled": "1 settled, 0 predicted/current",
+    "funding_ts_ms": "settlement time, epoch ms",
+    "funding_rate": "fraction per interval",
+    "next_funding_rate": "venue estimate for the next settlement, NaN if none",
+    "interval_h": "funding interval in force, hours",
+    # ohlcv
+    "timeframe_s": "bar length, seconds",
+    "open": "open",
+    "high": "high",
+    "low": "low",
+    "close": "close",
+    "volume": "volume",
+    # capture_events
+    "stream": "schema.StreamCode",
+    "kind": "schema.EventKind",
+    "count": "how many messages/records",
+    "start_ms": "start of the affected span",
+    "end_ms": "end of the affected span",
+    "reason": "short reason, e.g. price:nan",
+    # capture_stats
+    "node": "node",
+    "rank": "MPI rank",
+    "messages": "cumulative records",
+    "messages_per_s": "rate",
+    "ring_fill_pct": "ring fill",
+    "flush_latency_ms": "flush latency",
+    "drops": "dropped records",
+    "waits": "producer waits on a full ring",
+    "reconnects": "reconnects",
+}
+_RAW_DOC_OVERRIDES = {
+    ("funding", "mark_price"): "mark price",
+    ("funding", "index_price"): "index price",
+    ("capture_stats", "ts_ms"): "sample time, epoch ms",
+    ("capture_stats", "recv_ts_ms"): "sample time, epoch ms",
+}
+_IDENTITY = ("ts_ms", "recv_ts_ms", "instrument_id", "exchange", "symbol")
+
+
+def raw_columns(stream: str) -> tuple[Column, ...]:
+    """A raw table's columns from the stream's landed schema: `ts` (TIMESTAMP from ts_ms) first, then the
+    identity columns (times, instrument, names), then the stream's values, as the raw SQL selects them."""
+    fields = {f.name: f.type for f in schema.arrow_schema(stream)}
+    order = [n for n in _IDENTITY if n in fields] + [n for n in fields if n not in _IDENTITY]
+    rows = [("ts", "timestamp", "event time (UTC, microseconds), from ts_ms")]
+    if stream == "funding":
+        rows.append(("funding_ts", "timestamp", "the settlement the rate applies to (UTC)"))
+    for name in order:
+        kind = "string" if pa.types.is_string(fields[name]) else _ARROW_KINDS[fields[name]]
+        rows.append((name, kind, _RAW_DOC_OVERRIDES.get((stream, name), _RAW_DOCS[name])))
+    return _columns(rows)
+
+
+def _raw(name: str, stream: str, key: tuple[str, ...], description: str) -> Table:
+    return Table(name, "raw", key, "hourly", raw_columns(stream), stream=stream, description=description)
+
+
+RAW = [
+    _raw(
+        "raw_trades",
+        "trades",
+        ("exchange", "symbol", "trade_id"),
+        "Every public trade captured, one row per venue trade (deduplicated on trade id).",
+    ),
+    _raw(
+        "raw_tickers",
+        "tickers",
+        ("exchange", "symbol", "ts_ms"),
+        "Best bid/ask snapshots with mark and index prices (NaN where a venue has none).",
+    ),
+    _raw(
+        "raw_funding",
+        "funding",
+        ("exchange", "symbol", "funding_ts_ms", "ts_ms", "is_settled"),
+        "Funding observations: predicted rates as streamed (is_settled=0) and settled rates (1).",
+    ),
+    _raw(
+        "raw_ohlcv",
+        "ohlcv",
+        ("exchange", "symbol", "timeframe_s", "ts_ms"),
+        "Venue candles as streamed (the last update of each bar wins).",
+    ),
+    _raw(
+        "capture_events",
+        "capture_events",
+        (),
+        "What happened while capturing: gaps, reconnects, quarantined messages, drops, stalls.",
+    ),
+    _raw(
+        "capture_stats",
+        "capture_stats",
+        ("node", "rank", "stream", "ts_ms"),
+        "The capture job's throughput samples per rank and stream (ring fill, flush latency, drops).",
+    ),
+]
+INSTRUMENTS = Table(
+    "instruments",
+    "raw",
+    ("exchange", "symbol"),
+    "none",
+    _columns(
+        [
+            ("instrument_id", "int32", "stable small id (instruments.json)"),
+            ("exchange", "string", "ccxt exchange id"),
+            ("symbol", "string", "ccxt unified symbol"),
+            ("type", "string", "spot or swap"),
+            ("base", "string", "ccxt base, e.g. 1000PEPE"),
+            ("quote", "string", "quote currency"),
+            ("settle", "string", "settlement currency, null for spot"),
+            ("underlying", "string", "asset priced, multiplier removed"),
+            ("multiplier", "float64", "units of underlying per base unit"),
+            ("contract_size", "float64", "base units per contract"),
+            ("venue_symbol", "string", "the exchange's own market id"),
+        ]
+    ),
+    frame="registry_frame",
+)
+
+# -- market ---------------------------------------------------------------------------------------------
+_BAR = [
+    ("ts", "timestamp", "bar open time (UTC)"),
+    ("instrument_id", "int32", "registry id (1:1 with exchange + symbol; the grouping key)"),
+    ("exchange", "string", "ccxt exchange id"),
+    ("symbol", "string", "ccxt unified symbol"),
+    ("open", "float64", "first price"),
+    ("high", "float64", "highest price"),
+    ("low", "float64", "lowest price"),
+    ("close", "float64", "last price"),
+    ("volume", "float64", "base units traded"),
+    ("trade_count", "int64", "trades in the bar"),
+]
+_RESAMPLED = _columns(
+    [
+        *_BAR,
+        ("filled_minutes", "int64", "minutes of the bar that were filled"),
+        ("minutes", "int64", "minutes the bar covers (60 for a whole hour)"),
+        ("is_filled", "bool", "every minute of the bar was filled"),
+    ]
+)
+_BAR_KEY = ("exchange", "symbol", "ts")
+MARKET = [
+    Table(
+        "ohlcv_1m",
+        "market",
+        _BAR_KEY,
+        "hourly",
+        _columns(
+            [
+                *_BAR,
+                ("source", "string", "trades | venue (venue candle, no trades captured) | filled"),
+                ("is_filled", "bool", "an empty minute: previous close carried, zero volume"),
+            ]
+        ),
+    ),
+    Table("ohlcv_5m", "market", _BAR_KEY, "hourly", _RESAMPLED),
+    Table("ohlcv_1h", "market", _BAR_KEY, "hourly", _RESAMPLED),
+    Table("ohlcv_1d", "market", _BAR_KEY, "daily", _RESAMPLED),
+    Table(
+        "indicators",
+        "market",
+        _BAR_KEY,
+        "hourly",
+        _columns(
+            [
+                ("exchange", "string", "ccxt exchange id"),
+                ("symbol", "string", "ccxt unified symbol"),
+                ("ts", "timestamp", "1h bar open time (UTC)"),
+                ("close", "float64", "1h close"),
+                ("sma", "float64", "simple moving average of close (sma_period)"),
+                ("ema", "float64", "exponential moving average of close (ema_period)"),
+                ("rsi", "float64", "relative strength index 0-100 (rsi_period)"),
+                ("macd", "float64", "MACD line (macd_fast, macd_slow)"),
+                ("macd_signal", "float64", "MACD signal (macd_signal)"),
+                ("macd_hist", "float64", "MACD histogram"),
+                ("bb_upper", "float64", "Bollinger upper band (bb_period, bb_stddev)"),
+                ("bb_middle", "float64", "Bollinger middle band"),
+                ("bb_lower", "float64", "Bollinger lower band"),
+                ("atr", "float64", "average true range (atr_period)"),
+            ]
+        ),
+        frame="indicator_frame",
+    ),
+]
+
+# -- funding --------------------------------------------------------------------------------------------
+FUNDING = [
+    Table(
+        "funding_history",
+        "funding",
+        ("exchange", "symbol", "funding_ts"),
+        "daily",
+        _columns(
+            [
+                ("exchange", "string", "ccxt exchange id"),
+                ("symbol", "string", "ccxt unified symbol (perp)"),
+                ("funding_ts", "timestamp", "settlement time rounded to the hour (key)"),
+                ("funding_ts_ms", "int64", "settlement time as the venue gave it, epoch ms (with its jitter)"),
+                ("funding_rate", "float64", "settled rate, fraction per interval"),
+                ("interval_h", "float64", "interval reported with the entry, NaN if the venue gives none"),
+                ("mark_price", "float64", "mark price at settlement where given"),
+                ("source", "string", "the source kind that served it (sim, replay, live, wire)"),
+            ]
+        ),
+        frame="history_frame",
+    ),
+    Table(
+        "funding_intervals",
+        "funding",
+        ("exchange", "symbol", "valid_from"),
+        "none",
+        _columns(
+            [
+                ("exchange", "string", "ccxt exchange id"),
+                ("symbol", "string", "ccxt unified symbol (perp)"),
+                ("valid_from", "timestamp", "first settlement (UTC) this interval applies to"),
+                ("valid_to", "timestamp", "start of the next span, NULL while in force"),
+                ("interval_h", "float64", "funding interval, hours"),
+                ("cap", "float64", "max funding rate per interval where known, else NULL"),
+                ("floor", "float64", "min funding rate per interval where known, else NULL"),
+                ("source", "string", "reported (stream/history/registry/market) or inferred (settlement spacing)"),
+            ]
+        ),
+        frame="intervals_frame",
+    ),
+    Table(
+        "funding_predictions",
+        "funding",
+        ("exchange", "symbol", "ts", "funding_ts"),
+        "hourly",
+        _columns(
+            [
+                ("exchange", "string", "ccxt exchange id"),
+                ("symbol", "string", "ccxt unified symbol (perp)"),
+                ("ts", "timestamp", "when the prediction was known (point in time, key)"),
+                ("funding_ts", "timestamp", "the settlement it predicts, on the interval grid (key)"),
+                ("predicted_rate", "float64", "predicted rate, fraction per interval"),
+                ("next_predicted_rate", "float64", "the venue's estimate for the settlement after, NULL if none"),
+                ("interval_h", "float64", "interval (reported, else from funding_intervals)"),
+                ("rate_per_hour", "float64", "predicted_rate / interval_h"),
+                ("predicted_apr", "float64", "predicted_rate x 8760 / interval_h"),
+                ("mark_price", "float64", "mark price when known"),
+                ("index_price", "float64", "index price when known"),
+            ]
+        ),
+        frame="predictions_frame",
+    ),
+    Table(
+        "funding_rates",
+        "funding",
+        ("exchange", "symbol", "funding_ts"),
+        "hourly",
+        _columns(
+            [
+                ("exchange", "string", "ccxt exchange id"),
+                ("symbol", "string", "ccxt unified symbol (perp)"),
+                ("funding_ts", "timestamp", "settlement time rounded to the interval grid (key)"),
+                ("funding_ts_raw", "timestamp", "settlement time as reported (ms jitter, late minutes)"),
+                ("funding_rate", "float64", "settled rate, fraction per interval"),
+                ("interval_h", "float64", "interval in force at the settlement (funding_intervals)"),
+                ("rate_per_hour", "float64", "funding_rate / interval_h"),
+                ("funding_apr", "float64", "funding_rate x 8760 / interval_h (simple annual rate)"),
+                ("predicted_rate", "float64", "last predicted rate known before settlement, NULL if none"),
+                ("predicted_at", "timestamp", "when that prediction was known"),
+                ("forecast_error", "float64", "funding_rate - predicted_rate"),
+                ("mark_price", "float64", "mark price at settlement where known"),
+                ("index_price", "float64", "index price at settlement where known"),
+            ]
+        ),
+        frame="rates_frame",
+    ),
+    Table(
+        "basis",
+        "funding",
+        ("exchange", "symbol", "timeframe", "ts"),
+        "hourly",
+        _columns(
+            [
+                ("exchange", "string", "ccxt exchange id"),
+                ("symbol", "string", "perp symbol"),
+                ("timeframe", "string", "1m or 1h (key)"),
+                ("ts", "timestamp", "bucket start; values are the last quote in the bucket (key)"),
+                ("underlying", "string", "asset priced, multiplier removed"),
+                ("spot_symbol", "string", "the spot leg on the same venue"),
+                *[
+                    (c, "float64", c.replace("_", " "))
+                    for c in ("spot_bid", "spot_ask", "spot_mid", "perp_bid", "perp_ask")
+                ],
+                ("perp_mid", "float64", "perp mid"),
+                ("mark_price", "float64", "perp mark price"),
+                ("index_price", "float64", "perp index price"),
+                ("basis_bps", "float64", "(perp_mid / spot_mid - 1) x 1e4"),
+                ("mark_index_bps", "float64", "(mark / index - 1) x 1e4"),
+                ("interval_h", "float64", "funding interval in force"),
+                ("basis_apr", "float64", "basis fraction x 8760 / interval_h"),
+                ("spot_half_spread_bps", "float64", "(ask - bid) / 2 / mid x 1e4 of the spot leg"),
+                ("perp_half_spread_bps", "float64", "(ask - bid) / 2 / mid x 1e4 of the perp"),
+            ]
+        ),
+        frame="basis_frame",
+    ),
+    Table(
+        "funding_spreads",
+        "funding",
+        ("underlying", "exchange_a", "symbol_a", "exchange_b", "symbol_b", "ts"),
+        "hourly",
+        _columns(
+            [
+                ("underlying", "string", "asset (key)"),
+                ("exchange_a", "string", "venue a (key)"),
+                ("symbol_a", "string", "perp a (key)"),
+                ("exchange_b", "string", "venue b (key)"),
+                ("symbol_b", "string", "perp b (key)"),
+                ("ts", "timestamp", "hour start (key)"),
+                ("rate_per_hour_a", "float64", "a's funding per hour accrued in this hour"),
+                ("rate_per_hour_b", "float64", "b's funding per hour"),
+                ("funding_apr_a", "float64", "rate_per_hour_a x 8760"),
+                ("funding_apr_b", "float64", "rate_per_hour_b x 8760"),
+                ("funding_spread_apr", "float64", "funding_apr_a - funding_apr_b"),
+                ("is_predicted_a", "bool", "a's hour not settled yet: last prediction used"),
+                ("is_predicted_b", "bool", "b's hour not settled yet"),
+                ("basis_bps_a", "float64", "a's 1h basis vs its spot"),
+                ("basis_bps_b", "float64", "b's 1h basis"),
+                ("basis_spread_bps", "float64", "basis_bps_a - basis_bps_b"),
+            ]
+        ),
+        frame="spreads_frame",
+    ),
+    Table(
+        "opportunities",
+        "funding",
+        ("as_of", "strategy", "long_exchange", "long_symbol", "short_exchange", "short_symbol"),
+        "none",
+        _columns(
+            [
+                ("as_of", "timestamp", "the hour the ranking is for"),
+                ("strategy", "string", "cash_carry | perp_perp"),
+                ("underlying", "string", "asset"),
+                ("long_exchange", "string", "venue of the long leg"),
+                ("long_symbol", "string", "long leg"),
+                ("short_exchange", "string", "venue of the short leg"),
+                ("short_symbol", "string", "short leg"),
+                ("current_apr", "float64", "carry of the latest hour, in the trade's direction"),
+                ("mean_apr", "float64", "mean carry over the look-back"),
+                ("expected_carry_apr", "float64", "mean AR(1) forecast of the carry over the horizon"),
+                ("entry_cost_bps", "float64", "round-trip taker fees + half-spreads of both legs"),
+                ("net_carry_apr", "float64", "expected carry minus the cost spread over the horizon"),
+                ("horizon_h", "int32", "holding horizon, hours"),
+                ("break_even_h", "float64", "hours of expected carry that pay the entry cost"),
+                ("ar1_phi", "float64", "AR(1) coefficient of the hourly carry"),
+                ("half_life_h", "float64", "half-life of the carry's mean reversion, hours"),
+                ("same_sign_share", "float64", "share of look-back hours with the trade's sign"),
+                ("n_obs", "int32", "hours in the look-back"),
+                ("rank", "int32", "1 = best net carry"),
+            ]
+        ),
+        frame="opportunities_frame",
+    ),
+]
+
+# -- alerts ---------------------------------------------------------------------------------------------
+ALERTS = [
+    Table(
+        "alerts",
+        "alerts",
+        ("alert_id",),
+        "none",
+        _columns(
+            [
+                ("alert_id", "string", "hash of rule, subject and ts (key)"),
+                ("ts", "timestamp", "when the condition was observed (data time, UTC)"),
+                ("severity", "string", "info | warning | critical"),
+                (
+                    "rule",
+                    "string",
+                    "funding_spread | carry | basis_dislocation | stream_gap | stream_stale | asset_check_failed",
+                ),
+                ("subject", "string", "what the alert is about (pair, instrument, stream, check)"),
+                ("value", "float64", "the observed value"),
+                ("threshold", "float64", "the limit it crossed"),
+                ("message", "string", "human-readable summary"),
+            ]
+        ),
+    ),
+    Table(
+        "alert_deliveries",
+        "alerts",
+        ("alert_id", "channel"),
+        "none",
+        _columns(
+            [
+                ("alert_id", "string", "the alert delivered"),
+                ("channel", "string", "log | jsonl | webhook"),
+                ("ts", "timestamp", "when the delivery finished (UTC)"),
+                ("ok", "bool", "delivered"),
+                ("attempts", "int32", "attempts made (retries with doubling back-off)"),
+                ("error", "string", "the last error, NULL when delivered"),
+            ]
+        ),
+    ),
+]
+
+# -- backtest and risk ----------------------------------------------------------------------------------
+_METRICS = [
+    ("total_return", "float64", "final / initial equity - 1"),
+    ("annual_return", "float64", "annualized return"),
+    ("volatility", "float64", "annualized volatility of bar returns"),
+    ("sharpe", "float64", "annualized Sharpe ratio"),
+    ("sortino", "float64", "annualized Sortino ratio"),
+    ("max_drawdown", "float64", "largest fall from a peak, fraction"),
+    ("calmar", "float64", "annual return / max drawdown"),
+    ("time_in_market", "float64", "share of bars with an open position"),
+    ("turnover", "float64", "traded notional / capital"),
+    ("trade_count", "float64", "leg trades"),
+    ("avg_holding_h", "float64", "mean hours per held episode"),
+]
+_RUN_ID = ("run_id", "string", "the Dagster run that produced it (key)")
+BACKTEST = [
+    Table(
+        "backtest_runs",
+        "backtest",
+        ("run_id",),
+        "none",
+        _columns(
+            [
+                _RUN_ID,
+                ("created_at", "timestamp", "when the run finished (UTC)"),
+                ("strategy", "string", "cash_carry | perp_perp"),
+                ("params_json", "string", "the run's config and window, JSON"),
+                ("start_ts", "timestamp", "first bar"),
+                ("end_ts", "timestamp", "last bar"),
+                ("n_bars", "int64", "bars simulated"),
+                ("n_pairs", "int64", "pairs traded"),
+                ("capital_usd", "float64", "starting capital"),
+                ("final_equity_usd", "float64", "equity after the last bar"),
+                *_METRICS,
+                ("liquidations", "float64", "legs liquidated"),
+                ("stops", "float64", "risk stops taken"),
+                ("basis_pnl", "float64", "price PnL of both legs, USD"),
+                ("funding_pnl", "float64", "funding received minus paid, USD"),
+                ("borrow_cost", "float64", "spot borrow paid (reverse carry), USD"),
+                ("fees", "float64", "trading fees, USD"),
+                ("slippage", "float64", "half-spread and slippage cost, USD"),
+                ("liquidation_loss", "float64", "wallets lost to liquidation, USD"),
+            ]
+        ),
+        frame="runs_frame",
+    ),
+    Table(
+        "backtest_equity",
+        "backtest",
+        ("run_id", "ts"),
+        "none",
+        _columns(
+            [
+                _RUN_ID,
+                ("ts", "timestamp", "bar time (key)"),
+                ("equity", "float64", "equity, USD"),
+                ("drawdown", "float64", "fall from the running peak, fraction"),
+                ("basis_pnl", "float64", "price PnL in the bar, USD"),
+                ("funding_pnl", "float64", "funding in the bar, USD"),
+                ("borrow_cost", "float64", "borrow paid in the bar, USD"),
+                ("fees", "float64", "fees paid in the bar, USD"),
+                ("slippage", "float64", "slippage paid in the bar, USD"),
+                ("liquidation_loss", "float64", "liquidation losses in the bar, USD"),
+                ("gross_exposure_usd", "float64", "sum of |notional| of the open legs"),
+                ("in_market", "bool", "a position is open"),
+            ]
+        ),
+        frame="equity_frame",
+    ),
+    Table(
+        "backtest_trades",
+        "backtest",
+        ("run_id", "trade_no"),
+        "none",
+        _columns(
+            [
+                _RUN_ID,
+                ("trade_no", "int64", "order of the fill in the run (key)"),
+                ("ts", "timestamp", "fill time"),
+                ("pair", "string", "the pair traded"),
+                ("leg", "string", "which leg"),
+                ("exchange", "string", "ccxt exchange id"),
+                ("symbol", "string", "ccxt unified symbol"),
+                ("side", "string", "buy | sell"),
+                ("qty", "float64", "base units"),
+                ("price", "float64", "fill price"),
+                ("notional_usd", "float64", "qty x price"),
+                ("fee_usd", "float64", "fee paid"),
+                ("slippage_usd", "float64", "half-spread and slippage paid"),
+                ("reason", "string", "entry | exit | rebalance | stop | liquidation"),
+            ]
+        ),
+        frame="trades_frame",
+    ),
+    Table(
+        "backtest_positions",
+        "backtest",
+        ("run_id", "pair", "entry_ts"),
+        "none",
+        _columns(
+            [
+                _RUN_ID,
+                ("pair", "string", "the pair (key)"),
+                ("direction", "int32", "+1 or -1: which leg is long"),
+                ("entry_ts", "timestamp", "entry (key)"),
+                ("exit_ts", "timestamp", "exit, NULL while open"),
+                ("hours", "float64", "hours held"),
+                ("units", "float64", "base units per leg"),
+                ("entry_price_a", "float64", "entry price of leg a"),
+                ("entry_price_b", "float64", "entry price of leg b"),
+                ("pnl_usd", "float64", "PnL of the round trip"),
+                ("funding_usd", "float64", "funding of the round trip"),
+                ("exit_reason", "string", "why it closed"),
+            ]
+        ),
+        frame="positions_frame",
+    ),
+    Table(
+        "backtest_book",
+        "backtest",
+        ("run_id", "pair", "leg"),
+        "none",
+        _columns(
+            [
+                _RUN_ID,
+                ("ts", "timestamp", "the run's last bar"),
+                ("pair", "string", "the pair (key)"),
+                ("leg", "string", "which leg (key)"),
+                ("exchange", "string", "ccxt exchange id"),
+                ("symbol", "string", "ccxt unified symbol"),
+                ("underlying", "string", "asset priced"),
+                ("kind", "string", "spot | perp"),
+                ("units", "float64", "signed base units"),
+                ("entry_price", "float64", "entry price"),
+                ("mark_price", "float64", "price at the last bar"),
+                ("wallet_usd", "float64", "isolated margin wallet"),
+                ("notional_usd", "float64", "|units| x mark"),
+                ("mmr", "float64", "maintenance margin rate"),
+                ("taker_fee", "float64", "taker fee rate of the venue"),
+                ("leverage", "float64", "leverage of the leg"),
+            ]
+        ),
+        frame="book_frame",
+    ),
+    Table(
+        "backtest_sweep",
+        "backtest",
+        ("run_id", "part", "point"),
+        "none",
+        _columns(
+            [
+                _RUN_ID,
+                ("strategy", "string", "cash_carry | perp_perp"),
+                ("part", "string", "full | train | test (key)"),
+                ("point", "int64", "grid point (key)"),
+                ("enter_apr", "float64", "grid value"),
+                ("exit_apr", "float64", "grid value"),
+                ("max_hold_h", "float64", "grid value"),
+                ("leverage", "float64", "grid value"),
+                ("rebalance_h", "float64", "grid value"),
+                ("stop_distance", "float64", "grid value"),
+                ("chosen", "bool", "the point the walk-forward chose on train"),
+                *_METRICS,
+                ("final_equity_usd", "float64", "equity after the last bar"),
+                ("liquidations", "float64", "legs liquidated"),
+                ("funding_pnl", "float64", "funding, USD"),
+                ("basis_pnl", "float64", "price PnL, USD"),
+                ("fees", "float64", "fees, USD"),
+                ("slippage", "float64", "slippage, USD"),
+            ]
+        ),
+        frame="sweep_frame",
+    ),
+]
+_REPORT_ID = ("report_id", "string", "the Dagster run that produced it (key)")
+RISK = [
+    Table(
+        "risk_report",
+        "backtest",
+        ("report_id", "section", "name", "subject"),
+        "none",
+        _columns(
+            [
+                _REPORT_ID,
+                ("ts", "timestamp", "the book's time (the run's last bar)"),
+                ("created_at", "timestamp", "when the report was made (UTC)"),
+                ("source_run_id", "string", "the backtest run whose book it is"),
+                ("section", "string", "figure | breach (key)"),
+                ("name", "string", "figure or limit name (key)"),
+                ("subject", "string", "what it is about (key)"),
+                ("value", "float64", "the figure"),
+                ("threshold", "float64", "the limit, for breaches"),
+                ("severity", "string", "warning | critical, for breaches"),
+                ("message", "string", "human-readable summary, for breaches"),
+            ]
+        ),
+        frame="report_frame",
+    ),
+    Table(
+        "risk_stress",
+        "backtest",
+        ("report_id", "pair", "shock_pct"),
+        "none",
+        _columns(
+            [
+                _REPORT_ID,
+                ("pair", "string", "open pair (key)"),
+                ("shock_pct", "float64", "price shock, percent (key)"),
+                ("first_liquidated", "string", "the leg liquidated first, NULL if none"),
+                ("liq_price_first", "float64", "its liquidation price"),
+                ("margin_needed_usd", "float64", "margin to move to avoid it"),
+                ("donor_free_margin_usd", "float64", "free margin of the other leg"),
+                ("transfer_prevents", "bool", "moving that margin prevents the liquidation"),
+                ("pnl_usd", "float64", "PnL of the pair under the shock"),
+            ]
+        ),
+        frame="stress_frame",
+    ),
+]
+
+TABLES: dict[str, Table] = {t.name: t for t in [INSTRUMENTS, *RAW, *MARKET, *FUNDING, *ALERTS, *BACKTEST, *RISK]}
+RAW_TABLES: dict[str, Table] = {t.name: t for t in RAW}
+STREAM_TABLES: dict[str, str] = {t.stream: t.name for t in RAW}
+
+
+def table(name: str) -> Table:
+    """A warehouse table by name; a clear error naming it when it is unknown."""
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise KeyError(f"table: {name!r} is not a warehouse table (core/tables.py)") from None
+
+
+_PANDAS_DTYPES = {
+    "timestamp": "datetime64[us]",
+    "string": "object",
+    "bool": "bool",
+    "int8": "int8",
+    "int32": "int32",
+    "int64": "int64",
+    "float64": "float64",
+}
+
+
+def empty_frame(name: str) -> pd.DataFrame:
+    """A zero-row frame with a table's columns and types (so the SQL's casts bind)."""
+    return pd.DataFrame({c.name: pd.Series(dtype=_PANDAS_DTYPES[c.kind]) for c in table(name).columns})
