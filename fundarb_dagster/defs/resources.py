@@ -185,10 +185,3 @@ class AlertChannelsResource(ConfigurableResource):
         if url:
             out.append(WebhookChannel(url, timeout_s=self.webhook_timeout_s))
         return out
-
-
-def column_schema(columns: list[tuple[str, str, str]]) -> Any:
-    """`dagster/column_schema` metadata from (name, type, description) triples, shown in the UI."""
-    from dagster import TableColumn, TableSchema
-
-    return TableSchema(columns=[TableColumn(name, kind, description=desc) for name, kind, desc in columns])
