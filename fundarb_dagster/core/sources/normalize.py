@@ -272,6 +272,7 @@ class FundingSnapshot:
     mark_price: float = math.nan
     index_price: float = math.nan
     is_settled: bool = False
+    names_rate: bool = True  # False when the rate field is missing or blank (then the value is quarantined)
     event_ms: int = 0  # binance's event time `E`: the row's time when `timestamp` is missing
     settles_on_grid: bool = False  # names no settlement (hyperliquid): the next interval boundary after ts is it
 
@@ -288,8 +289,10 @@ class FundingSnapshot:
         `info["is_settled"] is True` (fundarb's replays of settled history) makes it a settled row.
         """
         info = rate.get("info") if isinstance(rate.get("info"), Mapping) else {}
+        value = rate.get("fundingRate")
         return cls(
-            funding_rate=num(rate.get("fundingRate")),
+            funding_rate=num(value),
+            names_rate=value not in (None, ""),
             ts_ms=int_ms(rate.get("timestamp")),
             settlement_ms=int_ms(rate.get("fundingTimestamp")),
             stated_interval_h=funding_interval_h(rate),
@@ -312,8 +315,10 @@ class FundingSnapshot:
         info = ticker.get("info") if isinstance(ticker.get("info"), Mapping) else {}
         mark = num(ticker.get("markPrice"))
         index = num(ticker.get("indexPrice"))
+        value = info.get("r")
         return cls(
-            funding_rate=num(info.get("r")),
+            funding_rate=num(value),
+            names_rate=value not in (None, ""),
             ts_ms=int_ms(ticker.get("timestamp")),
             event_ms=int_ms(info.get("E")),
             settlement_ms=int_ms(info.get("T")),
@@ -340,8 +345,10 @@ class FundingSnapshot:
         bybit = "fundingRate" in info
         mark = num(ticker.get("markPrice"))
         index = num(ticker.get("indexPrice"))
+        value = info.get("fundingRate") if bybit else info.get("funding")
         return cls(
-            funding_rate=num(info.get("fundingRate") if bybit else info.get("funding")),
+            funding_rate=num(value),
+            names_rate=value not in (None, ""),
             ts_ms=int_ms(ticker.get("timestamp")),
             settlement_ms=int_ms(info.get("nextFundingTime")) if bybit else 0,
             settles_on_grid=not bybit,
@@ -369,25 +376,15 @@ class FundingSnapshot:
         )
 
 
-# The field that carries the rate in each funding channel's structure (see `Feed.funding_mode`).
-def _rate_field(structure: Mapping[str, Any], mode: str) -> Any:
-    info = structure.get("info") if isinstance(structure.get("info"), Mapping) else {}
-    if mode == "mark_price":
-        return info.get("r")
-    if mode == "ticker":
-        return info.get("fundingRate", info.get("funding"))
-    return structure.get("fundingRate")
-
-
+# funding channel (`Feed.funding_mode`) -> how its structure is read; funding_rate and poll: ccxt's own structure
 _SNAPSHOT_BY_MODE = {"mark_price": FundingSnapshot.from_mark_price, "ticker": FundingSnapshot.from_ticker}
 
 
 def funding_snapshot(structure: Mapping[str, Any], mode: str) -> FundingSnapshot | None:
     """What a funding channel's structure states (mode: mark_price | ticker | funding_rate | poll); None when
     it names no rate at all (the caller quarantines it)."""
-    if _rate_field(structure, mode) in (None, ""):
-        return None
-    return _SNAPSHOT_BY_MODE.get(mode, FundingSnapshot.from_funding_rate)(structure)
+    snapshot = _SNAPSHOT_BY_MODE.get(mode, FundingSnapshot.from_funding_rate)(structure)
+    return snapshot if snapshot.names_rate else None
 
 
 def funding_rate_to_record(

@@ -198,3 +198,29 @@ def test_settled_funding_history_rows() -> None:
     assert records["funding_ts_ms"].tolist() == records["ts_ms"].tolist() == [1706601600000, 1706630400000]
     assert records["funding_rate"].tolist() == [0.0001, -0.0002]
     assert records["mark_price"][0] == 43000.0 and math.isnan(records["mark_price"][1])
+
+
+@pytest.mark.parametrize(
+    ("mode", "structure"),
+    [
+        ("mark_price", {"markPrice": 42000.0, "info": {"T": 1704096000000}}),
+        ("mark_price", {"info": {"r": "", "T": 1704096000000}}),
+        ("ticker", {"info": {"fundingRate": None, "funding": "0.0001"}}),  # bybit's field, empty: not hyperliquid's
+        ("ticker", {"markPrice": 1.0, "info": {}}),
+        ("funding_rate", {"fundingRate": None, "fundingTimestamp": 1704096000000}),
+        ("poll", {"fundingRate": ""}),
+    ],
+)
+def test_a_funding_structure_that_names_no_rate_gives_no_snapshot(mode: str, structure: dict[str, Any]) -> None:
+    assert normalize.funding_snapshot(structure, mode) is None
+
+
+def test_each_funding_channel_reads_its_own_rate_field() -> None:
+    mark = normalize.funding_snapshot({"info": {"r": "0.00038167", "T": 1562306400000}}, "mark_price")
+    bybit = normalize.funding_snapshot({"info": {"fundingRate": "-0.00046295", "nextFundingTime": "7"}}, "ticker")
+    hyperliquid = normalize.funding_snapshot({"info": {"funding": "0.0000125"}}, "ticker")
+    polled = normalize.funding_snapshot({"fundingRate": 0.0001, "fundingTimestamp": 9}, "poll")
+    assert (mark.funding_rate, mark.settlement_ms) == (0.00038167, 1562306400000)
+    assert (bybit.funding_rate, bybit.settlement_ms, bybit.settles_on_grid) == (-0.00046295, 7, False)
+    assert (hyperliquid.funding_rate, hyperliquid.settlement_ms, hyperliquid.settles_on_grid) == (0.0000125, 0, True)
+    assert (polled.funding_rate, polled.settlement_ms) == (0.0001, 9)
