@@ -1,8 +1,7 @@
-"""Plots of backtest results as PNG bytes (matplotlib, Agg backend), and the Markdown that embeds them."""
+"""Plots of backtest results as PNG bytes (matplotlib, Agg backend); defs/common/metadata embeds them."""
 
 from __future__ import annotations
 
-import base64
 import io
 
 import matplotlib
@@ -18,11 +17,6 @@ def _png(fig: plt.Figure) -> bytes:
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
-
-
-def png_markdown(png: bytes, title: str) -> str:
-    """A PNG as a base64 data URI inside Markdown (what `MetadataValue.md` shows)."""
-    return f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
 def equity_drawdown_png(equity: pd.DataFrame, title: str = "equity") -> bytes:
@@ -75,14 +69,3 @@ def heatmap_png(table: pd.DataFrame, x: str, y: str, metric: str) -> bytes:
     fig.colorbar(image, ax=ax, label=metric)
     ax.set_title(f"{metric} over {y} x {x}")
     return _png(fig)
-
-
-def markdown_table(rows: dict[str, float] | pd.DataFrame, digits: int = 4) -> str:
-    """A small Markdown table: a metrics dict (name | value) or a frame."""
-    if isinstance(rows, dict):
-        rows = pd.DataFrame({"metric": list(rows), "value": list(rows.values())})
-    lines = ["| " + " | ".join(map(str, rows.columns)) + " |", "|" + "---|" * len(rows.columns)]
-    for rec in rows.itertuples(index=False):
-        cells = [f"{v:,.{digits}g}" if isinstance(v, float | np.floating) else str(v) for v in rec]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
