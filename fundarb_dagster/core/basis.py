@@ -2,8 +2,17 @@
 
     basis_bps        = (perp_mid / spot_mid - 1) * 1e4        the cash-and-carry entry premium
     mark_index_bps   = (mark_price / index_price - 1) * 1e4   the venue's own premium (drives its funding)
-    basis_apr        = basis (fraction) * 8760 / interval_h   the premium, if it persisted, paid each interval
+    basis_apr        = basis (fraction) * 8760 / premium_period_h
     *_half_spread_bps = (ask - bid) / 2 / mid * 1e4           what crossing half the book costs per leg
+
+`basis_apr` is the carry the basis implies at the venue's own payment rule: the funding a year of settlements
+would pay if the premium persisted. A venue's funding pays a premium P once per `premium_period_h` hours
+(`premium_period`): binance, bybit and okx charge `F = P + clamp(I - P)` every funding interval, so the period
+is the interval in force (8 h, or 4 h / 1 h where a symbol settles more often); hyperliquid computes an 8-hour
+rate and pays 1/8 of it every hour, so its period is 8 h although it settles hourly. The same basis is then
+the same APR on an 8 h venue and on hyperliquid. Beyond the premium it ignores the interest term and the
+clamp's dead band (`|P - I| <= 0.05 %` pays the interest rate only): it is what the premium is worth, not a
+funding forecast.
 
 Frames in, frames out; the bucketing of raw tickers is `last_quotes` (or the SQL that does the same).
 """
@@ -17,6 +26,7 @@ from fundarb_dagster.core.units import HOURS_PER_YEAR
 
 from .funding import interval_at
 from .instruments import split_multiplier
+from .venues import venue_facts
 
 TIMEFRAMES_S: dict[str, int] = {"1m": 60, "1h": 3600}
 QUOTE_COLUMNS = ["exchange", "symbol", "ts", "bid", "ask", "mark_price", "index_price"]
@@ -82,6 +92,14 @@ def last_quotes(tickers: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     return last[QUOTE_COLUMNS].reset_index(drop=True)
 
 
+def premium_period(exchange: pd.Series, interval_h: pd.Series) -> pd.Series:
+    """Hours over which each row's venue pays a premium once: the venue row's `premium_period_h` where it has
+    one (hyperliquid: 8), else the funding interval in force (NaN where that is unknown)."""
+    fixed = {e: venue_facts(e) for e in pd.unique(exchange)}
+    period = exchange.map({e: (f.premium_period_h if f and f.premium_period_h else np.nan) for e, f in fixed.items()})
+    return period.astype(float).fillna(interval_h.astype(float))
+
+
 def half_spread_bps(bid: pd.Series, ask: pd.Series) -> pd.Series:
     mid = (bid + ask) / 2
     return (ask - bid) / 2 / mid * 1e4
@@ -112,7 +130,7 @@ def compute_basis(quotes: pd.DataFrame, pairs: pd.DataFrame, intervals: pd.DataF
     out["interval_h"] = interval_at(intervals, out[["exchange", "symbol", "ts"]], ts_column="ts")[
         "interval_h"
     ].to_numpy()
-    out["basis_apr"] = out["basis_bps"] / 1e4 * HOURS_PER_YEAR / out["interval_h"]
+    out["basis_apr"] = out["basis_bps"] / 1e4 * HOURS_PER_YEAR / premium_period(out["exchange"], out["interval_h"])
     out["spot_half_spread_bps"] = half_spread_bps(out["spot_bid"], out["spot_ask"])
     out["perp_half_spread_bps"] = half_spread_bps(out["perp_bid"], out["perp_ask"])
     out = out.sort_values(["exchange", "symbol", "ts"], kind="stable")

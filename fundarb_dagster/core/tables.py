@@ -387,7 +387,7 @@ FUNDING = [
                 ("basis_bps", "float64", "(perp_mid / spot_mid - 1) x 1e4"),
                 ("mark_index_bps", "float64", "(mark / index - 1) x 1e4"),
                 ("interval_h", "float64", "funding interval in force"),
-                ("basis_apr", "float64", "basis fraction x 8760 / interval_h"),
+                ("basis_apr", "float64", "basis fraction x 8760 / premium period (interval; hyperliquid 8 h)"),
                 ("spot_half_spread_bps", "float64", "(ask - bid) / 2 / mid x 1e4 of the spot leg"),
                 ("perp_half_spread_bps", "float64", "(ask - bid) / 2 / mid x 1e4 of the perp"),
             ]

@@ -92,6 +92,10 @@ class VenueFacts:
     fees_bps: Fees
     maintenance_margin_rate: float  # fraction of notional, base tier, linear perps
     funding_price: str = "mark"  # FUNDING_PRICES: the price a settlement is paid on
+    # Hours over which the venue's funding pays, once, a premium of the same size: None = each funding interval
+    # (binance, bybit, okx: `F = P + clamp(I - P)` per interval, whatever its length); hyperliquid computes an
+    # 8-hour rate and pays 1/8 of it every hour, so 8. What `core.basis` annualises a basis with.
+    premium_period_h: float | None = None
     simulated: bool = False  # the simulator (`sources/sim`) models it
 
     @property
@@ -150,6 +154,7 @@ VENUE_FACTS: Final[dict[str, VenueFacts]] = {
             fees_bps=Fees(spot_taker=7.0, spot_maker=4.0, perp_taker=4.5, perp_maker=1.5),
             maintenance_margin_rate=0.0125,
             funding_price="oracle",  # funding is paid on the oracle price
+            premium_period_h=8.0,  # an 8-hour rate, paid 1/8 every hour
             simulated=True,
         ),
     )

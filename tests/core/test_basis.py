@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from fundarb_dagster.core import basis as b
 from fundarb_dagster.core.funding import INTERVAL_COLUMNS
+from fundarb_dagster.core.sources.sim import venues as sim_venues
+from fundarb_dagster.core.sources.sim.funding import funding_from_average
 
 
 def _tickers(seed: int = 3) -> pd.DataFrame:
@@ -79,9 +82,11 @@ def test_basis_at_1m_and_1h_matches_an_independent_pandas_resample():
             .last()
         )
         last = last.dropna(subset=["bid"]).reset_index()
-        for exchange, perp, spot, interval_h in (
+        # premium period: binance pays a premium once per 8 h interval; hyperliquid settles hourly, 1/8 of an
+        # 8-hour rate each time: also once per 8 h
+        for exchange, perp, spot, period_h in (
             ("binance", "BTC/USDT:USDT", "BTC/USDT", 8.0),
-            ("hyperliquid", "BTC/USDC:USDC", "BTC/USDC", 1.0),
+            ("hyperliquid", "BTC/USDC:USDC", "BTC/USDC", 8.0),
         ):
             p = last[(last.exchange == exchange) & (last.symbol == perp)].set_index("t")
             s = last[(last.exchange == exchange) & (last.symbol == spot)].set_index("t")
@@ -92,7 +97,7 @@ def test_basis_at_1m_and_1h_matches_an_independent_pandas_resample():
             rows = got[(got.exchange == exchange) & (got.symbol == perp)].set_index("ts").loc[common]
             assert len(rows) == len(common) > 0
             np.testing.assert_allclose(rows["basis_bps"], expected_bps, rtol=1e-9)
-            np.testing.assert_allclose(rows["basis_apr"], expected_bps / 1e4 * 8760 / interval_h, rtol=1e-9)
+            np.testing.assert_allclose(rows["basis_apr"], expected_bps / 1e4 * 8760 / period_h, rtol=1e-9)
             np.testing.assert_allclose(
                 rows["perp_half_spread_bps"], (p.loc[common, "ask"] - p.loc[common, "bid"]) / 2 / pm * 1e4, rtol=1e-9
             )
@@ -119,3 +124,64 @@ def test_crossed_or_one_sided_books_give_no_spread_not_a_negative_cost():
     out = b.compute_basis(quotes, pairs, pd.DataFrame(columns=INTERVAL_COLUMNS), "1m")
     assert np.isnan(out["perp_half_spread_bps"].iloc[0]) and np.isnan(out["basis_bps"].iloc[0])
     assert out["spot_half_spread_bps"].iloc[0] > 0
+
+
+def _one_quote(exchange: str, perp: str, spot: str, premium: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "exchange": exchange,
+            "symbol": [perp, spot],
+            "ts": pd.Timestamp("2026-01-01"),
+            "bid": [100.0 * (1 + premium) - 0.01, 99.99],
+            "ask": [100.0 * (1 + premium) + 0.01, 100.01],
+            "mark_price": [100.0 * (1 + premium), np.nan],
+            "index_price": [100.0, np.nan],
+        }
+    )
+
+
+@pytest.mark.parametrize("venue,interval_h", [("binance", 8.0), ("binance", 4.0), ("bybit", 8.0), ("hyperliquid", 1.0)])
+def test_basis_apr_is_the_carry_the_venues_funding_rule_pays_for_a_persisting_premium(venue, interval_h):
+    """Independent: the simulator's model of each venue's documented funding formula (`sources/sim/funding.py`:
+    binance/bybit `P + clamp(I - P)` per interval, hyperliquid an 8-hour rate paid 1/8 hourly). For a premium
+    that persists beyond the clamp's dead band, every extra basis point of premium must add as much to
+    basis_apr as to the funding a year of that venue's settlements pays."""
+    spec = sim_venues.VENUES[venue]
+    perp, spot = f"BTC/{spec.quote}:{spec.quote}", f"BTC/{spec.quote}"
+    intervals = pd.DataFrame(
+        {"exchange": [venue], "symbol": [perp], "valid_from": pd.Timestamp("2025-01-01"), "valid_to": pd.NaT,
+         "interval_h": [interval_h], "cap": np.nan, "floor": np.nan, "source": "reported"}
+    )[INTERVAL_COLUMNS]  # fmt: skip
+
+    def funding_apr(premium: float) -> float:
+        rate = funding_from_average(premium, interval_h, spec.funding_style, 1.0, -1.0, spec.interest_8h, spec.clamp)
+        return rate * (8760 / interval_h)  # settlements a year x rate each
+
+    def basis_apr(premium: float) -> float:
+        quotes = _one_quote(venue, perp, spot, premium)
+        row = b.compute_basis(quotes, b.pair_instruments(quotes[["exchange", "symbol"]]), intervals, "1h")
+        return float(row["basis_apr"].iloc[0])
+
+    lo, hi = 0.002, 0.003  # 20 and 30 bp: beyond the 5 bp dead band of every venue
+    slope_funding = (funding_apr(hi) - funding_apr(lo)) / (hi - lo)
+    slope_basis = (basis_apr(hi) - basis_apr(lo)) / (hi - lo)
+    assert slope_basis == pytest.approx(slope_funding, rel=1e-6)
+    assert slope_basis == pytest.approx(8760 / (8.0 if venue == "hyperliquid" else interval_h), rel=1e-6)
+
+
+def test_the_same_basis_is_the_same_apr_on_an_8h_venue_and_on_hourly_hyperliquid():
+    premium = 0.0012
+    out = []
+    for venue, quote in (("binance", "USDT"), ("hyperliquid", "USDC")):
+        quotes = _one_quote(venue, f"ETH/{quote}:{quote}", f"ETH/{quote}", premium)
+        intervals = pd.DataFrame(
+            {"exchange": [venue], "symbol": [f"ETH/{quote}:{quote}"], "valid_from": pd.Timestamp("2025-01-01"),
+             "valid_to": pd.NaT, "interval_h": [8.0 if venue == "binance" else 1.0], "cap": np.nan,
+             "floor": np.nan, "source": "reported"}
+        )[INTERVAL_COLUMNS]  # fmt: skip
+        pairs = b.pair_instruments(quotes[["exchange", "symbol"]])
+        out.append(float(b.compute_basis(quotes, pairs, intervals, "1h")["basis_apr"].iloc[0]))
+    # a premium of 12 bp held a year: 1,095 eight-hour payments (binance), or 8,760 hourly eighths (hyperliquid)
+    hourly_eighths = sum(premium / 8 for _ in range(8760))
+    assert out[0] == pytest.approx(out[1], rel=1e-12)
+    assert out[1] == pytest.approx(hourly_eighths, rel=1e-9)

@@ -285,7 +285,8 @@ def funding_rates(
     automation_condition=FOLLOW_UPSTREAM,
     description=(
         "Perp vs spot on the same venue at 1m and 1h (last quote in each bucket): basis and mark-index in bps "
-        "and annualized with the funding interval in force, plus the half-spreads a backtest charges."
+        "and annualized at the venue's payment rule (core.basis.premium_period), plus the half-spreads a "
+        "backtest charges."
     ),
     metadata=_metadata("basis"),
 )
