@@ -7,11 +7,15 @@ with an AR(1), x_t - mu = phi (x_{t-1} - mu) + e_t, which says how fast a spread
     expected_carry_apr = mu + (x_now - mu) * phi (1 - phi^H) / (H (1 - phi))   mean AR(1) forecast over H hours
     entry_cost_bps     = 2 * (taker fee leg 1 + taker fee leg 2) + 2 * (half-spread leg 1 + half-spread leg 2)
                          (round trip: both legs entered and exited, each crossing half the book)
-    net_carry_apr      = |expected_carry_apr| - entry_cost * 8760 / H
-    break_even_h       = entry_cost / (|expected_carry_apr| / 8760)
+    borrow_apr         = the spot borrow rate of a reverse cash-and-carry (short spot), else 0
+    net_carry_apr      = |expected_carry_apr| - borrow_apr - entry_cost * 8760 / H
+    break_even_h       = entry_cost / ((|expected_carry_apr| - borrow_apr) / 8760)   (inf when that is <= 0)
 
-The trade direction follows the sign of the expected carry (short the perp that is paid funding). Basis
-convergence P&L is not counted: the carry is what the trade earns if prices do not move against it.
+The trade direction follows the sign of the expected carry (short the perp that is paid funding). When
+funding is negative, cash-and-carry turns around: long the perp, short the spot, which means borrowing the
+asset. That row exists only where a borrow rate for the venue and asset is known (`BorrowRates`: configured
+now, captured later), and is ranked net of it. Basis convergence P&L is not counted: the carry is what the
+trade earns if prices do not move against it.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ OPPORTUNITY_COLUMNS = [
     "mean_apr",
     "expected_carry_apr",
     "entry_cost_bps",
+    "borrow_apr",
     "net_carry_apr",
     "horizon_h",
     "break_even_h",
@@ -73,6 +78,45 @@ class FeeSchedule:
         if market_type not in venue:
             raise KeyError(f"fees: no {market_type!r} fee for exchange {exchange!r}")
         return float(venue[market_type])
+
+
+@dataclass(frozen=True)
+class BorrowRates:
+    """What borrowing an asset on a venue's spot margin costs, APR (fraction), for shorting spot.
+
+    `configured`: `{venue: {asset: apr}}` from run config, `'*'` for any other asset of the venue. `captured`:
+    `(exchange, asset) -> apr` observed on the venue (build it with `with_captured` from rows `BORROW_COLUMNS`,
+    e.g. the latest rows of a captured `borrow_rates` table); a captured rate wins over a configured one. An
+    asset with neither has no known rate: no reverse cash-and-carry is ranked for it.
+    """
+
+    configured: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    captured: Mapping[tuple[str, str], float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        named = [(f"borrow_apr.{v}.{a}", r) for v, assets in self.configured.items() for a, r in assets.items()]
+        named += [(f"borrow_rates {v} {a}", r) for (v, a), r in self.captured.items()]
+        for name, rate in named:
+            if not (isinstance(rate, int | float) and math.isfinite(rate) and rate >= 0):
+                raise ValueError(f"{name}: {rate!r} must be a finite APR >= 0 (a fraction: 0.05 = 5 %)")
+
+    def with_captured(self, rows: pd.DataFrame) -> BorrowRates:
+        """These rates with captured ones (`BORROW_COLUMNS`; the last row of a key wins) on top."""
+        captured = dict(self.captured)
+        for row in rows[BORROW_COLUMNS].itertuples(index=False):
+            captured[(str(row.exchange), str(row.asset))] = float(row.borrow_apr)
+        return BorrowRates(self.configured, captured)
+
+    def apr(self, exchange: str, asset: str) -> float | None:
+        """The borrow APR of `asset` on `exchange`, None when unknown."""
+        if (exchange, asset) in self.captured:
+            return float(self.captured[(exchange, asset)])
+        venue = self.configured.get(exchange, {})
+        rate = venue.get(asset, venue.get("*"))
+        return None if rate is None else float(rate)
+
+
+BORROW_COLUMNS = ["exchange", "asset", "borrow_apr"]
 
 
 @dataclass(frozen=True)
@@ -134,31 +178,35 @@ def same_sign_share(x: np.ndarray, sign: float) -> float:
     return float(np.mean(np.sign(values) == np.sign(sign)))
 
 
-def _evaluate(
-    series: pd.Series,
-    horizon_h: int,
-    cost_bps: float,
-) -> dict[str, float]:
+def _evaluate(series: pd.Series, horizon_h: int) -> dict[str, float]:
     """Stats of one carry series (APR per hour, signed: positive = leg 'short' is paid)."""
     values = series.to_numpy(dtype=float)
     fit = fit_ar1(values)
     x_now = float(values[-1])
     expected = expected_mean(x_now, fit.mu if math.isfinite(fit.mu) else x_now, fit.phi, horizon_h)
     sign = 1.0 if expected >= 0 else -1.0
-    carry = abs(expected)
-    cost = cost_bps / 1e4
     return {
         "sign": sign,
         "current_apr": sign * x_now,
         "mean_apr": sign * float(np.nanmean(values)),
-        "expected_carry_apr": carry,
-        "entry_cost_bps": cost_bps,
-        "net_carry_apr": carry - cost * HOURS_PER_YEAR / horizon_h,
-        "break_even_h": cost / (carry / HOURS_PER_YEAR) if carry > 0 else float("inf"),
+        "expected_carry_apr": abs(expected),
         "ar1_phi": fit.phi,
         "half_life_h": fit.half_life,
         "same_sign_share": same_sign_share(values, sign),
         "n_obs": len(values),
+    }
+
+
+def _net(stats: dict[str, float], cost_bps: float, borrow_apr: float, horizon_h: int) -> dict[str, float]:
+    """The carry left after borrow and the round-trip cost spread over the horizon, and its break-even."""
+    carry = stats["expected_carry_apr"] - borrow_apr
+    cost = cost_bps / 1e4
+    return {
+        **stats,
+        "entry_cost_bps": cost_bps,
+        "borrow_apr": borrow_apr,
+        "net_carry_apr": carry - cost * HOURS_PER_YEAR / horizon_h,
+        "break_even_h": cost / (carry / HOURS_PER_YEAR) if carry > 0 else float("inf"),
     }
 
 
@@ -169,6 +217,7 @@ def rank_opportunities(
     horizon_h: int,
     as_of: pd.Timestamp,
     min_obs: int = 8,
+    borrow: BorrowRates | None = None,
 ) -> pd.DataFrame:
     """Rank cash-and-carry and perp-perp trades by net carry APR (`OPPORTUNITY_COLUMNS`, rank 1 = best).
 
@@ -176,7 +225,10 @@ def rank_opportunities(
     look-back. `spreads_latest`: the latest half-spreads per instrument: exchange, symbol (perp),
     spot_symbol, perp_half_spread_bps, spot_half_spread_bps (from the basis table); a perp without a spot
     leg there gets no cash-and-carry row, and a perp without half-spreads is costed on fees alone.
+    `borrow`: spot borrow rates; a reverse cash-and-carry (negative funding: short spot) is ranked only where
+    it knows the rate (None: nowhere).
     """
+    borrow = borrow if borrow is not None else BorrowRates()
     if horizon_h < 1:
         raise ValueError(f"horizon_h: {horizon_h!r} must be >= 1")
     rows: list[dict[str, object]] = []
@@ -194,7 +246,8 @@ def rank_opportunities(
         value = costs.loc[(exchange, symbol), "perp_half_spread_bps"]
         return float(value) if pd.notna(value) else 0.0
 
-    # Cash-and-carry: short the perp and hold spot when funding is positive (the reverse needs spot borrow).
+    # Cash-and-carry: short the perp and hold spot when funding is positive; the reverse (long perp, short
+    # spot) only where the spot borrow rate is known, net of it.
     for exchange, symbol in wide.columns:
         series = wide[(exchange, symbol)].dropna()
         if len(series) < min_obs or costs.empty or (exchange, symbol) not in costs.index:
@@ -203,7 +256,11 @@ def rank_opportunities(
         spot_hs = float(leg["spot_half_spread_bps"]) if pd.notna(leg["spot_half_spread_bps"]) else 0.0
         cost_bps = 2 * (fees.fee_bps(exchange, "spot") + fees.fee_bps(exchange, "swap"))
         cost_bps += 2 * (spot_hs + perp_half_spread(exchange, symbol))
-        stats = _evaluate(series, horizon_h, cost_bps)
+        stats = _evaluate(series, horizon_h)
+        borrow_apr = 0.0 if stats["sign"] > 0 else borrow.apr(exchange, underlying_of(symbol))
+        if borrow_apr is None:
+            continue
+        stats = _net(stats, cost_bps, borrow_apr, horizon_h)
         spot_symbol = str(leg["spot_symbol"])
         long_leg, short_leg = (spot_symbol, symbol) if stats["sign"] > 0 else (symbol, spot_symbol)
         rows.append(_row(as_of, "cash_carry", symbol, exchange, long_leg, exchange, short_leg, stats, horizon_h))
@@ -219,7 +276,7 @@ def rank_opportunities(
                 continue
             cost_bps = 2 * (fees.fee_bps(ex_a, "swap") + fees.fee_bps(ex_b, "swap"))
             cost_bps += 2 * (perp_half_spread(ex_a, sym_a) + perp_half_spread(ex_b, sym_b))
-            stats = _evaluate(series, horizon_h, cost_bps)
+            stats = _net(_evaluate(series, horizon_h), cost_bps, 0.0, horizon_h)
             # series = a - b > 0: a pays more, so short a and long b.
             if stats["sign"] > 0:
                 rows.append(_row(as_of, "perp_perp", sym_a, ex_b, sym_b, ex_a, sym_a, stats, horizon_h))

@@ -120,3 +120,72 @@ def test_a_venue_without_fees_and_no_default_is_a_clear_error():
     fees = o.FeeSchedule({"bybit": {"swap": 5.5}})
     with pytest.raises(KeyError, match="'spot' fee for exchange 'bybit'"):
         fees.fee_bps("bybit", "spot")
+
+
+def _negative_funding_on_binance(n: int = 60) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ETH perp on binance paid -30 % APR every hour (longs receive), with its spot leg quoted."""
+    hourly = _hourly({("binance", "ETH/USDT:USDT"): np.full(n, -0.30)})
+    latest = pd.DataFrame(
+        {
+            "exchange": ["binance"],
+            "symbol": ["ETH/USDT:USDT"],
+            "spot_symbol": ["ETH/USDT"],
+            "perp_half_spread_bps": [1.0],
+            "spot_half_spread_bps": [2.0],
+        }
+    )
+    return hourly, latest
+
+
+def test_reverse_cash_and_carry_is_not_ranked_without_a_known_borrow_rate():
+    hourly, latest = _negative_funding_on_binance()
+    out = o.rank_opportunities(hourly, latest, o.FeeSchedule(), horizon_h=168, as_of=pd.Timestamp("2026-01-03"))
+    assert out.empty
+    # a rate for another asset or venue does not make ETH on binance borrowable
+    other = o.BorrowRates({"binance": {"BTC": 0.05}, "bybit": {"*": 0.05}})
+    out = o.rank_opportunities(hourly, latest, o.FeeSchedule(), 168, pd.Timestamp("2026-01-03"), borrow=other)
+    assert out.empty
+
+
+@pytest.mark.parametrize(
+    "borrow,rate",
+    [
+        (o.BorrowRates({"binance": {"ETH": 0.08}}), 0.08),
+        (o.BorrowRates({"binance": {"*": 0.12}}), 0.12),
+        # a captured rate wins over the configured one
+        (
+            o.BorrowRates({"binance": {"ETH": 0.08}}).with_captured(
+                pd.DataFrame({"exchange": ["binance"], "asset": ["ETH"], "borrow_apr": [0.15]})
+            ),
+            0.15,
+        ),
+    ],
+)
+def test_reverse_cash_and_carry_with_a_known_borrow_rate_is_ranked_net_of_it(borrow, rate):
+    hourly, latest = _negative_funding_on_binance()
+    out = o.rank_opportunities(hourly, latest, o.FeeSchedule(), 168, pd.Timestamp("2026-01-03"), borrow=borrow)
+    assert len(out) == 1
+    row = out.iloc[0]
+    # long the perp (it receives 30 %), short the borrowed spot
+    assert (row.long_exchange, row.long_symbol, row.short_symbol) == ("binance", "ETH/USDT:USDT", "ETH/USDT")
+    # by hand: binance fees 10 bps spot, 5 bps perp, both legs in and out, plus both half-spreads twice
+    cost = (2 * (10 + 5) + 2 * (2.0 + 1.0)) / 1e4
+    assert row.borrow_apr == pytest.approx(rate)
+    assert row.expected_carry_apr == pytest.approx(0.30)
+    assert row.net_carry_apr == pytest.approx(0.30 - rate - cost * 8760 / 168)
+    assert row.break_even_h == pytest.approx(cost / ((0.30 - rate) / 8760))
+
+
+def test_forward_cash_and_carry_pays_no_borrow():
+    hourly = _hourly({("binance", "ETH/USDT:USDT"): np.full(60, 0.30)})
+    _, latest = _negative_funding_on_binance()
+    borrow = o.BorrowRates({"binance": {"ETH": 0.08}})
+    row = o.rank_opportunities(hourly, latest, o.FeeSchedule(), 168, pd.Timestamp("2026-01-03"), borrow=borrow).iloc[0]
+    assert (row.long_symbol, row.short_symbol, row.borrow_apr) == ("ETH/USDT", "ETH/USDT:USDT", 0.0)
+
+
+def test_a_bad_borrow_rate_names_the_venue_and_asset():
+    with pytest.raises(ValueError, match=r"borrow_apr\.binance\.ETH: -0\.1"):
+        o.BorrowRates({"binance": {"ETH": -0.1}})
+    with pytest.raises(ValueError, match=r"borrow_rates okx BTC: nan"):
+        o.BorrowRates().with_captured(pd.DataFrame({"exchange": ["okx"], "asset": ["BTC"], "borrow_apr": [np.nan]}))

@@ -378,6 +378,13 @@ class OpportunitiesConfig(Config):
             "defaults (core.opportunities.DEFAULT_TAKER_FEES_BPS); '*' is any other venue"
         ),
     )
+    borrow_apr: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description=(
+            "spot borrow APR (fraction) per venue and asset ({venue: {asset: apr}}, '*' any asset of the venue): "
+            "a reverse cash-and-carry (negative funding: long perp, short spot) is ranked only where it is known"
+        ),
+    )
 
 
 def opportunities_plot(frame: pd.DataFrame) -> MetadataValue | None:
@@ -413,6 +420,8 @@ def opportunities(
     context: AssetExecutionContext, config: OpportunitiesConfig, duckdb: DuckDBResource, data_dir: DataDirResource
 ) -> MaterializeResult:
     fees = core_opps.FeeSchedule({**core_opps.DEFAULT_TAKER_FEES_BPS, **config.taker_fees_bps})
+    # Configured rates only: captured ones (a `borrow_rates` table) go on top with `borrow.with_captured(rows)`.
+    borrow = core_opps.BorrowRates(config.borrow_apr)
     with _inputs(duckdb, data_dir, (), ("funding_rates", "funding_predictions", "basis", "opportunities")) as conn:
         latest = _frame(conn, "opportunity_as_of")["as_of"].iloc[0]
         if pd.isna(latest):
@@ -427,7 +436,7 @@ def opportunities(
             predictions = _frame(conn, "spread_inputs_predictions", params)
             costs = _frame(conn, "opportunity_inputs_costs", params)
             hourly = core_spreads.hourly_rates(rates, predictions, start, end)
-            frame = core_opps.rank_opportunities(hourly, costs, fees, config.horizon_h, as_of, config.min_obs)
+            frame = core_opps.rank_opportunities(hourly, costs, fees, config.horizon_h, as_of, config.min_obs, borrow)
         rows = write_all(conn, "opportunities", frame)
     metadata: dict[str, Any] = {"rows": rows, "horizon_h": config.horizon_h}
     if len(frame):

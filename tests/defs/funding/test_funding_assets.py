@@ -86,6 +86,7 @@ def carry(tmp_path_factory, fixtures_dir):
                         "lookback_h": 24,
                         "min_obs": 12,
                         "taker_fees_bps": {"bybit": {"spot": 8.0, "swap": 4.0}},
+                        "borrow_apr": {"hyperliquid": {"*": 0.03}},
                     }
                 }
             }
@@ -201,7 +202,19 @@ def test_funding_spreads_match_an_independent_per_hour_computation(carry):
 def test_opportunities_rank_by_net_carry_with_fees_and_half_spreads(carry):
     got = query(carry["dir"], "SELECT * FROM opportunities ORDER BY rank")
     assert set(got["strategy"]) == {"cash_carry", "perp_perp"}
-    assert len(got[got.strategy == "perp_perp"]) == 6 and len(got[got.strategy == "cash_carry"]) == 6
+    assert len(got[got.strategy == "perp_perp"]) == 6
+    # cash-and-carry: forward (long spot, short perp) pays no borrow; the reverse (short spot) only where a
+    # borrow rate is configured (hyperliquid, 3 %), net of it; on binance and bybit it is not ranked
+    cnc_all = got[got.strategy == "cash_carry"]
+    reverse = ~cnc_all["short_symbol"].str.contains(":")
+    assert set(cnc_all.loc[reverse, "long_exchange"]) == {"hyperliquid"}
+    assert (cnc_all.loc[reverse, "borrow_apr"] == 0.03).all() and (cnc_all.loc[~reverse, "borrow_apr"] == 0).all()
+    assert len(cnc_all) == 4  # 2 underlyings x 3 venues, less binance's and bybit's negative-funding ones
+    np.testing.assert_allclose(
+        got["net_carry_apr"],
+        got["expected_carry_apr"] - got["borrow_apr"] - got["entry_cost_bps"] / 1e4 * 8760 / 72,
+        rtol=1e-9,
+    )
     assert got["net_carry_apr"].is_monotonic_decreasing
     cnc = got[(got.strategy == "cash_carry") & (got.long_exchange == "bybit")].iloc[0]
     # bybit's fees are overridden in the run config (8 / 4 bps); the other venues keep the documented defaults
@@ -230,7 +243,9 @@ def test_opportunities_rank_by_net_carry_with_fees_and_half_spreads(carry):
     assert (got.loc[got.strategy == "cash_carry"].set_index("long_exchange").loc["hyperliquid", "n_obs"] == 24).all()
     assert (got.loc[(got.strategy == "perp_perp"), "n_obs"] == covered_8h).all()
     np.testing.assert_allclose(
-        got["break_even_h"], got["entry_cost_bps"] / 1e4 / (got["expected_carry_apr"] / 8760), rtol=1e-9
+        got["break_even_h"],
+        got["entry_cost_bps"] / 1e4 / ((got["expected_carry_apr"] - got["borrow_apr"]) / 8760),
+        rtol=1e-9,
     )
 
 
