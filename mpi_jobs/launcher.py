@@ -1,9 +1,11 @@
 """Start the MPI capture job from a normal process (what `fundarb capture` calls).
 
 Validates the config first, so a wrong value fails here with a message naming the field (exit code 2)
-before any MPI process starts; then runs `mpiexec -n N <python> -m mpi_jobs.capture ...`, streams the job's
-output, forwards SIGINT/SIGTERM to it (hydra's mpiexec passes them on to every rank, which drain their rings
-and flush before exiting) and returns the job's exit code.
+before any MPI process starts, and refuses a landing directory another capture job holds (naming its pid);
+then runs `mpiexec -n N <python> -m mpi_jobs.capture ...`, streams the job's output, forwards SIGINT/SIGTERM
+to it (hydra's mpiexec passes them on to every rank, which drain their rings and flush before exiting) and
+returns the job's exit code. The job gets this process's pid (`FUNDARB_LAUNCHER_PID`) and stops by itself
+when this process dies without forwarding anything (SIGKILL, an OOM kill): it never outlives its launcher.
 
 This module must not import mpi4py: importing it initialises MPI in the calling process.
 """
@@ -16,11 +18,16 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from fundarb_dagster.core import arguments
 from fundarb_dagster.core.config import ConfigError, FundarbConfig, load_config
+
+from .control import LAUNCHER_ENV
+from .lock import lock_holder
 
 EXIT_CONFIG = 2
 
@@ -51,10 +58,10 @@ def resolve_config(
     if changes:
         config = config.with_overrides(**changes)
     n = config.capture.ranks if ranks is None else ranks
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ConfigError(f"ranks: {n!r} must be a whole number >= 2 (one flusher per node and at least one watcher)")
-    if duration_s is not None and not duration_s > 0:
-        raise ConfigError(f"duration: {duration_s!r} must be > 0 seconds")
+    arguments.whole(n, "ranks", minimum=2, note=" (one flusher per node and at least one watcher)")
+    if duration_s is not None:
+        arguments.number(duration_s, "duration", minimum=0, inclusive=False, note=" seconds")
+    arguments.data_dir(config.data_dir, "data_dir")
     return config, n
 
 
@@ -94,9 +101,13 @@ def launch_capture(
     and the value) or when no mpiexec can be found.
     """
     try:
-        _, n = resolve_config(config_path, source=source, ranks=ranks, duration_s=duration_s, data_dir=data_dir)
+        config, n = resolve_config(config_path, source=source, ranks=ranks, duration_s=duration_s, data_dir=data_dir)
     except ConfigError as exc:
         print(f"fundarb capture: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    busy = lock_holder(config.data_dir)
+    if busy is not None:
+        print(f"fundarb capture: {busy}", file=sys.stderr)
         return EXIT_CONFIG
     mpiexec = find_mpiexec()
     if mpiexec is None:
@@ -106,14 +117,17 @@ def launch_capture(
         )
         return EXIT_CONFIG
     cmd = capture_command(mpiexec, n, config_path, source=source, duration_s=duration_s, data_dir=data_dir)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    # A session of its own: a terminal's ^C reaches mpiexec once, through our forwarding, not twice.
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True, bufsize=0
-    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", LAUNCHER_ENV: str(os.getpid())}
+    # The job writes its output to files that this process follows: if this process dies, the job's output
+    # has somewhere to go while it stops (a pipe without a reader would kill mpiexec with SIGPIPE).
+    out_path, err_path = log_paths(config.data_dir)
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        # A session of its own: a terminal's ^C reaches mpiexec once, through our forwarding, not twice.
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, start_new_session=True)
+    done = threading.Event()
     pumps = [
-        threading.Thread(target=_pump, args=(proc.stdout, sys.stdout), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, sys.stderr), daemon=True),
+        threading.Thread(target=_follow, args=(out_path, sys.stdout, done), daemon=True),
+        threading.Thread(target=_follow, args=(err_path, sys.stderr, done), daemon=True),
     ]
     for pump in pumps:
         pump.start()
@@ -121,18 +135,41 @@ def launch_capture(
     try:
         code = proc.wait()
     finally:
+        done.set()
         _restore_signals(previous)
         for pump in pumps:
             pump.join(timeout=5)
     return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
 
 
-def _pump(source: IO[bytes] | None, sink: IO[str]) -> None:
-    if source is None:
-        return
-    for line in iter(source.readline, b""):
-        sink.write(line.decode(errors="replace"))
-        sink.flush()
+def log_paths(data_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """`<data_dir>/.fundarb/logs/capture-<time>-<pid>.out` and `.err`: the job's output, kept."""
+    folder = Path(data_dir) / ".fundarb" / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"capture-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    return folder / f"{stem}.out", folder / f"{stem}.err"
+
+
+def _follow(path: Path, sink: IO[str], done: threading.Event) -> None:
+    """Copy whole lines of a growing file to `sink` until `done` is set and the file is read to its end."""
+    with open(path, "rb") as source:
+        partial = b""
+        while True:
+            chunk = source.readline()
+            if chunk:
+                partial += chunk
+                if partial.endswith(b"\n"):
+                    sink.write(partial.decode(errors="replace"))
+                    sink.flush()
+                    partial = b""
+                continue
+            if done.is_set():  # the job has exited: what it wrote after the last read is all that is left
+                rest = partial + source.read()
+                if rest:
+                    sink.write(rest.decode(errors="replace"))
+                    sink.flush()
+                return
+            time.sleep(0.02)
 
 
 def _forward_signals(proc: subprocess.Popen[bytes]) -> dict[int, object]:

@@ -13,6 +13,8 @@ false-share a cache line):
     word 16  waits      times the producer found the ring full and waited (producer writes)
     word 17  drops      records discarded by the drop_newest policy (producer writes)
     word 18  closed     1 once the producer will write no more (producer writes)
+    word 19  stopping   1 once the producer is handing over its last records (producer writes): the
+                        consumer then takes everything, whatever bound it keeps on what it holds
     word 24  capacity, word 25 itemsize, word 26 magic (set once at creation)
 
 Memory model: the window is created with `MPI.Win.Allocate_shared` on a `COMM_TYPE_SHARED` communicator
@@ -44,7 +46,8 @@ from typing import Any
 import numpy as np
 
 HEADER_BYTES = 256
-_HEAD, _TAIL, _WAITS, _DROPS, _CLOSED, _CAPACITY, _ITEMSIZE, _MAGIC = 0, 8, 16, 17, 18, 24, 25, 26
+_HEAD, _TAIL, _WAITS, _DROPS, _CLOSED, _STOPPING = 0, 8, 16, 17, 18, 19
+_CAPACITY, _ITEMSIZE, _MAGIC = 24, 25, 26
 _MAGIC_VALUE = 0x46554E4452494E47  # "FUNDRING"
 
 
@@ -228,6 +231,16 @@ class Ring:
         """Producer: no more records will come. The consumer drains what is left and sees `closed`."""
         self._sync()
         self._ctl[_CLOSED] = 1
+        self._sync()
+
+    @property
+    def stopping(self) -> bool:
+        self._sync()
+        return bool(self._ctl[_STOPPING])
+
+    def mark_stopping(self) -> None:
+        """Producer: the last records are coming (then `close`); the consumer should take them all."""
+        self._ctl[_STOPPING] = 1
         self._sync()
 
     # -- producer ---------------------------------------------------------------------------------------

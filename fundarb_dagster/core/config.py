@@ -24,6 +24,7 @@ from .venues import VENUE_FACTS, simulated_venues
 SOURCE_KINDS = ("sim", "replay", "wire", "live")
 REPLAY_FORMATS = ("landing", "fixture_csv", "binance_archive")
 DROP_POLICIES = ("block", "drop_newest")
+MIN_SHUTDOWN_TIMEOUT_S = 12.0
 # ccxt unified symbols: BASE/QUOTE for spot, BASE/QUOTE:SETTLE for perpetual swaps (dated futures and
 # options add -YYMMDD... which fundarb does not trade).
 _SYMBOL = re.compile(r"^[A-Za-z0-9]+/[A-Za-z0-9]+(:[A-Za-z0-9]+)?$")
@@ -98,6 +99,11 @@ class CaptureConfig:
     stale_timeout_s: Mapping[str, float] = field(
         default_factory=lambda: {"trades": 60.0, "tickers": 60.0, "funding": 900.0, "ohlcv": 180.0}
     )
+    # Records a flusher holds while storage fails; past it the rings fill (watchers wait, or drop and count).
+    max_pending_records: int = 4_000_000
+    # A stop (SIGTERM, SIGINT, the launcher gone) ends every rank within this; what storage would not take by
+    # then goes to a recovery file the next start lands.
+    shutdown_timeout_s: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -167,16 +173,25 @@ def parse_utc_ms(value: str | int | float, field_name: str) -> int:
 
 # -- loading ------------------------------------------------------------------------------------------
 def load_config(path: str | os.PathLike[str] | None = None) -> FundarbConfig:
-    """Load and validate a YAML config; None gives the embedded defaults."""
+    """Load and validate a YAML config; None gives the embedded defaults (an empty file is an error)."""
     if path is None:
         return default_config()
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        text = Path(path).read_text()
     except FileNotFoundError:
         raise ConfigError(f"config: file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config: {str(path)!r} is a folder, not a YAML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config: {str(path)!r} cannot be read: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config: {str(path)!r} is not valid YAML: {exc}") from None
-    return config_from_dict(raw or {})
+    if raw is None:
+        # Taking an empty file for the defaults would capture the embedded venues into the default folder.
+        raise ConfigError(f"config: {str(path)!r} is empty; leave out --config for the embedded defaults")
+    return config_from_dict(raw)
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> FundarbConfig:
@@ -322,7 +337,12 @@ def validate(config: FundarbConfig) -> None:
         raise ConfigError(f"capture.ranks: {capture.ranks!r} must be >= 2 (one watcher and one flusher)")
     for name in ("flush_interval_s", "stats_interval_s"):
         _positive(getattr(capture, name), f"capture.{name}")
-    for name in ("ring_records", "batch_records"):
+    if not capture.shutdown_timeout_s >= MIN_SHUTDOWN_TIMEOUT_S:
+        raise ConfigError(
+            f"capture.shutdown_timeout_s: {capture.shutdown_timeout_s!r} must be >= {MIN_SHUTDOWN_TIMEOUT_S:g} "
+            "(watchers need up to 8 s to stop, then the flusher lands and spills what they handed over)"
+        )
+    for name in ("ring_records", "batch_records", "max_pending_records"):
         if getattr(capture, name) < 1:
             raise ConfigError(f"capture.{name}: {getattr(capture, name)!r} must be >= 1")
     if capture.batch_records > capture.ring_records:

@@ -3,15 +3,18 @@
 Layout: `<data_dir>/landing/<stream>/date=YYYY-MM-DD/hour=HH/<writer>-<seq>.parquet`, partitioned by the
 event time (`ts_ms`) of the rows. A file is written under a temporary name that starts with a dot (so
 readers' `*.parquet` globs never see it), fsynced, then renamed into place, then the directory is fsynced:
-a crash at any moment leaves either no file or a whole one.
+a crash at any moment leaves either no file or a whole one. A write that fails removes its temporary, so
+a full disk leaves nothing behind either.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -59,22 +62,47 @@ def split_by_hour(ts_ms: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         yield int(hours[chunk[0]]) * HOUR_MS, chunk
 
 
+def file_name(writer: str, seq: int) -> str:
+    """`<writer>-<seq:08d>.parquet`: the name of a writer's `seq`-th file in a partition folder."""
+    return f"{writer}-{seq:08d}.parquet"
+
+
 def write_parquet_atomic(table: pa.Table, path: Path, compression: str = "zstd") -> Path:
     """Write a table to `path` so that `path` is either absent or complete, never partial.
 
     Refuses to overwrite: every writer names its files uniquely, so an existing name is a bug.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         raise FileExistsError(f"landing file already exists, refusing to overwrite: {path}")
+    options = _encodings(table.schema)
+    return write_atomic(path, lambda handle: pq.write_table(table, handle, compression=compression, **options))
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """`write(handle)` into a temporary beside `path`, fsync, rename into place, fsync the folder.
+
+    When the write fails (a full disk, an I/O error) the temporary is removed before the error propagates;
+    if the failure comes after the rename (the folder's fsync), `path` exists and is whole.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        pq.write_table(table, handle, compression=compression, **_encodings(table.schema))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.rename(tmp, path)
-    _fsync_dir(path.parent)
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    fsync_dir(path.parent)
     return path
+
+
+def _remove_quietly(path: Path) -> None:
+    """Best effort: the error that made us clean up is the one worth reporting."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def _encodings(schema: pa.Schema) -> dict[str, object]:
@@ -102,7 +130,7 @@ def _encodings(schema: pa.Schema) -> dict[str, object]:
     return {"use_dictionary": dictionary, "column_encoding": delta, "store_schema": False}
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -126,7 +154,7 @@ def write_stream(
     paths = []
     for hour_ms, rows in split_by_hour(ts):
         part = table.take(pa.array(rows)) if len(rows) != table.num_rows else table
-        path = partition_dir(data_dir, stream, hour_ms) / f"{writer}-{seq:08d}.parquet"
+        path = partition_dir(data_dir, stream, hour_ms) / file_name(writer, seq)
         paths.append(write_parquet_atomic(part, path))
     return paths
 

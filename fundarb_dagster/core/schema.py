@@ -86,6 +86,8 @@ class EventKind(IntEnum):
     OUT_OF_ORDER = 7
     DROPPED = 8  # a configured drop policy discarded records
     BACKPRESSURE = 9  # a producer waited on a full ring
+    FLUSH_FAILED = 10  # writing one landing file failed (reason flush:<errno>); its records stay pending
+    SPILLED = 11  # records a stopping flusher could not land, kept in a recovery file the next start lands
 
 
 CAPTURE_EVENTS = np.dtype(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -94,17 +95,31 @@ def test_an_existing_landing_file_is_never_overwritten(tmp_path: Path) -> None:
     assert path.read_bytes() == before
 
 
-def test_a_crash_before_the_rename_leaves_only_an_invisible_temporary(tmp_path: Path, monkeypatch) -> None:
-    def power_cut(src: str, dst: str) -> None:
-        raise OSError("power cut")
+@pytest.mark.parametrize("stage", ["write", "fsync", "rename"])
+def test_a_failed_write_leaves_no_temporary_and_no_file(tmp_path: Path, monkeypatch, stage: str) -> None:
+    """A full disk or an I/O error part-way (the process survives it) removes the temporary at once."""
 
-    monkeypatch.setattr(os, "rename", power_cut)
-    with pytest.raises(OSError, match="power cut"):
+    def disk_full(*args: object, **kwargs: object) -> None:
+        if stage == "write":  # part of the file reached the disk, then it filled up
+            args[1].write(b"PAR1 half a file")  # type: ignore[attr-defined]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = {"write": (landing.pq, "write_table"), "fsync": (os, "fsync"), "rename": (os, "rename")}[stage]
+    monkeypatch.setattr(*target, disk_full)
+    with pytest.raises(OSError, match="No space left"):
         landing.write_stream(tmp_path, "trades", trades_table(T0 + np.array([1])), "w", 0)
     monkeypatch.undo()
     folder = landing.partition_dir(tmp_path, "trades", T0)
-    leftovers = list(folder.iterdir())
-    assert len(leftovers) == 1 and leftovers[0].name.startswith(landing.TMP_PREFIX)
+    assert list(folder.iterdir()) == []
+    # The same name is free for the retry.
+    assert landing.write_stream(tmp_path, "trades", trades_table(T0 + np.array([1])), "w", 0)
+
+
+def test_a_crash_before_the_rename_leaves_only_an_invisible_temporary(tmp_path: Path) -> None:
+    # What a SIGKILL between the write and the rename leaves: a temporary nobody removed.
+    folder = landing.partition_dir(tmp_path, "trades", T0)
+    folder.mkdir(parents=True)
+    (folder / f"{landing.TMP_PREFIX}w-00000000.parquet.4242").write_bytes(b"PAR1 half a file")
     assert list(landing.landing_root(tmp_path).glob("*/date=*/hour=*/*.parquet")) == []
     with duckdb.connect() as con, pytest.raises(duckdb.IOException):  # DuckDB's glob sees no file at all
         con.execute("SELECT * FROM read_parquet($g)", {"g": landing.stream_glob(tmp_path, "trades")})

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from fundarb_dagster.core.config import load_config
+from fundarb_dagster.core.schema import EventKind, StreamCode
 from fundarb_dagster.core.sources.sim import SimExchange
 
 REPO = Path(__file__).resolve().parents[2]
+SEAM = Path(__file__).resolve().parent / "storage_faults"
 MPIEXEC = str(Path(sys.executable).with_name("mpiexec"))
 
 
@@ -43,33 +48,53 @@ def job_command(config: Path, ranks: int, *extra: str) -> list[str]:
     return [MPIEXEC, "-n", str(ranks), sys.executable, "-m", "mpi_jobs.capture", "--config", str(config), *extra]
 
 
-def run_job(config: Path, ranks: int, duration: float, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+def run_job(
+    config: Path, ranks: int, duration: float, timeout: float = 90, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         job_command(config, ranks, "--duration", str(duration)),
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=_env(),
+        env=env or _env(),
     )
 
 
 def _env() -> dict[str, str]:
-    import os
-
     return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def start_job(config: Path, ranks: int) -> subprocess.Popen[str]:
+def start_job(config: Path, ranks: int, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         job_command(config, ranks),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=env or _env(),
         start_new_session=True,
     )
+
+
+@dataclass
+class StorageFaults:
+    """The fault-injecting storage seam (storage_faults/sitecustomize.py) for a job: its env and its log."""
+
+    env: dict[str, str]
+    log: Path
+
+    def injected(self) -> list[str]:
+        """One line per failure injected so far: '<pid> <errno> <path>'."""
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+
+def storage_faults(tmp_path: Path, rules: list[dict[str, Any]]) -> StorageFaults:
+    plan = tmp_path / "storage_faults.json"
+    log = tmp_path / "storage_faults.log"
+    plan.write_text(json.dumps({"rules": rules, "log": str(log)}))
+    env = {**_env(), "PYTHONPATH": str(SEAM), "FUNDARB_TEST_STORAGE_FAULTS": str(plan)}
+    return StorageFaults(env, log)
 
 
 def wait_for_files(data_dir: Path, stream: str, timeout: float = 60) -> None:
@@ -137,3 +162,50 @@ def sim_trades(config_path: Path, exchange_id: str, symbol: str, since: int, unt
 @pytest.fixture
 def mpi_env() -> dict[str, str]:
     return _env()
+
+
+SUBSCRIBED_TRADES = [("bybit", "BTC/USDT"), ("bybit", "BTC/USDT:USDT"), ("binance", "ETH/USDT:USDT")]
+
+
+def _filled(events: pd.DataFrame | None, exchange: str, symbol: str) -> int:
+    if events is None:
+        return 0
+    mask = (
+        (events["kind"] == int(EventKind.GAP_FILLED))
+        & (events["stream"] == int(StreamCode.TRADES))
+        & (events["exchange"] == exchange)
+        & (events["symbol"] == symbol)
+    )
+    return int(events.loc[mask, "count"].sum())
+
+
+def assert_trades_match_the_sim(config: Path, data_dir: Path, stdout: str, day: str | None = None) -> dict[str, int]:
+    """Landed trades, per symbol: exactly the sim's history over the landed range, and every emitted one
+    (of one `day`, YYYY-MM-DD, when several runs captured different days into one landing zone)."""
+    trades = landed(data_dir, "trades")
+    events = landed(data_dir, "capture_events")
+    if day is not None:
+        trades = trades[trades["date"].astype(str) == day]
+        events = events[events["date"].astype(str) == day] if events is not None else None
+    emitted = summed(source_counts(stdout), "emitted")
+    counts = {}
+    for exchange, symbol in SUBSCRIBED_TRADES:
+        mine = trades[(trades["exchange"] == exchange) & (trades["symbol"] == symbol)].sort_values("ts_ms")
+        assert len(mine) > 0, f"no trades landed for {exchange} {symbol}"
+        assert mine["trade_id"].is_unique, f"{exchange} {symbol}: a trade landed twice"  # ids are per symbol
+        expected = sim_trades(config, exchange, symbol, int(mine["ts_ms"].min()), int(mine["ts_ms"].max()))
+        assert mine["trade_id"].tolist() == [int(t["id"]) for t in expected]
+        assert mine["price"].tolist() == [t["price"] for t in expected]
+        assert mine["amount"].tolist() == [t["amount"] for t in expected]
+        assert mine["side"].tolist() == [1 if t["side"] == "buy" else -1 for t in expected]
+        # Every trade the sim handed out live is landed; the rest came from gap backfills, counted as events.
+        assert len(mine) == emitted[f"trades|{symbol}"] + _filled(events, exchange, symbol)
+        counts[f"{exchange} {symbol}"] = len(mine)
+    return counts
+
+
+def assert_no_temporaries_or_unreadable_files(data_dir: Path) -> int:
+    files = list((data_dir / "landing").rglob("*.parquet"))
+    for path in files:
+        pq.read_table(path)  # raises on a truncated or corrupt file
+    return len(files)

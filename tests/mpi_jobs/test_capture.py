@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from fundarb_dagster.core import landing, schema
@@ -20,11 +17,12 @@ from mpi_jobs.launcher import launch_capture
 
 from .conftest import (
     REPO,
-    clock_start,
+    SUBSCRIBED_TRADES,
+    assert_no_temporaries_or_unreadable_files,
+    assert_trades_match_the_sim,
     job_command,
     landed,
     run_job,
-    sim_trades,
     source_counts,
     start_job,
     summed,
@@ -33,47 +31,6 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.mpi
-SUBSCRIBED_TRADES = [("bybit", "BTC/USDT"), ("bybit", "BTC/USDT:USDT"), ("binance", "ETH/USDT:USDT")]
-
-
-def _filled(events: pd.DataFrame | None, exchange: str, symbol: str) -> int:
-    if events is None:
-        return 0
-    mask = (
-        (events["kind"] == int(EventKind.GAP_FILLED))
-        & (events["stream"] == int(StreamCode.TRADES))
-        & (events["exchange"] == exchange)
-        & (events["symbol"] == symbol)
-    )
-    return int(events.loc[mask, "count"].sum())
-
-
-def assert_trades_match_the_sim(config: Path, data_dir: Path, stdout: str) -> dict[str, int]:
-    """Landed trades, per symbol: exactly the sim's history over the landed range, and every emitted one."""
-    trades = landed(data_dir, "trades")
-    events = landed(data_dir, "capture_events")
-    emitted = summed(source_counts(stdout), "emitted")
-    counts = {}
-    for exchange, symbol in SUBSCRIBED_TRADES:
-        mine = trades[(trades["exchange"] == exchange) & (trades["symbol"] == symbol)].sort_values("ts_ms")
-        assert len(mine) > 0, f"no trades landed for {exchange} {symbol}"
-        assert mine["trade_id"].is_unique, f"{exchange} {symbol}: a trade landed twice"  # ids are per symbol
-        expected = sim_trades(config, exchange, symbol, int(mine["ts_ms"].min()), int(mine["ts_ms"].max()))
-        assert mine["trade_id"].tolist() == [int(t["id"]) for t in expected]
-        assert mine["price"].tolist() == [t["price"] for t in expected]
-        assert mine["amount"].tolist() == [t["amount"] for t in expected]
-        assert mine["side"].tolist() == [1 if t["side"] == "buy" else -1 for t in expected]
-        # Every trade the sim handed out live is landed; the rest came from gap backfills, counted as events.
-        assert len(mine) == emitted[f"trades|{symbol}"] + _filled(events, exchange, symbol)
-        counts[f"{exchange} {symbol}"] = len(mine)
-    return counts
-
-
-def assert_no_temporaries_or_unreadable_files(data_dir: Path) -> int:
-    files = list((data_dir / "landing").rglob("*.parquet"))
-    for path in files:
-        pq.read_table(path)  # raises on a truncated or corrupt file
-    return len(files)
 
 
 @pytest.mark.parametrize("ranks", [2, 3])
@@ -114,63 +71,6 @@ def test_sigterm_mid_run_drains_and_lands_every_emitted_record(tmp_path: Path) -
     assert proc.returncode == 0, stderr[-3000:]
     assert "stopped by SIGTERM" in stdout
     assert_trades_match_the_sim(config, tmp_path / "data", stdout)
-
-
-@pytest.mark.slow
-def test_sigkill_mid_flush_repeatedly_leaves_whole_files_no_duplicates_and_bounded_loss(tmp_path: Path) -> None:
-    rng = random.Random(5)
-    data = tmp_path / "data"
-    flush_s, speed = 0.3, 600
-    losses = []
-    for cycle in range(2):
-        # Each cycle captures a different day, so a duplicate across cycles could only be a double write.
-        config = write_config(
-            tmp_path,
-            name=f"kill{cycle}.yaml",
-            sim={"speed": speed, "start": f"2026-11-0{cycle + 1}T00:00:00Z"},
-            capture={"flush_interval_s": flush_s},
-            exchanges=[{"id": "bybit", "symbols": ["BTC/USDT"], "streams": ["trades", "tickers"]}],
-        )
-        before = {p for p in (data / "landing").rglob("*.parquet")} if data.exists() else set()
-        proc = start_job(config, ranks=2)
-        out = ""
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not (set((data / "landing").rglob("*.parquet")) - before):
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.2, 1.2))  # somewhere inside the flush cycle
-            killed_at = time.time()
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, _ = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-        assert_no_temporaries_or_unreadable_files(data)
-        if cycle:
-            # The restarted flusher continued its file sequence after the killed one's last file.
-            seq = int(out.split(" from seq ", 1)[1].split(",")[0])
-            assert seq > 0
-        new = sorted(set((data / "landing" / "trades").rglob("*.parquet")) - before)
-        assert new, "the run landed no trades before the kill"
-        rows = pd.concat([pq.read_table(p).to_pandas() for p in new]).sort_values("ts_ms")
-        expected = sim_trades(config, "bybit", "BTC/USDT", int(rows["ts_ms"].min()), int(rows["ts_ms"].max()))
-        # What landed is a whole prefix of the stream: no hole, no duplicate.
-        assert rows["trade_id"].tolist() == [int(t["id"]) for t in expected]
-        virtual_kill = load_start_ms(config) + (killed_at - clock_start(out)) * speed * 1000
-        lost_ms = virtual_kill - int(rows["ts_ms"].max())
-        lost = sim_trades(config, "bybit", "BTC/USDT", int(rows["ts_ms"].max()) + 1, int(virtual_kill))
-        losses.append((lost_ms / speed / 1000, len(lost)))
-    trades = landed(data, "trades")
-    assert trades["trade_id"].is_unique
-    print("SIGKILL loss per cycle (wall seconds of market data, trades):", losses)
-    # Loss bounded by the unflushed window: the flush interval plus one flush's duration and the machine's lag.
-    assert all(wall_s < flush_s + 5.0 for wall_s, _ in losses), losses
-
-
-def load_start_ms(config: Path) -> int:
-    from fundarb_dagster.core.config import load_config
-
-    return load_config(config).sim.start_ms
 
 
 def test_injected_faults_become_capture_events_and_the_job_keeps_running(tmp_path: Path) -> None:

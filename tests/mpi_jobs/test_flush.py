@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from fundarb_dagster.core import landing, schema
 from mpi_jobs.flush import Flusher, read_landed
@@ -24,6 +27,13 @@ def _trades(ts: np.ndarray, first_id: int = 0) -> np.ndarray:
     records["price"] = 100 + np.arange(len(ts)) / 10
     records["amount"] = 0.5
     records["side"] = 1
+    return records
+
+
+def _tickers(ts: int) -> np.ndarray:
+    records = schema.empty("tickers", 1)
+    records["ts_ms"] = records["recv_ts_ms"] = ts
+    records["bid"], records["ask"] = 100.0, 100.5
     return records
 
 
@@ -111,54 +121,162 @@ def test_streams_flush_together_under_one_sequence_number(tmp_path: Path) -> Non
 
 
 def test_a_failed_write_keeps_records_pending_and_the_retry_writes_them_once(tmp_path: Path) -> None:
-    flusher = Flusher(tmp_path, "w", NAMES)
+    clock = FakeClock()
+    flusher = Flusher(tmp_path, "w", NAMES, clock=clock)
     records = _trades(T0 + np.arange(10))
     flusher.add("trades", records)
     blocker = tmp_path / "landing" / "trades"
     blocker.parent.mkdir(parents=True)
     blocker.write_text("a file where the stream folder should be")  # every write below it fails
-    try:
-        flusher.flush()
-    except OSError:
-        pass
-    else:
-        raise AssertionError("the write should have failed")
+    result = flusher.flush()
+    assert [f.stream for f in result.failures] == ["trades"] and not result.files
     assert flusher.pending("trades") == 10
     blocker.unlink()
+    clock.now += flusher.flush_interval_s
     result = flusher.flush()
-    assert result.records == {"trades": 10}
+    assert result.records == {"trades": 10, "capture_events": 1}  # and the event that counted the failure
     assert read_landed(tmp_path, "trades").tobytes() == records.tobytes()
 
 
-def test_landed_exchange_and_symbol_match_the_registry_row_by_row(tmp_path: Path) -> None:
-    # Sparse ids, the same symbol on two venues, events not about an instrument (-1), and an id too large for
-    # the dense lookup: the flusher's dictionary columns must land as the plain strings of the registry.
-    names = {
-        0: ("bybit", "BTC/USDT:USDT"),
-        3: ("binance", "BTC/USDT:USDT"),
-        7: ("binance", "ETH/USDT"),
-        9: ("okx", "SOL/USDT:USDT"),
-        5_000_000: ("okx", "XRP/USDT:USDT"),
-    }
-    rng = np.random.default_rng(4)
-    trades = _trades(T0 + np.arange(2000) * 100)
-    trades["instrument_id"] = rng.choice([0, 3, 7], len(trades))  # 9 never trades in this batch
-    events = schema.empty("capture_events", 6)
-    events["ts_ms"] = T0 + np.arange(6)
-    events["instrument_id"] = [-1, 9, -1, 5_000_000, 0, -1]
-    flusher = Flusher(tmp_path, "node0-0", names)
+class StorageFault:
+    """Fails every landing write whose path matches, with an errno, while `on`; counts what it failed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, match: str, code: int = errno.ENOSPC) -> None:
+        self.match, self.code, self.on, self.injected = match, code, True, 0
+        real = landing.write_parquet_atomic
+
+        def write(table: object, path: Path, *args: object, **kwargs: object) -> Path:
+            if self.on and self.match in path.as_posix():
+                self.injected += 1
+                raise OSError(self.code, os.strerror(self.code), str(path))
+            return real(table, path, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(landing, "write_parquet_atomic", write)
+
+
+def _failed_events(tmp_path: Path) -> np.ndarray:
+    events = read_landed(tmp_path, "capture_events")
+    return events[events["kind"] == int(schema.EventKind.FLUSH_FAILED)]
+
+
+def test_a_partial_multi_hour_flush_never_wedges_and_lands_every_record_once(tmp_path: Path, monkeypatch) -> None:
+    """Hour 00 lands, hour 01 fails (ENOSPC): 00 is recorded at once, 01 alone is retried, also after the
+    fault is gone; a later hour and another stream land meanwhile; nothing is written twice."""
+    clock = FakeClock()
+    flusher = Flusher(tmp_path, "w", NAMES, flush_interval_s=2.0, clock=clock, event_clock_ms=lambda: T0 + 5 * HOUR)
+    fault = StorageFault(monkeypatch, "trades/date=2026-11-01/hour=01/")
+    trades = _trades(np.concatenate([T0 + np.arange(0, HOUR, HOUR // 4), T0 + HOUR + np.arange(5)]))
     flusher.add("trades", trades)
-    flusher.add("capture_events", events)
+    first = flusher.flush()
+    assert [p.parent.name for p in first.files] == ["hour=00"]
+    assert [(f.stream, f.hour_ms, f.error) for f in first.failures] == [("trades", T0 + HOUR, "ENOSPC")]
+    assert flusher.pending("trades") == 5  # hour 00 is not pending any more: it can never be rewritten
+    # Meanwhile new data of a later hour and of another stream land on schedule.
+    later = _trades(T0 + 2 * HOUR + np.arange(3), first_id=100)
+    flusher.add("trades", later)
+    flusher.add("tickers", _tickers(T0 + 2 * HOUR))
+    clock.now += 2.0
+    assert flusher.due()
+    second = flusher.flush()  # hour 01 fails again (its first retry, one interval later); the others land
+    assert [f.hour_ms for f in second.failures] == [T0 + HOUR]
+    assert sorted(p.relative_to(tmp_path / "landing").as_posix().split("/date=2026-11-01/")[0] + "/" + p.parent.name
+                  for p in second.files) == [
+        "capture_events/hour=05",  # the FLUSH_FAILED row
+        "tickers/hour=02",
+        "trades/hour=02",
+    ]  # fmt: skip
+    fault.on = False  # the disk has room again
+    clock.now += 2.0
+    assert not flusher.due()  # the second retry waits twice as long
+    clock.now += 2.0
+    third = flusher.flush()
+    assert [p.parent.name for p in third.files if "/trades/" in p.as_posix()] == ["hour=01"]
+    assert flusher.pending() == 0
+    landed = read_landed(tmp_path, "trades")
+    assert sorted(landed["trade_id"].tolist()) == sorted([*trades["trade_id"].tolist(), *later["trade_id"].tolist()])
+    assert len(_failed_events(tmp_path)) == fault.injected == 2
+    names = [p.name for p in (tmp_path / "landing").rglob("*.parquet")]
+    assert not list((tmp_path / "landing").rglob(f"{landing.TMP_PREFIX}*"))
+    assert len(names) == len(set(p.as_posix() for p in (tmp_path / "landing").rglob("*.parquet")))
+
+
+def test_a_failing_file_is_retried_once_per_interval_growing_to_the_cap(tmp_path: Path, monkeypatch) -> None:
+    clock = FakeClock()
+    flusher = Flusher(tmp_path, "w", NAMES, flush_interval_s=2.0, clock=clock)
+    fault = StorageFault(monkeypatch, "/trades/")
+    flusher.add("trades", _trades(np.array([T0])))
+    attempts = []
+    for step in range(400):  # 100 s of a flusher loop polling every 0.25 s
+        clock.now = step * 0.25
+        before = fault.injected
+        if flusher.due():
+            flusher.flush()
+        if fault.injected > before:
+            attempts.append(clock.now)
+    assert np.diff(attempts).tolist() == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert flusher.pending("trades") == 1
+
+
+def test_a_fsync_error_after_the_rename_counts_the_file_as_landed(tmp_path: Path, monkeypatch) -> None:
+    flusher = Flusher(tmp_path, "w", NAMES)
+    flusher.add("trades", _trades(T0 + np.arange(4)))
+
+    def fsync_fails(directory: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error", str(directory))
+
+    monkeypatch.setattr(landing, "fsync_dir", fsync_fails)
+    result = flusher.flush()
+    monkeypatch.undo()
+    assert result.records == {"trades": 4} and [f.error for f in result.failures] == ["EIO"]
+    flusher.flush(ignore_backoff=True)
+    assert len(read_landed(tmp_path, "trades")) == 4  # not landed a second time by a retry
+    assert _failed_events(tmp_path)["reason"].tolist() == [b"flush:EIO:after_rename"]
+
+
+def test_the_pending_buffer_reports_full_at_its_bound(tmp_path: Path) -> None:
+    flusher = Flusher(tmp_path, "w", NAMES, max_pending_records=10)
+    flusher.add("trades", _trades(T0 + np.arange(9)))
+    assert not flusher.full
+    flusher.add("trades", _trades(T0 + np.arange(9, 10)))
+    assert flusher.full
     flusher.flush()
-    for stream, records in (("trades", trades), ("capture_events", events)):
-        [path] = (tmp_path / "landing" / stream).rglob("*.parquet")
-        table = pq.read_table(path)
-        assert table.schema == schema.arrow_schema(stream)
-        expected = [names.get(int(i), (None, None)) for i in records["instrument_id"]]
-        assert table.column("exchange").to_pylist() == [e for e, _ in expected]
-        assert table.column("symbol").to_pylist() == [s for _, s in expected]
-        # Stored as dictionaries, not string by string (a dictionary with repeated values falls back to plain).
-        row_group = pq.ParquetFile(path).metadata.row_group(0)
-        for column in ("exchange", "symbol"):
-            chunk = row_group.column(table.schema.get_field_index(column))
-            assert "RLE_DICTIONARY" in chunk.encodings, (stream, column, chunk.encodings)
+    assert not flusher.full
+
+
+def test_a_spill_is_landed_by_the_next_start_exactly_once_even_if_that_start_crashes(
+    tmp_path: Path, monkeypatch
+) -> None:
+    records = _trades(T0 + np.arange(0, 3 * HOUR, HOUR // 2))  # three hours, two rows each
+
+    def start() -> Flusher:
+        return Flusher(tmp_path, "w", NAMES, event_clock_ms=lambda: T0 + 5 * HOUR)
+
+    stopping = start()
+    fault = StorageFault(monkeypatch, "/landing/")
+    stopping.add("trades", records)
+    stopping.flush()
+    count, path = stopping.spill()
+    assert count == len(records) + 3 and path is not None and path.exists()  # and the 3 FLUSH_FAILED rows
+    assert stopping.pending() == 0
+    # The next start lands hours 00 and 01, then dies (a crash: nothing else happens).
+    fault.match = "/hour=02/"
+    crashed = start()
+    assert crashed.recover_spills() == [path]
+    crashed.flush()
+    assert path.exists() and crashed.seq > stopping.seq
+    assert len(read_landed(tmp_path, "trades")) == 4
+    fault.on = False
+    again = start()
+    again.recover_spills()
+    again.flush()
+    assert not path.exists() and again.pending() == 0
+    landed = read_landed(tmp_path, "trades")
+    assert sorted(landed["trade_id"].tolist()) == records["trade_id"].tolist()
+    events = read_landed(tmp_path, "capture_events")
+    spilled = events[events["kind"] == int(schema.EventKind.SPILLED)]
+    assert sorted(zip(spilled["stream"].tolist(), spilled["count"].tolist(), strict=True)) == [
+        (int(schema.StreamCode.TRADES), len(records)),
+        (int(schema.StreamCode.CAPTURE_EVENTS), 3),
+    ]
+    # The 3 failures before the spill landed with it; the crashed start's failure died with it.
+    assert (events["kind"] == int(schema.EventKind.FLUSH_FAILED)).sum() == 3 == fault.injected - 1

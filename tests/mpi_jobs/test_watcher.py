@@ -9,8 +9,10 @@ import numpy as np
 from fundarb_dagster.core import schema
 from fundarb_dagster.core.config import CaptureConfig, default_config
 from fundarb_dagster.core.instruments import InstrumentRegistry
-from mpi_jobs.capture import RING_STREAMS, StopFlag, Watcher, assign_subscriptions
+from mpi_jobs.capture import assign_subscriptions
+from mpi_jobs.control import RING_STREAMS, StopFlag
 from mpi_jobs.ring import Ring
+from mpi_jobs.watcher import Watcher
 
 
 def _watcher(drop_policy: str, capacity: int) -> Watcher:
