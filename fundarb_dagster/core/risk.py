@@ -120,7 +120,7 @@ class RiskLimits:
     max_margin_utilization: float | None = 0.5  # per perp leg: maintenance / margin equity (1 = liquidation)
     min_liq_distance: float | None = 0.1  # per perp leg: adverse move to liquidation, fraction of mark
     max_drawdown: float | None = 0.2
-    max_var_usd: float | None = None  # one-bar historical VaR at `var_level`
+    max_var_usd: float | None = None  # one-hour historical VaR of the current book at `var_level` (book_scenarios)
     max_es_usd: float | None = None
     var_level: float = 0.99
 
@@ -151,6 +151,54 @@ def historical_var_es(pnl: Any, level: float = 0.99) -> tuple[float, float]:
 def book_pnl_scenarios(units_usd: Any, returns: Any) -> np.ndarray:
     """Historical simulation: each past bar's returns `(N, legs)` applied to today's leg exposures `(legs,)`."""
     return np.asarray(returns, dtype=float) @ np.asarray(units_usd, dtype=float)
+
+
+SCENARIO_COLUMNS = ["ts", "price_pnl_usd", "funding_pnl_usd", "pnl_usd"]
+
+
+def book_scenarios(book: pd.DataFrame, closes: pd.DataFrame, settlements: pd.DataFrame) -> pd.DataFrame:
+    """Historical simulation of the current book: the PnL today's legs would make in each past hour if prices
+    and funding moved as they did then (`SCENARIO_COLUMNS`, one row per hour).
+
+    book: the open legs (exchange, symbol, kind, units signed, mark_price). closes: hourly bars `exchange,
+    symbol, ts, close` (ts = the bar's open). settlements: `exchange, symbol, funding_ts, funding_rate`.
+    For the hour of the bar opened at `ts` and each leg with exposure `e = units x mark_price` (USD, signed):
+
+        price_pnl   = e x (close[ts] / close[ts - 1h] - 1)
+        funding_pnl = -e x (sum of the perp's rates settled in (ts, ts + 1h])   (a short receives a positive rate)
+
+    Hours where a leg has no price return (no bar, or none the hour before) are left out rather than counted
+    as calm. An empty book gives no rows."""
+    if book.empty:
+        return pd.DataFrame(columns=SCENARIO_COLUMNS)
+    legs = list(zip(book["exchange"], book["symbol"], strict=True))
+    exposure = (book["units"] * book["mark_price"]).to_numpy(dtype=float)
+    bars = closes.assign(ts=pd.to_datetime(closes["ts"]).astype("datetime64[us]"))
+    wide = bars.pivot_table(index="ts", columns=["exchange", "symbol"], values="close", aggfunc="last")
+    hours = pd.date_range(wide.index.min(), wide.index.max(), freq="h") if len(wide) else pd.DatetimeIndex([])
+    price = wide.reindex(index=hours, columns=pd.MultiIndex.from_tuples(legs)).to_numpy(dtype=float)
+    returns = price[1:] / price[:-1] - 1.0  # the hour of each bar after the first
+    rates = np.zeros_like(returns)
+    if len(settlements) and len(hours) > 1:
+        paid = settlements.assign(
+            hour=pd.to_datetime(settlements["funding_ts"]).astype("datetime64[us]").dt.ceil("h") - pd.Timedelta("1h")
+        )
+        paid = paid.groupby(["hour", "exchange", "symbol"])["funding_rate"].sum()
+        paid = paid.unstack(["exchange", "symbol"]).reindex(index=hours[1:], columns=pd.MultiIndex.from_tuples(legs))
+        is_perp = (book["kind"] == "perp").to_numpy()
+        rates = np.nan_to_num(paid.to_numpy(dtype=float)) * is_perp
+    ok = np.isfinite(returns).all(axis=1)
+    price_pnl = book_pnl_scenarios(exposure, np.where(ok[:, None], returns, 0.0))[ok]
+    funding_pnl = -book_pnl_scenarios(exposure, rates)[ok]
+    return pd.DataFrame(
+        {
+            "ts": hours[1:][ok],
+            "price_pnl_usd": price_pnl,
+            "funding_pnl_usd": funding_pnl,
+            "pnl_usd": price_pnl + funding_pnl,
+        },
+        columns=SCENARIO_COLUMNS,
+    )
 
 
 def exposures(book: pd.DataFrame, equity: float) -> dict[str, Any]:
@@ -202,8 +250,9 @@ def _severity(value: float, threshold: float, lower_is_bad: bool = False) -> str
 def evaluate_limits(
     book: pd.DataFrame, equity: float, drawdown: float, pnl_history: Any, limits: RiskLimits, subject: str = "book"
 ) -> tuple[dict[str, Any], list[Breach]]:
-    """The book's risk figures and every limit they breach. `pnl_history`: the book's past PnL per bar (or
-    historical-simulation scenarios) for VaR/ES; `drawdown`: current drawdown from the equity peak."""
+    """The book's risk figures and every limit they breach. `pnl_history`: the current book's PnL in each past
+    hour's price and funding moves (`book_scenarios`) for VaR/ES; `drawdown`: current drawdown from the equity
+    peak."""
     ex = exposures(book, equity)
     var, es = historical_var_es(pnl_history, limits.var_level)
     figures = {**ex, "equity_usd": equity, "drawdown": drawdown, "var_usd": var, "es_usd": es}

@@ -10,6 +10,7 @@ from fundarb_dagster.core.backtest.accounting import liquidation_price
 from fundarb_dagster.core.risk import (
     RiskLimits,
     book_pnl_scenarios,
+    book_scenarios,
     evaluate_limits,
     exposures,
     historical_var_es,
@@ -144,3 +145,91 @@ def test_stress_of_a_flat_book_is_an_empty_table_with_every_column() -> None:
     stress = stress_book(flat)
     assert stress.empty
     assert list(stress.columns) == list(stress_book(carry_book()).columns)
+
+
+def _scenario_inputs() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A cash-and-carry on bybit BTC and a perp-perp on ETH, 60 hours of closes (one missing), hourly and 8h
+    settlements."""
+    rng = np.random.default_rng(4)
+    book = pd.DataFrame(
+        [
+            {**leg("c", "a", "bybit", "perp", -2.0, 5000), "mark_price": 101_000.0},
+            {**leg("c", "b", "bybit", "spot", 2.0, 0), "mark_price": 100_950.0},
+            {**leg("pp", "a", "binance", "perp", -30.0, 9000, "ETH"), "mark_price": 3_010.0},
+            {**leg("pp", "b", "hyperliquid", "perp", 30.0, 9000, "ETH"), "mark_price": 3_008.0},
+        ]
+    )
+    book.loc[3, "symbol"] = "ETH/USDC:USDC"
+    hours = pd.date_range("2026-03-01", periods=60, freq="h")
+    closes = []
+    for row in book.itertuples(index=False):
+        path = row.mark_price * np.exp(np.cumsum(rng.normal(0, 0.004, len(hours))))
+        closes.append(pd.DataFrame({"exchange": row.exchange, "symbol": row.symbol, "ts": hours, "close": path}))
+    closes = pd.concat(closes, ignore_index=True)
+    closes = closes.drop(closes[(closes.exchange == "binance") & (closes.ts == hours[30])].index)  # a gap
+    settlements = pd.concat(
+        [
+            pd.DataFrame({"exchange": "hyperliquid", "symbol": "ETH/USDC:USDC",
+                          "funding_ts": hours + pd.Timedelta("1h"), "funding_rate": rng.normal(1e-5, 2e-5, 60)}),
+            pd.DataFrame({"exchange": "binance", "symbol": "ETH/USDT:USDT",
+                          "funding_ts": hours[::8] + pd.Timedelta("8h"), "funding_rate": rng.normal(1e-4, 1e-4, 8)}),
+            pd.DataFrame({"exchange": "bybit", "symbol": "BTC/USDT:USDT",
+                          "funding_ts": hours[::8] + pd.Timedelta("8h"), "funding_rate": rng.normal(1e-4, 1e-4, 8)}),
+            # spot has no funding even if a row says so
+            pd.DataFrame({"exchange": "bybit", "symbol": "BTC/USDT", "funding_ts": hours[:1], "funding_rate": [1.0]}),
+        ],
+        ignore_index=True,
+    )  # fmt: skip
+    return book, closes, settlements
+
+
+def test_book_scenarios_apply_each_past_hours_moves_to_todays_legs() -> None:
+    book, closes, settlements = _scenario_inputs()
+    got = book_scenarios(book, closes, settlements).set_index("ts")
+    # independent: a loop over hours and legs with plain dict lookups
+    close = {(r.exchange, r.symbol, r.ts): r.close for r in closes.itertuples(index=False)}
+    expected = {}
+    for ts in sorted(closes["ts"].unique())[1:]:
+        ts = pd.Timestamp(ts)
+        prev = ts - pd.Timedelta("1h")
+        total, complete = 0.0, True
+        for row in book.itertuples(index=False):
+            now, before = close.get((row.exchange, row.symbol, ts)), close.get((row.exchange, row.symbol, prev))
+            if now is None or before is None:
+                complete = False
+                break
+            exposure = row.units * row.mark_price
+            total += exposure * (now / before - 1)
+            if row.kind == "perp":
+                for s in settlements.itertuples(index=False):
+                    if (s.exchange, s.symbol) == (row.exchange, row.symbol) and ts < s.funding_ts <= ts + pd.Timedelta(
+                        "1h"
+                    ):
+                        total -= exposure * s.funding_rate
+        if complete:
+            expected[ts] = total
+    assert len(got) == len(expected) == 59 - 2  # the gap removes the hour into it and the hour out of it
+    np.testing.assert_allclose(got.loc[list(expected), "pnl_usd"], list(expected.values()), rtol=1e-10)
+    np.testing.assert_allclose(got["price_pnl_usd"] + got["funding_pnl_usd"], got["pnl_usd"], rtol=1e-12)
+    assert (got["funding_pnl_usd"] != 0).any()
+
+
+def test_var_of_the_current_book_sees_risk_a_flat_history_hides() -> None:
+    """A backtest flat until its last bar has no equity moves, so VaR on its equity differences is 0; today's
+    book (an unhedged perp leg here) has the risk of the price moves it would have lived through."""
+    book, closes, settlements = _scenario_inputs()
+    unhedged = book.iloc[[0]]  # short 2 BTC perp, nothing against it
+    flat_equity = np.full(60, 1e6)
+    assert historical_var_es(np.diff(flat_equity), 0.95) == (0.0, 0.0)
+    scen = book_scenarios(unhedged, closes, settlements)["pnl_usd"].to_numpy()
+    var, es = historical_var_es(scen, 0.95)
+    worst = np.sort(scen)  # independent: the empirical 5 % lower quantile of the sample, interpolated
+    k = 0.05 * (len(worst) - 1)
+    q = worst[int(np.floor(k))] + (worst[int(np.ceil(k))] - worst[int(np.floor(k))]) * (k - np.floor(k))
+    assert var == pytest.approx(-q) and var > 0.002 * 2 * 101_000  # a few tenths of a percent of 2 BTC
+    assert es >= var
+
+
+def test_an_empty_book_has_no_scenarios() -> None:
+    book, closes, settlements = _scenario_inputs()
+    assert book_scenarios(book.iloc[0:0], closes, settlements).empty

@@ -1,5 +1,7 @@
 """risk_report: the current book (the latest backtest's open legs, or another run's) against the limits, a
-price-shock stress of every open pair, and one alert per breach through the alert channels (core/alerts)."""
+price-shock stress of every open pair, and one alert per breach through the alert channels (core/alerts).
+VaR/ES are of the current book: its PnL in each past hour's price and funding moves (core.risk.book_scenarios
+on ohlcv_1h and funding_rates), not of the backtest's equity, which held other positions."""
 
 # No `from __future__ import annotations` here: Dagster resolves the Config annotations of the asset
 # functions when they are decorated, and string annotations fail that.
@@ -14,8 +16,8 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ...core.alerts import Alert, raise_alerts
-from ...core.risk import DEFAULT_SHOCKS, RiskLimits, evaluate_limits, stress_book
-from ...core.sql import table_exists
+from ...core.risk import DEFAULT_SHOCKS, RiskLimits, book_scenarios, evaluate_limits, stress_book
+from ...core.sql import execute, load_sql, table_exists
 from ..common.metadata import column_schema, md_table
 from ..common.tables import write_run
 from ..resources import POOL, AlertChannelsResource, DataDirResource, warehouse_connection
@@ -36,13 +38,30 @@ class RiskConfig(Config):
     max_var_usd: float | None = None
     max_es_usd: float | None = None
     var_level: float = 0.99
-    var_window_h: int = Field(default=24 * 90, description="hours of the book's PnL history for VaR/ES")
+    var_window_h: int = Field(
+        default=24 * 90, description="hours of past price and funding moves the current book is run through for VaR/ES"
+    )
     shocks: list[float] = Field(default_factory=lambda: list(DEFAULT_SHOCKS))
     alert_cooldown_h: float = Field(default=1.0, description="one alert per (rule, subject) per this many hours")
 
     def limits(self) -> RiskLimits:
         names = [f for f in RiskLimits.__dataclass_fields__]
         return RiskLimits(**{n: getattr(self, n) for n in names})
+
+
+def _book_scenarios(conn: Any, book: pd.DataFrame, as_of: datetime, window_h: int) -> pd.DataFrame:
+    """The current book's PnL in each of the `window_h` hours before `as_of` (core.risk.book_scenarios)."""
+    params = {"start": as_of - timedelta(hours=window_h + 1), "end": as_of}
+    tables = {"risk_book_closes": "ohlcv_1h", "risk_book_settlements": "funding_rates"}
+    closes, settlements = (
+        execute(conn, load_sql("backtest", name), params).df() if table_exists(conn, table) else pd.DataFrame()
+        for name, table in tables.items()
+    )
+    if closes.empty:
+        return book_scenarios(book.iloc[0:0], closes, settlements)
+    if settlements.empty:
+        settlements = pd.DataFrame(columns=["exchange", "symbol", "funding_ts", "funding_rate"])
+    return book_scenarios(book, closes, settlements)
 
 
 def _latest_run(conn: Any, run_id: str) -> str:
@@ -70,7 +89,7 @@ def _latest_run(conn: Any, run_id: str) -> str:
             metadata={"dagster/column_schema": column_schema("risk_stress")},
         ),
     },
-    deps=["backtest_runs", "backtest_equity", "backtest_book"],
+    deps=["backtest_runs", "backtest_equity", "backtest_book", "ohlcv_1h", "funding_rates"],
     group_name="risk",
     pool=POOL,
     can_subset=False,
@@ -89,14 +108,17 @@ def risk(
         equity = conn.execute(
             "SELECT ts, equity, drawdown FROM backtest_equity WHERE run_id = $r ORDER BY ts", {"r": run_id}
         ).df()
-    if equity.empty:
-        raise ValueError(f"run_id: {run_id!r} has no rows in backtest_equity")
-    as_of = pd.Timestamp(equity["ts"].iloc[-1]).to_pydatetime()
-    pnl = np.diff(equity["equity"].to_numpy(dtype=float))[-config.var_window_h :]
+        if equity.empty:
+            raise ValueError(f"run_id: {run_id!r} has no rows in backtest_equity")
+        as_of = pd.Timestamp(equity["ts"].iloc[-1]).to_pydatetime()
+        scenarios = _book_scenarios(conn, book, as_of, config.var_window_h)
+    # the book's ts is when its last bar was known (the bar's open + 1h): bars opened before it are history
+    pnl = scenarios["pnl_usd"].to_numpy() if len(book) else np.zeros(1)  # a flat book risks nothing
     subject = f"run {run_id[:8]}"
     figures, breaches = evaluate_limits(
         book, float(equity["equity"].iloc[-1]), float(equity["drawdown"].iloc[-1]), pnl, limits, subject
     )
+    figures["var_scenarios"] = len(scenarios)
     stress = stress_book(book, config.shocks)  # an empty book gives an empty table with every column
     report_id = context.run.run_id
     rows = [("figure", k, subject, float(v), np.nan, "", "") for k, v in figures.items() if np.isscalar(v)]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 from dagster import materialize
 from dagster_duckdb import DuckDBResource
@@ -107,3 +108,37 @@ def test_risk_report_without_breaches_raises_nothing(warehouse: Path, tmp_path: 
 def test_unknown_run_id_is_a_clear_error(warehouse: Path) -> None:
     with pytest.raises(Exception, match="run_id: 'nope'"):
         materialize([risk], resources=res(warehouse), run_config={"ops": {"risk": {"config": {"run_id": "nope"}}}})
+
+
+def test_var_is_of_the_current_book_over_past_price_and_funding_moves(warehouse: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "w.duckdb"
+    copy.write_bytes(warehouse.read_bytes())
+    window_h, level = 24 * 10, 0.95
+    config = {"var_window_h": window_h, "var_level": level, "max_var_usd": 1.0}
+    result = materialize([risk], resources=res(copy), run_config={"ops": {"risk": {"config": config}}})
+    with duckdb.connect(str(copy), read_only=True) as conn:
+        report = conn.execute("SELECT * FROM risk_report WHERE report_id = $r", {"r": result.run_id}).df()
+        book = conn.execute("SELECT * FROM backtest_book").df()
+        bars = conn.execute("SELECT exchange, symbol, ts, close FROM ohlcv_1h").df()
+        paid = conn.execute("SELECT exchange, symbol, funding_ts, funding_rate FROM funding_rates").df()
+    assert len(book) > 0
+    as_of = pd.Timestamp(book["ts"].iloc[0])
+    # independent: merge each leg's close with the close an hour before, and the settlements of the hour after
+    legs = book[["exchange", "symbol", "kind", "units", "mark_price"]]
+    before = bars.assign(ts=bars["ts"] + pd.Timedelta("1h"))
+    hourly = bars.merge(before, on=["exchange", "symbol", "ts"], suffixes=("", "_before"))
+    hourly = hourly.merge(legs, on=["exchange", "symbol"])  # a perp in two pairs is two legs
+    hourly = hourly[(hourly["ts"] >= as_of - pd.Timedelta(hours=window_h)) & (hourly["ts"] < as_of)].copy()
+    paid["ts"] = paid["funding_ts"].dt.ceil("h") - pd.Timedelta("1h")
+    rates = paid.groupby(["exchange", "symbol", "ts"], as_index=False)["funding_rate"].sum()
+    hourly = hourly.merge(rates, on=["exchange", "symbol", "ts"], how="left").fillna({"funding_rate": 0.0})
+    exposure = hourly["units"] * hourly["mark_price"]
+    perp = (hourly["kind"] == "perp").astype(float)
+    hourly["pnl"] = exposure * (hourly["close"] / hourly["close_before"] - 1) - exposure * hourly["funding_rate"] * perp
+    per_hour = hourly.groupby("ts")["pnl"].sum()
+    per_hour = per_hour[hourly.groupby("ts").size() == len(legs)]  # hours every leg has a return
+    figures = report[report["section"] == "figure"].set_index("name")["value"]
+    assert figures["var_scenarios"] == len(per_hour) == window_h
+    assert figures["var_usd"] == pytest.approx(-np.quantile(per_hour.to_numpy(), 1 - level), rel=1e-9)
+    breach = report[(report["section"] == "breach") & (report["name"] == "risk_var")]
+    assert len(breach) == 1 and breach["value"].iloc[0] == pytest.approx(figures["var_usd"])
