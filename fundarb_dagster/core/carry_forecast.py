@@ -2,20 +2,24 @@
 
 `x_1 .. x_n` is the hourly carry (APR) over the look-back, `x_n` the latest hour, `H` the horizon in hours:
 
-    mean_apr    mu = mean(x)                                          the long-run level it reverts to
-    run_h       r  = trailing hours on the same side of mu as x_n    how long the current deviation has lasted
-    recent_apr  m  = mean of those r hours                           the deviation's size over its run
-    phi            = AR(1) coefficient by OLS (`fit_ar1`), clipped to [0, 1] (unknown: 0)
-    path           x^(n + h) = mu + (m - mu) phi^h  for h <= r,  mu  for h > r
-    expected       = mean of the path over h = 1..H = mu + w (m - mu),
-    weight      w  = sum of phi^h over h = 1..min(r, H), / H   (<= r / H, and <= the AR(1)'s own weight)
+    mean_apr           mu = mean(x)                                    the long-run level it reverts to
+    run_h              r  = trailing hours on the same side of mu as x_n    how long the deviation has lasted
+    run_apr            m  = mean of those r hours                      the deviation's size over its run
+    phi                   = AR(1) coefficient by OLS (`fit_ar1`), clipped to [0, 1] (unknown: 0)
+    path                  x^(n + h) = mu + (m - mu) phi^h  for h <= r,  mu  for h > r
+    path mean          p  = mean of the path over h = 1..H = mu + w (m - mu),
+                       w  = sum of phi^h over h = 1..min(r, H), / H   (<= r / H, and <= the AR(1)'s own weight)
+    recent_median_apr  R  = median of the last `recent_h` hours (72: three days)
+    expected              = p limited to the range between 0 and R
 
-The AR(1) mean forecast from the last hour, `mu + (x_n - mu) mean(phi^h)` (`expected_mean`), extrapolates a
-one-hour spike over the whole horizon when phi is near or above 1 (no mean reversion). Here the deviation
-enters with its run's average (a spike at the end of a long run moves `m` by spike / r) and is expected to last
-no longer than it has lasted so far, decaying as the AR(1) says while it does: shrunk toward the long-run mean,
-capped by the recent persistence. The forecast always lies between the long-run mean and the recent level, and
-a one-hour deviation moves it by at most 1 / H of its size.
+Shrunk toward the long-run mean: the deviation enters with its run's average (a spike at the end of a long
+run moves `m` by spike / r) and is expected to last no longer than it has lasted so far, decaying as the AR(1)
+says while it does, so a one-hour deviation moves `p` by at most 1 / H of its size. Capped by recent
+persistence: the forecast never promises more than the carry's median over the last days, nor the side of
+zero those days did not pay (a mean lifted by a regime that has ended is not expected back; a median ignores
+single-hour spikes). The AR(1) mean forecast from the last hour, `mu + (x_n - mu) mean(phi^h)`
+(`expected_mean`), which fundarb used before, extrapolates a one-hour spike over the whole horizon when phi is
+near or above 1.
 
 `forecast_errors` replays the forecast at past hours of a series (only the hours before each origin are
 used) against the mean carry realized over the next H hours, beside the last-hour AR(1) forecast and the
@@ -110,30 +114,42 @@ def trailing_run(x: np.ndarray, level: float) -> int:
     return len(side) - 1 - int(other[-1]) if len(other) else len(side)
 
 
+RECENT_H = 72  # hours whose median caps the forecast
+
+
 @dataclass(frozen=True)
 class CarryForecast:
-    expected: float  # mean carry expected over the horizon
+    expected: float  # mean carry expected over the horizon (signed, in the series' units)
     mean: float  # mu, the look-back mean
-    recent: float  # m, the current run's mean
+    run: float  # m, the current run's mean
     run_h: int  # r, hours the current deviation has lasted
     weight: float  # w, the path's mean share of the deviation
+    path: float  # p, the path's mean before the cap
+    recent_median: float  # R, the cap
     fit: Ar1Fit
 
 
-def forecast_carry(x: np.ndarray, horizon: int) -> CarryForecast:
-    """The shrunk, persistence-capped forecast of the module doc for one hourly series (NaN-free, oldest first)."""
+def forecast_carry(x: np.ndarray, horizon: int, recent_h: int = RECENT_H) -> CarryForecast:
+    """The forecast of the module doc for one hourly series (NaN-free, oldest first)."""
     values = np.asarray(x, dtype=float)
     if len(values) == 0:
         raise ValueError("x: no hours to forecast from")
+    if recent_h < 1:
+        raise ValueError(f"recent_h: {recent_h!r} must be >= 1 hour")
     fit = fit_ar1(values)
     mu = float(values.sum()) / len(values)
     run = trailing_run(values, mu)
-    recent = float(values[len(values) - run :].mean()) if run else mu
+    level = float(values[len(values) - run :].mean()) if run else mu
     weight = persistence_weight(fit.phi, horizon, run)
-    return CarryForecast(mu + weight * (recent - mu), mu, recent, run, weight, fit)
+    path = mu + weight * (level - mu)
+    cap = float(np.median(values[-recent_h:]))
+    expected = min(max(path, min(0.0, cap)), max(0.0, cap))
+    return CarryForecast(expected, mu, level, run, weight, path, cap, fit)
 
 
-def forecast_errors(x: np.ndarray, horizon: int, lookback: int, min_obs: int, step: int = 1) -> pd.DataFrame:
+def forecast_errors(
+    x: np.ndarray, horizon: int, lookback: int, min_obs: int, step: int = 1, recent_h: int = RECENT_H
+) -> pd.DataFrame:
     """The forecasts made at past hours `i` (every `step`-th, with at least `min_obs` hours of history and a
     full horizon after it) from the `lookback` hours before `i`, and the mean carry realized over
     `x[i : i + horizon]` (`ERROR_COLUMNS`; origin = i, the count of hours known)."""
@@ -141,7 +157,7 @@ def forecast_errors(x: np.ndarray, horizon: int, lookback: int, min_obs: int, st
     rows = []
     for i in range(max(min_obs, 1), len(values) - horizon + 1, max(step, 1)):
         history = values[max(0, i - lookback) : i]
-        f = forecast_carry(history, horizon)
+        f = forecast_carry(history, horizon, recent_h)
         mu_ar1 = f.fit.mu if math.isfinite(f.fit.mu) else f.mean
         rows.append(
             (

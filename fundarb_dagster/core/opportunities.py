@@ -5,8 +5,9 @@ look-back gives the expected carry over the horizon H (`core.carry_forecast.fore
 mean, plus the current deviation at its run's average, decaying as its AR(1) says for at most as many hours as
 it has lasted), and its persistence:
 
-    expected_carry_apr = mean over H of the path mean_apr + (recent_apr - mean_apr) phi^h, h <= run_h
-                         (mean_apr after): carry_forecast's module doc
+    expected_carry_apr = mean over H of the path mean_apr + (run_apr - mean_apr) phi^h, h <= run_h
+                         (mean_apr after), limited to between 0 and recent_median_apr (the median of the
+                         last `recent_h` hours): carry_forecast's module doc
     half_life_h        = -ln 2 / ln(phi) of the AR(1) fit                 (hours; inf when phi >= 1)
     entry_cost_bps     = 2 * (taker fee leg 1 + taker fee leg 2) + 2 * (half-spread leg 1 + half-spread leg 2)
                          (round trip: both legs entered and exited, each crossing half the book)
@@ -37,7 +38,7 @@ import pandas as pd
 from fundarb_dagster.core.units import HOURS_PER_YEAR
 
 from .basis import underlying_of
-from .carry_forecast import forecast_carry, forecast_errors
+from .carry_forecast import RECENT_H, forecast_carry, forecast_errors
 from .venues import DEFAULT_FEES_BPS, VENUE_FACTS
 
 # Base-tier taker fees in bps, from each venue's row in `core/venues.py` (every ccxt id of it). Users override
@@ -61,8 +62,9 @@ OPPORTUNITY_COLUMNS = [
     "short_symbol",
     "current_apr",
     "mean_apr",
-    "recent_apr",
+    "run_apr",
     "run_h",
+    "recent_median_apr",
     "expected_carry_apr",
     "entry_cost_bps",
     "borrow_apr",
@@ -143,28 +145,41 @@ def same_sign_share(x: np.ndarray, sign: float) -> float:
 
 
 @dataclass(frozen=True)
-class ErrorWindow:
-    """How the forecast is replayed on past hours: origins every `step_h` hours with `min_obs` hours of history
-    (at most `lookback_h`) before and a full horizon after."""
+class ForecastWindow:
+    """Which hours the forecast reads and where it is replayed. `lookback_h`: the hours before `as_of` it reads
+    (None: all given); `recent_h`: the hours whose median caps it; `error_step_h`: every how many past hours it
+    is replayed to measure its error."""
 
-    lookback_h: int
-    min_obs: int
-    step_h: int = 1
+    lookback_h: int | None = None
+    recent_h: int = RECENT_H
+    error_step_h: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("lookback_h", "recent_h", "error_step_h"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}: {value!r} must be >= 1 hour")
 
 
-def _evaluate(history: pd.Series, recent: pd.Series, horizon_h: int, errors: ErrorWindow) -> dict[str, float]:
+def _evaluate(
+    history: pd.Series, recent: pd.Series, horizon_h: int, window: ForecastWindow, min_obs: int
+) -> dict[str, float]:
     """Stats of one carry series (APR per hour, signed: positive = leg 'short' is paid): the forecast from
     `recent` (the look-back), its errors replayed over `history` (the look-back and the hours before it)."""
     values = recent.to_numpy(dtype=float)
-    f = forecast_carry(values, horizon_h)
+    f = forecast_carry(values, horizon_h, window.recent_h)
     sign = 1.0 if f.expected >= 0 else -1.0
-    past = forecast_errors(history.to_numpy(dtype=float), horizon_h, errors.lookback_h, errors.min_obs, errors.step_h)
+    past = forecast_errors(
+        history.to_numpy(dtype=float), horizon_h, window.lookback_h or len(history), min_obs, window.error_step_h,
+        window.recent_h,
+    )  # fmt: skip
     return {
         "sign": sign,
         "current_apr": sign * float(values[-1]),
         "mean_apr": sign * f.mean,
-        "recent_apr": sign * f.recent,
+        "run_apr": sign * f.run,
         "run_h": f.run_h,
+        "recent_median_apr": sign * f.recent_median,
         "expected_carry_apr": abs(f.expected),
         "ar1_phi": f.fit.phi,
         "half_life_h": f.fit.half_life,
@@ -206,15 +221,14 @@ def rank_opportunities(
     as_of: pd.Timestamp,
     min_obs: int = 8,
     borrow: BorrowRates | None = None,
-    lookback_h: int | None = None,
-    error_step_h: int = 1,
+    window: ForecastWindow | None = None,
 ) -> pd.DataFrame:
     """Rank cash-and-carry and perp-perp trades by net carry APR (`OPPORTUNITY_COLUMNS`, rank 1 = best).
 
     `hourly`: per-perp hourly rates (`spreads.hourly_rates`: exchange, symbol, ts, funding_apr) up to `as_of`;
-    the forecast reads the last `lookback_h` hours (None: all of them), and the forecast errors replay it at
-    every `error_step_h`-th earlier hour that has a full horizon after it (give `hourly` the look-back plus a
-    horizon or more before it to have such hours). `spreads_latest`: the latest half-spreads per instrument:
+    the forecast reads the last `window.lookback_h` hours (None: all of them), and the forecast errors replay it
+    at every `window.error_step_h`-th earlier hour that has a full horizon after it (give `hourly` the look-back
+    plus a horizon or more before it to have such hours). `spreads_latest`: the latest half-spreads per instrument:
     exchange, symbol (perp), spot_symbol, perp_half_spread_bps, spot_half_spread_bps (from the basis table); a
     perp without a spot leg there gets no cash-and-carry row, and a perp without half-spreads is costed on fees
     alone.
@@ -231,12 +245,13 @@ def rank_opportunities(
     frame["ts"] = pd.to_datetime(frame["ts"]).astype("datetime64[us]")
     wide = frame.pivot_table(index="ts", columns=["exchange", "symbol"], values="funding_apr", aggfunc="last")
     wide = wide.sort_index()
+    window = window if window is not None else ForecastWindow()
+    lookback_h = window.lookback_h
     start = pd.Timestamp(as_of) + pd.Timedelta(hours=1 - lookback_h) if lookback_h else wide.index[0]
-    errors = ErrorWindow(lookback_h or len(wide), min_obs, error_step_h)
 
     def evaluate(history: pd.Series) -> dict[str, float] | None:
         recent = history[history.index >= start]
-        return _evaluate(history, recent, horizon_h, errors) if len(recent) >= min_obs else None
+        return _evaluate(history, recent, horizon_h, window, min_obs) if len(recent) >= min_obs else None
 
     costs = spreads_latest.set_index(["exchange", "symbol"]) if not spreads_latest.empty else pd.DataFrame()
 

@@ -4,6 +4,7 @@ its path iterated hour by hour, its replay on past hours against a loop, and the
 from __future__ import annotations
 
 import math
+import statistics
 
 import numpy as np
 import pandas as pd
@@ -21,8 +22,16 @@ def ar1(phi: float, mu: float, n: int, sigma: float = 0.01, seed: int = 11) -> n
     return x
 
 
-def forecast_by_iteration(x: np.ndarray, horizon: int) -> float:
-    """The forecast as the module doc states it, computed plainly: walk back the run, iterate the path."""
+def forecast_by_iteration(x: np.ndarray, horizon: int, recent_h: int = 72) -> float:
+    """The forecast as the module doc states it, computed plainly: walk back the run, iterate the path, cap it
+    by the recent median."""
+    path = path_by_iteration(x, horizon)
+    cap = statistics.median(float(v) for v in x[-recent_h:])
+    return min(max(path, min(0.0, cap)), max(0.0, cap))
+
+
+def path_by_iteration(x: np.ndarray, horizon: int) -> float:
+    """The mean of the truncated AR(1) path, before the cap."""
     values = [float(v) for v in x]
     mu = sum(values) / len(values)
 
@@ -95,9 +104,11 @@ def _with_spikes(x: np.ndarray, every: int, size: float, seed: int = 5) -> np.nd
 @pytest.mark.parametrize("horizon", [1, 24, 168])
 def test_forecast_is_the_mean_of_its_truncated_ar1_path_iterated_hour_by_hour(series, horizon):
     got = cf.forecast_carry(series, horizon)
+    assert got.path == pytest.approx(path_by_iteration(series, horizon), rel=1e-9, abs=1e-12)
     assert got.expected == pytest.approx(forecast_by_iteration(series, horizon), rel=1e-9, abs=1e-12)
-    # it lies between the long-run mean and the run's level
-    assert min(got.mean, got.recent) - 1e-12 <= got.expected <= max(got.mean, got.recent) + 1e-12
+    # the path lies between the long-run mean and the run's level; the forecast between 0 and the recent median
+    assert min(got.mean, got.run) - 1e-12 <= got.path <= max(got.mean, got.run) + 1e-12
+    assert min(0, got.recent_median) <= got.expected <= max(0, got.recent_median)
 
 
 def test_a_one_hour_spike_on_a_wandering_spread_moves_the_forecast_by_at_most_spike_over_horizon():
@@ -114,8 +125,11 @@ def test_a_one_hour_spike_on_a_wandering_spread_moves_the_forecast_by_at_most_sp
     old = cf.expected_mean(float(x[-1]), fit.mu, fit.phi, horizon)
     assert old - mu > 0.4 * 1.86  # what the ranking said before
     got = cf.forecast_carry(x, horizon)
-    assert got.run_h == 1 and got.recent == pytest.approx(x[-1])
-    assert abs(got.expected - mu) <= abs(x[-1] - mu) / horizon + 1e-12
+    assert got.run_h == 1 and got.run == pytest.approx(x[-1])
+    assert abs(got.path - mu) <= abs(x[-1] - mu) / horizon + 1e-12
+    # against the same hours without the spike: the forecast moves by little more than 1/H of it
+    calm = cf.forecast_carry(x[:-1], horizon)
+    assert abs(got.expected - calm.expected) < 2 * 1.86 / horizon
 
 
 def test_the_demos_spread_trending_into_a_spike_is_credited_for_its_run_not_the_horizon():
@@ -132,8 +146,18 @@ def test_the_demos_spread_trending_into_a_spike_is_credited_for_its_run_not_the_
     mu = float(np.mean(x))
     run = next(k for k in range(1, len(x) + 1) if x[-k] <= mu) - 1
     assert got.run_h == run
-    assert got.expected == pytest.approx(mu + (np.mean(x[-run:]) - mu) * run / horizon, rel=1e-12)
-    assert got.expected < 0.35
+    assert got.path == pytest.approx(mu + (np.mean(x[-run:]) - mu) * run / horizon, rel=1e-12)
+    assert got.expected == got.path < 0.35  # the last three days' median (0.4) does not bind
+
+
+def test_a_mean_lifted_by_a_regime_that_has_ended_is_not_expected_back():
+    """The demo's SOL on binance: 160 hours at ~100 % APR, then 89 at the 11 % interest rate. The look-back mean
+    and the AR(1) both expect a return toward 100 %; the last three days paid 11 %, and that caps it."""
+    rng = np.random.default_rng(12)
+    x = np.r_[1.0 + rng.normal(0, 0.05, 160), np.full(89, 0.1095)]
+    got = cf.forecast_carry(x, 168)
+    assert got.path > 4 * 0.1095 and cf.expected_mean(x[-1], got.fit.mu, got.fit.phi, 168) > 2.5 * 0.1095
+    assert got.recent_median == pytest.approx(0.1095) and got.expected == pytest.approx(0.1095)
 
 
 def test_a_deviation_is_credited_for_at_most_the_hours_it_has_lasted():
@@ -165,9 +189,11 @@ def test_forecast_errors_replay_only_the_hours_before_each_origin():
     assert again.loc[i, "expected"] == got.set_index("origin").loc[i, "expected"]
 
 
-def test_on_a_spread_with_short_bursts_the_forecast_never_extrapolates_them_and_errs_no_more_on_average():
+def test_on_a_spread_with_short_bursts_the_forecast_never_extrapolates_them():
     """A persistent spread (AR(1), phi 0.995) with 30 bursts of +150 % lasting 6 hours: at a burst's hours the
-    last-hour AR(1) forecast carries it over the horizon; this one credits it for the hours it has lasted."""
+    last-hour AR(1) forecast carries it over the horizon; this one credits it for the hours it has lasted. On a
+    series this persistent the cap's caution costs some average error (the last-hour forecast is the right one
+    for a pure AR(1)): within a fifth."""
     x = ar1(0.995, 0.15, 3000, sigma=0.01, seed=10)
     for start in np.random.default_rng(3).choice(np.arange(10, 2990), size=30, replace=False):
         x[start : start + 6] += 1.5
@@ -176,7 +202,7 @@ def test_on_a_spread_with_short_bursts_the_forecast_never_extrapolates_them_and_
     new = np.abs(errors["expected"].to_numpy() - realized)
     old = np.abs(errors["last_hour_ar1"].to_numpy() - realized)
     assert new.max() < 0.35 * old.max()
-    assert new.mean() <= old.mean()
+    assert new.mean() <= 1.2 * old.mean()
 
 
 def _hourly_apr(fixtures_dir, venue: str, symbol: str) -> pd.Series:

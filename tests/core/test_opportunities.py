@@ -160,13 +160,15 @@ def test_the_demos_perp_perp_spread_trending_into_a_spike_is_ranked_by_its_run_n
     base = np.full(len(spread), 0.10)
     hourly = _hourly({("binance", "ETH/USDT:USDT"): base, ("hyperliquid", "ETH/USDC:USDC"): base + spread})
     as_of = pd.Timestamp("2026-01-01") + pd.Timedelta(hours=len(spread) - 1)
-    out = o.rank_opportunities(hourly, pd.DataFrame(), o.FeeSchedule(), 168, as_of, min_obs=24, lookback_h=336)
+    window = o.ForecastWindow(lookback_h=336)
+    out = o.rank_opportunities(hourly, pd.DataFrame(), o.FeeSchedule(), 168, as_of, min_obs=24, window=window)
     row = out.iloc[0]
     assert (row.short_exchange, row.long_exchange) == ("hyperliquid", "binance")
     assert row.current_apr == pytest.approx(1.86)
     assert row.expected_carry_apr == pytest.approx(forecast_by_iteration(spread, 168), rel=1e-9)
     assert row.expected_carry_apr < 0.35 and row.same_sign_share < 0.15
-    assert row.run_h < 48 and row.recent_apr == pytest.approx(np.mean(spread[-row.run_h :]))
+    assert row.run_h < 48 and row.run_apr == pytest.approx(np.mean(spread[-row.run_h :]))
+    assert row.recent_median_apr == pytest.approx(np.median(spread[-72:]))
 
 
 def test_forecast_errors_of_each_row_replay_the_forecast_on_the_hours_before_the_lookback():
@@ -174,7 +176,8 @@ def test_forecast_errors_of_each_row_replay_the_forecast_on_the_hours_before_the
     a, b = _ar1(0.97, 0.20, n, 0.05, seed=21), _ar1(0.9, 0.05, n, 0.02, seed=22)
     hourly = _hourly({("bybit", "SOL/USDT:USDT"): a, ("okx", "SOL/USDT:USDT"): b})
     as_of = pd.Timestamp("2026-01-01") + pd.Timedelta(hours=n - 1)
-    out = o.rank_opportunities(hourly, pd.DataFrame(), o.FeeSchedule(), horizon, as_of, min_obs, None, lookback)
+    window = o.ForecastWindow(lookback_h=lookback)
+    out = o.rank_opportunities(hourly, pd.DataFrame(), o.FeeSchedule(), horizon, as_of, min_obs, None, window)
     row = out.iloc[0]
     spread = a - b
     assert row.n_obs == lookback

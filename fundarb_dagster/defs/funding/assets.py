@@ -371,6 +371,9 @@ class OpportunitiesConfig(Config):
     horizon_h: int = Field(default=168, description="holding horizon the net carry is computed over, hours")
     lookback_h: int = Field(default=336, description="hours of history the forecast and stats use")
     min_obs: int = Field(default=24, description="fewest hours of history a candidate needs")
+    recent_h: int = Field(
+        default=72, description="the forecast never exceeds the carry's median over this many last hours"
+    )
     error_step_h: int = Field(
         default=1,
         description=(
@@ -444,10 +447,10 @@ def opportunities(
             predictions = _frame(conn, "spread_inputs_predictions", params)
             costs = _frame(conn, "opportunity_inputs_costs", params)
             hourly = core_spreads.hourly_rates(rates, predictions, start, end)
+            window = core_opps.ForecastWindow(config.lookback_h, config.recent_h, config.error_step_h)
             frame = core_opps.rank_opportunities(
-                hourly, costs, fees, config.horizon_h, as_of, config.min_obs, borrow, config.lookback_h,
-                config.error_step_h,
-            )  # fmt: skip
+                hourly, costs, fees, config.horizon_h, as_of, config.min_obs, borrow, window
+            )
         rows = write_all(conn, "opportunities", frame)
     metadata: dict[str, Any] = {"rows": rows, "horizon_h": config.horizon_h}
     if len(frame):
