@@ -10,6 +10,7 @@ SELECT
     CAST(n_pairs AS BIGINT) AS n_pairs,
     CAST(capital_usd AS DOUBLE) AS capital_usd,
     CAST(final_equity_usd AS DOUBLE) AS final_equity_usd,
+    CAST(drawdown_stop_ts AS TIMESTAMP) AS drawdown_stop_ts,
     CAST(total_return AS DOUBLE) AS total_return,
     CAST(annual_return AS DOUBLE) AS annual_return,
     CAST(volatility AS DOUBLE) AS volatility,

@@ -11,6 +11,7 @@ SELECT
     CAST(leverage AS DOUBLE) AS leverage,
     CAST(rebalance_h AS DOUBLE) AS rebalance_h,
     CAST(stop_distance AS DOUBLE) AS stop_distance,
+    CAST(drawdown_stop AS DOUBLE) AS drawdown_stop,
     CAST(chosen AS BOOLEAN) AS chosen,
     CAST(total_return AS DOUBLE) AS total_return,
     CAST(annual_return AS DOUBLE) AS annual_return,

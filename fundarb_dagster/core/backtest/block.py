@@ -262,6 +262,7 @@ def leg_costs(
         out["fees"] = at_mid * fee + liq_notional * taker
         out["slippage"] = at_mid * hs
         out["liquidation"] = liq_notional * mmr
+        out["liquidation_fee"] = liq_notional * taker  # within "fees"; rule 6 marks it before the bar's trades
         out["traded_notional"] = at_mid + liq_notional
     return out
 
@@ -275,6 +276,16 @@ def pair_parts(pa_: dict[str, np.ndarray], pb_: dict[str, np.ndarray]) -> dict[s
         else:
             parts[k] = pa_.get(k, pb_.get(k, 0.0))
     return parts
+
+
+def pair_mark(pa_: dict[str, np.ndarray], pb_: dict[str, np.ndarray], parts: dict[str, Any]) -> Any:
+    """Rule 6's marked PnL: the bar's items before the trades decided at it (basis, funding, borrow, and a
+    liquidation's loss and fee), i.e. the PnL less the fees and slippage of the trades at mid."""
+    mark = parts["basis"] + parts["funding"] - parts["borrow"] - parts["liquidation"]
+    for legs in (pa_, pb_):
+        if "liquidation_fee" in legs:
+            mark = mark - legs["liquidation_fee"]
+    return mark
 
 
 def pair_pnl(parts: dict[str, Any]) -> Any:

@@ -19,6 +19,11 @@ Rules (the reference event loop in tests/core/backtest/reference_loop.py impleme
    at that price (no funding for that bar, liquidation fee and forfeited maintenance margin charged) and the
    other leg at mid. Risk stop: when the reference close is within `stop_distance` of the liquidation price,
    both legs close at mid at `u`.
+6. Drawdown stop (`drawdown_stop` > 0): at each bar `u` the book's equity marked before the trades decided at
+   `u` (the previous bar's equity plus bar u's basis, funding, borrow and liquidation items: `block.pair_mark`)
+   is compared with the peak of the capital and every earlier bar's equity. When `1 - marked / peak` reaches
+   `drawdown_stop`, every pair closes at `u` (at mid, paying fees and slippage) and the run trades no more.
+   Liquidations and risk stops of bar u still happen; nothing after it does.
 
 Where they live: this module is the public engine (parameters, `simulate`, `run_backtest`); block.py the
 set-up both block simulators share (legs, rules 1-3, rule 4's costs); full_block.py the full simulator (every
@@ -42,7 +47,7 @@ from .panel import Panel
 from .records import open_positions, positions, timestamps, trades
 from .strategies import PairSet
 
-GRID_FIELDS = ("enter_apr", "exit_apr", "max_hold_h", "leverage", "rebalance_h", "stop_distance")
+GRID_FIELDS = ("enter_apr", "exit_apr", "max_hold_h", "leverage", "rebalance_h", "stop_distance", "drawdown_stop")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class BacktestParams:
     leverage: float = 3.0  # perp legs' leverage (isolated margin = notional / leverage)
     rebalance_h: float = 0.0  # resize to target notional every N hours; 0: never
     stop_distance: float = 0.0  # risk stop when within this fraction of the liquidation price; 0: off
+    drawdown_stop: float = 0.0  # rule 6: stop trading when the drawdown from the peak reaches this; 0: off
     capital: float = 1_000_000.0
     execution: str = "taker"  # "taker": taker fee + half-spread; "maker": maker fee, no spread crossed
     slippage_bps: float = 2.0  # half-spread model where no quotes were recorded
@@ -77,7 +83,9 @@ def validate_params(grid: dict[str, np.ndarray]) -> None:
         ("max_hold_h", grid["max_hold_h"], grid["max_hold_h"] < 0, "must be >= 0"),
         ("rebalance_h", grid["rebalance_h"], grid["rebalance_h"] < 0, "must be >= 0"),
         ("stop_distance", grid["stop_distance"], grid["stop_distance"] < 0, "must be >= 0"),
-    ]
+        ("drawdown_stop", grid["drawdown_stop"], (grid["drawdown_stop"] < 0) | (grid["drawdown_stop"] >= 1),
+         "must be in [0, 1) (0: off)"),
+    ]  # fmt: skip
     for name, values, bad, why in checks:
         bad = np.asarray(bad) | ~np.isfinite(values)
         if bad.any():
@@ -119,12 +127,77 @@ def simulate(
     aggregates below. detail=False (sweeps): the grid-sharing simulator (grid_block.py), which shares the work
     of grid points differing only in leverage and returns only the aggregates the metrics need: equity `(G, T)`,
     in_market `(G, T)`, attribution totals, traded_notional, entries, held_pair_bars, liquidations, stops `(G,)`
-    (equal to the full simulator's to ~1e-14 of capital: only the order of floating-point sums differs)."""
+    (equal to the full simulator's to ~1e-14 of capital: only the order of floating-point sums differs), and
+    `halt` `(G,)`, the bar rule 6 stopped trading at (T: never).
+
+    Rule 6 needs the whole book's equity, so it is a second pass: the first runs every block without it and
+    finds each point's stop bar (`halt_bars`; nothing before that bar depends on the stop), the second re-runs
+    only the points that stop. Without `drawdown_stop` there is one pass."""
+    T, P = pairs.signal.shape
+    legs = legs if legs is not None else prepare_legs(panel, pairs, params)
+    dd = np.asarray(grid["drawdown_stop"], dtype=float)
+    total, blocks = _run_blocks(panel, pairs, grid, params, detail, legs, mark=bool((dd > 0).any()))
+    halt = np.full(len(dd), T, dtype=np.int64)
+    if "mark_t" in total:
+        halt = halt_bars(params.capital, total["pnl_t"], total["mark_t"], dd)
+        stopped = np.flatnonzero(halt < T)
+        if len(stopped) and detail:  # the tables need every point's arrays: run them all again
+            total, blocks = _run_blocks(panel, pairs, grid, params, detail, legs, halt=halt)
+        elif len(stopped):  # a sweep: only the points that stop
+            sub = {k: np.asarray(v)[stopped] for k, v in grid.items()}
+            again, _ = _run_blocks(panel, pairs, sub, params, detail, legs, halt=halt[stopped])
+            _replace_points(total, again, stopped)
+    result: dict[str, Any] = {
+        "equity": params.capital + np.cumsum(total["pnl_t"], axis=1),
+        "attribution": {k: v for k, v in total["parts"].items() if k != "traded_notional"},
+        "in_market": total["in_market"],
+        "traded_notional": total["parts"]["traded_notional"],
+        "entries": total["entries"],
+        "held_pair_bars": total["held_pair_bars"],
+        "liquidations": total["liquidations"],
+        "stops": total["stops"],
+        "halt": halt,
+    }
+    if detail:
+        result["attribution_t"] = {k: v for k, v in total["parts_t"].items() if k != "traded_notional"}
+        result["gross_exposure"] = total["gross_exposure"]
+        result.update(_joined_detail(blocks, legs))
+    return result
+
+
+def halt_bars(capital: float, pnl_t: np.ndarray, mark_t: np.ndarray, drawdown_stop: np.ndarray) -> np.ndarray:
+    """Rule 6: per grid point, the first bar whose marked equity is `drawdown_stop` below the peak of the
+    capital and the earlier bars' equity (T where never, or where the stop is off)."""
+    G, T = pnl_t.shape
+    before = np.empty((G, T))
+    before[:, 0] = capital
+    before[:, 1:] = capital + np.cumsum(pnl_t[:, :-1], axis=1)  # equity after the bar before
+    peak = np.maximum.accumulate(before, axis=1)
+    marked = before + mark_t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drawn = 1.0 - marked / np.maximum(peak, marked)
+    limit = np.asarray(drawdown_stop, dtype=float).reshape(G, 1)
+    hit = (limit > 0) & (drawn >= limit)
+    return np.where(hit.any(axis=1), hit.argmax(axis=1), T).astype(np.int64)
+
+
+def _run_blocks(
+    panel: Panel,
+    pairs: PairSet,
+    grid: dict[str, np.ndarray],
+    params: BacktestParams,
+    detail: bool,
+    legs: tuple[Legs, Legs],
+    halt: np.ndarray | None = None,
+    mark: bool = False,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One pass of the block simulators over every block of pairs: their aggregates added up, and (detail) each
+    block's per-bar arrays."""
     T, P = pairs.signal.shape
     G = len(grid["enter_apr"])
-    legs = legs if legs is not None else prepare_legs(panel, pairs, params)
     signal = np.ascontiguousarray(pairs.signal.T)
     g = {name: np.asarray(grid[name], dtype=float).reshape(G, 1, 1) for name in GRID_FIELDS}
+    stop = None if halt is None else np.asarray(halt, dtype=np.int64).reshape(G, 1, 1)
     # detail: the full (G, P, T) arrays for the tables; otherwise the grid-sharing path (same aggregates)
     cells = BLOCK_CELLS // max(G, 1) if detail else (BLOCK_CELLS if G == 1 else SWEEP_BLOCK_CELLS)
     step = max(1, cells // max(T, 1))
@@ -132,7 +205,7 @@ def simulate(
     blocks: list[dict[str, Any]] = []
     for lo in range(0, P, step):
         block = Block.of(signal, legs, pairs, slice(lo, min(lo + step, P)), params.capital / P, panel.bar_h)
-        out = simulate_full(block, g, detail) if detail else simulate_grid(block, g)
+        out = simulate_full(block, g, detail, stop, mark) if detail else simulate_grid(block, g, stop, mark)
         for key, value in out.items():
             if key in ("detail", "parts_t", "parts"):
                 continue
@@ -145,21 +218,22 @@ def simulate(
                 acc[k] = v if k not in acc else acc[k] + v
         if detail:
             blocks.append(out["detail"])
-    result: dict[str, Any] = {
-        "equity": params.capital + np.cumsum(total["pnl_t"], axis=1),
-        "attribution": {k: v for k, v in total["parts"].items() if k != "traded_notional"},
-        "in_market": total["in_market"],
-        "traded_notional": total["parts"]["traded_notional"],
-        "entries": total["entries"],
-        "held_pair_bars": total["held_pair_bars"],
-        "liquidations": total["liquidations"],
-        "stops": total["stops"],
-    }
-    if detail:
-        result["attribution_t"] = {k: v for k, v in total["parts_t"].items() if k != "traded_notional"}
-        result["gross_exposure"] = total["gross_exposure"]
-        result.update(_joined_detail(blocks, legs))
-    return result
+    return total, blocks
+
+
+def _replace_points(total: dict[str, Any], again: dict[str, Any], points: np.ndarray) -> None:
+    """Grid points `points` of a pass's aggregates replaced by a second pass's (rule 6)."""
+
+    def replaced(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+        out = np.array(old, copy=True)  # blocks may share arrays (e.g. zeros of parts a block lacks)
+        out[points] = new
+        return out
+
+    for key, value in again.items():
+        if key == "parts":
+            total[key] = {k: replaced(total[key][k], v) for k, v in value.items()}
+        elif key != "mark_t":
+            total[key] = replaced(total[key], value)
 
 
 def _joined_detail(blocks: list[dict[str, Any]], legs: tuple[Legs, Legs]) -> dict[str, Any]:

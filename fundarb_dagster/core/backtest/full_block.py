@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .block import Block, Legs, gather, leg_costs, pair_parts, pair_pnl, shift
+from .block import Block, Legs, gather, leg_costs, pair_mark, pair_parts, pair_pnl, shift
 
 # the per-bar arrays of detail=True, besides the PnL parts
 DETAIL = (
@@ -32,8 +32,13 @@ DETAIL = (
 )
 
 
-def simulate_full(block: Block, g: dict[str, np.ndarray], detail: bool) -> dict[str, Any]:
-    """The rules of engine.py on one block of pairs, arrays `(G, P, T)`; grid fields `g` shaped `(G, 1, 1)`."""
+def simulate_full(
+    block: Block, g: dict[str, np.ndarray], detail: bool, halt: np.ndarray | None = None, mark: bool = False
+) -> dict[str, Any]:
+    """The rules of engine.py on one block of pairs, arrays `(G, P, T)`; grid fields `g` shaped `(G, 1, 1)`.
+
+    halt `(G, 1, 1)`: rule 6's bar per grid point from which every pair is flat (T: never; None: no stop).
+    mark: also return `mark_t` `(G, T)`, rule 6's marked PnL per bar (`block.pair_mark`)."""
     la, lb = block.la, block.lb
     P, T = block.sig.shape
     G = g["enter_apr"].shape[0]
@@ -54,6 +59,8 @@ def simulate_full(block: Block, g: dict[str, np.ndarray], detail: bool) -> dict[
     brk_a, stop_a, liq_a_prev = _leg_events(-H * q, e_a, la, seg, lev, stop)
     brk_b, stop_b, liq_b_prev = _leg_events(H * q, e_b, lb, seg, lev, stop)
     A = _alive(H, sidx, held, brk_a | brk_b | stop_a | stop_b)
+    if halt is not None:  # rule 6: flat from the drawdown stop's bar on
+        A = A * (np.arange(T) < halt)
     Ap = shift(A, 0)
     open_prev = Ap != 0
     liq_a, liq_b = brk_a & open_prev, brk_b & open_prev
@@ -80,6 +87,8 @@ def simulate_full(block: Block, g: dict[str, np.ndarray], detail: bool) -> dict[
         "liquidations": (liq_a | liq_b).sum(axis=(1, 2)),
         "stops": stopped.sum(axis=(1, 2)),
     }
+    if mark:
+        out["mark_t"] = np.broadcast_to(pair_mark(pa_, pb_, parts), shape).sum(axis=1)
     if detail:
         full = {k: (v if np.ndim(v) else np.zeros(shape)) for k, v in parts.items()}
         out["detail"] = {

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..units import HOURS_PER_YEAR
-from .block import PARTS, Block, Legs, gather, leg_costs, pair_parts, pair_pnl, shift
+from .block import PARTS, Block, Legs, gather, leg_costs, pair_mark, pair_parts, pair_pnl, shift
 
 # Blocks of pairs of about this many (pair x bar) cells. There is no grid axis in these arrays (grid points are
 # visited one by one, sharing their group's arrays). Measured: a single point runs ~2x faster in cache-sized
@@ -163,7 +163,8 @@ class _Group:
     """What the grid points of one group (differing only in leverage) share: the never-stopped path."""
 
     sidx: np.ndarray  # episode start per cell
-    entries: int  # a kill never adds or removes an entry
+    held: np.ndarray  # a position on the never-stopped path
+    entries_t: np.ndarray  # entries per bar (a kill never adds or removes one; a drawdown stop ends them)
     xb: np.ndarray  # leg b's units at unit notional (leg a holds -xb), and the bar before's
     xb_p: np.ndarray
     class_sums: list[tuple[int, np.ndarray]]  # the unit rows summed over the pairs of each class
@@ -175,7 +176,7 @@ class _Group:
 def _group(sidx: np.ndarray, H: np.ndarray, ev: _Events, rows: _UnitRows) -> _Group:
     P, T = H.shape
     held = H != 0
-    entries = int((held & (shift(H, 0) != H)).sum())
+    entries_t = (held & (shift(H, 0) != H)).sum(axis=0)
     # the never-stopped path at unit notional: leg a holds -H / e_a units, leg b +H / e_a
     q_u = np.divide(1.0, ev.e["a"], out=np.zeros((P, T)), where=held)
     xb = H * q_u
@@ -189,14 +190,18 @@ def _group(sidx: np.ndarray, H: np.ndarray, ev: _Events, rows: _UnitRows) -> _Gr
     brk = ~held | (sidx == t_idx)
     end_at = np.where(brk, t_idx, np.int32(T))
     end_at = np.minimum.accumulate(end_at[:, ::-1], axis=1)[:, ::-1]
-    return _Group(sidx, entries, xb, xb_p, class_sums, k_event, end_at, held.sum(axis=0))
+    return _Group(sidx, held, entries_t, xb, xb_p, class_sums, k_event, end_at, held.sum(axis=0))
 
 
-def simulate_grid(block: Block, g: dict[str, np.ndarray]) -> dict[str, Any]:
+def simulate_grid(
+    block: Block, g: dict[str, np.ndarray], halt: np.ndarray | None = None, mark: bool = False
+) -> dict[str, Any]:
     """The aggregates of `full_block.simulate_full(detail=False)` for every grid point `g` (fields shaped
-    `(G, 1, 1)`), sharing work across the grid (module docstring)."""
+    `(G, 1, 1)`), sharing work across the grid (module docstring). halt `(G, 1, 1)`: rule 6's bar per point
+    (T: never); mark: also `mark_t` `(G, T)`, rule 6's marked PnL per bar."""
     P, T = block.sig.shape
     G = len(g["enter_apr"])
+    halts = np.full(G, T, dtype=np.int64) if halt is None else np.asarray(halt, dtype=np.int64).reshape(G)
     flat = {f: np.asarray(v, dtype=float).reshape(G) for f, v in g.items()}
     # sorted so that groups sharing the direction (enter, exit) and then the resize bars and stop (the event
     # thresholds) are adjacent: those are computed once and reused while the key stays the same
@@ -214,6 +219,8 @@ def simulate_grid(block: Block, g: dict[str, np.ndarray]) -> dict[str, Any]:
         "liquidations": np.zeros(G, dtype=np.int64),
         "stops": np.zeros(G, dtype=np.int64),
     }
+    if mark:
+        out["mark_t"] = np.zeros((G, T))
     rows = _UnitRows.of(block)
     extremes: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}
     D_key, D, seg_key = None, None, None
@@ -226,7 +233,7 @@ def simulate_grid(block: Block, g: dict[str, np.ndarray]) -> dict[str, Any]:
             seg_key, ev = (enter, exit_, reb_h, stop), _events(block, D, seg, stop, extremes)
         group = _group(sidx, H, ev, rows)
         for gi in np.flatnonzero(group_of == k):
-            _add_point(out, gi, 1.0 / flat["leverage"][gi], block, rows, group, ev)
+            _add_point(out, gi, 1.0 / flat["leverage"][gi], block, rows, group, ev, int(halts[gi]))
     return out
 
 
@@ -254,12 +261,17 @@ def _killed(group: _Group, inv: float) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _add_point(
-    out: dict[str, Any], gi: int, inv: float, block: Block, rows: _UnitRows, group: _Group, ev: _Events
+    out: dict[str, Any], gi: int, inv: float, block: Block, rows: _UnitRows, group: _Group, ev: _Events, halt: int
 ) -> None:
-    """Grid point gi (leverage 1 / inv) of the group: notional x the unit rows on clean cells, the rest exact."""
+    """Grid point gi (leverage 1 / inv) of the group: notional x the unit rows on clean cells, the rest exact.
+    From bar `halt` on (rule 6) every held cell is killed too, and events after it do not happen."""
     P, T = group.k_event.shape
     notional = block.notional(inv)
     killed, pe, te = _killed(group, inv)
+    if halt < T:
+        keep = te <= halt  # the position of halt - 1 still meets its bar
+        pe, te = pe[keep], te[keep]
+        killed[:, halt:] |= group.held[:, halt:]
     killed_prev = shift(killed, False)
     # unclean cells: killed on either side or at an event (usually a few % of the cells)
     unclean = killed | killed_prev
@@ -278,13 +290,16 @@ def _add_point(
     for i in range(len(rows.stacked)):
         per_bar[i] -= np.bincount(t, weights=removed[i], minlength=T)
     out["pnl_t"][gi] += per_bar[0]
+    if "mark_t" in out:  # rule 6's marked PnL of the clean cells: basis, funding and borrow
+        item = dict(zip(rows.names, per_bar[1:], strict=True))
+        out["mark_t"][gi] += item["basis"] + item["funding"] - item.get("borrow", 0.0)
     for name, v in zip(rows.names, per_bar[1:].sum(axis=1), strict=True):
         out["parts"][name][gi] += v
     killed_f = killed.ravel()[f]
     killed_t = np.bincount(t[killed_f], minlength=T)
     out["in_market"][gi] |= group.held_t > killed_t
     out["held_pair_bars"][gi] += int(group.held_t.sum() - killed_t.sum())
-    out["entries"][gi] += group.entries
+    out["entries"][gi] += int(group.entries_t[:halt].sum())
     # exact prices where the position differs from notional x the unit path and is not zero
     now, before, event = ~killed.ravel()[f], ~killed_prev.ravel()[f], at_event[f]
     dirty = (now ^ before) | event
@@ -333,6 +348,9 @@ def _fix_cells(
     parts = pair_parts(priced["a"], priced["b"])
     pnl = pair_pnl(parts)
     out["pnl_t"][gi] += np.bincount(t, weights=pnl, minlength=T)
+    if "mark_t" in out:
+        mark = np.broadcast_to(pair_mark(priced["a"], priced["b"], parts), t.shape)
+        out["mark_t"][gi] += np.bincount(t, weights=mark, minlength=T)
     for name, v in parts.items():
         out["parts"][name][gi] += float(np.sum(v))
     liq_any = hit["a"][0] | hit["b"][0]

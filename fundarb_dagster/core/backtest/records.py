@@ -26,7 +26,7 @@ TRADE_COLUMNS = [
     "slippage_usd",
     "reason",
 ]
-REASONS = np.array(["rebalance", "flip", "entry", "exit", "max_hold", "stop", "liquidation"], dtype=object)
+REASONS = np.array(["rebalance", "flip", "entry", "exit", "max_hold", "stop", "liquidation", "drawdown"], dtype=object)
 POSITION_COLUMNS = [
     "pair",
     "direction",
@@ -104,17 +104,19 @@ def _reason_codes(sim: dict[str, Any]) -> np.ndarray:
     A, H, D = sim["A"][0], sim["H"][0], sim["D"][0]
     Ap = np.vstack([np.zeros((1, A.shape[1]), A.dtype), A[:-1]])
     liq_any = sim["liq_a"][0] | sim["liq_b"][0]
-    # later conditions win, as in a chain of assignments
+    at_halt = (np.arange(A.shape[0]) == sim["halt"][0])[:, None]  # rule 6's bar
+    # the first condition that holds wins
     return np.select(
         [
             liq_any,
             sim["stopped"][0],
+            (Ap != 0) & (A == 0) & at_halt,
             (Ap != 0) & (A == 0) & (D != 0) & (H == 0),
             (Ap != 0) & (A == 0) & (D == 0),
             (Ap == 0) & (A != 0),
             (Ap != 0) & (A != 0) & (Ap != A),
         ],
-        [6, 5, 4, 3, 2, 1],
+        [6, 5, 7, 4, 3, 2, 1],
         default=0,
     )
 
@@ -196,8 +198,8 @@ def positions(panel: Panel, pairs: PairSet, sim: dict[str, Any]) -> pd.DataFrame
     d_exit = sim["D"][0].T[p0, t1c]
     a_exit = A[p0, t1c]
     why = np.select(
-        [~closed, a_exit != 0, liq, stopped, d_exit != 0],
-        ["open", "flip", "liquidation", "stop", "max_hold"],
+        [~closed, a_exit != 0, liq, stopped, t1 == sim["halt"][0], d_exit != 0],
+        ["open", "flip", "liquidation", "stop", "drawdown", "max_hold"],
         default="exit",
     )
     exit_ms = np.where(closed, panel.ts_ms[t1c], 0)

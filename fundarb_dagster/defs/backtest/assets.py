@@ -49,6 +49,13 @@ class BacktestConfig(Config):
     leverage: float = Field(default=3.0, description="perp leverage (isolated margin = notional / leverage)")
     rebalance_h: float = Field(default=0.0, description="resize to target notional every N hours (0: never)")
     stop_distance: float = Field(default=0.0, description="risk stop within this fraction of liquidation (0: off)")
+    drawdown_stop: float = Field(
+        default=0.2,
+        description=(
+            "stop trading when the book's drawdown from its peak reaches this fraction: every pair closes and the "
+            "run trades no more (0: off; 0.2 = risk_report's default max_drawdown)"
+        ),
+    )
     capital: float = Field(default=1_000_000.0, description="capital, USD, split evenly over the pairs")
     execution: str = Field(default="taker", description="taker (fee + half-spread) or maker (maker fee)")
     slippage_bps: float = Field(default=2.0, description="half-spread model where no quotes were recorded")
@@ -64,6 +71,7 @@ class BacktestConfig(Config):
             leverage=self.leverage,
             rebalance_h=self.rebalance_h,
             stop_distance=self.stop_distance,
+            drawdown_stop=self.drawdown_stop,
             capital=self.capital,
             execution=self.execution,
             slippage_bps=self.slippage_bps,
@@ -221,6 +229,7 @@ def result_frames(
 ) -> dict[str, pd.DataFrame]:
     """The five tables' rows of one run."""
     ts = pd.to_datetime(panel.ts_ms, unit="ms")
+    halt = int(result.arrays["halt"][0])
     run = {
         "run_id": run_id,
         "created_at": created,
@@ -234,6 +243,7 @@ def result_frames(
         "n_pairs": n_pairs,
         "capital_usd": config.capital,
         "final_equity_usd": float(result.equity["equity"].iloc[-1]),
+        "drawdown_stop_ts": ts[halt] if halt < len(ts) else pd.NaT,
         **result.metrics,
         **{f"{k}_pnl": v for k, v in result.attribution.items()},
     }

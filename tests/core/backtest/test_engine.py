@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -108,6 +110,7 @@ def assert_matches_reference(panel: Panel, pairs: PairSet, params: BacktestParam
         assert r.attribution[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
     assert r.metrics["liquidations"] == ref["liquidations"]
     assert r.metrics["trade_count"] == ref["entries"]
+    assert r.arrays["halt"][0] == ref["halt"]
     # the open book's isolated wallets (what risk_report stresses) equal the loop's running wallets
     book = r.open_positions[r.open_positions["kind"] == "perp"]
     got = {(pairs.names.index(row.pair), 0 if row.leg == "a" else 1): row.wallet_usd for row in book.itertuples()}
@@ -121,6 +124,50 @@ def assert_matches_reference(panel: Panel, pairs: PairSet, params: BacktestParam
 def test_engine_matches_event_loop_on_sim(sim_panel: Panel, strategy: str, params: BacktestParams) -> None:
     pairs = get_strategy(strategy).pairs(sim_panel, {"borrow_apr": 0.08})
     assert_matches_reference(sim_panel, pairs, params)
+
+
+@pytest.mark.parametrize("params", PARAMS, ids=range(len(PARAMS)))
+@pytest.mark.parametrize("strategy", ["cash_carry", "perp_perp"])
+def test_drawdown_stop_matches_event_loop_and_trades_no_more(
+    sim_panel: Panel, strategy: str, params: BacktestParams
+) -> None:
+    """Rule 6 with the limit at 60 % of the run's own max drawdown (or 0.5): the engine and the loop stop at
+    the same bar with the same equity, and from there the book is flat and the equity constant."""
+    pairs = get_strategy(strategy).pairs(sim_panel, {"borrow_apr": 0.08})
+    free = run_backtest(sim_panel, pairs, params)
+    limit = min(0.6 * free.metrics["max_drawdown"], 0.5)
+    stopped = replace(params, drawdown_stop=limit)
+    assert_matches_reference(sim_panel, pairs, stopped)
+    r = run_backtest(sim_panel, pairs, stopped)
+    halt = int(r.arrays["halt"][0])
+    T = len(sim_panel.ts_ms)
+    assert halt < T
+    np.testing.assert_array_equal(r.arrays["A"][0][halt:], 0)
+    assert np.ptp(r.equity["equity"].to_numpy()[halt:]) == 0.0
+    np.testing.assert_allclose(r.equity["equity"].to_numpy()[:halt], free.equity["equity"].to_numpy()[:halt])
+    assert set(r.trades.loc[r.trades["ts"] > r.equity["ts"].iloc[halt], "reason"]) == set()
+    closes = r.trades[r.trades["ts"] == r.equity["ts"].iloc[halt]]
+    assert set(closes["reason"]) <= {"drawdown", "liquidation", "stop"}
+    if r.arrays["A"][0][halt - 1].any():  # the stop can also fire on the costs of a close the bar before
+        assert "drawdown" in set(closes["reason"]) and "drawdown" in set(r.positions["exit_reason"])
+
+
+def test_drawdown_stop_by_hand() -> None:
+    """capital 1000, leverage 1: short 5 perp at 100 and long 5 spot, fees 5 and 10 bp. The perp jumps to 110
+    in bar 2 while the spot stays (a basis blow-out): marked equity 1000 - 0.75 - 50 = 949.25 is 5.075 % below
+    the peak (1000, the capital), so a 5 % limit closes both legs at bar 2's mids and nothing trades after."""
+    panel = tiny_panel([100, 100, 110, 110, 110], [100] * 5, [0.5] * 5, [0.0] * 5)
+    pairs = get_strategy("cash_carry").pairs(panel, {})
+    r = run_backtest(panel, pairs, BacktestParams(capital=1000.0, leverage=1.0, drawdown_stop=0.05))
+    entry_fees = 5 * 100 * 0.0005 + 5 * 100 * 0.001
+    exit_fees = 5 * 110 * 0.0005 + 5 * 100 * 0.001
+    after = 1000 - entry_fees - 50 - exit_fees
+    np.testing.assert_allclose(r.equity["equity"], [1000 - entry_fees] * 2 + [after] * 3, rtol=0, atol=1e-12)
+    assert int(r.arrays["halt"][0]) == 2
+    assert list(r.trades["reason"]) == ["entry", "entry", "drawdown", "drawdown"]
+    # a limit just above the marked drawdown never fires: the run holds to the end
+    held = run_backtest(panel, pairs, BacktestParams(capital=1000.0, leverage=1.0, drawdown_stop=0.051))
+    assert int(held.arrays["halt"][0]) == 5 and held.equity["in_market"].iloc[-1]
 
 
 def test_sim_cases_exercise_every_path(sim_panel: Panel) -> None:
@@ -185,9 +232,15 @@ def perturb_after(panel: Panel, k: int, seed: int) -> Panel:
     return out
 
 
-@pytest.mark.parametrize("strategy", ["cash_carry", "perp_perp"])
-def test_perturbing_data_after_t_never_changes_decisions_up_to_t(sim_panel: Panel, strategy: str) -> None:
-    params = BacktestParams(leverage=8, max_hold_h=100, rebalance_h=24, stop_distance=0.03)
+@pytest.mark.parametrize(
+    "strategy,drawdown_stop",
+    # with a drawdown stop that fires (bar 1000 of 1080, bar 703)
+    [("cash_carry", 0.0), ("perp_perp", 0.0), ("cash_carry", 0.08), ("perp_perp", 0.3)],
+)
+def test_perturbing_data_after_t_never_changes_decisions_up_to_t(
+    sim_panel: Panel, strategy: str, drawdown_stop: float
+) -> None:
+    params = BacktestParams(leverage=8, max_hold_h=100, rebalance_h=24, stop_distance=0.03, drawdown_stop=drawdown_stop)
     base_pairs = get_strategy(strategy).pairs(sim_panel, {"borrow_apr": 0.08})
     base = run_backtest(sim_panel, base_pairs, params)
     for k in (50, 400, 900):
@@ -200,7 +253,9 @@ def test_perturbing_data_after_t_never_changes_decisions_up_to_t(sim_panel: Pane
         before = base.trades[base.trades["ts"].astype("int64") // 1000 <= cut].reset_index(drop=True)
         after = r.trades[r.trades["ts"].astype("int64") // 1000 <= cut].reset_index(drop=True)
         assert before.equals(after)
-        assert not np.array_equal(r.arrays["A"][0], base.arrays["A"][0])  # the perturbation did bite later
+        if k < base.arrays["halt"][0]:  # after a drawdown stop the book is flat whatever the data
+            assert not np.array_equal(r.arrays["A"][0], base.arrays["A"][0])  # the perturbation did bite later
+    assert (base.arrays["halt"][0] < len(sim_panel.ts_ms)) == (drawdown_stop > 0)
 
 
 def test_bad_parameters_name_field_and_value() -> None:

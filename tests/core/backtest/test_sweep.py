@@ -65,15 +65,15 @@ def test_walk_forward_choice_ignores_the_test_part(sim_panel: Panel) -> None:
 
 
 @pytest.mark.parametrize("strategy", ["cash_carry", "perp_perp"])
-@pytest.mark.parametrize("stop", [0.0, 0.02])
-def test_grid_sharing_path_equals_full_engine(sim_panel: Panel, strategy: str, stop: float) -> None:
+@pytest.mark.parametrize("stop,drawdown", [(0.0, [0.0]), (0.02, [0.0]), (0.0, [0.0, 0.03, 0.1])])
+def test_grid_sharing_path_equals_full_engine(sim_panel: Panel, strategy: str, stop: float, drawdown: list) -> None:
     """simulate(detail=False) shares the never-stopped path across leverages and re-prices only the cells around
     events; it must give the full engine's aggregates on a grid with liquidations, stops, rebalances, holding
-    limits, reverse carry and borrow."""
+    limits, reverse carry, borrow and drawdown stops (rule 6)."""
     pairs = get_strategy(strategy).pairs(sim_panel, {"borrow_apr": 0.08})
     base = BacktestParams(stop_distance=stop)
     axes = {"enter_apr": [0.05, 0.15], "exit_apr": [0.0, 0.03], "leverage": [1.0, 3.0, 12.0, 25.0],
-            "max_hold_h": [0, 30], "rebalance_h": [0, 5]}  # fmt: skip
+            "max_hold_h": [0, 30], "rebalance_h": [0, 5], "drawdown_stop": drawdown}  # fmt: skip
     grid = make_grid(base, axes)
     full = simulate(sim_panel, pairs, grid, base, detail=True)
     fast = simulate(sim_panel, pairs, grid, base, detail=False)
@@ -82,8 +82,13 @@ def test_grid_sharing_path_equals_full_engine(sim_panel: Panel, strategy: str, s
     for key, value in full["attribution"].items():
         np.testing.assert_allclose(fast["attribution"][key], value, rtol=0, atol=tol, err_msg=key)
     np.testing.assert_allclose(fast["traded_notional"], full["traded_notional"], rtol=1e-12)
-    for key in ("in_market", "entries", "held_pair_bars", "liquidations", "stops"):
+    for key in ("in_market", "entries", "held_pair_bars", "liquidations", "stops", "halt"):
         np.testing.assert_array_equal(fast[key], full[key], err_msg=key)
+    if len(drawdown) > 1:  # the stops fire, at different bars, on points of each limit
+        T = len(sim_panel.ts_ms)
+        for limit in drawdown[1:]:
+            assert (full["halt"][grid["drawdown_stop"] == limit] < T).sum() > 4
+        assert len(np.unique(full["halt"])) > 5
     assert full["liquidations"].sum() > 0
     assert (full["stops"].sum() > 0) == (stop > 0)
     assert len(np.unique(full["liquidations"])) > 1  # the leverage changes which points are liquidated

@@ -31,6 +31,7 @@ CONFIG = {
     "stop_distance": 0.02,
     "capital": 100000.0,
     "borrow_apr": 0.06,
+    "drawdown_stop": 0.0,
 }
 
 
@@ -79,6 +80,40 @@ def test_backtest_materializes_and_matches_core_on_the_same_data(warehouse: tupl
     meta = result.asset_materializations_for_node("backtest")[0].metadata
     assert meta["equity_and_drawdown"].value.startswith("![equity](data:image/png;base64,")
     assert "sharpe" in meta["metrics"].value
+
+
+def test_the_drawdown_stop_closes_the_book_inside_the_backtest(warehouse: tuple[Path, object]) -> None:
+    """drawdown_stop 0.5 %: the run closes every pair at the bar its marked drawdown reaches it, as the core
+    engine does on the same data, records when, and trades no more (the risk report's limit as a stop, not
+    only an alert)."""
+    path, panel = warehouse
+    config = {**CONFIG, "drawdown_stop": 0.005}
+    result = materialize([backtest], resources=resources(path), run_config={"ops": {"backtest": {"config": config}}})
+    params = BacktestParams(**{k: v for k, v in config.items() if k not in ("strategy", "borrow_apr")})
+    direct = run_backtest(panel, get_strategy("cash_carry").pairs(panel, {"borrow_apr": 0.06}), params)
+    halt = int(direct.arrays["halt"][0])
+    assert halt < len(panel.ts_ms)
+    with duckdb.connect(str(path), read_only=True) as conn:
+        r = {"r": result.run_id}
+        eq = conn.execute("SELECT ts, equity FROM backtest_equity WHERE run_id = $r ORDER BY ts", r).df()
+        run = conn.execute("SELECT * FROM backtest_runs WHERE run_id = $r", r).df().iloc[0]
+        trades = conn.execute("SELECT ts, reason, fee_usd, slippage_usd FROM backtest_trades WHERE run_id = $r", r).df()
+        book = conn.execute("SELECT * FROM backtest_book WHERE run_id = $r", r).df()
+    np.testing.assert_allclose(eq["equity"], direct.equity["equity"], rtol=1e-9)
+    stop_ts = eq["ts"].iloc[halt]
+    assert run["drawdown_stop_ts"] == stop_ts
+    # the marked drawdown of every bar, recomputed from the stored tables: the bar's equity plus the costs of
+    # the trades decided at it, against the peak of the capital and the bars before; the first to reach 0.5 %
+    # is the stop
+    assert "liquidation" not in set(trades["reason"])  # (a liquidated leg's close would belong to the mark)
+    per_bar = trades.groupby("ts")[["fee_usd", "slippage_usd"]].sum().sum(axis=1)
+    marked = eq["equity"] + eq["ts"].map(per_bar).fillna(0.0)
+    peak = np.maximum.accumulate(np.r_[config["capital"], eq["equity"].to_numpy()[:-1]])
+    drawn = 1 - marked.to_numpy() / np.maximum(peak, marked.to_numpy())
+    assert int(np.argmax(drawn >= 0.005)) == halt
+    assert set(trades.loc[trades["ts"] == stop_ts, "reason"]) == {"drawdown"}
+    assert (trades["ts"] <= stop_ts).all() and book.empty
+    assert eq["equity"].iloc[halt:].nunique() == 1
 
 
 def test_writing_a_run_again_replaces_its_rows_and_new_runs_append(
