@@ -1,7 +1,8 @@
 """The `fundarb` command: demo, capture, import, history, check-config, assets, ui.
 
 Each subcommand is a thin shell over a function in the package, imported only when that subcommand runs
-(importing mpi4py initialises MPI, so only the capture job itself ever does).
+(importing mpi4py initialises MPI, so only the capture job itself ever does). Every argument and the config
+are checked before any work: a bad one prints one line naming it and the value, and the exit code is 2.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .core import arguments
 from .core.config import SOURCE_KINDS, ConfigError, load_config, parse_utc_ms
 from .instance import dagster_env
 
@@ -29,10 +31,19 @@ examples:
       --partition-range "2026-11-01-00:00...2026-11-01-23:00"     every hourly table of a day, one run"""
 
 SCOPES = ("hourly", "daily")
+HISTORY_STREAMS = ("ohlcv", "funding", "trades")
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (`fundarb demo: argument --ranks: invalid int value: 'x'`)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fundarb",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -127,13 +138,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
-        print(f"fundarb: config error: {exc}", file=sys.stderr)
-        return 2
+        print(f"fundarb {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 
 
+def _landing_free(data_dir: str | Path) -> None:
+    """A capture into `data_dir` would be refused: say so before any work, naming the running job."""
+    from mpi_jobs.lock import lock_holder
+
+    busy = lock_holder(data_dir)
+    if busy is not None:
+        raise ConfigError(busy)
+
+
 def _demo(args: argparse.Namespace) -> int:
+    arguments.demo(args.data_dir, args.history_days, args.capture_seconds, args.speed, args.ranks)
+    if args.capture_seconds > 0:
+        _landing_free(args.data_dir)
     from .demo import run_demo
 
     return run_demo(
@@ -163,15 +186,20 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from .core.history import pull_history
-
     config = load_config(args.config)
     if args.data_dir:
         config = config.with_overrides(data_dir=args.data_dir)
+    arguments.data_dir(config.data_dir, "data_dir")
+    since, until = parse_utc_ms(args.since, "--since"), parse_utc_ms(args.until, "--until")
+    if since >= until:
+        raise ConfigError(f"--until: {args.until!r} is not after --since {args.since!r}")
     streams = tuple(s.strip() for s in args.streams.split(",") if s.strip())
-    counts = pull_history(
-        config, parse_utc_ms(args.since, "--since"), parse_utc_ms(args.until, "--until"), streams=streams
-    )
+    unknown = [s for s in streams if s not in HISTORY_STREAMS] or ([] if streams else [args.streams])
+    if unknown:
+        raise ConfigError(f"--streams: {unknown[0]!r} is not one of {list(HISTORY_STREAMS)}")
+    from .core.history import pull_history
+
+    counts = pull_history(config, since, until, streams=streams)
     for stream, rows in counts.items():
         print(f"{stream}: {rows} rows landed under {config.data_path / 'landing' / stream}")
     return 0
@@ -179,6 +207,7 @@ def _history(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    arguments.data_dir(config.data_dir, "data_dir")
     subs = config.subscriptions()
     print(f"config ok: source={config.source} data_dir={config.data_dir} subscriptions={len(subs)}")
     for exchange in config.exchanges:
@@ -212,6 +241,10 @@ def _assets(args: argparse.Namespace) -> int:
 def _ui(args: argparse.Namespace) -> int:
     import subprocess
 
+    arguments.data_dir(args.data_dir)
+    arguments.whole(args.port, "--port", minimum=1)
+    if args.port > 65535:
+        raise ConfigError(f"--port: {args.port!r} must be at most 65535")
     env = dagster_env(Path(args.data_dir))
     command = [
         str(Path(sys.executable).with_name("dagster")),

@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from .core import arguments
 from .core.config import default_config
 from .core.landing import landing_root, stream_glob
 from .core.schema import MARKET_STREAMS
@@ -99,6 +100,7 @@ def run_demo(
     ranks: int = 3,
     fresh: bool = False,
 ) -> int:
+    arguments.demo(data_dir, history_days, capture_seconds, speed, ranks)  # before any work
     from mpi_jobs.launcher import launch_capture
 
     from .core.history import pull_history

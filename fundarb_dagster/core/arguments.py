@@ -47,3 +47,14 @@ def existing_paths(paths: list[Path], name: str = "paths") -> list[Path]:
         if not path.exists():
             raise ConfigError(f"{name}: {str(path)!r} does not exist")
     return paths
+
+
+def demo(
+    data_dir_: str | os.PathLike[str], history_days: float, capture_seconds: float, speed: float, ranks: int
+) -> None:
+    """`fundarb demo`'s arguments (each would otherwise fail only after the history pull, or not at all)."""
+    data_dir(data_dir_)
+    number(history_days, "--history-days", minimum=0)
+    number(capture_seconds, "--capture-seconds", minimum=0, note=" (0 skips the capture)")
+    number(speed, "--speed", minimum=0, inclusive=False, note=" (sim market seconds per wall second)")
+    whole(ranks, "--ranks", minimum=2, note=" (one flusher and at least one watcher)")

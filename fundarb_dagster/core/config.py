@@ -187,7 +187,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> FundarbConfig:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config: {str(path)!r} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config: {str(path)!r} is not valid YAML{where}: {problem}") from None
     if raw is None:
         # Taking an empty file for the defaults would capture the embedded venues into the default folder.
         raise ConfigError(f"config: {str(path)!r} is empty; leave out --config for the embedded defaults")

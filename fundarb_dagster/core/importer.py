@@ -1,13 +1,16 @@
 """`fundarb import`: recorded files (Binance public-data archives, the fixture CSV shapes) -> the landing zone.
 
-One file at a time: read its bytes' sha256, skip it when `data_dir/imports.json` says that digest was
-already imported for this (exchange, symbol, kind), else parse it with the replay parser
+Every argument is checked before any work (`check_arguments`: kind, exchange id, symbol, data folder, that
+each path exists and each .zip opens). Then one file at a time: read its bytes' sha256, skip it when
+`data_dir/imports.json` says that digest was already imported for this (exchange, symbol) as the kind it
+would be read as now (given, or detected), else parse it with the replay parser
 (`sources.replay.parse_file`: kind detected or given, rows normalized to the `schema` dtypes, bad rows
 quarantined with a reason naming the field and the value), register the instrument in
 `data_dir/instruments.json` (stable ids), observe funding intervals into the registry, and land the rows
 with `landing.write_stream` under the writer `import-<first 12 hex of the digest>`.
 
-Idempotent: a digest in the manifest lands nothing new. Crash-safe: each landed file is atomic, and the
+Idempotent: a digest in the manifest lands nothing new. A file of which no row landed (a wrong `--kind`)
+is not recorded, so the right kind imports it later. Crash-safe: each landed file is atomic, and the
 manifest is written only after every file of an import landed; files an interrupted import left behind
 (same writer, same instrument, no manifest entry) are removed before it is redone, so a re-run produces
 exactly one copy. Quarantined rows are written to `data_dir/quarantine/import-<digest>.jsonl` and counted
@@ -21,6 +24,7 @@ import json
 import os
 import sys
 import time
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,10 +33,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from . import landing, schema
+from . import arguments, landing, schema
+from .config import ConfigError
 from .instruments import InstrumentRegistry, registry_path
 from .sources.markets import market_for
-from .sources.replay import KINDS, ParsedFile, parse_file
+from .sources.replay import KINDS, ParsedFile, detect_kind, parse_file
 
 MANIFEST_NAME = "imports.json"
 _DIGEST_CHARS = 12
@@ -145,6 +150,40 @@ def _entry_key(exchange: str, symbol: str, kind: str) -> str:
 
 
 # -- importing ----------------------------------------------------------------------------------------
+def check_arguments(
+    paths: Sequence[Path | str], data_dir: Path | str, *, exchange: str, symbol: str, kind: str | None
+) -> list[Path]:
+    """Every argument of an import, checked before any work; raises ConfigError naming the argument and
+    value. Returns the files to import (folders expanded)."""
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"--kind: unknown kind {kind!r}; expected one of {list(KINDS)}")
+    import ccxt
+
+    if exchange.lower() not in ccxt.exchanges:
+        raise ConfigError(f"--exchange: {exchange!r} is not a ccxt exchange id (e.g. binance, bybit, okx)")
+    try:
+        market_for(symbol)
+    except ValueError:
+        raise ConfigError(
+            f"--symbol: {symbol!r} is not a ccxt unified symbol like BTC/USDT (spot) or BTC/USDT:USDT (perpetual)"
+        ) from None
+    arguments.data_dir(data_dir)
+    files = []
+    for raw in arguments.existing_paths([Path(p) for p in paths]):
+        found = expand_paths([raw])
+        if raw.is_dir() and not found:
+            raise ConfigError(f"paths: folder {str(raw)!r} holds no .csv or .zip file")
+        files += found
+    for path in files:
+        if path.suffix.lower() == ".zip":
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    archive.namelist()
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise ConfigError(f"paths: {str(path)!r} is not a readable zip archive ({exc})") from None
+    return files
+
+
 def import_files(
     paths: Sequence[Path | str],
     data_dir: Path | str,
@@ -156,52 +195,57 @@ def import_files(
 ) -> ImportSummary:
     """Import recorded files of one instrument into the landing zone (see the module docstring).
 
-    A file that cannot be read at all (unknown kind, not a CSV) is reported as failed in the summary with
-    the reason; the others still import. Bad rows never fail a file: they are quarantined and counted.
+    Every argument is checked first (`check_arguments`: a `ConfigError` and nothing done). A file that cannot
+    be read at all (unknown kind, not a CSV), or of which no row landed (a wrong `kind`), is reported as
+    failed in the summary with the reason and is not recorded as imported; the others still import. Bad rows
+    never fail a file: they are quarantined and counted.
     """
     data_dir = Path(data_dir)
-    if kind is not None and kind not in KINDS:
-        raise ValueError(f"kind: unknown kind {kind!r}; expected one of {list(KINDS)}")
+    files = check_arguments(paths, data_dir, exchange=exchange, symbol=symbol, kind=kind)
     exchange = exchange.lower()
-    market = market_for(symbol)  # validates the symbol's shape, naming it when wrong
     registry_file = registry_path(data_dir)
     registry = InstrumentRegistry.load(registry_file)
-    instrument = registry.add_market(exchange, market)
+    instrument = registry.add_market(exchange, market_for(symbol))
     registry.save(registry_file)
     summary = ImportSummary(exchange=exchange, symbol=symbol, instrument_id=instrument.id)
     manifest = load_manifest(data_dir)
-    for path in expand_paths(paths):
+    for path in files:
         started = time.perf_counter()
-        if not path.is_file():
-            summary.files.append(FileResult(str(path), "", status="failed", error=f"path: {str(path)!r} is not a file"))
-            continue
         digest = file_digest(path)
         result = FileResult(str(path), digest)
-        done = manifest.get(digest, {})
-        previous = [
-            e
-            for k, e in done.items()
-            if k.startswith(f"{exchange} {symbol} ") and (kind is None or k.endswith(f" {kind}"))
-        ]
-        if previous:
-            result.status, result.kind = "skipped", previous[0].get("kind", "")
-            result.stream = previous[0].get("stream", "")
+        # Done only as the kind it would be read as now: a file recorded under another kind imports again.
+        done = manifest.get(digest, {}).get(_entry_key(exchange, symbol, kind or _detected(path)))
+        if done is not None:
+            result.status, result.kind, result.stream = "skipped", done.get("kind", ""), done.get("stream", "")
             summary.files.append(result)
             if progress:
-                progress(f"{path.name}: already imported (sha256 {digest[:_DIGEST_CHARS]}), nothing new")
+                progress(
+                    f"{path.name}: already imported as {result.kind} (sha256 {digest[:_DIGEST_CHARS]}), nothing new"
+                )
             continue
         try:
             parsed = parse_file(path, kind, progress=progress)
-        except (ValueError, UnicodeDecodeError, OSError) as exc:
+        except (ValueError, UnicodeDecodeError, OSError, zipfile.BadZipFile) as exc:
             result.status, result.error = "failed", str(exc)
             summary.files.append(result)
             continue
-        _land(parsed, result, data_dir, registry, exchange, symbol, instrument.id)
+        except (KeyError, IndexError) as exc:  # the columns of another kind than the one asked for
+            result.status, result.error = "failed", f"kind: {path.name} cannot be read as {kind!r} (no column {exc})"
+            summary.files.append(result)
+            continue
+        recorded = {f for entry in manifest.get(digest, {}).values() for f in entry.get("files", [])}
+        _land(parsed, result, data_dir, registry, exchange, symbol, instrument.id, recorded)
         registry.save(registry_file)  # intervals observed before the manifest says "done"
         result.seconds = time.perf_counter() - started
         summary.files.append(result)
+        if result.status != "failed" and not result.landed:
+            result.status = "failed"
+            result.error = (
+                f"kind: read as {parsed.kind!r}, no row of {result.rows:,} landed ({result.quarantined:,} "
+                "quarantined); not recorded as imported: is --kind right?"
+            )
         if result.status == "failed":
-            continue  # not in the manifest: a later run with the right kind may import it
+            continue  # not in the manifest: a later run with the right kind imports it
         manifest.setdefault(digest, {})[_entry_key(exchange, symbol, parsed.kind)] = {
             "path": str(path),
             "kind": parsed.kind,
@@ -218,6 +262,14 @@ def import_files(
     return summary
 
 
+def _detected(path: Path) -> str | None:
+    """The kind a file would be read as without --kind (None when it cannot be told: it will fail to parse)."""
+    try:
+        return detect_kind(path)
+    except (ValueError, UnicodeDecodeError, OSError, zipfile.BadZipFile):
+        return None
+
+
 def _land(
     parsed: ParsedFile,
     result: FileResult,
@@ -226,6 +278,7 @@ def _land(
     exchange: str,
     symbol: str,
     instrument_id: int,
+    recorded: set[str],
 ) -> None:
     result.kind, result.stream, result.rows = parsed.kind, parsed.stream, parsed.rows
     hint = parsed.symbol_hint
@@ -245,7 +298,7 @@ def _land(
         return
     records = _records_for(parsed, exchange, symbol, result)
     writer = f"import-{result.digest[:_DIGEST_CHARS]}"
-    _remove_interrupted(data_dir, writer, exchange, symbol)
+    _remove_interrupted(data_dir, writer, exchange, symbol, recorded)
     names = registry.names()
     if len(records):
         records["instrument_id"] = instrument_id
@@ -257,7 +310,9 @@ def _land(
         result.files += [str(p) for p in landing.write_stream(data_dir, parsed.stream, table, writer, seq)]
         result.landed = len(records)
     if parsed.reject_counts:
-        _quarantine(parsed, result, data_dir, writer, instrument_id, names)
+        # The rejects are kept either way; they become capture_events only for an import that landed rows
+        # (a file read as the wrong kind rejects every row: that is a mistake, not data about the market).
+        _quarantine(parsed, result, data_dir, writer, instrument_id, names, land_events=bool(len(records)))
 
 
 def _records_for(parsed: ParsedFile, exchange: str, symbol: str, result: FileResult) -> np.ndarray:
@@ -280,12 +335,15 @@ def _observe_intervals(registry: InstrumentRegistry, exchange: str, symbol: str,
             registry.observe_interval(exchange, symbol, int(ts), float(interval_h))
 
 
-def _remove_interrupted(data_dir: Path, writer: str, exchange: str, symbol: str) -> None:
-    """Delete landing files of this writer and instrument that an interrupted import left (no manifest entry)."""
+def _remove_interrupted(data_dir: Path, writer: str, exchange: str, symbol: str, recorded: set[str]) -> None:
+    """Delete landing files of this writer and instrument that an interrupted (or landless) import left: those
+    no manifest entry lists. The files of the same file's import as another kind are `recorded` and stay."""
     root = landing.landing_root(data_dir)
     if not root.exists():
         return
     for path in root.glob(f"*/date=*/hour=*/{writer}-*.parquet"):
+        if str(path) in recorded:
+            continue
         table = pq.read_table(path, columns=["exchange", "symbol"])
         first = table.slice(0, 1).to_pylist()
         if first and first[0] == {"exchange": exchange, "symbol": symbol}:
@@ -300,6 +358,7 @@ def _quarantine(
     writer: str,
     instrument_id: int,
     names: dict[int, tuple[str, str]],
+    land_events: bool = True,
 ) -> None:
     """Keep the rejects: a JSONL beside the data, and capture_events rows the warehouse counts."""
     folder = data_dir / "quarantine"
@@ -311,6 +370,8 @@ def _quarantine(
         for reject in parsed.rejects:
             handle.write(json.dumps(asdict(reject)) + "\n")
     os.replace(tmp, target)
+    if not land_events:
+        return
     events = schema.empty("capture_events", len(parsed.reject_counts))
     when = result.first_ts_ms if result.first_ts_ms is not None else int(time.time() * 1000)
     for i, (reason, count) in enumerate(sorted(parsed.reject_counts.items())):

@@ -9,9 +9,11 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from fundarb_dagster.core import landing
+from fundarb_dagster.core.config import ConfigError
 from fundarb_dagster.core.importer import format_summary, import_files, load_manifest
 from fundarb_dagster.core.instruments import InstrumentRegistry, registry_path
 from fundarb_dagster.core.schema import EventKind
@@ -253,19 +255,46 @@ def test_unreadable_files_fail_alone_with_a_reason(tmp_path: Path, fixtures_dir:
     shutil.copy(fixtures_dir / "binance_xrp" / mark.name, mark)
     good = write_csv(tmp_path / "BTCUSDT-1m-2024-01-01.csv", klines_rows(3), None, [], False)
     summary = import_files(
-        [odd, mark, tmp_path / "missing.csv", good],
-        tmp_path / "data",
-        exchange="binance",
-        symbol="BTC/USDT:USDT",
-        progress=None,
+        [odd, mark, good], tmp_path / "data", exchange="binance", symbol="BTC/USDT:USDT", progress=None
     )
-    assert [f.status for f in summary.files] == ["failed", "failed", "failed", "imported"]
+    assert [f.status for f in summary.files] == ["failed", "failed", "imported"]
     assert "kind: cannot tell the kind" in summary.files[0].error
     assert "mark-price candles" in summary.files[1].error
-    assert "is not a file" in summary.files[2].error
     assert summary.landed == 3 and not summary.ok
     assert "FAILED" in format_summary(summary)
-    assert load_manifest(tmp_path / "data").keys() == {summary.files[3].digest}
+    assert load_manifest(tmp_path / "data").keys() == {summary.files[2].digest}
+    # A path that does not exist is a bad argument: refused before any file is touched.
+    with pytest.raises(ConfigError, match="paths: '.*missing.csv' does not exist"):
+        import_files([good, tmp_path / "missing.csv"], tmp_path / "other", exchange="binance", symbol="BTC/USDT")
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_wrong_kind_that_lands_nothing_is_not_recorded_and_the_right_kind_then_imports(
+    tmp_path: Path, fixtures_dir: Path
+) -> None:
+    data = tmp_path / "data"
+    trades = tmp_path / "XRP_ETH-trades.csv"
+    shutil.copy(fixtures_dir / "binance_xrp" / trades.name, trades)
+    args = {"exchange": "binance", "symbol": "XRP/ETH", "progress": None}
+    unreadable = import_files([trades], data, kind="fixture_ohlcv", **args)  # lacks the candle columns
+    assert unreadable.files[0].status == "failed" and "cannot be read as 'fixture_ohlcv'" in unreadable.files[0].error
+    wrong = import_files([trades], data, kind="klines", **args)  # reads, but every row is quarantined
+    [result] = wrong.files
+    assert result.status == "failed" and result.landed == 0 and not wrong.ok
+    assert "read as 'klines', no row of 12,477 landed" in result.error
+    assert load_manifest(data) == {} and not (data / "landing").exists()  # no quarantine events either
+    right = import_files([trades], data, **args)  # detected: fixture_trades
+    assert right.files[0].status == "imported" and right.landed == 12_477
+    assert import_files([trades], data, **args).files[0].status == "skipped"
+    assert import_files([trades], data, kind="fixture_trades", **args).files[0].status == "skipped"
+    # Recorded as the kind it was read as: another kind is not "already imported", and reading the file
+    # that way again does not touch what the first kind landed.
+    again = import_files([trades], data, kind="klines", **args)
+    assert again.files[0].status == "failed"
+    landed = pq.read_table(data / "landing" / "trades").to_pandas()
+    assert len(landed) == 12_477 and landed["trade_id"].is_unique
+    ohlcv = data / "landing" / "ohlcv"
+    assert not ohlcv.exists() or not list(ohlcv.rglob("*.parquet"))
 
 
 def test_big_files_report_progress(tmp_path: Path, fixtures_dir: Path, monkeypatch) -> None:

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from fundarb_dagster.cli import main
 from fundarb_dagster.core import landing
 from fundarb_dagster.core.config import load_config
 from fundarb_dagster.core.schema import EventKind
@@ -172,6 +173,9 @@ def test_a_second_capture_on_the_same_landing_directory_fails_at_once_naming_the
         assert f"in use by the capture job with pid {pid}" in err and time.monotonic() - started < 2
         direct = run_job(config, 2, duration=5)  # mpiexec without the launcher: the job itself refuses
         assert direct.returncode == 2 and f"pid {pid}" in direct.stderr
+        # The demo would capture into it too: refused before its history pull.
+        assert main(["demo", "--data-dir", str(tmp_path / "data")]) == 2
+        assert f"in use by the capture job with pid {pid}" in capsys.readouterr().err
         out, err, _ = _stop(first)
     finally:
         if first.poll() is None:

@@ -2,9 +2,11 @@
 
 Two layers:
 
-- `Validator.screen(stream, items, ...)` looks at raw ccxt structures before they are normalized and
-  rejects the ones missing a required field (`missing:price`, `missing:timestamp`...), because after
-  normalization a missing value and a NaN look the same.
+- `Validator.screen(stream, items, ...)` looks at raw ccxt structures before they are normalized, because
+  after normalization a missing value and a NaN look the same: it rejects the ones missing a required field
+  (`missing:price`, `missing:timestamp`...; a ticker without its `bid`/`ask` keys, which every ccxt ticker
+  has, even when None) and the ones with a price or size that is there but NaN, infinite or not positive
+  (`bid:nan`, `ask_size:nonpositive`, `mark_price:inf`...; None stays a missing optional value).
 - `Validator.check(stream, records, now_ms)` looks at normalized records: NaN/inf/negative/zero prices
   (`price:nan`, `price:inf`, `price:nonpositive`), inconsistent candles, timestamps too far in the future or
   past (`ts:future`, `ts:past`), venue duplicates (`dup:trade_id`, `dup:ts`) and, where order matters
@@ -39,6 +41,21 @@ _OPTIONAL_PRICES = {
     "funding": ("mark_price", "index_price"),
 }
 _REQUIRED_PRICES = {"trades": ("price", "amount"), "ohlcv": ("open", "high", "low", "close")}
+# Raw ccxt fields that, when present (not None), must be finite and > 0: (ccxt key, label in reasons).
+_RAW_POSITIVE: dict[str, tuple[tuple[str, str], ...]] = {
+    "tickers": (
+        ("bid", "bid"),
+        ("ask", "ask"),
+        ("last", "last"),
+        ("markPrice", "mark_price"),
+        ("indexPrice", "index_price"),
+        ("bidVolume", "bid_size"),
+        ("askVolume", "ask_size"),
+    ),
+    "trades": (("price", "price"), ("amount", "amount")),
+    "funding": (("markPrice", "mark_price"), ("indexPrice", "index_price")),
+}
+_TICKER_KEYS = ("bid", "ask")  # every ccxt ticker structure has them (None when the venue gives none)
 _FIELD_REASON = {"amount": "amount", "open": "price", "high": "price", "low": "price", "close": "price"}
 
 
@@ -139,6 +156,9 @@ class Validator:
         if not isinstance(item, Mapping):
             return "structure"
         if stream == "tickers":
+            for key in _TICKER_KEYS:
+                if key not in item:
+                    return key
             keys = ("bid", "ask", "last", "markPrice")
             return None if any(item.get(k) not in (None, "") for k in keys) else "price"
         for name in REQUIRED_FIELDS.get(stream, ()):
@@ -146,18 +166,44 @@ class Validator:
                 return name
         return None
 
+    def bad_value(self, stream: str, item: Any) -> str | None:
+        """The reason a raw structure carries a price or size that is NaN, infinite or not positive, or None."""
+        if stream == "ohlcv":
+            volume = item[5] if isinstance(item, Sequence) and len(item) > 5 else None
+            if isinstance(volume, float) and volume != volume:  # NaN: candles' prices are checked once normalized
+                return "volume:nan"
+            return None
+        if not isinstance(item, Mapping):
+            return None
+        for key, label in _RAW_POSITIVE.get(stream, ()):
+            value = item.get(key)
+            if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+                continue  # missing optional values, and strings the normalizer reads
+            if value != value:
+                return f"{label}:nan"
+            if value in (math.inf, -math.inf):
+                return f"{label}:inf"
+            if value <= 0:
+                return f"{label}:nonpositive"
+        return None
+
     def screen(
         self, stream: str, items: Sequence[Any], instrument_id: int, now_ms: int
     ) -> tuple[list[Any], np.ndarray]:
-        """Drop raw structures missing a required field; quarantine rows `missing:<field>` for them."""
+        """Drop raw structures missing a required field (`missing:<field>`) or carrying a bad price or size
+        (`<field>:nan|inf|nonpositive`); one quarantine row per reason."""
         kept: list[Any] = []
         rejected: Counter[str] = Counter()
         for item in items:
             missing = self.missing_field(stream, item)
-            if missing is None:
+            if missing is not None:
+                rejected[f"missing:{missing}"] += 1
+                continue
+            bad = self.bad_value(stream, item)
+            if bad is None:
                 kept.append(item)
             else:
-                rejected[f"missing:{missing}"] += 1
+                rejected[bad] += 1
         events = [
             self._count(EventKind.QUARANTINED, stream, instrument_id, now_ms, reason, n, now_ms, now_ms)
             for reason, n in rejected.items()

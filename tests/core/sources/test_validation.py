@@ -149,6 +149,59 @@ def test_screen_rejects_raw_structures_missing_required_fields() -> None:
     assert validator.counts["missing:ohlcv"] == 2
 
 
+def _ticker(**fields: object) -> dict[str, object]:
+    base = {"symbol": "BTC/USDT", "timestamp": NOW, "bid": 100.0, "ask": 100.5, "bidVolume": 2.0, "askVolume": 3.0}
+    return {**base, "last": 100.2, "markPrice": None, "indexPrice": None, **fields}
+
+
+def test_nan_inf_and_nonpositive_prices_and_sizes_are_quarantined_while_missing_ones_pass() -> None:
+    """A ticker with bid = NaN used to pass as "a missing optional price": after normalization the two look
+    the same, so the raw structure is judged. None is missing (kept); NaN, inf, <= 0 are bad (quarantined)."""
+    from fundarb_dagster.core.instruments import InstrumentRegistry
+    from fundarb_dagster.core.sources.markets import market_for
+    from fundarb_dagster.core.sources.normalize import ticker_to_record
+
+    validator = Validator()
+    tickers = [
+        _ticker(),
+        _ticker(bid=None, bidVolume=None, last=None),  # a venue that gives no bid: missing, fine
+        _ticker(bid=float("nan")),
+        _ticker(ask=float("inf")),
+        _ticker(bidVolume=0.0),
+        _ticker(askVolume=float("nan")),
+        _ticker(markPrice=-1.0),
+        _ticker(indexPrice=float("-inf")),
+        {key: value for key, value in _ticker().items() if key != "bid"},  # not a ccxt ticker: no bid key
+    ]
+    instrument = InstrumentRegistry().add_market("bybit", market_for("BTC/USDT"))
+    accepted = []
+    reasons: dict[str, int] = {}
+    for raw in tickers:  # one at a time, as the Feed sees them
+        kept, screened = validator.screen("tickers", [raw], instrument.id, NOW)
+        reasons |= _reasons(screened)
+        for item in kept:
+            records, checked = validator.check("tickers", ticker_to_record(item, instrument, NOW), NOW, sequence=False)
+            reasons |= _reasons(checked)
+            accepted += records.tolist()
+    assert len(accepted) == 2
+    assert reasons == {
+        "bid:nan": 1,
+        "ask:inf": 1,
+        "bid_size:nonpositive": 1,
+        "ask_size:nan": 1,
+        "mark_price:nonpositive": 1,
+        "index_price:inf": 1,
+        "missing:bid": 1,
+    }
+    kept, events = validator.screen("funding", [{"fundingRate": 1e-4, "markPrice": float("nan")}], 7, NOW)
+    assert kept == [] and _reasons(events) == {"mark_price:nan": 1}
+    kept, events = validator.screen("trades", [{"timestamp": NOW, "price": 1.0, "amount": -2.0}], 7, NOW)
+    assert kept == [] and _reasons(events) == {"amount:nonpositive": 1}
+    kept, events = validator.screen("ohlcv", [[NOW, 1.0, 1.0, 1.0, 1.0, float("nan")]], 7, NOW)
+    assert kept == [] and _reasons(events) == {"volume:nan": 1}
+    assert (events["kind"] == int(EventKind.QUARANTINED)).all()
+
+
 def test_event_rows_carry_stream_kind_and_a_truncated_ascii_reason() -> None:
     row = event_rows(EventKind.GAP, "ohlcv", 5, NOW, NOW, count=2, start_ms=1, end_ms=2, reason="x" * 80)
     assert row.dtype == schema.CAPTURE_EVENTS
