@@ -1,10 +1,13 @@
--- backtest_sweep: metrics of every grid point, on the full window and on the walk-forward train/test parts;
--- key run_id, part, point.
+-- backtest_sweep: metrics of every grid point on the full window and on each walk-forward fold's training and
+-- test windows, and the stitched out-of-sample result; key run_id, part, fold, point.
 SELECT
     CAST(run_id AS VARCHAR) AS run_id,
     CAST(strategy AS VARCHAR) AS strategy,
     CAST(part AS VARCHAR) AS part,
+    CAST(fold AS BIGINT) AS fold,
     CAST(point AS BIGINT) AS point,
+    CAST(window_start AS TIMESTAMP) AS window_start,
+    CAST(window_end AS TIMESTAMP) AS window_end,
     CAST(enter_apr AS DOUBLE) AS enter_apr,
     CAST(exit_apr AS DOUBLE) AS exit_apr,
     CAST(max_hold_h AS DOUBLE) AS max_hold_h,

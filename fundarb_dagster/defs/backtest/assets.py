@@ -24,8 +24,10 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ...core.backtest import BacktestParams, Panel, get_strategy, run_backtest, sweep, walk_forward
+from ...core.backtest.metrics import drawdown
 from ...core.backtest.panel import panel_from_tables
 from ...core.backtest.plots import attribution_png, equity_drawdown_png, heatmap_png
+from ...core.backtest.sweeps import sweep_table
 from ...core.sql import execute, load_sql, table_exists
 from ..common.metadata import column_schema, md_table, png_md
 from ..common.tables import write_run
@@ -92,7 +94,14 @@ class SweepConfig(BacktestConfig):
     exit_apr_grid: list[float] = Field(default_factory=lambda: [0.0, 0.02])
     max_hold_h_grid: list[float] = Field(default_factory=lambda: [0.0, 168.0])
     leverage_grid: list[float] = Field(default_factory=lambda: [1.0, 2.0, 3.0, 5.0, 10.0])
-    train_fraction: float = Field(default=0.6, description="walk-forward: choose on this first share of bars")
+    walk_folds: int = Field(default=4, description="walk-forward: test windows, each after its training window")
+    walk_mode: str = Field(
+        default="expanding", description="walk-forward training window: expanding (every bar before) or rolling"
+    )
+    walk_train_h: float = Field(
+        default=0.0, description="walk-forward: hours of the first (rolling: every) training window; 0: equal chunks"
+    )
+    walk_test_h: float = Field(default=0.0, description="walk-forward: hours of each test window; 0: equal chunks")
     metric: str = Field(default="sharpe", description="metric to choose by and to draw")
     heatmap_x: str = Field(default="enter_apr")
     heatmap_y: str = Field(default="leverage")
@@ -273,7 +282,10 @@ def result_frames(
     owners=OWNERS,
     kinds={"duckdb", "python"},
     metadata=_schema("backtest_sweep"),
-    description="Metrics of a parameter grid on the full window and a walk-forward split (choose, then report)",
+    description=(
+        "Metrics of a parameter grid on the full window, and a walk-forward over rolling or expanding windows: "
+        "choose on each training window, report on the next test window, stitch the chosen test windows"
+    ),
 )
 def backtest_sweep(context: AssetExecutionContext, config: SweepConfig, duckdb: DuckDBResource) -> MaterializeResult:
     start, end = _window(config)
@@ -291,15 +303,9 @@ def backtest_sweep(context: AssetExecutionContext, config: SweepConfig, duckdb: 
 
     full = sweep(panel, pairs, base, axes, progress=progress)
     t_full = time.perf_counter() - t0
-    wf = walk_forward(panel, pairs, base, axes, config.train_fraction, config.metric)
-    chosen_point = int(wf["train"][config.metric].astype(float).idxmax())
-    parts = []
-    for part, table in (("full", full), ("train", wf["train"]), ("test", wf["test"])):
-        t = table.copy()
-        t["part"] = part
-        t["chosen"] = t["point"] == chosen_point
-        parts.append(t)
-    frame = pd.concat(parts, ignore_index=True)
+    bars = [int(round(h / panel.bar_h)) for h in (config.walk_train_h, config.walk_test_h)]
+    wf = walk_forward(panel, pairs, base, axes, config.walk_folds, config.walk_mode, config.metric, *bars)
+    frame = sweep_table(full, wf, panel.ts_ms)
     frame.insert(0, "strategy", config.strategy)
     frame.insert(0, "run_id", context.run.run_id)
     with warehouse_connection(duckdb) as conn:
@@ -308,6 +314,9 @@ def backtest_sweep(context: AssetExecutionContext, config: SweepConfig, duckdb: 
     show = ["point", *axes, "sharpe", "annual_return", "max_drawdown", "trade_count", "liquidations"]
     heat = png_md(heatmap_png(full, config.heatmap_x, config.heatmap_y, config.metric), "heatmap")
     wf_heat = png_md(heatmap_png(wf["test"], config.heatmap_x, config.heatmap_y, config.metric), "test heatmap")
+    stitched = wf["stitched"].assign(ts=lambda f: pd.to_datetime(f["ts_ms"], unit="ms"))
+    stitched["drawdown"] = drawdown(stitched["equity"].to_numpy()[None])[0]
+    title = f"walk-forward ({config.walk_mode}, {config.walk_folds} folds): chosen points on their test windows"
     return MaterializeResult(
         metadata={
             "run_id": context.run.run_id,
@@ -316,14 +325,30 @@ def backtest_sweep(context: AssetExecutionContext, config: SweepConfig, duckdb: 
             "heatmap": heat,
             "walk_forward_test_heatmap": wf_heat,
             "top_points": md_table(best[[c for c in show if c in best]], digits=4),
-            "walk_forward": MetadataValue.json(
-                {
-                    "split": str(pd.to_datetime(wf["split_ts_ms"], unit="ms")),
-                    "metric": config.metric,
-                    "chosen": wf["chosen"],
-                    "train_score": wf["train_score"],
-                    "test_score": wf["test_score"] if pd.notna(wf["test_score"]) else None,
-                }
-            ),  # fmt: skip
+            "walk_forward_folds": md_table(_fold_table(wf, panel, axes), digits=4),
+            "walk_forward_stitched": md_table(wf["stitched_metrics"], digits=4),
+            "walk_forward_equity": png_md(equity_drawdown_png(stitched, title), "stitched equity"),
         }
     )
+
+
+def _fold_table(wf: dict[str, Any], panel: Panel, axes: dict[str, list[float]]) -> pd.DataFrame:
+    """Each fold's windows (as times), the grid values it chose, and the scores on train and test."""
+    folds = wf["folds"]
+    stamps = pd.to_datetime(panel.ts_ms, unit="ms")
+    chosen = wf["train"].set_index(["fold", "point"])
+    out = pd.DataFrame(
+        {
+            "fold": folds["fold"],
+            "train": [f"{stamps[a]:%m-%d %H:%M}..{stamps[b - 1]:%m-%d %H:%M}" for a, b in
+                      zip(folds["train_start"], folds["train_end"], strict=True)],
+            "test": [f"{stamps[a]:%m-%d %H:%M}..{stamps[b - 1]:%m-%d %H:%M}" for a, b in
+                     zip(folds["test_start"], folds["test_end"], strict=True)],
+            "point": folds["chosen"],
+        }
+    )  # fmt: skip
+    for name in axes:
+        out[name] = [chosen.loc[(k, p), name] for k, p in zip(folds["fold"], folds["chosen"], strict=True)]
+    out[f"train_{wf['metric']}"] = folds["train_score"]
+    out[f"test_{wf['metric']}"] = folds["test_score"]
+    return out

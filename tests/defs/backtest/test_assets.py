@@ -167,40 +167,50 @@ def test_panel_takes_intervals_from_funding_intervals(warehouse: tuple[Path, obj
     np.testing.assert_allclose(loaded.funding_cash[:, j], panel.funding_cash[:, k], rtol=1e-12)
 
 
-def test_sweep_materializes_grid_walk_forward_and_heatmap(warehouse: tuple[Path, object]) -> None:
-    path, _ = warehouse
+@pytest.mark.parametrize("mode", ["expanding", "rolling"])
+def test_sweep_materializes_grid_walk_forward_folds_and_the_stitched_result(
+    warehouse: tuple[Path, object], mode: str
+) -> None:
+    path, panel = warehouse
     config = {
         "strategy": "perp_perp",
         "enter_apr_grid": [0.05, 0.1, 0.2],
         "exit_apr_grid": [0.0],
         "max_hold_h_grid": [0.0, 48.0],
         "leverage_grid": [2.0, 5.0],
-        "train_fraction": 0.5,
+        "walk_folds": 3,
+        "walk_mode": mode,
     }
     result = materialize(
         [backtest_sweep], resources=resources(path), run_config={"ops": {"backtest_sweep": {"config": config}}}
     )
     assert result.success
     with duckdb.connect(str(path), read_only=True) as conn:
-        parts = dict(
-            conn.execute(
-                "SELECT part, count(*) FROM backtest_sweep WHERE run_id = $r GROUP BY part", {"r": result.run_id}
-            ).fetchall()
-        )
-        chosen = conn.execute(
-            "SELECT DISTINCT point FROM backtest_sweep WHERE run_id = $r AND chosen", {"r": result.run_id}
-        ).fetchall()
-        best_train = conn.execute(
-            "SELECT point FROM backtest_sweep WHERE run_id = $r AND part = 'train' ORDER BY sharpe DESC"
-            " NULLS LAST LIMIT 1",
-            {"r": result.run_id},
-        ).fetchone()
+        rows = conn.execute("SELECT * FROM backtest_sweep WHERE run_id = $r", {"r": result.run_id}).df()
         columns = [(row[0], row[1]) for row in conn.execute("DESCRIBE backtest_sweep").fetchall()]
     assert columns == TABLES["backtest_sweep"].duckdb_columns  # core/tables.py says what the SQL file writes
-    assert parts == {"full": 12, "train": 12, "test": 12}
-    assert chosen == [best_train]
+    assert rows.groupby("part").size().to_dict() == {"full": 12, "train": 36, "test": 36, "stitched": 1}
+    # each fold chose the best training point, and trained only on bars before its test window
+    train, test = rows[rows.part == "train"], rows[rows.part == "test"]
+    for fold in range(3):
+        t, s = train[train.fold == fold], test[test.fold == fold]
+        best = t.sort_values("sharpe", ascending=False, na_position="last").iloc[0]["point"]
+        assert set(t.loc[t.chosen, "point"]) == set(s.loc[s.chosen, "point"]) == {best}
+        assert t["window_end"].max() < s["window_start"].min()
+        assert (t["window_start"].min() == rows["window_start"].min()) == (mode == "expanding" or fold == 0)
+    # the test windows follow each other; the stitched row covers them, its return chains theirs
+    starts = sorted(test["window_start"].unique())
+    stitched = rows[rows.part == "stitched"].iloc[0]
+    assert stitched["window_start"] == starts[0] and stitched["window_end"] == rows["window_end"].max()
+    chosen = test[test.chosen].sort_values("fold")
+    growth = chosen["final_equity_usd"].to_numpy() / 1e6  # each test window from the default capital
+    assert stitched["final_equity_usd"] == pytest.approx(1e6 * np.prod(growth), rel=1e-9)
+    # total_return counts from a curve's first bar (after its entry costs): the stitched one from fold 0's
+    first_bar = growth[0] / (1 + chosen["total_return"].iloc[0])
+    assert 1 + stitched["total_return"] == pytest.approx(np.prod(growth) / first_bar, rel=1e-9)
     meta = result.asset_materializations_for_node("backtest_sweep")[0].metadata
     assert meta["heatmap"].value.startswith("![heatmap](data:image/png;base64,")
+    assert "stitched" in meta["walk_forward_equity"].value and "train_sharpe" in meta["walk_forward_folds"].value
     assert meta["grid_points"].value == 12
 
 
