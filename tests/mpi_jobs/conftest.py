@@ -23,6 +23,7 @@ from fundarb_dagster.core.sources.sim import SimExchange
 
 REPO = Path(__file__).resolve().parents[2]
 SEAM = Path(__file__).resolve().parent / "storage_faults"
+SUBSCRIBED_TRADES = [("bybit", "BTC/USDT"), ("bybit", "BTC/USDT:USDT"), ("binance", "ETH/USDT:USDT")]
 MPIEXEC = str(Path(sys.executable).with_name("mpiexec"))
 
 
@@ -164,9 +165,6 @@ def mpi_env() -> dict[str, str]:
     return _env()
 
 
-SUBSCRIBED_TRADES = [("bybit", "BTC/USDT"), ("bybit", "BTC/USDT:USDT"), ("binance", "ETH/USDT:USDT")]
-
-
 def _filled(events: pd.DataFrame | None, exchange: str, symbol: str) -> int:
     if events is None:
         return 0
@@ -179,7 +177,13 @@ def _filled(events: pd.DataFrame | None, exchange: str, symbol: str) -> int:
     return int(events.loc[mask, "count"].sum())
 
 
-def assert_trades_match_the_sim(config: Path, data_dir: Path, stdout: str, day: str | None = None) -> dict[str, int]:
+def assert_trades_match_the_sim(
+    config: Path,
+    data_dir: Path,
+    stdout: str,
+    day: str | None = None,
+    pairs: list[tuple[str, str]] = SUBSCRIBED_TRADES,
+) -> dict[str, int]:
     """Landed trades, per symbol: exactly the sim's history over the landed range, and every emitted one
     (of one `day`, YYYY-MM-DD, when several runs captured different days into one landing zone)."""
     trades = landed(data_dir, "trades")
@@ -189,7 +193,7 @@ def assert_trades_match_the_sim(config: Path, data_dir: Path, stdout: str, day: 
         events = events[events["date"].astype(str) == day] if events is not None else None
     emitted = summed(source_counts(stdout), "emitted")
     counts = {}
-    for exchange, symbol in SUBSCRIBED_TRADES:
+    for exchange, symbol in pairs:
         mine = trades[(trades["exchange"] == exchange) & (trades["symbol"] == symbol)].sort_values("ts_ms")
         assert len(mine) > 0, f"no trades landed for {exchange} {symbol}"
         assert mine["trade_id"].is_unique, f"{exchange} {symbol}: a trade landed twice"  # ids are per symbol

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -9,15 +10,17 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from fundarb_dagster.core import landing, schema
+from fundarb_dagster.core.config import load_config
 from fundarb_dagster.core.schema import EventKind, StreamCode
+from fundarb_dagster.core.sources.sim import SimExchange
 from mpi_jobs.launcher import launch_capture
 
 from .conftest import (
     REPO,
-    SUBSCRIBED_TRADES,
     assert_no_temporaries_or_unreadable_files,
     assert_trades_match_the_sim,
     job_command,
@@ -54,6 +57,9 @@ def test_sim_capture_lands_exactly_what_the_sim_emitted(tmp_path: Path, ranks: i
     trades_total = int(last.loc[last["stream"] == int(StreamCode.TRADES), "messages"].sum())
     assert trades_total == len(landed(data, "trades"))
     assert set(last["rank"]) == set(range(1, ranks))
+    # On the data's own clock (the simulator's), so the stats sit in the hours of the data they describe.
+    received = pd.concat([landed(data, s)["recv_ts_ms"] for s in ("trades", "tickers", "ohlcv", "funding")])
+    assert stats["ts_ms"].between(received.min(), received.max()).all()
     assert "TOTAL" in proc.stdout and "trades" in proc.stdout
 
 
@@ -73,31 +79,110 @@ def test_sigterm_mid_run_drains_and_lands_every_emitted_record(tmp_path: Path) -
     assert_trades_match_the_sim(config, tmp_path / "data", stdout)
 
 
-def test_injected_faults_become_capture_events_and_the_job_keeps_running(tmp_path: Path) -> None:
-    faults = {"disconnect_every_s": 120, "malformed_rate": 0.01, "duplicate_rate": 0.01, "out_of_order_rate": 0.01}
-    config = write_config(tmp_path, sim={"seed": 11, "faults": faults})
-    proc = run_job(config, 2, duration=4)
+FAULT_EVENTS = {
+    "disconnect": EventKind.RECONNECT,
+    "malformed": EventKind.QUARANTINED,
+    "duplicate": EventKind.DUPLICATE,
+    "out_of_order": EventKind.OUT_OF_ORDER,
+}
+# binance streams funding as mark prices, okx as funding-rate structures; bybit's spot market has no funding.
+# (Not bybit's perp: its tickers carry its funding, and the simulator hands each ticker message to one of the
+# two callers of watch_ticker, so a duplicate can reach either subscription.)
+FAULTED = [
+    {"id": "binance", "symbols": ["ETH/USDT:USDT"]},
+    {"id": "okx", "symbols": ["BTC/USDT:USDT"]},
+    {"id": "bybit", "symbols": ["BTC/USDT"], "streams": ["trades", "tickers", "ohlcv"]},
+]
+
+
+def test_every_injected_fault_is_one_capture_event_of_its_kind_and_the_job_keeps_running(tmp_path: Path) -> None:
+    """Finding 6: per stream and symbol, RECONNECT = disconnects, QUARANTINED = malformed messages, DUPLICATE =
+    duplicates, OUT_OF_ORDER = out-of-order messages, exactly, as the simulator counted what it sent."""
+    faults = {"disconnect_every_s": 300, "malformed_rate": 0.01, "duplicate_rate": 0.01, "out_of_order_rate": 0.01}
+    config = write_config(tmp_path, sim={"seed": 11, "faults": faults}, exchanges=FAULTED)
+    proc = run_job(config, 3, duration=5)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = tmp_path / "data"
-    reports = source_counts(proc.stdout)
-    injected = summed(reports, "faults_injected")
+    injected = summed(source_counts(proc.stdout), "faults_injected")
     events = landed(data, "capture_events")
-    assert events is not None
-
-    def events_of(kind: EventKind, stream: str, symbol: str) -> int:
-        mask = (events["kind"] == int(kind)) & (events["stream"] == int(schema.STREAM_CODES[stream]))
-        return int(events.loc[mask & (events["symbol"] == symbol), "count"].sum())
-
-    for _, symbol in SUBSCRIBED_TRADES:
-        assert events_of(EventKind.RECONNECT, "trades", symbol) == injected.get(f"disconnect|trades|{symbol}", 0)
-        assert events_of(EventKind.QUARANTINED, "trades", symbol) == injected.get(f"malformed|trades|{symbol}", 0)
-        assert events_of(EventKind.DUPLICATE, "trades", symbol) >= injected.get(f"duplicate|trades|{symbol}", 0)
-    assert sum(v for k, v in injected.items() if k.startswith("disconnect")) > 0
-    assert sum(v for k, v in injected.items() if k.startswith("malformed")) > 0
+    counted = events.groupby(["kind", "stream", "symbol"])["count"].sum().to_dict()
+    subscriptions = load_config(config).subscriptions()
+    mismatches = []
+    for fault, kind in FAULT_EVENTS.items():
+        for _, symbol, stream in subscriptions:
+            expected = injected.get(f"{fault}|{stream}|{symbol}", 0)
+            got = counted.get((int(kind), int(schema.STREAM_CODES[stream]), symbol), 0)
+            if got != expected:
+                mismatches.append((fault, stream, symbol, expected, got))
+    assert not mismatches, "(fault, stream, symbol, injected, counted):\n" + "\n".join(map(str, mismatches))
+    for fault in FAULT_EVENTS:
+        assert sum(v for k, v in injected.items() if k.startswith(f"{fault}|")) > 0, fault
+    # Nothing else was reported as a fault: no unexpected quarantine, duplicate or reconnect.
+    assert set(events["kind"]) <= {int(k) for k in FAULT_EVENTS.values()} | {
+        int(EventKind.GAP),
+        int(EventKind.GAP_FILLED),
+    }
     # Despite the faults: every landed trade is a real one, once, and gaps were backfilled to the exact history.
-    assert_trades_match_the_sim(config, data, proc.stdout)
+    # (okx's landed amounts are base units, the sim's trades count contracts: compared on the other venues)
+    pairs = [(e["id"], s) for e in FAULTED for s in e["symbols"] if e["id"] != "okx"]
+    assert_trades_match_the_sim(config, data, proc.stdout, pairs=pairs)
     stats = landed(data, "capture_stats")
     assert int(stats["reconnects"].max()) > 0
+
+
+def _stale_windows(config: Path, exchange_id: str, symbol: str, stream: str, lo: int, hi: int) -> list[int]:
+    """Start times (market ms) of the simulator's silent windows of one subscription that begin in [lo, hi)."""
+    sim_config = load_config(config).sim
+    exchange = SimExchange(exchange_id, sim_config)
+    market = asyncio.run(exchange._market(symbol))
+    schedule = exchange.fault_plan.stale(stream, market)
+    assert schedule is not None
+    every, offset, _ = schedule
+    first = (lo - offset) // every
+    return [w for k in range(first, first + (hi - lo) // every + 2) if lo <= (w := offset + k * every) < hi]
+
+
+def test_every_stale_window_longer_than_the_watchdog_is_one_stale_event(tmp_path: Path) -> None:
+    """Finding 6: each silent window the simulator injects that outlasts the watchdog is one STALE event,
+    whatever the number of restarts inside it; nothing else is reported stale."""
+    speed, duration_s, window_s = 600, 8, 900
+    timeouts = {"trades": 60, "tickers": 60, "funding": 60, "ohlcv": 120}
+    config = write_config(
+        tmp_path,
+        sim={"seed": 5, "speed": speed, "faults": {"stale_every_s": 600, "stale_duration_s": window_s}},
+        capture={"stale_timeout_s": timeouts},
+        exchanges=FAULTED,
+    )
+    proc = run_job(config, 3, duration=duration_s)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = landed(tmp_path / "data", "capture_events")
+    stale = events[events["kind"] == int(EventKind.STALE)]
+    start = load_config(config).sim.start_ms  # the market time at the job's clock start
+    stop = start + duration_s * speed * 1000
+    # The watchdog fires after max(timeout, 0.5 s of wall time) of silence; `margin` covers the machine's lag.
+    margin = 300_000
+    detected, ambiguous = 0, 0
+    for exchange_id, symbol, stream in load_config(config).subscriptions():
+        threshold = max(timeouts[stream] * 1000, 500 * speed)
+        # A subscription starts when its first call returns (the sim builds its funding world first).
+        rows = landed(tmp_path / "data", stream)
+        begun = int(rows.loc[(rows["exchange"] == exchange_id) & (rows["symbol"] == symbol), "recv_ts_ms"].min())
+        mine = stale[(stale["symbol"] == symbol) & (stale["stream"] == int(schema.STREAM_CODES[stream]))]
+        # (the feeds run on while the job stops, up to the watchers' stop bound: windows up to then count)
+        windows = _stale_windows(config, exchange_id, symbol, stream, start - window_s * 1000, stop + 10 * speed * 1000)
+        claimed = 0
+        for w in windows:
+            inside = mine[(mine["end_ms"] >= w) & (mine["end_ms"] <= w + window_s * 1000 + margin)]
+            claimed += len(inside)
+            if begun + margin <= w and w + threshold + margin <= stop:
+                assert len(inside) == 1, (exchange_id, symbol, stream, w, inside[["start_ms", "end_ms"]].values)
+                detected += 1
+            else:  # began before the capture, or not yet outlasted the watchdog when it stopped
+                assert len(inside) <= 1
+                ambiguous += 1
+        assert claimed == len(mine), (exchange_id, symbol, stream)  # no STALE event outside a silent window
+    print(f"stale windows: {detected} detected exactly once, {ambiguous} at the run's edges")
+    assert detected >= 10
 
 
 def test_launcher_refuses_a_bad_config_naming_field_and_value_before_starting(

@@ -25,7 +25,9 @@ What `watch` does, per (stream, symbol):
   time after recovery) once data flows again; trades/OHLCV gaps are then backfilled over REST where the
   venue has it (GAP_FILLED event), otherwise the gap stays visible;
 - a staleness watchdog per stream (`stale_timeout_s[stream]`, on the exchange's clock so a sped-up simulator
-  works): a STALE event, then the subscription is restarted (ccxt.pro streams can stop without an error).
+  works): a STALE event, then the subscription is restarted (ccxt.pro streams can stop without an error);
+  restarts while the same silence lasts add no further STALE event (one per silent stretch; the GAP event
+  that closes it counts the restarts).
 
 Times: `recv_ts_ms` and every timeout/back-off/poll period are on `exchange.milliseconds()` (wall time live,
 virtual time in the simulator, the recording's time in replays). Waits are also bounded in wall time, so a
@@ -136,6 +138,7 @@ class _Subscription:
     last_data_ts: int | None = None
     gap_start_ms: int | None = None
     gap_reasons: list[str] = field(default_factory=list)
+    silent: bool = False  # the staleness watchdog fired and no data came since (restarts stay quiet)
     # ohlcv: the forming candle, the last closed one, and every emitted candle time (for backfills)
     pending: list[Any] | None = None
     pending_uncertain: bool = False
@@ -372,6 +375,9 @@ class Feed:
                 self._open_gap(sub, "stale")
                 await self._restart(sub)
                 sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
+                if sub.silent:
+                    continue  # still the same silence after a restart: one STALE event per silent stretch
+                sub.silent = True
                 event = event_rows(
                     EventKind.STALE, stream, iid, now, now, start_ms=silent_since, end_ms=now, reason="stale:restart"
                 )
@@ -398,6 +404,7 @@ class Feed:
             records, events, first_ts = self._process(sub, raw, recv)
             if first_ts is not None:
                 backoff = _INITIAL_BACKOFF_S
+                sub.silent = False
             gap_events, gap = self._close_gap(sub, first_ts, recv)
             if len(records):
                 sub.last_data_ts = int(records["ts_ms"].max())
@@ -450,18 +457,23 @@ class Feed:
             items = list(raw) if isinstance(raw, Sequence) else []
             items, screened = self.validator.screen(stream, items, instrument.id, recv)
             first = int(min(normalize.int_ms(c[0]) for c in items)) if items else None
-            closed = self._close_candles(sub, items)
+            closed, repeats = self._close_candles(sub, items)
             records = normalize.ohlcv_to_records(closed, instrument, recv, self.timeframe_s)
             accepted, checked = self.validator.check(stream, records, recv)
             sub.emitted_candles.update(int(t) for t in accepted["ts_ms"])
-            return accepted, concat_events([screened, checked]), first
+            reported = [
+                self.validator.report(kind, stream, instrument.id, recv, reason, len(ts), min(ts), max(ts))
+                for (kind, reason), ts in repeats.items()
+            ]
+            return accepted, concat_events([screened, checked, *reported]), first
         else:
             records, screened = self._funding_records(sub, raw, recv)
         valid_ts = records["ts_ms"][records["ts_ms"] > 0]
         first = int(valid_ts.min()) if len(valid_ts) else None
-        if stream == "funding" and len(records) and self._thin_funding(sub, records[0], recv):
-            return records[:0], screened, first
+        # Validated before thinning: a repeated or older snapshot is a duplicate or out of order, and counted.
         accepted, checked = self.validator.check(stream, records, recv)
+        if stream == "funding" and len(accepted) and self._thin_funding(sub, accepted[0], recv):
+            accepted = accepted[:0]
         return accepted, concat_events([screened, checked]), first
 
     def _flush_closed_pending(self, sub: _Subscription) -> Batch | None:
@@ -479,12 +491,22 @@ class Feed:
         sub.emitted_candles.update(int(t) for t in accepted["ts_ms"])
         return Batch("ohlcv", accepted, events) if len(accepted) or len(events) else None
 
-    def _close_candles(self, sub: _Subscription, candles: list[Any]) -> list[Any]:
-        """Candles that just closed, each once, with the last values seen (the venue's final ones)."""
+    def _close_candles(
+        self, sub: _Subscription, candles: list[Any]
+    ) -> tuple[list[Any], dict[tuple[EventKind, str], list[int]]]:
+        """Candles that just closed, each once, with the last values seen (the venue's final ones); and the
+        candle times to report: a time twice in one batch (DUPLICATE `dup:candle`, the copy is ignored) and an
+        update of a candle already closed (OUT_OF_ORDER `ohlcv:late`, ignored: the final values were emitted)."""
         closed: list[Any] = []
+        repeats: dict[tuple[EventKind, str], list[int]] = {}
         backfill_possible = self.backfill_gaps and self._has("fetchOHLCV")
+        in_batch: set[int] = set()
         for candle in sorted(candles, key=lambda c: normalize.int_ms(c[0])):
             t = normalize.int_ms(candle[0])
+            if t in in_batch:
+                repeats.setdefault((EventKind.DUPLICATE, "dup:candle"), []).append(t)
+                continue
+            in_batch.add(t)
             pending_ts = normalize.int_ms(sub.pending[0]) if sub.pending is not None else None
             if pending_ts is not None and t > pending_ts:
                 if not (sub.pending_uncertain and backfill_possible):
@@ -493,12 +515,15 @@ class Feed:
                 sub.pending, sub.pending_uncertain = list(candle), False
             elif pending_ts is None or t == pending_ts:
                 if sub.last_closed_ts is not None and t <= sub.last_closed_ts:
-                    continue  # an update of a candle already emitted
+                    repeats.setdefault((EventKind.OUT_OF_ORDER, "ohlcv:late"), []).append(t)
+                    continue
                 sub.pending = list(candle)
             elif sub.last_closed_ts is None or t > sub.last_closed_ts:
                 closed.append(list(candle))  # an older candle, complete already (a snapshot's history)
                 sub.last_closed_ts = t
-        return closed
+            else:
+                repeats.setdefault((EventKind.OUT_OF_ORDER, "ohlcv:late"), []).append(t)
+        return closed, repeats
 
     async def _bootstrap_interval(self, sub: _Subscription) -> None:
         """Learn the funding interval once at start when nothing states it yet (hyperliquid's tickers don't)."""
@@ -536,8 +561,9 @@ class Feed:
     def _funding_records(self, sub: _Subscription, raw: Any, recv: int) -> tuple[np.ndarray, np.ndarray]:
         """One funding structure -> its record, read once and given the interval `intervals` decides."""
         instrument = sub.instrument
-        if not isinstance(raw, Mapping):
-            return _empty("funding"), self.validator.quarantine("funding", instrument.id, recv, "structure")
+        problem = self.validator.funding_problem(raw, sub.mode)
+        if problem is not None:
+            return _empty("funding"), self.validator.quarantine("funding", instrument.id, recv, problem)
         snapshot = normalize.funding_snapshot(raw, sub.mode)
         if snapshot is None:
             return _empty("funding"), self.validator.quarantine("funding", instrument.id, recv, "missing:funding_rate")
@@ -728,7 +754,10 @@ class Feed:
         else:
             records = normalize.trades_to_records(rows, instrument, now)
             fetched_ts = records["ts_ms"]
-            accepted, checked = self.validator.check(stream, records, now)
+            # The REST window overlaps what the stream delivered (the gap starts at its last trade): those
+            # are ours already, not venue duplicates; and a backfill is older than the stream by definition.
+            fresh = [not self.validator.seen_trade(instrument.id, t) for t in records["trade_id"].tolist()]
+            accepted, checked = self.validator.check(stream, records[np.array(fresh, dtype=bool)], now, order=False)
             covered = len(fetched_ts) and int(fetched_ts.min()) <= start_ms
         events = [screened, checked]
         if len(fetched_ts):

@@ -10,7 +10,8 @@ Two layers:
 - `Validator.check(stream, records, now_ms)` looks at normalized records: NaN/inf/negative/zero prices
   (`price:nan`, `price:inf`, `price:nonpositive`), inconsistent candles, timestamps too far in the future or
   past (`ts:future`, `ts:past`), venue duplicates (`dup:trade_id`, `dup:ts`) and, where order matters
-  (tickers, streamed funding, candles), records older than what was already accepted (`ts:out_of_order`).
+  (tickers, streamed funding, candles), records older than what was already accepted (`ts:out_of_order`);
+  a trade older than the newest trade accepted is kept (its identity is its id) but reported (`ts:late`).
 
 Rejections come back as `schema.CAPTURE_EVENTS` rows, one per (reason, batch) with a count and the time
 span of the rejected records, kind QUARANTINED, DUPLICATE or OUT_OF_ORDER. `Validator.counts` keeps the
@@ -56,6 +57,22 @@ _RAW_POSITIVE: dict[str, tuple[tuple[str, str], ...]] = {
     "funding": (("markPrice", "mark_price"), ("indexPrice", "index_price")),
 }
 _TICKER_KEYS = ("bid", "ask")  # every ccxt ticker structure has them (None when the venue gives none)
+
+
+def _positive_number(value: Any, label: str) -> str | None:
+    """`<label>:nan|inf|nonpositive` for a number that is not a finite positive one; None for anything else
+    (None is a missing optional value, a string is for the normalizer to read)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if value != value:
+        return f"{label}:nan"
+    if value in (math.inf, -math.inf):
+        return f"{label}:inf"
+    if value <= 0:
+        return f"{label}:nonpositive"
+    return None
+
+
 _FIELD_REASON = {"amount": "amount", "open": "price", "high": "price", "low": "price", "close": "price"}
 
 
@@ -166,26 +183,47 @@ class Validator:
                 return name
         return None
 
-    def bad_value(self, stream: str, item: Any) -> str | None:
-        """The reason a raw structure carries a price or size that is NaN, infinite or not positive, or None."""
+    def bad_value(self, stream: str, item: Any, now_ms: int | None = None) -> str | None:
+        """The reason a raw structure carries a price or size that is NaN, infinite or not positive, or None.
+
+        Candles are judged raw too (with `now_ms`, also their time): the Feed keeps the newest update of the
+        forming candle, so a bad copy must not get the chance to replace a good one.
+        """
         if stream == "ohlcv":
-            volume = item[5] if isinstance(item, Sequence) and len(item) > 5 else None
-            if isinstance(volume, float) and volume != volume:  # NaN: candles' prices are checked once normalized
-                return "volume:nan"
-            return None
+            return self._bad_candle(item, now_ms)
         if not isinstance(item, Mapping):
             return None
         for key, label in _RAW_POSITIVE.get(stream, ()):
-            value = item.get(key)
-            if value is None or isinstance(value, bool) or not isinstance(value, int | float):
-                continue  # missing optional values, and strings the normalizer reads
-            if value != value:
-                return f"{label}:nan"
-            if value in (math.inf, -math.inf):
-                return f"{label}:inf"
-            if value <= 0:
-                return f"{label}:nonpositive"
+            reason = _positive_number(item.get(key), label)
+            if reason is not None:
+                return reason
         return None
+
+    def _bad_candle(self, row: Any, now_ms: int | None) -> str | None:
+        if not isinstance(row, Sequence) or len(row) < 6:
+            return None
+        for value in row[1:5]:
+            reason = _positive_number(value, "price")
+            if reason is not None:
+                return reason
+        volume = row[5]
+        if isinstance(volume, int | float) and not isinstance(volume, bool) and not (0 <= volume < math.inf):
+            return "volume:invalid"
+        # A time far ahead would close the forming candle early: caught here, with a day's allowance (any
+        # candle length, any clock a test scripts); the emitted candle gets the strict check later.
+        ts = row[0]
+        if now_ms is not None and isinstance(ts, int | float) and ts > now_ms + max(self.max_future_ms, DAY_MS):
+            return "ts:future"
+        return None
+
+    def funding_problem(self, raw: Any, mode: str) -> str | None:
+        """Why a streamed funding structure is malformed before it is read, or None: not a structure, a
+        mark-price message without its `markPrice` (every ccxt ticker has the key), a bad price."""
+        if not isinstance(raw, Mapping):
+            return "structure"
+        if mode == "mark_price" and "markPrice" not in raw:
+            return "missing:mark_price"
+        return self.bad_value("funding", raw)
 
     def screen(
         self, stream: str, items: Sequence[Any], instrument_id: int, now_ms: int
@@ -199,7 +237,7 @@ class Validator:
             if missing is not None:
                 rejected[f"missing:{missing}"] += 1
                 continue
-            bad = self.bad_value(stream, item)
+            bad = self.bad_value(stream, item, now_ms)
             if bad is None:
                 kept.append(item)
             else:
@@ -217,14 +255,29 @@ class Validator:
         ts = now_ms if ts_ms is None else ts_ms
         return self._count(EventKind.QUARANTINED, stream, instrument_id, now_ms, reason, count, ts, ts)
 
+    def report(
+        self,
+        kind: EventKind,
+        stream: str,
+        instrument_id: int,
+        now_ms: int,
+        reason: str,
+        count: int,
+        start_ms: int,
+        end_ms: int,
+    ) -> np.ndarray:
+        """Count and report what a caller found itself (a candle sent twice in one batch, a late candle)."""
+        return self._count(kind, stream, instrument_id, now_ms, reason, count, start_ms, end_ms)
+
     # -- normalized records -------------------------------------------------------------------------
     def check(
-        self, stream: str, records: np.ndarray, now_ms: int, *, sequence: bool = True
+        self, stream: str, records: np.ndarray, now_ms: int, *, sequence: bool = True, order: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
         """Accepted records (input order kept) and CAPTURE_EVENTS rows for everything rejected.
 
         `sequence=False` skips the duplicate/order state (a backfill that dedupes by itself and lands rows
-        older than the ones already accepted).
+        older than the ones already accepted). `order=False` keeps the duplicate state but does not report
+        trades older than the newest one as late (a trades backfill is older by definition).
         """
         n = len(records)
         if n == 0:
@@ -236,7 +289,8 @@ class Validator:
             reasons = np.full(n, "", dtype=object)
             kinds = np.full(n, int(EventKind.QUARANTINED), dtype=np.int8)
             self._flag_values(stream, records, now_ms, reference, reasons, kinds)
-        sequence_rejects = self._check_sequence(stream, records, reasons) if sequence else {}
+        late: list[int] = []
+        sequence_rejects = self._check_sequence(stream, records, reasons, late if order else None) if sequence else {}
         if sequence_rejects:
             if reasons is None or kinds is None:
                 reasons = np.full(n, "", dtype=object)
@@ -244,19 +298,16 @@ class Validator:
             for i, reason in sequence_rejects.items():
                 reasons[i] = reason
                 kinds[i] = int(EventKind.OUT_OF_ORDER if reason == "ts:out_of_order" else EventKind.DUPLICATE)
-        if reasons is None or kinds is None:  # the usual case: everything passed
+        rejected = reasons != "" if reasons is not None else None
+        if rejected is None or not rejected.any():  # the usual case: everything passed
             self._note_latest(stream, records)
-            return records, _EMPTY_EVENTS
-        rejected = reasons != ""
-        if not rejected.any():
-            self._note_latest(stream, records)
-            return records, _EMPTY_EVENTS
+            return records, self._late_events(stream, records, late, now_ms)
         accepted = records[~rejected]
         self._note_latest(stream, accepted)
-        events = []
+        events = [self._late_events(stream, records, late, now_ms)]
         ts = records["ts_ms"]
         ids = records["instrument_id"]
-        keys = sorted({(int(ids[i]), reasons[i], int(kinds[i])) for i in np.flatnonzero(rejected)})
+        keys = sorted({(int(ids[i]), reasons[i], int(kinds[i])) for i in np.flatnonzero(rejected)})  # type: ignore[index]
         for instrument_id, reason, kind in keys:
             mask = rejected & (ids == instrument_id) & (reasons == reason)
             span = ts[mask]
@@ -267,6 +318,22 @@ class Validator:
                 )
             )  # fmt: skip
         return accepted, concat_events(events)
+
+    def _late_events(self, stream: str, records: np.ndarray, late: list[int], now_ms: int) -> np.ndarray:
+        """OUT_OF_ORDER rows (`ts:late`) for accepted trades that arrived after a newer one: kept, reported."""
+        if not late:
+            return _EMPTY_EVENTS
+        rows = records[late]
+        events = []
+        for instrument_id in np.unique(rows["instrument_id"]).tolist():
+            span = rows["ts_ms"][rows["instrument_id"] == instrument_id]
+            events.append(
+                self._count(
+                    EventKind.OUT_OF_ORDER, stream, instrument_id, now_ms, "ts:late",
+                    len(span), int(span.min()), int(span.max()),
+                )
+            )  # fmt: skip
+        return concat_events(events)
 
     def _past_reference(self, stream: str, records: np.ndarray, now_ms: int) -> np.ndarray | int | None:
         """The time "too old" is measured from: the clock, or the stream's own newest time when earlier.
@@ -376,25 +443,34 @@ class Validator:
         if reference is not None:
             flag(ts < reference - self.max_past_ms, "ts:past")  # type: ignore[operator]
 
-    def _check_sequence(self, stream: str, records: np.ndarray, reasons: np.ndarray | None) -> dict[int, str]:
-        """Duplicates and order: {row: reason} for rows to drop. Only rows that passed the value checks (all
-        when `reasons` is None) move the state. Plain Python over `tolist()`: batches are small and numpy
+    def _check_sequence(
+        self, stream: str, records: np.ndarray, reasons: np.ndarray | None, late: list[int] | None = None
+    ) -> dict[int, str]:
+        """Duplicates and order: {row: reason} for rows to drop; trades that arrived after a newer trade of
+        their instrument are kept and appended to `late` (when given). Only rows that passed the value checks
+        (all when `reasons` is None) move the state. Plain Python over `tolist()`: batches are small and numpy
         scalar access per row is slower."""
         ids = records["instrument_id"].tolist()
         rows = range(len(ids)) if reasons is None else np.flatnonzero(reasons == "").tolist()
         out: dict[int, str] = {}
+        ts = records["ts_ms"].tolist()
         if stream == "trades" or stream == "funding":
             values = records["trade_id" if stream == "trades" else "funding_ts_ms"].tolist()
         if stream == "trades":
             for i in rows:
-                seen = self._seen_for((stream, ids[i]))
+                key = (stream, ids[i])
+                seen = self._seen_for(key)
                 if values[i] in seen:
                     out[i] = "dup:trade_id"
-                else:
-                    seen.add(values[i])
+                    continue
+                seen.add(values[i])
+                newest = self._last_ts.get(key)
+                if newest is None or ts[i] >= newest:
+                    self._last_ts[key] = ts[i]
+                elif late is not None:
+                    late.append(i)
             return out
         settled = records["is_settled"].tolist() if stream == "funding" else None
-        ts = records["ts_ms"].tolist()
         for i in rows:
             key = (stream, ids[i])
             if settled is not None and settled[i]:

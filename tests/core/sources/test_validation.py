@@ -77,6 +77,16 @@ def test_duplicate_trade_ids_dropped_within_and_across_batches() -> None:
     assert len(other) == 1
 
 
+def test_a_trade_older_than_the_newest_is_kept_and_reported_late_unless_order_is_off() -> None:
+    validator = Validator()
+    accepted, events = validator.check("trades", _trades([(NOW - 50, 1, 1.0, 1.0), (NOW - 60, 2, 1.0, 1.0)]), NOW)
+    assert accepted["trade_id"].tolist() == [1, 2]  # a trade's identity is its id: it lands
+    assert _reasons(events) == {"ts:late": 1} and events["kind"].tolist() == [int(EventKind.OUT_OF_ORDER)]
+    backfill = _trades([(NOW - 70, 3, 1.0, 1.0), (NOW - 80, 4, 1.0, 1.0)])
+    accepted, events = validator.check("trades", backfill, NOW, order=False)  # older by definition
+    assert len(accepted) == 2 and len(events) == 0
+
+
 def test_tickers_repeated_or_older_timestamps_are_dropped_as_duplicate_or_out_of_order() -> None:
     validator = Validator()
     tickers = schema.empty("tickers", 4)
@@ -198,7 +208,7 @@ def test_nan_inf_and_nonpositive_prices_and_sizes_are_quarantined_while_missing_
     kept, events = validator.screen("trades", [{"timestamp": NOW, "price": 1.0, "amount": -2.0}], 7, NOW)
     assert kept == [] and _reasons(events) == {"amount:nonpositive": 1}
     kept, events = validator.screen("ohlcv", [[NOW, 1.0, 1.0, 1.0, 1.0, float("nan")]], 7, NOW)
-    assert kept == [] and _reasons(events) == {"volume:nan": 1}
+    assert kept == [] and _reasons(events) == {"volume:invalid": 1}
     assert (events["kind"] == int(EventKind.QUARANTINED)).all()
 
 

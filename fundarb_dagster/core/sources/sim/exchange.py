@@ -346,9 +346,12 @@ class SimExchange:
         if limit:
             rows = rows[-int(limit) :]
         self.subscriptions.emitted[("ohlcv", symbol)] += len(rows)
-        if len(rows) > 1:
-            st.last_closed = rows[-2]
+        # An out-of-order row re-sends a candle closed by an earlier call (one closed in this very batch would
+        # only be a duplicate of its final row), so the faults see the last closed candle before this batch.
+        closed_now = rows[-2] if len(rows) > 1 else None
         self.fault_plan.apply_to_candles(m, st.last_closed, rows, t)
+        if closed_now is not None:
+            st.last_closed = closed_now
         return rows
 
     # -- unwatch ----------------------------------------------------------------------------------------

@@ -5,10 +5,12 @@
 then-current time and events in between are lost. Stale periods: `stale_every_s` live, then
 `stale_duration_s` silent, repeating (per-subscription offset): events inside a silent stretch are never sent.
 `malformed_rate`, `duplicate_rate`, `out_of_order_rate` are probabilities per message: a malformed copy (extra
-message: price:nan, price:negative, missing:<field>, timestamp:future), a duplicate (the same trade re-sent,
-or the same ticker/funding/candle), out-of-order (two adjacent trades sent swapped, the same pairs whatever
-the batching; for the other streams the previous message re-sent after a newer one). Malformed trade copies
-carry ids `hour * TRADE_ID_HOUR + MALFORMED_ID_OFFSET + k`, never a real id.
+message: price:nan, price:negative, missing:<field>, timestamp:future; always one a consumer can tell is bad,
+so a funding rate is never just made negative, its mark price is), a duplicate (the same trade re-sent, or
+the same ticker/funding/candle), out-of-order (two adjacent trades sent swapped, the same pairs whatever the
+batching; for the other streams the previous message re-sent after a newer one, for candles one closed by an
+earlier call). Each is counted once, when sent, and the Feed reports each as one event of its kind.
+Malformed trade copies carry ids `hour * TRADE_ID_HOUR + MALFORMED_ID_OFFSET + k`, never a real id.
 """
 
 from __future__ import annotations
@@ -153,6 +155,8 @@ class FaultPlan:
             missing = MISSING_FIELD[stream]
             if stream == "funding" and "fundingRate" not in message:
                 price_key, missing = "markPrice", "markPrice"  # a watch_mark_price ticker
+            elif stream == "funding" and reason == "price:negative":
+                price_key = "markPrice"  # a negative funding rate is a real one: corrupt a price instead
             if reason == "price:nan":
                 bad[price_key] = float("nan")
             elif reason == "price:negative":
