@@ -40,7 +40,7 @@ from fundarb_dagster.core.config import ConfigError, FundarbConfig, check_symbol
 from fundarb_dagster.core.instruments import InstrumentRegistry, registry_path
 from fundarb_dagster.core.sources import open_exchange
 
-from .control import EVENT_RING_RECORDS, EXIT_CONFIG, EXIT_ERROR, EXIT_OK, RING_STREAMS, StopFlag, say
+from .control import EVENT_RING_RECORDS, EXIT_CONFIG, EXIT_ERROR, RING_STREAMS, StopFlag, say
 from .flusher_loop import FlusherLoop, Outcome
 from .launcher import resolve_config
 from .lock import CaptureBusy, CaptureLock
@@ -69,12 +69,18 @@ class Layout:
 
 
 def assign_subscriptions(
-    subscriptions: Sequence[tuple[str, str, str]], watchers: Sequence[int]
+    subscriptions: Sequence[tuple[str, str, str]], watchers: Sequence[int], by_exchange: bool = False
 ) -> dict[int, list[tuple[str, str, str]]]:
-    """Deal subscriptions round-robin over watchers (streams of one symbol land on different ranks)."""
+    """Deal subscriptions round-robin over watchers (streams of one symbol land on different ranks).
+
+    `by_exchange`: every subscription of an exchange on one watcher (exchanges dealt round-robin), for wire
+    replays: each watcher replays its own copy of a recording, so one copy per recording counts each frame
+    once, used or unused."""
     out: dict[int, list[tuple[str, str, str]]] = {w: [] for w in watchers}
+    exchanges = list(dict.fromkeys(sub[0] for sub in subscriptions))
     for i, sub in enumerate(subscriptions):
-        out[watchers[i % len(watchers)]].append(sub)
+        slot = exchanges.index(sub[0]) if by_exchange else i
+        out[watchers[slot % len(watchers)]].append(sub)
     return out
 
 
@@ -185,7 +191,7 @@ def run(world: Any, config: FundarbConfig, duration_s: float | None, stop: StopF
             )
         return EXIT_CONFIG
     subscriptions = config.subscriptions()
-    layout.assignment = assign_subscriptions(subscriptions, layout.watchers)
+    layout.assignment = assign_subscriptions(subscriptions, layout.watchers, by_exchange=config.source == "wire")
     lock = CaptureLock(config.data_dir)
     outcome = start_up(world, config, lock)
     if outcome[0] != "ok":
@@ -269,7 +275,7 @@ def play_role(
         finally:
             for ring in mine.values():
                 ring.close()
-        return Outcome(EXIT_OK)
+        return Outcome(watcher.exit_code)
     except BaseException:  # noqa: BLE001 - see the module docstring: abort, never a mismatched collective
         traceback.print_exc()
         sys.stderr.flush()

@@ -20,6 +20,7 @@ from fundarb_dagster.core import schema
 EXIT_OK = 0  # everything captured landed
 EXIT_ERROR = 1  # a failure, or records lost (the last line says exactly how many)
 EXIT_CONFIG = 2  # refused before any work: bad config or arguments, or the landing directory is in use
+EXIT_UNUSED = 3  # a wire replay used less of its recording's frames than replay.min_use_ratio (what it used landed)
 EXIT_SPILLED = 75  # EX_TEMPFAIL: storage failed at shutdown; a recovery file holds the rest, the next start lands it
 RING_STREAMS: tuple[str, ...] = (*schema.MARKET_STREAMS, "capture_events")
 EVENT_RING_RECORDS = 8192

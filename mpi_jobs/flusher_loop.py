@@ -90,6 +90,7 @@ class FlusherLoop:
         self.recovery_files = self.flusher.recover_spills(spill_prefix)
         self.stats = {key: _RingStats(last_t=time.monotonic()) for key in rings}
         self.events_by_kind: dict[str, int] = {}
+        self.frames: dict[str, dict[str, int]] = {"used": {}, "unused": {}}  # replays: frames per channel
         self.flush_latencies: list[float] = []
         self.started = time.monotonic()
         self.stop_at: float | None = None
@@ -132,9 +133,14 @@ class FlusherLoop:
         return moved
 
     def _count_events(self, watcher: int, events: np.ndarray) -> None:
-        for kind, stream_code, count in zip(events["kind"], events["stream"], events["count"], strict=True):
+        for kind, stream_code, count, reason in zip(
+            events["kind"], events["stream"], events["count"], events["reason"], strict=True
+        ):
             name = schema.EventKind(int(kind)).name
             self.events_by_kind[name] = self.events_by_kind.get(name, 0) + int(count)
+            if int(kind) in (schema.EventKind.USED, schema.EventKind.UNUSED):
+                tally = self.frames[name.lower()]  # reason: "<exchange> <channel>"
+                tally[reason.decode()] = tally.get(reason.decode(), 0) + int(count)
             if int(kind) == schema.EventKind.RECONNECT:
                 stream = schema.STREAM_NAMES.get(int(stream_code))
                 if (watcher, stream) in self.stats:
@@ -201,6 +207,7 @@ class FlusherLoop:
             lat = self.flush_latencies
             lat_txt = f"{1000 * float(np.median(lat)):.1f}/{1000 * max(lat):.1f} ms" if lat else "n/a"
             events = dict(self.events_by_kind)
+            replayed = any(self.frames.values())
             if flusher.failures:
                 events["FLUSH_FAILED"] = flusher.failures
             return (
@@ -209,6 +216,7 @@ class FlusherLoop:
                 + f" | landed {landed} | files flushes={flusher.flushes} bytes={flusher.bytes_written}"
                 + f" | flush median/max {lat_txt} | drops {drops} waits {int(rows['waits'].sum())}"
                 + f" | events {dict(sorted(events.items()))}"
+                + (f" | frames used {self.frames['used']} unused {self.frames['unused']}" if replayed else "")
             )
         fill = float(rows["ring_fill_pct"].max()) if len(rows) else 0.0
         rates = " ".join(f"{s} {r:,.0f}/s" for s, r in per_stream.items())

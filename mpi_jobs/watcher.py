@@ -24,7 +24,7 @@ from fundarb_dagster.core.instruments import InstrumentRegistry
 from fundarb_dagster.core.sources import EndOfData, open_exchange
 from fundarb_dagster.core.sources.validation import concat_events, event_rows
 
-from .control import RING_STREAMS, StopFlag, say
+from .control import EXIT_OK, EXIT_UNUSED, RING_STREAMS, StopFlag, say
 from .ring import Backoff, Ring
 
 STOP_GRACE_S = 3.0  # at a stop, how long subscriptions may take to return the call in flight (busy hosts are slow)
@@ -77,6 +77,7 @@ class Watcher:
         self.exchanges: dict[str, Any] = {}
         self.feeds: dict[str, Any] = {}
         self.stopping = False
+        self.exit_code = EXIT_OK
 
     # the ring side ------------------------------------------------------------------------------------
     def stage(self, stream: str, records: np.ndarray) -> None:
@@ -243,9 +244,30 @@ class Watcher:
                 await asyncio.wait_for(exchange.close(), timeout=CLOSE_TIMEOUT_S)
             except Exception as exc:  # noqa: BLE001 - closing is best effort; the data is already staged
                 say(f"[capture] close: {exc!r}", file=sys.stderr, flush=True)
+        self.report_frame_usage()
         self.report_ring_pressure()
         await self.hand_over(deadline=time.monotonic() + FINAL_HAND_OVER_S)
         self.print_source_counts()
+
+    def report_frame_usage(self) -> None:
+        """Replays: frames used and unused per channel as capture_events and a line; below the config's
+        `replay.min_use_ratio` the job fails (exit 3), naming the channels that went unused."""
+        floor = self.config.replay.min_use_ratio
+        for exchange_id, exchange in self.exchanges.items():
+            usage = exchange.frame_usage() if hasattr(exchange, "frame_usage") else None
+            if usage is None:
+                continue
+            self.stage("capture_events", usage.events(int(time.time() * 1000)))
+            say(f"[capture] replay frames {usage.line()}", flush=True)
+            if usage.use_ratio < floor:
+                self.exit_code = EXIT_UNUSED
+                say(
+                    f"[capture] replay {exchange_id}: {100 * usage.use_ratio:.1f} % of the recording's frames used, "
+                    f"below replay.min_use_ratio {floor:g}; subscribe the channels named unused above, or set "
+                    "replay.min_use_ratio: 0 to accept it",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def print_source_counts(self) -> None:
         """What each source says it sent (the simulator keeps an exact record) and what each feed counted,

@@ -19,15 +19,15 @@ from typing import Any
 import yaml
 
 from .schema import MARKET_STREAMS
-from .venues import VENUE_FACTS, simulated_venues
+from .venues import VENUE_FACTS, is_dated_future, simulated_venues
 
 SOURCE_KINDS = ("sim", "replay", "wire", "live")
 REPLAY_FORMATS = ("landing", "fixture_csv", "binance_archive")
 DROP_POLICIES = ("block", "drop_newest")
 MIN_SHUTDOWN_TIMEOUT_S = 12.0
-# ccxt unified symbols: BASE/QUOTE for spot, BASE/QUOTE:SETTLE for perpetual swaps (dated futures and
-# options add -YYMMDD... which fundarb does not trade).
-_SYMBOL = re.compile(r"^[A-Za-z0-9]+/[A-Za-z0-9]+(:[A-Za-z0-9]+)?$")
+# ccxt unified symbols: BASE/QUOTE for spot, BASE/QUOTE:SETTLE for perpetual swaps, BASE/QUOTE:SETTLE-YYMMDD
+# for dated futures (options, which add a strike and a kind, are not traded).
+_SYMBOL = re.compile(r"^[A-Za-z0-9]+/[A-Za-z0-9]+(:[A-Za-z0-9]+(-[0-9]{6})?)?$")
 
 
 class ConfigError(ValueError):
@@ -39,6 +39,9 @@ class ExchangeConfig:
     id: str
     symbols: tuple[str, ...]
     streams: tuple[str, ...] = MARKET_STREAMS
+    # ccxt options for the live (and wire) exchange, e.g. binance `{watchTrades: {name: aggTrade}}` to read
+    # trades from `@aggTrade`; a wire replay overrides the ones that pick a channel with what it recorded
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,9 @@ class ReplayConfig:
     path: str = ""  # a landing folder, a fixture CSV folder, a Binance archive folder or a .jsonl(.zst)
     format: str = "landing"  # landing | fixture_csv | binance_archive
     speed: float = 0.0  # 0: as fast as possible
+    # wire replays: the capture fails (exit 3) when a smaller share of the recording's market-data frames
+    # reached a watcher (a channel nobody subscribed, frames ccxt rejected); 0 accepts any share
+    min_use_ratio: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -121,12 +127,13 @@ class FundarbConfig:
         return Path(self.data_dir)
 
     def subscriptions(self) -> list[tuple[str, str, str]]:
-        """Every (exchange, symbol, stream) the config asks for; funding only for perps."""
+        """Every (exchange, symbol, stream) the config asks for; funding only for perps (not spot, not dated
+        futures, which settle at expiry instead)."""
         subs = []
         for exchange in self.exchanges:
             for symbol in exchange.symbols:
                 for stream in exchange.streams:
-                    if stream == "funding" and ":" not in symbol:
+                    if stream == "funding" and (":" not in symbol or is_dated_future(symbol)):
                         continue
                     subs.append((exchange.id, symbol, stream))
         return subs
@@ -238,14 +245,20 @@ def _exchange(raw: Any, index: int, default_streams: tuple[str, ...]) -> Exchang
     where = f"exchanges[{index}]"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a mapping with id and symbols, got {raw!r}")
-    unknown = set(raw) - {"id", "symbols", "streams"}
+    unknown = set(raw) - {"id", "symbols", "streams", "options"}
     if unknown:
         raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown field")
     if "id" not in raw:
         raise ConfigError(f"{where}.id: missing")
     symbols = tuple(str(s) for s in _as_list(raw.get("symbols", []), f"{where}.symbols"))
     streams = _streams(raw["streams"], f"{where}.streams") if "streams" in raw else default_streams
-    return ExchangeConfig(id=str(raw["id"]), symbols=symbols, streams=streams)
+    options = raw.get("options") or {}
+    if not isinstance(options, Mapping) or not all(isinstance(v, Mapping) for v in options.values()):
+        raise ConfigError(
+            f"{where}.options: expected ccxt options by method, like {{watchTrades: {{name: aggTrade}}}},"
+            f" got {options!r}"
+        )
+    return ExchangeConfig(id=str(raw["id"]), symbols=symbols, streams=streams, options=dict(options))
 
 
 def _reject_unknown(raw: Mapping[str, Any], cls: type, prefix: str) -> None:
@@ -324,7 +337,8 @@ def validate(config: FundarbConfig) -> None:
         for symbol in exchange.symbols:
             if not _SYMBOL.match(symbol):
                 raise ConfigError(
-                    f"exchanges[{i}].symbols: {symbol!r} is not a ccxt unified symbol like BTC/USDT or BTC/USDT:USDT"
+                    f"exchanges[{i}].symbols: {symbol!r} is not a ccxt unified symbol like BTC/USDT, BTC/USDT:USDT"
+                    " or BTC/USD:BTC-260327"
                 )
     _positive(config.sim.speed, "sim.speed")
     if not 0 < config.sim.trades_per_s <= 500:
@@ -364,6 +378,8 @@ def validate(config: FundarbConfig) -> None:
         raise ConfigError(f"replay.format: {config.replay.format!r}; expected one of {list(REPLAY_FORMATS)}")
     if not config.replay.speed >= 0:
         raise ConfigError(f"replay.speed: {config.replay.speed!r} must be >= 0 (0 = as fast as possible)")
+    if not 0.0 <= config.replay.min_use_ratio <= 1.0:
+        raise ConfigError(f"replay.min_use_ratio: {config.replay.min_use_ratio!r} must be between 0 and 1")
     _positive(config.live.reconnect_max_backoff_s, "live.reconnect_max_backoff_s")
     _positive(config.live.funding_poll_interval_s, "live.funding_poll_interval_s")
 

@@ -1,8 +1,10 @@
 """The instrument registry: venues, ccxt unified symbols, stable small ids, funding-interval history.
 
 Instruments are identified by (exchange, ccxt unified symbol): spot `BTC/USDT`, linear perpetual
-`BTC/USDT:USDT`. The registry is built from ccxt market structures (whatever the source: a live ccxt.pro
-exchange, the simulator or a recording all expose `markets`), so nothing here is venue-specific.
+`BTC/USDT:USDT`, inverse perpetual `BTC/USD:BTC`, dated future `BTC/USD:BTC-220527` (with its expiry). The
+registry is built from ccxt market structures (whatever the source: a live ccxt.pro exchange, the simulator
+or a recording all expose `markets`), so nothing here is venue-specific: contract size, settle currency,
+inverse/linear and expiry are ccxt's.
 
 Ids are small integers (fixed-width records carry them instead of strings). They are stable: once an
 instrument has an id in a data folder's `instruments.json`, it keeps it; new instruments get the next one.
@@ -33,23 +35,52 @@ def split_multiplier(base: str) -> tuple[str, float]:
     return match.group("asset"), _PREFIX_VALUES.get(prefix, float(prefix) if prefix.isdigit() else 1.0)
 
 
+MARKET_TYPES = ("spot", "swap", "future")
+
+
 @dataclass(frozen=True)
 class Instrument:
     id: int
     exchange: str  # ccxt exchange id, lowercase
     symbol: str  # ccxt unified symbol
-    type: str  # "spot" or "swap"
+    type: str  # MARKET_TYPES: "spot", "swap" (perpetual) or "future" (dated)
     base: str  # ccxt base, e.g. "1000PEPE"
     quote: str
     settle: str | None  # None for spot
     venue_symbol: str  # the exchange's own market id, e.g. "BTCUSDT"
     underlying: str  # the asset priced, multiplier removed: "PEPE" for "1000PEPE"
     multiplier: float  # units of underlying per unit of base: 1000 for "1000PEPE"
-    contract_size: float  # base units per contract (1 for spot and most linear perps)
+    # ccxt's contractSize: base units per contract for linear contracts (1 for most, 0.01 BTC on okx
+    # BTC-USDT-SWAP), quote units per contract for inverse ones (100 USD for binance COIN-M BTCUSD_PERP);
+    # 1 for spot
+    contract_size: float
+    inverse: bool = False  # settled in the base coin, contracts worth `contract_size` quote units each
+    expiry_ms: int | None = None  # dated futures: expiry, epoch ms
 
     @property
     def is_perp(self) -> bool:
         return self.type == "swap"
+
+    @property
+    def is_future(self) -> bool:
+        return self.type == "future"
+
+    @property
+    def is_contract(self) -> bool:
+        return self.type != "spot"
+
+    def base_amounts(self, contracts: Any, price: Any) -> Any:
+        """Amounts as the venue counts them (contracts; base units for spot) -> base units.
+
+        Linear: contracts x contractSize. Inverse: each contract is worth `contract_size` quote units, so
+        contracts x contractSize / price (a 100-contract trade of okx UNI-USD-SWAP, 10 USD each, at 5.123
+        is 195.2 UNI). Works on floats and numpy arrays alike.
+        """
+        if not self.is_contract:
+            return contracts
+        if self.inverse:
+            return contracts * self.contract_size / price
+        return contracts * self.contract_size
 
 
 @dataclass(frozen=True)
@@ -68,17 +99,30 @@ class _IntervalHistory:
 
 
 def instrument_from_market(instrument_id: int, exchange: str, market: Mapping[str, Any]) -> Instrument:
-    """Build an Instrument from a ccxt unified market structure (a `markets[symbol]` entry)."""
+    """Build an Instrument from a ccxt unified market structure (a `markets[symbol]` entry).
+
+    Contract size, settle currency, inverse/linear and expiry are ccxt's (`contractSize`, `settle`, `inverse`,
+    `expiry`); a dated future without an expiry is refused by name, since its basis to expiry needs it.
+    """
     market_type = market.get("type")
-    if market.get("swap"):
-        market_type = "swap"
-    elif market.get("spot"):
-        market_type = "spot"
-    if market_type not in ("spot", "swap"):
-        raise ValueError(f"market.type: {market_type!r} for {exchange} {market.get('symbol')!r} is not spot/swap")
+    for kind in ("swap", "future", "spot"):
+        if market.get(kind):
+            market_type = kind
+            break
+    symbol = market.get("symbol")
+    if market_type not in MARKET_TYPES:
+        raise ValueError(f"market.type: {market_type!r} for {exchange} {symbol!r} is not one of {list(MARKET_TYPES)}")
+    expiry = market.get("expiry")
+    if market_type == "future" and not expiry:
+        raise ValueError(f"market.expiry: {expiry!r} for the dated future {exchange} {symbol!r}; an expiry is needed")
     base = str(market["base"])
     underlying, multiplier = split_multiplier(base)
     contract_size = market.get("contractSize")
+    contract = market_type != "spot"
+    settle = market.get("settle") if contract else None
+    inverse = market.get("inverse")
+    if inverse is None and contract:
+        inverse = settle is not None and settle == base  # ccxt states it; a minimal market may not
     return Instrument(
         id=instrument_id,
         exchange=exchange,
@@ -86,11 +130,13 @@ def instrument_from_market(instrument_id: int, exchange: str, market: Mapping[st
         type=market_type,
         base=base,
         quote=str(market["quote"]),
-        settle=market.get("settle") if market_type == "swap" else None,
+        settle=settle,
         venue_symbol=str(market.get("id") or market["symbol"]),
         underlying=underlying,
         multiplier=multiplier,
-        contract_size=float(contract_size) if contract_size else 1.0,
+        contract_size=float(contract_size) if contract and contract_size else 1.0,
+        inverse=bool(inverse) if contract else False,
+        expiry_ms=int(expiry) if market_type == "future" else None,
     )
 
 

@@ -23,7 +23,9 @@ TRADES = np.dtype(
         ("_pad", "V3"),
         ("trade_id", "<i8"),  # venue id when numeric, else a stable 63-bit hash of it
         ("price", "<f8"),
-        ("amount", "<f8"),  # in base units (contracts x contract size for swaps)
+        ("amount", "<f8"),  # in base units: linear contracts x contract size; inverse contracts x size / price
+        ("contracts", "<f8"),  # the amount as the venue counts it (contracts); NaN for spot
+        ("contract_size", "<f8"),  # ccxt contractSize when traded: base (linear) or quote (inverse) per contract
     ]
 )
 
@@ -35,11 +37,14 @@ TICKERS = np.dtype(
         ("_pad", "V4"),
         ("bid", "<f8"),
         ("ask", "<f8"),
-        ("bid_size", "<f8"),
+        ("bid_size", "<f8"),  # base units (see trades.amount)
         ("ask_size", "<f8"),
         ("last", "<f8"),
         ("mark_price", "<f8"),  # NaN for spot or where the venue does not give it
         ("index_price", "<f8"),
+        ("bid_contracts", "<f8"),  # bid_size as the venue counts it (contracts); NaN for spot
+        ("ask_contracts", "<f8"),
+        ("contract_size", "<f8"),  # ccxt contractSize; NaN for spot
     ]
 )
 
@@ -88,6 +93,9 @@ class EventKind(IntEnum):
     BACKPRESSURE = 9  # a producer waited on a full ring
     FLUSH_FAILED = 10  # writing one landing file failed (reason flush:<errno>); its records stay pending
     SPILLED = 11  # records a stopping flusher could not land, kept in a recovery file the next start lands
+    UNUSED = 12  # recorded frames of a channel no watcher consumed (reason: the channel), counted per replay
+    USED = 13  # recorded frames of a channel a watcher consumed (reason: the channel), counted per replay
+    CHANNEL = 14  # the venue channel a subscription reads (reason: stream:ccxt call[:channel])
 
 
 CAPTURE_EVENTS = np.dtype(

@@ -1,14 +1,18 @@
 """What fundarb knows about each venue, one declarative row per venue, read by every source and model.
 
 A `VenueFacts` row holds the facts that are true of the venue whatever reads them: the ccxt ids that reach
-it and the market kinds loaded live, the channel it streams funding on, how it spells market ids, its
-base-tier fees (bps), maintenance margin rate, the price funding is paid on, and whether the simulator
-models it. Generic code (the `Feed`, the live source, backtest defaults, opportunity costs, config
-validation) reads the row; it never compares exchange ids. The simulator keeps its own world parameters
+it and the market kinds loaded live, the channel it streams funding on, the channel its best bid/ask come
+from (per market kind), which websocket channel gives trades, quotes, candles and funding and what it does
+not give (`channels`: the README's table is rendered from it), how it spells market ids, its base-tier fees
+(bps), maintenance margin rate, the price funding is paid on, a documented funding schedule where the
+venue's structures state none, and whether the simulator models it. Generic code (the `Feed`, the live
+source, backtest defaults, opportunity costs, config validation) reads the row; it never compares exchange
+ids. The simulator keeps its own world parameters
 (premium regimes, caps, spreads) beside these facts in `sources/sim/venues.py`.
 
     facts = venue_facts("binanceusdm")      # the binance row: any of its ccxt ids finds it
     facts.funding_channel                   # "mark_price"
+    facts.quote_channel("spot")             # "bids_asks": bookTicker, its ticker carries no bid/ask
     facts.fees_bps.taker("perp")            # 5.0
 
 Adding a venue is adding its row here (plus a normaliser only if its funding channel is new).
@@ -18,14 +22,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 # How a venue streams funding on its websockets; the Feed calls the matching ccxt.pro method.
 FUNDING_CHANNELS: Final = ("mark_price", "ticker", "funding_rate")
 FUNDING_PRICES: Final = ("mark", "oracle")
+# Where a venue's best bid/ask come from, the Feed's call for the `tickers` stream: `watch_ticker`,
+# `watch_bids_asks` (a best bid/offer channel), or the top of `watch_order_book`.
+QUOTE_CHANNELS: Final = ("ticker", "bids_asks", "order_book")
+# What the README's per-venue table says of each: which channel gives it, and what is known to be missing.
+CHANNEL_TOPICS: Final = ("trades", "quotes", "candles", "funding", "unavailable")
 
 UNIFIED_SYMBOL: Final = re.compile(r"^(?P<base>[^/]+)/(?P<quote>[^:]+)(?::(?P<settle>[^-]+)(?:-(?P<expiry>\d{6}))?)?$")
+
+
+def is_dated_future(symbol: str) -> bool:
+    """`BTC/USD:BTC-220527` (ccxt's dated future: settle, then the expiry as YYMMDD) -> True."""
+    m = UNIFIED_SYMBOL.match(symbol)
+    return m is not None and m["expiry"] is not None
 
 
 @dataclass(frozen=True)
@@ -97,10 +112,21 @@ class VenueFacts:
     # 8-hour rate and pays 1/8 of it every hour, so 8. What `core.basis` annualises a basis with.
     premium_period_h: float | None = None
     simulated: bool = False  # the simulator (`sources/sim`) models it
+    # market kind ("spot", "contract") -> QUOTE_CHANNELS: where best bid/ask come from
+    quotes: Mapping[str, str] = field(default_factory=lambda: {"spot": "ticker", "contract": "ticker"})
+    channels: Mapping[str, str] = field(default_factory=dict)  # CHANNEL_TOPICS -> the venue's channel, for people
+    ws_candle_volume_in_contracts: bool = False  # its websocket candles of contracts count contracts, not base
+    funding_schedule_h: float | None = None  # a documented fixed interval, where no structure states one
 
     @property
     def ccxt_ids(self) -> tuple[str, ...]:
         return tuple(self.market_types)
+
+    def quote_channel(self, kind: str) -> str:
+        """QUOTE_CHANNELS entry for a market kind: `spot`, or `contract` (swaps and dated futures)."""
+        if kind not in ("spot", "contract"):
+            raise ValueError(f"kind: {kind!r}; expected 'spot' or 'contract'")
+        return self.quotes[kind]
 
 
 VENUE_FACTS: Final[dict[str, VenueFacts]] = {
@@ -121,6 +147,16 @@ VENUE_FACTS: Final[dict[str, VenueFacts]] = {
             fees_bps=Fees(spot_taker=10.0, spot_maker=10.0, perp_taker=5.0, perp_maker=2.0),
             maintenance_margin_rate=0.004,
             simulated=True,
+            # miniTicker (ccxt's watch_ticker) carries no bid/ask: quotes come from bookTicker everywhere
+            quotes={"spot": "bids_asks", "contract": "bids_asks"},
+            channels={
+                "trades": "`<id>@trade`; `@aggTrade` with the option `{watchTrades: {name: aggTrade}}`",
+                "quotes": "`<id>@bookTicker` (`watch_bids_asks`), spot, USD-M and COIN-M",
+                "candles": "`<id>@kline_<tf>`; COIN-M volumes count contracts (converted at the close)",
+                "funding": "`<id>@markPrice@1s` (`watch_mark_price`): rate `r`, next settlement `T`, mark, index",
+                "unavailable": "last price on quote rows (bookTicker has none); mark/index there (in funding rows)",
+            },
+            ws_candle_volume_in_contracts=True,
         ),
         VenueFacts(
             id="bybit",
@@ -132,10 +168,19 @@ VENUE_FACTS: Final[dict[str, VenueFacts]] = {
             fees_bps=Fees(spot_taker=10.0, spot_maker=10.0, perp_taker=5.5, perp_maker=2.0),
             maintenance_margin_rate=0.005,
             simulated=True,
+            # spot tickers carry last and 24h figures only: spot quotes come from orderbook.1
+            quotes={"spot": "bids_asks", "contract": "ticker"},
+            channels={
+                "trades": "`publicTrade.<id>`",
+                "quotes": "spot `orderbook.1.<id>` (`watch_bids_asks`); contracts `tickers.<id>` (bid1/ask1)",
+                "candles": "`kline.<tf>.<id>`",
+                "funding": "inside `tickers.<id>`: fundingRate, nextFundingTime, fundingIntervalHour",
+                "unavailable": "spot mark/index; spot bid/ask on `tickers` (hence orderbook.1)",
+            },
         ),
         VenueFacts(
             id="okx",
-            market_types={"okx": ("spot", "swap"), "myokx": ("spot", "swap"), "okxus": ("spot", "swap")},
+            market_types={kind: ("spot", "swap", "future") for kind in ("okx", "myokx", "okxus")},
             quote="USDT",
             funding_channel="funding_rate",
             mark_price_stream=True,
@@ -143,6 +188,13 @@ VENUE_FACTS: Final[dict[str, VenueFacts]] = {
             fees_bps=Fees(spot_taker=10.0, spot_maker=8.0, perp_taker=5.0, perp_maker=2.0),
             maintenance_margin_rate=0.004,
             simulated=True,
+            channels={
+                "trades": "`trades` (instId)",
+                "quotes": "`tickers` (bidPx/askPx), spot, swaps and dated futures",
+                "candles": "`candle<tf>` (volume: volCcy, base units)",
+                "funding": "`funding-rate` (`watch_funding_rate`): rate, fundingTime, nextFundingTime",
+                "unavailable": "mark/index on ticker rows (the mark-price channel is not captured)",
+            },
         ),
         VenueFacts(
             id="hyperliquid",
@@ -156,6 +208,16 @@ VENUE_FACTS: Final[dict[str, VenueFacts]] = {
             funding_price="oracle",  # funding is paid on the oracle price
             premium_period_h=8.0,  # an 8-hour rate, paid 1/8 every hour
             simulated=True,
+            # perp contexts carry impact prices as bid/ask; spot contexts carry none, so spot reads l2Book
+            quotes={"spot": "order_book", "contract": "ticker"},
+            channels={
+                "trades": "`trades` (coin)",
+                "quotes": "perps `activeAssetCtx` (impactPxs); spot the top of `l2Book`",
+                "candles": "`candle` (coin, interval)",
+                "funding": "inside `activeAssetCtx`: funding, markPx, oraclePx; hourly by the documented schedule",
+                "unavailable": "the perps' top of book on ticker rows (impact prices stand in); a settlement time",
+            },
+            funding_schedule_h=1.0,  # documented: funding is paid every hour, on the hour
         ),
     )
 }
@@ -202,3 +264,12 @@ def fees_bps(exchange_id: str) -> Fees:
 def maintenance_margin_rate(exchange_id: str) -> float:
     facts = venue_facts(exchange_id)
     return DEFAULT_MAINTENANCE_MARGIN_RATE if facts is None else facts.maintenance_margin_rate
+
+
+def channel_table() -> str:
+    """The README's table: per venue, which channel gives trades, quotes, candles, funding, and what is not
+    available, rendered from the rows (a test holds the README to it)."""
+    lines = ["| venue | " + " | ".join(CHANNEL_TOPICS) + " |", "|---" * (len(CHANNEL_TOPICS) + 1) + "|"]
+    for facts in VENUE_FACTS.values():
+        lines.append(f"| {facts.id} | " + " | ".join(facts.channels.get(t, "") for t in CHANNEL_TOPICS) + " |")
+    return "\n".join(lines)

@@ -3,7 +3,7 @@
 SELECT
     make_timestamp(ts_ms * 1000) AS ts,
     ts_ms, recv_ts_ms, instrument_id, exchange, symbol,
-    bid, ask, bid_size, ask_size, last, mark_price, index_price
+    bid, ask, bid_size, ask_size, last, mark_price, index_price, bid_contracts, ask_contracts, contract_size
 FROM read_parquet($files, hive_partitioning = true)
 WHERE date BETWEEN $start_date AND $end_date
   AND (date::VARCHAR || ' ' || hour) >= $start_hour AND (date::VARCHAR || ' ' || hour) < $end_hour

@@ -5,7 +5,7 @@
 -- about twice as fast as the two strings.
 SELECT
     make_timestamp(ts_ms * 1000) AS ts,
-    ts_ms, recv_ts_ms, instrument_id, exchange, symbol, side, trade_id, price, amount
+    ts_ms, recv_ts_ms, instrument_id, exchange, symbol, side, trade_id, price, amount, contracts, contract_size
 FROM read_parquet($files, hive_partitioning = true)
 WHERE date BETWEEN $start_date AND $end_date
   AND (date::VARCHAR || ' ' || hour) >= $start_hour AND (date::VARCHAR || ' ' || hour) < $end_hour

@@ -118,6 +118,8 @@ def test_public_fields_skip_padding_and_arrow_types_match_numpy() -> None:
         "trade_id",
         "price",
         "amount",
+        "contracts",
+        "contract_size",
     ]
     arrow = schema.arrow_schema("funding")
     assert arrow.field("is_settled").type == pa.int8()

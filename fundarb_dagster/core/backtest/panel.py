@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..units import HOUR_MS
-from ..venues import fees_bps, maintenance_margin_rate
+from ..venues import fees_bps, is_dated_future, maintenance_margin_rate
 from .accounting import annualize
 
 
@@ -288,6 +288,8 @@ def panel_from_tables(
     if quotes is not None and not quotes.empty:
         q = quotes.drop_duplicates(key, keep="last")
         prices = prices.merge(q, on=key, how="outer") if not prices.empty else q
+    # dated futures pay no funding: no leg of these carry strategies (their basis is `expiry_basis`)
+    prices = prices[~prices["symbol"].map(is_dated_future).astype(bool)]
     for col in ("mid", "half_spread", "ref", "bar_close", "bar_high", "bar_low"):
         if col not in prices:
             prices[col] = np.nan

@@ -23,7 +23,8 @@ __all__ = ["EndOfData", "open_exchange"]
 
 def open_exchange(config: FundarbConfig, exchange_id: str) -> Any:
     """The exchange object for one configured exchange, of the configured source kind."""
-    symbols = next(e.symbols for e in config.exchanges if e.id == exchange_id)
+    exchange_config = next(e for e in config.exchanges if e.id == exchange_id)
+    symbols = exchange_config.symbols
     if config.source == "sim":
         from .sim import SimExchange
 
@@ -35,7 +36,9 @@ def open_exchange(config: FundarbConfig, exchange_id: str) -> Any:
     if config.source == "wire":
         from .wire import create_wire_exchange
 
-        return create_wire_exchange(exchange_id, config.replay.path, speed=config.replay.speed)
+        return create_wire_exchange(
+            exchange_id, config.replay.path, speed=config.replay.speed, options=exchange_config.options
+        )
     from .live import create_live_exchange
 
-    return create_live_exchange(exchange_id, config.live, api_credentials(exchange_id))
+    return create_live_exchange(exchange_id, config.live, api_credentials(exchange_id), options=exchange_config.options)

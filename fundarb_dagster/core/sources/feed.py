@@ -12,7 +12,9 @@ What `watch` does, per (stream, symbol):
 
 - calls the right `watch_*` (funding per venue: binance* `watch_mark_price`; bybit and hyperliquid funding
   inside `watch_ticker`'s `info`; anything with `has['watchFundingRate']` `watch_funding_rate`; otherwise
-  `fetch_funding_rate` polled every `funding_poll_interval_s`);
+  `fetch_funding_rate` polled every `funding_poll_interval_s`; quotes (the tickers stream) from the venue's
+  best bid/offer channel where its ticker carries none: `watch_bids_asks`, or the top of `watch_order_book`);
+  a CHANNEL event at the start of each subscription names the call (and ccxt's channel option, if set);
 - normalizes (`normalize.py`) and validates (`validation.py`): bad messages are quarantined with a reason and
   counted, venue duplicates dropped (trade ids; tickers/funding with an identical timestamp);
 - OHLCV: a candle is emitted once, when it is closed (a newer candle appeared), with its final values;
@@ -51,7 +53,7 @@ from ccxt.async_support.base.exchange import Exchange as AsyncExchange
 from .. import schema
 from ..instruments import Instrument, InstrumentRegistry
 from ..schema import EventKind
-from ..venues import FUNDING_CHANNELS, venue_facts
+from ..venues import FUNDING_CHANNELS, QUOTE_CHANNELS, venue_facts
 from . import intervals, normalize
 from .base import EndOfData
 from .validation import Validator, concat_events, event_rows
@@ -131,7 +133,8 @@ class _Subscription:
     stream: str
     symbol: str
     instrument: Instrument
-    mode: str = ""
+    mode: str = ""  # funding: FUNDING_MODES; tickers: QUOTE_CHANNELS (`order_book:<depth>` with a depth)
+    last_top: tuple[float, ...] | None = None  # tickers from a book: the top last emitted
     started_ms: int = 0
     last_activity_ms: int = 0
     last_activity_wall: float = 0.0
@@ -248,6 +251,24 @@ class Feed:
             return "funding_rate"
         return "poll"
 
+    def quote_mode(self, instrument: Instrument) -> str:
+        """Where an instrument's tickers stream gets its best bid/ask: a QUOTE_CHANNELS entry, `order_book:<n>`
+        for a book of depth n.
+
+        A source may state it (`quotes_via`: a mode, or a function of the symbol: the wire replay follows the
+        channels its recording subscribed); else the venue's row in `core/venues.py` by market kind; a call
+        the exchange object lacks falls back to `watch_ticker`.
+        """
+        stated = getattr(self.exchange, "quotes_via", None)
+        if callable(stated):
+            stated = stated(instrument.symbol)
+        if isinstance(stated, str) and stated.split(":", 1)[0] in QUOTE_CHANNELS:
+            return stated
+        facts = venue_facts(self.exchange_id)
+        mode = facts.quote_channel("contract" if instrument.is_contract else "spot") if facts else "ticker"
+        needs = {"bids_asks": "watchBidsAsks", "order_book": "watchOrderBook"}.get(mode)
+        return mode if needs is None or self._has(needs) else "ticker"
+
     def _subscription(self, stream: str, symbol: str) -> _Subscription:
         key = (stream, symbol)
         if key not in self._subs:
@@ -259,6 +280,8 @@ class Feed:
             sub = _Subscription(stream, symbol, instrument)
             if stream == "funding":
                 sub.mode = self.funding_mode()
+            elif stream == "tickers":
+                sub.mode = self.quote_mode(instrument)
             self._subs[key] = sub
         return self._subs[key]
 
@@ -267,7 +290,7 @@ class Feed:
         if sub.stream == "trades":
             return lambda: ex.watch_trades(symbol)
         if sub.stream == "tickers":
-            return lambda: ex.watch_ticker(symbol)
+            return self._quote_call(sub)
         if sub.stream == "ohlcv":
             return lambda: ex.watch_ohlcv(symbol, self.ohlcv_timeframe)
         if sub.mode == "mark_price":
@@ -277,6 +300,60 @@ class Feed:
         if sub.mode == "funding_rate":
             return lambda: ex.watch_funding_rate(symbol)
         return lambda: self._poll_funding(sub)
+
+    def _quote_call(self, sub: _Subscription) -> Callable[[], Awaitable[Any]]:
+        ex, symbol = self.exchange, sub.symbol
+        mode, _, depth = sub.mode.partition(":")
+        if mode == "bids_asks":
+
+            async def bids_asks() -> Any:
+                return (await ex.watch_bids_asks([symbol])).get(symbol)
+
+            return bids_asks
+        if mode == "order_book":
+
+            async def book_top() -> Any:
+                return self._book_top(sub, await ex.watch_order_book(symbol, int(depth) if depth else None))
+
+            return book_top
+        return lambda: ex.watch_ticker(symbol)
+
+    def _book_top(self, sub: _Subscription, book: Any) -> dict[str, Any] | None:
+        """The best bid/ask of an order book as a ticker structure; None while the top did not change (a book
+        update deeper down is no new quote)."""
+        bids, asks = list(book.get("bids") or [])[:1], list(book.get("asks") or [])[:1]
+        bid, bid_size = (bids[0][0], bids[0][1]) if bids else (None, None)
+        ask, ask_size = (asks[0][0], asks[0][1]) if asks else (None, None)
+        top = tuple(normalize.num(v) for v in (bid, bid_size, ask, ask_size))
+        if top == sub.last_top:
+            self.counts["tickers:book_top_unchanged"] += 1
+            return None
+        sub.last_top = top
+        timestamp = book.get("timestamp")
+        return {
+            "symbol": sub.symbol,
+            "timestamp": timestamp,
+            "bid": bid,
+            "bidVolume": bid_size,
+            "ask": ask,
+            "askVolume": ask_size,
+        }
+
+    def channel_name(self, sub: _Subscription) -> str:
+        """`<stream>:<ccxt call>[:<ccxt's channel option>]`, e.g. `trades:watch_trades:aggTrade`: the CHANNEL
+        event's reason, what a reader of the landed data checks to know which venue channel fed a stream."""
+        call = {"trades": "watch_trades", "ohlcv": "watch_ohlcv"}.get(sub.stream, "")
+        if sub.stream == "tickers":
+            mode, _, depth = sub.mode.partition(":")
+            call = {"bids_asks": "watch_bids_asks", "order_book": "watch_order_book"}.get(mode, "watch_ticker")
+            call += f":{depth}" if depth else ""
+        elif sub.stream == "funding":
+            call = {"poll": "fetch_funding_rate", "ticker": "watch_ticker"}.get(sub.mode, f"watch_{sub.mode}")
+        option_key = {"watch_trades": "watchTrades", "watch_ticker": "watchTicker", "watch_ohlcv": "watchOHLCV"}
+        options = getattr(self.exchange, "options", None)
+        option = options.get(option_key.get(call, ""), {}) if isinstance(options, Mapping) else {}
+        name = option.get("name") if isinstance(option, Mapping) else None
+        return f"{sub.stream}:{call}" + (f":{name}" if isinstance(name, str) else "")
 
     async def _poll_funding(self, sub: _Subscription) -> Any:
         if sub.next_poll_ms is not None:
@@ -321,7 +398,10 @@ class Feed:
         """Drop a silent subscription at the source so the next call subscribes afresh."""
         name, flag = {
             "trades": ("un_watch_trades", "unWatchTrades"),
-            "tickers": ("un_watch_ticker", "unWatchTicker"),
+            "tickers": {
+                "bids_asks": ("un_watch_bids_asks", "unWatchBidsAsks"),
+                "order_book": ("un_watch_order_book", "unWatchOrderBook"),
+            }.get(sub.mode.partition(":")[0], ("un_watch_ticker", "unWatchTicker")),
             "ohlcv": ("un_watch_ohlcv", "unWatchOHLCV"),
         }.get(sub.stream, ("", ""))
         if sub.stream == "funding":
@@ -334,7 +414,9 @@ class Feed:
         method = getattr(self.exchange, name, None) if name else None
         if method is None or not has.get(flag):
             return
-        args = (sub.symbol, self.ohlcv_timeframe) if sub.stream == "ohlcv" else (sub.symbol,)
+        args: tuple[Any, ...] = (sub.symbol, self.ohlcv_timeframe) if sub.stream == "ohlcv" else (sub.symbol,)
+        if name == "un_watch_bids_asks":
+            args = ([sub.symbol],)
         try:
             await method(*args)
         except Exception:  # noqa: BLE001 - best effort: the re-subscription below is what matters
@@ -355,6 +437,12 @@ class Feed:
         call = self._watch_call(sub)
         sub.started_ms = sub.last_activity_ms = self.now_ms()
         sub.last_activity_wall = time.monotonic()
+        channel = self.channel_name(sub)
+        self.counts[f"channel:{channel}"] += 1
+        started = sub.started_ms
+        yield Batch(
+            stream, _empty(stream), event_rows(EventKind.CHANNEL, stream, iid, started, started, reason=channel)
+        )
         if stream == "funding":
             await self._bootstrap_interval(sub)
         backoff = _INITIAL_BACKOFF_S
@@ -451,6 +539,8 @@ class Feed:
             items, screened = self.validator.screen(stream, items, instrument.id, recv)
             records = normalize.trades_to_records(items, instrument, recv)
         elif stream == "tickers":
+            if raw is None:  # a book update below the top, or another symbol's quote: nothing new
+                return _empty("tickers"), _empty("capture_events"), None
             items, screened = self.validator.screen(stream, [raw], instrument.id, recv)
             records = normalize.ticker_to_record(items[0], instrument, recv) if items else _empty("tickers")
         elif stream == "ohlcv":
@@ -458,7 +548,9 @@ class Feed:
             items, screened = self.validator.screen(stream, items, instrument.id, recv)
             first = int(min(normalize.int_ms(c[0]) for c in items)) if items else None
             closed, repeats = self._close_candles(sub, items)
-            records = normalize.ohlcv_to_records(closed, instrument, recv, self.timeframe_s)
+            records = normalize.ohlcv_to_records(
+                closed, instrument, recv, self.timeframe_s, volume_in_contracts=self._ws_candles_count_contracts
+            )
             accepted, checked = self.validator.check(stream, records, recv)
             sub.emitted_candles.update(int(t) for t in accepted["ts_ms"])
             reported = [
@@ -476,6 +568,13 @@ class Feed:
             accepted = accepted[:0]
         return accepted, concat_events([screened, checked]), first
 
+    @property
+    def _ws_candles_count_contracts(self) -> bool:
+        """binance's websocket klines of COIN-M count contracts (ccxt passes `v` on); its REST ones and every
+        other venue's give base units. Only a real ccxt.pro class (live, wire) gets the venue's frames."""
+        facts = venue_facts(self.exchange_id)
+        return facts is not None and facts.ws_candle_volume_in_contracts and isinstance(self.exchange, AsyncExchange)
+
     def _flush_closed_pending(self, sub: _Subscription) -> Batch | None:
         """At the end of a recording: the forming candle, if its period is over on the exchange clock."""
         if sub.stream != "ohlcv" or sub.pending is None:
@@ -486,7 +585,9 @@ class Feed:
             return None
         closed, sub.pending = [sub.pending], None
         sub.last_closed_ts = pending_ts
-        records = normalize.ohlcv_to_records(closed, sub.instrument, now, self.timeframe_s)
+        records = normalize.ohlcv_to_records(
+            closed, sub.instrument, now, self.timeframe_s, volume_in_contracts=self._ws_candles_count_contracts
+        )
         accepted, events = self.validator.check("ohlcv", records, now)
         sub.emitted_candles.update(int(t) for t in accepted["ts_ms"])
         return Batch("ohlcv", accepted, events) if len(accepted) or len(events) else None

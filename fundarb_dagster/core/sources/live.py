@@ -45,8 +45,8 @@ from ccxt.async_support.base.ws.client import Client
 from ..config import LiveConfig
 from ..venues import VENUE_FACTS
 
-# The market kinds loaded at start, per ccxt id (from `core/venues.py`): what fundarb trades (spot and
-# perpetuals), without the venue's options and dated futures, which cost extra REST calls.
+# The market kinds loaded at start, per ccxt id (from `core/venues.py`): what fundarb trades (spot, perpetuals
+# and dated futures, which binance and bybit list among their linear/inverse kinds), never options.
 MARKET_TYPES: dict[str, list[str]] = {
     ccxt_id: list(types) for facts in VENUE_FACTS.values() for ccxt_id, types in facts.market_types.items()
 }
@@ -213,13 +213,16 @@ def live_exchange_class(exchange_id: str) -> type:
     return _CLASSES[exchange_id]
 
 
-def exchange_settings(exchange_id: str, credentials: Mapping[str, str]) -> dict[str, Any]:
-    """The ccxt constructor settings for a live exchange (no secrets added beyond `credentials`)."""
+def exchange_settings(
+    exchange_id: str, credentials: Mapping[str, str], options: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ccxt constructor settings for a live exchange (no secrets added beyond `credentials`); `options`
+    are ccxt's, from the config (e.g. binance `{"watchTrades": {"name": "aggTrade"}}`)."""
     allowed = {"apiKey", "secret", "password", "uid", "walletAddress", "privateKey"}
     unknown = set(credentials) - allowed
     if unknown:
         raise ValueError(f"credentials: unknown ccxt credential field {sorted(unknown)[0]!r}")
-    options: dict[str, Any] = {}
+    options = {key: dict(value) for key, value in (options or {}).items()}
     if exchange_id in MARKET_TYPES:
         options["fetchMarkets"] = {"types": list(MARKET_TYPES[exchange_id])}
     return {
@@ -231,12 +234,14 @@ def exchange_settings(exchange_id: str, credentials: Mapping[str, str]) -> dict[
     }
 
 
-def create_live_exchange(exchange_id: str, live: LiveConfig, credentials: Mapping[str, str]) -> Any:
+def create_live_exchange(
+    exchange_id: str, live: LiveConfig, credentials: Mapping[str, str], options: Mapping[str, Any] | None = None
+) -> Any:
     """A real ccxt.pro exchange for live data; records raw frames when `live.record_raw` names a folder.
 
     Opens no socket and starts no task: ccxt connects on the first awaited call.
     """
-    exchange = live_exchange_class(exchange_id)(exchange_settings(exchange_id, credentials))
+    exchange = live_exchange_class(exchange_id)(exchange_settings(exchange_id, credentials, options))
     exchange.live_config = live
     if live.record_raw:
         exchange.raw_recorder = RawRecorder(live.record_raw, exchange_id, redact=tuple(credentials.values()))

@@ -4,8 +4,12 @@ Every source kind (live ccxt.pro, the simulator, replays, wire replays) returns 
 so these functions are the only place that knows their shape. Conventions:
 
 - Missing or unparsable numbers become NaN (the validator decides whether that is acceptable).
-- Amounts are in base units: ccxt gives swap amounts in contracts, so they are multiplied by the
-  instrument's contract size (1 for spot and most linear perps, e.g. 0.01 BTC for okx BTC-USDT-SWAP).
+- Amounts are in base units. ccxt gives contract amounts (trades, bid/ask sizes) in contracts: a linear
+  contract is `contractSize` base units (1 for most, 0.01 BTC for okx BTC-USDT-SWAP), an inverse one is
+  `contractSize` quote units (10 USD for okx UNI-USD-SWAP, 100 USD for binance COIN-M BTCUSD_PERP), so its
+  base amount is contracts x contractSize / price (`Instrument.base_amounts`). The contracts and the
+  contract size are kept beside (`contracts`, `contract_size`; NaN for spot). Candle volumes are taken as
+  ccxt gives them, in base units (it reads okx `volCcy`, binance's and bybit's base volume for inverse).
 - Trade ids: a numeric venue id is kept as an integer; any other id (bybit's UUIDs) becomes a stable
   63-bit hash, the same on every machine and run.
 - Funding rates are fractions per interval; `interval_h` is whatever the caller resolved (see
@@ -128,7 +132,6 @@ def trades_to_records(trades: Sequence[Mapping[str, Any]], instrument: Instrumen
     out = schema.empty("trades", len(trades))
     if not len(trades):
         return out
-    scale = instrument.contract_size
     ts = np.empty(len(trades), dtype=np.int64)
     ids = np.empty(len(trades), dtype=np.int64)
     sides = np.empty(len(trades), dtype=np.int8)
@@ -137,7 +140,7 @@ def trades_to_records(trades: Sequence[Mapping[str, Any]], instrument: Instrumen
     for i, trade in enumerate(trades):
         ts[i] = int_ms(trade.get("timestamp"))
         prices[i] = num(trade.get("price"))
-        amounts[i] = num(trade.get("amount")) * scale
+        amounts[i] = num(trade.get("amount"))
         sides[i] = _side(trade.get("side"))
         trade_id = trade.get("id")
         if trade_id is None or trade_id == "":
@@ -149,7 +152,10 @@ def trades_to_records(trades: Sequence[Mapping[str, Any]], instrument: Instrumen
     out["side"] = sides
     out["trade_id"] = ids
     out["price"] = prices
-    out["amount"] = amounts
+    out["amount"] = instrument.base_amounts(amounts, prices)
+    if instrument.is_contract:
+        out["contracts"] = amounts
+        out["contract_size"] = instrument.contract_size
     return out
 
 
@@ -162,7 +168,8 @@ def ticker_to_record(ticker: Mapping[str, Any], instrument: Instrument, recv_ts_
          "ask": 73369.84, "askVolume": 0.03321, "last": 73369.84, "markPrice": None, "indexPrice": None}
 
     A ticker without a timestamp (bybit's REST ticker, hyperliquid's asset contexts) is stamped with the
-    receive time: the venue did not say when, and the receive time is the best bound there is.
+    receive time: the venue did not say when, and the receive time is the best bound there is. A contract's
+    sizes are contracts in ccxt: each side is converted at its own price (`Instrument.base_amounts`).
     """
     ts = int_ms(ticker.get("timestamp"))
     info = ticker.get("info") if isinstance(ticker.get("info"), Mapping) else {}
@@ -172,33 +179,45 @@ def ticker_to_record(ticker: Mapping[str, Any], instrument: Instrument, recv_ts_
         mark = num(info.get("markPx"))  # hyperliquid asset context
     if not math.isfinite(index):
         index = num(info.get("oraclePx"))  # hyperliquid's oracle price is its index
-    scale = instrument.contract_size
+    bid, ask = num(ticker.get("bid")), num(ticker.get("ask"))
+    bid_volume, ask_volume = num(ticker.get("bidVolume")), num(ticker.get("askVolume"))
+    contract = instrument.is_contract
     row = (
         ts if ts > 0 else recv_ts_ms,
         recv_ts_ms,
         instrument.id,
         b"",
-        num(ticker.get("bid")),
-        num(ticker.get("ask")),
-        num(ticker.get("bidVolume")) * scale,
-        num(ticker.get("askVolume")) * scale,
+        bid,
+        ask,
+        instrument.base_amounts(bid_volume, bid),
+        instrument.base_amounts(ask_volume, ask),
         num(ticker.get("last")),
         mark,
         index,
+        bid_volume if contract else math.nan,
+        ask_volume if contract else math.nan,
+        instrument.contract_size if contract else math.nan,
     )
     return np.array([row], dtype=schema.TICKERS)  # one step: tickers arrive one at a time, often
 
 
 def ohlcv_to_records(
-    candles: Sequence[Sequence[Any]], instrument: Instrument, recv_ts_ms: int, timeframe_s: int
+    candles: Sequence[Sequence[Any]],
+    instrument: Instrument,
+    recv_ts_ms: int,
+    timeframe_s: int,
+    *,
+    volume_in_contracts: bool = False,
 ) -> np.ndarray:
-    """ccxt OHLCV arrays -> OHLCV records (volume in base units).
+    """ccxt OHLCV arrays -> OHLCV records (volume in base units, as ccxt gives it).
 
     Parses e.g. (binance spot 1h, `fetch_ohlcv` / `watch_ohlcv`)::
 
         [[1706630400000, 43519.34, 43936, 43171, 43488.71, 20.55495], ...]
 
     A short or malformed candle becomes a row of NaN prices (timestamp 0 if unusable) for the validator.
+    `volume_in_contracts`: the source counts contracts (binance COIN-M websocket klines): converted with the
+    close, the one price a candle has for all of its trades (exact base volume comes from REST candles).
     """
     out = schema.empty("ohlcv", len(candles))
     if not len(candles):
@@ -222,7 +241,7 @@ def ohlcv_to_records(
     out["high"] = values[:, 2]
     out["low"] = values[:, 3]
     out["close"] = values[:, 4]
-    out["volume"] = values[:, 5] * instrument.contract_size
+    out["volume"] = instrument.base_amounts(values[:, 5], values[:, 4]) if volume_in_contracts else values[:, 5]
     return out
 
 

@@ -389,7 +389,7 @@ class Validator:
 
     def _ticker_valid(self, records: np.ndarray, now_ms: int, reference: Any) -> bool:
         # one ticker: plain Python on one tuple beats a dozen numpy calls on 1-element arrays
-        ts, _recv, _iid, _pad, bid, ask, _bs, _as, last, mark, index = records[0].item()
+        ts, _recv, _iid, _pad, bid, ask, _bs, _as, last, mark, index, *_contracts = records[0].item()
         for price in (bid, ask, last, mark, index):
             if price <= 0 or price in (math.inf, -math.inf):  # NaN (a missing optional price) passes
                 return False

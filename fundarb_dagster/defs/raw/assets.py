@@ -82,6 +82,8 @@ _REGISTRY_ARROW = pa.schema(
         ("multiplier", pa.float64()),
         ("contract_size", pa.float64()),
         ("venue_symbol", pa.string()),
+        ("inverse", pa.bool_()),
+        ("expiry_ms", pa.int64()),
     ]
 )
 

@@ -144,11 +144,15 @@ def _registry(exchange: ScriptedExchange) -> InstrumentRegistry:
 
 
 async def _collect(feed: Feed, stream: str, symbol: str, limit: int = 1000) -> list[Batch]:
+    """The batches of one watch after its first, the CHANNEL event naming the call (checked here)."""
     batches = []
     async for batch in feed.watch(stream, symbol):
         batches.append(batch)
-        if len(batches) >= limit:
+        if len(batches) > limit:
             break
+    first = batches.pop(0)
+    assert not len(first.records) and first.events["kind"].tolist() == [int(EventKind.CHANNEL)]
+    assert first.events["reason"][0].decode().startswith(f"{stream}:")
     return batches
 
 

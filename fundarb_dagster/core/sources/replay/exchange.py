@@ -90,6 +90,7 @@ class ReplayExchange:
         }
         # Whatever the venue, recorded funding is replayed through watch_funding_rate (the Feed reads this).
         self.funding_via = "funding_rate"
+        self.quotes_via = "ticker"  # recorded tickers carry the quotes they landed with
         self._recording = Recording(exchange_id, path, format, symbols)
         self._cursors: dict[tuple[Any, ...], _Cursor] = {}
         self._loaded = False

@@ -68,7 +68,9 @@ class Recording:
             market = market_for(symbol)
             if markets_from is not None and (self.id, symbol) in markets_from:
                 instrument = markets_from.get(self.id, symbol)
-                market = market_for(symbol, instrument.venue_symbol, instrument.contract_size)
+                market = market_for(
+                    symbol, instrument.venue_symbol, instrument.contract_size, expiry_ms=instrument.expiry_ms
+                )
             self.markets[symbol] = market
         self._merge_mark_prices()
         starts = [float(self.delivery(k, s)[0]) for k, s in self.series.items() if len(s) and k[1] != "mark"]

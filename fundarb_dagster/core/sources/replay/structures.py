@@ -22,8 +22,16 @@ def _num(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
+def _as_counted(r: np.void, counted: str, base: str) -> float:
+    """What ccxt's structure carries: the venue's count (contracts) where it was landed, else base units
+    (spot, and parsed files that hold base units only)."""
+    contracts = float(r[counted])
+    return contracts if math.isfinite(contracts) else float(r[base])
+
+
 def trade(symbol: str, r: np.void) -> dict[str, Any]:
-    ts, price, amount, side = int(r["ts_ms"]), float(r["price"]), float(r["amount"]), int(r["side"])
+    ts, price, side = int(r["ts_ms"]), float(r["price"]), int(r["side"])
+    amount = _as_counted(r, "contracts", "amount")
     return {
         "info": {"trade_id": int(r["trade_id"]), "side": side},
         "id": str(int(r["trade_id"])),
@@ -36,7 +44,7 @@ def trade(symbol: str, r: np.void) -> dict[str, Any]:
         "takerOrMaker": "taker",
         "price": price,
         "amount": amount,
-        "cost": price * amount,
+        "cost": price * float(r["amount"]),
         "fee": None,
         "fees": [],
     }
@@ -52,9 +60,9 @@ def ticker(symbol: str, r: np.void) -> dict[str, Any]:
         "high": None,
         "low": None,
         "bid": bid,
-        "bidVolume": _num(r["bid_size"]),
+        "bidVolume": _num(_as_counted(r, "bid_contracts", "bid_size")),
         "ask": ask,
-        "askVolume": _num(r["ask_size"]),
+        "askVolume": _num(_as_counted(r, "ask_contracts", "ask_size")),
         "vwap": None,
         "open": None,
         "close": _num(r["last"]),

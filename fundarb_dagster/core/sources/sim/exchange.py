@@ -127,6 +127,9 @@ class SimExchange:
         }
         # How this venue delivers funding on its sockets, for consumers that dispatch on it.
         self.funding_via = "funding_rate" if unified else channel
+        # Its tickers carry each venue's best bid/ask (the simulator does not model which channel gives them;
+        # live and wire replays read `core/venues.py` for that, proven on the recordings).
+        self.quotes_via = "ticker"
         # The collaborators, each passed what it needs (the world is built at first use, shared per process).
         self._world = LazyWorld(self.seed, self.start_ms)
         self.clock = Clock(self.start_ms, self.speed, sim.now_ms, wall_start)

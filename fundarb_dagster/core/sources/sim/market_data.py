@@ -162,15 +162,18 @@ class MarketData:
                 rows.append(self._candle_rows(m, chunk, j, max(stop, int(chunk.minute_idx[j]))))
             minute += MINUTE_MS
         if len(rows) == 1:
-            return list(rows[0])
-        return [
-            bucket,
-            rows[0][1],
-            max(r[2] for r in rows),
-            min(r[3] for r in rows),
-            rows[-1][4],
-            _round(sum(r[5] for r in rows), m.lot_decimals),
-        ]
+            return _volume_in_base(m, list(rows[0]))
+        return _volume_in_base(
+            m,
+            [
+                bucket,
+                rows[0][1],
+                max(r[2] for r in rows),
+                min(r[3] for r in rows),
+                rows[-1][4],
+                _round(sum(r[5] for r in rows), m.lot_decimals),
+            ],
+        )
 
     # -- structures -------------------------------------------------------------------------------------
     def trades(self, m: Market, chunk: Chunk, hour: int, idx: np.ndarray) -> list[dict[str, Any]]:
@@ -299,3 +302,11 @@ class MarketData:
             j = int(np.searchsorted(chunk.ts, hi, side="right"))
             if j > i:
                 yield chunk, hour, np.arange(i, j)
+
+
+def _volume_in_base(m: Market, candle: list[float]) -> list[float]:
+    """ccxt gives a contract's candle volume in base units (okx `volCcy`), its trade amounts in contracts:
+    the hour's volumes count contracts, so a candle leaves here with volume x contractSize."""
+    if m.contract_size != 1.0:
+        candle[5] = candle[5] * m.contract_size
+    return candle

@@ -1,0 +1,477 @@
+"""Every recorded websocket session in fixtures/ws_recordings/, replayed through the real capture job.
+
+One row per recording (`RECORDINGS`): the venue, the symbols by the venue's own ids, the streams captured,
+and the channels that must feed them. Each row runs `mpiexec python -m mpi_jobs.capture` with `source:
+wire` at full speed, reads what landed (Parquet), and compares it per stream and symbol with an independent
+parse of the recording's frames written here with plain `json` (no project code, no ccxt): counts, first
+and last ids and times, and every field of every row. The frames no watcher used are counted per channel,
+in `capture_events` and the job's summary line, and asserted against the same parse.
+
+Adding a recording is one row; adding a venue's recording also needs its frame parser (`PARSERS`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import subprocess
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from .conftest import REPO, job_command
+
+pytestmark = [pytest.mark.mpi, pytest.mark.slow]
+NAN = math.nan
+MINUTE_MS = 60_000
+EVENT_KINDS = {"USED": 11, "UNUSED": 10, "CHANNEL": 12}
+
+
+# -- an independent reading of the recordings --------------------------------------------------------------
+@dataclass
+class Frame:
+    recv_ms: int
+    kind: str | None  # the connection's market kind (spot, linear, inverse), None when one socket serves all
+    msg: Any
+
+
+@dataclass
+class Session:
+    frames: list[Frame]
+    http: list[tuple[str, str]]
+
+
+def read_session(path: Path, conn_kinds: dict[str, str]) -> Session:
+    """Frames with their connection's market kind (from the connect records, else the row's table)."""
+    if path.suffix == ".zst":
+        with pa.input_stream(str(path), compression="zstd") as stream:
+            lines = stream.read().decode().splitlines()
+    else:
+        lines = path.read_text().splitlines()
+    kinds, frames, http = dict(conn_kinds), [], []
+    for line in lines:
+        row = json.loads(line)
+        if "msg" in row:  # a frame log
+            frames.append(Frame(int(row["recv_ts_s"] * 1000), kinds.get(row["conn"]), row["msg"]))
+        elif row["t"] == "connect":
+            tail = row["addr"].split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+            host = row["addr"].split("/")[2]
+            kinds.setdefault(row["conn"], tail if tail in ("spot", "linear", "inverse") else None)
+            if host.startswith("fstream"):
+                kinds[row["conn"]] = "linear"
+        elif row["t"] == "recv":
+            try:
+                msg = json.loads(row["data"])
+            except ValueError:
+                msg = row["data"]
+            frames.append(Frame(int(row["ts"] * 1000), kinds.get(row["conn"]), msg))
+        elif row["t"] == "http":
+            http.append((row["url"], row["data"]))
+    return Session(frames, http)
+
+
+def trade_id(text: str) -> int:
+    """The landed id: a numeric venue id as is, any other the first 8 bytes of its blake2b, little-endian, 63 bits."""
+    if text.isdigit() and int(text) < 2**63:
+        return int(text)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") & (2**63 - 1)
+
+
+@dataclass(frozen=True)
+class Contract:
+    size: float = 1.0  # base (linear) or quote (inverse) units per contract
+    inverse: bool = False
+
+    def base(self, contracts: float, price: float) -> float:
+        return contracts * self.size / price if self.inverse else contracts * self.size
+
+
+@dataclass
+class Expected:
+    trades: dict[str, list[tuple]] = field(default_factory=lambda: defaultdict(list))
+    tickers: dict[str, list[tuple]] = field(default_factory=lambda: defaultdict(list))
+    ohlcv: dict[str, list[tuple]] = field(default_factory=lambda: defaultdict(list))
+    funding: dict[str, list[tuple]] = field(default_factory=lambda: defaultdict(list))
+    channels: Counter[str] = field(default_factory=Counter)  # "<kind>:<channel>" -> frames; "control"
+    end_ms: int = 0
+
+
+class Accept:
+    """The capture's rules every tickers/funding row passes, restated: a row with the time of the one
+    before is a duplicate, an older one out of order (both dropped); funding values that repeat the last
+    one kept are kept once a minute."""
+
+    def __init__(self) -> None:
+        self.last_ts: dict[str, int] = {}
+        self.kept: dict[str, tuple[tuple, int]] = {}
+
+    def in_order(self, symbol: str, ts: int) -> bool:
+        last = self.last_ts.get(symbol)
+        if last is not None and ts <= last:
+            return False
+        self.last_ts[symbol] = ts
+        return True
+
+    def changed(self, symbol: str, key: tuple, recv_ms: int) -> bool:
+        kept = self.kept.get(symbol)
+        if kept is not None and kept[0] == key and recv_ms - kept[1] < 60_000:
+            return False
+        self.kept[symbol] = (key, recv_ms)
+        return True
+
+
+def closed_candles(bars: dict[str, dict[int, tuple]], end_ms: int) -> dict[str, list[tuple]]:
+    """The last values of each minute, for minutes over by the end of the recording."""
+    return {s: [b for t, b in sorted(by.items()) if t + MINUTE_MS <= end_ms] for s, by in bars.items()}
+
+
+def f(value: Any) -> float:
+    return NAN if value in (None, "") else float(value)
+
+
+def parse_bybit(session: Session, row: Recording) -> Expected:
+    """Bybit v5 public: tickers (snapshot + deltas merged), publicTrade, kline.1, orderbook.N (spot quotes)."""
+    out, accept, funding_accept = Expected(), Accept(), Accept()
+    state: dict[tuple, dict[str, Any]] = {}
+    books: dict[str, tuple[dict[float, float], dict[float, float]]] = {}
+    last_top: dict[str, tuple] = {}
+    bars: dict[str, dict[int, tuple]] = defaultdict(dict)
+    for frame in session.frames:
+        msg = frame.msg
+        if "topic" not in msg:
+            out.channels["control"] += 1
+            continue
+        channel, _, venue_id = msg["topic"].rpartition(".")
+        out.channels[f"{frame.kind}:{channel}"] += 1
+        out.end_ms = frame.recv_ms
+        symbol = row.symbols.get((frame.kind, venue_id))
+        if symbol is None:
+            continue
+        if channel == "publicTrade":
+            for t in msg["data"]:
+                side = {"Buy": 1, "Sell": -1}[t["S"]]
+                out.trades[symbol].append((trade_id(t["i"]), t["T"], side, float(t["p"]), float(t["v"])))
+        elif channel == "kline.1":
+            for k in msg["data"]:
+                values = (float(k[n]) for n in ("open", "high", "low", "close", "volume"))
+                bars[symbol][k["start"]] = (k["start"], *values)
+        elif channel == "tickers":
+            key = (frame.kind, venue_id)
+            state[key] = dict(msg["data"]) if msg["type"] == "snapshot" else {**state[key], **msg["data"]}
+            d = state[key]
+            if symbol in row.quotes_from_book:
+                continue
+            if accept.in_order(symbol, msg["ts"]):
+                names = ("bid1Price", "ask1Price", "bid1Size", "ask1Size", "lastPrice", "markPrice", "indexPrice")
+                out.tickers[symbol].append((msg["ts"], *(f(d.get(n)) for n in names)))
+            if "fundingRate" in d:
+                fkey = (int(d["nextFundingTime"]), float(d["fundingRate"]), float(d["fundingIntervalHour"]))
+                if funding_accept.changed(symbol, fkey, frame.recv_ms) and funding_accept.in_order(symbol, msg["ts"]):
+                    out.funding[symbol].append((msg["ts"], *fkey, float(d["markPrice"]), float(d["indexPrice"])))
+        elif channel.startswith("orderbook.") and symbol in row.quotes_from_book:
+            data = msg["data"]
+            if msg["type"] == "snapshot":
+                books[symbol] = ({float(p): float(q) for p, q in data["b"]}, {float(p): float(q) for p, q in data["a"]})
+            else:
+                for side, updates in zip(books[symbol], (data["b"], data["a"]), strict=True):
+                    for p, q in updates:
+                        side.pop(float(p), None) if float(q) == 0 else side.__setitem__(float(p), float(q))
+            bids, asks = books[symbol]
+            bid, ask = max(bids), min(asks)
+            top = (bid, bids[bid], ask, asks[ask])
+            if top == last_top.get(symbol):
+                continue
+            last_top[symbol] = top
+            if accept.in_order(symbol, msg["ts"]):
+                out.tickers[symbol].append((msg["ts"], bid, ask, bids[bid], asks[ask], NAN, NAN, NAN))
+    out.ohlcv = closed_candles(bars, out.end_ms)
+    return out
+
+
+def parse_okx(session: Session, row: Recording) -> Expected:
+    """OKX v5 public: tickers, trades (books are not captured); contract sizes from the recorded instruments."""
+    contracts: dict[str, Contract] = {}
+    for url, body in session.http:
+        if "/public/instruments" in url:
+            for item in json.loads(body)["data"]:
+                if item["ctVal"]:
+                    contracts[item["instId"]] = Contract(float(item["ctVal"]), item["ctType"] == "inverse")
+    out, accept = Expected(), Accept()
+    for frame in session.frames:
+        msg = frame.msg
+        if "data" not in msg:
+            out.channels["control"] += 1
+            continue
+        channel, inst = msg["arg"]["channel"], msg["arg"]["instId"]
+        out.channels[channel] += 1
+        out.end_ms = frame.recv_ms
+        symbol, contract = row.symbols.get((None, inst)), contracts.get(inst)
+        for d in msg["data"] if symbol else []:
+            if channel == "trades":
+                side = {"buy": 1, "sell": -1}[d["side"]]
+                price, size = float(d["px"]), float(d["sz"])
+                amount = contract.base(size, price) if contract else size
+                out.trades[symbol].append((int(d["tradeId"]), int(d["ts"]), side, price, amount)
+                                          + ((size, contract.size) if contract else ()))  # fmt: skip
+            elif channel == "tickers" and accept.in_order(symbol, int(d["ts"])):
+                bid, ask, bid_size, ask_size = (float(d[n]) for n in ("bidPx", "askPx", "bidSz", "askSz"))
+                sizes = (bid_size, ask_size)
+                if contract:
+                    sizes = (contract.base(bid_size, bid), contract.base(ask_size, ask))
+                extra = (bid_size, ask_size, contract.size) if contract else ()
+                out.tickers[symbol].append((int(d["ts"]), bid, ask, *sizes, float(d["last"]), NAN, NAN, *extra))
+    return out
+
+
+def parse_binance(session: Session, row: Recording) -> Expected:
+    """Binance combined streams `{"stream": "<id>@<channel>", "data": ...}`: aggTrade, bookTicker, kline_1m."""
+    out, accept = Expected(), Accept()
+    bars: dict[str, dict[int, tuple]] = defaultdict(dict)
+    for frame in session.frames:
+        msg = frame.msg
+        if "stream" not in msg:
+            out.channels["control"] += 1
+            continue
+        venue_id, _, channel = msg["stream"].partition("@")
+        out.channels[f"{frame.kind}:{channel}"] += 1
+        out.end_ms = frame.recv_ms
+        symbol, d = row.symbols.get((frame.kind, venue_id.upper())), msg["data"]
+        if symbol is None:
+            continue
+        if channel == "aggTrade":
+            out.trades[symbol].append((d["a"], d["T"], -1 if d["m"] else 1, float(d["p"]), float(d["q"])))
+        elif channel == "bookTicker" and accept.in_order(symbol, d["E"]):
+            out.tickers[symbol].append((d["E"], *(float(d[n]) for n in ("b", "a", "B", "A")), NAN, NAN, NAN))
+        elif channel.startswith("kline_"):
+            k = d["k"]
+            bars[symbol][k["t"]] = (k["t"], *(float(k[n]) for n in ("o", "h", "l", "c", "v")))
+    out.ohlcv = closed_candles(bars, out.end_ms)
+    return out
+
+
+PARSERS: dict[str, Callable[[Session, Recording], Expected]] = {
+    "bybit": parse_bybit,
+    "okx": parse_okx,
+    "binance": parse_binance,
+}
+
+
+# -- the table ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Recording:
+    file: str
+    exchange: str
+    symbols: dict[tuple[str | None, str], str]  # (connection kind, venue id) -> ccxt unified symbol
+    streams: tuple[str, ...]
+    used: frozenset[str]  # the channels (`<kind>:<channel>`) the capture must read; every other one is unused
+    channel_events: frozenset[str]  # CHANNEL reasons: which ccxt call (and channel option) fed each stream
+    conn_kinds: dict[str, str] = field(default_factory=dict)  # for frame logs without connect records
+    quotes_from_book: frozenset[str] = frozenset()  # symbols whose quotes come from the top of a book
+
+
+BYBIT_IDS = {("linear", "BTCUSDT"): "BTC/USDT:USDT", ("linear", "ETHUSDT"): "ETH/USDT:USDT",
+             ("spot", "BTCUSDT"): "BTC/USDT", ("spot", "ETHUSDT"): "ETH/USDT"}  # fmt: skip
+RECORDINGS = [
+    Recording(
+        "bybit_v5_btc_eth_tickers_trades_klines.jsonl",
+        "bybit",
+        BYBIT_IDS,
+        ("trades", "tickers", "funding", "ohlcv"),
+        used=frozenset(f"{k}:{c}" for k in ("linear", "spot") for c in ("tickers", "publicTrade", "kline.1")),
+        channel_events=frozenset(
+            {"trades:watch_trades", "tickers:watch_ticker:tickers", "ohlcv:watch_ohlcv", "funding:watch_ticker:tickers"}
+        ),  # fmt: skip
+        conn_kinds={"BYBIT.ws.2": "linear", "BYBIT.ws.3": "spot"},  # the BYBIT session's connect records
+    ),
+    Recording(
+        "BYBIT.jsonl.zst",
+        "bybit",
+        {**BYBIT_IDS, ("linear", "SOLUSDT"): "SOL/USDT:USDT", ("linear", "DOGEUSDT"): "DOGE/USDT:USDT"},
+        ("trades", "tickers", "funding", "ohlcv"),
+        # spot tickers carry no bid/ask: spot quotes come from the book the session subscribed (orderbook.200)
+        used=frozenset(
+            {
+                "linear:tickers",
+                "linear:publicTrade",
+                "linear:kline.1",
+                "spot:orderbook.200",
+                "spot:publicTrade",
+                "spot:kline.1",
+            }
+        ),  # fmt: skip
+        channel_events=frozenset(
+            {
+                "trades:watch_trades",
+                "tickers:watch_ticker:tickers",
+                "ohlcv:watch_ohlcv",
+                "funding:watch_ticker:tickers",
+                "tickers:watch_order_book:200",
+            }
+        ),  # fmt: skip
+        quotes_from_book=frozenset({"BTC/USDT", "ETH/USDT"}),
+    ),
+    Recording(
+        "OKX.jsonl.zst",
+        "okx",
+        {
+            (None, "BTC-USDT"): "BTC/USDT",
+            (None, "UNI-USD-SWAP"): "UNI/USD:UNI",
+            (None, "BTC-USD-220527"): "BTC/USD:BTC-220527",
+        },  # fmt: skip
+        ("trades", "tickers"),
+        used=frozenset({"tickers", "trades"}),
+        channel_events=frozenset({"trades:watch_trades", "tickers:watch_ticker"}),
+    ),
+    Recording(
+        "BINANCE_FUTURES.jsonl.zst",
+        "binance",
+        {("linear", f"{b}USDT"): f"{b}/USDT:USDT" for b in ("SUSHI", "AKRO", "KEEP", "CTK")},
+        ("trades", "tickers", "ohlcv"),
+        # the session streamed aggTrade and bookTicker: followed with no option given
+        used=frozenset({"linear:aggTrade", "linear:bookTicker", "linear:kline_1m"}),
+        channel_events=frozenset(
+            {"trades:watch_trades:aggTrade", "tickers:watch_bids_asks", "ohlcv:watch_ohlcv:kline"}
+        ),
+    ),
+]
+
+
+@dataclass
+class Captured:
+    rows: dict[str, Any]  # stream -> landed frame
+    stdout: str
+    returncode: int
+
+
+def capture(fixtures_dir: Path, tmp_path: Path, row: Recording, **replay: Any) -> Captured:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    data_dir = tmp_path / "data"
+    config = {
+        "source": "wire",
+        "data_dir": str(data_dir),
+        "replay": {"path": str(fixtures_dir / "ws_recordings" / row.file), "speed": 0, **replay},
+        "exchanges": [{"id": row.exchange, "symbols": sorted(set(row.symbols.values())), "streams": list(row.streams)}],
+        "capture": {"flush_interval_s": 0.5, "stats_interval_s": 5.0},
+    }
+    path = tmp_path / "capture.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run(job_command(path, 2), cwd=REPO, capture_output=True, text=True, timeout=180)
+    rows = {}
+    for stream in (*row.streams, "capture_events"):
+        root = data_dir / "landing" / stream
+        rows[stream] = pq.read_table(root).to_pandas() if root.exists() else None
+    return Captured(rows, done.stdout + done.stderr, done.returncode)
+
+
+def same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def assert_rows(stream: str, symbol: str, got: list[tuple], expected: list[tuple]) -> None:
+    where = f"{stream} {symbol}"
+    assert len(got) == len(expected) > 0, f"{where}: {len(got)} landed, {len(expected)} in the recording"
+    assert (got[0][0], got[-1][0]) == (expected[0][0], expected[-1][0]), f"{where}: first/last"
+    assert (got[0][1], got[-1][1]) == (expected[0][1], expected[-1][1]), f"{where}: first/last time"
+    for g, e in zip(got, expected, strict=True):
+        assert len(g) >= len(e) and all(same(a, b) for a, b in zip(g, e, strict=False)), f"{where}: {g} != {e}"
+
+
+@pytest.fixture(scope="module", params=RECORDINGS, ids=[r.file for r in RECORDINGS])
+def replayed(request: pytest.FixtureRequest, fixtures_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    row: Recording = request.param
+    captured = capture(fixtures_dir, tmp_path_factory.mktemp(row.exchange), row)
+    session = read_session(fixtures_dir / "ws_recordings" / row.file, row.conn_kinds)
+    return row, captured, PARSERS[row.exchange](session, row)
+
+
+def _landed(captured: Captured, stream: str, symbol: str, columns: list[str], order: list[str]) -> list[tuple]:
+    frame = captured.rows[stream]
+    if frame is None:
+        return []
+    mine = frame[frame["symbol"] == symbol].sort_values(order, kind="stable")
+    return [tuple(r) for r in mine[columns].itertuples(index=False)]
+
+
+def test_the_job_ends_by_itself_and_says_what_it_used(replayed: tuple[Recording, Captured, Expected]) -> None:
+    row, captured, expected = replayed
+    assert captured.returncode == 0, captured.stdout[-3000:]
+    used = sum(n for c, n in expected.channels.items() if c in row.used)
+    data = sum(n for c, n in expected.channels.items() if c != "control")
+    frames = sum(expected.channels.values())
+    line = f"[capture] replay frames {row.exchange}: {frames} frames, {used} used ({100 * used / data:.1f} % of {data}"
+    assert line in captured.stdout, captured.stdout[-3000:]
+    assert "frames used {" in captured.stdout  # the summary line carries them too
+
+
+def test_trades_land_exactly_as_recorded(replayed: tuple[Recording, Captured, Expected]) -> None:
+    row, captured, expected = replayed
+    columns = ["trade_id", "ts_ms", "side", "price", "amount", "contracts", "contract_size"]
+    for symbol in sorted(set(row.symbols.values())):
+        want = sorted(expected.trades[symbol], key=lambda t: (t[1], t[0]))
+        got = _landed(captured, "trades", symbol, columns, ["ts_ms", "trade_id"])
+        assert_rows("trades", symbol, got, want)
+        if len(want[0]) == 5 and ":" in symbol:  # a linear contract of size 1: contracts are the amount
+            assert all(g[5] == g[4] and g[6] == 1.0 for g in got), symbol
+        if ":" not in symbol:
+            assert all(math.isnan(g[5]) and math.isnan(g[6]) for g in got), symbol
+
+
+def test_tickers_land_with_quotes_from_the_right_channel(replayed: tuple[Recording, Captured, Expected]) -> None:
+    row, captured, expected = replayed
+    if "tickers" not in row.streams:
+        return
+    columns = ["ts_ms", "bid", "ask", "bid_size", "ask_size", "last", "mark_price", "index_price", "bid_contracts",
+               "ask_contracts", "contract_size"]  # fmt: skip
+    for symbol in sorted(set(row.symbols.values())):
+        got = _landed(captured, "tickers", symbol, columns, ["ts_ms"])
+        assert_rows("tickers", symbol, [(0, *g) for g in got], [(0, *e) for e in expected.tickers[symbol]])
+        quoted = row.exchange != "bybit" or ":" in symbol or symbol in row.quotes_from_book
+        assert all(not math.isnan(g[1]) and not math.isnan(g[2]) for g in got) == quoted, symbol
+
+
+def test_candles_and_funding_land_exactly_as_recorded(replayed: tuple[Recording, Captured, Expected]) -> None:
+    row, captured, expected = replayed
+    if "ohlcv" in row.streams:
+        for symbol in sorted(set(row.symbols.values())):
+            got = _landed(captured, "ohlcv", symbol, ["ts_ms", "open", "high", "low", "close", "volume"], ["ts_ms"])
+            assert_rows("ohlcv", symbol, [(0, *g) for g in got], [(0, *e) for e in expected.ohlcv[symbol]])
+    if "funding" in row.streams:
+        columns = ["ts_ms", "funding_ts_ms", "funding_rate", "interval_h", "mark_price", "index_price"]
+        for symbol in sorted(s for s in set(row.symbols.values()) if ":" in s):
+            got = _landed(captured, "funding", symbol, columns, ["ts_ms"])
+            assert_rows("funding", symbol, [(0, *g) for g in got], [(0, *e) for e in expected.funding[symbol]])
+
+
+def test_frames_used_and_unused_are_counted_per_channel(replayed: tuple[Recording, Captured, Expected]) -> None:
+    row, captured, expected = replayed
+    events = captured.rows["capture_events"]
+    tally: dict[int, dict[str, int]] = {EVENT_KINDS["USED"]: {}, EVENT_KINDS["UNUSED"]: {}}
+    for kind, reason, count in zip(events["kind"], events["reason"], events["count"], strict=True):
+        if int(kind) in tally:
+            channel = reason.split(" ", 1)[1]
+            tally[int(kind)][channel] = tally[int(kind)].get(channel, 0) + int(count)
+    assert tally[EVENT_KINDS["USED"]] == {c: n for c, n in expected.channels.items() if c in row.used}
+    assert tally[EVENT_KINDS["UNUSED"]] == {c: n for c, n in expected.channels.items() if c not in row.used}
+    channels = set(events["reason"][events["kind"] == EVENT_KINDS["CHANNEL"]])
+    assert channels == row.channel_events
+
+
+def test_a_replay_below_the_use_floor_fails_naming_the_unused_channels(fixtures_dir: Path, tmp_path: Path) -> None:
+    """Only the trades of the binance session (91 of 1,535 frames, 5.9 %) under the default floor (20 %)."""
+    row = RECORDINGS[-1]
+    trades_only = Recording(row.file, row.exchange, row.symbols, ("trades",), row.used, row.channel_events)
+    failed = capture(fixtures_dir, tmp_path / "floor", trades_only)
+    assert failed.returncode == 3, failed.stdout[-2000:]
+    assert "5.9 % of the recording's frames used, below replay.min_use_ratio 0.2" in failed.stdout
+    assert "linear:depth@100ms 764" in failed.stdout and "linear:bookTicker 613" in failed.stdout
+    assert len(failed.rows["trades"]) == 91  # what it did use still landed
+    accepted = capture(fixtures_dir, tmp_path / "told", trades_only, min_use_ratio=0)
+    assert accepted.returncode == 0, accepted.stdout[-2000:]
