@@ -178,11 +178,34 @@ def _capture(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from .core.importer import format_summary, import_files
+    from .core.importer import check_arguments, format_summary, import_files
 
-    summary = import_files(args.paths, Path(args.data_dir), exchange=args.exchange, symbol=args.symbol, kind=args.kind)
+    check_arguments(args.paths, Path(args.data_dir), exchange=args.exchange, symbol=args.symbol, kind=args.kind)
+    market = _contract_market(args.exchange.lower(), args.symbol) if ":" in args.symbol else None
+    summary = import_files(
+        args.paths, Path(args.data_dir), exchange=args.exchange, symbol=args.symbol, kind=args.kind, market=market
+    )
     print(format_summary(summary))
     return 0 if summary.ok else 1  # a file that could not be read at all fails the command
+
+
+def _contract_market(exchange: str, symbol: str) -> dict | None:
+    """ccxt's market of a contract, from the venue (contract size, inverse, expiry); None when it cannot be
+    reached (the importer then uses the registry, and refuses an inverse contract it cannot size)."""
+    import asyncio
+
+    import ccxt
+
+    from .core.sources.live import load_market
+
+    try:
+        return asyncio.run(load_market(exchange, symbol))
+    except (ccxt.BaseError, KeyError, OSError, ValueError) as exc:  # ValueError: no ccxt.pro class for it
+        print(
+            f"fundarb: markets of {exchange} not loaded ({type(exc).__name__}: {exc}); using the registry",
+            file=sys.stderr,
+        )
+        return None
 
 
 def _history(args: argparse.Namespace) -> int:

@@ -135,3 +135,53 @@ def compute_basis(quotes: pd.DataFrame, pairs: pd.DataFrame, intervals: pd.DataF
     out["perp_half_spread_bps"] = half_spread_bps(out["perp_bid"], out["perp_ask"])
     out = out.sort_values(["exchange", "symbol", "ts"], kind="stable")
     return out[BASIS_COLUMNS].reset_index(drop=True)
+
+
+# -- dated futures: basis to expiry -----------------------------------------------------------------------
+EXPIRY_BASIS_COLUMNS = [
+    "exchange",
+    "symbol",
+    "ts",
+    "expiry",
+    "spot_symbol",
+    "spot_mid",
+    "future_mid",
+    "days_to_expiry",
+    "basis_bps",
+    "basis_to_expiry_apr",
+]
+_DAY_MS = 86_400_000
+
+
+def expiry_basis(quotes: pd.DataFrame, futures: pd.DataFrame) -> pd.DataFrame:
+    """Dated futures against spot on the same venue: the cash-and-carry a future locks in until it expires.
+
+        basis_bps            = (future_mid / spot_mid - 1) * 1e4
+        basis_to_expiry_apr  = (future_mid / spot_mid - 1) * 365 / days_to_expiry   (simple, not compounded)
+
+    `quotes`: bucketed quotes (`QUOTE_COLUMNS`, e.g. from `last_quotes`); `futures`: `exchange, symbol,
+    expiry_ms` of the dated futures (the registry's `Instrument.expiry_ms`). The spot leg is paired as for
+    perps (`pair_instruments`: `BASE/QUOTE`, else the base in another dollar stablecoin). Only buckets where
+    both legs quoted a two-sided book give a row; at or after expiry the APR is NaN (nothing left to carry).
+    """
+    if quotes.empty or futures.empty:
+        return pd.DataFrame(columns=EXPIRY_BASIS_COLUMNS)
+    listed = pd.concat([futures[["exchange", "symbol"]], quotes[["exchange", "symbol"]]]).drop_duplicates()
+    pairs = pair_instruments(listed)
+    pairs = pairs.merge(futures[["exchange", "symbol", "expiry_ms"]], on=["exchange", "symbol"], how="inner")
+    q = quotes.copy()
+    q["ts"] = pd.to_datetime(q["ts"]).astype("datetime64[us]")
+    q["mid"] = ((q["bid"] + q["ask"]) / 2).where((q["bid"] > 0) & (q["ask"] >= q["bid"]))
+    future = pairs.merge(q[["exchange", "symbol", "ts", "mid"]], on=["exchange", "symbol"], how="inner")
+    spot = q[["exchange", "symbol", "ts", "mid"]].rename(columns={"symbol": "spot_symbol", "mid": "spot_mid"})
+    out = future.rename(columns={"mid": "future_mid"}).merge(spot, on=["exchange", "spot_symbol", "ts"], how="inner")
+    out = out[out["future_mid"].notna() & out["spot_mid"].notna()].copy()
+    ts_ms = out["ts"].astype("datetime64[ms]").astype("int64")
+    out["days_to_expiry"] = (out["expiry_ms"] - ts_ms) / _DAY_MS
+    premium = out["future_mid"] / out["spot_mid"] - 1
+    out["basis_bps"] = premium * 1e4
+    days = out["days_to_expiry"].where(out["days_to_expiry"] > 0)
+    out["basis_to_expiry_apr"] = premium * 365 / days
+    out["expiry"] = pd.to_datetime(out["expiry_ms"], unit="ms").astype("datetime64[us]")
+    out = out.sort_values(["exchange", "symbol", "ts"], kind="stable")
+    return out[EXPIRY_BASIS_COLUMNS].reset_index(drop=True)

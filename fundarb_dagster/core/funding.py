@@ -171,7 +171,10 @@ def registry_observations(registry: InstrumentRegistry) -> pd.DataFrame:
         if not instrument.is_perp:
             continue
         for span in registry.interval_history(instrument.exchange, instrument.symbol):
-            rows.append(observation(instrument.exchange, instrument.symbol, span.valid_from_ms, span.interval_h))
+            source = "inferred" if span.source == "inferred" else "reported"  # an inference stays one
+            rows.append(
+                observation(instrument.exchange, instrument.symbol, span.valid_from_ms, span.interval_h, source=source)
+            )
     return pd.DataFrame(rows, columns=OBSERVATION_COLUMNS)
 
 

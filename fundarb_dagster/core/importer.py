@@ -26,16 +26,17 @@ import sys
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from . import arguments, landing, schema
 from .config import ConfigError
-from .instruments import InstrumentRegistry, registry_path
+from .instruments import Instrument, InstrumentRegistry, registry_path
 from .sources.markets import market_for
 from .sources.replay import KINDS, ParsedFile, detect_kind, parse_file
 
@@ -192,20 +193,23 @@ def import_files(
     symbol: str,
     kind: str | None = None,
     progress: Callable[[str], None] | None = _stderr,
+    market: Mapping[str, Any] | None = None,
 ) -> ImportSummary:
     """Import recorded files of one instrument into the landing zone (see the module docstring).
 
     Every argument is checked first (`check_arguments`: a `ConfigError` and nothing done). A file that cannot
     be read at all (unknown kind, not a CSV), or of which no row landed (a wrong `kind`), is reported as
     failed in the summary with the reason and is not recorded as imported; the others still import. Bad rows
-    never fail a file: they are quarantined and counted.
+    never fail a file: they are quarantined and counted. `market` is ccxt's market of the symbol
+    (`live.load_market`): contract size, settle currency, inverse or linear and expiry come from it (see
+    `instrument_for`), and contract amounts land in base units.
     """
     data_dir = Path(data_dir)
     files = check_arguments(paths, data_dir, exchange=exchange, symbol=symbol, kind=kind)
     exchange = exchange.lower()
     registry_file = registry_path(data_dir)
     registry = InstrumentRegistry.load(registry_file)
-    instrument = registry.add_market(exchange, market_for(symbol))
+    instrument = instrument_for(registry, exchange, symbol, market)
     registry.save(registry_file)
     summary = ImportSummary(exchange=exchange, symbol=symbol, instrument_id=instrument.id)
     manifest = load_manifest(data_dir)
@@ -224,7 +228,7 @@ def import_files(
                 )
             continue
         try:
-            parsed = parse_file(path, kind, progress=progress)
+            parsed = parse_file(path, kind, progress=progress, inverse=instrument.inverse)
         except (ValueError, UnicodeDecodeError, OSError, zipfile.BadZipFile) as exc:
             result.status, result.error = "failed", str(exc)
             summary.files.append(result)
@@ -234,7 +238,7 @@ def import_files(
             summary.files.append(result)
             continue
         recorded = {f for entry in manifest.get(digest, {}).values() for f in entry.get("files", [])}
-        _land(parsed, result, data_dir, registry, exchange, symbol, instrument.id, recorded)
+        _land(parsed, result, data_dir, registry, exchange, symbol, instrument, recorded)
         registry.save(registry_file)  # intervals observed before the manifest says "done"
         result.seconds = time.perf_counter() - started
         summary.files.append(result)
@@ -270,6 +274,49 @@ def _detected(path: Path) -> str | None:
         return None
 
 
+def instrument_for(
+    registry: InstrumentRegistry, exchange: str, symbol: str, market: Mapping[str, Any] | None
+) -> Instrument:
+    """The instrument an import lands: from ccxt's market when given (it corrects what was registered
+    before), else as registered (a capture registered it from the venue's markets), else built from the
+    symbol, which is exact for spot and for contracts of size 1 (binance USD-M, bybit linear) but cannot
+    know an inverse contract's size: that needs ccxt's market, and is refused by name without it."""
+    if market is not None:
+        if market.get("symbol") != symbol:
+            raise ConfigError(f"market.symbol: {market.get('symbol')!r} is not the imported symbol {symbol!r}")
+        return registry.add_market(exchange, market)
+    if (exchange, symbol) in registry:
+        return registry.get(exchange, symbol)
+    built = market_for(symbol)  # validates the symbol's shape, naming it when wrong
+    if built["inverse"]:
+        raise ConfigError(
+            f"--symbol: {symbol!r} on {exchange} is an inverse contract; its contract size (quote units per "
+            "contract) comes from ccxt's markets, which could not be loaded: run the import where the venue "
+            "is reachable once, or capture the symbol first (its registry entry is then used)"
+        )
+    return registry.add_market(exchange, built)
+
+
+def in_base_units(stream: str, records: np.ndarray, instrument: Instrument) -> np.ndarray:
+    """Contract amounts of a file (archives count contracts) -> base units, the contracts kept beside.
+
+    Trades: amount = contracts x size (/ price, inverse); bookTicker sizes at their own side's price.
+    Candles need nothing here: an inverse file's base-volume column is read instead (`parse_file(inverse=)`).
+    """
+    if not instrument.is_contract or not len(records):
+        return records
+    if stream == "trades":
+        records["contracts"] = records["amount"]
+        records["contract_size"] = instrument.contract_size
+        records["amount"] = instrument.base_amounts(records["contracts"], records["price"])
+    elif stream == "tickers":
+        records["bid_contracts"], records["ask_contracts"] = records["bid_size"], records["ask_size"]
+        records["contract_size"] = instrument.contract_size
+        records["bid_size"] = instrument.base_amounts(records["bid_contracts"], records["bid"])
+        records["ask_size"] = instrument.base_amounts(records["ask_contracts"], records["ask"])
+    return records
+
+
 def _land(
     parsed: ParsedFile,
     result: FileResult,
@@ -277,13 +324,14 @@ def _land(
     registry: InstrumentRegistry,
     exchange: str,
     symbol: str,
-    instrument_id: int,
+    instrument: Instrument,
     recorded: set[str],
 ) -> None:
+    instrument_id = instrument.id
     result.kind, result.stream, result.rows = parsed.kind, parsed.stream, parsed.rows
     hint = parsed.symbol_hint
     looks_like_symbol = bool(hint) and ("/" in hint or (hint.isupper() and len(hint) >= 5))
-    if looks_like_symbol and hint not in (symbol, market_for(symbol)["id"]):
+    if looks_like_symbol and hint not in (symbol, market_for(symbol)["id"], instrument.venue_symbol):
         result.warnings.append(f"file name suggests {hint!r}, imported as {symbol!r} as asked")
     result.duplicates = parsed.duplicates
     result.reasons = dict(parsed.reject_counts)
@@ -296,7 +344,7 @@ def _land(
             "replay them with the funding file instead (replay.format: fixture_csv / binance_archive)"
         )
         return
-    records = _records_for(parsed, exchange, symbol, result)
+    records = in_base_units(parsed.stream, _records_for(parsed, exchange, symbol, result), instrument)
     writer = f"import-{result.digest[:_DIGEST_CHARS]}"
     _remove_interrupted(data_dir, writer, exchange, symbol, recorded)
     names = registry.names()

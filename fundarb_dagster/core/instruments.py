@@ -13,6 +13,7 @@ instrument has an id in a data folder's `instruments.json`, it keeps it; new ins
 from __future__ import annotations
 
 import bisect
+import fcntl
 import json
 import os
 import re
@@ -83,6 +84,12 @@ class Instrument:
         return contracts * self.contract_size
 
 
+# Where an interval came from, strongest first: a source stated it (a stream's or history's structure, the
+# market's info); a capture learned it by asking the venue over REST when nothing stated it; the venue's
+# documented schedule (hyperliquid: hourly); inferred from the spacing or movement of settlements.
+INTERVAL_SOURCES = ("reported", "learned", "schedule", "inferred")
+
+
 @dataclass(frozen=True)
 class IntervalSpan:
     """A funding interval in force from `valid_from_ms` (inclusive) to `valid_to_ms` (exclusive, None: open)."""
@@ -90,12 +97,14 @@ class IntervalSpan:
     valid_from_ms: int
     valid_to_ms: int | None
     interval_h: float
+    source: str = "reported"  # INTERVAL_SOURCES
 
 
 @dataclass
 class _IntervalHistory:
     starts: list[int] = field(default_factory=list)
     intervals: list[float] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
 
 
 def instrument_from_market(instrument_id: int, exchange: str, market: Mapping[str, Any]) -> Instrument:
@@ -151,10 +160,18 @@ class InstrumentRegistry:
 
     # -- instruments --------------------------------------------------------------------------------
     def add_market(self, exchange: str, market: Mapping[str, Any]) -> Instrument:
-        """Register a ccxt market (idempotent); keeps the instrument's id if it already had one."""
+        """Register a ccxt market; keeps the instrument's id if it already had one.
+
+        Registering the same symbol again takes the market's facts as they are now (contract size, inverse,
+        expiry: a market loaded from the venue corrects one built offline), under the same id.
+        """
         key = (exchange, str(market["symbol"]))
-        if key in self._by_key:
-            return self._by_key[key]
+        known = self._by_key.get(key)
+        if known is not None:
+            fresh = instrument_from_market(known.id, exchange, market)
+            if fresh != known:
+                self._by_key[key] = self._by_id[known.id] = fresh
+            return fresh
         instrument_id = self._ids.get(key)
         if instrument_id is None:
             instrument_id = max(self._ids.values(), default=-1) + 1
@@ -200,23 +217,32 @@ class InstrumentRegistry:
         return key in self._by_key
 
     # -- funding intervals --------------------------------------------------------------------------
-    def observe_interval(self, exchange: str, symbol: str, ts_ms: int, interval_h: float) -> bool:
-        """Record the funding interval a source reported at `ts_ms`; returns True when it changed.
+    def observe_interval(
+        self, exchange: str, symbol: str, ts_ms: int, interval_h: float, source: str = "reported"
+    ) -> bool:
+        """Record the funding interval seen at `ts_ms` and where it came from (INTERVAL_SOURCES); returns True
+        when it changed.
 
         Observations may arrive out of order (history backfills after live data): each is placed at its
-        time, and only changes of value start a new span.
+        time, and only changes of value start a new span. A span keeps the strongest source that saw it (a
+        stream stating the interval a schedule gave turns the span `reported`).
         """
         if not (interval_h > 0):
             raise ValueError(f"interval_h: {interval_h!r} for {exchange} {symbol} must be > 0")
+        if source not in INTERVAL_SOURCES:
+            raise ValueError(f"source: {source!r}; expected one of {list(INTERVAL_SOURCES)}")
         history = self._intervals.setdefault((exchange, symbol), _IntervalHistory())
         pos = bisect.bisect_right(history.starts, ts_ms)
         if pos > 0 and history.intervals[pos - 1] == interval_h:
+            history.sources[pos - 1] = _stronger(history.sources[pos - 1], source)
             return False
         if pos < len(history.starts) and history.intervals[pos] == interval_h:
             history.starts[pos] = ts_ms  # the same interval was already known from later: extend it back
+            history.sources[pos] = _stronger(history.sources[pos], source)
             return False
         history.starts.insert(pos, ts_ms)
         history.intervals.insert(pos, float(interval_h))
+        history.sources.insert(pos, source)
         return True
 
     def interval_at(self, exchange: str, symbol: str, ts_ms: int) -> float | None:
@@ -233,7 +259,10 @@ class InstrumentRegistry:
         if not history:
             return []
         ends: list[int | None] = [*history.starts[1:], None]
-        return [IntervalSpan(s, e, i) for s, e, i in zip(history.starts, ends, history.intervals, strict=True)]
+        return [
+            IntervalSpan(s, e, i, src)
+            for s, e, i, src in zip(history.starts, ends, history.intervals, history.sources, strict=True)
+        ]
 
     # -- persistence --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -242,7 +271,7 @@ class InstrumentRegistry:
             "instruments": [asdict(i) for i in self],
             "intervals": {
                 f"{exchange}|{symbol}": [
-                    [s.valid_from_ms, s.interval_h] for s in self.interval_history(exchange, symbol)
+                    [s.valid_from_ms, s.interval_h, s.source] for s in self.interval_history(exchange, symbol)
                 ]
                 for (exchange, symbol) in sorted(self._intervals)
             },
@@ -257,8 +286,8 @@ class InstrumentRegistry:
             registry._by_id[instrument.id] = instrument
         for key, spans in data.get("intervals", {}).items():
             exchange, symbol = key.split("|", 1)
-            for start, interval_h in spans:
-                registry.observe_interval(exchange, symbol, int(start), float(interval_h))
+            for start, interval_h, *source in spans:  # [start, interval] before sources were kept
+                registry.observe_interval(exchange, symbol, int(start), float(interval_h), *source)
         return registry
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -268,6 +297,24 @@ class InstrumentRegistry:
         tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
         tmp.write_text(json.dumps(self.to_dict(), indent=1))
         os.replace(tmp, target)
+
+    def persist_intervals(self, path: str | os.PathLike[str]) -> int:
+        """Merge this registry's interval history into the registry saved at `path` (its ids and instruments
+        kept), under a lock: capture ranks that learned intervals while running end at the same time.
+        Returns the spans merged."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        merged = 0
+        with open(target.with_name(f".{target.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            saved = InstrumentRegistry.load(target)
+            for exchange, symbol in sorted(self._intervals):
+                for span in self.interval_history(exchange, symbol):
+                    saved.observe_interval(exchange, symbol, span.valid_from_ms, span.interval_h, span.source)
+                    merged += 1
+            if merged:
+                saved.save(target)
+        return merged
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> InstrumentRegistry:
@@ -280,3 +327,7 @@ class InstrumentRegistry:
 
 def registry_path(data_dir: str | os.PathLike[str]) -> Path:
     return Path(data_dir) / "instruments.json"
+
+
+def _stronger(a: str, b: str) -> str:
+    return a if INTERVAL_SOURCES.index(a) <= INTERVAL_SOURCES.index(b) else b

@@ -185,3 +185,27 @@ def test_the_same_basis_is_the_same_apr_on_an_8h_venue_and_on_hourly_hyperliquid
     hourly_eighths = sum(premium / 8 for _ in range(8760))
     assert out[0] == pytest.approx(out[1], rel=1e-12)
     assert out[1] == pytest.approx(hourly_eighths, rel=1e-9)
+
+
+def test_expiry_basis_annualizes_a_dated_futures_premium_to_its_expiry() -> None:
+    """A future 30 days from expiry quoted 1 % over spot carries 1 % x 365 / 30 a year; at expiry nothing."""
+    t0 = pd.Timestamp("2022-04-27 08:00")
+    expiry_ms = int(pd.Timestamp("2022-05-27 08:00").timestamp() * 1000)
+    quotes = pd.DataFrame(
+        [
+            ("okx", "BTC/USD:BTC-220527", t0, 30_290.0, 30_310.0),
+            ("okx", "BTC/USDT", t0, 29_990.0, 30_010.0),
+            ("okx", "BTC/USD:BTC-220527", t0 + pd.Timedelta(days=30), 30_000.0, 30_002.0),
+            ("okx", "BTC/USDT", t0 + pd.Timedelta(days=30), 30_000.0, 30_002.0),
+            ("okx", "BTC/USDT", t0 + pd.Timedelta(days=1), 30_000.0, 30_002.0),  # no future quote: no row
+        ],
+        columns=["exchange", "symbol", "ts", "bid", "ask"],
+    ).assign(mark_price=np.nan, index_price=np.nan)
+    futures = pd.DataFrame({"exchange": ["okx"], "symbol": ["BTC/USD:BTC-220527"], "expiry_ms": [expiry_ms]})
+    out = b.expiry_basis(quotes, futures)
+    assert list(out.columns) == b.EXPIRY_BASIS_COLUMNS and len(out) == 2
+    first, last = out.iloc[0], out.iloc[1]
+    assert first["spot_symbol"] == "BTC/USDT" and first["days_to_expiry"] == 30.0
+    assert first["basis_bps"] == pytest.approx(100.0)
+    assert first["basis_to_expiry_apr"] == pytest.approx(0.01 * 365 / 30)
+    assert last["days_to_expiry"] == 0.0 and last["basis_bps"] == 0.0 and np.isnan(last["basis_to_expiry_apr"])

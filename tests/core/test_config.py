@@ -144,6 +144,12 @@ def test_a_minimal_file_inherits_defaults_and_top_level_streams(tmp_path: Path) 
         (base(source="replay"), "replay.path: required when source is 'replay'"),
         (base(replay={"path": "x", "format": "parquet"}), "replay.format: 'parquet'"),
         (base(replay={"path": "x", "speed": -2}), "replay.speed: -2.0 must be >= 0"),
+        (base(replay={"min_use_ratio": 1.5}), "replay.min_use_ratio: 1.5 must be between 0 and 1"),
+        (base(exchanges=[{"id": "binance", "symbols": ["BTC/USDT"], "options": "aggTrade"}]), "exchanges[0].options"),
+        (
+            base(exchanges=[{"id": "okx", "symbols": ["BTC/USD:BTC-2205"]}]),
+            "'BTC/USD:BTC-2205' is not a ccxt unified symbol like BTC/USDT, BTC/USDT:USDT or BTC/USD:BTC-260327",
+        ),
         (base(sorce="sim"), "sorce: unknown field"),
         (base(capture={"rank": 3}), "capture.rank: unknown field"),
         (base(exchanges=[{"id": "okx", "symbol": ["BTC/USDT"]}]), "exchanges[0].symbol: unknown field"),
@@ -231,3 +237,20 @@ def test_the_replay_example_replays_the_default_data_folder() -> None:
     config = load_config(REPO / "config" / "replay.yaml")
     assert config.source == "replay" and config.replay.format == "landing" and config.replay.path == "data"
     assert config.data_dir != config.replay.path  # a replay never lands into the folder it reads
+
+
+def test_dated_futures_and_ccxt_options_are_accepted_and_futures_get_no_funding_stream() -> None:
+    config = config_from_dict(
+        {
+            "source": "live",
+            "exchanges": [
+                {"id": "okx", "symbols": ["BTC/USDT", "BTC/USD:BTC-220527", "UNI/USD:UNI"]},
+                {"id": "binance", "symbols": ["BTC/USDT:USDT"], "options": {"watchTrades": {"name": "aggTrade"}}},
+            ],
+        }
+    )
+    funding = {(e, s) for e, s, stream in config.subscriptions() if stream == "funding"}
+    assert funding == {("okx", "UNI/USD:UNI"), ("binance", "BTC/USDT:USDT")}  # not spot, not the dated future
+    assert ("okx", "BTC/USD:BTC-220527", "tickers") in config.subscriptions()
+    assert config.exchanges[1].options == {"watchTrades": {"name": "aggTrade"}}
+    assert config.replay.min_use_ratio == 0.2

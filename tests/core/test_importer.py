@@ -335,3 +335,57 @@ def test_a_folder_imports_its_files_and_a_mismatched_name_is_flagged(tmp_path: P
     )
     assert odd.files[0].warnings == ["file name suggests 'BTCUSDT', imported as 'ETH/USDT' as asked"]
     assert "warning: file name suggests 'BTCUSDT'" in format_summary(odd)
+
+
+# Binance's dapi exchangeInfo entry for BTCUSD_PERP, in the shape Binance documents: ccxt's own parser
+# turns it into the market an import takes its contract facts from (offline here; `live.load_market` live).
+COIN_M_PERP = {
+    "symbol": "BTCUSD_PERP", "pair": "BTCUSD", "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
+    "onboardDate": 1597042800000, "contractStatus": "TRADING", "contractSize": 100, "marginAsset": "BTC",
+    "baseAsset": "BTC", "quoteAsset": "USD", "pricePrecision": 1, "quantityPrecision": 0,
+    "filters": [{"filterType": "PRICE_FILTER", "minPrice": "1000", "maxPrice": "4529764", "tickSize": "0.1"},
+                {"filterType": "LOT_SIZE", "minQty": "1", "maxQty": "1000000", "stepSize": "1"}],
+}  # fmt: skip
+
+
+def coin_m_market() -> dict:
+    import ccxt
+
+    return ccxt.binance().parse_market(COIN_M_PERP)
+
+
+def test_coin_m_imports_take_contract_size_and_inverse_from_ccxt_and_land_base_units(tmp_path: Path) -> None:
+    """COIN-M BTCUSD_PERP counts 100-USD contracts: a 7-contract trade at 42,000 is 7 x 100 / 42,000 BTC, the
+    archive's own `base_qty` column; klines count contracts in `volume` and base in the 8th column."""
+    rng = np.random.default_rng(5)
+    trades, klines = [], []
+    for i in range(40):
+        price, qty = round(42_000 + rng.normal(0, 50), 1), int(rng.integers(1, 500))
+        trades.append(
+            [100 + i, f"{price}", qty, f"{qty * 100 / price:.8f}", T0 + i * 1000, "true" if i % 2 else "false"]
+        )
+    for i in range(3):
+        o = c = 42_000.0 + i
+        klines.append(
+            [T0 + i * 60_000, o, o + 5, c - 5, c, 1200 + i, T0 + i * 60_000 + 59_999, f"{2.5 + i:.8f}", 9, 1, 1, 0]
+        )
+    header = ["id", "price", "qty", "base_qty", "time", "is_buyer_maker"]
+    paths = [
+        write_csv(tmp_path / "cm" / "BTCUSD_PERP-trades-2024-01-01.csv", trades, header, [], False),
+        write_csv(tmp_path / "cm" / "BTCUSD_PERP-1m-2024-01-01.csv", klines, KLINE_HEADER, [], True),
+    ]
+    data = tmp_path / "data"
+    with pytest.raises(ConfigError, match="--symbol: 'BTC/USD:BTC' on binance is an inverse contract"):
+        import_files(paths, data, exchange="binance", symbol="BTC/USD:BTC", progress=None)
+    summary = import_files(paths, data, exchange="binance", symbol="BTC/USD:BTC", progress=None, market=coin_m_market())
+    assert summary.ok and summary.landed == 43
+    instrument = InstrumentRegistry.load(registry_path(data)).get("binance", "BTC/USD:BTC")
+    assert (instrument.contract_size, instrument.inverse, instrument.settle) == (100.0, True, "BTC")
+    assert instrument.venue_symbol == "BTCUSD_PERP" and not summary.files[0].warnings
+    got = read_landed(data, "trades")
+    assert got["contracts"].tolist() == [float(t[2]) for t in trades]
+    assert set(got["contract_size"]) == {100.0}
+    assert got["amount"].tolist() == pytest.approx([float(t[3]) for t in trades], abs=5e-9)  # base_qty, 8 decimals
+    assert got["amount"].tolist() == [t[2] * 100.0 / float(t[1]) for t in trades]
+    bars = read_landed(data, "ohlcv")
+    assert bars["volume"].tolist() == [float(k[7]) for k in klines]  # base, not the contract count

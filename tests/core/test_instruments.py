@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import ccxt
@@ -185,3 +186,75 @@ def test_interval_history_survives_save_and_load(tmp_path: Path) -> None:
 def test_a_non_positive_interval_is_refused_by_name(bad: float) -> None:
     with pytest.raises(ValueError, match="interval_h: .* for okx BTC/USDT:USDT must be > 0"):
         InstrumentRegistry().observe_interval("okx", "BTC/USDT:USDT", 0, bad)
+
+
+def test_inverse_contracts_and_dated_futures_carry_ccxts_facts_and_base_amounts() -> None:
+    """okx UNI-USD-SWAP (10 USD a contract), BTC-USD-220527 (100 USD, expiring 2022-05-27 08:00 UTC), as ccxt's
+    okx class parses the venue's instrument rows."""
+    rows = [
+        {"instId": "UNI-USD-SWAP", "instType": "SWAP", "uly": "UNI-USD", "settleCcy": "UNI", "ctVal": "10",
+         "ctValCcy": "USD", "ctType": "inverse", "state": "live", "lotSz": "1", "tickSz": "0.001", "minSz": "1"},
+        {"instId": "BTC-USD-220527", "instType": "FUTURES", "uly": "BTC-USD", "settleCcy": "BTC", "ctVal": "100",
+         "ctValCcy": "USD", "ctType": "inverse", "expTime": "1653638400000", "state": "live", "lotSz": "1",
+         "tickSz": "0.1", "minSz": "1"},
+    ]  # fmt: skip
+    import ccxt
+
+    okx = ccxt.okx()
+    markets = {m["symbol"]: m for m in (okx.parse_market(r) for r in rows)}
+    registry = InstrumentRegistry()
+    uni = registry.add_market("okx", markets["UNI/USD:UNI"])
+    future = registry.add_market("okx", markets["BTC/USD:BTC-220527"])
+    assert (uni.type, uni.inverse, uni.contract_size, uni.settle, uni.expiry_ms) == ("swap", True, 10.0, "UNI", None)
+    assert (future.type, future.inverse, future.contract_size) == ("future", True, 100.0)
+    assert future.expiry_ms == 1653638400000 and future.is_contract and not future.is_perp
+    assert uni.base_amounts(100.0, 5.123) == 100.0 * 10.0 / 5.123  # 195.2 UNI, not 1000
+    linear = registry.add_market("okx", market("BTC/USDT:USDT", contractSize=0.01))
+    assert linear.base_amounts(3.0, 60_000.0) == 0.03 and not linear.inverse
+    spot = registry.add_market("okx", market("BTC/USDT"))
+    assert spot.base_amounts(0.5, 60_000.0) == 0.5 and not spot.is_contract
+    with pytest.raises(ValueError, match="market.expiry: None for the dated future okx 'BTC/USD:BTC-220624'"):
+        registry.add_market("okx", {**markets["BTC/USD:BTC-220527"], "symbol": "BTC/USD:BTC-220624", "expiry": None})
+
+
+def test_registering_again_takes_the_markets_facts_under_the_same_id(tmp_path: Path) -> None:
+    registry = InstrumentRegistry()
+    first = registry.add_market("binance", market("BTC/USD:BTC"))  # built offline: size unknown (1)
+    loaded = registry.add_market("binance", market("BTC/USD:BTC", contractSize=100.0, inverse=True))
+    assert loaded.id == first.id and (loaded.contract_size, loaded.inverse) == (100.0, True)
+    registry.save(registry_path(tmp_path))
+    again = InstrumentRegistry.load(registry_path(tmp_path)).get("binance", "BTC/USD:BTC")
+    assert again == loaded
+
+
+def test_intervals_keep_their_source_and_a_capture_merges_what_it_learned_into_the_saved_registry(
+    tmp_path: Path,
+) -> None:
+    path = registry_path(tmp_path)
+    saved = InstrumentRegistry()
+    saved.add_market("bybit", market("BTC/USDT:USDT"))
+    saved.observe_interval("bybit", "BTC/USDT:USDT", 0, 8.0)
+    saved.save(path)
+    older = json.loads(path.read_text())  # a file written before intervals kept their source
+    older["intervals"] = {key: [span[:2] for span in spans] for key, spans in older["intervals"].items()}
+    path.write_text(json.dumps(older))
+    run = InstrumentRegistry.load(path)
+    assert [s.source for s in run.interval_history("bybit", "BTC/USDT:USDT")] == ["reported"]
+    run.add_market("hyperliquid", market("BTC/USDC:USDC"))
+    run.observe_interval("hyperliquid", "BTC/USDC:USDC", 10 * H, 1.0, "learned")
+    run.observe_interval("bybit", "BTC/USDT:USDT", 20 * H, 4.0, "inferred")
+    assert run.persist_intervals(path) == 3
+    again = InstrumentRegistry.load(path)
+    assert [(s.interval_h, s.source) for s in again.interval_history("hyperliquid", "BTC/USDC:USDC")] == [
+        (1.0, "learned")
+    ]
+    assert [(s.interval_h, s.source) for s in again.interval_history("bybit", "BTC/USDT:USDT")] == [
+        (8.0, "reported"),
+        (4.0, "inferred"),
+    ]
+    # a source that states the interval a schedule gave makes the span reported; a weaker one never demotes it
+    again.observe_interval("hyperliquid", "BTC/USDC:USDC", 11 * H, 1.0, "reported")
+    again.observe_interval("hyperliquid", "BTC/USDC:USDC", 12 * H, 1.0, "schedule")
+    assert [s.source for s in again.interval_history("hyperliquid", "BTC/USDC:USDC")] == ["reported"]
+    with pytest.raises(ValueError, match="source: 'guessed'"):
+        again.observe_interval("hyperliquid", "BTC/USDC:USDC", 0, 1.0, "guessed")

@@ -144,3 +144,30 @@ def test_generic_code_names_no_venue(module: str) -> None:
     tree = ast.parse((PACKAGE / module).read_text())
     named = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in ids}
     assert not named
+
+
+@pytest.mark.parametrize(("venue_id", "ccxt_id"), CCXT_IDS)
+def test_quotes_come_from_the_rows_channel_which_the_real_ccxt_class_has(venue_id: str, ccxt_id: str) -> None:
+    """binance's ticker (miniTicker) and bybit's spot ticker carry no bid/ask: their rows name the bid/ask
+    channel, and the Feed calls it on the real class (spot and contract legs alike)."""
+    facts = venues.VENUE_FACTS[venue_id]
+    ex = create_live_exchange(ccxt_id, LiveConfig(), {})
+    feed = Feed(ex, InstrumentRegistry())
+    flags = {"ticker": "watchTicker", "bids_asks": "watchBidsAsks", "order_book": "watchOrderBook"}
+    for kind, contract in (("spot", False), ("contract", True)):
+        mode = facts.quote_channel(kind)
+        assert mode in venues.QUOTE_CHANNELS and ex.has[flags[mode]], (ccxt_id, kind)
+        instrument = InstrumentRegistry().add_market(
+            ccxt_id, {"symbol": "BTC/USDT:USDT" if contract else "BTC/USDT", "base": "BTC", "quote": "USDT",
+                      "settle": "USDT" if contract else None, "swap": contract, "spot": not contract}
+        )  # fmt: skip
+        assert feed.quote_mode(instrument) == mode
+    assert venues.VENUE_FACTS["binance"].quote_channel("spot") == "bids_asks"
+    assert venues.VENUE_FACTS["bybit"].quote_channel("spot") == "bids_asks"
+
+
+def test_the_readme_lists_each_venues_channels_as_the_rows_say() -> None:
+    readme = (PACKAGE.parent / "README.md").read_text()
+    assert venues.channel_table() in readme
+    for facts in venues.VENUE_FACTS.values():
+        assert set(facts.channels) == set(venues.CHANNEL_TOPICS), facts.id

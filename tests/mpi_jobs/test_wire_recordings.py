@@ -349,6 +349,8 @@ class Captured:
     rows: dict[str, Any]  # stream -> landed frame
     stdout: str
     returncode: int
+    data_dir: Path
+    config: Path
 
 
 def capture(fixtures_dir: Path, tmp_path: Path, row: Recording, **replay: Any) -> Captured:
@@ -357,6 +359,7 @@ def capture(fixtures_dir: Path, tmp_path: Path, row: Recording, **replay: Any) -
     config = {
         "source": "wire",
         "data_dir": str(data_dir),
+        # a fixture's name, or an absolute path (it stays absolute when joined)
         "replay": {"path": str(fixtures_dir / "ws_recordings" / row.file), "speed": 0, **replay},
         "exchanges": [{"id": row.exchange, "symbols": sorted(set(row.symbols.values())), "streams": list(row.streams)}],
         "capture": {"flush_interval_s": 0.5, "stats_interval_s": 5.0},
@@ -368,7 +371,7 @@ def capture(fixtures_dir: Path, tmp_path: Path, row: Recording, **replay: Any) -
     for stream in (*row.streams, "capture_events"):
         root = data_dir / "landing" / stream
         rows[stream] = pq.read_table(root).to_pandas() if root.exists() else None
-    return Captured(rows, done.stdout + done.stderr, done.returncode)
+    return Captured(rows, done.stdout + done.stderr, done.returncode, data_dir, path)
 
 
 def same(a: float, b: float) -> bool:
@@ -475,3 +478,108 @@ def test_a_replay_below_the_use_floor_fails_naming_the_unused_channels(fixtures_
     assert len(failed.rows["trades"]) == 91  # what it did use still landed
     accepted = capture(fixtures_dir, tmp_path / "told", trades_only, min_use_ratio=0)
     assert accepted.returncode == 0, accepted.stdout[-2000:]
+
+
+def test_basis_is_computed_from_the_bybit_session_quotes(replayed: tuple[Recording, Captured, Expected]) -> None:
+    """The warehouse's `basis` from a real session: perp quotes from bybit's linear tickers, spot quotes from
+    its spot book (the spot tickers carry none); each 1m row equals the last quotes of the minute by hand."""
+    from dagster import DagsterInstance, materialize
+    from dagster_duckdb import DuckDBResource
+
+    from fundarb_dagster.defs.funding.assets import basis, funding_intervals
+    from fundarb_dagster.defs.raw.assets import instruments, raw_funding, raw_tickers
+    from fundarb_dagster.defs.resources import DataDirResource, SourceConfigResource
+
+    row, captured, expected = replayed
+    if row.file != "BYBIT.jsonl.zst":
+        return  # the one session with spot and perps quoted on one venue (binance's holds USD-M perps only)
+    resources = {
+        "duckdb": DuckDBResource(database=str(captured.data_dir / "warehouse.duckdb")),
+        "data_dir": DataDirResource(data_dir=str(captured.data_dir)),
+        "source": SourceConfigResource(config_path=str(captured.config)),
+    }
+    instance = DagsterInstance.ephemeral()
+    hour = "2026-08-09-21:00"  # the session was recorded 21:26-21:27 UTC
+    assert materialize([raw_tickers, raw_funding], resources=resources, partition_key=hour, instance=instance).success
+    no_markets = {"ops": {"funding_intervals": {"config": {"use_market_info": False}}}}
+    assert materialize([instruments, funding_intervals], resources=resources, run_config=no_markets).success
+    assert materialize([basis], resources=resources, partition_key=hour, instance=instance).success
+    import duckdb
+
+    with duckdb.connect(str(captured.data_dir / "warehouse.duckdb"), read_only=True) as conn:
+        got = conn.execute(
+            "SELECT symbol, epoch_ms(ts) AS ts_ms, basis_bps FROM basis WHERE timeframe = '1m' ORDER BY symbol, ts"
+        ).fetchall()
+    want = []
+    for perp, spot in (("BTC/USDT:USDT", "BTC/USDT"), ("ETH/USDT:USDT", "ETH/USDT")):
+        last: dict[str, dict[int, tuple]] = {perp: {}, spot: {}}
+        for symbol in (perp, spot):
+            for t in expected.tickers[symbol]:
+                last[symbol][t[0] // MINUTE_MS * MINUTE_MS] = t
+        for minute in sorted(set(last[perp]) & set(last[spot])):
+            p, q = last[perp][minute], last[spot][minute]
+            want.append((perp, minute, ((p[1] + p[2]) / 2 / ((q[1] + q[2]) / 2) - 1) * 1e4))
+    assert len(got) == len(want) >= 2
+    for (symbol, ts, bps), (w_symbol, w_ts, w_bps) in zip(got, want, strict=True):
+        assert (symbol, ts) == (w_symbol, w_ts) and math.isfinite(bps) and bps == pytest.approx(w_bps, abs=1e-9)
+
+
+def test_the_okx_dated_future_lands_with_its_expiry_and_basis_to_expiry(
+    replayed: tuple[Recording, Captured, Expected],
+) -> None:
+    """BTC-USD-220527 (expires 2022-05-27 08:00 UTC per the session's instrument list) against BTC-USDT spot:
+    `core.basis.expiry_basis` on the landed quotes equals the last quotes of each minute by hand."""
+    import pandas as pd
+
+    from fundarb_dagster.core.basis import expiry_basis, last_quotes
+
+    row, captured, expected = replayed
+    if row.file != "OKX.jsonl.zst":
+        return
+    registry = json.loads((captured.data_dir / "instruments.json").read_text())
+    future = next(i for i in registry["instruments"] if i["symbol"] == "BTC/USD:BTC-220527")
+    assert (future["type"], future["inverse"], future["contract_size"], future["expiry_ms"]) == (
+        "future", True, 100.0, 1653638400000,
+    )  # fmt: skip
+    tickers = captured.rows["tickers"]
+    quotes = last_quotes(tickers[["exchange", "symbol", "ts_ms", "bid", "ask", "mark_price", "index_price"]], "1m")
+    futures = pd.DataFrame([{"exchange": "okx", "symbol": future["symbol"], "expiry_ms": future["expiry_ms"]}])
+    got = expiry_basis(quotes, futures)
+    want = []
+    last: dict[str, dict[int, tuple]] = {"BTC/USD:BTC-220527": {}, "BTC/USDT": {}}
+    for symbol in last:
+        for t in expected.tickers[symbol]:
+            last[symbol][t[0] // MINUTE_MS * MINUTE_MS] = t
+    for minute in sorted(set(last["BTC/USD:BTC-220527"]) & set(last["BTC/USDT"])):
+        f, s = last["BTC/USD:BTC-220527"][minute], last["BTC/USDT"][minute]
+        premium = (f[1] + f[2]) / 2 / ((s[1] + s[2]) / 2) - 1
+        days = (1653638400000 - minute) / 86_400_000
+        want.append((minute, premium * 1e4, premium * 365 / days))
+    assert len(got) == len(want) >= 1
+    for (_, r), (minute, bps, apr) in zip(got.iterrows(), want, strict=True):
+        assert int(r["ts"].timestamp() * 1000) == minute and r["spot_symbol"] == "BTC/USDT"
+        assert r["basis_bps"] == pytest.approx(bps, abs=1e-9) and r["basis_to_expiry_apr"] == pytest.approx(apr)
+
+
+def test_hyperliquid_funding_lands_through_the_capture_and_the_learned_interval_is_saved(tmp_path: Path) -> None:
+    """A hyperliquid session recorded by the live source (its REST interval lookup included) replayed by the
+    capture job: every context's rate lands with interval 1 h and the next hour as its settlement, and the
+    interval the watcher learned is saved in instruments.json, marked `learned`."""
+    import asyncio
+
+    from tests.core.sources.hyperliquid_session import CONTEXTS, SYMBOL, record_session
+
+    path, _, _ = asyncio.run(record_session(tmp_path / "raw"))
+    frames = [json.loads(line) for line in path.read_text().splitlines()]
+    contexts = [f for f in frames if f["t"] == "recv" and '"activeAssetCtx"' in f["data"] and '"ctx"' in f["data"]]
+    row = Recording(str(path), "hyperliquid", {(None, "BTC"): SYMBOL}, ("funding",), frozenset(), frozenset())
+    captured = capture(tmp_path.parent, tmp_path / "job", row)
+    assert captured.returncode == 0, captured.stdout[-2000:]
+    funding = captured.rows["funding"].sort_values("ts_ms")
+    assert funding["funding_rate"].tolist() == [float(c[0]) for c in CONTEXTS]
+    assert set(funding["interval_h"]) == {1.0}
+    received = [int(f["ts"] * 1000) for f in contexts]  # no time in the frames: the receive time stands in
+    assert funding["ts_ms"].tolist() == received
+    assert funding["funding_ts_ms"].tolist() == [(t // 3_600_000 + 1) * 3_600_000 for t in received]
+    saved = json.loads((captured.data_dir / "instruments.json").read_text())["intervals"]
+    assert [span[1:] for span in saved[f"hyperliquid|{SYMBOL}"]] == [[1.0, "learned"]]

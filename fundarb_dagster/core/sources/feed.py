@@ -627,7 +627,10 @@ class Feed:
         return closed, repeats
 
     async def _bootstrap_interval(self, sub: _Subscription) -> None:
-        """Learn the funding interval once at start when nothing states it yet (hyperliquid's tickers don't)."""
+        """Learn the funding interval once at start when nothing states it yet (hyperliquid's tickers don't):
+        ask the venue over REST (recorded by the raw recorder, answered from the recording in a wire replay),
+        else take the venue's documented schedule from its row (`funding_schedule_h`). Recorded in the
+        registry as `learned` or `schedule`; the capture job saves what its watchers learned."""
         ts = self.now_ms()
         book = self._book(sub.symbol)
         if book.at(ts) is not None or math.isfinite(intervals.market_interval_h(self._market(sub.symbol))):
@@ -645,8 +648,13 @@ class Feed:
                 continue
             interval = normalize.funding_interval_h(structure if isinstance(structure, Mapping) else None)
             if math.isfinite(interval):
-                book.observe(ts, interval)
+                book.observe(ts, interval, "learned")
+                self.counts["funding:interval_learned"] += 1
                 return
+        facts = venue_facts(self.exchange_id)
+        if facts is not None and facts.funding_schedule_h:
+            book.observe(ts, facts.funding_schedule_h, "schedule")
+            self.counts["funding:interval_schedule"] += 1
 
     def _market(self, symbol: str) -> Mapping[str, Any] | None:
         markets = getattr(self.exchange, "markets", None)

@@ -11,6 +11,11 @@ The interval is the one *in force for that settlement*, never a per-venue consta
 5. for settled history, the spacing of settlements: a spacing that is a whole multiple of the interval before
    it and does not persist is a missed settlement, not a new interval.
 
+Before a stream states anything, the Feed asks the venue over REST once (`learned`) and, failing that,
+takes the venue's documented schedule from its row in `core/venues.py` (`schedule`: hyperliquid's hourly
+funding, whose contexts name neither the interval nor the settlement). Every interval is recorded with
+where it came from (`instruments.INTERVAL_SOURCES`): rules 1-3 `reported`, rules 4-5 `inferred`.
+
 The Feed calls `streamed_interval` once per streamed funding value and `settled_intervals` once per page of
 history. These are plain functions without I/O; the only state they touch is the `IntervalBook` they are
 given (the registry's interval history of one perp), where every interval they decide is recorded.
@@ -39,8 +44,8 @@ class IntervalBook:
     def at(self, ts_ms: int) -> float | None:
         return self.registry.interval_at(self.exchange, self.symbol, ts_ms)
 
-    def observe(self, ts_ms: int, interval_h: float) -> None:
-        self.registry.observe_interval(self.exchange, self.symbol, ts_ms, interval_h)
+    def observe(self, ts_ms: int, interval_h: float, source: str = "reported") -> None:
+        self.registry.observe_interval(self.exchange, self.symbol, ts_ms, interval_h, source)
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,7 @@ def streamed_interval(
     if not 1 <= hours <= 24 or hours == interval or (math.isfinite(interval) and hours > interval):
         # a longer spacing is as likely a missed settlement as a longer interval: the known one stands
         return StreamedInterval(settlement, interval, inferred=False)
-    book.observe(settlement, hours)
+    book.observe(settlement, hours, "inferred")
     return StreamedInterval(settlement, hours, inferred=True)
 
 
@@ -137,7 +142,7 @@ def settled_intervals(
             nxt = spacing[i + 1] if i + 1 < len(spacing) else math.nan
             interval = nxt if math.isfinite(nxt) else resolve_interval(math.nan, book, market, times[i])
         if math.isfinite(interval) and times[i] > 0:
-            book.observe(times[i], interval)
+            book.observe(times[i], interval, "reported" if math.isfinite(stated) else "inferred")
             last = interval
         out.append(interval)
     return out

@@ -22,9 +22,14 @@ it arrived on, next to the connection's URL and each subscription message ccxt s
     {"t": "connect", "conn": "bybit.ws.1", "ts": 1786310818.22, "addr": "wss://stream.bybit.com/v5/public/linear"}
     {"t": "send", "conn": "bybit.ws.1", "ts": 1786310819.23, "addr": "...", "data": "{\\"op\\":\\"subscribe\\",...}"}
     {"t": "recv", "conn": "bybit.ws.1", "ts": 1786310819.53, "data": "{\\"topic\\":\\"tickers.BTCUSDT\\",...}"}
+    {"t": "http", "conn": "rest", "ts": 1786310819.6, "url": "https://api.hyperliquid.xyz/info", "method": "POST",
+     "body": "{\\"type\\":\\"metaAndAssetCtxs\\"}", "data": "[{\\"universe\\": ...}]"}
 
 the format of the fixture sessions, so `wire.create_wire_exchange(exchange, that_file)` replays an
-incident through the same ccxt code. Lines are flushed at least every `flush_interval_s` and on close.
+incident through the same ccxt code. REST responses are recorded too (the request's url, method and body,
+never its headers, which carry signatures), so a replay answers the calls the live run made at start, such as
+the funding-interval lookup that hyperliquid's streams need. Lines are flushed at least every
+`flush_interval_s` and on close.
 """
 
 from __future__ import annotations
@@ -127,6 +132,14 @@ class RawRecorder:
     def send(self, conn: str, url: str, data: str) -> None:
         self._write({"t": "send", "conn": conn, "ts": self.clock(), "addr": url, "data": data})
 
+    def http(self, url: str, method: str, body: Any, response: Any) -> None:
+        """One REST response, as `wire.load_recording` reads it back (answered again when the same url, method
+        and body are requested during a replay)."""
+        data = response if isinstance(response, str) else _ENCODE(response)
+        request = body if body is None or isinstance(body, str) else _ENCODE(body)
+        record = {"t": "http", "conn": "rest", "ts": self.clock(), "url": url, "method": method, "body": request}
+        self._write({**record, "data": data})
+
     def markets(self, markets: list[dict[str, Any]]) -> None:
         """The exchange's loaded markets, so a replay uses exactly these (any venue, offline)."""
         self._write({"t": "markets", "ts": self.clock(), "data": markets})
@@ -179,6 +192,12 @@ class LiveExchangeMixin:
             client.recorder = self.raw_recorder
             client.conn_id = ""  # named when it dials: one client object is one connection
         return client
+
+    async def fetch(self, url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+        response = await super().fetch(url, method, headers, body)  # type: ignore[misc]
+        if self.raw_recorder is not None:
+            self.raw_recorder.http(url, method, body, response)
+        return response
 
     def set_markets(self, markets: Any, currencies: Any = None) -> Any:
         result = super().set_markets(markets, currencies)  # type: ignore[misc]
@@ -246,3 +265,17 @@ def create_live_exchange(
     if live.record_raw:
         exchange.raw_recorder = RawRecorder(live.record_raw, exchange_id, redact=tuple(credentials.values()))
     return exchange
+
+
+async def load_market(exchange_id: str, symbol: str) -> dict[str, Any]:
+    """ccxt's market of one symbol, loaded from the venue (public, no key): what an import takes its
+    contract size, settle currency, inverse/linear and expiry from, as a capture does. Raises ccxt's error
+    (`NetworkError` offline) or KeyError naming the symbol when the venue does not list it."""
+    exchange = create_live_exchange(exchange_id, LiveConfig(), {})
+    try:
+        markets = await exchange.load_markets()
+    finally:
+        await exchange.close()
+    if symbol not in markets:
+        raise KeyError(f"symbol: {symbol!r} is not listed by exchange {exchange_id!r}")
+    return dict(markets[symbol])

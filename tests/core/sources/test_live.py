@@ -345,3 +345,57 @@ def test_a_dropped_connection_is_redialled_and_recorded_as_a_second_connection(
 
     replayed = asyncio.run(replay())
     assert [(t["id"], t["timestamp"], t["side"], t["price"], t["amount"]) for t in replayed] == raw_trades
+
+
+def test_hyperliquid_funding_lands_live_and_through_the_wire_with_its_hourly_interval(tmp_path: Path) -> None:
+    """hyperliquid's contexts name no interval and no settlement: live, the Feed asks `/info` once (recorded);
+    replayed, the recorded answer is served again; without it, the venue's documented hourly schedule. The
+    rate lands each time with interval 1 h and the settlement at the next hour, the interval marked by source."""
+    from fundarb_dagster.core.instruments import InstrumentRegistry
+    from fundarb_dagster.core.sources.feed import Feed
+    from tests.core.sources.hyperliquid_session import CONTEXTS, SYMBOL, record_session
+
+    path, live, learned = asyncio.run(record_session(tmp_path / "raw"))
+    rec = load_recording(path)
+    assert [(url, method) for (url, _), (method, _) in zip(rec.http, rec.http_requests, strict=True)] == [
+        (rec.http[0][0], "POST")
+    ] and rec.http[0][0].endswith("/info")
+    assert json.loads(rec.http_requests[0][1]) == {"type": "metaAndAssetCtxs"}
+    assert [s.source for s in learned.interval_history("hyperliquid", SYMBOL)] == ["learned"]
+
+    def check(records: list[Any], clock_ms: list[int]) -> None:
+        assert [float(r["funding_rate"]) for r in records] == [float(c[0]) for c in CONTEXTS]
+        assert [float(r["mark_price"]) for r in records] == [float(c[1]) for c in CONTEXTS]
+        assert [float(r["index_price"]) for r in records] == [float(c[2]) for c in CONTEXTS]  # the oracle
+        assert all(r["interval_h"] == 1.0 for r in records)
+        assert [int(r["funding_ts_ms"]) for r in records] == [(t // 3_600_000 + 1) * 3_600_000 for t in clock_ms]
+
+    check(live, [int(r["ts_ms"]) for r in live])
+
+    async def replay(file: Path) -> tuple[list[Any], InstrumentRegistry, Feed]:
+        ex = create_wire_exchange("hyperliquid", str(file))
+        registry = InstrumentRegistry()
+        registry.add_markets("hyperliquid", ex.markets, [SYMBOL])
+        feed = Feed(ex, registry)
+        out: list[Any] = []
+        try:
+            async for batch in feed.watch("funding", SYMBOL):
+                out.extend(batch.records)
+        finally:
+            await ex.close()
+        return out, registry, feed
+
+    frames = [json.loads(f.data) for f in rec.frames]
+    clock = [
+        int(f.ts_s * 1000) for f, m in zip(rec.frames, frames, strict=True) if m.get("channel") == "activeAssetCtx"
+    ]
+    replayed, registry, feed = asyncio.run(replay(path))
+    check(replayed, clock)
+    assert feed.counts["funding:interval_learned"] == 1 and not feed.validator.counts
+    assert [s.source for s in registry.interval_history("hyperliquid", SYMBOL)] == ["learned"]
+    without_rest = tmp_path / "no_rest.jsonl"
+    without_rest.write_text("".join(line + "\n" for line in path.read_text().splitlines() if '"t":"http"' not in line))
+    scheduled, registry, feed = asyncio.run(replay(without_rest))
+    check(scheduled, clock)
+    assert feed.counts["funding:interval_schedule"] == 1 and feed.counts["funding:interval_lookup_failed"] == 0
+    assert [s.source for s in registry.interval_history("hyperliquid", SYMBOL)] == ["schedule"]

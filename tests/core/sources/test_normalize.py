@@ -224,3 +224,29 @@ def test_each_funding_channel_reads_its_own_rate_field() -> None:
     assert (bybit.funding_rate, bybit.settlement_ms, bybit.settles_on_grid) == (-0.00046295, 7, False)
     assert (hyperliquid.funding_rate, hyperliquid.settlement_ms, hyperliquid.settles_on_grid) == (0.0000125, 0, True)
     assert (polled.funding_rate, polled.settlement_ms) == (0.0001, 9)
+
+
+def test_inverse_contracts_land_base_units_with_contracts_and_size_beside() -> None:
+    """okx UNI-USD-SWAP (10 USD a contract), as recorded: a 100-contract sell at 5.123 is 195.2 UNI, the
+    ticker's 96 bid contracts at 5.134 are 186.99 UNI; ccxt's candle volume (volCcy) is base already."""
+    registry = InstrumentRegistry()
+    uni = registry.add_market(
+        "okx", {**_market("UNI/USD:UNI", 10.0), "id": "UNI-USD-SWAP", "inverse": True, "linear": False}
+    )
+    trade = {"id": "12883020", "timestamp": 1652459215150, "side": "sell", "price": 5.123, "amount": 100.0}
+    record = normalize.trades_to_records([trade], uni, RECV)[0]
+    assert record["amount"] == 100.0 * 10.0 / 5.123 and round(float(record["amount"]), 1) == 195.2
+    assert (record["contracts"], record["contract_size"]) == (100.0, 10.0)
+    ticker = {"timestamp": 1652459223143, "bid": 5.134, "bidVolume": 96.0, "ask": 5.142, "askVolume": 25.0}
+    row = normalize.ticker_to_record(ticker, uni, RECV)[0]
+    assert (row["bid_size"], row["ask_size"]) == (96.0 * 10.0 / 5.134, 25.0 * 10.0 / 5.142)
+    assert (row["bid_contracts"], row["ask_contracts"], row["contract_size"]) == (96.0, 25.0, 10.0)
+    candle = normalize.ohlcv_to_records([[1652459160000, 5.1, 5.2, 5.0, 5.12, 1953.2]], uni, RECV, 60)[0]
+    assert candle["volume"] == 1953.2
+    # a source whose candles count contracts (binance COIN-M websocket klines): converted at the close
+    counted = normalize.ohlcv_to_records([[1652459160000, 5.1, 5.2, 5.0, 5.12, 1000.0]], uni, RECV, 60,
+                                         volume_in_contracts=True)[0]  # fmt: skip
+    assert counted["volume"] == 1000.0 * 10.0 / 5.12
+    spot = _instrument("okx", "BTC/USDT")
+    spot_row = normalize.trades_to_records([{**trade, "price": 30_000.0, "amount": 0.5}], spot, RECV)[0]
+    assert spot_row["amount"] == 0.5 and np.isnan(spot_row["contracts"]) and np.isnan(spot_row["contract_size"])

@@ -512,3 +512,167 @@ def test_a_malformed_frame_is_counted_and_skipped_not_the_end_of_the_replay(fixt
     assert "BYBIT.ws.2" in stats["errors"][0]
     for key in expected:
         assert json.dumps(got[key], sort_keys=True) == json.dumps(expected[key], sort_keys=True), key
+
+
+COIN_M_INFO = {
+    "symbol": "BTCUSD_PERP", "pair": "BTCUSD", "contractType": "PERPETUAL", "contractSize": 100,
+    "marginAsset": "BTC", "baseAsset": "BTC", "quoteAsset": "USD", "contractStatus": "TRADING",
+}  # fmt: skip
+
+
+def _coin_m_session(path: Path) -> list[dict[str, Any]]:
+    """A COIN-M session in Binance's documented dstream shapes (no fixture recorded one): 100-USD contracts."""
+    frames: list[dict[str, Any]] = []
+    t = 1_700_000_000_000
+    for i in range(6):
+        price, qty = 36_500.0 + 10 * i, 3 + i
+        frames.append(
+            {
+                "stream": "btcusd_perp@aggTrade",
+                "data": {
+                    "e": "aggTrade",
+                    "E": t + 1,
+                    "a": 500 + i,
+                    "s": "BTCUSD_PERP",
+                    "p": f"{price}",
+                    "q": f"{qty}",
+                    "f": 1,
+                    "l": 1,
+                    "T": t,
+                    "m": i % 2 == 0,
+                },
+            }
+        )
+        frames.append(
+            {
+                "stream": "btcusd_perp@bookTicker",
+                "data": {
+                    "e": "bookTicker",
+                    "u": 9 + i,
+                    "s": "BTCUSD_PERP",
+                    "ps": "BTCUSD",
+                    "b": f"{price - 0.1}",
+                    "B": f"{40 + i}",
+                    "a": f"{price + 0.1}",
+                    "A": "7",
+                    "T": t + 2,
+                    "E": t + 3,
+                },
+            }
+        )
+        frames.append(
+            {
+                "stream": "btcusd_perp@kline_1m",
+                "data": {
+                    "e": "kline",
+                    "E": t + 4,
+                    "s": "BTCUSD_PERP",
+                    "k": {
+                        "t": (t // 60_000) * 60_000 + (i // 3) * 60_000,
+                        "T": 0,
+                        "s": "BTCUSD_PERP",
+                        "i": "1m",
+                        "o": "36500",
+                        "c": f"{price}",
+                        "h": f"{price}",
+                        "l": "36500",
+                        "v": f"{100 * (i + 1)}",
+                        "n": 3,
+                        "x": False,
+                        "q": "0.5",
+                        "V": "1",
+                        "Q": "0.1",
+                        "B": "0",
+                    },
+                },
+            }
+        )
+        t += 40_000
+    lines = [
+        {"t": "header", "format": 2, "exchange": "BINANCE_DELIVERY"},
+        {"t": "http", "conn": "h", "ts": 0, "url": "https://dapi.binance.com/dapi/v1/exchangeInfo",
+         "data": json.dumps({"symbols": [COIN_M_INFO]})},
+        {"t": "connect", "conn": "c1", "ts": 0, "addr": "wss://dstream.binance.com/stream?streams=btcusd_perp@aggTrade"},
+    ]  # fmt: skip
+    for frame in frames:  # received 50 ms after the event
+        lines.append({"t": "recv", "conn": "c1", "ts": frame["data"]["E"] / 1000 + 0.05, "data": json.dumps(frame)})
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return frames
+
+
+def test_coin_m_sizes_land_in_base_units_from_contracts_of_100_usd(tmp_path: Path) -> None:
+    """Trades (aggTrade q), quotes (bookTicker B/A) and websocket candles (kline v) of COIN-M count 100-USD
+    contracts: base = contracts x 100 / price, the contracts and the size kept beside."""
+    from fundarb_dagster.core.instruments import InstrumentRegistry
+    from fundarb_dagster.core.sources.feed import Feed
+
+    frames = _coin_m_session(tmp_path / "coinm.jsonl")
+    ex = create_wire_exchange("binance", str(tmp_path / "coinm.jsonl"))
+    market = ex.markets["BTC/USD:BTC"]
+    assert (market["inverse"], market["contractSize"], market["id"]) == (True, 100.0, "BTCUSD_PERP")
+    registry = InstrumentRegistry()
+    registry.add_markets("binance", ex.markets, ["BTC/USD:BTC"])
+    feed = Feed(ex, registry)
+
+    async def run() -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {"trades": [], "tickers": [], "ohlcv": []}
+
+        async def drain(stream: str) -> None:
+            async for batch in feed.watch(stream, "BTC/USD:BTC"):
+                out[stream].extend(batch.records)
+
+        try:
+            await asyncio.wait_for(asyncio.gather(*(drain(s) for s in out)), timeout=60)
+        finally:
+            await ex.close()
+        return out
+
+    out = asyncio.run(run())
+    trades = [f["data"] for f in frames if f["stream"].endswith("aggTrade")]
+    assert [(r["trade_id"], r["contracts"], r["contract_size"]) for r in out["trades"]] == [
+        (d["a"], float(d["q"]), 100.0) for d in trades
+    ]
+    assert [r["amount"] for r in out["trades"]] == [float(d["q"]) * 100.0 / float(d["p"]) for d in trades]
+    books = [f["data"] for f in frames if f["stream"].endswith("bookTicker")]
+    assert [(r["bid_size"], r["ask_size"], r["bid_contracts"]) for r in out["tickers"]] == [
+        (float(d["B"]) * 100.0 / float(d["b"]), float(d["A"]) * 100.0 / float(d["a"]), float(d["B"])) for d in books
+    ]
+    klines = [f["data"]["k"] for f in frames if f["stream"].endswith("kline_1m")]
+    first_minute = [k for k in klines if k["t"] == klines[0]["t"]][-1]  # closed when the next minute began
+    assert [(r["ts_ms"], r["volume"]) for r in out["ohlcv"]][0] == (
+        first_minute["t"],
+        float(first_minute["v"]) * 100.0 / float(first_minute["c"]),
+    )
+
+
+def test_binance_trades_follow_the_recorded_channel_and_the_config_option(fixtures_dir: Path) -> None:
+    """The session streamed `@aggTrade`: replayed with no option (or against one), ccxt subscribes aggTrade;
+    live, the channel is the exchange's ccxt option from the config."""
+    from fundarb_dagster.core.config import LiveConfig
+    from fundarb_dagster.core.instruments import InstrumentRegistry
+    from fundarb_dagster.core.sources.feed import Feed
+    from fundarb_dagster.core.sources.live import create_live_exchange
+
+    path = recordings(fixtures_dir) / "BINANCE_FUTURES.jsonl.zst"
+    ex = create_wire_exchange("binance", str(path), options={"watchTrades": {"name": "trade"}})
+    assert ex.options["watchTrades"]["name"] == "aggTrade"
+    assert {s: ex.quotes_via(s) for s in ex.markets} == dict.fromkeys(ex.markets, "bids_asks")
+    live = create_live_exchange("binance", LiveConfig(), {}, options={"watchTrades": {"name": "aggTrade"}})
+    assert live.options["watchTrades"]["name"] == "aggTrade"
+    registry = InstrumentRegistry()
+    registry.add_market("binance", {"symbol": "BTC/USDT:USDT", "base": "BTC", "quote": "USDT", "settle": "USDT",
+                                    "swap": True, "contractSize": 1.0})  # fmt: skip
+    feed = Feed(live, registry)
+    assert feed.channel_name(feed._subscription("trades", "BTC/USDT:USDT")) == "trades:watch_trades:aggTrade"
+    assert feed.channel_name(feed._subscription("tickers", "BTC/USDT:USDT")) == "tickers:watch_bids_asks"
+    default = Feed(create_live_exchange("binance", LiveConfig(), {}), registry)
+    assert default.channel_name(default._subscription("trades", "BTC/USDT:USDT")) == "trades:watch_trades:trade"
+
+
+def test_bybit_spot_quotes_follow_the_book_the_session_subscribed(fixtures_dir: Path) -> None:
+    ex = create_wire_exchange("bybit", str(recordings(fixtures_dir) / "BYBIT.jsonl.zst"))
+    plan = {s: ex.quotes_via(s) for s in ex.markets}
+    assert plan["BTC/USDT"] == plan["ETH/USDT"] == "order_book:200"  # no orderbook.1 was recorded
+    assert plan["BTC/USDT:USDT"] == "ticker"  # linear tickers carry bid1/ask1
+    log = create_wire_exchange("bybit", str(recordings(fixtures_dir) / BYBIT_LOG))
+    assert log.quotes_via("BTC/USDT") == "ticker"  # that log recorded no spot book: its tickers are all there is

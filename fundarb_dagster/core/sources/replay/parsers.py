@@ -222,12 +222,14 @@ class _Rows:
         return values
 
 
-def _candles(rows: _Rows, ts: np.ndarray, tf_s: int, volume_optional: bool) -> np.ndarray:
+def _candles(
+    rows: _Rows, ts: np.ndarray, tf_s: int, volume_optional: bool, volume_column: str = "volume"
+) -> np.ndarray:
     o = rows.number("open", "open", positive=True)
     h = rows.number("high", "high", positive=True)
     low = rows.number("low", "low", positive=True)
     c = rows.number("close", "close", positive=True)
-    v = rows.number("volume", "volume", optional=volume_optional)
+    v = rows.number(volume_column, "volume", optional=volume_optional)
     with np.errstate(invalid="ignore"):
         rows.reject(h < np.fmax(np.fmax(o, c), low), "high", "high", "below open/close/low", "is below open/close/low")
         rows.reject(low > np.fmin(o, c), "low", "low", "above open/close", "is above open or close")
@@ -255,12 +257,16 @@ def _funding(rows: _Rows, ts: np.ndarray, rate: np.ndarray, interval_h: np.ndarr
     return out[rows.ok]
 
 
-def _parse_chunk(kind: str, chunk: pd.DataFrame, quarantine: _Quarantine, tf_s: int) -> dict[Any, np.ndarray]:
+def _parse_chunk(
+    kind: str, chunk: pd.DataFrame, quarantine: _Quarantine, tf_s: int, inverse: bool = False
+) -> dict[Any, np.ndarray]:
     """One chunk of a file -> {instrument key: records} (the key is None for single-instrument files)."""
     rows = _Rows(chunk, quarantine)
     if kind in ("klines", "markPriceKlines"):
         ts = rows.timestamps("open_time")
-        return {(None, None): _candles(rows, ts, tf_s, volume_optional=kind == "markPriceKlines")}
+        # COIN-M klines count contracts in `volume`; their 8th column is the base-asset volume
+        column = "quote_volume" if inverse and kind == "klines" else "volume"
+        return {(None, None): _candles(rows, ts, tf_s, kind == "markPriceKlines", volume_column=column)}
     if kind in ("fixture_ohlcv", "fixture_mark"):
         ts = rows.timestamps("time_ms_utc")
         return {(None, None): _candles(rows, ts, tf_s, volume_optional=kind == "fixture_mark")}
@@ -337,11 +343,14 @@ def parse_file(
     kind: str | None = None,
     *,
     progress: Callable[[str], None] | None = None,
+    inverse: bool = False,
 ) -> ParsedFile:
     """Read one recorded file into schema records, quarantining bad rows (never raising for a bad row).
 
     Raises ValueError only for a file it cannot read at all (unknown kind, a zip with several CSVs).
-    Funding rows without an interval get one inferred from consecutive settlement times.
+    Funding rows without an interval get one inferred from consecutive settlement times. Amounts are as the
+    file counts them (contracts for Binance's futures archives); `inverse` (a COIN-M file) takes the candles'
+    base-asset volume column instead of their contract count.
     """
     path = Path(path)
     kind = kind or detect_kind(path)
@@ -366,7 +375,7 @@ def parse_file(
         if KIND_STREAMS[kind] in ("ohlcv", "mark") and not tf_s:
             tf_s = _infer_timeframe(chunk, kind)
         rows += len(chunk)
-        for key, records in _parse_chunk(kind, chunk, quarantine, tf_s).items():
+        for key, records in _parse_chunk(kind, chunk, quarantine, tf_s, inverse).items():
             collected.setdefault(key, []).append(records)
         if progress is not None and rows >= CHUNK_ROWS:
             progress(f"{path.name}: {rows:,} rows read")

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from ccxt.async_support.base.ws.client import Client
@@ -197,9 +198,15 @@ class WireReplay:
         return FrameUsage(exchange_id, len(self.recording.frames), dict(self.used), unused)
 
     def _route_by_url(self, frame: Frame) -> tuple[WireClient, str] | None:
-        url = self.recording.conn_urls.get(frame.conn)
+        """The client of the recorded connection's URL; else of the same path (a session recorded through
+        a proxy or a stand-in host, e.g. `ws://127.0.0.1:8080/ws` for `wss://api.hyperliquid.xyz/ws`)."""
+        url = self.recording.conn_urls.get(frame.conn) or ""
         for client in self.clients:
             if client.url == url:
+                return client, "*"
+        path = urlsplit(url).path
+        for client in self.clients:
+            if urlsplit(client.url).path == path:
                 return client, "*"
         return None
 

@@ -19,6 +19,8 @@ from .driver import FrameUsage, WireClient, WireReplay
 from .recording import EndOfRecording, Recording, load_recording
 from .venues import VENUE_RULES, UrlWire, WireVenue, market_kind
 
+# REST calls a fundarb recording may hold the answer to (`live.RawRecorder` records REST responses).
+_RECORDED_LOOKUPS = ("fetchFundingRate", "fetchFundingRates")
 # REST history methods a wire replay cannot serve (its HTTP bodies are only the session's own).
 _REST_HISTORY = (
     "fetchOHLCV",
@@ -73,11 +75,16 @@ class WireExchangeMixin:
         return super().watch_multiple(*args, **kwargs)  # type: ignore[misc]
 
     async def fetch(self, url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
-        """REST from the session's recorded HTTP bodies (same path and query), never from the network."""
+        """REST from the session's recorded HTTP bodies (same path and query; a recorded POST also the same
+        request body, as JSON), never from the network."""
         wanted = urlsplit(url)
-        for recorded_url, text in self.wire.recording.http:
+        recording = self.wire.recording
+        requests = recording.http_requests or [("GET", None)] * len(recording.http)
+        for (recorded_url, text), (_, recorded_body) in zip(recording.http, requests, strict=True):
             got = urlsplit(recorded_url)
-            if got.path == wanted.path and sorted(got.query.lstrip("&").split("&")) == sorted(wanted.query.split("&")):
+            if got.path != wanted.path or sorted(got.query.lstrip("&").split("&")) != sorted(wanted.query.split("&")):
+                continue
+            if recorded_body is None or _same_json(recorded_body, body):
                 return json.loads(text)
         raise ccxt.NotSupported(f"{self.id} wire replay: no recorded HTTP response for {method} {url}")  # type: ignore[attr-defined]
 
@@ -97,6 +104,13 @@ class WireExchangeMixin:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, EndOfRecording):
                 await task
+
+
+def _same_json(recorded: str, body: Any) -> bool:
+    try:
+        return json.loads(recorded) == (json.loads(body) if isinstance(body, str) else body)
+    except ValueError:
+        return recorded == body
 
 
 _CLASSES: dict[str, type] = {}
@@ -147,8 +161,11 @@ def create_wire_exchange(
     exchange = wire_exchange_class(exchange_id)({"enableRateLimit": True, "options": dict(options or {})})
     exchange.wire = WireReplay(recording, rules, speed=speed, settle_s=settle_s, recorder=recorder)
     exchange.speed = speed  # recorded seconds per wall second (0: unpaced); the Feed scales its waits by it
+    # a fundarb recording keeps the REST responses of its run: the funding-interval lookup a Feed makes at
+    # start is answered from them (a call not recorded raises NotSupported, and the Feed moves on)
+    served = _RECORDED_LOOKUPS if recording.header.get("source") == "fundarb" and recording.http else ()
     for name in _REST_HISTORY:
-        if name in exchange.has:
+        if name in exchange.has and name not in served:
             exchange.has[name] = False
     if recording.markets:
         markets = recording.markets  # the live exchange's own markets, as loaded when it recorded

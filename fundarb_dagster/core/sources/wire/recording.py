@@ -41,7 +41,8 @@ class Recording:
     frames: list[Frame] = field(default_factory=list)
     conn_urls: dict[str, str] = field(default_factory=dict)  # conn -> the url it connected to
     sends: list[tuple[str, str]] = field(default_factory=list)  # (conn, raw subscription) as recorded
-    http: list[tuple[str, str]] = field(default_factory=list)  # (url, body)
+    http: list[tuple[str, str]] = field(default_factory=list)  # (url, response body)
+    http_requests: list[tuple[str, str | None]] = field(default_factory=list)  # (method, request body) of each
     markets: list[dict[str, Any]] = field(default_factory=list)  # the live exchange's markets, if recorded
     topics: list[list[str]] = field(default_factory=list)  # per frame, by `WireVenue.index_topics`
 
@@ -90,6 +91,8 @@ def load_recording(path: str | Path) -> Recording:
                 rec.sends.append((str(row["conn"]), str(row["data"])))
             elif kind == "http":
                 rec.http.append((str(row["url"]), str(row["data"])))
+                body = row.get("body")
+                rec.http_requests.append((str(row.get("method") or "GET"), None if body is None else str(body)))
             elif kind == "markets":
                 rec.markets = list(row["data"])
         except (KeyError, TypeError, ValueError) as exc:
