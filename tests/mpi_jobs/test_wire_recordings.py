@@ -27,12 +27,14 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from fundarb_dagster.core.schema import EventKind
+
 from .conftest import REPO, job_command
 
 pytestmark = [pytest.mark.mpi, pytest.mark.slow]
 NAN = math.nan
 MINUTE_MS = 60_000
-EVENT_KINDS = {"USED": 11, "UNUSED": 10, "CHANNEL": 12}
+EVENT_KINDS = {name: int(EventKind[name]) for name in ("USED", "UNUSED", "CHANNEL")}  # the landed data's codes
 
 
 # -- an independent reading of the recordings --------------------------------------------------------------

@@ -629,8 +629,8 @@ class Feed:
     async def _bootstrap_interval(self, sub: _Subscription) -> None:
         """Learn the funding interval once at start when nothing states it yet (hyperliquid's tickers don't):
         ask the venue over REST (recorded by the raw recorder, answered from the recording in a wire replay),
-        else take the venue's documented schedule from its row (`funding_schedule_h`). Recorded in the
-        registry as `learned` or `schedule`; the capture job saves what its watchers learned."""
+        recorded in the registry as `learned`; the capture job saves what its watchers learned. Failing
+        that, the interval rule falls back on the venue's documented schedule when a value arrives."""
         ts = self.now_ms()
         book = self._book(sub.symbol)
         if book.at(ts) is not None or math.isfinite(intervals.market_interval_h(self._market(sub.symbol))):
@@ -651,10 +651,6 @@ class Feed:
                 book.observe(ts, interval, "learned")
                 self.counts["funding:interval_learned"] += 1
                 return
-        facts = venue_facts(self.exchange_id)
-        if facts is not None and facts.funding_schedule_h:
-            book.observe(ts, facts.funding_schedule_h, "schedule")
-            self.counts["funding:interval_schedule"] += 1
 
     def _market(self, symbol: str) -> Mapping[str, Any] | None:
         markets = getattr(self.exchange, "markets", None)
@@ -676,6 +672,7 @@ class Feed:
         snapshot = normalize.funding_snapshot(raw, sub.mode)
         if snapshot is None:
             return _empty("funding"), self.validator.quarantine("funding", instrument.id, recv, "missing:funding_rate")
+        facts = venue_facts(self.exchange_id)
         decided = intervals.streamed_interval(
             snapshot,
             self._book(sub.symbol),
@@ -683,6 +680,7 @@ class Feed:
             recv_ts_ms=recv,
             previous_settlement_ms=sub.last_settlement_ms,
             in_gap=sub.gap_start_ms is not None,
+            schedule_h=(facts.funding_schedule_h if facts else None) or math.nan,
         )
         sub.last_settlement_ms = decided.settlement_ms
         if decided.inferred:

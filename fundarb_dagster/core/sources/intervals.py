@@ -11,10 +11,11 @@ The interval is the one *in force for that settlement*, never a per-venue consta
 5. for settled history, the spacing of settlements: a spacing that is a whole multiple of the interval before
    it and does not persist is a missed settlement, not a new interval.
 
-Before a stream states anything, the Feed asks the venue over REST once (`learned`) and, failing that,
-takes the venue's documented schedule from its row in `core/venues.py` (`schedule`: hyperliquid's hourly
-funding, whose contexts name neither the interval nor the settlement). Every interval is recorded with
-where it came from (`instruments.INTERVAL_SOURCES`): rules 1-3 `reported`, rules 4-5 `inferred`.
+Before a stream states anything, the Feed asks the venue over REST once (`learned`). When a streamed value
+arrives and rules 1-3 give nothing, the venue's documented schedule from its row in `core/venues.py` is
+the interval (`schedule`: hyperliquid's hourly funding, whose contexts name neither the interval nor the
+settlement). Every interval is recorded with where it came from (`instruments.INTERVAL_SOURCES`): rules 1-3
+`reported`, rules 4-5 `inferred`.
 
 The Feed calls `streamed_interval` once per streamed funding value and `settled_intervals` once per page of
 history. These are plain functions without I/O; the only state they touch is the `IntervalBook` they are
@@ -62,8 +63,11 @@ def market_interval_h(market: Mapping[str, Any] | None) -> float:
     return funding_interval_h(None, market)
 
 
-def resolve_interval(stated_h: float, book: IntervalBook, market: Mapping[str, Any] | None, at_ms: int) -> float:
-    """Rules 1-3 for the settlement at `at_ms`: stated (recorded), else known, else the market's (recorded)."""
+def resolve_interval(
+    stated_h: float, book: IntervalBook, market: Mapping[str, Any] | None, at_ms: int, schedule_h: float = math.nan
+) -> float:
+    """Rules 1-3 for the settlement at `at_ms`: stated (recorded), else known, else the market's (recorded),
+    else the venue's documented schedule (recorded as `schedule`; NaN when it has none)."""
     if math.isfinite(stated_h):
         book.observe(at_ms, stated_h)
         return stated_h
@@ -73,7 +77,10 @@ def resolve_interval(stated_h: float, book: IntervalBook, market: Mapping[str, A
     from_market = market_interval_h(market)
     if math.isfinite(from_market):
         book.observe(at_ms, from_market)
-    return from_market
+        return from_market
+    if math.isfinite(schedule_h):
+        book.observe(at_ms, schedule_h, "schedule")
+    return schedule_h
 
 
 def streamed_interval(
@@ -84,18 +91,20 @@ def streamed_interval(
     recv_ts_ms: int,
     previous_settlement_ms: int,
     in_gap: bool,
+    schedule_h: float = math.nan,
 ) -> StreamedInterval:
     """The interval of one streamed funding value (rules 1-4).
 
     `previous_settlement_ms` is the settlement the previous value of the stream was for (0: none yet);
-    `in_gap` says the stream missed data since, when a move of the settlement proves nothing.
+    `in_gap` says the stream missed data since, when a move of the settlement proves nothing; `schedule_h`
+    is the venue's documented interval, the last resort (NaN: none).
     """
     ts = snapshot.ts_ms or recv_ts_ms
     stated = snapshot.stated_interval_h
     settlement = snapshot.settlement_ms
     if settlement <= 0:  # hyperliquid names no settlement: it is the next interval boundary after ts
-        settlement = next_settlement_ms(ts, resolve_interval(stated, book, market, ts))
-    interval = resolve_interval(stated, book, market, settlement or ts)
+        settlement = next_settlement_ms(ts, resolve_interval(stated, book, market, ts, schedule_h))
+    interval = resolve_interval(stated, book, market, settlement or ts, schedule_h)
     previous = previous_settlement_ms
     if not previous or settlement <= previous or in_gap or math.isfinite(stated):
         return StreamedInterval(settlement, interval, inferred=False)
