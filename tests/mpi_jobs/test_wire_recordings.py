@@ -130,6 +130,39 @@ class Accept:
         return True
 
 
+def market_frames(
+    session: Session, out: Expected, split: Callable[[Any], tuple[str, str] | None], kinds: bool = True
+) -> Any:
+    """(frame, channel, venue id) of every market-data frame, counting each under `<kind>:<channel>` (or
+    the channel alone where one socket serves all kinds), control frames under `control`."""
+    for frame in session.frames:
+        parts = split(frame.msg)
+        if parts is None:
+            out.channels["control"] += 1
+            continue
+        channel, venue_id = parts
+        out.channels[f"{frame.kind}:{channel}" if kinds else channel] += 1
+        out.end_ms = frame.recv_ms
+        yield frame, channel, venue_id
+
+
+def _bybit_topic(msg: Any) -> tuple[str, str] | None:
+    """`orderbook.200.BTCUSDT` -> (`orderbook.200`, `BTCUSDT`); acks carry no topic."""
+    return (msg["topic"].rpartition(".")[0], msg["topic"].rpartition(".")[2]) if "topic" in msg else None
+
+
+def _okx_arg(msg: Any) -> tuple[str, str] | None:
+    return (msg["arg"]["channel"], msg["arg"]["instId"]) if "data" in msg else None  # acks carry an event
+
+
+def _binance_stream(msg: Any) -> tuple[str, str] | None:
+    """`sushiusdt@depth@100ms` -> (`depth@100ms`, `sushiusdt`)."""
+    if "stream" not in msg:
+        return None
+    venue_id, _, channel = msg["stream"].partition("@")
+    return channel, venue_id
+
+
 def closed_candles(bars: dict[str, dict[int, tuple]], end_ms: int) -> dict[str, list[tuple]]:
     """The last values of each minute, for minutes over by the end of the recording."""
     return {s: [b for t, b in sorted(by.items()) if t + MINUTE_MS <= end_ms] for s, by in bars.items()}
@@ -146,14 +179,8 @@ def parse_bybit(session: Session, row: Recording) -> Expected:
     books: dict[str, tuple[dict[float, float], dict[float, float]]] = {}
     last_top: dict[str, tuple] = {}
     bars: dict[str, dict[int, tuple]] = defaultdict(dict)
-    for frame in session.frames:
+    for frame, channel, venue_id in market_frames(session, out, _bybit_topic):
         msg = frame.msg
-        if "topic" not in msg:
-            out.channels["control"] += 1
-            continue
-        channel, _, venue_id = msg["topic"].rpartition(".")
-        out.channels[f"{frame.kind}:{channel}"] += 1
-        out.end_ms = frame.recv_ms
         symbol = row.symbols.get((frame.kind, venue_id))
         if symbol is None:
             continue
@@ -207,14 +234,8 @@ def parse_okx(session: Session, row: Recording) -> Expected:
                 if item["ctVal"]:
                     contracts[item["instId"]] = Contract(float(item["ctVal"]), item["ctType"] == "inverse")
     out, accept = Expected(), Accept()
-    for frame in session.frames:
+    for frame, channel, inst in market_frames(session, out, _okx_arg, kinds=False):
         msg = frame.msg
-        if "data" not in msg:
-            out.channels["control"] += 1
-            continue
-        channel, inst = msg["arg"]["channel"], msg["arg"]["instId"]
-        out.channels[channel] += 1
-        out.end_ms = frame.recv_ms
         symbol, contract = row.symbols.get((None, inst)), contracts.get(inst)
         for d in msg["data"] if symbol else []:
             if channel == "trades":
@@ -237,14 +258,8 @@ def parse_binance(session: Session, row: Recording) -> Expected:
     """Binance combined streams `{"stream": "<id>@<channel>", "data": ...}`: aggTrade, bookTicker, kline_1m."""
     out, accept = Expected(), Accept()
     bars: dict[str, dict[int, tuple]] = defaultdict(dict)
-    for frame in session.frames:
+    for frame, channel, venue_id in market_frames(session, out, _binance_stream):
         msg = frame.msg
-        if "stream" not in msg:
-            out.channels["control"] += 1
-            continue
-        venue_id, _, channel = msg["stream"].partition("@")
-        out.channels[f"{frame.kind}:{channel}"] += 1
-        out.end_ms = frame.recv_ms
         symbol, d = row.symbols.get((frame.kind, venue_id.upper())), msg["data"]
         if symbol is None:
             continue

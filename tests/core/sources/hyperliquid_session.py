@@ -38,6 +38,15 @@ def context(funding: str, mark: str, oracle: str) -> dict[str, Any]:
             "impactPxs": [f"{float(mark) - 1:.1f}", f"{float(mark) + 1:.1f}"]}  # fmt: skip
 
 
+async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
+    """A real server for `app` on a free localhost port: (its runner, to clean up; the port)."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
 async def record_session(folder: Path) -> tuple[Path, list[Any], InstrumentRegistry]:
     """The recording, the funding records the live Feed produced, and its registry (what it learned)."""
     frames_sent = asyncio.Event()
@@ -68,11 +77,7 @@ async def record_session(folder: Path) -> tuple[Path, list[Any], InstrumentRegis
     app = web.Application()
     app.router.add_post("/info", info)
     app.router.add_get("/ws", ws_handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve(app)
     ex = create_live_exchange("hyperliquid", LiveConfig(record_raw=str(folder)), {})
     ex.urls["api"]["public"] = ex.urls["api"]["private"] = f"http://127.0.0.1:{port}"
     ex.urls["api"]["ws"]["public"] = f"ws://127.0.0.1:{port}/ws"

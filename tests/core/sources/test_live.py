@@ -28,6 +28,7 @@ from fundarb_dagster.core.sources.live import (
 )
 from fundarb_dagster.core.sources.rest_replay import build_market
 from fundarb_dagster.core.sources.wire import EndOfRecording, create_wire_exchange, load_recording, replay_stats
+from tests.core.sources.hyperliquid_session import serve
 
 BYBIT_LOG = "bybit_v5_btc_eth_tickers_trades_klines.jsonl"
 SECRET_ENV = {"FUNDARB_BYBIT_API_KEY": "AKIA-test-key-123", "FUNDARB_BYBIT_SECRET": "s3cr3t-value-xyz"}
@@ -204,11 +205,7 @@ def test_live_exchange_records_every_frame_from_a_real_socket_and_the_recording_
         server = RecordedBybitServer(frames, topics)
         app = web.Application()
         app.router.add_get("/v5/public/linear", server.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, port = await serve(app)
         try:
             ex = create_live_exchange("bybit", LiveConfig(record_raw=str(tmp_path / "raw")), credentials)
             ex.urls["api"]["ws"]["public"]["linear"] = f"ws://127.0.0.1:{port}/v5/public/linear"
@@ -304,11 +301,7 @@ def test_a_dropped_connection_is_redialled_and_recorded_as_a_second_connection(
     async def run() -> tuple[list[Any], int]:
         app = web.Application()
         app.router.add_get("/v5/public/linear", handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, port = await serve(app)
         ex = create_live_exchange("bybit", LiveConfig(record_raw=str(tmp_path)), {})
         ex.urls["api"]["ws"]["public"]["linear"] = f"ws://127.0.0.1:{port}/v5/public/linear"
         ex.set_markets([build_market(ex, symbol)])
