@@ -392,3 +392,33 @@ def test_hyperliquid_funding_lands_live_and_through_the_wire_with_its_hourly_int
     check(scheduled, clock)
     assert feed.counts["funding:interval_lookup_failed"] == 0 and not feed.validator.counts
     assert [s.source for s in registry.interval_history("hyperliquid", SYMBOL)] == ["schedule"]
+
+
+@pytest.mark.live
+@pytest.mark.parametrize(
+    ("venue", "symbol"), [("binance", "BTC/USDT"), ("binance", "BTC/USDT:USDT"), ("bybit", "BTC/USDT")]
+)
+def test_live_quotes_come_from_each_venues_quote_channel(venue: str, symbol: str) -> None:
+    """Real network (never in CI): binance (bookTicker) and bybit spot (orderbook.1) quotes through the Feed,
+    the channel read from `core/venues.py` as in every other source."""
+    from fundarb_dagster.core.instruments import InstrumentRegistry
+    from fundarb_dagster.core.sources.feed import Feed
+
+    async def run() -> tuple[Any, str]:
+        ex = create_live_exchange(venue, LiveConfig(), {})
+        try:
+            registry = InstrumentRegistry()
+            registry.add_markets(venue, await ex.load_markets(), [symbol])
+            feed = Feed(ex, registry)
+            rows: list[Any] = []
+            async for batch in feed.watch("tickers", symbol):
+                rows.extend(batch.records)
+                if len(rows) >= 3:
+                    break
+            return rows, feed.channel_name(feed._subscription("tickers", symbol))
+        finally:
+            await ex.close()
+
+    rows, channel = asyncio.run(asyncio.wait_for(run(), timeout=60))
+    assert channel == "tickers:watch_bids_asks"
+    assert all(0 < r["bid"] <= r["ask"] and r["bid_size"] > 0 for r in rows)
