@@ -108,8 +108,8 @@ class Expected:
 
 class Accept:
     """The capture's rules every tickers/funding row passes, restated: a row with the time of the one
-    before is a duplicate, an older one out of order (both dropped); funding values that repeat the last
-    one kept are kept once a minute."""
+    before is a duplicate, an older one out of order (both dropped); then funding values that repeat the
+    last one kept are kept once a minute."""
 
     def __init__(self) -> None:
         self.last_ts: dict[str, int] = {}
@@ -203,7 +203,7 @@ def parse_bybit(session: Session, row: Recording) -> Expected:
                 out.tickers[symbol].append((msg["ts"], *(f(d.get(n)) for n in names)))
             if "fundingRate" in d:
                 fkey = (int(d["nextFundingTime"]), float(d["fundingRate"]), float(d["fundingIntervalHour"]))
-                if funding_accept.changed(symbol, fkey, frame.recv_ms) and funding_accept.in_order(symbol, msg["ts"]):
+                if funding_accept.in_order(symbol, msg["ts"]) and funding_accept.changed(symbol, fkey, frame.recv_ms):
                     out.funding[symbol].append((msg["ts"], *fkey, float(d["markPrice"]), float(d["indexPrice"])))
         elif channel.startswith("orderbook.") and symbol in row.quotes_from_book:
             data = msg["data"]
