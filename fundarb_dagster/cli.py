@@ -11,9 +11,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .core import arguments
-from .core.config import SOURCE_KINDS, ConfigError, load_config, parse_utc_ms
+from .core.config import SOURCE_KINDS, TRADE_VENUES, ConfigError, load_config, parse_utc_ms
 from .instance import dagster_env
 
 DESCRIPTION = """\
@@ -25,6 +26,8 @@ EPILOG = """\
 examples:
   fundarb demo                                   the whole pipeline offline on the simulator (a few minutes)
   fundarb capture --source sim --duration 60     run the MPI capture job for a minute
+  fundarb trade --venue sim --duration 60         paper-trade the configured pairs on the simulator for a minute
+  fundarb trade --flatten                        flatten every pair (a running trader is asked to)
   fundarb import BTCUSDT-1m-2024-01.zip --exchange binance --symbol BTC/USDT:USDT
   fundarb ui                                     open the Dagster UI on the demo's instance
   dagster asset materialize -m fundarb_dagster.definitions --select "$(fundarb assets --scope hourly)" \
@@ -105,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--streams", default="ohlcv,funding", help="comma-separated (ohlcv,funding,trades)")
     history.add_argument("--data-dir", help="override the config's data folder")
 
+    _add_trade_commands(commands)
+
     check = commands.add_parser(
         "check-config",
         help="validate a config file and print what it subscribes to",
@@ -131,6 +136,41 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--data-dir", default="data", help="data folder (default: data)")
     ui.add_argument("--port", type=int, default=3000, help="port (default: 3000)")
     return parser
+
+
+def _add_trade_commands(commands: Any) -> None:
+    """`trade` and `sim-venue`."""
+    trade = commands.add_parser(
+        "trade",
+        help="run the trader: signals -> hedged two-leg positions on sim, paper or live venues",
+        description="Turn the strategy's signal (or the warehouse's opportunities) into target positions within the "
+        "configured limits and execute two-leg entries and exits through ccxt's private API: same base quantity "
+        "on both legs, a leg timeout after which a one-legged pair is finished or unwound, reduce-only exits, "
+        "client order ids derived from each decision (a restart never doubles an order), a risk check at the "
+        "decision and before each order. On start it reconciles with the venue; everything it does lands under "
+        "DATA/landing/{orders,fills,positions,balances,funding_payments}. Kill switch: `fundarb trade --flatten`, "
+        "or the file DATA/.fundarb/trade/<name>.flatten. Live venues are dry-run unless trade.dry_run is false.",
+    )
+    trade.add_argument("--config", help="YAML config with a `trade:` section (default: the embedded sim defaults)")
+    trade.add_argument("--venue", choices=TRADE_VENUES, default="sim", help="sim | paper (a market-data source) | live")
+    trade.add_argument("--duration", type=float, help="stop after this many wall seconds (default: run until ^C)")
+    trade.add_argument("--until", help="stop at this time on the venue's clock, ISO-8601 UTC")
+    trade.add_argument(
+        "--flatten", action="store_true", help="flatten every pair, then exit (or ask the running trader)"
+    )
+    trade.add_argument("--reduce-only", action="store_true", help="only exits: nothing new is opened")
+    trade.add_argument("--send-orders", action="store_true", help="live: really send orders (trade.dry_run: false too)")
+    trade.add_argument("--venue-socket", default="", help="sim: trade a `fundarb sim-venue` server's venues")
+    trade.add_argument("--data-dir", help="override the config's data folder")
+
+    venue = commands.add_parser(
+        "sim-venue",
+        help="serve the simulated venues in their own process (they outlive a trader that is killed)",
+        description="Host one simulated exchange per configured exchange, with its private API (orders, fills, "
+        "positions, funding), on a Unix socket that `fundarb trade --venue sim --venue-socket PATH` trades on.",
+    )
+    venue.add_argument("--config", help="YAML config (default: the embedded sim defaults)")
+    venue.add_argument("--socket", required=True, help="Unix socket path to listen on")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -228,9 +268,44 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trade(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .core.execution.launch import TradeRun, trade
+
+    config = load_config(args.config)
+    if args.data_dir:
+        config = config.with_overrides(data_dir=args.data_dir)
+    arguments.data_dir(config.data_dir, "data_dir")
+    if args.duration is not None:
+        arguments.number(args.duration, "--duration", minimum=0.0, inclusive=False)
+    until = parse_utc_ms(args.until, "--until") if args.until else None
+    if args.send_orders and config.trade.dry_run:
+        raise ConfigError("--send-orders: trade.dry_run is true in the config; switch it off there too")
+    run = TradeRun(venue=args.venue, duration_s=args.duration, until_ms=until, flatten=args.flatten,
+                   reduce_only=args.reduce_only, dry_run=False if args.send_orders else None,
+                   venue_socket=args.venue_socket)  # fmt: skip
+    return asyncio.run(trade(config, run))
+
+
+def _sim_venue(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .core.execution.venue_server import serve
+
+    config = load_config(args.config)
+    if config.source != "sim":
+        raise ConfigError(f"source: {config.source!r}; sim-venue serves the simulator (source: sim)")
+    asyncio.run(serve(config, args.socket))
+    return 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     arguments.data_dir(config.data_dir, "data_dir")
+    from .core.config import validate_trade
+
+    validate_trade(config.trade)
     subs = config.subscriptions()
     print(f"config ok: source={config.source} data_dir={config.data_dir} subscriptions={len(subs)}")
     for exchange in config.exchanges:
@@ -286,6 +361,8 @@ COMMANDS = {
     "capture": _capture,
     "import": _import,
     "history": _history,
+    "trade": _trade,
+    "sim-venue": _sim_venue,
     "check-config": _check_config,
     "assets": _assets,
     "ui": _ui,

@@ -12,6 +12,8 @@ from .defs.alerts import assets as alerts_assets
 from .defs.alerts import checks as alerts_checks
 from .defs.backtest import assets as backtest_assets
 from .defs.backtest import checks as backtest_checks
+from .defs.execution import assets as execution_assets
+from .defs.execution import checks as execution_checks
 from .defs.funding import assets as funding_assets
 from .defs.funding import checks as funding_checks
 from .defs.market import assets as market_assets
@@ -33,8 +35,24 @@ def build_resources() -> dict[str, Any]:
     }
 
 
-ASSET_MODULES = [raw_assets, market_assets, funding_assets, alerts_assets, backtest_assets, risk_assets]
-CHECK_MODULES = [raw_checks, market_checks, funding_checks, alerts_checks, backtest_checks, risk_checks]
+ASSET_MODULES = [
+    raw_assets,
+    market_assets,
+    funding_assets,
+    alerts_assets,
+    backtest_assets,
+    risk_assets,
+    execution_assets,
+]
+CHECK_MODULES = [
+    raw_checks,
+    market_checks,
+    funding_checks,
+    alerts_checks,
+    backtest_checks,
+    risk_checks,
+    execution_checks,
+]
 
 all_assets = load_assets_from_modules(ASSET_MODULES)
 all_checks = load_asset_checks_from_modules(CHECK_MODULES)

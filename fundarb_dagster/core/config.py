@@ -112,6 +112,46 @@ class CaptureConfig:
     shutdown_timeout_s: float = 15.0
 
 
+TRADE_SIGNALS = ("own", "warehouse")
+TRADE_VENUES = ("sim", "paper", "live")  # `fundarb trade --venue`
+# The trader's default limits: risk_report's (core.risk.RiskLimits), without the concentration shares, which a
+# book of one or two pairs breaches by construction (set them when trading many pairs).
+DEFAULT_TRADE_LIMITS: Mapping[str, float | None] = {
+    "max_gross_usd": None,
+    "max_net_usd": None,
+    "max_venue_share": None,
+    "max_asset_share": None,
+    "max_leverage": 5.0,
+    "max_margin_utilization": 0.5,
+    "min_liq_distance": 0.1,
+    "max_drawdown": 0.2,
+}
+
+
+@dataclass(frozen=True)
+class TradeConfig:
+    """`fundarb trade`: which pairs, how big, how fast, within which limits (see the README)."""
+
+    name: str = "trader"  # its landing writer (`trader-<name>`), lock and kill-switch files
+    strategy: str = "cash_carry"  # a backtest strategy: its pairs and signal (core.backtest.strategies)
+    signal: str = "own"  # own: the strategy's signal on the funding it fetches; warehouse: `opportunities`
+    underlyings: tuple[str, ...] = ()  # empty: every underlying of the configured symbols
+    capital_usd: float = 100_000.0  # split evenly over the strategy's pairs (the backtest's rule 3)
+    max_pairs: int = 3
+    enter_apr: float = 0.10
+    exit_apr: float = 0.02
+    leverage: float = 3.0
+    decision_interval_s: float = 3600.0  # on the venue's clock, aligned to it (hourly: the backtest's bars)
+    leg_timeout_s: float = 5.0  # then a leg that did not fill is cancelled and the pair finished or unwound
+    poll_interval_s: float = 0.2  # order status polling while orders are in flight
+    reconcile_interval_s: float = 300.0  # positions, balances, open orders and funding against the venue
+    progress_interval_s: float = 10.0  # wall seconds between progress lines
+    max_repairs: int = 3  # repair rounds before every further one raises an alarm
+    reduce_only: bool = False  # only exits: nothing new is opened
+    dry_run: bool = True  # live venue only: orders are not sent unless this is switched off explicitly
+    limits: Mapping[str, float | None] = field(default_factory=lambda: dict(DEFAULT_TRADE_LIMITS))
+
+
 @dataclass(frozen=True)
 class FundarbConfig:
     source: str = "sim"
@@ -121,6 +161,7 @@ class FundarbConfig:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
+    trade: TradeConfig = field(default_factory=TradeConfig)
 
     @property
     def data_path(self) -> Path:
@@ -222,6 +263,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> FundarbConfig:
         replay=_section(raw, "replay", ReplayConfig),
         live=_section(raw, "live", LiveConfig),
         capture=_section(raw, "capture", CaptureConfig),
+        trade=_trade_section(raw.get("trade")),
     )
     validate(config)
     return config
@@ -292,6 +334,25 @@ def _section(raw: Mapping[str, Any], name: str, cls: type) -> Any:
             continue
         kwargs[key] = _number(value, where, type(default))
     return cls(**kwargs)
+
+
+def _trade_section(raw: Any) -> TradeConfig:
+    """The `trade` section: scalars like any section, `underlyings` a list, `limits` numbers or null (off)."""
+    values = dict(raw or {})
+    underlyings = values.pop("underlyings", None)
+    limits_raw = values.pop("limits", None)
+    config = _section({"trade": values}, "trade", TradeConfig)
+    changes: dict[str, Any] = {}
+    if underlyings is not None:
+        changes["underlyings"] = tuple(str(u) for u in _as_list(underlyings, "trade.underlyings"))
+    if limits_raw is not None:
+        if not isinstance(limits_raw, Mapping):
+            raise ConfigError(f"trade.limits: expected a mapping, got {limits_raw!r}")
+        limits = dict(DEFAULT_TRADE_LIMITS)
+        for key, value in limits_raw.items():
+            limits[str(key)] = None if value is None else _number(value, f"trade.limits.{key}", float)
+        changes["limits"] = limits
+    return replace(config, **changes)
 
 
 def _number(value: Any, where: str, kind: type) -> Any:
@@ -382,6 +443,44 @@ def validate(config: FundarbConfig) -> None:
         raise ConfigError(f"replay.min_use_ratio: {config.replay.min_use_ratio!r} must be between 0 and 1")
     _positive(config.live.reconnect_max_backoff_s, "live.reconnect_max_backoff_s")
     _positive(config.live.funding_poll_interval_s, "live.funding_poll_interval_s")
+
+
+def validate_trade(trade: TradeConfig) -> None:
+    """The `trade` section, checked by `fundarb trade` and `check-config` before anything starts (not by every
+    loader: the strategy registry it checks against imports the backtest, about a second, which the capture
+    ranks need not pay)."""
+    from .backtest.strategies import STRATEGIES  # the registry: numpy, pandas; only needed here
+    from .risk import RiskLimits
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_]{0,31}", trade.name):
+        raise ConfigError(f"trade.name: {trade.name!r} must be 1-32 lowercase letters, digits or _")
+    if trade.strategy not in STRATEGIES:
+        raise ConfigError(f"trade.strategy: unknown {trade.strategy!r}; expected one of {sorted(STRATEGIES)}")
+    if trade.signal not in TRADE_SIGNALS:
+        raise ConfigError(f"trade.signal: {trade.signal!r}; expected one of {list(TRADE_SIGNALS)}")
+    for name in ("capital_usd", "leverage", "decision_interval_s", "leg_timeout_s", "poll_interval_s",
+                 "reconcile_interval_s", "progress_interval_s"):  # fmt: skip
+        _positive(getattr(trade, name), f"trade.{name}")
+    if not 0 <= trade.exit_apr < trade.enter_apr:
+        raise ConfigError(
+            f"trade.exit_apr: {trade.exit_apr!r} must be >= 0 and below trade.enter_apr {trade.enter_apr!r}"
+        )
+    if trade.max_pairs < 1:
+        raise ConfigError(f"trade.max_pairs: {trade.max_pairs!r} must be >= 1")
+    if trade.max_repairs < 1:
+        raise ConfigError(f"trade.max_repairs: {trade.max_repairs!r} must be >= 1")
+    if trade.poll_interval_s > trade.leg_timeout_s:
+        raise ConfigError(
+            f"trade.poll_interval_s: {trade.poll_interval_s!r} exceeds trade.leg_timeout_s {trade.leg_timeout_s!r}"
+        )
+    known = set(RiskLimits.__dataclass_fields__) - {"var_level", "max_var_usd", "max_es_usd"}
+    for key in trade.limits:
+        if key not in known:
+            raise ConfigError(f"trade.limits.{key}: unknown limit; expected some of {sorted(known)}")
+    try:
+        RiskLimits(**dict(trade.limits))
+    except ValueError as exc:
+        raise ConfigError(f"trade.limits.{exc}") from None
 
 
 def _positive(value: float, where: str) -> None:

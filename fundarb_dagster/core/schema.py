@@ -139,10 +139,204 @@ class StreamCode(IntEnum):
     OHLCV = 4
     CAPTURE_EVENTS = 5
     CAPTURE_STATS = 6
+    ORDERS = 7
+    FILLS = 8
+    POSITIONS = 9
+    BALANCES = 10
+    FUNDING_PAYMENTS = 11
 
 
-# The four market streams a user subscribes to, then the two the capture job writes about itself.
+# -- execution streams: what the trader (`fundarb trade`, core/execution) did and what the venue booked ------
+# Written by the trader, not the capture job; they name their venue and symbol themselves (no registry id),
+# because the trader runs beside capture and must not write the capture job's instruments.json.
+
+
+class OrderStatus(IntEnum):
+    """An `orders` row's status: ccxt's order statuses, plus `INTENT` (journaled before it was sent)."""
+
+    INTENT = 1
+    OPEN = 2
+    CLOSED = 3
+    CANCELED = 4
+    EXPIRED = 5
+    REJECTED = 6  # by the venue, or vetoed before sending (`reason` says which: risk:<limit>, ccxt:<Error>)
+
+
+ORDERS = np.dtype(
+    [
+        ("ts_ms", "<i8"),  # when this state was known (venue clock)
+        ("recv_ts_ms", "<i8"),
+        ("amount", "<f8"),  # base units (contracts x contract size)
+        ("filled", "<f8"),  # cumulative, base units
+        ("price", "<f8"),  # limit price, NaN for a market order
+        ("average", "<f8"),  # average fill price, NaN before a fill
+        ("fee_usd", "<f8"),  # cumulative fees, quote currency
+        ("ref_mid", "<f8"),  # the mid the trader saw when it sent the order (slippage is measured from it)
+        ("leg", "i1"),  # 0: leg A (short when the signal is positive), 1: leg B
+        ("side", "i1"),  # +1 buy, -1 sell
+        ("purpose", "i1"),  # execution.ids.Purpose: entry, exit, complete, unwind, rebalance, flatten
+        ("status", "i1"),  # OrderStatus
+        ("reduce_only", "i1"),
+        ("order_type", "i1"),  # 1 market, 2 limit
+        ("attempt", "i1"),  # per (decision, leg, purpose), < 128
+        ("_pad", "V1"),
+        ("exchange", "S16"),
+        ("symbol", "S32"),
+        ("client_order_id", "S40"),  # derived from the decision (execution.ids)
+        ("order_id", "S48"),  # the venue's id, empty before it acknowledged
+        ("decision", "S16"),
+        ("pair", "S96"),  # leg A | leg B, `exchange:symbol|exchange:symbol`
+        ("reason", "S64"),  # why rejected or cancelled, empty otherwise
+    ]
+)
+
+FILLS = np.dtype(
+    [
+        ("ts_ms", "<i8"),  # the venue's trade time
+        ("recv_ts_ms", "<i8"),
+        ("amount", "<f8"),  # base units
+        ("price", "<f8"),
+        ("fee", "<f8"),  # in fee_currency
+        ("fee_usd", "<f8"),  # in the quote currency
+        ("ref_mid", "<f8"),  # the mid when the order was sent
+        ("leg", "i1"),
+        ("side", "i1"),  # +1 buy, -1 sell
+        ("taker", "i1"),  # 1 taker, 0 maker
+        ("_pad", "V5"),
+        ("exchange", "S16"),
+        ("symbol", "S32"),
+        ("trade_id", "S48"),
+        ("order_id", "S48"),
+        ("client_order_id", "S40"),
+        ("pair", "S96"),
+        ("fee_currency", "S16"),
+    ]
+)
+
+POSITIONS = np.dtype(
+    [
+        ("ts_ms", "<i8"),  # venue clock
+        ("recv_ts_ms", "<i8"),
+        ("units", "<f8"),  # the trader's position of the leg, signed base units (from its fills)
+        ("target_units", "<f8"),
+        ("venue_units", "<f8"),  # the venue's position of the symbol (spot: the base balance), signed base units
+        ("entry_price", "<f8"),
+        ("mark_price", "<f8"),  # the venue's reference price (mark; oracle on hyperliquid); spot: mid
+        ("wallet_usd", "<f8"),  # isolated margin of a perp leg (the venue's collateral); spot: NaN
+        ("liquidation_price", "<f8"),
+        ("mmr", "<f8"),  # maintenance margin rate
+        ("taker_fee", "<f8"),  # fraction
+        ("leverage", "<f8"),
+        ("leg", "i1"),
+        ("is_perp", "i1"),
+        ("phase", "i1"),  # 0 idle, 1 working, 2 canceling
+        ("_pad", "V5"),
+        ("exchange", "S16"),
+        ("symbol", "S32"),
+        ("underlying", "S16"),
+        ("pair", "S96"),
+        ("decision", "S16"),
+    ]
+)
+
+BALANCES = np.dtype(
+    [
+        ("ts_ms", "<i8"),
+        ("recv_ts_ms", "<i8"),
+        ("total", "<f8"),
+        ("free", "<f8"),
+        ("used", "<f8"),
+        ("equity_usd", "<f8"),  # the account's equity in its quote currency where the venue states it, else NaN
+        ("exchange", "S16"),
+        ("currency", "S16"),
+    ]
+)
+
+FUNDING_PAYMENTS = np.dtype(
+    [
+        ("ts_ms", "<i8"),  # the settlement the venue booked it for
+        ("recv_ts_ms", "<i8"),
+        ("amount", "<f8"),  # signed, settle currency: + received, - paid
+        ("exchange", "S16"),
+        ("symbol", "S32"),
+        ("currency", "S16"),
+        ("funding_id", "S48"),  # the venue's id of the booking (ccxt funding-history `id`)
+    ]
+)
+
+# What each field of the execution streams holds (their warehouse tables' column descriptions).
+FIELD_DOCS: dict[tuple[str, str], str] = {
+    ("orders", "ts_ms"): "when this state of the order was known (venue clock), epoch ms",
+    ("orders", "recv_ts_ms"): "when the trader recorded it, epoch ms",
+    ("orders", "amount"): "order size, base units",
+    ("orders", "filled"): "filled so far, base units",
+    ("orders", "price"): "limit price, NaN for a market order",
+    ("orders", "average"): "average fill price, NaN before a fill",
+    ("orders", "fee_usd"): "fees so far, quote currency",
+    ("orders", "ref_mid"): "the mid the trader saw when it sent the order",
+    ("orders", "leg"): "0 leg A (short when the signal is positive), 1 leg B",
+    ("orders", "side"): "+1 buy, -1 sell",
+    ("orders", "purpose"): "execution.ids.Purpose: 1 entry, 2 exit, 3 complete, 4 unwind, 5 rebalance, 6 flatten",
+    ("orders", "status"): "schema.OrderStatus: 1 intent, 2 open, 3 closed, 4 canceled, 5 expired, 6 rejected",
+    ("orders", "reduce_only"): "1 when the order may only reduce the position",
+    ("orders", "order_type"): "1 market, 2 limit",
+    ("orders", "attempt"): "attempt number per (decision, leg, purpose)",
+    ("orders", "client_order_id"): "client order id derived from the decision (execution.ids)",
+    ("orders", "order_id"): "the venue's order id, empty before it acknowledged",
+    ("orders", "decision"): "the decision the order serves (16 hex)",
+    ("orders", "pair"): "leg A|leg B as exchange:symbol",
+    ("orders", "reason"): "why rejected or cancelled (risk:<limit>, ccxt:<Error>, timeout)",
+    ("fills", "ts_ms"): "the venue's trade time, epoch ms",
+    ("fills", "recv_ts_ms"): "when the trader recorded it, epoch ms",
+    ("fills", "amount"): "base units",
+    ("fills", "price"): "fill price, quote",
+    ("fills", "fee"): "fee in fee_currency",
+    ("fills", "fee_usd"): "fee in the quote currency",
+    ("fills", "ref_mid"): "the mid when the order was sent",
+    ("fills", "leg"): "0 leg A, 1 leg B",
+    ("fills", "side"): "+1 buy, -1 sell",
+    ("fills", "taker"): "1 taker, 0 maker",
+    ("fills", "trade_id"): "the venue's trade id",
+    ("fills", "order_id"): "the venue's order id",
+    ("fills", "client_order_id"): "our client order id",
+    ("fills", "pair"): "leg A|leg B as exchange:symbol",
+    ("fills", "fee_currency"): "currency the fee was charged in",
+    ("positions", "ts_ms"): "snapshot time (venue clock), epoch ms",
+    ("positions", "recv_ts_ms"): "when the trader recorded it, epoch ms",
+    ("positions", "units"): "the trader's position of the leg, signed base units",
+    ("positions", "target_units"): "the target of the leg, signed base units",
+    ("positions", "venue_units"): "the venue's position of the symbol (spot: base balance), signed base units",
+    ("positions", "entry_price"): "average entry price",
+    ("positions", "mark_price"): "reference price (mark; oracle on hyperliquid); spot: mid",
+    ("positions", "wallet_usd"): "isolated margin of a perp leg (collateral), NaN for spot",
+    ("positions", "liquidation_price"): "the venue's liquidation price, NaN for spot",
+    ("positions", "mmr"): "maintenance margin rate",
+    ("positions", "taker_fee"): "taker fee, fraction",
+    ("positions", "leverage"): "leverage of the perp leg",
+    ("positions", "leg"): "0 leg A, 1 leg B",
+    ("positions", "is_perp"): "1 perp, 0 spot",
+    ("positions", "phase"): "0 idle, 1 working, 2 canceling",
+    ("positions", "underlying"): "base asset",
+    ("positions", "pair"): "leg A|leg B as exchange:symbol",
+    ("positions", "decision"): "the last decision (16 hex)",
+    ("balances", "ts_ms"): "snapshot time (venue clock), epoch ms",
+    ("balances", "recv_ts_ms"): "when the trader recorded it, epoch ms",
+    ("balances", "total"): "total balance of the currency",
+    ("balances", "free"): "free",
+    ("balances", "used"): "used (orders, margin)",
+    ("balances", "equity_usd"): "account equity where the venue states it, else NaN",
+    ("balances", "currency"): "currency code",
+    ("funding_payments", "ts_ms"): "the settlement the venue booked it for, epoch ms",
+    ("funding_payments", "recv_ts_ms"): "when the trader recorded it, epoch ms",
+    ("funding_payments", "amount"): "signed, settle currency: + received, - paid",
+    ("funding_payments", "currency"): "settle currency",
+    ("funding_payments", "funding_id"): "the venue's id of the booking",
+}
+
+# The four market streams a user subscribes to, then the two the capture job writes about itself, then the
+# trader's.
 MARKET_STREAMS: tuple[str, ...] = ("trades", "tickers", "funding", "ohlcv")
+EXECUTION_STREAMS: tuple[str, ...] = ("orders", "fills", "positions", "balances", "funding_payments")
 STREAMS: dict[str, np.dtype] = {
     "trades": TRADES,
     "tickers": TICKERS,
@@ -150,6 +344,11 @@ STREAMS: dict[str, np.dtype] = {
     "ohlcv": OHLCV,
     "capture_events": CAPTURE_EVENTS,
     "capture_stats": CAPTURE_STATS,
+    "orders": ORDERS,
+    "fills": FILLS,
+    "positions": POSITIONS,
+    "balances": BALANCES,
+    "funding_payments": FUNDING_PAYMENTS,
 }
 STREAM_CODES: dict[str, StreamCode] = {name: StreamCode[name.upper()] for name in STREAMS}
 STREAM_NAMES: dict[int, str] = {int(code): name for name, code in STREAM_CODES.items()}

@@ -147,7 +147,8 @@ def raw_columns(stream: str) -> tuple[Column, ...]:
         rows.append(("funding_ts", "timestamp", "the settlement the rate applies to (UTC)"))
     for name in order:
         kind = "string" if pa.types.is_string(fields[name]) else _ARROW_KINDS[fields[name]]
-        rows.append((name, kind, _RAW_DOC_OVERRIDES.get((stream, name), _RAW_DOCS[name])))
+        doc = _RAW_DOC_OVERRIDES.get((stream, name)) or schema.FIELD_DOCS.get((stream, name)) or _RAW_DOCS[name]
+        rows.append((name, kind, doc))
     return _columns(rows)
 
 
@@ -735,9 +736,92 @@ RISK = [
     ),
 ]
 
-TABLES: dict[str, Table] = {t.name: t for t in [INSTRUMENTS, *RAW, *MARKET, *FUNDING, *ALERTS, *BACKTEST, *RISK]}
+
+# -- execution: the trader's landed streams (loaded like the raw ones) and what the warehouse makes of them --
+def _landed(name: str, key: tuple[str, ...], description: str) -> Table:
+    return Table(name, "execution", key, "hourly", raw_columns(name), stream=name, description=description)
+
+
+EXECUTION = [
+    _landed(
+        "orders",
+        ("exchange", "client_order_id", "ts_ms", "status"),
+        "Every state of every order the trader sent: journaled intent, acknowledgement, fills, final status.",
+    ),
+    _landed("fills", ("exchange", "symbol", "trade_id"), "The trader's fills as the venue reported them."),
+    _landed(
+        "positions",
+        ("pair", "leg", "ts_ms"),
+        "Snapshots of each pair leg: the trader's units and target beside the venue's position, marks, margin.",
+    ),
+    _landed("balances", ("exchange", "currency", "ts_ms"), "The trader's venue balances, as fetched."),
+    _landed(
+        "funding_payments",
+        ("exchange", "symbol", "ts_ms"),
+        "Funding the venue booked to the trader's positions (fetch_funding_history).",
+    ),
+    Table(
+        "funding_reconciliation",
+        "execution",
+        ("exchange", "symbol", "funding_ts_ms"),
+        "hourly",
+        _columns(
+            [
+                ("exchange", "string", "ccxt exchange id (key)"),
+                ("symbol", "string", "ccxt unified symbol (key)"),
+                ("funding_ts", "timestamp", "the settlement (the grid time; a payment off the schedule: its own)"),
+                ("funding_ts_ms", "int64", "the settlement as the venue stamps it, epoch ms (key)"),
+                ("booked_ts_ms", "int64", "the payment matched to it, epoch ms; NULL if none"),
+                ("units", "float64", "the trader's position just before the settlement, signed base units"),
+                ("funding_rate", "float64", "settled rate of the interval in force (funding_rates)"),
+                ("interval_h", "float64", "the interval in force"),
+                ("ref_price", "float64", "the price the venue pays on (mark; oracle where the venue says so)"),
+                ("expected_usd", "float64", "-units x rate x ref_price: what the model expects, + received"),
+                ("booked_usd", "float64", "what the venue booked (0 if nothing)"),
+                ("difference_usd", "float64", "booked - expected"),
+                ("implied_price", "float64", "the price the booking implies: booked / (-units x rate)"),
+                ("status", "string", "ok | mismatch (beyond the tolerance, a cent by default)"),
+                (
+                    "explanation",
+                    "string",
+                    "missing payment | unexpected payment | wrong sign | interval change | "
+                    "wrong reference price | unexplained",
+                ),  # fmt: skip
+            ]
+        ),
+        frame="reconciliation_frame",
+        description="Funding the model expects against what the venue booked, per settlement and position.",
+    ),
+    Table(
+        "live_pnl",
+        "execution",
+        ("ts",),
+        "hourly",
+        _columns(
+            [
+                ("ts", "timestamp", "as of this instant (the hour's start; key)"),
+                ("funding_usd", "float64", "funding booked so far, + received"),
+                ("basis_usd", "float64", "price P&L of the positions from the mids the trader decided on"),
+                ("fees_usd", "float64", "fees paid so far"),
+                ("slippage_usd", "float64", "fills against the decision's mid so far (a cost when positive)"),
+                ("pnl_usd", "float64", "funding + basis - fees - slippage"),
+                ("equity_usd", "float64", "the trader's capital plus pnl_usd"),
+                ("gross_exposure_usd", "float64", "sum of |units x mark| over the legs held"),
+                ("open_legs", "int64", "legs held"),
+            ]
+        ),
+        frame="pnl_frame",
+        description="The live book's P&L so far, split as the backtest splits it.",
+    ),
+]
+
+TABLES: dict[str, Table] = {
+    t.name: t for t in [INSTRUMENTS, *RAW, *MARKET, *FUNDING, *ALERTS, *BACKTEST, *RISK, *EXECUTION]
+}
 RAW_TABLES: dict[str, Table] = {t.name: t for t in RAW}
-STREAM_TABLES: dict[str, str] = {t.stream: t.name for t in RAW}
+LANDED_TABLES: dict[str, Table] = {t.name: t for t in [*RAW, *EXECUTION] if t.stream}  # loaded from landing
+EXECUTION_TABLES: dict[str, Table] = {t.name: t for t in EXECUTION}
+STREAM_TABLES: dict[str, str] = {t.stream: t.name for t in LANDED_TABLES.values()}
 
 
 def table(name: str) -> Table:

@@ -19,8 +19,6 @@ retries while another process holds the lock (`warehouse_connection`).
 from __future__ import annotations
 
 import os
-import random
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +33,7 @@ from ..core import landing
 from ..core.alerts import AlertChannel, JsonlChannel, LogChannel, WebhookChannel
 from ..core.config import FundarbConfig, load_config
 from ..core.instruments import registry_path
+from ..core.warehouse import connect_with_retry, is_lock_error  # noqa: F401  (re-exported for callers)
 
 DEFAULT_DATA_DIR = "data"
 POOL = "duckdb"  # the concurrency pool every asset that writes the warehouse declares
@@ -103,36 +102,6 @@ def database_path(resource: DuckDBResource) -> str:
     if isinstance(resource, WarehouseResource):
         return resource.database_path()
     return str(resource.database)
-
-
-def is_lock_error(exc: BaseException) -> bool:
-    message = str(exc)
-    return isinstance(exc, duckdb.IOException) and ("lock" in message.lower() or "Conflicting" in message)
-
-
-def connect_with_retry(
-    database: str,
-    read_only: bool = False,
-    config: dict[str, Any] | None = None,
-    timeout_s: float = 300.0,
-) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse, retrying while another process holds its lock.
-
-    Delays grow from 50 ms to at most 2 s with jitter (so two waiting processes do not retry in step),
-    until `timeout_s`; then the last lock error is raised. Any other error is raised at once.
-    """
-    if database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    delay = 0.05
-    while True:
-        try:
-            return duckdb.connect(database, read_only=read_only, config=dict(config or {}))
-        except duckdb.IOException as exc:
-            if not is_lock_error(exc) or time.monotonic() + delay > deadline:
-                raise
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 2.0)
 
 
 @contextmanager

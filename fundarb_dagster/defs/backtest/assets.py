@@ -6,7 +6,7 @@ and sweep a parameter grid with a walk-forward split. Thin: SQL in sql/backtest,
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -25,18 +25,15 @@ from pydantic import Field
 
 from ...core.backtest import BacktestParams, Panel, get_strategy, run_backtest, sweep, walk_forward
 from ...core.backtest.metrics import drawdown
-from ...core.backtest.panel import panel_from_tables
 from ...core.backtest.plots import attribution_png, equity_drawdown_png, heatmap_png
 from ...core.backtest.sweeps import sweep_table
-from ...core.sql import execute, load_sql, table_exists
 from ..common.metadata import column_schema, md_table, png_md
+from ..common.panel import INPUT_TABLES, load_panel
 from ..common.tables import write_run
 from ..resources import POOL, warehouse_connection
 
 DOMAIN = "backtest"
 OWNERS = ["team:backtest"]
-INPUT_TABLES = ["ohlcv_1h", "basis", "funding_rates", "funding_predictions", "funding_intervals", "instruments"]
-LOOKBACK = timedelta(days=7)  # settled/predicted rates before the window seed the first expectations
 
 
 class BacktestConfig(Config):
@@ -130,24 +127,6 @@ def _window(config: BacktestConfig) -> tuple[datetime, datetime]:
     if end <= start:
         raise ValueError(f"end: {config.end!r} must be after start {config.start!r}")
     return start, end
-
-
-def _query(conn: Any, name: str, params: dict[str, Any], needs: str) -> pd.DataFrame:
-    if not table_exists(conn, needs):
-        return pd.DataFrame()
-    return execute(conn, load_sql(DOMAIN, name), params).df()
-
-
-def load_panel(conn: Any, start: datetime, end: datetime) -> Panel:
-    """Read the panel's inputs (read-only) and assemble it (core/backtest/panel.panel_from_tables)."""
-    params = {"start": start, "end": end, "lookback": start - LOOKBACK}
-    bars = _query(conn, "panel_bars", params, "ohlcv_1h")
-    quotes = _query(conn, "panel_quotes", params, "basis")
-    settlements = _query(conn, "panel_settlements", params, "funding_rates")
-    predictions = _query(conn, "panel_predictions", params, "funding_predictions")
-    intervals = _query(conn, "panel_intervals", params, "funding_intervals")
-    instruments = _query(conn, "panel_instruments", params, "instruments")
-    return panel_from_tables(bars, quotes, settlements, predictions, intervals, instruments)
 
 
 def _schema(name: str) -> dict[str, Any]:

@@ -13,10 +13,11 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from ...core import landing, schema
-from ...core.sql import check_identifier, execute, load_sql, table_exists
-from ...core.tables import RAW_TABLES
+from ...core.sql import check_identifier, execute, load_sql, replace_window, table_exists
+from ...core.tables import LANDED_TABLES
 from ...core.units import HOUR_MS
 from ..partitions import Window
+from ..resources import warehouse_connection
 
 EMPTY_HIVE = ("date=1970-01-01", "hour=00")
 
@@ -69,16 +70,27 @@ def landing_params(data_dir: Path, stream: str, window: Window) -> tuple[dict[st
 
 
 def ensure_raw_tables(conn: Any, data_dir: Path, *names: str) -> None:
-    """Create empty raw tables with their real columns where no run has made them yet (a stream never
-    captured). Downstream assets call this for every raw table they read, so a missing stream reads as no rows.
+    """Create empty landed tables (raw, execution) with their real columns where no run has made them yet (a
+    stream never landed). Downstream assets call this for every landed table they read, so a missing stream
+    reads as no rows.
     """
     for name in names:
         if table_exists(conn, name):
             continue
-        stream = RAW_TABLES[name].stream
-        params, _ = landing_params(data_dir, stream, Window(datetime(1970, 1, 1), datetime(1970, 1, 1, 1)))
-        params["files"] = [str(empty_stream_file(data_dir, stream))]
-        execute(conn, f"CREATE TABLE IF NOT EXISTS {check_identifier(name)} AS {load_sql('raw', name)}", params)
+        spec = LANDED_TABLES[name]
+        params, _ = landing_params(data_dir, spec.stream, Window(datetime(1970, 1, 1), datetime(1970, 1, 1, 1)))
+        params["files"] = [str(empty_stream_file(data_dir, spec.stream))]
+        sql = load_sql(spec.domain, name)
+        execute(conn, f"CREATE TABLE IF NOT EXISTS {check_identifier(name)} AS {sql}", params)
+
+
+def load_landed_window(duckdb: Any, data_dir: Path, table: str, window: Window) -> dict[str, Any]:
+    """Replace one window of a table loaded from the landing zone (raw, execution); returns run metadata."""
+    spec = LANDED_TABLES[table]
+    params, n_files = landing_params(data_dir, spec.stream, window)
+    with warehouse_connection(duckdb) as conn:
+        rows = replace_window(conn, table, load_sql(spec.domain, table), params)
+    return {"window": str(window), "hours": window.hours, "files": n_files, "rows": rows}
 
 
 def _date(ms: int) -> str:

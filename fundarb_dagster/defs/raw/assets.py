@@ -4,33 +4,20 @@ Each run replaces its own event-time window (one hour, or a whole range in one b
 only that window's `date=/hour=` folders through DuckDB's hive-partitioned Parquet reader.
 """
 
-from pathlib import Path
-from typing import Any
-
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
 
 from ...core.instruments import InstrumentRegistry
-from ...core.sql import load_sql, replace_window
 from ...core.tables import INSTRUMENTS, RAW_TABLES, Table
-from ..common.landing import landing_params
+from ..common.landing import load_landed_window
 from ..common.metadata import column_schema
 from ..common.tables import write_all
-from ..partitions import HOURLY, SINGLE_RUN, Window, partition_window
+from ..partitions import HOURLY, SINGLE_RUN, partition_window
 from ..resources import POOL, DataDirResource, warehouse_connection
 
 OWNERS = ["team:warehouse"]
 RAW_HOURLY: tuple[str, ...] = tuple(RAW_TABLES)  # one hour of every landed stream: the landing sensor's runs
-
-
-def load_raw_window(duckdb: DuckDBResource, data_dir: Path, table: str, window: Window) -> dict[str, Any]:
-    """Replace one window of a raw table from the landing zone; returns run metadata."""
-    stream = RAW_TABLES[table].stream
-    params, n_files = landing_params(data_dir, stream, window)
-    with warehouse_connection(duckdb) as conn:
-        rows = replace_window(conn, table, load_sql("raw", table), params)
-    return {"window": str(window), "hours": window.hours, "files": n_files, "rows": rows}
 
 
 def _build_raw_asset(table: str, spec: Table) -> AssetsDefinition:
@@ -54,7 +41,7 @@ def _build_raw_asset(table: str, spec: Table) -> AssetsDefinition:
     )
     def _raw(context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: DataDirResource) -> MaterializeResult:
         window = partition_window(context)
-        meta = load_raw_window(duckdb, data_dir.path(), table, window)
+        meta = load_landed_window(duckdb, data_dir.path(), table, window)
         context.log.info(f"{table} {window}: {meta['rows']} rows from {meta['files']} files")
         return MaterializeResult(metadata=meta)
 

@@ -1,4 +1,5 @@
-"""risk_report: the current book (the latest backtest's open legs, or another run's) against the limits, a
+"""risk_report: the current book (the live book when the trader holds one, else the latest backtest's open legs,
+or another run's) against the limits, a
 price-shock stress of every open pair, and one alert per breach through the alert channels (core/alerts).
 VaR/ES are of the current book: its PnL in each past hour's price and funding moves (core.risk.book_scenarios
 on ohlcv_1h and funding_rates), not of the backtest's equity, which held other positions."""
@@ -27,6 +28,11 @@ class RiskConfig(Config):
     """Limits (None: off) and the stress shocks. The book is the open legs of `run_id` (empty: latest run)."""
 
     run_id: str = Field(default="", description="backtest run whose book to evaluate; empty: the latest")
+    book: str = Field(
+        default="auto",
+        description="auto: the live book (execution's positions) when the trader holds one, else a backtest's; "
+        "live; backtest",
+    )
     max_gross_usd: float | None = None
     max_net_usd: float | None = None
     max_venue_share: float | None = 0.6
@@ -64,6 +70,20 @@ def _book_scenarios(conn: Any, book: pd.DataFrame, as_of: datetime, window_h: in
     return book_scenarios(book, closes, settlements)
 
 
+BOOKS = ("auto", "live", "backtest")
+
+
+def _live_book(conn: Any) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The trader's open legs (latest snapshot of each) and its equity curve; None when it holds nothing."""
+    if not (table_exists(conn, "positions") and table_exists(conn, "live_pnl")):
+        return None
+    book = execute(conn, load_sql("backtest", "risk_live_book")).df()
+    equity = execute(conn, load_sql("backtest", "risk_live_equity")).df()
+    if book.empty or equity.empty:
+        return None
+    return book.drop(columns=["ts"]), equity
+
+
 def _latest_run(conn: Any, run_id: str) -> str:
     if not table_exists(conn, "backtest_runs"):
         raise ValueError("run_id: no backtest_runs table yet; materialize backtest_runs first")
@@ -89,7 +109,7 @@ def _latest_run(conn: Any, run_id: str) -> str:
             metadata={"dagster/column_schema": column_schema("risk_stress")},
         ),
     },
-    deps=["backtest_runs", "backtest_equity", "backtest_book", "ohlcv_1h", "funding_rates"],
+    deps=["backtest_runs", "backtest_equity", "backtest_book", "ohlcv_1h", "funding_rates", "positions", "live_pnl"],
     group_name="risk",
     pool=POOL,
     can_subset=False,
@@ -102,19 +122,27 @@ def risk(
     alert_channels: AlertChannelsResource,
 ) -> Any:
     limits = config.limits()
+    if config.book not in BOOKS:
+        raise ValueError(f"book: {config.book!r}; expected one of {list(BOOKS)}")
     with warehouse_connection(duckdb, read_only=True) as conn:
-        run_id = _latest_run(conn, config.run_id)
-        book = conn.execute("SELECT * FROM backtest_book WHERE run_id = $r ORDER BY pair, leg", {"r": run_id}).df()
-        equity = conn.execute(
-            "SELECT ts, equity, drawdown FROM backtest_equity WHERE run_id = $r ORDER BY ts", {"r": run_id}
-        ).df()
+        live = _live_book(conn) if config.book in ("auto", "live") else None
+        if live is None and config.book == "live":
+            raise ValueError("book: 'live' but the trader holds nothing (no open legs in positions, or no live_pnl)")
+        if live is not None:
+            run_id, (book, equity) = "live", live
+        else:
+            run_id = _latest_run(conn, config.run_id)
+            book = conn.execute("SELECT * FROM backtest_book WHERE run_id = $r ORDER BY pair, leg", {"r": run_id}).df()
+            equity = conn.execute(
+                "SELECT ts, equity, drawdown FROM backtest_equity WHERE run_id = $r ORDER BY ts", {"r": run_id}
+            ).df()
         if equity.empty:
             raise ValueError(f"run_id: {run_id!r} has no rows in backtest_equity")
         as_of = pd.Timestamp(equity["ts"].iloc[-1]).to_pydatetime()
         scenarios = _book_scenarios(conn, book, as_of, config.var_window_h)
     # the book's ts is when its last bar was known (the bar's open + 1h): bars opened before it are history
     pnl = scenarios["pnl_usd"].to_numpy() if len(book) else np.zeros(1)  # a flat book risks nothing
-    subject = f"run {run_id[:8]}"
+    subject = "live book" if run_id == "live" else f"run {run_id[:8]}"
     figures, breaches = evaluate_limits(
         book, float(equity["equity"].iloc[-1]), float(equity["drawdown"].iloc[-1]), pnl, limits, subject
     )

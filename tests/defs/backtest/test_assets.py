@@ -15,7 +15,8 @@ from fundarb_dagster.core.backtest.accounting import annualize
 from fundarb_dagster.core.backtest.synthetic import VENUE_INTERVAL_H, synthetic_panel
 from fundarb_dagster.core.tables import TABLES
 from fundarb_dagster.defs.backtest import checks
-from fundarb_dagster.defs.backtest.assets import backtest, backtest_sweep, load_panel
+from fundarb_dagster.defs.backtest.assets import backtest, backtest_sweep
+from fundarb_dagster.defs.common.panel import load_panel
 from fundarb_dagster.defs.common.tables import write_run
 from fundarb_dagster.defs.resources import DataDirResource
 

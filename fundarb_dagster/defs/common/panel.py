@@ -1,0 +1,49 @@
+"""The backtest's panel read from the warehouse (read-only): the backtest assets run strategies on it, the
+execution domain runs the live trader's parameters on it to compare (`live_pnl`)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from ...core.backtest import Panel
+from ...core.backtest.panel import panel_from_tables
+from ...core.sql import execute, load_sql, table_exists
+
+DOMAIN = "backtest"  # the panel's queries live in sql/backtest/
+INPUT_TABLES = ["ohlcv_1h", "basis", "funding_rates", "funding_predictions", "funding_intervals", "instruments"]
+LOOKBACK = timedelta(days=7)  # settled/predicted rates before the window seed the first expectations
+
+
+def _query(conn: Any, name: str, params: dict[str, Any], needs: str) -> pd.DataFrame:
+    if not table_exists(conn, needs):
+        return pd.DataFrame()
+    return execute(conn, load_sql(DOMAIN, name), params).df()
+
+
+def load_panel(conn: Any, start: datetime, end: datetime, markets: Collection[tuple[str, str]] | None = None) -> Panel:
+    """Read the panel's inputs (read-only) and assemble it (core/backtest/panel.panel_from_tables); `markets`
+    keeps only those (exchange, symbol) (None: every market in the window)."""
+    params = {"start": start, "end": end, "lookback": start - LOOKBACK}
+    frames = {
+        "bars": _query(conn, "panel_bars", params, "ohlcv_1h"),
+        "quotes": _query(conn, "panel_quotes", params, "basis"),
+        "settlements": _query(conn, "panel_settlements", params, "funding_rates"),
+        "predictions": _query(conn, "panel_predictions", params, "funding_predictions"),
+        "intervals": _query(conn, "panel_intervals", params, "funding_intervals"),
+        "instruments": _query(conn, "panel_instruments", params, "instruments"),
+    }
+    if markets is not None:
+        wanted = set(markets)
+        frames = {k: _only(f, wanted) for k, f in frames.items()}
+    return panel_from_tables(**frames)
+
+
+def _only(frame: pd.DataFrame, wanted: set[tuple[str, str]]) -> pd.DataFrame:
+    if frame.empty or "exchange" not in frame or "symbol" not in frame:
+        return frame
+    keep = [(e, s) in wanted for e, s in zip(frame["exchange"], frame["symbol"], strict=True)]
+    return frame[keep].reset_index(drop=True)

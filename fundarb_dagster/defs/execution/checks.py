@@ -1,0 +1,65 @@
+"""Checks of the execution domain: unique keys of the landed tables (a record landed again after a restart
+must not count twice), and the funding the venue booked equal to the model (blocking: a mismatch must be
+looked at before the numbers are trusted)."""
+
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
+from dagster_duckdb import DuckDBResource
+
+from ...core.sql import table_exists
+from ...core.tables import EXECUTION_TABLES
+from ..common.checks import build_condition_check, build_unique_key_check, check_window, window_clause
+from ..partitions import HOURLY
+from ..resources import POOL, warehouse_connection
+from . import assets
+
+UNIQUE_KEY_CHECKS = [
+    build_unique_key_check(getattr(assets, name), name, EXECUTION_TABLES[name].key, HOURLY) for name in assets.LANDED
+]
+fills_are_priced = build_condition_check(
+    assets.fills,
+    "fills_are_priced",
+    "fills",
+    "NOT (price > 0 AND isfinite(price) AND amount > 0 AND isfinite(amount) AND side IN (-1, 1))",
+    "Every fill has a positive finite price and amount and a side.",
+    HOURLY,
+)
+
+
+@asset_check(
+    asset=assets.funding_reconciliation,
+    name="funding_reconciliation_matches_the_venue",
+    description="Every settlement's booked funding equals the model's within the tolerance (a cent by default).",
+    blocking=True,
+    pool=POOL,
+    partitions_def=HOURLY,
+)
+def funding_reconciliation_matches_the_venue(
+    context: AssetCheckExecutionContext, duckdb: DuckDBResource
+) -> AssetCheckResult:
+    where, params = window_clause(check_window(context), "funding_ts")
+    with warehouse_connection(duckdb) as conn:
+        if not table_exists(conn, "funding_reconciliation"):
+            return AssetCheckResult(passed=True, metadata={"settlements": 0})
+        bad, total, worst = conn.execute(
+            "SELECT count(*) FILTER (WHERE status <> 'ok'), count(*), coalesce(max(abs(difference_usd)), 0) "
+            f"FROM funding_reconciliation WHERE {where}",
+            params,
+        ).fetchone()
+        why = conn.execute(
+            f"SELECT explanation, count(*) FROM funding_reconciliation WHERE {where} AND status <> 'ok' "
+            "GROUP BY explanation ORDER BY 2 DESC",
+            params,
+        ).fetchall()
+    return AssetCheckResult(
+        passed=bad == 0,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "settlements": int(total),
+            "mismatches": int(bad),
+            "largest_difference_usd": float(worst),
+            "explanations": ", ".join(f"{w} x{n}" for w, n in why) or "none",
+        },
+    )
+
+
+CHECKS = [*UNIQUE_KEY_CHECKS, fills_are_priced, funding_reconciliation_matches_the_venue]
