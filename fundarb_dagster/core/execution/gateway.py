@@ -99,6 +99,21 @@ class Gateway:
     def leg(self, key: Key) -> LegMarket:
         return self.legs[key]
 
+    async def prepare(self, leverage: float) -> list[str]:
+        """Isolated margin at the trader's leverage on every perp leg (the backtest's margin model); returns what
+        a venue refused (said, not fatal: it keeps its own setting, which the risk check then sees)."""
+        refused = []
+        for (exchange_id, symbol), leg in self.legs.items():
+            if leg.kind != "perp":
+                continue
+            ex = self.exchanges[exchange_id]
+            for call, args in (("set_margin_mode", ("isolated", symbol)), ("set_leverage", (leverage, symbol))):
+                try:
+                    await getattr(ex, call)(*args)
+                except ccxt.BaseError as exc:
+                    refused.append(f"{exchange_id} {symbol} {call}: {error_reason(exc)}")
+        return refused
+
     # -- market data the decision needs ---------------------------------------------------------------
     async def mid(self, key: Key) -> float:
         ticker = await self.exchanges[key[0]].fetch_ticker(key[1])

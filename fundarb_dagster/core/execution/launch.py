@@ -136,6 +136,8 @@ async def open_trader(config: FundarbConfig, run: TradeRun, say: Callable[[str],
     except ValueError as exc:
         await gateway.close()
         raise ConfigError(str(exc)) from None
+    for refusal in await gateway.prepare(config.trade.leverage):
+        say(f"trade: {refusal}")
     options = {"underlyings": list(config.trade.underlyings) or None}
     panel = one_bar_panel(list(legs.values()), {}, {}, 0)
     specs = pair_specs(pair_set(config.trade.strategy, panel, options), panel, legs)

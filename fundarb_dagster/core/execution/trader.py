@@ -474,7 +474,10 @@ class Trader:
             if leg.kind == "perp":
                 exchanges.setdefault(exchange, []).append(symbol)
         for exchange, symbols in exchanges.items():
-            self.venue_positions.update(await self.gateway.positions(exchange, symbols))
+            held = await self.gateway.positions(exchange, symbols)
+            for symbol in symbols:  # a closed position is not listed: it is flat, not what it was
+                self.venue_positions.pop((exchange, symbol), None)
+            self.venue_positions.update(held)
         balances: dict[str, dict[str, Any]] = {}
         for exchange in {k[0] for k in self.legs}:
             balances[exchange] = await self.gateway.balance(exchange)
@@ -642,7 +645,7 @@ class Trader:
         held = [
             f"{n.split('|')[0]}|..: A {m.pos[0]:+.6g} B {m.pos[1]:+.6g}" for n, m in self.machines.items() if any(m.pos)
         ]
-        split = self.pnl.split(self.marks or self.mids, self.positions_by_key())
+        split = self.pnl.split({**self.mids, **self.marks}, self.positions_by_key())
         self.say(
             f"trade {self.config.name} @ {_iso(now)}: positions [{'; '.join(held) or 'flat'}] "
             f"pnl funding {split['funding']:+,.2f} basis {split['basis']:+,.2f} fees {-split['fees']:+,.2f} "
