@@ -9,8 +9,10 @@ from typing import Any
 
 from dagster import AssetsDefinition, AssetSelection, define_asset_job
 
+from ..core.tables import LANDED_TABLES
 from .partitions import DAILY, HOURLY
-from .raw.assets import RAW_HOURLY
+
+LANDED_HOURLY = tuple(LANDED_TABLES)  # every table loaded from the landing zone (raw, execution)
 
 
 def keys_with_partitions(assets: Sequence[Any], partitions_def: Any) -> list[Any]:
@@ -30,9 +32,9 @@ def build_jobs(assets: Sequence[Any]) -> list[Any]:
     jobs = [
         define_asset_job(
             "raw_job",
-            selection=AssetSelection.assets(*RAW_HOURLY),
+            selection=AssetSelection.assets(*LANDED_HOURLY),
             partitions_def=HOURLY,
-            description="Load one hour (or a range) of every landed stream into the raw tables.",
+            description="Load one hour (or a range) of every landed stream into its table (raw, execution).",
         ),
         define_asset_job(
             "hourly_job",

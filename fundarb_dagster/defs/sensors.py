@@ -32,7 +32,7 @@ from dagster import (
 
 from ..core import landing
 from ..core.tables import STREAM_TABLES
-from .raw.assets import RAW_HOURLY
+from .jobs import LANDED_HOURLY
 from .resources import DataDirResource
 
 STREAMS = tuple(STREAM_TABLES)  # every landed stream: a raw run loads them all
@@ -125,7 +125,7 @@ def evaluate_landing(
             RunRequest(
                 run_key=f"landing:{key}:{digest}",
                 partition_key=key,
-                asset_selection=[AssetKey(name) for name in RAW_HOURLY],
+                asset_selection=[AssetKey(name) for name in LANDED_HOURLY],
                 tags={"fundarb/trigger": "landing", "fundarb/file_set": digest},
             )
         )
@@ -139,7 +139,7 @@ def evaluate_landing(
 
 @sensor(
     name="landing_sensor",
-    target=AssetSelection.assets(*RAW_HOURLY),
+    target=AssetSelection.assets(*LANDED_HOURLY),
     minimum_interval_seconds=15,
     default_status=DefaultSensorStatus.RUNNING,
     description="New or late files in landing/<stream>/date=/hour=/ -> one run of that hour's raw partitions "
