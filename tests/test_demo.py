@@ -8,7 +8,7 @@ import duckdb
 import pytest
 from dagster import DagsterInstance
 
-from fundarb_dagster.core.tables import TABLES
+from fundarb_dagster.core.tables import EXECUTION_TABLES, TABLES
 from fundarb_dagster.demo import landed_streams, run_demo
 
 
@@ -36,7 +36,8 @@ def test_demo_lands_data_fills_the_warehouse_and_records_runs_in_its_instance(tm
         assert strategies == {"cash_carry", "perp_perp"}
         # Every table the demo builds (all but the sweep) has exactly the columns core/tables.py gives it.
         built = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        assert set(TABLES) - built == {"backtest_sweep"}
+        # the execution tables are built by the demo's paper-trading step (not there yet: issue 9's demo step)
+        assert set(TABLES) - built - set(EXECUTION_TABLES) == {"backtest_sweep"}
         for name in set(TABLES) & built:
             columns = [(row[0], row[1]) for row in con.execute(f"DESCRIBE {name}").fetchall()]
             assert columns == TABLES[name].duckdb_columns, name
