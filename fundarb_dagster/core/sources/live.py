@@ -49,6 +49,7 @@ from ccxt.async_support.base.ws.client import Client
 
 from ..config import LiveConfig
 from ..venues import VENUE_FACTS
+from .base import ccxt_pro_subclass
 
 # The market kinds loaded at start, per ccxt id (from `core/venues.py`): what fundarb trades (spot, perpetuals
 # and dated futures, which binance and bybit list among their linear/inverse kinds), never options.
@@ -219,17 +220,9 @@ class LiveExchangeMixin:
                 self.raw_recorder.close()
 
 
-_CLASSES: dict[str, type] = {}
-
-
 def live_exchange_class(exchange_id: str) -> type:
     """`Live<venue>`: LiveExchangeMixin over the real `ccxt.pro.<venue>` class."""
-    if exchange_id not in _CLASSES:
-        base = getattr(ccxt.pro, exchange_id, None)
-        if base is None:
-            raise ValueError(f"exchange_id: {exchange_id!r} is not a ccxt.pro exchange")
-        _CLASSES[exchange_id] = type(f"Live{base.__name__}", (LiveExchangeMixin, base), {})
-    return _CLASSES[exchange_id]
+    return ccxt_pro_subclass(LiveExchangeMixin, exchange_id)
 
 
 def exchange_settings(

@@ -33,6 +33,7 @@ import ccxt.pro
 
 from ..venues import UNIFIED_SYMBOL as _UNIFIED
 from ..venues import venue_market_id
+from .base import ccxt_pro_subclass
 from .markets import market_for
 
 # The unified REST methods a recorded entry can answer: ccxt's camelCase name -> the Python method.
@@ -177,18 +178,10 @@ def _replaying(method: str, python_name: str) -> Any:
 for _method, _python_name in REPLAYABLE_METHODS.items():
     setattr(RestReplayMixin, _python_name, _replaying(_method, _python_name))
 
-_CLASSES: dict[str, type] = {}
-
 
 def rest_replay_class(exchange_id: str) -> type:
     """`RestReplay<venue>`: RestReplayMixin over the real async `ccxt.pro.<venue>` class."""
-    if exchange_id not in _CLASSES:
-        try:
-            base = getattr(ccxt.pro, exchange_id)
-        except AttributeError:
-            raise ValueError(f"exchange_id: {exchange_id!r} is not a ccxt.pro exchange") from None
-        _CLASSES[exchange_id] = type(f"RestReplay{base.__name__}", (RestReplayMixin, base), {})
-    return _CLASSES[exchange_id]
+    return ccxt_pro_subclass(RestReplayMixin, exchange_id)
 
 
 def create_rest_replay_exchange(

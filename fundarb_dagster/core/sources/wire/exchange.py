@@ -14,6 +14,7 @@ import ccxt
 import ccxt.pro
 
 from ...venues import venue_facts
+from ..base import ccxt_pro_subclass
 from ..rest_replay import build_market
 from .driver import FrameUsage, WireClient, WireReplay
 from .recording import EndOfRecording, Recording, load_recording
@@ -113,17 +114,9 @@ def _same_json(recorded: str, body: Any) -> bool:
         return recorded == body
 
 
-_CLASSES: dict[str, type] = {}
-
-
 def wire_exchange_class(exchange_id: str) -> type:
     """`Wire<venue>`: WireExchangeMixin over the real `ccxt.pro.<venue>` class."""
-    if exchange_id not in _CLASSES:
-        base = getattr(ccxt.pro, exchange_id, None)
-        if base is None:
-            raise ValueError(f"exchange_id: {exchange_id!r} is not a ccxt.pro exchange")
-        _CLASSES[exchange_id] = type(f"Wire{base.__name__}", (WireExchangeMixin, base), {})
-    return _CLASSES[exchange_id]
+    return ccxt_pro_subclass(WireExchangeMixin, exchange_id)
 
 
 def _instruments(rules: WireVenue, recording: Recording) -> dict[str, dict[str, Any]]:
