@@ -5,8 +5,9 @@ bucket becomes one file, `landing/<stream>/date=.../hour=HH/<writer>-<seq>.parqu
 every bucket that is ready, each on its own: a bucket whose file landed is forgotten at once (its rows can
 never be written again), a bucket whose write failed (a full disk, a permission or I/O error) stays pending
 and is retried after a back-off that starts at `flush_interval_s` and doubles up to `MAX_BACKOFF_S`, while
-every other stream and hour keeps landing. Rounds run every `flush_interval_s`, as soon as an hour of a
-stream closes (a later hour appears), and at shutdown.
+every other stream and hour keeps landing. When a file that had failed lands, storage is back: every other
+back-off shrinks to one interval, so an outage's backlog lands without waiting out the cap. Rounds run every
+`flush_interval_s`, as soon as an hour of a stream closes (a later hour appears), and at shutdown.
 
 Names never repeat: every round that attempted a write moves the sequence number on, a name found on disk
 is skipped, and the sequence continues after a restart (`landing.next_seq`, and the recovery files'
@@ -186,8 +187,16 @@ class Flusher:
         now = self._clock()
         result = FlushResult()
         ready = [b for b in self._buckets.values() if ignore_backoff or b.retry_at <= now]
+        recovered = False
         for bucket in sorted(ready, key=lambda b: (b.hour_ms, b.stream)):
-            self._write(bucket, result, now)
+            recovered |= self._write(bucket, result, now) and bucket.failures > 0
+        if recovered:
+            # A file that had failed has landed: storage is back, so the others' back-off (grown while everything
+            # failed) shrinks to one interval, and an outage's backlog lands within a round or two, not up to
+            # MAX_BACKOFF_S later. (A file that keeps failing while others land keeps its own growing back-off.)
+            soon = now + self.flush_interval_s
+            for other in self._buckets.values():
+                other.retry_at = min(other.retry_at, soon)
         if ready:
             self.seq += 1  # the next round never reuses a name this one may have tried
             self.flushes += 1
@@ -198,7 +207,8 @@ class Flusher:
             self.last_latency_s = result.seconds
         return result
 
-    def _write(self, bucket: _Bucket, result: FlushResult, now: float) -> None:
+    def _write(self, bucket: _Bucket, result: FlushResult, now: float) -> bool:
+        """Write one bucket's file; True when it landed."""
         folder = landing.partition_dir(self.data_dir, bucket.stream, bucket.hour_ms)
         if bucket.name is not None:
             path = folder / bucket.name
@@ -217,8 +227,9 @@ class Flusher:
             if landed:
                 self._landed(bucket, path, result)
             self._failed(bucket, exc, result, now, landed=landed)
-            return
+            return landed
         self._landed(bucket, path, result)
+        return True
 
     def _landed(self, bucket: _Bucket, path: Path, result: FlushResult) -> None:
         del self._buckets[(bucket.stream, bucket.hour_ms, bucket.name)]

@@ -217,6 +217,27 @@ def test_a_failing_file_is_retried_once_per_interval_growing_to_the_cap(tmp_path
     assert flusher.pending("trades") == 1
 
 
+def test_once_a_failed_file_lands_every_other_back_off_shrinks_to_one_interval(tmp_path: Path, monkeypatch) -> None:
+    """After a long outage the backlog lands within a round or two of the recovery, not after the 30 s cap."""
+    clock = FakeClock()
+    flusher = Flusher(tmp_path, "w", NAMES, flush_interval_s=2.0, clock=clock)
+    fault = StorageFault(monkeypatch, "/landing/")
+    flusher.add("trades", _trades(np.array([T0])))
+    for step in range(200):  # 50 s of outage: the first file's back-off grows to the cap
+        clock.now = step * 0.25
+        if flusher.due():
+            flusher.flush()
+    flusher.add("tickers", _tickers(T0 + HOUR))  # a file that fails once, late in the outage (short back-off)
+    flusher.flush()
+    fault.on = False
+    recovered_at = clock.now
+    while flusher.pending() and clock.now < recovered_at + 60:
+        clock.now += 0.25
+        if flusher.due():
+            flusher.flush()
+    assert flusher.pending() == 0 and clock.now - recovered_at <= 2 * flusher.flush_interval_s
+
+
 def test_a_fsync_error_after_the_rename_counts_the_file_as_landed(tmp_path: Path, monkeypatch) -> None:
     flusher = Flusher(tmp_path, "w", NAMES)
     flusher.add("trades", _trades(T0 + np.arange(4)))
