@@ -37,6 +37,14 @@ CHANNEL_TOPICS: Final = ("trades", "quotes", "candles", "funding", "unavailable"
 UNIFIED_SYMBOL: Final = re.compile(r"^(?P<base>[^/]+)/(?P<quote>[^:]+)(?::(?P<settle>[^-]+)(?:-(?P<expiry>\d{6}))?)?$")
 
 
+def split_symbol(symbol: str) -> tuple[str, str, str | None, str | None]:
+    """`BTC/USDT:USDT-240329` -> ("BTC", "USDT", "USDT", "240329"); a clear error when it is not unified."""
+    m = UNIFIED_SYMBOL.match(symbol)
+    if m is None:
+        raise ValueError(f"symbol: {symbol!r} is not a ccxt unified symbol like BTC/USDT or BTC/USDT:USDT")
+    return m["base"], m["quote"], m["settle"], m["expiry"]
+
+
 def is_dated_future(symbol: str) -> bool:
     """`BTC/USD:BTC-220527` (ccxt's dated future: settle, then the expiry as YYMMDD) -> True."""
     m = UNIFIED_SYMBOL.match(symbol)
@@ -247,12 +255,9 @@ def market_types(exchange_id: str) -> tuple[str, ...] | None:
 
 def venue_market_id(exchange_id: str, symbol: str) -> str:
     """The venue's market id for a unified symbol, as the venue's own REST/websocket payloads spell it."""
-    m = UNIFIED_SYMBOL.match(symbol)
-    if m is None:
-        raise ValueError(f"symbol: {symbol!r} is not a ccxt unified symbol like BTC/USDT or BTC/USDT:USDT")
     facts = venue_facts(exchange_id)
     spell = concatenated_id if facts is None else facts.market_id
-    return spell(m["base"], m["quote"], m["settle"], m["expiry"])
+    return spell(*split_symbol(symbol))
 
 
 def fees_bps(exchange_id: str) -> Fees:

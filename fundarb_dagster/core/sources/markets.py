@@ -11,17 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..venues import UNIFIED_SYMBOL
+from ..venues import split_symbol
 
 _LIMITS = ("leverage", "amount", "price", "cost")  # ccxt's limit kinds, each {"min", "max"}
-
-
-def split_symbol(symbol: str) -> tuple[str, str, str | None, str | None]:
-    """`BTC/USDT:USDT-240329` -> ("BTC", "USDT", "USDT", "240329"); a clear error when it is not unified."""
-    m = UNIFIED_SYMBOL.match(symbol)
-    if m is None:
-        raise ValueError(f"symbol: {symbol!r} is not a ccxt unified symbol like BTC/USDT or BTC/USDT:USDT")
-    return m["base"], m["quote"], m["settle"], m["expiry"]
 
 
 def market_for(
