@@ -25,6 +25,7 @@ SOURCE_KINDS = ("sim", "replay", "wire", "live")
 REPLAY_FORMATS = ("landing", "fixture_csv", "binance_archive")
 DROP_POLICIES = ("block", "drop_newest")
 MIN_SHUTDOWN_TIMEOUT_S = 12.0
+ORDER_FAULTS = ("order_reject_rate", "order_timeout_rate", "order_never_fill_rate", "order_disconnect_rate")
 # ccxt unified symbols: BASE/QUOTE for spot, BASE/QUOTE:SETTLE for perpetual swaps, BASE/QUOTE:SETTLE-YYMMDD
 # for dated futures (options, which add a strike and a kind, are not traded).
 _SYMBOL = re.compile(r"^[A-Za-z0-9]+/[A-Za-z0-9]+(:[A-Za-z0-9]+(-[0-9]{6})?)?$")
@@ -54,6 +55,13 @@ class FaultConfig:
     malformed_rate: float = 0.0
     duplicate_rate: float = 0.0
     out_of_order_rate: float = 0.0
+    # Private API faults, probabilities per create_order (at most one per order; their sum is at most 1):
+    # refused by the venue, placed but the answer timed out, placed but never fills, placed then the
+    # connection dropped (the private streams break and lose what happens until they are watched again).
+    order_reject_rate: float = 0.0
+    order_timeout_rate: float = 0.0
+    order_never_fill_rate: float = 0.0
+    order_disconnect_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -406,10 +414,13 @@ def validate(config: FundarbConfig) -> None:
         raise ConfigError(f"sim.trades_per_s: {config.sim.trades_per_s!r} must be in (0, 500]")
     config.sim.start_ms  # noqa: B018 - parses, raising ConfigError on a bad time
     config.sim.now_ms  # noqa: B018
-    for name in ("malformed_rate", "duplicate_rate", "out_of_order_rate"):
+    for name in ("malformed_rate", "duplicate_rate", "out_of_order_rate", *ORDER_FAULTS):
         rate = getattr(config.sim.faults, name)
         if not 0.0 <= rate <= 1.0:
             raise ConfigError(f"sim.faults.{name}: {rate!r} must be between 0 and 1")
+    order_rates = sum(getattr(config.sim.faults, name) for name in ORDER_FAULTS)
+    if order_rates > 1.0:
+        raise ConfigError(f"sim.faults.order_*_rate: they sum to {order_rates!r}; at most one fault per order, so <= 1")
     capture = config.capture
     if capture.ranks < 2:
         raise ConfigError(f"capture.ranks: {capture.ranks!r} must be >= 2 (one watcher and one flusher)")

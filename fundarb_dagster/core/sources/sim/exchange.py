@@ -1,31 +1,40 @@
 """`SimExchange`: the ccxt.pro face of a simulated venue, built from collaborators that each own one concern.
 
-The clock and subscriptions (`subscriptions.py`), the market data (`market_data.py`), funding
-(`funding.py`) and the fault plan (`faults.py`) are made in the constructor and passed what they need; this
-class only speaks ccxt: method names, arguments, unified structures, errors.
+The clock and subscriptions (`subscriptions.py`), the market data (`market_data.py`), the book (`book.py`),
+funding (`funding.py`), the fault plan (`faults.py`) and the private side (`execution.private.PrivateApi`
+over `trading.SimMarket`: the account, its orders, fills, funding and liquidations) are made in the
+constructor and passed what they need; this class only speaks ccxt: method names, arguments, unified
+structures, errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ccxt
 import numpy as np
 
 from ...config import SimConfig
+from ...execution.private import PrivateApi, bind_private
+from ...execution.protocol import PRIVATE_METHODS
+from ...execution.tiers import schedule_for, tier_structures
 from ...units import HOUR_MS
-from .draws import iso
+from .book import MAX_LEVELS, SimBook
+from .draws import iso, keyed_unit
 from .faults import FaultPlan
 from .funding import Funding
 from .market_data import MarketData
 from .markets import TRADE_ID_HOUR, Chunk, Market, build_market
 from .subscriptions import Clock, Subscriptions
+from .trading import SimMarket
 from .venues import ASSET_INDEX, VENUES
 from .world import LazyWorld, World
 
 MAX_LIMIT = 1000
+DEFAULT_BALANCE = 100_000.0  # the account's starting cash in the venue's quote currency, unless given
+LATENCY_KEY = 9  # the random-stream kind of order latencies
 
 _TIMEFRAMES = {
     "1m": 60,
@@ -61,6 +70,8 @@ class SimExchange:
         batch_limit: int = 1000,
         funding_channel: str = "venue",
         wall_start: float | None = None,
+        book_interval_ms: int = 1000,
+        balances: Mapping[str, float] | None = None,
     ) -> None:
         if exchange_id not in VENUES:
             raise ValueError(f"exchange_id: unknown sim venue {exchange_id!r}; expected one of {sorted(VENUES)}")
@@ -73,6 +84,7 @@ class SimExchange:
             ("funding_update_ms", funding_update_ms),
             ("ohlcv_update_ms", ohlcv_update_ms),
             ("batch_limit", batch_limit),
+            ("book_interval_ms", book_interval_ms),
         ):
             if int(value) < 1:
                 raise ValueError(f"{name}: {value!r} must be >= 1")
@@ -93,6 +105,7 @@ class SimExchange:
         self.funding_update_ms = int(funding_update_ms)
         self.ohlcv_update_ms = int(ohlcv_update_ms)
         self.batch_limit = int(batch_limit)
+        self.book_interval_ms = int(book_interval_ms)
         self.rateLimit = self.spec.rate_limit
         self.timeframes = {tf: tf for tf in _TIMEFRAMES}
         self.markets: dict[str, dict[str, Any]] = {}
@@ -124,6 +137,12 @@ class SimExchange:
             "unWatchOHLCV": True,
             "unWatchFundingRate": channel == "funding_rate" or unified,
             "unWatchMarkPrice": mark_price,
+            "fetchOrderBook": True,
+            "watchOrderBook": True,
+            "unWatchOrderBook": True,
+            "fetchLeverageTiers": True,
+            "fetchMarketLeverageTiers": True,
+            **{_camel(name): True for name in PRIVATE_METHODS},
         }
         # How this venue delivers funding on its sockets, for consumers that dispatch on it.
         self.funding_via = "funding_rate" if unified else channel
@@ -144,6 +163,20 @@ class SimExchange:
         self.faults_injected = self.fault_plan.injected
         self.malformed_kinds = self.fault_plan.malformed_kinds
         self._m: dict[str, Market] = {}
+        self.book = SimBook(self.data, self.seed)
+        self._tiers: dict[str, list[dict[str, Any]]] = {}
+        # The private side: one account on this venue, trading against the simulated market.
+        self.private = PrivateApi(
+            exchange_id,
+            lambda: self.markets,
+            self.load_markets,
+            SimMarket(self._m, self.book, self.funding, self.clock),
+            self.leverage_tiers,
+            {self.spec.quote: DEFAULT_BALANCE} if balances is None else balances,
+            latency=self._latency,
+            faults=lambda symbol, seq: self.fault_plan.order_fault(self._m[symbol], seq),
+        )
+        bind_private(self, self.private)
 
     # -- clock and plumbing -----------------------------------------------------------------------
     def milliseconds(self) -> int:
@@ -214,6 +247,20 @@ class SimExchange:
         if not m.swap:
             raise ValueError(f"symbol: {symbol!r} is spot; {what} exists for perps only")
         return m
+
+    def _latency(self, seq: int) -> int:
+        """One-way latency of the seq-th order: 0.7x to 1.3x the venue's median, keyed by seed and seq."""
+        return int(self.spec.order_latency_ms * (0.7 + 0.6 * keyed_unit(self.seed, LATENCY_KEY, self.spec.index, seq)))
+
+    def leverage_tiers(self, symbol: str) -> list[dict[str, Any]]:
+        """ccxt's leverage tiers of a perp (`execution.tiers.TIER_SCHEDULES` of this venue)."""
+        if symbol not in self._tiers:
+            market = self.market(symbol)
+            schedule = schedule_for(self.id, market["base"]) if market.get("swap") else None
+            if schedule is None:
+                raise ccxt.BadRequest(f"symbol: {symbol!r} is not a perp on sim {self.id}; tiers exist for perps")
+            self._tiers[symbol] = tier_structures(schedule, symbol, market["settle"], market["id"])
+        return self._tiers[symbol]
 
     # -- sim-only helpers (markets must be loaded) ----------------------------------------------------
     def settled_rate(self, symbol: str, settlement: int) -> float:
@@ -313,6 +360,15 @@ class SimExchange:
         await self._require_swap(symbol)
         return await self._watch_state("funding", "funding", symbol, self.funding_update_ms, self.funding.structure)
 
+    async def watch_order_book(
+        self, symbol: str, limit: int | None = None, params: dict | None = None
+    ) -> dict[str, Any]:
+        """The latest L2 book (`book.py`), top `limit` levels per side; it changes every `book_interval_ms`."""
+        n = self._book_limit(limit)
+        return await self._watch_state(
+            "order_book", "order_book", symbol, self.book_interval_ms, lambda m, t: self.book.structure(m, t, n)
+        )
+
     async def watch_mark_price(self, symbol: str, params: dict | None = None) -> dict[str, Any]:
         """binance's markPrice stream: a ticker with markPrice/indexPrice and info r (rate), T (next time)."""
         if not self.has["watchMarkPrice"]:
@@ -372,6 +428,9 @@ class SimExchange:
 
     async def un_watch_mark_price(self, symbol: str, params: dict | None = None) -> None:
         self.subscriptions.unwatch(("mark_price", symbol))
+
+    async def un_watch_order_book(self, symbol: str, params: dict | None = None) -> None:
+        self.subscriptions.unwatch(("order_book", symbol))
 
     # -- history ----------------------------------------------------------------------------------------
     def _range(self, since: int | None, until: int | None, now: int) -> tuple[int, int]:
@@ -480,7 +539,28 @@ class SimExchange:
         wanted = list(symbols) if symbols else [s for s in (self.requested_symbols or self.symbols) if ":" in s]
         return {s: await self.fetch_funding_rate(s) for s in wanted}
 
+    @staticmethod
+    def _book_limit(limit: int | None) -> int:
+        if limit is None:
+            return MAX_LEVELS
+        if int(limit) < 1:
+            raise ccxt.BadRequest(f"limit: {limit!r} must be >= 1")
+        return min(int(limit), MAX_LEVELS)
+
+    async def fetch_order_book(
+        self, symbol: str, limit: int | None = None, params: dict | None = None
+    ) -> dict[str, Any]:
+        """The L2 book now: the ticker's best bid and ask, then up to `limit` levels per side (<= 50)."""
+        m = await self._market(symbol)
+        await asyncio.sleep(0)
+        return self.book.structure(m, self.milliseconds(), self._book_limit(limit))
+
     async def fetch_ticker(self, symbol: str, params: dict | None = None) -> dict[str, Any]:
         m = await self._market(symbol)
         await asyncio.sleep(0)
         return self.data.ticker(m, self.milliseconds())
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)

@@ -11,6 +11,12 @@ the same ticker/funding/candle), out-of-order (two adjacent trades sent swapped,
 batching; for the other streams the previous message re-sent after a newer one, for candles one closed by an
 earlier call). Each is counted once, when sent, and the Feed reports each as one event of its kind.
 Malformed trade copies carry ids `hour * TRADE_ID_HOUR + MALFORMED_ID_OFFSET + k`, never a real id.
+
+Private API faults (`order_<kind>_rate`, per create_order, at most one each, keyed by the order's sequence
+number): `reject` (the venue refuses it: nothing is placed), `timeout` (placed, the answer never arrives:
+`ccxt.RequestTimeout`), `never_fills` (placed, rests unfilled until canceled, even a market order), and
+`disconnect` (placed, then `ccxt.NetworkError`; the private streams break and lose what happens until they
+are watched again). Counted in `injected[(kind, "orders", symbol)]`.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from .markets import TRADE_ID_HOUR, Chunk, Market
 
 MALFORMED_ID_OFFSET = 5_000_000
 FUTURE_SKEW_MS = 365 * DAY_MS
-STREAM_CODE = {"trades": 1, "tickers": 2, "funding": 3, "ohlcv": 4}
+ORDERS_CODE = 8  # the random-stream kind of private API faults
+STREAM_CODE = {"trades": 1, "tickers": 2, "funding": 3, "ohlcv": 4, "order_book": 5}
 BAD_REASONS = ("price:nan", "price:negative", "missing", "timestamp:future")
-MISSING_FIELD = {"trades": "amount", "tickers": "bid", "funding": "fundingRate", "ohlcv": "close"}
+MISSING_FIELD = {"trades": "amount", "tickers": "bid", "funding": "fundingRate", "ohlcv": "close", "order_book": "bids"}
 
 Stale = tuple[int, int, int]  # (period, offset, duration) of a subscription's stale windows, ms
 
@@ -104,6 +111,25 @@ class FaultPlan:
         every, offset, _ = stale
         return (hi - offset) // every - (lo - offset) // every
 
+    # -- private API faults ----------------------------------------------------------------------------
+    def order_fault(self, m: Market, seq: int) -> str | None:
+        """The fault of the `seq`-th create_order of this exchange object (at most one), counted here:
+        `reject`, `timeout`, `never_fills`, `disconnect` (rates `order_<kind>_rate`), or None."""
+        f = self.faults
+        u = keyed_unit(self.seed, ORDERS_CODE, m.key, seq)
+        edge = 0.0
+        for kind, rate in (
+            ("reject", f.order_reject_rate),
+            ("timeout", f.order_timeout_rate),
+            ("never_fills", f.order_never_fill_rate),
+            ("disconnect", f.order_disconnect_rate),
+        ):
+            edge += rate
+            if u < edge:
+                self.injected[(kind, "orders", m.symbol)] += 1
+                return kind
+        return None
+
     # -- per-message draws ----------------------------------------------------------------------------
     def trade_draws(self, m: Market, h: int, n: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Per-trade uniforms (malformed, duplicate, out-of-order) and malformed kinds of an hour's n trades.
@@ -148,6 +174,17 @@ class FaultPlan:
             else:
                 row[0] = row[0] + FUTURE_SKEW_MS
             bad = row
+        elif stream == "order_book":
+            bad = {**message, "bids": [list(level) for level in message["bids"]]}
+            if reason == "price:nan":
+                bad["bids"][0][0] = float("nan")
+            elif reason == "price:negative":
+                bad["bids"][0][0] = -abs(bad["bids"][0][0])
+            elif reason == "missing":
+                del bad["bids"]
+            else:
+                bad["timestamp"] = bad["timestamp"] + FUTURE_SKEW_MS
+                bad["datetime"] = iso(bad["timestamp"])
         else:
             bad = dict(message)
             bad["info"] = dict(message["info"])

@@ -2,10 +2,11 @@
 structures built from it (trades, tickers, candles).
 
 A venue's spot mid is the shared index path plus small per-second noise; a perp's mid is `index x (1 +
-premium)`. Bid/ask sit on the tick grid around the mid with a random spread; takers buy at the ask and sell
-at the bid; trade times are uniform (unique milliseconds), sizes log-normal. Trade ids are
-`absolute_hour * TRADE_ID_HOUR + k`. Closed candles come from the hour's trades at once, a forming candle
-from the trades up to a time, so the two agree to the bit.
+premium)`. Bid/ask sit on the tick grid around the mid with a random spread (twice as wide on a perp in a
+hot regime); takers buy at the ask and sell at the bid; trade times are uniform (unique milliseconds),
+sizes log-normal. Trade ids are `absolute_hour * TRADE_ID_HOUR + k`. Closed candles come from the hour's
+trades at once, a forming candle from the trades up to a time, so the two agree to the bit. The depth
+behind the best bid and ask is `book.py`'s.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .faults import FaultPlan
 from .funding import Funding
 from .markets import TRADE_ID_HOUR, Chunk, Market
 from .venues import ASSETS
-from .world import LazyWorld, World
+from .world import HOT_SPREAD, LazyWorld, World
 
 
 def _round(value: float, decimals: int) -> float:
@@ -55,12 +56,15 @@ class MarketData:
         index = np.exp(log_index) * m.multiplier
         gen = keyed_rng(self.seed, 5, m.key, h)
         noise = gen.standard_normal(3600) * (m.venue.noise_bps * 1e-4)
+        half_spread = m.half_spread
         if m.swap:
             prem = world.premium_seconds(v, m.a, h)
             mid = index * (1.0 + prem)
+            if world.hot(v, m.a, h):  # hot regimes widen the perp's book (and thin it: `book.py`)
+                half_spread *= HOT_SPREAD
         else:
             mid = index * np.exp(noise)
-        spread = np.maximum(m.tick, mid * 2 * m.half_spread * gen.lognormal(0.0, 0.35, 3600))
+        spread = np.maximum(m.tick, mid * 2 * half_spread * gen.lognormal(0.0, 0.35, 3600))
         bid_ticks = np.floor((mid - spread / 2) / m.tick)
         ask_ticks = bid_ticks + np.maximum(1.0, np.ceil(spread / m.tick))
         bid = np.round(bid_ticks * m.tick, m.decimals)

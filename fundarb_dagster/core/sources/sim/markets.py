@@ -13,11 +13,18 @@ from typing import Any
 
 import numpy as np
 
+from ...execution.tiers import schedule_for
 from ...instruments import split_multiplier
 from ..markets import market_for
 from .venues import ASSET_INDEX, ASSETS, VenueSpec
 
 TRADE_ID_HOUR = 10_000_000  # trade id = absolute hour * this + k
+
+
+def _max_leverage(spec: VenueSpec, base: str) -> float:
+    """The top leverage of the perp's tiers (`execution.tiers`), what ccxt's `limits.leverage.max` says."""
+    schedule = schedule_for(spec.id, base)
+    return max(t.max_leverage for t in schedule) if schedule else 1.0
 
 
 @dataclass(frozen=True)
@@ -107,15 +114,15 @@ def build_market(
         limits={
             "amount": {"min": 10.0**-lot_decimals, "max": None},
             "price": {"min": 10.0**-decimals, "max": None},
-            "cost": {"min": 5.0, "max": None},
-            "leverage": {"min": 1.0, "max": 50.0 if swap else 1.0},
+            "cost": {"min": spec.min_notional or None, "max": None},
+            "leverage": {"min": 1.0, "max": _max_leverage(spec, base) if swap else 1.0},
         },
         info=info,
         expiryDatetime=None,
         strike=None,
         optionType=None,
-        taker=0.0005 if swap else 0.001,
-        maker=0.0002 if swap else 0.001,
+        taker=spec.facts.fees_bps.taker("perp" if swap else "spot") / 1e4,
+        maker=spec.facts.fees_bps.maker("perp" if swap else "spot") / 1e4,
         created=None,
     )
     return market, structure

@@ -85,6 +85,8 @@ class VenueSpec:
     spread_mult: float = 1.0
     noise_bps: float = 0.4  # per-second venue noise on the spot mid
     index_market_ids: bool = False  # ccxt ids its markets by asset index (hyperliquid), not as payloads spell them
+    order_latency_ms: float = 20.0  # one-way order latency, median (each order draws 0.7x to 1.3x of it)
+    min_notional: float = 5.0  # an order's smallest notional in the quote (`limits.cost.min`), unless reduce-only
 
     @property
     def id(self) -> str:
@@ -143,6 +145,7 @@ VENUES: dict[str, VenueSpec] = {
         perp_bases={"PEPE": "1000PEPE"},
         interval_changes=(IntervalChange("SUI", 6, 4.0, 0.006),),
         spread_mult=1.2,
+        order_latency_ms=25.0,
     ),
     "okx": VenueSpec(
         facts=VENUE_FACTS["okx"],
@@ -157,6 +160,8 @@ VENUES: dict[str, VenueSpec] = {
         cap_by_asset={"BTC": 0.00375, "ETH": 0.00375},
         contract_sizes={"BTC": 0.01, "ETH": 0.1, "PEPE": 10_000_000.0, "DOGE": 1000.0, "XRP": 100.0},
         spread_mult=1.3,
+        order_latency_ms=30.0,
+        min_notional=0.0,  # okx: the minimum is one lot (`limits.amount.min`), no notional floor
     ),
     "hyperliquid": VenueSpec(
         facts=VENUE_FACTS["hyperliquid"],
@@ -172,6 +177,8 @@ VENUES: dict[str, VenueSpec] = {
         spread_mult=1.5,
         noise_bps=0.6,
         index_market_ids=True,
+        order_latency_ms=150.0,  # an L1 block, not a matching engine
+        min_notional=10.0,
     ),
 }
 VENUE_LIST: tuple[VenueSpec, ...] = tuple(sorted(VENUES.values(), key=lambda v: v.index))

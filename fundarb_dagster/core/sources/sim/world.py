@@ -24,6 +24,8 @@ EPOCH_HOURS = 720  # hourly anchors are generated in fixed blocks of this many h
 HISTORY_DAYS = 120  # the world starts this many days before floor_day(sim.start)
 REGIME_BLOCK_H = 72
 HOT_PROBABILITY = 0.06
+HOT_SPREAD = 2.0  # a perp's quoted spread in a hot regime, x its calm spread
+HOT_DEPTH = 0.5  # its book depth in a hot regime, x its calm depth
 
 _KAPPA = 1.0 / (24 * 90)  # log-price pull back to the starting price: ~90-day half-life-ish, keeps levels sane
 _RHO = 0.7  # loading of every asset on the common market shock
@@ -154,6 +156,12 @@ class World:
         if cached is not None:
             return cached
         return self.minutes_cache.put(key, self.premium_seconds(v, a, h)[::60].copy())
+
+    def hot(self, v: int, a: int, h: int) -> bool:
+        """Whether venue `v`'s perp on asset `a` runs a hot premium regime in hour `h` (its books widen)."""
+        i = h - self.origin_h
+        self._ensure(i)
+        return bool(self.sd[i, v, a] > _PREM_SD * math.sqrt(1 - _PREM_DECAY**2) * 1.5)
 
     def interval_spans(self, v: int, a: int) -> list[tuple[int | None, float]]:
         """[(valid_from_ms or None, interval_h)]: settlements T > valid_from use interval_h."""
