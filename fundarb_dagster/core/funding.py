@@ -95,6 +95,29 @@ def infer_intervals(settlements: pd.DataFrame, min_run: int = 2) -> pd.DataFrame
     return pd.DataFrame(rows, columns=OBSERVATION_COLUMNS)
 
 
+def intervals_in_force(ts_ms: np.ndarray, min_run: int = 3) -> np.ndarray:
+    """The funding interval in force at each settlement of one instrument (times in ms, sorted), inferred from
+    their spacing: the last interval confirmed by `min_run` plausible gaps in a row at or before it (the first
+    confirmed one for settlements before it). An off-grid settlement (an extra one on a volatile day, 03:00
+    on an 8h venue) keeps the interval in force; a missed settlement is not a longer interval. A settlement
+    after an implausible gap (a hole, or a schedule moving) that the next settlement follows at the interval
+    confirmed there opens that interval. NaN where no interval is confirmed: a guess is not an interval.
+    """
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    frame = pd.DataFrame({"exchange": "", "symbol": "", "funding_ts_ms": ts})
+    found = infer_intervals(frame, min_run)
+    if found.empty:
+        return np.full(len(ts), np.nan)
+    starts = found["ts_ms"].to_numpy(dtype=np.int64)
+    values = found["interval_h"].to_numpy(dtype=float)
+    out = values[np.maximum(np.searchsorted(starts, ts, side="right") - 1, 0)]
+    gaps_h = np.round(np.diff(ts) / HOUR_MS * 4) / 4
+    before_ok = np.concatenate([[False], np.isin(gaps_h, PLAUSIBLE_INTERVALS_H)])[:-1]
+    opens = ~before_ok & (gaps_h == out[1:])  # rows 0..n-2: an odd gap before, the next one's interval after
+    out[:-1] = np.where(opens, out[1:], out[:-1])
+    return out
+
+
 def observation(
     exchange: str,
     symbol: str,

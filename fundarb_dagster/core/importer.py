@@ -352,7 +352,8 @@ def _land(
         records["instrument_id"] = instrument_id
         result.first_ts_ms, result.last_ts_ms = int(records["ts_ms"].min()), int(records["ts_ms"].max())
         if parsed.stream == "funding":
-            _observe_intervals(registry, exchange, symbol, records)
+            source = "inferred" if _interval_inferred(parsed, exchange, symbol) else "reported"
+            _observe_intervals(registry, exchange, symbol, records, source)
         table = schema.to_arrow(parsed.stream, records, names)
         seq = landing.next_seq(data_dir, writer)
         result.files += [str(p) for p in landing.write_stream(data_dir, parsed.stream, table, writer, seq)]
@@ -375,12 +376,23 @@ def _records_for(parsed: ParsedFile, exchange: str, symbol: str, result: FileRes
     return chosen
 
 
-def _observe_intervals(registry: InstrumentRegistry, exchange: str, symbol: str, records: np.ndarray) -> None:
+def _interval_inferred(parsed: ParsedFile, exchange: str, symbol: str) -> bool:
+    """Whether the file's rows for this instrument had their interval inferred from the settlements' spacing
+    (the file states none): such an interval is recorded as inferred, never as if the venue had reported it."""
+    return any(
+        (part_exchange is None or part_exchange == exchange) and (part_symbol is None or part_symbol == symbol)
+        for part_exchange, part_symbol in parsed.inferred_intervals
+    )
+
+
+def _observe_intervals(
+    registry: InstrumentRegistry, exchange: str, symbol: str, records: np.ndarray, source: str
+) -> None:
     intervals = records["interval_h"]
     changes = np.concatenate([[True], intervals[1:] != intervals[:-1]])  # only where the value changes
     for ts, interval_h in zip(records["funding_ts_ms"][changes].tolist(), intervals[changes].tolist(), strict=True):
         if interval_h > 0:
-            registry.observe_interval(exchange, symbol, int(ts), float(interval_h))
+            registry.observe_interval(exchange, symbol, int(ts), float(interval_h), source=source)
 
 
 def _remove_interrupted(data_dir: Path, writer: str, exchange: str, symbol: str, recorded: set[str]) -> None:

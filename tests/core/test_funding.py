@@ -245,3 +245,36 @@ def test_registry_observations_are_the_perps_interval_history():
         ["binance", "BTC/USDT:USDT", 8.0, "reported"],
         ["binance", "BTC/USDT:USDT", 4.0, "reported"],
     ]
+
+
+def _settlements(*pieces: tuple[int, int, int, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Settlement times and the interval in force, built piece by piece: (start hour, count, step hours,
+    interval in force)."""
+    times: list[int] = []
+    truth: list[float] = []
+    for start_h, count, step_h, interval in pieces:
+        for i in range(count):
+            times.append((start_h + i * step_h) * 3_600_000)
+            truth.append(interval)
+    order = np.argsort(times, kind="stable")
+    return np.asarray(times, dtype=np.int64)[order], np.asarray(truth)[order]
+
+
+def test_off_grid_settlements_keep_the_interval_in_force_and_only_confirmed_intervals_are_inferred() -> None:
+    from fundarb_dagster.core.funding import intervals_in_force
+
+    day = 24
+    ts, truth = _settlements(
+        (0, 30, 8, 8.0),  # 8h venue, 10 days
+        (3 * day + 3, 1, 1, 8.0),  # an extra settlement at 03:00 on a volatile day
+        (5 * day + 18, 1, 1, 8.0),  # and one at 18:00
+        (10 * day, 48, 1, 1.0),  # switched to hourly for two days
+        (12 * day + 4, 15, 8, 8.0),  # back to 8h on an offset 04/12/20 schedule
+        (48 * day + 4, 12, 8, 8.0),  # after a month missing
+    )
+    jitter = np.random.default_rng(3).integers(0, 900, len(ts))  # venues settle a few hundred ms late
+    truth[ts == 10 * day * 3_600_000] = 8.0  # the first hourly-era settlement pays for the 8 hours before it
+    got = intervals_in_force(ts + jitter)
+    np.testing.assert_array_equal(got, truth)
+    # nothing confirmed (two gaps of 8h, then off-grid gaps): nothing inferred
+    assert np.isnan(intervals_in_force(np.array([0, 8, 16, 19, 24]) * 3_600_000)).all()

@@ -389,3 +389,22 @@ def test_coin_m_imports_take_contract_size_and_inverse_from_ccxt_and_land_base_u
     assert got["amount"].tolist() == [t[2] * 100.0 / float(t[1]) for t in trades]
     bars = read_landed(data, "ohlcv")
     assert bars["volume"].tolist() == [float(k[7]) for k in klines]  # base, not the contract count
+
+
+def test_an_off_grid_settlement_keeps_the_interval_in_force_which_is_recorded_as_inferred(tmp_path: Path) -> None:
+    """A file that states no interval: the 8h venue's extra 03:00 settlement lands at its time with 8h, and
+    the registry holds one 8h span marked inferred, not reported."""
+    times = [T0 + i * 8 * HOUR + 17 for i in range(12)] + [T0 + 2 * 24 * HOUR + 3 * HOUR + 4]
+    times.sort()
+    path = tmp_path / "XRP_USDT_USDT-8h-funding_rate.csv"
+    rows = [f"{t},x,{0.0001 * (i + 1):.6f},0,0,0,0" for i, t in enumerate(times)]
+    path.write_text(
+        "time_ms_utc,time_utc,funding_rate,unused_high,unused_low,unused_close,unused_volume\n" + "\n".join(rows) + "\n"
+    )
+    data = tmp_path / "data"
+    summary = import_files([path], data, exchange="binance", symbol="XRP/USDT:USDT", progress=None)
+    assert summary.landed == len(times)
+    got = read_landed(data, "funding").sort_values("funding_ts_ms")
+    assert got["funding_ts_ms"].tolist() == times and set(got["interval_h"]) == {8.0}
+    history = InstrumentRegistry.load(registry_path(data)).interval_history("binance", "XRP/USDT:USDT")
+    assert [(s.interval_h, s.source) for s in history] == [(8.0, "inferred")]

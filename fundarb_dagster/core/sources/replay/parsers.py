@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ... import schema
-from ...units import HOUR_MS
+from ...funding import intervals_in_force
 from .formats import (
     _COLUMNS,
     KIND_STREAMS,
@@ -67,6 +67,7 @@ class ParsedFile:
     timeframe_s: int = 0  # for candles
     symbol_hint: str | None = None  # unified symbol or venue id the file name suggests
     market_type: str | None = None  # "spot" | "swap" when the path says
+    inferred_intervals: set[tuple[str | None, str | None]] = field(default_factory=set)  # parts filled by spacing
 
     @property
     def good(self) -> int:
@@ -386,8 +387,8 @@ def parse_file(
         records = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
         records, dupes = _sort_dedupe(parsed.stream, records)
         parsed.duplicates += dupes
-        if parsed.stream == "funding":
-            fill_intervals(records)
+        if parsed.stream == "funding" and fill_intervals(records):
+            parsed.inferred_intervals.add(key)
         parsed.parts[key] = records
     parsed.rejects, parsed.reject_counts = quarantine.samples, quarantine.counts
     parsed.rejects.sort(key=lambda r: r.line)
@@ -437,18 +438,14 @@ def _sort_dedupe(stream: str, records: np.ndarray) -> tuple[np.ndarray, int]:
     return records, dropped
 
 
-def fill_intervals(records: np.ndarray) -> None:
-    """Set missing `interval_h` of settled funding rows from consecutive settlement times (in place).
-
-    The interval of the settlement at t_i is the time since the previous one, rounded to the hour; when that
-    gap is a multiple of the next one it was a missing settlement, and the next gap is used instead.
+def fill_intervals(records: np.ndarray) -> bool:
+    """Set missing `interval_h` of one instrument's settled funding rows (sorted by time) to the interval in
+    force, inferred from the settlements' spacing (`core.funding.intervals_in_force`); rows with no confirmed
+    interval stay NaN. Returns whether any row was filled, so the caller records those as inferred.
     """
     missing = np.isnan(records["interval_h"])
-    if not missing.any() or len(records) < 2:
-        return
-    t = records["funding_ts_ms"].astype(np.float64)
-    gaps = np.maximum(np.round(np.diff(t) / HOUR_MS), 1.0)
-    prev = np.concatenate([[gaps[0]], gaps])
-    nxt = np.concatenate([gaps, [gaps[-1]]])
-    inferred = np.where((prev > nxt) & (np.mod(prev, nxt) == 0), nxt, prev)
+    if not missing.any():
+        return False
+    inferred = intervals_in_force(records["funding_ts_ms"])
     records["interval_h"] = np.where(missing, inferred, records["interval_h"])
+    return bool(np.isfinite(inferred[missing]).any())
