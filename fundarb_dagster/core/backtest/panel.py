@@ -243,8 +243,16 @@ def build_panel(
     if predictions is not None and not predictions.empty:
         p = predictions.rename(columns={"ts_ms": "known_ts_ms", "predicted_rate": "rate"})
         predicted_keys = set(zip(p["exchange"], p["symbol"], strict=True))
+        # A key's settled rates stand in until its first captured prediction (history pulled before a
+        # capture), never after it.
+        first = p.groupby(["exchange", "symbol"])["known_ts_ms"].min().to_dict()
         known_parts = [
-            k[[(e, s) not in predicted_keys for e, s in zip(k["exchange"], k["symbol"], strict=True)]]
+            k[
+                [
+                    t < first.get((e, s), np.iinfo(np.int64).max)
+                    for e, s, t in zip(k["exchange"], k["symbol"], k["known_ts_ms"], strict=True)
+                ]
+            ]
             for k in known_parts
         ]
         known_parts.append(p[["exchange", "symbol", "known_ts_ms", "rate", "interval_h"]])

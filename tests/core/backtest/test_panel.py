@@ -86,6 +86,25 @@ def test_predictions_as_captured_replace_settled_rates() -> None:
     np.testing.assert_allclose(apr[6:], 0.0004 * 1095)  # the settled 0.01 is never used as a prediction
 
 
+def test_settled_rates_stand_in_for_predictions_until_the_first_captured_one() -> None:
+    s = pd.DataFrame(
+        {
+            "exchange": "bybit",
+            "symbol": "A/USDT:USDT",
+            "funding_ts_ms": [T0 + HOUR_MS, T0 + 6 * HOUR_MS],
+            "funding_rate": [0.0001, 0.01],
+            "interval_h": 8.0,
+        }
+    )
+    p = pd.DataFrame(
+        {"exchange": "bybit", "symbol": "A/USDT:USDT", "ts_ms": [T0 + 4 * HOUR_MS], "predicted_rate": [0.0002]}
+    ).assign(interval_h=8.0)
+    apr = build_panel(prices(), MARKETS, s, p).expected_apr[:, 0]
+    assert np.isnan(apr[:1]).all()
+    np.testing.assert_allclose(apr[1:4], 0.0001 * 1095)  # history before the capture: the settled rate
+    np.testing.assert_allclose(apr[4:], 0.0002 * 1095)  # from the first prediction on, predictions only
+
+
 def test_perturbing_later_settlements_leaves_earlier_expectations() -> None:
     rng = np.random.default_rng(1)
     ts = T0 + HOUR_MS * np.arange(1, 12)
