@@ -1,11 +1,19 @@
-"""The one Definitions object of the fundarb code location (loaded by workspace.yaml).
+"""The Definitions of the fundarb code location (loaded by workspace.yaml and `-m fundarb_dagster.definitions`).
 
-The root: it alone instantiates the resources and picks the executor; nothing under `defs/` imports it.
+The root: it alone instantiates the resources, picks the executor and places the assets on the deployment's
+partitions; nothing under `defs/` imports it. Dagster calls `defs()` when it loads the code location, so the
+settings it reads (the partitions' start, `defs/partitions.py`) are read then, never at import.
 """
 
 from typing import Any
 
-from dagster import Definitions, in_process_executor, load_asset_checks_from_modules, load_assets_from_modules
+from dagster import (
+    Definitions,
+    definitions,
+    in_process_executor,
+    load_asset_checks_from_modules,
+    load_assets_from_modules,
+)
 
 from .defs import jobs, schedules, sensors
 from .defs.alerts import assets as alerts_assets
@@ -18,9 +26,16 @@ from .defs.funding import assets as funding_assets
 from .defs.funding import checks as funding_checks
 from .defs.market import assets as market_assets
 from .defs.market import checks as market_checks
+from .defs.partitions import Partitions, on_partitions, partitions_start
 from .defs.raw import assets as raw_assets
 from .defs.raw import checks as raw_checks
-from .defs.resources import AlertChannelsResource, DataDirResource, SourceConfigResource, WarehouseResource
+from .defs.resources import (
+    AlertChannelsResource,
+    DataDirResource,
+    SourceConfigResource,
+    WarehouseResource,
+    resolve_data_dir,
+)
 from .defs.risk import assets as risk_assets
 from .defs.risk import checks as risk_checks
 
@@ -54,19 +69,29 @@ CHECK_MODULES = [
     execution_checks,
 ]
 
+# As declared: on the template partitions (`HOURLY`, `DAILY`). Tests and `fundarb assets` use them as they are.
 all_assets = load_assets_from_modules(ASSET_MODULES)
 all_checks = load_asset_checks_from_modules(CHECK_MODULES)
-all_jobs = jobs.build_jobs(all_assets)
-freshness_checks = [*raw_checks.RAW_FRESHNESS_CHECKS, *market_checks.OHLCV_FRESHNESS_CHECKS]
 
-defs = Definitions(
-    assets=all_assets,
-    asset_checks=all_checks,
-    jobs=all_jobs,
-    sensors=sensors.build_sensors(freshness_checks),
-    schedules=schedules.build_schedules(all_jobs),
-    resources=build_resources(),
-    # Steps that write DuckDB run one at a time anyway (the "duckdb" pool, limit 1): running them in the
-    # run's own process saves a Python start and a code-location load per step (seconds each).
-    executor=in_process_executor,
-)
+
+def build_definitions(partitions: Partitions) -> Definitions:
+    """The code location on the given partitions: assets, checks, the stage jobs, sensors and schedules."""
+    stage_jobs = jobs.build_jobs()
+    return Definitions(
+        assets=on_partitions(all_assets, partitions),
+        asset_checks=on_partitions(all_checks, partitions),
+        jobs=stage_jobs,
+        sensors=sensors.build_sensors(partitions, stage_jobs),
+        schedules=schedules.build_schedules(stage_jobs),
+        resources=build_resources(),
+        # Steps that write DuckDB run one at a time anyway (the "duckdb" pool, limit 1): running them in the
+        # run's own process saves a Python start and a code-location load per step (seconds each).
+        executor=in_process_executor,
+    )
+
+
+@definitions
+def defs() -> Definitions:
+    """What Dagster loads: the partitions start at `FUNDARB_PARTITIONS_START`, else the first landed day of
+    the data folder (`FUNDARB_DATA_DIR`), else today."""
+    return build_definitions(partitions_start(resolve_data_dir()))

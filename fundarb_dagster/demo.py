@@ -1,9 +1,14 @@
 """`fundarb demo`: the whole pipeline, offline, on the simulator, in a few minutes.
 
-1. pull 7 days of sim history (OHLCV, settled funding) for 3 venues x 3 assets, spot and perp;
+1. pull 7 days of sim history (OHLCV, settled funding) for 3 venues x 3 assets, spot and perp, into the
+   landing zone;
 2. run the MPI capture job for about a minute of wall time at a high speed factor (days of market);
-3. materialize the Dagster pipeline into DuckDB in a local instance (DAGSTER_HOME under the data folder);
-4. print funding, basis, the top opportunities, backtest metrics, the risk report and the alerts.
+3. start `dagster-daemon` on a local instance (DAGSTER_HOME under the data folder) and let the sensors run the
+   pipeline, as in a deployment: raw tables, bars, funding, signals, daily tables, backtests, risk, alerts;
+4. print the runs the sensors launched, then funding, basis, the top opportunities, backtest metrics, the
+   risk report and the alerts.
+
+Steps 1 and 2 land files (what a capture or an import does); no Dagster step runs by hand.
 """
 
 from __future__ import annotations
@@ -12,9 +17,9 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import yaml
@@ -25,7 +30,7 @@ from .core.landing import landing_root, stream_glob
 from .core.schema import MARKET_STREAMS
 from .core.sql import bind, load_sql
 from .core.units import DAY_MS, HOUR_MS
-from .instance import dagster_env
+from .instance import dagster_env, start_daemon, stop_daemon
 
 
 def say(message: str) -> None:
@@ -130,9 +135,12 @@ def run_demo(
     write_demo_config(data_dir, speed, ranks, now_ms=end_ms)
     say("landed:\n" + landed_summary(streams))
 
-    say(f"3/4 materializing the Dagster pipeline into {data_dir / 'warehouse.duckdb'}")
+    say(
+        "3/4 the pipeline runs itself: dagster-daemon with landing_sensor (complete hours -> raw_job) and "
+        "pipeline_sensor (each stage after the stages it reads), as `fundarb ui` runs them"
+    )
     env = dagster_env(data_dir)
-    materialize_all(env, since_ms, end_ms)
+    run_pipeline(env, data_dir)
 
     say("4/4 results")
     show_results(data_dir / "warehouse.duckdb")
@@ -145,76 +153,106 @@ def run_demo(
     return 0
 
 
-# Ranged runs need every selected asset on one partitions definition, so the graph is cut where it changes.
-MARKET_HOURLY = ("ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "indicators")
-FUNDING_HOURLY = ("funding_predictions", "funding_rates", "basis", "funding_spreads")
-BACKTEST = ("backtest_runs", "backtest_equity", "backtest_trades", "backtest_positions", "backtest_book")
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
+PIPELINE_TIMEOUT_S = 1800.0  # a stage that has not finished by then is stuck: say so rather than wait forever
+STATUS_EVERY_S = 20.0
 
 
-def _hour_key(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d-%H:00")
+def run_pipeline(env: dict[str, str], data_dir: Path, timeout_s: float = PIPELINE_TIMEOUT_S) -> None:
+    """Start `dagster-daemon` on the data folder's instance and wait until the pipeline has settled: every
+    landed hour loaded, every stage run that follows from it finished, nothing left to start.
 
-
-def _day_key(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
-
-
-def materialize_all(env: dict[str, str], since_ms: int, end_ms: int) -> None:
-    """Materialize the whole graph in the local instance: one ranged run per partitions definition.
-
-    Runs in this process (one load of the definitions, no CLI start-up per step) against the instance in
-    DAGSTER_HOME, so every run, materialization, check and plot is there when the UI opens on it.
+    Nothing is materialized here: landing_sensor and pipeline_sensor (on by default) request every run, as in a
+    deployment where `fundarb ui` (dagster dev) is up while the capture lands files.
     """
-    os.environ.update(env)  # resources read FUNDARB_* and the instance DAGSTER_HOME when they are used
-    from dagster import AssetSelection, DagsterInstance, SupersessionWarning, materialize
+    os.environ.update(env)  # the instance below reads DAGSTER_HOME; the partitions' start reads FUNDARB_*
+    from dagster import DagsterInstance, SupersessionWarning
 
-    # The freshness-check builders are superseded in Dagster 1.13 (developers see it in pytest's summary);
-    # a demo user has nothing to act on.
     warnings.filterwarnings("ignore", category=SupersessionWarning)
+    from .defs.partitions import partitions_start
+    from .defs.sensors import pipeline_status
 
-    from . import definitions
-    from .defs.raw.assets import RAW_HOURLY
+    partitions = partitions_start(data_dir)  # what the daemon's code location computes from the same folder
+    home = Path(env["DAGSTER_HOME"])
+    say(f"    partitions from {partitions.start} ({partitions.origin}); daemon log: {home / 'daemon.log'}")
+    with (home / "daemon.log").open("w") as log, DagsterInstance.get() as instance:
+        daemon = start_daemon(env, log)
+        try:
+            started, last_said, settled_polls = time.monotonic(), 0.0, 0
+            while True:
+                if daemon.poll() is not None:
+                    raise RuntimeError(f"dagster-daemon exited ({daemon.returncode}): see {home / 'daemon.log'}")
+                status = pipeline_status(instance, data_dir, partitions)
+                settled_polls = settled_polls + 1 if status.settled else 0
+                if settled_polls >= 3:  # settled across a sensor tick: nothing was about to start
+                    break
+                elapsed = time.monotonic() - started
+                if elapsed > timeout_s:
+                    raise RuntimeError(f"the pipeline has not settled after {timeout_s:.0f} s: {status}")
+                if elapsed - last_said >= STATUS_EVERY_S:
+                    say(f"    {elapsed:4.0f} s: {status}")
+                    last_said = elapsed
+                time.sleep(3.0)
+            say(f"    settled in {time.monotonic() - started:.0f} s; stopping the daemon")
+        finally:
+            stop_daemon(daemon)
+        print(automation_report(instance))
+        failures = failed_steps(instance)
+        if failures:
+            raise RuntimeError("pipeline runs failed (`fundarb ui` shows them):\n" + "\n".join(failures))
 
-    everything = [*definitions.all_assets, *definitions.all_checks]
-    resources = definitions.defs.resources
-    instance = DagsterInstance.get()
-    last_hour = end_ms - HOUR_MS
-    hours = {RANGE_START_TAG: _hour_key(since_ms), RANGE_END_TAG: _hour_key(last_hour)}
-    days = {RANGE_START_TAG: _day_key(since_ms), RANGE_END_TAG: _day_key(last_hour)}
 
-    def run(names: Sequence[str], tags: dict[str, str] | None = None, config: dict | None = None) -> None:
-        what = f"{', '.join(names)}" + (f" [{tags[RANGE_START_TAG]} .. {tags[RANGE_END_TAG]}]" if tags else "")
-        say(f"  materializing {what}")
-        started = time.perf_counter()
-        result = materialize(
-            everything,
-            selection=AssetSelection.assets(*names),
-            instance=instance,
-            resources=resources,
-            tags=tags,
-            # The run's events all go to the instance (the UI shows them); the terminal gets warnings only.
-            run_config={**(config or {}), "loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            raise_on_error=False,
+def _stage_runs(instance: Any) -> list[Any]:
+    from dagster import RunsFilter
+
+    from .defs.jobs import STAGES
+
+    runs = [run for stage in STAGES for run in instance.get_runs(RunsFilter(job_name=stage.job))]
+    return sorted(runs, key=lambda run: instance.get_run_record_by_id(run.run_id).create_timestamp)
+
+
+def failed_steps(instance: Any) -> list[str]:
+    """One line per failed step of a failed stage run: job, run id, step and the error's first line."""
+    from dagster import DagsterEventType
+
+    lines = []
+    for run in _stage_runs(instance):
+        if run.status.value != "FAILURE":
+            continue
+        records = instance.get_records_for_run(run.run_id, of_type={DagsterEventType.STEP_FAILURE}).records
+        for record in records or [None]:
+            error = record.event_log_entry.dagster_event.event_specific_data.error if record else None
+            while error is not None and error.cause is not None:  # the user code's own exception
+                error = error.cause
+            message = error.message.strip().splitlines()[0] if error is not None else "run failed"
+            step = record.event_log_entry.step_key if record else "-"
+            lines.append(f"  {run.job_name} {run.run_id[:8]} {step}: {message}")
+    return lines
+
+
+def automation_report(instance: Any) -> str:
+    """The runs the sensors launched (job, window, time, trigger) and whether every asset has a materialization."""
+    from dagster import AssetKey
+
+    from .defs.jobs import STAGE_BY_JOB, stage_asset_names
+
+    lines = ["\n== runs the sensors launched by themselves (nothing above ran a Dagster step by hand)"]
+    for run in _stage_runs(instance):
+        stats = instance.get_run_stats(run.run_id)
+        seconds = (stats.end_time or 0) - (stats.start_time or 0) if stats.start_time else 0.0
+        what = run.tags.get("fundarb/window") or run.tags.get("fundarb/config", "")
+        trigger = run.tags.get("fundarb/trigger", "").split(" after ")[0]
+        assets = len(STAGE_BY_JOB[run.job_name].assets)
+        lines.append(
+            f"  {run.job_name:<14} {what:<44} {assets:>2} assets {stats.materializations:>5} partitions "
+            f"{seconds:6.1f} s  {run.status.value:<8} by {trigger}"
         )
-        if not result.success:
-            failed = sorted({event.step_key for event in result.get_step_failure_events()})
-            raise RuntimeError(f"dagster run {result.run_id} failed in {failed}: `fundarb ui` shows why")
-        say(f"    done in {time.perf_counter() - started:.1f} s (run {result.run_id[:8]})")
-
-    run(["instruments"])
-    run(RAW_HOURLY, hours)
-    run(["funding_history"], days)
-    run(["funding_intervals"])
-    run(MARKET_HOURLY, hours)
-    run(FUNDING_HOURLY, hours)
-    run(["ohlcv_1d"], days)
-    run(["opportunities"])
-    for strategy in ("cash_carry", "perp_perp"):
-        run(BACKTEST, config={"ops": {"backtest": {"config": {"strategy": strategy}}}})
-    run(["risk_report", "risk_stress"])
-    run(["alerts"])
+    names = stage_asset_names()
+    events = instance.get_latest_materialization_events([AssetKey(name) for name in names])
+    missing = sorted(name for name in names if events.get(AssetKey(name)) is None)
+    lines.append(f"  assets with a materialization: {len(names) - len(missing)} of {len(names)}")
+    if missing:
+        lines.append(f"  never materialized: {', '.join(missing)}")
+    return "\n".join(lines)
 
 
 REPORTS = (

@@ -1,12 +1,19 @@
-"""The Dagster instance of a data folder: the environment that points Dagster at its home and warehouse.
+"""The Dagster instance of a data folder: the environment that points Dagster at its home and warehouse, and
+the daemon that runs the pipeline on it.
 
-`fundarb demo` materializes into it and `fundarb ui` opens it, so both see the same runs, checks and plots.
+`fundarb demo` runs the daemon on it and `fundarb ui` opens it (`dagster dev`: webserver and daemon), so both
+see the same runs, checks and plots.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from typing import IO
 
 DAGSTER_YAML = Path(__file__).resolve().parent.parent / "config" / "dagster.yaml"
 
@@ -23,3 +30,26 @@ def dagster_env(data_dir: Path) -> dict[str, str]:
     if (data_dir / "demo_config.yaml").exists():
         env.setdefault("FUNDARB_CONFIG", str(data_dir / "demo_config.yaml"))
     return env
+
+
+def start_daemon(env: dict[str, str], log: IO[str]) -> subprocess.Popen[bytes]:
+    """`dagster-daemon run` on the code location, in a session of its own: it starts the code server and
+    every run in that process group, so `stop_daemon` ends them all (FACTS: setsid, then kill the group)."""
+    command = [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-m", "fundarb_dagster.definitions"]
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_daemon(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """SIGTERM to the daemon's process group, SIGKILL to what is left after `timeout_s`."""
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+        with contextlib.suppress(ProcessLookupError):  # the daemon is gone; its children may linger
+            os.killpg(process.pid, signal.SIGKILL)
+        return

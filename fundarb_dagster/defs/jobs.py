@@ -1,18 +1,146 @@
-"""Jobs: `<scope>_job`, built from the loaded assets so every domain's hourly/daily assets are included.
+"""The pipeline's stages: one named job each, what it materializes, on which partitions, and which stages'
+successful runs request it (`pipeline_sensor`). The landing sensor requests `raw_job`; every other stage
+follows the stages it reads, over the same event-time window:
 
-A partitioned job runs one partition or, with a partition range (CLI `--partition-range A...B`, a
-backfill), one ranged run: every asset declares `BackfillPolicy.single_run()` and handles the whole window.
+    landing files -> raw_job -> bars_job -> daily_job (a day once it has ended on the data's clock)
+                             -> funding_job (also after daily_job: funding_history feeds it) -> signals_job
+    daily_job -> backtests_job (one run per strategy, once the stages above are done)
+
+A run of a stage covers the window of the runs that triggered it (one hour, or a ranged run over a
+backlog: every asset has `BackfillPolicy.single_run()`), so each new hour of data runs each stage once.
+The job name is what the run list shows; its window is in the run's partition range and `fundarb/window`.
 """
 
+from __future__ import annotations
+
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from dagster import AssetsDefinition, AssetSelection, define_asset_job
+from dagster import AssetCheckKey, AssetKey, AssetsDefinition, AssetSelection, define_asset_job
 
+from ..core.backtest.strategies import STRATEGIES
 from ..core.tables import LANDED_TABLES
-from .partitions import DAILY, HOURLY
 
-LANDED_HOURLY = tuple(LANDED_TABLES)  # every table loaded from the landing zone (raw, execution)
+Unit = Literal["hour", "day"] | None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the pipeline: a named job over one kind of partitions (or none)."""
+
+    job: str
+    assets: tuple[str, ...]
+    unit: Unit  # "hour": hourly partitions, "day": daily, None: unpartitioned
+    description: str
+    after: tuple[str, ...] = ()  # jobs whose successful runs request this one (none: a sensor's own trigger)
+    waits_for: tuple[str, ...] = ()  # jobs with nothing queued, running or ready to run before this one starts
+    look_back_h: int = 0  # widen the triggering window back (a settlement pays for the hours before it)
+    complete_days: bool = False  # daily: only days that have ended on the data's clock
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # one run per entry (label -> run config)
+
+
+def _per_strategy() -> dict[str, dict[str, Any]]:
+    """One backtest (and sweep) run per registered strategy; risk reads the book of the run's backtest."""
+    return {
+        name: {"ops": {"backtest": {"config": {"strategy": name}}, "backtest_sweep": {"config": {"strategy": name}}}}
+        for name in sorted(STRATEGIES)
+    }
+
+
+BACKTEST_ASSETS = ("backtest_runs", "backtest_equity", "backtest_trades", "backtest_positions", "backtest_book")
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        "raw_job",
+        (*LANDED_TABLES, "instruments"),
+        "hour",
+        "Load an hour (or a range) of every landed stream into its table (raw: market data; execution: the "
+        "trader's orders, fills, positions, balances, funding payments), and the instrument registry. "
+        "Requested by landing_sensor once an hour's files are complete.",
+    ),
+    Stage(
+        "bars_job",
+        ("ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "indicators"),
+        "hour",
+        "1m bars from trades, 5m/1h resampled, TA-Lib indicators, over the window raw_job loaded.",
+        after=("raw_job",),
+        waits_for=("raw_job",),
+    ),
+    Stage(
+        "daily_job",
+        ("ohlcv_1d", "funding_history"),
+        "day",
+        "Daily bars and the venues' settled funding history, for each day once it has ended on the data's "
+        "clock (a later hour has landed).",
+        after=("bars_job",),
+        waits_for=("raw_job", "bars_job"),
+        complete_days=True,
+    ),
+    Stage(
+        "funding_job",
+        ("funding_intervals", "funding_predictions", "funding_rates", "basis"),
+        "hour",
+        "Funding intervals (whole table), predicted and settled rates, basis, over the window raw_job "
+        "loaded (or the days daily_job fetched history for).",
+        after=("raw_job", "daily_job"),
+        waits_for=("raw_job", "daily_job"),
+    ),
+    Stage(
+        "signals_job",
+        ("funding_spreads", "opportunities", "funding_reconciliation", "live_pnl", "alerts"),
+        "hour",
+        "Cross-venue funding spreads (from 8 h before the window: a settlement pays for the hours before "
+        "it), the ranked opportunities as of the latest hour, and the alerts.",
+        after=("funding_job",),
+        waits_for=("raw_job", "funding_job", "daily_job"),
+        look_back_h=8,
+    ),
+    Stage(
+        "backtests_job",
+        (*BACKTEST_ASSETS, "backtest_sweep", "risk_report", "risk_stress"),
+        None,
+        "Every strategy's backtest and parameter sweep over the warehouse, then the risk report of its "
+        "book: once a day (after daily_job), when the stages above have nothing left to do.",
+        after=("daily_job",),
+        waits_for=("raw_job", "bars_job", "daily_job", "funding_job", "signals_job"),
+        configs=_per_strategy(),
+    ),
+)
+STAGE_BY_JOB = {stage.job: stage for stage in STAGES}
+
+FRESHNESS_CHECKS = (("raw_trades", "raw_trades_is_fresh"), ("ohlcv_1m", "ohlcv_1m_is_fresh"))
+
+
+def build_jobs() -> list[Any]:
+    """The stage jobs (their partitions are their assets'), `freshness_job`, and `instruments_job`."""
+    jobs = [
+        define_asset_job(
+            stage.job,
+            selection=AssetSelection.assets(*stage.assets),
+            description=stage.description,
+            tags={"fundarb/stage": stage.job},
+        )
+        for stage in STAGES
+    ]
+    jobs.append(
+        define_asset_job(
+            "freshness_job",
+            selection=AssetSelection.checks(*(AssetCheckKey(AssetKey(a), name) for a, name in FRESHNESS_CHECKS))
+            | AssetSelection.assets("alerts"),
+            description="The freshness checks on the wall clock, then the alerts (stale streams, failed checks): "
+            "run every 15 minutes by freshness_schedule when the source is live.",
+            tags={"fundarb/stage": "freshness_job"},
+        )
+    )
+    jobs.append(
+        define_asset_job(
+            "instruments_job",
+            selection=AssetSelection.assets("instruments"),
+            description="Reload the instrument registry (instruments.json) into the warehouse.",
+        )
+    )
+    return jobs
 
 
 def keys_with_partitions(assets: Sequence[Any], partitions_def: Any) -> list[Any]:
@@ -24,37 +152,6 @@ def keys_with_partitions(assets: Sequence[Any], partitions_def: Any) -> list[Any
     return sorted(keys, key=lambda k: k.to_user_string())
 
 
-def build_jobs(assets: Sequence[Any]) -> list[Any]:
-    """`raw_job` (the landing sensor's target), `hourly_job` (every hourly asset of every domain, in
-    dependency order), `daily_job` (every daily asset), `instruments_job`."""
-    hourly = keys_with_partitions(assets, HOURLY)
-    daily = keys_with_partitions(assets, DAILY)
-    jobs = [
-        define_asset_job(
-            "raw_job",
-            selection=AssetSelection.assets(*LANDED_HOURLY),
-            partitions_def=HOURLY,
-            description="Load one hour (or a range) of every landed stream into its table (raw, execution).",
-        ),
-        define_asset_job(
-            "hourly_job",
-            selection=AssetSelection.assets(*hourly),
-            partitions_def=HOURLY,
-            description="Every hourly-partitioned asset of every domain: raw -> bars -> indicators -> funding...",
-        ),
-        define_asset_job(
-            "instruments_job",
-            selection=AssetSelection.assets("instruments"),
-            description="Reload the instrument registry (instruments.json) into the warehouse.",
-        ),
-    ]
-    if daily:
-        jobs.append(
-            define_asset_job(
-                "daily_job",
-                selection=AssetSelection.assets(*daily),
-                partitions_def=DAILY,
-                description="Every daily-partitioned asset (ohlcv_1d, funding history...).",
-            )
-        )
-    return jobs
+def stage_asset_names(stages: Sequence[Stage] = STAGES) -> list[str]:
+    """Every asset some stage materializes (a test holds this against the asset graph)."""
+    return [name for stage in stages for name in stage.assets]

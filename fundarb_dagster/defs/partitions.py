@@ -1,43 +1,136 @@
-"""Event-time partitions shared by every domain, and the helpers assets use to read their window.
+"""Event-time partitions shared by every domain, where they start, and the window helpers assets and
+sensors use.
 
 Every partitioned table is keyed by event time (UTC): an hourly partition holds the rows whose `ts` falls in
-that hour, whatever the time they arrived. Import `HOURLY` / `DAILY` (the same objects) so that jobs can
-select assets by partitions definition and ranged runs (`BackfillPolicy.single_run()`) can span many keys.
+that hour, whatever the time they arrived. The assets are declared on the templates `HOURLY` / `DAILY`;
+when the code location loads, `definitions.py` moves them onto the deployment's `Partitions` (same
+granularity, a start chosen by `partitions_start`), so the UI lists only hours that can hold data instead of
+years of "missing" partitions. Ranged runs (`BackfillPolicy.single_run()`) span many keys in one run.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
 
 from dagster import (
-    AutomationCondition,
+    AssetsDefinition,
     BackfillPolicy,
     DailyPartitionsDefinition,
     HourlyPartitionsDefinition,
+    PartitionsDefinition,
 )
 
-from ..core.units import HOUR_MS
+from ..core.config import ConfigError
+from ..core.landing import landing_root
+from ..core.units import DAY_MS, HOUR_MS
 
-# Early enough for the recorded fixtures (2019) and imported history; end_offset=1 includes the hour (or
-# day) in progress, so a live capture's current hour can be materialized before it closes.
-PARTITIONS_START = "2019-01-01"
-HOURLY = HourlyPartitionsDefinition(start_date=f"{PARTITIONS_START}-00:00", end_offset=1, timezone="UTC")
-DAILY = DailyPartitionsDefinition(start_date=PARTITIONS_START, end_offset=1, timezone="UTC")
+# The one setting of the partitions' start (ISO date, UTC). Unset: the first day in the landing zone, else
+# today. Read when the code location loads (`definitions.py`), never at import.
+PARTITIONS_START_ENV: Final = "FUNDARB_PARTITIONS_START"
+
+# The templates the assets are declared on: early enough for every recorded fixture (2019), so tests that
+# materialize module-level assets need no setting. The loaded code location never shows this start.
+TEMPLATE_START: Final = "2019-01-01"
+HOURLY = HourlyPartitionsDefinition(start_date=f"{TEMPLATE_START}-00:00", end_offset=1, timezone="UTC")
+DAILY = DailyPartitionsDefinition(start_date=TEMPLATE_START, end_offset=1, timezone="UTC")
 
 # One run per partition range: a backfill of days of hours is one SQL statement per asset, not one per hour.
 SINGLE_RUN = BackfillPolicy.single_run()
 
-# Downstream hourly tables follow their parents: whenever any parent partition is updated (new or late
-# data, any hour, not only the latest) and nothing upstream is missing or running. `eager()` minus its
-# latest-time-window clause, so a late file for an old hour still propagates.
-FOLLOW_UPSTREAM = (
-    AutomationCondition.any_deps_updated().since_last_handled()
-    & ~AutomationCondition.any_deps_missing()
-    & ~AutomationCondition.any_deps_in_progress()
-    & ~AutomationCondition.in_progress()
-).with_label("follow_upstream")
+
+@dataclass(frozen=True)
+class Partitions:
+    """The deployment's hourly and daily partitions: both start at `start` (00:00 UTC) and include the
+    hour (or day) in progress (`end_offset=1`), so a live capture's current hour can load before it closes."""
+
+    start: date
+    origin: str  # where the start came from, said in the UI and the logs
+
+    @property
+    def hourly(self) -> HourlyPartitionsDefinition:
+        return HourlyPartitionsDefinition(start_date=f"{self.start:%Y-%m-%d}-00:00", end_offset=1, timezone="UTC")
+
+    @property
+    def daily(self) -> DailyPartitionsDefinition:
+        return DailyPartitionsDefinition(start_date=f"{self.start:%Y-%m-%d}", end_offset=1, timezone="UTC")
+
+    @property
+    def start_ms(self) -> int:
+        return int(datetime(self.start.year, self.start.month, self.start.day, tzinfo=UTC).timestamp() * 1000)
+
+    def of(self, template: PartitionsDefinition | None) -> PartitionsDefinition | None:
+        """The deployment's partitions definition standing for a template (None stays None)."""
+        if template is None:
+            return None
+        if template == HOURLY:
+            return self.hourly
+        if template == DAILY:
+            return self.daily
+        raise ValueError(f"partitions_def: {template} is neither the HOURLY nor the DAILY template")
+
+
+# The deployment partitions equal to the templates: what tests load the code location on.
+TEMPLATE_PARTITIONS = Partitions(date.fromisoformat(TEMPLATE_START), "the templates' start")
+
+
+def partitions_start(data_dir: Path, environ: Mapping[str, str] | None = None) -> Partitions:
+    """The partitions' start: `FUNDARB_PARTITIONS_START` (YYYY-MM-DD) if set, else the first day that has
+    files in the landing zone, else today (UTC): a new deployment starts where its capture starts.
+
+    History landed before the start later (an import, `fundarb history`) waits in the landing zone until
+    the code location reloads (the start then moves to it) or the setting is moved back."""
+    environ = os.environ if environ is None else environ
+    value = (environ.get(PARTITIONS_START_ENV) or "").strip()
+    if value:
+        try:
+            return Partitions(date.fromisoformat(value), PARTITIONS_START_ENV)
+        except ValueError:
+            raise ConfigError(f"{PARTITIONS_START_ENV}: {value!r} is not a date (YYYY-MM-DD)") from None
+    first = first_landed_day(data_dir)
+    if first is not None:
+        return Partitions(first, f"first landed day under {landing_root(data_dir)}")
+    return Partitions(datetime.now(UTC).date(), "today (nothing landed yet)")
+
+
+def first_landed_day(data_dir: Path) -> date | None:
+    """The earliest `date=` folder of any stream in the landing zone (a listing of folder names, no reads)."""
+    days = []
+    root = landing_root(data_dir)
+    if root.is_dir():
+        for folder in root.glob("*/date=*"):
+            try:
+                days.append(date.fromisoformat(folder.name[5:]))
+            except ValueError:
+                continue
+    return min(days) if days else None
+
+
+def on_partitions(definitions: Iterable[AssetsDefinition], partitions: Partitions) -> list[AssetsDefinition]:
+    """Assets and asset checks declared on the templates, moved onto the deployment's partitions."""
+    return [_moved(item, partitions) for item in definitions]
+
+
+def _moved(item: AssetsDefinition, partitions: Partitions) -> AssetsDefinition:
+    if item.keys:  # an asset (or several): its specs carry the partitions
+        if item.partitions_def is None:
+            return item
+        return item.map_asset_specs(
+            lambda spec: spec.replace_attributes(partitions_def=partitions.of(spec.partitions_def))
+        )
+    # Checks only: a partitioned check must share its asset's partitions. Dagster has no public way to
+    # replace a check spec's partitions (1.13), so the definition is rebuilt with the replaced specs.
+    specs = item._check_specs_by_output_name  # noqa: SLF001 - see above
+    if all(spec.partitions_def is None for spec in specs.values()):
+        return item
+    replaced = {name: spec._replace(partitions_def=partitions.of(spec.partitions_def)) for name, spec in specs.items()}
+    return item.__class__.dagster_internal_init(
+        **{**item.get_attributes_dict(), "check_specs_by_output_name": replaced}
+    )
 
 
 @dataclass(frozen=True)
@@ -80,6 +173,52 @@ def partition_window(context: Any) -> Window:
         int(time_window.start.timestamp() * 1000),
         int(time_window.end.timestamp() * 1000),
     )
+
+
+# -- spans: the sensors' window algebra on epoch ms ---------------------------------------------------
+Span = tuple[int, int]  # [start_ms, end_ms), aligned to hours (or days)
+
+
+def hour_key(ms: int) -> str:
+    """The hourly partition key of the hour holding `ms` (`2026-11-01-13:00`)."""
+    return f"{_utc(ms // HOUR_MS * HOUR_MS):%Y-%m-%d-%H:00}"
+
+
+def day_key(ms: int) -> str:
+    """The daily partition key of the day holding `ms` (`2026-11-01`)."""
+    return f"{_utc(ms // DAY_MS * DAY_MS):%Y-%m-%d}"
+
+
+def key_ms(key: str) -> int:
+    """The start (epoch ms) of an hourly (`2026-11-01-13:00`) or daily (`2026-11-01`) partition key."""
+    fmt = "%Y-%m-%d-%H:%M" if len(key) > 10 else "%Y-%m-%d"
+    return int(datetime.strptime(key, fmt).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def merge_spans(spans: Iterable[Span]) -> list[Span]:
+    """The union of spans as sorted, disjoint spans (touching spans join)."""
+    merged: list[list[int]] = []
+    for start, end in sorted(s for s in spans if s[1] > s[0]):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(start, end) for start, end in merged]
+
+
+def split_span(span: Span, max_ms: int) -> list[Span]:
+    """A span cut into consecutive pieces of at most `max_ms` (bounded runs over a long backlog)."""
+    start, end = span
+    return [(s, min(s + max_ms, end)) for s in range(start, end, max_ms)]
+
+
+def clip_spans(spans: Sequence[Span], lo: int, hi: int) -> list[Span]:
+    """Spans cut to [lo, hi); empty pieces dropped."""
+    return [(max(s, lo), min(e, hi)) for s, e in spans if min(e, hi) > max(s, lo)]
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def _naive(ms: int) -> datetime:

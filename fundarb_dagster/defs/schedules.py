@@ -1,28 +1,43 @@
-"""Schedules: the daily rebuild of yesterday's daily partitions."""
+"""Schedules: `freshness_schedule`, the freshness checks and the alerts on the wall clock, every 15 minutes,
+for a live capture (a stopped capture lands nothing, so nothing else would run to notice).
 
-from datetime import timedelta
+Simulated and replayed sources skip it: their freshness is measured on the data's own clock, by the
+checks that run with raw_job and bars_job.
+"""
+
 from typing import Any
 
-from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
+from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
 
-DAILY_CRON = "40 0 * * *"  # 00:40 UTC: the last hour of yesterday has had 40 minutes to land and load
+from .resources import SourceConfigResource
+
+FRESHNESS_CRON = "*/15 * * * *"
 
 
 def build_schedules(jobs: list[Any]) -> list[Any]:
     by_name = {job.name: job for job in jobs}
-    if "daily_job" not in by_name:
-        return []
 
     @schedule(
-        name="daily_schedule",
-        cron_schedule=DAILY_CRON,
+        name="freshness_schedule",
+        cron_schedule=FRESHNESS_CRON,
         execution_timezone="UTC",
-        job=by_name["daily_job"],
+        job=by_name["freshness_job"],
         default_status=DefaultScheduleStatus.RUNNING,
-        description="Rebuild yesterday's partition of every daily asset (ohlcv_1d, funding history...).",
+        description="Every 15 minutes for a live source: the freshness checks against the wall clock, then the "
+        "alerts (streams stale on the wall clock, failed checks). Skipped for sim and replay sources.",
     )
-    def daily_schedule(context: ScheduleEvaluationContext) -> RunRequest:
-        day = (context.scheduled_execution_time - timedelta(days=1)).strftime("%Y-%m-%d")
-        return RunRequest(run_key=f"daily:{day}", partition_key=day)
+    def freshness_schedule(context: ScheduleEvaluationContext, source: SourceConfigResource) -> RunRequest | SkipReason:
+        kind = source.load().source
+        if kind != "live":
+            return SkipReason(
+                f"source {kind!r} simulates or replays market time: freshness follows the data's clock, checked in "
+                "raw_job and bars_job runs"
+            )
+        tick = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")
+        return RunRequest(
+            run_key=f"freshness:{tick}",
+            run_config={"ops": {"alerts": {"config": {"stale_clock": "wall"}}}},
+            tags={"fundarb/trigger": "freshness_schedule"},
+        )
 
-    return [daily_schedule]
+    return [freshness_schedule]

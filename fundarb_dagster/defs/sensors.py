@@ -1,80 +1,117 @@
-"""Sensors: `landing_sensor` (new landed files -> raw runs), the automation sensor (downstream follows),
-the freshness-check sensor.
+"""Sensors: `landing_sensor` (complete hours of landed files -> `raw_job`) and `pipeline_sensor` (each stage
+after the stages it reads, see `jobs.STAGES`). Both are on by default; with the daemon up (`fundarb ui` runs
+`dagster dev`), a landed file reaches `alerts` with nobody pressing a button.
 
-landing_sensor: each tick lists the landing zone's hour folders changed since its cursor (a folder's
-mtime moves when a file is renamed into it), digests each changed hour's file set (names and sizes over
-every stream) and requests one run of that hour's raw partitions per new digest. The run key is
-`landing:<partition>:<digest>`, so a file set is loaded exactly once, and a late file (a new digest)
-re-runs its hour. Downstream hourly assets (bars, indicators, funding...) follow through their
-`FOLLOW_UPSTREAM` automation condition, evaluated by `automation_sensor`.
+landing_sensor: each tick lists the landing zone's hour folders changed since its cursor (a folder's mtime
+moves when a file is renamed into it) and digests each changed hour's file set (names and sizes over every
+stream). An hour is loaded once it is complete: a later hour has landed (it closed on the data's clock) or
+its folders have been quiet for `QUIET_S` (the capture stopped). Contiguous complete hours are one ranged
+`raw_job` run, run key `landing:<first>...<last>:<digest>`: a file set loads once, a late file re-runs its hour.
+
+pipeline_sensor: reads the successful runs of the stage jobs since its cursor (the event log's storage id),
+adds their windows to the pending windows of the stages that follow them, and requests a stage's pending
+windows as ranged runs of its job when none of its own runs nor of the stages it waits for is queued,
+running or about to be requested. Its cursor also keeps the data's clock (the newest hour raw_job loaded),
+which says when a day has ended.
 """
+
+from __future__ import annotations
 
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from dagster import (
     AssetKey,
-    AssetSelection,
-    AutomationConditionSensorDefinition,
+    DagsterEventType,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
+    RunStatusChangeRecordsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
-    build_sensor_for_freshness_checks,
     sensor,
 )
 
-from ..core import landing
+from ..core.schema import MARKET_STREAMS
 from ..core.tables import STREAM_TABLES
-from .jobs import LANDED_HOURLY
+from ..core.units import DAY_MS, HOUR_MS
+from .common.landing import hour_folders
+from .jobs import STAGES, Stage
+from .partitions import Partitions, Span, clip_spans, day_key, hour_key, key_ms, merge_spans, split_span
 from .resources import DataDirResource
 
 STREAMS = tuple(STREAM_TABLES)  # every landed stream: a raw run loads them all
-MTIME_SLACK_S = 5.0  # rescan folders this close to the cursor: mtimes are coarse, digests dedupe
-FORGET_AFTER_S = 48 * 3600.0  # digests of folders untouched this long leave the cursor (it stays small)
-MAX_RUNS_PER_TICK = 48
+LANDING_INTERVAL_S: Final = 15  # the daemon evaluates the landing sensor at most this often (a folder listing)
+PIPELINE_INTERVAL_S: Final = 5  # and the pipeline sensor (a few run-storage queries): the daemon's loop period
+QUIET_S: Final = 20.0  # an hour with no later data is complete once its folders are this old (capture stopped)
+MTIME_SLACK_S: Final = 5.0  # rescan folders this close to the cursor: mtimes are coarse, digests dedupe
+FORGET_AFTER_S: Final = 48 * 3600.0  # digests of folders untouched this long leave the cursor (it stays small)
+MAX_RUN_HOURS: Final = 31 * 24  # a backlog is cut into ranged runs of at most a month of hours
+MAX_RUN_DAYS: Final = 366
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+PARTITION_TAG = "dagster/partition"
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
 
 
+# -- landing_sensor -------------------------------------------------------------------------------------
 @dataclass
 class LandingCursor:
     seen_mtime: float = 0.0
-    digests: dict[str, str] = field(default_factory=dict)  # partition key -> digest of its file set
-    mtimes: dict[str, float] = field(default_factory=dict)  # partition key -> newest folder mtime
+    digests: dict[str, str] = field(default_factory=dict)  # hour key -> digest of its file set, loaded
+    mtimes: dict[str, float] = field(default_factory=dict)  # hour key -> newest folder mtime
+    waiting: list[str] = field(default_factory=list)  # hours seen but not complete yet: rescanned every tick
+    before_start: str = ""  # the earliest hour left in the landing zone for being before the partitions' start
 
     @classmethod
-    def parse(cls, raw: str | None) -> "LandingCursor":
+    def parse(cls, raw: str | None) -> LandingCursor:
         if not raw:
             return cls()
         data = json.loads(raw)
-        return cls(float(data.get("seen_mtime", 0.0)), dict(data.get("digests", {})), dict(data.get("mtimes", {})))
+        return cls(
+            float(data.get("seen_mtime", 0.0)),
+            dict(data.get("digests", {})),
+            dict(data.get("mtimes", {})),
+            list(data.get("waiting", [])),
+            str(data.get("before_start", "")),
+        )
 
     def dump(self) -> str:
         return json.dumps(
-            {"seen_mtime": self.seen_mtime, "digests": self.digests, "mtimes": self.mtimes}, sort_keys=True
+            {
+                "seen_mtime": self.seen_mtime,
+                "digests": self.digests,
+                "mtimes": self.mtimes,
+                "waiting": sorted(self.waiting),
+                "before_start": self.before_start,
+            },
+            sort_keys=True,
         )
 
 
-def hour_folders(data_dir: Path) -> Iterable[tuple[str, Path, float]]:
-    """(partition key, folder, mtime) of every stream's hour folder in the landing zone."""
-    root = landing.landing_root(data_dir)
-    for stream in STREAMS:
-        base = root / stream
-        if not base.is_dir():
-            continue
-        for day in base.glob("date=*"):
-            for hour in day.glob("hour=*"):
-                try:
-                    mtime = hour.stat().st_mtime
-                except FileNotFoundError:
-                    continue
-                key = f"{day.name[5:]}-{hour.name[5:]}:00"
-                yield key, hour, mtime
+@dataclass
+class LandingTick:
+    """What one evaluation decided: the runs, the next cursor, and what it left waiting (said in the log)."""
+
+    requests: list[RunRequest]
+    cursor: LandingCursor
+    waiting: int = 0
+    before_start: int = 0
 
 
 def file_set_digest(folders: Iterable[Path]) -> str:
@@ -82,97 +119,359 @@ def file_set_digest(folders: Iterable[Path]) -> str:
     entries = []
     for folder in folders:
         stream = folder.parent.parent.name
-        for entry in os.scandir(folder):
+        try:
+            listing = list(os.scandir(folder))
+        except FileNotFoundError:
+            continue
+        for entry in listing:
             if entry.name.endswith(".parquet") and not entry.name.startswith("."):
                 entries.append(f"{stream}/{entry.name}:{entry.stat().st_size}")
     return hashlib.sha1("\n".join(sorted(entries)).encode()).hexdigest()[:20]
 
 
 def evaluate_landing(
-    data_dir: Path, cursor: LandingCursor, already_loaded: set[str] | None = None
-) -> tuple[list[RunRequest], LandingCursor]:
-    """The sensor's logic, pure enough to test: changed hours -> run requests, and the next cursor.
+    data_dir: Path,
+    cursor: LandingCursor,
+    bounds: Span,
+    now_s: float | None = None,
+    already_loaded: set[str] | None = None,
+) -> LandingTick:
+    """The sensor's logic, pure enough to test: changed, complete hours -> ranged `raw_job` requests.
 
+    `bounds`: [first, end) of the hourly partitions (ms); hours outside wait in the landing zone.
     `already_loaded`: on the very first tick (no cursor), hours whose raw partitions were materialized
     before the sensor ran are recorded without a run (a warehouse filled by the CLI is not reloaded).
     """
-    changed: dict[str, list[Path]] = {}
-    newest = cursor.seen_mtime
-    folder_mtime: dict[str, float] = {}
-    for key, _folder, mtime in hour_folders(data_dir):
-        newest = max(newest, mtime)
-        folder_mtime[key] = max(folder_mtime.get(key, 0.0), mtime)
-        if mtime >= cursor.seen_mtime - MTIME_SLACK_S:
-            changed.setdefault(key, [])
-    # Digest over every stream's folder of a changed hour (the run loads all of them).
-    root = landing.landing_root(data_dir)
-    requests: list[RunRequest] = []
-    next_cursor = LandingCursor(newest, dict(cursor.digests), dict(cursor.mtimes))
-    for key in sorted(changed):
-        if len(requests) >= MAX_RUNS_PER_TICK:
-            next_cursor.seen_mtime = min(next_cursor.seen_mtime, folder_mtime[key] - MTIME_SLACK_S - 1)
+    now_s = time.time() if now_s is None else now_s
+    start_ms, end_ms = bounds
+    # The partitions' start moved back to hours left waiting before it (a reload): look at everything again.
+    rescan = bool(cursor.before_start) and key_ms(cursor.before_start) >= start_ms
+    floor = 0.0 if rescan else cursor.seen_mtime - MTIME_SLACK_S
+    folders: dict[int, list[Path]] = {}
+    mtime: dict[int, float] = {}
+    newest_mtime, clock = cursor.seen_mtime, 0
+    market = set(MARKET_STREAMS)
+    for hour_ms, folder, folder_mtime in hour_folders(data_dir, STREAMS):
+        folders.setdefault(hour_ms, []).append(folder)
+        mtime[hour_ms] = max(mtime.get(hour_ms, 0.0), folder_mtime)
+        newest_mtime = max(newest_mtime, folder_mtime)
+        if folder.parent.parent.name in market:
+            clock = max(clock, hour_ms)
+    changed = {h for h, m in mtime.items() if m >= floor} | {key_ms(k) for k in cursor.waiting if key_ms(k) in mtime}
+    tick = LandingTick([], LandingCursor(newest_mtime, dict(cursor.digests), dict(cursor.mtimes)))
+    tick.cursor.before_start = "" if rescan else cursor.before_start
+    ready: list[tuple[int, str]] = []
+    for hour_ms in sorted(changed):
+        key = hour_key(hour_ms)
+        if hour_ms < start_ms:
+            tick.before_start = tick.before_start + 1
+            earliest = tick.cursor.before_start
+            tick.cursor.before_start = key if not earliest or hour_ms < key_ms(earliest) else earliest
             continue
-        date, hour = key[:10], key[11:13]
-        folders = [root / s / f"date={date}" / f"hour={hour}" for s in STREAMS]
-        digest = file_set_digest(f for f in folders if f.is_dir())
-        next_cursor.mtimes[key] = folder_mtime[key]
+        complete = hour_ms < clock or now_s - mtime[hour_ms] >= QUIET_S
+        if hour_ms >= end_ms or not complete:
+            tick.cursor.waiting.append(key)
+            continue
+        digest = file_set_digest(folders[hour_ms])
+        tick.cursor.mtimes[key] = mtime[hour_ms]
         if cursor.digests.get(key) == digest:
             continue
-        next_cursor.digests[key] = digest
+        tick.cursor.digests[key] = digest
         if already_loaded is not None and key in already_loaded:
             continue
-        requests.append(
-            RunRequest(
-                run_key=f"landing:{key}:{digest}",
-                partition_key=key,
-                asset_selection=[AssetKey(name) for name in LANDED_HOURLY],
-                tags={"fundarb/trigger": "landing", "fundarb/file_set": digest},
-            )
-        )
+        ready.append((hour_ms, digest))
+    tick.waiting = len(tick.cursor.waiting)
+    digests = dict(ready)
+    for span in merge_spans((h, h + HOUR_MS) for h, _ in ready):
+        for first, end in split_span(span, MAX_RUN_HOURS * HOUR_MS):
+            content = hashlib.sha1("".join(digests[h] for h in range(first, end, HOUR_MS)).encode()).hexdigest()[:20]
+            tick.requests.append(
+                stage_request(
+                    "raw_job", (first, end), "hour", f"landing:{_range_label((first, end), 'hour')}:{content}",
+                    {"fundarb/trigger": "landing_sensor", "fundarb/file_set": content},
+                )
+            )  # fmt: skip
     # Forget hours untouched for long; a late file changes the folder's mtime and brings it back.
-    horizon = newest - FORGET_AFTER_S
-    for key in [k for k, m in next_cursor.mtimes.items() if m < horizon]:
-        next_cursor.mtimes.pop(key, None)
-        next_cursor.digests.pop(key, None)
-    return requests, next_cursor
+    horizon = newest_mtime - FORGET_AFTER_S
+    for key in [k for k, m in tick.cursor.mtimes.items() if m < horizon]:
+        tick.cursor.mtimes.pop(key, None)
+        tick.cursor.digests.pop(key, None)
+    return tick
 
 
-@sensor(
-    name="landing_sensor",
-    target=AssetSelection.assets(*LANDED_HOURLY),
-    minimum_interval_seconds=15,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="New or late files in landing/<stream>/date=/hour=/ -> one run of that hour's raw partitions "
-    "per file set (run key: partition + digest of the file set).",
-)
-def landing_sensor(context: SensorEvaluationContext, data_dir: DataDirResource) -> SensorResult | SkipReason:
-    cursor = LandingCursor.parse(context.cursor)
-    already_loaded = None
-    if not context.cursor:
-        already_loaded = set(context.instance.get_materialized_partitions(AssetKey("raw_trades")))
-    requests, next_cursor = evaluate_landing(data_dir.path(), cursor, already_loaded)
-    if not requests and next_cursor.dump() == cursor.dump():
-        return SkipReason(f"no new landed files under {landing.landing_root(data_dir.path())}")
-    return SensorResult(run_requests=requests, cursor=next_cursor.dump())
-
-
-automation_sensor = AutomationConditionSensorDefinition(
-    "automation_sensor",
-    target=AssetSelection.all(),
-    default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    description="Evaluates the assets' automation conditions: downstream hourly tables follow their parents.",
-)
-
-
-def build_sensors(freshness_checks: list[Any]) -> list[Any]:
-    sensors = [landing_sensor, automation_sensor]
-    if freshness_checks:
-        sensors.append(
-            build_sensor_for_freshness_checks(
-                freshness_checks=freshness_checks,
-                name="freshness_checks_sensor",
-                default_status=DefaultSensorStatus.RUNNING,
+def build_landing_sensor(partitions: Partitions, raw_job: Any) -> Any:
+    @sensor(
+        name="landing_sensor",
+        job=raw_job,
+        minimum_interval_seconds=LANDING_INTERVAL_S,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Complete hours of landed files in landing/<stream>/date=/hour=/ -> one ranged raw_job run per "
+        "run of contiguous hours (run key: the range and a digest of its file sets). An hour is complete when "
+        f"a later hour has landed or its folders have been quiet for {QUIET_S:g} s.",
+    )
+    def landing_sensor(context: SensorEvaluationContext, data_dir: DataDirResource) -> SensorResult | SkipReason:
+        cursor = LandingCursor.parse(context.cursor)
+        already_loaded = None
+        if not context.cursor:
+            already_loaded = set(context.instance.get_materialized_partitions(AssetKey("raw_trades")))
+        tick = evaluate_landing(data_dir.path(), cursor, hourly_bounds(partitions), already_loaded=already_loaded)
+        if tick.before_start:
+            context.log.warning(
+                f"{tick.before_start} landed hours are before the partitions' start {partitions.start} "
+                f"({partitions.origin}) and wait in the landing zone: set FUNDARB_PARTITIONS_START earlier or "
+                "reload the code location (the start follows the first landed day)"
             )
-        )
-    return sensors
+        if tick.waiting:
+            context.log.info(f"{tick.waiting} hours not complete yet (no later hour, files younger than {QUIET_S:g} s)")
+        if not tick.requests and tick.cursor.dump() == cursor.dump():
+            return SkipReason(f"no new complete hours under {data_dir.landing_root()}")
+        return SensorResult(run_requests=tick.requests, cursor=tick.cursor.dump())
+
+    return landing_sensor
+
+
+def hourly_bounds(partitions: Partitions) -> Span:
+    """[first, end) of the hourly partitions now (the last one is the hour in progress, `end_offset=1`)."""
+    last = partitions.hourly.get_last_partition_key()
+    return partitions.start_ms, (key_ms(last) + HOUR_MS if last else partitions.start_ms)
+
+
+# -- runs of a stage --------------------------------------------------------------------------------------
+def _range_label(span: Span, unit: str) -> str:
+    key = hour_key if unit == "hour" else day_key
+    step = HOUR_MS if unit == "hour" else DAY_MS
+    first, last = key(span[0]), key(span[1] - step)
+    return first if first == last else f"{first}...{last}"
+
+
+def stage_request(job: str, span: Span, unit: str, run_key: str, tags: dict[str, str]) -> RunRequest:
+    """A run of a partitioned stage job over a window: one partition, or a range (Dagster's range tags)."""
+    step = HOUR_MS if unit == "hour" else DAY_MS
+    key = hour_key if unit == "hour" else day_key
+    first, last = key(span[0]), key(span[1] - step)
+    n = (span[1] - span[0]) // step
+    window = f"{_iso(span[0])} .. {_iso(span[1])} ({n} {unit}{'s' if n > 1 else ''})"
+    tags = {**tags, "fundarb/window": window}
+    if first == last:
+        return RunRequest(run_key=run_key, job_name=job, partition_key=first, tags=tags)
+    return RunRequest(run_key=run_key, job_name=job, tags={**tags, RANGE_START_TAG: first, RANGE_END_TAG: last})
+
+
+def run_span(tags: dict[str, str]) -> Span | None:
+    """The event-time window of a run from its partition tags (None: an unpartitioned run)."""
+    first = tags.get(RANGE_START_TAG) or tags.get(PARTITION_TAG)
+    last = tags.get(RANGE_END_TAG) or tags.get(PARTITION_TAG)
+    if not first or not last:
+        return None
+    step = HOUR_MS if len(last) > 10 else DAY_MS
+    return key_ms(first), key_ms(last) + step
+
+
+def _iso(ms: int) -> str:
+    return f"{datetime.fromtimestamp(ms / 1000, tz=UTC):%Y-%m-%d %H:%M}"
+
+
+# -- pipeline_sensor ----------------------------------------------------------------------------------------
+@dataclass
+class PipelineCursor:
+    event_id: int = 0  # storage id of the last run-success event read
+    clock_ms: int = 0  # end of the newest hour raw_job loaded: the data's clock
+    pending: dict[str, list[Span]] = field(default_factory=dict)  # stage job -> windows not requested yet
+
+    @classmethod
+    def parse(cls, raw: str | None) -> PipelineCursor:
+        if not raw:
+            return cls()
+        data = json.loads(raw)
+        pending = {job: [(int(s), int(e)) for s, e in spans] for job, spans in data.get("pending", {}).items()}
+        return cls(int(data.get("event_id", 0)), int(data.get("clock_ms", 0)), pending)
+
+    def dump(self) -> str:
+        pending = {job: [list(s) for s in spans] for job, spans in self.pending.items() if spans}
+        return json.dumps({"event_id": self.event_id, "clock_ms": self.clock_ms, "pending": pending}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Success:
+    """A successful run of a stage job: its job, window (None: unpartitioned) and id."""
+
+    job: str
+    span: Span | None
+    run_id: str
+
+
+def follow_window(stage: Stage, span: Span | None) -> Span:
+    """The window of `stage` a successful upstream run over `span` asks for."""
+    if stage.unit is None or span is None:
+        return (0, 1)  # an unpartitioned stage only needs to know that it is due
+    start, end = span
+    if stage.unit == "day":
+        return (start // DAY_MS * DAY_MS, -(-end // DAY_MS) * DAY_MS)
+    if stage.unit == "hour":
+        return (start - stage.look_back_h * HOUR_MS, end)
+    return (start, end)
+
+
+def plan_stages(
+    cursor: PipelineCursor,
+    successes: Sequence[Success],
+    last_event_id: int,
+    in_flight: set[str],
+    hour_bounds: Span,
+    stages: Sequence[Stage] = STAGES,
+) -> tuple[list[RunRequest], PipelineCursor]:
+    """The sensor's logic, pure: new successes -> pending windows -> runs of the stages free to start.
+
+    Stages are visited in dependency order. A stage with ready windows starts when neither its own job nor
+    any job it waits for is in flight, requested in this tick, or holding ready windows it could not start.
+    """
+    pending = {job: list(spans) for job, spans in cursor.pending.items()}
+    clock = cursor.clock_ms
+    for success in successes:
+        if success.job == "raw_job" and success.span is not None:
+            clock = max(clock, success.span[1])
+        for stage in stages:
+            if success.job in stage.after:
+                pending.setdefault(stage.job, []).append(follow_window(stage, success.span))
+    start_ms, end_ms = hour_bounds
+    busy: set[str] = set()
+    requests: list[RunRequest] = []
+    for stage in stages:
+        spans = merge_spans(pending.get(stage.job, [])) if stage.unit else pending.get(stage.job, [])[:1]
+        if stage.unit is not None:
+            spans = clip_spans(spans, start_ms // DAY_MS * DAY_MS if stage.unit == "day" else start_ms, end_ms)
+        ready, later = spans, []
+        if stage.complete_days:
+            # A day is complete once an hour of a later day has loaded: the day of the clock's last hour is not.
+            day_of_clock = (clock - HOUR_MS) // DAY_MS * DAY_MS if clock else 0
+            ready, later = clip_spans(spans, 0, day_of_clock), clip_spans(spans, day_of_clock, 2**62)
+        if not ready:
+            pending[stage.job] = later
+            continue
+        blocked = stage.job in in_flight or any(job in in_flight or job in busy for job in stage.waits_for)
+        busy.add(stage.job)
+        if blocked:
+            pending[stage.job] = spans
+            continue
+        pending[stage.job] = later
+        requests.extend(_stage_requests(stage, ready, last_event_id))
+    return requests, PipelineCursor(last_event_id, clock, {job: s for job, s in pending.items() if s})
+
+
+def _stage_requests(stage: Stage, spans: Sequence[Span], event_id: int) -> list[RunRequest]:
+    tags = {"fundarb/trigger": f"pipeline_sensor after {', '.join(stage.after)}"}
+    if stage.unit is None:
+        return [
+            RunRequest(
+                run_key=f"{stage.job}:{label}:{event_id}",
+                job_name=stage.job,
+                run_config=config,
+                tags={**tags, "fundarb/config": label},
+            )
+            for label, config in (stage.configs or {"default": {}}).items()
+        ]
+    step = HOUR_MS if stage.unit == "hour" else DAY_MS
+    most = (MAX_RUN_HOURS if stage.unit == "hour" else MAX_RUN_DAYS) * step
+    return [
+        stage_request(stage.job, piece, stage.unit, f"{stage.job}:{_range_label(piece, stage.unit)}:{event_id}", tags)
+        for span in spans
+        for piece in split_span(span, most)
+    ]
+
+
+def read_successes(instance: Any, after_id: int, jobs: Sequence[str], limit: int = 500) -> tuple[list[Success], int]:
+    """Successful runs of the stage jobs after the storage id `after_id` (oldest first), and the last id read."""
+    result = instance.fetch_run_status_changes(
+        RunStatusChangeRecordsFilter(DagsterEventType.RUN_SUCCESS, after_storage_id=after_id, job_names=list(jobs)),
+        limit=limit,
+        ascending=True,
+    )
+    successes, last = [], after_id
+    for record in result.records:
+        last = max(last, record.storage_id)
+        run = instance.get_run_by_id(record.event_log_entry.run_id)
+        if run is not None:
+            successes.append(Success(run.job_name, run_span(dict(run.tags)), run.run_id))
+    return successes, last
+
+
+def jobs_in_flight(instance: Any, jobs: Iterable[str]) -> set[str]:
+    """The jobs with a run queued, starting, running or cancelling."""
+    return {job for job in jobs if instance.get_run_records(RunsFilter(job_name=job, statuses=IN_FLIGHT), limit=1)}
+
+
+def build_pipeline_sensor(partitions: Partitions, jobs: Sequence[Any]) -> Any:
+    stage_jobs = [job for job in jobs if job.name in {stage.job for stage in STAGES}]
+
+    @sensor(
+        name="pipeline_sensor",
+        jobs=stage_jobs,
+        minimum_interval_seconds=PIPELINE_INTERVAL_S,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Runs each stage of the pipeline after the stages it reads (jobs.STAGES): a successful run's "
+        "window becomes the next stages' window; a stage starts when nothing it waits for is queued or running.",
+    )
+    def pipeline_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+        cursor = PipelineCursor.parse(context.cursor)
+        names = [stage.job for stage in STAGES]
+        successes, last_id = read_successes(context.instance, cursor.event_id, names)
+        in_flight = jobs_in_flight(context.instance, names)
+        requests, next_cursor = plan_stages(cursor, successes, last_id, in_flight, hourly_bounds(partitions))
+        for request in requests:
+            context.log.info(
+                f"{request.job_name} {request.tags.get('fundarb/window', request.tags.get('fundarb/config'))}"
+            )
+        if context.cursor and not requests and next_cursor.dump() == cursor.dump():
+            waiting = ", ".join(f"{job} ({len(spans)} windows)" for job, spans in cursor.pending.items()) or "nothing"
+            return SkipReason(
+                f"no stage to start; pending: {waiting}; in flight: {', '.join(sorted(in_flight)) or 'none'}"
+            )
+        return SensorResult(run_requests=requests, cursor=next_cursor.dump())
+
+    return pipeline_sensor
+
+
+def build_sensors(partitions: Partitions, jobs: Sequence[Any]) -> list[Any]:
+    raw_job = next(job for job in jobs if job.name == "raw_job")
+    return [build_landing_sensor(partitions, raw_job), build_pipeline_sensor(partitions, jobs)]
+
+
+# -- where the pipeline stands (the demo and the daemon test wait on it) --------------------------------------
+@dataclass
+class PipelineStatus:
+    """What is left before every landed hour has gone through every stage it can reach."""
+
+    sensors_ticked: bool  # both sensors have a cursor (the daemon evaluated them)
+    unloaded_hours: int  # landed hours inside the partitions with no raw materialization yet
+    in_flight: list[str]  # stage jobs with runs queued or running
+    unread: bool  # stage successes the pipeline sensor has not read yet
+    ready: list[str]  # stages holding windows they would start now
+
+    @property
+    def settled(self) -> bool:
+        return self.sensors_ticked and not (self.unloaded_hours or self.in_flight or self.unread or self.ready)
+
+    def __str__(self) -> str:
+        if not self.sensors_ticked:
+            return "waiting for the sensors' first ticks"
+        parts = [f"{self.unloaded_hours} landed hours not loaded yet"] if self.unloaded_hours else []
+        parts += [f"running: {', '.join(self.in_flight)}"] if self.in_flight else []
+        parts += [f"ready: {', '.join(self.ready)}"] if self.ready else []
+        parts += ["a finished run not read yet"] if self.unread else []
+        return "; ".join(parts) or "settled"
+
+
+def pipeline_status(instance: Any, data_dir: Path, partitions: Partitions) -> PipelineStatus:
+    cursors = {state.instigator_name: state.instigator_data for state in instance.all_instigator_state()}
+    landing, pipeline = cursors.get("landing_sensor"), cursors.get("pipeline_sensor")
+    names = [stage.job for stage in STAGES]
+    in_flight = sorted(jobs_in_flight(instance, names))
+    if landing is None or pipeline is None or not getattr(pipeline, "cursor", None):
+        return PipelineStatus(False, 0, in_flight, False, [])
+    bounds = hourly_bounds(partitions)
+    landed = {hour_key(h) for h, _, _ in hour_folders(data_dir, STREAMS) if bounds[0] <= h < bounds[1]}
+    unloaded = len(landed - set(instance.get_materialized_partitions(AssetKey("raw_trades"))))
+    cursor = PipelineCursor.parse(pipeline.cursor)
+    unread = bool(read_successes(instance, cursor.event_id, names, limit=1)[0])
+    requests, _ = plan_stages(cursor, [], cursor.event_id, set(), bounds)
+    return PipelineStatus(True, unloaded, in_flight, unread, sorted({r.job_name for r in requests}))

@@ -1,4 +1,5 @@
-"""The asset graph as a committed snapshot: keys, dependencies, groups, partitions, checks, automation.
+"""The asset graph as a committed snapshot: keys, dependencies, groups, partitions, checks, and the stage
+(job) that materializes each asset by itself.
 
 A rename, a new dependency or a changed partitioning shows up as a reviewable diff of
 `snapshots/asset_graph.json`. After an intended change, rewrite it with
@@ -27,7 +28,12 @@ def _partitions(partitions_def: Any) -> dict[str, Any] | None:
 
 
 def asset_graph_snapshot() -> dict[str, Any]:
-    from fundarb_dagster.definitions import defs
+    from fundarb_dagster.definitions import build_definitions
+    from fundarb_dagster.defs.jobs import STAGES
+    from fundarb_dagster.defs.partitions import TEMPLATE_PARTITIONS
+
+    defs = build_definitions(TEMPLATE_PARTITIONS)  # the deployment's start is a setting, not part of the graph
+    stage_of = {name: stage.job for stage in STAGES for name in stage.assets}
 
     graph = defs.resolve_asset_graph()
     checks: dict[str, list[dict[str, Any]]] = {}
@@ -39,12 +45,11 @@ def asset_graph_snapshot() -> dict[str, Any]:
     assets: dict[str, Any] = {}
     for key in sorted(graph.get_all_asset_keys()):
         node = graph.get(key)
-        condition = node.automation_condition
         assets[key.to_user_string()] = {
             "deps": sorted(p.to_user_string() for p in node.parent_keys),
             "group": node.group_name,
             "partitions": _partitions(node.partitions_def),
-            "automation": condition.get_label() if condition is not None else None,
+            "stage": stage_of.get(key.to_user_string()),
             "checks": sorted(checks.get(key.to_user_string(), []), key=lambda c: (c["name"], c["blocking"])),
         }
     return {

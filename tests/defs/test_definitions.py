@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster import AssetKey
 
-from fundarb_dagster.defs.partitions import DAILY, HOURLY
+from fundarb_dagster.defs.partitions import DAILY, HOURLY, TEMPLATE_PARTITIONS
 
 WAREHOUSE_ASSETS = {
     "instruments": set(),
@@ -23,9 +23,9 @@ WAREHOUSE_ASSETS = {
 
 
 def _defs():
-    from fundarb_dagster.definitions import defs
+    from fundarb_dagster.definitions import build_definitions
 
-    return defs
+    return build_definitions(TEMPLATE_PARTITIONS)
 
 
 def test_definitions_load_with_the_warehouse_assets_and_their_dependencies():
@@ -64,15 +64,50 @@ def test_partitions_pools_and_single_run_backfills():
 
 def test_jobs_sensors_schedules_and_resources_are_registered():
     defs = _defs()
-    hourly = defs.resolve_job_def("hourly_job")
-    assert hourly.partitions_def == HOURLY
-    selected = {k.to_user_string() for k in hourly.asset_layer.selected_asset_keys}
-    assert {"raw_trades", "ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "indicators"} <= selected
-    assert "ohlcv_1d" not in selected
+    bars = defs.resolve_job_def("bars_job")
+    assert bars.partitions_def == HOURLY
+    selected = {k.to_user_string() for k in bars.asset_layer.selected_asset_keys}
+    assert selected == {"ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "indicators"}
     assert defs.resolve_job_def("daily_job").partitions_def == DAILY
-    assert {s.name for s in defs.sensors} >= {"landing_sensor", "automation_sensor", "freshness_checks_sensor"}
-    assert {s.name for s in defs.schedules} == {"daily_schedule"}
+    assert defs.resolve_job_def("backtests_job").partitions_def is None
+    # raw_job is hourly with the unpartitioned registry in the same run; funding_job likewise with its intervals
+    raw = defs.resolve_job_def("raw_job")
+    assert raw.partitions_def == HOURLY
+    assert "instruments" in {k.to_user_string() for k in raw.asset_layer.selected_asset_keys}
+    assert {s.name for s in defs.sensors} == {"landing_sensor", "pipeline_sensor"}
+    assert {s.name for s in defs.schedules} == {"freshness_schedule"}
     assert {"duckdb", "data_dir", "source"} <= set(defs.resources)
+
+
+def test_the_loaded_code_location_starts_its_partitions_at_the_setting_or_the_first_landed_day(tmp_path, monkeypatch):
+    from fundarb_dagster.definitions import defs
+    from tests.defs.raw.landing_fixtures import land_trades
+
+    monkeypatch.setenv("FUNDARB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FUNDARB_PARTITIONS_START", "2026-10-30")
+    graph = defs().resolve_asset_graph()
+    assert graph.get(AssetKey("raw_trades")).partitions_def.start.isoformat() == "2026-10-30T00:00:00+00:00"
+    assert graph.get(AssetKey("ohlcv_1d")).partitions_def.start.isoformat() == "2026-10-30T00:00:00+00:00"
+    check = next(k for k in graph.asset_check_keys if k.name == "ohlcv_1m_has_unique_keys")
+    assert graph.get_check_spec(check).partitions_def == graph.get(AssetKey("ohlcv_1m")).partitions_def
+    monkeypatch.delenv("FUNDARB_PARTITIONS_START")
+    import pandas as pd
+
+    land_trades(tmp_path, pd.DataFrame({"ts_ms": [1_762_000_000_000], "trade_id": [1], "price": 1.0, "amount": 1.0}))
+    graph = defs().resolve_asset_graph()
+    assert graph.get(AssetKey("raw_trades")).partitions_def.start.isoformat() == "2025-11-01T00:00:00+00:00"
+
+
+def test_a_bad_partitions_start_names_the_setting_and_the_value(tmp_path, monkeypatch):
+    import pytest
+
+    from fundarb_dagster.core.config import ConfigError
+    from fundarb_dagster.definitions import defs
+
+    monkeypatch.setenv("FUNDARB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FUNDARB_PARTITIONS_START", "2026-13-01")
+    with pytest.raises(ConfigError, match="FUNDARB_PARTITIONS_START: '2026-13-01'"):
+        defs()
 
 
 def test_checks_sit_next_to_their_assets_with_blocking_where_bad_data_must_stop():

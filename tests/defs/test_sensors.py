@@ -1,19 +1,36 @@
-"""landing_sensor: one run per hour per file set (deterministic run key), late files re-run the hour."""
+"""landing_sensor: complete hours -> ranged raw_job runs (deterministic run keys, late files re-run their hour);
+pipeline_sensor: each stage after the stages it reads, over their window, never while they are in flight."""
 
 from __future__ import annotations
 
 import os
 import time
+from datetime import date
 
 import pandas as pd
 from dagster import DagsterInstance, build_sensor_context
 
-from fundarb_dagster.core.units import HOUR_MS
+from fundarb_dagster.core.units import DAY_MS, HOUR_MS
+from fundarb_dagster.defs.jobs import STAGES, build_jobs
+from fundarb_dagster.defs.partitions import Partitions, hour_key
 from fundarb_dagster.defs.resources import DataDirResource
-from fundarb_dagster.defs.sensors import LandingCursor, landing_sensor
+from fundarb_dagster.defs.sensors import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    LandingCursor,
+    PipelineCursor,
+    Success,
+    build_landing_sensor,
+    evaluate_landing,
+    plan_stages,
+    run_span,
+)
 from tests.defs.raw.landing_fixtures import land_trades
 
 H0 = 1_762_000_000_000 // HOUR_MS * HOUR_MS  # 2025-11-01 12:00 UTC
+PARTITIONS = Partitions(date(2025, 10, 1), "test")
+BOUNDS = (PARTITIONS.start_ms, H0 + 1000 * HOUR_MS)
+LATER = 3600.0  # seconds: every folder is quiet by then
 
 
 def _trades(hour_ms: int, n: int = 3, first_id: int = 0) -> pd.DataFrame:
@@ -27,122 +44,211 @@ def _trades(hour_ms: int, n: int = 3, first_id: int = 0) -> pd.DataFrame:
     )
 
 
-def _tick(instance: DagsterInstance, data_dir, cursor: str | None):
-    context = build_sensor_context(
-        instance=instance, cursor=cursor, resources={"data_dir": DataDirResource(data_dir=str(data_dir))}
-    )
-    result = landing_sensor(context)
-    requests = list(getattr(result, "run_requests", None) or [])
-    return requests, getattr(result, "cursor", None) or cursor
+def _window(request) -> tuple[str, str]:
+    tags = request.tags
+    if request.partition_key:
+        return request.partition_key, request.partition_key
+    return tags[RANGE_START_TAG], tags[RANGE_END_TAG]
 
 
-def test_new_files_request_one_run_per_hour_with_a_deterministic_run_key(tmp_path):
-    instance = DagsterInstance.ephemeral()
-    land_trades(tmp_path, _trades(H0), seq=0)
-    land_trades(tmp_path, _trades(H0 + HOUR_MS), seq=1)
-    requests, cursor = _tick(instance, tmp_path, None)
-    assert sorted(r.partition_key for r in requests) == ["2025-11-01-12:00", "2025-11-01-13:00"]
-    assert all(r.run_key.startswith(f"landing:{r.partition_key}:") for r in requests)
-    assert {k.to_user_string() for k in requests[0].asset_selection} >= {"raw_trades", "raw_funding", "capture_events"}
-    # the same files seen from scratch give the same run keys (so Dagster dedupes a replayed tick)
-    again, _ = _tick(DagsterInstance.ephemeral(), tmp_path, None)
-    assert sorted(r.run_key for r in again) == sorted(r.run_key for r in requests)
-    # nothing new: no run
-    requests2, cursor2 = _tick(instance, tmp_path, cursor)
-    assert requests2 == []
-    assert LandingCursor.parse(cursor2).digests == LandingCursor.parse(cursor).digests
+def _tick(data_dir, cursor: LandingCursor | None, later: bool = False, bounds=BOUNDS, loaded=None):
+    now = time.time() + (LATER if later else 0.0)
+    tick = evaluate_landing(data_dir, cursor or LandingCursor(), bounds, now_s=now, already_loaded=loaded)
+    return tick.requests, tick.cursor
+
+
+# -- landing_sensor ---------------------------------------------------------------------------------------
+def test_closed_hours_are_one_ranged_raw_run_and_the_newest_waits_until_quiet(tmp_path):
+    for h in range(3):
+        land_trades(tmp_path, _trades(H0 + h * HOUR_MS), seq=h)
+    requests, cursor = _tick(tmp_path, None)
+    # hours 12 and 13 closed (a later hour landed); 14 is still being written
+    assert [(r.job_name, _window(r)) for r in requests] == [("raw_job", ("2025-11-01-12:00", "2025-11-01-13:00"))]
+    assert requests[0].run_key.startswith("landing:2025-11-01-12:00...2025-11-01-13:00:")
+    assert "2 hours" in requests[0].tags["fundarb/window"]
+    assert cursor.waiting == ["2025-11-01-14:00"]
+    # the same files seen from scratch give the same run key (Dagster drops a replayed tick's duplicate)
+    again, _ = _tick(tmp_path, None)
+    assert [r.run_key for r in again] == [r.run_key for r in requests]
+    nothing, cursor = _tick(tmp_path, cursor)
+    assert nothing == []
+    # once its files are quiet (the capture stopped), the last hour loads on its own
+    last, cursor = _tick(tmp_path, cursor, later=True)
+    assert [_window(r) for r in last] == [("2025-11-01-14:00", "2025-11-01-14:00")]
+    assert cursor.waiting == []
 
 
 def test_a_late_file_reruns_only_its_hour_with_a_new_run_key(tmp_path):
-    instance = DagsterInstance.ephemeral()
-    land_trades(tmp_path, _trades(H0), seq=0)
-    land_trades(tmp_path, _trades(H0 + HOUR_MS), seq=1)
-    first, cursor = _tick(instance, tmp_path, None)
-    keys_before = {r.partition_key: r.run_key for r in first}
+    for h in range(3):
+        land_trades(tmp_path, _trades(H0 + h * HOUR_MS), seq=h)
+    first, cursor = _tick(tmp_path, None, later=True)
     time.sleep(0.02)
     land_trades(tmp_path, _trades(H0, first_id=100), writer="late", seq=0)  # another writer, same hour
-    late, cursor = _tick(instance, tmp_path, cursor)
-    assert [r.partition_key for r in late] == ["2025-11-01-12:00"]
-    assert late[0].run_key != keys_before["2025-11-01-12:00"]
-    again, _ = _tick(instance, tmp_path, cursor)
+    late, cursor = _tick(tmp_path, cursor)  # closed: later hours exist, no need to wait
+    assert [_window(r) for r in late] == [("2025-11-01-12:00", "2025-11-01-12:00")]
+    assert late[0].run_key != first[0].run_key
+    again, _ = _tick(tmp_path, cursor)
     assert again == []
 
 
 def test_old_hours_outside_the_mtime_window_are_not_rescanned_but_a_late_file_is_seen(tmp_path):
-    instance = DagsterInstance.ephemeral()
     land_trades(tmp_path, _trades(H0), seq=0)
     old = tmp_path / "landing" / "trades" / "date=2025-11-01" / "hour=12"
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     land_trades(tmp_path, _trades(H0 + 5 * HOUR_MS), seq=1)
-    _, cursor = _tick(instance, tmp_path, None)
-    parsed = LandingCursor.parse(cursor)
-    assert "2025-11-01-12:00" in parsed.digests and "2025-11-01-17:00" in parsed.digests
-    # the old folder's mtime is behind the cursor: a tick does not digest it again
-    requests, _ = _tick(instance, tmp_path, cursor)
+    _, cursor = _tick(tmp_path, None, later=True)
+    assert "2025-11-01-12:00" in cursor.digests and "2025-11-01-17:00" in cursor.digests
+    requests, _ = _tick(tmp_path, cursor, later=True)
     assert requests == []
     land_trades(tmp_path, _trades(H0, first_id=50), writer="late", seq=0)
-    requests, _ = _tick(instance, tmp_path, cursor)
-    assert [r.partition_key for r in requests] == ["2025-11-01-12:00"]
+    requests, _ = _tick(tmp_path, cursor)
+    assert [_window(r) for r in requests] == [("2025-11-01-12:00", "2025-11-01-12:00")]
 
 
-def test_empty_landing_zone_skips(tmp_path):
-    context = build_sensor_context(
-        instance=DagsterInstance.ephemeral(), resources={"data_dir": DataDirResource(data_dir=str(tmp_path))}
-    )
-    result = landing_sensor(context)
-    assert "no new landed files" in str(getattr(result, "skip_message", result))
+def test_hours_apart_are_separate_runs_and_a_backlog_is_cut_into_bounded_runs(tmp_path, monkeypatch):
+    import fundarb_dagster.defs.sensors as sensors_module
+
+    for h in (0, 1, 3, 4, 5, 6, 7):
+        land_trades(tmp_path, _trades(H0 + h * HOUR_MS), seq=h)
+    monkeypatch.setattr(sensors_module, "MAX_RUN_HOURS", 3)
+    requests, _ = _tick(tmp_path, None, later=True)
+    assert [_window(r) for r in requests] == [
+        ("2025-11-01-12:00", "2025-11-01-13:00"),
+        ("2025-11-01-15:00", "2025-11-01-17:00"),
+        ("2025-11-01-18:00", "2025-11-01-19:00"),
+    ]
+
+
+def test_hours_before_the_partitions_start_wait_and_load_once_it_moves_back(tmp_path):
+    land_trades(tmp_path, _trades(H0), seq=0)
+    land_trades(tmp_path, _trades(H0 + DAY_MS), seq=1)
+    late_start = (H0 + 12 * HOUR_MS, BOUNDS[1])  # the start is 2025-11-02 00:00: the first hour is before it
+    requests, cursor = _tick(tmp_path, None, later=True, bounds=late_start)
+    assert [_window(r) for r in requests] == [("2025-11-02-12:00", "2025-11-02-12:00")]
+    assert cursor.before_start == "2025-11-01-12:00"
+    requests, cursor = _tick(tmp_path, cursor, later=True, bounds=late_start)
+    assert requests == []
+    # the code location reloads with an earlier start (FUNDARB_PARTITIONS_START, or the first landed day)
+    requests, cursor = _tick(tmp_path, cursor, later=True)
+    assert [_window(r) for r in requests] == [("2025-11-01-12:00", "2025-11-01-12:00")]
+    assert cursor.before_start == ""
 
 
 def test_first_tick_skips_hours_the_cli_already_loaded(tmp_path):
-    from dagster import materialize
-
-    from fundarb_dagster.defs.raw.assets import RAW_ASSETS
-    from tests.defs.raw.landing_fixtures import resources
-
-    instance = DagsterInstance.ephemeral()
     land_trades(tmp_path, _trades(H0), seq=0)
-    assert materialize(
-        RAW_ASSETS, resources=resources(tmp_path), partition_key="2025-11-01-12:00", instance=instance
-    ).success
     land_trades(tmp_path, _trades(H0 + HOUR_MS), seq=1)
-    requests, cursor = _tick(instance, tmp_path, None)
-    assert [r.partition_key for r in requests] == ["2025-11-01-13:00"]
-    assert "2025-11-01-12:00" in LandingCursor.parse(cursor).digests  # remembered: a later file re-runs it
+    requests, cursor = _tick(tmp_path, None, later=True, loaded={"2025-11-01-12:00"})
+    assert [_window(r) for r in requests] == [("2025-11-01-13:00", "2025-11-01-13:00")]
+    assert "2025-11-01-12:00" in cursor.digests  # remembered: a later file re-runs it
 
 
-def test_downstream_hourly_assets_follow_an_updated_raw_partition(tmp_path):
-    """FOLLOW_UPSTREAM: once raw partitions of an hour are materialized, the bars of that hour are requested."""
-    from dagster import AssetKey, Definitions, evaluate_automation_conditions, materialize
-
-    from fundarb_dagster.defs.market.assets import ohlcv_1h, ohlcv_1m, ohlcv_5m
-    from fundarb_dagster.defs.raw.assets import RAW_ASSETS
-    from tests.defs.raw.landing_fixtures import resources
-
-    instance = DagsterInstance.ephemeral()
-    defs_assets = Definitions(assets=[*RAW_ASSETS, ohlcv_1m, ohlcv_5m, ohlcv_1h], resources=resources(tmp_path))
-    first = evaluate_automation_conditions(defs=defs_assets, instance=instance)
-    assert first.total_requested == 0  # nothing upstream happened yet: no flood of historical partitions
+def test_the_sensor_targets_raw_job_and_skips_an_empty_landing_zone(tmp_path):
+    jobs = build_jobs()
+    sensor = build_landing_sensor(PARTITIONS, next(j for j in jobs if j.name == "raw_job"))
+    context = build_sensor_context(
+        instance=DagsterInstance.ephemeral(), resources={"data_dir": DataDirResource(data_dir=str(tmp_path))}
+    )
+    result = sensor(context)
+    assert "no new complete hours" in str(getattr(result, "skip_message", result))
     land_trades(tmp_path, _trades(H0), seq=0)
-    assert materialize(
-        RAW_ASSETS, resources=resources(tmp_path), partition_key="2025-11-01-12:00", instance=instance
-    ).success
-    second = evaluate_automation_conditions(defs=defs_assets, instance=instance, cursor=first.cursor)
-    assert second.get_requested_partitions(AssetKey("ohlcv_1m")) == {"2025-11-01-12:00"}
-    # the chain is requested together (a parent that will be requested counts as updated), for that hour only
-    assert second.get_requested_partitions(AssetKey("ohlcv_1h")) == {"2025-11-01-12:00"}
-    assert second.get_requested_partitions(AssetKey("ohlcv_5m")) == {"2025-11-01-12:00"}
+    land_trades(tmp_path, _trades(H0 + HOUR_MS), seq=1)
+    context = build_sensor_context(
+        instance=DagsterInstance.ephemeral(), resources={"data_dir": DataDirResource(data_dir=str(tmp_path))}
+    )
+    result = sensor(context)
+    assert [(r.job_name, r.partition_key) for r in result.run_requests] == [("raw_job", "2025-11-01-12:00")]
 
 
-def test_a_backlog_is_requested_over_several_ticks_without_losing_hours(tmp_path, monkeypatch):
-    import fundarb_dagster.defs.sensors as sensors_module
+# -- pipeline_sensor ----------------------------------------------------------------------------------------
+def _span(first_h: int, hours: int) -> tuple[int, int]:
+    return (H0 + first_h * HOUR_MS, H0 + (first_h + hours) * HOUR_MS)
 
-    monkeypatch.setattr(sensors_module, "MAX_RUNS_PER_TICK", 3)
-    instance = DagsterInstance.ephemeral()
-    for h in range(5):
-        land_trades(tmp_path, _trades(H0 + h * HOUR_MS), seq=h)
-    seen: list[str] = []
-    cursor = None
-    for _ in range(4):
-        requests, cursor = _tick(instance, tmp_path, cursor)
-        seen += [r.partition_key for r in requests]
-    assert sorted(seen) == [f"2025-11-01-{12 + h}:00" for h in range(5)]
+
+def _plan(cursor, successes, event_id, in_flight=()):
+    return plan_stages(cursor, successes, event_id, set(in_flight), BOUNDS)
+
+
+def _by_job(requests):
+    return {r.job_name: _window(r) if (r.partition_key or RANGE_START_TAG in r.tags) else None for r in requests}
+
+
+def test_a_raw_run_requests_bars_and_funding_over_its_window_then_signals_look_back_8_hours():
+    requests, cursor = _plan(PipelineCursor(), [Success("raw_job", _span(0, 3), "r1")], 7)
+    assert _by_job(requests) == {
+        "bars_job": ("2025-11-01-12:00", "2025-11-01-14:00"),
+        "funding_job": ("2025-11-01-12:00", "2025-11-01-14:00"),
+    }
+    assert all(r.run_key.endswith(":7") for r in requests)
+    assert cursor.clock_ms == H0 + 3 * HOUR_MS and cursor.event_id == 7
+    assert cursor.pending == {}
+    bars_done = Success("bars_job", _span(0, 3), "b1")
+    funding_done = Success("funding_job", _span(0, 3), "f1")
+    requests, cursor = _plan(cursor, [bars_done, funding_done], 9)
+    assert _by_job(requests) == {"signals_job": ("2025-11-01-04:00", "2025-11-01-14:00")}
+    # the day has not ended on the data's clock: daily_job waits for it in the cursor
+    assert cursor.pending == {"daily_job": [(H0 - 12 * HOUR_MS, H0 + 12 * HOUR_MS)]}
+
+
+def test_a_stage_waits_while_what_it_reads_is_in_flight_and_merges_the_windows_that_came_meanwhile():
+    cursor = PipelineCursor()
+    requests, cursor = _plan(cursor, [Success("raw_job", _span(0, 1), "r1")], 3, in_flight={"raw_job"})
+    assert requests == []  # another raw run is queued or running: bars and funding wait for it
+    assert set(cursor.pending) == {"bars_job", "funding_job"}
+    requests, cursor = _plan(cursor, [Success("raw_job", _span(1, 1), "r2")], 4)
+    assert _by_job(requests) == {
+        "bars_job": ("2025-11-01-12:00", "2025-11-01-13:00"),
+        "funding_job": ("2025-11-01-12:00", "2025-11-01-13:00"),
+    }
+    # and a stage never runs beside a run of its own job (bars read the previous hours' closes)
+    requests, cursor = _plan(cursor, [Success("raw_job", _span(2, 1), "r3")], 5, in_flight={"bars_job"})
+    assert _by_job(requests) == {"funding_job": ("2025-11-01-14:00", "2025-11-01-14:00")}
+    assert cursor.pending["bars_job"] == [_span(2, 1)]
+
+
+def test_a_day_that_ends_on_the_data_clock_runs_daily_then_funding_then_signals_then_one_backtest_per_strategy():
+    day = H0 - 12 * HOUR_MS  # 2025-11-01 00:00
+    cursor = PipelineCursor(clock_ms=H0 + 12 * HOUR_MS)  # raw loaded up to the end of the day
+    requests, cursor = _plan(cursor, [Success("bars_job", (day, day + DAY_MS), "b1")], 10)
+    assert requests == []  # the clock's last hour is in that day: it has not ended
+    first_hour = (day + DAY_MS, day + DAY_MS + HOUR_MS)
+    requests, cursor = _plan(cursor, [Success("raw_job", first_hour, "r1")], 11)
+    # the day has ended; daily_job waits for the bars of the new hour, funding_job for daily_job
+    assert _by_job(requests) == {"bars_job": ("2025-11-02-00:00", "2025-11-02-00:00")}
+    requests, cursor = _plan(cursor, [], 11, in_flight={"bars_job"})
+    assert requests == []
+    requests, cursor = _plan(cursor, [Success("bars_job", first_hour, "b2")], 12)
+    assert _by_job(requests) == {"daily_job": ("2025-11-01", "2025-11-01")}  # the new day is not over yet
+    assert cursor.pending["daily_job"] == [(day + DAY_MS, day + 2 * DAY_MS)]
+    requests, cursor = _plan(cursor, [Success("daily_job", (day, day + DAY_MS), "d1")], 13)
+    # the fetched history refreshes the day's funding, with the new hour in the same run
+    assert _by_job(requests) == {"funding_job": ("2025-11-01-00:00", "2025-11-02-00:00")}
+    assert "backtests_job" in cursor.pending  # waits: funding and signals come first
+    requests, cursor = _plan(cursor, [], 13, in_flight={"funding_job"})
+    assert requests == []
+    requests, cursor = _plan(cursor, [Success("funding_job", (day, first_hour[1]), "f1")], 14)
+    assert _by_job(requests) == {"signals_job": ("2025-10-31-16:00", "2025-11-02-00:00")}
+    requests, cursor = _plan(cursor, [Success("signals_job", (day, first_hour[1]), "s1")], 15)
+    assert {r.job_name for r in requests} == {"backtests_job"}
+    strategies = {r.run_config["ops"]["backtest"]["config"]["strategy"] for r in requests}
+    assert strategies == {"cash_carry", "perp_perp"}
+    assert len({r.run_key for r in requests}) == 2
+    assert cursor.pending == {"daily_job": [(day + DAY_MS, day + 2 * DAY_MS)]}
+
+
+def test_the_cursor_round_trips_and_run_spans_come_from_partition_tags():
+    cursor = PipelineCursor(5, H0, {"bars_job": [_span(0, 2)]})
+    assert PipelineCursor.parse(cursor.dump()) == cursor
+    assert run_span({"dagster/partition": hour_key(H0)}) == _span(0, 1)
+    assert run_span({RANGE_START_TAG: "2025-11-01", RANGE_END_TAG: "2025-11-02"}) == (
+        H0 - 12 * HOUR_MS,
+        H0 + 36 * HOUR_MS,
+    )
+    assert run_span({}) is None
+
+
+def test_every_asset_of_the_graph_is_materialized_by_exactly_one_stage():
+    from fundarb_dagster.definitions import all_assets
+
+    keys = sorted(k.to_user_string() for a in all_assets for k in a.keys)
+    staged = sorted(name for stage in STAGES for name in stage.assets)
+    assert staged == keys

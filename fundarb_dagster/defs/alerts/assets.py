@@ -16,7 +16,6 @@ from ...core.tables import table
 from ..common.landing import ensure_raw_tables
 from ..common.metadata import column_schema, md_table
 from ..common.tables import ensure_tables
-from ..partitions import FOLLOW_UPSTREAM
 from ..resources import POOL, AlertChannelsResource, DataDirResource, SourceConfigResource, warehouse_connection
 
 OWNERS = ["team:carry"]
@@ -114,7 +113,6 @@ def _names(events: pd.DataFrame) -> pd.DataFrame:
     owners=OWNERS,
     kinds={"duckdb"},
     deps=["funding_spreads", "opportunities", "basis", "capture_events", "raw_trades", "raw_tickers", "raw_funding"],
-    automation_condition=FOLLOW_UPSTREAM,
     description=(
         "Alerts raised by rules (funding spread or net carry above a threshold, basis dislocation, a stream gapped "
         "or stale beyond its limit, a failed asset check), one per condition per cooldown, delivered to the log, "

@@ -5,7 +5,9 @@ whole ranged run), so their cost does not grow with history. Severity says what 
 `blocking=True` where bad rows must not flow downstream (duplicate keys, impossible prices).
 """
 
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from dagster import (
@@ -18,8 +20,10 @@ from dagster import (
 from dagster_duckdb import DuckDBResource
 
 from ...core.sql import check_identifier, table_exists
-from ..partitions import Window, partition_window
-from ..resources import POOL, warehouse_connection
+from ...core.units import HOUR_MS, MINUTE_MS
+from ..partitions import Window, key_ms, partition_window
+from ..resources import POOL, DataDirResource, SourceConfigResource, warehouse_connection
+from .landing import newest_landed_hour_ms
 
 
 def check_window(context: AssetCheckExecutionContext) -> Window | None:
@@ -104,3 +108,57 @@ def build_condition_check(
         return AssetCheckResult(passed=bad == 0, severity=severity, metadata=metadata)
 
     return _check
+
+
+def build_freshness_check(asset: Any, deadline_minutes: int) -> AssetChecksDefinition:
+    """`<asset>_is_fresh`: every hour that has closed has a materialized partition (WARN, not blocking).
+
+    The clock depends on the source: for a live capture, an hour has closed `deadline_minutes` after it
+    ends on the wall clock; for simulated or replayed data, once a later hour has landed (the data's own
+    clock), so a replay of last month is as fresh as it is caught up, not a month late."""
+    name = f"{asset.key.to_user_string()}_is_fresh"
+
+    @asset_check(
+        asset=asset,
+        name=name,
+        description=(
+            f"Every closed hour of {asset.key.to_user_string()} is loaded: hours before the newest landed hour "
+            f"(simulated or replayed data: the data's clock), or hours that ended {deadline_minutes} minutes ago "
+            "(live capture: the wall clock)."
+        ),
+        blocking=False,
+    )
+    def _check(
+        context: AssetCheckExecutionContext, data_dir: DataDirResource, source: SourceConfigResource
+    ) -> AssetCheckResult:
+        live = source.load().source == "live"
+        if live:
+            due = (time.time_ns() // 1_000_000 - deadline_minutes * MINUTE_MS) // HOUR_MS * HOUR_MS
+        else:
+            due = newest_landed_hour_ms(data_dir.path())
+        loaded = context.instance.get_materialized_partitions(asset.key)
+        newest = max((key_ms(k) for k in loaded), default=None)
+        metadata: dict[str, Any] = {"clock": "wall" if live else "data", "deadline_minutes": deadline_minutes}
+        if due is None:
+            return AssetCheckResult(
+                passed=False, severity=AssetCheckSeverity.WARN, description="no data landed", metadata=metadata
+            )
+        metadata["closed_hours_end"] = _iso(due)
+        metadata["newest_loaded_hour"] = _iso(newest) if newest is not None else "none"
+        lag_h = (due - (newest + HOUR_MS)) / HOUR_MS if newest is not None else None
+        metadata["hours_behind"] = max(0.0, lag_h) if lag_h is not None else "all"
+        passed = lag_h is not None and lag_h <= 0
+        clock = "wall clock" if live else "data's clock (newest landed hour)"
+        newest_loaded = metadata["newest_loaded_hour"]
+        return AssetCheckResult(
+            passed=passed,
+            severity=AssetCheckSeverity.WARN,
+            description=f"{clock}: hours before {_iso(due)} must be loaded; newest loaded {newest_loaded}",
+            metadata=metadata,
+        )
+
+    return _check
+
+
+def _iso(ms: int) -> str:
+    return f"{datetime.fromtimestamp(ms / 1000, tz=UTC):%Y-%m-%d %H:%M}"

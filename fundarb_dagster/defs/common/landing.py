@@ -6,6 +6,7 @@ Each run reads only its window's `date=/hour=` folders through DuckDB's hive-par
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,42 @@ def landing_params(data_dir: Path, stream: str, window: Window) -> tuple[dict[st
         end_hour=_hour_key(window.end_ms),
     )
     return params, n_files
+
+
+def hour_folders(data_dir: Path, streams: Iterable[str]) -> Iterator[tuple[int, Path, float]]:
+    """(hour start ms, folder, mtime) of every `date=/hour=` folder of the streams (a listing, no reads)."""
+    root = landing.landing_root(data_dir)
+    for stream in streams:
+        base = root / stream
+        if not base.is_dir():
+            continue
+        for day in base.glob("date=*"):
+            for hour in day.glob("hour=*"):
+                try:
+                    start = datetime.strptime(f"{day.name[5:]} {hour.name[5:]}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+                    mtime = hour.stat().st_mtime
+                except (ValueError, FileNotFoundError):
+                    continue  # not a partition folder, or removed while listing
+                yield int(start.timestamp() * 1000), hour, mtime
+
+
+def newest_landed_hour_ms(data_dir: Path) -> int | None:
+    """The start of the newest hour holding market data in the landing zone: the data's own clock. Lists
+    the newest day folder of each market stream only, so it does not grow with history."""
+    root = landing.landing_root(data_dir)
+    newest = None
+    for stream in schema.MARKET_STREAMS:
+        days = sorted((root / stream).glob("date=*"), reverse=True)
+        for day in days[:1]:
+            hours = sorted(day.glob("hour=*"), reverse=True)
+            for hour in hours[:1]:
+                try:
+                    start = datetime.strptime(f"{day.name[5:]} {hour.name[5:]}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+                except ValueError:
+                    continue
+                ms = int(start.timestamp() * 1000)
+                newest = ms if newest is None else max(newest, ms)
+    return newest
 
 
 def ensure_raw_tables(conn: Any, data_dir: Path, *names: str) -> None:

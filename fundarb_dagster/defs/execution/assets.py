@@ -35,7 +35,7 @@ from ..common.landing import ensure_raw_tables, load_landed_window
 from ..common.metadata import column_schema, figure, figure_png, md_table, png_md
 from ..common.panel import INPUT_TABLES, load_panel
 from ..common.tables import ensure_tables, write_window
-from ..partitions import FOLLOW_UPSTREAM, HOURLY, SINGLE_RUN, Window, partition_window
+from ..partitions import HOURLY, SINGLE_RUN, Window, partition_window
 from ..resources import POOL, AlertChannelsResource, DataDirResource, warehouse_connection
 
 DOMAIN = "execution"
@@ -93,7 +93,6 @@ def _oracle_venues() -> list[str]:
     pool=POOL,
     owners=OWNERS,
     deps=["funding_rates", "fills", "funding_payments"],
-    automation_condition=FOLLOW_UPSTREAM,
     kinds={"duckdb"},
     metadata={"dagster/column_schema": column_schema("funding_reconciliation")},
     description=EXECUTION_TABLES["funding_reconciliation"].description,
@@ -163,7 +162,6 @@ def _alert(row: Any, tolerance: float) -> Alert:
     pool=POOL,
     owners=OWNERS,
     deps=["fills", "funding_payments", "positions", *INPUT_TABLES],
-    automation_condition=FOLLOW_UPSTREAM,
     kinds={"duckdb"},
     metadata={"dagster/column_schema": column_schema("live_pnl")},
     description=EXECUTION_TABLES["live_pnl"].description,

@@ -33,7 +33,7 @@ from ...core.tables import table
 from ..common.landing import ensure_raw_tables
 from ..common.metadata import column_schema, figure, figure_png, md_table, png_md
 from ..common.tables import ensure_tables, write_all, write_window
-from ..partitions import DAILY, FOLLOW_UPSTREAM, HOURLY, SINGLE_RUN, Window, partition_window
+from ..partitions import DAILY, HOURLY, SINGLE_RUN, Window, partition_window
 from ..resources import POOL, DataDirResource, SourceConfigResource, warehouse_connection
 
 OWNERS = ["team:carry"]
@@ -140,7 +140,6 @@ def _market_observations(source: SourceConfigResource, log: Any) -> pd.DataFrame
     owners=OWNERS,
     kinds={"duckdb"},
     deps=["raw_funding", "funding_history"],
-    automation_condition=FOLLOW_UPSTREAM,
     description=(
         "The funding-interval history per venue and symbol: what the sources reported (raw_funding's interval_h, "
         "history entries, the registry's interval history, market info with caps/floors), and before any report "
@@ -184,7 +183,6 @@ def funding_intervals(
     owners=OWNERS,
     kinds={"duckdb"},
     deps=["raw_funding", "funding_intervals"],
-    automation_condition=FOLLOW_UPSTREAM,
     description=(
         "Predicted funding rates as they were known at each capture time (point in time: a backtest reading "
         "rows with ts <= t uses only what was knowable at t). Hourly on ts."
@@ -231,7 +229,6 @@ def forecast_plot(rates: pd.DataFrame) -> MetadataValue | None:
     owners=OWNERS,
     kinds={"duckdb"},
     deps=["raw_funding", "funding_history", "funding_intervals", "funding_predictions"],
-    automation_condition=FOLLOW_UPSTREAM,
     description=(
         "One row per settlement: the settled rate, its rate per hour and APR with the interval in force "
         "(rate x 8760 / interval_h), the last prediction known before settlement and the forecast error "
@@ -282,7 +279,6 @@ def funding_rates(
     owners=OWNERS,
     kinds={"duckdb"},
     deps=["raw_tickers", "funding_intervals"],
-    automation_condition=FOLLOW_UPSTREAM,
     description=(
         "Perp vs spot on the same venue at 1m and 1h (last quote in each bucket): basis and mark-index in bps "
         "and annualized at the venue's payment rule (core.basis.premium_period), plus the half-spreads a "
@@ -336,7 +332,6 @@ def basis(context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: Data
         "funding_predictions",
         "basis",
     ],
-    automation_condition=FOLLOW_UPSTREAM,
     description=(
         "For each underlying, every pair of venues hour by hour: funding per hour of each (settlements spread "
         "over the hours they accrued, the last prediction for hours not settled yet), the APR differential and "
@@ -418,7 +413,6 @@ def opportunities_plot(frame: pd.DataFrame) -> MetadataValue | None:
     owners=OWNERS,
     kinds={"duckdb"},
     deps=["funding_spreads", "funding_rates", "funding_predictions", "basis"],
-    automation_condition=FOLLOW_UPSTREAM,
     description=(
         "Ranked carry trades as of the latest hour: cash-and-carry on one venue and perp-perp across venues, "
         "with expected carry over a configurable horizon (mean AR(1) forecast), net of round-trip taker fees and "

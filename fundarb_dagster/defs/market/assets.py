@@ -20,7 +20,7 @@ from ...core.sql import execute, load_sql, registered, replace_window
 from ...core.tables import table
 from ..common.landing import ensure_raw_tables
 from ..common.metadata import column_schema
-from ..partitions import DAILY, FOLLOW_UPSTREAM, HOURLY, SINGLE_RUN, partition_window
+from ..partitions import DAILY, HOURLY, SINGLE_RUN, partition_window
 from ..resources import POOL, DataDirResource, warehouse_connection
 
 OWNERS = ["team:warehouse"]
@@ -40,7 +40,6 @@ class OhlcvConfig(Config):
     owners=OWNERS,
     kinds={"duckdb", "sql"},
     deps=["raw_trades", "raw_ohlcv"],
-    automation_condition=FOLLOW_UPSTREAM,
     description=(
         "One-minute OHLCV bars per (exchange, symbol) built from raw_trades; where a minute has no trades "
         "a venue 1m candle is used (source='venue'); empty minutes are explicit (close carried forward, zero "
@@ -91,7 +90,6 @@ def _resampled(name: str, source: str, partitions_def: object, label: str, bucke
         owners=OWNERS,
         kinds={"duckdb", "sql"},
         deps=[source],
-        automation_condition=FOLLOW_UPSTREAM if partitions_def is HOURLY else None,
         description=(
             f"{label} OHLCV bars resampled in SQL from {source} (integer-millisecond buckets); open/high/low "
             f"from the minutes with data, filled_minutes counts padded minutes. Key: exchange, symbol, ts."
@@ -138,7 +136,6 @@ class IndicatorsConfig(Config):
     # Reads earlier 1h bars as look-back too; declared as the same hour so a partition does not wait on
     # history that was never captured.
     deps=[AssetDep("ohlcv_1h", partition_mapping=TimeWindowPartitionMapping())],
-    automation_condition=FOLLOW_UPSTREAM,
     description=(
         "TA-Lib indicators on 1h bars per (exchange, symbol): SMA, EMA, RSI, MACD, Bollinger bands, ATR "
         "(periods configurable). Each partition reads the look-back it needs from earlier 1h bars, so its values "

@@ -9,13 +9,18 @@ from dagster import (
     AssetCheckSeverity,
     MetadataValue,
     asset_check,
-    build_time_partition_freshness_checks,
 )
 from dagster_duckdb import DuckDBResource
 
 from ...core.sql import table_exists
 from ...core.tables import table
-from ..common.checks import build_condition_check, build_unique_key_check, check_window, window_clause
+from ..common.checks import (
+    build_condition_check,
+    build_freshness_check,
+    build_unique_key_check,
+    check_window,
+    window_clause,
+)
 from ..partitions import HOURLY
 from ..resources import POOL, warehouse_connection
 from .assets import indicators, ohlcv_1d, ohlcv_1h, ohlcv_1m, ohlcv_5m
@@ -103,15 +108,13 @@ def ohlcv_1m_has_no_gaps(context: AssetCheckExecutionContext, duckdb: DuckDBReso
     return AssetCheckResult(passed=longest <= MAX_GAP_MINUTES, severity=AssetCheckSeverity.WARN, metadata=metadata)
 
 
-# The newest hour of 1m bars is expected 30 minutes after the hour closes (WARN).
-OHLCV_FRESHNESS_CHECKS = build_time_partition_freshness_checks(
-    assets=[ohlcv_1m], deadline_cron="30 * * * *", severity=AssetCheckSeverity.WARN
-)
+# Every closed hour of 1m bars is built (live: within 30 minutes after it ends; WARN).
+ohlcv_1m_is_fresh = build_freshness_check(ohlcv_1m, deadline_minutes=30)
 MARKET_CHECKS = [
     *_unique,
     *_consistent,
     indicators_has_unique_keys,
     indicators_rsi_in_range,
     ohlcv_1m_has_no_gaps,
-    *OHLCV_FRESHNESS_CHECKS,
+    ohlcv_1m_is_fresh,
 ]

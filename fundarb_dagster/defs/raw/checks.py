@@ -1,9 +1,9 @@
 """Checks on the raw tables: unique natural keys and valid trades (blocking), uncrossed quotes, freshness."""
 
-from dagster import AssetCheckSeverity, build_time_partition_freshness_checks
+from dagster import AssetCheckSeverity
 
 from ...core.tables import RAW_TABLES
-from ..common.checks import build_condition_check, build_unique_key_check
+from ..common.checks import build_condition_check, build_freshness_check, build_unique_key_check
 from . import assets
 
 # capture_events has no natural key (exact duplicates are dropped on load): nothing to check unique.
@@ -31,9 +31,7 @@ raw_tickers_has_uncrossed_quotes = build_condition_check(
     blocking=False,
 )
 
-# The newest hour must be loaded within 20 minutes after it closes (WARN: a stalled capture or sensor).
-RAW_FRESHNESS_CHECKS = build_time_partition_freshness_checks(
-    assets=[assets.raw_trades], deadline_cron="20 * * * *", severity=AssetCheckSeverity.WARN
-)
+# Every closed hour is loaded (live: within 20 minutes after it ends; WARN: a stalled capture or sensor).
+raw_trades_is_fresh = build_freshness_check(assets.raw_trades, deadline_minutes=20)
 
-CHECKS = [*UNIQUE_KEY_CHECKS, raw_trades_has_valid_prices, raw_tickers_has_uncrossed_quotes, *RAW_FRESHNESS_CHECKS]
+CHECKS = [*UNIQUE_KEY_CHECKS, raw_trades_has_valid_prices, raw_tickers_has_uncrossed_quotes, raw_trades_is_fresh]

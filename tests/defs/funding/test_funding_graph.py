@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dagster import AssetKey, BackfillPolicy
 
-from fundarb_dagster.definitions import defs
-from fundarb_dagster.defs.partitions import DAILY, HOURLY
+from fundarb_dagster.definitions import build_definitions
+from fundarb_dagster.defs.partitions import DAILY, HOURLY, TEMPLATE_PARTITIONS
+
+defs = build_definitions(TEMPLATE_PARTITIONS)
 
 EXPECTED_DEPS = {
     "funding_history": set(),
