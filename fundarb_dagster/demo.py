@@ -136,7 +136,7 @@ def run_demo(
     say("landed:\n" + landed_summary(streams))
 
     say(
-        "3/4 the pipeline runs itself: dagster-daemon with landing_sensor (complete hours -> raw_job) and "
+        "3/4 the pipeline runs itself: dagster-daemon with landing_sensor (complete hours -> hourly_job) and "
         "pipeline_sensor (each stage after the stages it reads), as `fundarb ui` runs them"
     )
     env = dagster_env(data_dir)

@@ -1,4 +1,5 @@
-"""`fundarb demo` end to end at a small size: real sim history, a real MPI capture, real Dagster runs."""
+"""`fundarb demo` end to end at a small size: real sim history, a real MPI capture, and the real daemon running
+the pipeline by itself (its sensors launch every run)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from dagster import DagsterInstance
 
 from fundarb_dagster.core.tables import EXECUTION_TABLES, TABLES
+from fundarb_dagster.defs.jobs import STAGES, stage_asset_names
 from fundarb_dagster.demo import landed_streams, run_demo
 
 
@@ -34,19 +36,23 @@ def test_demo_lands_data_fills_the_warehouse_and_records_runs_in_its_instance(tm
             assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
         strategies = {row[0] for row in con.execute("SELECT DISTINCT strategy FROM backtest_runs").fetchall()}
         assert strategies == {"cash_carry", "perp_perp"}
-        # Every table the demo builds (all but the sweep) has exactly the columns core/tables.py gives it.
+        # Every table, the sweep included, is built with exactly the columns core/tables.py gives it.
         built = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         # the execution tables are built by the demo's paper-trading step (not there yet: issue 9's demo step)
-        assert set(TABLES) - built - set(EXECUTION_TABLES) == {"backtest_sweep"}
+        assert set(TABLES) - built - set(EXECUTION_TABLES) == set()
         for name in set(TABLES) & built:
             columns = [(row[0], row[1]) for row in con.execute(f"DESCRIBE {name}").fetchall()]
             assert columns == TABLES[name].duckdb_columns, name
     finally:
         con.close()
 
-    # The runs are in the demo's own instance, where `fundarb ui` opens.
+    # The runs are in the demo's own instance, where `fundarb ui` opens: named stage runs the sensors launched.
     instance = DagsterInstance.from_config(str(data / "dagster_home"))
-    assert len(instance.get_runs()) >= 10
+    runs = instance.get_runs()
+    assert {run.job_name for run in runs} == {stage.job for stage in STAGES}
+    assert {run.tags["fundarb/trigger"].split(" ")[0] for run in runs} == {"landing_sensor", "pipeline_sensor"}
     instance.dispose()
-    for heading in ("top opportunities", "backtests: metrics", "alerts raised", "fundarb ui --data-dir"):
+    assert f"assets with a materialization: {len(stage_asset_names())} of {len(stage_asset_names())}" in out
+    for heading in ("runs the sensors launched", "top opportunities", "backtests: metrics", "alerts raised"):
         assert heading in out
+    assert "fundarb ui --data-dir" in out

@@ -1,10 +1,11 @@
 """The pipeline's stages: one named job each, what it materializes, on which partitions, and which stages'
-successful runs request it (`pipeline_sensor`). The landing sensor requests `raw_job`; every other stage
+successful runs request it (`pipeline_sensor`). The landing sensor requests `hourly_job`; every other stage
 follows the stages it reads, over the same event-time window:
 
-    landing files -> raw_job -> bars_job -> daily_job (a day once it has ended on the data's clock)
-                             -> funding_job (also after daily_job: funding_history feeds it) -> signals_job
-    daily_job -> backtests_job (one run per strategy, once the stages above are done)
+    landed files -> hourly_job (raw tables, bars, funding) -> signals_job (spreads, opportunities, alerts)
+                 hourly_job -> daily_job (a day, once it has ended on the data's clock)
+                                 -> funding_job (funding_history feeds it) -> signals_job
+                                 -> backtests_job (one run per strategy, once the stages above are done)
 
 A run of a stage covers the window of the runs that triggered it (one hour, or a ranged run over a
 backlog: every asset has `BackfillPolicy.single_run()`), so each new hour of data runs each stage once.
@@ -49,51 +50,47 @@ def _per_strategy() -> dict[str, dict[str, Any]]:
 
 
 BACKTEST_ASSETS = ("backtest_runs", "backtest_equity", "backtest_trades", "backtest_positions", "backtest_book")
+BARS = ("ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "indicators")
+FUNDING = ("funding_intervals", "funding_predictions", "funding_rates", "basis")
 
 STAGES: tuple[Stage, ...] = (
     Stage(
-        "raw_job",
-        (*LANDED_TABLES, "instruments"),
+        "hourly_job",
+        (*LANDED_TABLES, "instruments", *BARS, *FUNDING),
         "hour",
-        "Load an hour (or a range) of every landed stream into its table (raw: market data; execution: the "
-        "trader's orders, fills, positions, balances, funding payments), and the instrument registry. "
+        "An hour (or a range) of every landed stream into its table (raw: market data; execution: the trader's "
+        "orders, fills, positions, balances, funding payments), then its bars (1m from trades, 5m, "
+        "1h, TA-Lib indicators) and its funding (the interval history, predicted and settled rates, basis). "
         "Requested by landing_sensor once an hour's files are complete.",
-    ),
-    Stage(
-        "bars_job",
-        ("ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "indicators"),
-        "hour",
-        "1m bars from trades, 5m/1h resampled, TA-Lib indicators, over the window raw_job loaded.",
-        after=("raw_job",),
-        waits_for=("raw_job",),
     ),
     Stage(
         "daily_job",
         ("ohlcv_1d", "funding_history"),
         "day",
         "Daily bars and the venues' settled funding history, for each day once it has ended on the data's "
-        "clock (a later hour has landed).",
-        after=("bars_job",),
-        waits_for=("raw_job", "bars_job"),
+        "clock (an hour of a later day has loaded).",
+        after=("hourly_job",),
+        waits_for=("hourly_job",),
         complete_days=True,
     ),
     Stage(
         "funding_job",
-        ("funding_intervals", "funding_predictions", "funding_rates", "basis"),
+        FUNDING,
         "hour",
-        "Funding intervals (whole table), predicted and settled rates, basis, over the window raw_job "
-        "loaded (or the days daily_job fetched history for).",
-        after=("raw_job", "daily_job"),
-        waits_for=("raw_job", "daily_job"),
+        "The funding tables again over the days daily_job fetched history for (funding_history feeds the "
+        "interval history and the settled rates).",
+        after=("daily_job",),
+        waits_for=("hourly_job", "daily_job"),
     ),
     Stage(
         "signals_job",
         ("funding_spreads", "opportunities", "funding_reconciliation", "live_pnl", "alerts"),
         "hour",
         "Cross-venue funding spreads (from 8 h before the window: a settlement pays for the hours before "
-        "it), the ranked opportunities as of the latest hour, and the alerts.",
-        after=("funding_job",),
-        waits_for=("raw_job", "funding_job", "daily_job"),
+        "it), the ranked opportunities as of the latest hour, the trader's funding reconciled and its live P&L, "
+        "and the alerts.",
+        after=("hourly_job", "funding_job"),
+        waits_for=("hourly_job", "daily_job", "funding_job"),
         look_back_h=8,
     ),
     Stage(
@@ -103,7 +100,7 @@ STAGES: tuple[Stage, ...] = (
         "Every strategy's backtest and parameter sweep over the warehouse, then the risk report of its "
         "book: once a day (after daily_job), when the stages above have nothing left to do.",
         after=("daily_job",),
-        waits_for=("raw_job", "bars_job", "daily_job", "funding_job", "signals_job"),
+        waits_for=("hourly_job", "daily_job", "funding_job", "signals_job"),
         configs=_per_strategy(),
     ),
 )
@@ -153,5 +150,5 @@ def keys_with_partitions(assets: Sequence[Any], partitions_def: Any) -> list[Any
 
 
 def stage_asset_names(stages: Sequence[Stage] = STAGES) -> list[str]:
-    """Every asset some stage materializes (a test holds this against the asset graph)."""
-    return [name for stage in stages for name in stage.assets]
+    """Every asset some stage materializes, once (a test holds this against the asset graph)."""
+    return sorted({name for stage in stages for name in stage.assets})

@@ -2,7 +2,7 @@
 for a live capture (a stopped capture lands nothing, so nothing else would run to notice).
 
 Simulated and replayed sources skip it: their freshness is measured on the data's own clock, by the
-checks that run with raw_job and bars_job.
+checks that run with every hourly_job run.
 """
 
 from typing import Any
@@ -31,7 +31,7 @@ def build_schedules(jobs: list[Any]) -> list[Any]:
         if kind != "live":
             return SkipReason(
                 f"source {kind!r} simulates or replays market time: freshness follows the data's clock, checked in "
-                "raw_job and bars_job runs"
+                "every hourly_job run"
             )
         tick = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")
         return RunRequest(

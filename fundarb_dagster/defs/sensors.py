@@ -1,4 +1,4 @@
-"""Sensors: `landing_sensor` (complete hours of landed files -> `raw_job`) and `pipeline_sensor` (each stage
+"""Sensors: `landing_sensor` (complete hours of landed files -> `hourly_job`) and `pipeline_sensor` (each stage
 after the stages it reads, see `jobs.STAGES`). Both are on by default; with the daemon up (`fundarb ui` runs
 `dagster dev`), a landed file reaches `alerts` with nobody pressing a button.
 
@@ -6,12 +6,14 @@ landing_sensor: each tick lists the landing zone's hour folders changed since it
 moves when a file is renamed into it) and digests each changed hour's file set (names and sizes over every
 stream). An hour is loaded once it is complete: a later hour has landed (it closed on the data's clock) or
 its folders have been quiet for `QUIET_S` (the capture stopped). Contiguous complete hours are one ranged
-`raw_job` run, run key `landing:<first>...<last>:<digest>`: a file set loads once, a late file re-runs its hour.
+`hourly_job` run, run key `landing:<first>...<last>:<digest>`: a file set loads once, a late file re-runs its
+hour. While an `hourly_job` run is queued or running the sensor waits (the next run carries what completed
+meanwhile), so hours load in order: bars carry the close of the hours before them.
 
 pipeline_sensor: reads the successful runs of the stage jobs since its cursor (the event log's storage id),
 adds their windows to the pending windows of the stages that follow them, and requests a stage's pending
 windows as ranged runs of its job when none of its own runs nor of the stages it waits for is queued,
-running or about to be requested. Its cursor also keeps the data's clock (the newest hour raw_job loaded),
+running or about to be requested. Its cursor also keeps the data's clock (the newest hour hourly_job loaded),
 which says when a day has ended.
 """
 
@@ -136,7 +138,7 @@ def evaluate_landing(
     now_s: float | None = None,
     already_loaded: set[str] | None = None,
 ) -> LandingTick:
-    """The sensor's logic, pure enough to test: changed, complete hours -> ranged `raw_job` requests.
+    """The sensor's logic, pure enough to test: changed, complete hours -> ranged `hourly_job` requests.
 
     `bounds`: [first, end) of the hourly partitions (ms); hours outside wait in the landing zone.
     `already_loaded`: on the very first tick (no cursor), hours whose raw partitions were materialized
@@ -187,7 +189,7 @@ def evaluate_landing(
             content = hashlib.sha1("".join(digests[h] for h in range(first, end, HOUR_MS)).encode()).hexdigest()[:20]
             tick.requests.append(
                 stage_request(
-                    "raw_job", (first, end), "hour", f"landing:{_range_label((first, end), 'hour')}:{content}",
+                    "hourly_job", (first, end), "hour", f"landing:{_range_label((first, end), 'hour')}:{content}",
                     {"fundarb/trigger": "landing_sensor", "fundarb/file_set": content},
                 )
             )  # fmt: skip
@@ -199,18 +201,21 @@ def evaluate_landing(
     return tick
 
 
-def build_landing_sensor(partitions: Partitions, raw_job: Any) -> Any:
+def build_landing_sensor(partitions: Partitions, hourly_job: Any) -> Any:
     @sensor(
         name="landing_sensor",
-        job=raw_job,
+        job=hourly_job,
         minimum_interval_seconds=LANDING_INTERVAL_S,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Complete hours of landed files in landing/<stream>/date=/hour=/ -> one ranged raw_job run per "
+        description="Complete hours of landed files in landing/<stream>/date=/hour=/ -> one ranged hourly_job run per "
         "run of contiguous hours (run key: the range and a digest of its file sets). An hour is complete when "
         f"a later hour has landed or its folders have been quiet for {QUIET_S:g} s.",
     )
     def landing_sensor(context: SensorEvaluationContext, data_dir: DataDirResource) -> SensorResult | SkipReason:
         cursor = LandingCursor.parse(context.cursor)
+        if context.cursor and jobs_in_flight(context.instance, ["hourly_job"]):
+            # Hours load in order (bars carry earlier closes); the next run takes what completes meanwhile.
+            return SkipReason("an hourly_job run is queued or running: complete hours wait for it")
         already_loaded = None
         if not context.cursor:
             already_loaded = set(context.instance.get_materialized_partitions(AssetKey("raw_trades")))
@@ -275,7 +280,7 @@ def _iso(ms: int) -> str:
 @dataclass
 class PipelineCursor:
     event_id: int = 0  # storage id of the last run-success event read
-    clock_ms: int = 0  # end of the newest hour raw_job loaded: the data's clock
+    clock_ms: int = 0  # end of the newest hour hourly_job loaded: the data's clock
     pending: dict[str, list[Span]] = field(default_factory=dict)  # stage job -> windows not requested yet
 
     @classmethod
@@ -328,7 +333,7 @@ def plan_stages(
     pending = {job: list(spans) for job, spans in cursor.pending.items()}
     clock = cursor.clock_ms
     for success in successes:
-        if success.job == "raw_job" and success.span is not None:
+        if success.job == "hourly_job" and success.span is not None:
             clock = max(clock, success.span[1])
         for stage in stages:
             if success.job in stage.after:
@@ -432,8 +437,8 @@ def build_pipeline_sensor(partitions: Partitions, jobs: Sequence[Any]) -> Any:
 
 
 def build_sensors(partitions: Partitions, jobs: Sequence[Any]) -> list[Any]:
-    raw_job = next(job for job in jobs if job.name == "raw_job")
-    return [build_landing_sensor(partitions, raw_job), build_pipeline_sensor(partitions, jobs)]
+    hourly_job = next(job for job in jobs if job.name == "hourly_job")
+    return [build_landing_sensor(partitions, hourly_job), build_pipeline_sensor(partitions, jobs)]
 
 
 # -- where the pipeline stands (the demo and the daemon test wait on it) --------------------------------------

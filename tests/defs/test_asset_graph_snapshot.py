@@ -1,5 +1,5 @@
 """The asset graph as a committed snapshot: keys, dependencies, groups, partitions, checks, and the stage
-(job) that materializes each asset by itself.
+jobs that materialize each asset by themselves.
 
 A rename, a new dependency or a changed partitioning shows up as a reviewable diff of
 `snapshots/asset_graph.json`. After an intended change, rewrite it with
@@ -33,7 +33,10 @@ def asset_graph_snapshot() -> dict[str, Any]:
     from fundarb_dagster.defs.partitions import TEMPLATE_PARTITIONS
 
     defs = build_definitions(TEMPLATE_PARTITIONS)  # the deployment's start is a setting, not part of the graph
-    stage_of = {name: stage.job for stage in STAGES for name in stage.assets}
+    stages_of: dict[str, list[str]] = {}
+    for stage in STAGES:
+        for name in stage.assets:
+            stages_of.setdefault(name, []).append(stage.job)
 
     graph = defs.resolve_asset_graph()
     checks: dict[str, list[dict[str, Any]]] = {}
@@ -49,7 +52,7 @@ def asset_graph_snapshot() -> dict[str, Any]:
             "deps": sorted(p.to_user_string() for p in node.parent_keys),
             "group": node.group_name,
             "partitions": _partitions(node.partitions_def),
-            "stage": stage_of.get(key.to_user_string()),
+            "stages": stages_of.get(key.to_user_string(), []),
             "checks": sorted(checks.get(key.to_user_string(), []), key=lambda c: (c["name"], c["blocking"])),
         }
     return {

@@ -64,16 +64,15 @@ def test_partitions_pools_and_single_run_backfills():
 
 def test_jobs_sensors_schedules_and_resources_are_registered():
     defs = _defs()
-    bars = defs.resolve_job_def("bars_job")
-    assert bars.partitions_def == HOURLY
-    selected = {k.to_user_string() for k in bars.asset_layer.selected_asset_keys}
-    assert selected == {"ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "indicators"}
+    hourly = defs.resolve_job_def("hourly_job")
+    assert hourly.partitions_def == HOURLY
+    selected = {k.to_user_string() for k in hourly.asset_layer.selected_asset_keys}
+    # one run per hour: the raw tables, the registry, the bars and the funding (the intervals whole)
+    assert {"raw_trades", "instruments", "ohlcv_1m", "indicators", "funding_intervals", "funding_rates"} <= selected
+    assert "ohlcv_1d" not in selected and "funding_spreads" not in selected
     assert defs.resolve_job_def("daily_job").partitions_def == DAILY
+    assert defs.resolve_job_def("signals_job").partitions_def == HOURLY
     assert defs.resolve_job_def("backtests_job").partitions_def is None
-    # raw_job is hourly with the unpartitioned registry in the same run; funding_job likewise with its intervals
-    raw = defs.resolve_job_def("raw_job")
-    assert raw.partitions_def == HOURLY
-    assert "instruments" in {k.to_user_string() for k in raw.asset_layer.selected_asset_keys}
     assert {s.name for s in defs.sensors} == {"landing_sensor", "pipeline_sensor"}
     assert {s.name for s in defs.schedules} == {"freshness_schedule"}
     assert {"duckdb", "data_dir", "source"} <= set(defs.resources)

@@ -10,9 +10,13 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey, DagsterInstance, RunsFilter
 
+from fundarb_dagster.core import landing
 from fundarb_dagster.core.config import load_config
 from fundarb_dagster.core.units import DAY_MS, HOUR_MS
 from fundarb_dagster.defs.common.landing import hour_folders
@@ -60,6 +64,10 @@ def test_landed_files_reach_alerts_and_every_asset_with_only_the_daemon_running(
             assert launch_capture(str(config_path), ranks=2, duration_s=6) == 0
             with DagsterInstance.get() as instance:
                 waited = _wait_settled(instance, data, partitions, daemon, log)
+                # One more hour, as a capture would land it: the newest hour's trades again, an hour later
+                # (and the hour after, which closes it on the data's clock). It must reach alerts by itself.
+                new_hour, landed_at = _land_next_hours(data), time.time()
+                _wait_settled(instance, data, partitions, daemon, log)
                 runs = sorted(
                     (r for stage in STAGES for r in instance.get_run_records(RunsFilter(job_name=stage.job))),
                     key=lambda r: r.create_timestamp,
@@ -78,6 +86,16 @@ def test_landed_files_reach_alerts_and_every_asset_with_only_the_daemon_running(
         )
     print(f"settled {waited:.0f} s after the capture ended; {len(runs)} runs")
 
+    # the new hour: loaded by one hourly_job run of its own, then alerts evaluated over it, by themselves
+    def covering(job: str) -> list:
+        return [r for r in runs if r.dagster_run.job_name == job and new_hour in _hours(r.dagster_run.tags)]
+
+    assert [_hours(r.dagster_run.tags) for r in covering("hourly_job")] == [[new_hour]]
+    # the first signals run over it (the next hour's run looks back 8 h and covers it again)
+    signals = min(covering("signals_job"), key=lambda r: r.end_time)
+    assert signals.dagster_run.status.value == "SUCCESS"
+    print(f"a new hour's files reached alerts {signals.end_time - landed_at:.0f} s after they landed")
+
     assert failures == []
     # every asset of the graph has a materialization, and nothing was launched but by the two sensors
     assert [name for name in stage_asset_names() if events.get(AssetKey(name)) is None] == []
@@ -92,13 +110,16 @@ def test_landed_files_reach_alerts_and_every_asset_with_only_the_daemon_running(
         if stage.after:
             assert any(t <= record.start_time for job in stage.after for t in ended.get(job, [])), stage.job
         ended.setdefault(stage.job, []).append(record.end_time)
-    # each landed hour loaded once: raw_job and bars_job windows do not overlap and cover every landed hour
+    # each landed hour loaded once, in order: hourly_job windows do not overlap and cover every landed hour,
+    # and no two runs of a stage ran at the same time
     landed = {hour for hour, _, _ in hour_folders(data, STREAMS)}
-    for job in ("raw_job", "bars_job"):
-        hours = [h for r in runs if r.dagster_run.job_name == job for h in _hours(r.dagster_run.tags)]
-        assert len(hours) == len(set(hours)), f"{job} loaded an hour twice"
-        assert landed <= set(hours), job
+    hours = [h for r in runs if r.dagster_run.job_name == "hourly_job" for h in _hours(r.dagster_run.tags)]
+    assert len(hours) == len(set(hours)), "an hour was loaded twice"
+    assert landed <= set(hours)
     assert {key_ms(k) for k in raw_hours} >= landed
+    for stage in STAGES:
+        spans = sorted((r.start_time, r.end_time) for r in runs if r.dagster_run.job_name == stage.job)
+        assert all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1)), stage.job
     streams = landed_streams(data)
     first = min(s[2] for name, s in streams.items() if name != "capture_stats") // HOUR_MS * HOUR_MS
     last = max(s[3] for name, s in streams.items() if name != "capture_stats") // HOUR_MS * HOUR_MS
@@ -123,6 +144,20 @@ def test_landed_files_reach_alerts_and_every_asset_with_only_the_daemon_running(
         assert con.execute("SELECT count(*) FROM risk_report").fetchone()[0] > 0
     finally:
         con.close()
+
+
+def _land_next_hours(data: Path) -> int:
+    """Land the newest hour's trades again one and two hours later (new trade ids); return the first new hour."""
+    newest = max(hour for hour, _, _ in hour_folders(data, ["trades"]))
+    trades = pq.read_table(sorted(landing.partition_dir(data, "trades", newest).glob("*.parquet")))
+    for k in (1, 2):
+        shifted = trades
+        for column, offset in (("ts_ms", k * HOUR_MS), ("recv_ts_ms", k * HOUR_MS), ("trade_id", k * 10**12)):
+            index = shifted.schema.get_field_index(column)
+            step = pa.scalar(offset, shifted.schema.field(column).type)
+            shifted = shifted.set_column(index, column, pc.add(shifted.column(column), step))
+        landing.write_stream(data, "trades", shifted, "next-hour", k)
+    return newest + HOUR_MS
 
 
 def _hours(tags: dict[str, str]) -> list[int]:

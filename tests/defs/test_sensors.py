@@ -1,4 +1,4 @@
-"""landing_sensor: complete hours -> ranged raw_job runs (deterministic run keys, late files re-run their hour);
+"""landing_sensor: complete hours -> ranged hourly_job runs (deterministic run keys, late files re-run their hour);
 pipeline_sensor: each stage after the stages it reads, over their window, never while they are in flight."""
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def test_closed_hours_are_one_ranged_raw_run_and_the_newest_waits_until_quiet(tm
         land_trades(tmp_path, _trades(H0 + h * HOUR_MS), seq=h)
     requests, cursor = _tick(tmp_path, None)
     # hours 12 and 13 closed (a later hour landed); 14 is still being written
-    assert [(r.job_name, _window(r)) for r in requests] == [("raw_job", ("2025-11-01-12:00", "2025-11-01-13:00"))]
+    assert [(r.job_name, _window(r)) for r in requests] == [("hourly_job", ("2025-11-01-12:00", "2025-11-01-13:00"))]
     assert requests[0].run_key.startswith("landing:2025-11-01-12:00...2025-11-01-13:00:")
     assert "2 hours" in requests[0].tags["fundarb/window"]
     assert cursor.waiting == ["2025-11-01-14:00"]
@@ -142,9 +142,9 @@ def test_first_tick_skips_hours_the_cli_already_loaded(tmp_path):
     assert "2025-11-01-12:00" in cursor.digests  # remembered: a later file re-runs it
 
 
-def test_the_sensor_targets_raw_job_and_skips_an_empty_landing_zone(tmp_path):
+def test_the_sensor_targets_hourly_job_and_skips_an_empty_landing_zone(tmp_path):
     jobs = build_jobs()
-    sensor = build_landing_sensor(PARTITIONS, next(j for j in jobs if j.name == "raw_job"))
+    sensor = build_landing_sensor(PARTITIONS, next(j for j in jobs if j.name == "hourly_job"))
     context = build_sensor_context(
         instance=DagsterInstance.ephemeral(), resources={"data_dir": DataDirResource(data_dir=str(tmp_path))}
     )
@@ -156,7 +156,7 @@ def test_the_sensor_targets_raw_job_and_skips_an_empty_landing_zone(tmp_path):
         instance=DagsterInstance.ephemeral(), resources={"data_dir": DataDirResource(data_dir=str(tmp_path))}
     )
     result = sensor(context)
-    assert [(r.job_name, r.partition_key) for r in result.run_requests] == [("raw_job", "2025-11-01-12:00")]
+    assert [(r.job_name, r.partition_key) for r in result.run_requests] == [("hourly_job", "2025-11-01-12:00")]
 
 
 # -- pipeline_sensor ----------------------------------------------------------------------------------------
@@ -172,60 +172,51 @@ def _by_job(requests):
     return {r.job_name: _window(r) if (r.partition_key or RANGE_START_TAG in r.tags) else None for r in requests}
 
 
-def test_a_raw_run_requests_bars_and_funding_over_its_window_then_signals_look_back_8_hours():
-    requests, cursor = _plan(PipelineCursor(), [Success("raw_job", _span(0, 3), "r1")], 7)
-    assert _by_job(requests) == {
-        "bars_job": ("2025-11-01-12:00", "2025-11-01-14:00"),
-        "funding_job": ("2025-11-01-12:00", "2025-11-01-14:00"),
-    }
-    assert all(r.run_key.endswith(":7") for r in requests)
-    assert cursor.clock_ms == H0 + 3 * HOUR_MS and cursor.event_id == 7
-    assert cursor.pending == {}
-    bars_done = Success("bars_job", _span(0, 3), "b1")
-    funding_done = Success("funding_job", _span(0, 3), "f1")
-    requests, cursor = _plan(cursor, [bars_done, funding_done], 9)
+def test_an_hourly_run_requests_signals_from_8_hours_earlier_and_keeps_its_day_until_the_day_ends():
+    requests, cursor = _plan(PipelineCursor(), [Success("hourly_job", _span(0, 3), "h1")], 7)
     assert _by_job(requests) == {"signals_job": ("2025-11-01-04:00", "2025-11-01-14:00")}
+    assert requests[0].run_key == "signals_job:2025-11-01-04:00...2025-11-01-14:00:7"
+    assert "11 hours" in requests[0].tags["fundarb/window"]
+    assert cursor.clock_ms == H0 + 3 * HOUR_MS and cursor.event_id == 7
     # the day has not ended on the data's clock: daily_job waits for it in the cursor
     assert cursor.pending == {"daily_job": [(H0 - 12 * HOUR_MS, H0 + 12 * HOUR_MS)]}
 
 
 def test_a_stage_waits_while_what_it_reads_is_in_flight_and_merges_the_windows_that_came_meanwhile():
     cursor = PipelineCursor()
-    requests, cursor = _plan(cursor, [Success("raw_job", _span(0, 1), "r1")], 3, in_flight={"raw_job"})
-    assert requests == []  # another raw run is queued or running: bars and funding wait for it
-    assert set(cursor.pending) == {"bars_job", "funding_job"}
-    requests, cursor = _plan(cursor, [Success("raw_job", _span(1, 1), "r2")], 4)
-    assert _by_job(requests) == {
-        "bars_job": ("2025-11-01-12:00", "2025-11-01-13:00"),
-        "funding_job": ("2025-11-01-12:00", "2025-11-01-13:00"),
-    }
-    # and a stage never runs beside a run of its own job (bars read the previous hours' closes)
-    requests, cursor = _plan(cursor, [Success("raw_job", _span(2, 1), "r3")], 5, in_flight={"bars_job"})
-    assert _by_job(requests) == {"funding_job": ("2025-11-01-14:00", "2025-11-01-14:00")}
-    assert cursor.pending["bars_job"] == [_span(2, 1)]
+    requests, cursor = _plan(cursor, [Success("hourly_job", _span(0, 1), "h1")], 3, in_flight={"hourly_job"})
+    assert requests == []  # another hourly run is queued or running: signals wait for it
+    assert set(cursor.pending) == {"signals_job", "daily_job"}
+    requests, cursor = _plan(cursor, [Success("hourly_job", _span(1, 1), "h2")], 4)
+    assert _by_job(requests) == {"signals_job": ("2025-11-01-04:00", "2025-11-01-13:00")}
+    # and a stage never runs beside a run of its own job
+    requests, cursor = _plan(cursor, [Success("hourly_job", _span(2, 1), "h3")], 5, in_flight={"signals_job"})
+    assert requests == []
+    assert cursor.pending["signals_job"] == [(H0 - 6 * HOUR_MS, H0 + 3 * HOUR_MS)]
 
 
 def test_a_day_that_ends_on_the_data_clock_runs_daily_then_funding_then_signals_then_one_backtest_per_strategy():
     day = H0 - 12 * HOUR_MS  # 2025-11-01 00:00
-    cursor = PipelineCursor(clock_ms=H0 + 12 * HOUR_MS)  # raw loaded up to the end of the day
-    requests, cursor = _plan(cursor, [Success("bars_job", (day, day + DAY_MS), "b1")], 10)
+    cursor = PipelineCursor(clock_ms=H0 + 12 * HOUR_MS)  # loaded up to the end of the day
+    requests, cursor = _plan(cursor, [Success("hourly_job", (day + 23 * HOUR_MS, day + DAY_MS), "h1")], 10)
+    assert _by_job(requests) == {"signals_job": ("2025-11-01-15:00", "2025-11-01-23:00")}
+    requests, cursor = _plan(cursor, [Success("signals_job", (day, day + DAY_MS), "s0")], 11)
     assert requests == []  # the clock's last hour is in that day: it has not ended
     first_hour = (day + DAY_MS, day + DAY_MS + HOUR_MS)
-    requests, cursor = _plan(cursor, [Success("raw_job", first_hour, "r1")], 11)
-    # the day has ended; daily_job waits for the bars of the new hour, funding_job for daily_job
-    assert _by_job(requests) == {"bars_job": ("2025-11-02-00:00", "2025-11-02-00:00")}
-    requests, cursor = _plan(cursor, [], 11, in_flight={"bars_job"})
+    requests, cursor = _plan(cursor, [Success("hourly_job", first_hour, "h2")], 12)
+    # the day has ended: daily_job runs; the new hour's signals wait for the day's refresh
+    assert _by_job(requests) == {"daily_job": ("2025-11-01", "2025-11-01")}
+    assert cursor.pending["daily_job"] == [(day + DAY_MS, day + 2 * DAY_MS)]  # the new day is not over yet
+    requests, cursor = _plan(cursor, [], 12, in_flight={"daily_job"})
     assert requests == []
-    requests, cursor = _plan(cursor, [Success("bars_job", first_hour, "b2")], 12)
-    assert _by_job(requests) == {"daily_job": ("2025-11-01", "2025-11-01")}  # the new day is not over yet
-    assert cursor.pending["daily_job"] == [(day + DAY_MS, day + 2 * DAY_MS)]
     requests, cursor = _plan(cursor, [Success("daily_job", (day, day + DAY_MS), "d1")], 13)
-    # the fetched history refreshes the day's funding, with the new hour in the same run
-    assert _by_job(requests) == {"funding_job": ("2025-11-01-00:00", "2025-11-02-00:00")}
+    # the fetched history refreshes the day's funding
+    assert _by_job(requests) == {"funding_job": ("2025-11-01-00:00", "2025-11-01-23:00")}
     assert "backtests_job" in cursor.pending  # waits: funding and signals come first
     requests, cursor = _plan(cursor, [], 13, in_flight={"funding_job"})
     assert requests == []
-    requests, cursor = _plan(cursor, [Success("funding_job", (day, first_hour[1]), "f1")], 14)
+    requests, cursor = _plan(cursor, [Success("funding_job", (day, day + DAY_MS), "f1")], 14)
+    # one signals run for the day and the new hour together
     assert _by_job(requests) == {"signals_job": ("2025-10-31-16:00", "2025-11-02-00:00")}
     requests, cursor = _plan(cursor, [Success("signals_job", (day, first_hour[1]), "s1")], 15)
     assert {r.job_name for r in requests} == {"backtests_job"}
@@ -246,9 +237,11 @@ def test_the_cursor_round_trips_and_run_spans_come_from_partition_tags():
     assert run_span({}) is None
 
 
-def test_every_asset_of_the_graph_is_materialized_by_exactly_one_stage():
+def test_every_asset_of_the_graph_runs_in_a_stage_and_only_the_funding_refresh_repeats_one():
     from fundarb_dagster.definitions import all_assets
 
     keys = sorted(k.to_user_string() for a in all_assets for k in a.keys)
-    staged = sorted(name for stage in STAGES for name in stage.assets)
+    staged = sorted(name for stage in STAGES if stage.job != "funding_job" for name in stage.assets)
     assert staged == keys
+    hourly = next(stage for stage in STAGES if stage.job == "hourly_job")
+    assert set(next(stage for stage in STAGES if stage.job == "funding_job").assets) < set(hourly.assets)
