@@ -146,7 +146,8 @@ def run_demo(
     show_results(data_dir / "warehouse.duckdb")
     print(
         f"\nDemo done in {time.perf_counter() - started:.0f} s. Data: {data_dir}\n"
-        f"Open the Dagster UI on this instance:\n  fundarb ui --data-dir {data_dir}\n"
+        f"Open the Dagster UI on this instance (its daemon keeps the pipeline running: files landed under "
+        f"{data_dir / 'landing'} load by themselves):\n  fundarb ui --data-dir {data_dir}\n"
         f"(or: DAGSTER_HOME={env['DAGSTER_HOME']} FUNDARB_DATA_DIR={data_dir} FUNDARB_CONFIG={config_path} \\\n"
         "       dagster dev -m fundarb_dagster.definitions)"
     )
