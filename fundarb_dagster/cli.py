@@ -92,9 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     importer.add_argument("paths", nargs="+", type=Path, help="files to import")
     importer.add_argument("--exchange", required=True, help="ccxt exchange id, e.g. binance")
-    importer.add_argument("--symbol", required=True, help="ccxt unified symbol, e.g. BTC/USDT:USDT")
+    importer.add_argument(
+        "--symbol", required=True, help="ccxt unified symbol (BTC/USDT:USDT) or the venue's market id (BTCUSD_PERP)"
+    )
     importer.add_argument("--kind", help="klines | trades | aggTrades | fundingRate (default: detected)")
     importer.add_argument("--data-dir", default="data", help="data folder (default: data)")
+    importer.add_argument(
+        "--min-landed-share",
+        type=float,
+        default=0.5,
+        help="fail a file of which less than this share of rows lands (default 0.5; 0: keep any)",
+    )
 
     history = commands.add_parser(
         "history",
@@ -218,20 +226,35 @@ def _capture(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from .core.importer import check_arguments, format_summary, import_files
+    from .core.importer import check_arguments, format_summary, import_files, resolve_symbol
 
-    check_arguments(args.paths, Path(args.data_dir), exchange=args.exchange, symbol=args.symbol, kind=args.kind)
-    market = _contract_market(args.exchange.lower(), args.symbol) if ":" in args.symbol else None
+    exchange = args.exchange.lower()
+    symbol = resolve_symbol(exchange, args.symbol, args.data_dir, lambda market_id: _market(exchange, market_id, False))
+    check_arguments(
+        args.paths,
+        Path(args.data_dir),
+        exchange=args.exchange,
+        symbol=symbol,
+        kind=args.kind,
+        min_landed_share=args.min_landed_share,
+    )
+    market = _market(exchange, symbol) if ":" in symbol else None
     summary = import_files(
-        args.paths, Path(args.data_dir), exchange=args.exchange, symbol=args.symbol, kind=args.kind, market=market
+        args.paths,
+        Path(args.data_dir),
+        exchange=args.exchange,
+        symbol=symbol,
+        kind=args.kind,
+        market=market,
+        min_landed_share=args.min_landed_share,
     )
     print(format_summary(summary))
     return 0 if summary.ok else 1  # a file that could not be read at all fails the command
 
 
-def _contract_market(exchange: str, symbol: str) -> dict | None:
-    """ccxt's market of a contract, from the venue (contract size, inverse, expiry); None when it cannot be
-    reached (the importer then uses the registry, and refuses an inverse contract it cannot size)."""
+def _market(exchange: str, symbol: str, say_why: bool = True) -> dict | None:
+    """ccxt's market of a symbol or venue market id, from the venue (contract size, inverse, expiry); None when
+    it cannot be reached (the importer then uses the registry, and refuses an inverse contract it cannot size)."""
     import asyncio
 
     import ccxt
@@ -241,8 +264,10 @@ def _contract_market(exchange: str, symbol: str) -> dict | None:
     try:
         return asyncio.run(load_market(exchange, symbol))
     except (ccxt.BaseError, KeyError, OSError, ValueError) as exc:  # ValueError: no ccxt.pro class for it
+        if not say_why:  # the caller's own error says what could not be resolved
+            return None
         print(
-            f"fundarb: markets of {exchange} not loaded ({type(exc).__name__}: {exc}); using the registry",
+            f"fundarb: markets of {exchange} not loaded ({type(exc).__name__}: {exc})",
             file=sys.stderr,
         )
         return None

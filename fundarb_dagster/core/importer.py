@@ -39,6 +39,7 @@ from .config import ConfigError
 from .instruments import Instrument, InstrumentRegistry, registry_path
 from .sources.markets import market_for
 from .sources.replay import KINDS, ParsedFile, detect_kind, parse_file
+from .venues import UNIFIED_SYMBOL
 
 MANIFEST_NAME = "imports.json"
 _DIGEST_CHARS = 12
@@ -96,6 +97,10 @@ class ImportSummary:
         return self.failed == 0
 
 
+# Below this share of a file's rows landing, the file was read as the wrong kind or is of another shape.
+MIN_LANDED_SHARE = 0.5
+
+
 def expand_paths(paths: Sequence[Path | str]) -> list[Path]:
     """Files as given; a folder stands for the .csv and .zip files under it (sorted), e.g. a day-by-day
     Binance download of one symbol."""
@@ -151,17 +156,56 @@ def _entry_key(exchange: str, symbol: str, kind: str) -> str:
 
 
 # -- importing ----------------------------------------------------------------------------------------
-def check_arguments(
-    paths: Sequence[Path | str], data_dir: Path | str, *, exchange: str, symbol: str, kind: str | None
-) -> list[Path]:
-    """Every argument of an import, checked before any work; raises ConfigError naming the argument and
-    value. Returns the files to import (folders expanded)."""
-    if kind is not None and kind not in KINDS:
-        raise ConfigError(f"--kind: unknown kind {kind!r}; expected one of {list(KINDS)}")
+def check_exchange(exchange: str) -> None:
     import ccxt
 
     if exchange.lower() not in ccxt.exchanges:
         raise ConfigError(f"--exchange: {exchange!r} is not a ccxt exchange id (e.g. binance, bybit, okx)")
+
+
+def resolve_symbol(
+    exchange: str, symbol: str, data_dir: Path | str, market: Callable[[str], Mapping[str, Any] | None]
+) -> str:
+    """The unified symbol of `--symbol`, which may be the venue's own market id (`BTCUSD_PERP`, as Binance's
+    archive paths spell it): from the registry (a capture or an earlier import registered that id), else from
+    ccxt's markets (`market(id)`: the market, or None when they could not be loaded). A unified symbol is
+    returned as is; anything else is a ConfigError naming the value."""
+    check_exchange(exchange)
+    if UNIFIED_SYMBOL.match(symbol):
+        return symbol
+    known: list[str] = []
+    if registry_path(data_dir).exists():
+        registry = InstrumentRegistry.load(registry_path(data_dir))
+        known = sorted(i.symbol for i in registry if i.exchange == exchange and i.venue_symbol == symbol)
+    if len(known) > 1:
+        raise ConfigError(f"--symbol: {symbol!r} is the id of {known} on {exchange}: pass one of them")
+    if known:
+        return known[0]
+    found = market(symbol)
+    if found is not None:
+        return str(found["symbol"])
+    raise ConfigError(
+        f"--symbol: {symbol!r} is neither a ccxt unified symbol (BTC/USDT, BTC/USDT:USDT, BTC/USD:BTC) nor a "
+        f"market id of {exchange} that the registry or ccxt's markets know"
+    )
+
+
+def check_arguments(
+    paths: Sequence[Path | str],
+    data_dir: Path | str,
+    *,
+    exchange: str,
+    symbol: str,
+    kind: str | None,
+    min_landed_share: float = MIN_LANDED_SHARE,
+) -> list[Path]:
+    """Every argument of an import, checked before any work; raises ConfigError naming the argument and
+    value. Returns the files to import (folders expanded)."""
+    if not 0.0 <= min_landed_share <= 1.0:
+        raise ConfigError(f"--min-landed-share: {min_landed_share!r} is not a share between 0 and 1")
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"--kind: unknown kind {kind!r}; expected one of {list(KINDS)}")
+    check_exchange(exchange)
     try:
         market_for(symbol)
     except ValueError:
@@ -194,18 +238,22 @@ def import_files(
     kind: str | None = None,
     progress: Callable[[str], None] | None = _stderr,
     market: Mapping[str, Any] | None = None,
+    min_landed_share: float = MIN_LANDED_SHARE,
 ) -> ImportSummary:
     """Import recorded files of one instrument into the landing zone (see the module docstring).
 
     Every argument is checked first (`check_arguments`: a `ConfigError` and nothing done). A file that cannot
-    be read at all (unknown kind, not a CSV), or of which no row landed (a wrong `kind`), is reported as
-    failed in the summary with the reason and is not recorded as imported; the others still import. Bad rows
-    never fail a file: they are quarantined and counted. `market` is ccxt's market of the symbol
+    be read at all (unknown kind, not a CSV), or of which no row or less than `min_landed_share` of its rows
+    landed (a wrong `kind`, a file of another shape), is reported as failed in the summary with the reason,
+    keeps nothing in the landing zone and is not recorded as imported; the others still import. Bad rows of a
+    file that lands are quarantined and counted. `market` is ccxt's market of the symbol
     (`live.load_market`): contract size, settle currency, inverse or linear and expiry come from it (see
     `instrument_for`), and contract amounts land in base units.
     """
     data_dir = Path(data_dir)
-    files = check_arguments(paths, data_dir, exchange=exchange, symbol=symbol, kind=kind)
+    files = check_arguments(
+        paths, data_dir, exchange=exchange, symbol=symbol, kind=kind, min_landed_share=min_landed_share
+    )
     exchange = exchange.lower()
     registry_file = registry_path(data_dir)
     registry = InstrumentRegistry.load(registry_file)
@@ -247,6 +295,16 @@ def import_files(
             result.error = (
                 f"kind: read as {parsed.kind!r}, no row of {result.rows:,} landed ({result.quarantined:,} "
                 "quarantined); not recorded as imported: is --kind right?"
+            )
+        elif result.status != "failed" and result.landed < min_landed_share * (result.rows - result.other_instruments):
+            own = result.rows - result.other_instruments  # the rows of other instruments are not this import's
+            for landed_file in result.files:  # nothing of a file read wrongly stays where the warehouse reads
+                Path(landed_file).unlink(missing_ok=True)
+            result.status, result.files = "failed", []
+            result.error = (
+                f"min_landed_share: read as {parsed.kind!r}, {result.landed:,} of {own:,} rows landed "
+                f"({result.landed / own:.1%} < {min_landed_share:.0%}; {result.quarantined:,} quarantined): "
+                "nothing kept, not recorded as imported; is --kind right? (--min-landed-share 0 keeps them)"
             )
         if result.status == "failed":
             continue  # not in the manifest: a later run with the right kind imports it

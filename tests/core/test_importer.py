@@ -17,6 +17,7 @@ from fundarb_dagster.core.config import ConfigError
 from fundarb_dagster.core.importer import format_summary, import_files, load_manifest
 from fundarb_dagster.core.instruments import InstrumentRegistry, registry_path
 from fundarb_dagster.core.schema import EventKind
+from fundarb_dagster.core.sources.markets import market_for
 from fundarb_dagster.core.sources.replay import parsers
 from tests.core.binance_archives import KLINE_HEADER, write_csv
 
@@ -408,3 +409,51 @@ def test_an_off_grid_settlement_keeps_the_interval_in_force_which_is_recorded_as
     assert got["funding_ts_ms"].tolist() == times and set(got["interval_h"]) == {8.0}
     history = InstrumentRegistry.load(registry_path(data)).interval_history("binance", "XRP/USDT:USDT")
     assert [(s.interval_h, s.source) for s in history] == [(8.0, "inferred")]
+
+
+def test_a_file_of_which_most_rows_are_quarantined_fails_and_keeps_nothing(tmp_path: Path) -> None:
+    rows = klines_rows(10)
+    for row in rows[:6]:
+        row[4] = "n/a"  # six of ten closes unreadable: not this kind of file, or a broken one
+    path = write_csv(tmp_path / "BTCUSDT-1m-2024-01-01.csv", rows, KLINE_HEADER, [], False)
+    data = tmp_path / "data"
+    summary = import_files([path], data, exchange="binance", symbol="BTC/USDT:USDT", progress=None)
+    result = summary.files[0]
+    assert not summary.ok and result.status == "failed" and result.files == []
+    assert result.error.startswith("min_landed_share: read as 'klines', 4 of 10 rows landed (40.0% < 50%")
+    assert landed_files(data) == [] and load_manifest(data) == {}
+    kept = import_files([path], data, exchange="binance", symbol="BTC/USDT:USDT", progress=None, min_landed_share=0.4)
+    assert kept.ok and kept.landed == 4 and len(read_landed(data, "ohlcv")) == 4
+
+
+def test_a_venue_market_id_resolves_through_the_registry_or_ccxts_markets(tmp_path: Path) -> None:
+    import ccxt
+
+    from fundarb_dagster.core.importer import resolve_symbol
+    from fundarb_dagster.core.sources.live import market_of
+
+    data = tmp_path / "data"
+    nowhere = {}.get  # ccxt's markets could not be loaded
+    with pytest.raises(ConfigError, match="--symbol: 'BTCUSD_PERP' is neither a ccxt unified symbol"):
+        resolve_symbol("binance", "BTCUSD_PERP", data, nowhere)
+    # ccxt's own id index, on the real binance class with the COIN-M market and a spot/perp pair sharing an id
+    exchange = ccxt.binance()
+    spot, perp = market_for("BTC/USDT", "BTCUSDT"), market_for("BTC/USDT:USDT", "BTCUSDT")
+    exchange.set_markets([coin_m_market(), spot, perp])
+    assert resolve_symbol("binance", "BTCUSD_PERP", data, lambda i: market_of(exchange, i)) == "BTC/USD:BTC"
+    with pytest.raises(KeyError, match=r"'BTCUSDT' is the id of \['BTC/USDT', 'BTC/USDT:USDT'\]"):
+        market_of(exchange, "BTCUSDT")
+    # once registered (an import or a capture), the id resolves offline
+    path = write_csv(tmp_path / "BTCUSD_PERP-1m-2024-01-01.csv", klines_rows(3), KLINE_HEADER, [], False)
+    import_files([path], data, exchange="binance", symbol="BTC/USD:BTC", progress=None, market=coin_m_market())
+    assert resolve_symbol("binance", "BTCUSD_PERP", data, nowhere) == "BTC/USD:BTC"
+    assert resolve_symbol("binance", "ETH/USDT", data, nowhere) == "ETH/USDT"  # unified: as is
+
+
+def test_an_unknown_header_lists_the_shapes_it_knows(tmp_path: Path) -> None:
+    path = tmp_path / "mystery.csv"
+    path.write_text("when,what,how_much\n1,2,3\n")
+    summary = import_files([path], tmp_path / "data", exchange="binance", symbol="BTC/USDT", progress=None)
+    error = summary.files[0].error
+    assert "cannot tell the kind" in error and "funding_table (venue, settlement_time_ms_utc" in error
+    assert "klines / markPriceKlines (open_time" in error and "or pass --kind" in error

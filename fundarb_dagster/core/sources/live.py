@@ -266,9 +266,22 @@ async def load_market(exchange_id: str, symbol: str) -> dict[str, Any]:
     (`NetworkError` offline) or KeyError naming the symbol when the venue does not list it."""
     exchange = create_live_exchange(exchange_id, LiveConfig(), {})
     try:
-        markets = await exchange.load_markets()
+        await exchange.load_markets()
     finally:
         await exchange.close()
-    if symbol not in markets:
-        raise KeyError(f"symbol: {symbol!r} is not listed by exchange {exchange_id!r}")
-    return dict(markets[symbol])
+    return market_of(exchange, symbol)
+
+
+def market_of(exchange: Any, symbol: str) -> dict[str, Any]:
+    """The market of a unified symbol or of the venue's own market id (`BTCUSD_PERP`, as the venue's archive
+    paths spell it), from a ccxt exchange whose markets are loaded; KeyError naming the value when it is
+    unknown, or when the id names several markets (binance's `BTCUSDT` is a spot and a perp market)."""
+    if symbol in exchange.markets:
+        return dict(exchange.markets[symbol])
+    found = (exchange.markets_by_id or {}).get(symbol) or []
+    if len(found) == 1:
+        return dict(found[0])
+    if found:
+        names = sorted(m["symbol"] for m in found)
+        raise KeyError(f"symbol: {symbol!r} is the id of {names} on {exchange.id}: pass one of them")
+    raise KeyError(f"symbol: {symbol!r} is not listed by exchange {exchange.id!r}")

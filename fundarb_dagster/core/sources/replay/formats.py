@@ -128,6 +128,20 @@ def _stem(path: Path) -> str:
     return name
 
 
+# The headers detect_kind tells apart, for the error that lists them.
+KNOWN_HEADERS: tuple[tuple[str, str], ...] = (
+    ("funding_table", "venue, settlement_time_ms_utc, funding_rate, ..."),
+    ("fixture_trades", "time_ms_utc, trade_id, ..."),
+    ("fixture_funding", "time_ms_utc, funding_rate, ..."),
+    ("fixture_ohlcv / fixture_mark", "time_ms_utc, open, high, low, close, ..."),
+    ("klines / markPriceKlines", "open_time, open, high, low, close, volume, close_time, ..."),
+    ("aggTrades", "agg_trade_id, price, quantity, ..."),
+    ("trades", "id, price, qty, ..."),
+    ("fundingRate", "calc_time, funding_interval_hours, last_funding_rate"),
+    ("bookTicker", "update_id, best_bid_price, best_bid_qty, ..."),
+)
+
+
 def detect_kind(path: Path) -> str:
     """The kind of a recorded file from its name and first line; a clear error when unknown."""
     stem = _stem(path)
@@ -156,7 +170,11 @@ def detect_kind(path: Path) -> str:
             return "fundingRate"
         if "best_bid_price" in names:
             return "bookTicker"
-        raise ValueError(f"kind: cannot tell the kind of {str(path)!r} from its header {first[:80]!r}")
+        raise ValueError(
+            f"kind: cannot tell the kind of {str(path)!r} from its header {first[:80]!r}; known headers: "
+            + "; ".join(f"{kind} ({columns})" for kind, columns in KNOWN_HEADERS)
+            + "; or pass --kind"
+        )
     # No header: Binance archive names say it (BTCUSDT-aggTrades-2024-01-01), else the column count does.
     lowered = stem.lower()
     if "-aggtrades-" in lowered:
