@@ -14,7 +14,6 @@ and CPU (the process's own CPU time, less sensitive to other work on a shared ma
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.harness import Goal, interleaved, load, spread  # noqa: E402
 from fundarb_dagster.core.backtest import BacktestParams, get_strategy, make_grid, run_backtest, simulate, sweep  # noqa: E402
 from fundarb_dagster.core.backtest.engine import GRID_FIELDS, prepare_legs  # noqa: E402
 from fundarb_dagster.core.backtest.synthetic import synthetic_panel  # noqa: E402
@@ -48,10 +48,6 @@ def median_of(fn, repeat: int) -> tuple[float, float, object]:  # noqa: ANN001
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
     return statistics.median(walls), statistics.median(cpus), out
-
-
-def load() -> str:
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
 
 
 def main() -> None:
@@ -134,3 +130,35 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def goals(quick: bool) -> tuple[list[Goal], str]:
+    """What a user calls, `run_backtest` (legs gathered, every table built), interleaved with the engine's
+    aggregates alone (the part that is not tables), at ~1 M pair-bars (quick: ~0.2 M)."""
+    hours = 24 * 150 if quick else 24 * 730
+    panel = synthetic_panel(hours, UNDERLYINGS, with_spot=False, seed=1)
+    pairs = get_strategy("perp_perp").pairs(panel, {})
+    T, P = pairs.signal.shape
+    params = BacktestParams(
+        enter_apr=0.1, exit_apr=0.02, leverage=5, max_hold_h=240, rebalance_h=72, stop_distance=0.02
+    )
+    grid1 = {f: np.array([float(getattr(params, f))]) for f in GRID_FIELDS}
+    run_backtest(panel, pairs, params, "perp_perp")  # warm caches and lazy imports
+    times = interleaved(
+        {
+            "run_backtest": lambda: run_backtest(panel, pairs, params, "perp_perp"),
+            "engine_aggregates": lambda: simulate(panel, pairs, grid1, params, detail=False),
+        },
+        5,
+    )
+    per_million = [t * 1e6 / (T * P) for t in times["run_backtest"]]
+    ms = statistics.median(per_million) * 1e3
+    size = f"{T:,} bars x {P} pairs = {T * P:,} pair-bars"
+    report = (
+        f"carry backtest, full accounting: {size}; interleaved; {load()}\n"
+        f"  run_backtest (legs, engine, equity/trades/positions/book tables) ms {spread(times['run_backtest'], 1e3)}\n"
+        f"  engine aggregates only (simulate detail=False, legs included)   ms "
+        f"{spread(times['engine_aggregates'], 1e3)}\n"
+        f"  run_backtest per 1 M pair-bars ms {spread(per_million, 1e3)}"
+    )
+    return [Goal("backtest_run", f"{ms:.0f} ms/1M", "<= 100 ms per 1 M pair-bars", ms <= 100, size)], report

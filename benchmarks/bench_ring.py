@@ -1,10 +1,11 @@
 """Records/s through the shared-memory ring vs multiprocessing.Queue and Pipe, doing the same job side by side.
 
-One producer process sends N trade records (the real `schema.TRADES` dtype) in batches of 1, 64 and 4096 to
-one consumer process, which checks the count and the last record. The ring runs under `mpiexec -n 2`
-(`MPI.Win.Allocate_shared`, exactly as the capture job uses it); Queue and Pipe run as multiprocessing
-children. Each figure is the median of `--repeat` runs (the machine may be shared: the load average is
-printed before and after, and min-max shows the spread). Usage:
+One producer process sends N records (32 bytes by default, the goal's record; `--record-bytes 48` for the
+real `schema.TRADES`) in batches of 1, 64 and 4096 to one consumer process, which checks the count. The ring
+runs under `mpiexec -n 2` (`MPI.Win.Allocate_shared`, exactly as the capture job uses it); Queue and Pipe run
+as multiprocessing children. The cases run interleaved (ring, Queue, Pipe, ring, ...) `--repeat` times, so
+each ratio compares the same moments of the machine's load; medians with min-max. The harness's goal
+(`goals`) adds a third busy process at batch 4096. Usage:
 
     python -m benchmarks.bench_ring            # full sizes
     python -m benchmarks.bench_ring --quick    # a small run to check it works
@@ -27,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.harness import Goal, spread  # noqa: E402
 from fundarb_dagster.core import schema  # noqa: E402
 
 BATCHES = (1, 64, 4096)
@@ -38,15 +40,26 @@ def _sizes(quick: bool) -> dict[int, int]:
     return {1: 300_000 // scale, 64: 5_000_000 // scale, 4096: 40_000_000 // scale}
 
 
-def _batch(batch: int) -> np.ndarray:
-    records = schema.empty("trades", batch)
-    records["trade_id"] = np.arange(batch)
+# The goal's record: 32 bytes (time, instrument, side, price, amount); schema.TRADES is 48.
+RECORD_32 = np.dtype([("ts_ms", "<i8"), ("instrument_id", "<i4"), ("side", "<i4"), ("price", "<f8"), ("amount", "<f8")])
+
+
+def record_dtype(nbytes: int) -> np.dtype:
+    dtypes = {RECORD_32.itemsize: RECORD_32, schema.TRADES.itemsize: schema.TRADES}
+    if nbytes not in dtypes:
+        raise ValueError(f"record bytes: {nbytes!r} must be one of {sorted(dtypes)}")
+    return dtypes[nbytes]
+
+
+def _batch(batch: int, nbytes: int = 32) -> np.ndarray:
+    records = np.zeros(batch, record_dtype(nbytes))
     records["price"] = 100.0
+    records["ts_ms"] = np.arange(batch)
     return records
 
 
 # -- ring, under mpiexec ---------------------------------------------------------------------------------
-def ring_worker(sizes: dict[int, int], repeats: int = 1) -> None:
+def ring_worker(sizes: dict[int, int], repeats: int = 1, nbytes: int = 32) -> None:
     """Runs on both ranks of `mpiexec -n 2`; rank 0 prints `ring <batch> <records> <seconds>` lines."""
     from mpi4py import MPI
 
@@ -55,10 +68,11 @@ def ring_worker(sizes: dict[int, int], repeats: int = 1) -> None:
     world = MPI.COMM_WORLD
     node = world.Split_type(MPI.COMM_TYPE_SHARED)
     for batch, total in [item for _ in range(repeats) for item in sizes.items()]:
-        with Ring.create(node, schema.TRADES, RING_RECORDS, owner=0, backoff=Backoff(spins=200)) as ring:
+        dtype = record_dtype(nbytes)
+        with Ring.create(node, dtype, RING_RECORDS, owner=0, backoff=Backoff(spins=200)) as ring:
             node.Barrier()
             if node.Get_rank() == 1:
-                records = _batch(batch).view(f"V{schema.TRADES.itemsize}")  # raw view taken once
+                records = _batch(batch, nbytes).view(f"V{dtype.itemsize}")  # raw view taken once
                 push = ring.push
                 for _ in range(total // batch):
                     push(records)
@@ -66,7 +80,7 @@ def ring_worker(sizes: dict[int, int], repeats: int = 1) -> None:
             else:
                 # The consumer drains whatever is waiting, like the capture job's flusher (at batch 1 a one-slot
                 # buffer would measure the consumer's call overhead, not the ring).
-                out = np.empty(max(batch, 4096), schema.TRADES).view(f"V{schema.TRADES.itemsize}")
+                out = np.empty(max(batch, 4096), dtype).view(f"V{dtype.itemsize}")
                 pop_into = ring.pop_into
                 backoff = Backoff(spins=200)
                 got = 0
@@ -84,13 +98,13 @@ def ring_worker(sizes: dict[int, int], repeats: int = 1) -> None:
             node.Barrier()
 
 
-def run_ring(sizes: dict[int, int], repeats: int) -> dict[int, list[tuple[int, float]]]:
+def run_ring(sizes: dict[int, int], repeats: int, nbytes: int = 32) -> dict[int, list[tuple[int, float]]]:
     """{batch: [(records, seconds) per run]}: the runs of all batch sizes interleave, so load hits them alike."""
     mpiexec = Path(sys.executable).with_name("mpiexec")
     arg = ",".join(f"{b}:{n}" for b, n in sizes.items())
     proc = subprocess.run(
         [str(mpiexec), "-n", "2", sys.executable, "-m", "benchmarks.bench_ring", "--ring-worker", arg]
-        + ["--repeat", str(repeats)],
+        + ["--repeat", str(repeats), "--record-bytes", str(nbytes)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -107,24 +121,24 @@ def run_ring(sizes: dict[int, int], repeats: int) -> dict[int, list[tuple[int, f
 
 
 # -- multiprocessing baselines ---------------------------------------------------------------------------
-def _queue_producer(queue: mp.Queue, batch: int, count: int) -> None:
-    records = _batch(batch)
+def _queue_producer(queue: mp.Queue, batch: int, count: int, nbytes: int) -> None:
+    records = _batch(batch, nbytes)
     for _ in range(count):
         queue.put(records)
     queue.put(None)
 
 
-def _pipe_producer(conn: mp.connection.Connection, batch: int, count: int) -> None:
-    payload = _batch(batch).tobytes()  # raw bytes: the cheapest a Pipe can do (no pickling)
+def _pipe_producer(conn: mp.connection.Connection, batch: int, count: int, nbytes: int) -> None:
+    payload = _batch(batch, nbytes).tobytes()  # raw bytes: the cheapest a Pipe can do (no pickling)
     for _ in range(count):
         conn.send_bytes(payload)
     conn.send_bytes(b"")
     conn.close()
 
 
-def run_queue(batch: int, total: int) -> tuple[int, float]:
+def run_queue(batch: int, total: int, nbytes: int = 32) -> tuple[int, float]:
     queue: mp.Queue = mp.Queue(maxsize=max(4, RING_RECORDS // batch))
-    proc = mp.Process(target=_queue_producer, args=(queue, batch, total // batch))
+    proc = mp.Process(target=_queue_producer, args=(queue, batch, total // batch, nbytes))
     proc.start()
     got = 0
     t0 = time.perf_counter()
@@ -135,18 +149,64 @@ def run_queue(batch: int, total: int) -> tuple[int, float]:
     return got, elapsed
 
 
-def run_pipe(batch: int, total: int) -> tuple[int, float]:
+def run_pipe(batch: int, total: int, nbytes: int = 32) -> tuple[int, float]:
     receiver, sender = mp.Pipe(duplex=False)
-    proc = mp.Process(target=_pipe_producer, args=(sender, batch, total // batch))
+    proc = mp.Process(target=_pipe_producer, args=(sender, batch, total // batch, nbytes))
     proc.start()
     sender.close()
     got = 0
     t0 = time.perf_counter()
     while payload := receiver.recv_bytes():
-        got += len(np.frombuffer(payload, dtype=schema.TRADES))
+        got += len(payload) // nbytes
     elapsed = time.perf_counter() - t0
     proc.join()
     return got, elapsed
+
+
+def interleaved_runs(
+    batch: int, total: int, q_total: int, repeats: int, nbytes: int, pipe: bool = False
+) -> dict[str, list[tuple[int, float]]]:
+    """ring, Queue (and Pipe) one after the other, `repeats` times: each ratio compares the same moments."""
+    runs: dict[str, list[tuple[int, float]]] = {"ring": [], "queue": [], "pipe": []}
+    for _ in range(repeats):
+        runs["ring"] += run_ring({batch: total}, 1, nbytes)[batch]
+        runs["queue"].append(run_queue(batch, q_total, nbytes))
+        if pipe:
+            runs["pipe"].append(run_pipe(batch, q_total, nbytes))
+    return runs
+
+
+def goals(quick: bool) -> tuple[list[Goal], str]:
+    """The ring's goal at batch 4096 with a third process busy on the 2 cores (a spinning Python process we
+    start and stop), 32-byte records, ring and Queue interleaved; batch 1 and 64 without it, for reference."""
+    repeats = 5
+    sizes = {1: 100_000, 64: 2_000_000, 4096: 8_000_000} if quick else {1: 300_000, 64: 5_000_000, 4096: 40_000_000}
+    lines = [f"ring vs multiprocessing.Queue, 32-byte records, interleaved x{repeats}; {_load()}"]
+    for batch in (1, 64):
+        q_total = min(sizes[batch], 200_000 if batch == 1 else 2_000_000)
+        runs = interleaved_runs(batch, sizes[batch], q_total, repeats, 32)
+        r, q = (_rates(runs[k]) for k in ("ring", "queue"))
+        lines.append(
+            f"  batch {batch:5d}: ring M rec/s {r[0] / 1e6:.1f} ({r[1] / 1e6:.1f}-{r[2] / 1e6:.1f}), "
+            f"Queue {q[0] / 1e6:.2f}: {r[0] / q[0]:.0f}x ({sizes[batch]:,} / {q_total:,} records)"
+        )
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        runs = interleaved_runs(4096, sizes[4096], 2_000_000, repeats, 32)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    rates = [n / s for n, s in runs["ring"]]
+    x = [r / (n / s) for r, (n, s) in zip(rates, runs["queue"], strict=True)]
+    lines.append(
+        f"  batch  4096 with a busy third process: ring M rec/s {spread(rates, 1e-6)}, "
+        f"ring/Queue {spread(x)}x ({sizes[4096]:,} / 2,000,000 records)"
+    )
+    rate, ratio = statistics.median(rates), statistics.median(x)
+    return [
+        Goal("ring_4096_busy", f"{rate / 1e6:.0f} M rec/s", ">= 200 M rec/s, 3rd process busy", rate >= 200e6),
+        Goal("ring_4096_busy_vs_queue", f"{ratio:.1f}x", ">= 10x Queue, 3rd process busy", ratio >= 10),
+    ], "\n".join(lines)
 
 
 def _load() -> str:
@@ -163,35 +223,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10x smaller sizes, to check it runs")
     parser.add_argument("--repeat", type=int, default=None, help="runs per figure (default 5, --quick 3)")
+    parser.add_argument("--record-bytes", type=int, default=32, help="32 (the goal's record) or 48 (schema.TRADES)")
     parser.add_argument("--ring-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     repeats = args.repeat or (3 if args.quick else 5)
     if args.ring_worker:
         sizes = {int(b): int(n) for b, n in (part.split(":") for part in args.ring_worker.split(","))}
-        ring_worker(sizes, repeats)
+        ring_worker(sizes, repeats, args.record_bytes)
         return 0
     sizes = _sizes(args.quick)
-    itemsize = schema.TRADES.itemsize
+    nbytes = args.record_bytes
     print(
-        f"records: schema.TRADES, {itemsize} bytes each; ring {RING_RECORDS} slots; 1 producer -> 1 consumer; "
-        f"median of {repeats} runs (min-max); {_load()}"
+        f"records: {nbytes} bytes each; ring {RING_RECORDS} slots; 1 producer -> 1 consumer; "
+        f"ring, Queue, Pipe interleaved {repeats} times (median, min-max); {_load()}"
     )
-    ring = run_ring(sizes, repeats)
     rows = []
     for batch, total in sizes.items():
         q_total = min(total, 2_000_000 if batch > 1 else 200_000) // (10 if args.quick else 1)
-        queue_runs = [run_queue(batch, q_total) for _ in range(repeats)]
-        pipe_runs = [run_pipe(batch, q_total) for _ in range(repeats)]
-        rows.append((batch, _rates(ring[batch]), _rates(queue_runs), _rates(pipe_runs), ring[batch][0][0], q_total))
+        runs = interleaved_runs(batch, total, q_total, repeats, nbytes, pipe=True)
+        rows.append((batch, *(_rates(runs[k]) for k in ("ring", "queue", "pipe")), total, q_total))
     print(
         f"{'batch':>6} {'ring M rec/s (min-max)':>24} {'Queue M rec/s':>14} {'Pipe M rec/s':>13} {'ring/Queue':>11} "
         f"{'ring/Pipe':>10} {'ring GB/s':>10}  (records per run: ring, Queue/Pipe)"
     )
     for batch, (r, r_lo, r_hi), (q, _, _), (p, _, _), r_n, q_n in rows:
-        spread = f"{r / 1e6:.2f} ({r_lo / 1e6:.1f}-{r_hi / 1e6:.1f})"
+        spread_ = f"{r / 1e6:.2f} ({r_lo / 1e6:.1f}-{r_hi / 1e6:.1f})"
         print(
-            f"{batch:>6} {spread:>24} {q / 1e6:>14.2f} {p / 1e6:>13.2f} {r / q:>10.1f}x {r / p:>9.1f}x "
-            f"{r * itemsize / 1e9:>10.2f}  ({r_n:,}, {q_n:,})"
+            f"{batch:>6} {spread_:>24} {q / 1e6:>14.2f} {p / 1e6:>13.2f} {r / q:>10.1f}x {r / p:>9.1f}x "
+            f"{r * nbytes / 1e9:>10.2f}  ({r_n:,}, {q_n:,})"
         )
     print(_load())
     return 0

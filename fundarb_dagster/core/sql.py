@@ -67,31 +67,45 @@ def replace_window(
     time_column: str = "ts",
     start_param: str = "start",
     end_param: str = "end",
+    staged: bool = True,
 ) -> int:
     """Make `table` hold exactly the rows `select_sql` yields for [$start, $end): delete, then insert.
 
-    The select runs first into a temporary table (so a failing query leaves the table untouched), then
-    the delete and insert commit as one transaction; the table is created from the query's columns on
-    first use. Returns the number of rows inserted. Running it twice gives the same table (idempotent).
+    The select runs first into a temporary table (so a query reading `table` itself, as ohlcv_1m reads its
+    earlier partitions, sees it before the delete), then the delete and insert commit as one transaction;
+    the table is created from the query's columns on first use. `staged=False` inserts straight from the
+    query inside that transaction (one write instead of two), for queries that do not read `table`: a
+    failure still rolls the delete back. Returns the number of rows inserted. Running it twice gives the
+    same table (idempotent).
     """
     check_identifier(table)
     check_identifier(time_column)
-    staged = f"_new_{table}"
-    execute(conn, f"CREATE OR REPLACE TEMP TABLE {staged} AS {select_sql}", params)
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {staged} LIMIT 0")
+    window = {"start": params[start_param], "end": params[end_param]}
+    delete = f"DELETE FROM {table} WHERE {time_column} >= $start AND {time_column} < $end"
+    if not staged:
+        execute(conn, f"CREATE TABLE IF NOT EXISTS {table} AS {select_sql} LIMIT 0", params)
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute(delete, window)
+            inserted = execute(conn, f"INSERT INTO {table} BY NAME {select_sql}", params).fetchone()[0]
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return int(inserted)
+    staging = f"_new_{table}"
+    execute(conn, f"CREATE OR REPLACE TEMP TABLE {staging} AS {select_sql}", params)
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {staging} LIMIT 0")
     conn.execute("BEGIN TRANSACTION")
     try:
-        conn.execute(
-            f"DELETE FROM {table} WHERE {time_column} >= $start AND {time_column} < $end",
-            {"start": params[start_param], "end": params[end_param]},
-        )
-        conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {staged}")
+        conn.execute(delete, window)
+        conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {staging}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    inserted = conn.execute(f"SELECT count(*) FROM {staged}").fetchone()[0]
-    conn.execute(f"DROP TABLE {staged}")
+    inserted = conn.execute(f"SELECT count(*) FROM {staging}").fetchone()[0]
+    conn.execute(f"DROP TABLE {staging}")
     return int(inserted)
 
 

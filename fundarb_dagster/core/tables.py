@@ -281,7 +281,7 @@ MARKET = [
                 ("atr", "float64", "average true range (atr_period)"),
             ]
         ),
-        frame="indicator_frame",
+        frame="indicator_values",  # an Arrow table keyed by instrument_id and ts_us (core.indicators)
     ),
 ]
 

@@ -64,3 +64,27 @@ def test_frame_indicators_computes_each_series_separately():
     np.testing.assert_array_equal(a["sma"], talib.SMA(close, 20))
     np.testing.assert_allclose(b["sma"], talib.SMA(close * 2, 20))
     assert ind.frame_indicators(frame.iloc[:0], ind.IndicatorParams()).columns.tolist()[-1] == "atr"
+
+
+def test_many_series_equals_a_frame_per_series_on_uneven_lengths():
+    """The fast path (contiguous slices, preallocated outputs) against the obvious one (a frame per series),
+    with series of different lengths, one shorter than every warm-up."""
+    lengths = (300, 7, 120)
+    pieces, highs, lows, closes = [], [], [], []
+    for k, n in enumerate(lengths):
+        high, low, close = _walk(n, seed=k + 3)
+        ts = pd.date_range("2026-01-01", periods=n, freq="h")
+        pieces.append(
+            pd.DataFrame({"exchange": "x", "symbol": f"S{k}", "ts": ts, "high": high, "low": low, "close": close})
+        )
+        highs.append(high), lows.append(low), closes.append(close)
+    ids = np.repeat(np.arange(len(lengths)), lengths)
+    starts = ind.series_starts(ids)
+    np.testing.assert_array_equal(starts, [0, 300, 307, 427])
+    fast = ind.many_series(
+        starts, np.concatenate(highs), np.concatenate(lows), np.concatenate(closes), ind.IndicatorParams()
+    )
+    slow = ind.frame_indicators(pd.concat(pieces), ind.IndicatorParams())
+    for name in ind.INDICATOR_COLUMNS:
+        np.testing.assert_array_equal(fast[name], slow[name].to_numpy(), err_msg=name)
+    assert ind.series_starts(np.array([], dtype=np.int32)).tolist() == [0]

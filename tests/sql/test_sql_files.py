@@ -58,6 +58,41 @@ def test_a_failing_select_leaves_the_table_untouched():
     assert conn.execute("SELECT count(*) FROM dst").fetchone()[0] == 1
 
 
+def test_unstaged_replace_window_gives_the_same_rows_and_rolls_back_a_failing_insert():
+    """staged=False (one write, for selects that do not read the target) equals the staged path, and an insert
+    that fails after the delete leaves the window as it was."""
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE src AS SELECT make_timestamp(i * 1000000) AS ts, i AS v FROM range(10) t(i)")
+    select = "SELECT ts, v FROM src WHERE ts >= $start AND ts < $end"
+    all_params = {"start": datetime(1970, 1, 1), "end": datetime(1970, 1, 1, 0, 0, 10)}
+    assert sql.replace_window(conn, "staged", select, all_params) == 10
+    assert sql.replace_window(conn, "direct", select, all_params, staged=False) == 10
+    window = {"start": datetime(1970, 1, 1, 0, 0, 3), "end": datetime(1970, 1, 1, 0, 0, 5)}
+    conn.execute("UPDATE src SET v = v * 100")
+    for name, staged in (("staged", True), ("direct", False)):
+        assert sql.replace_window(conn, name, select, window, staged=staged) == 2
+        assert sql.replace_window(conn, name, select, window, staged=staged) == 2
+    assert conn.execute("SELECT * FROM staged EXCEPT SELECT * FROM direct").fetchall() == []
+    assert conn.execute("SELECT count(*) FROM direct").fetchone()[0] == 10
+    failing = (
+        "SELECT ts, CASE WHEN v > 300 THEN error('boom') ELSE v END AS v FROM src WHERE ts >= $start AND ts < $end"
+    )
+    with pytest.raises(duckdb.Error, match="boom"):
+        sql.replace_window(conn, "direct", failing, window, staged=False)
+    assert [v for (v,) in conn.execute("SELECT v FROM direct ORDER BY ts").fetchall()] == [
+        0,
+        1,
+        2,
+        300,
+        400,
+        5,
+        6,
+        7,
+        8,
+        9,
+    ]
+
+
 def _market_conn(trades: list[tuple[int, int, float, float]]) -> duckdb.DuckDBPyConnection:
     conn = duckdb.connect()
     conn.execute(

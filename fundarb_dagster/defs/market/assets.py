@@ -3,7 +3,6 @@ and TA-Lib indicators on 1h bars that read their look-back from earlier partitio
 
 import time
 
-import pandas as pd
 from dagster import (
     AssetDep,
     AssetExecutionContext,
@@ -16,7 +15,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ...core import indicators as ind
-from ...core.sql import execute, load_sql, registered, replace_window
+from ...core.sql import execute, load_sql, replace_window
 from ...core.tables import table
 from ..common.landing import ensure_raw_tables
 from ..common.metadata import column_schema
@@ -146,16 +145,15 @@ class IndicatorsConfig(Config):
 def indicators(context: AssetExecutionContext, config: IndicatorsConfig, duckdb: DuckDBResource) -> MaterializeResult:
     window = partition_window(context)
     params = config.params()
-    lookback = ind.needed_lookback(params)
     with warehouse_connection(duckdb) as conn:
-        bars = execute(conn, load_sql("market", "indicators_input"), window.params(lookback_bars=lookback)).df()
-        values = ind.frame_indicators(bars, params)
-        values["ts"] = pd.to_datetime(values["ts"])
-        indicator_frame = values[(values["ts"] >= window.start) & (values["ts"] < window.end)]
-        with registered(conn, "indicator_frame", indicator_frame):
-            rows = replace_window(conn, "indicators", "SELECT * FROM indicator_frame", window.params())
+        rows, bars_read = ind.replace_indicators(conn, params, window.params())
     return MaterializeResult(
-        metadata={"window": str(window), "rows": rows, "lookback_bars": lookback, "bars_read": len(bars)}
+        metadata={
+            "window": str(window),
+            "rows": rows,
+            "lookback_bars": ind.needed_lookback(params),
+            "bars_read": bars_read,
+        }
     )
 
 

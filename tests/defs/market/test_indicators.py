@@ -102,3 +102,18 @@ def test_default_periods_run_and_equal_talib(bars_warehouse):
     expected = whole[whole["ts"] == pd.Timestamp("2025-11-08 20:00")].sort_values(["exchange", "symbol"])
     for column in ind.INDICATOR_COLUMNS:
         np.testing.assert_array_equal(got[column].to_numpy(), expected[column].to_numpy(), err_msg=column)
+
+
+def test_rows_stored_out_of_time_order_still_give_each_series_in_order(bars_warehouse):
+    """Re-running an early hour of ohlcv_1h moves its rows to the end of the table; the indicators read the
+    rows in storage order and sort them by (instrument_id, ts) themselves, so the values still equal TA-Lib on
+    each whole series."""
+    run([ohlcv_1h], bars_warehouse, partition="2025-11-02-05:00")
+    stored = query(bars_warehouse, "SELECT epoch_us(ts) AS us FROM ohlcv_1h")["us"].to_numpy()
+    assert (np.diff(stored) < 0).any()  # the table really is out of time order now
+    run([indicators], bars_warehouse, first="2025-11-01-00:00", last="2025-11-08-23:00", run_config=CONFIG)
+    got = query(bars_warehouse, "SELECT * FROM indicators ORDER BY exchange, symbol, ts")
+    expected = _whole_history(bars_warehouse).sort_values(["exchange", "symbol", "ts"])
+    assert len(got) == len(expected) == 2 * HOURS
+    for column in ind.INDICATOR_COLUMNS:
+        np.testing.assert_array_equal(got[column].to_numpy(), expected[column].to_numpy(), err_msg=column)

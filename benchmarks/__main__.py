@@ -1,0 +1,47 @@
+"""Every performance goal in one command, one line each: `name figure target met|missed`.
+
+    python -m benchmarks --quick    # small sizes, a few minutes on 2 cores (what CI may run)
+    python -m benchmarks            # the sizes the goals are stated at
+    python -m benchmarks --only indicators bars
+
+Each goal's benchmark runs its cases interleaved (A, B, A, B, ...) at least 5 times and prints its sizes,
+medians and min-max above the summary; `python -m benchmarks.bench_<name>` runs one alone with more detail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections.abc import Callable
+
+from benchmarks import bench_backtest, bench_growth, bench_indicators, bench_resample
+from benchmarks.harness import Goal, load
+
+SUITES: dict[str, Callable[[bool], tuple[list[Goal], str]]] = {
+    "indicators": bench_indicators.goals,
+    "bars": bench_resample.bar_goals,
+    "backtest": bench_backtest.goals,
+    "growth": bench_growth.goals,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: proves every benchmark runs")
+    parser.add_argument("--only", nargs="*", choices=sorted(SUITES), help="run these suites only")
+    args = parser.parse_args()
+    print(f"{platform.node()} {platform.processor() or platform.machine()}; {load()}; quick={args.quick}")
+    found: list[Goal] = []
+    for name in args.only or SUITES:
+        t0 = time.perf_counter()
+        goals, report = SUITES[name](args.quick)
+        print(f"\n== {name} ({time.perf_counter() - t0:.0f} s) ==\n{report}", flush=True)
+        found += goals
+    print(f"\n{load()}\n{'goal':28s} {'figure':>14s}  {'target':28s} verdict")
+    for goal in found:
+        print(goal.line())
+
+
+if __name__ == "__main__":
+    main()
