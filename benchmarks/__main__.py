@@ -15,7 +15,7 @@ import platform
 import time
 from collections.abc import Callable
 
-from benchmarks import bench_backtest, bench_growth, bench_indicators, bench_resample
+from benchmarks import bench_backtest, bench_growth, bench_indicators, bench_resample, bench_ring
 from benchmarks.harness import Goal, load
 
 SUITES: dict[str, Callable[[bool], tuple[list[Goal], str]]] = {
@@ -23,6 +23,7 @@ SUITES: dict[str, Callable[[bool], tuple[list[Goal], str]]] = {
     "bars": bench_resample.bar_goals,
     "backtest": bench_backtest.goals,
     "growth": bench_growth.goals,
+    "ring": bench_ring.goals,
 }
 
 
@@ -38,7 +39,7 @@ def main() -> None:
         goals, report = SUITES[name](args.quick)
         print(f"\n== {name} ({time.perf_counter() - t0:.0f} s) ==\n{report}", flush=True)
         found += goals
-    print(f"\n{load()}\n{'goal':28s} {'figure':>14s}  {'target':28s} verdict")
+    print(f"\n{load()}\n{'goal':28s} {'figure':>14s}  {'target':34s} verdict")
     for goal in found:
         print(goal.line())
 

@@ -27,7 +27,7 @@ class Goal:
     detail: str = ""  # sizes, medians and ranges behind the figure
 
     def line(self) -> str:
-        return f"{self.name:28s} {self.figure:>14s}  {self.target:28s} {'met' if self.met else 'missed'}"
+        return f"{self.name:28s} {self.figure:>14s}  {self.target:34s} {'met' if self.met else 'missed'}"
 
 
 def interleaved(cases: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
