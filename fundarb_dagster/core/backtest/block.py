@@ -93,28 +93,29 @@ class Legs:
         return Legs(**{name: getattr(self, name)[sl] for name in self.__dataclass_fields__})
 
 
-def _legs(panel: Panel, idx: np.ndarray, execution: str, slippage_bps: float) -> Legs:
+def _legs(panel: Panel, by_market: dict[str, np.ndarray], idx: np.ndarray, execution: str) -> Legs:
+    """One leg's arrays: rows `idx` of the panel's time-last arrays (`by_market`, transposed once for both
+    legs: gathering whole contiguous rows is a memcpy, gathering columns then transposing is not)."""
     markets = [panel.markets[i] for i in idx]
 
     def col(values: list[float]) -> np.ndarray:
         return np.asarray(values, dtype=float).reshape(-1, 1)
 
-    def rows(a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(a[:, idx].T)
+    def rows(name: str) -> np.ndarray:
+        return by_market[name][idx]
 
     taker = col([m.taker_fee for m in markets])
-    hs = rows(half_spread_or_model(panel.half_spread, slippage_bps))
-    mid = np.nan_to_num(rows(panel.mid), nan=0.0)
+    mid = rows("mid")
     mid_prev = np.concatenate([mid[:, :1], mid[:, :-1]], axis=1)
-    cash = rows(panel.funding_cash)
-    hs = hs if execution == "taker" else np.zeros_like(hs)
+    cash = rows("funding_cash")
+    hs = rows("half_spread") if execution == "taker" else np.zeros_like(mid)
     fee = taker if execution == "taker" else col([m.maker_fee for m in markets])
     return Legs(
         mid=mid,
         mid_prev=mid_prev,
-        ref=rows(panel.ref),
-        high=rows(panel.ref_high),
-        low=rows(panel.ref_low),
+        ref=rows("ref"),
+        high=rows("ref_high"),
+        low=rows("ref_low"),
         cash=cash,
         hs=hs,
         is_perp=np.array([m.is_perp for m in markets], dtype=bool).reshape(-1, 1),
@@ -130,10 +131,17 @@ def _legs(panel: Panel, idx: np.ndarray, execution: str, slippage_bps: float) ->
 
 def legs_of(panel: Panel, pairs: PairSet, execution: str, slippage_bps: float) -> tuple[Legs, Legs]:
     """Both legs' arrays gathered from the panel (engine.prepare_legs: once per backtest or sweep)."""
-    return _legs(panel, pairs.leg_a, execution, slippage_bps), _legs(panel, pairs.leg_b, execution, slippage_bps)
+    by_market = {
+        "mid": np.nan_to_num(np.ascontiguousarray(panel.mid.T), nan=0.0),  # a copy: never the panel itself
+        "ref": np.ascontiguousarray(panel.ref.T),
+        "ref_high": np.ascontiguousarray(panel.ref_high.T),
+        "ref_low": np.ascontiguousarray(panel.ref_low.T),
+        "funding_cash": np.ascontiguousarray(panel.funding_cash.T),
+        "half_spread": np.ascontiguousarray(half_spread_or_model(panel.half_spread, slippage_bps).T),
+    }
+    return _legs(panel, by_market, pairs.leg_a, execution), _legs(panel, by_market, pairs.leg_b, execution)
 
 
-# -- a block of pairs and rules 1-3 ----------------------------------------------------------------------------
 def bars(hours: np.ndarray, bar_h: float) -> np.ndarray:
     """Hours -> whole bars (rounded up; 0 stays 0: no limit / never)."""
     return np.where(hours > 0, np.ceil(hours / bar_h - 1e-9), 0).astype(np.int64)
