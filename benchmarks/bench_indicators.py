@@ -5,9 +5,11 @@ One DuckDB file holds `series` x `bars` hourly bars (rows in time order, as hour
 Each repeat runs both cases in fresh processes, interleaved (raw, warehouse, raw, warehouse, ...), and each
 reports its wall time and its peak RSS above an import-only worker's. The warehouse case is
 `core.indicators.replace_indicators` on the whole history as one window (a backfill), the table already
-holding the rows (a re-run: delete + insert). The floor beside it is DuckDB's own cost for the same read
-and write (a plain scan of the input's columns to numpy; the output rows, names joined, written from Arrow
-into a new table), what no compute path around the same table can go below on these cores.
+holding the rows (a re-run: delete + insert). Beside them, at the quick size, the asset body this replaced
+(sorted strings fetched into pandas, a frame per series, a staged write). The floor is DuckDB's own cost
+for the same read and write (a plain scan of the input's columns to numpy; the output rows, names joined,
+written from Arrow into a new table), what no compute path around the same table can go below on these
+cores.
 
     python -m benchmarks.bench_indicators            # 1000 series x 10 k bars
     python -m benchmarks.bench_indicators --quick    # 200 series x 5 k bars
@@ -100,6 +102,25 @@ def run_case(case: str, database: str, series: int, bars: int) -> dict:
             rows, _ = ind.replace_indicators(conn, params, window(bars))
         seconds = time.perf_counter() - t0
         assert rows == series * bars, rows
+    elif case == "frames":  # the asset body this replaced: sorted strings to pandas, a frame per series, staged
+        import pandas as pd
+
+        from fundarb_dagster.core.sql import registered, replace_window
+
+        w = window(bars)
+        t0 = time.perf_counter()
+        with duckdb.connect(database) as conn:
+            frame = conn.execute(
+                "SELECT exchange, symbol, ts, high, low, close FROM ohlcv_1h WHERE ts >= $start AND ts < $end "
+                "ORDER BY exchange, symbol, ts",
+                bind_window(w),
+            ).df()
+            values = ind.frame_indicators(frame, params)
+            values["ts"] = pd.to_datetime(values["ts"])
+            with registered(conn, "indicator_frame", values):
+                rows = replace_window(conn, "indicators_frames", "SELECT * FROM indicator_frame", bind_window(w))
+        seconds = time.perf_counter() - t0
+        assert rows == series * bars, rows
     elif case == "floor":  # DuckDB's own read (the input query to numpy) and write (the output from Arrow)
         w = window(bars)
         with duckdb.connect(database) as conn:
@@ -127,14 +148,17 @@ def bind_window(w: dict) -> dict:
     return {"start": w["start"], "end": w["end"]}
 
 
-def measure(series: int, bars: int, repeats: int) -> tuple[list[Goal], str]:
+def measure(series: int, bars: int, repeats: int, with_frames: bool = True) -> tuple[list[Goal], str]:
     with tempfile.TemporaryDirectory(prefix="bench_indicators_") as tmp:
         database = str(Path(tmp) / "warehouse.duckdb")
         write_bars(Path(database), series, bars)
         args = (database, str(series), str(bars))
         worker(MODULE, "warehouse", *args)  # the first run creates the table; every timed run replaces it
+        cases = ["raw", "warehouse", "floor"] + (["frames"] if with_frames else [])
+        if with_frames:
+            worker(MODULE, "frames", *args)
         baseline = worker(MODULE, "baseline", *args)["peak_mb"]
-        runs: dict[str, list[dict]] = {"raw": [], "warehouse": [], "floor": []}
+        runs: dict[str, list[dict]] = {case: [] for case in cases}
         for _ in range(repeats):
             for case in runs:
                 runs[case].append(worker(MODULE, case, *args))
@@ -154,6 +178,12 @@ def measure(series: int, bars: int, repeats: int) -> tuple[list[Goal], str]:
             f"  warehouse / raw: {spread(time_x)}x; (floor + raw) / raw: {spread(floor_x)}x; memory {mem_x:.2f}x",
         ]
     )
+    if with_frames:
+        report += (
+            f"\n  the previous asset body (sorted strings to pandas, a frame per series, staged write) s "
+            f"{spread(s['frames'])}, peak MB {mem['frames']:.0f}: {spread(ratios(s['frames'], s['warehouse']))}x "
+            f"the warehouse path's time"
+        )
     median_x = statistics.median(time_x)
     goals = [
         Goal(
@@ -169,7 +199,8 @@ def measure(series: int, bars: int, repeats: int) -> tuple[list[Goal], str]:
 
 
 def goals(quick: bool) -> tuple[list[Goal], str]:
-    return measure(200, 5_000, 5) if quick else measure(1000, 10_000, 5)
+    # at full size the previous path takes ~25 s a run: it is measured at the quick size only
+    return measure(200, 5_000, 5) if quick else measure(1000, 10_000, 5, with_frames=False)
 
 
 def main() -> None:
@@ -178,6 +209,7 @@ def main() -> None:
     parser.add_argument("--series", type=int)
     parser.add_argument("--bars", type=int)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-frames", action="store_true", help="skip the previous (pandas) asset body")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -186,7 +218,7 @@ def main() -> None:
         return
     series = args.series or (200 if args.quick else 1000)
     bars = args.bars or (5_000 if args.quick else 10_000)
-    found, report = measure(series, bars, args.repeats)
+    found, report = measure(series, bars, args.repeats, with_frames=not args.no_frames)
     print(report)
     for goal in found:
         print(goal.line())
