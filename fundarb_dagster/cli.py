@@ -30,6 +30,7 @@ examples:
   fundarb trade --flatten                        flatten every pair (a running trader is asked to)
   fundarb import BTCUSDT-1m-2024-01.zip --exchange binance --symbol BTC/USDT:USDT
   fundarb ui                                     open the Dagster UI on the demo's instance
+  fundarb screenshots --out docs/img             screenshots of the UI's pages after the demo (docs/ui.md)
   dagster asset materialize -m fundarb_dagster.definitions --select "$(fundarb assets --scope hourly)" \
       --partition-range "2026-11-01-00:00...2026-11-01-23:00"     every hourly table of a day, one run"""
 
@@ -143,6 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ui.add_argument("--data-dir", default="data", help="data folder (default: data)")
     ui.add_argument("--port", type=int, default=3000, help="port (default: 3000)")
+
+    shots = commands.add_parser(
+        "screenshots",
+        help="screenshots of the Dagster UI's pages on the data folder's instance (docs/ui.md)",
+        description="Start dagster-webserver on DATA's instance (after `fundarb demo`), open each page docs/ui.md "
+        "shows in the OS's headless Chromium (Playwright, no browser download; `apt-get install -y chromium`) "
+        "and save one PNG per page.",
+    )
+    shots.add_argument("--data-dir", default="data", help="data folder of a finished demo (default: data)")
+    shots.add_argument("--out", default="docs/img", help="folder for the PNGs (default: docs/img)")
     return parser
 
 
@@ -381,6 +392,22 @@ def _ui(args: argparse.Namespace) -> int:
     return subprocess.call(command, env=env)
 
 
+def _screenshots(args: argparse.Namespace) -> int:
+    from . import webui
+
+    data = arguments.data_dir(args.data_dir)
+    arguments.data_dir(args.out, "--out")
+    if not (data / "dagster_home").is_dir():
+        raise ConfigError(f"--data-dir: {args.data_dir!r} has no dagster_home; run `fundarb demo` first")
+    try:
+        webui.find_chromium()
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    saved = webui.take_screenshots(data, Path(args.out))
+    print(f"{len(saved)} screenshots in {args.out}")
+    return 0
+
+
 COMMANDS = {
     "demo": _demo,
     "capture": _capture,
@@ -391,6 +418,7 @@ COMMANDS = {
     "check-config": _check_config,
     "assets": _assets,
     "ui": _ui,
+    "screenshots": _screenshots,
 }
 
 

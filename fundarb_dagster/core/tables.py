@@ -664,6 +664,7 @@ BACKTEST = [
         _columns(
             [
                 _RUN_ID,
+                ("created_at", "timestamp", "when the sweep finished (UTC)"),
                 ("strategy", "string", "cash_carry | perp_perp"),
                 ("part", "string", "full | train | test | stitched (key)"),
                 ("fold", "int64", "walk-forward fold; -1 for full and stitched (key)"),

@@ -2,6 +2,7 @@
 -- test windows, and the stitched out-of-sample result; key run_id, part, fold, point.
 SELECT
     CAST(run_id AS VARCHAR) AS run_id,
+    CAST(created_at AS TIMESTAMP) AS created_at,
     CAST(strategy AS VARCHAR) AS strategy,
     CAST(part AS VARCHAR) AS part,
     CAST(fold AS BIGINT) AS fold,

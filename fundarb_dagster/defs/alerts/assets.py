@@ -14,7 +14,7 @@ from ...core.schema import EventKind, StreamCode
 from ...core.sql import execute, load_sql
 from ...core.tables import table
 from ..common.landing import ensure_raw_tables
-from ..common.metadata import column_schema, md_table
+from ..common.metadata import column_schema, metadata_table
 from ..common.tables import ensure_tables
 from ..resources import POOL, AlertChannelsResource, DataDirResource, SourceConfigResource, warehouse_connection
 
@@ -169,6 +169,7 @@ def alerts(
             backoff_s=alert_channels.backoff_s,
         )
         total = conn.execute("SELECT count(*) FROM alerts").fetchall()[0][0]
+        recent = _query(conn, "recent_alerts", {"limit": RECENT_ALERTS})
     for delivery in result.deliveries:
         if not delivery.ok:
             context.log.warning(
@@ -184,9 +185,19 @@ def alerts(
             "failed_deliveries": result.failed_deliveries,
             "alerts_total": int(total),
             "channels": MetadataValue.text(", ".join(c.name for c in alert_channels.channels(None, data_dir.path()))),
-            "raised_alerts": md_table(frame.drop(columns=["alert_id"])) if len(frame) else MetadataValue.md("_none_"),
+            "raised_alerts": metadata_table(frame.drop(columns=["alert_id"]), descriptions=ALERT_ABOUT),
+            "recent_alerts": metadata_table(recent, descriptions=ALERT_ABOUT, max_rows=RECENT_ALERTS),
+            "critical_raised": int((frame["severity"] == "critical").sum()) if len(frame) else 0,
         }
     )
+
+
+RECENT_ALERTS = 20
+ALERT_ABOUT = {
+    **{c.name: c.description for c in table("alerts").columns},
+    "value": "the observed value, in the rule's unit (APR as a fraction, bps, seconds: see the message)",
+    "threshold": "the limit it crossed, in the same unit",
+}
 
 
 def _query(conn: Any, name: str, params: dict[str, Any] | None = None) -> pd.DataFrame:

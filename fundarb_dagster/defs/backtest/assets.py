@@ -1,5 +1,9 @@
 """Backtest assets: build the panel from the warehouse, run a strategy, store runs/equity/trades/positions/book,
-and sweep a parameter grid with a walk-forward split. Thin: SQL in sql/backtest, maths in core/backtest."""
+and sweep a parameter grid with a walk-forward split. Thin: SQL in sql/backtest, maths in core/backtest.
+
+Both are partitioned by strategy (`STRATEGY_PARTITIONS`, one partition per registered strategy), so each
+strategy keeps its own latest materialization, metadata and plots in the UI; `backtest_runs`' page also
+compares every strategy's latest run and the sweeps' best points."""
 
 # No `from __future__ import annotations` here: Dagster resolves the Config annotations of the asset
 # functions when they are decorated, and string annotations fail that.
@@ -17,29 +21,36 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     Output,
+    StaticPartitionsDefinition,
     asset,
     multi_asset,
 )
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from ...core.backtest import BacktestParams, Panel, get_strategy, run_backtest, sweep, walk_forward
+from ...core.backtest import STRATEGIES, BacktestParams, Panel, get_strategy, run_backtest, sweep, walk_forward
 from ...core.backtest.metrics import drawdown
 from ...core.backtest.plots import attribution_png, equity_drawdown_png, heatmap_png
 from ...core.backtest.sweeps import sweep_table
-from ..common.metadata import column_schema, md_table, png_md
+from ...core.sql import execute, load_sql, table_exists
+from ..common.metadata import column_schema, metadata_table, number, png_md
 from ..common.panel import INPUT_TABLES, load_panel
 from ..common.tables import write_run
 from ..resources import POOL, warehouse_connection
 
 DOMAIN = "backtest"
 OWNERS = ["team:backtest"]
+# One partition per registered strategy: a strategy's run never replaces another's in the UI.
+STRATEGY_PARTITIONS = StaticPartitionsDefinition(sorted(STRATEGIES))
 
 
 class BacktestConfig(Config):
     """One strategy run over a window of the warehouse."""
 
-    strategy: str = Field(default="cash_carry", description="cash_carry | perp_perp (core/backtest/strategies)")
+    strategy: str = Field(
+        default="",
+        description="cash_carry | perp_perp (core/backtest/strategies); empty: the run's partition (else cash_carry)",
+    )
     start: str = Field(default="", description="ISO start (UTC); empty: the first bar in the warehouse")
     end: str = Field(default="", description="ISO end, exclusive; empty: after the last bar")
     enter_apr: float = Field(default=0.10, description="enter when the expected carry APR reaches this")
@@ -129,6 +140,16 @@ def _window(config: BacktestConfig) -> tuple[datetime, datetime]:
     return start, end
 
 
+def run_strategy(context: AssetExecutionContext, config: BacktestConfig) -> str:
+    """The strategy of a run: its partition's; the config may repeat it but not contradict it."""
+    if context.has_partition_key:
+        strategy = context.partition_key
+        if config.strategy and config.strategy != strategy:
+            raise ValueError(f"strategy: {config.strategy!r} contradicts the run's partition {strategy!r}")
+        return strategy
+    return config.strategy or "cash_carry"
+
+
 def _schema(name: str) -> dict[str, Any]:
     return {"dagster/column_schema": column_schema(name)}
 
@@ -166,7 +187,9 @@ def backtest(context: AssetExecutionContext, config: BacktestConfig, duckdb: Duc
     """Run one strategy over the warehouse window; the run id is the Dagster run id (re-running replaces it)."""
     start, end = _window(config)
     params = config.params()
-    strategy = get_strategy(config.strategy)
+    name = run_strategy(context, config)
+    config = config.model_copy(update={"strategy": name})
+    strategy = get_strategy(name)
     t0 = time.perf_counter()
     with warehouse_connection(duckdb, read_only=True) as conn:
         panel = load_panel(conn, start, end)
@@ -184,20 +207,30 @@ def backtest(context: AssetExecutionContext, config: BacktestConfig, duckdb: Duc
     with warehouse_connection(duckdb) as conn:
         for table, frame in frames.items():
             write_run(conn, table, frame, "run_id", run_id)
-    metrics_md = md_table({**result.metrics, "final_equity_usd": float(result.equity["equity"].iloc[-1])}, digits=4)
-    attribution_md = md_table(result.attribution, digits=4)
+        latest = execute(conn, load_sql(DOMAIN, "latest_runs")).df()
+        best = (
+            execute(conn, load_sql(DOMAIN, "sweep_best"), {"per_strategy": 5}).df()
+            if table_exists(conn, "backtest_sweep")
+            else pd.DataFrame()
+        )
     common = {"run_id": run_id, "strategy": config.strategy}
+    run_row = frames["backtest_runs"]
     yield Output(
         None,
         output_name="backtest_runs",
         metadata={
             **common,
-            "metrics": metrics_md,
-            "attribution_usd": attribution_md,
+            "summary": metadata_table(run_row[SUMMARY_COLUMNS], SUMMARY_UNITS, SUMMARY_ABOUT),
+            "attribution": metadata_table(attribution_frame(result.attribution), {"pnl": "usd"}, ATTRIBUTION_ABOUT),
+            **headline_metrics(run_row.iloc[0]),
+            "strategies_compared": metadata_table(
+                latest[SUMMARY_COLUMNS + ["created_at"]],
+                SUMMARY_UNITS,
+                {**SUMMARY_ABOUT, "created_at": "when the strategy's latest run finished (UTC)"},
+            ),
+            "sweep_best_points": sweep_best_table(best),
             "equity_and_drawdown": png_md(equity_drawdown_png(result.equity, config.strategy), "equity"),
             "pnl_attribution": png_md(attribution_png(result.equity, result.attribution), "attribution"),
-            "sharpe": float(result.metrics["sharpe"]) if pd.notna(result.metrics["sharpe"]) else 0.0,
-            "total_return": float(result.metrics["total_return"]),
             "bars": panel.shape[0],
             "pairs": len(pairs.names),
             "load_s": round(t_load, 3),
@@ -205,11 +238,66 @@ def backtest(context: AssetExecutionContext, config: BacktestConfig, duckdb: Duc
         },
     )
     yield Output(None, output_name="backtest_equity", metadata={**common, "rows": len(frames["backtest_equity"]),
-                 "max_drawdown": float(result.metrics["max_drawdown"])})  # fmt: skip
+                 "max_drawdown_pct": number(result.metrics["max_drawdown"], "pct")})  # fmt: skip
     yield Output(None, output_name="backtest_trades", metadata={**common, "rows": len(frames["backtest_trades"]),
                  "by_reason": MetadataValue.json(result.trades["reason"].value_counts().to_dict())})  # fmt: skip
     yield Output(None, output_name="backtest_positions", metadata={**common, "rows": len(frames["backtest_positions"])})
     yield Output(None, output_name="backtest_book", metadata={**common, "open_legs": len(frames["backtest_book"])})
+
+
+# A run's summary row on the page: what it returned, at what risk, how it traded (stored fractions shown in %).
+SUMMARY_COLUMNS = ["strategy", "n_pairs", "capital_usd", "final_equity_usd", "total_return", "annual_return", "sharpe",
+                   "max_drawdown", "trade_count", "avg_holding_h", "time_in_market"]  # fmt: skip
+SUMMARY_UNITS = {
+    "capital_usd": "usd",
+    "final_equity_usd": "usd",
+    "total_return": "pct",
+    "annual_return": "pct",
+    "sharpe": "ratio",
+    "max_drawdown": "pct",
+    "avg_holding_h": "h",
+    "time_in_market": "pct",
+}
+SUMMARY_ABOUT = {
+    "n_pairs": "pairs traded",
+    "total_return": "final equity / capital - 1",
+    "annual_return": "total return annualised over the window",
+    "sharpe": "annualised Sharpe ratio of the bar returns",
+    "max_drawdown": "largest fall from an equity peak",
+    "trade_count": "entries",
+    "time_in_market": "share of bars with a position open",
+}
+ATTRIBUTION_ABOUT = {
+    "source": "basis and funding earned; borrow, fees, slippage and liquidation losses are costs",
+    "pnl": "total over the run, USD",
+}
+
+
+def sweep_best_table(best: pd.DataFrame) -> MetadataValue:
+    """The best grid points of each strategy's latest sweep (by Sharpe), beside the runs' comparison."""
+    if best.empty:
+        return MetadataValue.md("_no sweep yet: materialize backtest_sweep_")
+    units = {"annual_return": "pct", "max_drawdown": "pct", "sharpe": "ratio", "enter_apr": "pct", "exit_apr": "pct",
+             "max_hold_h": "h"}  # fmt: skip
+    about = {"point": "grid point of the sweep", "enter_apr": "enter threshold", "exit_apr": "exit threshold",
+             "leverage": "perp leverage"}  # fmt: skip
+    return metadata_table(best, units, about)
+
+
+def attribution_frame(attribution: dict[str, float]) -> pd.DataFrame:
+    return pd.DataFrame({"source": list(attribution), "pnl": [float(v) for v in attribution.values()]})
+
+
+def headline_metrics(run: pd.Series) -> dict[str, Any]:
+    """A run's headline figures as typed numbers with the unit in the key (the Plots tab charts them)."""
+    return {
+        "final_equity_usd": number(run["final_equity_usd"], "usd"),
+        "total_return_pct": number(run["total_return"], "pct"),
+        "annual_return_pct": number(run["annual_return"], "pct"),
+        "sharpe": number(run["sharpe"], "ratio"),
+        "max_drawdown_pct": number(run["max_drawdown"], "pct"),
+        "trade_count": int(run["trade_count"]),
+    }
 
 
 def result_frames(
@@ -268,6 +356,7 @@ def result_frames(
 )
 def backtest_sweep(context: AssetExecutionContext, config: SweepConfig, duckdb: DuckDBResource) -> MaterializeResult:
     start, end = _window(config)
+    config = config.model_copy(update={"strategy": run_strategy(context, config)})
     with warehouse_connection(duckdb, read_only=True) as conn:
         panel = load_panel(conn, start, end)
     pairs = get_strategy(config.strategy).pairs(panel, config.options())
@@ -286,6 +375,7 @@ def backtest_sweep(context: AssetExecutionContext, config: SweepConfig, duckdb: 
     wf = walk_forward(panel, pairs, base, axes, config.walk_folds, config.walk_mode, config.metric, *bars)
     frame = sweep_table(full, wf, panel.ts_ms)
     frame.insert(0, "strategy", config.strategy)
+    frame.insert(0, "created_at", _now())
     frame.insert(0, "run_id", context.run.run_id)
     with warehouse_connection(duckdb) as conn:
         write_run(conn, "backtest_sweep", frame, "run_id", context.run.run_id)
@@ -296,19 +386,32 @@ def backtest_sweep(context: AssetExecutionContext, config: SweepConfig, duckdb: 
     stitched = wf["stitched"].assign(ts=lambda f: pd.to_datetime(f["ts_ms"], unit="ms"))
     stitched["drawdown"] = drawdown(stitched["equity"].to_numpy()[None])[0]
     title = f"walk-forward ({config.walk_mode}, {config.walk_folds} folds): chosen points on their test windows"
+    stitched_metrics = pd.DataFrame([wf["stitched_metrics"]])
     return MaterializeResult(
         metadata={
             "run_id": context.run.run_id,
+            "strategy": config.strategy,
             "grid_points": len(full),
+            "top_points": metadata_table(top := best[[c for c in show if c in best]], _units(top)),
+            "walk_forward_folds": metadata_table(fold_table := _fold_table(wf, panel, axes), _units(fold_table)),
+            "walk_forward_stitched": metadata_table(stitched_metrics, _units(stitched_metrics)),
+            f"best_{config.metric}": number(best[config.metric].iloc[0] if len(best) else None, "ratio"),
             "sweep_s": round(t_full, 3),
             "heatmap": heat,
             "walk_forward_test_heatmap": wf_heat,
-            "top_points": md_table(best[[c for c in show if c in best]], digits=4),
-            "walk_forward_folds": md_table(_fold_table(wf, panel, axes), digits=4),
-            "walk_forward_stitched": md_table(wf["stitched_metrics"], digits=4),
             "walk_forward_equity": png_md(equity_drawdown_png(stitched, title), "stitched equity"),
         }
     )
+
+
+# Columns of the sweep's tables shown in percent (fractions as stored) or hours.
+SWEEP_PCT = ("enter_apr", "exit_apr", "total_return", "annual_return", "max_drawdown", "volatility", "time_in_market")
+
+
+def _units(frame: pd.DataFrame) -> dict[str, str]:
+    units = {c: "pct" for c in frame.columns if c in SWEEP_PCT}
+    units.update({c: "h" for c in frame.columns if c in ("max_hold_h", "avg_holding_h")})
+    return units
 
 
 def _fold_table(wf: dict[str, Any], panel: Panel, axes: dict[str, list[float]]) -> pd.DataFrame:

@@ -3,6 +3,9 @@
 Checks are partitioned like their asset: in a run they look at the run's window only (one hour or the
 whole ranged run), so their cost does not grow with history. Severity says what happens next: ERROR and
 `blocking=True` where bad rows must not flow downstream (duplicate keys, impossible prices).
+
+A check that found no rows to look at does not pass: it warns "no data" (`no_data`), so a green check
+always means rows were checked (a WARN does not block downstream, an empty window is not an error).
 """
 
 import time
@@ -41,6 +44,17 @@ def window_clause(window: Window | None, column: str = "ts") -> tuple[str, dict[
     return f"{column} >= $start AND {column} < $end", {"start": window.start, "end": window.end}
 
 
+def no_data(what: str, window: Window | None = None, **metadata: Any) -> AssetCheckResult:
+    """The result of a check with nothing to check: not passed, WARN, saying so (never a green pass on 0 rows)."""
+    where = f" in {window}" if window is not None else ""
+    return AssetCheckResult(
+        passed=False,
+        severity=AssetCheckSeverity.WARN,
+        description=f"no data: {what}{where}; nothing was checked",
+        metadata={"rows_checked": 0, **metadata},
+    )
+
+
 def build_unique_key_check(
     asset: Any, table: str, key: Sequence[str], partitions_def: Any, blocking: bool = True
 ) -> AssetChecksDefinition:
@@ -56,13 +70,16 @@ def build_unique_key_check(
         partitions_def=partitions_def,
     )
     def _check(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
-        where, params = window_clause(check_window(context))
+        window = check_window(context)
+        where, params = window_clause(window)
         with warehouse_connection(duckdb) as conn:
             if not table_exists(conn, table):
-                return AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"})
+                return no_data(f"table {table} does not exist", window)
             duplicates, rows = conn.execute(
                 f"SELECT count(*) - count(DISTINCT ({columns})), count(*) FROM {table} WHERE {where}", params
             ).fetchone()
+        if not rows:
+            return no_data(f"0 rows of {table}", window)
         return AssetCheckResult(
             passed=duplicates == 0,
             severity=AssetCheckSeverity.ERROR,
@@ -93,15 +110,18 @@ def build_condition_check(
         partitions_def=partitions_def,
     )
     def _check(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
-        where, params = window_clause(check_window(context))
+        window = check_window(context)
+        where, params = window_clause(window)
         with warehouse_connection(duckdb) as conn:
             if not table_exists(conn, table):
-                return AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"})
+                return no_data(f"table {table} does not exist", window)
             bad, rows = conn.execute(
                 f"SELECT count(*) FILTER (WHERE {bad_rows_sql}), count(*) FROM {check_identifier(table)} WHERE {where}",
                 params,
             ).fetchone()
             sample = conn.execute(f"SELECT * FROM {table} WHERE {where} AND ({bad_rows_sql}) LIMIT 5", params).df()
+        if not rows:
+            return no_data(f"0 rows of {table}", window)
         metadata: dict[str, Any] = {"bad_rows": int(bad), "rows_checked": int(rows), "rule": f"not ({bad_rows_sql})"}
         if bad:
             metadata["sample"] = sample.to_markdown(index=False)

@@ -7,7 +7,7 @@ from dagster_duckdb import DuckDBResource
 
 from ...core.sql import table_exists
 from ...core.tables import EXECUTION_TABLES
-from ..common.checks import build_condition_check, build_unique_key_check, check_window, window_clause
+from ..common.checks import build_condition_check, build_unique_key_check, check_window, no_data, window_clause
 from ..partitions import HOURLY
 from ..resources import POOL, warehouse_connection
 from . import assets
@@ -36,10 +36,11 @@ fills_are_priced = build_condition_check(
 def funding_reconciliation_matches_the_venue(
     context: AssetCheckExecutionContext, duckdb: DuckDBResource
 ) -> AssetCheckResult:
-    where, params = window_clause(check_window(context), "funding_ts")
+    window = check_window(context)
+    where, params = window_clause(window, "funding_ts")
     with warehouse_connection(duckdb) as conn:
         if not table_exists(conn, "funding_reconciliation"):
-            return AssetCheckResult(passed=True, metadata={"settlements": 0})
+            return no_data("table funding_reconciliation does not exist", window, settlements=0)
         bad, total, worst = conn.execute(
             "SELECT count(*) FILTER (WHERE status <> 'ok'), count(*), coalesce(max(abs(difference_usd)), 0) "
             f"FROM funding_reconciliation WHERE {where}",
@@ -50,6 +51,8 @@ def funding_reconciliation_matches_the_venue(
             "GROUP BY explanation ORDER BY 2 DESC",
             params,
         ).fetchall()
+    if not total:
+        return no_data("no settlement to reconcile", window, settlements=0)
     return AssetCheckResult(
         passed=bad == 0,
         severity=AssetCheckSeverity.ERROR,

@@ -24,6 +24,7 @@ from pydantic import Field
 
 from ...core import basis as core_basis
 from ...core import funding as core_funding
+from ...core import funding_views
 from ...core import history as core_history
 from ...core import opportunities as core_opps
 from ...core import spreads as core_spreads
@@ -31,7 +32,7 @@ from ...core.instruments import InstrumentRegistry
 from ...core.sql import execute, load_sql
 from ...core.tables import table
 from ..common.landing import ensure_raw_tables
-from ..common.metadata import column_schema, figure, figure_png, md_table, png_md
+from ..common.metadata import column_schema, figure, figure_png, md_table, metadata_table, number, png_md
 from ..common.tables import ensure_tables, write_all, write_window
 from ..partitions import DAILY, HOURLY, SINGLE_RUN, Window, partition_window
 from ..resources import POOL, DataDirResource, SourceConfigResource, warehouse_connection
@@ -266,8 +267,36 @@ def funding_rates(
         summary = in_window.groupby(["exchange", "symbol"]).agg(
             settlements=("funding_rate", "size"), mean_apr=("funding_apr", "mean"), interval_h=("interval_h", "last")
         )
-        metadata["summary"] = md_table(summary.reset_index())
+        metadata["summary"] = metadata_table(
+            summary.reset_index(),
+            {"mean_apr": "pct", "interval_h": "h"},
+            {"mean_apr": "mean settled APR over the run's window"},
+        )
+        with warehouse_connection(duckdb, read_only=True) as conn:
+            recent = _frame(conn, "heat_inputs", {"end": window.end})
+        metadata.update(heat_metadata(recent))
     return MaterializeResult(metadata=metadata)
+
+
+def heat_metadata(recent: pd.DataFrame) -> dict[str, Any]:
+    """The funding heat map of the day and the week before the newest settlement: tables (venue x
+    underlying, APR %) first, the picture second."""
+    if recent.empty:
+        return {}
+    end = pd.Timestamp(recent["funding_ts"].max()).floor("h") + pd.Timedelta(hours=1)
+    heats = {name: funding_views.funding_heat(recent, end, h) for name, h in funding_views.HEAT_WINDOWS_H.items()}
+    metadata: dict[str, Any] = {"heat_map_to": MetadataValue.text(f"{end:%Y-%m-%d %H:%M} UTC")}
+    for name, heat in heats.items():
+        frame = heat.reset_index()
+        units = {c: "pct" for c in heat.columns}
+        about = {c: f"{c} perp funding, time-weighted APR over the {name} to {end:%Y-%m-%d %H:%M}" for c in units}
+        metadata[f"funding_heat_{name}"] = metadata_table(frame, units, about)
+    metadata["funding_heat_map"] = png_md(
+        funding_views.funding_heat_png({f"last {k}": v for k, v in heats.items()}, end),
+        "Funding heat map: annualised funding by venue and underlying, %",
+        heading=True,
+    )
+    return metadata
 
 
 # -- basis ----------------------------------------------------------------------------------------------
@@ -300,7 +329,7 @@ def basis(context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: Data
     metadata: dict[str, Any] = {"window": str(window), "rows": rows}
     hourly = frame[frame["timeframe"] == "1h"] if len(frame) else frame
     if len(hourly):
-        metadata["basis_1h"] = md_table(
+        metadata["basis_1h"] = metadata_table(
             hourly.groupby(["exchange", "symbol"])
             .agg(
                 basis_bps=("basis_bps", "mean"),
@@ -308,7 +337,9 @@ def basis(context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: Data
                 perp_half_spread_bps=("perp_half_spread_bps", "mean"),
                 spot_half_spread_bps=("spot_half_spread_bps", "mean"),
             )
-            .reset_index()
+            .reset_index(),
+            {"basis_bps": "bps", "basis_apr": "pct", "perp_half_spread_bps": "bps", "spot_half_spread_bps": "bps"},
+            {"basis_bps": "mean 1h basis over the run's window"},
         )
     return MaterializeResult(metadata=metadata)
 
@@ -352,13 +383,33 @@ def funding_spreads(
         rows = write_window(conn, "funding_spreads", frame, window, "ts")
     metadata: dict[str, Any] = {"window": str(window), "rows": rows}
     if len(frame):
-        metadata["predicted_share"] = float((frame["is_predicted_a"] | frame["is_predicted_b"]).mean())
-        metadata["mean_spreads"] = md_table(
-            frame.groupby(["underlying", "exchange_a", "exchange_b"])["funding_spread_apr"]
-            .agg(["mean", "min", "max"])
-            .reset_index()
-        )
+        metadata["predicted_share_pct"] = number((frame["is_predicted_a"] | frame["is_predicted_b"]).mean(), "pct")
+        with warehouse_connection(duckdb, read_only=True) as conn:
+            history = _frame(conn, "spread_history", {"end": window.end})
+        metadata.update(spread_metadata(history))
     return MaterializeResult(metadata=metadata)
+
+
+def spread_metadata(history: pd.DataFrame) -> dict[str, Any]:
+    """Every venue pair's spread: a table (latest hour, day and week means) first, the plot over the week second."""
+    if history.empty:
+        return {}
+    end = pd.Timestamp(history["ts"].max()) + pd.Timedelta(hours=1)
+    summary = funding_views.spread_summary(history, end)
+    units = {"funding_spread_apr": "pct", "day_mean_apr": "pct", "week_mean_apr": "pct", "basis_spread_bps": "bps"}
+    about = {
+        "funding_spread_apr": "funding APR of venue a minus venue b in the latest hour (long b / short a earns it)",
+        "day_mean_apr": "mean hourly spread over the last 24 h",
+        "week_mean_apr": "mean hourly spread over the last 7 days",
+        "latest_ts": "the latest hour, UTC",
+    }
+    return {
+        "widest_spread_apr_pct": number(summary["funding_spread_apr"].abs().max(), "pct"),
+        "spreads_by_pair": metadata_table(summary, units, about),
+        "spread_plot": png_md(
+            funding_views.spread_png(history), "Funding spread per venue pair over the last week, APR %", heading=True
+        ),
+    }
 
 
 # -- opportunities --------------------------------------------------------------------------------------
@@ -445,33 +496,41 @@ def opportunities(
             frame = core_opps.rank_opportunities(
                 hourly, costs, fees, config.horizon_h, as_of, config.min_obs, borrow, window
             )
-        rows = write_all(conn, "opportunities", frame)
-    metadata: dict[str, Any] = {"rows": rows, "horizon_h": config.horizon_h}
-    if len(frame):
-        metadata["best_net_carry_apr"] = float(frame["net_carry_apr"].iloc[0])
-        metadata["forecast_error"] = md_table(core_opps.forecast_error_summary(frame), digits=4)
-        metadata["ranking"] = md_table(
-            frame[
-                [
-                    "rank",
-                    "strategy",
-                    "underlying",
-                    "long_exchange",
-                    "short_exchange",
-                    "net_carry_apr",
-                    "break_even_h",
-                    "half_life_h",
-                    "run_h",
-                    "same_sign_share",
-                    "forecast_mae_apr",
-                ]
-            ],
-            20,
-        )
-        plot = opportunities_plot(frame)
-        if plot is not None:
-            metadata["top_opportunities"] = plot
-    return MaterializeResult(metadata=metadata)
+        write_all(conn, "opportunities", frame)
+    return MaterializeResult(metadata=opportunities_metadata(frame, config.horizon_h))
+
+
+RANKING_UNITS = {
+    "net_carry_apr": "pct",
+    "entry_cost_bps": "bps",
+    "break_even_h": "h",
+    "half_life_h": "h",
+    "run_h": "h",
+    "same_sign_share": "pct",
+    "forecast_mae_apr": "pct",
+}
+
+
+def opportunities_metadata(frame: pd.DataFrame, horizon_h: int) -> dict[str, Any]:
+    """The ranking as a table (the first thing on the page), the headline numbers, then the plot."""
+    metadata: dict[str, Any] = {"ranked": len(frame), "horizon_h": horizon_h}
+    if frame.empty:
+        metadata["ranking"] = MetadataValue.md("_no opportunity ranked: not enough funding history yet_")
+        return metadata
+    metadata["as_of"] = MetadataValue.text(f"{pd.Timestamp(frame['as_of'].iloc[0]):%Y-%m-%d %H:%M} UTC")
+    about = {c.name: c.description for c in table("opportunities").columns}
+    columns = ["rank", "strategy", "underlying", "long_exchange", "short_exchange", *RANKING_UNITS]
+    metadata["ranking"] = metadata_table(frame[columns], RANKING_UNITS, about, max_rows=20)
+    metadata["best_net_carry_apr_pct"] = number(frame["net_carry_apr"].iloc[0], "pct")
+    metadata["positive_carry_count"] = int((frame["net_carry_apr"] > 0).sum())
+    errors = core_opps.forecast_error_summary(frame)
+    metadata["forecast_error"] = metadata_table(
+        errors, {c: "pct" for c in errors.columns if c.endswith("_apr")} if len(errors) else {}
+    )
+    plot = opportunities_plot(frame)
+    if plot is not None:
+        metadata["top_opportunities"] = plot
+    return metadata
 
 
 FUNDING_ASSETS = [

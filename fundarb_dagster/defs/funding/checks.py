@@ -10,6 +10,7 @@ from dagster_duckdb import DuckDBResource
 
 from ...core.sql import table_exists
 from ...core.tables import table
+from ..common.checks import no_data
 from ..resources import warehouse_connection
 from .assets import basis, funding_intervals, funding_predictions, funding_rates, funding_spreads, opportunities
 
@@ -26,12 +27,14 @@ def _unique_check(asset: Any, table: str, key: Sequence[str], blocking: bool) ->
     def _check(duckdb: DuckDBResource) -> AssetCheckResult:
         with warehouse_connection(duckdb, read_only=True) as conn:
             if not table_exists(conn, table):
-                return AssetCheckResult(passed=True, metadata={"rows": 0})
+                return no_data(f"table {table} does not exist")
             cols = ", ".join(key)
             dupes = conn.execute(
                 f"SELECT count(*) FROM (SELECT {cols} FROM {table} GROUP BY {cols} HAVING count(*) > 1)"
             ).fetchone()[0]
             rows = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        if not rows:
+            return no_data(f"0 rows of {table}")
         return AssetCheckResult(
             passed=dupes == 0,
             severity=AssetCheckSeverity.ERROR,
@@ -58,14 +61,17 @@ opportunities_has_unique_keys = _unique_check(opportunities, "opportunities", ta
 def funding_intervals_has_no_overlaps(duckdb: DuckDBResource) -> AssetCheckResult:
     with warehouse_connection(duckdb, read_only=True) as conn:
         if not table_exists(conn, "funding_intervals"):
-            return AssetCheckResult(passed=True, metadata={"rows": 0})
+            return no_data("table funding_intervals does not exist")
+        spans = conn.execute("SELECT count(*) FROM funding_intervals").fetchone()[0]
+        if not spans:
+            return no_data("0 spans in funding_intervals")
         bad = conn.execute(
             "SELECT count(*) FROM (SELECT interval_h, valid_from, valid_to, lead(valid_from) OVER "
             "(PARTITION BY exchange, symbol ORDER BY valid_from) AS next_from FROM funding_intervals) "
             "WHERE NOT interval_h > 0 OR (next_from IS NOT NULL AND valid_to IS DISTINCT FROM next_from) "
             "OR (next_from IS NULL AND valid_to IS NOT NULL)"
         ).fetchone()[0]
-    return AssetCheckResult(passed=bad == 0, metadata={"bad_spans": int(bad)})
+    return AssetCheckResult(passed=bad == 0, metadata={"bad_spans": int(bad), "rows_checked": int(spans)})
 
 
 @asset_check(
@@ -79,7 +85,7 @@ def funding_intervals_has_no_overlaps(duckdb: DuckDBResource) -> AssetCheckResul
 def funding_rates_within_caps(duckdb: DuckDBResource) -> AssetCheckResult:
     with warehouse_connection(duckdb, read_only=True) as conn:
         if not table_exists(conn, "funding_rates") or not table_exists(conn, "funding_intervals"):
-            return AssetCheckResult(passed=True, metadata={"rows": 0})
+            return no_data("funding_rates or funding_intervals does not exist")
         row = conn.execute(
             """
             SELECT
@@ -95,6 +101,8 @@ def funding_rates_within_caps(duckdb: DuckDBResource) -> AssetCheckResult:
             """
         ).fetchone()
     above, below, no_interval, not_fraction, with_cap, rows = (int(v) for v in row)
+    if not rows:
+        return no_data("0 settlements in funding_rates")
     return AssetCheckResult(
         passed=above == below == no_interval == not_fraction == 0,
         metadata={
@@ -115,12 +123,19 @@ def funding_rates_within_caps(duckdb: DuckDBResource) -> AssetCheckResult:
 def funding_rates_is_fresh(duckdb: DuckDBResource) -> AssetCheckResult:
     with warehouse_connection(duckdb, read_only=True) as conn:
         if not table_exists(conn, "funding_rates") or not table_exists(conn, "raw_funding"):
-            return AssetCheckResult(passed=True, metadata={"note": "no data yet"})
+            return no_data("funding_rates or raw_funding does not exist")
         latest_rate, latest_stream = conn.execute(
             "SELECT (SELECT max(funding_ts) FROM funding_rates), (SELECT max(ts) FROM raw_funding)"
         ).fetchone()
-    if latest_rate is None or latest_stream is None:
-        return AssetCheckResult(passed=latest_stream is None, severity=AssetCheckSeverity.WARN, metadata={})
+    if latest_stream is None:
+        return no_data("no streamed funding value in raw_funding")
+    if latest_rate is None:
+        return AssetCheckResult(
+            passed=False,
+            severity=AssetCheckSeverity.WARN,
+            description="funding was streamed but no settlement is in funding_rates",
+            metadata={"latest_stream": str(latest_stream)},
+        )
     lag_h = (latest_stream - latest_rate).total_seconds() / 3600
     return AssetCheckResult(
         passed=lag_h <= FRESHNESS_LAG_H,
@@ -133,11 +148,13 @@ def funding_rates_is_fresh(duckdb: DuckDBResource) -> AssetCheckResult:
 def basis_has_nonnegative_half_spreads(duckdb: DuckDBResource) -> AssetCheckResult:
     with warehouse_connection(duckdb, read_only=True) as conn:
         if not table_exists(conn, "basis"):
-            return AssetCheckResult(passed=True, metadata={"rows": 0})
-        bad = conn.execute(
-            "SELECT count(*) FROM basis WHERE perp_half_spread_bps < 0 OR spot_half_spread_bps < 0"
-        ).fetchone()[0]
-    return AssetCheckResult(passed=bad == 0, metadata={"negative_half_spreads": int(bad)})
+            return no_data("table basis does not exist")
+        bad, rows = conn.execute(
+            "SELECT count(*) FILTER (WHERE perp_half_spread_bps < 0 OR spot_half_spread_bps < 0), count(*) FROM basis"
+        ).fetchone()
+    if not rows:
+        return no_data("0 rows of basis")
+    return AssetCheckResult(passed=bad == 0, metadata={"negative_half_spreads": int(bad), "rows_checked": int(rows)})
 
 
 FUNDING_CHECKS = [

@@ -19,6 +19,7 @@ from ..common.checks import (
     build_freshness_check,
     build_unique_key_check,
     check_window,
+    no_data,
     window_clause,
 )
 from ..partitions import HOURLY
@@ -86,16 +87,19 @@ GROUP BY ALL ORDER BY hour DESC, exchange, symbol LIMIT 200
     partitions_def=HOURLY,
 )
 def ohlcv_1m_has_no_gaps(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
-    where, params = window_clause(check_window(context))
+    window = check_window(context)
+    where, params = window_clause(window)
     with warehouse_connection(duckdb) as conn:
         if not table_exists(conn, "ohlcv_1m"):
-            return AssetCheckResult(passed=False, metadata={"error": "table ohlcv_1m does not exist"})
+            return no_data("table ohlcv_1m does not exist", window)
         # {where} is built by window_clause from a checked identifier; values stay bound parameters.
         gaps = conn.execute(GAPS_SQL.format(where=where), params).df()
         coverage = conn.execute(COVERAGE_SQL.format(where=where), params).df()
         totals = conn.execute(
             f"SELECT count(*) FILTER (WHERE NOT is_filled), count(*) FROM ohlcv_1m WHERE {where}", params
         ).fetchone()
+    if not totals[1]:
+        return no_data("0 bars of ohlcv_1m", window, series=0, coverage_pct=0.0)
     longest = int(gaps["longest_gap_minutes"].fillna(0).max()) if len(gaps) else 0
     metadata: dict[str, Any] = {
         "longest_gap_minutes": longest,

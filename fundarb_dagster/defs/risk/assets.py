@@ -19,7 +19,7 @@ from pydantic import Field
 from ...core.alerts import Alert, raise_alerts
 from ...core.risk import DEFAULT_SHOCKS, RiskLimits, book_scenarios, evaluate_limits, stress_book
 from ...core.sql import execute, load_sql, table_exists
-from ..common.metadata import column_schema, md_table
+from ..common.metadata import column_schema, metadata_table, number
 from ..common.tables import write_run
 from ..resources import POOL, AlertChannelsResource, DataDirResource, warehouse_connection
 
@@ -53,6 +53,25 @@ class RiskConfig(Config):
     def limits(self) -> RiskLimits:
         names = [f for f in RiskLimits.__dataclass_fields__]
         return RiskLimits(**{n: getattr(self, n) for n in names})
+
+
+# The report's scalar figures as the asset's headline numbers (Plots tab), unit in the key.
+HEADLINE_FIGURES = {
+    "equity_usd": ("equity_usd", "usd"),
+    "gross_usd": ("gross_usd", "usd"),
+    "net_usd": ("net_usd", "usd"),
+    "leverage": ("leverage", "ratio"),
+    "drawdown": ("drawdown_pct", "pct"),
+    "var_usd": ("var_usd", "usd"),
+    "es_usd": ("es_usd", "usd"),
+}
+BREACH_ABOUT = {
+    "severity": "critical (far beyond the limit: x1.5, or under 2/3 of a floor) or warning",
+    "rule": "risk_<limit> (RiskConfig)",
+    "subject": "the book, venue, underlying or leg",
+    "value": "the figure, in the limit's unit (USD, a fraction for shares, drawdown and distances, x for leverage)",
+    "threshold": "the limit, same unit",
+}
 
 
 def _book_scenarios(conn: Any, book: pd.DataFrame, as_of: datetime, window_h: int) -> pd.DataFrame:
@@ -173,9 +192,9 @@ def risk(
         if len(stress) and stress["margin_needed_usd"].astype(float).max() > 0
         else {}
     )
-    breach_table = pd.DataFrame([(b.rule, b.subject, b.value, b.threshold, b.severity) for b in breaches],
-                                columns=["rule", "subject", "value", "threshold", "severity"])  # fmt: skip
-    scalars = {k: v for k, v in figures.items() if np.isscalar(v)}
+    breach_table = pd.DataFrame([(b.severity, b.rule, b.subject, b.value, b.threshold, b.message) for b in breaches],
+                                columns=["severity", "rule", "subject", "value", "threshold", "message"])  # fmt: skip
+    breach_table = breach_table.sort_values(["severity", "rule", "subject"], ignore_index=True)  # critical first
     yield Output(
         None,
         output_name="risk_report",
@@ -186,8 +205,9 @@ def risk(
             "alerts_raised": len(raised.raised),
             "alerts_suppressed": raised.suppressed,
             "failed_deliveries": raised.failed_deliveries,
-            "figures": md_table(scalars, digits=4),
-            "breach_table": md_table(breach_table, digits=4) if len(breach_table) else MetadataValue.md("no breaches"),
+            "breach_table": metadata_table(breach_table, descriptions=BREACH_ABOUT),
+            "critical_breaches": int((breach_table["severity"] == "critical").sum()),
+            **{f"{key}": number(figures[name], unit) for name, (key, unit) in HEADLINE_FIGURES.items()},
         },
     )
     yield Output(

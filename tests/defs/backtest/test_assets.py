@@ -80,7 +80,17 @@ def test_backtest_materializes_and_matches_core_on_the_same_data(warehouse: tupl
     assert len(book) == len(direct.open_positions)
     meta = result.asset_materializations_for_node("backtest")[0].metadata
     assert meta["equity_and_drawdown"].value.startswith("![equity](data:image/png;base64,")
-    assert "sharpe" in meta["metrics"].value
+    # the summary is a one-row table (inline on the page), fractions in percent, USD thousands-separated
+    (summary,) = (r.data for r in meta["summary"].records)
+    assert summary["strategy"] == "cash_carry"
+    assert summary["sharpe"] == pytest.approx(round(direct.metrics["sharpe"], 2))
+    assert summary["total_return_pct"] == pytest.approx(round(direct.metrics["total_return"] * 100, 2))
+    assert summary["final_equity_usd"] == f"{direct.equity['equity'].iloc[-1]:,.0f}"
+    assert meta["max_drawdown_pct"].value == pytest.approx(round(direct.metrics["max_drawdown"] * 100, 2))
+    attribution = {r.data["source"]: r.data["pnl_usd"] for r in meta["attribution"].records}
+    assert attribution["funding"] == f"{direct.attribution['funding']:,.0f}"
+    # the comparison holds the latest run of each strategy in the warehouse (here only this one)
+    assert [r.data["strategy"] for r in meta["strategies_compared"].records] == ["cash_carry"]
 
 
 def test_the_drawdown_stop_closes_the_book_inside_the_backtest(warehouse: tuple[Path, object]) -> None:
@@ -211,7 +221,12 @@ def test_sweep_materializes_grid_walk_forward_folds_and_the_stitched_result(
     assert 1 + stitched["total_return"] == pytest.approx(np.prod(growth) / first_bar, rel=1e-9)
     meta = result.asset_materializations_for_node("backtest_sweep")[0].metadata
     assert meta["heatmap"].value.startswith("![heatmap](data:image/png;base64,")
-    assert "stitched" in meta["walk_forward_equity"].value and "train_sharpe" in meta["walk_forward_folds"].value
+    assert "stitched" in meta["walk_forward_equity"].value
+    folds = [r.data for r in meta["walk_forward_folds"].records]
+    assert [f["fold"] for f in folds] == [0, 1, 2] and all("train_sharpe" in f for f in folds)
+    assert [f["point"] for f in folds] == [int(p) for p in train[train.chosen].sort_values("fold")["point"]]
+    best_full = rows[rows.part == "full"]["sharpe"].max()
+    assert meta["best_sharpe"].value == pytest.approx(round(best_full, 2))
     assert meta["grid_points"].value == 12
 
 

@@ -74,7 +74,7 @@ def carry(tmp_path_factory, fixtures_dir):
     rates_run = _run(
         [funding_predictions, funding_rates], data_dir, "2026-03-01-00:00", "2026-03-02-08:00", instance=instance
     )
-    _run([basis, funding_spreads], data_dir, FIRST, LAST, instance=instance)
+    spreads_run = _run([basis, funding_spreads], data_dir, FIRST, LAST, instance=instance)
     opps_run = _run(
         [opportunities],
         data_dir,
@@ -101,6 +101,7 @@ def carry(tmp_path_factory, fixtures_dir):
         "instance": instance,
         "rates_meta": rates_run.asset_materializations_for_node("funding_rates")[0].metadata,
         "opps_meta": opps_run.asset_materializations_for_node("opportunities")[0].metadata,
+        "spreads_meta": spreads_run.asset_materializations_for_node("funding_spreads")[0].metadata,
     }
 
 
@@ -320,14 +321,50 @@ def test_metadata_shows_the_forecast_error_plot_and_the_ranking_chart(carry):
         (landed["funding_rate"].abs() * 0.05 * 1e4).mean(), rel=1e-6
     )
     assert "data:image/png;base64," in carry["opps_meta"]["top_opportunities"].value
-    assert "cash_carry" in carry["opps_meta"]["ranking"].value
+    # the ranking is a table (inline on the page), in rank order, APR in percent, as the warehouse holds it
+    got = query(carry["dir"], "SELECT * FROM opportunities ORDER BY rank")
+    ranking = [r.data for r in carry["opps_meta"]["ranking"].records]
+    assert {"cash_carry", "perp_perp"} <= {r["strategy"] for r in ranking}
+    assert len(ranking) == min(20, len(got))
+    for row, want in zip(ranking, got.itertuples(), strict=False):
+        assert (row["rank"], row["strategy"], row["long_exchange"]) == (want.rank, want.strategy, want.long_exchange)
+        assert row["net_carry_apr_pct"] == pytest.approx(round(want.net_carry_apr * 100, 2))
+        assert row["entry_cost_bps"] == pytest.approx(round(want.entry_cost_bps, 1))
+    assert carry["opps_meta"]["best_net_carry_apr_pct"].value == pytest.approx(round(got["net_carry_apr"][0] * 100, 2))
     # the forecast's own errors at past hours (the look-back's first hours, 8 h horizon), per strategy
-    got = query(carry["dir"], "SELECT * FROM opportunities")
     assert (got["error_origins"] > 0).all()
-    table = carry["opps_meta"]["forecast_error"].value
+    errors = {r.data["strategy"]: r.data for r in carry["opps_meta"]["forecast_error"].records}
     for strategy, rows in got.groupby("strategy"):
         mae = float(np.average(rows["forecast_mae_apr"], weights=rows["error_origins"]))
-        line = next(line for line in table.splitlines() if line.startswith(f"| {strategy} |"))
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        assert int(cells[2]) == rows["error_origins"].sum()
-        assert float(cells[3]) == pytest.approx(mae, rel=1e-3)
+        assert errors[strategy]["origins"] == rows["error_origins"].sum()
+        assert errors[strategy]["forecast_mae_apr_pct"] == pytest.approx(mae * 100, abs=0.006)
+
+
+def test_funding_rates_metadata_has_the_heat_map_of_the_last_day_and_week(carry):
+    rates = query(carry["dir"], "SELECT * FROM funding_rates")
+    meta = carry["rates_meta"]
+    end = rates["funding_ts"].max().floor("h") + pd.Timedelta(hours=1)
+    for name, hours in (("day", 24), ("week", 168)):
+        shown = {r.data["exchange"]: r.data for r in meta[f"funding_heat_{name}"].records}
+        recent = rates[rates["funding_ts"] >= end - pd.Timedelta(hours=hours)]
+        for (exchange, symbol), group in recent.groupby(["exchange", "symbol"]):
+            # time-weighted: 8760 x sum(rate) / sum(interval), computed here from the stored settlements
+            want = 8760 * group["funding_rate"].sum() / group["interval_h"].sum() * 100
+            assert shown[exchange][f"{symbol.split('/')[0]}_pct"] == pytest.approx(want, abs=0.006), (name, exchange)
+    assert "data:image/png;base64," in meta["funding_heat_map"].value
+
+
+def test_funding_spreads_metadata_lists_every_pair_with_its_latest_spread_and_plots_them(carry):
+    spreads = query(carry["dir"], "SELECT * FROM funding_spreads ORDER BY ts")
+    meta = carry["spreads_meta"]
+    shown = {(r.data["underlying"], r.data["exchange_a"], r.data["exchange_b"]): r.data for r in
+             meta["spreads_by_pair"].records}  # fmt: skip
+    pairs = spreads.groupby(["underlying", "exchange_a", "exchange_b"])
+    assert set(shown) == set(pairs.groups)
+    for key, group in pairs:
+        latest = group["funding_spread_apr"].iloc[-1]
+        assert shown[key]["funding_spread_apr_pct"] == pytest.approx(round(latest * 100, 2))
+        assert shown[key]["week_mean_apr_pct"] == pytest.approx(group["funding_spread_apr"].mean() * 100, abs=0.006)
+    widest = max(abs(r["funding_spread_apr_pct"]) for r in shown.values())
+    assert meta["widest_spread_apr_pct"].value == pytest.approx(widest, abs=0.006)
+    assert "data:image/png;base64," in meta["spread_plot"].value

@@ -88,4 +88,23 @@ def test_duplicate_keys_and_overlapping_spans_fail(tmp_path):
     _seed(tmp_path, intervals, rates)
     got = _evaluate(tmp_path, fc.funding_rates_has_unique_keys, fc.funding_intervals_has_no_overlaps)
     assert got["funding_rates_has_unique_keys"] == (False, {"rows": 2, "duplicate_keys": 1})
-    assert got["funding_intervals_has_no_overlaps"] == (False, {"bad_spans": 1})
+    assert got["funding_intervals_has_no_overlaps"] == (False, {"bad_spans": 1, "rows_checked": 2})
+
+
+def test_checks_over_empty_tables_warn_no_data_instead_of_passing(tmp_path):
+    empty_intervals = pd.DataFrame(columns=["exchange", "symbol", "valid_from", "valid_to", "interval_h", "source"])
+    _seed(tmp_path, empty_intervals, pd.DataFrame(columns=["exchange", "symbol", "funding_ts", "funding_rate"]))
+    checks = (fc.funding_rates_has_unique_keys, fc.funding_intervals_has_no_overlaps, fc.funding_rates_within_caps)
+    result = materialize(
+        [*FUNDING_ASSETS, *fc.FUNDING_CHECKS],
+        resources=_resources(tmp_path),
+        selection=AssetSelection.checks(*checks),
+        raise_on_error=False,
+    )
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 3
+    for evaluation in evaluations:
+        assert not evaluation.passed, evaluation.check_name
+        assert evaluation.severity.value == "WARN"  # a warning, not a blocking error: nothing bad was found either
+        assert evaluation.description.startswith("no data"), evaluation.description
+        assert evaluation.metadata["rows_checked"].value == 0

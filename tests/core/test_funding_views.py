@@ -1,0 +1,62 @@
+"""core/funding_views: the funding heat map and the per-pair spread summary, against hand computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fundarb_dagster.core.funding_views import funding_heat, funding_heat_png, spread_png, spread_summary
+
+END = pd.Timestamp("2026-03-08 00:00")
+
+
+def _settlements(exchange: str, symbol: str, interval_h: int, rate: float, days: int = 7) -> pd.DataFrame:
+    ts = pd.date_range(END - pd.Timedelta(days=days), END, freq=f"{interval_h}h", inclusive="left")
+    columns = {"exchange": exchange, "symbol": symbol, "funding_ts": ts, "funding_rate": rate}
+    return pd.DataFrame({**columns, "interval_h": float(interval_h)})
+
+
+def test_heat_map_is_time_weighted_apr_per_venue_and_underlying_for_8h_and_1h_venues():
+    hourly = _settlements("hyperliquid", "BTC/USDC:USDC", 1, 0.0000125)  # 0.0000125 x 8760 = 10.95 %
+    eight = _settlements("binance", "BTC/USDT:USDT", 8, 0.0001)  # 0.0001 x 1095 = 10.95 %
+    # the last day on binance ETH pays 3x what the rest of the week paid
+    eth = _settlements("binance", "ETH/USDT:USDT", 8, 0.0001)
+    eth.loc[eth["funding_ts"] >= END - pd.Timedelta(days=1), "funding_rate"] = 0.0003
+    rates = pd.concat([hourly, eight, eth], ignore_index=True)
+
+    day = funding_heat(rates, END, 24)
+    week = funding_heat(rates, END, 168)
+    assert list(day.index) == ["binance", "hyperliquid"] and list(day.columns) == ["BTC", "ETH"]
+    assert day.loc["binance", "BTC"] == pytest.approx(0.0001 * 8760 / 8)
+    assert day.loc["hyperliquid", "BTC"] == pytest.approx(0.0000125 * 8760)
+    assert day.loc["binance", "ETH"] == pytest.approx(0.0003 * 8760 / 8)
+    # the week: 3 of 21 settlements at 3x -> (18 x 1 + 3 x 3) / 21 of the base APR
+    assert week.loc["binance", "ETH"] == pytest.approx(0.0001 * 1095 * 27 / 21)
+    assert np.isnan(day.loc["hyperliquid", "ETH"])  # no ETH settlement there: empty, not zero
+    assert funding_heat_png({"last day": day, "last week": week}, END)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_heat_map_of_a_window_without_settlements_is_empty():
+    rates = _settlements("binance", "BTC/USDT:USDT", 8, 0.0001, days=7)
+    assert funding_heat(rates, END - pd.Timedelta(days=8), 24).empty
+    with pytest.raises(ValueError, match="empty"):
+        funding_heat_png({"last day": funding_heat(rates, END - pd.Timedelta(days=8), 24)}, END)
+
+
+def test_spread_summary_has_latest_day_and_week_means_widest_first():
+    ts = pd.date_range(END - pd.Timedelta(days=7), END, freq="1h", inclusive="left")
+    rows = []
+    for i, t in enumerate(ts):
+        rows.append(("BTC", "binance", "bybit", t, 0.01 if t < END - pd.Timedelta(days=1) else 0.05, False, False, 1.0))
+        rows.append(("ETH", "binance", "bybit", t, -0.2, i == len(ts) - 1, False, 2.0))
+    spreads = pd.DataFrame(rows, columns=["underlying", "exchange_a", "exchange_b", "ts", "funding_spread_apr",
+                                          "is_predicted_a", "is_predicted_b", "basis_spread_bps"])  # fmt: skip
+    summary = spread_summary(spreads, END)
+    assert list(summary["underlying"]) == ["ETH", "BTC"]  # |-0.2| is the widest
+    btc = summary.set_index("underlying").loc["BTC"]
+    assert btc["funding_spread_apr"] == pytest.approx(0.05)
+    assert btc["day_mean_apr"] == pytest.approx(0.05)
+    assert btc["week_mean_apr"] == pytest.approx((144 * 0.01 + 24 * 0.05) / 168)
+    assert btc["latest_ts"] == ts[-1]
+    assert spread_png(spreads)[:4] == b"\x89PNG"

@@ -1,0 +1,46 @@
+"""The shared check builders on a real DuckDB file: a window with no rows warns "no data" instead of passing,
+a window with rows is checked; and every check of the code location has its own descriptive name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from dagster import AssetCheckSeverity
+
+from fundarb_dagster.defs.market import checks as market_checks
+from fundarb_dagster.defs.market.assets import ohlcv_1m
+from fundarb_dagster.defs.raw.assets import raw_ohlcv, raw_trades
+from tests.defs.raw.landing_fixtures import land_trades, run
+
+CHECKED = ("ohlcv_1m_has_unique_keys", "ohlcv_1m_is_consistent", "ohlcv_1m_has_no_gaps")
+T0_MS = int(pd.Timestamp("2026-03-01 04:00").value // 1_000_000)
+
+
+def _evaluate(data_dir: Path, partition: str) -> dict:
+    checks = [c for c in market_checks.MARKET_CHECKS if c.check_key.name in CHECKED]
+    result = run([raw_trades, raw_ohlcv, ohlcv_1m, *checks], data_dir, partition=partition)
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_checks_over_an_hour_without_rows_warn_no_data_and_an_hour_with_rows_is_checked(tmp_path: Path):
+    # a trade every 30 s through 04:00-05:00; nothing landed in 03:00
+    minutes = np.arange(120)
+    trades = pd.DataFrame(
+        {"ts_ms": T0_MS + minutes * 30_000, "trade_id": minutes, "price": 100.0 + minutes % 7, "amount": 1.0}
+    )
+    land_trades(tmp_path, trades)
+
+    empty = _evaluate(tmp_path, "2026-03-01-03:00")
+    assert set(empty) == set(CHECKED)
+    for name, evaluation in empty.items():
+        assert not evaluation.passed, name
+        assert evaluation.severity == AssetCheckSeverity.WARN, name
+        assert evaluation.description.startswith("no data: 0 "), evaluation.description
+        assert evaluation.metadata["rows_checked"].value == 0
+
+    full = _evaluate(tmp_path, "2026-03-01-04:00")
+    for name, evaluation in full.items():
+        assert evaluation.passed, (name, evaluation.metadata)
+    assert full["ohlcv_1m_has_unique_keys"].metadata["rows_checked"].value == 60
