@@ -240,7 +240,7 @@ def automation_report(instance: Any) -> str:
     for run in _stage_runs(instance):
         stats = instance.get_run_stats(run.run_id)
         seconds = (stats.end_time or 0) - (stats.start_time or 0) if stats.start_time else 0.0
-        what = run.tags.get("fundarb/window") or run.tags.get("fundarb/config", "")
+        what = run.tags.get("fundarb/window") or run.tags.get("dagster/partition", "")
         trigger = run.tags.get("fundarb/trigger", "").split(" after ")[0]
         assets = len(STAGE_BY_JOB[run.job_name].assets)
         lines.append(

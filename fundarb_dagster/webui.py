@@ -31,32 +31,33 @@ READY_QUERY = "{ assetNodes { assetKey { path } } }"
 
 @dataclass(frozen=True)
 class Page:
-    """A page of the UI worth a screenshot: where it is, what text shows it has loaded, what it answers."""
+    """A page of the UI worth a screenshot: where it is, the text it is scrolled to, what it answers."""
 
     name: str
     path: str
-    ready_text: str
+    anchor: str
     caption: str
 
 
-# The pages docs/ui.md shows, in reading order: what to put on now, how it went, what is wrong.
+# The pages docs/ui.md shows, in reading order: what to put on now, how it went, what is wrong. `anchor` is
+# the exact text (a metadata entry's label, a check's or a job's name) the page is scrolled to.
 PAGES = (
-    Page("opportunities", "/assets/opportunities", "net_carry_apr_pct",
-         "The carry ranking on the `opportunities` page: the table is the first thing, units in the column names."),
-    Page("funding_heat_map", "/assets/funding_rates", "funding_heat_week",
+    Page("opportunities", "/assets/opportunities", "ranking",
+         "The carry ranking on the `opportunities` page: a table, units in the column names."),
+    Page("funding_heat_map", "/assets/funding_rates", "funding_heat_day",
          "The funding heat map (venue x underlying, APR %) of the last day and week on `funding_rates`."),
     Page("funding_spreads", "/assets/funding_spreads", "spreads_by_pair",
          "Every venue pair's funding spread: latest hour, day and week means; the plot is one click away."),
-    Page("backtest_comparison", "/assets/backtest_comparison", "comparison",
-         "Every strategy's latest backtest side by side, with the sweep's best points."),
     Page("backtest_runs", "/assets/backtest_runs", "summary",
          "One strategy's backtest: summary and PnL attribution tables, headline numbers with units."),
+    Page("backtest_comparison", "/assets/backtest_runs", "strategies_compared",
+         "Every strategy's latest backtest side by side, with the best points of each strategy's sweep."),
     Page("risk_report", "/assets/risk_report", "breach_table",
          "The risk report: limit breaches (critical first) and the book's figures in USD and %."),
     Page("alerts", "/assets/alerts", "recent_alerts", "The alerts raised, newest first."),
     Page("checks", "/assets/ohlcv_1m?view=checks", "ohlcv_1m_has_no_gaps",
          "Asset checks: a check with no rows to look at warns \"no data\" instead of passing."),
-    Page("runs", "/runs", "backtests_job", "The run list: every run is a named job with its partition range."),
+    Page("runs", "/runs", "Launched by", "The run list: every run is a named job with its partition or window."),
 )  # fmt: skip
 
 
@@ -114,6 +115,12 @@ def webserver(data_dir: Path, log_path: Path, port: int | None = None, timeout_s
                 process.wait()
 
 
+def skip_welcome(base_url: str) -> None:
+    """Mark the UI's one-time "Join the Dagster community" dialog as seen, as its Skip button does (the same
+    GraphQL mutation), so a fresh instance's pages are not covered by it."""
+    graphql(base_url, "mutation SetNuxSeen { setNuxSeen }")
+
+
 def find_chromium() -> str:
     """The OS's Chromium: `FUNDARB_CHROMIUM` if set, else the first of the usual names on PATH."""
     configured = os.environ.get("FUNDARB_CHROMIUM")
@@ -132,7 +139,7 @@ def find_chromium() -> str:
 
 
 @contextmanager
-def browser_page(width: int = 1440, height: int = 1000) -> Iterator[Any]:
+def browser_page(width: int = 1680, height: int = 1050) -> Iterator[Any]:
     """A Playwright page in the OS's headless Chromium (no browser download)."""
     from playwright.sync_api import sync_playwright
 
@@ -148,11 +155,16 @@ def browser_page(width: int = 1440, height: int = 1000) -> Iterator[Any]:
             browser.close()
 
 
-def open_page(page: Any, base_url: str, target: Page, timeout_s: float = 90) -> None:
-    """Go to a UI page and wait until its telling text is visible (the UI renders after its GraphQL answers)."""
+def open_page(page: Any, base_url: str, target: Page, timeout_s: float = 90) -> Any:
+    """Go to a UI page, wait until its anchor text is visible (the UI renders after its GraphQL answers) and
+    scroll it to the top of the view, as a reader scrolls (no click); returns the anchor's locator."""
     page.goto(f"{base_url}{target.path}", wait_until="domcontentloaded", timeout=timeout_s * 1000)
-    page.get_by_text(target.ready_text, exact=False).first.wait_for(state="visible", timeout=timeout_s * 1000)
-    page.wait_for_timeout(1000)  # the rest of the page (plots' thumbnails, counts) settles
+    anchor = page.get_by_text(target.anchor, exact=True).first
+    anchor.wait_for(state="visible", timeout=timeout_s * 1000)
+    page.wait_for_timeout(1000)  # the rest of the page (counts, thumbnails) settles
+    anchor.evaluate("element => element.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)
+    return anchor
 
 
 def take_screenshots(data_dir: Path, out_dir: Path, pages: tuple[Page, ...] = PAGES) -> list[Path]:
@@ -160,6 +172,7 @@ def take_screenshots(data_dir: Path, out_dir: Path, pages: tuple[Page, ...] = PA
     out_dir.mkdir(parents=True, exist_ok=True)
     saved = []
     with webserver(data_dir, out_dir / "webserver.log") as base, browser_page() as page:
+        skip_welcome(base)
         for target in pages:
             open_page(page, base, target)
             path = out_dir / f"{target.name}.png"

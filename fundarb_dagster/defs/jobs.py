@@ -5,7 +5,7 @@ follows the stages it reads, over the same event-time window:
     landed files -> hourly_job (raw tables, bars, funding) -> signals_job (spreads, opportunities, alerts)
                  hourly_job -> daily_job (a day, once it has ended on the data's clock)
                                  -> funding_job (funding_history feeds it) -> signals_job
-                                 -> backtests_job (one run per strategy, once the stages above are done)
+                                 -> backtests_job (one run per strategy partition, once the stages above are done)
 
 A run of a stage covers the window of the runs that triggered it (one hour, or a ranged run over a
 backlog: every asset has `BackfillPolicy.single_run()`), so each new hour of data runs each stage once.
@@ -15,7 +15,7 @@ The job name is what the run list shows; its window is in the run's partition ra
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from dagster import AssetCheckKey, AssetKey, AssetsDefinition, AssetSelection, define_asset_job
@@ -38,15 +38,9 @@ class Stage:
     waits_for: tuple[str, ...] = ()  # jobs with nothing queued, running or ready to run before this one starts
     look_back_h: int = 0  # widen the triggering window back (a settlement pays for the hours before it)
     complete_days: bool = False  # daily: only days that have ended on the data's clock
-    configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # one run per entry (label -> run config)
-
-
-def _per_strategy() -> dict[str, dict[str, Any]]:
-    """One backtest (and sweep) run per registered strategy; risk reads the book of the run's backtest."""
-    return {
-        name: {"ops": {"backtest": {"config": {"strategy": name}}, "backtest_sweep": {"config": {"strategy": name}}}}
-        for name in sorted(STRATEGIES)
-    }
+    # unpartitioned-in-time stages: one run per static partition key (the backtests: one per strategy, each
+    # keeping its own materializations), or one run when empty
+    partition_keys: tuple[str, ...] = ()
 
 
 BACKTEST_ASSETS = ("backtest_runs", "backtest_equity", "backtest_trades", "backtest_positions", "backtest_book")
@@ -101,7 +95,7 @@ STAGES: tuple[Stage, ...] = (
         "book: once a day (after daily_job), when the stages above have nothing left to do.",
         after=("daily_job",),
         waits_for=("hourly_job", "daily_job", "funding_job", "signals_job"),
-        configs=_per_strategy(),
+        partition_keys=tuple(sorted(STRATEGIES)),
     ),
 )
 STAGE_BY_JOB = {stage.job: stage for stage in STAGES}

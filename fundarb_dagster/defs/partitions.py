@@ -23,6 +23,7 @@ from dagster import (
     DailyPartitionsDefinition,
     HourlyPartitionsDefinition,
     PartitionsDefinition,
+    StaticPartitionsDefinition,
 )
 
 from ..core.config import ConfigError
@@ -64,9 +65,10 @@ class Partitions:
         return int(datetime(self.start.year, self.start.month, self.start.day, tzinfo=UTC).timestamp() * 1000)
 
     def of(self, template: PartitionsDefinition | None) -> PartitionsDefinition | None:
-        """The deployment's partitions definition standing for a template (None stays None)."""
-        if template is None:
-            return None
+        """The deployment's partitions definition standing for a template (None stays None; a static one, such
+        as the backtests' strategies, has no start and stays itself)."""
+        if template is None or isinstance(template, StaticPartitionsDefinition):
+            return template
         if template == HOURLY:
             return self.hourly
         if template == DAILY:

@@ -266,8 +266,8 @@ def run_span(tags: dict[str, str]) -> Span | None:
     """The event-time window of a run from its partition tags (None: an unpartitioned run)."""
     first = tags.get(RANGE_START_TAG) or tags.get(PARTITION_TAG)
     last = tags.get(RANGE_END_TAG) or tags.get(PARTITION_TAG)
-    if not first or not last:
-        return None
+    if not first or not last or not first[:1].isdigit():
+        return None  # unpartitioned, or a static partition (a backtest's strategy): no event-time window
     step = HOUR_MS if len(last) > 10 else DAY_MS
     return key_ms(first), key_ms(last) + step
 
@@ -368,12 +368,9 @@ def _stage_requests(stage: Stage, spans: Sequence[Span], event_id: int) -> list[
     if stage.unit is None:
         return [
             RunRequest(
-                run_key=f"{stage.job}:{label}:{event_id}",
-                job_name=stage.job,
-                run_config=config,
-                tags={**tags, "fundarb/config": label},
+                run_key=f"{stage.job}:{key or 'all'}:{event_id}", job_name=stage.job, partition_key=key, tags=tags
             )
-            for label, config in (stage.configs or {"default": {}}).items()
+            for key in (stage.partition_keys or (None,))
         ]
     step = HOUR_MS if stage.unit == "hour" else DAY_MS
     most = (MAX_RUN_HOURS if stage.unit == "hour" else MAX_RUN_DAYS) * step

@@ -72,7 +72,8 @@ def test_jobs_sensors_schedules_and_resources_are_registered():
     assert "ohlcv_1d" not in selected and "funding_spreads" not in selected
     assert defs.resolve_job_def("daily_job").partitions_def == DAILY
     assert defs.resolve_job_def("signals_job").partitions_def == HOURLY
-    assert defs.resolve_job_def("backtests_job").partitions_def is None
+    # one partition per strategy: each strategy's backtest keeps its own materializations
+    assert defs.resolve_job_def("backtests_job").partitions_def.get_partition_keys() == ["cash_carry", "perp_perp"]
     assert {s.name for s in defs.sensors} == {"landing_sensor", "pipeline_sensor"}
     assert {s.name for s in defs.schedules} == {"freshness_schedule"}
     assert {"duckdb", "data_dir", "source"} <= set(defs.resources)

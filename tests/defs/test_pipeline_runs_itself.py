@@ -79,7 +79,7 @@ def test_landed_files_reach_alerts_and_every_asset_with_only_the_daemon_running(
             stop_daemon(daemon)
     t0 = runs[0].create_timestamp.timestamp()
     for r in runs:  # the timeline, for the delay bound in the docs (-s shows it)
-        window = r.dagster_run.tags.get("fundarb/window") or r.dagster_run.tags.get("fundarb/config")
+        window = r.dagster_run.tags.get("fundarb/window") or r.dagster_run.tags.get("dagster/partition")
         print(
             f"{r.dagster_run.job_name:14} queued {r.create_timestamp.timestamp() - t0:6.1f} "
             f"start {r.start_time - t0:6.1f} end {r.end_time - t0:6.1f}  {window}"

@@ -220,8 +220,8 @@ def test_a_day_that_ends_on_the_data_clock_runs_daily_then_funding_then_signals_
     assert _by_job(requests) == {"signals_job": ("2025-10-31-16:00", "2025-11-02-00:00")}
     requests, cursor = _plan(cursor, [Success("signals_job", (day, first_hour[1]), "s1")], 15)
     assert {r.job_name for r in requests} == {"backtests_job"}
-    strategies = {r.run_config["ops"]["backtest"]["config"]["strategy"] for r in requests}
-    assert strategies == {"cash_carry", "perp_perp"}
+    # one run per strategy partition: each strategy keeps its own backtest materializations
+    assert {r.partition_key for r in requests} == {"cash_carry", "perp_perp"}
     assert len({r.run_key for r in requests}) == 2
     assert cursor.pending == {"daily_job": [(day + DAY_MS, day + 2 * DAY_MS)]}
 
@@ -235,6 +235,7 @@ def test_the_cursor_round_trips_and_run_spans_come_from_partition_tags():
         H0 + 36 * HOUR_MS,
     )
     assert run_span({}) is None
+    assert run_span({"dagster/partition": "cash_carry"}) is None  # a backtest's strategy has no time window
 
 
 def test_every_asset_of_the_graph_runs_in_a_stage_and_only_the_funding_refresh_repeats_one():

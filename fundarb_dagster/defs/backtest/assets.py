@@ -180,6 +180,7 @@ def _now() -> datetime:
     },
     deps=INPUT_TABLES,
     group_name="backtest",
+    partitions_def=STRATEGY_PARTITIONS,
     pool=POOL,
     can_subset=False,
 )
@@ -246,8 +247,8 @@ def backtest(context: AssetExecutionContext, config: BacktestConfig, duckdb: Duc
 
 
 # A run's summary row on the page: what it returned, at what risk, how it traded (stored fractions shown in %).
-SUMMARY_COLUMNS = ["strategy", "n_pairs", "capital_usd", "final_equity_usd", "total_return", "annual_return", "sharpe",
-                   "max_drawdown", "trade_count", "avg_holding_h", "time_in_market"]  # fmt: skip
+SUMMARY_COLUMNS = ["strategy", "total_return", "annual_return", "sharpe", "max_drawdown", "final_equity_usd",
+                   "capital_usd", "n_pairs", "trade_count", "avg_holding_h", "time_in_market"]  # fmt: skip
 SUMMARY_UNITS = {
     "capital_usd": "usd",
     "final_equity_usd": "usd",
@@ -345,6 +346,7 @@ def result_frames(
 @asset(
     deps=INPUT_TABLES,
     group_name="backtest",
+    partitions_def=STRATEGY_PARTITIONS,
     pool=POOL,
     owners=OWNERS,
     kinds={"duckdb", "python"},

@@ -519,7 +519,9 @@ def opportunities_metadata(frame: pd.DataFrame, horizon_h: int) -> dict[str, Any
         return metadata
     metadata["as_of"] = MetadataValue.text(f"{pd.Timestamp(frame['as_of'].iloc[0]):%Y-%m-%d %H:%M} UTC")
     about = {c.name: c.description for c in table("opportunities").columns}
-    columns = ["rank", "strategy", "underlying", "long_exchange", "short_exchange", *RANKING_UNITS]
+    # the net carry right after what the trade is: the column a trader reads first, visible without scrolling
+    columns = ["rank", "strategy", "underlying", "net_carry_apr", "long_exchange", "short_exchange",
+               *[c for c in RANKING_UNITS if c != "net_carry_apr"]]  # fmt: skip
     metadata["ranking"] = metadata_table(frame[columns], RANKING_UNITS, about, max_rows=20)
     metadata["best_net_carry_apr_pct"] = number(frame["net_carry_apr"].iloc[0], "pct")
     metadata["positive_carry_count"] = int((frame["net_carry_apr"] > 0).sum())

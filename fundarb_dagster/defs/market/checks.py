@@ -106,6 +106,7 @@ def ohlcv_1m_has_no_gaps(context: AssetCheckExecutionContext, duckdb: DuckDBReso
         "max_gap_minutes": MAX_GAP_MINUTES,
         "coverage_pct": round(100.0 * totals[0] / totals[1], 2) if totals[1] else 0.0,
         "series": len(gaps),
+        "rows_checked": int(totals[1]),
         "gaps_by_series": MetadataValue.md(gaps.to_markdown(index=False)) if len(gaps) else "none",
         "coverage_by_partition": MetadataValue.md(coverage.to_markdown(index=False)) if len(coverage) else "none",
     }

@@ -239,3 +239,49 @@ def test_bad_config_fails_with_the_field_named(warehouse: tuple[Path, object]) -
     ):
         with pytest.raises(Exception, match=match):
             materialize([backtest], resources=resources(path), run_config={"ops": {"backtest": {"config": bad}}})
+
+
+def test_each_strategy_is_its_own_partition_and_keeps_its_results(tmp_path: Path) -> None:
+    """Partitioned by strategy: each partition's latest materialization is its own run (one strategy never
+    replaces the other's in the UI), the comparison on the page lists both, and a config that contradicts the
+    partition is refused naming both."""
+    from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
+
+    def latest(partition: str):
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey("backtest_runs"), asset_partitions=[partition]), limit=1
+        ).records
+        return records[0].event_log_entry
+
+    panel = synthetic_panel(24 * 10, seed=7)
+    path = tmp_path / "w.duckdb"
+    write_inputs(panel, path)
+    instance = DagsterInstance.ephemeral()
+    runs = {}
+    for strategy in ("cash_carry", "perp_perp"):
+        result = materialize(
+            [backtest],
+            partition_key=strategy,
+            resources=resources(path),
+            instance=instance,
+            run_config={"ops": {"backtest": {"config": {"enter_apr": 0.05, "borrow_apr": 0.06}}}},
+        )
+        assert result.success
+        runs[strategy] = result.run_id
+    for strategy, run_id in runs.items():
+        event = latest(strategy)
+        assert event.run_id == run_id
+        assert event.asset_materialization.metadata["strategy"].value == strategy
+    with duckdb.connect(str(path), read_only=True) as conn:
+        stored = dict(conn.execute("SELECT strategy, run_id FROM backtest_runs").fetchall())
+    assert stored == runs
+    last = latest("perp_perp")
+    compared = {r.data["strategy"] for r in last.asset_materialization.metadata["strategies_compared"].records}
+    assert compared == {"cash_carry", "perp_perp"}
+    with pytest.raises(Exception, match="contradicts the run's partition 'cash_carry'"):
+        materialize(
+            [backtest],
+            partition_key="cash_carry",
+            resources=resources(path),
+            run_config={"ops": {"backtest": {"config": {"strategy": "perp_perp"}}}},
+        )

@@ -44,3 +44,15 @@ def test_checks_over_an_hour_without_rows_warn_no_data_and_an_hour_with_rows_is_
     for name, evaluation in full.items():
         assert evaluation.passed, (name, evaluation.metadata)
     assert full["ohlcv_1m_has_unique_keys"].metadata["rows_checked"].value == 60
+
+
+def test_every_check_name_is_unique_and_says_which_table_it_checks():
+    from fundarb_dagster.definitions import build_definitions
+    from fundarb_dagster.defs.partitions import TEMPLATE_PARTITIONS
+
+    keys = list(build_definitions(TEMPLATE_PARTITIONS).resolve_asset_graph().asset_check_keys)
+    names = [key.name for key in keys]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    for key in keys:
+        # `<table>_<property>`: the name starts with its asset's key, so a list of names reads on its own
+        assert key.name.startswith(key.asset_key.to_user_string() + "_"), key
