@@ -91,10 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         "with or without header, ms or us timestamps) or fundarb fixture CSVs into the landing zone, so "
         "the warehouse can use years of history. Idempotent: a file already imported is skipped.",
     )
-    importer.add_argument("paths", nargs="+", type=Path, help="files to import")
+    importer.add_argument("paths", nargs="+", type=Path, help="files or folders (their .csv and .zip files) to import")
     importer.add_argument("--exchange", required=True, help="ccxt exchange id, e.g. binance")
     importer.add_argument(
-        "--symbol", required=True, help="ccxt unified symbol (BTC/USDT:USDT) or the venue's market id (BTCUSD_PERP)"
+        "--symbol",
+        help="ccxt unified symbol (BTC/USDT:USDT) or the venue's market id (BTCUSD_PERP); default: each file's "
+        "name says its market id (BTCUSDT-fundingRate-2024-01.zip), so one import takes a venue's whole archive",
     )
     importer.add_argument("--kind", help="klines | trades | aggTrades | fundingRate (default: detected)")
     importer.add_argument("--data-dir", default="data", help="data folder (default: data)")
@@ -237,10 +239,14 @@ def _capture(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from .core.importer import check_arguments, format_summary, import_files, resolve_symbol
+    from .core.importer import check_arguments, format_summary, import_files, resolve_symbol, symbol_from_name
 
     exchange = args.exchange.lower()
-    symbol = resolve_symbol(exchange, args.symbol, args.data_dir, lambda market_id: _market(exchange, market_id, False))
+
+    def lookup(market_id: str, market_type: str | None = None) -> dict | None:
+        return _market(exchange, market_id, False, market_type)
+
+    symbol = resolve_symbol(exchange, args.symbol, args.data_dir, lookup) if args.symbol else None
     check_arguments(
         args.paths,
         Path(args.data_dir),
@@ -249,7 +255,13 @@ def _import(args: argparse.Namespace) -> int:
         kind=args.kind,
         min_landed_share=args.min_landed_share,
     )
-    market = _market(exchange, symbol) if ":" in symbol else None
+    markets: dict[str, dict | None] = {}
+
+    def market(unified: str) -> dict | None:  # loaded once per symbol, only for contracts
+        if unified not in markets:
+            markets[unified] = _market(exchange, unified) if ":" in unified else None
+        return markets[unified]
+
     summary = import_files(
         args.paths,
         Path(args.data_dir),
@@ -258,12 +270,13 @@ def _import(args: argparse.Namespace) -> int:
         kind=args.kind,
         market=market,
         min_landed_share=args.min_landed_share,
+        symbol_of=symbol_from_name(exchange, args.data_dir, lookup),
     )
     print(format_summary(summary))
     return 0 if summary.ok else 1  # a file that could not be read at all fails the command
 
 
-def _market(exchange: str, symbol: str, say_why: bool = True) -> dict | None:
+def _market(exchange: str, symbol: str, say_why: bool = True, market_type: str | None = None) -> dict | None:
     """ccxt's market of a symbol or venue market id, from the venue (contract size, inverse, expiry); None when
     it cannot be reached (the importer then uses the registry, and refuses an inverse contract it cannot size)."""
     import asyncio
@@ -273,7 +286,7 @@ def _market(exchange: str, symbol: str, say_why: bool = True) -> dict | None:
     from .core.sources.live import load_market
 
     try:
-        return asyncio.run(load_market(exchange, symbol))
+        return asyncio.run(load_market(exchange, symbol, market_type))
     except (ccxt.BaseError, KeyError, OSError, ValueError) as exc:  # ValueError: no ccxt.pro class for it
         if not say_why:  # the caller's own error says what could not be resolved
             return None

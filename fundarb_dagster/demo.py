@@ -26,7 +26,7 @@ import yaml
 
 from .core import arguments
 from .core.config import default_config
-from .core.landing import landing_root, stream_glob
+from .core.landing import landing_root, stream_files
 from .core.schema import MARKET_STREAMS
 from .core.sql import bind, load_sql
 from .core.units import DAY_MS, HOUR_MS
@@ -71,14 +71,14 @@ def write_demo_config(data_dir: Path, speed: float, ranks: int, now_ms: int | No
 
 
 def landed_streams(data_dir: Path) -> dict[str, tuple[int, int, int, int]]:
-    """stream -> (files, rows, first ts_ms, last ts_ms) in the landing zone, read with DuckDB's hive reader."""
+    """stream -> (files, rows, first ts_ms, last ts_ms) in the landing zone, read with DuckDB."""
     out = {}
     sql = load_sql("reports", "landed_stream")
     con = duckdb.connect()
     for stream_dir in sorted(p for p in landing_root(data_dir).glob("*") if p.is_dir()):
-        files = list(stream_dir.glob("date=*/hour=*/*.parquet"))
+        files = stream_files(data_dir, stream_dir.name)
         if files:
-            rows, first, last = con.execute(sql, {"glob": stream_glob(data_dir, stream_dir.name)}).fetchone()
+            rows, first, last = con.execute(sql, {"files": files}).fetchone()
             out[stream_dir.name] = (len(files), rows, first, last)
     con.close()
     return out

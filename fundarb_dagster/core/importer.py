@@ -1,20 +1,26 @@
 """`fundarb import`: recorded files (Binance public-data archives, the fixture CSV shapes) -> the landing zone.
 
 Every argument is checked before any work (`check_arguments`: kind, exchange id, symbol, data folder, that
-each path exists and each .zip opens). Then one file at a time: read its bytes' sha256, skip it when
+each path exists and each .zip opens). Then each file: read its bytes' sha256, skip it when
 `data_dir/imports.json` says that digest was already imported for this (exchange, symbol) as the kind it
 would be read as now (given, or detected), else parse it with the replay parser
 (`sources.replay.parse_file`: kind detected or given, rows normalized to the `schema` dtypes, bad rows
 quarantined with a reason naming the field and the value), register the instrument in
-`data_dir/instruments.json` (stable ids), observe funding intervals into the registry, and land the rows
-with `landing.write_stream` under the writer `import-<first 12 hex of the digest>`.
+`data_dir/instruments.json` (stable ids) and observe funding intervals into the registry. The symbol is
+`--symbol`, or each file's own market id from its name (`symbol_from_name`: one import of a venue's whole
+archive folder).
 
-Idempotent: a digest in the manifest lands nothing new. A file of which no row landed (a wrong `--kind`)
-is not recorded, so the right kind imports it later. Crash-safe: each landed file is atomic, and the
-manifest is written only after every file of an import landed; files an interrupted import left behind
-(same writer, same instrument, no manifest entry) are removed before it is redone, so a re-run produces
-exactly one copy. Quarantined rows are written to `data_dir/quarantine/import-<digest>.jsonl` and counted
-as `capture_events` rows (kind QUARANTINED), so the warehouse sees them too.
+Then every accepted file's rows land together as day files (`landing.write_days`): one file per stream and
+day for the whole import, sorted by time, under the writer `import-<digest of the files' digests>`. A venue's
+four years of hourly funding for many symbols is ~1,500 files, not one per settlement hour and symbol.
+
+Idempotent: a digest in the manifest lands nothing new, and says so. A file of which no row (or less than
+`min_landed_share`) would land is not landed nor recorded, so the right kind imports it later. Crash-safe:
+each landed file is atomic; a journal under `data_dir/.fundarb/imports/` lists the files an import is about to
+write and is removed once the manifest records them, so the next import removes what an interrupted one
+left (its journal's files, never a scan of the landing zone), and a re-run lands exactly one copy.
+Quarantined rows are written to `data_dir/quarantine/import-<digest>-<instrument id>.jsonl` and land as
+`capture_events` rows (kind QUARANTINED), so the warehouse counts them too.
 """
 
 from __future__ import annotations
@@ -32,13 +38,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from . import arguments, landing, schema
 from .config import ConfigError
 from .instruments import Instrument, InstrumentRegistry, registry_path
 from .sources.markets import market_for
 from .sources.replay import KINDS, ParsedFile, detect_kind, parse_file
+from .sources.replay.formats import symbol_hint
 from .venues import UNIFIED_SYMBOL
 
 MANIFEST_NAME = "imports.json"
@@ -51,6 +57,7 @@ class FileResult:
 
     path: str
     digest: str
+    symbol: str = ""  # the unified symbol it was imported as
     kind: str = ""
     stream: str = ""
     status: str = "imported"  # imported | skipped (already imported) | failed
@@ -73,8 +80,9 @@ class FileResult:
 class ImportSummary:
     exchange: str
     symbol: str
-    instrument_id: int
+    instrument_id: int  # the first file's (-1: none); a many-symbol import has one per symbol
     files: list[FileResult] = field(default_factory=list)
+    landing_files: list[str] = field(default_factory=list)  # the day files written, every stream
 
     @property
     def landed(self) -> int:
@@ -164,24 +172,33 @@ def check_exchange(exchange: str) -> None:
 
 
 def resolve_symbol(
-    exchange: str, symbol: str, data_dir: Path | str, market: Callable[[str], Mapping[str, Any] | None]
+    exchange: str,
+    symbol: str,
+    data_dir: Path | str,
+    market: Callable[[str, str | None], Mapping[str, Any] | None],
+    *,
+    market_type: str | None = None,
 ) -> str:
     """The unified symbol of `--symbol`, which may be the venue's own market id (`BTCUSD_PERP`, as Binance's
     archive paths spell it): from the registry (a capture or an earlier import registered that id), else from
     ccxt's markets (`market(id)`: the market, or None when they could not be loaded). A unified symbol is
-    returned as is; anything else is a ConfigError naming the value."""
+    returned as is; anything else is a ConfigError naming the value. `market_type` ("spot" or "swap", what a
+    file's kind or folders say) chooses where an id names a spot and a contract market."""
     check_exchange(exchange)
     if UNIFIED_SYMBOL.match(symbol):
         return symbol
     known: list[str] = []
     if registry_path(data_dir).exists():
         registry = InstrumentRegistry.load(registry_path(data_dir))
-        known = sorted(i.symbol for i in registry if i.exchange == exchange and i.venue_symbol == symbol)
+        listed = [i for i in registry if i.exchange == exchange and i.venue_symbol == symbol]
+        if len(listed) > 1 and market_type is not None:
+            listed = [i for i in listed if i.is_contract == (market_type != "spot")] or listed
+        known = sorted(i.symbol for i in listed)
     if len(known) > 1:
         raise ConfigError(f"--symbol: {symbol!r} is the id of {known} on {exchange}: pass one of them")
     if known:
         return known[0]
-    found = market(symbol)
+    found = market(symbol, market_type)
     if found is not None:
         return str(found["symbol"])
     raise ConfigError(
@@ -195,7 +212,7 @@ def check_arguments(
     data_dir: Path | str,
     *,
     exchange: str,
-    symbol: str,
+    symbol: str | None,
     kind: str | None,
     min_landed_share: float = MIN_LANDED_SHARE,
 ) -> list[Path]:
@@ -207,7 +224,8 @@ def check_arguments(
         raise ConfigError(f"--kind: unknown kind {kind!r}; expected one of {list(KINDS)}")
     check_exchange(exchange)
     try:
-        market_for(symbol)
+        if symbol is not None:  # None: each file's name says its market (`symbol_from_name`)
+            market_for(symbol)
     except ValueError:
         raise ConfigError(
             f"--symbol: {symbol!r} is not a ccxt unified symbol like BTC/USDT (spot) or BTC/USDT:USDT (perpetual)"
@@ -234,82 +252,109 @@ def import_files(
     data_dir: Path | str,
     *,
     exchange: str,
-    symbol: str,
+    symbol: str | None,
     kind: str | None = None,
     progress: Callable[[str], None] | None = _stderr,
-    market: Mapping[str, Any] | None = None,
+    market: Mapping[str, Any] | Callable[[str], Mapping[str, Any] | None] | None = None,
     min_landed_share: float = MIN_LANDED_SHARE,
+    symbol_of: Callable[[Path, str | None], str] | None = None,
 ) -> ImportSummary:
-    """Import recorded files of one instrument into the landing zone (see the module docstring).
+    """Import recorded files into the landing zone (see the module docstring).
 
-    Every argument is checked first (`check_arguments`: a `ConfigError` and nothing done). A file that cannot
-    be read at all (unknown kind, not a CSV), or of which no row or less than `min_landed_share` of its rows
-    landed (a wrong `kind`, a file of another shape), is reported as failed in the summary with the reason,
-    keeps nothing in the landing zone and is not recorded as imported; the others still import. Bad rows of a
-    file that lands are quarantined and counted. `market` is ccxt's market of the symbol
-    (`live.load_market`): contract size, settle currency, inverse or linear and expiry come from it (see
-    `instrument_for`), and contract amounts land in base units.
+    One instrument (`symbol`), or, with `symbol=None`, each file's own: `symbol_of(path, kind)` resolves the
+    market id its name starts with (Binance's archives: `BTCUSDT-fundingRate-2024-01.zip`), see
+    `symbol_from_name`. Every argument is checked first (`check_arguments`: a `ConfigError` and nothing done).
+    A file that cannot be read at all (unknown kind, not a CSV), or of which no row or less than
+    `min_landed_share` of its rows would land (a wrong `kind`, a file of another shape), is reported as failed
+    in the summary with the reason, lands nothing and is not recorded as imported; the others still import.
+    Bad rows of a file that lands are quarantined and counted. `market` is ccxt's market of the symbol (or a
+    function of the symbol giving it, for many): contract size, settle currency, inverse or linear and expiry
+    come from it (see `instrument_for`), and contract amounts land in base units.
+
+    The rows of every file that passes land together: one day file per stream and day for the whole import
+    (`landing.write_days`, sorted by time), so an import of many files and symbols of one venue writes at most
+    one file per stream and day.
     """
     data_dir = Path(data_dir)
     files = check_arguments(
         paths, data_dir, exchange=exchange, symbol=symbol, kind=kind, min_landed_share=min_landed_share
     )
     exchange = exchange.lower()
+    recover_interrupted(data_dir)
     registry_file = registry_path(data_dir)
     registry = InstrumentRegistry.load(registry_file)
-    instrument = instrument_for(registry, exchange, symbol, market)
-    registry.save(registry_file)
-    summary = ImportSummary(exchange=exchange, symbol=symbol, instrument_id=instrument.id)
     manifest = load_manifest(data_dir)
+    summary = ImportSummary(exchange=exchange, symbol=symbol or "(from file names)", instrument_id=-1)
+    instruments: dict[str, Instrument] = {}
+    if symbol is not None:  # registered (ccxt's market corrects what was) even when every file is skipped
+        instruments[symbol] = instrument_for(registry, exchange, symbol, market(symbol) if callable(market) else market)
+        summary.instrument_id = instruments[symbol].id
+    batch: dict[str, list[np.ndarray]] = {}
+    accepted: list[tuple[FileResult, ParsedFile, str]] = []
     for path in files:
         started = time.perf_counter()
         digest = file_digest(path)
         result = FileResult(str(path), digest)
+        summary.files.append(result)
+        try:
+            file_symbol = symbol if symbol is not None else _symbol_of(symbol_of, path, kind)
+        except ConfigError as exc:
+            result.status, result.error = "failed", str(exc)
+            continue
+        result.symbol = file_symbol
         # Done only as the kind it would be read as now: a file recorded under another kind imports again.
-        done = manifest.get(digest, {}).get(_entry_key(exchange, symbol, kind or _detected(path)))
+        done = manifest.get(digest, {}).get(_entry_key(exchange, file_symbol, kind or _detected(path)))
         if done is not None:
             result.status, result.kind, result.stream = "skipped", done.get("kind", ""), done.get("stream", "")
-            summary.files.append(result)
             if progress:
                 progress(
                     f"{path.name}: already imported as {result.kind} (sha256 {digest[:_DIGEST_CHARS]}), nothing new"
                 )
             continue
+        if file_symbol not in instruments:
+            found = market(file_symbol) if callable(market) else market
+            instruments[file_symbol] = instrument_for(registry, exchange, file_symbol, found)
+        instrument = instruments[file_symbol]
+        if summary.instrument_id < 0:
+            summary.instrument_id = instrument.id
         try:
             parsed = parse_file(path, kind, progress=progress, inverse=instrument.inverse)
         except (ValueError, UnicodeDecodeError, OSError, zipfile.BadZipFile) as exc:
             result.status, result.error = "failed", str(exc)
-            summary.files.append(result)
             continue
         except (KeyError, IndexError) as exc:  # the columns of another kind than the one asked for
             result.status, result.error = "failed", f"kind: {path.name} cannot be read as {kind!r} (no column {exc})"
-            summary.files.append(result)
             continue
-        recorded = {f for entry in manifest.get(digest, {}).values() for f in entry.get("files", [])}
-        _land(parsed, result, data_dir, registry, exchange, symbol, instrument, recorded)
-        registry.save(registry_file)  # intervals observed before the manifest says "done"
+        records = _accept(parsed, result, exchange, file_symbol, instrument, min_landed_share)
         result.seconds = time.perf_counter() - started
-        summary.files.append(result)
-        if result.status != "failed" and not result.landed:
-            result.status = "failed"
-            result.error = (
-                f"kind: read as {parsed.kind!r}, no row of {result.rows:,} landed ({result.quarantined:,} "
-                "quarantined); not recorded as imported: is --kind right?"
-            )
-        elif result.status != "failed" and result.landed < min_landed_share * (result.rows - result.other_instruments):
-            own = result.rows - result.other_instruments  # the rows of other instruments are not this import's
-            for landed_file in result.files:  # nothing of a file read wrongly stays where the warehouse reads
-                Path(landed_file).unlink(missing_ok=True)
-            result.status, result.files = "failed", []
-            result.error = (
-                f"min_landed_share: read as {parsed.kind!r}, {result.landed:,} of {own:,} rows landed "
-                f"({result.landed / own:.1%} < {min_landed_share:.0%}; {result.quarantined:,} quarantined): "
-                "nothing kept, not recorded as imported; is --kind right? (--min-landed-share 0 keeps them)"
-            )
         if result.status == "failed":
-            continue  # not in the manifest: a later run with the right kind imports it
-        manifest.setdefault(digest, {})[_entry_key(exchange, symbol, parsed.kind)] = {
-            "path": str(path),
+            _write_rejects(parsed, result, data_dir, instrument.id)  # kept either way, never landed as events
+            continue  # lands nothing, not in the manifest: a later run with the right kind imports it
+        if parsed.stream == "funding" and len(records):
+            source = "inferred" if _interval_inferred(parsed, exchange, file_symbol) else "reported"
+            _observe_intervals(registry, exchange, file_symbol, records, source)
+        batch.setdefault(parsed.stream, []).append(records)
+        accepted.append((result, parsed, file_symbol))
+    if not accepted:
+        registry.save(registry_file)
+        return summary
+    names = registry.names()
+    writer = _writer_name(exchange, [r.digest for r, _, _ in accepted])
+    tables = {stream: schema.to_arrow(stream, _sorted(np.concatenate(parts)), names) for stream, parts in batch.items()}
+    events = [_quarantine(parsed, result, data_dir, writer, instruments[sym].id) for result, parsed, sym in accepted]
+    events = [e for e in events if len(e)]
+    if events:
+        tables["capture_events"] = schema.to_arrow("capture_events", _sorted(np.concatenate(events)), names)
+    planned = [p for stream, table in tables.items() for p in landing.day_paths(data_dir, stream, _ts(table), writer)]
+    journal = _write_journal(data_dir, writer, planned)
+    written: list[str] = []
+    for stream, table in tables.items():
+        written += [str(p) for p in landing.write_days(data_dir, stream, table, writer)]
+    registry.save(registry_file)  # intervals observed before the manifest says "done"
+    for result, parsed, file_symbol in accepted:
+        result.files = [p for p in written if f"/{parsed.stream}/" in p or "/capture_events/" in p]
+        manifest.setdefault(result.digest, {})[_entry_key(exchange, file_symbol, parsed.kind)] = {
+            "path": result.path,
             "kind": parsed.kind,
             "stream": parsed.stream,
             "rows": result.rows,
@@ -318,10 +363,164 @@ def import_files(
             "files": result.files,
             "imported_at_ms": int(time.time() * 1000),
         }
-        _save_manifest(data_dir, manifest)
-        if progress:
-            progress(f"{path.name}: {result.landed:,} rows landed, {result.quarantined:,} quarantined")
+    _save_manifest(data_dir, manifest)
+    journal.unlink()
+    summary.landing_files = written
+    if progress:
+        for result, _, _ in accepted:
+            progress(f"{Path(result.path).name}: {result.landed:,} rows landed, {result.quarantined:,} quarantined")
+        progress(f"{summary.landed:,} rows landed in {len(written):,} day files ({writer})")
     return summary
+
+
+def symbol_from_name(
+    exchange: str,
+    data_dir: Path | str,
+    market: Callable[[str], Mapping[str, Any] | None],
+) -> Callable[[Path, str | None], str]:
+    """`symbol_of` for `import_files(symbol=None)`: the unified symbol of the market id a file's name starts
+    with (`BTCUSDT-fundingRate-2024-01.zip`), resolved once per id like `--symbol` (registry, else ccxt's
+    markets); where an id is a spot and a contract market (binance `BTCUSDT`), the file's kind or folders
+    (`futures/um/...`, `spot/...`) choose. A name the fixture shapes spell as a symbol is taken as is."""
+    cache: dict[tuple[str, str | None], str] = {}
+
+    def resolve(path: Path, kind: str | None) -> str:
+        found_kind = kind or _detected(path)
+        if found_kind is None:
+            raise ConfigError(f"paths: {path.name!r}: its kind cannot be told, so neither can its symbol")
+        hint, market_type = symbol_hint(path, found_kind)
+        if hint is None:
+            raise ConfigError(f"paths: {path.name!r} does not name its market (pass --symbol)")
+        if UNIFIED_SYMBOL.match(hint):
+            return hint
+        key = (hint, market_type)
+        if key not in cache:
+            cache[key] = resolve_symbol(exchange, hint, data_dir, market, market_type=market_type)
+        return cache[key]
+
+    return resolve
+
+
+def _symbol_of(symbol_of: Callable[[Path, str | None], str] | None, path: Path, kind: str | None) -> str:
+    if symbol_of is None:
+        raise ConfigError("--symbol: none given and no way to resolve a file name's market id")
+    return symbol_of(path, kind)
+
+
+def _accept(
+    parsed: ParsedFile,
+    result: FileResult,
+    exchange: str,
+    symbol: str,
+    instrument: Instrument,
+    min_landed_share: float,
+) -> np.ndarray:
+    """The file's records for this instrument, in base units, or a failed `result` saying why none land."""
+    result.kind, result.stream, result.rows = parsed.kind, parsed.stream, parsed.rows
+    hint = parsed.symbol_hint
+    looks_like_symbol = bool(hint) and ("/" in hint or (hint.isupper() and len(hint) >= 5))
+    if looks_like_symbol and hint not in (symbol, market_for(symbol)["id"], instrument.venue_symbol):
+        result.warnings.append(f"file name suggests {hint!r}, imported as {symbol!r} as asked")
+    result.duplicates = parsed.duplicates
+    result.reasons = dict(parsed.reject_counts)
+    result.quarantined = parsed.quarantined
+    result.samples = [f"line {r.line}: {r.reason}" for r in parsed.rejects[:20]]
+    if parsed.stream == "mark":
+        result.status = "failed"
+        result.error = (
+            f"kind: {parsed.kind!r} holds mark-price candles, which have no landing stream; "
+            "replay them with the funding file instead (replay.format: fixture_csv / binance_archive)"
+        )
+        return np.zeros(0, dtype=schema.OHLCV)
+    records = in_base_units(parsed.stream, _records_for(parsed, exchange, symbol, result), instrument)
+    records["instrument_id"] = instrument.id
+    own = result.rows - result.other_instruments  # the rows of other instruments are not this import's
+    if not len(records):
+        result.status = "failed"
+        result.error = (
+            f"kind: read as {parsed.kind!r}, no row of {result.rows:,} landed ({result.quarantined:,} "
+            "quarantined); not recorded as imported: is --kind right?"
+        )
+    elif len(records) < min_landed_share * own:
+        result.status = "failed"
+        result.error = (
+            f"min_landed_share: read as {parsed.kind!r}, {len(records):,} of {own:,} rows landed "
+            f"({len(records) / own:.1%} < {min_landed_share:.0%}; {result.quarantined:,} quarantined): "
+            "nothing kept, not recorded as imported; is --kind right? (--min-landed-share 0 keeps them)"
+        )
+    else:
+        result.landed = len(records)
+        result.first_ts_ms, result.last_ts_ms = int(records["ts_ms"].min()), int(records["ts_ms"].max())
+    return records
+
+
+def _sorted(records: np.ndarray) -> np.ndarray:
+    return records[np.argsort(records["ts_ms"], kind="stable")]
+
+
+def _ts(table: Any) -> np.ndarray:
+    return table.column("ts_ms").to_numpy()
+
+
+def _writer_name(exchange: str, digests: Sequence[str]) -> str:
+    """The landing writer of one import: a digest of the venue and the files' digests, so a redone import
+    (after a crash) writes the same names and a different set of files never collides with it."""
+    joined = hashlib.sha256(" ".join([exchange, *sorted(digests)]).encode()).hexdigest()
+    return f"import-{joined[:16]}"
+
+
+# -- crash safety: a journal per import, not a scan of the landing zone --------------------------------
+def journal_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / ".fundarb" / "imports"
+
+
+def _write_journal(data_dir: Path, writer: str, planned: Sequence[Path]) -> Path:
+    """Before an import lands anything: the files it will write, so an interrupted import's are removed."""
+    folder = journal_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{writer}.json"
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as handle:
+        json.dump({"pid": os.getpid(), "files": [str(p) for p in planned]}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, target)
+    return target
+
+
+def recover_interrupted(data_dir: Path) -> int:
+    """Remove what imports that did not finish left (their journals list the files they were writing, and
+    each file's temporaries); returns how many files were removed. Journals of a live process stay: an
+    import may be running beside this one. Costs the journals' length, never a listing of the landing zone."""
+    removed = 0
+    folder = journal_dir(data_dir)
+    if not folder.is_dir():
+        return 0
+    for journal in sorted(folder.glob("import-*.json")):
+        entry = json.loads(journal.read_text())
+        if _alive(int(entry.get("pid", 0))):
+            continue
+        for name in entry.get("files", []):
+            path = Path(name)
+            if path.exists():
+                path.unlink()
+                removed += 1
+            for tmp in path.parent.glob(f"{landing.TMP_PREFIX}{path.name}.*") if path.parent.is_dir() else []:
+                tmp.unlink(missing_ok=True)
+        journal.unlink()
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _detected(path: Path) -> str | None:
@@ -375,53 +574,6 @@ def in_base_units(stream: str, records: np.ndarray, instrument: Instrument) -> n
     return records
 
 
-def _land(
-    parsed: ParsedFile,
-    result: FileResult,
-    data_dir: Path,
-    registry: InstrumentRegistry,
-    exchange: str,
-    symbol: str,
-    instrument: Instrument,
-    recorded: set[str],
-) -> None:
-    instrument_id = instrument.id
-    result.kind, result.stream, result.rows = parsed.kind, parsed.stream, parsed.rows
-    hint = parsed.symbol_hint
-    looks_like_symbol = bool(hint) and ("/" in hint or (hint.isupper() and len(hint) >= 5))
-    if looks_like_symbol and hint not in (symbol, market_for(symbol)["id"], instrument.venue_symbol):
-        result.warnings.append(f"file name suggests {hint!r}, imported as {symbol!r} as asked")
-    result.duplicates = parsed.duplicates
-    result.reasons = dict(parsed.reject_counts)
-    result.quarantined = parsed.quarantined
-    result.samples = [f"line {r.line}: {r.reason}" for r in parsed.rejects[:20]]
-    if parsed.stream == "mark":
-        result.status = "failed"
-        result.error = (
-            f"kind: {parsed.kind!r} holds mark-price candles, which have no landing stream; "
-            "replay them with the funding file instead (replay.format: fixture_csv / binance_archive)"
-        )
-        return
-    records = in_base_units(parsed.stream, _records_for(parsed, exchange, symbol, result), instrument)
-    writer = f"import-{result.digest[:_DIGEST_CHARS]}"
-    _remove_interrupted(data_dir, writer, exchange, symbol, recorded)
-    names = registry.names()
-    if len(records):
-        records["instrument_id"] = instrument_id
-        result.first_ts_ms, result.last_ts_ms = int(records["ts_ms"].min()), int(records["ts_ms"].max())
-        if parsed.stream == "funding":
-            source = "inferred" if _interval_inferred(parsed, exchange, symbol) else "reported"
-            _observe_intervals(registry, exchange, symbol, records, source)
-        table = schema.to_arrow(parsed.stream, records, names)
-        seq = landing.next_seq(data_dir, writer)
-        result.files += [str(p) for p in landing.write_stream(data_dir, parsed.stream, table, writer, seq)]
-        result.landed = len(records)
-    if parsed.reject_counts:
-        # The rejects are kept either way; they become capture_events only for an import that landed rows
-        # (a file read as the wrong kind rejects every row: that is a mistake, not data about the market).
-        _quarantine(parsed, result, data_dir, writer, instrument_id, names, land_events=bool(len(records)))
-
-
 def _records_for(parsed: ParsedFile, exchange: str, symbol: str, result: FileResult) -> np.ndarray:
     """The rows of this (exchange, symbol): all of a single-instrument file, the matching part of a table."""
     dtype = schema.dtype_of(parsed.stream)
@@ -453,43 +605,12 @@ def _observe_intervals(
             registry.observe_interval(exchange, symbol, int(ts), float(interval_h), source=source)
 
 
-def _remove_interrupted(data_dir: Path, writer: str, exchange: str, symbol: str, recorded: set[str]) -> None:
-    """Delete landing files of this writer and instrument that an interrupted (or landless) import left: those
-    no manifest entry lists. The files of the same file's import as another kind are `recorded` and stay."""
-    root = landing.landing_root(data_dir)
-    if not root.exists():
-        return
-    for path in root.glob(f"*/date=*/hour=*/{writer}-*.parquet"):
-        if str(path) in recorded:
-            continue
-        table = pq.read_table(path, columns=["exchange", "symbol"])
-        first = table.slice(0, 1).to_pylist()
-        if first and first[0] == {"exchange": exchange, "symbol": symbol}:
-            path.unlink()
-    landing.remove_stale_temporaries(data_dir, writer)
-
-
-def _quarantine(
-    parsed: ParsedFile,
-    result: FileResult,
-    data_dir: Path,
-    writer: str,
-    instrument_id: int,
-    names: dict[int, tuple[str, str]],
-    land_events: bool = True,
-) -> None:
-    """Keep the rejects: a JSONL beside the data, and capture_events rows the warehouse counts."""
-    folder = data_dir / "quarantine"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{writer}-{instrument_id}.jsonl"
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as handle:
-        handle.write(json.dumps({"file": str(parsed.path), "counts": dict(parsed.reject_counts)}) + "\n")
-        for reject in parsed.rejects:
-            handle.write(json.dumps(asdict(reject)) + "\n")
-    os.replace(tmp, target)
-    if not land_events:
-        return
+def _quarantine(parsed: ParsedFile, result: FileResult, data_dir: Path, writer: str, instrument_id: int) -> np.ndarray:
+    """Keep a landed file's rejects: a JSONL beside the data, and the `capture_events` rows (QUARANTINED, one
+    per reason) the import lands with its data, so the warehouse counts them too."""
+    if not parsed.reject_counts:
+        return schema.empty("capture_events", 0)
+    _write_rejects(parsed, result, data_dir, instrument_id)
     events = schema.empty("capture_events", len(parsed.reject_counts))
     when = result.first_ts_ms if result.first_ts_ms is not None else int(time.time() * 1000)
     for i, (reason, count) in enumerate(sorted(parsed.reject_counts.items())):
@@ -501,9 +622,22 @@ def _quarantine(
         events[i]["start_ms"] = result.first_ts_ms or 0
         events[i]["end_ms"] = result.last_ts_ms or 0
         events[i]["reason"] = reason.encode("ascii", "replace")[:48]
-    table = schema.to_arrow("capture_events", events, names)
-    seq = landing.next_seq(data_dir, writer)
-    result.files += [str(p) for p in landing.write_stream(data_dir, "capture_events", table, writer, seq)]
+    return events
+
+
+def _write_rejects(parsed: ParsedFile, result: FileResult, data_dir: Path, instrument_id: int) -> None:
+    """The rejects of a file as JSONL under data_dir/quarantine (the first thousand with line, field, value)."""
+    if not parsed.reject_counts:
+        return
+    folder = data_dir / "quarantine"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"import-{result.digest[:_DIGEST_CHARS]}-{instrument_id}.jsonl"
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as handle:
+        handle.write(json.dumps({"file": str(parsed.path), "counts": dict(parsed.reject_counts)}) + "\n")
+        for reject in parsed.rejects:
+            handle.write(json.dumps(asdict(reject)) + "\n")
+    os.replace(tmp, target)
 
 
 def format_summary(summary: ImportSummary) -> str:
@@ -524,8 +658,8 @@ def format_summary(summary: ImportSummary) -> str:
             extra.append(f"{f.other_instruments:,} rows of other instruments ignored")
         tail = f" ({'; '.join(extra)})" if extra else ""
         lines.append(
-            f"  {name}: {f.kind} -> {f.stream}: {f.rows:,} rows read, {f.landed:,} landed in "
-            f"{sum(1 for p in f.files if '/capture_events/' not in p)} files, {f.quarantined:,} quarantined{tail}"
+            f"  {name}: {f.kind} -> {f.stream}{' ' + f.symbol if f.symbol != summary.symbol else ''}: "
+            f"{f.rows:,} rows read, {f.landed:,} landed, {f.quarantined:,} quarantined{tail}"
         )
         for warning in f.warnings:
             lines.append(f"      warning: {warning}")
@@ -535,7 +669,8 @@ def format_summary(summary: ImportSummary) -> str:
             lines.append(f"        e.g. {sample}")
     totals = Counter(f.status for f in summary.files)
     lines.append(
-        f"total: {summary.landed:,} rows landed, {summary.quarantined:,} quarantined; "
+        f"total: {summary.landed:,} rows landed in {len(summary.landing_files):,} day files, "
+        f"{summary.quarantined:,} quarantined; "
         f"{totals['imported']} imported, {totals['skipped']} skipped, {totals['failed']} failed"
     )
     return "\n".join(lines)

@@ -1,7 +1,10 @@
 """The landing zone: hive-partitioned Parquet files, written atomically.
 
 Layout: `<data_dir>/landing/<stream>/date=YYYY-MM-DD/hour=HH/<writer>-<seq>.parquet`, partitioned by the
-event time (`ts_ms`) of the rows. A file is written under a temporary name that starts with a dot (so
+event time (`ts_ms`) of the rows. History (`fundarb import`) lands as day files instead:
+`<data_dir>/landing/<stream>/date=YYYY-MM-DD/<writer>.parquet`, one per import and day, sorted by `ts_ms`
+(a day of hourly funding is one file, not 24; years of history are thousands of files, not millions).
+A file is written under a temporary name that starts with a dot (so
 readers' `*.parquet` globs never see it), fsynced, then renamed into place, then the directory is fsynced:
 a crash at any moment leaves either no file or a whole one. A write that fails removes its temporary, so
 a full disk leaves nothing behind either.
@@ -20,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .units import HOUR_MS
+from .units import DAY_MS, HOUR_MS
 
 TMP_PREFIX = ".tmp-"
 
@@ -159,6 +162,63 @@ def write_stream(
     return paths
 
 
+def day_dir(data_dir: str | os.PathLike[str], stream: str, day_ms: int) -> Path:
+    """The folder of one stream's day: .../<stream>/date=YYYY-MM-DD (day files sit in it, hour folders below)."""
+    t = datetime.fromtimestamp(day_ms / 1000, tz=UTC)
+    return landing_root(data_dir) / stream / f"date={t:%Y-%m-%d}"
+
+
+def day_file_path(data_dir: str | os.PathLike[str], stream: str, day_ms: int, writer: str) -> Path:
+    """Where `writer`'s file of one stream's day lands."""
+    return day_dir(data_dir, stream, day_ms) / f"{writer}.parquet"
+
+
+def day_files(folder: Path) -> list[Path]:
+    """The day files directly in a `date=` folder (not the hour folders' files), sorted."""
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    return sorted(
+        Path(e.path) for e in entries if e.name.endswith(".parquet") and not e.name.startswith(".") and e.is_file()
+    )
+
+
+def split_by_day(ts_ms: np.ndarray) -> Iterator[tuple[int, slice]]:
+    """(day start ms, slice) of each event-time day of ts_ms, which must be sorted."""
+    if len(ts_ms) == 0:
+        return
+    days = ts_ms // DAY_MS
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(days)) + 1, [len(days)]])
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        yield int(days[lo]) * DAY_MS, slice(lo, hi)
+
+
+def day_paths(data_dir: str | os.PathLike[str], stream: str, ts_ms: np.ndarray, writer: str) -> list[Path]:
+    """The day files `write_days` would write for these timestamps (an import's journal lists them first)."""
+    days = np.unique(np.asarray(ts_ms) // DAY_MS)
+    return [day_file_path(data_dir, stream, int(d) * DAY_MS, writer) for d in days.tolist()]
+
+
+def write_days(data_dir: str | os.PathLike[str], stream: str, table: pa.Table, writer: str) -> list[Path]:
+    """Write a table of one stream as day files, one per event-time day, each sorted by `ts_ms`.
+
+    `writer` must be unique to this write (an import names it after its files' digests): a day file that
+    exists already is refused, as every landing file is.
+    """
+    if table.num_rows == 0:
+        return []
+    ts = table.column("ts_ms").to_numpy()
+    if len(ts) > 1 and not bool(np.all(ts[1:] >= ts[:-1])):
+        order = np.argsort(ts, kind="stable")
+        table, ts = table.take(pa.array(order)), ts[order]
+    paths = []
+    for day_ms, rows in split_by_day(ts):
+        part = table.slice(rows.start, rows.stop - rows.start)
+        paths.append(write_parquet_atomic(part, day_file_path(data_dir, stream, day_ms, writer)))
+    return paths
+
+
 def next_seq(data_dir: str | os.PathLike[str], writer: str) -> int:
     """The first sequence number greater than any file this writer already left in the landing zone."""
     highest = -1
@@ -190,3 +250,11 @@ def remove_stale_temporaries(data_dir: str | os.PathLike[str], writer: str) -> i
 def stream_glob(data_dir: str | os.PathLike[str], stream: str) -> str:
     """The glob DuckDB's `read_parquet(..., hive_partitioning = true)` reads for a stream."""
     return str(landing_root(data_dir) / stream / "date=*" / "hour=*" / "*.parquet")
+
+
+def stream_files(data_dir: str | os.PathLike[str], stream: str) -> list[str]:
+    """Every landed file of a stream: the hour folders' (captures) and the day files (imports), sorted."""
+    base = landing_root(data_dir) / stream
+    hours = base.glob("date=*/hour=*/*.parquet")
+    days = base.glob("date=*/*.parquet")
+    return sorted(str(p) for p in (*hours, *days) if not p.name.startswith("."))

@@ -120,7 +120,7 @@ def file_set_digest(folders: Iterable[Path]) -> str:
     """A digest of the Parquet files (stream, name, size) in an hour's folders: the run key's content part."""
     entries = []
     for folder in folders:
-        stream = folder.parent.parent.name
+        stream = stream_of(folder)
         try:
             listing = list(os.scandir(folder))
         except FileNotFoundError:
@@ -129,6 +129,11 @@ def file_set_digest(folders: Iterable[Path]) -> str:
             if entry.name.endswith(".parquet") and not entry.name.startswith("."):
                 entries.append(f"{stream}/{entry.name}:{entry.stat().st_size}")
     return hashlib.sha1("\n".join(sorted(entries)).encode()).hexdigest()[:20]
+
+
+def stream_of(folder: Path) -> str:
+    """The stream of an hour folder (`<stream>/date=/hour=`) or of a day folder holding day files."""
+    return folder.parent.name if folder.name.startswith("date=") else folder.parent.parent.name
 
 
 def evaluate_landing(
@@ -157,7 +162,7 @@ def evaluate_landing(
         folders.setdefault(hour_ms, []).append(folder)
         mtime[hour_ms] = max(mtime.get(hour_ms, 0.0), folder_mtime)
         newest_mtime = max(newest_mtime, folder_mtime)
-        if folder.parent.parent.name in market:
+        if stream_of(folder) in market:
             clock = max(clock, hour_ms)
     changed = {h for h, m in mtime.items() if m >= floor} | {key_ms(k) for k in cursor.waiting if key_ms(k) in mtime}
     tick = LandingTick([], LandingCursor(newest_mtime, dict(cursor.digests), dict(cursor.mtimes)))

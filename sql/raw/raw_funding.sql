@@ -6,10 +6,8 @@ SELECT
     make_timestamp(funding_ts_ms * 1000) AS funding_ts,
     ts_ms, recv_ts_ms, instrument_id, exchange, symbol, is_settled, funding_ts_ms,
     funding_rate, next_funding_rate, interval_h, mark_price, index_price
-FROM read_parquet($files, hive_partitioning = true)
-WHERE date BETWEEN $start_date AND $end_date
-  AND (date::VARCHAR || ' ' || hour) >= $start_hour AND (date::VARCHAR || ' ' || hour) < $end_hour
-  AND ts_ms >= $start_ms AND ts_ms < $end_ms
+FROM read_parquet($files)  -- the window's files, listed (hour folders, and day files of imports)
+WHERE ts_ms >= $start_ms AND ts_ms < $end_ms
 QUALIFY row_number() OVER (
     PARTITION BY instrument_id, funding_ts_ms, ts_ms, is_settled ORDER BY recv_ts_ms DESC
 ) = 1

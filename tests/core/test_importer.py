@@ -54,11 +54,9 @@ def klines_rows(n: int, start: int = T0) -> list[list]:
 
 
 def read_landed(data: Path, stream: str) -> pd.DataFrame:
-    glob = landing.stream_glob(data, stream)
+    files = landing.stream_files(data, stream)
     with duckdb.connect() as con:
-        return con.execute(
-            "SELECT * FROM read_parquet($glob, hive_partitioning = true) ORDER BY ts_ms", {"glob": glob}
-        ).df()
+        return con.execute("SELECT * FROM read_parquet($files) ORDER BY ts_ms", {"files": files}).df()
 
 
 def landed_files(data: Path) -> list[Path]:
@@ -87,9 +85,13 @@ def test_klines_variants_land_the_same_rows(tmp_path: Path, header: bool, micros
         assert got[name].tolist() == [float(r[i]) for r in rows]
     assert set(got["timeframe_s"]) == {60}
     assert set(got["exchange"]) == {"binance"} and set(got["symbol"]) == {"BTC/USDT:USDT"}
-    assert sorted(set(got["hour"].astype(str))) == ["00", "01", "02"]  # hive partition column, read by DuckDB
-    digest = summary.files[0].digest
-    assert all(p.name.startswith(f"import-{digest[:12]}-") for p in landed_files(data))
+    # One day file, sorted by time, in the day's folder: not one file per hour.
+    (only,) = landed_files(data)
+    assert (
+        only.parent.name == "date=2024-01-01"
+        and only.name == f"{summary.landing_files and Path(summary.landing_files[0]).name}"
+    )
+    assert only.name.startswith("import-")
 
 
 def test_trades_agg_trades_and_funding_archives_land_with_schema_types(tmp_path: Path) -> None:
@@ -142,31 +144,33 @@ def test_importing_the_same_file_twice_lands_nothing_new(tmp_path: Path, fixture
 
 
 def test_an_interrupted_import_is_redone_without_duplicates(tmp_path: Path, fixtures_dir: Path, monkeypatch) -> None:
-    source = tmp_path / "XRP_ETH-trades.csv"
+    source = tmp_path / "XRP_ETH-trades.csv"  # 2019-10-11 .. 2019-10-13: three day files
     shutil.copy(fixtures_dir / "binance_xrp" / source.name, source)
     data = tmp_path / "data"
     real_write = landing.write_parquet_atomic
     calls = {"n": 0}
 
-    def crash_on_fifth(table, path, compression="zstd"):
+    def crash_on_third(table, path, compression="zstd"):
         calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt("power cut")  # the process dies part-way through the hours
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("power cut")  # the process dies part-way through the days
         return real_write(table, path, compression)
 
-    monkeypatch.setattr(landing, "write_parquet_atomic", crash_on_fifth)
+    monkeypatch.setattr(landing, "write_parquet_atomic", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         import_files([source], data, exchange="binance", symbol="XRP/ETH", progress=None)
     partial = landed_files(data)
-    assert len(partial) == 4  # whole files only, no temporaries visible
+    assert len(partial) == 2  # whole files only, no temporaries visible
     assert not list(landing.landing_root(data).rglob(".tmp-*"))
     assert load_manifest(data) == {}
+    assert len(list((data / ".fundarb" / "imports").glob("import-*.json"))) == 1  # its journal lists them
     monkeypatch.setattr(landing, "write_parquet_atomic", real_write)
     summary = import_files([source], data, exchange="binance", symbol="XRP/ETH", progress=None)
     expected = pd.read_csv(source)
     got = read_landed(data, "trades")
     assert summary.landed == len(expected) == len(got)
     assert sorted(got["trade_id"].tolist()) == sorted(expected["trade_id"].tolist())
+    assert len(landed_files(data)) == 3 and not list((data / ".fundarb" / "imports").glob("*.json"))
 
 
 def test_bad_rows_are_quarantined_counted_and_kept(tmp_path: Path) -> None:
@@ -203,7 +207,6 @@ def test_bad_rows_are_quarantined_counted_and_kept(tmp_path: Path) -> None:
 def test_fixture_funding_gets_inferred_intervals_and_the_table_is_filtered(tmp_path: Path, fixtures_dir: Path) -> None:
     xrp = tmp_path / "XRP_USDT_USDT-8h-funding_rate.csv"
     shutil.copy(fixtures_dir / "binance_xrp" / xrp.name, xrp)
-    # The first ten days of the real table: every landed settlement is its own hour file, so keep it small.
     full = pd.read_csv(fixtures_dir / "funding_2025_2026" / "funding_btc_eth_binance_bybit_hyperliquid_utc.csv")
     table = tmp_path / "funding.csv"
     full[full["settlement_time_ms_utc"] < full["settlement_time_ms_utc"].min() + 10 * 24 * HOUR].to_csv(
@@ -307,7 +310,10 @@ def test_big_files_report_progress(tmp_path: Path, fixtures_dir: Path, monkeypat
     assert summary.landed == 12477
     read = [m for m in messages if "rows read" in m]
     assert len(read) == 7 and read[-1] == "XRP_ETH-trades.csv: 12,477 rows read"
-    assert messages[-1] == "XRP_ETH-trades.csv: 12,477 rows landed, 0 quarantined"
+    assert messages[-2:] == [
+        "XRP_ETH-trades.csv: 12,477 rows landed, 0 quarantined",
+        f"12,477 rows landed in 3 day files ({Path(summary.landing_files[0]).stem})",
+    ]
 
 
 def test_book_ticker_archives_land_as_tickers(tmp_path: Path) -> None:
@@ -440,7 +446,7 @@ def test_a_venue_market_id_resolves_through_the_registry_or_ccxts_markets(tmp_pa
     exchange = ccxt.binance()
     spot, perp = market_for("BTC/USDT", "BTCUSDT"), market_for("BTC/USDT:USDT", "BTCUSDT")
     exchange.set_markets([coin_m_market(), spot, perp])
-    assert resolve_symbol("binance", "BTCUSD_PERP", data, lambda i: market_of(exchange, i)) == "BTC/USD:BTC"
+    assert resolve_symbol("binance", "BTCUSD_PERP", data, lambda i, kind: market_of(exchange, i, kind)) == "BTC/USD:BTC"
     with pytest.raises(KeyError, match=r"'BTCUSDT' is the id of \['BTC/USDT', 'BTC/USDT:USDT'\]"):
         market_of(exchange, "BTCUSDT")
     # once registered (an import or a capture), the id resolves offline
@@ -457,3 +463,77 @@ def test_an_unknown_header_lists_the_shapes_it_knows(tmp_path: Path) -> None:
     error = summary.files[0].error
     assert "cannot tell the kind" in error and "funding_table (venue, settlement_time_ms_utc" in error
     assert "klines / markPriceKlines (open_time" in error and "or pass --kind" in error
+
+
+def test_a_venues_archive_of_many_symbols_lands_one_sorted_file_per_stream_and_day(tmp_path: Path, monkeypatch) -> None:
+    """One import of a venue's archive folder (symbols from the file names, spot and USD-M told apart by the
+    folders): every stream's rows land in one file per day, sorted by time; the same import again lands nothing,
+    says so, and never lists the landing zone (an import costs its own files, not the history's)."""
+    import ccxt
+
+    from fundarb_dagster.core.importer import symbol_from_name
+    from fundarb_dagster.core.sources.live import market_of
+
+    root = tmp_path / "data.binance.vision" / "data"
+    expected: dict[str, list[tuple[int, float]]] = {}
+    for name, interval_h in (("BTCUSDT", 8), ("ETHUSDT", 8), ("SOLUSDT", 1)):
+        for month, start in (("2024-01", T0), ("2024-02", T0 + 31 * 24 * HOUR)):
+            days = 31 if month == "2024-01" else 29
+            times = range(start, start + days * 24 * HOUR, interval_h * HOUR)
+            rows = [[t + 3, interval_h, f"{(t // HOUR % 17 - 8) * 1e-5:.8f}"] for t in times]  # ms jitter
+            folder = root / "futures" / "um" / "monthly" / "fundingRate" / name
+            write_csv(folder / f"{name}-fundingRate-{month}.csv", rows, None, [], False)
+            expected.setdefault(name, []).extend((r[0], float(r[2])) for r in rows)
+    spot_rows = klines_rows(3000)  # 2024-01-01 00:00 .. 2024-01-03 02:00: three days of 1m spot candles
+    write_csv(
+        root / "spot" / "daily" / "klines" / "BTCUSDT" / "1m" / "BTCUSDT-1m-2024-01.csv", spot_rows, None, [], False
+    )
+    exchange = ccxt.binance()
+    exchange.set_markets(
+        [
+            market_for(s, s.split(":")[0].replace("/", ""))
+            for s in ("BTC/USDT", "BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
+        ]
+    )
+    data = tmp_path / "data"
+    lookup = lambda market_id, kind: market_of(exchange, market_id, kind)  # noqa: E731 - ccxt's markets, loaded
+    summary = import_files(
+        [root],
+        data,
+        exchange="binance",
+        symbol=None,
+        progress=None,
+        symbol_of=symbol_from_name("binance", data, lookup),
+    )
+    assert summary.ok and summary.failed == 0 and len(summary.files) == 7
+    assert {f.symbol for f in summary.files} == {"BTC/USDT", "BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"}
+    funding_files = sorted(landing.landing_root(data).glob("funding/date=*/*.parquet"))
+    assert len(funding_files) == 31 + 29 and not list(landing.landing_root(data).glob("funding/date=*/hour=*"))
+    assert len(list(landing.landing_root(data).glob("ohlcv/date=*/*.parquet"))) == 3
+    for path in funding_files:  # each day file sorted by time, holding only its day
+        ts = pq.read_table(path, columns=["ts_ms"]).column("ts_ms").to_numpy()
+        assert (np.diff(ts) >= 0).all() and len(set(ts // (24 * HOUR))) == 1
+    got = read_landed(data, "funding")
+    for name, rows in expected.items():
+        mine = got[got["symbol"] == f"{name[:-4]}/USDT:USDT"].sort_values("ts_ms")
+        assert list(zip(mine["ts_ms"], mine["funding_rate"], strict=True)) == rows
+    spot = read_landed(data, "ohlcv")
+    assert set(spot["symbol"]) == {"BTC/USDT"} and spot["ts_ms"].tolist() == [r[0] for r in spot_rows]
+    before = {p: p.stat().st_mtime_ns for p in landed_files(data)}
+    listed: list[str] = []
+    real_glob, real_rglob = Path.glob, Path.rglob
+    monkeypatch.setattr(Path, "glob", lambda self, pattern: listed.append(str(self)) or real_glob(self, pattern))
+    monkeypatch.setattr(Path, "rglob", lambda self, pattern: listed.append(str(self)) or real_rglob(self, pattern))
+    again = import_files(
+        [root],
+        data,
+        exchange="binance",
+        symbol=None,
+        progress=None,
+        symbol_of=symbol_from_name("binance", data, lookup),
+    )
+    monkeypatch.undo()
+    assert again.ok and again.skipped == 7 and again.landed == 0
+    assert "7 skipped" in format_summary(again)
+    assert not [p for p in listed if p.startswith(str(landing.landing_root(data)))]
+    assert {p: p.stat().st_mtime_ns for p in landed_files(data)} == before

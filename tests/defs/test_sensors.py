@@ -246,3 +246,18 @@ def test_every_asset_of_the_graph_runs_in_a_stage_and_only_the_funding_refresh_r
     assert staged == keys
     hourly = next(stage for stage in STAGES if stage.job == "hourly_job")
     assert set(next(stage for stage in STAGES if stage.job == "funding_job").assets) < set(hourly.assets)
+
+
+def test_an_imported_day_file_loads_every_hour_of_its_day_in_bounded_runs(tmp_path, monkeypatch):
+    import fundarb_dagster.defs.sensors as sensors_module
+    from tests.defs.raw.test_raw_assets import _import_funding
+
+    rows = _import_funding(tmp_path, 72)  # three days of hourly funding: three day files
+    day0 = rows[0][0] - 2
+    monkeypatch.setattr(sensors_module, "MAX_RUN_HOURS", 48)
+    requests, cursor = _tick(tmp_path, None, later=True)
+    assert [_window(r) for r in requests] == [
+        (hour_key(day0), hour_key(day0 + 47 * HOUR_MS)),
+        (hour_key(day0 + 48 * HOUR_MS), hour_key(day0 + 71 * HOUR_MS)),
+    ]
+    assert _tick(tmp_path, cursor, later=True)[0] == []  # loaded once

@@ -260,7 +260,7 @@ def create_live_exchange(
     return exchange
 
 
-async def load_market(exchange_id: str, symbol: str) -> dict[str, Any]:
+async def load_market(exchange_id: str, symbol: str, market_type: str | None = None) -> dict[str, Any]:
     """ccxt's market of one symbol, loaded from the venue (public, no key): what an import takes its
     contract size, settle currency, inverse/linear and expiry from, as a capture does. Raises ccxt's error
     (`NetworkError` offline) or KeyError naming the symbol when the venue does not list it."""
@@ -269,16 +269,19 @@ async def load_market(exchange_id: str, symbol: str) -> dict[str, Any]:
         await exchange.load_markets()
     finally:
         await exchange.close()
-    return market_of(exchange, symbol)
+    return market_of(exchange, symbol, market_type)
 
 
-def market_of(exchange: Any, symbol: str) -> dict[str, Any]:
+def market_of(exchange: Any, symbol: str, market_type: str | None = None) -> dict[str, Any]:
     """The market of a unified symbol or of the venue's own market id (`BTCUSD_PERP`, as the venue's archive
     paths spell it), from a ccxt exchange whose markets are loaded; KeyError naming the value when it is
-    unknown, or when the id names several markets (binance's `BTCUSDT` is a spot and a perp market)."""
+    unknown, or when the id names several markets (binance's `BTCUSDT` is a spot and a perp market) and
+    `market_type` ("spot" or "swap", as an archive's folders say) does not choose one."""
     if symbol in exchange.markets:
         return dict(exchange.markets[symbol])
     found = (exchange.markets_by_id or {}).get(symbol) or []
+    if len(found) > 1 and market_type is not None:
+        found = [m for m in found if bool(m.get("spot")) == (market_type == "spot")] or found
     if len(found) == 1:
         return dict(found[0])
     if found:

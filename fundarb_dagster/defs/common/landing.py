@@ -1,11 +1,12 @@
 """The landing zone as the raw SQL reads it: the files of a window, bound as parameters, and the zero-row
 file of each stream that keeps a never-captured stream's table well-typed.
 
-Each run reads only its window's `date=/hour=` folders through DuckDB's hive-partitioned Parquet reader.
+Each run reads only its window's files (its `date=/hour=` folders' and its days' day files), listed and bound.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ import pyarrow.parquet as pq
 from ...core import landing, schema
 from ...core.sql import check_identifier, execute, load_sql, replace_window, table_exists
 from ...core.tables import LANDED_TABLES
-from ...core.units import HOUR_MS
+from ...core.units import DAY_MS, HOUR_MS
 from ..partitions import Window
 from ..resources import warehouse_connection
 
@@ -39,26 +40,30 @@ def empty_stream_file(data_dir: Path, stream: str) -> Path:
 
 
 def window_files(data_dir: Path, stream: str, window: Window) -> list[Path]:
-    """The landed files of a stream inside a window (what the sensor digests and the metadata counts)."""
+    """The landed files of a stream that may hold rows of a window (what the raw SQL reads, the sensor digests
+    and the metadata counts): the window's hour folders' files, and the day files of its days (imports)."""
     files: list[Path] = []
     for hour_ms in range(window.start_ms, window.end_ms, HOUR_MS):
         folder = landing.partition_dir(data_dir, stream, hour_ms)
         if folder.is_dir():
             files.extend(sorted(folder.glob("*.parquet")))
+    first_day = window.start_ms // DAY_MS * DAY_MS
+    for day_ms in range(first_day, window.end_ms, DAY_MS):
+        files.extend(landing.day_files(landing.day_dir(data_dir, stream, day_ms)))
     return files
 
 
 def landing_params(data_dir: Path, stream: str, window: Window) -> tuple[dict[str, Any], int]:
-    """The bound parameters of a raw SQL file, and how many landed files the window holds."""
+    """The bound parameters of a landed table's SQL, and how many landed files the window holds.
+
+    `$files` lists the files themselves (listing stays proportional to the window, not to the history), plus
+    the stream's zero-row file so a window with no files still binds the columns. The raw SQL filters on
+    `ts_ms` (a day file holds every hour of its day); `$start_date`.. `$end_hour` remain for SQL that also
+    filters on the hive keys of hour folders (the execution streams, never imported).
+    """
     files = window_files(data_dir, stream, window)
-    # One glob per day that has files in the window (not the whole stream): listing stays proportional to
-    # the window, not to the history; DuckDB's hive filter then prunes the hours inside those days. Each
-    # glob matches at least one file (DuckDB rejects a glob matching none).
-    root = landing.landing_root(data_dir) / stream
-    days = sorted({f.parent.parent.name for f in files})
-    sources = [str(root / day / "hour=*" / "*.parquet") for day in days]
+    sources = [str(f) for f in files]
     sources.append(str(empty_stream_file(data_dir, stream)))
-    n_files = len(files)
     last_hour = window.end_ms - HOUR_MS
     params = window.params(
         files=sources,
@@ -67,38 +72,57 @@ def landing_params(data_dir: Path, stream: str, window: Window) -> tuple[dict[st
         start_hour=_hour_key(window.start_ms),
         end_hour=_hour_key(window.end_ms),
     )
-    return params, n_files
+    return params, len(files)
 
 
 def hour_folders(data_dir: Path, streams: Iterable[str]) -> Iterator[tuple[int, Path, float]]:
-    """(hour start ms, folder, mtime) of every `date=/hour=` folder of the streams (a listing, no reads)."""
+    """(hour start ms, folder, mtime) of every hour with landed files of the streams (a listing, no reads):
+    each `date=/hour=` folder, and every hour of a day that has day files (the `date=` folder stands for
+    them: its digest covers only the day files in it)."""
     root = landing.landing_root(data_dir)
     for stream in streams:
         base = root / stream
         if not base.is_dir():
             continue
         for day in base.glob("date=*"):
-            for hour in day.glob("hour=*"):
+            try:
+                day_start = datetime.strptime(day.name[5:], "%Y-%m-%d").replace(tzinfo=UTC)
+                entries = list(os.scandir(day))
+            except (ValueError, FileNotFoundError):
+                continue  # not a partition folder, or removed while listing
+            day_ms = int(day_start.timestamp() * 1000)
+            if any(e.name.endswith(".parquet") and not e.name.startswith(".") for e in entries):
                 try:
-                    start = datetime.strptime(f"{day.name[5:]} {hour.name[5:]}", "%Y-%m-%d %H").replace(tzinfo=UTC)
-                    mtime = hour.stat().st_mtime
+                    day_mtime = day.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                for hour in range(24):
+                    yield day_ms + hour * HOUR_MS, day, day_mtime
+            for entry in entries:
+                if not entry.name.startswith("hour=") or not entry.is_dir():
+                    continue
+                try:
+                    yield day_ms + int(entry.name[5:]) * HOUR_MS, Path(entry.path), entry.stat().st_mtime
                 except (ValueError, FileNotFoundError):
-                    continue  # not a partition folder, or removed while listing
-                yield int(start.timestamp() * 1000), hour, mtime
+                    continue
 
 
 def newest_landed_hour_ms(data_dir: Path) -> int | None:
     """The start of the newest hour holding market data in the landing zone: the data's own clock. Lists
-    the newest day folder of each market stream only, so it does not grow with history."""
+    the newest day folder of each market stream only, so it does not grow with history (a day with day
+    files counts up to its last hour)."""
     root = landing.landing_root(data_dir)
     newest = None
     for stream in schema.MARKET_STREAMS:
         days = sorted((root / stream).glob("date=*"), reverse=True)
         for day in days[:1]:
             hours = sorted(day.glob("hour=*"), reverse=True)
-            for hour in hours[:1]:
+            candidates = [f"{day.name[5:]} {hour.name[5:]}" for hour in hours[:1]]
+            if landing.day_files(day):
+                candidates.append(f"{day.name[5:]} 23")
+            for text in candidates:
                 try:
-                    start = datetime.strptime(f"{day.name[5:]} {hour.name[5:]}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+                    start = datetime.strptime(text, "%Y-%m-%d %H").replace(tzinfo=UTC)
                 except ValueError:
                     continue
                 ms = int(start.timestamp() * 1000)

@@ -135,3 +135,30 @@ def test_a_failed_blocking_check_stops_bad_trades_flowing_into_bars(tmp_path):
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "raw_trades" in materialized and "ohlcv_1m" not in materialized
     assert np.isfinite(query(tmp_path, "SELECT sum(price) AS s FROM raw_trades")["s"][0])
+
+
+def _import_funding(tmp_path, hours: int) -> list[list]:
+    """A Binance fundingRate archive of hourly settlements from H0's day, imported: day files, not hour files."""
+    from fundarb_dagster.core.importer import import_files
+    from tests.core.binance_archives import write_csv
+
+    day0 = H0 // (24 * HOUR_MS) * (24 * HOUR_MS)
+    rows = [[day0 + h * HOUR_MS + 2, 1, f"{(h % 7 - 3) * 1e-5:.8f}"] for h in range(hours)]
+    path = write_csv(tmp_path / "in" / "BTCUSDT-fundingRate-2025-11.csv", rows, None, [], False)
+    summary = import_files([path], tmp_path, exchange="binance", symbol="BTC/USDT:USDT", progress=None)
+    assert summary.ok and len(summary.landing_files) == -(-hours // 24)
+    return rows
+
+
+def test_imported_day_files_feed_every_hour_of_their_day(tmp_path):
+    from fundarb_dagster.defs.raw.assets import raw_funding
+
+    rows = _import_funding(tmp_path, 48)
+    day0 = rows[0][0] - 2
+    run([raw_funding], tmp_path, partition=landing.partition_key(day0 + 5 * HOUR_MS))  # one hour of a day file
+    got = query(tmp_path, "SELECT ts_ms, funding_rate FROM raw_funding ORDER BY ts_ms")
+    assert got["ts_ms"].tolist() == [rows[5][0]] and got["funding_rate"].tolist() == [float(rows[5][2])]
+    first, last = landing.partition_key(day0), landing.partition_key(day0 + 47 * HOUR_MS)
+    run([raw_funding], tmp_path, first=first, last=last)  # both days, one ranged run
+    got = query(tmp_path, "SELECT ts_ms, funding_rate FROM raw_funding ORDER BY ts_ms")
+    assert list(zip(got["ts_ms"], got["funding_rate"], strict=True)) == [(r[0], float(r[2])) for r in rows]
