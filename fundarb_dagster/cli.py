@@ -29,6 +29,8 @@ examples:
   fundarb trade --venue sim --duration 60         paper-trade the configured pairs on the simulator for a minute
   fundarb trade --flatten                        flatten every pair (a running trader is asked to)
   fundarb import BTCUSDT-1m-2024-01.zip --exchange binance --symbol BTC/USDT:USDT
+  fundarb import data.binance.vision/data/futures/um/monthly/fundingRate --exchange binance   every symbol
+  fundarb backfill                               materialize all landed history in month-long runs
   fundarb ui                                     open the Dagster UI on the demo's instance
   fundarb screenshots --out docs/img             screenshots of the UI's pages after the demo (docs/ui.md)
   dagster asset materialize -m fundarb_dagster.definitions --select "$(fundarb assets --scope hourly)" \
@@ -137,6 +139,23 @@ def build_parser() -> argparse.ArgumentParser:
         '--partition-range "2026-11-01-00:00...2026-11-01-23:00".',
     )
     assets.add_argument("--scope", choices=SCOPES, default="hourly", help="partitions to select (hourly)")
+
+    backfill = commands.add_parser(
+        "backfill",
+        help="materialize landed history (imports) in bounded runs: raw tables, bars, funding, spreads",
+        description="Run the pipeline's hourly stage jobs (hourly_job, then signals_job) over the landed history "
+        "in runs of at most a month of hours each, on the data folder's Dagster instance (the UI lists them), "
+        "printing each run's wall time beside its steps' time. The daemon's landing sensor does the same by "
+        "itself; this loads history in one command without it.",
+    )
+    backfill.add_argument("--data-dir", default="data", help="data folder (default: data)")
+    backfill.add_argument("--from", dest="start", help="first day, YYYY-MM-DD (default: the first landed day)")
+    backfill.add_argument(
+        "--to", dest="end", help="end day (exclusive), YYYY-MM-DD (default: after the last landed hour)"
+    )
+    backfill.add_argument(
+        "--jobs", default="hourly_job,signals_job", help="stage jobs, comma-separated (default: hourly_job,signals_job)"
+    )
 
     ui = commands.add_parser(
         "ui",
@@ -421,8 +440,26 @@ def _screenshots(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backfill(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from .backfill import backfill
+
+    days = {}
+    for name, value in (("--from", args.start), ("--to", args.end)):
+        try:
+            days[name] = date.fromisoformat(value) if value else None
+        except ValueError:
+            raise ConfigError(f"{name}: {value!r} is not a date (YYYY-MM-DD)") from None
+    data_dir = arguments.data_dir(args.data_dir)
+    jobs = tuple(j.strip() for j in args.jobs.split(",") if j.strip())
+    timings = backfill(Path(data_dir), days["--from"], days["--to"], jobs)
+    return 0 if timings and all(t.ok for t in timings) else 1
+
+
 COMMANDS = {
     "demo": _demo,
+    "backfill": _backfill,
     "capture": _capture,
     "import": _import,
     "history": _history,

@@ -8,7 +8,7 @@ follows the stages it reads, over the same event-time window:
                                  -> backtests_job (one run per strategy partition, once the stages above are done)
 
 A run of a stage covers the window of the runs that triggered it (one hour, or a ranged run over a
-backlog: every asset has `BackfillPolicy.single_run()`), so each new hour of data runs each stage once.
+backlog, at most a month of hours: `partitions.BOUNDED_RUNS`), so each new hour of data runs each stage once.
 The job name is what the run list shows; its window is in the run's partition range and `fundarb/window`.
 """
 

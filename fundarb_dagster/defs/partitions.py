@@ -5,7 +5,10 @@ Every partitioned table is keyed by event time (UTC): an hourly partition holds 
 that hour, whatever the time they arrived. The assets are declared on the templates `HOURLY` / `DAILY`;
 when the code location loads, `definitions.py` moves them onto the deployment's `Partitions` (same
 granularity, a start chosen by `partitions_start`), so the UI lists only hours that can hold data instead of
-years of "missing" partitions. Ranged runs (`BackfillPolicy.single_run()`) span many keys in one run.
+years of "missing" partitions. Ranged runs span many keys in one run, at most `MAX_RUN_PARTITIONS` (a month of
+hours): a backfill of years from the UI is cut into bounded runs by Dagster (`BOUNDED_RUNS`), by the sensors
+and by `fundarb backfill` alike. A run of ~32 k hourly keys or more fails inside Dagster's sqlite run storage
+("too many SQL variables") before any step starts, and each partition costs bookkeeping per asset.
 """
 
 from __future__ import annotations
@@ -40,8 +43,10 @@ TEMPLATE_START: Final = "2019-01-01"
 HOURLY = HourlyPartitionsDefinition(start_date=f"{TEMPLATE_START}-00:00", end_offset=1, timezone="UTC")
 DAILY = DailyPartitionsDefinition(start_date=TEMPLATE_START, end_offset=1, timezone="UTC")
 
-# One run per partition range: a backfill of days of hours is one SQL statement per asset, not one per hour.
-SINGLE_RUN = BackfillPolicy.single_run()
+# A run covers at most a month of hours (or that many days): one SQL statement per asset per month of history,
+# never a run too large for the run storage.
+MAX_RUN_PARTITIONS: Final = 31 * 24
+BOUNDED_RUNS = BackfillPolicy.multi_run(max_partitions_per_run=MAX_RUN_PARTITIONS)
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,17 @@ from ..core.tables import STREAM_TABLES
 from ..core.units import DAY_MS, HOUR_MS
 from .common.landing import hour_folders
 from .jobs import STAGES, Stage
-from .partitions import Partitions, Span, clip_spans, day_key, hour_key, key_ms, merge_spans, split_span
+from .partitions import (
+    MAX_RUN_PARTITIONS,
+    Partitions,
+    Span,
+    clip_spans,
+    day_key,
+    hour_key,
+    key_ms,
+    merge_spans,
+    split_span,
+)
 from .resources import DataDirResource
 
 STREAMS = tuple(STREAM_TABLES)  # every landed stream: a raw run loads them all
@@ -57,7 +67,7 @@ PIPELINE_INTERVAL_S: Final = 5  # and the pipeline sensor (a few run-storage que
 QUIET_S: Final = 20.0  # an hour with no later data is complete once its folders are this old (capture stopped)
 MTIME_SLACK_S: Final = 5.0  # rescan folders this close to the cursor: mtimes are coarse, digests dedupe
 FORGET_AFTER_S: Final = 48 * 3600.0  # digests of folders untouched this long leave the cursor (it stays small)
-MAX_RUN_HOURS: Final = 31 * 24  # a backlog is cut into ranged runs of at most a month of hours
+MAX_RUN_HOURS: Final = MAX_RUN_PARTITIONS  # a backlog is cut into ranged runs of at most a month of hours
 MAX_RUN_DAYS: Final = 366
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"

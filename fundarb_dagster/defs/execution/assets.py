@@ -35,7 +35,7 @@ from ..common.landing import ensure_raw_tables, load_landed_window
 from ..common.metadata import column_schema, figure, figure_png, md_table, png_md
 from ..common.panel import INPUT_TABLES, load_panel
 from ..common.tables import ensure_tables, write_window
-from ..partitions import HOURLY, SINGLE_RUN, Window, partition_window
+from ..partitions import BOUNDED_RUNS, HOURLY, Window, partition_window
 from ..resources import POOL, AlertChannelsResource, DataDirResource, warehouse_connection
 
 DOMAIN = "execution"
@@ -52,7 +52,7 @@ def _landed_asset(name: str) -> AssetsDefinition:
         name=name,
         group_name=GROUP,
         partitions_def=HOURLY,
-        backfill_policy=SINGLE_RUN,
+        backfill_policy=BOUNDED_RUNS,
         pool=POOL,
         owners=OWNERS,
         kinds={"duckdb", "parquet"},
@@ -89,7 +89,7 @@ def _oracle_venues() -> list[str]:
 @asset(
     group_name=GROUP,
     partitions_def=HOURLY,
-    backfill_policy=SINGLE_RUN,
+    backfill_policy=BOUNDED_RUNS,
     pool=POOL,
     owners=OWNERS,
     deps=["funding_rates", "fills", "funding_payments"],
@@ -158,7 +158,7 @@ def _alert(row: Any, tolerance: float) -> Alert:
 @asset(
     group_name=GROUP,
     partitions_def=HOURLY,
-    backfill_policy=SINGLE_RUN,
+    backfill_policy=BOUNDED_RUNS,
     pool=POOL,
     owners=OWNERS,
     deps=["fills", "funding_payments", "positions", *INPUT_TABLES],

@@ -34,7 +34,7 @@ from ...core.tables import table
 from ..common.landing import ensure_raw_tables
 from ..common.metadata import column_schema, figure, figure_png, md_table, metadata_table, number, png_md
 from ..common.tables import ensure_tables, write_all, write_window
-from ..partitions import DAILY, HOURLY, SINGLE_RUN, Window, partition_window
+from ..partitions import BOUNDED_RUNS, DAILY, HOURLY, Window, partition_window
 from ..resources import POOL, DataDirResource, SourceConfigResource, warehouse_connection
 
 OWNERS = ["team:carry"]
@@ -73,7 +73,7 @@ class FundingHistoryConfig(Config):
 @asset(
     group_name=GROUP,
     partitions_def=DAILY,
-    backfill_policy=SINGLE_RUN,
+    backfill_policy=BOUNDED_RUNS,
     pool=POOL,
     owners=OWNERS,
     kinds={"duckdb", "ccxt"},
@@ -179,7 +179,7 @@ def funding_intervals(
 @asset(
     group_name=GROUP,
     partitions_def=HOURLY,
-    backfill_policy=SINGLE_RUN,
+    backfill_policy=BOUNDED_RUNS,
     pool=POOL,
     owners=OWNERS,
     kinds={"duckdb"},
@@ -225,7 +225,7 @@ def forecast_plot(rates: pd.DataFrame) -> MetadataValue | None:
 @asset(
     group_name=GROUP,
     partitions_def=HOURLY,
-    backfill_policy=SINGLE_RUN,
+    backfill_policy=BOUNDED_RUNS,
     pool=POOL,
     owners=OWNERS,
     kinds={"duckdb"},
@@ -303,7 +303,7 @@ def heat_metadata(recent: pd.DataFrame) -> dict[str, Any]:
 @asset(
     group_name=GROUP,
     partitions_def=HOURLY,
-    backfill_policy=SINGLE_RUN,
+    backfill_policy=BOUNDED_RUNS,
     pool=POOL,
     owners=OWNERS,
     kinds={"duckdb"},
@@ -348,7 +348,7 @@ def basis(context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: Data
 @asset(
     group_name=GROUP,
     partitions_def=HOURLY,
-    backfill_policy=SINGLE_RUN,
+    backfill_policy=BOUNDED_RUNS,
     pool=POOL,
     owners=OWNERS,
     kinds={"duckdb"},

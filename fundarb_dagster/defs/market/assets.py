@@ -19,7 +19,7 @@ from ...core.sql import execute, load_sql, replace_window
 from ...core.tables import table
 from ..common.landing import ensure_raw_tables
 from ..common.metadata import column_schema
-from ..partitions import DAILY, HOURLY, SINGLE_RUN, partition_window
+from ..partitions import BOUNDED_RUNS, DAILY, HOURLY, partition_window
 from ..resources import POOL, DataDirResource, warehouse_connection
 
 OWNERS = ["team:warehouse"]
@@ -34,7 +34,7 @@ class OhlcvConfig(Config):
 @asset(
     group_name="market",
     partitions_def=HOURLY,
-    backfill_policy=SINGLE_RUN,
+    backfill_policy=BOUNDED_RUNS,
     pool=POOL,
     owners=OWNERS,
     kinds={"duckdb", "sql"},
@@ -84,7 +84,7 @@ def _resampled(name: str, source: str, partitions_def: object, label: str, bucke
         name=name,
         group_name="market",
         partitions_def=partitions_def,
-        backfill_policy=SINGLE_RUN,
+        backfill_policy=BOUNDED_RUNS,
         pool=POOL,
         owners=OWNERS,
         kinds={"duckdb", "sql"},
@@ -128,7 +128,7 @@ class IndicatorsConfig(Config):
 @asset(
     group_name="market",
     partitions_def=HOURLY,
-    backfill_policy=SINGLE_RUN,
+    backfill_policy=BOUNDED_RUNS,
     pool=POOL,
     owners=OWNERS,
     kinds={"duckdb", "talib"},

@@ -13,7 +13,7 @@ from ...core.tables import INSTRUMENTS, RAW_TABLES, Table
 from ..common.landing import load_landed_window
 from ..common.metadata import column_schema
 from ..common.tables import write_all
-from ..partitions import HOURLY, SINGLE_RUN, partition_window
+from ..partitions import BOUNDED_RUNS, HOURLY, partition_window
 from ..resources import POOL, DataDirResource, warehouse_connection
 
 OWNERS = ["team:warehouse"]
@@ -25,7 +25,7 @@ def _build_raw_asset(table: str, spec: Table) -> AssetsDefinition:
         name=table,
         group_name="raw",
         partitions_def=HOURLY,
-        backfill_policy=SINGLE_RUN,
+        backfill_policy=BOUNDED_RUNS,
         pool=POOL,
         owners=OWNERS,
         kinds={"duckdb", "parquet"},

@@ -38,7 +38,7 @@ def test_carry_assets_have_the_documented_dependencies_partitions_and_pool():
     for name in ("funding_predictions", "funding_rates", "basis", "funding_spreads"):
         node = graph.get(AssetKey(name))
         assert node.partitions_def == HOURLY
-        assert node.backfill_policy == BackfillPolicy.single_run()
+        assert node.backfill_policy == BackfillPolicy.multi_run(max_partitions_per_run=31 * 24)
     assert graph.get(AssetKey("funding_history")).partitions_def == DAILY
     assert graph.get(AssetKey("opportunities")).partitions_def is None
 
