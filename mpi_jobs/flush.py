@@ -322,6 +322,5 @@ def read_landed(data_dir: str | os.PathLike[str], stream: str) -> np.ndarray:
     """Every landed record of a stream as one array (for tests and benchmarks; the warehouse uses DuckDB)."""
     import pyarrow.parquet as pq
 
-    root = landing.landing_root(data_dir) / stream
-    parts = [schema.from_arrow(stream, pq.read_table(p)) for p in sorted(root.glob("date=*/hour=*/*.parquet"))]
+    parts = [schema.from_arrow(stream, pq.read_table(p)) for p in landing.stream_files(data_dir, stream)]
     return np.concatenate(parts) if parts else schema.empty(stream)

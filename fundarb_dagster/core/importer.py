@@ -43,7 +43,7 @@ from . import arguments, landing, schema
 from .config import ConfigError
 from .instruments import Instrument, InstrumentRegistry, registry_path
 from .sources.markets import market_for
-from .sources.replay import KINDS, ParsedFile, detect_kind, parse_file
+from .sources.replay import KINDS, ParsedFile, detect_kind, parse_files
 from .sources.replay.formats import symbol_hint
 from .venues import UNIFIED_SYMBOL
 
@@ -66,7 +66,6 @@ class FileResult:
     quarantined: int = 0
     duplicates: int = 0  # venue duplicates dropped inside the file
     other_instruments: int = 0  # rows of other (exchange, symbol) in a multi-instrument file
-    files: list[str] = field(default_factory=list)  # landing files written
     reasons: dict[str, int] = field(default_factory=dict)  # "field: rule" -> count
     samples: list[str] = field(default_factory=list)  # the first rejects, "line N: reason"
     error: str = ""
@@ -291,8 +290,8 @@ def import_files(
         summary.instrument_id = instruments[symbol].id
     batch: dict[str, list[np.ndarray]] = {}
     accepted: list[tuple[FileResult, ParsedFile, str]] = []
+    planned: list[tuple[FileResult, str, Instrument]] = []
     for path in files:
-        started = time.perf_counter()
         digest = file_digest(path)
         result = FileResult(str(path), digest)
         summary.files.append(result)
@@ -314,19 +313,25 @@ def import_files(
         if file_symbol not in instruments:
             found = market(file_symbol) if callable(market) else market
             instruments[file_symbol] = instrument_for(registry, exchange, file_symbol, found)
-        instrument = instruments[file_symbol]
         if summary.instrument_id < 0:
-            summary.instrument_id = instrument.id
-        try:
-            parsed = parse_file(path, kind, progress=progress, inverse=instrument.inverse)
-        except (ValueError, UnicodeDecodeError, OSError, zipfile.BadZipFile) as exc:
-            result.status, result.error = "failed", str(exc)
+            summary.instrument_id = instruments[file_symbol].id
+        planned.append((result, file_symbol, instruments[file_symbol]))
+    started = time.perf_counter()
+    # Small archives of one kind are read together (same rules as one by one, see parse_files).
+    paths_planned = [Path(r.path) for r, _, _ in planned]
+    parsed_files = parse_files(paths_planned, kind, inverse=[i.inverse for _, _, i in planned], progress=progress)
+    for (result, file_symbol, instrument), parsed in zip(planned, parsed_files, strict=True):
+        path = Path(result.path)
+        if isinstance(parsed, (ValueError, UnicodeDecodeError, OSError, zipfile.BadZipFile)):
+            result.status, result.error = "failed", str(parsed)
             continue
-        except (KeyError, IndexError) as exc:  # the columns of another kind than the one asked for
-            result.status, result.error = "failed", f"kind: {path.name} cannot be read as {kind!r} (no column {exc})"
+        if isinstance(parsed, (KeyError, IndexError)):  # the columns of another kind than the one asked for
+            result.status, result.error = "failed", f"kind: {path.name} cannot be read as {kind!r} (no column {parsed})"
             continue
+        if isinstance(parsed, Exception):
+            raise parsed
         records = _accept(parsed, result, exchange, file_symbol, instrument, min_landed_share)
-        result.seconds = time.perf_counter() - started
+        result.seconds = (time.perf_counter() - started) / len(planned)
         if result.status == "failed":
             _write_rejects(parsed, result, data_dir, instrument.id)  # kept either way, never landed as events
             continue  # lands nothing, not in the manifest: a later run with the right kind imports it
@@ -350,9 +355,9 @@ def import_files(
     written: list[str] = []
     for stream, table in tables.items():
         written += [str(p) for p in landing.write_days(data_dir, stream, table, writer)]
+    os.sync()  # every day file on disk (one sync for all, see landing.write_days) before the manifest says so
     registry.save(registry_file)  # intervals observed before the manifest says "done"
     for result, parsed, file_symbol in accepted:
-        result.files = [p for p in written if f"/{parsed.stream}/" in p or "/capture_events/" in p]
         manifest.setdefault(result.digest, {})[_entry_key(exchange, file_symbol, parsed.kind)] = {
             "path": result.path,
             "kind": parsed.kind,
@@ -360,7 +365,7 @@ def import_files(
             "rows": result.rows,
             "landed": result.landed,
             "quarantined": result.quarantined,
-            "files": result.files,
+            "writer": writer,  # its rows are in this import's day files (landing/<stream>/date=*/<writer>.parquet)
             "imported_at_ms": int(time.time() * 1000),
         }
     _save_manifest(data_dir, manifest)

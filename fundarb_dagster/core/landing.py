@@ -70,18 +70,21 @@ def file_name(writer: str, seq: int) -> str:
     return f"{writer}-{seq:08d}.parquet"
 
 
-def write_parquet_atomic(table: pa.Table, path: Path, compression: str = "zstd") -> Path:
+def write_parquet_atomic(table: pa.Table, path: Path, compression: str = "zstd", *, durable: bool = True) -> Path:
     """Write a table to `path` so that `path` is either absent or complete, never partial.
 
-    Refuses to overwrite: every writer names its files uniquely, so an existing name is a bug.
+    Refuses to overwrite: every writer names its files uniquely, so an existing name is a bug. `durable=False`
+    leaves the fsyncs to the caller, who syncs once for many files (an import: `os.sync()` before its
+    manifest records them; its journal removes them if it never got there).
     """
     if path.exists():
         raise FileExistsError(f"landing file already exists, refusing to overwrite: {path}")
     options = _encodings(table.schema)
-    return write_atomic(path, lambda handle: pq.write_table(table, handle, compression=compression, **options))
+    write = lambda handle: pq.write_table(table, handle, compression=compression, **options)  # noqa: E731
+    return write_atomic(path, write, durable=durable)
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+def write_atomic(path: Path, write: Callable[[BinaryIO], object], *, durable: bool = True) -> Path:
     """`write(handle)` into a temporary beside `path`, fsync, rename into place, fsync the folder.
 
     When the write fails (a full disk, an I/O error) the temporary is removed before the error propagates;
@@ -93,12 +96,14 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
         with open(tmp, "wb") as handle:
             write(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.rename(tmp, path)
     except BaseException:
         _remove_quietly(tmp)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
     return path
 
 
@@ -204,7 +209,8 @@ def write_days(data_dir: str | os.PathLike[str], stream: str, table: pa.Table, w
     """Write a table of one stream as day files, one per event-time day, each sorted by `ts_ms`.
 
     `writer` must be unique to this write (an import names it after its files' digests): a day file that
-    exists already is refused, as every landing file is.
+    exists already is refused, as every landing file is. Each file is atomic (temporary, rename) but not
+    fsynced: the caller syncs once for all of them (`os.sync()`) before recording them anywhere.
     """
     if table.num_rows == 0:
         return []
@@ -215,7 +221,7 @@ def write_days(data_dir: str | os.PathLike[str], stream: str, table: pa.Table, w
     paths = []
     for day_ms, rows in split_by_day(ts):
         part = table.slice(rows.start, rows.stop - rows.start)
-        paths.append(write_parquet_atomic(part, day_file_path(data_dir, stream, day_ms, writer)))
+        paths.append(write_parquet_atomic(part, day_file_path(data_dir, stream, day_ms, writer), durable=False))
     return paths
 
 

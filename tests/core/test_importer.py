@@ -150,11 +150,11 @@ def test_an_interrupted_import_is_redone_without_duplicates(tmp_path: Path, fixt
     real_write = landing.write_parquet_atomic
     calls = {"n": 0}
 
-    def crash_on_third(table, path, compression="zstd"):
+    def crash_on_third(table, path, compression="zstd", durable=True):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt("power cut")  # the process dies part-way through the days
-        return real_write(table, path, compression)
+        return real_write(table, path, compression, durable=durable)
 
     monkeypatch.setattr(landing, "write_parquet_atomic", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
@@ -425,7 +425,7 @@ def test_a_file_of_which_most_rows_are_quarantined_fails_and_keeps_nothing(tmp_p
     data = tmp_path / "data"
     summary = import_files([path], data, exchange="binance", symbol="BTC/USDT:USDT", progress=None)
     result = summary.files[0]
-    assert not summary.ok and result.status == "failed" and result.files == []
+    assert not summary.ok and result.status == "failed" and summary.landing_files == []
     assert result.error.startswith("min_landed_share: read as 'klines', 4 of 10 rows landed (40.0% < 50%")
     assert landed_files(data) == [] and load_manifest(data) == {}
     kept = import_files([path], data, exchange="binance", symbol="BTC/USDT:USDT", progress=None, min_landed_share=0.4)
@@ -537,3 +537,41 @@ def test_a_venues_archive_of_many_symbols_lands_one_sorted_file_per_stream_and_d
     assert "7 skipped" in format_summary(again)
     assert not [p for p in listed if p.startswith(str(landing.landing_root(data)))]
     assert {p: p.stat().st_mtime_ns for p in landed_files(data)} == before
+
+
+def test_many_files_read_together_parse_exactly_as_one_by_one(tmp_path: Path) -> None:
+    """parse_files (small archives read together, validated as one frame) gives each file the records, rejects
+    and inferred intervals parse_file gives it alone; a file with a bad row is read on its own."""
+    from fundarb_dagster.core.sources.replay import parse_file, parse_files
+
+    paths = []
+    for m in range(4):
+        start = T0 + m * 31 * 24 * HOUR
+        rows = [[start + i * 8 * HOUR + 5, 8, f"{(i % 5 - 2) * 1e-5:.8f}"] for i in range(90)]
+        header = ["calc_time", "funding_interval_hours", "last_funding_rate"] if m % 2 else None
+        paths.append(write_csv(tmp_path / f"BTCUSDT-fundingRate-2024-0{m + 1}.csv", rows, header, [], False))
+    no_interval = [[T0 + i * 4 * HOUR, f"{1e-5 * i:.8f}"] for i in range(60)]  # older archives: inferred 4 h
+    paths.append(write_csv(tmp_path / "ETHUSDT-fundingRate-2023-01.csv", no_interval, None, [], False))
+    bad = [[T0 + i * 8 * HOUR, 8, "0.0001"] for i in range(30)]
+    bad[7][2] = "n/a"
+    paths.append(write_csv(tmp_path / "SOLUSDT-fundingRate-2023-02.csv", bad, None, [], False))
+    for day in range(3):
+        paths.append(
+            write_csv(
+                tmp_path / f"BTCUSDT-1m-2024-01-0{day + 1}.csv",
+                klines_rows(1440, T0 + day * 24 * HOUR),
+                KLINE_HEADER if day else None,
+                [],
+                False,
+            )
+        )
+    together = parse_files(paths)
+    for path, got in zip(paths, together, strict=True):
+        alone = parse_file(path)
+        assert got.kind == alone.kind and got.rows == alone.rows and got.timeframe_s == alone.timeframe_s
+        assert set(got.parts) == set(alone.parts) and got.inferred_intervals == alone.inferred_intervals
+        for key, records in alone.parts.items():
+            assert pd.DataFrame(got.parts[key]).equals(pd.DataFrame(records)), path.name
+        assert got.reject_counts == alone.reject_counts and got.rejects == alone.rejects
+    assert together[-4].reject_counts == {"funding_rate: not a number": 1}
+    assert np.all(together[4].parts[(None, None)]["interval_h"][2:] == 4.0)

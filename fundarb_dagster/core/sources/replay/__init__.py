@@ -52,7 +52,7 @@ from .formats import (
     to_epoch_ms,
 )
 from .landing_reader import read_landing
-from .parsers import CHUNK_ROWS, ParsedFile, Reject, fill_intervals, parse_file
+from .parsers import CHUNK_ROWS, ParsedFile, Reject, fill_intervals, parse_file, parse_files
 from .structures import iso8601
 
 __all__ = [
@@ -70,6 +70,7 @@ __all__ = [
     "iso8601",
     "market_for",
     "parse_file",
+    "parse_files",
     "read_landing",
     "symbol_hint",
     "timeframe_name",

@@ -1,4 +1,4 @@
-"""The project's own landing zone as a recording: `<data_dir>/landing/<stream>/date=.../hour=.../*.parquet`.
+"""The project's own landing zone as a recording: `<data_dir>/landing/<stream>/date=.../[hour=.../]*.parquet`.
 
 Read with pyarrow's hive partitioning, filtered to one exchange (and symbols) before anything is loaded.
 """
@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from ... import schema
+from ... import landing, schema
 
 
 def read_landing(
@@ -28,12 +28,10 @@ def read_landing(
         folder = root / stream
         if not folder.is_dir():
             continue
-        files = sorted(folder.glob("date=*/hour=*/*.parquet"))
+        files = landing.stream_files(root.parent, stream)  # hour folders' files and imports' day files
         if not files:
             continue
-        dataset = ds.dataset(
-            files, format="parquet", partitioning=ds.partitioning(flavor="hive"), partition_base_dir=str(folder)
-        )
+        dataset = ds.dataset(files, format="parquet")
         condition = pc.field("exchange") == exchange
         if symbols:
             condition = condition & pc.field("symbol").isin(list(symbols))

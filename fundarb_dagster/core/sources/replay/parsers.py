@@ -10,7 +10,7 @@ import math
 import re
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -367,7 +367,6 @@ def parse_file(
         columns = columns[: len(first.split(","))]
     elif kind in ("trades", "aggTrades"):
         columns = columns[: len(first.split(","))]
-    hint, market_type = symbol_hint(path, kind)
     tf_s = _timeframe_from_name(_stem(path)) if KIND_STREAMS[kind] in ("ohlcv", "mark") else 0
     quarantine = _Quarantine()
     collected: dict[Any, list[np.ndarray]] = {}
@@ -380,6 +379,14 @@ def parse_file(
             collected.setdefault(key, []).append(records)
         if progress is not None and rows >= CHUNK_ROWS:
             progress(f"{path.name}: {rows:,} rows read")
+    return _finish(path, kind, collected, rows, tf_s, quarantine)
+
+
+def _finish(
+    path: Path, kind: str, collected: dict[Any, list[np.ndarray]], rows: int, tf_s: int, quarantine: _Quarantine
+) -> ParsedFile:
+    """A file's validated records -> its ParsedFile: sorted, deduplicated, funding intervals filled."""
+    hint, market_type = symbol_hint(path, kind)
     parsed = ParsedFile(path=path, kind=kind, stream=KIND_STREAMS[kind], parts={}, rows=rows, timeframe_s=tf_s)
     parsed.symbol_hint, parsed.market_type = hint, market_type
     dtype = schema.OHLCV if parsed.stream == "mark" else schema.dtype_of(parsed.stream)
@@ -393,6 +400,90 @@ def parse_file(
     parsed.rejects, parsed.reject_counts = quarantine.samples, quarantine.counts
     parsed.rejects.sort(key=lambda r: r.line)
     return parsed
+
+
+# Kinds whose many small archive files (a month of 8-hourly funding is 90 rows) are read together.
+_BULK_KINDS = frozenset({"fundingRate", "klines", "markPriceKlines", "bookTicker", "aggTrades", "trades"})
+_BULK_MAX_BYTES = 64 << 20  # larger files go through parse_file's chunks
+
+
+def parse_files(
+    paths: Sequence[Path],
+    kind: str | None = None,
+    *,
+    inverse: Sequence[bool] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[ParsedFile | Exception]:
+    """Many files at once, each exactly as `parse_file` would parse it (same rules, same records).
+
+    Small clean Binance archives of one kind and shape are read each with pyarrow's CSV reader, validated as
+    one frame by the same rules (`_parse_chunk`) and split back per file: per file that costs a read, not a
+    pandas reader and a validation pass (~15 ms a file, which bounded imports of monthly funding files at
+    ~10 k rows/s). A group with any rejected row, and any file that is not small, plain and readable that
+    way, goes through `parse_file` on its own, which names every reject's line. Returns, per path, its
+    ParsedFile or the exception `parse_file` raised for it.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    paths = [Path(p) for p in paths]
+    flags = list(inverse) if inverse is not None else [False] * len(paths)
+    out: list[ParsedFile | Exception | None] = [None] * len(paths)
+    if len(paths) == 1:  # nothing to share: read in chunks, with progress
+        paths_to_read: list[Path] = []
+    else:
+        paths_to_read = paths
+    groups: dict[tuple[str, bool, int, int, bool], list[tuple[int, Any]]] = {}
+    for i, path in enumerate(paths_to_read):
+        try:
+            file_kind = kind or detect_kind(path)
+            columns = _COLUMNS.get(file_kind)
+            if file_kind not in _BULK_KINDS or columns is None or path.suffix.lower() != ".csv":
+                continue
+            if path.stat().st_size > _BULK_MAX_BYTES:
+                continue
+            first = _first_line(path)
+            header = bool(first) and not _is_number(first.split(",")[0].strip())
+            width = len(first.split(","))
+            # as parse_file names them: a header or a trades file says how many columns there are
+            names = columns[:width] if header or file_kind in ("trades", "aggTrades") else columns
+            stream = KIND_STREAMS[file_kind]
+            tf_s = _timeframe_from_name(_stem(path)) if stream in ("ohlcv", "mark") else 0
+            if stream in ("ohlcv", "mark") and not tf_s:
+                continue
+            table = pacsv.read_csv(
+                path,
+                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if header else 0),
+                convert_options=pacsv.ConvertOptions(null_values=[""], strings_can_be_null=True),
+            )
+        except (ValueError, OSError, UnicodeDecodeError, pa.ArrowInvalid):
+            continue  # parse_file says what is wrong with it
+        groups.setdefault((file_kind, flags[i], width, tf_s, header), []).append((i, table))
+    for (file_kind, is_inverse, _, tf_s, _header), members in groups.items():
+        try:
+            frame = pa.concat_tables([t for _, t in members], promote_options="permissive").to_pandas()
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            continue
+        frame.index = np.arange(len(frame))
+        quarantine = _Quarantine()
+        parts = _parse_chunk(file_kind, frame, quarantine, tf_s, is_inverse)
+        records = parts.get((None, None))
+        if quarantine.counts or set(parts) != {(None, None)} or records is None or len(records) != len(frame):
+            continue  # something to name line by line: each file on its own
+        offset = 0
+        for i, table in members:
+            n = table.num_rows
+            out[i] = _finish(
+                paths[i], file_kind, {(None, None): [records[offset : offset + n]]}, n, tf_s, _Quarantine()
+            )
+            offset += n
+    for i, path in enumerate(paths):
+        if out[i] is None:
+            try:
+                out[i] = parse_file(path, kind, inverse=flags[i], progress=progress)
+            except Exception as exc:  # noqa: BLE001 - handed back per file, as parse_file raised it
+                out[i] = exc
+    return [item for item in out if item is not None]
 
 
 def _infer_timeframe(chunk: pd.DataFrame, kind: str) -> int:
@@ -427,8 +518,12 @@ def _sort_dedupe(stream: str, records: np.ndarray) -> tuple[np.ndarray, int]:
         keep = None  # quotes may repeat a time; each update is kept
     else:
         names = ["is_settled", "funding_ts_ms", "ts_ms"] if stream == "funding" else ["timeframe_s", "ts_ms"]
-        duplicated = pd.DataFrame({n: records[n] for n in names}).duplicated(keep="first").to_numpy()
-        keep = np.flatnonzero(~duplicated) if duplicated.any() else None
+        ts = records["ts_ms"]
+        if bool((ts[1:] > ts[:-1]).all()):
+            keep = None  # strictly increasing times: no two rows share a key
+        else:
+            duplicated = pd.DataFrame({n: records[n] for n in names}).duplicated(keep="first").to_numpy()
+            keep = np.flatnonzero(~duplicated) if duplicated.any() else None
     dropped = 0 if keep is None else len(records) - len(keep)
     if keep is not None:
         records = records[keep]

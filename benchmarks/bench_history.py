@@ -1,0 +1,255 @@
+"""Years of history at scale: Binance-archive files imported into the landing zone, then materialized.
+
+Generates, in Binance's public-archive formats (data.binance.vision): monthly `fundingRate` CSVs
+(`calc_time,funding_interval_hours,last_funding_rate`) for venues x symbols x years, 8-hourly on the first
+venues and hourly on the last (mixed as funding_spreads compares them), and monthly 1m `klines` CSVs (12
+columns, no header) for spot symbols. Then, timing each part:
+
+1. `import_files` of each venue's whole folder (symbols from the file names): rows/s, landing files written,
+   beside the obvious alternative on a sample: the same rows landed as capture-style hour files per symbol
+   (what the importer wrote before), extrapolated to the full size;
+2. `fundarb backfill` (`backfill.backfill`): hourly_job (raw tables, bars, funding) then signals_job
+   (funding_spreads, opportunities, alerts) over the whole span in month-long runs, each run's wall time
+   beside its steps' time (the difference is Dagster's own cost per run).
+
+    python -m benchmarks.bench_history                    # 300 venue-symbols x 4 y funding, 20 x 1 y of 1m klines
+    python -m benchmarks.bench_history --quick            # 3 x 4 symbols x 3 months, 2 x 14 days: a smoke run
+    python -m benchmarks.bench_history --funding-symbols 30 --years 1 --kline-days 90   # what fits
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+warnings.filterwarnings("ignore")
+
+START_MS = 1_609_459_200_000  # 2021-01-01 00:00 UTC
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+VENUES = ("binance", "bybit", "hyperliquid")  # 8h, 8h, 1h
+
+
+def month_starts(start_ms: int, months: int) -> list[int]:
+    out, t = [], datetime.fromtimestamp(start_ms / 1000, tz=UTC)
+    for _ in range(months + 1):
+        out.append(int(t.timestamp() * 1000))
+        t = t.replace(year=t.year + (t.month == 12), month=t.month % 12 + 1)
+    return out
+
+
+def write_funding(root: Path, venue: str, ids: list[str], interval_h: int, months: int, seed: int) -> int:
+    """One monthly fundingRate CSV per symbol and month, as Binance ships them; returns rows written."""
+    rng = np.random.default_rng(seed)
+    bounds = month_starts(START_MS, months)
+    rows = 0
+    for sym in ids:
+        folder = root / venue / "futures" / "um" / "monthly" / "fundingRate" / sym
+        folder.mkdir(parents=True, exist_ok=True)
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            t = np.arange(lo, hi, interval_h * HOUR_MS, dtype=np.int64) + rng.integers(0, 9, 1)[0]  # ms jitter
+            rate = rng.normal(1e-4, 2e-4, len(t)) * interval_h / 8
+            table = pa.table(
+                {
+                    "calc_time": t,
+                    "funding_interval_hours": np.full(len(t), interval_h),
+                    "last_funding_rate": np.round(rate, 8),
+                }
+            )
+            stamp = datetime.fromtimestamp(lo / 1000, tz=UTC)
+            with open(folder / f"{sym}-fundingRate-{stamp:%Y-%m}.csv", "wb") as handle:  # Binance's header, unquoted
+                handle.write(b"calc_time,funding_interval_hours,last_funding_rate\n")
+                pacsv.write_csv(table, handle, pacsv.WriteOptions(include_header=False))
+            rows += len(t)
+    return rows
+
+
+def write_klines(root: Path, ids: list[str], days: int, seed: int) -> int:
+    """Monthly 1m klines CSVs (12 columns, no header) per spot symbol; returns rows written."""
+    rng = np.random.default_rng(seed)
+    rows = 0
+    end = START_MS + days * DAY_MS
+    for sym in ids:
+        folder = root / "binance" / "spot" / "monthly" / "klines" / sym / "1m"
+        folder.mkdir(parents=True, exist_ok=True)
+        price = 100.0 * (1 + rng.random())
+        for lo, hi in zip(
+            month_starts(START_MS, days // 28 + 2)[:-1], month_starts(START_MS, days // 28 + 2)[1:], strict=True
+        ):
+            hi = min(hi, end)
+            if hi <= lo:
+                break
+            t = np.arange(lo, hi, 60_000, dtype=np.int64)
+            close = price * np.exp(np.cumsum(rng.normal(0, 5e-4, len(t))))
+            open_ = np.concatenate([[price], close[:-1]])
+            price = float(close[-1])
+            spread = np.abs(rng.normal(0, 3e-4, len(t))) * close
+            volume = np.round(rng.exponential(5.0, len(t)), 4)
+            table = pa.table(
+                {
+                    "open_time": t,
+                    "open": np.round(open_, 6),
+                    "high": np.round(np.maximum(open_, close) + spread, 6),
+                    "low": np.round(np.minimum(open_, close) - spread, 6),
+                    "close": np.round(close, 6),
+                    "volume": volume,
+                    "close_time": t + 59_999,
+                    "quote_volume": np.round(volume * close, 4),
+                    "count": rng.integers(1, 500, len(t)),
+                    "taker_buy_volume": np.round(volume / 2, 4),
+                    "taker_buy_quote_volume": np.round(volume * close / 2, 4),
+                    "ignore": np.zeros(len(t), dtype=np.int64),
+                }
+            )
+            stamp = datetime.fromtimestamp(lo / 1000, tz=UTC)
+            pacsv.write_csv(table, folder / f"{sym}-1m-{stamp:%Y-%m}.csv", pacsv.WriteOptions(include_header=False))
+            rows += len(t)
+    return rows
+
+
+def register(data_dir: Path, venue: str, symbols: list[str]) -> None:
+    """The venues' markets in the registry, as a capture (or an online import: ccxt's markets) registers them;
+    this machine reaches no exchange, so the file names' market ids resolve through it."""
+    from fundarb_dagster.core.instruments import InstrumentRegistry, registry_path
+    from fundarb_dagster.core.sources.markets import market_for
+
+    registry = InstrumentRegistry.load(registry_path(data_dir))
+    for symbol in symbols:
+        registry.add_market(venue, market_for(symbol, symbol.split(":")[0].replace("/", "")))
+    registry.save(registry_path(data_dir))
+
+
+def import_venue(data_dir: Path, folder: Path, venue: str) -> tuple[int, float, int]:
+    from fundarb_dagster.core.importer import import_files, symbol_from_name
+
+    started = time.perf_counter()
+    summary = import_files(
+        [folder],
+        data_dir,
+        exchange=venue,
+        symbol=None,
+        progress=None,
+        symbol_of=symbol_from_name(venue, data_dir, lambda market_id, kind: None),
+    )
+    seconds = time.perf_counter() - started
+    assert summary.ok, [f.error for f in summary.files if f.error][:3]
+    return summary.landed, seconds, len(summary.landing_files)
+
+
+def hour_files_alternative(folder: Path, venue: str, sample: int, scratch: Path) -> tuple[int, int, float]:
+    """The same parser, each symbol's rows landed as capture-style hour files (one per hour touched, as the
+    importer wrote before): (rows, files, seconds) for the first `sample` symbols."""
+    from fundarb_dagster.core import landing, schema
+    from fundarb_dagster.core.sources.replay import parse_file
+
+    names = {i: (venue, f"S{i}/USDT:USDT") for i in range(sample)}
+    rows = files = 0
+    started = time.perf_counter()
+    for i, sym_dir in enumerate(sorted(folder.glob("futures/um/monthly/fundingRate/*"))[:sample]):
+        for path in sorted(sym_dir.glob("*.csv")):
+            records = next(iter(parse_file(path).parts.values()))
+            records["instrument_id"] = i
+            written = landing.write_stream(scratch, "funding", schema.to_arrow("funding", records, names), f"alt{i}", 0)
+            rows, files = rows + len(records), files + len(written)
+    return rows, files, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 venues x 4 symbols x 3 months, 2 x 14 days of klines")
+    parser.add_argument("--funding-symbols", type=int, default=100, help="symbols per venue (3 venues)")
+    parser.add_argument("--years", type=float, default=4.0, help="years of funding")
+    parser.add_argument("--kline-symbols", type=int, default=20)
+    parser.add_argument("--kline-days", type=int, default=365)
+    parser.add_argument("--sample", type=int, default=5, help="symbols landed the old way, side by side")
+    parser.add_argument("--no-materialize", action="store_true", help="import only")
+    parser.add_argument("--keep", help="keep the data folder here (default: a temporary folder)")
+    args = parser.parse_args()
+    if args.quick:
+        args.funding_symbols, args.years, args.kline_symbols, args.kline_days, args.sample = 4, 0.25, 2, 14, 2
+    months = max(1, round(args.years * 12))
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_history-"))
+    archives, data = work / "archives", work / "data"
+    shutil.rmtree(data, ignore_errors=True)
+    print(f"2 cores shared; load average {os.getloadavg()[0]:.1f} at start; folder {work}")
+    bases = [f"C{i:03d}" for i in range(args.funding_symbols)]
+    started = time.perf_counter()
+    funding_rows = 0
+    for v, venue in enumerate(VENUES):
+        ids = [f"{b}USDT" for b in bases]
+        funding_rows += write_funding(archives, venue, ids, 1 if venue == "hyperliquid" else 8, months, seed=v)
+        register(data, venue, [f"{b}/USDT:USDT" for b in bases])
+    kline_ids = [f"K{i:02d}USDT" for i in range(args.kline_symbols)]
+    kline_rows = write_klines(archives, kline_ids, args.kline_days, seed=9)
+    register(data, "binance", [f"K{i:02d}/USDT" for i in range(args.kline_symbols)])
+    size_mb = sum(p.stat().st_size for p in archives.rglob("*.csv")) / 1e6
+    print(
+        f"generated in {time.perf_counter() - started:.0f} s: funding {len(VENUES)} venues x {args.funding_symbols} "
+        f"symbols x {months} months (binance, bybit 8h; hyperliquid 1h) = {funding_rows:,} rows; klines "
+        f"{args.kline_symbols} symbols x {args.kline_days} days of 1m = {kline_rows:,} rows; {size_mb:,.0f} MB of CSV"
+    )
+
+    landed = seconds = files = 0
+    for venue in VENUES:
+        n, s, f = import_venue(data, archives / venue / "futures", venue)
+        landed, seconds, files = landed + n, seconds + s, files + f
+        print(f"import funding {venue}: {n:,} rows in {s:.1f} s ({n / s / 1e6:.2f} M rows/s), {f:,} day files")
+    funding_days = -(-months * 31 * DAY_MS // DAY_MS)
+    print(
+        f"import funding: {landed:,} rows in {seconds:.1f} s = {landed / seconds / 1e6:.2f} M rows/s "
+        f"(target >= 1 M); {files:,} landing files "
+        f"(<= one per stream, venue and day: <= {len(VENUES) * funding_days:,})"
+    )
+    alt_rows, alt_files, alt_s = hour_files_alternative(
+        archives / "hyperliquid", "hyperliquid", args.sample, work / "alt"
+    )
+    per_symbol = alt_s / max(args.sample, 1)
+    print(
+        f"alternative (hour files per symbol, as before), {args.sample} hourly symbols: {alt_rows:,} rows, "
+        f"{alt_files:,} files in {alt_s:.1f} s = {alt_rows / alt_s / 1e6:.3f} M rows/s; extrapolated to the "
+        f"{args.funding_symbols} hourly symbols alone: "
+        f"{alt_files // max(args.sample, 1) * args.funding_symbols:,} files, "
+        f"{per_symbol * args.funding_symbols:.0f} s"
+    )
+    shutil.rmtree(work / "alt", ignore_errors=True)
+    n, s, f = import_venue(data, archives / "binance" / "spot", "binance")
+    print(f"import klines: {n:,} rows in {s:.1f} s = {n / s / 1e6:.2f} M rows/s (target >= 2 M); {f:,} day files")
+    again = time.perf_counter()
+    n2, _, f2 = import_venue(data, archives / "binance" / "spot", "binance")
+    print(f"import klines again: {n2:,} rows landed, {f2} files, {time.perf_counter() - again:.1f} s (idempotent)")
+    if args.no_materialize:
+        return
+
+    from fundarb_dagster.backfill import backfill
+
+    os.environ.pop("FUNDARB_PARTITIONS_START", None)
+    started = time.perf_counter()
+    timings = backfill(data, progress=lambda line: print("  " + line, flush=True))
+    wall = time.perf_counter() - started
+    for job in ("hourly_job", "signals_job"):
+        mine = [t for t in timings if t.job == job]
+        if mine:
+            w, st = sum(t.wall_s for t in mine), sum(t.steps_s for t in mine)
+            print(
+                f"{job}: {len(mine)} runs, {w:.0f} s wall, steps {st:.0f} s, Dagster {w - st:.0f} s "
+                f"({(w - st) / len(mine):.1f} s per run)"
+            )
+    print(
+        f"materialized {funding_rows:,} funding rows and {kline_rows:,} 1m bars through funding_spreads and the bar "
+        f"tables in {wall:.0f} s ({wall / 60:.1f} min; target for the funding history <= 10 min); "
+        f"load average {os.getloadavg()[0]:.1f} at the end"
+    )
+
+
+if __name__ == "__main__":
+    main()
