@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .core.config import ConfigError
 from .core.units import DAY_MS, HOUR_MS
-from .instance import dagster_env
+from .instance import PLANNED_EVENTS_ENV, dagster_env
 
 DEFAULT_JOBS = ("hourly_job", "signals_job")
 
@@ -88,7 +88,8 @@ def backfill(
     if hi <= lo:
         raise ConfigError(f"--to: {end} is not after --from {start or _iso_day(lo)}")
     env = dagster_env(data_dir)
-    os.environ["DAGSTER_HOME"], os.environ["FUNDARB_DATA_DIR"] = env["DAGSTER_HOME"], env["FUNDARB_DATA_DIR"]
+    for name in ("DAGSTER_HOME", "FUNDARB_DATA_DIR", PLANNED_EVENTS_ENV):
+        os.environ[name] = env[name]
     from dagster import DagsterInstance
 
     from .definitions import build_definitions

@@ -79,8 +79,15 @@ def test_one_command_loads_imported_history_in_bounded_runs(tmp_path: Path, monk
             "SELECT count(*), count(DISTINCT ts) FROM funding_spreads WHERE underlying = 'BTC'"
         ).fetchone()
         assert spreads[0] > 0 and spreads[1] >= DAYS * 24 - 8
-    from dagster import DagsterInstance, RunsFilter
+    from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter, RunsFilter
 
     with DagsterInstance.from_config(str(data / "dagster_home")) as instance:  # the UI's instance lists the runs
         records = instance.get_run_records(RunsFilter(tags={"fundarb/trigger": "fundarb backfill"}))
         assert len(records) == 2 * DAYS
+        planned = instance.get_event_records(
+            EventRecordsFilter(DagsterEventType.ASSET_MATERIALIZATION_PLANNED, asset_key=AssetKey("raw_funding"))
+        )
+        assert len(planned) == DAYS  # one per run, not one per hour of it (24 per run)
+        assert set(instance.get_materialized_partitions(AssetKey("raw_funding"))) == {
+            f"2024-01-0{d + 1}-{h:02d}:00" for d in range(DAYS) for h in range(24)
+        }
