@@ -164,6 +164,48 @@ def hour_files_alternative(folder: Path, venue: str, sample: int, scratch: Path)
     return rows, files, time.perf_counter() - started
 
 
+def goals(quick: bool) -> tuple[list, str]:
+    """The import goals for `python -m benchmarks` (materializing is `python -m benchmarks.bench_history`: its
+    runs take minutes each on the shared machines): funding and klines rows/s, day files, idempotence."""
+    from benchmarks.harness import Goal
+
+    symbols, months, kline_symbols, kline_days = (4, 3, 2, 14) if quick else (100, 48, 20, 365)
+    work = Path(tempfile.mkdtemp(prefix="bench_history-"))
+    try:
+        archives, data = work / "archives", work / "data"
+        bases = [f"C{i:03d}" for i in range(symbols)]
+        funding_rows = 0
+        for v, venue in enumerate(VENUES):
+            ids = [f"{b}USDT" for b in bases]
+            funding_rows += write_funding(archives, venue, ids, 1 if venue == "hyperliquid" else 8, months, seed=v)
+            register(data, venue, [f"{b}/USDT:USDT" for b in bases])
+        kline_rows = write_klines(archives, [f"K{i:02d}USDT" for i in range(kline_symbols)], kline_days, seed=9)
+        register(data, "binance", [f"K{i:02d}/USDT" for i in range(kline_symbols)])
+        funded = [import_venue(data, archives / venue / "futures", venue) for venue in VENUES]
+        f_rows, f_s, f_files = (sum(x[i] for x in funded) for i in range(3))
+        k_rows, k_s, k_files = import_venue(data, archives / "binance" / "spot", "binance")
+        again = import_venue(data, archives / "binance" / "spot", "binance")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = (
+        f"funding {len(VENUES)} venues x {symbols} symbols x {months} months = {funding_rows:,} rows: "
+        f"{f_rows:,} landed in {f_s:.1f} s, {f_files:,} day files; klines {kline_symbols} x {kline_days} days of 1m = "
+        f"{kline_rows:,} rows: {k_rows:,} in {k_s:.1f} s, {k_files:,} day files; "
+        f"again: {again[0]} rows, {again[2]} files"
+    )
+    return [
+        Goal("history_import_funding", f"{f_rows / f_s / 1e6:.2f} M rows/s", ">= 1 M rows/s", f_rows / f_s >= 1e6),
+        Goal("history_import_klines", f"{k_rows / k_s / 1e6:.2f} M rows/s", ">= 2 M rows/s", k_rows / k_s >= 2e6),
+        Goal(
+            "history_files_per_venue_day",
+            f"{f_files / len(VENUES) / (months * 30.4):.2f}",
+            "<= 1 per stream, venue and day",
+            f_files <= len(VENUES) * months * 31,
+        ),
+        Goal("history_reimport", f"{again[0]} rows", "0 rows, 0 files (idempotent)", again[0] == 0 and again[2] == 0),
+    ], report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 venues x 4 symbols x 3 months, 2 x 14 days of klines")
