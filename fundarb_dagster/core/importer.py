@@ -343,10 +343,31 @@ def import_files(
     if not accepted:
         registry.save(registry_file)
         return summary
+    ids = {sym: instrument.id for sym, instrument in instruments.items()}
+    writer, written = _land_batch(data_dir, exchange, batch, accepted, ids, registry, manifest)
+    summary.landing_files = written
+    if progress:
+        for result, _, _ in accepted:
+            progress(f"{Path(result.path).name}: {result.landed:,} rows landed, {result.quarantined:,} quarantined")
+        progress(f"{summary.landed:,} rows landed in {len(written):,} day files ({writer})")
+    return summary
+
+
+def _land_batch(
+    data_dir: Path,
+    exchange: str,
+    batch: dict[str, list[np.ndarray]],
+    accepted: list[tuple[FileResult, ParsedFile, str]],
+    ids: dict[str, int],
+    registry: InstrumentRegistry,
+    manifest: dict,
+) -> tuple[str, list[str]]:
+    """Land the accepted files' rows as day files (journal first, one sync, then registry and manifest);
+    returns the writer name and the files written."""
     names = registry.names()
     writer = _writer_name(exchange, [r.digest for r, _, _ in accepted])
     tables = {stream: schema.to_arrow(stream, _sorted(np.concatenate(parts)), names) for stream, parts in batch.items()}
-    events = [_quarantine(parsed, result, data_dir, writer, instruments[sym].id) for result, parsed, sym in accepted]
+    events = [_quarantine(parsed, result, data_dir, writer, ids[sym]) for result, parsed, sym in accepted]
     events = [e for e in events if len(e)]
     if events:
         tables["capture_events"] = schema.to_arrow("capture_events", _sorted(np.concatenate(events)), names)
@@ -356,7 +377,7 @@ def import_files(
     for stream, table in tables.items():
         written += [str(p) for p in landing.write_days(data_dir, stream, table, writer)]
     os.sync()  # every day file on disk (one sync for all, see landing.write_days) before the manifest says so
-    registry.save(registry_file)  # intervals observed before the manifest says "done"
+    registry.save(registry_path(data_dir))  # intervals observed before the manifest says "done"
     for result, parsed, file_symbol in accepted:
         manifest.setdefault(result.digest, {})[_entry_key(exchange, file_symbol, parsed.kind)] = {
             "path": result.path,
@@ -370,12 +391,7 @@ def import_files(
         }
     _save_manifest(data_dir, manifest)
     journal.unlink()
-    summary.landing_files = written
-    if progress:
-        for result, _, _ in accepted:
-            progress(f"{Path(result.path).name}: {result.landed:,} rows landed, {result.quarantined:,} quarantined")
-        progress(f"{summary.landed:,} rows landed in {len(written):,} day files ({writer})")
-    return summary
+    return writer, written
 
 
 def symbol_from_name(

@@ -81,7 +81,7 @@ def write_parquet_atomic(table: pa.Table, path: Path, compression: str = "zstd",
         raise FileExistsError(f"landing file already exists, refusing to overwrite: {path}")
     options = _encodings(table.schema)
     write = lambda handle: pq.write_table(table, handle, compression=compression, **options)  # noqa: E731
-    return write_atomic(path, write, durable=durable)
+    return write_atomic(path, write) if durable else write_atomic(path, write, durable=False)
 
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], object], *, durable: bool = True) -> Path:
