@@ -140,22 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     assets.add_argument("--scope", choices=SCOPES, default="hourly", help="partitions to select (hourly)")
 
-    backfill = commands.add_parser(
-        "backfill",
-        help="materialize landed history (imports) in bounded runs: raw tables, bars, funding, spreads",
-        description="Run the pipeline's hourly stage jobs (hourly_job, then signals_job) over the landed history "
-        "in runs of at most a month of hours each, on the data folder's Dagster instance (the UI lists them), "
-        "printing each run's wall time beside its steps' time. The daemon's landing sensor does the same by "
-        "itself; this loads history in one command without it.",
-    )
-    backfill.add_argument("--data-dir", default="data", help="data folder (default: data)")
-    backfill.add_argument("--from", dest="start", help="first day, YYYY-MM-DD (default: the first landed day)")
-    backfill.add_argument(
-        "--to", dest="end", help="end day (exclusive), YYYY-MM-DD (default: after the last landed hour)"
-    )
-    backfill.add_argument(
-        "--jobs", default="hourly_job,signals_job", help="stage jobs, comma-separated (default: hourly_job,signals_job)"
-    )
+    _add_backfill_command(commands)
 
     ui = commands.add_parser(
         "ui",
@@ -176,6 +161,25 @@ def build_parser() -> argparse.ArgumentParser:
     shots.add_argument("--data-dir", default="data", help="data folder of a finished demo (default: data)")
     shots.add_argument("--out", default="docs/img", help="folder for the PNGs (default: docs/img)")
     return parser
+
+
+def _add_backfill_command(commands: Any) -> None:
+    backfill = commands.add_parser(
+        "backfill",
+        help="materialize landed history (imports) in bounded runs: raw tables, bars, funding, spreads",
+        description="Run the pipeline's hourly stage jobs (hourly_job, then signals_job) over the landed history "
+        "in runs of at most a month of hours each, on the data folder's Dagster instance (the UI lists them), "
+        "printing each run's wall time beside its steps' time. The daemon's landing sensor does the same by "
+        "itself; this loads history in one command without it.",
+    )
+    backfill.add_argument("--data-dir", default="data", help="data folder (default: data)")
+    backfill.add_argument("--from", dest="start", help="first day, YYYY-MM-DD (default: the first landed day)")
+    backfill.add_argument(
+        "--to", dest="end", help="end day (exclusive), YYYY-MM-DD (default: after the last landed hour)"
+    )
+    backfill.add_argument(
+        "--jobs", default="hourly_job,signals_job", help="stage jobs, comma-separated (default: hourly_job,signals_job)"
+    )
 
 
 def _add_trade_commands(commands: Any) -> None:
