@@ -9,7 +9,9 @@ per-second paths rather than stepping through them:
 - a position is liquidated at the first second whose mark takes its equity to its maintenance margin.
 
 Events are handed over in time order (at one instant: funding, then fills, then liquidation), each scan
-starting after the previous event, so a fill or a payment changes what the next scan finds.
+starting after the previous instant, so a fill or a payment changes what the next scan finds. Every event of
+an instant is handed over before the scan moves past it: two perps of a venue settle at the same moment, and
+each is paid.
 """
 
 from __future__ import annotations
@@ -56,42 +58,47 @@ class SimMarket:
         return index if m.venue.facts.funding_price == "oracle" else mark
 
     # -- events ---------------------------------------------------------------------------------------------
-    def _next(self, account: AccountEvents, lo: int, hi: int) -> tuple[int, int, str] | None:
-        """The earliest (time, kind, symbol) in (lo, hi]."""
-        best: tuple[int, int, str] | None = None
+    def _next(self, account: AccountEvents, lo: int, hi: int) -> tuple[int, list[tuple[int, str]]] | None:
+        """The earliest instant in (lo, hi] at which something happens, and every (kind, symbol) due then,
+        in the order they are handed over (funding, fills, liquidations)."""
+        due: dict[tuple[int, str], int] = {}  # (kind, symbol) -> time
         for symbol, side, price in account.resting():
             t = self.book.first_cross(self.markets[symbol], side, price, lo, hi)
-            if t is not None and (best is None or (t, FILL) < best[:2]):
-                best = (t, FILL, symbol)
+            if t is not None:
+                due[(FILL, symbol)] = min(t, due.get((FILL, symbol), t))
         for symbol in account.open_symbols():
             m = self.markets[symbol]
             settlement = self.funding.next_settlement(m.venue.index, m.a, lo)
-            if settlement <= hi and (best is None or (settlement, FUNDING) < best[:2]):
-                best = (settlement, FUNDING, symbol)
-            end = min(hi, settlement, best[0] if best is not None else hi)
+            if settlement <= hi:
+                due[(FUNDING, symbol)] = settlement
+            end = min(hi, settlement)
             times, marks = self.book.marks(m, lo, end)
             i = account.first_liquidation(symbol, marks)
-            if i is not None and (best is None or (int(times[i]), LIQUIDATION) < best[:2]):
-                best = (int(times[i]), LIQUIDATION, symbol)
-        return best
+            if i is not None:
+                due[(LIQUIDATION, symbol)] = int(times[i])
+        if not due:
+            return None
+        first = min(due.values())
+        return first, sorted(key for key, t in due.items() if t == first)
 
     def advance(self, account: AccountEvents, upto: int) -> None:
         lo = account.time
         while True:
-            event = self._next(account, lo, upto)
-            if event is None:
+            found = self._next(account, lo, upto)
+            if found is None:
                 return
-            t, kind, symbol = event
-            m = self.markets[symbol]
-            if kind == FUNDING:
-                account.on_funding(symbol, t, self.funding.settled_rate(m, t), self.reference_price(m, t))
-            elif kind == FILL:
-                account.on_book(symbol, t, self.book.structure(m, t))
-            else:
-                account.on_liquidation(symbol, t, self.funding.mark_index(m, t)[0])
+            t, events = found
+            for kind, symbol in events:
+                m = self.markets[symbol]
+                if kind == FUNDING:
+                    account.on_funding(symbol, t, self.funding.settled_rate(m, t), self.reference_price(m, t))
+                elif kind == FILL:
+                    account.on_book(symbol, t, self.book.structure(m, t))
+                elif symbol in account.open_symbols():  # a payment or fill at t may have closed it
+                    account.on_liquidation(symbol, t, self.funding.mark_index(m, t)[0])
             lo = t
 
     def next_event(self, account: AccountEvents, after: int) -> int | None:
         horizon = after + LIQUIDATION_HORIZON_MS
-        event = self._next(account, after, horizon)
-        return None if event is None else event[0]
+        found = self._next(account, after, horizon)
+        return None if found is None else found[0]

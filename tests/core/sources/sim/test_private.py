@@ -287,6 +287,20 @@ def test_funding_paid_at_each_settlement_is_rate_times_size_times_reference_pric
     assert position["positionMargin"] == pytest.approx(order["cost"] / 10 + sum(r["amount"] for r in rows))
 
 
+def test_every_position_is_paid_at_a_settlement_they_share() -> None:
+    """Two perps of one venue settle at the same instant: each position is paid, none skipped."""
+    ex = pinned("binance")
+    symbols = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
+    for symbol, amount in zip(symbols, (0.2, 3.0, 50.0), strict=True):
+        run(ex.create_order(symbol, "market", "sell", amount))
+    ex.clock.now_ms = START_MS + 24 * HOUR_MS + 1
+    rows = run(ex.fetch_funding_history())
+    paid = sorted((r["timestamp"], r["symbol"]) for r in rows)
+    settlements = [START_MS + k * 8 * HOUR_MS for k in (1, 2, 3)]
+    assert paid == sorted((t, s) for t in settlements for s in symbols)
+    assert all(r["amount"] != 0 for r in rows)
+
+
 # -- liquidation ---------------------------------------------------------------------------------------------------
 def test_a_125x_long_is_liquidated_at_the_first_mark_at_its_maintenance_margin() -> None:
     ex = pinned("binance")
