@@ -300,7 +300,7 @@ class Account:
             "lastPrice": None,
             "notional": notional,
             "leverage": leverage,
-            "collateral": pos.margin + upnl,
+            "collateral": pos.margin,  # the isolated wallet, without the unrealised PnL (ccxt's binance field)
             "initialMargin": pos.base * pos.entry_price / leverage,
             "initialMarginPercentage": 1.0 / leverage,
             "maintenanceMargin": maintenance,

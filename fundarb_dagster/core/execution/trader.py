@@ -29,13 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ccxt
 import numpy as np
 
 from ..config import TradeConfig
 from ..risk import RiskLimits
+from ..units import HOUR_MS
+from ..venues import fees_bps, maintenance_margin_rate
 from . import ledger as rows
 from .clocks import TraderClock
-from .gateway import Gateway, OrderState, Refused, Sent
+from .gateway import Gateway, OrderState, Refused, Sent, error_reason
 from .ids import Purpose, decision_id, pair_tag, parse
 from .ledger import Ledger
 from .machine import (
@@ -59,6 +62,7 @@ from .signals import own_signals, warehouse_signals
 from .targets import PairSpec, Target, choose_targets, market_key
 
 Key = tuple[str, str]
+LEDGER_FLUSH_S = 2.0  # wall seconds between landings of the buffered streams (the capture's flush interval)
 PHASE_CODES = {Phase.IDLE: 0, Phase.WORKING: 1, Phase.CANCELING: 2}
 
 
@@ -152,6 +156,8 @@ class Trader:
         self.next_decision = 0
         self.next_reconcile = 0
         self.next_progress = 0.0
+        self.next_flush = 0.0
+        self.flushed_hour = -1
 
     # -- public ------------------------------------------------------------------------------------------
     @property
@@ -188,6 +194,10 @@ class Trader:
                 break
             await self.once(now)
             await self.clock.sleep_until(self.wake_time(now, until_ms))
+        try:  # a clean stop lands what the venue booked up to now (funding, positions, balances)
+            await self.reconcile(self.clock.now())
+        except ccxt.BaseError as exc:
+            self.say(f"trade: the last reconciliation failed ({error_reason(exc)}); the next start does it")
         self.ledger.flush()
 
     def wake_time(self, now: int, until_ms: int | None) -> int:
@@ -212,8 +222,19 @@ class Trader:
         if now >= self.next_reconcile:
             self.next_reconcile = now + int(self.config.reconcile_interval_s * 1000)
             await self.reconcile(now)
-        self.ledger.flush()
+        self.flush(now)
         self.progress(now)
+
+    def flush(self, now: int) -> None:
+        """Land what is buffered every `LEDGER_FLUSH_S` of wall time and whenever the venue's hour turns (one
+        file per stream and flush, so a stepped run of days is not thousands of files). The orders stream's
+        intents are landed before each send (`place`); what else a SIGKILL drops from the buffer the venue
+        still holds, and recovery fetches it again."""
+        wall = time.monotonic()
+        if wall >= self.next_flush or now // HOUR_MS != self.flushed_hour:
+            self.ledger.flush()
+            self.next_flush = wall + LEDGER_FLUSH_S
+            self.flushed_hour = now // HOUR_MS
 
     # -- decisions ---------------------------------------------------------------------------------------
     async def observe(self) -> dict[Key, float]:
@@ -550,11 +571,12 @@ class Trader:
         mark = self.marks.get(key, self.mids.get(key, math.nan))
         position = self.venue_positions.get(key) or {}
         entry = float(position.get("entryPrice") or mark) if leg.kind == "perp" else mark
+        # the venue's isolated wallet (ccxt `collateral`, without the unrealised PnL, which the liquidation price
+        # adds from the entry) and its tier's rate; the backtest's margin model where the venue has no position
         wallet = (
             float(position.get("collateral") or abs(units) * mark / self.config.leverage) if leg.kind == "perp" else 0.0
         )
-        from ..venues import fees_bps, maintenance_margin_rate
-
+        mmr = float(position.get("maintenanceMarginPercentage") or maintenance_margin_rate(leg.exchange))
         return BookLeg(
             name,
             "ab"[which],
@@ -566,7 +588,7 @@ class Trader:
             entry,
             mark,
             wallet,
-            maintenance_margin_rate(leg.exchange) if leg.kind == "perp" else 0.0,
+            mmr if leg.kind == "perp" else 0.0,
             fees_bps(leg.exchange).taker(leg.kind) / 1e4,
         )
 

@@ -68,6 +68,7 @@ def test_market_order_walks_the_book_at_its_arrival_and_pays_the_taker_fee() -> 
     position = run(ex.fetch_positions())[0]
     margin = vwap * 1.5 / 10  # the default leverage
     assert position["positionMargin"] == pytest.approx(margin)
+    assert position["collateral"] == pytest.approx(margin)  # the isolated wallet, as ccxt's binance says it
     assert balance["USDT"]["free"] == pytest.approx(100_000 - margin - vwap * 1.5 * taker)
     mark = position["markPrice"]
     assert balance["USDT"]["total"] == pytest.approx(100_000 - vwap * 1.5 * taker + 1.5 * (mark - vwap))

@@ -1,0 +1,157 @@
+"""Helpers for the trader's proof runs: a stepped trader on in-process simulated venues, and what the venues
+themselves booked (their orders, trades and funding), read from the venue objects, never from the trader.
+
+The funding model here is computed independently of both the venue and the warehouse: the settled rate from the
+interval's premium-index samples through the venues' documented formula, the reference price from the world's
+paths (mark = index x (1 + premium); the oracle is the index), the position from the venue's trades before the
+settlement."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fundarb_dagster.core.config import FaultConfig, FundarbConfig, default_config
+from fundarb_dagster.core.execution.ids import pair_tag, parse
+from fundarb_dagster.core.execution.launch import TradeRun, check, open_trader
+from fundarb_dagster.core.execution.recovery import recover
+from fundarb_dagster.core.execution.trader import Trader
+from fundarb_dagster.core.sources.sim import VENUES, SimExchange, funding_rate_from_premiums
+from fundarb_dagster.core.units import HOUR_MS
+
+
+def trade_config(
+    data_dir: Path,
+    strategy: str,
+    exchanges: Sequence[str],
+    faults: FaultConfig | None = None,
+    **trade: Any,
+) -> FundarbConfig:
+    """The embedded sim defaults on some venues, the trader on `strategy`, progress lines off."""
+    cfg = default_config()
+    sim = cfg.sim if faults is None else replace(cfg.sim, faults=faults)
+    venues = tuple(e for e in cfg.exchanges if e.id in exchanges)
+    settings = {"strategy": strategy, "progress_interval_s": 1e9, **trade}
+    return replace(cfg, data_dir=str(data_dir), sim=sim, exchanges=venues, trade=replace(cfg.trade, **settings))
+
+
+async def run_stepped(config: FundarbConfig, hours: float, say: Callable[[str], None]) -> Trader:
+    """`fundarb trade --venue sim` with the trader moving the simulated clock: recover, then run `hours`."""
+    run = TradeRun(venue="sim", stepped=True)
+    config = check(config, run)
+    trader = await open_trader(config, run, say)
+    for line in await recover(trader):
+        say(f"recovered {line}")
+    await trader.run(until_ms=config.sim.start_ms + int(hours * HOUR_MS))
+    return trader
+
+
+def stepped(config: FundarbConfig, hours: float) -> tuple[Trader, list[str]]:
+    said: list[str] = []
+    return asyncio.run(run_stepped(config, hours, said.append)), said
+
+
+@dataclass(frozen=True)
+class VenueTrade:
+    exchange: str
+    symbol: str
+    trade_id: str
+    client_id: str
+    ts_ms: int
+    units: float  # signed base units
+
+
+def venue_orders(venues: dict[str, SimExchange]) -> list[tuple[str, Any]]:
+    """Every order each venue accepted: (exchange, its order object)."""
+    return [(e, o) for e, ex in venues.items() for o in ex.private.matching.orders.values()]
+
+
+def venue_trades(venues: dict[str, SimExchange]) -> list[VenueTrade]:
+    out = []
+    for exchange, ex in venues.items():
+        for t in ex.private.matching.trades:
+            size = float(ex.markets[t["symbol"]].get("contractSize") or 1.0)
+            sign = 1.0 if t["side"] == "buy" else -1.0
+            cid = str((t.get("info") or {}).get("clientOrderId") or "")
+            out.append(
+                VenueTrade(exchange, t["symbol"], str(t["id"]), cid, int(t["timestamp"]), sign * t["amount"] * size)
+            )
+    return sorted(out, key=lambda t: (t.ts_ms, t.exchange, t.trade_id))
+
+
+def unhedged_stretches(trader: Trader, trades: Sequence[VenueTrade]) -> dict[str, list[tuple[int, int | None]]]:
+    """Per pair, the (start, end) of every stretch its legs were not hedged, from the venue's trades (end None:
+    still unhedged). A leg is the trades whose client id names the pair and the leg."""
+    by_tag = {pair_tag(s.name): s for s in trader.specs}
+    legs: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    out: dict[str, list[tuple[int, int | None]]] = defaultdict(list)
+    opened: dict[str, int] = {}
+    for t in trades:
+        key = parse(t.client_id)
+        if key is None or key.pair_tag not in by_tag:
+            continue
+        spec = by_tag[key.pair_tag]
+        legs[spec.name][key.leg] += t.units
+        tolerance = trader.rules_for(spec).tolerance
+        unhedged = abs(sum(legs[spec.name])) > tolerance
+        if unhedged and spec.name not in opened:
+            opened[spec.name] = t.ts_ms
+        elif not unhedged and spec.name in opened:
+            out[spec.name].append((opened.pop(spec.name), t.ts_ms))
+    for name, start in opened.items():
+        out[name].append((start, None))
+    return dict(out)
+
+
+def reference_price(ex: SimExchange, symbol: str, t: int, oracle: bool) -> float:
+    """The mark (index x (1 + premium)) or the oracle (index) at t from the world's paths, on the tick."""
+    m = ex._m[symbol]
+    h, s = t // HOUR_MS, (t % HOUR_MS) // 1000
+    index = float(np.exp(ex.world.spot_seconds(m.a, h)[s])) * m.multiplier
+    price = index if oracle else index * (1 + float(ex.world.premium_seconds(m.venue.index, m.a, h)[s]))
+    return round(price, m.decimals)
+
+
+def settled_rate(ex: SimExchange, symbol: str, t: int, interval_h: float) -> float:
+    """The venue's documented formula on the interval's premium-index samples."""
+    spec = VENUES[ex.id]
+    asset = ex._m[symbol].asset
+    _, samples = ex.premium_index(symbol, t - int(interval_h * HOUR_MS), t)
+    return funding_rate_from_premiums(
+        samples,
+        interval_h=interval_h,
+        style=spec.funding_style,
+        average=spec.premium_average,
+        cap=spec.cap(asset),
+        floor=-spec.cap(asset),
+    )
+
+
+def expected_funding(
+    venues: dict[str, SimExchange], trades: Sequence[VenueTrade], start_ms: int, end_ms: int
+) -> dict[tuple[str, str, int], float]:
+    """(exchange, symbol, settlement) -> the payment the model expects for every settlement in (start, end] at
+    which the account held a perp: -units x rate x reference price."""
+    out = {}
+    for exchange, ex in venues.items():
+        spec = VENUES[exchange]
+        oracle = spec.facts.funding_price == "oracle"
+        for symbol in {t.symbol for t in trades if t.exchange == exchange and ":" in t.symbol}:
+            mine = [t for t in trades if t.exchange == exchange and t.symbol == symbol]
+            m = ex._m[symbol]
+            settlement = ex.funding.next_settlement(m.venue.index, m.a, start_ms)
+            while settlement <= end_ms:
+                units = sum(t.units for t in mine if t.ts_ms < settlement)  # venues settle before they fill
+                interval_h = ex.funding.interval_for(m.venue.index, m.a, settlement)
+                if abs(units) > 1e-12:
+                    rate = settled_rate(ex, symbol, settlement, interval_h)
+                    price = reference_price(ex, symbol, settlement, oracle)
+                    out[(exchange, symbol, settlement)] = -units * rate * price
+                settlement = ex.funding.next_settlement(m.venue.index, m.a, settlement)
+    return out
