@@ -1,0 +1,189 @@
+"""SIGKILL of the trader at random moments, restarted each time, against venues in a process of their own
+(`fundarb sim-venue`, with every order fault on): afterwards the trader's landed orders, fills and funding
+reconcile to the venue's truth, read from the venue itself, with nothing doubled and nothing lost.
+
+Real processes throughout: the venue server and each `fundarb trade` are subprocesses, the kill is SIGKILL
+(no handler runs), the last run flattens with `fundarb trade --flatten`."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fundarb_dagster.core.execution.ids import parse
+from fundarb_dagster.core.execution.ledger import decoded, read_landed
+from fundarb_dagster.core.execution.venue_server import SHUTDOWN, connect, wait_ready
+from fundarb_dagster.core.schema import OrderStatus
+
+FUNDARB = [sys.executable, "-m", "fundarb_dagster.cli"]
+KILLS = 6
+WRITER = "trader-restarts"
+pytestmark = pytest.mark.slow
+
+
+def write_config(path: Path, data_dir: Path) -> Path:
+    raw = {
+        "source": "sim",
+        "data_dir": str(data_dir),
+        "exchanges": [
+            {"id": "binance", "symbols": ["BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"]},
+            {"id": "hyperliquid", "symbols": ["BTC/USDC:USDC", "ETH/USDC:USDC", "SOL/USDC:USDC"]},
+        ],
+        # 15 market minutes per wall second: a decision every third of a wall second, the leg timeout ~6 ms of wall
+        "sim": {
+            "seed": 7,
+            "speed": 900.0,
+            "start": "2026-11-01T00:00:00Z",
+            "faults": {
+                "order_reject_rate": 0.05,
+                "order_timeout_rate": 0.05,
+                "order_never_fill_rate": 0.05,
+                "order_disconnect_rate": 0.05,
+            },
+        },
+        "trade": {
+            "name": "restarts",
+            "strategy": "perp_perp",
+            # a narrow band and one pair at a time: the best pair rotates, so the runs keep entering and exiting
+            "enter_apr": 0.05,
+            "exit_apr": 0.03,
+            "max_pairs": 1,
+            "decision_interval_s": 300.0,
+            "reconcile_interval_s": 600.0,
+            "progress_interval_s": 1.0,
+        },
+    }
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def journaled(data_dir: Path) -> int:
+    """Files the trader landed in its orders stream (each intent is landed alone before its order is sent)."""
+    return len(list((data_dir / "landing" / "orders").glob(f"date=*/hour=*/{WRITER}-*.parquet")))
+
+
+async def venue_truth(socket: Path) -> dict[str, dict[str, Any]]:
+    venues = connect(socket, ["binance", "hyperliquid"])
+    out = {}
+    try:
+        for name, ex in venues.items():
+            out[name] = {
+                "orders": await ex.fetch_orders(),
+                "trades": await ex.fetch_my_trades(),
+                "funding": await ex.fetch_funding_history(),
+                "positions": await ex.fetch_positions(),
+                "markets": await ex.load_markets(),
+                "stats": await ex.stats(),
+            }
+    finally:
+        await next(iter(venues.values())).close()
+    return out
+
+
+async def shutdown(socket: Path) -> None:
+    venue = connect(socket, ["binance"])["binance"]
+    await venue.connection.request("", SHUTDOWN, (), {})
+    await venue.close()
+
+
+def test_sigkilled_trader_restarts_and_reconciles_to_the_venue_with_nothing_doubled(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    config = write_config(tmp_path / "trade.yaml", data_dir)
+    socket = tmp_path / "venue.sock"
+    venue = subprocess.Popen(
+        [*FUNDARB, "sim-venue", "--config", str(config), "--socket", str(socket)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    outputs: list[str] = []
+    try:
+        wait_ready(socket)
+        trade = [*FUNDARB, "trade", "--config", str(config), "--venue-socket", str(socket)]
+        rng = random.Random(20261102)
+        for k in range(KILLS):
+            proc = subprocess.Popen(trade, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            if k % 2:  # a random moment of its run (start-up is ~2 s)
+                time.sleep(rng.uniform(2.0, 7.0))
+            else:  # a random moment just after it journaled an order: orders in flight, legs apart
+                intents = journaled(data_dir)
+                deadline = time.monotonic() + 20.0
+                while journaled(data_dir) == intents and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                time.sleep(rng.uniform(0.0, 0.05))
+            proc.send_signal(signal.SIGKILL)
+            out, _ = proc.communicate(timeout=30)
+            assert proc.returncode == -signal.SIGKILL
+            outputs.append(out)
+        clean = subprocess.run([*trade, "--duration", "6"], capture_output=True, text=True, timeout=120)
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        outputs.append(clean.stdout)
+        flat = subprocess.run([*trade, "--flatten"], capture_output=True, text=True, timeout=180)
+        assert flat.returncode == 0, flat.stdout + flat.stderr
+        assert "flat after --flatten" in flat.stdout
+        outputs.append(flat.stdout)
+        truth = asyncio.run(venue_truth(socket))
+        asyncio.run(shutdown(socket))
+        venue.wait(timeout=30)
+    finally:
+        if venue.poll() is None:
+            venue.kill()
+            venue.wait()
+
+    orders = read_landed(data_dir, "orders", WRITER)
+    fills = read_landed(data_dir, "fills", WRITER)
+    payments = read_landed(data_dir, "funding_payments", WRITER)
+
+    # the runs traded, met faults, and were killed with work to recover at least once
+    venue_orders = [(e, o) for e, t in truth.items() for o in t["orders"]]
+    assert len(venue_orders) >= 6, "\n".join(outputs)
+    assert sum(sum(t["stats"]["faults_injected"].values()) for t in truth.values()) >= 1
+    assert any("trade: recovered" in out for out in outputs), outputs
+
+    # no order twice at the venue, each journaled as an intent before it was sent
+    client_ids = [o["clientOrderId"] for _, o in venue_orders]
+    assert all(parse(cid) is not None for cid in client_ids)
+    assert len(client_ids) == len(set(client_ids))
+    intents = {
+        c for c, s in zip(decoded(orders, "client_order_id"), orders["status"], strict=True) if s == OrderStatus.INTENT
+    }
+    assert set(client_ids) <= intents
+    # every order's last landed state is the venue's (nothing left "open" that the venue closed)
+    last: dict[str, int] = {}
+    for cid, status in zip(decoded(orders, "client_order_id"), orders["status"], strict=True):
+        last[cid] = int(status)
+    venue_status = {o["clientOrderId"]: o["status"] for _, o in venue_orders}
+    for cid, status in venue_status.items():
+        assert OrderStatus(last[cid]).name.lower() == status, cid
+
+    # every fill the venue made is landed exactly once, none invented
+    landed = Counter(zip(decoded(fills, "exchange"), decoded(fills, "trade_id"), strict=True))
+    booked = Counter((e, str(t["id"])) for e, v in truth.items() for t in v["trades"])
+    assert landed == booked
+
+    # funding: every payment the venue booked is landed once, with its amount
+    landed_funding = Counter(
+        zip(decoded(payments, "exchange"), decoded(payments, "symbol"), payments["ts_ms"].tolist(), strict=True)
+    )
+    assert all(n == 1 for n in landed_funding.values())
+    venue_funding = {(e, r["symbol"], r["timestamp"]): r["amount"] for e, v in truth.items() for r in v["funding"]}
+    assert set(landed_funding) == set(venue_funding)
+    for rec, e, s in zip(payments, decoded(payments, "exchange"), decoded(payments, "symbol"), strict=True):
+        assert float(rec["amount"]) == pytest.approx(venue_funding[(e, s, int(rec["ts_ms"]))], abs=1e-12)
+
+    # positions: the landed fills sum to the venue's positions, which are flat after --flatten
+    units: dict[tuple[str, str], float] = defaultdict(float)
+    for rec, e, s in zip(fills, decoded(fills, "exchange"), decoded(fills, "symbol"), strict=True):
+        units[(e, s)] += float(rec["side"]) * float(rec["amount"])
+    assert all(v["positions"] == [] for v in truth.values())
+    assert all(abs(u) < 1e-9 for u in units.values()), units
