@@ -17,6 +17,7 @@ unified structures.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ class Account:
         self.leverages: dict[str, float] = {}
         self.reserved: dict[str, tuple[str, float]] = {}  # order id -> (currency, amount) held for it
         self.funding_history: list[dict[str, Any]] = []
+        self.held: dict[str, list[tuple[int, float]]] = {}  # symbol -> (time, signed contracts after), ascending
         self.liquidations: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
 
@@ -172,18 +174,29 @@ class Account:
             pos.contracts += delta
         self.cash[settle] = self.cash.get(settle, 0.0) + realized - fee_cost
         pos.updated_ms = t
+        self._record(symbol, t, pos.contracts)
         return realized
 
+    def contracts_at(self, symbol: str, t: int) -> float:
+        """The signed contracts held just before t (a settlement at t is paid before a fill at t)."""
+        held = self.held.get(symbol, [])
+        i = bisect.bisect_left(held, (t,)) - 1
+        return held[i][1] if i >= 0 else 0.0
+
     def settle_funding(self, market: Mapping[str, Any], t: int, rate: float, reference: float) -> dict[str, Any] | None:
-        """Pay or receive funding at a settlement; returns the funding-history row (None without a position)."""
+        """Pay or receive funding at a settlement on the position held then; returns the funding-history row
+        (None without a position). Into the cash, and into the isolated margin of a position still open."""
         pos = self.positions.get(market["symbol"])
-        if pos is None or not pos.contracts:
+        contracts = self.contracts_at(market["symbol"], t)
+        if pos is None or not contracts:
             return None
-        amount = -pos.sign * pos.base * reference * rate
+        sign, base = (1 if contracts > 0 else -1), abs(contracts) * pos.contract_size
+        amount = -sign * base * reference * rate
         self.cash[pos.settle] = self.cash.get(pos.settle, 0.0) + amount
-        pos.margin += amount
+        if pos.contracts * contracts > 0:
+            pos.margin += amount
         pos.funding += amount
-        pos.updated_ms = t
+        pos.updated_ms = max(pos.updated_ms, t)
         row = {
             "info": {
                 "symbol": market["id"],
@@ -194,7 +207,7 @@ class Account:
                 "tranId": str(next(self._ids)),
                 "fundingRate": repr(rate),
                 "referencePrice": repr(reference),
-                "positionAmt": repr(pos.sign * pos.base),
+                "positionAmt": repr(sign * base),
             },
             "symbol": market["symbol"],
             "code": pos.settle,
@@ -251,7 +264,11 @@ class Account:
         self.cash[pos.settle] = self.cash.get(pos.settle, 0.0) - loss
         pos.realized_pnl -= loss
         pos.contracts, pos.margin, pos.updated_ms = 0.0, 0.0, t
+        self._record(pos.symbol, t, 0.0)
         return contracts, side, loss
+
+    def _record(self, symbol: str, t: int, contracts: float) -> None:
+        self.held.setdefault(symbol, []).append((t, contracts))
 
     # -- ccxt structures ----------------------------------------------------------------------------------
     def balance(self, marks: Mapping[str, float], t: int) -> dict[str, Any]:

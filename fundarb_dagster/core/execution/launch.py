@@ -72,6 +72,13 @@ def check(config: FundarbConfig, run: TradeRun) -> FundarbConfig:
         raise ConfigError(f"source: {config.source!r}; --venue sim trades the simulator, set source: sim")
     if run.venue == "paper" and config.source == "sim":
         raise ConfigError("source: 'sim'; --venue paper trades a market-data source (replay, wire or live)")
+    if run.venue == "paper" and config.source in ("replay", "wire") and not config.replay.speed > 0:
+        raise ConfigError(
+            f"replay.speed: {config.replay.speed!r}; a paper venue trades in the replay's time, so it must be paced "
+            "(> 0 market seconds per wall second)"
+        )
+    if run.venue == "live" and config.source != "live":
+        raise ConfigError(f"source: {config.source!r}; --venue live trades the live exchanges, set source: live")
     if run.duration_s is not None and not run.duration_s > 0:
         raise ConfigError(f"--duration: {run.duration_s!r} must be > 0")
     if run.stepped and (run.venue != "sim" or run.venue_socket):
@@ -97,30 +104,30 @@ def trader_markets(config: FundarbConfig) -> dict[str, tuple[str, ...]]:
     return out
 
 
-VenueFactory = Callable[[FundarbConfig, TradeRun, tuple[str, ...]], Mapping[str, Any]]
+VenueFactory = Callable[[FundarbConfig, TradeRun, Mapping[str, tuple[str, ...]]], Mapping[str, Any]]
 
 
-def _sim_venues(config: FundarbConfig, run: TradeRun, exchanges: tuple[str, ...]) -> Mapping[str, Any]:
+def _sim_venues(config: FundarbConfig, run: TradeRun, markets: Mapping[str, tuple[str, ...]]) -> Mapping[str, Any]:
     if run.venue_socket:
         from .venue_server import connect
 
-        return connect(run.venue_socket, exchanges)
+        return connect(run.venue_socket, tuple(markets))
     from ..sources.sim import SimExchange
 
     wall = time.time()  # one clock for every venue of the run
-    return {e: SimExchange(e, config.sim, wall_start=wall) for e in exchanges}
+    return {e: SimExchange(e, config.sim, wall_start=wall) for e in markets}
 
 
-def _paper_venues(config: FundarbConfig, run: TradeRun, exchanges: tuple[str, ...]) -> Mapping[str, Any]:
-    from .paper import open_paper_venues  # type: ignore[attr-defined]
+def _paper_venues(config: FundarbConfig, run: TradeRun, markets: Mapping[str, tuple[str, ...]]) -> Mapping[str, Any]:
+    from .paper import open_paper_venues
 
-    return open_paper_venues(config, exchanges)
+    return open_paper_venues(config, markets)
 
 
-def _live_venues(config: FundarbConfig, run: TradeRun, exchanges: tuple[str, ...]) -> Mapping[str, Any]:
-    from .live import open_live_venues  # type: ignore[attr-defined]
+def _live_venues(config: FundarbConfig, run: TradeRun, markets: Mapping[str, tuple[str, ...]]) -> Mapping[str, Any]:
+    from .live import open_live_venues
 
-    return open_live_venues(config, exchanges, dry_run=config.trade.dry_run)
+    return open_live_venues(config, markets, dry_run=config.trade.dry_run)
 
 
 VENUE_FACTORIES: dict[str, VenueFactory] = {"sim": _sim_venues, "paper": _paper_venues, "live": _live_venues}
@@ -129,7 +136,7 @@ VENUE_FACTORIES: dict[str, VenueFactory] = {"sim": _sim_venues, "paper": _paper_
 async def open_trader(config: FundarbConfig, run: TradeRun, say: Callable[[str], None] = print) -> Trader:
     """The venues opened, markets loaded, the strategy's pairs found, the trader built (not yet recovered)."""
     markets = trader_markets(config)
-    venues = VENUE_FACTORIES[run.venue](config, run, tuple(markets))
+    venues = VENUE_FACTORIES[run.venue](config, run, markets)
     gateway = Gateway(venues)
     try:
         legs = await gateway.load(markets)

@@ -8,7 +8,9 @@ test_conformance.py` runs the same scenario through each kind. A method a venue 
 
 `MarketDriver` is what `private.PrivateApi` (the one implementation of the private side for the simulator
 and paper venues) needs from the market it trades on: its clock, its book and marks at a time, and the
-events (resting orders crossed, funding settlements, liquidations) between two times.
+events (resting orders crossed, funding settlements, liquidations) between two times. Both drivers (the
+simulator's computed market, `sources/sim/trading.py`, and a paper venue's streamed one, `paper.py`) find the
+next instant something happens (`EventScan`) and hand the events over with the one loop here (`hand_over`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,13 @@ PRIVATE_METHODS: Final = (
     "watch_my_trades",
 )
 
+# ccxt's `has` flags of those methods (`fetchMyTrades`, ...), which every venue kind sets
+PRIVATE_HAS: Final = {
+    name.split("_")[0] + "".join(part.capitalize() for part in name.split("_")[1:]): True for name in PRIVATE_METHODS
+}
+
 Structure = dict[str, Any]
+FUNDING, FILL, LIQUIDATION = 0, 1, 2  # the order in which the events of one instant are handed over
 
 
 @runtime_checkable
@@ -150,3 +158,44 @@ class MarketDriver(Protocol):
     def next_event(self, account: AccountEvents, after: int) -> int | None:
         """When the market next does something to the account after `after`, if it can be known ahead."""
         ...
+
+
+class EventScan(Protocol):
+    """How a market driver finds and prices the events it hands over (`hand_over`)."""
+
+    def next_events(self, account: AccountEvents, lo: int, hi: int) -> tuple[int, list[tuple[int, str]]] | None:
+        """The earliest instant in (lo, hi] at which something happens to the account, and every (kind, symbol)
+        due then, sorted (funding, fills, liquidations; by symbol)."""
+        ...
+
+    def funding_at(self, symbol: str, t: int) -> tuple[float, float]:
+        """(settled rate, reference price) of the settlement at t."""
+        ...
+
+    def order_book(self, symbol: str, t: int) -> Mapping[str, Any] | None: ...
+
+    def mark(self, symbol: str, t: int) -> float | None: ...
+
+
+def hand_over(scan: EventScan, account: AccountEvents, upto: int) -> None:
+    """Tell the account what happened in (account.time, upto], in time order. Each scan starts after the previous
+    instant, so a fill or a payment changes what the next scan finds; every event of an instant is handed over
+    before the scan moves past it (two perps of a venue settle at the same moment, and each is paid)."""
+    lo = account.time
+    while True:
+        found = scan.next_events(account, lo, upto)
+        if found is None:
+            return
+        t, events = found
+        for kind, symbol in events:
+            if kind == FUNDING:
+                account.on_funding(symbol, t, *scan.funding_at(symbol, t))
+            elif kind == FILL:
+                book = scan.order_book(symbol, t)
+                if book is not None:
+                    account.on_book(symbol, t, book)
+            elif symbol in account.open_symbols():  # a payment or a fill at t may have closed it
+                mark = scan.mark(symbol, t)
+                if mark is not None:
+                    account.on_liquidation(symbol, t, mark)
+        lo = t

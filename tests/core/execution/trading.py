@@ -17,11 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from fundarb_dagster.core import landing, schema
 from fundarb_dagster.core.config import FaultConfig, FundarbConfig, default_config
 from fundarb_dagster.core.execution.ids import pair_tag, parse
 from fundarb_dagster.core.execution.launch import TradeRun, check, open_trader
 from fundarb_dagster.core.execution.recovery import recover
 from fundarb_dagster.core.execution.trader import Trader
+from fundarb_dagster.core.instruments import InstrumentRegistry, registry_path
+from fundarb_dagster.core.sources.feed import Feed
 from fundarb_dagster.core.sources.sim import VENUES, SimExchange, funding_rate_from_premiums
 from fundarb_dagster.core.units import HOUR_MS
 
@@ -155,3 +158,37 @@ def expected_funding(
                     out[(exchange, symbol, settlement)] = -units * rate * price
                 settlement = ex.funding.next_settlement(m.venue.index, m.a, settlement)
     return out
+
+
+async def capture_in_process(config: FundarbConfig, data_dir: Path, hours: float, streams: Sequence[str]) -> None:
+    """The capture's path without MPI: every configured symbol's `streams` through the Feed from the simulator
+    (at its configured speed) until its clock passes `hours`, landed as the capture lands them."""
+    registry = InstrumentRegistry()
+    venues = {e.id: SimExchange(e.id, config.sim, symbols=e.symbols) for e in config.exchanges}
+    for e in config.exchanges:
+        registry.add_markets(e.id, await venues[e.id].load_markets(), list(e.symbols))
+    registry.save(registry_path(data_dir))
+    end = config.sim.start_ms + int(hours * HOUR_MS)
+    got: dict[str, list[np.ndarray]] = defaultdict(list)
+
+    async def consume(feed: Feed, stream: str, symbol: str) -> None:
+        async for batch in feed.watch(stream, symbol):
+            if len(batch.records):
+                got[stream].append(batch.records)
+            if feed.now_ms() >= end:
+                return
+
+    jobs = []
+    for e in config.exchanges:
+        feed = Feed(venues[e.id], registry, stale_timeout_s={s: 1e9 for s in streams})
+        for symbol in e.symbols:
+            for stream in streams:
+                if stream != "funding" or ":" in symbol:
+                    jobs.append(consume(feed, stream, symbol))
+    await asyncio.gather(*jobs)
+    for venue in venues.values():
+        await venue.close()
+    names = registry.names()
+    for seq, (stream, parts) in enumerate(sorted(got.items())):
+        records = np.concatenate(parts)
+        landing.write_stream(data_dir, stream, schema.to_arrow(stream, records, names), "capture-test", seq)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ...config import SimConfig
 from ...execution.private import PrivateApi, bind_private
-from ...execution.protocol import PRIVATE_METHODS
+from ...execution.protocol import PRIVATE_HAS
 from ...execution.tiers import schedule_for, tier_structures
 from ...units import HOUR_MS
 from .book import MAX_LEVELS, SimBook
@@ -142,7 +142,7 @@ class SimExchange:
             "unWatchOrderBook": True,
             "fetchLeverageTiers": True,
             "fetchMarketLeverageTiers": True,
-            **{_camel(name): True for name in PRIVATE_METHODS},
+            **PRIVATE_HAS,
         }
         # How this venue delivers funding on its sockets, for consumers that dispatch on it.
         self.funding_via = "funding_rate" if unified else channel
@@ -559,8 +559,3 @@ class SimExchange:
         m = await self._market(symbol)
         await asyncio.sleep(0)
         return self.data.ticker(m, self.milliseconds())
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)

@@ -8,10 +8,8 @@ per-second paths rather than stepping through them:
   (`VenueFacts.funding_price`: the mark, or the oracle (index) price on hyperliquid);
 - a position is liquidated at the first second whose mark takes its equity to its maintenance margin.
 
-Events are handed over in time order (at one instant: funding, then fills, then liquidation), each scan
-starting after the previous instant, so a fill or a payment changes what the next scan finds. Every event of
-an instant is handed over before the scan moves past it: two perps of a venue settle at the same moment, and
-each is paid.
+Events are handed over by `execution.protocol.hand_over` (time order; at one instant funding, then fills, then
+liquidations).
 """
 
 from __future__ import annotations
@@ -19,14 +17,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ...execution.protocol import AccountEvents
+from ...execution.protocol import FILL, FUNDING, LIQUIDATION, AccountEvents, hand_over
 from ...units import HOUR_MS
 from .book import SimBook
 from .funding import Funding
 from .markets import Market
 from .subscriptions import Clock
 
-FUNDING, FILL, LIQUIDATION = 0, 1, 2  # the order of events at one instant
 LIQUIDATION_HORIZON_MS = 8 * HOUR_MS  # how far `next_event` looks for a liquidation when no settlement is nearer
 
 
@@ -57,10 +54,12 @@ class SimMarket:
         mark, index = self.funding.mark_index(m, t)
         return index if m.venue.facts.funding_price == "oracle" else mark
 
+    def funding_at(self, symbol: str, t: int) -> tuple[float, float]:
+        m = self.markets[symbol]
+        return self.funding.settled_rate(m, t), self.reference_price(m, t)
+
     # -- events ---------------------------------------------------------------------------------------------
-    def _next(self, account: AccountEvents, lo: int, hi: int) -> tuple[int, list[tuple[int, str]]] | None:
-        """The earliest instant in (lo, hi] at which something happens, and every (kind, symbol) due then,
-        in the order they are handed over (funding, fills, liquidations)."""
+    def next_events(self, account: AccountEvents, lo: int, hi: int) -> tuple[int, list[tuple[int, str]]] | None:
         due: dict[tuple[int, str], int] = {}  # (kind, symbol) -> time
         for symbol, side, price in account.resting():
             t = self.book.first_cross(self.markets[symbol], side, price, lo, hi)
@@ -71,8 +70,7 @@ class SimMarket:
             settlement = self.funding.next_settlement(m.venue.index, m.a, lo)
             if settlement <= hi:
                 due[(FUNDING, symbol)] = settlement
-            end = min(hi, settlement)
-            times, marks = self.book.marks(m, lo, end)
+            times, marks = self.book.marks(m, lo, min(hi, settlement))
             i = account.first_liquidation(symbol, marks)
             if i is not None:
                 due[(LIQUIDATION, symbol)] = int(times[i])
@@ -82,23 +80,9 @@ class SimMarket:
         return first, sorted(key for key, t in due.items() if t == first)
 
     def advance(self, account: AccountEvents, upto: int) -> None:
-        lo = account.time
-        while True:
-            found = self._next(account, lo, upto)
-            if found is None:
-                return
-            t, events = found
-            for kind, symbol in events:
-                m = self.markets[symbol]
-                if kind == FUNDING:
-                    account.on_funding(symbol, t, self.funding.settled_rate(m, t), self.reference_price(m, t))
-                elif kind == FILL:
-                    account.on_book(symbol, t, self.book.structure(m, t))
-                elif symbol in account.open_symbols():  # a payment or fill at t may have closed it
-                    account.on_liquidation(symbol, t, self.funding.mark_index(m, t)[0])
-            lo = t
+        hand_over(self, account, upto)
 
     def next_event(self, account: AccountEvents, after: int) -> int | None:
         horizon = after + LIQUIDATION_HORIZON_MS
-        found = self._next(account, after, horizon)
+        found = self.next_events(account, after, horizon)
         return None if found is None else found[0]
