@@ -355,7 +355,7 @@ def _trade(args: argparse.Namespace) -> int:
     if args.send_orders and config.trade.dry_run:
         raise ConfigError("--send-orders: trade.dry_run is true in the config; switch it off there too")
     run = TradeRun(venue=args.venue, duration_s=args.duration, until_ms=until, flatten=args.flatten,
-                   reduce_only=args.reduce_only, dry_run=False if args.send_orders else None,
+                   reduce_only=args.reduce_only, dry_run=not args.send_orders,
                    venue_socket=args.venue_socket)  # fmt: skip
     return asyncio.run(trade(config, run))
 

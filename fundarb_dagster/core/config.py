@@ -157,6 +157,7 @@ class TradeConfig:
     max_repairs: int = 3  # repair rounds before every further one raises an alarm
     reduce_only: bool = False  # only exits: nothing new is opened
     dry_run: bool = True  # live venue only: orders are not sent unless this is switched off explicitly
+    sandbox: bool = True  # live venue, sending: the venue's testnet (ccxt `set_sandbox_mode`) unless false
     limits: Mapping[str, float | None] = field(default_factory=lambda: dict(DEFAULT_TRADE_LIMITS))
 
 
@@ -509,12 +510,22 @@ def check_symbols(config: FundarbConfig, exchange_id: str, markets: Mapping[str,
                 raise ConfigError(f"exchanges[{i}].symbols: {symbol!r} is not listed by exchange {exchange_id!r}")
 
 
+CREDENTIAL_VARIABLES = (
+    ("apiKey", "API_KEY"),
+    ("secret", "SECRET"),
+    ("password", "PASSWORD"),
+    ("walletAddress", "WALLET_ADDRESS"),
+    ("privateKey", "PRIVATE_KEY"),
+)
+
+
 def api_credentials(exchange_id: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """ccxt credentials from FUNDARB_<EXCHANGE>_API_KEY / _SECRET / _PASSWORD; never from a file."""
+    """ccxt credentials from FUNDARB_<EXCHANGE>_API_KEY / _SECRET / _PASSWORD (hyperliquid: _WALLET_ADDRESS /
+    _PRIVATE_KEY); never from a file."""
     env = os.environ if environ is None else environ
     prefix = f"FUNDARB_{exchange_id.upper()}_"
     out = {}
-    for ccxt_name, suffix in (("apiKey", "API_KEY"), ("secret", "SECRET"), ("password", "PASSWORD")):
+    for ccxt_name, suffix in CREDENTIAL_VARIABLES:
         if env.get(prefix + suffix):
             out[ccxt_name] = env[prefix + suffix]
     return out

@@ -103,6 +103,8 @@ class Gateway:
         """Isolated margin at the trader's leverage on every perp leg (the backtest's margin model); returns what
         a venue refused (said, not fatal: it keeps its own setting, which the risk check then sees)."""
         refused = []
+        # venues take a whole leverage as an integer (binance refuses `leverage=3.0`)
+        leverage = int(leverage) if float(leverage).is_integer() else float(leverage)
         for (exchange_id, symbol), leg in self.legs.items():
             if leg.kind != "perp":
                 continue

@@ -58,7 +58,7 @@ class TradeRun:
     until_ms: int | None = None  # on the venue's clock
     flatten: bool = False
     reduce_only: bool = False
-    dry_run: bool | None = None  # None: the config's trade.dry_run
+    dry_run: bool | None = None  # False (--send-orders) with trade.dry_run false sends live orders; else dry
     venue_socket: str = ""  # sim: a venue server's socket (the venue outlives the trader)
     stepped: bool = False  # sim in this process: the trader moves the clock (tests, benchmarks)
 
@@ -86,8 +86,8 @@ def check(config: FundarbConfig, run: TradeRun) -> FundarbConfig:
     trade = config.trade
     if run.reduce_only:
         trade = replace(trade, reduce_only=True)
-    if run.dry_run is not None:
-        trade = replace(trade, dry_run=run.dry_run)
+    # orders reach a live venue only when both the config (trade.dry_run: false) and the run (--send-orders) say so
+    trade = replace(trade, dry_run=trade.dry_run or run.dry_run is not False)
     return replace(config, trade=trade)
 
 
