@@ -338,8 +338,13 @@ def _section(raw: Mapping[str, Any], name: str, cls: type) -> Any:
                 raise ConfigError(f"{where}: expected a mapping, got {value!r}")
             kwargs[key] = {**default, **{str(k): _number(v, f"{where}.{k}", float) for k, v in value.items()}}
             continue
-        if isinstance(default, bool | str):
-            kwargs[key] = str(value) if isinstance(default, str) else bool(value)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):  # "false" as a string would be true: a switch must say it plainly
+                raise ConfigError(f"{where}: {value!r} must be true or false")
+            kwargs[key] = value
+            continue
+        if isinstance(default, str):
+            kwargs[key] = str(value)
             continue
         kwargs[key] = _number(value, where, type(default))
     return cls(**kwargs)

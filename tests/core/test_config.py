@@ -254,3 +254,10 @@ def test_dated_futures_and_ccxt_options_are_accepted_and_futures_get_no_funding_
     assert ("okx", "BTC/USD:BTC-220527", "tickers") in config.subscriptions()
     assert config.exchanges[1].options == {"watchTrades": {"name": "aggTrade"}}
     assert config.replay.min_use_ratio == 0.2
+
+
+@pytest.mark.parametrize("field", ["dry_run", "sandbox", "reduce_only"])
+def test_a_switch_must_be_true_or_false_not_a_string(field: str) -> None:
+    with pytest.raises(ConfigError, match=f"trade.{field}: 'false' must be true or false"):
+        config_from_dict({"trade": {field: "false"}})
+    assert getattr(config_from_dict({"trade": {field: False}}).trade, field) is False
