@@ -48,6 +48,7 @@ COLUMNS = [
     "status",
     "explanation",
 ]
+DUST = 1e-9  # base units: below this a summed position is flat
 PRICE_MATCH = 5e-4  # two prices are "the same" within 5 bp (a payment implies its price only that well)
 
 
@@ -57,6 +58,7 @@ def units_at(fills: pd.DataFrame, exchange: str, symbol: str, times_ms: np.ndarr
     if rows.empty:
         return np.zeros(len(times_ms))
     cum = np.cumsum(rows["side"].to_numpy(float) * rows["amount"].to_numpy(float))
+    cum[np.abs(cum) < DUST] = 0.0  # an exit's fills sum to float dust (3.6e-15), not a position held
     idx = np.searchsorted(rows["ts_ms"].to_numpy(np.int64), np.asarray(times_ms, dtype=np.int64), side="left") - 1
     return np.where(idx >= 0, cum[np.clip(idx, 0, None)], 0.0)
 

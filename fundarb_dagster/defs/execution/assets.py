@@ -42,6 +42,7 @@ DOMAIN = "execution"
 GROUP = "execution"
 OWNERS = ["team:execution"]
 LANDED = ("orders", "fills", "positions", "balances", "funding_payments")
+SNAPSHOT_MS = 600_000  # a streamed price prices a settlement when it is at most this much older (10 min)
 SLACK = timedelta(hours=2)  # payments and settlements near the window's edges are matched across them
 
 
@@ -92,7 +93,7 @@ def _oracle_venues() -> list[str]:
     backfill_policy=BOUNDED_RUNS,
     pool=POOL,
     owners=OWNERS,
-    deps=["funding_rates", "fills", "funding_payments"],
+    deps=["funding_rates", "raw_funding", "fills", "funding_payments"],
     kinds={"duckdb"},
     metadata={"dagster/column_schema": column_schema("funding_reconciliation")},
     description=EXECUTION_TABLES["funding_reconciliation"].description,
@@ -105,11 +106,12 @@ def funding_reconciliation(
     alert_channels: AlertChannelsResource,
 ) -> MaterializeResult:
     window = partition_window(context)
-    wide = {"start": window.start - SLACK, "end": window.end + SLACK, "oracle_venues": _oracle_venues()}
+    wide = {"start": window.start - SLACK, "end": window.end + SLACK}
     with warehouse_connection(duckdb) as conn:
-        ensure_raw_tables(conn, data_dir.path(), "fills", "funding_payments")
+        ensure_raw_tables(conn, data_dir.path(), "fills", "funding_payments", "raw_funding")
         ensure_tables(conn, "funding_rates")
-        settlements = execute(conn, load_sql(DOMAIN, "reconciliation_settlements"), wide).df()
+        priced = {**wide, "oracle_venues": _oracle_venues(), "snapshot_ms": SNAPSHOT_MS}
+        settlements = execute(conn, load_sql(DOMAIN, "reconciliation_settlements"), priced).df()
         payments = execute(conn, load_sql(DOMAIN, "reconciliation_payments"), wide).df()
         trades = execute(conn, load_sql(DOMAIN, "trader_fills"), wide).df()
         frame = reconcile(settlements, payments, trades, config.tolerance_usd)

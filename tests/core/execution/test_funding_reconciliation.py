@@ -92,3 +92,18 @@ def test_a_payment_with_no_position_is_unexpected_and_no_position_no_row() -> No
     )
     out = reconcile(s, payments, flat)
     assert list(out["explanation"]) == ["unexpected payment"]
+
+
+def test_an_exit_whose_fills_sum_to_float_dust_holds_nothing() -> None:
+    fills = pd.DataFrame(
+        {
+            "exchange": "binance",
+            "symbol": "BTC/USDT:USDT",
+            "ts_ms": [T0 + 5, T0 + 6, T0 + 7],
+            "side": [1, -1, -1],
+            "amount": [0.3, 0.1, 0.2],  # 0.3 - 0.1 - 0.2 = 5.6e-17 in floats
+        }
+    )
+    assert units_at(fills, "binance", "BTC/USDT:USDT", np.array([T0 + 8]))[0] == 0.0
+    no_payments = pd.DataFrame({"exchange": [], "symbol": [], "ts_ms": [], "amount": []})
+    assert reconcile(settlements(n=1), no_payments, fills).empty  # no row: nothing held, nothing booked

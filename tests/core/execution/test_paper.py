@@ -139,5 +139,5 @@ def test_funding_paid_is_the_streamed_rate_on_the_streamed_reference_price(paper
     assert expected, "the run held a perp through at least one settlement"
     # paid once the stream moved past the settlement: all but one at the very end of the run are paid
     assert {k for k in expected if k[2] < until - HOUR_MS} <= set(booked) <= set(expected)
-    for key, amount in expected.items():
-        assert booked[key] == pytest.approx(amount, abs=0.01), key
+    for key, amount in booked.items():
+        assert amount == pytest.approx(expected[key], abs=0.01), key

@@ -163,11 +163,15 @@ def expected_funding(
 async def capture_in_process(config: FundarbConfig, data_dir: Path, hours: float, streams: Sequence[str]) -> None:
     """The capture's path without MPI: every configured symbol's `streams` through the Feed from the simulator
     (at its configured speed) until its clock passes `hours`, landed as the capture lands them."""
-    registry = InstrumentRegistry()
-    venues = {e.id: SimExchange(e.id, config.sim, symbols=e.symbols) for e in config.exchanges}
+    path = registry_path(data_dir)
+    registry = InstrumentRegistry.load(path)  # ids stay as already landed
+    # one exchange object per stream: hyperliquid's funding rides its ticker channel, and two consumers of one
+    # simulated subscription would share (split) its updates
+    venues = {(e.id, s): SimExchange(e.id, config.sim, symbols=e.symbols) for e in config.exchanges for s in streams}
     for e in config.exchanges:
-        registry.add_markets(e.id, await venues[e.id].load_markets(), list(e.symbols))
-    registry.save(registry_path(data_dir))
+        for stream in streams:
+            registry.add_markets(e.id, await venues[(e.id, stream)].load_markets(), list(e.symbols))
+    registry.save(path)
     end = config.sim.start_ms + int(hours * HOUR_MS)
     got: dict[str, list[np.ndarray]] = defaultdict(list)
 
@@ -179,12 +183,10 @@ async def capture_in_process(config: FundarbConfig, data_dir: Path, hours: float
                 return
 
     jobs = []
-    for e in config.exchanges:
-        feed = Feed(venues[e.id], registry, stale_timeout_s={s: 1e9 for s in streams})
-        for symbol in e.symbols:
-            for stream in streams:
-                if stream != "funding" or ":" in symbol:
-                    jobs.append(consume(feed, stream, symbol))
+    for (exchange, stream), venue in venues.items():
+        feed = Feed(venue, registry, stale_timeout_s={s: 1e9 for s in streams})
+        symbols = next(e.symbols for e in config.exchanges if e.id == exchange)
+        jobs.extend(consume(feed, stream, s) for s in symbols if stream != "funding" or ":" in s)
     await asyncio.gather(*jobs)
     for venue in venues.values():
         await venue.close()
