@@ -14,8 +14,9 @@ below is tested by feeding events (tests/core/execution/test_machine.py).
         - closing the lagging leg of an exit (reduce-only) whenever that is the fix,
         - else on the first round completing the lagging leg towards the target ("finishing the pair"),
         - else unwinding the leading leg back to the lagging one (reduce-only);
-        every round past `max_repairs` also raises an alarm, and the unwind keeps going: an unhedged leg is
-        never left alone.
+        every round past `max_repairs` also raises an alarm and waits out the leg timeout before it sends
+        (a venue that keeps refusing is not hammered), and the unwind keeps going: an unhedged leg is never
+        left alone.
     IDLE --Tick, legs not hedged (delta drift found by reconciliation)--> repair (trim, reduce-only)
 
 A decision that arrives while the pair is working waits (`pending`) and applies once the pair is idle; one
@@ -267,6 +268,8 @@ def _outcome(state: PairState, rules: Rules) -> tuple[str, str]:
 def _repair(state: PairState, now: int, rules: Rules, purpose: Purpose | None) -> tuple[PairState, list[Action]]:
     """One order that removes the imbalance (see the module doc for which leg)."""
     repairs = state.repairs + 1
+    if repairs > rules.max_repairs and purpose is not Purpose.REBALANCE and now < state.deadline_ms:
+        return state, []  # past max_repairs a round waits out the leg timeout: no burst of refused orders
     pos, target, imb = state.pos, state.target, state.imbalance
     fixes = []
     for leg in (0, 1):

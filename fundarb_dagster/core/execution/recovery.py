@@ -2,8 +2,9 @@
 
 1. Read back this trader's landed streams: every order's rows (the intent first), fills, funding, positions.
 2. Ask the venue about every order whose last landed state is not final, by venue id or by client id: an
-   intent the venue never saw was not placed (final, `not placed`); the others take the venue's status and
-   fill. The venue's word wins over the journal.
+   intent the venue never saw was not placed (final, `not placed`), unless it was sent less than
+   `UNKNOWN_GRACE_MS` ago (the request may still be on its way: it stays in flight and is looked up again);
+   the others take the venue's status and fill. The venue's word wins over the journal.
 3. Fetch the venue's trades of every market the trader used since its last landed fill: what it confirmed
    while the trader was down lands now, once (fills already landed are skipped by trade id).
 4. Each pair's position is the sum of its fills (attributed by client id), its target the last one landed,
@@ -22,7 +23,7 @@ from .ids import Purpose, parse
 from .ledger import STATUS_NAMES, decoded, landed_keys, read_landed
 from .machine import FINAL, LegOrder, Phase, restore
 from .targets import market_key
-from .trader import Tracked, Trader
+from .trader import UNKNOWN_GRACE_MS, Tracked, Trader
 
 
 async def recover(trader: Trader) -> list[str]:
@@ -119,7 +120,7 @@ def _rebuild_orders(trader: Trader, orders: np.ndarray) -> dict[str, list[str]]:
         )
         trader.tracked[cid] = tracked
         if order_id:
-            trader.order_clients[order_id] = cid
+            trader.order_clients[(exchanges[i], order_id)] = cid
     return used
 
 
@@ -129,6 +130,9 @@ async def _ask_the_venue(trader: Trader, now: int) -> None:
         if tracked.order.status in FINAL:
             continue
         state = await trader.gateway.lookup(tracked.key, cid, tracked.order_id)
+        if state is None and tracked.order.status == "intent" and now - tracked.sent_ms < UNKNOWN_GRACE_MS:
+            tracked.unknown_since = now  # sent just before the crash: it may still reach the venue; polled
+            continue
         if state is None:
             status, filled = (
                 ("rejected", 0.0) if tracked.order.status == "intent" else ("canceled", tracked.order.filled)
@@ -140,7 +144,7 @@ async def _ask_the_venue(trader: Trader, now: int) -> None:
             continue
         if state.order_id:
             tracked.order_id = state.order_id
-            trader.order_clients[state.order_id] = cid
+            trader.order_clients[(tracked.key[0], state.order_id)] = cid
         tracked.fee_usd = state.fee_usd
         tracked.average = state.average
         tracked.order = LegOrder(

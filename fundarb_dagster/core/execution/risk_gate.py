@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pandas as pd
 
@@ -153,9 +154,11 @@ def order_check(
     drawdown: float,
     limits: RiskLimits,
     leverage: float,
+    memo: dict[Any, list[Breach]] | None = None,
 ) -> list[Breach]:
     """Phase 2: the breaches that make an order wrong to send now (empty: send it). `in_flight`: the units
-    each leg will hold when the orders already sent have filled; `order`: (leg key, units it adds)."""
+    each leg will hold when the orders already sent have filled; `order`: (leg key, units it adds). `memo`
+    keeps each evaluated book's breaches: a decision's two legs leave the same book, evaluated once."""
     key, delta = order
     now = {_key(leg): leg.units for leg in book}
     after = dict(in_flight)
@@ -163,4 +166,10 @@ def order_check(
     after[key] = start + delta
     if not grows(start, after[key]):
         return []
-    return breaches(with_units(book, after, leverage, template), equity, drawdown, limits)
+    seen = tuple(sorted(after.items()))
+    if memo is not None and seen in memo:
+        return memo[seen]
+    found = breaches(with_units(book, after, leverage, template), equity, drawdown, limits)
+    if memo is not None:
+        memo[seen] = found
+    return found

@@ -21,6 +21,7 @@ Everything it learns lands through the `Ledger` (ledger.py).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import Counter
@@ -62,6 +63,10 @@ from .signals import own_signals, warehouse_signals
 from .targets import PairSpec, Target, choose_targets, market_key
 
 Key = tuple[str, str]
+# An order the venue does not know is "not placed" only once its request can no longer arrive: venues refuse a
+# request older than its receive window (binance's recvWindow, 10 s as ccxt sends it); sooner, it may still be
+# queued (a lookup right after a crash or a timeout can beat the order to the venue).
+UNKNOWN_GRACE_MS = 10_000
 LEDGER_FLUSH_S = 2.0  # wall seconds between landings of the buffered streams (the capture's flush interval)
 PHASE_CODES = {Phase.IDLE: 0, Phase.WORKING: 1, Phase.CANCELING: 2}
 
@@ -109,6 +114,8 @@ class Counters:
 
 
 class Trader:
+    legs_together = True  # send a decision's orders at once (False: one after the other, the benchmark's baseline)
+
     def __init__(
         self,
         config: TradeConfig,
@@ -146,7 +153,8 @@ class Trader:
         self.funding_keys: set[tuple[str, str, int]] = set()
         self.trade_cursor: dict[Key, int] = {}
         self.funding_cursor: dict[Key, int] = {}
-        self.order_clients: dict[str, str] = {}  # venue order id -> client id
+        # (exchange, venue order id) -> client id: order ids are each venue's own ("1" on two venues is two orders)
+        self.order_clients: dict[tuple[str, str], str] = {}
         self.counters = Counters()
         self.pnl = PnL()
         self.equity = config.capital_usd
@@ -306,7 +314,11 @@ class Trader:
         state, actions = step(self.machines[name], event, self.rules_for(spec))
         self.machines[name] = state
         for action in actions:
-            await self.act(name, action)
+            if not isinstance(action, Place):
+                await self.act(name, action)
+        places = [a.order for a in actions if isinstance(a, Place)]
+        if places:  # a decision's legs go out together: one venue round trip, not two (bench_trader.py)
+            await self.place(name, places)
 
     async def act(self, name: str, action: Action) -> None:
         spec = self.by_name[name]
@@ -321,26 +333,40 @@ class Trader:
             await self.gateway.cancel(key, action.client_id, tracked.order_id if tracked else "")
             return
         if isinstance(action, Place):
-            await self.place(name, action.order)
+            await self.place(name, [action.order])
 
-    async def place(self, name: str, order: LegOrder) -> None:
-        spec = self.by_name[name]
-        leg = spec.a if order.leg == 0 else spec.b
-        key = market_key(leg)
-        now = self.clock.now()
-        if key not in self.mids or order.purpose not in (Purpose.ENTRY, Purpose.EXIT, Purpose.FLATTEN):
-            self.mids[key] = await self.gateway.mid(key)
-        tracked = Tracked(name, key, order, ref_mid=self.mids.get(key, math.nan), sent_ms=now)
-        self.tracked[order.client_id] = tracked
-        veto = self.phase_two(name, order)
-        if veto:
-            self.counters.vetoed += 1
-            await self._final(tracked, "rejected", 0.0, now, reason=f"risk:{veto}")
+    async def place(self, name: str, orders: Sequence[LegOrder]) -> None:
+        """Send a decision's orders: each passes the phase-two risk check, every intent is journaled with one
+        landing (the write-ahead: on disk before the venue can know an order), then they go out together
+        (`legs_together`; else one after the other, each with its own landing)."""
+        if not self.legs_together and len(orders) > 1:
+            for order in orders:
+                await self.place(name, [order])
             return
-        # the write-ahead: the intent is on disk before the venue can know the order
-        self.ledger.add("orders", self._order_row(tracked, "intent", now))
-        self.ledger.flush("orders")
-        result = await self.gateway.send(key, order)
+        spec = self.by_name[name]
+        now = self.clock.now()
+        memo: dict[Any, list[Any]] = {}  # orders that leave the same book share one evaluation
+        sending = []
+        for order in orders:
+            key = market_key(spec.a if order.leg == 0 else spec.b)
+            if key not in self.mids or order.purpose not in (Purpose.ENTRY, Purpose.EXIT, Purpose.FLATTEN):
+                self.mids[key] = await self.gateway.mid(key)
+            tracked = Tracked(name, key, order, ref_mid=self.mids.get(key, math.nan), sent_ms=now)
+            self.tracked[order.client_id] = tracked
+            veto = self.phase_two(name, order, memo)
+            if veto:
+                self.counters.vetoed += 1
+                await self._final(tracked, "rejected", 0.0, now, reason=f"risk:{veto}")
+                continue
+            self.ledger.add("orders", self._order_row(tracked, "intent", now))
+            sending.append(tracked)
+        if sending:
+            self.ledger.flush("orders")
+            await asyncio.gather(*(self._send(t, now) for t in sending))
+
+    async def _send(self, tracked: Tracked, now: int) -> None:
+        order = tracked.order
+        result = await self.gateway.send(tracked.key, order)
         self.counters.sent += 1
         if isinstance(result, Sent):
             await self.apply(tracked, result.state, now)
@@ -350,9 +376,9 @@ class Trader:
         else:
             self.counters.unknown += 1
             tracked.unknown_since = now
-            self.say(f"trade: {name}: no answer to {order.client_id} ({result.reason}); looking it up")
+            self.say(f"trade: {tracked.pair}: no answer to {order.client_id} ({result.reason}); looking it up")
 
-    def phase_two(self, name: str, order: LegOrder) -> str:
+    def phase_two(self, name: str, order: LegOrder, memo: dict[Any, list[Any]] | None = None) -> str:
         """The limit an order would breach now (empty: send it); reductions pass (risk_gate.order_check)."""
         if order.reduce_only:
             return ""
@@ -373,6 +399,7 @@ class Trader:
             self.drawdown,
             self.limits,
             self.config.leverage,
+            memo,
         )
         return ",".join(sorted({b.rule for b in found}))
 
@@ -381,7 +408,7 @@ class Trader:
         tracked.unknown_since = None
         if state.order_id:
             tracked.order_id = state.order_id
-            self.order_clients[state.order_id] = tracked.order.client_id
+            self.order_clients[(tracked.key[0], state.order_id)] = tracked.order.client_id
         if math.isfinite(state.average):
             tracked.average = state.average
         tracked.fee_usd = state.fee_usd if math.isfinite(state.fee_usd) else tracked.fee_usd
@@ -433,7 +460,9 @@ class Trader:
                         self.counters.lookups_found += 1
                     await self.apply(tracked, state, now)
                 elif tracked.unknown_since is not None or not tracked.order_id:
-                    # the venue has no order with this client id: it never reached it
+                    if now - tracked.sent_ms < UNKNOWN_GRACE_MS:
+                        continue  # it may still be on its way (a venue places a request it has queued)
+                    # the venue has no order with this client id, and the request can no longer arrive
                     self.counters.not_placed += 1
                     await self._final(tracked, "rejected", 0.0, now, reason="not placed")
 
@@ -447,9 +476,14 @@ class Trader:
             k = (key[0], key[1], str(trade.get("id")))
             if k in self.fill_keys:
                 continue
-            cid = self.order_clients.get(str(trade.get("order") or "")) or str(
-                (trade.get("info") or {}).get("clientOrderId") or ""
-            )
+            order_id = str(trade.get("order") or "")
+            named = (trade.get("info") or {}).get("clientOrderId")
+            cid = self.order_clients.get((key[0], order_id)) or (str(named) if named else "")
+            if not cid and order_id:  # an order known by client id only (its answer was lost): the venue names it
+                state = await self.gateway.lookup(key, "", order_id)
+                cid = state.client_id if state is not None else ""
+                if cid:
+                    self.order_clients[(key[0], order_id)] = cid
             tracked = self.tracked.get(cid)
             parsed = parse(cid)
             pair = tracked.pair if tracked else (self.by_tag.get(parsed.pair_tag, "") if parsed else "")

@@ -170,11 +170,16 @@ def test_repeated_repairs_use_new_ids_and_raise_an_alarm_but_never_give_up() -> 
     a, b = places(actions)
     state, actions = run(state, OrderUpdate(a.client_id, "closed", 1.0, 1), OrderUpdate(b.client_id, "rejected", 0, 2))
     sent = [*places(actions)]
+    now = 10
     for k in range(6):  # every repair order is rejected
-        state, actions = run(state, OrderUpdate(sent[-1].client_id, "rejected", 0, 10 + k))
-        sent.extend(places(actions))
-        if k >= 2:
+        state, actions = run(state, OrderUpdate(sent[-1].client_id, "rejected", 0, now))
+        if k >= 2:  # past max_repairs a round waits out the leg timeout, then sends (and raises the alarm)
+            assert not places(actions) and state.phase is Phase.WORKING
+            now = state.deadline_ms
+            state, actions = run(state, Tick(now))
             assert notes(actions, "alarm")
+        sent.extend(places(actions))
+        now += 1
     ids = [a.client_id, b.client_id, *(o.client_id for o in sent)]
     assert len(ids) == len(set(ids))
     assert all(o.purpose is Purpose.UNWIND and o.reduce_only for o in sent[1:])

@@ -26,7 +26,7 @@ from fundarb_dagster.core.execution.venue_server import SHUTDOWN, connect, wait_
 from fundarb_dagster.core.schema import OrderStatus
 
 FUNDARB = [sys.executable, "-m", "fundarb_dagster.cli"]
-KILLS = 6
+KILLS = 8
 WRITER = "trader-restarts"
 pytestmark = pytest.mark.slow
 
@@ -39,15 +39,15 @@ def write_config(path: Path, data_dir: Path) -> Path:
             {"id": "binance", "symbols": ["BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"]},
             {"id": "hyperliquid", "symbols": ["BTC/USDC:USDC", "ETH/USDC:USDC", "SOL/USDC:USDC"]},
         ],
-        # 15 market minutes per wall second: a decision every third of a wall second, the leg timeout ~6 ms of wall
+        # 5 market minutes per wall second: a decision every wall second, the leg timeout (30 s) 100 ms of wall
         "sim": {
             "seed": 7,
-            "speed": 900.0,
+            "speed": 300.0,
             "start": "2026-11-01T00:00:00Z",
             "faults": {
                 "order_reject_rate": 0.05,
                 "order_timeout_rate": 0.05,
-                "order_never_fill_rate": 0.05,
+                "order_never_fill_rate": 0.4,  # a leg left open for the leg timeout: a kill then finds it
                 "order_disconnect_rate": 0.05,
             },
         },
@@ -59,6 +59,7 @@ def write_config(path: Path, data_dir: Path) -> Path:
             "exit_apr": 0.03,
             "max_pairs": 1,
             "decision_interval_s": 300.0,
+            "leg_timeout_s": 30.0,
             "reconcile_interval_s": 600.0,
             "progress_interval_s": 1.0,
         },
@@ -120,7 +121,7 @@ def test_sigkilled_trader_restarts_and_reconciles_to_the_venue_with_nothing_doub
                 deadline = time.monotonic() + 20.0
                 while journaled(data_dir) == intents and time.monotonic() < deadline:
                     time.sleep(0.005)
-                time.sleep(rng.uniform(0.0, 0.05))
+                time.sleep(rng.uniform(0.0, 0.06))  # within a never-filling leg's timeout (100 ms of wall)
             proc.send_signal(signal.SIGKILL)
             out, _ = proc.communicate(timeout=30)
             assert proc.returncode == -signal.SIGKILL

@@ -107,9 +107,15 @@ def test_every_venue_fill_is_landed_once(proof_run: dict) -> None:
     landed = Counter(zip(decoded(fills, "exchange"), decoded(fills, "trade_id"), strict=True))
     venue = Counter((t.exchange, t.trade_id) for t in proof_run["trades"])
     assert landed == venue
-    by_trade = {(t.exchange, t.trade_id): t.units for t in proof_run["trades"]}
-    for rec, exchange, trade_id in zip(fills, decoded(fills, "exchange"), decoded(fills, "trade_id"), strict=True):
-        assert rec["side"] * rec["amount"] == pytest.approx(by_trade[(exchange, trade_id)], rel=1e-12)
+    by_trade = {(t.exchange, t.trade_id): t for t in proof_run["trades"]}
+    cids = decoded(fills, "client_order_id")
+    for rec, exchange, trade_id, cid in zip(
+        fills, decoded(fills, "exchange"), decoded(fills, "trade_id"), cids, strict=True
+    ):
+        venue = by_trade[(exchange, trade_id)]
+        assert rec["side"] * rec["amount"] == pytest.approx(venue.units, rel=1e-12)
+        # attributed to the order that made it (venue order ids repeat across venues: "1" on each)
+        assert cid == venue.client_id and int(rec["leg"]) == parse(cid).leg
 
 
 def test_no_pair_stays_unhedged_past_its_repair_rounds(proof_run: dict) -> None:
