@@ -89,6 +89,7 @@ class ReplayConfig:
     path: str = ""  # a landing folder, a fixture CSV folder, a Binance archive folder or a .jsonl(.zst)
     format: str = "landing"  # landing | fixture_csv | binance_archive
     speed: float = 0.0  # 0: as fast as possible
+    start: str = ""  # ISO time to replay from (earlier records skipped); "": the recording's start
     # wire replays: the capture fails (exit 3) when a smaller share of the recording's market-data frames
     # reached a watcher (a channel nobody subscribed, frames ccxt rejected); 0 accepts any share
     min_use_ratio: float = 0.2
@@ -454,6 +455,8 @@ def validate(config: FundarbConfig) -> None:
         raise ConfigError(f"replay.path: required when source is {config.source!r}")
     if config.replay.format not in REPLAY_FORMATS:
         raise ConfigError(f"replay.format: {config.replay.format!r}; expected one of {list(REPLAY_FORMATS)}")
+    if config.replay.start:
+        parse_utc_ms(config.replay.start, "replay.start")  # raises ConfigError on a bad time
     if not config.replay.speed >= 0:
         raise ConfigError(f"replay.speed: {config.replay.speed!r} must be >= 0 (0 = as fast as possible)")
     if not 0.0 <= config.replay.min_use_ratio <= 1.0:

@@ -261,3 +261,8 @@ def test_a_switch_must_be_true_or_false_not_a_string(field: str) -> None:
     with pytest.raises(ConfigError, match=f"trade.{field}: 'false' must be true or false"):
         config_from_dict({"trade": {field: "false"}})
     assert getattr(config_from_dict({"trade": {field: False}}).trade, field) is False
+
+
+def test_a_replay_start_that_is_not_a_time_is_refused_naming_it() -> None:
+    with pytest.raises(ConfigError, match="replay.start"):
+        config_from_dict({"replay": {"start": "yesterday"}})

@@ -666,3 +666,15 @@ def test_fetch_trades_pages_like_ccxt(xrp_dir: Path) -> None:
     window = run(ex.fetch_trades("XRP/ETH", 0, None, {"until": until}))
     assert len(window) == int((frame["time_ms_utc"] <= until).sum())
     assert run(ex.fetch_trades("XRP/ETH", int(frame["time_ms_utc"].max()) + 1, 10)) == []
+
+
+def test_a_replay_can_start_later_than_its_recording(xrp_dir: Path) -> None:
+    """`replay.start`: records before it are skipped and the clock starts there (a window of a recording)."""
+    whole = ReplayExchange("binance", xrp_dir, format="fixture_csv")
+    everything = run(drain(lambda: whole.watch_trades("XRP/ETH")))
+    start = int(everything[len(everything) // 2]["timestamp"])
+    later = ReplayExchange("binance", xrp_dir, format="fixture_csv", start_ms=start)
+    run(later.load_markets())
+    assert later.milliseconds() == start
+    got = run(drain(lambda: later.watch_trades("XRP/ETH")))
+    assert [t["id"] for t in got] == [t["id"] for t in everything if t["timestamp"] >= start]

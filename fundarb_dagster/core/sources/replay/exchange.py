@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ...config import ConfigError, ReplayConfig
+from ...config import ConfigError, ReplayConfig, parse_utc_ms
 from ..base import EndOfData
 from . import structures
 from .formats import FORMATS, timeframe_name, timeframe_seconds
@@ -59,6 +59,7 @@ class ReplayExchange:
         speed: float = 0.0,
         symbols: Sequence[str] | None = None,
         batch_size: int = 1000,
+        start_ms: int | None = None,
     ) -> None:
         if format not in FORMATS:
             raise ConfigError(f"replay.format: unknown format {format!r}; expected one of {list(FORMATS)}")
@@ -71,6 +72,7 @@ class ReplayExchange:
         self.path = Path(path)
         self.format = format
         self.speed = float(speed)
+        self.from_ms = start_ms  # replay from this time (earlier records are skipped); None: the recording's start
         self.batch_size = int(batch_size)
         self.requested_symbols = tuple(symbols) if symbols else None
         self.markets: dict[str, dict[str, Any]] = {}
@@ -125,7 +127,8 @@ class ReplayExchange:
             raise ConfigError("replay.path: required when source is 'replay'")
         if not Path(replay.path).exists():
             raise ConfigError(f"replay.path: {replay.path!r} does not exist")
-        return cls(exchange_id, replay.path, format=replay.format, speed=replay.speed, symbols=symbols)
+        start = parse_utc_ms(replay.start, "replay.start") if replay.start else None
+        return cls(exchange_id, replay.path, format=replay.format, speed=replay.speed, symbols=symbols, start_ms=start)
 
     # -- loading ------------------------------------------------------------------------------------
     async def load_markets(self, reload: bool = False, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -144,6 +147,8 @@ class ReplayExchange:
         self.markets = self._recording.markets
         self.symbols = sorted(self.markets)
         self._start_ms, self._end_ms = self._recording.start_ms, self._recording.end_ms
+        if self.from_ms is not None:
+            self._start_ms = max(self._start_ms, int(self.from_ms))
         self._clock_ms = self._start_ms
         self._loaded = True
 
@@ -189,7 +194,8 @@ class ReplayExchange:
             if records is None:
                 raise EndOfData(f"replay {self.id}: no {what} recorded for {key[0]} in {str(self.path)!r}")
             times = self._recording.delivery(key, records)
-            cursor = self._cursors[key] = _Cursor(times=times, records=records)
+            first = int(np.searchsorted(times, self._start_ms, side="left"))  # the replay's start, if later
+            cursor = self._cursors[key] = _Cursor(times=times, records=records, pos=first)
         return cursor
 
     async def _next_batch(self, key: tuple[Any, ...], what: str, limit: int) -> np.ndarray:
