@@ -220,19 +220,23 @@ class CheckOutcome:
     blocking: bool
     ts: datetime
     description: str = ""
+    severity: str = "ERROR"  # the evaluation's: ERROR or WARN
+    rows_checked: int | None = None  # 0: the window held no data (the check says "no data", it found nothing bad)
 
 
 def failed_check_rule(outcomes: Iterable[CheckOutcome]) -> list[Alert]:
-    """A failed asset check (latest evaluation) raises: critical when the check was blocking."""
+    """A failed asset check (latest evaluation) raises: critical when the check was blocking and failed with
+    ERROR, else a warning. A check that had no data to check raises nothing: it found nothing wrong, and data
+    that should be there and is not is the stale-stream rule's alert."""
     out = []
     for outcome in outcomes:
-        if outcome.passed:
+        if outcome.passed or outcome.rows_checked == 0:
             continue
         out.append(
             Alert(
                 rule="asset_check_failed",
                 subject=f"{outcome.asset}.{outcome.check}",
-                severity="critical" if outcome.blocking else "warning",
+                severity="critical" if outcome.blocking and outcome.severity == "ERROR" else "warning",
                 value=1.0,
                 threshold=0.0,
                 ts=outcome.ts,

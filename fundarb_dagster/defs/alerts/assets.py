@@ -89,9 +89,17 @@ def latest_check_outcomes(context: AssetExecutionContext) -> list[core_alerts.Ch
                 blocking=bool(evaluation.blocking),
                 ts=datetime.fromtimestamp(record.event.timestamp, tz=UTC).replace(tzinfo=None),
                 description=evaluation.description or "",
+                severity=evaluation.severity.value,
+                rows_checked=_rows_checked(evaluation.metadata),
             )
         )
     return out
+
+
+def _rows_checked(metadata: Any) -> int | None:
+    value = (metadata or {}).get("rows_checked")
+    value = getattr(value, "value", value)  # a MetadataValue, or a raw number
+    return int(value) if isinstance(value, int | float) else None
 
 
 def _names(events: pd.DataFrame) -> pd.DataFrame:

@@ -64,9 +64,14 @@ def test_rules_raise_above_threshold_with_severity_by_distance():
         [
             a.CheckOutcome("funding_rates", "funding_rates_has_unique_keys", False, True, T0),
             a.CheckOutcome("basis", "x", True, False, T0),
+            a.CheckOutcome("fills", "fills_has_unique_keys", False, True, T0, "no data: ...", "WARN", 0),
+            a.CheckOutcome("ohlcv_1m", "ohlcv_1m_has_no_gaps", False, True, T0, "gaps", "WARN", 60),
         ]
     )
-    assert len(checks) == 1 and checks[0].severity == "critical"
+    assert [(c.subject, c.severity) for c in checks] == [
+        ("funding_rates.funding_rates_has_unique_keys", "critical"),
+        ("ohlcv_1m.ohlcv_1m_has_no_gaps", "warning"),  # blocking, but its failure was a WARN: nothing blocked
+    ]  # the check that had no data to check raises nothing
 
 
 def test_bad_severity_is_a_clear_error():
