@@ -196,7 +196,7 @@ def run_pipeline(env: dict[str, str], data_dir: Path, timeout_s: float = PIPELIN
             say(f"    settled in {time.monotonic() - started:.0f} s; stopping the daemon")
         finally:
             stop_daemon(daemon)
-        print(automation_report(instance))
+        print(automation_report(instance, data_dir))
         failures = failed_steps(instance)
         if failures:
             raise RuntimeError("pipeline runs failed (`fundarb ui` shows them):\n" + "\n".join(failures))
@@ -230,11 +230,13 @@ def failed_steps(instance: Any) -> list[str]:
     return lines
 
 
-def automation_report(instance: Any) -> str:
-    """The runs the sensors launched (job, window, time, trigger) and whether every asset has a materialization."""
+def automation_report(instance: Any, data_dir: Path) -> str:
+    """The runs the sensors launched (job, window, time, trigger) and whether every asset has a materialization
+    (the execution stage's own assets wait for the trader's first fill: said, not counted as missing)."""
     from dagster import AssetKey
 
-    from .defs.jobs import STAGE_BY_JOB, stage_asset_names
+    from .defs.jobs import STAGE_BY_JOB, STAGES, stage_asset_names
+    from .defs.sensors import first_landed_hours
 
     lines = ["\n== runs the sensors launched by themselves (nothing above ran a Dagster step by hand)"]
     for run in _stage_runs(instance):
@@ -250,9 +252,22 @@ def automation_report(instance: Any) -> str:
     names = stage_asset_names()
     events = instance.get_latest_materialization_events([AssetKey(name) for name in names])
     missing = sorted(name for name in names if events.get(AssetKey(name)) is None)
+    landed = first_landed_hours(data_dir)
+    waiting = {}  # asset -> the streams it waits for: its only stages need streams that have not landed
+    for name in missing:
+        stages = [stage for stage in STAGES if name in stage.assets]
+        unmet = {s for stage in stages for s in stage.needs_streams if s not in landed}
+        if stages and all(set(stage.needs_streams) & unmet for stage in stages):
+            waiting[name] = sorted(unmet)
     lines.append(f"  assets with a materialization: {len(names) - len(missing)} of {len(names)}")
-    if missing:
-        lines.append(f"  never materialized: {', '.join(missing)}")
+    if waiting:
+        streams = sorted({s for unmet in waiting.values() for s in unmet})
+        lines.append(
+            f"  waiting for the trader ({', '.join(streams)} not landed yet; `fundarb trade` lands them): "
+            f"{', '.join(sorted(waiting))}"
+        )
+    if set(missing) - set(waiting):
+        lines.append(f"  never materialized: {', '.join(sorted(set(missing) - set(waiting)))}")
     return "\n".join(lines)
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,3 +21,32 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         raise FileNotFoundError(f"fixtures: {FIXTURES} is missing; fundarb's tests need ../shared/fixtures")
     return FIXTURES
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    data: Path  # the demo's data folder: landing zone, warehouse, dagster_home (copy it before writing to it)
+    out: str  # what the demo printed
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """`fundarb demo` at a small size, once per session: the demo's own test reads what it printed and built,
+    the daemon test continues from a copy of its data (the demo is that test's first phase)."""
+    from fundarb_dagster.demo import run_demo
+
+    data = tmp_path_factory.mktemp("demo") / "data"
+    out = io.StringIO()
+    saved = dict(os.environ)  # the demo points DAGSTER_HOME and FUNDARB_* at its folder: keep that to itself
+    try:
+        for name in ("DAGSTER_HOME", "FUNDARB_DATA_DIR", "FUNDARB_CONFIG", "FUNDARB_WAREHOUSE", "FUNDARB_WEBHOOK_URL"):
+            os.environ.pop(name, None)
+        with contextlib.redirect_stdout(out):
+            # 30 h of history: opportunities need 24 hourly observations before they rank a trade.
+            code = run_demo(data, history_days=1.25, capture_seconds=6, speed=3600, ranks=2)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        sys.stdout.write(out.getvalue())  # shown with -s or on a failure
+    assert code == 0
+    return DemoRun(data, out.getvalue())

@@ -2,9 +2,11 @@
 successful runs request it (`pipeline_sensor`). The landing sensor requests `hourly_job`; every other stage
 follows the stages it reads, over the same event-time window:
 
-    landed files -> hourly_job (raw tables, bars, funding) -> signals_job (spreads, opportunities, alerts)
+    landed files -> hourly_job (raw and execution tables, bars, funding) -> signals_job (spreads,
+                    opportunities, alerts) and, once the trader has filled, execution_job (funding
+                    reconciliation, live P&L, risk of the live book)
                  hourly_job -> daily_job (a day, once it has ended on the data's clock)
-                                 -> funding_job (funding_history feeds it) -> signals_job
+                                 -> funding_job (funding_history feeds it) -> signals_job, execution_job
                                  -> backtests_job (one run per strategy partition, once the stages above are done)
 
 A run of a stage covers the window of the runs that triggered it (one hour, or a ranged run over a
@@ -15,7 +17,7 @@ The job name is what the run list shows; its window is in the run's partition ra
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dagster import AssetCheckKey, AssetKey, AssetsDefinition, AssetSelection, define_asset_job
@@ -41,11 +43,16 @@ class Stage:
     # unpartitioned-in-time stages: one run per static partition key (the backtests: one per strategy, each
     # keeping its own materializations), or one run when empty
     partition_keys: tuple[str, ...] = ()
+    config: dict[str, Any] = field(default_factory=dict)  # the job's own run config (a launch from the UI too)
+    # Landed streams the stage needs: it runs over the hours from the first of these on, never before any
+    # has landed (the execution stage waits for the trader's first fill).
+    needs_streams: tuple[str, ...] = ()
 
 
 BACKTEST_ASSETS = ("backtest_runs", "backtest_equity", "backtest_trades", "backtest_positions", "backtest_book")
 BARS = ("ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "indicators")
 FUNDING = ("funding_intervals", "funding_predictions", "funding_rates", "basis")
+EXECUTION = ("funding_reconciliation", "live_pnl", "risk_report", "risk_stress")
 
 STAGES: tuple[Stage, ...] = (
     Stage(
@@ -78,24 +85,37 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "signals_job",
-        ("funding_spreads", "opportunities", "funding_reconciliation", "live_pnl", "alerts"),
+        ("funding_spreads", "opportunities", "alerts"),
         "hour",
         "Cross-venue funding spreads (from 8 h before the window: a settlement pays for the hours before "
-        "it), the ranked opportunities as of the latest hour, the trader's funding reconciled and its live P&L, "
-        "and the alerts.",
+        "it), the ranked opportunities as of the latest hour, and the alerts.",
         after=("hourly_job", "funding_job"),
         waits_for=("hourly_job", "daily_job", "funding_job"),
         look_back_h=8,
+    ),
+    Stage(
+        "execution_job",
+        EXECUTION,
+        "hour",
+        "The trader's funding reconciled with the settled rates (a mismatch fails the blocking check and "
+        "alerts), its live P&L, and the risk report of the live book, over the window hourly_job (or "
+        "funding_job) loaded: from the trader's first fill on.",
+        after=("hourly_job", "funding_job"),
+        waits_for=("hourly_job", "daily_job", "funding_job"),
+        config={"ops": {"risk": {"config": {"book": "live"}}}},
+        needs_streams=("fills",),
     ),
     Stage(
         "backtests_job",
         (*BACKTEST_ASSETS, "backtest_sweep", "risk_report", "risk_stress"),
         None,
         "Every strategy's backtest and parameter sweep over the warehouse, then the risk report of its "
-        "book: once a day (after daily_job), when the stages above have nothing left to do.",
+        "book (the backtest's; the live book's is execution_job's): once a day (after daily_job), when the "
+        "stages above have nothing left to do.",
         after=("daily_job",),
-        waits_for=("hourly_job", "daily_job", "funding_job", "signals_job"),
+        waits_for=("hourly_job", "daily_job", "funding_job", "signals_job", "execution_job"),
         partition_keys=tuple(sorted(STRATEGIES)),
+        config={"ops": {"risk": {"config": {"book": "backtest"}}}},  # the live book's risk is execution_job's
     ),
 )
 STAGE_BY_JOB = {stage.job: stage for stage in STAGES}
@@ -111,6 +131,7 @@ def build_jobs() -> list[Any]:
             selection=AssetSelection.assets(*stage.assets),
             description=stage.description,
             tags={"fundarb/stage": stage.job},
+            config=stage.config or None,
         )
         for stage in STAGES
     ]

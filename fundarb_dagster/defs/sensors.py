@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -339,12 +339,16 @@ def plan_stages(
     in_flight: set[str],
     hour_bounds: Span,
     stages: Sequence[Stage] = STAGES,
+    first_landed: Mapping[str, int] | None = None,
 ) -> tuple[list[RunRequest], PipelineCursor]:
     """The sensor's logic, pure: new successes -> pending windows -> runs of the stages free to start.
 
     Stages are visited in dependency order. A stage with ready windows starts when neither its own job nor
     any job it waits for is in flight, requested in this tick, or holding ready windows it could not start.
+    `first_landed`: the first landed hour (ms) of the streams a stage needs (`Stage.needs_streams`); its
+    windows before that hour are dropped (a late file re-runs hourly_job, which asks again).
     """
+    first_landed = first_landed or {}
     pending = {job: list(spans) for job, spans in cursor.pending.items()}
     clock = cursor.clock_ms
     for success in successes:
@@ -360,6 +364,9 @@ def plan_stages(
         spans = merge_spans(pending.get(stage.job, [])) if stage.unit else pending.get(stage.job, [])[:1]
         if stage.unit is not None:
             spans = clip_spans(spans, start_ms // DAY_MS * DAY_MS if stage.unit == "day" else start_ms, end_ms)
+        if stage.needs_streams:
+            needed = [first_landed.get(stream) for stream in stage.needs_streams]
+            spans = [] if None in needed else clip_spans(spans, max(n for n in needed if n is not None), 2**62)
         ready, later = spans, []
         if stage.complete_days:
             # A day is complete once an hour of a later day has loaded: the day of the clock's last hour is not.
@@ -417,6 +424,16 @@ def jobs_in_flight(instance: Any, jobs: Iterable[str]) -> set[str]:
     return {job for job in jobs if instance.get_run_records(RunsFilter(job_name=job, statuses=IN_FLIGHT), limit=1)}
 
 
+def first_landed_hours(data_dir: Path, stages: Sequence[Stage] = STAGES) -> dict[str, int]:
+    """The first landed hour (ms) of each stream some stage needs (a listing of its hour folders)."""
+    streams = sorted({stream for stage in stages for stream in stage.needs_streams})
+    first: dict[str, int] = {}
+    for hour_ms, folder, _ in hour_folders(data_dir, streams):
+        stream = folder.parent.parent.name
+        first[stream] = min(first.get(stream, hour_ms), hour_ms)
+    return first
+
+
 def build_pipeline_sensor(partitions: Partitions, jobs: Sequence[Any]) -> Any:
     stage_jobs = [job for job in jobs if job.name in {stage.job for stage in STAGES}]
 
@@ -428,12 +445,15 @@ def build_pipeline_sensor(partitions: Partitions, jobs: Sequence[Any]) -> Any:
         description="Runs each stage of the pipeline after the stages it reads (jobs.STAGES): a successful run's "
         "window becomes the next stages' window; a stage starts when nothing it waits for is queued or running.",
     )
-    def pipeline_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+    def pipeline_sensor(context: SensorEvaluationContext, data_dir: DataDirResource) -> SensorResult | SkipReason:
         cursor = PipelineCursor.parse(context.cursor)
         names = [stage.job for stage in STAGES]
         successes, last_id = read_successes(context.instance, cursor.event_id, names)
         in_flight = jobs_in_flight(context.instance, names)
-        requests, next_cursor = plan_stages(cursor, successes, last_id, in_flight, hourly_bounds(partitions))
+        first = first_landed_hours(data_dir.path())
+        requests, next_cursor = plan_stages(
+            cursor, successes, last_id, in_flight, hourly_bounds(partitions), first_landed=first
+        )
         for request in requests:
             context.log.info(
                 f"{request.job_name} {request.tags.get('fundarb/window', request.tags.get('fundarb/config'))}"
@@ -490,5 +510,5 @@ def pipeline_status(instance: Any, data_dir: Path, partitions: Partitions) -> Pi
     unloaded = len(landed - set(instance.get_materialized_partitions(AssetKey("raw_trades"))))
     cursor = PipelineCursor.parse(pipeline.cursor)
     unread = bool(read_successes(instance, cursor.event_id, names, limit=1)[0])
-    requests, _ = plan_stages(cursor, [], cursor.event_id, set(), bounds)
+    requests, _ = plan_stages(cursor, [], cursor.event_id, set(), bounds, first_landed=first_landed_hours(data_dir))
     return PipelineStatus(True, unloaded, in_flight, unread, sorted({r.job_name for r in requests}))

@@ -238,14 +238,36 @@ def test_the_cursor_round_trips_and_run_spans_come_from_partition_tags():
     assert run_span({"dagster/partition": "cash_carry"}) is None  # a backtest's strategy has no time window
 
 
-def test_every_asset_of_the_graph_runs_in_a_stage_and_only_the_funding_refresh_repeats_one():
+def test_the_trader_s_hours_run_the_execution_stage_from_its_first_fill_on_with_the_live_book():
+    fills_from = H0 + 2 * HOUR_MS
+    hourly = Success("hourly_job", _span(0, 4), "h1")
+    requests, cursor = plan_stages(PipelineCursor(), [hourly], 7, set(), BOUNDS, first_landed={"fills": fills_from})
+    assert _by_job(requests) == {
+        "signals_job": ("2025-11-01-04:00", "2025-11-01-15:00"),
+        "execution_job": ("2025-11-01-14:00", "2025-11-01-15:00"),  # the hours from the first fill on
+    }
+    assert "execution_job" not in cursor.pending
+    # before the trader's first fill, or with no trader at all, the stage is never requested nor kept waiting
+    for first in ({"fills": H0 + 10 * HOUR_MS}, {}):
+        requests, cursor = plan_stages(PipelineCursor(), [hourly], 7, set(), BOUNDS, first_landed=first)
+        assert {r.job_name for r in requests} == {"signals_job"} and "execution_job" not in cursor.pending
+    # the job itself evaluates the live book; the daily backtests evaluate their own
+    jobs = {job.name: job for job in build_jobs()}
+    assert jobs["execution_job"].config == {"ops": {"risk": {"config": {"book": "live"}}}}
+    assert jobs["backtests_job"].config == {"ops": {"risk": {"config": {"book": "backtest"}}}}
+
+
+def test_every_asset_of_the_graph_runs_in_a_stage_and_only_refreshes_repeat_one():
     from fundarb_dagster.definitions import all_assets
 
     keys = sorted(k.to_user_string() for a in all_assets for k in a.keys)
-    staged = sorted(name for stage in STAGES if stage.job != "funding_job" for name in stage.assets)
+    staged = sorted({name for stage in STAGES for name in stage.assets})
     assert staged == keys
-    hourly = next(stage for stage in STAGES if stage.job == "hourly_job")
-    assert set(next(stage for stage in STAGES if stage.job == "funding_job").assets) < set(hourly.assets)
+    by_job = {stage.job: set(stage.assets) for stage in STAGES}
+    # funding_job refreshes hourly_job's funding tables; the live book's risk repeats the backtests' assets
+    assert by_job["funding_job"] < by_job["hourly_job"]
+    repeated = {name for name in keys if sum(name in assets for assets in by_job.values()) > 1}
+    assert repeated == by_job["funding_job"] | {"risk_report", "risk_stress"}
 
 
 def test_an_imported_day_file_loads_every_hour_of_its_day_in_bounded_runs(tmp_path, monkeypatch):

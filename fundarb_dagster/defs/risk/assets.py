@@ -30,8 +30,8 @@ class RiskConfig(Config):
     run_id: str = Field(default="", description="backtest run whose book to evaluate; empty: the latest")
     book: str = Field(
         default="auto",
-        description="auto: the live book (execution's positions) when the trader holds one, else a backtest's; "
-        "live; backtest",
+        description="auto: the live book (execution's positions) when the trader holds legs, else a backtest's; "
+        "live: the trader's book, flat or not (execution_job); backtest",
     )
     max_gross_usd: float | None = None
     max_net_usd: float | None = None
@@ -93,12 +93,13 @@ BOOKS = ("auto", "live", "backtest")
 
 
 def _live_book(conn: Any) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """The trader's open legs (latest snapshot of each) and its equity curve; None when it holds nothing."""
+    """The trader's open legs (latest snapshot of each; none when it is flat) and its equity curve; None
+    when it has no equity curve yet (it never filled)."""
     if not (table_exists(conn, "positions") and table_exists(conn, "live_pnl")):
         return None
     book = execute(conn, load_sql("backtest", "risk_live_book")).df()
     equity = execute(conn, load_sql("backtest", "risk_live_equity")).df()
-    if book.empty or equity.empty:
+    if equity.empty:
         return None
     return book.drop(columns=["ts"]), equity
 
@@ -146,7 +147,9 @@ def risk(
     with warehouse_connection(duckdb, read_only=True) as conn:
         live = _live_book(conn) if config.book in ("auto", "live") else None
         if live is None and config.book == "live":
-            raise ValueError("book: 'live' but the trader holds nothing (no open legs in positions, or no live_pnl)")
+            raise ValueError("book: 'live' but the trader has no live book yet (no positions, or no live_pnl)")
+        if live is not None and live[0].empty and config.book == "auto":
+            live = None  # auto: a flat trader leaves the backtest's book to evaluate; 'live' reports it flat
         if live is not None:
             run_id, (book, equity) = "live", live
         else:

@@ -208,3 +208,31 @@ def test_risk_report_evaluates_the_live_book(warehouse: Path) -> None:
     assert "risk_leverage" in set(report.loc[report["section"] == "breach", "name"])
     stress = query(warehouse, "SELECT * FROM risk_stress")
     assert sorted(stress["shock_pct"]) == [-20.0, 20.0] and set(stress["pair"]) == {PAIR}
+
+
+def test_a_flat_trader_s_live_book_is_reported_flat_and_auto_falls_back_to_the_backtest(tmp_path: Path) -> None:
+    # The day above, then both legs closed at 23:30: the live book is flat but the trader has an equity curve.
+    land_a_trading_day(tmp_path)
+    write_rates(tmp_path / "warehouse.duckdb")
+    book = Ledger(tmp_path, "trader-flat")
+    for leg, market in enumerate((PERP, SPOT)):
+        values = {"ts_ms": T0 + 23 * HOUR_MS + HOUR_MS // 2, "recv_ts_ms": T0 + 23 * HOUR_MS + HOUR_MS // 2}
+        values |= {"units": 0.0, "target_units": 0.0, "venue_units": 0.0, "entry_price": MARK, "mark_price": MARK}
+        values |= {"wallet_usd": 0.0, "mmr": 0.004, "taker_fee": 5e-4, "leverage": 3.0, "leg": leg}
+        values |= {"is_perp": int(leg == 0), "phase": 0, "exchange": "binance", "symbol": market.symbol}
+        values |= {"underlying": "BTC", "pair": PAIR, "decision": "flat"}
+        book.add("positions", rows.position_record(values))
+    book.flush()
+    landed = [getattr(assets, n) for n in assets.LANDED]
+    assert materialize([*landed, assets.live_pnl], resources=res(tmp_path), tags=RANGE).success
+    live = {"ops": {"risk": {"config": {"book": "live", "max_leverage": 1.0}}}}
+    assert materialize([risk], resources=res(tmp_path), run_config=live).success
+    report = query(tmp_path, "SELECT * FROM risk_report")
+    figures = report[report["section"] == "figure"].set_index("name")["value"]
+    assert set(report["source_run_id"]) == {"live"} and figures["gross_usd"] == 0.0
+    assert "risk_leverage" not in set(report.loc[report["section"] == "breach", "name"])  # nothing held
+    assert query(tmp_path, "SELECT count(*) n FROM risk_stress")["n"].iloc[0] == 0
+    # auto: a flat trader leaves the backtest's book to evaluate, and there is none here: said, not guessed
+    auto = {"ops": {"risk": {"config": {"book": "auto"}}}}
+    result = materialize([risk], resources=res(tmp_path), run_config=auto, raise_on_error=False)
+    assert not result.success
