@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,3 +51,15 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
         sys.stdout.write(out.getvalue())  # shown with -s or on a failure
     assert code == 0
     return DemoRun(data, out.getvalue())
+
+
+def copy_demo(demo: DemoRun, dest: Path) -> Path:
+    """A copy of the demo's data folder (landing zone, warehouse, instance) at `dest`, its config pointing there:
+    a test that writes (lands files, runs a daemon or a webserver) leaves the demo's own folder as it was."""
+    import yaml
+
+    shutil.copytree(demo.data, dest)
+    config_path = dest / "demo_config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config_path.write_text(yaml.safe_dump({**config, "data_dir": str(dest)}, sort_keys=False))
+    return dest

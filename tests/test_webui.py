@@ -4,7 +4,6 @@ GraphQL API (the UI's own data), and one page opened in a real browser (the OS's
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,8 @@ import duckdb
 import pytest
 
 from fundarb_dagster.core.backtest import STRATEGIES
-from fundarb_dagster.demo import run_demo
 from fundarb_dagster.webui import PAGES, browser_page, find_chromium, graphql, open_page, skip_welcome, webserver
+from tests.conftest import DemoRun, copy_demo
 
 LATEST = """
 query Latest($key: AssetKeyInput!, $partitions: [String!]) {
@@ -72,19 +71,10 @@ COUNTS = ("rows_checked", "rows", "settlements", "deliveries", "series")
 
 
 @pytest.fixture(scope="module")
-def demo_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    """A small demo (real sim history, a real MPI capture, the real pipeline), then the real webserver on its
-    instance: (data folder, base URL)."""
-    data = tmp_path_factory.mktemp("ui") / "data"
-    saved = dict(os.environ)
-    for name in ("DAGSTER_HOME", "FUNDARB_DATA_DIR", "FUNDARB_CONFIG", "FUNDARB_WAREHOUSE"):
-        os.environ.pop(name, None)
-    try:
-        # 30 h of history: opportunities need 24 hourly observations before they rank a trade.
-        assert run_demo(data, history_days=1.25, capture_seconds=6, speed=3600, ranks=2) == 0
-    finally:
-        os.environ.clear()  # the demo points DAGSTER_HOME and FUNDARB_* at its folder: keep that here
-        os.environ.update(saved)
+def demo_ui(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """The small demo of the session (real sim history, a real MPI capture, the real pipeline; `demo_run`), then
+    the real webserver on (a copy of) its instance: (data folder, base URL)."""
+    data = copy_demo(demo_run, tmp_path_factory.mktemp("ui") / "data")
     with webserver(data, data.parent / "webserver.log") as base:
         yield data, base
 

@@ -9,7 +9,6 @@ local webhook received over HTTP, not only that runs happened."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from dagster import AssetKey, DagsterInstance, RunsFilter
 
 from fundarb_dagster.core import landing
@@ -40,7 +38,7 @@ from fundarb_dagster.defs.partitions import Partitions, key_ms, partitions_start
 from fundarb_dagster.defs.sensors import STREAMS, pipeline_status, run_span
 from fundarb_dagster.demo import failed_steps, landed_streams
 from fundarb_dagster.instance import dagster_env, start_daemon, stop_daemon
-from tests.conftest import DemoRun
+from tests.conftest import DemoRun, copy_demo
 
 SETTLE_TIMEOUT_S = 600.0
 # The trader's pair: hyperliquid settles funding every hour, so every hour it holds the pair is a settlement.
@@ -112,10 +110,7 @@ def test_landed_files_reach_alerts_and_every_asset_with_only_the_daemon_running(
     demo_run: DemoRun, tmp_path: Path, monkeypatch
 ):
     # The demo's data and instance, as `fundarb ui` would open them later (a copy: the demo's test reads its own).
-    data = tmp_path / "data"
-    shutil.copytree(demo_run.data, data)
-    config = yaml.safe_load((data / "demo_config.yaml").read_text())
-    (data / "demo_config.yaml").write_text(yaml.safe_dump({**config, "data_dir": str(data)}, sort_keys=False))
+    data = copy_demo(demo_run, tmp_path / "data")
     webhook = Webhook()
     for name in ("DAGSTER_HOME", "FUNDARB_DATA_DIR", "FUNDARB_CONFIG", "FUNDARB_WAREHOUSE", "FUNDARB_PARTITIONS_START"):
         monkeypatch.delenv(name, raising=False)
