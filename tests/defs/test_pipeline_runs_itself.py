@@ -318,7 +318,7 @@ class NextHours:
     new_hour: int  # the first new hour (ms)
     settled_ms: int  # the settlement the trader held the pair through (the second new hour's start)
     rate: float  # its settled rate
-    mark: float  # the price it is paid on (hyperliquid pays on the oracle; the history row states the mark)
+    mark: float  # the price it is paid on (hyperliquid pays on the oracle, which the settled row states)
 
 
 def _land_next_hours(data: Path, trader: Ledger) -> NextHours:
@@ -330,10 +330,11 @@ def _land_next_hours(data: Path, trader: Ledger) -> NextHours:
     (no later hour of market data, files younger than the quiet time), so it loads in one run."""
     newest = max(hour for hour, _, _ in hour_folders(data, ["trades"]))
     trades = pq.read_table(sorted(landing.partition_dir(data, "trades", newest).glob("*.parquet")))
-    funded = max(hour for hour, _, _ in hour_folders(data, ["funding"]))  # funding streams less often than trades
+    # the newest whole hour of streamed funding (the capture's last hour is cut short: it may hold one venue's)
+    funded = max(hour for hour, _, _ in hour_folders(data, ["funding"]) if hour < newest)
     funding = pq.read_table(sorted(landing.partition_dir(data, "funding", funded).glob("*.parquet")))
     prices = {market.symbol: _last_price(data, market) for market in (PERP, SPOT)}
-    # the perp's newest settled rate (the history pull's), settled again at the second new hour on today's price
+    # the perp's newest settled rate (the history pull's), settled again at the second new hour at today's price
     every = pq.read_table(sorted(landing_root(data).glob("funding/date=*/hour=*/*.parquet")))
     mine = pc.and_(pc.equal(every["symbol"], PERP.symbol), pc.equal(every["is_settled"], 1))
     history = every.filter(pc.and_(pc.equal(every["exchange"], PERP.exchange), mine)).sort_by([("ts_ms", "descending")])
@@ -341,9 +342,8 @@ def _land_next_hours(data: Path, trader: Ledger) -> NextHours:
     settled = _shifted(
         history.slice(0, 1), ("ts_ms", "recv_ts_ms", "funding_ts_ms"), settled_ms - history["ts_ms"][0].as_py()
     )
-    settled = settled.set_column(
-        settled.schema.get_field_index("mark_price"), "mark_price", pa.array([prices[PERP.symbol]])
-    )
+    for column in ("mark_price", "index_price"):  # the settled row states the oracle price it is paid on
+        settled = settled.set_column(settled.schema.get_field_index(column), column, pa.array([prices[PERP.symbol]]))
     rate = settled["funding_rate"][0].as_py()
 
     _trade_the_pair(trader, newest + HOUR_MS, prices)
