@@ -14,7 +14,8 @@ pipeline_sensor: reads the successful runs of the stage jobs since its cursor (t
 adds their windows to the pending windows of the stages that follow them, and requests a stage's pending
 windows as ranged runs of its job when none of its own runs nor of the stages it waits for is queued,
 running or about to be requested. Its cursor also keeps the data's clock (the newest hour hourly_job loaded),
-which says when a day has ended.
+which says when a day has ended. A stage that needs landed streams (`Stage.needs_streams`: execution_job, the
+trader's fills) gets only the hours from the first landed hour of those streams on.
 """
 
 from __future__ import annotations
