@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, AssetOut, Config, MetadataValue, Output, multi_asset
+from dagster import AssetExecutionContext, AssetOut, Config, Output, multi_asset
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ...core.alerts import Alert, raise_alerts
 from ...core.risk import DEFAULT_SHOCKS, RiskLimits, book_scenarios, evaluate_limits, stress_book
 from ...core.sql import execute, load_sql, table_exists
+from ...core.tables import table
 from ..common.metadata import column_schema, metadata_table, number
 from ..common.tables import write_run
 from ..resources import POOL, AlertChannelsResource, DataDirResource, warehouse_connection
@@ -72,6 +73,16 @@ BREACH_ABOUT = {
     "value": "the figure, in the limit's unit (USD, a fraction for shares, drawdown and distances, x for leverage)",
     "threshold": "the limit, same unit",
 }
+
+
+STRESS_UNITS = {"margin_needed_usd": "usd", "donor_free_margin_usd": "usd", "pnl_usd": "usd"}
+STRESS_ABOUT = {c.name: c.description for c in table("risk_stress").columns}
+
+
+def worst_first(stress: pd.DataFrame) -> pd.DataFrame:
+    """The stress table as a desk reads it: the shocks needing the most margin first, then the largest loss."""
+    keys, ascending = ["margin_needed_usd", "pnl_usd", "pair", "shock_pct"], [False, True, True, True]
+    return stress.sort_values(keys, ascending=ascending, ignore_index=True, na_position="last")
 
 
 def _book_scenarios(conn: Any, book: pd.DataFrame, as_of: datetime, window_h: int) -> pd.DataFrame:
@@ -190,11 +201,6 @@ def risk(
         write_run(conn, "risk_report", report, "report_id", report_id)
         write_run(conn, "risk_stress", stress_frame, "report_id", report_id)
         raised = raise_alerts(conn, alerts, channels, cooldown=timedelta(hours=config.alert_cooldown_h))
-    worst = (
-        stress.loc[stress["margin_needed_usd"].astype(float).idxmax()].to_dict()
-        if len(stress) and stress["margin_needed_usd"].astype(float).max() > 0
-        else {}
-    )
     breach_table = pd.DataFrame([(b.severity, b.rule, b.subject, b.value, b.threshold, b.message) for b in breaches],
                                 columns=["severity", "rule", "subject", "value", "threshold", "message"])  # fmt: skip
     breach_table = breach_table.sort_values(["severity", "rule", "subject"], ignore_index=True)  # critical first
@@ -218,6 +224,8 @@ def risk(
         output_name="risk_stress",
         metadata={
             "rows": len(stress),
-            "worst": MetadataValue.json({k: (None if pd.isna(v) else v) for k, v in worst.items()}),
+            "stress_table": metadata_table(worst_first(stress), units=STRESS_UNITS, descriptions=STRESS_ABOUT),
+            "worst_margin_needed_usd": number(stress["margin_needed_usd"].max() if len(stress) else 0.0, "usd"),
+            "pairs_liquidated_at_worst_shock": int(stress["first_liquidated"].notna().sum()) if len(stress) else 0,
         },
     )

@@ -80,6 +80,15 @@ def test_risk_report_breaches_raise_alerts_once(warehouse: Path) -> None:
     expected = stress_book(book, SHOCKS).sort_values(["pair", "shock_pct"]).reset_index(drop=True)
     assert len(stress) == book["pair"].nunique() * len(SHOCKS)
     np.testing.assert_allclose(stress["margin_needed_usd"], expected["margin_needed_usd"], rtol=1e-12)
+    # the UI shows the stress as a table, the shock needing the most margin first, in USD with separators
+    (shown,) = [m.metadata for m in result.asset_materializations_for_node("risk") if "stress_table" in m.metadata]
+    records = shown["stress_table"].value.records
+    assert len(records) == len(stress)
+    worst = stress.loc[stress["margin_needed_usd"].idxmax()]
+    first = records[0].data
+    assert (first["pair"], first["shock_pct"]) == (worst["pair"], worst["shock_pct"])
+    assert first["margin_needed_usd"] == f"{worst['margin_needed_usd']:,.0f}"
+    assert shown["worst_margin_needed_usd"].value == pytest.approx(worst["margin_needed_usd"], abs=0.005)
     # a second report inside the cooldown raises nothing new
     again = materialize([risk], resources=res(warehouse), run_config={"ops": {"risk": {"config": config}}})
     meta = again.asset_materializations_for_node("risk")[0].metadata
