@@ -38,7 +38,14 @@ CHECKS = """
 {
   assetNodes {
     assetKey { path }
-    assetChecksOrError { ... on AssetChecks { checks { name } } }
+    assetChecksOrError {
+      ... on AssetChecks {
+        checks {
+          name
+          partitionStatuses { ... on AssetCheckTimePartitionStatuses { ranges { status startKey endKey } } }
+        }
+      }
+    }
   }
 }
 """
@@ -153,6 +160,17 @@ def test_graphql_serves_tables_per_strategy_backtests_honest_checks_and_named_ru
                 assert all(v != 0 for v in counts.values()), (name, evaluation["partition"], counts)
                 passed_with_rows += bool(counts)
     assert evaluated and passed_with_rows, "the demo's checks looked at rows"
+    # The Checks tab lists a partitioned check by its partitions: every hour the ranged runs built was checked
+    # (none left "planned", which the list shows as Skipped while the detail pane shows the run's result)
+    bars = {
+        check["name"]: (check["partitionStatuses"] or {}).get("ranges", [])
+        for node in nodes
+        if node["assetKey"]["path"] == ["ohlcv_1m"]
+        for check in node["assetChecksOrError"]["checks"]
+        if check["partitionStatuses"] is not None
+    }
+    assert len(bars) == 3 and all(bars.values()), bars
+    assert not [(name, r) for name, ranges in bars.items() for r in ranges if r["status"] == "SKIPPED"], bars
 
     # Capture statistics live on the data's clock (the simulated days), not the wall clock of the test
     ((stats_first, stats_last),) = _warehouse(data, "SELECT min(ts_ms), max(ts_ms) FROM capture_stats")

@@ -8,17 +8,25 @@ A check that found no rows to look at does not pass: it warns "no data" (`no_dat
 always means rows were checked (a WARN does not block downstream, an empty window is not an error).
 """
 
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetRecordsFilter,
+    MetadataValue,
+    Output,
     asset_check,
+)
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # not exported (1.13)
+    AssetCheckEvaluationTargetMaterializationData,
 )
 from dagster_duckdb import DuckDBResource
 
@@ -27,6 +35,58 @@ from ...core.units import HOUR_MS, MINUTE_MS
 from ..partitions import Window, key_ms, partition_window
 from ..resources import POOL, DataDirResource, SourceConfigResource, warehouse_connection
 from .landing import newest_landed_hour_ms
+
+
+def window_check(**kwargs: Any) -> Callable[[Callable[..., AssetCheckResult]], AssetChecksDefinition]:
+    """`@asset_check` for a check partitioned like its asset, whose one result covers the run's window.
+
+    Dagster (1.13) plans a ranged run's check once per partition but records an `AssetCheckResult` for
+    no partition, so every partition of the range stays "planned" and the UI's Checks tab lists it as
+    Skipped while the detail pane shows the result. Here the window's result is recorded for each partition
+    it covered (`evaluations_per_partition`); a one-partition run records it as Dagster does."""
+
+    def decorate(fn: Callable[..., AssetCheckResult]) -> AssetChecksDefinition:
+        @functools.wraps(fn)  # Dagster reads the parameters (context, resources) through __wrapped__
+        def each_partition(context: AssetCheckExecutionContext, *args: Any, **resources: Any) -> Iterator[Any]:
+            yield from evaluations_per_partition(context, fn(context, *args, **resources))
+
+        return asset_check(**kwargs)(each_partition)
+
+    return decorate
+
+
+def evaluations_per_partition(context: AssetCheckExecutionContext, result: AssetCheckResult) -> Iterator[Any]:
+    """The check's result for each partition of a ranged run (then the step's output); else the result."""
+    if context.has_partition_key or not context.has_partition_key_range:
+        yield result
+        return
+    check_key = context.check_specs[0].key
+    keys = list(context.partition_keys)
+    latest = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=check_key.asset_key, asset_partitions=keys), limit=len(keys)
+    ).records  # newest first: the first record of a partition is its latest materialization
+    targets: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+    for record in latest:
+        targets.setdefault(
+            record.partition_key,
+            AssetCheckEvaluationTargetMaterializationData(
+                run_id=record.run_id, storage_id=record.storage_id, timestamp=record.timestamp
+            ),
+        )
+    window = MetadataValue.text(f"{keys[0]} .. {keys[-1]} ({len(keys)} partitions)")
+    for key in keys:
+        yield AssetCheckEvaluation(
+            asset_key=check_key.asset_key,
+            check_name=check_key.name,
+            passed=result.passed,
+            metadata={**result.metadata, "window": window},
+            target_materialization_data=targets.get(key),
+            severity=result.severity,
+            description=result.description,
+            blocking=context.check_specs[0].blocking,
+            partition=key,
+        )
+    yield Output(None)
 
 
 def check_window(context: AssetCheckExecutionContext) -> Window | None:
@@ -61,7 +121,7 @@ def build_unique_key_check(
     """`<table>_has_unique_keys`: no two rows share the natural key (ERROR, blocking)."""
     columns = ", ".join(check_identifier(c) for c in key)
 
-    @asset_check(
+    @window_check(
         asset=asset,
         name=f"{table}_has_unique_keys",
         description=f"No two rows of {table} share ({columns}) in the run's window.",
@@ -101,7 +161,7 @@ def build_condition_check(
 ) -> AssetChecksDefinition:
     """A check that no row of the window matches `bad_rows_sql` (a boolean SQL expression, no parameters)."""
 
-    @asset_check(
+    @window_check(
         asset=asset,
         name=name,
         description=description,

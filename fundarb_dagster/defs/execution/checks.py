@@ -2,12 +2,19 @@
 must not count twice), and the funding the venue booked equal to the model (blocking: a mismatch must be
 looked at before the numbers are trusted)."""
 
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity
 from dagster_duckdb import DuckDBResource
 
 from ...core.sql import table_exists
 from ...core.tables import EXECUTION_TABLES
-from ..common.checks import build_condition_check, build_unique_key_check, check_window, no_data, window_clause
+from ..common.checks import (
+    build_condition_check,
+    build_unique_key_check,
+    check_window,
+    no_data,
+    window_check,
+    window_clause,
+)
 from ..partitions import HOURLY
 from ..resources import POOL, warehouse_connection
 from . import assets
@@ -25,7 +32,7 @@ fills_are_priced = build_condition_check(
 )
 
 
-@asset_check(
+@window_check(
     asset=assets.funding_reconciliation,
     name="funding_reconciliation_matches_the_venue",
     description="Every settlement's booked funding equals the model's within the tolerance (a cent by default).",

@@ -8,7 +8,6 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     MetadataValue,
-    asset_check,
 )
 from dagster_duckdb import DuckDBResource
 
@@ -20,6 +19,7 @@ from ..common.checks import (
     build_unique_key_check,
     check_window,
     no_data,
+    window_check,
     window_clause,
 )
 from ..partitions import HOURLY
@@ -77,7 +77,7 @@ GROUP BY ALL ORDER BY hour DESC, exchange, symbol LIMIT 200
 """
 
 
-@asset_check(
+@window_check(
     asset=ohlcv_1m,
     description=(
         f"Per series, the longest stretch without a real (trade or venue) bar is at most {MAX_GAP_MINUTES} "

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from dagster import AssetCheckSeverity
+from dagster import AssetCheckSeverity, AssetRecordsFilter, DagsterInstance
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from fundarb_dagster.defs.market import checks as market_checks
 from fundarb_dagster.defs.market.assets import ohlcv_1m
@@ -56,3 +57,42 @@ def test_every_check_name_is_unique_and_says_which_table_it_checks():
     for key in keys:
         # `<table>_<property>`: the name starts with its asset's key, so a list of names reads on its own
         assert key.name.startswith(key.asset_key.to_user_string() + "_"), key
+
+
+def test_a_ranged_run_records_its_checks_result_for_every_partition_it_covered(tmp_path: Path):
+    # Dagster plans a ranged run's partitioned check once per partition; a result recorded for no partition
+    # left them all "planned", which the UI's Checks tab lists as Skipped. 03:00 is empty, 04:00-05:00 full.
+    minutes = np.arange(120)
+    trades = pd.DataFrame(
+        {"ts_ms": T0_MS + minutes * 30_000, "trade_id": minutes, "price": 100.0 + minutes % 7, "amount": 1.0}
+    )
+    land_trades(tmp_path, trades)
+    checks = [c for c in market_checks.MARKET_CHECKS if c.check_key.name in CHECKED]
+    with DagsterInstance.ephemeral() as instance:
+        result = run(
+            [raw_trades, raw_ohlcv, ohlcv_1m, *checks],
+            tmp_path,
+            first="2026-03-01-03:00",
+            last="2026-03-01-05:00",
+            instance=instance,
+        )
+        hours = ["2026-03-01-03:00", "2026-03-01-04:00", "2026-03-01-05:00"]
+        evaluations = result.get_asset_check_evaluations()
+        assert sorted((e.check_name, e.partition) for e in evaluations) == sorted(
+            (name, hour) for name in CHECKED for hour in hours
+        )
+        for check in checks:
+            records = instance.event_log_storage.get_asset_check_execution_history(check.check_key, limit=10)
+            assert sorted(r.partition for r in records) == hours  # one execution per partition, none planned only
+            assert {r.status for r in records} == {AssetCheckExecutionRecordStatus.SUCCEEDED}, check.check_key
+            # each names the materialization of its own partition, and the window its result covered
+            for record in records:
+                event = record.event.dagster_event.event_specific_data
+                assert event.metadata["window"].value == "2026-03-01-03:00 .. 2026-03-01-05:00 (3 partitions)"
+                target = instance.fetch_materializations(
+                    AssetRecordsFilter(asset_key=ohlcv_1m.key, asset_partitions=[record.partition]), limit=1
+                ).records[0]
+                assert event.target_materialization_data.storage_id == target.storage_id
+        # one result over the window: the 60 minutes x 2 rows of 04:00-05:00
+        unique = next(e for e in evaluations if e.check_name == "ohlcv_1m_has_unique_keys")
+        assert unique.metadata["rows_checked"].value == 120

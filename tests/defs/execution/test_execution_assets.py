@@ -34,6 +34,7 @@ RANGE = {
     "dagster/asset_partition_range_start": "2026-11-01-00:00",
     "dagster/asset_partition_range_end": "2026-11-01-23:00",
 }
+RANGE_HOURS = 24
 
 
 def trade(trade_id: str, order_id: str, t: int, side: str, amount: float, price: float) -> dict:
@@ -178,7 +179,9 @@ def test_funding_reconciliation_explains_the_mismatch_blocks_and_alerts(warehous
     assert out["explanation"].iloc[1] == "wrong reference price (paid on the other price)"
     assert out["implied_price"].iloc[1] == pytest.approx(INDEX)
     evaluations = [e for e in result.get_asset_check_evaluations()]
-    assert [e.passed for e in evaluations] == [False]  # blocking: funding_reconciliation's dependents wait
+    # blocking: funding_reconciliation's dependents wait; the window's result is recorded for each of its hours
+    assert {e.passed for e in evaluations} == {False}
+    assert len({e.partition for e in evaluations}) == len(evaluations) == RANGE_HOURS
     alerts = [json.loads(line) for line in (warehouse / "alerts" / "alerts.jsonl").read_text().splitlines()]
     assert [a["rule"] for a in alerts] == ["funding_mismatch"] and "wrong reference price" in alerts[0]["message"]
 
