@@ -2,7 +2,9 @@
 the daemon that runs the pipeline on it.
 
 `fundarb demo` runs the daemon on it and `fundarb ui` opens it (`dagster dev`: webserver and daemon), so both
-see the same runs, checks and plots.
+see the same runs, checks and plots. Its storage is sqlite files in the home (zero set-up), or Postgres when
+`DAGSTER_PG_URL` is set (several daemons, webservers and run workers, on several machines, share one instance;
+ranged runs of any size: see docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -14,9 +16,39 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
+
+from .core.config import ConfigError
 
 DAGSTER_YAML = Path(__file__).resolve().parent.parent / "config" / "dagster.yaml"
 PLANNED_EVENTS_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+PG_URL_ENV = "DAGSTER_PG_URL"
+# dagster-postgres connects through psycopg2; SQLAlchemy 2.1 reads a bare postgresql:// as psycopg (3)
+PG_SCHEME = "postgresql+psycopg2"
+# The URL (and its password) stays in the environment: the file names the variable, Dagster reads it.
+POSTGRES_STORAGE = f"""
+# {PG_URL_ENV} is set: runs, events, schedules and sensor cursors live in Postgres, which several daemons,
+# webservers and run workers (on several machines) share; the URL is read from the environment at start.
+storage:
+  postgres:
+    postgres_url:
+      env: {PG_URL_ENV}
+"""
+
+
+def instance_yaml(pg_url: str | None) -> str:
+    """The instance's dagster.yaml: config/dagster.yaml, with Postgres storage when a URL is given."""
+    text = DAGSTER_YAML.read_text()
+    if not pg_url:
+        return text
+    parts = urlsplit(pg_url)
+    if parts.scheme != PG_SCHEME or not parts.hostname or not parts.path.strip("/"):
+        # never the whole URL: it may hold a password
+        raise ConfigError(
+            f"{PG_URL_ENV}: scheme {parts.scheme!r}, host {parts.hostname!r}, database {parts.path.strip('/')!r}: "
+            f"expected {PG_SCHEME}://user[:password]@host[:port]/database"
+        )
+    return text + POSTGRES_STORAGE
 
 
 def dagster_env(data_dir: Path) -> dict[str, str]:
@@ -24,8 +56,12 @@ def dagster_env(data_dir: Path) -> dict[str, str]:
     data_dir = data_dir.resolve()
     home = data_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    if DAGSTER_YAML.exists() and not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML.read_text())
+    wanted = instance_yaml(os.environ.get(PG_URL_ENV))
+    written = home / "dagster.yaml"
+    # a file fundarb wrote follows DAGSTER_PG_URL; one edited by hand is left alone
+    ours = {instance_yaml(None), instance_yaml(None) + POSTGRES_STORAGE}
+    if not written.exists() or (written.read_text() in ours and written.read_text() != wanted):
+        written.write_text(wanted)
     env = {**os.environ, "DAGSTER_HOME": str(home), "FUNDARB_DATA_DIR": str(data_dir)}
     # A ranged run then records one "materialization planned" event per asset, not one per asset and hour:
     # a month-long run of hourly_job wrote ~18 k of them into sqlite before its first step (Dagster's own
