@@ -5,16 +5,20 @@ partitions; nothing under `defs/` imports it. Dagster calls `defs()` when it loa
 settings it reads (the partitions' start, `defs/partitions.py`) are read then, never at import.
 """
 
+import os
 from typing import Any
 
 from dagster import (
     Definitions,
+    ExecutorDefinition,
     definitions,
     in_process_executor,
     load_asset_checks_from_modules,
     load_assets_from_modules,
+    multiprocess_executor,
 )
 
+from .core.config import ConfigError
 from .defs import jobs, schedules, sensors
 from .defs.alerts import assets as alerts_assets
 from .defs.alerts import checks as alerts_checks
@@ -74,6 +78,36 @@ all_assets = load_assets_from_modules(ASSET_MODULES)
 all_checks = load_asset_checks_from_modules(CHECK_MODULES)
 
 
+EXECUTOR_ENV = "FUNDARB_EXECUTOR"
+CELERY_BROKER_ENV = "FUNDARB_CELERY_BROKER"
+EXECUTORS = ("in_process", "multiprocess", "celery")
+
+
+def build_executor(name: str | None = None) -> ExecutorDefinition:
+    """The executor `FUNDARB_EXECUTOR` names (docs/deploy.md).
+
+    `in_process` (default): steps that write DuckDB run one at a time anyway (the "duckdb" pool, limit 1), so
+    running them in the run's own process saves a Python start and a code-location load per step (seconds
+    each). `multiprocess`: one process per step. `celery`: steps go to Celery workers on other machines
+    through the broker `FUNDARB_CELERY_BROKER` names (Redis; also the result backend), read from the
+    environment when the run starts, so its URL is never stored in a run's config."""
+    name = name or os.environ.get(EXECUTOR_ENV) or "in_process"
+    if name == "in_process":
+        return in_process_executor
+    if name == "multiprocess":
+        return multiprocess_executor
+    if name == "celery":
+        if not os.environ.get(CELERY_BROKER_ENV):
+            raise ConfigError(
+                f"{CELERY_BROKER_ENV}: not set; {EXECUTOR_ENV}=celery needs the broker's URL (redis://...)"
+            )
+        from dagster_celery import celery_executor  # the `celery` extra
+
+        source = {"env": CELERY_BROKER_ENV}
+        return celery_executor.configured({"broker": source, "backend": source}, name="celery")
+    raise ConfigError(f"{EXECUTOR_ENV}: {name!r} is not one of {list(EXECUTORS)}")
+
+
 def build_definitions(partitions: Partitions) -> Definitions:
     """The code location on the given partitions: assets, checks, the stage jobs, sensors and schedules."""
     stage_jobs = jobs.build_jobs()
@@ -84,9 +118,7 @@ def build_definitions(partitions: Partitions) -> Definitions:
         sensors=sensors.build_sensors(partitions, stage_jobs),
         schedules=schedules.build_schedules(stage_jobs),
         resources=build_resources(),
-        # Steps that write DuckDB run one at a time anyway (the "duckdb" pool, limit 1): running them in the
-        # run's own process saves a Python start and a code-location load per step (seconds each).
-        executor=in_process_executor,
+        executor=build_executor(),
     )
 
 

@@ -13,7 +13,7 @@ import pytest
 from fundarb_dagster.core.config import ConfigError
 from fundarb_dagster.instance import DAGSTER_YAML, PG_URL_ENV, dagster_env
 from tests.defs.raw.landing_fixtures import land_trades
-from tests.postgres import create_database, postgres_server, query
+from tests.servers import create_database, postgres_server, query
 
 
 def test_dagster_env_points_at_the_data_folder_home_with_the_pool_config(tmp_path: Path, monkeypatch):

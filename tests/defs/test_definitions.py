@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from dagster import AssetKey
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import AssetKey, DagsterEventType, DagsterInstance, in_process_executor, multiprocess_executor
+
+from fundarb_dagster.core.config import ConfigError
+from fundarb_dagster.definitions import CELERY_BROKER_ENV, EXECUTOR_ENV, build_executor
 from fundarb_dagster.defs.partitions import DAILY, HOURLY, TEMPLATE_PARTITIONS
+from fundarb_dagster.instance import dagster_env
+from tests.defs.raw.landing_fixtures import land_trades
+from tests.servers import redis_server
 
 WAREHOUSE_ASSETS = {
     "instruments": set(),
@@ -138,3 +152,67 @@ def test_every_table_asset_publishes_the_columns_of_core_tables():
     for name in set(TABLES) & keys:
         columns = graph.get(AssetKey(name)).metadata["dagster/column_schema"].columns
         assert [(c.name, c.type) for c in columns] == [(c.name, c.kind) for c in TABLES[name].columns], name
+
+
+def test_the_executor_is_named_by_fundarb_executor_and_a_bad_setting_fails_when_the_code_loads(monkeypatch):
+    monkeypatch.delenv(EXECUTOR_ENV, raising=False)
+    assert build_executor() is in_process_executor  # the default: steps in the run's process
+    monkeypatch.setenv(EXECUTOR_ENV, "multiprocess")
+    assert build_executor() is multiprocess_executor
+    monkeypatch.setenv(EXECUTOR_ENV, "kubernetes")
+    with pytest.raises(ConfigError, match="FUNDARB_EXECUTOR: 'kubernetes' is not one of"):
+        build_executor()
+    monkeypatch.setenv(EXECUTOR_ENV, "celery")
+    monkeypatch.delenv(CELERY_BROKER_ENV, raising=False)
+    with pytest.raises(ConfigError, match="FUNDARB_CELERY_BROKER: not set"):
+        build_executor()
+    monkeypatch.setenv(CELERY_BROKER_ENV, "redis://:s3cret@cache:6379/0")
+    celery = build_executor()
+    assert celery.name == "celery" and "s3cret" not in repr(celery.config_schema)  # read from the environment
+
+
+@pytest.mark.slow
+def test_with_fundarb_executor_celery_the_steps_run_on_two_celery_workers(tmp_path: Path, monkeypatch):
+    minutes = np.arange(60)  # a trade a minute through 04:00-05:00
+    t0_ms = int(pd.Timestamp("2026-03-01 04:00").value // 1_000_000)
+    trades = pd.DataFrame({"ts_ms": t0_ms + minutes * 60_000, "trade_id": minutes, "price": 100.0, "amount": 1.0})
+    data = tmp_path / "data"
+    land_trades(data, trades)
+    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
+    with redis_server() as broker:
+        env = {**dagster_env(data), EXECUTOR_ENV: "celery", CELERY_BROKER_ENV: broker}
+        bin_dir = Path(sys.executable).parent
+        logs = [tmp_path / f"worker{i}.log" for i in (1, 2)]
+        # the worker command of docs/deploy.md; `solo`: a task runs in the worker's own process (its pid)
+        worker = [str(bin_dir / "celery"), "-A", "dagster_celery.app", "-b", broker, "--result-backend", broker]
+        worker += ["worker", "-Q", "dagster", "-P", "solo", "--prefetch-multiplier=1", "-l", "INFO"]
+        workers = [
+            subprocess.Popen([*worker, "-n", f"w{i}@%h"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+            for i, log in enumerate(logs, start=1)
+        ]
+        try:
+            deadline = time.monotonic() + 60
+            while not all("ready." in log.read_text() for log in logs):
+                assert time.monotonic() < deadline, [log.read_text()[-2000:] for log in logs]
+                time.sleep(0.5)
+            command = [
+                str(bin_dir / "dagster"),
+                *("asset", "materialize", "-m", "fundarb_dagster.definitions"),
+                *("--select", "raw_trades,raw_ohlcv,ohlcv_1m", "--partition", "2026-03-01-04:00"),
+            ]
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stderr[-3000:]
+        finally:
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.wait(timeout=30)
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+    with DagsterInstance.get() as instance:
+        (run,) = instance.get_runs()
+        starts = instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_START)
+    ran_on = {entry.dagster_event.pid for entry in starts}
+    assert ran_on == {worker.pid for worker in workers}, (ran_on, [w.pid for w in workers])  # both, nothing else
+    assert len(starts) >= 3  # the three assets and their checks, each a step
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM ohlcv_1m WHERE NOT is_filled").fetchone() == (60,)

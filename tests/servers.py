@@ -1,6 +1,7 @@
-"""A private PostgreSQL server for the tests that need one: its own cluster in a temporary folder on a free
-port of localhost, stopped and removed afterwards. It uses the OS's server binaries (`.ci/run` installs them:
-`apt-get install postgresql`); as root, the server runs as the `postgres` user the package creates."""
+"""Private PostgreSQL and Redis servers for the tests that need one: each in a temporary folder on a free port
+of localhost, stopped and removed afterwards. They use the OS's server binaries (`.ci/run` installs them:
+`apt-get install postgresql redis-server`); as root, PostgreSQL runs as the `postgres` user its package
+creates."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +61,31 @@ def postgres_server() -> Iterator[str]:
     finally:
         if (data / "postmaster.pid").exists():
             subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """Start a Redis server (no persistence); yields its URL (`redis://127.0.0.1:<port>/0`)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server not installed: apt-get install redis-server (.ci/run does)")
+    folder = Path(tempfile.mkdtemp(prefix="fundarb-redis-"))
+    port = _free_port()
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):  # up within a second or two
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
         shutil.rmtree(folder, ignore_errors=True)
 
 
