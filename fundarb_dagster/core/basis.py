@@ -51,7 +51,9 @@ BASIS_COLUMNS = [
     "basis_apr",
     "spot_half_spread_bps",
     "perp_half_spread_bps",
+    "source",
 ]
+BAR_COLUMNS = ["exchange", "symbol", "ts", "close"]
 
 
 def underlying_of(symbol: str) -> str:
@@ -133,7 +135,35 @@ def compute_basis(quotes: pd.DataFrame, pairs: pd.DataFrame, intervals: pd.DataF
     out["basis_apr"] = out["basis_bps"] / 1e4 * HOURS_PER_YEAR / premium_period(out["exchange"], out["interval_h"])
     out["spot_half_spread_bps"] = half_spread_bps(out["spot_bid"], out["spot_ask"])
     out["perp_half_spread_bps"] = half_spread_bps(out["perp_bid"], out["perp_ask"])
+    out["source"] = "quotes"
     out = out.sort_values(["exchange", "symbol", "ts"], kind="stable")
+    return out[BASIS_COLUMNS].reset_index(drop=True)
+
+
+def basis_with_bars(quotes: pd.DataFrame, bars: pd.DataFrame, intervals: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+    """Basis rows from quotes (`source = 'quotes'`) and, for the (perp, bucket) that no quotes priced, from the
+    spot and perp bar closes of the bucket (`BAR_COLUMNS`; `source = 'bars'`): imported klines or trades give
+    a basis too. A bar row has mids (the closes) and basis, no bid/ask, spreads, mark or index.
+    """
+    listed = pd.concat([quotes[["exchange", "symbol"]], bars[["exchange", "symbol"]]]).drop_duplicates()
+    pairs = pair_instruments(listed)
+    from_quotes = compute_basis(quotes, pairs, intervals, timeframe)
+    if bars.empty:
+        return from_quotes
+    closes = bars.assign(bid=bars["close"], ask=bars["close"], mark_price=np.nan, index_price=np.nan)
+    from_bars = compute_basis(closes[QUOTE_COLUMNS], pairs, intervals, timeframe)
+    key = ["exchange", "symbol", "ts"]
+    quoted = (
+        pd.MultiIndex.from_frame(from_quotes[key]) if len(from_quotes) else pd.MultiIndex.from_tuples([], names=key)
+    )
+    from_bars = from_bars[~pd.MultiIndex.from_frame(from_bars[key]).isin(quoted)].copy()
+    cols = ["spot_bid", "spot_ask", "perp_bid", "perp_ask", "spot_half_spread_bps", "perp_half_spread_bps"]
+    from_bars[cols] = np.nan
+    from_bars["source"] = "bars"
+    frames = [f for f in (from_quotes, from_bars) if len(f)]
+    if not frames:
+        return from_quotes
+    out = pd.concat(frames, ignore_index=True).sort_values(key, kind="stable")
     return out[BASIS_COLUMNS].reset_index(drop=True)
 
 

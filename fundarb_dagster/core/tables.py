@@ -238,6 +238,7 @@ _RESAMPLED = _columns(
         ("filled_minutes", "int64", "minutes of the bar that were filled"),
         ("minutes", "int64", "minutes the bar covers (60 for a whole hour)"),
         ("is_filled", "bool", "every minute of the bar was filled"),
+        ("source", "string", "the finer bar table it was resampled from, or venue (the venue's own bar: klines)"),
     ]
 )
 _BAR_KEY = ("exchange", "symbol", "ts")
@@ -257,6 +258,7 @@ MARKET = [
     ),
     Table("ohlcv_5m", "market", _BAR_KEY, "hourly", _RESAMPLED),
     Table("ohlcv_1h", "market", _BAR_KEY, "hourly", _RESAMPLED),
+    Table("ohlcv_8h", "market", _BAR_KEY, "daily", _RESAMPLED),
     Table("ohlcv_1d", "market", _BAR_KEY, "daily", _RESAMPLED),
     Table(
         "indicators",
@@ -397,6 +399,7 @@ FUNDING = [
                 ("basis_apr", "float64", "basis fraction x 8760 / premium period (interval; hyperliquid 8 h)"),
                 ("spot_half_spread_bps", "float64", "(ask - bid) / 2 / mid x 1e4 of the spot leg"),
                 ("perp_half_spread_bps", "float64", "(ask - bid) / 2 / mid x 1e4 of the perp"),
+                ("source", "string", "quotes (last tickers of the bucket) | bars (spot and perp bar closes)"),
             ]
         ),
         frame="basis_frame",

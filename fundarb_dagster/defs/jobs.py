@@ -66,9 +66,9 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "daily_job",
-        ("ohlcv_1d", "funding_history"),
+        ("ohlcv_8h", "ohlcv_1d", "funding_history"),
         "day",
-        "Daily bars and the venues' settled funding history, for each day once it has ended on the data's "
+        "8-hour and daily bars and the venues' settled funding history, for each day once it has ended on the data's "
         "clock (an hour of a later day has loaded).",
         after=("hourly_job",),
         waits_for=("hourly_job",),

@@ -1,5 +1,6 @@
 -- panel_quotes: last hourly quotes per perp and spot leg from basis (timeframe 1h, ts = bucket start, so the
 -- values are known at ts + 1h). The reference price is the mark, on hyperliquid the oracle (index) price.
+-- Only quoted rows: a basis row from bar closes (source = 'bars') holds the bars the panel reads already.
 SELECT
     exchange,
     symbol,
@@ -9,7 +10,7 @@ SELECT
     CASE WHEN exchange = 'hyperliquid' THEN coalesce(index_price, mark_price)
          ELSE coalesce(mark_price, index_price) END AS ref
 FROM basis
-WHERE timeframe = '1h' AND ts >= $start AND ts < $end
+WHERE timeframe = '1h' AND source = 'quotes' AND ts >= $start AND ts < $end
 UNION ALL
 SELECT
     exchange,
@@ -19,4 +20,4 @@ SELECT
     spot_half_spread_bps / 10000.0 AS half_spread,
     CAST(NULL AS DOUBLE) AS ref
 FROM basis
-WHERE timeframe = '1h' AND ts >= $start AND ts < $end AND spot_symbol IS NOT NULL
+WHERE timeframe = '1h' AND source = 'quotes' AND ts >= $start AND ts < $end AND spot_symbol IS NOT NULL

@@ -1,4 +1,4 @@
--- basis: perp vs spot per venue at 1m and 1h, from the frame the asset registered.
+-- basis: perp vs spot per venue at 1m and 1h, from the frame the asset registered (quotes, else bar closes).
 SELECT
     CAST(exchange AS VARCHAR) AS exchange,
     CAST(symbol AS VARCHAR) AS symbol,
@@ -19,6 +19,7 @@ SELECT
     CAST(interval_h AS DOUBLE) AS interval_h,
     CAST(basis_apr AS DOUBLE) AS basis_apr,
     CAST(spot_half_spread_bps AS DOUBLE) AS spot_half_spread_bps,
-    CAST(perp_half_spread_bps AS DOUBLE) AS perp_half_spread_bps
+    CAST(perp_half_spread_bps AS DOUBLE) AS perp_half_spread_bps,
+    CAST(source AS VARCHAR) AS source
 FROM basis_frame
 WHERE ts >= $start AND ts < $end

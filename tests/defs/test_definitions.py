@@ -29,9 +29,10 @@ WAREHOUSE_ASSETS = {
     "capture_events": set(),
     "capture_stats": set(),
     "ohlcv_1m": {"raw_trades", "raw_ohlcv"},
-    "ohlcv_5m": {"ohlcv_1m"},
-    "ohlcv_1h": {"ohlcv_1m"},
-    "ohlcv_1d": {"ohlcv_1h"},
+    "ohlcv_5m": {"ohlcv_1m", "raw_ohlcv"},
+    "ohlcv_1h": {"ohlcv_1m", "raw_ohlcv"},
+    "ohlcv_8h": {"ohlcv_1h", "raw_ohlcv"},
+    "ohlcv_1d": {"ohlcv_8h", "raw_ohlcv"},
     "indicators": {"ohlcv_1h"},
 }
 
@@ -70,7 +71,7 @@ def test_partitions_pools_and_bounded_backfills():
         if name == "instruments":
             assert node.partitions_def is None
             continue
-        assert node.partitions_def == (DAILY if name == "ohlcv_1d" else HOURLY), name
+        assert node.partitions_def == (DAILY if name in ("ohlcv_8h", "ohlcv_1d") else HOURLY), name
         # A UI backfill of years is cut into runs of at most a month of keys (a run of ~32 k hourly keys fails
         # in Dagster's sqlite run storage before any step starts).
         assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run == 31 * 24, name
@@ -135,6 +136,7 @@ def test_checks_sit_next_to_their_assets_with_blocking_where_bad_data_must_stop(
         "ohlcv_1m_is_consistent",
         "ohlcv_1m_has_no_gaps",
         "ohlcv_1h_is_consistent",
+        "ohlcv_8h_is_consistent",
         "ohlcv_1d_is_consistent",
     ):
         assert name in checks, name

@@ -18,9 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 QUERY = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
 EXPECTED_DEPS = {
     "ohlcv_1m": {"raw_trades", "raw_ohlcv"},
-    "ohlcv_5m": {"ohlcv_1m"},
-    "ohlcv_1h": {"ohlcv_1m"},
-    "ohlcv_1d": {"ohlcv_1h"},
+    "ohlcv_5m": {"ohlcv_1m", "raw_ohlcv"},
+    "ohlcv_1h": {"ohlcv_1m", "raw_ohlcv"},
+    "ohlcv_8h": {"ohlcv_1h", "raw_ohlcv"},
+    "ohlcv_1d": {"ohlcv_8h", "raw_ohlcv"},
     "indicators": {"ohlcv_1h"},
     "raw_trades": set(),
     "instruments": set(),

@@ -189,6 +189,7 @@ class Block:
     borrow_b: np.ndarray
     capital_per_pair: float
     bar_h: float
+    units: float = 0.0  # > 0: every held pair holds this many units per leg (rule 3's fixed size)
 
     @classmethod
     def of(
@@ -199,6 +200,7 @@ class Block:
         sl: slice,
         capital_per_pair: float,
         bar_h: float,
+        units: float = 0.0,
     ) -> Block:
         """Pairs `sl` of the time-last `signal` `(P, T)` and of both legs (`legs_of`)."""
         la, lb = legs[0].block(sl), legs[1].block(sl)
@@ -213,6 +215,7 @@ class Block:
             borrow_b=np.where(lb.is_perp, 0.0, borrow),
             capital_per_pair=capital_per_pair,
             bar_h=bar_h,
+            units=units,
         )
 
     def direction(self, enter: np.ndarray, exit_: np.ndarray) -> np.ndarray:

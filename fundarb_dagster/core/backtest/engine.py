@@ -8,10 +8,11 @@ Rules (the reference event loop in tests/core/backtest/reference_loop.py impleme
    `signal <= -(enter_apr + reverse_cost)`, leave when `signal >= -(exit_apr + reverse_cost)`. NaN: flat.
 2. An *episode* starts when D becomes non-zero or flips. It is held at most `max_hold_h`; after that, and
    after a liquidation or risk stop, the pair stays flat until the episode ends (no churning re-entry).
-3. Sizing: both legs hold the same units (delta-neutral in the underlying), `q = notional / mid_A` at the
-   episode start and again every `rebalance_h` (the hedge is resized to the target notional and each perp's
-   isolated wallet reset to `notional / leverage`: collateral moved between venues). Capital is split evenly
-   over the pairs; each pair's notional = capital share / (spot legs + perp legs / leverage).
+3. Sizing: both legs hold the same units (delta-neutral in the underlying): `units` when set (a fixed
+   size), else `q = notional / mid_A` at the episode start and again every `rebalance_h` (the hedge is
+   resized to the target notional and each perp's isolated wallet reset to `notional / leverage`: collateral
+   moved between venues). Capital is split evenly over the pairs; each pair's notional = capital share /
+   (spot legs + perp legs / leverage).
 4. Accounting per bar `u` for positions decided at `u-1`: basis PnL marked to mid; funding booked in bar u
    (`panel.funding_cash`); borrow on a short spot leg; fees and slippage on every traded quantity at `u`.
 5. Liquidation: each perp leg's liquidation price (accounting.liquidation_price) uses the wallet after the
@@ -62,6 +63,7 @@ class BacktestParams:
     capital: float = 1_000_000.0
     execution: str = "taker"  # "taker": taker fee + half-spread; "maker": maker fee, no spread crossed
     slippage_bps: float = 2.0  # half-spread model where no quotes were recorded
+    units: float = 0.0  # > 0: hold this many units of the underlying per leg (fixed size); 0: rule 3's notional
 
     def __post_init__(self) -> None:
         validate_params({f: np.array([getattr(self, f)], dtype=float) for f in GRID_FIELDS})
@@ -71,6 +73,8 @@ class BacktestParams:
             raise ValueError(f"execution: {self.execution!r} must be 'taker' or 'maker'")
         if self.slippage_bps < 0:
             raise ValueError(f"slippage_bps: {self.slippage_bps!r} must be >= 0")
+        if not (self.units >= 0 and np.isfinite(self.units)):
+            raise ValueError(f"units: {self.units!r} must be >= 0 (0: size by notional)")
 
 
 def validate_params(grid: dict[str, np.ndarray]) -> None:
@@ -134,6 +138,8 @@ def simulate(
     finds each point's stop bar (`halt_bars`; nothing before that bar depends on the stop), the second re-runs
     only the points that stop. Without `drawdown_stop` there is one pass."""
     T, P = pairs.signal.shape
+    if params.units > 0 and not detail:
+        raise ValueError(f"units: {params.units!r} (fixed size) runs in full backtests only, not in sweeps")
     legs = legs if legs is not None else prepare_legs(panel, pairs, params)
     dd = np.asarray(grid["drawdown_stop"], dtype=float)
     total, blocks = _run_blocks(panel, pairs, grid, params, detail, legs, mark=bool((dd > 0).any()))
@@ -204,7 +210,9 @@ def _run_blocks(
     total: dict[str, Any] = {}
     blocks: list[dict[str, Any]] = []
     for lo in range(0, P, step):
-        block = Block.of(signal, legs, pairs, slice(lo, min(lo + step, P)), params.capital / P, panel.bar_h)
+        block = Block.of(
+            signal, legs, pairs, slice(lo, min(lo + step, P)), params.capital / P, panel.bar_h, params.units
+        )
         out = simulate_full(block, g, detail, stop, mark) if detail else simulate_grid(block, g, stop, mark)
         for key, value in out.items():
             if key in ("detail", "parts_t", "parts"):

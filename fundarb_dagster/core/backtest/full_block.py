@@ -49,11 +49,14 @@ def simulate_full(
     D = block.direction(g["enter_apr"], g["exit_apr"])
     sidx, H, seg = block.episodes(D, g["max_hold_h"], g["rebalance_h"])
 
-    # 3. sizing: equal units on both legs
+    # 3. sizing: equal units on both legs (the notional's worth at the segment's start, or a fixed size)
     notional = block.notional(1.0 / lev)  # (G, P, 1)
     e_a, e_b = gather(la.mid, seg), gather(lb.mid, seg)
     held = H != 0
-    q = np.divide(notional, e_a, out=np.zeros(shape), where=held)
+    if block.units > 0:  # a fixed size in units of the underlying, whatever the price
+        q = np.where(held, block.units, 0.0)
+    else:
+        q = np.divide(notional, e_a, out=np.zeros(shape), where=held)
 
     # 5. liquidation and stop events on the hypothetical (never-stopped) path; rule 2 after the first one
     brk_a, stop_a, liq_a_prev = _leg_events(-H * q, e_a, la, seg, lev, stop)

@@ -33,6 +33,7 @@ from ...core.backtest.metrics import drawdown
 from ...core.backtest.plots import attribution_png, equity_drawdown_png, heatmap_png
 from ...core.backtest.sweeps import sweep_table
 from ...core.sql import execute, load_sql, table_exists
+from ...core.venues import VENUE_FACTS
 from ..common.metadata import column_schema, metadata_table, number, png_md
 from ..common.panel import INPUT_TABLES, load_panel
 from ..common.tables import write_run
@@ -69,6 +70,12 @@ class BacktestConfig(Config):
     capital: float = Field(default=1_000_000.0, description="capital, USD, split evenly over the pairs")
     execution: str = Field(default="taker", description="taker (fee + half-spread) or maker (maker fee)")
     slippage_bps: float = Field(default=2.0, description="half-spread model where no quotes were recorded")
+    units: float = Field(
+        default=0.0, description="fixed size: units of the underlying held per leg (0: size by capital and leverage)"
+    )
+    fee_bps: float | None = Field(
+        default=None, description="taker and maker fee, bps, on every venue (None: each venue's own; 0: no fees)"
+    )
     borrow_apr: float | None = Field(default=None, description="spot borrow APR for reverse carry (None: no reverse)")
     underlyings: list[str] = Field(default_factory=list, description="restrict to these underlyings (empty: all)")
     exchanges: list[str] = Field(default_factory=list, description="restrict perp-perp to these venues")
@@ -85,7 +92,15 @@ class BacktestConfig(Config):
             capital=self.capital,
             execution=self.execution,
             slippage_bps=self.slippage_bps,
+            units=self.units,
         )
+
+    def fee_overrides(self) -> dict[str, dict[str, float]] | None:
+        """Every venue's fees set to `fee_bps` (Market fees are fractions), or None: the venues' own."""
+        if self.fee_bps is None:
+            return None
+        fee = self.fee_bps / 1e4
+        return {e: {"taker_fee": fee, "maker_fee": fee} for e in VENUE_FACTS}
 
     def options(self) -> dict[str, Any]:
         return {
@@ -193,7 +208,7 @@ def backtest(context: AssetExecutionContext, config: BacktestConfig, duckdb: Duc
     strategy = get_strategy(name)
     t0 = time.perf_counter()
     with warehouse_connection(duckdb, read_only=True) as conn:
-        panel = load_panel(conn, start, end)
+        panel = load_panel(conn, start, end, fee_overrides=config.fee_overrides())
     t_load = time.perf_counter() - t0
     pairs = strategy.pairs(panel, config.options())
     if not pairs.names:
@@ -360,7 +375,7 @@ def backtest_sweep(context: AssetExecutionContext, config: SweepConfig, duckdb: 
     start, end = _window(config)
     config = config.model_copy(update={"strategy": run_strategy(context, config)})
     with warehouse_connection(duckdb, read_only=True) as conn:
-        panel = load_panel(conn, start, end)
+        panel = load_panel(conn, start, end, fee_overrides=config.fee_overrides())
     pairs = get_strategy(config.strategy).pairs(panel, config.options())
     if not pairs.names:
         raise ValueError(f"strategy: {config.strategy!r} found no tradable pairs in the window {start}..{end}")

@@ -14,22 +14,37 @@ from ...core.backtest.panel import panel_from_tables
 from ...core.sql import execute, load_sql, table_exists
 
 DOMAIN = "backtest"  # the panel's queries live in sql/backtest/
-INPUT_TABLES = ["ohlcv_1h", "basis", "funding_rates", "funding_predictions", "funding_intervals", "instruments"]
+INPUT_TABLES = [
+    "ohlcv_1h",
+    "ohlcv_8h",
+    "basis",
+    "funding_rates",
+    "funding_predictions",
+    "funding_intervals",
+    "instruments",
+]
 LOOKBACK = timedelta(days=7)  # settled/predicted rates before the window seed the first expectations
 
 
-def _query(conn: Any, name: str, params: dict[str, Any], needs: str) -> pd.DataFrame:
-    if not table_exists(conn, needs):
+def _query(conn: Any, name: str, params: dict[str, Any], *needs: str) -> pd.DataFrame:
+    if not all(table_exists(conn, t) for t in needs):
         return pd.DataFrame()
     return execute(conn, load_sql(DOMAIN, name), params).df()
 
 
-def load_panel(conn: Any, start: datetime, end: datetime, markets: Collection[tuple[str, str]] | None = None) -> Panel:
+def load_panel(
+    conn: Any,
+    start: datetime,
+    end: datetime,
+    markets: Collection[tuple[str, str]] | None = None,
+    fee_overrides: dict[str, dict[str, float]] | None = None,
+) -> Panel:
     """Read the panel's inputs (read-only) and assemble it (core/backtest/panel.panel_from_tables); `markets`
-    keeps only those (exchange, symbol) (None: every market in the window)."""
+    keeps only those (exchange, symbol) (None: every market in the window); `fee_overrides` per venue
+    (`taker_fee`, `maker_fee` as fractions) replace the venues' own fees."""
     params = {"start": start, "end": end, "lookback": start - LOOKBACK}
     frames = {
-        "bars": _query(conn, "panel_bars", params, "ohlcv_1h"),
+        "bars": _bars(conn, params),
         "quotes": _query(conn, "panel_quotes", params, "basis"),
         "settlements": _query(conn, "panel_settlements", params, "funding_rates"),
         "predictions": _query(conn, "panel_predictions", params, "funding_predictions"),
@@ -39,7 +54,17 @@ def load_panel(conn: Any, start: datetime, end: datetime, markets: Collection[tu
     if markets is not None:
         wanted = set(markets)
         frames = {k: _only(f, wanted) for k, f in frames.items()}
-    return panel_from_tables(**frames)
+    return panel_from_tables(**frames, fee_overrides=fee_overrides)
+
+
+def _bars(conn: Any, params: dict[str, Any]) -> pd.DataFrame:
+    """Hourly bars, and 8-hour bars where an instrument has no hourly ones (history imported as 8h klines)."""
+    frames = [
+        _query(conn, "panel_bars", params, "ohlcv_1h"),
+        _query(conn, "panel_bars_8h", params, "ohlcv_1h", "ohlcv_8h"),
+    ]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _only(frame: pd.DataFrame, wanted: set[tuple[str, str]]) -> pd.DataFrame:

@@ -29,7 +29,7 @@ from ...core import history as core_history
 from ...core import opportunities as core_opps
 from ...core import spreads as core_spreads
 from ...core.instruments import InstrumentRegistry
-from ...core.sql import execute, load_sql
+from ...core.sql import execute, load_sql, table_exists
 from ...core.tables import table
 from ..common.landing import ensure_raw_tables
 from ..common.metadata import column_schema, figure, figure_png, md_table, metadata_table, number, png_md
@@ -307,9 +307,10 @@ def heat_metadata(recent: pd.DataFrame) -> dict[str, Any]:
     pool=POOL,
     owners=OWNERS,
     kinds={"duckdb"},
-    deps=["raw_tickers", "funding_intervals"],
+    deps=["raw_tickers", "funding_intervals", "ohlcv_1m", "ohlcv_1h"],
     description=(
-        "Perp vs spot on the same venue at 1m and 1h (last quote in each bucket): basis and mark-index in bps "
+        "Perp vs spot on the same venue at 1m and 1h (last quote in each bucket; where no quotes were recorded, "
+        "the spot and perp bar closes: source column): basis and mark-index in bps "
         "and annualized at the venue's payment rule (core.basis.premium_period), plus the half-spreads a "
         "backtest charges."
     ),
@@ -320,10 +321,15 @@ def basis(context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: Data
     with _inputs(duckdb, data_dir, ("raw_tickers",), ("funding_intervals",)) as conn:
         intervals = _intervals(conn)
         frames = []
+        with_bars = table_exists(conn, "ohlcv_1m") and table_exists(conn, "ohlcv_1h")
         for timeframe, seconds in core_basis.TIMEFRAMES_S.items():
             quotes = _frame(conn, "basis_quotes", window.params(bucket_ms=seconds * 1000))
-            pairs = core_basis.pair_instruments(quotes[["exchange", "symbol"]].drop_duplicates())
-            frames.append(core_basis.compute_basis(quotes, pairs, intervals, timeframe))
+            bars = (
+                _frame(conn, "basis_bars", window.params(timeframe=timeframe))
+                if with_bars
+                else pd.DataFrame(columns=core_basis.BAR_COLUMNS)
+            )
+            frames.append(core_basis.basis_with_bars(quotes, bars, intervals, timeframe))
         frame = pd.concat(frames, ignore_index=True)
         rows = write_window(conn, "basis", frame, window, "ts")
     metadata: dict[str, Any] = {"window": str(window), "rows": rows}

@@ -1,7 +1,9 @@
-"""Market tables: 1m bars from trades (venue candles where trades are missing), 5m/1h/1d resampled in SQL,
+"""Market tables: 1m bars from trades (venue candles where trades are missing), 5m/1h/8h/1d resampled in SQL
+(the venue's own bars of each length where the finer table has none: imported klines),
 and TA-Lib indicators on 1h bars that read their look-back from earlier partitions."""
 
 import time
+from typing import Any
 
 from dagster import (
     AssetDep,
@@ -15,7 +17,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ...core import indicators as ind
-from ...core.sql import execute, load_sql, replace_window
+from ...core.sql import check_identifier, execute, load_sql, replace_window, table_exists
 from ...core.tables import table
 from ..common.landing import ensure_raw_tables
 from ..common.metadata import column_schema
@@ -75,10 +77,11 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _resampled(name: str, source: str, partitions_def: object, label: str, bucket_us: int | None = None) -> object:
-    """A bar table resampled in SQL: from ohlcv_1m through `bars_from_1m.sql` with the bar length bound
-    (`bucket_us`), or, without a bar length, through the table's own file (`ohlcv_1d.sql`, from ohlcv_1h)."""
-    sql_name, extra = ("bars_from_1m", {"bucket_us": bucket_us}) if bucket_us else (name, {})
+def _resampled(name: str, finer: str, partitions_def: object, label: str, bucket_s: int) -> object:
+    """A bar table of `bucket_s` seconds: bars resampled in SQL from the next finer table (`bars_from_1m.sql`
+    from ohlcv_1m, `bars_from_bars.sql` from an hourly or 8-hourly table), merged with the venue's own bars of
+    this timeframe (`bars_with_venue.sql`: imported 1h, 8h, 1d klines land in raw_ohlcv and reach the table of
+    their timeframe, and through it every coarser one)."""
 
     @asset(
         name=name,
@@ -88,25 +91,56 @@ def _resampled(name: str, source: str, partitions_def: object, label: str, bucke
         pool=POOL,
         owners=OWNERS,
         kinds={"duckdb", "sql"},
-        deps=[source],
+        deps=[finer, "raw_ohlcv"],
         description=(
-            f"{label} OHLCV bars resampled in SQL from {source} (integer-millisecond buckets); open/high/low "
-            f"from the minutes with data, filled_minutes counts padded minutes. Key: exchange, symbol, ts."
+            f"{label} OHLCV bars resampled in SQL from {finer} (integer-millisecond buckets; source = "
+            f"'{finer}'), or the venue's own {label.lower()} bar from raw_ohlcv where {finer} has no real minute "
+            f"of it (source = 'venue', e.g. imported klines); open/high/low from the minutes with data, "
+            f"filled_minutes counts padded minutes. Key: exchange, symbol, ts."
         ),
         metadata={"dagster/column_schema": column_schema(name), "natural_key": table(name).natural_key},
     )
-    def _asset(context: AssetExecutionContext, duckdb: DuckDBResource) -> MaterializeResult:
+    def _asset(context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: DataDirResource) -> MaterializeResult:
         window = partition_window(context)
+        params = window.params(bucket_us=bucket_s * 1_000_000)
         with warehouse_connection(duckdb) as conn:
-            rows = replace_window(conn, name, load_sql("market", sql_name), window.params(**extra))
-        return MaterializeResult(metadata={"window": str(window), "rows": rows})
+            ensure_raw_tables(conn, data_dir.path(), "raw_ohlcv")
+            rows, by_source = resample_bars(conn, name, finer, params, bucket_s)
+        return MaterializeResult(
+            metadata={"window": str(window), "rows": rows, **{f"rows_{k}": v for k, v in by_source.items()}}
+        )
 
     return _asset
 
 
-ohlcv_5m = _resampled("ohlcv_5m", "ohlcv_1m", HOURLY, "Five-minute", bucket_us=5 * 60_000_000)
-ohlcv_1h = _resampled("ohlcv_1h", "ohlcv_1m", HOURLY, "One-hour", bucket_us=60 * 60_000_000)
-ohlcv_1d = _resampled("ohlcv_1d", "ohlcv_1h", DAILY, "Daily")
+def resample_bars(
+    conn: Any, name: str, finer: str, params: dict[str, Any], bucket_s: int
+) -> tuple[int, dict[str, int]]:
+    """Replace `name`'s window with `finer`'s bars resampled to `bucket_s` seconds and the venue's own bars of
+    that length; returns the rows written and their count per source."""
+    if finer == "ohlcv_1m":
+        conn.execute(load_sql("market", "ohlcv_1m_table"))
+        sql = load_sql("market", "bars_from_1m")
+    elif not table_exists(conn, finer):
+        raise ValueError(f"{name}: its input table {finer!r} does not exist: materialize {finer} first")
+    else:
+        conn.execute(f"CREATE OR REPLACE TEMP VIEW finer_bars AS SELECT * FROM {check_identifier(finer)}")
+        sql = load_sql("market", "bars_from_bars")
+    execute(conn, f"CREATE OR REPLACE TEMP TABLE resampled AS {sql}", params)
+    merged = {**params, "timeframe_s": bucket_s, "finer": finer}
+    rows = replace_window(conn, name, load_sql("market", "bars_with_venue"), merged)
+    stats = execute(
+        conn,
+        f"SELECT source, count(*) FROM {check_identifier(name)} WHERE ts >= $start AND ts < $end GROUP BY 1",
+        params,
+    ).fetchall()
+    return rows, {str(source): int(n) for source, n in stats}
+
+
+ohlcv_5m = _resampled("ohlcv_5m", "ohlcv_1m", HOURLY, "Five-minute", 300)
+ohlcv_1h = _resampled("ohlcv_1h", "ohlcv_1m", HOURLY, "One-hour", 3600)
+ohlcv_8h = _resampled("ohlcv_8h", "ohlcv_1h", DAILY, "Eight-hour", 8 * 3600)
+ohlcv_1d = _resampled("ohlcv_1d", "ohlcv_8h", DAILY, "Daily", 86400)
 
 
 class IndicatorsConfig(Config):
@@ -157,4 +191,4 @@ def indicators(context: AssetExecutionContext, config: IndicatorsConfig, duckdb:
     )
 
 
-MARKET_ASSETS = [ohlcv_1m, ohlcv_5m, ohlcv_1h, ohlcv_1d, indicators]
+MARKET_ASSETS = [ohlcv_1m, ohlcv_5m, ohlcv_1h, ohlcv_8h, ohlcv_1d, indicators]

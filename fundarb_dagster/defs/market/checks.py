@@ -24,9 +24,15 @@ from ..common.checks import (
 )
 from ..partitions import HOURLY
 from ..resources import POOL, warehouse_connection
-from .assets import indicators, ohlcv_1d, ohlcv_1h, ohlcv_1m, ohlcv_5m
+from .assets import indicators, ohlcv_1d, ohlcv_1h, ohlcv_1m, ohlcv_5m, ohlcv_8h
 
-BAR_ASSETS = {"ohlcv_1m": ohlcv_1m, "ohlcv_5m": ohlcv_5m, "ohlcv_1h": ohlcv_1h, "ohlcv_1d": ohlcv_1d}
+BAR_ASSETS = {
+    "ohlcv_1m": ohlcv_1m,
+    "ohlcv_5m": ohlcv_5m,
+    "ohlcv_1h": ohlcv_1h,
+    "ohlcv_8h": ohlcv_8h,
+    "ohlcv_1d": ohlcv_1d,
+}
 INCONSISTENT_BAR = (
     "NOT (low <= least(open, close) AND greatest(open, close) <= high AND low > 0 AND volume >= 0"
     " AND isfinite(open + high + low + close + volume))"

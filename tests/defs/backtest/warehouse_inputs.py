@@ -65,6 +65,7 @@ def write_inputs(panel: Panel, path: Path) -> None:
                     "index_price": panel.ref[:, j],
                     "spot_half_spread_bps": panel.half_spread[:, s] * 1e4 if s is not None else np.nan,
                     "perp_half_spread_bps": panel.half_spread[:, j] * 1e4,
+                    "source": "quotes",
                 }
             )
         )

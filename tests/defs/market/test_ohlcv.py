@@ -120,9 +120,9 @@ def test_venue_candles_fill_minutes_without_trades_and_are_flagged(tmp_path):
 
 
 def test_ohlcv_1d_daily_partitions_match_pandas_daily_resample_of_1m(xrp_warehouse):
-    from fundarb_dagster.defs.market.assets import ohlcv_1d
+    from fundarb_dagster.defs.market.assets import ohlcv_1d, ohlcv_8h
 
-    run([ohlcv_1d], xrp_warehouse, first="2019-10-11", last="2019-10-13")
+    run([ohlcv_8h, ohlcv_1d], xrp_warehouse, first="2019-10-11", last="2019-10-13")
     minutes = query(xrp_warehouse, "SELECT epoch_ms(ts) AS bucket_ms, * EXCLUDE (ts) FROM ohlcv_1m ORDER BY ts")
     days = query(xrp_warehouse, "SELECT epoch_ms(ts) AS bucket_ms, * EXCLUDE (ts) FROM ohlcv_1d ORDER BY ts")
     expected = resample.resample_bars(minutes, 86_400_000)
@@ -132,13 +132,19 @@ def test_ohlcv_1d_daily_partitions_match_pandas_daily_resample_of_1m(xrp_warehou
         np.testing.assert_array_equal(days[column], expected[column], err_msg=column)
     np.testing.assert_allclose(days["volume"], expected["volume"], rtol=1e-12)
     assert days["minutes"].tolist() == [1440, 1440, 1440]
+    eights = query(xrp_warehouse, "SELECT epoch_ms(ts) AS bucket_ms, * EXCLUDE (ts) FROM ohlcv_8h ORDER BY ts")
+    expected = resample.resample_bars(minutes, 8 * 3_600_000)
+    np.testing.assert_array_equal(eights["bucket_ms"], expected["bucket_ms"])
+    for column in ("open", "high", "low", "close", "filled_minutes"):
+        np.testing.assert_array_equal(eights[column], expected[column], err_msg=column)
+    assert set(eights["source"]) == {"ohlcv_1h"} and set(days["source"]) == {"ohlcv_8h"}
 
 
 def test_market_checks_pass_on_real_bars_and_report_coverage(xrp_warehouse):
     from fundarb_dagster.defs.market.checks import MARKET_CHECKS
 
     checks = [c for c in MARKET_CHECKS if "freshness" not in str(c.check_keys) and c.partitions_def is not None]
-    hourly = [c for c in checks if "ohlcv_1d" not in str(c.check_keys) and "indicators" not in str(c.check_keys)]
+    hourly = [c for c in checks if not any(d in str(c.check_keys) for d in ("ohlcv_1d", "ohlcv_8h", "indicators"))]
     result = run(
         [raw_trades, raw_ohlcv, ohlcv_1m, ohlcv_5m, ohlcv_1h, *hourly],
         xrp_warehouse,

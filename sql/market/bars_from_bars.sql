@@ -1,13 +1,12 @@
--- ohlcv_1d: daily bars of [$start, $end) resampled from ohlcv_1h (the same as from ohlcv_1m: an hour's
--- open/high/low already come from its real minutes). filled_minutes and minutes add up.
--- Cost (profiled on 1 M one-minute bars): the hash aggregation is everything, so it carries as few states
--- as it can: integer keys only (bucket, instrument_id), names joined from one small group per instrument
--- instead of two string states per bar, is_filled derived from the counts, and one arg_min for the open.
+-- bars_from_bars: ohlcv_8h and ohlcv_1d, bars of $bucket_us microseconds over [$start, $end) resampled from
+-- the next finer bar table (`finer_bars`, a temporary view the asset points at ohlcv_1h or ohlcv_8h): the
+-- same as from ohlcv_1m (a finer bar's open/high/low already come from its real minutes). filled_minutes
+-- and minutes add up. Buckets are integer microseconds aligned on the epoch (8h bars at 00, 08, 16 UTC).
 WITH bars AS (
     SELECT
-        epoch_us(ts) // 86400000000 * 86400000000 AS bucket_us,
+        epoch_us(ts) // $bucket_us * $bucket_us AS bucket_us,
         instrument_id,
-        -- filled hours sort after every real one: the first real hour's open, else the (carried) first one's
+        -- filled bars sort after every real one: the first real bar's open, else the (carried) first one's
         arg_min(open, epoch_us(ts) + (is_filled::BIGINT << 62)) AS open,
         coalesce(max(high) FILTER (WHERE NOT is_filled), max(high)) AS high,
         coalesce(min(low) FILTER (WHERE NOT is_filled), min(low)) AS low,
@@ -16,14 +15,14 @@ WITH bars AS (
         sum(trade_count)::BIGINT AS trade_count,
         sum(filled_minutes)::BIGINT AS filled_minutes,
         sum(minutes)::BIGINT AS minutes
-    FROM ohlcv_1h
+    FROM finer_bars
     WHERE ts >= $start AND ts < $end
     GROUP BY bucket_us, instrument_id
 ),
 names AS (
     -- instrument_id is 1:1 with exchange + symbol: a separate scan of three columns, not a CTE materialized twice
     SELECT instrument_id, any_value(exchange) AS exchange, any_value(symbol) AS symbol
-    FROM ohlcv_1h
+    FROM finer_bars
     WHERE ts >= $start AND ts < $end
     GROUP BY instrument_id
 )
