@@ -578,15 +578,20 @@ def instrument_for(
 def in_base_units(stream: str, records: np.ndarray, instrument: Instrument) -> np.ndarray:
     """Contract amounts of a file (archives count contracts) -> base units, the contracts kept beside.
 
-    Trades: amount = contracts x size (/ price, inverse); bookTicker sizes at their own side's price.
-    Candles need nothing here: an inverse file's base-volume column is read instead (`parse_file(inverse=)`).
+    Trades: amount = contracts x size (/ price, inverse), an inverse trade's cost its contracts x size (USD);
+    bookTicker sizes at their own side's price. Candles: an inverse file's base-volume columns are read
+    (`parse_file(inverse=)`) and its contract count becomes the quote volume (x size).
     """
     if not instrument.is_contract or not len(records):
         return records
+    if stream == "ohlcv" and instrument.inverse:
+        records["quote_volume"] = records["quote_volume"] * instrument.contract_size
     if stream == "trades":
         records["contracts"] = records["amount"]
         records["contract_size"] = instrument.contract_size
         records["amount"] = instrument.base_amounts(records["contracts"], records["price"])
+        if instrument.inverse:
+            records["cost"] = records["contracts"] * instrument.contract_size
     elif stream == "tickers":
         records["bid_contracts"], records["ask_contracts"] = records["bid_size"], records["ask_size"]
         records["contract_size"] = instrument.contract_size

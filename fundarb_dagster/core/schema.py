@@ -26,6 +26,7 @@ TRADES = np.dtype(
         ("amount", "<f8"),  # in base units: linear contracts x contract size; inverse contracts x size / price
         ("contracts", "<f8"),  # the amount as the venue counts it (contracts); NaN for spot
         ("contract_size", "<f8"),  # ccxt contractSize when traded: base (linear) or quote (inverse) per contract
+        ("cost", "<f8"),  # quote amount as the venue gave it (archives' quote_qty, ccxt's cost); NaN where not
     ]
 )
 
@@ -75,6 +76,9 @@ OHLCV = np.dtype(
         ("low", "<f8"),
         ("close", "<f8"),
         ("volume", "<f8"),
+        ("quote_volume", "<f8"),  # quote units traded (Binance klines); NaN where the source has none
+        ("trade_count", "<f8"),  # trades in the bar (Binance klines' count); NaN where the source has none
+        ("taker_buy_volume", "<f8"),  # base units bought by takers; NaN where the source has none
     ]
 )
 

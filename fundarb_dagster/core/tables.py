@@ -110,6 +110,10 @@ _RAW_DOCS = {
     "low": "low",
     "close": "close",
     "volume": "volume",
+    "quote_volume": "quote units traded (klines), NaN where the source has none",
+    "trade_count": "trades in the bar (klines' count), NaN where the source has none",
+    "taker_buy_volume": "base units bought by takers (klines), NaN where the source has none",
+    "cost": "quote amount as the venue gave it (quote_qty, ccxt cost), NaN where not given",
     # capture_events
     "stream": "schema.StreamCode",
     "kind": "schema.EventKind",
@@ -231,6 +235,12 @@ _BAR = [
     ("close", "float64", "last price"),
     ("volume", "float64", "base units traded"),
     ("trade_count", "int64", "trades in the bar"),
+    (
+        "quote_volume",
+        "float64",
+        "quote units traded: trades' cost (else price x amount), venue bars' own; NULL unknown",
+    ),
+    ("taker_buy_volume", "float64", "base units bought by takers (trades' side, klines' taker-buy); NULL unknown"),
 ]
 _RESAMPLED = _columns(
     [

@@ -17,6 +17,8 @@ WITH bars AS (
         arg_max(close, ts) AS close,
         sum(volume) AS volume,
         sum(trade_count)::BIGINT AS trade_count,
+        sum(quote_volume) AS quote_volume,
+        sum(taker_buy_volume) AS taker_buy_volume,
         count(*) FILTER (WHERE is_filled) AS filled_minutes,
         count(*) AS minutes
     FROM ohlcv_1m
@@ -41,6 +43,8 @@ SELECT
     b.close,
     b.volume,
     b.trade_count,
+    b.quote_volume,
+    b.taker_buy_volume,
     b.filled_minutes,
     b.minutes,
     b.filled_minutes = b.minutes AS is_filled

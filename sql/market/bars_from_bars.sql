@@ -13,6 +13,8 @@ WITH bars AS (
         arg_max(close, ts) AS close,
         sum(volume) AS volume,
         sum(trade_count)::BIGINT AS trade_count,
+        sum(quote_volume) AS quote_volume,
+        sum(taker_buy_volume) AS taker_buy_volume,
         sum(filled_minutes)::BIGINT AS filled_minutes,
         sum(minutes)::BIGINT AS minutes
     FROM finer_bars
@@ -37,6 +39,8 @@ SELECT
     b.close,
     b.volume,
     b.trade_count,
+    b.quote_volume,
+    b.taker_buy_volume,
     b.filled_minutes,
     b.minutes,
     b.filled_minutes = b.minutes AS is_filled

@@ -4,7 +4,10 @@
 -- with a real minute wins; a venue bar replaces one that is only padding (every minute filled). A venue bar
 -- counts its whole length as real minutes.
 WITH venue AS (
-    SELECT ts, instrument_id, exchange, symbol, open, high, low, close, volume, 0::BIGINT AS trade_count,
+    SELECT ts, instrument_id, exchange, symbol, open, high, low, close, volume,
+        CASE WHEN isfinite(trade_count) THEN trade_count::BIGINT ELSE 0 END AS trade_count,
+        CASE WHEN isfinite(quote_volume) THEN quote_volume END AS quote_volume,
+        CASE WHEN isfinite(taker_buy_volume) THEN taker_buy_volume END AS taker_buy_volume,
         0::BIGINT AS filled_minutes, ($timeframe_s // 60)::BIGINT AS minutes, false AS is_filled, 'venue' AS source
     FROM raw_ohlcv
     WHERE timeframe_s = $timeframe_s AND ts >= $start AND ts < $end AND close > 0

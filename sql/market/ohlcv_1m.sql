@@ -18,14 +18,20 @@ WITH trade_bars AS (
         min(price) AS low,
         arg_max(price, (ts_ms::HUGEINT << 64) + trade_id) AS close,
         sum(amount) AS volume,
-        count(*) AS trade_count
+        count(*) AS trade_count,
+        -- the venue's quote amount where it gave one, else price x base amount (the same for linear and inverse)
+        sum(CASE WHEN isfinite(cost) THEN cost ELSE price * amount END) AS quote_volume,
+        coalesce(sum(amount) FILTER (WHERE side = 1), 0.0) AS taker_buy_volume
     FROM raw_trades
     WHERE ts >= $start AND ts < $end AND price > 0 AND amount >= 0
     GROUP BY instrument_id, bucket_ms
 ),
 venue_bars AS (
     SELECT v.instrument_id, v.exchange, v.symbol, v.ts_ms AS bucket_ms, v.open, v.high, v.low, v.close, v.volume,
-        0::BIGINT AS trade_count
+        -- what the candle carries (klines: count, quote and taker-buy volume); unknown: no count, NULL volumes
+        CASE WHEN isfinite(v.trade_count) THEN v.trade_count::BIGINT ELSE 0 END AS trade_count,
+        CASE WHEN isfinite(v.quote_volume) THEN v.quote_volume END AS quote_volume,
+        CASE WHEN isfinite(v.taker_buy_volume) THEN v.taker_buy_volume END AS taker_buy_volume
     FROM raw_ohlcv AS v
     ANTI JOIN trade_bars AS t ON t.instrument_id = v.instrument_id AND t.bucket_ms = v.ts_ms
     WHERE v.timeframe_s = 60 AND v.ts >= $start AND v.ts < $end AND v.close > 0
@@ -62,7 +68,8 @@ grid AS (
 ),
 joined AS (
     SELECT
-        g.instrument_id, g.exchange, g.symbol, g.bucket_ms, r.open, r.high, r.low, r.close, r.volume, r.trade_count, r.source,
+        g.instrument_id, g.exchange, g.symbol, g.bucket_ms, r.open, r.high, r.low, r.close, r.volume, r.trade_count,
+        r.quote_volume, r.taker_buy_volume, r.source,
         coalesce(
             last_value(r.close IGNORE NULLS) OVER series, g.prev_close
         ) AS fill_close,
@@ -84,6 +91,8 @@ SELECT
     coalesce(j.close, j.fill_close) AS close,
     coalesce(j.volume, 0.0) AS volume,
     coalesce(j.trade_count, 0)::BIGINT AS trade_count,
+    CASE WHEN j.source IS NULL THEN 0.0 ELSE j.quote_volume END AS quote_volume,
+    CASE WHEN j.source IS NULL THEN 0.0 ELSE j.taker_buy_volume END AS taker_buy_volume,
     coalesce(j.source, 'filled') AS source,
     j.source IS NULL AS is_filled
 FROM joined AS j

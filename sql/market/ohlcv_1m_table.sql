@@ -10,6 +10,8 @@ CREATE TABLE IF NOT EXISTS ohlcv_1m (
     close DOUBLE,
     volume DOUBLE,
     trade_count BIGINT,
+    quote_volume DOUBLE,
+    taker_buy_volume DOUBLE,
     source VARCHAR,
     is_filled BOOLEAN
 )

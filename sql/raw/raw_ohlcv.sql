@@ -3,7 +3,8 @@
 -- the open bar as it updates: the last one received is the final bar.
 SELECT
     make_timestamp(ts_ms * 1000) AS ts,
-    ts_ms, recv_ts_ms, instrument_id, exchange, symbol, timeframe_s, open, high, low, close, volume
+    ts_ms, recv_ts_ms, instrument_id, exchange, symbol, timeframe_s, open, high, low, close, volume,
+    quote_volume, trade_count, taker_buy_volume
 FROM read_parquet($files)  -- the window's files, listed (hour folders, and day files of imports)
 WHERE ts_ms >= $start_ms AND ts_ms < $end_ms
 QUALIFY row_number() OVER (PARTITION BY instrument_id, timeframe_s, ts_ms ORDER BY recv_ts_ms DESC) = 1

@@ -120,6 +120,7 @@ def test_public_fields_skip_padding_and_arrow_types_match_numpy() -> None:
         "amount",
         "contracts",
         "contract_size",
+        "cost",
     ]
     arrow = schema.arrow_schema("funding")
     assert arrow.field("is_settled").type == pa.int8()

@@ -98,13 +98,15 @@ def _market_conn(trades: list[tuple[int, int, float, float]]) -> duckdb.DuckDBPy
     conn.execute(
         "CREATE TABLE raw_trades AS SELECT make_timestamp(ts_ms * 1000) AS ts, ts_ms, 7 AS instrument_id, "
         "'x' AS exchange, "
-        "'X/Y' AS symbol, trade_id, price, amount FROM (SELECT unnest($rows, recursive := true))",
+        "'X/Y' AS symbol, 1::TINYINT AS side, trade_id, price, amount, 'NaN'::DOUBLE AS cost "
+        "FROM (SELECT unnest($rows, recursive := true))",
         {"rows": [{"ts_ms": t, "trade_id": i, "price": p, "amount": a} for t, i, p, a in trades]},
     )
     conn.execute(
         "CREATE TABLE raw_ohlcv (ts TIMESTAMP, ts_ms BIGINT, instrument_id INT, exchange VARCHAR, symbol VARCHAR, "
         "timeframe_s INT, "
-        "open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE)"
+        "open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, quote_volume DOUBLE, trade_count DOUBLE, "
+        "taker_buy_volume DOUBLE)"
     )
     conn.execute(sql.load_sql("market", "ohlcv_1m_table"))
     return conn

@@ -137,10 +137,12 @@ def trades_to_records(trades: Sequence[Mapping[str, Any]], instrument: Instrumen
     sides = np.empty(len(trades), dtype=np.int8)
     prices = np.empty(len(trades), dtype=np.float64)
     amounts = np.empty(len(trades), dtype=np.float64)
+    costs = np.empty(len(trades), dtype=np.float64)
     for i, trade in enumerate(trades):
         ts[i] = int_ms(trade.get("timestamp"))
         prices[i] = num(trade.get("price"))
         amounts[i] = num(trade.get("amount"))
+        costs[i] = num(trade.get("cost"))
         sides[i] = _side(trade.get("side"))
         trade_id = trade.get("id")
         if trade_id is None or trade_id == "":
@@ -153,6 +155,8 @@ def trades_to_records(trades: Sequence[Mapping[str, Any]], instrument: Instrumen
     out["trade_id"] = ids
     out["price"] = prices
     out["amount"] = instrument.base_amounts(amounts, prices)
+    # ccxt's cost is quote units except for inverse contracts (base units there): those are USD per contract
+    out["cost"] = amounts * instrument.contract_size if instrument.inverse else costs
     if instrument.is_contract:
         out["contracts"] = amounts
         out["contract_size"] = instrument.contract_size

@@ -224,7 +224,12 @@ class _Rows:
 
 
 def _candles(
-    rows: _Rows, ts: np.ndarray, tf_s: int, volume_optional: bool, volume_column: str = "volume"
+    rows: _Rows,
+    ts: np.ndarray,
+    tf_s: int,
+    volume_optional: bool,
+    volume_column: str = "volume",
+    extra: dict[str, str] | None = None,
 ) -> np.ndarray:
     o = rows.number("open", "open", positive=True)
     h = rows.number("high", "high", positive=True)
@@ -238,13 +243,37 @@ def _candles(
     out = schema.empty("ohlcv", len(ts))
     out["ts_ms"], out["recv_ts_ms"], out["timeframe_s"] = ts, ts + tf_s * 1000, tf_s
     out["open"], out["high"], out["low"], out["close"], out["volume"] = o, h, low, c, v
+    for name, column in (extra or {}).items():  # what else the file carries: quote volume, count, taker buys
+        if column not in rows.chunk:  # a shorter file (or one of another kind read as klines): unknown
+            continue
+        values = rows.number(column, name, optional=True)
+        with np.errstate(invalid="ignore"):
+            rows.reject(values < 0, name, column, "< 0", "must be >= 0")
+        out[name] = values
     return out[rows.ok]
 
 
-def _trades(rows: _Rows, ts: np.ndarray, ids: np.ndarray, side: np.ndarray, price: np.ndarray, amount: np.ndarray):
+# Binance klines' other columns -> OHLCV fields. COIN-M files count contracts in volume/taker_buy_volume and
+# base units in quote_volume/taker_buy_quote_volume: the base columns are read, and quote_volume takes the
+# contract count, which the importer multiplies by the contract size (USD per contract).
+_KLINE_EXTRA = {"quote_volume": "quote_volume", "trade_count": "count", "taker_buy_volume": "taker_buy_volume"}
+_INVERSE_KLINE_EXTRA = {"quote_volume": "volume", "trade_count": "count", "taker_buy_volume": "taker_buy_quote_volume"}
+
+
+def _trades(
+    rows: _Rows,
+    ts: np.ndarray,
+    ids: np.ndarray,
+    side: np.ndarray,
+    price: np.ndarray,
+    amount: np.ndarray,
+    cost: np.ndarray | None = None,
+):
     out = schema.empty("trades", len(ts))
     out["ts_ms"], out["recv_ts_ms"], out["trade_id"] = ts, ts, ids
     out["side"], out["price"], out["amount"] = side, price, amount
+    if cost is not None:
+        out["cost"] = cost
     return out[rows.ok]
 
 
@@ -267,7 +296,8 @@ def _parse_chunk(
         ts = rows.timestamps("open_time")
         # COIN-M klines count contracts in `volume`; their 8th column is the base-asset volume
         column = "quote_volume" if inverse and kind == "klines" else "volume"
-        return {(None, None): _candles(rows, ts, tf_s, kind == "markPriceKlines", volume_column=column)}
+        extra = None if kind == "markPriceKlines" else (_INVERSE_KLINE_EXTRA if inverse else _KLINE_EXTRA)
+        return {(None, None): _candles(rows, ts, tf_s, kind == "markPriceKlines", volume_column=column, extra=extra)}
     if kind in ("fixture_ohlcv", "fixture_mark"):
         ts = rows.timestamps("time_ms_utc")
         return {(None, None): _candles(rows, ts, tf_s, volume_optional=kind == "fixture_mark")}
@@ -283,7 +313,9 @@ def _parse_chunk(
         maker, ok = _booleans(chunk, "is_buyer_maker")
         rows.reject(~ok, "side", "is_buyer_maker", "not a boolean", "is not true/false")
         side = np.where(maker, -1, 1).astype(np.int8)  # buyer is maker -> the taker sold
-        return {(None, None): _trades(rows, ts, ids, side, price, amount)}
+        # trades' 4th column: quote_qty (spot, USD-M); COIN-M's is base_qty (its cost comes from the contracts)
+        cost = rows.number("quote_qty", "cost", optional=True) if kind == "trades" and not inverse else None
+        return {(None, None): _trades(rows, ts, ids, side, price, amount, cost)}
     if kind == "fixture_trades":
         ts = rows.timestamps("time_ms_utc")
         ids, ok = _integers(chunk, "trade_id")
@@ -293,7 +325,8 @@ def _parse_chunk(
         text = chunk["side_taker"].astype(str).str.strip().str.lower()
         side = np.select([text.eq("buy").to_numpy(), text.eq("sell").to_numpy()], [1, -1], 0).astype(np.int8)
         rows.reject(~text.isin(("buy", "sell", "")).to_numpy(), "side", "side_taker", "not buy/sell", "is not buy/sell")
-        return {(None, None): _trades(rows, ts, ids, side, price, amount)}
+        cost = rows.number("cost_quote", "cost", optional=True) if "cost_quote" in chunk else None
+        return {(None, None): _trades(rows, ts, ids, side, price, amount, cost)}
     if kind == "bookTicker":
         ts = rows.timestamps("transaction_time")
         bid = rows.number("best_bid_price", "bid", positive=True)

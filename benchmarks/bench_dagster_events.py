@@ -1,0 +1,114 @@
+"""What a ranged run of hourly history costs in Dagster's own bookkeeping, apart from any work: a month of
+hourly partitions of trivial assets materialized in one run, on the means Dagster itself offers (its sqlite
+storage, its consolidated sqlite storage, batched event writes, an in-memory instance), beside the same month
+as daily partitions (what coarser partitions for imported history would cost).
+
+Each asset only returns: the wall time is Dagster's (one materialization event per asset and partition, the
+steps' events, the planned events: one per asset, as fundarb's instance sets
+DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS). Sizes and event counts printed.
+
+    python -m benchmarks.bench_dagster_events              # 744 hourly keys (a month) x 2 assets, 31 daily keys
+    python -m benchmarks.bench_dagster_events --quick      # 48 hourly keys x 2 assets
+    python -m benchmarks.bench_dagster_events --assets 8   # more assets per run
+"""
+
+import argparse
+import os
+import tempfile
+import time
+import warnings
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from dagster import MaterializeResult
+
+warnings.filterwarnings("ignore")
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+CONSOLIDATED = """
+event_log_storage:
+  module: dagster._core.storage.event_log
+  class: ConsolidatedSqliteEventLogStorage
+  config:
+    base_dir: {base}
+"""
+START = datetime(2024, 1, 1)
+
+
+def chain(partitions_def: Any, n_assets: int) -> list[Any]:
+    """`n_assets` trivial assets on `partitions_def`, each depending on the one before (one run, one step each)."""
+    from dagster import BackfillPolicy, asset
+
+    out: list[Any] = []
+    for i in range(n_assets):
+
+        @asset(
+            name=f"a{i}",
+            partitions_def=partitions_def,
+            deps=out[-1:],
+            backfill_policy=BackfillPolicy.single_run(),
+        )
+        def _noop():  # noqa: ANN202 - Dagster resolves a local function's annotations by name
+            return MaterializeResult(metadata={"rows": 0})
+
+        out.append(_noop)
+    return out
+
+
+def one_run(instance: Any, partitions_def: Any, n_assets: int, first: str, last: str) -> tuple[float, int]:
+    """Wall time of one ranged run over [first, last], and the events it recorded."""
+    from dagster import materialize
+
+    started = time.perf_counter()
+    result = materialize(chain(partitions_def, n_assets), instance=instance, tags={RANGE_START: first, RANGE_END: last})
+    wall = time.perf_counter() - started
+    assert result.success
+    return wall, len(instance.all_logs(result.run_id))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--assets", type=int, default=2)
+    args = parser.parse_args(argv)
+    from dagster import DagsterInstance, DailyPartitionsDefinition, HourlyPartitionsDefinition
+
+    hours = 48 if args.quick else 744
+    end = START + timedelta(hours=hours - 1)
+    hourly = (
+        HourlyPartitionsDefinition(start_date="2024-01-01-00:00"),
+        "2024-01-01-00:00",
+        end.strftime("%Y-%m-%d-%H:00"),
+    )
+    days = (end - START).days + 1
+    daily = (DailyPartitionsDefinition(start_date="2024-01-01"), "2024-01-01", end.strftime("%Y-%m-%d"))
+    os.environ["DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"] = "true"  # as fundarb's instance sets it
+    print(f"one ranged run of {args.assets} trivial assets: {hours} hourly keys, or the same span as {days} daily keys")
+    cases = [  # label, partitions, dagster.yaml, DAGSTER_EVENT_BATCH_SIZE
+        ("sqlite (default), hourly", hourly, hours, "", "0"),
+        ("sqlite, batched event writes, hourly", hourly, hours, "", "1000"),
+        ("consolidated sqlite, hourly", hourly, hours, CONSOLIDATED, "0"),
+        ("sqlite (default), daily", daily, days, "", "0"),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (label, (pdef, first, last), keys, yaml, batch) in enumerate(cases):
+            home = Path(tmp) / str(i)
+            home.mkdir()
+            if yaml:
+                (home / "dagster.yaml").write_text(yaml.format(base=home / "events"))
+            os.environ["DAGSTER_EVENT_BATCH_SIZE"] = batch
+            with DagsterInstance.from_config(str(home)) as instance:
+                wall, events = one_run(instance, pdef, args.assets, first, last)
+            per = wall / (keys * args.assets) * 1000
+            print(f"  {label:38s} {keys:4d} keys: {wall:7.1f} s, {events:6d} events, {per:6.1f} ms per asset-partition")
+        os.environ["DAGSTER_EVENT_BATCH_SIZE"] = "0"
+        pdef, first, last = hourly
+        with DagsterInstance.ephemeral() as instance:
+            wall, events = one_run(instance, pdef, args.assets, first, last)
+        print(f"  {'in memory (ephemeral), hourly':38s} {hours:4d} keys: {wall:7.1f} s, {events:6d} events")
+
+
+if __name__ == "__main__":
+    main()
