@@ -1,7 +1,8 @@
 """What a ranged run of hourly history costs in Dagster's own bookkeeping, apart from any work: a month of
 hourly partitions of trivial assets materialized in one run, on the means Dagster itself offers (its sqlite
 storage, its consolidated sqlite storage, batched event writes, an in-memory instance), beside the same month
-as daily partitions (what coarser partitions for imported history would cost).
+as daily partitions (what coarser partitions for imported history would cost), and on Postgres storage when
+DAGSTER_PG_URL names a database.
 
 Each asset only returns: the wall time is Dagster's (one materialization event per asset and partition, the
 steps' events, the planned events: one per asset, as fundarb's instance sets
@@ -10,6 +11,8 @@ DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS). Sizes and event counts printed
     python -m benchmarks.bench_dagster_events              # 744 hourly keys (a month) x 2 assets, 31 daily keys
     python -m benchmarks.bench_dagster_events --quick      # 48 hourly keys x 2 assets
     python -m benchmarks.bench_dagster_events --assets 8   # more assets per run
+    DAGSTER_PG_URL=postgresql+psycopg2://postgres@127.0.0.1:5432/bench python -m benchmarks.bench_dagster_events
+                                                           # also on fundarb's Postgres storage (issue #18)
 """
 
 import argparse
@@ -22,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from dagster import MaterializeResult
+
+from fundarb_dagster.instance import PG_URL_ENV, POSTGRES_STORAGE
 
 warnings.filterwarnings("ignore")
 
@@ -92,6 +97,12 @@ def main(argv: list[str] | None = None) -> None:
         ("consolidated sqlite, hourly", hourly, hours, CONSOLIDATED, "0"),
         ("sqlite (default), daily", daily, days, "", "0"),
     ]
+    if os.environ.get(PG_URL_ENV):  # fundarb's Postgres instance (issue #18): the same runs on its storage
+        cases += [
+            ("postgres, hourly", hourly, hours, POSTGRES_STORAGE, "0"),
+            ("postgres, batched event writes, hourly", hourly, hours, POSTGRES_STORAGE, "1000"),
+            ("postgres, daily", daily, days, POSTGRES_STORAGE, "0"),
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         for i, (label, (pdef, first, last), keys, yaml, batch) in enumerate(cases):
             home = Path(tmp) / str(i)

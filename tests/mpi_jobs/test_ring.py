@@ -24,7 +24,8 @@ def _trades(start: int, n: int) -> np.ndarray:
     records["ts_ms"] = 1_700_000_000_000 + np.arange(start, start + n)
     records["price"] = 100.0 + np.arange(start, start + n) * 0.5
     records["instrument_id"] = np.arange(start, start + n) % 7
-    records["amount"] = records["contracts"] = records["contract_size"] = 1.0  # no NaN: compared whole
+    # no NaN: the records are compared whole
+    records["amount"] = records["contracts"] = records["contract_size"] = records["cost"] = 1.0
     return records
 
 
