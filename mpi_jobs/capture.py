@@ -40,7 +40,7 @@ from fundarb_dagster.core.config import ConfigError, FundarbConfig, check_symbol
 from fundarb_dagster.core.instruments import InstrumentRegistry, registry_path
 from fundarb_dagster.core.sources import open_exchange
 
-from .control import EVENT_RING_RECORDS, EXIT_CONFIG, EXIT_ERROR, RING_STREAMS, StopFlag, say
+from .control import EVENT_RING_RECORDS, EXIT_CONFIG, EXIT_ERROR, RING_STREAMS, StopFlag, ring_capacity, say
 from .flusher_loop import FlusherLoop, Outcome
 from .launcher import resolve_config
 from .lock import CaptureBusy, CaptureLock
@@ -214,7 +214,7 @@ def run(world: Any, config: FundarbConfig, duration_s: float | None, stop: StopF
     rings: dict[tuple[int, str], Ring] = {}
     for watcher in layout.local_watchers:
         for stream in RING_STREAMS:
-            capacity = EVENT_RING_RECORDS if stream == "capture_events" else config.capture.ring_records
+            capacity = EVENT_RING_RECORDS if stream == "capture_events" else ring_capacity(stream, config.capture)
             rings[(watcher, stream)] = Ring.create(node, schema.dtype_of(stream), capacity, owner=0)
     result = play_role(world, config, layout, registry, rings, stop, deadline, start)
     # Every rank is here (or the job was aborted): the same collectives, in the same order, on every rank.

@@ -24,6 +24,20 @@ EXIT_UNUSED = 3  # a wire replay used less of its recording's frames than replay
 EXIT_SPILLED = 75  # EX_TEMPFAIL: storage failed at shutdown; a recovery file holds the rest, the next start lands it
 RING_STREAMS: tuple[str, ...] = (*schema.MARKET_STREAMS, "capture_events")
 EVENT_RING_RECORDS = 8192
+# A market stream's ring holds `ring_records` records of up to this many bytes; a wider record (the order book's
+# top levels, 672 bytes) gets proportionally fewer slots, so an unused book ring costs what a tickers ring does.
+RING_RECORD_BYTES = 128
+
+
+def ring_capacity(stream: str, capture: Any) -> int:
+    """Slots of a watcher's ring for a market stream: `capture.ring_records`, fewer for wide records (never
+    below `capture.batch_records`, one hand-over)."""
+    itemsize = schema.dtype_of(stream).itemsize
+    if itemsize <= RING_RECORD_BYTES:
+        return int(capture.ring_records)
+    return max(int(capture.batch_records), int(capture.ring_records) * RING_RECORD_BYTES // itemsize)
+
+
 LAUNCHER_ENV = "FUNDARB_LAUNCHER_PID"
 LAUNCHER_CHECK_S = 1.0
 

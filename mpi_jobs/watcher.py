@@ -166,6 +166,8 @@ class Watcher:
                 ohlcv_timeframe=capture.ohlcv_timeframe,
                 stale_timeout_s=dict(capture.stale_timeout_s),
                 max_backoff_s=self.config.live.reconnect_max_backoff_s,
+                book_levels=capture.book_levels,
+                book_interval_s=capture.book_interval_s,
                 # Gaps in trades/ohlcv are filled from REST history by the Feed itself (GAP_FILLED events).
                 backfill_gaps=True,
             )

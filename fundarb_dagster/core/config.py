@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .schema import MARKET_STREAMS
+from .schema import BOOK_LEVELS, DEFAULT_STREAMS, MARKET_STREAMS
 from .venues import VENUE_FACTS, is_dated_future, simulated_venues
 
 SOURCE_KINDS = ("sim", "replay", "wire", "live")
@@ -39,7 +39,7 @@ class ConfigError(ValueError):
 class ExchangeConfig:
     id: str
     symbols: tuple[str, ...]
-    streams: tuple[str, ...] = MARKET_STREAMS
+    streams: tuple[str, ...] = DEFAULT_STREAMS
     # ccxt options for the live (and wire) exchange, e.g. binance `{watchTrades: {name: aggTrade}}` to read
     # trades from `@aggTrade`; a wire replay overrides the ones that pick a channel with what it recorded
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -112,8 +112,13 @@ class CaptureConfig:
     stats_interval_s: float = 5.0
     ohlcv_timeframe: str = "1m"
     stale_timeout_s: Mapping[str, float] = field(
-        default_factory=lambda: {"trades": 60.0, "tickers": 60.0, "funding": 900.0, "ohlcv": 180.0}
+        default_factory=lambda: {"trades": 60.0, "tickers": 60.0, "funding": 900.0, "ohlcv": 180.0, "order_book": 60.0}
     )
+    # The order_book stream keeps the top `book_levels` levels per side (<= schema.BOOK_LEVELS) of one book
+    # per `book_interval_s` (the first update at or after each multiple of it): hourly carry and per-minute
+    # depth need a few books a minute, not every 100 ms update (see the README's figures).
+    book_levels: int = 20
+    book_interval_s: float = 10.0
     # Records a flusher holds while storage fails; past it the rings fill (watchers wait, or drop and count).
     max_pending_records: int = 4_000_000
     # A stop (SIGTERM, SIGINT, the launcher gone) ends every rank within this; what storage would not take by
@@ -259,7 +264,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> FundarbConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
     _reject_unknown(raw, FundarbConfig, "")
-    default_streams = _streams(raw.get("streams", list(MARKET_STREAMS)), "streams")
+    default_streams = _streams(raw.get("streams", list(DEFAULT_STREAMS)), "streams")
     exchanges_raw = raw.get("exchanges")
     if exchanges_raw is None:
         exchanges = default_exchanges()
@@ -447,6 +452,10 @@ def validate(config: FundarbConfig) -> None:
         )
     if capture.drop_policy not in DROP_POLICIES:
         raise ConfigError(f"capture.drop_policy: {capture.drop_policy!r}; expected one of {list(DROP_POLICIES)}")
+    if not 1 <= capture.book_levels <= BOOK_LEVELS:
+        raise ConfigError(f"capture.book_levels: {capture.book_levels!r} must be between 1 and {BOOK_LEVELS}")
+    if not capture.book_interval_s >= 0:
+        raise ConfigError(f"capture.book_interval_s: {capture.book_interval_s!r} must be >= 0 (0 = every update)")
     for stream, timeout in capture.stale_timeout_s.items():
         if stream not in MARKET_STREAMS:
             raise ConfigError(f"capture.stale_timeout_s.{stream}: unknown stream")

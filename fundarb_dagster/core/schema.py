@@ -82,6 +82,23 @@ OHLCV = np.dtype(
     ]
 )
 
+# The order-book stream: the top `BOOK_LEVELS` levels per side of an L2 book, sampled (core/sources/feed.py).
+# Fixed width so the ring carries it like any stream; a book shallower than the configured depth leaves NaN.
+BOOK_LEVELS = 20
+ORDER_BOOK = np.dtype(
+    [
+        ("ts_ms", "<i8"),  # the book's time (the venue's, else the receive time)
+        ("recv_ts_ms", "<i8"),
+        ("instrument_id", "<i4"),
+        ("updates", "<i4"),  # book updates seen since the previous kept snapshot, this one included
+        ("nonce", "<i8"),  # the venue's sequence/update id of the book (ccxt `nonce`), -1 where it gives none
+        ("bid_price", "<f8", (BOOK_LEVELS,)),  # best first; NaN past the book's depth
+        ("bid_size", "<f8", (BOOK_LEVELS,)),  # base units (contracts x contract size)
+        ("ask_price", "<f8", (BOOK_LEVELS,)),
+        ("ask_size", "<f8", (BOOK_LEVELS,)),
+    ]
+)
+
 
 class EventKind(IntEnum):
     """What a `capture_events` row reports. Gaps and faults are data, not log lines."""
@@ -148,6 +165,7 @@ class StreamCode(IntEnum):
     POSITIONS = 9
     BALANCES = 10
     FUNDING_PAYMENTS = 11
+    ORDER_BOOK = 12
 
 
 # -- execution streams: what the trader (`fundarb trade`, core/execution) did and what the venue booked ------
@@ -339,7 +357,9 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
 
 # The four market streams a user subscribes to, then the two the capture job writes about itself, then the
 # trader's.
-MARKET_STREAMS: tuple[str, ...] = ("trades", "tickers", "funding", "ohlcv")
+MARKET_STREAMS: tuple[str, ...] = ("trades", "tickers", "funding", "ohlcv", "order_book")
+# What a config subscribes when it names no streams: the order book is asked for by name (it is bulky).
+DEFAULT_STREAMS: tuple[str, ...] = ("trades", "tickers", "funding", "ohlcv")
 EXECUTION_STREAMS: tuple[str, ...] = ("orders", "fills", "positions", "balances", "funding_payments")
 STREAMS: dict[str, np.dtype] = {
     "trades": TRADES,
@@ -353,12 +373,13 @@ STREAMS: dict[str, np.dtype] = {
     "positions": POSITIONS,
     "balances": BALANCES,
     "funding_payments": FUNDING_PAYMENTS,
+    "order_book": ORDER_BOOK,
 }
 STREAM_CODES: dict[str, StreamCode] = {name: StreamCode[name.upper()] for name in STREAMS}
 STREAM_NAMES: dict[int, str] = {int(code): name for name, code in STREAM_CODES.items()}
 
 # Streams whose rows are about one instrument get `exchange` and `symbol` columns when landed.
-INSTRUMENT_STREAMS: tuple[str, ...] = ("trades", "tickers", "funding", "ohlcv", "capture_events")
+INSTRUMENT_STREAMS: tuple[str, ...] = ("trades", "tickers", "funding", "ohlcv", "order_book", "capture_events")
 
 
 def dtype_of(stream: str) -> np.dtype:
@@ -373,7 +394,7 @@ def empty(stream: str, n: int = 0) -> np.ndarray:
     """A zeroed record array of a stream, with float fields set to NaN (missing, not zero)."""
     out = np.zeros(n, dtype=dtype_of(stream))
     for name, (field_dtype, _) in out.dtype.fields.items():
-        if field_dtype.kind == "f":
+        if (field_dtype.subdtype[0] if field_dtype.subdtype else field_dtype).kind == "f":
             out[name] = np.nan
     return out
 
@@ -384,6 +405,8 @@ def public_fields(stream: str) -> list[str]:
 
 
 def _arrow_type(field_dtype: np.dtype) -> pa.DataType:
+    if field_dtype.subdtype is not None:  # a fixed-length array field (the book's levels): a list column
+        return pa.list_(pa.from_numpy_dtype(field_dtype.subdtype[0]))
     if field_dtype.kind == "S":
         return pa.string()
     return pa.from_numpy_dtype(field_dtype)
@@ -420,7 +443,11 @@ def to_arrow(
     columns: list[pa.Array] = []
     for name in public_fields(stream):
         column = records[name]
-        if column.dtype.kind == "S":
+        if column.ndim == 2:  # levels: one list per record, the row's values flattened without a copy per row
+            flat = pa.array(np.ascontiguousarray(column).reshape(-1))
+            fixed = pa.FixedSizeListArray.from_arrays(flat, column.shape[1])
+            columns.append(fixed.cast(schema.field(name).type))
+        elif column.dtype.kind == "S":
             columns.append(pa.array(np.char.decode(column, "ascii"), type=pa.string()))
         else:
             columns.append(pa.array(column))
@@ -485,5 +512,8 @@ def from_arrow(stream: str, table: pa.Table) -> np.ndarray:
     out = empty(stream, table.num_rows)
     for name in public_fields(stream):
         values = table.column(name).to_numpy(zero_copy_only=False)
+        if out[name].ndim == 2:
+            out[name] = np.stack(values) if len(values) else out[name]
+            continue
         out[name] = np.char.encode(values.astype(str), "ascii") if out.dtype[name].kind == "S" else values
     return out

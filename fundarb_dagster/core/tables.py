@@ -3,7 +3,8 @@
 The assets publish these columns as their column schema, create a table empty from them when no run has
 made it yet, and the tests hold them against the SQL files' output and against the tables described in
 docs/architecture.md. The raw tables are derived from the landed streams (`schema.py`): a stream field is
-a raw column. Kinds: string, timestamp (UTC, microseconds), float64, int64, int32, int8, bool.
+a raw column. Kinds: string, timestamp (UTC, microseconds), float64, int64, int32, int8, bool, float64[] (a list
+of floats: an order book's levels).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pyarrow as pa
 
 from . import schema
 
-KINDS: Final = ("string", "timestamp", "float64", "int64", "int32", "int8", "bool")
+KINDS: Final = ("string", "timestamp", "float64", "int64", "int32", "int8", "bool", "float64[]")
 DUCKDB_TYPES: Final = {
     "string": "VARCHAR",
     "timestamp": "TIMESTAMP",
@@ -26,6 +27,7 @@ DUCKDB_TYPES: Final = {
     "int32": "INTEGER",
     "int8": "TINYINT",
     "bool": "BOOLEAN",
+    "float64[]": "DOUBLE[]",
 }
 PARTITIONS: Final = ("hourly", "daily", "none")
 
@@ -73,7 +75,13 @@ def _columns(rows: Iterable[tuple[str, str, str]]) -> tuple[Column, ...]:
 
 
 # -- raw: one table per landed stream, columns derived from its record dtype ----------------------------
-_ARROW_KINDS = {pa.int64(): "int64", pa.int32(): "int32", pa.int8(): "int8", pa.float64(): "float64"}
+_ARROW_KINDS = {
+    pa.int64(): "int64",
+    pa.int32(): "int32",
+    pa.int8(): "int8",
+    pa.float64(): "float64",
+    pa.list_(pa.float64()): "float64[]",
+}
 _RAW_DOCS = {
     "ts_ms": "exchange event time, epoch ms",
     "recv_ts_ms": "local receive time, epoch ms",
@@ -114,6 +122,11 @@ _RAW_DOCS = {
     "trade_count": "trades in the bar (klines' count), NaN where the source has none",
     "taker_buy_volume": "base units bought by takers (klines), NaN where the source has none",
     "cost": "quote amount as the venue gave it (quote_qty, ccxt cost), NaN where not given",
+    # order_book
+    "updates": "book updates seen since the previous kept snapshot, this one included",
+    "nonce": "the venue's sequence/update id of the book (ccxt nonce), -1 where none",
+    "bid_price": f"bid prices, best first, top {schema.BOOK_LEVELS} (NaN past the captured depth)",
+    "ask_price": f"ask prices, best first, top {schema.BOOK_LEVELS} (NaN past the captured depth)",
     # capture_events
     "stream": "schema.StreamCode",
     "kind": "schema.EventKind",
@@ -135,6 +148,8 @@ _RAW_DOCS = {
 _RAW_DOC_OVERRIDES = {
     ("funding", "mark_price"): "mark price",
     ("funding", "index_price"): "index price",
+    ("order_book", "bid_size"): "bid sizes by level, base units",
+    ("order_book", "ask_size"): "ask sizes by level, base units",
     ("capture_stats", "ts_ms"): "sample time, epoch ms",
     ("capture_stats", "recv_ts_ms"): "sample time, epoch ms",
 }
@@ -184,6 +199,12 @@ RAW = [
         "ohlcv",
         ("exchange", "symbol", "timeframe_s", "ts_ms"),
         "Venue candles as streamed (the last update of each bar wins).",
+    ),
+    _raw(
+        "raw_order_book",
+        "order_book",
+        ("exchange", "symbol", "ts_ms"),
+        "L2 order-book snapshots, the top levels per side, sampled (one per capture.book_interval_s).",
     ),
     _raw(
         "capture_events",
@@ -294,6 +315,34 @@ MARKET = [
             ]
         ),
         frame="indicator_values",  # an Arrow table keyed by instrument_id and ts_us (core.indicators)
+    ),
+    Table(
+        "book_depth",
+        "market",
+        ("exchange", "symbol", "ts", "notional_usd"),
+        "hourly",
+        _columns(
+            [
+                ("exchange", "string", "ccxt exchange id"),
+                ("symbol", "string", "ccxt unified symbol"),
+                ("ts", "timestamp", "minute (UTC)"),
+                ("notional_usd", "float64", "the notional the walk costs are for (quote currency)"),
+                ("snapshots", "int64", "book snapshots captured in the minute"),
+                ("mid", "float64", "mean mid"),
+                ("spread_bps", "float64", "mean best ask - best bid, bps of the mid"),
+                *(
+                    (f"{side}_depth_{b}bps_usd", "float64", f"mean {side} notional within {b} bp of the mid")
+                    for b in (1, 5, 10, 25)
+                    for side in ("bid", "ask")
+                ),
+                ("buy_cost_bps", "float64", "mean VWAP cost of buying the notional (walking the asks), bps of mid"),
+                ("sell_cost_bps", "float64", "mean VWAP cost of selling the notional (walking the bids), bps of mid"),
+                ("buy_filled_share", "float64", "share of the minute's books deep enough to buy the notional"),
+                ("sell_filled_share", "float64", "share of the minute's books deep enough to sell the notional"),
+            ]
+        ),
+        frame="book_depth_frame",  # core.book_depth.book_depth_frame of the window's raw_order_book rows
+        description="Order-book depth within 1/5/10/25 bp of mid and book-walk costs per notional, per minute.",
     ),
 ]
 
@@ -854,6 +903,7 @@ _PANDAS_DTYPES = {
     "int32": "int32",
     "int64": "int64",
     "float64": "float64",
+    "float64[]": "object",
 }
 
 

@@ -50,7 +50,7 @@ class Stage:
 
 
 BACKTEST_ASSETS = ("backtest_runs", "backtest_equity", "backtest_trades", "backtest_positions", "backtest_book")
-BARS = ("ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "indicators")
+BARS = ("ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "indicators", "book_depth")
 FUNDING = ("funding_intervals", "funding_predictions", "funding_rates", "basis")
 EXECUTION = ("funding_reconciliation", "live_pnl", "risk_report", "risk_stress")
 

@@ -68,7 +68,8 @@ def test_a_minimal_file_inherits_defaults_and_top_level_streams(tmp_path: Path) 
     assert config.exchanges[0].streams == ("trades", "funding")
     assert config.exchanges[1].streams == ("tickers",)
     assert config.capture.ranks == 3 and config.capture.flush_interval_s == 2.0
-    assert config.capture.stale_timeout_s == {"trades": 30.0, "tickers": 60.0, "funding": 900.0, "ohlcv": 180.0}
+    assert config.capture.stale_timeout_s == {"trades": 30.0, "tickers": 60.0, "funding": 900.0, "ohlcv": 180.0,
+                                              "order_book": 60.0}  # fmt: skip
     assert config.sim.faults.malformed_rate == 0.01 and config.sim.faults.duplicate_rate == 0.0
     assert config.subscriptions() == [
         ("okx", "BTC/USDT:USDT", "trades"),

@@ -312,13 +312,15 @@ RECORDINGS = [
         "BYBIT.jsonl.zst",
         "bybit",
         {**BYBIT_IDS, ("linear", "SOLUSDT"): "SOL/USDT:USDT", ("linear", "DOGEUSDT"): "DOGE/USDT:USDT"},
-        ("trades", "tickers", "funding", "ohlcv"),
-        # spot tickers carry no bid/ask: spot quotes come from the book the session subscribed (orderbook.200)
+        ("trades", "tickers", "funding", "ohlcv", "order_book"),
+        # spot tickers carry no bid/ask: spot quotes come from the book the session subscribed (orderbook.200),
+        # which also feeds the spot order_book stream; the linear books feed only the order_book stream
         used=frozenset(
             {
                 "linear:tickers",
                 "linear:publicTrade",
                 "linear:kline.1",
+                "linear:orderbook.200",
                 "spot:orderbook.200",
                 "spot:publicTrade",
                 "spot:kline.1",
@@ -331,6 +333,7 @@ RECORDINGS = [
                 "ohlcv:watch_ohlcv",
                 "funding:watch_ticker:tickers",
                 "tickers:watch_order_book:200",
+                "order_book:watch_order_book:200",
             }
         ),  # fmt: skip
         quotes_from_book=frozenset({"BTC/USDT", "ETH/USDT"}),
@@ -600,3 +603,69 @@ def test_hyperliquid_funding_lands_through_the_capture_and_the_learned_interval_
     assert funding["funding_ts_ms"].tolist() == [(t // 3_600_000 + 1) * 3_600_000 for t in received]
     saved = json.loads((captured.data_dir / "instruments.json").read_text())["intervals"]
     assert [span[1:] for span in saved[f"hyperliquid|{SYMBOL}"]] == [[1.0, "learned"]]
+
+
+def test_bybit_order_books_land_sampled_and_load_into_book_depth(
+    replayed: tuple[Recording, Captured, Expected], fixtures_dir: Path
+) -> None:
+    """The BYBIT session's `orderbook.200` books (linear and spot) through the capture job: one book per
+    10 s (the default `capture.book_interval_s`), the top 20 levels, equal to the books rebuilt from the raw
+    frames here; then `raw_order_book` and `book_depth` materialized by Dagster from what landed, the cost of
+    buying 100,000 USD in each minute equal to the hand walk of the rebuilt books."""
+    import duckdb
+    from dagster import DagsterInstance, materialize
+    from dagster_duckdb import DuckDBResource
+
+    from fundarb_dagster.defs.market.assets import book_depth
+    from fundarb_dagster.defs.raw.assets import raw_order_book
+    from fundarb_dagster.defs.resources import DataDirResource, SourceConfigResource
+    from tests.core.sources.test_feed_order_book import bybit_books, sampled
+
+    row, captured, _ = replayed
+    if row.file != "BYBIT.jsonl.zst":
+        return
+    path = fixtures_dir / "ws_recordings" / row.file
+    conns = {"linear": "BYBIT.ws.2", "spot": "BYBIT.ws.3"}
+    landed = captured.rows["order_book"]
+    want_rows: dict[str, list] = {}
+    for (kind, venue_id), symbol in row.symbols.items():
+        want = sampled(bybit_books(path, conns[kind], venue_id), 10_000)
+        want_rows[symbol] = want
+        mine = landed[landed["symbol"] == symbol].sort_values("ts_ms")
+        assert mine["ts_ms"].tolist() == [w[0] for w in want] and len(want) >= 4, symbol
+        assert mine["updates"].tolist() == [w[1] for w in want], symbol
+        for got, (_, _, bids, asks) in zip(mine.itertuples(), want, strict=True):
+            assert list(got.bid_price) == [p for p, _ in bids[:20]] and list(got.ask_size) == [q for _, q in asks[:20]]
+    resources = {
+        "duckdb": DuckDBResource(database=str(captured.data_dir / "warehouse.duckdb")),
+        "data_dir": DataDirResource(data_dir=str(captured.data_dir)),
+        "source": SourceConfigResource(config_path=str(captured.config)),
+    }
+    instance = DagsterInstance.ephemeral()
+    hour = "2026-08-09-21:00"
+    assert materialize([raw_order_book, book_depth], resources=resources, partition_key=hour, instance=instance).success
+    with duckdb.connect(str(captured.data_dir / "warehouse.duckdb"), read_only=True) as conn:
+        loaded = conn.execute("SELECT count(*) FROM raw_order_book").fetchone()[0]
+        depth = conn.execute(
+            "SELECT symbol, epoch_ms(ts), snapshots, buy_cost_bps FROM book_depth WHERE notional_usd = 100000 "
+            "ORDER BY symbol, ts"
+        ).fetchall()
+    assert loaded == len(landed) == sum(len(w) for w in want_rows.values())
+    expected = []
+    for symbol in sorted(want_rows):
+        by_minute: dict[int, list[float]] = defaultdict(list)
+        for ts, _, bids, asks in want_rows[symbol]:
+            mid, left, bought = (bids[0][0] + asks[0][0]) / 2, 100_000.0, 0.0
+            for price, size in asks[:20]:  # the walk, level by level
+                take = min(left, price * size)
+                bought, left = bought + take / price, left - take
+                if left <= 1e-9:
+                    break
+            by_minute[ts // MINUTE_MS * MINUTE_MS].append((100_000 / bought / mid - 1) * 1e4 if left <= 1e-9 else NAN)
+        for minute, costs in sorted(by_minute.items()):
+            finite = [c for c in costs if not math.isnan(c)]
+            expected.append((symbol, minute, len(costs), sum(finite) / len(finite) if finite else NAN))
+    assert len(depth) == len(expected) >= 8
+    for got, want in zip(depth, expected, strict=True):
+        cost = NAN if got[3] is None else got[3]  # NULL where no book of the minute was deep enough
+        assert got[:3] == want[:3] and (same(cost, want[3]) or cost == pytest.approx(want[3], abs=1e-9)), (got, want)

@@ -18,6 +18,10 @@ What `watch` does, per (stream, symbol):
 - normalizes (`normalize.py`) and validates (`validation.py`): bad messages are quarantined with a reason and
   counted, venue duplicates dropped (trade ids; tickers/funding with an identical timestamp);
 - OHLCV: a candle is emitted once, when it is closed (a newer candle appeared), with its final values;
+- order books (`watch_order_book`): the top `book_levels` per side of one book per `book_interval_s` (the
+  first update at or after each multiple of it, on the book's time), with the venue's nonce and the number of
+  updates seen since the last kept book; a crossed or non-positive book is quarantined; a broken venue
+  sequence (ccxt's `InvalidNonce`/`ChecksumError`) or a nonce that goes back is a GAP (reason `sequence`);
 - funding rows carry the interval in force, decided by the one rule in `intervals.py` (stated by the
   structure, the registry's history, the market, the spacing of settlements; recorded with
   `registry.observe_interval`); never a per-venue constant. Funding snapshots that repeat the previous one
@@ -78,7 +82,16 @@ FATAL: tuple[type[BaseException], ...] = (
     ccxt.NotSupported,
     ccxt.ArgumentsRequired,
 )
-DEFAULT_STALE_TIMEOUT_S: dict[str, float] = {"trades": 60.0, "tickers": 60.0, "funding": 900.0, "ohlcv": 180.0}
+DEFAULT_STALE_TIMEOUT_S: dict[str, float] = {
+    "trades": 60.0,
+    "tickers": 60.0,
+    "funding": 900.0,
+    "ohlcv": 180.0,
+    "order_book": 60.0,
+}
+# A venue's book sequence broken (ccxt checks binance's `pu`, okx's `prevSeqId` and checksum): the book is
+# rebuilt from a new snapshot, and the stretch in between is a GAP (reason `sequence`).
+SEQUENCE_ERRORS: tuple[type[BaseException], ...] = (ccxt.InvalidNonce, ccxt.ChecksumError)
 FUNDING_MODES = (*FUNDING_CHANNELS, "poll")  # a venue's channel, or polling `fetch_funding_rate`
 _INITIAL_BACKOFF_S = 0.5
 
@@ -93,6 +106,22 @@ def _empty(stream: str) -> np.ndarray:
         array.flags.writeable = False
         _EMPTY[stream] = array
     return _EMPTY[stream]
+
+
+def _book_problem(record: np.ndarray) -> str | None:
+    """Why a book snapshot is unusable, or None: a price or size that is not finite and positive where a
+    level exists, or a crossed top (best bid at or above best ask)."""
+    for side in ("bid", "ask"):
+        prices, sizes = record[f"{side}_price"][0], record[f"{side}_size"][0]
+        present = ~np.isnan(prices)
+        if not (prices[present] > 0).all() or np.isinf(prices).any():
+            return f"book:{side}_price"
+        if not (sizes[present] > 0).all() or np.isinf(sizes).any():
+            return f"book:{side}_size"
+    bid, ask = record["bid_price"][0, 0], record["ask_price"][0, 0]
+    if bid >= ask:  # NaN (an empty side) compares False: a one-sided book is kept
+        return "book:crossed"
+    return None
 
 
 @dataclass
@@ -152,6 +181,10 @@ class _Subscription:
     last_funding_emit_ms: int = 0
     last_settlement_ms: int = 0
     next_poll_ms: int | None = None
+    # order_book: sampling and the venue's sequence
+    next_sample_ms: int = 0
+    book_updates: int = 0
+    last_nonce: int | None = None
 
 
 class Feed:
@@ -171,6 +204,8 @@ class Feed:
         history_limit: int = 1000,
         max_retries: int = 6,
         min_stale_wall_s: float = 0.5,
+        book_levels: int = schema.BOOK_LEVELS,
+        book_interval_s: float = 10.0,
     ) -> None:
         if not funding_poll_interval_s > 0:
             raise ValueError(f"funding_poll_interval_s: {funding_poll_interval_s!r} must be > 0")
@@ -191,6 +226,12 @@ class Feed:
         # A stream is stale after stale_timeout_s on the exchange clock *and* this much wall time: at a high
         # sim speed a busy event loop (a few ms) is minutes of virtual time, and that is not a dead stream.
         self.min_stale_wall_s = float(min_stale_wall_s)
+        if not 1 <= book_levels <= schema.BOOK_LEVELS:
+            raise ValueError(f"book_levels: {book_levels!r} must be between 1 and {schema.BOOK_LEVELS}")
+        if not book_interval_s >= 0:
+            raise ValueError(f"book_interval_s: {book_interval_s!r} must be >= 0")
+        self.book_levels = int(book_levels)
+        self.book_interval_ms = int(book_interval_s * 1000)
         self.counts: Counter[str] = Counter()
         self.progress: dict[tuple[str, str], HistoryProgress] = {}
         self._subs: dict[tuple[str, str], _Subscription] = {}
@@ -293,6 +334,8 @@ class Feed:
             return self._quote_call(sub)
         if sub.stream == "ohlcv":
             return lambda: ex.watch_ohlcv(symbol, self.ohlcv_timeframe)
+        if sub.stream == "order_book":
+            return lambda: ex.watch_order_book(symbol, self.book_limit(symbol))
         if sub.mode == "mark_price":
             return lambda: ex.watch_mark_price(symbol)
         if sub.mode == "ticker":
@@ -317,6 +360,14 @@ class Feed:
 
             return book_top
         return lambda: ex.watch_ticker(symbol)
+
+    def book_limit(self, symbol: str) -> int | None:
+        """The depth `watch_order_book` subscribes: the one a source states (`books_via`: a wire replay's
+        recorded book channel), else None, ccxt's default channel for the venue (the Feed keeps the top
+        `book_levels` of whatever depth it serves)."""
+        stated = getattr(self.exchange, "books_via", None)
+        depth = stated(symbol) if callable(stated) else None
+        return int(depth) if depth else None
 
     def _book_top(self, sub: _Subscription, book: Any) -> dict[str, Any] | None:
         """The best bid/ask of an order book as a ticker structure; None while the top did not change (a book
@@ -343,6 +394,9 @@ class Feed:
         """`<stream>:<ccxt call>[:<ccxt's channel option>]`, e.g. `trades:watch_trades:aggTrade`: the CHANNEL
         event's reason, what a reader of the landed data checks to know which venue channel fed a stream."""
         call = {"trades": "watch_trades", "ohlcv": "watch_ohlcv"}.get(sub.stream, "")
+        if sub.stream == "order_book":
+            limit = self.book_limit(sub.symbol)
+            call = "watch_order_book" + (f":{limit}" if limit else "")
         if sub.stream == "tickers":
             mode, _, depth = sub.mode.partition(":")
             call = {"bids_asks": "watch_bids_asks", "order_book": "watch_order_book"}.get(mode, "watch_ticker")
@@ -403,6 +457,7 @@ class Feed:
                 "order_book": ("un_watch_order_book", "unWatchOrderBook"),
             }.get(sub.mode.partition(":")[0], ("un_watch_ticker", "unWatchTicker")),
             "ohlcv": ("un_watch_ohlcv", "unWatchOHLCV"),
+            "order_book": ("un_watch_order_book", "unWatchOrderBook"),
         }.get(sub.stream, ("", ""))
         if sub.stream == "funding":
             name, flag = {
@@ -476,11 +531,13 @@ class Feed:
             except Exception as exc:  # noqa: BLE001 - network errors, and any source fault: a capture must survive
                 now = self.now_ms()
                 self.counts["reconnects"] += 1
-                self._open_gap(sub, "reconnect")
+                sequence = isinstance(exc, SEQUENCE_ERRORS)
+                self._open_gap(sub, "sequence" if sequence else "reconnect")
                 retryable = isinstance(exc, RETRYABLE)
-                if not retryable:
+                if not retryable and not sequence:
                     self.counts[f"errors:{type(exc).__name__}"] += 1
-                reason = f"{'reconnect' if retryable else 'error'}:{type(exc).__name__}"
+                kind = "sequence" if sequence else "reconnect" if retryable else "error"
+                reason = f"{kind}:{type(exc).__name__}"
                 event = event_rows(EventKind.RECONNECT, stream, iid, now, now, start_ms=now, end_ms=now, reason=reason)
                 yield Batch(stream, _empty(stream), event)
                 await self._sleep_exchange(backoff)
@@ -558,6 +615,8 @@ class Feed:
                 for (kind, reason), ts in repeats.items()
             ]
             return accepted, concat_events([screened, checked, *reported]), first
+        elif stream == "order_book":
+            return self._book_records(sub, raw, recv)
         else:
             records, screened = self._funding_records(sub, raw, recv)
         valid_ts = records["ts_ms"][records["ts_ms"] > 0]
@@ -567,6 +626,43 @@ class Feed:
         if stream == "funding" and len(accepted) and self._thin_funding(sub, accepted[0], recv):
             accepted = accepted[:0]
         return accepted, concat_events([screened, checked]), first
+
+    def _book_records(self, sub: _Subscription, raw: Any, recv: int) -> tuple[np.ndarray, np.ndarray, int | None]:
+        """One book update -> the sampled snapshot (or nothing between samples), and what was wrong with it.
+
+        Every update counts (`updates` of the next kept row); the first update at or after each multiple of
+        `book_interval_ms` (on the book's own time) is kept. A nonce lower than the last one means the venue
+        restarted its sequence (a new snapshot): a GAP event (reason `sequence:reset`).
+        """
+        iid = sub.instrument.id
+        sub.book_updates += 1
+        bids = raw.get("bids") if isinstance(raw, Mapping) else None
+        asks = raw.get("asks") if isinstance(raw, Mapping) else None
+        if not isinstance(bids, Sequence) or not isinstance(asks, Sequence):
+            return _empty("order_book"), self.validator.quarantine("order_book", iid, recv, "missing:book"), None
+        ts = normalize.int_ms(raw.get("timestamp")) or recv
+        events: list[np.ndarray] = []
+        nonce = normalize.num(raw.get("nonce"))
+        if math.isfinite(nonce):
+            if sub.last_nonce is not None and nonce < sub.last_nonce:
+                self.counts["order_book:sequence_reset"] += 1
+                events.append(event_rows(EventKind.GAP, "order_book", iid, recv, recv, start_ms=ts, end_ms=ts,
+                                         reason="sequence:reset"))  # fmt: skip
+            sub.last_nonce = int(nonce)
+        if self.book_interval_ms and ts < sub.next_sample_ms:
+            self.counts["order_book:sampled_out"] += 1
+            return _empty("order_book"), concat_events(events), ts
+        record = normalize.order_book_to_record(raw, sub.instrument, recv, self.book_levels, sub.book_updates)
+        problem = _book_problem(record)
+        if problem is not None:
+            events.append(self.validator.quarantine("order_book", iid, recv, problem, ts_ms=ts))
+            return _empty("order_book"), concat_events(events), ts
+        accepted, checked = self.validator.check("order_book", record, recv)
+        if len(accepted):
+            sub.book_updates = 0
+            if self.book_interval_ms:
+                sub.next_sample_ms = (ts // self.book_interval_ms + 1) * self.book_interval_ms
+        return accepted, concat_events([*events, checked]), ts
 
     @property
     def _ws_candles_count_contracts(self) -> bool:

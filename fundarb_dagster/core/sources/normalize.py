@@ -205,6 +205,39 @@ def ticker_to_record(ticker: Mapping[str, Any], instrument: Instrument, recv_ts_
     return np.array([row], dtype=schema.TICKERS)  # one step: tickers arrive one at a time, often
 
 
+def order_book_to_record(
+    book: Mapping[str, Any], instrument: Instrument, recv_ts_ms: int, levels: int, updates: int = 1
+) -> np.ndarray:
+    """A ccxt order-book structure -> one ORDER_BOOK record: the top `levels` per side, sizes in base units.
+
+    Parses e.g. (bybit linear `watch_order_book`, `orderbook.200.BTCUSDT`)::
+
+        {"symbol": "BTC/USDT:USDT", "bids": [[65114.2, 5.974], [65114.1, 0.002], ...],
+         "asks": [[65114.3, 9.06], ...], "timestamp": 1786310818129, "nonce": None}
+
+    ccxt keeps a live book's sides sorted, best first; a contract's amounts are contracts (each level is
+    converted at its own price, `Instrument.base_amounts`). A book without a timestamp is stamped with the
+    receive time; `nonce` (the venue's update id where ccxt keeps one) is -1 when missing. Levels past the
+    book's depth stay NaN.
+    """
+    row = schema.empty("order_book", 1)
+    ts = int_ms(book.get("timestamp"))
+    row["ts_ms"] = ts if ts > 0 else recv_ts_ms
+    row["recv_ts_ms"] = recv_ts_ms
+    row["instrument_id"] = instrument.id
+    row["updates"] = updates
+    nonce = num(book.get("nonce"))
+    row["nonce"] = int(nonce) if math.isfinite(nonce) else -1
+    for side in ("bid", "ask"):
+        rows = list(book.get(f"{side}s") or [])[:levels]
+        if not rows:
+            continue
+        values = np.array([(num(r[0]), num(r[1])) for r in rows], dtype=np.float64)
+        row[f"{side}_price"][0, : len(rows)] = values[:, 0]
+        row[f"{side}_size"][0, : len(rows)] = instrument.base_amounts(values[:, 1], values[:, 0])
+    return row
+
+
 def ohlcv_to_records(
     candles: Sequence[Sequence[Any]],
     instrument: Instrument,

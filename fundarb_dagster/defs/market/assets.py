@@ -17,10 +17,12 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ...core import indicators as ind
+from ...core.book_depth import DEFAULT_NOTIONALS, book_depth_frame
 from ...core.sql import check_identifier, execute, load_sql, replace_window, table_exists
 from ...core.tables import table
 from ..common.landing import ensure_raw_tables
-from ..common.metadata import column_schema
+from ..common.metadata import column_schema, md_table
+from ..common.tables import write_window
 from ..partitions import BOUNDED_RUNS, DAILY, HOURLY, partition_window
 from ..resources import POOL, DataDirResource, warehouse_connection
 
@@ -191,4 +193,47 @@ def indicators(context: AssetExecutionContext, config: IndicatorsConfig, duckdb:
     )
 
 
-MARKET_ASSETS = [ohlcv_1m, ohlcv_5m, ohlcv_1h, ohlcv_8h, ohlcv_1d, indicators]
+class BookDepthConfig(Config):
+    notionals_usd: list[float] = Field(
+        default=list(DEFAULT_NOTIONALS), description="Notionals (quote currency) whose book-walk cost is computed"
+    )
+
+
+@asset(
+    group_name="market",
+    partitions_def=HOURLY,
+    backfill_policy=BOUNDED_RUNS,
+    pool=POOL,
+    owners=OWNERS,
+    kinds={"duckdb", "numpy"},
+    deps=["raw_order_book"],
+    description=(
+        "Per (exchange, symbol, minute, notional): the notional resting within 1/5/10/25 bp of the mid on each "
+        "side and the VWAP cost of buying and selling the notional by walking the captured book, means over the "
+        "minute's snapshots (core.book_depth). Key: exchange, symbol, ts, notional_usd."
+    ),
+    metadata={"dagster/column_schema": column_schema("book_depth"), "natural_key": table("book_depth").natural_key},
+)
+def book_depth(
+    context: AssetExecutionContext, config: BookDepthConfig, duckdb: DuckDBResource, data_dir: DataDirResource
+) -> MaterializeResult:
+    window = partition_window(context)
+    with warehouse_connection(duckdb) as conn:
+        ensure_raw_tables(conn, data_dir.path(), "raw_order_book")
+        books = execute(conn, load_sql("market", "book_depth_input"), window.params()).df()
+        frame = book_depth_frame(books, config.notionals_usd)
+        rows = write_window(conn, "book_depth", frame, window)
+    latest = frame.sort_values("ts").groupby(["exchange", "symbol", "notional_usd"]).tail(1)
+    shown = latest[["exchange", "symbol", "notional_usd", "spread_bps", "bid_depth_10bps_usd", "buy_cost_bps",
+                    "sell_cost_bps"]]  # fmt: skip
+    return MaterializeResult(
+        metadata={
+            "window": str(window),
+            "rows": rows,
+            "snapshots": len(books),
+            "latest": md_table(shown.round(2)),
+        }
+    )
+
+
+MARKET_ASSETS = [ohlcv_1m, ohlcv_5m, ohlcv_1h, ohlcv_8h, ohlcv_1d, indicators, book_depth]

@@ -52,9 +52,10 @@ raw_trades = _build_raw_asset("raw_trades", RAW_TABLES["raw_trades"])
 raw_tickers = _build_raw_asset("raw_tickers", RAW_TABLES["raw_tickers"])
 raw_funding = _build_raw_asset("raw_funding", RAW_TABLES["raw_funding"])
 raw_ohlcv = _build_raw_asset("raw_ohlcv", RAW_TABLES["raw_ohlcv"])
+raw_order_book = _build_raw_asset("raw_order_book", RAW_TABLES["raw_order_book"])
 capture_events = _build_raw_asset("capture_events", RAW_TABLES["capture_events"])
 capture_stats = _build_raw_asset("capture_stats", RAW_TABLES["capture_stats"])
-RAW_ASSETS = [raw_trades, raw_tickers, raw_funding, raw_ohlcv, capture_events, capture_stats]
+RAW_ASSETS = [raw_trades, raw_tickers, raw_funding, raw_ohlcv, raw_order_book, capture_events, capture_stats]
 
 _REGISTRY_ARROW = pa.schema(
     [

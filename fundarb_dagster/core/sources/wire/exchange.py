@@ -186,12 +186,13 @@ def follow_recorded_channels(exchange: Any, rules: WireVenue, recording: Recordi
     pick a channel (binance `aggTrade` over `trade`) override the configured ones, and `quotes_via(symbol)`
     tells the Feed where each market's best bid/ask were recorded (the venue's own channel when it was,
     else a bid/ask channel, a book, a ticker), e.g. bybit spot quotes from `orderbook.200` when the session
-    subscribed no `orderbook.1`."""
+    subscribed no `orderbook.1`; `books_via(symbol)` the depth of the book recorded for the order_book stream."""
     channels = rules.recorded_channels(recording)
     for key, value in rules.ccxt_options(set().union(*channels.values()) if channels else set()).items():
         exchange.options[key] = {**(exchange.options.get(key) or {}), **value}
     facts = venue_facts(exchange.id)
     plan: dict[str, str] = {}
+    books: dict[str, int] = {}
     for symbol, market in exchange.markets.items():
         market_id = str(market.get("id") or "").upper()
         recorded = channels.get((market_kind(market), market_id)) or channels.get((None, market_id)) or set()
@@ -199,7 +200,11 @@ def follow_recorded_channels(exchange: Any, rules: WireVenue, recording: Recordi
         mode = rules.quotes_for(market, recorded, preferred)
         if mode is not None:
             plan[symbol] = mode
+        depths = [d for d in (rules.book_depth(c) for c in recorded) if d]
+        if depths:
+            books[symbol] = max(depths)  # the deepest book recorded feeds the order_book stream
     exchange.quotes_via = plan.get
+    exchange.books_via = books.get
 
 
 def replay_stats(exchange: Any) -> dict[str, Any]:

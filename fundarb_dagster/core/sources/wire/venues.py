@@ -89,6 +89,12 @@ class WireVenue:
         """ccxt options that make its calls subscribe the channels recorded (binance `aggTrade`)."""
         return {}
 
+    def book_depth(self, channel: str) -> int | None:
+        """The `watch_order_book` limit that subscribes a recorded book channel, where ccxt's default channel
+        would be another one (bybit `orderbook.200`, ccxt's default 50); None when the channel is not a book
+        or ccxt's default subscribes it (okx `books`)."""
+        return None
+
     def recorded_channels(self, rec: Recording) -> dict[tuple[str | None, str], set[str]]:
         """(connection kind, market id upper-cased) -> the channels the recording carries or subscribed."""
         self.index_topics(rec)
@@ -156,6 +162,10 @@ class BybitWire(WireVenue):
         if channel.startswith("orderbook."):
             return f"order_book:{channel.split('.', 1)[1]}"
         return None
+
+    def book_depth(self, channel: str) -> int | None:
+        depth = channel.removeprefix("orderbook.")
+        return int(depth) if channel.startswith("orderbook.") and depth.isdigit() and depth != "1" else None
 
     def conn_kind(self, rec: Recording, conn: str) -> str:
         kind = _url_kind(rec.conn_urls.get(conn))
