@@ -122,6 +122,8 @@ def test_a_minimal_file_inherits_defaults_and_top_level_streams(tmp_path: Path) 
             "capture.flush_interval_s: expected a finite number, got inf",
         ),
         (base(capture={"ring_records": 0}), "capture.ring_records: 0 must be >= 1"),
+        (base(capture={"book_levels": 21}), "capture.book_levels: 21 must be between 1 and 20"),
+        (base(capture={"book_interval_s": -1}), "capture.book_interval_s: -1.0 must be >= 0 (0 = every update)"),
         (
             base(capture={"ring_records": 100, "batch_records": 200}),
             "capture.batch_records: 200 exceeds ring_records 100",
