@@ -27,7 +27,7 @@ import yaml
 from .core import arguments
 from .core.config import default_config
 from .core.landing import landing_root, stream_files
-from .core.schema import MARKET_STREAMS
+from .core.schema import DEFAULT_STREAMS, MARKET_STREAMS
 from .core.sql import bind, load_sql
 from .core.units import DAY_MS, HOUR_MS
 from .instance import dagster_env, start_daemon, stop_daemon
@@ -50,16 +50,28 @@ def write_demo_config(data_dir: Path, speed: float, ranks: int, now_ms: int | No
     raw = {
         "source": "sim",
         "data_dir": str(data_dir),
-        "exchanges": [{"id": e.id, "symbols": list(e.symbols)} for e in config.exchanges],
+        # Order books too, for the opportunities' capacity: one kept per 5 market minutes of a book the sim
+        # renews every market minute (at this speed a book a second would cost a core for nothing kept).
+        "exchanges": [
+            {"id": e.id, "symbols": list(e.symbols), "streams": [*DEFAULT_STREAMS, "order_book"]}
+            for e in config.exchanges
+        ],
         # A trade rate the capture keeps up with at this speed, so trades cover the same market time as
         # tickers and candles (18 symbols x 0.25/s x 4320 = ~19k trades per wall second).
-        "sim": {"seed": config.sim.seed, "speed": speed, "start": config.sim.start, "trades_per_s": 0.25},
+        "sim": {
+            "seed": config.sim.seed,
+            "speed": speed,
+            "start": config.sim.start,
+            "trades_per_s": 0.25,
+            "book_interval_s": 60,
+        },
         # At thousands of market seconds per wall second, a busy second on 2 cores is many market minutes:
         # staleness limits (the watchdog's and the alert rule's) are set in market time to match.
         "capture": {
             "ranks": ranks,
             "flush_interval_s": 2.0,
-            "stale_timeout_s": {"trades": 900, "tickers": 900, "funding": 3600, "ohlcv": 900},
+            "stale_timeout_s": {"trades": 900, "tickers": 900, "funding": 3600, "ohlcv": 900, "order_book": 900},
+            "book_interval_s": 300,
         },
     }
     if now_ms is not None:
@@ -274,7 +286,11 @@ def automation_report(instance: Any, data_dir: Path) -> str:
 REPORTS = (
     ("latest settled funding per venue (rate per interval, annualized for the interval in force)", "latest_funding"),
     ("latest hourly basis per venue (perp mid vs spot mid)", "latest_basis"),
-    ("top opportunities (net of round-trip fees and half-spreads)", "top_opportunities"),
+    (
+        "top opportunities (net of round-trip costs walked on the captured books, or fees and half-spreads; "
+        "capacity per leg within half the expected carry)",
+        "top_opportunities",
+    ),
     ("backtests: metrics", "backtest_metrics"),
     ("backtests: PnL attribution, USD", "backtest_attribution"),
     ("risk report: limit breaches of the latest backtest's open book", "risk_breaches"),

@@ -26,6 +26,13 @@ def test_demo_lands_data_fills_the_warehouse_and_records_runs_in_its_instance(de
         # Every table the demo reports on was built.
         for table in ("ohlcv_1m", "funding_rates", "basis", "opportunities", "backtest_runs", "risk_report"):
             assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
+        # The demo captures order books: its opportunities are costed on them and show their capacity.
+        assert streams["order_book"][1] == con.execute("SELECT count(*) FROM raw_order_book").fetchone()[0] > 0
+        assert con.execute("SELECT count(*) FROM book_depth").fetchone()[0] > 0
+        top = con.execute(
+            "SELECT cost_source, capacity_usd FROM opportunities WHERE rank <= 5 ORDER BY rank"
+        ).fetchall()
+        assert top and all(source == "book" and capacity >= 0 for source, capacity in top), top
         strategies = {row[0] for row in con.execute("SELECT DISTINCT strategy FROM backtest_runs").fetchall()}
         assert strategies == {"cash_carry", "perp_perp"}
         # Every table, the sweep included, is built with exactly the columns core/tables.py gives it.
@@ -54,4 +61,5 @@ def test_demo_lands_data_fills_the_warehouse_and_records_runs_in_its_instance(de
     assert "never materialized" not in out
     for heading in ("runs the sensors launched", "top opportunities", "backtests: metrics", "alerts raised"):
         assert heading in out
+    assert "capacity_k_usd" in out and "cost_source" in out
     assert "fundarb ui --data-dir" in out

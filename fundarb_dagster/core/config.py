@@ -70,6 +70,7 @@ class SimConfig:
     speed: float = 3600.0  # market seconds per wall second
     start: str = "2026-11-01T00:00:00Z"  # the virtual clock's start; history lies before it
     trades_per_s: float = 3.0  # market trades per market second per symbol
+    book_interval_s: float = 1.0  # a new L2 book every this many market seconds (watch_order_book's cadence)
     # Pins the virtual clock (ISO time) instead of running it from `start`: REST history of a simulated
     # period that was captured earlier (the warehouse's funding_history after the demo's capture).
     now: str = ""
@@ -422,6 +423,8 @@ def validate(config: FundarbConfig) -> None:
                     " or BTC/USD:BTC-260327"
                 )
     _positive(config.sim.speed, "sim.speed")
+    if not config.sim.book_interval_s >= 0.001:
+        raise ConfigError(f"sim.book_interval_s: {config.sim.book_interval_s!r} must be >= 0.001")
     if not 0 < config.sim.trades_per_s <= 500:
         raise ConfigError(f"sim.trades_per_s: {config.sim.trades_per_s!r} must be in (0, 500]")
     config.sim.start_ms  # noqa: B018 - parses, raising ConfigError on a bad time

@@ -10,7 +10,13 @@ it has lasted), and its persistence:
                          last `recent_h` hours): carry_forecast's module doc
     half_life_h        = -ln 2 / ln(phi) of the AR(1) fit                 (hours; inf when phi >= 1)
     entry_cost_bps     = 2 * (taker fee leg 1 + taker fee leg 2) + 2 * (half-spread leg 1 + half-spread leg 2)
-                         (round trip: both legs entered and exited, each crossing half the book)
+                         (round trip: both legs entered and exited, each crossing half the book): the flat
+                         model; where both legs have a captured book, the round trip walked on the books at
+                         `CapacityRule.trade_notional_usd` per leg instead (`core.capacity`; cost_source says
+                         which: `book` or `flat`)
+    capacity_usd       = the largest notional per leg whose round trip (book walks + fees) stays within
+                         `CapacityRule.share` of the carry expected over H (`core.capacity.capacity`; NaN without
+                         books); capacity_net_carry_apr the net carry at that size
     borrow_apr         = the spot borrow rate of a reverse cash-and-carry (short spot), else 0
     net_carry_apr      = |expected_carry_apr| - borrow_apr - entry_cost * 8760 / H
     break_even_h       = entry_cost / ((|expected_carry_apr| - borrow_apr) / 8760)   (inf when that is <= 0)
@@ -38,6 +44,7 @@ import pandas as pd
 from fundarb_dagster.core.units import HOURS_PER_YEAR
 
 from .basis import underlying_of
+from .capacity import LegBook, capacity, carry_bps, round_trip_bps
 from .carry_forecast import RECENT_H, forecast_carry, forecast_errors
 from .venues import DEFAULT_FEES_BPS, VENUE_FACTS
 
@@ -80,8 +87,27 @@ OPPORTUNITY_COLUMNS = [
     "last_hour_mae_apr",
     "last_hour_max_err_apr",
     "error_origins",
+    "cost_source",
+    "capacity_usd",
+    "capacity_net_carry_apr",
+    "capacity_capped",
     "rank",
 ]
+
+
+@dataclass(frozen=True)
+class CapacityRule:
+    """What capacity means: the largest notional per leg whose round-trip cost stays within `share` of the
+    expected carry over the horizon; `trade_notional_usd`, the per-leg size `entry_cost_bps` is walked at."""
+
+    share: float = 0.5
+    trade_notional_usd: float = 10_000.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.share <= 1:
+            raise ValueError(f"capacity share: {self.share!r} must be in (0, 1]")
+        if not self.trade_notional_usd > 0:
+            raise ValueError(f"trade_notional_usd: {self.trade_notional_usd!r} must be > 0")
 
 
 @dataclass(frozen=True)
@@ -200,6 +226,34 @@ def _errors(name: str, error: pd.Series) -> dict[str, float]:
     }
 
 
+def _costed(
+    stats: dict[str, float],
+    legs: list[tuple[str, str]],
+    fees_bps: float,
+    flat_bps: float,
+    borrow_apr: float,
+    horizon_h: int,
+    books: Mapping[tuple[str, str], LegBook],
+    rule: CapacityRule,
+) -> dict[str, object]:
+    """The net carry with the cost from the legs' books where both have one (else the flat model), and the
+    capacity."""
+    leg_books = [books.get(leg) for leg in legs]
+    if any(book is None for book in leg_books):
+        return {**_net(stats, flat_bps, borrow_apr, horizon_h), "cost_source": "flat", "capacity_usd": math.nan,
+                "capacity_net_carry_apr": math.nan, "capacity_capped": False}  # fmt: skip
+    walked = [book for book in leg_books if book is not None]
+    at_size = round_trip_bps(walked, fees_bps, rule.trade_notional_usd)
+    source = "book" if math.isfinite(at_size) else "flat"  # a book too thin for the size: the flat model
+    out: dict[str, object] = {**_net(stats, at_size if source == "book" else flat_bps, borrow_apr, horizon_h)}
+    carry_apr = stats["expected_carry_apr"] - borrow_apr
+    cap = capacity(walked, fees_bps, rule.share * carry_bps(carry_apr, horizon_h))
+    net_at_cap = carry_apr - cap.cost_bps / 1e4 * HOURS_PER_YEAR / horizon_h if cap.notional_usd > 0 else math.nan
+    out.update(cost_source=source, capacity_usd=cap.notional_usd, capacity_net_carry_apr=net_at_cap,
+               capacity_capped=cap.capped)  # fmt: skip
+    return out
+
+
 def _net(stats: dict[str, float], cost_bps: float, borrow_apr: float, horizon_h: int) -> dict[str, float]:
     """The carry left after borrow and the round-trip cost spread over the horizon, and its break-even."""
     carry = stats["expected_carry_apr"] - borrow_apr
@@ -222,6 +276,8 @@ def rank_opportunities(
     min_obs: int = 8,
     borrow: BorrowRates | None = None,
     window: ForecastWindow | None = None,
+    books: Mapping[tuple[str, str], LegBook] | None = None,
+    rule: CapacityRule | None = None,
 ) -> pd.DataFrame:
     """Rank cash-and-carry and perp-perp trades by net carry APR (`OPPORTUNITY_COLUMNS`, rank 1 = best).
 
@@ -234,7 +290,11 @@ def rank_opportunities(
     alone.
     `borrow`: spot borrow rates; a reverse cash-and-carry (negative funding: short spot) is ranked only where
     it knows the rate (None: nowhere).
+    `books`: the latest captured book per (exchange, symbol) (`books_from_frame`); a candidate both of whose
+    legs have one is costed on them and gets a capacity under `rule` (default `CapacityRule()`).
     """
+    books = books if books is not None else {}
+    rule = rule if rule is not None else CapacityRule()
     borrow = borrow if borrow is not None else BorrowRates()
     if horizon_h < 1:
         raise ValueError(f"horizon_h: {horizon_h!r} must be >= 1")
@@ -274,10 +334,11 @@ def rank_opportunities(
             continue
         leg = costs.loc[(exchange, symbol)]
         spot_hs = float(leg["spot_half_spread_bps"]) if pd.notna(leg["spot_half_spread_bps"]) else 0.0
-        cost_bps = 2 * (fees.fee_bps(exchange, "spot") + fees.fee_bps(exchange, "swap"))
-        cost_bps += 2 * (spot_hs + perp_half_spread(exchange, symbol))
-        stats = _net(stats, cost_bps, borrow_apr, horizon_h)
         spot_symbol = str(leg["spot_symbol"])
+        fees_bps = 2 * (fees.fee_bps(exchange, "spot") + fees.fee_bps(exchange, "swap"))
+        flat_bps = fees_bps + 2 * (spot_hs + perp_half_spread(exchange, symbol))
+        legs = [(exchange, spot_symbol), (exchange, symbol)]
+        stats = _costed(stats, legs, fees_bps, flat_bps, borrow_apr, horizon_h, books, rule)
         long_leg, short_leg = (spot_symbol, symbol) if stats["sign"] > 0 else (symbol, spot_symbol)
         rows.append(_row(as_of, "cash_carry", symbol, exchange, long_leg, exchange, short_leg, stats, horizon_h))
 
@@ -290,9 +351,9 @@ def rank_opportunities(
             spread = evaluate((wide[(ex_a, sym_a)] - wide[(ex_b, sym_b)]).dropna())
             if spread is None:
                 continue
-            cost_bps = 2 * (fees.fee_bps(ex_a, "swap") + fees.fee_bps(ex_b, "swap"))
-            cost_bps += 2 * (perp_half_spread(ex_a, sym_a) + perp_half_spread(ex_b, sym_b))
-            stats = _net(spread, cost_bps, 0.0, horizon_h)
+            fees_bps = 2 * (fees.fee_bps(ex_a, "swap") + fees.fee_bps(ex_b, "swap"))
+            flat_bps = fees_bps + 2 * (perp_half_spread(ex_a, sym_a) + perp_half_spread(ex_b, sym_b))
+            stats = _costed(spread, [(ex_a, sym_a), (ex_b, sym_b)], fees_bps, flat_bps, 0.0, horizon_h, books, rule)
             # series = a - b > 0: a pays more, so short a and long b.
             if stats["sign"] > 0:
                 rows.append(_row(as_of, "perp_perp", sym_a, ex_b, sym_b, ex_a, sym_a, stats, horizon_h))
@@ -313,7 +374,7 @@ def _row(
     long_symbol: str,
     short_exchange: str,
     short_symbol: str,
-    stats: Mapping[str, float],
+    stats: Mapping[str, object],
     horizon_h: int,
 ) -> dict[str, object]:
     return {
@@ -327,6 +388,17 @@ def _row(
         "horizon_h": horizon_h,
         **{k: v for k, v in stats.items() if k != "sign"},
     }
+
+
+def books_from_frame(frame: pd.DataFrame) -> dict[tuple[str, str], LegBook]:
+    """`raw_order_book`-shaped rows (exchange, symbol, bid_price, bid_size, ask_price, ask_size; the last row
+    of a key wins) -> the books `rank_opportunities` walks."""
+    out: dict[tuple[str, str], LegBook] = {}
+    for row in frame.itertuples(index=False):
+        levels = [np.asarray(getattr(row, name), dtype=np.float64) for name in
+                  ("bid_price", "bid_size", "ask_price", "ask_size")]  # fmt: skip
+        out[(str(row.exchange), str(row.symbol))] = LegBook(*levels)
+    return out
 
 
 def forecast_error_summary(ranking: pd.DataFrame) -> pd.DataFrame:

@@ -524,6 +524,15 @@ FUNDING = [
                 ("last_hour_mae_apr", "float64", "mean absolute error of the AR(1) forecast from the last hour"),
                 ("last_hour_max_err_apr", "float64", "its largest absolute error"),
                 ("error_origins", "int32", "past hours the forecast errors were measured at"),
+                ("cost_source", "string", "book: entry cost walked on both legs' books; flat: fees + half-spreads"),
+                (
+                    "capacity_usd",
+                    "float64",
+                    "largest notional per leg whose round trip costs at most the capacity "
+                    "share of the expected carry (NaN without books)",
+                ),
+                ("capacity_net_carry_apr", "float64", "net carry at capacity_usd (NaN when it is 0 or unknown)"),
+                ("capacity_capped", "bool", "the captured depth ran out first: capacity_usd is a lower bound"),
                 ("rank", "int32", "1 = best net carry"),
             ]
         ),

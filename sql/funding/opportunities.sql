@@ -27,6 +27,10 @@ SELECT
     CAST(last_hour_mae_apr AS DOUBLE) AS last_hour_mae_apr,
     CAST(last_hour_max_err_apr AS DOUBLE) AS last_hour_max_err_apr,
     CAST(error_origins AS INTEGER) AS error_origins,
+    CAST(cost_source AS VARCHAR) AS cost_source,
+    CAST(capacity_usd AS DOUBLE) AS capacity_usd,
+    CAST(capacity_net_carry_apr AS DOUBLE) AS capacity_net_carry_apr,
+    CAST(capacity_capped AS BOOLEAN) AS capacity_capped,
     CAST(rank AS INTEGER) AS rank
 FROM opportunities_frame
 ORDER BY rank

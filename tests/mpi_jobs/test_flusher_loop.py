@@ -85,7 +85,7 @@ def test_a_stop_with_failing_storage_spills_and_when_that_fails_says_exactly_wha
         ring.close()  # the watcher has stopped: the loop goes straight to its final landing
     loop.flusher.add("trades", _trades(1234))
     outcome = loop.run()
-    stats_rows = 4  # one capture_stats row per market stream of the one watcher
+    stats_rows = len(schema.MARKET_STREAMS)  # one capture_stats row per market stream of the one watcher
     flush_failed_rows = len(failed) - 1  # every failed file write, but the failed recovery file
     assert outcome.code == EXIT_ERROR and outcome.spilled == 0
     assert outcome.lost == 1234 + stats_rows + flush_failed_rows

@@ -440,6 +440,19 @@ class OpportunitiesConfig(Config):
             "defaults (core.opportunities.DEFAULT_TAKER_FEES_BPS); '*' is any other venue"
         ),
     )
+    capacity_share: float = Field(
+        default=0.5,
+        description=(
+            "capacity: the largest notional per leg whose round trip (book walks + fees) costs at most this share "
+            "of the carry expected over the horizon"
+        ),
+    )
+    trade_notional_usd: float = Field(
+        default=10_000.0, description="per-leg size entry_cost_bps is walked at where both legs have a captured book"
+    )
+    book_max_age_h: int = Field(
+        default=1, description="books older than this many hours before the as-of hour's end are not used"
+    )
     borrow_apr: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description=(
@@ -483,7 +496,9 @@ def opportunities(
     fees = core_opps.FeeSchedule({**core_opps.DEFAULT_TAKER_FEES_BPS, **config.taker_fees_bps})
     # Configured rates only: captured ones (a `borrow_rates` table) go on top with `borrow.with_captured(rows)`.
     borrow = core_opps.BorrowRates(config.borrow_apr)
-    with _inputs(duckdb, data_dir, (), ("funding_rates", "funding_predictions", "basis", "opportunities")) as conn:
+    rule = core_opps.CapacityRule(config.capacity_share, config.trade_notional_usd)
+    tables = ("funding_rates", "funding_predictions", "basis", "opportunities")
+    with _inputs(duckdb, data_dir, ("raw_order_book",), tables) as conn:
         latest = _frame(conn, "opportunity_as_of")["as_of"].iloc[0]
         if pd.isna(latest):
             context.log.warning("opportunities: no funding data yet; the table is left empty")
@@ -497,10 +512,13 @@ def opportunities(
             rates = _frame(conn, "opportunity_inputs_rates", params)
             predictions = _frame(conn, "spread_inputs_predictions", params)
             costs = _frame(conn, "opportunity_inputs_costs", params)
+            book_since = end - pd.Timedelta(hours=config.book_max_age_h)
+            book_params = Window(book_since.to_pydatetime(), end.to_pydatetime()).params()
+            books = core_opps.books_from_frame(_frame(conn, "opportunity_inputs_books", book_params))
             hourly = core_spreads.hourly_rates(rates, predictions, start, end)
             window = core_opps.ForecastWindow(config.lookback_h, config.recent_h, config.error_step_h)
             frame = core_opps.rank_opportunities(
-                hourly, costs, fees, config.horizon_h, as_of, config.min_obs, borrow, window
+                hourly, costs, fees, config.horizon_h, as_of, config.min_obs, borrow, window, books, rule
             )
         write_all(conn, "opportunities", frame)
     return MaterializeResult(metadata=opportunities_metadata(frame, config.horizon_h))
@@ -508,6 +526,8 @@ def opportunities(
 
 RANKING_UNITS = {
     "net_carry_apr": "pct",
+    "capacity_usd": "usd",
+    "capacity_net_carry_apr": "pct",
     "entry_cost_bps": "bps",
     "break_even_h": "h",
     "half_life_h": "h",
@@ -526,7 +546,7 @@ def opportunities_metadata(frame: pd.DataFrame, horizon_h: int) -> dict[str, Any
     metadata["as_of"] = MetadataValue.text(f"{pd.Timestamp(frame['as_of'].iloc[0]):%Y-%m-%d %H:%M} UTC")
     about = {c.name: c.description for c in table("opportunities").columns}
     # the net carry right after what the trade is: the column a trader reads first, visible without scrolling
-    columns = ["rank", "strategy", "underlying", "net_carry_apr", "long_exchange", "short_exchange",
+    columns = ["rank", "strategy", "underlying", "net_carry_apr", "long_exchange", "short_exchange", "cost_source",
                *[c for c in RANKING_UNITS if c != "net_carry_apr"]]  # fmt: skip
     metadata["ranking"] = metadata_table(frame[columns], RANKING_UNITS, about, max_rows=20)
     metadata["best_net_carry_apr_pct"] = number(frame["net_carry_apr"].iloc[0], "pct")

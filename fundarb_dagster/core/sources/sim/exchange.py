@@ -70,13 +70,15 @@ class SimExchange:
         batch_limit: int = 1000,
         funding_channel: str = "venue",
         wall_start: float | None = None,
-        book_interval_ms: int = 1000,
+        book_interval_ms: int | None = None,
         balances: Mapping[str, float] | None = None,
     ) -> None:
         if exchange_id not in VENUES:
             raise ValueError(f"exchange_id: unknown sim venue {exchange_id!r}; expected one of {sorted(VENUES)}")
         if trades_per_s is None:
             trades_per_s = sim.trades_per_s
+        if book_interval_ms is None:
+            book_interval_ms = int(sim.book_interval_s * 1000)
         if not (0 < trades_per_s <= 500):
             raise ValueError(f"trades_per_s: {trades_per_s!r} must be in (0, 500]")
         for name, value in (
