@@ -81,7 +81,11 @@ def book_depth_frame(books: pd.DataFrame, notionals: Sequence[float] = DEFAULT_N
     columns = ["exchange", "symbol", "ts", "notional_usd", "snapshots", "mid", "spread_bps", *depth_columns(),
                "buy_cost_bps", "sell_cost_bps", "buy_filled_share", "sell_filled_share"]  # fmt: skip
     if books.empty:
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+        frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+        frame[["exchange", "symbol"]] = frame[["exchange", "symbol"]].astype(object)
+        frame["ts"] = frame["ts"].astype("datetime64[us]")
+        frame["snapshots"] = frame["snapshots"].astype("int64")
+        return frame
     levels = {name: np.stack(books[name].to_numpy()).astype(np.float64) for name in
               ("bid_price", "bid_size", "ask_price", "ask_size")}  # fmt: skip
     mid = mids(levels["bid_price"], levels["ask_price"])

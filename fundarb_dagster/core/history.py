@@ -306,3 +306,37 @@ def load_perp_markets(config: FundarbConfig) -> tuple[dict[str, dict[str, Any]],
             continue
         markets[exchange_config.id] = {s: loaded[s] for s in perps if loaded.get(s)}
     return markets, errors
+
+
+def fetch_leverage_tiers(config: FundarbConfig) -> tuple[pd.DataFrame, dict[str, str], int | None]:
+    """Every configured perp's leverage tiers now (`fetch_leverage_tiers`, ccxt's structures -> rows of
+    `leverage_tiers.tier_rows`), an error per exchange that has none or failed (one failure skips one), and
+    the source's clock when they were fetched (the sim's virtual time; wall time live)."""
+    from .leverage_tiers import empty_tiers, tier_rows
+
+    frames: list[pd.DataFrame] = []
+    errors: dict[str, str] = {}
+    now_ms: int | None = None
+    for exchange_config in config.exchanges:
+        perps = perp_symbols(exchange_config.symbols)
+        if not perps:
+            continue
+        try:
+            exchange = open_exchange(config, exchange_config.id)
+
+            async def fetch(ex: Any = exchange, symbols: list[str] = perps) -> tuple[dict[str, Any], int]:
+                try:
+                    await ex.load_markets()
+                    if not (getattr(ex, "has", None) or {}).get("fetchLeverageTiers"):
+                        raise NotImplementedError(f"{ex.id}: no fetch_leverage_tiers on this source")
+                    return await ex.fetch_leverage_tiers(symbols), int(ex.milliseconds())
+                finally:
+                    await ex.close()
+
+            tiers, now_ms = asyncio.run(fetch())
+        except Exception as exc:  # noqa: BLE001 - one venue without tiers keeps the others'
+            errors[exchange_config.id] = f"{type(exc).__name__}: {exc}"
+            continue
+        frames += [tier_rows(exchange_config.id, s, rows) for s, rows in tiers.items() if s in perps and rows]
+    columns = [c for c in empty_tiers().columns if not c.startswith("valid_")]
+    return (pd.concat(frames, ignore_index=True) if frames else empty_tiers()[columns]), errors, now_ms

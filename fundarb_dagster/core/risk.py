@@ -5,10 +5,13 @@ underlying, kind (perp/spot), units (signed), entry_price, mark_price, wallet_us
 leg: initial margin plus funding since), mmr, taker_fee. Pure functions, frames in and out.
 
 Stress: both legs of a pair move together (same underlying) by a shock `s`; a perp leg is liquidated when its
-equity `wallet + units * (P' - entry)` falls to `(mmr + fee) * |units| * P'` (the same condition as
-`accounting.liquidation_price`). For each pair and shock we report which leg goes first (the one whose
-liquidation price is reached first on the way from the mark to the shocked price), and how much margin must
-move to it so that it survives the shock, against what the other leg could release at that price.
+equity `wallet + units * (P' - entry)` falls to `(mmr + fee) * |units| * P' - mmr_cum` (the same condition as
+`accounting.liquidation_price` with the maintenance amount added to the wallet). `mmr` is the venue's flat rate
+unless `apply_tiers` put the rate and maintenance amount (`mmr_cum`) of the leverage tier the leg's notional
+falls in (the `leverage_tiers` table, valid at the book's time); a book without `mmr_cum` has none. For each
+pair and shock we report which leg goes first (the one whose liquidation price is reached first on the way from
+the mark to the shocked price), and how much margin must move to it so that it survives the shock, against what
+the other leg could release at that price.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .backtest.accounting import liquidation_price
+from .leverage_tiers import tier_for
 
 DEFAULT_SHOCKS = (-0.5, -0.3, -0.2, -0.1, -0.05, 0.05, 0.1, 0.2, 0.3, 0.5)
 STRESS_COLUMNS = [
@@ -40,19 +44,51 @@ def leg_equity(units: Any, entry: Any, wallet: Any, price: Any) -> Any:
     return np.asarray(wallet, dtype=float) + np.asarray(units, dtype=float) * (np.asarray(price) - entry)
 
 
-def maintenance(units: Any, price: Any, mmr: Any, fee: Any) -> Any:
-    """What must stay in the wallet at `price`: `(mmr + fee) * |units| * price`."""
-    return (np.asarray(mmr, dtype=float) + fee) * np.abs(np.asarray(units, dtype=float)) * np.asarray(price)
+def maintenance(units: Any, price: Any, mmr: Any, fee: Any, cum: Any = 0.0) -> Any:
+    """What must stay in the wallet at `price`: `(mmr + fee) * |units| * price - cum` (cum: the tier's
+    maintenance amount)."""
+    size = np.abs(np.asarray(units, dtype=float))
+    return (np.asarray(mmr, dtype=float) + fee) * size * np.asarray(price) - np.asarray(cum, dtype=float)
 
 
-def margin_to_survive(units: Any, entry: Any, wallet: Any, price: Any, mmr: Any, fee: Any) -> Any:
+def margin_to_survive(units: Any, entry: Any, wallet: Any, price: Any, mmr: Any, fee: Any, cum: Any = 0.0) -> Any:
     """Extra wallet a perp leg needs to stay above maintenance at `price` (0 when it already does)."""
-    return np.maximum(0.0, maintenance(units, price, mmr, fee) - leg_equity(units, entry, wallet, price))
+    return np.maximum(0.0, maintenance(units, price, mmr, fee, cum) - leg_equity(units, entry, wallet, price))
+
+
+def _cum(book: pd.DataFrame) -> pd.Series:
+    """Each leg's maintenance amount (0 where no tier was applied)."""
+    return book["mmr_cum"].fillna(0.0) if "mmr_cum" in book else pd.Series(0.0, index=book.index)
+
+
+def _liquidation(book: pd.DataFrame) -> np.ndarray:
+    """Liquidation prices: the maintenance amount counts like wallet (the condition is linear in both)."""
+    wallet = book["wallet_usd"].astype(float) + _cum(book)
+    return np.asarray(liquidation_price(book["entry_price"], wallet, book["units"], book["mmr"], book["taker_fee"]))
+
+
+def apply_tiers(book: pd.DataFrame, tiers: pd.DataFrame) -> pd.DataFrame:
+    """The book with each perp leg's `mmr` and `mmr_cum` from the leverage tier its notional (|units| x mark)
+    falls in, where `tiers` (the `leverage_tiers` rows valid at the book's time) has its market, and
+    `mmr_source` = tiers | flat."""
+    out = book.copy()
+    out["mmr_cum"] = 0.0
+    out["mmr_source"] = "flat"
+    if tiers.empty or out.empty:
+        return out
+    schedules = {key: rows for key, rows in tiers.groupby(["exchange", "symbol"])}
+    for i, leg in out.iterrows():
+        schedule = schedules.get((leg["exchange"], leg["symbol"]))
+        if leg["kind"] != "perp" or schedule is None:
+            continue
+        tier = tier_for(schedule, float(leg["units"]) * float(leg["mark_price"]))
+        out.loc[i, ["mmr", "mmr_cum", "mmr_source"]] = [float(tier["mmr"]), float(tier["maintenance_amount"]), "tiers"]
+    return out
 
 
 def liquidation_distance(book: pd.DataFrame) -> pd.Series:
     """Fraction the mark must move against each perp leg to liquidate it (NaN for spot legs)."""
-    liq = liquidation_price(book["entry_price"], book["wallet_usd"], book["units"], book["mmr"], book["taker_fee"])
+    liq = _liquidation(book)
     mark = book["mark_price"].to_numpy(dtype=float)
     dist = np.where(book["units"] < 0, liq - mark, mark - liq) / mark
     return pd.Series(np.where(book["kind"] == "perp", dist, np.nan), index=book.index)
@@ -65,7 +101,8 @@ def stress_book(book: pd.DataFrame, shocks: Sequence[float] = DEFAULT_SHOCKS) ->
     rows = []
     for pair, legs in book.groupby("pair", sort=True):
         legs = legs.reset_index(drop=True)
-        liq = liquidation_price(legs["entry_price"], legs["wallet_usd"], legs["units"], legs["mmr"], legs["taker_fee"])
+        liq = _liquidation(legs)
+        cum = _cum(legs).to_numpy()
         is_perp = (legs["kind"] == "perp").to_numpy()
         for s in shocks:
             price = legs["mark_price"].to_numpy(dtype=float) * (1.0 + s)
@@ -73,7 +110,9 @@ def stress_book(book: pd.DataFrame, shocks: Sequence[float] = DEFAULT_SHOCKS) ->
             entry = legs["entry_price"].to_numpy(dtype=float)
             pnl = float((units * (price - legs["mark_price"].to_numpy(dtype=float))).sum())
             need = np.where(
-                is_perp, margin_to_survive(units, entry, legs["wallet_usd"], price, legs["mmr"], legs["taker_fee"]), 0.0
+                is_perp,
+                margin_to_survive(units, entry, legs["wallet_usd"], price, legs["mmr"], legs["taker_fee"], cum),
+                0.0,
             )
             failing = np.nonzero(need > 0)[0]
             if len(failing) == 0:
@@ -88,7 +127,11 @@ def stress_book(book: pd.DataFrame, shocks: Sequence[float] = DEFAULT_SHOCKS) ->
                 if is_perp[k]:
                     eq = leg_equity(units[k], entry[k], legs["wallet_usd"].iloc[k], price[k])
                     free += float(
-                        max(0.0, eq - maintenance(units[k], price[k], legs["mmr"].iloc[k], legs["taker_fee"].iloc[k]))
+                        max(
+                            0.0,
+                            eq
+                            - maintenance(units[k], price[k], legs["mmr"].iloc[k], legs["taker_fee"].iloc[k], cum[k]),
+                        )  # fmt: skip
                     )
                 else:
                     free += float(max(0.0, units[k] * (price[k] - entry[k])))
@@ -210,7 +253,7 @@ def exposures(book: pd.DataFrame, equity: float) -> dict[str, Any]:
     by_asset = notional.abs().groupby(book["underlying"]).sum()
     perp = book[book["kind"] == "perp"]
     margin_eq = leg_equity(perp["units"], perp["entry_price"], perp["wallet_usd"], perp["mark_price"])
-    maint = maintenance(perp["units"], perp["mark_price"], perp["mmr"], perp["taker_fee"])
+    maint = maintenance(perp["units"], perp["mark_price"], perp["mmr"], perp["taker_fee"], _cum(perp))
     with np.errstate(divide="ignore", invalid="ignore"):
         util = np.where(margin_eq > 0, maint / margin_eq, np.inf)
     dist = liquidation_distance(book)

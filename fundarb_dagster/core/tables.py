@@ -765,6 +765,28 @@ BACKTEST = [
 _REPORT_ID = ("report_id", "string", "the Dagster run that produced it (key)")
 RISK = [
     Table(
+        "leverage_tiers",
+        "backtest",
+        ("exchange", "symbol", "tier", "valid_from"),
+        "none",
+        _columns(
+            [
+                ("exchange", "string", "ccxt exchange id"),
+                ("symbol", "string", "ccxt unified symbol (perp)"),
+                ("tier", "int64", "tier number, 1 = smallest notionals"),
+                ("min_notional", "float64", "notional where the tier starts (quote)"),
+                ("max_notional", "float64", "notional where it ends (a notional exactly here is in this tier)"),
+                ("mmr", "float64", "maintenance margin rate"),
+                ("maintenance_amount", "float64", "cum: maintenance margin = notional x mmr - this"),
+                ("max_leverage", "float64", "highest leverage the tier allows"),
+                ("valid_from", "timestamp", "first fetched with these values (UTC, the source's clock)"),
+                ("valid_to", "timestamp", "replaced by a different schedule then; NULL while current"),
+            ]
+        ),
+        frame="leverage_tiers_frame",
+        description="The venues' leverage tiers (fetch_leverage_tiers) with the interval each schedule was in force.",
+    ),
+    Table(
         "risk_report",
         "backtest",
         ("report_id", "section", "name", "subject"),

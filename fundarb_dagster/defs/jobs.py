@@ -57,11 +57,12 @@ EXECUTION = ("funding_reconciliation", "live_pnl", "risk_report", "risk_stress")
 STAGES: tuple[Stage, ...] = (
     Stage(
         "hourly_job",
-        (*LANDED_TABLES, "instruments", *BARS, *FUNDING),
+        (*LANDED_TABLES, "instruments", *BARS, *FUNDING, "leverage_tiers"),
         "hour",
         "An hour (or a range) of every landed stream into its table (raw: market data; execution: the trader's "
         "orders, fills, positions, balances, funding payments), then its bars (1m from trades, 5m, "
-        "1h, TA-Lib indicators) and its funding (the interval history, predicted and settled rates, basis). "
+        "1h, TA-Lib indicators, book depth) and its funding (the interval history, predicted and settled rates, "
+        "basis), and the venues' leverage tiers as fetched now. "
         "Requested by landing_sensor once an hour's files are complete.",
     ),
     Stage(

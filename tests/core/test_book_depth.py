@@ -101,3 +101,8 @@ def test_book_depth_rows_are_minute_means_over_snapshots() -> None:
     assert first["buy_cost_bps"] == pytest.approx((cost1 + cost2) / 2)
     assert first["buy_filled_share"] == 1.0
     assert book_depth_frame(books, [1e6])["buy_cost_bps"].isna().all()  # deeper than any captured book
+
+
+def test_no_books_give_an_empty_frame_with_the_table_types() -> None:
+    empty = book_depth_frame(pd.DataFrame(columns=["exchange", "symbol", "ts_ms", "bid_price"]))
+    assert empty.empty and str(empty["ts"].dtype) == "datetime64[us]" and empty["exchange"].dtype == object

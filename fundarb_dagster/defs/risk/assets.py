@@ -12,17 +12,28 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, AssetOut, Config, Output, multi_asset
+from dagster import (
+    AssetExecutionContext,
+    AssetOut,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    asset,
+    multi_asset,
+)
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from ...core import history as core_history
 from ...core.alerts import Alert, raise_alerts
-from ...core.risk import DEFAULT_SHOCKS, RiskLimits, book_scenarios, evaluate_limits, stress_book
+from ...core.leverage_tiers import empty_tiers, merge_history
+from ...core.risk import DEFAULT_SHOCKS, RiskLimits, apply_tiers, book_scenarios, evaluate_limits, stress_book
 from ...core.sql import execute, load_sql, table_exists
 from ...core.tables import table
 from ..common.metadata import column_schema, metadata_table, number
-from ..common.tables import write_run
-from ..resources import POOL, AlertChannelsResource, DataDirResource, warehouse_connection
+from ..common.tables import ensure_tables, write_all, write_run
+from ..resources import POOL, AlertChannelsResource, DataDirResource, SourceConfigResource, warehouse_connection
 
 
 class RiskConfig(Config):
@@ -129,6 +140,42 @@ def _latest_run(conn: Any, run_id: str) -> str:
     return str(row[0])
 
 
+@asset(
+    group_name="risk",
+    pool=POOL,
+    kinds={"duckdb", "ccxt"},
+    description=(
+        "The venues' leverage tiers (fetch_leverage_tiers from the configured source) with validity intervals: a "
+        "schedule that differs from the one in force closes it and opens a new one. Key: exchange, symbol, tier, "
+        "valid_from. Risk and stress use the tier a leg's notional falls in."
+    ),
+    metadata={"dagster/column_schema": column_schema("leverage_tiers")},
+)
+def leverage_tiers(context: AssetExecutionContext, duckdb: DuckDBResource, source: SourceConfigResource) -> Any:
+    fetched, errors, now_ms = core_history.fetch_leverage_tiers(source.load())
+    for exchange, error in errors.items():
+        context.log.warning(f"leverage_tiers: no tiers from {exchange} ({error}); its rows stay as they were")
+    with warehouse_connection(duckdb) as conn:
+        ensure_tables(conn, "leverage_tiers")
+        current = conn.execute("SELECT * FROM leverage_tiers").df()
+        now = (
+            pd.Timestamp(now_ms, unit="ms")
+            if now_ms is not None
+            else pd.Timestamp(datetime.now(UTC).replace(tzinfo=None))
+        )
+        frame = merge_history(current, fetched, now)
+        rows = write_all(conn, "leverage_tiers", frame)
+    current_rows = frame[frame["valid_to"].isna()]
+    return MaterializeResult(
+        metadata={
+            "rows": rows,
+            "markets": int(current_rows.groupby(["exchange", "symbol"]).ngroups),
+            "schedules_changed": int((frame["valid_from"] == now).any() and len(current)),
+            "without_tiers": MetadataValue.text(", ".join(sorted(errors)) or "none"),
+        }
+    )
+
+
 @multi_asset(
     outs={
         "risk_report": AssetOut(
@@ -140,7 +187,16 @@ def _latest_run(conn: Any, run_id: str) -> str:
             metadata={"dagster/column_schema": column_schema("risk_stress")},
         ),
     },
-    deps=["backtest_runs", "backtest_equity", "backtest_book", "ohlcv_1h", "funding_rates", "positions", "live_pnl"],
+    deps=[
+        "backtest_runs",
+        "backtest_equity",
+        "backtest_book",
+        "ohlcv_1h",
+        "funding_rates",
+        "positions",
+        "live_pnl",
+        "leverage_tiers",
+    ],  # fmt: skip
     group_name="risk",
     pool=POOL,
     can_subset=False,
@@ -173,6 +229,13 @@ def risk(
             raise ValueError(f"run_id: {run_id!r} has no rows in backtest_equity")
         as_of = pd.Timestamp(equity["ts"].iloc[-1]).to_pydatetime()
         scenarios = _book_scenarios(conn, book, as_of, config.var_window_h)
+        tiers = (
+            execute(conn, load_sql("backtest", "risk_tiers"), {"as_of": as_of}).df()
+            if table_exists(conn, "leverage_tiers")
+            else empty_tiers()
+        )
+    # each perp leg's maintenance from the tier its notional falls in (where the venue's tiers were fetched)
+    book = apply_tiers(book, tiers)
     # the book's ts is when its last bar was known (the bar's open + 1h): bars opened before it are history
     pnl = scenarios["pnl_usd"].to_numpy() if len(book) else np.zeros(1)  # a flat book risks nothing
     subject = "live book" if run_id == "live" else f"run {run_id[:8]}"
