@@ -82,77 +82,6 @@ _ARROW_KINDS = {
     pa.float64(): "float64",
     pa.list_(pa.float64()): "float64[]",
 }
-_RAW_DOCS = {
-    "ts_ms": "exchange event time, epoch ms",
-    "recv_ts_ms": "local receive time, epoch ms",
-    "instrument_id": "registry id",
-    "exchange": "ccxt exchange id",
-    "symbol": "ccxt unified symbol",
-    # trades
-    "side": "+1 taker buy, -1 taker sell, 0 unknown",
-    "trade_id": "venue trade id (or a stable hash of it)",
-    "price": "price in quote",
-    "amount": "base units (inverse contracts converted at the trade price)",
-    "contracts": "the amount as the venue counts it, in contracts; NaN for spot",
-    "contract_size": "ccxt contractSize: base (linear) or quote (inverse) units per contract; NaN for spot",
-    # tickers
-    "bid": "bid",
-    "ask": "ask",
-    "bid_size": "bid size, base units",
-    "ask_size": "ask size, base units",
-    "bid_contracts": "bid size in contracts; NaN for spot",
-    "ask_contracts": "ask size in contracts; NaN for spot",
-    "last": "last",
-    "mark_price": "perp mark price, NaN for spot",
-    "index_price": "index price, NaN where not given",
-    # funding
-    "is_settled": "1 settled, 0 predicted/current",
-    "funding_ts_ms": "settlement time, epoch ms",
-    "funding_rate": "fraction per interval",
-    "next_funding_rate": "venue estimate for the next settlement, NaN if none",
-    "interval_h": "funding interval in force, hours",
-    # ohlcv
-    "timeframe_s": "bar length, seconds",
-    "open": "open",
-    "high": "high",
-    "low": "low",
-    "close": "close",
-    "volume": "volume",
-    "quote_volume": "quote units traded (klines), NaN where the source has none",
-    "trade_count": "trades in the bar (klines' count), NaN where the source has none",
-    "taker_buy_volume": "base units bought by takers (klines), NaN where the source has none",
-    "cost": "quote amount as the venue gave it (quote_qty, ccxt cost), NaN where not given",
-    # order_book
-    "updates": "book updates seen since the previous kept snapshot, this one included",
-    "nonce": "the venue's sequence/update id of the book (ccxt nonce), -1 where none",
-    "bid_price": f"bid prices, best first, top {schema.BOOK_LEVELS} (NaN past the captured depth)",
-    "ask_price": f"ask prices, best first, top {schema.BOOK_LEVELS} (NaN past the captured depth)",
-    # capture_events
-    "stream": "schema.StreamCode",
-    "kind": "schema.EventKind",
-    "count": "how many messages/records",
-    "start_ms": "start of the affected span",
-    "end_ms": "end of the affected span",
-    "reason": "short reason, e.g. price:nan",
-    # capture_stats
-    "node": "node",
-    "rank": "MPI rank",
-    "messages": "cumulative records",
-    "messages_per_s": "rate",
-    "ring_fill_pct": "ring fill",
-    "flush_latency_ms": "flush latency",
-    "drops": "dropped records",
-    "waits": "producer waits on a full ring",
-    "reconnects": "reconnects",
-}
-_RAW_DOC_OVERRIDES = {
-    ("funding", "mark_price"): "mark price",
-    ("funding", "index_price"): "index price",
-    ("order_book", "bid_size"): "bid sizes by level, base units",
-    ("order_book", "ask_size"): "ask sizes by level, base units",
-    ("capture_stats", "ts_ms"): "sample time, epoch ms",
-    ("capture_stats", "recv_ts_ms"): "sample time, epoch ms",
-}
 _IDENTITY = ("ts_ms", "recv_ts_ms", "instrument_id", "exchange", "symbol")
 
 
@@ -166,7 +95,8 @@ def raw_columns(stream: str) -> tuple[Column, ...]:
         rows.append(("funding_ts", "timestamp", "the settlement the rate applies to (UTC)"))
     for name in order:
         kind = "string" if pa.types.is_string(fields[name]) else _ARROW_KINDS[fields[name]]
-        doc = _RAW_DOC_OVERRIDES.get((stream, name)) or schema.FIELD_DOCS.get((stream, name)) or _RAW_DOCS[name]
+        doc = schema.RAW_DOC_OVERRIDES.get((stream, name)) or schema.FIELD_DOCS.get((stream, name))
+        doc = doc or schema.RAW_DOCS[name]
         rows.append((name, kind, doc))
     return _columns(rows)
 

@@ -18,10 +18,8 @@ What `watch` does, per (stream, symbol):
 - normalizes (`normalize.py`) and validates (`validation.py`): bad messages are quarantined with a reason and
   counted, venue duplicates dropped (trade ids; tickers/funding with an identical timestamp);
 - OHLCV: a candle is emitted once, when it is closed (a newer candle appeared), with its final values;
-- order books (`watch_order_book`): the top `book_levels` per side of one book per `book_interval_s` (the
-  first update at or after each multiple of it, on the book's time), with the venue's nonce and the number of
-  updates seen since the last kept book; a crossed or non-positive book is quarantined; a broken venue
-  sequence (ccxt's `InvalidNonce`/`ChecksumError`) or a nonce that goes back is a GAP (reason `sequence`);
+- order books: sampled snapshots of `watch_order_book` (`books.BookSampler`); a broken venue sequence (ccxt's
+  `InvalidNonce`/`ChecksumError`) or a nonce that goes back is a GAP (reason `sequence`);
 - funding rows carry the interval in force, decided by the one rule in `intervals.py` (stated by the
   structure, the registry's history, the market, the spacing of settlements; recorded with
   `registry.observe_interval`); never a per-venue constant. Funding snapshots that repeat the previous one
@@ -60,6 +58,7 @@ from ..schema import EventKind
 from ..venues import FUNDING_CHANNELS, QUOTE_CHANNELS, venue_facts
 from . import intervals, normalize
 from .base import EndOfData
+from .books import BookSampler, book_limit, book_top
 from .validation import Validator, concat_events, event_rows
 
 # Errors after which a subscription is retried: ccxt's network family (ExchangeNotAvailable, RequestTimeout,
@@ -82,13 +81,8 @@ FATAL: tuple[type[BaseException], ...] = (
     ccxt.NotSupported,
     ccxt.ArgumentsRequired,
 )
-DEFAULT_STALE_TIMEOUT_S: dict[str, float] = {
-    "trades": 60.0,
-    "tickers": 60.0,
-    "funding": 900.0,
-    "ohlcv": 180.0,
-    "order_book": 60.0,
-}
+DEFAULT_STALE_TIMEOUT_S: dict[str, float] = {"trades": 60.0, "tickers": 60.0, "funding": 900.0, "ohlcv": 180.0,
+                                             "order_book": 60.0}  # fmt: skip
 # A venue's book sequence broken (ccxt checks binance's `pu`, okx's `prevSeqId` and checksum): the book is
 # rebuilt from a new snapshot, and the stretch in between is a GAP (reason `sequence`).
 SEQUENCE_ERRORS: tuple[type[BaseException], ...] = (ccxt.InvalidNonce, ccxt.ChecksumError)
@@ -106,22 +100,6 @@ def _empty(stream: str) -> np.ndarray:
         array.flags.writeable = False
         _EMPTY[stream] = array
     return _EMPTY[stream]
-
-
-def _book_problem(record: np.ndarray) -> str | None:
-    """Why a book snapshot is unusable, or None: a price or size that is not finite and positive where a
-    level exists, or a crossed top (best bid at or above best ask)."""
-    for side in ("bid", "ask"):
-        prices, sizes = record[f"{side}_price"][0], record[f"{side}_size"][0]
-        present = ~np.isnan(prices)
-        if not (prices[present] > 0).all() or np.isinf(prices).any():
-            return f"book:{side}_price"
-        if not (sizes[present] > 0).all() or np.isinf(sizes).any():
-            return f"book:{side}_size"
-    bid, ask = record["bid_price"][0, 0], record["ask_price"][0, 0]
-    if bid >= ask:  # NaN (an empty side) compares False: a one-sided book is kept
-        return "book:crossed"
-    return None
 
 
 @dataclass
@@ -181,10 +159,7 @@ class _Subscription:
     last_funding_emit_ms: int = 0
     last_settlement_ms: int = 0
     next_poll_ms: int | None = None
-    # order_book: sampling and the venue's sequence
-    next_sample_ms: int = 0
-    book_updates: int = 0
-    last_nonce: int | None = None
+    books: BookSampler | None = None  # order_book: sampling and the venue's sequence
 
 
 class Feed:
@@ -323,6 +298,8 @@ class Feed:
                 sub.mode = self.funding_mode()
             elif stream == "tickers":
                 sub.mode = self.quote_mode(instrument)
+            elif stream == "order_book":
+                sub.books = BookSampler(instrument, self.book_levels, self.book_interval_ms)
             self._subs[key] = sub
         return self._subs[key]
 
@@ -335,7 +312,7 @@ class Feed:
         if sub.stream == "ohlcv":
             return lambda: ex.watch_ohlcv(symbol, self.ohlcv_timeframe)
         if sub.stream == "order_book":
-            return lambda: ex.watch_order_book(symbol, self.book_limit(symbol))
+            return lambda: ex.watch_order_book(symbol, book_limit(ex, symbol))
         if sub.mode == "mark_price":
             return lambda: ex.watch_mark_price(symbol)
         if sub.mode == "ticker":
@@ -355,47 +332,21 @@ class Feed:
             return bids_asks
         if mode == "order_book":
 
-            async def book_top() -> Any:
-                return self._book_top(sub, await ex.watch_order_book(symbol, int(depth) if depth else None))
+            async def quote_from_book() -> Any:
+                book = await ex.watch_order_book(symbol, int(depth) if depth else None)
+                quote, sub.last_top = book_top(book, symbol, sub.last_top)
+                self.counts["tickers:book_top_unchanged"] += quote is None
+                return quote
 
-            return book_top
+            return quote_from_book
         return lambda: ex.watch_ticker(symbol)
-
-    def book_limit(self, symbol: str) -> int | None:
-        """The depth `watch_order_book` subscribes: the one a source states (`books_via`: a wire replay's
-        recorded book channel), else None, ccxt's default channel for the venue (the Feed keeps the top
-        `book_levels` of whatever depth it serves)."""
-        stated = getattr(self.exchange, "books_via", None)
-        depth = stated(symbol) if callable(stated) else None
-        return int(depth) if depth else None
-
-    def _book_top(self, sub: _Subscription, book: Any) -> dict[str, Any] | None:
-        """The best bid/ask of an order book as a ticker structure; None while the top did not change (a book
-        update deeper down is no new quote)."""
-        bids, asks = list(book.get("bids") or [])[:1], list(book.get("asks") or [])[:1]
-        bid, bid_size = (bids[0][0], bids[0][1]) if bids else (None, None)
-        ask, ask_size = (asks[0][0], asks[0][1]) if asks else (None, None)
-        top = tuple(normalize.num(v) for v in (bid, bid_size, ask, ask_size))
-        if top == sub.last_top:
-            self.counts["tickers:book_top_unchanged"] += 1
-            return None
-        sub.last_top = top
-        timestamp = book.get("timestamp")
-        return {
-            "symbol": sub.symbol,
-            "timestamp": timestamp,
-            "bid": bid,
-            "bidVolume": bid_size,
-            "ask": ask,
-            "askVolume": ask_size,
-        }
 
     def channel_name(self, sub: _Subscription) -> str:
         """`<stream>:<ccxt call>[:<ccxt's channel option>]`, e.g. `trades:watch_trades:aggTrade`: the CHANNEL
         event's reason, what a reader of the landed data checks to know which venue channel fed a stream."""
         call = {"trades": "watch_trades", "ohlcv": "watch_ohlcv"}.get(sub.stream, "")
         if sub.stream == "order_book":
-            limit = self.book_limit(sub.symbol)
+            limit = book_limit(self.exchange, sub.symbol)
             call = "watch_order_book" + (f":{limit}" if limit else "")
         if sub.stream == "tickers":
             mode, _, depth = sub.mode.partition(":")
@@ -615,8 +566,8 @@ class Feed:
                 for (kind, reason), ts in repeats.items()
             ]
             return accepted, concat_events([screened, checked, *reported]), first
-        elif stream == "order_book":
-            return self._book_records(sub, raw, recv)
+        elif stream == "order_book" and sub.books is not None:
+            return sub.books.take(raw, recv, self.validator, self.counts)
         else:
             records, screened = self._funding_records(sub, raw, recv)
         valid_ts = records["ts_ms"][records["ts_ms"] > 0]
@@ -626,43 +577,6 @@ class Feed:
         if stream == "funding" and len(accepted) and self._thin_funding(sub, accepted[0], recv):
             accepted = accepted[:0]
         return accepted, concat_events([screened, checked]), first
-
-    def _book_records(self, sub: _Subscription, raw: Any, recv: int) -> tuple[np.ndarray, np.ndarray, int | None]:
-        """One book update -> the sampled snapshot (or nothing between samples), and what was wrong with it.
-
-        Every update counts (`updates` of the next kept row); the first update at or after each multiple of
-        `book_interval_ms` (on the book's own time) is kept. A nonce lower than the last one means the venue
-        restarted its sequence (a new snapshot): a GAP event (reason `sequence:reset`).
-        """
-        iid = sub.instrument.id
-        sub.book_updates += 1
-        bids = raw.get("bids") if isinstance(raw, Mapping) else None
-        asks = raw.get("asks") if isinstance(raw, Mapping) else None
-        if not isinstance(bids, Sequence) or not isinstance(asks, Sequence):
-            return _empty("order_book"), self.validator.quarantine("order_book", iid, recv, "missing:book"), None
-        ts = normalize.int_ms(raw.get("timestamp")) or recv
-        events: list[np.ndarray] = []
-        nonce = normalize.num(raw.get("nonce"))
-        if math.isfinite(nonce):
-            if sub.last_nonce is not None and nonce < sub.last_nonce:
-                self.counts["order_book:sequence_reset"] += 1
-                events.append(event_rows(EventKind.GAP, "order_book", iid, recv, recv, start_ms=ts, end_ms=ts,
-                                         reason="sequence:reset"))  # fmt: skip
-            sub.last_nonce = int(nonce)
-        if self.book_interval_ms and ts < sub.next_sample_ms:
-            self.counts["order_book:sampled_out"] += 1
-            return _empty("order_book"), concat_events(events), ts
-        record = normalize.order_book_to_record(raw, sub.instrument, recv, self.book_levels, sub.book_updates)
-        problem = _book_problem(record)
-        if problem is not None:
-            events.append(self.validator.quarantine("order_book", iid, recv, problem, ts_ms=ts))
-            return _empty("order_book"), concat_events(events), ts
-        accepted, checked = self.validator.check("order_book", record, recv)
-        if len(accepted):
-            sub.book_updates = 0
-            if self.book_interval_ms:
-                sub.next_sample_ms = (ts // self.book_interval_ms + 1) * self.book_interval_ms
-        return accepted, concat_events([*events, checked]), ts
 
     @property
     def _ws_candles_count_contracts(self) -> bool:

@@ -75,10 +75,8 @@ class SimExchange:
     ) -> None:
         if exchange_id not in VENUES:
             raise ValueError(f"exchange_id: unknown sim venue {exchange_id!r}; expected one of {sorted(VENUES)}")
-        if trades_per_s is None:
-            trades_per_s = sim.trades_per_s
-        if book_interval_ms is None:
-            book_interval_ms = int(sim.book_interval_s * 1000)
+        trades_per_s = sim.trades_per_s if trades_per_s is None else trades_per_s
+        book_interval_ms = int(sim.book_interval_s * 1000) if book_interval_ms is None else book_interval_ms
         if not (0 < trades_per_s <= 500):
             raise ValueError(f"trades_per_s: {trades_per_s!r} must be in (0, 500]")
         for name, value in (
