@@ -34,6 +34,7 @@ import pandas as pd
 from . import landing, schema
 from .config import FundarbConfig, check_symbols
 from .instruments import InstrumentRegistry, registry_path
+from .leverage_tiers import empty_tiers, tier_rows
 from .sources import open_exchange
 from .sources.feed import Feed
 
@@ -282,10 +283,12 @@ def fetch_settled_funding(config: FundarbConfig, start_ms: int, end_ms: int, pag
     return out
 
 
-def load_perp_markets(config: FundarbConfig) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """The ccxt market of every configured perp, per exchange, from the configured source; and an error per
-    exchange whose markets could not be loaded (market info is optional evidence: one failure skips one)."""
-    markets: dict[str, dict[str, Any]] = {}
+def _each_perp_exchange(
+    config: FundarbConfig, work: Callable[[Any, list[str]], Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """`await work(exchange, perps)` on each configured exchange with perps (opened from the configured source,
+    closed after): the results per exchange, and an error per exchange where it failed (one skips one)."""
+    results: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for exchange_config in config.exchanges:
         perps = perp_symbols(exchange_config.symbols)
@@ -294,49 +297,43 @@ def load_perp_markets(config: FundarbConfig) -> tuple[dict[str, dict[str, Any]],
         try:
             exchange = open_exchange(config, exchange_config.id)
 
-            async def load(ex: Any = exchange) -> dict[str, Any]:
+            async def run(ex: Any = exchange, symbols: list[str] = perps) -> Any:
                 try:
-                    return await ex.load_markets()
+                    await ex.load_markets()
+                    return await work(ex, symbols)
                 finally:
                     await ex.close()
 
-            loaded = asyncio.run(load())
+            results[exchange_config.id] = asyncio.run(run())
         except Exception as exc:  # noqa: BLE001
             errors[exchange_config.id] = f"{type(exc).__name__}: {exc}"
-            continue
-        markets[exchange_config.id] = {s: loaded[s] for s in perps if loaded.get(s)}
-    return markets, errors
+    return results, errors
+
+
+def load_perp_markets(config: FundarbConfig) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The ccxt market of every configured perp, per exchange, from the configured source; and an error per
+    exchange whose markets could not be loaded (market info is optional evidence: one failure skips one)."""
+
+    async def markets(ex: Any, perps: list[str]) -> dict[str, Any]:
+        return {s: ex.markets[s] for s in perps if ex.markets.get(s)}
+
+    return _each_perp_exchange(config, markets)
 
 
 def fetch_leverage_tiers(config: FundarbConfig) -> tuple[pd.DataFrame, dict[str, str], int | None]:
     """Every configured perp's leverage tiers now (`fetch_leverage_tiers`, ccxt's structures -> rows of
     `leverage_tiers.tier_rows`), an error per exchange that has none or failed (one failure skips one), and
     the source's clock when they were fetched (the sim's virtual time; wall time live)."""
-    from .leverage_tiers import empty_tiers, tier_rows
 
-    frames: list[pd.DataFrame] = []
-    errors: dict[str, str] = {}
-    now_ms: int | None = None
-    for exchange_config in config.exchanges:
-        perps = perp_symbols(exchange_config.symbols)
-        if not perps:
-            continue
-        try:
-            exchange = open_exchange(config, exchange_config.id)
+    async def tiers(ex: Any, perps: list[str]) -> tuple[dict[str, Any], int]:
+        if not (getattr(ex, "has", None) or {}).get("fetchLeverageTiers"):
+            raise NotImplementedError(f"{ex.id}: no fetch_leverage_tiers on this source")
+        served = await ex.fetch_leverage_tiers(perps)  # a venue may answer for every market it lists
+        return {s: rows for s, rows in served.items() if s in perps}, int(ex.milliseconds())
 
-            async def fetch(ex: Any = exchange, symbols: list[str] = perps) -> tuple[dict[str, Any], int]:
-                try:
-                    await ex.load_markets()
-                    if not (getattr(ex, "has", None) or {}).get("fetchLeverageTiers"):
-                        raise NotImplementedError(f"{ex.id}: no fetch_leverage_tiers on this source")
-                    return await ex.fetch_leverage_tiers(symbols), int(ex.milliseconds())
-                finally:
-                    await ex.close()
-
-            tiers, now_ms = asyncio.run(fetch())
-        except Exception as exc:  # noqa: BLE001 - one venue without tiers keeps the others'
-            errors[exchange_config.id] = f"{type(exc).__name__}: {exc}"
-            continue
-        frames += [tier_rows(exchange_config.id, s, rows) for s, rows in tiers.items() if s in perps and rows]
+    fetched, errors = _each_perp_exchange(config, tiers)
+    frames = [tier_rows(exchange, s, rows) for exchange, (by_symbol, _) in fetched.items()
+              for s, rows in by_symbol.items() if rows]  # fmt: skip
+    now_ms = max((now for _, now in fetched.values()), default=None)
     columns = [c for c in empty_tiers().columns if not c.startswith("valid_")]
     return (pd.concat(frames, ignore_index=True) if frames else empty_tiers()[columns]), errors, now_ms
