@@ -6,6 +6,7 @@
 SELECT
     make_timestamp(ts_ms * 1000) AS ts,
     ts_ms, recv_ts_ms, instrument_id, exchange, symbol, side, trade_id, price, amount, contracts, contract_size, cost
-FROM read_parquet($files)  -- the window's files, listed (hour folders, and day files of imports)
+FROM read_parquet($files, union_by_name = true)  -- the window's files (hour folders, import day files); files
+-- landed before a column existed read it as NULL
 WHERE ts_ms >= $start_ms AND ts_ms < $end_ms
 QUALIFY row_number() OVER (PARTITION BY instrument_id, trade_id ORDER BY recv_ts_ms, ts_ms) = 1
