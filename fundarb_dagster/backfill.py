@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .core.config import ConfigError
 from .core.units import DAY_MS, HOUR_MS
-from .instance import PLANNED_EVENTS_ENV, dagster_env
+from .instance import EVENT_BATCH_ENV, PLANNED_EVENTS_ENV, dagster_env
 
 DEFAULT_JOBS = ("hourly_job", "signals_job")
 
@@ -88,7 +88,7 @@ def backfill(
     if hi <= lo:
         raise ConfigError(f"--to: {end} is not after --from {start or _iso_day(lo)}")
     env = dagster_env(data_dir)
-    for name in ("DAGSTER_HOME", "FUNDARB_DATA_DIR", PLANNED_EVENTS_ENV):
+    for name in ("DAGSTER_HOME", "FUNDARB_DATA_DIR", PLANNED_EVENTS_ENV, EVENT_BATCH_ENV):
         os.environ[name] = env[name]
     from dagster import DagsterInstance
 

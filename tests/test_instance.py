@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from fundarb_dagster.core.config import ConfigError
-from fundarb_dagster.instance import DAGSTER_YAML, PG_URL_ENV, dagster_env
+from fundarb_dagster.instance import DAGSTER_YAML, EVENT_BATCH_ENV, PG_URL_ENV, PLANNED_EVENTS_ENV, dagster_env
 from tests.defs.raw.landing_fixtures import land_trades
 from tests.servers import create_database, postgres_server, query
 
@@ -24,6 +24,7 @@ def test_dagster_env_points_at_the_data_folder_home_with_the_pool_config(tmp_pat
     assert env["DAGSTER_HOME"] == str(home) and env["FUNDARB_DATA_DIR"] == str((tmp_path / "data").resolve())
     assert (home / "dagster.yaml").read_text() == DAGSTER_YAML.read_text()  # the duckdb pool limit of 1
     assert "FUNDARB_CONFIG" not in env
+    assert env[PLANNED_EVENTS_ENV] == "true" and env[EVENT_BATCH_ENV] == "1000"  # Dagster's bookkeeping, cut
 
 
 def test_dagster_env_keeps_an_edited_instance_config_and_uses_the_demo_config(tmp_path: Path, monkeypatch):
