@@ -3,20 +3,24 @@
 1. pull 7 days of sim history (OHLCV, settled funding) for 3 venues x 3 assets, spot and perp, into the
    landing zone;
 2. run the MPI capture job for about a minute of wall time at a high speed factor (days of market);
-3. start `dagster-daemon` on a local instance (DAGSTER_HOME under the data folder) and let the sensors run the
+3. paper-trade the first half-day of the capture on its own replay (`fundarb trade --venue paper`: cash-and-carry
+   on binance and hyperliquid, BTC and ETH), landing orders, fills, positions, balances and funding payments;
+4. start `dagster-daemon` on a local instance (DAGSTER_HOME under the data folder) and let the sensors run the
    pipeline, as in a deployment: raw tables, bars, funding, signals, daily tables, backtests, risk, alerts;
-4. print the runs the sensors launched, then funding, basis, the top opportunities, backtest metrics, the
-   risk report and the alerts.
+5. print the runs the sensors launched, then funding, basis, the top opportunities, backtest metrics, the
+   risk report, the paper trader's positions, realised funding and its reconciliation, and the alerts.
 
 Steps 1 and 2 land files (what a capture or an import does); no Dagster step runs by hand.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import time
 import warnings
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,8 @@ import duckdb
 import yaml
 
 from .core import arguments
-from .core.config import default_config
+from .core.config import ExchangeConfig, FundarbConfig, ReplayConfig, default_config
+from .core.execution.launch import journaled
 from .core.landing import landing_root, stream_files
 from .core.schema import DEFAULT_STREAMS, MARKET_STREAMS
 from .core.sql import bind, load_sql
@@ -131,13 +136,13 @@ def run_demo(
     start_ms = config.sim.start_ms
     since_ms = start_ms - int(history_days * DAY_MS)
 
-    say(f"1/4 pulling {history_days:g} days of sim history {_iso(since_ms)} .. {_iso(start_ms)}")
+    say(f"1/5 pulling {history_days:g} days of sim history {_iso(since_ms)} .. {_iso(start_ms)}")
     counts = pull_history(config, since_ms, start_ms, streams=("ohlcv", "funding"))
     say("    " + ", ".join(f"{stream}: {rows:,} rows" for stream, rows in counts.items()))
 
     if capture_seconds > 0:
         days = capture_seconds * speed / 86400
-        say(f"2/4 capturing {capture_seconds:g} s of wall time at speed {speed:g} (~{days:.1f} days of market)")
+        say(f"2/5 capturing {capture_seconds:g} s of wall time at speed {speed:g} (~{days:.1f} days of market)")
         code = launch_capture(str(config_path), ranks=ranks, duration_s=capture_seconds)
         if code != 0:
             raise RuntimeError(f"capture job exited with code {code}")
@@ -147,14 +152,24 @@ def run_demo(
     write_demo_config(data_dir, speed, ranks, now_ms=end_ms)
     say("landed:\n" + landed_summary(streams))
 
+    if end_ms > start_ms and journaled(data_dir, PAPER_NAME):
+        say(f"3/5 the paper trader {PAPER_NAME!r} already traded in this folder (a paper account does not outlive")
+        say("    its run): its landed orders, fills and funding stand; --fresh trades again")
+    elif end_ms > start_ms:
+        until_ms = min(end_ms, start_ms + PAPER_HOURS * HOUR_MS)
+        say(f"3/5 paper-trading {_iso(start_ms)} .. {_iso(until_ms)} on the capture's replay at x{PAPER_SPEED:g}")
+        code = paper_trade(data_dir, start_ms, until_ms)
+        if code != 0:
+            raise RuntimeError(f"the paper trader exited with code {code}")
+
     say(
-        "3/4 the pipeline runs itself: dagster-daemon with landing_sensor (complete hours -> hourly_job) and "
+        "4/5 the pipeline runs itself: dagster-daemon with landing_sensor (complete hours -> hourly_job) and "
         "pipeline_sensor (each stage after the stages it reads), as `fundarb ui` runs them"
     )
     env = dagster_env(data_dir)
     run_pipeline(env, data_dir)
 
-    say("4/4 results")
+    say("5/5 results")
     show_results(data_dir / "warehouse.duckdb")
     print(
         f"\nDemo done in {time.perf_counter() - started:.0f} s. Data: {data_dir}\n"
@@ -164,6 +179,39 @@ def run_demo(
         "       dagster dev -m fundarb_dagster.definitions)"
     )
     return 0
+
+
+PAPER_NAME = "demo"
+PAPER_HOURS = 12  # the paper trader trades the first half-day of the capture (an 8h and hourly settlements)
+PAPER_SPEED = 1800.0  # market seconds per wall second of the replay (its own wall latency stays ~a minute of market)
+PAPER_SYMBOLS = {
+    "binance": ("BTC/USDT", "BTC/USDT:USDT", "ETH/USDT", "ETH/USDT:USDT"),
+    "hyperliquid": ("BTC/USDC", "BTC/USDC:USDC", "ETH/USDC", "ETH/USDC:USDC"),
+}
+
+
+def paper_config(data_dir: Path, start_ms: int) -> FundarbConfig:
+    """The paper trader's config: a paced replay of the capture (from its start, the history before it
+    skipped), cash-and-carry on an 8h and a 1h venue."""
+    config = default_config(data_dir=str(data_dir))
+    return replace(
+        config,
+        source="replay",
+        exchanges=tuple(ExchangeConfig(id=e, symbols=s) for e, s in PAPER_SYMBOLS.items()),
+        replay=ReplayConfig(path=str(data_dir), format="landing", speed=PAPER_SPEED, start=_iso(start_ms)),
+        # a lower entry bar than the default (10 % APR) so that a short capture shows trades
+        trade=replace(
+            config.trade, name=PAPER_NAME, strategy="cash_carry", enter_apr=0.05, exit_apr=0.01, progress_interval_s=5.0
+        ),
+    )
+
+
+def paper_trade(data_dir: Path, start_ms: int, until_ms: int) -> int:
+    """`fundarb trade --venue paper --until <until>` on the capture's replay; returns its exit code."""
+    from .core.execution.launch import TradeRun, trade
+
+    config = paper_config(data_dir, start_ms)
+    return asyncio.run(trade(config, TradeRun(venue="paper", until_ms=until_ms), say=lambda line: say("    " + line)))
 
 
 PIPELINE_TIMEOUT_S = 1800.0  # a stage that has not finished by then is stuck: say so rather than wait forever
@@ -294,6 +342,8 @@ REPORTS = (
     ("backtests: metrics", "backtest_metrics"),
     ("backtests: PnL attribution, USD", "backtest_attribution"),
     ("risk report: limit breaches of the latest backtest's open book", "risk_breaches"),
+    ("paper trader: positions at the end of its run (base units, mark)", "trader_positions"),
+    ("paper trader: funding received by settlement, booked vs the model", "trader_funding"),
     ("alerts raised", "recent_alerts"),
 )
 

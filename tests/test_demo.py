@@ -7,7 +7,7 @@ import duckdb
 import pytest
 from dagster import DagsterInstance
 
-from fundarb_dagster.core.tables import EXECUTION_TABLES, TABLES
+from fundarb_dagster.core.tables import TABLES
 from fundarb_dagster.defs.jobs import STAGES, stage_asset_names
 from fundarb_dagster.demo import landed_streams
 from tests.conftest import DemoRun
@@ -37,8 +37,13 @@ def test_demo_lands_data_fills_the_warehouse_and_records_runs_in_its_instance(de
         assert strategies == {"cash_carry", "perp_perp"}
         # Every table, the sweep included, is built with exactly the columns core/tables.py gives it.
         built = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        # the execution tables are built by the demo's paper-trading step (not there yet: issue 9's demo step)
-        assert set(TABLES) - built - set(EXECUTION_TABLES) == set()
+        assert set(TABLES) - built == set()  # the execution tables too: the demo paper-trades
+        # the paper trader traded, landed through the pipeline, and its funding reconciles to the model
+        assert con.execute("SELECT count(*) FROM fills").fetchone()[0] > 0
+        assert con.execute("SELECT count(*) FROM positions").fetchone()[0] > 0
+        paid = con.execute("SELECT count(*), count(*) FILTER (WHERE status = 'mismatch') FROM funding_reconciliation")
+        settlements, mismatches = paid.fetchone()
+        assert settlements > 0 and mismatches == 0
         for name in set(TABLES) & built:
             columns = [(row[0], row[1]) for row in con.execute(f"DESCRIBE {name}").fetchall()]
             assert columns == TABLES[name].duckdb_columns, name
@@ -48,18 +53,14 @@ def test_demo_lands_data_fills_the_warehouse_and_records_runs_in_its_instance(de
     # The runs are in the demo's own instance, where `fundarb ui` opens: named stage runs the sensors launched.
     instance = DagsterInstance.from_config(str(data / "dagster_home"))
     runs = instance.get_runs()
-    # every stage ran but the trader's (the demo does not trade: nothing waits in vain, and the output says so)
-    traders = [stage for stage in STAGES if stage.needs_streams]
-    assert {run.job_name for run in runs} == {stage.job for stage in STAGES} - {stage.job for stage in traders}
+    # every stage ran, the trader's too (the demo paper-trades: execution_job runs from its first fill on)
+    assert {run.job_name for run in runs} == {stage.job for stage in STAGES}
     assert {run.tags["fundarb/trigger"].split(" ")[0] for run in runs} == {"landing_sensor", "pipeline_sensor"}
     instance.dispose()
-    waiting = sorted(set(stage_asset_names(traders)) - set(stage_asset_names([s for s in STAGES if s not in traders])))
-    assert waiting == ["funding_reconciliation", "live_pnl"]
-    n = len(stage_asset_names())
-    assert f"assets with a materialization: {n - len(waiting)} of {n}" in out
-    assert f"(fills not landed yet; `fundarb trade` lands them): {', '.join(waiting)}" in out
-    assert "never materialized" not in out
-    for heading in ("runs the sensors launched", "top opportunities", "backtests: metrics", "alerts raised"):
+    assert f"assets with a materialization: {len(stage_asset_names())} of {len(stage_asset_names())}" in out
+    assert "waiting for the trader" not in out and "never materialized" not in out
+    headings = ("runs the sensors launched", "top opportunities", "backtests: metrics", "paper trader: positions")
+    for heading in (*headings, "paper trader: funding received", "alerts raised"):
         assert heading in out
     assert "capacity_k_usd" in out and "cost_source" in out
     assert "fundarb ui --data-dir" in out

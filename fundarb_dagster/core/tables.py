@@ -804,7 +804,11 @@ EXECUTION = [
                 ("booked_usd", "float64", "what the venue booked (0 if nothing)"),
                 ("difference_usd", "float64", "booked - expected"),
                 ("implied_price", "float64", "the price the booking implies: booked / (-units x rate)"),
-                ("status", "string", "ok | mismatch (beyond the tolerance, a cent by default)"),
+                (
+                    "status",
+                    "string",
+                    "ok | mismatch (beyond the tolerance, a cent by default) | pending (its settled rate not loaded)",
+                ),
                 (
                     "explanation",
                     "string",

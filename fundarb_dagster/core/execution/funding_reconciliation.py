@@ -10,8 +10,10 @@ pays on (the mark; the oracle on venues whose `VenueFacts.funding_price` says so
 funding history (`funding_payments`), matched to the settlement nearest in time within a quarter of its
 interval (venues stamp settlements with jitter; hyperliquid minutes late).
 
-A row is `ok` when |booked - expected| <= tolerance (default one cent), else `mismatch` with what explains it,
-tried in this order:
+A payment on a position held after the last settlement the model has a rate for is `pending` (settled rates
+come with the venues' history, fetched once a day has ended): neither a match nor a mismatch until the rate is
+loaded and the window reconciled again. Otherwise a row is `ok` when |booked - expected| <= tolerance (default
+one cent), else `mismatch` with what explains it, tried in this order:
 
 - `missing payment`: a position was held and nothing was booked;
 - `unexpected payment`: something was booked for a settlement the model has no position or rate for (a
@@ -144,13 +146,18 @@ def _market(
                 why,
             ]
         )
+    latest = int(times.max()) if len(times) else -1
     for ts, amount in unmatched:
         if abs(amount) <= tolerance:
             continue
+        held = float(units_at(fills, exchange, symbol, np.array([ts]))[0])
         spacing = _spacing_h(p["ts_ms"].to_numpy(np.int64), int(ts))
         intervals = s["interval_h"].to_numpy(float)
         off_schedule = len(intervals) and np.isfinite(spacing) and not np.isclose(spacing, intervals[-1])
-        why = "interval change" if off_schedule else "unexpected payment"
+        if held and ts > latest:  # a position was held; its settled rate is not loaded yet (venue history is daily)
+            status, why = "pending", "settled rate not loaded yet"
+        else:
+            status, why = "mismatch", ("interval change" if off_schedule else "unexpected payment")
         rows.append(
             [
                 exchange,
@@ -158,7 +165,7 @@ def _market(
                 pd.Timestamp(int(ts), unit="ms"),
                 int(ts),
                 int(ts),
-                np.nan,
+                held,
                 np.nan,
                 np.nan,
                 np.nan,
@@ -166,7 +173,7 @@ def _market(
                 float(amount),
                 float(amount),
                 np.nan,
-                "mismatch",
+                status,
                 why,
             ]
         )

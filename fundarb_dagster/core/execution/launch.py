@@ -23,7 +23,7 @@ from ..process_lock import LockBusy, ProcessLock, holder_of, started_text
 from . import run_record
 from .clocks import SteppedClock, TraderClock, VenueClock
 from .gateway import Gateway
-from .ledger import Ledger
+from .ledger import Ledger, landed_files
 from .recovery import recover
 from .targets import one_bar_panel, pair_set, pair_specs
 from .trader import Trader, control_dir, flatten_file
@@ -43,6 +43,11 @@ def _describe(holder: dict[str, Any], path: Path) -> str:
         f"trade.name: trader {name!r} is running with pid {holder.get('pid')} on {holder.get('host')} "
         f"(started {started_text(holder)}); stop it, or `fundarb trade --flatten` to make it flatten"
     )
+
+
+def journaled(data_dir: str | Path, name: str) -> bool:
+    """Whether trader `name` has landed orders in this data folder (a journal its next start recovers)."""
+    return bool(landed_files(data_dir, "orders", f"trader-{name}"))
 
 
 def trader_holder(data_dir: str | Path, name: str) -> str | None:
@@ -194,6 +199,11 @@ async def trade(
         return 0
     stop = stop or asyncio.Event()
     try:
+        if run.venue == "paper" and journaled(config.data_path, name):
+            raise ConfigError(
+                f"trade.name: {name!r} already has a journal in {config.data_path}; a paper account lives only as "
+                "long as its process, so a new paper run needs a new trade.name"
+            )
         trader = await open_trader(config, run, say)
         try:
             return await _run(trader, run, stop, say)

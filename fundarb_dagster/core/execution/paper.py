@@ -30,6 +30,7 @@ import asyncio
 import bisect
 import contextlib
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -433,8 +434,12 @@ def open_paper_venues(
         "max_backoff_s": config.live.reconnect_max_backoff_s,
     }
     out = {}
+    anchor = time.monotonic()  # paced replays of several venues run on one clock (the trader reads one)
     for exchange, symbols in markets.items():
         source = sources[exchange] if sources is not None else open_exchange(config, exchange)
+        start_clock = getattr(source, "start_clock", None)
+        if start_clock is not None:
+            start_clock(anchor)
         balances = paper_balances(symbols, config.trade.capital_usd)
         out[exchange] = PaperExchange(source, registry, symbols, balances, feed_options=feed_options)
     return out

@@ -67,6 +67,7 @@ Key = tuple[str, str]
 # request older than its receive window (binance's recvWindow, 10 s as ccxt sends it); sooner, it may still be
 # queued (a lookup right after a crash or a timeout can beat the order to the venue).
 UNKNOWN_GRACE_MS = 10_000
+CLOCK_SKEW_MS = 60_000  # trades are asked for from this much before the trader's own clock says they could be
 LEDGER_FLUSH_S = 2.0  # wall seconds between landings of the buffered streams (the capture's flush interval)
 PHASE_CODES = {Phase.IDLE: 0, Phase.WORKING: 1, Phase.CANCELING: 2}
 
@@ -469,7 +470,8 @@ class Trader:
     # -- fills, funding, positions ------------------------------------------------------------------------
     async def collect_fills(self, key: Key, since: int) -> int:
         """The venue's trades of `key` since the cursor (or `since`), each landed once, attributed by client id."""
-        start = min(self.trade_cursor.get(key, since), since)
+        # a venue stamps trades on its own clock: ask from a little earlier (a trade already landed is skipped)
+        start = min(self.trade_cursor.get(key, since), since) - CLOCK_SKEW_MS
         trades = await self.gateway.my_trades(key, start)
         landed = 0
         for trade in trades:

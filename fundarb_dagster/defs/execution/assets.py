@@ -117,10 +117,11 @@ def funding_reconciliation(
         frame = reconcile(settlements, payments, trades, config.tolerance_usd)
         mine = frame[(frame["funding_ts"] >= window.start) & (frame["funding_ts"] < window.end)]
         rows = write_window(conn, "funding_reconciliation", frame, window, time_column="funding_ts")
-        alerts = [_alert(r, config.tolerance_usd) for r in mine[mine["status"] != "ok"].itertuples(index=False)]
+        wrong = mine[mine["status"] == "mismatch"]
+        alerts = [_alert(r, config.tolerance_usd) for r in wrong.itertuples(index=False)]
         channels = alert_channels.channels(context.log, data_dir.path())
         raised = raise_alerts(conn, alerts, channels, cooldown=timedelta(hours=config.alert_cooldown_h))
-    bad = mine[mine["status"] != "ok"]
+    bad = mine[mine["status"] == "mismatch"]
     shown = bad[
         ["exchange", "symbol", "funding_ts", "units", "expected_usd", "booked_usd", "difference_usd", "explanation"]
     ]
@@ -129,6 +130,7 @@ def funding_reconciliation(
             "window": str(window),
             "rows": rows,
             "settlements_ok": int((mine["status"] == "ok").sum()),
+            "pending": int((mine["status"] == "pending").sum()),
             "mismatches": len(bad),
             "expected_usd": float(mine["expected_usd"].sum()),
             "booked_usd": float(mine["booked_usd"].sum()),

@@ -35,7 +35,8 @@ fills_are_priced = build_condition_check(
 @window_check(
     asset=assets.funding_reconciliation,
     name="funding_reconciliation_matches_the_venue",
-    description="Every settlement's booked funding equals the model's within the tolerance (a cent by default).",
+    description="Every settlement's booked funding equals the model's within the tolerance (a cent by default); "
+    "a payment whose settled rate is not loaded yet is pending, not judged.",
     blocking=True,
     pool=POOL,
     partitions_def=HOURLY,
@@ -49,12 +50,13 @@ def funding_reconciliation_matches_the_venue(
         if not table_exists(conn, "funding_reconciliation"):
             return no_data("table funding_reconciliation does not exist", window, settlements=0)
         bad, total, worst = conn.execute(
-            "SELECT count(*) FILTER (WHERE status <> 'ok'), count(*), coalesce(max(abs(difference_usd)), 0) "
+            "SELECT count(*) FILTER (WHERE status = 'mismatch'), count(*) FILTER (WHERE status <> 'pending'), "
+            "coalesce(max(abs(difference_usd)) FILTER (WHERE status <> 'pending'), 0) "
             f"FROM funding_reconciliation WHERE {where}",
             params,
         ).fetchone()
         why = conn.execute(
-            f"SELECT explanation, count(*) FROM funding_reconciliation WHERE {where} AND status <> 'ok' "
+            f"SELECT explanation, count(*) FROM funding_reconciliation WHERE {where} AND status = 'mismatch' "
             "GROUP BY explanation ORDER BY 2 DESC",
             params,
         ).fetchall()

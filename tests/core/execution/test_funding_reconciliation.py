@@ -107,3 +107,22 @@ def test_an_exit_whose_fills_sum_to_float_dust_holds_nothing() -> None:
     assert units_at(fills, "binance", "BTC/USDT:USDT", np.array([T0 + 8]))[0] == 0.0
     no_payments = pd.DataFrame({"exchange": [], "symbol": [], "ts_ms": [], "amount": []})
     assert reconcile(settlements(n=1), no_payments, fills).empty  # no row: nothing held, nothing booked
+
+
+def test_a_payment_after_the_last_loaded_settlement_on_a_held_position_is_pending_not_a_mismatch() -> None:
+    s = settlements(n=1)
+    later = int(s["funding_ts_ms"].iloc[0]) + 8 * H  # the next settlement: its rate is not loaded yet
+    paid = 2.0 * 1e-4 * 50_000
+    payments = pd.DataFrame(
+        {
+            "exchange": "binance",
+            "symbol": "BTC/USDT:USDT",
+            "ts_ms": [int(s["funding_ts_ms"].iloc[0]), later],
+            "amount": [paid, 0.75],
+        }
+    )
+    out = reconcile(s, payments, FILLS)
+    assert list(out["status"]) == ["ok", "pending"]
+    assert out["explanation"].iloc[1] == "settled rate not loaded yet" and out["units"].iloc[1] == -1.5
+    flat = FILLS.assign(amount=[2.0, 2.0])  # the position was closed before: that payment is unexpected
+    assert reconcile(s, payments, flat)["explanation"].iloc[1] == "unexpected payment"

@@ -17,8 +17,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from fundarb_dagster.core.config import ExchangeConfig, ReplayConfig
-from fundarb_dagster.core.execution.launch import TradeRun, check, open_trader
+from fundarb_dagster.core.config import ConfigError, ExchangeConfig, ReplayConfig
+from fundarb_dagster.core.execution.launch import TradeRun, check, open_trader, trade
 from fundarb_dagster.core.execution.ledger import decoded, read_landed
 from fundarb_dagster.core.execution.recovery import recover
 from fundarb_dagster.core.execution.trader import Trader
@@ -86,6 +86,12 @@ def recorded(path: Path, stream: str) -> duckdb.DuckDBPyRelation:
 
 def test_paper_run_trades_on_quotes_the_stream_kept_up_with(paper_run: dict) -> None:
     assert not paper_run["trader"].unhedged(), paper_run["said"]
+    # every paper fill of every venue is landed: the venues' replays run on one clock, the trader's
+    fills = read_landed(paper_run["config"].data_path, "fills", paper_run["writer"])
+    landed = sorted(zip(decoded(fills, "exchange"), decoded(fills, "trade_id"), strict=True))
+    venues = paper_run["trader"].gateway.exchanges
+    made = sorted((e, str(t["id"])) for e, v in venues.items() for t in v.private.matching.trades)
+    assert landed == made and {e for e, _ in made} == set(SYMBOLS)
     # the oldest quote any order met: the recording's spacing (~100 s), not a Feed falling behind the replay
     assert max(paper_run["lag"].values()) < QUOTE_WINDOW_MS, paper_run["lag"]
     fills = read_landed(paper_run["config"].data_path, "fills", paper_run["writer"])
@@ -141,3 +147,9 @@ def test_funding_paid_is_the_streamed_rate_on_the_streamed_reference_price(paper
     assert {k for k in expected if k[2] < until - HOUR_MS} <= set(booked) <= set(expected)
     for key, amount in booked.items():
         assert amount == pytest.approx(expected[key], abs=0.01), key
+
+
+def test_a_paper_account_does_not_outlive_its_run_so_its_name_is_not_reused(paper_run: dict) -> None:
+    run = TradeRun(venue="paper", until_ms=paper_run["config"].sim.start_ms + HOUR_MS)
+    with pytest.raises(ConfigError, match="already has a journal"):
+        asyncio.run(trade(paper_run["config"], run, say=lambda _: None))

@@ -165,6 +165,11 @@ class ReplayExchange:
             return int(self._start_ms + (time.monotonic() - self._anchor) * 1000.0 * self.speed)
         return int(self._clock_ms)
 
+    def start_clock(self, anchor: float) -> None:
+        """Pace the replay from `anchor` (a `time.monotonic()` value) rather than from its first watch call, so
+        that replays of several venues read one clock."""
+        self._anchor = anchor
+
     def iso8601(self, timestamp: int | None) -> str | None:
         return iso8601(timestamp)
 
