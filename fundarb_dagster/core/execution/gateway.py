@@ -1,5 +1,6 @@
-"""The trader's way to its venues: one ccxt(.pro)-shaped exchange object per venue, spoken to only through
-ccxt's unified private API (the same calls on the simulator, a paper venue and a live exchange).
+"""The trader's way to its venues: one ccxt(.pro)-shaped exchange object per venue (`protocol.PrivateVenue`: the
+simulator, a `fundarb sim-venue` proxy, a paper venue, a live ccxt.pro object; tests/core/execution/
+test_conformance.py runs one scenario through each), spoken to only through ccxt's unified private API.
 
 It converts between the trader's units (signed base quantities) and the venue's (contracts where the venue
 counts them), sends orders with their client id, and sorts ccxt's errors into what they mean for an order:
@@ -21,6 +22,7 @@ import ccxt
 
 from ..backtest.accounting import annualize
 from .machine import LegOrder
+from .protocol import PrivateVenue
 from .sizing import LegMarket
 
 Key = tuple[str, str]  # (exchange, symbol)
@@ -73,7 +75,7 @@ def error_reason(exc: BaseException) -> str:
 class Gateway:
     """Exchange objects by venue id, the legs' markets, and the private calls in base units."""
 
-    def __init__(self, exchanges: Mapping[str, Any]) -> None:
+    def __init__(self, exchanges: Mapping[str, PrivateVenue]) -> None:
         self.exchanges = dict(exchanges)
         self.legs: dict[Key, LegMarket] = {}
 

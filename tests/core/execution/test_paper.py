@@ -25,7 +25,7 @@ from fundarb_dagster.core.execution.trader import Trader
 from fundarb_dagster.core.landing import stream_glob
 from fundarb_dagster.core.units import HOUR_MS
 
-from .trading import capture_in_process, trade_config
+from .trading import capture_in_process, landed_payments, trade_config
 
 pytestmark = pytest.mark.slow
 HOURS = 10
@@ -132,16 +132,7 @@ def test_funding_paid_is_the_streamed_rate_on_the_streamed_reference_price(paper
             before = stream[stream["ts_ms"] <= settlement].iloc[-1]
             price = float(before["index_price"] if exchange == "hyperliquid" else before["mark_price"])
             expected[(exchange, symbol, settlement)] = -units * rate * price
-    booked = {
-        (e, s, int(t)): float(a)
-        for e, s, t, a in zip(
-            decoded(payments, "exchange"),
-            decoded(payments, "symbol"),
-            payments["ts_ms"],
-            payments["amount"],
-            strict=True,
-        )
-    }
+    booked = landed_payments(payments)
     assert expected, "the run held a perp through at least one settlement"
     # paid once the stream moved past the settlement: all but one at the very end of the run are paid
     assert {k for k in expected if k[2] < until - HOUR_MS} <= set(booked) <= set(expected)

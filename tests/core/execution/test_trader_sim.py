@@ -24,7 +24,15 @@ from fundarb_dagster.core.execution.ids import parse
 from fundarb_dagster.core.execution.ledger import decoded, read_landed
 from fundarb_dagster.core.schema import OrderStatus
 
-from .trading import expected_funding, stepped, trade_config, unhedged_stretches, venue_orders, venue_trades
+from .trading import (
+    expected_funding,
+    landed_payments,
+    stepped,
+    trade_config,
+    unhedged_stretches,
+    venue_orders,
+    venue_trades,
+)
 
 HOURS = 96.0
 FAULTS = FaultConfig(
@@ -135,16 +143,7 @@ def test_funding_received_equals_the_model_to_the_cent(proof_run: dict) -> None:
     start, end = config.sim.start_ms, config.sim.start_ms + int(HOURS * 3_600_000)
     expected = expected_funding(proof_run["venues"], proof_run["trades"], start, end)
     payments = read_landed(config.data_path, "funding_payments", proof_run["writer"])
-    booked = {
-        (e, s, int(t)): float(a)
-        for e, s, t, a in zip(
-            decoded(payments, "exchange"),
-            decoded(payments, "symbol"),
-            payments["ts_ms"],
-            payments["amount"],
-            strict=True,
-        )
-    }
+    booked = landed_payments(payments)
     assert set(booked) == set(expected)
     for key, amount in expected.items():
         assert booked[key] == pytest.approx(amount, abs=0.005), key

@@ -21,12 +21,14 @@ from fundarb_dagster.core import landing, schema
 from fundarb_dagster.core.config import FaultConfig, FundarbConfig, default_config
 from fundarb_dagster.core.execution.ids import pair_tag, parse
 from fundarb_dagster.core.execution.launch import TradeRun, check, open_trader
+from fundarb_dagster.core.execution.ledger import decoded
 from fundarb_dagster.core.execution.recovery import recover
 from fundarb_dagster.core.execution.trader import Trader
 from fundarb_dagster.core.instruments import InstrumentRegistry, registry_path
 from fundarb_dagster.core.sources.feed import Feed
-from fundarb_dagster.core.sources.sim import VENUES, SimExchange, funding_rate_from_premiums
+from fundarb_dagster.core.sources.sim import VENUES, SimExchange
 from fundarb_dagster.core.units import HOUR_MS
+from tests.core.sources.sim.common import reference_by_hand, settled_rate_by_hand
 
 
 def trade_config(
@@ -112,28 +114,10 @@ def unhedged_stretches(trader: Trader, trades: Sequence[VenueTrade]) -> dict[str
     return dict(out)
 
 
-def reference_price(ex: SimExchange, symbol: str, t: int, oracle: bool) -> float:
-    """The mark (index x (1 + premium)) or the oracle (index) at t from the world's paths, on the tick."""
-    m = ex._m[symbol]
-    h, s = t // HOUR_MS, (t % HOUR_MS) // 1000
-    index = float(np.exp(ex.world.spot_seconds(m.a, h)[s])) * m.multiplier
-    price = index if oracle else index * (1 + float(ex.world.premium_seconds(m.venue.index, m.a, h)[s]))
-    return round(price, m.decimals)
-
-
-def settled_rate(ex: SimExchange, symbol: str, t: int, interval_h: float) -> float:
-    """The venue's documented formula on the interval's premium-index samples."""
-    spec = VENUES[ex.id]
-    asset = ex._m[symbol].asset
-    _, samples = ex.premium_index(symbol, t - int(interval_h * HOUR_MS), t)
-    return funding_rate_from_premiums(
-        samples,
-        interval_h=interval_h,
-        style=spec.funding_style,
-        average=spec.premium_average,
-        cap=spec.cap(asset),
-        floor=-spec.cap(asset),
-    )
+def landed_payments(payments: np.ndarray) -> dict[tuple[str, str, int], float]:
+    """`funding_payments` records -> (exchange, symbol, settlement) -> amount."""
+    keys = zip(decoded(payments, "exchange"), decoded(payments, "symbol"), payments["ts_ms"].tolist(), strict=True)
+    return {(e, s, int(t)): float(a) for (e, s, t), a in zip(keys, payments["amount"].tolist(), strict=True)}
 
 
 def expected_funding(
@@ -153,8 +137,8 @@ def expected_funding(
                 units = sum(t.units for t in mine if t.ts_ms < settlement)  # venues settle before they fill
                 interval_h = ex.funding.interval_for(m.venue.index, m.a, settlement)
                 if abs(units) > 1e-12:
-                    rate = settled_rate(ex, symbol, settlement, interval_h)
-                    price = reference_price(ex, symbol, settlement, oracle)
+                    rate = settled_rate_by_hand(ex, symbol, settlement, interval_h)
+                    price = reference_by_hand(ex, symbol, settlement, oracle)
                     out[(exchange, symbol, settlement)] = -units * rate * price
                 settlement = ex.funding.next_settlement(m.venue.index, m.a, settlement)
     return out

@@ -11,9 +11,11 @@ import time
 from typing import Any
 
 import ccxt
+import numpy as np
 
 from fundarb_dagster.core.config import FaultConfig, SimConfig
-from fundarb_dagster.core.sources.sim import SimExchange
+from fundarb_dagster.core.sources.sim import VENUES, SimExchange, funding_rate_from_premiums
+from fundarb_dagster.core.units import HOUR_MS
 
 START = "2026-11-01T00:00:00Z"
 START_MS = SimConfig(start=START).start_ms
@@ -64,3 +66,27 @@ async def fetch_all_funding(ex: SimExchange, symbol: str, since: int, until: int
         if len(page) < 100:
             return out
         since = page[-1]["timestamp"] + 1
+
+
+def reference_by_hand(ex: SimExchange, symbol: str, t: int, oracle: bool) -> float:
+    """The mark (index x (1 + premium)) or the oracle (index) at t, from the world's paths, rounded to the tick."""
+    m = ex._m[symbol]
+    h, s = t // HOUR_MS, (t % HOUR_MS) // 1000
+    index = float(np.exp(ex.world.spot_seconds(m.a, h)[s])) * m.multiplier
+    price = index if oracle else index * (1 + float(ex.world.premium_seconds(m.venue.index, m.a, h)[s]))
+    return round(price, m.decimals)
+
+
+def settled_rate_by_hand(ex: SimExchange, symbol: str, t: int, interval_h: float) -> float:
+    """The venue's documented formula on the interval's premium-index samples."""
+    spec = VENUES[ex.id]
+    asset = ex._m[symbol].asset
+    _, samples = ex.premium_index(symbol, t - int(interval_h * HOUR_MS), t)
+    return funding_rate_from_premiums(
+        samples,
+        interval_h=interval_h,
+        style=spec.funding_style,
+        average=spec.premium_average,
+        cap=spec.cap(asset),
+        floor=-spec.cap(asset),
+    )

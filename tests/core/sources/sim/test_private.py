@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from fundarb_dagster.core.config import FaultConfig, SimConfig
-from fundarb_dagster.core.sources.sim import VENUES, SimExchange, funding_rate_from_premiums
+from fundarb_dagster.core.sources.sim import VENUES, SimExchange
 from fundarb_dagster.core.units import HOUR_MS, MINUTE_MS
 from fundarb_dagster.core.venues import fees_bps
 
-from .common import START, START_MS, run
+from .common import START, START_MS, reference_by_hand, run, settled_rate_by_hand
 
 T0 = START_MS + 20 * MINUTE_MS + 123  # inside a funding interval, well before the 08:00 settlement
 
@@ -237,15 +237,6 @@ def test_leverage_tiers_are_ccxt_structures_and_bound_leverage() -> None:
 
 
 # -- funding ------------------------------------------------------------------------------------------------------
-def reference_by_hand(ex: SimExchange, symbol: str, t: int, oracle: bool) -> float:
-    """The mark (index x (1 + premium)) or the oracle (index) at t, from the world's paths, rounded to the tick."""
-    m = ex._m[symbol]
-    h, s = t // HOUR_MS, (t % HOUR_MS) // 1000
-    index = float(np.exp(ex.world.spot_seconds(m.a, h)[s])) * m.multiplier
-    price = index if oracle else index * (1 + float(ex.world.premium_seconds(m.venue.index, m.a, h)[s]))
-    return round(price, m.decimals)
-
-
 @pytest.mark.parametrize(
     ("venue", "symbol", "side"),
     [("binance", "BTC/USDT:USDT", "sell"), ("hyperliquid", "ETH/USDC:USDC", "buy"), ("okx", "ETH/USDT:USDT", "sell")],
@@ -267,18 +258,9 @@ def test_funding_paid_at_each_settlement_is_rate_times_size_times_reference_pric
     assert [r["timestamp"] for r in rows] == settlements
     base = order["filled"] * ex.markets[symbol]["contractSize"]
     sign = 1 if side == "buy" else -1
-    asset = ex._m[symbol].asset
     for row in rows:
         t = row["timestamp"]
-        _, samples = ex.premium_index(symbol, t - int(interval_h * HOUR_MS), t)
-        rate = funding_rate_from_premiums(
-            samples,
-            interval_h=interval_h,
-            style=spec.funding_style,
-            average=spec.premium_average,
-            cap=spec.cap(asset),
-            floor=-spec.cap(asset),
-        )
+        rate = settled_rate_by_hand(ex, symbol, t, interval_h)
         reference = reference_by_hand(ex, symbol, t, oracle=venue == "hyperliquid")
         assert row["amount"] == pytest.approx(-sign * base * reference * rate, rel=1e-12, abs=1e-12)
         assert row["code"] == spec.quote and row["symbol"] == symbol and row["id"]
