@@ -1,10 +1,11 @@
 """The pipeline runs itself: a real `dagster-daemon` on the demo's instance (the demo is the first phase: a REST
-history pull and a real MPI capture, loaded by the daemon's sensors alone), then, with the daemon running, one
-more hour of market data lands with a trader's first trade and its snapshots (written by the trader's own
-ledger). Every asset, from the raw and execution tables through `alerts`, the daily tables, the backtests and
-the risk of the live book, has a materialization for the new data, made by the sensors alone, in dependency
-order, each landed hour loaded once. Asserts the warehouse's rows against the landed files and the alerts a
-local webhook received over HTTP, not only that runs happened."""
+history pull, a real MPI capture and the paper trader's run on its replay, loaded by the daemon's sensors alone),
+then, with the daemon running, one more hour of market data lands with another trader's first trade and its
+snapshots (written by the trader's own ledger, on a market the demo's trader did not trade). Every asset, from the
+raw and execution tables through `alerts`, the daily tables, the backtests and the risk of the live book, has a
+materialization for the new data, made by the sensors alone, in dependency order, each landed hour loaded once.
+Asserts the warehouse's rows against the landed files and the alerts a local webhook received over HTTP, not only
+that runs happened."""
 
 from __future__ import annotations
 
@@ -41,11 +42,12 @@ from fundarb_dagster.instance import dagster_env, start_daemon, stop_daemon
 from tests.conftest import DemoRun, copy_demo
 
 SETTLE_TIMEOUT_S = 600.0
-# The trader's pair: hyperliquid settles funding every hour, so every hour it holds the pair is a settlement.
-PERP = LegMarket("hyperliquid", "BTC/USDC:USDC", "perp", "BTC", "USDC", 1.0, 0.00001, 0.0, 10.0)
-SPOT = LegMarket("hyperliquid", "BTC/USDC", "spot", "BTC", "USDC", 1.0, 0.00001, 0.0, 10.0)
+# The trader's pair: hyperliquid settles funding every hour, so every hour it holds the pair is a settlement. SOL:
+# the demo's paper trader trades BTC and ETH (and leaves them held), so this pair's funding is this trader's alone.
+PERP = LegMarket("hyperliquid", "SOL/USDC:USDC", "perp", "SOL", "USDC", 1.0, 0.01, 0.0, 10.0)
+SPOT = LegMarket("hyperliquid", "SOL/USDC", "spot", "SOL", "USDC", 1.0, 0.01, 0.0, 10.0)
 PAIR = f"{PERP.exchange}:{PERP.symbol}|{SPOT.exchange}:{SPOT.symbol}"
-UNITS = 0.5
+UNITS = 100.0
 FILL_AFTER_MS = 30  # the trader's fills, this long into the new hour
 
 
@@ -203,9 +205,13 @@ def test_landed_files_reach_alerts_and_every_asset_with_only_the_daemon_running(
     for stage in STAGES:
         spans = sorted((r.start_time, r.end_time) for r in runs if r.dagster_run.job_name == stage.job)
         assert all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1)), stage.job
-    # the execution stage ran from the trader's first fill on, over every hour loaded since, each once
+    # the execution stage ran from the first landed fill on (the demo's paper trader's), over every hour loaded
+    # since, each once: the demo's hours by the demo's daemon, the two new ones by this one
     executed = [h for r in runs if r.dagster_run.job_name == "execution_job" for h in _hours(r.dagster_run.tags)]
-    assert sorted(executed) == [h for h in sorted(hours) if h >= new_hour] == [new_hour, new_hour + HOUR_MS]
+    first_fill = min(hour for hour, _, _ in hour_folders(data, ["fills"]))
+    assert first_fill < new_hour
+    assert sorted(executed) == [h for h in sorted(hours) if h >= first_fill]
+    assert sorted(executed)[-2:] == [new_hour, new_hour + HOUR_MS]
     streams = landed_streams(data)
     first = min(s[2] for name, s in streams.items() if name != "capture_stats") // HOUR_MS * HOUR_MS
     last = max(s[3] for name, s in streams.items() if name != "capture_stats") // HOUR_MS * HOUR_MS
@@ -230,28 +236,33 @@ def test_landed_files_reach_alerts_and_every_asset_with_only_the_daemon_running(
         assert strategies == {"cash_carry", "perp_perp"}
         books = {row[0] for row in con.execute("SELECT DISTINCT source_run_id FROM risk_report").fetchall()}
         assert "live" in books and len(books - {"live"}) == 2
-        # the trader's streams: every landed record in its table
+        # the traders' streams: every landed record in its table (the demo's paper trader's and this one's)
+        demo_landed = landed_streams(demo_run.data)
         for stream in EXECUTION_STREAMS:
-            assert con.execute(f"SELECT count(*) FROM {stream}").fetchone()[0] == trader.landed[stream], stream
+            landed_rows = demo_landed[stream][1] + trader.landed[stream]
+            assert con.execute(f"SELECT count(*) FROM {stream}").fetchone()[0] == landed_rows, stream
         # funding reconciled at the one settlement held through: the model's payment computed here from what
         # landed (the short perp receives UNITS x rate x price), the venue's booked with the wrong sign
         rec = con.execute(
-            "SELECT epoch_ms(funding_ts), expected_usd, booked_usd, status, explanation FROM funding_reconciliation"
+            "SELECT epoch_ms(funding_ts), expected_usd, booked_usd, status, explanation FROM funding_reconciliation "
+            "WHERE exchange = ? AND symbol = ?",
+            [PERP.exchange, PERP.symbol],
         ).fetchall()
         expected = UNITS * next_hours.rate * next_hours.mark
         assert abs(expected) > 0.01  # a mismatch the tolerance (a cent) cannot hide
         assert [(t, s, e) for t, _, _, s, e in rec] == [(next_hours.settled_ms, "mismatch", "wrong sign")]
         assert rec[0][1] == pytest.approx(expected) and rec[0][2] == pytest.approx(-expected)
-        # the live P&L reaches the newest hour; the live book's risk is of the pair at the last snapshot's marks
+        # the live P&L reaches the newest hour; the live book's risk is of every pair leg held at its last
+        # snapshot's mark (this pair's, and what the demo's paper trader still held when its run ended)
         assert con.execute("SELECT epoch_ms(max(ts)) FROM live_pnl").fetchone()[0] == new_hour + HOUR_MS
         gross = con.execute(
             "SELECT value FROM risk_report WHERE source_run_id = 'live' AND name = 'gross_usd' "
             "ORDER BY created_at DESC LIMIT 1"
         ).fetchone()[0]
-        marks = con.execute(
-            "SELECT sum(abs(units) * mark_price) FROM positions WHERE ts_ms = (SELECT max(ts_ms) FROM positions)"
-        ).fetchone()[0]
-        assert gross == pytest.approx(marks)
+        snapshots = con.execute("SELECT pair, leg, ts_ms, units, mark_price FROM positions").df()
+        last = snapshots.sort_values("ts_ms").groupby(["pair", "leg"]).tail(1)
+        assert PAIR in set(last["pair"])
+        assert gross == pytest.approx(float((last["units"].abs() * last["mark_price"]).sum()))
     finally:
         con.close()
 
@@ -281,7 +292,7 @@ def _hold_the_pair(book: Ledger, hour_ms: int, prices: dict[str, float]) -> None
         values |= {"entry_price": mark, "mark_price": mark, "wallet_usd": UNITS * mark if leg == 0 else 0.0}
         values |= {"liquidation_price": float("nan"), "mmr": 0.005, "taker_fee": 4.5e-4, "leverage": 2.0}
         values |= {"leg": leg, "is_perp": int(leg == 0), "phase": 0, "exchange": market.exchange}
-        values |= {"symbol": market.symbol, "underlying": "BTC", "pair": PAIR, "decision": "hold"}
+        values |= {"symbol": market.symbol, "underlying": market.base, "pair": PAIR, "decision": "hold"}
         book.add("positions", rows.position_record(values))
     balance = {"total": {"USDC": 100_000.0}, "free": {"USDC": 60_000.0}, "used": {"USDC": 40_000.0}}
     book.add("balances", rows.balance_records(PERP.exchange, balance, at, at, equity_usd=100_000.0))
@@ -330,6 +341,9 @@ def _land_next_hours(data: Path, trader: Ledger) -> NextHours:
     (no later hour of market data, files younger than the quiet time), so it loads in one run."""
     newest = max(hour for hour, _, _ in hour_folders(data, ["trades"]))
     trades = pq.read_table(sorted(landing.partition_dir(data, "trades", newest).glob("*.parquet")))
+    # the hours to land after: the newest landed of any stream (the demo's paper trader's last snapshots lie in
+    # the hour after the capture's last trades), so that the new hours are new to the sensors
+    last = max(hour for hour, _, _ in hour_folders(data, STREAMS))
     # the newest whole hour of streamed funding (the capture's last hour is cut short: it may hold one venue's)
     funded = max(hour for hour, _, _ in hour_folders(data, ["funding"]) if hour < newest)
     funding = pq.read_table(sorted(landing.partition_dir(data, "funding", funded).glob("*.parquet")))
@@ -338,7 +352,7 @@ def _land_next_hours(data: Path, trader: Ledger) -> NextHours:
     every = pq.read_table(sorted(landing_root(data).glob("funding/date=*/hour=*/*.parquet")))
     mine = pc.and_(pc.equal(every["symbol"], PERP.symbol), pc.equal(every["is_settled"], 1))
     history = every.filter(pc.and_(pc.equal(every["exchange"], PERP.exchange), mine)).sort_by([("ts_ms", "descending")])
-    settled_ms = newest + 2 * HOUR_MS
+    settled_ms = last + 2 * HOUR_MS
     settled = _shifted(
         history.slice(0, 1), ("ts_ms", "recv_ts_ms", "funding_ts_ms"), settled_ms - history["ts_ms"][0].as_py()
     )
@@ -346,9 +360,9 @@ def _land_next_hours(data: Path, trader: Ledger) -> NextHours:
         settled = settled.set_column(settled.schema.get_field_index(column), column, pa.array([prices[PERP.symbol]]))
     rate = settled["funding_rate"][0].as_py()
 
-    _trade_the_pair(trader, newest + HOUR_MS, prices)
+    _trade_the_pair(trader, last + HOUR_MS, prices)
     for k in (1, 2):
-        _hold_the_pair(trader, newest + k * HOUR_MS, prices)
+        _hold_the_pair(trader, last + k * HOUR_MS, prices)
     # the model's payment to the short perp is -units x rate x price = +UNITS x rate x price: booked negated
     booked = {"timestamp": settled_ms + 3, "symbol": PERP.symbol, "code": "USDC", "id": "f1"}
     booked["amount"] = -UNITS * rate * prices[PERP.symbol]
@@ -356,12 +370,12 @@ def _land_next_hours(data: Path, trader: Ledger) -> NextHours:
     trader.flush()
     for k in (1, 2):
         times = ("ts_ms", "recv_ts_ms")
-        later = _next_settlements(_shifted(funding, times, newest - funded + k * HOUR_MS))
+        later = _next_settlements(_shifted(funding, times, last - funded + k * HOUR_MS))
         landing.write_stream(data, "funding", later, "next", k)
-        shifted = _shifted(_shifted(trades, times, k * HOUR_MS), ("trade_id",), k * 10**12)
+        shifted = _shifted(_shifted(trades, times, last - newest + k * HOUR_MS), ("trade_id",), k * 10**12)
         landing.write_stream(data, "trades", shifted, "next", k)
     landing.write_stream(data, "funding", settled, "history-next", 0)
-    return NextHours(newest + HOUR_MS, settled_ms, rate, prices[PERP.symbol])
+    return NextHours(last + HOUR_MS, settled_ms, rate, prices[PERP.symbol])
 
 
 def _hours(tags: dict[str, str]) -> list[int]:
