@@ -150,6 +150,7 @@ class Trader:
         self.mids: dict[Key, float] = {}
         self.marks: dict[Key, float] = {}
         self.venue_positions: dict[Key, dict[str, Any]] = {}
+        self.last_snapshot: tuple[int, np.ndarray] | None = None  # the positions snapshot last taken, and when
         self.fill_keys: set[tuple[str, str, str]] = set()
         self.funding_keys: set[tuple[str, str, int]] = set()
         self.trade_cursor: dict[Key, int] = {}
@@ -665,6 +666,10 @@ class Trader:
         )
 
     def snapshot_positions(self, now: int) -> None:
+        """Every pair leg's position at `now`, one record per leg and instant (the table's key): a later look at
+        the same instant (a decision, then the reconciliation of the same turn) replaces the earlier one while it
+        is still buffered, and is dropped once that one has landed."""
+        snapshot = []
         for name, machine in self.machines.items():
             spec = self.by_name[name]
             for which, leg in enumerate((spec.a, spec.b)):
@@ -693,7 +698,20 @@ class Trader:
                     "pair": name,
                     "decision": machine.decision,
                 }
-                self.ledger.add("positions", rows.position_record(values))
+                snapshot.append(rows.position_record(values))
+        if not snapshot:
+            return
+        records, pending = np.concatenate(snapshot), self.ledger.pending["positions"]
+        earlier = self.last_snapshot[1] if self.last_snapshot is not None and self.last_snapshot[0] == now else None
+        self.last_snapshot = (now, records)
+        if earlier is None:
+            self.ledger.add("positions", records)
+            return
+        for i, part in enumerate(pending):
+            if part is earlier:
+                pending[i] = records
+                return
+        self.last_snapshot = (now, earlier)  # landed already: the instant keeps the snapshot it has
 
     def progress(self, now: int, force: bool = False) -> None:
         wall = time.monotonic()

@@ -126,6 +126,14 @@ def test_every_venue_fill_is_landed_once(proof_run: dict) -> None:
         assert cid == venue.client_id and int(rec["leg"]) == parse(cid).leg
 
 
+def test_one_position_snapshot_per_leg_and_instant(proof_run: dict) -> None:
+    # a decision and the reconciliation of the same turn both look at the positions: the later look is landed,
+    # not both (the positions table keeps one record per pair, leg and instant)
+    positions = read_landed(proof_run["config"].data_path, "positions", proof_run["writer"])
+    keys = Counter(zip(decoded(positions, "pair"), positions["leg"].tolist(), positions["ts_ms"].tolist(), strict=True))
+    assert len(keys) > 100 and max(keys.values()) == 1
+
+
 def test_no_pair_stays_unhedged_past_its_repair_rounds(proof_run: dict) -> None:
     trader = proof_run["trader"]
     stretches = unhedged_stretches(trader, proof_run["trades"])
