@@ -144,9 +144,52 @@ def expected_funding(
     return out
 
 
-async def capture_in_process(config: FundarbConfig, data_dir: Path, hours: float, streams: Sequence[str]) -> None:
+class CaptureClock:
+    """One market clock for the simulated venues of an in-process capture that moves only when every consumer
+    waits for a later event: then to the earliest time one waits for, at least `step_ms` on (so latest-state
+    streams give one update per step, as a live capture gets about one a second, and trades come in full).
+
+    What the capture sees is then a function of the seed, not of how busy the machine is: paced by wall time at
+    a high speed, a consumer that falls behind a few ms skips market minutes (at x30000 a loaded machine left
+    hyperliquid's settlements priced by snapshots up to 90 market minutes old)."""
+
+    def __init__(self, start_ms: int, consumers: int, step_ms: int) -> None:
+        self.now_ms, self.consumers, self.step_ms = start_ms, consumers, step_ms
+        self.waiting: list[tuple[int, asyncio.Future]] = []
+
+    def milliseconds(self) -> int:
+        return self.now_ms
+
+    async def wait_until(self, target_ms: int) -> None:
+        if target_ms <= self.now_ms:
+            await asyncio.sleep(0)
+            return
+        done = asyncio.get_running_loop().create_future()
+        self.waiting.append((target_ms, done))
+        self._advance()
+        await done
+
+    def leave(self) -> None:
+        """A consumer is done: the others no longer wait for it."""
+        self.consumers -= 1
+        self._advance()
+
+    def _advance(self) -> None:
+        if not self.waiting or len(self.waiting) < self.consumers:
+            return
+        self.now_ms = max(min(t for t, _ in self.waiting), self.now_ms + self.step_ms)
+        due = [w for w in self.waiting if w[0] <= self.now_ms]
+        self.waiting = [w for w in self.waiting if w[0] > self.now_ms]
+        for _, done in due:
+            done.set_result(None)
+
+
+async def capture_in_process(
+    config: FundarbConfig, data_dir: Path, hours: float, streams: Sequence[str], step_ms: int | None = None
+) -> None:
     """The capture's path without MPI: every configured symbol's `streams` through the Feed from the simulator
-    (at its configured speed) until its clock passes `hours`, landed as the capture lands them."""
+    (at its configured speed, or on one `CaptureClock` of `step_ms` steps) until its clock passes `hours`,
+    landed as the capture lands them."""
     path = registry_path(data_dir)
     registry = InstrumentRegistry.load(path)  # ids stay as already landed
     # one exchange object per stream: hyperliquid's funding rides its ticker channel, and two consumers of one
@@ -159,18 +202,31 @@ async def capture_in_process(config: FundarbConfig, data_dir: Path, hours: float
     end = config.sim.start_ms + int(hours * HOUR_MS)
     got: dict[str, list[np.ndarray]] = defaultdict(list)
 
+    watched = {
+        key: [s for s in next(e.symbols for e in config.exchanges if e.id == key[0]) if key[1] != "funding" or ":" in s]
+        for key in venues
+    }
+    clock = None
+    if step_ms is not None:
+        clock = CaptureClock(config.sim.start_ms, sum(map(len, watched.values())), step_ms)
+        for venue in venues.values():
+            venue.clock = venue.subscriptions.clock = clock
+
     async def consume(feed: Feed, stream: str, symbol: str) -> None:
-        async for batch in feed.watch(stream, symbol):
-            if len(batch.records):
-                got[stream].append(batch.records)
-            if feed.now_ms() >= end:
-                return
+        try:
+            async for batch in feed.watch(stream, symbol):
+                if len(batch.records):
+                    got[stream].append(batch.records)
+                if feed.now_ms() >= end:
+                    return
+        finally:
+            if clock is not None:
+                clock.leave()
 
     jobs = []
     for (exchange, stream), venue in venues.items():
         feed = Feed(venue, registry, stale_timeout_s={s: 1e9 for s in streams})
-        symbols = next(e.symbols for e in config.exchanges if e.id == exchange)
-        jobs.extend(consume(feed, stream, s) for s in symbols if stream != "funding" or ":" in s)
+        jobs.extend(consume(feed, stream, s) for s in watched[(exchange, stream)])
     await asyncio.gather(*jobs)
     for venue in venues.values():
         await venue.close()

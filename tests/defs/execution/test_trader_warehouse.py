@@ -1,7 +1,8 @@
 """From a trader's run to the execution tables: `fundarb trade` on the simulator (cash-and-carry on binance 8h
 and hyperliquid 1h), the market data beside it (the venues' settled funding and candles as `fundarb history`
-lands them, and the streamed quotes and funding snapshots the capture lands), then real materializations of the
-market, funding and execution domains.
+lands them, and the streamed quotes and funding snapshots the capture lands, a market minute a step on a clock of
+its own, so that what it sees does not depend on the machine's load), then real materializations of the market,
+funding and execution domains.
 
 - Every settlement at which the trader held a perp reconciles: booked equals the model (settled rate x the
   position from the trader's fills x the venue's reference price: the mark on binance, hyperliquid's oracle
@@ -65,9 +66,9 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> dict:
     pinned = replace(config, sim=replace(config.sim, now=iso(end)))
     pull_history(pinned, start - 8 * 24 * HOUR_MS, end, streams=("funding",), progress=None)  # the panel's lookback
     pull_history(pinned, start, end, streams=("ohlcv",), progress=None)
-    # the streams beside the trader: quotes (the backtest's spreads), funding snapshots (hyperliquid's oracle)
-    streamed = replace(config, sim=replace(config.sim, speed=30_000.0))
-    asyncio.run(capture_in_process(streamed, data_dir, HOURS, ("funding", "tickers")))
+    # the streams beside the trader: quotes (the backtest's spreads), funding snapshots (hyperliquid's oracle),
+    # an update a market minute, on the capture's own clock (a stepped one, as the trader's)
+    asyncio.run(capture_in_process(config, data_dir, HOURS, ("funding", "tickers"), step_ms=60_000))
 
     resources = {
         "duckdb": DuckDBResource(database=str(data_dir / "warehouse.duckdb")),
@@ -126,10 +127,14 @@ def test_hyperliquid_is_reconciled_on_its_oracle_price_as_streamed(warehouse: di
             ON s.symbol = r.symbol AND r.funding_ts_ms >= s.ts_ms
         """,
     )
-    fresh = rows[rows["age_ms"] <= assets.SNAPSHOT_MS]  # older snapshots do not price a settlement
-    assert len(fresh) >= max(2, len(rows) // 2)
-    assert fresh["ref_price"].tolist() == fresh["index_price"].tolist()  # the oracle, not the mark
-    assert (fresh["index_price"] != fresh["mark_price"]).all()
+    # the capture's clock steps a market minute: every settlement is priced by a snapshot of its own minute
+    assert len(rows) >= 2 and (rows["age_ms"] <= assets.SNAPSHOT_MS).all()
+    assert rows["ref_price"].tolist() == rows["index_price"].tolist()  # the oracle, not the mark
+    # Both rounded to the tick, the oracle and the mark coincide in ~1 % of seconds (these 30 h: BTC 79, ETH
+    # 1,221, SOL 1,585 of 108,000); a settlement at such a second cannot tell which price was taken, every
+    # other one can: nearly all must be of that kind, or the assertion above proves nothing.
+    telling = rows[rows["index_price"] != rows["mark_price"]]
+    assert len(telling) >= 0.9 * len(rows)
 
 
 def test_the_blocking_check_passes_and_the_assets_materialized(warehouse: dict) -> None:
