@@ -14,19 +14,24 @@ The trader moves the clock itself (`--stepped`), so three days take seconds and 
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fundarb_dagster.core.config import FaultConfig
-from fundarb_dagster.core.execution.ids import parse
+from fundarb_dagster.core.execution.ids import Purpose, parse
 from fundarb_dagster.core.execution.ledger import decoded, read_landed
+from fundarb_dagster.core.execution.trader import flatten_file
 from fundarb_dagster.core.schema import OrderStatus
+from fundarb_dagster.core.units import HOUR_MS
 
 from .trading import (
     expected_funding,
     landed_payments,
+    run_stepped,
     stepped,
     trade_config,
     unhedged_stretches,
@@ -163,3 +168,33 @@ def test_funding_received_equals_the_model_to_the_cent(proof_run: dict) -> None:
         for r in ex.private.account.funding_history
     }
     assert venue == booked
+
+
+def test_a_running_trader_obeys_its_kill_switch_file_and_then_opens_nothing(tmp_path: Path) -> None:
+    # `fundarb trade --flatten` beside a running trader touches this file (launch.py); the trader polls it
+    config = trade_config(tmp_path, "cash_carry", ("binance", "hyperliquid"), enter_apr=0.05, exit_apr=0.01)
+    said: list[str] = []
+
+    async def run() -> tuple[bool, int, Any]:
+        trader = await run_stepped(config, 12.0, said.append)
+        held = not trader.flat()
+        switch = flatten_file(config.data_path, config.trade.name)
+        switch.parent.mkdir(parents=True, exist_ok=True)
+        switch.touch()
+        switched_ms = trader.clock.now()
+        await trader.run(until_ms=config.sim.start_ms + 36 * HOUR_MS)  # a day of signals after it
+        venue = {e: await ex.fetch_positions() for e, ex in trader.gateway.exchanges.items()}
+        await trader.gateway.close()
+        return held, switched_ms, (trader, venue)
+
+    held, switched_ms, (trader, venue) = asyncio.run(run())
+    assert held, "the trader held pairs when the switch was touched"
+    assert any("kill switch" in line for line in said)
+    assert trader.flat() and all(p == [] for p in venue.values())
+    orders = read_landed(config.data_path, "orders", f"trader-{config.trade.name}")
+    after = [
+        parse(cid)
+        for cid, ts in zip(decoded(orders, "client_order_id"), orders["ts_ms"].tolist(), strict=True)
+        if ts >= switched_ms
+    ]
+    assert after and all(key.purpose is Purpose.FLATTEN for key in after)  # flattened, nothing entered again
