@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from fundarb_dagster.core.config import FaultConfig
 from fundarb_dagster.core.execution.ids import Purpose, parse
 from fundarb_dagster.core.execution.ledger import decoded, read_landed
 from fundarb_dagster.core.execution.trader import flatten_file
@@ -29,6 +28,7 @@ from fundarb_dagster.core.schema import OrderStatus
 from fundarb_dagster.core.units import HOUR_MS
 
 from .trading import (
+    FAULTS,
     expected_funding,
     landed_payments,
     run_stepped,
@@ -40,9 +40,6 @@ from .trading import (
 )
 
 HOURS = 96.0
-FAULTS = FaultConfig(
-    order_reject_rate=0.08, order_timeout_rate=0.08, order_never_fill_rate=0.08, order_disconnect_rate=0.08
-)
 VENUES_8H_1H = ("binance", "hyperliquid")
 
 

@@ -30,6 +30,11 @@ from fundarb_dagster.core.sources.sim import VENUES, SimExchange
 from fundarb_dagster.core.units import HOUR_MS
 from tests.core.sources.sim.common import reference_by_hand, settled_rate_by_hand
 
+# every order fault of the simulator at once, 8 % of orders each (the proof runs' fault plan)
+FAULTS = FaultConfig(
+    order_reject_rate=0.08, order_timeout_rate=0.08, order_never_fill_rate=0.08, order_disconnect_rate=0.08
+)
+
 
 def trade_config(
     data_dir: Path,
