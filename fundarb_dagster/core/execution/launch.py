@@ -213,6 +213,20 @@ async def trade(
         lock.release()
 
 
+async def _flatten(trader: Trader, stop: asyncio.Event) -> bool:
+    """Flatten every pair (reduce-only from then on) and run until flat, stopped or `FLATTEN_WAIT_S` (wall)."""
+    trader.flatten()
+    deadline = time.monotonic() + FLATTEN_WAIT_S
+    done = trader.counters.decisions  # flat after a decision made in flatten mode
+
+    def finished() -> bool:
+        return stop.is_set() or time.monotonic() > deadline or (trader.counters.decisions > done and trader.flat())
+
+    await trader.run(stop=finished)
+    trader.progress(trader.clock.now(), force=True)
+    return trader.flat()
+
+
 async def _run(trader: Trader, run: TradeRun, stop: asyncio.Event, say: Callable[[str], None]) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -221,22 +235,20 @@ async def _run(trader: Trader, run: TradeRun, stop: asyncio.Event, say: Callable
     for line in await recover(trader):
         say(f"trade: recovered {line}")
     if run.flatten:
-        trader.flatten()
-        deadline = time.monotonic() + FLATTEN_WAIT_S
-        done = trader.counters.decisions  # flat after a decision made in flatten mode
-
-        def finished() -> bool:
-            return stop.is_set() or time.monotonic() > deadline or (trader.counters.decisions > done and trader.flat())
-
-        await trader.run(stop=finished)
-        trader.progress(trader.clock.now(), force=True)
-        flat = trader.flat()
+        flat = await _flatten(trader, stop)
         say(f"trade: {'flat' if flat else 'NOT flat'} after --flatten")
         return 0 if flat else 1
     wall_end = time.monotonic() + run.duration_s if run.duration_s else None
     await trader.run(
         until_ms=run.until_ms, stop=lambda: stop.is_set() or (wall_end is not None and time.monotonic() > wall_end)
     )
+    if run.venue == "paper" and not stop.is_set() and not trader.flat():
+        # A paper account ends with its process: its pairs are closed at the end of the run, or the warehouse
+        # would hold them forever and the reconciliation would wait for funding no venue will ever pay.
+        flat = await _flatten(trader, stop)
+        say(f"trade: the paper account ends with this run: {'flat' if flat else 'NOT flat'} after closing its pairs")
+        if not flat:
+            return 1
     trader.progress(trader.clock.now(), force=True)
     unhedged = trader.unhedged()
     if unhedged:

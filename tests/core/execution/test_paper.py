@@ -144,3 +144,24 @@ def test_a_paper_account_does_not_outlive_its_run_so_its_name_is_not_reused(pape
     run = TradeRun(venue="paper", until_ms=paper_run["config"].sim.start_ms + HOUR_MS)
     with pytest.raises(ConfigError, match="already has a journal"):
         asyncio.run(trade(paper_run["config"], run, say=lambda _: None))
+
+
+def test_a_paper_run_closes_its_pairs_at_its_end_because_its_account_ends_with_it(paper_run: dict) -> None:
+    # the same replay and strategy as the fixture's trader (which held pairs at its end), under a new name
+    config = replace(paper_run["config"], trade=replace(paper_run["config"].trade, name="closing"))
+    said: list[str] = []
+    until = config.sim.start_ms + (HOURS - 1) * HOUR_MS
+    assert asyncio.run(trade(config, TradeRun(venue="paper", until_ms=until), say=said.append)) == 0
+    assert any("the paper account ends with this run: flat" in line for line in said), said
+    positions = read_landed(config.data_path, "positions", "trader-closing")
+    legs = list(zip(decoded(positions, "exchange"), decoded(positions, "symbol"), strict=True))
+    last: dict[tuple[str, str], tuple[int, float]] = {}
+    held = False
+    for rec, leg in zip(positions, legs, strict=True):
+        held = held or abs(float(rec["units"])) > 0
+        if leg not in last or int(rec["ts_ms"]) >= last[leg][0]:
+            last[leg] = (int(rec["ts_ms"]), float(rec["units"]))
+    assert held, "the run held pairs before its end"
+    # every leg's last landed snapshot is flat, taken after the run's end: nothing is left for funding to accrue on
+    assert last and all(units == pytest.approx(0.0, abs=1e-9) for _, units in last.values()), last
+    assert min(ts for ts, _ in last.values()) >= until
