@@ -48,7 +48,7 @@ from ..core.schema import MARKET_STREAMS
 from ..core.tables import STREAM_TABLES
 from ..core.units import DAY_MS, HOUR_MS
 from .common.landing import hour_folders
-from .jobs import STAGES, Stage
+from .jobs import STAGE_BY_JOB, STAGES, Stage
 from .partitions import (
     MAX_RUN_PARTITIONS,
     Partitions,
@@ -273,9 +273,13 @@ def stage_request(job: str, span: Span, unit: str, run_key: str, tags: dict[str,
     n = (span[1] - span[0]) // step
     window = f"{_iso(span[0])} .. {_iso(span[1])} ({n} {unit}{'s' if n > 1 else ''})"
     tags = {**tags, "fundarb/window": window}
+    # a run request's config replaces the job's: the stage's own (e.g. risk of the live book) goes with it
+    config = STAGE_BY_JOB[job].config if job in STAGE_BY_JOB else {}
     if first == last:
-        return RunRequest(run_key=run_key, job_name=job, partition_key=first, tags=tags)
-    return RunRequest(run_key=run_key, job_name=job, tags={**tags, RANGE_START_TAG: first, RANGE_END_TAG: last})
+        return RunRequest(run_key=run_key, job_name=job, partition_key=first, tags=tags, run_config=config)
+    return RunRequest(
+        run_key=run_key, job_name=job, tags={**tags, RANGE_START_TAG: first, RANGE_END_TAG: last}, run_config=config
+    )
 
 
 def run_span(tags: dict[str, str]) -> Span | None:
@@ -391,7 +395,11 @@ def _stage_requests(stage: Stage, spans: Sequence[Span], event_id: int) -> list[
     if stage.unit is None:
         return [
             RunRequest(
-                run_key=f"{stage.job}:{key or 'all'}:{event_id}", job_name=stage.job, partition_key=key, tags=tags
+                run_key=f"{stage.job}:{key or 'all'}:{event_id}",
+                job_name=stage.job,
+                partition_key=key,
+                tags=tags,
+                run_config=stage.config,
             )
             for key in (stage.partition_keys or (None,))
         ]

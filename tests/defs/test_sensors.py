@@ -11,7 +11,7 @@ import pandas as pd
 from dagster import DagsterInstance, build_sensor_context
 
 from fundarb_dagster.core.units import DAY_MS, HOUR_MS
-from fundarb_dagster.defs.jobs import STAGES, build_jobs
+from fundarb_dagster.defs.jobs import STAGE_BY_JOB, STAGES, build_jobs
 from fundarb_dagster.defs.partitions import Partitions, hour_key
 from fundarb_dagster.defs.resources import DataDirResource
 from fundarb_dagster.defs.sensors import (
@@ -24,6 +24,7 @@ from fundarb_dagster.defs.sensors import (
     evaluate_landing,
     plan_stages,
     run_span,
+    stage_request,
 )
 from tests.defs.raw.landing_fixtures import land_trades
 
@@ -283,3 +284,11 @@ def test_an_imported_day_file_loads_every_hour_of_its_day_in_bounded_runs(tmp_pa
         (hour_key(day0 + 48 * HOUR_MS), hour_key(day0 + 71 * HOUR_MS)),
     ]
     assert _tick(tmp_path, cursor, later=True)[0] == []  # loaded once
+
+
+def test_a_stage_run_request_carries_its_stages_config():
+    # a run request's config replaces the job's: without it execution_job's risk judged the backtest's book
+    for job in ("execution_job", "hourly_job"):
+        request = stage_request(job, (0, 3 * HOUR_MS), "hour", "key", {})
+        assert request.run_config == STAGE_BY_JOB[job].config, job
+    assert STAGE_BY_JOB["execution_job"].config == {"ops": {"risk": {"config": {"book": "live"}}}}
