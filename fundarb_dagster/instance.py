@@ -60,8 +60,9 @@ def dagster_env(data_dir: Path) -> dict[str, str]:
     wanted = instance_yaml(os.environ.get(PG_URL_ENV))
     written = home / "dagster.yaml"
     # a file fundarb wrote follows DAGSTER_PG_URL; one edited by hand is left alone
-    ours = {instance_yaml(None), instance_yaml(None) + POSTGRES_STORAGE}
-    if not written.exists() or (written.read_text() in ours and written.read_text() != wanted):
+    base = DAGSTER_YAML.read_text()
+    current = written.read_text() if written.exists() else None
+    if current is None or (current in (base, base + POSTGRES_STORAGE) and current != wanted):
         written.write_text(wanted)
     env = {**os.environ, "DAGSTER_HOME": str(home), "FUNDARB_DATA_DIR": str(data_dir)}
     # A ranged run then records one "materialization planned" event per asset, not one per asset and hour:
