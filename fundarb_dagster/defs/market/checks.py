@@ -70,10 +70,18 @@ WITH real AS (
     SELECT exchange, symbol, ts, epoch_ms(ts) AS ms,
         epoch_ms(ts) - lag(epoch_ms(ts)) OVER (PARTITION BY exchange, symbol ORDER BY ts) AS step_ms
     FROM ohlcv_1m WHERE NOT is_filled AND {where}
-)
-SELECT exchange, symbol, count(*) AS real_minutes, max(step_ms) // 60000 - 1 AS longest_gap_minutes,
-    min(ts) AS first_ts, max(ts) AS last_ts
-FROM real GROUP BY exchange, symbol ORDER BY exchange, symbol
+),
+steps AS (
+    SELECT exchange, symbol, count(*) AS real_minutes, max(step_ms) // 60000 - 1 AS longest_gap_minutes,
+        min(ts) AS first_ts, max(ts) AS last_ts
+    FROM real GROUP BY exchange, symbol
+),
+series AS (SELECT exchange, symbol, count(*) AS minutes FROM ohlcv_1m WHERE {where} GROUP BY exchange, symbol)
+-- a series whose window holds only filled minutes is one gap as long as the window, never a pass on nothing
+SELECT exchange, symbol, coalesce(steps.real_minutes, 0) AS real_minutes,
+    CASE WHEN steps.real_minutes IS NULL THEN series.minutes ELSE steps.longest_gap_minutes END AS longest_gap_minutes,
+    steps.first_ts, steps.last_ts
+FROM series LEFT JOIN steps USING (exchange, symbol) ORDER BY exchange, symbol
 """
 COVERAGE_SQL = """
 SELECT strftime(date_trunc('hour', ts), '%Y-%m-%d %H:00') AS hour, exchange, symbol,

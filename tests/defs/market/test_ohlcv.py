@@ -159,3 +159,30 @@ def test_market_checks_pass_on_real_bars_and_report_coverage(xrp_warehouse):
     minutes = query(xrp_warehouse, "SELECT avg(CASE WHEN is_filled THEN 0 ELSE 100 END) AS pct FROM ohlcv_1m")
     assert coverage == pytest.approx(minutes["pct"][0], abs=0.01)
     assert "coverage_by_partition" in gaps.metadata
+
+
+def test_an_hour_of_only_filled_minutes_fails_the_gap_check(tmp_path):
+    from fundarb_dagster.defs.market.checks import ohlcv_1m_has_no_gaps
+
+    # A trade in every minute of the first hour, none after: the second hour's bars all carry its last close.
+    start = 1_762_000_000_000 // 3_600_000 * 3_600_000
+    minutes = np.arange(60)
+    trades = pd.DataFrame(
+        {"ts_ms": start + minutes * 60_000 + 1_000, "trade_id": minutes, "price": 200.0 + minutes, "amount": 1.0}
+    )
+    land_trades(tmp_path, trades, instrument_id=1)
+    assets = [raw_trades, raw_ohlcv, ohlcv_1m, ohlcv_1m_has_no_gaps]
+    first, second = (
+        run(assets, tmp_path, partition=pd.Timestamp(start + h * 3_600_000, unit="ms").strftime("%Y-%m-%d-%H:00"))
+        for h in (0, 1)
+    )
+    filled = query(
+        tmp_path, "SELECT count(*) AS n FROM ohlcv_1m WHERE is_filled AND epoch_ms(ts) >= $s", {"s": start + 3_600_000}
+    )
+    assert filled["n"][0] == 60  # the second hour: 60 minutes, none real
+    (passed,) = first.get_asset_check_evaluations()
+    assert passed.passed and passed.metadata["series"].value == 1
+    (failed,) = second.get_asset_check_evaluations()
+    assert not failed.passed
+    assert failed.metadata["series"].value == 1 and failed.metadata["rows_checked"].value == 60
+    assert failed.metadata["longest_gap_minutes"].value == 60 and failed.metadata["coverage_pct"].value == 0.0
