@@ -109,6 +109,15 @@ def series_starts(instrument_id: np.ndarray) -> np.ndarray:
     return np.concatenate(([0], changes, [len(ids)])).astype(np.int64)
 
 
+def series_order(instrument_id: np.ndarray, ts_us: np.ndarray) -> np.ndarray:
+    """The permutation that sorts rows by series, then time. Rows that already arrive in time order (hourly
+    partitions insert them so) need only a stable sort by series: ~2x cheaper than the two-key lexsort."""
+    ids, ts = np.asarray(instrument_id), np.asarray(ts_us)
+    if len(ts) < 2 or bool((ts[1:] >= ts[:-1]).all()):
+        return np.argsort(ids, kind="stable")
+    return np.lexsort((ts, ids))
+
+
 def many_series(
     starts: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, params: IndicatorParams
 ) -> dict[str, np.ndarray]:
@@ -158,7 +167,7 @@ def replace_indicators(conn: Any, params: IndicatorParams, window: Mapping[str, 
     bars read)."""
     lookback = needed_lookback(params)
     fetched = execute(conn, load_sql("market", "indicators_input"), {**window, "lookback_bars": lookback}).fetchnumpy()
-    order = np.lexsort((fetched["ts_us"], fetched["instrument_id"]))  # by series, then time
+    order = series_order(fetched["instrument_id"], fetched["ts_us"])
     bars = {name: np.asarray(fetched.pop(name))[order] for name in list(fetched)}
     ts_us = bars["ts_us"]
     values = many_series(series_starts(bars["instrument_id"]), bars["high"], bars["low"], bars["close"], params)

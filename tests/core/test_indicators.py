@@ -88,3 +88,15 @@ def test_many_series_equals_a_frame_per_series_on_uneven_lengths():
     for name in ind.INDICATOR_COLUMNS:
         np.testing.assert_array_equal(fast[name], slow[name].to_numpy(), err_msg=name)
     assert ind.series_starts(np.array([], dtype=np.int32)).tolist() == [0]
+
+
+@pytest.mark.parametrize("time_ordered", [True, False])
+def test_series_order_sorts_by_series_then_time_like_a_two_key_lexsort(time_ordered):
+    rng = np.random.default_rng(5)
+    ts = np.repeat(np.arange(50, dtype=np.int64), 7)  # time-major, as hourly partitions insert rows
+    ids = np.tile(rng.permutation(7).astype(np.int32), 50)
+    if not time_ordered:
+        shuffle = rng.permutation(len(ts))
+        ts, ids = ts[shuffle], ids[shuffle]
+    order = ind.series_order(ids, ts)
+    np.testing.assert_array_equal(order, np.lexsort((ts, ids)))
