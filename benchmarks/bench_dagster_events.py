@@ -13,6 +13,9 @@ DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS). Sizes and event counts printed
     python -m benchmarks.bench_dagster_events --assets 8   # more assets per run
     DAGSTER_PG_URL=postgresql+psycopg2://postgres@127.0.0.1:5432/bench python -m benchmarks.bench_dagster_events
                                                            # also on fundarb's Postgres storage (issue #18)
+    python -m benchmarks.bench_dagster_events --years 1    # a year of history as `fundarb backfill` cuts it:
+                                                           # month-long runs of hourly keys, or of daily keys
+    python -m benchmarks.bench_dagster_events --years 4 --unit day   # four years, daily keys only
 """
 
 import argparse
@@ -77,7 +80,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--assets", type=int, default=2)
+    parser.add_argument("--years", type=float, default=0, help="history as fundarb backfill cuts it (month-long runs)")
+    parser.add_argument("--unit", choices=("hour", "day", "both"), default="both", help="with --years: which keys")
     args = parser.parse_args(argv)
+    if args.years:
+        history(args.years, args.assets, args.unit)
+        return
     from dagster import DagsterInstance, DailyPartitionsDefinition, HourlyPartitionsDefinition
 
     hours = 48 if args.quick else 744
@@ -119,6 +127,41 @@ def main(argv: list[str] | None = None) -> None:
         with DagsterInstance.ephemeral() as instance:
             wall, events = one_run(instance, pdef, args.assets, first, last)
         print(f"  {'in memory (ephemeral), hourly':38s} {hours:4d} keys: {wall:7.1f} s, {events:6d} events")
+
+
+def history(years: float, n_assets: int, unit: str) -> None:
+    """`years` of history in month-long ranged runs (what `fundarb backfill` runs: 31 days per run), on
+    fundarb's instance settings (sqlite, batched event writes, planned-event subsets): runs, wall time and
+    events, with hourly keys (the live partitions) and with daily keys (history_job's)."""
+    from dagster import DagsterInstance, DailyPartitionsDefinition, HourlyPartitionsDefinition
+
+    from fundarb_dagster.instance import EVENT_BATCH_ENV, PLANNED_EVENTS_ENV
+
+    os.environ[PLANNED_EVENTS_ENV], os.environ[EVENT_BATCH_ENV] = "true", "1000"
+    total_days = round(years * 365.25)
+    months = [(d, min(d + 31, total_days)) for d in range(0, total_days, 31)]
+    units = ("hour", "day") if unit == "both" else (unit,)
+    print(f"{years:g} years = {total_days} days of history, {n_assets} trivial assets, {len(months)} month-long runs")
+    for u in units:
+        if u == "hour":
+            pdef, fmt, step, per_day = HourlyPartitionsDefinition("2020-01-01-00:00"), "%Y-%m-%d-%H:00", 3600, 24
+        else:
+            pdef, fmt, step, per_day = DailyPartitionsDefinition("2020-01-01"), "%Y-%m-%d", 86400, 1
+        start = datetime(2020, 1, 1)
+        wall = events = 0.0
+        with tempfile.TemporaryDirectory() as tmp, DagsterInstance.from_config(tmp) as instance:
+            for lo, hi in months:
+                first = (start + timedelta(days=lo)).strftime(fmt)
+                last = (start + timedelta(days=hi) - timedelta(seconds=step)).strftime(fmt)
+                w, e = one_run(instance, pdef, n_assets, first, last)
+                wall, events = wall + w, events + e
+        keys = total_days * per_day
+        per = wall / (keys * n_assets) * 1000
+        label = "hourly" if u == "hour" else "daily"
+        print(
+            f"  {label} keys: {keys:6d} keys x {n_assets} assets in {len(months)} runs: {wall:7.1f} s, "
+            f"{int(events):7d} events, {per:5.2f} ms per asset-partition"
+        )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
 """`fundarb backfill`: landed history (years of imports) materialized in one command, in bounded runs.
 
-The stage jobs of the pipeline (`defs/jobs.py`: `hourly_job` for the raw tables, bars and funding, then
-`signals_job` for `funding_spreads` and what follows) run over the landed span cut into windows of at most
-`MAX_RUN_PARTITIONS` hours (a month), in order, on the data folder's Dagster instance: the UI shows each run
-with its window, as it shows the sensors' runs. Nothing is split by hand, and no run is ever too large for
-Dagster's run storage (a run of ~32 k hourly keys fails in sqlite before any step starts).
+The range is cut by day: the whole days before the newest landed day go to `history_job` (the hourly stage's
+tables, `funding_spreads` and the 8h/1d bars on daily partitions, `defs/history.py`) in runs of at most
+`HISTORY_RUN_DAYS` days; the newest day's hours go to the stage jobs of the live path (`defs/jobs.py`:
+`hourly_job` for the raw tables, bars and funding, then `signals_job` for `funding_spreads` and what follows)
+in runs of at most `MAX_RUN_PARTITIONS` hours, on hourly partitions as the sensors then continue them. With
+`hourly_only` the whole range goes the live path's way (what this command did before history partitions:
+24x Dagster's bookkeeping). All runs are on the data folder's Dagster instance: the UI shows each with its
+window, as it shows the sensors' runs. Nothing is split by hand, and no run is ever too large for Dagster's
+run storage (a run of ~32 k hourly keys fails in sqlite before any step starts).
 
 With the daemon up the landing sensor does the same by itself (month-long `hourly_job` runs, then the
 pipeline sensor's); this command is for a desk that loads its history before starting it, or without it.
@@ -19,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from .core.config import ConfigError
 from .core.units import DAY_MS, HOUR_MS
@@ -69,10 +74,13 @@ def backfill(
     end: date | None = None,
     jobs: Sequence[str] = DEFAULT_JOBS,
     progress: Callable[[str], None] | None = print,
+    hourly_only: bool = False,
 ) -> list[RunTiming]:
-    """Run `jobs` (stage jobs, in the pipeline's order) over [start, end) of the landed history (default: all
-    of it), each in windows of at most a month of hours; returns every run's timing. Stops at the first
-    failed run (later windows read what it would have written)."""
+    """Materialize [start, end) of the landed history (default: all of it): its whole days before the newest
+    landed day with `history_job` (month-long runs of daily partitions), the rest with `jobs` (stage jobs, in
+    the pipeline's order, month-long runs of hourly partitions); `hourly_only`: all of it with `jobs`. Returns
+    every run's timing; stops at the first failed run (later windows read what it would have written)."""
+    from .defs.history import HISTORY_JOB, HISTORY_RUN_DAYS
     from .defs.jobs import STAGE_BY_JOB, STAGES
 
     data_dir = Path(data_dir).resolve()
@@ -94,45 +102,29 @@ def backfill(
 
     from .definitions import build_definitions
     from .defs.partitions import MAX_RUN_PARTITIONS, partitions_start, split_span
-    from .defs.sensors import stage_request
 
     partitions = partitions_start(data_dir)
     lo = max(lo, partitions.start_ms)
     defs = build_definitions(partitions)
+    # history: whole days up to the newest landed day (the newest day stays hourly, as the live path goes on)
+    cut = lo if hourly_only else max(lo, min(hi, (span[1] - 1) // DAY_MS * DAY_MS) // DAY_MS * DAY_MS)
+    # Each history run after the first starts a day early: the spreads of a run's last hours are paid by the
+    # settlements at the start of the next run's window (the hourly path runs signals_job after all of hourly_job).
+    pieces = split_span((lo, cut), HISTORY_RUN_DAYS * DAY_MS)
+    plan = [(HISTORY_JOB, "day", (s - DAY_MS if i else s, e)) for i, (s, e) in enumerate(pieces)]
+    if hi > cut:
+        for stage in [stage for stage in STAGES if stage.job in jobs]:
+            first = max(cut - stage.look_back_h * HOUR_MS, partitions.start_ms)
+            plan += [(stage.job, "hour", piece) for piece in split_span((first, hi), MAX_RUN_PARTITIONS * HOUR_MS)]
     timings: list[RunTiming] = []
-    ordered = [stage for stage in STAGES if stage.job in jobs]
     with DagsterInstance.get() as instance:
-        for stage in ordered:
-            first = max(lo - stage.look_back_h * HOUR_MS, partitions.start_ms)
-            for piece in split_span((first, hi), MAX_RUN_PARTITIONS * HOUR_MS):
-                request = stage_request(stage.job, piece, "hour", "", {"fundarb/trigger": "fundarb backfill"})
-                started = time.perf_counter()
-                result = defs.resolve_job_def(stage.job).execute_in_process(
-                    instance=instance,
-                    partition_key=request.partition_key,
-                    tags=request.tags,
-                    raise_on_error=False,
-                )
-                wall = time.perf_counter() - started
-                steps_ms = sum(
-                    getattr(event.event_specific_data, "duration_ms", 0.0) or 0.0
-                    for event in result.all_events
-                    if event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE")
-                )
-                timing = RunTiming(
-                    stage.job,
-                    request.tags["fundarb/window"],
-                    (piece[1] - piece[0]) // HOUR_MS,
-                    wall,
-                    steps_ms / 1000,
-                    result.success,
-                    result.run_id,
-                )
-                timings.append(timing)
-                if progress:
-                    progress(str(timing))
-                if not result.success:
-                    return timings
+        for job, unit, piece in plan:
+            timing = _run(defs, instance, job, unit, piece)
+            timings.append(timing)
+            if progress:
+                progress(str(timing))
+            if not timing.ok:
+                return timings
     if progress:
         wall, steps = sum(t.wall_s for t in timings), sum(t.steps_s for t in timings)
         progress(
@@ -140,6 +132,25 @@ def backfill(
             f"(steps {steps:.1f} s, Dagster {wall - steps:.1f} s)"
         )
     return timings
+
+
+def _run(defs: Any, instance: Any, job: str, unit: str, piece: tuple[int, int]) -> RunTiming:
+    """One ranged run of `job` over `piece` (hours or days), timed."""
+    from .defs.sensors import stage_request
+
+    request = stage_request(job, piece, unit, "", {"fundarb/trigger": "fundarb backfill"})
+    started = time.perf_counter()
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance, partition_key=request.partition_key, tags=request.tags, raise_on_error=False
+    )
+    wall = time.perf_counter() - started
+    steps_ms = sum(
+        getattr(event.event_specific_data, "duration_ms", 0.0) or 0.0
+        for event in result.all_events
+        if event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE")
+    )
+    hours = (piece[1] - piece[0]) // HOUR_MS
+    return RunTiming(job, request.tags["fundarb/window"], hours, wall, steps_ms / 1000, result.success, result.run_id)
 
 
 def _day_ms(day: date) -> int:

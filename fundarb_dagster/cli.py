@@ -30,7 +30,7 @@ examples:
   fundarb trade --flatten                        flatten every pair (a running trader is asked to)
   fundarb import BTCUSDT-1m-2024-01.zip --exchange binance --symbol BTC/USDT:USDT
   fundarb import data.binance.vision/data/futures/um/monthly/fundingRate --exchange binance   every symbol
-  fundarb backfill                               materialize all landed history in month-long runs
+  fundarb backfill                               materialize all landed history: days, then the last day's hours
   fundarb ui                                     open the Dagster UI on the demo's instance
   fundarb screenshots --out docs/img             screenshots of the UI's pages after the demo (docs/ui.md)
   dagster asset materialize -m fundarb_dagster.definitions --select "$(fundarb assets --scope hourly)" \
@@ -89,11 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     importer = commands.add_parser(
         "import",
         help="load recorded files (Binance public-data archives, fixture CSVs) into the landing zone",
-        description="Import Binance public-data archives (klines, trades, aggTrades, fundingRate; .csv or .zip, "
-        "with or without header, ms or us timestamps) or fundarb fixture CSVs into the landing zone, so "
+        description="Import Binance public-data archives (klines, trades, aggTrades, fundingRate; .csv, .zip "
+        "or .parquet, with or without header, ms or us timestamps) or fundarb fixture CSVs into the landing zone, so "
         "the warehouse can use years of history. Idempotent: a file already imported is skipped.",
     )
-    importer.add_argument("paths", nargs="+", type=Path, help="files or folders (their .csv and .zip files) to import")
+    importer.add_argument(
+        "paths", nargs="+", type=Path, help="files or folders (their .csv, .zip and .parquet files) to import"
+    )
     importer.add_argument("--exchange", required=True, help="ccxt exchange id, e.g. binance")
     importer.add_argument(
         "--symbol",
@@ -167,10 +169,11 @@ def _add_backfill_command(commands: Any) -> None:
     backfill = commands.add_parser(
         "backfill",
         help="materialize landed history (imports) in bounded runs: raw tables, bars, funding, spreads",
-        description="Run the pipeline's hourly stage jobs (hourly_job, then signals_job) over the landed history "
-        "in runs of at most a month of hours each, on the data folder's Dagster instance (the UI lists them), "
-        "printing each run's wall time beside its steps' time. The daemon's landing sensor does the same by "
-        "itself; this loads history in one command without it.",
+        description="Materialize the landed history on the data folder's Dagster instance (the UI lists the runs), "
+        "printing each run's wall time beside its steps' time. The range is cut by day: the whole days before "
+        "the newest landed day run as history_job (the same tables on daily partitions, group history, runs of "
+        "at most 31 days); the newest day's hours run as the live path's stage jobs (--jobs, runs of at most a "
+        "month of hours), which the daemon's sensors then continue hour by hour.",
     )
     backfill.add_argument("--data-dir", default="data", help="data folder (default: data)")
     backfill.add_argument("--from", dest="start", help="first day, YYYY-MM-DD (default: the first landed day)")
@@ -178,7 +181,14 @@ def _add_backfill_command(commands: Any) -> None:
         "--to", dest="end", help="end day (exclusive), YYYY-MM-DD (default: after the last landed hour)"
     )
     backfill.add_argument(
-        "--jobs", default="hourly_job,signals_job", help="stage jobs, comma-separated (default: hourly_job,signals_job)"
+        "--jobs",
+        default="hourly_job,signals_job",
+        help="stage jobs for the hours after the history days, comma-separated (default: hourly_job,signals_job)",
+    )
+    backfill.add_argument(
+        "--hourly-only",
+        action="store_true",
+        help="no history days: the whole range on hourly partitions (24x Dagster's bookkeeping per day)",
     )
 
 
@@ -457,7 +467,7 @@ def _backfill(args: argparse.Namespace) -> int:
             raise ConfigError(f"{name}: {value!r} is not a date (YYYY-MM-DD)") from None
     data_dir = arguments.data_dir(args.data_dir)
     jobs = tuple(j.strip() for j in args.jobs.split(",") if j.strip())
-    timings = backfill(Path(data_dir), days["--from"], days["--to"], jobs)
+    timings = backfill(Path(data_dir), days["--from"], days["--to"], jobs, hourly_only=args.hourly_only)
     return 0 if timings and all(t.ok for t in timings) else 1
 
 

@@ -19,7 +19,7 @@ from dagster import (
 )
 
 from .core.config import ConfigError
-from .defs import jobs, schedules, sensors
+from .defs import history, jobs, schedules, sensors
 from .defs.alerts import assets as alerts_assets
 from .defs.alerts import checks as alerts_checks
 from .defs.backtest import assets as backtest_assets
@@ -76,6 +76,9 @@ CHECK_MODULES = [
 # As declared: on the template partitions (`HOURLY`, `DAILY`). Tests and `fundarb assets` use them as they are.
 all_assets = load_assets_from_modules(ASSET_MODULES)
 all_checks = load_asset_checks_from_modules(CHECK_MODULES)
+# Imported history: the hourly stage's assets again on daily partitions, under history/ (defs/history.py).
+history_assets = history.history_assets(all_assets)
+history_checks = history.history_checks(all_checks)
 
 
 EXECUTOR_ENV = "FUNDARB_EXECUTOR"
@@ -112,8 +115,8 @@ def build_definitions(partitions: Partitions) -> Definitions:
     """The code location on the given partitions: assets, checks, the stage jobs, sensors and schedules."""
     stage_jobs = jobs.build_jobs()
     return Definitions(
-        assets=on_partitions(all_assets, partitions),
-        asset_checks=on_partitions(all_checks, partitions),
+        assets=on_partitions([*all_assets, *history_assets], partitions),
+        asset_checks=on_partitions([*all_checks, *history_checks], partitions),
         jobs=stage_jobs,
         sensors=sensors.build_sensors(partitions, stage_jobs),
         schedules=schedules.build_schedules(stage_jobs),

@@ -121,6 +121,11 @@ STAGES: tuple[Stage, ...] = (
 )
 STAGE_BY_JOB = {stage.job: stage for stage in STAGES}
 
+# Imported history on daily partitions (`defs/history.py`): run by `fundarb backfill` and from the UI, never by
+# the sensors (the live path stays hourly).
+HISTORY_GROUP = "history"
+HISTORY_JOB = "history_job"
+
 FRESHNESS_CHECKS = (("raw_trades", "raw_trades_is_fresh"), ("ohlcv_1m", "ohlcv_1m_is_fresh"))
 
 
@@ -144,6 +149,16 @@ def build_jobs() -> list[Any]:
             description="The freshness checks on the wall clock, then the alerts (stale streams, failed checks): "
             "run every 15 minutes by freshness_schedule when the source is live.",
             tags={"fundarb/stage": "freshness_job"},
+        )
+    )
+    jobs.append(
+        define_asset_job(
+            HISTORY_JOB,
+            selection=AssetSelection.groups(HISTORY_GROUP),
+            description="Imported history a day per partition (the `history` group: the hourly stage's tables, "
+            "funding_spreads and the 8h/1d bars on daily partitions, in month-long runs): what `fundarb backfill` "
+            "runs for the whole days before the newest landed day.",
+            tags={"fundarb/stage": HISTORY_JOB},
         )
     )
     jobs.append(

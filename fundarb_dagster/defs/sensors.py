@@ -48,6 +48,7 @@ from ..core.schema import MARKET_STREAMS
 from ..core.tables import STREAM_TABLES
 from ..core.units import DAY_MS, HOUR_MS
 from .common.landing import hour_folders
+from .history import history_key
 from .jobs import STAGE_BY_JOB, STAGES, Stage
 from .partitions import (
     MAX_RUN_PARTITIONS,
@@ -235,6 +236,9 @@ def build_landing_sensor(partitions: Partitions, hourly_job: Any) -> Any:
         already_loaded = None
         if not context.cursor:
             already_loaded = set(context.instance.get_materialized_partitions(AssetKey("raw_trades")))
+            # days history_job loaded (`fundarb backfill`): their hours are not reloaded hour by hour
+            for day in context.instance.get_materialized_partitions(history_key("raw_trades")):
+                already_loaded.update(hour_key(key_ms(day) + h * HOUR_MS) for h in range(24))
         tick = evaluate_landing(data_dir.path(), cursor, hourly_bounds(partitions), already_loaded=already_loaded)
         if tick.before_start:
             context.log.warning(

@@ -8,7 +8,7 @@ import time
 from datetime import date
 
 import pandas as pd
-from dagster import DagsterInstance, build_sensor_context
+from dagster import AssetKey, DagsterInstance, build_sensor_context
 
 from fundarb_dagster.core.units import DAY_MS, HOUR_MS
 from fundarb_dagster.defs.jobs import STAGE_BY_JOB, STAGES, build_jobs
@@ -158,6 +158,24 @@ def test_the_sensor_targets_hourly_job_and_skips_an_empty_landing_zone(tmp_path)
     )
     result = sensor(context)
     assert [(r.job_name, r.partition_key) for r in result.run_requests] == [("hourly_job", "2025-11-01-12:00")]
+
+
+def test_first_tick_skips_the_days_history_job_loaded(tmp_path):
+    """A warehouse loaded by `fundarb backfill` (history days, then hours) is not reloaded hour by hour when
+    the daemon starts: the days history_job materialized count as loaded, hours after them load as usual."""
+    from dagster import AssetMaterialization
+
+    jobs = build_jobs()
+    sensor = build_landing_sensor(PARTITIONS, next(j for j in jobs if j.name == "hourly_job"))
+    for i, hour in enumerate((0, 1, 24, 25)):  # two hours on 2025-11-01, two on 2025-11-02
+        land_trades(tmp_path, _trades(H0 + hour * HOUR_MS), seq=i)
+    instance = DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(
+        AssetMaterialization(AssetKey(["history", "raw_trades"]), partition="2025-11-01")
+    )
+    context = build_sensor_context(instance=instance, resources={"data_dir": DataDirResource(data_dir=str(tmp_path))})
+    result = sensor(context)
+    assert [(r.job_name, r.partition_key) for r in result.run_requests] == [("hourly_job", "2025-11-02-12:00")]
 
 
 # -- pipeline_sensor ----------------------------------------------------------------------------------------
