@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from . import arguments, landing, schema
 from .config import ConfigError
@@ -108,14 +110,17 @@ class ImportSummary:
 MIN_LANDED_SHARE = 0.5
 
 
+IMPORTED_SUFFIXES = (".csv", ".zip", ".parquet")
+
+
 def expand_paths(paths: Sequence[Path | str]) -> list[Path]:
-    """Files as given; a folder stands for the .csv and .zip files under it (sorted), e.g. a day-by-day
-    Binance download of one symbol."""
+    """Files as given; a folder stands for the .csv, .zip and .parquet files under it (sorted), e.g. a
+    day-by-day Binance download of one symbol."""
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            out += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".csv", ".zip"))
+            out += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMPORTED_SUFFIXES)
         else:
             out.append(path)
     return out
@@ -234,7 +239,7 @@ def check_arguments(
     for raw in arguments.existing_paths([Path(p) for p in paths]):
         found = expand_paths([raw])
         if raw.is_dir() and not found:
-            raise ConfigError(f"paths: folder {str(raw)!r} holds no .csv or .zip file")
+            raise ConfigError(f"paths: folder {str(raw)!r} holds no .csv, .zip or .parquet file")
         files += found
     for path in files:
         if path.suffix.lower() == ".zip":
@@ -243,6 +248,11 @@ def check_arguments(
                     archive.namelist()
             except (zipfile.BadZipFile, OSError) as exc:
                 raise ConfigError(f"paths: {str(path)!r} is not a readable zip archive ({exc})") from None
+        if path.suffix.lower() == ".parquet":
+            try:
+                pq.read_schema(path)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise ConfigError(f"paths: {str(path)!r} is not a readable Parquet file ({exc})") from None
     return files
 
 

@@ -4,12 +4,19 @@ it is held, so every open waits out the lock with jittered back-off instead of f
 
 from __future__ import annotations
 
+import logging
 import random
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from .sql import check_identifier
+from .tables import TABLES, Table
+
+log = logging.getLogger(__name__)
 
 
 def is_lock_error(exc: BaseException) -> bool:
@@ -40,3 +47,27 @@ def connect_with_retry(
                 raise
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 2.0)
+
+
+def add_missing_columns(conn: duckdb.DuckDBPyConnection, tables: Mapping[str, Table] = TABLES) -> list[str]:
+    """Migrate a warehouse made by an earlier version: each stored table gains the columns `core/tables.py`
+    declares for it and it lacks (e.g. the bars' `quote_volume`, `trade_count`, `taker_buy_volume`, `source`),
+    NULL in the rows written before; re-materializing a window fills them. Without this, writing a window of
+    an old table fails (`INSERT ... BY NAME`: no such column). Returns the `table.column`s added."""
+    stored: dict[str, set[str]] = {}
+    for name, column in conn.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'main'"
+    ).fetchall():
+        stored.setdefault(name, set()).add(column)
+    added = []
+    for name, have in stored.items():
+        if name not in tables:
+            continue
+        for column, kind in tables[name].duckdb_columns:
+            if column not in have:
+                conn.execute(f"ALTER TABLE {check_identifier(name)} ADD COLUMN {check_identifier(column)} {kind}")
+                added.append(f"{name}.{column}")
+    if added:
+        log.warning(f"warehouse: columns added to tables made by an earlier version (NULL in older rows): {added}")
+    return added

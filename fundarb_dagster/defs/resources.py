@@ -33,7 +33,7 @@ from ..core import landing
 from ..core.alerts import AlertChannel, JsonlChannel, LogChannel, WebhookChannel
 from ..core.config import FundarbConfig, load_config
 from ..core.instruments import registry_path
-from ..core.warehouse import connect_with_retry, is_lock_error  # noqa: F401  (re-exported for callers)
+from ..core.warehouse import add_missing_columns, connect_with_retry, is_lock_error  # noqa: F401  (re-exported for callers)
 
 DEFAULT_DATA_DIR = "data"
 POOL = "duckdb"  # the concurrency pool every asset that writes the warehouse declares
@@ -112,6 +112,8 @@ def warehouse_connection(resource: DuckDBResource, read_only: bool = False) -> I
         database_path(resource), read_only=read_only, config=resource.connection_config, timeout_s=timeout
     )
     try:
+        if not read_only:
+            add_missing_columns(conn)  # a warehouse made before a table gained columns (core/warehouse.py)
         yield conn
     finally:
         conn.close()

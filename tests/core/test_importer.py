@@ -575,3 +575,47 @@ def test_many_files_read_together_parse_exactly_as_one_by_one(tmp_path: Path) ->
         assert got.reject_counts == alone.reject_counts and got.rejects == alone.rejects
     assert together[-4].reject_counts == {"funding_rate: not a number": 1}
     assert np.all(together[4].parts[(None, None)]["interval_h"][2:] == 4.0)
+
+
+def test_parquet_files_import_as_their_csv_does(tmp_path: Path, fixtures_dir: Path) -> None:
+    """A desk's own files as Parquet (the real archives' originals are Parquet): the real fixture files and a
+    Binance kline archive, converted to Parquet here, land exactly the rows their CSVs land."""
+    import pyarrow.csv as pacsv
+
+    sources = tmp_path / "csv"
+    sources.mkdir()
+    for name in ("XRP_ETH-trades.csv", "XRP_USDT_USDT-5m-futures.csv"):
+        shutil.copy(fixtures_dir / "binance_xrp" / name, sources / name)
+    funding = pd.read_csv(fixtures_dir / "funding_2025_2026" / "funding_btc_eth_binance_bybit_hyperliquid_utc.csv")
+    funding.to_csv(sources / "funding.csv", index=False)
+    write_csv(sources / "BTCUSDT-1m-2024-01-01.csv", klines_rows(600), None, [], False)  # no header
+    imports = [
+        ("XRP_ETH-trades", "binance", "XRP/ETH"),
+        ("XRP_USDT_USDT-5m-futures", "binance", "XRP/USDT:USDT"),
+        ("funding", "bybit", "ETH/USDT:USDT"),
+        ("BTCUSDT-1m-2024-01-01", "binance", "BTC/USDT"),
+    ]
+    parquet = tmp_path / "parquet"
+    parquet.mkdir()
+    for stem, *_ in imports:
+        header = stem != "BTCUSDT-1m-2024-01-01"  # the archive's columns named as Binance documents them
+        options = pacsv.ReadOptions(column_names=None if header else KLINE_HEADER)
+        pq.write_table(pacsv.read_csv(sources / f"{stem}.csv", read_options=options), parquet / f"{stem}.parquet")
+    landed = {}
+    for folder, suffix in ((sources, ".csv"), (parquet, ".parquet")):
+        data = tmp_path / f"data{suffix}"
+        for stem, exchange, symbol in imports:
+            summary = import_files([folder / f"{stem}{suffix}"], data, exchange=exchange, symbol=symbol, progress=None)
+            assert summary.ok and summary.quarantined == 0, format_summary(summary)
+        landed[suffix] = {stream: read_landed(data, stream) for stream in ("trades", "ohlcv", "funding")}
+    csv, parquet_rows = landed[".csv"], landed[".parquet"]
+    assert len(csv["trades"]) == 12_477 and len(csv["ohlcv"]) == 1999 + 600
+    assert len(csv["funding"]) == len(funding.query("venue == 'bybit' and canonical_symbol == 'ETH-USDT-PERP'"))
+    for stream, frame in csv.items():
+        key = [c for c in ("exchange", "symbol", "ts_ms", "trade_id", "timeframe_s") if c in frame.columns]
+        pd.testing.assert_frame_equal(
+            parquet_rows[stream].sort_values(key, ignore_index=True), frame.sort_values(key, ignore_index=True)
+        )
+    for stem, exchange, symbol in imports:  # idempotent as a CSV: the same bytes land nothing new
+        again = import_files([parquet / f"{stem}.parquet"], tmp_path / "data.parquet", exchange=exchange, symbol=symbol)
+        assert (again.landed, again.skipped) == (0, 1)

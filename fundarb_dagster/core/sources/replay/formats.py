@@ -108,6 +108,11 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 
 def _first_line(path: Path) -> str:
+    """A CSV's first line; a Parquet file's column names, as the header line a CSV of it would have."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        return ",".join(pq.read_schema(path).names)
     with _open_text(path) as handle:
         return handle.readline().strip().lstrip("\ufeff")
 
@@ -122,7 +127,7 @@ def _is_number(text: str) -> bool:
 
 def _stem(path: Path) -> str:
     name = path.name
-    for suffix in (".zip", ".csv"):
+    for suffix in (".zip", ".csv", ".parquet"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
     return name
