@@ -99,7 +99,7 @@ BAD_ARGUMENTS: list[tuple[list[str], tuple[str, ...]]] = [
     (["import", "--exchange", "binance", "--symbol", "BTCUSD_PERP", *DATA, "{file}"], ("--symbol", "'BTCUSD_PERP'")),
     ([*IMPORT, "{folder}/missing.csv"], ("paths", "missing.csv", "does not exist")),
     ([*IMPORT, "{zip}"], ("paths", "{zip}", "not a readable zip")),
-    ([*IMPORT, "{folder}"], ("paths", "{folder}", "no .csv or .zip")),
+    ([*IMPORT, "{folder}"], ("paths", "{folder}", "no .csv, .zip or .parquet")),
     ([*IMPORT, "--data-dir", "{file}", "{zip}"], ("--data-dir", "{file}")),  # the last --data-dir counts
     (["capture", "--ranks", "1", *DATA], ("ranks", "1")),
     (["capture", "--duration", "0", *DATA], ("duration", "0")),

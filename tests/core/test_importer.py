@@ -619,3 +619,21 @@ def test_parquet_files_import_as_their_csv_does(tmp_path: Path, fixtures_dir: Pa
     for stem, exchange, symbol in imports:  # idempotent as a CSV: the same bytes land nothing new
         again = import_files([parquet / f"{stem}.parquet"], tmp_path / "data.parquet", exchange=exchange, symbol=symbol)
         assert (again.landed, again.skipped) == (0, 1)
+
+
+def test_the_funding_archives_original_parquet_imports_as_it_is(tmp_path: Path, fixtures_dir: Path) -> None:
+    """`funding_2025_2026/original/` as published (Parquet, `settlement_ts` in us, `rate_raw`): the rows of an
+    instrument land as the fixture's CSV made from them has them (times in ms, rates, intervals, marks)."""
+    original = fixtures_dir / "funding_2025_2026" / "original" / "venue=binance__data.parquet"
+    table = pd.read_csv(fixtures_dir / "funding_2025_2026" / "funding_btc_eth_binance_bybit_hyperliquid_utc.csv")
+    data = tmp_path / "data"
+    summary = import_files([original], data, exchange="binance", symbol="ETH/USDT:USDT", progress=None)
+    expected = table.query("venue == 'binance' and canonical_symbol == 'ETH-USDT-PERP' and not is_predicted")
+    got = read_landed(data, "funding").sort_values("funding_ts_ms", ignore_index=True)
+    assert summary.ok and summary.landed == len(got) == len(expected) > 1000
+    assert summary.files[0].other_instruments == pq.read_metadata(original).num_rows - len(expected)
+    expected = expected.sort_values("settlement_time_ms_utc", ignore_index=True)
+    assert got["funding_ts_ms"].tolist() == expected["settlement_time_ms_utc"].tolist()
+    assert got["funding_rate"].tolist() == expected["funding_rate"].tolist()
+    assert got["interval_h"].tolist() == expected["interval_hours"].tolist()
+    np.testing.assert_allclose(got["mark_price"], expected["mark_price"], rtol=1e-12)

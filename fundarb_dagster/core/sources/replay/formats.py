@@ -133,9 +133,12 @@ def _stem(path: Path) -> str:
     return name
 
 
+# The funding table's source files (`funding_2025_2026/original/*.parquet`) name two columns differently.
+FUNDING_TABLE_ALIASES: dict[str, str] = {"settlement_ts": "settlement_time_ms_utc", "rate_raw": "funding_rate"}
+
 # The headers detect_kind tells apart, for the error that lists them.
 KNOWN_HEADERS: tuple[tuple[str, str], ...] = (
-    ("funding_table", "venue, settlement_time_ms_utc, funding_rate, ..."),
+    ("funding_table", "venue, settlement_time_ms_utc, funding_rate, ... (or settlement_ts, rate_raw)"),
     ("fixture_trades", "time_ms_utc, trade_id, ..."),
     ("fixture_funding", "time_ms_utc, funding_rate, ..."),
     ("fixture_ohlcv / fixture_mark", "time_ms_utc, open, high, low, close, ..."),
@@ -156,7 +159,7 @@ def detect_kind(path: Path) -> str:
     parts = {p.lower() for p in path.parts}
     if header:
         names = set(cells)
-        if {"venue", "settlement_time_ms_utc", "funding_rate"} <= names:
+        if {"venue", "settlement_time_ms_utc", "funding_rate"} <= names or set(FUNDING_TABLE_ALIASES) <= names:
             return "funding_table"
         if "time_ms_utc" in names:
             if "trade_id" in names:

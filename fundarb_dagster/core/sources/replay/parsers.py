@@ -22,6 +22,7 @@ from ... import schema
 from ...funding import intervals_in_force
 from .formats import (
     _COLUMNS,
+    FUNDING_TABLE_ALIASES,
     KIND_STREAMS,
     KINDS,
     _first_line,
@@ -420,6 +421,8 @@ def parse_file(
     columns = _COLUMNS.get(kind)
     if columns is None:  # fixture shapes always carry their header
         columns = [c.strip().lower() for c in first.split(",")]
+        if kind == "funding_table":
+            columns = [FUNDING_TABLE_ALIASES.get(c, c) for c in columns]
     elif header:
         # Binance headers name the same columns; read by position so header spelling does not matter.
         columns = columns[: len(first.split(","))]
