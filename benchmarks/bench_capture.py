@@ -36,16 +36,33 @@ if str(REPO) not in sys.path:
 
 from fundarb_dagster.core import schema  # noqa: E402
 from mpi_jobs.flush import Flusher, read_landed  # noqa: E402
+from mpi_jobs.launcher import capture_command  # noqa: E402
 from mpi_jobs.ring import Ring  # noqa: E402
+from tests.mpi_jobs.hosts import NoNamespaces, mpi_env, two_namespaces, write_launcher  # noqa: E402
 
 FIXTURES = REPO.parent / "shared" / "fixtures"
 ASSETS = ("BTC", "ETH", "SOL", "XRP", "DOGE", "LINK")
 
 
 # -- 1. end to end ----------------------------------------------------------------------------------------
-def capture_run(ranks: int, seconds: float, speed: float, workdir: Path) -> dict[str, float]:
-    data = workdir / f"data-{ranks}"
-    config = workdir / f"capture-{ranks}.yaml"
+def capture_run(
+    ranks: int, seconds: float, speed: float, workdir: Path, hosts: dict[str, str] | None = None
+) -> dict[str, float]:
+    """One run; with `hosts` (two network namespaces, name -> address) the first host's flusher runs alone
+    and the second host holds the other ranks, forwarding over MPI (capture.landing first_host)."""
+    name = f"{ranks}-hosts" if hosts else str(ranks)
+    data = workdir / f"data-{name}"
+    config = workdir / f"capture-{name}.yaml"
+    capture: dict[str, object] = {"flush_interval_s": 2.0, "stats_interval_s": 2.0}
+    cmd_prefix: list[str] = []
+    env = None
+    if hosts:
+        (first, first_address), (_, second_address) = hosts.items()
+        hostfile = workdir / "hosts"
+        hostfile.write_text(f"{first_address}:1\n{second_address}:{ranks - 1}\n")
+        capture |= {"hostfile": str(hostfile), "landing": "first_host"}
+        cmd_prefix = ["ip", "netns", "exec", first]
+        env = mpi_env(write_launcher(workdir / "launcher.sh", hosts))
     symbols = [f"{a}/USDT:USDT" for a in ASSETS] + [f"{a}/USDT" for a in ASSETS[:3]]
     config.write_text(
         yaml.safe_dump(
@@ -57,16 +74,18 @@ def capture_run(ranks: int, seconds: float, speed: float, workdir: Path) -> dict
                     for venue in ("binance", "bybit")
                 ],
                 "sim": {"seed": 7, "speed": speed},
-                "capture": {"flush_interval_s": 2.0, "stats_interval_s": 2.0},
+                "capture": capture,
             }
         )
     )
     mpiexec = str(Path(sys.executable).with_name("mpiexec"))
-    cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "mpi_jobs.capture", "--config", str(config)]
-    proc = subprocess.run([*cmd, "--duration", str(seconds)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    cmd = capture_command(mpiexec, ranks, str(config), hostfile=capture.get("hostfile", ""))  # type: ignore[arg-type]
+    proc = subprocess.run(
+        [*cmd_prefix, *cmd, "--duration", str(seconds)], cwd=REPO, capture_output=True, text=True, timeout=600, env=env
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"capture job failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    total = next(line for line in proc.stdout.splitlines() if " TOTAL " in line)
+    total = next(line for line in proc.stdout.splitlines() if " TOTAL " in line and "node 0" in line)
     elapsed = float(re.search(r"TOTAL ([0-9.]+) s", total).group(1))
     landed = {s: len(read_landed(data, s)) for s in schema.MARKET_STREAMS}
     messages = sum(landed.values())
@@ -241,7 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short runs and small sizes, to check it runs")
     parser.add_argument("--speed", type=float, default=4000.0, help="sim speed for the end-to-end runs")
     parser.add_argument(
-        "--part", choices=("all", "capture", "flush"), default="all", help="run one section only (flush: 2 only)"
+        "--part",
+        choices=("all", "capture", "flush", "hosts"),
+        default="all",
+        help="run one section only (flush: 2 only; hosts: 4 only, as root)",
     )
     args = parser.parse_args(argv)
     seconds = 4.0 if args.quick else 20.0
@@ -252,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="bench_capture-") as tmp:
         work = Path(tmp)
+        if args.part == "hosts":
+            return print_hosts(seconds, args.speed, work)
         if args.part in ("all", "capture"):
             print(
                 f"== 1. end-to-end sim capture: 2 venues x 9 symbols x 4 streams, speed {args.speed:g}, {seconds:g} s"
@@ -290,6 +314,32 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not isinstance(wire, str):
             print(f"ratio: the pipeline adds {pipe['total_us'] / wire['us_per_frame'] * 100:.2f} % to the parsing cost")
+    return 0
+
+
+# -- 4. across hosts ----------------------------------------------------------------------------------------
+def print_hosts(seconds: float, speed: float, work: Path, repeats: int = 3) -> int:
+    """One host (flusher + 2 watchers) against two namespaces (the first host's flusher alone; on the second a
+    forwarder + 2 watchers, records over TCP), interleaved, median of `repeats` each."""
+    print(
+        f"== 4. capture across two hosts (network namespaces, MPI over TCP) vs one host, 2 watchers each, "
+        f"speed {speed:g}, {seconds:g} s, median of {repeats}"
+    )
+    try:
+        with two_namespaces(os.getpid() % 250 + 1) as hosts:
+            one, two = [], []
+            for _ in range(repeats):
+                one.append(capture_run(3, seconds, speed, work))
+                two.append(capture_run(4, seconds, speed, work, hosts))
+    except NoNamespaces as exc:
+        print(f"skipped: {exc}")
+        return 0
+    for label, runs in (("one host [3]", one), ("two hosts [1, 3]", two)):
+        rate = statistics.median(r["rate"] for r in runs)
+        messages = statistics.median(r["messages"] for r in runs)
+        print(f"{label:>18}: {messages:>10,.0f} msgs landed, {rate:>9,.0f} msgs/s")
+    ratio = statistics.median(r["rate"] for r in two) / statistics.median(r["rate"] for r in one)
+    print(f"ratio two hosts / one host: {ratio:.2f}")
     return 0
 
 

@@ -5,6 +5,10 @@ Rank roles. `COMM_WORLD` is split by shared memory (`COMM_TYPE_SHARED`): on each
 subscriptions (exchange x symbol x stream) are dealt round-robin over all watchers of all nodes. A watcher
 copies its feeds' record batches into its shared-memory rings (`ring.Ring`, one per market stream plus one for
 capture_events); the flusher drains every ring of its node into the landing zone (`flush.Flusher`).
+Several hosts (`capture.hostfile`): with `capture.landing: each_host` every host's flusher writes to the
+data folder (a shared filesystem); with `first_host` only the first host's does, and every other host's
+local rank 0 forwards what it drains over MPI instead (`forward.py`; the first host may then run its
+flusher alone).
 
 Start: world rank 0 takes the landing directory's lock (`lock.CaptureLock`: one capture job per landing
 directory; a second one exits 2 at once naming the running job's pid), loads the markets, checks the
@@ -42,6 +46,7 @@ from fundarb_dagster.core.sources import open_exchange
 
 from .control import EVENT_RING_RECORDS, EXIT_CONFIG, EXIT_ERROR, RING_STREAMS, StopFlag, ring_capacity, say
 from .flusher_loop import FlusherLoop, Outcome
+from .forward import Forwarder, Intake
 from .launcher import resolve_config
 from .lock import CaptureBusy, CaptureLock
 from .ring import Ring
@@ -61,6 +66,8 @@ class Layout:
     n_nodes: int
     watchers: list[int]  # world ranks of all watchers, sorted
     local_watchers: list[int]  # world ranks of this node's watchers, in local-rank order
+    node_sizes: list[int]  # ranks per node, by node index
+    leaders: Any = None  # the flushers' communicator (node index = rank in it); COMM_NULL on watchers
     assignment: dict[int, list[tuple[str, str, str]]] = field(default_factory=dict)
 
     @property
@@ -88,6 +95,12 @@ def writer_name(node_index: int, world_rank: int) -> str:
     """`<node>-<rank>`: the host name keeps writers of different machines apart on a shared landing zone."""
     host = "".join(c if c.isalnum() else "_" for c in socket.gethostname().split(".")[0]) or f"node{node_index}"
     return f"{host}-{world_rank}"
+
+
+def landing_note(config: FundarbConfig, layout: Layout) -> str:
+    if config.capture.landing == "first_host" and layout.n_nodes > 1:
+        return f" by the first host's flusher ({layout.n_nodes - 1} other host(s) forward over MPI)"
+    return f" by each node's flusher ({layout.n_nodes})" if layout.n_nodes > 1 else ""
 
 
 # -- registry ----------------------------------------------------------------------------------------------
@@ -150,13 +163,26 @@ def layout_of(world: Any, node: Any) -> Layout:
     leaders = world.Split(0 if local_rank == 0 else MPI.UNDEFINED, key=rank)
     node_index = leaders.Get_rank() if local_rank == 0 else -1
     node_index = node.bcast(node_index, root=0)
-    if leaders != MPI.COMM_NULL:
-        leaders.Free()
-    roles = world.allgather(local_rank)
-    watchers = [r for r, local in enumerate(roles) if local != 0]
+    roles = world.allgather((local_rank, node_index, local_size))
+    watchers = [r for r, (local, _, _) in enumerate(roles) if local != 0]
     local_watchers = node.allgather(rank)[1:]
-    n_nodes = sum(1 for local in roles if local == 0)
-    return Layout(rank, size, node_index, local_rank, local_size, n_nodes, watchers, local_watchers)
+    node_sizes = [n for local, _, n in sorted(roles, key=lambda role: role[1]) if local == 0]
+    return Layout(
+        rank, size, node_index, local_rank, local_size, len(node_sizes), watchers, local_watchers, node_sizes, leaders
+    )
+
+
+def layout_error(layout: Layout, landing: str) -> str | None:
+    """Why these ranks cannot run the job (the same answer on every rank), or None."""
+    # With landing first_host the first host may hold its flusher alone: the other hosts' watchers feed it.
+    exempt = {0} if landing == "first_host" and layout.n_nodes > 1 else set()
+    short = [i for i, n in enumerate(layout.node_sizes) if n < 2 and i not in exempt]
+    if not layout.watchers or short:
+        return (
+            "ranks: every node needs a flusher and at least one watcher "
+            f"(ranks per node {layout.node_sizes}); start more ranks"
+        )
+    return None
 
 
 def start_up(world: Any, config: FundarbConfig, lock: CaptureLock) -> tuple[str, Any]:
@@ -182,13 +208,10 @@ def run(world: Any, config: FundarbConfig, duration_s: float | None, stop: StopF
     rank = world.Get_rank()
     node = world.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
     layout = layout_of(world, node)
-    if not layout.watchers or layout.local_size < 2:
+    error = layout_error(layout, config.capture.landing)
+    if error:
         if rank == 0:
-            say(
-                "[capture] config error: ranks: every node needs a flusher and at least one watcher "
-                f"(got {layout.local_size} rank(s) on a node); start more ranks",
-                file=sys.stderr,
-            )
+            say(f"[capture] config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     subscriptions = config.subscriptions()
     layout.assignment = assign_subscriptions(subscriptions, layout.watchers, by_exchange=config.source == "wire")
@@ -206,7 +229,8 @@ def run(world: Any, config: FundarbConfig, duration_s: float | None, stop: StopF
     if rank == 0:
         say(
             f"[capture] source {config.source}: {len(subscriptions)} subscriptions over {len(layout.watchers)} "
-            f"watcher(s) on {layout.n_nodes} node(s); landing in {os.path.abspath(config.data_dir)}; "
+            f"watcher(s) on {layout.n_nodes} node(s) {layout.node_sizes}; landing in "
+            f"{os.path.abspath(config.data_dir)}{landing_note(config, layout)}; "
             f"clock start {start:.3f}"
         )
 
@@ -216,12 +240,20 @@ def run(world: Any, config: FundarbConfig, duration_s: float | None, stop: StopF
         for stream in RING_STREAMS:
             capacity = EVENT_RING_RECORDS if stream == "capture_events" else ring_capacity(stream, config.capture)
             rings[(watcher, stream)] = Ring.create(node, schema.dtype_of(stream), capacity, owner=0)
-    result = play_role(world, config, layout, registry, rings, stop, deadline, start)
+    result, learned = play_role(world, config, layout, registry, rings, stop, deadline, start)
     # Every rank is here (or the job was aborted): the same collectives, in the same order, on every rank.
     node.Barrier()
     for ring in rings.values():
         ring.free()
     node.Free()
+    if layout.leaders != MPI.COMM_NULL:
+        layout.leaders.Free()
+    # Funding intervals the watchers learned while running (REST at start, a documented schedule, inferences),
+    # marked by source, into instruments.json on the landing host: the next run and the warehouse start from them.
+    gathered = world.gather(learned, root=0)
+    if rank == 0:
+        for intervals in filter(None, gathered):
+            InstrumentRegistry.from_dict(intervals).persist_intervals(registry_path(config.data_dir))
     code = world.allreduce(result.code, op=MPI.MAX)
     spilled = world.allreduce(result.spilled, op=MPI.SUM)
     lost = world.allreduce(result.lost, op=MPI.SUM)
@@ -246,11 +278,18 @@ def play_role(
     stop: StopFlag,
     deadline: float | None,
     start: float,
-) -> Outcome:
-    """Run this rank's role to its end; never raises (an unexpected error aborts the job, see the module doc)."""
+) -> tuple[Outcome, dict[str, Any] | None]:
+    """Run this rank's role to its end: its outcome, and a watcher's registry (with the intervals it learned).
+    Never raises (an unexpected error aborts the job, see the module doc)."""
     try:
         if layout.is_flusher:
             writer = writer_name(layout.node_index, layout.world_rank)
+            forwarding = config.capture.landing == "first_host" and layout.n_nodes > 1
+            forwarder = intake = None
+            if forwarding and layout.node_index == 0:
+                intake = Intake(layout.leaders)
+            elif forwarding:
+                forwarder = Forwarder(layout.leaders, writer, max_pending_records=config.capture.max_pending_records)
             loop = FlusherLoop(
                 config,
                 rings,
@@ -260,11 +299,15 @@ def play_role(
                 names=registry.names(),
                 deadline=deadline,
                 spill_prefix=writer.rsplit("-", 1)[0] + "-",  # this host's recovery files, whatever rank wrote them
+                forwarder=forwarder,
+                intake=intake,
             )
             outcome = loop.run()
             if outcome.abandoned:  # a watcher is stuck: no collective can be joined, end the whole job
                 world.Abort(outcome.code or EXIT_ERROR)
-            return outcome
+            if forwarder is not None:
+                forwarder.finish()
+            return outcome, None
         mine = {stream: rings[(layout.world_rank, stream)] for stream in RING_STREAMS}
         watcher = Watcher(
             config, registry, layout.assignment[layout.world_rank], mine, stop, deadline, clock_start=start,
@@ -275,7 +318,7 @@ def play_role(
         finally:
             for ring in mine.values():
                 ring.close()
-        return Outcome(watcher.exit_code)
+        return Outcome(watcher.exit_code), watcher.registry.to_dict()
     except BaseException:  # noqa: BLE001 - see the module docstring: abort, never a mismatched collective
         traceback.print_exc()
         sys.stderr.flush()

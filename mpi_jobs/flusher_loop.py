@@ -31,6 +31,7 @@ from fundarb_dagster.core.config import FundarbConfig
 
 from .control import EXIT_ERROR, EXIT_OK, EXIT_SPILLED, StopFlag, say
 from .flush import Flusher, FlushResult
+from .forward import Forwarder, Intake
 from .ring import Backoff, Ring
 from .watcher import STOP_BOUND_S
 
@@ -70,6 +71,8 @@ class FlusherLoop:
         names: Mapping[int, tuple[str, str]],
         deadline: float | None = None,
         spill_prefix: str | None = None,
+        forwarder: Forwarder | None = None,
+        intake: Intake | None = None,
     ) -> None:
         self.config = config
         self.node_index = node_index
@@ -79,7 +82,9 @@ class FlusherLoop:
         self.live_clock = config.source == "live"
         self.data_clock_ms: int | None = None
         self.shutdown_timeout_s = config.capture.shutdown_timeout_s
-        self.flusher = Flusher(
+        # A forwarding host (capture.landing first_host) sends what it drains to the first host's flusher, whose
+        # `intake` takes it in beside its own rings (forward.py).
+        self.flusher: Flusher | Forwarder = forwarder or Flusher(
             config.data_dir,
             writer,
             names,
@@ -87,6 +92,7 @@ class FlusherLoop:
             max_pending_records=config.capture.max_pending_records,
             event_clock_ms=self.clock_ms,
         )
+        self.intake = intake
         self.recovery_files = self.flusher.recover_spills(spill_prefix)
         self.stats = {key: _RingStats(last_t=time.monotonic()) for key in rings}
         self.events_by_kind: dict[str, int] = {}
@@ -122,17 +128,25 @@ class FlusherLoop:
                 records = ring.pop(room)
             if not len(records):
                 continue
-            moved += len(records)
-            flusher.add(stream, records)
-            if stream == "capture_events":
-                self._count_events(watcher, records)
-            elif not self.live_clock:
-                newest = int(records["recv_ts_ms"].max())
-                if self.data_clock_ms is None or newest > self.data_clock_ms:
-                    self.data_clock_ms = newest
+            moved += self._take(watcher, stream, records)
+        if self.intake is not None:
+            room = None if take_all else max(0, flusher.max_pending_records - flusher.pending())
+            if room != 0:
+                for stream, records in self.intake.receive(room):
+                    moved += self._take(None, stream, records)
         return moved
 
-    def _count_events(self, watcher: int, events: np.ndarray) -> None:
+    def _take(self, watcher: int | None, stream: str, records: np.ndarray) -> int:
+        self.flusher.add(stream, records)
+        if stream == "capture_events":
+            self._count_events(watcher, records)
+        elif not self.live_clock and stream != "capture_stats":
+            newest = int(records["recv_ts_ms"].max())
+            if self.data_clock_ms is None or newest > self.data_clock_ms:
+                self.data_clock_ms = newest
+        return len(records)
+
+    def _count_events(self, watcher: int | None, events: np.ndarray) -> None:
         for kind, stream_code, count, reason in zip(
             events["kind"], events["stream"], events["count"], events["reason"], strict=True
         ):
@@ -150,7 +164,7 @@ class FlusherLoop:
     def flush_round(self, ignore_backoff: bool = False) -> FlushResult:
         """One flush round; failed files stay pending (retried with back-off) and are reported on one line."""
         result = self.flusher.flush(ignore_backoff=ignore_backoff)
-        if result.files:
+        if result.records:
             self.flush_latencies.append(result.seconds)
         if result.failures:
             first = result.failures[0]
@@ -213,7 +227,7 @@ class FlusherLoop:
             return (
                 f"{head} TOTAL {elapsed:.1f} s: messages "
                 + " ".join(f"{s}={n}" for s, n in totals.items())
-                + f" | landed {landed} | files flushes={flusher.flushes} bytes={flusher.bytes_written}"
+                + f" | {self._verb()} {landed} | files flushes={flusher.flushes} bytes={flusher.bytes_written}"
                 + f" | flush median/max {lat_txt} | drops {drops} waits {int(rows['waits'].sum())}"
                 + f" | events {dict(sorted(events.items()))}"
                 + (f" | frames used {self.frames['used']} unused {self.frames['unused']}" if replayed else "")
@@ -223,8 +237,11 @@ class FlusherLoop:
         return (
             f"{head}: {rates} | ring max {fill:.1f}% | flush {1000 * flusher.last_latency_s:.1f} ms"
             f" | drops {drops} waits {int(rows['waits'].sum())} reconnects {int(rows['reconnects'].sum())}"
-            f" | landed {sum(flusher.written.values())} | {storage}"
+            f" | {self._verb()} {sum(flusher.written.values())} | {storage}"
         )
+
+    def _verb(self) -> str:
+        return "forwarded" if isinstance(self.flusher, Forwarder) else "landed"
 
     # -- the loop -------------------------------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -248,12 +265,19 @@ class FlusherLoop:
             stopping = self._stopping()
             # Read `closed` before draining: a ring closed before this drain is empty after it.
             all_closed = all(ring.closed for ring in self.rings.values())
+            remote_done = self.intake is None or self.intake.all_done
             moved = self.drain(take_all=stopping or all_closed)
-            if all_closed:
+            if all_closed and remote_done:
                 return False
-            if self.stop_at is not None and time.monotonic() >= self.stop_at + RING_WAIT_S:
+            if self.stop_at is not None and time.monotonic() >= self.stop_at + RING_WAIT_S + self._remote_wait_s():
                 open_rings = sorted({w for (w, _), ring in self.rings.items() if not ring.closed})
-                say(f"[capture] watcher rank(s) {open_rings} did not stop within {RING_WAIT_S:g} s", file=sys.stderr)
+                missing = (
+                    "" if remote_done else f"; {self.intake.forwarders - len(self.intake.done)} forwarding host(s)"
+                )
+                say(
+                    f"[capture] watcher rank(s) {open_rings}{missing} did not stop within {RING_WAIT_S:g} s",
+                    file=sys.stderr,
+                )
                 return True
             if self.flusher.due():
                 self.flush_round()
@@ -267,6 +291,10 @@ class FlusherLoop:
                 backoff.reset()
             else:
                 backoff.pause()
+
+    def _remote_wait_s(self) -> float:
+        """A forwarding host stops like a watcher, then sends what it holds: one flush interval more."""
+        return 0.0 if self.intake is None else self.config.capture.flush_interval_s
 
     def _finish(self) -> Outcome:
         """Land what is held until the deadline, retrying failed files; spill the rest; the final line."""
@@ -293,6 +321,10 @@ class FlusherLoop:
                 tail = f" | LOST {unsaved:,} records: storage failed and the recovery file could not be written ({exc})"
         if self.flusher.pending():  # records of earlier recovery files still there, in their own files
             tail += f" | {self.flusher.pending():,} records stay in earlier recovery files"
+        short = self.intake.check() if self.intake is not None else []
+        if short:  # cannot happen over MPI's reliable delivery; said and failed, never silent
+            outcome.lost = outcome.lost or 1
+            tail += f" | FORWARDED RECORDS MISSING: {'; '.join(short)}"
         outcome.code = EXIT_ERROR if outcome.lost else EXIT_SPILLED if outcome.spilled or tail else EXIT_OK
         say(self.progress_line(rows, final=True) + tail)
         return outcome

@@ -73,9 +73,11 @@ def capture_command(
     source: str | None = None,
     duration_s: float | None = None,
     data_dir: str | None = None,
+    hostfile: str = "",
 ) -> list[str]:
-    """The mpiexec command line of the capture job."""
-    cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "mpi_jobs.capture"]
+    """The mpiexec command line of the capture job (`-f hostfile`: its ranks over the hosts the file names)."""
+    hosts = ["-f", str(hostfile)] if hostfile else []
+    cmd = [mpiexec, *hosts, "-n", str(ranks), sys.executable, "-m", "mpi_jobs.capture"]
     if config_path is not None:
         cmd += ["--config", str(config_path)]
     if source is not None:
@@ -116,7 +118,10 @@ def launch_capture(
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    cmd = capture_command(mpiexec, n, config_path, source=source, duration_s=duration_s, data_dir=data_dir)
+    cmd = capture_command(
+        mpiexec, n, config_path, source=source, duration_s=duration_s, data_dir=data_dir,
+        hostfile=config.capture.hostfile,
+    )  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1", LAUNCHER_ENV: str(os.getpid())}
     # The job writes its output to files that this process follows: if this process dies, the job's output
     # has somewhere to go while it stops (a pipe without a reader would kill mpiexec with SIGPIPE).

@@ -20,7 +20,7 @@ import numpy as np
 
 from fundarb_dagster.core import schema
 from fundarb_dagster.core.config import FundarbConfig
-from fundarb_dagster.core.instruments import InstrumentRegistry, registry_path
+from fundarb_dagster.core.instruments import InstrumentRegistry
 from fundarb_dagster.core.sources import EndOfData, open_exchange
 from fundarb_dagster.core.sources.validation import concat_events, event_rows
 
@@ -247,9 +247,8 @@ class Watcher:
             except Exception as exc:  # noqa: BLE001 - closing is best effort; the data is already staged
                 say(f"[capture] close: {exc!r}", file=sys.stderr, flush=True)
         self.report_frame_usage()
-        # funding intervals learned while running (REST at start, a documented schedule, inferences), marked
-        # by source, into instruments.json: the next run and the warehouse start from them
-        self.registry.persist_intervals(registry_path(self.config.data_dir))
+        # The funding intervals learned while running stay in self.registry: the job gathers every watcher's to
+        # world rank 0, which keeps them in instruments.json (capture.run; a watcher's host may hold no landing zone)
         self.report_ring_pressure()
         await self.hand_over(deadline=time.monotonic() + FINAL_HAND_OVER_S)
         self.print_source_counts()

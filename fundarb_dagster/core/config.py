@@ -24,6 +24,7 @@ from .venues import VENUE_FACTS, is_dated_future, simulated_venues
 SOURCE_KINDS = ("sim", "replay", "wire", "live")
 REPLAY_FORMATS = ("landing", "fixture_csv", "binance_archive")
 DROP_POLICIES = ("block", "drop_newest")
+LANDINGS = ("each_host", "first_host")  # capture.landing
 MIN_SHUTDOWN_TIMEOUT_S = 12.0
 ORDER_FAULTS = ("order_reject_rate", "order_timeout_rate", "order_never_fill_rate", "order_disconnect_rate")
 # ccxt unified symbols: BASE/QUOTE for spot, BASE/QUOTE:SETTLE for perpetual swaps, BASE/QUOTE:SETTLE-YYMMDD
@@ -125,6 +126,11 @@ class CaptureConfig:
     # A stop (SIGTERM, SIGINT, the launcher gone) ends every rank within this; what storage would not take by
     # then goes to a recovery file the next start lands.
     shutdown_timeout_s: float = 15.0
+    # Several hosts: an MPI hostfile (`host:ranks` per line, passed to mpiexec -f; "" = this host only) and
+    # where the landing zone is: `each_host` (every host's flusher writes to data_dir, a shared filesystem) or
+    # `first_host` (only the first host lands; the others' rank 0 forwards its rings' records over MPI).
+    hostfile: str = ""
+    landing: str = "each_host"
 
 
 TRADE_SIGNALS = ("own", "warehouse")
@@ -452,6 +458,12 @@ def validate(config: FundarbConfig) -> None:
     if capture.batch_records > capture.ring_records:
         raise ConfigError(
             f"capture.batch_records: {capture.batch_records!r} exceeds ring_records {capture.ring_records}"
+        )
+    if capture.landing not in LANDINGS:
+        raise ConfigError(f"capture.landing: {capture.landing!r}; expected one of {list(LANDINGS)}")
+    if capture.hostfile and not Path(capture.hostfile).is_file():
+        raise ConfigError(
+            f"capture.hostfile: {capture.hostfile!r} is not a file (an MPI hostfile, host:ranks per line)"
         )
     if capture.drop_policy not in DROP_POLICIES:
         raise ConfigError(f"capture.drop_policy: {capture.drop_policy!r}; expected one of {list(DROP_POLICIES)}")

@@ -129,6 +129,8 @@ def test_a_minimal_file_inherits_defaults_and_top_level_streams(tmp_path: Path) 
             "capture.batch_records: 200 exceeds ring_records 100",
         ),
         (base(capture={"drop_policy": "yolo"}), "capture.drop_policy: 'yolo'"),
+        (base(capture={"landing": "everywhere"}), "capture.landing: 'everywhere'; expected one of"),
+        (base(capture={"hostfile": "/no/such/hosts"}), "capture.hostfile: '/no/such/hosts' is not a file"),
         (base(capture={"stale_timeout_s": {"book": 5}}), "capture.stale_timeout_s.book: unknown stream"),
         (base(capture={"stale_timeout_s": {"trades": -1}}), "capture.stale_timeout_s.trades: -1.0 must be > 0"),
         (

@@ -271,3 +271,14 @@ def test_sim_order_books_land_sampled_as_the_simulator_serves_them(tmp_path: Pat
             assert int(row.nonce) == book["nonce"] and int(row.updates) >= 1
             assert list(row.bid_price) == [p for p, _ in book["bids"]]
             assert list(row.ask_size) == pytest.approx([a * size for _, a in book["asks"]], rel=1e-12)
+
+
+def test_a_host_without_a_watcher_is_refused_unless_the_first_host_only_lands() -> None:
+    from mpi_jobs.capture import Layout, layout_error
+
+    # world ranks 0 (host 0, alone) and 1, 2 (host 1: its flusher and one watcher)
+    layout = Layout(0, 3, 0, 0, 1, 2, watchers=[2], local_watchers=[], node_sizes=[1, 2])
+    assert "ranks per node [1, 2]" in (layout_error(layout, "each_host") or "")
+    assert layout_error(layout, "first_host") is None
+    lonely_second = Layout(0, 3, 0, 0, 2, 2, watchers=[1], local_watchers=[1], node_sizes=[2, 1])
+    assert layout_error(lonely_second, "first_host") is not None
