@@ -7,8 +7,9 @@ out the actions it returns; the decisions, the risk check and the bookkeeping li
     loop:   at each decision time (aligned to `decision_interval_s` on the venue's clock):
                 mids and funding -> signals -> targets (targets.py) -> phase-1 risk (risk_gate.admit)
                 -> Decide(target) per pair whose target moved
-            while orders are in flight, every `poll_interval_s`: each order's status -> OrderUpdate,
-                its fills -> the `fills` stream
+            every turn: the venues' private streams (streams.py: watch_orders, watch_my_trades where the venue
+                has them) -> OrderUpdate, fills -> the `fills` stream; where a venue has none, or its stream
+                is down, while orders are in flight every `poll_interval_s`: fetch_order, fetch_my_trades
             Tick(now) -> leg timeouts, repairs, drift
             every action: Place (phase-2 risk, write-ahead intent, create_order), Cancel
             every `reconcile_interval_s`: venue positions and balances against the pairs (Correct), funding
@@ -26,7 +27,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ from .machine import (
 from .pnl import PnL
 from .risk_gate import BookLeg, admit, order_check
 from .signals import own_signals, warehouse_signals
+from .streams import PrivateStreams
 from .targets import PairSpec, Target, choose_targets, market_key
 
 Key = tuple[str, str]
@@ -68,6 +70,8 @@ Key = tuple[str, str]
 # queued (a lookup right after a crash or a timeout can beat the order to the venue).
 UNKNOWN_GRACE_MS = 10_000
 CLOCK_SKEW_MS = 60_000  # trades are asked for from this much before the trader's own clock says they could be
+# a fill the order's status counts but no trade has brought this long after is fetched (a stream can drop it)
+FILL_GRACE_MS = 2_000
 LEDGER_FLUSH_S = 2.0  # wall seconds between landings of the buffered streams (the capture's flush interval)
 PHASE_CODES = {Phase.IDLE: 0, Phase.WORKING: 1, Phase.CANCELING: 2}
 
@@ -99,6 +103,8 @@ class Tracked:
     average: float = math.nan
     landed_status: str = ""
     unknown_since: int | None = None  # the send's answer was lost: look it up by client id
+    seen_ms: int = 0  # when the venue last told of it (its answer, a stream update, a lookup)
+    booked: float = 0.0  # base units of its fills landed
 
 
 @dataclass
@@ -111,6 +117,7 @@ class Counters:
     lookups_found: int = 0
     not_placed: int = 0
     fills: int = 0
+    fills_streamed: int = 0  # of `fills`, those the private streams delivered (the rest were fetched)
     decisions: int = 0
 
 
@@ -157,7 +164,9 @@ class Trader:
         self.funding_cursor: dict[Key, int] = {}
         # (exchange, venue order id) -> client id: order ids are each venue's own ("1" on two venues is two orders)
         self.order_clients: dict[tuple[str, str], str] = {}
+        self.unbooked: set[str] = set()  # client ids whose filled amount their landed fills do not reach yet
         self.counters = Counters()
+        self.streams = PrivateStreams(gateway.exchanges, say)
         self.pnl = PnL()
         self.equity = config.capital_usd
         self.peak_equity = config.capital_usd
@@ -198,12 +207,19 @@ class Trader:
         interval = int(self.config.decision_interval_s * 1000)
         self.next_decision = (now // interval) * interval + interval if self.next_decision <= 0 else self.next_decision
         self.next_reconcile = now + int(self.config.reconcile_interval_s * 1000)
-        while True:
-            now = self.clock.now()
-            if (until_ms is not None and now >= until_ms) or (stop is not None and stop()):
-                break
-            await self.once(now)
-            await self.clock.sleep_until(self.wake_time(now, until_ms))
+        self.streams = PrivateStreams(self.gateway.exchanges, self.say)  # each run subscribes anew
+        self.streams.start()
+        try:
+            while True:
+                now = self.clock.now()
+                if (until_ms is not None and now >= until_ms) or (stop is not None and stop()):
+                    break
+                await self.once(now)
+                await self.clock.sleep_until(self.wake_time(now, until_ms))
+            await self.take_streams(self.clock.now())
+            await self.book_missing(self.clock.now(), grace_ms=0)
+        finally:
+            await self.streams.close()
         try:  # a clean stop lands what the venue booked up to now (funding, positions, balances)
             await self.reconcile(self.clock.now())
         except ccxt.BaseError as exc:
@@ -212,7 +228,8 @@ class Trader:
 
     def wake_time(self, now: int, until_ms: int | None) -> int:
         poll = now + int(self.config.poll_interval_s * 1000)
-        if self.in_flight() or self.unhedged() or any(m.phase is not Phase.IDLE for m in self.machines.values()):
+        busy = self.in_flight() or self.unbooked or self.unhedged()
+        if busy or any(m.phase is not Phase.IDLE for m in self.machines.values()):
             return poll
         nxt = min(self.next_decision, self.next_reconcile, poll if self._switch_pending() else self.next_decision)
         return min(nxt, until_ms) if until_ms is not None else nxt
@@ -225,6 +242,7 @@ class Trader:
             decided_ms = (now // interval) * interval
             self.next_decision = decided_ms + interval
             await self.decide(decided_ms, now)
+        await self.take_streams(now)
         if self.in_flight():
             await self.poll(now)
         for name in list(self.machines):
@@ -407,7 +425,10 @@ class Trader:
 
     async def apply(self, tracked: Tracked, state: OrderState, now: int) -> None:
         """The venue's view of an order -> its row in `orders`, its fills, and the machine."""
+        if tracked.unknown_since is not None:  # found again (by a lookup, or its stream's update)
+            self.counters.lookups_found += 1
         tracked.unknown_since = None
+        tracked.seen_ms = now
         if state.order_id:
             tracked.order_id = state.order_id
             self.order_clients[(tracked.key[0], state.order_id)] = tracked.order.client_id
@@ -415,14 +436,16 @@ class Trader:
             tracked.average = state.average
         tracked.fee_usd = state.fee_usd if math.isfinite(state.fee_usd) else tracked.fee_usd
         status = state.status if state.status in ("open", "closed", "canceled", "expired", "rejected") else "open"
-        if status != "open" or state.filled > tracked.order.filled:
-            await self.collect_fills(tracked.key, tracked.sent_ms)
+        if (status != "open" or state.filled > tracked.order.filled) and not self.streams.streaming(tracked.key[0]):
+            await self.collect_fills(tracked.key, tracked.sent_ms)  # a streaming venue sends its trades itself
         await self._final(tracked, status, state.filled, max(now, state.ts_ms or now))
 
     async def _final(self, tracked: Tracked, status: str, filled: float, now: int, reason: str = "") -> None:
         order = tracked.order
         moved = filled > order.filled + 1e-15 or status != (tracked.landed_status or order.status)
         tracked.order = LegOrder(**{**order.__dict__, "filled": max(order.filled, filled), "status": status})
+        if tracked.order.filled > tracked.booked + 1e-12:
+            self.unbooked.add(order.client_id)
         if moved:
             tracked.landed_status = status
             self.ledger.add("orders", self._order_row(tracked, status, now, reason))
@@ -445,11 +468,15 @@ class Trader:
         )
 
     async def poll(self, now: int) -> None:
-        """Every order in flight, asked of the venue (by its id, or by client id when the send's answer was lost)."""
+        """Every order in flight, asked of the venue (by its id, or by client id when the send's answer was lost).
+        On a streaming venue only an order the streams cannot settle is asked: one whose send went unanswered
+        (past the grace, to tell "not placed"), or one the venue has said nothing of for two leg timeouts."""
         for machine in list(self.machines.values()):
             for order in machine.in_flight:
                 tracked = self.tracked.get(order.client_id)
                 if tracked is None:
+                    continue
+                if self.streams.streaming(tracked.key[0]) and not self._streams_cannot_settle(tracked, now):
                     continue
                 try:
                     state = await self.gateway.lookup(tracked.key, order.client_id, tracked.order_id)
@@ -458,8 +485,6 @@ class Trader:
                     self.say(f"trade: lookup of {order.client_id} failed ({type(exc).__name__}); again next turn")
                     continue
                 if state is not None:
-                    if tracked.unknown_since is not None:
-                        self.counters.lookups_found += 1
                     await self.apply(tracked, state, now)
                 elif tracked.unknown_since is not None or not tracked.order_id:
                     if now - tracked.sent_ms < UNKNOWN_GRACE_MS:
@@ -468,46 +493,117 @@ class Trader:
                     self.counters.not_placed += 1
                     await self._final(tracked, "rejected", 0.0, now, reason="not placed")
 
+    def _streams_cannot_settle(self, tracked: Tracked, now: int) -> bool:
+        if not tracked.order_id or tracked.unknown_since is not None:
+            return now - tracked.sent_ms >= UNKNOWN_GRACE_MS
+        return now - max(tracked.seen_ms, tracked.sent_ms) >= 2 * self.rules.leg_timeout_ms
+
+    # -- the private streams -----------------------------------------------------------------------------
+    async def take_streams(self, now: int) -> None:
+        """What the venues' private streams delivered: trades landed as fills, order updates applied. A venue
+        whose streams came (back) up is caught up by REST first (its orders in flight, its trades)."""
+        await self.streams.settle()
+        for venue in self.streams.exchanges:
+            if self.streams.needs_catch_up(venue):
+                await self.catch_up(venue, now)
+            updates, trades = self.streams.take(venue)
+            for update in updates:  # venue ids -> client ids first: a trade names its order by venue id
+                cid, oid = str(update.get("clientOrderId") or ""), str(update.get("id") or "")
+                if cid in self.tracked and oid:
+                    self.order_clients[(venue, oid)] = cid
+            for trade in trades:
+                key = (venue, str(trade.get("symbol")))
+                if key in self.legs and await self.land_trade(key, trade):
+                    self.counters.fills += 1
+                    self.counters.fills_streamed += 1
+            for update in updates:
+                await self._stream_update(venue, update, now)
+        await self.book_missing(now)
+
+    async def book_missing(self, now: int, grace_ms: int = FILL_GRACE_MS) -> None:
+        """Fetch the trades of orders whose filled amount their landed fills still fall short of, `grace_ms` after
+        the venue last told of them: a stream dropped while the order filled loses nothing (polling lands fills
+        with the order's status, so this finds nothing there)."""
+        for cid in sorted(self.unbooked):
+            tracked = self.tracked[cid]
+            if now - max(tracked.seen_ms, tracked.sent_ms) < grace_ms:
+                continue
+            self.counters.notes["fills_fetched_late"] += await self.collect_fills(tracked.key, tracked.sent_ms)
+            if tracked.booked + 1e-12 < tracked.order.filled:
+                self.say(f"trade: {cid}: filled {tracked.order.filled:g}, the venue's trades show {tracked.booked:g}")
+            self.unbooked.discard(cid)
+
+    async def _stream_update(self, venue: str, update: Mapping[str, Any], now: int) -> None:
+        key = (venue, str(update.get("symbol")))
+        cid = str(update.get("clientOrderId") or "") or self.order_clients.get((venue, str(update.get("id"))), "")
+        tracked = self.tracked.get(cid)
+        if key not in self.legs or tracked is None or tracked.order.final:
+            return  # not an order of this run's pairs, or one already settled
+        state = self.gateway.state(key, update)
+        if state.status == "open" and state.filled <= tracked.order.filled and tracked.order_id:
+            tracked.seen_ms = now
+            return  # nothing the trader does not know (an update older than the send's answer)
+        await self.apply(tracked, replace(state, client_id=cid), now)
+
+    async def catch_up(self, venue: str, now: int) -> None:
+        """REST for what a (re)subscribed stream may have missed: the venue's orders in flight and its trades."""
+        in_flight = [t for t in self.tracked.values() if t.key[0] == venue and not t.order.final]
+        for tracked in in_flight:
+            state = await self.gateway.lookup(tracked.key, tracked.order.client_id, tracked.order_id)
+            if state is not None:
+                await self.apply(tracked, state, now)
+        for key in [k for k in self.legs if k[0] == venue]:
+            since = min([t.sent_ms for t in in_flight if t.key == key] + [now])
+            await self.collect_fills(key, since)
+        self.counters.notes["stream_catch_up"] += 1
+        self.streams.caught_up(venue)
+
     # -- fills, funding, positions ------------------------------------------------------------------------
     async def collect_fills(self, key: Key, since: int) -> int:
         """The venue's trades of `key` since the cursor (or `since`), each landed once, attributed by client id."""
         # a venue stamps trades on its own clock: ask from a little earlier (a trade already landed is skipped)
         start = min(self.trade_cursor.get(key, since), since) - CLOCK_SKEW_MS
         trades = await self.gateway.my_trades(key, start)
-        landed = 0
-        for trade in trades:
-            k = (key[0], key[1], str(trade.get("id")))
-            if k in self.fill_keys:
-                continue
-            order_id = str(trade.get("order") or "")
-            named = (trade.get("info") or {}).get("clientOrderId")
-            cid = self.order_clients.get((key[0], order_id)) or (str(named) if named else "")
-            if not cid and order_id:  # an order known by client id only (its answer was lost): the venue names it
-                state = await self.gateway.lookup(key, "", order_id)
-                cid = state.client_id if state is not None else ""
-                if cid:
-                    self.order_clients[(key[0], order_id)] = cid
-            tracked = self.tracked.get(cid)
-            parsed = parse(cid)
-            pair = tracked.pair if tracked else (self.by_tag.get(parsed.pair_tag, "") if parsed else "")
-            leg_index = parsed.leg if parsed else -1
-            ref_mid = tracked.ref_mid if tracked else math.nan
-            record = rows.fill_record(
-                trade,
-                pair=pair,
-                leg_index=leg_index,
-                leg=self.legs[key],
-                client_order_id=cid,
-                ref_mid=ref_mid,
-                recv_ts_ms=self.clock.now(),
-            )
-            self.ledger.add("fills", record)
-            self.pnl.add_fill(record[0])
-            self.fill_keys.add(k)
-            self.trade_cursor[key] = max(self.trade_cursor.get(key, 0), int(trade["timestamp"]))
-            landed += 1
+        landed = sum([await self.land_trade(key, trade) for trade in trades])
         self.counters.fills += landed
         return landed
+
+    async def land_trade(self, key: Key, trade: Mapping[str, Any]) -> bool:
+        """One venue trade -> the `fills` stream, once (False: landed already)."""
+        k = (key[0], key[1], str(trade.get("id")))
+        if k in self.fill_keys:
+            return False
+        order_id = str(trade.get("order") or "")
+        named = (trade.get("info") or {}).get("clientOrderId")
+        cid = self.order_clients.get((key[0], order_id)) or (str(named) if named else "")
+        if not cid and order_id:  # an order known by client id only (its answer was lost): the venue names it
+            state = await self.gateway.lookup(key, "", order_id)
+            cid = state.client_id if state is not None else ""
+            if cid:
+                self.order_clients[(key[0], order_id)] = cid
+        tracked = self.tracked.get(cid)
+        parsed = parse(cid)
+        pair = tracked.pair if tracked else (self.by_tag.get(parsed.pair_tag, "") if parsed else "")
+        leg_index = parsed.leg if parsed else -1
+        ref_mid = tracked.ref_mid if tracked else math.nan
+        record = rows.fill_record(
+            trade,
+            pair=pair,
+            leg_index=leg_index,
+            leg=self.legs[key],
+            client_order_id=cid,
+            ref_mid=ref_mid,
+            recv_ts_ms=self.clock.now(),
+        )
+        self.ledger.add("fills", record)
+        self.pnl.add_fill(record[0])
+        if tracked is not None:
+            tracked.booked += abs(float(record["amount"][0]))
+            if tracked.booked + 1e-12 >= tracked.order.filled:
+                self.unbooked.discard(cid)
+        self.fill_keys.add(k)
+        self.trade_cursor[key] = max(self.trade_cursor.get(key, 0), int(trade["timestamp"]))
+        return True
 
     async def collect_funding(self, now: int) -> None:
         for key, leg in self.legs.items():
