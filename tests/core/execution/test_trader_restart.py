@@ -3,17 +3,25 @@
 reconcile to the venue's truth, read from the venue itself, with nothing doubled and nothing lost.
 
 Real processes throughout: the venue server and each `fundarb trade` are subprocesses, the kill is SIGKILL
-(no handler runs), the last run flattens with `fundarb trade --flatten`."""
+(no handler runs), the last run flattens with `fundarb trade --flatten`.
+
+Each kill follows something the test saw happen, never a wall time since the start (a loaded machine starts a
+trader slower, and one killed a few seconds after its start had sent nothing): alternately just after the venue
+received orders of that run (orders in flight, a never-filling leg still open), and after a random number of
+the run's own progress lines (one per turn of its loop, at most a wall second apart)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +36,7 @@ from fundarb_dagster.core.schema import OrderStatus
 FUNDARB = [sys.executable, "-m", "fundarb_dagster.cli"]
 KILLS = 8
 WRITER = "trader-restarts"
+WAIT_S = 180.0  # for the event a kill follows; only a trader that stopped trading takes this long
 pytestmark = pytest.mark.slow
 
 
@@ -68,9 +77,40 @@ def write_config(path: Path, data_dir: Path) -> Path:
     return path
 
 
-def journaled(data_dir: Path) -> int:
-    """Files the trader landed in its orders stream (each intent is landed alone before its order is sent)."""
-    return len(list((data_dir / "landing" / "orders").glob(f"date=*/hour=*/{WRITER}-*.parquet")))
+def venue_orders_now(socket: Path) -> int:
+    """Orders the venues hold (every order they ever accepted), asked of the venue process."""
+
+    async def count() -> int:
+        venues = connect(socket, ["binance", "hyperliquid"])
+        try:
+            return sum([len(await ex.fetch_orders()) for ex in venues.values()])
+        finally:
+            await next(iter(venues.values())).close()
+
+    return asyncio.run(count())
+
+
+class Output:
+    """A process's output lines as they come (read by a thread: the test waits for lines while it runs)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=lambda: self.lines.extend(iter(proc.stdout.readline, "")))
+        self.thread.start()
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in list(self.lines))
+
+    def text(self) -> str:
+        self.thread.join(timeout=30)
+        return "".join(self.lines)
+
+
+def wait_for(seen: Callable[[], bool], what: str, out: Output) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not seen():
+        assert time.monotonic() < deadline, f"no {what} in {WAIT_S:.0f} s:\n" + "".join(out.lines)
+        time.sleep(0.005)
 
 
 async def venue_truth(socket: Path) -> dict[str, dict[str, Any]]:
@@ -112,20 +152,23 @@ def test_sigkilled_trader_restarts_and_reconciles_to_the_venue_with_nothing_doub
         wait_ready(socket)
         trade = [*FUNDARB, "trade", "--config", str(config), "--venue-socket", str(socket)]
         rng = random.Random(20261102)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its progress lines as it prints them
+        killed_with_orders = 0
         for k in range(KILLS):
-            proc = subprocess.Popen(trade, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            if k % 2:  # a random moment of its run (start-up is ~2 s)
-                time.sleep(rng.uniform(2.0, 7.0))
-            else:  # a random moment just after it journaled an order: orders in flight, legs apart
-                intents = journaled(data_dir)
-                deadline = time.monotonic() + 20.0
-                while journaled(data_dir) == intents and time.monotonic() < deadline:
-                    time.sleep(0.005)
+            before = venue_orders_now(socket)
+            proc = subprocess.Popen(trade, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+            out = Output(proc)
+            if k % 2:  # a random moment of its run: after its n-th turn with a progress line
+                turns = rng.randint(1, 6)
+                wait_for(lambda o=out, n=turns: o.count("trade restarts @") >= n, f"{turns} progress lines", out)
+            else:  # just after the venue received two orders of this run: orders in flight, maybe legs apart
+                wait_for(lambda b=before: venue_orders_now(socket) >= b + 2, "two orders at the venue", out)
                 time.sleep(rng.uniform(0.0, 0.06))  # within a never-filling leg's timeout (100 ms of wall)
             proc.send_signal(signal.SIGKILL)
-            out, _ = proc.communicate(timeout=30)
+            proc.wait(timeout=30)
             assert proc.returncode == -signal.SIGKILL
-            outputs.append(out)
+            outputs.append(out.text())
+            killed_with_orders += venue_orders_now(socket) > before
         clean = subprocess.run([*trade, "--duration", "6"], capture_output=True, text=True, timeout=120)
         assert clean.returncode == 0, clean.stdout + clean.stderr
         outputs.append(clean.stdout)
@@ -148,6 +191,7 @@ def test_sigkilled_trader_restarts_and_reconciles_to_the_venue_with_nothing_doub
     # the runs traded, met faults, and were killed with work to recover at least once
     venue_orders = [(e, o) for e, t in truth.items() for o in t["orders"]]
     assert len(venue_orders) >= 6, "\n".join(outputs)
+    assert killed_with_orders >= KILLS // 2  # every other run was killed with its orders just sent
     assert sum(sum(t["stats"]["faults_injected"].values()) for t in truth.values()) >= 1
     assert any("trade: recovered" in out for out in outputs), outputs
 
