@@ -192,8 +192,13 @@ def live_pnl(context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: D
     if len(records) == 1 and len(history) > 1:
         compared = _compare(duckdb, records[0], history)
         if compared is not None:
-            metadata["live_vs_backtest"] = png_md(compared[0], "live equity vs backtest", heading=True)
-            metadata["backtest_final_equity_usd"] = compared[1]
+            png, backtest = compared
+            metadata["live_vs_backtest"] = png_md(png, "live equity vs backtest", heading=True)
+            # the plot's data, as plotted (tests assert it; a reader can take the numbers from the UI)
+            metadata["live_vs_backtest_data"] = MetadataValue.json(
+                {"live": _series(history["ts"], history["equity_usd"]), "backtest": _series(*backtest)}
+            )
+            metadata["backtest_final_equity_usd"] = float(backtest[1].iloc[-1])
             metadata["live_final_equity_usd"] = float(history["equity_usd"].iloc[-1])
     return MaterializeResult(metadata=metadata)
 
@@ -236,8 +241,15 @@ def pnl_frame(
     )
 
 
-def _compare(duckdb: DuckDBResource, record: run_record.RunRecord, live: pd.DataFrame) -> tuple[bytes, float] | None:
-    """The backtest of the trader's parameters on its markets over the live period, plotted with live equity."""
+def _series(ts: pd.Series, equity: pd.Series) -> dict[str, list]:
+    return {"ts": [t.isoformat() for t in pd.to_datetime(ts)], "equity_usd": [float(v) for v in equity]}
+
+
+def _compare(
+    duckdb: DuckDBResource, record: run_record.RunRecord, live: pd.DataFrame
+) -> tuple[bytes, tuple[pd.Series, pd.Series]] | None:
+    """The backtest of the trader's parameters on its markets over the live period, plotted with live equity;
+    the plot and the backtest's equity curve (ts, equity)."""
     start = pd.Timestamp(live["ts"].iloc[0]).to_pydatetime()
     end = (pd.Timestamp(live["ts"].iloc[-1]) + pd.Timedelta(hours=1)).to_pydatetime()
     with warehouse_connection(duckdb, read_only=True) as conn:
@@ -257,7 +269,7 @@ def _compare(duckdb: DuckDBResource, record: run_record.RunRecord, live: pd.Data
     ax.plot(pd.to_datetime(result.equity["ts"]), result.equity["equity"], label="backtest, same parameters")
     ax.set_ylabel("equity, USD")
     ax.legend()
-    return figure_png(fig), float(result.equity["equity"].iloc[-1])
+    return figure_png(fig), (result.equity["ts"], result.equity["equity"])
 
 
 EXECUTION_ASSETS = [orders, fills, positions, balances, funding_payments, funding_reconciliation, live_pnl]

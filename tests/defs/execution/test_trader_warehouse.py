@@ -258,3 +258,30 @@ def test_live_pnl_agrees_with_the_backtest_of_the_same_parameters_within_fills_a
     tolerance = last["slippage_usd"] + bt["slippage"] + abs(last["fees_usd"] - bt["fees"]) + abs(marks) + drift
     figures = {k: float(last[k]) for k in ("funding_usd", "basis_usd", "fees_usd", "slippage_usd", "pnl_usd")}
     assert abs(last["pnl_usd"] - bt_pnl) <= tolerance, (figures, bt, bt_pnl, marks, drift, tolerance)
+
+
+def test_the_live_vs_backtest_plot_shows_live_pnl_and_the_backtest_of_its_parameters(warehouse: dict) -> None:
+    # the plot's data in live_pnl's metadata, asserted (not its pixels): the live curve is the live_pnl table's
+    # equity, the backtest curve is a backtest recomputed here on the warehouse's panel of the live period
+    data_dir, config = warehouse["data_dir"], warehouse["config"]
+    shown = [m.metadata for m in warehouse["result"].asset_materializations_for_node("live_pnl")]
+    shown = [m for m in shown if "live_vs_backtest_data" in m]
+    assert shown, "live_pnl has the plot"
+    meta = shown[-1]
+    assert "data:image/png;base64," in meta["live_vs_backtest"].value
+    plotted = meta["live_vs_backtest_data"].value
+    live = query(data_dir, "SELECT ts, equity_usd, pnl_usd FROM live_pnl ORDER BY ts")
+    assert plotted["live"]["ts"] == [t.isoformat() for t in pd.to_datetime(live["ts"])]
+    assert plotted["live"]["equity_usd"] == pytest.approx((config.trade.capital_usd + live["pnl_usd"]).tolist())
+    first, last = pd.Timestamp(live["ts"].iloc[0]), pd.Timestamp(live["ts"].iloc[-1])
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as conn:
+        panel = load_panel(conn, first.to_pydatetime(), (last + pd.Timedelta(hours=1)).to_pydatetime(),
+                           markets=sorted(warehouse["trader"].legs))  # fmt: skip
+    trade = config.trade
+    params = BacktestParams(enter_apr=ENTER, exit_apr=EXIT, leverage=trade.leverage, capital=trade.capital_usd)
+    backtest = run_backtest(panel, get_strategy(warehouse["strategy"]).pairs(panel, {}), params, warehouse["strategy"])
+    assert plotted["backtest"]["ts"] == [t.isoformat() for t in pd.to_datetime(backtest.equity["ts"])]
+    assert plotted["backtest"]["equity_usd"] == pytest.approx(backtest.equity["equity"].tolist(), abs=1e-9)
+    assert plotted["backtest"]["ts"][0] == plotted["live"]["ts"][0]  # over the same period
+    assert meta["backtest_final_equity_usd"].value == pytest.approx(float(backtest.equity["equity"].iloc[-1]))
+    assert meta["live_final_equity_usd"].value == pytest.approx(config.trade.capital_usd + live["pnl_usd"].iloc[-1])
