@@ -5,9 +5,14 @@ through the one consumer of every source, `sources.feed.Feed` (the venue's own q
 validated), into a `PaperMarket`, the `MarketDriver` that `private.PrivateApi` (the same private side as the
 simulator's) trades on:
 
-- the book is the latest streamed quote: bid and ask with their sizes (venue amount units). Without captured
-  depth the quote's size is not a limit: an order fills whole at the quote (crossing the spread is charged,
-  walking deeper levels is not; the simulator's venue walks its L2 book);
+- the book is the latest captured order book where the source carries books (`has['watchOrderBook']`: the
+  simulator, a wire replay of recorded depth channels, live): the `order_book` stream's levels (the capture's
+  `book_levels` and `book_interval_s`), walked level by level as the simulator walks its own; an order larger
+  than the captured depth fills the depth and the rest expires (a market order is IOC), and liquidity taken at
+  one book is gone for the next order at that book. A book more than `BOOK_LAG_MS` older than the latest quote
+  is not the market any more: then, and where the source carries no books, the book is the latest quote, bid
+  and ask without a size limit (an order fills whole at the quote: crossing the spread is charged, walking
+  deeper levels is not);
 - a resting limit order fills at the first quote that crosses its price;
 - funding is paid at each settlement the funding stream names (`funding_ts_ms`) on the position held at it: the
   rate is the stream's last value for that settlement (the venue's converged prediction), on the reference
@@ -52,6 +57,7 @@ KEEP_MS: Final = 3_600_000  # streamed history kept behind the account's time (r
 FIRST_DATA_S: Final = 60.0  # how long (wall) a public call waits for the first streamed value of a market
 ASSUMED_STEP: Final = 1e-8  # amount/price step of a market whose source states none
 GENERIC_MAX_LEVERAGE: Final = 20.0  # a venue without modelled tiers: one tier at its documented maintenance rate
+BOOK_LAG_MS: Final = 60_000  # a captured book this much older than the latest quote is not filled against
 
 
 @dataclass
@@ -59,20 +65,20 @@ class _Series:
     """A market's streamed values in time order (appended as they arrive, pruned behind the account)."""
 
     times: list[int] = field(default_factory=list)
-    rows: list[tuple[float, ...]] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
 
-    def add(self, t: int, row: tuple[float, ...]) -> None:
+    def add(self, t: int, row: tuple[Any, ...]) -> None:
         if self.times and t < self.times[-1]:
             return  # the Feed validates order; a late value never rewrites the past
         self.times.append(t)
         self.rows.append(row)
 
-    def at(self, t: int) -> tuple[float, ...] | None:
+    def at(self, t: int) -> tuple[Any, ...] | None:
         """The latest value at or before t."""
         i = bisect.bisect_right(self.times, t) - 1
         return self.rows[i] if i >= 0 else None
 
-    def between(self, lo: int, hi: int) -> tuple[list[int], list[tuple[float, ...]]]:
+    def between(self, lo: int, hi: int) -> tuple[list[int], list[tuple[Any, ...]]]:
         """Values with lo < time <= hi."""
         a, b = bisect.bisect_right(self.times, lo), bisect.bisect_right(self.times, hi)
         return self.times[a:b], self.rows[a:b]
@@ -117,9 +123,11 @@ class PaperMarket:
         self.oracle = oracle
         self.quotes: dict[str, _Series] = {}
         self.funding: dict[str, _Series] = {}
+        self.books: dict[str, _Series] = {}  # rows: (bids, asks) as ccxt's [[price, amount]], venue amount units
         self.arrived = asyncio.Event()
         self.paid_until: dict[str, int] = {}  # symbol -> the last settlement handed over
         self.max_quote_age_ms = 0  # the oldest quote an order met (a stream that lags its clock fills stale)
+        self.met: dict[str, int] = {}  # symbol -> the time of the book (or quote) last asked for: what orders met
 
     # -- what the feed tells it ---------------------------------------------------------------------------
     def add_quotes(self, symbol: str, records: np.ndarray) -> None:
@@ -128,6 +136,20 @@ class PaperMarket:
             bid_amount = r["bid_contracts"] if math.isfinite(r["bid_contracts"]) else r["bid_size"]
             ask_amount = r["ask_contracts"] if math.isfinite(r["ask_contracts"]) else r["ask_size"]
             series.add(int(r["ts_ms"]), (float(r["bid"]), float(r["ask"]), float(bid_amount), float(ask_amount)))
+        self.arrived.set()
+
+    def add_books(self, symbol: str, records: np.ndarray, contract_size: float = 1.0) -> None:
+        """`order_book` records (base units, NaN past the depth) as ccxt books in the venue's amount unit."""
+        series = self.books.setdefault(symbol, _Series())
+        for r in records:
+            sides = []
+            for prices, sizes in ((r["bid_price"], r["bid_size"]), (r["ask_price"], r["ask_size"])):
+                keep = np.isfinite(prices) & np.isfinite(sizes) & (sizes > 0)
+                sides.append(
+                    [[float(p), float(a) / contract_size] for p, a in zip(prices[keep], sizes[keep], strict=True)]
+                )
+            if sides[0] and sides[1]:
+                series.add(int(r["ts_ms"]), (sides[0], sides[1]))
         self.arrived.set()
 
     def add_funding(self, symbol: str, records: np.ndarray) -> None:
@@ -158,14 +180,28 @@ class PaperMarket:
         await asyncio.sleep(max(0.0, (t - self.milliseconds()) / self.speed / 1000.0))
 
     def order_book(self, symbol: str, t: int) -> dict[str, Any] | None:
-        """The quote in force at t as a one-level book; its amounts unbounded (see the module doc)."""
-        series = self.quotes.get(symbol)
-        i = bisect.bisect_right(series.times, t) - 1 if series else -1
-        if series is None or i < 0:
+        """The captured book in force at t, else the quote in force at t as a one-level book with its amounts
+        unbounded (see the module doc)."""
+        quotes, books = self.quotes.get(symbol), self.books.get(symbol)
+        i = bisect.bisect_right(quotes.times, t) - 1 if quotes else -1
+        j = bisect.bisect_right(books.times, t) - 1 if books else -1
+        if books is not None and j >= 0 and (i < 0 or books.times[j] >= quotes.times[i] - BOOK_LAG_MS):
+            stamp = books.times[j]
+            bids, asks = books.rows[j]
+            self.max_quote_age_ms = max(self.max_quote_age_ms, t - stamp)
+            self.met[symbol] = stamp
+            return {
+                "bids": [list(b) for b in bids],
+                "asks": [list(a) for a in asks],
+                "timestamp": stamp,
+                "nonce": stamp,
+            }
+        if quotes is None or i < 0:
             return None
-        q = series.rows[i]
-        stamp = series.times[i]
+        q = quotes.rows[i]
+        stamp = quotes.times[i]
         self.max_quote_age_ms = max(self.max_quote_age_ms, t - stamp)  # how far the stream lagged an order
+        self.met[symbol] = stamp
         return {"bids": [[q[BID], math.inf]], "asks": [[q[ASK], math.inf]], "timestamp": stamp, "nonce": stamp}
 
     def mark(self, symbol: str, t: int) -> float | None:
@@ -250,7 +286,7 @@ class PaperMarket:
     def advance(self, account: AccountEvents, upto: int) -> None:
         hand_over(self, account, upto)
         self._pay_funding(account, upto)
-        for series in (*self.quotes.values(), *self.funding.values()):
+        for series in (*self.quotes.values(), *self.funding.values(), *self.books.values()):
             series.prune(account.time - KEEP_MS)
 
     def next_event(self, account: AccountEvents, after: int) -> int | None:
@@ -271,8 +307,10 @@ class PaperExchange:
         balances: Mapping[str, float],
         *,
         feed_options: Mapping[str, Any] | None = None,
+        depth: bool = True,
     ) -> None:
         self.source = source
+        self.depth = depth  # fill against captured books where the source carries them
         self.id = str(source.id)
         self.registry = registry
         self.symbols = tuple(symbols)
@@ -317,10 +355,24 @@ class PaperExchange:
                 self._tasks.append(asyncio.create_task(self._watch("tickers", symbol)))
                 if self.markets[symbol].get("swap"):
                     self._tasks.append(asyncio.create_task(self._watch("funding", symbol)))
+                if self.carries_books(symbol):
+                    self._tasks.append(asyncio.create_task(self._watch("order_book", symbol)))
         return self.markets
 
+    def carries_books(self, symbol: str) -> bool:
+        """The source streams `symbol`'s order book (ccxt's `has['watchOrderBook']`; a wire replay: a book channel
+        was recorded for it)."""
+        if not self.depth or not (getattr(self.source, "has", None) or {}).get("watchOrderBook"):
+            return False
+        books_via = getattr(self.source, "books_via", None)
+        return books_via is None or bool(books_via(symbol))
+
     async def _watch(self, stream: str, symbol: str) -> None:
-        add = self.market.add_quotes if stream == "tickers" else self.market.add_funding
+        if stream == "order_book":
+            size = float(self.markets[symbol].get("contractSize") or 1.0)
+            add = lambda s, records: self.market.add_books(s, records, size)  # noqa: E731
+        else:
+            add = self.market.add_quotes if stream == "tickers" else self.market.add_funding
         try:
             async for batch in self.feed.watch(stream, symbol):
                 if len(batch.records):
@@ -432,6 +484,8 @@ def open_paper_venues(
         "ohlcv_timeframe": config.capture.ohlcv_timeframe,
         "stale_timeout_s": dict(config.capture.stale_timeout_s),
         "max_backoff_s": config.live.reconnect_max_backoff_s,
+        "book_levels": config.capture.book_levels,
+        "book_interval_s": config.capture.book_interval_s,
     }
     out = {}
     anchor = time.monotonic()  # paced replays of several venues run on one clock (the trader reads one)
