@@ -250,8 +250,11 @@ def _compare(
 ) -> tuple[bytes, tuple[pd.Series, pd.Series]] | None:
     """The backtest of the trader's parameters on its markets over the live period, plotted with live equity;
     the plot and the backtest's equity curve (ts, equity)."""
+    # a panel bar at t prices the hour before it (sql/backtest/panel_quotes.sql): hours [first row, last row) give
+    # bars (first row, last row], as of the same instants as live_pnl's rows (one more hour ran the backtest past
+    # the live period, and its final equity an hour later than live's)
     start = pd.Timestamp(live["ts"].iloc[0]).to_pydatetime()
-    end = (pd.Timestamp(live["ts"].iloc[-1]) + pd.Timedelta(hours=1)).to_pydatetime()
+    end = pd.Timestamp(live["ts"].iloc[-1]).to_pydatetime()
     with warehouse_connection(duckdb, read_only=True) as conn:
         try:
             panel = load_panel(conn, start, end, markets=record.markets)
