@@ -1,9 +1,9 @@
 """From a trader's run to the execution tables: `fundarb trade` on the simulator (binance 8h and hyperliquid
-1h; cash-and-carry without faults, then cash-and-carry and perp-perp with every order fault of the proof runs
-on), the market data beside it (the venues' settled funding and candles as `fundarb history` lands them, and
-the streamed quotes and funding snapshots the capture lands, a market minute a step on a clock of its own, so
-that what it sees does not depend on the machine's load), then real materializations of the market, funding
-and execution domains. Each setting is its own data directory and warehouse.
+1h; cash-and-carry without faults for 30 h, then cash-and-carry and perp-perp with every order fault of the
+proof runs on for three days), the market data beside it (the venues' settled funding and candles as `fundarb
+history` lands them, and the streamed quotes and funding snapshots the capture lands, a market minute a step on
+a clock of its own, so that what it sees does not depend on the machine's load), then real materializations of
+the market, funding and execution domains. Each setting is its own data directory and warehouse.
 
 - Every settlement at which the trader held a perp reconciles: booked equals the model (settled rate x the
   position from the trader's fills x the venue's reference price: the mark on binance, hyperliquid's oracle
@@ -46,7 +46,6 @@ from fundarb_dagster.defs.resources import AlertChannelsResource, DataDirResourc
 from tests.core.execution.trading import FAULTS, capture_in_process, stepped, trade_config
 
 pytestmark = pytest.mark.slow
-HOURS = 30
 VENUES = ("binance", "hyperliquid")
 ENTER, EXIT = 0.05, 0.01
 
@@ -59,23 +58,24 @@ def hour_key(ms: int) -> str:
     return pd.Timestamp(ms, unit="ms").strftime("%Y-%m-%d-%H:00")
 
 
-# (strategy, order faults): the fault-free run is the baseline; each strategy again with every order fault on
+# (strategy, order faults, hours): the fault-free run is the baseline; each strategy again with every order fault
+# on over three days (the proof's multi-day runs)
 SETTINGS = {
-    "cash_carry": ("cash_carry", None),
-    "cash_carry-faults": ("cash_carry", FAULTS),
-    "perp_perp-faults": ("perp_perp", FAULTS),
+    "cash_carry": ("cash_carry", None, 30),
+    "cash_carry-faults": ("cash_carry", FAULTS, 72),
+    "perp_perp-faults": ("perp_perp", FAULTS, 72),
 }
 
 
 @pytest.fixture(scope="module", params=list(SETTINGS))
 def warehouse(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    strategy, faults = SETTINGS[request.param]
+    strategy, faults, hours = SETTINGS[request.param]
     data_dir: Path = tmp_path_factory.mktemp(request.param)
     # every pair may be held at once, as in the backtest (which has no max_pairs)
     config = trade_config(data_dir, strategy, VENUES, faults, enter_apr=ENTER, exit_apr=EXIT, max_pairs=99)
-    trader, _ = stepped(config, HOURS)
+    trader, _ = stepped(config, hours)
     start = config.sim.start_ms
-    end = start + HOURS * HOUR_MS
+    end = start + hours * HOUR_MS
     # the market data beside the trader is the venues' own, faults or not (order faults touch no stream)
     market = trade_config(data_dir, strategy, VENUES)
     # the venues' settled funding, fetched once the period is over (the sim's clock pinned at its end)
@@ -84,7 +84,7 @@ def warehouse(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     pull_history(pinned, start, end, streams=("ohlcv",), progress=None)
     # the streams beside the trader: quotes (the backtest's spreads), funding snapshots (hyperliquid's oracle),
     # an update a market minute, on the capture's own clock (a stepped one, as the trader's)
-    asyncio.run(capture_in_process(market, data_dir, HOURS, ("funding", "tickers"), step_ms=60_000))
+    asyncio.run(capture_in_process(market, data_dir, hours, ("funding", "tickers"), step_ms=60_000))
 
     resources = {
         "duckdb": DuckDBResource(database=str(data_dir / "warehouse.duckdb")),
@@ -275,13 +275,16 @@ def test_the_live_vs_backtest_plot_shows_live_pnl_and_the_backtest_of_its_parame
     assert plotted["live"]["equity_usd"] == pytest.approx((config.trade.capital_usd + live["pnl_usd"]).tolist())
     first, last = pd.Timestamp(live["ts"].iloc[0]), pd.Timestamp(live["ts"].iloc[-1])
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as conn:
-        panel = load_panel(conn, first.to_pydatetime(), (last + pd.Timedelta(hours=1)).to_pydatetime(),
-                           markets=sorted(warehouse["trader"].legs))  # fmt: skip
+        panel = load_panel(conn, first.to_pydatetime(), last.to_pydatetime(), markets=sorted(warehouse["trader"].legs))
     trade = config.trade
     params = BacktestParams(enter_apr=ENTER, exit_apr=EXIT, leverage=trade.leverage, capital=trade.capital_usd)
     backtest = run_backtest(panel, get_strategy(warehouse["strategy"]).pairs(panel, {}), params, warehouse["strategy"])
     assert plotted["backtest"]["ts"] == [t.isoformat() for t in pd.to_datetime(backtest.equity["ts"])]
     assert plotted["backtest"]["equity_usd"] == pytest.approx(backtest.equity["equity"].tolist(), abs=1e-9)
-    assert plotted["backtest"]["ts"][0] == plotted["live"]["ts"][0]  # over the same period
+    # over the same period, as of the same instants: the panel's first bar is the hour after live_pnl's first row
+    # (a panel bar prices the hour before its ts, sql/backtest/panel_quotes.sql), its last is live_pnl's last row
+    hour = pd.Timedelta(hours=1)
+    assert pd.Timestamp(plotted["backtest"]["ts"][0]) == pd.Timestamp(plotted["live"]["ts"][0]) + hour
+    assert plotted["backtest"]["ts"][-1] == plotted["live"]["ts"][-1]
     assert meta["backtest_final_equity_usd"].value == pytest.approx(float(backtest.equity["equity"].iloc[-1]))
     assert meta["live_final_equity_usd"].value == pytest.approx(config.trade.capital_usd + live["pnl_usd"].iloc[-1])
