@@ -173,33 +173,52 @@ def goals(quick: bool) -> tuple[list[Goal], str]:
     grid1 = {f: np.array([float(getattr(params, f))]) for f in GRID_FIELDS}
     result = run_backtest(panel, pairs, params, "perp_perp")  # warms caches and lazy imports
     others, note = vectorbt_cases(panel, pairs, result)
-    times = interleaved(
-        {
-            "run_backtest": lambda: run_backtest(panel, pairs, params, "perp_perp"),
-            "engine_aggregates": lambda: simulate(panel, pairs, grid1, params, detail=False),
-            **others,
-        },
-        5,
-    )
+    cpu: dict[str, list[float]] = {}
+
+    def with_cpu(name: str, case: Callable[[], Any]) -> Callable[[], Any]:
+        """The case, also recording its process CPU time (every case here is single-threaded: on a shared
+        machine its CPU time is what its wall time would be on a quiet one)."""
+
+        def run() -> Any:
+            c0 = time.process_time()
+            out = case()
+            cpu.setdefault(name, []).append(time.process_time() - c0)
+            return out
+
+        return run
+
+    cases = {
+        "run_backtest": lambda: run_backtest(panel, pairs, params, "perp_perp"),
+        "engine_aggregates": lambda: simulate(panel, pairs, grid1, params, detail=False),
+        **others,
+    }
+    times = interleaved({name: with_cpu(name, case) for name, case in cases.items()}, 5)
     per_million = [t * 1e6 / (T * P) for t in times["run_backtest"]]
-    ms = statistics.median(per_million) * 1e3
+    cpu_million = [t * 1e6 / (T * P) for t in cpu["run_backtest"]]
+    ms, cpu_ms = statistics.median(per_million) * 1e3, statistics.median(cpu_million) * 1e3
     size = f"{T:,} bars x {P} pairs = {T * P:,} pair-bars"
+
+    def row(name: str) -> str:
+        return f"wall ms {spread(times[name], 1e3)}, CPU ms {spread(cpu[name], 1e3)}"
+
     lines = [
         f"carry backtest, full accounting: {size}; interleaved x5; {load()}",
-        f"  run_backtest (legs, engine, equity/trades/positions/book tables) ms {spread(times['run_backtest'], 1e3)}",
-        f"  engine aggregates only (simulate detail=False, legs included)   ms "
-        f"{spread(times['engine_aggregates'], 1e3)}",
-        f"  run_backtest per 1 M pair-bars ms {spread(per_million, 1e3)}",
+        f"  run_backtest (legs, engine, equity/trades/positions/book tables) {row('run_backtest')}",
+        f"  engine aggregates only (simulate detail=False, legs included)   {row('engine_aggregates')}",
+        f"  run_backtest per 1 M pair-bars: wall ms {spread(per_million, 1e3)}, CPU ms {spread(cpu_million, 1e3)}",
         f"  {note}",
     ]
-    found = [Goal("backtest_run", f"{ms:.0f} ms/1M", "<= 100 ms per 1 M pair-bars", ms <= 100, size)]
+    found = [
+        Goal("backtest_run", f"{ms:.0f} ms/1M", "<= 100 ms per 1 M pair-bars", ms <= 100, size),
+        Goal("backtest_run_cpu", f"{cpu_ms:.0f} ms/1M", "<= 100 ms CPU per 1 M pair-bars", cpu_ms <= 100, size),
+    ]
     if others:
         same = ratios(times["vectorbt_same_orders"], times["run_backtest"])
         one = ratios(times["vectorbt_one_leg"], times["run_backtest"])
         lines += [
-            f"  vectorbt from_orders, both legs (same orders)  ms {spread(times['vectorbt_same_orders'], 1e3)}: "
+            f"  vectorbt from_orders, both legs (same orders) {row('vectorbt_same_orders')}: "
             f"vectorbt / run_backtest {spread(same)}x",
-            f"  vectorbt from_orders, leg A alone (one leg)     ms {spread(times['vectorbt_one_leg'], 1e3)}: "
+            f"  vectorbt from_orders, leg A alone (one leg)    {row('vectorbt_one_leg')}: "
             f"vectorbt / run_backtest {spread(one)}x",
         ]
         x = statistics.median(one)
