@@ -17,8 +17,10 @@ simulator's) trades on:
 - funding is paid at each settlement the funding stream names (`funding_ts_ms`) on the position held at it: the
   rate is the stream's last value for that settlement (the venue's converged prediction), on the reference
   price the venue pays on (`VenueFacts.funding_price`: mark, or the oracle/index on hyperliquid), the last
-  streamed one at or before the settlement; paid once the stream has moved past it (or `SETTLE_GRACE_MS`
-  after it), so a little late, on the account's position history;
+  streamed one at or before the settlement; paid once the stream has moved past it (or, naming no later
+  settlement, streamed `SETTLE_GRACE_MS` past it), so a little late, on the account's position history. Both
+  are the stream's own time, never the account's clock: a funding stream that lags the clock (a busy machine
+  under a fast replay) pays late, never on a prediction it has not delivered yet;
 - markets are the source's; where it states no lot or tick (a landing replay), a fine assumed step
   (`with_precision`);
 - liquidations on the streamed marks, with the venue's modelled leverage tiers (`tiers.TIER_SCHEDULES`).
@@ -52,7 +54,7 @@ from .private import PrivateApi, bind_private
 from .protocol import FILL, LIQUIDATION, PRIVATE_HAS, AccountEvents, hand_over
 from .structures import iso
 
-SETTLE_GRACE_MS: Final = 600_000  # a settlement the stream never moves past is final this long after it
+SETTLE_GRACE_MS: Final = 600_000  # a settlement the stream never moves past is final when it streams this far past
 KEEP_MS: Final = 3_600_000  # streamed history kept behind the account's time (resting orders, marks, settlements)
 FIRST_DATA_S: Final = 60.0  # how long (wall) a public call waits for the first streamed value of a market
 ASSUMED_STEP: Final = 1e-8  # amount/price step of a market whose source states none
@@ -222,18 +224,19 @@ class PaperMarket:
         return self.mark(symbol, t)
 
     def funding_at(self, symbol: str, t: int) -> tuple[float, float]:
-        rate = self._final_rate(symbol, t, t)
+        rate = self._final_rate(symbol, t)
         price = self.reference(symbol, t)
         return (rate if rate is not None else 0.0), (price if price is not None else 0.0)
 
-    def _final_rate(self, symbol: str, settlement: int, now: int) -> float | None:
+    def _final_rate(self, symbol: str, settlement: int) -> float | None:
         """The stream's last rate for a settlement once it is final: the stream has moved on to a later
-        settlement, or `SETTLE_GRACE_MS` have passed since (the last prediction stands). None: not yet."""
+        settlement, or has streamed `SETTLE_GRACE_MS` past it (the last prediction stands). None: not yet.
+        The stream's time, not the account's: a lagging stream has not delivered its last prediction yet."""
         series = self.funding.get(symbol)
         if series is None or not series.times:
             return None
         moved_on = series.rows[-1][SETTLEMENT] > settlement
-        if not moved_on and now < settlement + SETTLE_GRACE_MS:
+        if not moved_on and series.times[-1] < settlement + SETTLE_GRACE_MS:
             return None
         for row in reversed(series.rows):
             if int(row[SETTLEMENT]) == settlement:
@@ -267,7 +270,7 @@ class PaperMarket:
             for settlement in named:
                 if settlement <= self.paid_until.get(symbol, -1) or settlement > upto:
                     continue
-                rate = self._final_rate(symbol, settlement, upto)
+                rate = self._final_rate(symbol, settlement)
                 if rate is None:
                     break
                 price = self.reference(symbol, settlement)

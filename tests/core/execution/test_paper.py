@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from fundarb_dagster.core.config import ConfigError, ExchangeConfig, ReplayConfig
@@ -165,3 +166,37 @@ def test_a_paper_run_closes_its_pairs_at_its_end_because_its_account_ends_with_i
     # every leg's last landed snapshot is flat, taken after the run's end: nothing is left for funding to accrue on
     assert last and all(units == pytest.approx(0.0, abs=1e-9) for _, units in last.values()), last
     assert min(ts for ts, _ in last.values()) >= until
+
+
+def test_a_settlement_is_paid_on_the_streams_last_prediction_however_far_the_clock_ran_ahead() -> None:
+    """The account's clock passes a settlement by far more than the grace while the funding stream lags (a busy
+    machine under a fast replay): nothing is paid until the stream delivers its last prediction and moves on."""
+    from fundarb_dagster.core import schema
+    from fundarb_dagster.core.execution.paper import SETTLE_GRACE_MS, PaperMarket
+
+    settlement = 1_793_516_400_000
+
+    def rows(*items: tuple[int, int, float, float]) -> np.ndarray:
+        out = schema.empty("funding", len(items))
+        for row, (ts, funding_ts, rate, index) in zip(out, items, strict=True):
+            row["ts_ms"], row["funding_ts_ms"], row["funding_rate"], row["index_price"] = ts, funding_ts, rate, index
+            row["interval_h"], row["mark_price"] = 1.0, index + 5.0
+        return out
+
+    class Account:
+        paid: list[tuple[str, int, float, float]] = []
+
+        def on_funding(self, symbol: str, t: int, rate: float, price: float) -> None:
+            self.paid.append((symbol, t, rate, price))
+
+    market, account, symbol = PaperMarket(source=None, oracle=True), Account(), "BTC/USDC:USDC"
+    market.add_funding(symbol, rows((settlement - 120_000, settlement, 1.0e-5, 61_000.0)))
+    market._pay_funding(account, upto=settlement + 10 * SETTLE_GRACE_MS)  # the clock far ahead of the stream
+    assert account.paid == []
+    # the stream catches up: its last prediction for the settlement, then a row naming the next one
+    market.add_funding(symbol, rows((settlement - 1_000, settlement, 2.0e-5, 61_413.0)))
+    market._pay_funding(account, upto=settlement + 10 * SETTLE_GRACE_MS)
+    assert account.paid == []  # not moved on, not streamed past the grace: the last word may still come
+    market.add_funding(symbol, rows((settlement + 1_000, settlement + HOUR_MS, 3.0e-5, 61_500.0)))
+    market._pay_funding(account, upto=settlement + 10 * SETTLE_GRACE_MS)
+    assert account.paid == [(symbol, settlement, 2.0e-5, 61_413.0)]  # the last prediction, on the oracle before it
