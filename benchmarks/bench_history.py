@@ -8,8 +8,9 @@ columns, no header) for spot symbols. Then, timing each part:
 1. `import_files` of each venue's whole folder (symbols from the file names): rows/s, landing files written,
    beside the obvious alternative on a sample: the same rows landed as capture-style hour files per symbol
    (what the importer wrote before), extrapolated to the full size;
-2. `fundarb backfill` (`backfill.backfill`): hourly_job (raw tables, bars, funding) then signals_job
-   (funding_spreads, opportunities, alerts) over the whole span in month-long runs, each run's wall time
+2. `fundarb backfill` (`backfill.backfill`): history_job (the same tables on daily partitions) over the whole
+   days before the newest landed day, then hourly_job (raw tables, bars, funding) and signals_job
+   (funding_spreads, opportunities, alerts) over the newest day, in month-long runs, each run's wall time
    beside its steps' time (the difference is Dagster's own cost per run).
 
     python -m benchmarks.bench_history                    # 300 venue-symbols x 4 y funding, 20 x 1 y of 1m klines
@@ -278,7 +279,7 @@ def main() -> None:
     started = time.perf_counter()
     timings = backfill(data, progress=lambda line: print("  " + line, flush=True))
     wall = time.perf_counter() - started
-    for job in ("hourly_job", "signals_job"):
+    for job in ("history_job", "hourly_job", "signals_job"):
         mine = [t for t in timings if t.job == job]
         if mine:
             w, st = sum(t.wall_s for t in mine), sum(t.steps_s for t in mine)
