@@ -301,8 +301,8 @@ def build_intervals(reported: pd.DataFrame, inferred: pd.DataFrame | None = None
                     "valid_from_ms": span["valid_from_ms"],
                     "valid_to_ms": spans[i + 1]["valid_from_ms"] if i + 1 < len(spans) else None,
                     "interval_h": interval_h,
-                    "cap": cap,
-                    "floor": floor,
+                    "cap": np.nan if cap is None else cap,
+                    "floor": np.nan if floor is None else floor,
                     "source": span["source"],
                 }
             )
@@ -312,8 +312,11 @@ def build_intervals(reported: pd.DataFrame, inferred: pd.DataFrame | None = None
     return out[INTERVAL_COLUMNS].reset_index(drop=True)
 
 
-def _nan_key(value: Any) -> float:
-    return float("nan") if value is None or pd.isna(value) else float(value)
+def _nan_key(value: Any) -> float | None:
+    """A cap or floor as part of a span's state: None when unknown (NaN != NaN, so two observations of the same
+    interval with no cap would never merge: at one instant that made a zero-length span and failed
+    funding_intervals_has_no_overlaps)."""
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def interval_at(intervals: pd.DataFrame, keys: pd.DataFrame, ts_column: str = "funding_ts") -> pd.DataFrame:

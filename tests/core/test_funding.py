@@ -278,3 +278,25 @@ def test_off_grid_settlements_keep_the_interval_in_force_and_only_confirmed_inte
     np.testing.assert_array_equal(got, truth)
     # nothing confirmed (two gaps of 8h, then off-grid gaps): nothing inferred
     assert np.isnan(intervals_in_force(np.array([0, 8, 16, 19, 24]) * 3_600_000)).all()
+
+
+def test_the_same_interval_observed_twice_at_one_instant_without_a_cap_is_one_span() -> None:
+    """Two sources (a funding row and the registry) reporting the same 8 h with no cap at the same settlement
+    made a zero-length span before it (NaN caps never compared equal), which failed the blocking
+    funding_intervals_has_no_overlaps on 100 imported symbols."""
+    t0 = 1_609_459_200_001
+    obs = pd.DataFrame(
+        {
+            "exchange": "bybit",
+            "symbol": "C064/USDT:USDT",
+            "ts_ms": [t0, t0, t0 + 8 * 3_600_000, t0 + 16 * 3_600_000],
+            "interval_h": [8.0, 8.0, 8.0, 4.0],
+            "cap": np.nan,
+            "floor": np.nan,
+            "source": "reported",
+        }
+    )
+    spans = f.build_intervals(obs)
+    assert spans["interval_h"].tolist() == [8.0, 4.0]
+    assert spans["valid_to"].iloc[0] == spans["valid_from"].iloc[1] and pd.isna(spans["valid_to"].iloc[1])
+    assert spans["cap"].isna().all() and spans["cap"].dtype == float
