@@ -220,8 +220,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.funding_symbols, args.years, args.kline_symbols, args.kline_days, args.sample = 4, 0.25, 2, 14, 2
-    months = max(1, round(args.years * 12))
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_history-"))
+    try:
+        run(args, work)
+    finally:
+        if not args.keep:  # a full-size run leaves ~2 GB of archives and landing files
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    months = max(1, round(args.years * 12))
     archives, data = work / "archives", work / "data"
     shutil.rmtree(data, ignore_errors=True)
     print(f"2 cores shared; load average {os.getloadavg()[0]:.1f} at start; folder {work}")
