@@ -151,6 +151,7 @@ def test_graphql_serves_tables_per_strategy_backtests_honest_checks_and_named_ru
         (node["assetKey"]["path"], check["name"])
         for node in nodes
         for check in (node["assetChecksOrError"] or {}).get("checks", [])
+        if node["assetKey"]["path"][0] != "history"  # history/<table> repeats its table's checks (defs/history.py)
     ]
     assert len({name for _, name in checks}) == len(checks), "check names are unique"
     evaluated = passed_with_rows = 0

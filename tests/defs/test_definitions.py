@@ -148,7 +148,7 @@ def test_the_loaded_code_location_starts_its_partitions_at_the_setting_or_the_fi
     graph = defs().resolve_asset_graph()
     assert graph.get(AssetKey("raw_trades")).partitions_def.start.isoformat() == "2026-10-30T00:00:00+00:00"
     assert graph.get(AssetKey("ohlcv_1d")).partitions_def.start.isoformat() == "2026-10-30T00:00:00+00:00"
-    check = next(k for k in graph.asset_check_keys if k.name == "ohlcv_1m_has_unique_keys")
+    check = AssetCheckKey(AssetKey("ohlcv_1m"), "ohlcv_1m_has_unique_keys")
     assert graph.get_check_spec(check).partitions_def == graph.get(AssetKey("ohlcv_1m")).partitions_def
     monkeypatch.delenv("FUNDARB_PARTITIONS_START")
     import pandas as pd
