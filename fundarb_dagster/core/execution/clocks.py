@@ -21,6 +21,10 @@ class TraderClock(Protocol):
 
     async def sleep_until(self, t_ms: int) -> None: ...
 
+    async def wait_for(self, t_ms: int) -> None:
+        """Until the clock reads `t_ms`, for a task beside the trader's loop (it never moves the clock)."""
+        ...
+
 
 class VenueClock:
     def __init__(self, venue: Any, speed: float | None = None) -> None:
@@ -33,11 +37,15 @@ class VenueClock:
     async def sleep_until(self, t_ms: int) -> None:
         await asyncio.sleep(max(0.0, (t_ms - self.now()) / self.speed / 1000.0))
 
+    async def wait_for(self, t_ms: int) -> None:
+        await self.sleep_until(t_ms)
+
 
 class SteppedClock:
     def __init__(self, venues: Iterable[Any], start_ms: int) -> None:
         self.venues = list(venues)
         self.t = int(start_ms)
+        self._moved = asyncio.Event()
         self._pin()
 
     def _pin(self) -> None:
@@ -50,4 +58,11 @@ class SteppedClock:
     async def sleep_until(self, t_ms: int) -> None:
         self.t = max(self.t, int(t_ms))
         self._pin()
+        self._moved.set()  # wake the tasks waiting for a time (`wait_for`)
+        self._moved = asyncio.Event()
         await asyncio.sleep(0)  # let the venues' tasks see the new time
+
+    async def wait_for(self, t_ms: int) -> None:
+        """Woken each time the trader moves the clock, so a wait ends at the same step in every run."""
+        while self.t < t_ms:
+            await self._moved.wait()

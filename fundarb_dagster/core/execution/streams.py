@@ -7,7 +7,8 @@ the buffers at each turn (`take`). So in steady state an order's progress and it
 A venue is *streaming* only once its streams have delivered since they were (re)subscribed, and the trader
 has caught up by REST after that (`caught_up`): until then it polls (fetch_order, fetch_my_trades), as it does
 on a venue without the streams. A stream that errors (a dropped connection) counts the error, is called again
-(ccxt.pro reconnects and re-subscribes; waits grow with consecutive errors) and puts its venue back to polling:
+(ccxt.pro reconnects and re-subscribes; waits, on the trader's clock, grow with consecutive errors) and puts its
+venue back to polling:
 what happened while it was down is fetched, and a fill seen twice is landed once (fills are keyed by trade id).
 """
 
@@ -18,10 +19,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from .clocks import TraderClock
 from .gateway import error_reason
 
 KINDS: Final = {"orders": ("watchOrders", "watch_orders"), "trades": ("watchMyTrades", "watch_my_trades")}
-RECONNECT_S: Final = (0.0, 0.5, 1.0, 2.0, 5.0)  # wall wait before re-subscribing after 1, 2, ... errors in a row
+RECONNECT_S: Final = (0.0, 0.5, 1.0, 2.0, 5.0)  # wait before re-subscribing after 1, 2, ... errors in a row
 SETTLE_YIELDS: Final = 16  # event-loop turns `settle` gives the stream tasks (an in-process venue needs ~4)
 
 
@@ -34,9 +36,12 @@ def streamable(exchange: Any) -> bool:
 class PrivateStreams:
     """Buffered private streams of the venues that have them (see the module doc)."""
 
-    def __init__(self, exchanges: Mapping[str, Any], say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, exchanges: Mapping[str, Any], say: Callable[[str], None] = print, clock: TraderClock | None = None
+    ) -> None:
         self.exchanges = {e: ex for e, ex in exchanges.items() if streamable(ex)}
         self.say = say
+        self.clock = clock  # the reconnect waits run on it (a stepped run stays repeatable); None: wall time
         self.buffers: dict[tuple[str, str], list[dict[str, Any]]] = {(e, k): [] for e in self.exchanges for k in KINDS}
         self.errors: Counter[str] = Counter()  # venue -> stream errors
         self.delivered: Counter[str] = Counter()  # venue -> updates delivered by its streams
@@ -61,13 +66,19 @@ class PrivateStreams:
                 self._fresh.discard(venue)
                 self._live.discard(venue)
                 self.say(f"trade: {venue} private stream {kind} failed ({error_reason(exc)}); polling, re-subscribing")
-                await asyncio.sleep(RECONNECT_S[min(in_a_row, len(RECONNECT_S) - 1)])
+                await self._pause(RECONNECT_S[min(in_a_row, len(RECONNECT_S) - 1)])
                 in_a_row += 1
                 continue
             in_a_row = 0
             self.buffers[(venue, kind)].extend(batch or [])
             self.delivered[venue] += len(batch or [])
             self._fresh.add(venue)
+
+    async def _pause(self, seconds: float) -> None:
+        if self.clock is None:
+            await asyncio.sleep(seconds)
+        elif seconds > 0:
+            await self.clock.wait_for(self.clock.now() + int(seconds * 1000))
 
     def streaming(self, venue: str) -> bool:
         return venue in self._live

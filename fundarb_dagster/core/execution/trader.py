@@ -207,7 +207,7 @@ class Trader:
         interval = int(self.config.decision_interval_s * 1000)
         self.next_decision = (now // interval) * interval + interval if self.next_decision <= 0 else self.next_decision
         self.next_reconcile = now + int(self.config.reconcile_interval_s * 1000)
-        self.streams = PrivateStreams(self.gateway.exchanges, self.say)  # each run subscribes anew
+        self.streams = PrivateStreams(self.gateway.exchanges, self.say, self.clock)  # each run subscribes anew
         self.streams.start()
         try:
             while True:
