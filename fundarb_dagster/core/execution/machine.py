@@ -18,6 +18,9 @@ below is tested by feeding events (tests/core/execution/test_machine.py).
         (a venue that keeps refusing is not hammered), and the unwind keeps going: an unhedged leg is never
         left alone.
     IDLE --Tick, legs not hedged (delta drift found by reconciliation)--> repair (trim, reduce-only)
+    IDLE, or WORKING/CANCELING with no order in flight --Correct(venue positions differ)--> the venue's taken
+        (a leg the venue liquidated: a repair loop re-sending a reduce-only order the venue refuses for a
+        position it no longer holds ends there; hedged -> idle, else the repair goes on from the venue's legs)
 
 A decision that arrives while the pair is working waits (`pending`) and applies once the pair is idle; one
 that flips a leg's sign goes through flat first. Positions are signed base units; a pair is hedged when
@@ -95,7 +98,7 @@ class Tick:
 
 @dataclass(frozen=True)
 class Correct:
-    """The venue's positions of the pair's legs, from reconciliation (applied only while idle)."""
+    """The venue's positions of the pair's legs, from reconciliation (applied while no order is in flight)."""
 
     pos: Pair2
     at_ms: int
@@ -170,14 +173,24 @@ def step(state: PairState, event: Event, rules: Rules) -> tuple[PairState, list[
     if isinstance(event, Tick):
         return _tick(state, event.at_ms, rules)
     if isinstance(event, Correct):
-        if state.phase is not Phase.IDLE or _close(state.held, event.pos, rules.tolerance):
-            return state, []
-        moved = f"venue positions {_fmt(event.pos)} differ from the trader's {_fmt(state.held)}"
-        return replace(state, held=event.pos), [Note("corrected", f"{state.pair}: {moved}; taking the venue's")]
+        return _correct(state, event, rules)
     raise TypeError(f"event: {event!r} is not a machine event")
 
 
 # -- transitions --------------------------------------------------------------------------------------------
+def _correct(state: PairState, ev: Correct, rules: Rules) -> tuple[PairState, list[Action]]:
+    """The venue's positions win whenever no order is in flight (an order in flight may still move them)."""
+    if state.in_flight or _close(state.pos, ev.pos, rules.tolerance):
+        return state, []
+    moved = f"venue positions {_fmt(ev.pos)} differ from the trader's {_fmt(state.pos)}"
+    note = Note("corrected", f"{state.pair}: {moved}; taking the venue's")
+    if state.phase is Phase.IDLE:
+        return replace(state, held=ev.pos), [note]
+    # working on orders that are all final: they are in the venue's positions already, which replace them
+    new, actions = _settle(replace(state, held=ev.pos, orders=()), ev.at_ms, rules)
+    return new, [note, *actions]
+
+
 def _decide(state: PairState, ev: Decide, rules: Rules) -> tuple[PairState, list[Action]]:
     pos = state.pos
     target = ev.target

@@ -230,3 +230,37 @@ def test_a_restart_one_legged_with_nothing_in_flight_says_it_finishes_the_pair()
     state, actions = run(state, Tick(10))
     (close,) = places(actions)
     assert close.leg == 0 and close.reduce_only and "finishing the exit" in notes(actions, "repair")[0]
+
+
+def test_a_leg_the_venue_liquidated_ends_the_repair_loop_when_reconciliation_shows_it() -> None:
+    # An exit: leg A's reduce-only buy closes it; the venue refuses leg B's reduce-only sell (it liquidated that
+    # position already), and every repair re-sends it, refused again
+    held = PairState(PAIR, ("binance", "binance"), held=(-1.0, 1.0), target=(-1.0, 1.0))
+    state, actions = run(held, Decide((0.0, 0.0), decision_id(PAIR, 3_600_000, "target:0"), 3_600_000))
+    a, b = places(actions)
+    state, actions = run(
+        state, OrderUpdate(a.client_id, "closed", 1.0, 3_600_100), OrderUpdate(b.client_id, "rejected", 0, 3_600_200)
+    )
+    now = 3_600_300
+    for _ in range(5):
+        (again,) = places(actions) or [None]
+        if again is None:  # past max_repairs: the round waits out the leg timeout
+            now = state.deadline_ms
+            state, actions = run(state, Tick(now))
+            (again,) = places(actions)
+        assert (again.leg, again.reduce_only) == (1, True)
+        state, actions = run(state, OrderUpdate(again.client_id, "rejected", 0, now))
+        now += 1
+    assert state.phase is Phase.WORKING and state.pos == (0.0, 1.0)
+    # an order in flight may still move the venue's positions: no correction then
+    state, actions = run(state, Tick(state.deadline_ms))
+    (in_flight,) = places(actions)
+    same, nothing = run(state, Correct((0.0, 0.0), now))
+    assert same == state and nothing == []
+    state, actions = run(state, OrderUpdate(in_flight.client_id, "rejected", 0, now + 1))
+    # reconciliation: the venue holds neither leg. Taken; flat is the target: the exit is done, no more orders
+    state, actions = run(state, Correct((0.0, 0.0), now + 2))
+    assert notes(actions, "corrected") and notes(actions, "exited") and not places(actions)
+    assert state.phase is Phase.IDLE and state.pos == (0.0, 0.0) and state.orders == ()
+    state, actions = run(state, Tick(now + 60_000))
+    assert not places(actions)
