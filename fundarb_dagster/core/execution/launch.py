@@ -28,6 +28,7 @@ from .recovery import recover
 from .targets import one_bar_panel, pair_set, pair_specs
 from .trader import Trader, control_dir, flatten_file
 
+PAPER_CATCH_UP_S = 30.0  # the end of a paper run: how long (wall) to wait for its funding streams to reach the clock
 FLATTEN_WAIT_S = 120.0  # `--flatten`: how long (wall) to wait for every pair to be flat
 
 
@@ -227,6 +228,23 @@ async def _flatten(trader: Trader, stop: asyncio.Event) -> bool:
     return trader.flat()
 
 
+async def _settle_paper(trader: Trader, say: Callable[[str], None]) -> None:
+    """The last settlements a paper account held a position through are paid once its funding streams pass them
+    (paper.PaperMarket): wait for the streams to catch up with the clock, then land what the venue booked."""
+    from .paper import PaperExchange
+
+    now = trader.clock.now()
+    late = [
+        exchange_id
+        for exchange_id, venue in trader.gateway.exchanges.items()
+        if isinstance(venue, PaperExchange) and not await venue.catch_up(now, PAPER_CATCH_UP_S)
+    ]
+    if late:
+        say(f"trade: the funding streams of {late} did not reach the end of the run in {PAPER_CATCH_UP_S:g} s")
+    await trader.reconcile(trader.clock.now())
+    trader.ledger.flush()
+
+
 async def _run(trader: Trader, run: TradeRun, stop: asyncio.Event, say: Callable[[str], None]) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -249,6 +267,8 @@ async def _run(trader: Trader, run: TradeRun, stop: asyncio.Event, say: Callable
         say(f"trade: the paper account ends with this run: {'flat' if flat else 'NOT flat'} after closing its pairs")
         if not flat:
             return 1
+    if run.venue == "paper" and not stop.is_set():
+        await _settle_paper(trader, say)
     trader.progress(trader.clock.now(), force=True)
     unhedged = trader.unhedged()
     if unhedged:

@@ -295,6 +295,10 @@ class PaperMarket:
     def next_event(self, account: AccountEvents, after: int) -> int | None:
         return None  # a stream's future is unknown: the private streams re-check on every arrival
 
+    def caught_up(self, t: int) -> bool:
+        """Every funding stream has streamed past t: each settlement at or before t is final (payable)."""
+        return all(series.times and series.times[-1] > t for series in self.funding.values())
+
 
 class PaperExchange:
     """A paper venue over a market-data source (see the module doc): the source's markets and clock, the
@@ -338,6 +342,14 @@ class PaperExchange:
     # -- clock --------------------------------------------------------------------------------------------
     def milliseconds(self) -> int:
         return self.market.milliseconds()
+
+    async def catch_up(self, t: int, timeout_s: float) -> bool:
+        """Wait (wall, bounded) until the funding streams have streamed past t, so every settlement up to t is
+        paid: the end of a paper run, whose account ends with it (a stream that lags the clock pays late)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.market.caught_up(t) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self.market.caught_up(t)
 
     @property
     def speed(self) -> float:

@@ -200,3 +200,20 @@ def test_a_settlement_is_paid_on_the_streams_last_prediction_however_far_the_clo
     market.add_funding(symbol, rows((settlement + 1_000, settlement + HOUR_MS, 3.0e-5, 61_500.0)))
     market._pay_funding(account, upto=settlement + 10 * SETTLE_GRACE_MS)
     assert account.paid == [(symbol, settlement, 2.0e-5, 61_413.0)]  # the last prediction, on the oracle before it
+
+
+def test_a_paper_venue_catches_up_when_its_funding_streams_pass_the_clock() -> None:
+    from fundarb_dagster.core import schema
+    from fundarb_dagster.core.execution.paper import PaperMarket
+
+    market = PaperMarket(source=None, oracle=False)
+    assert market.caught_up(1_000)  # nothing streamed: nothing to wait for
+    for symbol, last in (("BTC/USDT:USDT", 2_000), ("ETH/USDT:USDT", 900)):
+        rows = schema.empty("funding", 1)
+        rows["ts_ms"], rows["funding_ts_ms"] = last, 28_800_000
+        market.add_funding(symbol, rows)
+    assert not market.caught_up(1_000)  # ETH's stream is behind the clock: its settlements may not be final
+    rows = schema.empty("funding", 1)
+    rows["ts_ms"], rows["funding_ts_ms"] = 1_001, 28_800_000
+    market.add_funding("ETH/USDT:USDT", rows)
+    assert market.caught_up(1_000) and not market.caught_up(1_001)
