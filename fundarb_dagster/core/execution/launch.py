@@ -28,7 +28,7 @@ from .recovery import recover
 from .targets import one_bar_panel, pair_set, pair_specs
 from .trader import Trader, control_dir, flatten_file
 
-PAPER_CATCH_UP_S = 30.0  # the end of a paper run: how long (wall) to wait for its funding streams to reach the clock
+PAPER_CATCH_UP_S = 10.0  # the end of a paper run: how long (wall) to wait for its funding streams to reach the clock
 FLATTEN_WAIT_S = 120.0  # `--flatten`: how long (wall) to wait for every pair to be flat
 
 
@@ -230,17 +230,21 @@ async def _flatten(trader: Trader, stop: asyncio.Event) -> bool:
 
 async def _settle_paper(trader: Trader, say: Callable[[str], None]) -> None:
     """The last settlements a paper account held a position through are paid once its funding streams pass them
-    (paper.PaperMarket): wait for the streams to catch up with the clock, then land what the venue booked."""
+    (paper.PaperMarket): wait for the streams to catch up with the clock (bounded: a replay's source may have
+    ended), settle what is left on the last rates streamed, then land what the venue booked."""
     from .paper import PaperExchange
 
     now = trader.clock.now()
     late = [
         exchange_id
         for exchange_id, venue in trader.gateway.exchanges.items()
-        if isinstance(venue, PaperExchange) and not await venue.catch_up(now, PAPER_CATCH_UP_S)
+        if isinstance(venue, PaperExchange) and not await venue.end(now, PAPER_CATCH_UP_S)
     ]
     if late:
-        say(f"trade: the funding streams of {late} did not reach the end of the run in {PAPER_CATCH_UP_S:g} s")
+        say(
+            f"trade: the funding streams of {late} did not reach the end of the run in {PAPER_CATCH_UP_S:g} s "
+            "(the source ended, or lags): its last settlements are paid on the last rates streamed"
+        )
     await trader.reconcile(trader.clock.now())
     trader.ledger.flush()
 

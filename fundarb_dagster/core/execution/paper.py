@@ -128,6 +128,7 @@ class PaperMarket:
         self.books: dict[str, _Series] = {}  # rows: (bids, asks) as ccxt's [[price, amount]], venue amount units
         self.arrived = asyncio.Event()
         self.paid_until: dict[str, int] = {}  # symbol -> the last settlement handed over
+        self.ended_at: int | None = None  # the run ended here: settlements up to it are final on what streamed
         self.max_quote_age_ms = 0  # the oldest quote an order met (a stream that lags its clock fills stale)
         self.met: dict[str, int] = {}  # symbol -> the time of the book (or quote) last asked for: what orders met
 
@@ -236,7 +237,8 @@ class PaperMarket:
         if series is None or not series.times:
             return None
         moved_on = series.rows[-1][SETTLEMENT] > settlement
-        if not moved_on and series.times[-1] < settlement + SETTLE_GRACE_MS:
+        ended = self.ended_at is not None and settlement <= self.ended_at
+        if not moved_on and not ended and series.times[-1] < settlement + SETTLE_GRACE_MS:
             return None
         for row in reversed(series.rows):
             if int(row[SETTLEMENT]) == settlement:
@@ -343,12 +345,14 @@ class PaperExchange:
     def milliseconds(self) -> int:
         return self.market.milliseconds()
 
-    async def catch_up(self, t: int, timeout_s: float) -> bool:
-        """Wait (wall, bounded) until the funding streams have streamed past t, so every settlement up to t is
-        paid: the end of a paper run, whose account ends with it (a stream that lags the clock pays late)."""
+    async def end(self, t: int, timeout_s: float) -> bool:
+        """The end of a paper run at t (its account ends with it): wait (wall, bounded) for the funding streams
+        to stream past t, as a lagging stream pays late; then every settlement up to t is final on what was
+        streamed (a source that ended never passes t). True when the streams caught up."""
         deadline = time.monotonic() + timeout_s
         while not self.market.caught_up(t) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        self.market.ended_at = t
         return self.market.caught_up(t)
 
     @property

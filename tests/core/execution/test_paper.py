@@ -200,6 +200,13 @@ def test_a_settlement_is_paid_on_the_streams_last_prediction_however_far_the_clo
     market.add_funding(symbol, rows((settlement + 1_000, settlement + HOUR_MS, 3.0e-5, 61_500.0)))
     market._pay_funding(account, upto=settlement + 10 * SETTLE_GRACE_MS)
     assert account.paid == [(symbol, settlement, 2.0e-5, 61_413.0)]  # the last prediction, on the oracle before it
+    # the next settlement: the source ends before the stream moves past it; the run's end settles it as streamed
+    market.add_funding(symbol, rows((settlement + HOUR_MS - 1_000, settlement + HOUR_MS, 4.0e-5, 61_600.0)))
+    market._pay_funding(account, upto=settlement + HOUR_MS + 10 * SETTLE_GRACE_MS)
+    assert len(account.paid) == 1
+    market.ended_at = settlement + HOUR_MS + 300_000
+    market._pay_funding(account, upto=settlement + HOUR_MS + 300_000)
+    assert account.paid[1:] == [(symbol, settlement + HOUR_MS, 4.0e-5, 61_600.0)]
 
 
 def test_a_paper_venue_catches_up_when_its_funding_streams_pass_the_clock() -> None:
