@@ -56,11 +56,12 @@ def capture_run(
     capture: dict[str, object] = {"flush_interval_s": 2.0, "stats_interval_s": 2.0}
     cmd_prefix: list[str] = []
     env = None
+    hostfile = ""
     if hosts:
         (first, first_address), (_, second_address) = hosts.items()
-        hostfile = workdir / "hosts"
-        hostfile.write_text(f"{first_address}:1\n{second_address}:{ranks - 1}\n")
-        capture |= {"hostfile": str(hostfile), "landing": "first_host"}
+        hostfile = str(workdir / "hosts")
+        Path(hostfile).write_text(f"{first_address}:1\n{second_address}:{ranks - 1}\n")
+        capture |= {"hostfile": hostfile, "landing": "first_host"}
         cmd_prefix = ["ip", "netns", "exec", first]
         env = mpi_env(write_launcher(workdir / "launcher.sh", hosts))
     symbols = [f"{a}/USDT:USDT" for a in ASSETS] + [f"{a}/USDT" for a in ASSETS[:3]]
@@ -79,7 +80,7 @@ def capture_run(
         )
     )
     mpiexec = str(Path(sys.executable).with_name("mpiexec"))
-    cmd = capture_command(mpiexec, ranks, str(config), hostfile=capture.get("hostfile", ""))  # type: ignore[arg-type]
+    cmd = capture_command(mpiexec, ranks, str(config), hostfile=hostfile)
     proc = subprocess.run(
         [*cmd_prefix, *cmd, "--duration", str(seconds)], cwd=REPO, capture_output=True, text=True, timeout=600, env=env
     )

@@ -264,14 +264,16 @@ async def _run(trader: Trader, run: TradeRun, stop: asyncio.Event, say: Callable
     await trader.run(
         until_ms=run.until_ms, stop=lambda: stop.is_set() or (wall_end is not None and time.monotonic() > wall_end)
     )
-    if run.venue == "paper" and not stop.is_set() and not trader.flat():
+    if run.venue == "paper" and not stop.is_set():
         # A paper account ends with its process: its pairs are closed at the end of the run, or the warehouse
         # would hold them forever and the reconciliation would wait for funding no venue will ever pay.
-        flat = await _flatten(trader, stop)
-        say(f"trade: the paper account ends with this run: {'flat' if flat else 'NOT flat'} after closing its pairs")
-        if not flat:
-            return 1
-    if run.venue == "paper" and not stop.is_set():
+        if not trader.flat():
+            flat = await _flatten(trader, stop)
+            say(
+                f"trade: the paper account ends with this run: {'flat' if flat else 'NOT flat'} after closing its pairs"
+            )
+            if not flat:
+                return 1
         await _settle_paper(trader, say)
     trader.progress(trader.clock.now(), force=True)
     unhedged = trader.unhedged()

@@ -20,7 +20,8 @@ simulator's) trades on:
   streamed one at or before the settlement; paid once the stream has moved past it (or, naming no later
   settlement, streamed `SETTLE_GRACE_MS` past it), so a little late, on the account's position history. Both
   are the stream's own time, never the account's clock: a funding stream that lags the clock (a busy machine
-  under a fast replay) pays late, never on a prediction it has not delivered yet;
+  under a fast replay) pays late, never on a prediction it has not delivered yet; the end of a run (`end`)
+  settles what is left on what was streamed;
 - markets are the source's; where it states no lot or tick (a landing replay), a fine assumed step
   (`with_precision`);
 - liquidations on the streamed marks, with the venue's modelled leverage tiers (`tiers.TIER_SCHEDULES`).
