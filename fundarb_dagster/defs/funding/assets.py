@@ -451,7 +451,11 @@ class OpportunitiesConfig(Config):
         default=10_000.0, description="per-leg size entry_cost_bps is walked at where both legs have a captured book"
     )
     book_max_age_h: int = Field(
-        default=1, description="books older than this many hours before the as-of hour's end are not used"
+        default=1,
+        description=(
+            "books captured more than this many hours before the as-of hour's start are not used (the last "
+            "book sampled before a new hour is as good as one sampled minutes into it)"
+        ),
     )
     borrow_apr: dict[str, dict[str, float]] = Field(
         default_factory=dict,
@@ -512,7 +516,7 @@ def opportunities(
             rates = _frame(conn, "opportunity_inputs_rates", params)
             predictions = _frame(conn, "spread_inputs_predictions", params)
             costs = _frame(conn, "opportunity_inputs_costs", params)
-            book_since = end - pd.Timedelta(hours=config.book_max_age_h)
+            book_since = as_of - pd.Timedelta(hours=config.book_max_age_h)
             book_params = Window(book_since.to_pydatetime(), end.to_pydatetime()).params()
             books = core_opps.books_from_frame(_frame(conn, "opportunity_inputs_books", book_params))
             hourly = core_spreads.hourly_rates(rates, predictions, start, end)

@@ -18,7 +18,7 @@ from fundarb_dagster.defs.funding.assets import (
     funding_spreads,
     opportunities,
 )
-from fundarb_dagster.defs.raw.assets import raw_funding, raw_tickers
+from fundarb_dagster.defs.raw.assets import raw_funding, raw_order_book, raw_tickers
 from fundarb_dagster.defs.resources import DataDirResource, SourceConfigResource
 from tests.defs.funding.carry_fixtures import (
     HOURS,
@@ -249,6 +249,50 @@ def test_opportunities_rank_by_net_carry_with_fees_and_half_spreads(carry):
         np.where(carry > 0, got["entry_cost_bps"] / 1e4 / (carry / 8760), np.inf),
         rtol=1e-9,
     )
+
+
+def _land_books(data_dir, at: pd.Timestamp) -> None:
+    """One deep book per instrument at `at`: 20 levels a bp apart, 1 M USD each, around the fixture's price."""
+    from fundarb_dagster.core import landing, schema
+    from tests.defs.funding.carry_fixtures import ASSETS, instrument_names
+
+    names = instrument_names()
+    rec = schema.empty("order_book", len(names))
+    rec["ts_ms"] = at.value // 1_000_000
+    rec["recv_ts_ms"] = rec["ts_ms"] + 5
+    rec["instrument_id"] = list(names)
+    rec["updates"], rec["nonce"] = 1, -1
+    steps = np.arange(1, schema.BOOK_LEVELS + 1) / 1e4
+    for i, (_, symbol) in names.items():
+        price = ASSETS[symbol.split("/")[0]]
+        rec["bid_price"][i], rec["ask_price"][i] = price * (1 - steps), price * (1 + steps)
+        rec["bid_size"][i] = rec["ask_size"][i] = 1e6 / price
+    landing.write_stream(data_dir, "order_book", schema.to_arrow("order_book", rec, names), "books", 0)
+    hour = at.floor("h").strftime("%Y-%m-%d-%H:%M")
+    _run([raw_order_book], data_dir, hour, hour)
+
+
+def test_opportunities_walk_the_last_book_sampled_before_the_as_of_hour(carry, tmp_path):
+    # A capture's books are samples (one per few market minutes): when the data ends minutes into a new hour,
+    # the latest book is from the hour before. Within book_max_age_h of the as-of hour's start it is walked.
+    import shutil
+
+    data_dir = tmp_path / "books"
+    shutil.copytree(carry["dir"], data_dir)
+    as_of = query(data_dir, "SELECT max(as_of) AS t FROM opportunities")["t"].iloc[0]
+    _land_books(data_dir, as_of - pd.Timedelta(minutes=2))
+    _run([opportunities], data_dir, run_config={"ops": {"opportunities": {"config": {"min_obs": 12}}}})
+    got = query(data_dir, "SELECT cost_source, capacity_usd, entry_cost_bps FROM opportunities")
+    assert len(got) and (got["cost_source"] == "book").all(), got
+    assert got["capacity_usd"].notna().all()  # measured on the books (0 where the carry cannot pay the fees)
+    # A book older than that is not: the flat model again.
+    shutil.rmtree(data_dir / "landing" / "order_book")
+    (data_dir / "warehouse.duckdb").unlink()
+    shutil.copy(carry["dir"] / "warehouse.duckdb", data_dir / "warehouse.duckdb")
+    _land_books(data_dir, as_of - pd.Timedelta(minutes=61))
+    _run([opportunities], data_dir, run_config={"ops": {"opportunities": {"config": {"min_obs": 12}}}})
+    got = query(data_dir, "SELECT cost_source FROM opportunities")
+    assert len(got) and (got["cost_source"] == "flat").all(), got
 
 
 def test_rerunning_a_partition_is_idempotent(carry):
