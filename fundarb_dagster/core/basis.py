@@ -29,6 +29,10 @@ from .instruments import split_multiplier
 from .venues import venue_facts
 
 TIMEFRAMES_S: dict[str, int] = {"1m": 60, "1h": 3600}
+# Bucketed from quotes at 1m and 1h; at 8h only the venue's own 8h bars (imported klines) give a basis, so
+# history of 8h klines alone (spot and COIN-M archives) has one too. An hourly partition holds the 8h bars
+# that open in it.
+BAR_TIMEFRAMES_S: dict[str, int] = {**TIMEFRAMES_S, "8h": 8 * 3600}
 QUOTE_COLUMNS = ["exchange", "symbol", "ts", "bid", "ask", "mark_price", "index_price"]
 BASIS_COLUMNS = [
     "exchange",

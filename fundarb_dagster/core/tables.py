@@ -371,7 +371,7 @@ FUNDING = [
             [
                 ("exchange", "string", "ccxt exchange id"),
                 ("symbol", "string", "perp symbol"),
-                ("timeframe", "string", "1m or 1h (key)"),
+                ("timeframe", "string", "1m or 1h; 8h from the venue's 8h bars only (key)"),
                 ("ts", "timestamp", "bucket start; values are the last quote in the bucket (key)"),
                 ("underlying", "string", "asset priced, multiplier removed"),
                 ("spot_symbol", "string", "the spot leg on the same venue"),

@@ -307,10 +307,11 @@ def heat_metadata(recent: pd.DataFrame) -> dict[str, Any]:
     pool=POOL,
     owners=OWNERS,
     kinds={"duckdb"},
-    deps=["raw_tickers", "funding_intervals", "ohlcv_1m", "ohlcv_1h"],
+    deps=["raw_tickers", "raw_ohlcv", "funding_intervals", "ohlcv_1m", "ohlcv_1h"],
     description=(
         "Perp vs spot on the same venue at 1m and 1h (last quote in each bucket; where no quotes were recorded, "
-        "the spot and perp bar closes: source column): basis and mark-index in bps "
+        "the spot and perp bar closes: source column), and at 8h from the venue's own 8h bars (imported klines): "
+        "basis and mark-index in bps "
         "and annualized at the venue's payment rule (core.basis.premium_period), plus the half-spreads a "
         "backtest charges."
     ),
@@ -318,12 +319,14 @@ def heat_metadata(recent: pd.DataFrame) -> dict[str, Any]:
 )
 def basis(context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: DataDirResource) -> MaterializeResult:
     window = partition_window(context)
-    with _inputs(duckdb, data_dir, ("raw_tickers",), ("funding_intervals",)) as conn:
+    with _inputs(duckdb, data_dir, ("raw_tickers", "raw_ohlcv"), ("funding_intervals",)) as conn:
         intervals = _intervals(conn)
         frames = []
         with_bars = table_exists(conn, "ohlcv_1m") and table_exists(conn, "ohlcv_1h")
-        for timeframe, seconds in core_basis.TIMEFRAMES_S.items():
-            quotes = _frame(conn, "basis_quotes", window.params(bucket_ms=seconds * 1000))
+        no_rows = pd.DataFrame(columns=core_basis.QUOTE_COLUMNS)
+        for timeframe, seconds in core_basis.BAR_TIMEFRAMES_S.items():
+            quoted = timeframe in core_basis.TIMEFRAMES_S
+            quotes = _frame(conn, "basis_quotes", window.params(bucket_ms=seconds * 1000)) if quoted else no_rows
             bars = (
                 _frame(conn, "basis_bars", window.params(timeframe=timeframe))
                 if with_bars

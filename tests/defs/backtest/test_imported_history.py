@@ -155,6 +155,24 @@ def test_1h_klines_feed_ohlcv_1h_and_basis_from_bar_closes(history) -> None:
     assert set(rows["source"]) == {"bars"} and rows["perp_bid"].isna().all()
 
 
+def test_8h_klines_alone_give_an_8h_basis_from_bar_closes(history) -> None:
+    # BTC has 8h klines only (as Binance's spot and COIN-M archives): its basis is the 8h bars' closes
+    data, opens = history["data"], history["hour_ms"] - 8 * H
+    rows = query(
+        data,
+        "SELECT timeframe, epoch_ms(ts) AS t, spot_symbol, spot_mid, perp_mid, basis_bps, basis_apr, interval_h, "
+        "perp_bid, source FROM basis WHERE symbol = 'BTC/USDT:USDT' ORDER BY timeframe, ts",
+    )
+    assert set(rows["timeframe"]) == {"8h"}  # no finer bars, no quotes: nothing at 1m or 1h
+    np.testing.assert_array_equal(rows["t"], opens)
+    assert set(rows["spot_symbol"]) == {"BTC/USDT"} and set(rows["source"]) == {"bars"}
+    perp, spot = history["perp_close"], history["spot_close"]
+    np.testing.assert_allclose(rows["perp_mid"], perp, rtol=1e-12)
+    np.testing.assert_allclose(rows["basis_bps"], (perp / spot - 1) * 1e4, rtol=1e-9)
+    np.testing.assert_allclose(rows["basis_apr"], (perp / spot - 1) * 8760 / 8, rtol=1e-9)  # 8h interval in force
+    assert rows["perp_bid"].isna().all()
+
+
 def _independent_funding(btc: pd.DataFrame, marks: np.ndarray) -> tuple[float, int]:
     """The textbook rule walked settlement by settlement: a short perp of UNITS held over a settlement
     receives rate x UNITS x mark; after each settlement, enter when its rate's APR reaches ENTER_APR, exit

@@ -14,7 +14,7 @@ EXPECTED_DEPS = {
     "funding_intervals": {"raw_funding", "funding_history"},
     "funding_predictions": {"raw_funding", "funding_intervals"},
     "funding_rates": {"raw_funding", "funding_history", "funding_intervals", "funding_predictions"},
-    "basis": {"raw_tickers", "funding_intervals", "ohlcv_1m", "ohlcv_1h"},
+    "basis": {"raw_tickers", "raw_ohlcv", "funding_intervals", "ohlcv_1m", "ohlcv_1h"},
     "funding_spreads": {"funding_rates", "funding_predictions", "basis"},
     "opportunities": {"funding_spreads", "funding_rates", "funding_predictions", "basis"},
     "alerts": {
