@@ -73,7 +73,8 @@ def test_assets_prints_every_hourly_or_daily_asset_for_a_ranged_materialize(caps
     assert {"raw_trades", "capture_stats", "ohlcv_1m", "indicators", "funding_rates", "funding_spreads"} <= set(hourly)
     assert "ohlcv_1d" not in hourly and "funding_history" not in hourly and "opportunities" not in hourly
     assert main(["assets", "--scope", "daily"]) == 0
-    assert set(capsys.readouterr().out.strip().split(",")) == {"ohlcv_8h", "ohlcv_1d", "funding_history"}
+    daily = {"ohlcv_8h", "ohlcv_1d", "funding_history", "borrow_rates"}
+    assert set(capsys.readouterr().out.strip().split(",")) == daily
 
 
 # -- every bad argument: one line naming it and the value, exit 2, nothing done --------------------------------

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from . import landing, schema
+from .borrow import BORROW_ROW_COLUMNS, borrow_rows
 from .config import FundarbConfig, check_symbols
 from .instruments import InstrumentRegistry, registry_path
 from .leverage_tiers import empty_tiers, tier_rows
@@ -337,3 +338,72 @@ def fetch_leverage_tiers(config: FundarbConfig) -> tuple[pd.DataFrame, dict[str,
     now_ms = max((now for _, now in fetched.values()), default=None)
     columns = [c for c in empty_tiers().columns if not c.startswith("valid_")]
     return (pd.concat(frames, ignore_index=True) if frames else empty_tiers()[columns]), errors, now_ms
+
+
+# -- spot borrow rates ------------------------------------------------------------------------------------
+@dataclass
+class BorrowHistory:
+    """What `fetch_borrow_history` got: the rows (`borrow.BORROW_ROW_COLUMNS`) and what went wrong."""
+
+    rows: pd.DataFrame
+    errors: dict[str, str] = field(default_factory=dict)  # "<exchange> <currency>" or "<exchange>" -> error
+    skipped: list[str] = field(default_factory=list)  # exchanges whose source has no fetchBorrowRateHistory
+    per_exchange: dict[str, int] = field(default_factory=dict)  # exchange -> rows
+
+
+def borrowed_currencies(symbols: Sequence[str]) -> list[str]:
+    """The currencies a reverse carry borrows: the bases of the configured spot symbols (`BTC/USDT` -> BTC)."""
+    return sorted({s.split("/")[0] for s in symbols if ":" not in s and "/" in s})
+
+
+async def fetch_borrow_pages(exchange: Any, code: str, start_ms: int, end_ms: int, page_limit: int) -> list[dict]:
+    """`fetch_borrow_rate_history` of [start_ms, end_ms) page by page (each page from after the last entry)."""
+    out: list[dict] = []
+    since = start_ms
+    while since < end_ms:
+        page = await exchange.fetch_borrow_rate_history(code, since, page_limit, {"until": end_ms - 1})
+        page = [e for e in page if e.get("timestamp") is not None and since <= e["timestamp"] < end_ms]
+        if not page:
+            break
+        out.extend(page)
+        since = max(int(e["timestamp"]) for e in page) + 1
+    return out
+
+
+def fetch_borrow_history(config: FundarbConfig, start_ms: int, end_ms: int, page_limit: int = 500) -> BorrowHistory:
+    """Spot borrow rates of [start_ms, end_ms) for the bases of every configured spot symbol, from the
+    configured source's `fetch_borrow_rate_history` where its `has` says it exists (sim venues that lend, live
+    venues whose ccxt class has it; a replay has no borrow recordings): skipped elsewhere, and one failing
+    currency skips only itself."""
+    frames: list[pd.DataFrame] = []
+    out = BorrowHistory(pd.DataFrame(columns=BORROW_ROW_COLUMNS))
+    for exchange_config in config.exchanges:
+        codes = borrowed_currencies(exchange_config.symbols)
+        if not codes:
+            continue
+        exchange = open_exchange(config, exchange_config.id)
+        if not (getattr(exchange, "has", None) or {}).get("fetchBorrowRateHistory"):
+            out.skipped.append(exchange_config.id)
+            asyncio.run(exchange.close())
+            continue
+
+        async def run(ex: Any = exchange, wanted: list[str] = codes) -> tuple[list[pd.DataFrame], dict[str, str]]:
+            got, failed = [], {}
+            try:
+                await ex.load_markets()
+                for code in wanted:
+                    try:
+                        got.append(borrow_rows(ex.id, await fetch_borrow_pages(ex, code, start_ms, end_ms, page_limit)))
+                    except Exception as exc:  # noqa: BLE001 - one failing currency must not lose the others
+                        failed[code] = f"{type(exc).__name__}: {exc}"
+            finally:
+                await ex.close()
+            return got, failed
+
+        got, failed = asyncio.run(run())
+        frames += [f for f in got if len(f)]
+        out.errors.update({f"{exchange_config.id} {c}": e for c, e in failed.items()})
+        out.per_exchange[exchange_config.id] = sum(len(f) for f in got)
+    if frames:
+        out.rows = pd.concat(frames, ignore_index=True)
+    return out

@@ -17,7 +17,9 @@ it has lasted), and its persistence:
     capacity_usd       = the largest notional per leg whose round trip (book walks + fees) stays within
                          `CapacityRule.share` of the carry expected over H (`core.capacity.capacity`; NaN without
                          books); capacity_net_carry_apr the net carry at that size
-    borrow_apr         = the spot borrow rate of a reverse cash-and-carry (short spot), else 0
+    borrow_apr         = the spot borrow rate of a reverse cash-and-carry (short spot), else 0: the captured rate
+                         in force at as_of (`borrow_rates`) where there is one, else the configured one
+                         (borrow_source: captured, configured, or none for a trade that borrows nothing)
     net_carry_apr      = |expected_carry_apr| - borrow_apr - entry_cost * 8760 / H
     break_even_h       = entry_cost / ((|expected_carry_apr| - borrow_apr) / 8760)   (inf when that is <= 0)
     forecast_mae_apr   = mean |forecast - realized mean carry over the next H hours| at past hours of the
@@ -27,9 +29,9 @@ it has lasted), and its persistence:
 
 The trade direction follows the sign of the expected carry (short the perp that is paid funding). When
 funding is negative, cash-and-carry turns around: long the perp, short the spot, which means borrowing the
-asset. That row exists only where a borrow rate for the venue and asset is known (`BorrowRates`: configured
-now, captured later), and is ranked net of it. Basis convergence P&L is not counted: the carry is what the
-trade earns if prices do not move against it.
+asset. That row exists only where a borrow rate for the venue and asset is known (`BorrowRates`: captured in
+`borrow_rates` at the as-of time, else configured), and is ranked net of it. Basis convergence P&L is not
+counted: the carry is what the trade earns if prices do not move against it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -75,6 +78,7 @@ OPPORTUNITY_COLUMNS = [
     "expected_carry_apr",
     "entry_cost_bps",
     "borrow_apr",
+    "borrow_source",
     "net_carry_apr",
     "horizon_h",
     "break_even_h",
@@ -152,11 +156,15 @@ class BorrowRates:
 
     def apr(self, exchange: str, asset: str) -> float | None:
         """The borrow APR of `asset` on `exchange`, None when unknown."""
+        return self.quote(exchange, asset)[0]
+
+    def quote(self, exchange: str, asset: str) -> tuple[float | None, str]:
+        """The borrow APR of `asset` on `exchange` and where it comes from: `captured`, `configured` or `none`."""
         if (exchange, asset) in self.captured:
-            return float(self.captured[(exchange, asset)])
+            return float(self.captured[(exchange, asset)]), "captured"
         venue = self.configured.get(exchange, {})
         rate = venue.get(asset, venue.get("*"))
-        return None if rate is None else float(rate)
+        return (None, "none") if rate is None else (float(rate), "configured")
 
 
 BORROW_COLUMNS = ["exchange", "asset", "borrow_apr"]
@@ -227,7 +235,7 @@ def _errors(name: str, error: pd.Series) -> dict[str, float]:
 
 
 def _costed(
-    stats: dict[str, float],
+    stats: dict[str, Any],
     legs: list[tuple[str, str]],
     fees_bps: float,
     flat_bps: float,
@@ -254,7 +262,7 @@ def _costed(
     return out
 
 
-def _net(stats: dict[str, float], cost_bps: float, borrow_apr: float, horizon_h: int) -> dict[str, float]:
+def _net(stats: dict[str, Any], cost_bps: float, borrow_apr: float, horizon_h: int) -> dict[str, Any]:
     """The carry left after borrow and the round-trip cost spread over the horizon, and its break-even."""
     carry = stats["expected_carry_apr"] - borrow_apr
     cost = cost_bps / 1e4
@@ -309,7 +317,7 @@ def rank_opportunities(
     lookback_h = window.lookback_h
     start = pd.Timestamp(as_of) + pd.Timedelta(hours=1 - lookback_h) if lookback_h else wide.index[0]
 
-    def evaluate(history: pd.Series) -> dict[str, float] | None:
+    def evaluate(history: pd.Series) -> dict[str, Any] | None:
         recent = history[history.index >= start]
         return _evaluate(history, recent, horizon_h, window, min_obs) if len(recent) >= min_obs else None
 
@@ -329,9 +337,11 @@ def rank_opportunities(
         stats = evaluate(wide[(exchange, symbol)].dropna())
         if stats is None:
             continue
-        borrow_apr = 0.0 if stats["sign"] > 0 else borrow.apr(exchange, underlying_of(symbol))
+        quote = (0.0, "none") if stats["sign"] > 0 else borrow.quote(exchange, underlying_of(symbol))
+        borrow_apr, borrow_source = quote
         if borrow_apr is None:
             continue
+        stats = {**stats, "borrow_source": borrow_source}
         leg = costs.loc[(exchange, symbol)]
         spot_hs = float(leg["spot_half_spread_bps"]) if pd.notna(leg["spot_half_spread_bps"]) else 0.0
         spot_symbol = str(leg["spot_symbol"])
@@ -353,6 +363,7 @@ def rank_opportunities(
                 continue
             fees_bps = 2 * (fees.fee_bps(ex_a, "swap") + fees.fee_bps(ex_b, "swap"))
             flat_bps = fees_bps + 2 * (perp_half_spread(ex_a, sym_a) + perp_half_spread(ex_b, sym_b))
+            spread = {**spread, "borrow_source": "none"}
             stats = _costed(spread, [(ex_a, sym_a), (ex_b, sym_b)], fees_bps, flat_bps, 0.0, horizon_h, books, rule)
             # series = a - b > 0: a pays more, so short a and long b.
             if stats["sign"] > 0:

@@ -298,6 +298,27 @@ FUNDING = [
         frame="history_frame",
     ),
     Table(
+        "borrow_rates",
+        "funding",
+        ("exchange", "currency", "ts"),
+        "daily",
+        _columns(
+            [
+                ("exchange", "string", "ccxt exchange id"),
+                ("currency", "string", "ccxt currency code borrowed (the spot base a reverse carry sells)"),
+                ("ts", "timestamp", "when the venue published the rate (key): in force until the next row's ts"),
+                ("ts_ms", "int64", "the same, epoch ms as the venue gave it"),
+                ("rate", "float64", "the venue's rate per its period (ccxt's `rate`), fraction"),
+                ("period_h", "float64", "the period the rate is quoted per, hours (binance 24, bybit/okx 1)"),
+                ("rate_per_h", "float64", "rate per hour: rate / period_h"),
+                ("borrow_apr", "float64", "rate_per_h x 8760 (simple interest, as venues charge it)"),
+                ("source", "string", "the source kind that served it (sim, replay, live, wire)"),
+            ]
+        ),
+        frame="borrow_frame",
+        description="Spot-margin borrow rates (fetch_borrow_rate_history), point in time: a rate holds until the next.",
+    ),
+    Table(
         "funding_intervals",
         "funding",
         ("exchange", "symbol", "valid_from"),
@@ -442,6 +463,7 @@ FUNDING = [
                 ("expected_carry_apr", "float64", "carry expected over the horizon: shrunk to the mean, capped"),
                 ("entry_cost_bps", "float64", "round-trip taker fees + half-spreads of both legs"),
                 ("borrow_apr", "float64", "spot borrow rate a reverse cash-and-carry pays (else 0)"),
+                ("borrow_source", "string", "captured: borrow_rates in force at as_of; configured: the config's; none"),
                 ("net_carry_apr", "float64", "expected carry minus borrow and the cost spread over the horizon"),
                 ("horizon_h", "int32", "holding horizon, hours"),
                 ("break_even_h", "float64", "hours of expected carry that pay the entry cost"),

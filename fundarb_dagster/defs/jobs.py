@@ -67,10 +67,10 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "daily_job",
-        ("ohlcv_8h", "ohlcv_1d", "funding_history"),
+        ("ohlcv_8h", "ohlcv_1d", "funding_history", "borrow_rates"),
         "day",
-        "8-hour and daily bars and the venues' settled funding history, for each day once it has ended on the data's "
-        "clock (an hour of a later day has loaded).",
+        "8-hour and daily bars, the venues' settled funding history and spot borrow rates, for each day once it "
+        "has ended on the data's clock (an hour of a later day has loaded).",
         after=("hourly_job",),
         waits_for=("hourly_job",),
         complete_days=True,

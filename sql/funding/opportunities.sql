@@ -15,6 +15,7 @@ SELECT
     CAST(expected_carry_apr AS DOUBLE) AS expected_carry_apr,
     CAST(entry_cost_bps AS DOUBLE) AS entry_cost_bps,
     CAST(borrow_apr AS DOUBLE) AS borrow_apr,
+    CAST(borrow_source AS VARCHAR) AS borrow_source,
     CAST(net_carry_apr AS DOUBLE) AS net_carry_apr,
     CAST(horizon_h AS INTEGER) AS horizon_h,
     CAST(break_even_h AS DOUBLE) AS break_even_h,

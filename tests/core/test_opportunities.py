@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from fundarb_dagster.core import opportunities as o
+from fundarb_dagster.core.borrow import borrow_rows, rates_as_of
 
 from .test_carry_forecast import ar1 as _ar1
 from .test_carry_forecast import forecast_by_iteration
@@ -109,20 +110,21 @@ def test_reverse_cash_and_carry_is_not_ranked_without_a_known_borrow_rate():
 
 
 @pytest.mark.parametrize(
-    "borrow,rate",
+    "borrow,rate,source",
     [
-        (o.BorrowRates({"binance": {"ETH": 0.08}}), 0.08),
-        (o.BorrowRates({"binance": {"*": 0.12}}), 0.12),
+        (o.BorrowRates({"binance": {"ETH": 0.08}}), 0.08, "configured"),
+        (o.BorrowRates({"binance": {"*": 0.12}}), 0.12, "configured"),
         # a captured rate wins over the configured one
         (
             o.BorrowRates({"binance": {"ETH": 0.08}}).with_captured(
                 pd.DataFrame({"exchange": ["binance"], "asset": ["ETH"], "borrow_apr": [0.15]})
             ),
             0.15,
+            "captured",
         ),
     ],
 )
-def test_reverse_cash_and_carry_with_a_known_borrow_rate_is_ranked_net_of_it(borrow, rate):
+def test_reverse_cash_and_carry_with_a_known_borrow_rate_is_ranked_net_of_it(borrow, rate, source):
     hourly, latest = _negative_funding_on_binance()
     out = o.rank_opportunities(hourly, latest, o.FeeSchedule(), 168, pd.Timestamp("2026-01-03"), borrow=borrow)
     assert len(out) == 1
@@ -132,6 +134,7 @@ def test_reverse_cash_and_carry_with_a_known_borrow_rate_is_ranked_net_of_it(bor
     # by hand: binance fees 10 bps spot, 5 bps perp, both legs in and out, plus both half-spreads twice
     cost = (2 * (10 + 5) + 2 * (2.0 + 1.0)) / 1e4
     assert row.borrow_apr == pytest.approx(rate)
+    assert row.borrow_source == source
     assert row.expected_carry_apr == pytest.approx(0.30)
     assert row.net_carry_apr == pytest.approx(0.30 - rate - cost * 8760 / 168)
     assert row.break_even_h == pytest.approx(cost / ((0.30 - rate) / 8760))
@@ -143,6 +146,24 @@ def test_forward_cash_and_carry_pays_no_borrow():
     borrow = o.BorrowRates({"binance": {"ETH": 0.08}})
     row = o.rank_opportunities(hourly, latest, o.FeeSchedule(), 168, pd.Timestamp("2026-01-03"), borrow=borrow).iloc[0]
     assert (row.long_symbol, row.short_symbol, row.borrow_apr) == ("ETH/USDT", "ETH/USDT:USDT", 0.0)
+    assert row.borrow_source == "none"
+
+
+def test_reverse_carry_is_ranked_net_of_the_captured_rate_in_force_at_as_of():
+    """A captured path: 6 % from 00:00, 20 % from 18:00, 50 % from 23:00 (after the as-of hour 22:00). The ranking
+    at 22:00 charges 20 %: the last rate published at or before as_of, never the later one."""
+    hourly, latest = _negative_funding_on_binance()
+    entries = [{"currency": "ETH", "rate": apr / 365, "period": 86_400_000,
+                "timestamp": int(pd.Timestamp(f"2026-01-02 {hh}").value // 10**6)}
+               for apr, hh in ((0.06, "00:00"), (0.20, "18:00"), (0.50, "23:00"))]  # fmt: skip
+    rows = borrow_rows("binance", entries)
+    as_of = pd.Timestamp("2026-01-02 22:00")
+    captured = rates_as_of(rows, as_of)
+    configured = o.BorrowRates({"binance": {"ETH": 0.08}})
+    row = o.rank_opportunities(hourly, latest, o.FeeSchedule(), 168, as_of, borrow=configured.with_captured(captured))
+    cost = (2 * (10 + 5) + 2 * (2.0 + 1.0)) / 1e4
+    assert (row.iloc[0].borrow_apr, row.iloc[0].borrow_source) == (pytest.approx(0.20), "captured")
+    assert row.iloc[0].net_carry_apr == pytest.approx(0.30 - 0.20 - cost * 8760 / 168)
 
 
 def test_a_bad_borrow_rate_names_the_venue_and_asset():

@@ -158,7 +158,7 @@ def direction(
     nan = ~np.isfinite(s)
     pos = hysteresis(np.broadcast_to(s >= enter, shape), (s <= exit_) | nan)
     rev = allow_reverse.reshape(1, P, 1)
-    rshift = reverse_cost.reshape(1, P, 1)
+    rshift = reverse_cost.reshape(1, P, -1)  # (P,) or time-last (P, T)
     neg = hysteresis(np.broadcast_to(rev & (s <= -(enter + rshift)), shape), (s >= -(exit_ + rshift)) | nan)
     return pos.astype(np.int8) - neg.astype(np.int8)
 
@@ -184,8 +184,8 @@ class Block:
     la: Legs
     lb: Legs
     allow_reverse: np.ndarray  # (P,)
-    reverse_cost: np.ndarray  # (P,)
-    borrow_a: np.ndarray  # (P, 1) borrow APR on leg a when it is a short spot leg (0 on a perp)
+    reverse_cost: np.ndarray  # (P,) or time-last (P, T)
+    borrow_a: np.ndarray  # (P, 1) or (P, T) borrow APR on leg a when it is a short spot leg (0 on a perp)
     borrow_b: np.ndarray
     capital_per_pair: float
     bar_h: float
@@ -204,15 +204,16 @@ class Block:
     ) -> Block:
         """Pairs `sl` of the time-last `signal` `(P, T)` and of both legs (`legs_of`)."""
         la, lb = legs[0].block(sl), legs[1].block(sl)
-        borrow = pairs.borrow_apr[sl].reshape(-1, 1)
+        borrow = pairs.borrow_apr[:, sl].T if pairs.borrow_apr.ndim == 2 else pairs.borrow_apr[sl].reshape(-1, 1)
+        reverse = pairs.reverse_cost_apr
         return cls(
             sig=signal[sl],
             la=la,
             lb=lb,
             allow_reverse=pairs.allow_reverse[sl],
-            reverse_cost=pairs.reverse_cost_apr[sl],
-            borrow_a=np.where(la.is_perp, 0.0, borrow),
-            borrow_b=np.where(lb.is_perp, 0.0, borrow),
+            reverse_cost=np.ascontiguousarray(reverse[:, sl].T) if reverse.ndim == 2 else reverse[sl],
+            borrow_a=np.ascontiguousarray(np.where(la.is_perp, 0.0, borrow)),
+            borrow_b=np.ascontiguousarray(np.where(lb.is_perp, 0.0, borrow)),
             capital_per_pair=capital_per_pair,
             bar_h=bar_h,
             units=units,

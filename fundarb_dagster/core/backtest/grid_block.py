@@ -342,7 +342,7 @@ def _fix_cells(
         priced[n_] = leg_costs(
             sign * n * group.xb[p, t] * now, sign * n * group.xb_p[p, t] * before, liq, px, lg.mid[p, t],
             lg.mid_prev[p, t], lg.cash[p, t], lg.fee[p, 0], lg.hs[p, t], lg.taker[p, 0], lg.mmr[p, 0],
-            borrow[p, 0], block.bar_h,
+            borrow[p, t if borrow.shape[1] > 1 else 0], block.bar_h,
         )  # fmt: skip
         hit[n_] = (liq, stopped)
     parts = pair_parts(priced["a"], priced["b"])

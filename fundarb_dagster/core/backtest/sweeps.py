@@ -106,9 +106,10 @@ def walk_forward_windows(
 
 def _closing(pairs: PairSet, start: int, stop: int) -> PairSet:
     """The pairs' signals on bars `[start, stop)`, flat on the last bar: every position closes there."""
-    signal = pairs.signal[start:stop].copy()
+    window = pairs.bars(start, stop)
+    signal = window.signal.copy()
     signal[-1] = np.nan
-    return replace(pairs, signal=signal)
+    return replace(window, signal=signal)
 
 
 def walk_forward(

@@ -35,7 +35,7 @@ from ...core.backtest.sweeps import sweep_table
 from ...core.sql import execute, load_sql, table_exists
 from ...core.venues import VENUE_FACTS
 from ..common.metadata import column_schema, metadata_table, number, png_md
-from ..common.panel import INPUT_TABLES, load_panel
+from ..common.panel import INPUT_TABLES, load_borrow_rates, load_panel
 from ..common.tables import write_run
 from ..resources import POOL, warehouse_connection
 
@@ -76,7 +76,15 @@ class BacktestConfig(Config):
     fee_bps: float | None = Field(
         default=None, description="taker and maker fee, bps, on every venue (None: each venue's own; 0: no fees)"
     )
-    borrow_apr: float | None = Field(default=None, description="spot borrow APR for reverse carry (None: no reverse)")
+    borrow_apr: float | None = Field(
+        default=None,
+        description=(
+            "spot borrow APR for reverse carry where borrow_rates has no rate in force (None: no reverse there)"
+        ),
+    )
+    captured_borrow: bool = Field(
+        default=True, description="charge the borrow_rates rate in force at each bar where one was captured"
+    )
     underlyings: list[str] = Field(default_factory=list, description="restrict to these underlyings (empty: all)")
     exchanges: list[str] = Field(default_factory=list, description="restrict perp-perp to these venues")
 
@@ -209,8 +217,9 @@ def backtest(context: AssetExecutionContext, config: BacktestConfig, duckdb: Duc
     t0 = time.perf_counter()
     with warehouse_connection(duckdb, read_only=True) as conn:
         panel = load_panel(conn, start, end, fee_overrides=config.fee_overrides())
+        options = {**config.options(), "borrow_rates": load_borrow_rates(conn, end) if config.captured_borrow else None}
     t_load = time.perf_counter() - t0
-    pairs = strategy.pairs(panel, config.options())
+    pairs = strategy.pairs(panel, options)
     if not pairs.names:
         raise ValueError(f"strategy: {config.strategy!r} found no tradable pairs in the window {start}..{end}")
     context.log.info(f"panel {panel.shape[0]} bars x {panel.shape[1]} markets, {len(pairs.names)} pairs")
@@ -249,6 +258,8 @@ def backtest(context: AssetExecutionContext, config: BacktestConfig, duckdb: Duc
             "pnl_attribution": png_md(attribution_png(result.equity, result.attribution), "attribution"),
             "bars": panel.shape[0],
             "pairs": len(pairs.names),
+            # which borrow rate each pair's reverse carry was charged: captured (borrow_rates), configured, none
+            "borrow_source": MetadataValue.json(pd.Series(pairs.borrow_source).value_counts().to_dict()),
             "load_s": round(t_load, 3),
             "backtest_s": round(t_run, 4),
         },
@@ -376,7 +387,8 @@ def backtest_sweep(context: AssetExecutionContext, config: SweepConfig, duckdb: 
     config = config.model_copy(update={"strategy": run_strategy(context, config)})
     with warehouse_connection(duckdb, read_only=True) as conn:
         panel = load_panel(conn, start, end, fee_overrides=config.fee_overrides())
-    pairs = get_strategy(config.strategy).pairs(panel, config.options())
+        options = {**config.options(), "borrow_rates": load_borrow_rates(conn, end) if config.captured_borrow else None}
+    pairs = get_strategy(config.strategy).pairs(panel, options)
     if not pairs.names:
         raise ValueError(f"strategy: {config.strategy!r} found no tradable pairs in the window {start}..{end}")
     axes = config.axes()

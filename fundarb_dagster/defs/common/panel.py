@@ -22,6 +22,7 @@ INPUT_TABLES = [
     "funding_predictions",
     "funding_intervals",
     "instruments",
+    "borrow_rates",
 ]
 LOOKBACK = timedelta(days=7)  # settled/predicted rates before the window seed the first expectations
 
@@ -55,6 +56,12 @@ def load_panel(
         wanted = set(markets)
         frames = {k: _only(f, wanted) for k, f in frames.items()}
     return panel_from_tables(**frames, fee_overrides=fee_overrides)
+
+
+def load_borrow_rates(conn: Any, end: datetime) -> pd.DataFrame:
+    """The captured spot borrow rates published before `end` (empty without a `borrow_rates` table): the
+    `borrow_rates` option of the cash_carry strategy."""
+    return _query(conn, "panel_borrow", {"end": end}, "borrow_rates")
 
 
 def _bars(conn: Any, params: dict[str, Any]) -> pd.DataFrame:

@@ -65,18 +65,18 @@ def _intervals(conn: Any) -> pd.DataFrame:
     return conn.execute("SELECT * FROM funding_intervals").df()
 
 
+# What the assets fetching a day of REST history from the configured source share.
+DAILY_REST: dict[str, Any] = {"group_name": GROUP, "partitions_def": DAILY, "backfill_policy": BOUNDED_RUNS,
+                              "pool": POOL, "owners": OWNERS, "kinds": {"duckdb", "ccxt"}}  # fmt: skip
+
+
 # -- funding_history ------------------------------------------------------------------------------------
 class FundingHistoryConfig(Config):
     page_limit: int = Field(default=1000, description="entries per fetch_funding_rate_history call")
 
 
 @asset(
-    group_name=GROUP,
-    partitions_def=DAILY,
-    backfill_policy=BOUNDED_RUNS,
-    pool=POOL,
-    owners=OWNERS,
-    kinds={"duckdb", "ccxt"},
+    **DAILY_REST,
     description=(
         "Settled funding rates back-filled with `fetch_funding_rate_history` from the configured source (sim, "
         "replay, live) for every configured perp, one day per partition. Coverage per venue and symbol in the "
@@ -110,6 +110,52 @@ def funding_history(
             "coverage": md_table(coverage),
             "min_coverage_pct": float(coverage["coverage_pct"].min()) if len(coverage) else 0.0,
             "quarantined": got.quarantined,
+            "errors": MetadataValue.json(got.errors),
+        }
+    )
+
+
+# -- borrow_rates ---------------------------------------------------------------------------------------
+class BorrowRatesConfig(Config):
+    page_limit: int = Field(default=500, description="entries per fetch_borrow_rate_history call")
+
+
+@asset(
+    **DAILY_REST,
+    description=(
+        "Spot-margin borrow rates (fetch_borrow_rate_history) from the configured source for the base of every "
+        "configured spot symbol (what a reverse carry borrows), one day per partition; venues whose source has "
+        "no fetchBorrowRateHistory are skipped (logged). A rate holds from its ts until the next. "
+        "Key: exchange, currency, ts."
+    ),
+    metadata=_metadata("borrow_rates"),
+)
+def borrow_rates(
+    context: AssetExecutionContext, config: BorrowRatesConfig, duckdb: DuckDBResource, source: SourceConfigResource
+) -> MaterializeResult:
+    window = partition_window(context)
+    cfg = source.load()
+    got = core_history.fetch_borrow_history(cfg, window.start_ms, window.end_ms, config.page_limit)
+    for exchange in got.skipped:
+        context.log.warning(f"borrow_rates: {exchange} has no fetchBorrowRateHistory on this source; skipped")
+    for key, error in got.errors.items():
+        context.log.error(f"borrow_rates: {key}: {error}")
+    frame = got.rows.assign(source=cfg.source)
+    with warehouse_connection(duckdb) as conn:
+        written = write_window(conn, "borrow_rates", frame, window, "ts")
+    summary = (
+        frame.groupby(["exchange", "currency"], as_index=False).agg(
+            rows=("borrow_apr", "size"), min_apr=("borrow_apr", "min"), max_apr=("borrow_apr", "max")
+        )
+        if len(frame)
+        else pd.DataFrame(columns=["exchange", "currency", "rows", "min_apr", "max_apr"])
+    )
+    return MaterializeResult(
+        metadata={
+            "window": str(window),
+            "rows": written,
+            "rates": md_table(summary),
+            "skipped": MetadataValue.json(got.skipped),
             "errors": MetadataValue.json(got.errors),
         }
     )
@@ -464,8 +510,12 @@ class OpportunitiesConfig(Config):
         default_factory=dict,
         description=(
             "spot borrow APR (fraction) per venue and asset ({venue: {asset: apr}}, '*' any asset of the venue): "
-            "a reverse cash-and-carry (negative funding: long perp, short spot) is ranked only where it is known"
+            "the fallback where borrow_rates has no rate in force at the as-of time; a reverse cash-and-carry "
+            "(negative funding: long perp, short spot) is ranked only where a rate is known"
         ),
+    )
+    borrow_max_age_h: int = Field(
+        default=48, description="captured borrow rates published more than this many hours before as_of are not used"
     )
 
 
@@ -489,7 +539,7 @@ def opportunities_plot(frame: pd.DataFrame) -> MetadataValue | None:
     pool=POOL,
     owners=OWNERS,
     kinds={"duckdb"},
-    deps=["funding_spreads", "funding_rates", "funding_predictions", "basis"],
+    deps=["funding_spreads", "funding_rates", "funding_predictions", "basis", "borrow_rates"],
     description=(
         "Ranked carry trades as of the latest hour: cash-and-carry on one venue and perp-perp across venues, "
         "with expected carry over a configurable horizon (mean AR(1) forecast), net of round-trip taker fees and "
@@ -501,10 +551,9 @@ def opportunities(
     context: AssetExecutionContext, config: OpportunitiesConfig, duckdb: DuckDBResource, data_dir: DataDirResource
 ) -> MaterializeResult:
     fees = core_opps.FeeSchedule({**core_opps.DEFAULT_TAKER_FEES_BPS, **config.taker_fees_bps})
-    # Configured rates only: captured ones (a `borrow_rates` table) go on top with `borrow.with_captured(rows)`.
-    borrow = core_opps.BorrowRates(config.borrow_apr)
+    configured = core_opps.BorrowRates(config.borrow_apr)  # the fallback under the rates captured at as_of
     rule = core_opps.CapacityRule(config.capacity_share, config.trade_notional_usd)
-    tables = ("funding_rates", "funding_predictions", "basis", "opportunities")
+    tables = ("funding_rates", "funding_predictions", "basis", "borrow_rates", "opportunities")
     with _inputs(duckdb, data_dir, ("raw_order_book",), tables) as conn:
         latest = _frame(conn, "opportunity_as_of")["as_of"].iloc[0]
         if pd.isna(latest):
@@ -522,11 +571,16 @@ def opportunities(
             book_since = as_of - pd.Timedelta(hours=config.book_max_age_h)
             book_params = Window(book_since.to_pydatetime(), end.to_pydatetime()).params()
             books = core_opps.books_from_frame(_frame(conn, "opportunity_inputs_books", book_params))
+            borrow_since = as_of - pd.Timedelta(hours=config.borrow_max_age_h)
+            borrow_params = {"since": borrow_since.to_pydatetime(), "as_of": as_of.to_pydatetime()}
+            captured = _frame(conn, "opportunity_inputs_borrow", borrow_params)
+            borrow = configured.with_captured(captured.rename(columns={"currency": "asset"}))
             hourly = core_spreads.hourly_rates(rates, predictions, start, end)
             window = core_opps.ForecastWindow(config.lookback_h, config.recent_h, config.error_step_h)
             frame = core_opps.rank_opportunities(
                 hourly, costs, fees, config.horizon_h, as_of, config.min_obs, borrow, window, books, rule
             )
+            context.log.info(f"opportunities: {len(captured)} captured borrow rates in force at {as_of}")
         write_all(conn, "opportunities", frame)
     return MaterializeResult(metadata=opportunities_metadata(frame, config.horizon_h))
 
@@ -570,6 +624,7 @@ def opportunities_metadata(frame: pd.DataFrame, horizon_h: int) -> dict[str, Any
 
 FUNDING_ASSETS = [
     funding_history,
+    borrow_rates,
     funding_intervals,
     funding_predictions,
     funding_rates,

@@ -11,12 +11,13 @@ defs = build_definitions(TEMPLATE_PARTITIONS)
 
 EXPECTED_DEPS = {
     "funding_history": set(),
+    "borrow_rates": set(),
     "funding_intervals": {"raw_funding", "funding_history"},
     "funding_predictions": {"raw_funding", "funding_intervals"},
     "funding_rates": {"raw_funding", "funding_history", "funding_intervals", "funding_predictions"},
     "basis": {"raw_tickers", "raw_ohlcv", "funding_intervals", "ohlcv_1m", "ohlcv_1h"},
     "funding_spreads": {"funding_rates", "funding_predictions", "basis"},
-    "opportunities": {"funding_spreads", "funding_rates", "funding_predictions", "basis"},
+    "opportunities": {"funding_spreads", "funding_rates", "funding_predictions", "basis", "borrow_rates"},
     "alerts": {
         "funding_spreads",
         "opportunities",
@@ -40,6 +41,7 @@ def test_carry_assets_have_the_documented_dependencies_partitions_and_pool():
         assert node.partitions_def == HOURLY
         assert node.backfill_policy == BackfillPolicy.multi_run(max_partitions_per_run=31 * 24)
     assert graph.get(AssetKey("funding_history")).partitions_def == DAILY
+    assert graph.get(AssetKey("borrow_rates")).partitions_def == DAILY
     assert graph.get(AssetKey("opportunities")).partitions_def is None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,19 +17,37 @@ class PairSet:
     leg_b: np.ndarray  # (P,) market index of the leg bought when signal > 0
     signal: np.ndarray  # (T, P) expected edge, APR, known at t; NaN: no view (flat)
     allow_reverse: np.ndarray  # (P,) bool: may trade signal < 0 (long A, short B)
-    reverse_cost_apr: np.ndarray  # (P,) carry cost of the reverse side (spot borrow), added to its thresholds
-    borrow_apr: np.ndarray  # (P,) APR charged on a short spot leg's notional
+    # (P,) or (T, P): carry cost of the reverse side (spot borrow) known at t, added to its thresholds (inf: the
+    # reverse side may not be held at t)
+    reverse_cost_apr: np.ndarray
+    # (P,) or (T, P): APR charged on a short spot leg's notional over the bar ending at t (point in time: the
+    # rate in force at the bar's start)
+    borrow_apr: np.ndarray
+    borrow_source: list[str] = field(default_factory=list)  # per pair: captured, configured, captured+configured...
 
     def __post_init__(self) -> None:
         self.leg_a = np.asarray(self.leg_a, dtype=np.int64)
         self.leg_b = np.asarray(self.leg_b, dtype=np.int64)
         self.signal = np.asarray(self.signal, dtype=float)
         P = len(self.names)
-        for name in ("leg_a", "leg_b", "allow_reverse", "reverse_cost_apr", "borrow_apr"):
+        for name in ("leg_a", "leg_b", "allow_reverse"):
             if np.shape(getattr(self, name)) != (P,):
                 raise ValueError(f"{name}: shape {np.shape(getattr(self, name))} must be ({P},)")
         if self.signal.ndim != 2 or self.signal.shape[1] != P:
             raise ValueError(f"signal: shape {self.signal.shape} must be (T, {P})")
+        for name in ("reverse_cost_apr", "borrow_apr"):
+            setattr(self, name, np.asarray(getattr(self, name), dtype=float))
+            if np.shape(getattr(self, name)) not in ((P,), self.signal.shape):
+                raise ValueError(f"{name}: shape {np.shape(getattr(self, name))} must be ({P},) or {self.signal.shape}")
+
+    def bars(self, start: int, stop: int) -> PairSet:
+        """The pairs on bars `[start, stop)` (every per-bar array cut the same way)."""
+
+        def cut(a: np.ndarray) -> np.ndarray:
+            return a[start:stop] if a.ndim == 2 else a
+
+        return replace(self, signal=self.signal[start:stop], reverse_cost_apr=cut(self.reverse_cost_apr),
+                       borrow_apr=cut(self.borrow_apr))  # fmt: skip
 
 
 class Strategy(Protocol):

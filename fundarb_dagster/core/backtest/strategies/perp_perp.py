@@ -52,4 +52,5 @@ class PerpPerp:
             allow_reverse=np.ones(n, dtype=bool),
             reverse_cost_apr=np.zeros(n),
             borrow_apr=np.zeros(n),
+            borrow_source=["none"] * n,
         )

@@ -22,6 +22,7 @@ from ...execution.protocol import PRIVATE_HAS
 from ...execution.tiers import schedule_for, tier_structures
 from ...units import HOUR_MS
 from .book import MAX_LEVELS, SimBook
+from .borrow import SimBorrow
 from .draws import iso, keyed_unit
 from .faults import FaultPlan
 from .funding import Funding
@@ -79,13 +80,9 @@ class SimExchange:
         book_interval_ms = int(sim.book_interval_s * 1000) if book_interval_ms is None else book_interval_ms
         if not (0 < trades_per_s <= 500):
             raise ValueError(f"trades_per_s: {trades_per_s!r} must be in (0, 500]")
-        for name, value in (
-            ("ticker_interval_ms", ticker_interval_ms),
-            ("funding_update_ms", funding_update_ms),
-            ("ohlcv_update_ms", ohlcv_update_ms),
-            ("batch_limit", batch_limit),
-            ("book_interval_ms", book_interval_ms),
-        ):
+        for name, value in (("ticker_interval_ms", ticker_interval_ms), ("funding_update_ms", funding_update_ms),
+                            ("ohlcv_update_ms", ohlcv_update_ms), ("batch_limit", batch_limit),
+                            ("book_interval_ms", book_interval_ms)):  # fmt: skip
             if int(value) < 1:
                 raise ValueError(f"{name}: {value!r} must be >= 1")
         if funding_channel not in ("venue", "unified"):
@@ -114,6 +111,9 @@ class SimExchange:
         unified = funding_channel == "unified"
         channel = self.spec.funding_channel
         mark_price = self.spec.facts.mark_price_stream
+        # The collaborators, each passed what it needs (the world is built at first use, shared per process).
+        self._world = LazyWorld(self.seed, self.start_ms)
+        self.borrow = SimBorrow(self.spec, self.seed, self._world)
         self.has: dict[str, Any] = {
             "ws": True,
             "spot": True,
@@ -142,6 +142,7 @@ class SimExchange:
             "unWatchOrderBook": True,
             "fetchLeverageTiers": True,
             "fetchMarketLeverageTiers": True,
+            **self.borrow.has,
             **PRIVATE_HAS,
         }
         # How this venue delivers funding on its sockets, for consumers that dispatch on it.
@@ -149,8 +150,6 @@ class SimExchange:
         # Its tickers carry each venue's best bid/ask (the simulator does not model which channel gives them;
         # live and wire replays read `core/venues.py` for that, proven on the recordings).
         self.quotes_via = "ticker"
-        # The collaborators, each passed what it needs (the world is built at first use, shared per process).
-        self._world = LazyWorld(self.seed, self.start_ms)
         self.clock = Clock(self.start_ms, self.speed, sim.now_ms, wall_start)
         self.fault_plan = FaultPlan(sim.faults, self.seed)
         self.funding = Funding(self._world)
@@ -538,6 +537,50 @@ class SimExchange:
             await self.load_markets()
         wanted = list(symbols) if symbols else [s for s in (self.requested_symbols or self.symbols) if ":" in s]
         return {s: await self.fetch_funding_rate(s) for s in wanted}
+
+    # -- spot-margin borrow rates -------------------------------------------------------------------------
+    def _lent(self, code: str) -> str:
+        if not self.borrow.lends:
+            raise ccxt.NotSupported(f"sim {self.id}: no spot-margin borrowing, like the real venue")
+        if code not in self.borrow.currencies:
+            raise ccxt.BadRequest(f"code: {code!r} is not lent on sim {self.id}; expected one of "
+                                  f"{list(self.borrow.currencies)}")  # fmt: skip
+        return code
+
+    async def fetch_borrow_rate(self, code: str, amount: float, params: dict | None = None) -> dict[str, Any]:
+        """Deprecated in ccxt (its base class raises this for every venue): use fetch_cross_borrow_rate."""
+        raise ccxt.NotSupported(
+            f"{self.id} fetchBorrowRate is deprecated, please use fetchCrossBorrowRate or fetchIsolatedBorrowRate"
+        )
+
+    async def fetch_cross_borrow_rate(self, code: str, params: dict | None = None) -> dict[str, Any]:
+        """The cross-margin borrow rate of `code` in force now (`borrow.py`)."""
+        self.subscriptions.check_open()
+        await asyncio.sleep(0)
+        return self.borrow.structure(self._lent(code), self.milliseconds() // HOUR_MS)
+
+    async def fetch_cross_borrow_rates(self, params: dict | None = None) -> dict[str, dict[str, Any]]:
+        """Every lent currency's rate in force now, by currency code."""
+        if not self.borrow.lends:
+            self._lent("")
+        hour = self.milliseconds() // HOUR_MS
+        await asyncio.sleep(0)
+        return {code: self.borrow.structure(code, hour) for code in self.borrow.currencies}
+
+    async def fetch_borrow_rate_history(
+        self, code: str, since: int | None = None, limit: int | None = None, params: dict | None = None
+    ) -> list[dict[str, Any]]:
+        """Hourly rates published with since <= timestamp <= until (until defaults to now), ascending, at most
+        `limit` (<= 1000). Without `since`: the latest `limit`."""
+        self.subscriptions.check_open()
+        self._lent(code)
+        await asyncio.sleep(0)
+        n = self._limit(limit)
+        lo, hi = self._range(since, (params or {}).get("until"), self.milliseconds())
+        first, last = -(-lo // HOUR_MS), hi // HOUR_MS
+        if since is None:
+            first = max(first, last - n + 1)
+        return [self.borrow.structure(code, h) for h in range(first, min(last, first + n - 1) + 1)]
 
     @staticmethod
     def _book_limit(limit: int | None) -> int:
