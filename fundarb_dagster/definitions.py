@@ -19,6 +19,7 @@ from dagster import (
 )
 
 from .core.config import ConfigError
+from .core.warehouse import WAREHOUSE_ENV, check_target
 from .defs import history, jobs, schedules, sensors
 from .defs.alerts import assets as alerts_assets
 from .defs.alerts import checks as alerts_checks
@@ -112,7 +113,10 @@ def build_executor(name: str | None = None) -> ExecutorDefinition:
 
 
 def build_definitions(partitions: Partitions) -> Definitions:
-    """The code location on the given partitions: assets, checks, the stage jobs, sensors and schedules."""
+    """The code location on the given partitions: assets, checks, the stage jobs, sensors and schedules. A
+    `FUNDARB_WAREHOUSE` that cannot be opened (a bad lake target, a lake without its extensions) stops it
+    from loading, naming the variable."""
+    check_target(os.environ.get(WAREHOUSE_ENV, ""))
     stage_jobs = jobs.build_jobs()
     return Definitions(
         assets=on_partitions([*all_assets, *history_assets], partitions),

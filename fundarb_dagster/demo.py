@@ -35,6 +35,7 @@ from .core.landing import landing_root, stream_files
 from .core.schema import DEFAULT_STREAMS, MARKET_STREAMS
 from .core.sql import bind, load_sql
 from .core.units import DAY_MS, HOUR_MS
+from .core.warehouse import connect, warehouse_target
 from .instance import dagster_env, start_daemon, stop_daemon
 
 
@@ -170,7 +171,7 @@ def run_demo(
     run_pipeline(env, data_dir)
 
     say("5/5 results")
-    show_results(data_dir / "warehouse.duckdb")
+    show_results(warehouse_target(data_dir))
     print(
         f"\nDemo done in {time.perf_counter() - started:.0f} s. Data: {data_dir}\n"
         f"Open the Dagster UI on this instance (its daemon keeps the pipeline running: files landed under "
@@ -360,8 +361,8 @@ def print_report(con: duckdb.DuckDBPyConnection, title: str, name: str) -> None:
     print(frame.to_string(index=False) if len(frame) else "  (none)")
 
 
-def show_results(database: Path) -> None:
-    con = duckdb.connect(str(database), read_only=True)
+def show_results(database: str) -> None:
+    con = connect(database, read_only=True)  # the data folder's file, or FUNDARB_WAREHOUSE's lake
     try:
         for title, name in REPORTS:
             print_report(con, title, name)

@@ -19,6 +19,7 @@ from typing import IO
 from urllib.parse import urlsplit
 
 from .core.config import ConfigError
+from .core.warehouse import WAREHOUSE_ENV, lake_target
 
 DAGSTER_YAML = Path(__file__).resolve().parent.parent / "config" / "dagster.yaml"
 PLANNED_EVENTS_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
@@ -37,9 +38,21 @@ storage:
 """
 
 
-def instance_yaml(pg_url: str | None) -> str:
-    """The instance's dagster.yaml: config/dagster.yaml, with Postgres storage when a URL is given."""
+# The pool every warehouse writer takes ("duckdb"): limit 1 for a DuckDB file (one writer process at a time);
+# a DuckLake on Postgres takes several writers at once, so its runs share as many slots as runs may start.
+ONE_WRITER = "    default_limit: 1\n"
+LAKE_WRITERS = 4
+LAKE_POOL = f"    default_limit: {LAKE_WRITERS}  # {WAREHOUSE_ENV} is a DuckLake: several writers at once\n"
+
+
+def instance_yaml(pg_url: str | None, lake: bool = False) -> str:
+    """The instance's dagster.yaml: config/dagster.yaml, with Postgres storage when a URL is given, and the
+    warehouse writers' pool at `LAKE_WRITERS` when the warehouse is a DuckLake."""
     text = DAGSTER_YAML.read_text()
+    if lake:
+        if ONE_WRITER not in text:  # config/dagster.yaml changed shape: say so rather than keep the limit of 1
+            raise ConfigError(f"{DAGSTER_YAML}: no {ONE_WRITER.strip()!r} under concurrency.pools to raise")
+        text = text.replace(ONE_WRITER, LAKE_POOL)
     if not pg_url:
         return text
     parts = urlsplit(pg_url)
@@ -57,12 +70,13 @@ def dagster_env(data_dir: Path) -> dict[str, str]:
     data_dir = data_dir.resolve()
     home = data_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    wanted = instance_yaml(os.environ.get(PG_URL_ENV))
+    lake = lake_target(os.environ.get(WAREHOUSE_ENV, "")) is not None  # a bad value stops here
+    wanted = instance_yaml(os.environ.get(PG_URL_ENV), lake)
     written = home / "dagster.yaml"
-    # a file fundarb wrote follows DAGSTER_PG_URL; one edited by hand is left alone
-    base = DAGSTER_YAML.read_text()
+    # a file fundarb wrote follows DAGSTER_PG_URL and FUNDARB_WAREHOUSE; one edited by hand is left alone
+    ours = {instance_yaml(None, lake) + storage for lake in (False, True) for storage in ("", POSTGRES_STORAGE)}
     current = written.read_text() if written.exists() else None
-    if current is None or (current in (base, base + POSTGRES_STORAGE) and current != wanted):
+    if current is None or (current in ours and current != wanted):
         written.write_text(wanted)
     env = {**os.environ, "DAGSTER_HOME": str(home), "FUNDARB_DATA_DIR": str(data_dir)}
     # A ranged run then records one "materialization planned" event per asset, not one per asset and hour:

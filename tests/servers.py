@@ -1,7 +1,7 @@
 """Private PostgreSQL and Redis servers for the tests that need one: each in a temporary folder on a free port
 of localhost, stopped and removed afterwards. They use the OS's server binaries (`.ci/run` installs them:
 `apt-get install postgresql redis-server`); as root, PostgreSQL runs as the `postgres` user its package
-creates."""
+creates. Also the `lake` extra's packages in a folder of their own, for the processes that open a DuckLake."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,6 +110,16 @@ def query(url: str, sql: str) -> list[tuple]:
     with contextlib.closing(psycopg2.connect(_dsn(server, name))) as conn, conn.cursor() as cursor:
         cursor.execute(sql)
         return cursor.fetchall()
+
+
+def install_lake_extra(site: Path) -> Path:
+    """The `lake` extra's packages (pyproject.toml: duckdb 1.5.5 and its DuckLake and Postgres extensions) installed
+    into `site`: put it first on a process's PYTHONPATH to run it as `pip install 'fundarb[lake]'` would."""
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    pins = pyproject["project"]["optional-dependencies"]["lake"]
+    command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), *pins]
+    subprocess.run(command, check=True, capture_output=True)
+    return site
 
 
 def _dsn(server_url: str, database: str) -> str:

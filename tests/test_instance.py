@@ -11,7 +11,16 @@ import pandas as pd
 import pytest
 
 from fundarb_dagster.core.config import ConfigError
-from fundarb_dagster.instance import DAGSTER_YAML, EVENT_BATCH_ENV, PG_URL_ENV, PLANNED_EVENTS_ENV, dagster_env
+from fundarb_dagster.core.warehouse import LAKE_DATA_ENV, WAREHOUSE_ENV
+from fundarb_dagster.defs.resources import POOL
+from fundarb_dagster.instance import (
+    DAGSTER_YAML,
+    EVENT_BATCH_ENV,
+    LAKE_WRITERS,
+    PG_URL_ENV,
+    PLANNED_EVENTS_ENV,
+    dagster_env,
+)
 from tests.defs.raw.landing_fixtures import land_trades
 from tests.servers import create_database, postgres_server, query
 
@@ -108,3 +117,47 @@ def test_with_dagster_pg_url_runs_events_and_checks_live_in_postgres(tmp_path: P
         assert checks == [(hours[0], "FAILED"), (hours[1], "SUCCEEDED"), (hours[2], "SUCCEEDED")]
     home = Path(env["DAGSTER_HOME"])
     assert not list(home.rglob("*.db"))  # no sqlite storage: runs, events and schedules went to Postgres
+
+
+def test_with_a_lake_warehouse_the_writers_pool_admits_several_runs(tmp_path: Path, monkeypatch):
+    """The "duckdb" pool (every warehouse writer's) is 1 for a DuckDB file and LAKE_WRITERS for a DuckLake:
+    the instance Dagster opens on the written dagster.yaml gives the pool that many slots, and back."""
+    from dagster import DagsterInstance
+
+    monkeypatch.delenv(PG_URL_ENV, raising=False)
+    monkeypatch.setenv(WAREHOUSE_ENV, "ducklake:postgres:dbname=fundarb host=db.internal password=s3cret")
+    monkeypatch.setenv(LAKE_DATA_ENV, str(tmp_path / "lake"))
+    limits = []
+    for lake in (True, False):
+        if not lake:
+            monkeypatch.delenv(WAREHOUSE_ENV)
+        env = dagster_env(tmp_path)
+        written = Path(env["DAGSTER_HOME"], "dagster.yaml").read_text()
+        assert "s3cret" not in written and "db.internal" not in written
+        monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+        with DagsterInstance.get() as instance:
+            instance.event_log_storage.initialize_concurrency_limit_to_default(POOL)
+            limits.append(
+                (
+                    instance.global_op_concurrency_default_limit,
+                    instance.event_log_storage.get_concurrency_info(POOL).slot_count,
+                )
+            )
+    assert limits == [(LAKE_WRITERS, LAKE_WRITERS), (1, 1)]  # the same storage's pool row follows the setting
+
+
+@pytest.mark.parametrize(
+    ("target", "lake_data", "named"),
+    [
+        ("ducklake:postgres:dbname=fundarb host=db password=s3cret", "", "FUNDARB_LAKE_DATA: not set"),
+        ("ducklake:/data/catalog.ducklake", "/data/lake", "expected ducklake:postgres:dbname="),
+        ("postgresql://desk:s3cret@db/fundarb", "", "neither a DuckDB file nor a lake"),
+    ],
+)
+def test_a_bad_lake_target_fails_before_the_instance_is_written(tmp_path, monkeypatch, target, lake_data, named):
+    monkeypatch.setenv(WAREHOUSE_ENV, target)
+    monkeypatch.setenv(LAKE_DATA_ENV, lake_data)
+    with pytest.raises(ConfigError, match=named) as raised:
+        dagster_env(tmp_path)
+    assert "s3cret" not in str(raised.value)
+    assert not (tmp_path / "dagster_home" / "dagster.yaml").exists()

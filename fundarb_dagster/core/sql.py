@@ -7,16 +7,23 @@ atomically, which is how every partitioned warehouse table stays idempotent.
 
 from __future__ import annotations
 
+import random
 import re
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 SQL_ROOT = Path(__file__).resolve().parents[2] / "sql"
 _PARAM = re.compile(r"(?<![\w$:])\$([A-Za-z_]\w*)")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+# A DuckLake commit that lost to another writer's (the same table created, or rows of one data file deleted,
+# by both): nothing of it was written. A DuckDB file never raises it (one writer process).
+CONFLICT = "Transaction conflict"
 
 
 def sql_path(domain: str, name: str) -> Path:
@@ -83,27 +90,22 @@ def replace_window(
     window = {"start": params[start_param], "end": params[end_param]}
     delete = f"DELETE FROM {table} WHERE {time_column} >= $start AND {time_column} < $end"
     if not staged:
-        execute(conn, f"CREATE TABLE IF NOT EXISTS {table} AS {select_sql} LIMIT 0", params)
-        conn.execute("BEGIN TRANSACTION")
-        try:
+        create_table(conn, f"CREATE TABLE IF NOT EXISTS {table} AS {select_sql} LIMIT 0", params)
+
+        def direct() -> int:
             conn.execute(delete, window)
-            inserted = execute(conn, f"INSERT INTO {table} BY NAME {select_sql}", params).fetchone()[0]
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return int(inserted)
+            return execute(conn, f"INSERT INTO {table} BY NAME {select_sql}", params).fetchone()[0]
+
+        return int(in_transaction(conn, direct))
     staging = f"_new_{table}"
     execute(conn, f"CREATE OR REPLACE TEMP TABLE {staging} AS {select_sql}", params)
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {staging} LIMIT 0")
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    create_table(conn, f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {staging} LIMIT 0")
+
+    def from_staging() -> None:
         conn.execute(delete, window)
         conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {staging}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+
+    in_transaction(conn, from_staging)
     inserted = conn.execute(f"SELECT count(*) FROM {staging}").fetchone()[0]
     conn.execute(f"DROP TABLE {staging}")
     return int(inserted)
@@ -115,17 +117,48 @@ def replace_key(conn: Any, table: str, select_sql: str, key_column: str, key: An
     inserted. Running it twice gives the same table (idempotent)."""
     check_identifier(table)  # names cannot be bound as parameters: only plain identifiers get here
     check_identifier(key_column)
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select_sql} LIMIT 0")
-    # BEGIN outside the inner try: a ROLLBACK with no transaction open would hide the real error.
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    create_table(conn, f"CREATE TABLE IF NOT EXISTS {table} AS {select_sql} LIMIT 0")
+
+    def by_key() -> None:
         conn.execute(f"DELETE FROM {table} WHERE {key_column} = $key", {"key": key})
         conn.execute(f"INSERT INTO {table} BY NAME {select_sql}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+
+    in_transaction(conn, by_key)
     return int(conn.execute(f"SELECT count(*) FROM {table} WHERE {key_column} = $key", {"key": key}).fetchone()[0])
+
+
+def in_transaction(conn: Any, statements: Callable[[], T], attempts: int = 8) -> T:
+    """Run `statements` in one transaction: all of it commits or none. A commit a DuckLake refuses because
+    another writer's committed first (`CONFLICT`) is retried on the newer snapshot, after a jittered pause:
+    the callers' statements replace a window or a key, so running them again gives the same rows."""
+    for attempt in range(1, attempts + 1):
+        # BEGIN outside the try: a ROLLBACK with no transaction open would hide the real error
+        conn.execute("BEGIN TRANSACTION")
+        committing = False
+        try:
+            result = statements()
+            committing = True
+            conn.execute("COMMIT")  # a failed COMMIT ends the transaction: nothing to roll back
+            return result
+        except BaseException as exc:
+            if not committing:
+                conn.execute("ROLLBACK")
+            if CONFLICT not in str(exc) or attempt == attempts:
+                raise
+        time.sleep(0.05 * 2**attempt * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def create_table(conn: Any, create_sql: str, params: Mapping[str, Any] | None = None) -> None:
+    """Run a `CREATE TABLE IF NOT EXISTS`: where two writers of a DuckLake create the same table at once, the
+    one whose commit lost finds it made on the second try."""
+    for attempt in (1, 2):
+        try:
+            execute(conn, create_sql, params)
+            return
+        except Exception as exc:
+            if CONFLICT not in str(exc) or attempt == 2:
+                raise
 
 
 def replace_all(conn: Any, table: str, select_sql: str, params: Mapping[str, Any] | None = None) -> int:

@@ -7,13 +7,16 @@ resource is used, never at import time:
 | key | resource | default |
 |---|---|---|
 | `duckdb` | `WarehouseResource` (a DuckDBResource) | `FUNDARB_WAREHOUSE`, else `<data_dir>/warehouse.duckdb` |
+|  | (a lake: `FUNDARB_WAREHOUSE=ducklake:postgres:...`) | its Parquet files under `FUNDARB_LAKE_DATA` |
 | `data_dir` | `DataDirResource` | `FUNDARB_DATA_DIR`, else `./data` |
 | `source` | `SourceConfigResource` | `FUNDARB_CONFIG`, else the embedded default config |
 | `alert_channels` | `AlertChannelsResource` | log, `<data_dir>/alerts/alerts.jsonl`, `FUNDARB_WEBHOOK_URL` if set |
 
 DuckDB allows one read-write process per file (a writer blocks even read-only opens elsewhere), so writes
 are serialised by the `duckdb` pool (see config/dagster.yaml), connections are short, and opening one
-retries while another process holds the lock (`warehouse_connection`).
+retries while another process holds the lock (`warehouse_connection`). A DuckLake on Postgres takes several
+writers at once: the instance then gives the pool a larger limit (`instance.py`); how either target is
+opened is `core/warehouse.py`.
 """
 
 from __future__ import annotations
@@ -33,7 +36,13 @@ from ..core import landing
 from ..core.alerts import AlertChannel, JsonlChannel, LogChannel, WebhookChannel
 from ..core.config import FundarbConfig, load_config
 from ..core.instruments import registry_path
-from ..core.warehouse import add_missing_columns, connect_with_retry, is_lock_error  # noqa: F401  (re-exported for callers)
+from ..core.warehouse import (  # noqa: F401  (re-exported for callers)
+    add_missing_columns,
+    connect,
+    connect_with_retry,
+    is_lock_error,
+    warehouse_target,
+)
 
 DEFAULT_DATA_DIR = "data"
 POOL = "duckdb"  # the concurrency pool every asset that writes the warehouse declares
@@ -76,21 +85,31 @@ class SourceConfigResource(ConfigurableResource):
 
 
 class WarehouseResource(DuckDBResource):
-    """`DuckDBResource` whose database defaults to `<data_dir>/warehouse.duckdb` and waits out locks."""
+    """`DuckDBResource` whose database defaults to `<data_dir>/warehouse.duckdb` and waits out locks, or a
+    DuckLake (`ducklake:postgres:...`) several processes write at once."""
 
-    database: str = Field(default="", description="DuckDB file; empty: FUNDARB_WAREHOUSE, else <data_dir>/...")
+    database: str = Field(
+        default="", description="DuckDB file or ducklake:postgres:...; empty: FUNDARB_WAREHOUSE, else <data_dir>/..."
+    )
     data_dir: str = Field(default="", description="Data folder for the default database path")
     lock_timeout_s: float = Field(default=300.0, description="How long to wait for another process's lock")
+    lake_data: str = Field(default="", description="A lake's Parquet folder or URL; empty: FUNDARB_LAKE_DATA")
 
     def database_path(self) -> str:
-        if self.database:
-            return self.database
-        env = os.environ.get("FUNDARB_WAREHOUSE")
-        return env or str(resolve_data_dir(self.data_dir) / "warehouse.duckdb")
+        return self.database or warehouse_target(resolve_data_dir(self.data_dir))
+
+    def open(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        return connect(
+            self.database_path(),
+            read_only=read_only,
+            config=self.connection_config,
+            timeout_s=self.lock_timeout_s,
+            lake_data=self.lake_data,
+        )
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        conn = connect_with_retry(self.database_path(), config=self.connection_config, timeout_s=self.lock_timeout_s)
+        conn = self.open()
         try:
             yield conn
         finally:
@@ -107,10 +126,10 @@ def database_path(resource: DuckDBResource) -> str:
 @contextmanager
 def warehouse_connection(resource: DuckDBResource, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """The one way assets open the warehouse: short-lived, retried on lock, always closed."""
-    timeout = resource.lock_timeout_s if isinstance(resource, WarehouseResource) else 300.0
-    conn = connect_with_retry(
-        database_path(resource), read_only=read_only, config=resource.connection_config, timeout_s=timeout
-    )
+    if isinstance(resource, WarehouseResource):
+        conn = resource.open(read_only=read_only)
+    else:
+        conn = connect(str(resource.database), read_only=read_only, config=resource.connection_config)
     try:
         if not read_only:
             add_missing_columns(conn)  # a warehouse made before a table gained columns (core/warehouse.py)

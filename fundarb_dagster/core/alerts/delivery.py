@@ -22,7 +22,8 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from ..sql import load_sql, registered
+from ..sql import create_table, load_sql, registered
+from ..warehouse import is_lake
 from .rules import Alert, alerts_frame, dedupe
 
 DELIVERY_COLUMNS = ["alert_id", "channel", "ts", "ok", "attempts", "error"]
@@ -156,9 +157,13 @@ class RaiseResult:
 
 
 def ensure_tables(conn: Any) -> None:
-    """Create `alerts` and `alert_deliveries` when missing (sql/alerts/*.sql)."""
-    conn.execute(load_sql("alerts", "alerts"))
-    conn.execute(load_sql("alerts", "alert_deliveries"))
+    """Create `alerts` and `alert_deliveries` when missing (sql/alerts/*.sql). In a DuckDB file a unique index
+    keeps alert_id unique; a DuckLake has no indexes, so there the insert's own filter (`raise_alerts`) does,
+    and the check `alerts_has_unique_ids` looks."""
+    create_table(conn, load_sql("alerts", "alerts"))
+    if not is_lake(conn):
+        conn.execute(load_sql("alerts", "alerts_key"))
+    create_table(conn, load_sql("alerts", "alert_deliveries"))
 
 
 def last_raised(conn: Any) -> dict[tuple[str, str], datetime]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..config import TRADE_VENUES, ConfigError, FundarbConfig, validate_trade
 from ..process_lock import LockBusy, ProcessLock, holder_of, started_text
+from ..warehouse import warehouse_target
 from . import run_record
 from .clocks import SteppedClock, TraderClock, VenueClock
 from .gateway import Gateway
@@ -161,7 +162,7 @@ async def open_trader(config: FundarbConfig, run: TradeRun, say: Callable[[str],
         SteppedClock(venues.values(), config.sim.start_ms) if run.stepped else VenueClock(gateway.clock)
     )
     ledger = Ledger(config.data_path, f"trader-{config.trade.name}")
-    database = config.data_path / "warehouse.duckdb"
+    database = warehouse_target(config.data_path)  # FUNDARB_WAREHOUSE (a file or a lake), else the data folder's
     trader = Trader(
         config.trade, specs, gateway, ledger, clock, config.data_path, options=options, warehouse=database, say=say
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..warehouse import connect_with_retry
+from ..warehouse import connect
 from .sizing import LegMarket
 from .targets import PairSpec, one_bar_panel, pair_set
 
@@ -50,7 +50,7 @@ def warehouse_signals(
     database: str | Path, strategy: str, specs: Sequence[PairSpec], timeout_s: float = 60.0
 ) -> list[float]:
     """Signals from the latest `opportunities` (see the module doc)."""
-    conn = connect_with_retry(str(database), read_only=True, timeout_s=timeout_s)
+    conn = connect(str(database), read_only=True, timeout_s=timeout_s)
     try:
         exists = conn.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'opportunities'"

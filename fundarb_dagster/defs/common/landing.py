@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from ...core import landing, schema
-from ...core.sql import check_identifier, execute, load_sql, replace_window, table_exists
+from ...core.sql import check_identifier, create_table, load_sql, replace_window, table_exists
 from ...core.tables import LANDED_TABLES
 from ...core.units import DAY_MS, HOUR_MS
 from ..partitions import Window
@@ -142,7 +142,7 @@ def ensure_raw_tables(conn: Any, data_dir: Path, *names: str) -> None:
         params, _ = landing_params(data_dir, spec.stream, Window(datetime(1970, 1, 1), datetime(1970, 1, 1, 1)))
         params["files"] = [str(empty_stream_file(data_dir, spec.stream))]
         sql = load_sql(spec.domain, name)
-        execute(conn, f"CREATE TABLE IF NOT EXISTS {check_identifier(name)} AS {sql}", params)
+        create_table(conn, f"CREATE TABLE IF NOT EXISTS {check_identifier(name)} AS {sql}", params)
 
 
 def load_landed_window(duckdb: Any, data_dir: Path, table: str, window: Window) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ...core.sql import (
     check_identifier,
-    execute,
+    create_table,
     load_sql,
     registered,
     replace_all,
@@ -56,4 +56,4 @@ def ensure_tables(conn: Any, *names: str) -> None:
         spec = table(name)
         with registered(conn, spec.frame, empty_frame(name)):
             sql = load_sql(spec.domain, name)
-            execute(conn, f"CREATE TABLE IF NOT EXISTS {check_identifier(name)} AS {sql}", EPOCH.params())
+            create_table(conn, f"CREATE TABLE IF NOT EXISTS {check_identifier(name)} AS {sql}", EPOCH.params())

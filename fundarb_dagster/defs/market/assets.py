@@ -18,7 +18,7 @@ from pydantic import Field
 
 from ...core import indicators as ind
 from ...core.book_depth import DEFAULT_NOTIONALS, book_depth_frame
-from ...core.sql import check_identifier, execute, load_sql, replace_window, table_exists
+from ...core.sql import check_identifier, create_table, execute, load_sql, replace_window, table_exists
 from ...core.tables import table
 from ..common.landing import ensure_raw_tables
 from ..common.metadata import column_schema, md_table
@@ -56,7 +56,7 @@ def ohlcv_1m(
     window = partition_window(context)
     with warehouse_connection(duckdb) as conn:
         ensure_raw_tables(conn, data_dir.path(), "raw_trades", "raw_ohlcv")
-        conn.execute(load_sql("market", "ohlcv_1m_table"))
+        create_table(conn, load_sql("market", "ohlcv_1m_table"))
         params = window.params(horizon_ms=config.fill_horizon_minutes * 60_000, now_ms=_now_ms())
         rows = replace_window(conn, "ohlcv_1m", load_sql("market", "ohlcv_1m"), params)
         stats = execute(
@@ -121,7 +121,7 @@ def resample_bars(
     """Replace `name`'s window with `finer`'s bars resampled to `bucket_s` seconds and the venue's own bars of
     that length; returns the rows written and their count per source."""
     if finer == "ohlcv_1m":
-        conn.execute(load_sql("market", "ohlcv_1m_table"))
+        create_table(conn, load_sql("market", "ohlcv_1m_table"))
         sql = load_sql("market", "bars_from_1m")
     elif not table_exists(conn, finer):
         raise ValueError(f"{name}: its input table {finer!r} does not exist: materialize {finer} first")
