@@ -151,11 +151,11 @@ def main() -> None:
                 print(
                     f"  repeat {repeat + 1}: {kind} x{writers}: {seconds:.2f} s, {hours * rows / seconds:,.0f} rows/s"
                 )
-    print(f"\n{'case':28s} {'wall s, median (min-max)':>30s} {'rows/s (median)':>16s}")
+    print(f"\n{'case':34s} {'wall s, median (min-max)':>30s} {'rows/s (median)':>16s}")
     for (kind, writers), values in times.items():
         label = f"{'DuckLake on Postgres' if kind == 'lake' else 'DuckDB file'}, {writers} writer(s)"
         rate = hours * rows / statistics.median(values)
-        print(f"{label:28s} {spread(values, fmt='.2f'):>30s} {rate:>16,.0f}")
+        print(f"{label:34s} {spread(values, fmt='.2f'):>30s} {rate:>16,.0f}")
     print()
     for writers in (2, 3):
         speedup = ratios(times[("lake", 1)], times[("lake", writers)])
