@@ -35,6 +35,7 @@ from .core.landing import landing_root, stream_files
 from .core.schema import DEFAULT_STREAMS, MARKET_STREAMS
 from .core.sql import bind, load_sql
 from .core.units import DAY_MS, HOUR_MS
+from .core.venues import venue_facts
 from .core.warehouse import connect, warehouse_target
 from .instance import dagster_env, start_daemon, stop_daemon
 
@@ -47,6 +48,12 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def positioning(exchange_id: str) -> list[str]:
+    """The positioning streams a venue gives: open interest everywhere, liquidations where it has a channel."""
+    facts = venue_facts(exchange_id)
+    return ["open_interest", *(["liquidations"] if facts is not None and facts.liquidation_side else [])]
+
+
 def write_demo_config(data_dir: Path, speed: float, ranks: int, now_ms: int | None = None) -> Path:
     """The embedded defaults spelled out as a YAML file the capture job (and the user) can read.
 
@@ -57,9 +64,11 @@ def write_demo_config(data_dir: Path, speed: float, ranks: int, now_ms: int | No
         "source": "sim",
         "data_dir": str(data_dir),
         # Order books too, for the opportunities' capacity: one kept per 5 market minutes of a book the sim
-        # renews every market minute (at this speed a book a second would cost a core for nothing kept).
+        # renews every market minute (at this speed a book a second would cost a core for nothing kept). Open
+        # interest (polled every 5 market minutes) and liquidation prints (a few an hour) of every perp: cheap;
+        # liquidations only where the venue has a public channel (not hyperliquid).
         "exchanges": [
-            {"id": e.id, "symbols": list(e.symbols), "streams": [*DEFAULT_STREAMS, "order_book"]}
+            {"id": e.id, "symbols": list(e.symbols), "streams": [*DEFAULT_STREAMS, "order_book", *positioning(e.id)]}
             for e in config.exchanges
         ],
         # A trade rate the capture keeps up with at this speed, so trades cover the same market time as
@@ -78,6 +87,7 @@ def write_demo_config(data_dir: Path, speed: float, ranks: int, now_ms: int | No
             "flush_interval_s": 2.0,
             "stale_timeout_s": {"trades": 900, "tickers": 900, "funding": 3600, "ohlcv": 900, "order_book": 900},
             "book_interval_s": 300,
+            "open_interest_interval_s": 300,
         },
     }
     if now_ms is not None:

@@ -168,6 +168,7 @@ class Watcher:
                 max_backoff_s=self.config.live.reconnect_max_backoff_s,
                 book_levels=capture.book_levels,
                 book_interval_s=capture.book_interval_s,
+                open_interest_interval_s=capture.open_interest_interval_s,
                 # Gaps in trades/ohlcv are filled from REST history by the Feed itself (GAP_FILLED events).
                 backfill_gaps=True,
             )

@@ -29,6 +29,10 @@ def test_demo_lands_data_fills_the_warehouse_and_records_runs_in_its_instance(de
         # The demo captures order books: its opportunities are costed on them and show their capacity.
         assert streams["order_book"][1] == con.execute("SELECT count(*) FROM raw_order_book").fetchone()[0] > 0
         assert con.execute("SELECT count(*) FROM book_depth").fetchone()[0] > 0
+        # ... and the perps' open interest and liquidation prints, landed once each and summed per hour
+        for stream in ("open_interest", "liquidations"):
+            assert streams[stream][1] == con.execute(f"SELECT count(*) FROM raw_{stream}").fetchone()[0] > 0, stream
+            assert con.execute(f"SELECT count(*) FROM {stream}").fetchone()[0] > 0, stream
         top = con.execute(
             "SELECT cost_source, capacity_usd FROM opportunities WHERE rank <= 5 ORDER BY rank"
         ).fetchall()

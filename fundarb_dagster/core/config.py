@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from .schema import BOOK_LEVELS, DEFAULT_STREAMS, MARKET_STREAMS
-from .venues import VENUE_FACTS, is_dated_future, simulated_venues
+from .schema import BOOK_LEVELS, DEFAULT_STREAMS, MARKET_STREAMS, PERP_STREAMS
+from .venues import VENUE_FACTS, is_dated_future, simulated_venues, venue_facts
 
 SOURCE_KINDS = ("sim", "replay", "wire", "live")
 REPLAY_FORMATS = ("landing", "fixture_csv", "binance_archive")
@@ -121,6 +121,9 @@ class CaptureConfig:
     # depth need a few books a minute, not every 100 ms update (see the README's figures).
     book_levels: int = 20
     book_interval_s: float = 10.0
+    # The open_interest stream polls `fetch_open_interest` this often (exchange clock) where ccxt.pro has no
+    # `watch_open_interest` (none in ccxt 4.5); a poll that repeats the last value is not kept again.
+    open_interest_interval_s: float = 60.0
     # Records a flusher holds while storage fails; past it the rings fill (watchers wait, or drop and count).
     max_pending_records: int = 4_000_000
     # A stop (SIGTERM, SIGINT, the launcher gone) ends every rank within this; what storage would not take by
@@ -190,13 +193,13 @@ class FundarbConfig:
         return Path(self.data_dir)
 
     def subscriptions(self) -> list[tuple[str, str, str]]:
-        """Every (exchange, symbol, stream) the config asks for; funding only for perps (not spot, not dated
-        futures, which settle at expiry instead)."""
+        """Every (exchange, symbol, stream) the config asks for; funding, open interest and liquidations only for
+        perps (not spot, not dated futures, which settle at expiry instead)."""
         subs = []
         for exchange in self.exchanges:
             for symbol in exchange.symbols:
                 for stream in exchange.streams:
-                    if stream == "funding" and (":" not in symbol or is_dated_future(symbol)):
+                    if stream in PERP_STREAMS and (":" not in symbol or is_dated_future(symbol)):
                         continue
                     subs.append((exchange.id, symbol, stream))
         return subs
@@ -406,6 +409,23 @@ def known_exchanges(source: str) -> tuple[str, ...]:
     return tuple(ccxt.pro.exchanges)
 
 
+def _check_liquidations(exchange_id: str, source: str, field_name: str) -> None:
+    """A venue without a public liquidation channel in ccxt.pro cannot give the liquidations stream: said before
+    anything starts (a live venue by its ccxt.pro class, a simulated one by the real venue's row it follows)."""
+    if source == "sim":
+        facts = venue_facts(exchange_id)
+        has = facts is not None and facts.liquidation_side is not None
+    else:
+        import ccxt.pro
+
+        has = bool(getattr(ccxt.pro, exchange_id)().has.get("watchLiquidations"))
+    if not has:
+        raise ConfigError(
+            f"{field_name}: 'liquidations' on {exchange_id!r}: ccxt.pro has no watch_liquidations for it (the venue "
+            "has no public liquidation channel); remove the stream for this exchange"
+        )
+
+
 def validate(config: FundarbConfig) -> None:
     """Everything checkable without a network. Symbols are checked against markets by `check_symbols`."""
     if config.source not in SOURCE_KINDS:
@@ -420,6 +440,8 @@ def validate(config: FundarbConfig) -> None:
         if exchange.id in seen:
             raise ConfigError(f"exchanges[{i}].id: exchange {exchange.id!r} is listed twice")
         seen.add(exchange.id)
+        if "liquidations" in exchange.streams and config.source != "replay":
+            _check_liquidations(exchange.id, config.source, f"exchanges[{i}].streams")
         if not exchange.symbols:
             raise ConfigError(f"exchanges[{i}].symbols: empty for exchange {exchange.id!r}")
         for symbol in exchange.symbols:
@@ -471,6 +493,7 @@ def validate(config: FundarbConfig) -> None:
         raise ConfigError(f"capture.book_levels: {capture.book_levels!r} must be between 1 and {BOOK_LEVELS}")
     if not capture.book_interval_s >= 0:
         raise ConfigError(f"capture.book_interval_s: {capture.book_interval_s!r} must be >= 0 (0 = every update)")
+    _positive(capture.open_interest_interval_s, "capture.open_interest_interval_s")
     for stream, timeout in capture.stale_timeout_s.items():
         if stream not in MARKET_STREAMS:
             raise ConfigError(f"capture.stale_timeout_s.{stream}: unknown stream")

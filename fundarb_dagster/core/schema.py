@@ -100,6 +100,39 @@ ORDER_BOOK = np.dtype(
 )
 
 
+# Open interest: the venue's open interest of a perp, as ccxt's unified structure gives it (polled with
+# `fetch_open_interest` where ccxt.pro has no `watch_open_interest`).
+OPEN_INTEREST = np.dtype(
+    [
+        ("ts_ms", "<i8"),  # the venue's time of the value (the receive time where it gives none)
+        ("recv_ts_ms", "<i8"),
+        ("instrument_id", "<i4"),
+        ("_pad", "V4"),
+        ("contracts", "<f8"),  # ccxt openInterestAmount: contracts (base units where a contract is one); NaN if none
+        ("amount", "<f8"),  # base units (linear: contracts x contract size; inverse: value / mark, NaN here)
+        ("value", "<f8"),  # ccxt openInterestValue, quote currency (USD for inverse); NaN where the venue gives none
+        ("contract_size", "<f8"),
+    ]
+)
+
+# Liquidations: the venue's public liquidation prints (`watch_liquidations`), one row per print.
+LIQUIDATIONS = np.dtype(
+    [
+        ("ts_ms", "<i8"),
+        ("recv_ts_ms", "<i8"),
+        ("instrument_id", "<i4"),
+        ("position_side", "i1"),  # +1 a long position was liquidated (a sell order), -1 a short (a buy), 0 unknown
+        ("_pad", "V3"),
+        ("liquidation_id", "<i8"),  # a stable 63-bit hash of (time, side, price, contracts): venues give no id
+        ("price", "<f8"),  # the liquidation order's (average) price
+        ("contracts", "<f8"),  # ccxt contracts
+        ("amount", "<f8"),  # base units (ccxt baseValue, else contracts x contract size)
+        ("value", "<f8"),  # quote units (ccxt quoteValue, else amount x price)
+        ("contract_size", "<f8"),
+    ]
+)
+
+
 class EventKind(IntEnum):
     """What a `capture_events` row reports. Gaps and faults are data, not log lines."""
 
@@ -166,6 +199,8 @@ class StreamCode(IntEnum):
     BALANCES = 10
     FUNDING_PAYMENTS = 11
     ORDER_BOOK = 12
+    OPEN_INTEREST = 13
+    LIQUIDATIONS = 14
 
 
 # -- execution streams: what the trader (`fundarb trade`, core/execution) did and what the venue booked ------
@@ -402,6 +437,10 @@ RAW_DOCS: dict[str, str] = {
     "nonce": "the venue's sequence/update id of the book (ccxt nonce), -1 where none",
     "bid_price": f"bid prices, best first, top {BOOK_LEVELS} (NaN past the captured depth)",
     "ask_price": f"ask prices, best first, top {BOOK_LEVELS} (NaN past the captured depth)",
+    # open_interest, liquidations
+    "value": "quote currency value (USD for inverse contracts); NaN where the venue gives none",
+    "position_side": "+1 a long position was liquidated, -1 a short, 0 unknown",
+    "liquidation_id": "a stable hash of (time, side, price, contracts): venues give no liquidation id",
     # capture_events
     "stream": "schema.StreamCode",
     "kind": "schema.EventKind",
@@ -425,13 +464,24 @@ RAW_DOC_OVERRIDES: dict[tuple[str, str], str] = {
     ("funding", "index_price"): "index price",
     ("order_book", "bid_size"): "bid sizes by level, base units",
     ("order_book", "ask_size"): "ask sizes by level, base units",
+    ("open_interest", "ts_ms"): "the venue's time of the value (receive time where it gives none), epoch ms",
+    ("open_interest", "contracts"): "open interest as the venue counts it (ccxt openInterestAmount), contracts",
+    ("open_interest", "amount"): "open interest, base units (NaN for inverse contracts: value only)",
+    ("liquidations", "price"): "the liquidation order's (average) price, quote",
+    ("liquidations", "contracts"): "liquidated size as the venue counts it, contracts",
+    ("liquidations", "amount"): "liquidated size, base units",
+    ("liquidations", "value"): "liquidated notional, quote currency",
     ("capture_stats", "ts_ms"): "sample time, epoch ms",
     ("capture_stats", "recv_ts_ms"): "sample time, epoch ms",
 }
 
 # The market streams a user subscribes to, then the two the capture job writes about itself, then the
 # trader's.
-MARKET_STREAMS: tuple[str, ...] = ("trades", "tickers", "funding", "ohlcv", "order_book")
+MARKET_STREAMS: tuple[str, ...] = (
+    "trades", "tickers", "funding", "ohlcv", "order_book", "open_interest", "liquidations"
+)  # fmt: skip
+# Streams of perpetuals only (a spot market has no funding, open interest or liquidations).
+PERP_STREAMS: tuple[str, ...] = ("funding", "open_interest", "liquidations")
 # What a config subscribes when it names no streams: the order book is asked for by name (it is bulky).
 DEFAULT_STREAMS: tuple[str, ...] = ("trades", "tickers", "funding", "ohlcv")
 EXECUTION_STREAMS: tuple[str, ...] = ("orders", "fills", "positions", "balances", "funding_payments")
@@ -448,12 +498,16 @@ STREAMS: dict[str, np.dtype] = {
     "balances": BALANCES,
     "funding_payments": FUNDING_PAYMENTS,
     "order_book": ORDER_BOOK,
+    "open_interest": OPEN_INTEREST,
+    "liquidations": LIQUIDATIONS,
 }
 STREAM_CODES: dict[str, StreamCode] = {name: StreamCode[name.upper()] for name in STREAMS}
 STREAM_NAMES: dict[int, str] = {int(code): name for name, code in STREAM_CODES.items()}
 
 # Streams whose rows are about one instrument get `exchange` and `symbol` columns when landed.
-INSTRUMENT_STREAMS: tuple[str, ...] = ("trades", "tickers", "funding", "ohlcv", "order_book", "capture_events")
+INSTRUMENT_STREAMS: tuple[str, ...] = (
+    "trades", "tickers", "funding", "ohlcv", "order_book", "open_interest", "liquidations", "capture_events"
+)  # fmt: skip
 
 
 def dtype_of(stream: str) -> np.dtype:

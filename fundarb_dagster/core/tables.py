@@ -9,69 +9,14 @@ of floats: an order book's levels).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Final
-
 import pandas as pd
 import pyarrow as pa
 
 from . import schema
+from .table_spec import DUCKDB_TYPES, KINDS, PANDAS_DTYPES, PARTITIONS, Column, Table
+from .table_spec import columns as _columns
 
-KINDS: Final = ("string", "timestamp", "float64", "int64", "int32", "int8", "bool", "float64[]")
-DUCKDB_TYPES: Final = {
-    "string": "VARCHAR",
-    "timestamp": "TIMESTAMP",
-    "float64": "DOUBLE",
-    "int64": "BIGINT",
-    "int32": "INTEGER",
-    "int8": "TINYINT",
-    "bool": "BOOLEAN",
-    "float64[]": "DOUBLE[]",
-}
-PARTITIONS: Final = ("hourly", "daily", "none")
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    kind: str
-    description: str
-
-
-@dataclass(frozen=True)
-class Table:
-    """A warehouse table: asset key = table name = `sql/<domain>/<name>.sql`."""
-
-    name: str
-    domain: str  # its SQL file's folder, sql/<domain>/ (the risk tables' files sit with the backtest's)
-    key: tuple[str, ...]  # natural key; empty: every column (exact duplicates are dropped)
-    partitions: str  # event-time partitions: hourly, daily or none
-    columns: tuple[Column, ...]
-    frame: str = ""  # the registered frame its SQL file selects from, where the rows come from Python
-    stream: str = ""  # raw tables: the landed stream they load
-    description: str = ""
-
-    @property
-    def column_names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
-    @property
-    def duckdb_columns(self) -> list[tuple[str, str]]:
-        """(name, DuckDB type) in order: what `DESCRIBE <table>` shows of the warehouse table."""
-        return [(c.name, DUCKDB_TYPES[c.kind]) for c in self.columns]
-
-    @property
-    def natural_key(self) -> str:
-        return ", ".join(self.key) or "all columns"
-
-
-def _columns(rows: Iterable[tuple[str, str, str]]) -> tuple[Column, ...]:
-    out = tuple(Column(*row) for row in rows)
-    for column in out:
-        if column.kind not in KINDS:
-            raise ValueError(f"column {column.name}: kind {column.kind!r}; expected one of {list(KINDS)}")
-    return out
+__all__ = ["DUCKDB_TYPES", "KINDS", "PARTITIONS", "Column", "Table"]
 
 
 # -- raw: one table per landed stream, columns derived from its record dtype ----------------------------
@@ -135,6 +80,18 @@ RAW = [
         "order_book",
         ("exchange", "symbol", "ts_ms"),
         "L2 order-book snapshots, the top levels per side, sampled (one per capture.book_interval_s).",
+    ),
+    _raw(
+        "raw_open_interest",
+        "open_interest",
+        ("exchange", "symbol", "ts_ms"),
+        "Perps' open interest as the venue gives it (polled: one row per new value).",
+    ),
+    _raw(
+        "raw_liquidations",
+        "liquidations",
+        ("exchange", "symbol", "liquidation_id"),
+        "Perps' public liquidation prints, one row per print (the side of the liquidated position).",
     ),
     _raw(
         "capture_events",
@@ -203,6 +160,11 @@ _RESAMPLED = _columns(
     ]
 )
 _BAR_KEY = ("exchange", "symbol", "ts")
+_HOUR_SERIES = [
+    ("exchange", "string", "ccxt exchange id"),
+    ("symbol", "string", "ccxt unified symbol"),
+    ("ts", "timestamp", "hour (UTC)"),
+]
 MARKET = [
     Table(
         "ohlcv_1m",
@@ -273,6 +235,48 @@ MARKET = [
         ),
         frame="book_depth_frame",  # core.book_depth.book_depth_frame of the window's raw_order_book rows
         description="Order-book depth within 1/5/10/25 bp of mid and book-walk costs per notional, per minute.",
+    ),
+    Table(
+        "open_interest",
+        "market",
+        _BAR_KEY,
+        "hourly",
+        _columns(
+            [
+                *_HOUR_SERIES,
+                ("samples", "int64", "open-interest values captured in the hour"),
+                ("last_ts", "timestamp", "time of the hour's last value (UTC)"),
+                ("oi_contracts", "float64", "last open interest, contracts (ccxt openInterestAmount)"),
+                ("oi_amount", "float64", "last open interest, base units (NaN for inverse contracts)"),
+                ("oi_value", "float64", "last open interest value, quote currency (NaN where the venue gives none)"),
+                ("oi_amount_low", "float64", "lowest open interest of the hour, base units"),
+                ("oi_amount_high", "float64", "highest open interest of the hour, base units"),
+                ("oi_amount_change", "float64", "oi_amount minus the previous captured hour's last (within 24 h)"),
+                ("oi_amount_change_pct", "float64", "oi_amount_change, % of the previous hour's last"),
+                ("oi_value_change", "float64", "oi_value minus the previous captured hour's last, quote currency"),
+            ]
+        ),
+        description="Per perp and hour: the last open interest captured and its change since the previous hour.",
+    ),
+    Table(
+        "liquidations",
+        "market",
+        _BAR_KEY,
+        "hourly",
+        _columns(
+            [
+                *_HOUR_SERIES,
+                ("prints", "int64", "liquidation prints captured in the hour"),
+                ("long_prints", "int64", "prints of liquidated longs"),
+                ("short_prints", "int64", "prints of liquidated shorts"),
+                ("long_notional", "float64", "liquidated longs' notional, quote currency (0 without a print)"),
+                ("short_notional", "float64", "liquidated shorts' notional, quote currency"),
+                ("long_amount", "float64", "liquidated longs, base units"),
+                ("short_amount", "float64", "liquidated shorts, base units"),
+                ("largest_notional", "float64", "the hour's largest print, quote currency"),
+            ]
+        ),
+        description="Per perp and hour with prints: liquidation count and long/short notional (no print, no row).",
     ),
 ]
 
@@ -882,18 +886,6 @@ def table(name: str) -> Table:
         raise KeyError(f"table: {name!r} is not a warehouse table (core/tables.py)") from None
 
 
-_PANDAS_DTYPES = {
-    "timestamp": "datetime64[us]",
-    "string": "object",
-    "bool": "bool",
-    "int8": "int8",
-    "int32": "int32",
-    "int64": "int64",
-    "float64": "float64",
-    "float64[]": "object",
-}
-
-
 def empty_frame(name: str) -> pd.DataFrame:
     """A zero-row frame with a table's columns and types (so the SQL's casts bind)."""
-    return pd.DataFrame({c.name: pd.Series(dtype=_PANDAS_DTYPES[c.kind]) for c in table(name).columns})
+    return pd.DataFrame({c.name: pd.Series(dtype=PANDAS_DTYPES[c.kind]) for c in table(name).columns})

@@ -28,6 +28,7 @@ from typing import Final
 # How a venue streams funding on its websockets; the Feed calls the matching ccxt.pro method.
 FUNDING_CHANNELS: Final = ("mark_price", "ticker", "funding_rate")
 FUNDING_PRICES: Final = ("mark", "oracle")
+LIQUIDATION_SIDES: Final = ("order", "position")
 # Where a venue's best bid/ask come from, the Feed's call for the `tickers` stream: `watch_ticker`,
 # `watch_bids_asks` (a best bid/offer channel), or the top of `watch_order_book`.
 QUOTE_CHANNELS: Final = ("ticker", "bids_asks", "order_book")
@@ -125,6 +126,10 @@ class VenueFacts:
     channels: Mapping[str, str] = field(default_factory=dict)  # CHANNEL_TOPICS -> the venue's channel, for people
     ws_candle_volume_in_contracts: bool = False  # its websocket candles of contracts count contracts, not base
     funding_schedule_h: float | None = None  # a documented fixed interval, where no structure states one
+    # What ccxt's `side` of the venue's public liquidation prints means: "order" (the liquidation order's side:
+    # sell = a long was liquidated; binance forceOrder, okx), "position" (the liquidated position's: bybit's
+    # allLiquidation sends Buy when a long was liquidated); None: no public liquidation channel in ccxt.pro.
+    liquidation_side: str | None = None
 
     @property
     def ccxt_ids(self) -> tuple[str, ...]:
@@ -165,6 +170,7 @@ VENUE_FACTS: Final[dict[str, VenueFacts]] = {
                 "unavailable": "last price on quote rows (bookTicker has none); mark/index there (in funding rows)",
             },
             ws_candle_volume_in_contracts=True,
+            liquidation_side="order",
         ),
         VenueFacts(
             id="bybit",
@@ -185,6 +191,7 @@ VENUE_FACTS: Final[dict[str, VenueFacts]] = {
                 "funding": "inside `tickers.<id>`: fundingRate, nextFundingTime, fundingIntervalHour",
                 "unavailable": "spot mark/index; spot bid/ask on `tickers` (hence orderbook.1)",
             },
+            liquidation_side="position",
         ),
         VenueFacts(
             id="okx",
@@ -203,6 +210,7 @@ VENUE_FACTS: Final[dict[str, VenueFacts]] = {
                 "funding": "`funding-rate` (`watch_funding_rate`): rate, fundingTime, nextFundingTime",
                 "unavailable": "mark/index on ticker rows (the mark-price channel is not captured)",
             },
+            liquidation_side="order",
         ),
         VenueFacts(
             id="hyperliquid",

@@ -50,7 +50,7 @@ class Stage:
 
 
 BACKTEST_ASSETS = ("backtest_runs", "backtest_equity", "backtest_trades", "backtest_positions", "backtest_book")
-BARS = ("ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "indicators", "book_depth")
+BARS = ("ohlcv_1m", "ohlcv_5m", "ohlcv_1h", "indicators", "book_depth", "open_interest", "liquidations")
 FUNDING = ("funding_intervals", "funding_predictions", "funding_rates", "basis")
 EXECUTION = ("funding_reconciliation", "live_pnl", "risk_report", "risk_stress")
 
@@ -61,8 +61,8 @@ STAGES: tuple[Stage, ...] = (
         "hour",
         "An hour (or a range) of every landed stream into its table (raw: market data; execution: the trader's "
         "orders, fills, positions, balances, funding payments), then its bars (1m from trades, 5m, "
-        "1h, TA-Lib indicators, book depth) and its funding (the interval history, predicted and settled rates, "
-        "basis), and the venues' leverage tiers as fetched now. "
+        "1h, TA-Lib indicators, book depth, open interest and liquidations per hour) and its funding (the "
+        "interval history, predicted and settled rates, basis), and the venues' leverage tiers as fetched now. "
         "Requested by landing_sensor once an hour's files are complete.",
     ),
     Stage(

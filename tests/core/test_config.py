@@ -124,6 +124,20 @@ def test_a_minimal_file_inherits_defaults_and_top_level_streams(tmp_path: Path) 
         (base(capture={"ring_records": 0}), "capture.ring_records: 0 must be >= 1"),
         (base(capture={"book_levels": 21}), "capture.book_levels: 21 must be between 1 and 20"),
         (base(capture={"book_interval_s": -1}), "capture.book_interval_s: -1.0 must be >= 0 (0 = every update)"),
+        (base(capture={"open_interest_interval_s": 0}), "capture.open_interest_interval_s: 0.0 must be > 0"),
+        (
+            base(exchanges=[{"id": "hyperliquid", "symbols": ["BTC/USDC:USDC"], "streams": ["liquidations"]}]),
+            "exchanges[0].streams: 'liquidations' on 'hyperliquid': ccxt.pro has no watch_liquidations for it",
+        ),
+        (
+            {
+                "source": "sim",
+                "exchanges": [
+                    {"id": "hyperliquid", "symbols": ["BTC/USDC:USDC"], "streams": ["trades", "liquidations"]}
+                ],
+            },  # fmt: skip
+            "exchanges[0].streams: 'liquidations' on 'hyperliquid': ccxt.pro has no watch_liquidations for it",
+        ),
         (
             base(capture={"ring_records": 100, "batch_records": 200}),
             "capture.batch_records: 200 exceeds ring_records 100",
@@ -259,6 +273,26 @@ def test_dated_futures_and_ccxt_options_are_accepted_and_futures_get_no_funding_
     assert ("okx", "BTC/USD:BTC-220527", "tickers") in config.subscriptions()
     assert config.exchanges[1].options == {"watchTrades": {"name": "aggTrade"}}
     assert config.replay.min_use_ratio == 0.2
+
+
+def test_open_interest_and_liquidations_are_subscribed_for_perps_only() -> None:
+    config = config_from_dict(
+        {
+            "source": "live",
+            "exchanges": [
+                {"id": "binanceusdm", "symbols": ["BTC/USDT:USDT"], "streams": ["open_interest", "liquidations"]},
+                {"id": "bybit", "symbols": ["BTC/USDT", "ETH/USDT:USDT"], "streams": ["liquidations", "trades"]},
+            ],
+        }
+    )
+    assert config.subscriptions() == [
+        ("binanceusdm", "BTC/USDT:USDT", "open_interest"),
+        ("binanceusdm", "BTC/USDT:USDT", "liquidations"),
+        ("bybit", "BTC/USDT", "trades"),  # spot: no liquidations
+        ("bybit", "ETH/USDT:USDT", "liquidations"),
+        ("bybit", "ETH/USDT:USDT", "trades"),
+    ]
+    assert config.capture.open_interest_interval_s == 60.0
 
 
 @pytest.mark.parametrize("field", ["dry_run", "sandbox", "reduce_only"])

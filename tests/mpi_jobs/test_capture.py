@@ -282,3 +282,42 @@ def test_a_host_without_a_watcher_is_refused_unless_the_first_host_only_lands() 
     assert layout_error(layout, "first_host") is None
     lonely_second = Layout(0, 3, 0, 0, 2, 2, watchers=[1], local_watchers=[1], node_sizes=[2, 1])
     assert layout_error(lonely_second, "first_host") is not None
+
+
+def test_sim_open_interest_and_liquidations_land_exactly_as_the_simulator_emitted_them(tmp_path: Path) -> None:
+    """Both streams through mpiexec, the rings and the flusher: every poll's open interest and every liquidation
+    print the simulator sent (its own count) lands once, equal to what a fresh simulator of the same seed
+    serves at that time; bybit's side convention (the position's) and okx's (the order's) land as one."""
+    streams = ["open_interest", "liquidations"]
+    config = write_config(
+        tmp_path,
+        exchanges=[
+            {"id": "bybit", "symbols": ["BTC/USDT", "BTC/USDT:USDT"], "streams": streams},
+            {"id": "okx", "symbols": ["ETH/USDT:USDT"], "streams": streams},
+        ],
+        sim={"seed": 7, "speed": 3600},
+        capture={"flush_interval_s": 0.5, "stats_interval_s": 1.0, "open_interest_interval_s": 60.0},
+    )
+    proc = run_job(config, 3, duration=4)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = tmp_path / "data"
+    emitted = summed(source_counts(proc.stdout), "emitted")
+    interest, prints = landed(data, "open_interest"), landed(data, "liquidations")
+    perps = {"BTC/USDT:USDT": "bybit", "ETH/USDT:USDT": "okx"}
+    assert set(interest["symbol"]) == set(prints["symbol"]) == set(perps)  # spot BTC/USDT: neither stream
+    for symbol, exchange_id in perps.items():
+        sim = SimExchange(exchange_id, load_config(config).sim)
+        asyncio.run(sim.load_markets())
+        m = sim._m[symbol]  # noqa: SLF001 - the served values, asked independently
+        rows = interest[interest["symbol"] == symbol].sort_values("ts_ms")
+        assert len(rows) == emitted[f"open_interest|{symbol}"] >= 50, symbol
+        for row in rows.itertuples():
+            served = sim.positioning.open_interest(m, int(row.ts_ms))
+            assert (row.contracts, row.value) == (served["openInterestAmount"], served["openInterestValue"])
+        got = prints[prints["symbol"] == symbol].sort_values(["ts_ms", "liquidation_id"])
+        assert len(got) == emitted[f"liquidations|{symbol}"] >= 5, symbol
+        served = sim.positioning.between(m, int(got["ts_ms"].min()) - 1, int(got["ts_ms"].max()))
+        assert got["ts_ms"].tolist() == [s["timestamp"] for s in served]  # every print between, each once
+        assert got["price"].tolist() == [s["price"] for s in served]
+        long_side = "buy" if exchange_id == "bybit" else "sell"
+        assert got["position_side"].tolist() == [1 if s["side"] == long_side else -1 for s in served]

@@ -4,7 +4,8 @@ Every source kind is an *exchange object* that speaks ccxt.pro: `load_markets()`
 `milliseconds()`, `watch_trades(symbol)`, `watch_ticker(symbol)`, `watch_bids_asks([symbol])` /
 `watch_order_book(symbol)` where a venue's quotes come from them, `watch_ohlcv(symbol, timeframe)`,
 `watch_funding_rate(symbol)` / `watch_mark_price(symbol)` where the venue streams funding, `fetch_ohlcv`,
-`fetch_trades`, `fetch_funding_rate(s)`, `fetch_funding_rate_history`, `close()`, and `has`. They return
+`fetch_trades`, `fetch_funding_rate(s)`, `fetch_funding_rate_history`, `fetch_open_interest(symbol)` and
+`watch_liquidations(symbol)` where the venue has them, `close()`, and `has`. They return
 ccxt's unified structures. `feed.Feed` is the one consumer: it turns those calls into validated, normalized
 record batches of the `schema` dtypes, the same code for every source. So the capture job, the importer
 and the demo never know where data came from.

@@ -18,6 +18,7 @@ What `watch` does, per (stream, symbol):
 - normalizes (`normalize.py`) and validates (`validation.py`): bad messages are quarantined with a reason and
   counted, venue duplicates dropped (trade ids; tickers/funding with an identical timestamp);
 - OHLCV: a candle is emitted once, when it is closed (a newer candle appeared), with its final values;
+- open interest (`fetch_open_interest` polled where ccxt.pro streams none), liquidations: `positioning.py`;
 - order books: sampled snapshots of `watch_order_book` (`books.BookSampler`); a broken venue sequence (ccxt's
   `InvalidNonce`/`ChecksumError`) or a nonce that goes back is a GAP (reason `sequence`);
 - funding rows carry the interval in force, decided by the one rule in `intervals.py` (stated by the
@@ -56,20 +57,18 @@ from .. import schema
 from ..instruments import Instrument, InstrumentRegistry
 from ..schema import EventKind
 from ..venues import FUNDING_CHANNELS, QUOTE_CHANNELS, venue_facts
-from . import intervals, normalize
+from . import intervals, normalize, positioning
 from .base import EndOfData
 from .books import BookSampler, book_limit, book_top
+from .positioning import OpenInterestState
+from .unwatch import unwatch
 from .validation import Validator, concat_events, event_rows
 
 # Errors after which a subscription is retried: ccxt's network family (ExchangeNotAvailable, RequestTimeout,
 # DDoSProtection... are subclasses), socket-level timeouts, and an unsubscribe racing a restart.
 RETRYABLE: tuple[type[BaseException], ...] = (
-    ccxt.NetworkError,
-    ccxt.UnsubscribeError,
-    asyncio.TimeoutError,
-    TimeoutError,
-    ConnectionError,
-)
+    ccxt.NetworkError, ccxt.UnsubscribeError, asyncio.TimeoutError, TimeoutError, ConnectionError
+)  # fmt: skip
 # A recorded source is exhausted: EndOfData (replays), EOFError (wire replay's EndOfRecording).
 END_OF_DATA: tuple[type[BaseException], ...] = (EndOfData, EOFError)
 # Errors that retrying cannot fix: configuration and permission problems. They end the watch with the error.
@@ -160,6 +159,7 @@ class _Subscription:
     last_settlement_ms: int = 0
     next_poll_ms: int | None = None
     books: BookSampler | None = None  # order_book: sampling and the venue's sequence
+    interest: OpenInterestState | None = None  # open_interest: how it is fed, the last value kept
 
 
 class Feed:
@@ -181,6 +181,7 @@ class Feed:
         min_stale_wall_s: float = 0.5,
         book_levels: int = schema.BOOK_LEVELS,
         book_interval_s: float = 10.0,
+        open_interest_interval_s: float = 60.0,
     ) -> None:
         if not funding_poll_interval_s > 0:
             raise ValueError(f"funding_poll_interval_s: {funding_poll_interval_s!r} must be > 0")
@@ -205,8 +206,11 @@ class Feed:
             raise ValueError(f"book_levels: {book_levels!r} must be between 1 and {schema.BOOK_LEVELS}")
         if not book_interval_s >= 0:
             raise ValueError(f"book_interval_s: {book_interval_s!r} must be >= 0")
+        if not open_interest_interval_s > 0:
+            raise ValueError(f"open_interest_interval_s: {open_interest_interval_s!r} must be > 0")
         self.book_levels = int(book_levels)
         self.book_interval_ms = int(book_interval_s * 1000)
+        self.open_interest_interval_s = float(open_interest_interval_s)
         self.counts: Counter[str] = Counter()
         self.progress: dict[tuple[str, str], HistoryProgress] = {}
         self._subs: dict[tuple[str, str], _Subscription] = {}
@@ -291,8 +295,10 @@ class Feed:
             if stream not in schema.MARKET_STREAMS:
                 raise ValueError(f"stream: {stream!r} is not a market stream; expected one of {schema.MARKET_STREAMS}")
             instrument = self.registry.get(self.exchange_id, symbol)
-            if stream == "funding" and not instrument.is_perp:
-                raise ValueError(f"symbol: {symbol!r} on {self.exchange_id} is not a perpetual; it has no funding")
+            if stream in schema.PERP_STREAMS and not instrument.is_perp:
+                raise ValueError(f"symbol: {symbol!r} on {self.exchange_id} is not a perpetual; it has no {stream}")
+            if stream == "liquidations":
+                positioning.require_liquidations(self.exchange)
             sub = _Subscription(stream, symbol, instrument)
             if stream == "funding":
                 sub.mode = self.funding_mode()
@@ -300,6 +306,8 @@ class Feed:
                 sub.mode = self.quote_mode(instrument)
             elif stream == "order_book":
                 sub.books = BookSampler(instrument, self.book_levels, self.book_interval_ms)
+            elif stream == "open_interest":
+                sub.interest = OpenInterestState(positioning.open_interest_mode(self.exchange))
             self._subs[key] = sub
         return self._subs[key]
 
@@ -313,13 +321,19 @@ class Feed:
             return lambda: ex.watch_ohlcv(symbol, self.ohlcv_timeframe)
         if sub.stream == "order_book":
             return lambda: ex.watch_order_book(symbol, book_limit(ex, symbol))
+        if sub.stream == "liquidations":
+            return lambda: ex.watch_liquidations(symbol)
+        if sub.interest is not None:
+            if sub.interest.mode == "watch":
+                return lambda: ex.watch_open_interest(symbol)
+            return lambda: self._poll(sub, "fetch_open_interest", self.open_interest_interval_s)
         if sub.mode == "mark_price":
             return lambda: ex.watch_mark_price(symbol)
         if sub.mode == "ticker":
             return lambda: ex.watch_ticker(symbol)
         if sub.mode == "funding_rate":
             return lambda: ex.watch_funding_rate(symbol)
-        return lambda: self._poll_funding(sub)
+        return lambda: self._poll(sub, "fetch_funding_rate", self.funding_poll_interval_s)
 
     def _quote_call(self, sub: _Subscription) -> Callable[[], Awaitable[Any]]:
         ex, symbol = self.exchange, sub.symbol
@@ -344,8 +358,10 @@ class Feed:
     def channel_name(self, sub: _Subscription) -> str:
         """`<stream>:<ccxt call>[:<ccxt's channel option>]`, e.g. `trades:watch_trades:aggTrade`: the CHANNEL
         event's reason, what a reader of the landed data checks to know which venue channel fed a stream."""
-        call = {"trades": "watch_trades", "ohlcv": "watch_ohlcv"}.get(sub.stream, "")
-        if sub.stream == "order_book":
+        call = f"watch_{sub.stream}" if sub.stream in ("trades", "ohlcv", "liquidations") else ""
+        if sub.interest is not None:
+            call = {"poll": "fetch_open_interest"}.get(sub.interest.mode, "watch_open_interest")
+        elif sub.stream == "order_book":
             limit = book_limit(self.exchange, sub.symbol)
             call = "watch_order_book" + (f":{limit}" if limit else "")
         if sub.stream == "tickers":
@@ -354,17 +370,19 @@ class Feed:
             call += f":{depth}" if depth else ""
         elif sub.stream == "funding":
             call = {"poll": "fetch_funding_rate", "ticker": "watch_ticker"}.get(sub.mode, f"watch_{sub.mode}")
-        option_key = {"watch_trades": "watchTrades", "watch_ticker": "watchTicker", "watch_ohlcv": "watchOHLCV"}
         options = getattr(self.exchange, "options", None)
-        option = options.get(option_key.get(call, ""), {}) if isinstance(options, Mapping) else {}
-        name = option.get("name") if isinstance(option, Mapping) else None
+        named = call in ("watch_trades", "watch_ticker", "watch_ohlcv", "watch_liquidations")  # a channel option
+        option = options.get(normalize.camel_call(call), {}) if named and isinstance(options, Mapping) else {}
+        # ccxt's option naming the channel: `name` (binance aggTrade), `method` (bybit allLiquidation)
+        name = (option.get("name") or option.get("method")) if isinstance(option, Mapping) else None
         return f"{sub.stream}:{call}" + (f":{name}" if isinstance(name, str) else "")
 
-    async def _poll_funding(self, sub: _Subscription) -> Any:
+    async def _poll(self, sub: _Subscription, method: str, interval_s: float) -> Any:
+        """A REST call standing in for a stream: one call per `interval_s` of the exchange clock."""
         if sub.next_poll_ms is not None:
             await self._sleep_exchange(max(sub.next_poll_ms - self.now_ms(), 0) / 1000.0)
-        sub.next_poll_ms = self.now_ms() + int(self.funding_poll_interval_s * 1000)
-        return await self.exchange.fetch_funding_rate(sub.symbol)
+        sub.next_poll_ms = self.now_ms() + int(interval_s * 1000)
+        return await getattr(self.exchange, method)(sub.symbol)
 
     def _stale_timeout_ms(self, sub: _Subscription) -> int | None:
         stated = getattr(self.exchange, "speed", None)
@@ -375,6 +393,8 @@ class Feed:
             return None
         if sub.stream == "funding" and sub.mode == "poll":
             timeout = max(timeout, 2 * self.funding_poll_interval_s + 60)  # a poll gap is not a stall
+        if sub.interest is not None and sub.interest.mode == "poll":
+            timeout = max(timeout, 2 * self.open_interest_interval_s + 60)
         return int(timeout * 1000)
 
     async def _await_watched(self, sub: _Subscription, call: Callable[[], Awaitable[Any]]) -> Any:
@@ -401,31 +421,7 @@ class Feed:
 
     async def _restart(self, sub: _Subscription) -> None:
         """Drop a silent subscription at the source so the next call subscribes afresh."""
-        name, flag = {
-            "trades": ("un_watch_trades", "unWatchTrades"),
-            "tickers": {
-                "bids_asks": ("un_watch_bids_asks", "unWatchBidsAsks"),
-                "order_book": ("un_watch_order_book", "unWatchOrderBook"),
-            }.get(sub.mode.partition(":")[0], ("un_watch_ticker", "unWatchTicker")),
-            "ohlcv": ("un_watch_ohlcv", "unWatchOHLCV"),
-            "order_book": ("un_watch_order_book", "unWatchOrderBook"),
-        }.get(sub.stream, ("", ""))
-        if sub.stream == "funding":
-            name, flag = {
-                "mark_price": ("un_watch_mark_price", "unWatchMarkPrice"),
-                "ticker": ("un_watch_ticker", "unWatchTicker"),
-                "funding_rate": ("un_watch_funding_rate", "unWatchFundingRate"),
-            }.get(sub.mode, ("", ""))
-        has = getattr(self.exchange, "has", None) or {}
-        method = getattr(self.exchange, name, None) if name else None
-        if method is None or not has.get(flag):
-            return
-        args: tuple[Any, ...] = (sub.symbol, self.ohlcv_timeframe) if sub.stream == "ohlcv" else (sub.symbol,)
-        if name == "un_watch_bids_asks":
-            args = ([sub.symbol],)
-        try:
-            await method(*args)
-        except Exception:  # noqa: BLE001 - best effort: the re-subscription below is what matters
+        if not await unwatch(self.exchange, sub.stream, sub.mode, sub.symbol, self.ohlcv_timeframe):
             self.counts["restart:unwatch_failed"] += 1
 
     def _open_gap(self, sub: _Subscription, reason: str) -> None:
@@ -568,6 +564,11 @@ class Feed:
             return accepted, concat_events([screened, checked, *reported]), first
         elif stream == "order_book" and sub.books is not None:
             return sub.books.take(raw, recv, self.validator, self.counts)
+        elif sub.interest is not None:
+            return sub.interest.take(raw, instrument, recv, self.validator, self.counts)
+        elif stream == "liquidations":
+            side_means = positioning.liquidation_side_meaning(self.exchange)
+            return positioning.take_liquidations(raw, instrument, recv, self.validator, side_means)
         else:
             records, screened = self._funding_records(sub, raw, recv)
         valid_ts = records["ts_ms"][records["ts_ms"] > 0]

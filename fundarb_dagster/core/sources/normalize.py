@@ -70,6 +70,12 @@ def trade_id_to_int(trade_id: Any) -> int:
     return int.from_bytes(digest, "little") & _MAX_I63
 
 
+def camel_call(name: str) -> str:
+    """ccxt's camelCase name of a Python call: `watch_ohlcv` -> `watchOHLCV`, `watch_trades` -> `watchTrades`."""
+    head, *rest = name.split("_")
+    return head + "".join("OHLCV" if part == "ohlcv" else part.capitalize() for part in rest)
+
+
 def parse_interval_h(value: Any) -> float:
     """A funding interval as ccxt writes it (`'8h'`, `'1h'`, `'30m'`) or a number of hours -> hours; NaN if unknown."""
     if value is None:
@@ -236,6 +242,78 @@ def order_book_to_record(
         row[f"{side}_price"][0, : len(rows)] = values[:, 0]
         row[f"{side}_size"][0, : len(rows)] = instrument.base_amounts(values[:, 1], values[:, 0])
     return row
+
+
+def open_interest_to_record(structure: Mapping[str, Any], instrument: Instrument, recv_ts_ms: int) -> np.ndarray:
+    """A ccxt open-interest structure -> one OPEN_INTEREST record.
+
+    Parses e.g. (bybit linear `fetch_open_interest`, the recorded response in ccxt's own tests)::
+
+        {"symbol": "BTC/USDT:USDT", "openInterestAmount": 62129.455, "openInterestValue": None,
+         "timestamp": 1739725200000, "info": {...}}
+
+    `openInterestAmount` counts contracts (okx BTC-USDT-SWAP: 0.01 BTC each); `amount` is base units for a
+    linear contract (contracts x contract size) and NaN for an inverse one (its value in USD is the figure:
+    bybit inverse gives `openInterestValue` only). Values the venue does not give stay NaN; a structure
+    without a timestamp (hyperliquid) is stamped with the receive time.
+    """
+    row = schema.empty("open_interest", 1)
+    ts = int_ms(structure.get("timestamp"))
+    row["ts_ms"] = ts if ts > 0 else recv_ts_ms
+    row["recv_ts_ms"] = recv_ts_ms
+    row["instrument_id"] = instrument.id
+    contracts = num(structure.get("openInterestAmount"))
+    row["contracts"] = contracts
+    row["amount"] = math.nan if instrument.inverse else instrument.base_amounts(contracts, math.nan)
+    row["value"] = num(structure.get("openInterestValue"))
+    row["contract_size"] = instrument.contract_size
+    return row
+
+
+def liquidation_id(ts_ms: int, side: Any, price: Any, contracts: Any) -> int:
+    """The identity of a liquidation print (venues give none): a stable hash of what it says."""
+    return trade_id_to_int(f"liq:{ts_ms}:{side}:{num(price)!r}:{num(contracts)!r}")
+
+
+def liquidations_to_records(
+    items: Sequence[Mapping[str, Any]], instrument: Instrument, recv_ts_ms: int, side_means: str | None
+) -> np.ndarray:
+    """ccxt liquidation structures -> LIQUIDATIONS records.
+
+    Parses e.g. (binance USD-M `watch_liquidations`, `<id>@forceOrder`; bybit `allLiquidation.<id>` alike)::
+
+        {"symbol": "BTC/USDT:USDT", "contracts": 1.437, "contractSize": 1.0, "price": 34959.7,
+         "side": "buy", "baseValue": 1.437, "quoteValue": 50237.09, "timestamp": 1698871323059, "info": {...}}
+
+    `side_means` is the venue's `VenueFacts.liquidation_side`: "order" (a sell order liquidates a long) or
+    "position" (bybit: `buy` is a liquidated long); `position_side` is +1 for a liquidated long, -1 for a
+    short, 0 unknown (no side, or a venue whose meaning is not known). Sizes come from `contracts` (inverse
+    contracts converted at the print's price: ccxt's baseValue would count their USD as base units); ccxt's
+    baseValue/quoteValue are used only without it.
+    """
+    out = schema.empty("liquidations", len(items))
+    for i, item in enumerate(items):
+        ts = int_ms(item.get("timestamp"))
+        price = num(item.get("price"))
+        contracts = num(item.get("contracts"))
+        side = item.get("side")
+        order_side = _side(side.lower() if isinstance(side, str) else side)
+        out["ts_ms"][i] = ts
+        out["position_side"][i] = {"order": -order_side, "position": order_side}.get(side_means or "", 0)
+        out["liquidation_id"][i] = liquidation_id(ts, side, price, contracts)
+        out["price"][i] = price
+        out["contracts"][i] = contracts
+        if math.isfinite(contracts):
+            amount = float(instrument.base_amounts(contracts, price))
+        else:
+            amount = num(item.get("baseValue"))
+        value = amount * price if math.isfinite(amount) else num(item.get("quoteValue"))
+        out["amount"][i] = amount
+        out["value"][i] = value
+    out["recv_ts_ms"] = recv_ts_ms
+    out["instrument_id"] = instrument.id
+    out["contract_size"] = instrument.contract_size
+    return out
 
 
 def ohlcv_to_records(

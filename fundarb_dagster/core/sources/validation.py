@@ -35,13 +35,18 @@ from ..units import DAY_MS
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "trades": ("timestamp", "price", "amount"),
     "funding": ("fundingRate",),
+    "liquidations": ("timestamp", "price"),
 }
 # Price-like fields that must be finite and > 0 when present (NaN = missing optional value is allowed).
 _OPTIONAL_PRICES = {
     "tickers": ("bid", "ask", "last", "mark_price", "index_price"),
     "funding": ("mark_price", "index_price"),
 }
-_REQUIRED_PRICES = {"trades": ("price", "amount"), "ohlcv": ("open", "high", "low", "close")}
+_REQUIRED_PRICES = {
+    "trades": ("price", "amount"),
+    "ohlcv": ("open", "high", "low", "close"),
+    "liquidations": ("price", "amount"),
+}
 # Raw ccxt fields that, when present (not None), must be finite and > 0: (ccxt key, label in reasons).
 _RAW_POSITIVE: dict[str, tuple[tuple[str, str], ...]] = {
     "tickers": (
@@ -55,7 +60,10 @@ _RAW_POSITIVE: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "trades": (("price", "price"), ("amount", "amount")),
     "funding": (("markPrice", "mark_price"), ("indexPrice", "index_price")),
+    "liquidations": (("price", "price"), ("contracts", "contracts")),
 }
+# Open interest may be zero (a new market), never negative, NaN or infinite: (ccxt key, label in reasons).
+_OPEN_INTEREST = (("openInterestAmount", "open_interest"), ("openInterestValue", "open_interest_value"))
 _TICKER_KEYS = ("bid", "ask")  # every ccxt ticker structure has them (None when the venue gives none)
 
 
@@ -73,6 +81,26 @@ def _positive_number(value: Any, label: str) -> str | None:
     return None
 
 
+def _bad_open_interest(item: Mapping[str, Any]) -> str | None:
+    for key, label in _OPEN_INTEREST:
+        value = item.get(key)
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if value != value:
+            return f"{label}:nan"
+        if value in (math.inf, -math.inf):
+            return f"{label}:inf"
+        if value < 0:
+            return f"{label}:negative"
+    return None
+
+
+# The field that identifies a record of a stream, and the reason a repeat of it is dropped with.
+_IDENTITY = {
+    "trades": ("trade_id", "dup:trade_id"),
+    "liquidations": ("liquidation_id", "dup:liquidation"),
+    "funding": ("funding_ts_ms", "dup:funding_ts"),
+}
 _FIELD_REASON = {"amount": "amount", "open": "price", "high": "price", "low": "price", "close": "price"}
 
 
@@ -172,6 +200,8 @@ class Validator:
             return None
         if not isinstance(item, Mapping):
             return "structure"
+        if stream == "open_interest":
+            return None if any(item.get(k) not in (None, "") for k, _ in _OPEN_INTEREST) else "open_interest"
         if stream == "tickers":
             for key in _TICKER_KEYS:
                 if key not in item:
@@ -193,6 +223,8 @@ class Validator:
             return self._bad_candle(item, now_ms)
         if not isinstance(item, Mapping):
             return None
+        if stream == "open_interest":
+            return _bad_open_interest(item)
         for key, label in _RAW_POSITIVE.get(stream, ()):
             reason = _positive_number(item.get(key), label)
             if reason is not None:
@@ -454,14 +486,14 @@ class Validator:
         rows = range(len(ids)) if reasons is None else np.flatnonzero(reasons == "").tolist()
         out: dict[int, str] = {}
         ts = records["ts_ms"].tolist()
-        if stream == "trades" or stream == "funding":
-            values = records["trade_id" if stream == "trades" else "funding_ts_ms"].tolist()
-        if stream == "trades":
+        if stream in _IDENTITY:
+            values = records[_IDENTITY[stream][0]].tolist()
+        if stream in ("trades", "liquidations"):  # identified by id: kept when late, dropped when repeated
             for i in rows:
                 key = (stream, ids[i])
                 seen = self._seen_for(key)
                 if values[i] in seen:
-                    out[i] = "dup:trade_id"
+                    out[i] = _IDENTITY[stream][1]
                     continue
                 seen.add(values[i])
                 newest = self._last_ts.get(key)

@@ -238,4 +238,54 @@ def book_depth(
     )
 
 
-MARKET_ASSETS = [ohlcv_1m, ohlcv_5m, ohlcv_1h, ohlcv_8h, ohlcv_1d, indicators, book_depth]
+# An hour's open-interest change is measured from the last value of the previous captured hour up to a day back.
+OPEN_INTEREST_LOOK_BACK_MS = 24 * 3_600_000
+
+
+def _hourly_from_raw(name: str, raw: str, summary: str, description: str, **extra: Any) -> Any:
+    """An hourly table computed in SQL (`sql/market/<name>.sql`) from one raw table's window; its run metadata
+    is the `summary` query's table (`sql/market/<summary>.sql`)."""
+
+    @asset(
+        name=name,
+        group_name="market",
+        partitions_def=HOURLY,
+        backfill_policy=BOUNDED_RUNS,
+        pool=POOL,
+        owners=OWNERS,
+        kinds={"duckdb", "sql"},
+        deps=[raw],
+        description=f"{description} Key: {table(name).natural_key}.",
+        metadata={"dagster/column_schema": column_schema(name), "natural_key": table(name).natural_key},
+    )
+    def _asset(context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: DataDirResource) -> MaterializeResult:
+        window = partition_window(context)
+        params = window.params(**extra)
+        with warehouse_connection(duckdb) as conn:
+            ensure_raw_tables(conn, data_dir.path(), raw)
+            rows = replace_window(conn, name, load_sql("market", name), params, staged=False)
+            shown = execute(conn, load_sql("market", summary), params).df()
+        return MaterializeResult(metadata={"window": str(window), "rows": rows, summary: md_table(shown)})
+
+    return _asset
+
+
+open_interest = _hourly_from_raw(
+    "open_interest",
+    "raw_open_interest",
+    "open_interest_latest",
+    "Per (exchange, perp, hour): the last open interest captured (contracts, base units, quote value where the "
+    "venue gives it), the hour's low/high, and the change since the previous captured hour's last value (looked "
+    "for up to 24 h back).",
+    look_back_ms=OPEN_INTEREST_LOOK_BACK_MS,
+)
+liquidations = _hourly_from_raw(
+    "liquidations",
+    "raw_liquidations",
+    "liquidations_totals",
+    "Per (exchange, perp, hour) with liquidation prints: how many, the notional (quote currency) and base amount "
+    "of liquidated longs and shorts, and the largest print.",
+)
+
+
+MARKET_ASSETS = [ohlcv_1m, ohlcv_5m, ohlcv_1h, ohlcv_8h, ohlcv_1d, indicators, book_depth, open_interest, liquidations]

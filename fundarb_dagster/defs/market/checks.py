@@ -24,7 +24,7 @@ from ..common.checks import (
 )
 from ..partitions import HOURLY
 from ..resources import POOL, warehouse_connection
-from .assets import indicators, ohlcv_1d, ohlcv_1h, ohlcv_1m, ohlcv_5m, ohlcv_8h
+from .assets import indicators, liquidations, ohlcv_1d, ohlcv_1h, ohlcv_1m, ohlcv_5m, ohlcv_8h, open_interest
 
 BAR_ASSETS = {
     "ohlcv_1m": ohlcv_1m,
@@ -63,6 +63,28 @@ indicators_rsi_in_range = build_condition_check(
     HOURLY,
     severity=AssetCheckSeverity.WARN,
     blocking=False,
+)
+
+open_interest_has_unique_keys = build_unique_key_check(
+    open_interest, "open_interest", table("open_interest").key, HOURLY
+)
+open_interest_is_valid = build_condition_check(
+    open_interest,
+    "open_interest_is_valid",
+    "open_interest",
+    "samples < 1 OR oi_amount < 0 OR oi_value < 0 OR oi_amount_low > oi_amount_high",
+    "Every hour holds at least one value; open interest is never negative, its low never above its high.",
+    HOURLY,
+)
+liquidations_has_unique_keys = build_unique_key_check(liquidations, "liquidations", table("liquidations").key, HOURLY)
+liquidations_is_valid = build_condition_check(
+    liquidations,
+    "liquidations_is_valid",
+    "liquidations",
+    "prints < 1 OR long_prints + short_prints > prints OR long_notional < 0 OR short_notional < 0"
+    " OR NOT isfinite(long_notional + short_notional)",
+    "Every row counts at least one print, long + short prints at most all of them, notionals finite and >= 0.",
+    HOURLY,
 )
 
 GAPS_SQL = """
@@ -136,4 +158,8 @@ MARKET_CHECKS = [
     indicators_rsi_in_range,
     ohlcv_1m_has_no_gaps,
     ohlcv_1m_is_fresh,
+    open_interest_has_unique_keys,
+    open_interest_is_valid,
+    liquidations_has_unique_keys,
+    liquidations_is_valid,
 ]

@@ -53,9 +53,14 @@ raw_tickers = _build_raw_asset("raw_tickers", RAW_TABLES["raw_tickers"])
 raw_funding = _build_raw_asset("raw_funding", RAW_TABLES["raw_funding"])
 raw_ohlcv = _build_raw_asset("raw_ohlcv", RAW_TABLES["raw_ohlcv"])
 raw_order_book = _build_raw_asset("raw_order_book", RAW_TABLES["raw_order_book"])
+raw_open_interest = _build_raw_asset("raw_open_interest", RAW_TABLES["raw_open_interest"])
+raw_liquidations = _build_raw_asset("raw_liquidations", RAW_TABLES["raw_liquidations"])
 capture_events = _build_raw_asset("capture_events", RAW_TABLES["capture_events"])
 capture_stats = _build_raw_asset("capture_stats", RAW_TABLES["capture_stats"])
-RAW_ASSETS = [raw_trades, raw_tickers, raw_funding, raw_ohlcv, raw_order_book, capture_events, capture_stats]
+RAW_ASSETS = [
+    raw_trades, raw_tickers, raw_funding, raw_ohlcv, raw_order_book, raw_open_interest, raw_liquidations,
+    capture_events, capture_stats,
+]  # fmt: skip
 
 _REGISTRY_ARROW = pa.schema(
     [

@@ -30,8 +30,22 @@ raw_tickers_has_uncrossed_quotes = build_condition_check(
     severity=AssetCheckSeverity.WARN,
     blocking=False,
 )
+raw_liquidations_has_valid_prints = build_condition_check(
+    assets.raw_liquidations,
+    "raw_liquidations_has_valid_prints",
+    "raw_liquidations",
+    "NOT (price > 0 AND isfinite(price) AND amount > 0 AND isfinite(amount) AND value > 0)",
+    "Every liquidation print has a positive finite price, amount and notional.",
+    assets.raw_liquidations.partitions_def,
+)
 
 # Every closed hour is loaded (live: within 20 minutes after it ends; WARN: a stalled capture or sensor).
 raw_trades_is_fresh = build_freshness_check(assets.raw_trades, deadline_minutes=20)
 
-CHECKS = [*UNIQUE_KEY_CHECKS, raw_trades_has_valid_prices, raw_tickers_has_uncrossed_quotes, raw_trades_is_fresh]
+CHECKS = [
+    *UNIQUE_KEY_CHECKS,
+    raw_trades_has_valid_prices,
+    raw_tickers_has_uncrossed_quotes,
+    raw_liquidations_has_valid_prints,
+    raw_trades_is_fresh,
+]

@@ -28,6 +28,7 @@ from .faults import FaultPlan
 from .funding import Funding
 from .market_data import MarketData
 from .markets import TRADE_ID_HOUR, Chunk, Market, build_market
+from .positioning import Positioning, positioning_has
 from .subscriptions import Clock, Subscriptions
 from .trading import SimMarket
 from .venues import ASSET_INDEX, VENUES
@@ -140,6 +141,7 @@ class SimExchange:
             "fetchOrderBook": True,
             "watchOrderBook": True,
             "unWatchOrderBook": True,
+            **positioning_has(self.spec.facts),
             "fetchLeverageTiers": True,
             "fetchMarketLeverageTiers": True,
             **self.borrow.has,
@@ -154,7 +156,8 @@ class SimExchange:
         self.fault_plan = FaultPlan(sim.faults, self.seed)
         self.funding = Funding(self._world)
         self.data = MarketData(self._world, self.seed, self.trades_per_s, self.funding, self.fault_plan)
-        self.subscriptions = Subscriptions(exchange_id, self.clock, self.data, self.fault_plan)
+        self.positioning = Positioning(self.data, self.seed, self.spec.facts.liquidation_side)
+        self.subscriptions = Subscriptions(exchange_id, self.clock, self.data, self.fault_plan, self.positioning)
         # The exact record of what was sent (see the package doc); the collaborators own the counters.
         self.emitted = self.subscriptions.emitted
         self.lost = self.subscriptions.lost
@@ -368,6 +371,27 @@ class SimExchange:
             "order_book", "order_book", symbol, self.book_interval_ms, lambda m, t: self.book.structure(m, t, n)
         )
 
+    async def watch_liquidations(
+        self, symbol: str, since: int | None = None, limit: int | None = None, params: dict | None = None
+    ) -> list[dict[str, Any]]:
+        """New liquidation prints of a perp since the previous call (`positioning.py`), ascending."""
+        if not self.has["watchLiquidations"]:
+            raise ccxt.NotSupported(f"sim {self.id}: watch_liquidations is not supported, like the real venue")
+        m = await self._require_swap(symbol)
+        stale = self.fault_plan.stale("liquidations", m)
+        while True:
+            st, lo, hi = await self.subscriptions.due(("liquidations", symbol), "liquidations", m, 1)
+            rows = [
+                r
+                for r in self.positioning.between(m, lo, hi)
+                if self.fault_plan.stale_end(stale, r["timestamp"]) is None
+            ]
+            self.subscriptions.account_stale("liquidations", m, lo, hi, 1)
+            st.cursor = hi
+            if rows:
+                self.subscriptions.emitted[("liquidations", symbol)] += len(rows)
+                return rows
+
     async def watch_mark_price(self, symbol: str, params: dict | None = None) -> dict[str, Any]:
         """binance's markPrice stream: a ticker with markPrice/indexPrice and info r (rate), T (next time)."""
         if not self.has["watchMarkPrice"]:
@@ -430,6 +454,9 @@ class SimExchange:
 
     async def un_watch_order_book(self, symbol: str, params: dict | None = None) -> None:
         self.subscriptions.unwatch(("order_book", symbol))
+
+    async def un_watch_liquidations(self, symbol: str, params: dict | None = None) -> None:
+        self.subscriptions.unwatch(("liquidations", symbol))
 
     # -- history ----------------------------------------------------------------------------------------
     def _range(self, since: int | None, until: int | None, now: int) -> tuple[int, int]:
@@ -597,6 +624,13 @@ class SimExchange:
         m = await self._market(symbol)
         await asyncio.sleep(0)
         return self.book.structure(m, self.milliseconds(), self._book_limit(limit))
+
+    async def fetch_open_interest(self, symbol: str, params: dict | None = None) -> dict[str, Any]:
+        """ccxt's open-interest structure of a perp now (`positioning.py`)."""
+        m = await self._require_swap(symbol)
+        await asyncio.sleep(0)
+        self.subscriptions.emitted[("open_interest", symbol)] += 1
+        return self.positioning.open_interest(m, self.milliseconds())
 
     async def fetch_ticker(self, symbol: str, params: dict | None = None) -> dict[str, Any]:
         m = await self._market(symbol)

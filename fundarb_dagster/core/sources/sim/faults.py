@@ -34,7 +34,8 @@ from .markets import TRADE_ID_HOUR, Chunk, Market
 MALFORMED_ID_OFFSET = 5_000_000
 FUTURE_SKEW_MS = 365 * DAY_MS
 ORDERS_CODE = 8  # the random-stream kind of private API faults
-STREAM_CODE = {"trades": 1, "tickers": 2, "funding": 3, "ohlcv": 4, "order_book": 5}
+STREAM_CODE = {"trades": 1, "tickers": 2, "funding": 3, "ohlcv": 4, "order_book": 5, "open_interest": 6,
+               "liquidations": 7}  # fmt: skip
 BAD_REASONS = ("price:nan", "price:negative", "missing", "timestamp:future")
 MISSING_FIELD = {"trades": "amount", "tickers": "bid", "funding": "fundingRate", "ohlcv": "close", "order_book": "bids"}
 

@@ -23,6 +23,7 @@ from .draws import iso
 from .faults import FaultPlan
 from .market_data import MarketData
 from .markets import Market
+from .positioning import Positioning
 
 
 class Clock:
@@ -63,8 +64,11 @@ class Stream:
 class Subscriptions:
     """Each (stream, symbol) subscription's cursor, and the counters of what was sent, lost and conflated."""
 
-    def __init__(self, exchange_id: str, clock: Clock, data: MarketData, faults: FaultPlan) -> None:
+    def __init__(
+        self, exchange_id: str, clock: Clock, data: MarketData, faults: FaultPlan, prints: Positioning | None = None
+    ) -> None:
         self.exchange_id = exchange_id
+        self.prints = prints  # liquidation prints: events at their own times, like trades
         self.clock = clock
         self.data = data
         self.faults = faults
@@ -87,6 +91,8 @@ class Subscriptions:
             return 0
         if stream == "trades":
             return sum(idx.size for _, _, idx in self.data.trades_between(m, lo, hi))
+        if stream == "liquidations" and self.prints is not None:
+            return int(self.prints.times_between(m, lo, hi).size)
         return hi // grid - lo // grid
 
     def count_stale_events(self, stream: str, m: Market, lo: int, hi: int, grid: int) -> int:
@@ -96,6 +102,8 @@ class Subscriptions:
         mask = self.faults.stale_mask
         if stream == "trades":
             return sum(int(mask(stale, c.ts[idx]).sum()) for c, _, idx in self.data.trades_between(m, lo, hi))
+        if stream == "liquidations" and self.prints is not None:
+            return int(mask(stale, self.prints.times_between(m, lo, hi)).sum())
         first, last = lo // grid + 1, hi // grid
         if last < first:
             return 0
@@ -106,7 +114,10 @@ class Subscriptions:
         stale = self.faults.stale(stream, m)
         t = after
         for _ in range(10_000):
-            e = self.data.next_trade(m, t) if stream == "trades" else (t // grid + 1) * grid
+            if stream == "liquidations" and self.prints is not None:
+                e = self.prints.next_time(m, t)
+            else:
+                e = self.data.next_trade(m, t) if stream == "trades" else (t // grid + 1) * grid
             if e is None:
                 return None
             end = self.faults.stale_end(stale, e)
