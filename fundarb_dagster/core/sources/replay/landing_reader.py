@@ -55,6 +55,8 @@ def _landing_dedupe(stream: str, records: np.ndarray) -> np.ndarray:
     frame = pd.DataFrame({"ts": records["ts_ms"]})
     if stream == "trades":
         frame = pd.DataFrame({"id": records["trade_id"]})
+    elif stream == "liquidations":  # prints can share a millisecond: their hash is their identity
+        frame = pd.DataFrame({"id": records["liquidation_id"]})
     elif stream == "ohlcv":
         frame["tf"] = records["timeframe_s"]
     elif stream == "funding":
