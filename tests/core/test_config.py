@@ -250,6 +250,11 @@ def test_the_live_example_lists_four_venues_with_btc_eth_sol_spot_and_perp() -> 
         quote = "USDC" if exchange.id == "hyperliquid" else "USDT"
         assert set(exchange.symbols) == {f"{a}/{quote}{s}" for a in ("BTC", "ETH", "SOL") for s in ("", f":{quote}")}
     assert "apiKey" not in (REPO / "config" / "live.yaml").read_text()
+    # every perp's open interest; liquidations where the venue has a channel (not hyperliquid), never spot
+    positioning = {(e, s, st) for e, s, st in config.subscriptions() if st in ("open_interest", "liquidations")}
+    assert len(positioning) == 3 * 3 * 2 + 3
+    assert ("hyperliquid", "BTC/USDC:USDC", "open_interest") in positioning
+    assert not any(e == "hyperliquid" and st == "liquidations" or ":" not in s for e, s, st in positioning)
 
 
 def test_the_replay_example_replays_the_default_data_folder() -> None:
