@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from .fees import DEFAULT_TIER, FeeEntry, FeeTable
 from .schema import BOOK_LEVELS, DEFAULT_STREAMS, MARKET_STREAMS, PERP_STREAMS
 from .venues import VENUE_FACTS, is_dated_future, simulated_venues, venue_facts
 
@@ -44,6 +45,7 @@ class ExchangeConfig:
     # ccxt options for the live (and wire) exchange, e.g. binance `{watchTrades: {name: aggTrade}}` to read
     # trades from `@aggTrade`; a wire replay overrides the ones that pick a channel with what it recorded
     options: Mapping[str, Any] = field(default_factory=dict)
+    fee_tier: str = DEFAULT_TIER  # the account's fee tier on this venue: which `fees:` entries apply
 
 
 @dataclass(frozen=True)
@@ -187,10 +189,15 @@ class FundarbConfig:
     live: LiveConfig = field(default_factory=LiveConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     trade: TradeConfig = field(default_factory=TradeConfig)
+    fees: tuple[FeeEntry, ...] = ()  # dated fee schedules by venue, tier and market kind (`core/fees.py`)
 
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    def fee_table(self) -> FeeTable:
+        """The dated fees with each configured exchange's tier."""
+        return FeeTable(self.fees, {e.id: e.fee_tier for e in self.exchanges})
 
     def subscriptions(self) -> list[tuple[str, str, str]]:
         """Every (exchange, symbol, stream) the config asks for; funding, open interest and liquidations only for
@@ -289,6 +296,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> FundarbConfig:
         live=_section(raw, "live", LiveConfig),
         capture=_section(raw, "capture", CaptureConfig),
         trade=_trade_section(raw.get("trade")),
+        fees=_fees(raw.get("fees")),
     )
     validate(config)
     return config
@@ -312,7 +320,7 @@ def _exchange(raw: Any, index: int, default_streams: tuple[str, ...]) -> Exchang
     where = f"exchanges[{index}]"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a mapping with id and symbols, got {raw!r}")
-    unknown = set(raw) - {"id", "symbols", "streams", "options"}
+    unknown = set(raw) - {"id", "symbols", "streams", "options", "fee_tier"}
     if unknown:
         raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown field")
     if "id" not in raw:
@@ -325,7 +333,50 @@ def _exchange(raw: Any, index: int, default_streams: tuple[str, ...]) -> Exchang
             f"{where}.options: expected ccxt options by method, like {{watchTrades: {{name: aggTrade}}}},"
             f" got {options!r}"
         )
-    return ExchangeConfig(id=str(raw["id"]), symbols=symbols, streams=streams, options=dict(options))
+    fee_tier = raw.get("fee_tier", DEFAULT_TIER)
+    if not (isinstance(fee_tier, str) and fee_tier):
+        raise ConfigError(f"{where}.fee_tier: {fee_tier!r} must be a tier name like vip0")
+    return ExchangeConfig(id=str(raw["id"]), symbols=symbols, streams=streams, options=dict(options), fee_tier=fee_tier)
+
+
+FEE_FIELDS = ("exchange", "tier", "market", "maker_bps", "taker_bps", "valid_from")
+MAX_FEE_BPS = 100.0  # 1 %: a fee beyond it (either sign) is a unit mistake (fees are in bps: 5 = 0.05 %)
+
+
+def _fees(raw: Any) -> tuple[FeeEntry, ...]:
+    """The `fees:` list: {exchange, tier (or vip), market (spot/perp), maker_bps, taker_bps, valid_from}."""
+    if raw is None:
+        return ()
+    out: list[FeeEntry] = []
+    seen: dict[tuple[str, str, str, int], int] = {}
+    for i, item in enumerate(_as_list(raw, "fees")):
+        where = f"fees[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{where}: expected a mapping with {list(FEE_FIELDS)}, got {item!r}")
+        unknown = set(item) - {*FEE_FIELDS, "vip"}
+        if unknown:
+            raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown field; expected some of {list(FEE_FIELDS)}")
+        for name in ("exchange", "market", "maker_bps", "taker_bps", "valid_from"):
+            if name not in item:
+                raise ConfigError(f"{where}.{name}: missing")
+        exchange, market = item["exchange"], item["market"]
+        if not (isinstance(exchange, str) and exchange):
+            raise ConfigError(f"{where}.exchange: {exchange!r} must be a ccxt exchange id")
+        if market not in ("spot", "perp", "swap"):
+            raise ConfigError(f"{where}.market: {market!r}; expected 'spot' or 'perp' (or ccxt's 'swap')")
+        tier = str(item["tier"]) if "tier" in item else f"vip{item['vip']}" if "vip" in item else DEFAULT_TIER
+        bps = {}
+        for name in ("maker_bps", "taker_bps"):
+            bps[name] = _number(item[name], f"{where}.{name}", float)
+            if abs(bps[name]) > MAX_FEE_BPS:
+                raise ConfigError(f"{where}.{name}: {item[name]!r} bps is beyond +-{MAX_FEE_BPS:g} (5 = 0.05 %)")
+        valid_from = parse_utc_ms(str(item["valid_from"]), f"{where}.valid_from")
+        key = (exchange, tier, "spot" if market == "spot" else "perp", valid_from)
+        if key in seen:
+            raise ConfigError(f"{where}: the same exchange, tier, market and valid_from as fees[{seen[key]}]")
+        seen[key] = i
+        out.append(FeeEntry(exchange, tier, key[2], bps["maker_bps"], bps["taker_bps"], valid_from))
+    return tuple(out)
 
 
 def _reject_unknown(raw: Mapping[str, Any], cls: type, prefix: str) -> None:

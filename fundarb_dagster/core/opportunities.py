@@ -49,6 +49,7 @@ from fundarb_dagster.core.units import HOURS_PER_YEAR
 from .basis import underlying_of
 from .capacity import LegBook, capacity, carry_bps, round_trip_bps
 from .carry_forecast import RECENT_H, forecast_carry, forecast_errors
+from .fees import FeeTable
 from .venues import DEFAULT_FEES_BPS, VENUE_FACTS
 
 # Base-tier taker fees in bps, from each venue's row in `core/venues.py` (every ccxt id of it). Users override
@@ -116,11 +117,18 @@ class CapacityRule:
 
 @dataclass(frozen=True)
 class FeeSchedule:
-    """Taker fees in bps by venue and market type (`spot` / `swap`)."""
+    """Taker fees in bps by venue and market type (`spot` / `swap`): the dated fee in force at `at_ms` for the
+    venue's tier where the config has one (`core.fees.FeeTable`), else `taker_bps`."""
 
     taker_bps: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: DEFAULT_TAKER_FEES_BPS)
+    dated: FeeTable | None = None
+    at_ms: int | None = None
 
     def fee_bps(self, exchange: str, market_type: str) -> float:
+        if self.dated is not None and self.at_ms is not None:
+            _, taker, source = self.dated.fee_at(exchange, market_type, self.at_ms)
+            if source == "config":
+                return taker
         venue = self.taker_bps.get(exchange) or self.taker_bps.get("*") or DEFAULT_TAKER_FEES_BPS["*"]
         if market_type not in venue:
             raise KeyError(f"fees: no {market_type!r} fee for exchange {exchange!r}")

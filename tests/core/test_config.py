@@ -21,6 +21,9 @@ from fundarb_dagster.core.schema import MARKET_STREAMS
 REPO = Path(__file__).resolve().parents[2]
 
 
+FEE = {"exchange": "binance", "market": "perp", "maker_bps": 2, "taker_bps": 5, "valid_from": "2026-01-01"}
+
+
 def base(**changes: object) -> dict:
     raw: dict = {"source": "live", "exchanges": [{"id": "binance", "symbols": ["BTC/USDT", "BTC/USDT:USDT"]}]}
     raw.update(changes)
@@ -173,6 +176,18 @@ def test_a_minimal_file_inherits_defaults_and_top_level_streams(tmp_path: Path) 
         (base(capture={"rank": 3}), "capture.rank: unknown field"),
         (base(exchanges=[{"id": "okx", "symbol": ["BTC/USDT"]}]), "exchanges[0].symbol: unknown field"),
         (base(capture=[1, 2]), "capture: expected a mapping, got [1, 2]"),
+        (base(fees={"exchange": "binance"}), "fees: expected a list"),
+        (base(fees=[{**FEE, "market": "futures"}]), "fees[0].market: 'futures'; expected 'spot' or 'perp'"),
+        (base(fees=[{**FEE, "maker_bps": "two"}]), "fees[0].maker_bps: expected a number, got 'two'"),
+        (base(fees=[{**FEE, "taker_bps": 250}]), "fees[0].taker_bps: 250 bps is beyond +-100"),
+        (base(fees=[{**FEE, "valid_from": "soon"}]), "fees[0].valid_from: 'soon' is not an ISO-8601 time"),
+        (base(fees=[{k: v for k, v in FEE.items() if k != "valid_from"}]), "fees[0].valid_from: missing"),
+        (
+            base(fees=[FEE, {**FEE, "maker_bps": 1}]),
+            "fees[1]: the same exchange, tier, market and valid_from as fees[0]",
+        ),
+        (base(fees=[{**FEE, "rebate": 1}]), "fees[0].rebate: unknown field"),
+        (base(exchanges=[{"id": "okx", "symbols": ["BTC/USDT"], "fee_tier": ""}]), "exchanges[0].fee_tier: ''"),
     ],
 )
 def test_every_config_error_names_the_field_and_the_value(raw: dict, message: str) -> None:
@@ -310,3 +325,15 @@ def test_a_switch_must_be_true_or_false_not_a_string(field: str) -> None:
 def test_a_replay_start_that_is_not_a_time_is_refused_naming_it() -> None:
     with pytest.raises(ConfigError, match="replay.start"):
         config_from_dict({"replay": {"start": "yesterday"}})
+
+
+def test_dated_fees_by_tier_load_with_each_exchange_tier() -> None:
+    exchanges = [{"id": "binance", "symbols": ["BTC/USDT"], "fee_tier": "vip1"}, {"id": "okx", "symbols": ["BTC/USDT"]}]
+    okx_spot = {**FEE, "exchange": "okx", "market": "spot", "valid_from": "2026-03-01T08:00:00Z"}
+    raw = base(exchanges=exchanges, fees=[{**FEE, "vip": 1, "maker_bps": -0.5}, okx_spot])
+    config = config_from_dict(raw)
+    table = config.fee_table()
+    assert table.tiers == {"binance": "vip1", "okx": "vip0"}
+    assert [(e.exchange, e.tier, e.market, e.maker_bps) for e in config.fees] == [
+        ("binance", "vip1", "perp", -0.5), ("okx", "vip0", "spot", 2.0)]  # fmt: skip
+    assert config.fees[1].valid_from_ms == 1_772_352_000_000  # 2026-03-01T08:00Z

@@ -80,7 +80,7 @@ class Legs:
     cash: np.ndarray
     hs: np.ndarray
     is_perp: np.ndarray
-    fee: np.ndarray  # execution fee
+    fee: np.ndarray  # execution fee, (P, 1) or (P, T) with dated fees
     taker: np.ndarray
     mmr: np.ndarray
     # derived once per panel for the grid-sharing path (they depend on no parameter)
@@ -104,12 +104,14 @@ def _legs(panel: Panel, by_market: dict[str, np.ndarray], idx: np.ndarray, execu
     def rows(name: str) -> np.ndarray:
         return by_market[name][idx]
 
-    taker = col([m.taker_fee for m in markets])
+    taker = col([m.taker_fee for m in markets])  # the liquidation fee: the market's own, whatever the date
     mid = rows("mid")
     mid_prev = np.concatenate([mid[:, :1], mid[:, :-1]], axis=1)
     cash = rows("funding_cash")
     hs = rows("half_spread") if execution == "taker" else np.zeros_like(mid)
     fee = taker if execution == "taker" else col([m.maker_fee for m in markets])
+    if f"{execution}_fee_t" in by_market:  # dated fees: each trade pays the fee in force at its bar
+        fee = rows(f"{execution}_fee_t")
     return Legs(
         mid=mid,
         mid_prev=mid_prev,
@@ -139,6 +141,9 @@ def legs_of(panel: Panel, pairs: PairSet, execution: str, slippage_bps: float) -
         "funding_cash": np.ascontiguousarray(panel.funding_cash.T),
         "half_spread": np.ascontiguousarray(half_spread_or_model(panel.half_spread, slippage_bps).T),
     }
+    for name in ("taker_fee_t", "maker_fee_t"):
+        if getattr(panel, name) is not None:
+            by_market[name] = np.ascontiguousarray(getattr(panel, name).T)
     return _legs(panel, by_market, pairs.leg_a, execution), _legs(panel, by_market, pairs.leg_b, execution)
 
 

@@ -257,7 +257,7 @@ def _joined_detail(blocks: list[dict[str, Any]], legs: tuple[Legs, Legs]) -> dic
     }
     for leg, lg in zip(("a", "b"), legs, strict=True):
         out["hs_" + leg] = lg.hs.T
-        out["fee_" + leg] = lg.fee.ravel()
+        out["fee_" + leg] = np.broadcast_to(lg.fee, lg.hs.shape).T  # (T, P): dated fees vary by bar
         out["taker_" + leg] = lg.taker.ravel()
     return out
 

@@ -339,10 +339,11 @@ def _fix_cells(
                     )
                     stopped = event & lg.is_perp[p, 0] & (ks / e_p >= inv)
         sign = -1.0 if n_ == "a" else 1.0  # leg a holds the opposite of leg b
+        fee_t, borrow_t = (t if a.shape[1] > 1 else 0 for a in (lg.fee, borrow))  # dated fees, borrow paths
         priced[n_] = leg_costs(
             sign * n * group.xb[p, t] * now, sign * n * group.xb_p[p, t] * before, liq, px, lg.mid[p, t],
-            lg.mid_prev[p, t], lg.cash[p, t], lg.fee[p, 0], lg.hs[p, t], lg.taker[p, 0], lg.mmr[p, 0],
-            borrow[p, t if borrow.shape[1] > 1 else 0], block.bar_h,
+            lg.mid_prev[p, t], lg.cash[p, t], lg.fee[p, fee_t], lg.hs[p, t], lg.taker[p, 0], lg.mmr[p, 0],
+            borrow[p, borrow_t], block.bar_h,
         )  # fmt: skip
         hit[n_] = (liq, stopped)
     parts = pair_parts(priced["a"], priced["b"])

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from ..fees import FeeTable
 from ..units import HOUR_MS
 from ..venues import fees_bps, is_dated_future, maintenance_margin_rate
 from .accounting import annualize
@@ -66,6 +67,10 @@ class Panel:
     expected_apr: np.ndarray  # (T, M) expected funding APR known at t (NaN: unknown, spot)
     settlements: int = 0  # how many settlements were booked (for reporting)
     meta: dict = field(default_factory=dict)
+    # (T, M) taker and maker fee (fractions) of a trade at each bar where fees change with time (dated config
+    # fees, `with_dated_fees`); None: each market's constant `taker_fee` / `maker_fee`
+    taker_fee_t: np.ndarray | None = None
+    maker_fee_t: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.ts_ms = np.asarray(self.ts_ms, dtype=np.int64)
@@ -108,7 +113,26 @@ class Panel:
             funding_cash=self.funding_cash[sl],
             expected_apr=self.expected_apr[sl],
             meta=dict(self.meta),
+            taker_fee_t=None if self.taker_fee_t is None else self.taker_fee_t[sl],
+            maker_fee_t=None if self.maker_fee_t is None else self.maker_fee_t[sl],
         )
+
+
+def with_dated_fees(panel: Panel, table: FeeTable) -> tuple[Panel, dict[str, str]]:
+    """The panel with each market's fees at each bar: a trade at bar t pays the fee the config dates in force
+    at `ts_ms[t]` for the venue's tier (`core.fees`), else the market's own; and per market (`exchange
+    symbol`) where its fees came from (`config`, `venue_default`, or `config+venue_default` when the first
+    dated entry starts inside the window)."""
+    T, M = panel.shape
+    taker, maker = np.empty((T, M)), np.empty((T, M))
+    sources = {}
+    for j, m in enumerate(panel.markets):
+        maker_bps, taker_bps, source = table.paths(m.exchange, m.kind, panel.ts_ms)
+        dated = np.array(source) == "config"
+        taker[:, j] = np.where(dated, taker_bps / 1e4, m.taker_fee)
+        maker[:, j] = np.where(dated, maker_bps / 1e4, m.maker_fee)
+        sources[f"{m.exchange} {m.symbol}"] = "+".join(sorted(set(source), key=["config", "venue_default"].index))
+    return replace(panel, taker_fee_t=taker, maker_fee_t=maker), sources
 
 
 # -- builders from long frames -----------------------------------------------------------------------------

@@ -182,7 +182,7 @@ def _leg_trades(
         "leg": np.full(len(t), "ab".index(leg)),
         "qty": qty,
         "price": px,
-        "fee": notional * fee[p],
+        "fee": notional * fee[t, p],
         "slip": notional * hs[t, p],
         "code": np.where(liq[t, p], 2, code[t, p]),
     }

@@ -30,6 +30,7 @@ from pydantic import Field
 
 from ...core.backtest import STRATEGIES, BacktestParams, Panel, get_strategy, run_backtest, sweep, walk_forward
 from ...core.backtest.metrics import drawdown
+from ...core.backtest.panel import with_dated_fees
 from ...core.backtest.plots import attribution_png, equity_drawdown_png, heatmap_png
 from ...core.backtest.sweeps import sweep_table
 from ...core.sql import execute, load_sql, table_exists
@@ -37,7 +38,7 @@ from ...core.venues import VENUE_FACTS
 from ..common.metadata import column_schema, metadata_table, number, png_md
 from ..common.panel import INPUT_TABLES, load_borrow_rates, load_panel
 from ..common.tables import write_run
-from ..resources import POOL, warehouse_connection
+from ..resources import POOL, SourceConfigResource, warehouse_connection
 
 DOMAIN = "backtest"
 OWNERS = ["team:backtest"]
@@ -74,7 +75,11 @@ class BacktestConfig(Config):
         default=0.0, description="fixed size: units of the underlying held per leg (0: size by capital and leverage)"
     )
     fee_bps: float | None = Field(
-        default=None, description="taker and maker fee, bps, on every venue (None: each venue's own; 0: no fees)"
+        default=None,
+        description=(
+            "taker and maker fee, bps, on every venue (None: each venue's own, dated by the source config's "
+            "`fees:` where it has them; 0: no fees)"
+        ),
     )
     borrow_apr: float | None = Field(
         default=None,
@@ -109,6 +114,13 @@ class BacktestConfig(Config):
             return None
         fee = self.fee_bps / 1e4
         return {e: {"taker_fee": fee, "maker_fee": fee} for e in VENUE_FACTS}
+
+    def dated(self, panel: Panel, source: SourceConfigResource) -> tuple[Panel, dict[str, str]]:
+        """The panel with the source config's dated fees (`fees:`, by venue, tier and date) unless `fee_bps`
+        sets every venue's fee; and per market where its fees came from."""
+        if self.fee_bps is not None:
+            return panel, {f"{m.exchange} {m.symbol}": "fee_bps" for m in panel.markets}
+        return with_dated_fees(panel, source.load().fee_table())
 
     def options(self) -> dict[str, Any]:
         return {
@@ -207,7 +219,9 @@ def _now() -> datetime:
     pool=POOL,
     can_subset=False,
 )
-def backtest(context: AssetExecutionContext, config: BacktestConfig, duckdb: DuckDBResource) -> Any:
+def backtest(
+    context: AssetExecutionContext, config: BacktestConfig, duckdb: DuckDBResource, source: SourceConfigResource
+) -> Any:
     """Run one strategy over the warehouse window; the run id is the Dagster run id (re-running replaces it)."""
     start, end = _window(config)
     params = config.params()
@@ -216,7 +230,7 @@ def backtest(context: AssetExecutionContext, config: BacktestConfig, duckdb: Duc
     strategy = get_strategy(name)
     t0 = time.perf_counter()
     with warehouse_connection(duckdb, read_only=True) as conn:
-        panel = load_panel(conn, start, end, fee_overrides=config.fee_overrides())
+        panel, fee_sources = config.dated(load_panel(conn, start, end, fee_overrides=config.fee_overrides()), source)
         options = {**config.options(), "borrow_rates": load_borrow_rates(conn, end) if config.captured_borrow else None}
     t_load = time.perf_counter() - t0
     pairs = strategy.pairs(panel, options)
@@ -260,6 +274,8 @@ def backtest(context: AssetExecutionContext, config: BacktestConfig, duckdb: Duc
             "pairs": len(pairs.names),
             # which borrow rate each pair's reverse carry was charged: captured (borrow_rates), configured, none
             "borrow_source": MetadataValue.json(pd.Series(pairs.borrow_source).value_counts().to_dict()),
+            # where each market's fees came from: config (dated `fees:`), venue_default, fee_bps
+            "fee_source": MetadataValue.json(fee_sources),
             "load_s": round(t_load, 3),
             "backtest_s": round(t_run, 4),
         },
@@ -382,11 +398,13 @@ def result_frames(
         "choose on each training window, report on the next test window, stitch the chosen test windows"
     ),
 )
-def backtest_sweep(context: AssetExecutionContext, config: SweepConfig, duckdb: DuckDBResource) -> MaterializeResult:
+def backtest_sweep(
+    context: AssetExecutionContext, config: SweepConfig, duckdb: DuckDBResource, source: SourceConfigResource
+) -> MaterializeResult:
     start, end = _window(config)
     config = config.model_copy(update={"strategy": run_strategy(context, config)})
     with warehouse_connection(duckdb, read_only=True) as conn:
-        panel = load_panel(conn, start, end, fee_overrides=config.fee_overrides())
+        panel, fee_sources = config.dated(load_panel(conn, start, end, fee_overrides=config.fee_overrides()), source)
         options = {**config.options(), "borrow_rates": load_borrow_rates(conn, end) if config.captured_borrow else None}
     pairs = get_strategy(config.strategy).pairs(panel, options)
     if not pairs.names:

@@ -486,7 +486,8 @@ class OpportunitiesConfig(Config):
         default_factory=dict,
         description=(
             "taker fees in bps per venue and market type ({venue: {spot: x, swap: y}}), merged over the documented "
-            "defaults (core.opportunities.DEFAULT_TAKER_FEES_BPS); '*' is any other venue"
+            "defaults (core.opportunities.DEFAULT_TAKER_FEES_BPS); '*' is any other venue. A dated fee of the "
+            "source config's `fees:` in force at as_of for the venue's tier wins over both"
         ),
     )
     capacity_share: float = Field(
@@ -548,9 +549,14 @@ def opportunities_plot(frame: pd.DataFrame) -> MetadataValue | None:
     metadata=_metadata("opportunities"),
 )
 def opportunities(
-    context: AssetExecutionContext, config: OpportunitiesConfig, duckdb: DuckDBResource, data_dir: DataDirResource
+    context: AssetExecutionContext,
+    config: OpportunitiesConfig,
+    duckdb: DuckDBResource,
+    data_dir: DataDirResource,
+    source: SourceConfigResource,
 ) -> MaterializeResult:
-    fees = core_opps.FeeSchedule({**core_opps.DEFAULT_TAKER_FEES_BPS, **config.taker_fees_bps})
+    taker_bps = {**core_opps.DEFAULT_TAKER_FEES_BPS, **config.taker_fees_bps}
+    dated_fees = source.load().fee_table()  # the config's dated fees by venue and tier, in force at as_of
     configured = core_opps.BorrowRates(config.borrow_apr)  # the fallback under the rates captured at as_of
     rule = core_opps.CapacityRule(config.capacity_share, config.trade_notional_usd)
     tables = ("funding_rates", "funding_predictions", "basis", "borrow_rates", "opportunities")
@@ -561,6 +567,7 @@ def opportunities(
             frame = pd.DataFrame(columns=core_opps.OPPORTUNITY_COLUMNS)
         else:
             as_of = pd.Timestamp(latest).floor("h")
+            fees = core_opps.FeeSchedule(taker_bps, dated_fees, int(as_of.value // 10**6))
             end = as_of + pd.Timedelta(hours=1)
             # the look-back, and a horizon before it: past hours whose forecast can be checked against what came
             start = end - pd.Timedelta(hours=config.lookback_h + config.horizon_h)

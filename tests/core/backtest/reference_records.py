@@ -86,7 +86,7 @@ def _object_leg_trades(
         "leg": np.full(len(t), leg, dtype=object),
         "qty": qty,
         "price": px,
-        "fee": notional * fee[p],
+        "fee": notional * fee[t, p],  # (T, P): dated fees vary by bar
         "slip": notional * hs[t, p],
         "code": np.where(liq[t, p], 2, code[t, p]),
     }

@@ -18,7 +18,7 @@ from fundarb_dagster.defs.backtest import checks
 from fundarb_dagster.defs.backtest.assets import backtest, backtest_sweep
 from fundarb_dagster.defs.common.panel import load_panel
 from fundarb_dagster.defs.common.tables import write_run
-from fundarb_dagster.defs.resources import DataDirResource
+from fundarb_dagster.defs.resources import DataDirResource, SourceConfigResource
 
 from .warehouse_inputs import write_inputs
 
@@ -45,7 +45,9 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
 
 
 def resources(path: Path) -> dict:
-    return {"duckdb": DuckDBResource(database=str(path)), "data_dir": DataDirResource(data_dir=str(path.parent))}
+    # the source config: the embedded defaults (no dated fees: each venue's own)
+    return {"duckdb": DuckDBResource(database=str(path)), "data_dir": DataDirResource(data_dir=str(path.parent)),
+            "source": SourceConfigResource()}  # fmt: skip
 
 
 def test_backtest_materializes_and_matches_core_on_the_same_data(warehouse: tuple[Path, object]) -> None:

@@ -15,7 +15,7 @@ from dagster_duckdb import DuckDBResource
 from fundarb_dagster.core.backtest.synthetic import synthetic_panel
 from fundarb_dagster.core.risk import stress_book
 from fundarb_dagster.defs.backtest.assets import backtest
-from fundarb_dagster.defs.resources import AlertChannelsResource, DataDirResource
+from fundarb_dagster.defs.resources import AlertChannelsResource, DataDirResource, SourceConfigResource
 from fundarb_dagster.defs.risk import checks
 from fundarb_dagster.defs.risk.assets import risk
 
@@ -37,6 +37,7 @@ def res(path: Path) -> dict:
     return {
         "duckdb": DuckDBResource(database=str(path)),
         "data_dir": DataDirResource(data_dir=str(path.parent)),
+        "source": SourceConfigResource(),
         "alert_channels": AlertChannelsResource(),
     }
 
