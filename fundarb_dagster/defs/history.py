@@ -11,8 +11,9 @@ A day of history is then one event per asset instead of 24, in month-long ranged
 Both copies write the same warehouse tables, each replacing its own event-time window, so the rows are the
 same whichever loaded them (tests/test_backfill.py holds them equal). `fundarb backfill` cuts a range into
 the whole days before the newest landed day (`history_job`) and the newest day's hours (`hourly_job`,
-`signals_job`, as the live path): the UI shows history under `history/*`, the live hours under the tables' own
-names. Their checks come along (not the freshness checks: history is old by nature).
+`signals_job`, as the live path), and so does the landing sensor for imported days (`sensors.imported_days`):
+the UI shows history under `history/*`, the live hours under the tables' own names. Their checks come along
+(not the freshness checks: history is old by nature).
 """
 
 from __future__ import annotations

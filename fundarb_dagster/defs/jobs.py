@@ -121,8 +121,8 @@ STAGES: tuple[Stage, ...] = (
 )
 STAGE_BY_JOB = {stage.job: stage for stage in STAGES}
 
-# Imported history on daily partitions (`defs/history.py`): run by `fundarb backfill` and from the UI, never by
-# the sensors (the live path stays hourly).
+# Imported history on daily partitions (`defs/history.py`): run by `fundarb backfill`, from the UI, and by the
+# landing sensor for imported whole days (the live path stays hourly).
 HISTORY_GROUP = "history"
 HISTORY_JOB = "history_job"
 

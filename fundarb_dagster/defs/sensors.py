@@ -8,7 +8,10 @@ stream). An hour is loaded once it is complete: a later hour has landed (it clos
 its folders have been quiet for `QUIET_S` (the capture stopped). Contiguous complete hours are one ranged
 `hourly_job` run, run key `landing:<first>...<last>:<digest>`: a file set loads once, a late file re-runs its
 hour. While an `hourly_job` run is queued or running the sensor waits (the next run carries what completed
-meanwhile), so hours load in order: bars carry the close of the hours before them.
+meanwhile), so hours load in order: bars carry the close of the hours before them. Imported history (days
+whose every hour holds only an import's day files, before the newest landed day) loads a month of days a run
+with `history_job` instead (`defs/history.py`, as `fundarb backfill` does), one run at a time and in order:
+hours after such days wait for them.
 
 pipeline_sensor: reads the successful runs of the stage jobs since its cursor (the event log's storage id),
 adds their windows to the pending windows of the stages that follow them, and requests a stage's pending
@@ -48,8 +51,8 @@ from ..core.schema import MARKET_STREAMS
 from ..core.tables import STREAM_TABLES
 from ..core.units import DAY_MS, HOUR_MS
 from .common.landing import hour_folders
-from .history import history_key
-from .jobs import STAGE_BY_JOB, STAGES, Stage
+from .history import HISTORY_RUN_DAYS, history_key
+from .jobs import HISTORY_JOB, STAGE_BY_JOB, STAGES, Stage
 from .partitions import (
     MAX_RUN_PARTITIONS,
     Partitions,
@@ -154,8 +157,10 @@ def evaluate_landing(
     bounds: Span,
     now_s: float | None = None,
     already_loaded: set[str] | None = None,
+    history_days: bool = True,
 ) -> LandingTick:
-    """The sensor's logic, pure enough to test: changed, complete hours -> ranged `hourly_job` requests.
+    """The sensor's logic, pure enough to test: changed, complete hours -> ranged `hourly_job` requests, and
+    imported whole days -> a `history_job` run (`imported_days`, `order_loads`; `history_days=False`: hourly).
 
     `bounds`: [first, end) of the hourly partitions (ms); hours outside wait in the landing zone.
     `already_loaded`: on the very first tick (no cursor), hours whose raw partitions were materialized
@@ -195,21 +200,25 @@ def evaluate_landing(
         tick.cursor.mtimes[key] = mtime[hour_ms]
         if cursor.digests.get(key) == digest:
             continue
-        tick.cursor.digests[key] = digest
         if already_loaded is not None and key in already_loaded:
+            tick.cursor.digests[key] = digest
             continue
         ready.append((hour_ms, digest))
-    tick.waiting = len(tick.cursor.waiting)
     digests = dict(ready)
-    for span in merge_spans((h, h + HOUR_MS) for h, _ in ready):
+    history = imported_days(sorted(digests), folders, clock) if history_days else []
+    hourly, days, later = order_loads(sorted(digests), history)
+    for hour_ms in later:  # after history still to load: they wait for it (hours load in order)
+        tick.cursor.waiting.append(hour_key(hour_ms))
+    for hour_ms in hourly + [h for day in days for h in range(day, day + DAY_MS, HOUR_MS)]:
+        tick.cursor.digests[hour_key(hour_ms)] = digests[hour_ms]
+    tick.waiting = len(tick.cursor.waiting)
+    for span in merge_spans((h, h + HOUR_MS) for h in hourly):
         for first, end in split_span(span, MAX_RUN_HOURS * HOUR_MS):
-            content = hashlib.sha1("".join(digests[h] for h in range(first, end, HOUR_MS)).encode()).hexdigest()[:20]
-            tick.requests.append(
-                stage_request(
-                    "hourly_job", (first, end), "hour", f"landing:{_range_label((first, end), 'hour')}:{content}",
-                    {"fundarb/trigger": "landing_sensor", "fundarb/file_set": content},
-                )
-            )  # fmt: skip
+            tick.requests.append(_landing_request("hourly_job", (first, end), "hour", digests))
+    if days:
+        # A run after earlier history starts a day early: its first settlements pay for that day's last hours.
+        first = days[0] - DAY_MS if hour_key(days[0] - HOUR_MS) in cursor.digests else days[0]
+        tick.requests.append(_landing_request(HISTORY_JOB, (first, days[-1] + DAY_MS), "day", digests))
     # Forget hours untouched for long; a late file changes the folder's mtime and brings it back.
     horizon = newest_mtime - FORGET_AFTER_S
     for key in [k for k, m in tick.cursor.mtimes.items() if m < horizon]:
@@ -218,27 +227,66 @@ def evaluate_landing(
     return tick
 
 
-def build_landing_sensor(partitions: Partitions, hourly_job: Any) -> Any:
+def imported_days(hours: Sequence[int], folders: Mapping[int, list[Path]], clock_ms: int) -> list[int]:
+    """The days (start ms) among the `hours` ready to load that are imported history: all 24 hours ready,
+    only day files in them (an import's `date=` folders; a capture writes `hour=` folders), and before the day
+    of the newest landed hour `clock_ms` (the newest day stays hourly, as the live path goes on)."""
+    ready = set(hours)
+    out = []
+    for day in sorted({h // DAY_MS * DAY_MS for h in hours}):
+        if day >= clock_ms // DAY_MS * DAY_MS:
+            continue
+        day_hours = range(day, day + DAY_MS, HOUR_MS)
+        if all(h in ready and all(f.name.startswith("date=") for f in folders[h]) for h in day_hours):
+            out.append(day)
+    return out
+
+
+def order_loads(hours: Sequence[int], history: Sequence[int]) -> tuple[list[int], list[int], list[int]]:
+    """What loads now, in time order: (hours for hourly_job, days for one history_job run, hours that wait).
+
+    Hours before the first history day load first and alone; else the first contiguous run of history days
+    (at most `HISTORY_RUN_DAYS`); everything after waits for the next tick (the in-flight check orders them)."""
+    if not history:
+        return list(hours), [], []
+    first = history[0]
+    before = [h for h in hours if h < first]
+    if before:
+        return before, [], [h for h in hours if h >= first]
+    days = [first]
+    for day in history[1:]:
+        if day != days[-1] + DAY_MS or len(days) == HISTORY_RUN_DAYS:
+            break
+        days.append(day)
+    end = days[-1] + DAY_MS
+    return [], days, [h for h in hours if h >= end]
+
+
+def _landing_request(job: str, span: Span, unit: str, digests: Mapping[int, str]) -> RunRequest:
+    """A run of `job` over `span`, keyed by its range and the digest of its hours' file sets (loaded once)."""
+    hours = (h for h in range(span[0], span[1], HOUR_MS) if h in digests)
+    content = hashlib.sha1("".join(digests[h] for h in hours).encode()).hexdigest()[:20]
+    tags = {"fundarb/trigger": "landing_sensor", "fundarb/file_set": content}
+    return stage_request(job, span, unit, f"landing:{_range_label(span, unit)}:{content}", tags)
+
+
+def build_landing_sensor(partitions: Partitions, hourly_job: Any, history_job: Any) -> Any:
     @sensor(
         name="landing_sensor",
-        job=hourly_job,
+        jobs=[hourly_job, history_job],
         minimum_interval_seconds=LANDING_INTERVAL_S,
         default_status=DefaultSensorStatus.RUNNING,
         description="Complete hours of landed files in landing/<stream>/date=/hour=/ -> one ranged hourly_job run per "
         "run of contiguous hours (run key: the range and a digest of its file sets). An hour is complete when "
-        f"a later hour has landed or its folders have been quiet for {QUIET_S:g} s.",
+        f"a later hour has landed or its folders have been quiet for {QUIET_S:g} s. Imported whole days before the "
+        "newest landed day: a history_job run of up to a month of days, one at a time.",
     )
     def landing_sensor(context: SensorEvaluationContext, data_dir: DataDirResource) -> SensorResult | SkipReason:
         cursor = LandingCursor.parse(context.cursor)
-        if context.cursor and jobs_in_flight(context.instance, ["hourly_job"]):
+        if context.cursor and jobs_in_flight(context.instance, ["hourly_job", HISTORY_JOB]):
             # Hours load in order (bars carry earlier closes); the next run takes what completes meanwhile.
-            return SkipReason("an hourly_job run is queued or running: complete hours wait for it")
-        already_loaded = None
-        if not context.cursor:
-            already_loaded = set(context.instance.get_materialized_partitions(AssetKey("raw_trades")))
-            # days history_job loaded (`fundarb backfill`): their hours are not reloaded hour by hour
-            for day in context.instance.get_materialized_partitions(history_key("raw_trades")):
-                already_loaded.update(hour_key(key_ms(day) + h * HOUR_MS) for h in range(24))
+            return SkipReason("an hourly_job or history_job run is queued or running: complete hours wait for it")
+        already_loaded = None if context.cursor else loaded_hours(context.instance)
         tick = evaluate_landing(data_dir.path(), cursor, hourly_bounds(partitions), already_loaded=already_loaded)
         if tick.before_start:
             context.log.warning(
@@ -247,12 +295,24 @@ def build_landing_sensor(partitions: Partitions, hourly_job: Any) -> Any:
                 "reload the code location (the start follows the first landed day)"
             )
         if tick.waiting:
-            context.log.info(f"{tick.waiting} hours not complete yet (no later hour, files younger than {QUIET_S:g} s)")
+            context.log.info(
+                f"{tick.waiting} hours wait: not complete yet (no later hour, files younger than {QUIET_S:g} s) "
+                "or after imported days still loading"
+            )
         if not tick.requests and tick.cursor.dump() == cursor.dump():
             return SkipReason(f"no new complete hours under {data_dir.landing_root()}")
         return SensorResult(run_requests=tick.requests, cursor=tick.cursor.dump())
 
     return landing_sensor
+
+
+def loaded_hours(instance: Any) -> set[str]:
+    """The hour keys whose landed files are in the warehouse: raw_trades' hourly partitions and every hour of
+    the days history_job loaded (`fundarb backfill`, imported days)."""
+    loaded = set(instance.get_materialized_partitions(AssetKey("raw_trades")))
+    for day in instance.get_materialized_partitions(history_key("raw_trades")):
+        loaded.update(hour_key(key_ms(day) + h * HOUR_MS) for h in range(24))
+    return loaded
 
 
 def hourly_bounds(partitions: Partitions) -> Span:
@@ -483,7 +543,8 @@ def build_pipeline_sensor(partitions: Partitions, jobs: Sequence[Any]) -> Any:
 
 def build_sensors(partitions: Partitions, jobs: Sequence[Any]) -> list[Any]:
     hourly_job = next(job for job in jobs if job.name == "hourly_job")
-    return [build_landing_sensor(partitions, hourly_job), build_pipeline_sensor(partitions, jobs)]
+    history_job = next(job for job in jobs if job.name == HISTORY_JOB)
+    return [build_landing_sensor(partitions, hourly_job, history_job), build_pipeline_sensor(partitions, jobs)]
 
 
 # -- where the pipeline stands (the demo and the daemon test wait on it) --------------------------------------
@@ -515,12 +576,12 @@ def pipeline_status(instance: Any, data_dir: Path, partitions: Partitions) -> Pi
     cursors = {state.instigator_name: state.instigator_data for state in instance.all_instigator_state()}
     landing, pipeline = cursors.get("landing_sensor"), cursors.get("pipeline_sensor")
     names = [stage.job for stage in STAGES]
-    in_flight = sorted(jobs_in_flight(instance, names))
+    in_flight = sorted(jobs_in_flight(instance, [*names, HISTORY_JOB]))
     if landing is None or pipeline is None or not getattr(pipeline, "cursor", None):
         return PipelineStatus(False, 0, in_flight, False, [])
     bounds = hourly_bounds(partitions)
     landed = {hour_key(h) for h, _, _ in hour_folders(data_dir, STREAMS) if bounds[0] <= h < bounds[1]}
-    unloaded = len(landed - set(instance.get_materialized_partitions(AssetKey("raw_trades"))))
+    unloaded = len(landed - loaded_hours(instance))
     cursor = PipelineCursor.parse(pipeline.cursor)
     unread = bool(read_successes(instance, cursor.event_id, names, limit=1)[0])
     requests, _ = plan_stages(cursor, [], cursor.event_id, set(), bounds, first_landed=first_landed_hours(data_dir))

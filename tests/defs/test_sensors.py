@@ -12,7 +12,7 @@ from dagster import AssetKey, DagsterInstance, build_sensor_context
 
 from fundarb_dagster.core.units import DAY_MS, HOUR_MS
 from fundarb_dagster.defs.jobs import STAGE_BY_JOB, STAGES, build_jobs
-from fundarb_dagster.defs.partitions import Partitions, hour_key
+from fundarb_dagster.defs.partitions import Partitions, day_key, hour_key
 from fundarb_dagster.defs.resources import DataDirResource
 from fundarb_dagster.defs.sensors import (
     RANGE_END_TAG,
@@ -56,6 +56,11 @@ def _tick(data_dir, cursor: LandingCursor | None, later: bool = False, bounds=BO
     now = time.time() + (LATER if later else 0.0)
     tick = evaluate_landing(data_dir, cursor or LandingCursor(), bounds, now_s=now, already_loaded=loaded)
     return tick.requests, tick.cursor
+
+
+def _landing_sensor(jobs):
+    hourly, history = (next(job for job in jobs if job.name == name) for name in ("hourly_job", "history_job"))
+    return build_landing_sensor(PARTITIONS, hourly, history)
 
 
 # -- landing_sensor ---------------------------------------------------------------------------------------
@@ -145,10 +150,11 @@ def test_first_tick_skips_hours_the_cli_already_loaded(tmp_path):
 
 def test_the_sensor_targets_hourly_job_and_skips_an_empty_landing_zone(tmp_path):
     jobs = build_jobs()
-    sensor = build_landing_sensor(PARTITIONS, next(j for j in jobs if j.name == "hourly_job"))
+    sensor = _landing_sensor(jobs)
     context = build_sensor_context(
         instance=DagsterInstance.ephemeral(), resources={"data_dir": DataDirResource(data_dir=str(tmp_path))}
     )
+    assert {job.name for job in sensor.jobs} == {"hourly_job", "history_job"}
     result = sensor(context)
     assert "no new complete hours" in str(getattr(result, "skip_message", result))
     land_trades(tmp_path, _trades(H0), seq=0)
@@ -166,7 +172,7 @@ def test_first_tick_skips_the_days_history_job_loaded(tmp_path):
     from dagster import AssetMaterialization
 
     jobs = build_jobs()
-    sensor = build_landing_sensor(PARTITIONS, next(j for j in jobs if j.name == "hourly_job"))
+    sensor = _landing_sensor(jobs)
     for i, hour in enumerate((0, 1, 24, 25)):  # two hours on 2025-11-01, two on 2025-11-02
         land_trades(tmp_path, _trades(H0 + hour * HOUR_MS), seq=i)
     instance = DagsterInstance.ephemeral()
@@ -289,19 +295,51 @@ def test_every_asset_of_the_graph_runs_in_a_stage_and_only_refreshes_repeat_one(
     assert repeated == by_job["funding_job"] | {"risk_report", "risk_stress"}
 
 
-def test_an_imported_day_file_loads_every_hour_of_its_day_in_bounded_runs(tmp_path, monkeypatch):
+def test_imported_days_load_by_day_in_order_and_the_newest_day_by_hour(tmp_path, monkeypatch):
     import fundarb_dagster.defs.sensors as sensors_module
     from tests.defs.raw.test_raw_assets import _import_funding
 
-    rows = _import_funding(tmp_path, 72)  # three days of hourly funding: three day files
+    rows = _import_funding(tmp_path, 96)  # four days of hourly funding: four day files
     day0 = rows[0][0] - 2
-    monkeypatch.setattr(sensors_module, "MAX_RUN_HOURS", 48)
+    monkeypatch.setattr(sensors_module, "HISTORY_RUN_DAYS", 2)
     requests, cursor = _tick(tmp_path, None, later=True)
-    assert [_window(r) for r in requests] == [
-        (hour_key(day0), hour_key(day0 + 47 * HOUR_MS)),
-        (hour_key(day0 + 48 * HOUR_MS), hour_key(day0 + 71 * HOUR_MS)),
+    # the first two days (a run's most here) by day; the rest waits for them
+    assert [(r.job_name, _window(r)) for r in requests] == [("history_job", (day_key(day0), day_key(day0 + DAY_MS)))]
+    assert len(cursor.waiting) == 48
+    requests, cursor = _tick(tmp_path, cursor, later=True)
+    # the third day, a day early (its first settlements pay for the day before's last hours); the newest day waits
+    assert [(r.job_name, _window(r)) for r in requests] == [
+        ("history_job", (day_key(day0 + DAY_MS), day_key(day0 + 2 * DAY_MS)))
+    ]
+    requests, cursor = _tick(tmp_path, cursor, later=True)
+    # the newest landed day goes the live path's way, hour by hour
+    assert [(r.job_name, _window(r)) for r in requests] == [
+        ("hourly_job", (hour_key(day0 + 3 * DAY_MS), hour_key(day0 + 4 * DAY_MS - HOUR_MS)))
     ]
     assert _tick(tmp_path, cursor, later=True)[0] == []  # loaded once
+    # without history days (the old way) the same files are hourly runs
+    requests = evaluate_landing(tmp_path, LandingCursor(), BOUNDS, now_s=time.time() + LATER, history_days=False)
+    assert {r.job_name for r in requests.requests} == {"hourly_job"}
+
+
+def test_captured_hours_and_the_hours_before_imported_days_load_first_by_hour(tmp_path):
+    from tests.defs.raw.test_raw_assets import _import_funding
+
+    rows = _import_funding(tmp_path, 72)  # three imported days
+    day0 = rows[0][0] - 2
+    land_trades(tmp_path, _trades(day0 + DAY_MS + 5 * HOUR_MS), seq=0)  # a captured hour inside the second day
+    land_trades(tmp_path, _trades(day0 - 2 * HOUR_MS), seq=1)  # and one before the import
+    requests, cursor = _tick(tmp_path, None, later=True)
+    assert [(r.job_name, _window(r)) for r in requests] == [
+        ("hourly_job", (hour_key(day0 - 2 * HOUR_MS), hour_key(day0 - 2 * HOUR_MS)))
+    ]
+    requests, cursor = _tick(tmp_path, cursor, later=True)
+    # only the first day is purely imported; the second holds a capture's hour folder: hour by hour after it
+    assert [(r.job_name, _window(r)) for r in requests] == [("history_job", (day_key(day0), day_key(day0)))]
+    requests, cursor = _tick(tmp_path, cursor, later=True)
+    assert [(r.job_name, _window(r)) for r in requests] == [
+        ("hourly_job", (hour_key(day0 + DAY_MS), hour_key(day0 + 3 * DAY_MS - HOUR_MS)))
+    ]
 
 
 def test_a_stage_run_request_carries_its_stages_config():
