@@ -29,6 +29,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from ...core.backtest import STRATEGIES, BacktestParams, Panel, get_strategy, run_backtest, sweep, walk_forward
+from ...core.backtest.book_costs import leg_notionals, with_book_slippage
 from ...core.backtest.metrics import drawdown
 from ...core.backtest.panel import with_dated_fees
 from ...core.backtest.plots import attribution_png, equity_drawdown_png, heatmap_png
@@ -36,7 +37,7 @@ from ...core.backtest.sweeps import sweep_table
 from ...core.sql import execute, load_sql, table_exists
 from ...core.venues import VENUE_FACTS
 from ..common.metadata import column_schema, metadata_table, number, png_md
-from ..common.panel import INPUT_TABLES, load_borrow_rates, load_panel
+from ..common.panel import INPUT_TABLES, load_books, load_borrow_rates, load_panel
 from ..common.tables import write_run
 from ..resources import POOL, SourceConfigResource, warehouse_connection
 
@@ -85,6 +86,13 @@ class BacktestConfig(Config):
         default=None,
         description=(
             "spot borrow APR for reverse carry where borrow_rates has no rate in force (None: no reverse there)"
+        ),
+    )
+    book_slippage: bool = Field(
+        default=True,
+        description=(
+            "charge each trade the book-walk cost of its leg's size on the last book captured within the hour "
+            "before it (raw_order_book), the half-spread model elsewhere (sweeps: the model)"
         ),
     )
     captured_borrow: bool = Field(
@@ -232,8 +240,11 @@ def backtest(
     with warehouse_connection(duckdb, read_only=True) as conn:
         panel, fee_sources = config.dated(load_panel(conn, start, end, fee_overrides=config.fee_overrides()), source)
         options = {**config.options(), "borrow_rates": load_borrow_rates(conn, end) if config.captured_borrow else None}
+        books = load_books(conn, start, end) if config.book_slippage else pd.DataFrame()
     t_load = time.perf_counter() - t0
     pairs = strategy.pairs(panel, options)
+    # where books were captured, each leg's trades walk them for its size (the flat model elsewhere)
+    panel, slippage_sources = with_book_slippage(panel, books, leg_notionals(panel, pairs, params))
     if not pairs.names:
         raise ValueError(f"strategy: {config.strategy!r} found no tradable pairs in the window {start}..{end}")
     context.log.info(f"panel {panel.shape[0]} bars x {panel.shape[1]} markets, {len(pairs.names)} pairs")
@@ -276,6 +287,8 @@ def backtest(
             "borrow_source": MetadataValue.json(pd.Series(pairs.borrow_source).value_counts().to_dict()),
             # where each market's fees came from: config (dated `fees:`), venue_default, fee_bps
             "fee_source": MetadataValue.json(fee_sources),
+            # per market: how many bars' trades were walked on a captured book (the rest: the half-spread model)
+            "slippage_source": MetadataValue.json(slippage_sources),
             "load_s": round(t_load, 3),
             "backtest_s": round(t_run, 4),
         },

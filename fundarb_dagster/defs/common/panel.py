@@ -23,6 +23,7 @@ INPUT_TABLES = [
     "funding_intervals",
     "instruments",
     "borrow_rates",
+    "raw_order_book",
 ]
 LOOKBACK = timedelta(days=7)  # settled/predicted rates before the window seed the first expectations
 
@@ -56,6 +57,12 @@ def load_panel(
         wanted = set(markets)
         frames = {k: _only(f, wanted) for k, f in frames.items()}
     return panel_from_tables(**frames, fee_overrides=fee_overrides)
+
+
+def load_books(conn: Any, start: datetime, end: datetime) -> pd.DataFrame:
+    """The last captured book of each hour per instrument around the window (empty without `raw_order_book`):
+    what `core.backtest.book_costs` walks."""
+    return _query(conn, "panel_books", {"start": start, "end": end}, "raw_order_book")
 
 
 def load_borrow_rates(conn: Any, end: datetime) -> pd.DataFrame:
