@@ -594,6 +594,7 @@ def opportunities(
 
 RANKING_UNITS = {
     "net_carry_apr": "pct",
+    "borrow_apr": "pct",
     "capacity_usd": "usd",
     "capacity_net_carry_apr": "pct",
     "entry_cost_bps": "bps",
@@ -615,7 +616,7 @@ def opportunities_metadata(frame: pd.DataFrame, horizon_h: int) -> dict[str, Any
     about = {c.name: c.description for c in table("opportunities").columns}
     # the net carry right after what the trade is: the column a trader reads first, visible without scrolling
     columns = ["rank", "strategy", "underlying", "net_carry_apr", "long_exchange", "short_exchange", "cost_source",
-               *[c for c in RANKING_UNITS if c != "net_carry_apr"]]  # fmt: skip
+               "borrow_source", *[c for c in RANKING_UNITS if c != "net_carry_apr"]]  # fmt: skip
     metadata["ranking"] = metadata_table(frame[columns], RANKING_UNITS, about, max_rows=20)
     metadata["best_net_carry_apr_pct"] = number(frame["net_carry_apr"].iloc[0], "pct")
     metadata["positive_carry_count"] = int((frame["net_carry_apr"] > 0).sum())
