@@ -88,6 +88,7 @@ class Legs:
     dmid: np.ndarray  # mid - mid_prev
     fee_px: np.ndarray  # fee per unit traded: mid x fee
     slip_px: np.ndarray  # slippage per unit traded: mid x half-spread
+    tiers: list[np.ndarray | None]  # per pair: the leg's leverage tiers (`Panel.tiers`), None: the flat mmr
 
     def block(self, sl: slice) -> Legs:
         return Legs(**{name: getattr(self, name)[sl] for name in self.__dataclass_fields__})
@@ -128,6 +129,7 @@ def _legs(panel: Panel, by_market: dict[str, np.ndarray], idx: np.ndarray, execu
         dmid=mid - mid_prev,
         fee_px=mid * fee,
         slip_px=mid * hs,
+        tiers=[panel.tiers.get(int(i)) for i in idx],
     )
 
 

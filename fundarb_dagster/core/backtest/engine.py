@@ -140,6 +140,9 @@ def simulate(
     T, P = pairs.signal.shape
     if params.units > 0 and not detail:
         raise ValueError(f"units: {params.units!r} (fixed size) runs in full backtests only, not in sweeps")
+    if panel.tiers and not detail:
+        # the grid-sharing path prices events per unit, whatever the leverage; a tier depends on the notional
+        raise ValueError("tiers: leverage tiers run in full backtests only, not in sweeps (they use the flat mmr)")
     legs = legs if legs is not None else prepare_legs(panel, pairs, params)
     dd = np.asarray(grid["drawdown_stop"], dtype=float)
     total, blocks = _run_blocks(panel, pairs, grid, params, detail, legs, mark=bool((dd > 0).any()))

@@ -59,8 +59,8 @@ def simulate_full(
         q = np.divide(notional, e_a, out=np.zeros(shape), where=held)
 
     # 5. liquidation and stop events on the hypothetical (never-stopped) path; rule 2 after the first one
-    brk_a, stop_a, liq_a_prev = _leg_events(-H * q, e_a, la, seg, lev, stop)
-    brk_b, stop_b, liq_b_prev = _leg_events(H * q, e_b, lb, seg, lev, stop)
+    brk_a, stop_a, liq_a_prev, mmr_a = _leg_events(-H * q, e_a, la, seg, lev, stop)
+    brk_b, stop_b, liq_b_prev, mmr_b = _leg_events(H * q, e_b, lb, seg, lev, stop)
     A = _alive(H, sidx, held, brk_a | brk_b | stop_a | stop_b)
     if halt is not None:  # rule 6: flat from the drawdown stop's bar on
         A = A * (np.arange(T) < halt)
@@ -73,9 +73,9 @@ def simulate_full(
     xa = -A * q  # q is finite everywhere (0 where never held)
     xb = A * q
     pa_ = leg_costs(xa, shift(xa, 0.0), liq_a, liq_a_prev, la.mid, la.mid_prev, la.cash, la.fee, la.hs,
-                    la.taker, la.mmr, block.borrow_a, block.bar_h)  # fmt: skip
+                    la.taker, mmr_a, block.borrow_a, block.bar_h)  # fmt: skip
     pb_ = leg_costs(xb, shift(xb, 0.0), liq_b, liq_b_prev, lb.mid, lb.mid_prev, lb.cash, lb.fee, lb.hs,
-                    lb.taker, lb.mmr, block.borrow_b, block.bar_h)  # fmt: skip
+                    lb.taker, mmr_b, block.borrow_b, block.bar_h)  # fmt: skip
     parts = pair_parts(pa_, pb_)
     pnl = pair_pnl(parts)
     zeros_t = np.zeros((G, T))
@@ -104,14 +104,15 @@ def simulate_full(
 
 def _leg_events(
     x_h: np.ndarray, e: np.ndarray, leg: Legs, seg: np.ndarray, lev: np.ndarray, stop: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rule 5 for one leg holding `x_h` `(G, P, T)` on the never-stopped path, entered (or last resized) at
-    price `e`: the bars where its liquidation price is breached, where the risk stop fires, and that price."""
+    price `e`: the bars where its liquidation price is breached, where the risk stop fires, that price, and the
+    maintenance rate forfeited at it (the flat mmr, or the tier's `mmr - maintenance_amount / notional`)."""
     shape = x_h.shape
     x_prev = shift(x_h, 0.0)
     if not leg.is_perp.any():
         none = np.zeros(shape, dtype=bool)
-        return none, none, np.full(shape, np.nan)
+        return none, none, np.full(shape, np.nan), leg.mmr
     cum = np.cumsum(-x_prev * leg.cash, axis=-1)
     size = np.abs(x_h)
     wallet = size * e / lev + cum - gather(cum, seg)
@@ -119,17 +120,53 @@ def _leg_events(
     per_unit = np.divide(wallet, size, out=np.zeros(shape), where=size > 0)
     liq_long = (e - per_unit) / (1.0 - leg.mmr - leg.taker)
     liq = liq_long + ((e + per_unit) / (1.0 + leg.mmr + leg.taker) - liq_long) * (x_h < 0)
+    mmr_prev: np.ndarray = leg.mmr
+    if any(t is not None for t in leg.tiers):
+        mmr = np.broadcast_to(leg.mmr, shape).copy()
+        for p, schedule in enumerate(leg.tiers):
+            if schedule is not None:
+                liq[:, p], mmr[:, p] = tiered_liquidation(
+                    e[:, p], per_unit[:, p], size[:, p], x_h[:, p] < 0, schedule, float(leg.taker[p, 0])
+                )
+        mmr_prev = shift(mmr, 0.0)
     liq_prev = shift(liq, np.nan)
     short, long = x_prev < 0, x_prev > 0
     with np.errstate(invalid="ignore"):
         breach = (short & (leg.high >= liq_prev)) | (long & (leg.low <= liq_prev))
     breach &= leg.is_perp
     if not (np.asarray(stop) > 0).any():
-        return breach, np.zeros(shape, dtype=bool), liq_prev
+        return breach, np.zeros(shape, dtype=bool), liq_prev, mmr_prev
     with np.errstate(invalid="ignore", divide="ignore"):
         dist = (liq_prev - leg.ref) * (2.0 * short - 1.0) / leg.ref
     stopped = (stop > 0) & (short | long) & (dist <= stop) & leg.is_perp & ~breach
-    return breach, stopped, liq_prev
+    return breach, stopped, liq_prev, mmr_prev
+
+
+def tiered_liquidation(
+    e: np.ndarray, per_unit: np.ndarray, size: np.ndarray, short: np.ndarray, schedule: np.ndarray, fee: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The liquidation price under leverage tiers, and the maintenance rate forfeited there. The maintenance
+    margin of notional N is `N x mmr_k - amount_k` for the tier k whose (min, max] holds N, the notional at the
+    liquidation price itself (continuous in N, so exactly one tier's solution lies in its own tier):
+
+        short: P = (e + wallet/size + amount_k/size) / (1 + mmr_k + fee)
+        long:  P = (e - wallet/size - amount_k/size) / (1 - mmr_k - fee)
+
+    A solution at or below 0 (a long that cannot be liquidated) keeps tier 1's; one past the top tier the top's."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        add = np.divide(schedule[:, 3][:, None, None], size, out=np.zeros((len(schedule), *size.shape)),
+                        where=size > 0)  # fmt: skip
+        c = schedule[:, 2][:, None, None] + fee
+        prices = np.where(short, (e + per_unit + add) / (1.0 + c), (e - per_unit - add) / (1.0 - c))
+        notional = size * prices
+        inside = (notional > schedule[:, 0][:, None, None]) & (notional <= schedule[:, 1][:, None, None])
+    beyond = np.where(notional[-1] > schedule[-1, 1], len(schedule) - 1, 0)
+    k = np.where(inside.any(axis=0), inside.argmax(axis=0), beyond)
+    price = np.take_along_axis(prices, k[None], axis=0)[0]
+    held = size * price
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = schedule[k, 2] - np.divide(schedule[k, 3], held, out=np.zeros(size.shape), where=held > 0)
+    return price, rate
 
 
 def _alive(H: np.ndarray, sidx: np.ndarray, held: np.ndarray, events: np.ndarray) -> np.ndarray:

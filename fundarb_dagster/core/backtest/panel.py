@@ -71,6 +71,9 @@ class Panel:
     # fees, `with_dated_fees`); None: each market's constant `taker_fee` / `maker_fee`
     taker_fee_t: np.ndarray | None = None
     maker_fee_t: np.ndarray | None = None
+    # market index -> its leverage tiers, rows (min_notional, max_notional, mmr, maintenance_amount) ascending:
+    # a perp's liquidation uses the tier its notional falls in (`with_tiers`); absent: the flat `mmr`
+    tiers: dict[int, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ts_ms = np.asarray(self.ts_ms, dtype=np.int64)
@@ -115,7 +118,23 @@ class Panel:
             meta=dict(self.meta),
             taker_fee_t=None if self.taker_fee_t is None else self.taker_fee_t[sl],
             maker_fee_t=None if self.maker_fee_t is None else self.maker_fee_t[sl],
+            tiers=dict(self.tiers),
         )
+
+
+def with_tiers(panel: Panel, tiers: pd.DataFrame) -> tuple[Panel, dict[str, str]]:
+    """The panel with each perp's leverage tiers (`leverage_tiers` rows of one schedule per market: exchange,
+    symbol, min_notional, max_notional, mmr, maintenance_amount), and per market which margin rule applies
+    (`tiers (n)` or `flat mmr`)."""
+    out: dict[int, np.ndarray] = {}
+    for j, m in enumerate(panel.markets):
+        rows = tiers[(tiers["exchange"] == m.exchange) & (tiers["symbol"] == m.symbol)] if len(tiers) else tiers
+        if m.is_perp and len(rows):
+            cols = ["min_notional", "max_notional", "mmr", "maintenance_amount"]
+            out[j] = rows.sort_values("max_notional")[cols].to_numpy(dtype=float)
+    sources = {f"{m.exchange} {m.symbol}": f"tiers ({len(out[j])})" if j in out else "flat mmr"
+               for j, m in enumerate(panel.markets) if m.is_perp}  # fmt: skip
+    return replace(panel, tiers=out), sources
 
 
 def with_dated_fees(panel: Panel, table: FeeTable) -> tuple[Panel, dict[str, str]]:

@@ -31,13 +31,13 @@ from pydantic import Field
 from ...core.backtest import STRATEGIES, BacktestParams, Panel, get_strategy, run_backtest, sweep, walk_forward
 from ...core.backtest.book_costs import leg_notionals, with_book_slippage
 from ...core.backtest.metrics import drawdown
-from ...core.backtest.panel import with_dated_fees
+from ...core.backtest.panel import with_dated_fees, with_tiers
 from ...core.backtest.plots import attribution_png, equity_drawdown_png, heatmap_png
 from ...core.backtest.sweeps import sweep_table
 from ...core.sql import execute, load_sql, table_exists
 from ...core.venues import VENUE_FACTS
 from ..common.metadata import column_schema, metadata_table, number, png_md
-from ..common.panel import INPUT_TABLES, load_books, load_borrow_rates, load_panel
+from ..common.panel import INPUT_TABLES, load_books, load_borrow_rates, load_panel, load_tiers
 from ..common.tables import write_run
 from ..resources import POOL, SourceConfigResource, warehouse_connection
 
@@ -93,6 +93,13 @@ class BacktestConfig(Config):
         description=(
             "charge each trade the book-walk cost of its leg's size on the last book captured within the hour "
             "before it (raw_order_book), the half-spread model elsewhere (sweeps: the model)"
+        ),
+    )
+    leverage_tiers: bool = Field(
+        default=True,
+        description=(
+            "liquidate each perp leg at the tier its notional falls in (leverage_tiers: the schedule in force at "
+            "the window's end, else the first fetched); else, and in sweeps, the venue's flat maintenance rate"
         ),
     )
     captured_borrow: bool = Field(
@@ -241,6 +248,8 @@ def backtest(
         panel, fee_sources = config.dated(load_panel(conn, start, end, fee_overrides=config.fee_overrides()), source)
         options = {**config.options(), "borrow_rates": load_borrow_rates(conn, end) if config.captured_borrow else None}
         books = load_books(conn, start, end) if config.book_slippage else pd.DataFrame()
+        tiers = load_tiers(conn, end) if config.leverage_tiers else pd.DataFrame()
+    panel, margin_sources = with_tiers(panel, tiers)
     t_load = time.perf_counter() - t0
     pairs = strategy.pairs(panel, options)
     # where books were captured, each leg's trades walk them for its size (the flat model elsewhere)
@@ -289,6 +298,8 @@ def backtest(
             "fee_source": MetadataValue.json(fee_sources),
             # per market: how many bars' trades were walked on a captured book (the rest: the half-spread model)
             "slippage_source": MetadataValue.json(slippage_sources),
+            # per perp: liquidated at its leverage tiers, or at the venue's flat maintenance rate
+            "margin_source": MetadataValue.json(margin_sources),
             "load_s": round(t_load, 3),
             "backtest_s": round(t_run, 4),
         },

@@ -24,6 +24,7 @@ INPUT_TABLES = [
     "instruments",
     "borrow_rates",
     "raw_order_book",
+    "leverage_tiers",
 ]
 LOOKBACK = timedelta(days=7)  # settled/predicted rates before the window seed the first expectations
 
@@ -63,6 +64,11 @@ def load_books(conn: Any, start: datetime, end: datetime) -> pd.DataFrame:
     """The last captured book of each hour per instrument around the window (empty without `raw_order_book`):
     what `core.backtest.book_costs` walks."""
     return _query(conn, "panel_books", {"start": start, "end": end}, "raw_order_book")
+
+
+def load_tiers(conn: Any, end: datetime) -> pd.DataFrame:
+    """Each perp's leverage tiers for a backtest ending at `end` (empty without a `leverage_tiers` table)."""
+    return _query(conn, "panel_tiers", {"end": end}, "leverage_tiers")
 
 
 def load_borrow_rates(conn: Any, end: datetime) -> pd.DataFrame:

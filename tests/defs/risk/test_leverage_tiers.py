@@ -70,7 +70,12 @@ def test_tiers_land_point_in_time_and_the_stress_uses_them(tmp_path: Path) -> No
     # risk on a backtest's book: the stress is the core stress of the book with its legs' tiers applied
     write_inputs(synthetic_panel(24 * 15, seed=9), path)
     run = {"strategy": "perp_perp", "enter_apr": 0.03, "exit_apr": 0.0, "leverage": 6.0, "capital": 5_000_000.0}
-    assert materialize([backtest], resources=res, run_config={"ops": {"backtest": {"config": run}}}).success
+    ran = materialize([backtest], resources=res, run_config={"ops": {"backtest": {"config": run}}})
+    assert ran.success
+    # the backtest liquidates each perp at its tiers (the schedules just fetched), not the flat rate
+    margin = ran.asset_materializations_for_node("backtest")[0].metadata["margin_source"].value
+    tiered = {f"{e} {s}": f"tiers ({len(g)})" for (e, s), g in first.groupby(["exchange", "symbol"])}
+    assert {k: v for k, v in margin.items() if k in tiered} == tiered and set(margin.values()) - {"flat mmr"}
     shocks = [-0.3, -0.1, 0.1, 0.3]
     result = materialize([risk], resources=res, run_config={"ops": {"risk": {"config": {"shocks": shocks}}}})
     assert result.success
