@@ -216,6 +216,36 @@ def test_the_executor_is_named_by_fundarb_executor_and_a_bad_setting_fails_when_
     assert celery.name == "celery" and "s3cret" not in repr(celery.config_schema)  # read from the environment
 
 
+@pytest.mark.parametrize(
+    ("target", "named"),
+    [
+        ("ducklake:catalog.ducklake", "FUNDARB_WAREHOUSE: 'ducklake:catalog.ducklake': expected ducklake:postgres:"),
+        ("ducklake:postgres:dbname=lake host=db", "FUNDARB_LAKE_DATA: not set"),
+        ("postgres:dbname=lake password=s3cret", "is neither a DuckDB file nor a lake"),
+    ],
+)
+def test_a_warehouse_that_cannot_be_opened_stops_the_code_location_from_loading(monkeypatch, target, named):
+    from fundarb_dagster.definitions import build_definitions
+
+    monkeypatch.setenv("FUNDARB_WAREHOUSE", target)
+    monkeypatch.delenv("FUNDARB_LAKE_DATA", raising=False)
+    with pytest.raises(ConfigError, match=named) as raised:
+        build_definitions(TEMPLATE_PARTITIONS)
+    assert "s3cret" not in str(raised.value)
+
+
+def test_a_lake_on_a_duckdb_without_its_extensions_stops_the_code_location_naming_the_extra(monkeypatch):
+    """The suite's venv keeps the newest duckdb, which has no ducklake extension: the lake extra is named."""
+    from fundarb_dagster.definitions import build_definitions
+
+    monkeypatch.setenv("FUNDARB_WAREHOUSE", "ducklake:postgres:dbname=lake host=db")
+    monkeypatch.setenv("FUNDARB_LAKE_DATA", "/srv/lake")
+    if duckdb.__version__ == "1.5.5":
+        pytest.skip("this venv has the lake extra's duckdb (tests/defs/test_lake.py opens the lake there)")
+    with pytest.raises(ConfigError, match=r"pip install 'fundarb\[lake\]'"):
+        build_definitions(TEMPLATE_PARTITIONS)
+
+
 @pytest.mark.slow
 def test_with_fundarb_executor_celery_the_steps_run_on_two_celery_workers(tmp_path: Path, monkeypatch):
     minutes = np.arange(60)  # a trade a minute through 04:00-05:00
