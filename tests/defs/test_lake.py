@@ -70,14 +70,50 @@ READER = textwrap.dedent(
         conn = connect(sys.argv[2], read_only=True)
         try:
             for table in ("raw_trades", "ohlcv_1m"):
-                for hour, n in conn.execute(
+                rows = conn.execute(
                     f"SELECT epoch_ms(date_trunc('hour', ts)), count(*) FROM {table} GROUP BY 1"
-                ).fetchall():
+                ).fetchall()
+                seen.setdefault(f"{table} hours", set()).add(len(rows))  # an hour deleted, not yet inserted
+                for hour, n in rows:
                     seen.setdefault(f"{table} {hour}", set()).add(n)
         finally:
             conn.close()
         reads.append(time.time())
     print(json.dumps({"reads": reads, "seen": {k: sorted(v) for k, v in seen.items()}}))
+    """
+)
+REPLACER = textwrap.dedent(
+    """
+    import sys
+    from datetime import datetime, timedelta
+    import pandas as pd
+    from fundarb_dagster.core.sql import registered, replace_window
+    from fundarb_dagster.core.warehouse import connect
+    target, hour, times = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    start = datetime(2025, 11, 1) + timedelta(hours=hour)
+    window = {"start": start, "end": start + timedelta(hours=1)}
+    for i in range(times):  # 1,000 then 1,500 rows, each write's rows marked with its number
+        frame = pd.DataFrame({"ts": pd.date_range(start, periods=1000 + 500 * (i % 2), freq="2s"), "write": i})
+        conn = connect(target)
+        with registered(conn, "frame", frame):
+            sql = "SELECT * FROM frame WHERE ts >= $start AND ts < $end"
+            replace_window(conn, "windows", sql, window, staged=i % 3 == 0)  # both of its paths
+        conn.close()
+    """
+)
+POLLER = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from fundarb_dagster.core.warehouse import connect
+    stop, seen, reads = Path(sys.argv[1]), set(), 0
+    conn = connect(sys.argv[2], read_only=True)
+    while not stop.exists():
+        rows = conn.execute("SELECT hour(ts), count(*), count(DISTINCT write) FROM windows GROUP BY 1").fetchall()
+        present = {hour: (n, writes) for hour, n, writes in rows}
+        seen |= {(hour, *present.get(hour, (0, 0))) for hour in (0, 1)}  # an hour not there: (hour, 0, 0)
+        reads += 1
+    print(json.dumps({"reads": reads, "seen": sorted(seen)}))
     """
 )
 UNREACHABLE = textwrap.dedent(
@@ -202,5 +238,33 @@ def test_three_writer_processes_share_one_lake_and_a_reader_never_sees_half_a_wi
     assert len(during) >= 3, (report["reads"], spans)
     expected = {f"raw_trades {hour}": [int(n)] for hour, n in per_hour.items()}
     expected |= {f"ohlcv_1m {hour}": [60] for hour in per_hour.index}
+    expected |= {"raw_trades hours": [HOURS], "ohlcv_1m hours": [HOURS]}
     assert report["seen"] == expected
     assert int(snapshots.stdout.strip()) > 2 * len(BLOCKS)  # each write committed its own snapshot
+
+
+@pytest.mark.slow
+def test_a_reader_sees_each_window_before_or_after_its_replace_never_half(tmp_path, lake_site):
+    """Two processes replace their own hour of one lake table 30 times each (1,000 and 1,500 rows by turns)
+    while a third reads: every read sees each hour as one write left it, whole."""
+    with postgres_server() as server:
+        port = create_database(server, "lake").rsplit(":", 1)[1].split("/")[0]
+        target = f"ducklake:postgres:dbname=lake host=127.0.0.1 port={port} user=postgres"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(lake_site), str(REPO)])}
+        env["FUNDARB_LAKE_DATA"] = str(tmp_path / "lake_files")
+        for hour in ("0", "1"):  # both hours there before the reader starts
+            seed = subprocess.run([sys.executable, "-c", REPLACER, target, hour, "1"], env=env, cwd=REPO)
+            assert seed.returncode == 0
+        stop = tmp_path / "stop"
+        reader = start(POLLER, env, str(stop), target)
+        writers = [start(REPLACER, env, target, str(hour), "30") for hour in (0, 1)]
+        for writer in writers:
+            assert writer.wait(timeout=600) == 0, writer.communicate()[1][-3000:]
+        stop.touch()
+        out, err = reader.communicate(timeout=120)
+    assert reader.returncode == 0, err[-3000:]
+    report = json.loads(out)
+    assert report["reads"] >= 20, report
+    seen = {tuple(row) for row in report["seen"]}
+    assert seen <= {(0, 1000, 1), (0, 1500, 1), (1, 1000, 1), (1, 1500, 1)}, seen  # never none, half or two
+    assert {(0, 1500, 1), (1, 1500, 1)} <= seen  # the reader did see writes land
