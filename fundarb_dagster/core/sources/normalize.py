@@ -270,9 +270,10 @@ def open_interest_to_record(structure: Mapping[str, Any], instrument: Instrument
     return row
 
 
-def liquidation_id(ts_ms: int, side: Any, price: Any, contracts: Any) -> int:
-    """The identity of a liquidation print (venues give none): a stable hash of what it says."""
-    return trade_id_to_int(f"liq:{ts_ms}:{side}:{num(price)!r}:{num(contracts)!r}")
+def liquidation_id(ts_ms: int, position_side: int, price: Any, contracts: Any) -> int:
+    """The identity of a liquidation print (venues give none): a stable hash of what it says, the liquidated
+    side as +1/-1 (not the venue's word for it), so a replay of landed prints finds the same ids."""
+    return trade_id_to_int(f"liq:{ts_ms}:{position_side}:{num(price)!r}:{num(contracts)!r}")
 
 
 def liquidations_to_records(
@@ -299,8 +300,9 @@ def liquidations_to_records(
         side = item.get("side")
         order_side = _side(side.lower() if isinstance(side, str) else side)
         out["ts_ms"][i] = ts
-        out["position_side"][i] = {"order": -order_side, "position": order_side}.get(side_means or "", 0)
-        out["liquidation_id"][i] = liquidation_id(ts, side, price, contracts)
+        position_side = {"order": -order_side, "position": order_side}.get(side_means or "", 0)
+        out["position_side"][i] = position_side
+        out["liquidation_id"][i] = liquidation_id(ts, position_side, price, contracts)
         out["price"][i] = price
         out["contracts"][i] = contracts
         if math.isfinite(contracts):

@@ -319,3 +319,50 @@ def test_bybit_liquidations_through_a_wire_replay_of_ccxt_pro_subscribing_all_li
     assert [int(r["position_side"]) for r in records] == [1, -1]  # bybit's Buy: a long was liquidated
     assert [(float(r["price"]), float(r["amount"])) for r in records] == [(96000.5, 0.25), (96010.0, 1.5)]
     assert [int(r["ts_ms"]) for r in records] == [int((t0 + 2 + i) * 1000) - 5 for i in range(2)]
+
+
+def test_landed_open_interest_and_liquidations_replay_through_the_feed_as_they_landed(tmp_path: Path) -> None:
+    """A landing replay serves both streams again (`watch_open_interest`, `watch_liquidations`, each value at
+    its time): the Feed lands them as they were, liquidated sides included."""
+    from fundarb_dagster.core import landing, schema
+    from fundarb_dagster.core.sources import normalize
+    from fundarb_dagster.core.sources.replay import ReplayExchange
+
+    ex = SimExchange("bybit", sim(), symbols=["BTC/USDT:USDT"])
+    asyncio.run(ex.load_markets())
+    registry = InstrumentRegistry()
+    registry.add_markets("bybit", ex.markets, ["BTC/USDT:USDT"])
+    instrument = registry.get("bybit", "BTC/USDT:USDT")
+    m = ex._m["BTC/USDT:USDT"]  # noqa: SLF001 - the simulated market asked directly, no clock
+    start = ex.start_ms
+    interest = np.concatenate(
+        [normalize.open_interest_to_record(ex.positioning.open_interest(m, start + k * 60_000), instrument, start)
+         for k in range(120)]
+    )  # fmt: skip
+    prints = normalize.liquidations_to_records(
+        ex.positioning.between(m, start, start + 2 * 3_600_000), instrument, start, "position"
+    )
+    names = {instrument.id: ("bybit", "BTC/USDT:USDT")}
+    for stream, records in (("open_interest", interest), ("liquidations", prints)):
+        landing.write_stream(tmp_path, stream, schema.to_arrow(stream, records, names), "test", 0)
+
+    replay = ReplayExchange("bybit", tmp_path, format="landing", symbols=["BTC/USDT:USDT"])
+    asyncio.run(replay.load_markets())
+    replayed = InstrumentRegistry()
+    replayed.add_markets("bybit", replay.markets, list(replay.markets))
+    feed = Feed(replay, replayed)
+
+    async def drain(stream: str) -> np.ndarray:
+        out = [b.records async for b in feed.watch(stream, "BTC/USDT:USDT") if len(b.records)]
+        return np.concatenate(out)
+
+    async def both() -> tuple[np.ndarray, np.ndarray]:
+        return await asyncio.gather(drain("open_interest"), drain("liquidations"))
+
+    got_interest, got_prints = _run(both())
+    assert feed.counts["channel:open_interest:watch_open_interest"] == 1
+    for name in ("ts_ms", "contracts", "amount", "value"):
+        np.testing.assert_array_equal(got_interest[name], interest[name], err_msg=name)
+    assert len(prints) >= 4
+    for name in ("ts_ms", "position_side", "liquidation_id", "price", "contracts", "amount", "value"):
+        np.testing.assert_array_equal(got_prints[name], prints[name], err_msg=name)

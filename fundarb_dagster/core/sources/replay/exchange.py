@@ -89,10 +89,14 @@ class ReplayExchange:
             "fetchFundingRate": True,
             "fetchFundingRateHistory": True,
             "fetchFundingRates": False,
+            # landed open interest and liquidation prints, each delivered at its time
+            "watchOpenInterest": True,
+            "watchLiquidations": True,
         }
         # Whatever the venue, recorded funding is replayed through watch_funding_rate (the Feed reads this).
         self.funding_via = "funding_rate"
         self.quotes_via = "ticker"  # recorded tickers carry the quotes they landed with
+        self.liquidation_side = "position"  # replayed prints say the liquidated position's side, whatever the venue
         self._recording = Recording(exchange_id, path, format, symbols)
         self._cursors: dict[tuple[Any, ...], _Cursor] = {}
         self._loaded = False
@@ -287,6 +291,16 @@ class ReplayExchange:
         self._recording.prepare_funding_watch(symbol)
         batch = await self._next_batch((symbol, "funding_watch"), "funding rates", 1)
         return structures.funding_rate(symbol, batch[0])
+
+    async def watch_open_interest(self, symbol: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        batch = await self._next_batch((symbol, "open_interest"), "open interest", 1)
+        return structures.open_interest(symbol, batch[0])
+
+    async def watch_liquidations(
+        self, symbol: str, since: int | None = None, limit: int | None = None, params: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        batch = await self._next_batch((symbol, "liquidations"), "liquidations", limit or self.batch_size)
+        return [structures.liquidation(symbol, r) for r in batch]
 
     # -- fetch ----------------------------------------------------------------------------------------
     def _window(self, records: np.ndarray, since: int | None, limit: int | None, params: dict | None) -> np.ndarray:

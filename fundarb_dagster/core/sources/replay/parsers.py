@@ -577,8 +577,13 @@ def _sort_dedupe(stream: str, records: np.ndarray) -> tuple[np.ndarray, int]:
             keep = np.sort(first)
     elif stream == "tickers":
         keep = None  # quotes may repeat a time; each update is kept
+    elif stream == "liquidations":  # prints may share a millisecond: their hash is their identity
+        _, first = np.unique(records["liquidation_id"], return_index=True)
+        keep = np.sort(first) if len(first) < len(records) else None
     else:
-        names = ["is_settled", "funding_ts_ms", "ts_ms"] if stream == "funding" else ["timeframe_s", "ts_ms"]
+        names = {"funding": ["is_settled", "funding_ts_ms", "ts_ms"], "ohlcv": ["timeframe_s", "ts_ms"]}.get(
+            stream, ["ts_ms"]
+        )
         ts = records["ts_ms"]
         if bool((ts[1:] > ts[:-1]).all()):
             keep = None  # strictly increasing times: no two rows share a key

@@ -129,3 +129,28 @@ def funding_history_entry(symbol: str, r: np.void) -> dict[str, Any]:
         "timestamp": funding_ts,
         "datetime": iso8601(funding_ts),
     }
+
+
+def open_interest(symbol: str, r: np.void) -> dict[str, Any]:
+    """A landed open-interest record -> ccxt's open-interest structure (contracts, value as the venue gave)."""
+    ts = int(r["ts_ms"])
+    return {"symbol": symbol, "openInterestAmount": _num(r["contracts"]), "openInterestValue": _num(r["value"]),
+            "baseVolume": None, "quoteVolume": None, "timestamp": ts, "datetime": iso8601(ts), "info": {}}  # fmt: skip
+
+
+def liquidation(symbol: str, r: np.void) -> dict[str, Any]:
+    """A landed liquidation print -> ccxt's liquidation structure, its `side` the liquidated position's (the
+    replay states `liquidation_side = "position"`: buy for a long)."""
+    ts, side = int(r["ts_ms"]), int(r["position_side"])
+    return {
+        "info": {"liquidation_id": int(r["liquidation_id"])},
+        "symbol": symbol,
+        "contracts": _num(r["contracts"]),
+        "contractSize": _num(r["contract_size"]),
+        "price": float(r["price"]),
+        "side": "buy" if side > 0 else "sell" if side < 0 else None,
+        "baseValue": _num(r["amount"]),
+        "quoteValue": _num(r["value"]),
+        "timestamp": ts,
+        "datetime": iso8601(ts),
+    }
