@@ -254,6 +254,8 @@ MARKET = [
                 ("oi_amount_change", "float64", "oi_amount minus the previous captured hour's last (within 24 h)"),
                 ("oi_amount_change_pct", "float64", "oi_amount_change, % of the previous hour's last"),
                 ("oi_value_change", "float64", "oi_value minus the previous captured hour's last, quote currency"),
+                ("oi_notional", "float64", "last open interest, quote: oi_value, else oi_amount x its minute's close"),
+                ("notional_source", "string", "venue (the venue's value), close (ohlcv_1m's close), NULL: neither"),
             ]
         ),
         description="Per perp and hour: the last open interest captured and its change since the previous hour.",

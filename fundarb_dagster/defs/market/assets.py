@@ -242,9 +242,9 @@ def book_depth(
 OPEN_INTEREST_LOOK_BACK_MS = 24 * 3_600_000
 
 
-def _hourly_from_raw(name: str, raw: str, summary: str, description: str, **extra: Any) -> Any:
-    """An hourly table computed in SQL (`sql/market/<name>.sql`) from one raw table's window; its run metadata
-    is the `summary` query's table (`sql/market/<summary>.sql`)."""
+def _hourly_from_raw(name: str, raw: str, summary: str, description: str, bars: bool = False, **extra: Any) -> Any:
+    """An hourly table computed in SQL (`sql/market/<name>.sql`) from one raw table's window (and ohlcv_1m's
+    closes with `bars`); its run metadata is the `summary` query's table (`sql/market/<summary>.sql`)."""
 
     @asset(
         name=name,
@@ -254,7 +254,7 @@ def _hourly_from_raw(name: str, raw: str, summary: str, description: str, **extr
         pool=POOL,
         owners=OWNERS,
         kinds={"duckdb", "sql"},
-        deps=[raw],
+        deps=[raw, *(["ohlcv_1m"] if bars else [])],
         description=f"{description} Key: {table(name).natural_key}.",
         metadata={"dagster/column_schema": column_schema(name), "natural_key": table(name).natural_key},
     )
@@ -263,6 +263,8 @@ def _hourly_from_raw(name: str, raw: str, summary: str, description: str, **extr
         params = window.params(**extra)
         with warehouse_connection(duckdb) as conn:
             ensure_raw_tables(conn, data_dir.path(), raw)
+            if bars:
+                conn.execute(load_sql("market", "ohlcv_1m_table"))  # the closes: an empty table before any bar
             rows = replace_window(conn, name, load_sql("market", name), params, staged=False)
             shown = execute(conn, load_sql("market", summary), params).df()
         return MaterializeResult(metadata={"window": str(window), "rows": rows, summary: md_table(shown)})
@@ -276,7 +278,8 @@ open_interest = _hourly_from_raw(
     "open_interest_latest",
     "Per (exchange, perp, hour): the last open interest captured (contracts, base units, quote value where the "
     "venue gives it), the hour's low/high, and the change since the previous captured hour's last value (looked "
-    "for up to 24 h back).",
+    "for up to 24 h back), and its notional in quote (the venue's value, else the amount x ohlcv_1m's close).",
+    bars=True,
     look_back_ms=OPEN_INTEREST_LOOK_BACK_MS,
 )
 liquidations = _hourly_from_raw(

@@ -15,9 +15,9 @@ from fundarb_dagster.core.instruments import InstrumentRegistry
 from fundarb_dagster.core.sources import normalize
 from fundarb_dagster.core.sources.sim import SimExchange
 from fundarb_dagster.core.units import HOUR_MS, MINUTE_MS
-from fundarb_dagster.defs.market.assets import liquidations, open_interest
-from fundarb_dagster.defs.raw.assets import raw_liquidations, raw_open_interest
-from tests.defs.raw.landing_fixtures import NAMES, query, run
+from fundarb_dagster.defs.market.assets import liquidations, ohlcv_1m, open_interest
+from fundarb_dagster.defs.raw.assets import raw_liquidations, raw_ohlcv, raw_open_interest, raw_trades
+from tests.defs.raw.landing_fixtures import NAMES, land_trades, query, run
 
 ASSETS = [raw_open_interest, raw_liquidations, open_interest, liquidations]
 INSTRUMENT = 1  # bybit BTC/USDT:USDT in the fixtures' names
@@ -95,8 +95,11 @@ def test_open_interest_is_the_hours_last_value_and_its_change_as_pandas_computes
     got = query(
         warehouse,
         "SELECT epoch_ms(ts) AS hour, samples, oi_amount, oi_value, oi_amount_low AS low, oi_amount_high AS high, "
-        "oi_amount_change AS change, oi_amount_change_pct AS pct FROM open_interest ORDER BY ts",
+        "oi_amount_change AS change, oi_amount_change_pct AS pct, oi_notional, notional_source "
+        "FROM open_interest ORDER BY ts",
     )
+    np.testing.assert_array_equal(got["oi_notional"], expected["oi_value"])  # the venue gave the value
+    assert (got["notional_source"] == "venue").all()
     assert got["hour"].tolist() == expected["hour"].tolist()
     assert SKIPPED_HOUR not in [(h - START) // HOUR_MS for h in got["hour"]] and len(got) == HOURS - 1
     assert got["samples"].tolist() == [60] * (HOURS - 1)
@@ -138,3 +141,33 @@ def test_a_one_hour_rerun_gives_the_same_rows(warehouse):
     run(ASSETS, warehouse, partition=last)
     pd.testing.assert_frame_equal(query(warehouse, "SELECT * FROM open_interest ORDER BY ts"), before)
     pd.testing.assert_frame_equal(query(warehouse, "SELECT * FROM liquidations ORDER BY ts"), prints_before)
+
+
+def test_without_the_venues_value_the_notional_is_the_amount_at_its_minutes_close(tmp_path):
+    """binance's and bybit's linear REST give the amount only: the notional is amount x the 1m close (from the
+    trades) of the minute of the hour's last value, as pandas computes it from the same trades."""
+    rng = np.random.default_rng(5)
+    n = 400
+    trades = pd.DataFrame(
+        {
+            "ts_ms": np.sort(rng.choice(HOUR_MS, n, replace=False)) + START,
+            "trade_id": np.arange(n),
+            "price": 95_000 + np.cumsum(rng.normal(0, 5, n)),
+            "amount": rng.uniform(0.01, 1.0, n),
+        }
+    )
+    land_trades(tmp_path, trades, instrument_id=INSTRUMENT)
+    interest = schema.empty("open_interest", 3)
+    interest["ts_ms"] = [START + 5 * MINUTE_MS, START + 30 * MINUTE_MS, START + 47 * MINUTE_MS + 31_000]
+    interest["recv_ts_ms"] = interest["ts_ms"] + 200
+    interest["instrument_id"] = INSTRUMENT
+    interest["contracts"] = interest["amount"] = [50_000.0, 50_100.0, 49_900.5]
+    interest["contract_size"] = 1.0  # value stays NaN: the venue gave none
+    landing.write_stream(tmp_path, "open_interest", schema.to_arrow("open_interest", interest, NAMES), "oi", 0)
+    hour = pd.Timestamp(START, unit="ms").strftime("%Y-%m-%d-%H:%M")
+    run([raw_trades, raw_ohlcv, ohlcv_1m, raw_open_interest, open_interest], tmp_path, partition=hour)
+    got = query(tmp_path, "SELECT oi_amount, oi_value, oi_notional, notional_source FROM open_interest")
+    minute_end = (int(interest["ts_ms"][-1]) // MINUTE_MS + 1) * MINUTE_MS
+    close = trades.loc[trades["ts_ms"] < minute_end, "price"].iloc[-1]  # the last trade up to the minute's end
+    assert len(got) == 1 and np.isnan(got["oi_value"][0]) and got["notional_source"][0] == "close"
+    assert got["oi_notional"][0] == pytest.approx(49_900.5 * close, rel=1e-12)
