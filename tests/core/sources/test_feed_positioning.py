@@ -24,7 +24,7 @@ from fundarb_dagster.core.sources.sim import SimExchange
 from fundarb_dagster.core.sources.validation import Validator
 from fundarb_dagster.core.sources.wire import create_wire_exchange
 
-from .sim.common import sim
+from .sim.common import sim, sim_perp
 from .test_feed import T0, ScriptedExchange, _collect, _events, _records, _registry, _run
 
 
@@ -328,12 +328,7 @@ def test_landed_open_interest_and_liquidations_replay_through_the_feed_as_they_l
     from fundarb_dagster.core.sources import normalize
     from fundarb_dagster.core.sources.replay import ReplayExchange
 
-    ex = SimExchange("bybit", sim(), symbols=["BTC/USDT:USDT"])
-    asyncio.run(ex.load_markets())
-    registry = InstrumentRegistry()
-    registry.add_markets("bybit", ex.markets, ["BTC/USDT:USDT"])
-    instrument = registry.get("bybit", "BTC/USDT:USDT")
-    m = ex._m["BTC/USDT:USDT"]  # noqa: SLF001 - the simulated market asked directly, no clock
+    ex, instrument, m = sim_perp("bybit", "BTC/USDT:USDT", sim())
     start = ex.start_ms
     interest = np.concatenate(
         [normalize.open_interest_to_record(ex.positioning.open_interest(m, start + k * 60_000), instrument, start)

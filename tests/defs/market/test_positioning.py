@@ -3,20 +3,17 @@ twice, as a re-landed file), materialized for real, and held against an independ
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from fundarb_dagster.core import landing, schema
 from fundarb_dagster.core.config import SimConfig
-from fundarb_dagster.core.instruments import InstrumentRegistry
 from fundarb_dagster.core.sources import normalize
-from fundarb_dagster.core.sources.sim import SimExchange
 from fundarb_dagster.core.units import HOUR_MS, MINUTE_MS
 from fundarb_dagster.defs.market.assets import liquidations, ohlcv_1m, open_interest
 from fundarb_dagster.defs.raw.assets import raw_liquidations, raw_ohlcv, raw_open_interest, raw_trades
+from tests.core.sources.sim.common import sim_perp
 from tests.defs.raw.landing_fixtures import NAMES, land_trades, query, run
 
 ASSETS = [raw_open_interest, raw_liquidations, open_interest, liquidations]
@@ -29,12 +26,7 @@ SKIPPED_HOUR = 2  # no open interest captured in this hour: the next hour's chan
 @pytest.fixture(scope="module")
 def captured() -> tuple[np.ndarray, np.ndarray]:
     """A simulated bybit perp's open interest (one value a minute) and liquidation prints over HOURS hours."""
-    ex = SimExchange("bybit", SimConfig(), symbols=["BTC/USDT:USDT"])
-    asyncio.run(ex.load_markets())
-    registry = InstrumentRegistry()
-    registry.add_markets("bybit", ex.markets, ["BTC/USDT:USDT"])
-    instrument = registry.get("bybit", "BTC/USDT:USDT")
-    m = ex._m["BTC/USDT:USDT"]  # noqa: SLF001 - the simulated market asked directly, no clock
+    ex, instrument, m = sim_perp("bybit", "BTC/USDT:USDT", SimConfig())
     times = [START + k * MINUTE_MS for k in range(HOURS * 60) if k // 60 != SKIPPED_HOUR]
     interest = np.concatenate(
         [normalize.open_interest_to_record(ex.positioning.open_interest(m, t), instrument, t + 250) for t in times]

@@ -14,6 +14,7 @@ import ccxt
 import numpy as np
 
 from fundarb_dagster.core.config import FaultConfig, SimConfig
+from fundarb_dagster.core.instruments import Instrument, InstrumentRegistry
 from fundarb_dagster.core.sources.sim import VENUES, SimExchange, funding_rate_from_premiums
 from fundarb_dagster.core.units import HOUR_MS
 
@@ -52,6 +53,15 @@ async def fetch_all_trades(ex: SimExchange, symbol: str, since: int, until: int)
         if len(page) < 1000:
             return out
         cursor = page[-1]["timestamp"] + 1
+
+
+def sim_perp(venue: str, symbol: str, config: SimConfig) -> tuple[SimExchange, Instrument, Any]:
+    """A loaded SimExchange, the perp's registry instrument and its simulated market (asked without a clock)."""
+    ex = SimExchange(venue, config, symbols=[symbol])
+    asyncio.run(ex.load_markets())
+    registry = InstrumentRegistry()
+    registry.add_markets(venue, ex.markets, [symbol])
+    return ex, registry.get(venue, symbol), ex._m[symbol]  # noqa: SLF001 - the simulated market itself
 
 
 def trade_key(t: dict) -> tuple:
