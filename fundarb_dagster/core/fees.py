@@ -42,9 +42,8 @@ class FeeTable:
     entries: tuple[FeeEntry, ...] = ()
     tiers: Mapping[str, str] = field(default_factory=dict)
 
-    def _schedule(self, exchange: str, market: str) -> list[FeeEntry]:
+    def _schedule(self, exchange: str, kind: str) -> list[FeeEntry]:
         tier = self.tiers.get(exchange, DEFAULT_TIER)
-        kind = "spot" if market == "spot" else "perp"
         own = [e for e in self.entries if e.exchange == exchange and e.tier == tier and e.market == kind]
         return sorted(own, key=lambda e: e.valid_from_ms)
 
@@ -57,7 +56,7 @@ class FeeTable:
         """Maker and taker fees (bps) of a trade at each time of `ts_ms`, and each one's source."""
         base = fees_bps(exchange)
         kind = "spot" if market == "spot" else "perp"
-        schedule = self._schedule(exchange, market)
+        schedule = self._schedule(exchange, kind)
         starts = np.array([e.valid_from_ms for e in schedule], dtype=np.int64)
         idx = np.searchsorted(starts, np.asarray(ts_ms, dtype=np.int64), side="right") - 1
         makers = np.array([base.maker(kind)] + [e.maker_bps for e in schedule])

@@ -184,7 +184,7 @@ def evaluate_landing(
     changed = {h for h, m in mtime.items() if m >= floor} | {key_ms(k) for k in cursor.waiting if key_ms(k) in mtime}
     tick = LandingTick([], LandingCursor(newest_mtime, dict(cursor.digests), dict(cursor.mtimes)))
     tick.cursor.before_start = "" if rescan else cursor.before_start
-    ready: list[tuple[int, str]] = []
+    digests: dict[int, str] = {}  # hour -> digest of its file set: the complete hours not loaded yet
     for hour_ms in sorted(changed):
         key = hour_key(hour_ms)
         if hour_ms < start_ms:
@@ -203,10 +203,10 @@ def evaluate_landing(
         if already_loaded is not None and key in already_loaded:
             tick.cursor.digests[key] = digest
             continue
-        ready.append((hour_ms, digest))
-    digests = dict(ready)
-    history = imported_days(sorted(digests), folders, clock) if history_days else []
-    hourly, days, later = order_loads(sorted(digests), history)
+        digests[hour_ms] = digest
+    ready = sorted(digests)
+    history = imported_days(ready, folders, clock) if history_days else []
+    hourly, days, later = order_loads(ready, history)
     for hour_ms in later:  # after history still to load: they wait for it (hours load in order)
         tick.cursor.waiting.append(hour_key(hour_ms))
     for hour_ms in hourly + [h for day in days for h in range(day, day + DAY_MS, HOUR_MS)]:

@@ -20,6 +20,7 @@ from ...core import indicators as ind
 from ...core.book_depth import DEFAULT_NOTIONALS, book_depth_frame
 from ...core.sql import check_identifier, create_table, execute, load_sql, replace_window, table_exists
 from ...core.tables import table
+from ...core.units import HOUR_MS
 from ..common.landing import ensure_raw_tables
 from ..common.metadata import column_schema, md_table
 from ..common.tables import write_window
@@ -239,7 +240,7 @@ def book_depth(
 
 
 # An hour's open-interest change is measured from the last value of the previous captured hour up to a day back.
-OPEN_INTEREST_LOOK_BACK_MS = 24 * 3_600_000
+OPEN_INTEREST_LOOK_BACK_MS = 24 * HOUR_MS
 
 
 def _hourly_from_raw(name: str, raw: str, summary: str, description: str, bars: bool = False, **extra: Any) -> Any:
@@ -264,7 +265,7 @@ def _hourly_from_raw(name: str, raw: str, summary: str, description: str, bars: 
         with warehouse_connection(duckdb) as conn:
             ensure_raw_tables(conn, data_dir.path(), raw)
             if bars:
-                conn.execute(load_sql("market", "ohlcv_1m_table"))  # the closes: an empty table before any bar
+                create_table(conn, load_sql("market", "ohlcv_1m_table"))  # the closes: empty before any bar
             rows = replace_window(conn, name, load_sql("market", name), params, staged=False)
             shown = execute(conn, load_sql("market", summary), params).df()
         return MaterializeResult(metadata={"window": str(window), "rows": rows, summary: md_table(shown)})
