@@ -43,19 +43,27 @@ def depth_within(prices: np.ndarray, sizes: np.ndarray, mid: np.ndarray, bps: fl
     return np.where(inside & ~np.isnan(prices), prices * sizes, 0.0).sum(axis=1)
 
 
-def walk_cost_bps(prices: np.ndarray, sizes: np.ndarray, mid: np.ndarray, notional: float, side: str) -> np.ndarray:
-    """The VWAP cost in bps of the mid of taking `notional` (quote) from each book's levels, walking them
-    best first; a "buy" walks asks, a "sell" bids. NaN where the levels hold less than the notional."""
+def walk_cost_bps(
+    prices: np.ndarray, sizes: np.ndarray, mid: np.ndarray, notional: float | np.ndarray, side: str
+) -> np.ndarray:
+    """The VWAP cost in bps of the mid of taking `notional` (quote; one for every book, or one per book) from
+    each book's levels, walking them best first; a "buy" walks asks, a "sell" bids. NaN where the levels hold
+    less than the notional."""
     if side not in SIDES:
         raise ValueError(f"side: {side!r}; expected one of {SIDES}")
-    if not notional > 0:
+    if not np.all(np.asarray(notional) > 0):
         raise ValueError(f"notional: {notional!r} must be > 0")
+    if np.ndim(notional):  # one per book: a column against the levels
+        notional = np.asarray(notional, dtype=float)
+        column = notional[:, None]
+    else:
+        column = notional
     values = np.nan_to_num(prices * sizes, nan=0.0)
     amounts = np.nan_to_num(sizes, nan=0.0)
     cum_value = np.cumsum(values, axis=1)
     cum_amount = np.cumsum(amounts, axis=1)
     # the level that completes the notional: the first whose cumulative value reaches it
-    full = cum_value >= notional * (1.0 - 1e-12)
+    full = cum_value >= column * (1.0 - 1e-12)
     filled = full.any(axis=1)
     k = np.argmax(full, axis=1)
     rows = np.arange(len(prices))

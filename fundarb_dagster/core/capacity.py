@@ -58,6 +58,38 @@ class LegBook:
 
 
 @dataclass(frozen=True)
+class LegBooks:
+    """Many captured books of a leg, one per row (levels best first, NaN past the depth): what `capacities`
+    walks, every row at its own notional at once."""
+
+    bid_price: np.ndarray  # (N, L)
+    bid_size: np.ndarray
+    ask_price: np.ndarray
+    ask_size: np.ndarray
+
+    @classmethod
+    def of(cls, book: LegBook) -> LegBooks:
+        return cls(*(np.asarray(a, dtype=float)[None, :] for a in
+                     (book.bid_price, book.bid_size, book.ask_price, book.ask_size)))  # fmt: skip
+
+    def rows(self, idx: np.ndarray) -> LegBooks:
+        return LegBooks(self.bid_price[idx], self.bid_size[idx], self.ask_price[idx], self.ask_size[idx])
+
+    def depth_usd(self) -> np.ndarray:
+        """Per book, `LegBook.depth_usd`."""
+        bids = np.nansum(self.bid_price * self.bid_size, axis=1)
+        asks = np.nansum(self.ask_price * self.ask_size, axis=1)
+        return np.minimum(bids, asks)
+
+    def walk_bps(self, notional: np.ndarray) -> np.ndarray:
+        """Per book, `LegBook.walk_bps` at its own notional."""
+        mid = (self.bid_price[:, 0] + self.ask_price[:, 0]) / 2
+        buy = walk_cost_bps(self.ask_price, self.ask_size, mid, notional, "buy")
+        sell = walk_cost_bps(self.bid_price, self.bid_size, mid, notional, "sell")
+        return buy + sell
+
+
+@dataclass(frozen=True)
 class Capacity:
     notional_usd: float  # the largest notional per leg within the budget (0: not even the smallest size)
     cost_bps: float  # the round trip's cost at it (NaN at 0)
@@ -72,23 +104,40 @@ def round_trip_bps(books: Sequence[LegBook], fees_bps: float, notional: float) -
 
 def capacity(books: Sequence[LegBook], fees_bps: float, budget_bps: float) -> Capacity:
     """The largest per-leg notional whose round-trip cost stays within `budget_bps` (see the module doc)."""
-    limit = min(book.depth_usd() for book in books)
-    if not (budget_bps > 0 and limit > 0):
-        return Capacity(0.0, math.nan, False)
-    at_limit = round_trip_bps(books, fees_bps, limit)
-    if at_limit <= budget_bps:
-        return Capacity(limit, at_limit, True)
-    smallest = limit * 2.0**-BISECTION_STEPS
-    if not round_trip_bps(books, fees_bps, smallest) <= budget_bps:
-        return Capacity(0.0, math.nan, False)
-    lo, hi = smallest, limit  # cost(lo) within the budget, cost(hi) beyond it
+    notional, cost, capped = capacities([LegBooks.of(b) for b in books], np.array([fees_bps]), np.array([budget_bps]))
+    return Capacity(float(notional[0]), float(cost[0]), bool(capped[0]))
+
+
+def capacities(
+    legs: Sequence[LegBooks], fees_bps: np.ndarray, budget_bps: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`capacity` for N trades at once (row i: every leg's book i, its fees and its budget), by the same
+    bisection on every row together: the notional per leg, the round trip's cost at it (NaN at 0) and capped,
+    each `(N,)`."""
+    fees_bps, budget_bps = np.asarray(fees_bps, dtype=float), np.asarray(budget_bps, dtype=float)
+    limit = np.min([leg.depth_usd() for leg in legs], axis=0)
+    notional, cost = np.zeros(len(limit)), np.full(len(limit), math.nan)
+    capped = np.zeros(len(limit), dtype=bool)
+    live = np.flatnonzero((budget_bps > 0) & (limit > 0))
+
+    def cost_at(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+        return fees_bps[rows] + sum(leg.rows(rows).walk_bps(q) for leg in legs)
+
+    at_limit = cost_at(live, limit[live])
+    whole = at_limit <= budget_bps[live]
+    notional[live[whole]], cost[live[whole]], capped[live[whole]] = limit[live[whole]], at_limit[whole], True
+    live = live[~whole]
+    smallest = limit[live] * 2.0**-BISECTION_STEPS
+    fits = cost_at(live, smallest) <= budget_bps[live]  # else not even the smallest size: 0
+    live, lo, hi = live[fits], smallest[fits], limit[live[fits]]  # cost(lo) within the budget, cost(hi) beyond
+    fees, budget, walked = fees_bps[live], budget_bps[live], [leg.rows(live) for leg in legs]
     for _ in range(BISECTION_STEPS):
         mid = (lo + hi) / 2
-        if round_trip_bps(books, fees_bps, mid) <= budget_bps:
-            lo = mid
-        else:
-            hi = mid
-    return Capacity(lo, round_trip_bps(books, fees_bps, lo), False)
+        within = fees + sum(leg.walk_bps(mid) for leg in walked) <= budget
+        lo, hi = np.where(within, mid, lo), np.where(within, hi, mid)
+    notional[live] = lo
+    cost[live] = cost_at(live, lo)
+    return notional, cost, capped
 
 
 def carry_bps(carry_apr: float, horizon_h: int) -> float:

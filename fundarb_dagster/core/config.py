@@ -179,6 +179,18 @@ class TradeConfig:
     limits: Mapping[str, float | None] = field(default_factory=lambda: dict(DEFAULT_TRADE_LIMITS))
 
 
+BACKTEST_SIZINGS = ("even", "capacity")  # rule 3 of core/backtest/engine.py: see core/backtest/sizing.py
+
+
+@dataclass(frozen=True)
+class BacktestSection:
+    """How the backtest assets size positions unless a run's config says otherwise (see the README)."""
+
+    sizing: str = "even"  # even: capital split evenly over the pairs; capacity: capped by the books' capacity
+    capacity_share: float = 0.5  # capacity: round-trip cost at most this share of the carry over the horizon
+    capacity_horizon_h: float = 168.0  # capacity: hours the expected carry is earned over (opportunities' default)
+
+
 @dataclass(frozen=True)
 class FundarbConfig:
     source: str = "sim"
@@ -189,6 +201,7 @@ class FundarbConfig:
     live: LiveConfig = field(default_factory=LiveConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     trade: TradeConfig = field(default_factory=TradeConfig)
+    backtest: BacktestSection = field(default_factory=BacktestSection)
     fees: tuple[FeeEntry, ...] = ()  # dated fee schedules by venue, tier and market kind (`core/fees.py`)
 
     @property
@@ -296,6 +309,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> FundarbConfig:
         live=_section(raw, "live", LiveConfig),
         capture=_section(raw, "capture", CaptureConfig),
         trade=_trade_section(raw.get("trade")),
+        backtest=_section(raw, "backtest", BacktestSection),
         fees=_fees(raw.get("fees")),
     )
     validate(config)
@@ -501,6 +515,7 @@ def validate(config: FundarbConfig) -> None:
                     f"exchanges[{i}].symbols: {symbol!r} is not a ccxt unified symbol like BTC/USDT, BTC/USDT:USDT"
                     " or BTC/USD:BTC-260327"
                 )
+    validate_backtest(config.backtest)
     _positive(config.sim.speed, "sim.speed")
     if not config.sim.book_interval_s >= 0.001:
         raise ConfigError(f"sim.book_interval_s: {config.sim.book_interval_s!r} must be >= 0.001")
@@ -561,6 +576,15 @@ def validate(config: FundarbConfig) -> None:
         raise ConfigError(f"replay.min_use_ratio: {config.replay.min_use_ratio!r} must be between 0 and 1")
     _positive(config.live.reconnect_max_backoff_s, "live.reconnect_max_backoff_s")
     _positive(config.live.funding_poll_interval_s, "live.funding_poll_interval_s")
+
+
+def validate_backtest(backtest: BacktestSection) -> None:
+    """The `backtest` section (the backtest assets' defaults; a run's config is checked the same way)."""
+    if backtest.sizing not in BACKTEST_SIZINGS:
+        raise ConfigError(f"backtest.sizing: {backtest.sizing!r}; expected one of {list(BACKTEST_SIZINGS)}")
+    if not 0 < backtest.capacity_share <= 1:
+        raise ConfigError(f"backtest.capacity_share: {backtest.capacity_share!r} must be in (0, 1]")
+    _positive(backtest.capacity_horizon_h, "backtest.capacity_horizon_h")
 
 
 def validate_trade(trade: TradeConfig) -> None:

@@ -1,10 +1,9 @@
 """Every warehouse table once: its domain, natural key, partitioning and columns (name, kind, description).
 
-The assets publish these columns as their column schema, create a table empty from them when no run has
-made it yet, and the tests hold them against the SQL files' output and against the tables described in
-docs/architecture.md. The raw tables are derived from the landed streams (`schema.py`): a stream field is
-a raw column. Kinds: string, timestamp (UTC, microseconds), float64, int64, int32, int8, bool, float64[] (a list
-of floats: an order book's levels).
+The assets publish these columns as their column schema, create a table empty from them when no run has made it
+yet, and the tests hold them against the SQL files' output and against the tables described in docs/architecture.md.
+The raw tables are derived from the landed streams (`schema.py`): a stream field is a raw column. Kinds: string,
+timestamp (UTC, microseconds), float64, int64, int32, int8, bool, float64[] (a list of floats: a book's levels).
 """
 
 from __future__ import annotations
@@ -572,6 +571,8 @@ BACKTEST = [
                 ("n_bars", "int64", "bars simulated"),
                 ("n_pairs", "int64", "pairs traded"),
                 ("capital_usd", "float64", "starting capital"),
+                ("sizing", "string", "even (capital split evenly over the pairs) | capacity (capped by the books)"),
+                ("capital_unused_usd", "float64", "mean over bars in market of the capital the sizing left unused"),
                 ("final_equity_usd", "float64", "equity after the last bar"),
                 ("drawdown_stop_ts", "timestamp", "when the drawdown stop closed the book, NULL if it never did"),
                 *_METRICS,
@@ -654,6 +655,12 @@ BACKTEST = [
                 ("pnl_usd", "float64", "PnL of the round trip"),
                 ("funding_usd", "float64", "funding of the round trip"),
                 ("exit_reason", "string", "why it closed"),
+                (
+                    "size_source",
+                    "string",
+                    "what sized it: capacity (the books) | capital (the even share) | even (no book)",
+                ),
+                ("capital_unused_usd", "float64", "the pair's capital share its size left unused, USD"),
             ]
         ),
         frame="positions_frame",

@@ -11,5 +11,7 @@ SELECT
     CAST(entry_price_b AS DOUBLE) AS entry_price_b,
     CAST(pnl_usd AS DOUBLE) AS pnl_usd,
     CAST(funding_usd AS DOUBLE) AS funding_usd,
-    CAST(exit_reason AS VARCHAR) AS exit_reason
+    CAST(exit_reason AS VARCHAR) AS exit_reason,
+    CAST(size_source AS VARCHAR) AS size_source,
+    CAST(capital_unused_usd AS DOUBLE) AS capital_unused_usd
 FROM positions_frame

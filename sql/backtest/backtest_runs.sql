@@ -9,6 +9,8 @@ SELECT
     CAST(n_bars AS BIGINT) AS n_bars,
     CAST(n_pairs AS BIGINT) AS n_pairs,
     CAST(capital_usd AS DOUBLE) AS capital_usd,
+    CAST(sizing AS VARCHAR) AS sizing,
+    CAST(capital_unused_usd AS DOUBLE) AS capital_unused_usd,
     CAST(final_equity_usd AS DOUBLE) AS final_equity_usd,
     CAST(drawdown_stop_ts AS TIMESTAMP) AS drawdown_stop_ts,
     CAST(total_return AS DOUBLE) AS total_return,

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from fundarb_dagster.core import opportunities as o
-from fundarb_dagster.core.capacity import LegBook, capacity, carry_bps, round_trip_bps
+from fundarb_dagster.core.capacity import LegBook, LegBooks, capacities, capacity, carry_bps, round_trip_bps
 
 MID, A, B, N1 = 100.0, 1.0, 20.0, 50_000.0
 P1, P2 = MID * (1 + A / 1e4), MID * (1 + B / 1e4)
@@ -100,3 +100,17 @@ def test_the_ranking_walks_the_books_where_both_legs_have_one_and_says_so() -> N
     assert math.isnan(okx.capacity_usd) and math.isnan(okx.capacity_net_carry_apr)
     # perp-perp bybit/okx: okx has no book, so the flat model
     assert (out[out.strategy == "perp_perp"]["cost_source"] == "flat").all()
+
+
+def test_capacities_solve_every_row_at_its_own_budget() -> None:
+    # rows: the closed form, nothing fits (below the top's cost), the whole depth (capped), no carry
+    fees = 8.0
+    budgets = np.array([0.5 * carry_bps(0.30, 168), fees + 4 * A - 0.01, 500.0, 0.0])
+    books = LegBooks.of(leg()).rows(np.zeros(len(budgets), dtype=int))
+    notional, cost, capped = capacities([books, books], np.full(len(budgets), fees), budgets)
+    assert notional[0] == pytest.approx(closed_form(budgets[0], fees), rel=1e-9) and not capped[0]
+    assert notional[1] == 0.0 and math.isnan(cost[1])
+    assert capped[2] and notional[2] == pytest.approx(N1 + 5_000_000)
+    assert notional[3] == 0.0
+    for i, budget in enumerate(budgets):  # each row is the one-trade answer, to the bit
+        assert notional[i] == capacity([leg(), leg()], fees, budget).notional_usd

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -337,3 +338,17 @@ def test_dated_fees_by_tier_load_with_each_exchange_tier() -> None:
     assert [(e.exchange, e.tier, e.market, e.maker_bps) for e in config.fees] == [
         ("binance", "vip1", "perp", -0.5), ("okx", "vip0", "spot", 2.0)]  # fmt: skip
     assert config.fees[1].valid_from_ms == 1_772_352_000_000  # 2026-03-01T08:00Z
+
+
+def test_the_backtest_section_names_the_bad_field_and_value() -> None:
+    config = config_from_dict({"backtest": {"sizing": "capacity", "capacity_share": 0.25}})
+    assert (config.backtest.sizing, config.backtest.capacity_share, config.backtest.capacity_horizon_h) == (
+        "capacity", 0.25, 168.0)  # fmt: skip
+    for section, message in (
+        ({"sizing": "biggest"}, "backtest.sizing: 'biggest'; expected one of ['even', 'capacity']"),
+        ({"capacity_share": 1.5}, "backtest.capacity_share: 1.5 must be in (0, 1]"),
+        ({"capacity_horizon_h": 0}, "backtest.capacity_horizon_h: 0.0 must be > 0"),
+        ({"size": "even"}, "backtest.size: unknown field"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            config_from_dict({"backtest": section})

@@ -197,6 +197,7 @@ class Block:
     capital_per_pair: float
     bar_h: float
     units: float = 0.0  # > 0: every held pair holds this many units per leg (rule 3's fixed size)
+    cap: np.ndarray | None = None  # (P, T) sizing by capacity: the notional per leg the books carry (NaN: none)
 
     @classmethod
     def of(
@@ -208,8 +209,10 @@ class Block:
         capital_per_pair: float,
         bar_h: float,
         units: float = 0.0,
+        cap: np.ndarray | None = None,
     ) -> Block:
-        """Pairs `sl` of the time-last `signal` `(P, T)` and of both legs (`legs_of`)."""
+        """Pairs `sl` of the time-last `signal` `(P, T)` and of both legs (`legs_of`); `cap` the pairs' capacities
+        `(T, P)` (sizing by capacity) or None."""
         la, lb = legs[0].block(sl), legs[1].block(sl)
         borrow = pairs.borrow_apr[:, sl].T if pairs.borrow_apr.ndim == 2 else pairs.borrow_apr[sl].reshape(-1, 1)
         reverse = pairs.reverse_cost_apr
@@ -224,6 +227,7 @@ class Block:
             capital_per_pair=capital_per_pair,
             bar_h=bar_h,
             units=units,
+            cap=None if cap is None else np.ascontiguousarray(cap[:, sl].T),
         )
 
     def direction(self, enter: np.ndarray, exit_: np.ndarray) -> np.ndarray:
@@ -241,6 +245,16 @@ class Block:
         cost_a = np.where(self.la.is_perp, inv_leverage, 1.0)
         cost_b = np.where(self.lb.is_perp, inv_leverage, 1.0)
         return self.capital_per_pair / (cost_a + cost_b)
+
+    def sized(self, even: np.ndarray, sidx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rule 3 under sizing by capacity: the even notional `(G, P, 1)` capped at the pair's capacity at its
+        episode's entry `sidx` `(G, P, T)`, and which bound sized it (`sizing.SIZE_SOURCES` codes: 0 even, no
+        book; 1 capital; 2 capacity). Without caps: the even notional and None."""
+        if self.cap is None:
+            return even, None
+        cap = gather(self.cap, np.maximum(sidx, 0))  # before the first episode: never held
+        src = np.where(np.isnan(cap), 0, np.where(cap < even, 2, 1)).astype(np.int8)
+        return np.fmin(even, cap), src
 
 
 # -- rule 4: the accounting of a leg ---------------------------------------------------------------------------

@@ -20,10 +20,10 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from ..book_depth import walk_cost_bps
 from ..units import HOUR_MS
 from .engine import BacktestParams
 from .panel import Panel
+from .sizing import last_fresh, market_books
 from .strategies import PairSet
 
 BOOK_COLUMNS = ["exchange", "symbol", "ts_ms", "bid_price", "bid_size", "ask_price", "ask_size"]
@@ -43,36 +43,21 @@ def leg_notionals(panel: Panel, pairs: PairSet, params: BacktestParams) -> dict[
     return out
 
 
-def _levels(rows: pd.DataFrame, name: str) -> np.ndarray:
-    width = max((len(v) for v in rows[name]), default=0)
-    out = np.full((len(rows), width), np.nan)
-    for k, values in enumerate(rows[name]):
-        out[k, : len(values)] = np.asarray(values, dtype=float)
-    return out
-
-
 def book_half_spreads(
     panel: Panel, books: pd.DataFrame, notionals: Mapping[int, float], max_age_ms: int = HOUR_MS
 ) -> np.ndarray:
     """`(T, M)` half-spreads (fractions) from walking the last book at or before each bar (NaN: not walked)."""
     out = np.full(panel.shape, np.nan)
-    if books.empty:
-        return out
-    by_market = {key: rows.sort_values("ts_ms") for key, rows in books.groupby(["exchange", "symbol"])}
+    by_market = market_books(books)
     for j, notional in notionals.items():
         market = panel.markets[j]
-        rows = by_market.get((market.exchange, market.symbol))
-        if rows is None or not notional > 0:
+        found = by_market.get((market.exchange, market.symbol))
+        if found is None or not notional > 0:
             continue
-        times = rows["ts_ms"].to_numpy(dtype=np.int64)
-        bids, asks = _levels(rows, "bid_price"), _levels(rows, "ask_price")
-        mids = (bids[:, 0] + asks[:, 0]) / 2
-        buy = walk_cost_bps(asks, _levels(rows, "ask_size"), mids, notional, "buy")
-        sell = walk_cost_bps(bids, _levels(rows, "bid_size"), mids, notional, "sell")
-        k = np.searchsorted(times, panel.ts_ms, side="right") - 1  # the last book at or before the bar
-        fresh = (k >= 0) & (panel.ts_ms - times[np.clip(k, 0, None)] <= max_age_ms)
-        cost = (buy + sell) / 2 / 1e4
-        out[:, j] = np.where(fresh, cost[np.clip(k, 0, None)], np.nan)
+        times, walked = found
+        cost = walked.walk_bps(np.full(len(times), notional)) / 2 / 1e4
+        k = last_fresh(times, panel.ts_ms, max_age_ms)  # the last book at or before the bar
+        out[:, j] = np.where(k >= 0, cost[np.clip(k, 0, None)], np.nan)
     return out
 
 

@@ -12,7 +12,8 @@ Rules (the reference event loop in tests/core/backtest/reference_loop.py impleme
    size), else `q = notional / mid_A` at the episode start and again every `rebalance_h` (the hedge is
    resized to the target notional and each perp's isolated wallet reset to `notional / leverage`: collateral
    moved between venues). Capital is split evenly over the pairs; each pair's notional = capital share /
-   (spot legs + perp legs / leverage).
+   (spot legs + perp legs / leverage). Sizing by capacity (`sizing="capacity"`, `PairSet.size_cap`): that
+   notional capped at the capacity of the pair's captured books at the episode's entry (sizing.py).
 4. Accounting per bar `u` for positions decided at `u-1`: basis PnL marked to mid; funding booked in bar u
    (`panel.funding_cash`); borrow on a short spot leg; fees and slippage on every traded quantity at `u`.
 5. Liquidation: each perp leg's liquidation price (accounting.liquidation_price) uses the wallet after the
@@ -41,11 +42,12 @@ import numpy as np
 import pandas as pd
 
 from .block import BLOCK_CELLS, Block, Legs, legs_of
-from .full_block import DETAIL, simulate_full
+from .full_block import DETAIL, SIZED, simulate_full
 from .grid_block import SWEEP_BLOCK_CELLS, simulate_grid
 from .metrics import drawdown, performance
 from .panel import Panel
 from .records import open_positions, positions, timestamps, trades
+from .sizing import SIZINGS
 from .strategies import PairSet
 
 GRID_FIELDS = ("enter_apr", "exit_apr", "max_hold_h", "leverage", "rebalance_h", "stop_distance", "drawdown_stop")
@@ -64,6 +66,7 @@ class BacktestParams:
     execution: str = "taker"  # "taker": taker fee + half-spread; "maker": maker fee, no spread crossed
     slippage_bps: float = 2.0  # half-spread model where no quotes were recorded
     units: float = 0.0  # > 0: hold this many units of the underlying per leg (fixed size); 0: rule 3's notional
+    sizing: str = "even"  # rule 3: "even" capital split, or "capacity": capped at the books' capacity (sizing.py)
 
     def __post_init__(self) -> None:
         validate_params({f: np.array([getattr(self, f)], dtype=float) for f in GRID_FIELDS})
@@ -75,6 +78,10 @@ class BacktestParams:
             raise ValueError(f"slippage_bps: {self.slippage_bps!r} must be >= 0")
         if not (self.units >= 0 and np.isfinite(self.units)):
             raise ValueError(f"units: {self.units!r} must be >= 0 (0: size by notional)")
+        if self.sizing not in SIZINGS:
+            raise ValueError(f"sizing: {self.sizing!r} must be one of {SIZINGS}")
+        if self.sizing == "capacity" and self.units > 0:
+            raise ValueError(f"sizing: 'capacity' sizes by notional; units: {self.units!r} must be 0 with it")
 
 
 def validate_params(grid: dict[str, np.ndarray]) -> None:
@@ -140,9 +147,6 @@ def simulate(
     T, P = pairs.signal.shape
     if params.units > 0 and not detail:
         raise ValueError(f"units: {params.units!r} (fixed size) runs in full backtests only, not in sweeps")
-    if panel.tiers and not detail:
-        # the grid-sharing path prices events per unit, whatever the leverage; a tier depends on the notional
-        raise ValueError("tiers: leverage tiers run in full backtests only, not in sweeps (they use the flat mmr)")
     legs = legs if legs is not None else prepare_legs(panel, pairs, params)
     dd = np.asarray(grid["drawdown_stop"], dtype=float)
     total, blocks = _run_blocks(panel, pairs, grid, params, detail, legs, mark=bool((dd > 0).any()))
@@ -207,16 +211,20 @@ def _run_blocks(
     signal = np.ascontiguousarray(pairs.signal.T)
     g = {name: np.asarray(grid[name], dtype=float).reshape(G, 1, 1) for name in GRID_FIELDS}
     stop = None if halt is None else np.asarray(halt, dtype=np.int64).reshape(G, 1, 1)
-    # detail: the full (G, P, T) arrays for the tables; otherwise the grid-sharing path (same aggregates)
-    cells = BLOCK_CELLS // max(G, 1) if detail else (BLOCK_CELLS if G == 1 else SWEEP_BLOCK_CELLS)
+    cap = size_caps(pairs, params)
+    # detail: the full (G, P, T) arrays for the tables; otherwise the grid-sharing path (same aggregates), whose
+    # events are priced per unit whatever the notional: leverage tiers and capacity caps depend on the
+    # notional, so a sweep with either runs the full simulator (without the tables)
+    full = detail or bool(panel.tiers) or cap is not None
+    cells = BLOCK_CELLS // max(G, 1) if full else (BLOCK_CELLS if G == 1 else SWEEP_BLOCK_CELLS)
     step = max(1, cells // max(T, 1))
     total: dict[str, Any] = {}
     blocks: list[dict[str, Any]] = []
     for lo in range(0, P, step):
         block = Block.of(
-            signal, legs, pairs, slice(lo, min(lo + step, P)), params.capital / P, panel.bar_h, params.units
+            signal, legs, pairs, slice(lo, min(lo + step, P)), params.capital / P, panel.bar_h, params.units, cap
         )
-        out = simulate_full(block, g, detail, stop, mark) if detail else simulate_grid(block, g, stop, mark)
+        out = simulate_full(block, g, detail, stop, mark) if full else simulate_grid(block, g, stop, mark)
         for key, value in out.items():
             if key in ("detail", "parts_t", "parts"):
                 continue
@@ -230,6 +238,14 @@ def _run_blocks(
         if detail:
             blocks.append(out["detail"])
     return total, blocks
+
+
+def size_caps(pairs: PairSet, params: BacktestParams) -> np.ndarray | None:
+    """The capacities rule 3 caps the notional at: the pairs' under sizing by capacity (all NaN, the even split,
+    where none were computed), None under the even split."""
+    if params.sizing != "capacity":
+        return None
+    return pairs.size_cap if pairs.size_cap is not None else np.full(pairs.signal.shape, np.nan)
 
 
 def _replace_points(total: dict[str, Any], again: dict[str, Any], points: np.ndarray) -> None:
@@ -251,7 +267,7 @@ def _joined_detail(blocks: list[dict[str, Any]], legs: tuple[Legs, Legs]) -> dic
     """The blocks' per-bar arrays joined along the pairs, back in the panel's `(G, T, P)` order, and the legs'
     costs the trade table prices with."""
     out: dict[str, Any] = {}
-    for name in DETAIL:
+    for name in (*DETAIL, *(SIZED if "size_src" in blocks[0] else ())):
         joined = np.concatenate([b[name] for b in blocks], axis=1)
         out[name] = np.ascontiguousarray(joined.transpose(0, 2, 1))  # back to (G, T, P)
     out["parts"] = {

@@ -32,6 +32,10 @@ DETAIL = (
 )
 
 
+# the per-bar arrays of detail=True under sizing by capacity: which bound sized each cell, the capital left unused
+SIZED = ("size_src", "unused")
+
+
 def simulate_full(
     block: Block, g: dict[str, np.ndarray], detail: bool, halt: np.ndarray | None = None, mark: bool = False
 ) -> dict[str, Any]:
@@ -50,7 +54,10 @@ def simulate_full(
     sidx, H, seg = block.episodes(D, g["max_hold_h"], g["rebalance_h"])
 
     # 3. sizing: equal units on both legs (the notional's worth at the segment's start, or a fixed size)
-    notional = block.notional(1.0 / lev)  # (G, P, 1)
+    even = block.notional(1.0 / lev)  # (G, P, 1)
+    notional, size_src = block.sized(even, sidx)  # sizing by capacity: capped at the entry's capacity
+    if size_src is not None:  # a capacity of 0: the episode is not entered
+        H = H * (notional > 0)
     e_a, e_b = gather(la.mid, seg), gather(lb.mid, seg)
     held = H != 0
     if block.units > 0:  # a fixed size in units of the underlying, whatever the price
@@ -99,6 +106,9 @@ def simulate_full(
             "liq_b": liq_b, "stopped": stopped, "liq_a_px": liq_a_prev, "liq_b_px": liq_b_prev, "e_a": e_a,
             "e_b": e_b, "parts": full,
         }  # fmt: skip
+        if size_src is not None:  # per cell: which bound sized it, and the capital it left unused
+            out["detail"]["size_src"] = size_src
+            out["detail"]["unused"] = block.capital_per_pair * (1.0 - notional / even)
     return out
 
 

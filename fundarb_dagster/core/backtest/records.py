@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .panel import Panel
+from .sizing import SIZE_SOURCES
 from .strategies import PairSet
 
 TRADE_COLUMNS = [
@@ -41,6 +42,8 @@ POSITION_COLUMNS = [
     "pnl_usd",
     "funding_usd",
     "exit_reason",
+    "size_source",
+    "capital_unused_usd",
 ]
 OPEN_COLUMNS = [
     "pair",
@@ -241,9 +244,33 @@ def positions(panel: Panel, pairs: PairSet, sim: dict[str, Any]) -> pd.DataFrame
             "pnl_usd": window_sum(cs),
             "funding_usd": window_sum(cf),
             "exit_reason": _decoded(why, EXIT_REASONS),
+            **sizes(sim, p0, t0),
         }
     )
     return table.take(pa.array(order)).to_pandas()
+
+
+def sizes(sim: dict[str, Any], p0: np.ndarray, t0: np.ndarray) -> dict[str, Any]:
+    """Per position entered at (pair p0, bar t0): which bound sized it (`sizing.SIZE_SOURCES`) and the capital
+    its pair's share left unused; the even split (and none unused) without sizing by capacity."""
+    if "size_src" not in sim:
+        return {"size_source": _decoded(np.zeros(len(p0)), SIZE_SOURCES), "capital_unused_usd": np.zeros(len(p0))}
+    return {
+        "size_source": _decoded(sim["size_src"][0].T[p0, t0], SIZE_SOURCES),
+        "capital_unused_usd": sim["unused"][0].T[p0, t0],
+    }
+
+
+def capital_unused(sim: dict[str, Any]) -> float:
+    """The capital the sizing left unused, mean over the bars in market: per bar, the held pairs' capital shares
+    less the margin their notionals need (0 under the even split)."""
+    if "unused" not in sim:
+        return 0.0
+    held = sim["A"][0] != 0  # (T, P)
+    in_market = held.any(axis=1)
+    if not in_market.any():
+        return 0.0
+    return float(np.where(held, sim["unused"][0], 0.0).sum(axis=1)[in_market].mean())
 
 
 def open_positions(panel: Panel, pairs: PairSet, sim: dict[str, Any], leverage: float) -> pd.DataFrame:

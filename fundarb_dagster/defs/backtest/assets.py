@@ -10,6 +10,7 @@ compares every strategy's latest run and the sweeps' best points."""
 
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +34,11 @@ from ...core.backtest.book_costs import leg_notionals, with_book_slippage
 from ...core.backtest.metrics import drawdown
 from ...core.backtest.panel import with_dated_fees, with_tiers
 from ...core.backtest.plots import attribution_png, equity_drawdown_png, heatmap_png
+from ...core.backtest.records import capital_unused
+from ...core.backtest.sizing import capacity_caps
+from ...core.backtest.strategies import PairSet
 from ...core.backtest.sweeps import sweep_table
+from ...core.config import BacktestSection, validate_backtest
 from ...core.sql import execute, load_sql, table_exists
 from ...core.venues import VENUE_FACTS
 from ..common.metadata import column_schema, metadata_table, number, png_md
@@ -69,7 +74,25 @@ class BacktestConfig(Config):
             "run trades no more (0: off; 0.2 = risk_report's default max_drawdown)"
         ),
     )
-    capital: float = Field(default=1_000_000.0, description="capital, USD, split evenly over the pairs")
+    capital: float = Field(
+        default=1_000_000.0, description="capital, USD, split evenly over the pairs (sizing: capacity caps each share)"
+    )
+    sizing: str = Field(
+        default="",
+        description=(
+            "even (capital split evenly over the pairs) or capacity (each pair's notional per leg capped at the "
+            "capacity of its captured books at entry, as opportunities computes it; even where no book); empty: "
+            "the source config's backtest.sizing (default even)"
+        ),
+    )
+    capacity_share: float | None = Field(
+        default=None,
+        description="sizing capacity: round trip at most this share of the expected carry (None: the source config's)",
+    )
+    capacity_horizon_h: float | None = Field(
+        default=None,
+        description="sizing capacity: hours the expected carry is earned over (None: the source config's)",
+    )
     execution: str = Field(default="taker", description="taker (fee + half-spread) or maker (maker fee)")
     slippage_bps: float = Field(default=2.0, description="half-spread model where no quotes were recorded")
     units: float = Field(
@@ -99,7 +122,7 @@ class BacktestConfig(Config):
         default=True,
         description=(
             "liquidate each perp leg at the tier its notional falls in (leverage_tiers: the schedule in force at "
-            "the window's end, else the first fetched); else, and in sweeps, the venue's flat maintenance rate"
+            "the window's end, else the first fetched), in sweeps too; else the venue's flat maintenance rate"
         ),
     )
     captured_borrow: bool = Field(
@@ -122,6 +145,20 @@ class BacktestConfig(Config):
             slippage_bps=self.slippage_bps,
             units=self.units,
         )
+
+    def sizing_rule(self, source: SourceConfigResource) -> BacktestSection:
+        """The run's sizing: its own fields where set, else the source config's `backtest` section (checked the
+        same way, naming the field)."""
+        defaults = source.load().backtest
+        rule = BacktestSection(
+            sizing=self.sizing or defaults.sizing,
+            capacity_share=defaults.capacity_share if self.capacity_share is None else self.capacity_share,
+            capacity_horizon_h=defaults.capacity_horizon_h
+            if self.capacity_horizon_h is None
+            else self.capacity_horizon_h,
+        )
+        validate_backtest(rule)
+        return rule
 
     def fee_overrides(self) -> dict[str, dict[str, float]] | None:
         """Every venue's fees set to `fee_bps` (Market fees are fractions), or None: the venues' own."""
@@ -239,21 +276,24 @@ def backtest(
 ) -> Any:
     """Run one strategy over the warehouse window; the run id is the Dagster run id (re-running replaces it)."""
     start, end = _window(config)
-    params = config.params()
+    rule = config.sizing_rule(source)
+    params = replace(config.params(), sizing=rule.sizing)
     name = run_strategy(context, config)
-    config = config.model_copy(update={"strategy": name})
+    config = config.model_copy(update={"strategy": name, **rule_fields(rule)})  # params_json keeps what ran
     strategy = get_strategy(name)
     t0 = time.perf_counter()
     with warehouse_connection(duckdb, read_only=True) as conn:
         panel, fee_sources = config.dated(load_panel(conn, start, end, fee_overrides=config.fee_overrides()), source)
         options = {**config.options(), "borrow_rates": load_borrow_rates(conn, end) if config.captured_borrow else None}
-        books = load_books(conn, start, end) if config.book_slippage else pd.DataFrame()
+        by_books = config.book_slippage or rule.sizing == "capacity"
+        books = load_books(conn, start, end) if by_books else pd.DataFrame()
         tiers = load_tiers(conn, end) if config.leverage_tiers else pd.DataFrame()
     panel, margin_sources = with_tiers(panel, tiers)
     t_load = time.perf_counter() - t0
-    pairs = strategy.pairs(panel, options)
+    pairs = sized_pairs(strategy.pairs(panel, options), panel, books, params, rule)
     # where books were captured, each leg's trades walk them for its size (the flat model elsewhere)
-    panel, slippage_sources = with_book_slippage(panel, books, leg_notionals(panel, pairs, params))
+    walked = books if config.book_slippage else pd.DataFrame()
+    panel, slippage_sources = with_book_slippage(panel, walked, leg_notionals(panel, pairs, params))
     if not pairs.names:
         raise ValueError(f"strategy: {config.strategy!r} found no tradable pairs in the window {start}..{end}")
     context.log.info(f"panel {panel.shape[0]} bars x {panel.shape[1]} markets, {len(pairs.names)} pairs")
@@ -300,6 +340,10 @@ def backtest(
             "slippage_source": MetadataValue.json(slippage_sources),
             # per perp: liquidated at its leverage tiers, or at the venue's flat maintenance rate
             "margin_source": MetadataValue.json(margin_sources),
+            # rule 3: even split or capped by the books' capacity; positions by what sized them
+            "sizing": rule.sizing,
+            "size_source": MetadataValue.json(result.positions["size_source"].value_counts().to_dict()),
+            "capital_unused_usd": number(float(run_row["capital_unused_usd"].iloc[0]), "usd"),
             "load_s": round(t_load, 3),
             "backtest_s": round(t_run, 4),
         },
@@ -310,6 +354,20 @@ def backtest(
                  "by_reason": MetadataValue.json(result.trades["reason"].value_counts().to_dict())})  # fmt: skip
     yield Output(None, output_name="backtest_positions", metadata={**common, "rows": len(frames["backtest_positions"])})
     yield Output(None, output_name="backtest_book", metadata={**common, "open_legs": len(frames["backtest_book"])})
+
+
+def rule_fields(rule: BacktestSection) -> dict[str, Any]:
+    return {"sizing": rule.sizing, "capacity_share": rule.capacity_share, "capacity_horizon_h": rule.capacity_horizon_h}
+
+
+def sized_pairs(
+    pairs: PairSet, panel: Panel, books: pd.DataFrame, params: BacktestParams, rule: BacktestSection
+) -> PairSet:
+    """The pairs with their capacities at each bar under sizing by capacity (core/backtest/sizing.py)."""
+    if rule.sizing != "capacity" or not pairs.names:
+        return pairs
+    caps = capacity_caps(panel, pairs, books, params.execution, rule.capacity_share, rule.capacity_horizon_h)
+    return replace(pairs, size_cap=caps)
 
 
 # A run's summary row on the page: what it returned, at what risk, how it traded (stored fractions shown in %).
@@ -385,6 +443,8 @@ def result_frames(
         "n_bars": panel.shape[0],
         "n_pairs": n_pairs,
         "capital_usd": config.capital,
+        "sizing": config.sizing or "even",
+        "capital_unused_usd": capital_unused(result.arrays),
         "final_equity_usd": float(result.equity["equity"].iloc[-1]),
         "drawdown_stop_ts": ts[halt] if halt < len(ts) else pd.NaT,
         **result.metrics,
@@ -426,15 +486,21 @@ def backtest_sweep(
     context: AssetExecutionContext, config: SweepConfig, duckdb: DuckDBResource, source: SourceConfigResource
 ) -> MaterializeResult:
     start, end = _window(config)
-    config = config.model_copy(update={"strategy": run_strategy(context, config)})
+    rule = config.sizing_rule(source)
+    config = config.model_copy(update={"strategy": run_strategy(context, config), **rule_fields(rule)})
     with warehouse_connection(duckdb, read_only=True) as conn:
         panel, fee_sources = config.dated(load_panel(conn, start, end, fee_overrides=config.fee_overrides()), source)
         options = {**config.options(), "borrow_rates": load_borrow_rates(conn, end) if config.captured_borrow else None}
-    pairs = get_strategy(config.strategy).pairs(panel, options)
+        books = load_books(conn, start, end) if rule.sizing == "capacity" else pd.DataFrame()
+        tiers = load_tiers(conn, end) if config.leverage_tiers else pd.DataFrame()
+    # leverage tiers and capacity caps as the full backtest has them (each grid point then runs the full
+    # simulator's rules: engine.simulate); slippage stays the half-spread model
+    panel, margin_sources = with_tiers(panel, tiers)
+    axes = config.axes()
+    base = replace(config.params(), sizing=rule.sizing)
+    pairs = sized_pairs(get_strategy(config.strategy).pairs(panel, options), panel, books, base, rule)
     if not pairs.names:
         raise ValueError(f"strategy: {config.strategy!r} found no tradable pairs in the window {start}..{end}")
-    axes = config.axes()
-    base = config.params()
     t0 = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
@@ -463,6 +529,8 @@ def backtest_sweep(
             "run_id": context.run.run_id,
             "strategy": config.strategy,
             "grid_points": len(full),
+            "sizing": rule.sizing,
+            "margin_source": MetadataValue.json(margin_sources),
             "top_points": metadata_table(top := best[[c for c in show if c in best]], _units(top)),
             "walk_forward_folds": metadata_table(fold_table := _fold_table(wf, panel, axes), _units(fold_table)),
             "walk_forward_stitched": metadata_table(stitched_metrics, _units(stitched_metrics)),

@@ -145,6 +145,13 @@ def reference_positions(panel: Panel, pairs: PairSet, sim: dict[str, Any]) -> pd
             "pnl_usd": window_sum(cs),
             "funding_usd": window_sum(cf),
             "exit_reason": why,
+            # what sized it: even without capacity caps, else the engine's code at the entry
+            "size_source": (
+                np.array(["even", "capital", "capacity"], dtype=object)[sim["size_src"][0].T[p0, t0]]
+                if "size_src" in sim
+                else np.full(len(p0), "even", dtype=object)
+            ),
+            "capital_unused_usd": sim["unused"][0].T[p0, t0] if "unused" in sim else np.zeros(len(p0)),
         }
     )
     return out.sort_values(["pair", "entry_ts"], kind="stable").reset_index(drop=True)

@@ -1,14 +1,18 @@
 """Backtest liquidation under leverage tiers: the tier the notional at the liquidation price falls in, at the
-tier edges, by hand; sweeps refuse tiers (their per-unit event path cannot see a notional)."""
+tier edges, by hand; a sweep point liquidates at the same bar as the full backtest of its parameters."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pandas as pd
 import pytest
 
 from fundarb_dagster.core.backtest import BacktestParams, get_strategy, run_backtest
 from fundarb_dagster.core.backtest.engine import make_grid, simulate
 from fundarb_dagster.core.backtest.panel import with_tiers
+from fundarb_dagster.core.backtest.sweeps import sweep
 
 from .test_engine import tiny_panel
 
@@ -61,8 +65,26 @@ def test_a_liquidation_notional_past_the_edge_uses_the_next_tier():
     assert r.attribution["liquidation"] == pytest.approx(5 * p2 * 0.05 - 29.6, rel=1e-9)
 
 
-def test_sweeps_refuse_tiers():
-    panel, _ = with_tiers(tiny_panel([100] * 4, [100] * 4, [0.5] * 4, [0.0] * 4), _tiers(740.0))
+@pytest.mark.parametrize("edge, liquidated", [(750.0, False), (740.0, True)])
+def test_a_sweep_point_liquidates_at_the_tier_the_full_backtest_does(edge, liquidated):
+    # the same tier edges by hand (above): at leverage 2 the edge-740 schedule liquidates at bar 2, the edge-750
+    # one never; at leverage 1.5 (450 per leg, 4.5 units, wallet 300) tier 2's price is
+    # (100 + 300 / 4.5 + edge x 4 % / 4.5) / (1 + 0.05 + fee) > 164: never. The sweep sees the tier too.
+    panel = tiny_panel([100] * 4, [100] * 4, [0.5] * 4, [0.0] * 4, high=[100, 100, 148.43, 100])
+    panel, _ = with_tiers(panel, _tiers(edge))
     pairs = get_strategy("cash_carry").pairs(panel, {})
-    with pytest.raises(ValueError, match="tiers: leverage tiers run in full backtests only"):
-        simulate(panel, pairs, make_grid(PARAMS, {"leverage": [1.0, 2.0]}), PARAMS, detail=False)
+    swept = sweep(panel, pairs, PARAMS, {"leverage": [1.5, 2.0]}).set_index("leverage")
+    grid = make_grid(PARAMS, {"leverage": [1.5, 2.0]})
+    points = simulate(panel, pairs, grid, PARAMS, detail=False)
+    for g, leverage in enumerate(grid["leverage"]):
+        full = run_backtest(panel, pairs, replace(PARAMS, leverage=float(leverage)))
+        liq_bars = list(full.equity.index[full.equity["liquidation_pnl"] != 0])
+        expected = [2] if liquidated and leverage == 2.0 else []
+        assert liq_bars == expected
+        # the sweep point: the same liquidations, the same equity at every bar (so the same bar)
+        assert swept.loc[leverage, "liquidations"] == len(expected) == points["liquidations"][g]
+        np.testing.assert_allclose(points["equity"][g], full.equity["equity"].to_numpy(), rtol=0, atol=1e-9)
+        assert swept.loc[leverage, "final_equity"] == pytest.approx(full.equity["equity"].iloc[-1], abs=1e-9)
+    if liquidated:  # the maintenance margin forfeited at tier 2's price, by hand
+        p2 = (150 + 29.6 / 5) / (1 + 0.05 + FEE)
+        assert points["attribution"]["liquidation"][1] == pytest.approx(5 * p2 * 0.05 - 29.6, rel=1e-9)

@@ -24,6 +24,9 @@ class PairSet:
     # rate in force at the bar's start)
     borrow_apr: np.ndarray
     borrow_source: list[str] = field(default_factory=list)  # per pair: captured, configured, captured+configured...
+    # (T, P): the notional per leg the pair's captured books carry at t (`sizing.capacity_caps`; NaN: no book);
+    # None: no caps (sizing `even`)
+    size_cap: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.leg_a = np.asarray(self.leg_a, dtype=np.int64)
@@ -39,6 +42,10 @@ class PairSet:
             setattr(self, name, np.asarray(getattr(self, name), dtype=float))
             if np.shape(getattr(self, name)) not in ((P,), self.signal.shape):
                 raise ValueError(f"{name}: shape {np.shape(getattr(self, name))} must be ({P},) or {self.signal.shape}")
+        if self.size_cap is not None:
+            self.size_cap = np.asarray(self.size_cap, dtype=float)
+            if self.size_cap.shape != self.signal.shape:
+                raise ValueError(f"size_cap: shape {self.size_cap.shape} must be {self.signal.shape}")
 
     def bars(self, start: int, stop: int) -> PairSet:
         """The pairs on bars `[start, stop)` (every per-bar array cut the same way)."""
@@ -47,7 +54,8 @@ class PairSet:
             return a[start:stop] if a.ndim == 2 else a
 
         return replace(self, signal=self.signal[start:stop], reverse_cost_apr=cut(self.reverse_cost_apr),
-                       borrow_apr=cut(self.borrow_apr))  # fmt: skip
+                       borrow_apr=cut(self.borrow_apr),
+                       size_cap=None if self.size_cap is None else self.size_cap[start:stop])  # fmt: skip
 
 
 class Strategy(Protocol):
