@@ -169,6 +169,7 @@ class Watcher:
                 book_levels=capture.book_levels,
                 book_interval_s=capture.book_interval_s,
                 open_interest_interval_s=capture.open_interest_interval_s,
+                book_rest_interval_s=self.config.book_rest_interval_s(exchange_id),
                 # Gaps in trades/ohlcv are filled from REST history by the Feed itself (GAP_FILLED events).
                 backfill_gaps=True,
             )

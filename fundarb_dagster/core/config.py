@@ -27,6 +27,7 @@ REPLAY_FORMATS = ("landing", "fixture_csv", "binance_archive")
 DROP_POLICIES = ("block", "drop_newest")
 LANDINGS = ("each_host", "first_host")  # capture.landing
 MIN_SHUTDOWN_TIMEOUT_S = 12.0
+MIN_BOOK_POLL_S, MAX_BOOK_POLL_S = 1.0, 86_400.0  # capture.order_book_rest_interval_s when on
 ORDER_FAULTS = ("order_reject_rate", "order_timeout_rate", "order_never_fill_rate", "order_disconnect_rate")
 # ccxt unified symbols: BASE/QUOTE for spot, BASE/QUOTE:SETTLE for perpetual swaps, BASE/QUOTE:SETTLE-YYMMDD
 # for dated futures (options, which add a strike and a kind, are not traded).
@@ -53,6 +54,9 @@ class FaultConfig:
     """Sim fault injection, as probabilities per message or periods in market seconds (0 = off)."""
 
     disconnect_every_s: float = 0.0
+    # order books only: a broken venue sequence every this many market seconds (ccxt's InvalidNonce, as when
+    # a venue's update id skips); the book is subscribed again at the then-current time
+    sequence_every_s: float = 0.0
     stale_every_s: float = 0.0
     stale_duration_s: float = 0.0
     malformed_rate: float = 0.0
@@ -126,6 +130,10 @@ class CaptureConfig:
     # The open_interest stream polls `fetch_open_interest` this often (exchange clock) where ccxt.pro has no
     # `watch_open_interest` (none in ccxt 4.5); a poll that repeats the last value is not kept again.
     open_interest_interval_s: float = 60.0
+    # Order books over REST where no websocket book is configured: every symbol of an exchange whose streams
+    # omit order_book gets a `fetch_order_book` snapshot this often (exchange clock; 0 = off). Streamed books
+    # are repaired over REST after each gap whatever this says (where the venue has fetchOrderBook).
+    order_book_rest_interval_s: float = 0.0
     # Records a flusher holds while storage fails; past it the rings fill (watchers wait, or drop and count).
     max_pending_records: int = 4_000_000
     # A stop (SIGTERM, SIGINT, the launcher gone) ends every rank within this; what storage would not take by
@@ -217,12 +225,19 @@ class FundarbConfig:
         perps (not spot, not dated futures, which settle at expiry instead)."""
         subs = []
         for exchange in self.exchanges:
+            polled = ("order_book",) if self.book_rest_interval_s(exchange.id) else ()
             for symbol in exchange.symbols:
-                for stream in exchange.streams:
+                for stream in (*exchange.streams, *polled):
                     if stream in PERP_STREAMS and (":" not in symbol or is_dated_future(symbol)):
                         continue
                     subs.append((exchange.id, symbol, stream))
         return subs
+
+    def book_rest_interval_s(self, exchange_id: str) -> float:
+        """How often an exchange's order books are polled over REST: `capture.order_book_rest_interval_s` where
+        its streams have no (websocket) order_book, else 0 (streamed)."""
+        streams = next((e.streams for e in self.exchanges if e.id == exchange_id), ())
+        return 0.0 if "order_book" in streams else self.capture.order_book_rest_interval_s
 
     def with_overrides(self, **changes: Any) -> FundarbConfig:
         """A copy with top-level fields replaced (CLI flags), validated again."""
@@ -560,6 +575,17 @@ def validate(config: FundarbConfig) -> None:
     if not capture.book_interval_s >= 0:
         raise ConfigError(f"capture.book_interval_s: {capture.book_interval_s!r} must be >= 0 (0 = every update)")
     _positive(capture.open_interest_interval_s, "capture.open_interest_interval_s")
+    rest_books = capture.order_book_rest_interval_s
+    if rest_books != 0 and not MIN_BOOK_POLL_S <= rest_books <= MAX_BOOK_POLL_S:
+        raise ConfigError(
+            f"capture.order_book_rest_interval_s: {rest_books!r} must be 0 (off) or between {MIN_BOOK_POLL_S:g} and"
+            f" {MAX_BOOK_POLL_S:g} seconds (a REST book per symbol that often: venues weigh depth calls heavily)"
+        )
+    if rest_books and config.source in ("wire", "replay"):
+        raise ConfigError(
+            f"capture.order_book_rest_interval_s: {rest_books!r} polls fetch_order_book, which a {config.source!r}"
+            " source cannot answer (a recording holds no REST books to poll); set it to 0"
+        )
     for stream, timeout in capture.stale_timeout_s.items():
         if stream not in MARKET_STREAMS:
             raise ConfigError(f"capture.stale_timeout_s.{stream}: unknown stream")

@@ -96,6 +96,8 @@ ORDER_BOOK = np.dtype(
         ("bid_size", "<f8", (BOOK_LEVELS,)),  # base units (contracts x contract size)
         ("ask_price", "<f8", (BOOK_LEVELS,)),
         ("ask_size", "<f8", (BOOK_LEVELS,)),
+        ("from_rest", "i1"),  # 1: a `fetch_order_book` snapshot (a gap's repair, or polling), 0: the websocket book
+        ("_pad", "V7"),
     ]
 )
 
@@ -435,6 +437,7 @@ RAW_DOCS: dict[str, str] = {
     # order_book
     "updates": "book updates seen since the previous kept snapshot, this one included",
     "nonce": "the venue's sequence/update id of the book (ccxt nonce), -1 where none",
+    "from_rest": "1: a REST snapshot (fetch_order_book: a gap's repair, or polling), 0: the websocket book",
     "bid_price": f"bid prices, best first, top {BOOK_LEVELS} (NaN past the captured depth)",
     "ask_price": f"ask prices, best first, top {BOOK_LEVELS} (NaN past the captured depth)",
     # open_interest, liquidations

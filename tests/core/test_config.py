@@ -130,6 +130,26 @@ def test_a_minimal_file_inherits_defaults_and_top_level_streams(tmp_path: Path) 
         (base(capture={"book_interval_s": -1}), "capture.book_interval_s: -1.0 must be >= 0 (0 = every update)"),
         (base(capture={"open_interest_interval_s": 0}), "capture.open_interest_interval_s: 0.0 must be > 0"),
         (
+            base(capture={"order_book_rest_interval_s": -1}),
+            "capture.order_book_rest_interval_s: -1.0 must be 0 (off) or between 1 and 86400 seconds",
+        ),
+        (
+            base(capture={"order_book_rest_interval_s": 0.5}),
+            "capture.order_book_rest_interval_s: 0.5 must be 0 (off) or between 1 and 86400 seconds",
+        ),
+        (
+            base(capture={"order_book_rest_interval_s": "often"}),
+            "capture.order_book_rest_interval_s: expected a number, got 'often'",
+        ),
+        (
+            base(capture={"order_book_rest_interval_s": float("nan")}),
+            "capture.order_book_rest_interval_s: expected a finite number, got nan",
+        ),
+        (
+            {**base(capture={"order_book_rest_interval_s": 60}), "source": "wire", "replay": {"path": "x.jsonl"}},
+            "capture.order_book_rest_interval_s: 60.0 polls fetch_order_book, which a 'wire' source cannot answer",
+        ),
+        (
             base(exchanges=[{"id": "hyperliquid", "symbols": ["BTC/USDC:USDC"], "streams": ["liquidations"]}]),
             "exchanges[0].streams: 'liquidations' on 'hyperliquid': ccxt.pro has no watch_liquidations for it",
         ),
@@ -314,6 +334,23 @@ def test_open_interest_and_liquidations_are_subscribed_for_perps_only() -> None:
         ("bybit", "ETH/USDT:USDT", "trades"),
     ]
     assert config.capture.open_interest_interval_s == 60.0
+
+
+def test_order_books_are_polled_over_rest_only_where_no_websocket_book_is_configured() -> None:
+    exchanges = [
+        {"id": "bybit", "symbols": ["BTC/USDT:USDT"], "streams": ["trades", "order_book"]},
+        {"id": "okx", "symbols": ["BTC/USDT", "ETH/USDT:USDT"], "streams": ["trades"]},
+    ]
+    polled = config_from_dict({"source": "sim", "exchanges": exchanges, "capture": {"order_book_rest_interval_s": 300}})
+    assert [s for s in polled.subscriptions() if s[2] == "order_book"] == [
+        ("bybit", "BTC/USDT:USDT", "order_book"),  # streamed, repaired over REST after a gap
+        ("okx", "BTC/USDT", "order_book"),  # polled every 300 s
+        ("okx", "ETH/USDT:USDT", "order_book"),
+    ]
+    assert (polled.book_rest_interval_s("bybit"), polled.book_rest_interval_s("okx")) == (0.0, 300.0)
+    off = config_from_dict({"source": "sim", "exchanges": exchanges})
+    assert [s for s in off.subscriptions() if s[2] == "order_book"] == [("bybit", "BTC/USDT:USDT", "order_book")]
+    assert off.book_rest_interval_s("okx") == 0.0
 
 
 @pytest.mark.parametrize("field", ["dry_run", "sandbox", "reduce_only"])

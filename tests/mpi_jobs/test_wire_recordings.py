@@ -354,11 +354,17 @@ RECORDINGS = [
         "BINANCE_FUTURES.jsonl.zst",
         "binance",
         {("linear", f"{b}USDT"): f"{b}/USDT:USDT" for b in ("SUSHI", "AKRO", "KEEP", "CTK")},
-        ("trades", "tickers", "ohlcv"),
-        # the session streamed aggTrade and bookTicker: followed with no option given
-        used=frozenset({"linear:aggTrade", "linear:bookTicker", "linear:kline_1m"}),
+        ("trades", "tickers", "ohlcv", "order_book"),
+        # the session streamed aggTrade and bookTicker: followed with no option given; its books are diffs over
+        # a REST snapshot (the session's recorded `fapi/v1/depth` responses)
+        used=frozenset({"linear:aggTrade", "linear:bookTicker", "linear:kline_1m", "linear:depth@100ms"}),
         channel_events=frozenset(
-            {"trades:watch_trades:aggTrade", "tickers:watch_bids_asks", "ohlcv:watch_ohlcv:kline"}
+            {
+                "trades:watch_trades:aggTrade",
+                "tickers:watch_bids_asks",
+                "ohlcv:watch_ohlcv:kline",
+                "order_book:watch_order_book",
+            }
         ),
     ),
 ]
@@ -669,3 +675,32 @@ def test_bybit_order_books_land_sampled_and_load_into_book_depth(
     for got, want in zip(depth, expected, strict=True):
         cost = NAN if got[3] is None else got[3]  # NULL where no book of the minute was deep enough
         assert got[:3] == want[:3] and (same(cost, want[3]) or cost == pytest.approx(want[3], abs=1e-9)), (got, want)
+
+
+def test_binance_futures_order_books_land_as_ccxt_builds_them_from_the_snapshot_and_diffs(
+    replayed: tuple[Recording, Captured, Expected], fixtures_dir: Path
+) -> None:
+    """The BINANCE_FUTURES session's `@depth@100ms` diffs over its recorded REST snapshots, through the capture
+    job: one book per 10 s (the default sampling) per symbol, each equal to the book binance's documented
+    procedure builds here from the same records, and to what the Feed keeps from the same replay in-process."""
+    from tests.core.sources.test_feed_order_book import _wire_feed, _zst_lines, binance_books, sampled
+
+    row, captured, _ = replayed
+    if row.file != "BINANCE_FUTURES.jsonl.zst":
+        return
+    path = fixtures_dir / "ws_recordings" / row.file
+    records = _zst_lines(path)
+    symbols = sorted(set(row.symbols.values()))
+    fed, _ = _wire_feed(path, "binance", symbols, 10.0, 20)
+    landed = captured.rows["order_book"]
+    for (_, venue_id), symbol in row.symbols.items():
+        built = {ts: nonce for ts, nonce, _, _ in binance_books(records, venue_id)}
+        want = sampled([(ts, b, a) for ts, _, b, a in binance_books(records, venue_id)], 10_000)
+        mine = landed[landed["symbol"] == symbol].sort_values("ts_ms")
+        assert mine["ts_ms"].tolist() == [w[0] for w in want] and len(want) >= 3, symbol
+        assert mine["updates"].tolist() == [w[1] for w in want], symbol
+        assert mine["nonce"].tolist() == [built[w[0]] for w in want] and set(mine["from_rest"]) == {0}, symbol
+        for got, feed_row, (_, _, bids, asks) in zip(mine.itertuples(), fed[symbol], want, strict=True):
+            assert list(got.bid_price) == [p for p, _ in bids[:20]] == feed_row["bid_price"].tolist(), symbol
+            assert list(got.ask_size) == [q for _, q in asks[:20]] == feed_row["ask_size"].tolist(), symbol
+            assert (got.ts_ms, got.nonce, got.updates) == tuple(int(feed_row[f]) for f in ("ts_ms", "nonce", "updates"))

@@ -45,6 +45,18 @@ def book_limit(exchange: Any, symbol: str) -> int | None:
     return int(depth) if depth else None
 
 
+# The depths a venue's REST book takes (binance answers only these): `fetch_order_book` asks for the smallest one
+# holding the levels kept; elsewhere the levels themselves.
+_REST_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+REST_BOOK_LIMITS: dict[str, tuple[int, ...]] = dict.fromkeys(("binance", "binanceusdm", "binancecoinm"), _REST_LIMITS)
+
+
+def rest_book_limit(exchange_id: str, levels: int) -> int:
+    """The `limit` of a `fetch_order_book` call that returns at least `levels` levels per side."""
+    allowed = REST_BOOK_LIMITS.get(exchange_id)
+    return next((n for n in allowed if n >= levels), allowed[-1]) if allowed else levels
+
+
 def book_problem(record: np.ndarray) -> str | None:
     """Why a book snapshot is unusable, or None: a price or size that is not finite and positive where a
     level exists, or a crossed top (best bid at or above best ask)."""
@@ -68,6 +80,8 @@ class BookSampler:
     Every update counts (`updates` of the next kept row); the first update at or after each multiple of
     `interval_ms` (on the book's own time; 0: every update) is kept, its top `levels` per side. A nonce lower
     than the last one means the venue restarted its sequence (a new snapshot): a GAP event (`sequence:reset`).
+    A REST snapshot (`rest`: a gap's repair, or a poll) is always kept, `from_rest` = 1, and leaves the
+    websocket book's count and sampling as they were.
     """
 
     instrument: Instrument
@@ -78,11 +92,12 @@ class BookSampler:
     last_nonce: int | None = None
 
     def take(
-        self, raw: Any, recv: int, validator: Validator, counts: Counter[str]
+        self, raw: Any, recv: int, validator: Validator, counts: Counter[str], rest: bool = False
     ) -> tuple[np.ndarray, np.ndarray, int | None]:
         """One book update -> (the kept snapshot or nothing, events, the book's time or None if unreadable)."""
         iid = self.instrument.id
-        self.updates += 1
+        if not rest:
+            self.updates += 1
         bids = raw.get("bids") if isinstance(raw, Mapping) else None
         asks = raw.get("asks") if isinstance(raw, Mapping) else None
         if not isinstance(bids, Sequence) or not isinstance(asks, Sequence):
@@ -96,16 +111,19 @@ class BookSampler:
                 events.append(event_rows(EventKind.GAP, "order_book", iid, recv, recv, start_ms=ts, end_ms=ts,
                                          reason="sequence:reset"))  # fmt: skip
             self.last_nonce = int(nonce)
-        if self.interval_ms and ts < self.next_sample_ms:
+        if self.interval_ms and ts < self.next_sample_ms and not rest:
             counts["order_book:sampled_out"] += 1
             return _NO_BOOKS, concat_events(events), ts
-        record = normalize.order_book_to_record(raw, self.instrument, recv, self.levels, self.updates)
+        updates = 1 if rest else self.updates
+        record = normalize.order_book_to_record(raw, self.instrument, recv, self.levels, updates, rest)
         problem = book_problem(record)
         if problem is not None:
             events.append(validator.quarantine("order_book", iid, recv, problem, ts_ms=ts))
             return _NO_BOOKS, concat_events(events), ts
         accepted, checked = validator.check("order_book", record, recv)
-        if len(accepted):
+        if rest:
+            counts["order_book:rest"] += len(accepted)
+        elif len(accepted):
             self.updates = 0
             if self.interval_ms:
                 self.next_sample_ms = (ts // self.interval_ms + 1) * self.interval_ms

@@ -20,7 +20,9 @@ What `watch` does, per (stream, symbol):
 - OHLCV: a candle is emitted once, when it is closed (a newer candle appeared), with its final values;
 - open interest (`fetch_open_interest` polled where ccxt.pro streams none), liquidations: `positioning.py`;
 - order books: sampled snapshots of `watch_order_book` (`books.BookSampler`); a broken venue sequence (ccxt's
-  `InvalidNonce`/`ChecksumError`) or a nonce that goes back is a GAP (reason `sequence`);
+  `InvalidNonce`/`ChecksumError`) or a nonce that goes back is a GAP (reason `sequence`); a streamed book's
+  gap is repaired at once by one `fetch_order_book` snapshot where the venue has it (`from_rest` = 1), and
+  `book_rest_interval_s` > 0 polls `fetch_order_book` instead of streaming;
 - funding rows carry the interval in force, decided by the one rule in `intervals.py` (stated by the
   structure, the registry's history, the market, the spacing of settlements; recorded with
   `registry.observe_interval`); never a per-venue constant. Funding snapshots that repeat the previous one
@@ -33,6 +35,8 @@ What `watch` does, per (stream, symbol):
   works): a STALE event, then the subscription is restarted (ccxt.pro streams can stop without an error);
   restarts while the same silence lasts add no further STALE event (one per silent stretch; the GAP event
   that closes it counts the restarts).
+- a gap still open when a recorded source ends is written then (it would otherwise vanish);
+- REST history and trades/OHLCV backfills: `rest_history.RestHistory`, mixed in.
 
 Times: `recv_ts_ms` and every timeout/back-off/poll period are on `exchange.milliseconds()` (wall time live,
 virtual time in the simulator, the recording's time in replays). Waits are also bounded in wall time, so a
@@ -58,19 +62,12 @@ from ..instruments import Instrument, InstrumentRegistry
 from ..schema import EventKind
 from ..venues import FUNDING_CHANNELS, QUOTE_CHANNELS, venue_facts
 from . import intervals, normalize, positioning
-from .base import EndOfData
-from .books import BookSampler, book_limit, book_top
+from .books import BookSampler, book_limit, book_top, rest_book_limit
 from .positioning import OpenInterestState
+from .rest_history import _INITIAL_BACKOFF_S, END_OF_DATA, RETRYABLE, Batch, HistoryProgress, RestHistory, _empty
 from .unwatch import unwatch
 from .validation import Validator, concat_events, event_rows
 
-# Errors after which a subscription is retried: ccxt's network family (ExchangeNotAvailable, RequestTimeout,
-# DDoSProtection... are subclasses), socket-level timeouts, and an unsubscribe racing a restart.
-RETRYABLE: tuple[type[BaseException], ...] = (
-    ccxt.NetworkError, ccxt.UnsubscribeError, asyncio.TimeoutError, TimeoutError, ConnectionError
-)  # fmt: skip
-# A recorded source is exhausted: EndOfData (replays), EOFError (wire replay's EndOfRecording).
-END_OF_DATA: tuple[type[BaseException], ...] = (EndOfData, EOFError)
 # Errors that retrying cannot fix: configuration and permission problems. They end the watch with the error.
 FATAL: tuple[type[BaseException], ...] = (
     ccxt.AuthenticationError,
@@ -86,48 +83,6 @@ DEFAULT_STALE_TIMEOUT_S: dict[str, float] = {"trades": 60.0, "tickers": 60.0, "f
 # rebuilt from a new snapshot, and the stretch in between is a GAP (reason `sequence`).
 SEQUENCE_ERRORS: tuple[type[BaseException], ...] = (ccxt.InvalidNonce, ccxt.ChecksumError)
 FUNDING_MODES = (*FUNDING_CHANNELS, "poll")  # a venue's channel, or polling `fetch_funding_rate`
-_INITIAL_BACKOFF_S = 0.5
-
-
-_EMPTY: dict[str, np.ndarray] = {}
-
-
-def _empty(stream: str) -> np.ndarray:
-    """A shared read-only zero-length array of a stream (empties are made for every quiet step)."""
-    if stream not in _EMPTY:
-        array = schema.empty(stream)
-        array.flags.writeable = False
-        _EMPTY[stream] = array
-    return _EMPTY[stream]
-
-
-@dataclass
-class Batch:
-    """What a source produced for one stream in one step: records of the stream's dtype, plus events."""
-
-    stream: str
-    records: np.ndarray  # schema dtype of the stream
-    events: np.ndarray  # schema.CAPTURE_EVENTS rows
-
-
-@dataclass
-class HistoryProgress:
-    """Progress of one `Feed.history` call (read it while the call runs)."""
-
-    exchange: str
-    stream: str
-    symbol: str
-    since_ms: int
-    until_ms: int
-    pages: int = 0
-    rows: int = 0
-    cursor_ms: int = 0
-    done: bool = False
-
-    @property
-    def fraction(self) -> float:
-        span = max(self.until_ms - self.since_ms, 1)
-        return min(max((self.cursor_ms - self.since_ms) / span, 0.0), 1.0)
 
 
 class _Stale(Exception):  # noqa: N818 - internal signal, never escapes the feed
@@ -162,7 +117,7 @@ class _Subscription:
     interest: OpenInterestState | None = None  # open_interest: how it is fed, the last value kept
 
 
-class Feed:
+class Feed(RestHistory):
     """Validated, normalized record batches from any ccxt.pro-shaped exchange object (see the module doc)."""
 
     def __init__(
@@ -182,6 +137,7 @@ class Feed:
         book_levels: int = schema.BOOK_LEVELS,
         book_interval_s: float = 10.0,
         open_interest_interval_s: float = 60.0,
+        book_rest_interval_s: float = 0.0,
     ) -> None:
         if not funding_poll_interval_s > 0:
             raise ValueError(f"funding_poll_interval_s: {funding_poll_interval_s!r} must be > 0")
@@ -208,6 +164,9 @@ class Feed:
             raise ValueError(f"book_interval_s: {book_interval_s!r} must be >= 0")
         if not open_interest_interval_s > 0:
             raise ValueError(f"open_interest_interval_s: {open_interest_interval_s!r} must be > 0")
+        if not book_rest_interval_s >= 0:
+            raise ValueError(f"book_rest_interval_s: {book_rest_interval_s!r} must be >= 0 (0: books streamed)")
+        self.book_rest_interval_s = float(book_rest_interval_s)  # > 0: order books polled over REST
         self.book_levels = int(book_levels)
         self.book_interval_ms = int(book_interval_s * 1000)
         self.open_interest_interval_s = float(open_interest_interval_s)
@@ -306,6 +265,7 @@ class Feed:
                 sub.mode = self.quote_mode(instrument)
             elif stream == "order_book":
                 sub.books = BookSampler(instrument, self.book_levels, self.book_interval_ms)
+                sub.mode = "poll" if self.book_rest_interval_s else ""
             elif stream == "open_interest":
                 sub.interest = OpenInterestState(positioning.open_interest_mode(self.exchange))
             self._subs[key] = sub
@@ -319,6 +279,9 @@ class Feed:
             return self._quote_call(sub)
         if sub.stream == "ohlcv":
             return lambda: ex.watch_ohlcv(symbol, self.ohlcv_timeframe)
+        if sub.stream == "order_book" and sub.mode == "poll":
+            limit = rest_book_limit(self.exchange_id, self.book_levels)
+            return lambda: self._poll(sub, "fetch_order_book", self.book_rest_interval_s, limit)
         if sub.stream == "order_book":
             return lambda: ex.watch_order_book(symbol, book_limit(ex, symbol))
         if sub.stream == "liquidations":
@@ -363,7 +326,7 @@ class Feed:
             call = {"poll": "fetch_open_interest"}.get(sub.interest.mode, "watch_open_interest")
         elif sub.stream == "order_book":
             limit = book_limit(self.exchange, sub.symbol)
-            call = "watch_order_book" + (f":{limit}" if limit else "")
+            call = "fetch_order_book" if sub.mode == "poll" else "watch_order_book" + (f":{limit}" if limit else "")
         if sub.stream == "tickers":
             mode, _, depth = sub.mode.partition(":")
             call = {"bids_asks": "watch_bids_asks", "order_book": "watch_order_book"}.get(mode, "watch_ticker")
@@ -377,12 +340,12 @@ class Feed:
         name = (option.get("name") or option.get("method")) if isinstance(option, Mapping) else None
         return f"{sub.stream}:{call}" + (f":{name}" if isinstance(name, str) else "")
 
-    async def _poll(self, sub: _Subscription, method: str, interval_s: float) -> Any:
+    async def _poll(self, sub: _Subscription, method: str, interval_s: float, *args: Any) -> Any:
         """A REST call standing in for a stream: one call per `interval_s` of the exchange clock."""
         if sub.next_poll_ms is not None:
             await self._sleep_exchange(max(sub.next_poll_ms - self.now_ms(), 0) / 1000.0)
         sub.next_poll_ms = self.now_ms() + int(interval_s * 1000)
-        return await getattr(self.exchange, method)(sub.symbol)
+        return await getattr(self.exchange, method)(sub.symbol, *args)
 
     def _stale_timeout_ms(self, sub: _Subscription) -> int | None:
         stated = getattr(self.exchange, "speed", None)
@@ -395,6 +358,8 @@ class Feed:
             timeout = max(timeout, 2 * self.funding_poll_interval_s + 60)  # a poll gap is not a stall
         if sub.interest is not None and sub.interest.mode == "poll":
             timeout = max(timeout, 2 * self.open_interest_interval_s + 60)
+        if sub.stream == "order_book" and sub.mode == "poll":
+            timeout = max(timeout, 2 * self.book_rest_interval_s + 60)
         return int(timeout * 1000)
 
     async def _await_watched(self, sub: _Subscription, call: Callable[[], Awaitable[Any]]) -> Any:
@@ -455,6 +420,10 @@ class Feed:
                 final = self._flush_closed_pending(sub)
                 if final is not None:
                     yield final
+                now = self.now_ms()
+                unclosed, _ = self._close_gap(sub, now, now)  # a gap still open when the data ends stays visible
+                if len(unclosed):
+                    yield Batch(stream, _empty(stream), unclosed)
                 return
             except ccxt.ExchangeClosedByUser:
                 return
@@ -472,6 +441,8 @@ class Feed:
                     EventKind.STALE, stream, iid, now, now, start_ms=silent_since, end_ms=now, reason="stale:restart"
                 )
                 yield Batch(stream, _empty(stream), event)
+                if (repaired := await self._repair_book(sub)) is not None:
+                    yield repaired
                 continue
             except FATAL:
                 raise  # a wrong symbol, method or credential does not heal by retrying
@@ -487,6 +458,8 @@ class Feed:
                 reason = f"{kind}:{type(exc).__name__}"
                 event = event_rows(EventKind.RECONNECT, stream, iid, now, now, start_ms=now, end_ms=now, reason=reason)
                 yield Batch(stream, _empty(stream), event)
+                if len(sub.gap_reasons) == 1 and (repaired := await self._repair_book(sub)) is not None:
+                    yield repaired  # the gap's first failure: the book is known again at once
                 await self._sleep_exchange(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
                 sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
@@ -509,6 +482,23 @@ class Feed:
                 filled = await self.backfill_gap(stream, symbol, gap[0], gap[1])
                 if len(filled.records) or len(filled.events):
                     yield filled
+
+    async def _repair_book(self, sub: _Subscription) -> Batch | None:
+        """A streamed book's gap (sequence break, reconnect, stale) repaired at once: one `fetch_order_book`
+        snapshot where the venue has it, kept (`from_rest` = 1), closing the GAP at its time."""
+        if sub.books is None or sub.mode == "poll" or not self._has("fetchOrderBook"):
+            return None
+        try:
+            raw = await self._rest("fetch_order_book", sub.symbol, rest_book_limit(self.exchange_id, self.book_levels))
+        except (*RETRYABLE, *END_OF_DATA, ccxt.ExchangeError):
+            self.counts["order_book:repair_failed"] += 1
+            return None
+        recv = self.now_ms()
+        records, events, first_ts = sub.books.take(raw, recv, self.validator, self.counts, rest=True)
+        gap_events, _ = self._close_gap(sub, first_ts if len(records) else None, recv)
+        if len(records):
+            sub.last_data_ts = int(records["ts_ms"].max())
+        return Batch(sub.stream, records, concat_events([events, gap_events]))
 
     def _close_gap(
         self, sub: _Subscription, first_ts: int | None, now: int
@@ -563,7 +553,7 @@ class Feed:
             ]
             return accepted, concat_events([screened, checked, *reported]), first
         elif stream == "order_book" and sub.books is not None:
-            return sub.books.take(raw, recv, self.validator, self.counts)
+            return sub.books.take(raw, recv, self.validator, self.counts, rest=sub.mode == "poll")
         elif sub.interest is not None:
             return sub.interest.take(raw, instrument, recv, self.validator, self.counts)
         elif stream == "liquidations":
@@ -714,186 +704,3 @@ class Feed:
         sub.last_funding_key = key
         sub.last_funding_emit_ms = recv
         return False
-
-    # -- REST: history and gap backfills ------------------------------------------------------------
-    async def _pace(self) -> None:
-        """Space REST calls by `rateLimit` ms unless ccxt's own throttle (enableRateLimit) already does."""
-        ex = self.exchange
-        if isinstance(ex, AsyncExchange) and getattr(ex, "enableRateLimit", False):
-            return
-        rate_limit = getattr(ex, "rateLimit", 0) or 0
-        async with self._pace_lock:
-            if self._last_rest_ms is not None and rate_limit > 0:
-                wait_ms = self._last_rest_ms + rate_limit - self.now_ms()
-                if wait_ms > 0:
-                    await self._sleep_exchange(wait_ms / 1000.0)
-            self._last_rest_ms = self.now_ms()
-
-    async def _rest(self, method: str, *args: Any) -> Any:
-        """One REST call, paced, retried with exponential back-off on network errors."""
-        backoff = _INITIAL_BACKOFF_S
-        for attempt in range(self.max_retries + 1):
-            await self._pace()
-            try:
-                self.counts["rest:calls"] += 1
-                return await getattr(self.exchange, method)(*args)
-            except RETRYABLE:
-                if attempt == self.max_retries:
-                    raise
-                self.counts["rest:retries"] += 1
-                await self._sleep_exchange(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
-        raise AssertionError("unreachable")
-
-    async def _pages(self, stream: str, symbol: str, since_ms: int, until_ms: int) -> AsyncIterator[list[Any]]:
-        """Raw REST pages covering [since_ms, until_ms), rows in range only, each row once per page walk."""
-        tf_ms = self.timeframe_s * 1000
-        cursor = since_ms
-        seen_trade_ids: set[Any] = set()
-        while cursor < until_ms:
-            try:
-                if stream == "ohlcv":
-                    rows = await self._rest("fetch_ohlcv", symbol, self.ohlcv_timeframe, cursor, self.history_limit)
-                elif stream == "funding":
-                    rows = await self._rest("fetch_funding_rate_history", symbol, cursor, self.history_limit)
-                else:
-                    rows = await self._rest("fetch_trades", symbol, cursor, self.history_limit)
-            except END_OF_DATA:
-                return
-            rows = list(rows or [])
-            if stream == "ohlcv":
-                times = [normalize.int_ms(r[0]) if isinstance(r, Sequence) and len(r) else 0 for r in rows]
-            else:
-                times = [normalize.int_ms(r.get("timestamp")) if isinstance(r, Mapping) else 0 for r in rows]
-            if stream == "ohlcv":
-                now = self.now_ms()  # a candle still forming is not history
-                keep = [cursor <= t < until_ms and t + tf_ms <= now for t in times]
-            else:
-                keep = [cursor <= t < until_ms for t in times]
-            page = [r for r, k in zip(rows, keep, strict=True) if k]
-            if stream == "trades":
-                page = [r for r in page if (r.get("id"), r.get("timestamp")) not in seen_trade_ids]
-                seen_trade_ids.update((r.get("id"), r.get("timestamp")) for r in page)
-            if page:
-                yield page
-            in_range = [t for t, k in zip(times, keep, strict=True) if k]
-            if not in_range:
-                return  # nothing (more) in the window: the venue has no older/newer data to give
-            last = max(in_range)
-            step = tf_ms if stream == "ohlcv" else (0 if stream == "trades" and page else 1)
-            advance = last + step
-            if advance <= cursor:
-                advance = cursor + 1  # trades sharing one millisecond: move on rather than loop
-            cursor = advance
-
-    async def history(self, stream: str, symbol: str, since_ms: int, until_ms: int) -> AsyncIterator[Batch]:
-        """REST history of [since_ms, until_ms): closed candles, settled funding (is_settled=1) or trades.
-
-        Paginated, rate-limit aware (ccxt's throttle or `rateLimit` spacing), network errors retried with
-        back-off. Validated with the past-time check off (history is old by definition); progress in
-        `self.progress[(stream, symbol)]`.
-        """
-        if stream not in ("ohlcv", "funding", "trades"):
-            raise ValueError(f"stream: history has ohlcv, funding and trades, not {stream!r}")
-        instrument = self.registry.get(self.exchange_id, symbol)
-        if stream == "funding" and not instrument.is_perp:
-            raise ValueError(f"symbol: {symbol!r} on {self.exchange_id} is not a perpetual; it has no funding")
-        validator = Validator(
-            max_future_ms=self.validator.max_future_ms,
-            max_past_ms=None,
-            max_abs_funding_rate=self.validator.max_abs_funding_rate,
-        )
-        progress = HistoryProgress(self.exchange_id, stream, symbol, since_ms, until_ms, cursor_ms=since_ms)
-        self.progress[(stream, symbol)] = progress
-        previous_settlement: int | None = None
-        previous_interval = math.nan
-        async for page in self._pages(stream, symbol, since_ms, until_ms):
-            recv = self.now_ms()
-            # rows were asked for up to until_ms: a replay's clock may not have started, that is not "future"
-            check_now = max(recv, until_ms - 1)
-            page, screened = validator.screen(stream, page, instrument.id, check_now)
-            if stream == "ohlcv":
-                records = normalize.ohlcv_to_records(page, instrument, recv, self.timeframe_s)
-            elif stream == "trades":
-                records = normalize.trades_to_records(page, instrument, recv)
-            else:
-                page = sorted(page, key=lambda r: normalize.int_ms(r.get("timestamp")))
-                interval_hs = intervals.settled_intervals(
-                    page, self._book(symbol), self._market(symbol), previous_settlement, previous_interval
-                )
-                records = normalize.funding_history_to_records(page, instrument, recv, interval_hs)
-                if len(records):
-                    previous_settlement = int(records["funding_ts_ms"].max())
-                    previous_interval = float(records["interval_h"][-1])
-            accepted, checked = validator.check(stream, records, check_now)
-            progress.pages += 1
-            progress.rows += len(accepted)
-            if len(records):
-                progress.cursor_ms = max(progress.cursor_ms, int(records["ts_ms"].max()))
-            self.counts[f"history:{stream}"] += len(accepted)
-            for reason, n in validator.counts.items():  # the history validator is separate: keep its counts visible
-                self.counts[f"history:{reason}"] = n
-            yield Batch(stream, accepted, concat_events([screened, checked]))
-        progress.cursor_ms = until_ms
-        progress.done = True
-
-    async def backfill_gap(self, stream: str, symbol: str, start_ms: int, end_ms: int) -> Batch:
-        """Fill a trades/ohlcv gap over REST, skipping what was already emitted; a GAP_FILLED event if filled.
-
-        When the venue has no such endpoint or the call fails the batch is empty and no GAP_FILLED event is
-        written: the GAP event already recorded stays the visible truth. `reason` says `rest` when the REST
-        data reaches back to the gap's start, `rest:partial` when it does not.
-        """
-        if stream not in ("trades", "ohlcv"):
-            raise ValueError(f"stream: only trades and ohlcv gaps can be backfilled, not {stream!r}")
-        sub = self._subscription(stream, symbol)
-        instrument = sub.instrument
-        now = self.now_ms()
-        if not self._has("fetchTrades" if stream == "trades" else "fetchOHLCV"):
-            self.counts["gaps:unfillable"] += 1
-            return Batch(stream, _empty(stream), _empty("capture_events"))
-        tf_ms = self.timeframe_s * 1000
-        since = (start_ms // tf_ms) * tf_ms if stream == "ohlcv" else start_ms
-        rows: list[Any] = []
-        try:
-            async for page in self._pages(stream, symbol, since, end_ms + (0 if stream == "ohlcv" else 1)):
-                rows.extend(page)
-        except (*RETRYABLE, *END_OF_DATA, ccxt.ExchangeError):
-            self.counts["gaps:unfillable"] += 1
-            return Batch(stream, _empty(stream), _empty("capture_events"))
-        rows, screened = self.validator.screen(stream, rows, instrument.id, now)
-        if stream == "ohlcv":
-            records = normalize.ohlcv_to_records(rows, instrument, now, self.timeframe_s)
-            fetched_ts = records["ts_ms"]
-            records = records[~np.isin(records["ts_ms"], np.fromiter(sub.emitted_candles, np.int64))]
-            accepted, checked = self.validator.check(stream, records, now, sequence=False)
-            sub.emitted_candles.update(int(t) for t in accepted["ts_ms"])
-            covered = len(fetched_ts) and int(fetched_ts.min()) <= since
-        else:
-            records = normalize.trades_to_records(rows, instrument, now)
-            fetched_ts = records["ts_ms"]
-            # The REST window overlaps what the stream delivered (the gap starts at its last trade): those
-            # are ours already, not venue duplicates; and a backfill is older than the stream by definition.
-            fresh = [not self.validator.seen_trade(instrument.id, t) for t in records["trade_id"].tolist()]
-            accepted, checked = self.validator.check(stream, records[np.array(fresh, dtype=bool)], now, order=False)
-            covered = len(fetched_ts) and int(fetched_ts.min()) <= start_ms
-        events = [screened, checked]
-        if len(fetched_ts):
-            self.counts["gaps:filled"] += 1
-            events.append(
-                event_rows(
-                    EventKind.GAP_FILLED,
-                    stream,
-                    instrument.id,
-                    now,
-                    now,
-                    count=len(accepted),
-                    start_ms=start_ms if covered else int(fetched_ts.min()),
-                    end_ms=end_ms,
-                    reason="rest" if covered else "rest:partial",
-                )
-            )
-        else:
-            self.counts["gaps:unfillable"] += 1
-        order = np.argsort(accepted["ts_ms"], kind="stable")
-        return Batch(stream, accepted[order], concat_events(events))

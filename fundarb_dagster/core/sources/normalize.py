@@ -212,7 +212,7 @@ def ticker_to_record(ticker: Mapping[str, Any], instrument: Instrument, recv_ts_
 
 
 def order_book_to_record(
-    book: Mapping[str, Any], instrument: Instrument, recv_ts_ms: int, levels: int, updates: int = 1
+    book: Mapping[str, Any], instrument: Instrument, recv_ts_ms: int, levels: int, updates: int = 1, rest: bool = False
 ) -> np.ndarray:
     """A ccxt order-book structure -> one ORDER_BOOK record: the top `levels` per side, sizes in base units.
 
@@ -224,7 +224,7 @@ def order_book_to_record(
     ccxt keeps a live book's sides sorted, best first; a contract's amounts are contracts (each level is
     converted at its own price, `Instrument.base_amounts`). A book without a timestamp is stamped with the
     receive time; `nonce` (the venue's update id where ccxt keeps one) is -1 when missing. Levels past the
-    book's depth stay NaN.
+    book's depth stay NaN. `rest`: the book is a `fetch_order_book` snapshot (`from_rest` = 1).
     """
     row = schema.empty("order_book", 1)
     ts = int_ms(book.get("timestamp"))
@@ -232,6 +232,7 @@ def order_book_to_record(
     row["recv_ts_ms"] = recv_ts_ms
     row["instrument_id"] = instrument.id
     row["updates"] = updates
+    row["from_rest"] = int(rest)
     nonce = num(book.get("nonce"))
     row["nonce"] = int(nonce) if math.isfinite(nonce) else -1
     for side in ("bid", "ask"):

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pytest
 
 from fundarb_dagster.core import schema
+from fundarb_dagster.core.config import FaultConfig
 from fundarb_dagster.core.instruments import InstrumentRegistry
 from fundarb_dagster.core.schema import EventKind
 from fundarb_dagster.core.sources.feed import Feed
@@ -139,6 +140,73 @@ def test_the_simulator_book_lands_as_served_sampled_on_its_own_seconds() -> None
         assert np.isnan(r["bid_price"][10:]).all()
 
 
+def _sim_books(faults: FaultConfig, wanted: int, **feed_kwargs: Any) -> tuple[np.ndarray, np.ndarray, SimExchange]:
+    """The order_book stream of the simulated okx BTC perp through the Feed until `wanted` REST rows landed."""
+
+    async def go() -> tuple[list[np.ndarray], list[np.ndarray], SimExchange]:
+        ex = SimExchange("okx", sim(speed=100.0, faults=faults), symbols=["BTC/USDT:USDT"])
+        await ex.load_markets()
+        registry = InstrumentRegistry()
+        registry.add_markets("okx", ex.markets, list(ex.markets))
+        feed = Feed(ex, registry, book_levels=10, **feed_kwargs)
+        records: list[np.ndarray] = []
+        events: list[np.ndarray] = []
+        async for batch in feed.watch("order_book", "BTC/USDT:USDT"):
+            records.extend(batch.records)
+            events.extend(np.atleast_1d(batch.events))
+            if sum(int(r["from_rest"]) for r in records) >= wanted:
+                break
+        return records, events, ex
+
+    records, events, ex = asyncio.run(asyncio.wait_for(go(), timeout=60))
+    return np.array(records, dtype=schema.ORDER_BOOK), np.array(events, dtype=schema.CAPTURE_EVENTS), ex
+
+
+def _as_served(ex: SimExchange, r: np.ndarray) -> None:
+    """A landed book equals the simulator's book at its time, asked again here (okx counts 0.01 BTC contracts)."""
+    book = ex.book.structure(ex._m["BTC/USDT:USDT"], int(r["ts_ms"]), 10)  # noqa: SLF001 - the served book
+    assert int(r["nonce"]) == book["nonce"] and int(r["ts_ms"]) == book["timestamp"]
+    assert r["bid_price"][:10].tolist() == [p for p, _ in book["bids"]]
+    assert r["ask_price"][:10].tolist() == [p for p, _ in book["asks"]]
+    assert r["bid_size"][:10].tolist() == pytest.approx([q * 0.01 for _, q in book["bids"]], rel=1e-12)
+
+
+def test_a_broken_sim_book_sequence_is_repaired_at_once_by_a_rest_snapshot() -> None:
+    """Every 30 market seconds the simulated book's sequence breaks (ccxt.InvalidNonce): the Feed counts a
+    RECONNECT and fetches one `fetch_order_book` snapshot at once, lands it (`from_rest` = 1) equal to the
+    simulator's book at its time, and closes the GAP (reason sequence) there; the websocket book resumes."""
+    records, events, ex = _sim_books(FaultConfig(sequence_every_s=30.0), 3, book_interval_s=5.0)
+    rest = records[records["from_rest"] == 1]
+    streamed = records[records["from_rest"] == 0]
+    assert len(rest) == 3 and len(streamed) >= 6
+    for r in records:
+        _as_served(ex, r)
+    assert rest["updates"].tolist() == [1, 1, 1]
+    reconnects = events[events["kind"] == int(EventKind.RECONNECT)]
+    gaps = events[events["kind"] == int(EventKind.GAP)]
+    assert [r.decode() for r in reconnects["reason"]] == ["sequence:InvalidNonce"] * 3
+    assert [r.decode() for r in gaps["reason"]] == ["sequence"] * 3
+    assert ex.faults_injected[("sequence", "order_book", "BTC/USDT:USDT")] == 3
+    for gap, snapshot in zip(gaps, rest, strict=True):
+        last_streamed = streamed["ts_ms"][streamed["ts_ms"] <= gap["start_ms"]].max()
+        assert gap["start_ms"] == last_streamed and gap["end_ms"] == snapshot["ts_ms"] > gap["start_ms"]
+    assert (streamed["ts_ms"] > rest["ts_ms"][1]).any()  # the websocket book went on after the repairs
+
+
+def test_books_are_polled_over_rest_at_the_configured_interval() -> None:
+    """`book_rest_interval_s`: `fetch_order_book` every 10 market seconds instead of a websocket book; each
+    row a REST snapshot equal to the simulator's book at its time, never closer than the interval."""
+    records, events, ex = _sim_books(FaultConfig(), 6, book_rest_interval_s=10.0)
+    assert len(records) == 6 and set(records["from_rest"].tolist()) == {1}
+    for r in records:
+        _as_served(ex, r)
+    steps = np.diff(records["ts_ms"])
+    assert (steps >= 10_000).all() and np.median(steps) <= 11_000, steps
+    channel = events[events["kind"] == int(EventKind.CHANNEL)]
+    assert [r.decode() for r in channel["reason"]] == ["order_book:fetch_order_book"]
+    assert ex.subscriptions.emitted[("order_book", "BTC/USDT:USDT")] == 0  # no websocket book was asked for
+
+
 # -- the real recordings --------------------------------------------------------------------------------------
 def _zst_lines(path: Path) -> list[dict[str, Any]]:
     with pa.input_stream(str(path), compression="zstd") as stream:
@@ -180,16 +248,19 @@ def sampled(states: list[tuple[int, list, list]], interval_ms: int) -> list[tupl
     return kept
 
 
-def _wire_books(path: Path, exchange_id: str, symbols: list[str], interval_s: float, levels: int) -> dict:
+def _wire_feed(path: Path, exchange_id: str, symbols: list[str], interval_s: float, levels: int) -> tuple[dict, dict]:
+    """The order_book stream of each symbol through the Feed over a wire replay: (records, events) by symbol."""
     ex = create_wire_exchange(exchange_id, str(path))
     registry = InstrumentRegistry()
     registry.add_markets(exchange_id, ex.markets, list(ex.markets))
     feed = Feed(ex, registry, book_interval_s=interval_s, book_levels=levels)
     out: dict[str, list[np.ndarray]] = {s: [] for s in symbols}
+    events: dict[str, list[np.ndarray]] = {s: [] for s in symbols}
 
     async def drain(symbol: str) -> None:
         async for batch in feed.watch("order_book", symbol):
             out[symbol].extend(batch.records)
+            events[symbol].extend(batch.events)
 
     async def run() -> None:
         try:
@@ -198,7 +269,11 @@ def _wire_books(path: Path, exchange_id: str, symbols: list[str], interval_s: fl
             await ex.close()
 
     asyncio.run(run())
-    return out
+    return out, events
+
+
+def _wire_books(path: Path, exchange_id: str, symbols: list[str], interval_s: float, levels: int) -> dict:
+    return _wire_feed(path, exchange_id, symbols, interval_s, levels)[0]
 
 
 def test_bybit_recorded_books_land_as_the_raw_frames_build_them(fixtures_dir: Path) -> None:
@@ -247,3 +322,86 @@ def test_okx_recorded_books_of_an_inverse_swap_land_in_base_units(fixtures_dir: 
         assert r["bid_price"][:5].tolist() == [p for p, _ in b[:5]]
         assert r["bid_size"][:5].tolist() == pytest.approx([q * 10 / p for p, q in b[:5]], rel=1e-12)
         assert r["ask_size"][:5].tolist() == pytest.approx([q * 10 / p for p, q in a[:5]], rel=1e-12)
+
+
+# -- binance futures: a REST snapshot, then `<symbol>@depth@100ms` diffs chained by U/u/pu ---------------------
+BINANCE_BASES = ("SUSHI", "AKRO", "KEEP", "CTK")
+
+
+def binance_books(rows: list[dict[str, Any]], venue_id: str) -> list[tuple[int, int, list, list]]:
+    """Every state of a binance futures book as binance documents building it: the recorded REST snapshot
+    (`lastUpdateId` L), diffs with u < L dropped, the first kept one spanning L (U <= L <= u), each next one's
+    `pu` the previous `u`; a size of 0 deletes the level. (time, update id, bids best first, asks best first)."""
+    url = next(r for r in rows if r.get("t") == "http" and f"depth?symbol={venue_id}&" in r["url"])
+    snapshot = json.loads(url["data"])
+    last = snapshot["lastUpdateId"]
+    bids = {float(p): float(q) for p, q in snapshot["bids"]}
+    asks = {float(p): float(q) for p, q in snapshot["asks"]}
+    states = [(snapshot["T"], last, sorted(bids.items(), reverse=True), sorted(asks.items()))]
+    started = False
+    for row in rows:
+        if row.get("t") != "recv" or f'"{venue_id.lower()}@depth@100ms"' not in row["data"]:
+            continue
+        diff = json.loads(row["data"])["data"]
+        if diff["u"] < snapshot["lastUpdateId"]:
+            continue
+        assert (diff["U"] <= last <= diff["u"]) if not started else diff["pu"] == last, "the recording is unbroken"
+        started = True
+        for side, levels in ((bids, diff["b"]), (asks, diff["a"])):
+            for price, size in levels:
+                side.pop(float(price), None) if float(size) == 0 else side.__setitem__(float(price), float(size))
+        last = diff["u"]
+        states.append((diff["E"], last, sorted(bids.items(), reverse=True), sorted(asks.items())))
+    return states
+
+
+def _assert_books(rows: list[np.ndarray], want: list[tuple[int, int, list, list]], where: str) -> None:
+    assert len(rows) == len(want), f"{where}: {len(rows)} books landed, {len(want)} built"
+    for r, (ts, nonce, bids, asks) in zip(rows, want, strict=True):
+        assert (int(r["ts_ms"]), int(r["nonce"]), int(r["from_rest"])) == (ts, nonce, 0), where
+        assert r["bid_price"].tolist() == [p for p, _ in bids[:20]], where
+        assert r["bid_size"].tolist() == [q for _, q in bids[:20]], where
+        assert r["ask_price"].tolist() == [p for p, _ in asks[:20]], where
+        assert r["ask_size"].tolist() == [q for _, q in asks[:20]], where
+
+
+def test_binance_futures_books_are_built_by_ccxt_from_the_recorded_snapshot_and_diffs(fixtures_dir: Path) -> None:
+    """ccxt.pro's binance class subscribes `@depth@100ms`, is answered its subscription as binance would, fetches
+    `fapi/v1/depth?limit=1000` (served from the session's recorded response) and merges the diffs with its own
+    U/u/pu checks: every book the Feed keeps equals the book built here from the same records."""
+    path = fixtures_dir / "ws_recordings" / "BINANCE_FUTURES.jsonl.zst"
+    rows = _zst_lines(path)
+    symbols = [f"{b}/USDT:USDT" for b in BINANCE_BASES]
+    got, events = _wire_feed(path, "binance", symbols, 0, 20)
+    for base, symbol in zip(BINANCE_BASES, symbols, strict=True):
+        want = binance_books(rows, f"{base}USDT")
+        assert len(want) >= 100, symbol  # 135-253 states per symbol in 30 s
+        _assert_books(got[symbol], want, symbol)
+        kinds = {int(k) for e in events[symbol] for k in np.atleast_1d(e["kind"])}
+        assert int(EventKind.GAP) not in kinds and int(EventKind.RECONNECT) not in kinds, symbol
+
+
+def test_a_dropped_binance_diff_is_a_sequence_gap_and_the_other_books_go_on(fixtures_dir: Path, tmp_path: Path) -> None:
+    """One SUSHI diff frame removed from a copy of the session: ccxt's `pu` check raises, the Feed counts a
+    RECONNECT (sequence:ChecksumError) and a GAP (reason sequence) from the last good book, nothing crashes.
+    ccxt then resubscribes and asks for a new snapshot, which the recording does not hold (its one snapshot
+    was used): the SUSHI stream ends there with its gap closed at the end of the data; the others are whole."""
+    path = fixtures_dir / "ws_recordings" / "BINANCE_FUTURES.jsonl.zst"
+    rows = _zst_lines(path)
+    sushi = [i for i, r in enumerate(rows) if r.get("t") == "recv" and '"sushiusdt@depth@100ms"' in r["data"]]
+    dropped = sushi[100]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("".join(json.dumps(r) + "\n" for i, r in enumerate(rows) if i != dropped))
+    symbols = [f"{b}/USDT:USDT" for b in BINANCE_BASES]
+    got, events = _wire_feed(broken, "binance", symbols, 0, 20)
+    for base, symbol in zip(BINANCE_BASES[1:], symbols[1:], strict=True):
+        _assert_books(got[symbol], binance_books(rows, f"{base}USDT"), symbol)
+    lost_u = json.loads(rows[dropped]["data"])["data"]["u"]
+    before = [w for w in binance_books(rows, "SUSHIUSDT") if w[1] < lost_u]
+    _assert_books(got["SUSHI/USDT:USDT"], before, "SUSHI before the break")
+    sushi_events = np.concatenate([np.atleast_1d(e) for e in events["SUSHI/USDT:USDT"]])
+    gaps = sushi_events[sushi_events["kind"] == int(EventKind.GAP)]
+    reconnects = sushi_events[sushi_events["kind"] == int(EventKind.RECONNECT)]
+    assert [r.decode() for r in reconnects["reason"]] == ["sequence:ChecksumError"]
+    assert [r.decode() for r in gaps["reason"]] == ["sequence"]
+    assert int(gaps["start_ms"][0]) == before[-1][0] < int(gaps["end_ms"][0])

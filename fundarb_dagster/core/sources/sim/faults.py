@@ -2,8 +2,10 @@
 
 `sim.faults`: a disconnect every `disconnect_every_s` per (stream, symbol) (a per-subscription offset) raises
 `ccxt.NetworkError` once after all earlier events were delivered; the next call re-subscribes at the
-then-current time and events in between are lost. Stale periods: `stale_every_s` live, then
-`stale_duration_s` silent, repeating (per-subscription offset): events inside a silent stretch are never sent.
+then-current time and events in between are lost. A broken book sequence every `sequence_every_s` per
+order_book subscription does the same with `ccxt.InvalidNonce` (ccxt's error when a venue's update id
+skips). Stale periods: `stale_every_s` live, then `stale_duration_s` silent, repeating (per-subscription
+offset): events inside a silent stretch are never sent.
 `malformed_rate`, `duplicate_rate`, `out_of_order_rate` are probabilities per message: a malformed copy (extra
 message: price:nan, price:negative, missing:<field>, timestamp:future; always one a consumer can tell is bad,
 so a funding rate is never just made negative, its mark price is), a duplicate (the same trade re-sent, or
@@ -45,7 +47,7 @@ Stale = tuple[int, int, int]  # (period, offset, duration) of a subscription's s
 class FaultPlan:
     """The fault schedule and message corruption of one exchange object, and the count of what it sent.
 
-    `injected[(kind, stream, symbol)]`, kind in disconnect, stale, malformed, duplicate, out_of_order;
+    `injected[(kind, stream, symbol)]`, kind in disconnect, sequence, stale, malformed, duplicate, out_of_order;
     `malformed_kinds[(reason, stream, symbol)]` splits malformed by reason.
     """
 
@@ -73,6 +75,17 @@ class FaultPlan:
             return None
         every, offset = period
         return ((after - offset) // every + 1) * every + offset
+
+    def next_break(self, stream: str, m: Market, after: int) -> tuple[int | None, str]:
+        """The next time after `after` a subscription breaks, and how: `disconnect`, or `sequence` (books only)."""
+        disconnect = self.next_disconnect(stream, m, after)
+        period = self._period(self.faults.sequence_every_s, 303, stream, m) if stream == "order_book" else None
+        if period is not None:
+            every, offset = period
+            sequence = ((after - offset) // every + 1) * every + offset
+            if disconnect is None or sequence < disconnect:
+                return sequence, "sequence"
+        return disconnect, "disconnect"
 
     def stale(self, stream: str, m: Market) -> Stale | None:
         """(period, offset, duration) of a subscription's stale windows: live `stale_every_s`, then silent

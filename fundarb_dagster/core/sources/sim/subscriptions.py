@@ -130,7 +130,8 @@ class Subscriptions:
     async def due(self, key: tuple[str, str], stream: str, m: Market, grid: int) -> tuple[Stream, int, int]:
         """Wait until events are due on a subscription; returns (state, lo, hi): deliver events in (lo, hi].
 
-        Raises ccxt.NetworkError at a scheduled disconnect once everything before it was delivered.
+        Raises ccxt.NetworkError at a scheduled disconnect (ccxt.InvalidNonce at a broken book sequence) once
+        everything before it was delivered.
         """
         st = self.stream(key)
         while True:
@@ -149,16 +150,18 @@ class Subscriptions:
                 if st.first is None:
                     st.first = now
             c = st.cursor
-            d = self.faults.next_disconnect(stream, m, c)
+            d, fault = self.faults.next_break(stream, m, c)
             e = self.next_event(stream, m, c, grid)
             if d is not None and d <= now and (e is None or e >= d):
                 self.account_stale(stream, m, c, d - 1, grid)
                 st.cursor = None
                 st.lost_from = d - 1
-                st.lost_reason = "disconnect"
+                st.lost_reason = fault
                 st.pending.clear()
                 st.ohlcv_bucket = None  # a re-subscription starts from the current candle
-                self.faults.injected[("disconnect", stream, m.symbol)] += 1
+                self.faults.injected[(fault, stream, m.symbol)] += 1
+                if fault == "sequence":
+                    raise ccxt.InvalidNonce(f"sim {self.exchange_id}: {m.symbol} book sequence broken at {iso(d)}")
                 raise ccxt.NetworkError(f"sim {self.exchange_id}: connection lost on {stream} {m.symbol} at {iso(d)}")
             if e is not None and e <= now:
                 hi = now if d is None or d > now else d - 1

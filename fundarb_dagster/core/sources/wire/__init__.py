@@ -13,7 +13,9 @@ sent on each client, not by URL: binance spreads subscriptions over numbered con
 differs in old recordings, and bybit decides spot vs contract from the client's URL, so a topic two
 clients share (spot and linear `tickers.BTCUSDT`) goes to the one whose URL kind (spot/linear/...)
 matches the recorded connection's. Frames nobody subscribed to are skipped and counted in `stats`;
-control frames (acks, pongs) are counted, never delivered: ccxt sent no real subscription to ack.
+control frames (acks, pongs) are counted, never delivered: ccxt sent no real subscription to ack. Where
+ccxt acts on the venue's ack (binance: its order book asks for the REST snapshot then), the replay answers
+each subscription ccxt sends as the venue does (`WireVenue.ack`, counted in `stats["acks"]`).
 Venues without topic rules (`VENUE_RULES`) replay sessions fundarb recorded itself with `routing="url"`:
 a frame goes to the client whose URL is the recorded connection's (same ccxt, same subscriptions).
 
@@ -31,8 +33,13 @@ ends the stream instead of retrying it.
 Markets load offline: the markets line of a fundarb recording (the live exchange's own markets), else
 minimal ccxt markets for every instrument seen in the frames (`build_market`), with the venue's recorded
 instrument entry (from the session's REST bodies, when recorded) as `info`.
-REST calls are answered from the session's recorded HTTP bodies when the URL matches, else they raise
-`ccxt.NotSupported` (never a network request); the REST history `has` flags are False.
+REST calls are answered from the session's recorded HTTP bodies when the URL matches, each recorded answer
+once and in order (binance's `fapi/v1/depth?symbol=...&limit=1000` snapshots, from which ccxt builds the
+book with the `@depth@100ms` diffs and its U/u/pu checks); a request asked more often than recorded ends
+like the recording (`EndOfRecording`: a second snapshot after a broken sequence was never recorded), one
+never recorded raises `ccxt.NotSupported` (never a network request); the REST history `has` flags are
+False. ccxt's REST throttle is off (nothing reaches a venue; an unpaced replay would end before it let a
+second symbol's snapshot through).
 
 Recording formats read (plain or `.zst`, zstd JSON lines, decompressed with pyarrow):
 - fundarb/cryptofeed sessions: a header line, then `{"t": "connect"|"send"|"recv"|"http"|"markets",

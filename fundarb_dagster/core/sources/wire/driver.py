@@ -132,6 +132,7 @@ class WireReplay:
         self.used: Counter[str] = Counter()  # channel -> frames delivered to a subscribed client
         self.unused: Counter[str] = Counter()  # channel -> frames no watcher consumed (see `usage`)
         self.replayed = 0
+        self.http_used: set[int] = set()  # recorded HTTP responses already served (each answers one request)
         self._sub_version = 0
         self._conn_kinds: dict[str, str | None] = {}
         self.awaited: list[tuple[WireClient, Any]] = []  # (client, message hash) resolved for a waiter
@@ -155,11 +156,24 @@ class WireReplay:
     def on_send(self, client: WireClient, raw: str) -> None:
         if self.recorder is not None:
             self.recorder.send(client.conn_id, client.url, raw)
-        for topic in self.venue.sent_topics(_loads(raw)):
+        msg = _loads(raw)
+        for topic in self.venue.sent_topics(msg):
             subscribers = self.topics.setdefault(topic, [])
             if client not in subscribers:
                 subscribers.append(client)
         self._sub_version += 1
+        ack = self.venue.ack(msg)
+        if ack is not None:
+            asyncio.get_running_loop().call_soon(self._answer, client, ack)
+
+    def _answer(self, client: WireClient, ack: str) -> None:
+        """The venue's ack of a subscription ccxt sent (`WireVenue.ack`), after the send, as live."""
+        if self.closed:
+            return
+        if self.recorder is not None:
+            self.recorder.recv(client.conn_id, ack)
+        self.stats["acks"] += 1
+        client.handle_text_or_binary_message(ack)
 
     def _route(self, frame: Frame, topics: list[str]) -> tuple[WireClient, str] | None:
         """The client subscribed to the frame's topic whose market kind is the recorded connection's."""

@@ -61,6 +61,11 @@ class WireExchangeMixin:
     def milliseconds(self) -> int:
         return self.wire.milliseconds()
 
+    async def throttle(self, cost: Any = None) -> None:
+        # ccxt spaces REST calls by the venue's weights in wall time (binance's 1000-level depth: 1 s); nothing
+        # reaches a venue here, and an unpaced replay would end before a second symbol's snapshot was asked
+        return None
+
     def frame_usage(self) -> FrameUsage:
         """The recording's frames used and unused per channel so far (see `driver.FrameUsage`)."""
         return self.wire.usage(self.id)  # type: ignore[attr-defined]
@@ -77,16 +82,27 @@ class WireExchangeMixin:
 
     async def fetch(self, url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
         """REST from the session's recorded HTTP bodies (same path and query; a recorded POST also the same
-        request body, as JSON), never from the network."""
+        request body, as JSON), never from the network. Each recorded response answers one request, in the
+        order recorded (a REST answer is the venue's state when it was asked: a binance depth snapshot served
+        twice would rebuild a book from a stale snapshot); a request asked more often than recorded ends like
+        the recording (`EndOfRecording`), one never recorded raises `ccxt.NotSupported`."""
         wanted = urlsplit(url)
         recording = self.wire.recording
         requests = recording.http_requests or [("GET", None)] * len(recording.http)
-        for (recorded_url, text), (_, recorded_body) in zip(recording.http, requests, strict=True):
+        matched = 0
+        for index, ((recorded_url, text), (_, recorded_body)) in enumerate(zip(recording.http, requests, strict=True)):
             got = urlsplit(recorded_url)
             if got.path != wanted.path or sorted(got.query.lstrip("&").split("&")) != sorted(wanted.query.split("&")):
                 continue
             if recorded_body is None or _same_json(recorded_body, body):
-                return json.loads(text)
+                matched += 1
+                if index not in self.wire.http_used:
+                    self.wire.http_used.add(index)
+                    return json.loads(text)
+        if matched:
+            raise EndOfRecording(
+                f"{self.id} wire replay: the recording's {matched} response(s) to {method} {url} were used"  # type: ignore[attr-defined]
+            )
         raise ccxt.NotSupported(f"{self.id} wire replay: no recorded HTTP response for {method} {url}")  # type: ignore[attr-defined]
 
     async def fetch_markets(self, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:

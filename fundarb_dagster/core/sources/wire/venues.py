@@ -6,6 +6,7 @@ Adding a venue: subclass `WireVenue`, implement its methods, register it in `VEN
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -92,7 +93,14 @@ class WireVenue:
     def book_depth(self, channel: str) -> int | None:
         """The `watch_order_book` limit that subscribes a recorded book channel, where ccxt's default channel
         would be another one (bybit `orderbook.200`, ccxt's default 50); None when the channel is not a book
-        or ccxt's default subscribes it (okx `books`)."""
+        or ccxt's default subscribes it (okx `books`, binance `depth@100ms`)."""
+        return None
+
+    def ack(self, msg: Any) -> str | None:
+        """The venue's answer to a subscription ccxt sent, where ccxt acts on it; None where it does not.
+
+        A recording holds the acks of its own client's subscriptions (ids ccxt did not send), or none at all
+        (a session subscribed through its URL): the replay answers ccxt's own, as the venue would."""
         return None
 
     def recorded_channels(self, rec: Recording) -> dict[tuple[str | None, str], set[str]]:
@@ -280,6 +288,12 @@ class BinanceWire(WireVenue):
         if not isinstance(msg, dict) or msg.get("method") != "SUBSCRIBE":
             return []
         return [p for p in msg.get("params") or [] if isinstance(p, str)]
+
+    def ack(self, msg: Any) -> str | None:
+        # `{"result": null, "id": <the request's id>}`: ccxt's order book asks for its REST snapshot on it
+        if not isinstance(msg, dict) or msg.get("method") not in ("SUBSCRIBE", "UNSUBSCRIBE") or "id" not in msg:
+            return None
+        return json.dumps({"result": None, "id": msg["id"]}, separators=(",", ":"))
 
     def split_topic(self, topic: str) -> tuple[str, str]:
         market_id, _, channel = topic.partition("@")
