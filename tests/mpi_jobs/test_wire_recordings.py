@@ -312,9 +312,10 @@ RECORDINGS = [
         "BYBIT.jsonl.zst",
         "bybit",
         {**BYBIT_IDS, ("linear", "SOLUSDT"): "SOL/USDT:USDT", ("linear", "DOGEUSDT"): "DOGE/USDT:USDT"},
-        ("trades", "tickers", "funding", "ohlcv", "order_book"),
+        ("trades", "tickers", "funding", "ohlcv", "order_book", "open_interest"),
         # spot tickers carry no bid/ask: spot quotes come from the book the session subscribed (orderbook.200),
-        # which also feeds the spot order_book stream; the linear books feed only the order_book stream
+        # which also feeds the spot order_book stream; the linear books feed only the order_book stream; the
+        # linear tickers carry the perps' open interest too
         used=frozenset(
             {
                 "linear:tickers",
@@ -334,6 +335,7 @@ RECORDINGS = [
                 "funding:watch_ticker:tickers",
                 "tickers:watch_order_book:200",
                 "order_book:watch_order_book:200",
+                "open_interest:watch_ticker:tickers",
             }
         ),  # fmt: skip
         quotes_from_book=frozenset({"BTC/USDT", "ETH/USDT"}),
@@ -704,3 +706,30 @@ def test_binance_futures_order_books_land_as_ccxt_builds_them_from_the_snapshot_
             assert list(got.bid_price) == [p for p, _ in bids[:20]] == feed_row["bid_price"].tolist(), symbol
             assert list(got.ask_size) == [q for _, q in asks[:20]] == feed_row["ask_size"].tolist(), symbol
             assert (got.ts_ms, got.nonce, got.updates) == tuple(int(feed_row[f]) for f in ("ts_ms", "nonce", "updates"))
+
+
+def test_bybit_open_interest_lands_from_the_recorded_linear_tickers(
+    replayed: tuple[Recording, Captured, Expected], fixtures_dir: Path
+) -> None:
+    """The BYBIT session's perps' open interest through the capture job: read from the linear `tickers` frames
+    (ccxt 4.5 has no open-interest stream; the recording no REST poll), one row per new figure, each equal to the
+    frames merged here with plain json (`openInterest` base units, `openInterestValue` USD, the frame's ts)."""
+    row, captured, _ = replayed
+    if row.file != "BYBIT.jsonl.zst":
+        return
+    session = read_session(fixtures_dir / "ws_recordings" / row.file, row.conn_kinds)
+    state: dict[str, dict[str, Any]] = {}
+    expected: dict[str, list[tuple]] = defaultdict(list)
+    for frame in session.frames:
+        msg = frame.msg
+        if frame.kind != "linear" or not isinstance(msg, dict) or not str(msg.get("topic")).startswith("tickers."):
+            continue
+        venue_id = msg["topic"].split(".")[1]
+        merged = state[venue_id] = {**(state.get(venue_id, {}) if msg["type"] == "delta" else {}), **msg["data"]}
+        kept = expected[row.symbols[("linear", venue_id)]]
+        if "openInterest" in msg["data"] and (not kept or kept[-1][1] != float(merged["openInterest"])):
+            kept.append((msg["ts"], float(merged["openInterest"]), float(merged["openInterestValue"])))
+    assert len(expected) == 4
+    for symbol, want in expected.items():
+        got = _landed(captured, "open_interest", symbol, ["ts_ms", "contracts", "value"], ["ts_ms"])
+        assert got == want and len(want) >= 4, symbol

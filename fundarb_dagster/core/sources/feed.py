@@ -267,7 +267,7 @@ class Feed(RestHistory):
                 sub.books = BookSampler(instrument, self.book_levels, self.book_interval_ms)
                 sub.mode = "poll" if self.book_rest_interval_s else ""
             elif stream == "open_interest":
-                sub.interest = OpenInterestState(positioning.open_interest_mode(self.exchange))
+                sub.interest = OpenInterestState(positioning.open_interest_mode(self.exchange, symbol))
             self._subs[key] = sub
         return self._subs[key]
 
@@ -289,6 +289,12 @@ class Feed(RestHistory):
         if sub.interest is not None:
             if sub.interest.mode == "watch":
                 return lambda: ex.watch_open_interest(symbol)
+            if sub.interest.mode == "ticker":
+
+                async def from_ticker() -> Any:
+                    return positioning.open_interest_from_ticker(ex, await ex.watch_ticker(symbol))
+
+                return from_ticker
             return lambda: self._poll(sub, "fetch_open_interest", self.open_interest_interval_s)
         if sub.mode == "mark_price":
             return lambda: ex.watch_mark_price(symbol)
@@ -323,7 +329,8 @@ class Feed(RestHistory):
         event's reason, what a reader of the landed data checks to know which venue channel fed a stream."""
         call = f"watch_{sub.stream}" if sub.stream in ("trades", "ohlcv", "liquidations") else ""
         if sub.interest is not None:
-            call = {"poll": "fetch_open_interest"}.get(sub.interest.mode, "watch_open_interest")
+            calls = {"poll": "fetch_open_interest", "ticker": "watch_ticker"}
+            call = calls.get(sub.interest.mode, "watch_open_interest")
         elif sub.stream == "order_book":
             limit = book_limit(self.exchange, sub.symbol)
             call = "fetch_order_book" if sub.mode == "poll" else "watch_order_book" + (f":{limit}" if limit else "")

@@ -14,6 +14,7 @@ from typing import Any
 import ccxt
 import ccxt.pro
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from fundarb_dagster.core.instruments import InstrumentRegistry
@@ -319,6 +320,58 @@ def test_bybit_liquidations_through_a_wire_replay_of_ccxt_pro_subscribing_all_li
     assert [int(r["position_side"]) for r in records] == [1, -1]  # bybit's Buy: a long was liquidated
     assert [(float(r["price"]), float(r["amount"])) for r in records] == [(96000.5, 0.25), (96010.0, 1.5)]
     assert [int(r["ts_ms"]) for r in records] == [int((t0 + 2 + i) * 1000) - 5 for i in range(2)]
+
+
+def test_bybit_open_interest_rides_the_recorded_tickers_through_ccxt_pro_into_records(fixtures_dir: Path) -> None:
+    """ccxt 4.5 streams open interest for no venue (no ccxt.pro class has `watch_open_interest`) and a wire
+    recording holds no REST poll, but bybit's linear `tickers` frames carry `openInterest` (base units) and
+    `openInterestValue`. Replayed, the real ccxt.pro.bybit merges each snapshot and its deltas into the ticker's
+    `info`, the exchange's own `parse_open_interest` reads the figure there, and the Feed keeps each new one:
+    equal, value for value, to the frames merged here with plain json."""
+    path = fixtures_dir / "ws_recordings" / "BYBIT.jsonl.zst"
+    with pa.input_stream(str(path), compression="zstd") as stream:
+        rows = [json.loads(line) for line in stream.read().decode().splitlines()]
+    expected: dict[str, list[tuple[int, float, float]]] = {}
+    state: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row.get("t") != "recv" or row["conn"] != "BYBIT.ws.2" or '"topic":"tickers.' not in row["data"]:
+            continue
+        msg = json.loads(row["data"])
+        venue_id = msg["topic"].split(".")[1]
+        merged = state[venue_id] = {**(state.get(venue_id, {}) if msg["type"] == "delta" else {}), **msg["data"]}
+        kept = expected.setdefault(venue_id, [])
+        if "openInterest" in msg["data"] and (not kept or kept[-1][1] != float(merged["openInterest"])):
+            kept.append((msg["ts"], float(merged["openInterest"]), float(merged["openInterestValue"])))
+    ex = create_wire_exchange("bybit", str(path))
+    symbols = {f"{venue_id[:-4]}/USDT:USDT": venue_id for venue_id in expected}
+    assert {s: ex.open_interest_via(s) for s in symbols} == dict.fromkeys(symbols, "ticker")
+    assert ex.open_interest_via("BTC/USDT") is None  # spot tickers carry none
+    registry = InstrumentRegistry()
+    registry.add_markets("bybit", ex.markets, list(ex.markets))
+    feed = Feed(ex, registry, validator=_recorded())
+    got: dict[str, list[np.ndarray]] = {s: [] for s in symbols}
+    channels: list[str] = []
+
+    async def drain(symbol: str) -> None:
+        async for batch in feed.watch("open_interest", symbol):
+            got[symbol].extend(batch.records)
+            channels.extend(r.decode() for r in batch.events["reason"][batch.events["kind"] == int(EventKind.CHANNEL)])
+
+    async def run() -> None:
+        try:
+            await asyncio.wait_for(asyncio.gather(*(drain(s) for s in symbols)), timeout=60)
+        finally:
+            await ex.close()
+
+    _run(run())
+    assert len(symbols) == 4 and set(channels) == {"open_interest:watch_ticker:tickers"}
+    for symbol, venue_id in symbols.items():
+        want = expected[venue_id]
+        assert len(want) >= 4, symbol  # bybit moved each figure every ~10 s of the 44 s session
+        rows_got = [(int(r["ts_ms"]), float(r["contracts"]), float(r["value"])) for r in got[symbol]]
+        assert rows_got == want, symbol
+        assert [float(r["amount"]) for r in got[symbol]] == [w[1] for w in want]  # linear: contracts are base
+    assert feed.counts["open_interest:unchanged"] > 0  # the tickers between two figures: counted, not kept
 
 
 def test_landed_open_interest_and_liquidations_replay_through_the_feed_as_they_landed(tmp_path: Path) -> None:

@@ -202,13 +202,15 @@ def follow_recorded_channels(exchange: Any, rules: WireVenue, recording: Recordi
     pick a channel (binance `aggTrade` over `trade`) override the configured ones, and `quotes_via(symbol)`
     tells the Feed where each market's best bid/ask were recorded (the venue's own channel when it was,
     else a bid/ask channel, a book, a ticker), e.g. bybit spot quotes from `orderbook.200` when the session
-    subscribed no `orderbook.1`; `books_via(symbol)` the depth of the book recorded for the order_book stream."""
+    subscribed no `orderbook.1`; `books_via(symbol)` the depth of the book recorded for the order_book stream;
+    `open_interest_via(symbol)` `ticker` where a contract's recorded ticker carries its open interest (bybit)."""
     channels = rules.recorded_channels(recording)
     for key, value in rules.ccxt_options(set().union(*channels.values()) if channels else set()).items():
         exchange.options[key] = {**(exchange.options.get(key) or {}), **value}
     facts = venue_facts(exchange.id)
     plan: dict[str, str] = {}
     books: dict[str, int] = {}
+    interest: dict[str, str] = {}
     for symbol, market in exchange.markets.items():
         market_id = str(market.get("id") or "").upper()
         recorded = channels.get((market_kind(market), market_id)) or channels.get((None, market_id)) or set()
@@ -219,8 +221,11 @@ def follow_recorded_channels(exchange: Any, rules: WireVenue, recording: Recordi
         depths = [d for d in (rules.book_depth(c) for c in recorded) if d]
         if depths:
             books[symbol] = max(depths)  # the deepest book recorded feeds the order_book stream
+        if market.get("contract") and any(rules.carries_open_interest(c) for c in recorded):
+            interest[symbol] = "ticker"
     exchange.quotes_via = plan.get
     exchange.books_via = books.get
+    exchange.open_interest_via = interest.get
 
 
 def replay_stats(exchange: Any) -> dict[str, Any]:

@@ -96,6 +96,11 @@ class WireVenue:
         or ccxt's default subscribes it (okx `books`, binance `depth@100ms`)."""
         return None
 
+    def carries_open_interest(self, channel: str) -> bool:
+        """Whether a contract's recorded channel carries its open interest (bybit `tickers`): the open_interest
+        stream then reads it there (ccxt 4.5 has no open-interest stream, and a recording no REST polls)."""
+        return False
+
     def ack(self, msg: Any) -> str | None:
         """The venue's answer to a subscription ccxt sent, where ccxt acts on it; None where it does not.
 
@@ -170,6 +175,9 @@ class BybitWire(WireVenue):
         if channel.startswith("orderbook."):
             return f"order_book:{channel.split('.', 1)[1]}"
         return None
+
+    def carries_open_interest(self, channel: str) -> bool:
+        return channel == "tickers"  # linear/inverse tickers: openInterest, openInterestValue
 
     def book_depth(self, channel: str) -> int | None:
         depth = channel.removeprefix("orderbook.")
