@@ -15,7 +15,10 @@ simulator's) trades on:
   deeper levels is not);
 - a resting limit order fills at the first quote that crosses its price;
 - funding is paid at each settlement the funding stream names (`funding_ts_ms`) on the position held at it: the
-  rate is the stream's last value for that settlement (the venue's converged prediction), on the reference
+  rate is the venue's settled rate where the stream carries it (the Feed fetches it from the venue's history
+  as the stream moves past the settlement, `is_settled` rows), else the stream's last value for that
+  settlement (the venue's converged prediction; a capture that missed the interval's last minutes is off by
+  what the rate moved since), on the reference
   price the venue pays on (`VenueFacts.funding_price`: mark, or the oracle/index on hyperliquid), the last
   streamed one at or before the settlement; paid once the stream has moved past it (or, naming no later
   settlement, streamed `SETTLE_GRACE_MS` past it), so a little late, on the account's position history. Both
@@ -48,7 +51,7 @@ import numpy as np
 
 from ..config import FundarbConfig
 from ..instruments import InstrumentRegistry
-from ..sources.feed import Feed
+from ..sources.feed import SETTLED_MATCH_MS, Feed
 from ..venues import maintenance_margin_rate, venue_facts
 from . import tiers as tiering
 from .private import PrivateApi, bind_private
@@ -126,6 +129,7 @@ class PaperMarket:
         self.oracle = oracle
         self.quotes: dict[str, _Series] = {}
         self.funding: dict[str, _Series] = {}
+        self.settled: dict[str, dict[int, float]] = {}  # symbol -> settlement -> the venue's settled rate
         self.books: dict[str, _Series] = {}  # rows: (bids, asks) as ccxt's [[price, amount]], venue amount units
         self.arrived = asyncio.Event()
         self.paid_until: dict[str, int] = {}  # symbol -> the last settlement handed over
@@ -158,9 +162,11 @@ class PaperMarket:
 
     def add_funding(self, symbol: str, records: np.ndarray) -> None:
         series = self.funding.setdefault(symbol, _Series())
+        settled = self.settled.setdefault(symbol, {})
         for r in records:
             if r["is_settled"]:
-                continue  # the stream's settled rows repeat what its predictions converged to
+                settled[int(r["funding_ts_ms"])] = float(r["funding_rate"])  # the venue's final word
+                continue
             row = (
                 float(r["funding_ts_ms"]),
                 float(r["funding_rate"]),
@@ -241,6 +247,10 @@ class PaperMarket:
         ended = self.ended_at is not None and settlement <= self.ended_at
         if not moved_on and not ended and series.times[-1] < settlement + SETTLE_GRACE_MS:
             return None
+        settled = self.settled.get(symbol, {})
+        near = [t for t in settled if abs(t - settlement) <= SETTLED_MATCH_MS]
+        if near:
+            return settled[min(near, key=lambda t: abs(t - settlement))]
         for row in reversed(series.rows):
             if int(row[SETTLEMENT]) == settlement:
                 return row[RATE]

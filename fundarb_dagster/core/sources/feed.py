@@ -27,6 +27,12 @@ What `watch` does, per (stream, symbol):
   structure, the registry's history, the market, the spacing of settlements; recorded with
   `registry.observe_interval`); never a per-venue constant. Funding snapshots that repeat the previous one
   are thinned to one per `funding_poll_interval_s` (counted);
+- settled funding: once the stream names a later settlement, the one it moved past is settled; its rate is
+  fetched with `fetch_funding_rate_history` where the venue has it and emitted as a settled row
+  (`is_settled=1`) *before* the row that names the next settlement, so a consumer knows the venue's final
+  rate when it learns the interval is over (a capture that missed the interval's last prediction still
+  records what the venue paid). Not published yet: retried every `funding_poll_interval_s` for
+  `SETTLED_WAIT_MS`, then counted (`funding:settled_missing`) and the predictions stand;
 - `ccxt.NetworkError` (incl. `ExchangeNotAvailable`, `RequestTimeout`) and socket timeouts: a RECONNECT event,
   exponential back-off up to `max_backoff_s`, and a GAP event (start = last data time, end = first data
   time after recovery) once data flows again; trades/OHLCV gaps are then backfilled over REST where the
@@ -83,6 +89,8 @@ DEFAULT_STALE_TIMEOUT_S: dict[str, float] = {"trades": 60.0, "tickers": 60.0, "f
 # rebuilt from a new snapshot, and the stretch in between is a GAP (reason `sequence`).
 SEQUENCE_ERRORS: tuple[type[BaseException], ...] = (ccxt.InvalidNonce, ccxt.ChecksumError)
 FUNDING_MODES = (*FUNDING_CHANNELS, "poll")  # a venue's channel, or polling `fetch_funding_rate`
+SETTLED_WAIT_MS = 3_600_000  # how long after a settlement its settled rate is asked for (venues publish late)
+SETTLED_MATCH_MS = 900_000  # a history row this near a named settlement is it (venues stamp with jitter)
 
 
 class _Stale(Exception):  # noqa: N818 - internal signal, never escapes the feed
@@ -113,6 +121,9 @@ class _Subscription:
     last_funding_emit_ms: int = 0
     last_settlement_ms: int = 0
     next_poll_ms: int | None = None
+    named_settlement_ms: int = 0  # the latest settlement the stream's predictions named
+    settled_due: set[int] = field(default_factory=set)  # settlements passed whose settled rate is not fetched yet
+    settled_retry_ms: int = 0  # when to ask the venue's history again
     books: BookSampler | None = None  # order_book: sampling and the venue's sequence
     interest: OpenInterestState | None = None  # open_interest: how it is fed, the last value kept
 
@@ -138,6 +149,7 @@ class Feed(RestHistory):
         book_interval_s: float = 10.0,
         open_interest_interval_s: float = 60.0,
         book_rest_interval_s: float = 0.0,
+        settled_funding: bool = True,
     ) -> None:
         if not funding_poll_interval_s > 0:
             raise ValueError(f"funding_poll_interval_s: {funding_poll_interval_s!r} must be > 0")
@@ -170,6 +182,7 @@ class Feed(RestHistory):
         self.book_levels = int(book_levels)
         self.book_interval_ms = int(book_interval_s * 1000)
         self.open_interest_interval_s = float(open_interest_interval_s)
+        self.settled_funding = settled_funding
         self.counts: Counter[str] = Counter()
         self.progress: dict[tuple[str, str], HistoryProgress] = {}
         self._subs: dict[tuple[str, str], _Subscription] = {}
@@ -483,6 +496,10 @@ class Feed(RestHistory):
                 self.counts[f"records:{stream}"] += len(records)
             elif first_ts is not None and sub.last_data_ts is None:
                 sub.last_data_ts = first_ts
+            if stream == "funding" and self.settled_funding and len(records):
+                settled = await self._settled_funding(sub, records, recv)
+                if settled is not None:
+                    yield settled  # before the row naming the next settlement (see the module doc)
             if len(records) or len(events) or len(gap_events):
                 yield Batch(stream, records, concat_events([events, gap_events]))
             if gap is not None and self.backfill_gaps and stream in ("trades", "ohlcv"):
@@ -575,6 +592,47 @@ class Feed(RestHistory):
         if stream == "funding" and len(accepted) and self._thin_funding(sub, accepted[0], recv):
             accepted = accepted[:0]
         return accepted, concat_events([screened, checked]), first
+
+    async def _settled_funding(self, sub: _Subscription, records: np.ndarray, recv: int) -> Batch | None:
+        """Settled rows for the settlements the stream moved past, fetched from the venue's history (see the
+        module doc); None while nothing is due or published."""
+        predicted = records["funding_ts_ms"][records["is_settled"] == 0]
+        if not len(predicted):
+            return None
+        named = int(predicted.max())
+        if 0 < sub.named_settlement_ms < named:
+            sub.settled_due.add(sub.named_settlement_ms)
+        sub.named_settlement_ms = max(sub.named_settlement_ms, named)
+        if not sub.settled_due or recv < sub.settled_retry_ms:
+            return None
+        if not self._has("fetchFundingRateHistory"):
+            self.counts["funding:settled_unavailable"] += len(sub.settled_due)
+            sub.settled_due.clear()
+            return None
+        due = np.fromiter(sorted(sub.settled_due), np.int64)
+        found, events = [], []
+        try:
+            async for batch in self.history(
+                "funding", sub.symbol, int(due[0]) - SETTLED_MATCH_MS, int(due[-1]) + SETTLED_MATCH_MS
+            ):
+                found.append(batch.records)
+                events.append(batch.events)
+        except Exception as exc:  # noqa: BLE001 - the stream goes on; its predictions stand for this settlement
+            self.counts[f"funding:settled_failed:{type(exc).__name__}"] += 1
+            found = []
+        fetched = np.concatenate(found) if found else _empty("funding")
+        near = np.abs(fetched["funding_ts_ms"][:, None] - due[None, :]) <= SETTLED_MATCH_MS
+        settled = fetched[near.any(axis=1)]
+        matched = due[near.any(axis=0)]
+        sub.settled_due.difference_update(int(t) for t in matched)
+        expired = {t for t in sub.settled_due if recv > t + SETTLED_WAIT_MS}
+        self.counts["funding:settled"] += len(settled)
+        self.counts["funding:settled_missing"] += len(expired)
+        sub.settled_due -= expired
+        sub.settled_retry_ms = recv + int(self.funding_poll_interval_s * 1000)
+        if not len(settled) and not any(len(e) for e in events):
+            return None
+        return Batch("funding", settled, concat_events(events))
 
     @property
     def _ws_candles_count_contracts(self) -> bool:

@@ -3,9 +3,10 @@ by the capture's path, replayed by `ReplayExchange`), checked against the record
 
 - every fill is at a recorded quote of its market that was in force at the fill: the ask for a buy, the bid for
   a sell (a paper venue without captured depth fills at the quote);
-- every funding payment is -units x the stream's last rate for the settlement x the reference price streamed
-  last before it (the mark on binance, the oracle/index on hyperliquid), to the cent, with the units from the
-  fills before the settlement; every settlement with a position held is paid."""
+- every funding payment is -units x the venue's settled rate (recorded by the capture from the venue's history
+  as its stream moved past the settlement; the stream's last prediction where none was recorded) x the
+  reference price streamed last before it (the mark on binance, the oracle/index on hyperliquid), to the cent,
+  with the units from the fills before the settlement; every settlement with a position held is paid."""
 
 from __future__ import annotations
 
@@ -116,6 +117,9 @@ def test_funding_paid_is_the_streamed_rate_on_the_streamed_reference_price(paper
     fills = read_landed(config.data_path, "fills", paper_run["writer"])
     payments = read_landed(config.data_path, "funding_payments", paper_run["writer"])
     funding = recorded(paper_run["recorded"], "funding").df().sort_values("ts_ms", kind="stable")
+    settled = funding[funding["is_settled"] == 1]
+    funding = funding[funding["is_settled"] == 0]
+    assert len(settled), "the capture recorded the venues' settled rates"
     trades: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
     for rec, e, s in zip(fills, decoded(fills, "exchange"), decoded(fills, "symbol"), strict=True):
         trades[(e, s)].append((int(rec["ts_ms"]), float(rec["side"]) * float(rec["amount"])))
@@ -129,7 +133,11 @@ def test_funding_paid_is_the_streamed_rate_on_the_streamed_reference_price(paper
             units = sum(u for t, u in rows if t < settlement)
             if not units or settlement > until:
                 continue
-            rate = float(stream[stream["funding_ts_ms"] == settlement]["funding_rate"].iloc[-1])
+            final = settled[(settled["exchange"] == exchange) & (settled["symbol"] == symbol)
+                            & (settled["funding_ts_ms"] == settlement)]  # fmt: skip
+            rate = float(
+                (final if len(final) else stream[stream["funding_ts_ms"] == settlement])["funding_rate"].iloc[-1]
+            )
             before = stream[stream["ts_ms"] <= settlement].iloc[-1]
             price = float(before["index_price"] if exchange == "hyperliquid" else before["mark_price"])
             expected[(exchange, symbol, settlement)] = -units * rate * price
@@ -207,6 +215,43 @@ def test_a_settlement_is_paid_on_the_streams_last_prediction_however_far_the_clo
     market.ended_at = settlement + HOUR_MS + 300_000
     market._pay_funding(account, upto=settlement + HOUR_MS + 300_000)
     assert account.paid[1:] == [(symbol, settlement + HOUR_MS, 4.0e-5, 61_600.0)]
+
+
+def test_a_settlement_is_paid_on_the_venues_settled_rate_where_the_stream_carries_it() -> None:
+    """The capture missed the interval's last minutes (its last prediction 3.5 min before): the settled row the
+    Feed fetched as the stream moved on is paid, not the stale prediction; without one, the prediction is."""
+    from fundarb_dagster.core import schema
+    from fundarb_dagster.core.execution.paper import PaperMarket
+
+    settlement = 1_793_516_400_000
+
+    def rows(*items: tuple[int, int, float, int]) -> np.ndarray:
+        out = schema.empty("funding", len(items))
+        for row, (ts, funding_ts, rate, is_settled) in zip(out, items, strict=True):
+            row["ts_ms"], row["funding_ts_ms"], row["funding_rate"], row["is_settled"] = (
+                ts,
+                funding_ts,
+                rate,
+                is_settled,
+            )
+            row["interval_h"], row["mark_price"], row["index_price"] = 1.0, 61_000.0, 60_990.0
+        return out
+
+    class Account:
+        def __init__(self) -> None:
+            self.paid: list[tuple[str, int, float, float]] = []
+
+        def on_funding(self, symbol: str, t: int, rate: float, price: float) -> None:
+            self.paid.append((symbol, t, rate, price))
+
+    for fetched, rate in ((True, 1.3e-5), (False, 1.0e-5)):
+        market, account, symbol = PaperMarket(source=None, oracle=True), Account(), "BTC/USDC:USDC"
+        market.add_funding(symbol, rows((settlement - 210_000, settlement, 1.0e-5, 0)))
+        if fetched:  # the Feed's order: the settled row before the row naming the next settlement
+            market.add_funding(symbol, rows((settlement + 5, settlement + 5, 1.3e-5, 1)))
+        market.add_funding(symbol, rows((settlement + 45_000, settlement + HOUR_MS, 2.0e-5, 0)))
+        market._pay_funding(account, upto=settlement + 60_000)
+        assert account.paid == [(symbol, settlement, rate, 60_990.0)]
 
 
 def test_a_paper_venue_catches_up_when_its_funding_streams_pass_the_clock() -> None:

@@ -401,6 +401,61 @@ def test_repeated_funding_snapshots_are_thinned_but_changes_pass() -> None:
     assert feed.counts["funding:unchanged"] == 2
 
 
+def _hourly_ticks(ex: ScriptedExchange, steps: list[tuple[int, int, str]]) -> None:
+    """bybit tickers at given exchange times (the clock jumps there), each naming a settlement with a rate."""
+
+    def tick(at: int, settle: int, rate: str) -> Callable[[int], dict[str, Any]]:
+        def step(now: int) -> dict[str, Any]:
+            ex._ticks = at - T0  # the exchange clock reads `at` from here on
+            info = {"fundingRate": rate, "nextFundingTime": str(settle), "fundingIntervalHour": "1"}
+            return {"timestamp": at, "markPrice": 100.0, "info": info}
+
+        return step
+
+    ex.ticking = True
+    ex.scripts["watch_ticker"] = [tick(*step) for step in steps]
+
+
+def test_a_settlement_the_stream_moved_past_is_fetched_settled_before_the_next_one_is_named() -> None:
+    """The capture missed the interval's last prediction (0.0001 at 10 min before, the venue settled 0.00013):
+    the settled row from the venue's history comes before the row naming the next settlement."""
+    ex = ScriptedExchange(has={"fetchFundingRateHistory": True})
+    s1 = (T0 // HOUR + 1) * HOUR
+    ex.rest_funding = [{"symbol": "BTC/USDT:USDT", "timestamp": s1 + 7, "fundingRate": 0.00013}]
+    _hourly_ticks(ex, [(s1 - 600_000, s1, "0.0001"), (s1 + 45_000, s1 + HOUR, "0.0002")])
+    feed = Feed(ex, _registry(ex))
+    records = _records(_run(_collect(feed, "funding", "BTC/USDT:USDT")))
+    rows = [(int(r["is_settled"]), int(r["funding_ts_ms"]), float(r["funding_rate"])) for r in records]
+    assert rows == [(0, s1, 0.0001), (1, s1 + 7, 0.00013), (0, s1 + HOUR, 0.0002)]
+    assert records["interval_h"].tolist() == [1.0, 1.0, 1.0]
+    assert feed.counts["funding:settled"] == 1
+
+
+def test_a_settled_rate_not_published_yet_is_asked_again_then_counted_missing() -> None:
+    ex = ScriptedExchange(has={"fetchFundingRateHistory": True})
+    s1 = (T0 // HOUR + 1) * HOUR
+    steps = [(s1 - 600_000, s1, "0.0001"), (s1 + 10_000, s1 + HOUR, "0.0002"), (s1 + 20_000, s1 + HOUR, "0.0003"),
+             (s1 + 90_000, s1 + HOUR, "0.0004"), (s1 + 2 * HOUR - 60_000, s1 + HOUR, "0.0005")]  # fmt: skip
+    _hourly_ticks(ex, steps)
+    feed = Feed(ex, _registry(ex), funding_poll_interval_s=60.0)
+    records = _records(_run(_collect(feed, "funding", "BTC/USDT:USDT")))
+    assert records["is_settled"].tolist() == [0] * 5  # the venue never published s1: the predictions stand
+    # asked when the stream moved on, not again within the poll interval, again after it, then given up
+    assert ex.calls["fetch_funding_rate_history"] == 3
+    assert feed.counts["funding:settled_missing"] == 1
+
+
+def test_a_venue_without_funding_history_keeps_the_predictions_and_says_so() -> None:
+    ex = ScriptedExchange()
+    s1 = (T0 // HOUR + 1) * HOUR
+    _hourly_ticks(ex, [(s1 - 600_000, s1, "0.0001"), (s1 + 45_000, s1 + HOUR, "0.0002")])
+    feed = Feed(ex, _registry(ex))
+    records = _records(_run(_collect(feed, "funding", "BTC/USDT:USDT")))
+    assert records["is_settled"].tolist() == [0, 0]
+    assert feed.counts["funding:settled_unavailable"] == 1
+    assert ex.calls["fetch_funding_rate_history"] == 0
+
+
 def test_funding_on_a_spot_symbol_is_a_clear_error() -> None:
     ex = ScriptedExchange()
     feed = Feed(ex, _registry(ex))
