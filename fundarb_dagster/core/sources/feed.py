@@ -617,6 +617,10 @@ class Feed(RestHistory):
             ):
                 found.append(batch.records)
                 events.append(batch.events)
+        except ccxt.NotSupported:  # e.g. a wire replay that recorded no such response: asking again cannot help
+            self.counts["funding:settled_unavailable"] += len(sub.settled_due)
+            sub.settled_due.clear()
+            return None
         except Exception as exc:  # noqa: BLE001 - the stream goes on; its predictions stand for this settlement
             self.counts[f"funding:settled_failed:{type(exc).__name__}"] += 1
             found = []
