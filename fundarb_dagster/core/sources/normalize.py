@@ -134,31 +134,22 @@ def trades_to_records(trades: Sequence[Mapping[str, Any]], instrument: Instrumen
          "symbol": "BTC/USDT:USDT", "side": "buy", "price": 51444.4, "amount": 0.972, "info": {...}}
 
     A trade without an id gets the hash of (timestamp, price, amount, side) so duplicates still match.
+    Column at a time (the capture's hot path: one list per field, one numpy conversion per column when the
+    values are plain numbers); a column holding anything else is read value by value with `num`/`int_ms`.
     """
-    out = schema.empty("trades", len(trades))
-    if not len(trades):
+    n = len(trades)
+    out = schema.empty("trades", n)
+    if not n:
         return out
-    ts = np.empty(len(trades), dtype=np.int64)
-    ids = np.empty(len(trades), dtype=np.int64)
-    sides = np.empty(len(trades), dtype=np.int8)
-    prices = np.empty(len(trades), dtype=np.float64)
-    amounts = np.empty(len(trades), dtype=np.float64)
-    costs = np.empty(len(trades), dtype=np.float64)
-    for i, trade in enumerate(trades):
-        ts[i] = int_ms(trade.get("timestamp"))
-        prices[i] = num(trade.get("price"))
-        amounts[i] = num(trade.get("amount"))
-        costs[i] = num(trade.get("cost"))
-        sides[i] = _side(trade.get("side"))
-        trade_id = trade.get("id")
-        if trade_id is None or trade_id == "":
-            trade_id = f"{ts[i]}:{trade.get('price')}:{trade.get('amount')}:{trade.get('side')}"
-        ids[i] = trade_id_to_int(trade_id)
+    ts = times_ms([t.get("timestamp") for t in trades])
+    prices = floats([t.get("price") for t in trades])
+    amounts = floats([t.get("amount") for t in trades])
+    costs = floats([t.get("cost") for t in trades])
     out["ts_ms"] = ts
     out["recv_ts_ms"] = recv_ts_ms
     out["instrument_id"] = instrument.id
-    out["side"] = sides
-    out["trade_id"] = ids
+    out["side"] = _sides([t.get("side") for t in trades])
+    out["trade_id"] = _trade_ids(trades, ts)
     out["price"] = prices
     out["amount"] = instrument.base_amounts(amounts, prices)
     # ccxt's cost is quote units except for inverse contracts (base units there): those are USD per contract
@@ -166,6 +157,51 @@ def trades_to_records(trades: Sequence[Mapping[str, Any]], instrument: Instrumen
     if instrument.is_contract:
         out["contracts"] = amounts
         out["contract_size"] = instrument.contract_size
+    return out
+
+
+_PLAIN_NUMBERS = frozenset((int, float))  # bool is a type of its own, so it is not among them
+_SIDE_CODES = {"buy": 1, "sell": -1}
+
+
+def floats(values: list[Any]) -> np.ndarray:
+    """`num` of each value as float64: one numpy conversion when all are plain numbers (the usual case)."""
+    if set(map(type, values)) <= _PLAIN_NUMBERS:
+        return np.array(values, dtype=np.float64)
+    return np.array([num(v) for v in values], dtype=np.float64)
+
+
+def times_ms(values: list[Any]) -> np.ndarray:
+    """`int_ms` of each value as int64 (whole-column when all are plain finite numbers within int64)."""
+    if set(map(type, values)) <= _PLAIN_NUMBERS:
+        as_float = np.array(values, dtype=np.float64)
+        if np.isfinite(as_float).all() and (np.abs(as_float) < 2.0**63).all():
+            return as_float.astype(np.int64)  # truncates toward zero, like int(float(value))
+    return np.array([int_ms(v) for v in values], dtype=np.int64)
+
+
+def _sides(values: list[Any]) -> np.ndarray:
+    try:
+        return np.array([_SIDE_CODES.get(v, 0) for v in values], dtype=np.int8)
+    except TypeError:  # an unhashable side: compared value by value
+        return np.array([_side(v) for v in values], dtype=np.int8)
+
+
+def _trade_ids(trades: Sequence[Mapping[str, Any]], ts: np.ndarray) -> np.ndarray:
+    """`trade_id_to_int` of each trade's id (an id made up of its fields when it has none). Ids that are all
+    decimal strings within int64 (binance, the simulator) convert in one pass."""
+    ids = [t.get("id") for t in trades]
+    try:
+        if all(map(str.isdigit, ids)):  # TypeError on a non-string id
+            return np.array(list(map(int, ids)), dtype=np.int64)  # OverflowError beyond int64
+    except (TypeError, ValueError, OverflowError):
+        pass
+    out = np.empty(len(ids), dtype=np.int64)
+    for i, trade_id in enumerate(ids):
+        if trade_id is None or trade_id == "":
+            trade = trades[i]
+            trade_id = f"{ts[i]}:{trade.get('price')}:{trade.get('amount')}:{trade.get('side')}"
+        out[i] = trade_id_to_int(trade_id)
     return out
 
 

@@ -250,3 +250,64 @@ def test_inverse_contracts_land_base_units_with_contracts_and_size_beside() -> N
     spot = _instrument("okx", "BTC/USDT")
     spot_row = normalize.trades_to_records([{**trade, "price": 30_000.0, "amount": 0.5}], spot, RECV)[0]
     assert spot_row["amount"] == 0.5 and np.isnan(spot_row["contracts"]) and np.isnan(spot_row["contract_size"])
+
+
+def _trades_one_by_one(trades: list[dict[str, Any]], instrument: Any, recv_ts_ms: int) -> np.ndarray:
+    """The obvious per-trade loop `trades_to_records` must agree with, byte for byte."""
+    out = schema.empty("trades", len(trades))
+    for i, trade in enumerate(trades):
+        ts = normalize.int_ms(trade.get("timestamp"))
+        price, amount = normalize.num(trade.get("price")), normalize.num(trade.get("amount"))
+        trade_id = trade.get("id")
+        if trade_id is None or trade_id == "":
+            trade_id = f"{ts}:{trade.get('price')}:{trade.get('amount')}:{trade.get('side')}"
+        side = trade.get("side")
+        row = out[i]
+        row["ts_ms"], row["recv_ts_ms"], row["instrument_id"] = ts, recv_ts_ms, instrument.id
+        row["side"] = 1 if side == "buy" else -1 if side == "sell" else 0
+        row["trade_id"] = normalize.trade_id_to_int(trade_id)
+        row["price"] = price
+        row["amount"] = instrument.base_amounts(amount, price)
+        row["cost"] = amount * instrument.contract_size if instrument.inverse else normalize.num(trade.get("cost"))
+        if instrument.is_contract:
+            row["contracts"], row["contract_size"] = amount, instrument.contract_size
+    return out
+
+
+def _odd_trades(rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
+    """Trades as ccxt gives them, with, in some batches, every kind of odd value a venue or a bug may send."""
+    trades = [
+        {"id": str(5_000_000 + i), "timestamp": 1_800_000_000_000 + i, "side": "buy" if i % 3 else "sell",
+         "price": float(np.round(100 + rng.random(), 2)), "amount": float(rng.random() + 0.01), "cost": 1.5}
+        for i in range(n)
+    ]  # fmt: skip
+    odd: dict[str, list[Any]] = {
+        "id": [None, "", "9afd1288-b444-53f8-8e40-c2f99368ad22", " 12", str(2**64), 77, "00042"],
+        "timestamp": [None, "", "1800000000123", 1.8e12 + 0.7, math.nan, math.inf, 2**60, True],
+        "price": [None, "", "101.5", math.nan, -1.0, 0, 7, True, math.inf],
+        "amount": [None, "0.5", math.nan, -0.1, 3, False],
+        "cost": [None, "", "12.5", math.nan],
+        "side": [None, "BUY", "", ["buy"], 1],
+    }
+    for _ in range(int(rng.integers(0, 4))):
+        key = str(rng.choice(list(odd)))
+        choices = odd[key]
+        trades[int(rng.integers(0, n))][key] = choices[int(rng.integers(0, len(choices)))]
+    if rng.random() < 0.2:
+        del trades[int(rng.integers(0, n))]["cost"]
+    return trades
+
+
+@pytest.mark.parametrize("contract_size", [None, 0.01])
+def test_trades_to_records_column_at_a_time_equals_the_per_trade_loop(contract_size: float | None) -> None:
+    symbol = "BTC/USDT:USDT" if contract_size else "BTC/USDT"
+    instrument = _instrument("okx", symbol, contract_size)
+    rng = np.random.default_rng(11)
+    odd_batches = 0
+    for _ in range(300):
+        trades = _odd_trades(rng, int(rng.integers(1, 40)))
+        got = normalize.trades_to_records(trades, instrument, RECV)
+        expected = _trades_one_by_one(trades, instrument, RECV)
+        assert got.tobytes() == expected.tobytes(), trades  # NaNs compare equal as bytes
+        odd_batches += any(type(t.get("price")) is not float or type(t.get("id")) is not str for t in trades)
+    assert odd_batches > 50  # the odd values were exercised, not only clean batches

@@ -224,3 +224,61 @@ def test_bad_settings_fail_with_the_field_named() -> None:
         Validator(max_future_ms=-1)
     with pytest.raises(ValueError, match="max_past_ms"):
         Validator(max_past_ms=0)
+
+
+def test_trades_fast_paths_screen_and_check_exactly_like_the_per_item_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`screen` takes a clean trades batch whole and `check` takes a batch of new, ordered ids whole: over
+    random batches (repeats, late and bad trades, several instruments) both give what the per-item passes give,
+    and leave the same state behind."""
+    from fundarb_dagster.core.sources import validation
+
+    rng = np.random.default_rng(5)
+    fast, slow = Validator(dedupe_capacity=50), Validator(dedupe_capacity=50)
+    monkeypatch.setattr(slow, "_new_in_order", lambda stream, records: False)
+    whole: list[bool] = []
+    take_whole = fast._new_in_order
+    monkeypatch.setattr(
+        fast, "_new_in_order", lambda stream, records: whole.append(take_whole(stream, records)) or whole[-1]
+    )
+    next_id, ts = 0, NOW - 10_000
+    for _ in range(400):
+        n = int(rng.integers(1, 30))
+        ids = next_id + np.arange(n)
+        next_id += n
+        if rng.random() < 0.3:  # repeats, within the batch or of earlier ones
+            ids[int(rng.integers(0, n))] = int(rng.integers(max(0, next_id - 120), next_id))
+        times = ts + np.sort(rng.integers(0, 50, n))
+        ts = int(times[-1])
+        if rng.random() < 0.2:  # a late trade
+            times[int(rng.integers(0, n))] -= 500
+        rows = [(int(t), int(i), 100.0, 1.0) for t, i in zip(times, ids, strict=True)]
+        records = _trades(rows, instrument_id=3 if rng.random() < 0.9 else int(rng.integers(3, 5)))
+        if rng.random() < 0.1:
+            records["instrument_id"][0] = 4
+        if rng.random() < 0.1:
+            records["price"][int(rng.integers(0, n))] = -1.0
+        a_records, a_events = fast.check("trades", records.copy(), NOW)
+        b_records, b_events = slow.check("trades", records.copy(), NOW)
+        assert a_records.tobytes() == b_records.tobytes()
+        assert a_events.tobytes() == b_events.tobytes()
+    assert fast.counts == slow.counts and fast._last_ts == slow._last_ts and fast._latest == slow._latest
+    assert {k: list(s._order) for k, s in fast._seen.items()} == {k: list(s._order) for k, s in slow._seen.items()}
+    assert sum(fast.counts.values()) > 50 and 100 < sum(whole) < len(whole)  # both paths taken
+
+    def raw(n: int) -> list[dict[str, object]]:
+        return [{"timestamp": NOW + i, "price": 100.0 + i, "amount": 0.5, "id": str(i)} for i in range(n)]
+
+    batches = [raw(5)]
+    for bad in ({"price": None}, {"price": "101"}, {"amount": -1.0}, {"amount": float("nan")}, {"price": True},
+                {"timestamp": ""}, {"price": float("inf")}, {"amount": 0}):  # fmt: skip
+        batch = raw(5)
+        batch[2].update(bad)
+        batches.append(batch)
+    batches.append([*raw(2), ["not", "a", "dict"]])
+    for batch in batches:
+        fast_kept, fast_events = Validator().screen("trades", batch, 3, NOW)
+        with monkeypatch.context() as m:
+            m.setattr(validation, "_plain_trades", lambda items: False)
+            slow_kept, slow_events = Validator().screen("trades", batch, 3, NOW)
+        assert fast_kept == slow_kept and fast_events.tobytes() == slow_events.tobytes()
+    assert validation._plain_trades(raw(5)) and not validation._plain_trades(batches[1])
