@@ -15,7 +15,15 @@ import platform
 import time
 from collections.abc import Callable
 
-from benchmarks import bench_backtest, bench_growth, bench_history, bench_indicators, bench_resample, bench_ring
+from benchmarks import (
+    bench_backtest,
+    bench_capture,
+    bench_growth,
+    bench_history,
+    bench_indicators,
+    bench_resample,
+    bench_ring,
+)
 from benchmarks.harness import Goal, load
 
 SUITES: dict[str, Callable[[bool], tuple[list[Goal], str]]] = {
@@ -24,6 +32,7 @@ SUITES: dict[str, Callable[[bool], tuple[list[Goal], str]]] = {
     "backtest": bench_backtest.goals,
     "growth": bench_growth.goals,
     "ring": bench_ring.goals,
+    "capture": bench_capture.goals,
     "history": bench_history.goals,
 }
 

@@ -1,13 +1,17 @@
 """End-to-end capture throughput, flush throughput, and per-message costs: ccxt.pro's parsing vs the pipeline.
 
-1. The real MPI job (`mpiexec -n R python -m mpi_jobs.capture`) on the simulator at a high speed, R = 2 and 4:
-   market messages landed in Parquet per wall second of capture (from the job's own TOTAL line and the
-   landed files).
-2. The flusher alone: trades records -> Arrow -> zstd Parquet, atomically (fsync + rename), records/s and
-   MB/s, next to `np.save` of the same records (the raw-bytes lower bound).
-3. Per-message CPU cost: ccxt.pro parsing the recorded bybit websocket session through the real classes
-   (`core/sources/wire.py`) plus the Feed, next to the pipeline's own cost per message (ring push + pop at
-   the job's batch size, and the flush).
+1. The real MPI job (`mpiexec -n R python -m mpi_jobs.capture`) on the simulator at a high speed, R = 2 and 4
+   alternating: market messages landed in Parquet per wall second of capture (the job's TOTAL line and the
+   landed files), the steady rate from its stats samples, and the CPU of all ranks per landed message.
+2. The flusher alone: trades records -> Arrow -> zstd Parquet, atomically (fsync + rename), records/s wall and
+   CPU, interleaved with `np.save` of the same records (the raw-bytes lower bound); fixed + per-record cost.
+3. Per-message CPU of a recorded bybit websocket session through the real ccxt.pro classes
+   (`core/sources/wire/`): ccxt.pro's own parsing (its client decoding and the exchange class handling each
+   frame) against the pipeline's work: the Feed (normalizing, validating, deduplicating: a run with the Feed
+   minus the same ccxt calls alone, alternating), the ring push + pop and the flush.
+4. (`--part hosts`, as root) one host against two network namespaces.
+
+`goals(quick)` gives the three goal lines `python -m benchmarks` prints.
 
     python -m benchmarks.bench_capture            # full sizes
     python -m benchmarks.bench_capture --quick    # small sizes, to check it runs
@@ -17,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -26,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -34,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.harness import Goal, spread  # noqa: E402
 from fundarb_dagster.core import schema  # noqa: E402
 from mpi_jobs.flush import Flusher, read_landed  # noqa: E402
 from mpi_jobs.launcher import capture_command  # noqa: E402
@@ -51,6 +59,7 @@ def capture_run(
     """One run; with `hosts` (two network namespaces, name -> address) the first host's flusher runs alone
     and the second host holds the other ranks, forwarding over MPI (capture.landing first_host)."""
     name = f"{ranks}-hosts" if hosts else str(ranks)
+    workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / f"data-{name}"
     config = workdir / f"capture-{name}.yaml"
     capture: dict[str, object] = {"flush_interval_s": 2.0, "stats_interval_s": 2.0}
@@ -81,36 +90,42 @@ def capture_run(
     )
     mpiexec = str(Path(sys.executable).with_name("mpiexec"))
     cmd = capture_command(mpiexec, ranks, str(config), hostfile=hostfile)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         [*cmd_prefix, *cmd, "--duration", str(seconds)], cwd=REPO, capture_output=True, text=True, timeout=600, env=env
     )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)  # every rank, and mpiexec
     if proc.returncode != 0:
         raise RuntimeError(f"capture job failed ({proc.returncode}): {proc.stderr[-2000:]}")
     total = next(line for line in proc.stdout.splitlines() if " TOTAL " in line and "node 0" in line)
     elapsed = float(re.search(r"TOTAL ([0-9.]+) s", total).group(1))
     landed = {s: len(read_landed(data, s)) for s in schema.MARKET_STREAMS}
     messages = sum(landed.values())
+    prefix = "[capture] source counts "
+    watchers = [json.loads(line[len(prefix) :]) for line in proc.stdout.splitlines() if line.startswith(prefix)]
+    watcher_cpu = sum(w["cpu_s"] for w in watchers)
     return {
         "ranks": ranks,
         "seconds": elapsed,
         "messages": messages,
         "rate": messages / elapsed,
         "steady": steady_rate(read_landed(data, "capture_stats")),
+        "cpu_us": cpu / max(messages, 1) * 1e6,
+        "watcher_cpu_us": watcher_cpu / max(messages, 1) * 1e6,
         **landed,
     }
 
 
 def steady_rate(stats: np.ndarray) -> float:
-    """Messages/s between the first stats sample with data and the last (start-up excluded)."""
+    """Median market messages/s over the job's stats samples, the first (start-up) left out. Each sample's
+    rate is wall time (the rings' counters between samples); its `ts_ms` is the data's clock (virtual in the
+    simulator), so samples are told apart by it but never timed with it."""
     market = np.isin(stats["stream"], [int(schema.STREAM_CODES[s]) for s in schema.MARKET_STREAMS])
     stats = stats[market]
     times = np.unique(stats["ts_ms"])
-    totals = np.array([stats["messages"][stats["ts_ms"] == t].sum() for t in times])
-    started = np.flatnonzero(totals > 0)
-    if len(started) < 2:
-        return float("nan")
-    first, last = started[0], len(times) - 1
-    return float((totals[last] - totals[first]) / ((times[last] - times[first]) / 1000.0))
+    totals = [float(stats["messages_per_s"][stats["ts_ms"] == t].sum()) for t in times]
+    return float(statistics.median(totals[1:])) if len(totals) > 1 else float("nan")
 
 
 # -- 2. flush ---------------------------------------------------------------------------------------------
@@ -142,7 +157,7 @@ def flush_run(n: int, workdir: Path, repeats: int = 3) -> dict[str, float]:
     warm.add("trades", records)
     warm.flush()
     shutil.rmtree(workdir / f"flush-{n}-warm")
-    for r in range(repeats):
+    for r in range(repeats):  # the flush and np.save of the same records, interleaved
         flusher = Flusher(workdir / f"flush-{n}-{r}", "bench-0", names)
         flusher.add("trades", records)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -151,7 +166,6 @@ def flush_run(n: int, workdir: Path, repeats: int = 3) -> dict[str, float]:
         cpus.append(time.process_time() - c0)
         nbytes = result.bytes
         shutil.rmtree(workdir / f"flush-{n}-{r}")
-    for r in range(repeats):
         t0 = time.perf_counter()
         with open(workdir / f"raw-{n}-{r}.npy", "wb") as handle:
             np.save(handle, records)
@@ -160,6 +174,7 @@ def flush_run(n: int, workdir: Path, repeats: int = 3) -> dict[str, float]:
     wall, cpu = statistics.median(walls), statistics.median(cpus)
     return {
         "records": n,
+        "walls": walls,
         "seconds": wall,
         "cpu_seconds": cpu,
         "rate": n / wall,
@@ -171,40 +186,18 @@ def flush_run(n: int, workdir: Path, repeats: int = 3) -> dict[str, float]:
     }
 
 
-def print_flush(sizes: tuple[int, ...], workdir: Path, repeats: int) -> dict[str, float]:
-    """The flush figures at each size, then the fixed and per-record cost fitted through them."""
-    print(
-        f"{'records':>10} {'in MB':>7} {'file MB':>8} {'wall s':>7} {'M rec/s':>8} {'MB/s in':>8} "
-        f"{'CPU s':>6} {'M rec/s CPU':>12} {'np.save M rec/s':>16}"
-    )
-    runs = []
-    for n in sizes:
-        f = flush_run(n, workdir, repeats)
-        runs.append(f)
-        print(
-            f"{n:>10,} {f['mb_in']:>7.1f} {f['file_mb']:>8.1f} {f['seconds']:>7.3f} {f['rate'] / 1e6:>8.2f} "
-            f"{f['mb_s_in']:>8.0f} {f['cpu_seconds']:>6.3f} {f['cpu_rate'] / 1e6:>12.2f} {f['npy_rate'] / 1e6:>16.1f}"
-        )
-    if len(runs) >= 2:
-        small, large = runs[0], runs[-1]
-        fits = []
-        for label, key in (("wall", "seconds"), ("CPU", "cpu_seconds")):
-            per_record = (large[key] - small[key]) / (large["records"] - small["records"])
-            fixed = small[key] - per_record * small["records"]
-            fits.append(f"{label} {fixed * 1e3:.1f} ms per flush + {per_record * 1e6:.3f} us per record")
-        print(f"fit through {small['records']:,} and {large['records']:,}: " + "; ".join(fits))
-    return runs[-1]
-
-
 # -- 3. per-message costs ---------------------------------------------------------------------------------
-def wire_cost(recording: Path) -> dict[str, float] | str:
-    """CPU per recorded frame: the real ccxt.pro bybit classes parsing + the Feed normalizing/validating."""
-    try:
-        from fundarb_dagster.core.instruments import InstrumentRegistry
-        from fundarb_dagster.core.sources.feed import Feed
-        from fundarb_dagster.core.sources.wire import create_wire_exchange, load_recording
-    except ImportError as exc:  # wire.py has not landed
-        return f"skipped ({exc})"
+WIRE_STREAMS = ("trades", "tickers", "ohlcv")
+
+
+def wire_cost(recording: Path, with_feed: bool) -> dict[str, float]:
+    """CPU of one replay of the recorded bybit session through the real ccxt.pro classes: their parsing alone
+    (`with_feed=False`: the same watch calls the Feed makes, results counted and dropped), or through the Feed
+    (normalizing, validating, deduplicating into records), which is the pipeline's work."""
+    from fundarb_dagster.core.instruments import InstrumentRegistry
+    from fundarb_dagster.core.sources.feed import END_OF_DATA, Feed
+    from fundarb_dagster.core.sources.wire import create_wire_exchange, load_recording
+
     frames = len(load_recording(recording).frames)
 
     async def replay() -> int:
@@ -216,32 +209,55 @@ def wire_cost(recording: Path) -> dict[str, float] | str:
         feed = Feed(exchange, registry, stale_timeout_s={s: 1e9 for s in schema.MARKET_STREAMS})
         count = 0
 
-        async def pump(stream: str, symbol: str) -> None:
+        async def through_feed(stream: str, symbol: str) -> None:
             nonlocal count
             async for batch in feed.watch(stream, symbol):
                 count += len(batch.records)
 
+        async def ccxt_alone(stream: str, symbol: str) -> None:
+            nonlocal count
+            call = feed._watch_call(feed._subscription(stream, symbol))  # exactly the call the Feed makes
+            while True:
+                try:
+                    result = await call()
+                except END_OF_DATA:
+                    return
+                count += len(result) if isinstance(result, list) else result is not None
+
+        pump = through_feed if with_feed else ccxt_alone
         try:
-            await asyncio.wait_for(
-                asyncio.gather(*(pump(st, sy) for sy in symbols for st in ("trades", "tickers", "ohlcv"))), 120
-            )
+            await asyncio.wait_for(asyncio.gather(*(pump(st, sy) for sy in symbols for st in WIRE_STREAMS)), 120)
         finally:
             await exchange.close()
         return count
 
-    t0, c0 = time.perf_counter(), time.process_time()
-    records = asyncio.run(replay())
-    cpu = time.process_time() - c0
-    return {
-        "frames": frames,
-        "records": records,
-        "cpu_s": cpu,
-        "wall_s": time.perf_counter() - t0,
-        "us_per_frame": cpu / max(frames, 1) * 1e6,
-    }
+    from fundarb_dagster.core.sources.wire.driver import WireClient
+
+    # ccxt.pro's own work per frame: its client decoding the frame and the exchange class parsing it into
+    # unified structures (WireClient inherits the method from ccxt's Client); the replay harness around it
+    # (reading the recording, routing, pacing) is on neither side.
+    parsing = 0.0
+    handle = WireClient.handle_text_or_binary_message
+
+    def timed(client: Any, data: Any) -> Any:
+        nonlocal parsing
+        c = time.process_time()
+        try:
+            return handle(client, data)
+        finally:
+            parsing += time.process_time() - c
+
+    WireClient.handle_text_or_binary_message = timed  # type: ignore[method-assign]
+    try:
+        c0 = time.process_time()
+        records = asyncio.run(replay())
+        cpu = time.process_time() - c0
+    finally:
+        WireClient.handle_text_or_binary_message = handle  # type: ignore[method-assign]
+    return {"frames": frames, "records": records, "cpu_s": cpu, "ccxt_s": parsing}
 
 
-def pipeline_cost(batch: int, n: int, flush: dict[str, float]) -> dict[str, float]:
+def pipeline_cost(batch: int, n: int, flush: dict[str, Any]) -> dict[str, float]:
     """CPU per record of the pipeline's own steps: ring push + pop at the job's batch size, then the flush."""
     records = _trades(batch)
     out = np.empty(batch, schema.TRADES)
@@ -256,23 +272,109 @@ def pipeline_cost(batch: int, n: int, flush: dict[str, float]) -> dict[str, floa
     return {"ring_us": ring_us, "flush_us": flush_us, "total_us": ring_us + flush_us}
 
 
+def per_message(recording: Path, repeats: int, flush: dict[str, Any], quick: bool) -> tuple[float, list[str]]:
+    """The pipeline's CPU for a recorded session (the Feed's work: CPU with the Feed minus CPU of the same
+    ccxt.pro calls alone, paired run by run; plus ring and flush per record) as a percentage of ccxt.pro's own
+    parsing CPU of the same frames. Runs alternate (ccxt alone, with the Feed, ...) `repeats` times."""
+    alone, fed = [], []
+    for _ in range(repeats):
+        alone.append(wire_cost(recording, with_feed=False))
+        fed.append(wire_cost(recording, with_feed=True))
+    feed_s = [b["cpu_s"] - a["cpu_s"] for a, b in zip(alone, fed, strict=True)]
+    parsing = [a["ccxt_s"] for a in alone]
+    pipe = pipeline_cost(256, 200_000 if quick else 2_000_000, flush)
+    records = fed[0]["records"]
+    ratios = [(f + records * pipe["total_us"] / 1e6) / p * 100 for f, p in zip(feed_s, parsing, strict=True)]
+    us = 1e6 / fed[0]["frames"]
+    lines = [
+        f"recorded bybit session {recording.name}: {fed[0]['frames']:,} frames -> {records:,} records "
+        f"(trades, tickers, ohlcv of BTC/ETH perps); runs alternate x{repeats}",
+        f"  ccxt.pro parsing (its client decoding + exchange class handling each frame): "
+        f"{spread([p * us for p in parsing], fmt='.1f')} us CPU per frame",
+        f"  the Feed (with-Feed run minus the same ccxt calls alone): {spread([f * us for f in feed_s], fmt='.1f')}"
+        f" us CPU per frame, {spread([f / records * 1e6 for f in feed_s], fmt='.1f')} us per record",
+        f"  ring push+pop {pipe['ring_us']:.3f} us + flush {pipe['flush_us']:.3f} us CPU per record",
+        f"  pipeline / ccxt.pro parsing: {spread(ratios, fmt='.0f')} %",
+    ]
+    return statistics.median(ratios), lines
+
+
+def capture_goal(seconds: float, speed: float, work: Path, repeats: int) -> tuple[Goal, list[str]]:
+    runs = [capture_run(2, seconds, speed, work / f"goal-{r}") for r in range(repeats)]
+    rates = [r["rate"] for r in runs]
+    rate = statistics.median(rates)
+    lines = [
+        f"sim capture, 2 ranks (1 flusher, 1 watcher), 2 venues x 9 symbols x 4 streams, speed {speed:g}, "
+        f"{seconds:g} s, x{repeats}: landed msgs/s {spread(rates, fmt=',.0f')}, steady (start-up left out) "
+        f"{spread([r['steady'] for r in runs], fmt=',.0f')}",
+        f"  CPU per landed msg: all ranks with start-up {spread([r['cpu_us'] for r in runs], fmt='.1f')} us; the "
+        f"watcher while capturing {spread([r['watcher_cpu_us'] for r in runs], fmt='.2f')} us, i.e. one watcher "
+        f"on a core of its own takes {spread([1e3 / r['watcher_cpu_us'] for r in runs], fmt=',.0f')} k msg/s",
+    ]
+    return Goal("capture_2_ranks", f"{rate / 1e3:.0f} k msg/s", ">= 100 k msg/s landed", rate >= 100e3), lines
+
+
+def flush_goal(sizes: tuple[int, ...], work: Path, repeats: int) -> tuple[Goal, list[str], dict[str, Any]]:
+    runs = [flush_run(n, work, repeats) for n in sizes]
+    lines = [f"flush trades -> zstd Parquet (atomic: fsync, rename, dir fsync) vs np.save, interleaved x{repeats}"]
+    for f in runs:
+        wall = spread([f["records"] / w for w in f["walls"]], 1e-6, ".2f")
+        lines.append(
+            f"  {f['records']:>9,} records: M rec/s {wall} wall, {f['cpu_rate'] / 1e6:.2f} CPU (median); "
+            f"np.save {f['npy_rate'] / 1e6:.1f}; file {f['file_mb']:.1f} MB"
+        )
+    small, large = runs[0], runs[-1]
+    fits = []
+    for label, key in (("wall", "seconds"), ("CPU", "cpu_seconds")):
+        per_record = (large[key] - small[key]) / (large["records"] - small["records"])
+        fixed = small[key] - per_record * small["records"]
+        fits.append(f"{label} {fixed * 1e3:.1f} ms per flush + {per_record * 1e6:.3f} us per record")
+    lines.append(f"  fit through {small['records']:,} and {large['records']:,}: " + "; ".join(fits))
+    worst = min(runs, key=lambda f: f["rate"])
+    figure = f"{worst['rate'] / 1e6:.1f} M rec/s"
+    goal = Goal("flush_zstd_parquet", figure, f">= 5 M rec/s wall from {sizes[0] // 1000} k up", worst["rate"] >= 5e6)
+    lines.append(
+        f"  slowest size {worst['records']:,}: {worst['rate'] / 1e6:.2f} M rec/s wall, "
+        f"{worst['cpu_rate'] / 1e6:.2f} M rec/s CPU (wall adds the fsyncs and waiting for a core)"
+    )
+    return goal, lines, runs[-1]
+
+
+def goals(quick: bool) -> tuple[list[Goal], str]:
+    """End to end at 2 ranks, the flush, and the pipeline's cost per message against ccxt.pro's parsing."""
+    lines = [f"{_load()}"]
+    with tempfile.TemporaryDirectory(prefix="bench_capture-") as tmp:
+        work = Path(tmp)
+        capture, capture_lines = capture_goal(8.0 if quick else 20.0, 4000.0, work, 3)
+        sizes = (200_000, 1_000_000) if quick else (200_000, 1_000_000, 5_000_000)
+        flush, flush_lines, last = flush_goal(sizes, work, 5)
+        recording = FIXTURES / "ws_recordings" / "BYBIT.jsonl.zst"
+        ratio, wire_lines = per_message(recording, 5, last, quick)
+    wire = Goal("pipeline_vs_ccxt_parsing", f"{ratio:.0f} %", "<= 10 % of ccxt.pro's parsing", ratio <= 10)
+    return [capture, flush, wire], "\n".join([*lines, *capture_lines, *flush_lines, *wire_lines])
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs and small sizes, to check it runs")
     parser.add_argument("--speed", type=float, default=4000.0, help="sim speed for the end-to-end runs")
     parser.add_argument(
         "--part",
-        choices=("all", "capture", "flush", "hosts"),
+        choices=("all", "capture", "flush", "wire", "hosts"),
         default="all",
-        help="run one section only (flush: 2 only; hosts: 4 only, as root)",
+        help="run one section only (flush: 2 only; wire: 3 only; hosts: 4 only, as root)",
     )
     args = parser.parse_args(argv)
-    seconds = 4.0 if args.quick else 20.0
+    seconds = 8.0 if args.quick else 20.0
     # A flush lands what arrived during flush_interval_s (2 s): at ~100 k msgs/s per node that is ~200 k records,
     # and a backlog after a slow disk or a larger interval is millions.
     flush_sizes = (200_000, 1_000_000) if args.quick else (200_000, 1_000_000, 5_000_000)
     repeats = 3 if args.quick else 5
-    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(_load())
     with tempfile.TemporaryDirectory(prefix="bench_capture-") as tmp:
         work = Path(tmp)
         if args.part == "hosts":
@@ -281,40 +383,31 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"== 1. end-to-end sim capture: 2 venues x 9 symbols x 4 streams, speed {args.speed:g}, {seconds:g} s"
             )
-            print(f"{'ranks':>5} {'seconds':>8} {'landed msgs':>12} {'msgs/s':>10} {'steady/s':>10}  per stream")
-            for ranks in (2, 4):
-                r = capture_run(ranks, seconds, args.speed, work)
-                streams = " ".join(f"{s}={r[s]}" for s in schema.MARKET_STREAMS)
+            print(
+                f"{'ranks':>5} {'seconds':>8} {'landed msgs':>12} {'msgs/s':>10} {'steady/s':>10} {'CPU us/msg':>10}"
+                f" {'watchers':>8}  per stream"
+            )
+            for ranks in [2, 4] * repeats:
+                r = capture_run(ranks, seconds, args.speed, work / f"{ranks}-{time.monotonic_ns()}")
+                streams = " ".join(f"{s}={r[s]}" for s in schema.MARKET_STREAMS if r[s])
                 print(
                     f"{ranks:>5} {r['seconds']:>8.1f} {r['messages']:>12,} {r['rate']:>10,.0f} "
-                    f"{r['steady']:>10,.0f}  {streams}"
+                    f"{r['steady']:>10,.0f} {r['cpu_us']:>10.1f} {r['watcher_cpu_us']:>8.2f}  {streams}"
                 )
         if args.part == "capture":
             return 0
-        print(
-            f"\n== 2. flush: trades records ({schema.TRADES.itemsize} B each) -> Arrow -> zstd Parquet, one file, "
-            f"atomic (tmp, fsync, rename, dir fsync); median of {repeats}"
-        )
-        f = print_flush(flush_sizes, work, repeats)
+        last: dict[str, Any] = {}
+        if args.part in ("all", "flush"):
+            print(f"\n== 2. flush: trades records ({schema.TRADES.itemsize} B each)")
+            _, flush_lines, last = flush_goal(flush_sizes, work, repeats)
+            print("\n".join(flush_lines))
         if args.part == "flush":
             return 0
-        print("\n== 3. per-message CPU cost")
-        recording = FIXTURES / "ws_recordings" / "BYBIT.jsonl.zst"
-        wire = wire_cost(recording) if recording.exists() else f"skipped ({recording} missing)"
-        pipe = pipeline_cost(256, 200_000 if args.quick else 2_000_000, f)
-        if isinstance(wire, str):
-            print(f"ccxt.pro wire replay: {wire}")
-        else:
-            print(
-                f"ccxt.pro bybit + Feed (wire replay of {recording.name}): {wire['frames']:,} frames -> "
-                f"{wire['records']:,} records, {wire['us_per_frame']:.1f} us CPU per frame"
-            )
-        print(
-            f"pipeline own cost per record: ring push+pop {pipe['ring_us']:.3f} us + flush {pipe['flush_us']:.3f} us"
-            f" = {pipe['total_us']:.3f} us"
-        )
-        if not isinstance(wire, str):
-            print(f"ratio: the pipeline adds {pipe['total_us'] / wire['us_per_frame'] * 100:.2f} % to the parsing cost")
+        print("\n== 3. per-message CPU: the pipeline (Feed, ring, flush) vs ccxt.pro's own parsing")
+        if not last:
+            last = flush_run(1_000_000, work, repeats)
+        _, wire_lines = per_message(FIXTURES / "ws_recordings" / "BYBIT.jsonl.zst", repeats, last, args.quick)
+        print("\n".join(wire_lines))
     return 0
 
 

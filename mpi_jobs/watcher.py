@@ -78,6 +78,7 @@ class Watcher:
         self.feeds: dict[str, Any] = {}
         self.stopping = False
         self.exit_code = EXIT_OK
+        self._cpu_start = time.process_time()
 
     # the ring side ------------------------------------------------------------------------------------
     def stage(self, stream: str, records: np.ndarray) -> None:
@@ -213,6 +214,7 @@ class Watcher:
                 delay = min(delay * 2, 30.0)
 
     async def run(self) -> None:
+        self._cpu_start = time.process_time()
         tasks = [asyncio.ensure_future(self.pump(ex, sym, st)) for ex, sym, st in self.subscriptions]
         stats_every = self.config.capture.stats_interval_s
         next_report = time.monotonic() + stats_every
@@ -277,8 +279,10 @@ class Watcher:
 
     def print_source_counts(self) -> None:
         """What each source says it sent (the simulator keeps an exact record) and what each feed counted,
-        one JSON line per watcher: the figures a run is checked against."""
-        report: dict[str, Any] = {"rank": self.rank, "feeds": {}, "sources": {}}
+        one JSON line per watcher: the figures a run is checked against; `cpu_s` is this rank's CPU from the
+        start of `run` (what a benchmark divides by the messages it landed)."""
+        cpu_s = round(time.process_time() - self._cpu_start, 3)
+        report: dict[str, Any] = {"rank": self.rank, "feeds": {}, "sources": {}, "cpu_s": cpu_s}
         for exchange_id, feed in self.feeds.items():
             report["feeds"][exchange_id] = {k: int(v) for k, v in getattr(feed, "counts", {}).items()}
             exchange = self.exchanges[exchange_id]

@@ -114,15 +114,19 @@ def _remove_quietly(path: Path) -> None:
 
 
 def _encodings(schema: pa.Schema) -> dict[str, object]:
-    """Parquet encodings by column type: about 1.7x faster to write than pyarrow's defaults, and smaller.
+    """Parquet encodings by column type: faster to write than pyarrow's defaults, and smaller.
 
-    pyarrow dictionary-encodes every column by default: for timestamps, ids and prices that means hashing
-    every value only to give up on a dictionary that overflows. Strings and narrow integers (venue names,
-    instrument ids, flags, codes) keep a dictionary; int64 columns (timestamps, sequential ids, counters)
-    are delta-encoded, which shrinks sorted and near-sorted values to a few bits before zstd; floats stay
-    plain for zstd. The Arrow schema is not stored in the file: every landed type round-trips through
-    Parquet's own logical types, and dictionary-typed string columns (`schema.to_arrow(...,
-    dictionary_strings=True)`) then read back as the plain strings of the stream's schema.
+    pyarrow dictionary-encodes every column by default: for timestamps and sequential ids that means hashing
+    every value only to give up on a dictionary that overflows, so int64 columns (timestamps, ids, counters)
+    are delta-encoded instead, which shrinks sorted and near-sorted values to a few bits before zstd.
+    Strings and narrow integers (venue names, instrument ids, flags, codes) keep a dictionary, and so do
+    floats: market prices and sizes sit on a tick or lot grid and repeat, so zstd packs the dictionary's
+    indices faster than the doubles (1 M trades: price 23 vs 35 ms, amount 17 vs 39 ms, and smaller files);
+    a column of all-distinct doubles costs ~11 ms per million values more than plain (the writer falls back
+    to plain once the dictionary overflows). The Arrow schema is not stored in the file: every landed type
+    round-trips through Parquet's own logical types, and dictionary-typed string columns
+    (`schema.to_arrow(..., dictionary_strings=True)`) then read back as the plain strings of the stream's
+    schema.
     """
     dictionary, delta = [], {}
     for field in schema:
@@ -131,6 +135,7 @@ def _encodings(schema: pa.Schema) -> dict[str, object]:
             pa.types.is_dictionary(kind)
             or pa.types.is_string(kind)
             or (pa.types.is_integer(kind) and kind.bit_width < 64)
+            or pa.types.is_floating(kind)
         ):
             dictionary.append(field.name)
         elif pa.types.is_int64(kind):
