@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.harness import Goal, spread  # noqa: E402
+from benchmarks.harness import Goal, ratios, spread  # noqa: E402
 from fundarb_dagster.core import schema  # noqa: E402
 
 BATCHES = (1, 64, 4096)
@@ -59,17 +60,20 @@ def _batch(batch: int, nbytes: int = 32) -> np.ndarray:
 
 
 # -- ring, under mpiexec ---------------------------------------------------------------------------------
-def ring_worker(sizes: dict[int, int], repeats: int = 1, nbytes: int = 32) -> None:
-    """Runs on both ranks of `mpiexec -n 2`; rank 0 prints `ring <batch> <records> <seconds>` lines."""
+def ring_worker(sizes: dict[int, int], repeats: int = 1, nbytes: int = 32, spin: bool = False) -> None:
+    """Runs on both ranks of `mpiexec -n 2`; rank 0 prints `ring <batch> <records> <seconds>` lines. `spin`: both
+    sides wait as the ring did before it backed off (200 spins, 20 `sleep(0)`s that give nothing away, then
+    sleeps up to 1 ms), the reference the goal's back-off is measured against."""
     from mpi4py import MPI
 
-    from mpi_jobs.ring import Backoff, Ring
+    from mpi_jobs.ring import Ring
 
     world = MPI.COMM_WORLD
     node = world.Split_type(MPI.COMM_TYPE_SHARED)
     for batch, total in [item for _ in range(repeats) for item in sizes.items()]:
         dtype = record_dtype(nbytes)
-        with Ring.create(node, dtype, RING_RECORDS, owner=0, backoff=Backoff(spins=200)) as ring:
+        # The ring's own back-off (no spin, a few yields, short sleeps), as the capture job's rings have.
+        with Ring.create(node, dtype, RING_RECORDS, owner=0, backoff=_waits(spin)) as ring:
             node.Barrier()
             if node.Get_rank() == 1:
                 records = _batch(batch, nbytes).view(f"V{dtype.itemsize}")  # raw view taken once
@@ -82,7 +86,7 @@ def ring_worker(sizes: dict[int, int], repeats: int = 1, nbytes: int = 32) -> No
                 # buffer would measure the consumer's call overhead, not the ring).
                 out = np.empty(max(batch, 4096), dtype).view(f"V{dtype.itemsize}")
                 pop_into = ring.pop_into
-                backoff = Backoff(spins=200)
+                backoff = _waits(spin)  # the consumer waits the same way
                 got = 0
                 t0 = time.perf_counter()
                 want = (total // batch) * batch
@@ -98,13 +102,22 @@ def ring_worker(sizes: dict[int, int], repeats: int = 1, nbytes: int = 32) -> No
             node.Barrier()
 
 
-def run_ring(sizes: dict[int, int], repeats: int, nbytes: int = 32) -> dict[int, list[tuple[int, float]]]:
+def _waits(spin: bool) -> Any:
+    from mpi_jobs.ring import Backoff
+
+    return Backoff(spins=200, yields=0, max_sleep_s=0.001) if spin else Backoff()
+
+
+def run_ring(
+    sizes: dict[int, int], repeats: int, nbytes: int = 32, spin: bool = False
+) -> dict[int, list[tuple[int, float]]]:
     """{batch: [(records, seconds) per run]}: the runs of all batch sizes interleave, so load hits them alike."""
     mpiexec = Path(sys.executable).with_name("mpiexec")
     arg = ",".join(f"{b}:{n}" for b, n in sizes.items())
     proc = subprocess.run(
         [str(mpiexec), "-n", "2", sys.executable, "-m", "benchmarks.bench_ring", "--ring-worker", arg]
-        + ["--repeat", str(repeats), "--record-bytes", str(nbytes)],
+        + ["--repeat", str(repeats), "--record-bytes", str(nbytes)]
+        + (["--spin"] if spin else []),
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -164,12 +177,15 @@ def run_pipe(batch: int, total: int, nbytes: int = 32) -> tuple[int, float]:
 
 
 def interleaved_runs(
-    batch: int, total: int, q_total: int, repeats: int, nbytes: int, pipe: bool = False
+    batch: int, total: int, q_total: int, repeats: int, nbytes: int, pipe: bool = False, spin: bool = False
 ) -> dict[str, list[tuple[int, float]]]:
-    """ring, Queue (and Pipe) one after the other, `repeats` times: each ratio compares the same moments."""
-    runs: dict[str, list[tuple[int, float]]] = {"ring": [], "queue": [], "pipe": []}
+    """ring, Queue (Pipe, the spinning ring) one after the other, `repeats` times: each ratio compares the same
+    moments."""
+    runs: dict[str, list[tuple[int, float]]] = {"ring": [], "queue": [], "pipe": [], "spin": []}
     for _ in range(repeats):
         runs["ring"] += run_ring({batch: total}, 1, nbytes)[batch]
+        if spin:
+            runs["spin"] += run_ring({batch: total}, 1, nbytes, spin=True)[batch]
         runs["queue"].append(run_queue(batch, q_total, nbytes))
         if pipe:
             runs["pipe"].append(run_pipe(batch, q_total, nbytes))
@@ -192,15 +208,17 @@ def goals(quick: bool) -> tuple[list[Goal], str]:
         )
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        runs = interleaved_runs(4096, sizes[4096], 2_000_000, repeats, 32)
+        runs = interleaved_runs(4096, sizes[4096], 2_000_000, repeats, 32, spin=True)
     finally:
         spinner.kill()
         spinner.wait()
     rates = [n / s for n, s in runs["ring"]]
     x = [r / (n / s) for r, (n, s) in zip(rates, runs["queue"], strict=True)]
+    spun = [n / s for n, s in runs["spin"]]
     lines.append(
         f"  batch  4096 with a busy third process: ring M rec/s {spread(rates, 1e-6)}, "
-        f"ring/Queue {spread(x)}x ({sizes[4096]:,} / 2,000,000 records)"
+        f"ring/Queue {spread(x)}x ({sizes[4096]:,} / 2,000,000 records); the same ring spinning while it waits "
+        f"(200 spins, then sleeps): {spread(spun, 1e-6)} M rec/s, back-off / spinning {spread(ratios(rates, spun))}x"
     )
     rate, ratio = statistics.median(rates), statistics.median(x)
     return [
@@ -225,11 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=None, help="runs per figure (default 5, --quick 3)")
     parser.add_argument("--record-bytes", type=int, default=32, help="32 (the goal's record) or 48 (schema.TRADES)")
     parser.add_argument("--ring-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--spin", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     repeats = args.repeat or (3 if args.quick else 5)
     if args.ring_worker:
         sizes = {int(b): int(n) for b, n in (part.split(":") for part in args.ring_worker.split(","))}
-        ring_worker(sizes, repeats, args.record_bytes)
+        ring_worker(sizes, repeats, args.record_bytes, args.spin)
         return 0
     sizes = _sizes(args.quick)
     nbytes = args.record_bytes

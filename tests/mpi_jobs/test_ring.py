@@ -220,3 +220,26 @@ def test_strided_records_and_a_strided_out_are_copied_correctly() -> None:
         assert ring.pop_into(holder[::2]) == 64
     assert holder[::2].tobytes() == expected[::2][:64].tobytes()
     assert not holder[1::2]["trade_id"].any()  # the skipped rows are untouched
+
+
+def test_backoff_spins_then_yields_the_core_then_sleeps_longer_up_to_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wait gives the core away instead of spinning: `spins` free polls, then `yields` sched_yields, then
+    sleeps doubling from 20 us to `max_sleep_s`; `reset` starts over (after progress)."""
+    from mpi_jobs import ring as ring_module
+
+    calls: list[tuple[str, float]] = []
+    monkeypatch.setattr(ring_module.os, "sched_yield", lambda: calls.append(("yield", 0.0)))
+    monkeypatch.setattr(ring_module.time, "sleep", lambda s: calls.append(("sleep", s)))
+    backoff = Backoff(spins=2, yields=3, max_sleep_s=0.0002)
+    for _ in range(2 + 3 + 6):
+        backoff.pause()
+    assert [kind for kind, _ in calls] == ["yield"] * 3 + ["sleep"] * 6
+    assert [s for kind, s in calls if kind == "sleep"] == pytest.approx([2e-5, 4e-5, 8e-5, 1.6e-4, 2e-4, 2e-4])
+    calls.clear()
+    backoff.reset()
+    backoff.pause()
+    backoff.pause()
+    backoff.pause()
+    assert calls == [("yield", 0.0)]
+    default = Backoff()
+    assert (default.spins, default.yields) == (0, 3)  # the default never spins: the cores may be shared
