@@ -87,12 +87,30 @@ def spread_summary(spreads: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
     return frame.sort_values("funding_spread_apr", key=np.abs, ascending=False, ignore_index=True)
 
 
-def spread_png(spreads: pd.DataFrame) -> bytes:
-    """The funding spread (APR %) of every venue pair over time, one small panel per pair, predicted hours
-    (not settled yet) marked."""
-    pairs = spread_pairs(spreads)
+# Panels in the spread plot: a desk of 100 underlyings on 3 venues has 300 pairs, and matplotlib's shared axes
+# cost grows with the square of the panels (a 300-panel figure took ~5 minutes per funding_spreads run).
+SPREAD_PLOT_PAIRS = 12
+
+
+def widest_pairs(spreads: pd.DataFrame, limit: int = SPREAD_PLOT_PAIRS) -> list[tuple[str, str, str]]:
+    """The `limit` pairs whose latest hour's spread is widest (|APR|), widest first; ties in pair order."""
+    if spreads.empty:
+        return []
+    latest = spreads.sort_values("ts", kind="stable").groupby(["underlying", "exchange_a", "exchange_b"]).tail(1)
+    latest = latest.assign(_width=latest["funding_spread_apr"].abs().fillna(-1.0))
+    latest = latest.sort_values(["underlying", "exchange_a", "exchange_b"], kind="stable")
+    latest = latest.sort_values("_width", ascending=False, kind="stable").head(limit)
+    return list(latest[["underlying", "exchange_a", "exchange_b"]].itertuples(index=False, name=None))
+
+
+def spread_png(spreads: pd.DataFrame, limit: int = SPREAD_PLOT_PAIRS) -> bytes:
+    """The funding spread (APR %) of the `limit` widest venue pairs over time (`widest_pairs`; all of them
+    when fewer), one small panel per pair, predicted hours (not settled yet) marked; the title says how many
+    pairs there are in all (the metadata table lists every one)."""
+    pairs = sorted(widest_pairs(spreads, limit))
     if not pairs:
         raise ValueError("spreads: no rows; nothing to draw")
+    total = len(spread_pairs(spreads))
     cols = min(3, len(pairs))
     rows = -(-len(pairs) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.4 * rows), sharex=True, squeeze=False)
@@ -109,6 +127,8 @@ def spread_png(spreads: pd.DataFrame) -> bytes:
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(pairs) :]:
         ax.set_visible(False)
+    if total > len(pairs):
+        fig.suptitle(f"the {len(pairs)} widest of {total} pairs (latest hour)", fontsize=10)
     fig.autofmt_xdate()
     return _png(fig)
 

@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fundarb_dagster.core.funding_views import funding_heat, funding_heat_png, spread_png, spread_summary
+from fundarb_dagster.core.funding_views import (
+    funding_heat,
+    funding_heat_png,
+    spread_png,
+    spread_summary,
+    widest_pairs,
+)
 
 END = pd.Timestamp("2026-03-08 00:00")
 
@@ -59,4 +65,25 @@ def test_spread_summary_has_latest_day_and_week_means_widest_first():
     assert btc["day_mean_apr"] == pytest.approx(0.05)
     assert btc["week_mean_apr"] == pytest.approx((144 * 0.01 + 24 * 0.05) / 168)
     assert btc["latest_ts"] == ts[-1]
+    assert spread_png(spreads)[:4] == b"\x89PNG"
+
+
+def test_the_spread_plot_draws_the_widest_pairs_of_many():
+    """300 pairs (100 underlyings on 3 venues) drew 300 panels sharing an axis: minutes a run. The plot takes
+    the pairs whose latest hour is widest; checked against a plain walk over the pairs."""
+    rng = np.random.default_rng(3)
+    ts = pd.date_range(END - pd.Timedelta(days=2), END, freq="1h", inclusive="left")
+    rows = []
+    for u in range(40):
+        for a, b in (("binance", "bybit"), ("binance", "okx"), ("bybit", "okx")):
+            for t, value in zip(ts, rng.normal(0, 0.1, len(ts)), strict=True):
+                rows.append((f"U{u:02d}", a, b, t, value, False, False, np.nan))
+    spreads = pd.DataFrame(rows, columns=["underlying", "exchange_a", "exchange_b", "ts", "funding_spread_apr",
+                                          "is_predicted_a", "is_predicted_b", "basis_spread_bps"])  # fmt: skip
+    latest = {}
+    for row in spreads.itertuples(index=False):  # rows are in time order per pair: the last one wins
+        latest[(row.underlying, row.exchange_a, row.exchange_b)] = abs(row.funding_spread_apr)
+    expected = sorted(latest, key=lambda pair: -latest[pair])[:12]
+    assert widest_pairs(spreads, 12) == expected
+    assert len(widest_pairs(spreads, 500)) == 120
     assert spread_png(spreads)[:4] == b"\x89PNG"

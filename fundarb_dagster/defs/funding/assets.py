@@ -462,7 +462,9 @@ def spread_metadata(history: pd.DataFrame) -> dict[str, Any]:
         "widest_spread_apr_pct": number(summary["funding_spread_apr"].abs().max(), "pct"),
         "spreads_by_pair": metadata_table(summary, units, about),
         "spread_plot": png_md(
-            funding_views.spread_png(history), "Funding spread per venue pair over the last week, APR %", heading=True
+            funding_views.spread_png(history),
+            f"Funding spread per venue pair over the last week (the {funding_views.SPREAD_PLOT_PAIRS} widest), APR %",
+            heading=True,
         ),
     }
 
