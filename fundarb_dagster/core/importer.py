@@ -157,7 +157,8 @@ def _save_manifest(data_dir: Path, manifest: dict) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     with open(tmp, "w") as handle:
-        json.dump(manifest, handle, indent=1, sort_keys=True)
+        # json.dumps, not dump: only the one-shot encoder is C (an archive folder's import is thousands of entries)
+        handle.write(json.dumps(manifest, sort_keys=True))
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, target)
@@ -182,18 +183,21 @@ def resolve_symbol(
     market: Callable[[str, str | None], Mapping[str, Any] | None],
     *,
     market_type: str | None = None,
+    registry: InstrumentRegistry | None = None,
 ) -> str:
     """The unified symbol of `--symbol`, which may be the venue's own market id (`BTCUSD_PERP`, as Binance's
     archive paths spell it): from the registry (a capture or an earlier import registered that id), else from
     ccxt's markets (`market(id)`: the market, or None when they could not be loaded). A unified symbol is
     returned as is; anything else is a ConfigError naming the value. `market_type` ("spot" or "swap", what a
-    file's kind or folders say) chooses where an id names a spot and a contract market."""
+    file's kind or folders say) chooses where an id names a spot and a contract market. `registry`: the
+    data folder's registry when the caller loaded it already (one load for the ids of a whole folder)."""
     check_exchange(exchange)
     if UNIFIED_SYMBOL.match(symbol):
         return symbol
     known: list[str] = []
-    if registry_path(data_dir).exists():
+    if registry is None and registry_path(data_dir).exists():
         registry = InstrumentRegistry.load(registry_path(data_dir))
+    if registry is not None:
         listed = [i for i in registry if i.exchange == exchange and i.venue_symbol == symbol]
         if len(listed) > 1 and market_type is not None:
             listed = [i for i in listed if i.is_contract == (market_type != "spot")] or listed
@@ -301,18 +305,20 @@ def import_files(
     batch: dict[str, list[np.ndarray]] = {}
     accepted: list[tuple[FileResult, ParsedFile, str]] = []
     planned: list[tuple[FileResult, str, Instrument]] = []
+    kinds: list[str | None] = []  # each planned file's kind (None: not told, parse_file says why)
     for path in files:
         digest = file_digest(path)
         result = FileResult(str(path), digest)
         summary.files.append(result)
+        read_as = kind or _detected(path)  # told once per file: its symbol, its manifest key and its parsing
         try:
-            file_symbol = symbol if symbol is not None else _symbol_of(symbol_of, path, kind)
+            file_symbol = symbol if symbol is not None else _symbol_of(symbol_of, path, read_as)
         except ConfigError as exc:
             result.status, result.error = "failed", str(exc)
             continue
         result.symbol = file_symbol
         # Done only as the kind it would be read as now: a file recorded under another kind imports again.
-        done = manifest.get(digest, {}).get(_entry_key(exchange, file_symbol, kind or _detected(path)))
+        done = manifest.get(digest, {}).get(_entry_key(exchange, file_symbol, read_as))
         if done is not None:
             result.status, result.kind, result.stream = "skipped", done.get("kind", ""), done.get("stream", "")
             if progress:
@@ -326,10 +332,13 @@ def import_files(
         if summary.instrument_id < 0:
             summary.instrument_id = instruments[file_symbol].id
         planned.append((result, file_symbol, instruments[file_symbol]))
+        kinds.append(read_as)
     started = time.perf_counter()
     # Small archives of one kind are read together (same rules as one by one, see parse_files).
     paths_planned = [Path(r.path) for r, _, _ in planned]
-    parsed_files = parse_files(paths_planned, kind, inverse=[i.inverse for _, _, i in planned], progress=progress)
+    parsed_files = parse_files(
+        paths_planned, kind, inverse=[i.inverse for _, _, i in planned], progress=progress, kinds=kinds
+    )
     for (result, file_symbol, instrument), parsed in zip(planned, parsed_files, strict=True):
         path = Path(result.path)
         if isinstance(parsed, (ValueError, UnicodeDecodeError, OSError, zipfile.BadZipFile)):
@@ -376,9 +385,13 @@ def _land_batch(
     returns the writer name and the files written."""
     names = registry.names()
     writer = _writer_name(exchange, [r.digest for r, _, _ in accepted])
-    tables = {stream: schema.to_arrow(stream, _sorted(np.concatenate(parts)), names) for stream, parts in batch.items()}
-    events = [_quarantine(parsed, result, data_dir, writer, ids[sym]) for result, parsed, sym in accepted]
-    events = [e for e in events if len(e)]
+    # unsorted: write_days sorts each stream's Arrow table (a column take, cheaper than moving whole records)
+    tables = {
+        stream: schema.to_arrow(stream, np.concatenate(parts), names, dictionary_strings=True)
+        for stream, parts in batch.items()
+    }
+    quarantined = [(result, parsed, sym) for result, parsed, sym in accepted if parsed.reject_counts]
+    events = [_quarantine(parsed, result, data_dir, writer, ids[sym]) for result, parsed, sym in quarantined]
     if events:
         tables["capture_events"] = schema.to_arrow("capture_events", _sorted(np.concatenate(events)), names)
     planned = [p for stream, table in tables.items() for p in landing.day_paths(data_dir, stream, _ts(table), writer)]
@@ -414,6 +427,7 @@ def symbol_from_name(
     markets); where an id is a spot and a contract market (binance `BTCUSDT`), the file's kind or folders
     (`futures/um/...`, `spot/...`) choose. A name the fixture shapes spell as a symbol is taken as is."""
     cache: dict[tuple[str, str | None], str] = {}
+    registries: list[InstrumentRegistry] = []  # loaded once, at the first id to resolve
 
     def resolve(path: Path, kind: str | None) -> str:
         found_kind = kind or _detected(path)
@@ -426,7 +440,10 @@ def symbol_from_name(
             return hint
         key = (hint, market_type)
         if key not in cache:
-            cache[key] = resolve_symbol(exchange, hint, data_dir, market, market_type=market_type)
+            if not registries and registry_path(data_dir).exists():
+                registries.append(InstrumentRegistry.load(registry_path(data_dir)))
+            registry = registries[0] if registries else None
+            cache[key] = resolve_symbol(exchange, hint, data_dir, market, market_type=market_type, registry=registry)
         return cache[key]
 
     return resolve
@@ -616,7 +633,7 @@ def _records_for(parsed: ParsedFile, exchange: str, symbol: str, result: FileRes
     chosen = np.zeros(0, dtype=dtype)
     for (part_exchange, part_symbol), records in parsed.parts.items():
         if (part_exchange is None or part_exchange == exchange) and (part_symbol is None or part_symbol == symbol):
-            chosen = np.concatenate([chosen, records]) if len(chosen) else records.copy()
+            chosen = np.concatenate([chosen, records]) if len(chosen) else records  # the parsed file's own
         else:
             result.other_instruments += len(records)
     return chosen

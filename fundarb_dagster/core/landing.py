@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 from .units import DAY_MS, HOUR_MS
 
 TMP_PREFIX = ".tmp-"
+_WRITE_THREADS = 4  # day files written at once by write_days
 
 
 def landing_root(data_dir: str | os.PathLike[str]) -> Path:
@@ -223,11 +225,17 @@ def write_days(data_dir: str | os.PathLike[str], stream: str, table: pa.Table, w
     if len(ts) > 1 and not bool(np.all(ts[1:] >= ts[:-1])):
         order = np.argsort(ts, kind="stable")
         table, ts = table.take(pa.array(order)), ts[order]
-    paths = []
-    for day_ms, rows in split_by_day(ts):
-        part = table.slice(rows.start, rows.stop - rows.start)
-        paths.append(write_parquet_atomic(part, day_file_path(data_dir, stream, day_ms, writer), durable=False))
-    return paths
+    days = [(day_file_path(data_dir, stream, day_ms, writer), rows) for day_ms, rows in split_by_day(ts)]
+    for folder in {path.parent for path, _ in days}:
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def write(day: tuple[Path, slice]) -> Path:
+        path, rows = day
+        return write_parquet_atomic(table.slice(rows.start, rows.stop - rows.start), path, durable=False)
+
+    # The Parquet writer releases the GIL: the days of a long import are written on every core.
+    with ThreadPoolExecutor(max_workers=min(len(days), os.cpu_count() or 1, _WRITE_THREADS)) as pool:
+        return list(pool.map(write, days))
 
 
 def next_seq(data_dir: str | os.PathLike[str], writer: str) -> int:

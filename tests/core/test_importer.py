@@ -637,3 +637,118 @@ def test_the_funding_archives_original_parquet_imports_as_it_is(tmp_path: Path, 
     assert got["funding_rate"].tolist() == expected["funding_rate"].tolist()
     assert got["interval_h"].tolist() == expected["interval_hours"].tolist()
     np.testing.assert_allclose(got["mark_price"], expected["mark_price"], rtol=1e-12)
+
+
+def test_real_archives_read_together_land_what_pandas_reads_file_by_file(
+    tmp_path: Path, fixtures_dir: Path, monkeypatch
+) -> None:
+    """The fast path (every small archive of a venue read as one buffer, validated as one frame, landed as
+    day files by one writer) on real data: the 105 symbols' settled funding of funding_2025_2026 (binance
+    8h/4h, bybit 8h/4h/1h with one blank interval, hyperliquid 1h with ms jitter) written as monthly Binance
+    fundingRate archives (zipped, with and without a header), and XRP/ETH 1m candles as daily kline archives.
+    What lands equals an independent pandas reading of the same files, one by one. A bad value in one bybit
+    file sends bybit's files through the line-by-line parser: its rows land the same, the bad row quarantined
+    by name. binance and hyperliquid never take that path."""
+    from fundarb_dagster.core.importer import symbol_from_name
+    from fundarb_dagster.core.sources.replay.formats import canonical_to_unified
+
+    root, data = tmp_path / "archives", tmp_path / "data"
+    registry = InstrumentRegistry.load(registry_path(data))
+    written: list[tuple[str, str, Path, bool]] = []  # (venue, unified symbol, file, header)
+    for venue in ("binance", "bybit", "hyperliquid"):
+        frame = pd.read_parquet(fixtures_dir / "funding_2025_2026" / "original" / f"venue={venue}__data.parquet")
+        frame = frame[~frame["is_predicted"]]
+        frame = frame.assign(ms=frame["settlement_ts"].astype("datetime64[ms, UTC]").astype("int64"))
+        for (venue_id, canonical), rows in frame.groupby(["venue_symbol", "canonical_symbol"]):
+            unified = canonical_to_unified(canonical)
+            registry.add_market(venue, market_for(unified, venue_id))
+            for n, (month, part) in enumerate(rows.groupby(rows["settlement_ts"].dt.strftime("%Y-%m"))):
+                lines = [
+                    [t, "" if np.isnan(h) else int(h), repr(r)]
+                    for t, h, r in zip(part["ms"], part["interval_hours"], part["rate_raw"], strict=True)
+                ]
+                if venue == "bybit" and venue_id == "BTCUSDT" and n == 3:
+                    lines[5][2] = "n/a"
+                header = ["calc_time", "funding_interval_hours", "last_funding_rate"] if n % 3 == 1 else None
+                folder = root / venue / "futures" / "um" / "monthly" / "fundingRate" / venue_id
+                path = write_csv(folder / f"{venue_id}-fundingRate-{month}.csv", lines, header, [], n % 2 == 0)
+                written.append((venue, unified, path, header is not None))
+    candles = pd.read_csv(fixtures_dir / "binance_xrp" / "XRP_ETH-1m.csv")
+    registry.add_market("binance", market_for("XRP/ETH", "XRPETH"))
+    registry.save(registry_path(data))
+    for n, (day, part) in enumerate(candles.groupby(candles["time_ms_utc"] // (24 * HOUR))):
+        stamp = pd.Timestamp(day * 24 * HOUR, unit="ms").strftime("%Y-%m-%d")
+        lines = [
+            [t, *(repr(x) for x in (o, h, lo, c, v)), t + 59_999, repr(v * c), 3, repr(v / 2), repr(v * c / 2), 0]
+            for t, o, h, lo, c, v in part[["time_ms_utc", "open", "high", "low", "close", "volume"]].itertuples(
+                index=False, name=None
+            )
+        ]
+        folder = root / "binance" / "spot" / "daily" / "klines" / "XRPETH" / "1m"
+        path = write_csv(folder / f"XRPETH-1m-{stamp}.csv", lines, KLINE_HEADER if n else None, [], n == 1)
+        written.append(("binance", "XRP/ETH", path, n > 0))
+
+    one_by_one: list[str] = []
+    real_parse_file = parsers.parse_file
+    monkeypatch.setattr(
+        parsers, "parse_file", lambda path, *a, **k: one_by_one.append(str(path)) or real_parse_file(path, *a, **k)
+    )
+    summaries = {}
+    for venue, folder in (
+        ("binance", root / "binance"),
+        ("bybit", root / "bybit"),
+        ("hyperliquid", root / "hyperliquid"),
+    ):
+        summaries[venue] = import_files(
+            [folder],
+            data,
+            exchange=venue,
+            symbol=None,
+            progress=None,
+            symbol_of=symbol_from_name(venue, data, lambda market_id, kind: None),
+        )
+        assert summaries[venue].ok, [f.error for f in summaries[venue].files if f.error][:3]
+    assert one_by_one and all("/bybit/" in p for p in one_by_one)  # the fast path read binance and hyperliquid
+    bybit = summaries["bybit"]
+    assert bybit.quarantined == 1
+    samples = [s for f in bybit.files for s in f.samples]
+    assert samples == ["line 6: funding_rate: 'n/a' is not a number"]  # no header: the 6th row is line 6
+
+    # independently: pandas, file by file, the bad row dropped
+    funding, klines = [], []
+    for venue, unified, path, header in written:
+        if "fundingRate" in path.name:
+            names = ["ts_ms", "interval_h", "funding_rate"]
+            frame = pd.read_csv(path, header=0 if header else None, names=names)  # "n/a" reads as NaN
+            frame = frame.dropna(subset=["funding_rate"])
+            funding.append(frame.assign(exchange=venue, symbol=unified))
+        else:
+            frame = pd.read_csv(path, header=0 if header else None, names=KLINE_HEADER)
+            klines.append(frame.assign(exchange=venue, symbol=unified))
+    expected = pd.concat(funding, ignore_index=True).sort_values(["exchange", "symbol", "ts_ms"], ignore_index=True)
+    bars = pd.concat(klines, ignore_index=True).sort_values("open_time", ignore_index=True)
+    got = read_landed(data, "funding").sort_values(["exchange", "symbol", "ts_ms"], ignore_index=True)
+    assert len(got) == len(expected) == sum(s.landed for s in summaries.values()) - len(bars)
+    assert len(got.drop_duplicates(["exchange", "symbol"])) == 105
+    for column in ("exchange", "symbol", "ts_ms", "funding_rate"):
+        assert got[column].tolist() == expected[column].tolist(), column
+    assert (got["funding_ts_ms"] == got["ts_ms"]).all() and (got["is_settled"] == 1).all()
+    stated = expected["interval_h"].notna()
+    assert got["interval_h"][stated].tolist() == expected["interval_h"][stated].tolist()
+    assert stated.sum() == len(expected) - 1 and got["interval_h"].notna().all()  # the blank one: in force
+    landed = read_landed(data, "ohlcv")
+    assert len(landed) == len(bars) == len(candles) and (landed["symbol"] == "XRP/ETH").all()
+    assert landed["ts_ms"].tolist() == bars["open_time"].tolist() and (landed["timeframe_s"] == 60).all()
+    for mine, theirs in (
+        ("open", "open"),
+        ("high", "high"),
+        ("low", "low"),
+        ("close", "close"),
+        ("volume", "volume"),
+        ("quote_volume", "quote_volume"),
+        ("taker_buy_volume", "taker_buy_volume"),
+        ("trade_count", "count"),
+    ):
+        assert landed[mine].tolist() == bars[theirs].astype(float).tolist(), mine
+    for day in (landing.landing_root(data) / "funding").iterdir():  # a day file per venue and day, no hours
+        assert 1 <= len(landing.day_files(day)) <= 3 and len(list(day.iterdir())) == len(landing.day_files(day))

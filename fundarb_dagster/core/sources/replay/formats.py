@@ -6,6 +6,7 @@ name and folders (`symbol_hint`). The shapes, with a sample line each, are liste
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import zipfile
@@ -109,12 +110,43 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 def _first_line(path: Path) -> str:
     """A CSV's first line; a Parquet file's column names, as the header line a CSV of it would have."""
+    stat = path.stat()
+    return _first_line_of(path, stat.st_mtime_ns, stat.st_size)
+
+
+# An import asks each file's first line several times (its kind for the manifest, its symbol, its parsing):
+# read once per file version, not once per question (an open costs more than the rest for a small archive).
+@functools.lru_cache(maxsize=1 << 16)
+def _first_line_of(path: Path, _mtime_ns: int, _size: int) -> str:
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
         return ",".join(pq.read_schema(path).names)
     with _open_text(path) as handle:
         return handle.readline().strip().lstrip("\ufeff")
+
+
+def csv_body(path: Path, header: bool) -> bytes | None:
+    """The data lines of a plain CSV (or of the one CSV in a .zip) as bytes ending in a newline, without the
+    header; None when the file is not plain enough to be read as one with others and split back by counting
+    newlines: quotes (a field may hold a newline), carriage returns, blank lines."""
+    if path.suffix.lower() == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            members = [n for n in archive.namelist() if n.lower().endswith(".csv")]
+            if len(members) != 1:
+                return None
+            data = archive.read(members[0])
+    else:
+        data = path.read_bytes()
+    if header:
+        data = data.partition(b"\n")[2]
+    if not data:
+        return data
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    if b'"' in data or b"\r" in data or b"\n\n" in data or data.startswith(b"\n"):
+        return None
+    return data
 
 
 def _is_number(text: str) -> bool:
