@@ -26,7 +26,8 @@ import shutil
 import tempfile
 import time
 import warnings
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ START_MS = 1_609_459_200_000  # 2021-01-01 00:00 UTC
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 VENUES = ("binance", "bybit", "hyperliquid")  # 8h, 8h, 1h
+CHECKS = "ASSET_CHECK_EVALUATION"  # the event type a check records per partition
 
 
 def month_starts(start_ms: int, months: int) -> list[int]:
@@ -236,12 +238,16 @@ def main() -> None:
     parser.add_argument("--years", type=float, default=4.0, help="years of funding")
     parser.add_argument("--kline-symbols", type=int, default=20)
     parser.add_argument("--kline-days", type=int, default=365)
-    parser.add_argument("--sample", type=int, default=5, help="symbols landed the old way, side by side")
+    parser.add_argument("--sample", type=int, default=5, help="symbols landed as hour files (0: none)")
+    parser.add_argument("--pandas-sample", type=int, default=20, help="symbols read by pandas, file by file")
     parser.add_argument("--no-materialize", action="store_true", help="import only")
+    parser.add_argument("--history-only", action="store_true", help="materialize history_job's days only")
+    parser.add_argument("--materialize-days", type=int, default=0, help="materialize the first N days (0: all)")
     parser.add_argument("--keep", help="keep the data folder here (default: a temporary folder)")
     args = parser.parse_args()
     if args.quick:
         args.funding_symbols, args.years, args.kline_symbols, args.kline_days, args.sample = 4, 0.25, 2, 14, 2
+        args.pandas_sample = 4
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_history-"))
     try:
         run(args, work)
@@ -283,23 +289,26 @@ def run(args: argparse.Namespace, work: Path) -> None:
         f"(target >= 1 M); {files:,} landing files "
         f"(<= one per stream, venue and day: <= {len(VENUES) * funding_days:,})"
     )
-    alt_rows, alt_files, alt_s = hour_files_alternative(
-        archives / "hyperliquid", "hyperliquid", args.sample, work / "alt"
-    )
-    per_symbol = alt_s / max(args.sample, 1)
-    print(
-        f"alternative (hour files per symbol, as before), {args.sample} hourly symbols: {alt_rows:,} rows, "
-        f"{alt_files:,} files in {alt_s:.1f} s = {alt_rows / alt_s / 1e6:.3f} M rows/s; extrapolated to the "
-        f"{args.funding_symbols} hourly symbols alone: "
-        f"{alt_files // max(args.sample, 1) * args.funding_symbols:,} files, "
-        f"{per_symbol * args.funding_symbols:.0f} s"
-    )
-    shutil.rmtree(work / "alt", ignore_errors=True)
-    alt_rows, alt_files, alt_s = pandas_alternative(archives / "hyperliquid", args.sample, work / "alt")
-    print(
-        f"alternative (pandas read_csv file by file, no validation, a Parquet file per day), {args.sample} hourly "
-        f"symbols: {alt_rows:,} rows, {alt_files:,} files in {alt_s:.1f} s = {alt_rows / alt_s / 1e6:.3f} M rows/s"
-    )
+    if args.sample:
+        alt_rows, alt_files, alt_s = hour_files_alternative(
+            archives / "hyperliquid", "hyperliquid", args.sample, work / "alt"
+        )
+        per_symbol = alt_s / args.sample
+        print(
+            f"alternative (hour files per symbol, as before), {args.sample} hourly symbols: {alt_rows:,} rows, "
+            f"{alt_files:,} files in {alt_s:.1f} s = {alt_rows / alt_s / 1e6:.3f} M rows/s; extrapolated to the "
+            f"{args.funding_symbols} hourly symbols alone: {alt_files // args.sample * args.funding_symbols:,} "
+            f"files, {per_symbol * args.funding_symbols:.0f} s"
+        )
+        shutil.rmtree(work / "alt", ignore_errors=True)
+    for venue in ("binance", "hyperliquid"):  # 8-hourly (small files) and hourly
+        alt_rows, alt_files, alt_s = pandas_alternative(archives / venue, args.pandas_sample, work / "alt")
+        print(
+            f"alternative (pandas read_csv file by file, no validation, a Parquet file per day), {venue}, "
+            f"{args.pandas_sample} symbols: {alt_rows:,} rows, {alt_files:,} files in {alt_s:.1f} s = "
+            f"{alt_rows / alt_s / 1e6:.3f} M rows/s"
+        )
+        shutil.rmtree(work / "alt", ignore_errors=True)
     shutil.rmtree(work / "alt", ignore_errors=True)
     n, s, f = import_venue(data, archives / "binance" / "spot", "binance")
     print(f"import klines: {n:,} rows in {s:.1f} s = {n / s / 1e6:.2f} M rows/s (target >= 2 M); {f:,} day files")
@@ -316,25 +325,73 @@ def run(args: argparse.Namespace, work: Path) -> None:
     if args.no_materialize:
         return
 
-    from fundarb_dagster.backfill import backfill
+    from fundarb_dagster.backfill import DEFAULT_JOBS, backfill
 
     os.environ.pop("FUNDARB_PARTITIONS_START", None)
+    spent, counts = time_dagster_events()
+    last = [0.0, 0, 0.0, 0]  # event writes (s, count) and check evaluations (s, count) at the previous run's end
+
+    def progress(line: str) -> None:  # after each run: its share of Dagster's event writes
+        if line.startswith("backfill:"):
+            print("  " + line, flush=True)
+            return
+        now = [sum(spent.values()), sum(counts.values()), spent[CHECKS], counts[CHECKS]]
+        events_s, events, checks_s, checks = (a - b for a, b in zip(now, last, strict=True))
+        last[:] = now
+        print(
+            f"  {line}; Dagster's event writes {events_s:.1f} s ({events:,} events, of which {checks:,} check "
+            f"evaluations {checks_s:.1f} s)",
+            flush=True,
+        )
+
+    end = None
+    if args.materialize_days:
+        end = (datetime.fromtimestamp(START_MS / 1000, tz=UTC) + timedelta(days=args.materialize_days)).date()
     started = time.perf_counter()
-    timings = backfill(data, progress=lambda line: print("  " + line, flush=True))
+    timings = backfill(data, end=end, jobs=() if args.history_only else DEFAULT_JOBS, progress=progress)
     wall = time.perf_counter() - started
     for job in ("history_job", "hourly_job", "signals_job"):
         mine = [t for t in timings if t.job == job]
         if mine:
             w, st = sum(t.wall_s for t in mine), sum(t.steps_s for t in mine)
             print(
-                f"{job}: {len(mine)} runs, {w:.0f} s wall, steps {st:.0f} s, Dagster {w - st:.0f} s "
+                f"{job}: {len(mine)} runs, {w:.0f} s wall, steps {st:.0f} s, Dagster outside steps {w - st:.0f} s "
                 f"({(w - st) / len(mine):.1f} s per run)"
             )
+    writes, events = sum(spent.values()), sum(counts.values())
     print(
-        f"materialized {funding_rows:,} funding rows and {kline_rows:,} 1m bars through funding_spreads and the bar "
-        f"tables in {wall:.0f} s ({wall / 60:.1f} min; target for the funding history <= 10 min); "
-        f"load average {os.getloadavg()[0]:.1f} at the end"
+        f"materialized {end or 'all'} of {funding_rows:,} funding rows and {kline_rows:,} 1m bars through "
+        f"funding_spreads and the bar tables in {wall:.0f} s ({wall / 60:.1f} min; target for the funding history "
+        f"<= 10 min): Dagster's event writes {writes:.0f} s ({events:,} events), the rest (the work and Dagster's "
+        f"planning) {wall - writes:.0f} s; load average {os.getloadavg()[0]:.1f} at the end"
     )
+    print(
+        "Dagster's event writes by type: "
+        + ", ".join(f"{kind} {counts[kind]:,} in {seconds:.1f} s" for kind, seconds in spent.most_common(6))
+    )
+
+
+def time_dagster_events() -> tuple[Counter[str], Counter[str]]:
+    """Time every event a run records (`DagsterInstance.handle_new_event`: the write to the instance's event
+    storage, the batch flushes, the listeners) by event type, for the rest of this process: Dagster's own
+    per-partition cost beside the work. Measurement only: it wraps the method, changing nothing it does."""
+    from dagster._core.instance.methods.event_methods import EventMethods
+
+    spent: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    original = EventMethods.handle_new_event
+
+    def timed(self, event, **kwargs):  # noqa: ANN001, ANN202 - Dagster's signature
+        started = time.perf_counter()
+        try:
+            return original(self, event, **kwargs)
+        finally:
+            kind = event.dagster_event_type.value if event.dagster_event_type else "LOG"
+            spent[kind] += time.perf_counter() - started
+            counts[kind] += 1
+
+    EventMethods.handle_new_event = timed
+    return spent, counts
 
 
 if __name__ == "__main__":

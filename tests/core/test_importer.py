@@ -539,10 +539,14 @@ def test_a_venues_archive_of_many_symbols_lands_one_sorted_file_per_stream_and_d
     assert {p: p.stat().st_mtime_ns for p in landed_files(data)} == before
 
 
-def test_many_files_read_together_parse_exactly_as_one_by_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("join_bytes", [256 << 20, 3000])
+def test_many_files_read_together_parse_exactly_as_one_by_one(tmp_path: Path, monkeypatch, join_bytes: int) -> None:
     """parse_files (small archives read together, validated as one frame) gives each file the records, rejects
-    and inferred intervals parse_file gives it alone; a file with a bad row is read on its own."""
+    and inferred intervals parse_file gives it alone; a file with a bad row is read on its own. The same when
+    a group is read in runs of a few files (`_BULK_JOIN_BYTES`, which bounds an import's memory)."""
     from fundarb_dagster.core.sources.replay import parse_file, parse_files
+
+    monkeypatch.setattr(parsers, "_BULK_JOIN_BYTES", join_bytes)
 
     paths = []
     for m in range(4):

@@ -468,6 +468,7 @@ def _finish(
 # Kinds whose many small archive files (a month of 8-hourly funding is 90 rows) are read together.
 _BULK_KINDS = frozenset({"fundingRate", "klines", "markPriceKlines", "bookTicker", "aggTrades", "trades"})
 _BULK_MAX_BYTES = 64 << 20  # larger files go through parse_file's chunks
+_BULK_JOIN_BYTES = 256 << 20  # files read as one buffer at most about this much at a time
 
 
 def parse_files(
@@ -494,7 +495,7 @@ def parse_files(
     told = [k or kind for k in kinds] if kinds is not None else [kind] * len(paths)
     out: list[ParsedFile | Exception | None] = [None] * len(paths)
     paths_to_read = paths if len(paths) > 1 else []  # one file: read in chunks, with progress
-    groups: dict[tuple[str, bool, tuple[str, ...], int], list[tuple[int, bytes]]] = {}
+    groups: dict[tuple[str, bool, tuple[str, ...], int], list[tuple[int, bool]]] = {}  # -> (file, header)
     for i, path in enumerate(paths_to_read):
         try:
             file_kind = told[i] or detect_kind(path)
@@ -512,27 +513,12 @@ def parse_files(
             tf_s = _timeframe_from_name(_stem(path)) if stream in ("ohlcv", "mark") else 0
             if stream in ("ohlcv", "mark") and not tf_s:
                 continue
-            body = csv_body(path, header)
         except (ValueError, OSError, UnicodeDecodeError, zipfile.BadZipFile):
             continue  # parse_file says what is wrong with it
-        if body:  # an empty or unusual file: parse_file says what it holds
-            groups.setdefault((file_kind, flags[i], tuple(names), tf_s), []).append((i, body))
-    for (file_kind, is_inverse, names, tf_s), members in groups.items():
-        frame = _read_joined([body for _, body in members], list(names))
-        if frame is None:
-            continue
-        quarantine = _Quarantine()
-        parts = _parse_chunk(file_kind, frame, quarantine, tf_s, is_inverse)
-        records = parts.get((None, None))
-        if quarantine.counts or set(parts) != {(None, None)} or records is None or len(records) != len(frame):
-            continue  # something to name line by line: each file on its own
-        offset = 0
-        for i, body in members:
-            n = body.count(b"\n")
-            out[i] = _finish(
-                paths[i], file_kind, {(None, None): [records[offset : offset + n]]}, n, tf_s, _Quarantine()
-            )
-            offset += n
+        groups.setdefault((file_kind, flags[i], tuple(names), tf_s), []).append((i, header))
+    for (file_kind, is_inverse, names, tf_s), group in groups.items():
+        for members in _bodies(paths, group):
+            _parse_joined(paths, out, members, file_kind, is_inverse, list(names), tf_s)
     for i, path in enumerate(paths):
         if out[i] is None:
             try:
@@ -540,6 +526,53 @@ def parse_files(
             except Exception as exc:  # noqa: BLE001 - handed back per file, as parse_file raised it
                 out[i] = exc
     return [item for item in out if item is not None]
+
+
+def _bodies(paths: list[Path], group: list[tuple[int, bool]]) -> Iterator[list[tuple[int, bytes]]]:
+    """A group's files' data lines (`csv_body`), read in runs of about `_BULK_JOIN_BYTES`: memory stays bounded
+    by the run, not the import. An empty, unusual or unreadable file is left out (parse_file says why)."""
+    run: list[tuple[int, bytes]] = []
+    size = 0
+    for i, header in group:
+        try:
+            body = csv_body(paths[i], header)
+        except (ValueError, OSError, zipfile.BadZipFile):
+            continue
+        if not body:
+            continue
+        run.append((i, body))
+        size += len(body)
+        if size >= _BULK_JOIN_BYTES:
+            yield run
+            run, size = [], 0
+    if run:
+        yield run
+
+
+def _parse_joined(
+    paths: list[Path],
+    out: list[ParsedFile | Exception | None],
+    members: list[tuple[int, bytes]],
+    file_kind: str,
+    is_inverse: bool,
+    names: list[str],
+    tf_s: int,
+) -> None:
+    """Files of one kind and shape read and validated as one frame, each file's ParsedFile set in `out`; none
+    set when the frame cannot be read as one or has any reject (each file is then parsed on its own)."""
+    frame = _read_joined([body for _, body in members], names)
+    if frame is None:
+        return
+    quarantine = _Quarantine()
+    parts = _parse_chunk(file_kind, frame, quarantine, tf_s, is_inverse)
+    records = parts.get((None, None))
+    if quarantine.counts or set(parts) != {(None, None)} or records is None or len(records) != len(frame):
+        return  # something to name line by line: each file on its own
+    offset = 0
+    for i, body in members:
+        n = body.count(b"\n")
+        out[i] = _finish(paths[i], file_kind, {(None, None): [records[offset : offset + n]]}, n, tf_s, _Quarantine())
+        offset += n
 
 
 def _read_joined(bodies: list[bytes], names: list[str]) -> pd.DataFrame | None:
