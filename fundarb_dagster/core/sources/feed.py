@@ -512,8 +512,9 @@ class Feed(RestHistory):
         snapshot where the venue has it, kept (`from_rest` = 1), closing the GAP at its time."""
         if sub.books is None or sub.mode == "poll" or not self._has("fetchOrderBook"):
             return None
-        try:
-            raw = await self._rest("fetch_order_book", sub.symbol, rest_book_limit(self.exchange_id, self.book_levels))
+        limit = rest_book_limit(self.exchange_id, self.book_levels)
+        try:  # one attempt: during an outage the stream's own back-off, not REST retries, paces the recovery
+            raw = await self._rest("fetch_order_book", sub.symbol, limit, retries=0)
         except (*RETRYABLE, *END_OF_DATA, ccxt.ExchangeError):
             self.counts["order_book:repair_failed"] += 1
             return None

@@ -104,16 +104,18 @@ class RestHistory:
                     await self._sleep_exchange(wait_ms / 1000.0)
             self._last_rest_ms = self.now_ms()
 
-    async def _rest(self, method: str, *args: Any) -> Any:
-        """One REST call, paced, retried with exponential back-off on network errors."""
+    async def _rest(self, method: str, *args: Any, retries: int | None = None) -> Any:
+        """One REST call, paced, retried (`retries`, default `max_retries`) with exponential back-off on network
+        errors."""
         backoff = _INITIAL_BACKOFF_S
-        for attempt in range(self.max_retries + 1):
+        retries = self.max_retries if retries is None else retries
+        for attempt in range(retries + 1):
             await self._pace()
             try:
                 self.counts["rest:calls"] += 1
                 return await getattr(self.exchange, method)(*args)
             except RETRYABLE:
-                if attempt == self.max_retries:
+                if attempt == retries:
                     raise
                 self.counts["rest:retries"] += 1
                 await self._sleep_exchange(backoff)

@@ -31,6 +31,10 @@ class BookExchange(ScriptedExchange):
     async def watch_order_book(self, symbol: str, limit: Any = None, params: Any = None) -> Any:
         return await self._next("watch_order_book")
 
+    async def fetch_order_book(self, symbol: str, limit: Any = None, params: Any = None) -> Any:
+        self.call_times.setdefault(f"fetch_order_book:{limit}", [])
+        return await self._next("fetch_order_book")
+
 
 def _book(ts: int, nonce: int | None = None, bid: float = 100.0, ask: float = 100.5, depth: int = 3) -> dict:
     bids = [[bid - i, 1.0 + i] for i in range(depth)]
@@ -85,6 +89,26 @@ def test_a_broken_sequence_and_a_nonce_that_goes_back_are_gaps() -> None:
     assert (int(gaps["start_ms"][0]), int(gaps["end_ms"][0])) == (T0 + 1_000, T0 + 3_000)
     reconnects = events[events["kind"] == int(EventKind.RECONNECT)]
     assert [r.decode() for r in reconnects["reason"]] == ["sequence:InvalidNonce"]
+
+
+def test_a_failed_repair_is_tried_once_counted_and_the_gap_closes_on_the_next_streamed_book() -> None:
+    """The venue's REST book is down too (a network error): one attempt, no retries holding the stream back,
+    `order_book:repair_failed` counted, and the GAP ends at the next websocket book as without a repair."""
+    ex = BookExchange("binanceusdm", has={"fetchOrderBook": True})
+    ex.scripts["watch_order_book"] = [
+        _book(T0 + 1_000, nonce=10),
+        ccxt.NetworkError("connection lost"),
+        _book(T0 + 3_000, nonce=12),
+    ]
+    ex.scripts["fetch_order_book"] = [ccxt.NetworkError("still down"), _book(T0 + 2_000, nonce=11)]
+    records, events, feed = _watch(ex, book_interval_s=0, book_levels=7)
+    assert records["ts_ms"].tolist() == [T0 + 1_000, T0 + 3_000] and set(records["from_rest"].tolist()) == {0}
+    assert ex.calls["fetch_order_book"] == 1 and "fetch_order_book:10" in ex.call_times  # binance's depth >= 7
+    assert feed.counts["order_book:repair_failed"] == 1
+    gaps = events[events["kind"] == int(EventKind.GAP)]
+    assert [
+        (r.decode(), int(s), int(e)) for r, s, e in zip(gaps["reason"], gaps["start_ms"], gaps["end_ms"], strict=True)
+    ] == [("reconnect", T0 + 1_000, T0 + 3_000)]
 
 
 def test_crossed_and_bad_books_are_quarantined_and_the_stream_goes_on() -> None:
