@@ -273,6 +273,42 @@ def test_sim_order_books_land_sampled_as_the_simulator_serves_them(tmp_path: Pat
             assert list(row.ask_size) == pytest.approx([a * size for _, a in book["asks"]], rel=1e-12)
 
 
+def test_sim_books_are_repaired_after_a_broken_sequence_and_polled_where_no_book_is_streamed(tmp_path: Path) -> None:
+    """Through mpiexec, the ring and the flusher: okx's streamed book breaks its sequence every 60 market s and
+    each break lands one REST snapshot (`from_rest` = 1) closing a GAP `sequence`; bybit streams no book, so with
+    `capture.order_book_rest_interval_s: 30` its books are REST polls. Every landed book is the one a fresh
+    simulator of the same seed serves at its time."""
+    config = write_config(
+        tmp_path,
+        exchanges=[
+            {"id": "okx", "symbols": ["BTC/USDT:USDT"], "streams": ["order_book"]},
+            {"id": "bybit", "symbols": ["ETH/USDT:USDT"], "streams": ["trades"]},
+        ],
+        sim={"seed": 7, "speed": 600, "faults": {"sequence_every_s": 60.0}},
+        capture={"flush_interval_s": 0.5, "stats_interval_s": 1.0, "book_interval_s": 5.0,
+                 "order_book_rest_interval_s": 30.0},
+    )  # fmt: skip
+    proc = run_job(config, 2, duration=3)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    books = landed(tmp_path / "data", "order_book")
+    okx, bybit = books[books["symbol"] == "BTC/USDT:USDT"], books[books["symbol"] == "ETH/USDT:USDT"]
+    repairs = okx[okx["from_rest"] == 1].sort_values("ts_ms")
+    assert len(repairs) >= 2 and (okx["from_rest"] == 0).sum() >= 10
+    events = landed(tmp_path / "data", "capture_events")
+    gaps = events[(events["kind"] == int(EventKind.GAP)) & (events["symbol"] == "BTC/USDT:USDT")]
+    assert set(gaps["reason"]) == {"sequence"} and sorted(gaps["end_ms"]) == repairs["ts_ms"].tolist()
+    polled = bybit.sort_values("ts_ms")
+    assert len(polled) >= 4 and set(polled["from_rest"]) == {1} and (polled["ts_ms"].diff().dropna() >= 30_000).all()
+    for exchange_id, rows in (("okx", okx), ("bybit", bybit)):
+        sim = SimExchange(exchange_id, load_config(config).sim)
+        asyncio.run(sim.load_markets())
+        for row in rows.itertuples():
+            book = sim.book.structure(sim._m[row.symbol], int(row.ts_ms), 20)  # noqa: SLF001 - the served book
+            size = sim.markets[row.symbol]["contractSize"] or 1.0
+            assert int(row.nonce) == book["nonce"] and list(row.bid_price) == [p for p, _ in book["bids"]]
+            assert list(row.ask_size) == pytest.approx([a * size for _, a in book["asks"]], rel=1e-12)
+
+
 def test_a_host_without_a_watcher_is_refused_unless_the_first_host_only_lands() -> None:
     from mpi_jobs.capture import Layout, layout_error
 
