@@ -29,6 +29,8 @@ async def unwatch(exchange: Any, stream: str, mode: str, symbol: str, timeframe:
         name, flag = _TICKER_CALLS.get(mode.partition(":")[0], ("un_watch_ticker", "unWatchTicker"))
     elif stream == "funding":
         name, flag = _FUNDING_CALLS.get(mode, ("", ""))
+    elif mode == "poll":
+        return True  # a REST poll (order books over REST) holds no subscription
     else:
         name, flag = _CALLS.get(stream, ("", ""))
     has = getattr(exchange, "has", None) or {}
