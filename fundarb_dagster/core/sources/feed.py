@@ -385,10 +385,12 @@ class Feed(RestHistory):
     async def _await_watched(self, sub: _Subscription, call: Callable[[], Awaitable[Any]]) -> Any:
         """Await one `watch_*` call under the staleness watchdog (exchange clock)."""
         timeout_ms = self._stale_timeout_ms(sub)
+        if timeout_ms is None:
+            # No watchdog (an unpaced recording): awaited in place, without a task of its own (~13 us a call); a
+            # cancellation reaches the call where it waits, as cancelling its task would.
+            return await call()
         task = asyncio.ensure_future(call())
         try:
-            if timeout_ms is None:
-                return await task
             while True:
                 check_s = min(max(timeout_ms / 1000.0 / self.clock_speed() / 4, 0.005), 1.0)
                 done, _ = await asyncio.wait({task}, timeout=check_s)
