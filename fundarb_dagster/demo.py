@@ -89,6 +89,9 @@ def write_demo_config(data_dir: Path, speed: float, ranks: int, now_ms: int | No
             "book_interval_s": 300,
             "open_interest_interval_s": 300,
         },
+        # The backtests size each pair by the capacity of its captured books at entry (the even split where the
+        # window has no book: the REST history before the capture), a carry held about a month.
+        "backtest": {"sizing": "capacity", "capacity_share": 0.5, "capacity_horizon_h": 720.0},
     }
     if now_ms is not None:
         raw["sim"]["now"] = _iso(now_ms)

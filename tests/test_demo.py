@@ -39,6 +39,10 @@ def test_demo_lands_data_fills_the_warehouse_and_records_runs_in_its_instance(de
         assert top and all(source == "book" and capacity >= 0 for source, capacity in top), top
         strategies = {row[0] for row in con.execute("SELECT DISTINCT strategy FROM backtest_runs").fetchall()}
         assert strategies == {"cash_carry", "perp_perp"}
+        # its backtests size by the books' capacity (demo_config.yaml), each position saying what sized it
+        assert {row[0] for row in con.execute("SELECT DISTINCT sizing FROM backtest_runs").fetchall()} == {"capacity"}
+        sized = {row[0] for row in con.execute("SELECT DISTINCT size_source FROM backtest_positions").fetchall()}
+        assert sized and sized <= {"capacity", "capital", "even"}, sized
         # Every table, the sweep included, is built with exactly the columns core/tables.py gives it.
         built = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         assert set(TABLES) - built == set()  # the execution tables too: the demo paper-trades
@@ -66,5 +70,5 @@ def test_demo_lands_data_fills_the_warehouse_and_records_runs_in_its_instance(de
     headings = ("runs the sensors launched", "top opportunities", "backtests: metrics", "paper trader: positions")
     for heading in (*headings, "paper trader: funding received", "alerts raised"):
         assert heading in out
-    assert "capacity_k_usd" in out and "cost_source" in out
+    assert "capacity_k_usd" in out and "cost_source" in out and "size_source" in out
     assert "fundarb ui --data-dir" in out
