@@ -7,11 +7,12 @@ moves when a file is renamed into it) and digests each changed hour's file set (
 stream). An hour is loaded once it is complete: a later hour has landed (it closed on the data's clock) or
 its folders have been quiet for `QUIET_S` (the capture stopped). Contiguous complete hours are one ranged
 `hourly_job` run, run key `landing:<first>...<last>:<digest>`: a file set loads once, a late file re-runs its
-hour. While an `hourly_job` run is queued or running the sensor waits (the next run carries what completed
-meanwhile), so hours load in order: bars carry the close of the hours before them. Imported history (days
-whose every hour holds only an import's day files, before the newest landed day) loads a month of days a run
-with `history_job` instead (`defs/history.py`, as `fundarb backfill` does), one run at a time and in order:
-hours after such days wait for them.
+hour. A tick requests one such run, the earliest, and none past an hour still waiting to complete (runs one
+tick requests could start together); while an `hourly_job` run is queued or running the sensor waits (the next
+run carries what completed meanwhile), so hours load in order: bars carry the close of the hours before them.
+Imported history (days whose every hour holds only an import's day files, before the newest landed day) loads
+a month of days a run with `history_job` instead (`defs/history.py`, as `fundarb backfill` does), one run at a
+time and in order: hours after such days wait for them.
 
 pipeline_sensor: reads the successful runs of the stage jobs since its cursor (the event log's storage id),
 adds their windows to the pending windows of the stages that follow them, and requests a stage's pending
@@ -207,14 +208,24 @@ def evaluate_landing(
     ready = sorted(digests)
     history = imported_days(ready, folders, clock) if history_days else []
     hourly, days, later = order_loads(ready, history)
+    # One hourly_job run per tick, and none past an hour still waiting: hours load in order, and the runs one
+    # tick requests can start together (the queue dequeues them in one pass, before the pool counts either).
+    waiting_from = min((key_ms(k) for k in tick.cursor.waiting), default=None)
+    spans = [
+        c for span in merge_spans((h, h + HOUR_MS) for h in hourly) for c in split_span(span, MAX_RUN_HOURS * HOUR_MS)
+    ]
+    if spans and waiting_from is not None and spans[0][0] > waiting_from:
+        spans = []
+    cut = spans[0][1] if spans else min(hourly, default=0)
+    later = sorted([h for h in hourly if h >= cut] + later)
+    hourly = [h for h in hourly if h < cut]
     for hour_ms in later:  # after history still to load: they wait for it (hours load in order)
         tick.cursor.waiting.append(hour_key(hour_ms))
     for hour_ms in hourly + [h for day in days for h in range(day, day + DAY_MS, HOUR_MS)]:
         tick.cursor.digests[hour_key(hour_ms)] = digests[hour_ms]
     tick.waiting = len(tick.cursor.waiting)
-    for span in merge_spans((h, h + HOUR_MS) for h in hourly):
-        for first, end in split_span(span, MAX_RUN_HOURS * HOUR_MS):
-            tick.requests.append(_landing_request("hourly_job", (first, end), "hour", digests))
+    if hourly:
+        tick.requests.append(_landing_request("hourly_job", spans[0], "hour", digests))
     if days:
         # A run after earlier history starts a day early: its first settlements pay for that day's last hours.
         first = days[0] - DAY_MS if hour_key(days[0] - HOUR_MS) in cursor.digests else days[0]
@@ -276,10 +287,10 @@ def build_landing_sensor(partitions: Partitions, hourly_job: Any, history_job: A
         jobs=[hourly_job, history_job],
         minimum_interval_seconds=LANDING_INTERVAL_S,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Complete hours of landed files in landing/<stream>/date=/hour=/ -> one ranged hourly_job run per "
-        "run of contiguous hours (run key: the range and a digest of its file sets). An hour is complete when "
-        f"a later hour has landed or its folders have been quiet for {QUIET_S:g} s. Imported whole days before the "
-        "newest landed day: a history_job run of up to a month of days, one at a time.",
+        description="Complete hours of landed files in landing/<stream>/date=/hour=/ -> one ranged hourly_job run "
+        "of contiguous hours at a time, in order (run key: the range and a digest of its file sets). An hour is "
+        f"complete when a later hour has landed or its folders have been quiet for {QUIET_S:g} s. Imported whole "
+        "days before the newest landed day: a history_job run of up to a month of days, one at a time.",
     )
     def landing_sensor(context: SensorEvaluationContext, data_dir: DataDirResource) -> SensorResult | SkipReason:
         cursor = LandingCursor.parse(context.cursor)

@@ -103,6 +103,7 @@ def test_old_hours_outside_the_mtime_window_are_not_rescanned_but_a_late_file_is
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     land_trades(tmp_path, _trades(H0 + 5 * HOUR_MS), seq=1)
     _, cursor = _tick(tmp_path, None, later=True)
+    _, cursor = _tick(tmp_path, cursor, later=True)  # one hourly_job run per tick: 17:00 on the next
     assert "2025-11-01-12:00" in cursor.digests and "2025-11-01-17:00" in cursor.digests
     requests, _ = _tick(tmp_path, cursor, later=True)
     assert requests == []
@@ -111,14 +112,19 @@ def test_old_hours_outside_the_mtime_window_are_not_rescanned_but_a_late_file_is
     assert [_window(r) for r in requests] == [("2025-11-01-12:00", "2025-11-01-12:00")]
 
 
-def test_hours_apart_are_separate_runs_and_a_backlog_is_cut_into_bounded_runs(tmp_path, monkeypatch):
+def test_hours_apart_are_separate_runs_one_per_tick_and_a_backlog_is_cut_into_bounded_runs(tmp_path, monkeypatch):
     import fundarb_dagster.defs.sensors as sensors_module
 
     for h in (0, 1, 3, 4, 5, 6, 7):
         land_trades(tmp_path, _trades(H0 + h * HOUR_MS), seq=h)
     monkeypatch.setattr(sensors_module, "MAX_RUN_HOURS", 3)
-    requests, _ = _tick(tmp_path, None, later=True)
-    assert [_window(r) for r in requests] == [
+    # one run per tick, in order (runs one tick requests can start together): the next waits for the next tick
+    windows, cursor = [], None
+    for _ in range(4):
+        requests, cursor = _tick(tmp_path, cursor, later=True)
+        assert len(requests) <= 1
+        windows += [_window(r) for r in requests]
+    assert windows == [
         ("2025-11-01-12:00", "2025-11-01-13:00"),
         ("2025-11-01-15:00", "2025-11-01-17:00"),
         ("2025-11-01-18:00", "2025-11-01-19:00"),
