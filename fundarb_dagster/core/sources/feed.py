@@ -149,7 +149,6 @@ class Feed(RestHistory):
         book_interval_s: float = 10.0,
         open_interest_interval_s: float = 60.0,
         book_rest_interval_s: float = 0.0,
-        settled_funding: bool = True,
     ) -> None:
         if not funding_poll_interval_s > 0:
             raise ValueError(f"funding_poll_interval_s: {funding_poll_interval_s!r} must be > 0")
@@ -182,7 +181,6 @@ class Feed(RestHistory):
         self.book_levels = int(book_levels)
         self.book_interval_ms = int(book_interval_s * 1000)
         self.open_interest_interval_s = float(open_interest_interval_s)
-        self.settled_funding = settled_funding
         self.counts: Counter[str] = Counter()
         self.progress: dict[tuple[str, str], HistoryProgress] = {}
         self._subs: dict[tuple[str, str], _Subscription] = {}
@@ -501,7 +499,7 @@ class Feed(RestHistory):
                 self.counts[f"records:{stream}"] += len(records)
             elif first_ts is not None and sub.last_data_ts is None:
                 sub.last_data_ts = first_ts
-            if stream == "funding" and self.settled_funding and len(records):
+            if stream == "funding" and len(records):
                 settled = await self._settled_funding(sub, records, recv)
                 if settled is not None:
                     yield settled  # before the row naming the next settlement (see the module doc)
