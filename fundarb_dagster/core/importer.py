@@ -302,7 +302,7 @@ def import_files(
     if symbol is not None:  # registered (ccxt's market corrects what was) even when every file is skipped
         instruments[symbol] = instrument_for(registry, exchange, symbol, market(symbol) if callable(market) else market)
         summary.instrument_id = instruments[symbol].id
-    batch: dict[str, list[np.ndarray]] = {}
+    batch: dict[str, list[pa.Table]] = {}
     accepted: list[tuple[FileResult, ParsedFile, str]] = []
     planned: list[tuple[FileResult, str, Instrument]] = []
     kinds: list[str | None] = []  # each planned file's kind (None: not told, parse_file says why)
@@ -357,7 +357,7 @@ def import_files(
         if parsed.stream == "funding" and len(records):
             source = "inferred" if _interval_inferred(parsed, exchange, file_symbol) else "reported"
             _observe_intervals(registry, exchange, file_symbol, records, source)
-        batch.setdefault(parsed.stream, []).append(records)
+        batch.setdefault(parsed.stream, []).append(_fields_table(parsed.stream, records, instrument.id))
         accepted.append((result, parsed, file_symbol))
     if not accepted:
         registry.save(registry_file)
@@ -375,7 +375,7 @@ def import_files(
 def _land_batch(
     data_dir: Path,
     exchange: str,
-    batch: dict[str, list[np.ndarray]],
+    batch: dict[str, list[pa.Table]],
     accepted: list[tuple[FileResult, ParsedFile, str]],
     ids: dict[str, int],
     registry: InstrumentRegistry,
@@ -387,7 +387,7 @@ def _land_batch(
     writer = _writer_name(exchange, [r.digest for r, _, _ in accepted])
     # unsorted: write_days sorts each stream's Arrow table (a column take, cheaper than moving whole records)
     tables = {
-        stream: schema.to_arrow(stream, np.concatenate(parts), names, dictionary_strings=True)
+        stream: schema.with_names(stream, pa.concat_tables(parts), names, dictionary_strings=True)
         for stream, parts in batch.items()
     }
     quarantined = [(result, parsed, sym) for result, parsed, sym in accepted if parsed.reject_counts]
@@ -480,8 +480,12 @@ def _accept(
             "replay them with the funding file instead (replay.format: fixture_csv / binance_archive)"
         )
         return np.zeros(0, dtype=schema.OHLCV)
-    records = in_base_units(parsed.stream, _records_for(parsed, exchange, symbol, result), instrument)
-    records["instrument_id"] = instrument.id
+    records = _records_for(parsed, exchange, symbol, result)
+    if isinstance(records, pa.Table) and _converts(parsed.stream, instrument):
+        records = schema.from_arrow(parsed.stream, records)  # contract amounts: converted on records
+    if isinstance(records, np.ndarray):
+        records = in_base_units(parsed.stream, records, instrument)
+        records["instrument_id"] = instrument.id
     own = result.rows - result.other_instruments  # the rows of other instruments are not this import's
     if not len(records):
         result.status = "failed"
@@ -498,8 +502,27 @@ def _accept(
         )
     else:
         result.landed = len(records)
-        result.first_ts_ms, result.last_ts_ms = int(records["ts_ms"].min()), int(records["ts_ms"].max())
+        ts = _column(records, "ts_ms")
+        result.first_ts_ms, result.last_ts_ms = int(ts.min()), int(ts.max())
     return records
+
+
+def _column(records: np.ndarray | pa.Table, name: str) -> np.ndarray:
+    return records[name] if isinstance(records, np.ndarray) else records.column(name).to_numpy()
+
+
+def _converts(stream: str, instrument: Instrument) -> bool:
+    """Whether `in_base_units` changes a file's rows of this stream for this instrument."""
+    return instrument.is_contract and (stream in ("trades", "tickers") or (stream == "ohlcv" and instrument.inverse))
+
+
+def _fields_table(stream: str, records: np.ndarray | pa.Table, instrument_id: int) -> pa.Table:
+    """A file's accepted rows as an Arrow table of the stream's record fields, its instrument's id set (a file
+    read with others is one already: its id column is set without touching the rest)."""
+    if isinstance(records, np.ndarray):
+        return pa.table({name: records[name] for name in schema.public_fields(stream)})
+    ids = pa.array(np.full(records.num_rows, instrument_id, dtype=np.int32))
+    return records.set_column(records.schema.get_field_index("instrument_id"), "instrument_id", ids)
 
 
 def _sorted(records: np.ndarray) -> np.ndarray:
@@ -627,10 +650,11 @@ def in_base_units(stream: str, records: np.ndarray, instrument: Instrument) -> n
     return records
 
 
-def _records_for(parsed: ParsedFile, exchange: str, symbol: str, result: FileResult) -> np.ndarray:
-    """The rows of this (exchange, symbol): all of a single-instrument file, the matching part of a table."""
+def _records_for(parsed: ParsedFile, exchange: str, symbol: str, result: FileResult) -> np.ndarray | pa.Table:
+    """The rows of this (exchange, symbol): all of a single-instrument file (records, or the Arrow table of a
+    file read with others), the matching part of a table."""
     dtype = schema.dtype_of(parsed.stream)
-    chosen = np.zeros(0, dtype=dtype)
+    chosen: np.ndarray | pa.Table = np.zeros(0, dtype=dtype)
     for (part_exchange, part_symbol), records in parsed.parts.items():
         if (part_exchange is None or part_exchange == exchange) and (part_symbol is None or part_symbol == symbol):
             chosen = np.concatenate([chosen, records]) if len(chosen) else records  # the parsed file's own
@@ -649,11 +673,12 @@ def _interval_inferred(parsed: ParsedFile, exchange: str, symbol: str) -> bool:
 
 
 def _observe_intervals(
-    registry: InstrumentRegistry, exchange: str, symbol: str, records: np.ndarray, source: str
+    registry: InstrumentRegistry, exchange: str, symbol: str, records: np.ndarray | pa.Table, source: str
 ) -> None:
-    intervals = records["interval_h"]
+    intervals = _column(records, "interval_h")
     changes = np.concatenate([[True], intervals[1:] != intervals[:-1]])  # only where the value changes
-    for ts, interval_h in zip(records["funding_ts_ms"][changes].tolist(), intervals[changes].tolist(), strict=True):
+    settled = _column(records, "funding_ts_ms")
+    for ts, interval_h in zip(settled[changes].tolist(), intervals[changes].tolist(), strict=True):
         if interval_h > 0:
             registry.observe_interval(exchange, symbol, int(ts), float(interval_h), source=source)
 

@@ -582,17 +582,44 @@ def to_arrow(
             columns.append(pa.array(np.char.decode(column, "ascii"), type=pa.string()))
         else:
             columns.append(pa.array(column))
-    if stream in INSTRUMENT_STREAMS:
-        if names is None:
-            raise ValueError(f"to_arrow: stream {stream!r} needs instrument names")
-        exchanges, symbols = _instrument_columns(records["instrument_id"], names)
-        if not dictionary_strings:
-            exchanges, symbols = exchanges.cast(pa.string()), symbols.cast(pa.string())
-        else:
-            schema = schema.set(schema.get_field_index("exchange"), pa.field("exchange", exchanges.type))
-            schema = schema.set(schema.get_field_index("symbol"), pa.field("symbol", symbols.type))
-        columns += [exchanges, symbols]
-    return pa.Table.from_arrays(columns, schema=schema)
+    if stream not in INSTRUMENT_STREAMS:
+        return pa.Table.from_arrays(columns, schema=schema)
+    table = pa.Table.from_arrays(columns, schema=pa.schema(list(schema)[: len(columns)]))
+    return with_names(stream, table, names, dictionary_strings=dictionary_strings)
+
+
+def with_names(
+    stream: str,
+    table: pa.Table,
+    names: dict[int, tuple[str, str]] | None,
+    *,
+    dictionary_strings: bool = False,
+) -> pa.Table:
+    """A table of a stream's record fields (`columns_table`, or `to_arrow`'s) with its `exchange` and `symbol`
+    columns added from `instrument_id` (see `to_arrow` for `names` and `dictionary_strings`)."""
+    if names is None:
+        raise ValueError(f"to_arrow: stream {stream!r} needs instrument names")
+    ids = table.column("instrument_id").to_numpy()
+    exchanges, symbols = _instrument_columns(ids, names)
+    if not dictionary_strings:
+        exchanges, symbols = exchanges.cast(pa.string()), symbols.cast(pa.string())
+    return table.append_column("exchange", exchanges).append_column("symbol", symbols)
+
+
+def columns_table(stream: str, columns: dict[str, np.ndarray | int | float], n: int) -> pa.Table:
+    """A stream's record fields as an Arrow table, from columns (an array of `n` values, or one value for all)
+    instead of records: what `empty` leaves is filled in (NaN floats, zero integers). Contiguous arrays of the
+    field's type become Arrow columns without a copy: the import of an archive folder moves no row as a record.
+    Scalar (non-list) fields only; no `exchange`/`symbol` (`with_names` adds them)."""
+    dtype = dtype_of(stream)
+    arrays: list[pa.Array] = []
+    for name in public_fields(stream):
+        kind = dtype.fields[name][0]
+        value = columns.get(name, np.nan if kind.kind == "f" else 0)
+        if np.ndim(value) == 0:
+            value = np.full(n, value, dtype=kind)
+        arrays.append(pa.array(np.ascontiguousarray(value, dtype=kind)))
+    return pa.Table.from_arrays(arrays, names=public_fields(stream))
 
 
 # Ids up to this bound index lookup tables directly; registry ids are dense from 0, so this is the norm.

@@ -9,10 +9,11 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fundarb_dagster.core import landing
+from fundarb_dagster.core import landing, schema
 from fundarb_dagster.core.config import ConfigError
 from fundarb_dagster.core.importer import format_summary, import_files, load_manifest
 from fundarb_dagster.core.instruments import InstrumentRegistry, registry_path
@@ -574,11 +575,50 @@ def test_many_files_read_together_parse_exactly_as_one_by_one(tmp_path: Path, mo
         alone = parse_file(path)
         assert got.kind == alone.kind and got.rows == alone.rows and got.timeframe_s == alone.timeframe_s
         assert set(got.parts) == set(alone.parts) and got.inferred_intervals == alone.inferred_intervals
+        assert (got.symbol_hint, got.market_type) == (alone.symbol_hint, alone.market_type)
         for key, records in alone.parts.items():
-            assert pd.DataFrame(got.parts[key]).equals(pd.DataFrame(records)), path.name
+            assert _fields(got.stream, got.parts[key]).equals(_fields(got.stream, records)), path.name
         assert got.reject_counts == alone.reject_counts and got.rejects == alone.rejects
+    # read together: Arrow columns; the file with intervals to infer and the one with a bad row: on their own
+    read_together = [isinstance(got.parts[(None, None)], pa.Table) for got in together]
+    assert read_together[4:] == [False, False, True, True, True]
     assert together[-4].reject_counts == {"funding_rate: not a number": 1}
     assert np.all(together[4].parts[(None, None)]["interval_h"][2:] == 4.0)
+
+
+def test_a_file_with_a_bad_number_leaves_the_files_read_with_it_read_together(tmp_path: Path, monkeypatch) -> None:
+    """A rejected row whose value pyarrow typed (a rate of 2.0) sends its own file through parse_file, which names
+    its line; the files read with it keep their Arrow columns, with the rows parse_file gives them alone."""
+    from fundarb_dagster.core.sources.replay import parse_files
+
+    one_by_one: list[str] = []
+    real_parse_file = parsers.parse_file
+
+    def counted(path: Path, *args, **kwargs):  # noqa: ANN202 - parse_file's
+        one_by_one.append(Path(path).name)
+        return real_parse_file(path, *args, **kwargs)
+
+    monkeypatch.setattr(parsers, "parse_file", counted)
+    paths = []
+    for m in range(3):
+        rows = [[T0 + (m * 90 + i) * 8 * HOUR + 3, 8, f"{(i % 7 - 3) * 1e-5:.8f}"] for i in range(90)]
+        if m == 1:
+            rows[40][2] = "2.0"
+        paths.append(write_csv(tmp_path / f"BTCUSDT-fundingRate-2024-0{m + 1}.csv", rows, None, [], False))
+    together = parse_files(paths)
+    assert one_by_one == ["BTCUSDT-fundingRate-2024-02.csv"]
+    assert [isinstance(got.parts[(None, None)], pa.Table) for got in together] == [True, False, True]
+    assert together[1].reject_counts == {"funding_rate: >= 1": 1} and together[1].rejects[0].line == 41
+    for path, got in zip(paths, together, strict=True):
+        alone = real_parse_file(path)
+        assert _fields("funding", got.parts[(None, None)]).equals(_fields("funding", alone.parts[(None, None)]))
+
+
+def _fields(stream: str, rows: np.ndarray | pa.Table) -> pd.DataFrame:
+    """Records or an Arrow table of a stream's record fields as one frame, to compare them."""
+    if isinstance(rows, pa.Table):
+        return rows.to_pandas()
+    return pd.DataFrame({name: rows[name] for name in schema.public_fields("ohlcv" if stream == "mark" else stream)})
 
 
 def test_parquet_files_import_as_their_csv_does(tmp_path: Path, fixtures_dir: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ... import schema
 from ...funding import intervals_in_force
@@ -61,8 +62,9 @@ class ParsedFile:
     kind: str
     stream: str  # trades | ohlcv | funding | mark (mark: OHLCV records of mark prices)
     # (exchange or None, unified symbol or None) -> records; None means "the caller's", e.g. a single-
-    # instrument file whose name does not say its symbol.
-    parts: dict[tuple[str | None, str | None], np.ndarray]
+    # instrument file whose name does not say its symbol. A file read with others (`parse_files`) holds an
+    # Arrow table of the same fields instead (`schema.columns_table`: sorted, unique, nothing left to fill).
+    parts: dict[tuple[str | None, str | None], np.ndarray | pa.Table]
     rows: int = 0  # data rows read (header excluded)
     rejects: list[Reject] = field(default_factory=list)
     reject_counts: Counter[str] = field(default_factory=Counter)  # "field: rule" -> count
@@ -251,6 +253,10 @@ class _Rows:
         return values
 
 
+# One chunk's values of a stream's record fields, by field name: an array per row or one value for all rows.
+Columns = dict[str, Any]
+
+
 def _candles(
     rows: _Rows,
     ts: np.ndarray,
@@ -258,7 +264,7 @@ def _candles(
     volume_optional: bool,
     volume_column: str = "volume",
     extra: dict[str, str] | None = None,
-) -> np.ndarray:
+) -> Columns:
     o = rows.number("open", "open", positive=True)
     h = rows.number("high", "high", positive=True)
     low = rows.number("low", "low", positive=True)
@@ -268,9 +274,8 @@ def _candles(
         rows.reject(h < np.fmax(np.fmax(o, c), low), "high", "high", "below open/close/low", "is below open/close/low")
         rows.reject(low > np.fmin(o, c), "low", "low", "above open/close", "is above open or close")
         rows.reject(v < 0, "volume", "volume", "< 0", "must be >= 0")
-    out = schema.empty("ohlcv", len(ts))
-    out["ts_ms"], out["recv_ts_ms"], out["timeframe_s"] = ts, ts + tf_s * 1000, tf_s
-    out["open"], out["high"], out["low"], out["close"], out["volume"] = o, h, low, c, v
+    out: Columns = {"ts_ms": ts, "recv_ts_ms": ts + tf_s * 1000, "timeframe_s": tf_s}
+    out.update(open=o, high=h, low=low, close=c, volume=v)
     for name, column in (extra or {}).items():  # what else the file carries: quote volume, count, taker buys
         if column not in rows.chunk:  # a shorter file (or one of another kind read as klines): unknown
             continue
@@ -278,7 +283,7 @@ def _candles(
         with np.errstate(invalid="ignore"):
             rows.reject(values < 0, name, column, "< 0", "must be >= 0")
         out[name] = values
-    return out[rows.ok]
+    return out
 
 
 # Binance klines' other columns -> OHLCV fields. COIN-M files count contracts in volume/taker_buy_volume and
@@ -296,39 +301,74 @@ def _trades(
     price: np.ndarray,
     amount: np.ndarray,
     cost: np.ndarray | None = None,
-):
-    out = schema.empty("trades", len(ts))
-    out["ts_ms"], out["recv_ts_ms"], out["trade_id"] = ts, ts, ids
-    out["side"], out["price"], out["amount"] = side, price, amount
+) -> Columns:
+    out: Columns = {"ts_ms": ts, "recv_ts_ms": ts, "trade_id": ids, "side": side, "price": price, "amount": amount}
     if cost is not None:
         out["cost"] = cost
-    return out[rows.ok]
+    return out
 
 
-def _funding(rows: _Rows, ts: np.ndarray, rate: np.ndarray, interval_h: np.ndarray, mark: np.ndarray) -> np.ndarray:
+def _funding(rows: _Rows, ts: np.ndarray, rate: np.ndarray, interval_h: np.ndarray, mark: np.ndarray) -> Columns:
     with np.errstate(invalid="ignore"):
         rows.reject(np.abs(rate) >= 1, "funding_rate", None, ">= 1", "is not a fraction per interval (|rate| >= 1)")
-    out = schema.empty("funding", len(ts))
-    out["ts_ms"], out["recv_ts_ms"], out["funding_ts_ms"] = ts, ts, ts
-    out["is_settled"] = 1
-    out["funding_rate"], out["interval_h"], out["mark_price"] = rate, interval_h, mark
-    return out[rows.ok]
+    out: Columns = {"ts_ms": ts, "recv_ts_ms": ts, "funding_ts_ms": ts, "is_settled": 1}
+    out.update(funding_rate=rate, interval_h=interval_h, mark_price=mark)
+    return out
+
+
+def _records(stream: str, columns: Columns, ok: np.ndarray) -> np.ndarray:
+    """A chunk's validated columns -> the stream's records, of its rows that broke no rule."""
+    out = schema.empty(stream, len(ok))
+    for name, values in columns.items():
+        out[name] = values
+    return out[ok]
 
 
 def _parse_chunk(
     kind: str, chunk: pd.DataFrame, quarantine: _Quarantine, tf_s: int, inverse: bool = False
 ) -> dict[Any, np.ndarray]:
     """One chunk of a file -> {instrument key: records} (the key is None for single-instrument files)."""
+    if kind != "funding_table":
+        rows, columns = _chunk_columns(kind, chunk, quarantine, tf_s, inverse)
+        stream = "ohlcv" if KIND_STREAMS[kind] == "mark" else KIND_STREAMS[kind]
+        return {(None, None): _records(stream, columns, rows.ok)}
+    rows = _Rows(chunk, quarantine)
+    ts = rows.timestamps("settlement_time_ms_utc", "funding_ts_ms")
+    rate = rows.number("funding_rate", "funding_rate")
+    interval = rows.number("interval_hours", "interval_h", positive=True, optional=True)
+    mark = rows.number("mark_price", "mark_price", positive=True, optional=True)
+    predicted = chunk["is_predicted"].astype(str).str.strip().str.lower().eq("true").to_numpy()
+    venue = chunk["venue"].astype(str).str.strip().str.lower().to_numpy()
+    canonical = chunk["canonical_symbol"].astype(str).str.strip().to_numpy()
+    out = schema.empty("funding", len(ts))
+    with np.errstate(invalid="ignore"):
+        rows.reject(np.abs(rate) >= 1, "funding_rate", "funding_rate", ">= 1", "is not a fraction (|rate| >= 1)")
+    out["ts_ms"], out["recv_ts_ms"], out["funding_ts_ms"] = ts, ts, ts
+    out["is_settled"] = np.where(predicted, 0, 1)
+    out["funding_rate"], out["interval_h"], out["mark_price"] = rate, interval, mark
+    parts: dict[Any, np.ndarray] = {}
+    keys = pd.Series(venue).str.cat(pd.Series(canonical), sep="|").to_numpy()
+    for key in pd.unique(keys[rows.ok]):
+        exchange, canon = str(key).split("|", 1)
+        parts[(exchange, canonical_to_unified(canon))] = out[rows.ok & (keys == key)]
+    return parts
+
+
+def _chunk_columns(
+    kind: str, chunk: pd.DataFrame, quarantine: _Quarantine, tf_s: int, inverse: bool = False
+) -> tuple[_Rows, Columns]:
+    """One chunk of a single-instrument file -> its validated columns (every row; `rows.ok` says which broke
+    no rule, the quarantine has why)."""
     rows = _Rows(chunk, quarantine)
     if kind in ("klines", "markPriceKlines"):
         ts = rows.timestamps("open_time")
         # COIN-M klines count contracts in `volume`; their 8th column is the base-asset volume
         column = "quote_volume" if inverse and kind == "klines" else "volume"
         extra = None if kind == "markPriceKlines" else (_INVERSE_KLINE_EXTRA if inverse else _KLINE_EXTRA)
-        return {(None, None): _candles(rows, ts, tf_s, kind == "markPriceKlines", volume_column=column, extra=extra)}
+        return rows, _candles(rows, ts, tf_s, kind == "markPriceKlines", volume_column=column, extra=extra)
     if kind in ("fixture_ohlcv", "fixture_mark"):
         ts = rows.timestamps("time_ms_utc")
-        return {(None, None): _candles(rows, ts, tf_s, volume_optional=kind == "fixture_mark")}
+        return rows, _candles(rows, ts, tf_s, volume_optional=kind == "fixture_mark")
     if kind in ("trades", "aggTrades"):
         id_col, time_col, qty_col = (
             ("id", "time", "qty") if kind == "trades" else ("agg_trade_id", "transact_time", "quantity")
@@ -343,7 +383,7 @@ def _parse_chunk(
         side = np.where(maker, -1, 1).astype(np.int8)  # buyer is maker -> the taker sold
         # trades' 4th column: quote_qty (spot, USD-M); COIN-M's is base_qty (its cost comes from the contracts)
         cost = rows.number("quote_qty", "cost", optional=True) if kind == "trades" and not inverse else None
-        return {(None, None): _trades(rows, ts, ids, side, price, amount, cost)}
+        return rows, _trades(rows, ts, ids, side, price, amount, cost)
     if kind == "fixture_trades":
         ts = rows.timestamps("time_ms_utc")
         ids, ok = _integers(chunk, "trade_id")
@@ -354,7 +394,7 @@ def _parse_chunk(
         side = np.select([text.eq("buy").to_numpy(), text.eq("sell").to_numpy()], [1, -1], 0).astype(np.int8)
         rows.reject(~text.isin(("buy", "sell", "")).to_numpy(), "side", "side_taker", "not buy/sell", "is not buy/sell")
         cost = rows.number("cost_quote", "cost", optional=True) if "cost_quote" in chunk else None
-        return {(None, None): _trades(rows, ts, ids, side, price, amount, cost)}
+        return rows, _trades(rows, ts, ids, side, price, amount, cost)
     if kind == "bookTicker":
         ts = rows.timestamps("transaction_time")
         bid = rows.number("best_bid_price", "bid", positive=True)
@@ -364,39 +404,16 @@ def _parse_chunk(
         with np.errstate(invalid="ignore"):
             rows.reject(ask < bid, "ask", "best_ask_price", "below bid", "is below the bid (crossed book)")
             rows.reject((bid_size < 0) | (ask_size < 0), "size", "best_bid_qty", "< 0", "must be >= 0")
-        out = schema.empty("tickers", len(ts))
-        out["ts_ms"], out["recv_ts_ms"] = ts, ts
-        out["bid"], out["ask"], out["bid_size"], out["ask_size"] = bid, ask, bid_size, ask_size
-        return {(None, None): out[rows.ok]}
+        return rows, {"ts_ms": ts, "recv_ts_ms": ts, "bid": bid, "ask": ask, "bid_size": bid_size, "ask_size": ask_size}
     if kind == "fundingRate":
         ts = rows.timestamps("calc_time", "funding_ts_ms")
         interval = rows.number("funding_interval_hours", "interval_h", positive=True, optional=True)
         rate = rows.number("last_funding_rate", "funding_rate")
-        return {(None, None): _funding(rows, ts, rate, interval, np.full(len(ts), np.nan))}
+        return rows, _funding(rows, ts, rate, interval, np.full(len(ts), np.nan))
     if kind == "fixture_funding":
         ts = rows.timestamps("time_ms_utc", "funding_ts_ms")
         rate = rows.number("funding_rate", "funding_rate")
-        return {(None, None): _funding(rows, ts, rate, np.full(len(ts), np.nan), np.full(len(ts), np.nan))}
-    if kind == "funding_table":
-        ts = rows.timestamps("settlement_time_ms_utc", "funding_ts_ms")
-        rate = rows.number("funding_rate", "funding_rate")
-        interval = rows.number("interval_hours", "interval_h", positive=True, optional=True)
-        mark = rows.number("mark_price", "mark_price", positive=True, optional=True)
-        predicted = chunk["is_predicted"].astype(str).str.strip().str.lower().eq("true").to_numpy()
-        venue = chunk["venue"].astype(str).str.strip().str.lower().to_numpy()
-        canonical = chunk["canonical_symbol"].astype(str).str.strip().to_numpy()
-        out = schema.empty("funding", len(ts))
-        with np.errstate(invalid="ignore"):
-            rows.reject(np.abs(rate) >= 1, "funding_rate", "funding_rate", ">= 1", "is not a fraction (|rate| >= 1)")
-        out["ts_ms"], out["recv_ts_ms"], out["funding_ts_ms"] = ts, ts, ts
-        out["is_settled"] = np.where(predicted, 0, 1)
-        out["funding_rate"], out["interval_h"], out["mark_price"] = rate, interval, mark
-        parts: dict[Any, np.ndarray] = {}
-        keys = pd.Series(venue).str.cat(pd.Series(canonical), sep="|").to_numpy()
-        for key in pd.unique(keys[rows.ok]):
-            exchange, canon = str(key).split("|", 1)
-            parts[(exchange, canonical_to_unified(canon))] = out[rows.ok & (keys == key)]
-        return parts
+        return rows, _funding(rows, ts, rate, np.full(len(ts), np.nan), np.full(len(ts), np.nan))
     raise ValueError(f"kind: unknown kind {kind!r}; expected one of {list(KINDS)}")
 
 
@@ -560,31 +577,63 @@ def _parse_joined(
     names: list[str],
     tf_s: int,
 ) -> None:
-    """Files of one kind and shape read and validated as one frame, each file's ParsedFile set in `out`; none
-    set when the frame cannot be read as one or has any reject (each file is then parsed on its own)."""
-    frame = _read_joined([body for _, body in members], names)
+    """Files of one kind and shape read and validated as one frame, each file's ParsedFile set in `out`, its
+    rows an Arrow table (a slice of the frame's columns: no row is copied as a record). None is set when the
+    frame cannot be read as one (each file is then parsed on its own), nor for a file with a rejected row (its
+    lines are named by `parse_file`), nor for one whose rows need more than reading (sorting, duplicates,
+    intervals to infer: `parse_file` does that)."""
+    counts = [body.count(b"\n") for _, body in members]
+    frame = _read_joined([body for _, body in members], names, sum(counts))
     if frame is None:
         return
     quarantine = _Quarantine()
-    parts = _parse_chunk(file_kind, frame, quarantine, tf_s, is_inverse)
-    records = parts.get((None, None))
-    if quarantine.counts or set(parts) != {(None, None)} or records is None or len(records) != len(frame):
-        return  # something to name line by line: each file on its own
-    offset = 0
-    for i, body in members:
-        n = body.count(b"\n")
-        out[i] = _finish(paths[i], file_kind, {(None, None): [records[offset : offset + n]]}, n, tf_s, _Quarantine())
-        offset += n
+    rows, columns = _chunk_columns(file_kind, frame, quarantine, tf_s, is_inverse)
+    if quarantine.counts and any(_is_text(frame, column) for column in frame.columns):
+        return  # a value pyarrow could not type: the values are not all pyarrow's, each file on its own
+    stream = KIND_STREAMS[file_kind]
+    table = schema.columns_table("ohlcv" if stream == "mark" else stream, columns, len(frame))
+    in_order = np.concatenate([_ordered(stream, columns), [True]])  # each row before the next, as parse_file keeps
+    bounds = np.cumsum([0, *counts])
+    interval = columns.get("interval_h")
+    for (i, _), lo, hi in zip(members, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        if not rows.ok[lo:hi].all():
+            continue  # a row broke a rule: parse_file names its line (the others' rows are row by row the same)
+        if not in_order[lo : hi - 1].all():
+            continue  # out of order or a duplicate inside the file: parse_file sorts and drops
+        if interval is not None and np.isnan(interval[lo:hi]).any():
+            continue  # an interval to infer from the settlements' spacing: parse_file does it
+        hint, market_type = symbol_hint(paths[i], file_kind)
+        out[i] = ParsedFile(
+            path=paths[i],
+            kind=file_kind,
+            stream=stream,
+            parts={(None, None): table.slice(lo, hi - lo)},
+            rows=hi - lo,
+            timeframe_s=tf_s,
+            symbol_hint=hint,
+            market_type=market_type,
+        )
 
 
-def _read_joined(bodies: list[bytes], names: list[str]) -> pd.DataFrame | None:
+def _ordered(stream: str, columns: Columns) -> np.ndarray:
+    """Per row but the last: whether it and the next are as `_sort_dedupe` leaves them untouched (trades: ids
+    rising, times not falling; quotes: times not falling; else times rising)."""
+    ts = columns["ts_ms"]
+    if stream == "trades":
+        ids = columns["trade_id"]
+        return (ids[1:] > ids[:-1]) & (ts[1:] >= ts[:-1])
+    if stream == "tickers":
+        return ts[1:] >= ts[:-1]
+    return ts[1:] > ts[:-1]
+
+
+def _read_joined(bodies: list[bytes], names: list[str], lines: int) -> pd.DataFrame | None:
     """Plain CSV bodies of one shape read as one frame (rows in order, index 0..n-1), or None when pyarrow
     cannot read them as one (a value that does not fit the type read from the first block) or the rows
-    are not the bodies' lines one for one."""
+    are not the bodies' `lines` one for one. The frame's numeric columns are pyarrow's, not copies."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    lines = sum(body.count(b"\n") for body in bodies)
     try:
         table = pacsv.read_csv(
             pa.py_buffer(b"".join(bodies)),
@@ -595,7 +644,7 @@ def _read_joined(bodies: list[bytes], names: list[str]) -> pd.DataFrame | None:
         return None
     if table.num_rows != lines:
         return None
-    frame = table.to_pandas()
+    frame = table.to_pandas(split_blocks=True)  # a block per column: numeric columns without a copy
     frame.index = np.arange(len(frame))
     return frame
 
