@@ -7,7 +7,9 @@ columns, no header) for spot symbols. Then, timing each part:
 
 1. `import_files` of each venue's whole folder (symbols from the file names): rows/s, landing files written,
    beside the obvious alternative on a sample: the same rows landed as capture-style hour files per symbol
-   (what the importer wrote before), extrapolated to the full size;
+   (what the importer wrote before), extrapolated to the full size, and pandas file by file; and the floor
+   below which the import cannot go on these cores: pyarrow's CSV reader on the same bytes in memory and the
+   Parquet writer writing the same day files (`--no-floor` skips it);
 2. `fundarb backfill` (`backfill.backfill`): history_job (the same tables on daily partitions) over the whole
    days before the newest landed day, then hourly_job (raw tables, bars, funding) and signals_job
    (funding_spreads, opportunities, alerts) over the newest day, in month-long runs, each run's wall time
@@ -132,7 +134,7 @@ def register(data_dir: Path, venue: str, symbols: list[str]) -> None:
     registry.save(registry_path(data_dir))
 
 
-def import_venue(data_dir: Path, folder: Path, venue: str) -> tuple[int, float, int]:
+def import_venue(data_dir: Path, folder: Path, venue: str) -> tuple[int, float, int, list[str]]:
     from fundarb_dagster.core.importer import import_files, symbol_from_name
 
     started = time.perf_counter()
@@ -146,7 +148,60 @@ def import_venue(data_dir: Path, folder: Path, venue: str) -> tuple[int, float, 
     )
     seconds = time.perf_counter() - started
     assert summary.ok, [f.error for f in summary.files if f.error][:3]
-    return summary.landed, seconds, len(summary.landing_files)
+    return summary.landed, seconds, len(summary.landing_files), summary.landing_files
+
+
+def physical_floor(folder: Path, landed: list[str]) -> tuple[int, float, float]:
+    """What the import cannot go below on these cores: (rows, seconds) of pyarrow's multithreaded CSV reader
+    parsing the folder's CSV bytes (in memory, headers off, in runs of 256 MB as the import joins them), and the
+    seconds of writing the import's day files again from memory (`landing.write_parquet_atomic`, not durable,
+    on the import's 4 threads: the Parquet writer's own cost per file and row)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow.parquet as pq
+
+    from fundarb_dagster.core import landing
+
+    runs, run, size = [], [], 0
+    for path in sorted(folder.rglob("*.csv")):
+        body = path.read_bytes()
+        run.append(body.partition(b"\n")[2] if body[:1].isalpha() else body)
+        size += len(run[-1])
+        if size >= 256 << 20:
+            runs.append(b"".join(run))
+            run, size = [], 0
+    runs += [b"".join(run)] if run else []
+    width = runs[0].partition(b"\n")[0].count(b",") + 1
+    options = pacsv.ReadOptions(column_names=[f"c{i}" for i in range(width)])
+    rows, started = 0, time.perf_counter()
+    for buffer in runs:
+        rows += pacsv.read_csv(pa.py_buffer(buffer), read_options=options).num_rows
+    read_s = time.perf_counter() - started
+    del runs
+    tables = [pq.read_table(p) for p in landed]
+    scratch = Path(tempfile.mkdtemp(prefix="bench_history-floor-"))
+    plain = "ohlcv" in landed[0]
+    started = time.perf_counter()
+
+    def write(item: tuple[int, pa.Table]) -> None:
+        landing.write_parquet_atomic(item[1], scratch / f"{item[0]}.parquet", durable=False, plain_floats=plain)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(write, enumerate(tables)))
+    write_s = time.perf_counter() - started
+    shutil.rmtree(scratch, ignore_errors=True)
+    return rows, read_s, write_s
+
+
+def print_floor(what: str, folder: Path, landed: list[str], rows: int, seconds: float) -> None:
+    csv_rows, read_s, write_s = physical_floor(folder, landed)
+    floor = csv_rows / (read_s + write_s)
+    print(
+        f"  floor for {what} on these cores (load {os.getloadavg()[0]:.1f}): pyarrow read_csv of the same bytes "
+        f"{read_s:.1f} s ({csv_rows / read_s / 1e6:.2f} M rows/s), Parquet writes of the same {len(landed):,} day "
+        f"files {write_s:.1f} s ({csv_rows / write_s / 1e6:.2f} M rows/s); both {floor / 1e6:.2f} M rows/s; "
+        f"the import {rows / seconds / 1e6:.2f} M rows/s = {rows / seconds / floor:.0%} of it"
+    )
 
 
 def hour_files_alternative(folder: Path, venue: str, sample: int, scratch: Path) -> tuple[int, int, float]:
@@ -208,7 +263,7 @@ def goals(quick: bool) -> tuple[list, str]:
         register(data, "binance", [f"K{i:02d}/USDT" for i in range(kline_symbols)])
         funded = [import_venue(data, archives / venue / "futures", venue) for venue in VENUES]
         f_rows, f_s, f_files = (sum(x[i] for x in funded) for i in range(3))
-        k_rows, k_s, k_files = import_venue(data, archives / "binance" / "spot", "binance")
+        k_rows, k_s, k_files, _ = import_venue(data, archives / "binance" / "spot", "binance")
         again = import_venue(data, archives / "binance" / "spot", "binance")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -241,6 +296,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=5, help="symbols landed as hour files (0: none)")
     parser.add_argument("--pandas-sample", type=int, default=20, help="symbols read by pandas, file by file")
     parser.add_argument("--no-materialize", action="store_true", help="import only")
+    parser.add_argument("--no-floor", dest="floor", action="store_false", help="skip pyarrow's read/write floor")
     parser.add_argument("--history-only", action="store_true", help="materialize history_job's days only")
     parser.add_argument("--materialize-days", type=int, default=0, help="materialize the first N days (0: all)")
     parser.add_argument("--keep", help="keep the data folder here (default: a temporary folder)")
@@ -280,9 +336,11 @@ def run(args: argparse.Namespace, work: Path) -> None:
 
     landed = seconds = files = 0
     for venue in VENUES:
-        n, s, f = import_venue(data, archives / venue / "futures", venue)
+        n, s, f, written = import_venue(data, archives / venue / "futures", venue)
         landed, seconds, files = landed + n, seconds + s, files + f
         print(f"import funding {venue}: {n:,} rows in {s:.1f} s ({n / s / 1e6:.2f} M rows/s), {f:,} day files")
+        if args.floor:
+            print_floor(f"funding {venue}", archives / venue / "futures", written, n, s)
     funding_days = -(-months * 31 * DAY_MS // DAY_MS)
     print(
         f"import funding: {landed:,} rows in {seconds:.1f} s = {landed / seconds / 1e6:.2f} M rows/s "
@@ -310,8 +368,10 @@ def run(args: argparse.Namespace, work: Path) -> None:
         )
         shutil.rmtree(work / "alt", ignore_errors=True)
     shutil.rmtree(work / "alt", ignore_errors=True)
-    n, s, f = import_venue(data, archives / "binance" / "spot", "binance")
+    n, s, f, written = import_venue(data, archives / "binance" / "spot", "binance")
     print(f"import klines: {n:,} rows in {s:.1f} s = {n / s / 1e6:.2f} M rows/s (target >= 2 M); {f:,} day files")
+    if args.floor:
+        print_floor("klines", archives / "binance" / "spot", written, n, s)
     alt_rows, alt_files, alt_s = pandas_alternative(archives / "binance" / "spot", args.kline_symbols, work / "alt")
     print(
         f"alternative (pandas read_csv file by file, no validation, a Parquet file per day), {args.kline_symbols} "
@@ -320,7 +380,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     )
     shutil.rmtree(work / "alt", ignore_errors=True)
     again = time.perf_counter()
-    n2, _, f2 = import_venue(data, archives / "binance" / "spot", "binance")
+    n2, _, f2, _ = import_venue(data, archives / "binance" / "spot", "binance")
     print(f"import klines again: {n2:,} rows landed, {f2} files, {time.perf_counter() - again:.1f} s (idempotent)")
     if args.no_materialize:
         return

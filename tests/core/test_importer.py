@@ -151,11 +151,11 @@ def test_an_interrupted_import_is_redone_without_duplicates(tmp_path: Path, fixt
     real_write = landing.write_parquet_atomic
     calls = {"n": 0}
 
-    def crash_on_third(table, path, compression="zstd", durable=True):
+    def crash_on_third(table, path, compression="zstd", **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt("power cut")  # the process dies part-way through the days
-        return real_write(table, path, compression, durable=durable)
+        return real_write(table, path, compression, **kwargs)
 
     monkeypatch.setattr(landing, "write_parquet_atomic", crash_on_third)
     with pytest.raises(KeyboardInterrupt):

@@ -159,9 +159,10 @@ def _is_number(text: str) -> bool:
 
 def _stem(path: Path) -> str:
     name = path.name
+    lowered = name.lower()
     for suffix in (".zip", ".csv", ".parquet"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
+        if lowered.endswith(suffix):
+            name, lowered = name[: -len(suffix)], lowered[: -len(suffix)]
     return name
 
 
@@ -188,7 +189,6 @@ def detect_kind(path: Path) -> str:
     first = _first_line(path)
     cells = [c.strip().lower() for c in first.split(",")]
     header = bool(cells) and not _is_number(cells[0])
-    parts = {p.lower() for p in path.parts}
     if header:
         names = set(cells)
         if {"venue", "settlement_time_ms_utc", "funding_rate"} <= names or set(FUNDING_TABLE_ALIASES) <= names:
@@ -201,7 +201,7 @@ def detect_kind(path: Path) -> str:
             if {"open", "high", "low", "close"} <= names:
                 return "fixture_mark" if stem.lower().endswith("-mark") else "fixture_ohlcv"
         if "open_time" in names:
-            return "markPriceKlines" if "markpriceklines" in parts else "klines"
+            return "markPriceKlines" if _under(path, "markpriceklines") else "klines"
         if "agg_trade_id" in names:
             return "aggTrades"
         if {"id", "price", "qty"} <= names:
@@ -226,7 +226,7 @@ def detect_kind(path: Path) -> str:
     if "-bookticker-" in lowered:
         return "bookTicker"
     if len(cells) == 12:
-        return "markPriceKlines" if "markpriceklines" in parts else "klines"
+        return "markPriceKlines" if _under(path, "markpriceklines") else "klines"
     if len(cells) == 3:
         return "fundingRate"
     if len(cells) in (6, 7, 8):
@@ -236,6 +236,11 @@ def detect_kind(path: Path) -> str:
             return "trades"
         return "bookTicker" if len(cells) == 7 and _is_number(cells[6]) else "aggTrades"
     raise ValueError(f"kind: cannot tell the kind of {str(path)!r}: no header and {len(cells)} columns")
+
+
+def _under(path: Path, folder: str) -> bool:
+    """Whether a folder of the path is named `folder` (lower case), as Binance's archive trees name kinds."""
+    return any(part.lower() == folder for part in path.parts)
 
 
 def symbol_hint(path: Path, kind: str) -> tuple[str | None, str | None]:
