@@ -43,6 +43,7 @@ HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 VENUES = ("binance", "bybit", "hyperliquid")  # 8h, 8h, 1h
 CHECKS = "ASSET_CHECK_EVALUATION"  # the event type a check records per partition
+CPU_SECONDS: list[float] = []  # each import_venue's CPU time (every thread of this process)
 
 
 def month_starts(start_ms: int, months: int) -> list[int]:
@@ -137,7 +138,7 @@ def register(data_dir: Path, venue: str, symbols: list[str]) -> None:
 def import_venue(data_dir: Path, folder: Path, venue: str) -> tuple[int, float, int, list[str]]:
     from fundarb_dagster.core.importer import import_files, symbol_from_name
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     summary = import_files(
         [folder],
         data_dir,
@@ -147,15 +148,16 @@ def import_venue(data_dir: Path, folder: Path, venue: str) -> tuple[int, float, 
         symbol_of=symbol_from_name(venue, data_dir, lambda market_id, kind: None),
     )
     seconds = time.perf_counter() - started
+    CPU_SECONDS.append(time.process_time() - cpu)  # the import's own work, whatever else runs on the cores
     assert summary.ok, [f.error for f in summary.files if f.error][:3]
     return summary.landed, seconds, len(summary.landing_files), summary.landing_files
 
 
-def physical_floor(folder: Path, landed: list[str]) -> tuple[int, float, float]:
+def physical_floor(folder: Path, landed: list[str]) -> tuple[int, float, float, float]:
     """What the import cannot go below on these cores: (rows, seconds) of pyarrow's multithreaded CSV reader
     parsing the folder's CSV bytes (in memory, headers off, in runs of 256 MB as the import joins them), and the
     seconds of writing the import's day files again from memory (`landing.write_parquet_atomic`, not durable,
-    on the import's 4 threads: the Parquet writer's own cost per file and row)."""
+    on the import's 4 threads: the Parquet writer's own cost per file and row), and the CPU seconds of both."""
     from concurrent.futures import ThreadPoolExecutor
 
     import pyarrow.parquet as pq
@@ -173,34 +175,35 @@ def physical_floor(folder: Path, landed: list[str]) -> tuple[int, float, float]:
     runs += [b"".join(run)] if run else []
     width = runs[0].partition(b"\n")[0].count(b",") + 1
     options = pacsv.ReadOptions(column_names=[f"c{i}" for i in range(width)])
-    rows, started = 0, time.perf_counter()
+    rows, started, cpu = 0, time.perf_counter(), time.process_time()
     for buffer in runs:
         rows += pacsv.read_csv(pa.py_buffer(buffer), read_options=options).num_rows
-    read_s = time.perf_counter() - started
+    read_s, read_cpu = time.perf_counter() - started, time.process_time() - cpu
     del runs
     tables = [pq.read_table(p) for p in landed]
     scratch = Path(tempfile.mkdtemp(prefix="bench_history-floor-"))
     plain = "ohlcv" in landed[0]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
 
     def write(item: tuple[int, pa.Table]) -> None:
         landing.write_parquet_atomic(item[1], scratch / f"{item[0]}.parquet", durable=False, plain_floats=plain)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(write, enumerate(tables)))
-    write_s = time.perf_counter() - started
+    write_s, write_cpu = time.perf_counter() - started, time.process_time() - cpu
     shutil.rmtree(scratch, ignore_errors=True)
-    return rows, read_s, write_s
+    return rows, read_s, write_s, read_cpu + write_cpu
 
 
 def print_floor(what: str, folder: Path, landed: list[str], rows: int, seconds: float) -> None:
-    csv_rows, read_s, write_s = physical_floor(folder, landed)
+    csv_rows, read_s, write_s, cpu = physical_floor(folder, landed)
     floor = csv_rows / (read_s + write_s)
     print(
         f"  floor for {what} on these cores (load {os.getloadavg()[0]:.1f}): pyarrow read_csv of the same bytes "
         f"{read_s:.1f} s ({csv_rows / read_s / 1e6:.2f} M rows/s), Parquet writes of the same {len(landed):,} day "
         f"files {write_s:.1f} s ({csv_rows / write_s / 1e6:.2f} M rows/s); both {floor / 1e6:.2f} M rows/s; "
-        f"the import {rows / seconds / 1e6:.2f} M rows/s = {rows / seconds / floor:.0%} of it"
+        f"the import {rows / seconds / 1e6:.2f} M rows/s = {rows / seconds / floor:.0%} of it; CPU: the floor's "
+        f"{cpu:.1f} s, the import's {CPU_SECONDS[-1]:.1f} s"
     )
 
 
@@ -338,13 +341,17 @@ def run(args: argparse.Namespace, work: Path) -> None:
     for venue in VENUES:
         n, s, f, written = import_venue(data, archives / venue / "futures", venue)
         landed, seconds, files = landed + n, seconds + s, files + f
-        print(f"import funding {venue}: {n:,} rows in {s:.1f} s ({n / s / 1e6:.2f} M rows/s), {f:,} day files")
+        print(
+            f"import funding {venue}: {n:,} rows in {s:.1f} s ({n / s / 1e6:.2f} M rows/s; "
+            f"CPU {CPU_SECONDS[-1]:.1f} s), {f:,} day files"
+        )
         if args.floor:
             print_floor(f"funding {venue}", archives / venue / "futures", written, n, s)
     funding_days = -(-months * 31 * DAY_MS // DAY_MS)
     print(
         f"import funding: {landed:,} rows in {seconds:.1f} s = {landed / seconds / 1e6:.2f} M rows/s "
-        f"(target >= 1 M); {files:,} landing files "
+        f"(target >= 1 M; CPU {sum(CPU_SECONDS):.1f} s, {landed / sum(CPU_SECONDS) / 1e6:.2f} M rows per CPU-second); "
+        f"{files:,} landing files "
         f"(<= one per stream, venue and day: <= {len(VENUES) * funding_days:,})"
     )
     if args.sample:
@@ -369,7 +376,10 @@ def run(args: argparse.Namespace, work: Path) -> None:
         shutil.rmtree(work / "alt", ignore_errors=True)
     shutil.rmtree(work / "alt", ignore_errors=True)
     n, s, f, written = import_venue(data, archives / "binance" / "spot", "binance")
-    print(f"import klines: {n:,} rows in {s:.1f} s = {n / s / 1e6:.2f} M rows/s (target >= 2 M); {f:,} day files")
+    print(
+        f"import klines: {n:,} rows in {s:.1f} s = {n / s / 1e6:.2f} M rows/s (target >= 2 M; "
+        f"CPU {CPU_SECONDS[-1]:.1f} s, {n / CPU_SECONDS[-1] / 1e6:.2f} M rows per CPU-second); {f:,} day files"
+    )
     if args.floor:
         print_floor("klines", archives / "binance" / "spot", written, n, s)
     alt_rows, alt_files, alt_s = pandas_alternative(archives / "binance" / "spot", args.kline_symbols, work / "alt")
