@@ -297,7 +297,7 @@ def main() -> None:
     parser.add_argument("--kline-symbols", type=int, default=20)
     parser.add_argument("--kline-days", type=int, default=365)
     parser.add_argument("--sample", type=int, default=5, help="symbols landed as hour files (0: none)")
-    parser.add_argument("--pandas-sample", type=int, default=20, help="symbols read by pandas, file by file")
+    parser.add_argument("--pandas-sample", type=int, default=20, help="symbols read by pandas, file by file (0: none)")
     parser.add_argument("--no-materialize", action="store_true", help="import only")
     parser.add_argument("--no-floor", dest="floor", action="store_false", help="skip pyarrow's read/write floor")
     parser.add_argument("--history-only", action="store_true", help="materialize history_job's days only")
@@ -366,7 +366,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
             f"files, {per_symbol * args.funding_symbols:.0f} s"
         )
         shutil.rmtree(work / "alt", ignore_errors=True)
-    for venue in ("binance", "hyperliquid"):  # 8-hourly (small files) and hourly
+    for venue in ("binance", "hyperliquid") if args.pandas_sample else ():  # 8-hourly (small files) and hourly
         alt_rows, alt_files, alt_s = pandas_alternative(archives / venue, args.pandas_sample, work / "alt")
         print(
             f"alternative (pandas read_csv file by file, no validation, a Parquet file per day), {venue}, "
