@@ -272,7 +272,9 @@ def pipeline_cost(batch: int, n: int, flush: dict[str, Any]) -> dict[str, float]
     return {"ring_us": ring_us, "flush_us": flush_us, "total_us": ring_us + flush_us}
 
 
-def per_message(recording: Path, repeats: int, flush: dict[str, Any], quick: bool) -> tuple[float, list[str]]:
+def per_message(
+    recording: Path, repeats: int, flush: dict[str, Any], quick: bool, ring_records: int | None = None
+) -> tuple[float, list[str]]:
     """The pipeline's CPU for a recorded session (the Feed's work: CPU with the Feed minus CPU of the same
     ccxt.pro calls alone, paired run by run; plus ring and flush per record) as a percentage of ccxt.pro's own
     parsing CPU of the same frames. Runs alternate (ccxt alone, with the Feed, ...) `repeats` times."""
@@ -282,7 +284,7 @@ def per_message(recording: Path, repeats: int, flush: dict[str, Any], quick: boo
         fed.append(wire_cost(recording, with_feed=True))
     feed_s = [b["cpu_s"] - a["cpu_s"] for a, b in zip(alone, fed, strict=True)]
     parsing = [a["ccxt_s"] for a in alone]
-    pipe = pipeline_cost(256, 200_000 if quick else 2_000_000, flush)
+    pipe = pipeline_cost(256, ring_records or (200_000 if quick else 2_000_000), flush)
     records = fed[0]["records"]
     ratios = [(f + records * pipe["total_us"] / 1e6) / p * 100 for f, p in zip(feed_s, parsing, strict=True)]
     us = 1e6 / fed[0]["frames"]
@@ -340,16 +342,18 @@ def flush_goal(sizes: tuple[int, ...], work: Path, repeats: int) -> tuple[Goal, 
     return goal, lines, runs[-1]
 
 
-def goals(quick: bool) -> tuple[list[Goal], str]:
-    """End to end at 2 ranks, the flush, and the pipeline's cost per message against ccxt.pro's parsing."""
+def goals(quick: bool, smoke: bool = False) -> tuple[list[Goal], str]:
+    """End to end at 2 ranks, the flush, and the pipeline's cost per message against ccxt.pro's parsing.
+    `smoke`: a 3 s capture, tiny flushes, one repeat each (proves it runs; the figures mean nothing)."""
     lines = [f"{_load()}"]
+    repeats = 1 if smoke else 5
     with tempfile.TemporaryDirectory(prefix="bench_capture-") as tmp:
         work = Path(tmp)
-        capture, capture_lines = capture_goal(8.0 if quick else 20.0, 4000.0, work, 3)
+        capture, capture_lines = capture_goal(3.0 if smoke else 8.0 if quick else 20.0, 4000.0, work, 1 if smoke else 3)
         sizes = (200_000, 1_000_000) if quick else (200_000, 1_000_000, 5_000_000)
-        flush, flush_lines, last = flush_goal(sizes, work, 5)
+        flush, flush_lines, last = flush_goal((10_000, 50_000) if smoke else sizes, work, repeats)
         recording = FIXTURES / "ws_recordings" / "BYBIT.jsonl.zst"
-        ratio, wire_lines = per_message(recording, 5, last, quick)
+        ratio, wire_lines = per_message(recording, repeats, last, quick, 10_240 if smoke else None)
     wire = Goal("pipeline_vs_ccxt_parsing", f"{ratio:.0f} %", "<= 10 % of ccxt.pro's parsing", ratio <= 10)
     return [capture, flush, wire], "\n".join([*lines, *capture_lines, *flush_lines, *wire_lines])
 
