@@ -126,6 +126,12 @@ class _Subscription:
     settled_retry_ms: int = 0  # when to ask the venue's history again
     books: BookSampler | None = None  # order_book: sampling and the venue's sequence
     interest: OpenInterestState | None = None  # open_interest: how it is fed, the last value kept
+    # the staleness watchdog: its task, the task it watches, since when (monotonic) that waits in a call (0: not
+    # waiting), and whether the cancel of that call is the watchdog's
+    watchdog: asyncio.Future[None] | None = None
+    watched: asyncio.Task[Any] | None = None
+    waiting_since: float = 0.0
+    stale_cancel: bool = False
 
 
 class Feed(RestHistory):
@@ -384,28 +390,67 @@ class Feed(RestHistory):
         return int(timeout * 1000)
 
     async def _await_watched(self, sub: _Subscription, call: Callable[[], Awaitable[Any]]) -> Any:
-        """Await one `watch_*` call under the staleness watchdog (exchange clock)."""
-        timeout_ms = self._stale_timeout_ms(sub)
-        if timeout_ms is None:
-            # No watchdog (an unpaced recording): awaited in place, without a task of its own (~13 us a call); a
-            # cancellation reaches the call where it waits, as cancelling its task would.
-            return await call()
-        task = asyncio.ensure_future(call())
+        """Await one `watch_*` call in place; the stream's watchdog task (`_watchdog`) cancels it when the
+        stream is silent (exchange clock), which this turns into `_Stale`. No task per call: that cost ~13 us a
+        call unpaced, ~35 us with `asyncio.wait`, more than ccxt's parse of a frame."""
+        if self._stale_timeout_ms(sub) is None:
+            return await call()  # an unpaced recording: no watchdog
+        task = asyncio.current_task()
+        if sub.watchdog is None or sub.watchdog.done() or sub.watched is not task:
+            if sub.watchdog is not None:
+                sub.watchdog.cancel()
+            sub.watched = task
+            sub.watchdog = asyncio.ensure_future(self._watchdog(sub))
+        sub.waiting_since = time.monotonic()
         try:
-            while True:
-                check_s = min(max(timeout_ms / 1000.0 / self.clock_speed() / 4, 0.005), 1.0)
-                done, _ = await asyncio.wait({task}, timeout=check_s)
-                if done:
-                    return task.result()
-                silent_wall = time.monotonic() - sub.last_activity_wall
-                if self.now_ms() - sub.last_activity_ms > timeout_ms and silent_wall >= self.min_stale_wall_s:
-                    raise _Stale()
+            return await call()
+        except asyncio.CancelledError:
+            if not sub.stale_cancel:
+                raise
+            sub.stale_cancel = False
+            if task is not None and task.uncancel() > 0:
+                raise  # cancelled by someone else too: that cancel wins
+            raise _Stale() from None
         finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.wait({task})  # let the source clean up; a cancel of our own still propagates
-            if task.done() and not task.cancelled():
-                task.exception()  # mark retrieved: the outcome of an abandoned call no longer matters
+            sub.waiting_since = 0.0
+            sub.stale_cancel = False
+
+    def _silent(self, sub: _Subscription, timeout_ms: int, check_s: float) -> bool:
+        """The stream waits in a call (for at least one check period, as the per-call watchdog did) and has
+        been silent for the timeout on the exchange clock and for min_stale_wall_s on the monotonic one."""
+        wall = time.monotonic()
+        return (
+            sub.waiting_since > 0
+            and wall - sub.waiting_since >= check_s
+            and self.now_ms() - sub.last_activity_ms > timeout_ms
+            and wall - sub.last_activity_wall >= self.min_stale_wall_s
+        )
+
+    async def _watchdog(self, sub: _Subscription) -> None:
+        """One long-lived task per watched stream: it sleeps until the stream could first be stale, and cancels
+        the call it waits in only when the silence is real. Seen silent, it yields to the loop once and looks
+        again: after a busy stretch the call's answer may be in, its task not yet run (a busy loop is not
+        silence); the watcher sets the stream's activity right after each call returns."""
+        task = sub.watched
+        while task is not None and not task.done():
+            timeout_ms = self._stale_timeout_ms(sub)
+            if timeout_ms is None:
+                return
+            speed = self.clock_speed()
+            check_s = min(max(timeout_ms / 1000.0 / speed / 4, 0.005), 1.0)
+            if self._silent(sub, timeout_ms, check_s):
+                await asyncio.sleep(0)
+                if self._silent(sub, timeout_ms, check_s) and not task.done():
+                    sub.stale_cancel = True
+                    task.cancel()
+                    await asyncio.sleep(0)  # the watcher turns it into _Stale before the next look
+                continue
+            # until the earliest moment the stream could be stale, at most one check period later
+            wall = time.monotonic()
+            left_ex_s = (timeout_ms - (self.now_ms() - sub.last_activity_ms)) / 1000.0 / speed
+            left_wall_s = self.min_stale_wall_s - (wall - sub.last_activity_wall)
+            left_wait_s = check_s - (wall - sub.waiting_since) if sub.waiting_since > 0 else check_s
+            await asyncio.sleep(min(max(left_ex_s, left_wall_s, left_wait_s, 0.005), 1.0))  # 1 s: a speed may change
 
     async def _restart(self, sub: _Subscription) -> None:
         """Drop a silent subscription at the source so the next call subscribes afresh."""
@@ -435,80 +480,94 @@ class Feed(RestHistory):
         )
         if stream == "funding":
             await self._bootstrap_interval(sub)
-        backoff = _INITIAL_BACKOFF_S
-        while True:
-            try:
-                raw = await self._await_watched(sub, call)
-            except END_OF_DATA:
-                final = self._flush_closed_pending(sub)
-                if final is not None:
-                    yield final
-                now = self.now_ms()
-                unclosed, _ = self._close_gap(sub, now, now)  # a gap still open when the data ends stays visible
-                if len(unclosed):
-                    yield Batch(stream, _empty(stream), unclosed)
-                return
-            except ccxt.ExchangeClosedByUser:
-                return
-            except _Stale:
-                now = self.now_ms()
-                self.counts["stale"] += 1
-                silent_since = sub.last_activity_ms
-                self._open_gap(sub, "stale")
-                await self._restart(sub)
-                sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
-                if sub.silent:
-                    continue  # still the same silence after a restart: one STALE event per silent stretch
-                sub.silent = True
-                event = event_rows(
-                    EventKind.STALE, stream, iid, now, now, start_ms=silent_since, end_ms=now, reason="stale:restart"
-                )
-                yield Batch(stream, _empty(stream), event)
-                if (repaired := await self._repair_book(sub)) is not None:
-                    yield repaired
-                continue
-            except FATAL:
-                raise  # a wrong symbol, method or credential does not heal by retrying
-            except Exception as exc:  # noqa: BLE001 - network errors, and any source fault: a capture must survive
-                now = self.now_ms()
-                self.counts["reconnects"] += 1
-                sequence = isinstance(exc, SEQUENCE_ERRORS)
-                self._open_gap(sub, "sequence" if sequence else "reconnect")
-                retryable = isinstance(exc, RETRYABLE)
-                if not retryable and not sequence:
-                    self.counts[f"errors:{type(exc).__name__}"] += 1
-                kind = "sequence" if sequence else "reconnect" if retryable else "error"
-                reason = f"{kind}:{type(exc).__name__}"
-                event = event_rows(EventKind.RECONNECT, stream, iid, now, now, start_ms=now, end_ms=now, reason=reason)
-                yield Batch(stream, _empty(stream), event)
-                if len(sub.gap_reasons) == 1 and (repaired := await self._repair_book(sub)) is not None:
-                    yield repaired  # the gap's first failure: the book is known again at once
-                await self._sleep_exchange(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
-                sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
-                continue
-            recv = self.now_ms()
-            sub.last_activity_ms, sub.last_activity_wall = recv, time.monotonic()
-            records, events, first_ts = self._process(sub, raw, recv)
-            if first_ts is not None:
-                backoff = _INITIAL_BACKOFF_S
-                sub.silent = False
-            gap_events, gap = self._close_gap(sub, first_ts, recv)
-            if len(records):
-                sub.last_data_ts = int(records["ts_ms"].max())
-                self.counts[f"records:{stream}"] += len(records)
-            elif first_ts is not None and sub.last_data_ts is None:
-                sub.last_data_ts = first_ts
-            if stream == "funding" and len(records):
-                settled = await self._settled_funding(sub, records, recv)
-                if settled is not None:
-                    yield settled  # before the row naming the next settlement (see the module doc)
-            if len(records) or len(events) or len(gap_events):
-                yield Batch(stream, records, concat_events([events, gap_events]))
-            if gap is not None and self.backfill_gaps and stream in ("trades", "ohlcv"):
-                filled = await self.backfill_gap(stream, symbol, gap[0], gap[1])
-                if len(filled.records) or len(filled.events):
-                    yield filled
+        try:
+            backoff = _INITIAL_BACKOFF_S
+            while True:
+                try:
+                    raw = await self._await_watched(sub, call)
+                except END_OF_DATA:
+                    final = self._flush_closed_pending(sub)
+                    if final is not None:
+                        yield final
+                    now = self.now_ms()
+                    unclosed, _ = self._close_gap(sub, now, now)  # a gap still open when the data ends stays visible
+                    if len(unclosed):
+                        yield Batch(stream, _empty(stream), unclosed)
+                    return
+                except ccxt.ExchangeClosedByUser:
+                    return
+                except _Stale:
+                    now = self.now_ms()
+                    self.counts["stale"] += 1
+                    silent_since = sub.last_activity_ms
+                    self._open_gap(sub, "stale")
+                    await self._restart(sub)
+                    sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
+                    if sub.silent:
+                        continue  # still the same silence after a restart: one STALE event per silent stretch
+                    sub.silent = True
+                    event = event_rows(
+                        EventKind.STALE,
+                        stream,
+                        iid,
+                        now,
+                        now,
+                        start_ms=silent_since,
+                        end_ms=now,
+                        reason="stale:restart",
+                    )
+                    yield Batch(stream, _empty(stream), event)
+                    if (repaired := await self._repair_book(sub)) is not None:
+                        yield repaired
+                    continue
+                except FATAL:
+                    raise  # a wrong symbol, method or credential does not heal by retrying
+                except Exception as exc:  # noqa: BLE001 - network errors, and any source fault: a capture must survive
+                    now = self.now_ms()
+                    self.counts["reconnects"] += 1
+                    sequence = isinstance(exc, SEQUENCE_ERRORS)
+                    self._open_gap(sub, "sequence" if sequence else "reconnect")
+                    retryable = isinstance(exc, RETRYABLE)
+                    if not retryable and not sequence:
+                        self.counts[f"errors:{type(exc).__name__}"] += 1
+                    kind = "sequence" if sequence else "reconnect" if retryable else "error"
+                    reason = f"{kind}:{type(exc).__name__}"
+                    event = event_rows(
+                        EventKind.RECONNECT, stream, iid, now, now, start_ms=now, end_ms=now, reason=reason
+                    )
+                    yield Batch(stream, _empty(stream), event)
+                    if len(sub.gap_reasons) == 1 and (repaired := await self._repair_book(sub)) is not None:
+                        yield repaired  # the gap's first failure: the book is known again at once
+                    await self._sleep_exchange(backoff)
+                    backoff = min(backoff * 2, self.max_backoff_s)
+                    sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
+                    continue
+                recv = self.now_ms()
+                sub.last_activity_ms, sub.last_activity_wall = recv, time.monotonic()
+                records, events, first_ts = self._process(sub, raw, recv)
+                if first_ts is not None:
+                    backoff = _INITIAL_BACKOFF_S
+                    sub.silent = False
+                gap_events, gap = self._close_gap(sub, first_ts, recv)
+                if len(records):
+                    sub.last_data_ts = int(records["ts_ms"].max())
+                    self.counts[f"records:{stream}"] += len(records)
+                elif first_ts is not None and sub.last_data_ts is None:
+                    sub.last_data_ts = first_ts
+                if stream == "funding" and len(records):
+                    settled = await self._settled_funding(sub, records, recv)
+                    if settled is not None:
+                        yield settled  # before the row naming the next settlement (see the module doc)
+                if len(records) or len(events) or len(gap_events):
+                    yield Batch(stream, records, concat_events([events, gap_events]))
+                if gap is not None and self.backfill_gaps and stream in ("trades", "ohlcv"):
+                    filled = await self.backfill_gap(stream, symbol, gap[0], gap[1])
+                    if len(filled.records) or len(filled.events):
+                        yield filled
+        finally:
+            if sub.watchdog is not None:  # the stream's watchdog ends with its watch
+                sub.watchdog.cancel()
+                sub.watchdog = sub.watched = None
 
     async def _repair_book(self, sub: _Subscription) -> Batch | None:
         """A streamed book's gap (sequence break, reconnect, stale) repaired at once: one `fetch_order_book`

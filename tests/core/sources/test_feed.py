@@ -283,6 +283,81 @@ def test_silent_subscription_is_detected_on_the_exchange_clock_and_restarted() -
     assert _records(batches)["trade_id"].tolist() == [1, 2]
 
 
+class _AnsweredDuringABusyLoop(ScriptedExchange):
+    """watch_trades: its first answer is set by a timer while a callback holds the loop (a busy stretch
+    longer than the timeout and min_stale_wall_s), so the watchdog wakes before the waiting call has run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered = 0
+
+    async def watch_trades(self, symbol: str, since: Any = None, limit: Any = None, params: Any = None) -> Any:
+        if self.answered:
+            raise EndOfData("watch_trades")
+        self.answered += 1
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+        # the busy stretch (the loop runs nothing else meanwhile) outlasts min_stale_wall_s (0.5 s), when the
+        # watchdog's timer is due; the answer's timer falls due after the watchdog's, inside the stretch
+        loop.call_later(0.005, time.sleep, 1.0)
+        loop.call_later(0.7, lambda: answer.set_result([_trade(1, self.milliseconds())]))
+        return await answer
+
+
+def test_a_busy_loop_is_not_taken_for_silence() -> None:
+    # The answer is in after the busy stretch, its task not yet run, when the watchdog wakes: the watchdog
+    # yields to the loop once before it decides, and the call returns its trade instead of a STALE restart.
+    ex = _AnsweredDuringABusyLoop()
+    feed = Feed(ex, _registry(ex), stale_timeout_s={"trades": 5.0}, backfill_gaps=False)
+    batches = _run(_collect(feed, "trades", "BTC/USDT:USDT"))
+    assert feed.counts["stale"] == 0 and ex.unwatched == []
+    assert int(EventKind.STALE) not in _events(batches)["kind"].tolist()
+    assert _records(batches)["trade_id"].tolist() == [1]
+
+
+def _watchdogs() -> list[asyncio.Task[Any]]:
+    """The staleness watchdogs still running."""
+    return [t for t in asyncio.all_tasks() if not t.done() and t.get_coro().__qualname__ == "Feed._watchdog"]
+
+
+def test_a_cancel_from_outside_reaches_the_watch_and_its_watchdog_ends_with_it() -> None:
+    ex = ScriptedExchange()
+    ex.scripts["watch_trades"] = [_at(0, 1), HANG]
+    feed = Feed(ex, _registry(ex), stale_timeout_s={"trades": 3600.0}, backfill_gaps=False)
+    got: list[Batch] = []
+
+    async def consume() -> None:
+        async for batch in feed.watch("trades", "BTC/USDT:USDT"):
+            got.append(batch)
+
+    async def main() -> list[asyncio.Task[Any]]:
+        task = asyncio.ensure_future(consume())
+        await asyncio.sleep(0.2)  # the watch hangs in its second call, well inside the timeout
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)  # the watchdog's cancel is delivered
+        return _watchdogs()
+
+    assert _run(main()) == []  # no watchdog left behind
+    assert feed.counts["stale"] == 0
+    assert _records(got)["trade_id"].tolist() == [1]
+
+
+def test_the_watchdog_ends_when_a_consumer_stops_reading() -> None:
+    ex = ScriptedExchange()
+    ex.scripts["watch_trades"] = [_at(0, i) for i in range(1, 6)]
+
+    async def main() -> list[asyncio.Task[Any]]:
+        feed = Feed(ex, _registry(ex), stale_timeout_s={"trades": 5.0}, backfill_gaps=False)
+        await _collect(feed, "trades", "BTC/USDT:USDT", limit=2)  # breaks out of the watch after 3 batches
+        for _ in range(3):  # the dropped generator's aclose (asyncio's finalizer), then the watchdog's cancel
+            await asyncio.sleep(0)
+        return _watchdogs()
+
+    assert _run(main()) == []
+
+
 def _candle(ts: int, o: float, h: float, low: float, c: float, v: float) -> list[float]:
     return [ts, o, h, low, c, v]
 
