@@ -358,6 +358,45 @@ def test_the_watchdog_ends_when_a_consumer_stops_reading() -> None:
     assert _run(main()) == []
 
 
+class _AlwaysReady(ScriptedExchange):
+    """watch_trades answers at once, without ever waiting (a source with data always there)."""
+
+    def __init__(self, speed: float) -> None:
+        super().__init__(speed=speed)
+        self.served = 0
+
+    async def watch_trades(self, symbol: str, since: Any = None, limit: Any = None, params: Any = None) -> Any:
+        self.served += 1
+        return [_trade(self.served, self.milliseconds())]
+
+
+@pytest.mark.parametrize("speed", [5000.0, 0.0])  # paced (with the watchdog) and unpaced
+def test_a_stream_whose_calls_never_wait_still_lets_the_other_tasks_run(speed: float) -> None:
+    ex = _AlwaysReady(speed)
+    feed = Feed(ex, _registry(ex), stale_timeout_s={"trades": 5.0}, backfill_gaps=False)
+    turns = 0
+
+    async def other() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def main() -> int:
+        task = asyncio.ensure_future(other())
+        await asyncio.sleep(0)
+        seen = turns
+        batches = 0
+        async for _ in feed.watch("trades", "BTC/USDT:USDT"):
+            batches += 1
+            if batches == 200:
+                break
+        task.cancel()
+        return turns - seen
+
+    assert _run(main()) >= 200 // 8 - 1  # the other task ran about once per YIELD_EVERY_CALLS calls
+
+
 def _candle(ts: int, o: float, h: float, low: float, c: float, v: float) -> list[float]:
     return [ts, o, h, low, c, v]
 
