@@ -182,7 +182,7 @@ def physical_floor(folder: Path, landed: list[str]) -> tuple[int, float, float, 
     del runs
     tables = [pq.read_table(p) for p in landed]
     scratch = Path(tempfile.mkdtemp(prefix="bench_history-floor-"))
-    plain = "ohlcv" in landed[0]
+    plain = any(f"/{stream}/" in landed[0] for stream in landing.PLAIN_FLOAT_STREAMS)
     started, cpu = time.perf_counter(), time.process_time()
 
     def write(item: tuple[int, pa.Table]) -> None:
