@@ -498,16 +498,17 @@ def parse_files(
     progress: Callable[[str], None] | None = None,
     kinds: Sequence[str | None] | None = None,
 ) -> list[ParsedFile | Exception]:
-    """Many files at once, each exactly as `parse_file` would parse it (same rules, same records).
+    """Many files at once, each exactly as `parse_file` would parse it (same rules, same rows).
 
     Small plain Binance archives (.csv or .zip) of one kind and shape are read together: their data lines
     joined into one buffer that pyarrow's CSV reader parses on every core, validated as one frame by the same
-    rules (`_parse_chunk`) and split back per file by each file's count of lines. Per file that costs reading
+    rules (`_chunk_columns`) and split back per file by each file's count of lines, each file's rows an Arrow
+    table (a slice of the run's columns, see `_parse_joined`) instead of records. Per file that costs reading
     its bytes, not a reader and a validation pass (~15 ms a file, which bounded imports of monthly funding
-    files at ~10 k rows/s). A group with any rejected row or a value the joined read cannot type, and any
-    file that is not small and plain, goes through `parse_file` on its own, which names every reject's line.
-    Returns, per path, its ParsedFile or the exception `parse_file` raised for it. `kinds`: each file's kind
-    when the caller told it already (None: `kind`, else detected).
+    files at ~10 k rows/s). A file with a rejected row (or rows to sort, drop or fill), a run with a value the
+    joined read cannot type, and any file that is not small and plain, go through `parse_file` on their own,
+    which names every reject's line. Returns, per path, its ParsedFile or the exception `parse_file` raised
+    for it. `kinds`: each file's kind when the caller told it already (None: `kind`, else detected).
     """
     paths = [Path(p) for p in paths]
     flags = list(inverse) if inverse is not None else [False] * len(paths)
