@@ -136,7 +136,8 @@ def vectorbt_cases(panel: Any, pairs: Any, result: Any) -> tuple[dict[str, Calla
     P = len(pairs.leg_a)
     close = np.concatenate([panel.mid[:, pairs.leg_a], panel.mid[:, pairs.leg_b]], axis=1)
     size = np.concatenate([sim["xa"][0], sim["xb"][0]], axis=1)
-    fees = np.concatenate([sim["fee_a"], sim["fee_b"]])[None, :] + np.concatenate([sim["hs_a"], sim["hs_b"]], axis=1)
+    legs = prepare_legs(panel, pairs, result.params)  # each trade's fee rate and half-spread, (P, T) per leg
+    fees = np.concatenate([np.broadcast_to(lg.fee, lg.hs.shape).T + lg.hs.T for lg in legs], axis=1)
     both = {"size": size, "size_type": "targetamount", "fees": fees, "init_cash": np.inf, "freq": "1h"}
     one = {**both, "size": size[:, :P], "fees": fees[:, :P]}
 

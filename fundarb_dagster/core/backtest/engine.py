@@ -43,10 +43,11 @@ import pandas as pd
 
 from .block import BLOCK_CELLS, Block, Legs, legs_of
 from .full_block import DETAIL, SIZED, simulate_full
+from .fused import run_fused
 from .grid_block import SWEEP_BLOCK_CELLS, simulate_grid
 from .metrics import drawdown, performance
 from .panel import Panel
-from .records import open_positions, positions, timestamps, trades
+from .records import name_rank, open_positions, position_table, timestamps, trade_table
 from .sizing import SIZINGS
 from .strategies import PairSet
 
@@ -295,9 +296,40 @@ class BacktestResult:
 
 
 def run_backtest(panel: Panel, pairs: PairSet, params: BacktestParams, strategy: str = "") -> BacktestResult:
-    """One full-accounting backtest with its equity curve, trades, positions and metrics."""
-    grid = {f: np.array([float(getattr(params, f))]) for f in GRID_FIELDS}
-    sim = simulate(panel, pairs, grid, params, detail=True)
+    """One full-accounting backtest with its equity curve, trades, positions and metrics: the fused simulator
+    (fused.py), whose figures equal the vectorized engine's (`simulate` with detail=True and records.py)."""
+    T = pairs.signal.shape[0]
+    rank = name_rank(pairs.names)
+    run = run_fused(panel, pairs, params, T, rank)
+    if params.drawdown_stop > 0:  # rule 6: the stop bar from the first pass's marked equity, then a second pass
+        halt = int(halt_bars(params.capital, run.sim["pnl_t"], run.sim["mark_t"], np.array([params.drawdown_stop]))[0])
+        if halt < T:
+            run = run_fused(panel, pairs, params, halt, rank)
+    sim = run.sim
+    parts_t = sim.pop("parts_t")
+    sim["equity"] = params.capital + np.cumsum(sim.pop("pnl_t"), axis=1)
+    sim["attribution_t"] = {k: v for k, v in parts_t.items() if k != "traded_notional"}
+    sim["attribution"] = {k: v.sum(axis=1) for k, v in sim["attribution_t"].items()}
+    sim["traded_notional"] = parts_t["traded_notional"].sum(axis=1)
+    ti, tf, pi, pf = run.trade_ints, run.trade_floats, run.position_ints, run.position_floats
+    trade_frame = trade_table(panel, pairs, ti[:, 0], ti[:, 1], ti[:, 2], tf[:, 0], tf[:, 1], tf[:, 2], tf[:, 3],
+                              ti[:, 3])  # fmt: skip
+    position_frame = position_table(panel, pairs, pi[:, 0], pi[:, 1], pi[:, 2], pi[:, 3], pi[:, 4], pf[:, 0],
+                                    pf[:, 1], pf[:, 2], pf[:, 3], pf[:, 4], pi[:, 5], pi[:, 6], pf[:, 5])  # fmt: skip
+    return backtest_result(panel, pairs, params, strategy, sim, trade_frame, position_frame)
+
+
+def backtest_result(
+    panel: Panel,
+    pairs: PairSet,
+    params: BacktestParams,
+    strategy: str,
+    sim: dict[str, Any],
+    trade_frame: pd.DataFrame,
+    position_frame: pd.DataFrame,
+) -> BacktestResult:
+    """A BacktestResult from a detailed simulation of one parameter set (`simulate` with detail=True, or the
+    fused simulator's) and its trade and position tables: the equity table, the open book and the metrics."""
     equity = sim["equity"][0]
     metrics = {k: float(v[0]) for k, v in grid_metrics(sim, panel.bar_h).items()}
     metrics["liquidations"] = float(sim["liquidations"][0])
@@ -309,9 +341,7 @@ def run_backtest(panel: Panel, pairs: PairSet, params: BacktestParams, strategy:
     eq["in_market"] = sim["in_market"][0]
     book = open_positions(panel, pairs, sim, params.leverage)
     attribution = {k: float(v[0]) for k, v in sim["attribution"].items()}
-    return BacktestResult(
-        params, strategy, eq, trades(panel, pairs, sim), positions(panel, pairs, sim), book, metrics, attribution, sim
-    )
+    return BacktestResult(params, strategy, eq, trade_frame, position_frame, book, metrics, attribution, sim)
 
 
 def grid_metrics(sim: dict[str, Any], bar_h: float) -> dict[str, np.ndarray]:

@@ -83,7 +83,7 @@ def _us(ms: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     return pa.array(us, type=pa.timestamp("us"), mask=None if valid is None else ~np.asarray(valid, dtype=bool))
 
 
-def _rank(names: Any) -> np.ndarray:
+def name_rank(names: Any) -> np.ndarray:
     """Each name's position in sorted order: sorting the codes by rank sorts the strings."""
     rank = np.empty(len(names), dtype=np.int64)
     rank[np.argsort(np.asarray([str(n) for n in names], dtype=object), kind="stable")] = np.arange(len(names))
@@ -102,11 +102,28 @@ def trades(panel: Panel, pairs: PairSet, sim: dict[str, Any]) -> pd.DataFrame:
     cat = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
     if len(cat["t"]) == 0:
         return pd.DataFrame(columns=TRADE_COLUMNS)
-    t, p, qty, price = cat["t"], cat["p"], cat["qty"].astype(float), cat["price"].astype(float)
-    leg_code = cat["leg"]
     # ordered by (ts, pair, leg), stable: a liquidation close stays before a change of the same leg and bar
-    order = np.lexsort((leg_code, _rank(pairs.names)[p], t))
-    t, p, qty, price, leg_code = t[order], p[order], qty[order], price[order], leg_code[order]
+    order = np.lexsort((cat["leg"], name_rank(pairs.names)[cat["p"]], cat["t"]))
+    return trade_table(panel, pairs, *(cat[k][order] for k in ("t", "p", "leg", "qty", "price", "fee", "slip", "code")))
+
+
+def trade_table(
+    panel: Panel,
+    pairs: PairSet,
+    t: np.ndarray,
+    p: np.ndarray,
+    leg_code: np.ndarray,
+    qty: np.ndarray,
+    price: np.ndarray,
+    fee: np.ndarray,
+    slip: np.ndarray,
+    code: np.ndarray,
+) -> pd.DataFrame:
+    """The trade table from its rows, already in (ts, pair, leg) order: bar, pair, leg (0 a, 1 b), signed
+    quantity, price, fee, slippage and REASONS code of each (the fused simulator emits them so)."""
+    if len(t) == 0:
+        return pd.DataFrame(columns=TRADE_COLUMNS)
+    qty, price = np.asarray(qty, dtype=float), np.asarray(price, dtype=float)
     idx = np.where(leg_code == 0, pairs.leg_a[p], pairs.leg_b[p])
     table = pa.table(
         {
@@ -119,9 +136,9 @@ def trades(panel: Panel, pairs: PairSet, sim: dict[str, Any]) -> pd.DataFrame:
             "qty": np.abs(qty),
             "price": price,
             "notional_usd": np.abs(qty) * price,
-            "fee_usd": cat["fee"][order],
-            "slippage_usd": cat["slip"][order],
-            "reason": _decoded(cat["code"][order], REASONS),
+            "fee_usd": fee,
+            "slippage_usd": slip,
+            "reason": _decoded(code, REASONS),
         }
     )
     return table.to_pandas()
@@ -229,36 +246,62 @@ def positions(panel: Panel, pairs: PairSet, sim: dict[str, Any]) -> pd.DataFrame
     why = np.select(
         [~closed, a_exit != 0, liq, stopped, t1 == sim["halt"][0], d_exit != 0], [0, 1, 2, 3, 4, 5], default=6
     )
-    exit_ms = np.where(closed, panel.ts_ms[t1c], 0)
-    order = np.lexsort((t0, _rank(pairs.names)[p0]))  # by (pair, entry_ts)
+    src, unused = sizes(sim, p0, t0)
+    return position_table(panel, pairs, p0, t0, np.where(closed, t1c, -1), last, A[p0, t0], sim["q"][0].T[p0, t0],
+                          sim["e_a"][0].T[p0, t0], sim["e_b"][0].T[p0, t0], window_sum(cs), window_sum(cf), why, src,
+                          unused)  # fmt: skip
+
+
+def position_table(
+    panel: Panel,
+    pairs: PairSet,
+    p0: np.ndarray,
+    t0: np.ndarray,
+    t1: np.ndarray,
+    last: np.ndarray,
+    direction: np.ndarray,
+    units: np.ndarray,
+    entry_a: np.ndarray,
+    entry_b: np.ndarray,
+    pnl: np.ndarray,
+    funding: np.ndarray,
+    why: np.ndarray,
+    size_source: np.ndarray,
+    unused: np.ndarray,
+) -> pd.DataFrame:
+    """The position table from one row per position in any order: pair, entry bar, exit bar (-1: still open),
+    last bar counted, direction, units, entry prices, PnL, funding, EXIT_REASONS code, sizing.SIZE_SOURCES code
+    and capital left unused. Sorted by (pair, entry_ts)."""
+    if len(p0) == 0:
+        return pd.DataFrame(columns=POSITION_COLUMNS)
+    closed = t1 >= 0
+    order = np.lexsort((t0, name_rank(pairs.names)[p0]))  # by (pair, entry_ts)
     table = pa.table(
         {
             "pair": _decoded(p0, pairs.names),
-            "direction": A[p0, t0].astype(int),
+            "direction": np.asarray(direction).astype(int),
             "entry_ts": _us(panel.ts_ms[t0]),
-            "exit_ts": _us(exit_ms, closed),
+            "exit_ts": _us(np.where(closed, panel.ts_ms[np.maximum(t1, 0)], 0), closed),
             "hours": (last - t0) * panel.bar_h,
-            "units": sim["q"][0].T[p0, t0],
-            "entry_price_a": sim["e_a"][0].T[p0, t0],
-            "entry_price_b": sim["e_b"][0].T[p0, t0],
-            "pnl_usd": window_sum(cs),
-            "funding_usd": window_sum(cf),
+            "units": units,
+            "entry_price_a": entry_a,
+            "entry_price_b": entry_b,
+            "pnl_usd": pnl,
+            "funding_usd": funding,
             "exit_reason": _decoded(why, EXIT_REASONS),
-            **sizes(sim, p0, t0),
+            "size_source": _decoded(size_source, SIZE_SOURCES),
+            "capital_unused_usd": unused,
         }
     )
     return table.take(pa.array(order)).to_pandas()
 
 
-def sizes(sim: dict[str, Any], p0: np.ndarray, t0: np.ndarray) -> dict[str, Any]:
-    """Per position entered at (pair p0, bar t0): which bound sized it (`sizing.SIZE_SOURCES`) and the capital
+def sizes(sim: dict[str, Any], p0: np.ndarray, t0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per position entered at (pair p0, bar t0): which bound sized it (`sizing.SIZE_SOURCES` code) and the capital
     its pair's share left unused; the even split (and none unused) without sizing by capacity."""
     if "size_src" not in sim:
-        return {"size_source": _decoded(np.zeros(len(p0)), SIZE_SOURCES), "capital_unused_usd": np.zeros(len(p0))}
-    return {
-        "size_source": _decoded(sim["size_src"][0].T[p0, t0], SIZE_SOURCES),
-        "capital_unused_usd": sim["unused"][0].T[p0, t0],
-    }
+        return np.zeros(len(p0), dtype=np.int8), np.zeros(len(p0))
+    return sim["size_src"][0].T[p0, t0], sim["unused"][0].T[p0, t0]
 
 
 def capital_unused(sim: dict[str, Any]) -> float:
@@ -275,7 +318,8 @@ def capital_unused(sim: dict[str, Any]) -> float:
 
 def open_positions(panel: Panel, pairs: PairSet, sim: dict[str, Any], leverage: float) -> pd.DataFrame:
     """Each leg open after the last bar, with its isolated wallet (initial margin + funding since the last
-    resize) for the liquidation and stress maths of core/risk.py."""
+    resize) for the liquidation and stress maths of core/risk.py. Entry prices (`e_a`, `e_b`) and resize bars
+    (`seg`) are read at their last row: the fused simulator keeps only that one."""
     rows = []
     t = panel.shape[0] - 1
     A = sim["A"][0]
@@ -289,9 +333,9 @@ def open_positions(panel: Panel, pairs: PairSet, sim: dict[str, Any], leverage: 
         ):
             m = panel.markets[idx]
             units = float(x[t, p])
-            seg_start = int(sim["seg"][0][t, p])  # the last resize (episode start or rebalance)
+            seg_start = int(sim["seg"][0][-1, p])  # the last resize (episode start or rebalance)
             funding = float(-units * panel.funding_cash[seg_start + 1 : t + 1, idx].sum())
-            wallet = abs(units) * e[t, p] / leverage + funding if m.is_perp else abs(units) * panel.mid[t, idx]
+            wallet = abs(units) * e[-1, p] / leverage + funding if m.is_perp else abs(units) * panel.mid[t, idx]
             rows.append(
                 (
                     pairs.names[p],
@@ -301,7 +345,7 @@ def open_positions(panel: Panel, pairs: PairSet, sim: dict[str, Any], leverage: 
                     m.underlying,
                     m.kind,
                     units,
-                    float(e[t, p]),
+                    float(e[-1, p]),
                     float(panel.ref[t, idx]),
                     wallet,
                     abs(units) * float(panel.ref[t, idx]),

@@ -1,12 +1,15 @@
-"""core.backtest.records: the trade and position tables (built through Arrow) equal the obvious pandas
-construction (reference_records.py), row for row and dtype for dtype, on runs with every kind of exit."""
+"""core.backtest.records: the trade and position tables (built through Arrow, from the fused simulator's rows)
+equal the obvious pandas construction (reference_records.py) on the vectorized engine's per-bar arrays, row for
+row and dtype for dtype, on runs with every kind of exit."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from fundarb_dagster.core.backtest import BacktestParams, get_strategy, run_backtest
+from fundarb_dagster.core.backtest import BacktestParams, get_strategy, run_backtest, simulate
+from fundarb_dagster.core.backtest.engine import GRID_FIELDS
 from fundarb_dagster.core.backtest.synthetic import synthetic_panel
 from tests.core.backtest.reference_records import reference_positions, reference_trades
 
@@ -24,7 +27,8 @@ def test_tables_equal_the_obvious_pandas_construction(case):
     panel = synthetic_panel(24 * 40, ("C00", "C01", "C02"), with_spot=False, seed=4)
     pairs = get_strategy("perp_perp").pairs(panel, {})
     result = run_backtest(panel, pairs, CASES[case])
-    sim = result.arrays
+    params = CASES[case]
+    sim = simulate(panel, pairs, {f: np.array([float(getattr(params, f))]) for f in GRID_FIELDS}, params)
     assert len(result.trades) > 0 and len(result.positions) > 0
     pd.testing.assert_frame_equal(result.trades, reference_trades(panel, pairs, sim))
     pd.testing.assert_frame_equal(result.positions, reference_positions(panel, pairs, sim))
