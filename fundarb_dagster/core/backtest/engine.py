@@ -334,11 +334,16 @@ def backtest_result(
     metrics = {k: float(v[0]) for k, v in grid_metrics(sim, panel.bar_h).items()}
     metrics["liquidations"] = float(sim["liquidations"][0])
     metrics["stops"] = float(sim["stops"][0])
-    eq = pd.DataFrame({"ts": timestamps(panel.ts_ms), "equity": equity, "drawdown": drawdown(equity[None])[0]})
-    for k, v in sim["attribution_t"].items():
-        eq[f"{k}_pnl"] = v[0]
-    eq["gross_exposure"] = sim["gross_exposure"][0]
-    eq["in_market"] = sim["in_market"][0]
+    eq = pd.DataFrame(
+        {
+            "ts": timestamps(panel.ts_ms),
+            "equity": equity,
+            "drawdown": drawdown(equity[None])[0],
+            **{f"{k}_pnl": v[0] for k, v in sim["attribution_t"].items()},
+            "gross_exposure": sim["gross_exposure"][0],
+            "in_market": sim["in_market"][0],
+        }
+    )
     book = open_positions(panel, pairs, sim, params.leverage)
     attribution = {k: float(v[0]) for k, v in sim["attribution"].items()}
     return BacktestResult(params, strategy, eq, trade_frame, position_frame, book, metrics, attribution, sim)

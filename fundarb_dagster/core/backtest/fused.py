@@ -209,6 +209,56 @@ def _tiered(e: float, per_unit: float, size: float, short: bool, tiers: np.ndarr
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _leg_check(xp: float, lpx: float, high: float, low: float, ref: float, stop: float) -> tuple[bool, bool]:
+    """Rule 5's checks at a bar for a perp leg that held `xp` at the bar before, whose liquidation price was `lpx`:
+    breached by the bar's reference high (short) or low (long), or within `stop` of it (the risk stop)."""
+    short, long = xp < 0, xp > 0
+    breach = (short and high >= lpx) or (long and low <= lpx)
+    stopped = False
+    if stop > 0:
+        dist = (lpx - ref) * (2.0 * short - 1.0) / ref
+        stopped = (short or long) and dist <= stop and not breach
+    return breach, stopped
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _flat_liquidation(e: float, per_unit: float, mmr: float, taker: float, short: bool) -> float:
+    """accounting.liquidation_price as full_block._leg_events inlines it (the long's price plus the difference)."""
+    liq_long = (e - per_unit) / (1.0 - mmr - taker)
+    return liq_long + ((e + per_unit) / (1.0 + mmr + taker) - liq_long) * (1.0 if short else 0.0)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _leg_costs(x: float, xp: float, liq: bool, liq_px: float, mid: float, mid_prev: float, cash: float, fee: float,
+               hs: float, taker: float, mmr: float, charged: bool, borrow: float,
+               bar_h: float) -> tuple[float, float, float, float, float, float, float, float]:  # fmt: skip
+    """block.leg_costs for one cell: basis, funding, borrow, fees, slippage, liquidation, the liquidation fee
+    (within fees) and the traded notional. `charged`: the block charges borrow (any rate > 0 in it)."""
+    end_px = liq_px if liq else mid
+    basis = xp * (end_px - mid_prev)
+    funding = 0.0 if liq else -xp * cash
+    borrowed = 0.0
+    if charged:
+        short = -xp
+        borrowed = (short if (short > 0.0 or np.isnan(short)) else 0.0) * mid_prev * (borrow * bar_h / HOURS_PER_YEAR)
+    traded = abs(x) if liq else abs(x - xp)
+    at_mid = traded * mid
+    liq_notional = abs(xp) * _nan_to_num(liq_px) if liq else 0.0
+    fees = at_mid * fee + liq_notional * taker
+    return basis, funding, borrowed, fees, at_mid * hs, liq_notional * mmr, liq_notional * taker, at_mid + liq_notional
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _position_row(pi: np.ndarray, pf: np.ndarray, n: int, p: int, t1: int, last: int, direction: int, why: int,
+                  ep_int: np.ndarray, ep_f: np.ndarray, cs: float, cf: float) -> None:  # fmt: skip
+    """Row n of the position rows: pair p's open episode (ep_int, ep_f), closed at t1 (-1: still open)."""
+    pi[n, 0], pi[n, 1], pi[n, 2], pi[n, 3] = p, ep_int[p, 0], t1, last
+    pi[n, 4], pi[n, 5], pi[n, 6] = direction, why, ep_int[p, 1]
+    pf[n, 0], pf[n, 1], pf[n, 2] = ep_f[p, 0], ep_f[p, 1], ep_f[p, 2]
+    pf[n, 3], pf[n, 4], pf[n, 5] = cs - ep_f[p, 3], cf - ep_f[p, 4], ep_f[p, 5]
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _kernel(
     sig: np.ndarray,
     ia: np.ndarray,
@@ -264,7 +314,9 @@ def _kernel(
     counts = np.zeros(4, np.int64)  # entries, held pair-bars, liquidations, stops
     n_t = 0
     n_p = 0
-    # per-pair state
+    legs = np.empty((2, P), np.int64)  # each pair's market per leg
+    legs[0], legs[1] = ia, ib
+    # per-pair state (per leg: `(2, P)`)
     pos = np.zeros(P, np.bool_)
     neg = np.zeros(P, np.bool_)
     d_prev = np.zeros(P, np.int64)
@@ -272,37 +324,34 @@ def _kernel(
     h_prev = np.zeros(P, np.int64)
     a_prev = np.zeros(P, np.int64)
     seg_prev = np.full(P, -1, np.int64)
-    e_a = np.zeros(P)
-    e_b = np.zeros(P)
-    cum_a = np.zeros(P)  # the never-stopped path's funding since bar 0 (full_block._leg_events' cum)
-    cum_b = np.zeros(P)
-    cum_a_seg = np.zeros(P)
-    cum_b_seg = np.zeros(P)
-    liq_prev_a = np.full(P, np.nan)
-    liq_prev_b = np.full(P, np.nan)
-    mmr_prev_a = np.zeros(P)
-    mmr_prev_b = np.zeros(P)
-    xh_prev_a = np.zeros(P)
-    xh_prev_b = np.zeros(P)
+    age_mod = np.zeros(P, np.int64)  # age % reb: 0 at bar -1 (age 0 before the first episode)
     killed_ep = np.full(P, -1, np.int64)
-    xa_prev = np.zeros(P)
-    xb_prev = np.zeros(P)
+    entry = np.zeros((2, P))  # mid at the last resize
+    cum = np.zeros((2, P))  # the never-stopped path's funding since bar 0 (full_block._leg_events' cum)
+    cum_seg = np.zeros((2, P))  # that sum at the last resize
+    liq_next = np.full((2, P), np.nan)  # the liquidation price (and rate) the next bar is checked against
+    mmr_next = np.zeros((2, P))
+    xh_prev = np.zeros((2, P))  # units on the never-stopped path, and held, at the bar before
+    x_prev = np.zeros((2, P))
     cs = np.zeros(P)  # running sums of the pair's PnL and funding (records.positions' cumsums)
     cf = np.zeros(P)
-    ep_t0 = np.zeros(P, np.int64)
-    ep_cs = np.zeros(P)
-    ep_cf = np.zeros(P)
-    ep_q = np.zeros(P)  # units, entry prices, size source and capital unused at the episode's entry
-    ep_ea = np.zeros(P)
-    ep_eb = np.zeros(P)
-    ep_src = np.zeros(P, np.int64)
-    ep_unused = np.zeros(P)
-    liq_px = np.zeros((2, P))  # this bar's liquidation price per leg (the close's price)
-    # this bar's trade inputs per pair (emitted in rank order once every pair is done)
-    bar_code = np.zeros(P, np.int64)
+    ep_int = np.zeros((P, 3), np.int64)  # the open episode: entry bar, size source
+    ep_f = np.zeros((P, 6))  # and units, entry prices, PnL and funding sums before it, capital unused
+    # this bar's per-pair values: per leg (liquidated, liquidation price, forfeited rate, fee, half-spread, x)
+    brk = np.zeros(2, np.bool_)
+    stp = np.zeros(2, np.bool_)
+    lpx = np.zeros(2)
+    mmr_used = np.zeros(2)
+    lfee = np.zeros(2)
+    bar_liq = np.zeros((2, P), np.bool_)
+    bar_px = np.zeros((2, P))
     bar_fee = np.zeros((2, P))
     bar_hs = np.zeros((2, P))
-    blk = np.zeros(_N_SUMS)
+    bar_x = np.zeros((2, P))
+    bar_code = np.zeros(P, np.int64)
+    bar_trades = np.zeros(P, np.bool_)
+    vals = np.zeros(_N_SUMS)  # the cell's items in SUMS order
+    blk = np.zeros(_N_SUMS)  # the current block's sums
     dated_fee = fee_m.shape[0] > 1
     dated_rc = rcost.shape[0] > 1
     dated_borrow = borrow.shape[0] > 1
@@ -314,7 +363,6 @@ def _kernel(
         tr = t if dated_rc else 0
         tb = t if dated_borrow else 0
         for p in range(P):
-            ma, mb = ia[p], ib[p]
             # 1. desired direction with hysteresis
             s = sig[t, p]
             rc = rcost[tr, p]
@@ -334,172 +382,108 @@ def _kernel(
                 sidx[p] = t
             age = t - sidx[p]
             H = D if (max_bars <= 0 or age < max_bars) else 0
-            seg = sidx[p] + (age // reb) * reb_bars
+            # seg = sidx + (age // reb) * reb_bars, clipped at 0: age modulo reb kept by counting (no division)
+            if sidx[p] == t:
+                age_mod[p] = 0
+            else:
+                age_mod[p] = age_mod[p] + 1 if age_mod[p] + 1 < reb else 0
+            seg = t - age_mod[p] if reb_bars > 0 else sidx[p]
             if seg < 0:
                 seg = 0
+            seg_changed = seg != seg_prev[p]
             # 3. sizing
-            cost_a = inv_lev if perp_m[ma] else 1.0
-            cost_b = inv_lev if perp_m[mb] else 1.0
+            cost_a = inv_lev if perp_m[ia[p]] else 1.0
+            cost_b = inv_lev if perp_m[ib[p]] else 1.0
             even = cpp / (cost_a + cost_b)
             notional = even
             src = 0
             if use_cap:
                 c = cap[max(sidx[p], 0) if dated_cap else 0, p]
-                if np.isnan(c):
-                    src = 0
-                elif c < even:
-                    src = 2
-                else:
-                    src = 1
+                src = 0 if np.isnan(c) else (2 if c < even else 1)
                 notional = even if np.isnan(c) else (c if np.isnan(even) else min(even, c))
                 if not notional > 0:
                     H = 0
-            # legs' prices this bar (mid: NaN as 0, as block.legs_of)
-            mid_a = _nan_to_num(mid_raw[t, ma])
-            mid_b = _nan_to_num(mid_raw[t, mb])
-            mp_a = _nan_to_num(mid_raw[t - 1, ma]) if t > 0 else mid_a
-            mp_b = _nan_to_num(mid_raw[t - 1, mb]) if t > 0 else mid_b
-            if seg != seg_prev[p]:
-                e_a[p] = _nan_to_num(mid_raw[seg, ma])
-                e_b[p] = _nan_to_num(mid_raw[seg, mb])
+            if seg_changed:  # mid at the resize (NaN as 0, as block.legs_of)
+                for leg in range(2):
+                    entry[leg, p] = _nan_to_num(mid_raw[seg, legs[leg, p]])
             held = H != 0
-            size_q = units if units > 0 else notional / e_a[p]  # a fixed size, or the notional's worth at entry
-            q = size_q if held else 0.0
-            # 5. liquidation and stop events on the never-stopped path
-            xh_a = np.float64(-H) * q
-            xh_b = np.float64(H) * q
-            brk_a = False
-            stp_a = False
-            lpx_a = np.nan
-            mmr_a = mmr_m[ma]
-            if perp_m[ma]:
-                v = -xh_prev_a[p] * cash[t, ma]
-                cum_a[p] = v if t == 0 else cum_a[p] + v
-                if seg != seg_prev[p]:
-                    cum_a_seg[p] = cum_a[p]
-                size = abs(xh_a)
-                wallet = size * e_a[p] / lev + cum_a[p] - cum_a_seg[p]
-                per_unit = wallet / size if size > 0 else 0.0
-                if tier_n[ma] > 0:
-                    liq, mmr_now = _tiered(e_a[p], per_unit, size, xh_a < 0, tiers, tier_lo[ma], tier_n[ma],
-                                           taker_m[ma])  # fmt: skip
-                else:
-                    liq_long = (e_a[p] - per_unit) / (1.0 - mmr_m[ma] - taker_m[ma])
-                    liq = liq_long + ((e_a[p] + per_unit) / (1.0 + mmr_m[ma] + taker_m[ma]) - liq_long) * (
-                        1.0 if xh_a < 0 else 0.0
-                    )
-                    mmr_now = mmr_m[ma]
-                lpx_a = liq_prev_a[p] if t > 0 else np.nan
-                mmr_a = mmr_prev_a[p] if t > 0 else 0.0
-                short, long = xh_prev_a[p] < 0, xh_prev_a[p] > 0
-                brk_a = (short and high[t, ma] >= lpx_a) or (long and low[t, ma] <= lpx_a)
-                if stop > 0:
-                    dist = (lpx_a - ref[t, ma]) * (2.0 * short - 1.0) / ref[t, ma]
-                    stp_a = (short or long) and dist <= stop and not brk_a
-                liq_prev_a[p] = liq
-                mmr_prev_a[p] = mmr_now
-            brk_b = False
-            stp_b = False
-            lpx_b = np.nan
-            mmr_b = mmr_m[mb]
-            if perp_m[mb]:
-                v = -xh_prev_b[p] * cash[t, mb]
-                cum_b[p] = v if t == 0 else cum_b[p] + v
-                if seg != seg_prev[p]:
-                    cum_b_seg[p] = cum_b[p]
-                size = abs(xh_b)
-                wallet = size * e_b[p] / lev + cum_b[p] - cum_b_seg[p]
-                per_unit = wallet / size if size > 0 else 0.0
-                if tier_n[mb] > 0:
-                    liq, mmr_now = _tiered(e_b[p], per_unit, size, xh_b < 0, tiers, tier_lo[mb], tier_n[mb],
-                                           taker_m[mb])  # fmt: skip
-                else:
-                    liq_long = (e_b[p] - per_unit) / (1.0 - mmr_m[mb] - taker_m[mb])
-                    liq = liq_long + ((e_b[p] + per_unit) / (1.0 + mmr_m[mb] + taker_m[mb]) - liq_long) * (
-                        1.0 if xh_b < 0 else 0.0
-                    )
-                    mmr_now = mmr_m[mb]
-                lpx_b = liq_prev_b[p] if t > 0 else np.nan
-                mmr_b = mmr_prev_b[p] if t > 0 else 0.0
-                short, long = xh_prev_b[p] < 0, xh_prev_b[p] > 0
-                brk_b = (short and high[t, mb] >= lpx_b) or (long and low[t, mb] <= lpx_b)
-                if stop > 0:
-                    dist = (lpx_b - ref[t, mb]) * (2.0 * short - 1.0) / ref[t, mb]
-                    stp_b = (short or long) and dist <= stop and not brk_b
-                liq_prev_b[p] = liq
-                mmr_prev_b[p] = mmr_now
+            q = 0.0
+            if held:  # a fixed size, or the notional's worth at the resize
+                q = units if units > 0 else notional / entry[0, p]
+            # 5. liquidation and stop events on the never-stopped path (full_block._leg_events)
+            for leg in range(2):
+                m = legs[leg, p]
+                xh = np.float64(-H if leg == 0 else H) * q
+                brk[leg], stp[leg], lpx[leg], mmr_used[leg] = False, False, np.nan, mmr_m[m]
+                if perp_m[m]:
+                    xp = xh_prev[leg, p]
+                    if xp != 0:  # held at t-1 (else nothing can happen, and the cumsum's increment is a zero)
+                        cum[leg, p] += -xp * cash[t, m]
+                        lpx[leg], mmr_used[leg] = liq_next[leg, p], mmr_next[leg, p]
+                        brk[leg], stp[leg] = _leg_check(xp, lpx[leg], high[t, m], low[t, m], ref[t, m], stop)
+                    if seg_changed:
+                        cum_seg[leg, p] = cum[leg, p]
+                    if xh != 0:  # held at t: the price the next bar is checked against
+                        size = abs(xh)
+                        wallet = size * entry[leg, p] / lev + cum[leg, p] - cum_seg[leg, p]
+                        per_unit = wallet / size if size > 0 else 0.0
+                        if tier_n[m] > 0:
+                            liq_next[leg, p], mmr_next[leg, p] = _tiered(entry[leg, p], per_unit, size, xh < 0, tiers,
+                                                                         tier_lo[m], tier_n[m], taker_m[m])  # fmt: skip
+                        else:
+                            liq_next[leg, p] = _flat_liquidation(entry[leg, p], per_unit, mmr_m[m], taker_m[m], xh < 0)
+                            mmr_next[leg, p] = mmr_m[m]
+                xh_prev[leg, p] = xh
             # rule 2 after an event: flat from an episode's first liquidation or stop to its end
-            if (brk_a or brk_b or stp_a or stp_b) and h_prev[p] != 0:
+            if (brk[0] or brk[1] or stp[0] or stp[1]) and h_prev[p] != 0:
                 killed_ep[p] = max(killed_ep[p], sidx_prev)
             A = 0 if (held and killed_ep[p] == sidx[p]) else H
             if t >= halt:
                 A = 0
-            open_prev = a_prev[p] != 0
-            liq_a = brk_a and open_prev
-            liq_b = brk_b and open_prev
-            stopped = (stp_a or stp_b) and open_prev and not (liq_a or liq_b)
-            # 4. accounting
-            xa = np.float64(-A) * q
-            xb = np.float64(A) * q
-            fa = fee_m[tf_, ma]
-            fb = fee_m[tf_, mb]
-            if taker_exec:
-                ha = hs_raw[t, ma]
-                ha = ha if np.isfinite(ha) else slip_model
-                hb = hs_raw[t, mb]
-                hb = hb if np.isfinite(hb) else slip_model
-            else:
-                ha = 0.0
-                hb = 0.0
-            ba = 0.0 if perp_m[ma] else borrow[tb, p]
-            bb = 0.0 if perp_m[mb] else borrow[tb, p]
-            blk_i = p // step
-            xp = xa_prev[p]
-            end_px = lpx_a if liq_a else mid_a
-            basis_a = xp * (end_px - mp_a)
-            fund_a = 0.0 if liq_a else -xp * cash[t, ma]
-            borrow_a = 0.0
-            if has_borrow[0, blk_i]:
-                nx = -xp
-                borrow_a = (nx if (nx > 0.0 or np.isnan(nx)) else 0.0) * mp_a * (ba * bar_h / HOURS_PER_YEAR)
-            traded = abs(xa) if liq_a else abs(xa - xp)
-            at_mid = traded * mid_a
-            liq_n = abs(xp) * _nan_to_num(lpx_a) if liq_a else 0.0
-            fees_a = at_mid * fa + liq_n * taker_m[ma]
-            slip_a = at_mid * ha
-            liqc_a = liq_n * mmr_a
-            lfee_a = liq_n * taker_m[ma]
-            tn_a = at_mid + liq_n
-            xp = xb_prev[p]
-            end_px = lpx_b if liq_b else mid_b
-            basis_b = xp * (end_px - mp_b)
-            fund_b = 0.0 if liq_b else -xp * cash[t, mb]
-            borrow_b = 0.0
-            if has_borrow[1, blk_i]:
-                nx = -xp
-                borrow_b = (nx if (nx > 0.0 or np.isnan(nx)) else 0.0) * mp_b * (bb * bar_h / HOURS_PER_YEAR)
-            traded = abs(xb) if liq_b else abs(xb - xp)
-            at_mid = traded * mid_b
-            liq_n = abs(xp) * _nan_to_num(lpx_b) if liq_b else 0.0
-            fees_b = at_mid * fb + liq_n * taker_m[mb]
-            slip_b = at_mid * hb
-            liqc_b = liq_n * mmr_b
-            lfee_b = liq_n * taker_m[mb]
-            tn_b = at_mid + liq_n
-            basis = basis_a + basis_b
-            fund = fund_a + fund_b
-            borr = borrow_a + borrow_b
-            fees = fees_a + fees_b
-            slip = slip_a + slip_b
-            liqc = liqc_a + liqc_b
+            ap = a_prev[p]
+            liq_a = brk[0] and ap != 0
+            liq_b = brk[1] and ap != 0
+            stopped = (stp[0] or stp[1]) and ap != 0 and not (liq_a or liq_b)
+            # 4. accounting (block.leg_costs per leg, block.pair_parts adding leg a's item and leg b's)
+            for leg in range(2):
+                m = legs[leg, p]
+                x = np.float64(-A if leg == 0 else A) * q
+                liq = liq_a if leg == 0 else liq_b
+                fee = fee_m[tf_, m]
+                hs = 0.0
+                if taker_exec:
+                    hs = hs_raw[t, m] if np.isfinite(hs_raw[t, m]) else slip_model
+                charged = has_borrow[leg, p // step]
+                rate = 0.0 if perp_m[m] else borrow[tb, p]
+                mid = _nan_to_num(mid_raw[t, m])
+                mid_prev = _nan_to_num(mid_raw[t - 1, m]) if t > 0 else mid
+                items = _leg_costs(x, x_prev[leg, p], liq, lpx[leg], mid, mid_prev, cash[t, m], fee, hs, taker_m[m],
+                                   mmr_used[leg], charged, rate, bar_h)  # fmt: skip
+                gross = abs(x) * mid
+                if leg == 0:
+                    for k in range(6):
+                        vals[1 + k] = items[k]
+                    vals[_TRADED], vals[_GROSS] = items[7], gross
+                else:
+                    for k in range(6):
+                        vals[1 + k] += items[k]
+                    vals[_TRADED] += items[7]
+                    vals[_GROSS] += gross
+                lfee[leg] = items[6]
+                bar_liq[leg, p], bar_px[leg, p], bar_fee[leg, p], bar_hs[leg, p], bar_x[leg, p] = (
+                    liq,
+                    lpx[leg],
+                    fee,
+                    hs,
+                    x,
+                )
+            basis, fund, borr, fees, slip, liqc = vals[1], vals[2], vals[3], vals[4], vals[5], vals[6]
             pnl = basis + fund - borr - fees - slip - liqc
-            mark = basis + fund - borr - liqc - lfee_a - lfee_b
-            gross = abs(xa) * mid_a + abs(xb) * mid_b
+            vals[_PNL] = pnl
+            vals[_MARK] = basis + fund - borr - liqc - lfee[0] - lfee[1]
             # per-bar sums in the vectorized engine's order: pairs within a block, then blocks
-            vals = (pnl, basis, fund, borr, fees, slip, liqc, tn_a + tn_b, gross, mark)
-            first_in_blk = p % step == 0
             for k in range(_N_SUMS):
-                blk[k] = vals[k] if first_in_blk else blk[k] + vals[k]
+                blk[k] = vals[k] if p % step == 0 else blk[k] + vals[k]
             if p % step == step - 1 or p == P - 1:
                 for k in range(_N_SUMS):
                     sums[k, t] = blk[k] if p < step else sums[k, t] + blk[k]
@@ -507,14 +491,13 @@ def _kernel(
             if A != 0:
                 in_market[t] = True
                 counts[1] += 1
-                if a_prev[p] != A:
+                if ap != A:
                     counts[0] += 1
             if liq_a or liq_b:
                 counts[2] += 1
             if stopped:
                 counts[3] += 1
             # why the position changed (records._reason_codes)
-            ap = a_prev[p]
             if liq_a or liq_b:
                 code = 6
             elif stopped:
@@ -532,10 +515,7 @@ def _kernel(
             else:
                 code = 0
             bar_code[p] = code
-            bar_fee[0, p] = fa
-            bar_fee[1, p] = fb
-            bar_hs[0, p] = ha
-            bar_hs[1, p] = hb
+            bar_trades[p] = liq_a or liq_b or bar_x[0, p] != x_prev[0, p] or bar_x[1, p] != x_prev[1, p]
             # positions (records.positions): a run of constant non-zero A
             cs_before = cs[p]
             cf_before = cf[p]
@@ -554,21 +534,14 @@ def _kernel(
                     why = 5
                 else:
                     why = 6
-                t0 = ep_t0[p]
-                pi[n_p, 0], pi[n_p, 1], pi[n_p, 2], pi[n_p, 3] = p, t0, t, t
-                pi[n_p, 4], pi[n_p, 5] = ap, why
-                pi[n_p, 6] = ep_src[p]
-                pf[n_p, 0], pf[n_p, 1], pf[n_p, 2] = ep_q[p], ep_ea[p], ep_eb[p]
-                pf[n_p, 3] = cs[p] - ep_cs[p]
-                pf[n_p, 4] = cf[p] - ep_cf[p]
-                pf[n_p, 5] = ep_unused[p]
+                _position_row(pi, pf, n_p, p, t, t, ap, why, ep_int, ep_f, cs[p], cf[p])
                 n_p += 1
             if A != 0 and ap != A:
-                ep_t0[p] = t
-                ep_q[p], ep_ea[p], ep_eb[p], ep_src[p] = q, e_a[p], e_b[p], src
-                ep_unused[p] = cpp * (1.0 - notional / even) if use_cap else 0.0
-                ep_cs[p] = cs_before if t > 0 else 0.0
-                ep_cf[p] = cf_before if t > 0 else 0.0
+                ep_int[p, 0], ep_int[p, 1] = t, src
+                ep_f[p, 0], ep_f[p, 1], ep_f[p, 2] = q, entry[0, p], entry[1, p]
+                ep_f[p, 3] = cs_before if t > 0 else 0.0
+                ep_f[p, 4] = cf_before if t > 0 else 0.0
+                ep_f[p, 5] = cpp * (1.0 - notional / even) if use_cap else 0.0
             # the per-cell arrays
             cells_i8[0, t, p] = A
             cells_i8[1, t, p] = H
@@ -578,11 +551,9 @@ def _kernel(
             cells_i8[5, t, p] = stopped
             cells_i8[6, t, p] = src
             q_out[t, p] = q
-            xa_out[t, p] = xa
-            xb_out[t, p] = xb
+            xa_out[t, p] = bar_x[0, p]
+            xb_out[t, p] = bar_x[1, p]
             pnl_out[t, p] = pnl
-            liq_px[0, p] = lpx_a
-            liq_px[1, p] = lpx_b
             if use_cap:
                 unused[t, p] = cpp * (1.0 - notional / even)
             # state for the next bar
@@ -590,46 +561,33 @@ def _kernel(
             h_prev[p] = H
             a_prev[p] = A
             seg_prev[p] = seg
-            xh_prev_a[p] = xh_a
-            xh_prev_b[p] = xh_b
         # this bar's trades, in (pair rank, leg) order: a liquidation close, then any other change of the leg
         for r in range(P):
             p = by_rank[r]
+            if not bar_trades[p]:
+                continue
             for leg in range(2):
-                x = xa_out[t, p] if leg == 0 else xb_out[t, p]
-                xp = xa_prev[p] if leg == 0 else xb_prev[p]
-                is_liq = cells_i8[3 + leg, t, p] != 0
-                m = ia[p] if leg == 0 else ib[p]
-                if is_liq:
-                    px = liq_px[leg, p]
-                    qty = -xp
+                x, xp, m = bar_x[leg, p], x_prev[leg, p], legs[leg, p]
+                if bar_liq[leg, p]:
+                    px = bar_px[leg, p]
                     ti[n_t, 0], ti[n_t, 1], ti[n_t, 2], ti[n_t, 3] = t, p, leg, 6
-                    tf[n_t, 0], tf[n_t, 1], tf[n_t, 2], tf[n_t, 3] = qty, px, abs(qty) * px * taker_m[m], 0.0
+                    tf[n_t, 0], tf[n_t, 1], tf[n_t, 2], tf[n_t, 3] = -xp, px, abs(-xp) * px * taker_m[m], 0.0
                     n_t += 1
-                dq = x if is_liq else x - xp
+                dq = x if bar_liq[leg, p] else x - xp
                 if dq != 0:
                     px = mid_raw[t, m]
                     traded_usd = abs(dq) * px
                     ti[n_t, 0], ti[n_t, 1], ti[n_t, 2] = t, p, leg
-                    ti[n_t, 3] = 2 if is_liq else bar_code[p]
+                    ti[n_t, 3] = 2 if bar_liq[leg, p] else bar_code[p]
                     tf[n_t, 0], tf[n_t, 1] = dq, px
                     tf[n_t, 2], tf[n_t, 3] = traded_usd * bar_fee[leg, p], traded_usd * bar_hs[leg, p]
                     n_t += 1
-        for p in range(P):
-            xa_prev[p] = xa_out[t, p]
-            xb_prev[p] = xb_out[t, p]
+        x_prev[:, :] = bar_x
     # positions still open after the last bar
     for p in range(P):
         if a_prev[p] != 0:
-            t0 = ep_t0[p]
-            pi[n_p, 0], pi[n_p, 1], pi[n_p, 2], pi[n_p, 3] = p, t0, -1, T - 1
-            pi[n_p, 4], pi[n_p, 5] = a_prev[p], 0
-            pi[n_p, 6] = ep_src[p]
-            pf[n_p, 0], pf[n_p, 1], pf[n_p, 2] = ep_q[p], ep_ea[p], ep_eb[p]
-            pf[n_p, 3] = cs[p] - ep_cs[p]
-            pf[n_p, 4] = cf[p] - ep_cf[p]
-            pf[n_p, 5] = ep_unused[p]
+            _position_row(pi, pf, n_p, p, -1, T - 1, a_prev[p], 0, ep_int, ep_f, cs[p], cf[p])
             n_p += 1
     last = np.empty((3, P))  # the last bar's entry prices and resize bar (the open book's)
-    last[0], last[1], last[2] = e_a, e_b, seg_prev
+    last[0], last[1], last[2] = entry[0], entry[1], seg_prev
     return unused, last, sums, in_market, counts, ti[:n_t], tf[:n_t], pi[:n_p], pf[:n_p]

@@ -73,7 +73,8 @@ def timestamps(ms: np.ndarray) -> pd.Series:
 # decodes integer codes into the same strings in C.
 def _decoded(codes: np.ndarray, names: Any) -> pa.Array:
     """names[codes] as an Arrow string column."""
-    dictionary = pa.array([str(n) for n in names], type=pa.string())
+    # large_string: what pandas' `str` columns hold, so to_pandas does not cast every row again
+    dictionary = pa.array([str(n) for n in names], type=pa.large_string())
     return pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int32)), dictionary).dictionary_decode()
 
 
@@ -274,8 +275,12 @@ def position_table(
     and capital left unused. Sorted by (pair, entry_ts)."""
     if len(p0) == 0:
         return pd.DataFrame(columns=POSITION_COLUMNS)
+    order = np.lexsort((t0, name_rank(pairs.names)[p0]))  # by (pair, entry_ts): numbers sorted, strings built sorted
+    p0, t0, t1, last, direction, units, entry_a, entry_b, pnl, funding, why, size_source, unused = (
+        np.asarray(c)[order]
+        for c in (p0, t0, t1, last, direction, units, entry_a, entry_b, pnl, funding, why, size_source, unused)
+    )
     closed = t1 >= 0
-    order = np.lexsort((t0, name_rank(pairs.names)[p0]))  # by (pair, entry_ts)
     table = pa.table(
         {
             "pair": _decoded(p0, pairs.names),
@@ -293,7 +298,7 @@ def position_table(
             "capital_unused_usd": unused,
         }
     )
-    return table.take(pa.array(order)).to_pandas()
+    return table.to_pandas()
 
 
 def sizes(sim: dict[str, Any], p0: np.ndarray, t0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
