@@ -43,7 +43,6 @@ import pandas as pd
 
 from .block import BLOCK_CELLS, Block, Legs, legs_of
 from .full_block import DETAIL, SIZED, simulate_full
-from .fused import run_fused
 from .grid_block import SWEEP_BLOCK_CELLS, simulate_grid
 from .metrics import drawdown, performance
 from .panel import Panel
@@ -298,6 +297,8 @@ class BacktestResult:
 def run_backtest(panel: Panel, pairs: PairSet, params: BacktestParams, strategy: str = "") -> BacktestResult:
     """One full-accounting backtest with its equity curve, trades, positions and metrics: the fused simulator
     (fused.py), whose figures equal the vectorized engine's (`simulate` with detail=True and records.py)."""
+    from .fused import run_fused  # here, not at the top: importing numba costs ~0.5 s that only backtests need
+
     T = pairs.signal.shape[0]
     rank = name_rank(pairs.names)
     run = run_fused(panel, pairs, params, T, rank)
