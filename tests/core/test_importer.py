@@ -614,6 +614,38 @@ def test_a_file_with_a_bad_number_leaves_the_files_read_with_it_read_together(tm
         assert _fields("funding", got.parts[(None, None)]).equals(_fields("funding", alone.parts[(None, None)]))
 
 
+def test_trades_agg_trades_and_book_tickers_read_together_parse_as_one_by_one(tmp_path: Path) -> None:
+    """Trades (ids rising, some sharing a millisecond), aggTrades and bookTicker archives, two days each, read
+    together as Arrow columns (their unread columns skipped) give each file parse_file's rows; a day of trades
+    whose ids are not rising is read alone, where parse_file sorts and drops."""
+    from fundarb_dagster.core.sources.replay import parse_file, parse_files
+
+    paths = []
+    for day in range(2):
+        t0 = T0 + day * 24 * HOUR
+        trades = [
+            [day * 100 + i, f"{42000 + i}.5", "0.01", "420", t0 + i // 2 * 1000, "true", "true"] for i in range(50)
+        ]
+        agg = [
+            [900 + day * 100 + i, "42010.0", "1.5", 1, 2, t0 + i * 700, "false" if i % 2 else "true"] for i in range(30)
+        ]
+        book = [
+            [7000 + i, f"{42000 + i}.1", "1.5", f"{42000 + i}.3", "0.5", t0 + i * 250, t0 + i * 250 + 2]
+            for i in range(40)
+        ]
+        paths.append(write_csv(tmp_path / f"BTCUSDT-trades-2024-01-0{day + 1}.csv", trades, None, [], False))
+        paths.append(write_csv(tmp_path / f"BTCUSDT-aggTrades-2024-01-0{day + 1}.csv", agg, None, [], day == 1))
+        paths.append(write_csv(tmp_path / f"BTCUSDT-bookTicker-2024-01-0{day + 1}.csv", book, None, [], False))
+    unordered = [[5 - i, "42000.0", "0.5", "21000", T0 + 2 * 24 * HOUR + i, "false", "true"] for i in range(6)]
+    paths.append(write_csv(tmp_path / "BTCUSDT-trades-2024-01-03.csv", unordered, None, [], False))
+    together = parse_files(paths)
+    assert [isinstance(got.parts[(None, None)], pa.Table) for got in together] == [True] * 6 + [False]
+    for path, got in zip(paths, together, strict=True):
+        alone = parse_file(path)
+        assert got.kind == alone.kind and got.rows == alone.rows and not got.reject_counts
+        assert _fields(got.stream, got.parts[(None, None)]).equals(_fields(got.stream, alone.parts[(None, None)]))
+
+
 def _fields(stream: str, rows: np.ndarray | pa.Table) -> pd.DataFrame:
     """Records or an Arrow table of a stream's record fields as one frame, to compare them."""
     if isinstance(rows, pa.Table):
