@@ -10,10 +10,10 @@ columns, no header) for spot symbols. Then, timing each part:
    (what the importer wrote before), extrapolated to the full size, and pandas file by file; and the floor
    below which the import cannot go on these cores: pyarrow's CSV reader on the same bytes in memory and the
    Parquet writer writing the same day files (`--no-floor` skips it);
-2. `fundarb backfill` (`backfill.backfill`): history_job (the same tables on daily partitions) over the whole
-   days before the newest landed day, then hourly_job (raw tables, bars, funding) and signals_job
-   (funding_spreads, opportunities, alerts) over the newest day, in month-long runs, each run's wall time
-   beside its steps' time (the difference is Dagster's own cost per run).
+2. `fundarb backfill` (`backfill.backfill`): history_job (the same tables on monthly partitions) over the months
+   up to the newest landed day, in runs of up to `HISTORY_RUN_MONTHS` months, then hourly_job (raw tables, bars,
+   funding) and signals_job (funding_spreads, opportunities, alerts) over the newest day, each run's wall time
+   beside its steps' time (the difference is Dagster's own cost per run), its event writes, the peak memory.
 
     python -m benchmarks.bench_history                    # 300 venue-symbols x 4 y funding, 20 x 1 y of 1m klines
     python -m benchmarks.bench_history --quick            # 3 x 4 symbols x 3 months, 2 x 14 days: a smoke run
@@ -410,13 +410,16 @@ def run(args: argparse.Namespace, work: Path) -> None:
         last[:] = now
         print(
             f"  {line}; Dagster's event writes {events_s:.1f} s ({events:,} events, of which {checks:,} check "
-            f"evaluations {checks_s:.1f} s)",
+            f"evaluations {checks_s:.1f} s); peak RSS so far {peak_rss_gb():.1f} GB; load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
 
     end = None
     if args.materialize_days:
         end = (datetime.fromtimestamp(START_MS / 1000, tz=UTC) + timedelta(days=args.materialize_days)).date()
+    from fundarb_dagster.defs.history import HISTORY_RUN_MONTHS
+
+    print(f"peak RSS after the import {peak_rss_gb():.1f} GB; history_job runs of up to {HISTORY_RUN_MONTHS} months")
     started = time.perf_counter()
     timings = backfill(data, end=end, jobs=() if args.history_only else DEFAULT_JOBS, progress=progress)
     wall = time.perf_counter() - started
@@ -433,12 +436,23 @@ def run(args: argparse.Namespace, work: Path) -> None:
         f"materialized {end or 'all'} of {funding_rows:,} funding rows and {kline_rows:,} 1m bars through "
         f"funding_spreads and the bar tables in {wall:.0f} s ({wall / 60:.1f} min; target for the funding history "
         f"<= 10 min): Dagster's event writes {writes:.0f} s ({events:,} events), the rest (the work and Dagster's "
-        f"planning) {wall - writes:.0f} s; load average {os.getloadavg()[0]:.1f} at the end"
+        f"planning) {wall - writes:.0f} s; peak RSS {peak_rss_gb():.1f} GB; load average {os.getloadavg()[0]:.1f} "
+        "at the end"
     )
+    if args.materialize_days:  # a part of the history: what the whole would take at this pace (linear in days)
+        scale = months * 30.44 / args.materialize_days
+        print(f"the whole {months} months at this pace: ~{wall * scale:.0f} s ({wall * scale / 60:.1f} min)")
     print(
         "Dagster's event writes by type: "
         + ", ".join(f"{kind} {counts[kind]:,} in {seconds:.1f} s" for kind, seconds in spent.most_common(6))
     )
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far (the runs are in process: `execute_in_process`)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # kB on Linux
 
 
 def time_dagster_events() -> tuple[Counter[str], Counter[str]]:

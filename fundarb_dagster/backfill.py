@@ -1,14 +1,15 @@
 """`fundarb backfill`: landed history (years of imports) materialized in one command, in bounded runs.
 
-The range is cut by day: the whole days before the newest landed day go to `history_job` (the hourly stage's
-tables, `funding_spreads` and the 8h/1d bars on daily partitions, `defs/history.py`) in runs of at most
-`HISTORY_RUN_DAYS` days; the newest day's hours go to the stage jobs of the live path (`defs/jobs.py`:
-`hourly_job` for the raw tables, bars and funding, then `signals_job` for `funding_spreads` and what follows)
-in runs of at most `MAX_RUN_PARTITIONS` hours, on hourly partitions as the sensors then continue them. With
-`hourly_only` the whole range goes the live path's way (what this command did before history partitions:
-24x Dagster's bookkeeping). All runs are on the data folder's Dagster instance: the UI shows each with its
-window, as it shows the sensors' runs. Nothing is split by hand, and no run is ever too large for Dagster's
-run storage (a run of ~32 k hourly keys fails in sqlite before any step starts).
+The range is cut at the newest landed day: the months holding the days before it go to `history_job` (the
+hourly stage's tables, `funding_spreads` and the 8h/1d bars on monthly partitions, `defs/history.py`) in runs
+of at most `HISTORY_RUN_MONTHS` months (the last month, still partial, is loaded as far as it has landed);
+the newest day's hours go to the stage jobs of the live path (`defs/jobs.py`: `hourly_job` for the raw tables,
+bars and funding, then `signals_job` for `funding_spreads` and what follows) in runs of at most
+`MAX_RUN_PARTITIONS` hours, on hourly partitions as the sensors then continue them. With `hourly_only` the
+whole range goes the live path's way (what this command did before history partitions: 720x Dagster's
+bookkeeping per month). All runs are on the data folder's Dagster instance: the UI shows each with its window,
+as it shows the sensors' runs. Nothing is split by hand, and no run is ever too large for Dagster's run
+storage (a run of ~32 k hourly keys fails in sqlite before any step starts).
 
 With the daemon up the landing sensor does the same by itself (month-long `hourly_job` runs, then the
 pipeline sensor's); this command is for a desk that loads its history before starting it, or without it.
@@ -76,11 +77,12 @@ def backfill(
     progress: Callable[[str], None] | None = print,
     hourly_only: bool = False,
 ) -> list[RunTiming]:
-    """Materialize [start, end) of the landed history (default: all of it): its whole days before the newest
-    landed day with `history_job` (month-long runs of daily partitions), the rest with `jobs` (stage jobs, in
-    the pipeline's order, month-long runs of hourly partitions); `hourly_only`: all of it with `jobs`. Returns
-    every run's timing; stops at the first failed run (later windows read what it would have written)."""
-    from .defs.history import HISTORY_JOB, HISTORY_RUN_DAYS
+    """Materialize [start, end) of the landed history (default: all of it): the months holding its days before
+    the newest landed day with `history_job` (runs of monthly partitions; whole months, so a `start` or `end`
+    inside a month loads all of it), the rest with `jobs` (stage jobs, in the pipeline's order, month-long runs
+    of hourly partitions); `hourly_only`: all of it with `jobs`. Returns every run's timing; stops at the first
+    failed run (later windows read what it would have written)."""
+    from .defs import history
     from .defs.jobs import STAGE_BY_JOB, STAGES
 
     data_dir = Path(data_dir).resolve()
@@ -101,17 +103,16 @@ def backfill(
     from dagster import DagsterInstance
 
     from .definitions import build_definitions
-    from .defs.partitions import MAX_RUN_PARTITIONS, partitions_start, split_span
+    from .defs.partitions import MAX_RUN_PARTITIONS, month_runs, partitions_start, split_span
 
     partitions = partitions_start(data_dir)
     lo = max(lo, partitions.start_ms)
     defs = build_definitions(partitions)
-    # history: whole days up to the newest landed day (the newest day stays hourly, as the live path goes on)
+    # history: the months holding the days before the newest landed day (that day stays hourly, as the live path
+    # goes on; its month is history too, loaded as far as it has landed, and its newest day again by the hour)
     cut = lo if hourly_only else max(lo, min(hi, (span[1] - 1) // DAY_MS * DAY_MS) // DAY_MS * DAY_MS)
-    # Each history run after the first starts a day early: the spreads of a run's last hours are paid by the
-    # settlements at the start of the next run's window (the hourly path runs signals_job after all of hourly_job).
-    pieces = split_span((lo, cut), HISTORY_RUN_DAYS * DAY_MS)
-    plan = [(HISTORY_JOB, "day", (s - DAY_MS if i else s, e)) for i, (s, e) in enumerate(pieces)]
+    pieces = month_runs((lo, cut), history.HISTORY_RUN_MONTHS) if cut > lo else []
+    plan = [(history.HISTORY_JOB, "month", piece) for piece in pieces]
     if hi > cut:
         for stage in [stage for stage in STAGES if stage.job in jobs]:
             first = max(cut - stage.look_back_h * HOUR_MS, partitions.start_ms)

@@ -170,10 +170,11 @@ def _add_backfill_command(commands: Any) -> None:
         "backfill",
         help="materialize landed history (imports) in bounded runs: raw tables, bars, funding, spreads",
         description="Materialize the landed history on the data folder's Dagster instance (the UI lists the runs), "
-        "printing each run's wall time beside its steps' time. The range is cut by day: the whole days before "
-        "the newest landed day run as history_job (the same tables on daily partitions, group history, runs of "
-        "at most 31 days); the newest day's hours run as the live path's stage jobs (--jobs, runs of at most a "
-        "month of hours), which the daemon's sensors then continue hour by hour.",
+        "printing each run's wall time beside its steps' time. The range is cut at the newest landed day: the "
+        "months holding the days before it run as history_job (the same tables on monthly partitions, group "
+        "history, runs of at most 12 months; --from/--to inside a month load all of it); the newest day's hours "
+        "run as the live path's stage jobs (--jobs, runs of at most a month of hours), which the daemon's sensors "
+        "then continue hour by hour.",
     )
     backfill.add_argument("--data-dir", default="data", help="data folder (default: data)")
     backfill.add_argument("--from", dest="start", help="first day, YYYY-MM-DD (default: the first landed day)")
@@ -183,12 +184,12 @@ def _add_backfill_command(commands: Any) -> None:
     backfill.add_argument(
         "--jobs",
         default="hourly_job,signals_job",
-        help="stage jobs for the hours after the history days, comma-separated (default: hourly_job,signals_job)",
+        help="stage jobs for the newest landed day's hours, comma-separated (default: hourly_job,signals_job)",
     )
     backfill.add_argument(
         "--hourly-only",
         action="store_true",
-        help="no history days: the whole range on hourly partitions (24x Dagster's bookkeeping per day)",
+        help="no history months: the whole range on hourly partitions (720x Dagster's bookkeeping per month)",
     )
 
 

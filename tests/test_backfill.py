@@ -14,23 +14,24 @@ from tests.core.binance_archives import write_csv
 
 HOUR = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
+T1 = T0 + 30 * 24 * HOUR  # 2024-01-31 00:00 UTC: history across a month's end
 DAYS = 2
 
 
-def _funding(folder: Path, name: str, interval_h: int, seed: int, days: int = DAYS) -> list[list]:
+def _funding(folder: Path, name: str, interval_h: int, seed: int, days: int = DAYS, t0: int = T0) -> list[list]:
     rng = np.random.default_rng(seed)
     rows = [[t + 7, interval_h, f"{rng.normal(1e-4, 5e-5) * interval_h / 8:.8f}"]
-            for t in range(T0, T0 + days * 24 * HOUR, interval_h * HOUR)]  # fmt: skip
+            for t in range(t0, t0 + days * 24 * HOUR, interval_h * HOUR)]  # fmt: skip
     write_csv(folder / f"{name}-fundingRate-2024-01.csv", rows, None, [], False)
     return rows
 
 
-def _klines(folder: Path, name: str, days: int = DAYS, seed: int = 3) -> list[list]:
+def _klines(folder: Path, name: str, days: int = DAYS, seed: int = 3, t0: int = T0) -> list[list]:
     rng = np.random.default_rng(seed)
     rows, price = [], 42_000.0
     for i in range(days * 1440):
         o, c = price, price * (1 + rng.normal(0, 5e-4))
-        t = T0 + i * 60_000
+        t = t0 + i * 60_000
         rows.append([t, f"{o:.2f}", f"{max(o, c) + 1:.2f}", f"{min(o, c) - 1:.2f}", f"{c:.2f}", "1.5", t + 59_999])
         price = c
     rows = [r + ["63000", 10, "0.7", "29400", 0] for r in rows]
@@ -93,14 +94,14 @@ def test_one_command_loads_imported_history_in_bounded_runs(tmp_path: Path, monk
         }
 
 
-def _import_history(tmp_path: Path, data: Path, days: int) -> None:
-    """Three venues' funding (8h, 1h), perp and spot 1m klines over `days` days, imported into `data`."""
+def _import_history(tmp_path: Path, data: Path, days: int, t0: int) -> None:
+    """Three venues' funding (8h, 1h, 4h), perp and spot 1m klines over `days` days from `t0`, imported."""
     if not (tmp_path / "files").exists():
-        _funding(tmp_path / "files" / "binance", "BTCUSDT", 8, 1, days)
-        _funding(tmp_path / "files" / "bybit", "BTCUSDT", 1, 2, days)
-        _funding(tmp_path / "files" / "okx", "BTCUSDT", 4, 4, days)
-        _klines(tmp_path / "files" / "binance", "BTCUSDT", days)
-        _klines(tmp_path / "files" / "spot", "BTCUSDT", days, seed=5)
+        _funding(tmp_path / "files" / "binance", "BTCUSDT", 8, 1, days, t0)
+        _funding(tmp_path / "files" / "bybit", "BTCUSDT", 1, 2, days, t0)
+        _funding(tmp_path / "files" / "okx", "BTCUSDT", 4, 4, days, t0)
+        _klines(tmp_path / "files" / "binance", "BTCUSDT", days, t0=t0)
+        _klines(tmp_path / "files" / "spot", "BTCUSDT", days, seed=5, t0=t0)
     for folder, exchange, symbol in (
         ("binance", "binance", "BTC/USDT:USDT"),
         ("bybit", "bybit", "BTC/USDT:USDT"),
@@ -134,39 +135,42 @@ def _differing_rows(con: duckdb.DuckDBPyConnection, name: str) -> int:
 
 
 @pytest.mark.slow
-def test_history_days_load_the_same_rows_as_hourly_partitions_with_fewer_events(
+def test_history_months_load_the_same_rows_as_hourly_partitions_with_fewer_events(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    """The same imports loaded twice: on hourly partitions only (the live path's way) and cut by day
-    (history_job for the days before the newest, a day per run so the runs' seams are crossed, then the newest
-    day hourly). Every table both made holds the same rows (an EXCEPT ALL both ways in DuckDB over the two
-    files); Dagster recorded a day of history as one partition per asset."""
+    """The same imports (2024-01-31 .. 2024-02-02: a month's end crossed) loaded twice: on hourly partitions
+    only (the live path's way) and by the month (history_job for the months up to the newest day, a month per
+    run so the runs' seam is crossed, each month partial: January holds one landed day, February's run loads
+    its first day and the newest day, which then loads again by the hour as the live path goes on). Every table
+    both made holds the same rows (a FULL JOIN on every column in DuckDB over the two files); Dagster recorded
+    a month of history as one partition per asset."""
     from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter, RunsFilter
 
     import fundarb_dagster.defs.history as history_module
 
     days = 3
     monkeypatch.delenv("FUNDARB_PARTITIONS_START", raising=False)
-    monkeypatch.setattr(history_module, "HISTORY_RUN_DAYS", 1)
-    hourly, daily = tmp_path / "hourly", tmp_path / "daily"
-    for data in (hourly, daily):
-        _import_history(tmp_path, data, days)
+    monkeypatch.setattr(history_module, "HISTORY_RUN_MONTHS", 1)
+    hourly, monthly = tmp_path / "hourly", tmp_path / "monthly"
+    for data in (hourly, monthly):
+        _import_history(tmp_path, data, days, T1)
     assert cli.main(["backfill", "--data-dir", str(hourly), "--hourly-only"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert not [line for line in out if line.startswith("history_job")]
-    assert cli.main(["backfill", "--data-dir", str(daily)]) == 0
+    assert cli.main(["backfill", "--data-dir", str(monthly)]) == 0
     out = capsys.readouterr().out.splitlines()
     history_runs = [line for line in out if line.startswith("history_job ")]
-    assert len(history_runs) == days - 1 and "(2 days)" in history_runs[1], history_runs  # a day early: the seam
+    assert [line.split(":")[0] for line in history_runs] == ["history_job 2024-01-01 00", "history_job 2024-02-01 00"]
+    assert all("(1 month)" in line for line in history_runs), history_runs
     assert [line.split()[1] for line in out if line.startswith(("hourly_job ", "signals_job "))] == [
-        "2024-01-03",
-        "2024-01-02",  # signals_job from 8 h before: the spreads the newest day's settlements pay
+        "2024-02-02",
+        "2024-02-01",  # signals_job from 8 h before: the spreads the newest day's settlements pay
     ]
 
     with duckdb.connect() as con:
         con.execute(f"ATTACH '{hourly / 'warehouse.duckdb'}' AS h (READ_ONLY)")
-        con.execute(f"ATTACH '{daily / 'warehouse.duckdb'}' AS d (READ_ONLY)")
-        tables, daily_tables = (
+        con.execute(f"ATTACH '{monthly / 'warehouse.duckdb'}' AS d (READ_ONLY)")
+        tables, monthly_tables = (
             {
                 r[0]
                 for r in con.execute(f"SELECT table_name FROM duckdb_tables() WHERE database_name = '{w}'").fetchall()
@@ -175,7 +179,7 @@ def test_history_days_load_the_same_rows_as_hourly_partitions_with_fewer_events(
         )
         compared = {}
         for name in sorted(set(tables) - WALL_CLOCK):
-            assert name in daily_tables, name
+            assert name in monthly_tables, name
             n_h, n_d = (con.execute(f"SELECT count(*) FROM {w}.{name}").fetchone()[0] for w in ("h", "d"))
             assert (n_h, _differing_rows(con, name)) == (n_d, 0), name
             compared[name] = n_h
@@ -189,12 +193,12 @@ def test_history_days_load_the_same_rows_as_hourly_partitions_with_fewer_events(
             runs = len(instance.get_run_records(RunsFilter(tags={"fundarb/trigger": "fundarb backfill"})))
             materialized = len(instance.get_event_records(EventRecordsFilter(DagsterEventType.ASSET_MATERIALIZATION)))
             hours = set(instance.get_materialized_partitions(AssetKey("raw_funding")))
-            history_days = set(instance.get_materialized_partitions(AssetKey(["history", "raw_funding"])))
-        return runs, materialized, hours, history_days
+            history_months = set(instance.get_materialized_partitions(AssetKey(["history", "raw_funding"])))
+        return runs, materialized, hours, history_months
 
-    runs_h, events_h, hours_h, days_h = events(hourly)
-    runs_d, events_d, hours_d, days_d = events(daily)
-    assert (len(hours_h), days_h) == (days * 24, set())
-    assert days_d == {"2024-01-01", "2024-01-02"} and hours_d == {f"2024-01-03-{h:02d}:00" for h in range(24)}
-    assert events_d < events_h / 2, (events_d, events_h)
-    print(f"hourly: {runs_h} runs, {events_h} materializations; by day: {runs_d} runs, {events_d} materializations")
+    runs_h, events_h, hours_h, months_h = events(hourly)
+    runs_m, events_m, hours_m, months_m = events(monthly)
+    assert (len(hours_h), months_h) == (days * 24, set())
+    assert months_m == {"2024-01-01", "2024-02-01"} and hours_m == {f"2024-02-02-{h:02d}:00" for h in range(24)}
+    assert events_m < events_h / 2, (events_m, events_h)
+    print(f"hourly: {runs_h} runs, {events_h} materializations; by month: {runs_m} runs, {events_m} materializations")

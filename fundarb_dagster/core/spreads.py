@@ -75,8 +75,8 @@ def _spread_settlements(rates: pd.DataFrame) -> pd.DataFrame:
     frame["funding_ts"] = pd.to_datetime(frame["funding_ts"]).astype("datetime64[us]")
     hours = np.maximum(np.rint(frame["interval_h"].to_numpy(dtype=float)), 1).astype(int)
     repeated = frame.loc[frame.index.repeat(hours)].copy()
-    # k = 1..n hours back from the settlement, per original row
-    k = np.concatenate([np.arange(1, n + 1) for n in hours]) if len(hours) else np.array([], dtype=int)
+    # k = 1..n hours back from the settlement, per original row (a running count restarted at each row's first)
+    k = np.arange(hours.sum()) - np.repeat(np.cumsum(hours) - hours, hours) + 1
     repeated["ts"] = (repeated["funding_ts"] - pd.to_timedelta(k, unit="h")).dt.floor("h")
     out = repeated.groupby(["exchange", "symbol", "ts"], as_index=False, sort=True)["rate_per_hour"].mean()
     return out
@@ -122,7 +122,7 @@ def funding_spreads(hourly: pd.DataFrame, basis_1h: pd.DataFrame | None = None) 
         return pd.DataFrame(columns=SPREAD_COLUMNS)
     frame = hourly.copy()
     frame["ts"] = pd.to_datetime(frame["ts"]).astype("datetime64[us]")
-    frame["underlying"] = [underlying_of(s) for s in frame["symbol"]]
+    frame["underlying"] = frame["symbol"].map({s: underlying_of(s) for s in frame["symbol"].unique()})
     if basis_1h is not None and not basis_1h.empty:
         b = basis_1h[["exchange", "symbol", "ts", "basis_bps"]].copy()
         b["ts"] = pd.to_datetime(b["ts"]).astype("datetime64[us]")
@@ -130,16 +130,18 @@ def funding_spreads(hourly: pd.DataFrame, basis_1h: pd.DataFrame | None = None) 
     else:
         frame["basis_bps"] = np.nan
     cols = ["exchange", "symbol", "ts", "rate_per_hour", "funding_apr", "is_predicted", "basis_bps"]
+    # Each (exchange, symbol) numbered in its tuple order: pairs compare and sort on integers, not strings.
+    perps = frame[["exchange", "symbol"]].drop_duplicates().sort_values(["exchange", "symbol"])
+    rank = pd.Series(np.arange(len(perps)), index=pd.MultiIndex.from_frame(perps))
+    frame["_rank"] = rank.reindex(pd.MultiIndex.from_frame(frame[["exchange", "symbol"]])).to_numpy()
+    cols = [*cols, "_rank"]
     a = frame[["underlying", *cols]].rename(columns={c: f"{c}_a" for c in cols if c != "ts"})
     b = frame[["underlying", *cols]].rename(columns={c: f"{c}_b" for c in cols if c != "ts"})
     pairs = a.merge(b, on=["underlying", "ts"], how="inner")
-    # "\x00" sorts before any symbol character, so the string order is the (exchange, symbol) tuple order.
-    key_a = pairs["exchange_a"] + "\x00" + pairs["symbol_a"]
-    key_b = pairs["exchange_b"] + "\x00" + pairs["symbol_b"]
-    pairs = pairs[(pairs["exchange_a"] != pairs["exchange_b"]) & (key_a < key_b)]
+    pairs = pairs[(pairs["exchange_a"] != pairs["exchange_b"]) & (pairs["_rank_a"] < pairs["_rank_b"])]
     pairs = pairs.assign(
         funding_spread_apr=(pairs["rate_per_hour_a"] - pairs["rate_per_hour_b"]) * HOURS_PER_YEAR,
         basis_spread_bps=pairs["basis_bps_a"] - pairs["basis_bps_b"],
     )
-    pairs = pairs.sort_values(["underlying", "exchange_a", "symbol_a", "exchange_b", "symbol_b", "ts"], kind="stable")
+    pairs = pairs.sort_values(["underlying", "_rank_a", "_rank_b", "ts"], kind="stable")
     return pairs[SPREAD_COLUMNS].reset_index(drop=True)

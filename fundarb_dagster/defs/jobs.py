@@ -121,7 +121,7 @@ STAGES: tuple[Stage, ...] = (
 )
 STAGE_BY_JOB = {stage.job: stage for stage in STAGES}
 
-# Imported history on daily partitions (`defs/history.py`): run by `fundarb backfill`, from the UI, and by the
+# Imported history on monthly partitions (`defs/history.py`): run by `fundarb backfill`, from the UI, and by the
 # landing sensor for imported whole days (the live path stays hourly).
 HISTORY_GROUP = "history"
 HISTORY_JOB = "history_job"
@@ -155,9 +155,9 @@ def build_jobs() -> list[Any]:
         define_asset_job(
             HISTORY_JOB,
             selection=AssetSelection.groups(HISTORY_GROUP),
-            description="Imported history a day per partition (the `history` group: the hourly stage's tables, "
-            "funding_spreads and the 8h/1d bars on daily partitions, in month-long runs): what `fundarb backfill` "
-            "runs for the whole days before the newest landed day.",
+            description="Imported history a month per partition (the `history` group: the hourly stage's tables, "
+            "funding_spreads and the 8h/1d bars on monthly partitions, in runs of up to 12 months; their checks "
+            "once per run): what `fundarb backfill` runs for the months up to the newest landed day.",
             tags={"fundarb/stage": HISTORY_JOB},
         )
     )

@@ -2,13 +2,14 @@
 sensors use.
 
 Every partitioned table is keyed by event time (UTC): an hourly partition holds the rows whose `ts` falls in
-that hour, whatever the time they arrived. The assets are declared on the templates `HOURLY` / `DAILY`;
-when the code location loads, `definitions.py` moves them onto the deployment's `Partitions` (same
-granularity, a start chosen by `partitions_start`), so the UI lists only hours that can hold data instead of
-years of "missing" partitions. Ranged runs span many keys in one run, at most `MAX_RUN_PARTITIONS` (a month of
-hours): a backfill of years from the UI is cut into bounded runs by Dagster (`BOUNDED_RUNS`), by the sensors
-and by `fundarb backfill` alike. A run of ~32 k hourly keys or more fails inside Dagster's sqlite run storage
-("too many SQL variables") before any step starts, and each partition costs bookkeeping per asset.
+that hour, whatever the time they arrived. The assets are declared on the templates `HOURLY` / `DAILY`
+(imported history's copies on `MONTHLY`, `defs/history.py`); when the code location loads, `definitions.py`
+moves them onto the deployment's `Partitions` (same granularity, a start chosen by `partitions_start`), so
+the UI lists only hours that can hold data instead of years of "missing" partitions. Ranged runs span many
+keys in one run, at most `MAX_RUN_PARTITIONS` (a month of hours): a backfill of years from the UI is cut into
+bounded runs by Dagster (`BOUNDED_RUNS`), by the sensors and by `fundarb backfill` alike. A run of ~32 k
+hourly keys or more fails inside Dagster's sqlite run storage ("too many SQL variables") before any step
+starts, and each partition costs bookkeeping per asset.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dagster import (
     BackfillPolicy,
     DailyPartitionsDefinition,
     HourlyPartitionsDefinition,
+    MonthlyPartitionsDefinition,
     PartitionsDefinition,
     StaticPartitionsDefinition,
 )
@@ -42,6 +44,8 @@ PARTITIONS_START_ENV: Final = "FUNDARB_PARTITIONS_START"
 TEMPLATE_START: Final = "2019-01-01"
 HOURLY = HourlyPartitionsDefinition(start_date=f"{TEMPLATE_START}-00:00", end_offset=1, timezone="UTC")
 DAILY = DailyPartitionsDefinition(start_date=TEMPLATE_START, end_offset=1, timezone="UTC")
+# Imported history's copies of the hourly stage (`defs/history.py`): a month per partition.
+MONTHLY = MonthlyPartitionsDefinition(start_date=TEMPLATE_START, end_offset=1, timezone="UTC")
 
 # A run covers at most a month of hours (or that many days): one SQL statement per asset per month of history,
 # never a run too large for the run storage.
@@ -51,8 +55,9 @@ BOUNDED_RUNS = BackfillPolicy.multi_run(max_partitions_per_run=MAX_RUN_PARTITION
 
 @dataclass(frozen=True)
 class Partitions:
-    """The deployment's hourly and daily partitions: both start at `start` (00:00 UTC) and include the
-    hour (or day) in progress (`end_offset=1`), so a live capture's current hour can load before it closes."""
+    """The deployment's hourly, daily and monthly partitions: they start at `start` (00:00 UTC; the monthly
+    ones on the first of its month, the month holding it) and include the hour (day, month) in progress
+    (`end_offset=1`), so a live capture's current hour can load before it closes."""
 
     start: date
     origin: str  # where the start came from, said in the UI and the logs
@@ -64,6 +69,10 @@ class Partitions:
     @property
     def daily(self) -> DailyPartitionsDefinition:
         return DailyPartitionsDefinition(start_date=f"{self.start:%Y-%m-%d}", end_offset=1, timezone="UTC")
+
+    @property
+    def monthly(self) -> MonthlyPartitionsDefinition:
+        return MonthlyPartitionsDefinition(start_date=f"{self.start:%Y-%m}-01", end_offset=1, timezone="UTC")
 
     @property
     def start_ms(self) -> int:
@@ -78,7 +87,9 @@ class Partitions:
             return self.hourly
         if template == DAILY:
             return self.daily
-        raise ValueError(f"partitions_def: {template} is neither the HOURLY nor the DAILY template")
+        if template == MONTHLY:
+            return self.monthly
+        raise ValueError(f"partitions_def: {template} is not the HOURLY, DAILY or MONTHLY template")
 
 
 # The deployment partitions equal to the templates: what tests load the code location on.
@@ -196,8 +207,39 @@ def day_key(ms: int) -> str:
     return f"{_utc(ms // DAY_MS * DAY_MS):%Y-%m-%d}"
 
 
+def month_key(ms: int) -> str:
+    """The monthly partition key of the month holding `ms` (`2026-11-01`)."""
+    return f"{_utc(ms):%Y-%m}-01"
+
+
+def month_ms(ms: int) -> int:
+    """The start (epoch ms) of the month holding `ms`."""
+    return key_ms(month_key(ms))
+
+
+def next_month_ms(ms: int) -> int:
+    """The start (epoch ms) of the month after the one holding `ms`."""
+    t = _utc(ms)
+    return key_ms(f"{t.year + (t.month == 12)}-{t.month % 12 + 1:02d}-01")
+
+
+def month_starts(span: Span) -> list[int]:
+    """The starts (epoch ms) of the months holding some of `span`."""
+    starts, t = [], month_ms(span[0])
+    while t < span[1]:
+        starts.append(t)
+        t = next_month_ms(t)
+    return starts
+
+
+def month_runs(span: Span, months: int) -> list[Span]:
+    """The whole months holding `span`, cut into consecutive runs of at most `months` months."""
+    starts = month_starts(span)
+    return [(starts[i], next_month_ms(starts[min(i + months, len(starts)) - 1])) for i in range(0, len(starts), months)]
+
+
 def key_ms(key: str) -> int:
-    """The start (epoch ms) of an hourly (`2026-11-01-13:00`) or daily (`2026-11-01`) partition key."""
+    """The start (epoch ms) of an hourly (`2026-11-01-13:00`), daily or monthly (`2026-11-01`) partition key."""
     fmt = "%Y-%m-%d-%H:%M" if len(key) > 10 else "%Y-%m-%d"
     return int(datetime.strptime(key, fmt).replace(tzinfo=UTC).timestamp() * 1000)
 

@@ -11,8 +11,9 @@ hour. A tick requests one such run, the earliest, and none past an hour still wa
 tick requests could start together); while an `hourly_job` run is queued or running the sensor waits (the next
 run carries what completed meanwhile), so hours load in order: bars carry the close of the hours before them.
 Imported history (days whose every hour holds only an import's day files, before the newest landed day) loads
-a month of days a run with `history_job` instead (`defs/history.py`, as `fundarb backfill` does), one run at a
-time and in order: hours after such days wait for them.
+by the month with `history_job` instead (`defs/history.py`, as `fundarb backfill` does: the months holding
+such days, up to `HISTORY_RUN_MONTHS` a run), one run at a time and in order: hours after such days wait for
+them, and so do the other hours of their months (the newest day's, a capture's), which then load by hour.
 
 pipeline_sensor: reads the successful runs of the stage jobs since its cursor (the event log's storage id),
 adds their windows to the pending windows of the stages that follow them, and requests a stage's pending
@@ -52,7 +53,7 @@ from ..core.schema import MARKET_STREAMS
 from ..core.tables import STREAM_TABLES
 from ..core.units import DAY_MS, HOUR_MS
 from .common.landing import hour_folders
-from .history import HISTORY_RUN_DAYS, history_key
+from .history import HISTORY_RUN_MONTHS, history_key
 from .jobs import HISTORY_JOB, STAGE_BY_JOB, STAGES, Stage
 from .partitions import (
     MAX_RUN_PARTITIONS,
@@ -63,6 +64,10 @@ from .partitions import (
     hour_key,
     key_ms,
     merge_spans,
+    month_key,
+    month_ms,
+    month_starts,
+    next_month_ms,
     split_span,
 )
 from .resources import DataDirResource
@@ -161,7 +166,8 @@ def evaluate_landing(
     history_days: bool = True,
 ) -> LandingTick:
     """The sensor's logic, pure enough to test: changed, complete hours -> ranged `hourly_job` requests, and
-    imported whole days -> a `history_job` run (`imported_days`, `order_loads`; `history_days=False`: hourly).
+    imported whole days -> a `history_job` run over their months (`imported_days`, `order_loads`;
+    `history_days=False`: hourly).
 
     `bounds`: [first, end) of the hourly partitions (ms); hours outside wait in the landing zone.
     `already_loaded`: on the very first tick (no cursor), hours whose raw partitions were materialized
@@ -207,7 +213,7 @@ def evaluate_landing(
         digests[hour_ms] = digest
     ready = sorted(digests)
     history = imported_days(ready, folders, clock) if history_days else []
-    hourly, days, later = order_loads(ready, history)
+    hourly, months, days, later = order_loads(ready, history)
     # One hourly_job run per tick, and none past an hour still waiting: hours load in order, and the runs one
     # tick requests can start together (the queue dequeues them in one pass, before the pool counts either).
     waiting_from = min((key_ms(k) for k in tick.cursor.waiting), default=None)
@@ -226,10 +232,8 @@ def evaluate_landing(
     tick.waiting = len(tick.cursor.waiting)
     if hourly:
         tick.requests.append(_landing_request("hourly_job", spans[0], "hour", digests))
-    if days:
-        # A run after earlier history starts a day early: its first settlements pay for that day's last hours.
-        first = days[0] - DAY_MS if hour_key(days[0] - HOUR_MS) in cursor.digests else days[0]
-        tick.requests.append(_landing_request(HISTORY_JOB, (first, days[-1] + DAY_MS), "day", digests))
+    if months:
+        tick.requests.append(_landing_request(HISTORY_JOB, months, "month", digests))
     # Forget hours untouched for long; a late file changes the folder's mtime and brings it back.
     horizon = newest_mtime - FORGET_AFTER_S
     for key in [k for k, m in tick.cursor.mtimes.items() if m < horizon]:
@@ -253,24 +257,32 @@ def imported_days(hours: Sequence[int], folders: Mapping[int, list[Path]], clock
     return out
 
 
-def order_loads(hours: Sequence[int], history: Sequence[int]) -> tuple[list[int], list[int], list[int]]:
-    """What loads now, in time order: (hours for hourly_job, days for one history_job run, hours that wait).
+def order_loads(hours: Sequence[int], history: Sequence[int]) -> tuple[list[int], Span | None, list[int], list[int]]:
+    """What loads now, in time order: (hours for hourly_job, the months of one history_job run, the history
+    days it loads, hours that wait).
 
-    Hours before the first history day load first and alone; else the first contiguous run of history days
-    (at most `HISTORY_RUN_DAYS`); everything after waits for the next tick (the in-flight check orders them)."""
+    Hours before the first history day's month load first and alone; else the first run of consecutive months
+    holding history days (at most `HISTORY_RUN_MONTHS`), whose every landed hour the run reads (a month's
+    window); the hours in them that are not history days (a capture's hours, the newest landed day) wait, and
+    load by hour after it, as the live path goes on. Everything after waits for the next tick (the in-flight
+    check orders them)."""
     if not history:
-        return list(hours), [], []
-    first = history[0]
+        return list(hours), None, [], []
+    first = month_ms(history[0])
     before = [h for h in hours if h < first]
     if before:
-        return before, [], [h for h in hours if h >= first]
-    days = [first]
-    for day in history[1:]:
-        if day != days[-1] + DAY_MS or len(days) == HISTORY_RUN_DAYS:
+        return before, None, [], [h for h in hours if h >= first]
+    months = [first]
+    for month in sorted({month_ms(day) for day in history}):
+        if month == months[-1]:
+            continue
+        if month != next_month_ms(months[-1]) or len(months) == HISTORY_RUN_MONTHS:
             break
-        days.append(day)
-    end = days[-1] + DAY_MS
-    return [], days, [h for h in hours if h >= end]
+        months.append(month)
+    end = next_month_ms(months[-1])
+    days = [day for day in history if day < end]
+    loaded = {h for day in days for h in range(day, day + DAY_MS, HOUR_MS)}
+    return [], (first, end), days, [h for h in hours if h not in loaded]
 
 
 def _landing_request(job: str, span: Span, unit: str, digests: Mapping[int, str]) -> RunRequest:
@@ -290,14 +302,15 @@ def build_landing_sensor(partitions: Partitions, hourly_job: Any, history_job: A
         description="Complete hours of landed files in landing/<stream>/date=/hour=/ -> one ranged hourly_job run "
         "of contiguous hours at a time, in order (run key: the range and a digest of its file sets). An hour is "
         f"complete when a later hour has landed or its folders have been quiet for {QUIET_S:g} s. Imported whole "
-        "days before the newest landed day: a history_job run of up to a month of days, one at a time.",
+        f"days before the newest landed day: a history_job run of their months (up to {HISTORY_RUN_MONTHS}), one "
+        "at a time.",
     )
     def landing_sensor(context: SensorEvaluationContext, data_dir: DataDirResource) -> SensorResult | SkipReason:
         cursor = LandingCursor.parse(context.cursor)
         if context.cursor and jobs_in_flight(context.instance, ["hourly_job", HISTORY_JOB]):
             # Hours load in order (bars carry earlier closes); the next run takes what completes meanwhile.
             return SkipReason("an hourly_job or history_job run is queued or running: complete hours wait for it")
-        already_loaded = None if context.cursor else loaded_hours(context.instance)
+        already_loaded = None if context.cursor else loaded_hours(context.instance, data_dir.path())
         tick = evaluate_landing(data_dir.path(), cursor, hourly_bounds(partitions), already_loaded=already_loaded)
         if tick.before_start:
             context.log.warning(
@@ -317,12 +330,26 @@ def build_landing_sensor(partitions: Partitions, hourly_job: Any, history_job: A
     return landing_sensor
 
 
-def loaded_hours(instance: Any) -> set[str]:
-    """The hour keys whose landed files are in the warehouse: raw_trades' hourly partitions and every hour of
-    the days history_job loaded (`fundarb backfill`, imported days)."""
+def loaded_hours(instance: Any, data_dir: Path) -> set[str]:
+    """The hour keys whose landed files are in the warehouse: raw_trades' hourly partitions, and the landed
+    hours of the months history_job loaded (`fundarb backfill`, imported days) whose folders have not changed
+    since (a month is materialized while still partial: what lands in it later is not loaded yet)."""
     loaded = set(instance.get_materialized_partitions(AssetKey("raw_trades")))
-    for day in instance.get_materialized_partitions(history_key("raw_trades")):
-        loaded.update(hour_key(key_ms(day) + h * HOUR_MS) for h in range(24))
+    months: dict[str, float] = {}  # month key -> when history/raw_trades was last materialized for it
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(history_key("raw_trades"), limit=1000, cursor=cursor)
+        for record in page.records:  # newest first
+            if record.partition_key:
+                months.setdefault(record.partition_key, record.timestamp)
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    if months:
+        newest: dict[int, float] = {}
+        for hour_ms, _, folder_mtime in hour_folders(data_dir, STREAMS):
+            newest[hour_ms] = max(newest.get(hour_ms, 0.0), folder_mtime)
+        loaded.update(hour_key(h) for h, m in newest.items() if m <= months.get(month_key(h), -1.0))
     return loaded
 
 
@@ -334,18 +361,24 @@ def hourly_bounds(partitions: Partitions) -> Span:
 
 # -- runs of a stage --------------------------------------------------------------------------------------
 def _range_label(span: Span, unit: str) -> str:
-    key = hour_key if unit == "hour" else day_key
-    step = HOUR_MS if unit == "hour" else DAY_MS
-    first, last = key(span[0]), key(span[1] - step)
+    first, last, _ = unit_keys(span, unit)
     return first if first == last else f"{first}...{last}"
+
+
+def unit_keys(span: Span, unit: str) -> tuple[str, str, int]:
+    """The first and last partition keys of `span` in hours, days or months, and how many keys it spans."""
+    if unit == "month":
+        first, last = month_key(span[0]), month_key(span[1] - 1)
+        n = sum(1 for _ in month_starts(span))
+        return first, last, n
+    step = HOUR_MS if unit == "hour" else DAY_MS
+    key = hour_key if unit == "hour" else day_key
+    return key(span[0]), key(span[1] - step), (span[1] - span[0]) // step
 
 
 def stage_request(job: str, span: Span, unit: str, run_key: str, tags: dict[str, str]) -> RunRequest:
     """A run of a partitioned stage job over a window: one partition, or a range (Dagster's range tags)."""
-    step = HOUR_MS if unit == "hour" else DAY_MS
-    key = hour_key if unit == "hour" else day_key
-    first, last = key(span[0]), key(span[1] - step)
-    n = (span[1] - span[0]) // step
+    first, last, n = unit_keys(span, unit)
     window = f"{_iso(span[0])} .. {_iso(span[1])} ({n} {unit}{'s' if n > 1 else ''})"
     tags = {**tags, "fundarb/window": window}
     # a run request's config replaces the job's: the stage's own (e.g. risk of the live book) goes with it
@@ -592,7 +625,7 @@ def pipeline_status(instance: Any, data_dir: Path, partitions: Partitions) -> Pi
         return PipelineStatus(False, 0, in_flight, False, [])
     bounds = hourly_bounds(partitions)
     landed = {hour_key(h) for h, _, _ in hour_folders(data_dir, STREAMS) if bounds[0] <= h < bounds[1]}
-    unloaded = len(landed - loaded_hours(instance))
+    unloaded = len(landed - loaded_hours(instance, data_dir))
     cursor = PipelineCursor.parse(pipeline.cursor)
     unread = bool(read_successes(instance, cursor.event_id, names, limit=1)[0])
     requests, _ = plan_stages(cursor, [], cursor.event_id, set(), bounds, first_landed=first_landed_hours(data_dir))

@@ -103,16 +103,16 @@ def test_jobs_sensors_schedules_and_resources_are_registered():
     assert {"duckdb", "data_dir", "source"} <= set(defs.resources)
 
 
-def test_history_job_loads_the_hourly_stage_tables_a_day_per_partition(monkeypatch, tmp_path):
+def test_history_job_loads_the_hourly_stage_tables_a_month_per_partition(monkeypatch, tmp_path):
     """history_job: the hourly stage's tables (and funding_spreads, the 8h/1d bars) again under history/, on
-    daily partitions at the deployment's start, with their checks (not the wall-clock freshness ones); the
-    live path's jobs keep their hourly partitions."""
+    monthly partitions from the month of the deployment's start, with their checks (not the wall-clock freshness
+    ones); the live path's jobs keep their hourly partitions."""
     from fundarb_dagster.definitions import defs
-    from fundarb_dagster.defs.history import HISTORY_TABLES
+    from fundarb_dagster.defs.history import HISTORY_RUN_MONTHS, HISTORY_TABLES
     from fundarb_dagster.defs.jobs import STAGE_BY_JOB
 
     monkeypatch.setenv("FUNDARB_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("FUNDARB_PARTITIONS_START", "2020-03-01")
+    monkeypatch.setenv("FUNDARB_PARTITIONS_START", "2020-03-15")
     loaded = defs()
     graph = loaded.resolve_asset_graph()
     job = loaded.resolve_job_def("history_job")
@@ -120,23 +120,30 @@ def test_history_job_loads_the_hourly_stage_tables_a_day_per_partition(monkeypat
     hourly_tables = set(STAGE_BY_JOB["hourly_job"].assets) - {"instruments", "leverage_tiers"}
     assert selected == {f"history/{name}" for name in HISTORY_TABLES}
     assert {f"history/{n}" for n in (*hourly_tables, "funding_spreads", "ohlcv_8h", "ohlcv_1d")} == selected
+    # the month holding the start is the first (its days before the start hold nothing the hours could load)
     assert job.partitions_def.get_first_partition_key() == "2020-03-01"
-    assert job.partitions_def.get_partition_keys_between_indexes(0, 2) == ["2020-03-01", "2020-03-02"]
+    assert job.partitions_def.get_partition_keys_between_indexes(0, 2) == ["2020-03-01", "2020-04-01"]
     for name in HISTORY_TABLES:
         copy, live = graph.get(AssetKey(["history", name])), graph.get(AssetKey(name))
-        assert copy.group_name == "history" and copy.backfill_policy.max_partitions_per_run == 31, name
+        assert copy.group_name == "history", name
+        assert copy.backfill_policy.max_partitions_per_run == HISTORY_RUN_MONTHS == 12, name
         assert copy.partitions_def == (None if live.partitions_def is None else job.partitions_def), name
         # lineage inside history: history/ohlcv_1m reads history/raw_trades, not the live raw_trades
         assert {k.to_user_string() for k in copy.parent_keys} <= {*selected, "funding_history"}, name
-    assert loaded.resolve_job_def("hourly_job").partitions_def.get_first_partition_key() == "2020-03-01-00:00"
+    assert loaded.resolve_job_def("hourly_job").partitions_def.get_first_partition_key() == "2020-03-15-00:00"
+    # a month's spreads read the settlements of the month before (its run recomputes that month's last hours)
+    spreads = graph.get(AssetKey(["history", "funding_spreads"]))
+    mapping = spreads.partition_mappings[AssetKey(["history", "funding_rates"])]
+    assert (mapping.start_offset, mapping.end_offset) == (-1, 0)
     history_checks = {
         (k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys if k.asset_key.path[0] == "history"
     }
     assert ("history/funding_intervals", "funding_intervals_has_no_overlaps") in history_checks
     assert ("history/ohlcv_1m", "ohlcv_1m_has_unique_keys") in history_checks
     assert not [c for c in history_checks if c[1].endswith("_is_fresh")]
+    # a history check is evaluated once per run over the run's months, not once per month
     check = AssetCheckKey(AssetKey(["history", "ohlcv_1m"]), "ohlcv_1m_has_unique_keys")
-    assert graph.get_check_spec(check).partitions_def == job.partitions_def
+    assert graph.get_check_spec(check).partitions_def is None and graph.get_check_spec(check).blocking
 
 
 def test_the_loaded_code_location_starts_its_partitions_at_the_setting_or_the_first_landed_day(tmp_path, monkeypatch):

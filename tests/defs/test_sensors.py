@@ -10,9 +10,10 @@ from datetime import date
 import pandas as pd
 from dagster import AssetKey, DagsterInstance, build_sensor_context
 
+from fundarb_dagster.core import landing
 from fundarb_dagster.core.units import DAY_MS, HOUR_MS
 from fundarb_dagster.defs.jobs import STAGE_BY_JOB, STAGES, build_jobs
-from fundarb_dagster.defs.partitions import Partitions, day_key, hour_key
+from fundarb_dagster.defs.partitions import Partitions, hour_key
 from fundarb_dagster.defs.resources import DataDirResource
 from fundarb_dagster.defs.sensors import (
     RANGE_END_TAG,
@@ -172,22 +173,27 @@ def test_the_sensor_targets_hourly_job_and_skips_an_empty_landing_zone(tmp_path)
     assert [(r.job_name, r.partition_key) for r in result.run_requests] == [("hourly_job", "2025-11-01-12:00")]
 
 
-def test_first_tick_skips_the_days_history_job_loaded(tmp_path):
-    """A warehouse loaded by `fundarb backfill` (history days, then hours) is not reloaded hour by hour when
-    the daemon starts: the days history_job materialized count as loaded, hours after them load as usual."""
+def test_first_tick_skips_the_hours_history_job_loaded(tmp_path):
+    """A warehouse loaded by `fundarb backfill` (history months, then hours) is not reloaded hour by hour when
+    the daemon starts: the hours of a month history_job materialized count as loaded if their files were there
+    when it ran (a month is loaded while still partial); later hours, in it or after it, load as usual."""
     from dagster import AssetMaterialization
 
     jobs = build_jobs()
     sensor = _landing_sensor(jobs)
-    for i, hour in enumerate((0, 1, 24, 25)):  # two hours on 2025-11-01, two on 2025-11-02
+    for i, hour in enumerate((0, 1)):  # two hours on 2025-11-01
         land_trades(tmp_path, _trades(H0 + hour * HOUR_MS), seq=i)
     instance = DagsterInstance.ephemeral()
     instance.report_runless_asset_event(
         AssetMaterialization(AssetKey(["history", "raw_trades"]), partition="2025-11-01")
     )
+    later = time.time() + 60
+    for i, hour in enumerate((2, 30 * 24)):  # an hour of the same month and one of December, landed after
+        land_trades(tmp_path, _trades(H0 + hour * HOUR_MS), seq=2 + i)
+        os.utime(landing.partition_dir(tmp_path, "trades", H0 + hour * HOUR_MS), (later, later))
     context = build_sensor_context(instance=instance, resources={"data_dir": DataDirResource(data_dir=str(tmp_path))})
     result = sensor(context)
-    assert [(r.job_name, r.partition_key) for r in result.run_requests] == [("hourly_job", "2025-11-02-12:00")]
+    assert [(r.job_name, r.partition_key) for r in result.run_requests] == [("hourly_job", "2025-11-01-14:00")]
 
 
 # -- pipeline_sensor ----------------------------------------------------------------------------------------
@@ -301,28 +307,33 @@ def test_every_asset_of_the_graph_runs_in_a_stage_and_only_refreshes_repeat_one(
     assert repeated == by_job["funding_job"] | {"risk_report", "risk_stress"}
 
 
-def test_imported_days_load_by_day_in_order_and_the_newest_day_by_hour(tmp_path, monkeypatch):
+def test_imported_days_load_by_the_month_in_order_and_the_newest_day_by_hour(tmp_path, monkeypatch):
     import fundarb_dagster.defs.sensors as sensors_module
     from tests.defs.raw.test_raw_assets import _import_funding
 
-    rows = _import_funding(tmp_path, 96)  # four days of hourly funding: four day files
-    day0 = rows[0][0] - 2
-    monkeypatch.setattr(sensors_module, "HISTORY_RUN_DAYS", 2)
+    day0 = H0 // DAY_MS * DAY_MS - 2 * DAY_MS  # 2025-10-30: two days of October, three of November
+    _import_funding(tmp_path, 5 * 24, day0)
+    monkeypatch.setattr(sensors_module, "HISTORY_RUN_MONTHS", 1)
     requests, cursor = _tick(tmp_path, None, later=True)
-    # the first two days (a run's most here) by day; the rest waits for them
-    assert [(r.job_name, _window(r)) for r in requests] == [("history_job", (day_key(day0), day_key(day0 + DAY_MS)))]
-    assert len(cursor.waiting) == 48
+    # October (a run's most here) by the month; November waits for it
+    assert [(r.job_name, _window(r)) for r in requests] == [("history_job", ("2025-10-01", "2025-10-01"))]
+    assert "month)" in requests[0].tags["fundarb/window"] and len(cursor.waiting) == 3 * 24
     requests, cursor = _tick(tmp_path, cursor, later=True)
-    # the third day, a day early (its first settlements pay for the day before's last hours); the newest day waits
-    assert [(r.job_name, _window(r)) for r in requests] == [
-        ("history_job", (day_key(day0 + DAY_MS), day_key(day0 + 2 * DAY_MS)))
-    ]
+    # November: the month holding its imported days before the newest landed day (still partial: loaded as far
+    # as it has landed); the newest day waits
+    assert [(r.job_name, _window(r)) for r in requests] == [("history_job", ("2025-11-01", "2025-11-01"))]
+    assert len(cursor.waiting) == 24
     requests, cursor = _tick(tmp_path, cursor, later=True)
     # the newest landed day goes the live path's way, hour by hour
     assert [(r.job_name, _window(r)) for r in requests] == [
-        ("hourly_job", (hour_key(day0 + 3 * DAY_MS), hour_key(day0 + 4 * DAY_MS - HOUR_MS)))
+        ("hourly_job", (hour_key(day0 + 4 * DAY_MS), hour_key(day0 + 5 * DAY_MS - HOUR_MS)))
     ]
     assert _tick(tmp_path, cursor, later=True)[0] == []  # loaded once
+    # a run holds up to HISTORY_RUN_MONTHS months: both in one
+    monkeypatch.setattr(sensors_module, "HISTORY_RUN_MONTHS", 12)
+    requests, cursor = _tick(tmp_path, None, later=True)
+    assert [(r.job_name, _window(r)) for r in requests] == [("history_job", ("2025-10-01", "2025-11-01"))]
+    assert "(2 months)" in requests[0].tags["fundarb/window"]
     # without history days (the old way) the same files are hourly runs
     requests = evaluate_landing(tmp_path, LandingCursor(), BOUNDS, now_s=time.time() + LATER, history_days=False)
     assert {r.job_name for r in requests.requests} == {"hourly_job"}
@@ -340,8 +351,9 @@ def test_captured_hours_and_the_hours_before_imported_days_load_first_by_hour(tm
         ("hourly_job", (hour_key(day0 - 2 * HOUR_MS), hour_key(day0 - 2 * HOUR_MS)))
     ]
     requests, cursor = _tick(tmp_path, cursor, later=True)
-    # only the first day is purely imported; the second holds a capture's hour folder: hour by hour after it
-    assert [(r.job_name, _window(r)) for r in requests] == [("history_job", (day_key(day0), day_key(day0)))]
+    # only the first day is purely imported (the second holds a capture's hour folder): its month, then the
+    # other hours of the month (the capture's day, the newest day) hour by hour after it
+    assert [(r.job_name, _window(r)) for r in requests] == [("history_job", ("2025-11-01", "2025-11-01"))]
     requests, cursor = _tick(tmp_path, cursor, later=True)
     assert [(r.job_name, _window(r)) for r in requests] == [
         ("hourly_job", (hour_key(day0 + DAY_MS), hour_key(day0 + 3 * DAY_MS - HOUR_MS)))

@@ -56,12 +56,17 @@ def window_check(**kwargs: Any) -> Callable[[Callable[..., AssetCheckResult]], A
 
 
 def evaluations_per_partition(context: AssetCheckExecutionContext, result: AssetCheckResult) -> Iterator[Any]:
-    """The check's result for each partition of a ranged run (then the step's output); else the result."""
+    """The check's result for each partition of a ranged run (then the step's output); else the result (a check
+    without partitions of its own in a ranged run: once, naming the run's window, as imported history's)."""
     if context.has_partition_key or not context.has_partition_key_range:
         yield result
         return
     check_key = context.check_specs[0].key
     keys = list(context.partition_keys)
+    if context.check_specs[0].partitions_def is None:
+        window = MetadataValue.text(f"{keys[0]} .. {keys[-1]} ({len(keys)} partitions)")
+        yield result._replace(metadata={**result.metadata, "window": window})
+        return
     latest = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=check_key.asset_key, asset_partitions=keys), limit=len(keys)
     ).records  # newest first: the first record of a partition is its latest materialization

@@ -58,7 +58,7 @@ def test_every_check_name_is_unique_and_says_which_table_it_checks():
     for key in keys:
         # `<table>_<property>`: the name starts with its table, so a list of names reads on its own
         assert key.name.startswith(key.asset_key.path[-1] + "_"), key
-    # history/<table> (daily partitions, defs/history.py) carries its table's own checks under the same names
+    # history/<table> (monthly partitions, defs/history.py) carries its table's own checks under the same names
     history = {(key.asset_key.path[-1], key.name) for key in keys if key.asset_key.path[0] == "history"}
     assert history and history <= {(key.asset_key.path[-1], key.name) for key in live}
 

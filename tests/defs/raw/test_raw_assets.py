@@ -137,12 +137,13 @@ def test_a_failed_blocking_check_stops_bad_trades_flowing_into_bars(tmp_path):
     assert np.isfinite(query(tmp_path, "SELECT sum(price) AS s FROM raw_trades")["s"][0])
 
 
-def _import_funding(tmp_path, hours: int) -> list[list]:
-    """A Binance fundingRate archive of hourly settlements from H0's day, imported: day files, not hour files."""
+def _import_funding(tmp_path, hours: int, day0: int | None = None) -> list[list]:
+    """A Binance fundingRate archive of hourly settlements from H0's day (or `day0`), imported: day files, not
+    hour files."""
     from fundarb_dagster.core.importer import import_files
     from tests.core.binance_archives import write_csv
 
-    day0 = H0 // (24 * HOUR_MS) * (24 * HOUR_MS)
+    day0 = H0 // (24 * HOUR_MS) * (24 * HOUR_MS) if day0 is None else day0
     rows = [[day0 + h * HOUR_MS + 2, 1, f"{(h % 7 - 3) * 1e-5:.8f}"] for h in range(hours)]
     path = write_csv(tmp_path / "in" / "BTCUSDT-fundingRate-2025-11.csv", rows, None, [], False)
     summary = import_files([path], tmp_path, exchange="binance", symbol="BTC/USDT:USDT", progress=None)
