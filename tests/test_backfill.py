@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import duckdb
@@ -202,3 +204,74 @@ def test_history_months_load_the_same_rows_as_hourly_partitions_with_fewer_event
     assert months_m == {"2024-01-01", "2024-02-01"} and hours_m == {f"2024-02-02-{h:02d}:00" for h in range(24)}
     assert events_m < events_h / 2, (events_m, events_h)
     print(f"hourly: {runs_h} runs, {events_h} materializations; by month: {runs_m} runs, {events_m} materializations")
+
+
+@pytest.mark.slow
+def test_a_backfill_of_history_months_launched_as_from_the_ui_runs_in_bounded_runs(tmp_path: Path, monkeypatch) -> None:
+    """A backfill of 13 months of `history/*` launched as the UI launches one (an asset backfill on the
+    instance, run by the daemon's backfill loop against the code location loaded in its own process): cut into
+    runs of at most HISTORY_RUN_MONTHS months by the backfill policy, each run succeeding, every landed
+    settlement in the warehouse."""
+    from dagster import AssetKey, DagsterRunStatus
+    from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+    from dagster._core.instance_for_test import instance_for_test
+    from dagster._core.test_utils import create_test_daemon_workspace_context
+    from dagster._core.workspace.load_target import ModuleTarget
+    from dagster._daemon.backfill import execute_backfill_iteration
+
+    from fundarb_dagster.defs.history import HISTORY_RUN_MONTHS
+
+    data = tmp_path / "data"
+    rows = _funding(tmp_path / "files", "BTCUSDT", 8, 1, days=396)  # 2024-01-01 .. 2025-01-31: 13 months
+    summary = import_files([tmp_path / "files"], data, exchange="binance", symbol="BTC/USDT:USDT", progress=None)
+    assert summary.ok
+    monkeypatch.setenv("FUNDARB_DATA_DIR", str(data))
+    monkeypatch.delenv("FUNDARB_PARTITIONS_START", raising=False)
+    months = [f"2024-{m:02d}-01" for m in range(1, 13)] + ["2025-01-01"]
+    (data / "dagster_home").mkdir()
+    target = ModuleTarget("fundarb_dagster.definitions", None, str(Path(__file__).parents[1]), "fundarb")
+    with (
+        instance_for_test(
+            temp_dir=str(data / "dagster_home"), synchronous_run_launcher=True, synchronous_run_coordinator=True
+        ) as instance,
+        create_test_daemon_workspace_context(target, instance) as context,
+    ):
+        graph = context.create_request_context().asset_graph
+        keys = [key for key in graph.get_all_asset_keys() if key.path[0] == "history"]
+        backfill = PartitionBackfill.from_asset_partitions(
+            backfill_id="history",
+            asset_graph=graph,
+            partition_names=months,
+            asset_selection=keys,
+            backfill_timestamp=time.time(),
+            tags={},
+            dynamic_partitions_store=instance,
+            all_partitions=False,
+            title=None,
+            description=None,
+            run_config=None,
+        )
+        instance.add_backfill(backfill)
+        for _ in range(200):
+            errors = [e for e in execute_backfill_iteration(context, logging.getLogger("backfill")) if e]
+            assert not errors, errors[0].to_string()
+            if instance.get_backfill("history").status != BulkActionStatus.REQUESTED:
+                break
+        runs = instance.get_runs()
+        assert instance.get_backfill("history").status == BulkActionStatus.COMPLETED_SUCCESS, [
+            (run.status, run.tags) for run in runs
+        ]
+        assert runs and all(run.status == DagsterRunStatus.SUCCESS for run in runs)
+        one = "dagster/partition"
+        first, last = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+        ranges = sorted(
+            (run.tags.get(first, run.tags.get(one)), run.tags.get(last, run.tags.get(one)))
+            for run in runs
+            if first in run.tags or one in run.tags  # not the run of the unpartitioned history/funding_intervals
+        )
+        # the policy's runs of at most HISTORY_RUN_MONTHS (12) months: a year, then the thirteenth month
+        assert HISTORY_RUN_MONTHS == 12 and ranges == [("2024-01-01", "2024-12-01"), ("2025-01-01", "2025-01-01")]
+        assert set(instance.get_materialized_partitions(AssetKey(["history", "raw_funding"]))) == set(months)
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw_funding").fetchone()[0] == len(rows)
+        assert con.execute("SELECT count(*) FROM funding_rates").fetchone()[0] == len(rows)

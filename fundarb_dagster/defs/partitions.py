@@ -185,12 +185,29 @@ def window_from_ms(start_ms: int, end_ms: int) -> Window:
 
 
 def partition_window(context: Any) -> Window:
-    """The run's event-time window: one partition or a whole range (`partition_time_window` spans it)."""
+    """The run's event-time window: one partition or a whole range (`partition_time_window` spans it). On
+    monthly partitions (imported history) only the landed part of the months: from the partitions' start to
+    the end of the newest landed hour, the hours the hourly path could load (a month still partial is not
+    filled beyond its data; the month holding the start begins before it)."""
     time_window = context.partition_time_window
-    return window_from_ms(
-        int(time_window.start.timestamp() * 1000),
-        int(time_window.end.timestamp() * 1000),
-    )
+    start_ms, end_ms = int(time_window.start.timestamp() * 1000), int(time_window.end.timestamp() * 1000)
+    assets_def = getattr(context, "assets_def", None)
+    if isinstance(getattr(assets_def, "partitions_def", None), MonthlyPartitionsDefinition):
+        first, end = landed_bounds()
+        start_ms, end_ms = max(start_ms, first), max(min(end_ms, end), max(start_ms, first) + HOUR_MS)
+    return window_from_ms(start_ms, end_ms)
+
+
+def landed_bounds(data_dir: Path | None = None) -> Span:
+    """[the partitions' start, the end of the newest landed hour) of the data folder (`FUNDARB_DATA_DIR`, as
+    `DataDirResource` resolves it, unless given)."""
+    from .common.landing import newest_landed_hour_ms
+    from .resources import resolve_data_dir
+
+    data_dir = resolve_data_dir() if data_dir is None else data_dir
+    newest = newest_landed_hour_ms(data_dir)
+    start = partitions_start(data_dir).start_ms
+    return start, (newest + HOUR_MS if newest is not None else start)
 
 
 # -- spans: the sensors' window algebra on epoch ms ---------------------------------------------------
