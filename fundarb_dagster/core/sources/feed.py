@@ -89,8 +89,6 @@ DEFAULT_STALE_TIMEOUT_S: dict[str, float] = {"trades": 60.0, "tickers": 60.0, "f
 # rebuilt from a new snapshot, and the stretch in between is a GAP (reason `sequence`).
 SEQUENCE_ERRORS: tuple[type[BaseException], ...] = (ccxt.InvalidNonce, ccxt.ChecksumError)
 FUNDING_MODES = (*FUNDING_CHANNELS, "poll")  # a venue's channel, or polling `fetch_funding_rate`
-# A watch call answered at once does not yield to the event loop: a stream yields every this many calls.
-YIELD_EVERY_CALLS = 8
 SETTLED_WAIT_MS = 3_600_000  # how long after a settlement its settled rate is asked for (venues publish late)
 SETTLED_MATCH_MS = 900_000  # a history row this near a named settlement is it (venues stamp with jitter)
 
@@ -134,7 +132,6 @@ class _Subscription:
     watched: asyncio.Task[Any] | None = None
     waiting_since: float = 0.0
     stale_cancel: bool = False
-    calls: int = 0  # watch calls made (a stream yields to the loop every YIELD_EVERY_CALLS)
 
 
 class Feed(RestHistory):
@@ -397,12 +394,11 @@ class Feed(RestHistory):
         stream is silent (exchange clock), which this turns into `_Stale`. No task per call: that cost ~13 us a
         call unpaced, ~35 us with `asyncio.wait`, more than ccxt's parse of a frame.
 
-        A call answered from what is already there returns without yielding to the loop: every
-        `YIELD_EVERY_CALLS` calls the stream yields once, so one busy stream never starves the others (nor the
-        job's own loop: its stop and hand-overs)."""
-        sub.calls += 1
-        if not sub.calls % YIELD_EVERY_CALLS:
-            await asyncio.sleep(0)
+        A call answered from what is already there returns without yielding to the loop, so each call first
+        yields once, as the task per call did: one busy stream never starves the others nor the job's own loop
+        (its hand-overs and stop). Yielding every 8 calls instead let the capture job at sim speed 4000 overrun
+        its stop bound at load ~10."""
+        await asyncio.sleep(0)
         if self._stale_timeout_ms(sub) is None:
             return await call()  # an unpaced recording: no watchdog
         task = asyncio.current_task()
