@@ -35,6 +35,10 @@ _N_SUMS = len(SUMS)
 _PNL, _BASIS, _FUNDING, _BORROW, _FEES, _SLIP, _LIQ, _TRADED, _GROSS, _MARK = range(_N_SUMS)
 # trade row columns: integers (bar, pair, leg 0/1, REASONS code) and floats (signed qty, price, fee, slippage)
 _TI, _TF = 4, 4
+# the rows preallocated per cell (a cell trades at most 4 times, 2 per leg, and starts at most one position): a
+# run with more is repeated with room for exactly as many
+TRADE_ROWS_PER_CELL = 0.5
+POSITION_ROWS_PER_CELL = 0.125
 # position row columns: integers (pair, entry bar, exit bar or -1, last bar, direction, exit code, size source)
 # and floats (units, entry price a, entry price b, pnl, funding, capital unused)
 _PI, _PF = 7, 6
@@ -90,11 +94,7 @@ def run_fused(panel: Panel, pairs: PairSet, params: Any, halt: int, rank: np.nda
     # pages, and freed blocks of this size are reused by the next run instead of faulted in page by page)
     cells_i8 = np.empty((7, T, P), np.int8)  # A, H, D, liq_a, liq_b, stopped, size_src
     cells_f = [np.empty((T, P)) for _ in range(4)]  # q, xa, xb, pnl
-    # trade and position rows at their upper bounds (a liquidation close and a change per leg and cell; a position
-    # per cell): only the pages written are touched, and arrays the loop never reassigns cost no reference counts
-    rows = [np.empty((4 * T * P, _TI), np.int64), np.empty((4 * T * P, _TF)), np.empty((T * P, _PI), np.int64),
-            np.empty((T * P, _PF))]  # fmt: skip
-    out = _kernel(
+    args = (
         np.ascontiguousarray(pairs.signal),
         pairs.leg_a,
         pairs.leg_b,
@@ -133,9 +133,18 @@ def run_fused(panel: Panel, pairs: PairSet, params: Any, halt: int, rank: np.nda
         int(step),
         cells_i8,
         *cells_f,
-        *rows,
     )
-    (unused, last, sums, in_market, counts, ti, tf, pi, pf) = out
+    # trade and position rows, preallocated (arrays the loop never reassigns cost no reference counts): a share of
+    # the cells; a run with more rows than that is run again with room for exactly as many
+    n_trades, n_positions = int(TRADE_ROWS_PER_CELL * T * P) + 16, int(POSITION_ROWS_PER_CELL * T * P) + 16
+    for _ in range(2):
+        rows = (np.empty((n_trades, _TI), np.int64), np.empty((n_trades, _TF)),
+                np.empty((n_positions, _PI), np.int64), np.empty((n_positions, _PF)))  # fmt: skip
+        (unused, last, sums, in_market, counts, n_t, n_p) = _kernel(*args, *rows)
+        if n_t <= n_trades and n_p <= n_positions:
+            break
+        n_trades, n_positions = max(n_t, n_trades), max(n_p, n_positions)
+    ti, tf, pi, pf = rows[0][:n_t], rows[1][:n_t], rows[2][:n_p], rows[3][:n_p]
     sim: dict[str, Any] = {}
     for k, name in enumerate(("A", "H", "D", "liq_a", "liq_b", "stopped", "size_src")):
         sim[name] = cells_i8[k][None].view(bool) if name in ("liq_a", "liq_b", "stopped") else cells_i8[k][None]
@@ -251,7 +260,10 @@ def _leg_costs(x: float, xp: float, liq: bool, liq_px: float, mid: float, mid_pr
 @numba.njit(cache=True, error_model="numpy")
 def _position_row(pi: np.ndarray, pf: np.ndarray, n: int, p: int, t1: int, last: int, direction: int, why: int,
                   ep_int: np.ndarray, ep_f: np.ndarray, cs: float, cf: float) -> None:  # fmt: skip
-    """Row n of the position rows: pair p's open episode (ep_int, ep_f), closed at t1 (-1: still open)."""
+    """Row n of the position rows: pair p's open episode (ep_int, ep_f), closed at t1 (-1: still open); nothing
+    past the rows' end (the run is repeated with room for every row)."""
+    if n >= pi.shape[0]:
+        return
     pi[n, 0], pi[n, 1], pi[n, 2], pi[n, 3] = p, ep_int[p, 0], t1, last
     pi[n, 4], pi[n, 5], pi[n, 6] = direction, why, ep_int[p, 1]
     pf[n, 0], pf[n, 1], pf[n, 2] = ep_f[p, 0], ep_f[p, 1], ep_f[p, 2]
@@ -570,17 +582,19 @@ def _kernel(
                 x, xp, m = bar_x[leg, p], x_prev[leg, p], legs[leg, p]
                 if bar_liq[leg, p]:
                     px = bar_px[leg, p]
-                    ti[n_t, 0], ti[n_t, 1], ti[n_t, 2], ti[n_t, 3] = t, p, leg, 6
-                    tf[n_t, 0], tf[n_t, 1], tf[n_t, 2], tf[n_t, 3] = -xp, px, abs(-xp) * px * taker_m[m], 0.0
+                    if n_t < ti.shape[0]:  # else counted only: the run is repeated with room for every row
+                        ti[n_t, 0], ti[n_t, 1], ti[n_t, 2], ti[n_t, 3] = t, p, leg, 6
+                        tf[n_t, 0], tf[n_t, 1], tf[n_t, 2], tf[n_t, 3] = -xp, px, abs(-xp) * px * taker_m[m], 0.0
                     n_t += 1
                 dq = x if bar_liq[leg, p] else x - xp
                 if dq != 0:
                     px = mid_raw[t, m]
                     traded_usd = abs(dq) * px
-                    ti[n_t, 0], ti[n_t, 1], ti[n_t, 2] = t, p, leg
-                    ti[n_t, 3] = 2 if bar_liq[leg, p] else bar_code[p]
-                    tf[n_t, 0], tf[n_t, 1] = dq, px
-                    tf[n_t, 2], tf[n_t, 3] = traded_usd * bar_fee[leg, p], traded_usd * bar_hs[leg, p]
+                    if n_t < ti.shape[0]:
+                        ti[n_t, 0], ti[n_t, 1], ti[n_t, 2] = t, p, leg
+                        ti[n_t, 3] = 2 if bar_liq[leg, p] else bar_code[p]
+                        tf[n_t, 0], tf[n_t, 1] = dq, px
+                        tf[n_t, 2], tf[n_t, 3] = traded_usd * bar_fee[leg, p], traded_usd * bar_hs[leg, p]
                     n_t += 1
         x_prev[:, :] = bar_x
     # positions still open after the last bar
@@ -590,4 +604,4 @@ def _kernel(
             n_p += 1
     last = np.empty((3, P))  # the last bar's entry prices and resize bar (the open book's)
     last[0], last[1], last[2] = entry[0], entry[1], seg_prev
-    return unused, last, sums, in_market, counts, ti[:n_t], tf[:n_t], pi[:n_p], pf[:n_p]
+    return unused, last, sums, in_market, counts, n_t, n_p

@@ -152,3 +152,18 @@ def test_many_pairs_add_up_in_the_vectorized_engines_blocks():
     pairs = get_strategy("perp_perp").pairs(panel, {})
     r = assert_same_backtest(panel, pairs, BacktestParams(leverage=10, stop_distance=0.02, rebalance_h=24))
     assert len(r.trades) > 100
+
+
+def test_a_run_with_more_rows_than_preallocated_is_repeated_with_room_for_all(monkeypatch):
+    """The loop preallocates a share of the cells for trade and position rows; past that it counts them and the run
+    is repeated with room for exactly as many: the same tables."""
+    from fundarb_dagster.core.backtest import fused
+
+    panel, pairs, params = random_case(4)
+    expected = run_backtest(panel, pairs, params)
+    assert len(expected.trades) > 16 and len(expected.positions) > 16
+    monkeypatch.setattr(fused, "TRADE_ROWS_PER_CELL", 0.0)
+    monkeypatch.setattr(fused, "POSITION_ROWS_PER_CELL", 0.0)
+    got = assert_same_backtest(panel, pairs, params)
+    pd.testing.assert_frame_equal(got.trades, expected.trades, check_exact=True)
+    pd.testing.assert_frame_equal(got.positions, expected.positions, check_exact=True)
