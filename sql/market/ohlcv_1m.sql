@@ -53,9 +53,12 @@ bounds AS (
         instrument_id, coalesce(s.exchange, p.exchange) AS exchange, coalesce(s.symbol, p.symbol) AS symbol,
         p.prev_close, p.prev_ms,
         CASE WHEN p.prev_ms IS NULL THEN s.first_ms ELSE $start_ms END AS from_ms,
-        least($end_ms, $now_ms) - 60000 AS to_ms
+        -- no minute past the horizon after the series' last real bar is kept: none is generated (a series
+        -- silent for a long window, e.g. months of history after a delisting, would be a grid of them)
+        least(least($end_ms, $now_ms) - 60000, coalesce(s.last_ms, p.prev_ms) + $horizon_ms) AS to_ms
     FROM (
-        SELECT instrument_id, any_value(exchange) AS exchange, any_value(symbol) AS symbol, min(bucket_ms) AS first_ms
+        SELECT instrument_id, any_value(exchange) AS exchange, any_value(symbol) AS symbol, min(bucket_ms) AS first_ms,
+            max(bucket_ms) AS last_ms
         FROM real_bars GROUP BY instrument_id
     ) AS s
     FULL OUTER JOIN previous AS p USING (instrument_id)
