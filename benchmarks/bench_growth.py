@@ -177,7 +177,8 @@ def carry_steps(data_dir: Path) -> dict[str, Callable[[dict], Any]]:
 
         def run(w: dict) -> Any:
             span = SimpleNamespace(start=w["start"].to_pydatetime(), end=w["end"].to_pydatetime())
-            return fn(SimpleNamespace(partition_time_window=span, log=log), duckdb=duckdb, **kwargs)
+            context = SimpleNamespace(partition_time_window=span, log=log, asset_key=asset.key, assets_def=asset)
+            return fn(context, duckdb=duckdb, **kwargs)
 
         return run
 
