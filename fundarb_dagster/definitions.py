@@ -77,7 +77,7 @@ CHECK_MODULES = [
 # As declared: on the template partitions (`HOURLY`, `DAILY`). Tests and `fundarb assets` use them as they are.
 all_assets = load_assets_from_modules(ASSET_MODULES)
 all_checks = load_asset_checks_from_modules(CHECK_MODULES)
-# Imported history: the hourly stage's assets again on daily partitions, under history/ (defs/history.py).
+# Imported history: the hourly stage's assets again on monthly partitions, under history/ (defs/history.py).
 history_assets = history.history_assets(all_assets)
 history_checks = history.history_checks(all_checks)
 
