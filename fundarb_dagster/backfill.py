@@ -60,7 +60,7 @@ class RunTiming:
 
 def landed_span(data_dir: Path) -> tuple[int, int] | None:
     """[first landed day's start, end of the newest landed hour) of the landing zone, or None when empty."""
-    from .defs.common.landing import newest_landed_hour_ms
+    from .core.landing import newest_landed_hour_ms
     from .defs.partitions import first_landed_day
 
     first, newest = first_landed_day(data_dir), newest_landed_hour_ms(data_dir)

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import schema
 from .units import DAY_MS, HOUR_MS
 
 TMP_PREFIX = ".tmp-"
@@ -203,6 +204,29 @@ def day_files(folder: Path) -> list[Path]:
     return sorted(
         Path(e.path) for e in entries if e.name.endswith(".parquet") and not e.name.startswith(".") and e.is_file()
     )
+
+
+def newest_landed_hour_ms(data_dir: Path) -> int | None:
+    """The start of the newest hour holding market data in the landing zone: the data's own clock. Lists
+    the newest day folder of each market stream only, so it does not grow with history (a day with day
+    files counts up to its last hour)."""
+    root = landing_root(data_dir)
+    newest = None
+    for stream in schema.MARKET_STREAMS:
+        days = sorted((root / stream).glob("date=*"), reverse=True)
+        for day in days[:1]:
+            hours = sorted(day.glob("hour=*"), reverse=True)
+            candidates = [f"{day.name[5:]} {hour.name[5:]}" for hour in hours[:1]]
+            if day_files(day):
+                candidates.append(f"{day.name[5:]} 23")
+            for text in candidates:
+                try:
+                    start = datetime.strptime(text, "%Y-%m-%d %H").replace(tzinfo=UTC)
+                except ValueError:
+                    continue
+                ms = int(start.timestamp() * 1000)
+                newest = ms if newest is None else max(newest, ms)
+    return newest
 
 
 def split_by_day(ts_ms: np.ndarray) -> Iterator[tuple[int, slice]]:

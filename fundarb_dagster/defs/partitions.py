@@ -32,7 +32,7 @@ from dagster import (
 )
 
 from ..core.config import ConfigError
-from ..core.landing import landing_root
+from ..core.landing import landing_root, newest_landed_hour_ms
 from ..core.units import DAY_MS, HOUR_MS
 
 # The one setting of the partitions' start (ISO date, UTC). Unset: the first day in the landing zone, else
@@ -201,7 +201,6 @@ def partition_window(context: Any) -> Window:
 def landed_bounds(data_dir: Path | None = None) -> Span:
     """[the partitions' start, the end of the newest landed hour) of the data folder (`FUNDARB_DATA_DIR`, as
     `DataDirResource` resolves it, unless given)."""
-    from .common.landing import newest_landed_hour_ms
     from .resources import resolve_data_dir
 
     data_dir = resolve_data_dir() if data_dir is None else data_dir

@@ -30,11 +30,11 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # n
 )
 from dagster_duckdb import DuckDBResource
 
+from ...core.landing import newest_landed_hour_ms
 from ...core.sql import check_identifier, table_exists
 from ...core.units import HOUR_MS, MINUTE_MS
 from ..partitions import Window, key_ms, partition_window
 from ..resources import POOL, DataDirResource, SourceConfigResource, warehouse_connection
-from .landing import newest_landed_hour_ms
 
 
 def window_check(**kwargs: Any) -> Callable[[Callable[..., AssetCheckResult]], AssetChecksDefinition]:

@@ -107,29 +107,6 @@ def hour_folders(data_dir: Path, streams: Iterable[str]) -> Iterator[tuple[int, 
                     continue
 
 
-def newest_landed_hour_ms(data_dir: Path) -> int | None:
-    """The start of the newest hour holding market data in the landing zone: the data's own clock. Lists
-    the newest day folder of each market stream only, so it does not grow with history (a day with day
-    files counts up to its last hour)."""
-    root = landing.landing_root(data_dir)
-    newest = None
-    for stream in schema.MARKET_STREAMS:
-        days = sorted((root / stream).glob("date=*"), reverse=True)
-        for day in days[:1]:
-            hours = sorted(day.glob("hour=*"), reverse=True)
-            candidates = [f"{day.name[5:]} {hour.name[5:]}" for hour in hours[:1]]
-            if landing.day_files(day):
-                candidates.append(f"{day.name[5:]} 23")
-            for text in candidates:
-                try:
-                    start = datetime.strptime(text, "%Y-%m-%d %H").replace(tzinfo=UTC)
-                except ValueError:
-                    continue
-                ms = int(start.timestamp() * 1000)
-                newest = ms if newest is None else max(newest, ms)
-    return newest
-
-
 def ensure_raw_tables(conn: Any, data_dir: Path, *names: str) -> None:
     """Create empty landed tables (raw, execution) with their real columns where no run has made them yet (a
     stream never landed). Downstream assets call this for every landed table they read, so a missing stream
