@@ -14,6 +14,7 @@ import pytest
 
 from fundarb_dagster.core.backtest import BacktestParams, get_strategy, run_backtest
 from fundarb_dagster.core.backtest.engine import GRID_FIELDS, BacktestResult, backtest_result, simulate
+from fundarb_dagster.core.backtest.fused import block_step
 from fundarb_dagster.core.backtest.panel import Panel, with_tiers
 from fundarb_dagster.core.backtest.records import positions, trades
 from fundarb_dagster.core.backtest.strategies import PairSet
@@ -148,8 +149,9 @@ def test_the_fixtures_give_the_vectorized_engines_tables(fixtures_dir, funding_p
 
 def test_many_pairs_add_up_in_the_vectorized_engines_blocks():
     """Enough bars that the vectorized engine sums pairs in several blocks: the equity still matches to the bit."""
-    panel = synthetic_panel(24 * 200, ("A", "B", "C", "D"), with_spot=False, seed=3)
+    panel = synthetic_panel(24 * 300, ("A", "B", "C", "D"), with_spot=False, seed=3)
     pairs = get_strategy("perp_perp").pairs(panel, {})
+    assert block_step(len(panel.ts_ms)) < len(pairs.names)  # more pairs than one block holds
     r = assert_same_backtest(panel, pairs, BacktestParams(leverage=10, stop_distance=0.02, rebalance_h=24))
     assert len(r.trades) > 100
 
