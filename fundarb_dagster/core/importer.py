@@ -133,8 +133,9 @@ def _files_under(folder: Path) -> list[Path]:
     for root, _, names in os.walk(folder):
         parts = Path(root).relative_to(folder).parts
         for name in names:
-            if os.path.splitext(name)[1].lower() in IMPORTED_SUFFIXES and os.path.isfile(os.path.join(root, name)):
-                found.append(([*parts, name], os.path.join(root, name)))
+            full = os.path.join(root, name)
+            if os.path.splitext(name)[1].lower() in IMPORTED_SUFFIXES and os.path.isfile(full):
+                found.append(([*parts, name], full))
     return [Path(full) for _, full in sorted(found)]
 
 

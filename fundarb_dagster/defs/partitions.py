@@ -194,7 +194,8 @@ def partition_window(context: Any) -> Window:
     assets_def = getattr(context, "assets_def", None)
     if isinstance(getattr(assets_def, "partitions_def", None), MonthlyPartitionsDefinition):
         first, end = landed_bounds()
-        start_ms, end_ms = max(start_ms, first), max(min(end_ms, end), max(start_ms, first) + HOUR_MS)
+        start_ms = max(start_ms, first)
+        end_ms = max(min(end_ms, end), start_ms + HOUR_MS)
     return window_from_ms(start_ms, end_ms)
 
 

@@ -347,7 +347,7 @@ def _kernel(
     x_prev = np.zeros((2, P))
     cs = np.zeros(P)  # running sums of the pair's PnL and funding (records.positions' cumsums)
     cf = np.zeros(P)
-    ep_int = np.zeros((P, 3), np.int64)  # the open episode: entry bar, size source
+    ep_int = np.zeros((P, 2), np.int64)  # the open episode: entry bar, size source
     ep_f = np.zeros((P, 6))  # and units, entry prices, PnL and funding sums before it, capital unused
     # this bar's per-pair values: per leg (liquidated, liquidation price, forfeited rate, fee, half-spread, x)
     brk = np.zeros(2, np.bool_)

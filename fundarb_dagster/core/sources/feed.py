@@ -413,7 +413,6 @@ class Feed(RestHistory):
         except asyncio.CancelledError:
             if not sub.stale_cancel:
                 raise
-            sub.stale_cancel = False
             if task is not None and task.uncancel() > 0:
                 raise  # cancelled by someone else too: that cancel wins
             raise _Stale() from None

@@ -471,7 +471,7 @@ def _finish(
     parsed.symbol_hint, parsed.market_type = hint, market_type
     dtype = schema.OHLCV if parsed.stream == "mark" else schema.dtype_of(parsed.stream)
     for key, pieces in collected.items():
-        # one piece: its records as they are (a file read with others: its slice of them, not a copy)
+        # one piece: its records as they are, not a copy
         joined = np.concatenate(pieces) if len(pieces) > 1 else np.zeros(0, dtype=dtype)
         records = pieces[0] if len(pieces) == 1 else joined
         records, dupes = _sort_dedupe(parsed.stream, records)
