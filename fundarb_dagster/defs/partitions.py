@@ -191,12 +191,18 @@ def partition_window(context: Any) -> Window:
     filled beyond its data; the month holding the start begins before it)."""
     time_window = context.partition_time_window
     start_ms, end_ms = int(time_window.start.timestamp() * 1000), int(time_window.end.timestamp() * 1000)
-    assets_def = getattr(context, "assets_def", None)
-    if isinstance(getattr(assets_def, "partitions_def", None), MonthlyPartitionsDefinition):
+    if isinstance(run_partitions_def(context), MonthlyPartitionsDefinition):
         first, end = landed_bounds()
         start_ms = max(start_ms, first)
         end_ms = max(min(end_ms, end), start_ms + HOUR_MS)
     return window_from_ms(start_ms, end_ms)
+
+
+def run_partitions_def(context: Any) -> PartitionsDefinition | None:
+    """The partitions definition the run's keys belong to (what `partition_time_window` reads them with). An
+    asset check's context has no `assets_def` of the asset it checks, and imported history's checks have no
+    partitions of their own (`history._run_checks`): the run's partitions decide for assets and checks alike."""
+    return context.get_step_execution_context().run_partitions_def
 
 
 def landed_bounds(data_dir: Path | None = None) -> Span:

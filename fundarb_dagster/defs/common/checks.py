@@ -43,12 +43,17 @@ def window_check(**kwargs: Any) -> Callable[[Callable[..., AssetCheckResult]], A
     Dagster (1.13) plans a ranged run's check once per partition but records an `AssetCheckResult` for
     no partition, so every partition of the range stays "planned" and the UI's Checks tab lists it as
     Skipped while the detail pane shows the result. Here the window's result is recorded for each partition
-    it covered (`evaluations_per_partition`); a one-partition run records it as Dagster does."""
+    it covered (`evaluations_per_partition`); a one-partition run records it as Dagster does. Its metadata names
+    the event-time window it looked at (`event_window`: on imported history's months, clamped to landed data)."""
 
     def decorate(fn: Callable[..., AssetCheckResult]) -> AssetChecksDefinition:
         @functools.wraps(fn)  # Dagster reads the parameters (context, resources) through __wrapped__
         def each_partition(context: AssetCheckExecutionContext, *args: Any, **resources: Any) -> Iterator[Any]:
-            yield from evaluations_per_partition(context, fn(context, *args, **resources))
+            result = fn(context, *args, **resources)
+            window = check_window(context)
+            if window is not None:
+                result = result._replace(metadata={**result.metadata, "event_window": MetadataValue.text(str(window))})
+            yield from evaluations_per_partition(context, result)
 
         return asset_check(**kwargs)(each_partition)
 

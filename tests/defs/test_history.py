@@ -1,0 +1,70 @@
+"""Imported history's copies on monthly partitions, materialized for real: the windows their steps and checks use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterInstance, materialize
+
+from fundarb_dagster.core.importer import import_files
+from fundarb_dagster.defs.history import history_assets, history_checks
+from fundarb_dagster.defs.raw import assets as raw_assets
+from fundarb_dagster.defs.raw import checks as raw_checks
+from tests.core.binance_archives import write_csv
+from tests.defs.raw.landing_fixtures import RANGE_END, RANGE_START, resources
+
+HOUR = 3_600_000
+JAN_31 = 1_706_659_200_000  # 2024-01-31 00:00 UTC: the history starts on a month's last day
+SETTLEMENTS = [JAN_31 + h * HOUR for h in range(0, 32, 8)]  # 01-31 00, 08, 16 and 02-01 00
+
+
+@pytest.fixture
+def history_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Two days of one 8h venue's funding imported (day files: 2024-01-31 and 2024-02-01), nothing else."""
+    rows = [[t + 7, 8, "0.00010000"] for t in SETTLEMENTS]
+    write_csv(tmp_path / "files" / "BTCUSDT-fundingRate-2024-01.csv", rows, None, [], False)
+    data = tmp_path / "data"
+    summary = import_files([tmp_path / "files"], data, exchange="binance", symbol="BTC/USDT:USDT", progress=None)
+    assert summary.ok, summary
+    monkeypatch.setenv("FUNDARB_DATA_DIR", str(data))  # where the monthly windows' landed bounds are read
+    monkeypatch.delenv("FUNDARB_PARTITIONS_START", raising=False)  # the start: the first landed day
+    return data
+
+
+def _raw_funding_history() -> list:
+    assets = history_assets([raw_assets.raw_funding])
+    of_funding = [c for c in raw_checks.CHECKS if AssetKey("raw_funding") in {k.asset_key for k in c.check_keys}]
+    checks = history_checks(of_funding)
+    assert checks, "raw_funding has checks to copy"
+    return [*assets, *checks]
+
+
+def _windows(result: object) -> tuple[list[str], list[str]]:
+    """The event windows the run's materializations and check evaluations name in their metadata."""
+    materialized = [m.metadata["window"].value for m in result.asset_materializations_for_node("raw_funding")]
+    checked = [e.metadata["event_window"].value for e in result.get_asset_check_evaluations()]
+    return materialized, checked
+
+
+def test_history_checks_look_at_the_window_clamped_to_landed_data(history_dir: Path) -> None:
+    """A history month that is partial (the first month starts on its last day, the newest ends with its day
+    files' day) is loaded over the landed part only, and its checks look at that same window, not the whole
+    month: an asset check's context has no `assets_def` to tell monthly partitions by."""
+    defs = _raw_funding_history()
+    january = materialize(defs, resources=resources(history_dir), partition_key="2024-01-01")
+    assert january.success
+    assert _windows(january) == (["[2024-01-31 00:00, 2024-02-01 00:00)"], ["[2024-01-31 00:00, 2024-02-01 00:00)"])
+    february = materialize(defs, resources=resources(history_dir), partition_key="2024-02-01")
+    assert _windows(february) == (["[2024-02-01 00:00, 2024-02-02 00:00)"], ["[2024-02-01 00:00, 2024-02-02 00:00)"])
+    # both months in one ranged run (as history_job runs them): one evaluation over the run's landed window
+    both = materialize(
+        defs,
+        resources=resources(history_dir),
+        tags={RANGE_START: "2024-01-01", RANGE_END: "2024-02-01"},
+        instance=DagsterInstance.ephemeral(),
+    )
+    run_window = "[2024-01-31 00:00, 2024-02-02 00:00)"
+    assert _windows(both) == ([run_window, run_window], [run_window])  # a materialization per month
+    checked = both.get_asset_check_evaluations()[0]
+    assert checked.passed and checked.metadata["rows_checked"].value == len(SETTLEMENTS)
