@@ -40,6 +40,18 @@ def test_records_survive_the_arrow_round_trip(stream: str) -> None:
         np.testing.assert_array_equal(back[name], records[name], err_msg=name)
 
 
+@pytest.mark.parametrize("stream", ["trades", "order_book"])
+def test_records_spanning_several_gather_blocks_survive_the_arrow_round_trip(stream: str) -> None:
+    # to_arrow copies fields a block of rows at a time: a partial last block and every field must come through
+    n = 2 * schema.GATHER_BLOCK_ROWS + 13
+    records = filled(stream, n, seed=5)
+    table = schema.to_arrow(stream, records, NAMES, dictionary_strings=True)
+    for name in schema.public_fields(stream):
+        column = table.column(name).to_numpy(zero_copy_only=False)
+        expected = records[name]
+        np.testing.assert_array_equal(np.stack(column) if expected.ndim == 2 else column, expected, err_msg=name)
+
+
 @pytest.mark.parametrize("stream", list(schema.INSTRUMENT_STREAMS))
 def test_instrument_streams_carry_exchange_and_symbol_names(stream: str) -> None:
     records = filled(stream, 50)
