@@ -139,10 +139,16 @@ def _encodings(schema: pa.Schema, *, plain_floats: bool = False) -> dict[str, ob
     the file: every landed type round-trips through Parquet's own logical types, and dictionary-typed string
     columns (`schema.to_arrow(..., dictionary_strings=True)`) then read back as the plain strings of the
     stream's schema.
+
+    Column statistics (min/max, nulls) are written for what queries select rows by (times, ids, venue and
+    symbol names), not for floats: no query selects rows by a price or a rate, and the writer's CPU for 1 M
+    trades falls by ~7 % without them (measured 2026-12-07).
     """
-    dictionary, delta = [], {}
+    dictionary, delta, stats = [], {}, []
     for field in schema:
         kind = field.type
+        if not pa.types.is_floating(kind):
+            stats.append(field.name)
         if (
             pa.types.is_dictionary(kind)
             or pa.types.is_string(kind)
@@ -152,7 +158,7 @@ def _encodings(schema: pa.Schema, *, plain_floats: bool = False) -> dict[str, ob
             dictionary.append(field.name)
         elif pa.types.is_int64(kind):
             delta[field.name] = "DELTA_BINARY_PACKED"
-    return {"use_dictionary": dictionary, "column_encoding": delta, "store_schema": False}
+    return {"use_dictionary": dictionary, "column_encoding": delta, "write_statistics": stats, "store_schema": False}
 
 
 def fsync_dir(directory: Path) -> None:

@@ -67,6 +67,16 @@ def test_write_stream_writes_one_file_per_hour_with_the_right_rows(tmp_path: Pat
     assert pq.read_table(paths[0]).schema == schema.arrow_schema("trades")
 
 
+def test_landed_files_keep_statistics_for_times_ids_and_names_not_for_floats(tmp_path: Path) -> None:
+    # DuckDB skips row groups by time, instrument and names; no query selects by a price, so floats carry none
+    path = landing.write_parquet_atomic(trades_table(T0 + np.arange(100)), tmp_path / "t.parquet")
+    row_group = pq.ParquetFile(path).metadata.row_group(0)
+    columns = {row_group.column(i).path_in_schema: row_group.column(i) for i in range(row_group.num_columns)}
+    assert columns["ts_ms"].statistics.min == T0 and columns["ts_ms"].statistics.max == T0 + 99
+    assert columns["instrument_id"].is_stats_set and columns["symbol"].is_stats_set
+    assert not columns["price"].is_stats_set and not columns["amount"].is_stats_set
+
+
 def test_duckdb_reads_the_landing_layout_with_hive_partitioning(tmp_path: Path) -> None:
     ts = T0 + np.arange(0, 3 * HOUR, 600_000)  # 18 rows over 3 hours
     landing.write_stream(tmp_path, "trades", trades_table(ts), "w", 0)
