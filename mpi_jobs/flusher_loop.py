@@ -231,6 +231,7 @@ class FlusherLoop:
                 + f" | flush median/max {lat_txt} | drops {drops} waits {int(rows['waits'].sum())}"
                 + f" | events {dict(sorted(events.items()))}"
                 + (f" | frames used {self.frames['used']} unused {self.frames['unused']}" if replayed else "")
+                + self._stop_note()
             )
         fill = float(rows["ring_fill_pct"].max()) if len(rows) else 0.0
         rates = " ".join(f"{s} {r:,.0f}/s" for s, r in per_stream.items())
@@ -291,6 +292,13 @@ class FlusherLoop:
                 backoff.reset()
             else:
                 backoff.pause()
+
+    def _stop_note(self) -> str:
+        """How long the stop took on this rank's clock, against its bound: what an operator (and the shutdown test,
+        whatever mpiexec and the processes' exit add on a loaded machine) checks the bound with."""
+        if self.stop_at is None:
+            return ""
+        return f" | stopped in {time.monotonic() - self.stop_at:.1f} s (bound {self.shutdown_timeout_s:g} s)"
 
     def _remote_wait_s(self) -> float:
         """A forwarding host stops like a watcher, then sends what it holds: one flush interval more."""

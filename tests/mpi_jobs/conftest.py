@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,53 @@ def start_job(config: Path, ranks: int, env: dict[str, str] | None = None) -> su
         env=env or _env(),
         start_new_session=True,
     )
+
+
+# How long a job run until enough has landed may take: start-up (imports, markets, rings) is most of it on a
+# loaded machine (seconds at load 10-14), so this only bounds a job that never lands enough.
+ENOUGH_TIMEOUT_S = 180.0
+
+
+def landed_so_far(data_dir: Path, stream: str, columns: list[str]) -> pd.DataFrame:
+    """`columns` of every file of a stream landed so far, read while the job runs (files land by an atomic
+    rename, so each listed file is whole)."""
+    files = sorted((data_dir / "landing" / stream).glob("date=*/hour=*/*.parquet"))
+    frames = [pq.read_table(path, columns=columns).to_pandas() for path in files]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def run_until(
+    config: Path,
+    ranks: int,
+    enough: Callable[[Path], bool],
+    timeout: float = ENOUGH_TIMEOUT_S,
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """The job run until `enough(data_dir)` holds on what has landed, then stopped by SIGTERM (drained, every
+    emitted record landed): a test that needs N records waits for them, where a fixed `--duration` counts its
+    seconds from before the watchers are ready and lands fewer the busier the machine. `timeout` bounds a job
+    that never lands enough (the test then fails). `command`: what starts the job (default: mpiexec itself), e.g.
+    the launcher, which forwards the signal."""
+    data_dir = load_config(config).data_dir
+    out, err = config.with_suffix(".stdout"), config.with_suffix(".stderr")
+    with out.open("w") as stdout, err.open("w") as stderr:  # files, not pipes: nothing blocks the job's prints
+        proc = subprocess.Popen(
+            command or job_command(config, ranks), cwd=REPO, stdout=stdout, stderr=stderr, text=True, env=env or _env(),
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + timeout
+            while proc.poll() is None and not enough(Path(data_dir)):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"not enough landed in {timeout:g} s:\n{err.read_text()[-3000:]}")
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)  # to mpiexec (or the launcher), which forwards it to every rank
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out.read_text(), err.read_text())
 
 
 @dataclass

@@ -25,7 +25,9 @@ from .conftest import (
     assert_trades_match_the_sim,
     job_command,
     landed,
+    landed_so_far,
     run_job,
+    run_until,
     source_counts,
     start_job,
     summed,
@@ -256,7 +258,12 @@ def test_sim_order_books_land_sampled_as_the_simulator_serves_them(tmp_path: Pat
         exchanges=[{"id": "okx", "symbols": ["BTC/USDT:USDT", "ETH/USDT"], "streams": ["order_book"]}],
         capture={"flush_interval_s": 0.5, "stats_interval_s": 1.0, "book_interval_s": 5.0, "book_levels": 20},
     )
-    proc = run_job(config, 2, duration=3)
+
+    def enough(data: Path) -> bool:
+        books = landed_so_far(data, "order_book", ["symbol"])["symbol"].value_counts()
+        return len(books) == 2 and books.min() >= 10
+
+    proc = run_until(config, 2, enough)
     assert proc.returncode == 0, proc.stderr[-3000:]
     books = landed(tmp_path / "data", "order_book")
     assert books is not None and set(books["symbol"]) == {"BTC/USDT:USDT", "ETH/USDT"}
@@ -288,7 +295,13 @@ def test_sim_books_are_repaired_after_a_broken_sequence_and_polled_where_no_book
         capture={"flush_interval_s": 0.5, "stats_interval_s": 1.0, "book_interval_s": 5.0,
                  "order_book_rest_interval_s": 30.0},
     )  # fmt: skip
-    proc = run_job(config, 2, duration=3)
+
+    def enough(data: Path) -> bool:
+        books = landed_so_far(data, "order_book", ["symbol", "from_rest"])
+        okx, bybit = books[books["symbol"] == "BTC/USDT:USDT"], books[books["symbol"] == "ETH/USDT:USDT"]
+        return (okx["from_rest"] == 1).sum() >= 2 and (okx["from_rest"] == 0).sum() >= 10 and len(bybit) >= 4
+
+    proc = run_until(config, 2, enough)
     assert proc.returncode == 0, proc.stderr[-3000:]
     books = landed(tmp_path / "data", "order_book")
     okx, bybit = books[books["symbol"] == "BTC/USDT:USDT"], books[books["symbol"] == "ETH/USDT:USDT"]
@@ -334,12 +347,18 @@ def test_sim_open_interest_and_liquidations_land_exactly_as_the_simulator_emitte
         sim={"seed": 7, "speed": 3600},
         capture={"flush_interval_s": 0.5, "stats_interval_s": 1.0, "open_interest_interval_s": 60.0},
     )
-    proc = run_job(config, 3, duration=4)
+    perps = {"BTC/USDT:USDT": "bybit", "ETH/USDT:USDT": "okx"}
+
+    def enough(data: Path) -> bool:
+        interest = landed_so_far(data, "open_interest", ["symbol"])["symbol"].value_counts()
+        prints = landed_so_far(data, "liquidations", ["symbol"])["symbol"].value_counts()
+        return all(interest.get(s, 0) >= 50 and prints.get(s, 0) >= 5 for s in perps)
+
+    proc = run_until(config, 3, enough)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = tmp_path / "data"
     emitted = summed(source_counts(proc.stdout), "emitted")
     interest, prints = landed(data, "open_interest"), landed(data, "liquidations")
-    perps = {"BTC/USDT:USDT": "bybit", "ETH/USDT:USDT": "okx"}
     assert set(interest["symbol"]) == set(prints["symbol"]) == set(perps)  # spot BTC/USDT: neither stream
     for symbol, exchange_id in perps.items():
         sim = SimExchange(exchange_id, load_config(config).sim)

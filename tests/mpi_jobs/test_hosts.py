@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from fundarb_dagster.core.schema import StreamCode
 
-from .conftest import REPO, assert_trades_match_the_sim, landed, write_config
+from .conftest import assert_trades_match_the_sim, landed, landed_so_far, run_until, write_config
 from .hosts import NoNamespaces, mpi_env, two_namespaces, tx_bytes, write_launcher
 
 pytestmark = [pytest.mark.mpi, pytest.mark.slow]
@@ -39,11 +38,13 @@ def test_watchers_on_one_host_land_through_the_flusher_of_another_exactly_what_t
     sent_before = tx_bytes(second)
     fundarb = str(Path(sys.executable).with_name("fundarb"))
     command = ["ip", "netns", "exec", first, fundarb, "capture", "--config", str(config), "--ranks", "3"]
-    proc = subprocess.run([*command, "--duration", "3"], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    data = tmp_path / "data"
+    # until 500 trades landed, then SIGTERM to the launcher (it forwards it), not a fixed --duration: start-up
+    # across two namespaces at load takes most of a few seconds
+    proc = run_until(config, 3, lambda d: len(landed_so_far(d, "trades", ["trade_id"])) > 500, env=env, command=command)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "on 2 node(s) [1, 2]" in proc.stdout and "1 other host(s) forward over MPI" in proc.stdout
 
-    data = tmp_path / "data"
     counts = assert_trades_match_the_sim(config, data, proc.stdout)  # landed = emitted, row for row
     assert sum(counts.values()) > 500
     # Only the first host wrote files: one writer name, its flusher's (world rank 0)
