@@ -184,17 +184,20 @@ def window_from_ms(start_ms: int, end_ms: int) -> Window:
     return Window(_naive(start_ms), _naive(end_ms))
 
 
-def partition_window(context: Any) -> Window:
+def partition_window(context: Any, look_back_h: int = 0) -> Window:
     """The run's event-time window: one partition or a whole range (`partition_time_window` spans it). On
     monthly partitions (imported history) only the landed part of the months: from the partitions' start to
     the end of the newest landed hour, the hours the hourly path could load (a month still partial is not
-    filled beyond its data; the month holding the start begins before it)."""
+    filled beyond its data; the month holding the start begins before it), and `look_back_h` hours before
+    that (never before the start): what an asset recomputes because the run before could not see its inputs
+    yet (the hourly path's runs start that much earlier instead, `Stage.look_back_h`)."""
     time_window = context.partition_time_window
     start_ms, end_ms = int(time_window.start.timestamp() * 1000), int(time_window.end.timestamp() * 1000)
     if isinstance(run_partitions_def(context), MonthlyPartitionsDefinition):
-        first, end = landed_bounds()
+        first, end = run_landed_bounds(context.run.run_id)
         start_ms = max(start_ms, first)
         end_ms = max(min(end_ms, end), start_ms + HOUR_MS)
+        start_ms = max(start_ms - look_back_h * HOUR_MS, first)
     return window_from_ms(start_ms, end_ms)
 
 
@@ -203,6 +206,25 @@ def run_partitions_def(context: Any) -> PartitionsDefinition | None:
     asset check's context has no `assets_def` of the asset it checks, and imported history's checks have no
     partitions of their own (`history._run_checks`): the run's partitions decide for assets and checks alike."""
     return context.get_step_execution_context().run_partitions_def
+
+
+# landed_bounds of each recent run: listed once per run (every step and check of a history run clamps its window
+# with it, and all of them then agree even if more lands meanwhile); in-process, so per process under the
+# multiprocess executor.
+_RUN_BOUNDS: dict[tuple[str, Path], Span] = {}
+_RUN_BOUNDS_KEPT: Final = 64
+
+
+def run_landed_bounds(run_id: str, data_dir: Path | None = None) -> Span:
+    """`landed_bounds` as the run `run_id` first saw them."""
+    from .resources import resolve_data_dir
+
+    key = (run_id, resolve_data_dir() if data_dir is None else Path(data_dir))
+    if key not in _RUN_BOUNDS:
+        if len(_RUN_BOUNDS) >= _RUN_BOUNDS_KEPT:
+            _RUN_BOUNDS.clear()
+        _RUN_BOUNDS[key] = landed_bounds(key[1])
+    return _RUN_BOUNDS[key]
 
 
 def landed_bounds(data_dir: Path | None = None) -> Span:

@@ -8,11 +8,12 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
 from fundarb_dagster.core.importer import import_files
+from fundarb_dagster.defs.common.landing import NO_INPUT, ensure_raw_tables
 from fundarb_dagster.defs.history import history_assets, history_checks
 from fundarb_dagster.defs.raw import assets as raw_assets
 from fundarb_dagster.defs.raw import checks as raw_checks
 from tests.core.binance_archives import write_csv
-from tests.defs.raw.landing_fixtures import RANGE_END, RANGE_START, resources
+from tests.defs.raw.landing_fixtures import RANGE_END, RANGE_START, query, resources
 
 HOUR = 3_600_000
 JAN_31 = 1_706_659_200_000  # 2024-01-31 00:00 UTC: the history starts on a month's last day
@@ -68,3 +69,35 @@ def test_history_checks_look_at_the_window_clamped_to_landed_data(history_dir: P
     assert _windows(both) == ([run_window, run_window], [run_window])  # a materialization per month
     checked = both.get_asset_check_evaluations()[0]
     assert checked.passed and checked.metadata["rows_checked"].value == len(SETTLEMENTS)
+
+
+def test_a_history_step_with_nothing_landed_in_its_window_reads_nothing_and_still_clears_it(history_dir: Path) -> None:
+    """Imported funding lands no tickers: history/raw_tickers' month reads no file (its metadata says no input)
+    and still clears its window as any load does (a re-run is idempotent): a stale row in the window goes, a row
+    outside it stays."""
+    import duckdb
+
+    with duckdb.connect(str(history_dir / "warehouse.duckdb")) as conn:
+        ensure_raw_tables(conn, history_dir, "raw_tickers")
+        for ts in ("2024-01-31 05:00", "2024-03-01 05:00"):  # in the landed window; after it
+            conn.execute(f"INSERT INTO raw_tickers BY NAME SELECT TIMESTAMP '{ts}' AS ts, 'stale' AS exchange")
+    result = materialize(
+        history_assets([raw_assets.raw_tickers]), resources=resources(history_dir), partition_key="2024-01-01"
+    )
+    (materialization,) = result.asset_materializations_for_node("raw_tickers")
+    meta = {k: v.value for k, v in materialization.metadata.items()}
+    assert meta == {
+        "window": "[2024-01-31 00:00, 2024-02-01 00:00)",
+        "hours": 24,
+        "files": 0,
+        "rows": 0,
+        "input": NO_INPUT,
+    }
+    left = query(history_dir, "SELECT strftime(ts, '%Y-%m-%d %H:%M') AS ts FROM raw_tickers")["ts"].tolist()
+    assert left == ["2024-03-01 05:00"]
+    # the stream that did land reads its file
+    funding = materialize(
+        history_assets([raw_assets.raw_funding]), resources=resources(history_dir), partition_key="2024-01-01"
+    )
+    (loaded,) = funding.asset_materializations_for_node("raw_funding")
+    assert (loaded.metadata["files"].value, loaded.metadata["rows"].value) == (1, 3)

@@ -22,6 +22,8 @@ from ..partitions import Window
 from ..resources import warehouse_connection
 
 EMPTY_HIVE = ("date=1970-01-01", "hour=00")
+# A window with no landed file of its stream: the step clears the window and reads nothing (its metadata says so).
+NO_INPUT = "none: no landed file in the window"
 
 
 def empty_stream_file(data_dir: Path, stream: str) -> Path:
@@ -41,16 +43,39 @@ def empty_stream_file(data_dir: Path, stream: str) -> Path:
 
 def window_files(data_dir: Path, stream: str, window: Window) -> list[Path]:
     """The landed files of a stream that may hold rows of a window (what the raw SQL reads, the sensor digests
-    and the metadata counts): the window's hour folders' files, and the day files of its days (imports)."""
-    files: list[Path] = []
-    for hour_ms in range(window.start_ms, window.end_ms, HOUR_MS):
-        folder = landing.partition_dir(data_dir, stream, hour_ms)
-        if folder.is_dir():
-            files.extend(sorted(folder.glob("*.parquet")))
-    first_day = window.start_ms // DAY_MS * DAY_MS
-    for day_ms in range(first_day, window.end_ms, DAY_MS):
-        files.extend(landing.day_files(landing.day_dir(data_dir, stream, day_ms)))
-    return files
+    and the metadata counts): the window's hour folders' files, then the day files of its days (imports). One
+    listing per day folder of the window, not a look-up per hour (a year of history is 8,760 hours)."""
+    if not (landing.landing_root(data_dir) / stream).is_dir():
+        return []
+    hour_files: list[Path] = []
+    day_files: list[Path] = []
+    for day_ms in range(window.start_ms // DAY_MS * DAY_MS, window.end_ms, DAY_MS):
+        folder = landing.day_dir(data_dir, stream, day_ms)
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            continue
+        hours = []
+        for entry in entries:
+            if entry.name.startswith("hour=") and entry.name[5:].isdigit() and entry.is_dir():
+                hour_ms = day_ms + int(entry.name[5:]) * HOUR_MS
+                if window.start_ms <= hour_ms < window.end_ms:
+                    hours.append((hour_ms, Path(entry.path)))
+        for _, hour_folder in sorted(hours):
+            hour_files.extend(sorted(hour_folder.glob("*.parquet")))
+        day_files.extend(
+            sorted(
+                Path(e.path)
+                for e in entries
+                if e.name.endswith(".parquet") and not e.name.startswith(".") and e.is_file()
+            )
+        )
+    return hour_files + day_files
+
+
+def _is_day_file(entry: os.DirEntry) -> bool:
+    """A day file directly in a `date=` folder (as `core.landing.day_files` lists them)."""
+    return entry.name.endswith(".parquet") and not entry.name.startswith(".") and entry.is_file()
 
 
 def landing_params(data_dir: Path, stream: str, window: Window) -> tuple[dict[str, Any], int]:
@@ -127,8 +152,15 @@ def load_landed_window(duckdb: Any, data_dir: Path, table: str, window: Window) 
     spec = LANDED_TABLES[table]
     params, n_files = landing_params(data_dir, spec.stream, window)
     with warehouse_connection(duckdb) as conn:
+        if not n_files:  # nothing landed in the window (most streams of imported history): clear it, read nothing
+            ensure_raw_tables(conn, data_dir, table)
+            conn.execute(
+                f"DELETE FROM {check_identifier(table)} WHERE ts >= $start AND ts < $end",
+                {"start": window.start, "end": window.end},
+            )
+            return {"window": str(window), "hours": window.hours, "files": 0, "rows": 0, "input": NO_INPUT}
         rows = replace_window(conn, table, load_sql(spec.domain, table), params)
-    return {"window": str(window), "hours": window.hours, "files": n_files, "rows": rows}
+    return {"window": str(window), "hours": window.hours, "files": n_files, "rows": rows, "input": "landed files"}
 
 
 def _date(ms: int) -> str:

@@ -31,13 +31,11 @@ from ...core import spreads as core_spreads
 from ...core.instruments import InstrumentRegistry
 from ...core.sql import execute, load_sql, table_exists
 from ...core.tables import table
-from ...core.units import HOUR_MS
 from ..common.landing import ensure_raw_tables
 from ..common.metadata import column_schema, figure, figure_png, md_table, metadata_table, number, png_md
 from ..common.tables import ensure_tables, write_all, write_window
-from ..history import is_history
 from ..jobs import STAGE_BY_JOB
-from ..partitions import BOUNDED_RUNS, DAILY, HOURLY, Window, partition_window, partitions_start, window_from_ms
+from ..partitions import BOUNDED_RUNS, DAILY, HOURLY, Window, partition_window
 from ..resources import POOL, DataDirResource, SourceConfigResource, warehouse_connection
 
 OWNERS = ["team:carry"]
@@ -431,14 +429,9 @@ def basis(context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: Data
 def funding_spreads(
     context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: DataDirResource
 ) -> MaterializeResult:
-    window = partition_window(context)
-    if is_history(context.asset_key):
-        # A history month's run also recomputes the hours before it whose settlements are at its start (the run
-        # of the month before could not see them yet), as signals_job's look-back does on the live path; never
-        # hours before the partitions' start (the month holding it begins earlier): the hourly path has none.
-        first = partitions_start(data_dir.path()).start_ms
-        look_back = STAGE_BY_JOB["signals_job"].look_back_h * HOUR_MS
-        window = window_from_ms(max(window.start_ms - look_back, first), window.end_ms)
+    # On history months also the hours before the window whose settlements are at its start (the run of the month
+    # before could not see them yet), as signals_job's look-back does on the live path.
+    window = partition_window(context, look_back_h=STAGE_BY_JOB["signals_job"].look_back_h)
     with _inputs(duckdb, data_dir, (), ("funding_rates", "funding_predictions", "basis")) as conn:
         rates = _frame(conn, "spread_inputs_rates", window.params())
         predictions = _frame(conn, "spread_inputs_predictions", window.params())
