@@ -8,9 +8,17 @@ venue has one rate per hour and two venues compare hour by hour whatever their i
 
 Hours whose settlement has not happened yet use the venue's last predicted rate known before the hour ended
 (flagged `is_predicted`), so a live spread exists before the 8h venue settles.
+
+The table is computed in DuckDB (`replace_funding_spreads`, `sql/funding/spreads_in_window.sql`): a year of 300
+perps is millions of hour rows, which pandas merged and sorted in ~45 s. `hourly_rates` / `funding_spreads` are
+the same computation in pandas: the reference the SQL is tested against, and what `opportunities` uses on its
+few weeks of hours.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +26,7 @@ import pandas as pd
 from fundarb_dagster.core.units import HOURS_PER_YEAR
 
 from .basis import underlying_of
+from .sql import execute, load_sql, registered, replace_window
 
 HOUR = pd.Timedelta(hours=1)
 HOURLY_COLUMNS = ["exchange", "symbol", "ts", "rate_per_hour", "funding_apr", "is_predicted"]
@@ -145,3 +154,15 @@ def funding_spreads(hourly: pd.DataFrame, basis_1h: pd.DataFrame | None = None) 
     )
     pairs = pairs.sort_values(["underlying", "_rank_a", "_rank_b", "ts"], kind="stable")
     return pairs[SPREAD_COLUMNS].reset_index(drop=True)
+
+
+def replace_funding_spreads(conn: Any, window: Mapping[str, Any]) -> int:
+    """Make `funding_spreads` hold exactly the spreads of [$start, $end) (`window`: the standard parameters), computed
+    in DuckDB from funding_rates, funding_predictions and basis; returns the rows written. The same rows as
+    `funding_spreads(hourly_rates(...), basis)` on the same inputs (tests/core/test_spreads.py)."""
+    perps = execute(conn, load_sql("funding", "spread_perps"), window).df()
+    perps["underlying"] = perps["symbol"].map({s: underlying_of(s) for s in perps["symbol"].unique()})
+    perps["perp_rank"] = np.arange(len(perps), dtype=np.int64)  # in (exchange, symbol) order: pairs compare on it
+    with registered(conn, "spread_perps", perps):
+        sql = load_sql("funding", "spreads_in_window")
+        return replace_window(conn, "funding_spreads", sql, window, staged=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -119,3 +120,95 @@ def test_basis_spread_joins_the_1h_basis_of_both_legs():
     assert len(out) == 1
     assert out["funding_spread_apr"].iloc[0] == pytest.approx(-1e-5 * 8760)
     assert out["basis_spread_bps"].iloc[0] == pytest.approx(7.0)
+
+
+def _warehouse(rates: pd.DataFrame, predictions: pd.DataFrame, basis: pd.DataFrame) -> duckdb.DuckDBPyConnection:
+    conn = duckdb.connect()
+    for name, frame in (("funding_rates", rates), ("funding_predictions", predictions), ("basis", basis)):
+        conn.register("_frame", frame)
+        conn.execute(f"CREATE TABLE {name} AS SELECT * FROM _frame")
+        conn.unregister("_frame")
+    return conn
+
+
+def _predictions_and_basis(rates: pd.DataFrame, stop: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predictions every 20 minutes of every perp (the next 8h or 1h settlement's rate, jittered) from a day
+    before `stop`, and an hourly basis of every perp."""
+    rng = np.random.default_rng(11)
+    perps = rates[["exchange", "symbol", "interval_h"]].drop_duplicates(["exchange", "symbol"])
+    frames, bases = [], []
+    for perp in perps.itertuples(index=False):
+        known = pd.date_range(stop - pd.Timedelta(hours=30), stop + pd.Timedelta(hours=10), freq="20min")
+        known = known + pd.to_timedelta(rng.integers(0, 59, len(known)), unit="s")
+        interval = pd.Timedelta(hours=perp.interval_h)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "exchange": perp.exchange,
+                    "symbol": perp.symbol,
+                    "ts": known,
+                    "funding_ts": known.floor(interval) + interval,
+                    "interval_h": perp.interval_h,
+                    "rate_per_hour": rng.normal(1e-5, 2e-5, len(known)),
+                }
+            )
+        )
+        hours = pd.date_range(stop - pd.Timedelta(days=9), stop + pd.Timedelta(hours=10), freq="h")
+        bases.append(
+            pd.DataFrame(
+                {
+                    "exchange": perp.exchange,
+                    "symbol": perp.symbol,
+                    "ts": hours,
+                    "timeframe": rng.choice(["1h", "1h", "1h", "5m"], len(hours)),  # some hours have no 1h basis
+                    "basis_bps": rng.normal(2, 5, len(hours)),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True), pd.concat(bases, ignore_index=True)
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("2026-02-01 00:00", "2026-02-08 00:00"),  # settled hours only, a week
+        ("2026-02-27 07:00", "2026-03-01 05:00"),  # unaligned to 8h, across a month's end
+        ("2026-03-09 00:00", "2026-03-10 06:00"),  # the last settled hours then predictions (settlements stop)
+        ("2026-03-10 03:00", "2026-03-10 04:00"),  # one hour, predictions only
+    ],
+)
+def test_funding_spreads_in_duckdb_are_the_pandas_computation_row_for_row(fixture_rates, start, end):
+    """`replace_funding_spreads` (SQL) writes the rows of `funding_spreads(hourly_rates(...), basis)` (pandas) on the
+    inputs the pandas path read (sql/funding/spread_inputs_*.sql): real settlements of 3 venues (8h and 1h), an
+    off-grid extra settlement, predictions for the hours not settled yet, and a 1h basis with gaps."""
+    from fundarb_dagster.core.sql import execute, load_sql
+    from fundarb_dagster.defs.partitions import Window
+
+    stop = pd.Timestamp("2026-03-10 00:00")  # settlements end here: the hours after use predictions
+    rates = fixture_rates[fixture_rates["funding_ts"] < stop].copy()
+    binance = rates[(rates.exchange == "binance") & (rates.symbol == "BTC/USDT:USDT")]
+    extra = binance[binance["funding_ts"].isin(pd.to_datetime(["2026-02-03 08:00", "2026-02-28 16:00"]))].copy()
+    assert len(extra) == 2
+    extra["funding_ts"] = extra["funding_ts"] - pd.Timedelta(hours=3)  # off-grid settlements: hours with 2
+    rates = pd.concat([rates, extra], ignore_index=True)
+    predictions, basis = _predictions_and_basis(rates, stop)
+    conn = _warehouse(rates, predictions, basis)
+    params = Window(pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime()).params()
+    written = s.replace_funding_spreads(conn, params)
+    got = conn.execute("SELECT * FROM funding_spreads ORDER BY underlying, exchange_a, symbol_a, exchange_b, ts").df()
+
+    rate_inputs = execute(conn, load_sql("funding", "spread_inputs_rates"), params).df()
+    pred_inputs = execute(conn, load_sql("funding", "spread_inputs_predictions"), params).df()
+    basis_inputs = execute(conn, load_sql("funding", "spread_inputs_basis"), params).df()
+    hourly = s.hourly_rates(rate_inputs, pred_inputs, pd.Timestamp(start), pd.Timestamp(end))
+    want = s.funding_spreads(hourly, basis_inputs)
+    want = want.sort_values(["underlying", "exchange_a", "symbol_a", "exchange_b", "ts"], ignore_index=True)
+    assert written == len(got) == len(want) > 0
+    got["ts"] = got["ts"].astype("datetime64[us]")
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, check_exact=True)
+    assert (got["is_predicted_a"] | got["is_predicted_b"]).any() == (pd.Timestamp(end) > stop)
+    if pd.Timestamp(start) >= stop - pd.Timedelta(days=9):  # where the basis is: some hours with, some without
+        assert got["basis_spread_bps"].notna().any() and got["basis_spread_bps"].isna().any()
+    # the window is replaced, not appended to: running it again writes the same rows
+    assert s.replace_funding_spreads(conn, params) == written
+    assert conn.execute("SELECT count(*) FROM funding_spreads").fetchone()[0] == written

@@ -433,15 +433,11 @@ def funding_spreads(
     # before could not see them yet), as signals_job's look-back does on the live path.
     window = partition_window(context, look_back_h=STAGE_BY_JOB["signals_job"].look_back_h)
     with _inputs(duckdb, data_dir, (), ("funding_rates", "funding_predictions", "basis")) as conn:
-        rates = _frame(conn, "spread_inputs_rates", window.params())
-        predictions = _frame(conn, "spread_inputs_predictions", window.params())
-        basis_1h = _frame(conn, "spread_inputs_basis", window.params())
-        hourly = core_spreads.hourly_rates(rates, predictions, pd.Timestamp(window.start), pd.Timestamp(window.end))
-        frame = core_spreads.funding_spreads(hourly, basis_1h)
-        rows = write_window(conn, "funding_spreads", frame, window, "ts")
+        rows = core_spreads.replace_funding_spreads(conn, window.params())
+        predicted = _frame(conn, "spread_predicted_share", window.params())["share"].iloc[0]
     metadata: dict[str, Any] = {"window": str(window), "rows": rows}
-    if len(frame):
-        metadata["predicted_share_pct"] = number((frame["is_predicted_a"] | frame["is_predicted_b"]).mean(), "pct")
+    if rows:
+        metadata["predicted_share_pct"] = number(predicted, "pct")
         with warehouse_connection(duckdb, read_only=True) as conn:
             history = _frame(conn, "spread_history", {"end": window.end})
         metadata.update(spread_metadata(history))
