@@ -406,11 +406,12 @@ def _land_batch(
     events = [_quarantine(parsed, result, data_dir, writer, ids[sym]) for result, parsed, sym in quarantined]
     if events:
         tables["capture_events"] = schema.to_arrow("capture_events", _sorted(np.concatenate(events)), names)
-    planned = [p for stream, table in tables.items() for p in landing.day_paths(data_dir, stream, _ts(table), writer)]
+    splits = {stream: landing.split_days(table) for stream, table in tables.items()}  # the days, found once
+    planned = [p for s, split in splits.items() for p in landing.day_file_paths(data_dir, s, split.days, writer)]
     journal = _write_journal(data_dir, writer, planned)
     written: list[str] = []
     for stream, table in tables.items():
-        written += [str(p) for p in landing.write_days(data_dir, stream, table, writer)]
+        written += [str(p) for p in landing.write_days(data_dir, stream, table, writer, splits[stream])]
     os.sync()  # every day file on disk (one sync for all, see landing.write_days) before the manifest says so
     registry.save(registry_path(data_dir))  # intervals observed before the manifest says "done"
     for result, parsed, file_symbol in accepted:
@@ -540,10 +541,6 @@ def _fields_table(stream: str, records: np.ndarray | pa.Table, instrument_id: in
 
 def _sorted(records: np.ndarray) -> np.ndarray:
     return records[np.argsort(records["ts_ms"], kind="stable")]
-
-
-def _ts(table: Any) -> np.ndarray:
-    return table.column("ts_ms").to_numpy()
 
 
 def _writer_name(exchange: str, digests: Sequence[str]) -> str:

@@ -16,6 +16,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -192,13 +193,25 @@ def write_stream(
 
 def day_dir(data_dir: str | os.PathLike[str], stream: str, day_ms: int) -> Path:
     """The folder of one stream's day: .../<stream>/date=YYYY-MM-DD (day files sit in it, hour folders below)."""
-    t = datetime.fromtimestamp(day_ms / 1000, tz=UTC)
-    return landing_root(data_dir) / stream / f"date={t:%Y-%m-%d}"
+    return Path(_day_dirs(data_dir, stream, np.array([day_ms // DAY_MS]))[0])
 
 
 def day_file_path(data_dir: str | os.PathLike[str], stream: str, day_ms: int, writer: str) -> Path:
     """Where `writer`'s file of one stream's day lands."""
-    return day_dir(data_dir, stream, day_ms) / f"{writer}.parquet"
+    return day_file_paths(data_dir, stream, np.array([day_ms // DAY_MS]), writer)[0]
+
+
+def day_file_paths(data_dir: str | os.PathLike[str], stream: str, days: np.ndarray, writer: str) -> list[Path]:
+    """`day_file_path` of many days (epoch days) at once: the dates formatted by numpy, one string per file (an
+    import of years writes thousands; a Path and a datetime built per day cost more than writing some)."""
+    return [Path(f"{folder}/{writer}.parquet") for folder in _day_dirs(data_dir, stream, days)]
+
+
+def _day_dirs(data_dir: str | os.PathLike[str], stream: str, days: np.ndarray) -> list[str]:
+    """The `date=YYYY-MM-DD` folders of epoch days: the one place the day folders' format is spelled."""
+    root = str(landing_root(data_dir) / stream)
+    dates = np.datetime_as_string(np.asarray(days, dtype="datetime64[D]"), unit="D").tolist()
+    return [f"{root}/date={date}" for date in dates]
 
 
 def day_files(folder: Path) -> list[Path]:
@@ -245,51 +258,105 @@ def split_by_day(ts_ms: np.ndarray) -> Iterator[tuple[int, slice]]:
         yield int(days[lo]) * DAY_MS, slice(lo, hi)
 
 
-def day_paths(data_dir: str | os.PathLike[str], stream: str, ts_ms: np.ndarray, writer: str) -> list[Path]:
-    """The day files `write_days` would write for these timestamps (an import's journal lists them first)."""
-    return _day_files(data_dir, stream, np.unique(np.asarray(ts_ms) // DAY_MS), writer)
+# Below this many rows per piece on average (a day of 8-hourly funding is 3 rows a symbol), a day is taken from the
+# whole table sorted once, not assembled from its pieces (a slice costs ~10 µs, more than its rows).
+MIN_PIECE_ROWS = 64
 
 
-def _day_files(data_dir: str | os.PathLike[str], stream: str, days: np.ndarray, writer: str) -> list[Path]:
-    """`day_file_path` of many days (epoch days) at once: the dates formatted by numpy, one string per file (an
-    import of years writes thousands; a Path and a datetime built per day cost more than writing some)."""
-    folder = str(landing_root(data_dir) / stream)
-    dates = np.datetime_as_string(np.asarray(days, dtype="datetime64[D]"), unit="D").tolist()
-    return [Path(f"{folder}/date={date}/{writer}.parquet") for date in dates]
+@dataclass(frozen=True)
+class DaySplit:
+    """A table's rows by event-time day: `days` (epoch days, ascending) and `table(i)`, day i's rows as one
+    table sorted by `ts_ms` (stably: rows of the same time keep the table's order)."""
+
+    days: np.ndarray
+    table: Callable[[int], pa.Table]
 
 
-def write_days(data_dir: str | os.PathLike[str], stream: str, table: pa.Table, writer: str) -> list[Path]:
+def split_days(table: pa.Table, min_piece_rows: int = MIN_PIECE_ROWS) -> DaySplit:
+    """The rows of each event-time day of a table whose record batches (an import's files) are each sorted by
+    `ts_ms`, as most are (one that is not is sorted first, stably). A day whose rows come from a few long
+    pieces (a year of 1m bars of 20 symbols: 20 pieces of 1,440 rows) is assembled from them, without copying
+    or sorting the whole table; many short pieces (funding: thousands of files of 3-24 rows a day) are taken
+    from the table made one and sorted once. Either way each day's rows and order are the same."""
+    batches = [batch for batch in table.to_batches() if batch.num_rows]
+    if not batches:
+        return DaySplit(np.zeros(0, np.int64), lambda i: table.slice(0, 0))
+    starts = np.cumsum([0] + [batch.num_rows for batch in batches])
+    ts = np.concatenate([batch.column("ts_ms").to_numpy() for batch in batches])
+    falling = np.flatnonzero(ts[1:] < ts[:-1]) + 1
+    for i in np.unique(np.searchsorted(starts, falling[~np.isin(falling, starts)], side="right") - 1).tolist():
+        lo, hi = int(starts[i]), int(starts[i + 1])
+        order = np.argsort(ts[lo:hi], kind="stable")
+        batches[i], ts[lo:hi] = batches[i].take(pa.array(order)), ts[lo:hi][order]
+    days = ts // DAY_MS
+    cut = np.zeros(len(ts), dtype=bool)
+    cut[starts[:-1]] = True
+    cut[1:] |= days[1:] != days[:-1]
+    seg_lo = np.flatnonzero(cut)
+    if len(seg_lo) * min_piece_rows > len(ts):
+        return _split_sorted(pa.Table.from_batches(batches, schema=table.schema), ts, days)
+    seg_batch = np.searchsorted(starts, seg_lo, side="right") - 1
+    order = np.argsort(days[seg_lo], kind="stable")  # each day's pieces in table order
+    unique_days, first = np.unique(days[seg_lo][order], return_index=True)
+    bounds = np.append(first, len(order)).tolist()
+    at, lo = seg_batch[order].tolist(), (seg_lo - starts[seg_batch])[order].tolist()
+    size = (np.append(seg_lo[1:], len(ts)) - seg_lo)[order].tolist()
+
+    def day(i: int) -> pa.Table:
+        pieces = [batches[at[s]].slice(lo[s], size[s]) for s in range(bounds[i], bounds[i + 1])]
+        return _sorted_by_time(pa.Table.from_batches(pieces, schema=table.schema))
+
+    return DaySplit(unique_days.astype(np.int64), day)
+
+
+def _split_sorted(table: pa.Table, ts: np.ndarray, days: np.ndarray) -> DaySplit:
+    """Each day's rows taken from the table sorted once by time (made one chunk first: a take from a table of
+    many chunks joins them all for each take)."""
+    order = None
+    if not bool(np.all(ts[1:] >= ts[:-1])):
+        order = np.argsort(ts, kind="stable")
+        table, days = table.combine_chunks(), days[order]
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(days)) + 1, [len(days)]]).tolist()
+
+    def day(i: int) -> pa.Table:
+        lo, hi = bounds[i], bounds[i + 1]
+        return table.slice(lo, hi - lo) if order is None else table.take(pa.array(order[lo:hi]))
+
+    return DaySplit(days[bounds[:-1]].astype(np.int64), day)
+
+
+def _sorted_by_time(table: pa.Table) -> pa.Table:
+    ts = table.column("ts_ms").to_numpy()
+    if bool(np.all(ts[1:] >= ts[:-1])):
+        return table
+    return table.take(pa.array(np.argsort(ts, kind="stable")))
+
+
+def write_days(
+    data_dir: str | os.PathLike[str], stream: str, table: pa.Table, writer: str, split: DaySplit | None = None
+) -> list[Path]:
     """Write a table of one stream as day files, one per event-time day, each sorted by `ts_ms`.
 
     `writer` must be unique to this write (an import names it after its files' digests): a day file that
     exists already is refused, as every landing file is. Each file is atomic (temporary, rename) but not
-    fsynced: the caller syncs once for all of them (`os.sync()`) before recording them anywhere.
+    fsynced: the caller syncs once for all of them (`os.sync()`) before recording them anywhere. `split`: the
+    table's `split_days`, when the caller made it already (an import lists the files in its journal first).
+    Each day's table is made (`DaySplit.table`: its rows taken or assembled) in its writer thread.
     """
     if table.num_rows == 0:
         return []
-    ts = table.column("ts_ms").to_numpy()
-    order = None
-    if len(ts) > 1 and not bool(np.all(ts[1:] >= ts[:-1])):
-        # Each day's rows are taken in its writer thread (the takes run beside the writes, on every core); one
-        # chunk first: a take from a table of many chunks (an import's files) joins them all for each take.
-        order = np.argsort(ts, kind="stable")
-        table, ts = table.combine_chunks(), ts[order]
-    spans = list(split_by_day(ts))
-    paths = _day_files(data_dir, stream, np.array([day_ms // DAY_MS for day_ms, _ in spans], dtype=np.int64), writer)
-    days = list(zip(paths, [rows for _, rows in spans], strict=True))
-    for folder in {path.parent for path, _ in days}:
+    split = split if split is not None else split_days(table)
+    paths = day_file_paths(data_dir, stream, split.days, writer)
+    for folder in {path.parent for path in paths}:
         folder.mkdir(parents=True, exist_ok=True)
     plain = stream in PLAIN_FLOAT_STREAMS
 
-    def write(day: tuple[Path, slice]) -> Path:
-        path, rows = day
-        in_order = order is None
-        part = table.slice(rows.start, rows.stop - rows.start) if in_order else table.take(pa.array(order[rows]))
-        return write_parquet_atomic(part, path, durable=False, plain_floats=plain)
+    def write(i: int) -> Path:
+        return write_parquet_atomic(split.table(i), paths[i], durable=False, plain_floats=plain)
 
-    # The Parquet writer releases the GIL: the days of a long import are written on every core.
-    with ThreadPoolExecutor(max_workers=min(len(days), os.cpu_count() or 1, _WRITE_THREADS)) as pool:
-        return list(pool.map(write, days))
+    # The Parquet writer and the takes release the GIL: the days of a long import are written on every core.
+    with ThreadPoolExecutor(max_workers=min(len(paths), os.cpu_count() or 1, _WRITE_THREADS)) as pool:
+        return list(pool.map(write, range(len(paths))))
 
 
 def next_seq(data_dir: str | os.PathLike[str], writer: str) -> int:

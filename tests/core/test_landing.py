@@ -155,3 +155,44 @@ def _tickers(ts: int) -> pa.Table:
     records = schema.empty("tickers", 1)
     records["ts_ms"] = ts
     return schema.to_arrow("tickers", records, NAMES)
+
+
+@pytest.mark.parametrize("min_piece_rows", [1, 10**9])  # days assembled from their pieces / taken from one sort
+def test_write_days_lands_each_day_sorted_as_one_stable_sort_of_the_whole_table(
+    tmp_path: Path, min_piece_rows: int
+) -> None:
+    """An import's table is its files one after the other (each a chunk, most sorted): each day file holds the
+    rows of its day in the order a stable sort of the whole table by time gives (ties in table order), whether
+    the day is assembled from its pieces or taken from the table sorted once; a chunk out of order is sorted."""
+    day = 24 * HOUR
+    chunks = [
+        T0 + np.arange(0, 3 * day, 7 * HOUR),  # sorted, three days
+        T0 + np.arange(0, 3 * day, 7 * HOUR),  # the same times: ties with the first chunk
+        T0 + day + np.array([5 * HOUR, 2 * HOUR, 2 * HOUR, 9 * HOUR, -1]),  # out of order, across midnight
+        T0 + 4 * day + np.arange(3),  # a day of its own
+    ]
+    tables = []
+    for i, ts in enumerate(chunks):
+        table = trades_table(ts)
+        trade_id = pa.array(np.arange(len(ts)) + 100 * i)
+        tables.append(table.set_column(table.schema.get_field_index("trade_id"), "trade_id", trade_id))
+    table = pa.concat_tables(tables)
+    split = landing.split_days(table, min_piece_rows)
+    written = landing.write_days(tmp_path, "trades", table, "import-test", split)
+    whole = np.concatenate(chunks)
+    order = np.argsort(whole, kind="stable")
+    ids = table.column("trade_id").to_numpy()[order]
+    expected = {}
+    for ts, trade_id in zip(whole[order].tolist(), ids.tolist(), strict=True):
+        expected.setdefault(ts // day, []).append((ts, trade_id))
+    got = {}
+    for path in written:
+        landed = pq.read_table(path)
+        assert path.name == "import-test.parquet" and landed.schema == schema.arrow_schema("trades")
+        rows = list(zip(landed.column("ts_ms").to_pylist(), landed.column("trade_id").to_pylist(), strict=True))
+        got[rows[0][0] // day] = rows
+        assert path == landing.day_file_path(tmp_path, "trades", rows[0][0], "import-test")
+    assert got == expected and len(written) == 4
+    assert landing.write_days(tmp_path / "again", "trades", table, "import-test") == [
+        tmp_path / "again" / path.relative_to(tmp_path) for path in written
+    ]
