@@ -335,8 +335,16 @@ def interval_at(intervals: pd.DataFrame, keys: pd.DataFrame, ts_column: str = "f
     left["_t"] = pd.to_datetime(left[ts_column]).astype("datetime64[us]")
     right = intervals[["exchange", "symbol", "valid_from", "interval_h", "cap", "floor"]].copy()
     right["_t"] = pd.to_datetime(right["valid_from"]).astype("datetime64[us]")
+    # (exchange, symbol) as one integer code on both sides: merge_asof `by` two string columns cost ~5 s of a
+    # year of 300 perps' settlements (1.1 M rows), an integer key a fraction of it; the same matches.
+    codes = _pair_codes(pd.concat([left[["exchange", "symbol"]], right[["exchange", "symbol"]]]))
+    left["_key"], right["_key"] = codes[: len(left)], codes[len(left) :]
     merged = pd.merge_asof(
-        left.sort_values("_t"), right.sort_values("_t"), on="_t", by=["exchange", "symbol"], direction="backward"
+        left.sort_values("_t"),
+        right.drop(columns=["exchange", "symbol"]).sort_values("_t"),
+        on="_t",
+        by="_key",
+        direction="backward",
     ).set_index("_row")
     first = right.sort_values("_t").drop_duplicates(["exchange", "symbol"]).set_index(["exchange", "symbol"])
     missing = merged["interval_h"].isna()
@@ -347,6 +355,13 @@ def interval_at(intervals: pd.DataFrame, keys: pd.DataFrame, ts_column: str = "f
     for col in ("interval_h", "cap", "floor"):
         out[col] = merged[col].reindex(out["_row"]).to_numpy(dtype=float)
     return out.drop(columns="_row")
+
+
+def _pair_codes(keys: pd.DataFrame) -> np.ndarray:
+    """One integer per distinct (exchange, symbol) row of `keys` (a missing value is a value of its own)."""
+    exchange, exchanges = pd.factorize(keys["exchange"])
+    symbol, symbols = pd.factorize(keys["symbol"])
+    return (exchange.astype(np.int64) + 1) * (len(symbols) + 1) + symbol + 1
 
 
 # -- settled and predicted rates ------------------------------------------------------------------------

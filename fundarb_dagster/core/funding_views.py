@@ -15,6 +15,9 @@ import pandas as pd  # noqa: E402
 from .units import HOURS_PER_YEAR  # noqa: E402
 
 HEAT_WINDOWS_H = {"day": 24, "week": 168}
+# Underlyings (columns) in the heat map picture: 100 underlyings on 3 venues drew 600 labelled cells per panel,
+# unreadable at the figure's size and ~9 s of a funding_rates run at load 8. The metadata tables keep every one.
+HEAT_PLOT_UNDERLYINGS = 24
 
 
 def underlying(symbol: str) -> str:
@@ -40,11 +43,28 @@ def funding_heat(rates: pd.DataFrame, end: pd.Timestamp, hours: float) -> pd.Dat
     return apr.sort_index().sort_index(axis=1)
 
 
-def funding_heat_png(heats: dict[str, pd.DataFrame], end: pd.Timestamp) -> bytes:
-    """One heat-map panel per window (`{"last day": frame, ...}`), APR in %, diverging around zero."""
+def widest_underlyings(heats: dict[str, pd.DataFrame], limit: int = HEAT_PLOT_UNDERLYINGS) -> list[str]:
+    """The `limit` underlyings (heat map columns) whose largest |APR| on any venue and window is widest, in column
+    order; every one when there are no more than `limit`."""
+    frames = [frame for frame in heats.values() if not frame.empty]
+    columns = sorted({c for frame in frames for c in frame.columns})
+    if len(columns) <= limit:
+        return columns
+    width = {c: max(float(np.nanmax(np.abs(f[c].to_numpy(dtype=float)), initial=-1.0)) for f in frames if c in f)
+             for c in columns}  # fmt: skip
+    widest = sorted(columns, key=lambda c: (-width[c], c))[:limit]
+    return sorted(widest)
+
+
+def funding_heat_png(heats: dict[str, pd.DataFrame], end: pd.Timestamp, limit: int = HEAT_PLOT_UNDERLYINGS) -> bytes:
+    """One heat-map panel per window (`{"last day": frame, ...}`), APR in %, diverging around zero: the `limit`
+    widest underlyings (`widest_underlyings`), the title saying how many there are in all."""
     shown = {name: frame for name, frame in heats.items() if not frame.empty}
     if not shown:
         raise ValueError("heats: every window is empty; nothing to draw")
+    total = len({c for frame in shown.values() for c in frame.columns})
+    columns = widest_underlyings(shown, limit)
+    shown = {name: frame[[c for c in columns if c in frame.columns]] for name, frame in shown.items()}
     limit = max(float(np.nanmax(np.abs(f.to_numpy(dtype=float)))) for f in shown.values()) * 100 or 1.0
     fig, axes = plt.subplots(1, len(shown), figsize=(4.5 * len(shown) + 1, 3.2), squeeze=False)
     image = None
@@ -58,6 +78,8 @@ def funding_heat_png(heats: dict[str, pd.DataFrame], end: pd.Timestamp) -> bytes
                 ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=8)
         ax.set_title(f"{name} to {end:%Y-%m-%d %H:%M}", fontsize=9)
     fig.colorbar(image, ax=list(axes[0]), label="funding APR %")
+    if total > len(columns):
+        fig.suptitle(f"the {len(columns)} of {total} underlyings with the widest |APR|", fontsize=10)
     return _png(fig)
 
 

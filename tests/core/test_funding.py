@@ -300,3 +300,36 @@ def test_the_same_interval_observed_twice_at_one_instant_without_a_cap_is_one_sp
     assert spans["interval_h"].tolist() == [8.0, 4.0]
     assert spans["valid_to"].iloc[0] == spans["valid_from"].iloc[1] and pd.isna(spans["valid_to"].iloc[1])
     assert spans["cap"].isna().all() and spans["cap"].dtype == float
+
+
+def test_interval_at_is_the_span_in_force_per_row_as_a_plain_loop_finds_it():
+    """The span in force at each row's time for its own (exchange, symbol): the last span starting at or before
+    it, the first span before any, NaN for a perp without spans; keys that share an exchange or a symbol with
+    another perp never mix (the lookup joins on both as one key)."""
+    rng = np.random.default_rng(21)
+    t0 = pd.Timestamp("2025-01-01")
+    spans = []
+    for exchange, symbol in [("a", "BTC/USDT:USDT"), ("a", "ETH/USDT:USDT"), ("b", "BTC/USDT:USDT")]:
+        starts = sorted(rng.choice(24 * 60, 5, replace=False))
+        for start in starts:
+            spans.append((exchange, symbol, t0 + pd.Timedelta(hours=int(start)), float(rng.choice([1, 4, 8]))))
+    intervals = pd.DataFrame(spans, columns=["exchange", "symbol", "valid_from", "interval_h"])
+    intervals["cap"], intervals["floor"] = intervals["interval_h"] / 100, -intervals["interval_h"] / 100
+    keys = pd.DataFrame(
+        {
+            "exchange": rng.choice(["a", "b", "c"], 400),
+            "symbol": rng.choice(["BTC/USDT:USDT", "ETH/USDT:USDT"], 400),
+            "funding_ts": t0 + pd.to_timedelta(rng.integers(-24, 24 * 61, 400), unit="h"),
+        }
+    )
+    got = f.interval_at(intervals, keys)
+    for row, out in zip(keys.itertuples(index=False), got.itertuples(index=False), strict=True):
+        mine = intervals[(intervals.exchange == row.exchange) & (intervals.symbol == row.symbol)]
+        mine = mine.sort_values("valid_from")
+        if mine.empty:
+            assert np.isnan(out.interval_h) and np.isnan(out.cap), row
+            continue
+        before = mine[mine.valid_from <= row.funding_ts]
+        span = before.iloc[-1] if len(before) else mine.iloc[0]
+        assert (out.interval_h, out.cap, out.floor) == (span.interval_h, span.cap, span.floor), row
+    assert got["interval_h"].notna().sum() > 200 and got["interval_h"].isna().sum() > 50

@@ -12,6 +12,7 @@ from fundarb_dagster.core.funding_views import (
     spread_png,
     spread_summary,
     widest_pairs,
+    widest_underlyings,
 )
 
 END = pd.Timestamp("2026-03-08 00:00")
@@ -48,6 +49,22 @@ def test_heat_map_of_a_window_without_settlements_is_empty():
     assert funding_heat(rates, END - pd.Timedelta(days=8), 24).empty
     with pytest.raises(ValueError, match="empty"):
         funding_heat_png({"last day": funding_heat(rates, END - pd.Timedelta(days=8), 24)}, END)
+
+
+def test_heat_map_picture_draws_the_widest_underlyings_of_many():
+    """40 underlyings on 2 venues: the picture draws the 24 whose largest |APR| on any venue and window is
+    widest (an obvious ranking here: underlying k pays k bps a settlement on one venue, one negative outlier);
+    the tables keep all 40."""
+    frames = []
+    for k in range(40):
+        frames.append(_settlements("binance", f"U{k:02d}/USDT:USDT", 8, (k + 1) * 1e-5))
+        frames.append(_settlements("bybit", f"U{k:02d}/USDT:USDT", 8, -0.01 if k == 3 else 1e-6))
+    rates = pd.concat(frames, ignore_index=True)
+    heats = {"last day": funding_heat(rates, END, 24), "last week": funding_heat(rates, END, 168)}
+    assert heats["last day"].shape == (2, 40)
+    assert widest_underlyings(heats, 24) == sorted(["U03", *[f"U{k:02d}" for k in range(17, 40)]])
+    assert widest_underlyings(heats, 50) == [f"U{k:02d}" for k in range(40)]
+    assert funding_heat_png(heats, END)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_spread_summary_has_latest_day_and_week_means_widest_first():
