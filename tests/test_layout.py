@@ -29,11 +29,7 @@ SHARED_DEFS = {"common"}  # packages under defs/ that every domain may import
 # path relative to the repository -> owner of the move that brings it under the limit
 LONG_FILES: dict[str, str] = {}
 # "path::function" -> owner
-LONG_FUNCTIONS: dict[str, str] = {
-    # one compiled loop (numba): its per-pair state lives across the rules' steps, and helpers taking arrays cost
-    # atomic reference counts per call (a fifth of the loop); split into scalar-only steps: i15-engine's follow-up
-    "fundarb_dagster/core/backtest/fused.py::_kernel": "i15-engine",
-}
+LONG_FUNCTIONS: dict[str, str] = {}
 # modules that a remaining cycle runs through (all of them) -> owner of the move that breaks it
 CYCLES: dict[tuple[str, ...], str] = {}
 # (importing module, imported module) across two Dagster domains -> owner of the move

@@ -149,6 +149,12 @@ def legs_of(panel: Panel, pairs: PairSet, execution: str, slippage_bps: float) -
     return _legs(panel, by_market, pairs.leg_a, execution), _legs(panel, by_market, pairs.leg_b, execution)
 
 
+def block_step(T: int, cells: int = BLOCK_CELLS) -> int:
+    """Pairs per block of about `cells` (grid x pair x bar) cells at T bars (engine._run_blocks cuts the pairs so;
+    the fused simulator adds its per-bar sums over pairs in the same blocks, so they equal the engine's)."""
+    return max(1, cells // max(T, 1))
+
+
 def bars(hours: np.ndarray, bar_h: float) -> np.ndarray:
     """Hours -> whole bars (rounded up; 0 stays 0: no limit / never)."""
     return np.where(hours > 0, np.ceil(hours / bar_h - 1e-9), 0).astype(np.int64)

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .block import BLOCK_CELLS, Block, Legs, legs_of
+from .block import BLOCK_CELLS, Block, Legs, block_step, legs_of
 from .full_block import DETAIL, SIZED, simulate_full
 from .grid_block import SWEEP_BLOCK_CELLS, simulate_grid
 from .metrics import drawdown, performance
@@ -160,8 +160,18 @@ def simulate(
             sub = {k: np.asarray(v)[stopped] for k, v in grid.items()}
             again, _ = _run_blocks(panel, pairs, sub, params, detail, legs, halt=halt[stopped])
             _replace_points(total, again, stopped)
+    result = aggregates(params.capital, total, halt)
+    if detail:
+        result.update(_joined_detail(blocks, legs))
+    return result
+
+
+def aggregates(capital: float, total: dict[str, Any], halt: np.ndarray) -> dict[str, Any]:
+    """What `simulate` returns besides the per-cell arrays, from a pass's totals (`_run_blocks`, or the fused
+    simulator's for run_backtest): equity, attribution totals, in_market, traded_notional, the counters, `halt`,
+    and, with per-bar parts (detail), the per-bar attribution and gross exposure."""
     result: dict[str, Any] = {
-        "equity": params.capital + np.cumsum(total["pnl_t"], axis=1),
+        "equity": capital + np.cumsum(total["pnl_t"], axis=1),
         "attribution": {k: v for k, v in total["parts"].items() if k != "traded_notional"},
         "in_market": total["in_market"],
         "traded_notional": total["parts"]["traded_notional"],
@@ -171,10 +181,9 @@ def simulate(
         "stops": total["stops"],
         "halt": halt,
     }
-    if detail:
+    if "parts_t" in total:
         result["attribution_t"] = {k: v for k, v in total["parts_t"].items() if k != "traded_notional"}
         result["gross_exposure"] = total["gross_exposure"]
-        result.update(_joined_detail(blocks, legs))
     return result
 
 
@@ -217,7 +226,7 @@ def _run_blocks(
     # notional, so a sweep with either runs the full simulator (without the tables)
     full = detail or bool(panel.tiers) or cap is not None
     cells = BLOCK_CELLS // max(G, 1) if full else (BLOCK_CELLS if G == 1 else SWEEP_BLOCK_CELLS)
-    step = max(1, cells // max(T, 1))
+    step = block_step(T, cells)
     total: dict[str, Any] = {}
     blocks: list[dict[str, Any]] = []
     for lo in range(0, P, step):
@@ -302,16 +311,13 @@ def run_backtest(panel: Panel, pairs: PairSet, params: BacktestParams, strategy:
     T = pairs.signal.shape[0]
     rank = name_rank(pairs.names)
     run = run_fused(panel, pairs, params, T, rank)
+    halt = np.array([T], dtype=np.int64)
     if params.drawdown_stop > 0:  # rule 6: the stop bar from the first pass's marked equity, then a second pass
-        halt = int(halt_bars(params.capital, run.sim["pnl_t"], run.sim["mark_t"], np.array([params.drawdown_stop]))[0])
-        if halt < T:
-            run = run_fused(panel, pairs, params, halt, rank)
-    sim = run.sim
-    parts_t = sim.pop("parts_t")
-    sim["equity"] = params.capital + np.cumsum(sim.pop("pnl_t"), axis=1)
-    sim["attribution_t"] = {k: v for k, v in parts_t.items() if k != "traded_notional"}
-    sim["attribution"] = {k: v.sum(axis=1) for k, v in sim["attribution_t"].items()}
-    sim["traded_notional"] = parts_t["traded_notional"].sum(axis=1)
+        pnl_t, mark_t = run.totals["pnl_t"], run.totals["mark_t"]
+        halt = halt_bars(params.capital, pnl_t, mark_t, np.array([params.drawdown_stop]))
+        if halt[0] < T:
+            run = run_fused(panel, pairs, params, int(halt[0]), rank)
+    sim = {**aggregates(params.capital, run.totals, halt), **run.cells}
     ti, tf, pi, pf = run.trade_ints, run.trade_floats, run.position_ints, run.position_floats
     trade_frame = trade_table(panel, pairs, ti[:, 0], ti[:, 1], ti[:, 2], tf[:, 0], tf[:, 1], tf[:, 2], tf[:, 3],
                               ti[:, 3])  # fmt: skip

@@ -3,17 +3,22 @@ over bars and pairs (numba) that books every item and emits the trade and positi
 
 The vectorized full simulator (full_block.py) computes the same thing in ~40 whole-array passes over `(G, P, T)`
 blocks, then the tables are found again in those arrays (nonzero, lexsort): at 1 M pair-bars that is memory
-traffic, not arithmetic. Here each cell is visited once, bar by bar (pairs inside), reading the panel's own
-`(T, M)` rows (no legs gathered or transposed) and writing the `(T, P)` arrays `BacktestResult.arrays` keeps,
-the per-bar sums of the equity table, and the trades (already in the table's (ts, pair, leg) order) and
-positions as rows. Every item is the same floating-point expression, in the same order, as in full_block.py
-and block.py, and the per-bar sums over pairs add in the vectorized engine's order (pairs in blocks of `step`,
-then the blocks): the tables are equal to the full simulator's figure for figure (tests/core/backtest/
-test_fused.py compares them frame for frame). The run totals (`attribution`) add the per-bar sums: they agree
-with the vectorized engine's block-wise totals to the last bits (~1e-15 relative), not exactly.
+traffic, not arithmetic. Here each cell is visited once, bar by bar with the pairs inside in name order, reading
+the panel's own `(T, M)` rows (no legs gathered or transposed: a bar's row is in L1 for every pair), keeping each
+pair's state in a row of two small arrays, and writing the `(T, P)` arrays `BacktestResult.arrays` keeps, the
+per-bar sums of the equity table, and the trade rows (in the table's (ts, pair, leg) order as they happen) and
+position rows. Every item is the same floating-point expression, in the same order, as in full_block.py and
+block.py, and the per-bar sums over pairs add in the vectorized engine's order (pairs in blocks of
+`block.block_step`, then the blocks): the tables are equal to the full simulator's figure for figure (tests/core/
+backtest/test_fused.py compares them frame for frame). The run totals (`attribution`) add the per-bar sums: they
+agree with the vectorized engine's block-wise totals to the last bits (~1e-15 relative), not exactly.
 
-Compiled once per machine (`cache=True`: numba stores the machine code beside this module, ~10 s the first
-time), then each call is the loop alone.
+The rules' steps are scalar functions the loop inlines (numba counts references atomically on every call of a
+function that takes arrays: only the loop and the rare position rows take them). Compiled once per machine
+(`cache=True`: numba stores the machine code beside this module, ~16 s of CPU the first time), then each call
+is the loop alone. Pairs outer, each pair's state in local scalars (in tiles of 256 bars, so the panel's rows stay
+in cache), measured slower: 99.5 vs 77.5 ms CPU at 1 M pair-bars (interleaved, load ~8): the ~40 scalars of
+state spill from the registers anyway, and a pair's columns are read from L2 where a bar's row is in L1.
 """
 
 from __future__ import annotations
@@ -25,14 +30,13 @@ import numba
 import numpy as np
 
 from ..units import HOURS_PER_YEAR
-from .block import BLOCK_CELLS, PARTS, bars
+from .block import PARTS, bars, block_step
 from .panel import Panel
 from .strategies import PairSet
 
 # per-bar sums the kernel returns, in this order (rows of `sums`)
 SUMS = ("pnl", *PARTS, "traded_notional", "gross_exposure", "mark")
 _N_SUMS = len(SUMS)
-_PNL, _BASIS, _FUNDING, _BORROW, _FEES, _SLIP, _LIQ, _TRADED, _GROSS, _MARK = range(_N_SUMS)
 # trade row columns: integers (bar, pair, leg 0/1, REASONS code) and floats (signed qty, price, fee, slippage)
 _TI, _TF = 4, 4
 # the rows preallocated per cell (a cell trades at most 4 times, 2 per leg, and starts at most one position): a
@@ -46,20 +50,16 @@ _PI, _PF = 7, 6
 
 @dataclass
 class Fused:
-    """One run of the fused simulator: what `engine.simulate` returns for grid point 0 (the `(1, ...)` arrays
-    the tables and `BacktestResult.arrays` use) and the trade and position rows."""
+    """One run of the fused simulator: `totals` as engine._run_blocks adds them up for one grid point (`(1, ...)`
+    arrays: pnl_t, parts_t, parts, mark_t, in_market, gross_exposure and the counters), the per-cell arrays
+    `BacktestResult.arrays` keeps, and the trade and position rows."""
 
-    sim: dict[str, Any]
+    totals: dict[str, Any]
+    cells: dict[str, np.ndarray]
     trade_ints: np.ndarray  # (n, 4): bar, pair, leg, reason code, in (ts, pair rank, leg) order
     trade_floats: np.ndarray  # (n, 4): signed qty, price, fee, slippage
     position_ints: np.ndarray  # (n, 7), in the order the positions closed (the table sorts them)
     position_floats: np.ndarray  # (n, 6)
-
-
-def block_step(T: int) -> int:
-    """Pairs per block of the vectorized full simulator at one grid point (engine._run_blocks): the per-bar sums
-    add pairs in blocks of this many, then the blocks."""
-    return max(1, BLOCK_CELLS // max(T, 1))
 
 
 def run_fused(panel: Panel, pairs: PairSet, params: Any, halt: int, rank: np.ndarray) -> Fused:
@@ -93,85 +93,70 @@ def run_fused(panel: Panel, pairs: PairSet, params: Any, halt: int, rank: np.nda
     # the per-cell outputs, every cell written by the loop: allocated by numpy (large arrays get transparent huge
     # pages, and freed blocks of this size are reused by the next run instead of faulted in page by page)
     cells_i8 = np.empty((7, T, P), np.int8)  # A, H, D, liq_a, liq_b, stopped, size_src
-    cells_f = [np.empty((T, P)) for _ in range(4)]  # q, xa, xb, pnl
-    args = (
-        np.ascontiguousarray(pairs.signal),
-        pairs.leg_a,
-        pairs.leg_b,
-        np.argsort(rank, kind="stable").astype(np.int64),
-        np.ascontiguousarray(panel.mid),
-        np.ascontiguousarray(panel.ref),
-        np.ascontiguousarray(panel.ref_high),
-        np.ascontiguousarray(panel.ref_low),
-        np.ascontiguousarray(panel.funding_cash),
-        np.ascontiguousarray(panel.half_spread),
-        float(params.slippage_bps / 1e4),
-        taker_exec,
-        fee,
-        np.array([m.taker_fee for m in markets], dtype=float),
-        np.array([m.mmr for m in markets], dtype=float),
-        perp,
-        tier_lo,
-        tier_n,
-        tiers,
-        np.asarray(pairs.allow_reverse, dtype=np.bool_),
-        _per_bar(pairs.reverse_cost_apr, T),
-        borrow,
-        has_borrow,
-        np.full((1, P), np.nan) if cap is None else np.ascontiguousarray(cap, dtype=float),
-        use_cap,
-        float(params.capital / P),
-        float(panel.bar_h),
-        float(params.units),
-        float(params.enter_apr),
-        float(params.exit_apr),
-        int(bars(np.array(float(params.max_hold_h)), panel.bar_h)),
-        int(bars(np.array(float(params.rebalance_h)), panel.bar_h)),
-        float(params.leverage),
-        float(params.stop_distance),
-        int(halt),
-        int(step),
-        cells_i8,
-        *cells_f,
-    )
-    # trade and position rows, preallocated (arrays the loop never reassigns cost no reference counts): a share of
-    # the cells; a run with more rows than that is run again with room for exactly as many
+    cells_f = np.empty((5 if use_cap else 4, T, P))  # q, xa, xb, pnl, (sizing by capacity) capital unused
+    rows = tuple(np.ascontiguousarray(a) for a in (panel.mid, panel.ref, panel.ref_high, panel.ref_low,
+                                                   panel.funding_cash, panel.half_spread))  # fmt: skip
+    flt = (params.slippage_bps / 1e4, params.capital / P, panel.bar_h, params.units, params.enter_apr,
+           params.exit_apr, params.leverage, params.stop_distance)  # fmt: skip
+    flt = tuple(float(v) for v in flt)
+    hours = np.array([float(params.max_hold_h), float(params.rebalance_h)])
+    max_bars, reb_bars = (int(b) for b in bars(hours, panel.bar_h))
+    ints = (int(taker_exec), int(use_cap), max_bars, reb_bars, int(halt), int(step))
+    taker, mmr = (np.array([getattr(m, k) for m in markets], dtype=float) for k in ("taker_fee", "mmr"))
+    markets_in = (fee, taker, mmr, perp, tier_lo, tier_n, tiers)
+    pair_in = (np.asarray(pairs.allow_reverse, dtype=np.bool_), _per_bar(pairs.reverse_cost_apr, T), borrow, has_borrow,
+               np.full((1, P), np.nan) if cap is None else np.ascontiguousarray(cap, dtype=float))  # fmt: skip
+    legs = np.stack([pairs.leg_a, pairs.leg_b]).astype(np.int64)
+    by_rank = np.argsort(rank, kind="stable").astype(np.int64)
+    args = (np.ascontiguousarray(pairs.signal), legs, by_rank, rows, markets_in, pair_in, flt, ints)
+    # trade and position rows, preallocated: a share of the cells; a run with more rows than that is run again with
+    # room for exactly as many
     n_trades, n_positions = int(TRADE_ROWS_PER_CELL * T * P) + 16, int(POSITION_ROWS_PER_CELL * T * P) + 16
     for _ in range(2):
-        rows = (np.empty((n_trades, _TI), np.int64), np.empty((n_trades, _TF)),
-                np.empty((n_positions, _PI), np.int64), np.empty((n_positions, _PF)))  # fmt: skip
-        (unused, last, sums, in_market, counts, n_t, n_p) = _kernel(*args, *rows)
+        out = (np.empty((n_trades, _TI), np.int64), np.empty((n_trades, _TF)),
+               np.empty((n_positions, _PI), np.int64), np.empty((n_positions, _PF)))  # fmt: skip
+        sums, in_market, counts, last, n_t, n_p = _kernel(*args, (cells_i8, cells_f), out)
         if n_t <= n_trades and n_p <= n_positions:
             break
         n_trades, n_positions = max(n_t, n_trades), max(n_p, n_positions)
-    ti, tf, pi, pf = rows[0][:n_t], rows[1][:n_t], rows[2][:n_p], rows[3][:n_p]
-    sim: dict[str, Any] = {}
+    cells = _cells(cells_i8, cells_f, last)
+    return Fused(_totals(sums, in_market, counts), cells, out[0][:n_t], out[1][:n_t], out[2][:n_p], out[3][:n_p])
+
+
+def _totals(sums: np.ndarray, in_market: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
+    """The loop's per-bar sums `(T, SUMS)` and counters as engine._run_blocks's totals of one grid point; the run
+    totals add the per-bar sums."""
+    by_bar = {name: np.ascontiguousarray(sums[:, k])[None] for k, name in enumerate(SUMS)}
+    parts_t = {k: by_bar[k] for k in (*PARTS, "traded_notional")}
+    return {
+        "pnl_t": by_bar["pnl"],
+        "mark_t": by_bar["mark"],
+        "parts_t": parts_t,
+        "parts": {k: v.sum(axis=1) for k, v in parts_t.items()},
+        "in_market": in_market[None],
+        "gross_exposure": by_bar["gross_exposure"],
+        "entries": counts[0:1],
+        "held_pair_bars": counts[1:2],
+        "liquidations": counts[2:3],
+        "stops": counts[3:4],
+    }
+
+
+def _cells(cells_i8: np.ndarray, cells_f: np.ndarray, last: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-cell arrays as `simulate` returns them, `(1, T, P)`, and the open book's entry prices and resize
+    bars: the last bar's only, `(1, 1, P)`. The open book reads nothing else; `simulate`'s every bar would cost the
+    loop three more `(T, P)` arrays, and records.positions reads its entry prices at each entry where the fused
+    simulator keeps them in the position rows."""
+    cells: dict[str, np.ndarray] = {}
     for k, name in enumerate(("A", "H", "D", "liq_a", "liq_b", "stopped", "size_src")):
-        sim[name] = cells_i8[k][None].view(bool) if name in ("liq_a", "liq_b", "stopped") else cells_i8[k][None]
-    for name, values in zip(("q", "xa", "xb", "pnl"), cells_f, strict=True):
-        sim[name] = values[None]
-    # the open book's entry prices and resize bars: the last bar's only, `(1, 1, P)`
-    sim["e_a"], sim["e_b"], sim["seg"] = last[0][None, None], last[1][None, None], last[2].astype(np.int64)[None, None]
-    if use_cap:
-        sim["unused"] = unused[None]
-    else:
-        del sim["size_src"]
-    pnl_t = sums[_PNL][None]
-    sim.update(
-        {
-            "pnl_t": pnl_t,
-            "parts_t": {k: sums[SUMS.index(k)][None] for k in (*PARTS, "traded_notional")},
-            "mark_t": sums[_MARK][None],
-            "in_market": in_market[None],
-            "gross_exposure": sums[_GROSS][None],
-            "entries": counts[0:1],
-            "held_pair_bars": counts[1:2],
-            "liquidations": counts[2:3],
-            "stops": counts[3:4],
-            "halt": np.array([halt], dtype=np.int64),
-        }
-    )
-    return Fused(sim, ti, tf, pi, pf)
+        cells[name] = cells_i8[k][None].view(bool) if name in ("liq_a", "liq_b", "stopped") else cells_i8[k][None]
+    for k, name in enumerate(("q", "xa", "xb", "pnl", "unused")[: len(cells_f)]):
+        cells[name] = cells_f[k][None]
+    if len(cells_f) == 4:  # the even split: no size sources
+        del cells["size_src"]
+    cells["e_a"], cells["e_b"] = last[0][None, None], last[1][None, None]
+    cells["seg"] = last[2].astype(np.int64)[None, None]
+    return cells
 
 
 def _per_bar(values: np.ndarray, T: int) -> np.ndarray:
@@ -257,351 +242,280 @@ def _leg_costs(x: float, xp: float, liq: bool, liq_px: float, mid: float, mid_pr
     return basis, funding, borrowed, fees, at_mid * hs, liq_notional * mmr, liq_notional * taker, at_mid + liq_notional
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _direction(s: float, rc: float, enter: float, exit_: float, allow: bool, pos: bool, neg: bool) -> tuple[bool, bool]:
+    """Rule 1's hysteresis at one bar: the long and the reverse state after signal `s`."""
+    nan = not np.isfinite(s)
+    if s >= enter:
+        pos = True
+    elif (s <= exit_) or nan:
+        pos = False
+    if allow and s <= -(enter + rc):
+        neg = True
+    elif (s >= -(exit_ + rc)) or nan:
+        neg = False
+    return pos, neg
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _episode(t: int, D: int, d_prev: int, sidx: int, age_mod: int, max_bars: int, reb_bars: int,
+             reb: int) -> tuple[int, int, int, int]:  # fmt: skip
+    """Rule 2 and rule 3's resize bar at bar t: the episode start, H after the holding limit, age modulo `reb`
+    (counted, no division) and seg = sidx + (age // reb) * reb_bars clipped at 0."""
+    if D != 0 and d_prev != D:
+        sidx = t
+    age = t - sidx
+    H = D if (max_bars <= 0 or age < max_bars) else 0
+    age_mod = 0 if sidx == t else (age_mod + 1 if age_mod + 1 < reb else 0)
+    seg = t - age_mod if reb_bars > 0 else sidx
+    return sidx, H, age_mod, max(seg, 0)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _sized(c: float, even: float) -> tuple[float, int]:
+    """Rule 3 under sizing by capacity: the even notional capped at capacity `c` (NaN: no book), and its source."""
+    src = 0 if np.isnan(c) else (2 if c < even else 1)
+    return (even if np.isnan(c) else (c if np.isnan(even) else min(even, c))), src
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _leg_event(perp: bool, xh: float, xp: float, seg_changed: bool, cash: float, high: float, low: float, ref: float,
+               stop: float, cum: float, cum_seg: float, liq_next: float, mmr_next: float, entry: float, lev: float,
+               mmr: float, taker: float) -> tuple:  # fmt: skip
+    """Rule 5 on one leg at a bar (full_block._leg_events): breached or stopped, the liquidation price and
+    forfeited rate checked, and the leg's state after the bar (funding sum, that sum at the resize, the flat
+    mmr's liquidation price and rate the next bar is checked against, and the wallet per unit: a leg with tiers
+    is priced from it by `_tiered`). `xh`: units on the never-stopped path now, `xp`: at the bar before."""
+    brk, stp, lpx, mmr_used, per_unit = False, False, np.nan, mmr, 0.0
+    if perp:
+        if xp != 0:  # held at t-1 (else nothing can happen, and the cumsum's increment is a zero)
+            cum += -xp * cash
+            lpx, mmr_used = liq_next, mmr_next
+            brk, stp = _leg_check(xp, lpx, high, low, ref, stop)
+        if seg_changed:
+            cum_seg = cum
+        if xh != 0:  # held at t: the price the next bar is checked against
+            size = abs(xh)
+            wallet = size * entry / lev + cum - cum_seg
+            per_unit = wallet / size if size > 0 else 0.0
+            liq_next, mmr_next = _flat_liquidation(entry, per_unit, mmr, taker, xh < 0), mmr
+    return brk, stp, lpx, mmr_used, cum, cum_seg, liq_next, mmr_next, per_unit
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _reason(liq: bool, stopped: bool, ap: int, A: int, t: int, halt: int, D: int, H: int) -> int:
+    """Why the position changed at the bar: the index in records.REASONS (records._reason_codes)."""
+    if liq:
+        return 6
+    if stopped:
+        return 5
+    if ap != 0 and A == 0 and t == halt:
+        return 7
+    if ap != 0 and A == 0 and D != 0 and H == 0:
+        return 4
+    if ap != 0 and A == 0 and D == 0:
+        return 3
+    if ap == 0 and A != 0:
+        return 2
+    return 1 if (ap != 0 and A != 0 and ap != A) else 0
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _exit_reason(A: int, liq: bool, stopped: bool, t: int, halt: int, D: int) -> int:
+    """Why a position closed at the bar: the index in records.EXIT_REASONS (records.positions)."""
+    if A != 0:
+        return 1
+    if liq:
+        return 2
+    if stopped:
+        return 3
+    if t == halt:
+        return 4
+    return 5 if D != 0 else 6
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _position_row(pi: np.ndarray, pf: np.ndarray, n: int, p: int, t1: int, last: int, direction: int, why: int,
-                  ep_int: np.ndarray, ep_f: np.ndarray, cs: float, cf: float) -> None:  # fmt: skip
-    """Row n of the position rows: pair p's open episode (ep_int, ep_f), closed at t1 (-1: still open); nothing
-    past the rows' end (the run is repeated with room for every row)."""
-    if n >= pi.shape[0]:
-        return
-    pi[n, 0], pi[n, 1], pi[n, 2], pi[n, 3] = p, ep_int[p, 0], t1, last
-    pi[n, 4], pi[n, 5], pi[n, 6] = direction, why, ep_int[p, 1]
-    pf[n, 0], pf[n, 1], pf[n, 2] = ep_f[p, 0], ep_f[p, 1], ep_f[p, 2]
-    pf[n, 3], pf[n, 4], pf[n, 5] = cs - ep_f[p, 3], cf - ep_f[p, 4], ep_f[p, 5]
+                  ep_t: int, ep_src: int, ep: tuple[float, float, float, float, float, float], cs: float,
+                  cf: float) -> int:  # fmt: skip
+    """Position row n: pair p's open episode (entry bar, size source; units, entry prices, PnL and funding sums
+    before it, capital unused), closed at t1 (-1: still open); n + 1 (counted only past the rows' end)."""
+    if n < pi.shape[0]:
+        pi[n, 0], pi[n, 1], pi[n, 2], pi[n, 3] = p, ep_t, t1, last
+        pi[n, 4], pi[n, 5], pi[n, 6] = direction, why, ep_src
+        pf[n, 0], pf[n, 1], pf[n, 2] = ep[0], ep[1], ep[2]
+        pf[n, 3], pf[n, 4], pf[n, 5] = cs - ep[3], cf - ep[4], ep[5]
+    return n + 1
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _trade_row(ti: np.ndarray, tf: np.ndarray, n: int, t: int, p: int, leg: int, code: int, qty: float, px: float,
+               fee: float, slip: float) -> int:  # fmt: skip
+    """Trade row n (past the rows' end counted only: the run is repeated with room for every row); n + 1."""
+    if n < ti.shape[0]:
+        ti[n, 0], ti[n, 1], ti[n, 2], ti[n, 3] = t, p, leg, code
+        tf[n, 0], tf[n, 1], tf[n, 2], tf[n, 3] = qty, px, fee, slip
+    return n + 1
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _episode_floats(st_f: np.ndarray, p: int) -> tuple[float, float, float, float, float, float]:
+    """Pair p's open episode's floats (`_position_row`)."""
+    return st_f[p, _EP], st_f[p, _EP + 1], st_f[p, _EP + 2], st_f[p, _EP + 3], st_f[p, _EP + 4], st_f[p, _EP + 5]
+
+
+# a pair's state between bars, one row per pair: integers (rule 1's states, the last bar's D, the episode start,
+# H and A, the resize bar, the age modulo the rebalance, the episode stopped; the open episode's entry bar and size
+# source) and floats (per leg a, b: the mid at the resize, the never-stopped path's funding sum and that sum at
+# the resize, the liquidation price and rate the next bar is checked against, the units on the never-stopped path
+# and held; the PnL and funding sums; the open episode's `_position_row` floats), with their values before bar 0
+_POS, _NEG, _D, _SIDX, _H, _A, _SEG, _AGE, _KILLED, _EP_T, _EP_SRC = range(11)
+_STATE_I = np.array([0, 0, 0, -1, 0, 0, -1, 0, -1, 0, 0], dtype=np.int64)
+_ENT, _CUM, _CSEG, _LIQ_NEXT, _MMR_NEXT, _XH, _X = 0, 2, 4, 6, 8, 10, 12  # + leg
+_CS, _CF, _EP = 14, 15, 16
+_STATE_F = np.array([0.0] * 6 + [np.nan, np.nan] + [0.0] * 14)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _kernel(
-    sig: np.ndarray,
-    ia: np.ndarray,
-    ib: np.ndarray,
-    by_rank: np.ndarray,
-    mid_raw: np.ndarray,
-    ref: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    cash: np.ndarray,
-    hs_raw: np.ndarray,
-    slip_model: float,
-    taker_exec: bool,
-    fee_m: np.ndarray,
-    taker_m: np.ndarray,
-    mmr_m: np.ndarray,
-    perp_m: np.ndarray,
-    tier_lo: np.ndarray,
-    tier_n: np.ndarray,
-    tiers: np.ndarray,
-    allow_rev: np.ndarray,
-    rcost: np.ndarray,
-    borrow: np.ndarray,
-    has_borrow: np.ndarray,
-    cap: np.ndarray,
-    use_cap: bool,
-    cpp: float,
-    bar_h: float,
-    units: float,
-    enter: float,
-    exit_: float,
-    max_bars: int,
-    reb_bars: int,
-    lev: float,
-    stop: float,
-    halt: int,
-    step: int,
-    cells_i8: np.ndarray,
-    q_out: np.ndarray,
-    xa_out: np.ndarray,
-    xb_out: np.ndarray,
-    pnl_out: np.ndarray,
-    ti: np.ndarray,
-    tf: np.ndarray,
-    pi: np.ndarray,
-    pf: np.ndarray,
-) -> tuple:
-    """The loop (see the module's docstring); arrays as `run_fused` lays them out, outputs written in place."""
+def _kernel(sig: np.ndarray, legs: np.ndarray, by_rank: np.ndarray, rows: tuple, markets: tuple, pair_in: tuple,
+            flt: tuple, ints: tuple, cells: tuple, out: tuple) -> tuple:  # fmt: skip
+    """The loop (`_bars`; arrays as `run_fused` lays them out, outputs written in place), then the positions still
+    open: the per-bar sums `(T, SUMS)`, in_market, the counters, the open book's entry prices and resize bars
+    `(3, P)`, and the numbers of trade and position rows."""
     T, P = sig.shape
-    sums = np.zeros((_N_SUMS, T))
-    unused = np.empty((T if use_cap else 0, P))  # sizing by capacity: the capital each cell's sizing left unused
+    sums = np.zeros((T, _N_SUMS))
     in_market = np.zeros(T, np.bool_)
     counts = np.zeros(4, np.int64)  # entries, held pair-bars, liquidations, stops
-    n_t = 0
-    n_p = 0
-    legs = np.empty((2, P), np.int64)  # each pair's market per leg
-    legs[0], legs[1] = ia, ib
-    # per-pair state (per leg: `(2, P)`)
-    pos = np.zeros(P, np.bool_)
-    neg = np.zeros(P, np.bool_)
-    d_prev = np.zeros(P, np.int64)
-    sidx = np.full(P, -1, np.int64)
-    h_prev = np.zeros(P, np.int64)
-    a_prev = np.zeros(P, np.int64)
-    seg_prev = np.full(P, -1, np.int64)
-    age_mod = np.zeros(P, np.int64)  # age % reb: 0 at bar -1 (age 0 before the first episode)
-    killed_ep = np.full(P, -1, np.int64)
-    entry = np.zeros((2, P))  # mid at the last resize
-    cum = np.zeros((2, P))  # the never-stopped path's funding since bar 0 (full_block._leg_events' cum)
-    cum_seg = np.zeros((2, P))  # that sum at the last resize
-    liq_next = np.full((2, P), np.nan)  # the liquidation price (and rate) the next bar is checked against
-    mmr_next = np.zeros((2, P))
-    xh_prev = np.zeros((2, P))  # units on the never-stopped path, and held, at the bar before
-    x_prev = np.zeros((2, P))
-    cs = np.zeros(P)  # running sums of the pair's PnL and funding (records.positions' cumsums)
-    cf = np.zeros(P)
-    ep_int = np.zeros((P, 2), np.int64)  # the open episode: entry bar, size source
-    ep_f = np.zeros((P, 6))  # and units, entry prices, PnL and funding sums before it, capital unused
-    # this bar's per-pair values: per leg (liquidated, liquidation price, forfeited rate, fee, half-spread, x)
-    brk = np.zeros(2, np.bool_)
-    stp = np.zeros(2, np.bool_)
-    lpx = np.zeros(2)
-    mmr_used = np.zeros(2)
-    lfee = np.zeros(2)
-    bar_liq = np.zeros((2, P), np.bool_)
-    bar_px = np.zeros((2, P))
-    bar_fee = np.zeros((2, P))
-    bar_hs = np.zeros((2, P))
-    bar_x = np.zeros((2, P))
-    bar_code = np.zeros(P, np.int64)
-    bar_trades = np.zeros(P, np.bool_)
-    vals = np.zeros(_N_SUMS)  # the cell's items in SUMS order
-    blk = np.zeros(_N_SUMS)  # the current block's sums
-    dated_fee = fee_m.shape[0] > 1
-    dated_rc = rcost.shape[0] > 1
-    dated_borrow = borrow.shape[0] > 1
-    dated_cap = cap.shape[0] > 1
-    inv_lev = 1.0 / lev
-    reb = max(reb_bars, 1)
+    st_i, st_f = np.empty((P, len(_STATE_I)), np.int64), np.empty((P, len(_STATE_F)))
+    st_i[:], st_f[:] = _STATE_I, _STATE_F
+    acc = (sums, in_market, counts, st_i, st_f)
+    n_t, n_p = _bars(sig, legs, by_rank, rows, markets, pair_in, flt, ints, cells, out, acc)
+    pi, pf = out[2], out[3]
+    last = np.empty((3, P))
+    for p in range(P):
+        if st_i[p, _A] != 0:  # still open after the last bar
+            n_p = _position_row(pi, pf, n_p, p, -1, T - 1, st_i[p, _A], 0, st_i[p, _EP_T], st_i[p, _EP_SRC],
+                                _episode_floats(st_f, p), st_f[p, _CS], st_f[p, _CF])  # fmt: skip
+        last[0, p], last[1, p], last[2, p] = st_f[p, _ENT], st_f[p, _ENT + 1], st_i[p, _SEG]
+    return sums, in_market, counts, last, n_t, n_p
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _bars(sig: np.ndarray, legs: np.ndarray, by_rank: np.ndarray, rows: tuple, markets: tuple, pair_in: tuple,
+          flt: tuple, ints: tuple, cells: tuple, out: tuple, acc: tuple) -> tuple:  # fmt: skip
+    """Every bar, pairs inside in name order (the trade table's order: rows written as they happen), each pair's
+    state in its rows of `st_i`, `st_f`; the per-bar sums added afterwards in the vectorized engine's order."""
+    mid_raw, ref, high, low, cash, hs_raw = rows
+    fee_m, taker_m, mmr_m, perp_m, tier_lo, tier_n, tiers = markets
+    allow_rev, rcost, borrow, charged, cap = pair_in
+    slip_model, cpp, bar_h, units, enter, exit_, lev, stop = flt
+    taker_exec, use_cap, max_bars, reb_bars, halt, step = ints
+    (cells_i8, cells_f), (ti, tf, pi, pf), (sums, in_market, counts, st_i, st_f) = cells, out, acc
+    T, P = sig.shape
+    dated_fee, dated_rc, dated_borrow = fee_m.shape[0] > 1, rcost.shape[0] > 1, borrow.shape[0] > 1
+    reb, n_t, n_p = max(reb_bars, 1), 0, 0
+    ev = np.zeros((2, 5))  # per leg at the cell: breached, stopped, liquidation price and rate checked, its fee
+    vals, blk = np.zeros((P, _N_SUMS)), np.zeros(_N_SUMS)  # this bar's items per pair (SUMS order), a block's sums
     for t in range(T):
-        tf_ = t if dated_fee else 0
-        tr = t if dated_rc else 0
-        tb = t if dated_borrow else 0
-        for p in range(P):
-            # 1. desired direction with hysteresis
-            s = sig[t, p]
-            rc = rcost[tr, p]
-            nan = not np.isfinite(s)
-            if s >= enter:
-                pos[p] = True
-            elif (s <= exit_) or nan:
-                pos[p] = False
-            if allow_rev[p] and s <= -(enter + rc):
-                neg[p] = True
-            elif (s >= -(exit_ + rc)) or nan:
-                neg[p] = False
-            D = np.int64(pos[p]) - np.int64(neg[p])
-            # 2. episodes, holding limit, rebalance segments
-            sidx_prev = sidx[p]
-            if D != 0 and d_prev[p] != D:
-                sidx[p] = t
-            age = t - sidx[p]
-            H = D if (max_bars <= 0 or age < max_bars) else 0
-            # seg = sidx + (age // reb) * reb_bars, clipped at 0: age modulo reb kept by counting (no division)
-            if sidx[p] == t:
-                age_mod[p] = 0
-            else:
-                age_mod[p] = age_mod[p] + 1 if age_mod[p] + 1 < reb else 0
-            seg = t - age_mod[p] if reb_bars > 0 else sidx[p]
-            if seg < 0:
-                seg = 0
-            seg_changed = seg != seg_prev[p]
-            # 3. sizing
-            cost_a = inv_lev if perp_m[ia[p]] else 1.0
-            cost_b = inv_lev if perp_m[ib[p]] else 1.0
-            even = cpp / (cost_a + cost_b)
-            notional = even
-            src = 0
+        tfe, tr, tb = t if dated_fee else 0, t if dated_rc else 0, t if dated_borrow else 0
+        for r in range(P):
+            p = by_rank[r]
+            # 1-3: direction, episode, size
+            s, pos, neg = sig[t, p], st_i[p, _POS] != 0, st_i[p, _NEG] != 0
+            pos, neg = _direction(s, rcost[tr, p], enter, exit_, allow_rev[p], pos, neg)
+            D = np.int64(pos) - np.int64(neg)
+            sidx_prev, ap, seg_prev = st_i[p, _SIDX], st_i[p, _A], st_i[p, _SEG]
+            sidx, H, age_mod, seg = _episode(t, D, st_i[p, _D], sidx_prev, st_i[p, _AGE], max_bars, reb_bars, reb)
+            perp_a, perp_b = perp_m[legs[0, p]], perp_m[legs[1, p]]
+            even = cpp / ((1.0 / lev if perp_a else 1.0) + (1.0 / lev if perp_b else 1.0))
+            notional, src = even, 0
             if use_cap:
-                c = cap[max(sidx[p], 0) if dated_cap else 0, p]
-                src = 0 if np.isnan(c) else (2 if c < even else 1)
-                notional = even if np.isnan(c) else (c if np.isnan(even) else min(even, c))
+                notional, src = _sized(cap[max(sidx, 0) if cap.shape[0] > 1 else 0, p], even)
                 if not notional > 0:
                     H = 0
-            if seg_changed:  # mid at the resize (NaN as 0, as block.legs_of)
-                for leg in range(2):
-                    entry[leg, p] = _nan_to_num(mid_raw[seg, legs[leg, p]])
             held = H != 0
-            q = 0.0
-            if held:  # a fixed size, or the notional's worth at the resize
-                q = units if units > 0 else notional / entry[0, p]
-            # 5. liquidation and stop events on the never-stopped path (full_block._leg_events)
+            if seg != seg_prev:  # mid at the resize (NaN as 0, as block.legs_of)
+                for leg in range(2):
+                    st_f[p, _ENT + leg] = _nan_to_num(mid_raw[seg, legs[leg, p]])
+            q = (units if units > 0 else notional / st_f[p, _ENT]) if held else 0.0
+            # 5. liquidation and stop events on the never-stopped path
             for leg in range(2):
                 m = legs[leg, p]
                 xh = np.float64(-H if leg == 0 else H) * q
-                brk[leg], stp[leg], lpx[leg], mmr_used[leg] = False, False, np.nan, mmr_m[m]
-                if perp_m[m]:
-                    xp = xh_prev[leg, p]
-                    if xp != 0:  # held at t-1 (else nothing can happen, and the cumsum's increment is a zero)
-                        cum[leg, p] += -xp * cash[t, m]
-                        lpx[leg], mmr_used[leg] = liq_next[leg, p], mmr_next[leg, p]
-                        brk[leg], stp[leg] = _leg_check(xp, lpx[leg], high[t, m], low[t, m], ref[t, m], stop)
-                    if seg_changed:
-                        cum_seg[leg, p] = cum[leg, p]
-                    if xh != 0:  # held at t: the price the next bar is checked against
-                        size = abs(xh)
-                        wallet = size * entry[leg, p] / lev + cum[leg, p] - cum_seg[leg, p]
-                        per_unit = wallet / size if size > 0 else 0.0
-                        if tier_n[m] > 0:
-                            liq_next[leg, p], mmr_next[leg, p] = _tiered(entry[leg, p], per_unit, size, xh < 0, tiers,
-                                                                         tier_lo[m], tier_n[m], taker_m[m])  # fmt: skip
-                        else:
-                            liq_next[leg, p] = _flat_liquidation(entry[leg, p], per_unit, mmr_m[m], taker_m[m], xh < 0)
-                            mmr_next[leg, p] = mmr_m[m]
-                xh_prev[leg, p] = xh
-            # rule 2 after an event: flat from an episode's first liquidation or stop to its end
-            if (brk[0] or brk[1] or stp[0] or stp[1]) and h_prev[p] != 0:
-                killed_ep[p] = max(killed_ep[p], sidx_prev)
-            A = 0 if (held and killed_ep[p] == sidx[p]) else H
-            if t >= halt:
-                A = 0
-            ap = a_prev[p]
-            liq_a = brk[0] and ap != 0
-            liq_b = brk[1] and ap != 0
-            stopped = (stp[0] or stp[1]) and ap != 0 and not (liq_a or liq_b)
-            # 4. accounting (block.leg_costs per leg, block.pair_parts adding leg a's item and leg b's)
+                e = _leg_event(perp_m[m], xh, st_f[p, _XH + leg], seg != seg_prev, cash[t, m], high[t, m], low[t, m],
+                               ref[t, m], stop, st_f[p, _CUM + leg], st_f[p, _CSEG + leg], st_f[p, _LIQ_NEXT + leg],
+                               st_f[p, _MMR_NEXT + leg], st_f[p, _ENT + leg], lev, mmr_m[m], taker_m[m])  # fmt: skip
+                ev[leg, 0], ev[leg, 1], ev[leg, 2], ev[leg, 3] = e[0], e[1], e[2], e[3]
+                st_f[p, _CUM + leg], st_f[p, _CSEG + leg] = e[4], e[5]
+                st_f[p, _LIQ_NEXT + leg], st_f[p, _MMR_NEXT + leg] = e[6], e[7]
+                if perp_m[m] and xh != 0 and tier_n[m] > 0:
+                    tier = _tiered(st_f[p, _ENT + leg], e[8], abs(xh), xh < 0, tiers, tier_lo[m], tier_n[m], taker_m[m])
+                    st_f[p, _LIQ_NEXT + leg], st_f[p, _MMR_NEXT + leg] = tier
+                st_f[p, _XH + leg] = xh
+            if (ev[0, 0] or ev[1, 0] or ev[0, 1] or ev[1, 1]) and st_i[p, _H] != 0:  # rule 2: flat to the episode's end
+                st_i[p, _KILLED] = max(st_i[p, _KILLED], sidx_prev)
+            A = 0 if ((held and st_i[p, _KILLED] == sidx) or t >= halt) else H
+            liq_a, liq_b = ev[0, 0] != 0 and ap != 0, ev[1, 0] != 0 and ap != 0
+            stopped = (ev[0, 1] != 0 or ev[1, 1] != 0) and ap != 0 and not (liq_a or liq_b)
+            code = _reason(liq_a or liq_b, stopped, ap, A, t, halt, D, H)
+            # 4. accounting per leg (block.leg_costs; block.pair_parts adds leg a's item and leg b's), the leg's trades:
+            # a liquidation close at its price, then any other change at mid (past the rows' end: counted only)
             for leg in range(2):
-                m = legs[leg, p]
-                x = np.float64(-A if leg == 0 else A) * q
-                liq = liq_a if leg == 0 else liq_b
-                fee = fee_m[tf_, m]
-                hs = 0.0
-                if taker_exec:
-                    hs = hs_raw[t, m] if np.isfinite(hs_raw[t, m]) else slip_model
-                charged = has_borrow[leg, p // step]
-                rate = 0.0 if perp_m[m] else borrow[tb, p]
+                m, liq = legs[leg, p], liq_a if leg == 0 else liq_b
+                x, xp, lpx = np.float64(-A if leg == 0 else A) * q, st_f[p, _X + leg], ev[leg, 2]
                 mid = _nan_to_num(mid_raw[t, m])
                 mid_prev = _nan_to_num(mid_raw[t - 1, m]) if t > 0 else mid
-                items = _leg_costs(x, x_prev[leg, p], liq, lpx[leg], mid, mid_prev, cash[t, m], fee, hs, taker_m[m],
-                                   mmr_used[leg], charged, rate, bar_h)  # fmt: skip
-                gross = abs(x) * mid
-                if leg == 0:
-                    for k in range(6):
-                        vals[1 + k] = items[k]
-                    vals[_TRADED], vals[_GROSS] = items[7], gross
-                else:
-                    for k in range(6):
-                        vals[1 + k] += items[k]
-                    vals[_TRADED] += items[7]
-                    vals[_GROSS] += gross
-                lfee[leg] = items[6]
-                bar_liq[leg, p], bar_px[leg, p], bar_fee[leg, p], bar_hs[leg, p], bar_x[leg, p] = (
-                    liq,
-                    lpx[leg],
-                    fee,
-                    hs,
-                    x,
-                )
-            basis, fund, borr, fees, slip, liqc = vals[1], vals[2], vals[3], vals[4], vals[5], vals[6]
-            pnl = basis + fund - borr - fees - slip - liqc
-            vals[_PNL] = pnl
-            vals[_MARK] = basis + fund - borr - liqc - lfee[0] - lfee[1]
-            # per-bar sums in the vectorized engine's order: pairs within a block, then blocks
-            for k in range(_N_SUMS):
-                blk[k] = vals[k] if p % step == 0 else blk[k] + vals[k]
-            if p % step == step - 1 or p == P - 1:
-                for k in range(_N_SUMS):
-                    sums[k, t] = blk[k] if p < step else sums[k, t] + blk[k]
-            # counters
+                fee, hs = fee_m[tfe, m], 0.0
+                if taker_exec:
+                    hs = hs_raw[t, m] if np.isfinite(hs_raw[t, m]) else slip_model
+                rate = 0.0 if perp_m[m] else borrow[tb, p]
+                c = _leg_costs(x, xp, liq, lpx, mid, mid_prev, cash[t, m], fee, hs, taker_m[m], ev[leg, 3],
+                               charged[leg, p // step], rate, bar_h)  # fmt: skip
+                for k in range(6):
+                    vals[p, 1 + k] = c[k] if leg == 0 else vals[p, 1 + k] + c[k]
+                vals[p, 7] = c[7] if leg == 0 else vals[p, 7] + c[7]
+                vals[p, 8] = abs(x) * mid if leg == 0 else vals[p, 8] + abs(x) * mid
+                ev[leg, 4] = c[6]  # the liquidation fee (within fees), which rule 6's mark charges
+                if liq:
+                    n_t = _trade_row(ti, tf, n_t, t, p, leg, 6, -xp, lpx, abs(-xp) * lpx * taker_m[m], 0.0)
+                dq, px = x if liq else x - xp, mid_raw[t, m]
+                if dq != 0:
+                    kind = 2 if liq else code
+                    n_t = _trade_row(ti, tf, n_t, t, p, leg, kind, dq, px, abs(dq) * px * fee, abs(dq) * px * hs)
+                st_f[p, _X + leg] = x
+                cells_f[1 + leg, t, p] = x
+            basis, fund, borr, liqc = vals[p, 1], vals[p, 2], vals[p, 3], vals[p, 6]
+            pnl = basis + fund - borr - vals[p, 4] - vals[p, 5] - liqc
+            vals[p, 0], vals[p, 9] = pnl, basis + fund - borr - liqc - ev[0, 4] - ev[1, 4]
             if A != 0:
                 in_market[t] = True
                 counts[1] += 1
-                if ap != A:
-                    counts[0] += 1
-            if liq_a or liq_b:
-                counts[2] += 1
-            if stopped:
-                counts[3] += 1
-            # why the position changed (records._reason_codes)
-            if liq_a or liq_b:
-                code = 6
-            elif stopped:
-                code = 5
-            elif ap != 0 and A == 0 and t == halt:
-                code = 7
-            elif ap != 0 and A == 0 and D != 0 and H == 0:
-                code = 4
-            elif ap != 0 and A == 0 and D == 0:
-                code = 3
-            elif ap == 0 and A != 0:
-                code = 2
-            elif ap != 0 and A != 0 and ap != A:
-                code = 1
-            else:
-                code = 0
-            bar_code[p] = code
-            bar_trades[p] = liq_a or liq_b or bar_x[0, p] != x_prev[0, p] or bar_x[1, p] != x_prev[1, p]
+                counts[0] += ap != A
+            counts[2], counts[3] = counts[2] + (liq_a or liq_b), counts[3] + stopped
             # positions (records.positions): a run of constant non-zero A
-            cs_before = cs[p]
-            cf_before = cf[p]
-            cs[p] = pnl if t == 0 else cs[p] + pnl
-            cf[p] = fund if t == 0 else cf[p] + fund
+            cs, cf = pnl if t == 0 else st_f[p, _CS] + pnl, fund if t == 0 else st_f[p, _CF] + fund
             if ap != 0 and ap != A:
-                if A != 0:
-                    why = 1
-                elif liq_a or liq_b:
-                    why = 2
-                elif stopped:
-                    why = 3
-                elif t == halt:
-                    why = 4
-                elif D != 0:
-                    why = 5
-                else:
-                    why = 6
-                _position_row(pi, pf, n_p, p, t, t, ap, why, ep_int, ep_f, cs[p], cf[p])
-                n_p += 1
+                why = _exit_reason(A, liq_a or liq_b, stopped, t, halt, D)
+                ep = _episode_floats(st_f, p)
+                n_p = _position_row(pi, pf, n_p, p, t, t, ap, why, st_i[p, _EP_T], st_i[p, _EP_SRC], ep, cs, cf)
+            unused = cpp * (1.0 - notional / even) if use_cap else 0.0
             if A != 0 and ap != A:
-                ep_int[p, 0], ep_int[p, 1] = t, src
-                ep_f[p, 0], ep_f[p, 1], ep_f[p, 2] = q, entry[0, p], entry[1, p]
-                ep_f[p, 3] = cs_before if t > 0 else 0.0
-                ep_f[p, 4] = cf_before if t > 0 else 0.0
-                ep_f[p, 5] = cpp * (1.0 - notional / even) if use_cap else 0.0
-            # the per-cell arrays
-            cells_i8[0, t, p] = A
-            cells_i8[1, t, p] = H
-            cells_i8[2, t, p] = D
-            cells_i8[3, t, p] = liq_a
-            cells_i8[4, t, p] = liq_b
-            cells_i8[5, t, p] = stopped
-            cells_i8[6, t, p] = src
-            q_out[t, p] = q
-            xa_out[t, p] = bar_x[0, p]
-            xb_out[t, p] = bar_x[1, p]
-            pnl_out[t, p] = pnl
+                st_i[p, _EP_T], st_i[p, _EP_SRC] = t, src
+                st_f[p, _EP], st_f[p, _EP + 1], st_f[p, _EP + 2] = q, st_f[p, _ENT], st_f[p, _ENT + 1]
+                st_f[p, _EP + 3], st_f[p, _EP + 4] = st_f[p, _CS] if t > 0 else 0.0, st_f[p, _CF] if t > 0 else 0.0
+                st_f[p, _EP + 5] = unused
+            st_f[p, _CS], st_f[p, _CF] = cs, cf
+            cells_i8[0, t, p], cells_i8[1, t, p], cells_i8[2, t, p], cells_i8[3, t, p] = A, H, D, liq_a
+            cells_i8[4, t, p], cells_i8[5, t, p], cells_i8[6, t, p] = liq_b, stopped, src
+            cells_f[0, t, p], cells_f[3, t, p] = q, pnl
             if use_cap:
-                unused[t, p] = cpp * (1.0 - notional / even)
-            # state for the next bar
-            d_prev[p] = D
-            h_prev[p] = H
-            a_prev[p] = A
-            seg_prev[p] = seg
-        # this bar's trades, in (pair rank, leg) order: a liquidation close, then any other change of the leg
-        for r in range(P):
-            p = by_rank[r]
-            if not bar_trades[p]:
-                continue
-            for leg in range(2):
-                x, xp, m = bar_x[leg, p], x_prev[leg, p], legs[leg, p]
-                if bar_liq[leg, p]:
-                    px = bar_px[leg, p]
-                    if n_t < ti.shape[0]:  # else counted only: the run is repeated with room for every row
-                        ti[n_t, 0], ti[n_t, 1], ti[n_t, 2], ti[n_t, 3] = t, p, leg, 6
-                        tf[n_t, 0], tf[n_t, 1], tf[n_t, 2], tf[n_t, 3] = -xp, px, abs(-xp) * px * taker_m[m], 0.0
-                    n_t += 1
-                dq = x if bar_liq[leg, p] else x - xp
-                if dq != 0:
-                    px = mid_raw[t, m]
-                    traded_usd = abs(dq) * px
-                    if n_t < ti.shape[0]:
-                        ti[n_t, 0], ti[n_t, 1], ti[n_t, 2] = t, p, leg
-                        ti[n_t, 3] = 2 if bar_liq[leg, p] else bar_code[p]
-                        tf[n_t, 0], tf[n_t, 1] = dq, px
-                        tf[n_t, 2], tf[n_t, 3] = traded_usd * bar_fee[leg, p], traded_usd * bar_hs[leg, p]
-                    n_t += 1
-        x_prev[:, :] = bar_x
-    # positions still open after the last bar
-    for p in range(P):
-        if a_prev[p] != 0:
-            _position_row(pi, pf, n_p, p, -1, T - 1, a_prev[p], 0, ep_int, ep_f, cs[p], cf[p])
-            n_p += 1
-    last = np.empty((3, P))  # the last bar's entry prices and resize bar (the open book's)
-    last[0], last[1], last[2] = entry[0], entry[1], seg_prev
-    return unused, last, sums, in_market, counts, n_t, n_p
+                cells_f[4, t, p] = unused
+            st_i[p, _POS], st_i[p, _NEG], st_i[p, _D], st_i[p, _SIDX], st_i[p, _H] = pos, neg, D, sidx, H
+            st_i[p, _A], st_i[p, _SEG], st_i[p, _AGE] = A, seg, age_mod
+        for p in range(P):  # the per-bar sums in the vectorized engine's order: pairs within a block, then blocks
+            for k in range(_N_SUMS):
+                blk[k] = vals[p, k] if p % step == 0 else blk[k] + vals[p, k]
+            if p % step == step - 1 or p == P - 1:
+                for k in range(_N_SUMS):
+                    sums[t, k] = blk[k] if p < step else sums[t, k] + blk[k]
+    return n_t, n_p

@@ -68,20 +68,28 @@ def timestamps(ms: np.ndarray) -> pd.Series:
     return pd.to_datetime(pd.Series(np.asarray(ms, dtype=np.int64)), unit="ms").astype("datetime64[us]")
 
 
-# The tables are built as Arrow columns and converted once: pandas turning object arrays of Python strings
-# into its string dtype costs ~0.2 us a row (half of run_backtest's table time at 1 M pair-bars); Arrow
-# decodes integer codes into the same strings in C.
-def _decoded(codes: np.ndarray, names: Any) -> pa.Array:
-    """names[codes] as an Arrow string column."""
-    # large_string: what pandas' `str` columns hold, so to_pandas does not cast every row again
-    dictionary = pa.array([str(n) for n in names], type=pa.large_string())
-    return pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int32)), dictionary).dictionary_decode()
+# String columns are taken from small vocabularies (per pair, per market, per reason) by integer codes in Arrow
+# (a copy of the bytes, in C) and wrapped as pandas' `str` column without another copy: no Python string per row
+# (pandas building its Arrow strings from Python objects costs ~50 ns a row, Arrow decoding a dictionary and
+# `Table.to_pandas` twice the take: the trade table has ~200 k rows at 1 M pair-bars).
+_STR = pd.Series(["a"]).dtype  # what pandas makes of strings: `str` (pandas 3), object (pandas 2)
 
 
-def _us(ms: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
-    """Epoch milliseconds as an Arrow microsecond timestamp column (null where not `valid`)."""
+def _decoded(codes: np.ndarray, names: Any) -> Any:
+    """names[codes] as a string column of pandas' own string dtype (`_STR`)."""
+    vocabulary = pa.array([str(n) for n in names], type=pa.large_string())
+    taken = vocabulary.take(pa.array(np.asarray(codes, dtype=np.int64)))
+    if isinstance(_STR, pd.StringDtype):
+        return pd.array(taken, dtype=_STR)
+    return taken.to_numpy(zero_copy_only=False)
+
+
+def _us(ms: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Epoch milliseconds as a microsecond timestamp column (NaT where not `valid`)."""
     us = np.asarray(ms, dtype=np.int64) * 1000
-    return pa.array(us, type=pa.timestamp("us"), mask=None if valid is None else ~np.asarray(valid, dtype=bool))
+    if valid is not None:
+        us = np.where(valid, us, np.iinfo(np.int64).min)  # numpy's NaT
+    return us.view("datetime64[us]")
 
 
 def name_rank(names: Any) -> np.ndarray:
@@ -126,7 +134,7 @@ def trade_table(
         return pd.DataFrame(columns=TRADE_COLUMNS)
     qty, price = np.asarray(qty, dtype=float), np.asarray(price, dtype=float)
     idx = np.where(leg_code == 0, pairs.leg_a[p], pairs.leg_b[p])
-    table = pa.table(
+    return pd.DataFrame(
         {
             "ts": _us(panel.ts_ms[t]),
             "pair": _decoded(p, pairs.names),
@@ -142,7 +150,6 @@ def trade_table(
             "reason": _decoded(code, REASONS),
         }
     )
-    return table.to_pandas()
 
 
 def _reason_codes(sim: dict[str, Any]) -> np.ndarray:
@@ -281,7 +288,7 @@ def position_table(
         for c in (p0, t0, t1, last, direction, units, entry_a, entry_b, pnl, funding, why, size_source, unused)
     )
     closed = t1 >= 0
-    table = pa.table(
+    return pd.DataFrame(
         {
             "pair": _decoded(p0, pairs.names),
             "direction": np.asarray(direction).astype(int),
@@ -298,7 +305,6 @@ def position_table(
             "capital_unused_usd": unused,
         }
     )
-    return table.to_pandas()
 
 
 def sizes(sim: dict[str, Any], p0: np.ndarray, t0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
