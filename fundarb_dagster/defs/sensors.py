@@ -157,6 +157,15 @@ def stream_of(folder: Path) -> str:
     return folder.parent.name if folder.name.startswith("date=") else folder.parent.parent.name
 
 
+Landed = tuple[int, Path, float]  # (hour start ms, folder, folder mtime): an item of `hour_folders`
+
+
+def list_landed(data_dir: Path) -> list[Landed]:
+    """Every landed hour folder (and day folder of day files, per hour) of every stream: one walk of the landing
+    zone, shared by what one sensor tick or status call asks of it."""
+    return list(hour_folders(data_dir, STREAMS))
+
+
 def evaluate_landing(
     data_dir: Path,
     cursor: LandingCursor,
@@ -164,6 +173,7 @@ def evaluate_landing(
     now_s: float | None = None,
     already_loaded: set[str] | None = None,
     history_days: bool = True,
+    listing: Sequence[Landed] | None = None,
 ) -> LandingTick:
     """The sensor's logic, pure enough to test: changed, complete hours -> ranged `hourly_job` requests, and
     imported whole days -> a `history_job` run over their months (`imported_days`, `order_loads`;
@@ -172,6 +182,7 @@ def evaluate_landing(
     `bounds`: [first, end) of the hourly partitions (ms); hours outside wait in the landing zone.
     `already_loaded`: on the very first tick (no cursor), hours whose raw partitions were materialized
     before the sensor ran are recorded without a run (a warehouse filled by the CLI is not reloaded).
+    `listing`: the landing zone's hour folders (`list_landed`) when the caller listed them already.
     """
     now_s = time.time() if now_s is None else now_s
     start_ms, end_ms = bounds
@@ -182,7 +193,7 @@ def evaluate_landing(
     mtime: dict[int, float] = {}
     newest_mtime, clock = cursor.seen_mtime, 0
     market = set(MARKET_STREAMS)
-    for hour_ms, folder, folder_mtime in hour_folders(data_dir, STREAMS):
+    for hour_ms, folder, folder_mtime in list_landed(data_dir) if listing is None else listing:
         folders.setdefault(hour_ms, []).append(folder)
         mtime[hour_ms] = max(mtime.get(hour_ms, 0.0), folder_mtime)
         newest_mtime = max(newest_mtime, folder_mtime)
@@ -310,8 +321,11 @@ def build_landing_sensor(partitions: Partitions, hourly_job: Any, history_job: A
         if context.cursor and jobs_in_flight(context.instance, ["hourly_job", HISTORY_JOB]):
             # Hours load in order (bars carry earlier closes); the next run takes what completes meanwhile.
             return SkipReason("an hourly_job or history_job run is queued or running: complete hours wait for it")
-        already_loaded = None if context.cursor else loaded_hours(context.instance, data_dir.path())
-        tick = evaluate_landing(data_dir.path(), cursor, hourly_bounds(partitions), already_loaded=already_loaded)
+        listing = list_landed(data_dir.path())  # one walk of the landing zone per tick
+        already_loaded = None if context.cursor else loaded_hours(context.instance, data_dir.path(), listing)
+        tick = evaluate_landing(
+            data_dir.path(), cursor, hourly_bounds(partitions), already_loaded=already_loaded, listing=listing
+        )
         if tick.before_start:
             context.log.warning(
                 f"{tick.before_start} landed hours are before the partitions' start {partitions.start} "
@@ -330,10 +344,11 @@ def build_landing_sensor(partitions: Partitions, hourly_job: Any, history_job: A
     return landing_sensor
 
 
-def loaded_hours(instance: Any, data_dir: Path) -> set[str]:
+def loaded_hours(instance: Any, data_dir: Path, listing: Sequence[Landed] | None = None) -> set[str]:
     """The hour keys whose landed files are in the warehouse: raw_trades' hourly partitions, and the landed
     hours of the months history_job loaded (`fundarb backfill`, imported days) whose folders have not changed
-    since (a month is materialized while still partial: what lands in it later is not loaded yet)."""
+    since (a month is materialized while still partial: what lands in it later is not loaded yet). `listing`:
+    as `evaluate_landing`'s."""
     loaded = set(instance.get_materialized_partitions(AssetKey("raw_trades")))
     months: dict[str, float] = {}  # month key -> when history/raw_trades was last materialized for it
     cursor = None
@@ -347,7 +362,7 @@ def loaded_hours(instance: Any, data_dir: Path) -> set[str]:
         cursor = page.cursor
     if months:
         newest: dict[int, float] = {}
-        for hour_ms, _, folder_mtime in hour_folders(data_dir, STREAMS):
+        for hour_ms, _, folder_mtime in list_landed(data_dir) if listing is None else listing:
             newest[hour_ms] = max(newest.get(hour_ms, 0.0), folder_mtime)
         loaded.update(hour_key(h) for h, m in newest.items() if m <= months.get(month_key(h), -1.0))
     return loaded
@@ -541,13 +556,17 @@ def jobs_in_flight(instance: Any, jobs: Iterable[str]) -> set[str]:
     return {job for job in jobs if instance.get_run_records(RunsFilter(job_name=job, statuses=IN_FLIGHT), limit=1)}
 
 
-def first_landed_hours(data_dir: Path, stages: Sequence[Stage] = STAGES) -> dict[str, int]:
-    """The first landed hour (ms) of each stream some stage needs (a listing of its hour folders)."""
+def first_landed_hours(
+    data_dir: Path, stages: Sequence[Stage] = STAGES, listing: Sequence[Landed] | None = None
+) -> dict[str, int]:
+    """The first landed hour (ms) of each stream some stage needs (a listing of its hour folders and of the day
+    folders holding imported day files; `listing`: as `evaluate_landing`'s)."""
     streams = sorted({stream for stage in stages for stream in stage.needs_streams})
     first: dict[str, int] = {}
-    for hour_ms, folder, _ in hour_folders(data_dir, streams):
-        stream = folder.parent.parent.name
-        first[stream] = min(first.get(stream, hour_ms), hour_ms)
+    for hour_ms, folder, _ in hour_folders(data_dir, streams) if listing is None else listing:
+        stream = stream_of(folder)
+        if stream in streams:
+            first[stream] = min(first.get(stream, hour_ms), hour_ms)
     return first
 
 
@@ -624,9 +643,11 @@ def pipeline_status(instance: Any, data_dir: Path, partitions: Partitions) -> Pi
     if landing is None or pipeline is None or not getattr(pipeline, "cursor", None):
         return PipelineStatus(False, 0, in_flight, False, [])
     bounds = hourly_bounds(partitions)
-    landed = {hour_key(h) for h, _, _ in hour_folders(data_dir, STREAMS) if bounds[0] <= h < bounds[1]}
-    unloaded = len(landed - loaded_hours(instance, data_dir))
+    listing = list_landed(data_dir)  # one walk of the landing zone for the three questions below
+    landed = {hour_key(h) for h, _, _ in listing if bounds[0] <= h < bounds[1]}
+    unloaded = len(landed - loaded_hours(instance, data_dir, listing))
     cursor = PipelineCursor.parse(pipeline.cursor)
     unread = bool(read_successes(instance, cursor.event_id, names, limit=1)[0])
-    requests, _ = plan_stages(cursor, [], cursor.event_id, set(), bounds, first_landed=first_landed_hours(data_dir))
+    first_landed = first_landed_hours(data_dir, listing=listing)
+    requests, _ = plan_stages(cursor, [], cursor.event_id, set(), bounds, first_landed=first_landed)
     return PipelineStatus(True, unloaded, in_flight, unread, sorted({r.job_name for r in requests}))

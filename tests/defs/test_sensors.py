@@ -12,6 +12,7 @@ from dagster import AssetKey, DagsterInstance, build_sensor_context
 
 from fundarb_dagster.core import landing
 from fundarb_dagster.core.units import DAY_MS, HOUR_MS
+from fundarb_dagster.defs import sensors as sensors_module
 from fundarb_dagster.defs.jobs import STAGE_BY_JOB, STAGES, build_jobs
 from fundarb_dagster.defs.partitions import Partitions, hour_key
 from fundarb_dagster.defs.resources import DataDirResource
@@ -173,7 +174,7 @@ def test_the_sensor_targets_hourly_job_and_skips_an_empty_landing_zone(tmp_path)
     assert [(r.job_name, r.partition_key) for r in result.run_requests] == [("hourly_job", "2025-11-01-12:00")]
 
 
-def test_first_tick_skips_the_hours_history_job_loaded(tmp_path):
+def test_first_tick_skips_the_hours_history_job_loaded(tmp_path, monkeypatch):
     """A warehouse loaded by `fundarb backfill` (history months, then hours) is not reloaded hour by hour when
     the daemon starts: the hours of a month history_job materialized count as loaded if their files were there
     when it ran (a month is loaded while still partial); later hours, in it or after it, load as usual."""
@@ -192,8 +193,30 @@ def test_first_tick_skips_the_hours_history_job_loaded(tmp_path):
         land_trades(tmp_path, _trades(H0 + hour * HOUR_MS), seq=2 + i)
         os.utime(landing.partition_dir(tmp_path, "trades", H0 + hour * HOUR_MS), (later, later))
     context = build_sensor_context(instance=instance, resources={"data_dir": DataDirResource(data_dir=str(tmp_path))})
+    walks = []
+    original = sensors_module.hour_folders
+    monkeypatch.setattr(sensors_module, "hour_folders", lambda *a: walks.append(a) or original(*a))
     result = sensor(context)
     assert [(r.job_name, r.partition_key) for r in result.run_requests] == [("hourly_job", "2025-11-01-14:00")]
+    assert len(walks) == 1  # the loaded hours and the tick share one walk of the landing zone
+
+
+def test_first_landed_hours_names_the_stream_of_imported_day_files(tmp_path):
+    """A stream landed as day files (an import) has its first hour under its own name, as one of hour folders:
+    the day folder stands for the day's hours (its parent is the stream, not the landing root)."""
+    from fundarb_dagster.core import schema
+    from fundarb_dagster.defs.jobs import Stage
+    from fundarb_dagster.defs.sensors import first_landed_hours, list_landed
+    from tests.defs.raw.landing_fixtures import NAMES
+
+    records = schema.empty("trades", 2)
+    records["ts_ms"] = [H0 + 30 * HOUR_MS, H0 + 31 * HOUR_MS]  # 2025-11-02 18:00, a day file
+    landing.write_days(tmp_path, "trades", schema.to_arrow("trades", records, NAMES), "import-a")
+    land_trades(tmp_path, _trades(H0 + 40 * HOUR_MS), seq=0)  # an hour folder the day after
+    stage = Stage("x_job", ("raw_trades",), "hour", "a stage needing trades", needs_streams=("trades",))
+    day_start = (H0 + 30 * HOUR_MS) // DAY_MS * DAY_MS
+    assert first_landed_hours(tmp_path, [stage]) == {"trades": day_start}
+    assert first_landed_hours(tmp_path, [stage], listing=list_landed(tmp_path)) == {"trades": day_start}
 
 
 # -- pipeline_sensor ----------------------------------------------------------------------------------------
