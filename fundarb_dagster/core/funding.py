@@ -65,34 +65,51 @@ def infer_intervals(settlements: pd.DataFrame, min_run: int = 2) -> pd.DataFrame
 
     The gap before a settlement is its accrual interval. A gap that is not a plausible interval (a missed
     settlement: 16h on an 8h venue) is ignored, and a new interval must repeat `min_run` times in a row
-    before it counts, so one missed hourly settlement does not look like a switch to 2h.
+    before it counts, so one missed hourly settlement does not look like a switch to 2h: each run of equal
+    plausible gaps at least `min_run` long confirms its interval at the settlement after its first gap, an
+    observation where it differs from the interval the key's run before confirmed. A key with only two
+    settlements takes their gap when plausible. Arrays over every key at once: a Python loop over the gaps
+    (4 years of 300 perps are 4.4 M) took seconds; tests/core/test_funding.py holds it equal to that loop.
     """
-    rows: list[dict[str, Any]] = []
     if settlements.empty:
         return pd.DataFrame(columns=OBSERVATION_COLUMNS)
-    frame = settlements[["exchange", "symbol", "funding_ts_ms"]].drop_duplicates()
-    for (exchange, symbol), group in frame.groupby(["exchange", "symbol"], sort=True):
-        ts = np.sort(group["funding_ts_ms"].to_numpy(dtype=np.int64))
-        if len(ts) < 2:
-            continue
-        gaps_h = np.round(np.diff(ts) / HOUR_MS * 4) / 4  # jitter of seconds must not matter
-        plausible = np.isin(gaps_h, PLAUSIBLE_INTERVALS_H)
-        current: float | None = None
-        run_value, run_len, run_start = None, 0, 0
-        for i, (gap, ok) in enumerate(zip(gaps_h, plausible, strict=True)):
-            if not ok:
-                run_value, run_len = None, 0
-                continue
-            if gap == run_value:
-                run_len += 1
-            else:
-                run_value, run_len, run_start = gap, 1, i + 1
-            if run_len == min_run and run_value != current:
-                current = float(run_value)
-                rows.append(observation(exchange, symbol, int(ts[run_start]), current, source="inferred"))
-        if current is None and len(ts) == 2 and plausible[0]:
-            rows.append(observation(exchange, symbol, int(ts[1]), float(gaps_h[0]), source="inferred"))
-    return pd.DataFrame(rows, columns=OBSERVATION_COLUMNS)
+    frame = settlements[["exchange", "symbol", "funding_ts_ms"]].drop_duplicates().dropna(subset=["exchange", "symbol"])
+    exchange, _ = pd.factorize(frame["exchange"], sort=True)
+    symbol, symbols = pd.factorize(frame["symbol"], sort=True)
+    key = exchange.astype(np.int64) * len(symbols) + symbol  # in (exchange, symbol) order
+    order = np.lexsort((frame["funding_ts_ms"].to_numpy(dtype=np.int64), key))
+    key, ts = key[order], frame["funding_ts_ms"].to_numpy(dtype=np.int64)[order]
+    gaps_h = np.round(np.diff(ts) / HOUR_MS * 4) / 4  # jitter of seconds must not matter
+    ok = (key[1:] == key[:-1]) & np.isin(gaps_h, PLAUSIBLE_INTERVALS_H)  # gap i: settlement i -> i + 1
+    continues = ok & np.concatenate([[False], ok[:-1] & (gaps_h[1:] == gaps_h[:-1])])
+    first_gap = np.flatnonzero(ok & ~continues)  # each run's first gap
+    run_len = np.diff(np.append(np.cumsum(ok)[first_gap] - 1, ok.sum()))  # its plausible gaps (up to the next)
+    confirmed = first_gap[run_len >= min_run]
+    values, keys = gaps_h[confirmed], key[confirmed]
+    changed = np.ones(len(keys), dtype=bool)
+    changed[1:] = (keys[1:] != keys[:-1]) | (values[1:] != values[:-1])
+    rows, interval_h = confirmed[changed] + 1, values[changed]  # at the settlement after the run's first gap
+    # a key of exactly two settlements whose one gap is plausible, where nothing was confirmed
+    starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if len(key) else np.zeros(0, np.int64)
+    sizes = np.diff(np.append(starts, len(key)))
+    two = starts[sizes == 2]
+    two = two[ok[two] & ~np.isin(key[two], key[rows])]
+    rows, interval_h = np.concatenate([rows, two + 1]), np.concatenate([interval_h, gaps_h[two]])
+    at = np.lexsort((ts[rows], key[rows]))
+    rows, interval_h = rows[at], interval_h[at]
+    picked = order[rows]
+    return pd.DataFrame(
+        {
+            "exchange": frame["exchange"].to_numpy()[picked],
+            "symbol": frame["symbol"].to_numpy()[picked],
+            "ts_ms": ts[rows],
+            "interval_h": interval_h.astype(float),
+            "cap": np.nan,
+            "floor": np.nan,
+            "source": "inferred",
+        },
+        columns=OBSERVATION_COLUMNS,
+    )
 
 
 def intervals_in_force(ts_ms: np.ndarray, min_run: int = 3) -> np.ndarray:

@@ -333,3 +333,60 @@ def test_interval_at_is_the_span_in_force_per_row_as_a_plain_loop_finds_it():
         span = before.iloc[-1] if len(before) else mine.iloc[0]
         assert (out.interval_h, out.cap, out.floor) == (span.interval_h, span.cap, span.floor), row
     assert got["interval_h"].notna().sum() > 200 and got["interval_h"].isna().sum() > 50
+
+
+def _infer_intervals_loop(settlements: pd.DataFrame, min_run: int) -> pd.DataFrame:
+    """The obvious computation: each key's gaps walked one by one (what `infer_intervals` did before)."""
+    rows = []
+    frame = settlements[["exchange", "symbol", "funding_ts_ms"]].drop_duplicates()
+    for (exchange, symbol), group in frame.groupby(["exchange", "symbol"], sort=True):
+        ts = np.sort(group["funding_ts_ms"].to_numpy(dtype=np.int64))
+        if len(ts) < 2:
+            continue
+        gaps_h = np.round(np.diff(ts) / HOUR_MS * 4) / 4
+        plausible = np.isin(gaps_h, f.PLAUSIBLE_INTERVALS_H)
+        current, run_value, run_len, run_start = None, None, 0, 0
+        for i, (gap, ok) in enumerate(zip(gaps_h, plausible, strict=True)):
+            if not ok:
+                run_value, run_len = None, 0
+                continue
+            if gap == run_value:
+                run_len += 1
+            else:
+                run_value, run_len, run_start = gap, 1, i + 1
+            if run_len == min_run and run_value != current:
+                current = float(run_value)
+                rows.append(f.observation(exchange, symbol, int(ts[run_start]), current, source="inferred"))
+        if current is None and len(ts) == 2 and plausible[0]:
+            rows.append(f.observation(exchange, symbol, int(ts[1]), float(gaps_h[0]), source="inferred"))
+    return pd.DataFrame(rows, columns=f.OBSERVATION_COLUMNS)
+
+
+@pytest.mark.parametrize("min_run", [1, 2, 3])
+def test_infer_intervals_finds_what_walking_each_key_s_gaps_finds(min_run):
+    """Arrays over all keys at once = the loop over each key's gaps, on schedules built to hit every branch:
+    8h -> 1h -> 4h switches, missed and extra (off-grid) settlements, ms jitter, an 8h run cut by holes before it
+    confirms, keys of one and of two settlements, duplicates, keys sharing an exchange or a symbol."""
+    rng = np.random.default_rng(min_run)
+    t0 = 1_735_689_600_000  # 2025-01-01
+    frames = []
+    for k in range(40):
+        ts, t = [], t0 + int(rng.integers(0, 8)) * HOUR_MS
+        for _ in range(int(rng.integers(0, 8))):  # segments of one schedule, with anomalies inside
+            interval = float(rng.choice([8, 1, 4, 2]))
+            for _ in range(int(rng.integers(1, 8))):
+                step = float(rng.choice([interval] * 6 + [2 * interval, 3, 0.5]))  # missed, off-grid, odd
+                t += int(step * HOUR_MS) + int(rng.integers(-900, 900))  # jitter of up to 0.9 s
+                ts.append(t)
+        if k % 7 == 0:
+            ts = ts[:2]  # two settlements
+        elif k % 11 == 0:
+            ts = ts[:1]
+        ts += ts[: int(rng.integers(0, 3))]  # duplicates
+        frames.append(pd.DataFrame({"exchange": f"v{k % 3}", "symbol": f"S{k // 3}/USDT:USDT", "funding_ts_ms": ts}))
+    settlements = pd.concat(frames, ignore_index=True).sample(frac=1.0, random_state=1)  # any order in
+    got = f.infer_intervals(settlements, min_run)
+    want = _infer_intervals_loop(settlements, min_run)
+    assert len(want) > 25 and want["interval_h"].nunique() == 4
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_dtype=False)
+    assert f.infer_intervals(settlements.iloc[:0]).empty
