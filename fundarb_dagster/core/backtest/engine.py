@@ -319,10 +319,9 @@ def run_backtest(panel: Panel, pairs: PairSet, params: BacktestParams, strategy:
             run = run_fused(panel, pairs, params, int(halt[0]), rank)
     sim = {**aggregates(params.capital, run.totals, halt), **run.cells}
     ti, tf, pi, pf = run.trade_ints, run.trade_floats, run.position_ints, run.position_floats
-    trade_frame = trade_table(panel, pairs, ti[:, 0], ti[:, 1], ti[:, 2], tf[:, 0], tf[:, 1], tf[:, 2], tf[:, 3],
-                              ti[:, 3])  # fmt: skip
-    position_frame = position_table(panel, pairs, pi[:, 0], pi[:, 1], pi[:, 2], pi[:, 3], pi[:, 4], pf[:, 0],
-                                    pf[:, 1], pf[:, 2], pf[:, 3], pf[:, 4], pi[:, 5], pi[:, 6], pf[:, 5])  # fmt: skip
+    trade_frame = trade_table(panel, pairs, ti[0], ti[1], ti[2], tf[0], tf[1], tf[2], tf[3], ti[3])
+    position_frame = position_table(panel, pairs, pi[0], pi[1], pi[2], pi[3], pi[4], pf[0], pf[1], pf[2], pf[3], pf[4],
+                                    pi[5], pi[6], pf[5])  # fmt: skip
     return backtest_result(panel, pairs, params, strategy, sim, trade_frame, position_frame)
 
 

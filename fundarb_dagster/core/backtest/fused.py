@@ -56,10 +56,11 @@ class Fused:
 
     totals: dict[str, Any]
     cells: dict[str, np.ndarray]
-    trade_ints: np.ndarray  # (n, 4): bar, pair, leg, reason code, in (ts, pair rank, leg) order
-    trade_floats: np.ndarray  # (n, 4): signed qty, price, fee, slippage
-    position_ints: np.ndarray  # (n, 7), in the order the positions closed (the table sorts them)
-    position_floats: np.ndarray  # (n, 6)
+    # rows by column (each column contiguous: what the tables read)
+    trade_ints: np.ndarray  # (4, n): bar, pair, leg, reason code, in (ts, pair rank, leg) order
+    trade_floats: np.ndarray  # (4, n): signed qty, price, fee, slippage
+    position_ints: np.ndarray  # (7, n), in the order the positions closed (the table sorts them)
+    position_floats: np.ndarray  # (6, n)
 
 
 def run_fused(panel: Panel, pairs: PairSet, params: Any, halt: int, rank: np.ndarray) -> Fused:
@@ -113,14 +114,15 @@ def run_fused(panel: Panel, pairs: PairSet, params: Any, halt: int, rank: np.nda
     # room for exactly as many
     n_trades, n_positions = int(TRADE_ROWS_PER_CELL * T * P) + 16, int(POSITION_ROWS_PER_CELL * T * P) + 16
     for _ in range(2):
-        out = (np.empty((n_trades, _TI), np.int64), np.empty((n_trades, _TF)),
-               np.empty((n_positions, _PI), np.int64), np.empty((n_positions, _PF)))  # fmt: skip
+        out = (np.empty((_TI, n_trades), np.int64), np.empty((_TF, n_trades)),
+               np.empty((_PI, n_positions), np.int64), np.empty((_PF, n_positions)))  # fmt: skip
         sums, in_market, counts, last, n_t, n_p = _kernel(*args, (cells_i8, cells_f), out)
         if n_t <= n_trades and n_p <= n_positions:
             break
         n_trades, n_positions = max(n_t, n_trades), max(n_p, n_positions)
     cells = _cells(cells_i8, cells_f, last)
-    return Fused(_totals(sums, in_market, counts), cells, out[0][:n_t], out[1][:n_t], out[2][:n_p], out[3][:n_p])
+    ti, tf, pi, pf = out[0][:, :n_t], out[1][:, :n_t], out[2][:, :n_p], out[3][:, :n_p]
+    return Fused(_totals(sums, in_market, counts), cells, ti, tf, pi, pf)
 
 
 def _totals(sums: np.ndarray, in_market: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
@@ -284,9 +286,12 @@ def _leg_event(perp: bool, xh: float, xp: float, seg_changed: bool, cash: float,
                mmr: float, taker: float) -> tuple:  # fmt: skip
     """Rule 5 on one leg at a bar (full_block._leg_events): breached or stopped, the liquidation price and
     forfeited rate checked, and the leg's state after the bar (funding sum, that sum at the resize, the flat
-    mmr's liquidation price and rate the next bar is checked against, and the wallet per unit: a leg with tiers
-    is priced from it by `_tiered`). `xh`: units on the never-stopped path now, `xp`: at the bar before."""
-    brk, stp, lpx, mmr_used, per_unit = False, False, np.nan, mmr, 0.0
+    mmr's liquidation price and rate the next bar is checked against, the wallet per unit, and whether that price
+    was priced again: a leg with tiers is then priced by `_tiered`). `xh`: units on the never-stopped path now,
+    `xp`: at the bar before. The price is a function of the units, the mid at the resize and the funding since
+    it: with none of them changed (no settlement at the bar) it is the bar before's, the same figures, not
+    computed again (four divisions a leg)."""
+    brk, stp, lpx, mmr_used, per_unit, priced, cum_before = False, False, np.nan, mmr, 0.0, False, cum
     if perp:
         if xp != 0:  # held at t-1 (else nothing can happen, and the cumsum's increment is a zero)
             cum += -xp * cash
@@ -294,12 +299,12 @@ def _leg_event(perp: bool, xh: float, xp: float, seg_changed: bool, cash: float,
             brk, stp = _leg_check(xp, lpx, high, low, ref, stop)
         if seg_changed:
             cum_seg = cum
-        if xh != 0:  # held at t: the price the next bar is checked against
+        if xh != 0 and (seg_changed or xh != xp or cum != cum_before):  # held at t, on other terms than at t-1
             size = abs(xh)
             wallet = size * entry / lev + cum - cum_seg
             per_unit = wallet / size if size > 0 else 0.0
-            liq_next, mmr_next = _flat_liquidation(entry, per_unit, mmr, taker, xh < 0), mmr
-    return brk, stp, lpx, mmr_used, cum, cum_seg, liq_next, mmr_next, per_unit
+            liq_next, mmr_next, priced = _flat_liquidation(entry, per_unit, mmr, taker, xh < 0), mmr, True
+    return brk, stp, lpx, mmr_used, cum, cum_seg, liq_next, mmr_next, per_unit, priced
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -340,11 +345,11 @@ def _position_row(pi: np.ndarray, pf: np.ndarray, n: int, p: int, t1: int, last:
                   cf: float) -> int:  # fmt: skip
     """Position row n: pair p's open episode (entry bar, size source; units, entry prices, PnL and funding sums
     before it, capital unused), closed at t1 (-1: still open); n + 1 (counted only past the rows' end)."""
-    if n < pi.shape[0]:
-        pi[n, 0], pi[n, 1], pi[n, 2], pi[n, 3] = p, ep_t, t1, last
-        pi[n, 4], pi[n, 5], pi[n, 6] = direction, why, ep_src
-        pf[n, 0], pf[n, 1], pf[n, 2] = ep[0], ep[1], ep[2]
-        pf[n, 3], pf[n, 4], pf[n, 5] = cs - ep[3], cf - ep[4], ep[5]
+    if n < pi.shape[1]:
+        pi[0, n], pi[1, n], pi[2, n], pi[3, n] = p, ep_t, t1, last
+        pi[4, n], pi[5, n], pi[6, n] = direction, why, ep_src
+        pf[0, n], pf[1, n], pf[2, n] = ep[0], ep[1], ep[2]
+        pf[3, n], pf[4, n], pf[5, n] = cs - ep[3], cf - ep[4], ep[5]
     return n + 1
 
 
@@ -352,9 +357,9 @@ def _position_row(pi: np.ndarray, pf: np.ndarray, n: int, p: int, t1: int, last:
 def _trade_row(ti: np.ndarray, tf: np.ndarray, n: int, t: int, p: int, leg: int, code: int, qty: float, px: float,
                fee: float, slip: float) -> int:  # fmt: skip
     """Trade row n (past the rows' end counted only: the run is repeated with room for every row); n + 1."""
-    if n < ti.shape[0]:
-        ti[n, 0], ti[n, 1], ti[n, 2], ti[n, 3] = t, p, leg, code
-        tf[n, 0], tf[n, 1], tf[n, 2], tf[n, 3] = qty, px, fee, slip
+    if n < ti.shape[1]:
+        ti[0, n], ti[1, n], ti[2, n], ti[3, n] = t, p, leg, code
+        tf[0, n], tf[1, n], tf[2, n], tf[3, n] = qty, px, fee, slip
     return n + 1
 
 
@@ -448,7 +453,7 @@ def _bars(sig: np.ndarray, legs: np.ndarray, by_rank: np.ndarray, rows: tuple, m
                 ev[leg, 0], ev[leg, 1], ev[leg, 2], ev[leg, 3] = e[0], e[1], e[2], e[3]
                 st_f[p, _CUM + leg], st_f[p, _CSEG + leg] = e[4], e[5]
                 st_f[p, _LIQ_NEXT + leg], st_f[p, _MMR_NEXT + leg] = e[6], e[7]
-                if perp_m[m] and xh != 0 and tier_n[m] > 0:
+                if e[9] and tier_n[m] > 0:
                     tier = _tiered(st_f[p, _ENT + leg], e[8], abs(xh), xh < 0, tiers, tier_lo[m], tier_n[m], taker_m[m])
                     st_f[p, _LIQ_NEXT + leg], st_f[p, _MMR_NEXT + leg] = tier
                 st_f[p, _XH + leg] = xh

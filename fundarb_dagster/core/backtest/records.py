@@ -282,7 +282,9 @@ def position_table(
     and capital left unused. Sorted by (pair, entry_ts)."""
     if len(p0) == 0:
         return pd.DataFrame(columns=POSITION_COLUMNS)
-    order = np.lexsort((t0, name_rank(pairs.names)[p0]))  # by (pair, entry_ts): numbers sorted, strings built sorted
+    # by (pair, entry_ts): numbers sorted, strings built sorted; one integer key (a pair enters at most once a bar,
+    # so keys are unique and any sort gives the one order): a quicksort, not lexsort's two stable passes
+    order = np.argsort(name_rank(pairs.names)[p0] * (len(panel.ts_ms) + 1) + np.asarray(t0, dtype=np.int64))
     p0, t0, t1, last, direction, units, entry_a, entry_b, pnl, funding, why, size_source, unused = (
         np.asarray(c)[order]
         for c in (p0, t0, t1, last, direction, units, entry_a, entry_b, pnl, funding, why, size_source, unused)
