@@ -32,7 +32,8 @@ import sys
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,8 @@ from .config import ConfigError
 from .instruments import Instrument, InstrumentRegistry, registry_path
 from .sources.markets import market_for
 from .sources.replay import KINDS, ParsedFile, detect_kind, parse_files
-from .sources.replay.formats import symbol_hint
+from .sources.replay.formats import remember_first_line, symbol_hint
+from .sources.replay.parsers import BULK_MAX_BYTES
 from .venues import UNIFIED_SYMBOL
 
 MANIFEST_NAME = "imports.json"
@@ -317,41 +319,79 @@ def import_files(
         summary.instrument_id = instruments[symbol].id
     batch: dict[str, list[pa.Table]] = {}
     accepted: list[tuple[FileResult, ParsedFile, str]] = []
-    planned: list[tuple[FileResult, str, Instrument, Path]] = []
-    kinds: list[str | None] = []  # each planned file's kind (None: not told, parse_file says why)
-    for path in files:
-        digest = file_digest(path)
-        result = FileResult(str(path), digest)
-        summary.files.append(result)
-        read_as = kind or _detected(path)  # told once per file: its symbol, its manifest key and its parsing
-        try:
-            file_symbol = symbol if symbol is not None else _symbol_of(symbol_of, path, read_as)
-        except ConfigError as exc:
-            result.status, result.error = "failed", str(exc)
-            continue
-        result.symbol = file_symbol
-        # Done only as the kind it would be read as now: a file recorded under another kind imports again.
-        done = manifest.get(digest, {}).get(_entry_key(exchange, file_symbol, read_as))
-        if done is not None:
-            result.status, result.kind, result.stream = "skipped", done.get("kind", ""), done.get("stream", "")
-            if progress:
-                progress(
-                    f"{path.name}: already imported as {result.kind} (sha256 {digest[:_DIGEST_CHARS]}), nothing new"
-                )
-            continue
-        if file_symbol not in instruments:
-            found = market(file_symbol) if callable(market) else market
-            instruments[file_symbol] = instrument_for(registry, exchange, file_symbol, found)
-        if summary.instrument_id < 0:
-            summary.instrument_id = instruments[file_symbol].id
-        planned.append((result, file_symbol, instruments[file_symbol], path))
-        kinds.append(read_as)
+    for chunk in _read_ahead(files):  # each file read once: its digest and its bytes (the next chunk meanwhile)
+        planned: list[tuple[FileResult, str, Instrument, Path]] = []
+        kinds: list[str | None] = []  # each planned file's kind (None: not told, parse_file says why)
+        contents: list[bytes | None] = []  # each planned file's bytes (None: parse_file reads it)
+        for path, digest, raw in chunk:
+            result = FileResult(str(path), digest)
+            summary.files.append(result)
+            read_as = kind or _detected(path)  # told once per file: its symbol, its manifest key and its parsing
+            try:
+                file_symbol = symbol if symbol is not None else _symbol_of(symbol_of, path, read_as)
+            except ConfigError as exc:
+                result.status, result.error = "failed", str(exc)
+                continue
+            result.symbol = file_symbol
+            # Done only as the kind it would be read as now: a file recorded under another kind imports again.
+            done = manifest.get(digest, {}).get(_entry_key(exchange, file_symbol, read_as))
+            if done is not None:
+                result.status, result.kind, result.stream = "skipped", done.get("kind", ""), done.get("stream", "")
+                if progress:
+                    progress(
+                        f"{path.name}: already imported as {result.kind} (sha256 {digest[:_DIGEST_CHARS]}), nothing new"
+                    )
+                continue
+            if file_symbol not in instruments:
+                found = market(file_symbol) if callable(market) else market
+                instruments[file_symbol] = instrument_for(registry, exchange, file_symbol, found)
+            if summary.instrument_id < 0:
+                summary.instrument_id = instruments[file_symbol].id
+            planned.append((result, file_symbol, instruments[file_symbol], path))
+            kinds.append(read_as)
+            contents.append(raw)
+        accepted += _parse_planned(
+            planned, kinds, contents, batch, data_dir, registry, exchange, kind, progress, min_landed_share
+        )
+    if not accepted:
+        registry.save(registry_file)
+        return summary
+    ids = {sym: instrument.id for sym, instrument in instruments.items()}
+    writer, written = _land_batch(data_dir, exchange, batch, accepted, ids, registry, manifest)
+    summary.landing_files = written
+    if progress:
+        for result, _, _ in accepted:
+            progress(f"{Path(result.path).name}: {result.landed:,} rows landed, {result.quarantined:,} quarantined")
+        progress(f"{summary.landed:,} rows landed in {len(written):,} day files ({writer})")
+    return summary
+
+
+def _parse_planned(
+    planned: list[tuple[FileResult, str, Instrument, Path]],
+    kinds: list[str | None],
+    contents: list[bytes | None],
+    batch: dict[str, list[pa.Table]],
+    data_dir: Path,
+    registry: InstrumentRegistry,
+    exchange: str,
+    kind: str | None,
+    progress: Callable[[str], None] | None,
+    min_landed_share: float,
+) -> list[tuple[FileResult, ParsedFile, str]]:
+    """Parse the planned files (small archives of one kind read together, same rules as one by one: see
+    parse_files), judge each (`_accept`), observe funding intervals and add each accepted file's rows to
+    `batch`; returns the accepted files."""
     started = time.perf_counter()
-    # Small archives of one kind are read together (same rules as one by one, see parse_files).
-    paths_planned = [path for _, _, _, path in planned]
     parsed_files = parse_files(
-        paths_planned, kind, inverse=[i.inverse for _, _, i, _ in planned], progress=progress, kinds=kinds
+        [path for _, _, _, path in planned],
+        kind,
+        inverse=[i.inverse for _, _, i, _ in planned],
+        progress=progress,
+        kinds=kinds,
+        contents=contents,
     )
+    contents.clear()  # the bytes are parsed: memory is bounded by a chunk or two (see _read_ahead)
+    accepted = []
     for (result, file_symbol, instrument, path), parsed in zip(planned, parsed_files, strict=True):
         if isinstance(parsed, (ValueError, UnicodeDecodeError, OSError, zipfile.BadZipFile)):
             result.status, result.error = "failed", str(parsed)
@@ -371,17 +411,55 @@ def import_files(
             _observe_intervals(registry, exchange, file_symbol, records, source)
         batch.setdefault(parsed.stream, []).append(_fields_table(parsed.stream, records, instrument.id))
         accepted.append((result, parsed, file_symbol))
-    if not accepted:
-        registry.save(registry_file)
-        return summary
-    ids = {sym: instrument.id for sym, instrument in instruments.items()}
-    writer, written = _land_batch(data_dir, exchange, batch, accepted, ids, registry, manifest)
-    summary.landing_files = written
-    if progress:
-        for result, _, _ in accepted:
-            progress(f"{Path(result.path).name}: {result.landed:,} rows landed, {result.quarantined:,} quarantined")
-        progress(f"{summary.landed:,} rows landed in {len(written):,} day files ({writer})")
-    return summary
+    return accepted
+
+
+# An import reads its files in chunks of about this many bytes, each file once (its digest and its bytes), the
+# next chunk on reader threads while this one is parsed: memory holds two chunks, not the import's files.
+READ_CHUNK_BYTES = 256 << 20
+_READ_THREADS = 2
+
+
+def _read_ahead(files: Sequence[Path]) -> Iterator[list[tuple[Path, str, bytes | None]]]:
+    """The files in order, in chunks of about `READ_CHUNK_BYTES`: (path, sha256 of its bytes, its bytes, or None
+    for a file parse_files would not read whole: large or Parquet). Reading and hashing release the GIL: the
+    next chunk is read on `_READ_THREADS` threads while the caller parses this one."""
+    chunks: list[list[Path]] = [[]]
+    size = 0
+    for path in files:
+        if size >= READ_CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(path)
+        size += _size(path)
+    with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
+        pending = [pool.submit(_read_one, path) for path in chunks[0]]
+        for i in range(len(chunks)):
+            ahead = [pool.submit(_read_one, path) for path in chunks[i + 1]] if i + 1 < len(chunks) else []
+            yield [(path, *future.result()) for path, future in zip(chunks[i], pending, strict=True)]
+            pending = ahead
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0  # the read says what is wrong
+
+
+def _read_one(path: Path) -> tuple[str, bytes | None]:
+    """(sha256 of a file's bytes, the bytes when parse_files would read them whole: a CSV or zip archive up to
+    `BULK_MAX_BYTES`); a larger or Parquet file is hashed as a stream and parsed from disk. A CSV's first line
+    (its kind, its header) is kept from the same bytes: the file is opened once."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return file_digest(path), None  # raises what is wrong, as before
+    if path.suffix.lower() in (".csv", ".zip") and stat.st_size <= BULK_MAX_BYTES:
+        raw = path.read_bytes()
+        remember_first_line(path, stat, raw)
+        return hashlib.sha256(raw).hexdigest(), raw
+    return file_digest(path), None
 
 
 def _land_batch(

@@ -828,3 +828,87 @@ def test_real_archives_read_together_land_what_pandas_reads_file_by_file(
         assert landed[mine].tolist() == bars[theirs].astype(float).tolist(), mine
     for day in (landing.landing_root(data) / "funding").iterdir():  # a day file per venue and day, no hours
         assert 1 <= len(landing.day_files(day)) <= 3 and len(list(day.iterdir())) == len(landing.day_files(day))
+
+
+def test_a_file_with_a_blank_line_is_read_alone_and_the_others_together(tmp_path: Path, monkeypatch) -> None:
+    """A blank line is not looked for before the joined read (a pass over every byte): pyarrow skips it, the
+    rows then miss the newlines, and only then are the files with one sent through parse_file, which reads them
+    as it does alone; the others are read together again, each with parse_file's rows."""
+    from fundarb_dagster.core.sources.replay import parse_files
+
+    one_by_one: list[str] = []
+    real_parse_file = parsers.parse_file
+    monkeypatch.setattr(
+        parsers,
+        "parse_file",
+        lambda path, *a, **k: one_by_one.append(Path(path).name) or real_parse_file(path, *a, **k),
+    )
+    paths = []
+    for m in range(3):
+        rows = [[T0 + (m * 90 + i) * 8 * HOUR + 3, 8, f"{(i % 7 - 3) * 1e-5:.8f}"] for i in range(90)]
+        paths.append(write_csv(tmp_path / f"BTCUSDT-fundingRate-2024-0{m + 1}.csv", rows, None, [], False))
+    body = paths[1].read_bytes().split(b"\n")
+    paths[1].write_bytes(b"\n".join([*body[:40], b"", *body[40:]]))  # a blank line after line 40
+    together = parse_files(paths)
+    assert one_by_one == ["BTCUSDT-fundingRate-2024-02.csv"]
+    assert [isinstance(got.parts[(None, None)], pa.Table) for got in together] == [True, False, True]
+    for path, got in zip(paths, together, strict=True):
+        alone = real_parse_file(path)
+        assert got.rows == alone.rows == 90 and got.reject_counts == alone.reject_counts
+        assert _fields("funding", got.parts[(None, None)]).equals(_fields("funding", alone.parts[(None, None)]))
+
+
+def test_each_file_is_opened_once_and_chunks_read_ahead_land_what_one_chunk_lands(tmp_path: Path, monkeypatch) -> None:
+    """The import reads each file once (its sha256, its first line and its rows from the same bytes), on reader
+    threads a chunk ahead of the parsing: read in chunks of one file each, the same files land the same rows
+    and day files as read in one chunk, with the digests of the files' bytes."""
+    import builtins
+    import hashlib
+    import io
+
+    from fundarb_dagster.core import importer
+
+    root = tmp_path / "archives" / "futures" / "um" / "monthly" / "fundingRate"
+    for name, interval_h in (("BTCUSDT", 8), ("ETHUSDT", 1)):
+        for m, month in enumerate(("2024-01", "2024-02")):
+            times = range(T0 + m * 31 * 24 * HOUR, T0 + (m + 1) * 31 * 24 * HOUR, interval_h * HOUR)
+            rows = [[t + 7, interval_h, f"{(t // HOUR % 13 - 6) * 1e-5:.8f}"] for t in times]
+            header = ["calc_time", "funding_interval_hours", "last_funding_rate"] if m else None
+            write_csv(root / name / f"{name}-fundingRate-{month}.csv", rows, header, [], False)
+    csvs = sorted(root.rglob("*.csv"))
+    opened: list[str] = []
+    real_open, real_io_open = builtins.open, io.open
+
+    def counted(file, *args, real=real_open, **kwargs):  # noqa: ANN001, ANN202 - open's
+        opened.append(str(file))
+        return real(file, *args, **kwargs)
+
+    landed = {}
+    for chunk_bytes in (importer.READ_CHUNK_BYTES, 1):
+        monkeypatch.setattr(importer, "READ_CHUNK_BYTES", chunk_bytes)
+        opened.clear()
+        monkeypatch.setattr(builtins, "open", counted)
+        monkeypatch.setattr(io, "open", lambda file, *a, **k: counted(file, *a, real=real_io_open, **k))
+        data = tmp_path / f"data-{chunk_bytes}"
+        summary = import_files(
+            [root.parent.parent.parent.parent],
+            data,
+            exchange="binance",
+            symbol=None,
+            progress=None,
+            symbol_of=lambda path, kind: f"{path.name[:3]}/USDT:USDT",
+        )
+        monkeypatch.setattr(builtins, "open", real_open)
+        monkeypatch.setattr(io, "open", real_io_open)
+        assert summary.ok and summary.landed == 62 * 3 + 62 * 24
+        assert {str(p): opened.count(str(p)) for p in csvs} == {str(p): 1 for p in csvs}
+        assert {f.path: f.digest for f in summary.files} == {
+            str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in csvs
+        }
+        landed[chunk_bytes] = {
+            p.parent.name: pq.read_table(p).to_pandas() for p in sorted(landing.landing_root(data).rglob("*.parquet"))
+        }
+    one, each = landed.values()
+    assert one.keys() == each.keys() and len(one) == 62
+    for day, table in one.items():
+        assert table.equals(each[day]), day

@@ -6,8 +6,9 @@ name and folders (`symbol_hint`). The shapes, with a sample line each, are liste
 
 from __future__ import annotations
 
-import functools
+import codecs
 import io
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -111,13 +112,28 @@ def _open_text(path: Path) -> io.TextIOBase:
 def _first_line(path: Path) -> str:
     """A CSV's first line; a Parquet file's column names, as the header line a CSV of it would have."""
     stat = path.stat()
-    return _first_line_of(path, stat.st_mtime_ns, stat.st_size)
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    line = _FIRST_LINES.get(key)
+    if line is None:
+        line = _read_first_line(path)
+        _remember(key, line)
+    return line
 
 
 # An import asks each file's first line several times (its kind for the manifest, its symbol, its parsing):
-# read once per file version, not once per question (an open costs more than the rest for a small archive).
-@functools.lru_cache(maxsize=1 << 16)
-def _first_line_of(path: Path, _mtime_ns: int, _size: int) -> str:
+# read once per file version, not once per question (an open costs more than the rest for a small archive), and
+# not at all for a CSV whose bytes the import read already (`remember_first_line`).
+_FIRST_LINES: dict[tuple[Path, int, int], str] = {}
+_FIRST_LINES_MAX = 1 << 16
+
+
+def _remember(key: tuple[Path, int, int], line: str) -> None:
+    if len(_FIRST_LINES) >= _FIRST_LINES_MAX:
+        _FIRST_LINES.clear()
+    _FIRST_LINES[key] = line
+
+
+def _read_first_line(path: Path) -> str:
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
@@ -126,25 +142,44 @@ def _first_line_of(path: Path, _mtime_ns: int, _size: int) -> str:
         return handle.readline().strip().lstrip("\ufeff")
 
 
-def csv_body(path: Path, header: bool) -> bytes | None:
+def remember_first_line(path: Path, stat: os.stat_result, raw: bytes) -> None:
+    """Keep a plain CSV's first line from its bytes, read by the caller with this `stat`: what `_first_line`
+    would read from the file (the text reader's first block decoded as UTF-8, the line up to its newline); a
+    zip, or bytes that do not decode, are left to `_first_line`, which reads them itself (and says why not)."""
+    if path.suffix.lower() != ".csv":
+        return
+    try:
+        head = codecs.getincrementaldecoder("utf-8")().decode(raw[:8192], final=len(raw) <= 8192)
+    except UnicodeDecodeError:
+        return
+    end = min((i for i in (head.find("\n"), head.find("\r")) if i >= 0), default=-1)
+    if end < 0 and len(raw) > 8192:
+        return  # a first line longer than a block: read it from the file
+    line = head if end < 0 else head[: end + 1]
+    _remember((path, stat.st_mtime_ns, stat.st_size), line.strip().lstrip("\ufeff"))
+
+
+def csv_body(path: Path, header: bool, raw: bytes | None = None) -> bytes | None:
     """The data lines of a plain CSV (or of the one CSV in a .zip) as bytes ending in a newline, without the
     header; None when the file is not plain enough to be read as one with others and split back by counting
-    newlines: quotes (a field may hold a newline), carriage returns, blank lines."""
+    newlines: quotes (a field may hold a newline), carriage returns, a first line blank. `raw`: the file's
+    bytes, when read already. Blank lines inside are not looked for here (a pass over the bytes as long as
+    counting their lines): the joined read finds them (`parsers._parse_joined`)."""
     if path.suffix.lower() == ".zip":
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(io.BytesIO(raw) if raw is not None else path) as archive:
             members = [n for n in archive.namelist() if n.lower().endswith(".csv")]
             if len(members) != 1:
                 return None
             data = archive.read(members[0])
     else:
-        data = path.read_bytes()
+        data = raw if raw is not None else path.read_bytes()
     if header:
         data = data.partition(b"\n")[2]
     if not data:
         return data
     if not data.endswith(b"\n"):
         data += b"\n"
-    if b'"' in data or b"\r" in data or b"\n\n" in data or data.startswith(b"\n"):
+    if b'"' in data or b"\r" in data or data.startswith(b"\n"):
         return None
     return data
 

@@ -486,7 +486,7 @@ def _finish(
 
 # Kinds whose many small archive files (a month of 8-hourly funding is 90 rows) are read together.
 _BULK_KINDS = frozenset({"fundingRate", "klines", "markPriceKlines", "bookTicker", "aggTrades", "trades"})
-_BULK_MAX_BYTES = 64 << 20  # larger files go through parse_file's chunks
+BULK_MAX_BYTES = 64 << 20  # larger files go through parse_file's chunks
 _BULK_JOIN_BYTES = 256 << 20  # files read as one buffer at most about this much at a time
 
 
@@ -497,6 +497,7 @@ def parse_files(
     inverse: Sequence[bool] | None = None,
     progress: Callable[[str], None] | None = None,
     kinds: Sequence[str | None] | None = None,
+    contents: Sequence[bytes | None] | None = None,
 ) -> list[ParsedFile | Exception]:
     """Many files at once, each exactly as `parse_file` would parse it (same rules, same rows).
 
@@ -509,12 +510,15 @@ def parse_files(
     joined read cannot type, and any file that is not small and plain, go through `parse_file` on their own,
     which names every reject's line. Returns, per path, its ParsedFile or the exception `parse_file` raised
     for it. `kinds`: each file's kind when the caller told it already (None: `kind`, else detected).
+    `contents`: each file's bytes when the caller read them already (an import hashes them), None: read here.
     """
     paths = [Path(p) for p in paths]
     flags = list(inverse) if inverse is not None else [False] * len(paths)
     told = [k or kind for k in kinds] if kinds is not None else [kind] * len(paths)
+    raw = list(contents) if contents is not None else [None] * len(paths)
     out: list[ParsedFile | Exception | None] = [None] * len(paths)
-    paths_to_read = paths if len(paths) > 1 else []  # one file: read in chunks, with progress
+    # one file not read yet: read in chunks, with progress
+    paths_to_read = paths if len(paths) > 1 or (paths and raw[0] is not None) else []
     groups: dict[tuple[str, bool, tuple[str, ...], int], list[tuple[int, bool]]] = {}  # -> (file, header)
     for i, path in enumerate(paths_to_read):
         try:
@@ -522,7 +526,7 @@ def parse_files(
             columns = _COLUMNS.get(file_kind)
             if file_kind not in _BULK_KINDS or columns is None or path.suffix.lower() not in (".csv", ".zip"):
                 continue
-            if path.stat().st_size > _BULK_MAX_BYTES:
+            if (path.stat().st_size if raw[i] is None else len(raw[i])) > BULK_MAX_BYTES:
                 continue
             first = _first_line(path)
             header = bool(first) and not _is_number(first.split(",")[0].strip())
@@ -537,7 +541,7 @@ def parse_files(
             continue  # parse_file says what is wrong with it
         groups.setdefault((file_kind, flags[i], tuple(names), tf_s), []).append((i, header))
     for (file_kind, is_inverse, names, tf_s), group in groups.items():
-        for members in _bodies(paths, group):
+        for members in _bodies(paths, group, raw):
             _parse_joined(paths, out, members, file_kind, is_inverse, list(names), tf_s)
     for i, path in enumerate(paths):
         if out[i] is None:
@@ -548,14 +552,18 @@ def parse_files(
     return [item for item in out if item is not None]
 
 
-def _bodies(paths: list[Path], group: list[tuple[int, bool]]) -> Iterator[list[tuple[int, bytes]]]:
-    """A group's files' data lines (`csv_body`), read in runs of about `_BULK_JOIN_BYTES`: memory stays bounded
-    by the run, not the import. An empty, unusual or unreadable file is left out (parse_file says why)."""
+def _bodies(
+    paths: list[Path], group: list[tuple[int, bool]], raw: list[bytes | None]
+) -> Iterator[list[tuple[int, bytes]]]:
+    """A group's files' data lines (`csv_body`, of the bytes read already where `raw` has them), in runs of about
+    `_BULK_JOIN_BYTES`: memory stays bounded by the run, not the import. An empty, unusual or unreadable file is
+    left out (parse_file says why)."""
     run: list[tuple[int, bytes]] = []
     size = 0
     for i, header in group:
         try:
-            body = csv_body(paths[i], header)
+            body = csv_body(paths[i], header, raw[i])
+            raw[i] = None  # its body is all that is kept
         except (ValueError, OSError, zipfile.BadZipFile):
             continue
         if not body:
@@ -586,6 +594,11 @@ def _parse_joined(
     counts = [body.count(b"\n") for _, body in members]
     frame = _read_joined([body for _, body in members], names, sum(counts))
     if frame is None:
+        # A blank line (pyarrow skips it: fewer rows than newlines) is looked for only then (a pass over every
+        # body costs as much as counting its lines): such files go on their own, the others are read together.
+        plain = [(i, body) for i, body in members if b"\n\n" not in body]
+        if 0 < len(plain) < len(members):
+            _parse_joined(paths, out, plain, file_kind, is_inverse, names, tf_s)
         return
     quarantine = _Quarantine()
     rows, columns = _chunk_columns(file_kind, frame, quarantine, tf_s, is_inverse)
