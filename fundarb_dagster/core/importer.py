@@ -317,7 +317,7 @@ def import_files(
     if symbol is not None:  # registered (ccxt's market corrects what was) even when every file is skipped
         instruments[symbol] = instrument_for(registry, exchange, symbol, market(symbol) if callable(market) else market)
         summary.instrument_id = instruments[symbol].id
-    batch: dict[str, list[pa.Table]] = {}
+    batch: dict[str, list[tuple[pa.Table, int]]] = {}  # per stream, each accepted file's rows and instrument
     accepted: list[tuple[FileResult, ParsedFile, str]] = []
     for chunk in _read_ahead(files):  # each file read once: its digest and its bytes (the next chunk meanwhile)
         planned: list[tuple[FileResult, str, Instrument, Path]] = []
@@ -370,7 +370,7 @@ def _parse_planned(
     planned: list[tuple[FileResult, str, Instrument, Path]],
     kinds: list[str | None],
     contents: list[bytes | None],
-    batch: dict[str, list[pa.Table]],
+    batch: dict[str, list[tuple[pa.Table, int]]],
     data_dir: Path,
     registry: InstrumentRegistry,
     exchange: str,
@@ -409,7 +409,7 @@ def _parse_planned(
         if parsed.stream == "funding" and len(records):
             source = "inferred" if _interval_inferred(parsed, exchange, file_symbol) else "reported"
             _observe_intervals(registry, exchange, file_symbol, records, source)
-        batch.setdefault(parsed.stream, []).append(_fields_table(parsed.stream, records, instrument.id))
+        batch.setdefault(parsed.stream, []).append((_fields_table(parsed.stream, records), instrument.id))
         accepted.append((result, parsed, file_symbol))
     return accepted
 
@@ -465,7 +465,7 @@ def _read_one(path: Path) -> tuple[str, bytes | None]:
 def _land_batch(
     data_dir: Path,
     exchange: str,
-    batch: dict[str, list[pa.Table]],
+    batch: dict[str, list[tuple[pa.Table, int]]],
     accepted: list[tuple[FileResult, ParsedFile, str]],
     ids: dict[str, int],
     registry: InstrumentRegistry,
@@ -477,7 +477,7 @@ def _land_batch(
     writer = _writer_name(exchange, [r.digest for r, _, _ in accepted])
     # unsorted: write_days sorts each stream's Arrow table (a column take, cheaper than moving whole records)
     tables = {
-        stream: schema.with_names(stream, pa.concat_tables(parts), names, dictionary_strings=True)
+        stream: schema.with_names(stream, _joined(parts), names, dictionary_strings=True)
         for stream, parts in batch.items()
     }
     quarantined = [(result, parsed, sym) for result, parsed, sym in accepted if parsed.reject_counts]
@@ -604,17 +604,23 @@ def _column(records: np.ndarray | pa.Table, name: str) -> np.ndarray:
 
 
 def _converts(stream: str, instrument: Instrument) -> bool:
-    """Whether `in_base_units` changes a file's rows of this stream for this instrument."""
+    """Whether `in_base_units` changes a file's rows of this stream for this instrument (contract amounts)."""
     return instrument.is_contract and (stream in ("trades", "tickers") or (stream == "ohlcv" and instrument.inverse))
 
 
-def _fields_table(stream: str, records: np.ndarray | pa.Table, instrument_id: int) -> pa.Table:
-    """A file's accepted rows as an Arrow table of the stream's record fields, its instrument's id set (a file
-    read with others is one already: its id column is set without touching the rest)."""
-    if isinstance(records, np.ndarray):
-        return pa.table({name: records[name] for name in schema.public_fields(stream)})
-    ids = pa.array(np.full(records.num_rows, instrument_id, dtype=np.int32))
-    return records.set_column(records.schema.get_field_index("instrument_id"), "instrument_id", ids)
+def _fields_table(stream: str, records: np.ndarray | pa.Table) -> pa.Table:
+    """A file's accepted rows as an Arrow table of the stream's record fields (`schema.columns_table`; a file
+    read with others is one already). Its instrument id is set for all files at once (`_joined`)."""
+    if isinstance(records, pa.Table):
+        return records
+    return schema.columns_table(stream, {name: records[name] for name in schema.public_fields(stream)}, len(records))
+
+
+def _joined(parts: list[tuple[pa.Table, int]]) -> pa.Table:
+    """The files' rows one after the other (each file a chunk, no copy), the instrument id column set once."""
+    table = pa.concat_tables([part for part, _ in parts])
+    ids = np.repeat(np.array([i for _, i in parts], dtype=np.int32), [part.num_rows for part, _ in parts])
+    return table.set_column(table.schema.get_field_index("instrument_id"), "instrument_id", pa.array(ids))
 
 
 def _sorted(records: np.ndarray) -> np.ndarray:
@@ -720,9 +726,9 @@ def in_base_units(stream: str, records: np.ndarray, instrument: Instrument) -> n
     bookTicker sizes at their own side's price. Candles: an inverse file's base-volume columns are read
     (`parse_file(inverse=)`) and its contract count becomes the quote volume (x size).
     """
-    if not instrument.is_contract or not len(records):
+    if not _converts(stream, instrument) or not len(records):
         return records
-    if stream == "ohlcv" and instrument.inverse:
+    if stream == "ohlcv":  # an inverse contract's (`_converts`)
         records["quote_volume"] = records["quote_volume"] * instrument.contract_size
     if stream == "trades":
         records["contracts"] = records["amount"]
