@@ -33,7 +33,7 @@ import time
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -423,7 +423,8 @@ _READ_THREADS = 2
 def _read_ahead(files: Sequence[Path]) -> Iterator[list[tuple[Path, str, bytes | None]]]:
     """The files in order, in chunks of about `READ_CHUNK_BYTES`: (path, sha256 of its bytes, its bytes, or None
     for a file parse_files would not read whole: large or Parquet). Reading and hashing release the GIL: the
-    next chunk is read on `_READ_THREADS` threads while the caller parses this one."""
+    next chunk is read on `_READ_THREADS` threads while the caller parses this one, each thread a run of files
+    (a task per file costs more than reading a month of 8-hourly funding)."""
     chunks: list[list[Path]] = [[]]
     size = 0
     for path in files:
@@ -432,11 +433,20 @@ def _read_ahead(files: Sequence[Path]) -> Iterator[list[tuple[Path, str, bytes |
             size = 0
         chunks[-1].append(path)
         size += _size(path)
+
+    def submit(chunk: list[Path]) -> list[Future[list[tuple[str, bytes | None]]]]:
+        step = max(1, -(-len(chunk) // (4 * _READ_THREADS)))
+        return [
+            pool.submit(lambda run: [_read_one(p) for p in run], chunk[i : i + step])
+            for i in range(0, len(chunk), step)
+        ]
+
     with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
-        pending = [pool.submit(_read_one, path) for path in chunks[0]]
-        for i in range(len(chunks)):
-            ahead = [pool.submit(_read_one, path) for path in chunks[i + 1]] if i + 1 < len(chunks) else []
-            yield [(path, *future.result()) for path, future in zip(chunks[i], pending, strict=True)]
+        pending = submit(chunks[0])
+        for i, chunk in enumerate(chunks):
+            ahead = submit(chunks[i + 1]) if i + 1 < len(chunks) else []
+            read = [item for future in pending for item in future.result()]
+            yield [(path, *item) for path, item in zip(chunk, read, strict=True)]
             pending = ahead
 
 
