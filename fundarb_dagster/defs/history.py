@@ -13,8 +13,9 @@ Both copies write the same warehouse tables, each replacing its own event-time w
 same whichever loaded them (tests/test_backfill.py holds them equal). A month still partial (the newest
 landed month) is materialized anyway: whatever lands later in it is loaded by the hourly path, or the month is
 run again; its rows are recomputed from the landing zone each time (idempotent). `history/funding_spreads`
-also recomputes the 8 hours before its window (as `signals_job` does, `look_back_h`): their spreads are paid
-by the settlements at the start of the window, which the run of the month before could not see yet.
+also recomputes the 8 hours before its window (as `signals_job` does, `look_back_h`; `partition_window` widens
+a monthly window by it): their spreads are paid by the settlements at the start of the window, which the run
+of the month before could not see yet.
 `fundarb backfill` cuts a range into the months up to the newest landed day (`history_job`) and the newest
 day's hours (`hourly_job`, `signals_job`, as the live path), and so does the landing sensor for imported days
 (`sensors.imported_days`): the UI shows history under `history/*`, the live hours under the tables' own names.
@@ -39,7 +40,7 @@ from dagster import (
 from .jobs import HISTORY_GROUP, HISTORY_JOB, STAGE_BY_JOB
 from .partitions import DAILY, HOURLY, MONTHLY
 
-__all__ = ["HISTORY_GROUP", "HISTORY_JOB", "history_assets", "history_checks", "history_key", "is_history"]
+__all__ = ["HISTORY_GROUP", "HISTORY_JOB", "history_assets", "history_checks", "history_key"]
 # A history run covers at most this many months: one SQL statement per asset over all of them, so the run's
 # memory grows with it (benchmarks/bench_history.py prints the peak); Dagster's cost per run is paid once.
 HISTORY_RUN_MONTHS: Final = 12
@@ -96,11 +97,6 @@ def history_checks(checks: Iterable[AssetChecksDefinition]) -> list[AssetChecksD
         if keys and all(k.asset_key in REPLACEMENTS and not k.name.endswith("_is_fresh") for k in keys):
             copies.append(_run_checks(item.with_attributes(asset_key_replacements=REPLACEMENTS)))
     return copies
-
-
-def is_history(key: AssetKey) -> bool:
-    """Whether an asset key is a history copy's (`history/<name>`)."""
-    return len(key.path) > 1 and key.path[0] == HISTORY_GROUP
 
 
 def _monthly(partitions_def: PartitionsDefinition | None) -> PartitionsDefinition | None:
