@@ -202,7 +202,9 @@ WIRE_STREAMS = ("trades", "tickers", "ohlcv")
 def wire_cost(recording: Path, with_feed: bool) -> dict[str, float]:
     """CPU of one replay of the recorded bybit session through the real ccxt.pro classes: their parsing alone
     (`with_feed=False`: the same watch calls the Feed makes, results counted and dropped), or through the Feed
-    (normalizing, validating, deduplicating into records), which is the pipeline's work."""
+    (normalizing, validating, deduplicating into records), which is the pipeline's work. The Feed is made as
+    the capture job's watcher makes it: staging `capture.batch_records` (processed a batch at a time)."""
+    from fundarb_dagster.core.config import CaptureConfig
     from fundarb_dagster.core.instruments import InstrumentRegistry
     from fundarb_dagster.core.sources.feed import END_OF_DATA, Feed
     from fundarb_dagster.core.sources.wire import create_wire_exchange, load_recording
@@ -215,7 +217,8 @@ def wire_cost(recording: Path, with_feed: bool) -> dict[str, float]:
         symbols = [s for s in ("BTC/USDT:USDT", "ETH/USDT:USDT") if s in markets]
         registry = InstrumentRegistry()
         registry.add_markets("bybit", markets, symbols)
-        feed = Feed(exchange, registry, stale_timeout_s={s: 1e9 for s in schema.MARKET_STREAMS})
+        stale = {s: 1e9 for s in schema.MARKET_STREAMS}
+        feed = Feed(exchange, registry, stale_timeout_s=stale, stage_records=CaptureConfig().batch_records)
         count = 0
 
         async def through_feed(stream: str, symbol: str) -> None:

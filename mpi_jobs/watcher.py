@@ -1,7 +1,8 @@
 """A watcher rank: its subscriptions' feeds -> staged record batches -> its shared-memory rings.
 
 One asyncio loop, one exchange object per exchange it serves, one `Feed.watch(stream, symbol)` task per
-subscription. Staged records go to the rings once `batch_records` are staged or every `STAGE_MAX_AGE_S`. On
+subscription; each feed stages its tickers and trades and processes them a batch at a time (`Feed.drain`
+takes what it holds). Staged records go to the rings once `batch_records` are staged or every `STAGE_MAX_AGE_S`. On
 a full ring the watcher waits with back-off (the `block` policy, counted as BACKPRESSURE) or discards what
 does not fit (`drop_newest`, counted as DROPPED). At a stop, each subscription may finish its call in flight
 (`STOP_GRACE_S`), then the rings are marked stopping, handed what is staged and closed; the last hand-over
@@ -173,6 +174,9 @@ class Watcher:
                 book_rest_interval_s=self.config.book_rest_interval_s(exchange_id),
                 # Gaps in trades/ohlcv are filled from REST history by the Feed itself (GAP_FILLED events).
                 backfill_gaps=True,
+                # tickers and trades processed a batch at a time; `take_staged` bounds how long they wait
+                stage_records=capture.batch_records,
+                stage_max_age_s=STAGE_MAX_AGE_S,
             )
         return self.feeds[exchange_id]
 
@@ -223,6 +227,7 @@ class Watcher:
                 if tasks and all(t.done() for t in tasks):
                     break  # every subscription ended: recordings exhausted
                 await asyncio.sleep(STAGE_MAX_AGE_S)
+                self.take_staged()
                 await self.hand_over()
                 if time.monotonic() >= next_report:
                     self.report_ring_pressure()
@@ -250,12 +255,20 @@ class Watcher:
                 await asyncio.wait_for(exchange.close(), timeout=CLOSE_TIMEOUT_S)
             except Exception as exc:  # noqa: BLE001 - closing is best effort; the data is already staged
                 say(f"[capture] close: {exc!r}", file=sys.stderr, flush=True)
+        self.take_staged()  # what the feeds hold: every subscription has stopped, so nothing more comes
         self.report_frame_usage()
         # The funding intervals learned while running stay in self.registry: the job gathers every watcher's to
         # world rank 0, which keeps them in instruments.json (capture.run; a watcher's host may hold no landing zone)
         self.report_ring_pressure()
         await self.hand_over(deadline=time.monotonic() + FINAL_HAND_OVER_S)
         self.print_source_counts()
+
+    def take_staged(self) -> None:
+        """What the feeds have staged (tickers, trades not processed yet), processed and staged here."""
+        for feed in self.feeds.values():
+            for batch in feed.drain():
+                self.stage(batch.stream, batch.records)
+                self.stage("capture_events", batch.events)
 
     def report_frame_usage(self) -> None:
         """Replays: frames used and unused per channel as capture_events and a line; below the config's

@@ -42,6 +42,8 @@ What `watch` does, per (stream, symbol):
   restarts while the same silence lasts add no further STALE event (one per silent stretch; the GAP event
   that closes it counts the restarts).
 - a gap still open when a recorded source ends is written then (it would otherwise vanish);
+- `stage_records` > 0 (the capture job): tickers and trades are staged and processed a batch at a time
+  (`staging.py`, same records and events), flushed by count, age, a failure, the end, or `drain()`;
 - REST history and trades/OHLCV backfills: `rest_history.RestHistory`, mixed in.
 
 Times: `recv_ts_ms` and every timeout/back-off/poll period are on `exchange.milliseconds()` (wall time live,
@@ -71,6 +73,7 @@ from . import intervals, normalize, positioning
 from .books import BookSampler, book_limit, book_top, rest_book_limit
 from .positioning import OpenInterestState
 from .rest_history import _INITIAL_BACKOFF_S, END_OF_DATA, RETRYABLE, Batch, HistoryProgress, RestHistory, _empty
+from .staging import Staged, StagedCalls
 from .unwatch import unwatch
 from .validation import Validator, concat_events, event_rows
 
@@ -132,9 +135,18 @@ class _Subscription:
     watched: asyncio.Task[Any] | None = None
     waiting_since: float = 0.0
     stale_cancel: bool = False
+    backoff_s: float = _INITIAL_BACKOFF_S  # the next wait after a failed call
+    staged: Staged = field(default_factory=Staged)  # calls not processed yet (a staging Feed's tickers, trades)
 
 
-class Feed(RestHistory):
+def _joined(stream: str, staged: Batch | None, events: np.ndarray | None) -> Batch:
+    """A staged batch with the events that follow it (one of them at least)."""
+    if staged is None:
+        return Batch(stream, _empty(stream), events)
+    return Batch(stream, staged.records, staged.events if events is None else concat_events([staged.events, events]))
+
+
+class Feed(RestHistory, StagedCalls):
     """Validated, normalized record batches from any ccxt.pro-shaped exchange object (see the module doc)."""
 
     def __init__(
@@ -155,6 +167,8 @@ class Feed(RestHistory):
         book_interval_s: float = 10.0,
         open_interest_interval_s: float = 60.0,
         book_rest_interval_s: float = 0.0,
+        stage_records: int = 0,
+        stage_max_age_s: float = 0.05,
     ) -> None:
         if not funding_poll_interval_s > 0:
             raise ValueError(f"funding_poll_interval_s: {funding_poll_interval_s!r} must be > 0")
@@ -184,6 +198,10 @@ class Feed(RestHistory):
         if not book_rest_interval_s >= 0:
             raise ValueError(f"book_rest_interval_s: {book_rest_interval_s!r} must be >= 0 (0: books streamed)")
         self.book_rest_interval_s = float(book_rest_interval_s)  # > 0: order books polled over REST
+        if stage_records < 0 or not stage_max_age_s >= 0:
+            raise ValueError(f"stage_records, stage_max_age_s: {stage_records!r}, {stage_max_age_s!r} must be >= 0")
+        self.stage_records = int(stage_records)  # > 0: tickers and trades processed a batch at a time (staging.py)
+        self.stage_max_age_s = float(stage_max_age_s)
         self.book_levels = int(book_levels)
         self.book_interval_ms = int(book_interval_s * 1000)
         self.open_interest_interval_s = float(open_interest_interval_s)
@@ -471,7 +489,8 @@ class Feed(RestHistory):
 
     # -- watch --------------------------------------------------------------------------------------
     async def watch(self, stream: str, symbol: str) -> AsyncIterator[Batch]:
-        """Batches for one (stream, symbol) until cancelled, or until a recorded source is exhausted."""
+        """Batches for one (stream, symbol) until cancelled, or until a recorded source is exhausted. A staging
+        Feed (`stage_records`) holds tickers and trades back a little: see `drain`."""
         sub = self._subscription(stream, symbol)
         iid = sub.instrument.id
         call = self._watch_call(sub)
@@ -485,80 +504,55 @@ class Feed(RestHistory):
         )
         if stream == "funding":
             await self._bootstrap_interval(sub)
+        sub.backoff_s = _INITIAL_BACKOFF_S
         try:
-            backoff = _INITIAL_BACKOFF_S
             while True:
                 try:
                     raw = await self._await_watched(sub, call)
-                except END_OF_DATA:
-                    final = self._flush_closed_pending(sub)
-                    if final is not None:
-                        yield final
-                    now = self.now_ms()
-                    unclosed, _ = self._close_gap(sub, now, now)  # a gap still open when the data ends stays visible
-                    if len(unclosed):
-                        yield Batch(stream, _empty(stream), unclosed)
-                    return
-                except ccxt.ExchangeClosedByUser:
-                    return
-                except _Stale:
-                    now = self.now_ms()
-                    self.counts["stale"] += 1
-                    silent_since = sub.last_activity_ms
-                    self._open_gap(sub, "stale")
-                    await self._restart(sub)
-                    sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
-                    if sub.silent:
-                        continue  # still the same silence after a restart: one STALE event per silent stretch
-                    sub.silent = True
-                    event = event_rows(
-                        EventKind.STALE,
-                        stream,
-                        iid,
-                        now,
-                        now,
-                        start_ms=silent_since,
-                        end_ms=now,
-                        reason="stale:restart",
-                    )
-                    yield Batch(stream, _empty(stream), event)
-                    if (repaired := await self._repair_book(sub)) is not None:
-                        yield repaired
-                    continue
-                except FATAL:
-                    raise  # a wrong symbol, method or credential does not heal by retrying
-                except Exception as exc:  # noqa: BLE001 - network errors, and any source fault: a capture must survive
-                    now = self.now_ms()
-                    self.counts["reconnects"] += 1
-                    sequence = isinstance(exc, SEQUENCE_ERRORS)
-                    self._open_gap(sub, "sequence" if sequence else "reconnect")
-                    retryable = isinstance(exc, RETRYABLE)
-                    if not retryable and not sequence:
-                        self.counts[f"errors:{type(exc).__name__}"] += 1
-                    kind = "sequence" if sequence else "reconnect" if retryable else "error"
-                    reason = f"{kind}:{type(exc).__name__}"
-                    event = event_rows(
-                        EventKind.RECONNECT, stream, iid, now, now, start_ms=now, end_ms=now, reason=reason
-                    )
-                    yield Batch(stream, _empty(stream), event)
+                except Exception as exc:  # noqa: BLE001 - each kind handled below; a capture must survive
+                    # what the calls before the failure brought goes first, in the batch that reports it: a
+                    # consumer that stops between batches (the capture at a stop) gets both or neither
+                    staged = self._flush_staged(sub)
+                    if isinstance(exc, END_OF_DATA):
+                        final = self._flush_closed_pending(sub)  # ohlcv, which is never staged
+                        if final is not None:
+                            yield final
+                        now = self.now_ms()
+                        unclosed, _ = self._close_gap(sub, now, now)  # an open gap stays visible at the end
+                        if staged is not None or len(unclosed):
+                            yield _joined(stream, staged, unclosed)
+                        return
+                    if isinstance(exc, _Stale):
+                        stale = self._stale(sub)
+                        await self._restart(sub)
+                        sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
+                        if staged is not None or stale is not None:  # one STALE event per silent stretch
+                            yield _joined(stream, staged, stale)
+                        if stale is not None and (repaired := await self._repair_book(sub)) is not None:
+                            yield repaired
+                        continue
+                    if staged is not None and isinstance(exc, (ccxt.ExchangeClosedByUser, *FATAL)):
+                        yield staged
+                    if isinstance(exc, ccxt.ExchangeClosedByUser):
+                        return
+                    if isinstance(exc, FATAL):
+                        raise  # a wrong symbol, method or credential does not heal by retrying
+                    yield _joined(stream, staged, self._failure(sub, exc))  # network errors, any source fault
                     if len(sub.gap_reasons) == 1 and (repaired := await self._repair_book(sub)) is not None:
                         yield repaired  # the gap's first failure: the book is known again at once
-                    await self._sleep_exchange(backoff)
-                    backoff = min(backoff * 2, self.max_backoff_s)
+                    await self._sleep_exchange(sub.backoff_s)
+                    sub.backoff_s = min(sub.backoff_s * 2, self.max_backoff_s)
                     sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
                     continue
                 recv = self.now_ms()
                 sub.last_activity_ms, sub.last_activity_wall = recv, time.monotonic()
+                if self._stage(sub, raw, recv):
+                    if (staged := self._flush_staged(sub, due=True)) is not None:
+                        yield staged
+                    continue
                 records, events, first_ts = self._process(sub, raw, recv)
-                if first_ts is not None:
-                    backoff = _INITIAL_BACKOFF_S
-                    sub.silent = False
                 gap_events, gap = self._close_gap(sub, first_ts, recv)
-                if len(records):
-                    sub.last_data_ts = int(records["ts_ms"].max())
-                    self.counts[f"records:{stream}"] += len(records)
-                elif first_ts is not None and sub.last_data_ts is None:
-                    sub.last_data_ts = first_ts
+                self._absorb(sub, records, first_ts)
                 if stream == "funding" and len(records):
                     settled = await self._settled_funding(sub, records, recv)
                     if settled is not None:
@@ -573,6 +567,32 @@ class Feed(RestHistory):
             if sub.watchdog is not None:  # the stream's watchdog ends with its watch
                 sub.watchdog.cancel()
                 sub.watchdog = sub.watched = None
+
+    def _stale(self, sub: _Subscription) -> np.ndarray | None:
+        """A silent stream seen by its watchdog: counted, a gap opened; the STALE event when the silence is new."""
+        now = self.now_ms()
+        self.counts["stale"] += 1
+        silent_since = sub.last_activity_ms
+        self._open_gap(sub, "stale")
+        if sub.silent:
+            return None  # still the same silence after a restart
+        sub.silent = True
+        return event_rows(EventKind.STALE, sub.stream, sub.instrument.id, now, now, start_ms=silent_since,
+                          end_ms=now, reason="stale:restart")  # fmt: skip
+
+    def _failure(self, sub: _Subscription, exc: Exception) -> np.ndarray:
+        """A failed call (network error, broken book sequence, any source fault): counted, a gap opened, and
+        its RECONNECT event."""
+        now = self.now_ms()
+        self.counts["reconnects"] += 1
+        sequence = isinstance(exc, SEQUENCE_ERRORS)
+        self._open_gap(sub, "sequence" if sequence else "reconnect")
+        retryable = isinstance(exc, RETRYABLE)
+        if not retryable and not sequence:
+            self.counts[f"errors:{type(exc).__name__}"] += 1
+        reason = f"{'sequence' if sequence else 'reconnect' if retryable else 'error'}:{type(exc).__name__}"
+        return event_rows(EventKind.RECONNECT, sub.stream, sub.instrument.id, now, now, start_ms=now, end_ms=now,
+                          reason=reason)  # fmt: skip
 
     async def _repair_book(self, sub: _Subscription) -> Batch | None:
         """A streamed book's gap (sequence break, reconnect, stale) repaired at once: one `fetch_order_book`
@@ -634,11 +654,13 @@ class Feed(RestHistory):
             items, screened = self.validator.screen(stream, items, instrument.id, recv)
             first = int(min(normalize.int_ms(c[0]) for c in items)) if items else None
             closed, repeats = self._close_candles(sub, items)
-            records = normalize.ohlcv_to_records(
-                closed, instrument, recv, self.timeframe_s, volume_in_contracts=self._ws_candles_count_contracts
-            )
-            accepted, checked = self.validator.check(stream, records, recv)
-            sub.emitted_candles.update(int(t) for t in accepted["ts_ms"])
+            accepted, checked = _empty(stream), _empty("capture_events")  # the usual call: no candle closed
+            if closed:
+                records = normalize.ohlcv_to_records(
+                    closed, instrument, recv, self.timeframe_s, volume_in_contracts=self._ws_candles_count_contracts
+                )
+                accepted, checked = self.validator.check(stream, records, recv)
+                sub.emitted_candles.update(int(t) for t in accepted["ts_ms"])
             reported = [
                 self.validator.report(kind, stream, instrument.id, recv, reason, len(ts), min(ts), max(ts))
                 for (kind, reason), ts in repeats.items()

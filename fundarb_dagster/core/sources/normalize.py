@@ -247,6 +247,49 @@ def ticker_to_record(ticker: Mapping[str, Any], instrument: Instrument, recv_ts_
     return np.array([row], dtype=schema.TICKERS)  # one step: tickers arrive one at a time, often
 
 
+def tickers_to_records(
+    tickers: Sequence[Mapping[str, Any]], columns: Mapping[str, np.ndarray], instrument: Instrument, recv_ts_ms: Any
+) -> np.ndarray | None:
+    """`ticker_to_record` of many tickers at once, each with its receive time (`recv_ts_ms`: an array), from
+    their fields read as float64 columns (`validation.plain_tickers`; None -> NaN). None for a time beyond
+    int64 (the per-ticker path says so)."""
+    stamp = columns["timestamp"]
+    finite = np.isfinite(stamp)
+    if not (np.abs(stamp[finite]) < 2.0**63).all():
+        return None
+    ts = np.where(finite, stamp, 0.0).astype(np.int64)  # truncates toward zero, like int_ms
+    out = schema.empty("tickers", len(tickers))
+    out["ts_ms"] = np.where(ts > 0, ts, recv_ts_ms)
+    out["recv_ts_ms"] = recv_ts_ms
+    out["instrument_id"] = instrument.id
+    bid, ask = columns["bid"], columns["ask"]
+    bid_volume, ask_volume = columns["bidVolume"], columns["askVolume"]
+    out["bid"] = bid
+    out["ask"] = ask
+    out["bid_size"] = instrument.base_amounts(bid_volume, bid)
+    out["ask_size"] = instrument.base_amounts(ask_volume, ask)
+    out["last"] = columns["last"]
+    out["mark_price"] = _or_info(tickers, columns["markPrice"], "markPx")  # hyperliquid asset context
+    out["index_price"] = _or_info(tickers, columns["indexPrice"], "oraclePx")
+    if instrument.is_contract:
+        out["bid_contracts"] = bid_volume
+        out["ask_contracts"] = ask_volume
+        out["contract_size"] = instrument.contract_size
+    return out
+
+
+def _or_info(tickers: Sequence[Mapping[str, Any]], values: np.ndarray, key: str) -> np.ndarray:
+    """`values`, where not finite the ticker's `info[key]` (as `ticker_to_record` reads it)."""
+    missing = np.flatnonzero(~np.isfinite(values)).tolist()
+    if not missing:
+        return values
+    values = values.copy()
+    for i in missing:
+        info = tickers[i].get("info")
+        values[i] = num(info.get(key)) if isinstance(info, Mapping) else math.nan
+    return values
+
+
 def order_book_to_record(
     book: Mapping[str, Any], instrument: Instrument, recv_ts_ms: int, levels: int, updates: int = 1, rest: bool = False
 ) -> np.ndarray:

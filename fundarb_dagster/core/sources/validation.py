@@ -81,7 +81,7 @@ def _positive_number(value: Any, label: str) -> str | None:
     return None
 
 
-def _plain_trades(items: Sequence[Any]) -> bool:
+def plain_trades(items: Sequence[Any]) -> bool:
     """Every item a dict whose timestamp, price and amount are plain numbers, prices and amounts finite and
     positive: what `screen` would keep whole, found with a few whole-column operations instead of per item."""
     if not items or set(map(type, items)) != {dict}:
@@ -97,6 +97,39 @@ def _plain_trades(items: Sequence[Any]) -> bool:
 
 
 _PLAIN_NUMBERS = frozenset((int, float))  # bool is a type of its own, so it is not among them
+_PLAIN_OR_NONE = _PLAIN_NUMBERS | {type(None)}
+# A ticker's raw fields read a column at a time: its time, then the prices and sizes `screen` judges.
+TICKER_COLUMNS = ("timestamp", "bid", "ask", "last", "markPrice", "indexPrice", "bidVolume", "askVolume")
+_INT64_MIN = int(np.iinfo(np.int64).min)  # "no time yet" in the column-at-a-time state
+
+
+def plain_tickers(items: Sequence[Any]) -> dict[str, np.ndarray] | None:
+    """What `screen` keeps whole, judged a column at a time: every item a dict with its `bid` and `ask` keys,
+    each of `TICKER_COLUMNS` a plain number or None, the given prices and sizes finite and positive, one of
+    bid/ask/last/mark given. Then the columns as float64 (None -> NaN, as `normalize.num` reads it); None
+    when anything else is there (the per-item pass names it)."""
+    if not items or set(map(type, items)) != {dict} or not all("bid" in t and "ask" in t for t in items):
+        return None
+    columns: dict[str, np.ndarray] = {}
+    for key in TICKER_COLUMNS:
+        values = [item.get(key) for item in items]
+        if not set(map(type, values)) <= _PLAIN_OR_NONE:
+            return None
+        try:
+            column = np.array(values, dtype=np.float64)
+        except OverflowError:  # an integer beyond float64
+            return None
+        if key != "timestamp":
+            missing = np.isnan(column)  # None, or a NaN sent as a value (then the counts differ)
+            if int(missing.sum()) != values.count(None) or not ((column > 0) | missing).all():
+                return None
+            if np.isinf(column).any():
+                return None
+        columns[key] = column
+    prices = [columns[k] for k in ("bid", "ask", "last", "markPrice")]
+    if (np.isnan(prices[0]) & np.isnan(prices[1]) & np.isnan(prices[2]) & np.isnan(prices[3])).any():
+        return None  # `missing:price`
+    return columns
 
 
 def _bad_open_interest(item: Mapping[str, Any]) -> str | None:
@@ -292,8 +325,10 @@ class Validator:
     ) -> tuple[list[Any], np.ndarray]:
         """Drop raw structures missing a required field (`missing:<field>`) or carrying a bad price or size
         (`<field>:nan|inf|nonpositive`); one quarantine row per reason."""
-        if stream == "trades" and _plain_trades(items):
+        if stream == "trades" and plain_trades(items):
             return list(items), _EMPTY_EVENTS  # the usual batch, judged a column at a time: nothing to drop
+        if stream == "ohlcv" and self._plain_candles(items, now_ms):
+            return list(items), _EMPTY_EVENTS  # the usual update of the forming candle
         kept: list[Any] = []
         rejected: Counter[str] = Counter()
         for item in items:
@@ -311,6 +346,20 @@ class Validator:
             for reason, n in rejected.items()
         ]
         return kept, concat_events(events)
+
+    def _plain_candles(self, items: Sequence[Any], now_ms: int) -> bool:
+        """Every candle a list of plain numbers, prices finite and positive, volume finite and not negative,
+        its time not ahead: what the per-item pass (`missing_field`, `_bad_candle`) keeps, in plain Python."""
+        limit = now_ms + max(self.max_future_ms, DAY_MS)
+        for row in items:
+            if type(row) is not list or len(row) < 6 or not set(map(type, row[:6])) <= _PLAIN_NUMBERS:
+                return False
+            ts, o, h, low, c, v = row[:6]
+            if not (0 < o < math.inf and 0 < h < math.inf and 0 < low < math.inf and 0 < c < math.inf):
+                return False
+            if not 0 <= v < math.inf or ts > limit:
+                return False
+        return True
 
     def quarantine(
         self, stream: str, instrument_id: int, now_ms: int, reason: str, count: int = 1, ts_ms: int | None = None
@@ -382,6 +431,88 @@ class Validator:
                 )
             )  # fmt: skip
         return accepted, concat_events(events)
+
+    def check_calls(
+        self, stream: str, records: np.ndarray, now_ms: np.ndarray, calls: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """`check` of several watch calls' records at once, with the outcome, state and events of one `check`
+        per call in order; None (nothing changed) when that cannot be told a column at a time, and then the
+        caller checks call by call. Tickers (one record per call) and trades of one instrument; `now_ms` and
+        `calls` give each record's receive time and call number (non-decreasing).
+
+        Taken whole: every record passes the value checks, each measured against the time "too old" is measured
+        from as it stood at its call; trades all new, distinct and in time order (`_new_in_order`); tickers
+        repeating or going back in time dropped as `dup:ts` / `ts:out_of_order`, one event per call."""
+        n = len(records)
+        ids, ts = records["instrument_id"], records["ts_ms"]
+        if not n or stream not in ("tickers", "trades") or not (ids == ids[0]).all():
+            return None
+        key = (stream, int(ids[0]))
+        first = np.ones(n, dtype=bool)
+        first[1:] = calls[1:] != calls[:-1]
+        if stream == "tickers":
+            if not first.all():
+                return None
+            last = self._last_ts.get(key)
+            before = np.empty(n, dtype=np.int64)  # the newest time accepted before each ticker
+            before[0] = _INT64_MIN if last is None else last
+            np.maximum.accumulate(np.maximum(ts[:-1], before[0]), out=before[1:])
+            accepted = ts > before
+        else:
+            newest = self._last_ts.get(key)
+            if (newest is not None and int(ts[0]) < newest) or (n > 1 and (np.diff(ts) < 0).any()):
+                return None
+            values = records["trade_id"].tolist()
+            seen = self._seen.get(key)
+            if (seen is not None and not seen.isdisjoint(values)) or len(set(values)) != n:
+                return None
+            accepted = np.ones(n, dtype=bool)
+        if not self._calls_valid(stream, records, now_ms, first, accepted):
+            return None
+        events = []
+        if stream == "tickers":
+            for i in np.flatnonzero(~accepted).tolist():
+                dup = ts[i] == before[i]
+                kind, reason = (EventKind.DUPLICATE, "dup:ts") if dup else (EventKind.OUT_OF_ORDER, "ts:out_of_order")
+                events.append(self._count(kind, stream, key[1], int(now_ms[i]), reason, 1, int(ts[i]), int(ts[i])))
+            if accepted.any():
+                self._last_ts[key] = int(ts[accepted].max())
+        else:
+            self._seen_for(key).update(values)
+            self._last_ts[key] = int(ts[-1])
+        kept = records if accepted.all() else records[accepted]
+        self._note_latest(stream, kept)
+        return kept, concat_events(events)
+
+    def _calls_valid(
+        self, stream: str, records: np.ndarray, now_ms: np.ndarray, first: np.ndarray, accepted: np.ndarray
+    ) -> bool:
+        """`_all_valid` (`_ticker_valid`) of each call's records, each call's time "too old" is measured from
+        (`_past_reference`) following the records accepted by the calls before it."""
+        ts = records["ts_ms"]
+        for name in _REQUIRED_PRICES.get(stream, ()):
+            values = records[name]
+            if not (values > 0).all() or np.isinf(values).any():
+                return False
+        for name in _OPTIONAL_PRICES.get(stream, ()):
+            values = records[name]
+            if (values <= 0).any() or np.isinf(values).any():
+                return False
+        if stream == "tickers" and (records["bid"] > records["ask"]).any():
+            return False
+        if (ts <= 0).any() or (ts > now_ms + self.max_future_ms).any():
+            return False
+        if self.max_past_ms is None:
+            return True
+        latest = self._latest.get((stream, int(records["instrument_id"][0])))
+        call = np.cumsum(first) - 1  # 0, 1, ... per call
+        newest = np.maximum.reduceat(np.where(accepted, ts, _INT64_MIN), np.flatnonzero(first))
+        before = np.empty(len(newest), dtype=np.int64)  # the newest accepted time before each call
+        before[0] = _INT64_MIN if latest is None else latest
+        np.maximum.accumulate(np.maximum(newest[:-1], before[0]), out=before[1:])
+        before = before[call]
+        reference = np.where((before > _INT64_MIN) & (before < now_ms), before, now_ms)
+        return not (ts < reference - self.max_past_ms).any()
 
     def _late_events(self, stream: str, records: np.ndarray, late: list[int], now_ms: int) -> np.ndarray:
         """OUT_OF_ORDER rows (`ts:late`) for accepted trades that arrived after a newer one: kept, reported."""

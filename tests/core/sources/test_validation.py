@@ -278,7 +278,7 @@ def test_trades_fast_paths_screen_and_check_exactly_like_the_per_item_passes(mon
     for batch in batches:
         fast_kept, fast_events = Validator().screen("trades", batch, 3, NOW)
         with monkeypatch.context() as m:
-            m.setattr(validation, "_plain_trades", lambda items: False)
+            m.setattr(validation, "plain_trades", lambda items: False)
             slow_kept, slow_events = Validator().screen("trades", batch, 3, NOW)
         assert fast_kept == slow_kept and fast_events.tobytes() == slow_events.tobytes()
-    assert validation._plain_trades(raw(5)) and not validation._plain_trades(batches[1])
+    assert validation.plain_trades(raw(5)) and not validation.plain_trades(batches[1])

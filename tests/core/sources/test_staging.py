@@ -1,0 +1,406 @@
+"""A staging Feed (tickers and trades processed a batch at a time) against the per-call path it replaces.
+
+The slow, obvious computation is the Feed without staging: one `_process` per call. The same calls go through
+both, and everything they produce must be identical: records byte for byte (per stream and instrument, in
+order), events, the validator's counts and the Feed's. Sources: the recorded bybit session through the real
+ccxt.pro classes, and the simulator with malformed, duplicate and out-of-order messages and a disconnect,
+recorded once and replayed to both (a paced simulator is not repeatable run to run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from pathlib import Path
+from typing import Any
+
+import ccxt
+import numpy as np
+import pytest
+
+from fundarb_dagster.core import schema
+from fundarb_dagster.core.config import FaultConfig, SimConfig
+from fundarb_dagster.core.instruments import InstrumentRegistry
+from fundarb_dagster.core.schema import EventKind
+from fundarb_dagster.core.sources import EndOfData, normalize, staging
+from fundarb_dagster.core.sources import feed as feed_module
+from fundarb_dagster.core.sources.feed import Feed
+from fundarb_dagster.core.sources.sim import SimExchange
+from fundarb_dagster.core.sources.validation import Validator, plain_tickers
+from fundarb_dagster.core.sources.wire import create_wire_exchange
+
+SIM_SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT")
+
+
+def _by_instrument(records: np.ndarray) -> np.ndarray:
+    """Records of one stream grouped by instrument, each instrument's in arrival order (streams of different
+    instruments interleave differently when one of them holds calls back)."""
+    return records[np.argsort(records["instrument_id"], kind="stable")]
+
+
+def _sorted_events(events: np.ndarray) -> np.ndarray:
+    return events[np.lexsort((events["reason"], events["start_ms"], events["ts_ms"], events["kind"],
+                              events["stream"], events["instrument_id"]))]  # fmt: skip
+
+
+async def _pump(feed: Feed, subscriptions: list[tuple[str, str]], one_by_one: bool = False) -> dict[str, list]:
+    """Every batch of the subscriptions, watched together (or one after the other: a recording whose one
+    clock each call sets is then repeatable)."""
+    out: dict[str, list[np.ndarray]] = {"capture_events": []}
+
+    async def one(stream: str, symbol: str) -> None:
+        async for batch in feed.watch(stream, symbol):
+            out.setdefault(batch.stream, []).append(batch.records)
+            out["capture_events"].append(batch.events)
+
+    if one_by_one:
+        for stream, symbol in subscriptions:
+            await one(stream, symbol)
+    else:
+        await asyncio.gather(*(one(stream, symbol) for stream, symbol in subscriptions))
+    return out
+
+
+def _assert_same(per_call: tuple[dict, Feed], staged: tuple[dict, Feed]) -> None:
+    (want, want_feed), (got, got_feed) = per_call, staged
+    assert set(want) == set(got)
+    for stream in want:
+        a, b = np.concatenate(want[stream]), np.concatenate(got[stream])
+        if stream == "capture_events":
+            a, b = _sorted_events(a), _sorted_events(b)
+        else:
+            a, b = _by_instrument(a), _by_instrument(b)
+        assert len(a) == len(b), stream
+        assert a.tobytes() == b.tobytes(), stream
+    assert got_feed.validator.counts == want_feed.validator.counts
+    assert got_feed.counts == want_feed.counts
+
+
+# -- the recorded bybit session -----------------------------------------------------------------------------
+def _wire_run(path: Path, stage_records: int) -> tuple[dict, Feed]:
+    async def go() -> tuple[dict, Feed]:
+        exchange = create_wire_exchange("bybit", path, speed=0)
+        markets = await exchange.load_markets()
+        symbols = [s for s in ("BTC/USDT:USDT", "ETH/USDT:USDT", "BTC/USDT", "ETH/USDT") if s in markets]
+        registry = InstrumentRegistry()
+        registry.add_markets("bybit", markets, symbols)
+        stale = {s: 1e9 for s in schema.MARKET_STREAMS}
+        feed = Feed(exchange, registry, stale_timeout_s=stale, stage_records=stage_records, stage_max_age_s=60)
+        try:
+            out = await _pump(feed, [(st, sy) for sy in symbols for st in ("trades", "tickers", "ohlcv")])
+        finally:
+            await exchange.close()
+        return out, feed
+
+    return asyncio.run(go())
+
+
+def _count_batches(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each staged batch was taken whole by the batch pass (True) or went call by call (False)."""
+    batches: list[bool] = []
+    original = staging.process_staged
+
+    def counted(*args: Any) -> Any:
+        result = original(*args)
+        batches.append(result is not None)
+        return result
+
+    monkeypatch.setattr(staging, "process_staged", counted)
+    return batches
+
+
+@pytest.mark.parametrize("stage_records", [5, 256])
+def test_the_recorded_bybit_session_lands_the_same_staged_as_call_by_call(
+    fixtures_dir: Path, stage_records: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = fixtures_dir / "ws_recordings" / "BYBIT.jsonl.zst"
+    per_call = _wire_run(path, 0)
+    batches = _count_batches(monkeypatch)
+    staged = _wire_run(path, stage_records)
+    _assert_same(per_call, staged)
+    records = np.concatenate(staged[0]["tickers"])
+    assert len(records) > 600 and len(np.concatenate(staged[0]["trades"])) > 90
+    assert sum(batches) >= 2 and all(batches)  # the batch pass took every batch of this clean session
+
+
+# -- the simulator with faults, recorded once ---------------------------------------------------------------
+class _Replayed:
+    """ccxt-shaped, unpaced: answers each `watch_*` from a recording of (result, clock) per call, its clock the
+    recorded one; a recorded exception is raised; the recording's end is EndOfData."""
+
+    speed = 0
+
+    def __init__(self, source: SimExchange, recording: dict[tuple[str, str], list[tuple[Any, int]]]) -> None:
+        self.id = source.id
+        self.markets = source.markets
+        self.has = {"watchTicker": True}  # no REST: a gap stays visible, no backfill
+        self.options: dict[str, Any] = {}
+        self.recording = {key: list(steps) for key, steps in recording.items()}
+        self.clock = min(steps[0][1] for steps in recording.values())
+
+    def milliseconds(self) -> int:
+        return self.clock
+
+    async def _next(self, name: str, symbol: str) -> Any:
+        steps = self.recording[(name, symbol)]
+        if not steps:
+            raise EndOfData(name)
+        result, self.clock = steps.pop(0)
+        await asyncio.sleep(0)
+        if isinstance(result, BaseException):
+            raise result
+        return copy.copy(result)  # a new list, as ccxt gives; the structures are never changed by the Feed
+
+    async def watch_trades(self, symbol: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._next("trades", symbol)
+
+    async def watch_ticker(self, symbol: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._next("tickers", symbol)
+
+
+def _record_sim(calls: int) -> tuple[SimExchange, dict[tuple[str, str], list[tuple[Any, int]]]]:
+    faults = FaultConfig(malformed_rate=0.03, duplicate_rate=0.05, out_of_order_rate=0.05)
+    config = SimConfig(seed=11, speed=2_000.0, start="2026-11-01T00:00:00Z", faults=faults)
+
+    async def go() -> tuple[SimExchange, dict]:
+        ex = SimExchange("bybit", config, symbols=list(SIM_SYMBOLS))
+        await ex.load_markets()
+        recording: dict[tuple[str, str], list[tuple[Any, int]]] = {}
+        for symbol in SIM_SYMBOLS:
+            for stream, call in (("trades", ex.watch_trades), ("tickers", ex.watch_ticker)):
+                steps = recording.setdefault((stream, symbol), [])
+                for i in range(calls):
+                    if i == calls // 2:  # a disconnect: what was staged before it lands before its events
+                        steps.append((ccxt.NetworkError("recorded disconnect"), ex.milliseconds()))
+                    result = await call(symbol)
+                    steps.append((copy.deepcopy(result), ex.milliseconds()))
+        await ex.close()
+        return ex, recording
+
+    return asyncio.run(go())
+
+
+def _replay_run(source: SimExchange, recording: dict, stage_records: int) -> tuple[dict, Feed]:
+    async def go() -> tuple[dict, Feed]:
+        exchange = _Replayed(source, recording)
+        registry = InstrumentRegistry()
+        registry.add_markets("bybit", exchange.markets, list(SIM_SYMBOLS))
+        feed = Feed(exchange, registry, stage_records=stage_records, stage_max_age_s=60, max_backoff_s=0.001)
+        subscriptions = [(st, sy) for sy in SIM_SYMBOLS for st in ("trades", "tickers")]
+        return await _pump(feed, subscriptions, one_by_one=True), feed
+
+    return asyncio.run(go())
+
+
+def test_faulty_messages_are_named_the_same_staged_as_call_by_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    for module in (feed_module, staging):  # the recording's disconnects: no real wait
+        monkeypatch.setattr(module, "_INITIAL_BACKOFF_S", 0.001)
+    source, recording = _record_sim(calls=60)
+    per_call = _replay_run(source, recording, 0)
+    batches = _count_batches(monkeypatch)
+    for stage_records in (4, 64, 10_000):
+        _assert_same(per_call, _replay_run(source, recording, stage_records))
+    assert sum(batches) > 10 and batches.count(False) > 10  # both passes ran: whole batches and call by call
+    counts = per_call[1].validator.counts
+    # the faults the comparison covers: bad values, venue duplicates, trades out of time order
+    assert sum(n for reason, n in counts.items() if ":" in reason and not reason.startswith(("dup", "ts"))) > 3
+    assert counts["dup:trade_id"] > 3 and counts["ts:late"] > 3
+    kinds = np.concatenate(per_call[0]["capture_events"])["kind"]
+    assert (kinds == int(EventKind.RECONNECT)).sum() == 4 and (kinds == int(EventKind.GAP)).sum() == 4
+
+
+# -- the batch pass against one call at a time ----------------------------------------------------------------
+def _ticker(ts: int | None, bid: float = 100.0, ask: float = 101.0, **fields: Any) -> dict[str, Any]:
+    return {"timestamp": ts, "bid": bid, "ask": ask, "last": 100.5, "bidVolume": 2.0, "askVolume": 3.0,
+            "markPrice": 100.4, "indexPrice": None, **fields}  # fmt: skip
+
+
+def _instruments() -> list[Any]:
+    registry = InstrumentRegistry()
+    markets = {
+        "BTC/USDT": {"symbol": "BTC/USDT", "id": "BTCUSDT", "base": "BTC", "quote": "USDT", "type": "spot",
+                     "spot": True, "info": {}},
+        "BTC/USDT:USDT": {"symbol": "BTC/USDT:USDT", "id": "BTCUSDT", "base": "BTC", "quote": "USDT",
+                          "settle": "USDT", "type": "swap", "swap": True, "linear": True, "contract": True,
+                          "contractSize": 0.01, "info": {}},
+        "BTC/USD:BTC": {"symbol": "BTC/USD:BTC", "id": "BTCUSD", "base": "BTC", "quote": "USD", "settle": "BTC",
+                        "type": "swap", "swap": True, "inverse": True, "contract": True, "contractSize": 100.0,
+                        "info": {}},
+    }  # fmt: skip
+    registry.add_markets("okx", markets, list(markets))
+    return [registry.get("okx", s) for s in markets]
+
+
+def test_tickers_a_column_at_a_time_are_the_records_of_one_ticker_at_a_time() -> None:
+    tickers = [
+        _ticker(1_800_000_000_000),
+        _ticker(None),  # stamped with its receive time
+        _ticker(1_800_000_000_500.7, indexPrice=99.0, markPrice=None, info={"markPx": "100.2"}),
+        _ticker(1_800_000_001_000, bid=None, bidVolume=None, info={"oraclePx": 98.5}),
+        _ticker(1_800_000_002_000, last=7, askVolume=None),
+    ]
+    recv = np.arange(len(tickers), dtype=np.int64) + 1_800_000_000_100
+    columns = plain_tickers(tickers)
+    assert columns is not None
+    for instrument in _instruments():
+        one_by_one = [normalize.ticker_to_record(t, instrument, int(r)) for t, r in zip(tickers, recv, strict=True)]
+        want = np.concatenate(one_by_one)
+        got = normalize.tickers_to_records(tickers, columns, instrument, recv)
+        assert got is not None and got.tobytes() == want.tobytes(), instrument.symbol
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"bid": float("nan")}, {"ask": 0.0}, {"askVolume": -1.0}, {"last": float("inf")}, {"bid": "100"},
+     {"bid": True}, {"bid": None, "ask": None, "last": None, "markPrice": None}, {"timestamp": "1"}],
+)  # fmt: skip
+def test_a_ticker_the_column_pass_cannot_vouch_for_sends_the_batch_call_by_call(bad: dict[str, Any]) -> None:
+    tickers = [_ticker(1_800_000_000_000), _ticker(1_800_000_000_100, **bad)]
+    assert plain_tickers(tickers) is None
+    assert plain_tickers([{"bid": 1.0}]) is None  # no `ask` key: `missing:ask`
+
+
+def _per_call(
+    validator: Validator, stream: str, records: np.ndarray, now: np.ndarray, calls: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    parts, events = [], []
+    for call in np.unique(calls).tolist():
+        mine = calls == call
+        accepted, found = validator.check(stream, records[mine], int(now[mine][0]))
+        parts.append(accepted)
+        events.append(found)
+    return np.concatenate(parts), np.concatenate(events)
+
+
+def _state(validator: Validator) -> tuple[Any, ...]:
+    seen = {key: (list(s._order), set(s._keys)) for key, s in validator._seen.items()}
+    return dict(validator.counts), dict(validator._last_ts), dict(validator._latest), seen
+
+
+def _tickers_records(rng: np.random.Generator, n: int, t0: int) -> tuple[np.ndarray, np.ndarray]:
+    records = schema.empty("tickers", n)
+    steps = rng.choice([-400, 0, 0, 250, 300, 1000], size=n)  # repeats and steps back among the usual ones
+    records["ts_ms"] = t0 + np.cumsum(steps)
+    records["recv_ts_ms"] = records["ts_ms"] + rng.integers(0, 50, n)
+    records["instrument_id"] = 4
+    records["bid"] = 100.0
+    records["ask"] = 100.5
+    records["last"] = 100.2
+    return records, records["recv_ts_ms"].copy()
+
+
+def _trades_records(rng: np.random.Generator, calls: np.ndarray, t0: int, first_id: int) -> np.ndarray:
+    records = schema.empty("trades", len(calls))
+    records["ts_ms"] = t0 + np.cumsum(rng.integers(0, 40, len(calls)))
+    records["recv_ts_ms"] = records["ts_ms"] + 5
+    records["instrument_id"] = 2
+    records["trade_id"] = first_id + np.arange(len(calls))
+    records["price"] = 50.0
+    records["amount"] = 1.0
+    return records
+
+
+def test_check_calls_is_check_call_by_call_or_declines_and_changes_nothing() -> None:
+    """Randomised sequences (fixed seed): tickers repeating and going back in time, trades new and in order, and
+    batches a value check rejects (past, future, a bad price, a trade id seen or out of order), which the
+    batch pass declines, leaving the validator as it was."""
+    rng = np.random.default_rng(5)
+    taken = declined = 0
+    for round_ in range(60):
+        slow, fast = Validator(max_past_ms=5_000), Validator(max_past_ms=5_000)
+        t0 = 1_800_000_000_000 + round_
+        history = []
+        for batch in range(4):
+            if round_ % 2:
+                records, now = _tickers_records(rng, int(rng.integers(1, 30)), t0 + 8_000 * batch)
+                calls = np.arange(len(records))
+            else:
+                calls = np.sort(rng.integers(0, 6, int(rng.integers(1, 40))))
+                records = _trades_records(rng, calls, t0 + 3_000 * batch, 1000 * batch)
+                now = records["recv_ts_ms"].copy()
+                if rng.random() < 0.2:  # a trade id accepted before, or one out of time order
+                    records["trade_id"][-1] = 1000 * max(batch - 1, 0)
+                if rng.random() < 0.2 and len(records) > 1:
+                    records["ts_ms"][-1] = records["ts_ms"][0] - 1
+            if rng.random() < 0.15:  # a value the batch pass leaves to the per-call path
+                field = "bid" if round_ % 2 else "price"
+                records[field][int(rng.integers(0, len(records)))] = rng.choice([np.nan, -1.0, np.inf])
+            if rng.random() < 0.1:
+                records["ts_ms"][-1] = now[-1] + rng.choice([120_000, -20_000])
+            before = _state(fast)
+            got = fast.check_calls("tickers" if round_ % 2 else "trades", records, now, calls)
+            if got is None:
+                declined += 1
+                assert _state(fast) == before
+                got = _per_call(fast, "tickers" if round_ % 2 else "trades", records, now, calls)
+            else:
+                taken += 1
+            want = _per_call(slow, "tickers" if round_ % 2 else "trades", records, now, calls)
+            assert got[0].tobytes() == want[0].tobytes() and got[1].tobytes() == want[1].tobytes()
+            assert _state(fast) == _state(slow)
+            history.append(got)
+        assert sum(len(a) for a, _ in history) > 0
+    assert taken > 100 and declined > 20
+
+
+def test_drain_gives_what_a_stopped_watch_had_staged() -> None:
+    """A consumer that stops watching takes the staged calls with `drain` (the capture's watcher does at a stop)."""
+
+    class Hangs(_Replayed):
+        async def watch_ticker(self, symbol: str, *args: Any, **kwargs: Any) -> Any:
+            if not self.recording[("tickers", symbol)]:
+                await asyncio.Event().wait()
+            return await super().watch_ticker(symbol)
+
+    source, recording = _record_sim(calls=12)
+    recording = {key: [s for s in steps if not isinstance(s[0], BaseException)] for key, steps in recording.items()}
+    symbol = SIM_SYMBOLS[0]
+
+    async def go(stage_records: int) -> tuple[np.ndarray, list[Any]]:
+        exchange = Hangs(source, recording)
+        registry = InstrumentRegistry()
+        registry.add_markets("bybit", exchange.markets, list(SIM_SYMBOLS))
+        feed = Feed(exchange, registry, stage_records=stage_records, stage_max_age_s=60)
+        watched: list[np.ndarray] = []
+
+        async def consume() -> None:
+            async for batch in feed.watch("tickers", symbol):
+                watched.append(batch.records)
+
+        task = asyncio.ensure_future(consume())
+        while recording[("tickers", symbol)] and len(exchange.recording[("tickers", symbol)]):
+            await asyncio.sleep(0)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return np.concatenate(watched), feed.drain()
+
+    per_call, nothing = asyncio.run(go(0))
+    watched, drained = asyncio.run(go(10_000))
+    assert len(per_call) >= 8 and not nothing  # a ticker repeating the last one's time is dropped
+    assert not len(watched) and len(drained) == 1 and drained[0].stream == "tickers"
+    assert drained[0].records.tobytes() == per_call.tobytes()
+
+
+def test_calls_staged_before_a_failure_come_in_the_batch_that_reports_it() -> None:
+    """A consumer that stops between batches (the capture's watcher at a stop) gets both or neither."""
+    source, recording = _record_sim(calls=8)
+    symbol = SIM_SYMBOLS[0]
+    steps = [s for s in recording[("tickers", symbol)] if not isinstance(s[0], BaseException)]
+    recording = {("tickers", symbol): [*steps, (ccxt.NetworkError("drop"), steps[-1][1])]}
+
+    async def go() -> list[Any]:
+        registry = InstrumentRegistry()
+        registry.add_markets("bybit", source.markets, list(SIM_SYMBOLS))
+        feed = Feed(_Replayed(source, recording), registry, stage_records=10_000, stage_max_age_s=60)
+        batches = []
+        async for batch in feed.watch("tickers", symbol):
+            batches.append(batch)
+            if len(batches) == 2:
+                break  # the CHANNEL event, then the first batch after it
+        return batches
+
+    _, first = asyncio.run(go())
+    assert len(first.records) >= 6  # every staged ticker (a repeated time is dropped, with its event)
+    assert first.events["kind"][-1] == int(EventKind.RECONNECT)
