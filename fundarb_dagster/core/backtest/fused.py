@@ -102,11 +102,19 @@ def run_fused(panel: Panel, pairs: PairSet, params: Any, halt: int, rank: np.nda
     flt = tuple(float(v) for v in flt)
     hours = np.array([float(params.max_hold_h), float(params.rebalance_h)])
     max_bars, reb_bars = (int(b) for b in bars(hours, panel.bar_h))
-    ints = (int(taker_exec), int(use_cap), max_bars, reb_bars, int(halt), int(step))
+    ints = (int(taker_exec), int(use_cap), max_bars, reb_bars, int(halt))
     taker, mmr = (np.array([getattr(m, k) for m in markets], dtype=float) for k in ("taker_fee", "mmr"))
     markets_in = (fee, taker, mmr, perp, tier_lo, tier_n, tiers)
-    pair_in = (np.asarray(pairs.allow_reverse, dtype=np.bool_), _per_bar(pairs.reverse_cost_apr, T), borrow, has_borrow,
-               np.full((1, P), np.nan) if cap is None else np.ascontiguousarray(cap, dtype=float))  # fmt: skip
+    # per pair, worked out once (no division in the loop): the block's borrow flag per leg, where the pair sits in
+    # its block of the per-bar sums (first, last, in the first block), and rule 3's even notional (the loop's
+    # expression: the same figures)
+    at, blocks = np.arange(P) % step, np.arange(P) // step
+    edges = np.stack([at == 0, (at == step - 1) | (np.arange(P) == P - 1), blocks == 0])
+    cost = [np.where(perp[idx], 1.0 / float(params.leverage), 1.0) for idx in (pairs.leg_a, pairs.leg_b)]
+    even = float(params.capital / P) / (cost[0] + cost[1])
+    pair_in = (np.asarray(pairs.allow_reverse, dtype=np.bool_), _per_bar(pairs.reverse_cost_apr, T), borrow,
+               np.ascontiguousarray(has_borrow[:, blocks]), np.full((1, P), np.nan) if cap is None else
+               np.ascontiguousarray(cap, dtype=float), edges, even)  # fmt: skip
     legs = np.stack([pairs.leg_a, pairs.leg_b]).astype(np.int64)
     by_rank = np.argsort(rank, kind="stable").astype(np.int64)
     args = (np.ascontiguousarray(pairs.signal), legs, by_rank, rows, markets_in, pair_in, flt, ints)
@@ -412,9 +420,9 @@ def _bars(sig: np.ndarray, legs: np.ndarray, by_rank: np.ndarray, rows: tuple, m
     state in its rows of `st_i`, `st_f`; the per-bar sums added afterwards in the vectorized engine's order."""
     mid_raw, ref, high, low, cash, hs_raw = rows
     fee_m, taker_m, mmr_m, perp_m, tier_lo, tier_n, tiers = markets
-    allow_rev, rcost, borrow, charged, cap = pair_in
+    allow_rev, rcost, borrow, charged, cap, edges, even_p = pair_in
     slip_model, cpp, bar_h, units, enter, exit_, lev, stop = flt
-    taker_exec, use_cap, max_bars, reb_bars, halt, step = ints
+    taker_exec, use_cap, max_bars, reb_bars, halt = ints
     (cells_i8, cells_f), (ti, tf, pi, pf), (sums, in_market, counts, st_i, st_f) = cells, out, acc
     T, P = sig.shape
     dated_fee, dated_rc, dated_borrow = fee_m.shape[0] > 1, rcost.shape[0] > 1, borrow.shape[0] > 1
@@ -431,8 +439,7 @@ def _bars(sig: np.ndarray, legs: np.ndarray, by_rank: np.ndarray, rows: tuple, m
             D = np.int64(pos) - np.int64(neg)
             sidx_prev, ap, seg_prev = st_i[p, _SIDX], st_i[p, _A], st_i[p, _SEG]
             sidx, H, age_mod, seg = _episode(t, D, st_i[p, _D], sidx_prev, st_i[p, _AGE], max_bars, reb_bars, reb)
-            perp_a, perp_b = perp_m[legs[0, p]], perp_m[legs[1, p]]
-            even = cpp / ((1.0 / lev if perp_a else 1.0) + (1.0 / lev if perp_b else 1.0))
+            even = even_p[p]
             notional, src = even, 0
             if use_cap:
                 notional, src = _sized(cap[max(sidx, 0) if cap.shape[0] > 1 else 0, p], even)
@@ -475,7 +482,7 @@ def _bars(sig: np.ndarray, legs: np.ndarray, by_rank: np.ndarray, rows: tuple, m
                     hs = hs_raw[t, m] if np.isfinite(hs_raw[t, m]) else slip_model
                 rate = 0.0 if perp_m[m] else borrow[tb, p]
                 c = _leg_costs(x, xp, liq, lpx, mid, mid_prev, cash[t, m], fee, hs, taker_m[m], ev[leg, 3],
-                               charged[leg, p // step], rate, bar_h)  # fmt: skip
+                               charged[leg, p], rate, bar_h)  # fmt: skip
                 for k in range(6):
                     vals[p, 1 + k] = c[k] if leg == 0 else vals[p, 1 + k] + c[k]
                 vals[p, 7] = c[7] if leg == 0 else vals[p, 7] + c[7]
@@ -519,8 +526,8 @@ def _bars(sig: np.ndarray, legs: np.ndarray, by_rank: np.ndarray, rows: tuple, m
             st_i[p, _A], st_i[p, _SEG], st_i[p, _AGE] = A, seg, age_mod
         for p in range(P):  # the per-bar sums in the vectorized engine's order: pairs within a block, then blocks
             for k in range(_N_SUMS):
-                blk[k] = vals[p, k] if p % step == 0 else blk[k] + vals[p, k]
-            if p % step == step - 1 or p == P - 1:
+                blk[k] = vals[p, k] if edges[0, p] else blk[k] + vals[p, k]
+            if edges[1, p]:
                 for k in range(_N_SUMS):
-                    sums[t, k] = blk[k] if p < step else sums[t, k] + blk[k]
+                    sums[t, k] = blk[k] if edges[2, p] else sums[t, k] + blk[k]
     return n_t, n_p
