@@ -220,11 +220,27 @@ def wire_cost(recording: Path, with_feed: bool) -> dict[str, float]:
         stale = {s: 1e9 for s in schema.MARKET_STREAMS}
         feed = Feed(exchange, registry, stale_timeout_s=stale, stage_records=CaptureConfig().batch_records)
         count = 0
+        awaited = feed._await_watched
+        returned: dict[int, float] = {}  # per subscription: CPU time when its last call returned
+
+        async def timed(sub: Any, call: Any) -> Any:
+            """The Feed's own CPU between a stream's calls: from one call's return to the next call."""
+            nonlocal own
+            now = time.process_time()
+            own += now - returned.get(id(sub), now)
+            try:
+                return await awaited(sub, call)
+            finally:
+                returned[id(sub)] = time.process_time()
+
+        feed._await_watched = timed  # type: ignore[method-assign]
 
         async def through_feed(stream: str, symbol: str) -> None:
-            nonlocal count
+            nonlocal count, own
             async for batch in feed.watch(stream, symbol):
                 count += len(batch.records)
+            sub = feed._subscription(stream, symbol)
+            own += time.process_time() - returned.get(id(sub), time.process_time())  # the end: what was staged
 
         async def ccxt_alone(stream: str, symbol: str) -> None:
             nonlocal count
@@ -248,7 +264,7 @@ def wire_cost(recording: Path, with_feed: bool) -> dict[str, float]:
     # ccxt.pro's own work per frame: its client decoding the frame and the exchange class parsing it into
     # unified structures (WireClient inherits the method from ccxt's Client); the replay harness around it
     # (reading the recording, routing, pacing) is on neither side.
-    parsing = 0.0
+    parsing = own = 0.0
     handle = WireClient.handle_text_or_binary_message
 
     def timed(client: Any, data: Any) -> Any:
@@ -266,7 +282,7 @@ def wire_cost(recording: Path, with_feed: bool) -> dict[str, float]:
         cpu = time.process_time() - c0
     finally:
         WireClient.handle_text_or_binary_message = handle  # type: ignore[method-assign]
-    return {"frames": frames, "records": records, "cpu_s": cpu, "ccxt_s": parsing}
+    return {"frames": frames, "records": records, "cpu_s": cpu, "ccxt_s": parsing, "own_s": own}
 
 
 def pipeline_cost(batch: int, n: int, flush: dict[str, Any]) -> dict[str, float]:
@@ -289,7 +305,9 @@ def per_message(
 ) -> tuple[float, list[str]]:
     """The pipeline's CPU for a recorded session (the Feed's work: CPU with the Feed minus CPU of the same
     ccxt.pro calls alone, paired run by run; plus ring and flush per record) as a percentage of ccxt.pro's own
-    parsing CPU of the same frames. Runs alternate (ccxt alone, with the Feed, ...) `repeats` times."""
+    parsing CPU of the same frames. Runs alternate (ccxt alone, with the Feed, ...) `repeats` times. Beside it,
+    the Feed's own CPU timed inside the with-Feed runs (between a stream's calls), which a loaded machine's
+    noise in two whole runs does not swamp."""
     alone, fed = [], []
     for _ in range(repeats):
         alone.append(wire_cost(recording, with_feed=False))
@@ -309,6 +327,10 @@ def per_message(
         f" us CPU per frame, {spread([f / records * 1e6 for f in feed_s], fmt='.1f')} us per record",
         f"  ring push+pop {pipe['ring_us']:.3f} us + flush {pipe['flush_us']:.3f} us CPU per record",
         f"  pipeline / ccxt.pro parsing: {spread(ratios, fmt='.0f')} %",
+        f"  cross-check, less exposed to the load than a difference of two runs: the Feed's own CPU between a "
+        f"stream's calls, timed inside the with-Feed runs (not the loop turn each call yields): "
+        f"{spread([b['own_s'] * us for b in fed], fmt='.1f')} us per frame, "
+        f"{spread([b['own_s'] / b['ccxt_s'] * 100 for b in fed], fmt='.0f')} % of the same runs' parsing",
     ]
     return statistics.median(ratios), lines
 
