@@ -302,12 +302,12 @@ def pipeline_cost(batch: int, n: int, flush: dict[str, Any]) -> dict[str, float]
 
 def per_message(
     recording: Path, repeats: int, flush: dict[str, Any], quick: bool, ring_records: int | None = None
-) -> tuple[float, list[str]]:
+) -> tuple[float, float, list[str]]:
     """The pipeline's CPU for a recorded session (the Feed's work: CPU with the Feed minus CPU of the same
     ccxt.pro calls alone, paired run by run; plus ring and flush per record) as a percentage of ccxt.pro's own
     parsing CPU of the same frames. Runs alternate (ccxt alone, with the Feed, ...) `repeats` times. Beside it,
     the Feed's own CPU timed inside the with-Feed runs (between a stream's calls), which a loaded machine's
-    noise in two whole runs does not swamp."""
+    noise in two whole runs does not swamp. Returns both medians (%) and the report's lines."""
     alone, fed = [], []
     for _ in range(repeats):
         alone.append(wire_cost(recording, with_feed=False))
@@ -332,7 +332,8 @@ def per_message(
         f"{spread([b['own_s'] * us for b in fed], fmt='.1f')} us per frame, "
         f"{spread([b['own_s'] / b['ccxt_s'] * 100 for b in fed], fmt='.0f')} % of the same runs' parsing",
     ]
-    return statistics.median(ratios), lines
+    timed = statistics.median(b["own_s"] / b["ccxt_s"] * 100 for b in fed)
+    return statistics.median(ratios), timed, lines
 
 
 def capture_goal(seconds: float, speed: float, work: Path, repeats: int) -> tuple[Goal, list[str]]:
@@ -389,8 +390,10 @@ def goals(quick: bool, smoke: bool = False) -> tuple[list[Goal], str]:
         sizes = (200_000, 1_000_000) if quick else (200_000, 1_000_000, 5_000_000)
         flush, flush_lines, last = flush_goal((10_000, 50_000) if smoke else sizes, work, repeats)
         recording = FIXTURES / "ws_recordings" / "BYBIT.jsonl.zst"
-        ratio, wire_lines = per_message(recording, repeats, last, quick, 10_240 if smoke else None)
-    wire = Goal("pipeline_vs_ccxt_parsing", f"{ratio:.0f} %", "<= 10 % of ccxt.pro's parsing", ratio <= 10)
+        ratio, timed, wire_lines = per_message(recording, repeats, last, quick, 10_240 if smoke else None)
+    # met only when the timed figure agrees: at load ~10 the difference of two runs can come out near 0
+    figure = f"{ratio:.0f} % ({timed:.0f} % timed)"
+    wire = Goal("pipeline_vs_ccxt_parsing", figure, "<= 10 % of ccxt.pro's parsing", max(ratio, timed) <= 10)
     return [capture, flush, wire], "\n".join([*lines, *capture_lines, *flush_lines, *wire_lines])
 
 
@@ -446,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n== 3. per-message CPU: the pipeline (Feed, ring, flush) vs ccxt.pro's own parsing")
         if not last:
             last = flush_run(1_000_000, work, repeats)
-        _, wire_lines = per_message(FIXTURES / "ws_recordings" / "BYBIT.jsonl.zst", repeats, last, args.quick)
+        *_, wire_lines = per_message(FIXTURES / "ws_recordings" / "BYBIT.jsonl.zst", repeats, last, args.quick)
         print("\n".join(wire_lines))
     return 0
 
