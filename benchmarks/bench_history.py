@@ -203,7 +203,20 @@ def print_floor(what: str, folder: Path, landed: list[str], rows: int, seconds: 
         f"{read_s:.1f} s ({csv_rows / read_s / 1e6:.2f} M rows/s), Parquet writes of the same {len(landed):,} day "
         f"files {write_s:.1f} s ({csv_rows / write_s / 1e6:.2f} M rows/s); both {floor / 1e6:.2f} M rows/s; "
         f"the import {rows / seconds / 1e6:.2f} M rows/s = {rows / seconds / floor:.0%} of it; CPU: the floor's "
-        f"{cpu:.1f} s, the import's {CPU_SECONDS[-1]:.1f} s"
+        f"{cpu:.1f} s, the import's {CPU_SECONDS[-1]:.1f} s ({CPU_SECONDS[-1] / cpu:.2f}x); "
+        f"{idle_cores(rows, CPU_SECONDS[-1], seconds)}; the floor's {csv_rows / (cpu / CORES) / 1e6:.2f} M rows/s"
+    )
+
+
+CORES = 2
+
+
+def idle_cores(rows: int, cpu: float, wall: float) -> str:
+    """What the CPU figure gives on idle cores: the wall time if the CPU seconds were spread over `CORES` cores
+    and nothing else ran (the import's own share of the cores is its CPU over its wall time)."""
+    return (
+        f"the import on {CORES} idle cores (its CPU / {CORES}) {rows / (cpu / CORES) / 1e6:.2f} M rows/s, cores it "
+        f"got here {cpu / wall:.2f}"
     )
 
 
@@ -297,7 +310,9 @@ def main() -> None:
     parser.add_argument("--kline-symbols", type=int, default=20)
     parser.add_argument("--kline-days", type=int, default=365)
     parser.add_argument("--sample", type=int, default=5, help="symbols landed as hour files (0: none)")
-    parser.add_argument("--pandas-sample", type=int, default=20, help="symbols read by pandas, file by file (0: none)")
+    parser.add_argument(
+        "--pandas-sample", type=int, default=20, help="symbols read by pandas, file by file (0: none, klines too)"
+    )
     parser.add_argument("--no-materialize", action="store_true", help="import only")
     parser.add_argument("--no-floor", dest="floor", action="store_false", help="skip pyarrow's read/write floor")
     parser.add_argument("--history-only", action="store_true", help="materialize history_job's days only")
@@ -350,7 +365,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
     funding_days = -(-months * 31 * DAY_MS // DAY_MS)
     print(
         f"import funding: {landed:,} rows in {seconds:.1f} s = {landed / seconds / 1e6:.2f} M rows/s "
-        f"(target >= 1 M; CPU {sum(CPU_SECONDS):.1f} s, {landed / sum(CPU_SECONDS) / 1e6:.2f} M rows per CPU-second); "
+        f"(target >= 1 M; CPU {sum(CPU_SECONDS):.1f} s, {landed / sum(CPU_SECONDS) / 1e6:.2f} M rows per CPU-second; "
+        f"{idle_cores(landed, sum(CPU_SECONDS), seconds)}); "
         f"{files:,} landing files "
         f"(<= one per stream, venue and day: <= {len(VENUES) * funding_days:,})"
     )
@@ -378,16 +394,18 @@ def run(args: argparse.Namespace, work: Path) -> None:
     n, s, f, written = import_venue(data, archives / "binance" / "spot", "binance")
     print(
         f"import klines: {n:,} rows in {s:.1f} s = {n / s / 1e6:.2f} M rows/s (target >= 2 M; "
-        f"CPU {CPU_SECONDS[-1]:.1f} s, {n / CPU_SECONDS[-1] / 1e6:.2f} M rows per CPU-second); {f:,} day files"
+        f"CPU {CPU_SECONDS[-1]:.1f} s, {n / CPU_SECONDS[-1] / 1e6:.2f} M rows per CPU-second; "
+        f"{idle_cores(n, CPU_SECONDS[-1], s)}); {f:,} day files"
     )
     if args.floor:
         print_floor("klines", archives / "binance" / "spot", written, n, s)
-    alt_rows, alt_files, alt_s = pandas_alternative(archives / "binance" / "spot", args.kline_symbols, work / "alt")
-    print(
-        f"alternative (pandas read_csv file by file, no validation, a Parquet file per day), {args.kline_symbols} "
-        f"kline symbols: {alt_rows:,} rows, {alt_files:,} files in {alt_s:.1f} s = "
-        f"{alt_rows / alt_s / 1e6:.3f} M rows/s"
-    )
+    if args.pandas_sample:
+        alt_rows, alt_files, alt_s = pandas_alternative(archives / "binance" / "spot", args.kline_symbols, work / "alt")
+        print(
+            f"alternative (pandas read_csv file by file, no validation, a Parquet file per day), {args.kline_symbols} "
+            f"kline symbols: {alt_rows:,} rows, {alt_files:,} files in {alt_s:.1f} s = "
+            f"{alt_rows / alt_s / 1e6:.3f} M rows/s"
+        )
     shutil.rmtree(work / "alt", ignore_errors=True)
     again = time.perf_counter()
     n2, _, f2, _ = import_venue(data, archives / "binance" / "spot", "binance")
