@@ -678,3 +678,32 @@ def test_a_replay_can_start_later_than_its_recording(xrp_dir: Path) -> None:
     assert later.milliseconds() == start
     got = run(drain(lambda: later.watch_trades("XRP/ETH")))
     assert [t["id"] for t in got] == [t["id"] for t in everything if t["timestamp"] >= start]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"calc_time,funding_interval_hours,last_funding_rate\n1,8,0.0001\n",  # a header
+        b"\xef\xbb\xbfopen_time,open,high\r\n1,2,3\r\n",  # a BOM, CRLF
+        b"1704067200000,8,0.0001",  # one line, no newline
+        b"",  # empty
+        b"1,2\r3,4\n",  # a lone carriage return ends the line
+        b"a," * 5000 + b"\n1\n",  # a first line longer than the text reader's first block
+        "prix,\u00e9t\u00e9\n1,2\n".encode(),  # UTF-8 beyond ASCII
+    ],
+)
+def test_a_first_line_kept_from_the_bytes_read_is_the_one_read_from_the_file(tmp_path: Path, body: bytes) -> None:
+    """An import keeps each CSV's first line from the bytes it read (`remember_first_line`): exactly the line
+    the text reader gives when the file is opened for it (`_read_first_line`), or nothing kept."""
+    import os
+
+    from fundarb_dagster.core.sources.replay import formats
+
+    path = tmp_path / "BTCUSDT-fundingRate-2024-01.csv"
+    path.write_bytes(body)
+    stat = os.stat(path)
+    formats._FIRST_LINES.clear()
+    formats.remember_first_line(path, stat, body)
+    kept = formats._FIRST_LINES.get((path, stat.st_mtime_ns, stat.st_size))
+    assert kept == formats._read_first_line(path) or (kept is None and len(body) > 8192)
+    formats._FIRST_LINES.clear()
