@@ -182,11 +182,13 @@ def physical_floor(folder: Path, landed: list[str]) -> tuple[int, float, float, 
     del runs
     tables = [pq.read_table(p) for p in landed]
     scratch = Path(tempfile.mkdtemp(prefix="bench_history-floor-"))
-    plain = any(f"/{stream}/" in landed[0] for stream in landing.PLAIN_FLOAT_STREAMS)
+    stream = Path(landed[0]).parent.parent.name  # .../landing/<stream>/date=.../<writer>.parquet
+    plain, codec = stream in landing.PLAIN_FLOAT_STREAMS, landing.DAY_FILE_COMPRESSION.get(stream, "zstd")
     started, cpu = time.perf_counter(), time.process_time()
 
-    def write(item: tuple[int, pa.Table]) -> None:
-        landing.write_parquet_atomic(item[1], scratch / f"{item[0]}.parquet", durable=False, plain_floats=plain)
+    def write(item: tuple[int, pa.Table]) -> None:  # as write_days writes them
+        path = scratch / f"{item[0]}.parquet"
+        landing.write_parquet_atomic(item[1], path, codec, durable=False, plain_floats=plain)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(write, enumerate(tables)))

@@ -511,9 +511,10 @@ def test_a_venues_archive_of_many_symbols_lands_one_sorted_file_per_stream_and_d
     funding_files = sorted(landing.landing_root(data).glob("funding/date=*/*.parquet"))
     assert len(funding_files) == 31 + 29 and not list(landing.landing_root(data).glob("funding/date=*/hour=*"))
     assert len(list(landing.landing_root(data).glob("ohlcv/date=*/*.parquet"))) == 3
-    for path in funding_files:  # each day file sorted by time, holding only its day
+    for path in funding_files:  # each day file sorted by time, holding only its day, LZ4 (DuckDB reads it below)
         ts = pq.read_table(path, columns=["ts_ms"]).column("ts_ms").to_numpy()
         assert (np.diff(ts) >= 0).all() and len(set(ts // (24 * HOUR))) == 1
+        assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "LZ4"
     got = read_landed(data, "funding")
     for name, rows in expected.items():
         mine = got[got["symbol"] == f"{name[:-4]}/USDT:USDT"].sort_values("ts_ms")
