@@ -283,57 +283,51 @@ def build_intervals(reported: pd.DataFrame, inferred: pd.DataFrame | None = None
 
     What a source reported wins: inferred observations are used only before a key's first reported one
     (history backfilled from before capture started). Consecutive observations of the same interval (and
-    cap/floor) merge into one span; `valid_to` is the next span's start, NULL for the open one.
+    cap/floor) merge into one span; `valid_to` is the next span's start, NULL for the open one. Columns over
+    every key at once (tests/core/test_funding.py holds it equal to a loop over each key's observations).
     """
     frames = [f for f in (reported, inferred) if f is not None and not f.empty]
     if not frames:
         return pd.DataFrame(columns=INTERVAL_COLUMNS)
     obs = pd.concat(frames, ignore_index=True)
-    obs = obs.dropna(subset=["interval_h"])
+    obs = obs.dropna(subset=["interval_h", "exchange", "symbol"])
     obs = obs[obs["interval_h"] > 0]
-    first_reported = obs[obs["source"] != "inferred"].groupby(["exchange", "symbol"])["ts_ms"].min()
-    keep = []
-    for (exchange, symbol), group in obs.groupby(["exchange", "symbol"], sort=True):
-        cutoff = first_reported.get((exchange, symbol))
-        if cutoff is not None:
-            group = group[(group["source"] != "inferred") | (group["ts_ms"] < cutoff)]
-        keep.append(group)
-    obs = pd.concat(keep, ignore_index=True).sort_values(["exchange", "symbol", "ts_ms"], kind="stable")
+    keys = ["exchange", "symbol"]
+    first_reported = obs[obs["source"] != "inferred"].groupby(keys)["ts_ms"].min().rename("_cutoff")
+    obs = obs.join(first_reported, on=keys)
+    obs = obs[(obs["source"] != "inferred") | obs["_cutoff"].isna() | (obs["ts_ms"] < obs["_cutoff"])]
+    obs = obs.sort_values([*keys, "ts_ms"], kind="stable").reset_index(drop=True)
+    if obs.empty:
+        return pd.DataFrame(columns=INTERVAL_COLUMNS)
     # A cap known from one observation (market info) applies to the whole key until another says otherwise.
-    obs[["cap", "floor"]] = obs.groupby(["exchange", "symbol"])[["cap", "floor"]].transform(lambda s: s.ffill().bfill())
-    rows = []
-    for (exchange, symbol), group in obs.groupby(["exchange", "symbol"], sort=True):
-        spans: list[dict[str, Any]] = []
-        for rec in group.itertuples(index=False):
-            state = (float(rec.interval_h), _nan_key(rec.cap), _nan_key(rec.floor))
-            if spans and spans[-1]["_state"] == state:
-                continue
-            spans.append({"_state": state, "valid_from_ms": int(rec.ts_ms), "source": rec.source})
-        for i, span in enumerate(spans):
-            interval_h, cap, floor = span["_state"]
-            rows.append(
-                {
-                    "exchange": exchange,
-                    "symbol": symbol,
-                    "valid_from_ms": span["valid_from_ms"],
-                    "valid_to_ms": spans[i + 1]["valid_from_ms"] if i + 1 < len(spans) else None,
-                    "interval_h": interval_h,
-                    "cap": np.nan if cap is None else cap,
-                    "floor": np.nan if floor is None else floor,
-                    "source": span["source"],
-                }
-            )
-    out = pd.DataFrame(rows)
-    out["valid_from"] = to_timestamp(out["valid_from_ms"])
-    out["valid_to"] = pd.to_datetime(out["valid_to_ms"], unit="ms").astype("datetime64[us]")
+    for column in ("cap", "floor"):
+        obs[column] = obs.groupby(keys)[column].ffill()
+        obs[column] = obs.groupby(keys)[column].bfill()
+    interval, cap, floor = (obs[c].to_numpy(dtype=float) for c in ("interval_h", "cap", "floor"))
+    first_of_key = np.ones(len(obs), dtype=bool)
+    first_of_key[1:] = (obs["exchange"].to_numpy()[1:] != obs["exchange"].to_numpy()[:-1]) | (
+        obs["symbol"].to_numpy()[1:] != obs["symbol"].to_numpy()[:-1]
+    )
+
+    # Equal to the row before, two unknowns (NaN caps) equal: else two observations of one interval with no cap
+    # never merged, which at one instant made a zero-length span and failed funding_intervals_has_no_overlaps.
+    def same(values: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(values), dtype=bool)
+        out[1:] = (values[1:] == values[:-1]) | (np.isnan(values[1:]) & np.isnan(values[:-1]))
+        return out
+
+    opens = first_of_key | ~(same(interval) & same(cap) & same(floor))
+    spans = obs[opens].reset_index(drop=True)
+    last_of_key = np.ones(len(spans), dtype=bool)
+    last_of_key[:-1] = first_of_key[opens][1:]
+    valid_to = np.append(spans["ts_ms"].to_numpy(dtype=float)[1:], np.nan)
+    valid_to[last_of_key] = np.nan
+    out = spans.assign(
+        valid_from=to_timestamp(spans["ts_ms"].astype(np.int64)).to_numpy(),
+        valid_to=pd.to_datetime(pd.Series(valid_to), unit="ms").astype("datetime64[us]").to_numpy(),
+        interval_h=interval[opens],
+    )
     return out[INTERVAL_COLUMNS].reset_index(drop=True)
-
-
-def _nan_key(value: Any) -> float | None:
-    """A cap or floor as part of a span's state: None when unknown (NaN != NaN, so two observations of the same
-    interval with no cap would never merge: at one instant that made a zero-length span and failed
-    funding_intervals_has_no_overlaps)."""
-    return None if value is None or pd.isna(value) else float(value)
 
 
 def interval_at(intervals: pd.DataFrame, keys: pd.DataFrame, ts_column: str = "funding_ts") -> pd.DataFrame:

@@ -390,3 +390,63 @@ def test_infer_intervals_finds_what_walking_each_key_s_gaps_finds(min_run):
     assert len(want) > 25 and want["interval_h"].nunique() == 4
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_dtype=False)
     assert f.infer_intervals(settlements.iloc[:0]).empty
+
+
+def _build_intervals_loop(observations: pd.DataFrame) -> pd.DataFrame:
+    """The obvious computation: each key's observations walked one by one (what `build_intervals` did before)."""
+    obs = observations.dropna(subset=["interval_h"])
+    obs = obs[obs["interval_h"] > 0]
+    first_reported = obs[obs["source"] != "inferred"].groupby(["exchange", "symbol"])["ts_ms"].min()
+    keep = []
+    for (exchange, symbol), group in obs.groupby(["exchange", "symbol"], sort=True):
+        cutoff = first_reported.get((exchange, symbol))
+        if cutoff is not None:
+            group = group[(group["source"] != "inferred") | (group["ts_ms"] < cutoff)]
+        keep.append(group)
+    obs = pd.concat(keep, ignore_index=True).sort_values(["exchange", "symbol", "ts_ms"], kind="stable")
+    obs[["cap", "floor"]] = obs.groupby(["exchange", "symbol"])[["cap", "floor"]].transform(lambda s: s.ffill().bfill())
+    rows = []
+    for (exchange, symbol), group in obs.groupby(["exchange", "symbol"], sort=True):
+        spans = []
+        for rec in group.itertuples(index=False):
+            state = tuple(None if pd.isna(v) else float(v) for v in (rec.interval_h, rec.cap, rec.floor))
+            if spans and spans[-1][0] == state:
+                continue
+            spans.append((state, int(rec.ts_ms), rec.source))
+        for i, (state, start, source) in enumerate(spans):
+            end = spans[i + 1][1] if i + 1 < len(spans) else None
+            rows.append(
+                (exchange, symbol, start, end, state[0], *(np.nan if v is None else v for v in state[1:]), source)
+            )
+    out = pd.DataFrame(rows, columns=["exchange", "symbol", "from_ms", "to_ms", "interval_h", "cap", "floor", "source"])
+    out["valid_from"] = pd.to_datetime(out["from_ms"], unit="ms").astype("datetime64[us]")
+    out["valid_to"] = pd.to_datetime(out["to_ms"], unit="ms").astype("datetime64[us]")
+    return out[f.INTERVAL_COLUMNS]
+
+
+def test_build_intervals_is_the_loop_over_each_key_s_observations():
+    """Spans over all keys at once = the walk of each key's observations: reported beats inferred from a key's
+    first report on, repeated states merge, a cap from one observation fills the key both ways, NaN and zero
+    intervals are dropped, ties of time keep their order."""
+    rng = np.random.default_rng(8)
+    n = 600
+    observations = pd.DataFrame(
+        {
+            "exchange": rng.choice(["a", "b", "c"], n),
+            "symbol": rng.choice(["BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"], n),
+            "ts_ms": 1_735_689_600_000 + rng.integers(0, 300, n) * HOUR_MS,
+            "interval_h": rng.choice([8.0, 8.0, 8.0, 4.0, 1.0, np.nan, 0.0], n),
+            "cap": np.where(rng.random(n) < 0.1, rng.choice([0.003, 0.02], n), np.nan),
+            "floor": np.where(rng.random(n) < 0.1, rng.choice([-0.003, -0.02], n), np.nan),
+            "source": rng.choice(["reported", "inferred", "inferred", "market", "history"], n),
+        }
+    )
+    observations.loc[observations["exchange"] == "c", "source"] = "inferred"  # keys never reported
+    got = f.build_intervals(observations)
+    want = _build_intervals_loop(observations)
+    assert len(want) > 100 and want["cap"].notna().any() and want["valid_to"].isna().sum() == 9
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    inferred_only = observations[observations["source"] == "inferred"]
+    pd.testing.assert_frame_equal(
+        f.build_intervals(observations.iloc[:0], inferred_only), _build_intervals_loop(inferred_only), check_dtype=False
+    )
