@@ -177,7 +177,15 @@ def carry_steps(data_dir: Path) -> dict[str, Callable[[dict], Any]]:
 
         def run(w: dict) -> Any:
             span = SimpleNamespace(start=w["start"].to_pydatetime(), end=w["end"].to_pydatetime())
-            context = SimpleNamespace(partition_time_window=span, log=log, asset_key=asset.key, assets_def=asset)
+            # what partitions.partition_window asks of a step's context: the run's partitions are the asset's
+            step = SimpleNamespace(run_partitions_def=asset.partitions_def)
+            context = SimpleNamespace(
+                partition_time_window=span,
+                log=log,
+                asset_key=asset.key,
+                assets_def=asset,
+                get_step_execution_context=lambda: step,
+            )
             return fn(context, duckdb=duckdb, **kwargs)
 
         return run
