@@ -237,8 +237,8 @@ class Watcher:
 
     async def stop_feeds(self, tasks: list[asyncio.Future[None]]) -> None:
         """The bounded stop (`STOP_BOUND_S`): the flusher is told to take everything, each subscription may
-        finish the call in flight and hand over its batch, the rest are cancelled (they hold nothing yet),
-        the exchanges close, and what is staged goes to the rings."""
+        finish the call in flight and hand over its batch, the rest are cancelled (what their feeds staged is
+        taken below), the exchanges close, and what is staged goes to the rings."""
         self.stopping = True
         for ring in self.rings.values():
             ring.mark_stopping()
@@ -265,8 +265,13 @@ class Watcher:
 
     def take_staged(self) -> None:
         """What the feeds have staged (tickers, trades not processed yet), processed and staged here."""
-        for feed in self.feeds.values():
-            for batch in feed.drain():
+        for name, feed in self.feeds.items():
+            try:
+                batches = feed.drain()
+            except Exception as exc:  # noqa: BLE001 - one feed's fault must not stop the others' hand-over
+                say(f"[capture] draining {name}'s staged calls: {exc!r}", file=sys.stderr, flush=True)
+                continue
+            for batch in batches:
                 self.stage(batch.stream, batch.records)
                 self.stage("capture_events", batch.events)
 

@@ -47,14 +47,15 @@ def num(value: Any) -> float:
         return math.nan
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float64
         return math.nan
 
 
 def int_ms(value: Any) -> int:
-    """Epoch milliseconds from a ccxt field; 0 when missing or unparsable (the validator rejects 0)."""
+    """Epoch milliseconds from a ccxt field; 0 when missing, unparsable or beyond int64 (the validator rejects
+    0; a raw time beyond int64 is quarantined as `ts:out_of_range` before it gets here)."""
     number = num(value)
-    return int(number) if math.isfinite(number) else 0
+    return int(number) if math.isfinite(number) and abs(number) < 2.0**63 else 0
 
 
 def trade_id_to_int(trade_id: Any) -> int:

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from ..instruments import Instrument
+from ..schema import EventKind
 from . import normalize, validation
-from .rest_history import _INITIAL_BACKOFF_S, Batch
-from .validation import Validator, concat_events
+from .rest_history import _INITIAL_BACKOFF_S, Batch, _empty
+from .validation import Validator, concat_events, event_rows
 
 STAGED_STREAMS = ("trades", "tickers")  # the streams a staging Feed processes a batch at a time
 
@@ -40,10 +41,12 @@ class Staged:
 
     def add(self, stream: str, raw: Any, recv_ts_ms: int) -> None:
         """A call's result: a ticker (None: nothing new), or trades (a list copied: ccxt reuses its cache's)."""
+        if raw is None:
+            return  # nothing new: the per-call path does nothing with it either
         if stream == "trades":
             raw = list(raw) if isinstance(raw, Sequence) else [raw]
-        if raw is None or not len(raw):
-            return  # nothing new: the per-call path does nothing with it either
+            if not raw:
+                return  # no trades: nothing for the per-call path either
         if not self.calls:
             self.since = time.monotonic()
         self.calls.append((raw, recv_ts_ms))
@@ -138,11 +141,23 @@ class StagedCalls:
             records, events, first_ts = done
             self._absorb(sub, records, first_ts)
         else:  # call by call (a ticker's or trades' processing reads none of the state `_absorb` moves)
-            processed = [self._process(sub, raw, recv) for raw, recv in calls]
+            processed = [self._process_one(sub, raw, recv) for raw, recv in calls]
             for records, _, first_ts in processed:
                 self._absorb(sub, records, first_ts)
             records, events = np.concatenate([p[0] for p in processed]), concat_events(p[1] for p in processed)
         return Batch(sub.stream, records, events) if len(records) or len(events) else None
+
+    def _process_one(self, sub: Any, raw: Any, recv: int) -> tuple[np.ndarray, np.ndarray, int | None]:
+        """One staged call by the per-call path; a call it cannot process is quarantined (`error:<type>`)
+        instead of losing the calls staged with it."""
+        try:
+            return self._process(sub, raw, recv)
+        except Exception as exc:  # noqa: BLE001 - one bad message must not cost the batch it was staged in
+            self.counts[f"errors:{type(exc).__name__}"] += 1
+            iid = sub.instrument.id
+            reason = f"error:{type(exc).__name__}"
+            events = event_rows(EventKind.QUARANTINED, sub.stream, iid, recv, recv, reason=reason, count=1)
+            return _empty(sub.stream), events, None
 
     def drain(self) -> list[Batch]:
         """What every subscription has staged, processed now. A staging Feed's consumer calls it on a timer

@@ -93,6 +93,12 @@ def plain_trades(items: Sequence[Any]) -> bool:
             return False  # None, "", a string or a bool: the per-item pass names it
         columns.append(values)
     values = np.array(columns[1:], dtype=np.float64)
+    try:
+        stamps = np.array(columns[0], dtype=np.float64)
+    except OverflowError:  # an integer beyond float64
+        return False
+    if not (np.abs(stamps) < 2.0**63).all():  # beyond int64 (or NaN): the per-item pass names it
+        return False
     return bool(((values > 0) & (values < math.inf)).all())  # NaN fails both
 
 
@@ -288,6 +294,9 @@ class Validator:
             return None
         if stream == "open_interest":
             return _bad_open_interest(item)
+        stamp = item.get("timestamp")
+        if isinstance(stamp, int | float) and not isinstance(stamp, bool) and abs(stamp) >= 2.0**63:
+            return "ts:out_of_range"  # no int64 time holds it (inf and NaN read as missing: the receive time)
         for key, label in _RAW_POSITIVE.get(stream, ()):
             reason = _positive_number(item.get(key), label)
             if reason is not None:

@@ -404,3 +404,56 @@ def test_calls_staged_before_a_failure_come_in_the_batch_that_reports_it() -> No
     _, first = asyncio.run(go())
     assert len(first.records) >= 6  # every staged ticker (a repeated time is dropped, with its event)
     assert first.events["kind"][-1] == int(EventKind.RECONNECT)
+
+
+def _without_failures(recording: dict) -> dict:
+    return {key: [step for step in steps if not isinstance(step[0], BaseException)] for key, steps in recording.items()}
+
+
+def test_malformed_calls_are_quarantined_the_same_staged_as_call_by_call() -> None:
+    # a time beyond int64 (ticker and trade), an empty ticker, a ticker that is not a structure: each named as
+    # the per-call path names it, and the good calls staged with them land
+    source, recording = _record_sim(calls=6)
+    recording = _without_failures(recording)
+    symbol = SIM_SYMBOLS[0]
+    tickers = [step for step in recording[("tickers", symbol)] if not isinstance(step[0], BaseException)]
+    trades = [step for step in recording[("trades", symbol)] if not isinstance(step[0], BaseException) and step[0]]
+    far = {**tickers[1][0], "timestamp": 1e19}
+    far_trades = [{**trades[1][0][0], "timestamp": 2**64}, *trades[1][0][1:]]
+    bad = {
+        **recording,
+        ("tickers", symbol): [tickers[0], (far, tickers[1][1]), ({}, tickers[1][1]), (5, tickers[1][1]), *tickers[2:]],
+        ("trades", symbol): [trades[0], (far_trades, trades[1][1]), *trades[2:]],
+    }
+    per_call = _replay_run(source, bad, 0)
+    for stage_records in (2, 64):
+        _assert_same(per_call, _replay_run(source, bad, stage_records))
+    reasons = [r.decode() for r in np.concatenate(per_call[0]["capture_events"])["reason"]]
+    assert reasons.count("ts:out_of_range") == 2
+    assert "missing:bid" in reasons and "missing:structure" in reasons
+    # every good ticker lands, before and after the bad ones: as in a run of the good calls alone
+    good = _replay_run(source, {**recording, ("tickers", symbol): [tickers[0], *tickers[2:]]}, 0)
+    assert np.concatenate(per_call[0]["tickers"]).tobytes() == np.concatenate(good[0]["tickers"]).tobytes()
+
+
+def test_a_staged_call_that_cannot_be_processed_is_quarantined_not_its_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    source, recording = _record_sim(calls=6)
+    recording = _without_failures(recording)
+    symbol = SIM_SYMBOLS[0]
+    tickers = recording[("tickers", symbol)]
+    poison = {**tickers[1][0], "info": "poison"}
+    calls = {**recording, ("tickers", symbol): [tickers[0], (poison, tickers[1][1]), *tickers[2:]]}
+    original = Feed._process
+
+    def process(self: Feed, sub: Any, raw: Any, recv: int) -> Any:
+        if isinstance(raw, dict) and raw.get("info") == "poison":
+            raise RuntimeError("a fault in processing one call")
+        return original(self, sub, raw, recv)
+
+    monkeypatch.setattr(Feed, "_process", process)
+    monkeypatch.setattr(staging.validation, "plain_tickers", lambda items: None)  # the batch goes call by call
+    out, feed = _replay_run(source, calls, 64)
+    good = _replay_run(source, {**recording, ("tickers", symbol): [tickers[0], *tickers[2:]]}, 64)
+    assert np.concatenate(out["tickers"]).tobytes() == np.concatenate(good[0]["tickers"]).tobytes()  # the rest landed
+    reasons = [r.decode() for r in np.concatenate(out["capture_events"])["reason"]]
+    assert reasons.count("error:RuntimeError") == 1 and feed.counts["errors:RuntimeError"] == 1
