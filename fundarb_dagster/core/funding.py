@@ -370,7 +370,7 @@ def interval_at(intervals: pd.DataFrame, keys: pd.DataFrame, ts_column: str = "f
 
 def _pair_codes(keys: pd.DataFrame) -> np.ndarray:
     """One integer per distinct (exchange, symbol) row of `keys` (a missing value is a value of its own)."""
-    exchange, exchanges = pd.factorize(keys["exchange"])
+    exchange, _ = pd.factorize(keys["exchange"])
     symbol, symbols = pd.factorize(keys["symbol"])
     return (exchange.astype(np.int64) + 1) * (len(symbols) + 1) + symbol + 1
 

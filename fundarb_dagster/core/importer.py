@@ -390,7 +390,6 @@ def _parse_planned(
         kinds=kinds,
         contents=contents,
     )
-    contents.clear()  # the bytes are parsed: memory is bounded by a chunk or two (see _read_ahead)
     accepted = []
     for (result, file_symbol, instrument, path), parsed in zip(planned, parsed_files, strict=True):
         if isinstance(parsed, (ValueError, UnicodeDecodeError, OSError, zipfile.BadZipFile)):

@@ -225,9 +225,12 @@ def day_files(folder: Path) -> list[Path]:
         entries = list(os.scandir(folder))
     except FileNotFoundError:
         return []
-    return sorted(
-        Path(e.path) for e in entries if e.name.endswith(".parquet") and not e.name.startswith(".") and e.is_file()
-    )
+    return sorted(Path(e.path) for e in entries if is_day_file(e))
+
+
+def is_day_file(entry: os.DirEntry) -> bool:
+    """A day file directly in a `date=` folder: a landed Parquet file, not a temporary nor an hour folder."""
+    return entry.name.endswith(".parquet") and not entry.name.startswith(".") and entry.is_file()
 
 
 def newest_landed_hour_ms(data_dir: Path) -> int | None:

@@ -11,8 +11,8 @@ Hours whose settlement has not happened yet use the venue's last predicted rate 
 
 The table is computed in DuckDB (`replace_funding_spreads`, `sql/funding/spreads_in_window.sql`): a year of 300
 perps is millions of hour rows, which pandas merged and sorted in ~45 s. `hourly_rates` / `funding_spreads` are
-the same computation in pandas: the reference the SQL is tested against, and what `opportunities` uses on its
-few weeks of hours.
+the same computation in pandas, kept as the reference the SQL is tested against (with
+`spread_inputs_rates/_basis.sql`); `opportunities` uses `hourly_rates` on its few weeks of hours.
 """
 
 from __future__ import annotations

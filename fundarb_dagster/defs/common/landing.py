@@ -63,19 +63,8 @@ def window_files(data_dir: Path, stream: str, window: Window) -> list[Path]:
                     hours.append((hour_ms, Path(entry.path)))
         for _, hour_folder in sorted(hours):
             hour_files.extend(sorted(hour_folder.glob("*.parquet")))
-        day_files.extend(
-            sorted(
-                Path(e.path)
-                for e in entries
-                if e.name.endswith(".parquet") and not e.name.startswith(".") and e.is_file()
-            )
-        )
+        day_files.extend(sorted(Path(e.path) for e in entries if landing.is_day_file(e)))
     return hour_files + day_files
-
-
-def _is_day_file(entry: os.DirEntry) -> bool:
-    """A day file directly in a `date=` folder (as `core.landing.day_files` lists them)."""
-    return entry.name.endswith(".parquet") and not entry.name.startswith(".") and entry.is_file()
 
 
 def landing_params(data_dir: Path, stream: str, window: Window) -> tuple[dict[str, Any], int]:
