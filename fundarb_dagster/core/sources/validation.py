@@ -81,6 +81,20 @@ def _positive_number(value: Any, label: str) -> str | None:
     return None
 
 
+def _prices_valid(stream: str, records: np.ndarray) -> bool:
+    """Every required price positive and finite, every optional one NaN or positive and finite, no crossed
+    ticker: the price part of the validator's quick yes (`_all_valid`, `_calls_valid`)."""
+    for name in _REQUIRED_PRICES.get(stream, ()):
+        values = records[name]
+        if not (values > 0).all() or np.isinf(values).any():  # NaN > 0 is False
+            return False
+    for name in _OPTIONAL_PRICES.get(stream, ()):
+        values = records[name]
+        if (values <= 0).any() or np.isinf(values).any():
+            return False
+    return not (stream == "tickers" and (records["bid"] > records["ask"]).any())
+
+
 def plain_trades(items: Sequence[Any]) -> bool:
     """Every item a dict whose timestamp, price and amount are plain numbers, prices and amounts finite and
     positive: what `screen` would keep whole, found with a few whole-column operations instead of per item."""
@@ -499,15 +513,7 @@ class Validator:
         """`_all_valid` (`_ticker_valid`) of each call's records, each call's time "too old" is measured from
         (`_past_reference`) following the records accepted by the calls before it."""
         ts = records["ts_ms"]
-        for name in _REQUIRED_PRICES.get(stream, ()):
-            values = records[name]
-            if not (values > 0).all() or np.isinf(values).any():
-                return False
-        for name in _OPTIONAL_PRICES.get(stream, ()):
-            values = records[name]
-            if (values <= 0).any() or np.isinf(values).any():
-                return False
-        if stream == "tickers" and (records["bid"] > records["ask"]).any():
+        if not _prices_valid(stream, records):
             return False
         if (ts <= 0).any() or (ts > now_ms + self.max_future_ms).any():
             return False
@@ -574,15 +580,7 @@ class Validator:
         """A quick yes for the usual all-good batch (few array operations); the detailed pass runs otherwise."""
         if len(records) == 1 and stream == "tickers":
             return self._ticker_valid(records, now_ms, reference)
-        for name in _REQUIRED_PRICES.get(stream, ()):
-            values = records[name]
-            if not (values > 0).all() or np.isinf(values).any():  # NaN > 0 is False
-                return False
-        for name in _OPTIONAL_PRICES.get(stream, ()):
-            values = records[name]
-            if (values <= 0).any() or np.isinf(values).any():
-                return False
-        if stream == "tickers" and (records["bid"] > records["ask"]).any():
+        if not _prices_valid(stream, records):
             return False
         if stream in ("ohlcv", "funding"):
             return False  # rare and small batches: the detailed pass is cheap enough
