@@ -282,3 +282,37 @@ def test_trades_fast_paths_screen_and_check_exactly_like_the_per_item_passes(mon
             slow_kept, slow_events = Validator().screen("trades", batch, 3, NOW)
         assert fast_kept == slow_kept and fast_events.tobytes() == slow_events.tobytes()
     assert validation.plain_trades(raw(5)) and not validation.plain_trades(batches[1])
+
+
+def test_the_candles_fast_screen_keeps_what_the_per_item_pass_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`screen` takes a clean candle update whole (`_plain_candles`): over clean and bad candles (a bad price,
+    volume or time, a field of another type, a short row) it keeps and names exactly what the per-item pass
+    does."""
+    minute = 60_000
+
+    def raw(n: int) -> list[list[object]]:
+        return [[NOW - (n - i) * minute, 100.0, 101.0 + i, 99.0, 100.5, 3.0 + i] for i in range(n)]
+
+    batches = [raw(1), raw(4)]
+    for position, bad in ((1, 0.0), (2, float("inf")), (3, -1.0), (4, float("nan")), (5, -0.5), (5, float("inf")),
+                          (1, "100"), (2, None), (5, True), (0, NOW + 3 * 86_400_000)):  # fmt: skip
+        batch = raw(4)
+        batch[2][position] = bad
+        batches.append(batch)
+    batches += [[*raw(2), [NOW, 1.0, 1.0]], [*raw(2), (NOW, 1.0, 1.0, 1.0, 1.0, 1.0)]]
+    taken: list[bool] = []
+    for batch in batches:
+        fast = Validator()
+        plain = fast._plain_candles
+
+        def counted(items: list, now: int, plain: object = plain) -> bool:
+            taken.append(plain(items, now))  # type: ignore[operator]
+            return taken[-1]
+
+        monkeypatch.setattr(fast, "_plain_candles", counted)
+        fast_kept, fast_events = fast.screen("ohlcv", batch, 3, NOW)
+        slow = Validator()
+        monkeypatch.setattr(slow, "_plain_candles", lambda items, now: False)
+        slow_kept, slow_events = slow.screen("ohlcv", batch, 3, NOW)
+        assert fast_kept == slow_kept and fast_events.tobytes() == slow_events.tobytes(), batch
+    assert taken[:2] == [True, True] and not any(taken[2:])  # the clean updates whole, every bad one item by item
