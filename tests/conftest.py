@@ -28,10 +28,22 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.basetemp or os.environ.get("TMPDIR") or not MEMORY_TMP.is_dir():
         return
     stats = os.statvfs(MEMORY_TMP)
-    if not os.access(MEMORY_TMP, os.W_OK) or stats.f_bavail * stats.f_frsize < MEMORY_TMP_MIN_FREE:
+    room = min(stats.f_bavail * stats.f_frsize, _available_memory())  # a tmpfs may be as large as the RAM
+    if not os.access(MEMORY_TMP, os.W_OK) or room < MEMORY_TMP_MIN_FREE:
         return
     os.environ["TMPDIR"] = str(MEMORY_TMP)  # subprocesses: the capture job, dagster-daemon, the webserver
     tempfile.tempdir = str(MEMORY_TMP)  # this process: pytest's tmp_path root and tempfile.* from here on
+
+
+def _available_memory() -> int:
+    """MemAvailable of /proc/meminfo in bytes (0 when it cannot be read: then the temporary folders stay on disk)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) << 10
+    except OSError:
+        pass
+    return 0
 
 
 @pytest.fixture(scope="session")
