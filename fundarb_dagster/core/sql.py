@@ -66,6 +66,15 @@ def check_identifier(name: str) -> str:
     return name
 
 
+def delete_window(conn: Any, table: str, start: Any, end: Any, time_column: str = "ts") -> None:
+    """Delete the rows of `table` whose `time_column` is in [start, end): the window `replace_window` replaces."""
+    check_identifier(table)
+    check_identifier(time_column)
+    conn.execute(
+        f"DELETE FROM {table} WHERE {time_column} >= $start AND {time_column} < $end", {"start": start, "end": end}
+    )
+
+
 def replace_window(
     conn: Any,
     table: str,
@@ -86,14 +95,12 @@ def replace_window(
     same table (idempotent).
     """
     check_identifier(table)
-    check_identifier(time_column)
-    window = {"start": params[start_param], "end": params[end_param]}
-    delete = f"DELETE FROM {table} WHERE {time_column} >= $start AND {time_column} < $end"
+    start, end = params[start_param], params[end_param]
     if not staged:
         create_table(conn, f"CREATE TABLE IF NOT EXISTS {table} AS {select_sql} LIMIT 0", params)
 
         def direct() -> int:
-            conn.execute(delete, window)
+            delete_window(conn, table, start, end, time_column)
             return execute(conn, f"INSERT INTO {table} BY NAME {select_sql}", params).fetchone()[0]
 
         return int(in_transaction(conn, direct))
@@ -102,7 +109,7 @@ def replace_window(
     create_table(conn, f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {staging} LIMIT 0")
 
     def from_staging() -> None:
-        conn.execute(delete, window)
+        delete_window(conn, table, start, end, time_column)
         conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {staging}")
 
     in_transaction(conn, from_staging)

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from ...core import landing, schema
-from ...core.sql import check_identifier, create_table, load_sql, replace_window, table_exists
+from ...core.sql import check_identifier, create_table, delete_window, load_sql, replace_window, table_exists
 from ...core.tables import LANDED_TABLES
 from ...core.units import DAY_MS, HOUR_MS
 from ..partitions import Window
@@ -143,10 +143,7 @@ def load_landed_window(duckdb: Any, data_dir: Path, table: str, window: Window) 
     with warehouse_connection(duckdb) as conn:
         if not n_files:  # nothing landed in the window (most streams of imported history): clear it, read nothing
             ensure_raw_tables(conn, data_dir, table)
-            conn.execute(
-                f"DELETE FROM {check_identifier(table)} WHERE ts >= $start AND ts < $end",
-                {"start": window.start, "end": window.end},
-            )
+            delete_window(conn, table, window.start, window.end)
             return {"window": str(window), "hours": window.hours, "files": 0, "rows": 0, "input": NO_INPUT}
         rows = replace_window(conn, table, load_sql(spec.domain, table), params)
     return {"window": str(window), "hours": window.hours, "files": n_files, "rows": rows, "input": "landed files"}
