@@ -6,15 +6,19 @@ Real processes throughout: the venue server and each `fundarb trade` are subproc
 (no handler runs), the last run flattens with `fundarb trade --flatten`.
 
 Each kill follows something the test saw happen, never a wall time since the start (a loaded machine starts a
-trader slower, and one killed a few seconds after its start had sent nothing): alternately just after the venue
-received orders of that run (orders in flight, a never-filling leg still open), and after a random number of
-the run's own progress lines (one per turn of its loop, at most a wall second apart)."""
+trader slower, and one killed a few seconds after its start had sent nothing): after a random number of the
+run's own progress lines (one per turn of its loop, at most a wall second apart), just after the venue received
+two orders of that run (legs maybe apart), or while the venue holds an open order of that run (a never-filling
+leg inside its timeout). A market order the venue holds open after a kill is a never-filling one: it rests
+until canceled, so the next run must find it in flight and say so; which kills leave one is read from the
+venue, not assumed (a leg can fill before the kill lands)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -35,6 +39,7 @@ from fundarb_dagster.core.schema import OrderStatus
 
 FUNDARB = [sys.executable, "-m", "fundarb_dagster.cli"]
 KILLS = 8
+MORE_KILLS = 8  # at most this many extra kills aimed at an open order, until one leaves an order in flight
 WRITER = "trader-restarts"
 WAIT_S = 180.0  # for the event a kill follows; only a trader that stopped trading takes this long
 pytestmark = pytest.mark.slow
@@ -48,7 +53,7 @@ def write_config(path: Path, data_dir: Path) -> Path:
             {"id": "binance", "symbols": ["BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"]},
             {"id": "hyperliquid", "symbols": ["BTC/USDC:USDC", "ETH/USDC:USDC", "SOL/USDC:USDC"]},
         ],
-        # 5 market minutes per wall second: a decision every wall second, the leg timeout (30 s) 100 ms of wall
+        # 5 market minutes per wall second: a decision every wall second
         "sim": {
             "seed": 7,
             "speed": 300.0,
@@ -68,7 +73,7 @@ def write_config(path: Path, data_dir: Path) -> Path:
             "exit_apr": 0.03,
             "max_pairs": 1,
             "decision_interval_s": 300.0,
-            "leg_timeout_s": 30.0,
+            "leg_timeout_s": 90.0,  # 300 ms of wall: a window to see a never-filling leg open at the venue
             "reconcile_interval_s": 600.0,
             "progress_interval_s": 1.0,
         },
@@ -77,17 +82,23 @@ def write_config(path: Path, data_dir: Path) -> Path:
     return path
 
 
-def venue_orders_now(socket: Path) -> int:
-    """Orders the venues hold (every order they ever accepted), asked of the venue process."""
+def venue_orders_now(socket: Path) -> dict[str, str]:
+    """Every order the venues ever accepted, client id -> status ('open' until filled or canceled), asked of
+    the venue process."""
 
-    async def count() -> int:
+    async def ask() -> dict[str, str]:
         venues = connect(socket, ["binance", "hyperliquid"])
         try:
-            return sum([len(await ex.fetch_orders()) for ex in venues.values()])
+            return {o["clientOrderId"]: o["status"] for ex in venues.values() for o in await ex.fetch_orders()}
         finally:
             await next(iter(venues.values())).close()
 
-    return asyncio.run(count())
+    return asyncio.run(ask())
+
+
+def open_orders(orders: dict[str, str], after: dict[str, str] | None = None) -> list[str]:
+    """The open ones among `orders`, only those not in `after` when given (a run's own orders)."""
+    return [c for c, status in orders.items() if status == "open" and (after is None or c not in after)]
 
 
 class Output:
@@ -154,21 +165,28 @@ def test_sigkilled_trader_restarts_and_reconciles_to_the_venue_with_nothing_doub
         rng = random.Random(20261102)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its progress lines as it prints them
         killed_with_orders = 0
-        for k in range(KILLS):
+        left_open: list[bool] = []  # per run: the venue held an order open just after its kill
+        k = 0
+        while k < KILLS or (not any(left_open) and k < KILLS + MORE_KILLS):
             before = venue_orders_now(socket)
             proc = subprocess.Popen(trade, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
             out = Output(proc)
-            if k % 2:  # a random moment of its run: after its n-th turn with a progress line
+            if k % 2 and k < KILLS:  # a random moment of its run: after its n-th turn with a progress line
                 turns = rng.randint(1, 6)
                 wait_for(lambda o=out, n=turns: o.count("trade restarts @") >= n, f"{turns} progress lines", out)
-            else:  # just after the venue received two orders of this run: orders in flight, maybe legs apart
-                wait_for(lambda b=before: venue_orders_now(socket) >= b + 2, "two orders at the venue", out)
-                time.sleep(rng.uniform(0.0, 0.06))  # within a never-filling leg's timeout (100 ms of wall)
+            elif k % 4 == 0 and k < KILLS:  # just after the venue received two orders of this run
+                wait_for(lambda b=before: len(venue_orders_now(socket)) >= len(b) + 2, "two orders at the venue", out)
+                time.sleep(rng.uniform(0.0, 0.06))
+            else:  # while the venue holds an open order of this run: a never-filling leg inside its timeout
+                wait_for(lambda b=before: bool(open_orders(venue_orders_now(socket), b)), "an open order", out)
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
             assert proc.returncode == -signal.SIGKILL
             outputs.append(out.text())
-            killed_with_orders += venue_orders_now(socket) > before
+            after = venue_orders_now(socket)
+            killed_with_orders += len(after) > len(before)
+            left_open.append(bool(open_orders(after)))
+            k += 1
         clean = subprocess.run([*trade, "--duration", "6"], capture_output=True, text=True, timeout=120)
         assert clean.returncode == 0, clean.stdout + clean.stderr
         outputs.append(clean.stdout)
@@ -193,7 +211,12 @@ def test_sigkilled_trader_restarts_and_reconciles_to_the_venue_with_nothing_doub
     assert len(venue_orders) >= 6, "\n".join(outputs)
     assert killed_with_orders >= KILLS // 2  # every other run was killed with its orders just sent
     assert sum(sum(t["stats"]["faults_injected"].values()) for t in truth.values()) >= 1
-    assert any("trade: recovered" in out for out in outputs), outputs
+    # a kill that left an order open at the venue: the next run found it in flight and said so
+    assert any(left_open), outputs
+    found = re.compile(r"trade: recovered .*, [1-9]\d* order\(s\) in flight after the restart")
+    for run, was_open in enumerate(left_open):
+        if was_open:
+            assert found.search(outputs[run + 1]), (run, outputs[run + 1])
 
     # no order twice at the venue, each journaled as an intent before it was sent
     client_ids = [o["clientOrderId"] for _, o in venue_orders]
