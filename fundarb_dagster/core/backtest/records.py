@@ -65,7 +65,7 @@ OPEN_COLUMNS = [
 
 def timestamps(ms: np.ndarray) -> pd.Series:
     """Epoch milliseconds -> naive UTC timestamps (microseconds, as the warehouse stores them)."""
-    return pd.to_datetime(pd.Series(np.asarray(ms, dtype=np.int64)), unit="ms").astype("datetime64[us]")
+    return pd.Series(_us(ms))  # what pd.to_datetime(unit="ms") then .astype("datetime64[us]") give, 4x cheaper
 
 
 # String columns are taken from small vocabularies (per pair, per market, per reason) by integer codes in Arrow
@@ -134,6 +134,7 @@ def trade_table(
         return pd.DataFrame(columns=TRADE_COLUMNS)
     qty, price = np.asarray(qty, dtype=float), np.asarray(price, dtype=float)
     idx = np.where(leg_code == 0, pairs.leg_a[p], pairs.leg_b[p])
+    size = np.abs(qty)
     return pd.DataFrame(
         {
             "ts": _us(panel.ts_ms[t]),
@@ -142,13 +143,14 @@ def trade_table(
             "exchange": _decoded(idx, [m.exchange for m in panel.markets]),
             "symbol": _decoded(idx, [m.symbol for m in panel.markets]),
             "side": _decoded((qty <= 0).astype(np.int32), ("buy", "sell")),
-            "qty": np.abs(qty),
+            "qty": size,
             "price": price,
-            "notional_usd": np.abs(qty) * price,
-            "fee_usd": fee,
-            "slippage_usd": slip,
+            "notional_usd": size * price,
+            "fee_usd": np.asarray(fee, dtype=float),
+            "slippage_usd": np.asarray(slip, dtype=float),
             "reason": _decoded(code, REASONS),
-        }
+        },
+        copy=False,  # the columns are the frame's own: not gathered again into one float block (~2 ms at 200 k rows)
     )
 
 
@@ -282,9 +284,8 @@ def position_table(
     and capital left unused. Sorted by (pair, entry_ts)."""
     if len(p0) == 0:
         return pd.DataFrame(columns=POSITION_COLUMNS)
-    # by (pair, entry_ts): numbers sorted, strings built sorted; one integer key (a pair enters at most once a bar,
-    # so keys are unique and any sort gives the one order): a quicksort, not lexsort's two stable passes
-    order = np.argsort(name_rank(pairs.names)[p0] * (len(panel.ts_ms) + 1) + np.asarray(t0, dtype=np.int64))
+    # by (pair, entry_ts): numbers sorted, strings built sorted
+    order = _by_pair_entry(name_rank(pairs.names)[p0], np.asarray(t0, dtype=np.int64), len(panel.ts_ms))
     p0, t0, t1, last, direction, units, entry_a, entry_b, pnl, funding, why, size_source, unused = (
         np.asarray(c)[order]
         for c in (p0, t0, t1, last, direction, units, entry_a, entry_b, pnl, funding, why, size_source, unused)
@@ -305,8 +306,22 @@ def position_table(
             "exit_reason": _decoded(why, EXIT_REASONS),
             "size_source": _decoded(size_source, SIZE_SOURCES),
             "capital_unused_usd": unused,
-        }
+        },
+        copy=False,  # every column is new here
     )
+
+
+def _by_pair_entry(rank: np.ndarray, t0: np.ndarray, T: int) -> np.ndarray:
+    """The order of positions by (pair rank, entry bar). Both simulators emit each pair's positions in entry order
+    (the fused one as they close, then those still open; records.positions pair by pair): then a stable sort on the
+    rank alone gives it, a radix sort on 16 bits (~3x cheaper than a sort on one combined key). Otherwise, or with
+    more pairs than 16 bits hold, the combined key (unique: a pair enters at most once a bar, so any sort agrees)."""
+    if len(rank) and rank.max() < np.iinfo(np.int16).max:
+        order = np.argsort(rank.astype(np.int16), kind="stable")
+        r, t = rank[order], t0[order]
+        if bool(np.all((r[1:] != r[:-1]) | (t[1:] > t[:-1]))):
+            return order
+    return np.argsort(rank * (T + 1) + t0)
 
 
 def sizes(sim: dict[str, Any], p0: np.ndarray, t0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

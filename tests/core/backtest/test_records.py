@@ -10,6 +10,8 @@ import pytest
 
 from fundarb_dagster.core.backtest import BacktestParams, get_strategy, run_backtest, simulate
 from fundarb_dagster.core.backtest.engine import GRID_FIELDS
+from fundarb_dagster.core.backtest.fused import run_fused
+from fundarb_dagster.core.backtest.records import name_rank, position_table
 from fundarb_dagster.core.backtest.synthetic import synthetic_panel
 from tests.core.backtest.reference_records import reference_positions, reference_trades
 
@@ -35,3 +37,21 @@ def test_tables_equal_the_obvious_pandas_construction(case):
     if case == "stops_and_liquidations":
         reasons = set(result.trades["reason"]) | set(result.positions["exit_reason"])
         assert {"entry", "exit"} <= reasons and len(reasons) >= 4, reasons
+
+
+def test_position_table_sorts_rows_in_any_order_by_pair_then_entry():
+    """position_table takes its rows in any order: the fused simulator's (each pair's positions in entry order:
+    the stable sort on the pair alone) and shuffled (the combined key) give the table of the obvious pandas
+    construction, sorted by (pair name, entry_ts)."""
+    panel = synthetic_panel(24 * 40, ("C00", "C01", "C02"), with_spot=False, seed=4)
+    pairs = get_strategy("perp_perp").pairs(panel, {})
+    params = CASES["stops_and_liquidations"]
+    sim = simulate(panel, pairs, {f: np.array([float(getattr(params, f))]) for f in GRID_FIELDS}, params)
+    expected = reference_positions(panel, pairs, sim)
+    run = run_fused(panel, pairs, params, panel.shape[0], name_rank(pairs.names))
+    pi, pf = run.position_ints, run.position_floats
+    rows = (pi[0], pi[1], pi[2], pi[3], pi[4], pf[0], pf[1], pf[2], pf[3], pf[4], pi[5], pi[6], pf[5])
+    assert len(pi[0]) > 10 and len(set(pi[0])) > 1
+    for order in (np.arange(len(pi[0])), np.random.default_rng(0).permutation(len(pi[0]))):
+        table = position_table(panel, pairs, *(np.asarray(c)[order] for c in rows))
+        pd.testing.assert_frame_equal(table, expected)
