@@ -69,11 +69,13 @@ from .. import schema
 from ..instruments import Instrument, InstrumentRegistry
 from ..schema import EventKind
 from ..venues import FUNDING_CHANNELS, QUOTE_CHANNELS, venue_facts
-from . import intervals, normalize, positioning
+from . import intervals, normalize, positioning, staging
+from .answers import answered
 from .books import BookSampler, book_limit, book_top, rest_book_limit
+from .candles import CandleState
 from .positioning import OpenInterestState
 from .rest_history import _INITIAL_BACKOFF_S, END_OF_DATA, RETRYABLE, Batch, HistoryProgress, RestHistory, _empty
-from .staging import Staged, StagedCalls
+from .staging import STAGED_STREAMS, Staged
 from .unwatch import unwatch
 from .validation import Validator, concat_events, event_rows
 
@@ -114,11 +116,7 @@ class _Subscription:
     gap_start_ms: int | None = None
     gap_reasons: list[str] = field(default_factory=list)
     silent: bool = False  # the staleness watchdog fired and no data came since (restarts stay quiet)
-    # ohlcv: the forming candle, the last closed one, and every emitted candle time (for backfills)
-    pending: list[Any] | None = None
-    pending_uncertain: bool = False
-    last_closed_ts: int | None = None
-    emitted_candles: set[int] = field(default_factory=set)
+    candles: CandleState | None = None  # ohlcv: the forming candle, the last closed one, every emitted time
     # funding: thinning of repeated snapshots, settlement spacing, polling
     last_funding_key: tuple[float, ...] | None = None
     last_funding_emit_ms: int = 0
@@ -136,6 +134,8 @@ class _Subscription:
     waiting_since: float = 0.0
     stale_cancel: bool = False
     backoff_s: float = _INITIAL_BACKOFF_S  # the next wait after a failed call
+    stale_ms: int | None = None  # the watchdog's timeout (exchange ms) for this watch; None: no watchdog
+    waited: bool = False  # the last call waited for its answer, giving the loop a turn (see `_await_watched`)
     staged: Staged = field(default_factory=Staged)  # calls not processed yet (a staging Feed's tickers, trades)
 
 
@@ -146,7 +146,7 @@ def _joined(stream: str, staged: Batch | None, events: np.ndarray | None) -> Bat
     return Batch(stream, staged.records, staged.events if events is None else concat_events([staged.events, events]))
 
 
-class Feed(RestHistory, StagedCalls):
+class Feed(RestHistory):
     """Validated, normalized record batches from any ccxt.pro-shaped exchange object (see the module doc)."""
 
     def __init__(
@@ -298,6 +298,8 @@ class Feed(RestHistory, StagedCalls):
                 sub.mode = self.funding_mode()
             elif stream == "tickers":
                 sub.mode = self.quote_mode(instrument)
+            elif stream == "ohlcv":
+                sub.candles = CandleState(self.timeframe_s, self._ws_candles_count_contracts)
             elif stream == "order_book":
                 sub.books = BookSampler(instrument, self.book_levels, self.book_interval_ms)
                 sub.mode = "poll" if self.book_rest_interval_s else ""
@@ -412,13 +414,18 @@ class Feed(RestHistory, StagedCalls):
         stream is silent (exchange clock), which this turns into `_Stale`. No task per call: that cost ~13 us a
         call unpaced, ~35 us with `asyncio.wait`, more than ccxt's parse of a frame.
 
-        A call answered from what is already there returns without yielding to the loop, so each call first
-        yields once, as the task per call did: one busy stream never starves the others nor the job's own loop
-        (its hand-overs and stop). Yielding every 8 calls instead let the capture job at sim speed 4000 overrun
-        its stop bound at load ~10."""
-        await asyncio.sleep(0)
-        if self._stale_timeout_ms(sub) is None:
-            return await call()  # an unpaced recording: no watchdog
+        A call answered from what is already there returns without giving the loop a turn, so a stream whose
+        previous call did not wait yields once first, as the task per call did: one busy stream never starves
+        the others nor the job's own loop (its hand-overs and stop; yielding every 8 calls instead let the
+        capture job at sim speed 4000 overrun its stop bound at load ~10). A call that waited for its message
+        (the usual: a live socket, a wire replay) already gave the loop its turn, and the extra one (~2 us a
+        call) is saved. The yield comes before the next call, not after the answer: a cancel there loses
+        nothing."""
+        if not sub.waited:
+            await asyncio.sleep(0)
+        if sub.stale_ms is None:  # an unpaced recording: no watchdog
+            raw, sub.waited = await answered(call())
+            return raw
         task = asyncio.current_task()
         if sub.watchdog is None or sub.watchdog.done() or sub.watched is not task:
             if sub.watchdog is not None:
@@ -427,7 +434,8 @@ class Feed(RestHistory, StagedCalls):
             sub.watchdog = asyncio.ensure_future(self._watchdog(sub))
         sub.waiting_since = time.monotonic()
         try:
-            return await call()
+            raw, sub.waited = await answered(call())
+            return raw
         except asyncio.CancelledError:
             if not sub.stale_cancel:
                 raise
@@ -484,18 +492,23 @@ class Feed(RestHistory, StagedCalls):
         if sub.gap_start_ms is None:
             sub.gap_start_ms = sub.last_data_ts if sub.last_data_ts is not None else sub.started_ms
         sub.gap_reasons.append(reason)
-        if sub.pending is not None:
-            sub.pending_uncertain = True  # its last update may have been missed
+        if sub.candles is not None and sub.candles.pending is not None:
+            sub.candles.uncertain = True  # its last update may have been missed
 
     # -- watch --------------------------------------------------------------------------------------
     async def watch(self, stream: str, symbol: str) -> AsyncIterator[Batch]:
         """Batches for one (stream, symbol) until cancelled, or until a recorded source is exhausted. A staging
-        Feed (`stage_records`) holds tickers and trades back a little: see `drain`."""
+        Feed (`stage_records`) holds tickers and trades back a little: see `drain`.
+
+        The loop below runs once per venue message, so it does the least it can: one exchange clock reading
+        and one monotonic one per call; a staged call is appended and, when due, its batch processed; a call
+        that brought nothing new (a ticker below the top, the forming candle updated) yields nothing."""
         sub = self._subscription(stream, symbol)
         iid = sub.instrument.id
         call = self._watch_call(sub)
         sub.started_ms = sub.last_activity_ms = self.now_ms()
         sub.last_activity_wall = time.monotonic()
+        sub.stale_ms = self._stale_timeout_ms(sub)
         channel = self.channel_name(sub)
         self.counts[f"channel:{channel}"] += 1
         started = sub.started_ms
@@ -505,50 +518,32 @@ class Feed(RestHistory, StagedCalls):
         if stream == "funding":
             await self._bootstrap_interval(sub)
         sub.backoff_s = _INITIAL_BACKOFF_S
+        clock, monotonic = self.exchange.milliseconds, time.monotonic
+        staged = sub.staged if self.stage_records and stream in STAGED_STREAMS else None
+        limit, max_age_s = self.stage_records, self.stage_max_age_s
         try:
             while True:
                 try:
                     raw = await self._await_watched(sub, call)
-                except Exception as exc:  # noqa: BLE001 - each kind handled below; a capture must survive
-                    # what the calls before the failure brought goes first, in the batch that reports it: a
-                    # consumer that stops between batches (the capture at a stop) gets both or neither
-                    staged = self._flush_staged(sub)
-                    if isinstance(exc, END_OF_DATA):
-                        final = self._flush_closed_pending(sub)  # ohlcv, which is never staged
-                        if final is not None:
-                            yield final
-                        now = self.now_ms()
-                        unclosed, _ = self._close_gap(sub, now, now)  # an open gap stays visible at the end
-                        if staged is not None or len(unclosed):
-                            yield _joined(stream, staged, unclosed)
-                        return
-                    if isinstance(exc, _Stale):
-                        stale = self._stale(sub)
-                        await self._restart(sub)
-                        sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
-                        if staged is not None or stale is not None:  # one STALE event per silent stretch
-                            yield _joined(stream, staged, stale)
-                        if stale is not None and (repaired := await self._repair_book(sub)) is not None:
-                            yield repaired
-                        continue
-                    if staged is not None and isinstance(exc, (ccxt.ExchangeClosedByUser, *FATAL)):
-                        yield staged
-                    if isinstance(exc, ccxt.ExchangeClosedByUser):
-                        return
+                except Exception as exc:  # noqa: BLE001 - each kind handled in `_failed`; a capture must survive
                     if isinstance(exc, FATAL):
-                        raise  # a wrong symbol, method or credential does not heal by retrying
-                    yield _joined(stream, staged, self._failure(sub, exc))  # network errors, any source fault
-                    if len(sub.gap_reasons) == 1 and (repaired := await self._repair_book(sub)) is not None:
-                        yield repaired  # the gap's first failure: the book is known again at once
-                    await self._sleep_exchange(sub.backoff_s)
-                    sub.backoff_s = min(sub.backoff_s * 2, self.max_backoff_s)
-                    sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
+                        # a wrong symbol, method or credential does not heal by retrying. Raised at once, before
+                        # any further batch: a consumer that stops between batches still sees it. What was
+                        # staged stays staged: `drain` takes it (the watcher does on its timer and at a stop).
+                        raise
+                    async for batch in self._failed(sub, exc):
+                        yield batch
+                    if isinstance(exc, (*END_OF_DATA, ccxt.ExchangeClosedByUser)):
+                        return
                     continue
-                recv = self.now_ms()
-                sub.last_activity_ms, sub.last_activity_wall = recv, time.monotonic()
-                if self._stage(sub, raw, recv):
-                    if (staged := self._flush_staged(sub, due=True)) is not None:
-                        yield staged
+                recv = int(clock())
+                sub.last_activity_ms = recv
+                sub.last_activity_wall = now = monotonic()
+                if staged is not None and sub.gap_start_ms is None:  # the call closing a gap goes per call
+                    staged.add(stream, raw, recv, now)
+                    due = staged.calls and (staged.records >= limit or now - staged.since >= max_age_s)
+                    if due and (batch := self._flush_staged(sub)) is not None:
+                        yield batch
                     continue
                 records, events, first_ts = self._process(sub, raw, recv)
                 gap_events, gap = self._close_gap(sub, first_ts, recv)
@@ -567,6 +562,91 @@ class Feed(RestHistory, StagedCalls):
             if sub.watchdog is not None:  # the stream's watchdog ends with its watch
                 sub.watchdog.cancel()
                 sub.watchdog = sub.watched = None
+
+    async def _failed(self, sub: _Subscription, exc: Exception) -> AsyncIterator[Batch]:
+        """The batches after a failed call (not a FATAL one: `watch` raises that). What the calls before the
+        failure staged goes first, in the batch that reports it: a consumer that stops between batches (the
+        capture at a stop) gets both or neither. The end of a recording: the forming candle, an open gap kept
+        visible; a silence: its STALE event (one per silent stretch), the restart, a book's repair; the exchange
+        closed: the staged batch; a network error or any source fault: the RECONNECT event, a book's repair at
+        the gap's first failure, then the back-off."""
+        stream = sub.stream
+        staged = self._flush_staged(sub)
+        if isinstance(exc, END_OF_DATA):
+            final = self._flush_closed_pending(sub)  # ohlcv, which is never staged
+            if final is not None:
+                yield final
+            now = self.now_ms()
+            unclosed, _ = self._close_gap(sub, now, now)  # an open gap stays visible at the end
+            if staged is not None or len(unclosed):
+                yield _joined(stream, staged, unclosed)
+            return
+        if isinstance(exc, _Stale):
+            stale = self._stale(sub)
+            await self._restart(sub)
+            sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
+            if staged is not None or stale is not None:
+                yield _joined(stream, staged, stale)
+            if stale is not None and (repaired := await self._repair_book(sub)) is not None:
+                yield repaired
+            return
+        if isinstance(exc, ccxt.ExchangeClosedByUser):
+            if staged is not None:
+                yield staged
+            return
+        yield _joined(stream, staged, self._failure(sub, exc))  # network errors, any source fault
+        if len(sub.gap_reasons) == 1 and (repaired := await self._repair_book(sub)) is not None:
+            yield repaired  # the gap's first failure: the book is known again at once
+        await self._sleep_exchange(sub.backoff_s)
+        sub.backoff_s = min(sub.backoff_s * 2, self.max_backoff_s)
+        sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
+
+    # -- staging: the Feed's own (`staging.Staged` per subscription holds the calls) ----------------------
+    def _absorb(self, sub: _Subscription, records: np.ndarray, first_ts: int | None) -> None:
+        """A processed call's mark on its stream: data flowed (back-off and silence reset), the last data time."""
+        if first_ts is not None:
+            sub.backoff_s = _INITIAL_BACKOFF_S
+            sub.silent = False
+        if len(records):
+            sub.last_data_ts = int(records["ts_ms"].max())
+            self.counts[f"records:{sub.stream}"] += len(records)
+        elif first_ts is not None and sub.last_data_ts is None:
+            sub.last_data_ts = first_ts
+
+    def _flush_staged(self, sub: _Subscription) -> Batch | None:
+        """A subscription's staged calls processed: a batch at a time (`staging.process_staged`), or call by
+        call when the batch pass cannot vouch for them; None when nothing was staged or nothing came of it."""
+        if not sub.staged.calls:
+            return None
+        calls = sub.staged.take()
+        done = staging.process_staged(sub.stream, calls, sub.instrument, self.validator)
+        if done is not None:
+            records, events, first_ts = done
+            self._absorb(sub, records, first_ts)
+        else:  # call by call (a ticker's or trades' processing reads none of the state `_absorb` moves)
+            processed = [self._process_one(sub, raw, recv) for raw, recv in calls]
+            for records, _, first_ts in processed:
+                self._absorb(sub, records, first_ts)
+            records, events = np.concatenate([p[0] for p in processed]), concat_events(p[1] for p in processed)
+        return Batch(sub.stream, records, events) if len(records) or len(events) else None
+
+    def _process_one(self, sub: _Subscription, raw: Any, recv: int) -> tuple[np.ndarray, np.ndarray, int | None]:
+        """One staged call by the per-call path; a call it cannot process is quarantined (`error:<type>`)
+        instead of losing the calls staged with it."""
+        try:
+            return self._process(sub, raw, recv)
+        except Exception as exc:  # noqa: BLE001 - one bad message must not cost the batch it was staged in
+            self.counts[f"errors:{type(exc).__name__}"] += 1
+            iid = sub.instrument.id
+            reason = f"error:{type(exc).__name__}"
+            events = event_rows(EventKind.QUARANTINED, sub.stream, iid, recv, recv, reason=reason, count=1)
+            return _empty(sub.stream), events, None
+
+    def drain(self) -> list[Batch]:
+        """What every subscription has staged, processed now. A staging Feed's consumer calls it on a timer
+        (a quiet stream's last calls never wait for its next message) and when it stops watching, or a watch
+        ended with an error (nothing staged is left behind)."""
+        return [batch for sub in self._subs.values() if (batch := self._flush_staged(sub)) is not None]
 
     def _stale(self, sub: _Subscription) -> np.ndarray | None:
         """A silent stream seen by its watchdog: counted, a gap opened; the STALE event when the silence is new."""
@@ -649,23 +729,9 @@ class Feed(RestHistory, StagedCalls):
                 return _empty("tickers"), _empty("capture_events"), None
             items, screened = self.validator.screen(stream, [raw], instrument.id, recv)
             records = normalize.ticker_to_record(items[0], instrument, recv) if items else _empty("tickers")
-        elif stream == "ohlcv":
-            items = list(raw) if isinstance(raw, Sequence) else []
-            items, screened = self.validator.screen(stream, items, instrument.id, recv)
-            first = int(min(normalize.int_ms(c[0]) for c in items)) if items else None
-            closed, repeats = self._close_candles(sub, items)
-            accepted, checked = _empty(stream), _empty("capture_events")  # the usual call: no candle closed
-            if closed:
-                records = normalize.ohlcv_to_records(
-                    closed, instrument, recv, self.timeframe_s, volume_in_contracts=self._ws_candles_count_contracts
-                )
-                accepted, checked = self.validator.check(stream, records, recv)
-                sub.emitted_candles.update(int(t) for t in accepted["ts_ms"])
-            reported = [
-                self.validator.report(kind, stream, instrument.id, recv, reason, len(ts), min(ts), max(ts))
-                for (kind, reason), ts in repeats.items()
-            ]
-            return accepted, concat_events([screened, checked, *reported]), first
+        elif sub.candles is not None:
+            backfill_possible = self.backfill_gaps and self._has("fetchOHLCV")
+            return sub.candles.take(raw, instrument, recv, self.validator, backfill_possible)
         elif stream == "order_book" and sub.books is not None:
             return sub.books.take(raw, recv, self.validator, self.counts, rest=sub.mode == "poll")
         elif sub.interest is not None:
@@ -737,54 +803,12 @@ class Feed(RestHistory, StagedCalls):
 
     def _flush_closed_pending(self, sub: _Subscription) -> Batch | None:
         """At the end of a recording: the forming candle, if its period is over on the exchange clock."""
-        if sub.stream != "ohlcv" or sub.pending is None:
+        if (
+            sub.candles is None
+            or (done := sub.candles.flush_closed(sub.instrument, self.now_ms(), self.validator)) is None
+        ):
             return None
-        now = self.now_ms()
-        pending_ts = normalize.int_ms(sub.pending[0])
-        if pending_ts + self.timeframe_s * 1000 > now:
-            return None
-        closed, sub.pending = [sub.pending], None
-        sub.last_closed_ts = pending_ts
-        records = normalize.ohlcv_to_records(
-            closed, sub.instrument, now, self.timeframe_s, volume_in_contracts=self._ws_candles_count_contracts
-        )
-        accepted, events = self.validator.check("ohlcv", records, now)
-        sub.emitted_candles.update(int(t) for t in accepted["ts_ms"])
-        return Batch("ohlcv", accepted, events) if len(accepted) or len(events) else None
-
-    def _close_candles(
-        self, sub: _Subscription, candles: list[Any]
-    ) -> tuple[list[Any], dict[tuple[EventKind, str], list[int]]]:
-        """Candles that just closed, each once, with the last values seen (the venue's final ones); and the
-        candle times to report: a time twice in one batch (DUPLICATE `dup:candle`, the copy is ignored) and an
-        update of a candle already closed (OUT_OF_ORDER `ohlcv:late`, ignored: the final values were emitted)."""
-        closed: list[Any] = []
-        repeats: dict[tuple[EventKind, str], list[int]] = {}
-        backfill_possible = self.backfill_gaps and self._has("fetchOHLCV")
-        in_batch: set[int] = set()
-        for candle in sorted(candles, key=lambda c: normalize.int_ms(c[0])):
-            t = normalize.int_ms(candle[0])
-            if t in in_batch:
-                repeats.setdefault((EventKind.DUPLICATE, "dup:candle"), []).append(t)
-                continue
-            in_batch.add(t)
-            pending_ts = normalize.int_ms(sub.pending[0]) if sub.pending is not None else None
-            if pending_ts is not None and t > pending_ts:
-                if not (sub.pending_uncertain and backfill_possible):
-                    closed.append(sub.pending)
-                sub.last_closed_ts = pending_ts
-                sub.pending, sub.pending_uncertain = list(candle), False
-            elif pending_ts is None or t == pending_ts:
-                if sub.last_closed_ts is not None and t <= sub.last_closed_ts:
-                    repeats.setdefault((EventKind.OUT_OF_ORDER, "ohlcv:late"), []).append(t)
-                    continue
-                sub.pending = list(candle)
-            elif sub.last_closed_ts is None or t > sub.last_closed_ts:
-                closed.append(list(candle))  # an older candle, complete already (a snapshot's history)
-                sub.last_closed_ts = t
-            else:
-                repeats.setdefault((EventKind.OUT_OF_ORDER, "ohlcv:late"), []).append(t)
-        return closed, repeats
+        return Batch("ohlcv", *done) if len(done[0]) or len(done[1]) else None
 
     async def _bootstrap_interval(self, sub: _Subscription) -> None:
         """Learn the funding interval once at start when nothing states it yet (hyperliquid's tickers don't):

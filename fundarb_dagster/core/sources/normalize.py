@@ -126,8 +126,11 @@ def _side(value: Any) -> int:
     return 0
 
 
-def trades_to_records(trades: Sequence[Mapping[str, Any]], instrument: Instrument, recv_ts_ms: int) -> np.ndarray:
-    """ccxt trade structures -> TRADES records.
+def trades_to_records(
+    trades: Sequence[Mapping[str, Any]], instrument: Instrument, recv_ts_ms: int | np.ndarray
+) -> np.ndarray:
+    """ccxt trade structures -> TRADES records; `recv_ts_ms` one receive time for all, or one per trade (an int64
+    array: staged calls processed together).
 
     Parses e.g. (bybit, `fetch_trades` / `watch_trades`)::
 

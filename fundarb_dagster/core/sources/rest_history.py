@@ -242,9 +242,9 @@ class RestHistory:
         if stream == "ohlcv":
             records = normalize.ohlcv_to_records(rows, instrument, now, self.timeframe_s)
             fetched_ts = records["ts_ms"]
-            records = records[~np.isin(records["ts_ms"], np.fromiter(sub.emitted_candles, np.int64))]
+            records = records[~np.isin(records["ts_ms"], np.fromiter(sub.candles.emitted, np.int64))]
             accepted, checked = self.validator.check(stream, records, now, sequence=False)
-            sub.emitted_candles.update(int(t) for t in accepted["ts_ms"])
+            sub.candles.emitted.update(int(t) for t in accepted["ts_ms"])
             covered = len(fetched_ts) and int(fetched_ts.min()) <= since
         else:
             records = normalize.trades_to_records(rows, instrument, now)

@@ -350,7 +350,7 @@ class Validator:
         (`<field>:nan|inf|nonpositive`); one quarantine row per reason."""
         if stream == "trades" and plain_trades(items):
             return list(items), _EMPTY_EVENTS  # the usual batch, judged a column at a time: nothing to drop
-        if stream == "ohlcv" and self._plain_candles(items, now_ms):
+        if stream == "ohlcv" and self.plain_candles(items, now_ms):
             return list(items), _EMPTY_EVENTS  # the usual update of the forming candle
         kept: list[Any] = []
         rejected: Counter[str] = Counter()
@@ -370,7 +370,7 @@ class Validator:
         ]
         return kept, concat_events(events)
 
-    def _plain_candles(self, items: Sequence[Any], now_ms: int) -> bool:
+    def plain_candles(self, items: Sequence[Any], now_ms: int) -> bool:
         """Every candle a list of plain numbers, prices finite and positive, volume finite and not negative,
         its time not ahead: what the per-item pass (`missing_field`, `_bad_candle`) keeps, in plain Python."""
         limit = now_ms + max(self.max_future_ms, DAY_MS)

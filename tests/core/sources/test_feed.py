@@ -21,6 +21,7 @@ from fundarb_dagster.core import schema
 from fundarb_dagster.core.instruments import InstrumentRegistry
 from fundarb_dagster.core.schema import EventKind
 from fundarb_dagster.core.sources import EndOfData
+from fundarb_dagster.core.sources.candles import CandleState
 from fundarb_dagster.core.sources.feed import Batch, Feed
 
 T0 = 1_800_000_000_000
@@ -397,6 +398,41 @@ def test_a_stream_whose_calls_never_wait_still_lets_the_other_tasks_run(speed: f
     assert _run(main()) >= 199  # the other task ran once per call
 
 
+class _AlwaysWaits(_AlwaysReady):
+    """watch_trades waits for a turn of the loop before each answer, as a socket's message does."""
+
+    async def watch_trades(self, symbol: str, since: Any = None, limit: Any = None, params: Any = None) -> Any:
+        await asyncio.sleep(0)
+        return await super().watch_trades(symbol)
+
+
+@pytest.mark.parametrize("speed", [5000.0, 0.0])
+def test_a_call_that_waited_for_its_answer_is_not_followed_by_an_extra_turn(speed: float) -> None:
+    """The loop's turn per call is the call's own wait when it waits: the other task runs once per call, not twice
+    (the Feed's own yield is kept for calls answered at once, above), and the trades are all there."""
+    ex = _AlwaysWaits(speed)
+    feed = Feed(ex, _registry(ex), stale_timeout_s={"trades": 5.0}, backfill_gaps=False)
+    turns = 0
+
+    async def other() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async def main() -> tuple[int, list[Batch]]:
+        task = asyncio.ensure_future(other())
+        await asyncio.sleep(0)
+        seen = turns
+        batches = await _collect(feed, "trades", "BTC/USDT:USDT", limit=200)
+        task.cancel()
+        return turns - seen, batches
+
+    turns_seen, batches = _run(main())
+    assert 200 <= turns_seen <= 203  # one turn per call (and the first call's own yield)
+    assert _records(batches)["trade_id"].tolist() == list(range(1, 201))
+
+
 def _candle(ts: int, o: float, h: float, low: float, c: float, v: float) -> list[float]:
     return [ts, o, h, low, c, v]
 
@@ -418,6 +454,70 @@ def test_candles_are_emitted_once_when_closed_with_their_final_values() -> None:
     assert records[["open", "high", "low", "close", "volume"]][0].tolist() == (10, 12, 8, 11.5, 3)
     assert records[["open", "high", "low", "close", "volume"]][1].tolist() == (11.5, 13, 11, 12.0, 4)
     assert (records["timeframe_s"] == 60).all()
+
+
+def _candle_calls(rng: np.random.Generator, n: int) -> list[Any]:
+    """Candle calls as a venue sends them, mostly one update of the forming candle; among them closes, several
+    candles at once, a candle twice in one call, late updates of a closed candle, bad values, a tuple, a time
+    as a float."""
+    t = (T0 // MIN) * MIN
+    calls: list[Any] = []
+    for _ in range(n):
+        price = float(rng.uniform(90, 110))
+        candle = _candle(t, price, price + 1, price - 1, price + 0.5, float(rng.uniform(0, 5)))
+        roll = rng.random()
+        if roll < 0.1:
+            t += MIN
+            calls.append([candle, _candle(t, price, price, price, price, 0.0)])  # the forming one closes
+        elif roll < 0.15:
+            calls.append([_candle(t - MIN, price, price + 1, price - 1, price, 1.0)])  # a late update
+        elif roll < 0.2:
+            calls.append([candle, list(candle)])  # twice in one call
+        elif roll < 0.3:
+            bad = list(candle)
+            bad[int(rng.integers(1, 6))] = rng.choice([float("nan"), -1.0, float("inf"), None])  # type: ignore[call-overload]
+            calls.append([bad])
+        elif roll < 0.33:
+            calls.append([tuple(candle)])
+        elif roll < 0.36:
+            calls.append([[t + 0.7, *candle[1:]]])
+        else:
+            calls.append([candle])
+    return calls
+
+
+def test_the_forming_candle_shortcut_is_the_full_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most candle calls update the forming candle and the Feed keeps it without the full pass (`screen`,
+    `CandleState.close`): records, events and counts are those of the full pass over the same calls."""
+    calls = _candle_calls(np.random.default_rng(3), 400)
+    taken = []
+    shortcut = CandleState.forming_update
+
+    def counted(self: CandleState, *args: Any) -> Any:
+        result = shortcut(self, *args)
+        taken.append(result is not None)
+        return result
+
+    class Ticking(ScriptedExchange):
+        def milliseconds(self) -> int:  # a deterministic clock, 6 s later at every reading: the candles' pace
+            self._ticks += 6_000
+            return T0 + self._ticks
+
+    def run() -> tuple[list[Batch], Feed]:
+        ex = Ticking()
+        ex.scripts["watch_ohlcv"] = [list(c) for c in calls]
+        feed = Feed(ex, _registry(ex), backfill_gaps=False)
+        return _run(_collect(feed, "ohlcv", "BTC/USDT:USDT")), feed
+
+    monkeypatch.setattr(CandleState, "forming_update", counted)
+    fast, fast_feed = run()
+    monkeypatch.setattr(CandleState, "forming_update", lambda self, *args: None)
+    slow, slow_feed = run()
+    assert _records(fast).tobytes() == _records(slow).tobytes() and len(_records(slow)) > 20
+    assert _events(fast).tobytes() == _events(slow).tobytes() and len(_events(slow)) > 20
+    assert fast_feed.counts == slow_feed.counts and fast_feed.validator.counts == slow_feed.validator.counts
+    assert taken.count(True) > 200 and taken.count(False) > 80  # the shortcut took most calls, not all
+    assert len(slow_feed.validator.counts) >= 6  # late, twice in a call, bad prices and volumes, malformed
 
 
 def test_ticker_updates_with_identical_timestamps_are_dropped() -> None:

@@ -193,8 +193,7 @@ def _replay_run(source: SimExchange, recording: dict, stage_records: int) -> tup
 
 
 def test_faulty_messages_are_named_the_same_staged_as_call_by_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    for module in (feed_module, staging):  # the recording's disconnects: no real wait
-        monkeypatch.setattr(module, "_INITIAL_BACKOFF_S", 0.001)
+    monkeypatch.setattr(feed_module, "_INITIAL_BACKOFF_S", 0.001)  # the recording's disconnects: no real wait
     source, recording = _record_sim(calls=60)
     per_call = _replay_run(source, recording, 0)
     batches = _count_batches(monkeypatch)
@@ -457,3 +456,31 @@ def test_a_staged_call_that_cannot_be_processed_is_quarantined_not_its_batch(mon
     assert np.concatenate(out["tickers"]).tobytes() == np.concatenate(good[0]["tickers"]).tobytes()  # the rest landed
     reasons = [r.decode() for r in np.concatenate(out["capture_events"])["reason"]]
     assert reasons.count("error:RuntimeError") == 1 and feed.counts["errors:RuntimeError"] == 1
+
+
+def test_a_fatal_error_is_raised_at_once_and_drain_gives_what_was_staged_before_it() -> None:
+    """A FATAL error (a wrong symbol, a credential) ends the watch before any further batch, so a consumer that
+    stops at the first batch with records (the capture's watcher at a stop) still gets it raised; what was
+    staged stays in the Feed and `drain` gives it, as the per-call path landed it before the error."""
+    source, recording = _record_sim(calls=8)
+    symbol = SIM_SYMBOLS[0]
+    steps = _without_failures(recording)[("tickers", symbol)]
+    fatal = {("tickers", symbol): [*steps, (ccxt.BadSymbol("delisted"), steps[-1][1])]}
+
+    async def go(stage_records: int, stop_at_records: bool) -> tuple[list[Any], list[Any]]:
+        registry = InstrumentRegistry()
+        registry.add_markets("bybit", source.markets, list(SIM_SYMBOLS))
+        feed = Feed(_Replayed(source, fatal), registry, stage_records=stage_records, stage_max_age_s=60)
+        batches = []
+        with pytest.raises(ccxt.BadSymbol):
+            async for batch in feed.watch("tickers", symbol):
+                batches.append(batch)
+                if stop_at_records and len(batch.records):
+                    break
+        return batches, feed.drain()
+
+    per_call, nothing = asyncio.run(go(0, stop_at_records=False))
+    batches, drained = asyncio.run(go(10_000, stop_at_records=True))
+    assert not nothing and not any(len(b.records) for b in batches)  # the CHANNEL event, then the error
+    want = np.concatenate([b.records for b in per_call])
+    assert len(want) >= 6 and len(drained) == 1 and drained[0].records.tobytes() == want.tobytes()

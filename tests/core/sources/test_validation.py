@@ -285,7 +285,7 @@ def test_trades_fast_paths_screen_and_check_exactly_like_the_per_item_passes(mon
 
 
 def test_the_candles_fast_screen_keeps_what_the_per_item_pass_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`screen` takes a clean candle update whole (`_plain_candles`): over clean and bad candles (a bad price,
+    """`screen` takes a clean candle update whole (`plain_candles`): over clean and bad candles (a bad price,
     volume or time, a field of another type, a short row) it keeps and names exactly what the per-item pass
     does."""
     minute = 60_000
@@ -303,16 +303,16 @@ def test_the_candles_fast_screen_keeps_what_the_per_item_pass_keeps(monkeypatch:
     taken: list[bool] = []
     for batch in batches:
         fast = Validator()
-        plain = fast._plain_candles
+        plain = fast.plain_candles
 
         def counted(items: list, now: int, plain: object = plain) -> bool:
             taken.append(plain(items, now))  # type: ignore[operator]
             return taken[-1]
 
-        monkeypatch.setattr(fast, "_plain_candles", counted)
+        monkeypatch.setattr(fast, "plain_candles", counted)
         fast_kept, fast_events = fast.screen("ohlcv", batch, 3, NOW)
         slow = Validator()
-        monkeypatch.setattr(slow, "_plain_candles", lambda items, now: False)
+        monkeypatch.setattr(slow, "plain_candles", lambda items, now: False)
         slow_kept, slow_events = slow.screen("ohlcv", batch, 3, NOW)
         assert fast_kept == slow_kept and fast_events.tobytes() == slow_events.tobytes(), batch
     assert taken[:2] == [True, True] and not any(taken[2:])  # the clean updates whole, every bad one item by item
