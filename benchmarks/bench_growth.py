@@ -80,7 +80,10 @@ def steps(conn: Any) -> dict[str, Callable[[dict], int]]:
     bars = load_sql("market", "bars_from_1m")
     return {
         "ohlcv_1m": lambda w: replace_window(
-            conn, "ohlcv_1m", load_sql("market", "ohlcv_1m"), {**w, "horizon_ms": 86_400_000, "now_ms": 2**62}
+            conn,
+            "ohlcv_1m",
+            load_sql("market", "ohlcv_1m"),
+            {**w, "horizon_ms": 86_400_000, "now_ms": 2**62, "bars_from_ms": w["start_ms"]},
         ),
         "ohlcv_5m": lambda w: replace_window(conn, "ohlcv_5m", bars, {**w, "bucket_us": 300_000_000}),
         "ohlcv_1h": lambda w: replace_window(conn, "ohlcv_1h", bars, {**w, "bucket_us": HOUR_US}),
@@ -162,10 +165,10 @@ def carry_steps(data_dir: Path) -> dict[str, Callable[[dict], Any]]:
     giving the window, without Dagster's run machinery (Dagster's direct invocation takes one partition only)."""
     from dagster_duckdb import DuckDBResource
 
+    from fundarb_dagster.core.window import window_from_ms
     from fundarb_dagster.defs.common.landing import load_landed_window
     from fundarb_dagster.defs.funding import assets as funding
     from fundarb_dagster.defs.market import assets as market
-    from fundarb_dagster.defs.partitions import window_from_ms
     from fundarb_dagster.defs.resources import DataDirResource, SourceConfigResource
 
     duckdb = DuckDBResource(database=str(data_dir / "warehouse.duckdb"))

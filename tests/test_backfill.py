@@ -20,20 +20,28 @@ T1 = T0 + 30 * 24 * HOUR  # 2024-01-31 00:00 UTC: history across a month's end
 DAYS = 2
 
 
-def _funding(folder: Path, name: str, interval_h: int, seed: int, days: int = DAYS, t0: int = T0) -> list[list]:
+def _funding(
+    folder: Path, name: str, interval_h: int, seed: int, days: int = DAYS, t0: int = T0, early: int | None = None
+) -> list[list]:
+    """Settlements 7 ms after each grid point; the one at `early` 2 s before it (jitter the other way)."""
     rng = np.random.default_rng(seed)
-    rows = [[t + 7, interval_h, f"{rng.normal(1e-4, 5e-5) * interval_h / 8:.8f}"]
+    rows = [[t + 7 if t != early else t - 2_000, interval_h, f"{rng.normal(1e-4, 5e-5) * interval_h / 8:.8f}"]
             for t in range(t0, t0 + days * 24 * HOUR, interval_h * HOUR)]  # fmt: skip
     write_csv(folder / f"{name}-fundingRate-2024-01.csv", rows, None, [], False)
     return rows
 
 
-def _klines(folder: Path, name: str, days: int = DAYS, seed: int = 3, t0: int = T0) -> list[list]:
+def _klines(
+    folder: Path, name: str, days: int = DAYS, seed: int = 3, t0: int = T0, gap: tuple[int, int] = (0, 0)
+) -> list[list]:
+    """A 1m kline a minute from `t0`, none in [gap[0], gap[1])."""
     rng = np.random.default_rng(seed)
     rows, price = [], 42_000.0
     for i in range(days * 1440):
         o, c = price, price * (1 + rng.normal(0, 5e-4))
         t = t0 + i * 60_000
+        if gap[0] <= t < gap[1]:
+            continue
         rows.append([t, f"{o:.2f}", f"{max(o, c) + 1:.2f}", f"{min(o, c) - 1:.2f}", f"{c:.2f}", "1.5", t + 59_999])
         price = c
     rows = [r + ["63000", 10, "0.7", "29400", 0] for r in rows]
@@ -96,14 +104,17 @@ def test_one_command_loads_imported_history_in_bounded_runs(tmp_path: Path, monk
         }
 
 
-def _import_history(tmp_path: Path, data: Path, days: int, t0: int) -> None:
-    """Three venues' funding (8h, 1h, 4h), perp and spot 1m klines over `days` days from `t0`, imported."""
+def _import_history(tmp_path: Path, data: Path, days: int, t0: int, seam: int | None = None) -> None:
+    """Three venues' funding (8h, 1h, 4h), perp and spot 1m klines over `days` days from `t0`, imported. With
+    `seam`: no kline in the 30 minutes from it (their bars carry the close from before it), and the 8h venue's
+    settlement there lands 2 s early (on the day before; its key is the seam)."""
     if not (tmp_path / "files").exists():
-        _funding(tmp_path / "files" / "binance", "BTCUSDT", 8, 1, days, t0)
+        gap = (seam, seam + 30 * 60_000) if seam is not None else (0, 0)
+        _funding(tmp_path / "files" / "binance", "BTCUSDT", 8, 1, days, t0, early=seam)
         _funding(tmp_path / "files" / "bybit", "BTCUSDT", 1, 2, days, t0)
         _funding(tmp_path / "files" / "okx", "BTCUSDT", 4, 4, days, t0)
-        _klines(tmp_path / "files" / "binance", "BTCUSDT", days, t0=t0)
-        _klines(tmp_path / "files" / "spot", "BTCUSDT", days, seed=5, t0=t0)
+        _klines(tmp_path / "files" / "binance", "BTCUSDT", days, t0=t0, gap=gap)
+        _klines(tmp_path / "files" / "spot", "BTCUSDT", days, seed=5, t0=t0, gap=gap)
     for folder, exchange, symbol in (
         ("binance", "binance", "BTC/USDT:USDT"),
         ("bybit", "bybit", "BTC/USDT:USDT"),
@@ -283,3 +294,59 @@ def test_a_backfill_of_history_months_launched_as_from_the_ui_runs_in_bounded_ru
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM raw_funding").fetchone()[0] == len(rows)
         assert con.execute("SELECT count(*) FROM funding_rates").fetchone()[0] == len(rows)
+
+
+@pytest.mark.slow
+def test_history_months_loaded_in_either_order_give_the_same_rows(tmp_path: Path, monkeypatch) -> None:
+    """Two consecutive history months (2024-01-31 .. 2024-02-02 imported: the bars, funding and spreads cross the
+    month's end) loaded as two `history_job` runs, in time order in one warehouse and the later month first in
+    another, as a UI backfill's runs may go: every table holds the same rows. The later month's first hours read
+    the month before (the close carried into its first minutes, the indicators' look-back, the settlements the
+    spreads of its first hours are paid by), which must not depend on that month having loaded first."""
+    from datetime import date
+
+    from fundarb_dagster.backfill import backfill
+
+    monkeypatch.delenv("FUNDARB_PARTITIONS_START", raising=False)
+    january = (date(2024, 1, 31), date(2024, 2, 1))
+    february = (date(2024, 2, 1), date(2024, 2, 2))  # --to on the newest day: history_job only, no hourly runs
+    in_order, reversed_ = tmp_path / "in_order", tmp_path / "reversed"
+    for data, months in ((in_order, (january, february)), (reversed_, (february, january))):
+        _import_history(tmp_path, data, 3, T1, seam=T1 + 24 * HOUR)
+        for start, end in months:
+            timings = backfill(data, start, end, progress=None)
+            assert [(t.job, t.ok) for t in timings] == [("history_job", True)], timings
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH '{in_order / 'warehouse.duckdb'}' AS h (READ_ONLY)")
+        con.execute(f"ATTACH '{reversed_ / 'warehouse.duckdb'}' AS d (READ_ONLY)")
+        names = sorted(
+            r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'h'").fetchall()
+        )
+        differing, compared = {}, {}
+        for name in sorted(set(names) - WALL_CLOCK):
+            n_h, n_d = (con.execute(f"SELECT count(*) FROM {w}.{name}").fetchone()[0] for w in ("h", "d"))
+            compared[name], diff = n_h, _differing_rows(con, name)
+            if (n_h, diff) != (n_d, 0):
+                differing[name] = {"in order": n_h, "reversed": n_d, "differing rows": diff}
+        assert differing == {}
+        # what the later month's first hours read from the month before, in the warehouse loaded backwards: the
+        # seam's 30 minutes without klines carry the last close before it, the settlement landed 2 s before the
+        # seam is keyed at the seam
+        seam = "TIMESTAMP '2024-02-01 00:00'"
+        carried = con.execute(
+            f"SELECT exchange, symbol, count(*), count(DISTINCT close), bool_and(is_filled), any_value(close) "
+            f"FROM d.ohlcv_1m WHERE ts >= {seam} AND ts < {seam} + INTERVAL 30 MINUTE GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        last = con.execute(
+            f"SELECT exchange, symbol, close FROM d.raw_ohlcv WHERE ts = {seam} - INTERVAL 1 MINUTE ORDER BY ALL"
+        ).fetchall()
+        assert [(e, s, 30, 1, True, c) for e, s, c in last] == carried and len(carried) == 2
+        early = con.execute(
+            f"SELECT epoch_ms(funding_ts) - epoch_ms({seam}), epoch_ms(funding_ts_raw) - epoch_ms({seam}) "
+            f"FROM d.funding_rates "
+            f"WHERE exchange = 'binance' AND funding_ts < {seam} + INTERVAL 1 HOUR ORDER BY funding_ts"
+        ).fetchall()
+        assert early[-1] == (0, -2_000), early
+    for name in ("ohlcv_1m", "ohlcv_1h", "indicators", "funding_rates", "basis", "funding_spreads"):
+        assert compared[name] > 0, (name, compared)
+    assert compared["ohlcv_1m"] == 2 * 3 * 1440  # every minute: 30 of them filled on each series

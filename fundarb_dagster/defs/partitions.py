@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,6 +34,7 @@ from dagster import (
 from ..core.config import ConfigError
 from ..core.landing import landing_root, newest_landed_hour_ms
 from ..core.units import DAY_MS, HOUR_MS
+from ..core.window import Window, window_from_ms
 
 # The one setting of the partitions' start (ISO date, UTC). Unset: the first day in the landing zone, else
 # today. Read when the code location loads (`definitions.py`), never at import.
@@ -151,54 +152,43 @@ def _moved(item: AssetsDefinition, partitions: Partitions) -> AssetsDefinition:
     )
 
 
-@dataclass(frozen=True)
-class Window:
-    """A half-open event-time window [start, end) as the SQL files bind it."""
-
-    start: datetime  # naive UTC, what DuckDB TIMESTAMP parameters expect
-    end: datetime
-
-    @property
-    def start_ms(self) -> int:
-        return _epoch_ms(self.start)
-
-    @property
-    def end_ms(self) -> int:
-        return _epoch_ms(self.end)
-
-    @property
-    def hours(self) -> int:
-        return (self.end_ms - self.start_ms) // HOUR_MS
-
-    def params(self, **extra: Any) -> dict[str, Any]:
-        """The standard parameters: $start/$end (TIMESTAMP), $start_ms/$end_ms (epoch ms), plus extras."""
-        return {"start": self.start, "end": self.end, "start_ms": self.start_ms, "end_ms": self.end_ms, **extra}
-
-    def __str__(self) -> str:
-        return f"[{self.start:%Y-%m-%d %H:%M}, {self.end:%Y-%m-%d %H:%M})"
-
-
-def window_from_ms(start_ms: int, end_ms: int) -> Window:
-    if end_ms <= start_ms:
-        raise ValueError(f"window: end_ms {end_ms} must be after start_ms {start_ms}")
-    return Window(_naive(start_ms), _naive(end_ms))
-
-
 def partition_window(context: Any, look_back_h: int = 0) -> Window:
     """The run's event-time window: one partition or a whole range (`partition_time_window` spans it). On
     monthly partitions (imported history) only the landed part of the months: from the partitions' start to
     the end of the newest landed hour, the hours the hourly path could load (a month still partial is not
     filled beyond its data; the month holding the start begins before it), and `look_back_h` hours before
     that (never before the start): what an asset recomputes because the run before could not see its inputs
-    yet (the hourly path's runs start that much earlier instead, `Stage.look_back_h`)."""
+    yet (the hourly path's runs start that much earlier instead, `Stage.look_back_h`), or what the first hours
+    of its window read, loaded by this run since the run of the month before may not have gone yet
+    (`core/look_back.py`). The landed bounds are those of the step's `data_dir` resource (`run_data_dir`)."""
     time_window = context.partition_time_window
     start_ms, end_ms = int(time_window.start.timestamp() * 1000), int(time_window.end.timestamp() * 1000)
-    if isinstance(run_partitions_def(context), MonthlyPartitionsDefinition):
-        first, end = run_landed_bounds(context.run.run_id)
+    if is_history_run(context):
+        first, end = run_landed_bounds(context.run.run_id, run_data_dir(context))
         start_ms = max(start_ms, first)
         end_ms = max(min(end_ms, end), start_ms + HOUR_MS)
         start_ms = max(start_ms - look_back_h * HOUR_MS, first)
     return window_from_ms(start_ms, end_ms)
+
+
+def run_data_dir(context: Any) -> Path:
+    """The data folder of the `data_dir` resource the step is given (`DataDirResource`: the folder the assets load
+    from). Every history step and check takes it, since its window is clamped to what landed there; a step without
+    it is refused by name rather than read from another folder."""
+    data_dir = getattr(context.resources, "data_dir", None)
+    if data_dir is None:
+        raise ValueError(
+            f"{context.get_step_execution_context().step.key}: a step on monthly partitions needs the data_dir "
+            "resource (its window is clamped to the data landed there)"
+        )
+    return Path(data_dir.path())
+
+
+def is_history_run(context: Any) -> bool:
+    """Whether the run is on monthly partitions (imported history, `defs/history.py`): its steps load the hours
+    before their window that their first hours read (`core/look_back.py`) instead of reading them from earlier
+    runs, since its runs may go in any order."""
+    return isinstance(run_partitions_def(context), MonthlyPartitionsDefinition)
 
 
 def run_partitions_def(context: Any) -> PartitionsDefinition | None:
@@ -215,11 +205,9 @@ _RUN_BOUNDS: dict[tuple[str, Path], Span] = {}
 _RUN_BOUNDS_KEPT: Final = 64
 
 
-def run_landed_bounds(run_id: str, data_dir: Path | None = None) -> Span:
-    """`landed_bounds` as the run `run_id` first saw them."""
-    from .resources import resolve_data_dir
-
-    key = (run_id, resolve_data_dir() if data_dir is None else Path(data_dir))
+def run_landed_bounds(run_id: str, data_dir: Path) -> Span:
+    """`landed_bounds` of `data_dir` as the run `run_id` first saw them."""
+    key = (run_id, Path(data_dir))
     if key not in _RUN_BOUNDS:
         if len(_RUN_BOUNDS) >= _RUN_BOUNDS_KEPT:
             _RUN_BOUNDS.clear()
@@ -227,12 +215,8 @@ def run_landed_bounds(run_id: str, data_dir: Path | None = None) -> Span:
     return _RUN_BOUNDS[key]
 
 
-def landed_bounds(data_dir: Path | None = None) -> Span:
-    """[the partitions' start, the end of the newest landed hour) of the data folder (`FUNDARB_DATA_DIR`, as
-    `DataDirResource` resolves it, unless given)."""
-    from .resources import resolve_data_dir
-
-    data_dir = resolve_data_dir() if data_dir is None else data_dir
+def landed_bounds(data_dir: Path) -> Span:
+    """[the partitions' start, the end of the newest landed hour) of the data folder."""
     newest = newest_landed_hour_ms(data_dir)
     start = partitions_start(data_dir).start_ms
     return start, (newest + HOUR_MS if newest is not None else start)
@@ -313,12 +297,3 @@ def clip_spans(spans: Sequence[Span], lo: int, hi: int) -> list[Span]:
 
 def _utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def _naive(ms: int) -> datetime:
-    return datetime(1970, 1, 1) + timedelta(milliseconds=int(ms))
-
-
-def _epoch_ms(t: datetime) -> int:
-    aware = t.replace(tzinfo=UTC) if t.tzinfo is None else t
-    return int(aware.timestamp() * 1000)

@@ -1,8 +1,12 @@
 -- ohlcv_1m: one-minute bars of [$start, $end) per (exchange, symbol).
 -- Built from raw_trades; a venue candle (raw_ohlcv, timeframe_s = 60) fills a minute without trades
 -- (source = 'venue'). Empty minutes are explicit: the last close carried forward, zero volume,
--- source = 'filled', is_filled = true, including across partition boundaries (the last real close before
--- $start comes from this table's earlier partitions). Minutes are padded up to the window's end, but never
+-- source = 'filled', is_filled = true, including across partition boundaries. The last real close before
+-- $start is the last real bar of [$start - $horizon_ms, $start): read from this table's earlier partitions
+-- when $bars_from_ms = $start_ms (the hourly path: its hours load in order), or computed here from the raw
+-- tables when $bars_from_ms = $start_ms - $horizon_ms (history runs: the raw tables of those hours are
+-- loaded by the same run, so the rows do not depend on which run loaded the month before; the same bars
+-- either way, since this table's real bars are the raw tables' bars). Minutes are padded up to the window's end, but never
 -- past $now_ms (the hour in progress is not padded into the future; its next run replaces the padding)
 -- and at most $horizon_ms after the series' last real bar (a delisted or silent series stops being padded).
 -- Buckets are integer epoch milliseconds: never time_bucket on TIMESTAMP_NS (it rounds first).
@@ -23,7 +27,7 @@ WITH trade_bars AS (
         sum(CASE WHEN isfinite(cost) THEN cost ELSE price * amount END) AS quote_volume,
         coalesce(sum(amount) FILTER (WHERE side = 1), 0.0) AS taker_buy_volume
     FROM raw_trades
-    WHERE ts >= $start AND ts < $end AND price > 0 AND amount >= 0
+    WHERE ts >= make_timestamp($bars_from_ms * 1000) AND ts < $end AND price > 0 AND amount >= 0
     GROUP BY instrument_id, bucket_ms
 ),
 venue_bars AS (
@@ -34,18 +38,28 @@ venue_bars AS (
         CASE WHEN isfinite(v.taker_buy_volume) THEN v.taker_buy_volume END AS taker_buy_volume
     FROM raw_ohlcv AS v
     ANTI JOIN trade_bars AS t ON t.instrument_id = v.instrument_id AND t.bucket_ms = v.ts_ms
-    WHERE v.timeframe_s = 60 AND v.ts >= $start AND v.ts < $end AND v.close > 0
+    WHERE v.timeframe_s = 60 AND v.ts >= make_timestamp($bars_from_ms * 1000) AND v.ts < $end AND v.close > 0
 ),
-real_bars AS (
+all_bars AS (
     SELECT *, 'trades' AS source FROM trade_bars
     UNION ALL BY NAME
     SELECT *, 'venue' AS source FROM venue_bars
 ),
+real_bars AS (
+    SELECT * FROM all_bars WHERE bucket_ms >= $start_ms
+),
 previous AS (
+    -- one of the two is empty: the table before $bars_from_ms, or the raw tables' bars before $start
     SELECT instrument_id, any_value(exchange) AS exchange, any_value(symbol) AS symbol,
-        arg_max(close, ts) AS prev_close, epoch_ms(max(ts)) AS prev_ms
-    FROM ohlcv_1m
-    WHERE ts >= make_timestamp(($start_ms - $horizon_ms) * 1000) AND ts < $start AND NOT is_filled
+        arg_max(close, ts_ms) AS prev_close, max(ts_ms) AS prev_ms
+    FROM (
+        SELECT instrument_id, exchange, symbol, close, epoch_ms(ts) AS ts_ms
+        FROM ohlcv_1m
+        WHERE ts >= make_timestamp(($start_ms - $horizon_ms) * 1000) AND ts < make_timestamp($bars_from_ms * 1000)
+            AND NOT is_filled
+        UNION ALL
+        SELECT instrument_id, exchange, symbol, close, bucket_ms AS ts_ms FROM all_bars WHERE bucket_ms < $start_ms
+    )
     GROUP BY instrument_id
 ),
 bounds AS (

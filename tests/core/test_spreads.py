@@ -9,6 +9,8 @@ import pytest
 
 from fundarb_dagster.core import funding as f
 from fundarb_dagster.core import spreads as s
+from fundarb_dagster.core.sql import execute, load_sql
+from fundarb_dagster.core.window import Window
 
 
 @pytest.fixture(scope="module")
@@ -181,9 +183,6 @@ def test_funding_spreads_in_duckdb_are_the_pandas_computation_row_for_row(fixtur
     """`replace_funding_spreads` (SQL) writes the rows of `funding_spreads(hourly_rates(...), basis)` (pandas) on the
     inputs the pandas path read (sql/funding/spread_inputs_*.sql): real settlements of 3 venues (8h and 1h), an
     off-grid extra settlement, predictions for the hours not settled yet, and a 1h basis with gaps."""
-    from fundarb_dagster.core.sql import execute, load_sql
-    from fundarb_dagster.defs.partitions import Window
-
     stop = pd.Timestamp("2026-03-10 00:00")  # settlements end here: the hours after use predictions
     rates = fixture_rates[fixture_rates["funding_ts"] < stop].copy()
     binance = rates[(rates.exchange == "binance") & (rates.symbol == "BTC/USDT:USDT")]

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, MonthlyPartitionsDefinition, asset, materialize
 
 from fundarb_dagster.core.importer import import_files
 from fundarb_dagster.defs.common.landing import NO_INPUT, ensure_raw_tables
 from fundarb_dagster.defs.history import history_assets, history_checks
+from fundarb_dagster.defs.partitions import partition_window
 from fundarb_dagster.defs.raw import assets as raw_assets
 from fundarb_dagster.defs.raw import checks as raw_checks
 from tests.core.binance_archives import write_csv
@@ -28,7 +29,9 @@ def history_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     data = tmp_path / "data"
     summary = import_files([tmp_path / "files"], data, exchange="binance", symbol="BTC/USDT:USDT", progress=None)
     assert summary.ok, summary
-    monkeypatch.setenv("FUNDARB_DATA_DIR", str(data))  # where the monthly windows' landed bounds are read
+    # the data folder is given only through the data_dir resource: the monthly windows' landed bounds are read
+    # there, not from FUNDARB_DATA_DIR (here a folder with nothing landed)
+    monkeypatch.setenv("FUNDARB_DATA_DIR", str(tmp_path / "elsewhere"))
     monkeypatch.delenv("FUNDARB_PARTITIONS_START", raising=False)  # the start: the first landed day
     return data
 
@@ -57,7 +60,9 @@ def test_history_checks_look_at_the_window_clamped_to_landed_data(history_dir: P
     assert january.success
     assert _windows(january) == (["[2024-01-31 00:00, 2024-02-01 00:00)"], ["[2024-01-31 00:00, 2024-02-01 00:00)"])
     february = materialize(defs, resources=resources(history_dir), partition_key="2024-02-01")
-    assert _windows(february) == (["[2024-02-01 00:00, 2024-02-02 00:00)"], ["[2024-02-01 00:00, 2024-02-02 00:00)"])
+    # raw_funding also loads the 25 h before its window (core/look_back.py: what the month's first settlements
+    # read), never before the start; its check looks at the month's own window
+    assert _windows(february) == (["[2024-01-31 00:00, 2024-02-02 00:00)"], ["[2024-02-01 00:00, 2024-02-02 00:00)"])
     # both months in one ranged run (as history_job runs them): one evaluation over the run's landed window
     both = materialize(
         defs,
@@ -101,3 +106,19 @@ def test_a_history_step_with_nothing_landed_in_its_window_reads_nothing_and_stil
     )
     (loaded,) = funding.asset_materializations_for_node("raw_funding")
     assert (loaded.metadata["files"].value, loaded.metadata["rows"].value) == (1, 3)
+
+
+@asset(partitions_def=MonthlyPartitionsDefinition(start_date="2024-01-01"))
+def no_folder(context) -> None:  # noqa: ANN001 - Dagster refuses a string annotation here (future import)
+    """A step on monthly partitions given no data_dir resource."""
+    partition_window(context)
+
+
+def test_a_history_step_without_the_data_dir_resource_is_refused_by_name(history_dir: Path) -> None:
+    """A step on monthly partitions clamps its window to the data landed in its data_dir resource's folder; a step
+    not given that resource fails naming itself, instead of reading the bounds of another folder."""
+
+    result = materialize([no_folder], partition_key="2024-01-01", raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "no_folder: a step on monthly partitions needs the data_dir resource" in str(failure.event_specific_data)

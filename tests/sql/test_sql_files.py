@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from fundarb_dagster.core import sql
-from fundarb_dagster.defs.partitions import window_from_ms
+from fundarb_dagster.core.window import window_from_ms
 
 MINUTE = 60_000
 HOUR = 3_600_000
@@ -112,8 +112,16 @@ def _market_conn(trades: list[tuple[int, int, float, float]]) -> duckdb.DuckDBPy
     return conn
 
 
-def _bars(conn: duckdb.DuckDBPyConnection, start_ms: int, end_ms: int, now_ms: int | None = None) -> list[tuple]:
-    params = window_from_ms(start_ms, end_ms).params(horizon_ms=1440 * MINUTE, now_ms=now_ms or end_ms + HOUR)
+def _bars(
+    conn: duckdb.DuckDBPyConnection, start_ms: int, end_ms: int, now_ms: int | None = None, from_raw: bool = False
+) -> list[tuple]:
+    """ohlcv_1m of [start, end): the close carried into it from the table's earlier rows, or `from_raw` (as a
+    history run does) from the raw tables' bars of the horizon before it."""
+    params = window_from_ms(start_ms, end_ms).params(
+        horizon_ms=1440 * MINUTE,
+        now_ms=now_ms or end_ms + HOUR,
+        bars_from_ms=start_ms - 1440 * MINUTE if from_raw else start_ms,
+    )
     sql.replace_window(conn, "ohlcv_1m", sql.load_sql("market", "ohlcv_1m"), params)
     return conn.execute(
         "SELECT epoch_ms(ts), open, high, low, close, volume, source FROM ohlcv_1m ORDER BY ts"
@@ -149,3 +157,21 @@ def test_next_partition_starts_from_the_previous_close():
     assert second[0] == (T0 + HOUR, 5.0, 5.0, 5.0, 5.0, 0.0, "filled")
     assert second[30] == (T0 + HOUR + 30 * MINUTE, 6.0, 6.0, 6.0, 6.0, 2.0, "trades")
     assert second[59][4] == 6.0
+
+
+@pytest.mark.parametrize("before", ["loaded", "not loaded", "loaded with other rows"])
+def test_a_history_window_takes_the_previous_close_from_the_raw_bars_whatever_the_table_holds(before):
+    """A history run (`from_raw`) carries the close of the raw tables' last bar before its window into its first
+    minutes, whether the hours before were loaded into the table, not loaded, or loaded from other data: the same
+    rows as the hourly path after the hours before loaded in order."""
+    trades = [(T0 + 10, 1, 5.0, 1.0), (T0 + 20 * MINUTE, 2, 5.5, 1.0), (T0 + HOUR + 30 * MINUTE, 3, 6.0, 2.0)]
+    conn = _market_conn(trades)
+    in_order = [b for b in (_bars(conn, T0, T0 + HOUR), _bars(conn, T0 + HOUR, T0 + 2 * HOUR))[1] if b[0] >= T0 + HOUR]
+    conn = _market_conn(trades)
+    if before != "not loaded":
+        _bars(conn, T0, T0 + HOUR)
+    if before == "loaded with other rows":
+        conn.execute("UPDATE ohlcv_1m SET close = 99.0")
+    got = [b for b in _bars(conn, T0 + HOUR, T0 + 2 * HOUR, from_raw=True) if b[0] >= T0 + HOUR]
+    assert got == in_order and len(got) == 60
+    assert got[0] == (T0 + HOUR, 5.5, 5.5, 5.5, 5.5, 0.0, "filled")

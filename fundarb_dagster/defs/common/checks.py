@@ -33,7 +33,8 @@ from dagster_duckdb import DuckDBResource
 from ...core.landing import newest_landed_hour_ms
 from ...core.sql import check_identifier, table_exists
 from ...core.units import HOUR_MS, MINUTE_MS
-from ..partitions import Window, key_ms, partition_window
+from ...core.window import Window
+from ..partitions import key_ms, partition_window
 from ..resources import POOL, DataDirResource, SourceConfigResource, warehouse_connection
 
 
@@ -100,7 +101,8 @@ def evaluations_per_partition(context: AssetCheckExecutionContext, result: Asset
 
 
 def check_window(context: AssetCheckExecutionContext) -> Window | None:
-    """The run's event-time window, or None (whole table) for an unpartitioned check run."""
+    """The run's event-time window, or None (whole table) for an unpartitioned check run. A check of a history
+    copy is given the `data_dir` resource: its window is clamped to the data landed there (`partition_window`)."""
     if context.has_partition_key or context.has_partition_key_range:
         return partition_window(context)
     return None
@@ -139,7 +141,9 @@ def build_unique_key_check(
         pool=POOL,
         partitions_def=partitions_def,
     )
-    def _check(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
+    def _check(
+        context: AssetCheckExecutionContext, duckdb: DuckDBResource, data_dir: DataDirResource
+    ) -> AssetCheckResult:
         window = check_window(context)
         where, params = window_clause(window)
         with warehouse_connection(duckdb) as conn:
@@ -179,7 +183,9 @@ def build_condition_check(
         pool=POOL,
         partitions_def=partitions_def,
     )
-    def _check(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
+    def _check(
+        context: AssetCheckExecutionContext, duckdb: DuckDBResource, data_dir: DataDirResource
+    ) -> AssetCheckResult:
         window = check_window(context)
         where, params = window_clause(window)
         with warehouse_connection(duckdb) as conn:

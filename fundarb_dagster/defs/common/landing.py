@@ -18,7 +18,7 @@ from ...core import landing, schema
 from ...core.sql import check_identifier, create_table, delete_window, load_sql, replace_window, table_exists
 from ...core.tables import LANDED_TABLES
 from ...core.units import DAY_MS, HOUR_MS
-from ..partitions import Window
+from ...core.window import Window
 from ..resources import warehouse_connection
 
 EMPTY_HIVE = ("date=1970-01-01", "hour=00")

@@ -22,7 +22,7 @@ from ...core.sql import (
     table_exists,
 )
 from ...core.tables import empty_frame, table
-from ..partitions import Window
+from ...core.window import Window
 
 EPOCH = Window(datetime(1970, 1, 1), datetime(2200, 1, 1))  # every event time: a whole table's window
 

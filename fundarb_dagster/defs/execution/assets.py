@@ -31,11 +31,12 @@ from ...core.execution.pnl import attribution
 from ...core.sql import execute, load_sql
 from ...core.tables import EXECUTION_TABLES
 from ...core.venues import VENUE_FACTS
+from ...core.window import Window
 from ..common.landing import ensure_raw_tables, load_landed_window
 from ..common.metadata import column_schema, figure, figure_png, md_table, png_md
 from ..common.panel import INPUT_TABLES, load_panel
 from ..common.tables import ensure_tables, write_window
-from ..partitions import BOUNDED_RUNS, HOURLY, Window, partition_window
+from ..partitions import BOUNDED_RUNS, HOURLY, partition_window
 from ..resources import POOL, AlertChannelsResource, DataDirResource, warehouse_connection
 
 DOMAIN = "execution"

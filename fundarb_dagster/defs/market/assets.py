@@ -18,13 +18,14 @@ from pydantic import Field
 
 from ...core import indicators as ind
 from ...core.book_depth import DEFAULT_NOTIONALS, book_depth_frame
+from ...core.look_back import FILL_HORIZON_H, INDICATOR_BARS_H, history_look_back_h
 from ...core.sql import check_identifier, create_table, execute, load_sql, replace_window, table_exists
 from ...core.tables import table
 from ...core.units import HOUR_MS
 from ..common.landing import ensure_raw_tables
 from ..common.metadata import column_schema, md_table
 from ..common.tables import write_window
-from ..partitions import BOUNDED_RUNS, DAILY, HOURLY, partition_window
+from ..partitions import BOUNDED_RUNS, DAILY, HOURLY, is_history_run, partition_window
 from ..resources import POOL, DataDirResource, warehouse_connection
 
 OWNERS = ["team:warehouse"]
@@ -54,11 +55,21 @@ class OhlcvConfig(Config):
 def ohlcv_1m(
     context: AssetExecutionContext, config: OhlcvConfig, duckdb: DuckDBResource, data_dir: DataDirResource
 ) -> MaterializeResult:
-    window = partition_window(context)
+    window = partition_window(context, look_back_h=history_look_back_h("ohlcv_1m"))
+    horizon_ms = config.fill_horizon_minutes * 60_000
+    # the close carried into the window: the table's earlier hours (hourly: loaded in order), or in a history run
+    # the raw tables' bars of the horizon before it, which this run loaded (runs of months go in any order)
+    bars_from_ms = window.start_ms - horizon_ms if is_history_run(context) else window.start_ms
+    if is_history_run(context) and config.fill_horizon_minutes > FILL_HORIZON_H * 60:
+        context.log.warning(
+            f"ohlcv_1m: fill_horizon_minutes {config.fill_horizon_minutes} is beyond the {FILL_HORIZON_H} h the "
+            "raw tables of a history run load before their window: the close carried into its first minutes may "
+            "depend on the run of the month before"
+        )
     with warehouse_connection(duckdb) as conn:
         ensure_raw_tables(conn, data_dir.path(), "raw_trades", "raw_ohlcv")
         create_table(conn, load_sql("market", "ohlcv_1m_table"))
-        params = window.params(horizon_ms=config.fill_horizon_minutes * 60_000, now_ms=_now_ms())
+        params = window.params(horizon_ms=horizon_ms, now_ms=_now_ms(), bars_from_ms=bars_from_ms)
         rows = replace_window(conn, "ohlcv_1m", load_sql("market", "ohlcv_1m"), params)
         stats = execute(
             conn,
@@ -104,7 +115,7 @@ def _resampled(name: str, finer: str, partitions_def: object, label: str, bucket
         metadata={"dagster/column_schema": column_schema(name), "natural_key": table(name).natural_key},
     )
     def _asset(context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: DataDirResource) -> MaterializeResult:
-        window = partition_window(context)
+        window = partition_window(context, look_back_h=history_look_back_h(name))
         params = window.params(bucket_us=bucket_s * 1_000_000)
         with warehouse_connection(duckdb) as conn:
             ensure_raw_tables(conn, data_dir.path(), "raw_ohlcv")
@@ -181,9 +192,16 @@ class IndicatorsConfig(Config):
     ),
     metadata={"dagster/column_schema": column_schema("indicators"), "natural_key": table("indicators").natural_key},
 )
-def indicators(context: AssetExecutionContext, config: IndicatorsConfig, duckdb: DuckDBResource) -> MaterializeResult:
-    window = partition_window(context)
+def indicators(
+    context: AssetExecutionContext, config: IndicatorsConfig, duckdb: DuckDBResource, data_dir: DataDirResource
+) -> MaterializeResult:
+    window = partition_window(context)  # data_dir: a history run's window is clamped to the data landed there
     params = config.params()
+    if is_history_run(context) and 2 * ind.needed_lookback(params) > INDICATOR_BARS_H:
+        context.log.warning(
+            f"indicators: a look-back of {ind.needed_lookback(params)} bars reads beyond the {INDICATOR_BARS_H} h of "
+            "1h bars a history run recomputes: its first hours may depend on the run of the month before"
+        )
     with warehouse_connection(duckdb) as conn:
         rows, bars_read = ind.replace_indicators(conn, params, window.params())
     return MaterializeResult(

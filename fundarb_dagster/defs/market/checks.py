@@ -23,7 +23,7 @@ from ..common.checks import (
     window_clause,
 )
 from ..partitions import HOURLY
-from ..resources import POOL, warehouse_connection
+from ..resources import POOL, DataDirResource, warehouse_connection
 from .assets import indicators, liquidations, ohlcv_1d, ohlcv_1h, ohlcv_1m, ohlcv_5m, ohlcv_8h, open_interest
 
 BAR_ASSETS = {
@@ -122,7 +122,9 @@ GROUP BY ALL ORDER BY hour DESC, exchange, symbol LIMIT 200
     pool=POOL,
     partitions_def=HOURLY,
 )
-def ohlcv_1m_has_no_gaps(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
+def ohlcv_1m_has_no_gaps(
+    context: AssetCheckExecutionContext, duckdb: DuckDBResource, data_dir: DataDirResource
+) -> AssetCheckResult:
     window = check_window(context)
     where, params = window_clause(window)
     with warehouse_connection(duckdb) as conn:

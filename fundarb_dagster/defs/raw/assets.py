@@ -9,6 +9,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 from dagster_duckdb import DuckDBResource
 
 from ...core.instruments import InstrumentRegistry
+from ...core.look_back import history_look_back_h
 from ...core.tables import INSTRUMENTS, RAW_TABLES, Table
 from ..common.landing import load_landed_window
 from ..common.metadata import column_schema
@@ -40,7 +41,8 @@ def _build_raw_asset(table: str, spec: Table) -> AssetsDefinition:
         },
     )
     def _raw(context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: DataDirResource) -> MaterializeResult:
-        window = partition_window(context)
+        # a history run loads the hours before its window that the tables built on this one read there
+        window = partition_window(context, look_back_h=history_look_back_h(table))
         meta = load_landed_window(duckdb, data_dir.path(), table, window)
         context.log.info(f"{table} {window}: {meta['rows']} rows from {meta['files']} files")
         return MaterializeResult(metadata=meta)

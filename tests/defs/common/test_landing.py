@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from fundarb_dagster.core import landing, schema
+from fundarb_dagster.core.window import Window, window_from_ms
 from fundarb_dagster.defs.common.landing import window_files
-from fundarb_dagster.defs.partitions import Window, window_from_ms
 from tests.defs.raw.landing_fixtures import NAMES, land_trades
 
 HOUR = 3_600_000

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from fundarb_dagster.core.tables import FUNDING, RAW_TABLES, TABLES
+from fundarb_dagster.core.window import Window
 from fundarb_dagster.defs.common.landing import ensure_raw_tables
 from fundarb_dagster.defs.common.metadata import md_table, png_md
 from fundarb_dagster.defs.common.tables import ensure_tables, write_run, write_window
-from fundarb_dagster.defs.partitions import Window
 
 
 def described(conn: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, str]]:
