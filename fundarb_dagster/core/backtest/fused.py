@@ -36,7 +36,7 @@ from .block import PARTS, bars, block_step
 from .panel import Panel
 from .strategies import PairSet
 
-# per-bar sums the kernel returns, in this order (rows of `sums`)
+# per-bar sums the kernel returns, in this order (rows of `sums`, `(SUMS, T)`: each a contiguous series)
 SUMS = ("pnl", *PARTS, "traded_notional", "gross_exposure", "mark")
 _N_SUMS = len(SUMS)
 # trade row columns: integers (bar, pair, leg 0/1, REASONS code) and floats (signed qty, price, fee, slippage)
@@ -136,9 +136,9 @@ def run_fused(panel: Panel, pairs: PairSet, params: Any, halt: int, rank: np.nda
 
 
 def _totals(sums: np.ndarray, in_market: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
-    """The loop's per-bar sums `(T, SUMS)` and counters as engine._run_blocks's totals of one grid point; the run
+    """The loop's per-bar sums `(SUMS, T)` and counters as engine._run_blocks's totals of one grid point; the run
     totals add the per-bar sums."""
-    by_bar = {name: np.ascontiguousarray(sums[:, k])[None] for k, name in enumerate(SUMS)}
+    by_bar = {name: sums[k][None] for k, name in enumerate(SUMS)}
     parts_t = {k: by_bar[k] for k in (*PARTS, "traded_notional")}
     return {
         "pnl_t": by_bar["pnl"],
@@ -385,10 +385,10 @@ _STATE_F = np.array([0.0] * 6 + [np.nan, np.nan] + [0.0] * 14)
 def _kernel(sig: np.ndarray, legs: np.ndarray, by_rank: np.ndarray, rows: tuple, markets: tuple, pair_in: tuple,
             flt: tuple, ints: tuple, cells: tuple, out: tuple) -> tuple:  # fmt: skip
     """The loop (`_bars`; arrays as `run_fused` lays them out, outputs written in place), then the positions still
-    open: the per-bar sums `(T, SUMS)`, in_market, the counters, the open book's entry prices and resize bars
+    open: the per-bar sums `(SUMS, T)`, in_market, the counters, the open book's entry prices and resize bars
     `(3, P)`, and the numbers of trade and position rows."""
     T, P = sig.shape
-    sums = np.zeros((T, _N_SUMS))
+    sums = np.zeros((_N_SUMS, T))
     in_market = np.zeros(T, np.bool_)
     counts = np.zeros(4, np.int64)  # entries, held pair-bars, liquidations, stops
     st_i, st_f = np.empty((P, len(_STATE_I)), np.int64), np.empty((P, len(_STATE_F)))
@@ -533,4 +533,4 @@ def _bar_sums(vals: np.ndarray, edges: np.ndarray, blk: np.ndarray, sums: np.nda
             blk[k] = vals[p, k] if edges[0, p] else blk[k] + vals[p, k]
         if edges[1, p]:
             for k in range(_N_SUMS):
-                sums[t, k] = blk[k] if edges[2, p] else sums[t, k] + blk[k]
+                sums[k, t] = blk[k] if edges[2, p] else sums[k, t] + blk[k]
