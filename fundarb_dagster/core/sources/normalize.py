@@ -251,47 +251,57 @@ def ticker_to_record(ticker: Mapping[str, Any], instrument: Instrument, recv_ts_
     return np.array([row], dtype=schema.TICKERS)  # one step: tickers arrive one at a time, often
 
 
-def tickers_to_records(
-    tickers: Sequence[Mapping[str, Any]], columns: Mapping[str, np.ndarray], instrument: Instrument, recv_ts_ms: Any
-) -> np.ndarray | None:
-    """`ticker_to_record` of many tickers at once, each with its receive time (`recv_ts_ms`: an array), from
-    their fields read as float64 columns (`validation.plain_tickers`; None -> NaN). None for a time beyond
-    int64 (the per-ticker path says so)."""
-    stamp = columns["timestamp"]
-    finite = np.isfinite(stamp)
-    if not (np.abs(stamp[finite]) < 2.0**63).all():
-        return None
-    ts = np.where(finite, stamp, 0.0).astype(np.int64)  # truncates toward zero, like int_ms
-    out = schema.empty("tickers", len(tickers))
-    out["ts_ms"] = np.where(ts > 0, ts, recv_ts_ms)
-    out["recv_ts_ms"] = recv_ts_ms
-    out["instrument_id"] = instrument.id
-    bid, ask = columns["bid"], columns["ask"]
-    bid_volume, ask_volume = columns["bidVolume"], columns["askVolume"]
-    out["bid"] = bid
-    out["ask"] = ask
-    out["bid_size"] = instrument.base_amounts(bid_volume, bid)
-    out["ask_size"] = instrument.base_amounts(ask_volume, ask)
-    out["last"] = columns["last"]
-    out["mark_price"] = _or_info(tickers, columns["markPrice"], "markPx")  # hyperliquid asset context
-    out["index_price"] = _or_info(tickers, columns["indexPrice"], "oraclePx")
-    if instrument.is_contract:
-        out["bid_contracts"] = bid_volume
-        out["ask_contracts"] = ask_volume
-        out["contract_size"] = instrument.contract_size
-    return out
-
-
-def _or_info(tickers: Sequence[Mapping[str, Any]], values: np.ndarray, key: str) -> np.ndarray:
-    """`values`, where not finite the ticker's `info[key]` (as `ticker_to_record` reads it)."""
-    missing = np.flatnonzero(~np.isfinite(values)).tolist()
-    if not missing:
-        return values
-    values = values.copy()
-    for i in missing:
-        info = tickers[i].get("info")
-        values[i] = num(info.get(key)) if isinstance(info, Mapping) else math.nan
-    return values
+def ticker_rows(
+    tickers: Sequence[Mapping[str, Any]],
+    values: Sequence[tuple[Any, ...]],
+    instrument: Instrument,
+    recv_ts_ms: Sequence[int],
+) -> list[tuple[Any, ...]]:
+    """`ticker_to_record` of many tickers, as TICKERS rows (tuples, `np.array(rows, schema.TICKERS)` makes the
+    records), from each ticker's `validation.TICKER_COLUMNS` values as `validation.plain_tickers` vouched for
+    them (plain numbers or None, the time within int64) and its receive time. Plain Python: see
+    `plain_tickers`."""
+    iid, contract, size, inverse = instrument.id, instrument.is_contract, instrument.contract_size, instrument.inverse
+    nan = math.nan
+    rows = []
+    for ticker, (stamp, bid, ask, last, mark, index, bid_volume, ask_volume), recv in zip(
+        tickers, values, recv_ts_ms, strict=True
+    ):
+        number = math.nan if stamp is None else float(stamp)
+        ts = int(number) if abs(number) < 2.0**63 else 0  # `int_ms` (NaN fails the test)
+        bid = nan if bid is None else float(bid)
+        ask = nan if ask is None else float(ask)
+        bid_volume = nan if bid_volume is None else float(bid_volume)
+        ask_volume = nan if ask_volume is None else float(ask_volume)
+        if mark is None or index is None:  # hyperliquid's asset context: `ticker_to_record`'s reading
+            info = ticker.get("info") if isinstance(ticker.get("info"), Mapping) else {}
+            mark = num(info.get("markPx")) if mark is None else float(mark)
+            index = num(info.get("oraclePx")) if index is None else float(index)
+        if not contract:  # `Instrument.base_amounts`
+            bid_size, ask_size = bid_volume, ask_volume
+        elif inverse:
+            bid_size, ask_size = bid_volume * size / bid, ask_volume * size / ask
+        else:
+            bid_size, ask_size = bid_volume * size, ask_volume * size
+        rows.append(
+            (
+                ts if ts > 0 else recv,
+                recv,
+                iid,
+                b"",
+                bid,
+                ask,
+                bid_size,
+                ask_size,
+                nan if last is None else float(last),
+                float(mark),
+                float(index),
+                bid_volume if contract else nan,
+                ask_volume if contract else nan,
+                size if contract else nan,
+            )
+        )
+    return rows
 
 
 def order_book_to_record(
@@ -420,6 +430,8 @@ def ohlcv_to_records(
     `volume_in_contracts`: the source counts contracts (binance COIN-M websocket klines): converted with the
     close, the one price a candle has for all of its trades (exact base volume comes from REST candles).
     """
+    if len(candles) == 1 and (one := _one_candle(candles[0], instrument, recv_ts_ms, timeframe_s)) is not None:
+        return one if not volume_in_contracts else _volume_from_contracts(one, instrument)
     out = schema.empty("ohlcv", len(candles))
     if not len(candles):
         return out
@@ -444,6 +456,27 @@ def ohlcv_to_records(
     out["close"] = values[:, 4]
     out["volume"] = instrument.base_amounts(values[:, 5], values[:, 4]) if volume_in_contracts else values[:, 5]
     return out
+
+
+def _one_candle(candle: Any, instrument: Instrument, recv_ts_ms: int, timeframe_s: int) -> np.ndarray | None:
+    """The record of one well-formed candle of plain numbers, as the vectorized path makes it, in one step (a
+    closed candle comes one a minute, and a dozen whole-array steps for one row cost more than its parse);
+    None for anything else."""
+    if type(candle) is not list or len(candle) < 6 or not set(map(type, candle[:6])) <= _PLAIN_NUMBERS:
+        return None
+    try:
+        ts, o, h, low, c, volume = (float(v) for v in candle[:6])
+    except OverflowError:  # an integer beyond float64: the vectorized path says so
+        return None
+    if not abs(ts) < 2.0**63:  # NaN, inf, beyond int64: the vectorized path decides
+        return None
+    row = (int(ts), recv_ts_ms, instrument.id, timeframe_s, o, h, low, c, volume, math.nan, math.nan, math.nan)
+    return np.array([row], dtype=schema.OHLCV)
+
+
+def _volume_from_contracts(records: np.ndarray, instrument: Instrument) -> np.ndarray:
+    records["volume"] = instrument.base_amounts(records["volume"], records["close"])
+    return records
 
 
 def funding_record(

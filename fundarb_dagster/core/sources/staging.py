@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import schema
 from ..instruments import Instrument
 from . import normalize, validation
 from .validation import Validator
@@ -67,31 +68,48 @@ def process_staged(
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """(accepted records, events, first event time of the first call) of staged `(structures, recv_ts_ms)`
     calls (a ticker, or a list of trades, each call), as processing them one call at a time would give;
-    None, with nothing changed, when the column pass cannot vouch for every call."""
+    None, with nothing changed, when the batch pass cannot vouch for every call."""
+    if not calls:
+        return None
     if stream == "tickers":
-        items = [raw for raw, _ in calls]
-        columns = validation.plain_tickers(items)
-        if columns is None:
-            return None
-        recv = np.fromiter((r for _, r in calls), np.int64, len(calls))
-        records = normalize.tickers_to_records(items, columns, instrument, recv)
-        if records is None:
-            return None
-        call_of = np.arange(len(calls))
-    elif stream == "trades":
-        items = [item for raw, _ in calls for item in raw]
-        if not validation.plain_trades(items):
-            return None
-        sizes = [len(raw) for raw, _ in calls]
-        recv = np.repeat(np.fromiter((r for _, r in calls), np.int64, len(calls)), sizes)
-        records = normalize.trades_to_records(items, instrument, recv)
-        call_of = np.repeat(np.arange(len(calls)), sizes)
-    else:
+        return _staged_tickers(calls, instrument, validator)
+    if stream == "trades":
+        return _staged_trades(calls, instrument, validator)
+    return None
+
+
+def _staged_trades(
+    calls: Sequence[tuple[Any, int]], instrument: Instrument, validator: Validator
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Staged trades, a column at a time (`plain_trades`, `trades_to_records`) and one `check_calls`."""
+    items = [item for raw, _ in calls for item in raw]
+    if not validation.plain_trades(items):
         return None
-    if not len(records):
-        return None
-    checked = validator.check_calls(stream, records, recv, call_of)
+    sizes = [len(raw) for raw, _ in calls]
+    recv = np.repeat(np.fromiter((r for _, r in calls), np.int64, len(calls)), sizes)
+    records = normalize.trades_to_records(items, instrument, recv)
+    checked = validator.check_calls("trades", records, recv, np.repeat(np.arange(len(calls)), sizes))
     if checked is None:
         return None
     # every time passed the value checks (> 0) and a call's trades are in time order: its first is its earliest
     return checked[0], checked[1], int(records["ts_ms"][0])
+
+
+def _staged_tickers(
+    calls: Sequence[tuple[Any, int]], instrument: Instrument, validator: Validator
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Staged tickers, one per call, a ticker at a time in plain Python (`plain_tickers`, `ticker_rows`,
+    `check_ticker_rows`) and one array at the end."""
+    items = [raw for raw, _ in calls]
+    values = validation.plain_tickers(items)
+    if values is None:
+        return None
+    recv = [r for _, r in calls]
+    rows = normalize.ticker_rows(items, values, instrument, recv)
+    checked = validator.check_ticker_rows(rows, recv)
+    if checked is None:
+        return None
+    accepted, events = checked
+    kept = rows if len(accepted) == len(rows) else [rows[i] for i in accepted]
+    # every time passed the value checks (> 0): the first call's ticker time is its first event time
+    return np.array(kept, dtype=schema.TICKERS), events, rows[0][0]

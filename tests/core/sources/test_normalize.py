@@ -311,3 +311,45 @@ def test_trades_to_records_column_at_a_time_equals_the_per_trade_loop(contract_s
         assert got.tobytes() == expected.tobytes(), trades  # NaNs compare equal as bytes
         odd_batches += any(type(t.get("price")) is not float or type(t.get("id")) is not str for t in trades)
     assert odd_batches > 50  # the odd values were exercised, not only clean batches
+
+
+def test_one_candle_in_one_step_is_the_vectorized_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A single candle (a closed candle comes one a minute) is made in one step: the same bytes as the
+    vectorized path, over plain and odd candles (ints, a float time, a huge or negative time, NaN, a bool, None,
+    a string, a short row, a tuple) on a linear and an inverse contract, volume in base units or contracts."""
+    registry = InstrumentRegistry()
+    uni = registry.add_market(
+        "okx", {**_market("UNI/USD:UNI", 10.0), "id": "UNI-USD-SWAP", "inverse": True, "linear": False}
+    )
+    btc = _instrument("bybit", "BTC/USDT:USDT", 0.001)
+    t = 1_652_459_160_000
+    candles: list[Any] = [
+        [t, 5.1, 5.2, 5.0, 5.12, 1953.2],
+        [t, 5, 6, 4, 5, 0],
+        [t + 0.9, 5.1, 5.2, 5.0, 5.12, 1.0, 99.0],
+        [-t, 5.1, 5.2, 5.0, 5.12, 1.0],
+        [2**63 + 10, 5.1, 5.2, 5.0, 5.12, 1.0],
+        [2**62 + 1, 5.1, 5.2, 5.0, 5.12, 1.0],
+        [t, math.nan, 5.2, 5.0, 5.12, math.inf],
+        [t, True, 5.2, 5.0, 5.12, 1.0],
+        [t, None, 5.2, 5.0, 5.12, 1.0],
+        [t, "5.1", 5.2, 5.0, 5.12, 1.0],
+        [t, 5.1, 5.2],
+        (t, 5.1, 5.2, 5.0, 5.12, 1.0),
+    ]
+    taken = []
+    one = normalize._one_candle
+
+    def counted(*args: Any) -> Any:
+        taken.append(one(*args) is not None)
+        return one(*args)
+
+    for instrument in (uni, btc):
+        for contracts in (False, True):
+            for candle in candles:
+                monkeypatch.setattr(normalize, "_one_candle", counted)
+                fast = normalize.ohlcv_to_records([candle], instrument, RECV, 60, volume_in_contracts=contracts)
+                monkeypatch.setattr(normalize, "_one_candle", lambda *args: None)
+                slow = normalize.ohlcv_to_records([candle], instrument, RECV, 60, volume_in_contracts=contracts)
+                assert fast.tobytes() == slow.tobytes(), (instrument.symbol, contracts, candle)
+    assert taken.count(True) == 4 * 6 and taken.count(False) == 4 * 6  # plain numbers in one step, not the rest

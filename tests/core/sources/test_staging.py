@@ -230,7 +230,7 @@ def _instruments() -> list[Any]:
     return [registry.get("okx", s) for s in markets]
 
 
-def test_tickers_a_column_at_a_time_are_the_records_of_one_ticker_at_a_time() -> None:
+def test_tickers_taken_together_are_the_records_of_one_ticker_at_a_time() -> None:
     tickers = [
         _ticker(1_800_000_000_000),
         _ticker(None),  # stamped with its receive time
@@ -238,14 +238,50 @@ def test_tickers_a_column_at_a_time_are_the_records_of_one_ticker_at_a_time() ->
         _ticker(1_800_000_001_000, bid=None, bidVolume=None, info={"oraclePx": 98.5}),
         _ticker(1_800_000_002_000, last=7, askVolume=None),
     ]
-    recv = np.arange(len(tickers), dtype=np.int64) + 1_800_000_000_100
-    columns = plain_tickers(tickers)
-    assert columns is not None
+    recv = [1_800_000_000_100 + i for i in range(len(tickers))]
+    values = plain_tickers(tickers)
+    assert values is not None
     for instrument in _instruments():
-        one_by_one = [normalize.ticker_to_record(t, instrument, int(r)) for t, r in zip(tickers, recv, strict=True)]
+        one_by_one = [normalize.ticker_to_record(t, instrument, r) for t, r in zip(tickers, recv, strict=True)]
         want = np.concatenate(one_by_one)
-        got = normalize.tickers_to_records(tickers, columns, instrument, recv)
-        assert got is not None and got.tobytes() == want.tobytes(), instrument.symbol
+        got = np.array(normalize.ticker_rows(tickers, values, instrument, recv), dtype=schema.TICKERS)
+        assert got.tobytes() == want.tobytes(), instrument.symbol
+
+
+def test_random_tickers_the_batch_pass_vouches_for_are_what_screen_keeps_and_ticker_to_record_makes() -> None:
+    """Random tickers (ints, None, NaN, bools, strings, huge numbers, times near int64's end, the info fallback):
+    where `plain_tickers` vouches for a batch, `screen` keeps every ticker whole and `ticker_rows` gives
+    `ticker_to_record`'s bytes, on a spot, a linear and an inverse instrument."""
+    rng = np.random.default_rng(21)
+    odd = [None, 0, -1.0, float("nan"), float("inf"), True, "1.5", 2**70, 7, 3.25]
+    vouched = declined = 0
+    for _ in range(400):
+        tickers = []
+        for _ in range(int(rng.integers(1, 4))):
+            ticker = _ticker(int(rng.integers(1, 2**41)) if rng.random() < 0.9 else None)
+            for key in ("bid", "ask", "last", "markPrice", "indexPrice", "bidVolume", "askVolume", "timestamp"):
+                if rng.random() < 0.08:
+                    ticker[key] = odd[int(rng.integers(0, len(odd)))]
+            if rng.random() < 0.05:
+                ticker["timestamp"] = rng.choice([2**63 - 1, 2.0**63, -(2**62), 2**62 + 1])
+            if rng.random() < 0.2:
+                ticker["info"] = {"markPx": "100.3", "oraclePx": 99.9}
+            tickers.append(ticker)
+        values = plain_tickers(tickers)
+        if values is None:
+            declined += 1
+            continue
+        vouched += 1
+        for ticker in tickers:
+            kept, events = Validator().screen("tickers", [ticker], 1, 1_800_000_000_000)
+            assert kept == [ticker] and not len(events), ticker
+        recv = [1_800_000_000_000 + i for i in range(len(tickers))]
+        for instrument in _instruments():
+            one_by_one = [normalize.ticker_to_record(t, instrument, r) for t, r in zip(tickers, recv, strict=True)]
+            want = np.concatenate(one_by_one)
+            got = np.array(normalize.ticker_rows(tickers, values, instrument, recv), dtype=schema.TICKERS)
+            assert got.tobytes() == want.tobytes(), (instrument.symbol, tickers)
+    assert vouched > 100 and declined > 100
 
 
 @pytest.mark.parametrize(

@@ -119,6 +119,41 @@ def test_inconsistent_candles_are_quarantined() -> None:
     assert _reasons(events) == {"ohlc:inconsistent": 1}
 
 
+def test_the_candles_quick_yes_gives_what_the_detailed_pass_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`check` takes a clean candle batch at once (`_all_valid`): over random candles (inconsistent, a bad price
+    or volume, a repeated or older time, times too far ahead or behind) it accepts, names and remembers
+    exactly what the detailed pass does."""
+    rng = np.random.default_rng(8)
+    fast, slow = Validator(), Validator()
+    monkeypatch.setattr(slow, "_all_valid", lambda *args: False)
+    taken = 0
+    ts = NOW - 500 * 60_000
+    for _ in range(300):
+        n = int(rng.integers(1, 4))
+        candles = schema.empty("ohlcv", n)
+        candles["ts_ms"] = ts + 60_000 * np.arange(n)
+        ts += 60_000 * int(rng.choice([0, 1, 1, 2, -1]) + n - 1)  # repeats and steps back among the usual
+        candles["open"], candles["close"] = 10.0, rng.uniform(9.5, 10.5, n)
+        candles["high"], candles["low"] = 10.6, 9.4
+        candles["volume"] = rng.uniform(0, 5, n)
+        roll, i = rng.random(), int(rng.integers(0, n))
+        if roll < 0.1:
+            candles["high"][i] = 9.0  # below the open
+        elif roll < 0.15:
+            candles["low"][i] = 10.55  # above the close
+        elif roll < 0.25:
+            field = str(rng.choice(["open", "high", "low", "close", "volume"]))
+            candles[field][i] = rng.choice([np.nan, -1.0, np.inf, 0.0])
+        elif roll < 0.3:
+            candles["ts_ms"][i] = NOW + int(rng.choice([120_000, -3 * 86_400_000]))
+        taken += fast._all_valid("ohlcv", candles, NOW, fast._past_reference("ohlcv", candles, NOW))
+        a_records, a_events = fast.check("ohlcv", candles.copy(), NOW)
+        b_records, b_events = slow.check("ohlcv", candles.copy(), NOW)
+        assert a_records.tobytes() == b_records.tobytes() and a_events.tobytes() == b_events.tobytes()
+    assert fast.counts == slow.counts and fast._last_ts == slow._last_ts and fast._latest == slow._latest
+    assert 100 < taken < 300 and len(fast.counts) >= 6
+
+
 def test_funding_rates_out_of_range_or_without_settlement_time() -> None:
     rows = schema.empty("funding", 3)
     rows["ts_ms"] = [NOW - 3, NOW - 2, NOW - 1]
