@@ -451,6 +451,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
                 f"{job}: {len(mine)} runs, {w:.0f} s wall, steps {st:.0f} s, Dagster outside steps {w - st:.0f} s "
                 f"({(w - st) / len(mine):.1f} s per run)"
             )
+    print_step_shares(timings)
     writes, events = sum(spent.values()), sum(counts.values())
     print(
         f"materialized {end or 'all'} of {funding_rows:,} funding rows and {kline_rows:,} 1m bars through "
@@ -466,6 +467,27 @@ def run(args: argparse.Namespace, work: Path) -> None:
         "Dagster's event writes by type: "
         + ", ".join(f"{kind} {counts[kind]:,} in {seconds:.1f} s" for kind, seconds in spent.most_common(6))
     )
+
+
+def print_step_shares(timings: list) -> None:
+    """Per history_job run: funding_intervals' time and share (it rebuilds the interval history from every
+    settlement landed so far on each run, so later runs read more), and the run's longest steps (wall seconds from
+    the instance's step stats: the load of the shared cores is in them)."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.get() as instance:
+        for timing in (t for t in timings if t.job == "history_job"):
+            stats = instance.get_run_step_stats(timing.run_id)
+            steps = sorted(
+                ((s.step_key, (s.end_time or s.start_time) - s.start_time) for s in stats if s.start_time),
+                key=lambda item: -item[1],
+            )
+            intervals = dict(steps).get("funding_intervals", 0.0)
+            print(
+                f"  {timing.window}: funding_intervals {intervals:.1f} s = {100 * intervals / timing.wall_s:.1f} % of "
+                f"the run's {timing.wall_s:.1f} s ({100 * intervals / max(timing.steps_s, 1e-9):.1f} % of its steps); "
+                "longest steps: " + ", ".join(f"{key} {sec:.1f} s" for key, sec in steps[:6])
+            )
 
 
 def peak_rss_gb() -> float:
