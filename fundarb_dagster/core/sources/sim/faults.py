@@ -4,8 +4,9 @@
 `ccxt.NetworkError` once after all earlier events were delivered; the next call re-subscribes at the
 then-current time and events in between are lost. A broken book sequence every `sequence_every_s` per
 order_book subscription does the same with `ccxt.InvalidNonce` (ccxt's error when a venue's update id
-skips). Stale periods: `stale_every_s` live, then `stale_duration_s` silent, repeating (per-subscription
-offset): events inside a silent stretch are never sent.
+skips), on a whole second: the lost update is a change of the book, so the book after it is newer. Stale
+periods: `stale_every_s` live, then `stale_duration_s` silent, repeating (per-subscription offset): events
+inside a silent stretch are never sent.
 `malformed_rate`, `duplicate_rate`, `out_of_order_rate` are probabilities per message: a malformed copy (extra
 message: price:nan, price:negative, missing:<field>, timestamp:future; always one a consumer can tell is bad,
 so a funding rate is never just made negative, its mark price is), a duplicate (the same trade re-sent, or
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ...config import FaultConfig
-from ...units import DAY_MS
+from ...units import DAY_MS, SECOND_MS
 from .draws import iso, keyed_rng, keyed_unit
 from .markets import TRADE_ID_HOUR, Chunk, Market
 
@@ -82,7 +83,13 @@ class FaultPlan:
         period = self._period(self.faults.sequence_every_s, 303, stream, m) if stream == "order_book" else None
         if period is not None:
             every, offset = period
-            sequence = ((after - offset) // every + 1) * every + offset
+            # A broken sequence is a lost book update, so it falls on a second, when the simulated book changes:
+            # the book served after it is newer than the last one streamed (a greater nonce and timestamp), as on
+            # a venue, where the update that broke the sequence is newer than the last good one. The first
+            # whole second at or after a scheduled time, of the first scheduled time past `after`'s second.
+            start = after // SECOND_MS * SECOND_MS
+            scheduled = ((start - offset) // every + 1) * every + offset
+            sequence = -(-scheduled // SECOND_MS) * SECOND_MS
             if disconnect is None or sequence < disconnect:
                 return sequence, "sequence"
         return disconnect, "disconnect"

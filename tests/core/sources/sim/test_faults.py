@@ -6,11 +6,13 @@ import asyncio
 import math
 from collections import Counter
 
+import ccxt
 import numpy as np
+import pytest
 
 from fundarb_dagster.core.config import FaultConfig
 from fundarb_dagster.core.sources.sim import FaultPlan, SimExchange
-from fundarb_dagster.core.units import DAY_MS
+from fundarb_dagster.core.units import DAY_MS, SECOND_MS
 
 from .common import START_MS, collect_trades, fetch_all_trades, run, sim
 
@@ -152,6 +154,49 @@ def test_ticker_funding_and_ohlcv_faults_are_injected_and_counted() -> None:
     ohlcv_extra = sum(ex.faults_injected[(k, "ohlcv", symbol)] for k in ("malformed", "duplicate", "out_of_order"))
     assert ex.faults_injected[("malformed", "ohlcv", symbol)] > 0
     assert len(candles) == ex.emitted[("ohlcv", symbol)] + ohlcv_extra
+
+
+async def _book_at(ex: SimExchange, symbol: str, subscribe_ms: int, at_ms: int) -> dict:
+    """A `watch_order_book` call subscribing at `subscribe_ms` and answered with the clock standing at `at_ms`."""
+    ex.clock.now_ms = subscribe_ms
+    call = asyncio.ensure_future(ex.watch_order_book(symbol))
+    await asyncio.sleep(0)  # the call subscribes at the pinned time and waits for the book to change
+    ex.clock.now_ms = at_ms
+    return await call
+
+
+@pytest.mark.parametrize("every_s", [60.0, 7.3])
+def test_a_broken_book_sequence_is_a_lost_change_of_the_book_so_the_rest_book_after_it_is_newer(every_s: float) -> None:
+    """On a venue a book's sequence breaks because an update newer than the last good one was lost, so the book
+    fetched after the break is newer than the last one streamed. Time pinned at the worst moment, each break's
+    own time (the watcher asks again at once and repairs at once): the last book streamed before the break and
+    `fetch_order_book` after it differ in nonce and timestamp, also where the period is not whole seconds."""
+    symbol = "BTC/USDT:USDT"
+    ex = SimExchange("okx", sim(faults=FaultConfig(sequence_every_s=every_s)), symbols=[symbol])
+    ex.clock.now_ms = START_MS
+    run(ex.load_markets())
+    m = ex._m[symbol]  # noqa: SLF001 - the simulated market, to ask the plan for its breaks
+
+    async def around_breaks(n: int) -> list[tuple[int, dict, dict]]:
+        out, subscribed = [], START_MS
+        for _ in range(n):
+            broken, kind = ex.fault_plan.next_break("order_book", m, subscribed)
+            assert kind == "sequence"
+            streamed = await _book_at(ex, symbol, subscribed, broken)  # the last book before the break
+            with pytest.raises(ccxt.InvalidNonce):
+                await ex.watch_order_book(symbol)
+            out.append((broken, streamed, await ex.fetch_order_book(symbol, 20)))
+            subscribed = broken
+        return out
+
+    breaks = run(around_breaks(5))
+    assert ex.faults_injected[("sequence", "order_book", symbol)] == 5
+    for broken, streamed, repaired in breaks:
+        assert repaired["nonce"] > streamed["nonce"] and repaired["timestamp"] > streamed["timestamp"]
+        assert repaired["bids"] != streamed["bids"][:20]  # another book, not the last one again
+        assert broken % SECOND_MS == 0 and streamed["timestamp"] < broken <= repaired["timestamp"]
+    apart = np.diff([broken for broken, _, _ in breaks])  # still every `every_s`, give or take the rounding
+    assert (np.abs(apart - every_s * 1000) < SECOND_MS).all(), apart
 
 
 def test_fault_plan_schedule_is_periodic_and_its_windows_agree_with_their_mask() -> None:
