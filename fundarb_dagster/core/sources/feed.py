@@ -521,6 +521,7 @@ class Feed(RestHistory):
         clock, monotonic = self.exchange.milliseconds, time.monotonic
         staged = sub.staged if self.stage_records and stream in STAGED_STREAMS else None
         limit, max_age_s = self.stage_records, self.stage_max_age_s
+        candles, validator = sub.candles, self.validator
         try:
             while True:
                 try:
@@ -544,6 +545,16 @@ class Feed(RestHistory):
                     due = staged.calls and (staged.records >= limit or now - staged.since >= max_age_s)
                     if due and (batch := self._flush_staged(sub)) is not None:
                         yield batch
+                    continue
+                if (
+                    candles is not None
+                    and sub.gap_start_ms is None  # the call closing a gap goes the whole way, as above
+                    and (forming_ts := candles.forming_update(raw, recv, validator)) is not None
+                ):
+                    # most candle calls: the forming candle updated, nothing closed or reported (`_absorb`)
+                    sub.backoff_s, sub.silent = _INITIAL_BACKOFF_S, False
+                    if sub.last_data_ts is None:
+                        sub.last_data_ts = forming_ts
                     continue
                 records, events, first_ts = self._process(sub, raw, recv)
                 gap_events, gap = self._close_gap(sub, first_ts, recv)

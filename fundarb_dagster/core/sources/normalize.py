@@ -168,6 +168,59 @@ _PLAIN_NUMBERS = frozenset((int, float))  # bool is a type of its own, so it is 
 _SIDE_CODES = {"buy": 1, "sell": -1}
 
 
+def _cost(value: Any) -> float:
+    """`floats` of one cost: a plain number as float64 takes it (an integer beyond float64 raises, as there)."""
+    return float(value) if type(value) in _PLAIN_NUMBERS else num(value)
+
+
+def trade_rows(
+    trades: Sequence[Mapping[str, Any]],
+    values: Sequence[tuple[Any, Any, Any]],
+    instrument: Instrument,
+    recv_ts_ms: Sequence[int],
+) -> list[tuple[Any, ...]]:
+    """`trades_to_records` of trades as TRADES rows (tuples, `np.array(rows, schema.TRADES)` makes the records),
+    from each trade's (timestamp, price, amount) as `validation.plain_trade_values` vouched for them (plain
+    numbers, the time within int64 as a float) and its receive time. Plain Python: staged trades are a few a
+    call, and numpy's fixed cost per column was more than their own work."""
+    iid, contract, size, inverse = instrument.id, instrument.is_contract, instrument.contract_size, instrument.inverse
+    nan = math.nan
+    rows = []
+    for trade, (stamp, price, amount), recv in zip(trades, values, recv_ts_ms, strict=True):
+        ts = int(float(stamp))  # `times_ms`: through float64, truncated toward zero
+        price, amount = float(price), float(amount)
+        side = trade.get("side")
+        try:
+            side_code = _SIDE_CODES.get(side, 0)
+        except TypeError:  # an unhashable side
+            side_code = _side(side)
+        trade_id = trade.get("id")
+        if trade_id is None or trade_id == "":  # `_trade_ids`: an id made up of the trade's fields
+            trade_id = f"{ts}:{trade.get('price')}:{trade.get('amount')}:{side}"
+        if not contract:  # `Instrument.base_amounts`
+            base = amount
+        elif inverse:
+            base = amount * size / price
+        else:
+            base = amount * size
+        rows.append(
+            (
+                ts,
+                recv,
+                iid,
+                side_code,
+                b"",
+                trade_id_to_int(trade_id),
+                price,
+                base,
+                amount if contract else nan,
+                size if contract else nan,
+                amount * size if inverse else _cost(trade.get("cost")),
+            )
+        )
+    return rows
+
+
 def floats(values: list[Any]) -> np.ndarray:
     """`num` of each value as float64: one numpy conversion when all are plain numbers (the usual case)."""
     if set(map(type, values)) <= _PLAIN_NUMBERS:

@@ -81,18 +81,18 @@ def process_staged(
 def _staged_trades(
     calls: Sequence[tuple[Any, int]], instrument: Instrument, validator: Validator
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """Staged trades, a column at a time (`plain_trades`, `trades_to_records`) and one `check_calls`."""
+    """Staged trades, a trade at a time in plain Python (`plain_trade_values`, `trade_rows`,
+    `check_trade_rows`) and one array at the end."""
     items = [item for raw, _ in calls for item in raw]
-    if not validation.plain_trades(items):
+    values = validation.plain_trade_values(items)
+    if values is None:
         return None
-    sizes = [len(raw) for raw, _ in calls]
-    recv = np.repeat(np.fromiter((r for _, r in calls), np.int64, len(calls)), sizes)
-    records = normalize.trades_to_records(items, instrument, recv)
-    checked = validator.check_calls("trades", records, recv, np.repeat(np.arange(len(calls)), sizes))
-    if checked is None:
+    recv = [r for raw, r in calls for _ in raw]
+    rows = normalize.trade_rows(items, values, instrument, recv)
+    if not validator.check_trade_rows(rows, recv, [c for c, (raw, _) in enumerate(calls) for _ in raw]):
         return None
     # every time passed the value checks (> 0) and a call's trades are in time order: its first is its earliest
-    return checked[0], checked[1], int(records["ts_ms"][0])
+    return np.array(rows, dtype=schema.TRADES), validation.concat_events(()), rows[0][0]
 
 
 def _staged_tickers(

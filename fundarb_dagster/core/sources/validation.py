@@ -128,6 +128,35 @@ def plain_trades(items: Sequence[Any]) -> bool:
 
 
 _PLAIN_NUMBERS = frozenset((int, float))  # bool is a type of its own, so it is not among them
+_TRADE_VALUES = operator.itemgetter("timestamp", "price", "amount")
+
+
+def plain_trade_values(items: Sequence[Any]) -> list[tuple[Any, Any, Any]] | None:
+    """`plain_trades` a trade at a time in plain Python: each trade's (timestamp, price, amount) when every
+    item is a dict whose three are plain numbers, price and amount finite and positive, the time within int64
+    as a float; None otherwise (the per-item pass names it). Staged trades are a few a call, and numpy's fixed
+    cost per step was more than their own work."""
+    out = []
+    for item in items:
+        if type(item) is not dict:
+            return None
+        try:
+            values = _TRADE_VALUES(item)
+        except KeyError:
+            return None  # `missing:<field>`
+        stamp, price, amount = values
+        kinds = (type(stamp), type(price), type(amount))
+        if not (kinds[0] in _PLAIN_NUMBERS and kinds[1] in _PLAIN_NUMBERS and kinds[2] in _PLAIN_NUMBERS):
+            return None  # None, "", a string or a bool
+        try:
+            if not (abs(float(stamp)) < 2.0**63 and 0 < float(price) < math.inf and 0 < float(amount) < math.inf):
+                return None  # a time beyond int64 or NaN, a bad price or amount (NaN fails)
+        except OverflowError:  # an integer beyond float64
+            return None
+        out.append(values)
+    return out
+
+
 _PLAIN_OR_NONE = _PLAIN_NUMBERS | {type(None)}
 # A ticker's raw fields read a column at a time: its time, then the prices and sizes `screen` judges.
 TICKER_COLUMNS = ("timestamp", "bid", "ask", "last", "markPrice", "indexPrice", "bidVolume", "askVolume")
@@ -486,8 +515,10 @@ class Validator:
         from as it stood at its call; trades all new, distinct and in time order (`_new_in_order`); tickers
         repeating or going back in time dropped as `dup:ts` / `ts:out_of_order`, one event per call."""
         n = len(records)
-        ids, ts = records["instrument_id"], records["ts_ms"]
-        if not n or stream not in ("tickers", "trades") or not (ids == ids[0]).all():
+        if not n or stream not in ("tickers", "trades"):
+            return None
+        ids = records["instrument_id"]
+        if not (ids == ids[0]).all():
             return None
         if stream == "tickers":
             if n > 1 and not (calls[1:] != calls[:-1]).all():
@@ -497,22 +528,49 @@ class Validator:
                 return None
             accepted, events = checked
             return (records if len(accepted) == n else records[np.array(accepted, dtype=np.intp)]), events
-        key = (stream, int(ids[0]))
-        first = np.ones(n, dtype=bool)
-        first[1:] = calls[1:] != calls[:-1]
-        newest = self._last_ts.get(key)
-        if (newest is not None and int(ts[0]) < newest) or (n > 1 and (np.diff(ts) < 0).any()):
+        if not self.check_trade_rows(records.tolist(), now_ms.tolist(), calls.tolist()):
             return None
-        values = records["trade_id"].tolist()
-        seen = self._seen.get(key)
-        if (seen is not None and not seen.isdisjoint(values)) or len(set(values)) != n:
-            return None
-        if not self._calls_valid(stream, records, now_ms, first):
-            return None
-        self._seen_for(key).update(values)
-        self._last_ts[key] = int(ts[-1])
-        self._note_latest(stream, records)
         return records, _EMPTY_EVENTS
+
+    def check_trade_rows(self, rows: list[tuple[Any, ...]], now_ms: list[int], calls: list[int]) -> bool:
+        """`check` of several calls' trades, on their records as tuples (`records.tolist()`, or rows about to
+        become records), taken whole: True, with the state and counts of one `check` per call, when every trade
+        is of one instrument, new, distinct and in time order (`_new_in_order`) and passes the value checks,
+        each call's time "too old" measured from following the trades of the calls before it; else False and
+        nothing changed (the caller checks call by call). Plain Python, a trade at a time (see
+        `check_ticker_rows`)."""
+        if not rows:
+            return False
+        iid = rows[0][2]
+        key = ("trades", iid)
+        previous = self._last_ts.get(key)  # in time order from the newest accepted
+        before = self._latest.get(key)  # the newest time before a call: "too old" is measured from it
+        future, past = self.max_future_ms, self.max_past_ms
+        ids = []
+        last_call = None
+        for (t, _recv, row_iid, _side, _pad, trade_id, price, amount, *_rest), now, call in zip(
+            rows, now_ms, calls, strict=True
+        ):
+            if row_iid != iid or (previous is not None and t < previous):
+                return False
+            if not (0 < price < math.inf and 0 < amount < math.inf) or t <= 0 or t > now + future:
+                return False
+            if call != last_call:  # a new call: the calls before it are in time order, their newest is `previous`
+                if previous is not None and last_call is not None:
+                    before = previous if before is None or previous > before else before
+                last_call = call
+            if past is not None and t < (before if before is not None and before < now else now) - past:
+                return False
+            previous = t
+            ids.append(trade_id)
+        seen = self._seen.get(key)
+        if (seen is not None and not seen.isdisjoint(ids)) or len(set(ids)) != len(ids):
+            return False
+        self._seen_for(key).update(ids)
+        self._last_ts[key] = previous  # type: ignore[assignment]
+        latest = self._latest.get(key)
+        self._latest[key] = previous if latest is None or previous > latest else latest  # type: ignore[assignment]
+        return True
 
     def check_ticker_rows(self, rows: list[tuple[Any, ...]], now_ms: list[int]) -> tuple[list[int], np.ndarray] | None:
         """`check` of tickers, one per call, on their records as tuples (`records.tolist()`, or rows about to
@@ -548,25 +606,6 @@ class Validator:
             self._last_ts[key] = last  # type: ignore[assignment]
             self._latest[key] = latest  # type: ignore[assignment]
         return accepted, concat_events(events)
-
-    def _calls_valid(self, stream: str, records: np.ndarray, now_ms: np.ndarray, first: np.ndarray) -> bool:
-        """`_all_valid` of each call's trades (all new and in time order), each call's time "too old" is measured
-        from (`_past_reference`) following the trades of the calls before it. The times in plain Python: a batch
-        is tens of trades, and a step per trade beats a dozen numpy steps on the whole."""
-        if not _prices_valid(stream, records):
-            return False
-        future, past = self.max_future_ms, self.max_past_ms
-        before = self._latest.get((stream, int(records["instrument_id"][0])))  # the newest time before a call
-        previous = None
-        for t, now, starts in zip(records["ts_ms"].tolist(), now_ms.tolist(), first.tolist(), strict=True):
-            if t <= 0 or t > now + future:
-                return False
-            if starts and previous is not None:  # in time order: the previous call's newest is its last
-                before = previous if before is None or previous > before else before
-            if past is not None and t < (before if before is not None and before < now else now) - past:
-                return False
-            previous = t
-        return True
 
     def _late_events(self, stream: str, records: np.ndarray, late: list[int], now_ms: int) -> np.ndarray:
         """OUT_OF_ORDER rows (`ts:late`) for accepted trades that arrived after a newer one: kept, reported."""

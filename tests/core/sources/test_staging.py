@@ -284,6 +284,46 @@ def test_random_tickers_the_batch_pass_vouches_for_are_what_screen_keeps_and_tic
     assert vouched > 100 and declined > 100
 
 
+def test_random_trades_the_batch_pass_vouches_for_are_what_screen_keeps_and_trades_to_records_makes() -> None:
+    """Random trades (uuid, digit, int, huge, empty and missing ids; sides bought, sold, unknown, unhashable;
+    costs as numbers, strings, None; odd times, prices and amounts): where `plain_trade_values` vouches for a
+    batch, `screen` keeps every trade whole and `trade_rows` gives `trades_to_records`' bytes, on a spot, a
+    linear and an inverse instrument."""
+    rng = np.random.default_rng(34)
+    ids = ["9afd1288-b444-53f8-8e40-c2f99368ad22", "2913537567", 77, None, "", str(2**64), " 12"]
+    sides: list[Any] = ["buy", "sell", None, "other", ["buy"]]
+    costs: list[Any] = [260.5, 3, None, "12.5", float("nan")]
+    odd: list[Any] = [None, 0, -1.0, float("nan"), float("inf"), True, "1.5", 2**70, 7]
+    vouched = declined = 0
+    for _ in range(400):
+        trades = []
+        for _ in range(int(rng.integers(1, 5))):
+            pick = [int(rng.integers(0, len(choices))) for choices in (ids, sides, costs)]
+            trade = {"id": ids[pick[0]], "timestamp": int(rng.integers(1, 2**41)), "price": float(rng.uniform(1, 100)),
+                     "amount": float(rng.uniform(0.1, 5)), "side": sides[pick[1]], "cost": costs[pick[2]]}  # fmt: skip
+            for key in ("price", "amount", "timestamp"):
+                if rng.random() < 0.07:
+                    trade[key] = odd[int(rng.integers(0, len(odd)))]
+            if rng.random() < 0.05:
+                trade["timestamp"] = rng.choice([2**63 - 1, 2.0**62 + 0.5, 1_800_000_000_000.9])
+            if rng.random() < 0.02:
+                del trade["price"]
+            trades.append(trade)
+        values = staging.validation.plain_trade_values(trades)
+        if values is None:
+            declined += 1
+            continue
+        vouched += 1
+        kept, events = Validator().screen("trades", trades, 1, 1_800_000_000_000)
+        assert kept == trades and not len(events), trades
+        recv = [1_800_000_000_000 + i for i in range(len(trades))]
+        for instrument in _instruments():
+            want = normalize.trades_to_records(trades, instrument, np.array(recv, dtype=np.int64))
+            got = np.array(normalize.trade_rows(trades, values, instrument, recv), dtype=schema.TRADES)
+            assert got.tobytes() == want.tobytes(), (instrument.symbol, trades)
+    assert vouched > 100 and declined > 100
+
+
 @pytest.mark.parametrize(
     "bad",
     [{"bid": float("nan")}, {"ask": 0.0}, {"askVolume": -1.0}, {"last": float("inf")}, {"bid": "100"},
