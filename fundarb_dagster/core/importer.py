@@ -42,12 +42,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import arguments, landing, schema
+from . import arguments, schema
 from .config import ConfigError
+from .import_landing import DayLanding, recover_interrupted
 from .instruments import Instrument, InstrumentRegistry, registry_path
 from .sources.markets import market_for
 from .sources.replay import KINDS, ParsedFile, detect_kind, parse_files
-from .sources.replay.formats import remember_first_line, symbol_hint
+from .sources.replay.formats import period_start_ms, remember_first_line, symbol_hint
 from .sources.replay.parsers import BULK_MAX_BYTES
 from .venues import UNIFIED_SYMBOL
 
@@ -317,53 +318,72 @@ def import_files(
     if symbol is not None:  # registered (ccxt's market corrects what was) even when every file is skipped
         instruments[symbol] = instrument_for(registry, exchange, symbol, market(symbol) if callable(market) else market)
         summary.instrument_id = instruments[symbol].id
-    batch: dict[str, list[tuple[pa.Table, int]]] = {}  # per stream, each accepted file's rows and instrument
+    periods = [_period(path) for path in files]
+    order = sorted(range(len(files)), key=lambda i: (periods[i], i))  # month by month: see import_landing
+    starts = [periods[i] for i in order]
     accepted: list[tuple[FileResult, ParsedFile, str]] = []
-    for chunk in _read_ahead(files):  # each file read once: its digest and its bytes (the next chunk meanwhile)
-        planned: list[tuple[FileResult, str, Instrument, Path]] = []
-        kinds: list[str | None] = []  # each planned file's kind (None: not told, parse_file says why)
-        contents: list[bytes | None] = []  # each planned file's bytes (None: parse_file reads it)
-        for path, digest, raw in chunk:
-            result = FileResult(str(path), digest)
-            summary.files.append(result)
-            read_as = kind or _detected(path)  # told once per file: its symbol, its manifest key and its parsing
-            try:
-                file_symbol = symbol if symbol is not None else _symbol_of(symbol_of, path, read_as)
-            except ConfigError as exc:
-                result.status, result.error = "failed", str(exc)
-                continue
-            result.symbol = file_symbol
-            # Done only as the kind it would be read as now: a file recorded under another kind imports again.
-            done = manifest.get(digest, {}).get(_entry_key(exchange, file_symbol, read_as))
-            if done is not None:
-                result.status, result.kind, result.stream = "skipped", done.get("kind", ""), done.get("stream", "")
-                if progress:
-                    progress(
-                        f"{path.name}: already imported as {result.kind} (sha256 {digest[:_DIGEST_CHARS]}), nothing new"
-                    )
-                continue
-            if file_symbol not in instruments:
-                found = market(file_symbol) if callable(market) else market
-                instruments[file_symbol] = instrument_for(registry, exchange, file_symbol, found)
-            if summary.instrument_id < 0:
-                summary.instrument_id = instruments[file_symbol].id
-            planned.append((result, file_symbol, instruments[file_symbol], path))
-            kinds.append(read_as)
-            contents.append(raw)
-        accepted += _parse_planned(
-            planned, kinds, contents, batch, data_dir, registry, exchange, kind, progress, min_landed_share
-        )
-    if not accepted:
-        registry.save(registry_file)
-        return summary
-    ids = {sym: instrument.id for sym, instrument in instruments.items()}
-    writer, written = _land_batch(data_dir, exchange, batch, accepted, ids, registry, manifest)
-    summary.landing_files = written
+    results: list[tuple[int, FileResult]] = []  # (the file's place among the paths given, its result)
+    with DayLanding(data_dir, exchange, registry.names) as days:
+        for chunk in _read_ahead([files[i] for i in order]):  # each file read once (the next chunk meanwhile)
+            planned: list[tuple[FileResult, str, Instrument, Path]] = []
+            kinds: list[str | None] = []  # each planned file's kind (None: not told, parse_file says why)
+            contents: list[bytes | None] = []  # each planned file's bytes (None: parse_file reads it)
+            for path, digest, raw in chunk:
+                result = FileResult(str(path), digest)
+                results.append((order[len(results)], result))
+                read_as = kind or _detected(path, raw)  # told once per file: its symbol, manifest key and parsing
+                try:
+                    file_symbol = symbol if symbol is not None else _symbol_of(symbol_of, path, read_as)
+                except ConfigError as exc:
+                    result.status, result.error = "failed", str(exc)
+                    continue
+                result.symbol = file_symbol
+                # Done only as the kind it would be read as now: a file recorded under another kind imports again.
+                done = manifest.get(digest, {}).get(_entry_key(exchange, file_symbol, read_as))
+                if done is not None:
+                    result.status, result.kind, result.stream = "skipped", done.get("kind", ""), done.get("stream", "")
+                    if progress:
+                        progress(
+                            f"{path.name}: already imported as {result.kind} (sha256 {digest[:_DIGEST_CHARS]}), "
+                            "nothing new"
+                        )
+                    continue
+                if file_symbol not in instruments:
+                    found = market(file_symbol) if callable(market) else market
+                    instruments[file_symbol] = instrument_for(registry, exchange, file_symbol, found)
+                if summary.instrument_id < 0:
+                    summary.instrument_id = instruments[file_symbol].id
+                planned.append((result, file_symbol, instruments[file_symbol], path))
+                kinds.append(read_as)
+                contents.append(raw)
+            batch: dict[str, list[tuple[pa.Table, int]]] = {}  # per stream, each accepted file's rows and instrument
+            now = _parse_planned(
+                planned, kinds, contents, batch, data_dir, registry, exchange, kind, progress, min_landed_share
+            )
+            for stream, parts in batch.items():
+                days.add(stream, _joined(parts))
+            days.accept([result.digest for result, _, _ in now])
+            accepted += now
+            # the days before the first period still to read are whole (if the names tell the truth): land them
+            days.land(starts[len(results)] if len(results) < len(starts) else None)
+        summary.files = [result for _, result in sorted(results, key=lambda item: item[0])]
+        if not accepted:
+            registry.save(registry_file)
+            return summary
+        ids = {sym: instrument.id for sym, instrument in instruments.items()}
+        summary.landing_files = _land_rest(data_dir, exchange, days, accepted, ids, registry, manifest)
     if progress:
         for result, _, _ in accepted:
             progress(f"{Path(result.path).name}: {result.landed:,} rows landed, {result.quarantined:,} quarantined")
-        progress(f"{summary.landed:,} rows landed in {len(written):,} day files ({writer})")
+        progress(f"{summary.landed:,} rows landed in {len(summary.landing_files):,} day files ({days.writer})")
     return summary
+
+
+def _period(path: Path) -> int:
+    """The start of the period a file's name says (`formats.period_start_ms`); -1 when it says none: such a
+    file is parsed first, as it holds every day back until it is."""
+    start = period_start_ms(path)
+    return -1 if start is None else start
 
 
 def _parse_planned(
@@ -409,25 +429,29 @@ def _parse_planned(
             source = "inferred" if _interval_inferred(parsed, exchange, file_symbol) else "reported"
             _observe_intervals(registry, exchange, file_symbol, records, source)
         batch.setdefault(parsed.stream, []).append((_fields_table(parsed.stream, records), instrument.id))
+        parsed.parts = {}  # its rows are the batch's now: landed in rounds, not held until the import ends
         accepted.append((result, parsed, file_symbol))
     return accepted
 
 
-# An import reads its files in chunks of about this many bytes, each file once (its digest and its bytes), the
-# next chunk on reader threads while this one is parsed: memory holds two chunks, not the import's files.
-READ_CHUNK_BYTES = 256 << 20
+# An import reads its files in chunks of about this many bytes or files, each file once (its digest and its bytes),
+# the next chunk on reader threads while this one is parsed: memory holds two chunks, not the import's files. Each
+# chunk is a round of day files (`import_landing`), written while the next is parsed: smaller chunks overlap more
+# of the writes (the last round's are not), larger ones cost fewer reads and rounds.
+READ_CHUNK_BYTES = 64 << 20
+READ_CHUNK_FILES = 500
 _READ_THREADS = 2
 
 
 def _read_ahead(files: Sequence[Path]) -> Iterator[list[tuple[Path, str, bytes | None]]]:
-    """The files in order, in chunks of about `READ_CHUNK_BYTES`: (path, sha256 of its bytes, its bytes, or None
-    for a file parse_files would not read whole: large or Parquet). Reading and hashing release the GIL: the
-    next chunk is read on `_READ_THREADS` threads while the caller parses this one, each thread a run of files
-    (a task per file costs more than reading a month of 8-hourly funding)."""
+    """The files in order, in chunks of about `READ_CHUNK_BYTES` or `READ_CHUNK_FILES`: (path, sha256 of its
+    bytes, its bytes, or None for a file parse_files would not read whole: large or Parquet). Reading and hashing
+    release the GIL: the next chunk is read on `_READ_THREADS` threads while the caller parses this one, each
+    thread a run of files (a task per file costs more than reading a month of 8-hourly funding)."""
     chunks: list[list[Path]] = [[]]
     size = 0
     for path in files:
-        if size >= READ_CHUNK_BYTES:
+        if size >= READ_CHUNK_BYTES or len(chunks[-1]) >= READ_CHUNK_FILES:
             chunks.append([])
             size = 0
         chunks[-1].append(path)
@@ -471,35 +495,23 @@ def _read_one(path: Path) -> tuple[str, bytes | None]:
     return file_digest(path), None
 
 
-def _land_batch(
+def _land_rest(
     data_dir: Path,
     exchange: str,
-    batch: dict[str, list[tuple[pa.Table, int]]],
+    days: DayLanding,
     accepted: list[tuple[FileResult, ParsedFile, str]],
     ids: dict[str, int],
     registry: InstrumentRegistry,
     manifest: dict,
-) -> tuple[str, list[str]]:
-    """Land the accepted files' rows as day files (journal first, one sync, then registry and manifest);
-    returns the writer name and the files written."""
-    names = registry.names()
-    writer = _writer_name(exchange, [r.digest for r, _, _ in accepted])
-    # unsorted: write_days sorts each stream's Arrow table (a column take, cheaper than moving whole records)
-    tables = {
-        stream: schema.with_names(stream, _joined(parts), names, dictionary_strings=True)
-        for stream, parts in batch.items()
-    }
+) -> list[str]:
+    """The import's last round (the rows kept, the quarantine's events; every file synced to disk), then the
+    registry and the manifest; returns every day file written."""
     quarantined = [(result, parsed, sym) for result, parsed, sym in accepted if parsed.reject_counts]
-    events = [_quarantine(parsed, result, data_dir, writer, ids[sym]) for result, parsed, sym in quarantined]
+    events = [_quarantine(parsed, result, data_dir, ids[sym]) for result, parsed, sym in quarantined]
     if events:
-        tables["capture_events"] = schema.to_arrow("capture_events", _sorted(np.concatenate(events)), names)
-    splits = {stream: landing.split_days(table) for stream, table in tables.items()}  # the days, found once
-    planned = [p for s, split in splits.items() for p in landing.day_file_paths(data_dir, s, split.days, writer)]
-    journal = _write_journal(data_dir, writer, planned)
-    written: list[str] = []
-    for stream, table in tables.items():
-        written += [str(p) for p in landing.write_days(data_dir, stream, table, writer, splits[stream])]
-    os.sync()  # every day file on disk (one sync for all, see landing.write_days) before the manifest says so
+        table = schema.to_arrow("capture_events", _sorted(np.concatenate(events)), registry.names())
+        days.add("capture_events", table)
+    written = days.finish()
     registry.save(registry_path(data_dir))  # intervals observed before the manifest says "done"
     for result, parsed, file_symbol in accepted:
         manifest.setdefault(result.digest, {})[_entry_key(exchange, file_symbol, parsed.kind)] = {
@@ -509,12 +521,14 @@ def _land_batch(
             "rows": result.rows,
             "landed": result.landed,
             "quarantined": result.quarantined,
-            "writer": writer,  # its rows are in this import's day files (landing/<stream>/date=*/<writer>.parquet)
+            # the import's name: its last round's day files (landing/<stream>/date=*/<writer>.parquet) and the
+            # earlier rounds' (named after the files accepted up to them, see import_landing.writer_name)
+            "writer": days.writer,
             "imported_at_ms": int(time.time() * 1000),
         }
     _save_manifest(data_dir, manifest)
-    journal.unlink()
-    return writer, written
+    days.done()
+    return written
 
 
 def symbol_from_name(
@@ -636,71 +650,11 @@ def _sorted(records: np.ndarray) -> np.ndarray:
     return records[np.argsort(records["ts_ms"], kind="stable")]
 
 
-def _writer_name(exchange: str, digests: Sequence[str]) -> str:
-    """The landing writer of one import: a digest of the venue and the files' digests, so a redone import
-    (after a crash) writes the same names and a different set of files never collides with it."""
-    joined = hashlib.sha256(" ".join([exchange, *sorted(digests)]).encode()).hexdigest()
-    return f"import-{joined[:16]}"
-
-
-# -- crash safety: a journal per import, not a scan of the landing zone --------------------------------
-def journal_dir(data_dir: Path) -> Path:
-    return Path(data_dir) / ".fundarb" / "imports"
-
-
-def _write_journal(data_dir: Path, writer: str, planned: Sequence[Path]) -> Path:
-    """Before an import lands anything: the files it will write, so an interrupted import's are removed."""
-    folder = journal_dir(data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{writer}.json"
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as handle:
-        json.dump({"pid": os.getpid(), "files": [str(p) for p in planned]}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
-    return target
-
-
-def recover_interrupted(data_dir: Path) -> int:
-    """Remove what imports that did not finish left (their journals list the files they were writing, and
-    each file's temporaries); returns how many files were removed. Journals of a live process stay: an
-    import may be running beside this one. Costs the journals' length, never a listing of the landing zone."""
-    removed = 0
-    folder = journal_dir(data_dir)
-    if not folder.is_dir():
-        return 0
-    for journal in sorted(folder.glob("import-*.json")):
-        entry = json.loads(journal.read_text())
-        if _alive(int(entry.get("pid", 0))):
-            continue
-        for name in entry.get("files", []):
-            path = Path(name)
-            if path.exists():
-                path.unlink()
-                removed += 1
-            for tmp in path.parent.glob(f"{landing.TMP_PREFIX}{path.name}.*") if path.parent.is_dir() else []:
-                tmp.unlink(missing_ok=True)
-        journal.unlink()
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0 or pid == os.getpid():
-        return False
+def _detected(path: Path, raw: bytes | None = None) -> str | None:
+    """The kind a file would be read as without --kind (None when it cannot be told: it will fail to parse);
+    `raw`: its bytes, when read already."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _detected(path: Path) -> str | None:
-    """The kind a file would be read as without --kind (None when it cannot be told: it will fail to parse)."""
-    try:
-        return detect_kind(path)
+        return detect_kind(path, raw)
     except (ValueError, UnicodeDecodeError, OSError, zipfile.BadZipFile):
         return None
 
@@ -786,7 +740,7 @@ def _observe_intervals(
             registry.observe_interval(exchange, symbol, int(ts), float(interval_h), source=source)
 
 
-def _quarantine(parsed: ParsedFile, result: FileResult, data_dir: Path, writer: str, instrument_id: int) -> np.ndarray:
+def _quarantine(parsed: ParsedFile, result: FileResult, data_dir: Path, instrument_id: int) -> np.ndarray:
     """Keep a landed file's rejects: a JSONL beside the data, and the `capture_events` rows (QUARANTINED, one
     per reason) the import lands with its data, so the warehouse counts them too."""
     if not parsed.reject_counts:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +29,7 @@ from . import schema
 from .units import DAY_MS, HOUR_MS
 
 TMP_PREFIX = ".tmp-"
-_WRITE_THREADS = 4  # day files written at once by write_days
+WRITE_THREADS = 4  # day files written at once by write_days (and an import's rounds)
 # Streams whose day files (`write_days`) write floats plain, not dictionary-encoded (see `_encodings`), measured on
 # real data: 1m bars (binance_xrp's XRP/ETH, a day of 20 x 1,440) dictionary 4.0 ms and 208 kB a day file, plain
 # 2.1 ms and 90 kB; settled funding (funding_2025_2026, 180 venue-days of ~230 rows) 0.85 ms and 4.4 kB, plain
@@ -354,17 +354,32 @@ def write_days(
     if table.num_rows == 0:
         return []
     split = split if split is not None else split_days(table)
-    paths = day_file_paths(data_dir, stream, split.days, writer)
+    # The Parquet writer and the takes release the GIL: the days of a long import are written on every core.
+    with ThreadPoolExecutor(max_workers=min(len(split.days), os.cpu_count() or 1, WRITE_THREADS)) as pool:
+        return [future.result() for _, future in submit_days(pool, data_dir, stream, split, writer)]
+
+
+def submit_days(
+    pool: Executor,
+    data_dir: str | os.PathLike[str],
+    stream: str,
+    split: DaySplit,
+    writer: str,
+    which: Sequence[int] | None = None,
+) -> list[tuple[Path, Future[Path]]]:
+    """Hand the writes of a split's days (`which`: their positions in `split.days`, all by default) to `pool`,
+    as `write_days` writes them: (path, its write) per day, in day order. The caller waits for the writes; an
+    import does while it parses its next files (`import_landing.DayLanding`)."""
+    which = range(len(split.days)) if which is None else which
+    paths = day_file_paths(data_dir, stream, split.days[np.asarray(which, dtype=np.int64)], writer)
     for folder in {path.parent for path in paths}:
         folder.mkdir(parents=True, exist_ok=True)
     plain, codec = stream in PLAIN_FLOAT_STREAMS, DAY_FILE_COMPRESSION.get(stream, "zstd")
 
-    def write(i: int) -> Path:
-        return write_parquet_atomic(split.table(i), paths[i], codec, durable=False, plain_floats=plain)
+    def write(i: int, path: Path) -> Path:
+        return write_parquet_atomic(split.table(i), path, codec, durable=False, plain_floats=plain)
 
-    # The Parquet writer and the takes release the GIL: the days of a long import are written on every core.
-    with ThreadPoolExecutor(max_workers=min(len(paths), os.cpu_count() or 1, _WRITE_THREADS)) as pool:
-        return list(pool.map(write, range(len(paths))))
+    return [(path, pool.submit(write, i, path)) for i, path in zip(which, paths, strict=True)]
 
 
 def next_seq(data_dir: str | os.PathLike[str], writer: str) -> int:

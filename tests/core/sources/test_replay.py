@@ -707,3 +707,25 @@ def test_a_first_line_kept_from_the_bytes_read_is_the_one_read_from_the_file(tmp
     kept = formats._FIRST_LINES.get((path, stat.st_mtime_ns, stat.st_size))
     assert kept == formats._read_first_line(path) or (kept is None and len(body) > 8192)
     formats._FIRST_LINES.clear()
+
+
+def test_archive_names_say_their_market_type_and_period() -> None:
+    """A folder named `spot`, `futures`, `um` or `cm` says the market type (a folder only named like one does
+    not), funding and mark-price kinds are contracts, and a name's trailing month or day is its period's start
+    (epoch ms, UTC); a name without a valid one has none."""
+    from fundarb_dagster.core.sources.replay.formats import period_start_ms, symbol_hint
+
+    spot = Path("/d/spot/monthly/klines/BTCUSDT/1m/BTCUSDT-1m-2024-01.zip")
+    assert symbol_hint(spot, "klines") == ("BTCUSDT", "spot")
+    assert symbol_hint(Path("d/futures/cm/daily/klines/X/1m/BTCUSDPERP-1m-2024-01-01.zip"), "klines") == (
+        "BTCUSDPERP",
+        "swap",
+    )
+    assert symbol_hint(Path("/x/um/BTCUSDT-aggTrades-2024-01-01.csv"), "aggTrades") == ("BTCUSDT", "swap")
+    assert symbol_hint(Path("/x/spotty/umbrella/BTCUSDT-trades-2024-01-01.csv"), "trades") == ("BTCUSDT", None)
+    assert symbol_hint(Path("/x/BTCUSDT-fundingRate-2024-01.csv"), "fundingRate") == ("BTCUSDT", "swap")
+    assert period_start_ms(Path("BTCUSDT-fundingRate-2024-02.zip")) == 1_706_745_600_000
+    assert period_start_ms(Path("/a/BTCUSDT-1m-2024-02-29.csv")) == 1_709_164_800_000
+    assert period_start_ms(Path("XRP_ETH-trades.csv")) is None
+    assert period_start_ms(Path("BTCUSDT-1m-2024-13.csv")) is None
+    assert period_start_ms(Path("BTCUSDT-1m-2023-02-29.csv")) is None

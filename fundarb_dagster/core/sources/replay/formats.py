@@ -11,6 +11,7 @@ import io
 import os
 import re
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -146,17 +147,32 @@ def remember_first_line(path: Path, stat: os.stat_result, raw: bytes) -> None:
     """Keep a plain CSV's first line from its bytes, read by the caller with this `stat`: what `_first_line`
     would read from the file (the text reader's first block decoded as UTF-8, the line up to its newline); a
     zip, or bytes that do not decode, are left to `_first_line`, which reads them itself (and says why not)."""
+    line = _first_line_of(path, raw)
+    if line is not None:
+        _remember((path, stat.st_mtime_ns, stat.st_size), line)
+
+
+def first_line(path: Path, raw: bytes | None = None) -> str:
+    """A file's first line (`_first_line`), from its bytes when the caller read them already (a plain CSV's):
+    no `stat` of the file to look it up (an import asks it of thousands of small archives)."""
+    line = None if raw is None else _first_line_of(path, raw)
+    return _first_line(path) if line is None else line
+
+
+def _first_line_of(path: Path, raw: bytes) -> str | None:
+    """What `_first_line` reads from a plain CSV, from its bytes; None for a zip, bytes that do not decode or a
+    first line longer than a block (read from the file)."""
     if path.suffix.lower() != ".csv":
-        return
+        return None
     try:
         head = codecs.getincrementaldecoder("utf-8")().decode(raw[:8192], final=len(raw) <= 8192)
     except UnicodeDecodeError:
-        return
+        return None
     end = min((i for i in (head.find("\n"), head.find("\r")) if i >= 0), default=-1)
     if end < 0 and len(raw) > 8192:
-        return  # a first line longer than a block: read it from the file
+        return None
     line = head if end < 0 else head[: end + 1]
-    _remember((path, stat.st_mtime_ns, stat.st_size), line.strip().lstrip("\ufeff"))
+    return line.strip().lstrip("\ufeff")
 
 
 def csv_body(path: Path, header: bool, raw: bytes | None = None) -> bytes | None:
@@ -218,10 +234,11 @@ KNOWN_HEADERS: tuple[tuple[str, str], ...] = (
 )
 
 
-def detect_kind(path: Path) -> str:
-    """The kind of a recorded file from its name and first line; a clear error when unknown."""
+def detect_kind(path: Path, raw: bytes | None = None) -> str:
+    """The kind of a recorded file from its name and first line (`raw`: its bytes, when read already); a clear
+    error when unknown."""
     stem = _stem(path)
-    first = _first_line(path)
+    first = first_line(path, raw)
     cells = [c.strip().lower() for c in first.split(",")]
     header = bool(cells) and not _is_number(cells[0])
     if header:
@@ -295,13 +312,34 @@ def symbol_hint(path: Path, kind: str) -> tuple[str | None, str | None]:
         return None, None
     if kind == "funding_table":
         return None, "swap"
-    parts = {p.lower() for p in path.parts}
+    folders = f"/{path.as_posix().lower()}/"  # each folder between slashes: one string, not a set of parts
     market_type = None
-    if "spot" in parts:
+    if "/spot/" in folders:
         market_type = "spot"
-    elif parts & {"futures", "um", "cm"} or kind in ("fundingRate", "markPriceKlines", "bookTicker"):
+    elif any(f"/{part}/" in folders for part in ("futures", "um", "cm")) or kind in (
+        "fundingRate",
+        "markPriceKlines",
+        "bookTicker",
+    ):
         market_type = "swap"
     return (head if head and head.isalnum() else None), market_type
+
+
+_PERIOD = re.compile(r"-(\d{4})-(\d{2})(?:-(\d{2}))?$")
+
+
+def period_start_ms(path: Path) -> int | None:
+    """The start (epoch ms, UTC) of the month or day a Binance archive's name ends with
+    (`BTCUSDT-fundingRate-2024-01.zip`: 2024-01-01, `BTCUSDT-1m-2024-01-15.csv`: 2024-01-15), None when the
+    name says none. A hint only: what a file holds is read from its rows."""
+    match = _PERIOD.search(_stem(path))
+    if match is None:
+        return None
+    year, month, day = (int(g) if g else 1 for g in match.groups())
+    try:
+        return int(datetime(year, month, day, tzinfo=UTC).timestamp() * 1000)
+    except ValueError:
+        return None
 
 
 def _timeframe_from_name(stem: str) -> int:
