@@ -224,11 +224,46 @@ def _job_pids(launcher_pid: int) -> list[int]:
     return found
 
 
-def _kill_job(proc: subprocess.Popen[str]) -> None:
-    """SIGKILL to mpiexec and every process under it at once: no rank gets to flush or clean up."""
-    for pid in [proc.pid, *_job_pids(proc.pid)]:
+def _kill_job(proc: subprocess.Popen[str]) -> list[Path]:
+    """SIGKILL to mpiexec and every process under it at once: no rank gets to flush or clean up. Then what the
+    ranks' MPI_Finalize would have removed, their MPICH segments, is removed here (once they are gone): the
+    files this job's own processes had mapped, nothing else of /dev/shm. Returns them."""
+    pids = [proc.pid, *_job_pids(proc.pid)]
+    segments = _mpich_segments(pids)
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    _wait_until(lambda: not any(map(_running, pids)), 30, "the killed job's exit")
+    for path in segments:
+        path.unlink(missing_ok=True)
+    return segments
+
+
+SHM = Path("/dev/shm")
+
+
+def _mpich_segments(pids: list[int]) -> list[Path]:
+    """The MPICH shared-memory segments (`/dev/shm/mpich_shm_*`, 2 MiB per node of a job) the processes have
+    mapped and not yet removed: MPI_Finalize removes them, so a job killed before it leaves them behind."""
+    found = set()
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:  # already gone
+            continue
+        for line in maps.splitlines():
+            path = line.split(maxsplit=5)[-1]
+            if path.startswith(f"{SHM}/mpich_shm_") and not path.endswith("(deleted)"):
+                found.add(Path(path))
+    return sorted(found)
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (a zombie holds no memory: its mappings are gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 @pytest.mark.slow
@@ -239,7 +274,7 @@ def test_a_sigkill_loop_on_one_landing_directory_leaves_whole_files_no_duplicate
     rng = random.Random(16)
     data = tmp_path / "data"
     flush_s, speed = 0.3, 600
-    losses = []
+    losses, segments = [], []
     for cycle in range(10):
         # Each cycle captures a different day, so a duplicate across cycles could only be a double write.
         config = write_config(
@@ -256,7 +291,7 @@ def test_a_sigkill_loop_on_one_landing_directory_leaves_whole_files_no_duplicate
             _wait_until(lambda: bool(set((data / "landing").rglob("*.parquet")) - before), 60, "a file")  # noqa: B023
             time.sleep(rng.uniform(0.05, 1.5))  # anywhere in the flush cycle
             killed_at = time.time()
-            _kill_job(proc)
+            segments += _kill_job(proc)
             out, _ = proc.communicate(timeout=30)
         finally:
             if proc.poll() is None:
@@ -283,6 +318,8 @@ def test_a_sigkill_loop_on_one_landing_directory_leaves_whole_files_no_duplicate
     assert not list((data / "landing").rglob(f"{landing.TMP_PREFIX}*"))
     trades = landed(data, "trades")
     assert not trades.duplicated(["exchange", "symbol", "trade_id"]).any()
+    # the killed jobs left no segment behind (none found: MPICH no longer names them mpich_shm_*)
+    assert segments and not [path for path in segments if path.exists()], segments
     print(f"SIGKILL x10: loss per kill, wall seconds of market data: {losses}")
     # Loss bounded by the unflushed window: one flush interval plus one flush and the machine's lag.
     assert all(wall_s < flush_s + 5.0 for wall_s in losses), losses
