@@ -354,7 +354,8 @@ def _position_row(pi: np.ndarray, pf: np.ndarray, n: int, p: int, t1: int, last:
                   ep_t: int, ep_src: int, ep: tuple[float, float, float, float, float, float], cs: float,
                   cf: float) -> int:  # fmt: skip
     """Position row n: pair p's open episode (entry bar, size source; units, entry prices, PnL and funding sums
-    before it, capital unused), closed at t1 (-1: still open); n + 1 (counted only past the rows' end)."""
+    before it, capital unused), closed at t1 (-1: still open); n + 1 (counted only past the rows' end). `_bars`
+    writes the same layout inline for the positions it closes (no call there: numba's refcounts): change both."""
     if n < pi.shape[1]:
         pi[0, n], pi[1, n], pi[2, n], pi[3, n] = p, ep_t, t1, last
         pi[4, n], pi[5, n], pi[6, n] = direction, why, ep_src

@@ -132,7 +132,9 @@ def trade_table(
     quantity, price, fee, slippage and REASONS code of each (the fused simulator emits them so)."""
     if len(t) == 0:
         return pd.DataFrame(columns=TRADE_COLUMNS)
-    qty, price = np.asarray(qty, dtype=float), np.asarray(price, dtype=float)
+    # Copies of the caller's float rows (views of the fused simulator's whole row buffer: a table holding them
+    # would keep the buffer alive and write into it when edited); ~0.3 ms at 200 k rows.
+    qty, price = np.asarray(qty, dtype=float), np.array(price, dtype=float)
     idx = np.where(leg_code == 0, pairs.leg_a[p], pairs.leg_b[p])
     size = np.abs(qty)
     return pd.DataFrame(
@@ -146,8 +148,8 @@ def trade_table(
             "qty": size,
             "price": price,
             "notional_usd": size * price,
-            "fee_usd": np.asarray(fee, dtype=float),
-            "slippage_usd": np.asarray(slip, dtype=float),
+            "fee_usd": np.array(fee, dtype=float),
+            "slippage_usd": np.array(slip, dtype=float),
             "reason": _decoded(code, REASONS),
         },
         copy=False,  # the columns are the frame's own: not gathered again into one float block (~2 ms at 200 k rows)
@@ -315,7 +317,7 @@ def _by_pair_entry(rank: np.ndarray, t0: np.ndarray, T: int) -> np.ndarray:
     """The order of positions by (pair rank, entry bar). Both simulators emit each pair's positions in entry order
     (the fused one as they close, then those still open; records.positions pair by pair): then a stable sort on the
     rank alone gives it, a radix sort on 16 bits (~3x cheaper than a sort on one combined key). Otherwise, or with
-    more pairs than 16 bits hold, the combined key (unique: a pair enters at most once a bar, so any sort agrees)."""
+    more than 32,766 pairs (ranks as int16), the combined key (unique: a pair enters at most once a bar)."""
     if len(rank) and rank.max() < np.iinfo(np.int16).max:
         order = np.argsort(rank.astype(np.int16), kind="stable")
         r, t = rank[order], t0[order]

@@ -10,8 +10,13 @@ import numpy as np
 import pandas as pd
 
 from fundarb_dagster.core.backtest.panel import Panel
-from fundarb_dagster.core.backtest.records import POSITION_COLUMNS, REASONS, TRADE_COLUMNS, _reason_codes, timestamps
+from fundarb_dagster.core.backtest.records import POSITION_COLUMNS, REASONS, TRADE_COLUMNS, _reason_codes
 from fundarb_dagster.core.backtest.strategies import PairSet
+
+
+def timestamps(ms: np.ndarray) -> pd.Series:
+    """Epoch milliseconds -> naive UTC microsecond timestamps, through pandas (not records' own conversion)."""
+    return pd.Series(pd.to_datetime(np.asarray(ms), unit="ms").astype("datetime64[us]"))
 
 
 def reference_trades(panel: Panel, pairs: PairSet, sim: dict[str, Any]) -> pd.DataFrame:

@@ -52,6 +52,10 @@ def test_position_table_sorts_rows_in_any_order_by_pair_then_entry():
     pi, pf = run.position_ints, run.position_floats
     rows = (pi[0], pi[1], pi[2], pi[3], pi[4], pf[0], pf[1], pf[2], pf[3], pf[4], pi[5], pi[6], pf[5])
     assert len(pi[0]) > 10 and len(set(pi[0])) > 1
+    # the fused order is each pair's positions in entry order: the sort on the pair alone suffices (its fast path)
+    by_pair = np.argsort(pi[0], kind="stable")
+    r, t = pi[0][by_pair], pi[1][by_pair]
+    assert np.all((r[1:] != r[:-1]) | (t[1:] > t[:-1]))
     for order in (np.arange(len(pi[0])), np.random.default_rng(0).permutation(len(pi[0]))):
         table = position_table(panel, pairs, *(np.asarray(c)[order] for c in rows))
         pd.testing.assert_frame_equal(table, expected)
