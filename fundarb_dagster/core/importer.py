@@ -427,7 +427,7 @@ def _parse_planned(
             continue  # lands nothing, not in the manifest: a later run with the right kind imports it
         if parsed.stream == "funding" and len(records):
             source = "inferred" if _interval_inferred(parsed, exchange, file_symbol) else "reported"
-            _observe_intervals(registry, exchange, file_symbol, records, source)
+            _observe_intervals(registry, exchange, file_symbol, records, source, parsed.arrays)
         batch.setdefault(parsed.stream, []).append((_fields_table(parsed.stream, records), instrument.id))
         parsed.parts = {}  # its rows are the batch's now: landed in rounds, not held until the import ends
         accepted.append((result, parsed, file_symbol))
@@ -617,13 +617,17 @@ def _accept(
         )
     else:
         result.landed = len(records)
-        ts = _column(records, "ts_ms")
+        ts = _column(records, "ts_ms", parsed.arrays)
         result.first_ts_ms, result.last_ts_ms = int(ts.min()), int(ts.max())
     return records
 
 
-def _column(records: np.ndarray | pa.Table, name: str) -> np.ndarray:
-    return records[name] if isinstance(records, np.ndarray) else records.column(name).to_numpy()
+def _column(records: np.ndarray | pa.Table, name: str, views: Mapping[str, np.ndarray]) -> np.ndarray:
+    """A column of a file's records or Arrow table; `views`: the parser's numpy views of that table's columns
+    (`ParsedFile.arrays`), read instead of the table where they hold it."""
+    if isinstance(records, np.ndarray):
+        return records[name]
+    return views[name] if name in views else records.column(name).to_numpy()
 
 
 def _converts(stream: str, instrument: Instrument) -> bool:
@@ -730,11 +734,16 @@ def _interval_inferred(parsed: ParsedFile, exchange: str, symbol: str) -> bool:
 
 
 def _observe_intervals(
-    registry: InstrumentRegistry, exchange: str, symbol: str, records: np.ndarray | pa.Table, source: str
+    registry: InstrumentRegistry,
+    exchange: str,
+    symbol: str,
+    records: np.ndarray | pa.Table,
+    source: str,
+    views: Mapping[str, np.ndarray],
 ) -> None:
-    intervals = _column(records, "interval_h")
+    intervals = _column(records, "interval_h", views)
     changes = np.concatenate([[True], intervals[1:] != intervals[:-1]])  # only where the value changes
-    settled = _column(records, "funding_ts_ms")
+    settled = _column(records, "funding_ts_ms", views)
     for ts, interval_h in zip(settled[changes].tolist(), intervals[changes].tolist(), strict=True):
         if interval_h > 0:
             registry.observe_interval(exchange, symbol, int(ts), float(interval_h), source=source)

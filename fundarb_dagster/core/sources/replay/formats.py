@@ -164,8 +164,8 @@ def _first_line_of(path: Path, raw: bytes) -> str | None:
     first line longer than a block (read from the file)."""
     if path.suffix.lower() != ".csv":
         return None
-    try:
-        head = codecs.getincrementaldecoder("utf-8")().decode(raw[:8192], final=len(raw) <= 8192)
+    try:  # as a text reader decodes its first block (a character cut at its end waits for the next)
+        head = codecs.utf_8_decode(raw[:8192], "strict", len(raw) <= 8192)[0]
     except UnicodeDecodeError:
         return None
     end = min((i for i in (head.find("\n"), head.find("\r")) if i >= 0), default=-1)

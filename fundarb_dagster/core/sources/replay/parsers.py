@@ -74,6 +74,10 @@ class ParsedFile:
     symbol_hint: str | None = None  # unified symbol or venue id the file name suggests
     market_type: str | None = None  # "spot" | "swap" when the path says
     inferred_intervals: set[tuple[str | None, str | None]] = field(default_factory=set)  # parts filled by spacing
+    # A file read with others: its times (and funding's settlement times and intervals) as numpy views of the run's
+    # columns, the values of its Arrow table's: read per file without a call into Arrow, which releases the GIL and
+    # then waits for it while writer threads hold it (an import reads them of thousands of files).
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def good(self) -> int:
@@ -629,7 +633,11 @@ def _parse_joined(
             timeframe_s=tf_s,
             symbol_hint=hint,
             market_type=market_type,
+            arrays={name: columns[name][start:end] for name in _VIEWED if np.ndim(columns.get(name)) == 1},
         )
+
+
+_VIEWED = ("ts_ms", "funding_ts_ms", "interval_h")  # the columns `ParsedFile.arrays` holds
 
 
 def _per_file(flags: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
