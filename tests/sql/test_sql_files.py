@@ -175,3 +175,63 @@ def test_a_history_window_takes_the_previous_close_from_the_raw_bars_whatever_th
     got = [b for b in _bars(conn, T0 + HOUR, T0 + 2 * HOUR, from_raw=True) if b[0] >= T0 + HOUR]
     assert got == in_order and len(got) == 60
     assert got[0] == (T0 + HOUR, 5.5, 5.5, 5.5, 5.5, 0.0, "filled")
+
+
+# Every settlement time known: what settlement_times.sql read before it left out the keys whose inference counts for
+# nothing (the obvious query the spans are held equal against).
+EVERY_SETTLEMENT = """
+SELECT DISTINCT exchange, symbol, funding_ts_ms FROM raw_funding WHERE is_settled = 1
+UNION
+SELECT DISTINCT exchange, symbol, funding_ts_ms FROM funding_history
+"""
+
+
+def test_settlement_times_leave_out_only_what_the_interval_spans_do_not_use():
+    """funding_intervals' spans from settlement_times.sql equal those from every settlement, on keys reported from
+    their first settlement (imported archives: one row read, their last), keys with settlements before their first
+    report (backfilled history: read whole), a key never reported (1h, a missed and an off-grid settlement), a key
+    whose first reports are NaN intervals, a key of two settlements, and market intervals placed after each key's
+    last settlement."""
+    import numpy as np
+    import pandas as pd
+
+    from fundarb_dagster.core import funding as f
+
+    rows = []  # exchange, symbol, funding_ts_ms, is_settled, interval_h
+    rows += [("a", "A", T0 + i * 8 * HOUR + 7, 1, 8.0) for i in range(30)]
+    rows += [("a", "A", T0 + 240 * HOUR + i * 4 * HOUR, 1, 4.0) for i in range(20)]  # a reported switch to 4h
+    rows += [("a", "A", T0 + 320 * HOUR + 3 * MINUTE, 0, 4.0)]  # a prediction
+    rows += [("b", "B", T0 + i * 8 * HOUR, 1, np.nan) for i in range(30)]  # before its first report
+    rows += [("b", "B", T0 + (30 + i) * 8 * HOUR, 1, 8.0) for i in range(10)]
+    c = [T0 + h * HOUR for h in range(60) if h != 20] + [T0 + 30 * HOUR + 17 * MINUTE]
+    rows += [("c", "C", t, 1, np.nan) for t in c]  # never reported
+    rows += [("d", "D", T0 + i * 4 * HOUR, 1, np.nan if i < 5 else 4.0) for i in range(15)]
+    rows += [("d", "D", T0 - 4 * HOUR, 0, np.nan)]  # an unsettled NaN report before every settlement
+    rows += [("e", "E", T0 + i * 2 * HOUR, 1, np.nan) for i in range(2)]
+    conn = duckdb.connect()
+    conn.execute(
+        "CREATE TABLE raw_funding AS SELECT * FROM (SELECT unnest($rows, recursive := true))",
+        {
+            "rows": [
+                dict(zip(("exchange", "symbol", "funding_ts_ms", "is_settled", "interval_h"), r, strict=True))
+                for r in rows
+            ]
+        },
+    )
+    conn.execute(
+        "CREATE TABLE funding_history AS SELECT 'b' AS exchange, 'B' AS symbol, "
+        f"{T0 - 8 * HOUR}::BIGINT AS funding_ts_ms, 'NaN'::DOUBLE AS interval_h"
+    )
+    reported = conn.execute(sql.load_sql("funding", "interval_observations")).df()
+    market = pd.DataFrame(
+        [f.observation(x, x.upper(), 0, 8.0, 0.03, -0.03, source="market") for x in "ace"],
+        columns=f.OBSERVATION_COLUMNS,
+    )
+    read = conn.execute(sql.load_sql("funding", "settlement_times")).df()
+    every = conn.execute(EVERY_SETTLEMENT).df()
+    assert sorted(read.exchange.unique()) == list("abcde") and len(read[read.exchange == "a"]) == 1 < len(read)
+    for market_info in (pd.DataFrame(), market):
+        got = f.interval_spans(reported, read, pd.DataFrame(), market_info)
+        want = f.interval_spans(reported, every, pd.DataFrame(), market_info)
+        assert set(want.source) >= {"reported", "inferred"}
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True), check_dtype=False)
