@@ -253,7 +253,7 @@ def test_random_tickers_the_batch_pass_vouches_for_are_what_screen_keeps_and_tic
     where `plain_tickers` vouches for a batch, `screen` keeps every ticker whole and `ticker_rows` gives
     `ticker_to_record`'s bytes, on a spot, a linear and an inverse instrument."""
     rng = np.random.default_rng(21)
-    odd = [None, 0, -1.0, float("nan"), float("inf"), True, "1.5", 2**70, 7, 3.25]
+    odd = [None, 0, -1.0, float("nan"), float("inf"), True, "1.5", 2**70, 10**400, 7, 3.25]
     vouched = declined = 0
     for _ in range(400):
         tickers = []
