@@ -375,7 +375,7 @@ def test_coin_m_imports_take_contract_size_and_inverse_from_ccxt_and_land_base_u
     for i in range(3):
         o = c = 42_000.0 + i
         klines.append(
-            [T0 + i * 60_000, o, o + 5, c - 5, c, 1200 + i, T0 + i * 60_000 + 59_999, f"{2.5 + i:.8f}", 9, 1, 1, 0]
+            [T0 + i * 60_000, o, o + 5, c - 5, c, 1200 + i, T0 + i * 60_000 + 59_999, f"{2.5 + i:.8f}", 9, 7, 1, 0]
         )
     header = ["id", "price", "qty", "base_qty", "time", "is_buyer_maker"]
     paths = [
@@ -397,6 +397,9 @@ def test_coin_m_imports_take_contract_size_and_inverse_from_ccxt_and_land_base_u
     assert got["amount"].tolist() == [t[2] * 100.0 / float(t[1]) for t in trades]
     bars = read_landed(data, "ohlcv")
     assert bars["volume"].tolist() == [float(k[7]) for k in klines]  # base, not the contract count
+    # the contracts' USD value, the trade count, the taker buys in base units (the 11th column)
+    assert bars["quote_volume"].tolist() == [k[5] * 100.0 for k in klines]
+    assert bars["trade_count"].tolist() == [9.0] * 3 and bars["taker_buy_volume"].tolist() == [1.0] * 3
 
 
 def test_an_off_grid_settlement_keeps_the_interval_in_force_which_is_recorded_as_inferred(tmp_path: Path) -> None:
