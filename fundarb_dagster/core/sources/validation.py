@@ -532,9 +532,43 @@ class Validator:
                 return None
             accepted, events = checked
             return (records if len(accepted) == n else records[np.array(accepted, dtype=np.intp)]), events
-        if not self.check_trade_rows(records.tolist(), now_ms.tolist(), calls.tolist()):
+        key, ts = ("trades", int(ids[0])), records["ts_ms"]
+        newest = self._last_ts.get(key)
+        if (newest is not None and int(ts[0]) < newest) or (n > 1 and (np.diff(ts) < 0).any()):
             return None
+        values = records["trade_id"].tolist()
+        seen = self._seen.get(key)
+        if (seen is not None and not seen.isdisjoint(values)) or len(set(values)) != n:
+            return None
+        first = np.ones(n, dtype=bool)
+        first[1:] = calls[1:] != calls[:-1]
+        if not self._trade_calls_valid(records, now_ms, first):
+            return None
+        self._seen_for(key).update(values)
+        self._last_ts[key] = int(ts[-1])
+        self._note_latest(stream, records)
         return records, _EMPTY_EVENTS
+
+    def _trade_calls_valid(self, records: np.ndarray, now_ms: np.ndarray, first: np.ndarray) -> bool:
+        """`_all_valid` of each call's trades (all new and in time order), each call's time "too old" is measured
+        from (`_past_reference`) following the trades of the calls before it: whole-array steps, for a large
+        batch (a few trades go through `check_trade_rows`)."""
+        ts = records["ts_ms"]
+        if not _prices_valid("trades", records):
+            return False
+        if (ts <= 0).any() or (ts > now_ms + self.max_future_ms).any():
+            return False
+        if self.max_past_ms is None:
+            return True
+        latest = self._latest.get(("trades", int(records["instrument_id"][0])))
+        call = np.cumsum(first) - 1  # 0, 1, ... per call
+        newest = np.maximum.reduceat(ts, np.flatnonzero(first))
+        before = np.empty(len(newest), dtype=np.int64)  # the newest time before each call
+        before[0] = _INT64_MIN if latest is None else latest
+        np.maximum.accumulate(np.maximum(newest[:-1], before[0]), out=before[1:])
+        before = before[call]
+        reference = np.where((before > _INT64_MIN) & (before < now_ms), before, now_ms)
+        return not (ts < reference - self.max_past_ms).any()
 
     def check_trade_rows(self, rows: list[tuple[Any, ...]], now_ms: list[int], calls: list[int]) -> bool:
         """`check` of several calls' trades, on their records as tuples (`records.tolist()`, or rows about to

@@ -380,9 +380,10 @@ def test_check_calls_is_check_call_by_call_or_declines_and_changes_nothing() -> 
     batches a value check rejects (past, future, a bad price, a trade id seen or out of order), which the
     batch pass declines, leaving the validator as it was."""
     rng = np.random.default_rng(5)
-    taken = declined = 0
+    taken = declined = rows_taken = 0
     for round_ in range(60):
         slow, fast = Validator(max_past_ms=5_000), Validator(max_past_ms=5_000)
+        by_rows = Validator(max_past_ms=5_000)  # trades: `check_trade_rows`, the few-trades pass
         t0 = 1_800_000_000_000 + round_
         history = []
         for batch in range(4):
@@ -402,6 +403,14 @@ def test_check_calls_is_check_call_by_call_or_declines_and_changes_nothing() -> 
                 records[field][int(rng.integers(0, len(records)))] = rng.choice([np.nan, -1.0, np.inf])
             if rng.random() < 0.1:
                 records["ts_ms"][-1] = now[-1] + rng.choice([120_000, -20_000])
+            if not round_ % 2:  # the rows pass takes the same trades whole or declines, changing nothing
+                rows_before = _state(by_rows)
+                if by_rows.check_trade_rows(records.tolist(), now.tolist(), calls.tolist()):
+                    rows_taken += 1
+                    rows_got: Any = (records, schema.empty("capture_events"))
+                else:
+                    assert _state(by_rows) == rows_before
+                    rows_got = _per_call(by_rows, "trades", records, now, calls)
             before = _state(fast)
             got = fast.check_calls("tickers" if round_ % 2 else "trades", records, now, calls)
             if got is None:
@@ -413,9 +422,12 @@ def test_check_calls_is_check_call_by_call_or_declines_and_changes_nothing() -> 
             want = _per_call(slow, "tickers" if round_ % 2 else "trades", records, now, calls)
             assert got[0].tobytes() == want[0].tobytes() and got[1].tobytes() == want[1].tobytes()
             assert _state(fast) == _state(slow)
+            if not round_ % 2:
+                assert rows_got[0].tobytes() == want[0].tobytes() and rows_got[1].tobytes() == want[1].tobytes()
+                assert _state(by_rows) == _state(slow)
             history.append(got)
         assert sum(len(a) for a, _ in history) > 0
-    assert taken > 100 and declined > 20
+    assert taken > 100 and declined > 20 and rows_taken > 50
 
 
 def test_drain_gives_what_a_stopped_watch_had_staged() -> None:
