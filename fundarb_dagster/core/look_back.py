@@ -5,10 +5,13 @@ fill horizon), the indicators' look-back of 1h bars, the predictions and jittere
 settlements (`funding_rates`), the open interest of the hour before (`open_interest`). On hourly partitions the
 sensors load hours in time order, so those hours are in the warehouse already. A history run (a month per
 partition) may go before the run of the month before it (a backfill from the UI submits its runs together), so
-it loads those hours itself: each table below is recomputed from this many hours before the run's window, from
-the landing zone upward (a raw table's look-back covers what the tables built on it read), and the rows of any
-window are the same whichever run loaded the months around it. What a run writes before its window equals what
-the run of that month writes (the same files, the same computation): re-running either is idempotent.
+such a run loads those hours itself: each table below is recomputed from this many hours before the run's
+window, from the landing zone upward (a raw table's look-back covers what the tables built on it read), and the
+rows of any window are the same whichever run loaded the months around it. Only a run whose asset has not
+loaded the month before pays it (`defs.partitions.history_reload_h`): in time order, and when a month is run
+again, the warehouse holds those hours already. What such a run writes before its window is what the run of
+that month then writes again over it, from the same files; the tables built on those hours (5m/8h/1d bars,
+indicators, basis) are written by that month's own run, which has not gone yet.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ and `history_job` runs them: a month of history is one event per asset (and per 
 to `HISTORY_RUN_MONTHS` months (one SQL statement per asset per run).
 
 Both copies write the same warehouse tables, each replacing its own event-time window, so the rows are the
-same whichever loaded them (tests/test_backfill.py holds them equal). A month still partial (the newest
+same whichever loaded them (tests/test_backfill.py holds them equal); a month run before the month ahead of it
+also reloads the hours before its window that its first hours read (`core/look_back.py`), so runs may go in
+any order. A month still partial (the newest
 landed month) is materialized anyway: whatever lands later in it is loaded by the hourly path, or the month is
 run again; its rows are recomputed from the landing zone each time (idempotent). `history/funding_spreads`
 also recomputes the 8 hours before its window (as `signals_job` does, `look_back_h`; `partition_window` widens

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -33,6 +33,7 @@ from dagster import (
 
 from ..core.config import ConfigError
 from ..core.landing import landing_root, newest_landed_hour_ms
+from ..core.look_back import history_look_back_h
 from ..core.units import DAY_MS, HOUR_MS
 from ..core.window import Window, window_from_ms
 
@@ -169,6 +170,20 @@ def partition_window(context: Any, look_back_h: int = 0) -> Window:
         end_ms = max(min(end_ms, end), start_ms + HOUR_MS)
         start_ms = max(start_ms - look_back_h * HOUR_MS, first)
     return window_from_ms(start_ms, end_ms)
+
+
+def history_reload_h(context: Any, table: str) -> int:
+    """Hours before a history run's window that `table` reloads (`core/look_back.py`): its look-back when this
+    asset's month before the window is not materialized yet (a UI backfill's runs go in any order, and this one
+    went first), none when it is (the warehouse holds what the first hours read: the sensor's and `fundarb
+    backfill`'s runs go in time order, and a month run again, as a daily import does, never pays it)."""
+    hours = history_look_back_h(table)
+    if not hours or not is_history_run(context):
+        return 0
+    start = context.partition_time_window.start
+    month_before = (start.replace(day=1) - timedelta(days=1)).replace(day=1)
+    key = month_before.strftime(run_partitions_def(context).fmt)
+    return 0 if key in context.instance.get_materialized_partitions(context.asset_key) else hours
 
 
 def run_data_dir(context: Any) -> Path:

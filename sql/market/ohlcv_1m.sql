@@ -4,11 +4,11 @@
 -- source = 'filled', is_filled = true, including across partition boundaries. The last real close before
 -- $start is the last real bar of [$start - $horizon_ms, $start): read from this table's earlier partitions
 -- when $bars_from_ms = $start_ms (the hourly path: its hours load in order), or computed here from the raw
--- tables when $bars_from_ms = $start_ms - $horizon_ms (history runs: the raw tables of those hours are
--- loaded by the same run, so the rows do not depend on which run loaded the month before; the same bars
--- either way, since this table's real bars are the raw tables' bars). Minutes are padded up to the window's end, but never
--- past $now_ms (the hour in progress is not padded into the future; its next run replaces the padding)
--- and at most $horizon_ms after the series' last real bar (a delisted or silent series stops being padded).
+-- tables when $bars_from_ms = $start_ms - $horizon_ms (history runs: the raw tables hold those hours, loaded by
+-- the month before's run or by this one, so the rows do not depend on which run went first; the same bars
+-- either way, since this table's real bars are the raw tables' bars). Minutes are padded up to the window's
+-- end, but never past $now_ms (the hour in progress is not padded into the future; its next run replaces the
+-- padding) and at most $horizon_ms after the series' last real bar (a delisted or silent series stops being padded).
 -- Buckets are integer epoch milliseconds: never time_bucket on TIMESTAMP_NS (it rounds first).
 WITH trade_bars AS (
     -- grouped on the integer instrument_id (1:1 with exchange + symbol): integer keys hash ~2x faster

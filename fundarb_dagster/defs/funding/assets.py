@@ -29,7 +29,6 @@ from ...core import history as core_history
 from ...core import opportunities as core_opps
 from ...core import spreads as core_spreads
 from ...core.instruments import InstrumentRegistry
-from ...core.look_back import history_look_back_h
 from ...core.sql import execute, load_sql, table_exists
 from ...core.tables import table
 from ...core.window import Window
@@ -37,7 +36,7 @@ from ..common.landing import ensure_raw_tables
 from ..common.metadata import column_schema, figure, figure_png, md_table, metadata_table, number, png_md
 from ..common.tables import ensure_tables, write_all, write_window
 from ..jobs import STAGE_BY_JOB
-from ..partitions import BOUNDED_RUNS, DAILY, HOURLY, partition_window
+from ..partitions import BOUNDED_RUNS, DAILY, HOURLY, history_reload_h, partition_window
 from ..resources import POOL, DataDirResource, SourceConfigResource, warehouse_connection
 
 OWNERS = ["team:carry"]
@@ -243,7 +242,7 @@ def funding_predictions(
     context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: DataDirResource
 ) -> MaterializeResult:
     # a history run's first settlements read the predictions captured in the hours before its window
-    window = partition_window(context, look_back_h=history_look_back_h("funding_predictions"))
+    window = partition_window(context, look_back_h=history_reload_h(context, "funding_predictions"))
     with _inputs(duckdb, data_dir, ("raw_funding",), ("funding_intervals",)) as conn:
         predicted = _frame(conn, "predicted_inputs", window.params())
         frame = core_funding.point_in_time_predictions(predicted, _intervals(conn))

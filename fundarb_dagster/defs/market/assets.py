@@ -18,14 +18,14 @@ from pydantic import Field
 
 from ...core import indicators as ind
 from ...core.book_depth import DEFAULT_NOTIONALS, book_depth_frame
-from ...core.look_back import FILL_HORIZON_H, INDICATOR_BARS_H, history_look_back_h
+from ...core.look_back import FILL_HORIZON_H, INDICATOR_BARS_H, OPEN_INTEREST_H
 from ...core.sql import check_identifier, create_table, execute, load_sql, replace_window, table_exists
 from ...core.tables import table
 from ...core.units import HOUR_MS
 from ..common.landing import ensure_raw_tables
 from ..common.metadata import column_schema, md_table
 from ..common.tables import write_window
-from ..partitions import BOUNDED_RUNS, DAILY, HOURLY, is_history_run, partition_window
+from ..partitions import BOUNDED_RUNS, DAILY, HOURLY, history_reload_h, is_history_run, partition_window
 from ..resources import POOL, DataDirResource, warehouse_connection
 
 OWNERS = ["team:warehouse"]
@@ -33,7 +33,7 @@ OWNERS = ["team:warehouse"]
 
 class OhlcvConfig(Config):
     fill_horizon_minutes: int = Field(
-        default=1440, description="Stop padding a series this many minutes after its last real bar"
+        default=FILL_HORIZON_H * 60, description="Stop padding a series this many minutes after its last real bar"
     )
 
 
@@ -55,7 +55,7 @@ class OhlcvConfig(Config):
 def ohlcv_1m(
     context: AssetExecutionContext, config: OhlcvConfig, duckdb: DuckDBResource, data_dir: DataDirResource
 ) -> MaterializeResult:
-    window = partition_window(context, look_back_h=history_look_back_h("ohlcv_1m"))
+    window = partition_window(context, look_back_h=history_reload_h(context, "ohlcv_1m"))
     horizon_ms = config.fill_horizon_minutes * 60_000
     # the close carried into the window: the table's earlier hours (hourly: loaded in order), or in a history run
     # the raw tables' bars of the horizon before it, which this run loaded (runs of months go in any order)
@@ -115,7 +115,7 @@ def _resampled(name: str, finer: str, partitions_def: object, label: str, bucket
         metadata={"dagster/column_schema": column_schema(name), "natural_key": table(name).natural_key},
     )
     def _asset(context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: DataDirResource) -> MaterializeResult:
-        window = partition_window(context, look_back_h=history_look_back_h(name))
+        window = partition_window(context, look_back_h=history_reload_h(context, name))
         params = window.params(bucket_us=bucket_s * 1_000_000)
         with warehouse_connection(duckdb) as conn:
             ensure_raw_tables(conn, data_dir.path(), "raw_ohlcv")
@@ -258,7 +258,7 @@ def book_depth(
 
 
 # An hour's open-interest change is measured from the last value of the previous captured hour up to a day back.
-OPEN_INTEREST_LOOK_BACK_MS = 24 * HOUR_MS
+OPEN_INTEREST_LOOK_BACK_MS = OPEN_INTEREST_H * HOUR_MS  # the history runs' reload follows it (core/look_back.py)
 
 
 def _hourly_from_raw(name: str, raw: str, summary: str, description: str, bars: bool = False, **extra: Any) -> Any:

@@ -9,12 +9,11 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 from dagster_duckdb import DuckDBResource
 
 from ...core.instruments import InstrumentRegistry
-from ...core.look_back import history_look_back_h
 from ...core.tables import INSTRUMENTS, RAW_TABLES, Table
 from ..common.landing import load_landed_window
 from ..common.metadata import column_schema
 from ..common.tables import write_all
-from ..partitions import BOUNDED_RUNS, HOURLY, partition_window
+from ..partitions import BOUNDED_RUNS, HOURLY, history_reload_h, partition_window
 from ..resources import POOL, DataDirResource, warehouse_connection
 
 OWNERS = ["team:warehouse"]
@@ -42,7 +41,7 @@ def _build_raw_asset(table: str, spec: Table) -> AssetsDefinition:
     )
     def _raw(context: AssetExecutionContext, duckdb: DuckDBResource, data_dir: DataDirResource) -> MaterializeResult:
         # a history run loads the hours before its window that the tables built on this one read there
-        window = partition_window(context, look_back_h=history_look_back_h(table))
+        window = partition_window(context, look_back_h=history_reload_h(context, table))
         meta = load_landed_window(duckdb, data_dir.path(), table, window)
         context.log.info(f"{table} {window}: {meta['rows']} rows from {meta['files']} files")
         return MaterializeResult(metadata=meta)
