@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ccxt
@@ -30,12 +31,21 @@ def sim(seed: int = 7, speed: float = 20_000.0, faults: FaultConfig | None = Non
     return SimConfig(seed=seed, speed=speed, start=START, faults=faults or FaultConfig())
 
 
-async def collect_trades(ex: SimExchange, symbol: str, wall_s: float) -> tuple[list[dict], int]:
-    """watch_trades for a while; returns the messages and the number of NetworkErrors (reconnects)."""
+async def collect_trades(
+    ex: SimExchange, symbol: str, wall_s: float, enough: Callable[[], bool] | None = None, bound_s: float = 120.0
+) -> tuple[list[dict], int]:
+    """watch_trades for `wall_s` of wall time, and on until `enough()` holds when given (at most `bound_s`: a
+    loaded machine runs the simulator slower, and a test needs so many events, not so many seconds); returns the
+    messages and the number of NetworkErrors (reconnects)."""
     out: list[dict] = []
     errors = 0
-    deadline = time.monotonic() + wall_s
-    while time.monotonic() < deadline:
+    start = time.monotonic()
+
+    def more() -> bool:
+        elapsed = time.monotonic() - start
+        return elapsed < wall_s or (enough is not None and not enough() and elapsed < bound_s)
+
+    while more():
         try:
             out.extend(await ex.watch_trades(symbol))
         except ccxt.NetworkError:

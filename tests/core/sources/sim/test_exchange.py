@@ -99,7 +99,8 @@ def test_ccxt_structures_have_the_unified_keys() -> None:
 def test_watch_trades_equal_fetch_trades_over_the_range() -> None:
     async def go() -> tuple[list[dict], list[dict], SimExchange]:
         ex = SimExchange("binance", sim(speed=30_000))
-        live, _ = await collect_trades(ex, "BTC/USDT:USDT", 0.4)
+        key = ("trades", "BTC/USDT:USDT")
+        live, _ = await collect_trades(ex, "BTC/USDT:USDT", 0.4, enough=lambda: ex.emitted.get(key, 0) > 2000)
         history = await fetch_all_trades(ex, "BTC/USDT:USDT", live[0]["timestamp"], live[-1]["timestamp"])
         return live, history, ex
 

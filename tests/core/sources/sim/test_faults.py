@@ -23,7 +23,8 @@ def test_disconnects_raise_network_error_and_every_lost_trade_is_counted() -> No
 
     async def go() -> tuple[SimExchange, list[dict], int, list[dict]]:
         ex = SimExchange("bybit", sim(speed=30_000, faults=faults))
-        live, errors = await collect_trades(ex, "BTC/USDT", 0.4)
+        key = ("disconnect", "trades", "BTC/USDT")
+        live, errors = await collect_trades(ex, "BTC/USDT", 0.4, enough=lambda: ex.faults_injected.get(key, 0) >= 2)
         first, served = ex.served_range("trades", "BTC/USDT")
         history = await fetch_all_trades(ex, "BTC/USDT", first + 1, served)
         return ex, live, errors, history
@@ -61,7 +62,8 @@ def test_stale_periods_go_silent_and_their_trades_are_counted_lost() -> None:
 
     async def go() -> tuple[SimExchange, list[dict], list[dict]]:
         ex = SimExchange("okx", sim(speed=30_000, faults=faults))
-        live, _ = await collect_trades(ex, "SOL/USDT", 0.4)
+        key = ("stale", "trades", "SOL/USDT")
+        live, _ = await collect_trades(ex, "SOL/USDT", 0.4, enough=lambda: ex.faults_injected.get(key, 0) >= 2)
         first, served = ex.served_range("trades", "SOL/USDT")
         history = await fetch_all_trades(ex, "SOL/USDT", first + 1, served)
         return ex, live, history
@@ -81,13 +83,17 @@ def is_malformed_trade(t: dict, clock: int) -> bool:
 
 
 def test_malformed_duplicate_and_out_of_order_trades_are_injected_and_recorded() -> None:
-    async def go(faults: FaultConfig) -> tuple[SimExchange, list[dict]]:
+    symbol = "ETH/USDT:USDT"
+
+    async def go(faults: FaultConfig, kind: str) -> tuple[SimExchange, list[dict]]:
         ex = SimExchange("binance", sim(speed=20_000, faults=faults))
-        live, _ = await collect_trades(ex, "ETH/USDT:USDT", 0.3)
+        # 0.3 s of wall, longer on a loaded machine: until more than 20 faults of the kind were injected
+        live, _ = await collect_trades(
+            ex, symbol, 0.3, enough=lambda: ex.faults_injected.get((kind, "trades", symbol), 0) > 20
+        )
         return ex, live
 
-    symbol = "ETH/USDT:USDT"
-    ex, live = run(go(FaultConfig(malformed_rate=0.02)))
+    ex, live = run(go(FaultConfig(malformed_rate=0.02), "malformed"))
     bad = [t for t in live if is_malformed_trade(t, ex.milliseconds())]
     assert len(bad) == ex.faults_injected[("malformed", "trades", symbol)] > 20
     assert len(live) - len(bad) == ex.emitted[("trades", symbol)]
@@ -95,11 +101,11 @@ def test_malformed_duplicate_and_out_of_order_trades_are_injected_and_recorded()
     assert reasons == {"price:nan", "price:negative", "missing:amount", "timestamp:future"}
     assert sum(ex.malformed_kinds.values()) == len(bad)
 
-    ex, live = run(go(FaultConfig(duplicate_rate=0.02)))
+    ex, live = run(go(FaultConfig(duplicate_rate=0.02), "duplicate"))
     counts = Counter(t["id"] for t in live)
     assert sum(n - 1 for n in counts.values()) == ex.faults_injected[("duplicate", "trades", symbol)] > 20
 
-    ex, live = run(go(FaultConfig(out_of_order_rate=0.02)))
+    ex, live = run(go(FaultConfig(out_of_order_rate=0.02), "out_of_order"))
     stamps = [t["timestamp"] for t in live]
     inversions = sum(1 for a, b in zip(stamps, stamps[1:], strict=False) if b < a)
     assert inversions == ex.faults_injected[("out_of_order", "trades", symbol)] > 20
