@@ -236,11 +236,10 @@ async def _settle_paper(trader: Trader, say: Callable[[str], None]) -> None:
     from .paper import PaperExchange
 
     now = trader.clock.now()
-    late = [
-        exchange_id
-        for exchange_id, venue in trader.gateway.exchanges.items()
-        if isinstance(venue, PaperExchange) and not await venue.end(now, PAPER_CATCH_UP_S)
-    ]
+    venues = {e: venue for e, venue in trader.gateway.exchanges.items() if isinstance(venue, PaperExchange)}
+    # all at once: the wait is bounded by PAPER_CATCH_UP_S, not by that much per venue
+    caught_up = await asyncio.gather(*(venue.end(now, PAPER_CATCH_UP_S) for venue in venues.values()))
+    late = [exchange_id for exchange_id, done in zip(venues, caught_up, strict=True) if not done]
     if late:
         say(
             f"trade: the funding streams of {late} did not reach the end of the run in {PAPER_CATCH_UP_S:g} s "
