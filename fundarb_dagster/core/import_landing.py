@@ -86,8 +86,8 @@ class DayLanding:
     def land(self, before_ms: int | None) -> None:
         """Hand the day files of every day before `before_ms` (None: every day) to the writer threads, after the
         previous round's writes are done (one round in flight: memory holds it and the rows kept, not the
-        import); the rows of later days wait for a later round."""
-        self._wait()
+        import; a round with nothing to write does not wait for them); the rows of later days wait for a later
+        round."""
         cut_ms = None if before_ms is None else before_ms // DAY_MS * DAY_MS
         jobs: list[tuple[str, landing.DaySplit]] = []
         kept: dict[str, list[pa.Table]] = {}
@@ -108,6 +108,7 @@ class DayLanding:
                 table = schema.with_names(stream, table, names, dictionary_strings=True)
             splits.append((stream, landing.split_days(table)))
         self.writer = writer_name(self.exchange, self.digests)
+        self._wait()
         for stream, split in splits:
             self.planned += [str(p) for p in landing.day_file_paths(self.data_dir, stream, split.days, self.writer)]
         self.journal = write_journal(self.data_dir, self.journal.stem if self.journal else self.writer, self.planned)

@@ -66,16 +66,17 @@ def manifest_without_times(data: Path) -> dict:
 
 
 def test_rounds_write_days_early_and_land_the_day_files_and_manifest_of_one_round(tmp_path: Path, monkeypatch) -> None:
-    """Read a file at a time (four rounds), January's days are on disk before the last file is parsed (ETH's
+    """Read a file at a time (four rounds), January's days go to the writers before the last file is parsed (ETH's
     February), and the import lands the same day files, row for row and in the same order, and the same
     manifest as one chunk (one round) does. Files are parsed month by month, not symbol by symbol."""
     root = write_months(tmp_path / "archives")
-    parsed: list[tuple[list[str], int]] = []  # per chunk: its files, the day files on disk as it is parsed
+    parsed: list[tuple[list[str], int]] = []  # per chunk: its files, the day files handed to the writers by then
     real_parse = importer._parse_planned
 
     def watched(planned, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - _parse_planned's
-        on_disk = len(list(landing.landing_root(args[3]).rglob("*.parquet")))
-        parsed.append(([Path(p).name for _, _, _, p in planned], on_disk))
+        journals = list(journal_dir(args[3]).glob("import-*.json")) if journal_dir(args[3]).is_dir() else []
+        handed = sum(len(json.loads(j.read_text())["files"]) for j in journals)  # listed before they are written
+        parsed.append(([Path(p).name for _, _, _, p in planned], handed))
         return real_parse(planned, *args, **kwargs)
 
     monkeypatch.setattr(importer, "_parse_planned", watched)
@@ -83,7 +84,7 @@ def test_rounds_write_days_early_and_land_the_day_files_and_manifest_of_one_roun
     assert one.ok and [names for names, _ in parsed] == [
         [f"{s}-fundingRate-2024-0{m}.csv" for m in (1, 2) for s in ("BTCUSDT", "ETHUSDT")]
     ]
-    assert parsed[0][1] == 0
+    assert parsed[0][1] == 0  # one chunk: nothing written before it is parsed
 
     parsed.clear()
     monkeypatch.setattr(importer, "READ_CHUNK_FILES", 1)
@@ -91,7 +92,8 @@ def test_rounds_write_days_early_and_land_the_day_files_and_manifest_of_one_roun
     assert [names for names, _ in parsed] == [
         [f"{s}-fundingRate-2024-0{m}.csv"] for m in (1, 2) for s in ("BTCUSDT", "ETHUSDT")
     ]
-    assert [on_disk for _, on_disk in parsed][3] == 31  # January landed while February was being parsed
+    # January's 31 day files went to the writers before ETH's February was parsed (BTC's February closed it)
+    assert [handed for _, handed in parsed] == [0, 0, 31, 31]
     assert rounds.ok and rounds.landed == one.landed == 31 * 3 + 31 * 24 + 29 * 3 + 29 * 24
     assert [f.path for f in rounds.files] == [f.path for f in one.files]  # in the order of the paths
     mine, theirs = day_tables(tmp_path / "rounds"), day_tables(tmp_path / "one")
