@@ -594,10 +594,10 @@ class Feed(RestHistory):
             return
         if isinstance(exc, _Stale):
             stale = self._stale(sub)
+            if staged is not None or stale is not None:  # before the restart, which a stop can cancel
+                yield _joined(stream, staged, stale)
             await self._restart(sub)
             sub.last_activity_ms, sub.last_activity_wall = self.now_ms(), time.monotonic()
-            if staged is not None or stale is not None:
-                yield _joined(stream, staged, stale)
             if stale is not None and (repaired := await self._repair_book(sub)) is not None:
                 yield repaired
             return

@@ -3,11 +3,13 @@
 Most frames a venue sends are one ticker or a few trades, one `watch_*` call each, and normalizing and
 validating a record at a time costs more than ccxt.pro's parsing of the frame (numpy's fixed cost per call).
 A Feed made with `stage_records` keeps each call's structures and receive time instead, and processes the
-staged calls together here: their fields a column at a time (`validation.plain_tickers` / `plain_trades`,
-`normalize.tickers_to_records` / `trades_to_records`), then one `Validator.check_calls`, which gives the
-records, events and validator state of one `check` per call. Whatever the column pass cannot vouch for (a
-malformed or bad message, a repeated or late trade) returns None: the Feed then runs its per-call path over
-the same calls, in order, which names each reject exactly as without staging.
+staged calls together here: tickers, and batches of up to `ROWS_AT_MOST` trades, a row at a time in plain
+Python (`validation.plain_tickers` / `plain_trade_values`, `normalize.ticker_rows` / `trade_rows`, then
+`Validator.check_ticker_rows` / `check_trade_rows`) and one array at the end; larger batches of trades a column
+at a time (`plain_trades`, `trades_to_records`, one `Validator.check_calls`). Either gives the records, events
+and validator state of one `check` per call. Whatever the batch pass cannot vouch for (a malformed or bad
+message, a repeated or late trade, a value it cannot convert) returns None: the Feed then runs its per-call
+path over the same calls, in order, which names each reject exactly as without staging.
 
 The Feed owns the staging: a `Staged` per subscription holds the calls, and it decides when to stage and when
 to process; `process_staged` is a function of the calls and the validator, which never calls back into the Feed.
@@ -72,13 +74,17 @@ def process_staged(
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """(accepted records, events, first event time of the first call) of staged `(structures, recv_ts_ms)`
     calls (a ticker, or a list of trades, each call), as processing them one call at a time would give;
-    None, with nothing changed, when the batch pass cannot vouch for every call."""
+    None, with nothing changed, when the batch pass cannot vouch for every call, or cannot convert one (e.g. a
+    cost beyond float64: the call-by-call path then quarantines that call alone, not the batch)."""
     if not calls:
         return None
-    if stream == "tickers":
-        return _staged_tickers(calls, instrument, validator)
-    if stream == "trades":
-        return _staged_trades(calls, instrument, validator)
+    try:  # a value that cannot be converted raises before the validator's state moves (it moves on success)
+        if stream == "tickers":
+            return _staged_tickers(calls, instrument, validator)
+        if stream == "trades":
+            return _staged_trades(calls, instrument, validator)
+    except Exception:  # noqa: BLE001 - one bad message must not cost the batch it was staged in
+        return None
     return None
 
 

@@ -158,8 +158,12 @@ class _Replayed:
         return await self._next("tickers", symbol)
 
 
-def _record_sim(calls: int) -> tuple[SimExchange, dict[tuple[str, str], list[tuple[Any, int]]]]:
-    faults = FaultConfig(malformed_rate=0.03, duplicate_rate=0.05, out_of_order_rate=0.05)
+SIM_FAULTS = FaultConfig(malformed_rate=0.03, duplicate_rate=0.05, out_of_order_rate=0.05)
+
+
+def _record_sim(
+    calls: int, faults: FaultConfig = SIM_FAULTS
+) -> tuple[SimExchange, dict[tuple[str, str], list[tuple[Any, int]]]]:
     config = SimConfig(seed=11, speed=2_000.0, start="2026-11-01T00:00:00Z", faults=faults)
 
     async def go() -> tuple[SimExchange, dict]:
@@ -521,6 +525,24 @@ def test_malformed_calls_are_quarantined_the_same_staged_as_call_by_call() -> No
     # every good ticker lands, before and after the bad ones: as in a run of the good calls alone
     good = _replay_run(source, {**recording, ("tickers", symbol): [tickers[0], *tickers[2:]]}, 0)
     assert np.concatenate(per_call[0]["tickers"]).tobytes() == np.concatenate(good[0]["tickers"]).tobytes()
+
+
+@pytest.mark.parametrize("stage_records", [2, 64, 10_000])
+def test_a_trade_the_batch_pass_cannot_convert_costs_only_its_own_call(stage_records: int) -> None:
+    # a cost beyond float64 (an int ccxt could pass through) raises while the batch pass converts its trades
+    # (clean calls otherwise: the batch pass takes them): the batch goes call by call, the call holding it is
+    # quarantined, and every other call staged with it lands
+    source, recording = _record_sim(calls=6, faults=FaultConfig())
+    recording = _without_failures(recording)
+    symbol = SIM_SYMBOLS[0]
+    trades = [step for step in recording[("trades", symbol)] if not isinstance(step[0], BaseException) and step[0]]
+    huge = [{**trades[1][0][0], "cost": 10**400}, *trades[1][0][1:]]
+    bad = {**recording, ("trades", symbol): [trades[0], (huge, trades[1][1]), *trades[2:]]}
+    out, feed = _replay_run(source, bad, stage_records)
+    good = _replay_run(source, {**recording, ("trades", symbol): [trades[0], *trades[2:]]}, stage_records)
+    assert np.concatenate(out["trades"]).tobytes() == np.concatenate(good[0]["trades"]).tobytes()
+    reasons = [r.decode() for r in np.concatenate(out["capture_events"])["reason"]]
+    assert reasons.count("error:OverflowError") == 1 and feed.counts["errors:OverflowError"] == 1
 
 
 def test_a_staged_call_that_cannot_be_processed_is_quarantined_not_its_batch(monkeypatch: pytest.MonkeyPatch) -> None:
