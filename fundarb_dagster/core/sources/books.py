@@ -81,7 +81,10 @@ class BookSampler:
     `interval_ms` (on the book's own time; 0: every update) is kept, its top `levels` per side. A nonce lower
     than the last one means the venue restarted its sequence (a new snapshot): a GAP event (`sequence:reset`).
     A REST snapshot (`rest`: a gap's repair, or a poll) is always kept, `from_rest` = 1, and leaves the
-    websocket book's count and sampling as they were.
+    websocket book's count, sampling and sequence as they were: a venue may answer REST from a cache behind
+    its websocket (the same time, a lower nonce), so a REST nonce is neither compared with the websocket's nor
+    kept. A REST snapshot not newer than the last streamed book predates the update a gap lost: dropped
+    (DROPPED `repair:not_newer`, counted), so the gap stays open until a newer book.
     """
 
     instrument: Instrument
@@ -90,6 +93,7 @@ class BookSampler:
     next_sample_ms: int = 0
     updates: int = 0
     last_nonce: int | None = None
+    last_streamed_ms: int | None = None  # the time of the last websocket book read (kept or sampled out)
 
     def take(
         self, raw: Any, recv: int, validator: Validator, counts: Counter[str], rest: bool = False
@@ -103,9 +107,15 @@ class BookSampler:
         if not isinstance(bids, Sequence) or not isinstance(asks, Sequence):
             return _NO_BOOKS, validator.quarantine("order_book", iid, recv, "missing:book"), None
         ts = normalize.int_ms(raw.get("timestamp")) or recv
+        if not rest:
+            self.last_streamed_ms = ts
+        elif self.last_streamed_ms is not None and ts <= self.last_streamed_ms:
+            counts["order_book:repair_not_newer"] += 1
+            stale = validator.report(EventKind.DROPPED, "order_book", iid, recv, "repair:not_newer", 1, ts, ts)
+            return _NO_BOOKS, stale, ts
         events: list[np.ndarray] = []
         nonce = normalize.num(raw.get("nonce"))
-        if math.isfinite(nonce):
+        if math.isfinite(nonce) and not rest:
             if self.last_nonce is not None and nonce < self.last_nonce:
                 counts["order_book:sequence_reset"] += 1
                 events.append(event_rows(EventKind.GAP, "order_book", iid, recv, recv, start_ms=ts, end_ms=ts,

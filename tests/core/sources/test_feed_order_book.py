@@ -111,6 +111,69 @@ def test_a_failed_repair_is_tried_once_counted_and_the_gap_closes_on_the_next_st
     ] == [("reconnect", T0 + 1_000, T0 + 3_000)]
 
 
+def _gaps(events: np.ndarray) -> list[tuple[str, int, int]]:
+    gaps = events[events["kind"] == int(EventKind.GAP)]
+    spans = zip(gaps["reason"], gaps["start_ms"], gaps["end_ms"], strict=True)
+    return [(r.decode(), int(s), int(e)) for r, s, e in spans]
+
+
+def test_a_repair_from_a_cache_behind_the_stream_is_dropped_and_the_gap_closes_on_the_next_streamed_book() -> None:
+    """The venue answers the repair from a cache that lags its websocket: the book of the last streamed time
+    with a lower nonce (12 streamed, 11 served). It predates the lost update: dropped (DROPPED
+    `repair:not_newer`, counted), not a venue restart (no `sequence:reset`), not a duplicate, and the websocket's
+    nonce stays 12, so the next streamed book (13) continues the sequence and closes the GAP."""
+    ex = BookExchange("binanceusdm", has={"fetchOrderBook": True})
+    ex.scripts["watch_order_book"] = [
+        _book(T0 + 1_000, nonce=10),
+        _book(T0 + 2_000, nonce=12),
+        ccxt.InvalidNonce("binanceusdm watchOrderBook received invalid nonce"),
+        _book(T0 + 3_000, nonce=13),
+    ]
+    ex.scripts["fetch_order_book"] = [_book(T0 + 2_000, nonce=11, bid=99.0)]
+    records, events, feed = _watch(ex, book_interval_s=0)
+    assert ex.calls["fetch_order_book"] == 1
+    assert records["ts_ms"].tolist() == [T0 + 1_000, T0 + 2_000, T0 + 3_000]
+    assert records["nonce"].tolist() == [10, 12, 13] and set(records["from_rest"].tolist()) == {0}
+    assert _gaps(events) == [("sequence", T0 + 2_000, T0 + 3_000)]
+    kinds = events["kind"].tolist()
+    assert int(EventKind.DUPLICATE) not in kinds and int(EventKind.QUARANTINED) not in kinds
+    dropped = events[events["kind"] == int(EventKind.DROPPED)]
+    assert [(r.decode(), int(s)) for r, s in zip(dropped["reason"], dropped["start_ms"], strict=True)] == [
+        ("repair:not_newer", T0 + 2_000)
+    ]
+    assert feed.counts["order_book:repair_not_newer"] == 1 and feed.counts["order_book:sequence_reset"] == 0
+    assert feed.counts["order_book:rest"] == 0
+    books = feed._subs[("order_book", "BTC/USDT:USDT")].books  # noqa: SLF001 - the websocket's sequence
+    assert books is not None and books.last_nonce == 13 and books.last_streamed_ms == T0 + 3_000
+
+
+def test_a_repair_newer_than_the_last_streamed_book_lands_and_closes_the_gap() -> None:
+    """A snapshot newer than the last streamed book repairs the gap at its time (`from_rest` = 1); its nonce is
+    the REST endpoint's, not the websocket's: a lower one (the venue restarted) is no `sequence:reset` by
+    itself, the next streamed book below the websocket's last nonce is."""
+    ex = BookExchange("binanceusdm", has={"fetchOrderBook": True})
+    ex.scripts["watch_order_book"] = [
+        _book(T0 + 1_000, nonce=10),
+        ccxt.InvalidNonce("binanceusdm watchOrderBook received invalid nonce"),
+        _book(T0 + 3_000, nonce=11),
+        ccxt.InvalidNonce("binanceusdm watchOrderBook received invalid nonce"),
+        _book(T0 + 5_000, nonce=3),
+    ]
+    ex.scripts["fetch_order_book"] = [_book(T0 + 2_000, nonce=20), _book(T0 + 4_000, nonce=2)]
+    records, events, feed = _watch(ex, book_interval_s=0)
+    assert records["ts_ms"].tolist() == [T0 + 1_000, T0 + 2_000, T0 + 3_000, T0 + 4_000, T0 + 5_000]
+    assert records["from_rest"].tolist() == [0, 1, 0, 1, 0] and records["updates"].tolist() == [1, 1, 1, 1, 1]
+    assert records["nonce"].tolist() == [10, 20, 11, 2, 3]
+    assert _gaps(events) == [
+        ("sequence", T0 + 1_000, T0 + 2_000),
+        ("sequence", T0 + 3_000, T0 + 4_000),
+        ("sequence:reset", T0 + 5_000, T0 + 5_000),
+    ]
+    assert feed.counts["order_book:rest"] == 2 and feed.counts["order_book:sequence_reset"] == 1
+    assert feed.counts["order_book:repair_not_newer"] == 0
+    assert not (events["kind"] == int(EventKind.DROPPED)).any()
+
+
 def test_crossed_and_bad_books_are_quarantined_and_the_stream_goes_on() -> None:
     ex = BookExchange()
     bad_size = _book(T0 + 2_000)
