@@ -687,7 +687,7 @@ class Feed(RestHistory):
 
     async def _repair_book(self, sub: _Subscription) -> Batch | None:
         """A streamed book's gap (sequence break, reconnect, stale) repaired at once: one `fetch_order_book`
-        snapshot where the venue has it, kept (`from_rest` = 1), closing the GAP at its time."""
+        snapshot where the venue has it, kept (`from_rest` = 1) if newer than the stream's, closing the GAP."""
         if sub.books is None or sub.mode == "poll" or not self._has("fetchOrderBook"):
             return None
         limit = rest_book_limit(self.exchange_id, self.book_levels)
