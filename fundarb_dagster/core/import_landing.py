@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -126,6 +126,8 @@ class DayLanding:
         self._wait()
         if self.written:
             os.sync()
+        if self.journal is not None:  # the name the manifest will record them under: see recover_interrupted
+            self.journal = write_journal(self.data_dir, self.journal.stem, self.planned, recorded_as=self.writer)
         return self.written
 
     def done(self) -> None:
@@ -169,25 +171,29 @@ def journal_dir(data_dir: Path) -> Path:
     return Path(data_dir) / ".fundarb" / "imports"
 
 
-def write_journal(data_dir: Path, name: str, planned: Sequence[Path | str]) -> Path:
+def write_journal(data_dir: Path, name: str, planned: Sequence[Path | str], recorded_as: str = "") -> Path:
     """Before an import lands anything (and before each further round): the files it will have written, so an
-    interrupted import's are removed."""
+    interrupted import's are removed; once they are on disk, `recorded_as` the writer name the manifest is about
+    to record them under (an import that dies after saving its manifest has finished: its files stay)."""
     folder = journal_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{name}.json"
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     with open(tmp, "w") as handle:
-        json.dump({"pid": os.getpid(), "files": [str(p) for p in planned]}, handle)
+        json.dump({"pid": os.getpid(), "files": [str(p) for p in planned], "recorded_as": recorded_as}, handle)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, target)
+    landing.fsync_dir(folder)  # the journal survives a power loss with the files it lists
     return target
 
 
-def recover_interrupted(data_dir: Path) -> int:
+def recover_interrupted(data_dir: Path, recorded: Collection[str] = ()) -> int:
     """Remove what imports that did not finish left (their journals list the files they were writing, and
     each file's temporaries); returns how many files were removed. Journals of a live process stay: an
-    import may be running beside this one. Costs the journals' length, never a listing of the landing zone."""
+    import may be running beside this one. A journal whose `recorded_as` is among the writers the manifest
+    records (`recorded`) is of an import that finished but died before removing it: only the journal goes.
+    Costs the journals' length, never a listing of the landing zone."""
     removed = 0
     folder = journal_dir(data_dir)
     if not folder.is_dir():
@@ -195,6 +201,9 @@ def recover_interrupted(data_dir: Path) -> int:
     for journal in sorted(folder.glob("import-*.json")):
         entry = json.loads(journal.read_text())
         if _alive(int(entry.get("pid", 0))):
+            continue
+        if entry.get("recorded_as") and entry["recorded_as"] in recorded:
+            journal.unlink()
             continue
         for name in entry.get("files", []):
             path = Path(name)

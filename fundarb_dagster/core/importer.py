@@ -10,15 +10,18 @@ quarantined with a reason naming the field and the value), register the instrume
 `--symbol`, or each file's own market id from its name (`symbol_from_name`: one import of a venue's whole
 archive folder).
 
-Then every accepted file's rows land together as day files (`landing.write_days`): one file per stream and
-day for the whole import, sorted by time, under the writer `import-<digest of the files' digests>`. A venue's
-four years of hourly funding for many symbols is ~1,500 files, not one per settlement hour and symbol.
+Then the accepted files' rows land as day files sorted by time (`import_landing.DayLanding`): the files are
+parsed month by month, and each round writes the days complete so far while the next files are parsed, under
+the writer `import-<digest of the files accepted up to that round>`; a day gets one file (a second only for a
+row outside its file's month read after its day was written). A venue's four years of hourly funding for many
+symbols is ~1,500 files, not one per settlement hour and symbol.
 
 Idempotent: a digest in the manifest lands nothing new, and says so. A file of which no row (or less than
 `min_landed_share`) would land is not landed nor recorded, so the right kind imports it later. Crash-safe:
 each landed file is atomic; a journal under `data_dir/.fundarb/imports/` lists the files an import is about to
 write and is removed once the manifest records them, so the next import removes what an interrupted one
-left (its journal's files, never a scan of the landing zone), and a re-run lands exactly one copy.
+left (its journal's files, never a scan of the landing zone), and a re-run lands exactly one copy; a journal
+naming a writer the manifest records is of an import that finished (killed before removing it): it goes alone.
 Quarantined rows are written to `data_dir/quarantine/import-<digest>-<instrument id>.jsonl` and land as
 `capture_events` rows (kind QUARANTINED), so the warehouse counts them too.
 """
@@ -46,6 +49,7 @@ from . import arguments, schema
 from .config import ConfigError
 from .import_landing import DayLanding, recover_interrupted
 from .instruments import Instrument, InstrumentRegistry, registry_path
+from .landing import fsync_dir
 from .sources.markets import market_for
 from .sources.replay import KINDS, ParsedFile, detect_kind, parse_files
 from .sources.replay.formats import period_start_ms, remember_first_line, symbol_hint
@@ -178,6 +182,12 @@ def _save_manifest(data_dir: Path, manifest: dict) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, target)
+    fsync_dir(target.parent)
+
+
+def _recorded_writers(manifest: dict[str, dict[str, dict]]) -> set[str]:
+    """The writer names the manifest records imports under (a finished import's journal names its own)."""
+    return {entry.get("writer", "") for entries in manifest.values() for entry in entries.values()}
 
 
 def _entry_key(exchange: str, symbol: str, kind: str) -> str:
@@ -300,19 +310,18 @@ def import_files(
     function of the symbol giving it, for many): contract size, settle currency, inverse or linear and expiry
     come from it (see `instrument_for`), and contract amounts land in base units.
 
-    The rows of every file that passes land together: one day file per stream and day for the whole import
-    (`landing.write_days`, sorted by time), so an import of many files and symbols of one venue writes at most
-    one file per stream and day.
+    The rows of every file that passes land as day files, sorted by time, in rounds (`DayLanding`): one file per
+    stream and day (see the module doc for the one exception), whatever the number of files and symbols.
     """
     data_dir = Path(data_dir)
     files = check_arguments(
         paths, data_dir, exchange=exchange, symbol=symbol, kind=kind, min_landed_share=min_landed_share
     )
     exchange = exchange.lower()
-    recover_interrupted(data_dir)
+    manifest = load_manifest(data_dir)
+    recover_interrupted(data_dir, _recorded_writers(manifest))
     registry_file = registry_path(data_dir)
     registry = InstrumentRegistry.load(registry_file)
-    manifest = load_manifest(data_dir)
     summary = ImportSummary(exchange=exchange, symbol=symbol or "(from file names)", instrument_id=-1)
     instruments: dict[str, Instrument] = {}
     if symbol is not None:  # registered (ccxt's market corrects what was) even when every file is skipped
@@ -429,7 +438,7 @@ def _parse_planned(
             source = "inferred" if _interval_inferred(parsed, exchange, file_symbol) else "reported"
             _observe_intervals(registry, exchange, file_symbol, records, source, parsed.arrays)
         batch.setdefault(parsed.stream, []).append((_fields_table(parsed.stream, records), instrument.id))
-        parsed.parts = {}  # its rows are the batch's now: landed in rounds, not held until the import ends
+        parsed.parts, parsed.arrays = {}, {}  # its rows are the batch's now: landed in rounds, not held to the end
         accepted.append((result, parsed, file_symbol))
     return accepted
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fundarb_dagster.core import importer, landing
-from fundarb_dagster.core.import_landing import journal_dir
+from fundarb_dagster.core.import_landing import DayLanding, journal_dir
 from fundarb_dagster.core.importer import import_files, load_manifest
 from tests.core.binance_archives import write_csv
 
@@ -156,3 +156,27 @@ def test_an_import_interrupted_between_rounds_is_redone_as_one_copy(tmp_path: Pa
         assert len(tables) == 1 and tables[0].equals(theirs[day][0]), day
     assert not list(journal_dir(data).iterdir())
     assert import_folder(root, data).landed == 0  # and the manifest says so
+
+
+def test_an_import_that_dies_after_saving_its_manifest_keeps_its_day_files(tmp_path: Path, monkeypatch) -> None:
+    """Killed between the manifest's save and the journal's removal: the import had finished. The next import
+    removes only the journal (it names the writer the manifest records), keeps every day file, and lands
+    nothing new; before, it deleted the files the manifest still said were imported."""
+    root = write_months(tmp_path / "archives")
+    monkeypatch.setattr(importer, "READ_CHUNK_FILES", 1)  # several rounds: the journal named after the first
+    data = tmp_path / "data"
+
+    def killed(self: DayLanding) -> None:
+        raise KeyboardInterrupt("killed after the manifest, before the journal goes")
+
+    monkeypatch.setattr(DayLanding, "done", killed)
+    with pytest.raises(KeyboardInterrupt):
+        import_folder(root, data)
+    files = sorted(landing.landing_root(data).rglob("*.parquet"))
+    (journal,) = journal_dir(data).glob("import-*.json")
+    assert files and load_manifest(data) and journal.exists()
+    monkeypatch.undo()
+    again = import_folder(root, data)
+    assert again.ok and again.landed == 0 and again.skipped > 0
+    assert sorted(landing.landing_root(data).rglob("*.parquet")) == files
+    assert not list(journal_dir(data).iterdir())
