@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -371,13 +371,11 @@ def submit_days(
     stream: str,
     split: DaySplit,
     writer: str,
-    which: Sequence[int] | None = None,
 ) -> list[tuple[Path, Future[Path]]]:
-    """Hand the writes of a split's days (`which`: their positions in `split.days`, all by default) to `pool`,
-    as `write_days` writes them: (path, its write) per day, in day order. The caller waits for the writes; an
-    import does while it parses its next files (`import_landing.DayLanding`)."""
-    which = range(len(split.days)) if which is None else which
-    paths = day_file_paths(data_dir, stream, split.days[np.asarray(which, dtype=np.int64)], writer)
+    """Hand the writes of a split's days to `pool`, as `write_days` writes them: (path, its write) per day, in
+    day order. The caller waits for the writes; an import does while it parses its next files
+    (`import_landing.DayLanding`)."""
+    paths = day_file_paths(data_dir, stream, split.days, writer)
     for folder in {path.parent for path in paths}:
         folder.mkdir(parents=True, exist_ok=True)
     plain, codec = stream in PLAIN_FLOAT_STREAMS, DAY_FILE_COMPRESSION.get(stream, "zstd")
@@ -385,7 +383,7 @@ def submit_days(
     def write(i: int, path: Path) -> Path:
         return write_parquet_atomic(split.table(i), path, codec, durable=False, plain_floats=plain)
 
-    return [(path, pool.submit(write, i, path)) for i, path in zip(which, paths, strict=True)]
+    return [(path, pool.submit(write, i, path)) for i, path in enumerate(paths)]
 
 
 def next_seq(data_dir: str | os.PathLike[str], writer: str) -> int:
