@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import ccxt
@@ -371,10 +371,8 @@ class _AlwaysReady(ScriptedExchange):
         return [_trade(self.served, self.milliseconds())]
 
 
-@pytest.mark.parametrize("speed", [5000.0, 0.0])  # paced (with the watchdog) and unpaced
-def test_a_stream_whose_calls_never_wait_still_lets_the_other_tasks_run(speed: float) -> None:
-    ex = _AlwaysReady(speed)
-    feed = Feed(ex, _registry(ex), stale_timeout_s={"trades": 5.0}, backfill_gaps=False)
+async def _turns_beside(work: Awaitable[Any]) -> tuple[int, Any]:
+    """`work`'s result, and how many turns another task of the loop got while it ran."""
     turns = 0
 
     async def other() -> None:
@@ -383,19 +381,28 @@ def test_a_stream_whose_calls_never_wait_still_lets_the_other_tasks_run(speed: f
             turns += 1
             await asyncio.sleep(0)
 
-    async def main() -> int:
-        task = asyncio.ensure_future(other())
-        await asyncio.sleep(0)
-        seen = turns
+    task = asyncio.ensure_future(other())
+    await asyncio.sleep(0)
+    seen = turns
+    result = await work
+    task.cancel()
+    return turns - seen, result
+
+
+@pytest.mark.parametrize("speed", [5000.0, 0.0])  # paced (with the watchdog) and unpaced
+def test_a_stream_whose_calls_never_wait_still_lets_the_other_tasks_run(speed: float) -> None:
+    ex = _AlwaysReady(speed)
+    feed = Feed(ex, _registry(ex), stale_timeout_s={"trades": 5.0}, backfill_gaps=False)
+
+    async def two_hundred_batches() -> None:
         batches = 0
         async for _ in feed.watch("trades", "BTC/USDT:USDT"):
             batches += 1
             if batches == 200:
                 break
-        task.cancel()
-        return turns - seen
 
-    assert _run(main()) >= 199  # the other task ran once per call
+    turns, _ = _run(_turns_beside(two_hundred_batches()))
+    assert turns >= 199  # the other task ran once per call
 
 
 class _AlwaysWaits(_AlwaysReady):
@@ -412,23 +419,7 @@ def test_a_call_that_waited_for_its_answer_is_not_followed_by_an_extra_turn(spee
     (the Feed's own yield is kept for calls answered at once, above), and the trades are all there."""
     ex = _AlwaysWaits(speed)
     feed = Feed(ex, _registry(ex), stale_timeout_s={"trades": 5.0}, backfill_gaps=False)
-    turns = 0
-
-    async def other() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    async def main() -> tuple[int, list[Batch]]:
-        task = asyncio.ensure_future(other())
-        await asyncio.sleep(0)
-        seen = turns
-        batches = await _collect(feed, "trades", "BTC/USDT:USDT", limit=200)
-        task.cancel()
-        return turns - seen, batches
-
-    turns_seen, batches = _run(main())
+    turns_seen, batches = _run(_turns_beside(_collect(feed, "trades", "BTC/USDT:USDT", limit=200)))
     assert 200 <= turns_seen <= 203  # one turn per call (and the first call's own yield)
     assert _records(batches)["trade_id"].tolist() == list(range(1, 201))
 
