@@ -242,8 +242,8 @@ async def _settle_paper(trader: Trader, say: Callable[[str], None]) -> None:
     late = [exchange_id for exchange_id, done in zip(venues, caught_up, strict=True) if not done]
     if late:
         say(
-            f"trade: the funding streams of {late} did not reach the end of the run in {PAPER_CATCH_UP_S:g} s "
-            "(the source ended, or lags): its last settlements are paid on the last rates streamed"
+            f"trade: the funding streams of {late} did not reach the end of the run (their source ended, or lags "
+            f"over {PAPER_CATCH_UP_S:g} s): its last settlements are paid on the last rates streamed"
         )
     await trader.reconcile(trader.clock.now())
     trader.ledger.flush()

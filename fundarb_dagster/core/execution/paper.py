@@ -349,6 +349,7 @@ class PaperExchange:
             **PRIVATE_HAS,
         }
         self._tasks: list[asyncio.Task[None]] = []
+        self._funding_watches: list[asyncio.Task[None]] = []  # of `_tasks`: what `end` waits for
         self._tiers: dict[str, list[dict[str, Any]]] = {}
         self.errors: list[str] = []
 
@@ -359,12 +360,18 @@ class PaperExchange:
     async def end(self, t: int, timeout_s: float) -> bool:
         """The end of a paper run at t (its account ends with it): wait (wall, bounded) for the funding streams
         to stream past t, as a lagging stream pays late; then every settlement up to t is final on what was
-        streamed (a source that ended never passes t). True when the streams caught up."""
+        streamed (a source that ended never passes t: no wait once all of them ended). True when the streams
+        caught up."""
         deadline = time.monotonic() + timeout_s
-        while not self.market.caught_up(t) and time.monotonic() < deadline:
+        while not self.market.caught_up(t) and not self._funding_ended() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         self.market.ended_at = t
         return self.market.caught_up(t)
+
+    def _funding_ended(self) -> bool:
+        """Every funding stream of the venue has ended (a replay's source ran out): none will pass the clock, so
+        waiting for them is time lost (a live source's streams do not end)."""
+        return bool(self._funding_watches) and all(task.done() for task in self._funding_watches)
 
     @property
     def speed(self) -> float:
@@ -384,7 +391,8 @@ class PaperExchange:
             for symbol in self.symbols:
                 self._tasks.append(asyncio.create_task(self._watch("tickers", symbol)))
                 if self.markets[symbol].get("swap"):
-                    self._tasks.append(asyncio.create_task(self._watch("funding", symbol)))
+                    self._funding_watches.append(asyncio.create_task(self._watch("funding", symbol)))
+                    self._tasks.append(self._funding_watches[-1])
                 if self.carries_books(symbol):
                     self._tasks.append(asyncio.create_task(self._watch("order_book", symbol)))
         return self.markets
@@ -492,6 +500,7 @@ class PaperExchange:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        self._funding_watches.clear()
         close = getattr(self.source, "close", None)
         if close is not None:
             await close()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 
 from fundarb_dagster.core.config import ConfigError, ExchangeConfig, ReplayConfig
@@ -174,6 +175,37 @@ def test_a_paper_run_closes_its_pairs_at_its_end_because_its_account_ends_with_i
     # every leg's last landed snapshot is flat, taken after the run's end: nothing is left for funding to accrue on
     assert last and all(units == pytest.approx(0.0, abs=1e-9) for _, units in last.values()), last
     assert min(ts for ts, _ in last.values()) >= until
+
+
+def test_the_end_of_a_paper_run_does_not_wait_for_funding_streams_whose_replay_ended(paper_run: dict) -> None:
+    """At its end a paper venue waits (bounded) for its funding streams to pass the clock, as a lagging stream
+    pays late; a replay that ran out never will, so once every funding stream of the venue has ended `end`
+    returns, not caught up, whatever the bound (an hour here, asked past the recording's end). The replay's
+    last hour, binance's perps (whose funding it streams)."""
+    config = paper_run["config"]
+    last_hour = config.sim.start_ms + (HOURS - 1) * HOUR_MS
+    replay = replace(config.replay, start=pd.Timestamp(last_hour, unit="ms").isoformat())
+    config = replace(config, replay=replay, trade=replace(config.trade, name="ended"))
+    run = TradeRun(venue="paper", until_ms=last_hour + HOUR_MS)
+    perps = {s for s in SYMBOLS["binance"] if ":" in s}
+
+    async def end() -> bool:
+        trader = await open_trader(check(config, run), run, lambda _: None)
+        try:
+            venue = trader.gateway.exchanges["binance"]
+            await venue.load_markets()  # starts its streams
+
+            async def streamed() -> None:  # nothing streamed counts as caught up: wait for the perps' funding
+                while not perps <= set(venue.market.funding):
+                    await asyncio.sleep(0.05)
+
+            # bounded only so that a venue that waits out its hour fails the test instead of holding it up
+            await asyncio.wait_for(streamed(), timeout=120)
+            return await asyncio.wait_for(venue.end(last_hour + 10 * HOUR_MS, 3_600.0), 120)
+        finally:
+            await trader.gateway.close()
+
+    assert asyncio.run(end()) is False
 
 
 def test_a_settlement_is_paid_on_the_streams_last_prediction_however_far_the_clock_ran_ahead() -> None:
