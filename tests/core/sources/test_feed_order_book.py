@@ -227,11 +227,13 @@ def test_the_simulator_book_lands_as_served_sampled_on_its_own_seconds() -> None
         assert np.isnan(r["bid_price"][10:]).all()
 
 
-def _sim_books(faults: FaultConfig, wanted: int, **feed_kwargs: Any) -> tuple[np.ndarray, np.ndarray, SimExchange]:
+def _sim_books(
+    faults: FaultConfig, wanted: int, speed: float = 100.0, **feed_kwargs: Any
+) -> tuple[np.ndarray, np.ndarray, SimExchange]:
     """The order_book stream of the simulated okx BTC perp through the Feed until `wanted` REST rows landed."""
 
     async def go() -> tuple[list[np.ndarray], list[np.ndarray], SimExchange]:
-        ex = SimExchange("okx", sim(speed=100.0, faults=faults), symbols=["BTC/USDT:USDT"])
+        ex = SimExchange("okx", sim(speed=speed, faults=faults), symbols=["BTC/USDT:USDT"])
         await ex.load_markets()
         registry = InstrumentRegistry()
         registry.add_markets("okx", ex.markets, list(ex.markets))
@@ -283,7 +285,9 @@ def test_a_broken_sim_book_sequence_is_repaired_at_once_by_a_rest_snapshot() -> 
 def test_books_are_polled_over_rest_at_the_configured_interval() -> None:
     """`book_rest_interval_s`: `fetch_order_book` every 10 market seconds instead of a websocket book; each
     row a REST snapshot equal to the simulator's book at its time, never closer than the interval."""
-    records, events, ex = _sim_books(FaultConfig(), 6, book_rest_interval_s=10.0)
+    # 20x: a market second late is 50 ms of wall (at 100x, 10 ms: a loaded machine's scheduling put the median
+    # step past 11 s)
+    records, events, ex = _sim_books(FaultConfig(), 6, speed=20.0, book_rest_interval_s=10.0)
     assert len(records) == 6 and set(records["from_rest"].tolist()) == {1}
     for r in records:
         _as_served(ex, r)
