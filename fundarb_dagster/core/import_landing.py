@@ -16,7 +16,9 @@ Crash safety, without listing the landing zone: a journal `data_dir/.fundarb/imp
 files the import may have written, rewritten atomically before each round's writes; the manifest records the
 imported files once after the last round and one `os.sync()`, then the journal goes (`DayLanding.done`). An
 import that did not finish leaves its journal, and the next import removes the files it lists
-(`recover_interrupted`): it is redone as one copy. A round's day files are named after the venue and the
+(`recover_interrupted`): it is redone as one copy. Once its files are on disk the journal also names the writer
+the manifest records them under: an import killed after saving its manifest had finished, and the next import
+removes its journal alone. A round's day files are named after the venue and the
 digests of the files accepted up to it (`writer_name`): a redone import writes the same names, and another set
 of files never collides with them.
 """
