@@ -2,7 +2,8 @@
 candle appeared), with its final values.
 
 ccxt.pro answers a candle call with the candles that changed, usually one update of the forming candle, so
-most calls close nothing and report nothing (`CandleState.forming_update` keeps those without the full pass).
+most calls close nothing and report nothing (the Feed's watch loop keeps those with `CandleState.forming_update`,
+without the full pass `take` makes).
 A time twice in one call is a DUPLICATE (`dup:candle`), an update of a candle already closed an OUT_OF_ORDER
 (`ohlcv:late`): both ignored, the final values were emitted. After a gap the forming candle's last update may
 have been missed: where a REST backfill will fetch it (`backfill_possible`), it is not emitted from the stream.
@@ -38,12 +39,12 @@ class CandleState:
     def take(
         self, raw: Any, instrument: Instrument, recv: int, validator: Validator, backfill_possible: bool
     ) -> tuple[np.ndarray, np.ndarray, int | None]:
-        """One call's candles -> (closed candles accepted, events, first candle time seen or None)."""
-        if (forming_ts := self.forming_update(raw, recv, validator)) is not None:
-            return _empty("ohlcv"), _empty("capture_events"), forming_ts
+        """One call's candles -> (closed candles accepted, events, first candle time seen or None): the full pass
+        (the Feed's watch loop tries `forming_update` first; for a plain update of the forming candle the two
+        agree)."""
         items = list(raw) if isinstance(raw, Sequence) else []
         items, screened = validator.screen("ohlcv", items, instrument.id, recv)
-        first = int(min(normalize.int_ms(c[0]) for c in items)) if items else None
+        first = min(normalize.int_ms(c[0]) for c in items) if items else None
         closed, repeats = self.close(items, backfill_possible)
         accepted, checked = _empty("ohlcv"), _empty("capture_events")  # no candle closed
         if closed:

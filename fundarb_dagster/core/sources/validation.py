@@ -84,7 +84,7 @@ def _positive_number(value: Any, label: str) -> str | None:
 
 def _prices_valid(stream: str, records: np.ndarray) -> bool:
     """Every required price positive and finite, every optional one NaN or positive and finite, no crossed
-    ticker: the price part of the validator's quick yes (`_all_valid`, `_calls_valid`)."""
+    ticker: the price part of the validator's quick yes (`_all_valid`, `_trade_calls_valid`)."""
     required, optional = _REQUIRED_PRICES.get(stream), _OPTIONAL_PRICES.get(stream)
     if required:  # all fields at once: a step per field costs numpy's fixed price each time
         values = np.array([records[name] for name in required])
@@ -362,7 +362,7 @@ class Validator:
             return _bad_open_interest(item)
         stamp = item.get("timestamp")
         if isinstance(stamp, int | float) and not isinstance(stamp, bool) and abs(stamp) >= 2.0**63:
-            return "ts:out_of_range"  # no int64 time holds it (inf and NaN read as missing: the receive time)
+            return "ts:out_of_range"  # no int64 time holds it, nor does inf (NaN reads as missing: the receive time)
         for key, label in _RAW_POSITIVE.get(stream, ()):
             reason = _positive_number(item.get(key), label)
             if reason is not None:
@@ -512,8 +512,9 @@ class Validator:
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """`check` of several watch calls' records at once, with the outcome, state and events of one `check`
         per call in order; None (nothing changed) when that cannot be told a column at a time, and then the
-        caller checks call by call. Tickers (one record per call) and trades of one instrument; `now_ms` and
-        `calls` give each record's receive time and call number (non-decreasing).
+        caller checks call by call. Tickers (one record per call) and trades of one instrument (the capture's
+        staging calls it for large batches of trades; staged tickers go through `check_ticker_rows`); `now_ms`
+        and `calls` give each record's receive time and call number (non-decreasing).
 
         Taken whole: every record passes the value checks, each measured against the time "too old" is measured
         from as it stood at its call; trades all new, distinct and in time order (`_new_in_order`); tickers
