@@ -39,8 +39,6 @@ import pyarrow as pa
 from . import landing, schema
 from .units import DAY_MS
 
-_NAMES = ("exchange", "symbol")
-
 
 def writer_name(exchange: str, digests: Sequence[str]) -> str:
     """The landing writer of an import's round: a digest of the venue and the digests of the files accepted up
@@ -62,10 +60,8 @@ class DayLanding:
         self.pending: dict[str, list[pa.Table]] = {}  # rows not written yet, per stream: record fields, no names
         self.digests: list[str] = []  # of the files accepted so far
         self.planned: list[str] = []  # every file the rounds so far write: the journal's list
-        self.written: list[str] = []
         self.journal: Path | None = None
         self.writer = ""  # the last round's
-        self.rounds = 0
         self._writes: list[Future[Path]] = []  # the last round's, in flight
         self._pool = ThreadPoolExecutor(max_workers=landing.WRITE_THREADS, thread_name_prefix="day-files")
 
@@ -106,7 +102,7 @@ class DayLanding:
         splits = []
         for stream, now in jobs:
             table = pa.Table.from_batches(now)
-            if _NAMES[0] not in table.column_names:
+            if "exchange" not in table.column_names:
                 table = schema.with_names(stream, table, names, dictionary_strings=True)
             splits.append((stream, landing.split_days(table)))
         self.writer = writer_name(self.exchange, self.digests)
@@ -115,22 +111,20 @@ class DayLanding:
             self.planned += [str(p) for p in landing.day_file_paths(self.data_dir, stream, split.days, self.writer)]
         self.journal = write_journal(self.data_dir, self.journal.stem if self.journal else self.writer, self.planned)
         for stream, split in splits:
-            for path, future in landing.submit_days(self._pool, self.data_dir, stream, split, self.writer):
-                self.written.append(str(path))
-                self._writes.append(future)
-        self.rounds += 1
+            writes = landing.submit_days(self._pool, self.data_dir, stream, split, self.writer)
+            self._writes += [future for _, future in writes]
 
     def finish(self) -> list[str]:
         """The last round: every row kept lands, the writes are waited for and synced to disk (one `os.sync()`
         for every round's files: `landing.write_parquet_atomic(durable=False)`) before anything records them.
-        Returns every day file written."""
+        Returns every day file written (the journal's list: what the rounds planned, they wrote)."""
         self.land(None)
         self._wait()
-        if self.written:
+        if self.planned:
             os.sync()
         if self.journal is not None:  # the name the manifest will record them under: see recover_interrupted
             self.journal = write_journal(self.data_dir, self.journal.stem, self.planned, recorded_as=self.writer)
-        return self.written
+        return list(self.planned)
 
     def done(self) -> None:
         """The manifest records the files: the journal is no longer needed."""
@@ -177,17 +171,9 @@ def write_journal(data_dir: Path, name: str, planned: Sequence[Path | str], reco
     """Before an import lands anything (and before each further round): the files it will have written, so an
     interrupted import's are removed; once they are on disk, `recorded_as` the writer name the manifest is about
     to record them under (an import that dies after saving its manifest has finished: its files stay)."""
-    folder = journal_dir(data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{name}.json"
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as handle:
-        json.dump({"pid": os.getpid(), "files": [str(p) for p in planned], "recorded_as": recorded_as}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
-    landing.fsync_dir(folder)  # the journal survives a power loss with the files it lists
-    return target
+    entry = {"pid": os.getpid(), "files": [str(p) for p in planned], "recorded_as": recorded_as}
+    # atomic and durable (the folder fsynced too): the journal survives a power loss with the files it lists
+    return landing.write_atomic(journal_dir(data_dir) / f"{name}.json", lambda h: h.write(json.dumps(entry).encode()))
 
 
 def recover_interrupted(data_dir: Path, recorded: Collection[str] = ()) -> int:

@@ -49,7 +49,7 @@ from . import arguments, schema
 from .config import ConfigError
 from .import_landing import DayLanding, recover_interrupted
 from .instruments import Instrument, InstrumentRegistry, registry_path
-from .landing import fsync_dir
+from .landing import write_atomic
 from .sources.markets import market_for
 from .sources.replay import KINDS, ParsedFile, detect_kind, parse_files
 from .sources.replay.formats import period_start_ms, remember_first_line, symbol_hint
@@ -173,16 +173,8 @@ def load_manifest(data_dir: Path) -> dict[str, dict[str, dict]]:
 
 
 def _save_manifest(data_dir: Path, manifest: dict) -> None:
-    target = manifest_path(data_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as handle:
-        # json.dumps, not dump: only the one-shot encoder is C (an archive folder's import is thousands of entries)
-        handle.write(json.dumps(manifest, sort_keys=True))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
-    fsync_dir(target.parent)
+    # json.dumps, not dump: only the one-shot encoder is C (an archive folder's import is thousands of entries)
+    write_atomic(manifest_path(data_dir), lambda handle: handle.write(json.dumps(manifest, sort_keys=True).encode()))
 
 
 def _recorded_writers(manifest: dict[str, dict[str, dict]]) -> set[str]:
